@@ -1,0 +1,219 @@
+//! The contract between vmrun's host side (`vmm`) and its guest kernel.
+//!
+//! Both programs depend on this crate and nothing else connects them: the
+//! guest-physical memory layout, the boot information the VMM writes before
+//! the first instruction, the hypercall port and its request block, and the
+//! statistics page the guest keeps up to date. Every shared structure is
+//! `#[repr(C)]` with explicit padding, so the two sides agree byte for byte;
+//! the boot info carries [`BOOT_MAGIC`] and [`CONTRACT_VERSION`], which the
+//! guest checks before it trusts anything else.
+//!
+//! This crate holds layouts and numbers only, no logic.
+#![no_std]
+#![deny(missing_docs)]
+
+/// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
+pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
+/// Version of this contract; bumped on any incompatible change.
+pub const CONTRACT_VERSION: u32 = 1;
+
+/// Guest-physical and guest-virtual memory layout.
+pub mod layout {
+    /// Size of a base page.
+    pub const PAGE_SIZE: u64 = 0x1000;
+    /// Size of a large (2 MiB) page.
+    pub const HUGE_PAGE_SIZE: u64 = 0x20_0000;
+
+    /// Boot GDT written by the VMM (guest physical).
+    pub const BOOT_GDT_PHYS: u64 = 0x500;
+    /// Boot information page, [`super::BootInfo`] (guest physical).
+    pub const BOOT_INFO_PHYS: u64 = 0x1000;
+    /// Boot PML4 written by the VMM (guest physical).
+    pub const BOOT_PML4_PHYS: u64 = 0x2000;
+    /// Boot PDPT for the identity map of low memory.
+    pub const BOOT_PDPT_LOW_PHYS: u64 = 0x3000;
+    /// Boot PDPT for the kernel's high mapping.
+    pub const BOOT_PDPT_HIGH_PHYS: u64 = 0x4000;
+    /// Boot PDPT for the direct map.
+    pub const BOOT_PDPT_DIRECT_PHYS: u64 = 0x5000;
+    /// First of [`BOOT_PD_COUNT`] consecutive boot page directories, each
+    /// mapping 1 GiB with 2 MiB pages: physical 0..4 GiB (or less RAM).
+    pub const BOOT_PD_PHYS: u64 = 0x6000;
+    /// Number of boot page directories (the boot map covers 4 GiB).
+    pub const BOOT_PD_COUNT: u64 = 4;
+    /// Statistics page, [`super::GuestStats`], written by the guest.
+    pub const STATS_PHYS: u64 = 0xa000;
+    /// Start of the argument block: exec file name, argv and envp strings.
+    pub const ARGS_PHYS: u64 = 0x1_0000;
+    /// Largest argument block the VMM passes (Linux's ARG_MAX-like bound).
+    pub const ARGS_MAX: u64 = 0x8_0000;
+    /// Physical load address of the guest kernel image.
+    pub const KERNEL_PHYS: u64 = 0x10_0000;
+
+    /// Virtual base of the kernel image mapping: maps physical 0 here.
+    pub const KERNEL_VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
+    /// Virtual base of the direct map of all guest RAM.
+    pub const DIRECT_MAP_BASE: u64 = 0xffff_8880_0000_0000;
+    /// Exclusive upper bound of user addresses (Linux's TASK_SIZE).
+    pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+    /// The user-executable page that SYSCALL enters where ring 0 cannot run
+    /// supervisor code at native speed (see docs/architecture.md).
+    pub const SYSCALL_TRAMPOLINE_VIRT: u64 = 0xffff_ffff_ff5f_f000;
+    /// Smallest guest RAM size the VMM accepts.
+    pub const MIN_MEM: u64 = 16 << 20;
+    /// Largest guest RAM size the VMM accepts.
+    pub const MAX_MEM: u64 = 64 << 30;
+}
+
+/// Bits of [`BootInfo::flags`].
+pub mod boot_flags {
+    /// The host is kvm_pvm: ring 0 is emulated and SYSCALL keeps user rights.
+    pub const PLATFORM_PVM: u32 = 1 << 0;
+    /// Randomise the address space layout (`--aslr`).
+    pub const ASLR: u32 = 1 << 1;
+    /// Send kernel log lines to the host (`--verbose`).
+    pub const VERBOSE: u32 = 1 << 2;
+}
+
+/// What the VMM tells the guest kernel at boot; lives at
+/// [`layout::BOOT_INFO_PHYS`]; its address is also passed in RDI.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BootInfo {
+    /// [`BOOT_MAGIC`].
+    pub magic: u64,
+    /// [`CONTRACT_VERSION`].
+    pub version: u32,
+    /// [`boot_flags`] bits.
+    pub flags: u32,
+    /// Bytes of guest RAM, starting at physical 0.
+    pub mem_size: u64,
+    /// First physical byte of the loaded kernel image.
+    pub kernel_phys_start: u64,
+    /// End (exclusive) of the kernel image including its bss.
+    pub kernel_phys_end: u64,
+    /// Physical address of the program file's bytes (page aligned).
+    pub file_phys: u64,
+    /// Length of the program file in bytes.
+    pub file_len: u64,
+    /// Physical address of the argument block: the exec file name, then
+    /// `argc` argument strings, then `envc` environment strings, each
+    /// NUL-terminated.
+    pub args_phys: u64,
+    /// Length of the argument block in bytes.
+    pub args_len: u64,
+    /// Number of argument strings.
+    pub argc: u32,
+    /// Number of environment strings.
+    pub envc: u32,
+    /// First physical byte the guest may allocate (page aligned).
+    pub free_phys_start: u64,
+    /// End (exclusive) of allocatable physical memory.
+    pub free_phys_end: u64,
+    /// Guest TSC frequency in kHz, as KVM reports it (0 if unknown).
+    pub tsc_khz: u64,
+    /// Host RDTSC value when the VMM started (for boot phase timing).
+    pub host_start_tsc: u64,
+    /// 16 random bytes for AT_RANDOM, from the host's getrandom.
+    pub random: [u8; 16],
+    /// Seed for address randomisation (used with [`boot_flags::ASLR`]).
+    pub aslr_seed: u64,
+}
+
+/// The I/O port the guest writes a [`Hypercall`] block's physical address to
+/// (a 32-bit `out`).
+pub const HYPERCALL_PORT: u16 = 0x0700;
+
+/// Hypercall numbers ([`Hypercall::nr`]).
+pub mod hc {
+    /// The program ended. args: kind ([`super::exit_kind`]), status or
+    /// signal, fault address, fault ip, fault error code. Does not return.
+    pub const EXIT: u64 = 1;
+    /// Write to a host fd (1 or 2). args: fd, physical address of an array
+    /// of [`super::IoVec`], count. Returns bytes written or -errno.
+    pub const WRITE: u64 = 2;
+    /// Read from a host fd (0). args: fd, iovec array address, count.
+    /// Returns bytes read, 0 at end of file, or -errno.
+    pub const READ: u64 = 3;
+    /// The kernel panicked. args: message address, length. Does not return.
+    pub const PANIC: u64 = 4;
+    /// Copy guest-physical memory. args: destination, source, length.
+    pub const COPY: u64 = 5;
+    /// Zero guest-physical memory. args: destination, length.
+    pub const ZERO: u64 = 6;
+    /// The initial exec failed. args: errno, message address, length. Does
+    /// not return.
+    pub const EXEC_FAILED: u64 = 7;
+    /// A kernel log line (shown with `--verbose`). args: address, length.
+    pub const LOG: u64 = 8;
+    /// The kernel reached a boot milestone. args: [`super::phase`] number.
+    pub const PHASE: u64 = 9;
+}
+
+/// Values of the first argument of [`hc::EXIT`].
+pub mod exit_kind {
+    /// exit/exit_group with a status.
+    pub const EXITED: u64 = 0;
+    /// Killed by a signal.
+    pub const SIGNALED: u64 = 1;
+}
+
+/// Boot and exec milestones ([`hc::PHASE`]), stamped by the host.
+pub mod phase {
+    /// The kernel's Rust entry ran.
+    pub const KERNEL_ENTRY: u64 = 1;
+    /// Page tables, GDT, IDT and the frame allocator are up.
+    pub const KERNEL_READY: u64 = 2;
+    /// The program's ELF is loaded and its stack built.
+    pub const EXEC_LOADED: u64 = 3;
+}
+
+/// The block a hypercall passes; its physical address is written to
+/// [`HYPERCALL_PORT`]. The host writes [`Hypercall::ret`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hypercall {
+    /// One of [`hc`].
+    pub nr: u64,
+    /// Arguments, as the hypercall defines them.
+    pub args: [u64; 6],
+    /// Result, written by the host.
+    pub ret: i64,
+}
+
+/// One piece of a scatter/gather list in guest-physical memory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoVec {
+    /// Guest-physical address.
+    pub phys: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// Counters the guest keeps at [`layout::STATS_PHYS`]; the host reads them
+/// when the program exits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestStats {
+    /// [`BOOT_MAGIC`] once the guest has initialised the page.
+    pub magic: u64,
+    /// Frames the allocator manages.
+    pub frames_total: u64,
+    /// Frames allocated now (user pages, page tables, kernel use).
+    pub frames_in_use: u64,
+    /// Frames the kernel itself holds for good (its page tables, buffers).
+    pub frames_kernel: u64,
+    /// User data frames in use now.
+    pub user_frames: u64,
+    /// User page-table pages in use now.
+    pub user_table_pages: u64,
+    /// Page faults handled.
+    pub page_faults: u64,
+    /// System calls handled.
+    pub syscalls: u64,
+    /// Hypercalls issued.
+    pub hypercalls: u64,
+    /// Peak of `user_frames`.
+    pub peak_user_frames: u64,
+}

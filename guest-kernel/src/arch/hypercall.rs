@@ -1,0 +1,89 @@
+//! Hypercalls: requests to the VMM through the contract's I/O port.
+//!
+//! One request block lives in the kernel's bss; its physical address is
+//! written to [`HYPERCALL_PORT`] with a 32-bit `out`, which exits to the VMM.
+//! The VMM reads the block, does the work and writes the result into it
+//! before the guest resumes.
+
+use core::cell::UnsafeCell;
+use core::ptr::{addr_of_mut, read_volatile, write_volatile};
+use vmrun_contract::{hc, layout::{DIRECT_MAP_BASE, KERNEL_VIRT_BASE}, Hypercall, IoVec, HYPERCALL_PORT};
+
+struct Block(UnsafeCell<Hypercall>);
+// SAFETY: the kernel runs on one CPU with interrupts off; the block is only
+// touched inside `call`, which is never re-entered.
+unsafe impl Sync for Block {}
+
+static BLOCK: Block = Block(UnsafeCell::new(Hypercall { nr: 0, args: [0; 6], ret: 0 }));
+
+/// Physical address of a kernel virtual address (image or direct map).
+pub fn kernel_phys<T>(p: *const T) -> u64 {
+    let va = p as u64;
+    if va >= KERNEL_VIRT_BASE {
+        va - KERNEL_VIRT_BASE
+    } else {
+        va - DIRECT_MAP_BASE
+    }
+}
+
+/// Issue hypercall `nr` with `args`; returns the VMM's result.
+pub fn call(nr: u64, args: [u64; 6]) -> i64 {
+    let b = BLOCK.0.get();
+    // SAFETY: `b` points at the static block; single CPU, no re-entry (see
+    // the Sync impl), and the VMM only touches it while the vCPU is stopped.
+    unsafe {
+        write_volatile(addr_of_mut!((*b).nr), nr);
+        write_volatile(addr_of_mut!((*b).args), args);
+        write_volatile(addr_of_mut!((*b).ret), 0);
+        super::cpu::outl(HYPERCALL_PORT, kernel_phys(b) as u32);
+        read_volatile(addr_of_mut!((*b).ret))
+    }
+}
+
+/// Ask the host to write the pieces of `iov` to its fd `fd`.
+pub fn write(fd: u64, iov: &[IoVec]) -> i64 {
+    call(hc::WRITE, [fd, kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0])
+}
+
+/// Ask the host to read from its fd `fd` into the pieces of `iov`.
+pub fn read(fd: u64, iov: &[IoVec]) -> i64 {
+    call(hc::READ, [fd, kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0])
+}
+
+/// Send a log line (shown with `vmrun --verbose`).
+pub fn log(msg: &[u8]) {
+    call(hc::LOG, [kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0, 0]);
+}
+
+/// Report a boot or exec milestone.
+pub fn phase(p: u64) {
+    call(hc::PHASE, [p, 0, 0, 0, 0, 0]);
+}
+
+/// Zero guest-physical memory on the host.
+pub fn zero(pa: u64, len: u64) {
+    call(hc::ZERO, [pa, len, 0, 0, 0, 0]);
+}
+
+/// Copy guest-physical memory on the host.
+pub fn copy(dst: u64, src: u64, len: u64) {
+    call(hc::COPY, [dst, src, len, 0, 0, 0]);
+}
+
+/// End the run: the program exited or was killed. Never returns.
+pub fn exit(args: [u64; 5]) -> ! {
+    call(hc::EXIT, [args[0], args[1], args[2], args[3], args[4], 0]);
+    super::cpu::halt_forever()
+}
+
+/// The initial exec failed with `errno` and a message. Never returns.
+pub fn exec_failed(errno: u64, msg: &[u8]) -> ! {
+    call(hc::EXEC_FAILED, [errno, kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0]);
+    super::cpu::halt_forever()
+}
+
+/// Report a kernel panic. Never returns.
+pub fn panic(msg: &[u8]) -> ! {
+    call(hc::PANIC, [kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0, 0]);
+    super::cpu::halt_forever()
+}

@@ -1,0 +1,310 @@
+//! Entering user mode and coming back: "run user mode until it traps".
+//!
+//! The user's registers live in one [`TrapFrame`] whose end is both the TSS's
+//! RSP0 and IST1, so when user mode traps (an exception, or the syscall
+//! trampoline's `int 0x80`) the CPU pushes its frame straight into it and
+//! the entry stub pushes the general registers below that: no copying. The
+//! stub then saves the FPU/SSE state, switches to the kernel stack saved by
+//! [`UserMode::run`] and returns from it. A trap taken in ring 0 (other than
+//! the trampoline's, which ring 0 runs on hardware-virtualised hosts) is a
+//! kernel bug and goes to [`kernel_trap`], which panics with the frame.
+
+use super::cpu;
+use core::arch::{asm, global_asm};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Vector of the gate the syscall trampoline enters through.
+pub const SYSCALL_VECTOR: u64 = 0x80;
+
+/// Registers of the interrupted user context, in the order the entry stub
+/// and the CPU push them (lowest address first).
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(missing_docs)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// Interrupt vector.
+    pub vector: u64,
+    /// CPU error code (0 for vectors without one).
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// The FXSAVE image of the user's x87/SSE state.
+#[repr(C, align(16))]
+struct FpuArea([u8; 512]);
+
+#[repr(C, align(16))]
+struct Stack<const N: usize>([u8; N]);
+
+const EMERGENCY_STACK_SIZE: usize = 16384;
+
+struct Cell<T>(UnsafeCell<T>);
+// SAFETY: one CPU; each cell is touched by the entry asm and by the holder
+// of the unique `UserMode` token (or boot code), never concurrently.
+unsafe impl<T> Sync for Cell<T> {}
+
+static USER_FRAME: Cell<TrapFrame> = Cell(UnsafeCell::new(TrapFrame {
+    r15: 0, r14: 0, r13: 0, r12: 0, r11: 0, r10: 0, r9: 0, r8: 0, rbp: 0, rdi: 0, rsi: 0,
+    rdx: 0, rcx: 0, rbx: 0, rax: 0, vector: 0, error_code: 0, rip: 0, cs: 0, rflags: 0,
+    rsp: 0, ss: 0,
+}));
+static FPU: Cell<FpuArea> = Cell(UnsafeCell::new(FpuArea([0; 512])));
+static KERNEL_RSP: Cell<u64> = Cell(UnsafeCell::new(0));
+static EMERGENCY_STACK: Cell<Stack<EMERGENCY_STACK_SIZE>> =
+    Cell(UnsafeCell::new(Stack([0; EMERGENCY_STACK_SIZE])));
+static DOUBLE_FAULT_STACK: Cell<Stack<8192>> = Cell(UnsafeCell::new(Stack([0; 8192])));
+
+global_asm!(
+    r#"
+    .section .text.trap, "ax"
+    .macro TRAP_NOERR v
+    trap_stub_\v:
+        push 0
+        push \v
+        jmp trap_common
+    .endm
+    .macro TRAP_ERR v
+    trap_stub_\v:
+        push \v
+        jmp trap_common
+    .endm
+    .irp v, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,128
+    TRAP_NOERR \v
+    .endr
+    .irp v, 8,10,11,12,13,14,17,21,29,30
+    TRAP_ERR \v
+    .endr
+
+    trap_common:
+        cld
+        push rax
+        push rbx
+        push rcx
+        push rdx
+        push rsi
+        push rdi
+        push rbp
+        push r8
+        push r9
+        push r10
+        push r11
+        push r12
+        push r13
+        push r14
+        push r15
+        test byte ptr [rsp + 144], 3
+        jnz 2f
+        cmp qword ptr [rsp + 120], 0x80
+        jne 3f
+    2:
+        fxsave64 [rip + {fpu}]
+        mov rsp, [rip + {krsp}]
+        pop r15
+        pop r14
+        pop r13
+        pop r12
+        pop rbp
+        pop rbx
+        ret
+    3:
+        mov rdi, rsp
+        lea rsp, [rip + {emergency} + {emergency_size}]
+        call {kernel_trap}
+        ud2
+
+    .global vmrun_run_user
+    vmrun_run_user:
+        push rbx
+        push rbp
+        push r12
+        push r13
+        push r14
+        push r15
+        mov [rip + {krsp}], rsp
+        fxrstor64 [rip + {fpu}]
+        lea rsp, [rip + {frame}]
+        pop r15
+        pop r14
+        pop r13
+        pop r12
+        pop r11
+        pop r10
+        pop r9
+        pop r8
+        pop rbp
+        pop rdi
+        pop rsi
+        pop rdx
+        pop rcx
+        pop rbx
+        pop rax
+        add rsp, 16
+        iretq
+
+    .section .rodata.trap, "a"
+    .global vmrun_trap_stubs
+    vmrun_trap_stubs:
+    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        .quad trap_stub_\v
+    .endr
+        .quad trap_stub_128
+
+    .section .trampoline, "ax"
+    .global vmrun_syscall_trampoline
+    vmrun_syscall_trampoline:
+        int 0x80
+        ud2
+    "#,
+    fpu = sym FPU,
+    krsp = sym KERNEL_RSP,
+    frame = sym USER_FRAME,
+    emergency = sym EMERGENCY_STACK,
+    emergency_size = const EMERGENCY_STACK_SIZE,
+    kernel_trap = sym kernel_trap,
+);
+
+extern "C" {
+    fn vmrun_run_user();
+    static vmrun_trap_stubs: [u64; 33];
+    static vmrun_syscall_trampoline: u8;
+}
+
+/// Entry addresses of the stubs for vectors 0..32, then vector 0x80.
+pub fn stubs() -> &'static [u64; 33] {
+    // SAFETY: a read-only table emitted by the asm above.
+    unsafe { &*core::ptr::addr_of!(vmrun_trap_stubs) }
+}
+
+/// Kernel virtual address of the syscall trampoline code.
+pub fn trampoline_code() -> u64 {
+    core::ptr::addr_of!(vmrun_syscall_trampoline) as u64
+}
+
+/// Offset of the instruction after the trampoline's `int 0x80`.
+pub const TRAMPOLINE_RETURN_OFFSET: u64 = 2;
+
+/// Whether a trap is the program's SYSCALL arriving through the trampoline.
+///
+/// Where ring 0 runs natively (VMX/SVM), SYSCALL lands on the trampoline in
+/// ring 0 and its `int 0x80` arrives as vector 0x80 just after it. On
+/// kvm_pvm, code entered by SYSCALL runs in a mode where that `int` raises
+/// #UD instead, delivered through the IDT at the trampoline's first byte.
+/// Either way the user's return address is in RCX and its RFLAGS in R11.
+pub fn is_syscall_entry(vector: u64, rip: u64) -> bool {
+    let t = vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT;
+    (vector == SYSCALL_VECTOR && rip == t + TRAMPOLINE_RETURN_OFFSET) || (vector == 6 && rip == t)
+}
+
+/// Where the CPU starts pushing a trap frame from user mode (RSP0 and IST1).
+pub fn user_frame_top() -> u64 {
+    USER_FRAME.0.get() as u64 + core::mem::size_of::<TrapFrame>() as u64
+}
+
+/// Top of the double-fault stack (IST2).
+pub fn double_fault_stack_top() -> u64 {
+    DOUBLE_FAULT_STACK.0.get() as u64 + 8192
+}
+
+/// Why user mode stopped.
+#[derive(Clone, Copy, Debug)]
+pub struct Trap {
+    /// Interrupt vector.
+    pub vector: u64,
+    /// CPU error code.
+    pub error_code: u64,
+    /// CR2 for page faults, else 0.
+    pub fault_addr: u64,
+}
+
+/// The right to run user mode; exactly one exists.
+pub struct UserMode {
+    _private: (),
+}
+
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+const FCW_DEFAULT: u16 = 0x037f;
+const MXCSR_DEFAULT: u32 = 0x1f80;
+
+impl UserMode {
+    /// Hand out the one token (None if already taken).
+    pub fn take() -> Option<UserMode> {
+        if TAKEN.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        let mut um = UserMode { _private: () };
+        um.reset_fpu();
+        Some(um)
+    }
+
+    /// The user's registers, to read and change between traps.
+    pub fn regs(&mut self) -> &mut TrapFrame {
+        // SAFETY: the token is unique and borrowed mutably, and the asm only
+        // touches the frame inside `run`, so this is the only live reference.
+        unsafe { &mut *USER_FRAME.0.get() }
+    }
+
+    /// Put the FPU/SSE state in its power-on form, as exec does.
+    pub fn reset_fpu(&mut self) {
+        // SAFETY: as in `regs`, the token guards the FPU area.
+        let fpu = unsafe { &mut (*FPU.0.get()).0 };
+        fpu.fill(0);
+        fpu[0..2].copy_from_slice(&FCW_DEFAULT.to_le_bytes());
+        fpu[24..28].copy_from_slice(&MXCSR_DEFAULT.to_le_bytes());
+    }
+
+    /// Run user mode with the registers in [`regs`](Self::regs) until it
+    /// traps; the registers then hold the user state at the trap.
+    pub fn run(&mut self) -> Trap {
+        // SAFETY: the frame holds a user context built by the kernel with
+        // user selectors (checked by the callers that set CS/SS/RFLAGS); the
+        // stub returns here with all callee-saved registers restored.
+        unsafe { vmrun_run_user() };
+        let f = self.regs();
+        let fault_addr = if f.vector == 14 { cpu::read_cr2() } else { 0 };
+        Trap { vector: f.vector, error_code: f.error_code, fault_addr }
+    }
+}
+
+/// A trap in ring 0: a kernel bug. Report it and stop.
+extern "C" fn kernel_trap(frame: &TrapFrame) -> ! {
+    let cr2 = cpu::read_cr2();
+    let mut m = guest_kernel::fmt::MsgBuf::<256>::new();
+    m.str("kernel trap: vector ")
+        .dec(frame.vector)
+        .str(" error ")
+        .hex(frame.error_code)
+        .str(" rip ")
+        .hex(frame.rip)
+        .str(" rsp ")
+        .hex(frame.rsp)
+        .str(" cr2 ")
+        .hex(cr2);
+    super::hypercall::panic(m.as_bytes())
+}
+
+/// Stop interrupts (they are never enabled in ring 0 anyway).
+pub fn disable_interrupts() {
+    // SAFETY: CLI only masks maskable interrupts.
+    unsafe { asm!("cli", options(nomem, nostack)) };
+}

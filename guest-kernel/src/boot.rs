@@ -1,0 +1,193 @@
+//! Boot: from the VMM's 64-bit entry to the program's first instruction.
+//!
+//! 1. Check the boot info; start the frame allocator on the free RAM.
+//! 2. Build the kernel's own page tables (direct map of all RAM with 2 MiB
+//!    pages, the kernel image with per-section rights, the user-executable
+//!    syscall trampoline page) and switch to them.
+//! 3. Load the GDT/TSS and IDT, enable SYSCALL (LSTAR at the trampoline).
+//! 4. Exec the program from the file image the VMM placed in RAM, then run.
+
+use crate::arch::layout::ImageLayout;
+use crate::arch::phys::DirectMap;
+use crate::arch::{cpu, gdt, global::Once, hypercall, idt, trap};
+use crate::run::Kernel;
+use guest_kernel::errno::Errno;
+use guest_kernel::exec::{ArgBlock, AuxValues, LoadPlan};
+use guest_kernel::fmt::MsgBuf;
+use guest_kernel::mm::frame::FrameAllocator;
+use guest_kernel::mm::paging::{pte, PageSize, PageTable};
+use guest_kernel::mm::phys::PhysMem;
+use guest_kernel::mm::space::{FileImage, MmEnv, MMAP_BASE};
+use guest_kernel::process::{exec, Process};
+use vmrun_contract::layout::*;
+use vmrun_contract::{phase, BootInfo, BOOT_MAGIC, CONTRACT_VERSION};
+
+static KERNEL: Once<Kernel> = Once::new(Kernel::empty());
+
+/// The Rust entry point, called by `_start` with the boot-info address.
+#[no_mangle]
+pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
+    let info = read_boot_info(boot_info_phys);
+    hypercall::phase(phase::KERNEL_ENTRY);
+    let Some(k) = KERNEL.take() else { hypercall::panic(b"kmain entered twice") };
+    let Some(mem) = crate::arch::phys::take(info.mem_size) else {
+        hypercall::panic(b"direct map already taken")
+    };
+    k.frames = FrameAllocator::new(info.free_phys_start, info.free_phys_end);
+    k.info = info;
+    let mut mem = mem;
+    let root = build_kernel_tables(&mut mem, &mut k.frames, &info);
+    // SAFETY: the new tables map the kernel image, its stacks and the
+    // direct map exactly as the boot tables did (checked by construction).
+    unsafe { cpu::write_cr3(root) };
+    k.kernel_root = root;
+    setup_cpu(&info);
+    k.frames_kernel = k.frames.in_use();
+    hypercall::phase(phase::KERNEL_READY);
+    exec_initial(k, &mut mem);
+    hypercall::phase(phase::EXEC_LOADED);
+    k.run(&mut mem)
+}
+
+fn read_boot_info(pa: u64) -> BootInfo {
+    if pa != BOOT_INFO_PHYS {
+        hypercall::panic(b"boot info not at the contract's address");
+    }
+    let p = (DIRECT_MAP_BASE + pa) as *const BootInfo;
+    // SAFETY: the VMM's boot tables map low RAM at DIRECT_MAP_BASE and it
+    // wrote a BootInfo at BOOT_INFO_PHYS before the first instruction.
+    let info = unsafe { core::ptr::read_volatile(p) };
+    if info.magic != BOOT_MAGIC || info.version != CONTRACT_VERSION {
+        hypercall::panic(b"boot info magic or version mismatch");
+    }
+    if info.free_phys_start >= info.free_phys_end || info.free_phys_end > info.mem_size {
+        hypercall::panic(b"boot info: bad free memory range");
+    }
+    info
+}
+
+fn oom() -> ! {
+    hypercall::panic(b"out of memory building the kernel page tables")
+}
+
+/// The kernel's page tables; returns the PML4's physical address.
+fn build_kernel_tables(mem: &mut DirectMap, frames: &mut FrameAllocator, info: &BootInfo) -> u64 {
+    let Ok(mut pt) = PageTable::new(mem, frames) else { oom() };
+    let kernel_rw = pte::P | pte::RW | pte::A | pte::D | pte::G | pte::NX;
+    let ram = info.mem_size.div_ceil(HUGE_PAGE_SIZE) * HUGE_PAGE_SIZE;
+    let dm = pt.map_range(mem, frames, DIRECT_MAP_BASE, 0, ram, PageSize::Size2M, kernel_rw | pte::D);
+    dm.unwrap_or_else(|_| oom());
+    let img = ImageLayout::get();
+    let sections = [
+        (img.text, img.trampoline, pte::P | pte::A | pte::G),
+        (img.trampoline, img.trampoline_end, pte::P | pte::A | pte::G),
+        (img.rodata, img.data, pte::P | pte::A | pte::G | pte::NX),
+        (img.data, img.end, kernel_rw),
+    ];
+    for (start, end, flags) in sections {
+        map_4k_run(&mut pt, mem, frames, start, end, flags);
+    }
+    let tramp = ImageLayout::phys(img.trampoline);
+    let user_x = pte::P | pte::US | pte::A;
+    pt.map(mem, frames, SYSCALL_TRAMPOLINE_VIRT, tramp, PageSize::Size4K, user_x)
+        .unwrap_or_else(|_| oom());
+    allow_user_path(mem, pt.root(), SYSCALL_TRAMPOLINE_VIRT);
+    pt.root()
+}
+
+/// Map `[start, end)` of the kernel image to its physical pages.
+fn map_4k_run(pt: &mut PageTable, mem: &mut DirectMap, frames: &mut FrameAllocator, start: u64, end: u64, flags: u64) {
+    let mut va = start;
+    while va < end {
+        let n = (end - va) / PAGE_SIZE;
+        let done = pt.map_run_4k(mem, frames, va, ImageLayout::phys(va), n, flags);
+        let done = done.unwrap_or_else(|_| oom());
+        if done == 0 {
+            hypercall::panic(b"kernel image pages overlap");
+        }
+        va += done * PAGE_SIZE;
+    }
+}
+
+/// Set the user bit on the table entries leading to `va` (the trampoline
+/// is the only user-accessible page in the kernel half).
+fn allow_user_path(mem: &mut DirectMap, root: u64, va: u64) {
+    let mut table = root;
+    for level in [4u32, 3, 2] {
+        let entry = table + ((va >> (12 + 9 * (level - 1))) & 0x1ff) * 8;
+        let e = mem.read_u64(entry);
+        mem.write_u64(entry, e | pte::US);
+        table = e & pte::ADDR_MASK;
+    }
+}
+
+/// Descriptor tables, SYSCALL, and the CR4 features CPUID offers.
+fn setup_cpu(info: &BootInfo) {
+    let top = trap::user_frame_top();
+    gdt::init(top, &[top, trap::double_fault_stack_top()]);
+    idt::init();
+    let efer = cpu::rdmsr(cpu::MSR_EFER);
+    cpu::wrmsr(cpu::MSR_EFER, efer | cpu::EFER_SCE | cpu::EFER_NXE);
+    let star = (u64::from(gdt::USER_CS32 & !3) << 48) | (u64::from(gdt::KERNEL_CS) << 32);
+    cpu::wrmsr(cpu::MSR_STAR, star);
+    cpu::wrmsr(cpu::MSR_LSTAR, SYSCALL_TRAMPOLINE_VIRT);
+    // Mask IF, TF, DF, AC, NT and IOPL on entry, as Linux does.
+    cpu::wrmsr(cpu::MSR_SFMASK, 0x4_7700);
+    let smap = cpu::cpuid(7, 0)[1] & (1 << 20) != 0;
+    let mut cr4 = cpu::read_cr4() | cpu::CR4_OSFXSR | cpu::CR4_OSXMMEXCPT | cpu::CR4_PGE;
+    if smap {
+        cr4 |= cpu::CR4_SMAP;
+    }
+    let _ = info;
+    // SAFETY: PGE, SMAP and the FXSR bits are safe to enable: the kernel
+    // never touches user pages by their user addresses (SMAP), and SMEP
+    // stays off because on hardware virtualisation ring 0 executes the user
+    // trampoline page.
+    unsafe { cpu::write_cr4(cr4) };
+}
+
+fn exec_fail(errno: Errno, msg: &[u8]) -> ! {
+    hypercall::exec_failed(errno as u64, msg)
+}
+
+/// Exec the program the VMM placed in RAM.
+fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
+    let info = k.info;
+    // SAFETY-free view: the file image and argument block are RAM the VMM
+    // filled; the direct map covers them and nothing writes them any more.
+    let file = crate::arch::phys::bytes(mem, info.file_phys, info.file_len);
+    let argbuf = crate::arch::phys::bytes(mem, info.args_phys, info.args_len);
+    let plan = match LoadPlan::program(file, MMAP_BASE) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let mut m = MsgBuf::<256>::new();
+            e.write_msg(&mut m);
+            exec_fail(e.errno(), m.as_bytes());
+        }
+    };
+    if let Err(e) = plan.require_static(file) {
+        let mut m = MsgBuf::<512>::new();
+        e.write_msg(&mut m);
+        exec_fail(e.errno(), m.as_bytes());
+    }
+    let Ok(args) = ArgBlock::new(argbuf, info.argc, info.envc) else {
+        exec_fail(Errno::E2BIG, b"bad argument block")
+    };
+    let p: &mut Process = &mut k.process;
+    let Some(file_index) = k.files.add(FileImage { phys: info.file_phys, len: info.file_len }) else {
+        exec_fail(Errno::ENOEXEC, b"file image is not page aligned")
+    };
+    if p.mm.init(mem, &mut k.frames, k.kernel_root).is_err() {
+        exec_fail(Errno::ENOMEM, b"out of memory creating the address space");
+    }
+    let mut aux = AuxValues::for_program(&plan, 0, info.random);
+    aux.hwcap = u64::from(cpu::cpuid(1, 0)[3]);
+    // HWCAP2 bit 1 (FSGSBASE) stays clear: CR4.FSGSBASE is not enabled.
+    aux.hwcap2 = 0;
+    let mut env = MmEnv { mem, frames: &mut k.frames, files: &k.files };
+    let entry = match exec::load_elf_binary(&mut p.mm, &mut env, file_index, &plan, &args, &aux) {
+        Ok(entry) => entry,
+        Err(e) => exec_fail(e, b"cannot set up the program's address space"),
+    };
+    k.enter_user(entry);
+}

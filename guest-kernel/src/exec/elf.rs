@@ -1,0 +1,757 @@
+//! The ELF load plan: what Linux's `load_elf_binary` decides before it maps
+//! anything.
+//!
+//! [`LoadPlan::program`] parses and checks an ELF64 x86-64 image (which is
+//! hostile input: every field is read with explicit little-endian byte reads
+//! and checked before use) and computes where each `PT_LOAD` segment goes,
+//! the entry point, the `AT_PHDR` address, the interpreter path, whether the
+//! stack is executable, and the `mm_struct` fields Linux derives from the
+//! segments (`start_code` … `end_data`, `start_brk`). [`LoadPlan::interpreter`]
+//! does the same for a dynamic linker placed in the mmap area. Nothing here
+//! maps memory: the kernel glue turns each [`Segment`] into VMAs.
+//!
+//! Placement with randomisation off: `ET_EXEC` at its own addresses; an
+//! `ET_DYN` program, with or without `PT_INTERP`, at `ELF_ET_DYN_BASE`
+//! aligned down to the largest power-of-two `p_align`, minus the first
+//! segment's `p_vaddr`, page aligned (0x555555554000 for a first vaddr of
+//! 0); interpreters top-down from the caller's mmap top, like an
+//! `mmap(NULL, total_size)`. The brk starts at the page-aligned end of the
+//! highest segment. (Linux 6.x, checked on a 6.18 host under `setarch -R`,
+//! places a static PIE top-down in the mmap area and its brk at
+//! `ELF_ET_DYN_BASE`; vmrun keeps every program at one predictable base.)
+
+use crate::errno::Errno;
+use crate::fmt::MsgBuf;
+use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
+
+/// Linux x86-64's `ELF_ET_DYN_BASE`: two thirds of the 47-bit user window.
+pub const ELF_ET_DYN_BASE: u64 = TASK_SIZE / 3 * 2;
+/// Size of an ELF64 file header.
+pub const EHDR_SIZE: usize = 64;
+/// Size of an ELF64 program header (`e_phentsize`).
+pub const PHDR_SIZE: usize = 56;
+/// Largest program header table Linux reads (`load_elf_phdrs`: one page).
+pub const MAX_PHDR_BYTES: usize = 4096;
+/// Most `PT_LOAD` segments a plan holds (real programs have 2 to 5).
+pub const MAX_LOADS: usize = 16;
+/// Longest `PT_INTERP` path, with its NUL (Linux's PATH_MAX).
+pub const MAX_INTERP: u64 = 4096;
+
+/// `ET_EXEC`: an executable at fixed addresses.
+pub const ET_EXEC: u16 = 2;
+/// `ET_DYN`: a position-independent executable or shared object.
+pub const ET_DYN: u16 = 3;
+/// `EM_X86_64`.
+pub const EM_X86_64: u16 = 0x3e;
+/// `PT_LOAD`: a segment to map.
+pub const PT_LOAD: u32 = 1;
+/// `PT_INTERP`: the dynamic linker's path.
+pub const PT_INTERP: u32 = 3;
+/// `PT_PHDR`: where the program header table is in memory.
+pub const PT_PHDR: u32 = 6;
+/// `PT_GNU_STACK`: the stack's permissions.
+pub const PT_GNU_STACK: u32 = 0x6474_e551;
+/// Segment flag: executable.
+pub const PF_X: u32 = 1;
+/// Segment flag: writable.
+pub const PF_W: u32 = 2;
+/// Segment flag: readable.
+pub const PF_R: u32 = 4;
+/// Mapping protection bit (Linux `PROT_READ`).
+pub const PROT_READ: u32 = 1;
+/// Mapping protection bit (Linux `PROT_WRITE`).
+pub const PROT_WRITE: u32 = 2;
+/// Mapping protection bit (Linux `PROT_EXEC`).
+pub const PROT_EXEC: u32 = 4;
+
+const PAGE_MASK: u64 = PAGE_SIZE - 1;
+
+const fn page_down(a: u64) -> u64 {
+    a & !PAGE_MASK
+}
+
+const fn page_up(a: u64) -> u64 {
+    a.wrapping_add(PAGE_MASK) & !PAGE_MASK
+}
+
+/// Why an ELF image cannot be loaded. Numbers are as found in the file;
+/// `index` is the program header's index (as `readelf -l` counts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElfError<'a> {
+    /// The file is shorter than the 64-byte ELF header.
+    TooShort {
+        /// File length.
+        len: u64,
+    },
+    /// The first four bytes are not `\x7fELF`.
+    BadMagic,
+    /// `EI_CLASS` is not ELFCLASS64.
+    BadClass(u8),
+    /// `EI_DATA` is not ELFDATA2LSB.
+    BadData(u8),
+    /// `EI_VERSION` or `e_version` is not EV_CURRENT.
+    BadVersion(u64),
+    /// `e_machine` is not x86-64.
+    BadMachine(u16),
+    /// `e_type` is neither ET_EXEC nor ET_DYN.
+    BadType(u16),
+    /// `e_phentsize` is not 56.
+    BadPhentsize(u16),
+    /// `e_phnum` is 0.
+    NoPhdrs,
+    /// The program header table is larger than one page.
+    TooManyPhdrs(u16),
+    /// The program header table runs past the end of the file.
+    PhdrsTruncated {
+        /// End of the table.
+        end: u64,
+        /// File length.
+        file_len: u64,
+    },
+    /// A segment's file data runs past the end of the file.
+    SegmentTruncated {
+        /// Program header index.
+        index: u64,
+        /// End of the segment's file data.
+        end: u64,
+        /// File length.
+        file_len: u64,
+    },
+    /// `p_filesz` > `p_memsz`.
+    FileszExceedsMemsz {
+        /// Program header index.
+        index: u64,
+        /// `p_filesz`.
+        filesz: u64,
+        /// `p_memsz`.
+        memsz: u64,
+    },
+    /// `p_vaddr` and `p_offset` are not congruent modulo the page size.
+    Misaligned {
+        /// Program header index.
+        index: u64,
+        /// `p_vaddr`.
+        vaddr: u64,
+        /// `p_offset`.
+        offset: u64,
+    },
+    /// The segment, after the load bias, reaches TASK_SIZE or beyond.
+    BeyondTaskSize {
+        /// Program header index.
+        index: u64,
+        /// Biased start.
+        start: u64,
+        /// Biased end (exclusive).
+        end: u64,
+    },
+    /// An address or offset computation overflows 64 bits.
+    AddressOverflow {
+        /// Program header index.
+        index: u64,
+    },
+    /// Two `PT_LOAD` segments overlap or are not in ascending order.
+    Overlap {
+        /// The earlier program header's index.
+        first: u64,
+        /// The later program header's index.
+        second: u64,
+    },
+    /// There is no `PT_LOAD` segment.
+    NoLoads,
+    /// More than [`MAX_LOADS`] `PT_LOAD` segments.
+    TooManyLoads,
+    /// `PT_INTERP` is empty, too long, outside the file or not NUL terminated.
+    BadInterp,
+    /// The program needs a dynamic linker, which is not supported yet.
+    DynamicUnsupported(&'a [u8]),
+}
+
+impl ElfError<'_> {
+    /// The errno Linux's execve returns for this: ENOEXEC for format errors,
+    /// EINVAL for the segment checks `load_elf_binary` and mmap fail with.
+    pub fn errno(&self) -> Errno {
+        match self {
+            Self::FileszExceedsMemsz { .. }
+            | Self::Misaligned { .. }
+            | Self::BeyondTaskSize { .. }
+            | Self::AddressOverflow { .. } => Errno::EINVAL,
+            _ => Errno::ENOEXEC,
+        }
+    }
+
+    /// Write the one-line message (no newline) into `m`.
+    pub fn write_msg<const N: usize>(&self, m: &mut MsgBuf<N>) {
+        match *self {
+            Self::TooShort { len } => {
+                let m = m.str("truncated ELF file (").dec(len);
+                m.str(" bytes, shorter than the ELF header)");
+            }
+            Self::BadMagic => {
+                m.str("not an ELF file (bad magic)");
+            }
+            Self::BadClass(c) => {
+                m.str("not a 64-bit ELF (EI_CLASS ").dec(c.into()).str(")");
+            }
+            Self::BadData(d) => {
+                m.str("not a little-endian ELF (EI_DATA ")
+                    .dec(d.into())
+                    .str(")");
+            }
+            Self::BadVersion(v) => {
+                m.str("bad ELF version ").dec(v);
+            }
+            Self::BadMachine(v) => {
+                m.str("wrong machine ")
+                    .hex(v.into())
+                    .str(" (expected x86-64, 0x3e)");
+            }
+            Self::BadType(t) => {
+                let m = m.str("not an executable or shared object (e_type ");
+                m.dec(t.into()).str(")");
+            }
+            Self::BadPhentsize(s) => {
+                m.str("bad program header size ")
+                    .dec(s.into())
+                    .str(" (expected 56)");
+            }
+            Self::NoPhdrs => {
+                m.str("no program headers");
+            }
+            Self::TooManyPhdrs(n) => {
+                m.str("too many program headers (").dec(n.into()).str(")");
+            }
+            Self::PhdrsTruncated { end, file_len } => {
+                m.str("truncated ELF file (program headers end at ")
+                    .hex(end);
+                m.str(" past the file's ").hex(file_len).str(" bytes)");
+            }
+            Self::SegmentTruncated {
+                index,
+                end,
+                file_len,
+            } => {
+                m.str("truncated ELF file (segment ")
+                    .dec(index)
+                    .str(" data ends at ");
+                m.hex(end)
+                    .str(" past the file's ")
+                    .hex(file_len)
+                    .str(" bytes)");
+            }
+            Self::FileszExceedsMemsz {
+                index,
+                filesz,
+                memsz,
+            } => {
+                m.str("segment ").dec(index).str(": p_filesz ").hex(filesz);
+                m.str(" exceeds p_memsz ").hex(memsz);
+            }
+            Self::Misaligned {
+                index,
+                vaddr,
+                offset,
+            } => {
+                m.str("segment ").dec(index).str(": p_vaddr ").hex(vaddr);
+                m.str(" and p_offset ")
+                    .hex(offset)
+                    .str(" differ modulo the page size");
+            }
+            Self::BeyondTaskSize { index, start, end } => {
+                m.str("segment ")
+                    .dec(index)
+                    .str(": [")
+                    .hex(start)
+                    .str(", ")
+                    .hex(end);
+                m.str(") reaches beyond user space (TASK_SIZE ")
+                    .hex(TASK_SIZE)
+                    .str(")");
+            }
+            Self::AddressOverflow { index } => {
+                m.str("segment ").dec(index).str(": address overflow");
+            }
+            Self::Overlap { first, second } => {
+                m.str("segments ")
+                    .dec(first)
+                    .str(" and ")
+                    .dec(second)
+                    .str(" overlap");
+            }
+            Self::NoLoads => {
+                m.str("no loadable segments");
+            }
+            Self::TooManyLoads => {
+                m.str("too many loadable segments (more than 16)");
+            }
+            Self::BadInterp => {
+                m.str("bad PT_INTERP");
+            }
+            Self::DynamicUnsupported(path) => {
+                m.str("dynamic programs are not supported yet (PT_INTERP ");
+                m.bytes(path).str(")");
+            }
+        }
+    }
+}
+
+/// One `PT_LOAD` segment with the load bias applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// Biased `p_vaddr` (not page aligned).
+    pub vaddr: u64,
+    /// `p_memsz`.
+    pub memsz: u64,
+    /// `p_filesz` (≤ `memsz`).
+    pub filesz: u64,
+    /// `p_offset` (≡ `vaddr` modulo the page size).
+    pub offset: u64,
+    /// [`PROT_READ`] | [`PROT_WRITE`] | [`PROT_EXEC`] from PF_R/PF_W/PF_X.
+    pub prot: u32,
+}
+
+impl Segment {
+    /// First page of the segment.
+    pub const fn map_start(&self) -> u64 {
+        page_down(self.vaddr)
+    }
+
+    /// File offset mapped at [`Segment::map_start`].
+    pub const fn map_offset(&self) -> u64 {
+        self.offset - (self.vaddr & PAGE_MASK)
+    }
+
+    /// End (exclusive, page aligned) of the file-backed pages; equal to
+    /// `map_start` when the segment has no file data.
+    pub const fn file_map_end(&self) -> u64 {
+        if self.filesz == 0 {
+            self.map_start()
+        } else {
+            page_up(self.vaddr + self.filesz)
+        }
+    }
+
+    /// The bytes after the file data in the last file-backed page, which
+    /// Linux zeroes (`padzero`): `[vaddr + filesz, file_map_end)`, empty
+    /// unless the segment has bss.
+    pub const fn zero_tail(&self) -> (u64, u64) {
+        let start = self.vaddr + self.filesz;
+        if self.memsz > self.filesz && self.filesz != 0 {
+            (start, page_up(start))
+        } else {
+            (start, start)
+        }
+    }
+
+    /// The anonymous zero pages after the file pages (Linux's `vm_brk_flags`
+    /// for the bss): `[file_map_end, page_up(vaddr + memsz))`, possibly empty.
+    pub const fn anon_pages(&self) -> (u64, u64) {
+        let start = self.file_map_end();
+        let end = page_up(self.vaddr + self.memsz);
+        if end > start {
+            (start, end)
+        } else {
+            (start, start)
+        }
+    }
+}
+
+/// Which placement rule an `ET_DYN` image follows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Program,
+    Interpreter,
+}
+
+/// Everything `load_elf_binary` computes before mapping, for one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadPlan {
+    segs: [Segment; MAX_LOADS],
+    nsegs: usize,
+    /// `e_type`: [`ET_EXEC`] or [`ET_DYN`].
+    pub e_type: u16,
+    /// Biased entry point (`AT_ENTRY`).
+    pub entry: u64,
+    /// Address of the program headers in memory (`AT_PHDR`).
+    pub phdr: u64,
+    /// Number of program headers (`AT_PHNUM`).
+    pub phnum: u64,
+    /// Size of one program header (`AT_PHENT`), always 56.
+    pub phent: u64,
+    /// Added to every `p_vaddr`.
+    pub load_bias: u64,
+    /// File offset and length (without the NUL) of the `PT_INTERP` path.
+    pub interp: Option<(u64, u64)>,
+    /// `PT_GNU_STACK` has PF_X (absent: not executable, as x86-64 Linux).
+    pub exec_stack: bool,
+    /// Lowest `p_vaddr` of an executable segment (Linux wraps to bias-1 if none).
+    pub start_code: u64,
+    /// Highest `p_vaddr + p_filesz` of an executable segment.
+    pub end_code: u64,
+    /// Highest `p_vaddr` of any segment (Linux's definition).
+    pub start_data: u64,
+    /// Highest `p_vaddr + p_filesz` of any segment.
+    pub end_data: u64,
+    /// End of file data of the highest segment (equals `end_data`).
+    pub elf_bss: u64,
+    /// Highest `p_vaddr + p_memsz`.
+    pub elf_brk: u64,
+    /// Initial `start_brk` = `brk` (page aligned).
+    pub start_brk: u64,
+}
+
+/// A program header's raw fields.
+#[derive(Clone, Copy)]
+struct Phdr {
+    p_type: u32,
+    flags: u32,
+    offset: u64,
+    vaddr: u64,
+    filesz: u64,
+    memsz: u64,
+    align: u64,
+}
+
+fn le(b: &[u8], off: usize, n: usize) -> u64 {
+    let mut a = [0u8; 8];
+    if let Some(s) = b.get(off..off + n) {
+        a[..n].copy_from_slice(s);
+    }
+    u64::from_le_bytes(a)
+}
+
+fn read_phdr(b: &[u8], off: usize) -> Phdr {
+    Phdr {
+        p_type: le(b, off, 4) as u32,
+        flags: le(b, off + 4, 4) as u32,
+        offset: le(b, off + 8, 8),
+        vaddr: le(b, off + 16, 8),
+        filesz: le(b, off + 32, 8),
+        memsz: le(b, off + 40, 8),
+        align: le(b, off + 48, 8),
+    }
+}
+
+/// Check the ELF header; return (e_type, phoff, phnum).
+fn check_header(b: &[u8]) -> Result<(u16, usize, usize), ElfError<'static>> {
+    if b.len() < EHDR_SIZE {
+        return Err(ElfError::TooShort {
+            len: b.len() as u64,
+        });
+    }
+    if b[..4] != *b"\x7fELF" {
+        return Err(ElfError::BadMagic);
+    }
+    if b[4] != 2 {
+        return Err(ElfError::BadClass(b[4]));
+    }
+    if b[5] != 1 {
+        return Err(ElfError::BadData(b[5]));
+    }
+    if b[6] != 1 {
+        return Err(ElfError::BadVersion(b[6].into()));
+    }
+    let version = le(b, 20, 4);
+    if version != 1 {
+        return Err(ElfError::BadVersion(version));
+    }
+    let machine = le(b, 18, 2) as u16;
+    if machine != EM_X86_64 {
+        return Err(ElfError::BadMachine(machine));
+    }
+    let e_type = le(b, 16, 2) as u16;
+    if e_type != ET_EXEC && e_type != ET_DYN {
+        return Err(ElfError::BadType(e_type));
+    }
+    check_phdr_table(b, e_type)
+}
+
+fn check_phdr_table(b: &[u8], e_type: u16) -> Result<(u16, usize, usize), ElfError<'static>> {
+    let phentsize = le(b, 54, 2) as u16;
+    if usize::from(phentsize) != PHDR_SIZE {
+        return Err(ElfError::BadPhentsize(phentsize));
+    }
+    let phnum = le(b, 56, 2) as u16;
+    if phnum == 0 {
+        return Err(ElfError::NoPhdrs);
+    }
+    let size = usize::from(phnum) * PHDR_SIZE;
+    if size > MAX_PHDR_BYTES {
+        return Err(ElfError::TooManyPhdrs(phnum));
+    }
+    let phoff = le(b, 32, 8);
+    let file_len = b.len() as u64;
+    let end = phoff.saturating_add(size as u64);
+    if end > file_len {
+        return Err(ElfError::PhdrsTruncated { end, file_len });
+    }
+    Ok((e_type, phoff as usize, usize::from(phnum)))
+}
+
+/// Check one `PT_LOAD` against the file and the previous `PT_LOAD`.
+fn check_load(
+    b: &[u8],
+    i: u64,
+    ph: &Phdr,
+    prev: Option<(u64, u64)>,
+) -> Result<(), ElfError<'static>> {
+    if ph.filesz > ph.memsz {
+        let (filesz, memsz) = (ph.filesz, ph.memsz);
+        return Err(ElfError::FileszExceedsMemsz {
+            index: i,
+            filesz,
+            memsz,
+        });
+    }
+    if (ph.vaddr ^ ph.offset) & PAGE_MASK != 0 {
+        let (vaddr, offset) = (ph.vaddr, ph.offset);
+        return Err(ElfError::Misaligned {
+            index: i,
+            vaddr,
+            offset,
+        });
+    }
+    let (Some(_), Some(fend)) = (
+        ph.vaddr.checked_add(ph.memsz),
+        ph.offset.checked_add(ph.filesz),
+    ) else {
+        return Err(ElfError::AddressOverflow { index: i });
+    };
+    let file_len = b.len() as u64;
+    if fend > file_len {
+        return Err(ElfError::SegmentTruncated {
+            index: i,
+            end: fend,
+            file_len,
+        });
+    }
+    match prev {
+        Some((pi, pend)) if ph.vaddr < pend => Err(ElfError::Overlap {
+            first: pi,
+            second: i,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Check `PT_INTERP`; return the path's offset and length without the NUL.
+fn check_interp(b: &[u8], ph: &Phdr) -> Result<(u64, u64), ElfError<'static>> {
+    if ph.filesz < 2 || ph.filesz > MAX_INTERP {
+        return Err(ElfError::BadInterp);
+    }
+    let end = ph
+        .offset
+        .checked_add(ph.filesz)
+        .ok_or(ElfError::BadInterp)?;
+    match b.get(end.wrapping_sub(1) as usize) {
+        Some(0) if end <= b.len() as u64 => Ok((ph.offset, ph.filesz - 1)),
+        _ => Err(ElfError::BadInterp),
+    }
+}
+
+/// Linux's `make_prot`: PF_R/PF_W/PF_X to PROT_READ/PROT_WRITE/PROT_EXEC.
+fn prot_of(flags: u32) -> u32 {
+    let mut prot = 0;
+    if flags & PF_R != 0 {
+        prot |= PROT_READ;
+    }
+    if flags & PF_W != 0 {
+        prot |= PROT_WRITE;
+    }
+    if flags & PF_X != 0 {
+        prot |= PROT_EXEC;
+    }
+    prot
+}
+
+/// The largest power-of-two `p_align` of the `PT_LOAD`s, at least a page.
+fn max_align(b: &[u8], phoff: usize, phnum: usize) -> u64 {
+    let mut align = 0;
+    for i in 0..phnum {
+        let ph = read_phdr(b, phoff + i * PHDR_SIZE);
+        if ph.p_type == PT_LOAD && ph.align.is_power_of_two() && ph.align > align {
+            align = ph.align;
+        }
+    }
+    page_up(align).max(PAGE_SIZE)
+}
+
+impl LoadPlan {
+    /// Plan the program being exec'd. `mmap_top` is the top of the
+    /// top-down mmap area (0x7ffff7fff000 with randomisation off); programs
+    /// do not use it (see the module docs), interpreters do.
+    pub fn program(image: &[u8], mmap_top: u64) -> Result<LoadPlan, ElfError<'static>> {
+        Self::parse(image, Role::Program, mmap_top)
+    }
+
+    /// Plan a dynamic linker: an `ET_DYN` goes top-down just below
+    /// `mmap_top`, an `ET_EXEC` at its own addresses. Its `AT_BASE` is
+    /// [`LoadPlan::base`].
+    pub fn interpreter(image: &[u8], mmap_top: u64) -> Result<LoadPlan, ElfError<'static>> {
+        Self::parse(image, Role::Interpreter, mmap_top)
+    }
+
+    /// The `PT_LOAD` segments, biased, in ascending address order.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segs[..self.nsegs]
+    }
+
+    /// Address of the first mapped page (an interpreter's `AT_BASE`).
+    pub fn base(&self) -> u64 {
+        self.segs[0].map_start()
+    }
+
+    /// The `PT_INTERP` path (without its NUL), if any.
+    pub fn interp_path<'a>(&self, image: &'a [u8]) -> Option<&'a [u8]> {
+        let (off, len) = self.interp?;
+        image.get(off as usize..off.checked_add(len)? as usize)
+    }
+
+    /// Fail with [`ElfError::DynamicUnsupported`] if the program has a
+    /// `PT_INTERP` (until dynamic loading lands).
+    pub fn require_static<'a>(&self, image: &'a [u8]) -> Result<(), ElfError<'a>> {
+        match self.interp_path(image) {
+            Some(path) => Err(ElfError::DynamicUnsupported(path)),
+            None => Ok(()),
+        }
+    }
+
+    fn parse(b: &[u8], role: Role, mmap_top: u64) -> Result<LoadPlan, ElfError<'static>> {
+        let (e_type, phoff, phnum) = check_header(b)?;
+        let mut plan = LoadPlan {
+            segs: [Segment::default(); MAX_LOADS],
+            nsegs: 0,
+            e_type,
+            entry: le(b, 24, 8),
+            phdr: 0,
+            phnum: phnum as u64,
+            phent: PHDR_SIZE as u64,
+            load_bias: 0,
+            interp: None,
+            exec_stack: false,
+            start_code: u64::MAX,
+            end_code: 0,
+            start_data: 0,
+            end_data: 0,
+            elf_bss: 0,
+            elf_brk: 0,
+            start_brk: 0,
+        };
+        let mut phdr_vaddr = None;
+        let mut pt_phdr = None;
+        let mut prev = None;
+        let mut index = [0u64; MAX_LOADS];
+        for i in 0..phnum {
+            let ph = read_phdr(b, phoff + i * PHDR_SIZE);
+            match ph.p_type {
+                PT_LOAD => {
+                    check_load(b, i as u64, &ph, prev)?;
+                    prev = Some((i as u64, ph.vaddr + ph.memsz));
+                    plan.add_load(&ph, phoff as u64, &mut phdr_vaddr)?;
+                    index[plan.nsegs - 1] = i as u64;
+                }
+                PT_INTERP if plan.interp.is_none() => plan.interp = Some(check_interp(b, &ph)?),
+                PT_GNU_STACK => plan.exec_stack = ph.flags & PF_X != 0,
+                PT_PHDR => pt_phdr = Some(ph.vaddr),
+                _ => {}
+            }
+        }
+        if plan.nsegs == 0 {
+            return Err(ElfError::NoLoads);
+        }
+        plan.load_bias = plan.choose_bias(role, mmap_top, max_align(b, phoff, phnum))?;
+        // Linux 6.x takes AT_PHDR from the PT_LOAD holding e_phoff; if none
+        // does, PT_PHDR is the better guess than Linux's bare load bias.
+        let phdr = phdr_vaddr.or(pt_phdr).unwrap_or(0);
+        plan.phdr = phdr.wrapping_add(plan.load_bias);
+        plan.apply_bias(&index, role)?;
+        Ok(plan)
+    }
+
+    /// Record one checked `PT_LOAD` (unbiased) and its `mm_struct` bounds.
+    fn add_load(
+        &mut self,
+        ph: &Phdr,
+        phoff: u64,
+        phdr_vaddr: &mut Option<u64>,
+    ) -> Result<(), ElfError<'static>> {
+        if self.nsegs == MAX_LOADS {
+            return Err(ElfError::TooManyLoads);
+        }
+        let prot = prot_of(ph.flags);
+        let (vaddr, offset, filesz, memsz) = (ph.vaddr, ph.offset, ph.filesz, ph.memsz);
+        self.segs[self.nsegs] = Segment {
+            vaddr,
+            memsz,
+            filesz,
+            offset,
+            prot,
+        };
+        self.nsegs += 1;
+        if offset <= phoff && phoff < offset + filesz {
+            *phdr_vaddr = Some(phoff - offset + vaddr);
+        }
+        let fend = vaddr + filesz;
+        if ph.flags & PF_X != 0 {
+            self.start_code = self.start_code.min(vaddr);
+            self.end_code = self.end_code.max(fend);
+        }
+        self.start_data = self.start_data.max(vaddr);
+        self.end_data = self.end_data.max(fend);
+        self.elf_brk = self.elf_brk.max(vaddr + memsz);
+        Ok(())
+    }
+
+    /// The load bias by Linux's rules (randomisation off).
+    fn choose_bias(&self, role: Role, mmap_top: u64, align: u64) -> Result<u64, ElfError<'static>> {
+        let first = self.segs[0].vaddr;
+        if self.e_type == ET_EXEC {
+            return Ok(0);
+        }
+        // Every ET_DYN program, static PIE included, goes at ELF_ET_DYN_BASE
+        // (0x555555554000 for a first vaddr of 0), as vmrun's layout promises.
+        // Linux 6.x instead lets mmap place a static PIE top-down; vmrun keeps
+        // all PIEs at one predictable base.
+        if role == Role::Program {
+            let base = ELF_ET_DYN_BASE & !(align - 1);
+            return Ok(page_down(base.wrapping_sub(first)));
+        }
+        // Top-down in the mmap area, like mmap(NULL, total_mapping_size).
+        let last = &self.segs[self.nsegs - 1];
+        let span = page_up(last.vaddr + last.memsz).wrapping_sub(page_down(first));
+        let overflow = ElfError::AddressOverflow { index: 0 };
+        let mut base = page_down(mmap_top.checked_sub(span).ok_or(overflow)?);
+        if role == Role::Program {
+            base &= !(align - 1);
+        }
+        Ok(base.wrapping_sub(page_down(first)))
+    }
+
+    /// Add the bias to every address and check the segments against TASK_SIZE.
+    fn apply_bias(&mut self, indices: &[u64], role: Role) -> Result<(), ElfError<'static>> {
+        let bias = self.load_bias;
+        for (seg, &index) in self.segs[..self.nsegs].iter_mut().zip(indices) {
+            seg.vaddr = seg.vaddr.wrapping_add(bias);
+            let end = seg.vaddr.checked_add(seg.memsz);
+            let end = end.ok_or(ElfError::AddressOverflow { index })?;
+            if end > TASK_SIZE {
+                return Err(ElfError::BeyondTaskSize {
+                    index,
+                    start: seg.vaddr,
+                    end,
+                });
+            }
+        }
+        self.entry = self.entry.wrapping_add(bias);
+        self.start_code = self.start_code.wrapping_add(bias);
+        self.end_code = self.end_code.wrapping_add(bias);
+        self.start_data = self.start_data.wrapping_add(bias);
+        self.end_data = self.end_data.wrapping_add(bias);
+        self.elf_bss = self.end_data;
+        self.elf_brk = self.elf_brk.wrapping_add(bias);
+        self.start_brk = page_up(self.elf_brk);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

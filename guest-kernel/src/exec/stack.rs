@@ -1,0 +1,447 @@
+//! The initial user stack, as Linux's `setup_arg_pages` and
+//! `create_elf_tables` build it with randomisation off.
+//!
+//! From the top (`STACK_TOP` = 0x7ffffffff000) down:
+//!
+//! ```text
+//! STACK_TOP - 8     8 zero bytes (the end marker)
+//! execfn            the exec file name, NUL terminated   (AT_EXECFN)
+//! env_start..       envp strings, envp[0] lowest
+//! arg_start..       argv strings, argv[0] lowest         (mm->arg_start)
+//!                   align down to 16
+//! platform          "x86_64\0"                           (AT_PLATFORM)
+//! random            16 random bytes                      (AT_RANDOM)
+//!                   unused gap up to 15 bytes
+//! auxv              (type, value) pairs, then AT_NULL
+//! envp              envc pointers, NULL
+//! argv              argc pointers, NULL
+//! sp                argc                                 (16-byte aligned)
+//! ```
+//!
+//! [`StackLayout::new`] computes every address first (pure arithmetic on the
+//! string lengths and counts); [`StackLayout::write`] then writes the bytes
+//! through a [`StackSink`] in a few large chunks (the strings in one piece,
+//! the pointer table in buffer-sized pieces), so the kernel can turn each
+//! into one copy. The argument strings arrive as an [`ArgBlock`]: one buffer
+//! holding the exec file name, then argv, then envp, each NUL terminated,
+//! as the VMM passes them (`BootInfo::args_phys`). Argv and envp lie in that
+//! buffer in the same order as on the stack, so they are copied as one chunk.
+
+use super::elf::LoadPlan;
+use crate::errno::{Errno, KResult};
+use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
+
+/// Top of the user stack (Linux's `STACK_TOP` without randomisation).
+pub const STACK_TOP: u64 = TASK_SIZE;
+/// Longest single argument or environment string, with its NUL.
+pub const MAX_ARG_STRLEN: u64 = 32 * PAGE_SIZE;
+/// The stack size limit Linux programs start with (`RLIMIT_STACK`, 8 MiB).
+pub const STACK_RLIMIT: u64 = 8 << 20;
+/// Room for strings plus argv/envp pointers: a quarter of the stack limit.
+pub const ARG_LIMIT: u64 = STACK_RLIMIT / 4;
+/// Extra stack `setup_arg_pages` maps below the strings.
+pub const STACK_EXPAND: u64 = 128 << 10;
+/// The `AT_PLATFORM` string, with its NUL.
+pub const PLATFORM: &[u8] = b"x86_64\0";
+/// `AT_MINSIGSTKSZ` default: the classic MINSIGSTKSZ, which covers a signal
+/// frame with fxsave state (the only FPU state this kernel saves).
+pub const DEFAULT_MINSIGSTKSZ: u64 = 2048;
+/// `AT_CLKTCK`: clock ticks per second (`USER_HZ`).
+pub const CLKTCK: u64 = 100;
+
+/// Auxiliary vector entry types (include/uapi/linux/auxvec.h).
+pub mod at {
+    /// End of the vector.
+    pub const NULL: u64 = 0;
+    /// Program headers of the program.
+    pub const PHDR: u64 = 3;
+    /// Size of one program header.
+    pub const PHENT: u64 = 4;
+    /// Number of program headers.
+    pub const PHNUM: u64 = 5;
+    /// Page size.
+    pub const PAGESZ: u64 = 6;
+    /// Interpreter base address.
+    pub const BASE: u64 = 7;
+    /// Flags.
+    pub const FLAGS: u64 = 8;
+    /// Program entry point.
+    pub const ENTRY: u64 = 9;
+    /// Real uid.
+    pub const UID: u64 = 11;
+    /// Effective uid.
+    pub const EUID: u64 = 12;
+    /// Real gid.
+    pub const GID: u64 = 13;
+    /// Effective gid.
+    pub const EGID: u64 = 14;
+    /// Platform string address.
+    pub const PLATFORM: u64 = 15;
+    /// CPUID.1:EDX feature bits.
+    pub const HWCAP: u64 = 16;
+    /// Clock ticks per second.
+    pub const CLKTCK: u64 = 17;
+    /// Secure mode (setuid).
+    pub const SECURE: u64 = 23;
+    /// Address of 16 random bytes.
+    pub const RANDOM: u64 = 25;
+    /// More feature bits (x86: RING3MWAIT, FSGSBASE).
+    pub const HWCAP2: u64 = 26;
+    /// Address of the exec file name.
+    pub const EXECFN: u64 = 31;
+    /// Minimal signal stack size.
+    pub const MINSIGSTKSZ: u64 = 51;
+}
+
+/// Auxv entries including AT_NULL.
+const AUXV_PAIRS: u64 = 20;
+
+/// The values the auxiliary vector reports. Addresses of the strings and
+/// random bytes come from the layout, not from here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuxValues {
+    /// `AT_PHDR`.
+    pub phdr: u64,
+    /// `AT_PHENT`.
+    pub phent: u64,
+    /// `AT_PHNUM`.
+    pub phnum: u64,
+    /// `AT_BASE`: the interpreter's load address, 0 without one.
+    pub base: u64,
+    /// `AT_ENTRY`: the program's (not the interpreter's) entry point.
+    pub entry: u64,
+    /// `AT_UID`.
+    pub uid: u64,
+    /// `AT_EUID`.
+    pub euid: u64,
+    /// `AT_GID`.
+    pub gid: u64,
+    /// `AT_EGID`.
+    pub egid: u64,
+    /// `AT_HWCAP`: CPUID.1:EDX.
+    pub hwcap: u64,
+    /// `AT_HWCAP2` (x86 Linux always emits it, even when 0).
+    pub hwcap2: u64,
+    /// `AT_MINSIGSTKSZ`.
+    pub minsigstksz: u64,
+    /// The bytes `AT_RANDOM` points at.
+    pub random: [u8; 16],
+}
+
+impl AuxValues {
+    /// Values for `plan`'s program with the interpreter at `base` (0 if
+    /// none): ids 0, hwcaps 0, [`DEFAULT_MINSIGSTKSZ`]; set the rest after.
+    pub fn for_program(plan: &LoadPlan, base: u64, random: [u8; 16]) -> AuxValues {
+        AuxValues {
+            phdr: plan.phdr,
+            phent: plan.phent,
+            phnum: plan.phnum,
+            base,
+            entry: plan.entry,
+            minsigstksz: DEFAULT_MINSIGSTKSZ,
+            random,
+            ..AuxValues::default()
+        }
+    }
+}
+
+/// Where the stack builder writes: user virtual addresses in the new
+/// stack's VMA. The kernel implements it over the stack's frames.
+pub trait StackSink {
+    /// Write `bytes` at user address `va`.
+    fn write(&mut self, va: u64, bytes: &[u8]) -> KResult<()>;
+}
+
+/// Position of the first NUL in `s`, eight bytes at a time.
+fn nul_pos(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut base = 0;
+    for c in s.chunks_exact(8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        let w = u64::from_le_bytes(a);
+        if w.wrapping_sub(LO) & !w & HI != 0 {
+            break;
+        }
+        base += 8;
+    }
+    s[base..].iter().position(|&b| b == 0).map(|p| base + p)
+}
+
+/// Length with the NUL of the string at `s`: E2BIG if longer than
+/// [`MAX_ARG_STRLEN`], EINVAL if unterminated.
+fn str_len(s: &[u8]) -> KResult<usize> {
+    let window = &s[..s.len().min(MAX_ARG_STRLEN as usize)];
+    match nul_pos(window) {
+        Some(p) => Ok(p + 1),
+        None if s.len() > window.len() => Err(Errno::E2BIG),
+        None => Err(Errno::EINVAL),
+    }
+}
+
+/// Skip `n` strings of `s` from `pos`; return the new position.
+fn skip_strings(s: &[u8], mut pos: usize, n: u64) -> KResult<usize> {
+    for _ in 0..n {
+        pos += str_len(&s[pos..])?;
+    }
+    Ok(pos)
+}
+
+/// A checked view of the argument block: exec file name, `argc` argument
+/// strings, `envc` environment strings, each NUL terminated, nothing after.
+#[derive(Clone, Copy, Debug)]
+pub struct ArgBlock<'a> {
+    buf: &'a [u8],
+    argc: u64,
+    envc: u64,
+    execfn_len: usize,
+    argv_len: usize,
+}
+
+impl<'a> ArgBlock<'a> {
+    /// Check `buf` holds exactly 1 + `argc` + `envc` strings. E2BIG if one
+    /// is longer than [`MAX_ARG_STRLEN`]; EINVAL if the block is malformed.
+    pub fn new(buf: &'a [u8], argc: u32, envc: u32) -> KResult<ArgBlock<'a>> {
+        let execfn_len = str_len(buf)?;
+        let argv_end = skip_strings(buf, execfn_len, argc.into())?;
+        let end = skip_strings(buf, argv_end, envc.into())?;
+        if end != buf.len() {
+            return Err(Errno::EINVAL);
+        }
+        let argv_len = argv_end - execfn_len;
+        Ok(ArgBlock {
+            buf,
+            argc: argc.into(),
+            envc: envc.into(),
+            execfn_len,
+            argv_len,
+        })
+    }
+
+    /// The exec file name with its NUL.
+    pub fn execfn(&self) -> &'a [u8] {
+        &self.buf[..self.execfn_len]
+    }
+
+    /// The argv strings then the envp strings, each with its NUL.
+    pub fn strings(&self) -> &'a [u8] {
+        &self.buf[self.execfn_len..]
+    }
+
+    /// Number of argument strings.
+    pub fn argc(&self) -> u64 {
+        self.argc
+    }
+
+    /// Number of environment strings.
+    pub fn envc(&self) -> u64 {
+        self.envc
+    }
+}
+
+/// Every address of the initial stack, and its VMA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackLayout {
+    /// The initial stack pointer: argc is here (`mm->start_stack`), and the
+    /// lowest address the stack builder writes.
+    pub sp: u64,
+    /// argc as the program sees it (1 with an empty argv[0] if argv was empty,
+    /// as Linux does since 5.18).
+    pub argc: u64,
+    /// envc.
+    pub envc: u64,
+    /// Address of the argv pointer array.
+    pub argv: u64,
+    /// Address of the envp pointer array.
+    pub envp: u64,
+    /// Address of the auxiliary vector.
+    pub auxv: u64,
+    /// First byte of argv[0]'s string (`mm->arg_start`).
+    pub arg_start: u64,
+    /// End of the argument strings (`mm->arg_end`).
+    pub arg_end: u64,
+    /// First byte of envp[0]'s string (`mm->env_start`).
+    pub env_start: u64,
+    /// End of the environment strings (`mm->env_end`).
+    pub env_end: u64,
+    /// The exec file name (`AT_EXECFN`).
+    pub execfn: u64,
+    /// The platform string (`AT_PLATFORM`).
+    pub platform: u64,
+    /// The 16 random bytes (`AT_RANDOM`).
+    pub random: u64,
+    /// Start of the stack VMA (page aligned).
+    pub vma_start: u64,
+    /// End of the stack VMA: [`STACK_TOP`].
+    pub vma_end: u64,
+    empty_argv0: bool,
+}
+
+impl StackLayout {
+    /// Lay out the stack for `args`. E2BIG if the strings and the argv/envp
+    /// pointers exceed [`ARG_LIMIT`], as Linux's `bprm_stack_limits`.
+    pub fn new(args: &ArgBlock) -> KResult<StackLayout> {
+        let empty = args.argc == 0;
+        let argc = args.argc.max(1);
+        let ptrs = (argc + args.envc) * 8;
+        let strings = args.strings().len() as u64 + empty as u64;
+        let total = args.execfn_len as u64 + strings;
+        if ptrs >= ARG_LIMIT || total > ARG_LIMIT - ptrs {
+            return Err(Errno::E2BIG);
+        }
+        let execfn = STACK_TOP - 8 - args.execfn_len as u64;
+        let arg_start = execfn - strings;
+        let arg_end = arg_start + empty as u64 + args.argv_len as u64;
+        let platform = (arg_start & !15) - PLATFORM.len() as u64;
+        let random = platform - 16;
+        let items = (argc + 1) + (args.envc + 1) + 1;
+        let sp = (random - (2 * AUXV_PAIRS + items) * 8) & !15;
+        let argv = sp + 8;
+        let envp = argv + (argc + 1) * 8;
+        Ok(StackLayout {
+            sp,
+            argc,
+            envc: args.envc,
+            argv,
+            envp,
+            auxv: envp + (args.envc + 1) * 8,
+            arg_start,
+            arg_end,
+            env_start: arg_end,
+            env_end: execfn,
+            execfn,
+            platform,
+            random,
+            vma_start: stack_vma_start(arg_start, sp),
+            vma_end: STACK_TOP,
+            empty_argv0: empty,
+        })
+    }
+
+    /// The auxiliary vector in Linux 6.x x86-64 order (no vDSO, so no
+    /// AT_SYSINFO_EHDR; no rseq, so no AT_RSEQ_*), without AT_NULL.
+    pub fn auxv_entries(&self, aux: &AuxValues) -> [(u64, u64); AUXV_PAIRS as usize - 1] {
+        [
+            (at::MINSIGSTKSZ, aux.minsigstksz),
+            (at::HWCAP, aux.hwcap),
+            (at::PAGESZ, PAGE_SIZE),
+            (at::CLKTCK, CLKTCK),
+            (at::PHDR, aux.phdr),
+            (at::PHENT, aux.phent),
+            (at::PHNUM, aux.phnum),
+            (at::BASE, aux.base),
+            (at::FLAGS, 0),
+            (at::ENTRY, aux.entry),
+            (at::UID, aux.uid),
+            (at::EUID, aux.euid),
+            (at::GID, aux.gid),
+            (at::EGID, aux.egid),
+            (at::SECURE, 0),
+            (at::RANDOM, self.random),
+            (at::HWCAP2, aux.hwcap2),
+            (at::EXECFN, self.execfn),
+            (at::PLATFORM, self.platform),
+        ]
+    }
+
+    /// Write the whole stack for the same `args` it was laid out for,
+    /// through `sink`: the strings in one chunk, the
+    /// file name, platform and random bytes, then the pointer table and
+    /// auxv in chunks of up to 512 bytes, lowest address first.
+    pub fn write(
+        &self,
+        args: &ArgBlock,
+        aux: &AuxValues,
+        sink: &mut impl StackSink,
+    ) -> KResult<()> {
+        sink.write(STACK_TOP - 8, &[0; 8])?;
+        sink.write(self.execfn, args.execfn())?;
+        let strings = self.arg_start + self.empty_argv0 as u64;
+        if self.empty_argv0 {
+            sink.write(self.arg_start, &[0])?;
+        }
+        sink.write(strings, args.strings())?;
+        sink.write(self.platform, PLATFORM)?;
+        sink.write(self.random, &aux.random)?;
+        let mut t = Table {
+            buf: [0; TABLE_BUF],
+            len: 0,
+            va: self.sp,
+            sink,
+        };
+        t.push(self.argc)?;
+        if self.empty_argv0 {
+            t.push(self.arg_start)?;
+        }
+        let rest = t.push_ptrs(args.strings(), strings, args.argc)?;
+        t.push(0)?;
+        t.push_ptrs(rest, self.env_start, args.envc)?;
+        t.push(0)?;
+        for (k, v) in self.auxv_entries(aux) {
+            t.push(k)?;
+            t.push(v)?;
+        }
+        t.push(at::NULL)?;
+        t.push(0)?;
+        t.flush()
+    }
+}
+
+/// Linux's stack VMA after exec: `STACK_EXPAND` below the page holding the
+/// lowest string (capped by the stack limit), extended down to `sp`.
+fn stack_vma_start(arg_start: u64, sp: u64) -> u64 {
+    let base = arg_start & !(PAGE_SIZE - 1);
+    let start = if STACK_TOP - base + STACK_EXPAND > STACK_RLIMIT {
+        STACK_TOP - STACK_RLIMIT
+    } else {
+        base - STACK_EXPAND
+    };
+    start.min(sp & !(PAGE_SIZE - 1))
+}
+
+const TABLE_BUF: usize = 512;
+
+/// Buffers table words and writes them in contiguous chunks.
+struct Table<'s, S: StackSink> {
+    buf: [u8; TABLE_BUF],
+    len: usize,
+    va: u64,
+    sink: &'s mut S,
+}
+
+impl<S: StackSink> Table<'_, S> {
+    fn push(&mut self, word: u64) -> KResult<()> {
+        if self.len == TABLE_BUF {
+            self.flush()?;
+        }
+        self.buf[self.len..self.len + 8].copy_from_slice(&word.to_le_bytes());
+        self.len += 8;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> KResult<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        self.sink.write(self.va, &self.buf[..self.len])?;
+        self.va += self.len as u64;
+        self.len = 0;
+        Ok(())
+    }
+
+    /// Push pointers to the `n` strings at the start of `s`, which lies at
+    /// user address `va`; return the rest of `s`.
+    fn push_ptrs<'b>(&mut self, mut s: &'b [u8], mut va: u64, n: u64) -> KResult<&'b [u8]> {
+        for _ in 0..n {
+            self.push(va)?;
+            let len = str_len(s)?;
+            s = &s[len..];
+            va += len as u64;
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,257 @@
+//! Tests of the initial stack: exact addresses and bytes for known input.
+
+use super::*;
+
+/// Memory for [STACK_TOP - SIZE, STACK_TOP) that records each write.
+struct Mem {
+    lo: u64,
+    bytes: Vec<u8>,
+    writes: Vec<(u64, usize)>,
+}
+
+impl Mem {
+    fn new(size: u64) -> Mem {
+        Mem {
+            lo: STACK_TOP - size,
+            bytes: vec![0xaa; size as usize],
+            writes: Vec::new(),
+        }
+    }
+
+    fn at(&self, va: u64, len: usize) -> &[u8] {
+        let o = (va - self.lo) as usize;
+        &self.bytes[o..o + len]
+    }
+
+    fn word(&self, va: u64) -> u64 {
+        u64::from_le_bytes(self.at(va, 8).try_into().unwrap())
+    }
+
+    fn cstr(&self, va: u64) -> &[u8] {
+        let o = (va - self.lo) as usize;
+        let n = self.bytes[o..].iter().position(|&b| b == 0).unwrap();
+        &self.bytes[o..o + n]
+    }
+}
+
+impl StackSink for Mem {
+    fn write(&mut self, va: u64, bytes: &[u8]) -> KResult<()> {
+        let o = va.checked_sub(self.lo).ok_or(Errno::EFAULT)? as usize;
+        self.bytes
+            .get_mut(o..o + bytes.len())
+            .ok_or(Errno::EFAULT)?
+            .copy_from_slice(bytes);
+        self.writes.push((va, bytes.len()));
+        Ok(())
+    }
+}
+
+const BLOCK: &[u8] = b"/bin/prog\0prog\0-x\0A=1\0HOME=/r\0";
+const RANDOM: [u8; 16] = *b"0123456789abcdef";
+
+fn aux() -> AuxValues {
+    AuxValues {
+        phdr: 0x400040,
+        phent: 56,
+        phnum: 9,
+        base: 0,
+        entry: 0x401000,
+        uid: 1000,
+        euid: 1001,
+        gid: 100,
+        egid: 101,
+        hwcap: 0x178bfbff,
+        hwcap2: 2,
+        minsigstksz: DEFAULT_MINSIGSTKSZ,
+        random: RANDOM,
+    }
+}
+
+fn build(block: &[u8], argc: u32, envc: u32, mem: u64) -> (StackLayout, Mem) {
+    let args = ArgBlock::new(block, argc, envc).unwrap();
+    let l = StackLayout::new(&args).unwrap();
+    let mut m = Mem::new(mem);
+    l.write(&args, &aux(), &mut m).unwrap();
+    (l, m)
+}
+
+#[test]
+fn known_args_land_at_exact_addresses() {
+    let args = ArgBlock::new(BLOCK, 2, 2).unwrap();
+    let l = StackLayout::new(&args).unwrap();
+    assert_eq!(l.execfn, 0x7fff_ffff_efee);
+    assert_eq!(l.env_end, 0x7fff_ffff_efee);
+    assert_eq!(
+        (l.arg_start, l.arg_end),
+        (0x7fff_ffff_efda, 0x7fff_ffff_efe2)
+    );
+    assert_eq!(l.env_start, 0x7fff_ffff_efe2);
+    assert_eq!(l.platform, 0x7fff_ffff_efc9);
+    assert_eq!(l.random, 0x7fff_ffff_efb9);
+    assert_eq!(l.sp, 0x7fff_ffff_ee40);
+    assert_eq!(
+        (l.argv, l.envp, l.auxv),
+        (0x7fff_ffff_ee48, 0x7fff_ffff_ee60, 0x7fff_ffff_ee78)
+    );
+    assert_eq!((l.argc, l.envc), (2, 2));
+}
+
+#[test]
+fn strings_and_pointers_are_written_in_place() {
+    let (l, m) = build(BLOCK, 2, 2, 0x1000);
+    assert_eq!(l.sp % 16, 0);
+    assert_eq!(m.word(l.sp), 2);
+    assert_eq!(m.word(STACK_TOP - 8), 0);
+    assert_eq!(m.cstr(m.word(l.argv)), b"prog");
+    assert_eq!(m.word(l.argv), l.arg_start);
+    assert_eq!(m.cstr(m.word(l.argv + 8)), b"-x");
+    assert_eq!(m.word(l.argv + 16), 0);
+    assert_eq!(m.word(l.envp), l.env_start);
+    assert_eq!(m.cstr(m.word(l.envp)), b"A=1");
+    assert_eq!(m.cstr(m.word(l.envp + 8)), b"HOME=/r");
+    assert_eq!(m.word(l.envp + 16), 0);
+    assert_eq!(m.cstr(l.execfn), b"/bin/prog");
+    assert_eq!(m.at(l.arg_start, 20), &BLOCK[10..30]);
+}
+
+#[test]
+fn auxv_follows_linux_order_and_values() {
+    let (l, m) = build(BLOCK, 2, 2, 0x1000);
+    let want = [
+        (at::MINSIGSTKSZ, 2048),
+        (at::HWCAP, 0x178bfbff),
+        (at::PAGESZ, 4096),
+        (at::CLKTCK, 100),
+        (at::PHDR, 0x400040),
+        (at::PHENT, 56),
+        (at::PHNUM, 9),
+        (at::BASE, 0),
+        (at::FLAGS, 0),
+        (at::ENTRY, 0x401000),
+        (at::UID, 1000),
+        (at::EUID, 1001),
+        (at::GID, 100),
+        (at::EGID, 101),
+        (at::SECURE, 0),
+        (at::RANDOM, l.random),
+        (at::HWCAP2, 2),
+        (at::EXECFN, l.execfn),
+        (at::PLATFORM, l.platform),
+        (at::NULL, 0),
+    ];
+    for (i, (k, v)) in want.iter().enumerate() {
+        let va = l.auxv + 16 * i as u64;
+        assert_eq!((m.word(va), m.word(va + 8)), (*k, *v), "entry {i}");
+    }
+    assert!(l.auxv + 16 * want.len() as u64 <= l.random);
+    assert_eq!(m.at(l.random, 16), &RANDOM);
+    assert_eq!(m.at(l.platform, 7), b"x86_64\0");
+    assert_eq!(m.cstr(l.execfn), b"/bin/prog");
+}
+
+#[test]
+fn strings_are_written_as_few_large_chunks() {
+    let (l, m) = build(BLOCK, 2, 2, 0x1000);
+    assert!(m.writes.contains(&(l.arg_start, 20)));
+    assert!(m.writes.contains(&(l.sp, (l.auxv + 320 - l.sp) as usize)));
+    assert_eq!(m.writes.len(), 6);
+}
+
+#[test]
+fn long_table_is_written_in_contiguous_chunks() {
+    let mut block = b"/p\0".to_vec();
+    for i in 0..300 {
+        block.extend_from_slice(format!("arg{i}\0").as_bytes());
+    }
+    let (l, m) = build(&block, 300, 0, 0x4000);
+    assert_eq!(m.word(l.sp), 300);
+    for i in 0..300u64 {
+        assert_eq!(m.cstr(m.word(l.argv + 8 * i)), format!("arg{i}").as_bytes());
+    }
+    assert_eq!(m.word(l.envp), 0);
+    assert_eq!(m.word(l.auxv + 15 * 16 + 8), l.random);
+    let table: Vec<_> = m.writes.iter().filter(|w| w.0 < l.random).collect();
+    for pair in table.windows(2) {
+        assert_eq!(pair[0].0 + pair[0].1 as u64, pair[1].0);
+    }
+}
+
+#[test]
+fn empty_argv_gets_an_empty_argv0_like_linux() {
+    let (l, m) = build(b"/bin/prog\0A=1\0", 0, 1, 0x1000);
+    assert_eq!(l.argc, 1);
+    assert_eq!(m.word(l.sp), 1);
+    assert_eq!(m.word(l.argv), l.arg_start);
+    assert_eq!(m.cstr(l.arg_start), b"");
+    assert_eq!(l.arg_end, l.arg_start + 1);
+    assert_eq!(m.word(l.argv + 8), 0);
+    assert_eq!(m.cstr(m.word(l.envp)), b"A=1");
+}
+
+#[test]
+fn stack_vma_is_128k_below_the_strings_page() {
+    let l = StackLayout::new(&ArgBlock::new(BLOCK, 2, 2).unwrap()).unwrap();
+    assert_eq!((l.vma_start, l.vma_end), (0x7fff_fffd_e000, STACK_TOP));
+}
+
+#[test]
+fn stack_vma_reaches_down_to_a_deep_table() {
+    let mut block = b"/p\0".to_vec();
+    block.resize(3 + 100_000, 0);
+    let l = StackLayout::new(&ArgBlock::new(&block, 0, 100_000).unwrap()).unwrap();
+    assert_eq!(l.vma_start, l.sp & !0xfff);
+    assert!(l.vma_start < (l.arg_start & !0xfff) - STACK_EXPAND);
+}
+
+#[test]
+fn string_over_max_arg_strlen_is_e2big() {
+    let mut block = b"/p\0".to_vec();
+    block.resize(3 + MAX_ARG_STRLEN as usize - 1, b'x');
+    block.push(0);
+    assert!(ArgBlock::new(&block, 1, 0).is_ok());
+    block.insert(3, b'x');
+    assert_eq!(ArgBlock::new(&block, 1, 0).unwrap_err(), Errno::E2BIG);
+}
+
+#[test]
+fn strings_over_a_quarter_of_the_stack_limit_are_e2big() {
+    let mut block = b"/p\0".to_vec();
+    let one = vec![b'e'; 100_000];
+    for _ in 0..21 {
+        block.extend_from_slice(&one);
+        block.push(0);
+    }
+    let args = ArgBlock::new(&block, 0, 21).unwrap();
+    assert_eq!(StackLayout::new(&args).unwrap_err(), Errno::E2BIG);
+    let args = ArgBlock::new(&block[..3 + 20 * 100_001], 0, 20).unwrap();
+    assert!(StackLayout::new(&args).is_ok());
+}
+
+#[test]
+fn malformed_block_is_einval() {
+    assert_eq!(ArgBlock::new(b"/p\0a\0", 2, 0).unwrap_err(), Errno::EINVAL);
+    assert_eq!(
+        ArgBlock::new(b"/p\0a\0junk", 1, 0).unwrap_err(),
+        Errno::EINVAL
+    );
+    assert_eq!(ArgBlock::new(b"", 0, 0).unwrap_err(), Errno::EINVAL);
+}
+
+#[test]
+fn sink_errors_propagate() {
+    let args = ArgBlock::new(BLOCK, 2, 2).unwrap();
+    let l = StackLayout::new(&args).unwrap();
+    let mut m = Mem::new(0x100);
+    assert_eq!(l.write(&args, &aux(), &mut m), Err(Errno::EFAULT));
+}
+
+#[test]
+fn nul_pos_finds_the_first_nul_at_every_offset() {
+    for n in 0..40 {
+        let mut s = vec![b'a'; 40];
+        s[n] = 0;
+        s.push(0);
+        assert_eq!(nul_pos(&s), Some(n));
+    }
+    assert_eq!(nul_pos(&[0x80, 0x81, 1, 2, 3, 4, 5, 6, 7]), None);
+}

@@ -1,0 +1,985 @@
+//! Page-fault resolution (Linux's `do_user_addr_fault` + `handle_mm_fault`)
+//! and the kernel's access to user memory.
+//!
+//! A fault finds its area (growing a stack area downwards if the address is
+//! just below one), checks the access against the area's protection, then
+//! resolves it by kind:
+//! - anonymous: a zeroed frame, or a zeroed 2 MiB frame where the whole
+//!   aligned 2 MiB region lies in a writable anonymous area with nothing
+//!   mapped in it yet (like THP);
+//! - file read or exec: the page-cache frame itself, read-only, plus its
+//!   neighbours in a 16-page window (fault-around); a page holding the end
+//!   of the file data (`data_end` or end of file) gets a private frame with
+//!   the data copied and the rest zero;
+//! - write to a file page, or to a present read-only page-cache page:
+//!   copy-on-write into a private frame.
+//!
+//! Leaves are installed with Accessed (and Dirty when writable) already
+//! set: the host shadows guest page tables and a first touch costs it less
+//! then. Page-cache frames are never written, made writable or freed.
+
+use super::paging::{pte, PageSize, Translation};
+use super::phys::PhysMem;
+use super::space::{check_user_range, release_frame, Mm, MmEnv, MMAP_MIN_ADDR, STACK_LIMIT};
+use super::vma::{Backing, Prot, VmFlags, Vma, STACK_GUARD_GAP};
+use crate::errno::{Errno, KResult};
+use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
+use vmrun_contract::IoVec;
+
+/// Page-fault error code bits (SDM 4.7).
+pub mod pf {
+    /// The page was present (protection violation).
+    pub const P: u64 = 1 << 0;
+    /// The access was a write.
+    pub const WRITE: u64 = 1 << 1;
+    /// The access came from user mode.
+    pub const USER: u64 = 1 << 2;
+    /// A reserved bit was set in a paging entry.
+    pub const RSVD: u64 = 1 << 3;
+    /// The access was an instruction fetch.
+    pub const INSTR: u64 = 1 << 4;
+}
+
+/// Pages mapped around a file read fault (Linux's `fault_around_bytes`).
+pub const FAULT_AROUND_PAGES: u64 = 16;
+
+/// The `si_code` of a SIGSEGV.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegvCode {
+    /// No mapping at the address (`SEGV_MAPERR`).
+    MapErr = 1,
+    /// The mapping forbids the access (`SEGV_ACCERR`).
+    AccErr = 2,
+}
+
+/// Why a fault could not be resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultError {
+    /// Deliver SIGSEGV with this code.
+    Segv(SegvCode),
+    /// No memory for a frame or a table (Linux's OOM kill).
+    OutOfMemory,
+    /// The error code has RSVD set: a corrupt page table (kernel bug).
+    Reserved,
+}
+
+/// How a fault was resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A zeroed 4 KiB frame in an anonymous area.
+    AnonZero,
+    /// A zeroed 2 MiB frame in an anonymous area.
+    AnonHuge,
+    /// The page-cache frame, mapped read-only.
+    FileMapped,
+    /// A private frame holding file bytes (then zeros).
+    FileCopied,
+    /// A private zero frame in a file area past its data.
+    FileZero,
+    /// A write to a present page-cache page: copied to a private frame.
+    CopyOnWrite,
+    /// A write to a present read-only private frame: made writable.
+    MadeWritable,
+    /// The page was already mapped as the access needs.
+    Spurious,
+}
+
+/// The result of a resolved fault, for tracing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultOutcome {
+    /// Resolution kind.
+    pub kind: FaultKind,
+    /// Virtual base of the page (or 2 MiB region) mapped.
+    pub va: u64,
+    /// Frame mapped at `va`.
+    pub frame: u64,
+    /// Leaf size.
+    pub size: PageSize,
+    /// Leaves installed (more than one with fault-around).
+    pub pages_mapped: u64,
+    /// Whether a stack area grew to cover the address.
+    pub stack_grown: bool,
+}
+
+impl FaultOutcome {
+    fn new(kind: FaultKind, va: u64, frame: u64, size: PageSize) -> Self {
+        let pages_mapped = (kind != FaultKind::Spurious) as u64;
+        FaultOutcome {
+            kind,
+            va,
+            frame,
+            size,
+            pages_mapped,
+            stack_grown: false,
+        }
+    }
+}
+
+/// Leaf flags for a user page of an area with `prot`; `writable` says
+/// whether this frame may be written (a private frame in a writable area).
+/// A `PROT_NONE` area gets a non-present leaf that keeps its frame.
+pub fn user_pte_flags(prot: Prot, writable: bool) -> u64 {
+    if !prot.is_accessible() {
+        return pte::PROTNONE | pte::US;
+    }
+    let mut f = pte::P | pte::US | pte::A;
+    if !prot.contains(Prot::EXEC) {
+        f |= pte::NX;
+    }
+    if writable && prot.contains(Prot::WRITE) {
+        f |= pte::RW | pte::D;
+    }
+    f
+}
+
+/// Linux's `access_error` (exec of a non-exec area is refused at the first
+/// fault rather than after mapping the page NX and faulting again).
+fn access_error(vma: &Vma, error_code: u64) -> bool {
+    if error_code & pf::WRITE != 0 {
+        return !vma.prot.contains(Prot::WRITE);
+    }
+    if error_code & pf::P != 0 {
+        return true;
+    }
+    if error_code & pf::INSTR != 0 && !vma.prot.contains(Prot::EXEC) {
+        return true;
+    }
+    !vma.prot.is_accessible()
+}
+
+fn oom<T>(_: T) -> FaultError {
+    FaultError::OutOfMemory
+}
+
+impl Mm {
+    /// Resolve a page fault at `addr` with SDM `error_code`.
+    pub fn handle_page_fault<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        addr: u64,
+        error_code: u64,
+    ) -> Result<FaultOutcome, FaultError> {
+        if error_code & pf::RSVD != 0 {
+            return Err(FaultError::Reserved);
+        }
+        let (i, stack_grown) = self.vma_for_fault(addr)?;
+        if access_error(&self.vmas.as_slice()[i], error_code) {
+            return Err(FaultError::Segv(SegvCode::AccErr));
+        }
+        let mut out = self.resolve(env, i, addr & !(PAGE_SIZE - 1), error_code & pf::WRITE != 0)?;
+        out.stack_grown = stack_grown;
+        Ok(out)
+    }
+
+    /// The physical address of user `va` for a kernel access (read, or
+    /// write if `write`), faulting the page in as a user access would; a
+    /// write to a copy-on-write page copies it. EFAULT where the program
+    /// would get SIGSEGV, ENOMEM when out of memory.
+    pub fn user_page<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        va: u64,
+        write: bool,
+    ) -> KResult<u64> {
+        check_user_range(va, 1)?;
+        let t = self.pt.translate(env.mem, va);
+        if let Some(t) = t.filter(|t| allows(t, write)) {
+            return Ok(t.pa(va));
+        }
+        let present = t.is_some_and(|t| t.flags & pte::P != 0);
+        let ec = pf::USER | if write { pf::WRITE } else { 0 } | if present { pf::P } else { 0 };
+        match self.handle_page_fault(env, va, ec) {
+            Ok(_) => {}
+            Err(FaultError::OutOfMemory) => return Err(Errno::ENOMEM),
+            Err(_) => return Err(Errno::EFAULT),
+        }
+        let t = self.pt.translate(env.mem, va).filter(|t| allows(t, write));
+        t.map(|t| t.pa(va)).ok_or(Errno::EFAULT)
+    }
+
+    /// Turn the user buffer `[va, va + len)` into physical pieces in `out`
+    /// (physically contiguous pages are joined), faulting pages in as
+    /// [`Self::user_page`] does. Stops when `out` is full; returns the
+    /// pieces used and the bytes they cover. A fault after some bytes ends
+    /// the list early; a fault on the first byte is an error.
+    pub fn user_buffer_pieces<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        va: u64,
+        len: u64,
+        write: bool,
+        out: &mut [IoVec],
+    ) -> KResult<(usize, u64)> {
+        check_user_range(va, len)?;
+        let (mut n, mut done) = (0, 0);
+        while done < len {
+            let cur = va + done;
+            let pa = match self.user_page(env, cur, write) {
+                Ok(pa) => pa,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            };
+            let chunk = (PAGE_SIZE - (cur & (PAGE_SIZE - 1))).min(len - done);
+            if n > 0 && out[n - 1].phys + out[n - 1].len == pa {
+                out[n - 1].len += chunk;
+            } else if n < out.len() {
+                out[n] = IoVec {
+                    phys: pa,
+                    len: chunk,
+                };
+                n += 1;
+            } else {
+                break;
+            }
+            done += chunk;
+        }
+        Ok((n, done))
+    }
+
+    /// The area for a fault at `addr`, growing a stack down to it if
+    /// needed; with whether it grew.
+    fn vma_for_fault(&mut self, addr: u64) -> Result<(usize, bool), FaultError> {
+        const MAPERR: FaultError = FaultError::Segv(SegvCode::MapErr);
+        if addr >= TASK_SIZE {
+            return Err(MAPERR);
+        }
+        if let Some(i) = self.vmas.find(addr) {
+            return Ok((i, false));
+        }
+        let i = self.vmas.find_next(addr).ok_or(MAPERR)?;
+        self.expand_stack(i, addr).map_err(|_| MAPERR)?;
+        Ok((i, true))
+    }
+
+    /// Grow the stack area `i` down to cover `addr` (Linux's
+    /// `expand_downwards`): within [`STACK_LIMIT`] of its top and keeping
+    /// the guard gap above the previous area.
+    pub fn expand_stack(&mut self, i: usize, addr: u64) -> KResult<()> {
+        let v = *self.vmas.get(i).ok_or(Errno::EFAULT)?;
+        let new_start = addr & !(PAGE_SIZE - 1);
+        if !v.flags.contains(VmFlags::GROWSDOWN) || new_start >= v.start {
+            return Err(Errno::EFAULT);
+        }
+        if v.end - new_start > STACK_LIMIT || new_start < MMAP_MIN_ADDR {
+            return Err(Errno::ENOMEM);
+        }
+        if let Some(prev) = i.checked_sub(1).and_then(|p| self.vmas.get(p)) {
+            let guarded = !prev.flags.contains(VmFlags::GROWSDOWN) && prev.prot.is_accessible();
+            if guarded && new_start - prev.end < STACK_GUARD_GAP {
+                return Err(Errno::ENOMEM);
+            }
+        }
+        let backing = match v.backing {
+            Backing::File {
+                file,
+                offset,
+                data_end,
+            } => {
+                let offset = offset
+                    .checked_sub(v.start - new_start)
+                    .ok_or(Errno::ENOMEM)?;
+                Backing::File {
+                    file,
+                    offset,
+                    data_end,
+                }
+            }
+            Backing::Anon => Backing::Anon,
+        };
+        let vma = self.vmas.get_mut(i).ok_or(Errno::EFAULT)?;
+        vma.start = new_start;
+        vma.backing = backing;
+        Ok(())
+    }
+
+    fn resolve<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        write: bool,
+    ) -> Result<FaultOutcome, FaultError> {
+        if let Some(t) = self
+            .pt
+            .translate(env.mem, va)
+            .filter(|t| t.flags & pte::P != 0)
+        {
+            return self.fault_present(env, i, va, t, write);
+        }
+        match self.vmas.as_slice()[i].backing {
+            Backing::Anon => self.fault_anon(env, i, va),
+            Backing::File { .. } => self.fault_file(env, i, va, write),
+        }
+    }
+
+    /// A fault on a present page: write to a read-only page of a writable
+    /// area (copy a page-cache page, or make a private frame writable).
+    fn fault_present<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        t: Translation,
+        write: bool,
+    ) -> Result<FaultOutcome, FaultError> {
+        let base = va & !(t.size.bytes() - 1);
+        if !write || t.flags & pte::RW != 0 {
+            return Ok(FaultOutcome::new(
+                FaultKind::Spurious,
+                base,
+                t.frame,
+                t.size,
+            ));
+        }
+        self.tlb_stale = true;
+        if env.frames.owns(t.frame) {
+            self.pt.set_flags(env.mem, va, t.flags | pte::RW | pte::D);
+            return Ok(FaultOutcome::new(
+                FaultKind::MadeWritable,
+                base,
+                t.frame,
+                t.size,
+            ));
+        }
+        let frame = env
+            .frames
+            .alloc_uninit(env.mem)
+            .ok_or(FaultError::OutOfMemory)?;
+        env.mem.copy(frame, t.frame, PAGE_SIZE);
+        self.pt.unmap(env.mem, va);
+        let flags = user_pte_flags(self.vmas.as_slice()[i].prot, true);
+        self.install(env, i, va, frame, PageSize::Size4K, flags)?;
+        Ok(FaultOutcome::new(
+            FaultKind::CopyOnWrite,
+            va,
+            frame,
+            PageSize::Size4K,
+        ))
+    }
+
+    fn fault_anon<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+    ) -> Result<FaultOutcome, FaultError> {
+        if let Some(out) = self.try_huge(env, i, va)? {
+            return Ok(out);
+        }
+        let frame = env
+            .frames
+            .alloc_zeroed(env.mem)
+            .ok_or(FaultError::OutOfMemory)?;
+        let flags = user_pte_flags(self.vmas.as_slice()[i].prot, true);
+        self.install(env, i, va, frame, PageSize::Size4K, flags)?;
+        Ok(FaultOutcome::new(
+            FaultKind::AnonZero,
+            va,
+            frame,
+            PageSize::Size4K,
+        ))
+    }
+
+    /// Map a zeroed 2 MiB frame if the aligned region around `va` lies in a
+    /// writable anonymous area and nothing is mapped there yet.
+    fn try_huge<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+    ) -> Result<Option<FaultOutcome>, FaultError> {
+        let v = self.vmas.as_slice()[i];
+        let region = va & !(HUGE_PAGE_SIZE - 1);
+        let fits = region >= v.start && v.end - region >= HUGE_PAGE_SIZE;
+        if !fits || !v.prot.contains(Prot::WRITE) || !self.pt.is_2m_region_empty(env.mem, region) {
+            return Ok(None);
+        }
+        let Some(frame) = env.frames.alloc_huge_zeroed(env.mem) else {
+            return Ok(None);
+        };
+        let flags = user_pte_flags(v.prot, true);
+        self.install(env, i, region, frame, PageSize::Size2M, flags)?;
+        Ok(Some(FaultOutcome::new(
+            FaultKind::AnonHuge,
+            region,
+            frame,
+            PageSize::Size2M,
+        )))
+    }
+
+    /// Map an owned private `frame`; frees it again if mapping fails.
+    fn install<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        frame: u64,
+        size: PageSize,
+        flags: u64,
+    ) -> Result<(), FaultError> {
+        if let Err(e) = self.pt.map(env.mem, env.frames, va, frame, size, flags) {
+            release_frame(env.mem, env.frames, frame, size);
+            return Err(oom(e));
+        }
+        self.add_user_frames(size.frames());
+        self.prepare_anon(i);
+        Ok(())
+    }
+
+    fn fault_file<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        write: bool,
+    ) -> Result<FaultOutcome, FaultError> {
+        let v = self.vmas.as_slice()[i];
+        let Backing::File {
+            file,
+            offset,
+            data_end,
+        } = v.backing
+        else {
+            return Err(FaultError::Segv(SegvCode::MapErr));
+        };
+        let img = *env
+            .files
+            .get(file)
+            .ok_or(FaultError::Segv(SegvCode::MapErr))?;
+        let off = offset.saturating_add(va - v.start);
+        let data_end = data_end.min(img.len);
+        let whole = off.checked_add(PAGE_SIZE).is_some_and(|e| e <= data_end);
+        if whole && !write {
+            return self.map_file_around(env, &v, va, img.phys, data_end);
+        }
+        let n = data_end.saturating_sub(off).min(PAGE_SIZE);
+        let frame = match n {
+            PAGE_SIZE => env.frames.alloc_uninit(env.mem),
+            _ => env.frames.alloc_zeroed(env.mem),
+        }
+        .ok_or(FaultError::OutOfMemory)?;
+        if n > 0 {
+            env.mem.copy(frame, img.phys + off, n);
+        }
+        self.install(
+            env,
+            i,
+            va,
+            frame,
+            PageSize::Size4K,
+            user_pte_flags(v.prot, true),
+        )?;
+        let kind = if n > 0 {
+            FaultKind::FileCopied
+        } else {
+            FaultKind::FileZero
+        };
+        Ok(FaultOutcome::new(kind, va, frame, PageSize::Size4K))
+    }
+
+    /// Map the page-cache page at `va` read-only, with the whole-data pages
+    /// of its aligned 16-page window that are not mapped yet.
+    fn map_file_around<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        v: &Vma,
+        va: u64,
+        img_phys: u64,
+        data_end: u64,
+    ) -> Result<FaultOutcome, FaultError> {
+        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
+        let off_of = |a: u64| v.file_offset(a).unwrap_or(0);
+        let data_top = v.start + (data_end - off_of(v.start)) / PAGE_SIZE * PAGE_SIZE;
+        let from = (va & !(window - 1)).max(v.start);
+        let to = (from + window)
+            .min(v.end)
+            .min(data_top)
+            .min((va | (HUGE_PAGE_SIZE - 1)) + 1);
+        let flags = user_pte_flags(v.prot, false);
+        let n = (to - from) / PAGE_SIZE;
+        let mapped =
+            self.pt
+                .map_run_4k(env.mem, env.frames, from, img_phys + off_of(from), n, flags);
+        let frame = img_phys + off_of(va);
+        let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
+        out.pages_mapped = mapped.map_err(oom)?;
+        Ok(out)
+    }
+
+    /// Give area `i` an anonymous-memory identity if it has none, reusing
+    /// an adjacent area's where they could merge but for protection (as
+    /// Linux's `find_mergeable_anon_vma` does).
+    fn prepare_anon(&mut self, i: usize) {
+        let v = self.vmas.as_slice()[i];
+        if v.anon != 0 {
+            return;
+        }
+        let s = self.vmas.as_slice();
+        let next = s.get(i + 1).filter(|n| reusable(&v, n));
+        let prev = i
+            .checked_sub(1)
+            .and_then(|p| s.get(p))
+            .filter(|p| reusable(p, &v));
+        let id = match next.or(prev).map(|o| o.anon) {
+            Some(id) if id != 0 => id,
+            _ => self.next_anon_id(),
+        };
+        if let Some(vma) = self.vmas.get_mut(i) {
+            vma.anon = id;
+        }
+    }
+}
+
+/// Whether `a` and the following `b` could share anonymous memory.
+fn reusable(a: &Vma, b: &Vma) -> bool {
+    let mut b2 = *b;
+    b2.prot = a.prot;
+    b2.anon = 0;
+    let mut a2 = *a;
+    a2.anon = 0;
+    a2.end == b2.start && a2.flags == b2.flags && a2.backing_mergeable(&b2)
+}
+
+/// Whether a translation allows a kernel access on behalf of the user.
+fn allows(t: &Translation, write: bool) -> bool {
+    let need = pte::P | pte::US | if write { pte::RW } else { 0 };
+    t.flags & need == need
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::testmem::Fixture;
+
+    const U: u64 = pf::USER;
+    const UW: u64 = pf::USER | pf::WRITE;
+    const FP: u64 = Fixture::FILE_PHYS;
+    const MIB: u64 = 1 << 20;
+
+    fn fault(
+        mm: &mut Mm,
+        fx: &mut Fixture,
+        addr: u64,
+        ec: u64,
+    ) -> Result<FaultOutcome, FaultError> {
+        mm.handle_page_fault(&mut fx.env(), addr, ec)
+    }
+
+    fn file_vma(start: u64, pages: u64, prot: Prot, offset: u64, data_end: u64) -> Vma {
+        Vma {
+            backing: Backing::File {
+                file: 0,
+                offset,
+                data_end,
+            },
+            ..Vma::anon(start, start + pages * PAGE_SIZE, prot, VmFlags::NONE)
+        }
+    }
+
+    fn setup() -> (Fixture, Mm) {
+        let mut fx = Fixture::new();
+        let mm = fx.mm();
+        (fx, mm)
+    }
+
+    fn flags_at(mm: &Mm, fx: &Fixture, va: u64) -> u64 {
+        mm.pt.translate(&fx.mem, va).unwrap().flags
+    }
+
+    #[test]
+    fn anon_read_fault_maps_zeroed_frame_with_accessed_and_dirty() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(Vma::anon(0x1000_0000, 0x1000_4000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x1000_1010, U).unwrap();
+        assert_eq!(
+            (out.kind, out.va, out.size),
+            (FaultKind::AnonZero, 0x1000_1000, PageSize::Size4K)
+        );
+        let want = pte::P | pte::US | pte::A | pte::RW | pte::D | pte::NX;
+        assert_eq!(flags_at(&mm, &fx, 0x1000_1000), want);
+        assert_eq!(fx.mem.byte(out.frame + 7), 0);
+        assert_eq!(mm.user_frames, 1);
+        assert_ne!(mm.vmas.get(0).unwrap().anon, 0, "anon identity attached");
+    }
+
+    #[test]
+    fn anon_fault_in_large_writable_area_maps_huge_page() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(Vma::anon(0x4000_0000, 0x4040_0000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x4010_0123, UW).unwrap();
+        assert_eq!(
+            (out.kind, out.va, out.size),
+            (FaultKind::AnonHuge, 0x4000_0000, PageSize::Size2M)
+        );
+        assert_eq!(out.frame % HUGE_PAGE_SIZE, 0);
+        assert_eq!(mm.user_frames, 512);
+        let again = fault(&mut mm, &mut fx, 0x4010_0000, UW).unwrap();
+        assert_eq!(again.kind, FaultKind::Spurious);
+    }
+
+    #[test]
+    fn anon_fault_uses_4k_when_region_not_inside_area_or_area_read_only() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(Vma::anon(0x4000_1000, 0x4040_0000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        mm.vmas
+            .insert(Vma::anon(
+                0x5000_0000,
+                0x5040_0000,
+                Prot::READ,
+                VmFlags::NONE,
+            ))
+            .unwrap();
+        assert_eq!(
+            fault(&mut mm, &mut fx, 0x4000_5000, U).unwrap().kind,
+            FaultKind::AnonZero
+        );
+        assert_eq!(
+            fault(&mut mm, &mut fx, 0x4020_0000, U).unwrap().kind,
+            FaultKind::AnonHuge
+        );
+        assert_eq!(
+            fault(&mut mm, &mut fx, 0x5000_0000, U).unwrap().kind,
+            FaultKind::AnonZero
+        );
+        assert_eq!(flags_at(&mm, &fx, 0x5000_0000) & pte::RW, 0);
+    }
+
+    #[test]
+    fn anon_fault_in_partly_mapped_region_stays_4k_until_region_empties() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(Vma::anon(0x4000_0000, 0x4040_0000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        assert_eq!(
+            fault(&mut mm, &mut fx, 0x4000_0000, U).unwrap().kind,
+            FaultKind::AnonHuge
+        );
+        mm.munmap(&mut fx.env(), 0x4000_0000, PAGE_SIZE).unwrap();
+        assert_eq!(mm.user_frames, 511);
+        mm.vmas
+            .insert_merged(Vma::anon(0x4000_0000, 0x4000_1000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        assert_eq!(mm.vmas.len(), 1, "merged back");
+        assert_eq!(
+            fault(&mut mm, &mut fx, 0x4000_0000, U).unwrap().kind,
+            FaultKind::AnonZero
+        );
+        mm.munmap(&mut fx.env(), 0x4000_0000, HUGE_PAGE_SIZE)
+            .unwrap();
+        mm.vmas
+            .insert_merged(Vma::anon(0x4000_0000, 0x4020_0000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        assert_eq!(
+            fault(&mut mm, &mut fx, 0x4000_0000, U).unwrap().kind,
+            FaultKind::AnonHuge
+        );
+        assert_eq!(mm.user_frames, 512);
+    }
+
+    #[test]
+    fn anon_fault_falls_back_to_4k_when_no_huge_frame_is_free() {
+        let (mut fx, mut mm) = setup();
+        while fx.frames.alloc_huge_zeroed(&mut fx.mem).is_some() {}
+        mm.vmas
+            .insert(Vma::anon(0x4000_0000, 0x4040_0000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        assert_eq!(
+            fault(&mut mm, &mut fx, 0x4000_0000, UW).unwrap().kind,
+            FaultKind::AnonZero
+        );
+    }
+
+    #[test]
+    fn fault_outside_any_area_or_above_task_size_is_maperr() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(Vma::anon(0x1000_0000, 0x1000_4000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let maperr = Err(FaultError::Segv(SegvCode::MapErr));
+        assert_eq!(fault(&mut mm, &mut fx, 0x1000_4000, U), maperr);
+        assert_eq!(fault(&mut mm, &mut fx, 0x0fff_ffff, U), maperr);
+        assert_eq!(fault(&mut mm, &mut fx, TASK_SIZE, U), maperr);
+        assert_eq!(fault(&mut mm, &mut fx, 0xffff_8880_0000_0000, U), maperr);
+        assert_eq!(
+            fault(&mut mm, &mut fx, 0x1000_0000, U | pf::RSVD),
+            Err(FaultError::Reserved)
+        );
+    }
+
+    #[test]
+    fn forbidden_accesses_are_accerr() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(Vma::anon(
+                0x1000_0000,
+                0x1000_1000,
+                Prot::READ,
+                VmFlags::NONE,
+            ))
+            .unwrap();
+        mm.vmas
+            .insert(Vma::anon(
+                0x2000_0000,
+                0x2000_1000,
+                Prot::NONE,
+                VmFlags::NONE,
+            ))
+            .unwrap();
+        let accerr = Err(FaultError::Segv(SegvCode::AccErr));
+        assert_eq!(fault(&mut mm, &mut fx, 0x1000_0000, UW), accerr);
+        assert_eq!(fault(&mut mm, &mut fx, 0x1000_0000, U | pf::INSTR), accerr);
+        assert_eq!(fault(&mut mm, &mut fx, 0x2000_0000, U), accerr);
+        assert_eq!(fault(&mut mm, &mut fx, 0x1000_0000, U | pf::P), accerr);
+        assert_eq!(mm.user_frames, 0);
+    }
+
+    #[test]
+    fn fault_below_stack_grows_it_within_limit_and_guard_gap() {
+        let (mut fx, mut mm) = setup();
+        let top = 0x7fff_ffff_f000;
+        mm.vmas
+            .insert(Vma::anon(top - 0x2_1000, top, Prot::RW, VmFlags::GROWSDOWN))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, top - 0x3_0008, UW).unwrap();
+        assert!(out.stack_grown);
+        assert_eq!(mm.vmas.get(0).unwrap().start, top - 0x3_1000);
+        let maperr = Err(FaultError::Segv(SegvCode::MapErr));
+        assert_eq!(fault(&mut mm, &mut fx, top - STACK_LIMIT - 1, UW), maperr);
+        assert!(
+            fault(&mut mm, &mut fx, top - STACK_LIMIT, UW)
+                .unwrap()
+                .stack_grown
+        );
+        let below = top - STACK_LIMIT - STACK_GUARD_GAP;
+        mm.vmas
+            .insert(Vma::anon(
+                below - 0x1000,
+                below + 0x1000,
+                Prot::READ,
+                VmFlags::NONE,
+            ))
+            .unwrap();
+        mm.vmas.get_mut(1).unwrap().start = top - 0x10_0000;
+        assert_eq!(
+            fault(&mut mm, &mut fx, top - STACK_LIMIT, UW),
+            maperr,
+            "guard gap"
+        );
+    }
+
+    #[test]
+    fn file_read_fault_maps_page_cache_read_only_with_fault_around() {
+        let (mut fx, mut mm) = setup();
+        let rx = Prot::READ | Prot::EXEC;
+        mm.vmas
+            .insert(file_vma(0x40_0000, 8, rx, 0, u64::MAX))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x40_3000, U | pf::INSTR).unwrap();
+        assert_eq!(
+            (out.kind, out.frame, out.pages_mapped),
+            (FaultKind::FileMapped, FP + 0x3000, 8)
+        );
+        assert_eq!(
+            mm.pt.translate(&fx.mem, 0x40_7000).unwrap().frame,
+            FP + 0x7000
+        );
+        assert_eq!(flags_at(&mm, &fx, 0x40_0000), pte::P | pte::US | pte::A);
+        assert_eq!(mm.user_frames, 0);
+        assert_eq!(mm.vmas.get(0).unwrap().anon, 0);
+    }
+
+    #[test]
+    fn file_fault_around_stops_at_last_whole_data_page() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(file_vma(0x40_0000, 12, Prot::READ, 0, u64::MAX))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x40_0000, U).unwrap();
+        assert_eq!(out.pages_mapped, 10, "page 10 holds the end of the file");
+        assert!(mm.pt.translate(&fx.mem, 0x40_a000).is_none());
+    }
+
+    #[test]
+    fn file_page_holding_data_end_gets_private_copy_and_zero_tail() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(file_vma(0x60_0000, 3, Prot::RW, 0x2000, 0x3800))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x60_1000, U).unwrap();
+        assert_eq!(out.kind, FaultKind::FileCopied);
+        assert!(fx.frames.owns(out.frame));
+        assert_eq!(
+            (fx.mem.byte(out.frame), fx.mem.byte(out.frame + 0x7ff)),
+            (4, 4)
+        );
+        assert_eq!(
+            (
+                fx.mem.byte(out.frame + 0x800),
+                fx.mem.byte(out.frame + 0xfff)
+            ),
+            (0, 0)
+        );
+        assert_ne!(flags_at(&mm, &fx, 0x60_1000) & pte::RW, 0);
+        assert_eq!(
+            fault(&mut mm, &mut fx, 0x60_2000, U).unwrap().kind,
+            FaultKind::FileZero
+        );
+        let out = fault(&mut mm, &mut fx, 0x60_0000, U).unwrap();
+        assert_eq!((out.kind, out.frame), (FaultKind::FileMapped, FP + 0x2000));
+        assert_eq!(flags_at(&mm, &fx, 0x60_0000) & pte::RW, 0);
+        assert_eq!(fx.mem.byte(FP + 0x3800), 4, "page cache untouched");
+    }
+
+    #[test]
+    fn file_page_partly_past_end_of_file_is_copied_and_past_it_zero() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(file_vma(0x40_0000, 12, Prot::READ, 0, u64::MAX))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x40_a000, U).unwrap();
+        assert_eq!(out.kind, FaultKind::FileCopied);
+        assert_eq!(
+            (
+                fx.mem.byte(out.frame + 0x7ff),
+                fx.mem.byte(out.frame + 0x800)
+            ),
+            (11, 0)
+        );
+        assert_eq!(
+            fault(&mut mm, &mut fx, 0x40_b000, U).unwrap().kind,
+            FaultKind::FileZero
+        );
+    }
+
+    #[test]
+    fn write_to_present_page_cache_page_copies_it() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(file_vma(0x40_0000, 4, Prot::RW, 0, u64::MAX))
+            .unwrap();
+        fault(&mut mm, &mut fx, 0x40_2000, U).unwrap();
+        let out = fault(&mut mm, &mut fx, 0x40_2000, UW | pf::P).unwrap();
+        assert_eq!(out.kind, FaultKind::CopyOnWrite);
+        assert!(fx.frames.owns(out.frame));
+        assert_eq!(fx.mem.byte(out.frame + 0xfff), 3);
+        assert_eq!(
+            mm.pt.translate(&fx.mem, 0x40_2000).unwrap().frame,
+            out.frame
+        );
+        assert_ne!(flags_at(&mm, &fx, 0x40_2000) & pte::D, 0);
+        let out = fault(&mut mm, &mut fx, 0x40_3000, UW | pf::P).unwrap();
+        assert_eq!(
+            (out.kind, fx.mem.byte(out.frame)),
+            (FaultKind::CopyOnWrite, 4),
+            "faulted around"
+        );
+        mm.vmas
+            .insert(file_vma(0x50_0000, 4, Prot::RW, 0, u64::MAX))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x50_1000, UW).unwrap();
+        assert_eq!(
+            (out.kind, fx.mem.byte(out.frame)),
+            (FaultKind::FileCopied, 2)
+        );
+        assert_eq!(mm.user_frames, 3);
+    }
+
+    #[test]
+    fn write_to_read_only_private_frame_in_writable_area_makes_it_writable() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(Vma::anon(0x1000_0000, 0x1000_1000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x1000_0000, U).unwrap();
+        let ro = flags_at(&mm, &fx, 0x1000_0000) & !(pte::RW | pte::D);
+        mm.pt.set_flags(&mut fx.mem, 0x1000_0000, ro);
+        let again = fault(&mut mm, &mut fx, 0x1000_0000, UW | pf::P).unwrap();
+        assert_eq!(
+            (again.kind, again.frame),
+            (FaultKind::MadeWritable, out.frame)
+        );
+        assert_ne!(flags_at(&mm, &fx, 0x1000_0000) & pte::RW, 0);
+    }
+
+    #[test]
+    fn user_page_faults_in_and_write_copies_cow_page() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(file_vma(0x40_0000, 4, Prot::RW, 0, u64::MAX))
+            .unwrap();
+        let pa = mm.user_page(&mut fx.env(), 0x40_1234, false).unwrap();
+        assert_eq!(pa, FP + 0x1234);
+        let pa = mm.user_page(&mut fx.env(), 0x40_1234, true).unwrap();
+        assert!(fx.frames.owns(pa));
+        assert_eq!(pa & 0xfff, 0x234);
+        assert_eq!(
+            mm.user_page(&mut fx.env(), 0x40_1234, true),
+            Ok(pa),
+            "now direct"
+        );
+    }
+
+    #[test]
+    fn user_page_is_efault_where_program_would_segfault() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(Vma::anon(
+                0x1000_0000,
+                0x1000_1000,
+                Prot::READ,
+                VmFlags::NONE,
+            ))
+            .unwrap();
+        assert_eq!(
+            mm.user_page(&mut fx.env(), 0x2000_0000, false),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            mm.user_page(&mut fx.env(), 0x1000_0000, true),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            mm.user_page(&mut fx.env(), u64::MAX, false),
+            Err(Errno::EFAULT)
+        );
+        assert!(mm.user_page(&mut fx.env(), 0x1000_0000, false).is_ok());
+    }
+
+    #[test]
+    fn user_buffer_pieces_joins_contiguous_pages_and_caps() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(Vma::anon(0x4000_0000, 0x4040_0000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        mm.vmas
+            .insert(Vma::anon(0x5000_0000, 0x5000_4000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let mut out = [IoVec::default(); 2];
+        let (n, done) = mm
+            .user_buffer_pieces(&mut fx.env(), 0x4000_0800, 3 * MIB, true, &mut out)
+            .unwrap();
+        assert_eq!((n, done), (2, 3 * MIB), "two huge pages");
+        assert_eq!(out[0].len, 2 * MIB - 0x800);
+        let (n, done) = mm
+            .user_buffer_pieces(&mut fx.env(), 0x5000_0800, 0x3000, false, &mut out)
+            .unwrap();
+        // The first fault also takes a frame for the page table: 1 + 3 pages.
+        assert_eq!((n, done), (2, 0x3000), "consecutive fresh frames join");
+        assert_eq!((out[0].len, out[1].len), (0x800, 0x2800));
+        let mut one = [IoVec::default(); 1];
+        let r = mm.user_buffer_pieces(&mut fx.env(), 0x4000_0800, 3 * MIB, false, &mut one);
+        assert_eq!(r, Ok((1, 2 * MIB - 0x800)), "capped at one piece");
+        let r = mm.user_buffer_pieces(&mut fx.env(), 0x4000_0000, u64::MAX, false, &mut out);
+        assert_eq!(r, Err(Errno::EFAULT));
+        let (n, done) = mm
+            .user_buffer_pieces(&mut fx.env(), 0x5000_3000, 0x2000, false, &mut out)
+            .unwrap();
+        assert_eq!((n, done), (1, 0x1000), "stops at the unmapped page");
+    }
+}

@@ -1,0 +1,357 @@
+//! The physical frame allocator: 4 KiB frames and 2 MiB ("huge") frames.
+//!
+//! The allocator manages `[start, end)`. Memory the VMM has never handed
+//! out is zero, so *fresh* frames need no zeroing: 4 KiB frames are bumped
+//! upwards from `start`, huge frames downwards from the 2 MiB-aligned top,
+//! and the two bump pointers meet in the middle. Freed frames go on
+//! intrusive free lists (the link word lives in the freed frame itself) and
+//! are zeroed with one [`PhysMem::zero`] when they are handed out again as
+//! zeroed frames.
+//!
+//! When both bumps have met and the 4 KiB free list is empty, a free huge
+//! frame is *carved*: its 512 frames are handed out one by one (they were
+//! used, so they are zeroed on the way out). The sliver between the 2 MiB
+//! aligned top and `end` starts as a clean carve region. Huge allocation
+//! never coalesces 4 KiB frames; callers fall back to 4 KiB pages.
+//!
+//! Every operation is O(1): this code runs in emulated ring 0.
+
+use super::phys::PhysMem;
+use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
+
+/// End-of-list marker of the intrusive free lists.
+const NIL: u64 = u64::MAX;
+/// 4 KiB frames per huge frame.
+const FRAMES_PER_HUGE: u64 = HUGE_PAGE_SIZE / PAGE_SIZE;
+
+/// A range of frames handed out in order (the top sliver, or a split huge
+/// frame).
+#[derive(Clone, Copy, Debug)]
+struct Carve {
+    next: u64,
+    end: u64,
+    /// The frames held data before: they must be zeroed for `alloc_zeroed`.
+    dirty: bool,
+}
+
+impl Carve {
+    const EMPTY: Carve = Carve {
+        next: 0,
+        end: 0,
+        dirty: false,
+    };
+
+    fn take(&mut self) -> Option<u64> {
+        if self.next >= self.end {
+            return None;
+        }
+        let pa = self.next;
+        self.next += PAGE_SIZE;
+        Some(pa)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.next >= self.end
+    }
+}
+
+/// Allocator of the physical frames in one range, set up at boot.
+#[derive(Debug)]
+pub struct FrameAllocator {
+    start: u64,
+    end: u64,
+    /// Next fresh 4 KiB frame (grows upwards).
+    fresh_lo: u64,
+    /// Bottom of the fresh huge frames handed out so far (grows downwards).
+    fresh_hi: u64,
+    carve: Carve,
+    free_4k: u64,
+    free_huge: u64,
+    in_use: u64,
+}
+
+impl FrameAllocator {
+    /// An allocator that manages nothing (for statics before boot).
+    pub const fn empty() -> Self {
+        Self {
+            start: 0,
+            end: 0,
+            fresh_lo: 0,
+            fresh_hi: 0,
+            carve: Carve::EMPTY,
+            free_4k: NIL,
+            free_huge: NIL,
+            in_use: 0,
+        }
+    }
+
+    /// Manage the zero-filled frames in `[start, end)` (rounded inwards to
+    /// page boundaries).
+    pub fn new(start: u64, end: u64) -> Self {
+        let start = start.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let end = (end & !(PAGE_SIZE - 1)).max(start);
+        let huge_top = (end & !(HUGE_PAGE_SIZE - 1)).max(start);
+        Self {
+            start,
+            end,
+            fresh_lo: start,
+            fresh_hi: huge_top,
+            carve: Carve {
+                next: huge_top,
+                end,
+                dirty: false,
+            },
+            ..Self::empty()
+        }
+    }
+
+    /// Whether `pa` lies in the managed range (frames outside it, such as
+    /// the page cache, are never freed).
+    pub fn owns(&self, pa: u64) -> bool {
+        pa >= self.start && pa < self.end
+    }
+
+    /// Frames allocated now, in 4 KiB units.
+    pub fn in_use(&self) -> u64 {
+        self.in_use
+    }
+
+    /// Frames managed, in 4 KiB units.
+    pub fn total(&self) -> u64 {
+        (self.end - self.start) / PAGE_SIZE
+    }
+
+    /// A zero-filled 4 KiB frame.
+    pub fn alloc_zeroed<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
+        if let Some(pa) = self.take_clean() {
+            return Some(self.count(pa, 1));
+        }
+        let (pa, dirty) = self.take_reused(mem)?;
+        if dirty {
+            mem.zero(pa, PAGE_SIZE);
+        }
+        Some(self.count(pa, 1))
+    }
+
+    /// A 4 KiB frame with unspecified content, for callers that overwrite
+    /// all of it (e.g. with a copy). Prefers reused frames.
+    pub fn alloc_uninit<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
+        let pa = match self.take_reused(mem) {
+            Some((pa, _)) => pa,
+            None => self.take_clean()?,
+        };
+        Some(self.count(pa, 1))
+    }
+
+    /// A zero-filled, 2 MiB-aligned, contiguous 2 MiB frame.
+    pub fn alloc_huge_zeroed<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
+        if self.free_huge != NIL {
+            let pa = self.free_huge;
+            self.free_huge = mem.read_u64(pa);
+            mem.zero(pa, HUGE_PAGE_SIZE);
+            return Some(self.count(pa, FRAMES_PER_HUGE));
+        }
+        let pa = self.fresh_hi.checked_sub(HUGE_PAGE_SIZE)?;
+        if pa < self.fresh_lo {
+            return None;
+        }
+        self.fresh_hi = pa;
+        Some(self.count(pa, FRAMES_PER_HUGE))
+    }
+
+    /// Return a 4 KiB frame. Frames outside the managed range or unaligned
+    /// addresses are ignored (returns false).
+    pub fn free<M: PhysMem>(&mut self, mem: &mut M, pa: u64) -> bool {
+        if !self.owns(pa) || pa & (PAGE_SIZE - 1) != 0 {
+            return false;
+        }
+        mem.write_u64(pa, self.free_4k);
+        self.free_4k = pa;
+        self.in_use -= 1;
+        true
+    }
+
+    /// Return a 2 MiB frame from [`Self::alloc_huge_zeroed`]. Frames outside
+    /// the managed range or unaligned addresses are ignored (returns false).
+    pub fn free_huge<M: PhysMem>(&mut self, mem: &mut M, pa: u64) -> bool {
+        if !self.owns(pa) || pa & (HUGE_PAGE_SIZE - 1) != 0 {
+            return false;
+        }
+        mem.write_u64(pa, self.free_huge);
+        self.free_huge = pa;
+        self.in_use -= FRAMES_PER_HUGE;
+        true
+    }
+
+    fn count(&mut self, pa: u64, frames: u64) -> u64 {
+        self.in_use += frames;
+        pa
+    }
+
+    /// A never-used frame: from a clean carve region or the 4 KiB bump.
+    fn take_clean(&mut self) -> Option<u64> {
+        if !self.carve.dirty {
+            if let Some(pa) = self.carve.take() {
+                return Some(pa);
+            }
+        }
+        if self.fresh_lo >= self.fresh_hi {
+            return None;
+        }
+        let pa = self.fresh_lo;
+        self.fresh_lo += PAGE_SIZE;
+        Some(pa)
+    }
+
+    /// A frame from the free list or a carved huge frame; with whether it
+    /// may hold old data.
+    fn take_reused<M: PhysMem>(&mut self, mem: &mut M) -> Option<(u64, bool)> {
+        if self.free_4k != NIL {
+            let pa = self.free_4k;
+            self.free_4k = mem.read_u64(pa);
+            return Some((pa, true));
+        }
+        if self.carve.is_empty() && self.free_huge != NIL {
+            let pa = self.free_huge;
+            self.free_huge = mem.read_u64(pa);
+            self.carve = Carve {
+                next: pa,
+                end: pa + HUGE_PAGE_SIZE,
+                dirty: true,
+            };
+        }
+        let dirty = self.carve.dirty;
+        Some((self.carve.take()?, dirty))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::testmem::TestMem;
+
+    const MIB: u64 = 1 << 20;
+
+    fn setup(start: u64, end: u64) -> (TestMem, FrameAllocator) {
+        (TestMem::new(end), FrameAllocator::new(start, end))
+    }
+
+    #[test]
+    fn fresh_frames_are_handed_out_without_zeroing() {
+        let (mut mem, mut fa) = setup(MIB, 8 * MIB);
+        let a = fa.alloc_zeroed(&mut mem).unwrap();
+        let b = fa.alloc_zeroed(&mut mem).unwrap();
+        assert_eq!((a, b), (MIB, MIB + PAGE_SIZE));
+        assert_eq!(mem.zero_calls, 0);
+        assert_eq!(fa.in_use(), 2);
+        assert_eq!(fa.total(), 7 * MIB / PAGE_SIZE);
+    }
+
+    #[test]
+    fn freed_frame_is_zeroed_when_reused_as_zeroed() {
+        let (mut mem, mut fa) = setup(MIB, MIB + 2 * PAGE_SIZE);
+        let a = fa.alloc_zeroed(&mut mem).unwrap();
+        let _b = fa.alloc_zeroed(&mut mem).unwrap();
+        mem.fill(a, PAGE_SIZE, 0xaa);
+        assert!(fa.free(&mut mem, a));
+        assert_eq!(fa.in_use(), 1);
+        assert_eq!(fa.alloc_zeroed(&mut mem), Some(a));
+        assert_eq!(mem.zero_calls, 1);
+        assert_eq!(mem.byte(a + 100), 0);
+        assert_eq!(mem.read_u64(a), 0, "link word must be cleared");
+        assert_eq!(fa.alloc_zeroed(&mut mem), None);
+    }
+
+    #[test]
+    fn alloc_uninit_prefers_free_list_and_skips_zeroing() {
+        let (mut mem, mut fa) = setup(MIB, 8 * MIB);
+        let a = fa.alloc_zeroed(&mut mem).unwrap();
+        fa.free(&mut mem, a);
+        assert_eq!(fa.alloc_uninit(&mut mem), Some(a));
+        assert_eq!(mem.zero_calls, 0);
+    }
+
+    #[test]
+    fn free_outside_range_is_ignored() {
+        let (mut mem, mut fa) = setup(MIB, 8 * MIB);
+        fa.alloc_zeroed(&mut mem).unwrap();
+        assert!(!fa.free(&mut mem, 0x1000));
+        assert!(!fa.free(&mut mem, MIB + 1));
+        assert!(!fa.owns(8 * MIB));
+        assert_eq!(fa.in_use(), 1);
+    }
+
+    #[test]
+    fn huge_frames_come_from_the_top_aligned_and_do_not_collide() {
+        let (mut mem, mut fa) = setup(MIB, 6 * MIB + PAGE_SIZE);
+        let h1 = fa.alloc_huge_zeroed(&mut mem).unwrap();
+        let h2 = fa.alloc_huge_zeroed(&mut mem).unwrap();
+        assert_eq!((h1, h2), (4 * MIB, 2 * MIB));
+        assert_eq!(
+            fa.alloc_huge_zeroed(&mut mem),
+            None,
+            "only 1 MiB below 2 MiB left"
+        );
+        assert_eq!(fa.in_use(), 1024);
+        let mut got = Vec::new();
+        while let Some(pa) = fa.alloc_zeroed(&mut mem) {
+            assert!(
+                pa < h2 || pa >= h1 + HUGE_PAGE_SIZE,
+                "4K frame {pa:#x} inside a huge frame"
+            );
+            got.push(pa);
+        }
+        assert_eq!(
+            got.len() as u64,
+            (MIB + PAGE_SIZE) / PAGE_SIZE,
+            "low MiB plus the top sliver"
+        );
+        assert_eq!(fa.in_use(), fa.total());
+    }
+
+    #[test]
+    fn freed_huge_frame_is_reused_zeroed() {
+        let (mut mem, mut fa) = setup(2 * MIB, 6 * MIB);
+        let h = fa.alloc_huge_zeroed(&mut mem).unwrap();
+        mem.fill(h, HUGE_PAGE_SIZE, 0x55);
+        assert!(fa.free_huge(&mut mem, h));
+        assert_eq!(fa.in_use(), 0);
+        assert_eq!(fa.alloc_huge_zeroed(&mut mem), Some(h));
+        assert_eq!(mem.byte(h + HUGE_PAGE_SIZE - 1), 0);
+        assert_eq!(mem.read_u64(h), 0);
+    }
+
+    #[test]
+    fn exhausted_4k_side_carves_a_free_huge_frame_with_zeroing() {
+        let (mut mem, mut fa) = setup(2 * MIB, 4 * MIB);
+        let h = fa.alloc_huge_zeroed(&mut mem).unwrap();
+        assert_eq!(fa.alloc_zeroed(&mut mem), None);
+        mem.fill(h, HUGE_PAGE_SIZE, 0x77);
+        fa.free_huge(&mut mem, h);
+        for i in 0..FRAMES_PER_HUGE {
+            let pa = fa.alloc_zeroed(&mut mem).unwrap();
+            assert_eq!(pa, h + i * PAGE_SIZE);
+            assert_eq!(mem.byte(pa + 5), 0);
+        }
+        assert_eq!(fa.alloc_zeroed(&mut mem), None);
+        assert_eq!(fa.alloc_huge_zeroed(&mut mem), None);
+        assert_eq!(fa.in_use(), FRAMES_PER_HUGE);
+    }
+
+    #[test]
+    fn exhausted_huge_side_still_serves_4k_frames() {
+        let (mut mem, mut fa) = setup(MIB, 2 * MIB);
+        assert_eq!(fa.alloc_huge_zeroed(&mut mem), None);
+        assert!(fa.alloc_zeroed(&mut mem).is_some());
+    }
+
+    #[test]
+    fn empty_allocator_hands_out_nothing() {
+        let mut mem = TestMem::new(PAGE_SIZE);
+        let mut fa = FrameAllocator::empty();
+        assert_eq!(fa.alloc_zeroed(&mut mem), None);
+        assert_eq!(fa.alloc_uninit(&mut mem), None);
+        assert_eq!(fa.alloc_huge_zeroed(&mut mem), None);
+        assert_eq!(fa.total(), 0);
+    }
+}

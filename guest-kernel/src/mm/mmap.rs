@@ -1,0 +1,768 @@
+//! `mmap`, `munmap`, `mprotect` and `brk` (Linux's `do_mmap`,
+//! `do_munmap`, `do_mprotect_pkey`, `sys_brk`) as methods on [`Mm`].
+//!
+//! Argument checks follow Linux's order and error numbers, because tests
+//! compare with native runs. Pages are never populated here: faults do it.
+//! Only anonymous mappings exist so far; `MAP_SHARED` anonymous memory
+//! behaves as private (there is one process, so nobody could tell), and a
+//! file descriptor gets EBADF. [`Mm::map_region`] is where file mappings
+//! will slot in: it takes a ready [`Vma`] with any backing.
+
+use super::phys::PhysMem;
+use super::space::{page_align_up, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
+use super::vma::{Prot, VmFlags, Vma, MAX_VMAS};
+use super::{fault::user_pte_flags, paging::LeafAction};
+use crate::errno::{Errno, KResult};
+use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
+
+/// `mmap` flags (Linux x86-64 values).
+pub mod map {
+    /// Share changes.
+    pub const SHARED: u64 = 0x01;
+    /// Changes are private.
+    pub const PRIVATE: u64 = 0x02;
+    /// Shared, and fail on unknown flags.
+    pub const SHARED_VALIDATE: u64 = 0x03;
+    /// Mask of the mapping type.
+    pub const TYPE: u64 = 0x0f;
+    /// Interpret the address exactly.
+    pub const FIXED: u64 = 0x10;
+    /// No file backing.
+    pub const ANONYMOUS: u64 = 0x20;
+    /// A stack-like area that grows down.
+    pub const GROWSDOWN: u64 = 0x100;
+    /// Ignored.
+    pub const DENYWRITE: u64 = 0x800;
+    /// Ignored.
+    pub const EXECUTABLE: u64 = 0x1000;
+    /// Lock the pages (accepted, no effect).
+    pub const LOCKED: u64 = 0x2000;
+    /// Do not reserve swap (no effect).
+    pub const NORESERVE: u64 = 0x4000;
+    /// Populate page tables (accepted; pages are still faulted lazily).
+    pub const POPULATE: u64 = 0x8000;
+    /// Do not block on I/O (no effect).
+    pub const NONBLOCK: u64 = 0x1_0000;
+    /// Address suitable for a stack (no effect).
+    pub const STACK: u64 = 0x2_0000;
+    /// Huge TLB pages (no effect).
+    pub const HUGETLB: u64 = 0x4_0000;
+    /// Synchronous page faults (only with SHARED_VALIDATE on DAX files).
+    pub const SYNC: u64 = 0x8_0000;
+    /// Like FIXED but fail with EEXIST instead of replacing.
+    pub const FIXED_NOREPLACE: u64 = 0x10_0000;
+    /// Flags `MAP_SHARED_VALIDATE` knows (Linux's `LEGACY_MAP_MASK`).
+    pub const LEGACY_MASK: u64 = SHARED
+        | PRIVATE
+        | FIXED
+        | ANONYMOUS
+        | DENYWRITE
+        | EXECUTABLE
+        | UNINITIALIZED
+        | GROWSDOWN
+        | LOCKED
+        | NORESERVE
+        | POPULATE
+        | NONBLOCK
+        | STACK
+        | HUGETLB;
+    /// Ignored.
+    pub const UNINITIALIZED: u64 = 0x400_0000;
+}
+
+/// `prot` bits (Linux values).
+pub mod prot {
+    /// Readable.
+    pub const READ: u64 = 1;
+    /// Writable.
+    pub const WRITE: u64 = 2;
+    /// Executable.
+    pub const EXEC: u64 = 4;
+    /// Atomic operations allowed (no effect).
+    pub const SEM: u64 = 8;
+    /// mprotect: extend to the start of a growsdown area.
+    pub const GROWSDOWN: u64 = 0x0100_0000;
+    /// mprotect: extend to the end of a growsup area (none exist on x86).
+    pub const GROWSUP: u64 = 0x0200_0000;
+}
+
+impl Mm {
+    /// The `mmap` system call. Returns the mapping's address.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mmap<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        fd: i64,
+        off: u64,
+    ) -> KResult<u64> {
+        let _ = fd;
+        if off & (PAGE_SIZE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & map::ANONYMOUS == 0 {
+            return Err(Errno::EBADF);
+        }
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_align_up(len).ok_or(Errno::ENOMEM)?;
+        let vm_flags = mmap_vm_flags(flags)?;
+        let fixed = flags & (map::FIXED | map::FIXED_NOREPLACE) != 0;
+        let start = self.get_unmapped_area(addr, len, fixed)?;
+        if flags & map::FIXED_NOREPLACE != 0 && self.vmas.intersects(start, start + len) {
+            return Err(Errno::EEXIST);
+        }
+        let vma = Vma::anon(start, start + len, Prot::from_linux(prot), vm_flags);
+        self.map_region(env, vma)
+    }
+
+    /// Where a mapping of `len` (page aligned) bytes goes (Linux's
+    /// `get_unmapped_area`): `addr` itself if `fixed` (checked), else the
+    /// hint if it is free, else the highest gap below `mmap_base` (else
+    /// anywhere, top down).
+    pub fn get_unmapped_area(&self, addr: u64, len: u64, fixed: bool) -> KResult<u64> {
+        if len > TASK_SIZE - MMAP_MIN_ADDR {
+            return Err(Errno::ENOMEM);
+        }
+        if fixed {
+            return check_fixed(addr, len);
+        }
+        if addr != 0 {
+            let hint = page_align_up(addr).ok_or(Errno::ENOMEM)?.max(MMAP_MIN_ADDR);
+            if hint <= TASK_SIZE - len && self.fits_with_gaps(hint, hint + len) {
+                return Ok(hint);
+            }
+        }
+        let vmas = &self.vmas;
+        vmas.find_gap_top_down(len, MMAP_MIN_ADDR, self.mmap_base)
+            .or_else(|| vmas.find_gap_top_down(len, MMAP_MIN_ADDR, TASK_SIZE))
+            .ok_or(Errno::ENOMEM)
+    }
+
+    /// Map the area `vma` (page aligned, below TASK_SIZE), replacing
+    /// whatever is mapped in its range (MAP_FIXED semantics) and merging
+    /// with neighbours. Returns its start.
+    pub fn map_region<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, vma: Vma) -> KResult<u64> {
+        if vma.is_empty() || (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 || vma.end > TASK_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        if self.vmas.intersects(vma.start, vma.end) {
+            self.do_munmap(env, vma.start, vma.end)?;
+        }
+        self.vmas.insert_merged(vma)?;
+        Ok(vma.start)
+    }
+
+    /// The `munmap` system call.
+    pub fn munmap<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        addr: u64,
+        len: u64,
+    ) -> KResult<()> {
+        if addr & (PAGE_SIZE - 1) != 0 || addr > TASK_SIZE || len > TASK_SIZE - addr {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_align_up(len).ok_or(Errno::EINVAL)?;
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.do_munmap(env, addr, addr + len)
+    }
+
+    /// Unmap `[start, end)` (page aligned): free its frames and emptied
+    /// tables, and remove or trim its areas.
+    pub fn do_munmap<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        start: u64,
+        end: u64,
+    ) -> KResult<()> {
+        if self.vmas.len() >= MAX_VMAS && self.vmas.punches_hole(start, end) {
+            return Err(Errno::ENOMEM);
+        }
+        self.unmap_pages(env, start, end)?;
+        self.vmas.remove_range(start, end, |_| ())
+    }
+
+    /// The `mprotect` system call. Like Linux, areas before a hole keep
+    /// their new protection when ENOMEM is returned for the hole.
+    pub fn mprotect<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        addr: u64,
+        len: u64,
+        prot: u64,
+    ) -> KResult<()> {
+        let grows = prot & (prot::GROWSDOWN | prot::GROWSUP);
+        let prot = prot & !grows;
+        if grows == prot::GROWSDOWN | prot::GROWSUP || addr & (PAGE_SIZE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let end = page_align_up(len)
+            .and_then(|l| addr.checked_add(l))
+            .ok_or(Errno::ENOMEM)?;
+        if prot & !(prot::READ | prot::WRITE | prot::EXEC | prot::SEM) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let start = self.mprotect_start(addr, end, grows)?;
+        let new = Prot::from_linux(prot);
+        let reached = self.vmas.set_prot(start, end, new)?;
+        self.reprotect_pages(env, start, reached, new)?;
+        if reached < end {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// The `brk` system call: returns the new break, or the old one when
+    /// the request is refused (Linux semantics).
+    pub fn brk<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, new: u64) -> u64 {
+        if new < self.start_brk {
+            return self.brk;
+        }
+        let (Some(old_top), Some(new_top)) = (page_align_up(self.brk), page_align_up(new)) else {
+            return self.brk;
+        };
+        let ok = if new_top == old_top {
+            true
+        } else if new <= self.brk {
+            self.do_munmap(env, new_top, old_top).is_ok()
+        } else {
+            self.grow_brk(old_top, new_top).is_ok()
+        };
+        if ok {
+            self.brk = new;
+        }
+        self.brk
+    }
+
+    fn grow_brk(&mut self, old_top: u64, new_top: u64) -> KResult<()> {
+        if new_top > TASK_SIZE || old_top < MMAP_MIN_ADDR {
+            return Err(Errno::ENOMEM);
+        }
+        if let Some(next) = self.vmas.find_next(old_top).and_then(|i| self.vmas.get(i)) {
+            if new_top + PAGE_SIZE > next.start_gap() {
+                return Err(Errno::ENOMEM);
+            }
+        }
+        self.vmas
+            .insert_merged(Vma::anon(old_top, new_top, Prot::RW, VmFlags::NONE))?;
+        Ok(())
+    }
+
+    /// Whether `[start, end)` is free and clear of stack guard gaps.
+    fn fits_with_gaps(&self, start: u64, end: u64) -> bool {
+        match self.vmas.find_next(start).and_then(|i| self.vmas.get(i)) {
+            Some(next) => end <= next.start_gap(),
+            None => true,
+        }
+    }
+
+    /// The first address mprotect changes; with PROT_GROWSDOWN the start
+    /// of the growsdown area holding `addr`.
+    fn mprotect_start(&self, addr: u64, end: u64, grows: u64) -> KResult<u64> {
+        let v = self
+            .vmas
+            .find_next(addr)
+            .and_then(|i| self.vmas.get(i))
+            .ok_or(Errno::ENOMEM)?;
+        if grows & prot::GROWSDOWN != 0 {
+            if v.start >= end {
+                return Err(Errno::ENOMEM);
+            }
+            if !v.flags.contains(VmFlags::GROWSDOWN) {
+                return Err(Errno::EINVAL);
+            }
+            return Ok(v.start);
+        }
+        if v.start > addr {
+            return Err(Errno::ENOMEM);
+        }
+        if grows & prot::GROWSUP != 0 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(addr)
+    }
+
+    /// Give the present leaves in `[start, end)` the flags of `prot`:
+    /// writable only for owned frames (page-cache pages stay copy-on-write).
+    fn reprotect_pages<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        start: u64,
+        end: u64,
+        prot: Prot,
+    ) -> KResult<()> {
+        self.tlb_stale = true;
+        let r = self
+            .pt
+            .update_range(env.mem, env.frames, start, end, |_, fr, l| {
+                LeafAction::SetFlags(user_pte_flags(prot, fr.owns(l.frame)))
+            });
+        r.map_err(|e| e.errno())
+    }
+
+    /// Unmap the pages of `[start, end)`, freeing owned frames.
+    fn unmap_pages<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        start: u64,
+        end: u64,
+    ) -> KResult<()> {
+        self.tlb_stale = true;
+        let mut freed = 0;
+        let r = self
+            .pt
+            .unmap_range(env.mem, env.frames, start, end, |m, fr, l| {
+                freed += release_frame(m, fr, l.frame, l.size);
+            });
+        self.user_frames -= freed.min(self.user_frames);
+        r.map_err(|e| e.errno())
+    }
+}
+
+/// Checks of a MAP_FIXED address.
+fn check_fixed(addr: u64, len: u64) -> KResult<u64> {
+    if addr > TASK_SIZE - len {
+        return Err(Errno::ENOMEM);
+    }
+    if addr & (PAGE_SIZE - 1) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if addr < MMAP_MIN_ADDR {
+        return Err(Errno::EPERM);
+    }
+    Ok(addr)
+}
+
+/// Area flags for mmap `flags`; EINVAL for an unknown mapping type or
+/// unknown flags with MAP_SHARED_VALIDATE (Linux: EOPNOTSUPP, not in our
+/// errno set).
+fn mmap_vm_flags(flags: u64) -> KResult<VmFlags> {
+    let shared = match flags & map::TYPE {
+        map::PRIVATE => false,
+        map::SHARED => true,
+        map::SHARED_VALIDATE
+            if flags & !(map::LEGACY_MASK | map::FIXED_NOREPLACE | map::SYNC) == 0 =>
+        {
+            true
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    let mut f = 0;
+    if flags & map::GROWSDOWN != 0 {
+        f |= VmFlags::GROWSDOWN.0;
+    }
+    if shared {
+        f |= VmFlags::SHARED.0;
+    }
+    Ok(VmFlags(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::fault::pf;
+    use crate::mm::paging::pte;
+    use crate::mm::space::MMAP_BASE;
+    use crate::mm::testmem::Fixture;
+    use crate::mm::vma::Backing;
+
+    const RW: u64 = prot::READ | prot::WRITE;
+    const PA: u64 = map::PRIVATE | map::ANONYMOUS;
+    const P: u64 = PAGE_SIZE;
+
+    fn setup() -> (Fixture, Mm) {
+        let mut fx = Fixture::new();
+        let mm = fx.mm();
+        (fx, mm)
+    }
+
+    fn mmap(
+        mm: &mut Mm,
+        fx: &mut Fixture,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+    ) -> KResult<u64> {
+        mm.mmap(&mut fx.env(), addr, len, prot, flags, -1, 0)
+    }
+
+    fn touch(mm: &mut Mm, fx: &mut Fixture, addr: u64) -> u64 {
+        mm.handle_page_fault(&mut fx.env(), addr, pf::USER | pf::WRITE)
+            .unwrap()
+            .frame
+    }
+
+    fn ranges(mm: &Mm) -> Vec<(u64, u64)> {
+        mm.vmas.iter().map(|v| (v.start, v.end)).collect()
+    }
+
+    #[test]
+    fn anonymous_mmaps_go_top_down_below_mmap_base_and_merge() {
+        let (mut fx, mut mm) = setup();
+        assert_eq!(MMAP_BASE, 0x7fff_f7ff_f000);
+        let a = mmap(&mut mm, &mut fx, 0, 0x1800, RW, PA).unwrap();
+        assert_eq!(a, MMAP_BASE - 0x2000);
+        let b = mmap(&mut mm, &mut fx, 0, P, RW, PA).unwrap();
+        assert_eq!(b, a - P);
+        assert_eq!(ranges(&mm), vec![(b, MMAP_BASE)]);
+        let c = mmap(&mut mm, &mut fx, 0, P, prot::READ, PA).unwrap();
+        assert_eq!((c, mm.vmas.len()), (b - P, 2));
+    }
+
+    #[test]
+    fn mmap_argument_errors_follow_linux() {
+        let (mut fx, mut mm) = setup();
+        let e = |r: KResult<u64>| r.unwrap_err();
+        assert_eq!(e(mmap(&mut mm, &mut fx, 0, 0, RW, PA)), Errno::EINVAL);
+        assert_eq!(
+            e(mm.mmap(&mut fx.env(), 0, P, RW, PA, -1, 0x800)),
+            Errno::EINVAL
+        );
+        assert_eq!(
+            e(mm.mmap(&mut fx.env(), 0, P, RW, map::PRIVATE, 3, 0)),
+            Errno::EBADF
+        );
+        assert_eq!(
+            e(mmap(&mut mm, &mut fx, 0, P, RW, map::ANONYMOUS)),
+            Errno::EINVAL
+        );
+        assert_eq!(e(mmap(&mut mm, &mut fx, 0, P, RW, PA | 0x4)), Errno::EINVAL);
+        assert_eq!(
+            e(mmap(&mut mm, &mut fx, 0x1234, P, RW, PA | map::FIXED)),
+            Errno::EINVAL
+        );
+        assert_eq!(
+            e(mmap(&mut mm, &mut fx, TASK_SIZE, P, RW, PA | map::FIXED)),
+            Errno::ENOMEM
+        );
+        assert_eq!(
+            e(mmap(&mut mm, &mut fx, 0x1000, P, RW, PA | map::FIXED)),
+            Errno::EPERM
+        );
+        assert_eq!(
+            e(mmap(&mut mm, &mut fx, 0, u64::MAX, RW, PA)),
+            Errno::ENOMEM
+        );
+        assert_eq!(
+            e(mmap(&mut mm, &mut fx, 0, TASK_SIZE, RW, PA)),
+            Errno::ENOMEM
+        );
+        let sv = map::SHARED_VALIDATE | map::ANONYMOUS;
+        assert_eq!(
+            e(mmap(&mut mm, &mut fx, 0, P, RW, sv | 0x200)),
+            Errno::EINVAL
+        );
+        assert!(mmap(&mut mm, &mut fx, 0, P, RW, sv).is_ok());
+        assert!(mm.vmas.is_empty() || mm.vmas.len() == 1);
+    }
+
+    #[test]
+    fn mmap_hint_is_used_when_free_else_top_down() {
+        let (mut fx, mut mm) = setup();
+        assert_eq!(
+            mmap(&mut mm, &mut fx, 0x1000_0000, P, RW, PA),
+            Ok(0x1000_0000)
+        );
+        assert_eq!(
+            mmap(&mut mm, &mut fx, 0x1000_0800, P, RW, PA),
+            Ok(0x1000_1000),
+            "rounded up"
+        );
+        assert_eq!(
+            mmap(&mut mm, &mut fx, 0x1000_0000, P, RW, PA),
+            Ok(MMAP_BASE - P)
+        );
+        assert_eq!(mmap(&mut mm, &mut fx, 0x100, P, RW, PA), Ok(MMAP_MIN_ADDR));
+    }
+
+    #[test]
+    fn map_fixed_replaces_mapping_and_frees_its_frames() {
+        let (mut fx, mut mm) = setup();
+        let base = fx.frames.in_use();
+        let a = mmap(&mut mm, &mut fx, 0x1000_0000, 4 * P, RW, PA).unwrap();
+        for i in 0..4 {
+            let f = touch(&mut mm, &mut fx, a + i * P);
+            fx.mem.fill(f, 1, 0xee);
+        }
+        assert_eq!(mm.user_frames, 4);
+        let r = mmap(&mut mm, &mut fx, a + P, 2 * P, prot::READ, PA | map::FIXED);
+        assert_eq!(r, Ok(a + P));
+        assert_eq!(mm.user_frames, 2);
+        assert_eq!(
+            ranges(&mm),
+            vec![(a, a + P), (a + P, a + 3 * P), (a + 3 * P, a + 4 * P)]
+        );
+        assert!(mm.pt.translate(&fx.mem, a + P).is_none());
+        let e = mmap(&mut mm, &mut fx, a, P, RW, PA | map::FIXED_NOREPLACE);
+        assert_eq!(e, Err(Errno::EEXIST));
+        mm.munmap(&mut fx.env(), a, 4 * P).unwrap();
+        assert_eq!((mm.user_frames, fx.frames.in_use()), (0, base));
+    }
+
+    #[test]
+    fn munmap_middle_of_vma_splits_it_in_two_and_frees_pages() {
+        let (mut fx, mut mm) = setup();
+        let a = mmap(&mut mm, &mut fx, 0x1000_0000, 8 * P, RW, PA).unwrap();
+        for i in 0..8 {
+            touch(&mut mm, &mut fx, a + i * P);
+        }
+        mm.munmap(&mut fx.env(), a + 2 * P, 0x1800).unwrap();
+        assert_eq!(ranges(&mm), vec![(a, a + 2 * P), (a + 4 * P, a + 8 * P)]);
+        assert_eq!(mm.user_frames, 6);
+        assert!(mm.take_tlb_flush());
+        assert!(!mm.take_tlb_flush());
+        assert!(mm.pt.translate(&fx.mem, a + 3 * P).is_none());
+        assert!(mm.pt.translate(&fx.mem, a + 4 * P).is_some());
+        let segv = mm.handle_page_fault(&mut fx.env(), a + 2 * P, pf::USER);
+        assert!(segv.is_err());
+    }
+
+    #[test]
+    fn munmap_errors_and_unmapped_range_follow_linux() {
+        let (mut fx, mut mm) = setup();
+        assert_eq!(mm.munmap(&mut fx.env(), 0x1001, P), Err(Errno::EINVAL));
+        assert_eq!(mm.munmap(&mut fx.env(), 0x1000, 0), Err(Errno::EINVAL));
+        assert_eq!(mm.munmap(&mut fx.env(), TASK_SIZE, P), Err(Errno::EINVAL));
+        assert_eq!(
+            mm.munmap(&mut fx.env(), 0x1000, u64::MAX),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(mm.munmap(&mut fx.env(), 0x1000_0000, P), Ok(()));
+    }
+
+    #[test]
+    fn munmap_part_of_huge_page_keeps_rest_and_data() {
+        let (mut fx, mut mm) = setup();
+        let a = mmap(&mut mm, &mut fx, 0x4000_0000, 4 << 20, RW, PA).unwrap();
+        let f = touch(&mut mm, &mut fx, a);
+        fx.mem.fill(f + 5 * P, 1, 0x42);
+        mm.munmap(&mut fx.env(), a + P, P).unwrap();
+        let t = mm.pt.translate(&fx.mem, a + 5 * P).unwrap();
+        assert_eq!((t.frame, fx.mem.byte(t.frame)), (f + 5 * P, 0x42));
+        assert_eq!(mm.user_frames, 511);
+    }
+
+    #[test]
+    fn mprotect_middle_splits_area_and_updates_present_ptes() {
+        let (mut fx, mut mm) = setup();
+        let a = mmap(&mut mm, &mut fx, 0x1000_0000, 4 * P, RW, PA).unwrap();
+        for i in 0..4 {
+            touch(&mut mm, &mut fx, a + i * P);
+        }
+        mm.mprotect(&mut fx.env(), a + P, 2 * P, prot::READ)
+            .unwrap();
+        assert_eq!(mm.vmas.len(), 3);
+        let fl = mm.pt.translate(&fx.mem, a + P).unwrap().flags;
+        assert_eq!(fl & (pte::RW | pte::NX | pte::P), pte::NX | pte::P);
+        mm.mprotect(&mut fx.env(), a + P, 2 * P, prot::READ | prot::EXEC)
+            .unwrap();
+        assert_eq!(mm.pt.translate(&fx.mem, a + P).unwrap().flags & pte::NX, 0);
+        mm.mprotect(&mut fx.env(), a, 4 * P, RW).unwrap();
+        assert_eq!(mm.vmas.len(), 1, "merged back");
+        assert_ne!(
+            mm.pt.translate(&fx.mem, a + 2 * P).unwrap().flags & pte::RW,
+            0
+        );
+    }
+
+    #[test]
+    fn mprotect_write_keeps_page_cache_pte_read_only() {
+        let (mut fx, mut mm) = setup();
+        let v = Vma {
+            backing: Backing::File {
+                file: 0,
+                offset: 0,
+                data_end: u64::MAX,
+            },
+            ..Vma::anon(0x40_0000, 0x40_4000, Prot::READ, VmFlags::NONE)
+        };
+        mm.map_region(&mut fx.env(), v).unwrap();
+        mm.handle_page_fault(&mut fx.env(), 0x40_0000, pf::USER)
+            .unwrap();
+        mm.mprotect(&mut fx.env(), 0x40_0000, 4 * P, RW).unwrap();
+        let t = mm.pt.translate(&fx.mem, 0x40_1000).unwrap();
+        assert_eq!((t.frame, t.flags & pte::RW), (Fixture::FILE_PHYS + P, 0));
+        let out = mm
+            .handle_page_fault(&mut fx.env(), 0x40_1000, pf::USER | pf::WRITE | pf::P)
+            .unwrap();
+        assert_eq!(out.kind, crate::mm::fault::FaultKind::CopyOnWrite);
+    }
+
+    #[test]
+    fn mprotect_none_hides_pages_and_restoring_keeps_data() {
+        let (mut fx, mut mm) = setup();
+        let a = mmap(&mut mm, &mut fx, 0x1000_0000, P, RW, PA).unwrap();
+        let f = touch(&mut mm, &mut fx, a);
+        fx.mem.fill(f, 1, 0x99);
+        mm.mprotect(&mut fx.env(), a, P, 0).unwrap();
+        assert_eq!(mm.pt.translate(&fx.mem, a).unwrap().flags & pte::P, 0);
+        let r = mm.handle_page_fault(&mut fx.env(), a, pf::USER);
+        assert!(r.is_err());
+        mm.mprotect(&mut fx.env(), a, P, prot::READ).unwrap();
+        let t = mm.pt.translate(&fx.mem, a).unwrap();
+        assert_eq!(
+            (t.frame, t.flags & pte::P, fx.mem.byte(f)),
+            (f, pte::P, 0x99)
+        );
+    }
+
+    #[test]
+    fn mprotect_errors_follow_linux() {
+        let (mut fx, mut mm) = setup();
+        let a = mmap(&mut mm, &mut fx, 0x1000_0000, 2 * P, RW, PA).unwrap();
+        mmap(&mut mm, &mut fx, a + 3 * P, P, RW, PA).unwrap();
+        let mut env = fx.env();
+        assert_eq!(mm.mprotect(&mut env, a + 1, P, 1), Err(Errno::EINVAL));
+        assert_eq!(mm.mprotect(&mut env, a, P, 0x10), Err(Errno::EINVAL));
+        assert_eq!(
+            mm.mprotect(&mut env, a, P, prot::GROWSDOWN | prot::GROWSUP),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(mm.mprotect(&mut env, a, 0, 1), Ok(()));
+        assert_eq!(mm.mprotect(&mut env, a - P, 2 * P, 1), Err(Errno::ENOMEM));
+        assert_eq!(mm.mprotect(&mut env, !0xfff, 2 * P, 1), Err(Errno::ENOMEM));
+        assert_eq!(
+            mm.mprotect(&mut env, a, 4 * P, 1),
+            Err(Errno::ENOMEM),
+            "hole"
+        );
+        assert_eq!(
+            mm.vmas.get(0).unwrap().prot,
+            Prot::READ,
+            "applied before the hole"
+        );
+        assert_eq!(
+            mm.mprotect(&mut env, a, P, 1 | prot::GROWSDOWN),
+            Err(Errno::EINVAL)
+        );
+    }
+
+    #[test]
+    fn mprotect_growsdown_extends_to_stack_start() {
+        let (mut fx, mut mm) = setup();
+        let s = mmap(
+            &mut mm,
+            &mut fx,
+            0x2000_0000,
+            4 * P,
+            RW,
+            PA | map::GROWSDOWN,
+        )
+        .unwrap();
+        mm.mprotect(
+            &mut fx.env(),
+            s + 2 * P,
+            P,
+            prot::READ | prot::EXEC | prot::GROWSDOWN,
+        )
+        .unwrap();
+        let v = mm.vmas.get(0).unwrap();
+        assert_eq!(
+            (v.start, v.end, v.prot),
+            (s, s + 3 * P, Prot::READ | Prot::EXEC)
+        );
+    }
+
+    #[test]
+    fn brk_grows_shrinks_and_refuses_collisions() {
+        let (mut fx, mut mm) = setup();
+        mm.start_brk = 0x60_0000;
+        mm.brk = 0x60_0000;
+        assert_eq!(mm.brk(&mut fx.env(), 0), 0x60_0000);
+        assert_eq!(mm.brk(&mut fx.env(), 0x5f_0000), 0x60_0000);
+        assert_eq!(mm.brk(&mut fx.env(), 0x60_0010), 0x60_0010);
+        assert_eq!(ranges(&mm), vec![(0x60_0000, 0x60_1000)]);
+        assert_eq!(mm.brk(&mut fx.env(), 0x60_3000), 0x60_3000);
+        assert_eq!(
+            ranges(&mm),
+            vec![(0x60_0000, 0x60_3000)],
+            "heap area grew in place"
+        );
+        for i in 0..3 {
+            touch(&mut mm, &mut fx, 0x60_0000 + i * P);
+        }
+        assert_eq!(mm.brk(&mut fx.env(), 0x60_0800), 0x60_0800);
+        assert_eq!(
+            (ranges(&mm), mm.user_frames),
+            (vec![(0x60_0000, 0x60_1000)], 1)
+        );
+        mmap(&mut mm, &mut fx, 0x60_5000, P, RW, PA | map::FIXED).unwrap();
+        assert_eq!(
+            mm.brk(&mut fx.env(), 0x60_4001),
+            0x60_0800,
+            "needs a page of gap"
+        );
+        assert_eq!(mm.brk(&mut fx.env(), 0x60_4000), 0x60_4000);
+        assert_eq!(mm.brk(&mut fx.env(), u64::MAX), 0x60_4000);
+        assert_eq!(mm.brk(&mut fx.env(), 0x60_0000), 0x60_0000);
+        assert_eq!(ranges(&mm), vec![(0x60_5000, 0x60_6000)]);
+        mm.start_brk = 0;
+        mm.brk = 0;
+        assert_eq!(
+            mm.brk(&mut fx.env(), 0x2000),
+            0,
+            "never below mmap_min_addr"
+        );
+    }
+
+    #[test]
+    fn teardown_returns_allocator_to_baseline_and_spares_page_cache() {
+        let mut fx = Fixture::new();
+        let base = fx.frames.in_use();
+        let mut mm = fx.mm();
+        let v = Vma {
+            backing: Backing::File {
+                file: 0,
+                offset: 0,
+                data_end: 0x5800,
+            },
+            ..Vma::anon(0x40_0000, 0x40_8000, Prot::RW, VmFlags::NONE)
+        };
+        mm.map_region(&mut fx.env(), v).unwrap();
+        for i in 0..8 {
+            mm.handle_page_fault(&mut fx.env(), 0x40_0000 + i * P, pf::USER)
+                .unwrap();
+        }
+        touch(&mut mm, &mut fx, 0x40_1000);
+        mmap(&mut mm, &mut fx, 0x4000_0000, 8 << 20, RW, PA).unwrap();
+        touch(&mut mm, &mut fx, 0x4000_0000);
+        touch(&mut mm, &mut fx, 0x4030_0000);
+        mm.munmap(&mut fx.env(), 0x4030_1000, P).unwrap();
+        mm.mprotect(&mut fx.env(), 0x4000_3000, P, prot::READ)
+            .unwrap();
+        assert!(mm.user_table_pages() > 0);
+        assert_eq!(
+            fx.mem.read_u64(mm.pt.root() + 511 * 8),
+            0x3000 | 3,
+            "kernel half copied"
+        );
+        mm.teardown(&mut fx.mem, &mut fx.frames);
+        assert_eq!(fx.frames.in_use(), base);
+        assert_eq!(
+            (mm.user_frames, mm.pt.table_pages(), mm.vmas.len()),
+            (0, 0, 0)
+        );
+        assert_eq!(fx.mem.byte(Fixture::FILE_PHYS + P), 2, "page cache intact");
+    }
+
+    #[test]
+    fn check_user_range_rejects_overflow_and_kernel_addresses() {
+        use crate::mm::space::check_user_range;
+        assert_eq!(check_user_range(0x1000, 0x1000), Ok(()));
+        assert_eq!(check_user_range(TASK_SIZE - 1, 1), Ok(()));
+        assert_eq!(check_user_range(TASK_SIZE - 1, 2), Err(Errno::EFAULT));
+        assert_eq!(check_user_range(u64::MAX, 2), Err(Errno::EFAULT));
+        assert_eq!(check_user_range(0, 0), Ok(()));
+    }
+}

@@ -1,0 +1,1087 @@
+//! x86-64 4-level page tables (Intel SDM vol. 3, 4.5), over [`PhysMem`].
+//!
+//! A [`PageTable`] is a PML4 plus the tables below it. It maps and unmaps
+//! 4 KiB and 2 MiB leaves, translates addresses, changes leaf flags in place
+//! and walks ranges (unmapping or re-flagging every leaf in them, freeing
+//! table pages that become empty).
+//!
+//! To free empty tables without scanning 512 entries (every instruction
+//! counts in emulated ring 0), the entry that points to a table keeps the
+//! number of used entries in that table in its bits 52..=61, which the CPU
+//! ignores in non-leaf entries. The host's walker must mask addresses with
+//! [`pte::ADDR_MASK`] (as the SDM says) and ignore those bits.
+//!
+//! A leaf of a `PROT_NONE` mapping keeps its frame but is not present: P is
+//! clear and the software bit [`pte::PROTNONE`] is set (the CPU ignores all
+//! other bits of a non-present entry).
+
+use super::frame::FrameAllocator;
+use super::phys::PhysMem;
+use crate::errno::Errno;
+use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
+
+/// Page-table entry bits (SDM tables 4-14 to 4-20).
+pub mod pte {
+    /// Present.
+    pub const P: u64 = 1 << 0;
+    /// Writable.
+    pub const RW: u64 = 1 << 1;
+    /// User accessible.
+    pub const US: u64 = 1 << 2;
+    /// Page-level write-through.
+    pub const PWT: u64 = 1 << 3;
+    /// Page-level cache disable.
+    pub const PCD: u64 = 1 << 4;
+    /// Accessed.
+    pub const A: u64 = 1 << 5;
+    /// Dirty (leaves only).
+    pub const D: u64 = 1 << 6;
+    /// Page size: the PDE (or PDPTE) is a leaf.
+    pub const PS: u64 = 1 << 7;
+    /// Global (leaves only).
+    pub const G: u64 = 1 << 8;
+    /// Software bit: a PROT_NONE leaf that keeps its frame (P clear).
+    pub const PROTNONE: u64 = 1 << 9;
+    /// Execute disable (needs EFER.NXE).
+    pub const NX: u64 = 1 << 63;
+    /// Physical address bits of an entry.
+    pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+    /// Physical address bits of a 2 MiB leaf.
+    pub const ADDR_MASK_2M: u64 = 0x000f_ffff_ffe0_0000;
+    /// Software count of used entries in the table a non-leaf entry points
+    /// to (bits 52..=61, ignored by the CPU in non-leaf entries).
+    pub const COUNT_MASK: u64 = 0x3ff << COUNT_SHIFT;
+    /// Shift of [`COUNT_MASK`].
+    pub const COUNT_SHIFT: u32 = 52;
+}
+
+/// First address of the kernel (upper) half of the canonical space.
+pub const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
+/// End of the user (lower) half of the canonical space.
+pub const USER_HALF_END: u64 = 1 << 47;
+/// Entries per table.
+const ENTRIES: u64 = 512;
+
+/// Size of a leaf mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageSize {
+    /// A 4 KiB page (PTE).
+    Size4K,
+    /// A 2 MiB page (PDE with PS).
+    Size2M,
+}
+
+impl PageSize {
+    /// Bytes covered.
+    pub const fn bytes(self) -> u64 {
+        match self {
+            PageSize::Size4K => PAGE_SIZE,
+            PageSize::Size2M => HUGE_PAGE_SIZE,
+        }
+    }
+
+    /// 4 KiB frames covered.
+    pub const fn frames(self) -> u64 {
+        self.bytes() / PAGE_SIZE
+    }
+
+    const fn level(self) -> u32 {
+        match self {
+            PageSize::Size4K => 1,
+            PageSize::Size2M => 2,
+        }
+    }
+}
+
+/// Why a mapping could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// No frame for a page-table page.
+    OutOfMemory,
+    /// Something is already mapped at this virtual address.
+    AlreadyMapped(u64),
+    /// The virtual or physical address is not aligned to the page size.
+    Misaligned(u64),
+    /// The virtual address is not canonical.
+    NonCanonical(u64),
+    /// A 2 MiB leaf covers this address where a 4 KiB page was asked for.
+    HugeConflict(u64),
+}
+
+impl MapError {
+    /// The errno a system call reports for this error.
+    pub fn errno(self) -> Errno {
+        match self {
+            MapError::OutOfMemory => Errno::ENOMEM,
+            MapError::AlreadyMapped(_) => Errno::EEXIST,
+            _ => Errno::EINVAL,
+        }
+    }
+}
+
+/// A leaf found by [`PageTable::translate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// Physical base of the leaf's frame.
+    pub frame: u64,
+    /// Leaf size.
+    pub size: PageSize,
+    /// Leaf flags (without the address and without PS); check
+    /// [`pte::P`]: a PROT_NONE leaf is returned too.
+    pub flags: u64,
+}
+
+impl Translation {
+    /// Physical address of `va` inside this leaf.
+    pub fn pa(&self, va: u64) -> u64 {
+        self.frame + (va & (self.size.bytes() - 1))
+    }
+}
+
+/// A leaf visited by [`PageTable::update_range`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leaf {
+    /// Virtual base of the leaf.
+    pub va: u64,
+    /// Physical base of its frame.
+    pub frame: u64,
+    /// Leaf size.
+    pub size: PageSize,
+    /// Leaf flags (without address and PS).
+    pub flags: u64,
+}
+
+/// What [`PageTable::update_range`] does with a leaf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeafAction {
+    /// Leave it.
+    Keep,
+    /// Replace its flags (the address and PS are kept).
+    SetFlags(u64),
+    /// Clear it (the callback has dealt with the frame).
+    Unmap,
+}
+
+/// A leaf entry located by a walk.
+struct LeafRef {
+    entry_pa: u64,
+    entry: u64,
+    level: u32,
+    /// The entry pointing to the table that holds the leaf (0 at the root).
+    parent_pa: u64,
+}
+
+impl LeafRef {
+    fn size(&self) -> PageSize {
+        if self.level == 2 {
+            PageSize::Size2M
+        } else {
+            PageSize::Size4K
+        }
+    }
+
+    fn frame(&self) -> u64 {
+        self.entry & self.mask()
+    }
+
+    fn mask(&self) -> u64 {
+        if self.level == 2 {
+            pte::ADDR_MASK_2M
+        } else {
+            pte::ADDR_MASK
+        }
+    }
+}
+
+/// Whether an entry is used: present, or a PROT_NONE leaf.
+fn used(e: u64) -> bool {
+    e & (pte::P | pte::PROTNONE) != 0
+}
+
+fn is_leaf(e: u64, level: u32) -> bool {
+    level == 1 || e & pte::PS != 0
+}
+
+fn index(va: u64, level: u32) -> u64 {
+    (va >> (12 + 9 * (level - 1))) & (ENTRIES - 1)
+}
+
+/// Bytes one entry at `level` covers.
+fn span(level: u32) -> u64 {
+    1 << (12 + 9 * (level - 1))
+}
+
+fn count(e: u64) -> u64 {
+    (e & pte::COUNT_MASK) >> pte::COUNT_SHIFT
+}
+
+fn with_count(e: u64, n: u64) -> u64 {
+    (e & !pte::COUNT_MASK) | (n << pte::COUNT_SHIFT)
+}
+
+fn leaf_flags(e: u64) -> u64 {
+    e & !pte::ADDR_MASK & !pte::PS
+}
+
+/// Whether `va` is canonical with 48-bit virtual addresses.
+pub fn is_canonical(va: u64) -> bool {
+    !(USER_HALF_END..KERNEL_HALF).contains(&va)
+}
+
+/// Flags of a non-leaf entry: user tables are user-accessible and writable
+/// so that the leaf alone decides permissions.
+fn table_flags(va: u64) -> u64 {
+    if va < USER_HALF_END {
+        pte::P | pte::RW | pte::US | pte::A
+    } else {
+        pte::P | pte::RW | pte::A
+    }
+}
+
+/// One address space's page tables: a PML4 and everything below it.
+#[derive(Debug)]
+pub struct PageTable {
+    root: u64,
+    tables: u64,
+}
+
+impl PageTable {
+    /// A new, empty PML4 (one zeroed frame).
+    pub fn new<M: PhysMem>(mem: &mut M, frames: &mut FrameAllocator) -> Result<Self, MapError> {
+        let root = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
+        Ok(Self { root, tables: 1 })
+    }
+
+    /// A page table with no PML4 yet (for statics).
+    pub const fn empty() -> Self {
+        Self { root: 0, tables: 0 }
+    }
+
+    /// Physical address of the PML4 (the CR3 value).
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// Table pages (the PML4 included) this page table holds now.
+    pub fn table_pages(&self) -> u64 {
+        self.tables
+    }
+
+    /// Copy PML4 entries 256..512 (the kernel half) from `kernel_root`. The
+    /// tables below them are shared and never freed through `self`.
+    pub fn copy_kernel_half<M: PhysMem>(&mut self, mem: &mut M, kernel_root: u64) {
+        for i in ENTRIES / 2..ENTRIES {
+            let e = mem.read_u64(kernel_root + i * 8);
+            mem.write_u64(self.root + i * 8, e);
+        }
+    }
+
+    /// Map `va` to `pa` with a leaf of `size` and `flags` (PS is added for
+    /// 2 MiB leaves), creating intermediate tables on demand.
+    #[allow(clippy::too_many_arguments)]
+    pub fn map<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+        pa: u64,
+        size: PageSize,
+        flags: u64,
+    ) -> Result<(), MapError> {
+        check_map_args(va, pa, size)?;
+        let (table, parent_pa) = self.walk_create(mem, frames, va, size.level())?;
+        let entry_pa = table + index(va, size.level()) * 8;
+        let old = mem.read_u64(entry_pa);
+        if used(old) && is_leaf(old, size.level()) {
+            return Err(MapError::AlreadyMapped(va));
+        }
+        if used(old) {
+            self.drop_empty_table(mem, frames, entry_pa, old, va)?;
+        }
+        let ps = if size == PageSize::Size2M { pte::PS } else { 0 };
+        mem.write_u64(entry_pa, pa | flags | ps);
+        add_count(mem, parent_pa, 1);
+        Ok(())
+    }
+
+    /// Map up to `n` consecutive 4 KiB pages from `va` to the consecutive
+    /// frames from `pa`, with one table walk: stops at the end of `va`'s
+    /// page table and skips entries already used (fault-around). Returns the
+    /// pages mapped.
+    #[allow(clippy::too_many_arguments)]
+    pub fn map_run_4k<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+        pa: u64,
+        n: u64,
+        flags: u64,
+    ) -> Result<u64, MapError> {
+        check_map_args(va, pa, PageSize::Size4K)?;
+        let (table, parent_pa) = self.walk_create(mem, frames, va, 1)?;
+        let first = index(va, 1);
+        let last = (first + n).min(ENTRIES);
+        let mut mapped = 0;
+        for i in first..last {
+            let entry_pa = table + i * 8;
+            if !used(mem.read_u64(entry_pa)) {
+                mem.write_u64(entry_pa, (pa + (i - first) * PAGE_SIZE) | flags);
+                mapped += 1;
+            }
+        }
+        if mapped > 0 {
+            add_count(mem, parent_pa, mapped);
+        }
+        Ok(mapped)
+    }
+
+    /// Map `len` bytes (rounded up to `size`) of physical memory at `pa` to
+    /// `va` with leaves of `size` (the kernel's direct map and image).
+    #[allow(clippy::too_many_arguments)]
+    pub fn map_range<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+        pa: u64,
+        len: u64,
+        size: PageSize,
+        flags: u64,
+    ) -> Result<(), MapError> {
+        let step = size.bytes();
+        let mut off = 0;
+        while off < len {
+            self.map(mem, frames, va + off, pa + off, size, flags)?;
+            off += step;
+        }
+        Ok(())
+    }
+
+    /// The leaf that maps `va`, if any.
+    pub fn translate<M: PhysMem>(&self, mem: &M, va: u64) -> Option<Translation> {
+        let l = self.find_leaf(mem, va)?;
+        Some(Translation {
+            frame: l.frame(),
+            size: l.size(),
+            flags: leaf_flags(l.entry),
+        })
+    }
+
+    /// Whether no leaf or table is present in the 2 MiB region holding `va`.
+    pub fn is_2m_region_empty<M: PhysMem>(&self, mem: &M, va: u64) -> bool {
+        let mut table = self.root;
+        for level in [4, 3] {
+            let e = mem.read_u64(table + index(va, level) * 8);
+            if e & pte::P == 0 {
+                return true;
+            }
+            if e & pte::PS != 0 {
+                return false;
+            }
+            table = e & pte::ADDR_MASK;
+        }
+        let pde = mem.read_u64(table + index(va, 2) * 8);
+        !used(pde) || (pde & pte::PS == 0 && count(pde) == 0)
+    }
+
+    /// Replace the flags of the leaf mapping `va` (address and PS are
+    /// kept); returns the old flags.
+    pub fn set_flags<M: PhysMem>(&mut self, mem: &mut M, va: u64, flags: u64) -> Option<u64> {
+        let l = self.find_leaf(mem, va)?;
+        let ps = l.entry & pte::PS;
+        mem.write_u64(l.entry_pa, l.frame() | flags | ps);
+        Some(leaf_flags(l.entry))
+    }
+
+    /// Clear the leaf mapping `va`; returns its frame, size and flags. Table
+    /// pages are kept (see [`Self::unmap_range`] for freeing them).
+    pub fn unmap<M: PhysMem>(&mut self, mem: &mut M, va: u64) -> Option<(u64, PageSize, u64)> {
+        let l = self.find_leaf(mem, va)?;
+        mem.write_u64(l.entry_pa, 0);
+        add_count(mem, l.parent_pa, u64::MAX);
+        Some((l.frame(), l.size(), leaf_flags(l.entry)))
+    }
+
+    /// Turn the 2 MiB leaf covering `va` (if any) into a page table of 512
+    /// 4 KiB leaves with the same frames and flags.
+    pub fn split_huge<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+    ) -> Result<(), MapError> {
+        let Some(l) = self.find_leaf(mem, va) else {
+            return Ok(());
+        };
+        if l.level != 2 {
+            return Ok(());
+        }
+        let pt = frames.alloc_uninit(mem).ok_or(MapError::OutOfMemory)?;
+        let flags = leaf_flags(l.entry);
+        for i in 0..ENTRIES {
+            mem.write_u64(pt + i * 8, (l.frame() + i * PAGE_SIZE) | flags);
+        }
+        mem.write_u64(l.entry_pa, with_count(pt | table_flags(va), ENTRIES));
+        self.tables += 1;
+        Ok(())
+    }
+
+    /// Visit every used leaf in `[start, end)` (page aligned) and apply the
+    /// callback's [`LeafAction`]. 2 MiB leaves that straddle `start` or
+    /// `end` are split first, so the callback only sees leaves wholly
+    /// inside the range. Tables that become empty are freed.
+    pub fn update_range<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf) -> LeafAction>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        start: u64,
+        end: u64,
+        mut f: F,
+    ) -> Result<(), MapError> {
+        if start >= end {
+            return Ok(());
+        }
+        self.split_straddling(mem, frames, start)?;
+        self.split_straddling(mem, frames, end)?;
+        self.walk(mem, frames, self.root, 4, start, end, u64::MAX, &mut f);
+        Ok(())
+    }
+
+    /// Unmap every leaf in `[start, end)`, calling `on_leaf` for each (to
+    /// release its frame), and free the tables that become empty.
+    pub fn unmap_range<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf)>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        start: u64,
+        end: u64,
+        mut on_leaf: F,
+    ) -> Result<(), MapError> {
+        self.update_range(mem, frames, start, end, |m, fr, l| {
+            on_leaf(m, fr, l);
+            LeafAction::Unmap
+        })
+    }
+
+    /// Unmap the whole user half (PML4 entries 0..256) and free all its
+    /// table pages; the PML4 itself stays.
+    pub fn free_user_half<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf)>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        mut on_leaf: F,
+    ) {
+        let mut f = |m: &mut M, fr: &mut FrameAllocator, l: Leaf| {
+            on_leaf(m, fr, l);
+            LeafAction::Unmap
+        };
+        self.walk(
+            mem,
+            frames,
+            self.root,
+            4,
+            0,
+            USER_HALF_END,
+            u64::MAX,
+            &mut f,
+        );
+    }
+
+    /// Free the PML4 (after [`Self::free_user_half`]).
+    pub fn free_root<M: PhysMem>(&mut self, mem: &mut M, frames: &mut FrameAllocator) {
+        if self.tables > 0 {
+            frames.free(mem, self.root);
+            self.tables -= 1;
+        }
+        self.root = 0;
+    }
+
+    fn find_leaf<M: PhysMem>(&self, mem: &M, va: u64) -> Option<LeafRef> {
+        if !is_canonical(va) || self.root == 0 {
+            return None;
+        }
+        let (mut table, mut parent_pa) = (self.root, 0);
+        for level in (1..=4).rev() {
+            let entry_pa = table + index(va, level) * 8;
+            let entry = mem.read_u64(entry_pa);
+            if !used(entry) || (level == 3 && entry & pte::PS != 0) {
+                return None;
+            }
+            if is_leaf(entry, level) {
+                return Some(LeafRef {
+                    entry_pa,
+                    entry,
+                    level,
+                    parent_pa,
+                });
+            }
+            parent_pa = entry_pa;
+            table = entry & pte::ADDR_MASK;
+        }
+        None
+    }
+
+    /// Walk down to the table at `level` for `va`, creating tables; returns
+    /// it and the entry pointing to it.
+    fn walk_create<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+        level: u32,
+    ) -> Result<(u64, u64), MapError> {
+        let (mut table, mut parent_pa) = (self.root, 0);
+        for l in (level + 1..=4).rev() {
+            let entry_pa = table + index(va, l) * 8;
+            let mut e = mem.read_u64(entry_pa);
+            if e & pte::P == 0 {
+                let new = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
+                self.tables += 1;
+                e = new | table_flags(va);
+                mem.write_u64(entry_pa, e);
+                add_count(mem, parent_pa, 1);
+            } else if e & pte::PS != 0 {
+                return Err(MapError::HugeConflict(va));
+            }
+            parent_pa = entry_pa;
+            table = e & pte::ADDR_MASK;
+        }
+        Ok((table, parent_pa))
+    }
+
+    /// Free the empty table an entry points to so a leaf can take its place.
+    fn drop_empty_table<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        entry_pa: u64,
+        e: u64,
+        va: u64,
+    ) -> Result<(), MapError> {
+        if count(e) != 0 {
+            return Err(MapError::AlreadyMapped(va));
+        }
+        frames.free(mem, e & pte::ADDR_MASK);
+        self.tables -= 1;
+        mem.write_u64(entry_pa, 0);
+        Ok(())
+    }
+
+    fn split_straddling<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+    ) -> Result<(), MapError> {
+        if va & (HUGE_PAGE_SIZE - 1) == 0 || !is_canonical(va) {
+            return Ok(());
+        }
+        self.split_huge(mem, frames, va)
+    }
+
+    /// Apply `f` to the used leaves of `table` (at `level`) within
+    /// `[start, end)`; returns how many entries of `table` were cleared.
+    /// `used_hint` bounds the used entries of `table` (stop early).
+    #[allow(clippy::too_many_arguments)]
+    fn walk<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf) -> LeafAction>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        table: u64,
+        level: u32,
+        start: u64,
+        end: u64,
+        used_hint: u64,
+        f: &mut F,
+    ) -> u64 {
+        let span = span(level);
+        let base = start & !(span * ENTRIES - 1);
+        let (mut cleared, mut seen) = (0, 0);
+        for i in index(start, level)..=index(end - 1, level) {
+            if seen >= used_hint {
+                break;
+            }
+            let entry_pa = table + i * 8;
+            let e = mem.read_u64(entry_pa);
+            if !used(e) {
+                continue;
+            }
+            seen += 1;
+            let eva = base + i * span;
+            let gone = if is_leaf(e, level) {
+                self.visit_leaf(mem, frames, entry_pa, e, level, eva, f)
+            } else {
+                let (s, t) = (start.max(eva), end.min(eva + span));
+                self.visit_table(mem, frames, entry_pa, e, level, s, t, f)
+            };
+            cleared += gone as u64;
+        }
+        cleared
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn visit_leaf<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf) -> LeafAction>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        entry_pa: u64,
+        e: u64,
+        level: u32,
+        va: u64,
+        f: &mut F,
+    ) -> bool {
+        if level > 2 {
+            return false;
+        }
+        let (size, mask) = match level {
+            2 => (PageSize::Size2M, pte::ADDR_MASK_2M),
+            _ => (PageSize::Size4K, pte::ADDR_MASK),
+        };
+        let leaf = Leaf {
+            va,
+            frame: e & mask,
+            size,
+            flags: leaf_flags(e),
+        };
+        match f(mem, frames, leaf) {
+            LeafAction::Keep => false,
+            LeafAction::SetFlags(fl) => {
+                mem.write_u64(entry_pa, (e & mask) | fl | (e & pte::PS));
+                false
+            }
+            LeafAction::Unmap => {
+                mem.write_u64(entry_pa, 0);
+                true
+            }
+        }
+    }
+
+    /// Recurse into the table `e` points to; free it if it became empty.
+    #[allow(clippy::too_many_arguments)]
+    fn visit_table<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf) -> LeafAction>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        entry_pa: u64,
+        e: u64,
+        level: u32,
+        start: u64,
+        end: u64,
+        f: &mut F,
+    ) -> bool {
+        let child = e & pte::ADDR_MASK;
+        let n = count(e);
+        let cleared = self.walk(mem, frames, child, level - 1, start, end, n, f);
+        if cleared == 0 {
+            return false;
+        }
+        let left = n.saturating_sub(cleared);
+        if left > 0 {
+            mem.write_u64(entry_pa, with_count(e, left));
+            return false;
+        }
+        frames.free(mem, child);
+        self.tables -= 1;
+        mem.write_u64(entry_pa, 0);
+        true
+    }
+}
+
+fn check_map_args(va: u64, pa: u64, size: PageSize) -> Result<(), MapError> {
+    if !is_canonical(va) {
+        return Err(MapError::NonCanonical(va));
+    }
+    let align = size.bytes() - 1;
+    if va & align != 0 || pa & align != 0 || pa & !pte::ADDR_MASK != 0 {
+        return Err(MapError::Misaligned(va));
+    }
+    Ok(())
+}
+
+/// Add `delta` (wrapping: `u64::MAX` is -1) to the used-entry count kept in
+/// the entry at `entry_pa` (0: the root, which keeps no count).
+fn add_count<M: PhysMem>(mem: &mut M, entry_pa: u64, delta: u64) {
+    if entry_pa == 0 {
+        return;
+    }
+    let e = mem.read_u64(entry_pa);
+    let n = count(e).wrapping_add(delta) & (pte::COUNT_MASK >> pte::COUNT_SHIFT);
+    mem.write_u64(entry_pa, with_count(e, n));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::testmem::TestMem;
+    use vmrun_contract::layout::DIRECT_MAP_BASE;
+
+    const MIB: u64 = 1 << 20;
+    const UF: u64 = pte::P | pte::RW | pte::US;
+
+    fn setup() -> (TestMem, FrameAllocator, PageTable) {
+        let mut mem = TestMem::new(64 * MIB);
+        let mut fa = FrameAllocator::new(MIB, 64 * MIB);
+        let pt = PageTable::new(&mut mem, &mut fa).unwrap();
+        (mem, fa, pt)
+    }
+
+    #[test]
+    fn map_then_translate_returns_frame_and_flags() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x40_1000,
+            0x20_0000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        let t = pt.translate(&mem, 0x40_1234).unwrap();
+        assert_eq!(
+            t,
+            Translation {
+                frame: 0x20_0000,
+                size: PageSize::Size4K,
+                flags: UF
+            }
+        );
+        assert_eq!(t.pa(0x40_1234), 0x20_0234);
+        assert_eq!(pt.translate(&mem, 0x40_2000), None);
+        assert_eq!(pt.table_pages(), 4, "PML4 + PDPT + PD + PT");
+    }
+
+    #[test]
+    fn intermediate_entries_of_user_addresses_are_user_writable() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x1000,
+            0x10_0000,
+            PageSize::Size4K,
+            pte::P | pte::US,
+        )
+        .unwrap();
+        let pml4e = mem.read_u64(pt.root());
+        assert_eq!(
+            pml4e & (pte::P | pte::RW | pte::US),
+            pte::P | pte::RW | pte::US
+        );
+        let k = DIRECT_MAP_BASE;
+        pt.map(&mut mem, &mut fa, k, 0, PageSize::Size2M, pte::P | pte::RW)
+            .unwrap();
+        let kpml4e = mem.read_u64(pt.root() + index(k, 4) * 8);
+        assert_eq!(kpml4e & pte::US, 0);
+    }
+
+    #[test]
+    fn mapping_twice_fails_with_already_mapped() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(&mut mem, &mut fa, 0x1000, 0x10_0000, PageSize::Size4K, UF)
+            .unwrap();
+        let r = pt.map(&mut mem, &mut fa, 0x1000, 0x11_0000, PageSize::Size4K, UF);
+        assert_eq!(r, Err(MapError::AlreadyMapped(0x1000)));
+    }
+
+    #[test]
+    fn bad_addresses_are_rejected() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let r = pt.map(&mut mem, &mut fa, 0x1001, 0x10_0000, PageSize::Size4K, UF);
+        assert_eq!(r, Err(MapError::Misaligned(0x1001)));
+        let r = pt.map(
+            &mut mem,
+            &mut fa,
+            0x20_1000,
+            0x40_0000,
+            PageSize::Size2M,
+            UF,
+        );
+        assert_eq!(r, Err(MapError::Misaligned(0x20_1000)));
+        let r = pt.map(&mut mem, &mut fa, 1 << 47, 0x10_0000, PageSize::Size4K, UF);
+        assert_eq!(r, Err(MapError::NonCanonical(1 << 47)));
+    }
+
+    #[test]
+    fn huge_page_translates_with_offset_and_blocks_4k_map() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x60_0000,
+            0x40_0000,
+            PageSize::Size2M,
+            UF,
+        )
+        .unwrap();
+        let t = pt.translate(&mem, 0x6f_f123).unwrap();
+        assert_eq!(
+            (t.frame, t.size, t.flags),
+            (0x40_0000, PageSize::Size2M, UF)
+        );
+        assert_eq!(t.pa(0x6f_f123), 0x4f_f123);
+        let r = pt.map(
+            &mut mem,
+            &mut fa,
+            0x60_1000,
+            0x10_0000,
+            PageSize::Size4K,
+            UF,
+        );
+        assert_eq!(r, Err(MapError::HugeConflict(0x60_1000)));
+        assert!(!pt.is_2m_region_empty(&mem, 0x60_0000));
+        assert!(pt.is_2m_region_empty(&mem, 0x80_0000));
+    }
+
+    #[test]
+    fn unmap_returns_leaf_and_clears_it() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(&mut mem, &mut fa, 0x1000, 0x10_0000, PageSize::Size4K, UF)
+            .unwrap();
+        assert_eq!(
+            pt.unmap(&mut mem, 0x1000),
+            Some((0x10_0000, PageSize::Size4K, UF))
+        );
+        assert_eq!(pt.translate(&mem, 0x1000), None);
+        assert_eq!(pt.unmap(&mut mem, 0x1000), None);
+        assert!(
+            pt.is_2m_region_empty(&mem, 0x1000),
+            "empty PT counts as empty"
+        );
+        pt.map(&mut mem, &mut fa, 0, 0x40_0000, PageSize::Size2M, UF)
+            .unwrap();
+        assert_eq!(
+            pt.table_pages(),
+            3,
+            "the empty PT was freed for the huge leaf"
+        );
+    }
+
+    #[test]
+    fn set_flags_changes_leaf_in_place() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x20_0000,
+            0x20_0000,
+            PageSize::Size2M,
+            UF,
+        )
+        .unwrap();
+        let old = pt.set_flags(&mut mem, 0x20_0000, pte::P | pte::US | pte::NX);
+        assert_eq!(old, Some(UF));
+        let t = pt.translate(&mem, 0x21_0000).unwrap();
+        assert_eq!(
+            (t.size, t.flags),
+            (PageSize::Size2M, pte::P | pte::US | pte::NX)
+        );
+    }
+
+    #[test]
+    fn unmap_range_frees_emptied_tables_back_to_baseline() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let base_frames = fa.in_use();
+        for i in 0..600 {
+            let va = 0x7fff_0000_0000 + i * PAGE_SIZE;
+            pt.map(&mut mem, &mut fa, va, 0x10_0000, PageSize::Size4K, UF)
+                .unwrap();
+        }
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x40_0000,
+            0x40_0000,
+            PageSize::Size2M,
+            UF,
+        )
+        .unwrap();
+        assert_eq!(pt.table_pages(), 1 + 2 + 2 + 2);
+        let mut seen = (0, 0);
+        pt.unmap_range(&mut mem, &mut fa, 0, USER_HALF_END, |_, _, l| {
+            match l.size {
+                PageSize::Size4K => seen.0 += 1,
+                PageSize::Size2M => seen.1 += 1,
+            }
+        })
+        .unwrap();
+        assert_eq!(seen, (600, 1));
+        assert_eq!(pt.table_pages(), 1);
+        assert_eq!(fa.in_use(), base_frames);
+        assert_eq!(mem.read_u64(pt.root()), 0);
+    }
+
+    #[test]
+    fn partial_unmap_range_keeps_other_leaves_and_tables() {
+        let (mut mem, mut fa, mut pt) = setup();
+        for i in 0..4 {
+            pt.map(
+                &mut mem,
+                &mut fa,
+                i * PAGE_SIZE,
+                0x10_0000 + i * PAGE_SIZE,
+                PageSize::Size4K,
+                UF,
+            )
+            .unwrap();
+        }
+        let mut n = 0;
+        pt.unmap_range(&mut mem, &mut fa, PAGE_SIZE, 3 * PAGE_SIZE, |_, _, _| {
+            n += 1
+        })
+        .unwrap();
+        assert_eq!(n, 2);
+        assert!(pt.translate(&mem, 0).is_some());
+        assert!(pt.translate(&mem, PAGE_SIZE).is_none());
+        assert!(pt.translate(&mem, 3 * PAGE_SIZE).is_some());
+        pt.unmap_range(&mut mem, &mut fa, 0, PAGE_SIZE, |_, _, _| ())
+            .unwrap();
+        assert_eq!(pt.table_pages(), 4);
+        pt.unmap_range(
+            &mut mem,
+            &mut fa,
+            3 * PAGE_SIZE,
+            4 * PAGE_SIZE,
+            |_, _, _| (),
+        )
+        .unwrap();
+        assert_eq!(pt.table_pages(), 1, "last leaf gone: PT, PD, PDPT freed");
+    }
+
+    #[test]
+    fn unmapping_middle_of_huge_leaf_splits_it() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x20_0000,
+            0x40_0000,
+            PageSize::Size2M,
+            UF,
+        )
+        .unwrap();
+        let mut gone = Vec::new();
+        pt.unmap_range(&mut mem, &mut fa, 0x20_1000, 0x20_3000, |_, _, l| {
+            gone.push((l.frame, l.size))
+        })
+        .unwrap();
+        assert_eq!(
+            gone,
+            vec![(0x40_1000, PageSize::Size4K), (0x40_2000, PageSize::Size4K)]
+        );
+        let t = pt.translate(&mem, 0x20_0000).unwrap();
+        assert_eq!(
+            (t.frame, t.size, t.flags),
+            (0x40_0000, PageSize::Size4K, UF)
+        );
+        assert_eq!(pt.translate(&mem, 0x3f_f000).unwrap().frame, 0x5f_f000);
+        assert!(pt.translate(&mem, 0x20_2000).is_none());
+    }
+
+    #[test]
+    fn update_range_sets_flags_on_covered_part_of_huge_leaf() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x20_0000,
+            0x40_0000,
+            PageSize::Size2M,
+            UF,
+        )
+        .unwrap();
+        pt.update_range(&mut mem, &mut fa, 0x30_0000, 0x40_0000, |_, _, l| {
+            LeafAction::SetFlags(l.flags & !pte::RW)
+        })
+        .unwrap();
+        assert_eq!(pt.translate(&mem, 0x2f_f000).unwrap().flags, UF);
+        assert_eq!(
+            pt.translate(&mem, 0x30_0000).unwrap().flags,
+            pte::P | pte::US
+        );
+    }
+
+    #[test]
+    fn kernel_direct_map_uses_2m_pages() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let fl = pte::P | pte::RW | pte::G | pte::NX;
+        pt.map_range(
+            &mut mem,
+            &mut fa,
+            DIRECT_MAP_BASE,
+            0,
+            64 * MIB,
+            PageSize::Size2M,
+            fl,
+        )
+        .unwrap();
+        let t = pt.translate(&mem, DIRECT_MAP_BASE + 0x123_4567).unwrap();
+        assert_eq!(
+            (t.pa(DIRECT_MAP_BASE + 0x123_4567), t.size),
+            (0x123_4567, PageSize::Size2M)
+        );
+        assert_eq!(pt.table_pages(), 3);
+    }
+
+    #[test]
+    fn copied_kernel_half_is_visible_and_survives_user_teardown() {
+        let (mut mem, mut fa, mut kpt) = setup();
+        let fl = pte::P | pte::RW;
+        kpt.map(&mut mem, &mut fa, DIRECT_MAP_BASE, 0, PageSize::Size2M, fl)
+            .unwrap();
+        let before = fa.in_use();
+        let mut upt = PageTable::new(&mut mem, &mut fa).unwrap();
+        upt.copy_kernel_half(&mut mem, kpt.root());
+        assert_eq!(
+            upt.translate(&mem, DIRECT_MAP_BASE + 5)
+                .unwrap()
+                .pa(DIRECT_MAP_BASE + 5),
+            5
+        );
+        upt.map(&mut mem, &mut fa, 0x1000, 0x10_0000, PageSize::Size4K, UF)
+            .unwrap();
+        upt.free_user_half(&mut mem, &mut fa, |_, _, _| ());
+        upt.free_root(&mut mem, &mut fa);
+        assert_eq!(fa.in_use(), before);
+        assert!(kpt.translate(&mem, DIRECT_MAP_BASE).is_some());
+    }
+
+    #[test]
+    fn map_run_maps_free_slots_up_to_table_end() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x1f_e000,
+            0x50_0000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        let n = pt
+            .map_run_4k(&mut mem, &mut fa, 0x1f_c000, 0x10_0000, 16, UF)
+            .unwrap();
+        assert_eq!(n, 3, "4 slots to the table end, one used");
+        assert_eq!(pt.translate(&mem, 0x1f_d000).unwrap().frame, 0x10_1000);
+        assert_eq!(pt.translate(&mem, 0x1f_e000).unwrap().frame, 0x50_0000);
+        assert_eq!(pt.translate(&mem, 0x1f_f000).unwrap().frame, 0x10_3000);
+        pt.unmap_range(&mut mem, &mut fa, 0x1f_c000, 0x20_0000, |_, _, _| ())
+            .unwrap();
+        assert_eq!(pt.table_pages(), 1, "counts stayed exact");
+    }
+
+    #[test]
+    fn protnone_leaf_is_not_present_but_keeps_frame() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(&mut mem, &mut fa, 0x1000, 0x10_0000, PageSize::Size4K, UF)
+            .unwrap();
+        pt.set_flags(&mut mem, 0x1000, pte::PROTNONE | pte::US);
+        let t = pt.translate(&mem, 0x1000).unwrap();
+        assert_eq!((t.frame, t.flags & pte::P), (0x10_0000, 0));
+        let mut n = 0;
+        pt.unmap_range(&mut mem, &mut fa, 0, 0x2000, |_, _, _| n += 1)
+            .unwrap();
+        assert_eq!((n, pt.table_pages()), (1, 1));
+    }
+}

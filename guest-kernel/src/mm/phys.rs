@@ -1,0 +1,23 @@
+//! The one interface memory management has to physical memory.
+//!
+//! The kernel implements [`PhysMem`] over its direct map (with bulk zeroing
+//! and copying delegated to the host, which is far cheaper than doing it in
+//! emulated ring 0); unit tests implement it over a `Vec<u8>`. Everything in
+//! `mm` that touches page tables or page contents goes through it, so the
+//! page-table code is the same on the host and in the guest.
+
+/// Guest-physical memory as the memory manager sees it.
+pub trait PhysMem {
+    /// Read the 8-byte little-endian word at physical address `pa` (8-aligned).
+    fn read_u64(&self, pa: u64) -> u64;
+    /// Write the 8-byte word at physical address `pa` (8-aligned).
+    fn write_u64(&mut self, pa: u64, val: u64);
+    /// Read bytes starting at `pa` into `buf`.
+    fn read_bytes(&self, pa: u64, buf: &mut [u8]);
+    /// Write `buf` at `pa`.
+    fn write_bytes(&mut self, pa: u64, buf: &[u8]);
+    /// Set `len` bytes at `pa` to zero.
+    fn zero(&mut self, pa: u64, len: u64);
+    /// Copy `len` bytes from physical `src` to physical `dst` (no overlap).
+    fn copy(&mut self, dst: u64, src: u64, len: u64);
+}

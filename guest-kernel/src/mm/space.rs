@@ -1,0 +1,263 @@
+//! One address space: Linux's `mm_struct`.
+//!
+//! [`Mm`] owns a [`PageTable`] (whose kernel half is shared with the
+//! kernel's own tables) and a [`VmaSet`], plus the layout fields the exec
+//! code fills in and `/proc/PID/maps`-style listings use. Operations get
+//! the machine through an [`MmEnv`]: physical memory, the frame allocator
+//! and the table of file images (whose frames are the page cache: mapped
+//! read-only, copied on write, never written or freed).
+
+use super::frame::FrameAllocator;
+use super::paging::{PageSize, PageTable};
+use super::phys::PhysMem;
+use super::vma::VmaSet;
+use crate::errno::{Errno, KResult};
+use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
+
+/// Largest stack (`RLIMIT_STACK`, 8 MiB), measured from the stack top.
+pub const STACK_LIMIT: u64 = 8 << 20;
+/// Lowest address a mapping may use (`vm.mmap_min_addr`).
+pub const MMAP_MIN_ADDR: u64 = 0x1_0000;
+/// Top of the mmap area without randomisation: below the stack top, a gap
+/// of 128 MiB (Linux's minimum gap, as `mmap_base` computes it).
+pub const MMAP_BASE: u64 = TASK_SIZE - (128 << 20);
+/// Most file images one address space can map.
+pub const MAX_FILES: usize = 8;
+
+/// A file's bytes, already in guest RAM (they are its page cache).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileImage {
+    /// Physical address of the first byte (page aligned).
+    pub phys: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// The file images mappings may refer to, by index.
+#[derive(Clone, Debug, Default)]
+pub struct FileTable {
+    files: [FileImage; MAX_FILES],
+    len: usize,
+}
+
+impl FileTable {
+    /// An empty table.
+    pub const fn new() -> Self {
+        Self {
+            files: [FileImage { phys: 0, len: 0 }; MAX_FILES],
+            len: 0,
+        }
+    }
+
+    /// Add an image; returns its index (None if the table is full or the
+    /// image is not page aligned).
+    pub fn add(&mut self, img: FileImage) -> Option<u16> {
+        if self.len == MAX_FILES || img.phys & (PAGE_SIZE - 1) != 0 {
+            return None;
+        }
+        self.files[self.len] = img;
+        self.len += 1;
+        Some(self.len as u16 - 1)
+    }
+
+    /// The image at `index`.
+    pub fn get(&self, index: u16) -> Option<&FileImage> {
+        self.files[..self.len].get(index as usize)
+    }
+}
+
+/// What memory-management operations run against.
+pub struct MmEnv<'a, M: PhysMem> {
+    /// Physical memory.
+    pub mem: &'a mut M,
+    /// The frame allocator.
+    pub frames: &'a mut FrameAllocator,
+    /// The file images (page cache).
+    pub files: &'a FileTable,
+}
+
+/// An address space (Linux's `mm_struct`).
+#[derive(Debug)]
+pub struct Mm {
+    /// Page tables; `pt.root()` is the CR3 value.
+    pub pt: PageTable,
+    /// The areas.
+    pub vmas: VmaSet,
+    /// Start of the program's code.
+    pub start_code: u64,
+    /// End of the program's code.
+    pub end_code: u64,
+    /// Start of the program's data.
+    pub start_data: u64,
+    /// End of the program's data.
+    pub end_data: u64,
+    /// Start of the brk heap.
+    pub start_brk: u64,
+    /// Current program break.
+    pub brk: u64,
+    /// Initial stack pointer's page region start (top of argv etc.).
+    pub start_stack: u64,
+    /// Start of the argument strings.
+    pub arg_start: u64,
+    /// End of the argument strings.
+    pub arg_end: u64,
+    /// Start of the environment strings.
+    pub env_start: u64,
+    /// End of the environment strings.
+    pub env_end: u64,
+    /// Top of the top-down mmap area.
+    pub mmap_base: u64,
+    /// User data frames owned now, in 4 KiB units (page-cache frames are
+    /// not counted).
+    pub user_frames: u64,
+    /// Peak of `user_frames`.
+    pub peak_user_frames: u64,
+    /// Last anonymous-memory identity handed out (see `Vma::anon`).
+    pub(crate) last_anon: u32,
+    /// A present leaf was changed or removed since the last
+    /// [`Mm::take_tlb_flush`].
+    pub(crate) tlb_stale: bool,
+}
+
+impl Mm {
+    /// An address space without page tables (for statics).
+    pub const fn empty() -> Self {
+        Self {
+            pt: PageTable::empty(),
+            vmas: VmaSet::new(),
+            start_code: 0,
+            end_code: 0,
+            start_data: 0,
+            end_data: 0,
+            start_brk: 0,
+            brk: 0,
+            start_stack: 0,
+            arg_start: 0,
+            arg_end: 0,
+            env_start: 0,
+            env_end: 0,
+            mmap_base: MMAP_BASE,
+            user_frames: 0,
+            peak_user_frames: 0,
+            last_anon: 0,
+            tlb_stale: false,
+        }
+    }
+
+    /// A new, empty address space whose PML4 shares the kernel half of
+    /// `kernel_root`.
+    pub fn new<M: PhysMem>(
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        kernel_root: u64,
+    ) -> KResult<Mm> {
+        let mut mm = Mm::empty();
+        mm.init(mem, frames, kernel_root)?;
+        Ok(mm)
+    }
+
+    /// Make `self` a new, empty address space in place, without building
+    /// a whole new `Mm` (the area array is large and ring 0 is slow);
+    /// `self` must be empty or torn down.
+    pub fn init<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        kernel_root: u64,
+    ) -> KResult<()> {
+        let mut pt = PageTable::new(mem, frames).map_err(|e| e.errno())?;
+        pt.copy_kernel_half(mem, kernel_root);
+        self.pt = pt;
+        self.vmas.clear();
+        self.reset_layout();
+        Ok(())
+    }
+
+    fn reset_layout(&mut self) {
+        self.start_code = 0;
+        self.end_code = 0;
+        self.start_data = 0;
+        self.end_data = 0;
+        self.start_brk = 0;
+        self.brk = 0;
+        self.start_stack = 0;
+        self.arg_start = 0;
+        self.arg_end = 0;
+        self.env_start = 0;
+        self.env_end = 0;
+        self.mmap_base = MMAP_BASE;
+        self.user_frames = 0;
+        self.peak_user_frames = 0;
+        self.last_anon = 0;
+        self.tlb_stale = false;
+    }
+
+    /// User page-table pages held now (the PML4 excluded).
+    pub fn user_table_pages(&self) -> u64 {
+        self.pt.table_pages().saturating_sub(1)
+    }
+
+    /// Free every user frame the allocator owns, every user table page and
+    /// the PML4; the areas are forgotten.
+    pub fn teardown<M: PhysMem>(&mut self, mem: &mut M, frames: &mut FrameAllocator) {
+        self.pt.free_user_half(mem, frames, |m, fr, l| {
+            release_frame(m, fr, l.frame, l.size);
+        });
+        self.pt.free_root(mem, frames);
+        self.vmas.clear();
+        self.user_frames = 0;
+    }
+
+    /// Whether the TLB must be flushed (CR3 reload) before returning to
+    /// user mode: a present leaf was changed or removed (munmap, mprotect,
+    /// MAP_FIXED, brk shrink, copy-on-write, a split huge page). Clears the
+    /// flag. New mappings of non-present pages need no flush.
+    pub fn take_tlb_flush(&mut self) -> bool {
+        core::mem::take(&mut self.tlb_stale)
+    }
+
+    /// Count `n` more owned user frames.
+    pub(crate) fn add_user_frames(&mut self, n: u64) {
+        self.user_frames += n;
+        self.peak_user_frames = self.peak_user_frames.max(self.user_frames);
+    }
+
+    /// A fresh anonymous-memory identity.
+    pub(crate) fn next_anon_id(&mut self) -> u32 {
+        self.last_anon = self.last_anon.wrapping_add(1).max(1);
+        self.last_anon
+    }
+}
+
+/// EFAULT unless `[addr, addr + len)` lies below [`TASK_SIZE`] without
+/// wrapping (system call pointer checks).
+pub fn check_user_range(addr: u64, len: u64) -> KResult<()> {
+    match addr.checked_add(len) {
+        Some(end) if end <= TASK_SIZE => Ok(()),
+        _ => Err(Errno::EFAULT),
+    }
+}
+
+/// Round `x` up to a page boundary (None on overflow).
+pub fn page_align_up(x: u64) -> Option<u64> {
+    Some(x.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1))
+}
+
+/// Free the frame of a leaf of `size` if the allocator owns it (page-cache
+/// frames are not freed); returns the 4 KiB frames freed.
+pub(crate) fn release_frame<M: PhysMem>(
+    mem: &mut M,
+    frames: &mut FrameAllocator,
+    pa: u64,
+    size: PageSize,
+) -> u64 {
+    let freed = match size {
+        PageSize::Size4K => frames.free(mem, pa),
+        PageSize::Size2M => frames.free_huge(mem, pa),
+    };
+    if freed {
+        size.frames()
+    } else {
+        0
+    }
+}

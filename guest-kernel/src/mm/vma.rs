@@ -1,0 +1,661 @@
+//! Virtual memory areas (Linux's `vm_area_struct`) and the sorted set of
+//! them that describes an address space.
+//!
+//! [`VmaSet`] is a fixed-capacity array kept sorted by address, with no
+//! overlaps. Lookups are binary searches; inserting or removing shifts the
+//! tail. Adjacent compatible areas are merged the way Linux's `vma_merge`
+//! does (same protection and flags, both anonymous or the same file at
+//! contiguous offsets, compatible anonymous memory), so that a maps listing
+//! matches Linux's.
+
+use crate::errno::{Errno, KResult};
+use core::ops::BitOr;
+use vmrun_contract::layout::PAGE_SIZE;
+
+/// Most areas one address space may have (Linux's `max_map_count`, small).
+pub const MAX_VMAS: usize = 256;
+/// Gap kept below a stack (`stack_guard_gap`, 256 pages).
+pub const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
+
+/// Access rights of an area (the `PROT_*` bits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prot(pub u8);
+
+impl Prot {
+    /// No access.
+    pub const NONE: Prot = Prot(0);
+    /// `PROT_READ`.
+    pub const READ: Prot = Prot(1);
+    /// `PROT_WRITE`.
+    pub const WRITE: Prot = Prot(2);
+    /// `PROT_EXEC`.
+    pub const EXEC: Prot = Prot(4);
+    /// Read and write.
+    pub const RW: Prot = Prot(3);
+
+    /// The R/W/X bits of a Linux `prot` argument (other bits ignored).
+    pub const fn from_linux(prot: u64) -> Prot {
+        Prot((prot & 7) as u8)
+    }
+
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: Prot) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether any access is allowed (Linux's `vma_is_accessible`).
+    pub const fn is_accessible(self) -> bool {
+        self.0 != 0
+    }
+}
+
+impl BitOr for Prot {
+    type Output = Prot;
+    fn bitor(self, rhs: Prot) -> Prot {
+        Prot(self.0 | rhs.0)
+    }
+}
+
+/// Area flags beyond protection (a subset of Linux's `VM_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmFlags(pub u8);
+
+impl VmFlags {
+    /// No flags.
+    pub const NONE: VmFlags = VmFlags(0);
+    /// `VM_GROWSDOWN`: a stack that grows on faults below it.
+    pub const GROWSDOWN: VmFlags = VmFlags(1);
+    /// `VM_SHARED`: mapped `MAP_SHARED` (behaves as private while there is
+    /// one process; kept for the maps listing).
+    pub const SHARED: VmFlags = VmFlags(2);
+
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: VmFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// What fills an area's pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// Zero-filled anonymous memory.
+    Anon,
+    /// A file image (private mapping).
+    File {
+        /// Index into the [`super::space::FileTable`].
+        file: u16,
+        /// File offset of the area's start (page aligned).
+        offset: u64,
+        /// File offset where the data ends: bytes at and after it read as
+        /// zero (bss sharing a page with data); `u64::MAX` if none.
+        data_end: u64,
+    },
+}
+
+/// One virtual memory area: `[start, end)`, page aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vma {
+    /// First address.
+    pub start: u64,
+    /// End address (exclusive).
+    pub end: u64,
+    /// Access rights.
+    pub prot: Prot,
+    /// Flags.
+    pub flags: VmFlags,
+    /// Page contents.
+    pub backing: Backing,
+    /// Identity of the anonymous memory attached (Linux's `anon_vma`), 0
+    /// until the first private page is created; pieces of a split share it.
+    pub anon: u32,
+}
+
+impl Vma {
+    const EMPTY: Vma = Vma::anon(0, 0, Prot::NONE, VmFlags::NONE);
+
+    /// An anonymous area.
+    pub const fn anon(start: u64, end: u64, prot: Prot, flags: VmFlags) -> Vma {
+        Vma {
+            start,
+            end,
+            prot,
+            flags,
+            backing: Backing::Anon,
+            anon: 0,
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Whether the area is empty (never true for an area in a set).
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+
+    /// Whether `addr` lies inside.
+    pub fn contains(&self, addr: u64) -> bool {
+        addr >= self.start && addr < self.end
+    }
+
+    /// File offset of `addr` for a file-backed area.
+    pub fn file_offset(&self, addr: u64) -> Option<u64> {
+        match self.backing {
+            Backing::File { offset, .. } => Some(offset + (addr - self.start)),
+            Backing::Anon => None,
+        }
+    }
+
+    /// Lowest address the area's guard gap allows a mapping to end at
+    /// (Linux's `vm_start_gap`).
+    pub fn start_gap(&self) -> u64 {
+        if self.flags.contains(VmFlags::GROWSDOWN) {
+            self.start.saturating_sub(STACK_GUARD_GAP)
+        } else {
+            self.start
+        }
+    }
+
+    /// Split at `addr` (strictly inside): `self` keeps the low part, the
+    /// high part is returned with its file offset adjusted.
+    fn split_off(&mut self, addr: u64) -> Vma {
+        let mut high = *self;
+        high.start = addr;
+        if let Backing::File {
+            file,
+            offset,
+            data_end,
+        } = self.backing
+        {
+            high.backing = Backing::File {
+                file,
+                offset: offset + (addr - self.start),
+                data_end,
+            };
+        }
+        self.end = addr;
+        high
+    }
+
+    /// Whether `next` (starting at `self.end`) can be merged into `self`.
+    fn can_merge_with(&self, next: &Vma) -> bool {
+        self.end == next.start
+            && self.prot == next.prot
+            && self.flags == next.flags
+            && (self.anon == 0 || next.anon == 0 || self.anon == next.anon)
+            && self.merged_backing(next).is_some()
+    }
+
+    /// Whether the backings of `self` and the following `next` are
+    /// compatible (both anonymous, or the same file at contiguous offsets).
+    pub(crate) fn backing_mergeable(&self, next: &Vma) -> bool {
+        self.merged_backing(next).is_some()
+    }
+
+    fn merged_backing(&self, next: &Vma) -> Option<Backing> {
+        match (self.backing, next.backing) {
+            (Backing::Anon, Backing::Anon) => Some(Backing::Anon),
+            (
+                Backing::File {
+                    file: f1,
+                    offset: o1,
+                    data_end: d1,
+                },
+                Backing::File {
+                    file: f2,
+                    offset: o2,
+                    data_end: d2,
+                },
+            ) => {
+                let contiguous = f1 == f2 && o1.checked_add(self.len()) == Some(o2);
+                let ends_ok = d1 == d2 || (d1 >= o2 && d2 >= o2);
+                (contiguous && ends_ok).then_some(Backing::File {
+                    file: f1,
+                    offset: o1,
+                    data_end: d2,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Array capacity: two slots of slack so that an unmap may split both
+/// ends before removing what lies between (the final count never exceeds
+/// [`MAX_VMAS`]).
+const CAP: usize = MAX_VMAS + 2;
+
+/// The sorted, non-overlapping areas of one address space.
+#[derive(Clone, Debug)]
+pub struct VmaSet {
+    v: [Vma; CAP],
+    len: usize,
+}
+
+impl Default for VmaSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VmaSet {
+    /// An empty set.
+    pub const fn new() -> Self {
+        Self {
+            v: [Vma::EMPTY; CAP],
+            len: 0,
+        }
+    }
+
+    /// Number of areas.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no areas.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Remove every area.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The areas in address order.
+    pub fn as_slice(&self) -> &[Vma] {
+        &self.v[..self.len]
+    }
+
+    /// Iterate over the areas in address order.
+    pub fn iter(&self) -> core::slice::Iter<'_, Vma> {
+        self.as_slice().iter()
+    }
+
+    /// The area at index `i`.
+    pub fn get(&self, i: usize) -> Option<&Vma> {
+        self.as_slice().get(i)
+    }
+
+    /// The area at index `i`, mutable. Callers keep it page aligned and
+    /// inside its neighbours' gap.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Vma> {
+        self.v[..self.len].get_mut(i)
+    }
+
+    /// Index of the first area ending after `addr` (Linux's `find_vma`).
+    pub fn find_next(&self, addr: u64) -> Option<usize> {
+        let i = self.as_slice().partition_point(|v| v.end <= addr);
+        (i < self.len).then_some(i)
+    }
+
+    /// Index of the area containing `addr`.
+    pub fn find(&self, addr: u64) -> Option<usize> {
+        let i = self.find_next(addr)?;
+        (self.v[i].start <= addr).then_some(i)
+    }
+
+    /// Whether any area intersects `[start, end)`.
+    pub fn intersects(&self, start: u64, end: u64) -> bool {
+        self.find_next(start).is_some_and(|i| self.v[i].start < end)
+    }
+
+    /// Insert an area that overlaps none (EEXIST if it does, EINVAL if it
+    /// is empty or unaligned, ENOMEM if the set is full); returns its index.
+    pub fn insert(&mut self, vma: Vma) -> KResult<usize> {
+        if vma.is_empty() || (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if self.intersects(vma.start, vma.end) {
+            return Err(Errno::EEXIST);
+        }
+        if self.len == MAX_VMAS {
+            return Err(Errno::ENOMEM);
+        }
+        let i = self.as_slice().partition_point(|v| v.end <= vma.start);
+        self.v.copy_within(i..self.len, i + 1);
+        self.v[i] = vma;
+        self.len += 1;
+        Ok(i)
+    }
+
+    /// [`Self::insert`], then merge with compatible neighbours; returns the
+    /// index of the area now containing `vma.start`.
+    pub fn insert_merged(&mut self, vma: Vma) -> KResult<usize> {
+        let i = self.insert(vma)?;
+        Ok(self.merge_around(i))
+    }
+
+    /// Merge area `i` with compatible neighbours; returns the index of the
+    /// area now holding area `i`'s range.
+    pub fn merge_around(&mut self, i: usize) -> usize {
+        if i + 1 < self.len && self.v[i].can_merge_with(&self.v[i + 1]) {
+            self.merge_pair(i);
+        }
+        if i > 0 && i < self.len && self.v[i - 1].can_merge_with(&self.v[i]) {
+            self.merge_pair(i - 1);
+            return i - 1;
+        }
+        i
+    }
+
+    /// Merge compatible neighbours among areas `lo..=hi` (clamped).
+    pub fn merge_range(&mut self, lo: usize, hi: usize) {
+        let hi = hi.min(self.len.saturating_sub(1));
+        let mut j = hi;
+        while j > lo {
+            if self.v[j - 1].can_merge_with(&self.v[j]) {
+                self.merge_pair(j - 1);
+            }
+            j -= 1;
+        }
+    }
+
+    /// Make `addr` an area boundary, splitting the area it lies strictly
+    /// inside (ENOMEM if the set is full).
+    pub fn split_at(&mut self, addr: u64) -> KResult<()> {
+        if self.len >= MAX_VMAS && self.splits_needed(addr, addr) > 0 {
+            return Err(Errno::ENOMEM);
+        }
+        self.split_slack(addr)
+    }
+
+    /// [`Self::split_at`] that may use the slack slots.
+    fn split_slack(&mut self, addr: u64) -> KResult<()> {
+        let Some(i) = self.find(addr) else {
+            return Ok(());
+        };
+        if self.v[i].start == addr {
+            return Ok(());
+        }
+        if self.len == CAP {
+            return Err(Errno::ENOMEM);
+        }
+        let high = self.v[i].split_off(addr);
+        self.v.copy_within(i + 1..self.len, i + 2);
+        self.v[i + 1] = high;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Slots splits at `start` and at `end` would need (0, 1 or 2; one
+    /// split when they are equal).
+    pub fn splits_needed(&self, start: u64, end: u64) -> usize {
+        let inside = |a: u64| self.find(a).is_some_and(|i| self.v[i].start != a);
+        inside(start) as usize + (end != start && inside(end)) as usize
+    }
+
+    /// Remove `[start, end)` from the set, splitting areas that straddle
+    /// its ends, and report each removed piece. ENOMEM (and no change) if
+    /// a hole punched in one area would exceed [`MAX_VMAS`].
+    pub fn remove_range<F: FnMut(&Vma)>(
+        &mut self,
+        start: u64,
+        end: u64,
+        mut on_removed: F,
+    ) -> KResult<()> {
+        if start >= end {
+            return Ok(());
+        }
+        if self.len >= MAX_VMAS && self.punches_hole(start, end) {
+            return Err(Errno::ENOMEM);
+        }
+        self.split_slack(start)?;
+        self.split_slack(end)?;
+        let lo = self.as_slice().partition_point(|v| v.end <= start);
+        let hi = self.as_slice().partition_point(|v| v.start < end);
+        for v in &self.v[lo..hi] {
+            on_removed(v);
+        }
+        self.v.copy_within(hi..self.len, lo);
+        self.len -= hi - lo;
+        Ok(())
+    }
+
+    /// Whether `[start, end)` lies strictly inside one area.
+    pub fn punches_hole(&self, start: u64, end: u64) -> bool {
+        self.find(start)
+            .is_some_and(|i| self.v[i].start < start && self.v[i].end > end)
+    }
+
+    /// Set `prot` on `[start, end)`, splitting at its ends and merging
+    /// afterwards. Like Linux's mprotect it works through the areas from
+    /// `start` and stops at the first hole: returns the address where it
+    /// stopped (`end` when the range is fully covered). ENOMEM (no change)
+    /// if `start` is not mapped or the splits need slots that are not free.
+    pub fn set_prot(&mut self, start: u64, end: u64, prot: Prot) -> KResult<u64> {
+        if self.find(start).is_none() || self.len + self.splits_needed(start, end) > MAX_VMAS {
+            return Err(Errno::ENOMEM);
+        }
+        self.split_at(start)?;
+        self.split_at(end)?;
+        let first = self.find(start).ok_or(Errno::ENOMEM)?;
+        let (mut i, mut reached) = (first, start);
+        while i < self.len && self.v[i].start == reached && reached < end {
+            self.v[i].prot = prot;
+            reached = self.v[i].end;
+            i += 1;
+        }
+        self.merge_range(first.saturating_sub(1), i);
+        Ok(reached)
+    }
+
+    /// The highest `len`-byte free range in `[low, high)` that respects
+    /// stack guard gaps (Linux's `unmapped_area_topdown`); `len` is page
+    /// aligned. Returns its start.
+    pub fn find_gap_top_down(&self, len: u64, low: u64, high: u64) -> Option<u64> {
+        let n = self.as_slice().partition_point(|v| v.start < high);
+        let mut top = match self.v[..self.len].get(n) {
+            Some(next) => high.min(next.start_gap()),
+            None => high,
+        };
+        for v in self.v[..n].iter().rev() {
+            let bottom = v.end.max(low);
+            if top >= bottom && top - bottom >= len {
+                return Some(top - len);
+            }
+            top = top.min(v.start_gap());
+            if top < low.saturating_add(len) {
+                return None;
+            }
+        }
+        (top >= low && top - low >= len).then(|| top - len)
+    }
+
+    /// Merge area `i + 1` into area `i`.
+    fn merge_pair(&mut self, i: usize) {
+        let next = self.v[i + 1];
+        let cur = &mut self.v[i];
+        if let Some(b) = cur.merged_backing(&next) {
+            cur.backing = b;
+        }
+        cur.end = next.end;
+        if cur.anon == 0 {
+            cur.anon = next.anon;
+        }
+        self.v.copy_within(i + 2..self.len, i + 1);
+        self.len -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: u64 = PAGE_SIZE;
+
+    fn anon(s: u64, e: u64) -> Vma {
+        Vma::anon(s * P, e * P, Prot::RW, VmFlags::NONE)
+    }
+
+    fn file(s: u64, e: u64, off: u64) -> Vma {
+        Vma {
+            backing: Backing::File {
+                file: 0,
+                offset: off * P,
+                data_end: u64::MAX,
+            },
+            ..Vma::anon(s * P, e * P, Prot::READ, VmFlags::NONE)
+        }
+    }
+
+    fn ranges(set: &VmaSet) -> Vec<(u64, u64)> {
+        set.iter().map(|v| (v.start / P, v.end / P)).collect()
+    }
+
+    #[test]
+    fn insert_keeps_order_and_find_uses_containment() {
+        let mut s = VmaSet::new();
+        s.insert(file(10, 20, 0)).unwrap();
+        s.insert(file(1, 2, 5)).unwrap();
+        s.insert(file(30, 31, 9)).unwrap();
+        assert_eq!(ranges(&s), vec![(1, 2), (10, 20), (30, 31)]);
+        assert_eq!(s.find(15 * P), Some(1));
+        assert_eq!(s.find(20 * P), None);
+        assert_eq!(s.find_next(20 * P), Some(2));
+        assert_eq!(s.find_next(31 * P), None);
+    }
+
+    #[test]
+    fn insert_overlapping_fails_with_eexist() {
+        let mut s = VmaSet::new();
+        s.insert(anon(10, 20)).unwrap();
+        assert_eq!(s.insert(anon(19, 21)), Err(Errno::EEXIST));
+        assert_eq!(s.insert(anon(5, 11)), Err(Errno::EEXIST));
+        assert_eq!(s.insert(anon(5, 5)), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn insert_into_full_set_fails_with_enomem() {
+        let mut s = VmaSet::new();
+        for i in 0..MAX_VMAS as u64 {
+            s.insert(file(3 * i, 3 * i + 2, 0)).unwrap();
+        }
+        assert_eq!(s.insert(file(1000, 1001, 0)), Err(Errno::ENOMEM));
+        assert_eq!(
+            s.split_at(3 * P),
+            Ok(()),
+            "split at a boundary needs no slot"
+        );
+        assert_eq!(s.split_at(P), Err(Errno::ENOMEM));
+    }
+
+    #[test]
+    fn adjacent_anonymous_areas_merge_on_insert() {
+        let mut s = VmaSet::new();
+        s.insert_merged(anon(10, 20)).unwrap();
+        s.insert_merged(anon(30, 40)).unwrap();
+        assert_eq!(s.insert_merged(anon(20, 30)), Ok(0));
+        assert_eq!(ranges(&s), vec![(10, 40)]);
+    }
+
+    #[test]
+    fn areas_with_different_prot_or_anon_identity_do_not_merge() {
+        let mut s = VmaSet::new();
+        s.insert_merged(Vma {
+            anon: 1,
+            ..anon(10, 20)
+        })
+        .unwrap();
+        s.insert_merged(Vma {
+            anon: 2,
+            ..anon(20, 30)
+        })
+        .unwrap();
+        s.insert_merged(Vma {
+            prot: Prot::READ,
+            ..anon(30, 40)
+        })
+        .unwrap();
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn contiguous_file_areas_merge_and_gapped_offsets_do_not() {
+        let mut s = VmaSet::new();
+        s.insert_merged(file(10, 12, 0)).unwrap();
+        s.insert_merged(file(12, 13, 2)).unwrap();
+        s.insert_merged(file(13, 14, 7)).unwrap();
+        assert_eq!(ranges(&s), vec![(10, 13), (13, 14)]);
+    }
+
+    #[test]
+    fn munmap_middle_of_vma_splits_it_in_two_with_file_offsets() {
+        let mut s = VmaSet::new();
+        s.insert(file(10, 20, 3)).unwrap();
+        let mut gone = Vec::new();
+        s.remove_range(12 * P, 15 * P, |v| gone.push(*v)).unwrap();
+        assert_eq!(ranges(&s), vec![(10, 12), (15, 20)]);
+        assert_eq!(s.get(1).unwrap().file_offset(15 * P), Some(8 * P));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].file_offset(12 * P), Some(5 * P));
+    }
+
+    #[test]
+    fn remove_range_spanning_several_areas_reports_each_piece() {
+        let mut s = VmaSet::new();
+        for (a, b) in [(1, 3), (4, 6), (7, 9), (10, 12)] {
+            s.insert(file(a, b, a)).unwrap();
+        }
+        let mut gone = Vec::new();
+        s.remove_range(2 * P, 8 * P, |v| gone.push((v.start / P, v.end / P)))
+            .unwrap();
+        assert_eq!(gone, vec![(2, 3), (4, 6), (7, 8)]);
+        assert_eq!(ranges(&s), vec![(1, 2), (8, 9), (10, 12)]);
+    }
+
+    #[test]
+    fn remove_range_splitting_full_set_fails_with_enomem_unchanged() {
+        let mut s = VmaSet::new();
+        for i in 0..MAX_VMAS as u64 {
+            s.insert(file(4 * i, 4 * i + 3, 0)).unwrap();
+        }
+        assert_eq!(s.remove_range(P, 2 * P, |_| ()), Err(Errno::ENOMEM));
+        assert_eq!(s.len(), MAX_VMAS);
+        s.remove_range(0, P, |_| ()).unwrap();
+        assert_eq!(s.get(0).unwrap().start, P);
+        s.remove_range(2 * P, 5 * P, |_| ()).unwrap();
+        assert_eq!(ranges(&s)[..2], [(1, 2), (5, 7)]);
+    }
+
+    #[test]
+    fn set_prot_on_middle_splits_then_restoring_merges_back() {
+        let mut s = VmaSet::new();
+        s.insert(anon(10, 20)).unwrap();
+        assert_eq!(s.set_prot(12 * P, 14 * P, Prot::READ), Ok(14 * P));
+        assert_eq!(ranges(&s), vec![(10, 12), (12, 14), (14, 20)]);
+        assert_eq!(s.get(1).unwrap().prot, Prot::READ);
+        assert_eq!(s.set_prot(12 * P, 14 * P, Prot::RW), Ok(14 * P));
+        assert_eq!(ranges(&s), vec![(10, 20)]);
+    }
+
+    #[test]
+    fn set_prot_stops_at_hole_after_changing_first_part() {
+        let mut s = VmaSet::new();
+        s.insert(file(10, 12, 0)).unwrap();
+        s.insert(file(13, 15, 3)).unwrap();
+        assert_eq!(s.set_prot(10 * P, 15 * P, Prot::RW), Ok(12 * P));
+        assert_eq!(s.get(0).unwrap().prot, Prot::RW);
+        assert_eq!(s.get(1).unwrap().prot, Prot::READ);
+        assert_eq!(s.set_prot(5 * P, 11 * P, Prot::RW), Err(Errno::ENOMEM));
+    }
+
+    #[test]
+    fn gap_search_goes_top_down_and_skips_stack_guard() {
+        let mut s = VmaSet::new();
+        s.insert(anon(100, 110)).unwrap();
+        s.insert(Vma::anon(500 * P, 510 * P, Prot::RW, VmFlags::GROWSDOWN))
+            .unwrap();
+        assert_eq!(s.find_gap_top_down(10 * P, 16 * P, 200 * P), Some(190 * P));
+        assert_eq!(
+            s.find_gap_top_down(10 * P, 16 * P, 510 * P),
+            Some(490 * P - STACK_GUARD_GAP)
+        );
+        assert_eq!(s.find_gap_top_down(10 * P, 16 * P, 600 * P), Some(590 * P));
+        assert_eq!(s.find_gap_top_down(90 * P, 16 * P, 105 * P), None);
+        assert_eq!(s.find_gap_top_down(84 * P, 16 * P, 105 * P), Some(16 * P));
+        assert_eq!(s.find_gap_top_down(5 * P, 100 * P, 115 * P), Some(110 * P));
+    }
+}

@@ -1,0 +1,110 @@
+//! `execve` for the first program: turn a [`LoadPlan`] into VMAs, build the
+//! initial stack, and fill in the `mm_struct` fields, as Linux's
+//! `load_elf_binary` does after it has checked the image.
+//!
+//! Nothing is copied from the file here: segments become file-backed VMAs
+//! whose pages the fault handler maps from the page cache on first touch.
+//! Only the stack pages holding the arguments are written now.
+
+use crate::errno::{Errno, KResult};
+use crate::exec::{ArgBlock, AuxValues, LoadPlan, Segment, StackLayout, StackSink};
+use crate::mm::phys::PhysMem;
+use crate::mm::space::{Mm, MmEnv};
+use crate::mm::vma::{Backing, Prot, VmFlags, Vma};
+
+/// Where the new program starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryState {
+    /// First instruction.
+    pub ip: u64,
+    /// Initial stack pointer (argc is there).
+    pub sp: u64,
+}
+
+fn prot_of(seg: &Segment) -> Prot {
+    Prot::from_linux(u64::from(seg.prot))
+}
+
+/// The VMAs for one segment: the file-backed pages (the last of which
+/// reads as zero past the file data when bss follows), then anonymous bss.
+fn map_segment(mm: &mut Mm, file: u16, seg: &Segment) -> KResult<()> {
+    let (tail_start, tail_end) = seg.zero_tail();
+    if seg.file_map_end() > seg.map_start() {
+        let data_end = if tail_end > tail_start { seg.offset + seg.filesz } else { u64::MAX };
+        let backing = Backing::File { file, offset: seg.map_offset(), data_end };
+        let vma = Vma { backing, ..Vma::anon(seg.map_start(), seg.file_map_end(), prot_of(seg), VmFlags::NONE) };
+        insert_replacing(mm, vma)?;
+    }
+    let (anon_start, anon_end) = seg.anon_pages();
+    if anon_end > anon_start {
+        // Linux maps bss read-write whatever the segment says (vm_brk_flags).
+        let prot = Prot(prot_of(seg).0 | Prot::RW.0);
+        insert_replacing(mm, Vma::anon(anon_start, anon_end, prot, VmFlags::NONE))?;
+    }
+    Ok(())
+}
+
+/// Insert `vma`; where it overlaps an earlier segment's last page (two
+/// segments may share a page), the later segment's mapping wins, as a
+/// MAP_FIXED mapping would.
+fn insert_replacing(mm: &mut Mm, vma: Vma) -> KResult<()> {
+    if mm.vmas.intersects(vma.start, vma.end) {
+        mm.vmas.remove_range(vma.start, vma.end, |_| {})?;
+    }
+    mm.vmas.insert(vma).map(|_| ())
+}
+
+/// Writes the stack through the process's page tables.
+struct Sink<'m, 'e, 'a, M: PhysMem> {
+    mm: &'m mut Mm,
+    env: &'e mut MmEnv<'a, M>,
+}
+
+impl<M: PhysMem> StackSink for Sink<'_, '_, '_, M> {
+    fn write(&mut self, va: u64, bytes: &[u8]) -> KResult<()> {
+        crate::uaccess::copy_to_user(self.mm, self.env, va, bytes)
+    }
+}
+
+/// Load `plan` (for the image at `file` in the file table) into the fresh
+/// address space `mm`, with `args` on the stack and `aux`
+/// in its auxiliary vector.
+pub fn load_elf_binary<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    file: u16,
+    plan: &LoadPlan,
+    args: &ArgBlock,
+    aux: &AuxValues,
+) -> KResult<EntryState> {
+    for seg in plan.segments() {
+        map_segment(mm, file, seg)?;
+    }
+    let layout = StackLayout::new(args)?;
+    let mut prot = Prot::RW;
+    if plan.exec_stack {
+        prot = Prot(prot.0 | Prot::EXEC.0);
+    }
+    let stack = Vma::anon(layout.vma_start, layout.vma_end, prot, VmFlags::GROWSDOWN);
+    if mm.vmas.intersects(stack.start, stack.end) {
+        return Err(Errno::ENOMEM);
+    }
+    mm.vmas.insert(stack)?;
+    layout.write(args, aux, &mut Sink { mm, env })?;
+    set_mm_fields(mm, plan, &layout);
+    Ok(EntryState { ip: plan.entry, sp: layout.sp })
+}
+
+fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, layout: &StackLayout) {
+    mm.start_code = plan.start_code;
+    mm.end_code = plan.end_code;
+    mm.start_data = plan.start_data;
+    mm.end_data = plan.end_data;
+    mm.start_brk = plan.start_brk;
+    mm.brk = plan.start_brk;
+    mm.start_stack = layout.sp;
+    mm.arg_start = layout.arg_start;
+    mm.arg_end = layout.arg_end;
+    mm.env_start = layout.env_start;
+    mm.env_end = layout.env_end;
+}

@@ -1,0 +1,213 @@
+//! The kernel's main loop: run the program until it traps, serve the trap
+//! (system call, page fault, or a fatal exception), repeat until it exits.
+
+use crate::arch::phys::DirectMap;
+use crate::arch::trap::{self, TrapFrame, UserMode};
+use crate::arch::{cpu, gdt, hypercall};
+use crate::host::HostStdio;
+use guest_kernel::mm::fault::{FaultError, SegvCode};
+use guest_kernel::mm::frame::FrameAllocator;
+use guest_kernel::mm::space::{FileTable, MmEnv};
+use guest_kernel::process::exec::EntryState;
+use guest_kernel::process::Process;
+use guest_kernel::syscall::{self, Action, Ctx};
+use vmrun_contract::layout::{STATS_PHYS, TASK_SIZE};
+use vmrun_contract::{exit_kind, BootInfo, GuestStats, BOOT_MAGIC};
+
+/// Signal numbers the kernel delivers (all fatal for now).
+mod sig {
+    pub const SIGILL: u64 = 4;
+    pub const SIGTRAP: u64 = 5;
+    pub const SIGBUS: u64 = 7;
+    pub const SIGFPE: u64 = 8;
+    pub const SIGKILL: u64 = 9;
+    pub const SIGSEGV: u64 = 11;
+}
+
+/// RFLAGS bits user mode may set (CF PF AF ZF SF TF DF OF AC ID); IF and
+/// the reserved bit 1 are forced on, IOPL/NT/RF/VM stay clear.
+const USER_RFLAGS_MASK: u64 = 0x24_0dd5;
+const RFLAGS_FIXED: u64 = 0x202;
+
+/// Everything the kernel owns.
+pub struct Kernel {
+    /// The boot info, copied.
+    pub info: BootInfo,
+    /// Physical frames.
+    pub frames: FrameAllocator,
+    /// The page cache: file images in RAM.
+    pub files: FileTable,
+    /// The kernel's PML4.
+    pub kernel_root: u64,
+    /// Frames the kernel holds for good (its tables), for the leak check.
+    pub frames_kernel: u64,
+    /// The program.
+    pub process: Process,
+    /// Counters reported to the host.
+    pub stats: GuestStats,
+    user: Option<UserMode>,
+}
+
+impl Kernel {
+    /// The state before boot.
+    pub const fn empty() -> Kernel {
+        Kernel {
+            info: BootInfo {
+                magic: 0, version: 0, flags: 0, mem_size: 0, kernel_phys_start: 0,
+                kernel_phys_end: 0, file_phys: 0, file_len: 0, args_phys: 0, args_len: 0,
+                argc: 0, envc: 0, free_phys_start: 0, free_phys_end: 0, tsc_khz: 0,
+                host_start_tsc: 0, random: [0; 16], aslr_seed: 0,
+            },
+            frames: FrameAllocator::empty(),
+            files: FileTable::new(),
+            kernel_root: 0,
+            frames_kernel: 0,
+            process: Process::empty(),
+            stats: GuestStats {
+                magic: 0, frames_total: 0, frames_in_use: 0, frames_kernel: 0, user_frames: 0,
+                user_table_pages: 0, page_faults: 0, syscalls: 0, hypercalls: 0,
+                peak_user_frames: 0,
+            },
+            user: None,
+        }
+    }
+
+    /// Prepare user mode to start at `entry` with a fresh register file.
+    pub fn enter_user(&mut self, entry: EntryState) {
+        let Some(um) = self.user.take().or_else(UserMode::take) else {
+            hypercall::panic(b"user mode token lost")
+        };
+        let um = self.user.insert(um);
+        um.reset_fpu();
+        *um.regs() = TrapFrame {
+            rip: entry.ip,
+            rsp: entry.sp,
+            cs: u64::from(gdt::USER_CS),
+            ss: u64::from(gdt::USER_DS),
+            rflags: RFLAGS_FIXED,
+            ..TrapFrame::default()
+        };
+        // SAFETY: the process's PML4 shares the kernel half of the kernel's.
+        unsafe { cpu::write_cr3(self.process.mm.pt.root()) };
+    }
+
+    /// Run the program until it exits; never returns.
+    pub fn run(&mut self, mem: &mut DirectMap) -> ! {
+        loop {
+            let Some(um) = self.user.as_mut() else { hypercall::panic(b"no user context") };
+            if self.process.bases_changed {
+                cpu::wrmsr(cpu::MSR_FS_BASE, self.process.fs_base);
+                cpu::wrmsr(cpu::MSR_GS_BASE, self.process.gs_base);
+                self.process.bases_changed = false;
+            }
+            let t = um.run();
+            let rip = um.regs().rip;
+            match t.vector {
+                _ if trap::is_syscall_entry(t.vector, rip) => self.syscall(mem),
+                trap::SYSCALL_VECTOR => self.int80(),
+                14 => self.page_fault(mem, t.fault_addr, t.error_code),
+                v => self.exception(mem, v, t.error_code),
+            }
+        }
+    }
+
+    fn regs(&mut self) -> &mut TrapFrame {
+        match self.user.as_mut() {
+            Some(um) => um.regs(),
+            None => hypercall::panic(b"no user context"),
+        }
+    }
+
+    /// `int 0x80` from the program itself: the 32-bit ABI is not served.
+    fn int80(&mut self) {
+        self.regs().rax = guest_kernel::errno::Errno::ENOSYS.to_ret() as u64;
+    }
+
+    fn syscall(&mut self, mem: &mut DirectMap) {
+        self.stats.syscalls += 1;
+        let r = *self.regs();
+        let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
+        let mut env = MmEnv { mem, frames: &mut self.frames, files: &self.files };
+        let mut cx = Ctx { p: &mut self.process, env: &mut env, host: &mut HostStdio };
+        match syscall::dispatch(&mut cx, r.rax, args) {
+            Action::Return(v) => self.sysret(mem, v as u64),
+            Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 3]),
+        }
+    }
+
+    /// Return from SYSCALL the way SYSRET would: to RCX with RFLAGS from R11.
+    fn sysret(&mut self, mem: &mut DirectMap, rax: u64) {
+        let f = self.regs();
+        f.rax = rax;
+        f.rip = f.rcx;
+        f.rflags = (f.r11 & USER_RFLAGS_MASK) | RFLAGS_FIXED;
+        f.cs = u64::from(gdt::USER_CS);
+        f.ss = u64::from(gdt::USER_DS);
+        if f.rip >= TASK_SIZE {
+            // A non-canonical or kernel return address: Linux's IRET path
+            // would take #GP; the program gets SIGSEGV.
+            let ip = f.rip;
+            self.kill(mem, sig::SIGSEGV, 0, ip, 0);
+        }
+    }
+
+    fn page_fault(&mut self, mem: &mut DirectMap, addr: u64, error: u64) {
+        self.stats.page_faults += 1;
+        let mut env = MmEnv { mem, frames: &mut self.frames, files: &self.files };
+        match self.process.mm.handle_page_fault(&mut env, addr, error) {
+            Ok(_) => {}
+            Err(FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr)) => {
+                let ip = self.regs().rip;
+                self.kill(mem, sig::SIGSEGV, addr, ip, error);
+            }
+            Err(FaultError::OutOfMemory) => {
+                let ip = self.regs().rip;
+                self.kill(mem, sig::SIGKILL, addr, ip, error);
+            }
+            Err(FaultError::Reserved) => hypercall::panic(b"page fault with RSVD set"),
+        }
+    }
+
+    fn exception(&mut self, mem: &mut DirectMap, vector: u64, error: u64) -> ! {
+        let signal = match vector {
+            0 | 16 | 19 => sig::SIGFPE,
+            1 | 3 => sig::SIGTRAP,
+            6 => sig::SIGILL,
+            12 | 17 => sig::SIGBUS,
+            _ => sig::SIGSEGV,
+        };
+        let ip = self.regs().rip;
+        self.kill(mem, signal, 0, ip, error)
+    }
+
+    /// Kill the program with a fatal signal (no handlers yet).
+    fn kill(&mut self, mem: &mut DirectMap, signal: u64, addr: u64, ip: u64, error: u64) -> ! {
+        self.exit(mem, exit_kind::SIGNALED, signal, [addr, ip, error])
+    }
+
+    /// Tear the process down, report the counters, and end the run.
+    fn exit(&mut self, mem: &mut DirectMap, kind: u64, status: u64, fault: [u64; 3]) -> ! {
+        let mm = &mut self.process.mm;
+        self.stats.peak_user_frames = mm.peak_user_frames;
+        mm.teardown(mem, &mut self.frames);
+        self.stats.user_frames = mm.user_frames;
+        self.stats.user_table_pages = mm.user_table_pages();
+        self.stats.frames_total = self.frames.total();
+        self.stats.frames_in_use = self.frames.in_use();
+        self.stats.frames_kernel = self.frames_kernel;
+        self.stats.magic = BOOT_MAGIC;
+        write_stats(mem, &self.stats);
+        hypercall::exit([kind, status, fault[0], fault[1], fault[2]])
+    }
+}
+
+fn write_stats(mem: &mut DirectMap, s: &GuestStats) {
+    use guest_kernel::mm::phys::PhysMem;
+    let words = [
+        s.magic, s.frames_total, s.frames_in_use, s.frames_kernel, s.user_frames,
+        s.user_table_pages, s.page_faults, s.syscalls, s.hypercalls, s.peak_user_frames,
+    ];
+    for (i, w) in words.iter().enumerate() {
+        mem.write_u64(STATS_PHYS + 8 * i as u64, *w);
+    }
+}

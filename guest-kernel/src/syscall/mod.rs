@@ -1,0 +1,124 @@
+//! System calls, with Linux x86-64 numbers and `-errno` results.
+//!
+//! [`dispatch`] decodes the number and arguments and calls one small
+//! function per system call (grouped in files by subject: `io`, `memory`,
+//! `process`, `info`). Everything is generic over [`PhysMem`] and over the
+//! host's stdio ([`HostIo`]), so the whole layer runs in host unit tests.
+//! Every user pointer goes through `uaccess` or `Mm::user_buffer_pieces`: a
+//! bad one is EFAULT, never a kernel fault.
+
+mod info;
+mod io;
+mod memory;
+mod process;
+
+use crate::errno::Errno;
+use crate::mm::phys::PhysMem;
+use crate::mm::space::MmEnv;
+use crate::process::Process;
+use vmrun_contract::IoVec;
+
+/// The host side of the program's stdio.
+pub trait HostIo {
+    /// Write the gathered pieces to host fd `fd`; bytes written or -errno.
+    fn write(&mut self, fd: u64, iov: &[IoVec]) -> i64;
+    /// Read into the pieces from host fd `fd`; bytes read or -errno.
+    fn read(&mut self, fd: u64, iov: &[IoVec]) -> i64;
+}
+
+/// What the kernel does after a system call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Return this value in RAX to the program.
+    Return(i64),
+    /// The process exits with this status (`exit`/`exit_group`).
+    Exit(u8),
+}
+
+/// Linux x86-64 system call numbers vmrun serves.
+pub mod nr {
+    #![allow(missing_docs)]
+    pub const READ: u64 = 0;
+    pub const WRITE: u64 = 1;
+    pub const MMAP: u64 = 9;
+    pub const MPROTECT: u64 = 10;
+    pub const MUNMAP: u64 = 11;
+    pub const BRK: u64 = 12;
+    pub const WRITEV: u64 = 20;
+    pub const GETPID: u64 = 39;
+    pub const EXIT: u64 = 60;
+    pub const UNAME: u64 = 63;
+    pub const GETUID: u64 = 102;
+    pub const GETGID: u64 = 104;
+    pub const GETEUID: u64 = 107;
+    pub const GETEGID: u64 = 108;
+    pub const GETPPID: u64 = 110;
+    pub const ARCH_PRCTL: u64 = 158;
+    pub const GETTID: u64 = 186;
+    pub const SET_TID_ADDRESS: u64 = 218;
+    pub const EXIT_GROUP: u64 = 231;
+}
+
+/// The name of system call `n` as strace prints it, for those served.
+pub fn name(n: u64) -> &'static str {
+    match n {
+        nr::READ => "read",
+        nr::WRITE => "write",
+        nr::MMAP => "mmap",
+        nr::MPROTECT => "mprotect",
+        nr::MUNMAP => "munmap",
+        nr::BRK => "brk",
+        nr::WRITEV => "writev",
+        nr::GETPID => "getpid",
+        nr::EXIT => "exit",
+        nr::UNAME => "uname",
+        nr::GETUID => "getuid",
+        nr::GETGID => "getgid",
+        nr::GETEUID => "geteuid",
+        nr::GETEGID => "getegid",
+        nr::GETPPID => "getppid",
+        nr::ARCH_PRCTL => "arch_prctl",
+        nr::GETTID => "gettid",
+        nr::SET_TID_ADDRESS => "set_tid_address",
+        nr::EXIT_GROUP => "exit_group",
+        _ => "unknown",
+    }
+}
+
+/// Everything a system call may use.
+pub struct Ctx<'p, 'e, 'a, M: PhysMem, H: HostIo> {
+    /// The calling process.
+    pub p: &'p mut Process,
+    /// Memory, frames and files.
+    pub env: &'e mut MmEnv<'a, M>,
+    /// Host stdio.
+    pub host: &'e mut H,
+}
+
+fn ret(r: Result<i64, Errno>) -> Action {
+    Action::Return(r.unwrap_or_else(|e| e.to_ret()))
+}
+
+/// Serve system call `n` with arguments `a` (rdi, rsi, rdx, r10, r8, r9).
+pub fn dispatch<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, n: u64, a: [u64; 6]) -> Action {
+    match n {
+        nr::READ => ret(io::read(cx, a[0], a[1], a[2])),
+        nr::WRITE => ret(io::write(cx, a[0], a[1], a[2])),
+        nr::WRITEV => ret(io::writev(cx, a[0], a[1], a[2])),
+        nr::MMAP => ret(memory::mmap(cx, a)),
+        nr::MPROTECT => ret(memory::mprotect(cx, a[0], a[1], a[2])),
+        nr::MUNMAP => ret(memory::munmap(cx, a[0], a[1])),
+        nr::BRK => Action::Return(memory::brk(cx, a[0])),
+        nr::EXIT | nr::EXIT_GROUP => Action::Exit(a[0] as u8),
+        nr::GETPID | nr::GETTID => Action::Return(cx.p.pid as i64),
+        nr::GETPPID => Action::Return(0),
+        nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => Action::Return(0),
+        nr::SET_TID_ADDRESS => Action::Return(process::set_tid_address(cx, a[0])),
+        nr::ARCH_PRCTL => ret(process::arch_prctl(cx, a[0], a[1])),
+        nr::UNAME => ret(info::uname(cx, a[0])),
+        _ => Action::Return(Errno::ENOSYS.to_ret()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

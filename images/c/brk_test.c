@@ -1,0 +1,71 @@
+/* brk_test: the program break through the raw brk syscall, with Linux's
+ * semantics: brk(0) reads the break; growing returns the new break and the
+ * new memory is zero and writable; shrinking returns the lower break; pages
+ * given back and grown again read as zero; a request below the start of the
+ * heap or beyond user space is refused by returning the unchanged break.
+ * Prints "brk ok" and exits 0; any failed check exits 1 saying what. */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "check.h"
+
+#define GROWTH ((1UL << 20) + 12345)
+#define KERNEL_HALF 0xffff888000000000UL
+
+static uintptr_t sys_brk(uintptr_t addr)
+{
+    return (uintptr_t)syscall(SYS_brk, addr);
+}
+
+static uintptr_t page_up(uintptr_t addr)
+{
+    return (addr + PAGE_SIZE_4K - 1) & ~(PAGE_SIZE_4K - 1);
+}
+
+static void expect_zero(uintptr_t from, uintptr_t to)
+{
+    for (volatile unsigned char *p = (void *)from; p < (unsigned char *)to; p++)
+        CHECK(*p == 0, "byte at %p is %#x, not zero", (void *)p, *p);
+}
+
+static void fill_and_verify(uintptr_t from, uintptr_t to)
+{
+    for (volatile unsigned char *p = (void *)from; p < (unsigned char *)to; p++)
+        *p = (unsigned char)((uintptr_t)p * 7 + 1);
+    for (volatile unsigned char *p = (void *)from; p < (unsigned char *)to; p++)
+        CHECK(*p == (unsigned char)((uintptr_t)p * 7 + 1), "byte at %p lost its write",
+              (void *)p);
+}
+
+static void expect_brk(uintptr_t request, uintptr_t expected, const char *what)
+{
+    uintptr_t got = sys_brk(request);
+    CHECK(got == expected, "%s: brk(%#lx) returned %#lx, expected %#lx", what,
+          (unsigned long)request, (unsigned long)got, (unsigned long)expected);
+}
+
+int main(void)
+{
+    /* No stdio before the break is put back: glibc's malloc may use brk. */
+    uintptr_t start = sys_brk(0);
+    uintptr_t top = start + GROWTH;
+    uintptr_t low = start + 3 * PAGE_SIZE_4K + 7;
+
+    CHECK(start != 0 && start != (uintptr_t)-1, "brk(0) returned %#lx", (unsigned long)start);
+    expect_brk(top, top, "grow");
+    expect_zero(page_up(start), top);
+    fill_and_verify(start, top);
+    expect_brk(0, top, "read after grow");
+    expect_brk(low, low, "shrink");
+    expect_brk(top, top, "grow again");
+    expect_zero(page_up(low), top);
+    fill_and_verify(low, top);
+    expect_brk(1, top, "below the heap start");
+    expect_brk(KERNEL_HALF, top, "into the kernel half");
+    expect_brk(start, start, "give everything back");
+    printf("brk ok\n");
+    return 0;
+}

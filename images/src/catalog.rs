@@ -1,0 +1,162 @@
+//! The catalogue of guest test programs: each image's name, source file,
+//! compiler and flags. `build.rs` compiles from this table and `lib.rs`
+//! answers questions about it, so the two can never disagree.
+
+/// The toolchain that builds an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compiler {
+    /// The host's `gcc` (glibc, or no libc at all). Required.
+    Gcc,
+    /// `musl-gcc` from Debian's `musl-tools`. Optional: the image is skipped without it.
+    MuslGcc,
+    /// The `rustc` that builds this crate, linking glibc statically.
+    Rustc,
+}
+
+impl Compiler {
+    /// The program run for this toolchain (`rustc` is Cargo's `$RUSTC` when set).
+    pub fn command(self) -> &'static str {
+        match self {
+            Compiler::Gcc => "gcc",
+            Compiler::MuslGcc => "musl-gcc",
+            Compiler::Rustc => "rustc",
+        }
+    }
+
+    /// Whether images built with it are skipped, rather than failing the
+    /// build, when it is missing.
+    pub fn is_optional(self) -> bool {
+        self == Compiler::MuslGcc
+    }
+}
+
+/// One guest program: how it is built and what it is for.
+#[derive(Debug)]
+pub struct Image {
+    /// The name tests use, and the file name of the built program.
+    pub name: &'static str,
+    /// The source file, relative to `images/c/`.
+    pub source: &'static str,
+    /// The toolchain that builds it.
+    pub compiler: Compiler,
+    /// Compiler flags (besides the source, `-I images/c` and `-o`).
+    pub flags: &'static [&'static str],
+    /// One line on what it checks.
+    pub summary: &'static str,
+}
+
+/// Flags for statically linked C programs.
+const STATIC: &[&str] = &["-static", "-O2", "-Wall", "-Wextra"];
+/// Flags for the libc-free program: our own `_start`, no startup files.
+const NO_LIBC: &[&str] = &[
+    "-nostdlib",
+    "-static",
+    "-O2",
+    "-fno-pie",
+    "-no-pie",
+    "-fno-stack-protector",
+    "-ffreestanding",
+    "-Wall",
+    "-Wextra",
+];
+/// Flags for a static PIE: ET_DYN without PT_INTERP, relocating itself.
+const STATIC_PIE: &[&str] = &["-static-pie", "-fpie", "-O2", "-Wall", "-Wextra"];
+/// Flags for a Rust std program linked statically against glibc.
+const RUST_STATIC: &[&str] = &[
+    "-C",
+    "opt-level=2",
+    "-C",
+    "target-feature=+crt-static",
+    "--edition=2021",
+];
+
+const fn c_image(name: &'static str, source: &'static str, summary: &'static str) -> Image {
+    Image {
+        name,
+        source,
+        compiler: Compiler::Gcc,
+        flags: STATIC,
+        summary,
+    }
+}
+
+/// Every image, required and optional.
+pub const IMAGES: &[Image] = &[
+    Image {
+        name: "hello_raw",
+        source: "hello_raw.c",
+        compiler: Compiler::Gcc,
+        flags: NO_LIBC,
+        summary: "write(2) and exit(2) through raw `syscall`, no libc",
+    },
+    c_image("hello_static", "hello.c", "glibc -static printf"),
+    Image {
+        name: "hello_pie",
+        source: "hello.c",
+        compiler: Compiler::Gcc,
+        flags: STATIC_PIE,
+        summary: "glibc -static-pie printf (ET_DYN without PT_INTERP)",
+    },
+    Image {
+        name: "hello_musl",
+        source: "hello.c",
+        compiler: Compiler::MuslGcc,
+        flags: STATIC,
+        summary: "musl -static printf",
+    },
+    Image {
+        name: "hello_rust",
+        source: "hello.rs",
+        compiler: Compiler::Rustc,
+        flags: RUST_STATIC,
+        summary: "Rust std println!, crt-static (a static PIE)",
+    },
+    c_image("exit42", "exit42.c", "returns 42 from main"),
+    c_image(
+        "null_deref",
+        "null_deref.c",
+        "prints a line, then stores through NULL: SIGSEGV",
+    ),
+    c_image(
+        "inspect",
+        "inspect.c",
+        "argv, envp, auxv, .data/.bss and stack self-checks",
+    ),
+    Image {
+        name: "inspect_pie",
+        source: "inspect.c",
+        compiler: Compiler::Gcc,
+        flags: STATIC_PIE,
+        summary: "inspect as a static PIE: AT_ENTRY and AT_PHDR include the load bias",
+    },
+    c_image(
+        "brk_test",
+        "brk_test.c",
+        "raw brk: grow, shrink, regrow reads zero",
+    ),
+    c_image(
+        "mmap_test",
+        "mmap_test.c",
+        "anonymous mmap/munmap/mprotect, fatal modes",
+    ),
+    c_image(
+        "touch_mem",
+        "touch_mem.c",
+        "touches one byte per page of N MiB",
+    ),
+    c_image(
+        "write_binary",
+        "write_binary.c",
+        "byte-exact binary output, writev",
+    ),
+    c_image(
+        "read_stdin",
+        "read_stdin.c",
+        "cat: stdin to stdout, byte count on stderr",
+    ),
+    c_image(
+        "bad_syscall_args",
+        "bad_syscall_args.c",
+        "EFAULT, EBADF and ENOSYS checks",
+    ),
+];

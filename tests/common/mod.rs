@@ -1,0 +1,274 @@
+//! Shared support for vmrun's integration tests: skipping without KVM,
+//! running a program under `vmrun` and natively on the host (with a timeout
+//! and optional standard input), and checking exit statuses and vmrun's
+//! Linux-style "Segmentation fault at ..." line.
+//!
+//! Each test file includes this with `mod common;` and uses only part of it.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// An empty argument list, for programs run without arguments.
+pub const NO_ARGS: [&str; 0] = [];
+
+/// How long one program may run before the test kills it and fails
+/// (seconds; override with VMRUN_TEST_TIMEOUT).
+const DEFAULT_TIMEOUT_SECS: u64 = 120;
+
+/// True if /dev/kvm can be opened read-write. Otherwise prints a loud
+/// `SKIPPED:` line on stderr, and the test should return at once.
+pub fn require_kvm() -> bool {
+    match OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIPPED: /dev/kvm is not available ({e}); this test needs KVM");
+            false
+        }
+    }
+}
+
+/// The built guest program `name` from the vmrun-images crate.
+pub fn image(name: &str) -> PathBuf {
+    vmrun_images::path(name)
+}
+
+/// A `vmrun` command with the given arguments (options, PROGRAM, its args).
+pub fn vmrun_command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vmrun"));
+    command.args(args);
+    command
+}
+
+/// A command that runs `program` natively on the host.
+pub fn native_command<I, S>(program: &Path, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(program);
+    command.args(args);
+    command
+}
+
+/// Runs `vmrun ARGS...` with empty standard input.
+pub fn vmrun<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(vmrun_command(args), b"")
+}
+
+/// Runs `program ARGS...` natively with empty standard input.
+pub fn native<I, S>(program: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run(native_command(program, args), b"")
+}
+
+/// Runs `command` to completion feeding it `stdin`, collecting its output;
+/// kills it and panics if it outlives the timeout.
+pub fn run(mut command: Command, stdin: &[u8]) -> Output {
+    let description = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
+    let feeder = feed(&mut child, stdin.to_vec());
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let status = wait_with_timeout(&mut child, &description);
+    // The program may exit without reading all its input: a broken pipe is fine.
+    let _ = feeder.join();
+    Output {
+        status,
+        stdout: join(stdout),
+        stderr: join(stderr),
+    }
+}
+
+fn feed(child: &mut Child, input: Vec<u8>) -> JoinHandle<()> {
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    })
+}
+
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<Vec<u8>> {
+    let mut pipe = pipe.expect("output is piped");
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        pipe.read_to_end(&mut bytes)
+            .expect("reading a child's output");
+        bytes
+    })
+}
+
+fn join(reader: JoinHandle<Vec<u8>>) -> Vec<u8> {
+    reader.join().expect("output reader thread")
+}
+
+fn wait_with_timeout(child: &mut Child, description: &str) -> ExitStatus {
+    let timeout = timeout();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            return status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{description} still running after {timeout:?}: killed");
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn timeout() -> Duration {
+    let secs = std::env::var("VMRUN_TEST_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_TIMEOUT_SECS);
+    Duration::from_secs(secs)
+}
+
+/// The exit status as a shell reports it: the exit code, or 128 + signal.
+pub fn shell_status(status: &ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => panic!("{status:?} has neither an exit code nor a signal"),
+    }
+}
+
+/// A readable account of a run, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        shell_status(&output.status),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Asserts the shell-style exit status of a run.
+pub fn assert_status(output: &Output, expected: i32) {
+    assert_eq!(
+        shell_status(&output.status),
+        expected,
+        "unexpected exit status:\n{}",
+        describe(output)
+    );
+}
+
+/// Asserts a clean run: exit status 0, exactly `stdout`, nothing on stderr.
+pub fn assert_clean_exit(output: &Output, stdout: &[u8]) {
+    assert_status(output, 0);
+    assert_eq!(
+        output.stdout,
+        stdout,
+        "unexpected stdout:\n{}",
+        describe(output)
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "unexpected stderr:\n{}",
+        describe(output)
+    );
+}
+
+/// Asserts that stderr contains `needle`.
+pub fn assert_stderr_contains(output: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(needle),
+        "stderr lacks {needle:?}:\n{}",
+        describe(output)
+    );
+}
+
+/// vmrun's report of a fatal page fault:
+/// `Segmentation fault at 0x<addr> ip 0x<ip> (error 0x<code>)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegvReport {
+    /// The faulting address (CR2).
+    pub addr: u64,
+    /// The user instruction pointer.
+    pub ip: u64,
+    /// The page-fault error code (bit 0 present, 1 write, 2 user).
+    pub error: u64,
+}
+
+/// Page-fault error code bits, as in the SDM and Linux's `X86_PF_*`.
+pub const PF_PRESENT: u64 = 1;
+pub const PF_WRITE: u64 = 2;
+pub const PF_USER: u64 = 4;
+
+impl SegvReport {
+    /// Finds and parses the first report line in `stderr`.
+    pub fn find(stderr: &[u8]) -> Option<SegvReport> {
+        String::from_utf8_lossy(stderr)
+            .lines()
+            .find_map(Self::parse_line)
+    }
+
+    /// Parses one line that contains a report, anywhere in the line.
+    pub fn parse_line(line: &str) -> Option<SegvReport> {
+        let start = line.find("Segmentation fault at ")?;
+        let rest = &line[start + "Segmentation fault at ".len()..];
+        let (addr, rest) = hex(rest)?;
+        let (ip, rest) = hex(rest.strip_prefix(" ip ")?)?;
+        let (error, rest) = hex(rest.strip_prefix(" (error ")?)?;
+        rest.starts_with(')')
+            .then_some(SegvReport { addr, ip, error })
+    }
+}
+
+/// Parses `0x` and lowercase hex digits at the start of `s`.
+fn hex(s: &str) -> Option<(u64, &str)> {
+    let digits = s.strip_prefix("0x")?;
+    let len = digits
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        .count();
+    let value = u64::from_str_radix(&digits[..len], 16).ok()?;
+    Some((value, &digits[len..]))
+}
+
+/// Asserts death by SIGSEGV under vmrun: status 139 and a report line.
+pub fn assert_segv(output: &Output) -> SegvReport {
+    assert_status(output, 139);
+    SegvReport::find(&output.stderr).unwrap_or_else(|| {
+        panic!(
+            "no \"Segmentation fault at ...\" line:\n{}",
+            describe(output)
+        )
+    })
+}
+
+/// The address a fatal mode of mmap_test announced with "touching 0x...".
+pub fn announced_address(stdout: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("touching "))
+        .expect("a \"touching\" line");
+    let (addr, rest) = hex(line).expect("a hex address after \"touching\"");
+    assert!(rest.is_empty(), "junk after the address in {line:?}");
+    addr
+}

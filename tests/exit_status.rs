@@ -1,0 +1,107 @@
+//! The program's fate becomes vmrun's exit status: a plain exit code passes
+//! through, and death by SIGSEGV gives 139 with a Linux-style
+//! "Segmentation fault at 0x... ip 0x... (error 0x...)" line on stderr whose
+//! address and page-fault error code are the real ones.
+
+mod common;
+
+use common::*;
+use std::ffi::OsStr;
+
+#[test]
+fn exit42_exits_with_status_42() {
+    if !require_kvm() {
+        return;
+    }
+    let output = vmrun([image("exit42")]);
+    assert_status(&output, 42);
+    assert!(
+        output.stdout.is_empty() && output.stderr.is_empty(),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn null_deref_exits_139_and_reports_a_user_write_fault_at_0x0() {
+    if !require_kvm() {
+        return;
+    }
+    let program = image("null_deref");
+    assert_status(&native(&program, NO_ARGS), 139);
+    let output = vmrun([&program]);
+    let report = assert_segv(&output);
+    assert_eq!(
+        output.stdout, b"before the fault\n",
+        "output before the fault was lost"
+    );
+    assert_eq!(report.addr, 0, "{}", describe(&output));
+    assert_fault_error(&report, PF_WRITE | PF_USER, &output);
+}
+
+#[test]
+fn mmap_test_write_after_munmap_exits_139_and_reports_the_unmapped_address() {
+    check_mmap_segv("segv-after-munmap", PF_WRITE | PF_USER);
+}
+
+#[test]
+fn mmap_test_write_after_mprotect_read_exits_139_and_reports_a_protection_fault() {
+    check_mmap_segv("segv-after-mprotect", PF_PRESENT | PF_WRITE | PF_USER);
+}
+
+/// Runs a fatal mode of mmap_test: it dies at the address it announced.
+fn check_mmap_segv(mode: &str, error: u64) {
+    if !require_kvm() {
+        return;
+    }
+    let program = image("mmap_test");
+    assert_status(&native(&program, [mode]), 139);
+    let output = vmrun([program.as_os_str(), OsStr::new(mode)]);
+    let report = assert_segv(&output);
+    assert_eq!(
+        report.addr,
+        announced_address(&output.stdout),
+        "{}",
+        describe(&output)
+    );
+    assert_fault_error(&report, error, &output);
+}
+
+/// The error code's present, write and user bits are exactly `expected`.
+fn assert_fault_error(report: &SegvReport, expected: u64, output: &std::process::Output) {
+    let bits = report.error & (PF_PRESENT | PF_WRITE | PF_USER);
+    assert_eq!(
+        bits,
+        expected,
+        "page-fault error code {:#x}:\n{}",
+        report.error,
+        describe(output)
+    );
+}
+
+#[test]
+fn segv_report_parses_a_linux_style_line() {
+    let line = "vmrun: Segmentation fault at 0x0 ip 0x401b2d (error 0x6)";
+    let report = SegvReport::parse_line(line);
+    assert_eq!(
+        report,
+        Some(SegvReport {
+            addr: 0,
+            ip: 0x401b2d,
+            error: 6
+        })
+    );
+}
+
+#[test]
+fn segv_report_rejects_malformed_lines() {
+    for line in [
+        "Segmentation fault at 0x0",
+        "Segmentation fault at 0x0 ip 0x1 (error 0x6",
+        "Segmentation fault at 0xZZ ip 0x1 (error 0x6)",
+        "Segmentation fault at 0 ip 0x1 (error 0x6)",
+        "Segmentation fault at 0x0 ip 0x1 (error 6)",
+    ] {
+        assert_eq!(SegvReport::parse_line(line), None, "{line}");
+    }
+}

@@ -1,0 +1,56 @@
+//! Memory management seen from a program: the brk heap, anonymous
+//! mmap/munmap/mprotect (the non-fatal checks; fatal ones are in
+//! exit_status.rs) and demand paging of hundreds of MiB.
+
+mod common;
+
+use common::*;
+use std::ffi::OsStr;
+use std::time::Instant;
+
+#[test]
+fn brk_test_grows_shrinks_and_regrows_the_heap_and_prints_brk_ok() {
+    if !require_kvm() {
+        return;
+    }
+    assert_clean_exit(&vmrun([image("brk_test")]), b"brk ok\n");
+}
+
+#[test]
+fn mmap_test_default_mode_passes_all_checks_and_prints_mmap_ok() {
+    if !require_kvm() {
+        return;
+    }
+    assert_clean_exit(&vmrun([image("mmap_test")]), b"mmap ok\n");
+}
+
+/// Runs `vmrun OPTIONS touch_mem MIB`, reporting the time it took.
+fn check_touch_mem(options: &[&str], mib: u32) {
+    if !require_kvm() {
+        return;
+    }
+    let program = image("touch_mem");
+    let mib_arg = mib.to_string();
+    let mut args: Vec<&OsStr> = options.iter().map(OsStr::new).collect();
+    args.extend([program.as_os_str(), OsStr::new(&mib_arg)]);
+    let start = Instant::now();
+    let output = vmrun(args);
+    eprintln!(
+        "touch_mem {mib} MiB under vmrun {options:?} took {:?}",
+        start.elapsed()
+    );
+    assert_clean_exit(&output, format!("touched {mib} MiB\n").as_bytes());
+}
+
+/// 200 MiB fits in the default 256 MiB of guest RAM, with room for the
+/// kernel, the program and the page tables (about 400 KiB for 200 MiB).
+#[test]
+fn touch_mem_200_mib_in_default_memory_prints_touched_200_mib() {
+    check_touch_mem(&[], 200);
+}
+
+/// More than the default RAM holds: needs `--mem` to be honoured.
+#[test]
+fn touch_mem_400_mib_with_mem_512m_prints_touched_400_mib() {
+    check_touch_mem(&["--mem", "512M"], 400);
+}

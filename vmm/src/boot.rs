@@ -1,0 +1,170 @@
+//! The x86-64 state the guest kernel starts in: a boot GDT, boot page
+//! tables and the registers for entering its ELF entry point in 64-bit mode
+//! (as Firecracker enters a vmlinux), with the boot-info address in RDI.
+//!
+//! The boot page tables map, all with 2 MiB pages and supervisor-only:
+//! the first GiB identically, the first GiB again at the kernel's link base
+//! (0xffffffff80000000), and up to 4 GiB of RAM at the direct-map base.
+//! The kernel replaces them with its own tables as soon as it runs.
+
+use crate::error::Result;
+use crate::memory::GuestRam;
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
+use vmrun_contract::layout::*;
+
+/// Boot GDT selector of the 64-bit kernel code segment.
+pub const BOOT_CS: u16 = 0x10;
+/// Boot GDT selector of the kernel data segment.
+pub const BOOT_DS: u16 = 0x18;
+
+/// The boot GDT: null, unused, 64-bit code (0x10), data (0x18).
+pub const BOOT_GDT: [u64; 4] = [0, 0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
+
+const PTE_P: u64 = 1 << 0;
+const PTE_RW: u64 = 1 << 1;
+const PTE_PS: u64 = 1 << 7;
+
+const CR0_PE: u64 = 1 << 0;
+const CR0_MP: u64 = 1 << 1;
+const CR0_ET: u64 = 1 << 4;
+const CR0_NE: u64 = 1 << 5;
+const CR0_WP: u64 = 1 << 16;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const CR4_OSFXSR: u64 = 1 << 9;
+const CR4_OSXMMEXCPT: u64 = 1 << 10;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+const EFER_NXE: u64 = 1 << 11;
+
+fn pml4_index(va: u64) -> u64 {
+    (va >> 39) & 0x1ff
+}
+
+fn pdpt_index(va: u64) -> u64 {
+    (va >> 30) & 0x1ff
+}
+
+/// Write the boot GDT and page tables for `mem_size` bytes of RAM.
+pub fn write_boot_tables(ram: &GuestRam) -> Result<()> {
+    for (i, d) in BOOT_GDT.iter().enumerate() {
+        ram.write_pod(BOOT_GDT_PHYS + 8 * i as u64, d)?;
+    }
+    let gibs = ram.size().div_ceil(1 << 30).clamp(1, BOOT_PD_COUNT);
+    for g in 0..gibs {
+        let pd = BOOT_PD_PHYS + g * PAGE_SIZE;
+        for i in 0..512 {
+            let pa = (g << 30) + i * HUGE_PAGE_SIZE;
+            ram.write_pod(pd + i * 8, &(pa | PTE_P | PTE_RW | PTE_PS))?;
+        }
+        ram.write_pod(BOOT_PDPT_DIRECT_PHYS + g * 8, &(pd | PTE_P | PTE_RW))?;
+    }
+    let table = |phys: u64| phys | PTE_P | PTE_RW;
+    ram.write_pod(BOOT_PDPT_LOW_PHYS, &table(BOOT_PD_PHYS))?;
+    let high = BOOT_PDPT_HIGH_PHYS + pdpt_index(KERNEL_VIRT_BASE) * 8;
+    ram.write_pod(high, &table(BOOT_PD_PHYS))?;
+    ram.write_pod(BOOT_PML4_PHYS, &table(BOOT_PDPT_LOW_PHYS))?;
+    let hi = BOOT_PML4_PHYS + pml4_index(KERNEL_VIRT_BASE) * 8;
+    ram.write_pod(hi, &table(BOOT_PDPT_HIGH_PHYS))?;
+    let dm = BOOT_PML4_PHYS + pml4_index(DIRECT_MAP_BASE) * 8;
+    ram.write_pod(dm, &table(BOOT_PDPT_DIRECT_PHYS))
+}
+
+fn segment(selector: u16, code: bool) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_: if code { 0xb } else { 0x3 },
+        present: 1,
+        dpl: 0,
+        db: u8::from(!code),
+        s: 1,
+        l: u8::from(code),
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// Put `sregs` into 64-bit mode on the boot GDT and page tables.
+pub fn setup_sregs(sregs: &mut kvm_sregs) {
+    let code = segment(BOOT_CS, true);
+    let data = segment(BOOT_DS, false);
+    sregs.cs = code;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.gdt.base = BOOT_GDT_PHYS;
+    sregs.gdt.limit = (BOOT_GDT.len() * 8 - 1) as u16;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
+    sregs.cr3 = BOOT_PML4_PHYS;
+    sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+    sregs.efer = EFER_LME | EFER_LMA | EFER_NXE;
+}
+
+/// General registers for entering the kernel at `entry`.
+pub fn entry_regs(entry: u64) -> kvm_regs {
+    kvm_regs {
+        rip: entry,
+        rdi: BOOT_INFO_PHYS,
+        rflags: 0x2,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(ram: &GuestRam, pa: u64) -> u64 {
+        ram.read_pod::<u64>(pa).unwrap()
+    }
+
+    /// Walk the boot tables as the CPU does for a 2 MiB mapping.
+    fn walk(ram: &GuestRam, va: u64) -> Option<u64> {
+        let pml4e = read(ram, BOOT_PML4_PHYS + pml4_index(va) * 8);
+        if pml4e & PTE_P == 0 {
+            return None;
+        }
+        let pdpte = read(ram, (pml4e & !0xfff) + pdpt_index(va) * 8);
+        if pdpte & PTE_P == 0 {
+            return None;
+        }
+        let pde = read(ram, (pdpte & !0xfff) + ((va >> 21) & 0x1ff) * 8);
+        (pde & PTE_P != 0 && pde & PTE_PS != 0).then(|| (pde & !0x1f_ffff) + (va & 0x1f_ffff))
+    }
+
+    #[test]
+    fn boot_tables_map_kernel_identity_and_direct_map() {
+        let ram = GuestRam::new(64 << 20).unwrap();
+        write_boot_tables(&ram).unwrap();
+        assert_eq!(walk(&ram, 0x10_0000), Some(0x10_0000));
+        assert_eq!(walk(&ram, KERNEL_VIRT_BASE + 0x10_1234), Some(0x10_1234));
+        assert_eq!(walk(&ram, DIRECT_MAP_BASE + 0x3f_0008), Some(0x3f_0008));
+        assert_eq!(walk(&ram, 0x7fff_0000_0000), None);
+    }
+
+    #[test]
+    fn boot_direct_map_covers_every_gib_of_ram_up_to_four() {
+        let ram = GuestRam::new(3 << 30).unwrap();
+        write_boot_tables(&ram).unwrap();
+        assert_eq!(walk(&ram, DIRECT_MAP_BASE + (2 << 30) + 5), Some((2 << 30) + 5));
+        assert_eq!(walk(&ram, DIRECT_MAP_BASE + (3 << 30)), None);
+    }
+
+    #[test]
+    fn sregs_enter_long_mode_with_paging() {
+        let mut s = kvm_sregs::default();
+        setup_sregs(&mut s);
+        assert_eq!(s.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
+        assert_ne!(s.cr0 & CR0_PG, 0);
+        assert_eq!(s.cs.l, 1);
+        assert_eq!(s.cr3, BOOT_PML4_PHYS);
+    }
+}

@@ -1,0 +1,294 @@
+//! Serving the guest kernel's hypercalls.
+//!
+//! [`handle`] is a pure function of guest memory, the request block the
+//! guest pointed at, and the host's stdio (behind [`HostIo`]), so it is unit
+//! tested with synthetic requests. Every address and length the guest
+//! passes is checked against guest RAM; a bad one is answered with -EFAULT
+//! (or ends the run for requests that cannot fail gracefully).
+
+use crate::error::Result;
+use crate::memory::GuestRam;
+use std::io;
+use vmrun_contract::{exit_kind, hc, Hypercall, IoVec};
+
+/// Largest iovec array a WRITE or READ may pass.
+pub const MAX_IOVECS: u64 = 1024;
+/// Largest message a PANIC, LOG or EXEC_FAILED may pass.
+pub const MAX_MESSAGE: u64 = 4096;
+
+const EFAULT: i64 = 14;
+const EBADF: i64 = 9;
+const EINVAL: i64 = 22;
+
+/// The host side of the guest's stdio.
+pub trait HostIo {
+    /// Write all of `data` to host fd `fd` (1 or 2).
+    fn write(&mut self, fd: u64, data: &[u8]) -> io::Result<()>;
+    /// Read up to `buf.len()` bytes from host fd `fd` (0).
+    fn read(&mut self, fd: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// Show a guest kernel log line.
+    fn log(&mut self, line: &[u8]);
+}
+
+/// How the program's run ended, as the guest reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// exit/exit_group with this status (0-255).
+    Exited(i32),
+    /// Killed by a signal.
+    Signaled {
+        /// Signal number (11 for SIGSEGV).
+        signal: u32,
+        /// Faulting address.
+        fault_addr: u64,
+        /// Instruction pointer at the fault.
+        ip: u64,
+        /// Page-fault error code or CPU error code.
+        error_code: u64,
+    },
+    /// The initial exec failed (bad ELF, unsupported program, E2BIG...).
+    ExecFailed {
+        /// Linux errno.
+        errno: i64,
+        /// The guest's one-line explanation.
+        message: String,
+    },
+    /// The guest kernel panicked.
+    GuestPanic(String),
+}
+
+/// What the vCPU loop does after a hypercall.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Resume the guest.
+    Continue,
+    /// A boot milestone was reached (resume the guest).
+    Phase(u64),
+    /// Stop: the run is over.
+    Stop(Outcome),
+}
+
+/// Serve the hypercall whose block is at guest-physical `block`.
+pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo) -> Result<Action> {
+    let mut req: Hypercall = ram.read_pod(block)?;
+    let a = req.args;
+    let action = match req.nr {
+        hc::EXIT => Action::Stop(exit_outcome(a)),
+        hc::WRITE => ret(&mut req, do_write(ram, io, a[0], a[1], a[2])),
+        hc::READ => ret(&mut req, do_read(ram, io, a[0], a[1], a[2])),
+        hc::COPY => ret(&mut req, status(ram.copy_within(a[0], a[1], a[2]))),
+        hc::ZERO => ret(&mut req, status(ram.zero(a[0], a[1]))),
+        hc::PANIC => Action::Stop(Outcome::GuestPanic(message(ram, a[0], a[1]))),
+        hc::EXEC_FAILED => Action::Stop(Outcome::ExecFailed {
+            errno: a[0] as i64,
+            message: message(ram, a[1], a[2]),
+        }),
+        hc::LOG => {
+            io.log(message(ram, a[0], a[1]).as_bytes());
+            Action::Continue
+        }
+        hc::PHASE => Action::Phase(a[0]),
+        other => Action::Stop(Outcome::GuestPanic(format!("unknown hypercall {other}"))),
+    };
+    if matches!(action, Action::Continue) {
+        ram.write_pod(block, &req)?;
+    }
+    Ok(action)
+}
+
+fn ret(req: &mut Hypercall, value: i64) -> Action {
+    req.ret = value;
+    Action::Continue
+}
+
+fn status(r: Result<()>) -> i64 {
+    if r.is_ok() {
+        0
+    } else {
+        -EFAULT
+    }
+}
+
+fn exit_outcome(a: [u64; 6]) -> Outcome {
+    if a[0] == exit_kind::SIGNALED {
+        Outcome::Signaled { signal: a[1] as u32, fault_addr: a[2], ip: a[3], error_code: a[4] }
+    } else {
+        Outcome::Exited((a[1] & 0xff) as i32)
+    }
+}
+
+fn message(ram: &GuestRam, addr: u64, len: u64) -> String {
+    let len = len.min(MAX_MESSAGE);
+    match ram.slice(addr, len) {
+        Ok(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Err(_) => format!("(message at {addr:#x}+{len:#x} lies outside guest RAM)"),
+    }
+}
+
+fn iovecs(ram: &GuestRam, addr: u64, count: u64) -> std::result::Result<Vec<IoVec>, i64> {
+    if count > MAX_IOVECS {
+        return Err(-EINVAL);
+    }
+    (0..count).map(|i| ram.read_pod::<IoVec>(addr + i * 16).map_err(|_| -EFAULT)).collect()
+}
+
+fn do_write(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) -> i64 {
+    if fd != 1 && fd != 2 {
+        return -EBADF;
+    }
+    let iov = match iovecs(ram, iov, count) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let mut total = 0i64;
+    for piece in iov {
+        let Ok(bytes) = ram.slice(piece.phys, piece.len) else { return -EFAULT };
+        if let Err(e) = io.write(fd, bytes) {
+            return if total > 0 { total } else { -i64::from(e.raw_os_error().unwrap_or(5)) };
+        }
+        total += piece.len as i64;
+    }
+    total
+}
+
+fn do_read(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) -> i64 {
+    if fd != 0 {
+        return -EBADF;
+    }
+    let iov = match iovecs(ram, iov, count) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let mut total = 0i64;
+    for piece in iov {
+        let Ok(buf) = ram.slice_mut(piece.phys, piece.len) else { return -EFAULT };
+        match io.read(fd, buf) {
+            Ok(n) => {
+                total += n as i64;
+                if (n as u64) < piece.len {
+                    break;
+                }
+            }
+            Err(e) if total == 0 => return -i64::from(e.raw_os_error().unwrap_or(5)),
+            Err(_) => break,
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct FakeIo {
+        out: Vec<(u64, Vec<u8>)>,
+        input: Vec<u8>,
+        logs: Vec<String>,
+    }
+
+    impl HostIo for FakeIo {
+        fn write(&mut self, fd: u64, data: &[u8]) -> io::Result<()> {
+            self.out.push((fd, data.to_vec()));
+            Ok(())
+        }
+        fn read(&mut self, _fd: u64, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.input.len());
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input.drain(..n);
+            Ok(n)
+        }
+        fn log(&mut self, line: &[u8]) {
+            self.logs.push(String::from_utf8_lossy(line).into());
+        }
+    }
+
+    const BLOCK: u64 = 0x1000;
+
+    fn call(ram: &GuestRam, io: &mut FakeIo, nr: u64, args: [u64; 6]) -> (Action, i64) {
+        ram.write_pod(BLOCK, &Hypercall { nr, args, ret: 0 }).unwrap();
+        let action = handle(ram, BLOCK, io).unwrap();
+        (action, ram.read_pod::<Hypercall>(BLOCK).unwrap().ret)
+    }
+
+    #[test]
+    fn write_gathers_iovecs_to_the_host_fd() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        ram.write_bytes(0x3000, b"hello, ").unwrap();
+        ram.write_bytes(0x5000, b"world\n").unwrap();
+        ram.write_pod(0x2000, &IoVec { phys: 0x3000, len: 7 }).unwrap();
+        ram.write_pod(0x2010, &IoVec { phys: 0x5000, len: 6 }).unwrap();
+        let mut io = FakeIo::default();
+        let (action, ret) = call(&ram, &mut io, hc::WRITE, [1, 0x2000, 2, 0, 0, 0]);
+        assert_eq!((action, ret), (Action::Continue, 13));
+        let all: Vec<u8> = io.out.iter().flat_map(|(_, d)| d.clone()).collect();
+        assert_eq!(all, b"hello, world\n");
+    }
+
+    #[test]
+    fn write_outside_guest_ram_returns_efault() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        ram.write_pod(0x2000, &IoVec { phys: 0xff000, len: 0x2000 }).unwrap();
+        let mut io = FakeIo::default();
+        assert_eq!(call(&ram, &mut io, hc::WRITE, [1, 0x2000, 1, 0, 0, 0]).1, -EFAULT);
+        assert_eq!(call(&ram, &mut io, hc::WRITE, [1, u64::MAX - 4, 1, 0, 0, 0]).1, -EFAULT);
+        assert!(io.out.is_empty());
+    }
+
+    #[test]
+    fn write_to_other_fds_is_ebadf() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let mut io = FakeIo::default();
+        assert_eq!(call(&ram, &mut io, hc::WRITE, [7, 0x2000, 0, 0, 0, 0]).1, -EBADF);
+    }
+
+    #[test]
+    fn read_fills_guest_memory_from_stdin() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        ram.write_pod(0x2000, &IoVec { phys: 0x4000, len: 16 }).unwrap();
+        let mut io = FakeIo { input: b"abc".to_vec(), ..Default::default() };
+        assert_eq!(call(&ram, &mut io, hc::READ, [0, 0x2000, 1, 0, 0, 0]).1, 3);
+        let mut buf = [0u8; 3];
+        ram.read_bytes(0x4000, &mut buf).unwrap();
+        assert_eq!(&buf, b"abc");
+    }
+
+    #[test]
+    fn exit_and_signal_end_the_run() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let mut io = FakeIo::default();
+        let (a, _) = call(&ram, &mut io, hc::EXIT, [exit_kind::EXITED, 42, 0, 0, 0, 0]);
+        assert_eq!(a, Action::Stop(Outcome::Exited(42)));
+        let (a, _) = call(&ram, &mut io, hc::EXIT, [exit_kind::SIGNALED, 11, 0, 0x401000, 4, 0]);
+        let want = Outcome::Signaled { signal: 11, fault_addr: 0, ip: 0x401000, error_code: 4 };
+        assert_eq!(a, Action::Stop(want));
+    }
+
+    #[test]
+    fn panic_message_is_read_from_guest_memory() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        ram.write_bytes(0x3000, b"oops at x.rs:1").unwrap();
+        let mut io = FakeIo::default();
+        let (a, _) = call(&ram, &mut io, hc::PANIC, [0x3000, 14, 0, 0, 0, 0]);
+        assert_eq!(a, Action::Stop(Outcome::GuestPanic("oops at x.rs:1".into())));
+    }
+
+    #[test]
+    fn unknown_hypercall_stops_the_run() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let mut io = FakeIo::default();
+        assert!(matches!(call(&ram, &mut io, 999, [0; 6]).0, Action::Stop(Outcome::GuestPanic(_))));
+    }
+
+    #[test]
+    fn copy_and_zero_check_their_ranges() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        ram.write_bytes(0x3000, b"xyz").unwrap();
+        let mut io = FakeIo::default();
+        assert_eq!(call(&ram, &mut io, hc::COPY, [0x4000, 0x3000, 3, 0, 0, 0]).1, 0);
+        assert_eq!(call(&ram, &mut io, hc::ZERO, [0xff000, 0x2000, 0, 0, 0, 0]).1, -EFAULT);
+        let mut buf = [0u8; 3];
+        ram.read_bytes(0x4000, &mut buf).unwrap();
+        assert_eq!(&buf, b"xyz");
+    }
+}

@@ -1,0 +1,39 @@
+//! vmrun's host side: run an unmodified x86-64 Linux program in a KVM
+//! virtual machine whose kernel is vmrun's own guest kernel.
+//!
+//! How the parts fit, in the order a run uses them:
+//!
+//! 1. [`kvm`] opens /dev/kvm, checks it, and tells which platform it is.
+//! 2. [`memory`] maps guest RAM and registers it with KVM; every access the
+//!    VMM makes on the guest's behalf is bounds-checked there.
+//! 3. [`loader`] loads the embedded guest kernel ELF (with linux-loader),
+//!    copies the program file and its argument block in, and writes the
+//!    boot info; [`boot`] writes the boot GDT and page tables and the vCPU's
+//!    64-bit entry state.
+//! 4. [`vm`] runs the vCPU; each exit is classified, and hypercalls are
+//!    served by [`hypercall`] (stdio, host-side copy/zero, exit).
+//!
+//! ```no_run
+//! use vmm::{vm::{Vm, VmConfig, DEFAULT_MEM}, stdio::Stdio};
+//! let config = VmConfig {
+//!     mem_size: DEFAULT_MEM,
+//!     program: "hello".into(),
+//!     argv: vec!["hello".into()],
+//!     env: vec![],
+//!     aslr: false,
+//!     verbose: false,
+//! };
+//! let report = Vm::new(&config)?.run(&mut Stdio::new(false))?;
+//! println!("{:?}", report.outcome);
+//! # Ok::<(), vmm::error::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod boot;
+pub mod error;
+pub mod hypercall;
+pub mod kvm;
+pub mod loader;
+pub mod memory;
+pub mod stdio;
+pub mod vm;

@@ -1,0 +1,158 @@
+//! Putting the guest kernel, the program file and its arguments into guest
+//! RAM, and describing where they went in the boot info.
+//!
+//! The VMM does not interpret the program: its bytes are copied in as they
+//! are (they become the guest's page cache for the file), and the guest
+//! kernel validates and maps them.
+
+use crate::error::{Error, Result};
+use crate::memory::GuestRam;
+use linux_loader::loader::{elf::Elf, KernelLoader};
+use std::ffi::OsString;
+use std::io::Cursor;
+use std::os::unix::ffi::OsStrExt;
+use vm_memory::GuestMemoryMmap;
+use vmrun_contract::layout::{ARGS_MAX, ARGS_PHYS, KERNEL_PHYS, PAGE_SIZE};
+use vmrun_contract::{BootInfo, BOOT_MAGIC, CONTRACT_VERSION};
+
+/// The guest kernel ELF, built by build.rs and embedded in vmrun.
+pub static GUEST_KERNEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest-kernel.elf"));
+
+/// Where the kernel image landed.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadedKernel {
+    /// Virtual entry address.
+    pub entry: u64,
+    /// End (exclusive) of the image in guest-physical memory.
+    pub phys_end: u64,
+}
+
+/// Load the embedded kernel ELF at its physical addresses.
+pub fn load_kernel(mem: &GuestMemoryMmap, image: &[u8]) -> Result<LoadedKernel> {
+    let mut cursor = Cursor::new(image);
+    let res = Elf::load(mem, None, &mut cursor, None)
+        .map_err(|e| Error::KernelLoad(format!("{e}")))?;
+    if res.kernel_end < KERNEL_PHYS {
+        return Err(Error::KernelLoad("image ends below its load address".into()));
+    }
+    Ok(LoadedKernel { entry: res.kernel_load.0, phys_end: res.kernel_end })
+}
+
+/// The exec file name, argument and environment strings, laid out as the
+/// boot info's argument block: each NUL-terminated, in that order.
+pub fn args_block(execfn: &[u8], argv: &[OsString], envp: &[OsString]) -> Result<Vec<u8>> {
+    let mut block = Vec::new();
+    for s in std::iter::once(execfn).chain(argv.iter().chain(envp).map(|s| s.as_bytes())) {
+        if s.contains(&0) {
+            return Err(Error::Config("arguments and environment must not contain NUL".into()));
+        }
+        block.extend_from_slice(s);
+        block.push(0);
+    }
+    if block.len() as u64 > ARGS_MAX {
+        return Err(Error::Config(format!(
+            "argument list too long ({} bytes of arguments and environment, limit {ARGS_MAX})",
+            block.len()
+        )));
+    }
+    Ok(block)
+}
+
+/// Everything that goes into guest RAM before the first instruction.
+pub struct BootPayload<'a> {
+    /// The program file's bytes.
+    pub program: &'a [u8],
+    /// The argument block from [`args_block`].
+    pub args: &'a [u8],
+    /// Number of argv strings in the block.
+    pub argc: u32,
+    /// Number of environment strings in the block.
+    pub envc: u32,
+    /// [`vmrun_contract::boot_flags`] bits.
+    pub flags: u32,
+    /// TSC frequency in kHz (0 if unknown).
+    pub tsc_khz: u64,
+    /// 16 random bytes for AT_RANDOM.
+    pub random: [u8; 16],
+}
+
+fn page_align(x: u64) -> u64 {
+    x.div_ceil(PAGE_SIZE) * PAGE_SIZE
+}
+
+/// Copy the program and arguments in after the kernel and write the boot
+/// info; returns it.
+pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> Result<BootInfo> {
+    let file_phys = page_align(kernel.phys_end);
+    let file_len = p.program.len() as u64;
+    let free_start = page_align(file_phys + file_len);
+    if free_start + (4 << 20) > ram.size() {
+        return Err(Error::Config(format!(
+            "the program ({file_len} bytes) does not fit in guest memory ({} MiB): raise --mem",
+            ram.size() >> 20
+        )));
+    }
+    ram.write_bytes(file_phys, p.program)?;
+    ram.write_bytes(ARGS_PHYS, p.args)?;
+    let info = BootInfo {
+        magic: BOOT_MAGIC,
+        version: CONTRACT_VERSION,
+        flags: p.flags,
+        mem_size: ram.size(),
+        kernel_phys_start: KERNEL_PHYS,
+        kernel_phys_end: kernel.phys_end,
+        file_phys,
+        file_len,
+        args_phys: ARGS_PHYS,
+        args_len: p.args.len() as u64,
+        argc: p.argc,
+        envc: p.envc,
+        free_phys_start: free_start,
+        free_phys_end: ram.size(),
+        tsc_khz: p.tsc_khz,
+        host_start_tsc: 0,
+        random: p.random,
+        aslr_seed: u64::from_le_bytes(p.random[..8].try_into().unwrap_or_default()),
+    };
+    ram.write_pod(vmrun_contract::layout::BOOT_INFO_PHYS, &info)?;
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_block_is_execfn_then_argv_then_envp() {
+        let argv = vec![OsString::from("prog"), OsString::from("a b")];
+        let envp = vec![OsString::from("X=1")];
+        let b = args_block(b"/bin/prog", &argv, &envp).unwrap();
+        assert_eq!(b, b"/bin/prog\0prog\0a b\0X=1\0");
+    }
+
+    #[test]
+    fn args_block_rejects_oversized_lists() {
+        let big = vec![OsString::from("x".repeat(ARGS_MAX as usize))];
+        let err = args_block(b"p", &big, &[]).unwrap_err();
+        assert!(err.to_string().contains("argument list too long"));
+    }
+
+    #[test]
+    fn embedded_kernel_loads_at_one_mib_and_enters_high() {
+        let ram = GuestRam::new(32 << 20).unwrap();
+        let k = load_kernel(ram.mem(), GUEST_KERNEL).unwrap();
+        assert!(k.entry >= vmrun_contract::layout::KERNEL_VIRT_BASE + KERNEL_PHYS);
+        assert!(k.phys_end > KERNEL_PHYS);
+    }
+
+    #[test]
+    fn payload_that_does_not_fit_is_refused() {
+        let ram = GuestRam::new(16 << 20).unwrap();
+        let k = LoadedKernel { entry: 0, phys_end: 2 << 20 };
+        let big = vec![0u8; 13 << 20];
+        let p = BootPayload {
+            program: &big, args: b"p\0", argc: 0, envc: 0, flags: 0, tsc_khz: 0, random: [0; 16],
+        };
+        assert!(write_payload(&ram, &k, &p).unwrap_err().to_string().contains("--mem"));
+    }
+}

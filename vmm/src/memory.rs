@@ -1,0 +1,199 @@
+//! Guest RAM: one anonymous mapping registered with KVM as slot 0, and
+//! checked accessors for everything the VMM reads or writes in it.
+//!
+//! Every guest-supplied address and length goes through these accessors,
+//! which fail instead of touching memory outside guest RAM.
+
+use crate::error::{Error, Result};
+use kvm_ioctls::VmFd;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vmrun_contract::{BootInfo, GuestStats, Hypercall, IoVec};
+
+/// Plain-old-data types that may be copied to and from guest memory byte
+/// for byte.
+///
+/// # Safety
+/// Implementors are `#[repr(C)]`, have no padding and accept every bit
+/// pattern.
+pub unsafe trait Pod: Copy + Default {}
+// SAFETY: each is #[repr(C)] with only u64/u32/i64 and byte-array fields,
+// laid out without padding (checked by the size tests below).
+unsafe impl Pod for BootInfo {}
+// SAFETY: as above.
+unsafe impl Pod for Hypercall {}
+// SAFETY: as above.
+unsafe impl Pod for IoVec {}
+// SAFETY: as above.
+unsafe impl Pod for GuestStats {}
+// SAFETY: a primitive integer.
+unsafe impl Pod for u64 {}
+
+/// The guest's RAM, starting at guest-physical 0.
+pub struct GuestRam {
+    mem: GuestMemoryMmap,
+    size: u64,
+}
+
+impl GuestRam {
+    /// Map `size` bytes of zeroed anonymous memory.
+    pub fn new(size: u64) -> Result<GuestRam> {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), size as usize)])
+            .map_err(|e| Error::Memory(format!("cannot map {size} bytes: {e}")))?;
+        Ok(GuestRam { mem, size })
+    }
+
+    /// The underlying vm-memory object (for loaders).
+    pub fn mem(&self) -> &GuestMemoryMmap {
+        &self.mem
+    }
+
+    /// Bytes of RAM.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Register the RAM with the VM as memory slot 0.
+    pub fn register(&self, vm: &VmFd) -> Result<()> {
+        let host = self.host_ptr(0, self.size)?;
+        let region = kvm_bindings::kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: self.size,
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is a live mapping of `size` bytes owned by
+        // `self.mem`, which the `Vm` keeps alive for as long as the VM fd.
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(|e| Error::KvmIoctl("KVM_SET_USER_MEMORY_REGION", e))
+    }
+
+    fn check(&self, gpa: u64, len: u64) -> Result<()> {
+        match gpa.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(Error::Memory(format!(
+                "range {gpa:#x}+{len:#x} lies outside guest RAM ({:#x} bytes)",
+                self.size
+            ))),
+        }
+    }
+
+    fn host_ptr(&self, gpa: u64, len: u64) -> Result<*mut u8> {
+        self.check(gpa, len)?;
+        self.mem
+            .get_host_address(GuestAddress(gpa))
+            .map_err(|e| Error::Memory(format!("{gpa:#x}: {e}")))
+    }
+
+    /// Copy `data` into guest memory at `gpa`.
+    pub fn write_bytes(&self, gpa: u64, data: &[u8]) -> Result<()> {
+        self.check(gpa, data.len() as u64)?;
+        self.mem
+            .write_slice(data, GuestAddress(gpa))
+            .map_err(|e| Error::Memory(format!("write at {gpa:#x}: {e}")))
+    }
+
+    /// Copy guest memory at `gpa` into `buf`.
+    pub fn read_bytes(&self, gpa: u64, buf: &mut [u8]) -> Result<()> {
+        self.check(gpa, buf.len() as u64)?;
+        self.mem
+            .read_slice(buf, GuestAddress(gpa))
+            .map_err(|e| Error::Memory(format!("read at {gpa:#x}: {e}")))
+    }
+
+    /// Write a contract structure at `gpa`.
+    pub fn write_pod<T: Pod>(&self, gpa: u64, val: &T) -> Result<()> {
+        // SAFETY: `T: Pod` has no padding, so all its bytes are initialised.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(val as *const T as *const u8, std::mem::size_of::<T>())
+        };
+        self.write_bytes(gpa, bytes)
+    }
+
+    /// Read a contract structure from `gpa`.
+    pub fn read_pod<T: Pod>(&self, gpa: u64) -> Result<T> {
+        let mut val = T::default();
+        // SAFETY: `T: Pod` accepts any bit pattern and has no padding.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(&mut val as *mut T as *mut u8, std::mem::size_of::<T>())
+        };
+        self.read_bytes(gpa, bytes)?;
+        Ok(val)
+    }
+
+    /// Set `len` bytes at `gpa` to zero.
+    pub fn zero(&self, gpa: u64, len: u64) -> Result<()> {
+        let p = self.host_ptr(gpa, len)?;
+        // SAFETY: `host_ptr` checked that [gpa, gpa+len) lies in the mapping.
+        unsafe { std::ptr::write_bytes(p, 0, len as usize) };
+        Ok(())
+    }
+
+    /// Copy `len` bytes from `src` to `dst` inside guest memory.
+    pub fn copy_within(&self, dst: u64, src: u64, len: u64) -> Result<()> {
+        let d = self.host_ptr(dst, len)?;
+        let s = self.host_ptr(src, len)?;
+        // SAFETY: both ranges were checked to lie in the mapping; `copy`
+        // is correct even if they overlap.
+        unsafe { std::ptr::copy(s, d, len as usize) };
+        Ok(())
+    }
+
+    /// Borrow `len` bytes at `gpa` (for writing guest output to a host fd).
+    pub fn slice(&self, gpa: u64, len: u64) -> Result<&[u8]> {
+        let p = self.host_ptr(gpa, len)?;
+        // SAFETY: checked range; the vCPU is stopped while the VMM handles a
+        // hypercall, so nothing writes the memory during the borrow.
+        Ok(unsafe { std::slice::from_raw_parts(p, len as usize) })
+    }
+
+    /// Mutably borrow `len` bytes at `gpa` (for reading host input).
+    #[allow(clippy::mut_from_ref)]
+    pub fn slice_mut(&self, gpa: u64, len: u64) -> Result<&mut [u8]> {
+        let p = self.host_ptr(gpa, len)?;
+        // SAFETY: checked range; the vCPU is stopped and the VMM holds no
+        // other borrow of guest memory while filling it.
+        Ok(unsafe { std::slice::from_raw_parts_mut(p, len as usize) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_structs_have_no_padding() {
+        assert_eq!(std::mem::size_of::<BootInfo>(), 14 * 8 + 16 + 8);
+        assert_eq!(std::mem::size_of::<Hypercall>(), 8 * 8);
+        assert_eq!(std::mem::size_of::<IoVec>(), 16);
+    }
+
+    #[test]
+    fn access_past_the_end_of_ram_is_refused() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        assert!(ram.write_bytes((1 << 20) - 2, &[1, 2, 3]).is_err());
+        assert!(ram.zero(u64::MAX - 1, 4).is_err());
+        assert!(ram.copy_within(0, 1 << 20, 1).is_err());
+    }
+
+    #[test]
+    fn pod_round_trips_through_guest_memory() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let v = IoVec { phys: 0x1234, len: 99 };
+        ram.write_pod(0x800, &v).unwrap();
+        assert_eq!(ram.read_pod::<IoVec>(0x800).unwrap(), v);
+    }
+
+    #[test]
+    fn zero_and_copy_within_move_bytes() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        ram.write_bytes(0x100, b"abcdef").unwrap();
+        ram.copy_within(0x200, 0x100, 6).unwrap();
+        ram.zero(0x102, 2).unwrap();
+        let mut buf = [0u8; 6];
+        ram.read_bytes(0x200, &mut buf).unwrap();
+        assert_eq!(&buf, b"abcdef");
+        ram.read_bytes(0x100, &mut buf).unwrap();
+        assert_eq!(&buf, b"ab\0\0ef");
+    }
+}

@@ -1,0 +1,330 @@
+//! A VM that runs one program: creation, the vCPU loop, and the report.
+//!
+//! [`Vm::new`] opens KVM, creates the VM with its RAM and one vCPU, loads
+//! the guest kernel, the program and its arguments, and sets the vCPU up
+//! to enter the kernel in 64-bit mode. [`Vm::run`] runs the vCPU until the
+//! guest reports how the program ended; any other way for the guest to stop
+//! (triple fault, emulation failure, an unexpected exit) ends the run with
+//! a register dump instead of a hang.
+
+use crate::boot;
+use crate::error::{Error, Result};
+use crate::hypercall::{self, Action, HostIo, Outcome};
+use crate::kvm::{self, Platform};
+use crate::loader::{self, BootPayload, LoadedKernel};
+use crate::memory::GuestRam;
+use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use vmrun_contract::{boot_flags, layout, phase, GuestStats, HYPERCALL_PORT};
+
+/// Default guest RAM: 256 MiB.
+pub const DEFAULT_MEM: u64 = 256 << 20;
+
+/// What to run and how.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    /// Guest RAM in bytes.
+    pub mem_size: u64,
+    /// The program file.
+    pub program: PathBuf,
+    /// argv, including argv[0].
+    pub argv: Vec<OsString>,
+    /// The environment, as NAME=VALUE strings.
+    pub env: Vec<OsString>,
+    /// Randomise the address space layout.
+    pub aslr: bool,
+    /// Show guest kernel log lines.
+    pub verbose: bool,
+}
+
+/// Host-measured timestamps of a run.
+#[derive(Clone, Debug, Default)]
+pub struct Timings {
+    /// From the start of [`Vm::new`] until the VM and vCPU exist.
+    pub vm_create: Duration,
+    /// Until kernel, program and boot state are in guest memory.
+    pub load: Duration,
+    /// Until the guest kernel reported its Rust entry.
+    pub kernel_entry: Option<Duration>,
+    /// Until the kernel reported its tables and allocator ready.
+    pub kernel_ready: Option<Duration>,
+    /// Until the program was loaded (just before its first instruction).
+    pub exec_loaded: Option<Duration>,
+    /// Until the run ended.
+    pub total: Duration,
+    /// vCPU exits taken.
+    pub exits: u64,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// How the program ended.
+    pub outcome: RunEnd,
+    /// Host-side timings.
+    pub timings: Timings,
+    /// The guest's counters at the end (if it had initialised them).
+    pub stats: Option<GuestStats>,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The guest reported an outcome.
+    Guest(Outcome),
+    /// The VM stopped in a way the guest did not report; the text says how
+    /// and holds a register dump.
+    VmFailure(String),
+}
+
+/// A VM ready to run one program.
+pub struct Vm {
+    _kvm: Kvm,
+    _vm: VmFd,
+    vcpu: VcpuFd,
+    ram: GuestRam,
+    started: Instant,
+    timings: Timings,
+    /// The platform vmrun detected.
+    pub platform: Platform,
+}
+
+impl Vm {
+    /// Create the VM and load everything into it.
+    pub fn new(config: &VmConfig) -> Result<Vm> {
+        let started = Instant::now();
+        let program = read_program(&config.program)?;
+        validate_mem(config.mem_size)?;
+        let kvm = kvm::open()?;
+        let platform = Platform::detect();
+        let vm = kvm.create_vm().map_err(|e| Error::KvmIoctl("KVM_CREATE_VM", e))?;
+        let ram = GuestRam::new(config.mem_size)?;
+        ram.register(&vm)?;
+        let vcpu = vm.create_vcpu(0).map_err(|e| Error::KvmIoctl("KVM_CREATE_VCPU", e))?;
+        let cpuid = supported_cpuid(&kvm)?;
+        vcpu.set_cpuid2(&cpuid).map_err(|e| Error::KvmIoctl("KVM_SET_CPUID2", e))?;
+        let vm_create = started.elapsed();
+        let kernel = loader::load_kernel(ram.mem(), loader::GUEST_KERNEL)?;
+        let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0) as u64;
+        write_boot_state(&ram, &kernel, config, &program, platform, tsc_khz)?;
+        setup_vcpu(&vcpu, kernel.entry)?;
+        let timings = Timings { vm_create, load: started.elapsed(), ..Default::default() };
+        Ok(Vm { _kvm: kvm, _vm: vm, vcpu, ram, started, timings, platform })
+    }
+
+    /// Guest RAM (for inspection).
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    /// Run until the program ends.
+    pub fn run(mut self, io: &mut impl HostIo) -> Result<RunReport> {
+        let end = self.run_loop(io)?;
+        self.timings.total = self.started.elapsed();
+        let stats = self.ram.read_pod::<GuestStats>(layout::STATS_PHYS).ok();
+        let stats = stats.filter(|s| s.magic == vmrun_contract::BOOT_MAGIC);
+        Ok(RunReport { outcome: end, timings: self.timings, stats })
+    }
+
+    fn run_loop(&mut self, io: &mut impl HostIo) -> Result<RunEnd> {
+        loop {
+            self.timings.exits += 1;
+            let exit = match self.vcpu.run() {
+                Ok(exit) => classify(exit),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+                Err(e) => return Err(Error::KvmIoctl("KVM_RUN", e)),
+            };
+            let block = match exit {
+                Exit::Hypercall(block) => block,
+                Exit::Failure(what) => return Ok(RunEnd::VmFailure(self.dump(&what))),
+            };
+            match hypercall::handle(&self.ram, block, io) {
+                Ok(Action::Continue) => {}
+                Ok(Action::Phase(p)) => self.record_phase(p),
+                Ok(Action::Stop(outcome)) => return Ok(RunEnd::Guest(outcome)),
+                Err(e) => {
+                    let what = format!("bad hypercall block at {block:#x}: {e}");
+                    return Ok(RunEnd::VmFailure(self.dump(&what)));
+                }
+            }
+        }
+    }
+
+    fn record_phase(&mut self, p: u64) {
+        let now = Some(self.started.elapsed());
+        match p {
+            phase::KERNEL_ENTRY => self.timings.kernel_entry = now,
+            phase::KERNEL_READY => self.timings.kernel_ready = now,
+            phase::EXEC_LOADED => self.timings.exec_loaded = now,
+            _ => {}
+        }
+    }
+
+    fn dump(&self, what: &str) -> String {
+        let mut s = format!("{what}\n");
+        if let Ok(r) = self.vcpu.get_regs() {
+            s += &format!(
+                "  rip {:#018x} rsp {:#018x} rflags {:#x}\n  rax {:#x} rbx {:#x} rcx {:#x} \
+                 rdx {:#x}\n  rsi {:#x} rdi {:#x} rbp {:#x}\n  r8 {:#x} r9 {:#x} r10 {:#x} \
+                 r11 {:#x} r12 {:#x} r13 {:#x} r14 {:#x} r15 {:#x}\n",
+                r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8,
+                r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15
+            );
+        }
+        if let Ok(sr) = self.vcpu.get_sregs() {
+            s += &format!(
+                "  cr0 {:#x} cr2 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x} cs {:#x} ss {:#x}",
+                sr.cr0, sr.cr2, sr.cr3, sr.cr4, sr.efer, sr.cs.selector, sr.ss.selector
+            );
+        }
+        s
+    }
+}
+
+/// A vCPU exit, reduced to what the loop acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// A hypercall: the request block's guest-physical address.
+    Hypercall(u64),
+    /// Anything else ends the run; the text says what happened.
+    Failure(String),
+}
+
+/// Decide what a vCPU exit means (a pure function of the exit).
+pub fn classify(exit: VcpuExit) -> Exit {
+    match exit {
+        VcpuExit::IoOut(port, data) if port == HYPERCALL_PORT && data.len() == 4 => {
+            Exit::Hypercall(u64::from(u32::from_le_bytes([data[0], data[1], data[2], data[3]])))
+        }
+        VcpuExit::IoOut(port, data) => {
+            Exit::Failure(format!("guest wrote {} bytes to unknown I/O port {port:#x}", data.len()))
+        }
+        VcpuExit::IoIn(port, _) => Exit::Failure(format!("guest read unknown I/O port {port:#x}")),
+        VcpuExit::Shutdown => Exit::Failure("guest shut down (triple fault)".into()),
+        VcpuExit::Hlt => Exit::Failure("guest halted without reporting an exit".into()),
+        VcpuExit::InternalError => {
+            Exit::Failure("KVM internal error (instruction emulation failed)".into())
+        }
+        VcpuExit::FailEntry(reason, cpu) => {
+            Exit::Failure(format!("KVM entry failure (reason {reason:#x}, cpu {cpu})"))
+        }
+        VcpuExit::MmioRead(addr, _) | VcpuExit::MmioWrite(addr, _) => {
+            Exit::Failure(format!("guest touched memory outside RAM at {addr:#x}"))
+        }
+        other => Exit::Failure(format!("unexpected VM exit: {other:?}")),
+    }
+}
+
+fn read_program(path: &PathBuf) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| program_error(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::ProgramUnusable(path.clone(), "Is a directory".into()));
+    }
+    std::fs::read(path).map_err(|e| program_error(path, e))
+}
+
+fn program_error(path: &PathBuf, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Error::ProgramNotFound(path.clone()),
+        std::io::ErrorKind::PermissionDenied => {
+            Error::ProgramUnusable(path.clone(), "Permission denied".into())
+        }
+        _ => Error::ProgramUnusable(path.clone(), e.to_string()),
+    }
+}
+
+fn validate_mem(size: u64) -> Result<()> {
+    if !(layout::MIN_MEM..=layout::MAX_MEM).contains(&size) || size % layout::HUGE_PAGE_SIZE != 0 {
+        return Err(Error::Config(format!(
+            "--mem {size}: guest memory must be a multiple of 2 MiB between {} MiB and {} GiB",
+            layout::MIN_MEM >> 20,
+            layout::MAX_MEM >> 30
+        )));
+    }
+    Ok(())
+}
+
+fn supported_cpuid(kvm: &Kvm) -> Result<CpuId> {
+    kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| Error::KvmIoctl("KVM_GET_SUPPORTED_CPUID", e))
+}
+
+fn write_boot_state(
+    ram: &GuestRam,
+    kernel: &LoadedKernel,
+    config: &VmConfig,
+    program: &[u8],
+    platform: Platform,
+    tsc_khz: u64,
+) -> Result<()> {
+    boot::write_boot_tables(ram)?;
+    let execfn = config.program.as_os_str().as_encoded_bytes();
+    let args = loader::args_block(execfn, &config.argv, &config.env)?;
+    let mut flags = 0;
+    if platform == Platform::Pvm {
+        flags |= boot_flags::PLATFORM_PVM;
+    }
+    if config.aslr {
+        flags |= boot_flags::ASLR;
+    }
+    if config.verbose {
+        flags |= boot_flags::VERBOSE;
+    }
+    let payload = BootPayload {
+        program,
+        args: &args,
+        argc: config.argv.len() as u32,
+        envc: config.env.len() as u32,
+        flags,
+        tsc_khz,
+        random: random_bytes(),
+    };
+    loader::write_payload(ram, kernel, &payload)?;
+    Ok(())
+}
+
+fn random_bytes() -> [u8; 16] {
+    let mut buf = [0u8; 16];
+    // A failure leaves zeroes: AT_RANDOM then is not random, which only
+    // matters for hardening inside the guest program.
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));
+    buf
+}
+
+fn setup_vcpu(vcpu: &VcpuFd, entry: u64) -> Result<()> {
+    let mut sregs = vcpu.get_sregs().map_err(|e| Error::KvmIoctl("KVM_GET_SREGS", e))?;
+    boot::setup_sregs(&mut sregs);
+    vcpu.set_sregs(&sregs).map_err(|e| Error::KvmIoctl("KVM_SET_SREGS", e))?;
+    vcpu.set_regs(&boot::entry_regs(entry)).map_err(|e| Error::KvmIoctl("KVM_SET_REGS", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hypercall_port_write_is_a_hypercall() {
+        let data = 0x1234u32.to_le_bytes();
+        assert_eq!(classify(VcpuExit::IoOut(HYPERCALL_PORT, &data)), Exit::Hypercall(0x1234));
+    }
+
+    #[test]
+    fn other_exits_are_failures_with_a_reason() {
+        let data = [0u8; 1];
+        let Exit::Failure(why) = classify(VcpuExit::IoOut(0x80, &data)) else { panic!() };
+        assert!(why.contains("unknown I/O port 0x80"));
+        assert!(matches!(classify(VcpuExit::Shutdown), Exit::Failure(w) if w.contains("triple")));
+        assert!(matches!(classify(VcpuExit::Hlt), Exit::Failure(_)));
+    }
+
+    #[test]
+    fn mem_size_must_be_sane() {
+        assert!(validate_mem(256 << 20).is_ok());
+        assert!(validate_mem(1 << 20).is_err());
+        assert!(validate_mem((256 << 20) + 4096).is_err());
+    }
+}
