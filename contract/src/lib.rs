@@ -106,14 +106,21 @@ pub struct BootInfo {
     pub argc: u32,
     /// Number of environment strings.
     pub envc: u32,
+    /// Physical address of the program's absolute, canonical path (what
+    /// `/proc/self/exe` reads as), not NUL-terminated.
+    pub exe_path_phys: u64,
+    /// Length of that path.
+    pub exe_path_len: u64,
     /// First physical byte the guest may allocate (page aligned).
     pub free_phys_start: u64,
     /// End (exclusive) of allocatable physical memory.
     pub free_phys_end: u64,
     /// Guest TSC frequency in kHz, as KVM reports it (0 if unknown).
     pub tsc_khz: u64,
-    /// Host RDTSC value when the VMM started (for boot phase timing).
-    pub host_start_tsc: u64,
+    /// Host CLOCK_REALTIME in ns just before the vCPU first runs.
+    pub realtime_ns: u64,
+    /// Host CLOCK_MONOTONIC in ns at the same moment.
+    pub monotonic_ns: u64,
     /// 16 random bytes for AT_RANDOM, from the host's getrandom.
     pub random: [u8; 16],
     /// Seed for address randomisation (used with [`boot_flags::ASLR`]).
@@ -146,6 +153,9 @@ pub mod hc {
     pub const EXEC_FAILED: u64 = 7;
     /// A kernel log line (shown with `--verbose`). args: address, length.
     pub const LOG: u64 = 8;
+    /// Fill guest memory with random bytes from the host's getrandom.
+    /// args: iovec array address, count. Returns bytes filled or -errno.
+    pub const RANDOM: u64 = 10;
     /// The kernel reached a boot milestone. args: [`super::phase`] number.
     pub const PHASE: u64 = 9;
 }

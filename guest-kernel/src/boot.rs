@@ -10,6 +10,7 @@
 use crate::arch::layout::ImageLayout;
 use crate::arch::phys::DirectMap;
 use crate::arch::{cpu, gdt, global::Once, hypercall, idt, trap};
+use crate::host::Host;
 use crate::run::Kernel;
 use guest_kernel::errno::Errno;
 use guest_kernel::exec::{ArgBlock, AuxValues, LoadPlan};
@@ -27,6 +28,7 @@ static KERNEL: Once<Kernel> = Once::new(Kernel::empty());
 /// The Rust entry point, called by `_start` with the boot-info address.
 #[no_mangle]
 pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
+    let tsc0 = cpu::rdtsc();
     let info = read_boot_info(boot_info_phys);
     hypercall::phase(phase::KERNEL_ENTRY);
     let Some(k) = KERNEL.take() else { hypercall::panic(b"kmain entered twice") };
@@ -35,6 +37,12 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     };
     k.frames = FrameAllocator::new(info.free_phys_start, info.free_phys_end);
     k.info = info;
+    k.host = Host {
+        tsc0,
+        tsc_khz: info.tsc_khz,
+        realtime0: info.realtime_ns,
+        monotonic0: info.monotonic_ns,
+    };
     let mut mem = mem;
     let root = build_kernel_tables(&mut mem, &mut k.frames, &info);
     // SAFETY: the new tables map the kernel image, its stacks and the
@@ -180,6 +188,7 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     if p.mm.init(mem, &mut k.frames, k.kernel_root).is_err() {
         exec_fail(Errno::ENOMEM, b"out of memory creating the address space");
     }
+    p.set_exe(crate::arch::phys::bytes(mem, info.exe_path_phys, info.exe_path_len.min(4096)));
     let mut aux = AuxValues::for_program(&plan, 0, info.random);
     aux.hwcap = u64::from(cpu::cpuid(1, 0)[3]);
     // HWCAP2 bit 1 (FSGSBASE) stays clear: CR4.FSGSBASE is not enabled.

@@ -1,19 +1,53 @@
-//! The program's stdio through hypercalls.
+//! What system calls need from outside the kernel: stdio and randomness
+//! through hypercalls, time from the TSC.
 
-use crate::arch::hypercall;
+use crate::arch::{cpu, hypercall};
+use guest_kernel::syscall::time::Clock;
 use guest_kernel::syscall::HostIo;
 use vmrun_contract::IoVec;
 
-/// Host stdio; the iovec arrays live on the kernel stack, whose physical
-/// address the hypercall layer computes.
-pub struct HostStdio;
+/// The host, as system calls see it; the iovec arrays live on the kernel
+/// stack, whose physical address the hypercall layer computes.
+pub struct Host {
+    /// TSC at boot, when the host's clocks were sampled.
+    pub tsc0: u64,
+    /// TSC ticks per millisecond (kHz).
+    pub tsc_khz: u64,
+    /// Host CLOCK_REALTIME at boot, ns.
+    pub realtime0: u64,
+    /// Host CLOCK_MONOTONIC at boot, ns.
+    pub monotonic0: u64,
+}
 
-impl HostIo for HostStdio {
+impl Host {
+    /// Nanoseconds since boot by the TSC (0 if its frequency is unknown).
+    fn since_boot_ns(&self) -> u64 {
+        if self.tsc_khz == 0 {
+            return 0;
+        }
+        let ticks = u128::from(cpu::rdtsc().wrapping_sub(self.tsc0));
+        (ticks * 1_000_000 / u128::from(self.tsc_khz)) as u64
+    }
+}
+
+impl HostIo for Host {
     fn write(&mut self, fd: u64, iov: &[IoVec]) -> i64 {
         hypercall::write(fd, iov)
     }
 
     fn read(&mut self, fd: u64, iov: &[IoVec]) -> i64 {
         hypercall::read(fd, iov)
+    }
+
+    fn random(&mut self, iov: &[IoVec]) -> i64 {
+        hypercall::random(iov)
+    }
+
+    fn now_ns(&mut self, clock: Clock) -> u64 {
+        let base = match clock {
+            Clock::Realtime => self.realtime0,
+            Clock::Monotonic => self.monotonic0,
+        };
+        base + self.since_boot_ns()
     }
 }

@@ -18,3 +18,4 @@ pub mod mm;
 pub mod process;
 pub mod syscall;
 pub mod uaccess;
+pub mod signal;

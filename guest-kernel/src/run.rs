@@ -4,7 +4,7 @@
 use crate::arch::phys::DirectMap;
 use crate::arch::trap::{self, TrapFrame, UserMode};
 use crate::arch::{cpu, gdt, hypercall};
-use crate::host::HostStdio;
+use crate::host::Host;
 use guest_kernel::mm::fault::{FaultError, SegvCode};
 use guest_kernel::mm::frame::FrameAllocator;
 use guest_kernel::mm::space::{FileTable, MmEnv};
@@ -12,17 +12,9 @@ use guest_kernel::process::exec::EntryState;
 use guest_kernel::process::Process;
 use guest_kernel::syscall::{self, Action, Ctx};
 use vmrun_contract::layout::{STATS_PHYS, TASK_SIZE};
-use vmrun_contract::{exit_kind, BootInfo, GuestStats, BOOT_MAGIC};
+use vmrun_contract::{boot_flags, exit_kind, BootInfo, GuestStats, BOOT_MAGIC};
 
-/// Signal numbers the kernel delivers (all fatal for now).
-mod sig {
-    pub const SIGILL: u64 = 4;
-    pub const SIGTRAP: u64 = 5;
-    pub const SIGBUS: u64 = 7;
-    pub const SIGFPE: u64 = 8;
-    pub const SIGKILL: u64 = 9;
-    pub const SIGSEGV: u64 = 11;
-}
+use guest_kernel::signal::nr as sig;
 
 /// RFLAGS bits user mode may set (CF PF AF ZF SF TF DF OF AC ID); IF and
 /// the reserved bit 1 are forced on, IOPL/NT/RF/VM stay clear.
@@ -45,6 +37,8 @@ pub struct Kernel {
     pub process: Process,
     /// Counters reported to the host.
     pub stats: GuestStats,
+    /// Stdio, randomness and clocks for system calls.
+    pub host: Host,
     user: Option<UserMode>,
 }
 
@@ -55,8 +49,8 @@ impl Kernel {
             info: BootInfo {
                 magic: 0, version: 0, flags: 0, mem_size: 0, kernel_phys_start: 0,
                 kernel_phys_end: 0, file_phys: 0, file_len: 0, args_phys: 0, args_len: 0,
-                argc: 0, envc: 0, free_phys_start: 0, free_phys_end: 0, tsc_khz: 0,
-                host_start_tsc: 0, random: [0; 16], aslr_seed: 0,
+                argc: 0, envc: 0, exe_path_phys: 0, exe_path_len: 0, free_phys_start: 0, free_phys_end: 0, tsc_khz: 0,
+                realtime_ns: 0, monotonic_ns: 0, random: [0; 16], aslr_seed: 0,
             },
             frames: FrameAllocator::empty(),
             files: FileTable::new(),
@@ -68,6 +62,7 @@ impl Kernel {
                 user_table_pages: 0, page_faults: 0, syscalls: 0, hypercalls: 0,
                 peak_user_frames: 0,
             },
+            host: Host { tsc0: 0, tsc_khz: 0, realtime0: 0, monotonic0: 0 },
             user: None,
         }
     }
@@ -94,12 +89,16 @@ impl Kernel {
     /// Run the program until it exits; never returns.
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
         loop {
-            let Some(um) = self.user.as_mut() else { hypercall::panic(b"no user context") };
             if self.process.bases_changed {
                 cpu::wrmsr(cpu::MSR_FS_BASE, self.process.fs_base);
                 cpu::wrmsr(cpu::MSR_GS_BASE, self.process.gs_base);
                 self.process.bases_changed = false;
             }
+            if self.process.mm.take_tlb_flush() {
+                // SAFETY: reloading the current address space's own PML4.
+                unsafe { cpu::write_cr3(self.process.mm.pt.root()) };
+            }
+            let Some(um) = self.user.as_mut() else { hypercall::panic(b"no user context") };
             let t = um.run();
             let rip = um.regs().rip;
             match t.vector {
@@ -128,10 +127,19 @@ impl Kernel {
         let r = *self.regs();
         let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
         let mut env = MmEnv { mem, frames: &mut self.frames, files: &self.files };
-        let mut cx = Ctx { p: &mut self.process, env: &mut env, host: &mut HostStdio };
+        let mut cx = Ctx { p: &mut self.process, env: &mut env, host: &mut self.host };
         match syscall::dispatch(&mut cx, r.rax, args) {
-            Action::Return(v) => self.sysret(mem, v as u64),
+            Action::Return(v) => {
+                if v == ENOSYS && self.info.flags & boot_flags::VERBOSE != 0 {
+                    log_unimplemented(r.rax);
+                }
+                self.sysret(mem, v as u64)
+            }
             Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 3]),
+            Action::Kill(signal) => {
+                let ip = r.rcx;
+                self.kill(mem, signal, 0, ip, 0)
+            }
         }
     }
 
@@ -199,6 +207,14 @@ impl Kernel {
         write_stats(mem, &self.stats);
         hypercall::exit([kind, status, fault[0], fault[1], fault[2]])
     }
+}
+
+const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
+
+fn log_unimplemented(nr: u64) {
+    let mut m = guest_kernel::fmt::MsgBuf::<64>::new();
+    m.str("system call ").dec(nr).str(" (").str(syscall::name(nr)).str(") is not implemented: ENOSYS");
+    hypercall::log(m.as_bytes());
 }
 
 fn write_stats(mem: &mut DirectMap, s: &GuestStats) {

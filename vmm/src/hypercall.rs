@@ -26,6 +26,8 @@ pub trait HostIo {
     fn write(&mut self, fd: u64, data: &[u8]) -> io::Result<()>;
     /// Read up to `buf.len()` bytes from host fd `fd` (0).
     fn read(&mut self, fd: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// Fill `buf` with random bytes.
+    fn random(&mut self, buf: &mut [u8]) -> io::Result<()>;
     /// Show a guest kernel log line.
     fn log(&mut self, line: &[u8]);
 }
@@ -76,6 +78,7 @@ pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo) -> Result<Action
         hc::EXIT => Action::Stop(exit_outcome(a)),
         hc::WRITE => ret(&mut req, do_write(ram, io, a[0], a[1], a[2])),
         hc::READ => ret(&mut req, do_read(ram, io, a[0], a[1], a[2])),
+        hc::RANDOM => ret(&mut req, do_random(ram, io, a[0], a[1])),
         hc::COPY => ret(&mut req, status(ram.copy_within(a[0], a[1], a[2]))),
         hc::ZERO => ret(&mut req, status(ram.zero(a[0], a[1]))),
         hc::PANIC => Action::Stop(Outcome::GuestPanic(message(ram, a[0], a[1]))),
@@ -176,6 +179,22 @@ fn do_read(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) 
     total
 }
 
+fn do_random(ram: &GuestRam, io: &mut impl HostIo, iov: u64, count: u64) -> i64 {
+    let iov = match iovecs(ram, iov, count) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let mut total = 0i64;
+    for piece in iov {
+        let Ok(buf) = ram.slice_mut(piece.phys, piece.len) else { return -EFAULT };
+        if let Err(e) = io.random(buf) {
+            return -i64::from(e.raw_os_error().unwrap_or(5));
+        }
+        total += piece.len as i64;
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +216,10 @@ mod tests {
             buf[..n].copy_from_slice(&self.input[..n]);
             self.input.drain(..n);
             Ok(n)
+        }
+        fn random(&mut self, buf: &mut [u8]) -> io::Result<()> {
+            buf.fill(0xa5);
+            Ok(())
         }
         fn log(&mut self, line: &[u8]) {
             self.logs.push(String::from_utf8_lossy(line).into());
@@ -251,6 +274,18 @@ mod tests {
         let mut buf = [0u8; 3];
         ram.read_bytes(0x4000, &mut buf).unwrap();
         assert_eq!(&buf, b"abc");
+    }
+
+    #[test]
+    fn random_fills_every_piece() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        ram.write_pod(0x2000, &IoVec { phys: 0x4000, len: 8 }).unwrap();
+        ram.write_pod(0x2010, &IoVec { phys: 0x6000, len: 8 }).unwrap();
+        let mut io = FakeIo::default();
+        assert_eq!(call(&ram, &mut io, hc::RANDOM, [0x2000, 2, 0, 0, 0, 0]).1, 16);
+        let mut buf = [0u8; 8];
+        ram.read_bytes(0x6000, &mut buf).unwrap();
+        assert_eq!(buf, [0xa5; 8]);
     }
 
     #[test]

@@ -36,4 +36,5 @@ pub mod kvm;
 pub mod loader;
 pub mod memory;
 pub mod stdio;
+pub mod sys;
 pub mod vm;

@@ -49,7 +49,8 @@ pub fn args_block(execfn: &[u8], argv: &[OsString], envp: &[OsString]) -> Result
         block.extend_from_slice(s);
         block.push(0);
     }
-    if block.len() as u64 > ARGS_MAX {
+    // Room is kept for the canonical path (up to 4 KiB) after the block.
+    if block.len() as u64 + 4096 > ARGS_MAX {
         return Err(Error::Config(format!(
             "argument list too long ({} bytes of arguments and environment, limit {ARGS_MAX})",
             block.len()
@@ -64,6 +65,8 @@ pub struct BootPayload<'a> {
     pub program: &'a [u8],
     /// The argument block from [`args_block`].
     pub args: &'a [u8],
+    /// The program's absolute, canonical path.
+    pub exe_path: &'a [u8],
     /// Number of argv strings in the block.
     pub argc: u32,
     /// Number of environment strings in the block.
@@ -94,6 +97,9 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
     }
     ram.write_bytes(file_phys, p.program)?;
     ram.write_bytes(ARGS_PHYS, p.args)?;
+    let exe_path_phys = ARGS_PHYS + p.args.len() as u64;
+    let exe_path = &p.exe_path[..p.exe_path.len().min(4096)];
+    ram.write_bytes(exe_path_phys, exe_path)?;
     let info = BootInfo {
         magic: BOOT_MAGIC,
         version: CONTRACT_VERSION,
@@ -107,10 +113,13 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         args_len: p.args.len() as u64,
         argc: p.argc,
         envc: p.envc,
+        exe_path_phys,
+        exe_path_len: exe_path.len() as u64,
         free_phys_start: free_start,
         free_phys_end: ram.size(),
         tsc_khz: p.tsc_khz,
-        host_start_tsc: 0,
+        realtime_ns: crate::sys::clock_ns(libc::CLOCK_REALTIME),
+        monotonic_ns: crate::sys::clock_ns(libc::CLOCK_MONOTONIC),
         random: p.random,
         aslr_seed: u64::from_le_bytes(p.random[..8].try_into().unwrap_or_default()),
     };
@@ -151,7 +160,8 @@ mod tests {
         let k = LoadedKernel { entry: 0, phys_end: 2 << 20 };
         let big = vec![0u8; 13 << 20];
         let p = BootPayload {
-            program: &big, args: b"p\0", argc: 0, envc: 0, flags: 0, tsc_khz: 0, random: [0; 16],
+            program: &big, args: b"p\0", exe_path: b"/p", argc: 0, envc: 0, flags: 0, tsc_khz: 0,
+            random: [0; 16],
         };
         assert!(write_payload(&ram, &k, &p).unwrap_err().to_string().contains("--mem"));
     }

@@ -68,10 +68,14 @@ fn finish(cli: &Cli, report: &RunReport) -> ExitCode {
     let code = match &report.outcome {
         RunEnd::Guest(Outcome::Exited(status)) => *status,
         RunEnd::Guest(Outcome::Signaled { signal, fault_addr, ip, error_code }) => {
-            eprintln!(
-                "vmrun: {} at {fault_addr:#x} ip {ip:#x} (error {error_code:#x})",
-                signal_name(*signal)
-            );
+            let name = signal_name(*signal);
+            match signal {
+                7 | 11 => eprintln!(
+                    "vmrun: {name} at {fault_addr:#x} ip {ip:#x} (error {error_code:#x})"
+                ),
+                4 | 5 | 8 => eprintln!("vmrun: {name} at ip {ip:#x}"),
+                _ => eprintln!("vmrun: {name}"),
+            }
             128 + *signal as i32
         }
         RunEnd::Guest(Outcome::ExecFailed { message, .. }) => {
@@ -95,6 +99,8 @@ fn signal_name(signal: u32) -> String {
     match signal {
         4 => "Illegal instruction".into(),
         5 => "Trace/breakpoint trap".into(),
+        6 => "Aborted".into(),
+        9 => "Killed".into(),
         7 => "Bus error".into(),
         8 => "Floating point exception".into(),
         11 => "Segmentation fault".into(),

@@ -1,4 +1,5 @@
-//! The guest program's stdio, connected to vmrun's own.
+//! The guest program's stdio, connected to vmrun's own, and the host's
+//! randomness.
 
 use crate::hypercall::HostIo;
 use std::io::{self, Read, Write};
@@ -6,12 +7,13 @@ use std::io::{self, Read, Write};
 /// Host stdin/stdout/stderr for the guest.
 pub struct Stdio {
     verbose: bool,
+    urandom: Option<std::fs::File>,
 }
 
 impl Stdio {
     /// Connect to the process's stdio; `verbose` shows guest log lines.
     pub fn new(verbose: bool) -> Stdio {
-        Stdio { verbose }
+        Stdio { verbose, urandom: None }
     }
 }
 
@@ -28,6 +30,16 @@ impl HostIo for Stdio {
 
     fn read(&mut self, _fd: u64, buf: &mut [u8]) -> io::Result<usize> {
         io::stdin().lock().read(buf)
+    }
+
+    fn random(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        if self.urandom.is_none() {
+            self.urandom = Some(std::fs::File::open("/dev/urandom")?);
+        }
+        match self.urandom.as_mut() {
+            Some(f) => f.read_exact(buf),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
     }
 
     fn log(&mut self, line: &[u8]) {

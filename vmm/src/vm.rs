@@ -273,9 +273,11 @@ fn write_boot_state(
     if config.verbose {
         flags |= boot_flags::VERBOSE;
     }
+    let canonical = std::fs::canonicalize(&config.program).unwrap_or(config.program.clone());
     let payload = BootPayload {
         program,
         args: &args,
+        exe_path: canonical.as_os_str().as_encoded_bytes(),
         argc: config.argv.len() as u32,
         envc: config.env.len() as u32,
         flags,

@@ -50,6 +50,11 @@ pub fn read(fd: u64, iov: &[IoVec]) -> i64 {
     call(hc::READ, [fd, kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0])
 }
 
+/// Ask the host to fill the pieces of `iov` with random bytes.
+pub fn random(iov: &[IoVec]) -> i64 {
+    call(hc::RANDOM, [kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0, 0])
+}
+
 /// Send a log line (shown with `vmrun --verbose`).
 pub fn log(msg: &[u8]) {
     call(hc::LOG, [kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0, 0]);

@@ -516,6 +516,10 @@ fn check_load(
     ) else {
         return Err(ElfError::AddressOverflow { index: i });
     };
+    let end = ph.vaddr + ph.memsz;
+    if end > TASK_SIZE {
+        return Err(ElfError::BeyondTaskSize { index: i, start: ph.vaddr, end });
+    }
     let file_len = b.len() as u64;
     if fend > file_len {
         return Err(ElfError::SegmentTruncated {
@@ -663,7 +667,7 @@ impl LoadPlan {
         // does, PT_PHDR is the better guess than Linux's bare load bias.
         let phdr = phdr_vaddr.or(pt_phdr).unwrap_or(0);
         plan.phdr = phdr.wrapping_add(plan.load_bias);
-        plan.apply_bias(&index, role)?;
+        plan.apply_bias(&index)?;
         Ok(plan)
     }
 
@@ -727,7 +731,7 @@ impl LoadPlan {
     }
 
     /// Add the bias to every address and check the segments against TASK_SIZE.
-    fn apply_bias(&mut self, indices: &[u64], role: Role) -> Result<(), ElfError<'static>> {
+    fn apply_bias(&mut self, indices: &[u64]) -> Result<(), ElfError<'static>> {
         let bias = self.load_bias;
         for (seg, &index) in self.segs[..self.nsegs].iter_mut().zip(indices) {
             seg.vaddr = seg.vaddr.wrapping_add(bias);

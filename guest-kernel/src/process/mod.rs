@@ -5,6 +5,7 @@
 pub mod exec;
 
 use crate::mm::space::Mm;
+use crate::signal::{SigAction, NSIG};
 
 /// The one process the kernel runs (Linux's task plus its mm).
 #[derive(Debug)]
@@ -22,6 +23,18 @@ pub struct Process {
     pub bases_changed: bool,
     /// `set_tid_address` pointer.
     pub clear_child_tid: u64,
+    /// `set_robust_list` head.
+    pub robust_list: u64,
+    /// Signal dispositions, index = signal number - 1.
+    pub sigactions: [SigAction; NSIG],
+    /// Blocked signals.
+    pub sigmask: u64,
+    /// `sigaltstack`: base, flags, size.
+    pub altstack: [u64; 3],
+    /// The exec file name (what /proc/self/exe reads as), without NUL.
+    pub exe: [u8; 256],
+    /// Length of `exe`.
+    pub exe_len: usize,
 }
 
 /// The pid vmrun's program gets (it is the VM's only, init-like process).
@@ -37,6 +50,21 @@ impl Process {
             gs_base: 0,
             bases_changed: false,
             clear_child_tid: 0,
+            robust_list: 0,
+            sigactions: [SigAction { handler: 0, flags: 0, restorer: 0, mask: 0 }; NSIG],
+            sigmask: 0,
+            altstack: [0, 2, 0],
+            exe: [0; 256],
+            exe_len: 0,
         }
+    }
+}
+
+impl Process {
+    /// Remember the exec file name (truncated to 256 bytes).
+    pub fn set_exe(&mut self, name: &[u8]) {
+        let n = name.len().min(self.exe.len());
+        self.exe[..n].copy_from_slice(&name[..n]);
+        self.exe_len = n;
     }
 }

@@ -41,3 +41,16 @@ pub fn set_tid_address<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, pt
     cx.p.clear_child_tid = ptr;
     cx.p.pid as i64
 }
+
+/// The size of `struct robust_list_head` on x86-64.
+const ROBUST_LIST_HEAD_SIZE: u64 = 24;
+
+/// set_robust_list(head, len): remembered (used by futex cleanup at thread
+/// exit, which a single-threaded process never needs).
+pub fn set_robust_list<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, head: u64, len: u64) -> KResult<i64> {
+    if len != ROBUST_LIST_HEAD_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    cx.p.robust_list = head;
+    Ok(0)
+}

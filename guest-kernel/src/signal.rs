@@ -1,0 +1,115 @@
+//! Signals: numbers, default actions, and the dispositions a process sets.
+//!
+//! vmrun's kernel records what `rt_sigaction`, `rt_sigprocmask` and
+//! `sigaltstack` set, and applies default actions; it does not yet build
+//! signal frames, so a signal whose disposition is a handler is delivered
+//! with its default action (see docs/faults-and-exec.md).
+
+/// Number of signals (1..=64).
+pub const NSIG: usize = 64;
+
+#[allow(missing_docs)]
+pub mod nr {
+    pub const SIGHUP: u64 = 1;
+    pub const SIGINT: u64 = 2;
+    pub const SIGQUIT: u64 = 3;
+    pub const SIGILL: u64 = 4;
+    pub const SIGTRAP: u64 = 5;
+    pub const SIGABRT: u64 = 6;
+    pub const SIGBUS: u64 = 7;
+    pub const SIGFPE: u64 = 8;
+    pub const SIGKILL: u64 = 9;
+    pub const SIGSEGV: u64 = 11;
+    pub const SIGPIPE: u64 = 13;
+    pub const SIGCHLD: u64 = 17;
+    pub const SIGCONT: u64 = 18;
+    pub const SIGSTOP: u64 = 19;
+    pub const SIGTSTP: u64 = 20;
+    pub const SIGTTIN: u64 = 21;
+    pub const SIGTTOU: u64 = 22;
+    pub const SIGURG: u64 = 23;
+    pub const SIGWINCH: u64 = 28;
+}
+
+/// `sa_handler` value: default action.
+pub const SIG_DFL: u64 = 0;
+/// `sa_handler` value: ignore.
+pub const SIG_IGN: u64 = 1;
+
+/// What a signal does to the process when it arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Nothing happens.
+    Ignore,
+    /// The process is killed by the signal.
+    Terminate,
+}
+
+/// One `struct sigaction` as the kernel keeps it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigAction {
+    /// Handler address, SIG_DFL or SIG_IGN.
+    pub handler: u64,
+    /// SA_* flags.
+    pub flags: u64,
+    /// sa_restorer.
+    pub restorer: u64,
+    /// Signals blocked while the handler runs.
+    pub mask: u64,
+}
+
+/// Whether `sig` is a valid signal number.
+pub fn valid(sig: u64) -> bool {
+    (1..=NSIG as u64).contains(&sig)
+}
+
+/// The default action of `sig` (stop signals are treated as ignored: there
+/// is no job control in the VM).
+pub fn default_action(sig: u64) -> Disposition {
+    use nr::*;
+    match sig {
+        SIGCHLD | SIGCONT | SIGURG | SIGWINCH | SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU => {
+            Disposition::Ignore
+        }
+        _ => Disposition::Terminate,
+    }
+}
+
+/// What happens when `sig` arrives with `action` set: SIGKILL always
+/// terminates; SIG_IGN ignores; a default or (not yet delivered) handler
+/// disposition follows the default action.
+pub fn disposition(sig: u64, action: &SigAction) -> Disposition {
+    if sig == nr::SIGKILL {
+        return Disposition::Terminate;
+    }
+    match action.handler {
+        SIG_IGN => Disposition::Ignore,
+        _ => default_action(sig),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigabrt_terminates_and_sigchld_is_ignored_by_default() {
+        assert_eq!(default_action(nr::SIGABRT), Disposition::Terminate);
+        assert_eq!(default_action(nr::SIGCHLD), Disposition::Ignore);
+    }
+
+    #[test]
+    fn ignored_signal_is_ignored_but_sigkill_never() {
+        let ign = SigAction { handler: SIG_IGN, ..Default::default() };
+        assert_eq!(disposition(15, &ign), Disposition::Ignore);
+        assert_eq!(disposition(nr::SIGKILL, &ign), Disposition::Terminate);
+    }
+
+    #[test]
+    fn signal_numbers_are_1_to_64() {
+        assert!(!valid(0));
+        assert!(valid(1));
+        assert!(valid(64));
+        assert!(!valid(65));
+    }
+}

@@ -1,0 +1,158 @@
+//! rt_sigaction, rt_sigprocmask, sigaltstack, kill, tkill, tgkill.
+//!
+//! Dispositions and the mask are recorded as Linux records them; a signal a
+//! process sends itself takes effect at once (see `crate::signal` for what
+//! is not delivered yet).
+
+use super::{Action, Ctx, HostIo};
+use crate::errno::{Errno, KResult};
+use crate::mm::phys::PhysMem;
+use crate::signal::{self, Disposition, SigAction};
+use crate::uaccess::{copy_from_user, copy_to_user};
+
+/// `sigsetsize` the x86-64 ABI uses.
+const SIGSET_SIZE: u64 = 8;
+const SIG_BLOCK: u64 = 0;
+const SIG_UNBLOCK: u64 = 1;
+const SIG_SETMASK: u64 = 2;
+/// Signals that cannot be blocked or caught.
+const UNBLOCKABLE: u64 = (1 << (signal::nr::SIGKILL - 1)) | (1 << (signal::nr::SIGSTOP - 1));
+
+fn words(raw: &[u8; 32]) -> [u64; 4] {
+    let w = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&raw[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(b)
+    };
+    [w(0), w(1), w(2), w(3)]
+}
+
+/// rt_sigaction(sig, act, oact, sigsetsize): `struct sigaction` on x86-64
+/// is handler, flags, restorer, mask (four u64).
+pub fn rt_sigaction<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    sig: u64,
+    act: u64,
+    oact: u64,
+    size: u64,
+) -> KResult<i64> {
+    if size != SIGSET_SIZE || !signal::valid(sig) {
+        return Err(Errno::EINVAL);
+    }
+    let slot = (sig - 1) as usize;
+    let old = cx.p.sigactions[slot];
+    if act != 0 {
+        if sig == signal::nr::SIGKILL || sig == signal::nr::SIGSTOP {
+            return Err(Errno::EINVAL);
+        }
+        let mut raw = [0u8; 32];
+        copy_from_user(&mut cx.p.mm, cx.env, act, &mut raw)?;
+        let [handler, flags, restorer, mask] = words(&raw);
+        cx.p.sigactions[slot] = SigAction { handler, flags, restorer, mask: mask & !UNBLOCKABLE };
+    }
+    if oact != 0 {
+        let mut raw = [0u8; 32];
+        for (i, w) in [old.handler, old.flags, old.restorer, old.mask].iter().enumerate() {
+            raw[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        copy_to_user(&mut cx.p.mm, cx.env, oact, &raw)?;
+    }
+    Ok(0)
+}
+
+/// rt_sigprocmask(how, set, oset, sigsetsize)
+pub fn rt_sigprocmask<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    how: u64,
+    set: u64,
+    oset: u64,
+    size: u64,
+) -> KResult<i64> {
+    if size != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let old = cx.p.sigmask;
+    if set != 0 {
+        let mut b = [0u8; 8];
+        copy_from_user(&mut cx.p.mm, cx.env, set, &mut b)?;
+        let s = u64::from_le_bytes(b);
+        cx.p.sigmask = match how {
+            SIG_BLOCK => old | s,
+            SIG_UNBLOCK => old & !s,
+            SIG_SETMASK => s,
+            _ => return Err(Errno::EINVAL),
+        } & !UNBLOCKABLE;
+    }
+    if oset != 0 {
+        copy_to_user(&mut cx.p.mm, cx.env, oset, &old.to_le_bytes())?;
+    }
+    Ok(0)
+}
+
+/// sigaltstack(ss, old_ss): `stack_t` is base, flags (int, padded), size.
+pub fn sigaltstack<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, ss: u64, old: u64) -> KResult<i64> {
+    let prev = cx.p.altstack;
+    if ss != 0 {
+        let mut raw = [0u8; 24];
+        copy_from_user(&mut cx.p.mm, cx.env, ss, &mut raw)?;
+        let mut w = [0u64; 3];
+        for (i, v) in w.iter_mut().enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&raw[i * 8..i * 8 + 8]);
+            *v = u64::from_le_bytes(b);
+        }
+        const SS_DISABLE: u64 = 2;
+        const MINSIGSTKSZ: u64 = 2048;
+        let flags = w[1] & 0xffff_ffff;
+        if flags & !SS_DISABLE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & SS_DISABLE == 0 && w[2] < MINSIGSTKSZ {
+            return Err(Errno::ENOMEM);
+        }
+        cx.p.altstack = [w[0], flags, w[2]];
+    }
+    if old != 0 {
+        let mut raw = [0u8; 24];
+        for (i, v) in prev.iter().enumerate() {
+            raw[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        copy_to_user(&mut cx.p.mm, cx.env, old, &raw)?;
+    }
+    Ok(0)
+}
+
+/// Send `sig` to this process: 0 checks only; a terminating disposition
+/// ends it.
+fn send_self<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, sig: u64) -> Action {
+    if sig == 0 {
+        return Action::Return(0);
+    }
+    if !signal::valid(sig) {
+        return Action::Return(Errno::EINVAL.to_ret());
+    }
+    let action = cx.p.sigactions[(sig - 1) as usize];
+    match signal::disposition(sig, &action) {
+        Disposition::Ignore => Action::Return(0),
+        Disposition::Terminate => Action::Kill(sig),
+    }
+}
+
+/// kill(pid, sig) and tkill(tid, sig): only this process exists.
+pub fn kill<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, pid: u64, sig: u64) -> Action {
+    let pid = pid as i64;
+    if pid == cx.p.pid as i64 || pid == 0 || pid == -1 {
+        send_self(cx, sig)
+    } else {
+        Action::Return(Errno::ESRCH.to_ret())
+    }
+}
+
+/// tgkill(tgid, tid, sig)
+pub fn tgkill<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, tgid: u64, tid: u64, sig: u64) -> Action {
+    if tgid == cx.p.pid && tid == cx.p.pid {
+        send_self(cx, sig)
+    } else {
+        Action::Return(Errno::ESRCH.to_ret())
+    }
+}

@@ -1,0 +1,249 @@
+//! System calls run against fake physical memory and a fake host.
+
+use super::time::Clock;
+use super::*;
+use crate::mm::frame::FrameAllocator;
+use crate::mm::space::{FileTable, Mm};
+use crate::mm::testmem::TestMem;
+use crate::uaccess::{copy_from_user, copy_to_user};
+
+#[derive(Default)]
+struct FakeHost {
+    written: Vec<(u64, Vec<u8>)>,
+    mem_snapshot: Vec<IoVec>,
+}
+
+impl HostIo for FakeHost {
+    fn write(&mut self, fd: u64, iov: &[IoVec]) -> i64 {
+        self.mem_snapshot = iov.to_vec();
+        self.written.push((fd, vec![]));
+        iov.iter().map(|v| v.len as i64).sum()
+    }
+    fn read(&mut self, _fd: u64, iov: &[IoVec]) -> i64 {
+        iov.iter().map(|v| v.len as i64).sum()
+    }
+    fn random(&mut self, iov: &[IoVec]) -> i64 {
+        iov.iter().map(|v| v.len as i64).sum()
+    }
+    fn now_ns(&mut self, clock: Clock) -> u64 {
+        match clock {
+            Clock::Realtime => 1_700_000_000_123_456_789,
+            Clock::Monotonic => 42_000_000_007,
+        }
+    }
+}
+
+const MEM: u64 = 16 << 20;
+const PROT_RW: u64 = 3;
+const MAP_PRIVATE_ANON: u64 = 0x22;
+
+struct World {
+    mem: TestMem,
+    frames: FrameAllocator,
+    files: FileTable,
+    p: Process,
+    host: FakeHost,
+    buf: u64,
+}
+
+impl World {
+    fn new() -> World {
+        let mut mem = TestMem::new(MEM);
+        let mut frames = FrameAllocator::new(1 << 20, MEM);
+        let kroot = frames.alloc_zeroed(&mut mem).unwrap();
+        let mut p = Process::empty();
+        p.mm = Mm::new(&mut mem, &mut frames, kroot).unwrap();
+        let files = FileTable::new();
+        let mut w = World { mem, frames, files, p, host: FakeHost::default(), buf: 0 };
+        let a = w.call(nr::MMAP, [0, 0x4000, PROT_RW, MAP_PRIVATE_ANON, u64::MAX, 0]);
+        w.buf = a.unwrap_ret() as u64;
+        w
+    }
+
+    fn call(&mut self, n: u64, a: [u64; 6]) -> Action {
+        let mut env = MmEnv { mem: &mut self.mem, frames: &mut self.frames, files: &self.files };
+        let mut cx = Ctx { p: &mut self.p, env: &mut env, host: &mut self.host };
+        dispatch(&mut cx, n, a)
+    }
+
+    fn poke(&mut self, va: u64, data: &[u8]) {
+        let mut env = MmEnv { mem: &mut self.mem, frames: &mut self.frames, files: &self.files };
+        copy_to_user(&mut self.p.mm, &mut env, va, data).unwrap();
+    }
+
+    fn peek(&mut self, va: u64, len: usize) -> Vec<u8> {
+        let mut env = MmEnv { mem: &mut self.mem, frames: &mut self.frames, files: &self.files };
+        let mut b = vec![0; len];
+        copy_from_user(&mut self.p.mm, &mut env, va, &mut b).unwrap();
+        b
+    }
+}
+
+trait Ret {
+    fn unwrap_ret(self) -> i64;
+}
+
+impl Ret for Action {
+    fn unwrap_ret(self) -> i64 {
+        match self {
+            Action::Return(v) => v,
+            other => panic!("expected a return, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn write_hands_the_host_physical_pieces_of_the_buffer() {
+    let mut w = World::new();
+    w.poke(w.buf + 0xff0, b"0123456789abcdefXYZ");
+    let r = w.call(nr::WRITE, [1, w.buf + 0xff0, 19, 0, 0, 0]).unwrap_ret();
+    assert_eq!(r, 19);
+    let total: u64 = w.host.mem_snapshot.iter().map(|v| v.len).sum();
+    assert_eq!(total, 19);
+}
+
+#[test]
+fn write_from_unmapped_or_kernel_address_is_efault() {
+    let mut w = World::new();
+    assert_eq!(w.call(nr::WRITE, [1, 0x1, 10, 0, 0, 0]).unwrap_ret(), -14);
+    assert_eq!(w.call(nr::WRITE, [1, 0xffff_8880_0000_0000, 10, 0, 0, 0]).unwrap_ret(), -14);
+    assert!(w.host.written.is_empty());
+}
+
+#[test]
+fn write_to_an_unknown_fd_is_ebadf() {
+    let mut w = World::new();
+    assert_eq!(w.call(nr::WRITE, [7, w.buf, 1, 0, 0, 0]).unwrap_ret(), -9);
+}
+
+#[test]
+fn writev_gathers_all_buffers_into_one_host_write() {
+    let mut w = World::new();
+    let (b, iov) = (w.buf, w.buf + 0x1000);
+    w.poke(b, b"hello, world\n");
+    let mut raw = Vec::new();
+    for (base, len) in [(b, 7u64), (b + 7, 0), (b + 7, 6)] {
+        raw.extend_from_slice(&base.to_le_bytes());
+        raw.extend_from_slice(&len.to_le_bytes());
+    }
+    w.poke(iov, &raw);
+    assert_eq!(w.call(nr::WRITEV, [1, iov, 3, 0, 0, 0]).unwrap_ret(), 13);
+    assert_eq!(w.host.written.len(), 1);
+    assert_eq!(w.call(nr::WRITEV, [1, iov, 5000, 0, 0, 0]).unwrap_ret(), -22);
+}
+
+#[test]
+fn unknown_syscall_is_enosys() {
+    let mut w = World::new();
+    assert_eq!(w.call(1000, [0; 6]).unwrap_ret(), -38);
+}
+
+#[test]
+fn exit_group_keeps_the_low_byte_of_the_status() {
+    let mut w = World::new();
+    assert_eq!(w.call(nr::EXIT_GROUP, [0x12a, 0, 0, 0, 0, 0]), Action::Exit(0x2a));
+}
+
+#[test]
+fn uname_fills_utsname_and_rejects_null() {
+    let mut w = World::new();
+    assert_eq!(w.call(nr::UNAME, [w.buf, 0, 0, 0, 0, 0]).unwrap_ret(), 0);
+    let u = w.peek(w.buf, 65 * 6);
+    assert_eq!(&u[..6], b"Linux\0");
+    assert_eq!(&u[65 * 4..65 * 4 + 7], b"x86_64\0");
+    assert_eq!(w.call(nr::UNAME, [0, 0, 0, 0, 0, 0]).unwrap_ret(), -14);
+}
+
+#[test]
+fn arch_prctl_sets_and_reads_back_fs_base() {
+    let mut w = World::new();
+    assert_eq!(w.call(nr::ARCH_PRCTL, [0x1002, 0x7000_1234, 0, 0, 0, 0]).unwrap_ret(), 0);
+    assert!(w.p.bases_changed);
+    assert_eq!(w.call(nr::ARCH_PRCTL, [0x1003, w.buf, 0, 0, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(w.peek(w.buf, 8), 0x7000_1234u64.to_le_bytes());
+    assert_eq!(w.call(nr::ARCH_PRCTL, [0x1002, 0xffff_8000_0000_0000, 0, 0, 0, 0]).unwrap_ret(), -1);
+    assert_eq!(w.call(nr::ARCH_PRCTL, [0x9999, 0, 0, 0, 0, 0]).unwrap_ret(), -22);
+}
+
+#[test]
+fn rt_sigaction_round_trips_and_refuses_sigkill() {
+    let mut w = World::new();
+    let act: Vec<u8> = [0x401000u64, 0x0400_0000, 0x401100, 0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    w.poke(w.buf, &act);
+    assert_eq!(w.call(nr::RT_SIGACTION, [11, w.buf, 0, 8, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(w.call(nr::RT_SIGACTION, [11, 0, w.buf + 64, 8, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(w.peek(w.buf + 64, 32), act);
+    assert_eq!(w.call(nr::RT_SIGACTION, [9, w.buf, 0, 8, 0, 0]).unwrap_ret(), -22);
+    assert_eq!(w.call(nr::RT_SIGACTION, [11, w.buf, 0, 4, 0, 0]).unwrap_ret(), -22);
+}
+
+#[test]
+fn tgkill_of_self_with_sigabrt_kills_but_ignored_signal_returns() {
+    let mut w = World::new();
+    assert_eq!(w.call(nr::TGKILL, [1, 1, 6, 0, 0, 0]), Action::Kill(6));
+    let ign: Vec<u8> = [1u64, 0, 0, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    w.poke(w.buf, &ign);
+    w.call(nr::RT_SIGACTION, [15, w.buf, 0, 8, 0, 0]);
+    assert_eq!(w.call(nr::KILL, [1, 15, 0, 0, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(w.call(nr::KILL, [77, 15, 0, 0, 0, 0]).unwrap_ret(), -3);
+}
+
+#[test]
+fn clock_gettime_writes_a_timespec() {
+    let mut w = World::new();
+    assert_eq!(w.call(nr::CLOCK_GETTIME, [1, w.buf, 0, 0, 0, 0]).unwrap_ret(), 0);
+    let t = w.peek(w.buf, 16);
+    assert_eq!(u64::from_le_bytes(t[..8].try_into().unwrap()), 42);
+    assert_eq!(u64::from_le_bytes(t[8..].try_into().unwrap()), 7);
+    assert_eq!(w.call(nr::CLOCK_GETTIME, [99, w.buf, 0, 0, 0, 0]).unwrap_ret(), -22);
+}
+
+#[test]
+fn poll_reports_stdio_ready_and_other_fds_invalid() {
+    let mut w = World::new();
+    let mut fds = Vec::new();
+    for (fd, ev) in [(1i32, 4u16), (9, 1)] {
+        fds.extend_from_slice(&fd.to_le_bytes());
+        fds.extend_from_slice(&ev.to_le_bytes());
+        fds.extend_from_slice(&0u16.to_le_bytes());
+    }
+    w.poke(w.buf, &fds);
+    assert_eq!(w.call(nr::POLL, [w.buf, 2, 0, 0, 0, 0]).unwrap_ret(), 2);
+    let out = w.peek(w.buf, 16);
+    assert_eq!(u16::from_le_bytes([out[6], out[7]]), 4);
+    assert_eq!(u16::from_le_bytes([out[14], out[15]]), 0x20);
+}
+
+#[test]
+fn readlink_proc_self_exe_returns_the_program_path() {
+    let mut w = World::new();
+    w.p.set_exe(b"/usr/bin/prog");
+    w.poke(w.buf, b"/proc/self/exe\0");
+    let n = w.call(nr::READLINK, [w.buf, w.buf + 0x100, 64, 0, 0, 0]).unwrap_ret();
+    assert_eq!(w.peek(w.buf + 0x100, n as usize), b"/usr/bin/prog");
+    w.poke(w.buf, b"/etc/passwd\0");
+    assert_eq!(w.call(nr::READLINK, [w.buf, w.buf + 0x100, 64, 0, 0, 0]).unwrap_ret(), -2);
+}
+
+#[test]
+fn brk_grows_and_shrinks_within_the_heap() {
+    let mut w = World::new();
+    w.p.mm.start_brk = 0x60_0000;
+    w.p.mm.brk = 0x60_0000;
+    assert_eq!(w.call(nr::BRK, [0, 0, 0, 0, 0, 0]).unwrap_ret(), 0x60_0000);
+    assert_eq!(w.call(nr::BRK, [0x62_1000, 0, 0, 0, 0, 0]).unwrap_ret(), 0x62_1000);
+    w.poke(0x62_0ff8, b"12345678");
+    assert_eq!(w.call(nr::BRK, [0x60_1000, 0, 0, 0, 0, 0]).unwrap_ret(), 0x60_1000);
+    assert_eq!(w.call(nr::BRK, [0x10, 0, 0, 0, 0, 0]).unwrap_ret(), 0x60_1000);
+}
+
+#[test]
+fn prlimit_reports_the_stack_limit_and_refuses_changes() {
+    let mut w = World::new();
+    assert_eq!(w.call(nr::PRLIMIT64, [0, 3, 0, w.buf, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(w.peek(w.buf, 8), (8u64 << 20).to_le_bytes());
+    assert_eq!(w.call(nr::PRLIMIT64, [0, 3, w.buf, 0, 0, 0]).unwrap_ret(), -1);
+}
