@@ -21,13 +21,26 @@ const GUEST_RUSTFLAGS: &[&str] = &[
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("vmm/ has a parent").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("vmm/ has a parent")
+        .to_path_buf();
     let out_dir = PathBuf::from(env("OUT_DIR"));
-    for dir in ["guest-kernel/src", "guest-kernel/linker.ld", "guest-kernel/build.rs"] {
+    for dir in [
+        "guest-kernel/src",
+        "guest-kernel/linker.ld",
+        "guest-kernel/build.rs",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("guest-kernel/Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", root.join("contract/src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("guest-kernel/Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("contract/src").display()
+    );
     let elf = build_guest(&root, &out_dir.join("guest-target"));
     std::fs::copy(&elf, out_dir.join("guest-kernel.elf")).expect("copy the guest kernel");
 }
@@ -40,7 +53,14 @@ fn build_guest(root: &Path, target_dir: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root.join("guest-kernel"))
-        .args(["build", "--quiet", "--bin", "guest-kernel", "--features", "kernel"])
+        .args([
+            "build",
+            "--quiet",
+            "--bin",
+            "guest-kernel",
+            "--features",
+            "kernel",
+        ])
         .args(["--profile", "guest", "--target", TARGET])
         .arg("--manifest-path")
         .arg(root.join("guest-kernel/Cargo.toml"))
@@ -49,7 +69,10 @@ fn build_guest(root: &Path, target_dir: &Path) -> PathBuf {
     scrub_env(&mut cmd);
     cmd.env("CARGO_ENCODED_RUSTFLAGS", GUEST_RUSTFLAGS.join("\x1f"));
     let status = cmd.status().expect("run cargo for the guest kernel");
-    assert!(status.success(), "building the guest kernel failed ({status})");
+    assert!(
+        status.success(),
+        "building the guest kernel failed ({status})"
+    );
     target_dir.join(TARGET).join("guest").join("guest-kernel")
 }
 

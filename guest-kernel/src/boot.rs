@@ -31,7 +31,9 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     let tsc0 = cpu::rdtsc();
     let info = read_boot_info(boot_info_phys);
     hypercall::phase(phase::KERNEL_ENTRY);
-    let Some(k) = KERNEL.take() else { hypercall::panic(b"kmain entered twice") };
+    let Some(k) = KERNEL.take() else {
+        hypercall::panic(b"kmain entered twice")
+    };
     let Some(mem) = crate::arch::phys::take(info.mem_size) else {
         hypercall::panic(b"direct map already taken")
     };
@@ -80,10 +82,20 @@ fn oom() -> ! {
 
 /// The kernel's page tables; returns the PML4's physical address.
 fn build_kernel_tables(mem: &mut DirectMap, frames: &mut FrameAllocator, info: &BootInfo) -> u64 {
-    let Ok(mut pt) = PageTable::new(mem, frames) else { oom() };
+    let Ok(mut pt) = PageTable::new(mem, frames) else {
+        oom()
+    };
     let kernel_rw = pte::P | pte::RW | pte::A | pte::D | pte::G | pte::NX;
     let ram = info.mem_size.div_ceil(HUGE_PAGE_SIZE) * HUGE_PAGE_SIZE;
-    let dm = pt.map_range(mem, frames, DIRECT_MAP_BASE, 0, ram, PageSize::Size2M, kernel_rw | pte::D);
+    let dm = pt.map_range(
+        mem,
+        frames,
+        DIRECT_MAP_BASE,
+        0,
+        ram,
+        PageSize::Size2M,
+        kernel_rw | pte::D,
+    );
     dm.unwrap_or_else(|_| oom());
     let img = ImageLayout::get();
     let sections = [
@@ -97,14 +109,28 @@ fn build_kernel_tables(mem: &mut DirectMap, frames: &mut FrameAllocator, info: &
     }
     let tramp = ImageLayout::phys(img.trampoline);
     let user_x = pte::P | pte::US | pte::A;
-    pt.map(mem, frames, SYSCALL_TRAMPOLINE_VIRT, tramp, PageSize::Size4K, user_x)
-        .unwrap_or_else(|_| oom());
+    pt.map(
+        mem,
+        frames,
+        SYSCALL_TRAMPOLINE_VIRT,
+        tramp,
+        PageSize::Size4K,
+        user_x,
+    )
+    .unwrap_or_else(|_| oom());
     allow_user_path(mem, pt.root(), SYSCALL_TRAMPOLINE_VIRT);
     pt.root()
 }
 
 /// Map `[start, end)` of the kernel image to its physical pages.
-fn map_4k_run(pt: &mut PageTable, mem: &mut DirectMap, frames: &mut FrameAllocator, start: u64, end: u64, flags: u64) {
+fn map_4k_run(
+    pt: &mut PageTable,
+    mem: &mut DirectMap,
+    frames: &mut FrameAllocator,
+    start: u64,
+    end: u64,
+    flags: u64,
+) {
     let mut va = start;
     while va < end {
         let n = (end - va) / PAGE_SIZE;
@@ -182,18 +208,29 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
         exec_fail(Errno::E2BIG, b"bad argument block")
     };
     let p: &mut Process = &mut k.process;
-    let Some(file_index) = k.files.add(FileImage { phys: info.file_phys, len: info.file_len }) else {
+    let Some(file_index) = k.files.add(FileImage {
+        phys: info.file_phys,
+        len: info.file_len,
+    }) else {
         exec_fail(Errno::ENOEXEC, b"file image is not page aligned")
     };
     if p.mm.init(mem, &mut k.frames, k.kernel_root).is_err() {
         exec_fail(Errno::ENOMEM, b"out of memory creating the address space");
     }
-    p.set_exe(crate::arch::phys::bytes(mem, info.exe_path_phys, info.exe_path_len.min(4096)));
+    p.set_exe(crate::arch::phys::bytes(
+        mem,
+        info.exe_path_phys,
+        info.exe_path_len.min(4096),
+    ));
     let mut aux = AuxValues::for_program(&plan, 0, info.random);
     aux.hwcap = u64::from(cpu::cpuid(1, 0)[3]);
     // HWCAP2 bit 1 (FSGSBASE) stays clear: CR4.FSGSBASE is not enabled.
     aux.hwcap2 = 0;
-    let mut env = MmEnv { mem, frames: &mut k.frames, files: &k.files };
+    let mut env = MmEnv {
+        mem,
+        frames: &mut k.frames,
+        files: &k.files,
+    };
     let entry = match exec::load_elf_binary(&mut p.mm, &mut env, file_index, &plan, &args, &aux) {
         Ok(entry) => entry,
         Err(e) => exec_fail(e, b"cannot set up the program's address space"),

@@ -13,7 +13,10 @@ pub struct MsgBuf<const N: usize> {
 impl<const N: usize> MsgBuf<N> {
     /// An empty buffer.
     pub const fn new() -> Self {
-        Self { buf: [0; N], len: 0 }
+        Self {
+            buf: [0; N],
+            len: 0,
+        }
     }
 
     /// Append bytes, truncating at capacity.
@@ -87,7 +90,14 @@ mod tests {
     #[test]
     fn hex_and_dec_render_like_printf() {
         let mut m = MsgBuf::<64>::new();
-        m.str("a ").hex(0).str(" ").hex(0xdead_beef).str(" ").dec(0).str(" ").dec(u64::MAX);
+        m.str("a ")
+            .hex(0)
+            .str(" ")
+            .hex(0xdead_beef)
+            .str(" ")
+            .dec(0)
+            .str(" ")
+            .dec(u64::MAX);
         assert_eq!(m.as_bytes(), b"a 0x0 0xdeadbeef 0 18446744073709551615");
     }
 

@@ -16,6 +16,6 @@ pub mod exec;
 pub mod fmt;
 pub mod mm;
 pub mod process;
+pub mod signal;
 pub mod syscall;
 pub mod uaccess;
-pub mod signal;

@@ -17,7 +17,10 @@ pub use boot::kmain;
 /// A physical access outside RAM: a kernel bug.
 pub fn kpanic_phys(pa: u64, len: u64) -> ! {
     let mut m = MsgBuf::<128>::new();
-    m.str("physical access outside RAM: ").hex(pa).str(" len ").hex(len);
+    m.str("physical access outside RAM: ")
+        .hex(pa)
+        .str(" len ")
+        .hex(len);
     hypercall::panic(m.as_bytes())
 }
 
@@ -26,7 +29,10 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     let mut m = MsgBuf::<256>::new();
     m.str("kernel panic");
     if let Some(loc) = info.location() {
-        m.str(" at ").str(loc.file()).str(":").dec(u64::from(loc.line()));
+        m.str(" at ")
+            .str(loc.file())
+            .str(":")
+            .dec(u64::from(loc.line()));
     }
     if let Some(msg) = info.message().as_str() {
         m.str(": ").str(msg);

@@ -47,10 +47,27 @@ impl Kernel {
     pub const fn empty() -> Kernel {
         Kernel {
             info: BootInfo {
-                magic: 0, version: 0, flags: 0, mem_size: 0, kernel_phys_start: 0,
-                kernel_phys_end: 0, file_phys: 0, file_len: 0, args_phys: 0, args_len: 0,
-                argc: 0, envc: 0, exe_path_phys: 0, exe_path_len: 0, free_phys_start: 0, free_phys_end: 0, tsc_khz: 0,
-                realtime_ns: 0, monotonic_ns: 0, random: [0; 16], aslr_seed: 0,
+                magic: 0,
+                version: 0,
+                flags: 0,
+                mem_size: 0,
+                kernel_phys_start: 0,
+                kernel_phys_end: 0,
+                file_phys: 0,
+                file_len: 0,
+                args_phys: 0,
+                args_len: 0,
+                argc: 0,
+                envc: 0,
+                exe_path_phys: 0,
+                exe_path_len: 0,
+                free_phys_start: 0,
+                free_phys_end: 0,
+                tsc_khz: 0,
+                realtime_ns: 0,
+                monotonic_ns: 0,
+                random: [0; 16],
+                aslr_seed: 0,
             },
             frames: FrameAllocator::empty(),
             files: FileTable::new(),
@@ -58,11 +75,23 @@ impl Kernel {
             frames_kernel: 0,
             process: Process::empty(),
             stats: GuestStats {
-                magic: 0, frames_total: 0, frames_in_use: 0, frames_kernel: 0, user_frames: 0,
-                user_table_pages: 0, page_faults: 0, syscalls: 0, hypercalls: 0,
+                magic: 0,
+                frames_total: 0,
+                frames_in_use: 0,
+                frames_kernel: 0,
+                user_frames: 0,
+                user_table_pages: 0,
+                page_faults: 0,
+                syscalls: 0,
+                hypercalls: 0,
                 peak_user_frames: 0,
             },
-            host: Host { tsc0: 0, tsc_khz: 0, realtime0: 0, monotonic0: 0 },
+            host: Host {
+                tsc0: 0,
+                tsc_khz: 0,
+                realtime0: 0,
+                monotonic0: 0,
+            },
             user: None,
         }
     }
@@ -98,7 +127,9 @@ impl Kernel {
                 // SAFETY: reloading the current address space's own PML4.
                 unsafe { cpu::write_cr3(self.process.mm.pt.root()) };
             }
-            let Some(um) = self.user.as_mut() else { hypercall::panic(b"no user context") };
+            let Some(um) = self.user.as_mut() else {
+                hypercall::panic(b"no user context")
+            };
             let t = um.run();
             let rip = um.regs().rip;
             match t.vector {
@@ -126,8 +157,16 @@ impl Kernel {
         self.stats.syscalls += 1;
         let r = *self.regs();
         let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
-        let mut env = MmEnv { mem, frames: &mut self.frames, files: &self.files };
-        let mut cx = Ctx { p: &mut self.process, env: &mut env, host: &mut self.host };
+        let mut env = MmEnv {
+            mem,
+            frames: &mut self.frames,
+            files: &self.files,
+        };
+        let mut cx = Ctx {
+            p: &mut self.process,
+            env: &mut env,
+            host: &mut self.host,
+        };
         match syscall::dispatch(&mut cx, r.rax, args) {
             Action::Return(v) => {
                 if v == ENOSYS && self.info.flags & boot_flags::VERBOSE != 0 {
@@ -161,7 +200,11 @@ impl Kernel {
 
     fn page_fault(&mut self, mem: &mut DirectMap, addr: u64, error: u64) {
         self.stats.page_faults += 1;
-        let mut env = MmEnv { mem, frames: &mut self.frames, files: &self.files };
+        let mut env = MmEnv {
+            mem,
+            frames: &mut self.frames,
+            files: &self.files,
+        };
         match self.process.mm.handle_page_fault(&mut env, addr, error) {
             Ok(_) => {}
             Err(FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr)) => {
@@ -213,15 +256,27 @@ const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 
 fn log_unimplemented(nr: u64) {
     let mut m = guest_kernel::fmt::MsgBuf::<64>::new();
-    m.str("system call ").dec(nr).str(" (").str(syscall::name(nr)).str(") is not implemented: ENOSYS");
+    m.str("system call ")
+        .dec(nr)
+        .str(" (")
+        .str(syscall::name(nr))
+        .str(") is not implemented: ENOSYS");
     hypercall::log(m.as_bytes());
 }
 
 fn write_stats(mem: &mut DirectMap, s: &GuestStats) {
     use guest_kernel::mm::phys::PhysMem;
     let words = [
-        s.magic, s.frames_total, s.frames_in_use, s.frames_kernel, s.user_frames,
-        s.user_table_pages, s.page_faults, s.syscalls, s.hypercalls, s.peak_user_frames,
+        s.magic,
+        s.frames_total,
+        s.frames_in_use,
+        s.frames_kernel,
+        s.user_frames,
+        s.user_table_pages,
+        s.page_faults,
+        s.syscalls,
+        s.hypercalls,
+        s.peak_user_frames,
     ];
     for (i, w) in words.iter().enumerate() {
         mem.write_u64(STATS_PHYS + 8 * i as u64, *w);

@@ -100,7 +100,10 @@ mod tests {
 
     #[test]
     fn ignored_signal_is_ignored_but_sigkill_never() {
-        let ign = SigAction { handler: SIG_IGN, ..Default::default() };
+        let ign = SigAction {
+            handler: SIG_IGN,
+            ..Default::default()
+        };
         assert_eq!(disposition(15, &ign), Disposition::Ignore);
         assert_eq!(disposition(nr::SIGKILL, &ign), Disposition::Terminate);
     }

@@ -17,7 +17,12 @@ fn chunk(va: u64, left: usize) -> usize {
 }
 
 /// Copy `data` to user address `va`.
-pub fn copy_to_user<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, va: u64, data: &[u8]) -> KResult<()> {
+pub fn copy_to_user<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    va: u64,
+    data: &[u8],
+) -> KResult<()> {
     check_user_range(va, data.len() as u64)?;
     let mut done = 0;
     while done < data.len() {
@@ -31,7 +36,12 @@ pub fn copy_to_user<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, va: u64, da
 }
 
 /// Copy from user address `va` into `buf`.
-pub fn copy_from_user<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, va: u64, buf: &mut [u8]) -> KResult<()> {
+pub fn copy_from_user<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    va: u64,
+    buf: &mut [u8],
+) -> KResult<()> {
     check_user_range(va, buf.len() as u64)?;
     let mut done = 0;
     while done < buf.len() {
@@ -52,6 +62,11 @@ pub fn get_user_u64<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, va: u64) ->
 }
 
 /// Write a user u64 at `va`.
-pub fn put_user_u64<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, va: u64, v: u64) -> KResult<()> {
+pub fn put_user_u64<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    va: u64,
+    v: u64,
+) -> KResult<()> {
     copy_to_user(mm, env, va, &v.to_le_bytes())
 }

@@ -154,7 +154,10 @@ mod tests {
     fn boot_direct_map_covers_every_gib_of_ram_up_to_four() {
         let ram = GuestRam::new(3 << 30).unwrap();
         write_boot_tables(&ram).unwrap();
-        assert_eq!(walk(&ram, DIRECT_MAP_BASE + (2 << 30) + 5), Some((2 << 30) + 5));
+        assert_eq!(
+            walk(&ram, DIRECT_MAP_BASE + (2 << 30) + 5),
+            Some((2 << 30) + 5)
+        );
         assert_eq!(walk(&ram, DIRECT_MAP_BASE + (3 << 30)), None);
     }
 

@@ -114,7 +114,12 @@ fn status(r: Result<()>) -> i64 {
 
 fn exit_outcome(a: [u64; 6]) -> Outcome {
     if a[0] == exit_kind::SIGNALED {
-        Outcome::Signaled { signal: a[1] as u32, fault_addr: a[2], ip: a[3], error_code: a[4] }
+        Outcome::Signaled {
+            signal: a[1] as u32,
+            fault_addr: a[2],
+            ip: a[3],
+            error_code: a[4],
+        }
     } else {
         Outcome::Exited((a[1] & 0xff) as i32)
     }
@@ -132,7 +137,9 @@ fn iovecs(ram: &GuestRam, addr: u64, count: u64) -> std::result::Result<Vec<IoVe
     if count > MAX_IOVECS {
         return Err(-EINVAL);
     }
-    (0..count).map(|i| ram.read_pod::<IoVec>(addr + i * 16).map_err(|_| -EFAULT)).collect()
+    (0..count)
+        .map(|i| ram.read_pod::<IoVec>(addr + i * 16).map_err(|_| -EFAULT))
+        .collect()
 }
 
 fn do_write(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) -> i64 {
@@ -145,9 +152,15 @@ fn do_write(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64)
     };
     let mut total = 0i64;
     for piece in iov {
-        let Ok(bytes) = ram.slice(piece.phys, piece.len) else { return -EFAULT };
+        let Ok(bytes) = ram.slice(piece.phys, piece.len) else {
+            return -EFAULT;
+        };
         if let Err(e) = io.write(fd, bytes) {
-            return if total > 0 { total } else { -i64::from(e.raw_os_error().unwrap_or(5)) };
+            return if total > 0 {
+                total
+            } else {
+                -i64::from(e.raw_os_error().unwrap_or(5))
+            };
         }
         total += piece.len as i64;
     }
@@ -164,7 +177,9 @@ fn do_read(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) 
     };
     let mut total = 0i64;
     for piece in iov {
-        let Ok(buf) = ram.slice_mut(piece.phys, piece.len) else { return -EFAULT };
+        let Ok(buf) = ram.slice_mut(piece.phys, piece.len) else {
+            return -EFAULT;
+        };
         match io.read(fd, buf) {
             Ok(n) => {
                 total += n as i64;
@@ -186,7 +201,9 @@ fn do_random(ram: &GuestRam, io: &mut impl HostIo, iov: u64, count: u64) -> i64 
     };
     let mut total = 0i64;
     for piece in iov {
-        let Ok(buf) = ram.slice_mut(piece.phys, piece.len) else { return -EFAULT };
+        let Ok(buf) = ram.slice_mut(piece.phys, piece.len) else {
+            return -EFAULT;
+        };
         if let Err(e) = io.random(buf) {
             return -i64::from(e.raw_os_error().unwrap_or(5));
         }
@@ -229,7 +246,8 @@ mod tests {
     const BLOCK: u64 = 0x1000;
 
     fn call(ram: &GuestRam, io: &mut FakeIo, nr: u64, args: [u64; 6]) -> (Action, i64) {
-        ram.write_pod(BLOCK, &Hypercall { nr, args, ret: 0 }).unwrap();
+        ram.write_pod(BLOCK, &Hypercall { nr, args, ret: 0 })
+            .unwrap();
         let action = handle(ram, BLOCK, io).unwrap();
         (action, ram.read_pod::<Hypercall>(BLOCK).unwrap().ret)
     }
@@ -239,8 +257,22 @@ mod tests {
         let ram = GuestRam::new(1 << 20).unwrap();
         ram.write_bytes(0x3000, b"hello, ").unwrap();
         ram.write_bytes(0x5000, b"world\n").unwrap();
-        ram.write_pod(0x2000, &IoVec { phys: 0x3000, len: 7 }).unwrap();
-        ram.write_pod(0x2010, &IoVec { phys: 0x5000, len: 6 }).unwrap();
+        ram.write_pod(
+            0x2000,
+            &IoVec {
+                phys: 0x3000,
+                len: 7,
+            },
+        )
+        .unwrap();
+        ram.write_pod(
+            0x2010,
+            &IoVec {
+                phys: 0x5000,
+                len: 6,
+            },
+        )
+        .unwrap();
         let mut io = FakeIo::default();
         let (action, ret) = call(&ram, &mut io, hc::WRITE, [1, 0x2000, 2, 0, 0, 0]);
         assert_eq!((action, ret), (Action::Continue, 13));
@@ -251,10 +283,23 @@ mod tests {
     #[test]
     fn write_outside_guest_ram_returns_efault() {
         let ram = GuestRam::new(1 << 20).unwrap();
-        ram.write_pod(0x2000, &IoVec { phys: 0xff000, len: 0x2000 }).unwrap();
+        ram.write_pod(
+            0x2000,
+            &IoVec {
+                phys: 0xff000,
+                len: 0x2000,
+            },
+        )
+        .unwrap();
         let mut io = FakeIo::default();
-        assert_eq!(call(&ram, &mut io, hc::WRITE, [1, 0x2000, 1, 0, 0, 0]).1, -EFAULT);
-        assert_eq!(call(&ram, &mut io, hc::WRITE, [1, u64::MAX - 4, 1, 0, 0, 0]).1, -EFAULT);
+        assert_eq!(
+            call(&ram, &mut io, hc::WRITE, [1, 0x2000, 1, 0, 0, 0]).1,
+            -EFAULT
+        );
+        assert_eq!(
+            call(&ram, &mut io, hc::WRITE, [1, u64::MAX - 4, 1, 0, 0, 0]).1,
+            -EFAULT
+        );
         assert!(io.out.is_empty());
     }
 
@@ -262,14 +307,27 @@ mod tests {
     fn write_to_other_fds_is_ebadf() {
         let ram = GuestRam::new(1 << 20).unwrap();
         let mut io = FakeIo::default();
-        assert_eq!(call(&ram, &mut io, hc::WRITE, [7, 0x2000, 0, 0, 0, 0]).1, -EBADF);
+        assert_eq!(
+            call(&ram, &mut io, hc::WRITE, [7, 0x2000, 0, 0, 0, 0]).1,
+            -EBADF
+        );
     }
 
     #[test]
     fn read_fills_guest_memory_from_stdin() {
         let ram = GuestRam::new(1 << 20).unwrap();
-        ram.write_pod(0x2000, &IoVec { phys: 0x4000, len: 16 }).unwrap();
-        let mut io = FakeIo { input: b"abc".to_vec(), ..Default::default() };
+        ram.write_pod(
+            0x2000,
+            &IoVec {
+                phys: 0x4000,
+                len: 16,
+            },
+        )
+        .unwrap();
+        let mut io = FakeIo {
+            input: b"abc".to_vec(),
+            ..Default::default()
+        };
         assert_eq!(call(&ram, &mut io, hc::READ, [0, 0x2000, 1, 0, 0, 0]).1, 3);
         let mut buf = [0u8; 3];
         ram.read_bytes(0x4000, &mut buf).unwrap();
@@ -279,10 +337,27 @@ mod tests {
     #[test]
     fn random_fills_every_piece() {
         let ram = GuestRam::new(1 << 20).unwrap();
-        ram.write_pod(0x2000, &IoVec { phys: 0x4000, len: 8 }).unwrap();
-        ram.write_pod(0x2010, &IoVec { phys: 0x6000, len: 8 }).unwrap();
+        ram.write_pod(
+            0x2000,
+            &IoVec {
+                phys: 0x4000,
+                len: 8,
+            },
+        )
+        .unwrap();
+        ram.write_pod(
+            0x2010,
+            &IoVec {
+                phys: 0x6000,
+                len: 8,
+            },
+        )
+        .unwrap();
         let mut io = FakeIo::default();
-        assert_eq!(call(&ram, &mut io, hc::RANDOM, [0x2000, 2, 0, 0, 0, 0]).1, 16);
+        assert_eq!(
+            call(&ram, &mut io, hc::RANDOM, [0x2000, 2, 0, 0, 0, 0]).1,
+            16
+        );
         let mut buf = [0u8; 8];
         ram.read_bytes(0x6000, &mut buf).unwrap();
         assert_eq!(buf, [0xa5; 8]);
@@ -294,8 +369,18 @@ mod tests {
         let mut io = FakeIo::default();
         let (a, _) = call(&ram, &mut io, hc::EXIT, [exit_kind::EXITED, 42, 0, 0, 0, 0]);
         assert_eq!(a, Action::Stop(Outcome::Exited(42)));
-        let (a, _) = call(&ram, &mut io, hc::EXIT, [exit_kind::SIGNALED, 11, 0, 0x401000, 4, 0]);
-        let want = Outcome::Signaled { signal: 11, fault_addr: 0, ip: 0x401000, error_code: 4 };
+        let (a, _) = call(
+            &ram,
+            &mut io,
+            hc::EXIT,
+            [exit_kind::SIGNALED, 11, 0, 0x401000, 4, 0],
+        );
+        let want = Outcome::Signaled {
+            signal: 11,
+            fault_addr: 0,
+            ip: 0x401000,
+            error_code: 4,
+        };
         assert_eq!(a, Action::Stop(want));
     }
 
@@ -305,14 +390,20 @@ mod tests {
         ram.write_bytes(0x3000, b"oops at x.rs:1").unwrap();
         let mut io = FakeIo::default();
         let (a, _) = call(&ram, &mut io, hc::PANIC, [0x3000, 14, 0, 0, 0, 0]);
-        assert_eq!(a, Action::Stop(Outcome::GuestPanic("oops at x.rs:1".into())));
+        assert_eq!(
+            a,
+            Action::Stop(Outcome::GuestPanic("oops at x.rs:1".into()))
+        );
     }
 
     #[test]
     fn unknown_hypercall_stops_the_run() {
         let ram = GuestRam::new(1 << 20).unwrap();
         let mut io = FakeIo::default();
-        assert!(matches!(call(&ram, &mut io, 999, [0; 6]).0, Action::Stop(Outcome::GuestPanic(_))));
+        assert!(matches!(
+            call(&ram, &mut io, 999, [0; 6]).0,
+            Action::Stop(Outcome::GuestPanic(_))
+        ));
     }
 
     #[test]
@@ -320,8 +411,14 @@ mod tests {
         let ram = GuestRam::new(1 << 20).unwrap();
         ram.write_bytes(0x3000, b"xyz").unwrap();
         let mut io = FakeIo::default();
-        assert_eq!(call(&ram, &mut io, hc::COPY, [0x4000, 0x3000, 3, 0, 0, 0]).1, 0);
-        assert_eq!(call(&ram, &mut io, hc::ZERO, [0xff000, 0x2000, 0, 0, 0, 0]).1, -EFAULT);
+        assert_eq!(
+            call(&ram, &mut io, hc::COPY, [0x4000, 0x3000, 3, 0, 0, 0]).1,
+            0
+        );
+        assert_eq!(
+            call(&ram, &mut io, hc::ZERO, [0xff000, 0x2000, 0, 0, 0, 0]).1,
+            -EFAULT
+        );
         let mut buf = [0u8; 3];
         ram.read_bytes(0x4000, &mut buf).unwrap();
         assert_eq!(&buf, b"xyz");

@@ -24,7 +24,10 @@ impl Platform {
     /// Detect the platform from the host's CPU flags and loaded modules.
     pub fn detect() -> Platform {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        Self::from_host_facts(&cpuinfo, std::path::Path::new("/sys/module/kvm_pvm").exists())
+        Self::from_host_facts(
+            &cpuinfo,
+            std::path::Path::new("/sys/module/kvm_pvm").exists(),
+        )
     }
 
     /// The decision itself, from /proc/cpuinfo's text and whether the
@@ -120,7 +123,10 @@ mod tests {
 
     #[test]
     fn loaded_pvm_module_wins_over_flags() {
-        assert_eq!(Platform::from_host_facts("flags : svm\n", true), Platform::Pvm);
+        assert_eq!(
+            Platform::from_host_facts("flags : svm\n", true),
+            Platform::Pvm
+        );
     }
 
     #[test]

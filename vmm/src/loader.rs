@@ -30,12 +30,17 @@ pub struct LoadedKernel {
 /// Load the embedded kernel ELF at its physical addresses.
 pub fn load_kernel(mem: &GuestMemoryMmap, image: &[u8]) -> Result<LoadedKernel> {
     let mut cursor = Cursor::new(image);
-    let res = Elf::load(mem, None, &mut cursor, None)
-        .map_err(|e| Error::KernelLoad(format!("{e}")))?;
+    let res =
+        Elf::load(mem, None, &mut cursor, None).map_err(|e| Error::KernelLoad(format!("{e}")))?;
     if res.kernel_end < KERNEL_PHYS {
-        return Err(Error::KernelLoad("image ends below its load address".into()));
+        return Err(Error::KernelLoad(
+            "image ends below its load address".into(),
+        ));
     }
-    Ok(LoadedKernel { entry: res.kernel_load.0, phys_end: res.kernel_end })
+    Ok(LoadedKernel {
+        entry: res.kernel_load.0,
+        phys_end: res.kernel_end,
+    })
 }
 
 /// The exec file name, argument and environment strings, laid out as the
@@ -44,7 +49,9 @@ pub fn args_block(execfn: &[u8], argv: &[OsString], envp: &[OsString]) -> Result
     let mut block = Vec::new();
     for s in std::iter::once(execfn).chain(argv.iter().chain(envp).map(|s| s.as_bytes())) {
         if s.contains(&0) {
-            return Err(Error::Config("arguments and environment must not contain NUL".into()));
+            return Err(Error::Config(
+                "arguments and environment must not contain NUL".into(),
+            ));
         }
         block.extend_from_slice(s);
         block.push(0);
@@ -157,12 +164,24 @@ mod tests {
     #[test]
     fn payload_that_does_not_fit_is_refused() {
         let ram = GuestRam::new(16 << 20).unwrap();
-        let k = LoadedKernel { entry: 0, phys_end: 2 << 20 };
+        let k = LoadedKernel {
+            entry: 0,
+            phys_end: 2 << 20,
+        };
         let big = vec![0u8; 13 << 20];
         let p = BootPayload {
-            program: &big, args: b"p\0", exe_path: b"/p", argc: 0, envc: 0, flags: 0, tsc_khz: 0,
+            program: &big,
+            args: b"p\0",
+            exe_path: b"/p",
+            argc: 0,
+            envc: 0,
+            flags: 0,
+            tsc_khz: 0,
             random: [0; 16],
         };
-        assert!(write_payload(&ram, &k, &p).unwrap_err().to_string().contains("--mem"));
+        assert!(write_payload(&ram, &k, &p)
+            .unwrap_err()
+            .to_string()
+            .contains("--mem"));
     }
 }

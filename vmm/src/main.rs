@@ -67,12 +67,17 @@ fn finish(cli: &Cli, report: &RunReport) -> ExitCode {
     let program = cli.config.program.display();
     let code = match &report.outcome {
         RunEnd::Guest(Outcome::Exited(status)) => *status,
-        RunEnd::Guest(Outcome::Signaled { signal, fault_addr, ip, error_code }) => {
+        RunEnd::Guest(Outcome::Signaled {
+            signal,
+            fault_addr,
+            ip,
+            error_code,
+        }) => {
             let name = signal_name(*signal);
             match signal {
-                7 | 11 => eprintln!(
-                    "vmrun: {name} at {fault_addr:#x} ip {ip:#x} (error {error_code:#x})"
-                ),
+                7 | 11 => {
+                    eprintln!("vmrun: {name} at {fault_addr:#x} ip {ip:#x} (error {error_code:#x})")
+                }
                 4 | 5 | 8 => eprintln!("vmrun: {name} at ip {ip:#x}"),
                 _ => eprintln!("vmrun: {name}"),
             }
@@ -112,16 +117,31 @@ fn print_stats(report: &RunReport) {
     let t = &report.timings;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let opt = |d: Option<std::time::Duration>| d.map_or("-".into(), |d| format!("{:.3}", ms(d)));
-    eprintln!("vmrun: timings (ms since start): vm created {:.3}, loaded {:.3}, kernel entry {}, \
+    eprintln!(
+        "vmrun: timings (ms since start): vm created {:.3}, loaded {:.3}, kernel entry {}, \
                kernel ready {}, program loaded {}, exit {:.3}; {} vcpu exits",
-        ms(t.vm_create), ms(t.load), opt(t.kernel_entry), opt(t.kernel_ready),
-        opt(t.exec_loaded), ms(t.total), t.exits);
+        ms(t.vm_create),
+        ms(t.load),
+        opt(t.kernel_entry),
+        opt(t.kernel_ready),
+        opt(t.exec_loaded),
+        ms(t.total),
+        t.exits
+    );
     if let Some(s) = &report.stats {
-        eprintln!("vmrun: guest: {} page faults, {} syscalls, {} hypercalls, peak {} user frames, \
+        eprintln!(
+            "vmrun: guest: {} page faults, {} syscalls, {} hypercalls, peak {} user frames, \
                    {} frames in use at exit ({} kernel), {} user frames and {} user table pages \
                    leaked",
-            s.page_faults, s.syscalls, s.hypercalls, s.peak_user_frames, s.frames_in_use,
-            s.frames_kernel, s.user_frames, s.user_table_pages);
+            s.page_faults,
+            s.syscalls,
+            s.hypercalls,
+            s.peak_user_frames,
+            s.frames_in_use,
+            s.frames_kernel,
+            s.user_frames,
+            s.user_table_pages
+        );
     }
 }
 
@@ -171,7 +191,9 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     if config.program.as_os_str().is_empty() {
         return Err("missing PROGRAM".into());
     }
-    config.argv.push(argv0.unwrap_or_else(|| config.program.clone().into_os_string()));
+    config
+        .argv
+        .push(argv0.unwrap_or_else(|| config.program.clone().into_os_string()));
     config.argv.extend(it);
     Ok(Parsed::Run(Cli { config, stats }))
 }
@@ -198,7 +220,10 @@ fn env_name(entry: &OsString) -> Vec<u8> {
 
 fn set_env(env: &mut Vec<OsString>, assignment: OsString) -> Result<(), String> {
     if !assignment.as_encoded_bytes().contains(&b'=') {
-        return Err(format!("--env {}: expected NAME=VALUE", assignment.to_string_lossy()));
+        return Err(format!(
+            "--env {}: expected NAME=VALUE",
+            assignment.to_string_lossy()
+        ));
     }
     unset_env(env, &OsString::from_vec(env_name(&assignment)));
     env.push(assignment);

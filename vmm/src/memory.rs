@@ -179,7 +179,10 @@ mod tests {
     #[test]
     fn pod_round_trips_through_guest_memory() {
         let ram = GuestRam::new(1 << 20).unwrap();
-        let v = IoVec { phys: 0x1234, len: 99 };
+        let v = IoVec {
+            phys: 0x1234,
+            len: 99,
+        };
         ram.write_pod(0x800, &v).unwrap();
         assert_eq!(ram.read_pod::<IoVec>(0x800).unwrap(), v);
     }

@@ -13,7 +13,10 @@ pub struct Stdio {
 impl Stdio {
     /// Connect to the process's stdio; `verbose` shows guest log lines.
     pub fn new(verbose: bool) -> Stdio {
-        Stdio { verbose, urandom: None }
+        Stdio {
+            verbose,
+            urandom: None,
+        }
     }
 }
 

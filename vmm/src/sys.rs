@@ -2,7 +2,10 @@
 
 /// The host's `clock` (a libc clock id) in nanoseconds; 0 if unreadable.
 pub fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec into the valid `ts`.
     if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
         return 0;

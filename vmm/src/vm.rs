@@ -100,19 +100,36 @@ impl Vm {
         validate_mem(config.mem_size)?;
         let kvm = kvm::open()?;
         let platform = Platform::detect();
-        let vm = kvm.create_vm().map_err(|e| Error::KvmIoctl("KVM_CREATE_VM", e))?;
+        let vm = kvm
+            .create_vm()
+            .map_err(|e| Error::KvmIoctl("KVM_CREATE_VM", e))?;
         let ram = GuestRam::new(config.mem_size)?;
         ram.register(&vm)?;
-        let vcpu = vm.create_vcpu(0).map_err(|e| Error::KvmIoctl("KVM_CREATE_VCPU", e))?;
+        let vcpu = vm
+            .create_vcpu(0)
+            .map_err(|e| Error::KvmIoctl("KVM_CREATE_VCPU", e))?;
         let cpuid = supported_cpuid(&kvm)?;
-        vcpu.set_cpuid2(&cpuid).map_err(|e| Error::KvmIoctl("KVM_SET_CPUID2", e))?;
+        vcpu.set_cpuid2(&cpuid)
+            .map_err(|e| Error::KvmIoctl("KVM_SET_CPUID2", e))?;
         let vm_create = started.elapsed();
         let kernel = loader::load_kernel(ram.mem(), loader::GUEST_KERNEL)?;
         let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0) as u64;
         write_boot_state(&ram, &kernel, config, &program, platform, tsc_khz)?;
         setup_vcpu(&vcpu, kernel.entry)?;
-        let timings = Timings { vm_create, load: started.elapsed(), ..Default::default() };
-        Ok(Vm { _kvm: kvm, _vm: vm, vcpu, ram, started, timings, platform })
+        let timings = Timings {
+            vm_create,
+            load: started.elapsed(),
+            ..Default::default()
+        };
+        Ok(Vm {
+            _kvm: kvm,
+            _vm: vm,
+            vcpu,
+            ram,
+            started,
+            timings,
+            platform,
+        })
     }
 
     /// Guest RAM (for inspection).
@@ -126,7 +143,11 @@ impl Vm {
         self.timings.total = self.started.elapsed();
         let stats = self.ram.read_pod::<GuestStats>(layout::STATS_PHYS).ok();
         let stats = stats.filter(|s| s.magic == vmrun_contract::BOOT_MAGIC);
-        Ok(RunReport { outcome: end, timings: self.timings, stats })
+        Ok(RunReport {
+            outcome: end,
+            timings: self.timings,
+            stats,
+        })
     }
 
     fn run_loop(&mut self, io: &mut impl HostIo) -> Result<RunEnd> {
@@ -170,8 +191,24 @@ impl Vm {
                 "  rip {:#018x} rsp {:#018x} rflags {:#x}\n  rax {:#x} rbx {:#x} rcx {:#x} \
                  rdx {:#x}\n  rsi {:#x} rdi {:#x} rbp {:#x}\n  r8 {:#x} r9 {:#x} r10 {:#x} \
                  r11 {:#x} r12 {:#x} r13 {:#x} r14 {:#x} r15 {:#x}\n",
-                r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8,
-                r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15
+                r.rip,
+                r.rsp,
+                r.rflags,
+                r.rax,
+                r.rbx,
+                r.rcx,
+                r.rdx,
+                r.rsi,
+                r.rdi,
+                r.rbp,
+                r.r8,
+                r.r9,
+                r.r10,
+                r.r11,
+                r.r12,
+                r.r13,
+                r.r14,
+                r.r15
             );
         }
         if let Ok(sr) = self.vcpu.get_sregs() {
@@ -197,11 +234,14 @@ pub enum Exit {
 pub fn classify(exit: VcpuExit) -> Exit {
     match exit {
         VcpuExit::IoOut(port, data) if port == HYPERCALL_PORT && data.len() == 4 => {
-            Exit::Hypercall(u64::from(u32::from_le_bytes([data[0], data[1], data[2], data[3]])))
+            Exit::Hypercall(u64::from(u32::from_le_bytes([
+                data[0], data[1], data[2], data[3],
+            ])))
         }
-        VcpuExit::IoOut(port, data) => {
-            Exit::Failure(format!("guest wrote {} bytes to unknown I/O port {port:#x}", data.len()))
-        }
+        VcpuExit::IoOut(port, data) => Exit::Failure(format!(
+            "guest wrote {} bytes to unknown I/O port {port:#x}",
+            data.len()
+        )),
         VcpuExit::IoIn(port, _) => Exit::Failure(format!("guest read unknown I/O port {port:#x}")),
         VcpuExit::Shutdown => Exit::Failure("guest shut down (triple fault)".into()),
         VcpuExit::Hlt => Exit::Failure("guest halted without reporting an exit".into()),
@@ -218,26 +258,31 @@ pub fn classify(exit: VcpuExit) -> Exit {
     }
 }
 
-fn read_program(path: &PathBuf) -> Result<Vec<u8>> {
+fn read_program(path: &std::path::Path) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(|e| program_error(path, e))?;
     if meta.is_dir() {
-        return Err(Error::ProgramUnusable(path.clone(), "Is a directory".into()));
+        return Err(Error::ProgramUnusable(
+            path.to_path_buf(),
+            "Is a directory".into(),
+        ));
     }
     std::fs::read(path).map_err(|e| program_error(path, e))
 }
 
-fn program_error(path: &PathBuf, e: std::io::Error) -> Error {
+fn program_error(path: &std::path::Path, e: std::io::Error) -> Error {
     match e.kind() {
-        std::io::ErrorKind::NotFound => Error::ProgramNotFound(path.clone()),
+        std::io::ErrorKind::NotFound => Error::ProgramNotFound(path.to_path_buf()),
         std::io::ErrorKind::PermissionDenied => {
-            Error::ProgramUnusable(path.clone(), "Permission denied".into())
+            Error::ProgramUnusable(path.to_path_buf(), "Permission denied".into())
         }
-        _ => Error::ProgramUnusable(path.clone(), e.to_string()),
+        _ => Error::ProgramUnusable(path.to_path_buf(), e.to_string()),
     }
 }
 
 fn validate_mem(size: u64) -> Result<()> {
-    if !(layout::MIN_MEM..=layout::MAX_MEM).contains(&size) || size % layout::HUGE_PAGE_SIZE != 0 {
+    if !(layout::MIN_MEM..=layout::MAX_MEM).contains(&size)
+        || !size.is_multiple_of(layout::HUGE_PAGE_SIZE)
+    {
         return Err(Error::Config(format!(
             "--mem {size}: guest memory must be a multiple of 2 MiB between {} MiB and {} GiB",
             layout::MIN_MEM >> 20,
@@ -298,10 +343,14 @@ fn random_bytes() -> [u8; 16] {
 }
 
 fn setup_vcpu(vcpu: &VcpuFd, entry: u64) -> Result<()> {
-    let mut sregs = vcpu.get_sregs().map_err(|e| Error::KvmIoctl("KVM_GET_SREGS", e))?;
+    let mut sregs = vcpu
+        .get_sregs()
+        .map_err(|e| Error::KvmIoctl("KVM_GET_SREGS", e))?;
     boot::setup_sregs(&mut sregs);
-    vcpu.set_sregs(&sregs).map_err(|e| Error::KvmIoctl("KVM_SET_SREGS", e))?;
-    vcpu.set_regs(&boot::entry_regs(entry)).map_err(|e| Error::KvmIoctl("KVM_SET_REGS", e))
+    vcpu.set_sregs(&sregs)
+        .map_err(|e| Error::KvmIoctl("KVM_SET_SREGS", e))?;
+    vcpu.set_regs(&boot::entry_regs(entry))
+        .map_err(|e| Error::KvmIoctl("KVM_SET_REGS", e))
 }
 
 #[cfg(test)]
@@ -311,13 +360,18 @@ mod tests {
     #[test]
     fn hypercall_port_write_is_a_hypercall() {
         let data = 0x1234u32.to_le_bytes();
-        assert_eq!(classify(VcpuExit::IoOut(HYPERCALL_PORT, &data)), Exit::Hypercall(0x1234));
+        assert_eq!(
+            classify(VcpuExit::IoOut(HYPERCALL_PORT, &data)),
+            Exit::Hypercall(0x1234)
+        );
     }
 
     #[test]
     fn other_exits_are_failures_with_a_reason() {
         let data = [0u8; 1];
-        let Exit::Failure(why) = classify(VcpuExit::IoOut(0x80, &data)) else { panic!() };
+        let Exit::Failure(why) = classify(VcpuExit::IoOut(0x80, &data)) else {
+            panic!()
+        };
         assert!(why.contains("unknown I/O port 0x80"));
         assert!(matches!(classify(VcpuExit::Shutdown), Exit::Failure(w) if w.contains("triple")));
         assert!(matches!(classify(VcpuExit::Hlt), Exit::Failure(_)));

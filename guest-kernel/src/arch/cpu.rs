@@ -55,14 +55,6 @@ pub fn read_cr2() -> u64 {
     v
 }
 
-/// Read CR3.
-pub fn read_cr3() -> u64 {
-    let v: u64;
-    // SAFETY: reading CR3 has no side effects.
-    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack)) };
-    v
-}
-
 /// Read CR4.
 pub fn read_cr4() -> u64 {
     let v: u64;
@@ -89,13 +81,6 @@ pub unsafe fn write_cr4(v: u64) {
 pub unsafe fn write_cr3(pml4: u64) {
     // SAFETY: the caller guarantees the new tables map the running kernel.
     unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack)) };
-}
-
-/// Drop the TLB entry for one virtual address.
-pub fn invlpg(va: u64) {
-    // SAFETY: invalidating a TLB entry is always safe; the next access walks
-    // the page tables again.
-    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack)) };
 }
 
 /// Read the time-stamp counter.

@@ -20,10 +20,14 @@ unsafe impl<T> Sync for Once<T> {}
 impl<T> Once<T> {
     /// Wrap `value`.
     pub const fn new(value: T) -> Self {
-        Once { value: UnsafeCell::new(value), taken: AtomicBool::new(false) }
+        Once {
+            value: UnsafeCell::new(value),
+            taken: AtomicBool::new(false),
+        }
     }
 
     /// The one mutable borrow; None if already taken.
+    #[allow(clippy::mut_from_ref)] // guarded by `taken`: handed out once
     pub fn take(&'static self) -> Option<&'static mut T> {
         if self.taken.swap(true, Ordering::Relaxed) {
             return None;

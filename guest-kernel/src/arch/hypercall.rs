@@ -7,14 +7,22 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::{addr_of_mut, read_volatile, write_volatile};
-use vmrun_contract::{hc, layout::{DIRECT_MAP_BASE, KERNEL_VIRT_BASE}, Hypercall, IoVec, HYPERCALL_PORT};
+use vmrun_contract::{
+    hc,
+    layout::{DIRECT_MAP_BASE, KERNEL_VIRT_BASE},
+    Hypercall, IoVec, HYPERCALL_PORT,
+};
 
 struct Block(UnsafeCell<Hypercall>);
 // SAFETY: the kernel runs on one CPU with interrupts off; the block is only
 // touched inside `call`, which is never re-entered.
 unsafe impl Sync for Block {}
 
-static BLOCK: Block = Block(UnsafeCell::new(Hypercall { nr: 0, args: [0; 6], ret: 0 }));
+static BLOCK: Block = Block(UnsafeCell::new(Hypercall {
+    nr: 0,
+    args: [0; 6],
+    ret: 0,
+}));
 
 /// Physical address of a kernel virtual address (image or direct map).
 pub fn kernel_phys<T>(p: *const T) -> u64 {
@@ -42,22 +50,34 @@ pub fn call(nr: u64, args: [u64; 6]) -> i64 {
 
 /// Ask the host to write the pieces of `iov` to its fd `fd`.
 pub fn write(fd: u64, iov: &[IoVec]) -> i64 {
-    call(hc::WRITE, [fd, kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0])
+    call(
+        hc::WRITE,
+        [fd, kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0],
+    )
 }
 
 /// Ask the host to read from its fd `fd` into the pieces of `iov`.
 pub fn read(fd: u64, iov: &[IoVec]) -> i64 {
-    call(hc::READ, [fd, kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0])
+    call(
+        hc::READ,
+        [fd, kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0],
+    )
 }
 
 /// Ask the host to fill the pieces of `iov` with random bytes.
 pub fn random(iov: &[IoVec]) -> i64 {
-    call(hc::RANDOM, [kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0, 0])
+    call(
+        hc::RANDOM,
+        [kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0, 0],
+    )
 }
 
 /// Send a log line (shown with `vmrun --verbose`).
 pub fn log(msg: &[u8]) {
-    call(hc::LOG, [kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0, 0]);
+    call(
+        hc::LOG,
+        [kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0, 0],
+    );
 }
 
 /// Report a boot or exec milestone.
@@ -83,12 +103,18 @@ pub fn exit(args: [u64; 5]) -> ! {
 
 /// The initial exec failed with `errno` and a message. Never returns.
 pub fn exec_failed(errno: u64, msg: &[u8]) -> ! {
-    call(hc::EXEC_FAILED, [errno, kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0]);
+    call(
+        hc::EXEC_FAILED,
+        [errno, kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0],
+    );
     super::cpu::halt_forever()
 }
 
 /// Report a kernel panic. Never returns.
 pub fn panic(msg: &[u8]) -> ! {
-    call(hc::PANIC, [kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0, 0]);
+    call(
+        hc::PANIC,
+        [kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0, 0],
+    );
     super::cpu::halt_forever()
 }

@@ -10,7 +10,7 @@
 //! kernel bug and goes to [`kernel_trap`], which panics with the frame.
 
 use super::cpu;
-use core::arch::{asm, global_asm};
+use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -64,9 +64,28 @@ struct Cell<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for Cell<T> {}
 
 static USER_FRAME: Cell<TrapFrame> = Cell(UnsafeCell::new(TrapFrame {
-    r15: 0, r14: 0, r13: 0, r12: 0, r11: 0, r10: 0, r9: 0, r8: 0, rbp: 0, rdi: 0, rsi: 0,
-    rdx: 0, rcx: 0, rbx: 0, rax: 0, vector: 0, error_code: 0, rip: 0, cs: 0, rflags: 0,
-    rsp: 0, ss: 0,
+    r15: 0,
+    r14: 0,
+    r13: 0,
+    r12: 0,
+    r11: 0,
+    r10: 0,
+    r9: 0,
+    r8: 0,
+    rbp: 0,
+    rdi: 0,
+    rsi: 0,
+    rdx: 0,
+    rcx: 0,
+    rbx: 0,
+    rax: 0,
+    vector: 0,
+    error_code: 0,
+    rip: 0,
+    cs: 0,
+    rflags: 0,
+    rsp: 0,
+    ss: 0,
 }));
 static FPU: Cell<FpuArea> = Cell(UnsafeCell::new(FpuArea([0; 512])));
 static KERNEL_RSP: Cell<u64> = Cell(UnsafeCell::new(0));
@@ -170,7 +189,6 @@ global_asm!(
         .quad trap_stub_128
 
     .section .trampoline, "ax"
-    .global vmrun_syscall_trampoline
     vmrun_syscall_trampoline:
         int 0x80
         ud2
@@ -186,18 +204,12 @@ global_asm!(
 extern "C" {
     fn vmrun_run_user();
     static vmrun_trap_stubs: [u64; 33];
-    static vmrun_syscall_trampoline: u8;
 }
 
 /// Entry addresses of the stubs for vectors 0..32, then vector 0x80.
 pub fn stubs() -> &'static [u64; 33] {
     // SAFETY: a read-only table emitted by the asm above.
     unsafe { &*core::ptr::addr_of!(vmrun_trap_stubs) }
-}
-
-/// Kernel virtual address of the syscall trampoline code.
-pub fn trampoline_code() -> u64 {
-    core::ptr::addr_of!(vmrun_syscall_trampoline) as u64
 }
 
 /// Offset of the instruction after the trampoline's `int 0x80`.
@@ -282,7 +294,11 @@ impl UserMode {
         unsafe { vmrun_run_user() };
         let f = self.regs();
         let fault_addr = if f.vector == 14 { cpu::read_cr2() } else { 0 };
-        Trap { vector: f.vector, error_code: f.error_code, fault_addr }
+        Trap {
+            vector: f.vector,
+            error_code: f.error_code,
+            fault_addr,
+        }
     }
 }
 
@@ -301,10 +317,4 @@ extern "C" fn kernel_trap(frame: &TrapFrame) -> ! {
         .str(" cr2 ")
         .hex(cr2);
     super::hypercall::panic(m.as_bytes())
-}
-
-/// Stop interrupts (they are never enabled in ring 0 anyway).
-pub fn disable_interrupts() {
-    // SAFETY: CLI only masks maskable interrupts.
-    unsafe { asm!("cli", options(nomem, nostack)) };
 }

@@ -518,7 +518,11 @@ fn check_load(
     };
     let end = ph.vaddr + ph.memsz;
     if end > TASK_SIZE {
-        return Err(ElfError::BeyondTaskSize { index: i, start: ph.vaddr, end });
+        return Err(ElfError::BeyondTaskSize {
+            index: i,
+            start: ph.vaddr,
+            end,
+        });
     }
     let file_len = b.len() as u64;
     if fend > file_len {

@@ -30,9 +30,25 @@ fn prot_of(seg: &Segment) -> Prot {
 fn map_segment(mm: &mut Mm, file: u16, seg: &Segment) -> KResult<()> {
     let (tail_start, tail_end) = seg.zero_tail();
     if seg.file_map_end() > seg.map_start() {
-        let data_end = if tail_end > tail_start { seg.offset + seg.filesz } else { u64::MAX };
-        let backing = Backing::File { file, offset: seg.map_offset(), data_end };
-        let vma = Vma { backing, ..Vma::anon(seg.map_start(), seg.file_map_end(), prot_of(seg), VmFlags::NONE) };
+        let data_end = if tail_end > tail_start {
+            seg.offset + seg.filesz
+        } else {
+            u64::MAX
+        };
+        let backing = Backing::File {
+            file,
+            offset: seg.map_offset(),
+            data_end,
+        };
+        let vma = Vma {
+            backing,
+            ..Vma::anon(
+                seg.map_start(),
+                seg.file_map_end(),
+                prot_of(seg),
+                VmFlags::NONE,
+            )
+        };
         insert_replacing(mm, vma)?;
     }
     let (anon_start, anon_end) = seg.anon_pages();
@@ -92,7 +108,10 @@ pub fn load_elf_binary<M: PhysMem>(
     mm.vmas.insert(stack)?;
     layout.write(args, aux, &mut Sink { mm, env })?;
     set_mm_fields(mm, plan, &layout);
-    Ok(EntryState { ip: plan.entry, sp: layout.sp })
+    Ok(EntryState {
+        ip: plan.entry,
+        sp: layout.sp,
+    })
 }
 
 fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, layout: &StackLayout) {

@@ -51,7 +51,12 @@ impl Process {
             bases_changed: false,
             clear_child_tid: 0,
             robust_list: 0,
-            sigactions: [SigAction { handler: 0, flags: 0, restorer: 0, mask: 0 }; NSIG],
+            sigactions: [SigAction {
+                handler: 0,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            }; NSIG],
             sigmask: 0,
             altstack: [0, 2, 0],
             exe: [0; 256],

@@ -26,7 +26,12 @@ fn check_fd_out(fd: u64) -> KResult<()> {
 }
 
 /// read(fd, buf, count)
-pub fn read<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, fd: u64, buf: u64, count: u64) -> KResult<i64> {
+pub fn read<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    fd: u64,
+    buf: u64,
+    count: u64,
+) -> KResult<i64> {
     if fd != 0 {
         return Err(Errno::EBADF);
     }
@@ -34,24 +39,38 @@ pub fn read<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, fd: u64, buf:
         return Ok(0);
     }
     let mut iov = [IoVec::default(); MAX_PIECES];
-    let (n, _) = cx.p.mm.user_buffer_pieces(cx.env, buf, count.min(MAX_RW_COUNT), true, &mut iov)?;
+    let (n, _) =
+        cx.p.mm
+            .user_buffer_pieces(cx.env, buf, count.min(MAX_RW_COUNT), true, &mut iov)?;
     Ok(cx.host.read(fd, &iov[..n]))
 }
 
 /// write(fd, buf, count)
-pub fn write<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, fd: u64, buf: u64, count: u64) -> KResult<i64> {
+pub fn write<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    fd: u64,
+    buf: u64,
+    count: u64,
+) -> KResult<i64> {
     check_fd_out(fd)?;
     if count == 0 {
         return Ok(0);
     }
     let mut iov = [IoVec::default(); MAX_PIECES];
-    let (n, _) = cx.p.mm.user_buffer_pieces(cx.env, buf, count.min(MAX_RW_COUNT), false, &mut iov)?;
+    let (n, _) =
+        cx.p.mm
+            .user_buffer_pieces(cx.env, buf, count.min(MAX_RW_COUNT), false, &mut iov)?;
     Ok(cx.host.write(fd, &iov[..n]))
 }
 
 /// writev(fd, iov, iovcnt): all buffers gathered into one host write (up to
 /// [`MAX_PIECES`] pieces; the rest is a short write, as Linux may do).
-pub fn writev<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, fd: u64, uiov: u64, cnt: u64) -> KResult<i64> {
+pub fn writev<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    fd: u64,
+    uiov: u64,
+    cnt: u64,
+) -> KResult<i64> {
     check_fd_out(fd)?;
     if cnt > UIO_MAXIOV {
         return Err(Errno::EINVAL);
@@ -66,7 +85,9 @@ pub fn writev<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, fd: u64, ui
         if used == MAX_PIECES {
             break;
         }
-        let (n, done) = cx.p.mm.user_buffer_pieces(cx.env, base, len, false, &mut pieces[used..])?;
+        let (n, done) =
+            cx.p.mm
+                .user_buffer_pieces(cx.env, base, len, false, &mut pieces[used..])?;
         used += n;
         if done < len {
             break;
@@ -78,7 +99,10 @@ pub fn writev<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, fd: u64, ui
     Ok(cx.host.write(fd, &pieces[..used]))
 }
 
-fn user_iovec<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, va: u64) -> KResult<(u64, u64)> {
+fn user_iovec<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    va: u64,
+) -> KResult<(u64, u64)> {
     let mut raw = [0u8; 16];
     copy_from_user(&mut cx.p.mm, cx.env, va, &mut raw)?;
     let base = u64::from_le_bytes(raw[..8].try_into().map_err(|_| Errno::EFAULT)?);

@@ -6,12 +6,18 @@ use crate::mm::phys::PhysMem;
 
 /// mmap(addr, len, prot, flags, fd, offset)
 pub fn mmap<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, a: [u64; 6]) -> KResult<i64> {
-    let addr = cx.p.mm.mmap(cx.env, a[0], a[1], a[2], a[3], a[4] as i32 as i64, a[5])?;
+    let addr =
+        cx.p.mm
+            .mmap(cx.env, a[0], a[1], a[2], a[3], a[4] as i32 as i64, a[5])?;
     Ok(addr as i64)
 }
 
 /// munmap(addr, len)
-pub fn munmap<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, addr: u64, len: u64) -> KResult<i64> {
+pub fn munmap<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    addr: u64,
+    len: u64,
+) -> KResult<i64> {
     cx.p.mm.munmap(cx.env, addr, len).map(|_| 0)
 }
 

@@ -14,7 +14,11 @@ const MAX_POLLFDS: u64 = 1024;
 
 /// poll(fds, nfds, timeout): fds 0-2 are the host's stdio, always ready
 /// (a read of fd 0 may then wait for the host); others are POLLNVAL.
-pub fn poll<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, fds: u64, nfds: u64) -> KResult<i64> {
+pub fn poll<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    fds: u64,
+    nfds: u64,
+) -> KResult<i64> {
     if nfds > MAX_POLLFDS {
         return Err(Errno::EINVAL);
     }
@@ -30,7 +34,12 @@ pub fn poll<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, fds: u64, nfd
             _ if fd < 0 => 0,
             _ => POLLNVAL,
         };
-        copy_to_user(&mut cx.p.mm, cx.env, fds + i * 8 + 6, &revents.to_le_bytes())?;
+        copy_to_user(
+            &mut cx.p.mm,
+            cx.env,
+            fds + i * 8 + 6,
+            &revents.to_le_bytes(),
+        )?;
         ready += i64::from(revents != 0);
     }
     Ok(ready)
@@ -46,7 +55,12 @@ pub fn ioctl(fd: u64) -> KResult<i64> {
 
 /// readlink(path, buf, size): only /proc/self/exe exists; it reads as the
 /// path vmrun was given.
-pub fn readlink<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, path: u64, buf: u64, size: u64) -> KResult<i64> {
+pub fn readlink<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    path: u64,
+    buf: u64,
+    size: u64,
+) -> KResult<i64> {
     const SELF_EXE: &[u8] = b"/proc/self/exe\0";
     let mut name = [0u8; 15];
     let n = copy_prefix(cx, path, &mut name);
@@ -67,7 +81,11 @@ pub fn readlink<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, path: u64
 
 /// Copy the user string at `va` into `out` up to its NUL (included) or
 /// the buffer's end; returns the bytes copied.
-fn copy_prefix<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, va: u64, out: &mut [u8]) -> usize {
+fn copy_prefix<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    va: u64,
+    out: &mut [u8],
+) -> usize {
     for i in 0..out.len() {
         if copy_from_user(&mut cx.p.mm, cx.env, va + i as u64, &mut out[i..i + 1]).is_err() {
             return i;
@@ -136,7 +154,12 @@ pub fn prlimit64<M: PhysMem, H: HostIo>(
 const MAX_RANDOM: u64 = 32 << 20;
 
 /// getrandom(buf, len, flags): bytes from the host's getrandom.
-pub fn getrandom<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, buf: u64, len: u64, flags: u64) -> KResult<i64> {
+pub fn getrandom<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    buf: u64,
+    len: u64,
+    flags: u64,
+) -> KResult<i64> {
     const KNOWN: u64 = 0x1 | 0x2 | 0x4; // GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE
     if flags & !KNOWN != 0 {
         return Err(Errno::EINVAL);
@@ -145,6 +168,8 @@ pub fn getrandom<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, buf: u64
         return Ok(0);
     }
     let mut iov = [IoVec::default(); super::io::MAX_PIECES];
-    let (n, _) = cx.p.mm.user_buffer_pieces(cx.env, buf, len.min(MAX_RANDOM), true, &mut iov)?;
+    let (n, _) =
+        cx.p.mm
+            .user_buffer_pieces(cx.env, buf, len.min(MAX_RANDOM), true, &mut iov)?;
     Ok(cx.host.random(&iov[..n]))
 }

@@ -148,7 +148,11 @@ fn ret(r: Result<i64, Errno>) -> Action {
 }
 
 /// Serve system call `n` with arguments `a` (rdi, rsi, rdx, r10, r8, r9).
-pub fn dispatch<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, n: u64, a: [u64; 6]) -> Action {
+pub fn dispatch<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    n: u64,
+    a: [u64; 6],
+) -> Action {
     match n {
         nr::READ => ret(io::read(cx, a[0], a[1], a[2])),
         nr::WRITE => ret(io::write(cx, a[0], a[1], a[2])),

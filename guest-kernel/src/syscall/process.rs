@@ -16,7 +16,11 @@ pub mod code {
 }
 
 /// arch_prctl(code, addr)
-pub fn arch_prctl<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, op: u64, addr: u64) -> KResult<i64> {
+pub fn arch_prctl<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    op: u64,
+    addr: u64,
+) -> KResult<i64> {
     match op {
         code::SET_FS | code::SET_GS => {
             if addr >= TASK_SIZE {
@@ -47,7 +51,11 @@ const ROBUST_LIST_HEAD_SIZE: u64 = 24;
 
 /// set_robust_list(head, len): remembered (used by futex cleanup at thread
 /// exit, which a single-threaded process never needs).
-pub fn set_robust_list<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, head: u64, len: u64) -> KResult<i64> {
+pub fn set_robust_list<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    head: u64,
+    len: u64,
+) -> KResult<i64> {
     if len != ROBUST_LIST_HEAD_SIZE {
         return Err(Errno::EINVAL);
     }

@@ -48,11 +48,19 @@ pub fn rt_sigaction<M: PhysMem, H: HostIo>(
         let mut raw = [0u8; 32];
         copy_from_user(&mut cx.p.mm, cx.env, act, &mut raw)?;
         let [handler, flags, restorer, mask] = words(&raw);
-        cx.p.sigactions[slot] = SigAction { handler, flags, restorer, mask: mask & !UNBLOCKABLE };
+        cx.p.sigactions[slot] = SigAction {
+            handler,
+            flags,
+            restorer,
+            mask: mask & !UNBLOCKABLE,
+        };
     }
     if oact != 0 {
         let mut raw = [0u8; 32];
-        for (i, w) in [old.handler, old.flags, old.restorer, old.mask].iter().enumerate() {
+        for (i, w) in [old.handler, old.flags, old.restorer, old.mask]
+            .iter()
+            .enumerate()
+        {
             raw[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
         }
         copy_to_user(&mut cx.p.mm, cx.env, oact, &raw)?;
@@ -90,7 +98,11 @@ pub fn rt_sigprocmask<M: PhysMem, H: HostIo>(
 }
 
 /// sigaltstack(ss, old_ss): `stack_t` is base, flags (int, padded), size.
-pub fn sigaltstack<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, ss: u64, old: u64) -> KResult<i64> {
+pub fn sigaltstack<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    ss: u64,
+    old: u64,
+) -> KResult<i64> {
     let prev = cx.p.altstack;
     if ss != 0 {
         let mut raw = [0u8; 24];
@@ -149,7 +161,12 @@ pub fn kill<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, pid: u64, sig
 }
 
 /// tgkill(tgid, tid, sig)
-pub fn tgkill<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, tgid: u64, tid: u64, sig: u64) -> Action {
+pub fn tgkill<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    tgid: u64,
+    tid: u64,
+    sig: u64,
+) -> Action {
     if tgid == cx.p.pid && tid == cx.p.pid {
         send_self(cx, sig)
     } else {

@@ -54,25 +54,51 @@ impl World {
         let mut p = Process::empty();
         p.mm = Mm::new(&mut mem, &mut frames, kroot).unwrap();
         let files = FileTable::new();
-        let mut w = World { mem, frames, files, p, host: FakeHost::default(), buf: 0 };
-        let a = w.call(nr::MMAP, [0, 0x4000, PROT_RW, MAP_PRIVATE_ANON, u64::MAX, 0]);
+        let mut w = World {
+            mem,
+            frames,
+            files,
+            p,
+            host: FakeHost::default(),
+            buf: 0,
+        };
+        let a = w.call(
+            nr::MMAP,
+            [0, 0x4000, PROT_RW, MAP_PRIVATE_ANON, u64::MAX, 0],
+        );
         w.buf = a.unwrap_ret() as u64;
         w
     }
 
     fn call(&mut self, n: u64, a: [u64; 6]) -> Action {
-        let mut env = MmEnv { mem: &mut self.mem, frames: &mut self.frames, files: &self.files };
-        let mut cx = Ctx { p: &mut self.p, env: &mut env, host: &mut self.host };
+        let mut env = MmEnv {
+            mem: &mut self.mem,
+            frames: &mut self.frames,
+            files: &self.files,
+        };
+        let mut cx = Ctx {
+            p: &mut self.p,
+            env: &mut env,
+            host: &mut self.host,
+        };
         dispatch(&mut cx, n, a)
     }
 
     fn poke(&mut self, va: u64, data: &[u8]) {
-        let mut env = MmEnv { mem: &mut self.mem, frames: &mut self.frames, files: &self.files };
+        let mut env = MmEnv {
+            mem: &mut self.mem,
+            frames: &mut self.frames,
+            files: &self.files,
+        };
         copy_to_user(&mut self.p.mm, &mut env, va, data).unwrap();
     }
 
     fn peek(&mut self, va: u64, len: usize) -> Vec<u8> {
-        let mut env = MmEnv { mem: &mut self.mem, frames: &mut self.frames, files: &self.files };
+        let mut env = MmEnv {
+            mem: &mut self.mem,
+            frames: &mut self.frames,
+            files: &self.files,
+        };
         let mut b = vec![0; len];
         copy_from_user(&mut self.p.mm, &mut env, va, &mut b).unwrap();
         b
@@ -96,7 +122,9 @@ impl Ret for Action {
 fn write_hands_the_host_physical_pieces_of_the_buffer() {
     let mut w = World::new();
     w.poke(w.buf + 0xff0, b"0123456789abcdefXYZ");
-    let r = w.call(nr::WRITE, [1, w.buf + 0xff0, 19, 0, 0, 0]).unwrap_ret();
+    let r = w
+        .call(nr::WRITE, [1, w.buf + 0xff0, 19, 0, 0, 0])
+        .unwrap_ret();
     assert_eq!(r, 19);
     let total: u64 = w.host.mem_snapshot.iter().map(|v| v.len).sum();
     assert_eq!(total, 19);
@@ -106,7 +134,11 @@ fn write_hands_the_host_physical_pieces_of_the_buffer() {
 fn write_from_unmapped_or_kernel_address_is_efault() {
     let mut w = World::new();
     assert_eq!(w.call(nr::WRITE, [1, 0x1, 10, 0, 0, 0]).unwrap_ret(), -14);
-    assert_eq!(w.call(nr::WRITE, [1, 0xffff_8880_0000_0000, 10, 0, 0, 0]).unwrap_ret(), -14);
+    assert_eq!(
+        w.call(nr::WRITE, [1, 0xffff_8880_0000_0000, 10, 0, 0, 0])
+            .unwrap_ret(),
+        -14
+    );
     assert!(w.host.written.is_empty());
 }
 
@@ -129,7 +161,10 @@ fn writev_gathers_all_buffers_into_one_host_write() {
     w.poke(iov, &raw);
     assert_eq!(w.call(nr::WRITEV, [1, iov, 3, 0, 0, 0]).unwrap_ret(), 13);
     assert_eq!(w.host.written.len(), 1);
-    assert_eq!(w.call(nr::WRITEV, [1, iov, 5000, 0, 0, 0]).unwrap_ret(), -22);
+    assert_eq!(
+        w.call(nr::WRITEV, [1, iov, 5000, 0, 0, 0]).unwrap_ret(),
+        -22
+    );
 }
 
 #[test]
@@ -141,7 +176,10 @@ fn unknown_syscall_is_enosys() {
 #[test]
 fn exit_group_keeps_the_low_byte_of_the_status() {
     let mut w = World::new();
-    assert_eq!(w.call(nr::EXIT_GROUP, [0x12a, 0, 0, 0, 0, 0]), Action::Exit(0x2a));
+    assert_eq!(
+        w.call(nr::EXIT_GROUP, [0x12a, 0, 0, 0, 0, 0]),
+        Action::Exit(0x2a)
+    );
 }
 
 #[test]
@@ -157,12 +195,27 @@ fn uname_fills_utsname_and_rejects_null() {
 #[test]
 fn arch_prctl_sets_and_reads_back_fs_base() {
     let mut w = World::new();
-    assert_eq!(w.call(nr::ARCH_PRCTL, [0x1002, 0x7000_1234, 0, 0, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(
+        w.call(nr::ARCH_PRCTL, [0x1002, 0x7000_1234, 0, 0, 0, 0])
+            .unwrap_ret(),
+        0
+    );
     assert!(w.p.bases_changed);
-    assert_eq!(w.call(nr::ARCH_PRCTL, [0x1003, w.buf, 0, 0, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(
+        w.call(nr::ARCH_PRCTL, [0x1003, w.buf, 0, 0, 0, 0])
+            .unwrap_ret(),
+        0
+    );
     assert_eq!(w.peek(w.buf, 8), 0x7000_1234u64.to_le_bytes());
-    assert_eq!(w.call(nr::ARCH_PRCTL, [0x1002, 0xffff_8000_0000_0000, 0, 0, 0, 0]).unwrap_ret(), -1);
-    assert_eq!(w.call(nr::ARCH_PRCTL, [0x9999, 0, 0, 0, 0, 0]).unwrap_ret(), -22);
+    assert_eq!(
+        w.call(nr::ARCH_PRCTL, [0x1002, 0xffff_8000_0000_0000, 0, 0, 0, 0])
+            .unwrap_ret(),
+        -1
+    );
+    assert_eq!(
+        w.call(nr::ARCH_PRCTL, [0x9999, 0, 0, 0, 0, 0]).unwrap_ret(),
+        -22
+    );
 }
 
 #[test]
@@ -173,18 +226,37 @@ fn rt_sigaction_round_trips_and_refuses_sigkill() {
         .flat_map(|v| v.to_le_bytes())
         .collect();
     w.poke(w.buf, &act);
-    assert_eq!(w.call(nr::RT_SIGACTION, [11, w.buf, 0, 8, 0, 0]).unwrap_ret(), 0);
-    assert_eq!(w.call(nr::RT_SIGACTION, [11, 0, w.buf + 64, 8, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(
+        w.call(nr::RT_SIGACTION, [11, w.buf, 0, 8, 0, 0])
+            .unwrap_ret(),
+        0
+    );
+    assert_eq!(
+        w.call(nr::RT_SIGACTION, [11, 0, w.buf + 64, 8, 0, 0])
+            .unwrap_ret(),
+        0
+    );
     assert_eq!(w.peek(w.buf + 64, 32), act);
-    assert_eq!(w.call(nr::RT_SIGACTION, [9, w.buf, 0, 8, 0, 0]).unwrap_ret(), -22);
-    assert_eq!(w.call(nr::RT_SIGACTION, [11, w.buf, 0, 4, 0, 0]).unwrap_ret(), -22);
+    assert_eq!(
+        w.call(nr::RT_SIGACTION, [9, w.buf, 0, 8, 0, 0])
+            .unwrap_ret(),
+        -22
+    );
+    assert_eq!(
+        w.call(nr::RT_SIGACTION, [11, w.buf, 0, 4, 0, 0])
+            .unwrap_ret(),
+        -22
+    );
 }
 
 #[test]
 fn tgkill_of_self_with_sigabrt_kills_but_ignored_signal_returns() {
     let mut w = World::new();
     assert_eq!(w.call(nr::TGKILL, [1, 1, 6, 0, 0, 0]), Action::Kill(6));
-    let ign: Vec<u8> = [1u64, 0, 0, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let ign: Vec<u8> = [1u64, 0, 0, 0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     w.poke(w.buf, &ign);
     w.call(nr::RT_SIGACTION, [15, w.buf, 0, 8, 0, 0]);
     assert_eq!(w.call(nr::KILL, [1, 15, 0, 0, 0, 0]).unwrap_ret(), 0);
@@ -194,11 +266,19 @@ fn tgkill_of_self_with_sigabrt_kills_but_ignored_signal_returns() {
 #[test]
 fn clock_gettime_writes_a_timespec() {
     let mut w = World::new();
-    assert_eq!(w.call(nr::CLOCK_GETTIME, [1, w.buf, 0, 0, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(
+        w.call(nr::CLOCK_GETTIME, [1, w.buf, 0, 0, 0, 0])
+            .unwrap_ret(),
+        0
+    );
     let t = w.peek(w.buf, 16);
     assert_eq!(u64::from_le_bytes(t[..8].try_into().unwrap()), 42);
     assert_eq!(u64::from_le_bytes(t[8..].try_into().unwrap()), 7);
-    assert_eq!(w.call(nr::CLOCK_GETTIME, [99, w.buf, 0, 0, 0, 0]).unwrap_ret(), -22);
+    assert_eq!(
+        w.call(nr::CLOCK_GETTIME, [99, w.buf, 0, 0, 0, 0])
+            .unwrap_ret(),
+        -22
+    );
 }
 
 #[test]
@@ -222,10 +302,16 @@ fn readlink_proc_self_exe_returns_the_program_path() {
     let mut w = World::new();
     w.p.set_exe(b"/usr/bin/prog");
     w.poke(w.buf, b"/proc/self/exe\0");
-    let n = w.call(nr::READLINK, [w.buf, w.buf + 0x100, 64, 0, 0, 0]).unwrap_ret();
+    let n = w
+        .call(nr::READLINK, [w.buf, w.buf + 0x100, 64, 0, 0, 0])
+        .unwrap_ret();
     assert_eq!(w.peek(w.buf + 0x100, n as usize), b"/usr/bin/prog");
     w.poke(w.buf, b"/etc/passwd\0");
-    assert_eq!(w.call(nr::READLINK, [w.buf, w.buf + 0x100, 64, 0, 0, 0]).unwrap_ret(), -2);
+    assert_eq!(
+        w.call(nr::READLINK, [w.buf, w.buf + 0x100, 64, 0, 0, 0])
+            .unwrap_ret(),
+        -2
+    );
 }
 
 #[test]
@@ -234,16 +320,31 @@ fn brk_grows_and_shrinks_within_the_heap() {
     w.p.mm.start_brk = 0x60_0000;
     w.p.mm.brk = 0x60_0000;
     assert_eq!(w.call(nr::BRK, [0, 0, 0, 0, 0, 0]).unwrap_ret(), 0x60_0000);
-    assert_eq!(w.call(nr::BRK, [0x62_1000, 0, 0, 0, 0, 0]).unwrap_ret(), 0x62_1000);
+    assert_eq!(
+        w.call(nr::BRK, [0x62_1000, 0, 0, 0, 0, 0]).unwrap_ret(),
+        0x62_1000
+    );
     w.poke(0x62_0ff8, b"12345678");
-    assert_eq!(w.call(nr::BRK, [0x60_1000, 0, 0, 0, 0, 0]).unwrap_ret(), 0x60_1000);
-    assert_eq!(w.call(nr::BRK, [0x10, 0, 0, 0, 0, 0]).unwrap_ret(), 0x60_1000);
+    assert_eq!(
+        w.call(nr::BRK, [0x60_1000, 0, 0, 0, 0, 0]).unwrap_ret(),
+        0x60_1000
+    );
+    assert_eq!(
+        w.call(nr::BRK, [0x10, 0, 0, 0, 0, 0]).unwrap_ret(),
+        0x60_1000
+    );
 }
 
 #[test]
 fn prlimit_reports_the_stack_limit_and_refuses_changes() {
     let mut w = World::new();
-    assert_eq!(w.call(nr::PRLIMIT64, [0, 3, 0, w.buf, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(
+        w.call(nr::PRLIMIT64, [0, 3, 0, w.buf, 0, 0]).unwrap_ret(),
+        0
+    );
     assert_eq!(w.peek(w.buf, 8), (8u64 << 20).to_le_bytes());
-    assert_eq!(w.call(nr::PRLIMIT64, [0, 3, w.buf, 0, 0, 0]).unwrap_ret(), -1);
+    assert_eq!(
+        w.call(nr::PRLIMIT64, [0, 3, w.buf, 0, 0, 0]).unwrap_ret(),
+        -1
+    );
 }

@@ -33,14 +33,22 @@ fn timespec(ns: u64) -> [u8; 16] {
 }
 
 /// clock_gettime(clockid, tp)
-pub fn clock_gettime<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, id: u64, tp: u64) -> KResult<i64> {
+pub fn clock_gettime<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    id: u64,
+    tp: u64,
+) -> KResult<i64> {
     let ns = cx.host.now_ns(clock_of(id)?);
     copy_to_user(&mut cx.p.mm, cx.env, tp, &timespec(ns))?;
     Ok(0)
 }
 
 /// clock_getres(clockid, res): 1 ns (the TSC is finer).
-pub fn clock_getres<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, id: u64, res: u64) -> KResult<i64> {
+pub fn clock_getres<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    id: u64,
+    res: u64,
+) -> KResult<i64> {
     clock_of(id)?;
     if res != 0 {
         copy_to_user(&mut cx.p.mm, cx.env, res, &timespec(1))?;
@@ -49,7 +57,10 @@ pub fn clock_getres<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, id: u
 }
 
 /// gettimeofday(tv, tz): tz is ignored, as Linux mostly does.
-pub fn gettimeofday<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, tv: u64) -> KResult<i64> {
+pub fn gettimeofday<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    tv: u64,
+) -> KResult<i64> {
     if tv != 0 {
         let ns = cx.host.now_ns(Clock::Realtime);
         let mut b = [0u8; 16];
