@@ -125,6 +125,39 @@ pub struct BootInfo {
     pub random: [u8; 16],
     /// Seed for address randomisation (used with [`boot_flags::ASLR`]).
     pub aslr_seed: u64,
+    /// `st_mode` of the host's fds 0, 1 and 2 (0 where unknown), so that
+    /// `fstat` on the program's stdio tells a pipe from a file or terminal.
+    pub stdio_modes: [u32; 4],
+}
+
+impl BootInfo {
+    /// All fields zero (for statics; not a valid boot info).
+    pub const fn zeroed() -> BootInfo {
+        BootInfo {
+            magic: 0,
+            version: 0,
+            flags: 0,
+            mem_size: 0,
+            kernel_phys_start: 0,
+            kernel_phys_end: 0,
+            file_phys: 0,
+            file_len: 0,
+            args_phys: 0,
+            args_len: 0,
+            argc: 0,
+            envc: 0,
+            exe_path_phys: 0,
+            exe_path_len: 0,
+            free_phys_start: 0,
+            free_phys_end: 0,
+            tsc_khz: 0,
+            realtime_ns: 0,
+            monotonic_ns: 0,
+            random: [0; 16],
+            aslr_seed: 0,
+            stdio_modes: [0; 4],
+        }
+    }
 }
 
 /// The I/O port the guest writes a [`Hypercall`] block's physical address to

@@ -217,6 +217,11 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     if p.mm.init(mem, &mut k.frames, k.kernel_root).is_err() {
         exec_fail(Errno::ENOMEM, b"out of memory creating the address space");
     }
+    p.stdio_modes = [
+        info.stdio_modes[0],
+        info.stdio_modes[1],
+        info.stdio_modes[2],
+    ];
     p.set_exe(crate::arch::phys::bytes(
         mem,
         info.exe_path_phys,

@@ -129,6 +129,7 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         monotonic_ns: crate::sys::clock_ns(libc::CLOCK_MONOTONIC),
         random: p.random,
         aslr_seed: u64::from_le_bytes(p.random[..8].try_into().unwrap_or_default()),
+        stdio_modes: crate::sys::stdio_modes(),
     };
     ram.write_pod(vmrun_contract::layout::BOOT_INFO_PHYS, &info)?;
     Ok(info)

@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn contract_structs_have_no_padding() {
-        assert_eq!(std::mem::size_of::<BootInfo>(), 17 * 8 + 16 + 8);
+        assert_eq!(std::mem::size_of::<BootInfo>(), 17 * 8 + 16 + 8 + 16);
         assert_eq!(std::mem::size_of::<Hypercall>(), 8 * 8);
         assert_eq!(std::mem::size_of::<IoVec>(), 16);
     }

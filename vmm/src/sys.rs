@@ -1,4 +1,4 @@
-//! The few host OS calls the standard library does not offer.
+//! Host facts the VMM passes to the guest: clocks and stdio file types.
 
 /// The host's `clock` (a libc clock id) in nanoseconds; 0 if unreadable.
 pub fn clock_ns(clock: libc::clockid_t) -> u64 {
@@ -11,6 +11,25 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
         return 0;
     }
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// `st_mode` of this process's fds 0, 1 and 2 (0 where fstat fails).
+pub fn stdio_modes() -> [u32; 4] {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let mode = |fd: std::os::fd::BorrowedFd<'_>| {
+        let owned = fd.try_clone_to_owned().ok()?;
+        std::fs::File::from(owned).metadata().ok().map(|m| m.mode())
+    };
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    [
+        mode(stdin.as_fd()).unwrap_or(0),
+        mode(stdout.as_fd()).unwrap_or(0),
+        mode(stderr.as_fd()).unwrap_or(0),
+        0,
+    ]
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ pub struct Process {
     pub exe: [u8; 256],
     /// Length of `exe`.
     pub exe_len: usize,
+    /// `st_mode` of the host's stdio fds 0, 1, 2 (0: unknown).
+    pub stdio_modes: [u32; 3],
 }
 
 /// The pid vmrun's program gets (it is the VM's only, init-like process).
@@ -61,6 +63,7 @@ impl Process {
             altstack: [0, 2, 0],
             exe: [0; 256],
             exe_len: 0,
+            stdio_modes: [0; 3],
         }
     }
 }

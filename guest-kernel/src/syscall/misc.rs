@@ -53,6 +53,25 @@ pub fn ioctl(fd: u64) -> KResult<i64> {
     }
 }
 
+/// fcntl(fd, cmd, arg) on the stdio fds: descriptor flags (no FD_CLOEXEC)
+/// and status flags (fd 0 read-only, 1 and 2 write-only) can be read;
+/// setting them is accepted and has no effect on the host's stdio.
+pub fn fcntl(fd: u64, cmd: u64) -> KResult<i64> {
+    const F_GETFD: u64 = 1;
+    const F_SETFD: u64 = 2;
+    const F_GETFL: u64 = 3;
+    const F_SETFL: u64 = 4;
+    const O_WRONLY: i64 = 1;
+    if fd > 2 {
+        return Err(Errno::EBADF);
+    }
+    match cmd {
+        F_GETFD | F_SETFD | F_SETFL => Ok(0),
+        F_GETFL => Ok(if fd == 0 { 0 } else { O_WRONLY }),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
 /// readlink(path, buf, size): only /proc/self/exe exists; it reads as the
 /// path vmrun was given.
 pub fn readlink<M: PhysMem, H: HostIo>(

@@ -13,6 +13,7 @@ mod memory;
 mod misc;
 mod process;
 mod signal;
+mod stat;
 pub mod time;
 
 use crate::errno::Errno;
@@ -50,6 +51,7 @@ pub mod nr {
     #![allow(missing_docs)]
     pub const READ: u64 = 0;
     pub const WRITE: u64 = 1;
+    pub const FSTAT: u64 = 5;
     pub const POLL: u64 = 7;
     pub const MMAP: u64 = 9;
     pub const MPROTECT: u64 = 10;
@@ -61,6 +63,7 @@ pub mod nr {
     pub const WRITEV: u64 = 20;
     pub const SCHED_YIELD: u64 = 24;
     pub const GETPID: u64 = 39;
+    pub const FCNTL: u64 = 72;
     pub const EXIT: u64 = 60;
     pub const KILL: u64 = 62;
     pub const UNAME: u64 = 63;
@@ -82,6 +85,7 @@ pub mod nr {
     pub const CLOCK_GETRES: u64 = 229;
     pub const EXIT_GROUP: u64 = 231;
     pub const TGKILL: u64 = 234;
+    pub const NEWFSTATAT: u64 = 262;
     pub const READLINKAT: u64 = 267;
     pub const SET_ROBUST_LIST: u64 = 273;
     pub const PRLIMIT64: u64 = 302;
@@ -93,6 +97,7 @@ pub fn name(n: u64) -> &'static str {
     match n {
         nr::READ => "read",
         nr::WRITE => "write",
+        nr::FSTAT => "fstat",
         nr::POLL => "poll",
         nr::MMAP => "mmap",
         nr::MPROTECT => "mprotect",
@@ -104,6 +109,7 @@ pub fn name(n: u64) -> &'static str {
         nr::WRITEV => "writev",
         nr::SCHED_YIELD => "sched_yield",
         nr::GETPID => "getpid",
+        nr::FCNTL => "fcntl",
         nr::EXIT => "exit",
         nr::KILL => "kill",
         nr::UNAME => "uname",
@@ -116,6 +122,7 @@ pub fn name(n: u64) -> &'static str {
         nr::CLOCK_GETTIME => "clock_gettime",
         nr::CLOCK_GETRES => "clock_getres",
         nr::TGKILL => "tgkill",
+        nr::NEWFSTATAT => "newfstatat",
         nr::READLINKAT => "readlinkat",
         nr::SET_ROBUST_LIST => "set_robust_list",
         nr::PRLIMIT64 => "prlimit64",
@@ -169,7 +176,10 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::ARCH_PRCTL => ret(process::arch_prctl(cx, a[0], a[1])),
         nr::UNAME => ret(info::uname(cx, a[0])),
         nr::POLL => ret(misc::poll(cx, a[0], a[1])),
+        nr::FSTAT => ret(stat::fstat(cx, a[0], a[1])),
+        nr::NEWFSTATAT => ret(stat::newfstatat(cx, a[0], a[1], a[2], a[3])),
         nr::IOCTL => ret(misc::ioctl(a[0])),
+        nr::FCNTL => ret(misc::fcntl(a[0], a[1])),
         nr::SCHED_YIELD => Action::Return(0),
         nr::READLINK => ret(misc::readlink(cx, a[0], a[1], a[2])),
         nr::READLINKAT => ret(misc::readlinkat(cx, a[0], a[1], a[2], a[3])),

@@ -348,3 +348,31 @@ fn prlimit_reports_the_stack_limit_and_refuses_changes() {
         -1
     );
 }
+
+#[test]
+fn fcntl_reads_stdio_flags_and_rejects_other_fds() {
+    let mut w = World::new();
+    assert_eq!(w.call(nr::FCNTL, [1, 3, 0, 0, 0, 0]).unwrap_ret(), 1);
+    assert_eq!(w.call(nr::FCNTL, [0, 1, 0, 0, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(w.call(nr::FCNTL, [5, 1, 0, 0, 0, 0]).unwrap_ret(), -9);
+}
+
+#[test]
+fn fstat_of_stdout_reports_the_host_file_type() {
+    let mut w = World::new();
+    w.p.stdio_modes = [0o020620, 0o010600, 0];
+    assert_eq!(w.call(nr::FSTAT, [1, w.buf, 0, 0, 0, 0]).unwrap_ret(), 0);
+    let st = w.peek(w.buf, 144);
+    assert_eq!(u32::from_le_bytes(st[24..28].try_into().unwrap()), 0o010600);
+    assert_eq!(w.call(nr::FSTAT, [3, w.buf, 0, 0, 0, 0]).unwrap_ret(), -9);
+    w.poke(w.buf + 0x200, b"\0");
+    let r = w
+        .call(nr::NEWFSTATAT, [2, w.buf + 0x200, w.buf, 0x1000, 0, 0])
+        .unwrap_ret();
+    assert_eq!(r, 0);
+    w.poke(w.buf + 0x200, b"/etc\0");
+    let r = w
+        .call(nr::NEWFSTATAT, [2, w.buf + 0x200, w.buf, 0, 0, 0])
+        .unwrap_ret();
+    assert_eq!(r, -2);
+}
