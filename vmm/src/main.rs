@@ -49,18 +49,27 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_VMRUN_FAILURE as u8);
         }
     };
-    match Vm::new(&cli.config).and_then(|vm| vm.run(&mut Stdio::new(cli.config.verbose))) {
+    let mut vm = match Vm::new(&cli.config) {
+        Ok(vm) => vm,
+        Err(e) => return ExitCode::from(fail(&e) as u8),
+    };
+    let code = match vm.run(&mut Stdio::new(cli.config.verbose)) {
         Ok(report) => finish(&cli, &report),
         Err(e) => fail(&e),
-    }
+    };
+    // Exit without tearing the VM down piece by piece: unmapping hundreds
+    // of MiB of guest RAM and destroying the VM take longer than the whole
+    // run of a small program, and the kernel reclaims all of it at exit.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    std::process::exit(code)
 }
 
-fn fail(e: &Error) -> ExitCode {
+fn fail(e: &Error) -> i32 {
     eprintln!("vmrun: {e}");
-    ExitCode::from(e.exit_status() as u8)
+    e.exit_status()
 }
 
-fn finish(cli: &Cli, report: &RunReport) -> ExitCode {
+fn finish(cli: &Cli, report: &RunReport) -> i32 {
     if cli.stats {
         print_stats(report);
     }
@@ -96,7 +105,7 @@ fn finish(cli: &Cli, report: &RunReport) -> ExitCode {
             EXIT_VMRUN_FAILURE
         }
     };
-    ExitCode::from(code as u8)
+    code
 }
 
 /// The description a shell prints for a fatal signal.

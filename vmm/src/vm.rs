@@ -138,14 +138,14 @@ impl Vm {
     }
 
     /// Run until the program ends.
-    pub fn run(mut self, io: &mut impl HostIo) -> Result<RunReport> {
+    pub fn run(&mut self, io: &mut impl HostIo) -> Result<RunReport> {
         let end = self.run_loop(io)?;
         self.timings.total = self.started.elapsed();
         let stats = self.ram.read_pod::<GuestStats>(layout::STATS_PHYS).ok();
         let stats = stats.filter(|s| s.magic == vmrun_contract::BOOT_MAGIC);
         Ok(RunReport {
             outcome: end,
-            timings: self.timings,
+            timings: self.timings.clone(),
             stats,
         })
     }
