@@ -73,6 +73,10 @@ fn finish(cli: &Cli, report: &RunReport) -> i32 {
     if cli.stats {
         print_stats(report);
     }
+    if let Some(leaks) = report.leaks() {
+        eprintln!("vmrun: {leaks}");
+        return EXIT_VMRUN_FAILURE;
+    }
     let program = cli.config.program.display();
     let code = match &report.outcome {
         RunEnd::Guest(Outcome::Exited(status)) => *status,

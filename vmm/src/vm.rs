@@ -70,6 +70,28 @@ pub struct RunReport {
     pub stats: Option<GuestStats>,
 }
 
+impl RunReport {
+    /// What the guest kernel failed to free when the program exited, if
+    /// anything (a kernel bug): every user frame and page-table page must be
+    /// freed, and only the kernel's own frames may remain in use.
+    pub fn leaks(&self) -> Option<String> {
+        self.stats.as_ref().and_then(leak_report)
+    }
+}
+
+/// The leak check over the guest's counters at exit.
+pub fn leak_report(s: &GuestStats) -> Option<String> {
+    let stray = s.frames_in_use.saturating_sub(s.frames_kernel);
+    if s.user_frames == 0 && s.user_table_pages == 0 && stray == 0 {
+        return None;
+    }
+    Some(format!(
+        "the guest kernel leaked memory at exit: {} user frames, {} user page-table pages, \
+         {stray} frames in use beyond the kernel's {}",
+        s.user_frames, s.user_table_pages, s.frames_kernel
+    ))
+}
+
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunEnd {
@@ -375,6 +397,16 @@ mod tests {
         assert!(why.contains("unknown I/O port 0x80"));
         assert!(matches!(classify(VcpuExit::Shutdown), Exit::Failure(w) if w.contains("triple")));
         assert!(matches!(classify(VcpuExit::Hlt), Exit::Failure(_)));
+    }
+
+    #[test]
+    fn leak_check_passes_only_when_everything_was_freed() {
+        let clean = GuestStats { frames_in_use: 9, frames_kernel: 9, ..Default::default() };
+        assert_eq!(leak_report(&clean), None);
+        let stray = GuestStats { frames_in_use: 10, frames_kernel: 9, ..Default::default() };
+        assert!(leak_report(&stray).unwrap().contains("1 frames in use beyond"));
+        let tables = GuestStats { user_table_pages: 2, ..clean };
+        assert!(leak_report(&tables).unwrap().contains("2 user page-table pages"));
     }
 
     #[test]
