@@ -1,0 +1,93 @@
+//! When the guest stops in a way no program should cause, vmrun ends the
+//! run with a clear report instead of hanging: a guest kernel panic carries
+//! its message, an unexpected VM exit carries a register dump. These drive
+//! the `vmm` library directly and damage guest memory before the first
+//! instruction.
+
+mod common;
+
+use common::*;
+use vmm::hypercall::{HostIo, Outcome};
+use vmm::vm::{RunEnd, Vm, VmConfig, DEFAULT_MEM};
+use vmrun_contract::layout::{BOOT_INFO_PHYS, KERNEL_PHYS};
+
+struct Quiet;
+
+impl HostIo for Quiet {
+    fn write(&mut self, _fd: u64, _data: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn read(&mut self, _fd: u64, _buf: &mut [u8]) -> std::io::Result<usize> {
+        Ok(0)
+    }
+    fn random(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        buf.fill(1);
+        Ok(())
+    }
+    fn log(&mut self, _line: &[u8]) {}
+}
+
+fn vm_for(program: &str) -> Vm {
+    let path = image(program);
+    let config = VmConfig {
+        mem_size: DEFAULT_MEM,
+        program: path.clone(),
+        argv: vec![path.into()],
+        env: vec![],
+        aslr: false,
+        verbose: false,
+    };
+    Vm::new(&config).expect("create the VM")
+}
+
+#[test]
+fn corrupt_boot_info_makes_the_guest_kernel_panic_with_its_message() {
+    if !require_kvm() {
+        return;
+    }
+    let mut vm = vm_for("hello_raw");
+    vm.ram().write_bytes(BOOT_INFO_PHYS, &[0xff; 8]).unwrap();
+    let report = vm.run(&mut Quiet).unwrap();
+    match report.outcome {
+        RunEnd::Guest(Outcome::GuestPanic(msg)) => assert!(msg.contains("magic"), "{msg}"),
+        other => panic!("expected a guest panic, got {other:?}"),
+    }
+}
+
+#[test]
+fn halting_kernel_ends_the_run_with_a_register_dump() {
+    if !require_kvm() {
+        return;
+    }
+    let mut vm = vm_for("hello_raw");
+    vm.ram().write_bytes(KERNEL_PHYS, &[0xfa, 0xf4]).unwrap(); // cli; hlt
+    let report = vm.run(&mut Quiet).unwrap();
+    match report.outcome {
+        RunEnd::VmFailure(dump) => {
+            assert!(dump.contains("halted"), "{dump}");
+            assert!(dump.contains("rip 0xffffffff80100002"), "{dump}");
+        }
+        other => panic!("expected a VM failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn fault_before_the_idt_exists_is_reported_as_a_triple_fault() {
+    if !require_kvm() {
+        return;
+    }
+    let mut vm = vm_for("hello_raw");
+    vm.ram().write_bytes(KERNEL_PHYS, &[0x0f, 0x0b]).unwrap(); // ud2
+    let report = vm.run(&mut Quiet).unwrap();
+    match report.outcome {
+        RunEnd::VmFailure(dump) => assert!(dump.contains("triple fault"), "{dump}"),
+        other => panic!("expected a VM failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn too_small_guest_memory_exits_125_naming_the_option() {
+    let output = vmrun(["--mem", "8M", "/bin/true"]);
+    assert_status(&output, 125);
+    assert_stderr_contains(&output, "--mem");
+}
