@@ -401,12 +401,27 @@ mod tests {
 
     #[test]
     fn leak_check_passes_only_when_everything_was_freed() {
-        let clean = GuestStats { frames_in_use: 9, frames_kernel: 9, ..Default::default() };
+        let clean = GuestStats {
+            frames_in_use: 9,
+            frames_kernel: 9,
+            ..Default::default()
+        };
         assert_eq!(leak_report(&clean), None);
-        let stray = GuestStats { frames_in_use: 10, frames_kernel: 9, ..Default::default() };
-        assert!(leak_report(&stray).unwrap().contains("1 frames in use beyond"));
-        let tables = GuestStats { user_table_pages: 2, ..clean };
-        assert!(leak_report(&tables).unwrap().contains("2 user page-table pages"));
+        let stray = GuestStats {
+            frames_in_use: 10,
+            frames_kernel: 9,
+            ..Default::default()
+        };
+        assert!(leak_report(&stray)
+            .unwrap()
+            .contains("1 frames in use beyond"));
+        let tables = GuestStats {
+            user_table_pages: 2,
+            ..clean
+        };
+        assert!(leak_report(&tables)
+            .unwrap()
+            .contains("2 user page-table pages"));
     }
 
     #[test]
