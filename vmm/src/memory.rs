@@ -52,6 +52,18 @@ impl GuestRam {
         self.size
     }
 
+    /// Ask the host kernel to back guest RAM with transparent huge pages:
+    /// the first touch of guest memory then costs one host fault per 2 MiB
+    /// instead of one per 4 KiB. Advisory: an error is ignored.
+    pub fn advise_huge_pages(&self) {
+        let Ok(host) = self.host_ptr(0, self.size) else {
+            return;
+        };
+        // SAFETY: madvise only changes the paging policy of our own live
+        // mapping of `size` bytes; it does not change its contents.
+        unsafe { libc::madvise(host.cast(), self.size as usize, libc::MADV_HUGEPAGE) };
+    }
+
     /// Register the RAM with the VM as memory slot 0.
     pub fn register(&self, vm: &VmFd) -> Result<()> {
         let host = self.host_ptr(0, self.size)?;

@@ -126,6 +126,7 @@ impl Vm {
             .create_vm()
             .map_err(|e| Error::KvmIoctl("KVM_CREATE_VM", e))?;
         let ram = GuestRam::new(config.mem_size)?;
+        ram.advise_huge_pages();
         ram.register(&vm)?;
         let vcpu = vm
             .create_vcpu(0)
