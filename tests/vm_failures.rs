@@ -36,6 +36,7 @@ fn vm_for(program: &str) -> Vm {
         env: vec![],
         aslr: false,
         verbose: false,
+        observe: Default::default(),
     };
     Vm::new(&config).expect("create the VM")
 }

@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 1;
+pub const CONTRACT_VERSION: u32 = 2;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -73,6 +73,15 @@ pub mod boot_flags {
     pub const ASLR: u32 = 1 << 1;
     /// Send kernel log lines to the host (`--verbose`).
     pub const VERBOSE: u32 = 1 << 2;
+    /// Stop at exec (after loading, before the first instruction) and at
+    /// exit (before teardown) with [`super::hc::EVENT`], after exporting the
+    /// VMAs, so that the host can inspect the address space.
+    pub const NOTIFY_EXEC_EXIT: u32 = 1 << 3;
+    /// Stop with [`super::hc::EVENT`] every
+    /// [`super::BootInfo::notify_fault_every`] page faults.
+    pub const NOTIFY_FAULTS: u32 = 1 << 4;
+    /// Stop with [`super::hc::EVENT`] at every system call entry.
+    pub const NOTIFY_SYSCALLS: u32 = 1 << 5;
 }
 
 /// What the VMM tells the guest kernel at boot; lives at
@@ -128,6 +137,17 @@ pub struct BootInfo {
     /// `st_mode` of the host's fds 0, 1 and 2 (0 where unknown), so that
     /// `fstat` on the program's stdio tells a pipe from a file or terminal.
     pub stdio_modes: [u32; 4],
+    /// Physical address of the trace ring ([`trace::RingHeader`] then
+    /// records); 0 when tracing is off.
+    pub trace_phys: u64,
+    /// Bytes of the trace ring, header included.
+    pub trace_len: u64,
+    /// [`trace::category`] bits to record.
+    pub trace_mask: u32,
+    /// With [`boot_flags::NOTIFY_FAULTS`]: stop every this many faults.
+    pub notify_fault_every: u32,
+    /// Physical address of the VMA export area ([`VmaExport`]); 0 if none.
+    pub vma_export_phys: u64,
 }
 
 impl BootInfo {
@@ -156,6 +176,11 @@ impl BootInfo {
             random: [0; 16],
             aslr_seed: 0,
             stdio_modes: [0; 4],
+            trace_phys: 0,
+            trace_len: 0,
+            trace_mask: 0,
+            notify_fault_every: 0,
+            vma_export_phys: 0,
         }
     }
 }
@@ -189,6 +214,13 @@ pub mod hc {
     /// Fill guest memory with random bytes from the host's getrandom.
     /// args: iovec array address, count. Returns bytes filled or -errno.
     pub const RANDOM: u64 = 10;
+    /// The trace ring is full: drain it. No args. Returns 0.
+    pub const TRACE_DRAIN: u64 = 11;
+    /// A point where the host may inspect the guest (see
+    /// [`super::boot_flags`]). args: [`super::event`] kind, then per kind:
+    /// EXEC/EXIT: user frames held, user table pages held;
+    /// FAULT: fault count, address; SYSCALL: number.
+    pub const EVENT: u64 = 12;
     /// The kernel reached a boot milestone. args: [`super::phase`] number.
     pub const PHASE: u64 = 9;
 }
@@ -199,6 +231,18 @@ pub mod exit_kind {
     pub const EXITED: u64 = 0;
     /// Killed by a signal.
     pub const SIGNALED: u64 = 1;
+}
+
+/// Kinds of [`hc::EVENT`].
+pub mod event {
+    /// A program was loaded; its first instruction is next.
+    pub const EXEC: u64 = 1;
+    /// The program ended; its address space is still intact.
+    pub const EXIT: u64 = 2;
+    /// The Nth page fault was just resolved.
+    pub const FAULT: u64 = 3;
+    /// A system call is about to be served.
+    pub const SYSCALL: u64 = 4;
 }
 
 /// Boot and exec milestones ([`hc::PHASE`]), stamped by the host.
@@ -259,4 +303,179 @@ pub struct GuestStats {
     pub hypercalls: u64,
     /// Peak of `user_frames`.
     pub peak_user_frames: u64,
+}
+
+/// Most VMAs the export area holds (the guest kernel's own limit).
+pub const MAX_EXPORTED_VMAS: usize = 256;
+
+/// The VMA export area: the guest writes it before an EXEC or EXIT event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct VmaExport {
+    /// Number of valid entries in `vmas`.
+    pub count: u64,
+    /// `mm_struct` fields: start_code, end_code, start_data, end_data,
+    /// start_brk, brk, start_stack, arg_start, arg_end, env_start, env_end,
+    /// mmap_base.
+    pub mm: [u64; 12],
+    /// The areas, sorted by address.
+    pub vmas: [VmaRecord; MAX_EXPORTED_VMAS],
+}
+
+/// One exported VMA.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmaRecord {
+    /// First address.
+    pub start: u64,
+    /// End (exclusive).
+    pub end: u64,
+    /// [`vma_flags`] bits.
+    pub flags: u64,
+    /// File offset of `start` for a file mapping.
+    pub offset: u64,
+    /// Index of the file (0: the program) for a file mapping.
+    pub file: u64,
+}
+
+/// Bits of [`VmaRecord::flags`].
+pub mod vma_flags {
+    /// Readable.
+    pub const READ: u64 = 1 << 0;
+    /// Writable.
+    pub const WRITE: u64 = 1 << 1;
+    /// Executable.
+    pub const EXEC: u64 = 1 << 2;
+    /// Shared mapping.
+    pub const SHARED: u64 = 1 << 3;
+    /// Grows down (a stack).
+    pub const GROWSDOWN: u64 = 1 << 4;
+    /// Backed by a file.
+    pub const FILE: u64 = 1 << 5;
+}
+
+/// The trace channel: fixed-size records in a ring in guest memory.
+pub mod trace {
+    /// Record categories ([`super::BootInfo::trace_mask`]).
+    pub mod category {
+        /// Page-table pages and entries, CR3 loads.
+        pub const PAGE_TABLES: u32 = 1 << 0;
+        /// VMA changes.
+        pub const VMAS: u32 = 1 << 1;
+        /// Page faults.
+        pub const FAULTS: u32 = 1 << 2;
+        /// System calls.
+        pub const SYSCALLS: u32 = 1 << 3;
+        /// Exec phases.
+        pub const EXEC: u32 = 1 << 4;
+    }
+
+    /// Record kinds ([`Record::kind`]) and their arguments.
+    pub mod kind {
+        /// A page-table page was allocated: a0 level (1 = PT .. 4 = PML4),
+        /// a1 first virtual address it covers, a2 end, a3 frame.
+        pub const PT_ALLOC: u32 = 1;
+        /// A page-table page was freed: as [`PT_ALLOC`].
+        pub const PT_FREE: u32 = 2;
+        /// An entry was set: a0 virtual address, a1 level, a2 frame, a3 the
+        /// whole entry.
+        pub const PTE_SET: u32 = 3;
+        /// An entry was cleared: a0 virtual address, a1 level, a2 frame,
+        /// a3 the old entry.
+        pub const PTE_CLEAR: u32 = 4;
+        /// CR3 was loaded: a0 the value.
+        pub const CR3_LOAD: u32 = 5;
+        /// A VMA was inserted: a0 start, a1 end, a2 [`super::super::vma_flags`],
+        /// a3 file, a4 offset.
+        pub const VMA_INSERT: u32 = 6;
+        /// A VMA was split at a5: as [`VMA_INSERT`] for the original.
+        pub const VMA_SPLIT: u32 = 7;
+        /// Two VMAs were merged into a0..a1.
+        pub const VMA_MERGE: u32 = 8;
+        /// A VMA changed bounds or rights: the new values.
+        pub const VMA_RESIZE: u32 = 9;
+        /// A VMA (or part) was removed: a0 start, a1 end.
+        pub const VMA_REMOVE: u32 = 10;
+        /// A page fault: a0 address, a1 error code, a2 ip, a3 VMA kind
+        /// ([`super::vma_kind`]), a4 resolution ([`super::resolution`]),
+        /// a5 TSC cycles spent in the kernel.
+        pub const FAULT: u32 = 11;
+        /// An exec phase: a0 [`super::exec_phase`], a1 TSC since exec start.
+        pub const EXEC_PHASE: u32 = 12;
+        /// System call entry: `aux` number, a0..a5 arguments.
+        pub const SYSCALL_ENTER: u32 = 13;
+        /// System call exit: `aux` number, a0 result, a1 cycles.
+        pub const SYSCALL_EXIT: u32 = 14;
+    }
+
+    /// How a fault was resolved (FAULT a4).
+    pub mod resolution {
+        #![allow(missing_docs)]
+        pub const ZERO_FILL: u64 = 1;
+        pub const ZERO_FILL_HUGE: u64 = 2;
+        pub const FILE_MAP: u64 = 3;
+        pub const FILE_COPY: u64 = 4;
+        pub const FILE_ZERO: u64 = 5;
+        pub const COW: u64 = 6;
+        pub const MADE_WRITABLE: u64 = 7;
+        pub const SPURIOUS: u64 = 8;
+        pub const SIGSEGV: u64 = 9;
+        pub const OOM: u64 = 10;
+    }
+
+    /// Kind of VMA a fault hit (FAULT a3).
+    pub mod vma_kind {
+        #![allow(missing_docs)]
+        pub const NONE: u64 = 0;
+        pub const ANON: u64 = 1;
+        pub const FILE: u64 = 2;
+        pub const STACK: u64 = 3;
+        pub const HEAP: u64 = 4;
+    }
+
+    /// Exec phases (EXEC_PHASE a0).
+    pub mod exec_phase {
+        #![allow(missing_docs)]
+        pub const START: u64 = 1;
+        pub const ELF_CHECKED: u64 = 2;
+        pub const ADDRESS_SPACE: u64 = 3;
+        pub const SEGMENTS_MAPPED: u64 = 4;
+        pub const STACK_BUILT: u64 = 5;
+        pub const ENTER_USER: u64 = 6;
+    }
+
+    /// Offset of the first record from the ring's start (the header is
+    /// padded to one record).
+    pub const RECORDS_OFFSET: u64 = 64;
+    /// Size of one [`Record`].
+    pub const RECORD_SIZE: u64 = 64;
+
+    /// The ring's header, at [`super::BootInfo::trace_phys`]; records
+    /// follow at [`RECORDS_OFFSET`], record `i` at index `i % capacity`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct RingHeader {
+        /// Records the guest has written in all (monotonic).
+        pub written: u64,
+        /// Records the host has drained in all (monotonic).
+        pub drained: u64,
+        /// Records dropped (never, with a draining host; counted anyway).
+        pub lost: u64,
+        /// Capacity in records.
+        pub capacity: u64,
+    }
+
+    /// One trace record.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Record {
+        /// [`kind`].
+        pub kind: u32,
+        /// Per-kind extra (the system call number).
+        pub aux: u32,
+        /// TSC when the event happened.
+        pub tsc: u64,
+        /// Per-kind arguments.
+        pub a: [u64; 6],
+    }
 }

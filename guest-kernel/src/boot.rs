@@ -16,11 +16,13 @@ use guest_kernel::errno::Errno;
 use guest_kernel::exec::{ArgBlock, AuxValues, LoadPlan};
 use guest_kernel::fmt::MsgBuf;
 use guest_kernel::mm::frame::FrameAllocator;
-use guest_kernel::mm::paging::{pte, PageSize, PageTable};
+use guest_kernel::mm::paging::{pte, KernelHalf, PageSize, PageTable};
 use guest_kernel::mm::phys::PhysMem;
 use guest_kernel::mm::space::{FileImage, MmEnv, MMAP_BASE};
 use guest_kernel::process::{exec, Process};
+use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::*;
+use vmrun_contract::trace::exec_phase;
 use vmrun_contract::{phase, BootInfo, BOOT_MAGIC, CONTRACT_VERSION};
 
 static KERNEL: Once<Kernel> = Once::new(Kernel::empty());
@@ -46,16 +48,17 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
         monotonic0: info.monotonic_ns,
     };
     let mut mem = mem;
-    let root = build_kernel_tables(&mut mem, &mut k.frames, &info);
+    mem.enable_trace(info.trace_phys, info.trace_len, info.trace_mask);
+    k.kernel = build_kernel_tables(&mut mem, &mut k.frames, &info);
     // SAFETY: the new tables map the kernel image, its stacks and the
     // direct map exactly as the boot tables did (checked by construction).
-    unsafe { cpu::write_cr3(root) };
-    k.kernel_root = root;
+    unsafe { cpu::write_cr3(k.kernel.root()) };
     setup_cpu(&info);
     k.frames_kernel = k.frames.in_use();
     hypercall::phase(phase::KERNEL_READY);
     exec_initial(k, &mut mem);
     hypercall::phase(phase::EXEC_LOADED);
+    k.exec_event(&mut mem);
     k.run(&mut mem)
 }
 
@@ -80,8 +83,13 @@ fn oom() -> ! {
     hypercall::panic(b"out of memory building the kernel page tables")
 }
 
-/// The kernel's page tables; returns the PML4's physical address.
-fn build_kernel_tables(mem: &mut DirectMap, frames: &mut FrameAllocator, info: &BootInfo) -> u64 {
+/// The kernel's page tables; returns their PML4 and used kernel-half
+/// entries.
+fn build_kernel_tables(
+    mem: &mut DirectMap,
+    frames: &mut FrameAllocator,
+    info: &BootInfo,
+) -> KernelHalf {
     let Ok(mut pt) = PageTable::new(mem, frames) else {
         oom()
     };
@@ -119,7 +127,7 @@ fn build_kernel_tables(mem: &mut DirectMap, frames: &mut FrameAllocator, info: &
     )
     .unwrap_or_else(|_| oom());
     allow_user_path(mem, pt.root(), SYSCALL_TRAMPOLINE_VIRT);
-    pt.root()
+    pt.kernel_half()
 }
 
 /// Map `[start, end)` of the kernel image to its physical pages.
@@ -187,6 +195,7 @@ fn exec_fail(errno: Errno, msg: &[u8]) -> ! {
 /// Exec the program the VMM placed in RAM.
 fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     let info = k.info;
+    exec_phase(mem, exec_phase::START);
     // SAFETY-free view: the file image and argument block are RAM the VMM
     // filled; the direct map covers them and nothing writes them any more.
     let file = crate::arch::phys::bytes(mem, info.file_phys, info.file_len);
@@ -207,6 +216,7 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     let Ok(args) = ArgBlock::new(argbuf, info.argc, info.envc) else {
         exec_fail(Errno::E2BIG, b"bad argument block")
     };
+    exec_phase(mem, exec_phase::ELF_CHECKED);
     let p: &mut Process = &mut k.process;
     let Some(file_index) = k.files.add(FileImage {
         phys: info.file_phys,
@@ -214,9 +224,11 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     }) else {
         exec_fail(Errno::ENOEXEC, b"file image is not page aligned")
     };
-    if p.mm.init(mem, &mut k.frames, k.kernel_root).is_err() {
+    if p.mm.init(mem, &mut k.frames, &k.kernel).is_err() {
         exec_fail(Errno::ENOMEM, b"out of memory creating the address space");
     }
+    p.mm.vmas.set_journaling(trace::on(mem, category::VMAS));
+    exec_phase(mem, exec_phase::ADDRESS_SPACE);
     p.stdio_modes = [
         info.stdio_modes[0],
         info.stdio_modes[1],
@@ -240,5 +252,18 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
         Ok(entry) => entry,
         Err(e) => exec_fail(e, b"cannot set up the program's address space"),
     };
+    exec_phase(mem, exec_phase::STACK_BUILT);
     k.enter_user(entry);
+    exec_phase(mem, exec_phase::ENTER_USER);
+}
+
+/// Trace an exec phase (the record's TSC says when).
+fn exec_phase(mem: &mut DirectMap, phase: u64) {
+    trace::emit(
+        mem,
+        category::EXEC,
+        kind::EXEC_PHASE,
+        0,
+        [phase, 0, 0, 0, 0, 0],
+    );
 }

@@ -18,4 +18,5 @@ pub mod mm;
 pub mod process;
 pub mod signal;
 pub mod syscall;
+pub mod trace;
 pub mod uaccess;

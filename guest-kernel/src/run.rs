@@ -5,14 +5,20 @@ use crate::arch::phys::DirectMap;
 use crate::arch::trap::{self, TrapFrame, UserMode};
 use crate::arch::{cpu, gdt, hypercall};
 use crate::host::Host;
-use guest_kernel::mm::fault::{FaultError, SegvCode};
+use guest_kernel::mm::export;
+use guest_kernel::mm::fault::{FaultError, FaultKind, FaultOutcome, SegvCode};
 use guest_kernel::mm::frame::FrameAllocator;
+use guest_kernel::mm::paging::KernelHalf;
+use guest_kernel::mm::space::Mm;
 use guest_kernel::mm::space::{FileTable, MmEnv};
+use guest_kernel::mm::vma::{Backing, VmFlags};
 use guest_kernel::process::exec::EntryState;
 use guest_kernel::process::Process;
 use guest_kernel::syscall::{self, Action, Ctx};
+use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::{STATS_PHYS, TASK_SIZE};
-use vmrun_contract::{boot_flags, exit_kind, BootInfo, GuestStats, BOOT_MAGIC};
+use vmrun_contract::trace::{resolution, vma_kind};
+use vmrun_contract::{boot_flags, event, exit_kind, hc, BootInfo, GuestStats, BOOT_MAGIC};
 
 use guest_kernel::signal::nr as sig;
 
@@ -29,8 +35,8 @@ pub struct Kernel {
     pub frames: FrameAllocator,
     /// The page cache: file images in RAM.
     pub files: FileTable,
-    /// The kernel's PML4.
-    pub kernel_root: u64,
+    /// The kernel's page tables as address spaces share them.
+    pub kernel: KernelHalf,
     /// Frames the kernel holds for good (its tables), for the leak check.
     pub frames_kernel: u64,
     /// The program.
@@ -49,7 +55,7 @@ impl Kernel {
             info: BootInfo::zeroed(),
             frames: FrameAllocator::empty(),
             files: FileTable::new(),
-            kernel_root: 0,
+            kernel: KernelHalf::empty(),
             frames_kernel: 0,
             process: Process::empty(),
             stats: GuestStats {
@@ -93,6 +99,63 @@ impl Kernel {
         unsafe { cpu::write_cr3(self.process.mm.pt.root()) };
     }
 
+    /// The program is loaded: trace what exec did, and stop for the host
+    /// if it asked to inspect each exec.
+    pub fn exec_event(&mut self, mem: &mut DirectMap) {
+        self.trace_cr3(mem);
+        self.flush_vma_journal(mem);
+        self.event(mem, event::EXEC, 0, 0);
+    }
+
+    /// Trace a CR3 load of the process's PML4.
+    fn trace_cr3(&self, mem: &mut DirectMap) {
+        let root = self.process.mm.pt.root();
+        trace::emit(
+            mem,
+            category::PAGE_TABLES,
+            kind::CR3_LOAD,
+            0,
+            [root, 0, 0, 0, 0, 0],
+        );
+    }
+
+    /// Hand the VMA changes journaled since the last call to the trace.
+    fn flush_vma_journal(&mut self, mem: &mut DirectMap) {
+        let lost = self.process.mm.vmas.take_journal(|c| {
+            let (file, offset) = export::file_of(&c.vma);
+            let a = [
+                c.vma.start,
+                c.vma.end,
+                export::flags_of(&c.vma),
+                file,
+                offset,
+                c.at,
+            ];
+            trace::emit(mem, category::VMAS, c.kind, 0, a);
+        });
+        if lost > 0 {
+            mem.count_lost(lost);
+        }
+    }
+
+    /// Stop at an inspection point if the host asked for it: `kind` with
+    /// the exported VMAs (exec, exit) or its arguments (fault, syscall).
+    fn event(&mut self, mem: &mut DirectMap, kind_: u64, a: u64, b: u64) {
+        if kind_ == event::EXEC || kind_ == event::EXIT {
+            if self.info.flags & boot_flags::NOTIFY_EXEC_EXIT == 0 {
+                return;
+            }
+            export::export_vmas(&self.process.mm, mem, self.info.vma_export_phys);
+            let mm = &self.process.mm;
+            hypercall::call(
+                hc::EVENT,
+                [kind_, mm.user_frames, mm.user_table_pages(), 0, 0, 0],
+            );
+            return;
+        }
+        hypercall::call(hc::EVENT, [kind_, a, b, 0, 0, 0]);
+    }
+
     /// Run the program until it exits; never returns.
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
         loop {
@@ -104,7 +167,9 @@ impl Kernel {
             if self.process.mm.take_tlb_flush() {
                 // SAFETY: reloading the current address space's own PML4.
                 unsafe { cpu::write_cr3(self.process.mm.pt.root()) };
+                self.trace_cr3(mem);
             }
+            self.flush_vma_journal(mem);
             let Some(um) = self.user.as_mut() else {
                 hypercall::panic(b"no user context")
             };
@@ -135,6 +200,17 @@ impl Kernel {
         self.stats.syscalls += 1;
         let r = *self.regs();
         let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
+        if self.info.flags & boot_flags::NOTIFY_SYSCALLS != 0 {
+            self.event(mem, event::SYSCALL, r.rax, 0);
+        }
+        let t0 = cpu::rdtsc();
+        trace::emit(
+            mem,
+            category::SYSCALLS,
+            kind::SYSCALL_ENTER,
+            r.rax as u32,
+            args,
+        );
         let mut env = MmEnv {
             mem,
             frames: &mut self.frames,
@@ -150,6 +226,9 @@ impl Kernel {
                 if v == ENOSYS && self.info.flags & boot_flags::VERBOSE != 0 {
                     log_unimplemented(r.rax);
                 }
+                let cycles = cpu::rdtsc().wrapping_sub(t0);
+                let a = [v as u64, cycles, 0, 0, 0, 0];
+                trace::emit(mem, category::SYSCALLS, kind::SYSCALL_EXIT, r.rax as u32, a);
                 self.sysret(mem, v as u64)
             }
             Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 3]),
@@ -178,22 +257,39 @@ impl Kernel {
 
     fn page_fault(&mut self, mem: &mut DirectMap, addr: u64, error: u64) {
         self.stats.page_faults += 1;
+        let t0 = cpu::rdtsc();
         let mut env = MmEnv {
             mem,
             frames: &mut self.frames,
             files: &self.files,
         };
-        match self.process.mm.handle_page_fault(&mut env, addr, error) {
+        let result = self.process.mm.handle_page_fault(&mut env, addr, error);
+        let ip = self.regs().rip;
+        if trace::on(mem, category::FAULTS) {
+            let how = resolution_of(&result);
+            let vma = vma_kind(&self.process.mm, addr);
+            let cycles = cpu::rdtsc().wrapping_sub(t0);
+            trace::emit(
+                mem,
+                category::FAULTS,
+                kind::FAULT,
+                0,
+                [addr, error, ip, vma, how, cycles],
+            );
+        }
+        match result {
             Ok(_) => {}
             Err(FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr)) => {
-                let ip = self.regs().rip;
                 self.kill(mem, sig::SIGSEGV, addr, ip, error);
             }
-            Err(FaultError::OutOfMemory) => {
-                let ip = self.regs().rip;
-                self.kill(mem, sig::SIGKILL, addr, ip, error);
-            }
+            Err(FaultError::OutOfMemory) => self.kill(mem, sig::SIGKILL, addr, ip, error),
             Err(FaultError::Reserved) => hypercall::panic(b"page fault with RSVD set"),
+        }
+        let every = u64::from(self.info.notify_fault_every);
+        let notify = self.info.flags & boot_flags::NOTIFY_FAULTS != 0 && every > 0;
+        if notify && self.stats.page_faults.is_multiple_of(every) {
+            self.flush_vma_journal(mem);
+            self.event(mem, event::FAULT, self.stats.page_faults, addr);
         }
     }
 
@@ -216,11 +312,14 @@ impl Kernel {
 
     /// Tear the process down, report the counters, and end the run.
     fn exit(&mut self, mem: &mut DirectMap, kind: u64, status: u64, fault: [u64; 3]) -> ! {
+        self.flush_vma_journal(mem);
+        self.event(mem, event::EXIT, 0, 0);
         let mm = &mut self.process.mm;
         self.stats.peak_user_frames = mm.peak_user_frames;
         mm.teardown(mem, &mut self.frames);
         self.stats.user_frames = mm.user_frames;
         self.stats.user_table_pages = mm.user_table_pages();
+        self.flush_vma_journal(mem);
         self.stats.frames_total = self.frames.total();
         self.stats.frames_in_use = self.frames.in_use();
         self.stats.frames_kernel = self.frames_kernel;
@@ -231,6 +330,40 @@ impl Kernel {
 }
 
 const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
+
+/// The trace's name for how a fault ended.
+fn resolution_of(r: &Result<FaultOutcome, FaultError>) -> u64 {
+    match r {
+        Ok(o) => match o.kind {
+            FaultKind::AnonZero => resolution::ZERO_FILL,
+            FaultKind::AnonHuge => resolution::ZERO_FILL_HUGE,
+            FaultKind::FileMapped => resolution::FILE_MAP,
+            FaultKind::FileCopied => resolution::FILE_COPY,
+            FaultKind::FileZero => resolution::FILE_ZERO,
+            FaultKind::CopyOnWrite => resolution::COW,
+            FaultKind::MadeWritable => resolution::MADE_WRITABLE,
+            FaultKind::Spurious => resolution::SPURIOUS,
+        },
+        Err(FaultError::OutOfMemory) => resolution::OOM,
+        Err(_) => resolution::SIGSEGV,
+    }
+}
+
+/// The kind of area `addr` lies in now (after a stack grew to it).
+fn vma_kind(mm: &Mm, addr: u64) -> u64 {
+    let Some(v) = mm.vmas.find(addr).and_then(|i| mm.vmas.get(i)) else {
+        return vma_kind::NONE;
+    };
+    if v.flags.contains(VmFlags::GROWSDOWN) {
+        vma_kind::STACK
+    } else if v.start <= mm.brk && v.end >= mm.start_brk && mm.brk > mm.start_brk {
+        vma_kind::HEAP
+    } else if matches!(v.backing, Backing::File { .. }) {
+        vma_kind::FILE
+    } else {
+        vma_kind::ANON
+    }
+}
 
 fn log_unimplemented(nr: u64) {
     let mut m = guest_kernel::fmt::MsgBuf::<64>::new();

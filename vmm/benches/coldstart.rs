@@ -62,6 +62,7 @@ fn phases(program: &Path) -> Timings {
         env: vec!["PATH=/usr/bin:/bin".into()],
         aslr: false,
         verbose: false,
+        observe: Default::default(),
     };
     let mut vm = Vm::new(&config).expect("create the VM");
     vm.run(&mut Quiet).expect("run the program").timings

@@ -66,6 +66,11 @@ pub enum Action {
     Continue,
     /// A boot milestone was reached (resume the guest).
     Phase(u64),
+    /// The trace ring is full: drain it, then resume the guest.
+    TraceDrain,
+    /// An inspection point ([`vmrun_contract::event`] kind and its two
+    /// arguments); resume the guest after inspecting.
+    Event(u64, u64, u64),
     /// Stop: the run is over.
     Stop(Outcome),
 }
@@ -91,9 +96,11 @@ pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo) -> Result<Action
             Action::Continue
         }
         hc::PHASE => Action::Phase(a[0]),
+        hc::TRACE_DRAIN => Action::TraceDrain,
+        hc::EVENT => Action::Event(a[0], a[1], a[2]),
         other => Action::Stop(Outcome::GuestPanic(format!("unknown hypercall {other}"))),
     };
-    if matches!(action, Action::Continue) {
+    if !matches!(action, Action::Stop(_)) {
         ram.write_pod(block, &req)?;
     }
     Ok(action)
@@ -393,6 +400,18 @@ mod tests {
         assert_eq!(
             a,
             Action::Stop(Outcome::GuestPanic("oops at x.rs:1".into()))
+        );
+    }
+
+    #[test]
+    fn event_and_trace_drain_pause_for_the_host() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let mut io = FakeIo::default();
+        let (a, _) = call(&ram, &mut io, hc::EVENT, [2, 7, 3, 0, 0, 0]);
+        assert_eq!(a, Action::Event(2, 7, 3));
+        assert_eq!(
+            call(&ram, &mut io, hc::TRACE_DRAIN, [0; 6]).0,
+            Action::TraceDrain
         );
     }
 

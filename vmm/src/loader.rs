@@ -13,7 +13,7 @@ use std::io::Cursor;
 use std::os::unix::ffi::OsStrExt;
 use vm_memory::GuestMemoryMmap;
 use vmrun_contract::layout::{ARGS_MAX, ARGS_PHYS, KERNEL_PHYS, PAGE_SIZE};
-use vmrun_contract::{BootInfo, BOOT_MAGIC, CONTRACT_VERSION};
+use vmrun_contract::{trace, BootInfo, VmaExport, BOOT_MAGIC, CONTRACT_VERSION};
 
 /// The guest kernel ELF, built by build.rs and embedded in vmrun.
 pub static GUEST_KERNEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest-kernel.elf"));
@@ -84,6 +84,40 @@ pub struct BootPayload<'a> {
     pub tsc_khz: u64,
     /// 16 random bytes for AT_RANDOM.
     pub random: [u8; 16],
+    /// Trace categories to record (0: none).
+    pub trace_mask: u32,
+    /// Trace ring capacity in records.
+    pub trace_records: u64,
+    /// Reserve the VMA export area.
+    pub vma_export: bool,
+    /// Stop every this many faults (with the NOTIFY_FAULTS flag).
+    pub notify_fault_every: u32,
+}
+
+/// Regions carved from the top of RAM for the host's observation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct TopRegions {
+    trace_phys: u64,
+    trace_len: u64,
+    vma_export_phys: u64,
+    free_end: u64,
+}
+
+/// Place the VMA export area and the trace ring at the top of RAM.
+fn top_regions(ram_size: u64, p: &BootPayload) -> TopRegions {
+    let mut top = ram_size;
+    let mut r = TopRegions::default();
+    if p.vma_export {
+        top -= page_align(std::mem::size_of::<VmaExport>() as u64);
+        r.vma_export_phys = top;
+    }
+    if p.trace_mask != 0 {
+        r.trace_len = page_align(trace::RECORDS_OFFSET + p.trace_records * trace::RECORD_SIZE);
+        top -= r.trace_len;
+        r.trace_phys = top;
+    }
+    r.free_end = top;
+    r
 }
 
 fn page_align(x: u64) -> u64 {
@@ -96,7 +130,8 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
     let file_phys = page_align(kernel.phys_end);
     let file_len = p.program.len() as u64;
     let free_start = page_align(file_phys + file_len);
-    if free_start + (4 << 20) > ram.size() {
+    let top = top_regions(ram.size(), p);
+    if free_start + (4 << 20) > top.free_end {
         return Err(Error::Config(format!(
             "the program ({file_len} bytes) does not fit in guest memory ({} MiB): raise --mem",
             ram.size() >> 20
@@ -123,20 +158,57 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         exe_path_phys,
         exe_path_len: exe_path.len() as u64,
         free_phys_start: free_start,
-        free_phys_end: ram.size(),
+        free_phys_end: top.free_end,
+        trace_phys: top.trace_phys,
+        trace_len: top.trace_len,
+        trace_mask: p.trace_mask,
+        notify_fault_every: p.notify_fault_every,
+        vma_export_phys: top.vma_export_phys,
         tsc_khz: p.tsc_khz,
         realtime_ns: crate::sys::clock_ns(libc::CLOCK_REALTIME),
         monotonic_ns: crate::sys::clock_ns(libc::CLOCK_MONOTONIC),
         random: p.random,
         aslr_seed: u64::from_le_bytes(p.random[..8].try_into().unwrap_or_default()),
         stdio_modes: crate::sys::stdio_modes(),
+        ..BootInfo::zeroed()
     };
+    if top.trace_phys != 0 {
+        let capacity = (top.trace_len - trace::RECORDS_OFFSET) / trace::RECORD_SIZE;
+        let header = trace::RingHeader {
+            capacity,
+            ..Default::default()
+        };
+        ram.write_pod(top.trace_phys, &header)?;
+    }
     ram.write_pod(vmrun_contract::layout::BOOT_INFO_PHYS, &info)?;
     Ok(info)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn trace_ring_and_vma_export_sit_at_the_top_of_ram() {
+        let p = BootPayload {
+            program: b"",
+            args: b"",
+            exe_path: b"",
+            argc: 0,
+            envc: 0,
+            flags: 0,
+            tsc_khz: 0,
+            random: [0; 16],
+            trace_mask: 1,
+            trace_records: 1000,
+            vma_export: true,
+            notify_fault_every: 0,
+        };
+        let r = top_regions(64 << 20, &p);
+        assert_eq!(r.vma_export_phys, (64 << 20) - 0x3000);
+        assert_eq!(r.trace_phys + r.trace_len, r.vma_export_phys);
+        assert!(r.trace_len >= 64 + 1000 * 64);
+        assert_eq!(r.free_end, r.trace_phys);
+    }
+
     use super::*;
 
     #[test]

@@ -166,6 +166,7 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         env: std::env::vars_os().map(|(k, v)| join_env(&k, &v)).collect(),
         aslr: false,
         verbose: false,
+        observe: Default::default(),
     };
     let mut stats = false;
     let mut argv0 = None;

@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use kvm_ioctls::VmFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
-use vmrun_contract::{BootInfo, GuestStats, Hypercall, IoVec};
+use vmrun_contract::{trace, BootInfo, GuestStats, Hypercall, IoVec, VmaExport, VmaRecord};
 
 /// Plain-old-data types that may be copied to and from guest memory byte
 /// for byte.
@@ -15,7 +15,7 @@ use vmrun_contract::{BootInfo, GuestStats, Hypercall, IoVec};
 /// # Safety
 /// Implementors are `#[repr(C)]`, have no padding and accept every bit
 /// pattern.
-pub unsafe trait Pod: Copy + Default {}
+pub unsafe trait Pod: Copy {}
 // SAFETY: each is #[repr(C)] with only u64/u32/i64 and byte-array fields,
 // laid out without padding (checked by the size tests below).
 unsafe impl Pod for BootInfo {}
@@ -25,8 +25,24 @@ unsafe impl Pod for Hypercall {}
 unsafe impl Pod for IoVec {}
 // SAFETY: as above.
 unsafe impl Pod for GuestStats {}
+// SAFETY: as above.
+unsafe impl Pod for VmaExport {}
+// SAFETY: as above: four u64 fields.
+unsafe impl Pod for trace::RingHeader {}
+// SAFETY: as above: two u32 fields, then a u64 and six u64s (64 bytes, no
+// padding: the u32 pair fills the first 8 bytes).
+unsafe impl Pod for trace::Record {}
+// SAFETY: as above: five u64 fields.
+unsafe impl Pod for VmaRecord {}
 // SAFETY: a primitive integer.
 unsafe impl Pod for u64 {}
+
+/// The bytes of a [`Pod`] value, to fill from guest memory.
+pub fn pod_bytes_mut<T: Pod>(val: &mut T) -> &mut [u8] {
+    // SAFETY: `T: Pod` has no padding and accepts any bit pattern, so its
+    // bytes may be viewed and overwritten freely.
+    unsafe { std::slice::from_raw_parts_mut(val as *mut T as *mut u8, std::mem::size_of::<T>()) }
+}
 
 /// The guest's RAM, starting at guest-physical 0.
 pub struct GuestRam {
@@ -123,13 +139,9 @@ impl GuestRam {
     }
 
     /// Read a contract structure from `gpa`.
-    pub fn read_pod<T: Pod>(&self, gpa: u64) -> Result<T> {
+    pub fn read_pod<T: Pod + Default>(&self, gpa: u64) -> Result<T> {
         let mut val = T::default();
-        // SAFETY: `T: Pod` accepts any bit pattern and has no padding.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(&mut val as *mut T as *mut u8, std::mem::size_of::<T>())
-        };
-        self.read_bytes(gpa, bytes)?;
+        self.read_bytes(gpa, pod_bytes_mut(&mut val))?;
         Ok(val)
     }
 
@@ -175,9 +187,19 @@ mod tests {
 
     #[test]
     fn contract_structs_have_no_padding() {
+        assert_eq!(
+            std::mem::size_of::<trace::Record>() as u64,
+            trace::RECORD_SIZE
+        );
+        assert_eq!(std::mem::size_of::<trace::RingHeader>(), 32);
+        assert_eq!(std::mem::size_of::<VmaRecord>(), 40);
+        assert_eq!(std::mem::size_of::<VmaExport>(), 8 + 96 + 256 * 40);
         assert_eq!(std::mem::size_of::<BootInfo>(), 17 * 8 + 16 + 8 + 16);
         assert_eq!(std::mem::size_of::<Hypercall>(), 8 * 8);
         assert_eq!(std::mem::size_of::<IoVec>(), 16);
+        assert_eq!(std::mem::size_of::<RingHeader>(), 4 * 8);
+        assert_eq!(std::mem::size_of::<Record>(), 8 * 8);
+        assert_eq!(std::mem::size_of::<VmaRecord>(), 5 * 8);
     }
 
     #[test]

@@ -15,10 +15,14 @@ use crate::loader::{self, BootPayload, LoadedKernel};
 use crate::memory::GuestRam;
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use vmrun_contract::{boot_flags, layout, phase, GuestStats, HYPERCALL_PORT};
+use vmrun_contract::trace::{self, Record, RingHeader};
+use vmrun_contract::{
+    boot_flags, event, layout, phase, BootInfo, GuestStats, VmaExport, HYPERCALL_PORT,
+};
 
 /// Default guest RAM: 256 MiB.
 pub const DEFAULT_MEM: u64 = 256 << 20;
@@ -38,6 +42,60 @@ pub struct VmConfig {
     pub aslr: bool,
     /// Show guest kernel log lines.
     pub verbose: bool,
+    /// What the host wants to observe.
+    pub observe: Observe,
+}
+
+/// What the guest kernel reports to the host beyond the program's I/O.
+#[derive(Clone, Debug, Default)]
+pub struct Observe {
+    /// [`vmrun_contract::trace::category`] bits to record (0: no tracing).
+    pub trace_mask: u32,
+    /// Capacity of the trace ring in records (0: a default).
+    pub trace_records: u64,
+    /// Stop at exec and exit with the address space intact
+    /// ([`Event::Exec`], [`Event::Exit`]).
+    pub stop_at_exec_exit: bool,
+    /// Stop every this many page faults ([`Event::Fault`]; 0: never).
+    pub fault_every: u32,
+    /// Stop at every system call ([`Event::Syscall`]).
+    pub stop_at_syscalls: bool,
+}
+
+/// Default trace ring capacity: 64 Ki records (4 MiB of guest RAM).
+pub const DEFAULT_TRACE_RECORDS: u64 = 64 * 1024;
+
+/// Where [`Vm::resume`] stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The program is loaded; its first instruction is next.
+    Exec {
+        /// User data frames the guest holds (4 KiB units).
+        user_frames: u64,
+        /// User page-table pages the guest holds (PML4 excluded).
+        user_tables: u64,
+    },
+    /// The program ended; its address space is still intact.
+    Exit {
+        /// User data frames the guest holds.
+        user_frames: u64,
+        /// User page-table pages the guest holds.
+        user_tables: u64,
+    },
+    /// The `count`th page fault (at `addr`) was just resolved.
+    Fault {
+        /// Faults so far.
+        count: u64,
+        /// Its address.
+        addr: u64,
+    },
+    /// System call `nr` is about to be served.
+    Syscall {
+        /// Its number.
+        nr: u64,
+    },
+    /// The run is over.
+    Finished(RunEnd),
 }
 
 /// Host-measured timestamps of a run.
@@ -110,6 +168,8 @@ pub struct Vm {
     ram: GuestRam,
     started: Instant,
     timings: Timings,
+    info: BootInfo,
+    exits: BTreeMap<String, u64>,
     /// The platform vmrun detected.
     pub platform: Platform,
 }
@@ -137,7 +197,7 @@ impl Vm {
         let vm_create = started.elapsed();
         let kernel = loader::load_kernel(ram.mem(), loader::GUEST_KERNEL)?;
         let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0) as u64;
-        write_boot_state(&ram, &kernel, config, &program, platform, tsc_khz)?;
+        let info = write_boot_state(&ram, &kernel, config, &program, platform, tsc_khz)?;
         setup_vcpu(&vcpu, kernel.entry)?;
         let timings = Timings {
             vm_create,
@@ -151,6 +211,8 @@ impl Vm {
             ram,
             started,
             timings,
+            info,
+            exits: BTreeMap::new(),
             platform,
         })
     }
@@ -160,20 +222,77 @@ impl Vm {
         &self.ram
     }
 
-    /// Run until the program ends.
+    /// The boot info the guest was started with.
+    pub fn boot_info(&self) -> &BootInfo {
+        &self.info
+    }
+
+    /// The guest's CR3 now (its current address space's PML4).
+    pub fn cr3(&self) -> Result<u64> {
+        let sregs = self
+            .vcpu
+            .get_sregs()
+            .map_err(|e| Error::KvmIoctl("KVM_GET_SREGS", e))?;
+        Ok(sregs.cr3)
+    }
+
+    /// The VMAs the guest exported at the last exec or exit event.
+    pub fn vma_export(&self) -> Result<Box<VmaExport>> {
+        let mut export = Box::new(VmaExport {
+            count: 0,
+            mm: [0; 12],
+            vmas: [Default::default(); vmrun_contract::MAX_EXPORTED_VMAS],
+        });
+        if self.info.vma_export_phys == 0 {
+            return Err(Error::Config(
+                "the VMA export is off (no exec/exit stops asked)".into(),
+            ));
+        }
+        let bytes = crate::memory::pod_bytes_mut(&mut *export);
+        self.ram.read_bytes(self.info.vma_export_phys, bytes)?;
+        if export.count as usize > vmrun_contract::MAX_EXPORTED_VMAS {
+            return Err(Error::Memory(format!(
+                "VMA export claims {} areas",
+                export.count
+            )));
+        }
+        Ok(export)
+    }
+
+    /// VM exits so far, by reason.
+    pub fn exits(&self) -> &BTreeMap<String, u64> {
+        &self.exits
+    }
+
+    /// Run until the program ends (stopping at no event).
     pub fn run(&mut self, io: &mut impl HostIo) -> Result<RunReport> {
-        let end = self.run_loop(io)?;
+        loop {
+            if let Event::Finished(end) = self.resume(io, &mut |_| {})? {
+                return Ok(self.report(end));
+            }
+        }
+    }
+
+    /// The report of a finished run.
+    pub fn report(&mut self, end: RunEnd) -> RunReport {
         self.timings.total = self.started.elapsed();
         let stats = self.ram.read_pod::<GuestStats>(layout::STATS_PHYS).ok();
         let stats = stats.filter(|s| s.magic == vmrun_contract::BOOT_MAGIC);
-        Ok(RunReport {
+        RunReport {
             outcome: end,
             timings: self.timings.clone(),
             stats,
-        })
+        }
     }
 
-    fn run_loop(&mut self, io: &mut impl HostIo) -> Result<RunEnd> {
+    /// Run the guest until the next event the configuration asked for, or
+    /// the end of the run. Trace records are handed to `trace` as the ring
+    /// fills and before every event.
+    pub fn resume(
+        &mut self,
+        io: &mut impl HostIo,
+        trace: &mut dyn FnMut(&[Record]),
+    ) -> Result<Event> {
         loop {
             self.timings.exits += 1;
             let exit = match self.vcpu.run() {
@@ -183,18 +302,62 @@ impl Vm {
             };
             let block = match exit {
                 Exit::Hypercall(block) => block,
-                Exit::Failure(what) => return Ok(RunEnd::VmFailure(self.dump(&what))),
+                Exit::Failure(what) => {
+                    self.count_exit("failure");
+                    self.drain(trace)?;
+                    return Ok(Event::Finished(RunEnd::VmFailure(self.dump(&what))));
+                }
             };
-            match hypercall::handle(&self.ram, block, io) {
-                Ok(Action::Continue) => {}
-                Ok(Action::Phase(p)) => self.record_phase(p),
-                Ok(Action::Stop(outcome)) => return Ok(RunEnd::Guest(outcome)),
+            let action = match hypercall::handle(&self.ram, block, io) {
+                Ok(action) => action,
                 Err(e) => {
                     let what = format!("bad hypercall block at {block:#x}: {e}");
-                    return Ok(RunEnd::VmFailure(self.dump(&what)));
+                    return Ok(Event::Finished(RunEnd::VmFailure(self.dump(&what))));
                 }
+            };
+            self.count_exit(action_name(&action));
+            if let Some(event) = self.act(action, trace)? {
+                return Ok(event);
             }
         }
+    }
+
+    fn act(&mut self, action: Action, trace: &mut dyn FnMut(&[Record])) -> Result<Option<Event>> {
+        Ok(match action {
+            Action::Continue => None,
+            Action::Phase(p) => {
+                self.record_phase(p);
+                None
+            }
+            Action::TraceDrain => {
+                self.drain(trace)?;
+                None
+            }
+            Action::Event(kind, a, b) => {
+                self.drain(trace)?;
+                event_of(kind, a, b)
+            }
+            Action::Stop(outcome) => {
+                self.drain(trace)?;
+                Some(Event::Finished(RunEnd::Guest(outcome)))
+            }
+        })
+    }
+
+    fn count_exit(&mut self, reason: &str) {
+        *self.exits.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Hand the trace records the guest has written to `trace`.
+    fn drain(&mut self, trace: &mut dyn FnMut(&[Record])) -> Result<()> {
+        if self.info.trace_phys == 0 {
+            return Ok(());
+        }
+        let records = drain_ring(&self.ram, self.info.trace_phys)?;
+        if !records.is_empty() {
+            trace(&records);
+        }
+        Ok(())
     }
 
     fn record_phase(&mut self, p: u64) {
@@ -241,6 +404,55 @@ impl Vm {
             );
         }
         s
+    }
+}
+
+/// Take the records the guest wrote since the last drain out of the ring
+/// at `ring`, and mark them drained.
+pub fn drain_ring(ram: &GuestRam, ring: u64) -> Result<Vec<Record>> {
+    let mut h: RingHeader = ram.read_pod(ring)?;
+    let pending = h.written.saturating_sub(h.drained);
+    if h.capacity == 0 || pending > h.capacity {
+        return Err(Error::Memory(format!(
+            "trace ring header is inconsistent (written {}, drained {}, capacity {})",
+            h.written, h.drained, h.capacity
+        )));
+    }
+    let records = (h.drained..h.written)
+        .map(|i| {
+            let at = ring + trace::RECORDS_OFFSET + (i % h.capacity) * trace::RECORD_SIZE;
+            ram.read_pod::<Record>(at)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    h.drained = h.written;
+    ram.write_pod(ring + 8, &h.drained)?;
+    Ok(records)
+}
+
+fn event_of(kind: u64, a: u64, b: u64) -> Option<Event> {
+    match kind {
+        event::EXEC => Some(Event::Exec {
+            user_frames: a,
+            user_tables: b,
+        }),
+        event::EXIT => Some(Event::Exit {
+            user_frames: a,
+            user_tables: b,
+        }),
+        event::FAULT => Some(Event::Fault { count: a, addr: b }),
+        event::SYSCALL => Some(Event::Syscall { nr: a }),
+        _ => None,
+    }
+}
+
+/// The name a hypercall is counted under in [`Vm::exits`].
+fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::Continue => "hypercall",
+        Action::Phase(_) => "phase",
+        Action::TraceDrain => "trace drain",
+        Action::Event(..) => "event",
+        Action::Stop(_) => "exit",
     }
 }
 
@@ -327,7 +539,7 @@ fn write_boot_state(
     program: &[u8],
     platform: Platform,
     tsc_khz: u64,
-) -> Result<()> {
+) -> Result<BootInfo> {
     boot::write_boot_tables(ram)?;
     let execfn = config.program.as_os_str().as_encoded_bytes();
     let args = loader::args_block(execfn, &config.argv, &config.env)?;
@@ -341,6 +553,16 @@ fn write_boot_state(
     if config.verbose {
         flags |= boot_flags::VERBOSE;
     }
+    let o = &config.observe;
+    if o.stop_at_exec_exit {
+        flags |= boot_flags::NOTIFY_EXEC_EXIT;
+    }
+    if o.fault_every > 0 {
+        flags |= boot_flags::NOTIFY_FAULTS;
+    }
+    if o.stop_at_syscalls {
+        flags |= boot_flags::NOTIFY_SYSCALLS;
+    }
     let canonical = std::fs::canonicalize(&config.program).unwrap_or(config.program.clone());
     let payload = BootPayload {
         program,
@@ -351,9 +573,16 @@ fn write_boot_state(
         flags,
         tsc_khz,
         random: random_bytes(),
+        trace_mask: o.trace_mask,
+        trace_records: if o.trace_records == 0 {
+            DEFAULT_TRACE_RECORDS
+        } else {
+            o.trace_records
+        },
+        vma_export: o.stop_at_exec_exit,
+        notify_fault_every: o.fault_every,
     };
-    loader::write_payload(ram, kernel, &payload)?;
-    Ok(())
+    loader::write_payload(ram, kernel, &payload)
 }
 
 fn random_bytes() -> [u8; 16] {

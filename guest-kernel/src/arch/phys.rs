@@ -9,10 +9,23 @@ use super::hypercall;
 use core::sync::atomic::{AtomicBool, Ordering};
 use guest_kernel::mm::phys::PhysMem;
 use vmrun_contract::layout::DIRECT_MAP_BASE;
+use vmrun_contract::{hc, trace};
 
 /// Guest RAM as seen through the direct map. Only one exists (see [`take`]).
+/// It is also the kernel's trace sink: records go into the ring the host
+/// placed in RAM (see `contract::trace`).
 pub struct DirectMap {
     mem_size: u64,
+    ring: Ring,
+}
+
+/// The trace ring as the writer sees it.
+#[derive(Clone, Copy, Default)]
+struct Ring {
+    phys: u64,
+    capacity: u64,
+    mask: u32,
+    written: u64,
 }
 
 static TAKEN: AtomicBool = AtomicBool::new(false);
@@ -22,10 +35,52 @@ pub fn take(mem_size: u64) -> Option<DirectMap> {
     if TAKEN.swap(true, Ordering::Relaxed) {
         return None;
     }
-    Some(DirectMap { mem_size })
+    Some(DirectMap {
+        mem_size,
+        ring: Ring::default(),
+    })
 }
 
 impl DirectMap {
+    /// Start writing trace records of the `mask` categories to the ring at
+    /// `phys` (`len` bytes, header included), as the boot info describes.
+    pub fn enable_trace(&mut self, phys: u64, len: u64, mask: u32) {
+        if phys == 0 || len <= trace::RECORDS_OFFSET {
+            return;
+        }
+        let capacity = (len - trace::RECORDS_OFFSET) / trace::RECORD_SIZE;
+        self.ring = Ring {
+            phys,
+            capacity,
+            mask,
+            written: 0,
+        };
+    }
+
+    /// Count `n` records lost before they reached the ring.
+    pub fn count_lost(&mut self, n: u64) {
+        if self.ring.phys != 0 {
+            let lost = self.read_u64(self.ring.phys + 16);
+            self.write_u64(self.ring.phys + 16, lost + n);
+        }
+    }
+
+    /// Room for one more record, draining through the host if the ring is
+    /// full; false if it stays full (the record is then counted as lost).
+    fn ring_room(&mut self) -> bool {
+        let r = self.ring;
+        if r.written - self.read_u64(r.phys + 8) < r.capacity {
+            return true;
+        }
+        hypercall::call(hc::TRACE_DRAIN, [0; 6]);
+        if r.written - self.read_u64(r.phys + 8) < r.capacity {
+            return true;
+        }
+        let lost = self.read_u64(r.phys + 16);
+        self.write_u64(r.phys + 16, lost + 1);
+        false
+    }
+
     fn ptr(&self, pa: u64, len: u64) -> *mut u8 {
         // A bad physical address is a kernel bug: stop before touching it.
         if pa.checked_add(len).is_none_or(|end| end > self.mem_size) {
@@ -69,6 +124,26 @@ impl PhysMem for DirectMap {
         self.ptr(dst, len);
         self.ptr(src, len);
         hypercall::copy(dst, src, len);
+    }
+
+    #[inline(always)]
+    fn trace_on(&self, category: u32) -> bool {
+        self.ring.mask & category != 0
+    }
+
+    fn trace(&mut self, rec: &trace::Record) {
+        if !self.ring_room() {
+            return;
+        }
+        let r = self.ring;
+        let at = r.phys + trace::RECORDS_OFFSET + (r.written % r.capacity) * trace::RECORD_SIZE;
+        self.write_u64(at, u64::from(rec.kind) | (u64::from(rec.aux) << 32));
+        self.write_u64(at + 8, super::cpu::rdtsc());
+        for (i, a) in rec.a.iter().enumerate() {
+            self.write_u64(at + 16 + 8 * i as u64, *a);
+        }
+        self.ring.written += 1;
+        self.write_u64(r.phys, self.ring.written);
     }
 }
 

@@ -289,6 +289,7 @@ impl Mm {
         let vma = self.vmas.get_mut(i).ok_or(Errno::EFAULT)?;
         vma.start = new_start;
         vma.backing = backing;
+        self.vmas.note_resized(i);
         Ok(())
     }
 

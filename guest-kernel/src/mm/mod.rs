@@ -8,6 +8,7 @@
 //! - [`fault`]: page-fault resolution and access to user memory.
 //! - [`mmap`]: `mmap`, `munmap`, `mprotect` and `brk`.
 
+pub mod export;
 pub mod fault;
 pub mod frame;
 pub mod mmap;

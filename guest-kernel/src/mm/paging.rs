@@ -18,6 +18,7 @@
 use super::frame::FrameAllocator;
 use super::phys::PhysMem;
 use crate::errno::Errno;
+use crate::trace::{self, category, kind};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
 
 /// Page-table entry bits (SDM tables 4-14 to 4-20).
@@ -193,6 +194,18 @@ impl LeafRef {
     }
 }
 
+/// Consecutive pages to map to consecutive frames (see
+/// [`PageTable::map_range`]).
+#[derive(Clone, Copy)]
+struct Run {
+    va: u64,
+    pa: u64,
+    /// Pages.
+    n: u64,
+    size: PageSize,
+    flags: u64,
+}
+
 /// Whether an entry is used: present, or a PROT_NONE leaf.
 fn used(e: u64) -> bool {
     e & (pte::P | pte::PROTNONE) != 0
@@ -238,23 +251,104 @@ fn table_flags(va: u64) -> u64 {
     }
 }
 
+/// Most kernel-half PML4 entries a [`KernelHalf`] lists one by one (the
+/// kernel uses two: the direct map and the image); beyond that, all 256
+/// are copied.
+const KERNEL_TOP_MAX: usize = 6;
+
+/// The kernel half of the kernel's page table as new address spaces share
+/// it: its PML4 and which of the entries 256..512 it uses, so that
+/// [`PageTable::copy_kernel_half`] copies those few entries, not 256 (every
+/// read and write counts in emulated ring 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelHalf {
+    root: u64,
+    /// PML4 indices used, in `index[..len]`; `len > KERNEL_TOP_MAX`: too
+    /// many to list, copy all.
+    index: [u16; KERNEL_TOP_MAX],
+    len: usize,
+}
+
+impl KernelHalf {
+    /// No kernel half yet (for statics).
+    pub const fn empty() -> Self {
+        Self {
+            root: 0,
+            index: [0; KERNEL_TOP_MAX],
+            len: 0,
+        }
+    }
+
+    /// The kernel PML4 at `root`, whose used kernel-half entries are all in
+    /// `used` (PML4 indices 256..512); an index outside that range makes
+    /// every entry count as used.
+    pub fn new(root: u64, used: &[u64]) -> Self {
+        let mut k = Self {
+            root,
+            ..Self::empty()
+        };
+        for &i in used {
+            k.note(if (ENTRIES / 2..ENTRIES).contains(&i) {
+                i
+            } else {
+                u64::MAX
+            });
+        }
+        k
+    }
+
+    /// The kernel's PML4 (the CR3 value of its own tables).
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// Record that PML4 entry `i` is used (`u64::MAX`: give up listing).
+    fn note(&mut self, i: u64) {
+        if self.len >= KERNEL_TOP_MAX || i >= ENTRIES {
+            self.len = KERNEL_TOP_MAX + 1;
+            return;
+        }
+        self.index[self.len] = i as u16;
+        self.len += 1;
+    }
+
+    /// Whether the used entries are listed (not too many).
+    fn listed(&self) -> Option<&[u16]> {
+        self.index.get(..self.len)
+    }
+}
+
 /// One address space's page tables: a PML4 and everything below it.
 #[derive(Debug)]
 pub struct PageTable {
     root: u64,
     tables: u64,
+    /// The kernel-half PML4 entries this table created (kernel tables only).
+    kernel: KernelHalf,
 }
 
 impl PageTable {
     /// A new, empty PML4 (one zeroed frame).
     pub fn new<M: PhysMem>(mem: &mut M, frames: &mut FrameAllocator) -> Result<Self, MapError> {
         let root = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
-        Ok(Self { root, tables: 1 })
+        trace_table(mem, kind::PT_ALLOC, 4, 0, root);
+        Ok(Self {
+            root,
+            tables: 1,
+            kernel: KernelHalf {
+                root,
+                ..KernelHalf::empty()
+            },
+        })
     }
 
     /// A page table with no PML4 yet (for statics).
     pub const fn empty() -> Self {
-        Self { root: 0, tables: 0 }
+        Self {
+            root: 0,
+            tables: 0,
+            kernel: KernelHalf::empty(),
+        }
     }
 
     /// Physical address of the PML4 (the CR3 value).
@@ -267,12 +361,23 @@ impl PageTable {
         self.tables
     }
 
-    /// Copy PML4 entries 256..512 (the kernel half) from `kernel_root`. The
-    /// tables below them are shared and never freed through `self`.
-    pub fn copy_kernel_half<M: PhysMem>(&mut self, mem: &mut M, kernel_root: u64) {
-        for i in ENTRIES / 2..ENTRIES {
-            let e = mem.read_u64(kernel_root + i * 8);
+    /// This table's kernel half as address spaces share it: the PML4 and
+    /// the kernel-half entries this table created (map the kernel first).
+    pub fn kernel_half(&self) -> KernelHalf {
+        self.kernel
+    }
+
+    /// Copy the used PML4 entries of the kernel half from `kernel` (the
+    /// others stay zero). The tables below them are shared and never freed
+    /// through `self`.
+    pub fn copy_kernel_half<M: PhysMem>(&mut self, mem: &mut M, kernel: &KernelHalf) {
+        let mut copy = |i: u64| {
+            let e = mem.read_u64(kernel.root + i * 8);
             mem.write_u64(self.root + i * 8, e);
+        };
+        match kernel.listed() {
+            Some(used) => used.iter().for_each(|&i| copy(u64::from(i))),
+            None => (ENTRIES / 2..ENTRIES).for_each(copy),
         }
     }
 
@@ -289,17 +394,18 @@ impl PageTable {
         flags: u64,
     ) -> Result<(), MapError> {
         check_map_args(va, pa, size)?;
-        let (table, parent_pa) = self.walk_create(mem, frames, va, size.level())?;
+        let (table, parent_pa, _) = self.walk_create(mem, frames, va, size.level())?;
         let entry_pa = table + index(va, size.level()) * 8;
         let old = mem.read_u64(entry_pa);
         if used(old) && is_leaf(old, size.level()) {
             return Err(MapError::AlreadyMapped(va));
         }
         if used(old) {
-            self.drop_empty_table(mem, frames, entry_pa, old, va)?;
+            self.drop_empty_table(mem, frames, entry_pa, old, va, size.level() - 1)?;
         }
         let ps = if size == PageSize::Size2M { pte::PS } else { 0 };
         mem.write_u64(entry_pa, pa | flags | ps);
+        trace_entry(mem, kind::PTE_SET, size.level(), va, pa | flags | ps);
         add_count(mem, parent_pa, 1);
         Ok(())
     }
@@ -318,26 +424,44 @@ impl PageTable {
         n: u64,
         flags: u64,
     ) -> Result<u64, MapError> {
-        check_map_args(va, pa, PageSize::Size4K)?;
-        let (table, parent_pa) = self.walk_create(mem, frames, va, 1)?;
-        let first = index(va, 1);
-        let last = (first + n).min(ENTRIES);
-        let mut mapped = 0;
-        for i in first..last {
-            let entry_pa = table + i * 8;
-            if !used(mem.read_u64(entry_pa)) {
-                mem.write_u64(entry_pa, (pa + (i - first) * PAGE_SIZE) | flags);
-                mapped += 1;
-            }
-        }
-        if mapped > 0 {
-            add_count(mem, parent_pa, mapped);
-        }
-        Ok(mapped)
+        let run = Run {
+            va,
+            pa,
+            n,
+            size: PageSize::Size4K,
+            flags,
+        };
+        Ok(self.map_run(mem, frames, run, false)?.1)
+    }
+
+    /// Map up to `n` consecutive 2 MiB pages from `va` to the consecutive
+    /// 2 MiB frames from `pa` with one walk to `va`'s page directory: stops
+    /// at its end. Entries already used (leaves or tables) are skipped.
+    /// Returns the pages mapped.
+    #[allow(clippy::too_many_arguments)]
+    pub fn map_run_2m<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+        pa: u64,
+        n: u64,
+        flags: u64,
+    ) -> Result<u64, MapError> {
+        let run = Run {
+            va,
+            pa,
+            n,
+            size: PageSize::Size2M,
+            flags,
+        };
+        Ok(self.map_run(mem, frames, run, false)?.1)
     }
 
     /// Map `len` bytes (rounded up to `size`) of physical memory at `pa` to
-    /// `va` with leaves of `size` (the kernel's direct map and image).
+    /// `va` with leaves of `size` (the kernel's direct map and image): one
+    /// walk per table filled, then a tight loop over its entries. Fails
+    /// with [`MapError::AlreadyMapped`] at the first used entry.
     #[allow(clippy::too_many_arguments)]
     pub fn map_range<M: PhysMem>(
         &mut self,
@@ -350,12 +474,88 @@ impl PageTable {
         flags: u64,
     ) -> Result<(), MapError> {
         let step = size.bytes();
-        let mut off = 0;
-        while off < len {
-            self.map(mem, frames, va + off, pa + off, size, flags)?;
-            off += step;
+        let pages = len.div_ceil(step);
+        let mut done = 0;
+        while done < pages {
+            let off = done * step;
+            let run = Run {
+                va: va + off,
+                pa: pa + off,
+                n: pages - done,
+                size,
+                flags,
+            };
+            done += self.map_run(mem, frames, run, true)?.0;
         }
         Ok(())
+    }
+
+    /// Fill the entries of `run` that lie in the table holding `run.va`'s
+    /// entry, with one walk. Used entries are skipped, or (`strict`) fail
+    /// with [`MapError::AlreadyMapped`]. Returns (entries covered, entries
+    /// written).
+    fn map_run<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        run: Run,
+        strict: bool,
+    ) -> Result<(u64, u64), MapError> {
+        check_map_args(run.va, run.pa, run.size)?;
+        let level = run.size.level();
+        let first = index(run.va, level);
+        let covered = run.n.min(ENTRIES - first);
+        if covered == 0 {
+            return Ok((0, 0));
+        }
+        let step = run.size.bytes();
+        let last_pa = run.pa + (covered - 1) * step;
+        if last_pa & !pte::ADDR_MASK != 0 {
+            return Err(MapError::Misaligned(run.va));
+        }
+        let (table, parent_pa, fresh) = self.walk_create(mem, frames, run.va, level)?;
+        let bits = run.flags | if level == 2 { pte::PS } else { 0 };
+        let mut written = 0;
+        let mut conflict = None;
+        if fresh {
+            // A table the walk just created is all zero: no entry to check.
+            for k in 0..covered {
+                mem.write_u64(table + (first + k) * 8, (run.pa + k * step) | bits);
+                trace_entry(
+                    mem,
+                    kind::PTE_SET,
+                    level,
+                    run.va + k * step,
+                    (run.pa + k * step) | bits,
+                );
+            }
+            written = covered;
+        } else {
+            for k in 0..covered {
+                let entry_pa = table + (first + k) * 8;
+                if !used(mem.read_u64(entry_pa)) {
+                    mem.write_u64(entry_pa, (run.pa + k * step) | bits);
+                    trace_entry(
+                        mem,
+                        kind::PTE_SET,
+                        level,
+                        run.va + k * step,
+                        (run.pa + k * step) | bits,
+                    );
+                    written += 1;
+                } else if strict {
+                    conflict = Some(run.va + k * step);
+                    break;
+                }
+            }
+        }
+        if written > 0 {
+            add_count(mem, parent_pa, written);
+        }
+        match conflict {
+            Some(va) => Err(MapError::AlreadyMapped(va)),
+            None => Ok((covered, written)),
+        }
     }
 
     /// The leaf that maps `va`, if any.
@@ -391,6 +591,7 @@ impl PageTable {
         let l = self.find_leaf(mem, va)?;
         let ps = l.entry & pte::PS;
         mem.write_u64(l.entry_pa, l.frame() | flags | ps);
+        trace_entry(mem, kind::PTE_SET, l.level, va, l.frame() | flags | ps);
         Some(leaf_flags(l.entry))
     }
 
@@ -399,6 +600,7 @@ impl PageTable {
     pub fn unmap<M: PhysMem>(&mut self, mem: &mut M, va: u64) -> Option<(u64, PageSize, u64)> {
         let l = self.find_leaf(mem, va)?;
         mem.write_u64(l.entry_pa, 0);
+        trace_entry(mem, kind::PTE_CLEAR, l.level, va, l.entry);
         add_count(mem, l.parent_pa, u64::MAX);
         Some((l.frame(), l.size(), leaf_flags(l.entry)))
     }
@@ -424,6 +626,7 @@ impl PageTable {
         }
         mem.write_u64(l.entry_pa, with_count(pt | table_flags(va), ENTRIES));
         self.tables += 1;
+        trace_table(mem, kind::PT_ALLOC, 1, va, pt);
         Ok(())
     }
 
@@ -466,26 +669,39 @@ impl PageTable {
 
     /// Unmap the whole user half (PML4 entries 0..256) and free all its
     /// table pages; the PML4 itself stays.
-    pub fn free_user_half<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf)>(
+    ///
+    /// Only `ranges` (each `[start, end)` in the user half, e.g. the areas
+    /// of the address space, which hold every leaf) are walked, so the cost
+    /// follows what is mapped, not the 256 PML4 entries and the 512 entries
+    /// of each table; the used-entry counts stop each table's scan early
+    /// and free tables as they empty. If anything is left afterwards (a
+    /// leaf outside every range, an empty table), the whole user half is
+    /// scanned for it.
+    pub fn free_user_half<M, F, R>(
         &mut self,
         mem: &mut M,
         frames: &mut FrameAllocator,
+        ranges: R,
         mut on_leaf: F,
-    ) {
+    ) where
+        M: PhysMem,
+        F: FnMut(&mut M, &mut FrameAllocator, Leaf),
+        R: IntoIterator<Item = (u64, u64)>,
+    {
         let mut f = |m: &mut M, fr: &mut FrameAllocator, l: Leaf| {
             on_leaf(m, fr, l);
             LeafAction::Unmap
         };
-        self.walk(
-            mem,
-            frames,
-            self.root,
-            4,
-            0,
-            USER_HALF_END,
-            u64::MAX,
-            &mut f,
-        );
+        let root = self.root;
+        for (start, end) in ranges {
+            let end = end.min(USER_HALF_END);
+            if start < end && self.tables > 1 {
+                self.walk(mem, frames, root, 4, start, end, u64::MAX, &mut f);
+            }
+        }
+        if self.tables > 1 {
+            self.walk(mem, frames, root, 4, 0, USER_HALF_END, u64::MAX, &mut f);
+        }
     }
 
     /// Free the PML4 (after [`Self::free_user_half`]).
@@ -493,6 +709,7 @@ impl PageTable {
         if self.tables > 0 {
             frames.free(mem, self.root);
             self.tables -= 1;
+            trace_table(mem, kind::PT_FREE, 4, 0, self.root);
         }
         self.root = 0;
     }
@@ -523,31 +740,37 @@ impl PageTable {
     }
 
     /// Walk down to the table at `level` for `va`, creating tables; returns
-    /// it and the entry pointing to it.
+    /// it, the entry pointing to it, and whether it was just created (so
+    /// all its entries are zero).
     fn walk_create<M: PhysMem>(
         &mut self,
         mem: &mut M,
         frames: &mut FrameAllocator,
         va: u64,
         level: u32,
-    ) -> Result<(u64, u64), MapError> {
-        let (mut table, mut parent_pa) = (self.root, 0);
+    ) -> Result<(u64, u64, bool), MapError> {
+        let (mut table, mut parent_pa, mut fresh) = (self.root, 0, false);
         for l in (level + 1..=4).rev() {
             let entry_pa = table + index(va, l) * 8;
             let mut e = mem.read_u64(entry_pa);
-            if e & pte::P == 0 {
+            fresh = e & pte::P == 0;
+            if fresh {
                 let new = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
                 self.tables += 1;
+                trace_table(mem, kind::PT_ALLOC, l - 1, va, new);
                 e = new | table_flags(va);
                 mem.write_u64(entry_pa, e);
                 add_count(mem, parent_pa, 1);
+                if l == 4 && va >= KERNEL_HALF {
+                    self.kernel.note(index(va, 4));
+                }
             } else if e & pte::PS != 0 {
                 return Err(MapError::HugeConflict(va));
             }
             parent_pa = entry_pa;
             table = e & pte::ADDR_MASK;
         }
-        Ok((table, parent_pa))
+        Ok((table, parent_pa, fresh))
     }
 
     /// Free the empty table an entry points to so a leaf can take its place.
@@ -558,6 +781,7 @@ impl PageTable {
         entry_pa: u64,
         e: u64,
         va: u64,
+        level: u32,
     ) -> Result<(), MapError> {
         if count(e) != 0 {
             return Err(MapError::AlreadyMapped(va));
@@ -565,6 +789,7 @@ impl PageTable {
         frames.free(mem, e & pte::ADDR_MASK);
         self.tables -= 1;
         mem.write_u64(entry_pa, 0);
+        trace_table(mem, kind::PT_FREE, level, va, e & pte::ADDR_MASK);
         Ok(())
     }
 
@@ -648,16 +873,24 @@ impl PageTable {
             LeafAction::Keep => false,
             LeafAction::SetFlags(fl) => {
                 mem.write_u64(entry_pa, (e & mask) | fl | (e & pte::PS));
+                trace_entry(
+                    mem,
+                    kind::PTE_SET,
+                    level,
+                    va,
+                    (e & mask) | fl | (e & pte::PS),
+                );
                 false
             }
             LeafAction::Unmap => {
                 mem.write_u64(entry_pa, 0);
+                trace_entry(mem, kind::PTE_CLEAR, level, va, e);
                 true
             }
         }
     }
 
-    /// Recurse into the table `e` points to; free it if it became empty.
+    /// Recurse into the table `e` points to; free it if it is empty after.
     #[allow(clippy::too_many_arguments)]
     fn visit_table<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf) -> LeafAction>(
         &mut self,
@@ -673,19 +906,53 @@ impl PageTable {
         let child = e & pte::ADDR_MASK;
         let n = count(e);
         let cleared = self.walk(mem, frames, child, level - 1, start, end, n, f);
-        if cleared == 0 {
-            return false;
-        }
         let left = n.saturating_sub(cleared);
         if left > 0 {
-            mem.write_u64(entry_pa, with_count(e, left));
+            if cleared > 0 {
+                mem.write_u64(entry_pa, with_count(e, left));
+            }
             return false;
         }
+        // Empty now, or already empty (left so by `unmap`): free it.
         frames.free(mem, child);
         self.tables -= 1;
         mem.write_u64(entry_pa, 0);
+        trace_table(mem, kind::PT_FREE, level - 1, start, child);
         true
     }
+}
+
+/// Trace a table page of `level` covering `va` being allocated or freed.
+fn trace_table<M: PhysMem>(mem: &mut M, kind: u32, level: u32, va: u64, frame: u64) {
+    if trace::on(mem, category::PAGE_TABLES) {
+        let covers = span(level) * ENTRIES;
+        let start = va & !(covers - 1);
+        trace::emit(
+            mem,
+            category::PAGE_TABLES,
+            kind,
+            0,
+            [
+                u64::from(level),
+                start,
+                start.wrapping_add(covers),
+                frame,
+                0,
+                0,
+            ],
+        );
+    }
+}
+
+/// Trace an entry at `level` for `va` being set to `e` (or cleared, `old`).
+fn trace_entry<M: PhysMem>(mem: &mut M, kind: u32, level: u32, va: u64, e: u64) {
+    trace::emit(
+        mem,
+        category::PAGE_TABLES,
+        kind,
+        0,
+        [va, u64::from(level), e & pte::ADDR_MASK, e, 0, 0],
+    );
 }
 
 fn check_map_args(va: u64, pa: u64, size: PageSize) -> Result<(), MapError> {
@@ -724,6 +991,60 @@ mod tests {
         let mut fa = FrameAllocator::new(MIB, 64 * MIB);
         let pt = PageTable::new(&mut mem, &mut fa).unwrap();
         (mem, fa, pt)
+    }
+
+    #[test]
+    fn mapping_and_unmapping_emit_table_and_entry_records() {
+        use vmrun_contract::trace::{category, kind};
+        let (mut mem, mut fa, mut pt) = setup();
+        mem.trace_mask = category::PAGE_TABLES;
+        let frame = fa.alloc_zeroed(&mut mem).unwrap();
+        let va = 0x40_1000;
+        pt.map(
+            &mut mem,
+            &mut fa,
+            va,
+            frame,
+            PageSize::Size4K,
+            pte::P | pte::US,
+        )
+        .unwrap();
+        assert_eq!(
+            mem.record_kinds(),
+            [
+                kind::PT_ALLOC,
+                kind::PT_ALLOC,
+                kind::PT_ALLOC,
+                kind::PTE_SET
+            ]
+        );
+        let pt_rec = mem.records[2];
+        assert_eq!(pt_rec.a[0], 1, "the last table allocated is a level-1 PT");
+        assert_eq!((pt_rec.a[1], pt_rec.a[2]), (0x40_0000, 0x60_0000));
+        assert_eq!(mem.records[3].a[0], va);
+        assert_eq!(mem.records[3].a[2], frame);
+        mem.records.clear();
+        pt.unmap_range(&mut mem, &mut fa, va, va + PAGE_SIZE, |_, _, _| {})
+            .unwrap();
+        let kinds = mem.record_kinds();
+        assert_eq!(kinds[0], kind::PTE_CLEAR);
+        assert_eq!(kinds.iter().filter(|k| **k == kind::PT_FREE).count(), 3);
+    }
+
+    #[test]
+    fn tracing_off_emits_nothing() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let frame = fa.alloc_zeroed(&mut mem).unwrap();
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x40_1000,
+            frame,
+            PageSize::Size4K,
+            pte::P,
+        )
+        .unwrap();
+        assert!(mem.records.is_empty());
     }
 
     #[test]
@@ -1032,7 +1353,7 @@ mod tests {
             .unwrap();
         let before = fa.in_use();
         let mut upt = PageTable::new(&mut mem, &mut fa).unwrap();
-        upt.copy_kernel_half(&mut mem, kpt.root());
+        upt.copy_kernel_half(&mut mem, &kpt.kernel_half());
         assert_eq!(
             upt.translate(&mem, DIRECT_MAP_BASE + 5)
                 .unwrap()
@@ -1041,7 +1362,7 @@ mod tests {
         );
         upt.map(&mut mem, &mut fa, 0x1000, 0x10_0000, PageSize::Size4K, UF)
             .unwrap();
-        upt.free_user_half(&mut mem, &mut fa, |_, _, _| ());
+        upt.free_user_half(&mut mem, &mut fa, [(0x1000, 0x2000)], |_, _, _| ());
         upt.free_root(&mut mem, &mut fa);
         assert_eq!(fa.in_use(), before);
         assert!(kpt.translate(&mem, DIRECT_MAP_BASE).is_some());
@@ -1083,5 +1404,226 @@ mod tests {
         pt.unmap_range(&mut mem, &mut fa, 0, 0x2000, |_, _, _| n += 1)
             .unwrap();
         assert_eq!((n, pt.table_pages()), (1, 1));
+    }
+
+    #[test]
+    fn map_run_2m_fills_one_directory_per_walk() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let fl = pte::P | pte::RW | pte::NX;
+        let va = DIRECT_MAP_BASE + 1020 * MIB; // 2 MiB slot 510 of its PD
+        let n = pt.map_run_2m(&mut mem, &mut fa, va, 0, 8, fl).unwrap();
+        assert_eq!(n, 2, "stops at the end of the page directory");
+        assert_eq!(pt.table_pages(), 3);
+        let t = pt.translate(&mem, va + 2 * MIB + 5).unwrap();
+        assert_eq!(
+            (t.pa(va + 2 * MIB + 5), t.size),
+            (2 * MIB + 5, PageSize::Size2M)
+        );
+        assert!(pt.translate(&mem, va + 4 * MIB).is_none());
+        pt.unmap(&mut mem, va);
+        let n = pt
+            .map_run_2m(&mut mem, &mut fa, va, 0x4000_0000, 2, fl)
+            .unwrap();
+        assert_eq!(n, 1, "used slot skipped, freed slot refilled");
+        assert_eq!(pt.translate(&mem, va).unwrap().frame, 0x4000_0000);
+        assert_eq!(
+            pt.map_run_2m(&mut mem, &mut fa, va + 4096, 0, 1, fl),
+            Err(MapError::Misaligned(va + 4096))
+        );
+    }
+
+    #[test]
+    fn map_range_crosses_directories_and_keeps_counts_exact() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let fl = pte::P | pte::RW | pte::NX;
+        let (va, len) = (0x3000_0000, 1536 * MIB); // PDPT slots 0..=2
+        pt.map_range(&mut mem, &mut fa, va, 0, len, PageSize::Size2M, fl)
+            .unwrap();
+        assert_eq!(pt.table_pages(), 1 + 1 + 3);
+        for off in [0, 2 * MIB, 1022 * MIB, 1024 * MIB, len - 2 * MIB] {
+            let t = pt.translate(&mem, va + off).unwrap();
+            assert_eq!((t.frame, t.size), (off, PageSize::Size2M));
+        }
+        assert!(pt.translate(&mem, va + len).is_none());
+        let r = pt.map_range(
+            &mut mem,
+            &mut fa,
+            va - 4 * MIB,
+            0,
+            8 * MIB,
+            PageSize::Size2M,
+            fl,
+        );
+        assert_eq!(r, Err(MapError::AlreadyMapped(va)));
+        let mut n = 0;
+        pt.unmap_range(&mut mem, &mut fa, 0, USER_HALF_END, |_, _, _| n += 1)
+            .unwrap();
+        // 768 leaves, and the 2 mapped below `va` before the conflict.
+        assert_eq!((n, pt.table_pages()), (768 + 2, 1), "counts stayed exact");
+    }
+
+    #[test]
+    fn map_range_of_4k_pages_uses_runs() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map_range(
+            &mut mem,
+            &mut fa,
+            0x1f_e000,
+            0x10_0000,
+            0x3001,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        assert_eq!(pt.table_pages(), 1 + 1 + 1 + 2);
+        for i in 0..4 {
+            let t = pt.translate(&mem, 0x1f_e000 + i * PAGE_SIZE).unwrap();
+            assert_eq!(t.frame, 0x10_0000 + i * PAGE_SIZE);
+        }
+        assert!(pt.translate(&mem, 0x20_2000).is_none());
+    }
+
+    /// Map a fresh 4 KiB frame at each of `vas`.
+    fn populate(mem: &mut TestMem, fa: &mut FrameAllocator, pt: &mut PageTable, vas: &[u64]) {
+        for &va in vas {
+            let frame = fa.alloc_zeroed(mem).unwrap();
+            pt.map(mem, fa, va, frame, PageSize::Size4K, UF).unwrap();
+        }
+    }
+
+    #[test]
+    fn free_user_half_walks_only_the_ranges_and_frees_every_table() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let base = fa.in_use();
+        let stack_top = 0x7fff_ffff_f000;
+        let vas = [
+            0x40_0000,
+            0x40_1000,
+            0x60_0000,
+            stack_top - 0x1000,
+            stack_top - 0x2_1000,
+        ];
+        populate(&mut mem, &mut fa, &mut pt, &vas);
+        let huge = fa.alloc_huge_zeroed(&mut mem).unwrap();
+        pt.map(&mut mem, &mut fa, 0x4000_0000, huge, PageSize::Size2M, UF)
+            .unwrap();
+        assert!(pt.table_pages() > 1);
+        let areas = [
+            (0x40_0000, 0x40_2000),
+            (0x60_0000, 0x60_1000),
+            (0x4000_0000, 0x4020_0000),
+            (stack_top - 0x2_2000, stack_top),
+        ];
+        let mut seen = Vec::new();
+        pt.free_user_half(&mut mem, &mut fa, areas, |m, fr, l| {
+            seen.push(l.va);
+            match l.size {
+                PageSize::Size4K => assert!(fr.free(m, l.frame)),
+                PageSize::Size2M => assert!(fr.free_huge(m, l.frame)),
+            }
+        });
+        seen.sort();
+        let mut want = vas.to_vec();
+        want.push(0x4000_0000);
+        want.sort();
+        assert_eq!(seen, want);
+        assert_eq!(pt.table_pages(), 1, "only the PML4 is left");
+        assert_eq!(fa.in_use(), base);
+        for i in 0..256 {
+            assert_eq!(mem.read_u64(pt.root() + i * 8), 0);
+        }
+    }
+
+    #[test]
+    fn free_user_half_finds_leaves_outside_the_ranges_and_empty_tables() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let base = fa.in_use();
+        populate(
+            &mut mem,
+            &mut fa,
+            &mut pt,
+            &[0x1000, 0x7f00_0000_0000, 0x5000_0000],
+        );
+        // An empty page table left behind by `unmap` (which keeps tables).
+        let (frame, _, _) = pt.unmap(&mut mem, 0x5000_0000).unwrap();
+        fa.free(&mut mem, frame);
+        let mut n = 0;
+        pt.free_user_half(&mut mem, &mut fa, [(0, 0x2000)], |m, fr, l| {
+            n += 1;
+            fr.free(m, l.frame);
+        });
+        assert_eq!(n, 2, "the leaf outside the range is found too");
+        assert_eq!(pt.table_pages(), 1);
+        assert_eq!(fa.in_use(), base);
+    }
+
+    #[test]
+    fn kernel_half_lists_the_entries_the_kernel_created() {
+        let (mut mem, mut fa, mut kpt) = setup();
+        let fl = pte::P | pte::RW;
+        kpt.map_range(
+            &mut mem,
+            &mut fa,
+            DIRECT_MAP_BASE,
+            0,
+            8 * MIB,
+            PageSize::Size2M,
+            fl,
+        )
+        .unwrap();
+        kpt.map(
+            &mut mem,
+            &mut fa,
+            0xffff_ffff_8000_0000,
+            0x10_0000,
+            PageSize::Size4K,
+            fl,
+        )
+        .unwrap();
+        kpt.map(
+            &mut mem,
+            &mut fa,
+            0xffff_ffff_ff5f_f000,
+            0x11_0000,
+            PageSize::Size4K,
+            fl,
+        )
+        .unwrap();
+        let k = kpt.kernel_half();
+        assert_eq!(k.root(), kpt.root());
+        assert_eq!(
+            k,
+            KernelHalf::new(kpt.root(), &[index(DIRECT_MAP_BASE, 4), 511])
+        );
+        // A stray entry the list does not name is not copied.
+        mem.write_u64(kpt.root() + 300 * 8, 0x5000 | pte::P);
+        let mut upt = PageTable::new(&mut mem, &mut fa).unwrap();
+        upt.copy_kernel_half(&mut mem, &k);
+        for i in 256..512 {
+            let want = match i {
+                300 => 0,
+                _ => mem.read_u64(kpt.root() + i * 8),
+            };
+            assert_eq!(mem.read_u64(upt.root() + i * 8), want, "entry {i}");
+        }
+        assert!(upt.translate(&mem, 0xffff_ffff_ff5f_f000).is_some());
+    }
+
+    #[test]
+    fn kernel_half_with_too_many_entries_copies_all() {
+        let (mut mem, mut fa, kpt) = setup();
+        for i in 256..512 {
+            mem.write_u64(kpt.root() + i * 8, (i << 12) | pte::P);
+        }
+        let many: Vec<u64> = (256..256 + KERNEL_TOP_MAX as u64 + 1).collect();
+        for used in [many.as_slice(), &[5]] {
+            let k = KernelHalf::new(kpt.root(), used);
+            let mut upt = PageTable::new(&mut mem, &mut fa).unwrap();
+            upt.copy_kernel_half(&mut mem, &k);
+            for i in 256..512 {
+                assert_eq!(mem.read_u64(upt.root() + i * 8), (i << 12) | pte::P);
+            }
+            assert_eq!(mem.read_u64(upt.root()), 0, "user half untouched");
+        }
     }
 }

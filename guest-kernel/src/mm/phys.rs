@@ -4,7 +4,8 @@
 //! and copying delegated to the host, which is far cheaper than doing it in
 //! emulated ring 0); unit tests implement it over a `Vec<u8>`. Everything in
 //! `mm` that touches page tables or page contents goes through it, so the
-//! page-table code is the same on the host and in the guest.
+//! page-table code is the same on the host and in the guest. It is also
+//! where trace records go (`crate::trace`): the machine's event sink.
 
 /// Guest-physical memory as the memory manager sees it.
 pub trait PhysMem {
@@ -20,4 +21,12 @@ pub trait PhysMem {
     fn zero(&mut self, pa: u64, len: u64);
     /// Copy `len` bytes from physical `src` to physical `dst` (no overlap).
     fn copy(&mut self, dst: u64, src: u64, len: u64);
+
+    /// Whether trace records of `category` are wanted (see `crate::trace`).
+    fn trace_on(&self, _category: u32) -> bool {
+        false
+    }
+
+    /// Append a trace record (the sink stamps its TSC).
+    fn trace(&mut self, _record: &vmrun_contract::trace::Record) {}
 }

@@ -8,7 +8,7 @@
 //! read-only, copied on write, never written or freed).
 
 use super::frame::FrameAllocator;
-use super::paging::{PageSize, PageTable};
+use super::paging::{KernelHalf, PageSize, PageTable};
 use super::phys::PhysMem;
 use super::vma::VmaSet;
 use crate::errno::{Errno, KResult};
@@ -144,15 +144,14 @@ impl Mm {
         }
     }
 
-    /// A new, empty address space whose PML4 shares the kernel half of
-    /// `kernel_root`.
+    /// A new, empty address space whose PML4 shares `kernel`.
     pub fn new<M: PhysMem>(
         mem: &mut M,
         frames: &mut FrameAllocator,
-        kernel_root: u64,
+        kernel: &KernelHalf,
     ) -> KResult<Mm> {
         let mut mm = Mm::empty();
-        mm.init(mem, frames, kernel_root)?;
+        mm.init(mem, frames, kernel)?;
         Ok(mm)
     }
 
@@ -163,10 +162,10 @@ impl Mm {
         &mut self,
         mem: &mut M,
         frames: &mut FrameAllocator,
-        kernel_root: u64,
+        kernel: &KernelHalf,
     ) -> KResult<()> {
         let mut pt = PageTable::new(mem, frames).map_err(|e| e.errno())?;
-        pt.copy_kernel_half(mem, kernel_root);
+        pt.copy_kernel_half(mem, kernel);
         self.pt = pt;
         self.vmas.clear();
         self.reset_layout();
@@ -198,9 +197,11 @@ impl Mm {
     }
 
     /// Free every user frame the allocator owns, every user table page and
-    /// the PML4; the areas are forgotten.
+    /// the PML4; the areas are forgotten. Only the areas' ranges of the
+    /// page tables are walked (every leaf lies in an area).
     pub fn teardown<M: PhysMem>(&mut self, mem: &mut M, frames: &mut FrameAllocator) {
-        self.pt.free_user_half(mem, frames, |m, fr, l| {
+        let areas = self.vmas.iter().map(|v| (v.start, v.end));
+        self.pt.free_user_half(mem, frames, areas, |m, fr, l| {
             release_frame(m, fr, l.frame, l.size);
         });
         self.pt.free_root(mem, frames);

@@ -10,6 +10,10 @@ pub struct TestMem {
     pub zero_calls: u64,
     /// Number of `copy` calls.
     pub copy_calls: u64,
+    /// Trace categories recorded into `records`.
+    pub trace_mask: u32,
+    /// Trace records emitted, in order.
+    pub records: Vec<vmrun_contract::trace::Record>,
 }
 
 impl TestMem {
@@ -19,7 +23,14 @@ impl TestMem {
             bytes: vec![0; size as usize],
             zero_calls: 0,
             copy_calls: 0,
+            trace_mask: 0,
+            records: Vec::new(),
         }
+    }
+
+    /// Kinds of the records emitted so far.
+    pub fn record_kinds(&self) -> Vec<u32> {
+        self.records.iter().map(|r| r.kind).collect()
     }
 
     /// Fill `len` bytes at `pa` with `byte`.
@@ -67,6 +78,14 @@ impl PhysMem for TestMem {
         assert!(d + n <= s || s + n <= d, "overlapping copy");
         self.bytes.copy_within(s..s + n, d);
     }
+
+    fn trace_on(&self, category: u32) -> bool {
+        self.trace_mask & category != 0
+    }
+
+    fn trace(&mut self, record: &vmrun_contract::trace::Record) {
+        self.records.push(*record);
+    }
 }
 
 /// A machine for address-space tests: 64 MiB of RAM, a kernel PML4, a
@@ -78,8 +97,8 @@ pub struct Fixture {
     pub frames: crate::mm::frame::FrameAllocator,
     /// Holds file 0 at [`Fixture::FILE_PHYS`].
     pub files: crate::mm::space::FileTable,
-    /// A kernel PML4 with one kernel-half entry.
-    pub kernel_root: u64,
+    /// A kernel PML4 with one kernel-half entry (511).
+    pub kernel: crate::mm::paging::KernelHalf,
 }
 
 impl Default for Fixture {
@@ -115,13 +134,13 @@ impl Fixture {
             mem,
             frames,
             files,
-            kernel_root,
+            kernel: crate::mm::paging::KernelHalf::new(kernel_root, &[511]),
         }
     }
 
     /// A new address space.
     pub fn mm(&mut self) -> crate::mm::space::Mm {
-        crate::mm::space::Mm::new(&mut self.mem, &mut self.frames, self.kernel_root).unwrap()
+        crate::mm::space::Mm::new(&mut self.mem, &mut self.frames, &self.kernel).unwrap()
     }
 
     /// The environment for `Mm` operations.

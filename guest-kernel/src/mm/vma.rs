@@ -11,6 +11,7 @@
 use crate::errno::{Errno, KResult};
 use core::ops::BitOr;
 use vmrun_contract::layout::PAGE_SIZE;
+use vmrun_contract::trace::kind as trace_kind;
 
 /// Most areas one address space may have (Linux's `max_map_count`, small).
 pub const MAX_VMAS: usize = 256;
@@ -227,11 +228,30 @@ impl Vma {
 /// [`MAX_VMAS`]).
 const CAP: usize = MAX_VMAS + 2;
 
+/// Changes kept between two [`VmaSet::take_journal`] calls.
+const JOURNAL: usize = 16;
+
+/// One change to the set, kept for tracing (a `contract::trace::kind`
+/// VMA_* kind, the area after the change, and the split address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmaChange {
+    /// `VMA_INSERT`, `VMA_SPLIT`, `VMA_MERGE`, `VMA_RESIZE` or `VMA_REMOVE`.
+    pub kind: u32,
+    /// The area concerned (for a split: the original, before it).
+    pub vma: Vma,
+    /// The split address (0 for other kinds).
+    pub at: u64,
+}
+
 /// The sorted, non-overlapping areas of one address space.
 #[derive(Clone, Debug)]
 pub struct VmaSet {
     v: [Vma; CAP],
     len: usize,
+    journal: [VmaChange; JOURNAL],
+    journal_len: usize,
+    journal_lost: u64,
+    journaling: bool,
 }
 
 impl Default for VmaSet {
@@ -243,10 +263,53 @@ impl Default for VmaSet {
 impl VmaSet {
     /// An empty set.
     pub const fn new() -> Self {
+        const NONE: VmaChange = VmaChange {
+            kind: 0,
+            vma: Vma::EMPTY,
+            at: 0,
+        };
         Self {
             v: [Vma::EMPTY; CAP],
             len: 0,
+            journal: [NONE; JOURNAL],
+            journal_len: 0,
+            journal_lost: 0,
+            journaling: false,
         }
+    }
+
+    /// Keep a journal of changes for tracing (off by default).
+    pub fn set_journaling(&mut self, on: bool) {
+        self.journaling = on;
+    }
+
+    fn note(&mut self, kind: u32, vma: Vma, at: u64) {
+        if !self.journaling {
+            return;
+        }
+        if self.journal_len == JOURNAL {
+            self.journal_lost += 1;
+            return;
+        }
+        self.journal[self.journal_len] = VmaChange { kind, vma, at };
+        self.journal_len += 1;
+    }
+
+    /// Record that area `i` changed its bounds or rights in place.
+    pub fn note_resized(&mut self, i: usize) {
+        if let Some(v) = self.get(i).copied() {
+            self.note(trace_kind::VMA_RESIZE, v, 0);
+        }
+    }
+
+    /// Hand the journaled changes to `f`, oldest first, and clear them;
+    /// returns how many were dropped because the journal was full.
+    pub fn take_journal<F: FnMut(&VmaChange)>(&mut self, mut f: F) -> u64 {
+        for c in &self.journal[..self.journal_len] {
+            f(c);
+        }
+        self.journal_len = 0;
+        core::mem::take(&mut self.journal_lost)
     }
 
     /// Number of areas.
@@ -318,6 +381,7 @@ impl VmaSet {
         self.v.copy_within(i..self.len, i + 1);
         self.v[i] = vma;
         self.len += 1;
+        self.note(trace_kind::VMA_INSERT, vma, 0);
         Ok(i)
     }
 
@@ -373,6 +437,7 @@ impl VmaSet {
         if self.len == CAP {
             return Err(Errno::ENOMEM);
         }
+        self.note(trace_kind::VMA_SPLIT, self.v[i], addr);
         let high = self.v[i].split_off(addr);
         self.v.copy_within(i + 1..self.len, i + 2);
         self.v[i + 1] = high;
@@ -406,8 +471,10 @@ impl VmaSet {
         self.split_slack(end)?;
         let lo = self.as_slice().partition_point(|v| v.end <= start);
         let hi = self.as_slice().partition_point(|v| v.start < end);
-        for v in &self.v[lo..hi] {
-            on_removed(v);
+        for k in lo..hi {
+            let v = self.v[k];
+            on_removed(&v);
+            self.note(trace_kind::VMA_REMOVE, v, 0);
         }
         self.v.copy_within(hi..self.len, lo);
         self.len -= hi - lo;
@@ -435,6 +502,7 @@ impl VmaSet {
         let (mut i, mut reached) = (first, start);
         while i < self.len && self.v[i].start == reached && reached < end {
             self.v[i].prot = prot;
+            self.note(trace_kind::VMA_RESIZE, self.v[i], 0);
             reached = self.v[i].end;
             i += 1;
         }
@@ -477,12 +545,58 @@ impl VmaSet {
         }
         self.v.copy_within(i + 2..self.len, i + 1);
         self.len -= 1;
+        self.note(trace_kind::VMA_MERGE, self.v[i], 0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_records_insert_split_remove_and_merge() {
+        use vmrun_contract::trace::kind;
+        let mut set = VmaSet::new();
+        set.set_journaling(true);
+        set.insert(Vma::anon(0x1000, 0x5000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        set.remove_range(0x2000, 0x3000, |_| {}).unwrap();
+        set.insert_merged(Vma::anon(0x2000, 0x3000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let mut kinds = Vec::new();
+        let lost = set.take_journal(|c| kinds.push((c.kind, c.vma.start, c.vma.end, c.at)));
+        assert_eq!(lost, 0);
+        assert_eq!(
+            kinds,
+            [
+                (kind::VMA_INSERT, 0x1000, 0x5000, 0),
+                (kind::VMA_SPLIT, 0x1000, 0x5000, 0x2000),
+                (kind::VMA_SPLIT, 0x2000, 0x5000, 0x3000),
+                (kind::VMA_REMOVE, 0x2000, 0x3000, 0),
+                (kind::VMA_INSERT, 0x2000, 0x3000, 0),
+                (kind::VMA_MERGE, 0x2000, 0x5000, 0),
+                (kind::VMA_MERGE, 0x1000, 0x5000, 0),
+            ]
+        );
+        assert_eq!(set.take_journal(|_| panic!("journal not cleared")), 0);
+    }
+
+    #[test]
+    fn full_journal_counts_lost_changes_and_off_journal_keeps_none() {
+        let mut set = VmaSet::new();
+        set.insert(Vma::anon(0x1000, 0x2000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        assert_eq!(set.take_journal(|_| panic!("journaling is off")), 0);
+        set.set_journaling(true);
+        for i in 0..20u64 {
+            let start = 0x10_0000 + i * 0x2000;
+            set.insert(Vma::anon(start, start + 0x1000, Prot::RW, VmFlags::NONE))
+                .unwrap();
+        }
+        let mut n = 0;
+        assert_eq!(set.take_journal(|_| n += 1), 4);
+        assert_eq!(n, JOURNAL);
+    }
 
     const P: u64 = PAGE_SIZE;
 

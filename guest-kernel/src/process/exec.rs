@@ -9,8 +9,11 @@
 use crate::errno::{Errno, KResult};
 use crate::exec::{ArgBlock, AuxValues, LoadPlan, Segment, StackLayout, StackSink};
 use crate::mm::phys::PhysMem;
-use crate::mm::space::{Mm, MmEnv};
+use crate::mm::space::{check_user_range, Mm, MmEnv};
 use crate::mm::vma::{Backing, Prot, VmFlags, Vma};
+use crate::trace::{self, category, kind};
+use vmrun_contract::layout::PAGE_SIZE;
+use vmrun_contract::trace::exec_phase;
 
 /// Where the new program starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,15 +73,43 @@ fn insert_replacing(mm: &mut Mm, vma: Vma) -> KResult<()> {
     mm.vmas.insert(vma).map(|_| ())
 }
 
-/// Writes the stack through the process's page tables.
+/// Writes the stack through the process's page tables. The stack builder
+/// writes a dozen small pieces, nearly all to the same page: the page's
+/// physical address is kept, so only a new page costs a translation (or a
+/// fault).
 struct Sink<'m, 'e, 'a, M: PhysMem> {
     mm: &'m mut Mm,
     env: &'e mut MmEnv<'a, M>,
+    /// The user page last translated and its physical address.
+    page: Option<(u64, u64)>,
+}
+
+impl<M: PhysMem> Sink<'_, '_, '_, M> {
+    fn page_pa(&mut self, page: u64) -> KResult<u64> {
+        match self.page {
+            Some((p, pa)) if p == page => Ok(pa),
+            _ => {
+                let pa = self.mm.user_page(self.env, page, true)?;
+                self.page = Some((page, pa));
+                Ok(pa)
+            }
+        }
+    }
 }
 
 impl<M: PhysMem> StackSink for Sink<'_, '_, '_, M> {
     fn write(&mut self, va: u64, bytes: &[u8]) -> KResult<()> {
-        crate::uaccess::copy_to_user(self.mm, self.env, va, bytes)
+        check_user_range(va, bytes.len() as u64)?;
+        let mut done = 0;
+        while done < bytes.len() {
+            let cur = va + done as u64;
+            let off = cur & (PAGE_SIZE - 1);
+            let n = ((PAGE_SIZE - off) as usize).min(bytes.len() - done);
+            let pa = self.page_pa(cur - off)?;
+            self.env.mem.write_bytes(pa + off, &bytes[done..done + n]);
+            done += n;
+        }
+        Ok(())
     }
 }
 
@@ -96,6 +127,8 @@ pub fn load_elf_binary<M: PhysMem>(
     for seg in plan.segments() {
         map_segment(mm, file, seg)?;
     }
+    let phase = [exec_phase::SEGMENTS_MAPPED, 0, 0, 0, 0, 0];
+    trace::emit(env.mem, category::EXEC, kind::EXEC_PHASE, 0, phase);
     let layout = StackLayout::new(args)?;
     let mut prot = Prot::RW;
     if plan.exec_stack {
@@ -106,7 +139,13 @@ pub fn load_elf_binary<M: PhysMem>(
         return Err(Errno::ENOMEM);
     }
     mm.vmas.insert(stack)?;
-    layout.write(args, aux, &mut Sink { mm, env })?;
+    let mut sink = Sink {
+        mm,
+        env,
+        page: None,
+    };
+    layout.write(args, aux, &mut sink)?;
+    let mm = sink.mm;
     set_mm_fields(mm, plan, &layout);
     Ok(EntryState {
         ip: plan.entry,

@@ -3,6 +3,7 @@
 use super::time::Clock;
 use super::*;
 use crate::mm::frame::FrameAllocator;
+use crate::mm::paging::KernelHalf;
 use crate::mm::space::{FileTable, Mm};
 use crate::mm::testmem::TestMem;
 use crate::uaccess::{copy_from_user, copy_to_user};
@@ -52,7 +53,8 @@ impl World {
         let mut frames = FrameAllocator::new(1 << 20, MEM);
         let kroot = frames.alloc_zeroed(&mut mem).unwrap();
         let mut p = Process::empty();
-        p.mm = Mm::new(&mut mem, &mut frames, kroot).unwrap();
+        let kernel = KernelHalf::new(kroot, &[]);
+        p.mm = Mm::new(&mut mem, &mut frames, &kernel).unwrap();
         let files = FileTable::new();
         let mut w = World {
             mem,

@@ -255,3 +255,35 @@ fn nul_pos_finds_the_first_nul_at_every_offset() {
     }
     assert_eq!(nul_pos(&[0x80, 0x81, 1, 2, 3, 4, 5, 6, 7]), None);
 }
+
+#[test]
+fn nul_pos_is_exact_when_bytes_after_the_nul_look_like_nuls() {
+    // 0x01 after a NUL borrows in the word trick: the lowest mark must win.
+    for n in 0..8 {
+        let mut s = vec![0x01u8; 16];
+        s[..n].fill(b'z');
+        s[n] = 0;
+        assert_eq!(nul_pos(&s), Some(n));
+        s[n + 1..].fill(0);
+        assert_eq!(nul_pos(&s), Some(n));
+    }
+}
+
+#[test]
+fn wrong_environment_count_is_einval_when_writing() {
+    let mut m = Mem::new(0x1000);
+    for envc in [1, 3] {
+        let args = ArgBlock::new(BLOCK, 2, envc).unwrap();
+        let l = StackLayout::new(&args).unwrap();
+        assert_eq!(l.write(&args, &aux(), &mut m), Err(Errno::EINVAL));
+    }
+    assert_eq!(ArgBlock::new(b"/p\0a\0", 1, 1).unwrap_err(), Errno::EINVAL);
+    assert_eq!(ArgBlock::new(b"/p\0a\0e", 1, 1).unwrap_err(), Errno::EINVAL);
+    let mut block = b"/p\0".to_vec();
+    block.resize(3 + MAX_ARG_STRLEN as usize, b'e');
+    block.push(0);
+    let args = ArgBlock::new(&block, 0, 1).unwrap();
+    let l = StackLayout::new(&args).unwrap();
+    let mut m = Mem::new(STACK_TOP - l.sp + 64);
+    assert_eq!(l.write(&args, &aux(), &mut m), Err(Errno::E2BIG));
+}
