@@ -13,17 +13,18 @@ use crate::arch::{cpu, gdt, global::Once, hypercall, idt, trap};
 use crate::host::Host;
 use crate::run::Kernel;
 use guest_kernel::errno::Errno;
+use guest_kernel::exec::aslr::Layout;
 use guest_kernel::exec::{ArgBlock, AuxValues, LoadPlan};
 use guest_kernel::fmt::MsgBuf;
 use guest_kernel::mm::frame::FrameAllocator;
 use guest_kernel::mm::paging::{pte, KernelHalf, PageSize, PageTable};
 use guest_kernel::mm::phys::PhysMem;
-use guest_kernel::mm::space::{FileImage, MmEnv, MMAP_BASE};
+use guest_kernel::mm::space::{FileImage, MmEnv};
 use guest_kernel::process::{exec, Process};
 use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::*;
 use vmrun_contract::trace::exec_phase;
-use vmrun_contract::{phase, BootInfo, BOOT_MAGIC, CONTRACT_VERSION};
+use vmrun_contract::{boot_flags, phase, BootInfo, BOOT_MAGIC, CONTRACT_VERSION};
 
 static KERNEL: Once<Kernel> = Once::new(Kernel::empty());
 
@@ -200,7 +201,12 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     // filled; the direct map covers them and nothing writes them any more.
     let file = crate::arch::phys::bytes(mem, info.file_phys, info.file_len);
     let argbuf = crate::arch::phys::bytes(mem, info.args_phys, info.args_len);
-    let plan = match LoadPlan::program(file, MMAP_BASE) {
+    let layout = if info.flags & boot_flags::ASLR != 0 {
+        Layout::randomized(info.aslr_seed)
+    } else {
+        Layout::FIXED
+    };
+    let plan = match LoadPlan::program_randomized(file, layout.mmap_base, layout.dyn_offset) {
         Ok(plan) => plan,
         Err(e) => {
             let mut m = MsgBuf::<256>::new();
@@ -248,7 +254,9 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
         frames: &mut k.frames,
         files: &k.files,
     };
-    let entry = match exec::load_elf_binary(&mut p.mm, &mut env, file_index, &plan, &args, &aux) {
+    let loaded =
+        exec::load_elf_binary(&mut p.mm, &mut env, file_index, &plan, &args, &aux, &layout);
+    let entry = match loaded {
         Ok(entry) => entry,
         Err(e) => exec_fail(e, b"cannot set up the program's address space"),
     };

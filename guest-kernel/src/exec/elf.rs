@@ -588,14 +588,30 @@ impl LoadPlan {
     /// top-down mmap area (0x7ffff7fff000 with randomisation off); programs
     /// do not use it (see the module docs), interpreters do.
     pub fn program(image: &[u8], mmap_top: u64) -> Result<LoadPlan, ElfError<'static>> {
-        Self::parse(image, Role::Program, mmap_top)
+        Self::parse(image, Role::Program, mmap_top, 0)
+    }
+
+    /// [`Self::program`] with an `ET_DYN` program placed `dyn_offset`
+    /// bytes (page aligned) above `ELF_ET_DYN_BASE`, as address-space
+    /// randomisation does.
+    pub fn program_randomized(
+        image: &[u8],
+        mmap_top: u64,
+        dyn_offset: u64,
+    ) -> Result<LoadPlan, ElfError<'static>> {
+        Self::parse(
+            image,
+            Role::Program,
+            mmap_top,
+            dyn_offset & !(PAGE_SIZE - 1),
+        )
     }
 
     /// Plan a dynamic linker: an `ET_DYN` goes top-down just below
     /// `mmap_top`, an `ET_EXEC` at its own addresses. Its `AT_BASE` is
     /// [`LoadPlan::base`].
     pub fn interpreter(image: &[u8], mmap_top: u64) -> Result<LoadPlan, ElfError<'static>> {
-        Self::parse(image, Role::Interpreter, mmap_top)
+        Self::parse(image, Role::Interpreter, mmap_top, 0)
     }
 
     /// The `PT_LOAD` segments, biased, in ascending address order.
@@ -623,7 +639,12 @@ impl LoadPlan {
         }
     }
 
-    fn parse(b: &[u8], role: Role, mmap_top: u64) -> Result<LoadPlan, ElfError<'static>> {
+    fn parse(
+        b: &[u8],
+        role: Role,
+        mmap_top: u64,
+        dyn_offset: u64,
+    ) -> Result<LoadPlan, ElfError<'static>> {
         let (e_type, phoff, phnum) = check_header(b)?;
         let mut plan = LoadPlan {
             segs: [Segment::default(); MAX_LOADS],
@@ -666,7 +687,8 @@ impl LoadPlan {
         if plan.nsegs == 0 {
             return Err(ElfError::NoLoads);
         }
-        plan.load_bias = plan.choose_bias(role, mmap_top, max_align(b, phoff, phnum))?;
+        plan.load_bias =
+            plan.choose_bias(role, mmap_top, max_align(b, phoff, phnum), dyn_offset)?;
         // Linux 6.x takes AT_PHDR from the PT_LOAD holding e_phoff; if none
         // does, PT_PHDR is the better guess than Linux's bare load bias.
         let phdr = phdr_vaddr.or(pt_phdr).unwrap_or(0);
@@ -710,7 +732,13 @@ impl LoadPlan {
     }
 
     /// The load bias by Linux's rules (randomisation off).
-    fn choose_bias(&self, role: Role, mmap_top: u64, align: u64) -> Result<u64, ElfError<'static>> {
+    fn choose_bias(
+        &self,
+        role: Role,
+        mmap_top: u64,
+        align: u64,
+        dyn_offset: u64,
+    ) -> Result<u64, ElfError<'static>> {
         let first = self.segs[0].vaddr;
         if self.e_type == ET_EXEC {
             return Ok(0);
@@ -720,7 +748,7 @@ impl LoadPlan {
         // Linux 6.x instead lets mmap place a static PIE top-down; vmrun keeps
         // all PIEs at one predictable base.
         if role == Role::Program {
-            let base = ELF_ET_DYN_BASE & !(align - 1);
+            let base = (ELF_ET_DYN_BASE + dyn_offset) & !(align - 1);
             return Ok(page_down(base.wrapping_sub(first)));
         }
         // Top-down in the mmap area, like mmap(NULL, total_mapping_size).

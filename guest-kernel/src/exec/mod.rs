@@ -15,6 +15,7 @@
 //! the stack, and enters user mode at the plan's entry with the layout's
 //! `sp`. Both steps are host tested over images and memory built in `Vec`s.
 
+pub mod aslr;
 pub mod elf;
 pub mod stack;
 

@@ -290,15 +290,25 @@ pub struct StackLayout {
     pub random: u64,
     /// Start of the stack VMA (page aligned).
     pub vma_start: u64,
-    /// End of the stack VMA: [`STACK_TOP`].
+    /// End of the stack VMA: [`STACK_TOP`], or lower when randomised.
     pub vma_end: u64,
     empty_argv0: bool,
 }
 
 impl StackLayout {
-    /// Lay out the stack for `args`. E2BIG if the strings and the argv/envp
-    /// pointers exceed [`ARG_LIMIT`], as Linux's `bprm_stack_limits`.
+    /// Lay out the stack for `args` below [`STACK_TOP`]. E2BIG if the
+    /// strings and the argv/envp pointers exceed [`ARG_LIMIT`], as Linux's
+    /// `bprm_stack_limits`.
     pub fn new(args: &ArgBlock) -> KResult<StackLayout> {
+        Self::new_below(args, STACK_TOP)
+    }
+
+    /// [`Self::new`] with the stack ending at `top` (page aligned, at most
+    /// [`STACK_TOP`]; lower when the layout is randomised).
+    pub fn new_below(args: &ArgBlock, top: u64) -> KResult<StackLayout> {
+        if top > STACK_TOP || !top.is_multiple_of(PAGE_SIZE) || top < STACK_RLIMIT {
+            return Err(Errno::EINVAL);
+        }
         let empty = args.argc == 0;
         let argc = args.argc.max(1);
         let ptrs = (argc + args.envc) * 8;
@@ -307,7 +317,7 @@ impl StackLayout {
         if ptrs >= ARG_LIMIT || total > ARG_LIMIT - ptrs {
             return Err(Errno::E2BIG);
         }
-        let execfn = STACK_TOP - 8 - args.execfn_len as u64;
+        let execfn = top - 8 - args.execfn_len as u64;
         let arg_start = execfn - strings;
         let arg_end = arg_start + empty as u64 + args.argv_len as u64;
         let platform = (arg_start & !15) - PLATFORM.len() as u64;
@@ -330,8 +340,8 @@ impl StackLayout {
             execfn,
             platform,
             random,
-            vma_start: stack_vma_start(arg_start, sp),
-            vma_end: STACK_TOP,
+            vma_start: stack_vma_start(top, arg_start, sp),
+            vma_end: top,
             empty_argv0: empty,
         })
     }
@@ -373,7 +383,7 @@ impl StackLayout {
         aux: &AuxValues,
         sink: &mut impl StackSink,
     ) -> KResult<()> {
-        sink.write(STACK_TOP - 8, &[0; 8])?;
+        sink.write(self.vma_end - 8, &[0; 8])?;
         sink.write(self.execfn, args.execfn())?;
         let strings = self.arg_start + self.empty_argv0 as u64;
         if self.empty_argv0 {
@@ -411,10 +421,10 @@ impl StackLayout {
 
 /// Linux's stack VMA after exec: `STACK_EXPAND` below the page holding the
 /// lowest string (capped by the stack limit), extended down to `sp`.
-fn stack_vma_start(arg_start: u64, sp: u64) -> u64 {
+fn stack_vma_start(top: u64, arg_start: u64, sp: u64) -> u64 {
     let base = arg_start & !(PAGE_SIZE - 1);
-    let start = if STACK_TOP - base + STACK_EXPAND > STACK_RLIMIT {
-        STACK_TOP - STACK_RLIMIT
+    let start = if top - base + STACK_EXPAND > STACK_RLIMIT {
+        top - STACK_RLIMIT
     } else {
         base - STACK_EXPAND
     };

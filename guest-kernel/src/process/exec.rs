@@ -7,6 +7,7 @@
 //! Only the stack pages holding the arguments are written now.
 
 use crate::errno::{Errno, KResult};
+use crate::exec::aslr::Layout;
 use crate::exec::{ArgBlock, AuxValues, LoadPlan, Segment, StackLayout, StackSink};
 use crate::mm::phys::PhysMem;
 use crate::mm::space::{check_user_range, Mm, MmEnv};
@@ -123,43 +124,46 @@ pub fn load_elf_binary<M: PhysMem>(
     plan: &LoadPlan,
     args: &ArgBlock,
     aux: &AuxValues,
+    layout: &Layout,
 ) -> KResult<EntryState> {
     for seg in plan.segments() {
         map_segment(mm, file, seg)?;
     }
     let phase = [exec_phase::SEGMENTS_MAPPED, 0, 0, 0, 0, 0];
     trace::emit(env.mem, category::EXEC, kind::EXEC_PHASE, 0, phase);
-    let layout = StackLayout::new(args)?;
+    let stack = StackLayout::new_below(args, layout.stack_top)?;
     let mut prot = Prot::RW;
     if plan.exec_stack {
         prot = Prot(prot.0 | Prot::EXEC.0);
     }
-    let stack = Vma::anon(layout.vma_start, layout.vma_end, prot, VmFlags::GROWSDOWN);
-    if mm.vmas.intersects(stack.start, stack.end) {
+    let vma = Vma::anon(stack.vma_start, stack.vma_end, prot, VmFlags::GROWSDOWN);
+    if mm.vmas.intersects(vma.start, vma.end) {
         return Err(Errno::ENOMEM);
     }
-    mm.vmas.insert(stack)?;
+    mm.vmas.insert(vma)?;
     let mut sink = Sink {
         mm,
         env,
         page: None,
     };
-    layout.write(args, aux, &mut sink)?;
+    stack.write(args, aux, &mut sink)?;
     let mm = sink.mm;
-    set_mm_fields(mm, plan, &layout);
+    set_mm_fields(mm, plan, &stack, layout);
     Ok(EntryState {
         ip: plan.entry,
-        sp: layout.sp,
+        sp: stack.sp,
     })
 }
 
-fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, layout: &StackLayout) {
+fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, stack: &StackLayout, layout: &Layout) {
     mm.start_code = plan.start_code;
     mm.end_code = plan.end_code;
     mm.start_data = plan.start_data;
     mm.end_data = plan.end_data;
-    mm.start_brk = plan.start_brk;
-    mm.brk = plan.start_brk;
+    mm.start_brk = plan.start_brk + layout.brk_offset;
+    mm.brk = mm.start_brk;
+    mm.mmap_base = layout.mmap_base;
+    let layout = stack;
     mm.start_stack = layout.sp;
     mm.arg_start = layout.arg_start;
     mm.arg_end = layout.arg_end;
