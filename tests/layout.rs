@@ -36,7 +36,10 @@ fn vmas_at_exec(program: &str, aslr: bool) -> Vec<VmaRecord> {
         env: vec!["A=1".into()],
         aslr,
         verbose: false,
-        observe: Observe { stop_at_exec_exit: true, ..Default::default() },
+        observe: Observe {
+            stop_at_exec_exit: true,
+            ..Default::default()
+        },
     };
     let mut vm = Vm::new(&config).expect("create the VM");
     match vm.resume(&mut Quiet, &mut |_| {}).expect("run to exec") {
@@ -48,7 +51,10 @@ fn vmas_at_exec(program: &str, aslr: bool) -> Vec<VmaRecord> {
 }
 
 fn stack(vmas: &[VmaRecord]) -> VmaRecord {
-    *vmas.iter().find(|v| v.flags & vma_flags::GROWSDOWN != 0).expect("a stack VMA")
+    *vmas
+        .iter()
+        .find(|v| v.flags & vma_flags::GROWSDOWN != 0)
+        .expect("a stack VMA")
 }
 
 #[test]
@@ -59,7 +65,11 @@ fn pie_and_stack_sit_at_linux_addresses_without_aslr() {
     let a = vmas_at_exec("hello_pie", false);
     assert_eq!(a[0].start, 0x5555_5555_4000);
     assert_eq!(stack(&a).end, 0x7fff_ffff_f000);
-    assert_eq!(a, vmas_at_exec("hello_pie", false), "the fixed layout is reproducible");
+    assert_eq!(
+        a,
+        vmas_at_exec("hello_pie", false),
+        "the fixed layout is reproducible"
+    );
 }
 
 #[test]

@@ -78,9 +78,10 @@ pub mod boot_flags {
     /// VMAs, so that the host can inspect the address space.
     pub const NOTIFY_EXEC_EXIT: u32 = 1 << 3;
     /// Stop with [`super::hc::EVENT`] every
-    /// [`super::BootInfo::notify_fault_every`] page faults.
+    /// [`super::BootInfo::notify_fault_every`] page faults (needs
+    /// [`NOTIFY_EXEC_EXIT`] for the VMA export area).
     pub const NOTIFY_FAULTS: u32 = 1 << 4;
-    /// Stop with [`super::hc::EVENT`] at every system call entry.
+    /// Stop with [`super::hc::EVENT`] after every system call.
     pub const NOTIFY_SYSCALLS: u32 = 1 << 5;
 }
 
@@ -217,9 +218,10 @@ pub mod hc {
     /// The trace ring is full: drain it. No args. Returns 0.
     pub const TRACE_DRAIN: u64 = 11;
     /// A point where the host may inspect the guest (see
-    /// [`super::boot_flags`]). args: [`super::event`] kind, then per kind:
-    /// EXEC/EXIT: user frames held, user table pages held;
-    /// FAULT: fault count, address; SYSCALL: number.
+    /// [`super::boot_flags`]). args: [`super::event`] kind, two per-kind
+    /// arguments (FAULT: fault count, address; SYSCALL: number, result; EXEC,
+    /// EXIT: 0, 0), user frames held (4 KiB units), user page-table pages
+    /// held. Before EXEC, EXIT and FAULT stops the VMAs are exported.
     pub const EVENT: u64 = 12;
     /// The kernel reached a boot milestone. args: [`super::phase`] number.
     pub const PHASE: u64 = 9;
@@ -241,7 +243,8 @@ pub mod event {
     pub const EXIT: u64 = 2;
     /// The Nth page fault was just resolved.
     pub const FAULT: u64 = 3;
-    /// A system call is about to be served.
+    /// A system call was just served (its SYSCALL_ENTER and SYSCALL_EXIT
+    /// records are in the trace ring; exit and exit_group stop at EXIT).
     pub const SYSCALL: u64 = 4;
 }
 
@@ -400,7 +403,8 @@ pub mod trace {
         /// ([`super::vma_kind`]), a4 resolution ([`super::resolution`]),
         /// a5 TSC cycles spent in the kernel.
         pub const FAULT: u32 = 11;
-        /// An exec phase: a0 [`super::exec_phase`], a1 TSC since exec start.
+        /// An exec phase: a0 [`super::exec_phase`]; the record's TSC says
+        /// when.
         pub const EXEC_PHASE: u32 = 12;
         /// System call entry: `aux` number, a0..a5 arguments.
         pub const SYSCALL_ENTER: u32 = 13;

@@ -138,22 +138,22 @@ impl Kernel {
         }
     }
 
-    /// Stop at an inspection point if the host asked for it: `kind` with
-    /// the exported VMAs (exec, exit) or its arguments (fault, syscall).
+    /// Stop at an inspection point: `kind_` with its two arguments, the
+    /// user frames and table pages held, and (for exec, exit and fault
+    /// stops, which the host inspects) the VMAs exported first.
     fn event(&mut self, mem: &mut DirectMap, kind_: u64, a: u64, b: u64) {
-        if kind_ == event::EXEC || kind_ == event::EXIT {
-            if self.info.flags & boot_flags::NOTIFY_EXEC_EXIT == 0 {
-                return;
-            }
-            export::export_vmas(&self.process.mm, mem, self.info.vma_export_phys);
-            let mm = &self.process.mm;
-            hypercall::call(
-                hc::EVENT,
-                [kind_, mm.user_frames, mm.user_table_pages(), 0, 0, 0],
-            );
+        let inspects = kind_ != event::SYSCALL;
+        if inspects && self.info.flags & boot_flags::NOTIFY_EXEC_EXIT == 0 {
             return;
         }
-        hypercall::call(hc::EVENT, [kind_, a, b, 0, 0, 0]);
+        if inspects {
+            export::export_vmas(&self.process.mm, mem, self.info.vma_export_phys);
+        }
+        let mm = &self.process.mm;
+        hypercall::call(
+            hc::EVENT,
+            [kind_, a, b, mm.user_frames, mm.user_table_pages(), 0],
+        );
     }
 
     /// Run the program until it exits; never returns.
@@ -200,10 +200,6 @@ impl Kernel {
         self.stats.syscalls += 1;
         let r = *self.regs();
         let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
-        if self.info.flags & boot_flags::NOTIFY_SYSCALLS != 0 {
-            self.event(mem, event::SYSCALL, r.rax, 0);
-        }
-        let t0 = cpu::rdtsc();
         trace::emit(
             mem,
             category::SYSCALLS,
@@ -211,6 +207,7 @@ impl Kernel {
             r.rax as u32,
             args,
         );
+        let t0 = cpu::rdtsc();
         let mut env = MmEnv {
             mem,
             frames: &mut self.frames,
@@ -229,6 +226,12 @@ impl Kernel {
                 let cycles = cpu::rdtsc().wrapping_sub(t0);
                 let a = [v as u64, cycles, 0, 0, 0, 0];
                 trace::emit(mem, category::SYSCALLS, kind::SYSCALL_EXIT, r.rax as u32, a);
+                if self.info.flags & boot_flags::NOTIFY_SYSCALLS != 0 {
+                    // After the call, so that the host reads the buffers it
+                    // used (faulted in, and as the call left them).
+                    self.flush_vma_journal(mem);
+                    self.event(mem, event::SYSCALL, r.rax, v as u64);
+                }
                 self.sysret(mem, v as u64)
             }
             Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 3]),

@@ -155,6 +155,26 @@ pub const IMAGES: &[Image] = &[
         "cat: stdin to stdout, byte count on stderr",
     ),
     c_image(
+        "bench_anon",
+        "bench_anon.c",
+        "vmrun bench: timed anonymous faults (bulk MiB touch, 64 KiB maps)",
+    ),
+    c_image(
+        "bench_file",
+        "bench_file.c",
+        "vmrun bench: timed read and copy-on-write faults on 8 MiB file arrays",
+    ),
+    c_image(
+        "bench_brk",
+        "bench_brk.c",
+        "vmrun bench: timed sbrk(4096) plus first touch",
+    ),
+    c_image(
+        "bench_syscall",
+        "bench_syscall.c",
+        "vmrun bench: timed syscall(SYS_getpid)",
+    ),
+    c_image(
         "bad_syscall_args",
         "bad_syscall_args.c",
         "EFAULT, EBADF and ENOSYS checks",

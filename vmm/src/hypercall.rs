@@ -68,9 +68,10 @@ pub enum Action {
     Phase(u64),
     /// The trace ring is full: drain it, then resume the guest.
     TraceDrain,
-    /// An inspection point ([`vmrun_contract::event`] kind and its two
-    /// arguments); resume the guest after inspecting.
-    Event(u64, u64, u64),
+    /// An inspection point: [`vmrun_contract::event`] kind, its two
+    /// arguments, user frames held, user table pages held; resume the guest
+    /// after inspecting.
+    Event(u64, [u64; 4]),
     /// Stop: the run is over.
     Stop(Outcome),
 }
@@ -97,7 +98,7 @@ pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo) -> Result<Action
         }
         hc::PHASE => Action::Phase(a[0]),
         hc::TRACE_DRAIN => Action::TraceDrain,
-        hc::EVENT => Action::Event(a[0], a[1], a[2]),
+        hc::EVENT => Action::Event(a[0], [a[1], a[2], a[3], a[4]]),
         other => Action::Stop(Outcome::GuestPanic(format!("unknown hypercall {other}"))),
     };
     if !matches!(action, Action::Stop(_)) {
@@ -407,8 +408,8 @@ mod tests {
     fn event_and_trace_drain_pause_for_the_host() {
         let ram = GuestRam::new(1 << 20).unwrap();
         let mut io = FakeIo::default();
-        let (a, _) = call(&ram, &mut io, hc::EVENT, [2, 7, 3, 0, 0, 0]);
-        assert_eq!(a, Action::Event(2, 7, 3));
+        let (a, _) = call(&ram, &mut io, hc::EVENT, [2, 7, 3, 9, 4, 0]);
+        assert_eq!(a, Action::Event(2, [7, 3, 9, 4]));
         assert_eq!(
             call(&ram, &mut io, hc::TRACE_DRAIN, [0; 6]).0,
             Action::TraceDrain

@@ -12,6 +12,9 @@
 //!    64-bit entry state.
 //! 4. [`vm`] runs the vCPU; each exit is classified, and hypercalls are
 //!    served by [`hypercall`] (stdio, host-side copy/zero, exit).
+//! 5. [`inspect`] reads what the guest built, from guest memory alone: an
+//!    independent page-table walk and checker, the VMAs in /proc/PID/maps
+//!    form, the trace ring (with an strace view), statistics and SVG plots.
 //!
 //! ```no_run
 //! use vmm::{vm::{Vm, VmConfig, DEFAULT_MEM}, stdio::Stdio};
@@ -22,6 +25,7 @@
 //!     env: vec![],
 //!     aslr: false,
 //!     verbose: false,
+//!     observe: Default::default(),
 //! };
 //! let report = Vm::new(&config)?.run(&mut Stdio::new(false))?;
 //! println!("{:?}", report.outcome);
@@ -29,12 +33,15 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod boot;
 pub mod error;
 pub mod hypercall;
+pub mod inspect;
 pub mod kvm;
 pub mod loader;
 pub mod memory;
+pub mod session;
 pub mod stdio;
 pub mod sys;
 pub mod vm;

@@ -84,6 +84,9 @@ pub struct BootPayload<'a> {
     pub tsc_khz: u64,
     /// 16 random bytes for AT_RANDOM.
     pub random: [u8; 16],
+    /// Seed for `--aslr` (independent of the AT_RANDOM bytes the program
+    /// can read).
+    pub aslr_seed: u64,
     /// Trace categories to record (0: none).
     pub trace_mask: u32,
     /// Trace ring capacity in records.
@@ -168,9 +171,8 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         realtime_ns: crate::sys::clock_ns(libc::CLOCK_REALTIME),
         monotonic_ns: crate::sys::clock_ns(libc::CLOCK_MONOTONIC),
         random: p.random,
-        aslr_seed: u64::from_le_bytes(p.random[..8].try_into().unwrap_or_default()),
+        aslr_seed: p.aslr_seed,
         stdio_modes: crate::sys::stdio_modes(),
-        ..BootInfo::zeroed()
     };
     if top.trace_phys != 0 {
         let capacity = (top.trace_len - trace::RECORDS_OFFSET) / trace::RECORD_SIZE;
@@ -197,6 +199,7 @@ mod tests {
             flags: 0,
             tsc_khz: 0,
             random: [0; 16],
+            aslr_seed: 0,
             trace_mask: 1,
             trace_records: 1000,
             vma_export: true,
@@ -251,6 +254,11 @@ mod tests {
             flags: 0,
             tsc_khz: 0,
             random: [0; 16],
+            aslr_seed: 0,
+            trace_mask: 0,
+            trace_records: 0,
+            vma_export: false,
+            notify_fault_every: 0,
         };
         assert!(write_payload(&ram, &k, &p)
             .unwrap_err()

@@ -5,8 +5,11 @@ use std::process::ExitCode;
 use vmm::error::{Error, EXIT_VMRUN_FAILURE};
 use vmm::hypercall::Outcome;
 use vmm::kvm::Platform;
+use vmm::session::Session;
+use vmm::session::{SessionReport, Watch};
 use vmm::stdio::Stdio;
-use vmm::vm::{RunEnd, RunReport, Vm, VmConfig, DEFAULT_MEM};
+use vmm::vm::{RunEnd, RunReport, VmConfig, DEFAULT_MEM};
+use vmrun_contract::trace::category;
 
 const USAGE: &str = "\
 usage: vmrun [OPTIONS] PROGRAM [ARGS...]
@@ -21,8 +24,26 @@ options:
   -i, --clear-env         start from an empty environment (default: vmrun's)
       --argv0 NAME        pass NAME as argv[0] instead of PROGRAM
       --aslr              randomise the address-space layout (default: off)
-      --stats             print timings and guest counters on stderr at exit
   -v, --verbose           show the guest kernel's log lines
+
+observing the guest (output on stderr unless a FILE is given):
+      --trace CATS        print trace records as they happen; CATS is a
+                          comma list of pt, vma, fault, syscall, exec, all
+      --trace-json FILE   write trace records as JSON lines to FILE (the
+                          categories of --trace, or all)
+      --strace            print system calls as strace does
+      --maps              print the VMAs at exec and at exit, as
+                          /proc/PID/maps prints them
+      --pagetables        print the page-table tree and user mappings at
+                          exit, as the host walks them from CR3
+      --pagetables-json FILE  write that walk as JSON to FILE
+      --check[=N]         check the page tables against the VMAs and the
+                          frame accounting at exec and exit (and every N
+                          faults); a violation stops the run (exit 125)
+      --svg FILE          draw the page-table tree at exit as SVG
+      --histogram FILE    draw the page-fault latency histogram as SVG
+      --stats             print fault, syscall, exec and boot statistics
+      --stats-json FILE   write the statistics as JSON to FILE
   -V, --version           print the version and the detected KVM platform
   -h, --help              print this help
 
@@ -31,29 +52,29 @@ exit status: the program's; 128+N if killed by signal N; 125 vmrun failed;
 
 struct Cli {
     config: VmConfig,
-    stats: bool,
+    watch: Watch,
 }
 
 enum Parsed {
-    Run(Cli),
+    Run(Box<Cli>),
     Exit(ExitCode),
 }
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let cli = match parse(args) {
-        Ok(Parsed::Run(cli)) => cli,
+        Ok(Parsed::Run(cli)) => *cli,
         Ok(Parsed::Exit(code)) => return code,
         Err(msg) => {
             eprintln!("vmrun: {msg}\n{USAGE}");
             return ExitCode::from(EXIT_VMRUN_FAILURE as u8);
         }
     };
-    let mut vm = match Vm::new(&cli.config) {
-        Ok(vm) => vm,
+    let mut session = match Session::new(&cli.config, cli.watch.clone()) {
+        Ok(session) => session,
         Err(e) => return ExitCode::from(fail(&e) as u8),
     };
-    let code = match vm.run(&mut Stdio::new(cli.config.verbose)) {
+    let code = match session.run(&mut Stdio::new(cli.config.verbose)) {
         Ok(report) => finish(&cli, &report),
         Err(e) => fail(&e),
     };
@@ -69,8 +90,20 @@ fn fail(e: &Error) -> i32 {
     e.exit_status()
 }
 
-fn finish(cli: &Cli, report: &RunReport) -> i32 {
-    if cli.stats {
+fn finish(cli: &Cli, session: &SessionReport) -> i32 {
+    if !session.violations.is_empty() {
+        eprintln!(
+            "vmrun: page-table check failed at {} ({} violations):",
+            session.violation_at,
+            session.violations.len()
+        );
+        for v in &session.violations {
+            eprintln!("vmrun:   {v}");
+        }
+        return EXIT_VMRUN_FAILURE;
+    }
+    let report = &session.run;
+    if cli.watch.stats {
         print_stats(report);
     }
     if let Some(leaks) = report.leaks() {
@@ -168,7 +201,7 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         verbose: false,
         observe: Default::default(),
     };
-    let mut stats = false;
+    let mut watch = Watch::default();
     let mut argv0 = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -189,7 +222,23 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "-i" | "--clear-env" => config.env.clear(),
             "--argv0" => argv0 = Some(value(&s)?),
             "--aslr" => config.aslr = true,
-            "--stats" => stats = true,
+            "--stats" => watch.stats = true,
+            "--stats-json" => watch.stats_json = Some(value(&s)?.into()),
+            "--trace" => watch.trace = parse_categories(&value(&s)?.to_string_lossy())?,
+            "--trace-json" => watch.trace_json = Some((value(&s)?.into(), 0)),
+            "--strace" => watch.strace = true,
+            "--maps" => watch.maps = true,
+            "--pagetables" => watch.pagetables = true,
+            "--pagetables-json" => watch.pagetables_json = Some(value(&s)?.into()),
+            "--check" => watch.check = true,
+            "--svg" => watch.svg = Some(value(&s)?.into()),
+            "--histogram" => watch.histogram = Some(value(&s)?.into()),
+            _ if s.starts_with("--check=") => {
+                watch.check = true;
+                watch.check_every = s["--check=".len()..]
+                    .parse()
+                    .map_err(|_| format!("{s}: expected --check=N with N a number of faults"))?;
+            }
             "-v" | "--verbose" => config.verbose = true,
             "--" => {
                 config.program = it.next().ok_or("missing PROGRAM")?.into();
@@ -209,7 +258,37 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         .argv
         .push(argv0.unwrap_or_else(|| config.program.clone().into_os_string()));
     config.argv.extend(it);
-    Ok(Parsed::Run(Cli { config, stats }))
+    if let Some((_, mask)) = &mut watch.trace_json {
+        *mask = if watch.trace != 0 {
+            watch.trace
+        } else {
+            ALL_CATEGORIES
+        };
+    }
+    Ok(Parsed::Run(Box::new(Cli { config, watch })))
+}
+
+const ALL_CATEGORIES: u32 =
+    category::PAGE_TABLES | category::VMAS | category::FAULTS | category::SYSCALLS | category::EXEC;
+
+/// `pt,vma,fault,syscall,exec` or `all` to category bits.
+fn parse_categories(list: &str) -> Result<u32, String> {
+    list.split(',').try_fold(0, |mask, name| {
+        let bit = match name.trim() {
+            "pt" | "pagetables" => category::PAGE_TABLES,
+            "vma" | "vmas" => category::VMAS,
+            "fault" | "faults" => category::FAULTS,
+            "syscall" | "syscalls" => category::SYSCALLS,
+            "exec" => category::EXEC,
+            "all" => ALL_CATEGORIES,
+            other => {
+                return Err(format!(
+                    "--trace: unknown category {other:?} (pt, vma, fault, syscall, exec, all)"
+                ))
+            }
+        };
+        Ok(mask | bit)
+    })
 }
 
 fn print_version() {
@@ -277,7 +356,7 @@ mod tests {
 
     fn run_cli(args: &[&str]) -> Cli {
         match parse(args.iter().map(OsString::from).collect()) {
-            Ok(Parsed::Run(cli)) => cli,
+            Ok(Parsed::Run(cli)) => *cli,
             _ => panic!("expected a run"),
         }
     }
@@ -301,6 +380,35 @@ mod tests {
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert_eq!(parse_size("64k"), Ok(64 << 10));
         assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn trace_categories_parse_and_unknown_ones_are_refused() {
+        assert_eq!(
+            parse_categories("pt,fault"),
+            Ok(category::PAGE_TABLES | category::FAULTS)
+        );
+        assert_eq!(parse_categories("all"), Ok(ALL_CATEGORIES));
+        assert!(parse_categories("pt,disk").unwrap_err().contains("disk"));
+    }
+
+    #[test]
+    fn observation_options_fill_the_watch() {
+        let cli = run_cli(&[
+            "--maps",
+            "--check=100",
+            "--trace-json",
+            "t.jsonl",
+            "--strace",
+            "p",
+        ]);
+        assert!(cli.watch.maps && cli.watch.check && cli.watch.strace);
+        assert_eq!(cli.watch.check_every, 100);
+        assert_eq!(
+            cli.watch.trace_json.as_ref().map(|(_, m)| *m),
+            Some(ALL_CATEGORIES)
+        );
+        assert!(cli.watch.observe().stop_at_exec_exit);
     }
 
     #[test]

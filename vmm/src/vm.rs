@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use vmrun_contract::trace::{self, Record, RingHeader};
+use vmrun_contract::trace::Record;
 use vmrun_contract::{
     boot_flags, event, layout, phase, BootInfo, GuestStats, VmaExport, HYPERCALL_PORT,
 };
@@ -34,7 +34,7 @@ pub struct VmConfig {
     pub mem_size: u64,
     /// The program file.
     pub program: PathBuf,
-    /// argv, including argv[0].
+    /// argv, including `argv[0]`.
     pub argv: Vec<OsString>,
     /// The environment, as NAME=VALUE strings.
     pub env: Vec<OsString>,
@@ -58,7 +58,7 @@ pub struct Observe {
     pub stop_at_exec_exit: bool,
     /// Stop every this many page faults ([`Event::Fault`]; 0: never).
     pub fault_every: u32,
-    /// Stop at every system call ([`Event::Syscall`]).
+    /// Stop after every system call ([`Event::Syscall`]).
     pub stop_at_syscalls: bool,
 }
 
@@ -88,11 +88,17 @@ pub enum Event {
         count: u64,
         /// Its address.
         addr: u64,
+        /// User data frames the guest holds.
+        user_frames: u64,
+        /// User page-table pages the guest holds.
+        user_tables: u64,
     },
-    /// System call `nr` is about to be served.
+    /// System call `nr` was just served.
     Syscall {
         /// Its number.
         nr: u64,
+        /// Its result (`-errno` on failure).
+        result: i64,
     },
     /// The run is over.
     Finished(RunEnd),
@@ -170,6 +176,7 @@ pub struct Vm {
     timings: Timings,
     info: BootInfo,
     exits: BTreeMap<String, u64>,
+    trace_lost: u64,
     /// The platform vmrun detected.
     pub platform: Platform,
 }
@@ -213,6 +220,7 @@ impl Vm {
             timings,
             info,
             exits: BTreeMap::new(),
+            trace_lost: 0,
             platform,
         })
     }
@@ -236,7 +244,7 @@ impl Vm {
         Ok(sregs.cr3)
     }
 
-    /// The VMAs the guest exported at the last exec or exit event.
+    /// The VMAs the guest exported at the last exec, exit or fault event.
     pub fn vma_export(&self) -> Result<Box<VmaExport>> {
         let mut export = Box::new(VmaExport {
             count: 0,
@@ -257,6 +265,16 @@ impl Vm {
             )));
         }
         Ok(export)
+    }
+
+    /// The vCPU (for measurement modes such as single-stepping).
+    pub fn vcpu(&self) -> &VcpuFd {
+        &self.vcpu
+    }
+
+    /// Trace records lost so far (the ring was full and could not drain).
+    pub fn trace_lost(&self) -> u64 {
+        self.trace_lost
     }
 
     /// VM exits so far, by reason.
@@ -333,9 +351,9 @@ impl Vm {
                 self.drain(trace)?;
                 None
             }
-            Action::Event(kind, a, b) => {
+            Action::Event(kind, args) => {
                 self.drain(trace)?;
-                event_of(kind, a, b)
+                event_of(kind, args)
             }
             Action::Stop(outcome) => {
                 self.drain(trace)?;
@@ -353,9 +371,12 @@ impl Vm {
         if self.info.trace_phys == 0 {
             return Ok(());
         }
-        let records = drain_ring(&self.ram, self.info.trace_phys)?;
-        if !records.is_empty() {
-            trace(&records);
+        let drained =
+            crate::inspect::trace::drain(&self.ram, self.info.trace_phys, self.info.trace_len)
+                .map_err(|e| Error::Memory(format!("trace ring: {e}")))?;
+        self.trace_lost = drained.lost + drained.overrun;
+        if !drained.records.is_empty() {
+            trace(&drained.records);
         }
         Ok(())
     }
@@ -407,40 +428,26 @@ impl Vm {
     }
 }
 
-/// Take the records the guest wrote since the last drain out of the ring
-/// at `ring`, and mark them drained.
-pub fn drain_ring(ram: &GuestRam, ring: u64) -> Result<Vec<Record>> {
-    let mut h: RingHeader = ram.read_pod(ring)?;
-    let pending = h.written.saturating_sub(h.drained);
-    if h.capacity == 0 || pending > h.capacity {
-        return Err(Error::Memory(format!(
-            "trace ring header is inconsistent (written {}, drained {}, capacity {})",
-            h.written, h.drained, h.capacity
-        )));
-    }
-    let records = (h.drained..h.written)
-        .map(|i| {
-            let at = ring + trace::RECORDS_OFFSET + (i % h.capacity) * trace::RECORD_SIZE;
-            ram.read_pod::<Record>(at)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    h.drained = h.written;
-    ram.write_pod(ring + 8, &h.drained)?;
-    Ok(records)
-}
-
-fn event_of(kind: u64, a: u64, b: u64) -> Option<Event> {
+fn event_of(kind: u64, [a, b, user_frames, user_tables]: [u64; 4]) -> Option<Event> {
     match kind {
         event::EXEC => Some(Event::Exec {
-            user_frames: a,
-            user_tables: b,
+            user_frames,
+            user_tables,
         }),
         event::EXIT => Some(Event::Exit {
-            user_frames: a,
-            user_tables: b,
+            user_frames,
+            user_tables,
         }),
-        event::FAULT => Some(Event::Fault { count: a, addr: b }),
-        event::SYSCALL => Some(Event::Syscall { nr: a }),
+        event::FAULT => Some(Event::Fault {
+            count: a,
+            addr: b,
+            user_frames,
+            user_tables,
+        }),
+        event::SYSCALL => Some(Event::Syscall {
+            nr: a,
+            result: b as i64,
+        }),
         _ => None,
     }
 }
@@ -573,6 +580,7 @@ fn write_boot_state(
         flags,
         tsc_khz,
         random: random_bytes(),
+        aslr_seed: u64::from_le_bytes(random_bytes()[..8].try_into().unwrap_or_default()),
         trace_mask: o.trace_mask,
         trace_records: if o.trace_records == 0 {
             DEFAULT_TRACE_RECORDS

@@ -1,0 +1,68 @@
+//! `vmrun bench` end to end with tiny counts: every workload prints its
+//! line, none fails, and the single-step counts appear. No timing is
+//! asserted (the figures depend on the machine and its load).
+
+mod common;
+
+/// The first column of every row of the results table.
+const WORKLOADS: [&str; 9] = [
+    "anon_touch",
+    "anon_total",
+    "anon_4k_fault",
+    "file_read",
+    "file_cow",
+    "brk_grow",
+    "getpid",
+    "exec",
+    "cold_start",
+];
+
+#[test]
+fn bench_prints_every_workload_line() {
+    if !common::require_kvm() {
+        return;
+    }
+    let args: Vec<String> = [
+        "--quick",
+        "--runs",
+        "2",
+        "--vmrun",
+        env!("CARGO_BIN_EXE_vmrun"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut out = Vec::new();
+    let status = vmm::bench::run_with_output(&args, &mut out);
+    let text = String::from_utf8(out).expect("bench output is UTF-8");
+    println!("{text}");
+    assert_eq!(status, 0, "bench failed:\n{text}");
+    assert!(!text.contains("FAILED"), "{text}");
+    for name in WORKLOADS {
+        let row = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} line in:\n{text}"));
+        // workload, unit, four figures, ratio, sample counts at least.
+        assert!(row.split_whitespace().count() >= 8, "short row: {row}");
+    }
+    assert!(text.contains("ring-0 instructions"), "{text}");
+    assert!(text.contains("single-step check"), "{text}");
+    for path in ["#PF", "getpid", "brk"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(path)),
+            "no ring-0 count for {path} in:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn bench_help_and_bad_options() {
+    let mut out = Vec::new();
+    assert_eq!(vmm::bench::run_with_output(&["--help".into()], &mut out), 0);
+    assert!(String::from_utf8_lossy(&out).contains("usage: vmrun bench"));
+    assert_eq!(
+        vmm::bench::run_with_output(&["--bogus".into()], &mut Vec::new()),
+        2
+    );
+}

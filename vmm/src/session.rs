@@ -1,0 +1,390 @@
+//! One run with the inspector attached: what `vmrun`'s observation options
+//! ask for, done at the right moments.
+//!
+//! [`Watch`] says what to observe; [`Watch::observe`] turns it into what the
+//! guest must report ([`Observe`]). [`Session::run`] drives the VM from
+//! event to event: trace records go to the readable or JSON trace, the
+//! strace view and the statistics as they arrive; at exec and exit the
+//! host walks the page tables from CR3, prints the maps and the tables, and
+//! checks them against the VMAs. A failed check stops the run.
+
+use crate::error::{Error, Result};
+use crate::hypercall::HostIo;
+use crate::hypercall::Outcome;
+use crate::inspect::check::{check, CheckInput, Violation};
+use crate::inspect::maps::{format_maps, FileInfo};
+use crate::inspect::pagetable::{self, walk, Walk, WalkOptions};
+use crate::inspect::stats::Stats;
+use crate::inspect::strace::{exited_line, killed_line, GuestUserMemory, Strace};
+use crate::inspect::svg;
+use crate::inspect::trace::{format_record, record_json, Clock};
+use crate::vm::{Event, Observe, RunEnd, RunReport, Vm, VmConfig};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use vmrun_contract::layout::{PAGE_SIZE, SYSCALL_TRAMPOLINE_VIRT};
+use vmrun_contract::trace::{category, Record};
+
+/// What to observe during a run.
+#[derive(Clone, Debug, Default)]
+pub struct Watch {
+    /// Trace categories printed as readable lines on stderr.
+    pub trace: u32,
+    /// Write every trace record of these categories as JSON lines here.
+    pub trace_json: Option<(PathBuf, u32)>,
+    /// Print system calls strace-style on stderr.
+    pub strace: bool,
+    /// Print the VMAs in /proc/PID/maps format at exec and at exit.
+    pub maps: bool,
+    /// Print the page-table tree and mappings at exit.
+    pub pagetables: bool,
+    /// Write the page-table walk at exit as JSON here.
+    pub pagetables_json: Option<PathBuf>,
+    /// Check the page tables against the VMAs at exec and exit.
+    pub check: bool,
+    /// Also check every this many page faults (0: never).
+    pub check_every: u32,
+    /// Draw the page-table tree at exit as SVG here.
+    pub svg: Option<PathBuf>,
+    /// Draw the fault-latency histogram as SVG here.
+    pub histogram: Option<PathBuf>,
+    /// Print statistics on stderr at the end.
+    pub stats: bool,
+    /// Write statistics as JSON here.
+    pub stats_json: Option<PathBuf>,
+}
+
+impl Watch {
+    /// What the guest kernel must report for this watch.
+    pub fn observe(&self) -> Observe {
+        let mut mask = self.trace | self.trace_json.as_ref().map_or(0, |(_, m)| *m);
+        if self.strace {
+            mask |= category::SYSCALLS;
+        }
+        if self.wants_stats() {
+            mask |= category::FAULTS | category::SYSCALLS | category::EXEC;
+        }
+        Observe {
+            trace_mask: mask,
+            trace_records: 0,
+            stop_at_exec_exit: self.maps
+                || self.pagetables
+                || self.pagetables_json.is_some()
+                || self.check
+                || self.svg.is_some(),
+            fault_every: if self.check { self.check_every } else { 0 },
+            stop_at_syscalls: self.strace,
+        }
+    }
+
+    fn wants_stats(&self) -> bool {
+        self.stats || self.stats_json.is_some() || self.histogram.is_some()
+    }
+}
+
+/// How a watched run ended.
+#[derive(Debug)]
+pub struct SessionReport {
+    /// The run's report.
+    pub run: RunReport,
+    /// Checker violations (the run was stopped at the first failed check).
+    pub violations: Vec<Violation>,
+    /// Where the failed check happened ("exec", "exit", "fault 1000").
+    pub violation_at: String,
+}
+
+/// A run with the inspector attached.
+pub struct Session {
+    vm: Vm,
+    watch: Watch,
+    files: Vec<FileInfo>,
+    clock: Clock,
+    stats: Option<Stats>,
+    strace: Strace,
+    trace_json: Option<BufWriter<File>>,
+    pending: Vec<Record>,
+}
+
+impl Session {
+    /// Create the VM for `config` with what `watch` needs observed.
+    pub fn new(config: &VmConfig, watch: Watch) -> Result<Session> {
+        let mut config = config.clone();
+        config.observe = watch.observe();
+        let vm = Vm::new(&config)?;
+        let canonical = std::fs::canonicalize(&config.program).unwrap_or(config.program.clone());
+        let files = vec![FileInfo::from_path(&canonical)
+            .map_err(|e| Error::ProgramUnusable(config.program.clone(), e.to_string()))?];
+        let clock = Clock {
+            tsc_khz: vm.boot_info().tsc_khz,
+            tsc_base: 0,
+        };
+        let stats = if watch.wants_stats() {
+            Some(Stats::new(clock.tsc_khz).map_err(|e| Error::Config(e.to_string()))?)
+        } else {
+            None
+        };
+        let trace_json = match &watch.trace_json {
+            Some((path, _)) => Some(BufWriter::new(create(path)?)),
+            None => None,
+        };
+        Ok(Session {
+            vm,
+            watch,
+            files,
+            clock,
+            stats,
+            strace: Strace::new(),
+            trace_json,
+            pending: vec![],
+        })
+    }
+
+    /// The VM (for inspection between events).
+    pub fn vm(&self) -> &Vm {
+        &self.vm
+    }
+
+    /// Run to the end, or to the first failed check.
+    pub fn run(&mut self, io: &mut impl HostIo) -> Result<SessionReport> {
+        loop {
+            let mut batch = Vec::new();
+            let event = self
+                .vm
+                .resume(io, &mut |records| batch.extend_from_slice(records))?;
+            self.pending = batch;
+            self.consume_records()?;
+            let at = match &event {
+                Event::Exec {
+                    user_frames,
+                    user_tables,
+                } => self.at_exec_or_exit("exec", *user_frames, *user_tables)?,
+                Event::Exit {
+                    user_frames,
+                    user_tables,
+                } => self.at_exec_or_exit("exit", *user_frames, *user_tables)?,
+                Event::Fault {
+                    count,
+                    user_frames,
+                    user_tables,
+                    ..
+                } => {
+                    let when = format!("fault {count}");
+                    self.at_check_point(&when, *user_frames, *user_tables)?
+                }
+                Event::Syscall { .. } => None,
+                Event::Finished(end) => return self.finish(end.clone()),
+            };
+            if let Some((where_, violations)) = at {
+                let run = self
+                    .vm
+                    .report(RunEnd::VmFailure("stopped by the checker".into()));
+                return Ok(SessionReport {
+                    run,
+                    violations,
+                    violation_at: where_,
+                });
+            }
+        }
+    }
+
+    /// Hand the records drained at this stop to every consumer.
+    fn consume_records(&mut self) -> Result<()> {
+        let records = std::mem::take(&mut self.pending);
+        if self.clock.tsc_base == 0 {
+            self.clock.tsc_base = records.first().map_or(0, |r| r.tsc);
+        }
+        for r in &records {
+            self.emit_record(r)?;
+        }
+        if let Some(stats) = &mut self.stats {
+            stats.add_all(&records);
+        }
+        Ok(())
+    }
+
+    fn emit_record(&mut self, r: &Record) -> Result<()> {
+        let cat = crate::inspect::trace::category_of(r.kind);
+        if self.watch.trace & cat != 0 {
+            eprintln!("vmrun: trace {}", format_record(r, &self.clock));
+        }
+        if let (Some(out), Some((_, mask))) = (&mut self.trace_json, &self.watch.trace_json) {
+            if mask & cat != 0 {
+                writeln!(out, "{}", record_json(r, &self.clock)).map_err(io_err)?;
+            }
+        }
+        if self.watch.strace && cat == category::SYSCALLS {
+            let cr3 = self.vm.cr3()?;
+            let mem = GuestUserMemory {
+                ram: self.vm.ram(),
+                cr3,
+            };
+            for line in self.strace.feed(r, &mem) {
+                eprintln!("{line}");
+            }
+        }
+        Ok(())
+    }
+
+    fn walk_now(&self, user_only: bool) -> Result<Walk> {
+        let cr3 = self.vm.cr3()?;
+        walk(self.vm.ram(), cr3, WalkOptions { user_only })
+            .map_err(|e| Error::Memory(format!("page-table walk from CR3 {cr3:#x}: {e}")))
+    }
+
+    /// At exec or exit: print maps and tables, check, draw.
+    fn at_exec_or_exit(
+        &mut self,
+        when: &str,
+        user_frames: u64,
+        user_tables: u64,
+    ) -> Result<Option<(String, Vec<Violation>)>> {
+        let export = self.vm.vma_export()?;
+        if self.watch.maps {
+            let text =
+                format_maps(&export, &self.files).map_err(|e| Error::Memory(e.to_string()))?;
+            eprint!("vmrun: maps at {when}:\n{text}");
+        }
+        let walk = self.walk_now(false)?;
+        if when == "exit" {
+            self.show_tables(&walk)?;
+        }
+        if self.watch.check {
+            let vmas = &export.vmas[..export.count as usize];
+            let violations = self.check_walk(&walk, vmas, user_frames, user_tables);
+            if !violations.is_empty() {
+                return Ok(Some((when.to_string(), violations)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every N faults: only the check.
+    fn at_check_point(
+        &mut self,
+        when: &str,
+        user_frames: u64,
+        user_tables: u64,
+    ) -> Result<Option<(String, Vec<Violation>)>> {
+        let export = self.vm.vma_export()?;
+        let walk = self.walk_now(false)?;
+        let vmas = &export.vmas[..export.count as usize];
+        let violations = self.check_walk(&walk, vmas, user_frames, user_tables);
+        Ok((!violations.is_empty()).then(|| (when.to_string(), violations)))
+    }
+
+    fn check_walk(
+        &self,
+        walk: &Walk,
+        vmas: &[vmrun_contract::VmaRecord],
+        frames: u64,
+        tables: u64,
+    ) -> Vec<Violation> {
+        let info = self.vm.boot_info();
+        let cache_end = (info.file_phys + info.file_len).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        check(&CheckInput {
+            walk,
+            vmas,
+            user_frames: frames,
+            user_table_pages: tables,
+            page_cache: info.file_phys..cache_end,
+            trampoline: SYSCALL_TRAMPOLINE_VIRT,
+        })
+    }
+
+    fn show_tables(&self, walk: &Walk) -> Result<()> {
+        if self.watch.pagetables {
+            let user = self.walk_now(true)?;
+            eprint!(
+                "vmrun: page tables at exit (CR3 {:#x}):\n{}vmrun: user mappings at exit:\n{}",
+                walk.cr3,
+                pagetable::render_tree(&user),
+                pagetable::render_mappings(&user.mappings())
+            );
+        }
+        if let Some(path) = &self.watch.pagetables_json {
+            write_file(path, &pagetable::to_json(walk).to_string())?;
+        }
+        if let Some(path) = &self.watch.svg {
+            write_file(path, &svg::page_table_tree(walk, svg::DEFAULT_MAX_TABLES))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, end: RunEnd) -> Result<SessionReport> {
+        if self.watch.strace {
+            if let Some(line) = self.strace.finish() {
+                eprintln!("{line}");
+            }
+            match &end {
+                RunEnd::Guest(Outcome::Exited(s)) => eprintln!("{}", exited_line(*s as u64)),
+                RunEnd::Guest(Outcome::Signaled { signal, .. }) => {
+                    eprintln!("{}", killed_line(u64::from(*signal)))
+                }
+                _ => {}
+            }
+        }
+        if let Some(out) = &mut self.trace_json {
+            out.flush().map_err(io_err)?;
+        }
+        let run = self.vm.report(end);
+        self.write_stats(&run)?;
+        Ok(SessionReport {
+            run,
+            violations: vec![],
+            violation_at: String::new(),
+        })
+    }
+
+    fn write_stats(&mut self, run: &RunReport) -> Result<()> {
+        let Some(stats) = &mut self.stats else {
+            return Ok(());
+        };
+        stats.vm_exits = self.vm.exits().clone();
+        stats.lost = self.vm.trace_lost();
+        stats.boot_phases = boot_phases(run);
+        if self.watch.stats {
+            eprint!("{}", stats.render_text());
+        }
+        if let Some(path) = &self.watch.stats_json {
+            write_file(path, &stats.to_json().to_string())?;
+        }
+        if let Some(path) = &self.watch.histogram {
+            let series: Vec<(String, &crate::inspect::stats::Latency)> =
+                stats.faults.iter().map(|(k, v)| (k.clone(), v)).collect();
+            write_file(path, &svg::latency_histogram("page-fault latency", &series))?;
+        }
+        Ok(())
+    }
+}
+
+/// The host-measured boot phases of a run, as (name, time since start).
+pub fn boot_phases(run: &RunReport) -> Vec<(String, std::time::Duration)> {
+    let t = &run.timings;
+    let mut v = vec![
+        ("vm created".to_string(), t.vm_create),
+        ("loaded".to_string(), t.load),
+    ];
+    for (name, d) in [
+        ("kernel entry", t.kernel_entry),
+        ("kernel ready", t.kernel_ready),
+        ("program loaded", t.exec_loaded),
+    ] {
+        if let Some(d) = d {
+            v.push((name.to_string(), d));
+        }
+    }
+    v.push(("exit".to_string(), t.total));
+    v
+}
+
+fn io_err(e: std::io::Error) -> Error {
+    Error::Config(format!("writing an inspector output: {e}"))
+}
+
+fn create(path: &PathBuf) -> Result<File> {
+    File::create(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+fn write_file(path: &PathBuf, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
