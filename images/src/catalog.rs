@@ -145,6 +145,11 @@ pub const IMAGES: &[Image] = &[
         "touches one byte per page of N MiB",
     ),
     c_image(
+        "maps_probe",
+        "maps_probe.c",
+        "heap, mmap, mprotect, munmap, then its own /proc/self/maps",
+    ),
+    c_image(
         "write_binary",
         "write_binary.c",
         "byte-exact binary output, writev",

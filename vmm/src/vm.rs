@@ -272,6 +272,11 @@ impl Vm {
         &self.vcpu
     }
 
+    /// The vCPU, to run it directly (single-stepping in `bench`).
+    pub fn vcpu_mut(&mut self) -> &mut VcpuFd {
+        &mut self.vcpu
+    }
+
     /// Trace records lost so far (the ring was full and could not drain).
     pub fn trace_lost(&self) -> u64 {
         self.trace_lost

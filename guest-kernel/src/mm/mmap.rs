@@ -253,8 +253,17 @@ impl Mm {
                 return Err(Errno::ENOMEM);
             }
         }
-        self.vmas
-            .insert_merged(Vma::anon(old_top, new_top, Prot::RW, VmFlags::NONE))?;
+        // Like Linux's sys_brk, the heap merges only with areas at or above
+        // start_brk, never with the program's bss below it.
+        let i = self
+            .vmas
+            .insert(Vma::anon(old_top, new_top, Prot::RW, VmFlags::NONE))?;
+        let prev_is_heap = i
+            .checked_sub(1)
+            .and_then(|p| self.vmas.get(p))
+            .is_some_and(|p| p.start >= self.start_brk);
+        let lo = if prev_is_heap { i - 1 } else { i };
+        self.vmas.merge_range(lo, i + 1);
         Ok(())
     }
 

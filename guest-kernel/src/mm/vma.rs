@@ -69,6 +69,11 @@ impl VmFlags {
     /// `VM_SHARED`: mapped `MAP_SHARED` (behaves as private while there is
     /// one process; kept for the maps listing).
     pub const SHARED: VmFlags = VmFlags(2);
+    /// `VM_ACCOUNT`: a private area that has been writable (its memory is
+    /// committed). Set when a private area is created or made writable and
+    /// never cleared, so, as in Linux, an area made read-only again does
+    /// not merge with one that never was writable.
+    pub const ACCOUNT: VmFlags = VmFlags(4);
 
     /// Whether every bit of `other` is set.
     pub const fn contains(self, other: VmFlags) -> bool {
@@ -228,6 +233,16 @@ impl Vma {
 /// [`MAX_VMAS`]).
 const CAP: usize = MAX_VMAS + 2;
 
+/// `flags` with [`VmFlags::ACCOUNT`] added if `prot` makes a private area
+/// writable (Linux's `accountable_mapping`).
+fn accounted(flags: VmFlags, prot: Prot) -> VmFlags {
+    if prot.contains(Prot::WRITE) && !flags.contains(VmFlags::SHARED) {
+        VmFlags(flags.0 | VmFlags::ACCOUNT.0)
+    } else {
+        flags
+    }
+}
+
 /// Changes kept between two [`VmaSet::take_journal`] calls.
 const JOURNAL: usize = 16;
 
@@ -367,7 +382,8 @@ impl VmaSet {
 
     /// Insert an area that overlaps none (EEXIST if it does, EINVAL if it
     /// is empty or unaligned, ENOMEM if the set is full); returns its index.
-    pub fn insert(&mut self, vma: Vma) -> KResult<usize> {
+    pub fn insert(&mut self, mut vma: Vma) -> KResult<usize> {
+        vma.flags = accounted(vma.flags, vma.prot);
         if vma.is_empty() || (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
@@ -502,6 +518,7 @@ impl VmaSet {
         let (mut i, mut reached) = (first, start);
         while i < self.len && self.v[i].start == reached && reached < end {
             self.v[i].prot = prot;
+            self.v[i].flags = accounted(self.v[i].flags, prot);
             self.note(trace_kind::VMA_RESIZE, self.v[i], 0);
             reached = self.v[i].end;
             i += 1;
@@ -552,6 +569,19 @@ impl VmaSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn area_made_read_only_does_not_merge_with_one_never_writable() {
+        let mut set = VmaSet::new();
+        set.insert(Vma::anon(0x1000, 0x2000, Prot::READ, VmFlags::NONE))
+            .unwrap();
+        set.insert(Vma::anon(0x2000, 0x3000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        set.set_prot(0x2000, 0x3000, Prot::READ).unwrap();
+        assert_eq!(set.len(), 2, "VM_ACCOUNT keeps them apart, as in Linux");
+        assert!(set.get(1).unwrap().flags.contains(VmFlags::ACCOUNT));
+        assert!(!set.get(0).unwrap().flags.contains(VmFlags::ACCOUNT));
+    }
 
     #[test]
     fn journal_records_insert_split_remove_and_merge() {

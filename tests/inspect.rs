@@ -1,0 +1,389 @@
+//! The host's view of the guest: strace, /proc/PID/maps, the page-table
+//! checker (which must be able to fail), trace records against counters,
+//! and the picture and JSON outputs.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use vmm::hypercall::HostIo;
+use vmm::inspect::check::{check, CheckInput};
+use vmm::inspect::pagetable::{walk, WalkOptions};
+use vmm::vm::{Event, Observe, RunEnd, Vm, VmConfig, DEFAULT_MEM};
+use vmrun_contract::layout::{PAGE_SIZE, SYSCALL_TRAMPOLINE_VIRT};
+use vmrun_contract::trace::{category, kind};
+use vmrun_contract::{vma_flags, VmaExport};
+
+struct Quiet;
+
+impl HostIo for Quiet {
+    fn write(&mut self, _fd: u64, _data: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn read(&mut self, _fd: u64, _buf: &mut [u8]) -> std::io::Result<usize> {
+        Ok(0)
+    }
+    fn random(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        buf.fill(5);
+        Ok(())
+    }
+    fn log(&mut self, _line: &[u8]) {}
+}
+
+fn config(program: &str, observe: Observe) -> VmConfig {
+    let path = image(program);
+    VmConfig {
+        mem_size: DEFAULT_MEM,
+        program: path.clone(),
+        argv: vec![path.into()],
+        env: vec![],
+        aslr: false,
+        verbose: false,
+        observe,
+    }
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn strace_of_the_raw_hello_is_exactly_its_two_calls() {
+    if !require_kvm() {
+        return;
+    }
+    let output = vmrun([
+        "-i".as_ref(),
+        "--strace".as_ref(),
+        image("hello_raw").as_os_str(),
+    ]);
+    assert_status(&output, 0);
+    assert_eq!(
+        stderr_of(&output),
+        "write(1, \"hello, world\\n\", 13) = 13\nexit(0) = ?\n+++ exited with 0 +++\n"
+    );
+}
+
+/// The mmap-area lines of a maps listing, shifted so that the area's top
+/// is 0 (Linux puts [vvar] and [vdso] at its top; vmrun has no vDSO).
+fn normalise(maps: &str) -> Vec<String> {
+    let lines: Vec<&str> = maps.lines().collect();
+    let vdso_start = lines
+        .iter()
+        .find(|l| l.contains("[vvar]"))
+        .map(|l| u64::from_str_radix(&l[..l.find('-').unwrap()], 16).unwrap());
+    let mut out = Vec::new();
+    for l in lines {
+        if l.contains("[vvar") || l.contains("[vdso]") || l.contains("[vsyscall]") {
+            continue;
+        }
+        let (range, rest) = l.split_once(' ').unwrap();
+        let (s, e) = range.split_once('-').unwrap();
+        let (s, e) = (
+            u64::from_str_radix(s, 16).unwrap(),
+            u64::from_str_radix(e, 16).unwrap(),
+        );
+        let mmap_area = s >= 0x7ff0_0000_0000 && !rest.contains("[stack]");
+        let top = vdso_start.unwrap_or(0x7fff_f7ff_f000);
+        if mmap_area {
+            out.push(format!("top-{:x}..top-{:x} {rest}", top - s, top - e));
+        } else {
+            out.push(l.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn maps_at_exit_equal_what_linux_shows_for_the_same_program() {
+    if !require_kvm() {
+        return;
+    }
+    let program = std::fs::canonicalize(image("maps_probe")).unwrap();
+    let native = std::process::Command::new("setarch")
+        .args(["x86_64", "-R"])
+        .arg(&program)
+        .env_clear()
+        .output();
+    let native = match native {
+        Ok(o) if o.status.success() && !o.stdout.is_empty() => o,
+        _ => {
+            eprintln!("SKIPPED: `setarch -R` cannot run here, so there is no native maps listing");
+            return;
+        }
+    };
+    let output = vmrun(["-i".as_ref(), "--maps".as_ref(), program.as_os_str()]);
+    assert_status(&output, 0);
+    let err = stderr_of(&output);
+    let at_exit = err
+        .split("vmrun: maps at exit:\n")
+        .nth(1)
+        .expect("maps at exit");
+    let native_maps = String::from_utf8_lossy(&native.stdout).into_owned();
+    assert_eq!(normalise(at_exit), normalise(&native_maps));
+}
+
+#[test]
+fn every_program_passes_the_checker_at_exec_exit_and_every_fault() {
+    if !require_kvm() {
+        return;
+    }
+    for (program, args) in [
+        ("hello_static", vec![]),
+        ("hello_pie", vec![]),
+        ("mmap_test", vec![]),
+        ("brk_test", vec![]),
+        ("touch_mem", vec!["8"]),
+    ] {
+        let mut all = vec![
+            "-i".into(),
+            "--check=1".into(),
+            image(program).into_os_string(),
+        ];
+        all.extend(args.iter().map(|a| a.into()));
+        let output = vmrun(all);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{program}: {}",
+            stderr_of(&output)
+        );
+    }
+}
+
+/// Run `program` to its exec event and return the VM stopped there.
+fn stopped_at_exec(program: &str) -> Vm {
+    let observe = Observe {
+        stop_at_exec_exit: true,
+        ..Default::default()
+    };
+    let mut vm = Vm::new(&config(program, observe)).unwrap();
+    match vm.resume(&mut Quiet, &mut |_| {}).unwrap() {
+        Event::Exec { .. } => vm,
+        other => panic!("expected the exec event, got {other:?}"),
+    }
+}
+
+/// Check `vm`'s tables against the VMAs in `export`; the violations as text.
+fn check_now(vm: &Vm, export: &VmaExport, frames: u64, tables: u64) -> Vec<String> {
+    let w = walk(
+        vm.ram(),
+        vm.cr3().unwrap(),
+        WalkOptions { user_only: false },
+    )
+    .unwrap();
+    let info = vm.boot_info();
+    let cache_end = (info.file_phys + info.file_len).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    let input = CheckInput {
+        walk: &w,
+        vmas: &export.vmas[..export.count as usize],
+        user_frames: frames,
+        user_table_pages: tables,
+        page_cache: info.file_phys..cache_end,
+        trampoline: SYSCALL_TRAMPOLINE_VIRT,
+    };
+    check(&input).iter().map(|v| v.to_string()).collect()
+}
+
+/// Run to the exit event (with faults resolved along the way).
+fn stopped_at_exit(program: &str) -> (Vm, u64, u64) {
+    let observe = Observe {
+        stop_at_exec_exit: true,
+        ..Default::default()
+    };
+    let mut vm = Vm::new(&config(program, observe)).unwrap();
+    loop {
+        match vm.resume(&mut Quiet, &mut |_| {}).unwrap() {
+            Event::Exit {
+                user_frames,
+                user_tables,
+            } => return (vm, user_frames, user_tables),
+            Event::Finished(end) => panic!("finished without an exit event: {end:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn checker_reports_a_pte_made_writable_behind_the_kernels_back() {
+    if !require_kvm() {
+        return;
+    }
+    let (vm, frames, tables) = stopped_at_exit("hello_static");
+    let export = vm.vma_export().unwrap();
+    assert!(
+        check_now(&vm, &export, frames, tables).is_empty(),
+        "the real tables are clean"
+    );
+    let w = walk(vm.ram(), vm.cr3().unwrap(), WalkOptions { user_only: true }).unwrap();
+    let text = w
+        .leaves
+        .iter()
+        .find(|l| l.va >= 0x40_1000 && l.va < 0x47_9000)
+        .expect("a mapped text page");
+    vm.ram()
+        .write_pod(text.entry_phys, &(text.pte | 0x2))
+        .unwrap();
+    let violations = check_now(&vm, &export, frames, tables);
+    let expected = format!("{:#x}", text.va);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains(&expected) && v.contains("writable but VMA")),
+        "{violations:#?}"
+    );
+}
+
+#[test]
+fn checker_reports_a_vma_that_no_longer_allows_its_pages() {
+    if !require_kvm() {
+        return;
+    }
+    let (vm, frames, tables) = stopped_at_exit("hello_static");
+    let mut export = vm.vma_export().unwrap();
+    let i = (0..export.count as usize)
+        .find(|&i| export.vmas[i].flags & vma_flags::EXEC != 0)
+        .expect("an executable VMA");
+    export.vmas[i].flags &= !vma_flags::EXEC;
+    let at = vm.boot_info().vma_export_phys + 8 + 12 * 8 + 40 * i as u64 + 16;
+    vm.ram().write_pod(at, &export.vmas[i].flags).unwrap();
+    let reread = vm.vma_export().unwrap();
+    let violations = check_now(&vm, &reread, frames, tables);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains("executable (NX clear) but VMA")),
+        "{violations:#?}"
+    );
+}
+
+#[test]
+fn checker_reports_a_frame_count_that_disagrees_with_the_tables() {
+    if !require_kvm() {
+        return;
+    }
+    let vm = stopped_at_exec("hello_static");
+    let export = vm.vma_export().unwrap();
+    let violations = check_now(&vm, &export, 999, 0);
+    assert!(
+        violations.iter().any(|v| v.contains("999")),
+        "{violations:#?}"
+    );
+}
+
+#[test]
+fn trace_records_agree_with_the_guest_counters() {
+    if !require_kvm() {
+        return;
+    }
+    let observe = Observe {
+        trace_mask: category::FAULTS | category::SYSCALLS,
+        trace_records: 64,
+        ..Default::default()
+    };
+    let mut vm = Vm::new(&config("hello_static", observe)).unwrap();
+    let (mut faults, mut syscalls) = (0u64, 0u64);
+    let end = loop {
+        let event = vm
+            .resume(&mut Quiet, &mut |records| {
+                for r in records {
+                    faults += u64::from(r.kind == kind::FAULT);
+                    syscalls += u64::from(r.kind == kind::SYSCALL_ENTER);
+                }
+            })
+            .unwrap();
+        if let Event::Finished(end) = event {
+            break end;
+        }
+    };
+    assert!(matches!(end, RunEnd::Guest(_)), "{end:?}");
+    let report = vm.report(end);
+    let stats = report.stats.expect("guest counters");
+    assert_eq!(faults, stats.page_faults);
+    assert_eq!(syscalls, stats.syscalls);
+    assert!(faults > 5 && syscalls > 5);
+    assert_eq!(
+        vm.trace_lost(),
+        0,
+        "a small ring drains, it does not lose records"
+    );
+}
+
+fn temp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("vmrun-inspect-{}-{name}", std::process::id()))
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn json_and_svg_outputs_are_written_and_well_formed() {
+    if !require_kvm() {
+        return;
+    }
+    let (trace, stats, svg, hist, pt) = (
+        temp("t.jsonl"),
+        temp("s.json"),
+        temp("pt.svg"),
+        temp("h.svg"),
+        temp("pt.json"),
+    );
+    let output = vmrun([
+        "-i".as_ref(),
+        "--trace-json".as_ref(),
+        trace.as_os_str(),
+        "--stats-json".as_ref(),
+        stats.as_os_str(),
+        "--svg".as_ref(),
+        svg.as_os_str(),
+        "--histogram".as_ref(),
+        hist.as_os_str(),
+        "--pagetables-json".as_ref(),
+        pt.as_os_str(),
+        image("hello_static").as_os_str(),
+    ]);
+    assert_clean_exit(&output, b"hello, world\n");
+    let lines = read(&trace);
+    assert!(lines.lines().count() > 100);
+    for line in lines.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("each trace line is JSON");
+    }
+    let stats_json: serde_json::Value = serde_json::from_str(&read(&stats)).unwrap();
+    assert!(stats_json.is_object());
+    let tables: serde_json::Value = serde_json::from_str(&read(&pt)).unwrap();
+    assert!(tables.is_object());
+    for picture in [&svg, &hist] {
+        let text = read(picture);
+        assert!(text.trim_start().starts_with("<svg") || text.starts_with("<?xml"));
+        assert!(text.trim_end().ends_with("</svg>"));
+    }
+    for f in [trace, stats, svg, hist, pt] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[test]
+fn pagetables_and_stats_print_their_sections() {
+    if !require_kvm() {
+        return;
+    }
+    let output = vmrun([
+        "-i".as_ref(),
+        "--pagetables".as_ref(),
+        "--stats".as_ref(),
+        "--trace".as_ref(),
+        "vma".as_ref(),
+        image("hello_raw").as_os_str(),
+    ]);
+    assert_status(&output, 0);
+    let err = stderr_of(&output);
+    for section in [
+        "page tables at exit",
+        "user mappings at exit",
+        "vmrun: trace",
+        "page faults",
+    ] {
+        assert!(err.contains(section), "missing {section:?} in:\n{err}");
+    }
+}
