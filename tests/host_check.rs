@@ -10,16 +10,17 @@
 mod common;
 
 use common::*;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// What /dev/kvm is inside the namespace.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum FakeKvm {
     /// No /dev/kvm at all.
     Missing,
-    /// A /dev/kvm with mode 000, opened by the unprivileged user 65534.
-    NotPermitted,
+    /// A /dev/kvm with mode 000, opened by the unprivileged user 65534
+    /// (switched to by this setpriv).
+    NotPermitted(PathBuf),
     /// A plain empty file: it opens, but KVM's ioctls fail on it.
     NotKvm,
 }
@@ -28,14 +29,15 @@ impl FakeKvm {
     /// Shell commands that make /dev/kvm so, run after /dev is a fresh
     /// tmpfs holding copies of vmrun and the program; they may prefix the
     /// command line "$@" (for example to drop privileges).
-    fn setup(self) -> &'static str {
+    fn setup(&self) -> String {
         match self {
-            FakeKvm::Missing => ":",
-            FakeKvm::NotPermitted => {
+            FakeKvm::Missing => ":".into(),
+            FakeKvm::NotPermitted(setpriv) => format!(
                 "touch /dev/kvm && chmod 000 /dev/kvm && \
-                 set -- setpriv --reuid=65534 --regid=65534 --clear-groups \"$@\""
-            }
-            FakeKvm::NotKvm => "touch /dev/kvm && chmod 666 /dev/kvm",
+                 set -- '{}' --reuid=65534 --regid=65534 --clear-groups \"$@\"",
+                setpriv.display()
+            ),
+            FakeKvm::NotKvm => "touch /dev/kvm && chmod 666 /dev/kvm".into(),
         }
     }
 }
@@ -50,6 +52,21 @@ fn require_unshare() -> bool {
         eprintln!("SKIPPED: `unshare --mount` is not permitted here (needs root and util-linux)");
     }
     ok
+}
+
+/// util-linux's setpriv, found in PATH. Busybox's setpriv applet cannot
+/// change user ids, so applet links (symlinks) do not count, and the shell
+/// gets the absolute path: a busybox shell may prefer its own applet to
+/// PATH. Prints SKIPPED if there is none.
+fn find_setpriv() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .map(|dir| dir.join("setpriv"))
+        .find(|candidate| candidate.is_file() && !candidate.is_symlink());
+    if found.is_none() {
+        eprintln!("SKIPPED: util-linux's setpriv is not in PATH");
+    }
+    found
 }
 
 /// Runs `vmrun hello_raw` with /dev replaced as `kvm` says. vmrun and the
@@ -96,11 +113,10 @@ fn dev_kvm_without_permission_exits_125_naming_the_kvm_group() {
     if !require_unshare() {
         return;
     }
-    if !Path::new("/usr/bin/setpriv").exists() && !Path::new("/bin/setpriv").exists() {
-        eprintln!("SKIPPED: setpriv (util-linux) is missing");
+    let Some(setpriv) = find_setpriv() else {
         return;
-    }
-    let output = vmrun_with(FakeKvm::NotPermitted);
+    };
+    let output = vmrun_with(FakeKvm::NotPermitted(setpriv));
     assert_one_line_125(&output, &["permission denied opening /dev/kvm", "kvm group"]);
 }
 

@@ -21,16 +21,13 @@
 //!
 //! Nothing here asserts a timing: figures are printed, never checked.
 
-use crate::boot;
 use crate::hypercall::{self, Action, HostIo, Outcome};
 use crate::kvm::{self, Platform};
 use crate::loader;
 use crate::memory::GuestRam;
 use crate::vm::{Event, Observe, RunEnd, Vm, VmConfig, DEFAULT_MEM};
-use kvm_bindings::{
-    kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_MAX_CPUID_ENTRIES,
-};
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
+use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -39,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 use vmrun_contract::trace::{category, exec_phase, kind, Record};
-use vmrun_contract::{boot_flags, HYPERCALL_PORT};
+use vmrun_contract::HYPERCALL_PORT;
 
 /// The `vmrun bench` help text.
 pub const USAGE: &str = "\
@@ -773,81 +770,6 @@ pub fn count_ring0(
     Ok(p)
 }
 
-/// LOCAL WORKAROUND until [`Vm`] lends its vCPU (proposed accessor:
-/// `Vm::vcpu_mut(&mut self) -> &mut VcpuFd`): the same VM as
-/// [`Vm::new`] builds (RAM, CPUID, kernel, program, boot state), made from
-/// the library's public parts, with no tracing and no stops.
-struct StepVm {
-    _kvm: Kvm,
-    _vm: VmFd,
-    vcpu: VcpuFd,
-    ram: GuestRam,
-}
-
-impl StepVm {
-    fn new(config: &VmConfig) -> Result<StepVm, String> {
-        let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
-        let program = std::fs::read(&config.program)
-            .map_err(|e| err(&config.program.display().to_string(), &e))?;
-        let kvm = kvm::open().map_err(|e| err("KVM", &e))?;
-        let vm = kvm.create_vm().map_err(|e| err("KVM_CREATE_VM", &e))?;
-        let ram = GuestRam::new(config.mem_size).map_err(|e| err("RAM", &e))?;
-        ram.advise_huge_pages();
-        ram.register(&vm).map_err(|e| err("RAM", &e))?;
-        let vcpu = vm.create_vcpu(0).map_err(|e| err("KVM_CREATE_VCPU", &e))?;
-        let cpuid = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(|e| err("KVM_GET_SUPPORTED_CPUID", &e))?;
-        vcpu.set_cpuid2(&cpuid)
-            .map_err(|e| err("KVM_SET_CPUID2", &e))?;
-        let kernel =
-            loader::load_kernel(ram.mem(), loader::GUEST_KERNEL).map_err(|e| err("kernel", &e))?;
-        boot::write_boot_tables(&ram).map_err(|e| err("boot tables", &e))?;
-        let canonical = std::fs::canonicalize(&config.program)
-            .map_err(|e| err(&config.program.display().to_string(), &e))?;
-        let execfn = config.program.as_os_str().as_encoded_bytes();
-        let args = loader::args_block(execfn, &config.argv, &config.env)
-            .map_err(|e| err("arguments", &e))?;
-        let mut random = [0u8; 16];
-        Capture::default()
-            .random(&mut random)
-            .map_err(|e| err("/dev/urandom", &e))?;
-        let flags = if Platform::detect() == Platform::Pvm {
-            boot_flags::PLATFORM_PVM
-        } else {
-            0
-        };
-        let payload = loader::BootPayload {
-            program: &program,
-            args: &args,
-            exe_path: canonical.as_os_str().as_encoded_bytes(),
-            argc: config.argv.len() as u32,
-            envc: config.env.len() as u32,
-            flags,
-            tsc_khz: vcpu.get_tsc_khz().unwrap_or(0) as u64,
-            random,
-            trace_mask: 0,
-            trace_records: 0,
-            vma_export: false,
-            notify_fault_every: 0,
-            aslr_seed: 0,
-        };
-        loader::write_payload(&ram, &kernel, &payload).map_err(|e| err("payload", &e))?;
-        let mut sregs = vcpu.get_sregs().map_err(|e| err("KVM_GET_SREGS", &e))?;
-        boot::setup_sregs(&mut sregs);
-        vcpu.set_sregs(&sregs)
-            .map_err(|e| err("KVM_SET_SREGS", &e))?;
-        vcpu.set_regs(&boot::entry_regs(kernel.entry))
-            .map_err(|e| err("KVM_SET_REGS", &e))?;
-        Ok(StepVm {
-            _kvm: kvm,
-            _vm: vm,
-            vcpu,
-            ram,
-        })
-    }
-}
-
 /// Single-step one program run in the guest.
 fn step_program(
     program: &Path,
@@ -856,9 +778,10 @@ fn step_program(
     map: &KernelMap,
 ) -> Result<StepProfile, String> {
     let config = guest_config(program, args, mem, Observe::default());
-    let mut vm = StepVm::new(&config)?;
+    let mut vm = Vm::new(&config).map_err(|e| e.to_string())?;
     let mut io = Capture::default();
-    count_ring0(&mut vm.vcpu, &vm.ram, &mut io, map, 50_000_000)
+    let (vcpu, ram) = vm.vcpu_and_ram();
+    count_ring0(vcpu, ram, &mut io, map, 50_000_000)
         .map_err(|e| format!("{}: {e}", program.display()))
 }
 

@@ -13,6 +13,7 @@ use vmrun_contract::trace::category;
 
 const USAGE: &str = "\
 usage: vmrun [OPTIONS] PROGRAM [ARGS...]
+       vmrun bench [BENCH OPTIONS]     (see `vmrun bench --help`)
 
 Run an x86-64 Linux ELF program in a KVM virtual machine under vmrun's own
 guest kernel. The program's exit status becomes vmrun's.
@@ -62,6 +63,13 @@ enum Parsed {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "bench") {
+        let rest: Vec<String> = args[1..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return ExitCode::from(vmm::bench::run(&rest).clamp(0, 255) as u8);
+    }
     let cli = match parse(args) {
         Ok(Parsed::Run(cli)) => *cli,
         Ok(Parsed::Exit(code)) => return code,

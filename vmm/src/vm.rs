@@ -272,9 +272,10 @@ impl Vm {
         &self.vcpu
     }
 
-    /// The vCPU, to run it directly (single-stepping in `bench`).
-    pub fn vcpu_mut(&mut self) -> &mut VcpuFd {
-        &mut self.vcpu
+    /// The vCPU, to run it directly, with guest RAM (single-stepping in
+    /// `bench`).
+    pub fn vcpu_and_ram(&mut self) -> (&mut VcpuFd, &GuestRam) {
+        (&mut self.vcpu, &self.ram)
     }
 
     /// Trace records lost so far (the ring was full and could not drain).
