@@ -3,8 +3,9 @@
 //! (missing, not permitted, not KVM at all).
 //!
 //! Each case runs vmrun in a private mount namespace (`unshare --mount`)
-//! whose /dev is a fresh tmpfs holding only what the case needs, so the
-//! host's own /dev/kvm is never touched and the tests need no KVM. Creating
+//! whose /dev is a fresh tmpfs holding only what the case needs (unshare
+//! makes the new namespace's mounts private, so the host's own /dev is never
+//! touched) and the tests need no KVM. Creating
 //! the namespace needs root; elsewhere the tests print SKIPPED.
 
 mod common;
@@ -117,7 +118,10 @@ fn dev_kvm_without_permission_exits_125_naming_the_kvm_group() {
         return;
     };
     let output = vmrun_with(FakeKvm::NotPermitted(setpriv));
-    assert_one_line_125(&output, &["permission denied opening /dev/kvm", "kvm group"]);
+    assert_one_line_125(
+        &output,
+        &["permission denied opening /dev/kvm", "kvm group"],
+    );
 }
 
 #[test]

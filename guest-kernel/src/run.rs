@@ -359,7 +359,7 @@ fn vma_kind(mm: &Mm, addr: u64) -> u64 {
     };
     if v.flags.contains(VmFlags::GROWSDOWN) {
         vma_kind::STACK
-    } else if v.start <= mm.brk && v.end >= mm.start_brk && mm.brk > mm.start_brk {
+    } else if v.start < mm.brk && v.end > mm.start_brk {
         vma_kind::HEAP
     } else if matches!(v.backing, Backing::File { .. }) {
         vma_kind::FILE
