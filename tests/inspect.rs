@@ -6,29 +6,13 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use vmm::hypercall::HostIo;
 use vmm::inspect::check::{check, CheckInput};
 use vmm::inspect::pagetable::{walk, WalkOptions};
+use vmm::stdio::Discard;
 use vmm::vm::{Event, Observe, RunEnd, Vm, VmConfig, DEFAULT_MEM};
 use vmrun_contract::layout::{PAGE_SIZE, SYSCALL_TRAMPOLINE_VIRT};
 use vmrun_contract::trace::{category, kind};
 use vmrun_contract::{vma_flags, VmaExport};
-
-struct Quiet;
-
-impl HostIo for Quiet {
-    fn write(&mut self, _fd: u64, _data: &[u8]) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn read(&mut self, _fd: u64, _buf: &mut [u8]) -> std::io::Result<usize> {
-        Ok(0)
-    }
-    fn random(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
-        buf.fill(5);
-        Ok(())
-    }
-    fn log(&mut self, _line: &[u8]) {}
-}
 
 fn config(program: &str, observe: Observe) -> VmConfig {
     let path = image(program);
@@ -158,7 +142,7 @@ fn stopped_at_exec(program: &str) -> Vm {
         ..Default::default()
     };
     let mut vm = Vm::new(&config(program, observe)).unwrap();
-    match vm.resume(&mut Quiet, &mut |_| {}).unwrap() {
+    match vm.resume(&mut Discard::default(), &mut |_| {}).unwrap() {
         Event::Exec { .. } => vm,
         other => panic!("expected the exec event, got {other:?}"),
     }
@@ -193,7 +177,7 @@ fn stopped_at_exit(program: &str) -> (Vm, u64, u64) {
     };
     let mut vm = Vm::new(&config(program, observe)).unwrap();
     loop {
-        match vm.resume(&mut Quiet, &mut |_| {}).unwrap() {
+        match vm.resume(&mut Discard::default(), &mut |_| {}).unwrap() {
             Event::Exit {
                 user_frames,
                 user_tables,
@@ -285,7 +269,7 @@ fn trace_records_agree_with_the_guest_counters() {
     let (mut faults, mut syscalls) = (0u64, 0u64);
     let end = loop {
         let event = vm
-            .resume(&mut Quiet, &mut |records| {
+            .resume(&mut Discard::default(), &mut |records| {
                 for r in records {
                     faults += u64::from(r.kind == kind::FAULT);
                     syscalls += u64::from(r.kind == kind::SYSCALL_ENTER);

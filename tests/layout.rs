@@ -6,25 +6,9 @@
 mod common;
 
 use common::*;
-use vmm::hypercall::HostIo;
+use vmm::stdio::Discard;
 use vmm::vm::{Event, Observe, Vm, VmConfig, DEFAULT_MEM};
 use vmrun_contract::{vma_flags, VmaRecord};
-
-struct Quiet;
-
-impl HostIo for Quiet {
-    fn write(&mut self, _fd: u64, _data: &[u8]) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn read(&mut self, _fd: u64, _buf: &mut [u8]) -> std::io::Result<usize> {
-        Ok(0)
-    }
-    fn random(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
-        buf.fill(3);
-        Ok(())
-    }
-    fn log(&mut self, _line: &[u8]) {}
-}
 
 /// The VMAs of `program` right after exec.
 fn vmas_at_exec(program: &str, aslr: bool) -> Vec<VmaRecord> {
@@ -42,7 +26,10 @@ fn vmas_at_exec(program: &str, aslr: bool) -> Vec<VmaRecord> {
         },
     };
     let mut vm = Vm::new(&config).expect("create the VM");
-    match vm.resume(&mut Quiet, &mut |_| {}).expect("run to exec") {
+    match vm
+        .resume(&mut Discard::default(), &mut |_| {})
+        .expect("run to exec")
+    {
         Event::Exec { .. } => {}
         other => panic!("expected the exec event, got {other:?}"),
     }

@@ -7,25 +7,10 @@
 mod common;
 
 use common::*;
-use vmm::hypercall::{HostIo, Outcome};
+use vmm::hypercall::Outcome;
+use vmm::stdio::Discard;
 use vmm::vm::{RunEnd, Vm, VmConfig, DEFAULT_MEM};
 use vmrun_contract::layout::{BOOT_INFO_PHYS, KERNEL_PHYS};
-
-struct Quiet;
-
-impl HostIo for Quiet {
-    fn write(&mut self, _fd: u64, _data: &[u8]) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn read(&mut self, _fd: u64, _buf: &mut [u8]) -> std::io::Result<usize> {
-        Ok(0)
-    }
-    fn random(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
-        buf.fill(1);
-        Ok(())
-    }
-    fn log(&mut self, _line: &[u8]) {}
-}
 
 fn vm_for(program: &str) -> Vm {
     let path = image(program);
@@ -48,7 +33,7 @@ fn corrupt_boot_info_makes_the_guest_kernel_panic_with_its_message() {
     }
     let mut vm = vm_for("hello_raw");
     vm.ram().write_bytes(BOOT_INFO_PHYS, &[0xff; 8]).unwrap();
-    let report = vm.run(&mut Quiet).unwrap();
+    let report = vm.run(&mut Discard::default()).unwrap();
     match report.outcome {
         RunEnd::Guest(Outcome::GuestPanic(msg)) => assert!(msg.contains("magic"), "{msg}"),
         other => panic!("expected a guest panic, got {other:?}"),
@@ -62,7 +47,7 @@ fn halting_kernel_ends_the_run_with_a_register_dump() {
     }
     let mut vm = vm_for("hello_raw");
     vm.ram().write_bytes(KERNEL_PHYS, &[0xfa, 0xf4]).unwrap(); // cli; hlt
-    let report = vm.run(&mut Quiet).unwrap();
+    let report = vm.run(&mut Discard::default()).unwrap();
     match report.outcome {
         RunEnd::VmFailure(dump) => {
             assert!(dump.contains("halted"), "{dump}");
@@ -79,7 +64,7 @@ fn fault_before_the_idt_exists_is_reported_as_a_triple_fault() {
     }
     let mut vm = vm_for("hello_raw");
     vm.ram().write_bytes(KERNEL_PHYS, &[0x0f, 0x0b]).unwrap(); // ud2
-    let report = vm.run(&mut Quiet).unwrap();
+    let report = vm.run(&mut Discard::default()).unwrap();
     match report.outcome {
         RunEnd::VmFailure(dump) => assert!(dump.contains("triple fault"), "{dump}"),
         other => panic!("expected a VM failure, got {other:?}"),

@@ -9,25 +9,8 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use vmm::hypercall::HostIo;
+use vmm::stdio::Discard;
 use vmm::vm::{Timings, Vm, VmConfig, DEFAULT_MEM};
-
-/// Swallows the program's output.
-struct Quiet;
-
-impl HostIo for Quiet {
-    fn write(&mut self, _fd: u64, _data: &[u8]) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn read(&mut self, _fd: u64, _buf: &mut [u8]) -> std::io::Result<usize> {
-        Ok(0)
-    }
-    fn random(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
-        buf.fill(7);
-        Ok(())
-    }
-    fn log(&mut self, _line: &[u8]) {}
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -65,7 +48,9 @@ fn phases(program: &Path) -> Timings {
         observe: Default::default(),
     };
     let mut vm = Vm::new(&config).expect("create the VM");
-    vm.run(&mut Quiet).expect("run the program").timings
+    vm.run(&mut Discard::default())
+        .expect("run the program")
+        .timings
 }
 
 fn bench(name: &str, runs: usize, vmrun: &Path) {

@@ -188,22 +188,34 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn trace_ring_and_vma_export_sit_at_the_top_of_ram() {
-        let p = BootPayload {
-            program: b"",
-            args: b"",
-            exe_path: b"",
+    use super::*;
+
+    /// A payload of `program` with every option off.
+    fn payload(program: &[u8]) -> BootPayload<'_> {
+        BootPayload {
+            program,
+            args: b"p\0",
+            exe_path: b"/p",
             argc: 0,
             envc: 0,
             flags: 0,
             tsc_khz: 0,
             random: [0; 16],
             aslr_seed: 0,
+            trace_mask: 0,
+            trace_records: 0,
+            vma_export: false,
+            notify_fault_every: 0,
+        }
+    }
+
+    #[test]
+    fn trace_ring_and_vma_export_sit_at_the_top_of_ram() {
+        let p = BootPayload {
             trace_mask: 1,
             trace_records: 1000,
             vma_export: true,
-            notify_fault_every: 0,
+            ..payload(b"")
         };
         let r = top_regions(64 << 20, &p);
         assert_eq!(r.vma_export_phys, (64 << 20) - 0x3000);
@@ -211,8 +223,6 @@ mod tests {
         assert!(r.trace_len >= 64 + 1000 * 64);
         assert_eq!(r.free_end, r.trace_phys);
     }
-
-    use super::*;
 
     #[test]
     fn args_block_is_execfn_then_argv_then_envp() {
@@ -245,24 +255,7 @@ mod tests {
             phys_end: 2 << 20,
         };
         let big = vec![0u8; 13 << 20];
-        let p = BootPayload {
-            program: &big,
-            args: b"p\0",
-            exe_path: b"/p",
-            argc: 0,
-            envc: 0,
-            flags: 0,
-            tsc_khz: 0,
-            random: [0; 16],
-            aslr_seed: 0,
-            trace_mask: 0,
-            trace_records: 0,
-            vma_export: false,
-            notify_fault_every: 0,
-        };
-        assert!(write_payload(&ram, &k, &p)
-            .unwrap_err()
-            .to_string()
-            .contains("--mem"));
+        let err = write_payload(&ram, &k, &payload(&big)).unwrap_err();
+        assert!(err.to_string().contains("--mem"));
     }
 }

@@ -244,16 +244,11 @@ impl Session {
                 format_maps(&export, &self.files).map_err(|e| Error::Memory(e.to_string()))?;
             eprint!("vmrun: maps at {when}:\n{text}");
         }
-        let walk = self.walk_now(false)?;
         if when == "exit" {
-            self.show_tables(&walk)?;
+            self.show_tables(&self.walk_now(false)?)?;
         }
         if self.watch.check {
-            let vmas = &export.vmas[..export.count as usize];
-            let violations = self.check_walk(&walk, vmas, user_frames, user_tables);
-            if !violations.is_empty() {
-                return Ok(Some((when.to_string(), violations)));
-            }
+            return self.at_check_point(when, user_frames, user_tables);
         }
         Ok(None)
     }

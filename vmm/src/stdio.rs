@@ -54,3 +54,32 @@ impl HostIo for Stdio {
         }
     }
 }
+
+/// Stdio for runs whose output nobody reads (benchmarks, tests): writes
+/// are dropped, reads see end of file, randomness is the host's.
+#[derive(Default)]
+pub struct Discard {
+    urandom: Option<std::fs::File>,
+}
+
+impl HostIo for Discard {
+    fn write(&mut self, _fd: u64, _data: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn read(&mut self, _fd: u64, _buf: &mut [u8]) -> io::Result<usize> {
+        Ok(0)
+    }
+
+    fn random(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        if self.urandom.is_none() {
+            self.urandom = Some(std::fs::File::open("/dev/urandom")?);
+        }
+        match self.urandom.as_mut() {
+            Some(f) => f.read_exact(buf),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    fn log(&mut self, _line: &[u8]) {}
+}

@@ -376,16 +376,7 @@ impl Mm {
             .ok_or(FaultError::OutOfMemory)?;
         env.mem.copy(frame, t.frame, PAGE_SIZE);
         self.pt.unmap(env.mem, va);
-        let flags = user_pte_flags(self.vmas.as_slice()[i].prot, true);
-        if self.install(env, i, va, frame, PageSize::Size4K, flags)? == Installed::AlreadyMapped {
-            return Ok(spurious(va));
-        }
-        Ok(FaultOutcome::new(
-            FaultKind::CopyOnWrite,
-            va,
-            frame,
-            PageSize::Size4K,
-        ))
+        self.install_private(env, i, va, frame, FaultKind::CopyOnWrite)
     }
 
     fn fault_anon<M: PhysMem>(
@@ -401,16 +392,24 @@ impl Mm {
             .frames
             .alloc_zeroed(env.mem)
             .ok_or(FaultError::OutOfMemory)?;
+        self.install_private(env, i, va, frame, FaultKind::AnonZero)
+    }
+
+    /// Map the private 4 KiB `frame` at `va` with area `i`'s rights: the
+    /// fault's outcome is `kind`, or spurious if the page was mapped.
+    fn install_private<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        frame: u64,
+        kind: FaultKind,
+    ) -> Result<FaultOutcome, FaultError> {
         let flags = user_pte_flags(self.vmas.as_slice()[i].prot, true);
         if self.install(env, i, va, frame, PageSize::Size4K, flags)? == Installed::AlreadyMapped {
             return Ok(spurious(va));
         }
-        Ok(FaultOutcome::new(
-            FaultKind::AnonZero,
-            va,
-            frame,
-            PageSize::Size4K,
-        ))
+        Ok(FaultOutcome::new(kind, va, frame, PageSize::Size4K))
     }
 
     /// Map a zeroed 2 MiB frame if the aligned region around `va` lies in a
@@ -444,8 +443,8 @@ impl Mm {
     }
 
     /// Map an owned private `frame`; frees it again if mapping fails. A
-    /// page already mapped there (a fault that raced nothing but was
-    /// reported as not-present) is [`Installed::AlreadyMapped`].
+    /// page already mapped there (a not-present fault for a page that is
+    /// present, which one CPU never sees) is [`Installed::AlreadyMapped`].
     fn install<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
@@ -504,16 +503,12 @@ impl Mm {
         if n > 0 {
             env.mem.copy(frame, img.phys + off, n);
         }
-        let flags = user_pte_flags(v.prot, true);
-        if self.install(env, i, va, frame, PageSize::Size4K, flags)? == Installed::AlreadyMapped {
-            return Ok(spurious(va));
-        }
         let kind = if n > 0 {
             FaultKind::FileCopied
         } else {
             FaultKind::FileZero
         };
-        Ok(FaultOutcome::new(kind, va, frame, PageSize::Size4K))
+        self.install_private(env, i, va, frame, kind)
     }
 
     /// Map the page-cache page at `va` read-only, with the whole-data pages
