@@ -1288,7 +1288,16 @@ pub fn run_with_output(args: &[String], out: &mut dyn Write) -> i32 {
         }
     }
     let mut detail = String::new();
-    if o.count {
+    if o.count && Platform::detect() == Platform::Hardware {
+        // KVM single-steps with RFLAGS.TF, which the CPU clears when it
+        // delivers a trap to ring 0: stepping never follows into the kernel
+        // where ring 0 is native (docs/platforms.md).
+        let _ = writeln!(
+            detail,
+            "ring-0 instructions not counted on VMX/SVM: single-stepping does not follow \
+             traps into ring 0 there"
+        );
+    } else if o.count {
         match KernelMap::new(loader::GUEST_KERNEL) {
             Ok(map) => env.map = Some(map),
             Err(e) => {
