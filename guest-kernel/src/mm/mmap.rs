@@ -13,7 +13,7 @@ use super::space::{page_align_up, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Prot, VmFlags, Vma, MAX_VMAS};
 use super::{fault::user_pte_flags, paging::LeafAction};
 use crate::errno::{Errno, KResult};
-use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
+use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
 
 /// `mmap` flags (Linux x86-64 values).
 pub mod map {
@@ -123,7 +123,7 @@ impl Mm {
     /// Where a mapping of `len` (page aligned) bytes goes (Linux's
     /// `get_unmapped_area`): `addr` itself if `fixed` (checked), else the
     /// hint if it is free, else the highest gap below `mmap_base` (else
-    /// anywhere, top down).
+    /// anywhere, top down); 2 MiB aligned when `len` is a multiple of 2 MiB.
     pub fn get_unmapped_area(&self, addr: u64, len: u64, fixed: bool) -> KResult<u64> {
         if len > TASK_SIZE - MMAP_MIN_ADDR {
             return Err(Errno::ENOMEM);
@@ -137,10 +137,26 @@ impl Mm {
                 return Ok(hint);
             }
         }
+        if len.is_multiple_of(HUGE_PAGE_SIZE) {
+            if let Some(start) = self.huge_aligned_gap(len) {
+                return Ok(start);
+            }
+        }
         let vmas = &self.vmas;
         vmas.find_gap_top_down(len, MMAP_MIN_ADDR, self.mmap_base)
             .or_else(|| vmas.find_gap_top_down(len, MMAP_MIN_ADDR, TASK_SIZE))
             .ok_or(Errno::ENOMEM)
+    }
+
+    /// The highest 2 MiB-aligned place for `len` below `mmap_base`: as Linux
+    /// (6.7 and later) places anonymous mappings whose length is a multiple
+    /// of 2 MiB, so that every 2 MiB of them can be one large page.
+    fn huge_aligned_gap(&self, len: u64) -> Option<u64> {
+        let padded = len.checked_add(HUGE_PAGE_SIZE - PAGE_SIZE)?;
+        let start = self
+            .vmas
+            .find_gap_top_down(padded, MMAP_MIN_ADDR, self.mmap_base)?;
+        Some((start + padded - len) & !(HUGE_PAGE_SIZE - 1))
     }
 
     /// Map the area `vma` (page aligned, below TASK_SIZE), replacing
@@ -414,6 +430,20 @@ mod tests {
 
     fn ranges(mm: &Mm) -> Vec<(u64, u64)> {
         mm.vmas.iter().map(|v| (v.start, v.end)).collect()
+    }
+
+    #[test]
+    fn anonymous_mapping_of_whole_2m_pages_is_2m_aligned_like_linux() {
+        let (mut fx, mut mm) = setup();
+        let a = mmap(&mut mm, &mut fx, 0, 4 << 20, 3, 0x22).unwrap();
+        assert_eq!(a % HUGE_PAGE_SIZE, 0);
+        assert!(a + (4 << 20) <= mm.mmap_base);
+        let b = mmap(&mut mm, &mut fx, 0, 0x3000, 3, 0x22).unwrap();
+        assert_ne!(
+            b % HUGE_PAGE_SIZE,
+            0,
+            "small mappings stay packed under the last"
+        );
     }
 
     #[test]
