@@ -40,13 +40,17 @@ pub fn image(name: &str) -> PathBuf {
 }
 
 /// A `vmrun` command with the given arguments (options, PROGRAM, its args).
+///
+/// Every program the suite runs is run in check mode: the host walks the
+/// guest's page tables at exec and at exit and checks them against its VMAs
+/// and frame accounting, and any violation fails the test (exit 125).
 pub fn vmrun_command<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vmrun"));
-    command.args(args);
+    command.arg("--check").args(args);
     command
 }
 

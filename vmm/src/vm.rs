@@ -244,6 +244,14 @@ impl Vm {
         Ok(sregs.cr3)
     }
 
+    /// The guest's general registers now (at an event: the kernel's, in the
+    /// middle of its hypercall).
+    pub fn regs(&self) -> Result<kvm_bindings::kvm_regs> {
+        self.vcpu
+            .get_regs()
+            .map_err(|e| Error::KvmIoctl("KVM_GET_REGS", e))
+    }
+
     /// The VMAs the guest exported at the last exec, exit or fault event.
     pub fn vma_export(&self) -> Result<Box<VmaExport>> {
         let mut export = Box::new(VmaExport {
