@@ -126,6 +126,30 @@ impl PhysMem for DirectMap {
         hypercall::copy(dst, src, len);
     }
 
+    fn write_run(&mut self, pa: u64, first: u64, step: u64, n: u64) {
+        let p = self.ptr(pa, 8 * n) as *mut u64;
+        for k in 0..n as usize {
+            // SAFETY: `ptr` checked that the n words lie in RAM; page-table
+            // pages are 8-aligned and owned by the memory manager.
+            unsafe { core::ptr::write_volatile(p.add(k), first + k as u64 * step) };
+        }
+    }
+
+    fn write_run_free(&mut self, pa: u64, first: u64, step: u64, n: u64, busy: u64) -> u64 {
+        let p = self.ptr(pa, 8 * n) as *mut u64;
+        let mut written = 0;
+        for k in 0..n as usize {
+            // SAFETY: as in `write_run`.
+            unsafe {
+                if core::ptr::read_volatile(p.add(k)) & busy == 0 {
+                    core::ptr::write_volatile(p.add(k), first + k as u64 * step);
+                    written += 1;
+                }
+            }
+        }
+        written
+    }
+
     #[inline(always)]
     fn trace_on(&self, category: u32) -> bool {
         self.ring.mask & category != 0

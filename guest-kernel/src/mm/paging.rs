@@ -517,37 +517,26 @@ impl PageTable {
         let bits = run.flags | if level == 2 { pte::PS } else { 0 };
         let mut written = 0;
         let mut conflict = None;
+        let at = table + first * 8;
         if fresh {
             // A table the walk just created is all zero: no entry to check.
-            for k in 0..covered {
-                mem.write_u64(table + (first + k) * 8, (run.pa + k * step) | bits);
-                trace_entry(
-                    mem,
-                    kind::PTE_SET,
-                    level,
-                    run.va + k * step,
-                    (run.pa + k * step) | bits,
-                );
-            }
+            mem.write_run(at, run.pa | bits, step, covered);
             written = covered;
-        } else {
+        } else if strict {
             for k in 0..covered {
-                let entry_pa = table + (first + k) * 8;
-                if !used(mem.read_u64(entry_pa)) {
-                    mem.write_u64(entry_pa, (run.pa + k * step) | bits);
-                    trace_entry(
-                        mem,
-                        kind::PTE_SET,
-                        level,
-                        run.va + k * step,
-                        (run.pa + k * step) | bits,
-                    );
-                    written += 1;
-                } else if strict {
+                if used(mem.read_u64(at + k * 8)) {
                     conflict = Some(run.va + k * step);
                     break;
                 }
+                mem.write_u64(at + k * 8, (run.pa + k * step) | bits);
+                written += 1;
             }
+        } else {
+            written = mem.write_run_free(at, run.pa | bits, step, covered, pte::P | pte::PROTNONE);
+        }
+        if trace::on(mem, category::PAGE_TABLES) {
+            let n = if strict { written } else { covered };
+            trace_run(mem, at, (run.va, run.pa | bits), step, n, level);
         }
         if written > 0 {
             add_count(mem, parent_pa, written);
@@ -953,6 +942,25 @@ fn trace_entry<M: PhysMem>(mem: &mut M, kind: u32, level: u32, va: u64, e: u64) 
         0,
         [va, u64::from(level), e & pte::ADDR_MASK, e, 0, 0],
     );
+}
+
+/// Trace the entries of a run at `at` that hold what the run wrote there
+/// (`first` value for virtual address `va`, advancing by `step`); entries
+/// it skipped because they were in use hold something else.
+fn trace_run<M: PhysMem>(
+    mem: &mut M,
+    at: u64,
+    (va, first): (u64, u64),
+    step: u64,
+    n: u64,
+    level: u32,
+) {
+    for k in 0..n {
+        let want = first + k * step;
+        if mem.read_u64(at + k * 8) == want {
+            trace_entry(mem, kind::PTE_SET, level, va + k * step, want);
+        }
+    }
 }
 
 fn check_map_args(va: u64, pa: u64, size: PageSize) -> Result<(), MapError> {

@@ -22,6 +22,28 @@ pub trait PhysMem {
     /// Copy `len` bytes from physical `src` to physical `dst` (no overlap).
     fn copy(&mut self, dst: u64, src: u64, len: u64);
 
+    /// Write `n` consecutive words from `pa`: `first`, `first + step`, ...
+    /// (a run of page-table entries). Implementations may do it faster than
+    /// `n` calls of [`Self::write_u64`].
+    fn write_run(&mut self, pa: u64, first: u64, step: u64, n: u64) {
+        for k in 0..n {
+            self.write_u64(pa + 8 * k, first + k * step);
+        }
+    }
+
+    /// Like [`Self::write_run`], but only where the word there has none of
+    /// the `busy` bits set (a used entry is kept); returns the words written.
+    fn write_run_free(&mut self, pa: u64, first: u64, step: u64, n: u64, busy: u64) -> u64 {
+        let mut written = 0;
+        for k in 0..n {
+            if self.read_u64(pa + 8 * k) & busy == 0 {
+                self.write_u64(pa + 8 * k, first + k * step);
+                written += 1;
+            }
+        }
+        written
+    }
+
     /// Whether trace records of `category` are wanted (see `crate::trace`).
     fn trace_on(&self, _category: u32) -> bool {
         false
