@@ -124,6 +124,9 @@ impl Kernel {
 
     /// Hand the VMA changes journaled since the last call to the trace.
     fn flush_vma_journal(&mut self, mem: &mut DirectMap) {
+        if !trace::on(mem, category::VMAS) {
+            return;
+        }
         let lost = self.process.mm.vmas.take_journal(|c| {
             let (file, offset) = export::file_of(&c.vma);
             let a = [
@@ -218,8 +221,16 @@ impl Kernel {
 
     fn syscall(&mut self, mem: &mut DirectMap) {
         self.stats.syscalls += 1;
-        let r = *self.regs();
-        let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
+        // Only the registers a call uses: copying the whole frame costs an
+        // emulated string instruction of 22 iterations.
+        let (nr, args, ret_ip) = {
+            let f = self.regs();
+            (f.rax, [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9], f.rcx)
+        };
+        let r = SyscallRegs {
+            rax: nr,
+            rcx: ret_ip,
+        };
         trace::emit(
             mem,
             category::SYSCALLS,
@@ -227,7 +238,7 @@ impl Kernel {
             r.rax as u32,
             args,
         );
-        let t0 = cpu::rdtsc();
+        let t0 = timestamp(mem, category::SYSCALLS);
         let mut env = MmEnv {
             mem,
             frames: &mut self.frames,
@@ -238,14 +249,15 @@ impl Kernel {
             env: &mut env,
             host: &mut self.host,
         };
-        match syscall::dispatch(&mut cx, r.rax, args) {
+        match syscall::dispatch(&mut cx, nr, args) {
             Action::Return(v) => {
                 if v == ENOSYS && self.info.flags & boot_flags::VERBOSE != 0 {
                     log_unimplemented(r.rax);
                 }
-                let cycles = cpu::rdtsc().wrapping_sub(t0);
-                let a = [v as u64, cycles, 0, 0, 0, 0];
-                trace::emit(mem, category::SYSCALLS, kind::SYSCALL_EXIT, r.rax as u32, a);
+                if trace::on(mem, category::SYSCALLS) {
+                    let a = [v as u64, cpu::rdtsc().wrapping_sub(t0), 0, 0, 0, 0];
+                    trace::emit(mem, category::SYSCALLS, kind::SYSCALL_EXIT, r.rax as u32, a);
+                }
                 if self.info.flags & boot_flags::NOTIFY_SYSCALLS != 0 {
                     // After the call, so that the host reads the buffers it
                     // used (faulted in, and as the call left them).
@@ -280,7 +292,7 @@ impl Kernel {
 
     fn page_fault(&mut self, mem: &mut DirectMap, addr: u64, error: u64) {
         self.stats.page_faults += 1;
-        let t0 = cpu::rdtsc();
+        let t0 = timestamp(mem, category::FAULTS);
         let mut env = MmEnv {
             mem,
             frames: &mut self.frames,
@@ -353,6 +365,23 @@ impl Kernel {
 }
 
 const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
+
+/// The two registers a system call's return needs after the call.
+#[derive(Clone, Copy)]
+struct SyscallRegs {
+    rax: u64,
+    rcx: u64,
+}
+
+/// The TSC, if `category` is traced (the records carry cycles); 0 if not,
+/// sparing the emulated RDTSC.
+fn timestamp(mem: &DirectMap, category: u32) -> u64 {
+    if trace::on(mem, category) {
+        cpu::rdtsc()
+    } else {
+        0
+    }
+}
 
 /// The trace's name for how a fault ended.
 fn resolution_of(r: &Result<FaultOutcome, FaultError>) -> u64 {
