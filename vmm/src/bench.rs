@@ -405,8 +405,8 @@ fn fault_breakdown(faults: &[Record], tsc_khz: u64) -> Vec<String> {
             .push(cycles_to_us(f.a[5] as f64, tsc_khz));
     }
     by.iter()
-        .map(|(r, v)| {
-            let s = summarize(v).expect("non-empty");
+        .filter_map(|(r, v)| Some((r, summarize(v)?)))
+        .map(|(r, s)| {
             format!(
                 "{} x{} (in kernel: median {:.1} us, p99 {:.1} us)",
                 resolution_name(*r),
@@ -1008,7 +1008,7 @@ fn ring0_detail(
         groups.entry(key).or_default().push(e.insns as f64);
     }
     for (key, v) in &groups {
-        let s = summarize(v).expect("non-empty group");
+        let Some(s) = summarize(v) else { continue };
         let max = v.iter().cloned().fold(f64::MIN, f64::max);
         let min = v.iter().cloned().fold(f64::MAX, f64::min);
         let _ = writeln!(
@@ -1021,8 +1021,7 @@ fn ring0_detail(
         }
     }
     if per_op && label.is_none() {
-        if let Some((key, v)) = groups.iter().next() {
-            let s = summarize(v).expect("non-empty group");
+        if let Some((key, s)) = groups.iter().find_map(|(k, v)| Some((k, summarize(v)?))) {
             label = Some(format!("{:.0}/{key}", s.median));
         }
     }
