@@ -1,0 +1,295 @@
+//! The workloads and how each is measured: the self-timing programs run in
+//! the guest, traced in the guest and natively, exec timed from the guest
+//! kernel's EXEC_PHASE records, and cold start as the wall time of a whole
+//! `vmrun` process. Each gives rows of the table and detail lines.
+
+use super::kernel_map::KernelMap;
+use super::output::{parse_output, ProgramOutput};
+use super::report::{fault_breakdown, ring0_detail, Row};
+use super::runner::{run_guest, run_native, step_program, time_native};
+use super::stats::{cycles_to_us, summarize, Summary};
+use super::trace::{exec_cycles, faults_in_window};
+use super::Options;
+use crate::vm::{Observe, DEFAULT_MEM};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+use vmrun_contract::trace::category;
+
+/// Pages in each region of the 4 KiB fault workload.
+const SMALL_REGION_PAGES: u64 = 16;
+
+/// A self-timing workload program and how to run it.
+pub(super) struct Program {
+    pub(super) row: &'static str,
+    unit: &'static str,
+    image: &'static str,
+    args: Vec<String>,
+    /// Smaller arguments for the single-stepped run.
+    step_args: Vec<String>,
+    mem: u64,
+}
+
+/// Where the programs and `vmrun` are.
+pub(super) struct Env {
+    pub(super) images: PathBuf,
+    pub(super) vmrun: Option<PathBuf>,
+    pub(super) tsc_khz: u64,
+    pub(super) map: Option<KernelMap>,
+}
+
+pub(super) fn programs(o: &Options) -> Vec<Program> {
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let rounds = (o.samples / SMALL_REGION_PAGES).max(1).to_string();
+    let samples = o.samples.to_string();
+    let pages = o.file_pages.to_string();
+    let step_pages = o.file_pages.min(64).to_string();
+    let step_n = o.samples.min(32).to_string();
+    // The bulk touch needs RAM for the region, the kernel and the file.
+    let anon_mem = ((o.anon_mib + 128) << 20).max(DEFAULT_MEM);
+    vec![
+        Program {
+            row: "anon_touch",
+            unit: "us/touch",
+            image: "bench_anon",
+            args: vec!["bulk".into(), o.anon_mib.to_string()],
+            step_args: s(&["bulk", &o.anon_mib.min(8).to_string()]),
+            mem: anon_mem,
+        },
+        Program {
+            row: "anon_4k_fault",
+            unit: "us/fault",
+            image: "bench_anon",
+            args: vec!["small".into(), rounds],
+            step_args: s(&["small", "2"]),
+            mem: DEFAULT_MEM,
+        },
+        Program {
+            row: "file_read",
+            unit: "us/touch",
+            image: "bench_file",
+            args: vec!["read".into(), pages.clone()],
+            step_args: s(&["read", &step_pages]),
+            mem: DEFAULT_MEM,
+        },
+        Program {
+            row: "file_cow",
+            unit: "us/touch",
+            image: "bench_file",
+            args: vec!["cow".into(), pages],
+            step_args: s(&["cow", &step_pages]),
+            mem: DEFAULT_MEM,
+        },
+        Program {
+            row: "brk_grow",
+            unit: "us/step",
+            image: "bench_brk",
+            args: vec![samples.clone()],
+            step_args: vec![step_n.clone()],
+            mem: DEFAULT_MEM,
+        },
+        Program {
+            row: "getpid",
+            unit: "us/call",
+            image: "bench_syscall",
+            args: vec![samples],
+            step_args: vec![step_n],
+            mem: DEFAULT_MEM,
+        },
+    ]
+}
+
+/// Run one self-timing program in both places; the rows it gives (the
+/// bulk touch also gives the per-page total) and the ring-0 detail lines.
+pub(super) fn bench_program(
+    p: &Program,
+    env: &Env,
+    detail: &mut String,
+) -> Result<Vec<Row>, String> {
+    let path = env.images.join(p.image);
+    let guest_run = run_guest(&path, &p.args, p.mem, Observe::default())?;
+    let guest = parse_output(&guest_run.stdout).map_err(|e| format!("guest output: {e}"))?;
+    let native =
+        parse_output(&run_native(&path, &p.args)?).map_err(|e| format!("native output: {e}"))?;
+    let traced = run_guest(
+        &path,
+        &p.args,
+        p.mem,
+        Observe {
+            trace_mask: category::FAULTS | category::SYSCALLS,
+            ..Default::default()
+        },
+    )?;
+    let window_faults = faults_in_window(&traced.records);
+    let guest_faults = window_faults.as_ref().map(|f| f.len() as u64);
+    if let Some(f) = window_faults.as_ref().filter(|f| !f.is_empty()) {
+        let _ = writeln!(
+            detail,
+            "{:<14} guest faults in the loop (traced run `{}`): {}",
+            p.row,
+            p.args.join(" "),
+            fault_breakdown(f, env.tsc_khz).join(", ")
+        );
+    }
+    let khz = env.tsc_khz;
+    let us = |v: &[u64]| -> Vec<f64> { v.iter().map(|&c| cycles_to_us(c as f64, khz)).collect() };
+    let mut row = Row {
+        name: p.row,
+        unit: p.unit,
+        guest: summarize(&us(&guest.samples)),
+        native: summarize(&us(&native.samples)),
+        faults: (guest_faults, native.minflt),
+        ..Default::default()
+    };
+    if p.row == "anon_touch" {
+        row.note = format!("whole guest run: {} faults", guest_run.page_faults);
+    }
+    if env.tsc_khz != guest_run.tsc_khz {
+        row.note = format!("guest TSC {} kHz", guest_run.tsc_khz);
+    }
+    let ops = guest.samples.len() as u64;
+    if let Some(map) = &env.map {
+        match step_program(&path, &p.step_args, p.mem, map) {
+            Ok(profile) => {
+                let (label, text) = ring0_detail(p.row, &p.step_args, &profile, ops > 0);
+                row.ring0 = label;
+                detail.push_str(&text);
+            }
+            Err(e) => {
+                let _ = writeln!(detail, "{:<14} single-step failed: {e}", p.row);
+            }
+        }
+    }
+    // Where faults are a minority of the operations, how much of the loop
+    // they take.
+    let partial = |k: &u64| *k > 0 && (*k as usize) < guest.samples.len();
+    if let (Some(k), Some((total, _))) = (guest_faults.filter(partial), guest.total) {
+        let mut sorted = guest.samples.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        let slowest: u64 = sorted.iter().take(k as usize).sum();
+        let _ = writeln!(
+            detail,
+            "{:<14} guest loop {:.1} ms: the {k} slowest operations (as many as faults) {:.1} ms, \
+             the other {} {:.1} ms",
+            p.row,
+            cycles_to_us(total as f64, khz) / 1e3,
+            cycles_to_us(slowest as f64, khz) / 1e3,
+            sorted.len().saturating_sub(k as usize),
+            cycles_to_us(sorted.iter().skip(k as usize).sum::<u64>() as f64, khz) / 1e3
+        );
+    }
+    let mut rows = vec![row];
+    if p.row == "anon_touch" {
+        let per_page = |o: &ProgramOutput| {
+            o.total.map(|(c, units)| {
+                let v = cycles_to_us(c as f64 / units.max(1) as f64, khz);
+                Summary {
+                    median: v,
+                    p99: f64::NAN,
+                    count: units as usize,
+                }
+            })
+        };
+        rows.push(Row {
+            name: "anon_total",
+            unit: "us/4KiB page",
+            guest: per_page(&guest),
+            native: per_page(&native),
+            faults: (guest_faults, native.minflt),
+            ring0: None,
+            note: format!("{} MiB in one loop; p99 n/a", p.args[1]),
+        });
+    }
+    Ok(rows)
+}
+
+pub(super) fn bench_exec(o: &Options, env: &Env, detail: &mut String) -> Result<Row, String> {
+    let hello = env.images.join("hello_static");
+    let observe = Observe {
+        trace_mask: category::EXEC,
+        ..Default::default()
+    };
+    let mut guest = Vec::new();
+    let mut native = Vec::new();
+    for _ in 0..o.runs {
+        let run = run_guest(&hello, &[], DEFAULT_MEM, observe.clone())?;
+        guest.extend(exec_cycles(&run.records));
+        native.push(time_native(&hello)?);
+    }
+    let khz = env.tsc_khz;
+    let guest_us: Vec<f64> = guest.iter().map(|&c| cycles_to_us(c as f64, khz)).collect();
+    let mut row = Row {
+        name: "exec",
+        unit: "us/exec",
+        guest: summarize(&guest_us),
+        native: summarize(&native),
+        note: "guest: ELF load to first instruction; native: fork+exec+wait".into(),
+        ..Default::default()
+    };
+    if let Some(map) = &env.map {
+        match step_program(&hello, &[], DEFAULT_MEM, map) {
+            Ok(p) => {
+                if let Some(n) = p.exec_insns {
+                    row.ring0 = Some(format!("{n}/exec"));
+                }
+                let _ = writeln!(
+                    detail,
+                    "{:<14} stepped run of hello_static: boot {} instructions, exec {}, \
+                     {} kernel entries after it ({} instructions)",
+                    "exec",
+                    p.boot_insns,
+                    p.exec_insns.map_or("?".into(), |n| n.to_string()),
+                    p.entries.len(),
+                    p.entries.iter().map(|e| e.insns).sum::<u64>()
+                );
+                if let (Some((e_seen, e_want)), Some((r_seen, r_want))) =
+                    (p.entry_check, p.return_check)
+                {
+                    let _ = writeln!(
+                        detail,
+                        "{:<14} single-step check (first #PF): entry asm {e_seen} reports of \
+                         {e_want} expected, return asm {r_seen} of {r_want}; {} instructions \
+                         per round trip added for unreported ones (iretq included); \
+                         {} hypercall exits counted as instructions; {} user-mode reports",
+                        "", p.missed_per_entry, p.hypercalls, p.user_reports
+                    );
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(detail, "{:<14} single-step failed: {e}", "exec");
+            }
+        }
+    }
+    Ok(row)
+}
+
+pub(super) fn bench_cold_start(o: &Options, env: &Env) -> Result<Row, String> {
+    let Some(vmrun) = &env.vmrun else {
+        return Err("no vmrun binary found next to this executable: pass --vmrun PATH".into());
+    };
+    let hello = env.images.join("hello_static");
+    let mut guest = Vec::new();
+    let mut native = Vec::new();
+    for _ in 0..o.runs {
+        let mut cmd = Command::new(vmrun);
+        cmd.arg(&hello).stdout(Stdio::null()).stderr(Stdio::null());
+        let t = Instant::now();
+        let status = cmd
+            .status()
+            .map_err(|e| format!("{}: {e}", vmrun.display()))?;
+        guest.push(t.elapsed().as_secs_f64() * 1e3);
+        if !status.success() {
+            return Err(format!("{} {}: {status}", vmrun.display(), hello.display()));
+        }
+        native.push(time_native(&hello)? / 1e3);
+    }
+    Ok(Row {
+        name: "cold_start",
+        unit: "ms/run",
+        guest: summarize(&guest),
+        native: summarize(&native),
+        note: "whole `vmrun hello_static` process vs native run".into(),
+        ..Default::default()
+    })
+}
