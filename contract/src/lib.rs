@@ -116,6 +116,11 @@ pub struct BootInfo {
     pub argc: u32,
     /// Number of environment strings.
     pub envc: u32,
+    /// Physical address of the lengths of the argument block's strings
+    /// (little-endian u32 each, the NUL included: the exec file name, then
+    /// argv, then envp), so the guest checks each string's end instead of
+    /// scanning for it; 0 if absent.
+    pub args_lens_phys: u64,
     /// Physical address of the program's absolute, canonical path (what
     /// `/proc/self/exe` reads as), not NUL-terminated.
     pub exe_path_phys: u64,
@@ -167,6 +172,7 @@ impl BootInfo {
             args_len: 0,
             argc: 0,
             envc: 0,
+            args_lens_phys: 0,
             exe_path_phys: 0,
             exe_path_len: 0,
             free_phys_start: 0,

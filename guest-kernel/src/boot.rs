@@ -219,7 +219,14 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
         e.write_msg(&mut m);
         exec_fail(e.errno(), m.as_bytes());
     }
-    let Ok(args) = ArgBlock::new(argbuf, info.argc, info.envc) else {
+    let args = if info.args_lens_phys != 0 {
+        let n = 4 * (1 + u64::from(info.argc) + u64::from(info.envc));
+        let lens = crate::arch::phys::bytes(mem, info.args_lens_phys, n);
+        ArgBlock::with_lengths(argbuf, lens, info.argc, info.envc)
+    } else {
+        ArgBlock::new(argbuf, info.argc, info.envc)
+    };
+    let Ok(args) = args else {
         exec_fail(Errno::E2BIG, b"bad argument block")
     };
     exec_phase(mem, exec_phase::ELF_CHECKED);

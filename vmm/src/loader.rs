@@ -56,8 +56,10 @@ pub fn args_block(execfn: &[u8], argv: &[OsString], envp: &[OsString]) -> Result
         block.extend_from_slice(s);
         block.push(0);
     }
-    // Room is kept for the canonical path (up to 4 KiB) after the block.
-    if block.len() as u64 + 4096 > ARGS_MAX {
+    // Room is kept for the canonical path (up to 4 KiB) and the length
+    // table (4 bytes a string) after the block.
+    let table = 4 * (1 + argv.len() + envp.len()) as u64;
+    if block.len() as u64 + 4096 + 8 + table > ARGS_MAX {
         return Err(Error::Config(format!(
             "argument list too long ({} bytes of arguments and environment, limit {ARGS_MAX})",
             block.len()
@@ -66,12 +68,23 @@ pub fn args_block(execfn: &[u8], argv: &[OsString], envp: &[OsString]) -> Result
     Ok(block)
 }
 
+/// The lengths of the argument block's strings, NUL included, as the
+/// guest reads them (little-endian u32 each).
+pub fn string_lengths(execfn: &[u8], argv: &[OsString], envp: &[OsString]) -> Vec<u8> {
+    std::iter::once(execfn.len())
+        .chain(argv.iter().chain(envp).map(|s| s.as_bytes().len()))
+        .flat_map(|n| (n as u32 + 1).to_le_bytes())
+        .collect()
+}
+
 /// Everything that goes into guest RAM before the first instruction.
 pub struct BootPayload<'a> {
     /// The program file's bytes.
     pub program: &'a [u8],
     /// The argument block from [`args_block`].
     pub args: &'a [u8],
+    /// Its strings' lengths from [`string_lengths`].
+    pub lens: &'a [u8],
     /// The program's absolute, canonical path.
     pub exe_path: &'a [u8],
     /// Number of argv strings in the block.
@@ -145,6 +158,8 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
     let exe_path_phys = ARGS_PHYS + p.args.len() as u64;
     let exe_path = &p.exe_path[..p.exe_path.len().min(4096)];
     ram.write_bytes(exe_path_phys, exe_path)?;
+    let lens_phys = (exe_path_phys + exe_path.len() as u64).next_multiple_of(8);
+    ram.write_bytes(lens_phys, p.lens)?;
     let info = BootInfo {
         magic: BOOT_MAGIC,
         version: CONTRACT_VERSION,
@@ -158,6 +173,7 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         args_len: p.args.len() as u64,
         argc: p.argc,
         envc: p.envc,
+        args_lens_phys: lens_phys,
         exe_path_phys,
         exe_path_len: exe_path.len() as u64,
         free_phys_start: free_start,
@@ -195,6 +211,7 @@ mod tests {
         BootPayload {
             program,
             args: b"p\0",
+            lens: &[2, 0, 0, 0],
             exe_path: b"/p",
             argc: 0,
             envc: 0,
@@ -230,6 +247,13 @@ mod tests {
         let envp = vec![OsString::from("X=1")];
         let b = args_block(b"/bin/prog", &argv, &envp).unwrap();
         assert_eq!(b, b"/bin/prog\0prog\0a b\0X=1\0");
+    }
+
+    #[test]
+    fn string_lengths_count_each_nul() {
+        let argv = vec![OsString::from("prog"), OsString::from("")];
+        let lens = string_lengths(b"/bin/prog", &argv, &[OsString::from("X=1")]);
+        assert_eq!(lens, [10, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0]);
     }
 
     #[test]

@@ -564,6 +564,7 @@ fn write_boot_state(
     boot::write_boot_tables(ram)?;
     let execfn = config.program.as_os_str().as_encoded_bytes();
     let args = loader::args_block(execfn, &config.argv, &config.env)?;
+    let lens = loader::string_lengths(execfn, &config.argv, &config.env);
     let mut flags = 0;
     if platform == Platform::Pvm {
         flags |= boot_flags::PLATFORM_PVM;
@@ -588,6 +589,7 @@ fn write_boot_state(
     let payload = BootPayload {
         program,
         args: &args,
+        lens: &lens,
         exe_path: canonical.as_os_str().as_encoded_bytes(),
         argc: config.argv.len() as u32,
         envc: config.env.len() as u32,

@@ -189,6 +189,13 @@ fn str_len(s: &[u8]) -> KResult<usize> {
     }
 }
 
+/// The `i`th length of a table of LE u32 lengths.
+fn len_at(lens: &[u8], i: usize) -> usize {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&lens[4 * i..4 * i + 4]);
+    u32::from_le_bytes(b) as usize
+}
+
 /// Skip `n` strings of `s` from `pos`; return the new position.
 fn skip_strings(s: &[u8], mut pos: usize, n: u64) -> KResult<usize> {
     for _ in 0..n {
@@ -206,6 +213,9 @@ pub struct ArgBlock<'a> {
     envc: u64,
     execfn_len: usize,
     argv_len: usize,
+    /// Checked lengths of every string (u32 LE each, NUL included), when
+    /// the host passed them: pointers are then laid without scanning.
+    lens: Option<&'a [u8]>,
 }
 
 impl<'a> ArgBlock<'a> {
@@ -233,6 +243,54 @@ impl<'a> ArgBlock<'a> {
             envc: envc.into(),
             execfn_len,
             argv_len,
+            lens: None,
+        })
+    }
+
+    /// The block with the host's table of string lengths (`lens`: one LE
+    /// u32 per string, NUL included). Checking it costs a few instructions
+    /// a string instead of a scan: the lengths must add up to the block,
+    /// each string must end in a NUL exactly where its length says, and
+    /// none may exceed [`MAX_ARG_STRLEN`] (E2BIG). A string with an earlier
+    /// NUL inside merely reads shorter, as it would from any exec caller.
+    pub fn with_lengths(
+        buf: &'a [u8],
+        lens: &'a [u8],
+        argc: u32,
+        envc: u32,
+    ) -> KResult<ArgBlock<'a>> {
+        let n = 1 + argc as usize + envc as usize;
+        if lens.len() != 4 * n {
+            return Err(Errno::EINVAL);
+        }
+        let (mut end, mut argv_end) = (0usize, 0usize);
+        for i in 0..n {
+            let len = len_at(lens, i);
+            if len == 0 {
+                return Err(Errno::EINVAL);
+            }
+            if len as u64 > MAX_ARG_STRLEN {
+                return Err(Errno::E2BIG);
+            }
+            end = end.checked_add(len).ok_or(Errno::EINVAL)?;
+            if buf.get(end - 1) != Some(&0) {
+                return Err(Errno::EINVAL);
+            }
+            if i == argc as usize {
+                argv_end = end;
+            }
+        }
+        if end != buf.len() {
+            return Err(Errno::EINVAL);
+        }
+        let execfn_len = len_at(lens, 0);
+        Ok(ArgBlock {
+            buf,
+            argc: argc.into(),
+            envc: envc.into(),
+            execfn_len,
+            argv_len: argv_end - execfn_len,
+            lens: Some(lens),
         })
     }
 
@@ -402,11 +460,17 @@ impl StackLayout {
         if self.empty_argv0 {
             t.push(self.arg_start)?;
         }
-        let rest = t.push_ptrs(args.strings(), strings, args.argc)?;
-        t.push(0)?;
-        let rest = t.push_ptrs(rest, self.env_start, args.envc)?;
-        if !rest.is_empty() {
-            return Err(Errno::EINVAL);
+        if let Some(lens) = args.lens {
+            t.push_ptrs_by_length(lens, 1, strings, args.argc)?;
+            t.push(0)?;
+            t.push_ptrs_by_length(lens, 1 + args.argc as usize, self.env_start, args.envc)?;
+        } else {
+            let rest = t.push_ptrs(args.strings(), strings, args.argc)?;
+            t.push(0)?;
+            let rest = t.push_ptrs(rest, self.env_start, args.envc)?;
+            if !rest.is_empty() {
+                return Err(Errno::EINVAL);
+            }
         }
         t.push(0)?;
         for (k, v) in self.auxv_entries(aux) {
@@ -458,6 +522,22 @@ impl<S: StackSink> Table<'_, S> {
         self.sink.write(self.va, &self.buf[..self.len])?;
         self.va += self.len as u64;
         self.len = 0;
+        Ok(())
+    }
+
+    /// Push pointers to `n` strings from user address `va`, whose lengths
+    /// are entries `first..` of the checked table `lens`.
+    fn push_ptrs_by_length(
+        &mut self,
+        lens: &[u8],
+        first: usize,
+        mut va: u64,
+        n: u64,
+    ) -> KResult<()> {
+        for i in first..first + n as usize {
+            self.push(va)?;
+            va += len_at(lens, i) as u64;
+        }
         Ok(())
     }
 

@@ -287,3 +287,46 @@ fn wrong_environment_count_is_einval_when_writing() {
     let mut m = Mem::new(STACK_TOP - l.sp + 64);
     assert_eq!(l.write(&args, &aux(), &mut m), Err(Errno::E2BIG));
 }
+
+/// The host's length table for `BLOCK`.
+fn lens(strings: &[&[u8]]) -> Vec<u8> {
+    strings
+        .iter()
+        .flat_map(|s| (s.len() as u32 + 1).to_le_bytes())
+        .collect()
+}
+
+#[test]
+fn length_table_gives_the_same_stack_as_scanning() {
+    let table = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
+    let with = ArgBlock::with_lengths(BLOCK, &table, 2, 2).unwrap();
+    let (scanned, scanned_mem) = build(BLOCK, 2, 2, 0x4000);
+    let l = StackLayout::new(&with).unwrap();
+    assert_eq!(l, scanned);
+    let mut m = Mem::new(0x4000);
+    l.write(&with, &aux(), &mut m).unwrap();
+    assert_eq!(m.bytes, scanned_mem.bytes);
+}
+
+#[test]
+fn length_table_that_disagrees_with_the_block_is_refused() {
+    let good = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
+    assert!(ArgBlock::with_lengths(BLOCK, &good, 2, 2).is_ok());
+    // One length too long: the NUL is not where it says.
+    let mut shifted = good.clone();
+    shifted[4] += 1;
+    assert_eq!(
+        ArgBlock::with_lengths(BLOCK, &shifted, 2, 2).unwrap_err(),
+        Errno::EINVAL
+    );
+    // A zero length, a table of the wrong size, lengths short of the block.
+    let mut zero = good.clone();
+    zero[8] = 0;
+    assert!(ArgBlock::with_lengths(BLOCK, &zero, 2, 2).is_err());
+    assert!(ArgBlock::with_lengths(BLOCK, &good[..16], 2, 2).is_err());
+    assert!(ArgBlock::with_lengths(BLOCK, &good[..16], 2, 1).is_err());
+    // A length past the block.
+    let mut huge = good;
+    huge[16..20].copy_from_slice(&(u32::MAX).to_le_bytes());
+    assert!(ArgBlock::with_lengths(BLOCK, &huge, 2, 2).is_err());
+}
