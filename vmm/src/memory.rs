@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<VmaExport>(), 8 + 96 + 256 * 40);
         assert_eq!(
             std::mem::size_of::<BootInfo>(),
-            17 * 8 + 16 + 8 + 16 + 8 * 4
+            18 * 8 + 16 + 8 + 16 + 8 * 4
         );
         assert_eq!(std::mem::size_of::<Hypercall>(), 8 * 8);
         assert_eq!(std::mem::size_of::<IoVec>(), 16);
