@@ -150,35 +150,16 @@ fn iovecs(ram: &GuestRam, addr: u64, count: u64) -> std::result::Result<Vec<IoVe
         .collect()
 }
 
-fn do_write(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) -> i64 {
-    if fd != 1 && fd != 2 {
-        return -EBADF;
-    }
-    let iov = match iovecs(ram, iov, count) {
-        Ok(v) => v,
-        Err(e) => return e,
-    };
-    let mut total = 0i64;
-    for piece in iov {
-        let Ok(bytes) = ram.slice(piece.phys, piece.len) else {
-            return -EFAULT;
-        };
-        if let Err(e) = io.write(fd, bytes) {
-            return if total > 0 {
-                total
-            } else {
-                -i64::from(e.raw_os_error().unwrap_or(5))
-            };
-        }
-        total += piece.len as i64;
-    }
-    total
-}
-
-fn do_read(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) -> i64 {
-    if fd != 0 {
-        return -EBADF;
-    }
+/// Run `op` over the guest-memory pieces of the iovec array at `iov`, in
+/// order, until one transfers less than its length: the bytes transferred,
+/// or -errno if the first piece failed (an error after some bytes ends the
+/// transfer short, as a partial read or write does).
+fn transfer(
+    ram: &GuestRam,
+    iov: u64,
+    count: u64,
+    mut op: impl FnMut(&mut [u8]) -> io::Result<usize>,
+) -> i64 {
     let iov = match iovecs(ram, iov, count) {
         Ok(v) => v,
         Err(e) => return e,
@@ -186,9 +167,9 @@ fn do_read(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) 
     let mut total = 0i64;
     for piece in iov {
         let Ok(buf) = ram.slice_mut(piece.phys, piece.len) else {
-            return -EFAULT;
+            return if total > 0 { total } else { -EFAULT };
         };
-        match io.read(fd, buf) {
+        match op(buf) {
             Ok(n) => {
                 total += n as i64;
                 if (n as u64) < piece.len {
@@ -202,22 +183,22 @@ fn do_read(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) 
     total
 }
 
-fn do_random(ram: &GuestRam, io: &mut impl HostIo, iov: u64, count: u64) -> i64 {
-    let iov = match iovecs(ram, iov, count) {
-        Ok(v) => v,
-        Err(e) => return e,
-    };
-    let mut total = 0i64;
-    for piece in iov {
-        let Ok(buf) = ram.slice_mut(piece.phys, piece.len) else {
-            return -EFAULT;
-        };
-        if let Err(e) = io.random(buf) {
-            return -i64::from(e.raw_os_error().unwrap_or(5));
-        }
-        total += piece.len as i64;
+fn do_write(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) -> i64 {
+    if fd != 1 && fd != 2 {
+        return -EBADF;
     }
-    total
+    transfer(ram, iov, count, |buf| io.write(fd, buf).map(|_| buf.len()))
+}
+
+fn do_read(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) -> i64 {
+    if fd != 0 {
+        return -EBADF;
+    }
+    transfer(ram, iov, count, |buf| io.read(fd, buf))
+}
+
+fn do_random(ram: &GuestRam, io: &mut impl HostIo, iov: u64, count: u64) -> i64 {
+    transfer(ram, iov, count, |buf| io.random(buf).map(|_| buf.len()))
 }
 
 #[cfg(test)]
