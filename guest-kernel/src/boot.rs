@@ -51,10 +51,8 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     let mut mem = mem;
     mem.enable_trace(info.trace_phys, info.trace_len, info.trace_mask);
     k.kernel = build_kernel_tables(&mut mem, &mut k.frames, &info);
-    // SAFETY: the new tables map the kernel image, its stacks and the
-    // direct map exactly as the boot tables did (checked by construction).
-    unsafe { cpu::write_cr3(k.kernel.root()) };
-    setup_cpu(&info);
+    cpu::load_kernel_tables(&k.kernel);
+    setup_cpu();
     k.frames_kernel = k.frames.in_use();
     hypercall::phase(phase::KERNEL_READY);
     exec_initial(k, &mut mem);
@@ -67,10 +65,7 @@ fn read_boot_info(pa: u64) -> BootInfo {
     if pa != BOOT_INFO_PHYS {
         hypercall::panic(b"boot info not at the contract's address");
     }
-    let p = (DIRECT_MAP_BASE + pa) as *const BootInfo;
-    // SAFETY: the VMM's boot tables map low RAM at DIRECT_MAP_BASE and it
-    // wrote a BootInfo at BOOT_INFO_PHYS before the first instruction.
-    let info = unsafe { core::ptr::read_volatile(p) };
+    let info = crate::arch::phys::boot_info();
     if info.magic != BOOT_MAGIC || info.version != CONTRACT_VERSION {
         hypercall::panic(b"boot info magic or version mismatch");
     }
@@ -165,7 +160,7 @@ fn allow_user_path(mem: &mut DirectMap, root: u64, va: u64) {
 }
 
 /// Descriptor tables, SYSCALL, and the CR4 features CPUID offers.
-fn setup_cpu(info: &BootInfo) {
+fn setup_cpu() {
     let top = trap::user_frame_top();
     gdt::init(top, &[top, trap::double_fault_stack_top()]);
     idt::init();
@@ -176,17 +171,7 @@ fn setup_cpu(info: &BootInfo) {
     cpu::wrmsr(cpu::MSR_LSTAR, SYSCALL_TRAMPOLINE_VIRT);
     // Mask IF, TF, DF, AC, NT and IOPL on entry, as Linux does.
     cpu::wrmsr(cpu::MSR_SFMASK, 0x4_7700);
-    let smap = cpu::cpuid(7, 0)[1] & (1 << 20) != 0;
-    let mut cr4 = cpu::read_cr4() | cpu::CR4_OSFXSR | cpu::CR4_OSXMMEXCPT | cpu::CR4_PGE;
-    if smap {
-        cr4 |= cpu::CR4_SMAP;
-    }
-    let _ = info;
-    // SAFETY: PGE, SMAP and the FXSR bits are safe to enable: the kernel
-    // never touches user pages by their user addresses (SMAP), and SMEP
-    // stays off because on hardware virtualisation ring 0 executes the user
-    // trampoline page.
-    unsafe { cpu::write_cr4(cr4) };
+    cpu::enable_features();
 }
 
 fn exec_fail(errno: Errno, msg: &[u8]) -> ! {

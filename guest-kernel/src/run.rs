@@ -98,8 +98,7 @@ impl Kernel {
             rflags: RFLAGS_FIXED,
             ..TrapFrame::default()
         };
-        // SAFETY: the process's PML4 shares the kernel half of the kernel's.
-        unsafe { cpu::write_cr3(self.process.mm.pt.root()) };
+        cpu::load_process_tables(&self.process.mm.pt);
     }
 
     /// The program is loaded: trace what exec did, and stop for the host
@@ -171,8 +170,7 @@ impl Kernel {
                 self.process.bases_changed = false;
             }
             if self.process.mm.take_tlb_flush() {
-                // SAFETY: reloading the current address space's own PML4.
-                unsafe { cpu::write_cr3(self.process.mm.pt.root()) };
+                cpu::load_process_tables(&self.process.mm.pt);
                 self.trace_cr3(mem);
             }
             self.flush_vma_journal(mem);

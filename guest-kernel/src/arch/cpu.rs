@@ -1,6 +1,7 @@
 //! Privileged CPU operations: control registers, MSRs, TLB, timestamps.
 
 use core::arch::asm;
+use guest_kernel::mm::paging::{KernelHalf, PageTable};
 
 /// IA32_EFER.
 pub const MSR_EFER: u32 = 0xc000_0080;
@@ -63,22 +64,44 @@ pub fn read_cr4() -> u64 {
     v
 }
 
-/// Write CR4.
-///
-/// # Safety
-/// The new value must keep PAE on and not enable features the rest of the
-/// kernel is not ready for (e.g. SMEP while user pages run in ring 0).
-pub unsafe fn write_cr4(v: u64) {
-    // SAFETY: the caller upholds the contract above.
-    unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack)) };
+/// Turn on the CR4 features the kernel relies on: FXSAVE/SSE for user
+/// mode (OSFXSR, OSXMMEXCPT), global pages (PGE), and SMAP where CPUID
+/// offers it. SMEP stays off: where ring 0 is native it executes the
+/// user-accessible syscall trampoline page.
+pub fn enable_features() {
+    let smap = cpuid(7, 0)[1] & (1 << 20) != 0;
+    let mut cr4 = read_cr4() | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_PGE;
+    if smap {
+        cr4 |= CR4_SMAP;
+    }
+    // SAFETY: PAE stays on (it is in the value read); SMAP cannot break the
+    // kernel, which never touches user pages by their user addresses (only
+    // through the direct map); PGE and the FXSR bits only add features.
+    unsafe { asm!("mov cr4, {}", in(reg) cr4, options(nostack)) };
 }
 
-/// Switch to the page tables rooted at physical `pml4`.
+/// Switch to the kernel's own page tables.
+pub fn load_kernel_tables(kernel: &KernelHalf) {
+    // SAFETY: `KernelHalf` is built by `boot::build_kernel_tables`, whose
+    // tables map the kernel image, its stacks and the direct map exactly as
+    // the boot tables do.
+    unsafe { write_cr3(kernel.root()) };
+}
+
+/// Switch to (or reload, flushing the TLB) a process's page tables.
+pub fn load_process_tables(pt: &PageTable) {
+    // SAFETY: every process PML4 is made by `Mm::init`, which copies the
+    // kernel half of the kernel's PML4 into it, so the kernel stays mapped
+    // exactly as before.
+    unsafe { write_cr3(pt.root()) };
+}
+
+/// Load CR3.
 ///
 /// # Safety
 /// The tables must map the kernel image, its stacks and the direct map
 /// exactly as the current ones do.
-pub unsafe fn write_cr3(pml4: u64) {
+unsafe fn write_cr3(pml4: u64) {
     // SAFETY: the caller guarantees the new tables map the running kernel.
     unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack)) };
 }

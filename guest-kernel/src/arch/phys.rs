@@ -181,3 +181,14 @@ pub fn bytes(mem: &DirectMap, pa: u64, len: u64) -> &'static [u8] {
     // mapped read-only and never handed to the allocator).
     unsafe { core::slice::from_raw_parts(p, len as usize) }
 }
+
+/// The boot info the VMM wrote at `BOOT_INFO_PHYS` (unchecked: the caller
+/// checks its magic, version and ranges).
+pub fn boot_info() -> vmrun_contract::BootInfo {
+    let p = (DIRECT_MAP_BASE + vmrun_contract::layout::BOOT_INFO_PHYS)
+        as *const vmrun_contract::BootInfo;
+    // SAFETY: the VMM's boot tables map low RAM at DIRECT_MAP_BASE and it
+    // wrote a BootInfo (plain integers: any bits are a valid value) at
+    // BOOT_INFO_PHYS before the first instruction.
+    unsafe { core::ptr::read_volatile(p) }
+}
