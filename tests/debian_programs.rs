@@ -70,3 +70,15 @@ fn busybox_false_exits_1() {
     let Some(bb) = busybox() else { return };
     assert_status(&vmrun([bb.as_os_str(), "false".as_ref()]), 1);
 }
+
+#[test]
+fn busybox_sleep_returns_after_sleeping() {
+    if !require_kvm() {
+        return;
+    }
+    let Some(bb) = busybox() else { return };
+    assert_clean_exit(
+        &vmrun([bb.as_os_str(), "sleep".as_ref(), "0.05".as_ref()]),
+        b"",
+    );
+}

@@ -223,6 +223,8 @@ pub mod hc {
     pub const RANDOM: u64 = 10;
     /// The trace ring is full: drain it. No args. Returns 0.
     pub const TRACE_DRAIN: u64 = 11;
+    /// Sleep: the host blocks the vCPU for args[0] nanoseconds. Returns 0.
+    pub const SLEEP: u64 = 13;
     /// A point where the host may inspect the guest (see
     /// [`super::boot_flags`]). args: [`super::event`] kind, two per-kind
     /// arguments (FAULT: fault count, address; SYSCALL: number, result; EXEC,

@@ -43,6 +43,10 @@ impl HostIo for Host {
         hypercall::random(iov)
     }
 
+    fn sleep(&mut self, ns: u64) {
+        hypercall::sleep(ns);
+    }
+
     fn now_ns(&mut self, clock: Clock) -> u64 {
         let base = match clock {
             Clock::Realtime => self.realtime0,

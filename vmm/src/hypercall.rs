@@ -28,6 +28,10 @@ pub trait HostIo {
     fn read(&mut self, fd: u64, buf: &mut [u8]) -> io::Result<usize>;
     /// Fill `buf` with random bytes.
     fn random(&mut self, buf: &mut [u8]) -> io::Result<()>;
+    /// Block for `ns` nanoseconds (the program's nanosleep).
+    fn sleep(&mut self, ns: u64) {
+        std::thread::sleep(std::time::Duration::from_nanos(ns));
+    }
     /// Show a guest kernel log line.
     fn log(&mut self, line: &[u8]);
 }
@@ -85,6 +89,10 @@ pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo) -> Result<Action
         hc::WRITE => ret(&mut req, do_write(ram, io, a[0], a[1], a[2])),
         hc::READ => ret(&mut req, do_read(ram, io, a[0], a[1], a[2])),
         hc::RANDOM => ret(&mut req, do_random(ram, io, a[0], a[1])),
+        hc::SLEEP => {
+            io.sleep(a[0]);
+            ret(&mut req, 0)
+        }
         hc::COPY => ret(&mut req, status(ram.copy_within(a[0], a[1], a[2]))),
         hc::ZERO => ret(&mut req, status(ram.zero(a[0], a[1]))),
         hc::PANIC => Action::Stop(Outcome::GuestPanic(message(ram, a[0], a[1]))),
@@ -210,6 +218,7 @@ mod tests {
         out: Vec<(u64, Vec<u8>)>,
         input: Vec<u8>,
         logs: Vec<String>,
+        slept: Vec<u64>,
     }
 
     impl HostIo for FakeIo {
@@ -229,6 +238,9 @@ mod tests {
         }
         fn log(&mut self, line: &[u8]) {
             self.logs.push(String::from_utf8_lossy(line).into());
+        }
+        fn sleep(&mut self, ns: u64) {
+            self.slept.push(ns);
         }
     }
 
@@ -395,6 +407,17 @@ mod tests {
             call(&ram, &mut io, hc::TRACE_DRAIN, [0; 6]).0,
             Action::TraceDrain
         );
+    }
+
+    #[test]
+    fn sleep_blocks_the_host_for_the_asked_time() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let mut io = FakeIo::default();
+        assert_eq!(
+            call(&ram, &mut io, hc::SLEEP, [1_500, 0, 0, 0, 0, 0]).0,
+            Action::Continue
+        );
+        assert_eq!(io.slept, [1_500]);
     }
 
     #[test]

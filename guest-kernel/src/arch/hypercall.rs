@@ -72,6 +72,11 @@ pub fn random(iov: &[IoVec]) -> i64 {
     )
 }
 
+/// Block for `ns` nanoseconds on the host.
+pub fn sleep(ns: u64) {
+    call(hc::SLEEP, [ns, 0, 0, 0, 0, 0]);
+}
+
 /// Send a log line (shown with `vmrun --verbose`).
 pub fn log(msg: &[u8]) {
     call(

@@ -33,6 +33,8 @@ pub trait HostIo {
     fn random(&mut self, iov: &[IoVec]) -> i64;
     /// Nanoseconds on `clock` (CLOCK_REALTIME or CLOCK_MONOTONIC).
     fn now_ns(&mut self, clock: time::Clock) -> u64;
+    /// Block for `ns` nanoseconds.
+    fn sleep(&mut self, ns: u64);
 }
 
 /// What the kernel does after a system call.
@@ -62,6 +64,7 @@ pub mod nr {
     pub const IOCTL: u64 = 16;
     pub const WRITEV: u64 = 20;
     pub const SCHED_YIELD: u64 = 24;
+    pub const NANOSLEEP: u64 = 35;
     pub const GETPID: u64 = 39;
     pub const FCNTL: u64 = 72;
     pub const EXIT: u64 = 60;
@@ -83,6 +86,7 @@ pub mod nr {
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
     pub const CLOCK_GETRES: u64 = 229;
+    pub const CLOCK_NANOSLEEP: u64 = 230;
     pub const EXIT_GROUP: u64 = 231;
     pub const TGKILL: u64 = 234;
     pub const NEWFSTATAT: u64 = 262;
@@ -108,6 +112,7 @@ pub fn name(n: u64) -> &'static str {
         nr::IOCTL => "ioctl",
         nr::WRITEV => "writev",
         nr::SCHED_YIELD => "sched_yield",
+        nr::NANOSLEEP => "nanosleep",
         nr::GETPID => "getpid",
         nr::FCNTL => "fcntl",
         nr::EXIT => "exit",
@@ -121,6 +126,7 @@ pub fn name(n: u64) -> &'static str {
         nr::TIME => "time",
         nr::CLOCK_GETTIME => "clock_gettime",
         nr::CLOCK_GETRES => "clock_getres",
+        nr::CLOCK_NANOSLEEP => "clock_nanosleep",
         nr::TGKILL => "tgkill",
         nr::NEWFSTATAT => "newfstatat",
         nr::READLINKAT => "readlinkat",
@@ -197,6 +203,8 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::CLOCK_GETRES => ret(time::clock_getres(cx, a[0], a[1])),
         nr::GETTIMEOFDAY => ret(time::gettimeofday(cx, a[0])),
         nr::TIME => ret(time::time(cx, a[0])),
+        nr::NANOSLEEP => ret(time::nanosleep(cx, a[0])),
+        nr::CLOCK_NANOSLEEP => ret(time::clock_nanosleep(cx, a[0], a[1], a[2])),
         _ => Action::Return(Errno::ENOSYS.to_ret()),
     }
 }

@@ -12,6 +12,7 @@ use crate::uaccess::{copy_from_user, copy_to_user};
 struct FakeHost {
     written: Vec<(u64, Vec<u8>)>,
     mem_snapshot: Vec<IoVec>,
+    slept: Vec<u64>,
 }
 
 impl HostIo for FakeHost {
@@ -25,6 +26,9 @@ impl HostIo for FakeHost {
     }
     fn random(&mut self, iov: &[IoVec]) -> i64 {
         iov.iter().map(|v| v.len as i64).sum()
+    }
+    fn sleep(&mut self, ns: u64) {
+        self.slept.push(ns);
     }
     fn now_ns(&mut self, clock: Clock) -> u64 {
         match clock {
@@ -377,4 +381,50 @@ fn fstat_of_stdout_reports_the_host_file_type() {
         .call(nr::NEWFSTATAT, [2, w.buf + 0x200, w.buf, 0, 0, 0])
         .unwrap_ret();
     assert_eq!(r, -2);
+}
+
+fn timespec(sec: i64, nsec: i64) -> Vec<u8> {
+    [sec.to_le_bytes(), nsec.to_le_bytes()].concat()
+}
+
+#[test]
+fn nanosleep_sleeps_on_the_host_and_checks_the_timespec() {
+    let mut w = World::new();
+    w.poke(w.buf, &timespec(1, 500));
+    assert_eq!(
+        w.call(nr::NANOSLEEP, [w.buf, 0, 0, 0, 0, 0]).unwrap_ret(),
+        0
+    );
+    assert_eq!(w.host.slept, [1_000_000_500]);
+    w.poke(w.buf, &timespec(0, 1_000_000_000));
+    assert_eq!(
+        w.call(nr::NANOSLEEP, [w.buf, 0, 0, 0, 0, 0]).unwrap_ret(),
+        -22
+    );
+    assert_eq!(w.call(nr::NANOSLEEP, [0, 0, 0, 0, 0, 0]).unwrap_ret(), -14);
+}
+
+#[test]
+fn clock_nanosleep_absolute_waits_only_until_the_deadline() {
+    let mut w = World::new();
+    // The fake monotonic clock reads 42.000000007 s.
+    w.poke(w.buf, &timespec(43, 7));
+    assert_eq!(
+        w.call(nr::CLOCK_NANOSLEEP, [1, 1, w.buf, 0, 0, 0])
+            .unwrap_ret(),
+        0
+    );
+    assert_eq!(w.host.slept, [1_000_000_000]);
+    w.poke(w.buf, &timespec(1, 0));
+    assert_eq!(
+        w.call(nr::CLOCK_NANOSLEEP, [1, 1, w.buf, 0, 0, 0])
+            .unwrap_ret(),
+        0
+    );
+    assert_eq!(w.host.slept[1], 0, "a deadline in the past does not sleep");
+    assert_eq!(
+        w.call(nr::CLOCK_NANOSLEEP, [77, 0, w.buf, 0, 0, 0])
+            .unwrap_ret(),
+        -22
+    );
 }

@@ -1,9 +1,10 @@
-//! clock_gettime, clock_getres, gettimeofday, time.
+//! clock_gettime, clock_getres, gettimeofday, time, nanosleep,
+//! clock_nanosleep.
 
 use super::{Ctx, HostIo};
 use crate::errno::{Errno, KResult};
 use crate::mm::phys::PhysMem;
-use crate::uaccess::copy_to_user;
+use crate::uaccess::{copy_from_user, copy_to_user};
 
 /// The clocks the kernel keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,4 +79,52 @@ pub fn time<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, tloc: u64) ->
         copy_to_user(&mut cx.p.mm, cx.env, tloc, &secs.to_le_bytes())?;
     }
     Ok(secs as i64)
+}
+
+/// `TIMER_ABSTIME` for clock_nanosleep.
+const TIMER_ABSTIME: u64 = 1;
+
+/// The user `struct timespec` at `va` in nanoseconds; EINVAL if it is not
+/// a valid duration (negative, or 10^9 nanoseconds or more).
+fn read_timespec<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, va: u64) -> KResult<u64> {
+    let mut b = [0u8; 16];
+    copy_from_user(&mut cx.p.mm, cx.env, va, &mut b)?;
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    let sec = i64::from_le_bytes(w);
+    w.copy_from_slice(&b[8..]);
+    let nsec = i64::from_le_bytes(w);
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok((sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(nsec as u64))
+}
+
+/// nanosleep(req, rem): the host sleeps; never interrupted, so `rem` is
+/// left alone.
+pub fn nanosleep<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, req: u64) -> KResult<i64> {
+    let ns = read_timespec(cx, req)?;
+    cx.host.sleep(ns);
+    Ok(0)
+}
+
+/// clock_nanosleep(clockid, flags, req, rem): relative, or until an
+/// absolute time on `clockid` with TIMER_ABSTIME.
+pub fn clock_nanosleep<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    id: u64,
+    flags: u64,
+    req: u64,
+) -> KResult<i64> {
+    let clock = clock_of(id)?;
+    let ns = read_timespec(cx, req)?;
+    let wait = if flags & TIMER_ABSTIME != 0 {
+        ns.saturating_sub(cx.host.now_ns(clock))
+    } else {
+        ns
+    };
+    cx.host.sleep(wait);
+    Ok(0)
 }
