@@ -9,21 +9,15 @@ use std::path::Path;
 use vmm::inspect::check::{check, CheckInput};
 use vmm::inspect::pagetable::{walk, WalkOptions};
 use vmm::stdio::Discard;
-use vmm::vm::{Event, Observe, RunEnd, Vm, VmConfig, DEFAULT_MEM};
+use vmm::vm::{Event, Observe, RunEnd, Vm, VmConfig};
 use vmrun_contract::layout::{PAGE_SIZE, SYSCALL_TRAMPOLINE_VIRT};
 use vmrun_contract::trace::{category, kind};
 use vmrun_contract::{vma_flags, VmaExport};
 
 fn config(program: &str, observe: Observe) -> VmConfig {
-    let path = image(program);
     VmConfig {
-        mem_size: DEFAULT_MEM,
-        program: path.clone(),
-        argv: vec![path.into()],
-        env: vec![],
-        aslr: false,
-        verbose: false,
         observe,
+        ..VmConfig::for_program(image(program))
     }
 }
 

@@ -7,23 +7,19 @@ mod common;
 
 use common::*;
 use vmm::stdio::Discard;
-use vmm::vm::{Event, Observe, Vm, VmConfig, DEFAULT_MEM};
+use vmm::vm::{Event, Observe, Vm, VmConfig};
 use vmrun_contract::{vma_flags, VmaRecord};
 
 /// The VMAs of `program` right after exec.
 fn vmas_at_exec(program: &str, aslr: bool) -> Vec<VmaRecord> {
-    let path = image(program);
     let config = VmConfig {
-        mem_size: DEFAULT_MEM,
-        program: path.clone(),
-        argv: vec![path.into()],
         env: vec!["A=1".into()],
         aslr,
-        verbose: false,
         observe: Observe {
             stop_at_exec_exit: true,
             ..Default::default()
         },
+        ..VmConfig::for_program(image(program))
     };
     let mut vm = Vm::new(&config).expect("create the VM");
     match vm

@@ -9,21 +9,11 @@ mod common;
 use common::*;
 use vmm::hypercall::Outcome;
 use vmm::stdio::Discard;
-use vmm::vm::{RunEnd, Vm, VmConfig, DEFAULT_MEM};
+use vmm::vm::{RunEnd, Vm, VmConfig};
 use vmrun_contract::layout::{BOOT_INFO_PHYS, KERNEL_PHYS};
 
 fn vm_for(program: &str) -> Vm {
-    let path = image(program);
-    let config = VmConfig {
-        mem_size: DEFAULT_MEM,
-        program: path.clone(),
-        argv: vec![path.into()],
-        env: vec![],
-        aslr: false,
-        verbose: false,
-        observe: Default::default(),
-    };
-    Vm::new(&config).expect("create the VM")
+    Vm::new(&VmConfig::for_program(image(program))).expect("create the VM")
 }
 
 #[test]

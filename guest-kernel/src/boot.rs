@@ -138,7 +138,15 @@ fn map_4k_run(
     let mut va = start;
     while va < end {
         let n = (end - va) / PAGE_SIZE;
-        let done = pt.map_run_4k(mem, frames, va, ImageLayout::phys(va), n, flags);
+        let done = pt.map_pages(
+            mem,
+            frames,
+            va,
+            ImageLayout::phys(va),
+            n,
+            PageSize::Size4K,
+            flags,
+        );
         let done = done.unwrap_or_else(|_| oom());
         if done == 0 {
             hypercall::panic(b"kernel image pages overlap");

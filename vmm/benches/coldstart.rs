@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vmm::stdio::Discard;
-use vmm::vm::{Timings, Vm, VmConfig, DEFAULT_MEM};
+use vmm::vm::{Timings, Vm, VmConfig};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -39,13 +39,8 @@ fn ms(d: Option<Duration>) -> f64 {
 
 fn phases(program: &Path) -> Timings {
     let config = VmConfig {
-        mem_size: DEFAULT_MEM,
-        program: program.into(),
-        argv: vec![program.into()],
         env: vec!["PATH=/usr/bin:/bin".into()],
-        aslr: false,
-        verbose: false,
-        observe: Default::default(),
+        ..VmConfig::for_program(program)
     };
     let mut vm = Vm::new(&config).expect("create the VM");
     vm.run(&mut Discard::default())

@@ -17,16 +17,8 @@
 //!    form, the trace ring (with an strace view), statistics and SVG plots.
 //!
 //! ```no_run
-//! use vmm::{vm::{Vm, VmConfig, DEFAULT_MEM}, stdio::Stdio};
-//! let config = VmConfig {
-//!     mem_size: DEFAULT_MEM,
-//!     program: "hello".into(),
-//!     argv: vec!["hello".into()],
-//!     env: vec![],
-//!     aslr: false,
-//!     verbose: false,
-//!     observe: Default::default(),
-//! };
+//! use vmm::{vm::{Vm, VmConfig}, stdio::Stdio};
+//! let config = VmConfig::for_program("hello");
 //! let report = Vm::new(&config)?.run(&mut Stdio::new(false))?;
 //! println!("{:?}", report.outcome);
 //! # Ok::<(), vmm::error::Error>(())

@@ -46,6 +46,23 @@ pub struct VmConfig {
     pub observe: Observe,
 }
 
+impl VmConfig {
+    /// Run `program` with `argv[0]` its path, no environment, the default
+    /// RAM, the fixed layout, and nothing observed; change fields as needed.
+    pub fn for_program(program: impl Into<PathBuf>) -> VmConfig {
+        let program = program.into();
+        VmConfig {
+            mem_size: DEFAULT_MEM,
+            argv: vec![program.clone().into_os_string()],
+            program,
+            env: vec![],
+            aslr: false,
+            verbose: false,
+            observe: Observe::default(),
+        }
+    }
+}
+
 /// What the guest kernel reports to the host beyond the program's I/O.
 #[derive(Clone, Debug, Default)]
 pub struct Observe {

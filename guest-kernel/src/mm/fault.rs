@@ -531,9 +531,15 @@ impl Mm {
             .min((va | (HUGE_PAGE_SIZE - 1)) + 1);
         let flags = user_pte_flags(v.prot, false);
         let n = (to - from) / PAGE_SIZE;
-        let mapped =
-            self.pt
-                .map_run_4k(env.mem, env.frames, from, img_phys + off_of(from), n, flags);
+        let mapped = self.pt.map_pages(
+            env.mem,
+            env.frames,
+            from,
+            img_phys + off_of(from),
+            n,
+            PageSize::Size4K,
+            flags,
+        );
         let frame = img_phys + off_of(va);
         let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
         out.pages_mapped = mapped.map_err(oom)?;

@@ -410,49 +410,26 @@ impl PageTable {
         Ok(())
     }
 
-    /// Map up to `n` consecutive 4 KiB pages from `va` to the consecutive
-    /// frames from `pa`, with one table walk: stops at the end of `va`'s
-    /// page table and skips entries already used (fault-around). Returns the
-    /// pages mapped.
+    /// Map up to `n` consecutive pages of `size` from `va` to the
+    /// consecutive frames from `pa`, with one walk to the table holding
+    /// `va`'s entry: stops at that table's end, and skips entries already
+    /// used (fault-around, the direct map). Returns the pages mapped.
     #[allow(clippy::too_many_arguments)]
-    pub fn map_run_4k<M: PhysMem>(
+    pub fn map_pages<M: PhysMem>(
         &mut self,
         mem: &mut M,
         frames: &mut FrameAllocator,
         va: u64,
         pa: u64,
         n: u64,
+        size: PageSize,
         flags: u64,
     ) -> Result<u64, MapError> {
         let run = Run {
             va,
             pa,
             n,
-            size: PageSize::Size4K,
-            flags,
-        };
-        Ok(self.map_run(mem, frames, run, false)?.1)
-    }
-
-    /// Map up to `n` consecutive 2 MiB pages from `va` to the consecutive
-    /// 2 MiB frames from `pa` with one walk to `va`'s page directory: stops
-    /// at its end. Entries already used (leaves or tables) are skipped.
-    /// Returns the pages mapped.
-    #[allow(clippy::too_many_arguments)]
-    pub fn map_run_2m<M: PhysMem>(
-        &mut self,
-        mem: &mut M,
-        frames: &mut FrameAllocator,
-        va: u64,
-        pa: u64,
-        n: u64,
-        flags: u64,
-    ) -> Result<u64, MapError> {
-        let run = Run {
-            va,
-            pa,
-            n,
-            size: PageSize::Size2M,
+            size,
             flags,
         };
         Ok(self.map_run(mem, frames, run, false)?.1)
@@ -1389,7 +1366,15 @@ mod tests {
         )
         .unwrap();
         let n = pt
-            .map_run_4k(&mut mem, &mut fa, 0x1f_c000, 0x10_0000, 16, UF)
+            .map_pages(
+                &mut mem,
+                &mut fa,
+                0x1f_c000,
+                0x10_0000,
+                16,
+                PageSize::Size4K,
+                UF,
+            )
             .unwrap();
         assert_eq!(n, 3, "4 slots to the table end, one used");
         assert_eq!(pt.translate(&mem, 0x1f_d000).unwrap().frame, 0x10_1000);
@@ -1415,11 +1400,13 @@ mod tests {
     }
 
     #[test]
-    fn map_run_2m_fills_one_directory_per_walk() {
+    fn map_pages_of_2m_fills_one_directory_per_walk() {
         let (mut mem, mut fa, mut pt) = setup();
         let fl = pte::P | pte::RW | pte::NX;
         let va = DIRECT_MAP_BASE + 1020 * MIB; // 2 MiB slot 510 of its PD
-        let n = pt.map_run_2m(&mut mem, &mut fa, va, 0, 8, fl).unwrap();
+        let n = pt
+            .map_pages(&mut mem, &mut fa, va, 0, 8, PageSize::Size2M, fl)
+            .unwrap();
         assert_eq!(n, 2, "stops at the end of the page directory");
         assert_eq!(pt.table_pages(), 3);
         let t = pt.translate(&mem, va + 2 * MIB + 5).unwrap();
@@ -1430,12 +1417,12 @@ mod tests {
         assert!(pt.translate(&mem, va + 4 * MIB).is_none());
         pt.unmap(&mut mem, va);
         let n = pt
-            .map_run_2m(&mut mem, &mut fa, va, 0x4000_0000, 2, fl)
+            .map_pages(&mut mem, &mut fa, va, 0x4000_0000, 2, PageSize::Size2M, fl)
             .unwrap();
         assert_eq!(n, 1, "used slot skipped, freed slot refilled");
         assert_eq!(pt.translate(&mem, va).unwrap().frame, 0x4000_0000);
         assert_eq!(
-            pt.map_run_2m(&mut mem, &mut fa, va + 4096, 0, 1, fl),
+            pt.map_pages(&mut mem, &mut fa, va + 4096, 0, 1, PageSize::Size2M, fl),
             Err(MapError::Misaligned(va + 4096))
         );
     }

@@ -48,17 +48,13 @@ pub(super) struct GuestRun {
 }
 
 fn guest_config(program: &Path, args: &[String], mem: u64, observe: Observe) -> VmConfig {
-    let mut argv: Vec<OsString> = vec![program.into()];
-    argv.extend(args.iter().map(OsString::from));
-    VmConfig {
+    let mut config = VmConfig {
         mem_size: mem,
-        program: program.into(),
-        argv,
-        env: vec![],
-        aslr: false,
-        verbose: false,
         observe,
-    }
+        ..VmConfig::for_program(program)
+    };
+    config.argv.extend(args.iter().map(OsString::from));
+    config
 }
 
 pub(super) fn run_guest(
