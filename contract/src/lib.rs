@@ -310,8 +310,6 @@ pub struct GuestStats {
     pub page_faults: u64,
     /// System calls handled.
     pub syscalls: u64,
-    /// Hypercalls issued.
-    pub hypercalls: u64,
     /// Peak of `user_frames`.
     pub peak_user_frames: u64,
 }

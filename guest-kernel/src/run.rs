@@ -69,7 +69,6 @@ impl Kernel {
                 user_table_pages: 0,
                 page_faults: 0,
                 syscalls: 0,
-                hypercalls: 0,
                 peak_user_frames: 0,
             },
             host: Host {
@@ -436,7 +435,6 @@ fn write_stats(mem: &mut DirectMap, s: &GuestStats) {
         s.user_table_pages,
         s.page_faults,
         s.syscalls,
-        s.hypercalls,
         s.peak_user_frames,
     ];
     for (i, w) in words.iter().enumerate() {

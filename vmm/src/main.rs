@@ -167,29 +167,16 @@ fn signal_name(signal: u32) -> String {
     }
 }
 
+/// The guest's counters at exit (the timings and the rest are in the
+/// statistics `--stats` prints from the trace).
 fn print_stats(report: &RunReport) {
-    let t = &report.timings;
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    let opt = |d: Option<std::time::Duration>| d.map_or("-".into(), |d| format!("{:.3}", ms(d)));
-    eprintln!(
-        "vmrun: timings (ms since start): vm created {:.3}, loaded {:.3}, kernel entry {}, \
-               kernel ready {}, program loaded {}, exit {:.3}; {} vcpu exits",
-        ms(t.vm_create),
-        ms(t.load),
-        opt(t.kernel_entry),
-        opt(t.kernel_ready),
-        opt(t.exec_loaded),
-        ms(t.total),
-        t.exits
-    );
     if let Some(s) = &report.stats {
         eprintln!(
-            "vmrun: guest: {} page faults, {} syscalls, {} hypercalls, peak {} user frames, \
+            "vmrun: guest: {} page faults, {} syscalls, peak {} user frames, \
                    {} frames in use at exit ({} kernel), {} user frames and {} user table pages \
                    leaked",
             s.page_faults,
             s.syscalls,
-            s.hypercalls,
             s.peak_user_frames,
             s.frames_in_use,
             s.frames_kernel,

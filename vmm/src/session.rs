@@ -24,6 +24,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use vmrun_contract::layout::{PAGE_SIZE, SYSCALL_TRAMPOLINE_VIRT};
 use vmrun_contract::trace::{category, Record};
+use vmrun_contract::VmaExport;
 
 /// What to observe during a run.
 #[derive(Clone, Debug, Default)]
@@ -102,7 +103,6 @@ pub struct Session {
     stats: Option<Stats>,
     strace: Strace,
     trace_json: Option<BufWriter<File>>,
-    pending: Vec<Record>,
 }
 
 impl Session {
@@ -135,7 +135,6 @@ impl Session {
             stats,
             strace: Strace::new(),
             trace_json,
-            pending: vec![],
         })
     }
 
@@ -151,8 +150,7 @@ impl Session {
             let event = self
                 .vm
                 .resume(io, &mut |records| batch.extend_from_slice(records))?;
-            self.pending = batch;
-            self.consume_records()?;
+            self.consume_records(&batch)?;
             let at = match &event {
                 Event::Exec {
                     user_frames,
@@ -188,21 +186,26 @@ impl Session {
     }
 
     /// Hand the records drained at this stop to every consumer.
-    fn consume_records(&mut self) -> Result<()> {
-        let records = std::mem::take(&mut self.pending);
+    fn consume_records(&mut self, records: &[Record]) -> Result<()> {
         if self.clock.tsc_base == 0 {
             self.clock.tsc_base = records.first().map_or(0, |r| r.tsc);
         }
-        for r in &records {
-            self.emit_record(r)?;
+        // The guest's CR3 for the strace view's reads of user memory: one
+        // KVM_GET_SREGS per stop, not one per record.
+        let cr3 = match self.watch.strace && !records.is_empty() {
+            true => Some(self.vm.cr3()?),
+            false => None,
+        };
+        for r in records {
+            self.emit_record(r, cr3)?;
         }
         if let Some(stats) = &mut self.stats {
-            stats.add_all(&records);
+            stats.add_all(records);
         }
         Ok(())
     }
 
-    fn emit_record(&mut self, r: &Record) -> Result<()> {
+    fn emit_record(&mut self, r: &Record, cr3: Option<u64>) -> Result<()> {
         let cat = crate::inspect::trace::category_of(r.kind);
         if self.watch.trace & cat != 0 {
             eprintln!("vmrun: trace {}", format_record(r, &self.clock));
@@ -212,8 +215,7 @@ impl Session {
                 writeln!(out, "{}", record_json(r, &self.clock)).map_err(io_err)?;
             }
         }
-        if self.watch.strace && cat == category::SYSCALLS {
-            let cr3 = self.vm.cr3()?;
+        if let (Some(cr3), true) = (cr3, cat == category::SYSCALLS) {
             let mem = GuestUserMemory {
                 ram: self.vm.ram(),
                 cr3,
@@ -244,13 +246,14 @@ impl Session {
                 format_maps(&export, &self.files).map_err(|e| Error::Memory(e.to_string()))?;
             eprint!("vmrun: maps at {when}:\n{text}");
         }
+        let walk = self.walk_now(false)?;
         if when == "exit" {
-            self.show_tables(&self.walk_now(false)?)?;
+            self.show_tables(&walk)?;
         }
-        if self.watch.check {
-            return self.at_check_point(when, user_frames, user_tables);
+        if !self.watch.check {
+            return Ok(None);
         }
-        Ok(None)
+        Ok(self.check_at(when, &walk, &export, user_frames, user_tables))
     }
 
     /// Every N faults: only the check.
@@ -262,9 +265,21 @@ impl Session {
     ) -> Result<Option<(String, Vec<Violation>)>> {
         let export = self.vm.vma_export()?;
         let walk = self.walk_now(false)?;
+        Ok(self.check_at(when, &walk, &export, user_frames, user_tables))
+    }
+
+    /// The checker's violations at `when`, if any.
+    fn check_at(
+        &self,
+        when: &str,
+        walk: &Walk,
+        export: &VmaExport,
+        user_frames: u64,
+        user_tables: u64,
+    ) -> Option<(String, Vec<Violation>)> {
         let vmas = &export.vmas[..export.count as usize];
-        let violations = self.check_walk(&walk, vmas, user_frames, user_tables);
-        Ok((!violations.is_empty()).then(|| (when.to_string(), violations)))
+        let violations = self.check_walk(walk, vmas, user_frames, user_tables);
+        (!violations.is_empty()).then(|| (when.to_string(), violations))
     }
 
     fn check_walk(
