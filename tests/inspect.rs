@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use vmm::inspect::check::{check, CheckInput};
+use vmm::inspect::check::{check, CacheBitmap, CheckInput};
 use vmm::inspect::pagetable::{walk, WalkOptions};
 use vmm::stdio::Discard;
 use vmm::vm::{Event, Observe, RunEnd, Vm, VmConfig};
@@ -158,6 +158,7 @@ fn check_now(vm: &Vm, export: &VmaExport, frames: u64, tables: u64) -> Vec<Strin
         user_frames: frames,
         user_table_pages: tables,
         page_cache: info.file_phys..cache_end,
+        cache_frames: &CacheBitmap::read(vm.ram(), export.cache_bits),
         trampoline: SYSCALL_TRAMPOLINE_VIRT,
     };
     check(&input).iter().map(|v| v.to_string()).collect()

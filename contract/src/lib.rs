@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 2;
+pub const CONTRACT_VERSION: u32 = 3;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -154,6 +154,11 @@ pub struct BootInfo {
     pub notify_fault_every: u32,
     /// Physical address of the VMA export area ([`VmaExport`]); 0 if none.
     pub vma_export_phys: u64,
+    /// Physical address of the guest path of the initial working directory
+    /// (not NUL-terminated; "/" when the host's is not visible).
+    pub cwd_phys: u64,
+    /// Length of that path.
+    pub cwd_len: u64,
 }
 
 impl BootInfo {
@@ -188,6 +193,8 @@ impl BootInfo {
             trace_mask: 0,
             notify_fault_every: 0,
             vma_export_phys: 0,
+            cwd_phys: 0,
+            cwd_len: 0,
         }
     }
 }
@@ -233,6 +240,165 @@ pub mod hc {
     pub const EVENT: u64 = 12;
     /// The kernel reached a boot milestone. args: [`super::phase`] number.
     pub const PHASE: u64 = 9;
+    /// A file-system call: args[0] is the physical address of a
+    /// [`super::fs::FsRequest`]. Returns what the request's `ret` says.
+    pub const FS: u64 = 14;
+}
+
+/// The host file-system calls ([`hc::FS`]).
+///
+/// The guest names host files only by *handles*: small numbers the host
+/// hands out, each standing for one host file or directory it opened inside
+/// the guest's view. Every path the guest passes is resolved by the host
+/// inside that view, one component at a time (`..` never climbs above the
+/// view's root, symlinks are interpreted as guest paths), so nothing outside
+/// what the user granted can be named. The guest never sees a host fd.
+pub mod fs {
+    /// Longest path (with its NUL) a request carries, Linux's PATH_MAX.
+    pub const PATH_MAX: usize = 4096;
+    /// The handle that stands for the root of the guest's view: paths are
+    /// resolved from it (absolute paths always are).
+    pub const ROOT_HANDLE: u64 = 0;
+    /// `out_handle` of a lookup that landed in a directory the guest kernel
+    /// serves itself ([`synthetic`]): `path` then holds the canonical guest
+    /// path and `path_len` its length; `ret` is 0.
+    pub const SYNTHETIC: u64 = u64::MAX;
+
+    /// The directories the guest kernel serves itself (never the host's).
+    pub mod synthetic {
+        /// `/proc`.
+        pub const PROC: &[u8] = b"/proc";
+        /// `/dev`.
+        pub const DEV: &[u8] = b"/dev";
+    }
+
+    /// [`FsRequest::op`] values. Path arguments are `path` (and `path2`),
+    /// resolved from `handle` (and `handle2`): [`super::fs::ROOT_HANDLE`] or
+    /// a directory handle. Results are `ret` (-errno on failure) and the
+    /// output fields each op names.
+    pub mod op {
+        /// Open `path` with Linux open `flags` (O_CREAT/O_EXCL/O_TRUNC/
+        /// O_APPEND/O_DIRECTORY/O_NOFOLLOW/O_PATH honoured, O_CLOEXEC and
+        /// O_NONBLOCK ignored) and `mode`. Out: `out_handle`, `statx` of the
+        /// opened file, and `path` = its canonical guest path.
+        pub const OPEN: u32 = 1;
+        /// Close `handle`.
+        pub const CLOSE: u32 = 2;
+        /// Read from `handle` at `offset` into the IoVec array
+        /// `iov_phys`/`iov_count`. ret: bytes read.
+        pub const PREAD: u32 = 3;
+        /// Write to `handle` at `offset` (u64::MAX: at the end, O_APPEND)
+        /// from the IoVec array. ret: bytes written; `out_offset` the file
+        /// size after the write.
+        pub const PWRITE: u32 = 4;
+        /// statx of `handle` itself. Out: `statx`.
+        pub const FSTAT: u32 = 5;
+        /// statx of `path` (`flags`: AT_SYMLINK_NOFOLLOW). Out: `statx`.
+        pub const STAT: u32 = 6;
+        /// Directory entries of `handle` from cookie `offset` as Linux
+        /// `linux_dirent64` records into the IoVec array (one piece). ret:
+        /// bytes written (0 at the end); `out_offset` the next cookie.
+        pub const GETDENTS: u32 = 7;
+        /// The target of symlink `path` into the IoVec array (one piece).
+        /// ret: its length (not NUL-terminated, truncated to the piece).
+        pub const READLINK: u32 = 8;
+        /// Remove `path` (`flags`: AT_REMOVEDIR for a directory).
+        pub const UNLINK: u32 = 9;
+        /// Make directory `path` with `mode`.
+        pub const MKDIR: u32 = 10;
+        /// Rename `path` (from `handle`) to `path2` (from `handle2`) with
+        /// renameat2 `flags`.
+        pub const RENAME: u32 = 11;
+        /// Make a symlink at `path2` (from `handle2`) whose target is the
+        /// text `path`.
+        pub const SYMLINK: u32 = 12;
+        /// Hard-link `path` (from `handle`) as `path2` (from `handle2`);
+        /// `flags`: AT_SYMLINK_FOLLOW. Only within one view.
+        pub const LINK: u32 = 13;
+        /// chmod `path` (`flags`: AT_SYMLINK_NOFOLLOW; AT_EMPTY_PATH with an
+        /// empty path: `handle` itself) to `mode`.
+        pub const CHMOD: u32 = 14;
+        /// Set times of `path` (`flags` as CHMOD) to `times` (atime sec,
+        /// nsec, mtime sec, nsec; nsec UTIME_NOW or UTIME_OMIT as Linux).
+        pub const UTIMENS: u32 = 15;
+        /// Set the size of `handle` (or of `path` if `path_len` > 0) to
+        /// `offset`.
+        pub const TRUNCATE: u32 = 16;
+        /// fsync `handle` (`flags` 1: fdatasync).
+        pub const FSYNC: u32 = 17;
+        /// access(2) check of `path` for `mode` (R_OK/W_OK/X_OK, F_OK 0);
+        /// `flags`: AT_SYMLINK_NOFOLLOW, AT_EACCESS.
+        pub const ACCESS: u32 = 18;
+        /// SEEK_DATA (`mode` 3) or SEEK_HOLE (4) on `handle` from `offset`.
+        /// ret: the resulting offset.
+        pub const SEEK: u32 = 19;
+    }
+
+    /// The request block of [`super::hc::FS`]. The guest fills the inputs,
+    /// the host the outputs; `ret` is also the hypercall's return value.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug)]
+    pub struct FsRequest {
+        /// [`op`] value.
+        pub op: u32,
+        /// Per-op flags (Linux's own values).
+        pub flags: u32,
+        /// Directory handle for `path`, or the file handle.
+        pub handle: u64,
+        /// Directory handle for `path2`.
+        pub handle2: u64,
+        /// Mode bits (open, mkdir, chmod, access, seek whence).
+        pub mode: u64,
+        /// File offset, length or directory cookie.
+        pub offset: u64,
+        /// Physical address of an array of [`super::super::IoVec`].
+        pub iov_phys: u64,
+        /// Entries in that array.
+        pub iov_count: u64,
+        /// utimensat times: atime sec, nsec, mtime sec, nsec.
+        pub times: [i64; 4],
+        /// Bytes of `path` used (no NUL).
+        pub path_len: u32,
+        /// Bytes of `path2` used (no NUL).
+        pub path2_len: u32,
+        /// Result: -errno, or per op.
+        pub ret: i64,
+        /// OPEN: the new handle (or [`SYNTHETIC`]).
+        pub out_handle: u64,
+        /// GETDENTS: next cookie; PWRITE: file size afterwards.
+        pub out_offset: u64,
+        /// OPEN, FSTAT, STAT: Linux's `struct statx` (256 bytes).
+        pub statx: [u64; 32],
+        /// First path (OPEN also returns the canonical guest path here).
+        pub path: [u8; PATH_MAX],
+        /// Second path.
+        pub path2: [u8; PATH_MAX],
+    }
+
+    impl FsRequest {
+        /// An empty request (for statics).
+        pub const fn zeroed() -> FsRequest {
+            FsRequest {
+                op: 0,
+                flags: 0,
+                handle: 0,
+                handle2: 0,
+                mode: 0,
+                offset: 0,
+                iov_phys: 0,
+                iov_count: 0,
+                times: [0; 4],
+                path_len: 0,
+                path2_len: 0,
+                ret: 0,
+                out_handle: 0,
+                out_offset: 0,
+                statx: [0; 32],
+                path: [0; PATH_MAX],
+                path2: [0; PATH_MAX],
+            }
+        }
+    }
 }
 
 /// Values of the first argument of [`hc::EXIT`].
@@ -329,6 +495,47 @@ pub struct VmaExport {
     pub mm: [u64; 12],
     /// The areas, sorted by address.
     pub vmas: [VmaRecord; MAX_EXPORTED_VMAS],
+    /// The page cache's frames: the physical address of the guest's bitmap
+    /// (one bit per frame, set for page-cache frames; 0 if none), the
+    /// physical address of the frame bit 0 stands for, and the number of
+    /// frames the bitmap covers.
+    pub cache_bits: [u64; 3],
+    /// Number of valid entries in `files`.
+    pub file_count: u64,
+    /// The files the areas map (by [`VmaRecord::file`]), as far as they fit.
+    pub files: [FileRecord; MAX_EXPORTED_FILES],
+}
+
+/// Most files the export area describes.
+pub const MAX_EXPORTED_FILES: usize = 64;
+
+/// One file a VMA maps, as `/proc/PID/maps` names it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    /// The file's index ([`VmaRecord::file`]).
+    pub id: u64,
+    /// `st_dev` (encoded as `stat` returns it; 0 with `ino` 0: unknown to
+    /// the guest, the host finds it).
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// Bytes of `path` used.
+    pub path_len: u64,
+    /// The canonical guest path (truncated).
+    pub path: [u8; 224],
+}
+
+impl Default for FileRecord {
+    fn default() -> Self {
+        FileRecord {
+            id: 0,
+            dev: 0,
+            ino: 0,
+            path_len: 0,
+            path: [0; 224],
+        }
+    }
 }
 
 /// One exported VMA.

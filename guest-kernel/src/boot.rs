@@ -16,10 +16,11 @@ use guest_kernel::errno::Errno;
 use guest_kernel::exec::aslr::Layout;
 use guest_kernel::exec::{ArgBlock, AuxValues, LoadPlan};
 use guest_kernel::fmt::MsgBuf;
+use guest_kernel::fs::cache::{FileInfo, InodeKey};
 use guest_kernel::mm::frame::FrameAllocator;
 use guest_kernel::mm::paging::{pte, KernelHalf, PageSize, PageTable};
 use guest_kernel::mm::phys::PhysMem;
-use guest_kernel::mm::space::{FileImage, MmEnv};
+use guest_kernel::mm::space::MmEnv;
 use guest_kernel::process::{exec, Process};
 use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::*;
@@ -53,6 +54,8 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     k.kernel = build_kernel_tables(&mut mem, &mut k.frames, &info);
     cpu::load_kernel_tables(&k.kernel);
     setup_cpu();
+    setup_heap(&mut mem, &mut k.frames, info.mem_size);
+    k.fs.connect();
     k.frames_kernel = k.frames.in_use();
     hypercall::phase(phase::KERNEL_READY);
     exec_initial(k, &mut mem);
@@ -73,6 +76,25 @@ fn read_boot_info(pa: u64) -> BootInfo {
         hypercall::panic(b"boot info: bad free memory range");
     }
     info
+}
+
+/// The kernel heap (1/64 of RAM, 2 to 32 MiB) and the page-cache bitmap
+/// at its start, in consecutive fresh 2 MiB frames (which need no
+/// zeroing).
+fn setup_heap(mem: &mut DirectMap, frames: &mut FrameAllocator, mem_size: u64) {
+    let bits = frames.cache_bits_bytes().next_multiple_of(PAGE_SIZE);
+    let size = ((mem_size / 64 + bits).clamp(2 << 20, 32 << 20)).next_multiple_of(HUGE_PAGE_SIZE);
+    let Some(mut base) = frames.alloc_huge_zeroed(mem) else {
+        oom()
+    };
+    for _ in 1..size / HUGE_PAGE_SIZE {
+        match frames.alloc_huge_zeroed(mem) {
+            Some(pa) if pa + HUGE_PAGE_SIZE == base => base = pa,
+            _ => hypercall::panic(b"kernel heap frames are not consecutive"),
+        }
+    }
+    frames.use_cache_bits(base);
+    crate::arch::heap::init(DIRECT_MAP_BASE + base + bits, size - bits);
 }
 
 fn oom() -> ! {
@@ -224,12 +246,20 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     };
     exec_phase(mem, exec_phase::ELF_CHECKED);
     let p: &mut Process = &mut k.process;
-    let Some(file_index) = k.files.add(FileImage {
-        phys: info.file_phys,
-        len: info.file_len,
-    }) else {
+    let exe_path = crate::arch::phys::bytes(mem, info.exe_path_phys, info.exe_path_len.min(4096));
+    let image = FileInfo {
+        key: InodeKey { dev: 0, ino: 0 },
+        size: info.file_len,
+        mtime: (0, 0),
+    };
+    let Ok(file_index) = k.cache.add_image(image, exe_path, info.file_phys) else {
         exec_fail(Errno::ENOEXEC, b"file image is not page aligned")
     };
+    p.image_inode = Some(file_index);
+    if info.cwd_len > 0 {
+        p.cwd = crate::arch::phys::bytes(mem, info.cwd_phys, info.cwd_len.min(4095)).to_vec();
+    }
+    p.init_stdio();
     if p.mm.init(mem, &mut k.frames, &k.kernel).is_err() {
         exec_fail(Errno::ENOMEM, b"out of memory creating the address space");
     }
@@ -252,7 +282,8 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     let mut env = MmEnv {
         mem,
         frames: &mut k.frames,
-        files: &k.files,
+        cache: &mut k.cache,
+        host: &mut k.fs,
     };
     let loaded =
         exec::load_elf_binary(&mut p.mm, &mut env, file_index, &plan, &args, &aux, &layout);

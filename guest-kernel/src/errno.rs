@@ -50,12 +50,100 @@ pub enum Errno {
     ENAMETOOLONG = 36,
     /// Function not implemented.
     ENOSYS = 38,
+    /// No such device or address.
+    ENXIO = 6,
+    /// Device or resource busy.
+    EBUSY = 16,
+    /// Cross-device link.
+    EXDEV = 18,
+    /// No such device.
+    ENODEV = 19,
+    /// File table overflow.
+    ENFILE = 23,
+    /// Too many open files.
+    EMFILE = 24,
+    /// Text file busy.
+    ETXTBSY = 26,
+    /// File too large.
+    EFBIG = 27,
+    /// No space left on device.
+    ENOSPC = 28,
+    /// Read-only file system.
+    EROFS = 30,
+    /// Too many links.
+    EMLINK = 31,
+    /// Directory not empty.
+    ENOTEMPTY = 39,
+    /// Too many symbolic links.
+    ELOOP = 40,
+    /// No data available.
+    ENODATA = 61,
+    /// Value too large for defined data type.
+    EOVERFLOW = 75,
+    /// Operation not supported.
+    EOPNOTSUPP = 95,
+    /// Stale file handle.
+    ESTALE = 116,
+    /// Quota exceeded.
+    EDQUOT = 122,
+    /// Timer expired.
+    ETIMEDOUT = 110,
 }
 
 impl Errno {
     /// The value a system call returns for this error: `-errno`.
     pub const fn to_ret(self) -> i64 {
         -(self as i64)
+    }
+
+    /// The error a `-errno` value (from the host) stands for; unknown
+    /// numbers become EIO.
+    pub const fn from_ret(ret: i64) -> Errno {
+        match -ret {
+            1 => Errno::EPERM,
+            2 => Errno::ENOENT,
+            3 => Errno::ESRCH,
+            4 => Errno::EINTR,
+            5 => Errno::EIO,
+            6 => Errno::ENXIO,
+            7 => Errno::E2BIG,
+            8 => Errno::ENOEXEC,
+            9 => Errno::EBADF,
+            10 => Errno::ECHILD,
+            11 => Errno::EAGAIN,
+            12 => Errno::ENOMEM,
+            13 => Errno::EACCES,
+            14 => Errno::EFAULT,
+            16 => Errno::EBUSY,
+            17 => Errno::EEXIST,
+            18 => Errno::EXDEV,
+            19 => Errno::ENODEV,
+            20 => Errno::ENOTDIR,
+            21 => Errno::EISDIR,
+            22 => Errno::EINVAL,
+            23 => Errno::ENFILE,
+            24 => Errno::EMFILE,
+            25 => Errno::ENOTTY,
+            26 => Errno::ETXTBSY,
+            27 => Errno::EFBIG,
+            28 => Errno::ENOSPC,
+            29 => Errno::ESPIPE,
+            30 => Errno::EROFS,
+            31 => Errno::EMLINK,
+            32 => Errno::EPIPE,
+            34 => Errno::ERANGE,
+            36 => Errno::ENAMETOOLONG,
+            38 => Errno::ENOSYS,
+            39 => Errno::ENOTEMPTY,
+            40 => Errno::ELOOP,
+            61 => Errno::ENODATA,
+            75 => Errno::EOVERFLOW,
+            95 => Errno::EOPNOTSUPP,
+            110 => Errno::ETIMEDOUT,
+            116 => Errno::ESTALE,
+            122 => Errno::EDQUOT,
+            _ => Errno::EIO,
+        }
     }
 
     /// The symbolic name, as strace prints it.
@@ -84,6 +172,25 @@ impl Errno {
             Errno::ERANGE => "ERANGE",
             Errno::ENAMETOOLONG => "ENAMETOOLONG",
             Errno::ENOSYS => "ENOSYS",
+            Errno::ENXIO => "ENXIO",
+            Errno::EBUSY => "EBUSY",
+            Errno::EXDEV => "EXDEV",
+            Errno::ENODEV => "ENODEV",
+            Errno::ENFILE => "ENFILE",
+            Errno::EMFILE => "EMFILE",
+            Errno::ETXTBSY => "ETXTBSY",
+            Errno::EFBIG => "EFBIG",
+            Errno::ENOSPC => "ENOSPC",
+            Errno::EROFS => "EROFS",
+            Errno::EMLINK => "EMLINK",
+            Errno::ENOTEMPTY => "ENOTEMPTY",
+            Errno::ELOOP => "ELOOP",
+            Errno::ENODATA => "ENODATA",
+            Errno::EOVERFLOW => "EOVERFLOW",
+            Errno::EOPNOTSUPP => "EOPNOTSUPP",
+            Errno::ESTALE => "ESTALE",
+            Errno::EDQUOT => "EDQUOT",
+            Errno::ETIMEDOUT => "ETIMEDOUT",
         }
     }
 }

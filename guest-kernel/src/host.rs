@@ -55,3 +55,37 @@ impl HostIo for Host {
         base + self.since_boot_ns()
     }
 }
+
+/// The host's file service through the one request block.
+pub struct HostFs {
+    req: Option<&'static mut vmrun_contract::fs::FsRequest>,
+}
+
+impl HostFs {
+    /// Not connected yet (for statics).
+    pub const fn empty() -> HostFs {
+        HostFs { req: None }
+    }
+
+    /// Connect to the request block (at boot).
+    pub fn connect(&mut self) {
+        self.req = hypercall::fs_block();
+    }
+
+    fn block(&mut self) -> &mut vmrun_contract::fs::FsRequest {
+        match self.req.as_deref_mut() {
+            Some(r) => r,
+            None => hypercall::panic(b"file-system request block missing"),
+        }
+    }
+}
+
+impl guest_kernel::fs::host::FsHost for HostFs {
+    fn req(&mut self) -> &mut vmrun_contract::fs::FsRequest {
+        self.block()
+    }
+
+    fn submit(&mut self, iov: &[IoVec]) -> i64 {
+        hypercall::fs(self.block(), iov)
+    }
+}

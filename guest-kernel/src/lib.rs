@@ -11,9 +11,12 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
 pub mod errno;
 pub mod exec;
 pub mod fmt;
+pub mod fs;
 pub mod mm;
 pub mod process;
 pub mod signal;

@@ -4,13 +4,14 @@
 use crate::arch::phys::DirectMap;
 use crate::arch::trap::{self, TrapFrame, UserMode};
 use crate::arch::{cpu, gdt, hypercall};
-use crate::host::Host;
+use crate::host::{Host, HostFs};
+use guest_kernel::fs::cache::PageCache;
 use guest_kernel::mm::export;
 use guest_kernel::mm::fault::{FaultError, FaultKind, FaultOutcome, SegvCode};
 use guest_kernel::mm::frame::FrameAllocator;
 use guest_kernel::mm::paging::KernelHalf;
 use guest_kernel::mm::space::Mm;
-use guest_kernel::mm::space::{FileTable, MmEnv};
+use guest_kernel::mm::space::MmEnv;
 use guest_kernel::mm::vma::{Backing, VmFlags};
 use guest_kernel::process::exec::EntryState;
 use guest_kernel::process::Process;
@@ -33,8 +34,10 @@ pub struct Kernel {
     pub info: BootInfo,
     /// Physical frames.
     pub frames: FrameAllocator,
-    /// The page cache: file images in RAM.
-    pub files: FileTable,
+    /// The page cache.
+    pub cache: PageCache,
+    /// The host's file service.
+    pub fs: HostFs,
     /// The kernel's page tables as address spaces share them.
     pub kernel: KernelHalf,
     /// Frames the kernel holds for good (its tables), for the leak check.
@@ -56,7 +59,8 @@ impl Kernel {
         Kernel {
             info: BootInfo::zeroed(),
             frames: FrameAllocator::empty(),
-            files: FileTable::new(),
+            cache: PageCache::new(),
+            fs: HostFs::empty(),
             kernel: KernelHalf::empty(),
             frames_kernel: 0,
             process: Process::empty(),
@@ -151,7 +155,10 @@ impl Kernel {
             return;
         }
         if inspects {
-            export::export_vmas(&self.process.mm, mem, self.info.vma_export_phys);
+            let bits = self.frames.cache_bits_info();
+            let at = self.info.vma_export_phys;
+            export::export_vmas(&self.process.mm, mem, at, bits);
+            export::export_files(&self.process.mm, &self.cache, mem, at);
         }
         let mm = &self.process.mm;
         hypercall::call(
@@ -239,7 +246,8 @@ impl Kernel {
         let mut env = MmEnv {
             mem,
             frames: &mut self.frames,
-            files: &self.files,
+            cache: &mut self.cache,
+            host: &mut self.fs,
         };
         let mut cx = Ctx {
             p: &mut self.process,
@@ -293,7 +301,8 @@ impl Kernel {
         let mut env = MmEnv {
             mem,
             frames: &mut self.frames,
-            files: &self.files,
+            cache: &mut self.cache,
+            host: &mut self.fs,
         };
         let result = self.process.mm.handle_page_fault(&mut env, addr, error);
         let ip = self.regs().rip;
@@ -346,11 +355,13 @@ impl Kernel {
     fn exit(&mut self, mem: &mut DirectMap, kind: u64, status: u64, fault: [u64; 3]) -> ! {
         self.flush_vma_journal(mem);
         self.event(mem, event::EXIT, 0, 0);
+        self.close_files(mem);
         let mm = &mut self.process.mm;
         self.stats.peak_user_frames = mm.peak_user_frames;
         mm.teardown(mem, &mut self.frames);
         self.stats.user_frames = mm.user_frames;
         self.stats.user_table_pages = mm.user_table_pages();
+        self.cache.clear(mem, &mut self.frames);
         self.flush_vma_journal(mem);
         self.stats.frames_total = self.frames.total();
         self.stats.frames_in_use = self.frames.in_use();
@@ -358,6 +369,25 @@ impl Kernel {
         self.stats.magic = BOOT_MAGIC;
         write_stats(mem, &self.stats);
         hypercall::exit([kind, status, fault[0], fault[1], fault[2]])
+    }
+}
+
+impl Kernel {
+    /// At exit: shared file mappings are written back and every open file
+    /// is released (host handles closed), as the exiting task's files are.
+    fn close_files(&mut self, mem: &mut DirectMap) {
+        let mut env = MmEnv {
+            mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        let mut cx = Ctx {
+            p: &mut self.process,
+            env: &mut env,
+            host: &mut self.host,
+        };
+        syscall::exit_files(&mut cx);
     }
 }
 

@@ -1,12 +1,14 @@
 //! Serving the guest kernel's hypercalls.
 //!
-//! [`handle`] is a pure function of guest memory, the request block the
-//! guest pointed at, and the host's stdio (behind [`HostIo`]), so it is unit
-//! tested with synthetic requests. Every address and length the guest
+//! [`handle`] is a function of guest memory, the request block the guest
+//! pointed at, the host's stdio (behind [`HostIo`]) and the host's files
+//! (behind [`HostFs`], confined to the guest's view), so it is unit tested
+//! with synthetic requests. Every address and length the guest
 //! passes is checked against guest RAM; a bad one is answered with -EFAULT
 //! (or ends the run for requests that cannot fail gracefully).
 
 use crate::error::Result;
+use crate::fs::HostFs;
 use crate::memory::GuestRam;
 use std::io;
 use vmrun_contract::{exit_kind, hc, Hypercall, IoVec};
@@ -81,7 +83,7 @@ pub enum Action {
 }
 
 /// Serve the hypercall whose block is at guest-physical `block`.
-pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo) -> Result<Action> {
+pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo, fs: &mut HostFs) -> Result<Action> {
     let mut req: Hypercall = ram.read_pod(block)?;
     let a = req.args;
     let action = match req.nr {
@@ -107,6 +109,7 @@ pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo) -> Result<Action
         hc::PHASE => Action::Phase(a[0]),
         hc::TRACE_DRAIN => Action::TraceDrain,
         hc::EVENT => Action::Event(a[0], [a[1], a[2], a[3], a[4]]),
+        hc::FS => ret(&mut req, fs.serve(ram, a[0])),
         other => Action::Stop(Outcome::GuestPanic(format!("unknown hypercall {other}"))),
     };
     if !matches!(action, Action::Stop(_)) {
@@ -162,7 +165,7 @@ fn iovecs(ram: &GuestRam, addr: u64, count: u64) -> std::result::Result<Vec<IoVe
 /// order, until one transfers less than its length: the bytes transferred,
 /// or -errno if the first piece failed (an error after some bytes ends the
 /// transfer short, as a partial read or write does).
-fn transfer(
+pub(crate) fn transfer(
     ram: &GuestRam,
     iov: u64,
     count: u64,
@@ -249,7 +252,8 @@ mod tests {
     fn call(ram: &GuestRam, io: &mut FakeIo, nr: u64, args: [u64; 6]) -> (Action, i64) {
         ram.write_pod(BLOCK, &Hypercall { nr, args, ret: 0 })
             .unwrap();
-        let action = handle(ram, BLOCK, io).unwrap();
+        let mut fs = HostFs::open(&[], false).unwrap();
+        let action = handle(ram, BLOCK, io, &mut fs).unwrap();
         (action, ram.read_pod::<Hypercall>(BLOCK).unwrap().ret)
     }
 

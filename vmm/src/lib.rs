@@ -11,7 +11,8 @@
 //!    boot info; [`boot`] writes the boot GDT and page tables and the vCPU's
 //!    64-bit entry state.
 //! 4. [`vm`] runs the vCPU; each exit is classified, and hypercalls are
-//!    served by [`hypercall`] (stdio, host-side copy/zero, exit).
+//!    served by [`hypercall`] (stdio, host-side copy/zero, exit) and the
+//!    host's files by [`fs`], inside the view the user granted.
 //! 5. [`inspect`] reads what the guest built, from guest memory alone: an
 //!    independent page-table walk and checker, the VMAs in /proc/PID/maps
 //!    form, the trace ring (with an strace view), statistics and SVG plots.
@@ -28,6 +29,7 @@
 pub mod bench;
 pub mod boot;
 pub mod error;
+pub mod fs;
 pub mod hypercall;
 pub mod inspect;
 pub mod kvm;

@@ -56,10 +56,10 @@ pub fn args_block(execfn: &[u8], argv: &[OsString], envp: &[OsString]) -> Result
         block.extend_from_slice(s);
         block.push(0);
     }
-    // Room is kept for the canonical path (up to 4 KiB) and the length
-    // table (4 bytes a string) after the block.
+    // Room is kept for the canonical path and the working directory (up to
+    // 4 KiB each) and the length table (4 bytes a string) after the block.
     let table = 4 * (1 + argv.len() + envp.len()) as u64;
-    if block.len() as u64 + 4096 + 8 + table > ARGS_MAX {
+    if block.len() as u64 + 2 * 4096 + 8 + table > ARGS_MAX {
         return Err(Error::Config(format!(
             "argument list too long ({} bytes of arguments and environment, limit {ARGS_MAX})",
             block.len()
@@ -87,6 +87,8 @@ pub struct BootPayload<'a> {
     pub lens: &'a [u8],
     /// The program's absolute, canonical path.
     pub exe_path: &'a [u8],
+    /// The guest path of the initial working directory.
+    pub cwd: &'a [u8],
     /// Number of argv strings in the block.
     pub argc: u32,
     /// Number of environment strings in the block.
@@ -160,6 +162,9 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
     ram.write_bytes(exe_path_phys, exe_path)?;
     let lens_phys = (exe_path_phys + exe_path.len() as u64).next_multiple_of(8);
     ram.write_bytes(lens_phys, p.lens)?;
+    let cwd_phys = lens_phys + p.lens.len() as u64;
+    let cwd = &p.cwd[..p.cwd.len().min(4095)];
+    ram.write_bytes(cwd_phys, cwd)?;
     let info = BootInfo {
         magic: BOOT_MAGIC,
         version: CONTRACT_VERSION,
@@ -183,6 +188,8 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         trace_mask: p.trace_mask,
         notify_fault_every: p.notify_fault_every,
         vma_export_phys: top.vma_export_phys,
+        cwd_phys,
+        cwd_len: cwd.len() as u64,
         tsc_khz: p.tsc_khz,
         realtime_ns: crate::sys::clock_ns(libc::CLOCK_REALTIME),
         monotonic_ns: crate::sys::clock_ns(libc::CLOCK_MONOTONIC),
@@ -213,6 +220,7 @@ mod tests {
             args: b"p\0",
             lens: &[2, 0, 0, 0],
             exe_path: b"/p",
+            cwd: b"/",
             argc: 0,
             envc: 0,
             flags: 0,
@@ -235,7 +243,8 @@ mod tests {
             ..payload(b"")
         };
         let r = top_regions(64 << 20, &p);
-        assert_eq!(r.vma_export_phys, (64 << 20) - 0x3000);
+        let export_pages = page_align(std::mem::size_of::<VmaExport>() as u64);
+        assert_eq!(r.vma_export_phys, (64 << 20) - export_pages);
         assert_eq!(r.trace_phys + r.trace_len, r.vma_export_phys);
         assert!(r.trace_len >= 64 + 1000 * 64);
         assert_eq!(r.free_end, r.trace_phys);
@@ -269,6 +278,24 @@ mod tests {
         let k = load_kernel(ram.mem(), GUEST_KERNEL).unwrap();
         assert!(k.entry >= vmrun_contract::layout::KERNEL_VIRT_BASE + KERNEL_PHYS);
         assert!(k.phys_end > KERNEL_PHYS);
+    }
+
+    #[test]
+    fn working_directory_is_written_after_the_length_table() {
+        let ram = GuestRam::new(16 << 20).unwrap();
+        let k = LoadedKernel {
+            entry: 0,
+            phys_end: 2 << 20,
+        };
+        let p = BootPayload {
+            cwd: b"/home/u/src",
+            ..payload(b"\x7fELF")
+        };
+        let info = write_payload(&ram, &k, &p).unwrap();
+        assert_eq!(info.cwd_phys, info.args_lens_phys + 4);
+        let mut cwd = vec![0u8; info.cwd_len as usize];
+        ram.read_bytes(info.cwd_phys, &mut cwd).unwrap();
+        assert_eq!(cwd, b"/home/u/src");
     }
 
     #[test]

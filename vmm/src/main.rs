@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 use vmm::error::{Error, EXIT_VMRUN_FAILURE};
+use vmm::fs::Mount;
 use vmm::hypercall::Outcome;
 use vmm::kvm::Platform;
 use vmm::session::Session;
@@ -17,6 +18,7 @@ usage: vmrun [OPTIONS] PROGRAM [ARGS...]
 
 Run an x86-64 Linux ELF program in a KVM virtual machine under vmrun's own
 guest kernel. The program's exit status becomes vmrun's.
+The guest sees the host's file tree read-only and the current directory read-write.
 
 options:
   -m, --mem SIZE          guest RAM (default 256M; suffixes K, M, G)
@@ -26,6 +28,14 @@ options:
       --argv0 NAME        pass NAME as argv[0] instead of PROGRAM
       --aslr              randomise the address-space layout (default: off)
   -v, --verbose           show the guest kernel's log lines
+
+files (guest /proc and /dev are the guest kernel's own, never the host's):
+      --mount HOST:GUEST[:ro|rw]
+                          show host directory HOST at the absolute guest
+                          path GUEST, read-write unless :ro (repeatable;
+                          --volume is the same, as in docker)
+      --isolate           hide the host's file tree and current directory:
+                          the guest sees only its --mount directories
 
 observing the guest (output on stderr unless a FILE is given):
       --trace CATS        print trace records as they happen; CATS is a
@@ -195,6 +205,8 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         aslr: false,
         verbose: false,
         observe: Default::default(),
+        mounts: vec![],
+        default_view: true,
     };
     let mut watch = Watch::default();
     let mut argv0 = None;
@@ -217,6 +229,10 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "-i" | "--clear-env" => config.env.clear(),
             "--argv0" => argv0 = Some(value(&s)?),
             "--aslr" => config.aslr = true,
+            "--mount" | "--volume" => config
+                .mounts
+                .push(Mount::parse(&value(&s)?.to_string_lossy())?),
+            "--isolate" => config.default_view = false,
             "--stats" => watch.stats = true,
             "--stats-json" => watch.stats_json = Some(value(&s)?.into()),
             "--trace" => watch.trace = parse_categories(&value(&s)?.to_string_lossy())?,
@@ -348,6 +364,7 @@ impl FromVec for OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmm::fs::Access;
 
     fn run_cli(args: &[&str]) -> Cli {
         match parse(args.iter().map(OsString::from).collect()) {
@@ -404,6 +421,37 @@ mod tests {
             Some(ALL_CATEGORIES)
         );
         assert!(cli.watch.observe().stop_at_exec_exit);
+    }
+
+    #[test]
+    fn mounts_and_isolate_fill_the_view() {
+        let cli = run_cli(&[
+            "--isolate",
+            "--mount",
+            "/srv:/data:ro",
+            "--volume",
+            "/tmp:/scratch",
+            "p",
+        ]);
+        assert!(!cli.config.default_view);
+        let m = &cli.config.mounts;
+        assert_eq!(
+            (m[0].guest.as_slice(), m[0].access),
+            (&b"/data"[..], Access::ReadOnly)
+        );
+        assert_eq!(
+            (m[1].guest.as_slice(), m[1].access),
+            (&b"/scratch"[..], Access::ReadWrite)
+        );
+        assert!(run_cli(&["p"]).config.default_view);
+    }
+
+    #[test]
+    fn mounting_over_proc_or_dev_is_refused() {
+        for spec in ["/x:/proc", "/x:/dev:ro", "/x:relative", "/x"] {
+            let err = parse(vec!["--mount".into(), spec.into(), "p".into()]);
+            assert!(matches!(err, Err(msg) if msg.contains("--mount")), "{spec}");
+        }
     }
 
     #[test]

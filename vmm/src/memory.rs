@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use kvm_ioctls::VmFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vmrun_contract::fs::FsRequest;
 use vmrun_contract::{trace, BootInfo, GuestStats, Hypercall, IoVec, VmaExport, VmaRecord};
 
 /// Plain-old-data types that may be copied to and from guest memory byte
@@ -36,6 +37,9 @@ unsafe impl Pod for trace::Record {}
 unsafe impl Pod for VmaRecord {}
 // SAFETY: a primitive integer.
 unsafe impl Pod for u64 {}
+// SAFETY: as above: u32 pairs, u64/i64 fields and byte arrays, in an order
+// that leaves no padding (checked by the size tests below).
+unsafe impl Pod for FsRequest {}
 
 /// The bytes of a [`Pod`] value, to fill from guest memory.
 pub fn pod_bytes_mut<T: Pod>(val: &mut T) -> &mut [u8] {
@@ -193,10 +197,17 @@ mod tests {
         );
         assert_eq!(std::mem::size_of::<trace::RingHeader>(), 32);
         assert_eq!(std::mem::size_of::<VmaRecord>(), 40);
-        assert_eq!(std::mem::size_of::<VmaExport>(), 8 + 96 + 256 * 40);
+        assert_eq!(
+            std::mem::size_of::<VmaExport>(),
+            8 + 96 + 256 * 40 + 24 + 8 + 64 * 256
+        );
         assert_eq!(
             std::mem::size_of::<BootInfo>(),
-            18 * 8 + 16 + 8 + 16 + 8 * 4
+            20 * 8 + 16 + 8 + 16 + 8 * 4
+        );
+        assert_eq!(
+            std::mem::size_of::<FsRequest>(),
+            8 + 6 * 8 + 4 * 8 + 8 + 3 * 8 + 256 + 2 * 4096
         );
         assert_eq!(std::mem::size_of::<Hypercall>(), 8 * 8);
         assert_eq!(std::mem::size_of::<IoVec>(), 16);

@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::hypercall::HostIo;
 use crate::hypercall::Outcome;
-use crate::inspect::check::{check, CheckInput, Violation};
+use crate::inspect::check::{check, CacheBitmap, CheckInput, Violation};
 use crate::inspect::maps::{format_maps, FileInfo};
 use crate::inspect::pagetable::{self, walk, Walk, WalkOptions};
 use crate::inspect::stats::Stats;
@@ -278,7 +278,8 @@ impl Session {
         user_tables: u64,
     ) -> Option<(String, Vec<Violation>)> {
         let vmas = &export.vmas[..export.count as usize];
-        let violations = self.check_walk(walk, vmas, user_frames, user_tables);
+        let cache = CacheBitmap::read(self.vm.ram(), export.cache_bits);
+        let violations = self.check_walk(walk, vmas, &cache, user_frames, user_tables);
         (!violations.is_empty()).then(|| (when.to_string(), violations))
     }
 
@@ -286,6 +287,7 @@ impl Session {
         &self,
         walk: &Walk,
         vmas: &[vmrun_contract::VmaRecord],
+        cache: &CacheBitmap,
         frames: u64,
         tables: u64,
     ) -> Vec<Violation> {
@@ -297,6 +299,7 @@ impl Session {
             user_frames: frames,
             user_table_pages: tables,
             page_cache: info.file_phys..cache_end,
+            cache_frames: cache,
             trampoline: SYSCALL_TRAMPOLINE_VIRT,
         })
     }
@@ -352,6 +355,7 @@ impl Session {
         stats.vm_exits = self.vm.exits().clone();
         stats.lost = self.vm.trace_lost();
         stats.boot_phases = boot_phases(run);
+        stats.fs = self.vm.fs_stats().clone();
         if self.watch.stats {
             eprint!("{}", stats.render_text());
         }

@@ -9,6 +9,7 @@
 
 use crate::boot;
 use crate::error::{Error, Result};
+use crate::fs::{FsStats, HostFs, Mount};
 use crate::hypercall::{self, Action, HostIo, Outcome};
 use crate::kvm::{self, Platform};
 use crate::loader::{self, BootPayload, LoadedKernel};
@@ -44,11 +45,17 @@ pub struct VmConfig {
     pub verbose: bool,
     /// What the host wants to observe.
     pub observe: Observe,
+    /// Host directories shown to the guest (after the default view's).
+    pub mounts: Vec<Mount>,
+    /// Show the default view: the host's `/` read-only and the current
+    /// directory read-write (`--isolate` turns it off).
+    pub default_view: bool,
 }
 
 impl VmConfig {
     /// Run `program` with `argv[0]` its path, no environment, the default
-    /// RAM, the fixed layout, and nothing observed; change fields as needed.
+    /// RAM, the fixed layout, nothing observed, and the default view of the
+    /// host's files; change fields as needed.
     pub fn for_program(program: impl Into<PathBuf>) -> VmConfig {
         let program = program.into();
         VmConfig {
@@ -59,6 +66,8 @@ impl VmConfig {
             aslr: false,
             verbose: false,
             observe: Observe::default(),
+            mounts: vec![],
+            default_view: true,
         }
     }
 }
@@ -194,6 +203,7 @@ pub struct Vm {
     info: BootInfo,
     exits: BTreeMap<String, u64>,
     trace_lost: u64,
+    fs: HostFs,
     /// The platform vmrun detected.
     pub platform: Platform,
 }
@@ -204,6 +214,7 @@ impl Vm {
         let started = Instant::now();
         let program = read_program(&config.program)?;
         validate_mem(config.mem_size)?;
+        let mut fs = HostFs::open(&config.mounts, config.default_view)?;
         let kvm = kvm::open()?;
         let platform = Platform::detect();
         let vm = kvm
@@ -221,7 +232,13 @@ impl Vm {
         let vm_create = started.elapsed();
         let kernel = loader::load_kernel(ram.mem(), loader::GUEST_KERNEL)?;
         let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0) as u64;
-        let info = write_boot_state(&ram, &kernel, config, &program, platform, tsc_khz)?;
+        let cwd = fs.initial_cwd();
+        let host = HostFacts {
+            platform,
+            tsc_khz,
+            cwd: &cwd,
+        };
+        let info = write_boot_state(&ram, &kernel, config, &program, &host)?;
         setup_vcpu(&vcpu, kernel.entry)?;
         let timings = Timings {
             vm_create,
@@ -238,6 +255,7 @@ impl Vm {
             info,
             exits: BTreeMap::new(),
             trace_lost: 0,
+            fs,
             platform,
         })
     }
@@ -275,6 +293,9 @@ impl Vm {
             count: 0,
             mm: [0; 12],
             vmas: [Default::default(); vmrun_contract::MAX_EXPORTED_VMAS],
+            cache_bits: [0; 3],
+            file_count: 0,
+            files: [Default::default(); vmrun_contract::MAX_EXPORTED_FILES],
         });
         if self.info.vma_export_phys == 0 {
             return Err(Error::Config(
@@ -297,10 +318,15 @@ impl Vm {
         &self.vcpu
     }
 
-    /// The vCPU, to run it directly, with guest RAM (single-stepping in
-    /// `bench`).
-    pub fn vcpu_and_ram(&mut self) -> (&mut VcpuFd, &GuestRam) {
-        (&mut self.vcpu, &self.ram)
+    /// The vCPU, to run it directly, with guest RAM and the file service
+    /// (single-stepping in `bench`).
+    pub fn vcpu_and_ram(&mut self) -> (&mut VcpuFd, &GuestRam, &mut HostFs) {
+        (&mut self.vcpu, &self.ram, &mut self.fs)
+    }
+
+    /// The file service's counters so far.
+    pub fn fs_stats(&self) -> &FsStats {
+        self.fs.stats()
     }
 
     /// Trace records lost so far (the ring was full and could not drain).
@@ -357,7 +383,7 @@ impl Vm {
                     return Ok(Event::Finished(RunEnd::VmFailure(self.dump(&what))));
                 }
             };
-            let action = match hypercall::handle(&self.ram, block, io) {
+            let action = match hypercall::handle(&self.ram, block, io, &mut self.fs) {
                 Ok(action) => action,
                 Err(e) => {
                     let what = format!("bad hypercall block at {block:#x}: {e}");
@@ -570,20 +596,27 @@ fn supported_cpuid(kvm: &Kvm) -> Result<CpuId> {
         .map_err(|e| Error::KvmIoctl("KVM_GET_SUPPORTED_CPUID", e))
 }
 
+/// What the host found out that goes into the boot info.
+struct HostFacts<'a> {
+    platform: Platform,
+    tsc_khz: u64,
+    /// The guest path of the initial working directory.
+    cwd: &'a [u8],
+}
+
 fn write_boot_state(
     ram: &GuestRam,
     kernel: &LoadedKernel,
     config: &VmConfig,
     program: &[u8],
-    platform: Platform,
-    tsc_khz: u64,
+    host: &HostFacts,
 ) -> Result<BootInfo> {
     boot::write_boot_tables(ram)?;
     let execfn = config.program.as_os_str().as_encoded_bytes();
     let args = loader::args_block(execfn, &config.argv, &config.env)?;
     let lens = loader::string_lengths(execfn, &config.argv, &config.env);
     let mut flags = 0;
-    if platform == Platform::Pvm {
+    if host.platform == Platform::Pvm {
         flags |= boot_flags::PLATFORM_PVM;
     }
     if config.aslr {
@@ -608,10 +641,11 @@ fn write_boot_state(
         args: &args,
         lens: &lens,
         exe_path: canonical.as_os_str().as_encoded_bytes(),
+        cwd: host.cwd,
         argc: config.argv.len() as u32,
         envc: config.env.len() as u32,
         flags,
-        tsc_khz,
+        tsc_khz: host.tsc_khz,
         random: random_bytes(),
         aslr_seed: u64::from_le_bytes(random_bytes()[..8].try_into().unwrap_or_default()),
         trace_mask: o.trace_mask,

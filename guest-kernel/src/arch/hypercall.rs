@@ -7,6 +7,8 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::{addr_of_mut, read_volatile, write_volatile};
+use core::sync::atomic::{AtomicBool, Ordering};
+use vmrun_contract::fs::FsRequest;
 use vmrun_contract::{
     hc,
     layout::{DIRECT_MAP_BASE, KERNEL_VIRT_BASE},
@@ -46,6 +48,38 @@ pub fn call(nr: u64, args: [u64; 6]) -> i64 {
         super::cpu::outl(HYPERCALL_PORT, kernel_phys(b) as u32);
         read_volatile(addr_of_mut!((*b).ret))
     }
+}
+
+struct FsBlock(UnsafeCell<FsRequest>);
+// SAFETY: as `Block`; handed out once by `fs_block`.
+unsafe impl Sync for FsBlock {}
+
+static FS_BLOCK: FsBlock = FsBlock(UnsafeCell::new(FsRequest::zeroed()));
+static FS_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The file-system request block, handed out once.
+#[allow(clippy::mut_from_ref)]
+pub fn fs_block() -> Option<&'static mut FsRequest> {
+    if FS_TAKEN.swap(true, Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: the flag makes this the only borrow ever made.
+    Some(unsafe { &mut *FS_BLOCK.0.get() })
+}
+
+/// Send the file-system request `req` (the block from [`fs_block`]) with
+/// the data pieces `iov`.
+pub fn fs(req: &mut FsRequest, iov: &[IoVec]) -> i64 {
+    req.iov_phys = kernel_phys(iov.as_ptr());
+    req.iov_count = iov.len() as u64;
+    let r = call(
+        hc::FS,
+        [kernel_phys(req as *const FsRequest), 0, 0, 0, 0, 0],
+    );
+    // The host wrote the outputs; make the compiler read them afresh.
+    // SAFETY: `req` is a valid, exclusive reference.
+    unsafe { core::ptr::read_volatile(&req.ret) };
+    r
 }
 
 /// Ask the host to write the pieces of `iov` to its fd `fd`.

@@ -11,6 +11,7 @@ pub mod cpu;
 pub mod entry;
 pub mod gdt;
 pub mod global;
+pub mod heap;
 pub mod hypercall;
 pub mod idt;
 pub mod layout;

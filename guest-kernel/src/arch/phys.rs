@@ -126,6 +126,13 @@ impl PhysMem for DirectMap {
         hypercall::copy(dst, src, len);
     }
 
+    fn copy_local(&mut self, dst: u64, src: u64, len: u64) {
+        let (d, s) = (self.ptr(dst, len), self.ptr(src, len));
+        // SAFETY: both ranges were checked against RAM by `ptr`; callers
+        // copy between distinct frames (a page-cache page and a user page).
+        unsafe { core::ptr::copy_nonoverlapping(s, d, len as usize) }
+    }
+
     fn write_run(&mut self, pa: u64, first: u64, step: u64, n: u64) {
         let p = self.ptr(pa, 8 * n) as *mut u64;
         for k in 0..n as usize {

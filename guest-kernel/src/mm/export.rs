@@ -5,12 +5,15 @@
 use super::phys::PhysMem;
 use super::space::Mm;
 use super::vma::{Backing, Prot, VmFlags, Vma};
-use vmrun_contract::{vma_flags, MAX_EXPORTED_VMAS};
+use crate::fs::cache::PageCache;
+use vmrun_contract::{vma_flags, MAX_EXPORTED_FILES, MAX_EXPORTED_VMAS};
 
 /// Offset of `VmaExport::vmas` (count, then 12 mm fields).
 const VMAS_OFFSET: u64 = 8 + 12 * 8;
 /// Size of one `VmaRecord`.
 const RECORD: u64 = 40;
+/// Size of one `FileRecord`.
+const FILE_RECORD: u64 = 256;
 
 /// The contract's flag bits for `v`.
 pub fn flags_of(v: &Vma) -> u64 {
@@ -44,8 +47,43 @@ pub fn file_of(v: &Vma) -> (u64, u64) {
     }
 }
 
-/// Write `mm`'s areas and layout fields at physical `pa`.
-pub fn export_vmas<M: PhysMem>(mm: &Mm, mem: &mut M, pa: u64) {
+/// Write the files the areas map (their identity and path, from the page
+/// cache) after the page-cache bitmap fields.
+pub fn export_files<M: PhysMem>(mm: &Mm, cache: &PageCache, mem: &mut M, pa: u64) {
+    let count_at = pa + VMAS_OFFSET + RECORD * MAX_EXPORTED_VMAS as u64 + 24;
+    let mut ids: alloc::vec::Vec<u16> = mm
+        .vmas
+        .iter()
+        .filter_map(|v| match v.backing {
+            Backing::File { file, .. } => Some(file),
+            Backing::Anon => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.truncate(MAX_EXPORTED_FILES);
+    mem.write_u64(count_at, ids.len() as u64);
+    for (i, id) in ids.iter().enumerate() {
+        let at = count_at + 8 + FILE_RECORD * i as u64;
+        let Some(ino) = cache.get(*id) else { continue };
+        let path = &ino.path[..ino.path.len().min(224)];
+        for (k, w) in [u64::from(*id), ino.key.dev, ino.key.ino, path.len() as u64]
+            .iter()
+            .enumerate()
+        {
+            mem.write_u64(at + 8 * k as u64, *w);
+        }
+        mem.write_bytes(at + 32, path);
+    }
+}
+
+/// Write `mm`'s areas and layout fields at physical `pa`, and where the
+/// page-cache bitmap (`cache_bits`: bitmap, first frame, frames) is.
+pub fn export_vmas<M: PhysMem>(mm: &Mm, mem: &mut M, pa: u64, cache_bits: [u64; 3]) {
+    let bits_at = pa + VMAS_OFFSET + RECORD * MAX_EXPORTED_VMAS as u64;
+    for (k, w) in cache_bits.iter().enumerate() {
+        mem.write_u64(bits_at + 8 * k as u64, *w);
+    }
     let n = mm.vmas.len().min(MAX_EXPORTED_VMAS);
     mem.write_u64(pa, n as u64);
     let fields = [
@@ -109,7 +147,7 @@ mod tests {
             .unwrap();
         mm.start_brk = 0x405000;
         mm.brk = 0x406000;
-        export_vmas(&mm, &mut mem, 0x2000);
+        export_vmas(&mm, &mut mem, 0x2000, [0; 3]);
         assert_eq!(mem.read_u64(0x2000), 2);
         assert_eq!(mem.read_u64(0x2000 + 8 + 5 * 8), 0x406000);
         let r0 = 0x2000 + VMAS_OFFSET;

@@ -361,7 +361,8 @@ impl Mm {
             ));
         }
         self.tlb_stale = true;
-        if env.frames.owns(t.frame) {
+        let shared = self.vmas.as_slice()[i].flags.contains(VmFlags::SHARED);
+        if shared || env.frames.is_private(env.mem, t.frame) {
             self.pt.set_flags(env.mem, va, t.flags | pte::RW | pte::D);
             return Ok(FaultOutcome::new(
                 FaultKind::MadeWritable,
@@ -484,24 +485,32 @@ impl Mm {
         else {
             return Err(FaultError::Segv(SegvCode::MapErr));
         };
-        let img = *env
-            .files
+        let size = env
+            .cache
             .get(file)
-            .ok_or(FaultError::Segv(SegvCode::MapErr))?;
+            .ok_or(FaultError::Segv(SegvCode::MapErr))?
+            .size;
         let off = offset.saturating_add(va - v.start);
-        let data_end = data_end.min(img.len);
+        let data_end = data_end.min(size);
+        if v.flags.contains(VmFlags::SHARED) && off < size {
+            return self.map_shared_page(env, i, va, file, off);
+        }
         let whole = off.checked_add(PAGE_SIZE).is_some_and(|e| e <= data_end);
         if whole && !write {
-            return self.map_file_around(env, &v, va, img.phys, data_end);
+            return self.map_file_around(env, &v, va, file, data_end);
         }
         let n = data_end.saturating_sub(off).min(PAGE_SIZE);
+        let src = match n {
+            0 => 0,
+            _ => cache_page(env, file, off)?,
+        };
         let frame = match n {
             PAGE_SIZE => env.frames.alloc_uninit(env.mem),
             _ => env.frames.alloc_zeroed(env.mem),
         }
         .ok_or(FaultError::OutOfMemory)?;
         if n > 0 {
-            env.mem.copy(frame, img.phys + off, n);
+            env.mem.copy(frame, src, n);
         }
         let kind = if n > 0 {
             FaultKind::FileCopied
@@ -511,18 +520,47 @@ impl Mm {
         self.install_private(env, i, va, frame, kind)
     }
 
-    /// Map the page-cache page at `va` read-only, with the whole-data pages
-    /// of its aligned [`FAULT_AROUND_PAGES`] window that are not mapped yet.
+    /// A page of a shared file mapping: the page-cache frame itself, with
+    /// the area's rights (writes land in the cache and are written back).
+    fn map_shared_page<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        file: u16,
+        off: u64,
+    ) -> Result<FaultOutcome, FaultError> {
+        let frame = cache_page(env, file, off)?;
+        let flags = user_pte_flags(self.vmas.as_slice()[i].prot, true);
+        let r = self
+            .pt
+            .map(env.mem, env.frames, va, frame, PageSize::Size4K, flags);
+        match r {
+            Ok(()) => Ok(FaultOutcome::new(
+                FaultKind::FileMapped,
+                va,
+                frame,
+                PageSize::Size4K,
+            )),
+            Err(MapError::AlreadyMapped(_) | MapError::HugeConflict(_)) => Ok(spurious(va)),
+            Err(e) => Err(oom(e)),
+        }
+    }
+
+    /// Map the page-cache page at `va` read-only (reading it from the host
+    /// if needed), with the resident whole-data pages of its aligned
+    /// [`FAULT_AROUND_PAGES`] window that are not mapped yet.
     fn map_file_around<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         v: &Vma,
         va: u64,
-        img_phys: u64,
+        file: u16,
         data_end: u64,
     ) -> Result<FaultOutcome, FaultError> {
-        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
         let off_of = |a: u64| v.file_offset(a).unwrap_or(0);
+        let frame = cache_page(env, file, off_of(va))?;
+        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
         let data_top = v.start + (data_end - off_of(v.start)) / PAGE_SIZE * PAGE_SIZE;
         let from = (va & !(window - 1)).max(v.start);
         let to = (from + window)
@@ -530,19 +568,32 @@ impl Mm {
             .min(data_top)
             .min((va | (HUGE_PAGE_SIZE - 1)) + 1);
         let flags = user_pte_flags(v.prot, false);
-        let n = (to - from) / PAGE_SIZE;
-        let mapped = self.pt.map_pages(
-            env.mem,
-            env.frames,
-            from,
-            img_phys + off_of(from),
-            n,
-            PageSize::Size4K,
-            flags,
-        );
-        let frame = img_phys + off_of(va);
+        let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+        let mut mapped = 0;
+        let mut a = from;
+        while a < to {
+            let Some(pa) = ino.resident(off_of(a) / PAGE_SIZE) else {
+                a += PAGE_SIZE;
+                continue;
+            };
+            // The longest run of physically consecutive resident pages.
+            let mut n = 1;
+            while a + n * PAGE_SIZE < to
+                && ino.resident(off_of(a) / PAGE_SIZE + n) == Some(pa + n * PAGE_SIZE)
+            {
+                n += 1;
+            }
+            // The window lies in one page table (it ends at the 2 MiB
+            // boundary), so map_pages covers the whole run, skipping pages
+            // already mapped.
+            mapped += self
+                .pt
+                .map_pages(env.mem, env.frames, a, pa, n, PageSize::Size4K, flags)
+                .map_err(oom)?;
+            a += n * PAGE_SIZE;
+        }
         let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
-        out.pages_mapped = mapped.map_err(oom)?;
+        out.pages_mapped = mapped;
         Ok(out)
     }
 
@@ -568,6 +619,19 @@ impl Mm {
             vma.anon = id;
         }
     }
+}
+
+/// The page-cache frame holding file offset `off` (page aligned) of
+/// `file`; a page that cannot be read is SIGBUS as in Linux (reported as
+/// the fault's SIGSEGV until signals carry codes), no memory is OOM.
+fn cache_page<M: PhysMem>(env: &mut MmEnv<'_, M>, file: u16, off: u64) -> Result<u64, FaultError> {
+    let idx = off / PAGE_SIZE;
+    env.cache
+        .page(env.mem, env.frames, &mut *env.host, file, idx)
+        .map_err(|e| match e {
+            Errno::ENOMEM => FaultError::OutOfMemory,
+            _ => FaultError::Segv(SegvCode::MapErr),
+        })
 }
 
 /// Whether `a` and the following `b` could share anonymous memory.

@@ -68,6 +68,10 @@ pub struct FrameAllocator {
     free_4k: u64,
     free_huge: u64,
     in_use: u64,
+    /// Physical address of a bitmap with one bit per managed 4 KiB frame,
+    /// set for frames that belong to the page cache (0: none kept yet, so
+    /// no frame is a page-cache frame).
+    cache_bits: u64,
 }
 
 impl FrameAllocator {
@@ -82,6 +86,7 @@ impl FrameAllocator {
             free_4k: NIL,
             free_huge: NIL,
             in_use: 0,
+            cache_bits: 0,
         }
     }
 
@@ -109,6 +114,53 @@ impl FrameAllocator {
     /// the page cache, are never freed).
     pub fn owns(&self, pa: u64) -> bool {
         pa >= self.start && pa < self.end
+    }
+
+    /// Bytes the page-cache bitmap needs (one bit per managed frame).
+    pub fn cache_bits_bytes(&self) -> u64 {
+        self.total().div_ceil(64) * 8
+    }
+
+    /// Keep the page-cache bitmap at `pa`: [`Self::cache_bits_bytes`] of
+    /// zeroed RAM the caller took from this allocator for good.
+    pub fn use_cache_bits(&mut self, pa: u64) {
+        self.cache_bits = pa;
+    }
+
+    /// Where the page-cache bitmap is: its address, the frame its bit 0
+    /// stands for, and how many frames it covers (for the host's checker).
+    pub fn cache_bits_info(&self) -> [u64; 3] {
+        [self.cache_bits, self.start, self.total()]
+    }
+
+    fn cache_bit(&self, pa: u64) -> Option<(u64, u64)> {
+        if self.cache_bits == 0 || !self.owns(pa) {
+            return None;
+        }
+        let n = (pa - self.start) / PAGE_SIZE;
+        Some((self.cache_bits + n / 64 * 8, 1 << (n % 64)))
+    }
+
+    /// Mark `pa` as a page-cache frame (or not): such frames are shared,
+    /// never written through a private mapping and never freed by unmap.
+    pub fn set_cache<M: PhysMem>(&mut self, mem: &mut M, pa: u64, on: bool) {
+        if let Some((word, bit)) = self.cache_bit(pa) {
+            let w = mem.read_u64(word);
+            mem.write_u64(word, if on { w | bit } else { w & !bit });
+        }
+    }
+
+    /// Whether `pa` is a page-cache frame.
+    pub fn is_cache<M: PhysMem>(&self, mem: &M, pa: u64) -> bool {
+        self.cache_bit(pa)
+            .is_some_and(|(word, bit)| mem.read_u64(word) & bit != 0)
+    }
+
+    /// Whether `pa` is a frame one mapping owns privately: allocated here
+    /// and not part of the page cache (or of a file image outside RAM the
+    /// allocator manages).
+    pub fn is_private<M: PhysMem>(&self, mem: &M, pa: u64) -> bool {
+        self.owns(pa) && !self.is_cache(mem, pa)
     }
 
     /// Frames allocated now, in 4 KiB units.

@@ -10,7 +10,7 @@
 
 use super::phys::PhysMem;
 use super::space::{page_align_up, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
-use super::vma::{Prot, VmFlags, Vma, MAX_VMAS};
+use super::vma::{Backing, Prot, VmFlags, Vma, MAX_VMAS};
 use super::{fault::user_pte_flags, paging::LeafAction};
 use crate::errno::{Errno, KResult};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
@@ -96,16 +96,17 @@ impl Mm {
         len: u64,
         prot: u64,
         flags: u64,
-        fd: i64,
+        file: Option<u16>,
         off: u64,
     ) -> KResult<u64> {
-        let _ = fd;
         if off & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
-        if flags & map::ANONYMOUS == 0 {
-            return Err(Errno::EBADF);
-        }
+        let file = if flags & map::ANONYMOUS == 0 {
+            Some(file.ok_or(Errno::EBADF)?)
+        } else {
+            None
+        };
         if len == 0 {
             return Err(Errno::EINVAL);
         }
@@ -116,7 +117,17 @@ impl Mm {
         if flags & map::FIXED_NOREPLACE != 0 && self.vmas.intersects(start, start + len) {
             return Err(Errno::EEXIST);
         }
-        let vma = Vma::anon(start, start + len, Prot::from_linux(prot), vm_flags);
+        let mut vma = Vma::anon(start, start + len, Prot::from_linux(prot), vm_flags);
+        if let Some(file) = file {
+            if off.checked_add(len).is_none() {
+                return Err(Errno::EOVERFLOW);
+            }
+            vma.backing = Backing::File {
+                file,
+                offset: off,
+                data_end: u64::MAX,
+            };
+        }
         self.map_region(env, vma)
     }
 
@@ -329,10 +340,21 @@ impl Mm {
         self.tlb_stale = true;
         let r = self
             .pt
-            .update_range(env.mem, env.frames, start, end, |_, fr, l| {
-                LeafAction::SetFlags(user_pte_flags(prot, fr.owns(l.frame)))
+            .update_range(env.mem, env.frames, start, end, |m, fr, l| {
+                LeafAction::SetFlags(user_pte_flags(prot, fr.is_private(m, l.frame)))
             });
         r.map_err(|e| e.errno())
+    }
+
+    /// Unmap the pages of `[start, end)`, freeing owned frames (for
+    /// madvise and mremap).
+    pub(crate) fn unmap_pages_pub<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        start: u64,
+        end: u64,
+    ) -> KResult<()> {
+        self.unmap_pages(env, start, end)
     }
 
     /// Unmap the pages of `[start, end)`, freeing owned frames.
@@ -419,7 +441,7 @@ mod tests {
         prot: u64,
         flags: u64,
     ) -> KResult<u64> {
-        mm.mmap(&mut fx.env(), addr, len, prot, flags, -1, 0)
+        mm.mmap(&mut fx.env(), addr, len, prot, flags, None, 0)
     }
 
     fn touch(mm: &mut Mm, fx: &mut Fixture, addr: u64) -> u64 {
@@ -465,11 +487,11 @@ mod tests {
         let e = |r: KResult<u64>| r.unwrap_err();
         assert_eq!(e(mmap(&mut mm, &mut fx, 0, 0, RW, PA)), Errno::EINVAL);
         assert_eq!(
-            e(mm.mmap(&mut fx.env(), 0, P, RW, PA, -1, 0x800)),
+            e(mm.mmap(&mut fx.env(), 0, P, RW, PA, None, 0x800)),
             Errno::EINVAL
         );
         assert_eq!(
-            e(mm.mmap(&mut fx.env(), 0, P, RW, map::PRIVATE, 3, 0)),
+            e(mm.mmap(&mut fx.env(), 0, P, RW, map::PRIVATE, None, 0)),
             Errno::EBADF
         );
         assert_eq!(

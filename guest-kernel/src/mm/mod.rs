@@ -12,6 +12,7 @@ pub mod export;
 pub mod fault;
 pub mod frame;
 pub mod mmap;
+pub mod mremap;
 pub mod paging;
 pub mod phys;
 pub mod space;

@@ -12,6 +12,8 @@ use super::paging::{KernelHalf, PageSize, PageTable};
 use super::phys::PhysMem;
 use super::vma::VmaSet;
 use crate::errno::{Errno, KResult};
+use crate::fs::cache::PageCache;
+use crate::fs::host::FsHost;
 use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
 
 /// Largest stack (`RLIMIT_STACK`, 8 MiB), measured from the stack top.
@@ -21,59 +23,16 @@ pub const MMAP_MIN_ADDR: u64 = 0x1_0000;
 /// Top of the mmap area without randomisation: below the stack top, a gap
 /// of 128 MiB (Linux's minimum gap, as `mmap_base` computes it).
 pub const MMAP_BASE: u64 = TASK_SIZE - (128 << 20);
-/// Most file images one address space can map.
-pub const MAX_FILES: usize = 8;
-
-/// A file's bytes, already in guest RAM (they are its page cache).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FileImage {
-    /// Physical address of the first byte (page aligned).
-    pub phys: u64,
-    /// Length in bytes.
-    pub len: u64,
-}
-
-/// The file images mappings may refer to, by index.
-#[derive(Clone, Debug, Default)]
-pub struct FileTable {
-    files: [FileImage; MAX_FILES],
-    len: usize,
-}
-
-impl FileTable {
-    /// An empty table.
-    pub const fn new() -> Self {
-        Self {
-            files: [FileImage { phys: 0, len: 0 }; MAX_FILES],
-            len: 0,
-        }
-    }
-
-    /// Add an image; returns its index (None if the table is full or the
-    /// image is not page aligned).
-    pub fn add(&mut self, img: FileImage) -> Option<u16> {
-        if self.len == MAX_FILES || img.phys & (PAGE_SIZE - 1) != 0 {
-            return None;
-        }
-        self.files[self.len] = img;
-        self.len += 1;
-        Some(self.len as u16 - 1)
-    }
-
-    /// The image at `index`.
-    pub fn get(&self, index: u16) -> Option<&FileImage> {
-        self.files[..self.len].get(index as usize)
-    }
-}
-
 /// What memory-management operations run against.
 pub struct MmEnv<'a, M: PhysMem> {
     /// Physical memory.
     pub mem: &'a mut M,
     /// The frame allocator.
     pub frames: &'a mut FrameAllocator,
-    /// The file images (page cache).
-    pub files: &'a FileTable,
+    /// The page cache.
+    pub cache: &'a mut PageCache,
+    /// The host's file service (to fill page-cache pages).
+    pub host: &'a mut dyn FsHost,
 }
 
 /// An address space (Linux's `mm_struct`).
@@ -252,6 +211,9 @@ pub(crate) fn release_frame<M: PhysMem>(
     pa: u64,
     size: PageSize,
 ) -> u64 {
+    if frames.is_cache(mem, pa) {
+        return 0;
+    }
     let freed = match size {
         PageSize::Size4K => frames.free(mem, pa),
         PageSize::Size2M => frames.free_huge(mem, pa),

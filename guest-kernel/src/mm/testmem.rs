@@ -96,7 +96,9 @@ pub struct Fixture {
     /// Frames in `[FRAMES_START, 64 MiB)`.
     pub frames: crate::mm::frame::FrameAllocator,
     /// Holds file 0 at [`Fixture::FILE_PHYS`].
-    pub files: crate::mm::space::FileTable,
+    pub cache: crate::fs::cache::PageCache,
+    /// A host without files.
+    pub host: crate::fs::host::NoHost,
     /// A kernel PML4 with one kernel-half entry (511).
     pub kernel: crate::mm::paging::KernelHalf,
 }
@@ -124,16 +126,19 @@ impl Fixture {
         }
         let kernel_root = 0x1000;
         mem.write_u64(kernel_root + 511 * 8, 0x3000 | 3);
-        let mut files = crate::mm::space::FileTable::new();
-        files.add(crate::mm::space::FileImage {
-            phys: Self::FILE_PHYS,
-            len: Self::FILE_LEN,
-        });
+        let mut cache = crate::fs::cache::PageCache::new();
+        let info = crate::fs::cache::FileInfo {
+            key: crate::fs::cache::InodeKey { dev: 1, ino: 1 },
+            size: Self::FILE_LEN,
+            mtime: (0, 0),
+        };
+        cache.add_image(info, b"/file", Self::FILE_PHYS).unwrap();
         let frames = crate::mm::frame::FrameAllocator::new(Self::FRAMES_START, 64 << 20);
         Self {
             mem,
             frames,
-            files,
+            cache,
+            host: crate::fs::host::NoHost::new(),
             kernel: crate::mm::paging::KernelHalf::new(kernel_root, &[511]),
         }
     }
@@ -148,7 +153,8 @@ impl Fixture {
         crate::mm::space::MmEnv {
             mem: &mut self.mem,
             frames: &mut self.frames,
-            files: &self.files,
+            cache: &mut self.cache,
+            host: &mut self.host,
         }
     }
 }

@@ -4,6 +4,9 @@
 
 pub mod exec;
 
+use alloc::vec::Vec;
+
+use crate::fs::file::{o, FdTable, Node, OpenFile};
 use crate::mm::space::Mm;
 use crate::signal::{SigAction, NSIG};
 
@@ -37,6 +40,16 @@ pub struct Process {
     pub exe_len: usize,
     /// `st_mode` of the host's stdio fds 0, 1, 2 (0: unknown).
     pub stdio_modes: [u32; 3],
+    /// Open files.
+    pub fds: FdTable,
+    /// Working directory (absolute, canonical guest path).
+    pub cwd: Vec<u8>,
+    /// File-creation mask.
+    pub umask: u32,
+    /// The page-cache inode of the program's own ELF image.
+    pub image_inode: Option<u16>,
+    /// Open files that mappings use (kept until exit).
+    pub mapped_files: Vec<crate::fs::file::FileRef>,
 }
 
 /// The pid vmrun's program gets (it is the VM's only, init-like process).
@@ -64,6 +77,22 @@ impl Process {
             exe: [0; 256],
             exe_len: 0,
             stdio_modes: [0; 3],
+            fds: FdTable::new(),
+            cwd: Vec::new(),
+            umask: 0o022,
+            image_inode: None,
+            mapped_files: Vec::new(),
+        }
+    }
+
+    /// Give the process fds 0, 1 and 2: the host's stdio.
+    pub fn init_stdio(&mut self) {
+        for (k, flags) in [(0u8, o::RDONLY), (1, o::WRONLY), (2, o::WRONLY)] {
+            let f = OpenFile::new(Node::Stdio(k), flags);
+            let _ = self.fds.install_at(u64::from(k), f, false);
+        }
+        if self.cwd.is_empty() {
+            self.cwd = b"/".to_vec();
         }
     }
 }

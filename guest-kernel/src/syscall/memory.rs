@@ -1,37 +1,244 @@
-//! mmap, munmap, mprotect, brk: thin decoders over `mm`.
+//! mmap, munmap, mprotect, brk, mremap, madvise, msync, mincore, mlock:
+//! thin decoders over `mm`, plus what file mappings need from the fd
+//! table (the file's page-cache inode, access checks) and the write-back
+//! of shared writable file mappings.
 
 use super::{Ctx, HostIo};
-use crate::errno::KResult;
+use crate::errno::{Errno, KResult};
+use crate::fs::dev::DevNode;
+use crate::fs::file::{o, Node};
+use crate::fs::host::{self, begin};
+use crate::mm::mmap::{map, prot};
 use crate::mm::phys::PhysMem;
+use crate::mm::vma::{Backing, Prot, VmFlags};
+use crate::uaccess::copy_to_user;
+use vmrun_contract::fs::op;
+use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
+use vmrun_contract::IoVec;
+
+type Cx<'p, 'e, 'a, M, H> = Ctx<'p, 'e, 'a, M, H>;
 
 /// mmap(addr, len, prot, flags, fd, offset)
-pub fn mmap<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, a: [u64; 6]) -> KResult<i64> {
-    let addr =
-        cx.p.mm
-            .mmap(cx.env, a[0], a[1], a[2], a[3], a[4] as i32 as i64, a[5])?;
+pub fn mmap<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, a: [u64; 6]) -> KResult<i64> {
+    let (addr, len, pr, mut flags, fd, off) = (a[0], a[1], a[2], a[3], a[4], a[5]);
+    let mut file = None;
+    if flags & map::ANONYMOUS == 0 {
+        let f = cx.p.fds.file(fd as i32 as i64 as u64)?;
+        let b = f.borrow();
+        let shared = flags & map::TYPE != map::PRIVATE;
+        match b.node {
+            Node::Host {
+                inode: Some(id), ..
+            } => {
+                if !b.readable() || shared && pr & prot::WRITE != 0 && !b.writable() {
+                    return Err(Errno::EACCES);
+                }
+                if b.flags & o::APPEND != 0 && shared && pr & prot::WRITE != 0 {
+                    return Err(Errno::EACCES);
+                }
+                file = Some(id);
+            }
+            Node::Dev(DevNode::Zero) => flags |= map::ANONYMOUS,
+            Node::Host { .. } if b.flags & o::PATH != 0 => return Err(Errno::EBADF),
+            _ => return Err(Errno::ENODEV),
+        }
+        drop(b);
+        if let Some(id) = file {
+            // The mapping keeps the file usable (and, for shared
+            // writable mappings, a writable handle) until the run ends.
+            cx.env.cache.get_ref(id);
+            cx.p.mapped_files.push(f);
+        }
+    }
+    let addr = cx.p.mm.mmap(cx.env, addr, len, pr, flags, file, off)?;
     Ok(addr as i64)
 }
 
-/// munmap(addr, len)
+/// munmap(addr, len): shared file pages are written back first.
 pub fn munmap<M: PhysMem, H: HostIo>(
-    cx: &mut Ctx<'_, '_, '_, M, H>,
+    cx: &mut Cx<'_, '_, '_, M, H>,
     addr: u64,
     len: u64,
 ) -> KResult<i64> {
+    if addr & (PAGE_SIZE - 1) == 0 && len > 0 {
+        writeback(cx, addr, addr.saturating_add(len));
+    }
     cx.p.mm.munmap(cx.env, addr, len).map(|_| 0)
 }
 
 /// mprotect(addr, len, prot)
 pub fn mprotect<M: PhysMem, H: HostIo>(
-    cx: &mut Ctx<'_, '_, '_, M, H>,
+    cx: &mut Cx<'_, '_, '_, M, H>,
     addr: u64,
     len: u64,
-    prot: u64,
+    pr: u64,
 ) -> KResult<i64> {
-    cx.p.mm.mprotect(cx.env, addr, len, prot).map(|_| 0)
+    cx.p.mm.mprotect(cx.env, addr, len, pr).map(|_| 0)
 }
 
 /// brk(addr): the new break, or the old one if it could not move.
-pub fn brk<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, addr: u64) -> i64 {
+pub fn brk<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, addr: u64) -> i64 {
     cx.p.mm.brk(cx.env, addr) as i64
+}
+
+/// mremap(old, old_len, new_len, flags, new_addr)
+pub fn mremap<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, a: [u64; 6]) -> KResult<i64> {
+    let r = cx.p.mm.mremap(cx.env, a[0], a[1], a[2], a[3], a[4])?;
+    Ok(r as i64)
+}
+
+/// Check that `[addr, addr + len)` is page aligned at its start and wholly
+/// mapped; returns its page-aligned end.
+fn mapped_range<M: PhysMem, H: HostIo>(
+    cx: &Cx<'_, '_, '_, M, H>,
+    addr: u64,
+    len: u64,
+) -> KResult<Option<u64>> {
+    if addr & (PAGE_SIZE - 1) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = crate::mm::space::page_align_up(len).ok_or(Errno::ENOMEM)?;
+    if len == 0 {
+        return Ok(None);
+    }
+    let end = addr
+        .checked_add(len)
+        .filter(|&e| e <= TASK_SIZE)
+        .ok_or(Errno::ENOMEM)?;
+    let mut a = addr;
+    while a < end {
+        let i = cx.p.mm.vmas.find(a).ok_or(Errno::ENOMEM)?;
+        a = cx.p.mm.vmas.as_slice()[i].end;
+    }
+    Ok(Some(end))
+}
+
+/// madvise(addr, len, advice): DONTNEED and FREE drop the pages (zero on
+/// the next touch for anonymous memory); every other advice Linux knows is
+/// accepted as a hint.
+pub fn madvise<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    addr: u64,
+    len: u64,
+    advice: u64,
+) -> KResult<i64> {
+    const DONTNEED: u64 = 4;
+    const FREE: u64 = 8;
+    const KNOWN: [u64; 21] = [
+        0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+    ];
+    if !KNOWN.contains(&advice) {
+        return Err(Errno::EINVAL);
+    }
+    let Some(end) = mapped_range(cx, addr, len)? else {
+        return Ok(0);
+    };
+    if advice == DONTNEED || advice == FREE {
+        cx.p.mm.zap_range(cx.env, addr, end)?;
+    }
+    Ok(0)
+}
+
+/// mincore(addr, len, vec): one byte per page, 1 where a page is mapped.
+pub fn mincore<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    addr: u64,
+    len: u64,
+    vec: u64,
+) -> KResult<i64> {
+    let Some(end) = mapped_range(cx, addr, len)? else {
+        return Ok(0);
+    };
+    let pages = ((end - addr) / PAGE_SIZE) as usize;
+    let mut out = alloc::vec![0u8; pages];
+    for (k, b) in out.iter_mut().enumerate() {
+        let va = addr + k as u64 * PAGE_SIZE;
+        let t = cx.p.mm.pt.translate(cx.env.mem, va);
+        *b = u8::from(t.is_some_and(|t| t.flags & crate::mm::paging::pte::P != 0));
+    }
+    copy_to_user(&mut cx.p.mm, cx.env, vec, &out)?;
+    Ok(0)
+}
+
+/// msync(addr, len, flags): shared file pages are written back.
+pub fn msync<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    addr: u64,
+    len: u64,
+    flags: u64,
+) -> KResult<i64> {
+    const ASYNC: u64 = 1;
+    const INVALIDATE: u64 = 2;
+    const SYNC: u64 = 4;
+    if flags & !(ASYNC | INVALIDATE | SYNC) != 0 || flags & ASYNC != 0 && flags & SYNC != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let Some(end) = mapped_range(cx, addr, len)? else {
+        return Ok(0);
+    };
+    writeback(cx, addr, end);
+    Ok(0)
+}
+
+/// mlock/munlock(addr, len): every page stays in RAM anyway.
+pub fn mlock<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    addr: u64,
+    len: u64,
+) -> KResult<i64> {
+    let start = addr & !(PAGE_SIZE - 1);
+    mapped_range(cx, start, len + (addr - start)).map(|_| 0)
+}
+
+/// Write the present pages of shared writable file mappings in
+/// `[start, end)` back to their files.
+pub fn writeback<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, start: u64, end: u64) {
+    let areas: alloc::vec::Vec<_> =
+        cx.p.mm
+            .vmas
+            .iter()
+            .filter(|v| v.end > start && v.start < end)
+            .filter(|v| v.flags.contains(VmFlags::SHARED) && v.prot.contains(Prot::WRITE))
+            .copied()
+            .collect();
+    for v in areas {
+        let Backing::File { file, offset, .. } = v.backing else {
+            continue;
+        };
+        let Some(handle) = writable_handle(cx, file) else {
+            continue;
+        };
+        let size = cx.env.cache.get(file).map_or(0, |i| i.size);
+        let mut a = v.start.max(start);
+        while a < v.end.min(end) {
+            let off = offset + (a - v.start);
+            let t = cx.p.mm.pt.translate(cx.env.mem, a);
+            if let Some(t) = t.filter(|t| t.flags & crate::mm::paging::pte::RW != 0) {
+                if off < size {
+                    let iov = [IoVec {
+                        phys: t.frame,
+                        len: (size - off).min(PAGE_SIZE),
+                    }];
+                    begin(&mut *cx.env.host, op::PWRITE, handle).offset = off;
+                    let _ = host::call(&mut *cx.env.host, &iov);
+                }
+            }
+            a += PAGE_SIZE;
+        }
+    }
+}
+
+/// A writable host handle of inode `id` among the mapped files.
+fn writable_handle<M: PhysMem, H: HostIo>(cx: &Cx<'_, '_, '_, M, H>, id: u16) -> Option<u64> {
+    cx.p.mapped_files.iter().find_map(|f| {
+        let b = f.borrow();
+        match b.node {
+            Node::Host {
+                handle,
+                inode: Some(i),
+                ..
+            } if i == id && b.writable() => Some(handle),
+            _ => None,
+        }
+    })
 }

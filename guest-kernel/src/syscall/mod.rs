@@ -7,13 +7,14 @@
 //! Every user pointer goes through `uaccess` or `Mm::user_buffer_pieces`: a
 //! bad one is EFAULT, never a kernel fault.
 
+pub mod files;
+mod fsmeta;
 mod info;
-mod io;
 mod memory;
 mod misc;
 mod process;
+mod procfs;
 mod signal;
-mod stat;
 pub mod time;
 
 use crate::errno::Errno;
@@ -94,6 +95,61 @@ pub mod nr {
     pub const SET_ROBUST_LIST: u64 = 273;
     pub const PRLIMIT64: u64 = 302;
     pub const GETRANDOM: u64 = 318;
+    pub const OPEN: u64 = 2;
+    pub const CLOSE: u64 = 3;
+    pub const STAT: u64 = 4;
+    pub const LSTAT: u64 = 6;
+    pub const LSEEK: u64 = 8;
+    pub const PREAD64: u64 = 17;
+    pub const PWRITE64: u64 = 18;
+    pub const READV: u64 = 19;
+    pub const ACCESS: u64 = 21;
+    pub const MREMAP: u64 = 25;
+    pub const MSYNC: u64 = 26;
+    pub const MINCORE: u64 = 27;
+    pub const MADVISE: u64 = 28;
+    pub const DUP: u64 = 32;
+    pub const DUP2: u64 = 33;
+    pub const FSYNC: u64 = 74;
+    pub const FDATASYNC: u64 = 75;
+    pub const TRUNCATE: u64 = 76;
+    pub const FTRUNCATE: u64 = 77;
+    pub const GETCWD: u64 = 79;
+    pub const CHDIR: u64 = 80;
+    pub const FCHDIR: u64 = 81;
+    pub const RENAME: u64 = 82;
+    pub const MKDIR: u64 = 83;
+    pub const RMDIR: u64 = 84;
+    pub const CREAT: u64 = 85;
+    pub const LINK: u64 = 86;
+    pub const UNLINK: u64 = 87;
+    pub const SYMLINK: u64 = 88;
+    pub const CHMOD: u64 = 90;
+    pub const FCHMOD: u64 = 91;
+    pub const UMASK: u64 = 95;
+    pub const MLOCK: u64 = 149;
+    pub const MUNLOCK: u64 = 150;
+    pub const MLOCKALL: u64 = 151;
+    pub const MUNLOCKALL: u64 = 152;
+    pub const GETDENTS64: u64 = 217;
+    pub const FADVISE64: u64 = 221;
+    pub const OPENAT: u64 = 257;
+    pub const MKDIRAT: u64 = 258;
+    pub const UNLINKAT: u64 = 263;
+    pub const RENAMEAT: u64 = 264;
+    pub const LINKAT: u64 = 265;
+    pub const SYMLINKAT: u64 = 266;
+    pub const FCHMODAT: u64 = 268;
+    pub const FACCESSAT: u64 = 269;
+    pub const UTIMENSAT: u64 = 280;
+    pub const DUP3: u64 = 292;
+    pub const PREADV: u64 = 295;
+    pub const PWRITEV: u64 = 296;
+    pub const RENAMEAT2: u64 = 316;
+    pub const STATX: u64 = 332;
+    pub const FACCESSAT2: u64 = 439;
+    pub const MLOCK2: u64 = 325;
+    pub const FUTEX: u64 = 202;
 }
 
 /// The name of system call `n` as strace prints it, for those served.
@@ -142,6 +198,61 @@ pub fn name(n: u64) -> &'static str {
         nr::GETTID => "gettid",
         nr::SET_TID_ADDRESS => "set_tid_address",
         nr::EXIT_GROUP => "exit_group",
+        nr::OPEN => "open",
+        nr::CLOSE => "close",
+        nr::STAT => "stat",
+        nr::LSTAT => "lstat",
+        nr::LSEEK => "lseek",
+        nr::PREAD64 => "pread64",
+        nr::PWRITE64 => "pwrite64",
+        nr::READV => "readv",
+        nr::ACCESS => "access",
+        nr::MREMAP => "mremap",
+        nr::MSYNC => "msync",
+        nr::MINCORE => "mincore",
+        nr::MADVISE => "madvise",
+        nr::DUP => "dup",
+        nr::DUP2 => "dup2",
+        nr::FSYNC => "fsync",
+        nr::FDATASYNC => "fdatasync",
+        nr::TRUNCATE => "truncate",
+        nr::FTRUNCATE => "ftruncate",
+        nr::GETCWD => "getcwd",
+        nr::CHDIR => "chdir",
+        nr::FCHDIR => "fchdir",
+        nr::RENAME => "rename",
+        nr::MKDIR => "mkdir",
+        nr::RMDIR => "rmdir",
+        nr::CREAT => "creat",
+        nr::LINK => "link",
+        nr::UNLINK => "unlink",
+        nr::SYMLINK => "symlink",
+        nr::CHMOD => "chmod",
+        nr::FCHMOD => "fchmod",
+        nr::UMASK => "umask",
+        nr::MLOCK => "mlock",
+        nr::MUNLOCK => "munlock",
+        nr::MLOCKALL => "mlockall",
+        nr::MUNLOCKALL => "munlockall",
+        nr::GETDENTS64 => "getdents64",
+        nr::FADVISE64 => "fadvise64",
+        nr::OPENAT => "openat",
+        nr::MKDIRAT => "mkdirat",
+        nr::UNLINKAT => "unlinkat",
+        nr::RENAMEAT => "renameat",
+        nr::LINKAT => "linkat",
+        nr::SYMLINKAT => "symlinkat",
+        nr::FCHMODAT => "fchmodat",
+        nr::FACCESSAT => "faccessat",
+        nr::UTIMENSAT => "utimensat",
+        nr::DUP3 => "dup3",
+        nr::PREADV => "preadv",
+        nr::PWRITEV => "pwritev",
+        nr::RENAMEAT2 => "renameat2",
+        nr::STATX => "statx",
+        nr::FACCESSAT2 => "faccessat2",
+        nr::MLOCK2 => "mlock2",
+        nr::FUTEX => "futex",
         _ => "unknown",
     }
 }
@@ -156,6 +267,9 @@ pub struct Ctx<'p, 'e, 'a, M: PhysMem, H: HostIo> {
     pub host: &'e mut H,
 }
 
+/// `AT_FDCWD` as a raw argument.
+const AT_FDCWD: u64 = files::AT_FDCWD as u64;
+
 fn ret(r: Result<i64, Errno>) -> Action {
     Action::Return(r.unwrap_or_else(|e| e.to_ret()))
 }
@@ -167,9 +281,61 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
     a: [u64; 6],
 ) -> Action {
     match n {
-        nr::READ => ret(io::read(cx, a[0], a[1], a[2])),
-        nr::WRITE => ret(io::write(cx, a[0], a[1], a[2])),
-        nr::WRITEV => ret(io::writev(cx, a[0], a[1], a[2])),
+        nr::READ => ret(files::read(cx, a[0], a[1], a[2])),
+        nr::WRITE => ret(files::write(cx, a[0], a[1], a[2])),
+        nr::WRITEV => ret(files::writev(cx, a[0], a[1], a[2], None)),
+        nr::READV => ret(files::readv(cx, a[0], a[1], a[2], None)),
+        nr::PREADV => ret(files::readv(cx, a[0], a[1], a[2], Some(a[3]))),
+        nr::PWRITEV => ret(files::writev(cx, a[0], a[1], a[2], Some(a[3]))),
+        nr::PREAD64 => ret(files::pread64(cx, a[0], a[1], a[2], a[3])),
+        nr::PWRITE64 => ret(files::pwrite64(cx, a[0], a[1], a[2], a[3])),
+        nr::OPEN => ret(files::openat(cx, AT_FDCWD, a[0], a[1], a[2])),
+        nr::CREAT => ret(files::openat(cx, AT_FDCWD, a[0], 0o1101, a[1])),
+        nr::OPENAT => ret(files::openat(cx, a[0], a[1], a[2], a[3])),
+        nr::CLOSE => ret(files::close(cx, a[0])),
+        nr::LSEEK => ret(files::lseek(cx, a[0], a[1], a[2])),
+        nr::STAT => ret(fsmeta::newfstatat(cx, AT_FDCWD, a[0], a[1], 0)),
+        nr::LSTAT => ret(fsmeta::newfstatat(cx, AT_FDCWD, a[0], a[1], 0x100)),
+        nr::STATX => ret(fsmeta::statx(cx, a[0], a[1], a[2], a[3], a[4])),
+        nr::ACCESS => ret(fsmeta::faccessat(cx, AT_FDCWD, a[0], a[1], 0)),
+        nr::FACCESSAT => ret(fsmeta::faccessat(cx, a[0], a[1], a[2], 0)),
+        nr::FACCESSAT2 => ret(fsmeta::faccessat(cx, a[0], a[1], a[2], a[3])),
+        nr::GETDENTS64 => ret(fsmeta::getdents64(cx, a[0], a[1], a[2])),
+        nr::GETCWD => ret(fsmeta::getcwd(cx, a[0], a[1])),
+        nr::CHDIR => ret(fsmeta::chdir(cx, a[0])),
+        nr::FCHDIR => ret(fsmeta::fchdir(cx, a[0])),
+        nr::DUP => ret(fsmeta::dup(cx, a[0])),
+        nr::DUP2 => ret(fsmeta::dup3(cx, a[0], a[1], 0, true)),
+        nr::DUP3 => ret(fsmeta::dup3(cx, a[0], a[1], a[2], false)),
+        nr::UMASK => Action::Return(fsmeta::umask(cx, a[0])),
+        nr::FSYNC => ret(fsmeta::fsync(cx, a[0], false)),
+        nr::FDATASYNC => ret(fsmeta::fsync(cx, a[0], true)),
+        nr::FADVISE64 => ret(cx.p.fds.get(a[0]).map(|_| 0)),
+        nr::FTRUNCATE => ret(fsmeta::ftruncate(cx, a[0], a[1])),
+        nr::TRUNCATE => ret(fsmeta::truncate(cx, a[0], a[1])),
+        nr::UNLINK => ret(fsmeta::unlinkat(cx, AT_FDCWD, a[0], 0)),
+        nr::RMDIR => ret(fsmeta::unlinkat(cx, AT_FDCWD, a[0], 0x200)),
+        nr::UNLINKAT => ret(fsmeta::unlinkat(cx, a[0], a[1], a[2])),
+        nr::MKDIR => ret(fsmeta::mkdirat(cx, AT_FDCWD, a[0], a[1])),
+        nr::MKDIRAT => ret(fsmeta::mkdirat(cx, a[0], a[1], a[2])),
+        nr::RENAME => ret(fsmeta::renameat2(cx, AT_FDCWD, a[0], AT_FDCWD, a[1], 0)),
+        nr::RENAMEAT => ret(fsmeta::renameat2(cx, a[0], a[1], a[2], a[3], 0)),
+        nr::RENAMEAT2 => ret(fsmeta::renameat2(cx, a[0], a[1], a[2], a[3], a[4])),
+        nr::SYMLINK => ret(fsmeta::symlinkat(cx, a[0], AT_FDCWD, a[1])),
+        nr::SYMLINKAT => ret(fsmeta::symlinkat(cx, a[0], a[1], a[2])),
+        nr::LINK => ret(fsmeta::linkat(cx, AT_FDCWD, a[0], AT_FDCWD, a[1], 0)),
+        nr::LINKAT => ret(fsmeta::linkat(cx, a[0], a[1], a[2], a[3], a[4])),
+        nr::CHMOD => ret(fsmeta::fchmodat(cx, AT_FDCWD, a[0], a[1], 0)),
+        nr::FCHMOD => ret(fsmeta::fchmod(cx, a[0], a[1])),
+        nr::FCHMODAT => ret(fsmeta::fchmodat(cx, a[0], a[1], a[2], 0)),
+        nr::UTIMENSAT => ret(fsmeta::utimensat(cx, a[0], a[1], a[2], a[3])),
+        nr::MREMAP => ret(memory::mremap(cx, a)),
+        nr::MSYNC => ret(memory::msync(cx, a[0], a[1], a[2])),
+        nr::MINCORE => ret(memory::mincore(cx, a[0], a[1], a[2])),
+        nr::MADVISE => ret(memory::madvise(cx, a[0], a[1], a[2])),
+        nr::MLOCK | nr::MUNLOCK | nr::MLOCK2 => ret(memory::mlock(cx, a[0], a[1])),
+        nr::MLOCKALL | nr::MUNLOCKALL => Action::Return(0),
+        nr::FUTEX => ret(process::futex(cx, a)),
         nr::MMAP => ret(memory::mmap(cx, a)),
         nr::MPROTECT => ret(memory::mprotect(cx, a[0], a[1], a[2])),
         nr::MUNMAP => ret(memory::munmap(cx, a[0], a[1])),
@@ -182,13 +348,13 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::ARCH_PRCTL => ret(process::arch_prctl(cx, a[0], a[1])),
         nr::UNAME => ret(info::uname(cx, a[0])),
         nr::POLL => ret(misc::poll(cx, a[0], a[1])),
-        nr::FSTAT => ret(stat::fstat(cx, a[0], a[1])),
-        nr::NEWFSTATAT => ret(stat::newfstatat(cx, a[0], a[1], a[2], a[3])),
-        nr::IOCTL => ret(misc::ioctl(a[0])),
-        nr::FCNTL => ret(misc::fcntl(a[0], a[1])),
+        nr::FSTAT => ret(fsmeta::fstat(cx, a[0], a[1])),
+        nr::NEWFSTATAT => ret(fsmeta::newfstatat(cx, a[0], a[1], a[2], a[3])),
+        nr::IOCTL => ret(misc::ioctl(cx, a[0])),
+        nr::FCNTL => ret(fsmeta::fcntl(cx, a[0], a[1], a[2])),
         nr::SCHED_YIELD => Action::Return(0),
-        nr::READLINK => ret(misc::readlink(cx, a[0], a[1], a[2])),
-        nr::READLINKAT => ret(misc::readlinkat(cx, a[0], a[1], a[2], a[3])),
+        nr::READLINK => ret(fsmeta::readlinkat(cx, AT_FDCWD, a[0], a[1], a[2])),
+        nr::READLINKAT => ret(fsmeta::readlinkat(cx, a[0], a[1], a[2], a[3])),
         nr::GETRLIMIT => ret(misc::prlimit64(cx, 0, a[0], 0, a[1])),
         nr::PRLIMIT64 => ret(misc::prlimit64(cx, a[0], a[1], a[2], a[3])),
         nr::GETRANDOM => ret(misc::getrandom(cx, a[0], a[1], a[2])),
@@ -206,6 +372,18 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::NANOSLEEP => ret(time::nanosleep(cx, a[0])),
         nr::CLOCK_NANOSLEEP => ret(time::clock_nanosleep(cx, a[0], a[1], a[2])),
         _ => Action::Return(Errno::ENOSYS.to_ret()),
+    }
+}
+
+/// The process is exiting: write shared file mappings back and release
+/// every open file.
+pub fn exit_files<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>) {
+    memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
+    for f in cx.p.fds.take_all() {
+        files::release(cx, f);
+    }
+    for f in core::mem::take(&mut cx.p.mapped_files) {
+        files::release(cx, f);
     }
 }
 

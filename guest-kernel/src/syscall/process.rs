@@ -62,3 +62,65 @@ pub fn set_robust_list<M: PhysMem, H: HostIo>(
     cx.p.robust_list = head;
     Ok(0)
 }
+
+/// futex operations (`op & FUTEX_CMD_MASK`).
+mod futex_op {
+    pub const WAIT: u64 = 0;
+    pub const WAKE: u64 = 1;
+    pub const REQUEUE: u64 = 3;
+    pub const CMP_REQUEUE: u64 = 4;
+    pub const WAKE_OP: u64 = 5;
+    pub const WAIT_BITSET: u64 = 9;
+    pub const WAKE_BITSET: u64 = 10;
+    /// PRIVATE and CLOCK_REALTIME bits.
+    pub const CMD_MASK: u64 = !(128 | 256);
+}
+
+/// futex(uaddr, op, val, timeout, uaddr2, val3) for a process of one
+/// thread: nobody else can wait, so a wake finds no waiter, and a wait
+/// whose value still matches can only time out (or would block for good:
+/// it returns EINTR, a spurious wake-up callers retry after).
+pub fn futex<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, a: [u64; 6]) -> KResult<i64> {
+    let (uaddr, op, val, timeout, val3) = (a[0], a[1] & futex_op::CMD_MASK, a[2], a[3], a[5]);
+    if uaddr & 3 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut word = || -> KResult<u32> {
+        let mut b = [0u8; 4];
+        crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, uaddr, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    };
+    let current = word()?;
+    match op {
+        futex_op::WAKE | futex_op::WAKE_BITSET | futex_op::REQUEUE | futex_op::WAKE_OP => Ok(0),
+        futex_op::CMP_REQUEUE => {
+            if current != val3 as u32 {
+                return Err(Errno::EAGAIN);
+            }
+            Ok(0)
+        }
+        futex_op::WAIT | futex_op::WAIT_BITSET => {
+            if current != val as u32 {
+                return Err(Errno::EAGAIN);
+            }
+            if timeout == 0 {
+                return Err(Errno::EINTR);
+            }
+            let ns = super::time::read_timespec(cx, timeout)?;
+            if op == futex_op::WAIT {
+                cx.host.sleep(ns);
+            } else {
+                // WAIT_BITSET takes an absolute time.
+                let clock = if a[1] & 256 != 0 {
+                    super::time::Clock::Realtime
+                } else {
+                    super::time::Clock::Monotonic
+                };
+                let now = cx.host.now_ns(clock);
+                cx.host.sleep(ns.saturating_sub(now));
+            }
+            Err(Errno::ETIMEDOUT)
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}

@@ -2,9 +2,11 @@
 
 use super::time::Clock;
 use super::*;
+use crate::fs::cache::PageCache;
+use crate::fs::host::NoHost;
 use crate::mm::frame::FrameAllocator;
 use crate::mm::paging::KernelHalf;
-use crate::mm::space::{FileTable, Mm};
+use crate::mm::space::Mm;
 use crate::mm::testmem::TestMem;
 use crate::uaccess::{copy_from_user, copy_to_user};
 
@@ -45,7 +47,8 @@ const MAP_PRIVATE_ANON: u64 = 0x22;
 struct World {
     mem: TestMem,
     frames: FrameAllocator,
-    files: FileTable,
+    cache: PageCache,
+    fs: NoHost,
     p: Process,
     host: FakeHost,
     buf: u64,
@@ -59,11 +62,12 @@ impl World {
         let mut p = Process::empty();
         let kernel = KernelHalf::new(kroot, &[]);
         p.mm = Mm::new(&mut mem, &mut frames, &kernel).unwrap();
-        let files = FileTable::new();
+        p.init_stdio();
         let mut w = World {
             mem,
             frames,
-            files,
+            cache: PageCache::new(),
+            fs: NoHost::new(),
             p,
             host: FakeHost::default(),
             buf: 0,
@@ -80,7 +84,8 @@ impl World {
         let mut env = MmEnv {
             mem: &mut self.mem,
             frames: &mut self.frames,
-            files: &self.files,
+            cache: &mut self.cache,
+            host: &mut self.fs,
         };
         let mut cx = Ctx {
             p: &mut self.p,
@@ -94,7 +99,8 @@ impl World {
         let mut env = MmEnv {
             mem: &mut self.mem,
             frames: &mut self.frames,
-            files: &self.files,
+            cache: &mut self.cache,
+            host: &mut self.fs,
         };
         copy_to_user(&mut self.p.mm, &mut env, va, data).unwrap();
     }
@@ -103,7 +109,8 @@ impl World {
         let mut env = MmEnv {
             mem: &mut self.mem,
             frames: &mut self.frames,
-            files: &self.files,
+            cache: &mut self.cache,
+            host: &mut self.fs,
         };
         let mut b = vec![0; len];
         copy_from_user(&mut self.p.mm, &mut env, va, &mut b).unwrap();

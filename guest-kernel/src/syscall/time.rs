@@ -86,7 +86,10 @@ const TIMER_ABSTIME: u64 = 1;
 
 /// The user `struct timespec` at `va` in nanoseconds; EINVAL if it is not
 /// a valid duration (negative, or 10^9 nanoseconds or more).
-fn read_timespec<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, va: u64) -> KResult<u64> {
+pub(super) fn read_timespec<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    va: u64,
+) -> KResult<u64> {
     let mut b = [0u8; 16];
     copy_from_user(&mut cx.p.mm, cx.env, va, &mut b)?;
     let mut w = [0u8; 8];

@@ -140,7 +140,7 @@ pub(super) fn step_program(
     let config = guest_config(program, args, mem, Observe::default());
     let mut vm = Vm::new(&config).map_err(|e| e.to_string())?;
     let mut io = Capture::default();
-    let (vcpu, ram) = vm.vcpu_and_ram();
-    count_ring0(vcpu, ram, &mut io, map, 50_000_000)
+    let (vcpu, ram, fs) = vm.vcpu_and_ram();
+    count_ring0(vcpu, ram, &mut io, fs, map, 50_000_000)
         .map_err(|e| format!("{}: {e}", program.display()))
 }

@@ -6,6 +6,7 @@
 
 use super::kernel_map::KernelMap;
 use super::{KERNEL_HALF, MARKER_SYSCALL};
+use crate::fs::HostFs;
 use crate::hypercall::{self, Action, HostIo, Outcome};
 use crate::memory::GuestRam;
 use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
@@ -73,12 +74,13 @@ const RETURN_PATH_REPORTS: u64 = 26;
 
 /// Enable single-stepping on `vcpu` and run it to the end of the program,
 /// serving hypercalls, counting the ring-0 instructions of each kernel
-/// entry. `ram` is the guest's RAM, `io` its stdio, `map` the kernel's
-/// symbols. Gives up after `max_steps` debug exits.
+/// entry. `ram` is the guest's RAM, `io` its stdio, `fs` its file
+/// service, `map` the kernel's symbols. Gives up after `max_steps` debug exits.
 pub fn count_ring0(
     vcpu: &mut VcpuFd,
     ram: &GuestRam,
     io: &mut impl HostIo,
+    fs: &mut HostFs,
     map: &KernelMap,
     max_steps: u64,
 ) -> Result<StepProfile, String> {
@@ -183,7 +185,9 @@ pub fn count_ring0(
                     Some(usize::MAX) => exec_reports += 1,
                     Some(i) => raw[i] += 1,
                 }
-                match hypercall::handle(ram, block, io).map_err(|e| format!("hypercall: {e}"))? {
+                match hypercall::handle(ram, block, io, fs)
+                    .map_err(|e| format!("hypercall: {e}"))?
+                {
                     Action::Stop(Outcome::Exited(0)) => break,
                     Action::Stop(other) => {
                         return Err(format!("the program ended with {other:?} while stepped"))

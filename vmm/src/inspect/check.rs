@@ -46,8 +46,52 @@ pub struct CheckInput<'a> {
     /// Guest-physical range of the page cache (the program file's image,
     /// page aligned): frames there may be mapped many times, read-only.
     pub page_cache: Range<u64>,
+    /// The guest's page-cache frames outside that range (file pages the
+    /// guest read from the host into frames of its allocator).
+    pub cache_frames: &'a CacheBitmap,
     /// The one user-accessible page of the kernel half.
     pub trampoline: u64,
+}
+
+/// The guest's page-cache bitmap (one bit per frame of its allocator), as
+/// read from guest memory at a stop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CacheBitmap {
+    /// Physical address of the frame bit 0 stands for.
+    pub first: u64,
+    /// The bitmap's words.
+    pub words: Vec<u64>,
+}
+
+impl CacheBitmap {
+    /// Read the bitmap the export's `cache_bits` describe (empty if none
+    /// or if it does not lie in guest RAM).
+    pub fn read(ram: &crate::memory::GuestRam, cache_bits: [u64; 3]) -> CacheBitmap {
+        let [phys, first, frames] = cache_bits;
+        let n = frames.div_ceil(64);
+        if phys == 0 || n > 1 << 24 {
+            return CacheBitmap::default();
+        }
+        let mut bytes = vec![0u8; (n * 8) as usize];
+        if ram.read_bytes(phys, &mut bytes).is_err() {
+            return CacheBitmap::default();
+        }
+        let words = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        CacheBitmap { first, words }
+    }
+
+    /// Whether frame `pa` is a page-cache frame.
+    pub fn contains(&self, pa: u64) -> bool {
+        let Some(n) = pa.checked_sub(self.first).map(|d| d / PAGE_SIZE) else {
+            return false;
+        };
+        self.words
+            .get((n / 64) as usize)
+            .is_some_and(|w| w & (1 << (n % 64)) != 0)
+    }
 }
 
 /// One broken invariant.
@@ -340,7 +384,9 @@ fn check_frames(input: &CheckInput, out: &mut Vec<Violation>) {
     let leaves: Vec<&Leaf> = input.walk.user_leaves().collect();
     for (i, leaf) in leaves.iter().enumerate() {
         if in_cache(input, leaf) {
-            if leaf.flags.writable && leaf.pte & super::pagetable::bits::P != 0 {
+            let shared =
+                vma_at(input.vmas, leaf.va).is_some_and(|v| v.flags & vma_flags::SHARED != 0);
+            if leaf.flags.writable && leaf.pte & super::pagetable::bits::P != 0 && !shared {
                 out.push(Violation::PageCacheWritable((*leaf).into()));
             }
             continue;
@@ -379,7 +425,14 @@ fn note_shared(shared: &mut Vec<(usize, u64, u64)>, j: usize, frame: u64) {
 
 fn in_cache(input: &CheckInput, leaf: &Leaf) -> bool {
     let end = leaf.pa + leaf.size.bytes();
-    leaf.pa >= input.page_cache.start && end <= input.page_cache.end
+    let image = leaf.pa >= input.page_cache.start && end <= input.page_cache.end;
+    image || frames_of(leaf).all(|f| input.cache_frames.contains(f))
+}
+
+/// The area holding `va`.
+fn vma_at(vmas: &[VmaRecord], va: u64) -> Option<&VmaRecord> {
+    let i = vmas.partition_point(|v| v.end <= va);
+    vmas.get(i).filter(|v| v.start <= va)
 }
 
 fn frames_of(leaf: &Leaf) -> impl Iterator<Item = u64> {

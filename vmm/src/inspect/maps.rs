@@ -126,6 +126,9 @@ pub fn read_export(ram: &GuestRam, phys: u64) -> Result<VmaExport, MapsError> {
         count: 0,
         mm: [0; 12],
         vmas: [VmaRecord::default(); MAX_EXPORTED_VMAS],
+        cache_bits: [0; 3],
+        file_count: 0,
+        files: [Default::default(); vmrun_contract::MAX_EXPORTED_FILES],
     };
     ram.read_bytes(phys, pod_bytes_mut(&mut export))
         .map_err(|e| MapsError::Memory(e.to_string()))?;

@@ -1,7 +1,7 @@
 //! Statistics of a run: page faults by how they were resolved and system
 //! calls by name, each with a count and latency percentiles; exec phases;
-//! trace record counts; and, from the host, VM exits by reason and boot
-//! phases. Rendered as text (for `--stats`) or JSON.
+//! trace record counts; and, from the host, VM exits by reason, boot
+//! phases and the file service's counters. Rendered as text (for `--stats`) or JSON.
 //!
 //! Latencies are the guest's TSC cycles (FAULT `a5`, SYSCALL_EXIT `a1`)
 //! converted to nanoseconds with the TSC frequency KVM reports, recorded in
@@ -12,6 +12,7 @@
 
 use super::syscalls;
 use super::trace::{exec_phase_name, kind_name, resolution_name, Clock};
+use crate::fs::FsStats;
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -120,6 +121,8 @@ pub struct Stats {
     pub vm_exits: BTreeMap<String, u64>,
     /// Boot phases (from the host): name and time.
     pub boot_phases: Vec<(String, Duration)>,
+    /// The file service's counters (from the host).
+    pub fs: FsStats,
 }
 
 impl Stats {
@@ -141,6 +144,7 @@ impl Stats {
             lost: 0,
             vm_exits: BTreeMap::new(),
             boot_phases: Vec::new(),
+            fs: FsStats::default(),
         })
     }
 
@@ -227,6 +231,7 @@ impl Stats {
                 d.as_secs_f64() * 1e3
             ));
         }
+        out.push_str(&self.fs.render_text());
         out.push_str(&count_table("trace records", &self.records));
         out.push_str(&format!("  {:<18} {:>8}\n", "lost", self.lost));
         out
@@ -255,6 +260,7 @@ impl Stats {
             "execs": execs,
             "vm_exits": self.vm_exits,
             "boot_phases": boot,
+            "fs": self.fs.to_json(),
             "records": self.records,
             "lost": self.lost,
         })

@@ -126,6 +126,9 @@ pub fn export(vmas: &[VmaRecord], mm: [u64; 12]) -> VmaExport {
         count: vmas.len() as u64,
         mm,
         vmas: [VmaRecord::default(); MAX_EXPORTED_VMAS],
+        cache_bits: [0; 3],
+        file_count: 0,
+        files: [Default::default(); vmrun_contract::MAX_EXPORTED_FILES],
     };
     e.vmas[..vmas.len()].copy_from_slice(vmas);
     e

@@ -15,6 +15,7 @@ fn run_with(l: &Legal, vmas: &[VmaRecord], frames: u64, tables: u64) -> Vec<Viol
         user_frames: frames,
         user_table_pages: tables,
         page_cache: CACHE..CACHE + 0x4000,
+        cache_frames: &CacheBitmap::default(),
         trampoline: SYSCALL_TRAMPOLINE_VIRT,
     })
 }
@@ -215,4 +216,17 @@ fn stack_leaf_dropped_by_the_guest_without_accounting_is_a_count_mismatch() {
             found: 515
         }]
     ));
+}
+
+#[test]
+fn frames_in_the_guest_cache_bitmap_are_page_cache() {
+    let bits = CacheBitmap {
+        first: 0x10_0000,
+        words: vec![0b101],
+    };
+    assert!(bits.contains(0x10_0000));
+    assert!(!bits.contains(0x10_1000));
+    assert!(bits.contains(0x10_2000));
+    assert!(!bits.contains(0xf_f000));
+    assert!(!bits.contains(0x50_0000));
 }

@@ -133,3 +133,19 @@ fn unknown_frequency_reports_cycles() {
         .render_text()
         .starts_with("page faults             count  p50 cycles"));
 }
+
+#[test]
+fn file_system_counters_are_in_text_and_json() {
+    let mut s = stats();
+    s.fs.opens = 3;
+    s.fs.calls.insert("open", 4);
+    s.fs.escape(crate::fs::Escape::ReadOnly);
+    let text = s.render_text();
+    assert!(text.contains("file system"));
+    assert!(text.contains("  opens                     3\n"));
+    assert!(text.contains("  op open                   4\n"));
+    assert!(text.contains(&format!("    {:<16} {:>8}\n", "read-only", 1)));
+    let v = s.to_json();
+    assert_eq!(v["fs"]["opens"], 3);
+    assert_eq!(v["fs"]["escapes"]["read-only"], 1);
+}

@@ -1,0 +1,430 @@
+//! The page cache: file pages kept in guest frames, keyed by (inode, page
+//! index), shared by every `read` and every mapping of the file.
+//!
+//! Each cached file is an [`Inode`] with a small index (what file-backed
+//! VMAs name). Its pages are frames from the frame allocator marked as
+//! page-cache frames there, so that unmapping never frees them and a write
+//! through a private mapping copies them. A missing page is read from the
+//! host together with the next few ([`READAHEAD_PAGES`]) in one hypercall.
+//! The program's own ELF, which the VMM placed in RAM at boot, is an inode
+//! whose pages are that contiguous image.
+//!
+//! Writes go through to the host first; the cached pages they touch are
+//! then read again, so the cache never disagrees with the file. Pages stay
+//! cached after the last close (a second `cat` costs no VM exit); when the
+//! file changed on the host meanwhile (size or mtime differ at the next
+//! open), its unmapped pages are dropped.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use super::host::{self, FsHost};
+use crate::errno::{Errno, KResult};
+use crate::mm::frame::FrameAllocator;
+use crate::mm::phys::PhysMem;
+use vmrun_contract::layout::PAGE_SIZE;
+use vmrun_contract::IoVec;
+
+/// Pages read from the host on a miss, at most (256 KiB).
+pub const READAHEAD_PAGES: u64 = 64;
+
+/// Identity of a host file: `st_dev` and `st_ino`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct InodeKey {
+    /// Device.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+/// One cached file.
+#[derive(Debug)]
+pub struct Inode {
+    /// Host identity.
+    pub key: InodeKey,
+    /// Size in bytes as last seen.
+    pub size: u64,
+    /// Modification time as last seen (seconds, nanoseconds).
+    pub mtime: (i64, u32),
+    /// Canonical guest path (for maps listings).
+    pub path: Vec<u8>,
+    /// The file lies contiguously in RAM here (the boot program's image).
+    image: Option<u64>,
+    /// Page index -> frame.
+    pages: BTreeMap<u64, u64>,
+    /// A readable host handle for filling pages, held while `users` > 0.
+    handle: Option<u64>,
+    /// Open files and mappings using the inode.
+    pub users: u32,
+}
+
+impl Inode {
+    /// The frame of page `idx` if it is in RAM.
+    pub fn resident(&self, idx: u64) -> Option<u64> {
+        if let Some(base) = self.image {
+            let off = idx.checked_mul(PAGE_SIZE)?;
+            return (off < self.size).then_some(base + off);
+        }
+        self.pages.get(&idx).copied()
+    }
+
+    /// Pages held in RAM.
+    pub fn cached_pages(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Whether the file is the boot image (never changed, never freed).
+    pub fn is_image(&self) -> bool {
+        self.image.is_some()
+    }
+}
+
+/// All cached files, by index.
+#[derive(Debug, Default)]
+pub struct PageCache {
+    inodes: Vec<Option<Inode>>,
+    by_key: BTreeMap<InodeKey, u16>,
+    /// Pages read from the host in all.
+    pub pages_read: u64,
+    /// Host reads done to fill pages.
+    pub fills: u64,
+}
+
+/// What [`PageCache::attach`] learnt about a file.
+#[derive(Clone, Copy, Debug)]
+pub struct FileInfo {
+    /// Identity.
+    pub key: InodeKey,
+    /// Size.
+    pub size: u64,
+    /// Modification time.
+    pub mtime: (i64, u32),
+}
+
+impl PageCache {
+    /// An empty cache.
+    pub const fn new() -> PageCache {
+        PageCache {
+            inodes: Vec::new(),
+            by_key: BTreeMap::new(),
+            pages_read: 0,
+            fills: 0,
+        }
+    }
+
+    /// The inode at `id`.
+    pub fn get(&self, id: u16) -> Option<&Inode> {
+        self.inodes.get(usize::from(id))?.as_ref()
+    }
+
+    fn get_mut(&mut self, id: u16) -> KResult<&mut Inode> {
+        self.inodes
+            .get_mut(usize::from(id))
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)
+    }
+
+    fn slot(&mut self) -> KResult<u16> {
+        if let Some(i) = self.inodes.iter().position(Option::is_none) {
+            return Ok(i as u16);
+        }
+        if self.inodes.len() >= usize::from(u16::MAX) {
+            return Err(Errno::ENFILE);
+        }
+        self.inodes.push(None);
+        Ok((self.inodes.len() - 1) as u16)
+    }
+
+    /// Add the boot program's image (`len` bytes at `phys`, page aligned).
+    pub fn add_image(&mut self, info: FileInfo, path: &[u8], phys: u64) -> KResult<u16> {
+        if phys & (PAGE_SIZE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let id = self.slot()?;
+        self.inodes[usize::from(id)] = Some(Inode {
+            key: info.key,
+            size: info.size,
+            mtime: info.mtime,
+            path: path.to_vec(),
+            image: Some(phys),
+            pages: BTreeMap::new(),
+            handle: None,
+            users: 1,
+        });
+        self.by_key.insert(info.key, id);
+        Ok(id)
+    }
+
+    /// Find or create the inode for an opened file and count one more
+    /// user; `handle` (a readable host handle of the opener, or None) may
+    /// become the inode's filling handle, in which case the opener must not
+    /// close it but [`PageCache::release`] does. Returns the inode and
+    /// whether it took the handle.
+    pub fn attach<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        info: FileInfo,
+        path: &[u8],
+        handle: Option<u64>,
+    ) -> KResult<(u16, bool)> {
+        let id = match self.by_key.get(&info.key) {
+            Some(&id) => id,
+            None => {
+                let id = self.slot()?;
+                self.inodes[usize::from(id)] = Some(Inode {
+                    key: info.key,
+                    size: info.size,
+                    mtime: info.mtime,
+                    path: path.to_vec(),
+                    image: None,
+                    pages: BTreeMap::new(),
+                    handle: None,
+                    users: 0,
+                });
+                self.by_key.insert(info.key, id);
+                id
+            }
+        };
+        let ino = self.get_mut(id)?;
+        let changed = ino.size != info.size || ino.mtime != info.mtime;
+        if changed && ino.users == 0 && ino.image.is_none() {
+            for (_, frame) in core::mem::take(&mut ino.pages) {
+                frames.set_cache(mem, frame, false);
+                frames.free(mem, frame);
+            }
+        }
+        ino.size = info.size;
+        ino.mtime = info.mtime;
+        ino.users += 1;
+        let took = ino.handle.is_none() && handle.is_some() && ino.image.is_none();
+        if took {
+            ino.handle = handle;
+        }
+        Ok((id, took))
+    }
+
+    /// Set the host identity of `id` (the boot image learns it late).
+    pub fn set_key(&mut self, id: u16, key: InodeKey) {
+        if let Ok(ino) = self.get_mut(id) {
+            let old = core::mem::replace(&mut ino.key, key);
+            self.by_key.remove(&old);
+            self.by_key.insert(key, id);
+        }
+    }
+
+    /// Count one more user of `id` (a new mapping of it).
+    pub fn get_ref(&mut self, id: u16) {
+        if let Ok(ino) = self.get_mut(id) {
+            ino.users += 1;
+        }
+    }
+
+    /// One user of `id` is gone; when none is left, its filling handle is
+    /// closed (the pages stay cached).
+    pub fn release(&mut self, host: &mut dyn FsHost, id: u16) {
+        let Ok(ino) = self.get_mut(id) else { return };
+        ino.users = ino.users.saturating_sub(1);
+        if ino.users == 0 {
+            if let Some(h) = ino.handle.take() {
+                host::close(host, h);
+            }
+        }
+    }
+
+    /// Give `id` a filling handle if it has none (the caller hands it
+    /// over); returns whether it was taken.
+    pub fn offer_handle(&mut self, id: u16, handle: u64) -> bool {
+        match self.get_mut(id) {
+            Ok(ino) if ino.handle.is_none() && ino.image.is_none() => {
+                ino.handle = Some(handle);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The frame holding page `idx` of `id`, read from the host (with the
+    /// following pages, up to [`READAHEAD_PAGES`] or the end of the file)
+    /// if it is not cached. The bytes past the end of the file in the last
+    /// page are zero. EIO past the end of the file or without a handle.
+    pub fn page<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        host: &mut dyn FsHost,
+        id: u16,
+        idx: u64,
+    ) -> KResult<u64> {
+        let ino = self.get(id).ok_or(Errno::EBADF)?;
+        if let Some(f) = ino.resident(idx) {
+            return Ok(f);
+        }
+        let pages_in_file = ino.size.div_ceil(PAGE_SIZE);
+        if idx >= pages_in_file {
+            return Err(Errno::EIO);
+        }
+        let handle = ino.handle.ok_or(Errno::EIO)?;
+        let mut n = 1;
+        while n < READAHEAD_PAGES && idx + n < pages_in_file && ino.resident(idx + n).is_none() {
+            n += 1;
+        }
+        self.fill(mem, frames, host, id, handle, idx, n)?;
+        self.get(id).and_then(|i| i.resident(idx)).ok_or(Errno::EIO)
+    }
+
+    /// Read pages `[idx, idx + n)` of `id` from the host into new frames.
+    #[allow(clippy::too_many_arguments)]
+    fn fill<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        host: &mut dyn FsHost,
+        id: u16,
+        handle: u64,
+        idx: u64,
+        n: u64,
+    ) -> KResult<()> {
+        let mut iov = [IoVec::default(); READAHEAD_PAGES as usize];
+        let mut got = 0;
+        for (k, v) in iov.iter_mut().enumerate().take(n as usize) {
+            let Some(pa) = frames.alloc_uninit(mem) else {
+                break;
+            };
+            *v = IoVec {
+                phys: pa,
+                len: PAGE_SIZE,
+            };
+            got = k + 1;
+        }
+        if got == 0 {
+            return Err(Errno::ENOMEM);
+        }
+        let iov = &iov[..got];
+        let read = host::pread(host, handle, idx * PAGE_SIZE, iov);
+        let read = match read {
+            Ok(r) => r,
+            Err(e) => {
+                for v in iov {
+                    frames.free(mem, v.phys);
+                }
+                return Err(e);
+            }
+        };
+        self.fills += 1;
+        let ino = self.get_mut(id)?;
+        let whole = read / PAGE_SIZE;
+        let part = read % PAGE_SIZE;
+        for (k, v) in iov.iter().enumerate() {
+            let k = k as u64;
+            if k > whole || (k == whole && part == 0) {
+                frames.free(mem, v.phys);
+                continue;
+            }
+            if k == whole {
+                mem.zero(v.phys + part, PAGE_SIZE - part);
+            }
+            frames.set_cache(mem, v.phys, true);
+            ino.pages.insert(idx + k, v.phys);
+        }
+        self.pages_read += read.div_ceil(PAGE_SIZE);
+        if read == 0 {
+            return Err(Errno::EIO);
+        }
+        Ok(())
+    }
+
+    /// After a write of `[off, off + len)` through to the host: the new
+    /// size, and the cached pages the write touched read again (in place,
+    /// so mappings see the new bytes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn written<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        host: &mut dyn FsHost,
+        id: u16,
+        handle: u64,
+        off: u64,
+        len: u64,
+        new_size: u64,
+    ) {
+        let Ok(ino) = self.get_mut(id) else { return };
+        let old_size = ino.size;
+        ino.size = new_size;
+        if ino.image.is_some() || len == 0 {
+            return;
+        }
+        let first = off / PAGE_SIZE;
+        let last = (off + len - 1) / PAGE_SIZE;
+        let touched: Vec<(u64, u64)> = ino
+            .pages
+            .range(first..=last)
+            .map(|(&i, &f)| (i, f))
+            .collect();
+        // The old last page may now have data past the old end of file.
+        let tail = (
+            old_size / PAGE_SIZE,
+            ino.pages.get(&(old_size / PAGE_SIZE)).copied(),
+        );
+        for (i, frame) in touched.into_iter().chain(tail.1.map(|f| (tail.0, f))) {
+            mem.zero(frame, PAGE_SIZE);
+            let iov = [IoVec {
+                phys: frame,
+                len: PAGE_SIZE,
+            }];
+            let _ = host::pread(host, handle, i * PAGE_SIZE, &iov);
+        }
+    }
+
+    /// The file `id` shrank or grew to `size` (ftruncate): pages wholly
+    /// past the end are dropped where unmapped ones may be (the caller
+    /// knows none is mapped) and the last page's tail is zeroed.
+    pub fn truncated<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        id: u16,
+        size: u64,
+        drop_pages: bool,
+    ) {
+        let Ok(ino) = self.get_mut(id) else { return };
+        ino.size = size;
+        if ino.image.is_some() {
+            return;
+        }
+        let keep = size.div_ceil(PAGE_SIZE);
+        if drop_pages {
+            let gone = ino.pages.split_off(&keep);
+            for (_, frame) in gone {
+                frames.set_cache(mem, frame, false);
+                frames.free(mem, frame);
+            }
+        }
+        if !size.is_multiple_of(PAGE_SIZE) {
+            if let Some(&f) = ino.pages.get(&(size / PAGE_SIZE)) {
+                mem.zero(f + size % PAGE_SIZE, PAGE_SIZE - size % PAGE_SIZE);
+            }
+        }
+    }
+
+    /// Frames held by the cache.
+    pub fn frames_held(&self) -> u64 {
+        self.inodes
+            .iter()
+            .flatten()
+            .map(|i| i.pages.len() as u64)
+            .sum()
+    }
+
+    /// Drop every page and inode (at the end of the run).
+    pub fn clear<M: PhysMem>(&mut self, mem: &mut M, frames: &mut FrameAllocator) {
+        for ino in self.inodes.iter_mut().flatten() {
+            for (_, frame) in core::mem::take(&mut ino.pages) {
+                frames.set_cache(mem, frame, false);
+                frames.free(mem, frame);
+            }
+        }
+        self.inodes.clear();
+        self.by_key.clear();
+    }
+}

@@ -1,0 +1,178 @@
+//! Paths as system calls receive them: copied in from user memory, and
+//! sorted into those the kernel serves itself (`/dev`, `/proc`) and those
+//! the host resolves inside the guest's view.
+
+use alloc::vec::Vec;
+
+use crate::errno::{Errno, KResult};
+use crate::mm::phys::PhysMem;
+use crate::mm::space::{Mm, MmEnv};
+use crate::uaccess::copy_from_user;
+use vmrun_contract::fs::PATH_MAX;
+use vmrun_contract::layout::PAGE_SIZE;
+
+/// Copy the NUL-terminated string at user `va` (Linux's
+/// `strncpy_from_user` for paths): ENAMETOOLONG if no NUL within
+/// `PATH_MAX`, EFAULT for a bad pointer, ENOENT for an empty path.
+pub fn user_path<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, va: u64) -> KResult<Vec<u8>> {
+    let p = user_string(mm, env, va, PATH_MAX)?;
+    if p.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    Ok(p)
+}
+
+/// A NUL-terminated user string of fewer than `max` bytes, without its NUL
+/// (an empty one is allowed). ENAMETOOLONG when longer.
+pub fn user_string<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    va: u64,
+    max: usize,
+) -> KResult<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur = va;
+    // Copy up to the end of each page in chunks of 64 bytes: short paths
+    // cost one small copy, and a string ending before an unmapped page is
+    // never read past.
+    loop {
+        let to_page_end = (PAGE_SIZE - (cur & (PAGE_SIZE - 1))) as usize;
+        let n = to_page_end.min(64).min(max + 1 - out.len());
+        let mut chunk = [0u8; 64];
+        copy_from_user(mm, env, cur, &mut chunk[..n])?;
+        if let Some(z) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..z]);
+            return Ok(out);
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() >= max {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        cur += n as u64;
+    }
+}
+
+/// Where a path leads, as far as the kernel can tell without the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// Under `/dev`: the rest after "/dev" ("" or "/name...").
+    Dev(Vec<u8>),
+    /// Under `/proc`: the rest after "/proc".
+    Proc(Vec<u8>),
+    /// Elsewhere: the host resolves it.
+    Host,
+}
+
+/// Lexically normalise an absolute path: no `.`, no empty components, `..`
+/// applied (stopping at `/`). Only for paths known to have no symlinks
+/// before the point that matters (the kernel's own trees have none that
+/// lead out).
+pub fn normalize(path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = Vec::with_capacity(path.len() + 1);
+    for c in &parts {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+/// Join `rel` onto directory `dir` (both guest paths).
+pub fn join(dir: &[u8], rel: &[u8]) -> Vec<u8> {
+    if rel.first() == Some(&b'/') {
+        return rel.to_vec();
+    }
+    let mut p = dir.to_vec();
+    if p.last() != Some(&b'/') {
+        p.push(b'/');
+    }
+    p.extend_from_slice(rel);
+    p
+}
+
+/// Which tree an absolute, normalised path lies in.
+pub fn served(canonical: &[u8]) -> Served {
+    for (root, dev) in [(&b"/dev"[..], true), (&b"/proc"[..], false)] {
+        if let Some(rest) = canonical.strip_prefix(root) {
+            if rest.is_empty() || rest[0] == b'/' {
+                let rest = rest.to_vec();
+                return if dev {
+                    Served::Dev(rest)
+                } else {
+                    Served::Proc(rest)
+                };
+            }
+        }
+    }
+    Served::Host
+}
+
+/// Whether the kernel may sort `path` (relative to `cwd`) itself: the
+/// joined path contains no `..` (which could climb out of a symlinked
+/// directory) and lies under `/dev` or `/proc`, whose trees the host never
+/// holds. Returns the normalised path then.
+pub fn served_locally(cwd: &[u8], path: &[u8]) -> Option<(Vec<u8>, Served)> {
+    let joined = join(cwd, path);
+    if joined.split(|&b| b == b'/').any(|c| c == b"..") {
+        return None;
+    }
+    let n = normalize(&joined);
+    match served(&n) {
+        Served::Host => None,
+        s => Some((n, s)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_removes_dots_and_stops_at_root() {
+        assert_eq!(normalize(b"/a/./b//c/"), b"/a/b/c");
+        assert_eq!(normalize(b"/a/../../b"), b"/b");
+        assert_eq!(normalize(b"/"), b"/");
+        assert_eq!(normalize(b"/.."), b"/");
+    }
+
+    #[test]
+    fn dev_and_proc_paths_are_served_by_the_kernel() {
+        assert_eq!(served(b"/dev/null"), Served::Dev(b"/null".to_vec()));
+        assert_eq!(served(b"/dev"), Served::Dev(b"".to_vec()));
+        assert_eq!(served(b"/device"), Served::Host);
+        assert_eq!(
+            served(b"/proc/self/maps"),
+            Served::Proc(b"/self/maps".to_vec())
+        );
+        assert_eq!(served(b"/etc/passwd"), Served::Host);
+    }
+
+    #[test]
+    fn relative_paths_join_the_cwd_and_dotdot_goes_to_the_host() {
+        assert_eq!(
+            served_locally(b"/proc/self", b"maps"),
+            Some((
+                b"/proc/self/maps".to_vec(),
+                Served::Proc(b"/self/maps".to_vec())
+            ))
+        );
+        assert_eq!(served_locally(b"/dev", b"../etc"), None);
+        assert_eq!(
+            served_locally(b"/home", b"/dev/zero").map(|x| x.0),
+            Some(b"/dev/zero".to_vec())
+        );
+        assert_eq!(served_locally(b"/home", b"x"), None);
+    }
+}

@@ -1,0 +1,197 @@
+//! `mremap` and `madvise(MADV_DONTNEED)` (Linux's `mremap`, `move_vma`,
+//! `zap_page_range`) as methods on [`Mm`].
+//!
+//! Growing happens in place when the area ends at the old range's end and
+//! the space after it is free; otherwise, with `MREMAP_MAYMOVE`, the area
+//! moves: a new area takes the old one's rights and backing (file offsets
+//! follow), and every present leaf is moved to the new address with its
+//! frame and flags, so nothing is copied and nothing is faulted again.
+
+use super::paging::PageSize;
+use super::phys::PhysMem;
+use super::space::{page_align_up, Mm, MmEnv};
+use super::vma::{Backing, Vma};
+use crate::errno::{Errno, KResult};
+use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
+
+/// `mremap` flags.
+pub mod mremap_flags {
+    /// The mapping may move.
+    pub const MAYMOVE: u64 = 1;
+    /// Move it to exactly `new_addr`.
+    pub const FIXED: u64 = 2;
+    /// Leave the old range mapped (anonymous private only).
+    pub const DONTUNMAP: u64 = 4;
+}
+
+use mremap_flags::{DONTUNMAP, FIXED, MAYMOVE};
+
+impl Mm {
+    /// The `mremap` system call. Returns the new address.
+    pub fn mremap<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+        new_addr: u64,
+    ) -> KResult<u64> {
+        if flags & !(MAYMOVE | FIXED | DONTUNMAP) != 0 || old & (PAGE_SIZE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & (FIXED | DONTUNMAP) != 0 && flags & MAYMOVE == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let old_len = page_align_up(old_len).ok_or(Errno::EINVAL)?;
+        let new_len = page_align_up(new_len).ok_or(Errno::EINVAL)?;
+        if new_len == 0 || old_len == 0 || flags & DONTUNMAP != 0 && old_len != new_len {
+            return Err(Errno::EINVAL);
+        }
+        let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
+        if old_end > TASK_SIZE || new_len > TASK_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        if flags & FIXED != 0 {
+            return self.mremap_to(env, old, old_len, new_addr, new_len, flags);
+        }
+        if new_len <= old_len {
+            if new_len < old_len {
+                self.do_munmap(env, old + new_len, old_end)?;
+            }
+            return Ok(old);
+        }
+        let i = self.vma_of_range(old, old_end)?;
+        let v = self.vmas.as_slice()[i];
+        let grown = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
+        if v.end == old_end && grown <= TASK_SIZE && !self.vmas.intersects(old_end, grown) {
+            let vma = self.vmas.get_mut(i).ok_or(Errno::EFAULT)?;
+            vma.end = grown;
+            self.vmas.note_resized(i);
+            return Ok(old);
+        }
+        if flags & MAYMOVE == 0 {
+            return Err(Errno::ENOMEM);
+        }
+        let to = self.get_unmapped_area(0, new_len, false)?;
+        self.move_vma(env, old, old_len, to, new_len, flags & DONTUNMAP != 0)
+    }
+
+    fn mremap_to<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        old: u64,
+        old_len: u64,
+        to: u64,
+        new_len: u64,
+        flags: u64,
+    ) -> KResult<u64> {
+        if to & (PAGE_SIZE - 1) != 0 || to.checked_add(new_len).is_none_or(|e| e > TASK_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        if to < old + old_len && old < to + new_len {
+            return Err(Errno::EINVAL);
+        }
+        self.do_munmap(env, to, to + new_len)?;
+        let mut old_len = old_len;
+        if new_len < old_len {
+            self.do_munmap(env, old + new_len, old + old_len)?;
+            old_len = new_len;
+        }
+        self.move_vma(env, old, old_len, to, new_len, flags & DONTUNMAP != 0)
+    }
+
+    /// The index of the one area holding `[start, end)` (EFAULT if none).
+    fn vma_of_range(&self, start: u64, end: u64) -> KResult<usize> {
+        let i = self.vmas.find(start).ok_or(Errno::EFAULT)?;
+        if self.vmas.as_slice()[i].end < end {
+            return Err(Errno::EFAULT);
+        }
+        Ok(i)
+    }
+
+    /// Move `[old, old + old_len)` to a new area at `to` of `new_len`.
+    fn move_vma<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        old: u64,
+        old_len: u64,
+        to: u64,
+        new_len: u64,
+        keep_old: bool,
+    ) -> KResult<u64> {
+        let i = self.vma_of_range(old, old + old_len)?;
+        let v = self.vmas.as_slice()[i];
+        let backing = match v.backing {
+            Backing::File {
+                file,
+                offset,
+                data_end,
+            } => Backing::File {
+                file,
+                offset: offset + (old - v.start),
+                data_end,
+            },
+            Backing::Anon => Backing::Anon,
+        };
+        let vma = Vma {
+            start: to,
+            end: to + new_len,
+            backing,
+            ..v
+        };
+        self.vmas.insert_merged(vma)?;
+        self.move_pages(env, old, to, old_len.min(new_len))?;
+        if !keep_old {
+            self.do_munmap(env, old, old + old_len)?;
+        }
+        self.tlb_stale = true;
+        Ok(to)
+    }
+
+    /// Move the leaves of `[from, from + len)` to `to` (2 MiB leaves are
+    /// split first, so the two ranges need not share an alignment).
+    fn move_pages<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        from: u64,
+        to: u64,
+        len: u64,
+    ) -> KResult<()> {
+        let mut a = from;
+        while a < from + len {
+            let Some(t) = self.pt.translate(env.mem, a) else {
+                a += PAGE_SIZE;
+                continue;
+            };
+            if t.size == PageSize::Size2M {
+                self.pt
+                    .split_huge(env.mem, env.frames, a & !(HUGE_PAGE_SIZE - 1))
+                    .map_err(|e| e.errno())?;
+                continue;
+            }
+            let Some((frame, _, flags)) = self.pt.unmap(env.mem, a) else {
+                a += PAGE_SIZE;
+                continue;
+            };
+            let dst = to + (a - from);
+            self.pt
+                .map(env.mem, env.frames, dst, frame, PageSize::Size4K, flags)
+                .map_err(|e| e.errno())?;
+            a += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// Drop the pages of `[start, end)` (madvise MADV_DONTNEED): private
+    /// frames are freed; the next touch faults in zeros (anonymous) or the
+    /// file's bytes again.
+    pub fn zap_range<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        start: u64,
+        end: u64,
+    ) -> KResult<()> {
+        self.unmap_pages_pub(env, start, end)
+    }
+}

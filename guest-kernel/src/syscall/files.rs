@@ -1,0 +1,904 @@
+//! Opening, reading and writing files: the fd-based system calls.
+//!
+//! Each fd names an [`OpenFile`]; what a call does depends on its node:
+//! the host's stdio (through [`HostIo`], as before there were files), a
+//! host file (through the host's file service and the page cache), a
+//! `/dev` node or a generated `/proc` file. Paths are made absolute here
+//! (from the cwd or a directory fd) and then either served by the kernel
+//! (`/dev`, `/proc`) or resolved by the host inside the guest's view.
+
+use alloc::vec::Vec;
+
+use super::{Ctx, HostIo};
+use crate::errno::{Errno, KResult};
+use crate::fs::cache::{FileInfo, InodeKey};
+use crate::fs::dev::{self, DevEntry, DevNode};
+use crate::fs::file::{is_last, o, FileRef, Node, OpenFile};
+use crate::fs::host::{self, begin, set_path};
+use crate::fs::path::{self, Served};
+use crate::fs::proc::{self, ProcEntry, ProcFile, ProcLink};
+use crate::fs::stat::{self, S_IFDIR, S_IFMT, S_IFREG};
+use crate::mm::phys::PhysMem;
+use crate::uaccess::copy_to_user;
+use vmrun_contract::fs::{op, ROOT_HANDLE, SYNTHETIC};
+use vmrun_contract::layout::PAGE_SIZE;
+use vmrun_contract::IoVec;
+
+/// `AT_FDCWD`.
+pub const AT_FDCWD: i64 = -100;
+/// `AT_SYMLINK_NOFOLLOW`.
+pub const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+/// `AT_REMOVEDIR`.
+pub const AT_REMOVEDIR: u64 = 0x200;
+/// `AT_SYMLINK_FOLLOW`.
+pub const AT_SYMLINK_FOLLOW: u64 = 0x400;
+/// `AT_EMPTY_PATH`.
+pub const AT_EMPTY_PATH: u64 = 0x1000;
+/// Reads at least this long go from the host straight into the user's
+/// buffer; shorter ones are served from (and fill) the page cache.
+pub const DIRECT_READ_MIN: u64 = 16 * 1024;
+/// Most pieces one host transfer carries.
+pub const MAX_PIECES: usize = 64;
+/// Largest single transfer (Linux's MAX_RW_COUNT).
+pub const MAX_RW_COUNT: u64 = 0x7fff_f000;
+
+type Cx<'p, 'e, 'a, M, H> = Ctx<'p, 'e, 'a, M, H>;
+
+/// The absolute guest path of `path` relative to `dirfd` (or the cwd).
+pub fn absolute<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    path: &[u8],
+) -> KResult<Vec<u8>> {
+    if path.first() == Some(&b'/') {
+        return Ok(path.to_vec());
+    }
+    if dirfd as i32 as i64 == AT_FDCWD {
+        return Ok(path::join(&cx.p.cwd, path));
+    }
+    let f = cx.p.fds.file(dirfd)?;
+    let f = f.borrow();
+    if !f.node.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    Ok(path::join(f.node.path(), path))
+}
+
+/// Where a path leads after the kernel looked at it.
+#[derive(Debug)]
+pub enum Found {
+    /// A `/dev` entry (with its canonical path).
+    Dev(DevEntry, Vec<u8>),
+    /// A `/proc` entry.
+    Proc(ProcEntry, Vec<u8>),
+    /// An open fd, reached through `/proc/self/fd/N` (followed).
+    Fd(u64),
+    /// A host path (absolute, not yet resolved).
+    Host(Vec<u8>),
+}
+
+/// Sort an absolute path: the kernel's own trees are looked up here,
+/// following their symlinks when `follow` (or when not last); everything
+/// else is for the host.
+pub fn find<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    abs: Vec<u8>,
+    follow: bool,
+) -> KResult<Found> {
+    let mut cur = abs;
+    for _ in 0..8 {
+        let Some((canon, served)) = path::served_locally(b"/", &cur) else {
+            return Ok(Found::Host(cur));
+        };
+        let link = match served {
+            Served::Dev(rest) => {
+                if let Some(n) = rest.strip_prefix(b"/fd/") {
+                    let mut p = b"/proc/self/fd/".to_vec();
+                    p.extend_from_slice(n);
+                    cur = p;
+                    continue;
+                }
+                match dev::lookup(&rest).ok_or(Errno::ENOENT)? {
+                    DevEntry::Link(t) if follow => t.to_vec(),
+                    e => return Ok(Found::Dev(e, canon)),
+                }
+            }
+            Served::Proc(rest) => {
+                let fds: Vec<u64> = cx.p.fds.fds().map(|(n, _)| n).collect();
+                match proc::lookup(&rest, cx.p.pid, &fds).ok_or(Errno::ENOENT)? {
+                    ProcEntry::Link(l) if follow => match l {
+                        ProcLink::Fd(n) => return Ok(Found::Fd(n)),
+                        l => proc_link_target(cx, l),
+                    },
+                    e => return Ok(Found::Proc(e, canon)),
+                }
+            }
+            Served::Host => return Ok(Found::Host(cur)),
+        };
+        cur = link;
+    }
+    Err(Errno::ELOOP)
+}
+
+/// The text of a `/proc` symlink.
+pub fn proc_link_target<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    l: ProcLink,
+) -> Vec<u8> {
+    match l {
+        ProcLink::SelfDir => proc::dec(cx.p.pid),
+        ProcLink::Exe => cx.p.exe[..cx.p.exe_len].to_vec(),
+        ProcLink::Cwd => cx.p.cwd.clone(),
+        ProcLink::Root => b"/".to_vec(),
+        ProcLink::Fd(n) => fd_link_text(cx, n),
+    }
+}
+
+/// What `/proc/self/fd/N` reads as.
+fn fd_link_text<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, n: u64) -> Vec<u8> {
+    let Ok(f) = cx.p.fds.file(n) else {
+        return Vec::new();
+    };
+    let f = f.borrow();
+    match &f.node {
+        Node::Stdio(k) => {
+            let mode = cx.p.stdio_modes.get(usize::from(*k)).copied().unwrap_or(0);
+            match mode & S_IFMT {
+                stat::S_IFIFO => b"pipe:[1]".to_vec(),
+                stat::S_IFCHR | 0 => b"/dev/pts/0".to_vec(),
+                _ => b"/dev/stdin".to_vec(),
+            }
+        }
+        node => node.path().to_vec(),
+    }
+}
+
+/// What the host's OPEN gave: the handle, the raw statx and the canonical
+/// path; or only the canonical path of a place the kernel serves.
+type HostOpened = Result<(u64, [u8; 256], Vec<u8>), Vec<u8>>;
+
+/// Ask the host to open `abs` with `flags` and `mode`. Returns the handle
+/// and the raw statx, or the canonical path when the host found it leads
+/// into `/dev` or `/proc`.
+fn host_open(
+    host: &mut dyn host::FsHost,
+    abs: &[u8],
+    flags: u32,
+    mode: u32,
+) -> KResult<HostOpened> {
+    let r = begin(host, op::OPEN, ROOT_HANDLE);
+    r.flags = flags;
+    r.mode = u64::from(mode);
+    set_path(r, false, abs)?;
+    host::call(host, &[])?;
+    let r = host.req();
+    let canon = r.path[..(r.path_len as usize).min(r.path.len())].to_vec();
+    if r.out_handle == SYNTHETIC {
+        return Ok(Err(canon));
+    }
+    Ok(Ok((r.out_handle, stat::statx_bytes(&r.statx), canon)))
+}
+
+/// openat(dirfd, path, flags, mode)
+pub fn openat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    flags: u64,
+    mode: u64,
+) -> KResult<i64> {
+    let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
+    let abs = absolute(cx, dirfd, &p)?;
+    let flags = flags as u32;
+    let file = open_path(cx, abs, flags, mode as u32 & 0o7777 & !cx.p.umask)?;
+    let fd = cx.p.fds.alloc(file.clone(), flags & o::CLOEXEC != 0);
+    match fd {
+        Ok(fd) => Ok(fd as i64),
+        Err(e) => {
+            release(cx, file);
+            Err(e)
+        }
+    }
+}
+
+/// Open the absolute path `abs` and return its new description.
+pub fn open_path<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    abs: Vec<u8>,
+    flags: u32,
+    mode: u32,
+) -> KResult<FileRef> {
+    let follow = flags & o::NOFOLLOW == 0;
+    // 64-bit Linux opens every file with O_LARGEFILE (force_o_largefile).
+    let keep = (flags | o::LARGEFILE) & !(o::CLOEXEC | o::CREAT | o::EXCL | o::TRUNC | o::NOCTTY);
+    match find(cx, abs, follow)? {
+        Found::Host(abs) => match host_open(&mut *cx.env.host, &abs, flags & !o::CLOEXEC, mode)? {
+            Ok((h, sx, canon)) => Ok(host_file(cx, h, &sx, canon, keep)),
+            Err(canon) => match find(cx, canon, follow)? {
+                Found::Host(_) => Err(Errno::ENOENT),
+                f => open_local(cx, f, flags, keep),
+            },
+        },
+        f => open_local(cx, f, flags, keep),
+    }
+}
+
+/// A description of an opened host file; regular files join the page
+/// cache (which may take the handle to fill pages with).
+fn host_file<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    handle: u64,
+    sx: &[u8; 256],
+    canon: Vec<u8>,
+    flags: u32,
+) -> FileRef {
+    let info = stat::statx_info(sx);
+    let mut inode = None;
+    let mut owns = false;
+    if info.mode & S_IFMT == S_IFREG && flags & o::PATH == 0 {
+        let fi = FileInfo {
+            key: InodeKey {
+                dev: info.dev,
+                ino: info.ino,
+            },
+            size: info.size,
+            mtime: info.mtime,
+        };
+        let readable = flags & o::ACCMODE != o::WRONLY;
+        let env = &mut *cx.env;
+        if let Ok((id, took)) =
+            env.cache
+                .attach(env.mem, env.frames, fi, &canon, readable.then_some(handle))
+        {
+            inode = Some(id);
+            owns = took;
+        }
+    }
+    OpenFile::new(
+        Node::Host {
+            handle,
+            inode,
+            cache_owns_handle: owns,
+            mode: info.mode,
+            path: canon,
+        },
+        flags,
+    )
+}
+
+fn open_local<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    found: Found,
+    flags: u32,
+    keep: u32,
+) -> KResult<FileRef> {
+    let wants_write = matches!(flags & o::ACCMODE, o::WRONLY | o::RDWR);
+    let node = match found {
+        Found::Dev(DevEntry::Dir, p) => dir_node(
+            p,
+            dev::ENTRIES.iter().map(|(n, t)| (n.to_vec(), *t)).collect(),
+            wants_write,
+        )?,
+        Found::Dev(DevEntry::Node(n), _) => {
+            if flags & o::DIRECTORY != 0 {
+                return Err(Errno::ENOTDIR);
+            }
+            Node::Dev(n)
+        }
+        Found::Dev(DevEntry::Link(_), _) | Found::Proc(ProcEntry::Link(_), _) => {
+            // O_NOFOLLOW on a symlink (O_PATH would give the link itself).
+            return Err(Errno::ELOOP);
+        }
+        Found::Proc(ProcEntry::Dir(entries), p) => dir_node(p, entries, wants_write)?,
+        Found::Proc(ProcEntry::File(f), p) => {
+            if wants_write {
+                return Err(Errno::EACCES);
+            }
+            if flags & o::DIRECTORY != 0 {
+                return Err(Errno::ENOTDIR);
+            }
+            Node::Generated {
+                data: generate(cx, f),
+                path: p,
+            }
+        }
+        Found::Fd(n) => return reopen_fd(cx, n, flags),
+        Found::Host(_) => return Err(Errno::ENOENT),
+    };
+    Ok(OpenFile::new(node, keep))
+}
+
+fn dir_node(path: Vec<u8>, entries: Vec<(Vec<u8>, u8)>, wants_write: bool) -> KResult<Node> {
+    if wants_write {
+        return Err(Errno::EISDIR);
+    }
+    Ok(Node::SynthDir { path, entries })
+}
+
+/// Open `/proc/self/fd/N`: Linux opens the file again.
+fn reopen_fd<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    n: u64,
+    flags: u32,
+) -> KResult<FileRef> {
+    let f = cx.p.fds.file(n)?;
+    let keep = flags & !(o::CLOEXEC | o::CREAT | o::EXCL | o::TRUNC | o::NOCTTY);
+    let b = f.borrow();
+    let node = match &b.node {
+        Node::Stdio(k) => Node::Stdio(*k),
+        Node::Dev(d) => Node::Dev(*d),
+        Node::Generated { data, path } => Node::Generated {
+            data: data.clone(),
+            path: path.clone(),
+        },
+        Node::SynthDir { path, entries } => Node::SynthDir {
+            path: path.clone(),
+            entries: entries.clone(),
+        },
+        Node::Host { path, .. } => {
+            let p = path.clone();
+            drop(b);
+            return open_path(cx, p, flags & !o::NOFOLLOW, 0);
+        }
+    };
+    Ok(OpenFile::new(node, keep))
+}
+
+/// Release a description whose last reference is `f`.
+pub fn release<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, f: FileRef) {
+    if !is_last(&f) {
+        return;
+    }
+    let b = f.borrow();
+    if let Node::Host {
+        handle,
+        inode,
+        cache_owns_handle,
+        ..
+    } = b.node
+    {
+        if !cache_owns_handle {
+            host::close(&mut *cx.env.host, handle);
+        }
+        if let Some(id) = inode {
+            cx.env.cache.release(&mut *cx.env.host, id);
+        }
+    }
+}
+
+/// close(fd)
+pub fn close<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> KResult<i64> {
+    let f = cx.p.fds.close(fd)?;
+    release(cx, f);
+    Ok(0)
+}
+
+/// The user buffer `[buf, buf + len)` as physical pieces.
+fn pieces<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    buf: u64,
+    len: u64,
+    write: bool,
+    out: &mut [IoVec; MAX_PIECES],
+) -> KResult<usize> {
+    let (n, _) =
+        cx.p.mm
+            .user_buffer_pieces(cx.env, buf, len.min(MAX_RW_COUNT), write, out)?;
+    Ok(n)
+}
+
+/// Read up to `len` bytes of `f` at `pos` into user `buf` (no offset
+/// update). Returns the bytes read.
+pub fn read_at<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    f: &FileRef,
+    buf: u64,
+    len: u64,
+    pos: u64,
+) -> KResult<u64> {
+    let b = f.borrow();
+    if !b.readable() {
+        return Err(Errno::EBADF);
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut iov = [IoVec::default(); MAX_PIECES];
+    match &b.node {
+        Node::Stdio(k) => {
+            let n = pieces(cx, buf, len, true, &mut iov)?;
+            let r = cx.host.read(u64::from(*k), &iov[..n]);
+            if r < 0 {
+                return Err(Errno::from_ret(r));
+            }
+            Ok(r as u64)
+        }
+        Node::Dev(DevNode::Null) => Ok(0),
+        Node::Dev(DevNode::Zero | DevNode::Full) => {
+            let n = pieces(cx, buf, len, true, &mut iov)?;
+            let mut total = 0;
+            for v in &iov[..n] {
+                cx.env.mem.zero(v.phys, v.len);
+                total += v.len;
+            }
+            Ok(total)
+        }
+        Node::Dev(DevNode::Random | DevNode::Urandom) => {
+            let n = pieces(cx, buf, len, true, &mut iov)?;
+            let r = cx.host.random(&iov[..n]);
+            if r < 0 {
+                return Err(Errno::from_ret(r));
+            }
+            Ok(r as u64)
+        }
+        Node::Dev(DevNode::Tty) => {
+            let n = pieces(cx, buf, len, true, &mut iov)?;
+            let r = cx.host.read(0, &iov[..n]);
+            if r < 0 {
+                return Err(Errno::from_ret(r));
+            }
+            Ok(r as u64)
+        }
+        Node::Generated { data, .. } => {
+            let start = (pos as usize).min(data.len());
+            let n = (len as usize).min(data.len() - start);
+            copy_to_user(&mut cx.p.mm, cx.env, buf, &data[start..start + n])?;
+            Ok(n as u64)
+        }
+        Node::SynthDir { .. } => Err(Errno::EISDIR),
+        Node::Host {
+            handle,
+            inode,
+            mode,
+            ..
+        } => {
+            if mode & S_IFMT == S_IFDIR {
+                return Err(Errno::EISDIR);
+            }
+            let (handle, inode) = (*handle, *inode);
+            drop(b);
+            match inode {
+                Some(id) if len < DIRECT_READ_MIN => read_cached(cx, id, handle, buf, len, pos),
+                _ => {
+                    let n = pieces(cx, buf, len, true, &mut iov)?;
+                    host::pread(&mut *cx.env.host, handle, pos, &iov[..n])
+                }
+            }
+        }
+    }
+}
+
+/// A short read served from the page cache (filling it on a miss).
+fn read_cached<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    id: u16,
+    handle: u64,
+    buf: u64,
+    len: u64,
+    pos: u64,
+) -> KResult<u64> {
+    let size = cx.env.cache.get(id).map_or(0, |i| i.size);
+    if pos >= size {
+        return Ok(0);
+    }
+    let len = len.min(size - pos);
+    // The inode may have no filling handle yet (the first opener was
+    // write-only): this opener's readable handle serves.
+    cx.env.cache.offer_handle(id, handle);
+    let mut done = 0;
+    while done < len {
+        let cur = pos + done;
+        let off = cur % PAGE_SIZE;
+        let env = &mut *cx.env;
+        let frame = env
+            .cache
+            .page(env.mem, env.frames, &mut *env.host, id, cur / PAGE_SIZE)?;
+        let n = (PAGE_SIZE - off).min(len - done);
+        let mut sub = 0;
+        while sub < n {
+            let va = buf + done + sub;
+            let pa = cx.p.mm.user_page(cx.env, va, true)?;
+            let m = (PAGE_SIZE - (va % PAGE_SIZE)).min(n - sub);
+            cx.env.mem.copy_local(pa, frame + off + sub, m);
+            sub += m;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+/// Write `len` bytes from user `buf` to `f` at `pos` (`None`: append).
+pub fn write_at<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    f: &FileRef,
+    buf: u64,
+    len: u64,
+    pos: Option<u64>,
+) -> KResult<u64> {
+    let b = f.borrow();
+    if !b.writable() {
+        return Err(Errno::EBADF);
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut iov = [IoVec::default(); MAX_PIECES];
+    let stdio = match &b.node {
+        Node::Stdio(k) => Some(u64::from(*k)),
+        Node::Dev(DevNode::Tty) => Some(2),
+        _ => None,
+    };
+    if let Some(k) = stdio {
+        let n = pieces(cx, buf, len, false, &mut iov)?;
+        let r = cx.host.write(k, &iov[..n]);
+        if r < 0 {
+            return Err(Errno::from_ret(r));
+        }
+        return Ok(r as u64);
+    }
+    match &b.node {
+        Node::Dev(DevNode::Full) => Err(Errno::ENOSPC),
+        Node::Dev(_) => {
+            // Checked like a real write: a bad buffer is EFAULT.
+            pieces(cx, buf, len, false, &mut iov)?;
+            Ok(len.min(MAX_RW_COUNT))
+        }
+        Node::Generated { .. } | Node::SynthDir { .. } | Node::Stdio(_) => Err(Errno::EINVAL),
+        Node::Host { handle, inode, .. } => {
+            let (handle, inode) = (*handle, *inode);
+            drop(b);
+            let n = pieces(cx, buf, len, false, &mut iov)?;
+            let r = begin(&mut *cx.env.host, op::PWRITE, handle);
+            r.offset = pos.unwrap_or(u64::MAX);
+            let written = host::call(&mut *cx.env.host, &iov[..n])?;
+            let new_size = cx.env.host.req().out_offset;
+            if let Some(id) = inode {
+                let start = pos.unwrap_or(new_size.saturating_sub(written));
+                let env = &mut *cx.env;
+                env.cache.written(
+                    env.mem,
+                    &mut *env.host,
+                    id,
+                    handle,
+                    start,
+                    written,
+                    new_size,
+                );
+            }
+            Ok(written)
+        }
+    }
+}
+
+/// Whether reads and writes of `f` move an offset (not for stdio, pipes
+/// and character devices).
+fn seekable(f: &OpenFile) -> bool {
+    matches!(f.node, Node::Host { .. } | Node::Generated { .. })
+}
+
+/// read(fd, buf, count)
+pub fn read<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    buf: u64,
+    count: u64,
+) -> KResult<i64> {
+    let f = cx.p.fds.file(fd)?;
+    let pos = f.borrow().pos;
+    let n = read_at(cx, &f, buf, count, pos)?;
+    let mut b = f.borrow_mut();
+    if seekable(&b) {
+        b.pos = pos + n;
+    }
+    Ok(n as i64)
+}
+
+/// write(fd, buf, count)
+pub fn write<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    buf: u64,
+    count: u64,
+) -> KResult<i64> {
+    let f = cx.p.fds.file(fd)?;
+    let (pos, append) = {
+        let b = f.borrow();
+        (b.pos, b.flags & o::APPEND != 0)
+    };
+    let n = write_at(cx, &f, buf, count, (!append).then_some(pos))?;
+    let mut b = f.borrow_mut();
+    if seekable(&b) {
+        b.pos = if append {
+            cx.env.host.req().out_offset
+        } else {
+            pos + n
+        };
+    }
+    Ok(n as i64)
+}
+
+/// pread64(fd, buf, count, offset)
+pub fn pread64<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    buf: u64,
+    count: u64,
+    off: u64,
+) -> KResult<i64> {
+    let f = cx.p.fds.file(fd)?;
+    if !seekable(&f.borrow()) {
+        return Err(Errno::ESPIPE);
+    }
+    if (off as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(read_at(cx, &f, buf, count, off)? as i64)
+}
+
+/// pwrite64(fd, buf, count, offset)
+pub fn pwrite64<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    buf: u64,
+    count: u64,
+    off: u64,
+) -> KResult<i64> {
+    let f = cx.p.fds.file(fd)?;
+    if !seekable(&f.borrow()) {
+        return Err(Errno::ESPIPE);
+    }
+    if (off as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(write_at(cx, &f, buf, count, Some(off))? as i64)
+}
+
+/// The iovec array at `uiov` (`cnt` entries).
+fn user_iovecs<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    uiov: u64,
+    cnt: u64,
+) -> KResult<Vec<(u64, u64)>> {
+    if cnt > 1024 {
+        return Err(Errno::EINVAL);
+    }
+    let mut v = Vec::with_capacity(cnt as usize);
+    let mut total: u64 = 0;
+    for i in 0..cnt {
+        let mut raw = [0u8; 16];
+        crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, uiov + i * 16, &mut raw)?;
+        let base = u64::from_le_bytes(raw[..8].try_into().map_err(|_| Errno::EFAULT)?);
+        let len = u64::from_le_bytes(raw[8..].try_into().map_err(|_| Errno::EFAULT)?);
+        if (len as i64) < 0 {
+            return Err(Errno::EINVAL);
+        }
+        total = total.saturating_add(len);
+        v.push((base, len));
+    }
+    if total > MAX_RW_COUNT && (total as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(v)
+}
+
+/// readv/preadv (`off` None: at the file offset).
+pub fn readv<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    uiov: u64,
+    cnt: u64,
+    off: Option<u64>,
+) -> KResult<i64> {
+    let f = cx.p.fds.file(fd)?;
+    let iov = user_iovecs(cx, uiov, cnt)?;
+    let seek = seekable(&f.borrow());
+    if off.is_some() && !seek {
+        return Err(Errno::ESPIPE);
+    }
+    let mut pos = off.unwrap_or(f.borrow().pos);
+    let mut total = 0u64;
+    for (base, len) in iov {
+        if len == 0 {
+            continue;
+        }
+        let n = match read_at(cx, &f, base, len, pos) {
+            Ok(n) => n,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        };
+        total += n;
+        pos += n;
+        if n < len || !seek && n > 0 {
+            break;
+        }
+    }
+    if off.is_none() && seek {
+        f.borrow_mut().pos = pos;
+    }
+    Ok(total as i64)
+}
+
+/// writev/pwritev (`off` None: at the file offset).
+pub fn writev<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    uiov: u64,
+    cnt: u64,
+    off: Option<u64>,
+) -> KResult<i64> {
+    let f = cx.p.fds.file(fd)?;
+    let iov = user_iovecs(cx, uiov, cnt)?;
+    let seek = seekable(&f.borrow());
+    if off.is_some() && !seek {
+        return Err(Errno::ESPIPE);
+    }
+    let append = off.is_none() && f.borrow().flags & o::APPEND != 0;
+    // Stdio: one gathered host write, so lines are not split.
+    if !seek {
+        return writev_gather(cx, &f, &iov);
+    }
+    let mut pos = off.unwrap_or(f.borrow().pos);
+    let mut total = 0u64;
+    for (base, len) in iov {
+        if len == 0 {
+            continue;
+        }
+        let n = match write_at(cx, &f, base, len, (!append).then_some(pos)) {
+            Ok(n) => n,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        };
+        total += n;
+        pos = if append {
+            cx.env.host.req().out_offset
+        } else {
+            pos + n
+        };
+        if n < len {
+            break;
+        }
+    }
+    if off.is_none() {
+        f.borrow_mut().pos = pos;
+    }
+    Ok(total as i64)
+}
+
+fn writev_gather<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    f: &FileRef,
+    iov: &[(u64, u64)],
+) -> KResult<i64> {
+    let k = match &f.borrow().node {
+        Node::Stdio(k) => Some(u64::from(*k)),
+        Node::Dev(DevNode::Tty) => Some(2),
+        _ => None,
+    };
+    let Some(k) = k.filter(|_| f.borrow().writable()) else {
+        let mut total = 0;
+        for &(base, len) in iov {
+            total += write_at(cx, f, base, len, None)?;
+        }
+        return Ok(total as i64);
+    };
+    let mut pieces = [IoVec::default(); MAX_PIECES];
+    let mut used = 0;
+    for &(base, len) in iov {
+        if len == 0 {
+            continue;
+        }
+        if used == MAX_PIECES {
+            break;
+        }
+        let (n, done) =
+            cx.p.mm
+                .user_buffer_pieces(cx.env, base, len, false, &mut pieces[used..])?;
+        used += n;
+        if done < len {
+            break;
+        }
+    }
+    if used == 0 {
+        return Ok(0);
+    }
+    let r = cx.host.write(k, &pieces[..used]);
+    if r < 0 {
+        return Err(Errno::from_ret(r));
+    }
+    Ok(r)
+}
+
+/// lseek(fd, offset, whence)
+pub fn lseek<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    off: u64,
+    whence: u64,
+) -> KResult<i64> {
+    let f = cx.p.fds.file(fd)?;
+    let (handle, size, is_dir, cur) = {
+        let b = f.borrow();
+        match &b.node {
+            Node::Host { handle, mode, .. } => {
+                (Some(*handle), None, mode & S_IFMT == S_IFDIR, b.pos)
+            }
+            Node::Generated { data, .. } => (None, Some(data.len() as u64), false, b.pos),
+            Node::SynthDir { .. } => (None, Some(0), true, b.pos),
+            Node::Dev(_) => return Ok(0),
+            Node::Stdio(_) => return Err(Errno::ESPIPE),
+        }
+    };
+    let off = off as i64;
+    let new = match whence {
+        0 => off,
+        1 => (cur as i64).checked_add(off).ok_or(Errno::EOVERFLOW)?,
+        2 => {
+            if is_dir {
+                return Err(Errno::EINVAL);
+            }
+            let size = match size {
+                Some(s) => s,
+                None => host_size(cx, handle.unwrap_or(0))?,
+            };
+            (size as i64).checked_add(off).ok_or(Errno::EOVERFLOW)?
+        }
+        3 | 4 => {
+            let Some(h) = handle else {
+                return Err(Errno::EINVAL);
+            };
+            let r = begin(&mut *cx.env.host, op::SEEK, h);
+            r.mode = whence;
+            r.offset = off as u64;
+            host::call(&mut *cx.env.host, &[])? as i64
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    if new < 0 {
+        return Err(Errno::EINVAL);
+    }
+    f.borrow_mut().pos = new as u64;
+    Ok(new)
+}
+
+/// The size of host handle `h` now.
+fn host_size<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, h: u64) -> KResult<u64> {
+    begin(&mut *cx.env.host, op::FSTAT, h);
+    host::call(&mut *cx.env.host, &[])?;
+    let sx = stat::statx_bytes(&cx.env.host.req().statx);
+    Ok(stat::statx_info(&sx).size)
+}
+
+/// The contents of a `/proc` file for the calling process.
+pub fn generate<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, f: ProcFile) -> Vec<u8> {
+    let mut t = proc::Text::default();
+    match f {
+        ProcFile::Maps => {
+            super::procfs::fill_image_identity(cx);
+            return proc::maps(&cx.p.mm, cx.env.cache);
+        }
+        ProcFile::Cmdline => {
+            return super::procfs::user_range(cx, cx.p.mm.arg_start, cx.p.mm.arg_end)
+        }
+        ProcFile::Environ => {
+            return super::procfs::user_range(cx, cx.p.mm.env_start, cx.p.mm.env_end)
+        }
+        ProcFile::Auxv => return super::procfs::auxv(cx),
+        ProcFile::Status => super::procfs::status(cx, &mut t),
+        ProcFile::Stat => super::procfs::stat(cx, &mut t),
+        ProcFile::Cpuinfo => super::procfs::cpuinfo(cx, &mut t),
+        ProcFile::Meminfo => super::procfs::meminfo(cx, &mut t),
+        ProcFile::Osrelease => {
+            t.s(proc::OSRELEASE).s(b"\n");
+        }
+        ProcFile::Version => {
+            t.s(b"Linux version ")
+                .s(proc::OSRELEASE)
+                .s(b" (vmrun) #1 SMP\n");
+        }
+        ProcFile::Uptime => super::procfs::uptime(cx, &mut t),
+        ProcFile::Mounts => {
+            t.s(b"vmrun / vmrun rw 0 0\nproc /proc proc rw 0 0\ndevtmpfs /dev devtmpfs rw 0 0\n");
+        }
+    }
+    t.0
+}

@@ -1,0 +1,707 @@
+//! Names and metadata: stat, access, readlink, directories, the cwd, fd
+//! flags and duplication, and the calls that change the file tree.
+
+use alloc::vec::Vec;
+
+use super::files::{
+    self, absolute, find, release, Found, AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW,
+    AT_SYMLINK_NOFOLLOW,
+};
+use super::{Ctx, HostIo};
+use crate::errno::{Errno, KResult};
+use crate::fs::dev::{self, DevEntry};
+use crate::fs::file::{o, Node};
+use crate::fs::host::{self, begin, set_path};
+use crate::fs::path;
+use crate::fs::proc::{self, ProcEntry};
+use crate::fs::stat::{self, Attr, STATX_SIZE, S_IFCHR, S_IFDIR, S_IFMT};
+use crate::mm::phys::PhysMem;
+use crate::uaccess::{copy_from_user, copy_to_user};
+use vmrun_contract::fs::{op, ROOT_HANDLE, SYNTHETIC};
+use vmrun_contract::IoVec;
+
+type Cx<'p, 'e, 'a, M, H> = Ctx<'p, 'e, 'a, M, H>;
+
+fn boot_time<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) -> i64 {
+    (cx.host.now_ns(super::time::Clock::Realtime) / 1_000_000_000) as i64
+}
+
+/// The raw statx of what `abs` names.
+fn statx_path<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    abs: Vec<u8>,
+    follow: bool,
+) -> KResult<[u8; STATX_SIZE]> {
+    match find(cx, abs, follow)? {
+        Found::Host(abs) => {
+            let r = begin(&mut *cx.env.host, op::STAT, ROOT_HANDLE);
+            r.flags = if follow {
+                0
+            } else {
+                AT_SYMLINK_NOFOLLOW as u32
+            };
+            set_path(r, false, &abs)?;
+            host::call(&mut *cx.env.host, &[])?;
+            let r = cx.env.host.req();
+            if r.out_handle == SYNTHETIC {
+                let canon = r.path[..r.path_len as usize].to_vec();
+                return match find(cx, canon, follow)? {
+                    Found::Host(_) => Err(Errno::ENOENT),
+                    f => local_statx(cx, f),
+                };
+            }
+            Ok(stat::statx_bytes(&r.statx))
+        }
+        f => local_statx(cx, f),
+    }
+}
+
+fn local_statx<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    f: Found,
+) -> KResult<[u8; STATX_SIZE]> {
+    let t = boot_time(cx);
+    Ok(match f {
+        Found::Dev(e, _) => stat::statx_of(&dev::attr(e, t)),
+        Found::Proc(e, p) => stat::statx_of(&proc::attr(&e, 1000 + p.len() as u64, t)),
+        Found::Fd(n) => return statx_fd(cx, n),
+        Found::Host(_) => return Err(Errno::ENOENT),
+    })
+}
+
+/// The raw statx of what fd `fd` refers to.
+pub fn statx_fd<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+) -> KResult<[u8; STATX_SIZE]> {
+    let f = cx.p.fds.file(fd)?;
+    let b = f.borrow();
+    let t = boot_time(cx);
+    Ok(match &b.node {
+        Node::Stdio(k) => {
+            let mode = cx.p.stdio_modes.get(usize::from(*k)).copied().unwrap_or(0);
+            let mode = if mode == 0 { S_IFCHR | 0o620 } else { mode };
+            let a = Attr {
+                mode,
+                nlink: 1,
+                ..Attr::default()
+            };
+            stat::statx_of(&a)
+        }
+        Node::Dev(d) => stat::statx_of(&dev::attr(DevEntry::Node(*d), t)),
+        Node::Generated { path, data } => {
+            let mut a = proc::attr(
+                &ProcEntry::File(proc::ProcFile::Uptime),
+                1000 + path.len() as u64,
+                t,
+            );
+            a.size = if path.starts_with(b"/proc") {
+                0
+            } else {
+                data.len() as u64
+            };
+            stat::statx_of(&a)
+        }
+        Node::SynthDir { path, .. } => {
+            let a = if path.starts_with(b"/dev") {
+                dev::attr(DevEntry::Dir, t)
+            } else {
+                proc::attr(&ProcEntry::Dir(Vec::new()), 1000 + path.len() as u64, t)
+            };
+            stat::statx_of(&a)
+        }
+        Node::Host { handle, .. } => {
+            let h = *handle;
+            drop(b);
+            begin(&mut *cx.env.host, op::FSTAT, h);
+            host::call(&mut *cx.env.host, &[])?;
+            stat::statx_bytes(&cx.env.host.req().statx)
+        }
+    })
+}
+
+/// fstat(fd, buf)
+pub fn fstat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    buf: u64,
+) -> KResult<i64> {
+    let sx = statx_fd(cx, fd)?;
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &stat::stat_from_statx(&sx))?;
+    Ok(0)
+}
+
+/// The statx of (dirfd, path, flags) for the stat family.
+fn statx_at<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    flags: u64,
+) -> KResult<[u8; STATX_SIZE]> {
+    let p = path::user_string(&mut cx.p.mm, cx.env, upath, vmrun_contract::fs::PATH_MAX)?;
+    if p.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        if dirfd as i32 as i64 == files::AT_FDCWD {
+            let cwd = cx.p.cwd.clone();
+            return statx_path(cx, cwd, true);
+        }
+        return statx_fd(cx, dirfd);
+    }
+    let abs = absolute(cx, dirfd, &p)?;
+    statx_path(cx, abs, flags & AT_SYMLINK_NOFOLLOW == 0)
+}
+
+/// newfstatat(dirfd, path, buf, flags); stat and lstat too.
+pub fn newfstatat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    buf: u64,
+    flags: u64,
+) -> KResult<i64> {
+    let sx = statx_at(cx, dirfd, upath, flags)?;
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &stat::stat_from_statx(&sx))?;
+    Ok(0)
+}
+
+/// statx(dirfd, path, flags, mask, buf)
+pub fn statx<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    flags: u64,
+    _mask: u64,
+    buf: u64,
+) -> KResult<i64> {
+    let sx = statx_at(cx, dirfd, upath, flags)?;
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &sx)?;
+    Ok(0)
+}
+
+/// faccessat2(dirfd, path, mode, flags); access and faccessat too.
+pub fn faccessat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    mode: u64,
+    flags: u64,
+) -> KResult<i64> {
+    if mode & !7 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
+    let abs = absolute(cx, dirfd, &p)?;
+    match find(cx, abs, flags & AT_SYMLINK_NOFOLLOW == 0)? {
+        Found::Host(abs) => {
+            let r = begin(&mut *cx.env.host, op::ACCESS, ROOT_HANDLE);
+            r.mode = mode;
+            r.flags = flags as u32;
+            set_path(r, false, &abs)?;
+            host::call(&mut *cx.env.host, &[])?;
+            Ok(0)
+        }
+        Found::Proc(ProcEntry::File(_), _) if mode & 2 != 0 => Err(Errno::EACCES),
+        _ if mode & 1 != 0 => Err(Errno::EACCES),
+        _ => Ok(0),
+    }
+}
+
+/// readlinkat(dirfd, path, buf, size); readlink too.
+pub fn readlinkat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    buf: u64,
+    size: u64,
+) -> KResult<i64> {
+    let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
+    if (size as i64) <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let abs = absolute(cx, dirfd, &p)?;
+    let text = match find(cx, abs, false)? {
+        Found::Dev(DevEntry::Link(t), _) => t.to_vec(),
+        Found::Proc(ProcEntry::Link(l), _) => files::proc_link_target(cx, l),
+        Found::Host(abs) => {
+            // The host writes the target straight into the user's buffer.
+            let mut iov = [IoVec::default(); 2];
+            let (n, _) =
+                cx.p.mm
+                    .user_buffer_pieces(cx.env, buf, size.min(4096), true, &mut iov)?;
+            let r = begin(&mut *cx.env.host, op::READLINK, ROOT_HANDLE);
+            set_path(r, false, &abs)?;
+            let got = host::call(&mut *cx.env.host, &iov[..n])?;
+            if cx.env.host.req().out_handle == SYNTHETIC {
+                return Err(Errno::EINVAL);
+            }
+            return Ok(got as i64);
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    let n = text.len().min(size as usize);
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &text[..n])?;
+    Ok(n as i64)
+}
+
+/// getdents64(fd, buf, count)
+pub fn getdents64<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    buf: u64,
+    count: u64,
+) -> KResult<i64> {
+    let f = cx.p.fds.file(fd)?;
+    let mut b = f.borrow_mut();
+    match &b.node {
+        Node::Host { handle, mode, .. } => {
+            if mode & S_IFMT != S_IFDIR {
+                return Err(Errno::ENOTDIR);
+            }
+            let (h, pos) = (*handle, b.pos);
+            let mut iov = [IoVec::default(); 1];
+            let (n, _) =
+                cx.p.mm
+                    .user_buffer_pieces(cx.env, buf, count.min(1 << 16), true, &mut iov)?;
+            if n == 0 {
+                return Err(Errno::EINVAL);
+            }
+            // One physically contiguous piece (at most the rest of a page
+            // run): the host writes whole records into it.
+            let r = begin(&mut *cx.env.host, op::GETDENTS, h);
+            r.offset = pos;
+            let got = host::call(&mut *cx.env.host, &iov[..1])?;
+            b.pos = cx.env.host.req().out_offset;
+            Ok(got as i64)
+        }
+        Node::SynthDir { entries, path } => {
+            let mut all: Vec<(Vec<u8>, u8)> = alloc::vec![(b".".to_vec(), 4), (b"..".to_vec(), 4)];
+            if path.ends_with(b"/fd") && path.starts_with(b"/proc/") {
+                // The fds now, this directory's own included.
+                all.extend(
+                    cx.p.fds
+                        .fds()
+                        .map(|(n, _)| (proc::dec(n), crate::fs::dev::dt::LNK)),
+                );
+            } else {
+                all.extend(entries.iter().cloned());
+            }
+            let base = 1000 + path.len() as u64;
+            let mut out = Vec::new();
+            let mut i = b.pos as usize;
+            while i < all.len() {
+                let (name, ty) = &all[i];
+                let reclen = (19 + name.len() + 1).next_multiple_of(8);
+                if out.len() + reclen > count as usize {
+                    break;
+                }
+                out.extend_from_slice(&(base + i as u64).to_le_bytes());
+                out.extend_from_slice(&((i + 1) as u64).to_le_bytes());
+                out.extend_from_slice(&(reclen as u16).to_le_bytes());
+                out.push(*ty);
+                out.extend_from_slice(name);
+                out.resize(out.len() + reclen - 19 - name.len(), 0);
+                i += 1;
+            }
+            if out.is_empty() && i < all.len() {
+                return Err(Errno::EINVAL);
+            }
+            b.pos = i as u64;
+            drop(b);
+            copy_to_user(&mut cx.p.mm, cx.env, buf, &out)?;
+            Ok(out.len() as i64)
+        }
+        _ => Err(Errno::ENOTDIR),
+    }
+}
+
+/// getcwd(buf, size)
+pub fn getcwd<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    buf: u64,
+    size: u64,
+) -> KResult<i64> {
+    let mut c = cx.p.cwd.clone();
+    c.push(0);
+    if (size as usize) < c.len() {
+        return Err(Errno::ERANGE);
+    }
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &c)?;
+    Ok(c.len() as i64)
+}
+
+/// chdir(path)
+pub fn chdir<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, upath: u64) -> KResult<i64> {
+    let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
+    let abs = absolute(cx, files::AT_FDCWD as u64, &p)?;
+    let f = files::open_path(cx, abs, o::PATH | o::DIRECTORY, 0)?;
+    let new = f.borrow().node.path().to_vec();
+    let is_dir = f.borrow().node.is_dir();
+    release(cx, f);
+    if !is_dir {
+        return Err(Errno::ENOTDIR);
+    }
+    cx.p.cwd = new;
+    Ok(0)
+}
+
+/// fchdir(fd)
+pub fn fchdir<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> KResult<i64> {
+    let f = cx.p.fds.file(fd)?;
+    let b = f.borrow();
+    if !b.node.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    cx.p.cwd = b.node.path().to_vec();
+    Ok(0)
+}
+
+/// fcntl(fd, cmd, arg)
+pub fn fcntl<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    cmd: u64,
+    arg: u64,
+) -> KResult<i64> {
+    const F_DUPFD: u64 = 0;
+    const F_GETFD: u64 = 1;
+    const F_SETFD: u64 = 2;
+    const F_GETFL: u64 = 3;
+    const F_SETFL: u64 = 4;
+    const F_GETLK: u64 = 5;
+    const F_SETLK: u64 = 6;
+    const F_SETLKW: u64 = 7;
+    const F_OFD_GETLK: u64 = 36;
+    const F_OFD_SETLK: u64 = 37;
+    const F_OFD_SETLKW: u64 = 38;
+    const F_DUPFD_CLOEXEC: u64 = 1030;
+    let file = cx.p.fds.file(fd)?;
+    match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            if arg >= cx.p.fds.limit.0 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(cx.p.fds.alloc_from(arg, file, cmd == F_DUPFD_CLOEXEC)? as i64)
+        }
+        F_GETFD => Ok(i64::from(cx.p.fds.get(fd)?.cloexec)),
+        F_SETFD => {
+            cx.p.fds.get_mut(fd)?.cloexec = arg & 1 != 0;
+            Ok(0)
+        }
+        F_GETFL => Ok(i64::from(file.borrow().flags)),
+        F_SETFL => {
+            let mut b = file.borrow_mut();
+            b.flags = (b.flags & !o::SETFL_MASK) | (arg as u32 & o::SETFL_MASK);
+            Ok(0)
+        }
+        F_GETLK | F_OFD_GETLK => {
+            // Uncontended: every lock could be taken; l_type = F_UNLCK.
+            copy_to_user(&mut cx.p.mm, cx.env, arg, &2u16.to_le_bytes())?;
+            Ok(0)
+        }
+        F_SETLK | F_SETLKW | F_OFD_SETLK | F_OFD_SETLKW => {
+            let mut l = [0u8; 2];
+            copy_from_user(&mut cx.p.mm, cx.env, arg, &mut l)?;
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// dup(fd)
+pub fn dup<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> KResult<i64> {
+    let f = cx.p.fds.file(fd)?;
+    Ok(cx.p.fds.alloc(f, false)? as i64)
+}
+
+/// dup3(old, new, flags); dup2 with `dup2` set.
+pub fn dup3<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    old: u64,
+    new: u64,
+    flags: u64,
+    dup2: bool,
+) -> KResult<i64> {
+    if flags & !u64::from(o::CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = cx.p.fds.file(old)?;
+    if old == new {
+        return if dup2 {
+            Ok(new as i64)
+        } else {
+            Err(Errno::EINVAL)
+        };
+    }
+    if let Some(prev) = cx.p.fds.install_at(new, f, flags != 0)? {
+        release(cx, prev.file);
+    }
+    Ok(new as i64)
+}
+
+/// umask(mask)
+pub fn umask<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, mask: u64) -> i64 {
+    let old = cx.p.umask;
+    cx.p.umask = mask as u32 & 0o777;
+    i64::from(old)
+}
+
+/// The host handle of fd `fd`, or EINVAL for nodes the host does not hold.
+fn host_handle<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+) -> KResult<(u64, Option<u16>)> {
+    let f = cx.p.fds.file(fd)?;
+    let b = f.borrow();
+    match b.node {
+        Node::Host { handle, inode, .. } => Ok((handle, inode)),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// fsync(fd) / fdatasync(fd)
+pub fn fsync<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    data_only: bool,
+) -> KResult<i64> {
+    let (h, _) = host_handle(cx, fd)?;
+    begin(&mut *cx.env.host, op::FSYNC, h).flags = u32::from(data_only);
+    host::call(&mut *cx.env.host, &[])?;
+    Ok(0)
+}
+
+/// ftruncate(fd, length)
+pub fn ftruncate<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    len: u64,
+) -> KResult<i64> {
+    if (len as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = cx.p.fds.file(fd)?;
+    if !f.borrow().writable() {
+        return Err(Errno::EINVAL);
+    }
+    let (h, inode) = host_handle(cx, fd)?;
+    begin(&mut *cx.env.host, op::TRUNCATE, h).offset = len;
+    host::call(&mut *cx.env.host, &[])?;
+    if let Some(id) = inode {
+        let env = &mut *cx.env;
+        env.cache.truncated(env.mem, env.frames, id, len, false);
+    }
+    Ok(0)
+}
+
+/// A path operation on the host: `path` (and `path2`) made absolute.
+#[allow(clippy::too_many_arguments)]
+fn host_path_op<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    operation: u32,
+    dirfd: u64,
+    upath: u64,
+    second: Option<(u64, u64)>,
+    flags: u64,
+    mode: u64,
+    offset: u64,
+) -> KResult<i64> {
+    let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
+    let abs = if operation == op::SYMLINK {
+        p
+    } else {
+        absolute(cx, dirfd, &p)?
+    };
+    let abs2 = match second {
+        Some((d2, u2)) => {
+            let p2 = path::user_path(&mut cx.p.mm, cx.env, u2)?;
+            Some(absolute(cx, d2, &p2)?)
+        }
+        None => None,
+    };
+    for a in core::iter::once(&abs).chain(abs2.iter()) {
+        let named = operation != op::SYMLINK || Some(a) == abs2.as_ref();
+        if named && path::served_locally(b"/", a).is_some() {
+            return Err(if operation == op::UNLINK {
+                Errno::EPERM
+            } else {
+                Errno::EACCES
+            });
+        }
+    }
+    let r = begin(&mut *cx.env.host, operation, ROOT_HANDLE);
+    r.flags = flags as u32;
+    r.mode = mode;
+    r.offset = offset;
+    set_path(r, false, &abs)?;
+    if let Some(a2) = &abs2 {
+        set_path(r, true, a2)?;
+    }
+    host::call(&mut *cx.env.host, &[])?;
+    if cx.env.host.req().out_handle == SYNTHETIC {
+        return Err(Errno::EACCES);
+    }
+    Ok(0)
+}
+
+/// unlinkat(dirfd, path, flags); unlink and rmdir too.
+pub fn unlinkat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    flags: u64,
+) -> KResult<i64> {
+    if flags & !AT_REMOVEDIR != 0 {
+        return Err(Errno::EINVAL);
+    }
+    host_path_op(cx, op::UNLINK, dirfd, upath, None, flags, 0, 0)
+}
+
+/// mkdirat(dirfd, path, mode); mkdir too.
+pub fn mkdirat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    mode: u64,
+) -> KResult<i64> {
+    let mode = mode & 0o7777 & !u64::from(cx.p.umask);
+    host_path_op(cx, op::MKDIR, dirfd, upath, None, 0, mode, 0)
+}
+
+/// renameat2(olddir, old, newdir, new, flags); rename and renameat too.
+pub fn renameat2<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    od: u64,
+    old: u64,
+    nd: u64,
+    new: u64,
+    flags: u64,
+) -> KResult<i64> {
+    host_path_op(cx, op::RENAME, od, old, Some((nd, new)), flags, 0, 0)
+}
+
+/// symlinkat(target, newdir, linkpath); symlink too.
+pub fn symlinkat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    target: u64,
+    nd: u64,
+    link: u64,
+) -> KResult<i64> {
+    host_path_op(
+        cx,
+        op::SYMLINK,
+        files::AT_FDCWD as u64,
+        target,
+        Some((nd, link)),
+        0,
+        0,
+        0,
+    )
+}
+
+/// linkat(olddir, old, newdir, new, flags); link too.
+pub fn linkat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    od: u64,
+    old: u64,
+    nd: u64,
+    new: u64,
+    flags: u64,
+) -> KResult<i64> {
+    if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    host_path_op(cx, op::LINK, od, old, Some((nd, new)), flags, 0, 0)
+}
+
+/// fchmodat(dirfd, path, mode, flags); chmod too.
+pub fn fchmodat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    mode: u64,
+    flags: u64,
+) -> KResult<i64> {
+    host_path_op(cx, op::CHMOD, dirfd, upath, None, flags, mode & 0o7777, 0)
+}
+
+/// fchmod(fd, mode): by the fd's path.
+pub fn fchmod<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    mode: u64,
+) -> KResult<i64> {
+    let f = cx.p.fds.file(fd)?;
+    let p = match &f.borrow().node {
+        Node::Host { path, .. } => path.clone(),
+        _ => return Err(Errno::EPERM),
+    };
+    let r = begin(&mut *cx.env.host, op::CHMOD, ROOT_HANDLE);
+    r.mode = mode & 0o7777;
+    set_path(r, false, &p)?;
+    host::call(&mut *cx.env.host, &[])?;
+    Ok(0)
+}
+
+/// truncate(path, length)
+pub fn truncate<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    upath: u64,
+    len: u64,
+) -> KResult<i64> {
+    if (len as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    host_path_op(
+        cx,
+        op::TRUNCATE,
+        files::AT_FDCWD as u64,
+        upath,
+        None,
+        0,
+        0,
+        len,
+    )
+}
+
+/// utimensat(dirfd, path, times, flags)
+pub fn utimensat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    times: u64,
+    flags: u64,
+) -> KResult<i64> {
+    const UTIME_NOW: i64 = (1 << 30) - 1;
+    let mut t = [0i64, UTIME_NOW, 0, UTIME_NOW];
+    if times != 0 {
+        let mut raw = [0u8; 32];
+        copy_from_user(&mut cx.p.mm, cx.env, times, &mut raw)?;
+        for (k, v) in t.iter_mut().enumerate() {
+            *v = i64::from_le_bytes(
+                raw[k * 8..k * 8 + 8]
+                    .try_into()
+                    .map_err(|_| Errno::EFAULT)?,
+            );
+        }
+    }
+    let p = if upath == 0 {
+        Vec::new()
+    } else {
+        path::user_string(&mut cx.p.mm, cx.env, upath, vmrun_contract::fs::PATH_MAX)?
+    };
+    let abs = if p.is_empty() {
+        let f = cx.p.fds.file(dirfd)?;
+        let b = f.borrow();
+        b.node.path().to_vec()
+    } else {
+        absolute(cx, dirfd, &p)?
+    };
+    let r = begin(&mut *cx.env.host, op::UTIMENS, ROOT_HANDLE);
+    r.flags = (flags & AT_SYMLINK_NOFOLLOW) as u32;
+    r.times = t;
+    set_path(r, false, &abs)?;
+    host::call(&mut *cx.env.host, &[])?;
+    Ok(0)
+}

@@ -1,0 +1,200 @@
+//! STAT, FSTAT, READLINK, CHMOD, UTIMENS and ACCESS: the metadata of the
+//! object a path or a handle names.
+//!
+//! A found object is acted on by its one name in its directory's fd with
+//! AT_SYMLINK_NOFOLLOW (a symlink raced in is changed itself, never
+//! followed), or, for directories reached as a whole and for handles, on
+//! the exact fd with AT_EMPTY_PATH.
+
+use super::walk::{Frame, Obj, Target};
+use super::{sys, virtual_dir, Call, FsResult, HostFs};
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, BorrowedFd};
+use vmrun_contract::fs::ROOT_HANDLE;
+
+/// What a metadata op acts on.
+enum Subject {
+    /// `name` in `dir`, found as `obj`.
+    Entry { dir: Frame, name: CString, obj: Obj },
+    /// A directory reached as a whole.
+    Frame(Frame),
+    /// An open handle.
+    Handle(u64),
+}
+
+/// Where a host call on a [`Subject`] is aimed.
+enum Place<'a> {
+    /// One name in a directory (with AT_SYMLINK_NOFOLLOW).
+    At(BorrowedFd<'a>, &'a CStr),
+    /// An fd itself (with AT_EMPTY_PATH).
+    Fd(BorrowedFd<'a>),
+    /// A virtual directory at this guest path.
+    Virtual(&'a [u8]),
+}
+
+impl Place<'_> {
+    /// (dirfd, name, flags) for an `*at` call.
+    fn at(&self) -> Option<(BorrowedFd<'_>, &CStr, i32)> {
+        match self {
+            Place::At(dir, name) => Some((*dir, name, libc::AT_SYMLINK_NOFOLLOW)),
+            Place::Fd(fd) => Some((*fd, c"", libc::AT_EMPTY_PATH)),
+            Place::Virtual(_) => None,
+        }
+    }
+}
+
+impl HostFs {
+    /// What a path op (or, with AT_EMPTY_PATH and an empty path, a handle
+    /// op) acts on and whether it may be changed; None when the path was
+    /// the guest kernel's (the answer is already in `call`).
+    fn subject(&mut self, call: &mut Call, follow: bool) -> FsResult<Option<(Subject, bool)>> {
+        let path = call.path()?;
+        let id = call.req.handle;
+        if path.is_empty() && call.req.flags as i32 & libc::AT_EMPTY_PATH != 0 {
+            if id == ROOT_HANDLE {
+                return self.subject_of_path(call, b"/", follow);
+            }
+            let writable = self.handle(id)?.writable;
+            return Ok(Some((Subject::Handle(id), writable)));
+        }
+        self.subject_of_path(call, &path, follow)
+    }
+
+    fn subject_of_path(
+        &mut self,
+        call: &mut Call,
+        path: &[u8],
+        follow: bool,
+    ) -> FsResult<Option<(Subject, bool)>> {
+        Ok(Some(match self.resolve(call.req.handle, path, follow)? {
+            Target::Synthetic(p) => {
+                call.synthetic(&p);
+                return Ok(None);
+            }
+            Target::Missing { .. } => return Err(libc::ENOENT),
+            Target::Entry { dir, name, obj, .. } => {
+                let w = dir.writable(&self.view);
+                (Subject::Entry { dir, name, obj }, w)
+            }
+            Target::Dir(frame) => {
+                let w = frame.writable(&self.view);
+                (Subject::Frame(frame), w)
+            }
+        }))
+    }
+
+    fn place<'a>(&'a self, s: &'a Subject) -> FsResult<Place<'a>> {
+        Ok(match s {
+            Subject::Entry { dir, name, .. } => {
+                Place::At(dir.fd(&self.view).ok_or(libc::ENOENT)?, name)
+            }
+            Subject::Frame(f) => f.fd(&self.view).map_or(Place::Virtual(&f.guest), Place::Fd),
+            Subject::Handle(id) => {
+                let h = self.handle(*id)?;
+                h.fd().map_or(Place::Virtual(&h.guest), Place::Fd)
+            }
+        })
+    }
+
+    /// statx of a subject (an entry by the exact fd the walk opened).
+    fn statx_subject(&self, s: &Subject) -> FsResult<[u64; 32]> {
+        if let Subject::Entry { obj, .. } = s {
+            return self.statx_of(Some(obj.fd.as_fd()), b"");
+        }
+        match self.place(s)? {
+            Place::Virtual(guest) => Ok(virtual_dir::statx(guest)),
+            Place::Fd(fd) => self.statx_of(Some(fd), b""),
+            Place::At(..) => Err(libc::EINVAL),
+        }
+    }
+
+    pub(super) fn stat_op(&mut self, call: &mut Call) -> FsResult<i64> {
+        let follow = call.req.flags as i32 & libc::AT_SYMLINK_NOFOLLOW == 0;
+        let Some((s, _)) = self.subject(call, follow)? else {
+            return Ok(0);
+        };
+        call.req.statx = self.statx_subject(&s)?;
+        Ok(0)
+    }
+
+    pub(super) fn fstat_op(&mut self, call: &mut Call) -> FsResult<i64> {
+        call.req.statx = if call.req.handle == ROOT_HANDLE {
+            self.root_statx()?
+        } else {
+            self.statx_subject(&Subject::Handle(call.req.handle))?
+        };
+        Ok(0)
+    }
+
+    pub(super) fn readlink_op(&mut self, call: &mut Call) -> FsResult<i64> {
+        let path = call.path()?;
+        let obj = match self.resolve(call.req.handle, &path, false)? {
+            Target::Synthetic(p) => return Ok(call.synthetic(&p)),
+            Target::Missing { .. } => return Err(libc::ENOENT),
+            Target::Dir(_) => return Err(libc::EINVAL),
+            Target::Entry { obj, .. } => obj,
+        };
+        if obj.kind() != libc::S_IFLNK {
+            return Err(libc::EINVAL);
+        }
+        let text = sys::readlink(obj.fd.as_fd())?;
+        let piece = call.first_piece()?;
+        let n = text.len().min(piece.len as usize);
+        call.ram
+            .write_bytes(piece.phys, &text[..n])
+            .map_err(|_| libc::EFAULT)?;
+        Ok(n as i64)
+    }
+
+    pub(super) fn chmod_op(&mut self, call: &mut Call) -> FsResult<i64> {
+        let follow = call.req.flags as i32 & libc::AT_SYMLINK_NOFOLLOW == 0;
+        let Some((s, writable)) = self.subject(call, follow)? else {
+            return Ok(0);
+        };
+        self.require_writable(writable)?;
+        let place = self.place(&s)?;
+        let (dir, name, flags) = place.at().ok_or(libc::EROFS)?;
+        sys::fchmodat(dir, name, call.req.mode as u32 & 0o7777, flags)?;
+        Ok(0)
+    }
+
+    pub(super) fn utimens_op(&mut self, call: &mut Call) -> FsResult<i64> {
+        let follow = call.req.flags as i32 & libc::AT_SYMLINK_NOFOLLOW == 0;
+        let Some((s, writable)) = self.subject(call, follow)? else {
+            return Ok(0);
+        };
+        self.require_writable(writable)?;
+        let t = call.req.times;
+        let times = [
+            libc::timespec {
+                tv_sec: t[0],
+                tv_nsec: t[1],
+            },
+            libc::timespec {
+                tv_sec: t[2],
+                tv_nsec: t[3],
+            },
+        ];
+        let place = self.place(&s)?;
+        let (dir, name, flags) = place.at().ok_or(libc::EROFS)?;
+        sys::utimensat(dir, name, &times, flags)?;
+        Ok(0)
+    }
+
+    pub(super) fn access_op(&mut self, call: &mut Call) -> FsResult<i64> {
+        let flags = call.req.flags as i32;
+        let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+        let Some((s, writable)) = self.subject(call, follow)? else {
+            return Ok(0);
+        };
+        let mode = call.req.mode as i32 & (libc::R_OK | libc::W_OK | libc::X_OK);
+        let place = self.place(&s)?;
+        if let Some((dir, name, at)) = place.at() {
+            sys::faccessat(dir, name, mode, at | (flags & libc::AT_EACCESS))?;
+        }
+        if mode & libc::W_OK != 0 && !writable {
+            return Err(libc::EROFS);
+        }
+        Ok(0)
+    }
+}
