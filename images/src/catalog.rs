@@ -184,4 +184,21 @@ pub const IMAGES: &[Image] = &[
         "bad_syscall_args.c",
         "EFAULT, EBADF and ENOSYS checks",
     ),
+    c_image(
+        "file_mmap",
+        "file_mmap.c",
+        "file-backed MAP_PRIVATE (copy-on-write) and MAP_SHARED maps, mremap, MADV_DONTNEED",
+    ),
+    Image {
+        name: "files_rs",
+        source: "files_rs.rs",
+        compiler: Compiler::Rustc,
+        flags: RUST_STATIC,
+        summary: "Rust std files: write, read back, read_dir, rename, metadata, permissions",
+    },
+    c_image(
+        "proc_maps",
+        "proc_maps.c",
+        "copies its own /proc/self/maps to stdout in small reads",
+    ),
 ];

@@ -3,8 +3,8 @@
 //!
 //! The table in [`IMAGES`] says how each program is built: C sources in
 //! `images/c/` built with `gcc` (static glibc, static PIE, or no libc at all),
-//! with `musl-gcc` when Debian's `musl-tools` is installed, and one Rust std
-//! program built with the toolchain's own `rustc`. Tests ask for a program by
+//! with `musl-gcc` when Debian's `musl-tools` is installed, and Rust std
+//! programs built with the toolchain's own `rustc`. Tests ask for a program by
 //! name:
 //!
 //! ```no_run
