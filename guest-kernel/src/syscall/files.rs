@@ -515,22 +515,36 @@ pub fn write_at<M: PhysMem, H: HostIo>(
     len: u64,
     pos: Option<u64>,
 ) -> KResult<u64> {
-    let b = f.borrow();
-    if !b.writable() {
+    if !f.borrow().writable() {
         return Err(Errno::EBADF);
     }
     if len == 0 {
         return Ok(0);
     }
+    if matches!(f.borrow().node, Node::Dev(DevNode::Full)) {
+        return Err(Errno::ENOSPC);
+    }
     let mut iov = [IoVec::default(); MAX_PIECES];
+    let n = pieces(cx, buf, len, false, &mut iov)?;
+    write_pieces(cx, f, &iov[..n], pos)
+}
+
+/// Write the physical pieces `iov` to `f` at `pos` (`None`: append).
+pub fn write_pieces<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    f: &FileRef,
+    iov: &[IoVec],
+    pos: Option<u64>,
+) -> KResult<u64> {
+    let b = f.borrow();
+    let total: u64 = iov.iter().map(|v| v.len).sum();
     let stdio = match &b.node {
         Node::Stdio(k) => Some(u64::from(*k)),
         Node::Dev(DevNode::Tty) => Some(2),
         _ => None,
     };
     if let Some(k) = stdio {
-        let n = pieces(cx, buf, len, false, &mut iov)?;
-        let r = cx.host.write(k, &iov[..n]);
+        let r = cx.host.write(k, iov);
         if r < 0 {
             return Err(Errno::from_ret(r));
         }
@@ -538,19 +552,14 @@ pub fn write_at<M: PhysMem, H: HostIo>(
     }
     match &b.node {
         Node::Dev(DevNode::Full) => Err(Errno::ENOSPC),
-        Node::Dev(_) => {
-            // Checked like a real write: a bad buffer is EFAULT.
-            pieces(cx, buf, len, false, &mut iov)?;
-            Ok(len.min(MAX_RW_COUNT))
-        }
+        Node::Dev(_) => Ok(total),
         Node::Generated { .. } | Node::SynthDir { .. } | Node::Stdio(_) => Err(Errno::EINVAL),
         Node::Host { handle, inode, .. } => {
             let (handle, inode) = (*handle, *inode);
             drop(b);
-            let n = pieces(cx, buf, len, false, &mut iov)?;
             let r = begin(&mut *cx.env.host, op::PWRITE, handle);
             r.offset = pos.unwrap_or(u64::MAX);
-            let written = host::call(&mut *cx.env.host, &iov[..n])?;
+            let written = host::call(&mut *cx.env.host, iov)?;
             let new_size = cx.env.host.req().out_offset;
             if let Some(id) = inode {
                 let start = pos.unwrap_or(new_size.saturating_sub(written));
@@ -568,6 +577,79 @@ pub fn write_at<M: PhysMem, H: HostIo>(
             Ok(written)
         }
     }
+}
+
+/// sendfile(out_fd, in_fd, offset, count): the input file's page-cache
+/// frames go to the output in one host write (no copy in the guest). The
+/// input must be a regular host file (else EINVAL, and programs fall back
+/// to read and write, as on Linux).
+pub fn sendfile<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    out_fd: u64,
+    in_fd: u64,
+    offp: u64,
+    count: u64,
+) -> KResult<i64> {
+    let inf = cx.p.fds.file(in_fd)?;
+    let outf = cx.p.fds.file(out_fd)?;
+    if !inf.borrow().readable() || !outf.borrow().writable() {
+        return Err(Errno::EBADF);
+    }
+    if outf.borrow().flags & o::APPEND != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (handle, id) = match inf.borrow().node {
+        Node::Host {
+            handle,
+            inode: Some(id),
+            ..
+        } => (handle, id),
+        _ => return Err(Errno::EINVAL),
+    };
+    let pos = match offp {
+        0 => inf.borrow().pos,
+        p => crate::uaccess::get_user_u64(&mut cx.p.mm, cx.env, p)?,
+    };
+    if (pos as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let size = cx.env.cache.get(id).map_or(0, |i| i.size);
+    let len = count.min(MAX_RW_COUNT).min(size.saturating_sub(pos));
+    if len == 0 {
+        return Ok(0);
+    }
+    cx.env.cache.offer_handle(id, handle);
+    let mut iov = [IoVec::default(); MAX_PIECES];
+    let mut n = 0;
+    let mut done = 0;
+    while done < len && n < MAX_PIECES {
+        let cur = pos + done;
+        let env = &mut *cx.env;
+        let frame = env
+            .cache
+            .page(env.mem, env.frames, &mut *env.host, id, cur / PAGE_SIZE)?;
+        let off = cur % PAGE_SIZE;
+        let m = (PAGE_SIZE - off).min(len - done);
+        iov[n] = IoVec {
+            phys: frame + off,
+            len: m,
+        };
+        n += 1;
+        done += m;
+    }
+    let out_pos = {
+        let b = outf.borrow();
+        seekable(&b).then_some(b.pos)
+    };
+    let sent = write_pieces(cx, &outf, &iov[..n], Some(out_pos.unwrap_or(0)))?;
+    if let Some(p) = out_pos {
+        outf.borrow_mut().pos = p + sent;
+    }
+    match offp {
+        0 => inf.borrow_mut().pos = pos + sent,
+        p => crate::uaccess::put_user_u64(&mut cx.p.mm, cx.env, p, pos + sent)?,
+    }
+    Ok(sent as i64)
 }
 
 /// Whether reads and writes of `f` move an offset (not for stdio, pipes

@@ -150,6 +150,7 @@ pub mod nr {
     pub const FACCESSAT2: u64 = 439;
     pub const MLOCK2: u64 = 325;
     pub const FUTEX: u64 = 202;
+    pub const SENDFILE: u64 = 40;
 }
 
 /// The name of system call `n` as strace prints it, for those served.
@@ -253,6 +254,7 @@ pub fn name(n: u64) -> &'static str {
         nr::FACCESSAT2 => "faccessat2",
         nr::MLOCK2 => "mlock2",
         nr::FUTEX => "futex",
+        nr::SENDFILE => "sendfile",
         _ => "unknown",
     }
 }
@@ -336,6 +338,7 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::MLOCK | nr::MUNLOCK | nr::MLOCK2 => ret(memory::mlock(cx, a[0], a[1])),
         nr::MLOCKALL | nr::MUNLOCKALL => Action::Return(0),
         nr::FUTEX => ret(process::futex(cx, a)),
+        nr::SENDFILE => ret(files::sendfile(cx, a[0], a[1], a[2], a[3])),
         nr::MMAP => ret(memory::mmap(cx, a)),
         nr::MPROTECT => ret(memory::mprotect(cx, a[0], a[1], a[2])),
         nr::MUNMAP => ret(memory::munmap(cx, a[0], a[1])),
