@@ -167,7 +167,7 @@ fn phentsize_32_is_refused_as_bad_program_header_size() {
 }
 
 #[test]
-fn dynamic_host_program_is_refused_as_not_supported_yet() {
+fn dynamic_program_with_a_missing_interpreter_is_refused() {
     if !require_kvm() {
         return;
     }
@@ -176,9 +176,20 @@ fn dynamic_host_program_is_refused_as_not_supported_yet() {
         eprintln!("SKIPPED: /bin/true does not exist on this host");
         return;
     }
-    let output = vmrun([program]);
+    // The same program with its PT_INTERP path pointing nowhere.
+    let mut image = std::fs::read(program).unwrap();
+    let want = b"/lib64/ld-linux-x86-64.so.2\0";
+    let at = image
+        .windows(want.len())
+        .position(|w| w == want)
+        .expect("/bin/true names glibc's ld.so");
+    image[at + want.len() - 2] = b'X';
+    let scratch = ScratchDir::new("nointerp");
+    let copy = scratch.0.join("true-nointerp");
+    std::fs::write(&copy, &image).unwrap();
+    let output = vmrun([&copy]);
     assert_status(&output, 126);
-    assert_stderr_contains(&output, "dynamic programs are not supported yet");
+    assert_stderr_contains(&output, "ELF interpreter /lib64/ld-linux-x86-64.so.X: ENOENT");
 }
 
 #[test]

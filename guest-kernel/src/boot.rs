@@ -12,16 +12,16 @@ use crate::arch::phys::DirectMap;
 use crate::arch::{cpu, gdt, global::Once, hypercall, idt, trap};
 use crate::host::Host;
 use crate::run::Kernel;
+use alloc::borrow::Cow;
 use guest_kernel::errno::Errno;
 use guest_kernel::exec::aslr::Layout;
-use guest_kernel::exec::{ArgBlock, AuxValues, LoadPlan};
-use guest_kernel::fmt::MsgBuf;
 use guest_kernel::fs::cache::{FileInfo, InodeKey};
 use guest_kernel::mm::frame::FrameAllocator;
 use guest_kernel::mm::paging::{pte, KernelHalf, PageSize, PageTable};
 use guest_kernel::mm::phys::PhysMem;
 use guest_kernel::mm::space::MmEnv;
-use guest_kernel::process::{exec, Process};
+use guest_kernel::process::Process;
+use guest_kernel::syscall::{self, Ctx};
 use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::*;
 use vmrun_contract::trace::exec_phase;
@@ -208,90 +208,78 @@ fn exec_fail(errno: Errno, msg: &[u8]) -> ! {
     hypercall::exec_failed(errno as u64, msg)
 }
 
-/// Exec the program the VMM placed in RAM.
+/// Exec the program the VMM placed in RAM: the same two steps as an
+/// in-guest execve (checks, then the point of no return), from the image
+/// already in RAM instead of a file opened by path.
 fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     let info = k.info;
-    exec_phase(mem, exec_phase::START);
-    // SAFETY-free view: the file image and argument block are RAM the VMM
-    // filled; the direct map covers them and nothing writes them any more.
-    let file = crate::arch::phys::bytes(mem, info.file_phys, info.file_len);
     let argbuf = crate::arch::phys::bytes(mem, info.args_phys, info.args_len);
+    if info.args_lens_phys == 0 {
+        exec_fail(Errno::E2BIG, b"no argument length table");
+    }
+    let n = 4 * (1 + u64::from(info.argc) + u64::from(info.envc));
+    let lens = crate::arch::phys::bytes(mem, info.args_lens_phys, n);
     let layout = if info.flags & boot_flags::ASLR != 0 {
         Layout::randomized(info.aslr_seed)
     } else {
         Layout::FIXED
     };
-    let plan = match LoadPlan::program_randomized(file, layout.mmap_base, layout.dyn_offset) {
-        Ok(plan) => plan,
-        Err(e) => {
-            let mut m = MsgBuf::<256>::new();
-            e.write_msg(&mut m);
-            exec_fail(e.errno(), m.as_bytes());
-        }
-    };
-    if let Err(e) = plan.require_static(file) {
-        let mut m = MsgBuf::<512>::new();
-        e.write_msg(&mut m);
-        exec_fail(e.errno(), m.as_bytes());
-    }
-    let args = if info.args_lens_phys != 0 {
-        let n = 4 * (1 + u64::from(info.argc) + u64::from(info.envc));
-        let lens = crate::arch::phys::bytes(mem, info.args_lens_phys, n);
-        ArgBlock::with_lengths(argbuf, lens, info.argc, info.envc)
-    } else {
-        ArgBlock::new(argbuf, info.argc, info.envc)
-    };
-    let Ok(args) = args else {
-        exec_fail(Errno::E2BIG, b"bad argument block")
-    };
-    exec_phase(mem, exec_phase::ELF_CHECKED);
-    let p: &mut Process = &mut k.process;
+    k.process.layout = layout;
     let exe_path = crate::arch::phys::bytes(mem, info.exe_path_phys, info.exe_path_len.min(4096));
     let image = FileInfo {
         key: InodeKey { dev: 0, ino: 0 },
         size: info.file_len,
         mtime: (0, 0),
     };
-    let Ok(file_index) = k.cache.add_image(image, exe_path, info.file_phys) else {
+    let Ok(id) = k.cache.add_image(image, exe_path, info.file_phys) else {
         exec_fail(Errno::ENOEXEC, b"file image is not page aligned")
     };
-    p.image_inode = Some(file_index);
+    let p: &mut Process = &mut k.process;
+    p.image_inode = Some(id);
     if info.cwd_len > 0 {
         p.cwd = crate::arch::phys::bytes(mem, info.cwd_phys, info.cwd_len.min(4095)).to_vec();
     }
     p.init_stdio();
-    if p.mm.init(mem, &mut k.frames, &k.kernel).is_err() {
-        exec_fail(Errno::ENOMEM, b"out of memory creating the address space");
-    }
-    p.mm.vmas.set_journaling(trace::on(mem, category::VMAS));
-    exec_phase(mem, exec_phase::ADDRESS_SPACE);
     p.stdio_modes = [
         info.stdio_modes[0],
         info.stdio_modes[1],
         info.stdio_modes[2],
     ];
-    p.set_exe(crate::arch::phys::bytes(
-        mem,
-        info.exe_path_phys,
-        info.exe_path_len.min(4096),
-    ));
-    let mut aux = AuxValues::for_program(&plan, 0, info.random);
-    aux.hwcap = u64::from(cpu::cpuid(1, 0)[3]);
-    // HWCAP2 bit 1 (FSGSBASE) stays clear: CR4.FSGSBASE is not enabled.
-    aux.hwcap2 = 0;
+    k.hwcap = (u64::from(cpu::cpuid(1, 0)[3]), 0);
+    k.random_state = u64::from_le_bytes(info.random[..8].try_into().unwrap_or_default());
+    let execfn_len = argbuf.iter().position(|&b| b == 0).unwrap_or(0);
+    let execfn = argbuf[..execfn_len].to_vec();
+    let boot_args = (
+        Cow::Borrowed(argbuf),
+        Cow::Borrowed(lens),
+        info.argc,
+        info.envc,
+    );
     let mut env = MmEnv {
         mem,
         frames: &mut k.frames,
         cache: &mut k.cache,
         host: &mut k.fs,
     };
-    let loaded =
-        exec::load_elf_binary(&mut p.mm, &mut env, file_index, &plan, &args, &aux, &layout);
-    let entry = match loaded {
+    let mut cx = Ctx {
+        p: &mut k.process,
+        env: &mut env,
+        host: &mut k.host,
+    };
+    let plan =
+        match syscall::exec::prepare(&mut cx, id, None, execfn, Some(boot_args), None, layout) {
+            Ok(plan) => plan,
+            Err(e) => exec_fail(e.errno, &e.message),
+        };
+    cx.p.mm
+        .vmas
+        .set_journaling(trace::on(cx.env.mem, category::VMAS));
+    // The boot random bytes for AT_RANDOM (the host's getrandom), as before.
+    let entry = syscall::exec::commit(&mut cx, &k.kernel, plan, k.hwcap, info.random);
+    let entry = match entry {
         Ok(entry) => entry,
         Err(e) => exec_fail(e, b"cannot set up the program's address space"),
     };
-    exec_phase(mem, exec_phase::STACK_BUILT);
     k.enter_user(entry);
     exec_phase(mem, exec_phase::ENTER_USER);
 }

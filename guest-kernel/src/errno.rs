@@ -88,6 +88,10 @@ pub enum Errno {
     EDQUOT = 122,
     /// Timer expired.
     ETIMEDOUT = 110,
+    /// Socket operation on non-socket.
+    ENOTSOCK = 88,
+    /// Address family not supported by protocol.
+    EAFNOSUPPORT = 97,
 }
 
 impl Errno {
@@ -139,6 +143,8 @@ impl Errno {
             61 => Errno::ENODATA,
             75 => Errno::EOVERFLOW,
             95 => Errno::EOPNOTSUPP,
+            88 => Errno::ENOTSOCK,
+            97 => Errno::EAFNOSUPPORT,
             110 => Errno::ETIMEDOUT,
             116 => Errno::ESTALE,
             122 => Errno::EDQUOT,
@@ -191,6 +197,8 @@ impl Errno {
             Errno::ESTALE => "ESTALE",
             Errno::EDQUOT => "EDQUOT",
             Errno::ETIMEDOUT => "ETIMEDOUT",
+            Errno::ENOTSOCK => "ENOTSOCK",
+            Errno::EAFNOSUPPORT => "EAFNOSUPPORT",
         }
     }
 }

@@ -15,9 +15,11 @@ use guest_kernel::mm::space::MmEnv;
 use guest_kernel::mm::vma::{Backing, VmFlags};
 use guest_kernel::process::exec::EntryState;
 use guest_kernel::process::Process;
+use guest_kernel::syscall::exec::ExecPlan;
 use guest_kernel::syscall::{self, Action, Ctx};
 use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::{STATS_PHYS, TASK_SIZE};
+use vmrun_contract::trace::exec_phase;
 use vmrun_contract::trace::{resolution, vma_kind};
 use vmrun_contract::{boot_flags, event, exit_kind, hc, BootInfo, GuestStats, BOOT_MAGIC};
 
@@ -48,6 +50,11 @@ pub struct Kernel {
     pub stats: GuestStats,
     /// Stdio, randomness and clocks for system calls.
     pub host: Host,
+    /// `AT_HWCAP` and `AT_HWCAP2` for every exec.
+    pub hwcap: (u64, u64),
+    /// State of the generator of `AT_RANDOM` bytes for in-guest execs
+    /// (seeded from the host's randomness at boot).
+    pub random_state: u64,
     /// Whether the syscall entry path was logged (`-v`).
     syscall_entry_logged: bool,
     user: Option<UserMode>,
@@ -81,6 +88,8 @@ impl Kernel {
                 realtime0: 0,
                 monotonic0: 0,
             },
+            hwcap: (0, 0),
+            random_state: 0,
             syscall_entry_logged: false,
             user: None,
         }
@@ -272,11 +281,62 @@ impl Kernel {
                 self.sysret(mem, v as u64)
             }
             Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 3]),
+            Action::Exec(plan) => {
+                let ip = r.rcx;
+                self.exec(mem, plan, ip)
+            }
             Action::Kill(signal) => {
                 let ip = r.rcx;
                 self.kill(mem, signal, 0, ip, 0)
             }
         }
+    }
+
+    /// Replace the program (execve past its checks): load the kernel's own
+    /// page tables while the old ones are torn down, load the new image,
+    /// and start it. A failure past this point kills the process.
+    pub fn exec(&mut self, mem: &mut DirectMap, plan: alloc::boxed::Box<ExecPlan>, ip: u64) {
+        cpu::load_kernel_tables(&self.kernel);
+        let random = self.next_random();
+        let mut env = MmEnv {
+            mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        let mut cx = Ctx {
+            p: &mut self.process,
+            env: &mut env,
+            host: &mut self.host,
+        };
+        match syscall::exec::commit(&mut cx, &self.kernel, plan, self.hwcap, random) {
+            Ok(entry) => {
+                self.enter_user(entry);
+                trace::emit(
+                    mem,
+                    category::EXEC,
+                    kind::EXEC_PHASE,
+                    0,
+                    [exec_phase::ENTER_USER, 0, 0, 0, 0, 0],
+                );
+                self.exec_event(mem);
+            }
+            Err(_) => self.kill(mem, sig::SIGSEGV, 0, ip, 0),
+        }
+    }
+
+    /// 16 bytes for `AT_RANDOM` (SplitMix64 over the boot seed and the TSC).
+    fn next_random(&mut self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        for half in out.chunks_exact_mut(8) {
+            self.random_state =
+                self.random_state.wrapping_add(0x9e37_79b9_7f4a_7c15) ^ cpu::rdtsc();
+            let mut z = self.random_state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            half.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        out
     }
 
     /// Return from SYSCALL the way SYSRET would: to RCX with RFLAGS from R11.

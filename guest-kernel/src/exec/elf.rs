@@ -432,14 +432,15 @@ fn read_phdr(b: &[u8], off: usize) -> Phdr {
 }
 
 /// Check the ELF header; return (e_type, phoff, phnum).
-fn check_header(b: &[u8]) -> Result<(u16, usize, usize), ElfError<'static>> {
+fn check_header(b: &[u8], file_len: u64) -> Result<(u16, usize, usize), ElfError<'static>> {
+    // A text or empty file is "not an ELF file", whatever its length.
+    if b.len() < 4 || b[..4] != *b"\x7fELF" {
+        return Err(ElfError::BadMagic);
+    }
     if b.len() < EHDR_SIZE {
         return Err(ElfError::TooShort {
             len: b.len() as u64,
         });
-    }
-    if b[..4] != *b"\x7fELF" {
-        return Err(ElfError::BadMagic);
     }
     if b[4] != 2 {
         return Err(ElfError::BadClass(b[4]));
@@ -462,10 +463,14 @@ fn check_header(b: &[u8]) -> Result<(u16, usize, usize), ElfError<'static>> {
     if e_type != ET_EXEC && e_type != ET_DYN {
         return Err(ElfError::BadType(e_type));
     }
-    check_phdr_table(b, e_type)
+    check_phdr_table(b, file_len, e_type)
 }
 
-fn check_phdr_table(b: &[u8], e_type: u16) -> Result<(u16, usize, usize), ElfError<'static>> {
+fn check_phdr_table(
+    b: &[u8],
+    file_len: u64,
+    e_type: u16,
+) -> Result<(u16, usize, usize), ElfError<'static>> {
     let phentsize = le(b, 54, 2) as u16;
     if usize::from(phentsize) != PHDR_SIZE {
         return Err(ElfError::BadPhentsize(phentsize));
@@ -479,17 +484,23 @@ fn check_phdr_table(b: &[u8], e_type: u16) -> Result<(u16, usize, usize), ElfErr
         return Err(ElfError::TooManyPhdrs(phnum));
     }
     let phoff = le(b, 32, 8);
-    let file_len = b.len() as u64;
     let end = phoff.saturating_add(size as u64);
     if end > file_len {
         return Err(ElfError::PhdrsTruncated { end, file_len });
+    }
+    if end > b.len() as u64 {
+        // The caller read too little of the file (see `header_span`).
+        return Err(ElfError::PhdrsTruncated {
+            end,
+            file_len: b.len() as u64,
+        });
     }
     Ok((e_type, phoff as usize, usize::from(phnum)))
 }
 
 /// Check one `PT_LOAD` against the file and the previous `PT_LOAD`.
 fn check_load(
-    b: &[u8],
+    file_len: u64,
     i: u64,
     ph: &Phdr,
     prev: Option<(u64, u64)>,
@@ -524,7 +535,6 @@ fn check_load(
             end,
         });
     }
-    let file_len = b.len() as u64;
     if fend > file_len {
         return Err(ElfError::SegmentTruncated {
             index: i,
@@ -542,7 +552,9 @@ fn check_load(
 }
 
 /// Check `PT_INTERP`; return the path's offset and length without the NUL.
-fn check_interp(b: &[u8], ph: &Phdr) -> Result<(u64, u64), ElfError<'static>> {
+/// The path's NUL is checked when it lies in `b`; otherwise the caller
+/// reads the path and checks it (see [`LoadPlan::interp_path`]).
+fn check_interp(b: &[u8], file_len: u64, ph: &Phdr) -> Result<(u64, u64), ElfError<'static>> {
     if ph.filesz < 2 || ph.filesz > MAX_INTERP {
         return Err(ElfError::BadInterp);
     }
@@ -550,10 +562,25 @@ fn check_interp(b: &[u8], ph: &Phdr) -> Result<(u64, u64), ElfError<'static>> {
         .offset
         .checked_add(ph.filesz)
         .ok_or(ElfError::BadInterp)?;
+    if end > file_len {
+        return Err(ElfError::BadInterp);
+    }
     match b.get(end.wrapping_sub(1) as usize) {
-        Some(0) if end <= b.len() as u64 => Ok((ph.offset, ph.filesz - 1)),
+        Some(0) | None => Ok((ph.offset, ph.filesz - 1)),
         _ => Err(ElfError::BadInterp),
     }
+}
+
+/// How many bytes from the start of a file [`LoadPlan::parse_prefix`]
+/// needs, from its first [`EHDR_SIZE`] bytes: through the end of the
+/// program header table (None if that is absurd; the parser says why).
+pub fn header_span(ehdr: &[u8]) -> Option<u64> {
+    if ehdr.len() < EHDR_SIZE {
+        return None;
+    }
+    let phnum = le(ehdr, 56, 2);
+    let end = le(ehdr, 32, 8).checked_add(phnum * PHDR_SIZE as u64)?;
+    (end <= (MAX_PHDR_BYTES + 2 * EHDR_SIZE) as u64 * 16).then_some(end.max(EHDR_SIZE as u64))
 }
 
 /// Linux's `make_prot`: PF_R/PF_W/PF_X to PROT_READ/PROT_WRITE/PROT_EXEC.
@@ -588,7 +615,31 @@ impl LoadPlan {
     /// top-down mmap area (0x7ffff7fff000 with randomisation off); programs
     /// do not use it (see the module docs), interpreters do.
     pub fn program(image: &[u8], mmap_top: u64) -> Result<LoadPlan, ElfError<'static>> {
-        Self::parse(image, Role::Program, mmap_top, 0)
+        Self::parse(image, image.len() as u64, Role::Program, mmap_top, 0)
+    }
+
+    /// Plan from the first bytes of a file of `file_len` bytes (at least
+    /// [`header_span`] of them): as [`Self::program_randomized`] for a
+    /// program, or as [`Self::interpreter`] when `interpreter`.
+    pub fn parse_prefix(
+        prefix: &[u8],
+        file_len: u64,
+        interpreter: bool,
+        mmap_top: u64,
+        dyn_offset: u64,
+    ) -> Result<LoadPlan, ElfError<'static>> {
+        let role = if interpreter {
+            Role::Interpreter
+        } else {
+            Role::Program
+        };
+        Self::parse(
+            prefix,
+            file_len,
+            role,
+            mmap_top,
+            dyn_offset & !(PAGE_SIZE - 1),
+        )
     }
 
     /// [`Self::program`] with an `ET_DYN` program placed `dyn_offset`
@@ -601,6 +652,7 @@ impl LoadPlan {
     ) -> Result<LoadPlan, ElfError<'static>> {
         Self::parse(
             image,
+            image.len() as u64,
             Role::Program,
             mmap_top,
             dyn_offset & !(PAGE_SIZE - 1),
@@ -611,7 +663,7 @@ impl LoadPlan {
     /// `mmap_top`, an `ET_EXEC` at its own addresses. Its `AT_BASE` is
     /// [`LoadPlan::base`].
     pub fn interpreter(image: &[u8], mmap_top: u64) -> Result<LoadPlan, ElfError<'static>> {
-        Self::parse(image, Role::Interpreter, mmap_top, 0)
+        Self::parse(image, image.len() as u64, Role::Interpreter, mmap_top, 0)
     }
 
     /// The `PT_LOAD` segments, biased, in ascending address order.
@@ -641,11 +693,12 @@ impl LoadPlan {
 
     fn parse(
         b: &[u8],
+        file_len: u64,
         role: Role,
         mmap_top: u64,
         dyn_offset: u64,
     ) -> Result<LoadPlan, ElfError<'static>> {
-        let (e_type, phoff, phnum) = check_header(b)?;
+        let (e_type, phoff, phnum) = check_header(b, file_len)?;
         let mut plan = LoadPlan {
             segs: [Segment::default(); MAX_LOADS],
             nsegs: 0,
@@ -673,12 +726,14 @@ impl LoadPlan {
             let ph = read_phdr(b, phoff + i * PHDR_SIZE);
             match ph.p_type {
                 PT_LOAD => {
-                    check_load(b, i as u64, &ph, prev)?;
+                    check_load(file_len, i as u64, &ph, prev)?;
                     prev = Some((i as u64, ph.vaddr + ph.memsz));
                     plan.add_load(&ph, phoff as u64, &mut phdr_vaddr)?;
                     index[plan.nsegs - 1] = i as u64;
                 }
-                PT_INTERP if plan.interp.is_none() => plan.interp = Some(check_interp(b, &ph)?),
+                PT_INTERP if plan.interp.is_none() => {
+                    plan.interp = Some(check_interp(b, file_len, &ph)?)
+                }
                 PT_GNU_STACK => plan.exec_stack = ph.flags & PF_X != 0,
                 PT_PHDR => pt_phdr = Some(ph.vaddr),
                 _ => {}

@@ -17,6 +17,7 @@
 
 pub mod aslr;
 pub mod elf;
+pub mod script;
 pub mod stack;
 
 pub use elf::{ElfError, LoadPlan, Segment};

@@ -293,6 +293,11 @@ impl VmaSet {
         }
     }
 
+    /// Whether changes are journaled.
+    pub fn journaling(&self) -> bool {
+        self.journaling
+    }
+
     /// Keep a journal of changes for tracing (off by default).
     pub fn set_journaling(&mut self, on: bool) {
         self.journaling = on;

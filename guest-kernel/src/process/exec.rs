@@ -1,6 +1,7 @@
-//! `execve` for the first program: turn a [`LoadPlan`] into VMAs, build the
-//! initial stack, and fill in the `mm_struct` fields, as Linux's
-//! `load_elf_binary` does after it has checked the image.
+//! The loading half of `execve`: turn a [`LoadPlan`] (and the
+//! interpreter's) into VMAs, build the initial stack, and fill in the
+//! `mm_struct` fields, as Linux's `load_elf_binary` does after it has
+//! checked the images.
 //!
 //! Nothing is copied from the file here: segments become file-backed VMAs
 //! whose pages the fault handler maps from the page cache on first touch.
@@ -117,17 +118,24 @@ impl<M: PhysMem> StackSink for Sink<'_, '_, '_, M> {
 /// Load `plan` (for the image at `file` in the file table) into the fresh
 /// address space `mm`, with `args` on the stack and `aux`
 /// in its auxiliary vector.
+#[allow(clippy::too_many_arguments)]
 pub fn load_elf_binary<M: PhysMem>(
     mm: &mut Mm,
     env: &mut MmEnv<'_, M>,
     file: u16,
     plan: &LoadPlan,
+    interp: Option<(u16, &LoadPlan)>,
     args: &ArgBlock,
     aux: &AuxValues,
     layout: &Layout,
 ) -> KResult<EntryState> {
     for seg in plan.segments() {
         map_segment(mm, file, seg)?;
+    }
+    if let Some((ifile, iplan)) = interp {
+        for seg in iplan.segments() {
+            map_segment(mm, ifile, seg)?;
+        }
     }
     let phase = [exec_phase::SEGMENTS_MAPPED, 0, 0, 0, 0, 0];
     trace::emit(env.mem, category::EXEC, kind::EXEC_PHASE, 0, phase);
@@ -150,7 +158,7 @@ pub fn load_elf_binary<M: PhysMem>(
     let mm = sink.mm;
     set_mm_fields(mm, plan, &stack, layout);
     Ok(EntryState {
-        ip: plan.entry,
+        ip: interp.map_or(plan.entry, |(_, i)| i.entry),
         sp: stack.sp,
     })
 }

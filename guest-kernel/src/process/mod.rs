@@ -48,6 +48,10 @@ pub struct Process {
     pub umask: u32,
     /// The page-cache inode of the program's own ELF image.
     pub image_inode: Option<u16>,
+    /// The thread name (`PR_SET_NAME`, `/proc/self/comm`), NUL-padded.
+    pub comm: [u8; 16],
+    /// Where exec puts the parts of an image (fixed or randomised at boot).
+    pub layout: crate::exec::aslr::Layout,
     /// Open files that mappings use (kept until exit).
     pub mapped_files: Vec<crate::fs::file::FileRef>,
 }
@@ -82,6 +86,8 @@ impl Process {
             umask: 0o022,
             image_inode: None,
             mapped_files: Vec::new(),
+            layout: crate::exec::aslr::Layout::FIXED,
+            comm: [0; 16],
         }
     }
 

@@ -705,3 +705,47 @@ pub fn utimensat<M: PhysMem, H: HostIo>(
     host::call(&mut *cx.env.host, &[])?;
     Ok(0)
 }
+
+/// statfs(path, buf) and fstatfs(fd, buf) (`path` 0: `fd`'s).
+pub fn statfs<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    upath: u64,
+    buf: u64,
+) -> KResult<i64> {
+    if upath != 0 {
+        let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
+        let abs = absolute(cx, files::AT_FDCWD as u64, &p)?;
+        statx_path(cx, abs, true)?;
+    } else {
+        cx.p.fds.get(fd)?;
+    }
+    let total = cx.env.frames.total();
+    let free = total - cx.env.frames.in_use();
+    let b = super::info::statfs_buf(total, free);
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &b)?;
+    Ok(0)
+}
+
+/// getxattr/lgetxattr/fgetxattr: no file has extended attributes
+/// (ENODATA, after the file is found); listxattr and kin list none.
+pub fn xattr<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    by_fd: bool,
+    a0: u64,
+    follow: bool,
+    list: bool,
+) -> KResult<i64> {
+    if by_fd {
+        cx.p.fds.get(a0)?;
+    } else {
+        let p = path::user_path(&mut cx.p.mm, cx.env, a0)?;
+        let abs = absolute(cx, files::AT_FDCWD as u64, &p)?;
+        statx_path(cx, abs, follow)?;
+    }
+    if list {
+        Ok(0)
+    } else {
+        Err(Errno::ENODATA)
+    }
+}

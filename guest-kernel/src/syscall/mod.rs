@@ -7,6 +7,7 @@
 //! Every user pointer goes through `uaccess` or `Mm::user_buffer_pieces`: a
 //! bad one is EFAULT, never a kernel fault.
 
+pub mod exec;
 pub mod files;
 mod fsmeta;
 mod info;
@@ -39,7 +40,6 @@ pub trait HostIo {
 }
 
 /// What the kernel does after a system call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Return this value in RAX to the program.
     Return(i64),
@@ -47,6 +47,31 @@ pub enum Action {
     Exit(u8),
     /// The process is killed by this signal (a fatal signal sent to itself).
     Kill(u64),
+    /// execve passed its checks: replace the image (the caller runs
+    /// [`exec::commit`], which needs the kernel's page tables).
+    Exec(alloc::boxed::Box<exec::ExecPlan>),
+}
+
+impl PartialEq for Action {
+    fn eq(&self, other: &Action) -> bool {
+        match (self, other) {
+            (Action::Return(a), Action::Return(b)) => a == b,
+            (Action::Exit(a), Action::Exit(b)) => a == b,
+            (Action::Kill(a), Action::Kill(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl core::fmt::Debug for Action {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Action::Return(v) => f.debug_tuple("Return").field(v).finish(),
+            Action::Exit(s) => f.debug_tuple("Exit").field(s).finish(),
+            Action::Kill(s) => f.debug_tuple("Kill").field(s).finish(),
+            Action::Exec(_) => f.write_str("Exec(..)"),
+        }
+    }
 }
 
 /// Linux x86-64 system call numbers vmrun serves.
@@ -151,6 +176,28 @@ pub mod nr {
     pub const MLOCK2: u64 = 325;
     pub const FUTEX: u64 = 202;
     pub const SENDFILE: u64 = 40;
+    pub const EXECVE: u64 = 59;
+    pub const SOCKET: u64 = 41;
+    pub const GETPEERNAME: u64 = 52;
+    pub const SYSINFO: u64 = 99;
+    pub const GETPGRP: u64 = 111;
+    pub const SETPGID: u64 = 109;
+    pub const GETPGID: u64 = 121;
+    pub const GETSID: u64 = 124;
+    pub const SETSID: u64 = 112;
+    pub const STATFS: u64 = 137;
+    pub const FSTATFS: u64 = 138;
+    pub const PRCTL: u64 = 157;
+    pub const GETXATTR: u64 = 191;
+    pub const LGETXATTR: u64 = 192;
+    pub const FGETXATTR: u64 = 193;
+    pub const LISTXATTR: u64 = 194;
+    pub const LLISTXATTR: u64 = 195;
+    pub const FLISTXATTR: u64 = 196;
+    pub const SCHED_SETAFFINITY: u64 = 203;
+    pub const SCHED_GETAFFINITY: u64 = 204;
+    pub const GETCPU: u64 = 309;
+    pub const EXECVEAT: u64 = 322;
 }
 
 /// The name of system call `n` as strace prints it, for those served.
@@ -255,6 +302,28 @@ pub fn name(n: u64) -> &'static str {
         nr::MLOCK2 => "mlock2",
         nr::FUTEX => "futex",
         nr::SENDFILE => "sendfile",
+        nr::EXECVE => "execve",
+        nr::SOCKET => "socket",
+        nr::GETPEERNAME => "getpeername",
+        nr::SYSINFO => "sysinfo",
+        nr::GETPGRP => "getpgrp",
+        nr::SETPGID => "setpgid",
+        nr::GETPGID => "getpgid",
+        nr::GETSID => "getsid",
+        nr::SETSID => "setsid",
+        nr::STATFS => "statfs",
+        nr::FSTATFS => "fstatfs",
+        nr::PRCTL => "prctl",
+        nr::GETXATTR => "getxattr",
+        nr::LGETXATTR => "lgetxattr",
+        nr::FGETXATTR => "fgetxattr",
+        nr::LISTXATTR => "listxattr",
+        nr::LLISTXATTR => "llistxattr",
+        nr::FLISTXATTR => "flistxattr",
+        nr::SCHED_SETAFFINITY => "sched_setaffinity",
+        nr::SCHED_GETAFFINITY => "sched_getaffinity",
+        nr::GETCPU => "getcpu",
+        nr::EXECVEAT => "execveat",
         _ => "unknown",
     }
 }
@@ -339,6 +408,35 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::MLOCKALL | nr::MUNLOCKALL => Action::Return(0),
         nr::FUTEX => ret(process::futex(cx, a)),
         nr::SENDFILE => ret(files::sendfile(cx, a[0], a[1], a[2], a[3])),
+        nr::SOCKET => Action::Return(Errno::EAFNOSUPPORT.to_ret()),
+        nr::GETPEERNAME => ret(cx.p.fds.get(a[0]).and(Err(Errno::ENOTSOCK))),
+        nr::SYSINFO => ret(info::sysinfo(cx, a[0])),
+        nr::GETPGRP | nr::GETSID | nr::GETPGID => Action::Return(cx.p.pid as i64),
+        nr::SETPGID => Action::Return(0),
+        nr::SETSID => Action::Return(Errno::EPERM.to_ret()),
+        nr::STATFS => ret(fsmeta::statfs(cx, 0, a[0], a[1])),
+        nr::FSTATFS => ret(fsmeta::statfs(cx, a[0], 0, a[1])),
+        nr::PRCTL => ret(info::prctl(cx, a[0], a[1])),
+        nr::GETXATTR => ret(fsmeta::xattr(cx, false, a[0], true, false)),
+        nr::LGETXATTR => ret(fsmeta::xattr(cx, false, a[0], false, false)),
+        nr::FGETXATTR => ret(fsmeta::xattr(cx, true, a[0], true, false)),
+        nr::LISTXATTR => ret(fsmeta::xattr(cx, false, a[0], true, true)),
+        nr::LLISTXATTR => ret(fsmeta::xattr(cx, false, a[0], false, true)),
+        nr::FLISTXATTR => ret(fsmeta::xattr(cx, true, a[0], true, true)),
+        nr::SCHED_SETAFFINITY => Action::Return(0),
+        nr::SCHED_GETAFFINITY => ret(info::sched_getaffinity(cx, a[0], a[1], a[2])),
+        nr::GETCPU => ret(process::getcpu(cx, a[0], a[1])),
+        nr::EXECVE | nr::EXECVEAT => {
+            let (dirfd, path, argv, envp, flags) = match n {
+                nr::EXECVE => (AT_FDCWD, a[0], a[1], a[2], 0),
+                _ => (a[0], a[1], a[2], a[3], a[4]),
+            };
+            let layout = cx.p.layout;
+            match exec::execveat(cx, dirfd, path, argv, envp, flags, layout) {
+                Ok(plan) => Action::Exec(plan),
+                Err(e) => Action::Return(e.errno.to_ret()),
+            }
+        }
         nr::MMAP => ret(memory::mmap(cx, a)),
         nr::MPROTECT => ret(memory::mprotect(cx, a[0], a[1], a[2])),
         nr::MUNMAP => ret(memory::munmap(cx, a[0], a[1])),

@@ -59,9 +59,8 @@ fn kb(pages: u64) -> u64 {
 
 /// `/proc/self/status`.
 pub fn status<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, t: &mut Text) {
-    let exe = &cx.p.exe[..cx.p.exe_len];
-    let name = exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
-    let name = &name[..name.len().min(15)];
+    let comm = cx.p.comm;
+    let name = &comm[..comm.iter().position(|&c| c == 0).unwrap_or(16)];
     let vsz: u64 = cx.p.mm.vmas.iter().map(|v| v.end - v.start).sum::<u64>() / 4096;
     let rss = cx.p.mm.user_frames;
     let pid = cx.p.pid;
@@ -94,8 +93,8 @@ pub fn status<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, t: &mut Text
 /// `/proc/self/stat` (the fields programs read: pid, comm, state, ppid,
 /// and the memory sizes).
 pub fn stat<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, t: &mut Text) {
-    let exe = &cx.p.exe[..cx.p.exe_len];
-    let name = exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
+    let comm = cx.p.comm;
+    let name = &comm[..comm.iter().position(|&c| c == 0).unwrap_or(16)];
     let vsz: u64 = cx.p.mm.vmas.iter().map(|v| v.end - v.start).sum();
     t.dec(cx.p.pid)
         .s(b" (")

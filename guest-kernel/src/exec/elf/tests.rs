@@ -240,13 +240,33 @@ fn no_executable_segment_wraps_start_code_like_linux() {
 }
 
 #[test]
-fn short_file_is_truncated() {
-    let e = LoadPlan::program(&[0x7f, b'E'], MMAP_TOP).unwrap_err();
+fn short_file_with_the_magic_is_truncated() {
+    let e = LoadPlan::program(&[0x7f, b'E', b'L', b'F', 2], MMAP_TOP).unwrap_err();
     assert_eq!(
         msg(e),
-        "truncated ELF file (2 bytes, shorter than the ELF header)"
+        "truncated ELF file (5 bytes, shorter than the ELF header)"
     );
     assert_eq!(e.errno(), Errno::ENOEXEC);
+}
+
+#[test]
+fn empty_short_and_text_files_are_not_elf() {
+    for f in [&b""[..], b"\x7fE", b"echo hi\n"] {
+        let e = LoadPlan::program(f, MMAP_TOP).unwrap_err();
+        assert_eq!(msg(e), "not an ELF file (bad magic)");
+        assert_eq!(e.errno(), Errno::ENOEXEC);
+    }
+}
+
+#[test]
+fn a_prefix_is_parsed_against_the_whole_file_length() {
+    let phs = [load(PF_R | PF_X, 0, 0x400000, 0x1000, 0x1000)];
+    let img = image(ET_EXEC, 0x400000, &phs);
+    let span = header_span(&img[..64]).unwrap() as usize;
+    let p = LoadPlan::parse_prefix(&img[..span], img.len() as u64, false, MMAP_TOP, 0).unwrap();
+    assert_eq!(p, LoadPlan::program(&img, MMAP_TOP).unwrap());
+    let e = LoadPlan::parse_prefix(&img[..span], 0x800, false, MMAP_TOP, 0).unwrap_err();
+    assert!(msg(e).contains("segment 0"), "{}", msg(e));
 }
 
 #[test]

@@ -1,0 +1,592 @@
+//! execve and execveat (Linux's `do_execveat_common`, `bprm_execve`,
+//! `begin_new_exec`).
+//!
+//! [`prepare`] does everything that can fail while the caller can still
+//! get an errno: it opens the file, follows `#!` lines (up to
+//! [`script::MAX_DEPTH`] interpreters), parses and checks the ELF image and
+//! its `PT_INTERP` interpreter through the page cache, and builds the new
+//! argument block and checks its size. [`commit`] is the point of no
+//! return: close-on-exec fds are closed, caught signals reset, the old
+//! address space torn down, and the program (with its interpreter) and a
+//! fresh stack loaded. The boot program goes through the same two steps,
+//! from the image the VMM placed in RAM.
+
+use alloc::borrow::Cow;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use super::files::{self, absolute, open_path, release, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW};
+use super::{memory, Ctx, HostIo};
+use crate::errno::{Errno, KResult};
+use crate::exec::aslr::Layout;
+use crate::exec::elf::{header_span, EHDR_SIZE};
+use crate::exec::script::{self, BINPRM_BUF_SIZE};
+use crate::exec::stack::MAX_ARG_STRLEN;
+use crate::exec::{ArgBlock, AuxValues, LoadPlan, StackLayout};
+use crate::fs::file::{o, FileRef, Node};
+use crate::fs::path;
+use crate::fs::stat::{S_IFMT, S_IFREG};
+use crate::mm::paging::KernelHalf;
+use crate::mm::phys::PhysMem;
+use crate::process::exec::{load_elf_binary, EntryState};
+use crate::signal::{SIG_DFL, SIG_IGN};
+use crate::trace::{self, category, kind};
+use crate::uaccess::get_user_u64;
+use vmrun_contract::layout::PAGE_SIZE;
+use vmrun_contract::trace::exec_phase;
+
+type Cx<'p, 'e, 'a, M, H> = Ctx<'p, 'e, 'a, M, H>;
+
+/// Most argument plus environment strings (Linux's MAX_ARG_STRINGS).
+const MAX_ARG_STRINGS: u64 = 0x7fff_ffff;
+/// `ELIBBAD`: the interpreter is not a usable ELF.
+const ELIBBAD: Errno = Errno::ENOEXEC;
+
+/// One image to load: its page-cache inode, plan, and the open file that
+/// keeps the inode's host handle (None for the boot image).
+pub struct ExecImage {
+    /// The page-cache inode.
+    pub inode: u16,
+    /// Where its segments go.
+    pub plan: LoadPlan,
+    /// The open file (kept while the mappings live).
+    pub file: Option<FileRef>,
+}
+
+/// Everything an exec decided before its point of no return.
+pub struct ExecPlan {
+    /// The program.
+    pub program: ExecImage,
+    /// Its `PT_INTERP` interpreter.
+    pub interp: Option<ExecImage>,
+    /// The exec file name, argv and envp strings, each NUL-terminated.
+    pub args: Cow<'static, [u8]>,
+    /// Their lengths (LE u32, NULs included).
+    pub lens: Cow<'static, [u8]>,
+    /// argv count.
+    pub argc: u32,
+    /// envp count.
+    pub envc: u32,
+    /// What `/proc/self/exe` will read as.
+    pub exe: Vec<u8>,
+    /// Where the parts go.
+    pub layout: Layout,
+}
+
+/// The argument strings of an exec in the making.
+pub struct Args {
+    /// The file name as given (`AT_EXECFN`).
+    pub execfn: Vec<u8>,
+    /// argv.
+    pub argv: Vec<Vec<u8>>,
+    /// envp.
+    pub envp: Vec<Vec<u8>>,
+}
+
+/// Why an exec failed before its point of no return: the errno, and for
+/// the boot program a one-line message (the ELF checks' own words).
+#[derive(Debug)]
+pub struct ExecError {
+    /// The errno the caller gets.
+    pub errno: Errno,
+    /// What was wrong (may be empty).
+    pub message: Vec<u8>,
+}
+
+impl From<Errno> for ExecError {
+    fn from(errno: Errno) -> Self {
+        ExecError {
+            errno,
+            message: Vec::new(),
+        }
+    }
+}
+
+fn with_message(errno: Errno, msg: &[u8]) -> ExecError {
+    ExecError {
+        errno,
+        message: msg.to_vec(),
+    }
+}
+
+/// The boot program's argument block as the VMM wrote it.
+pub type BootArgs = (Cow<'static, [u8]>, Cow<'static, [u8]>, u32, u32);
+
+impl Args {
+    fn block(&self) -> (Vec<u8>, Vec<u8>) {
+        let all = core::iter::once(&self.execfn)
+            .chain(self.argv.iter())
+            .chain(self.envp.iter());
+        let mut block = Vec::new();
+        let mut lens = Vec::new();
+        for s in all {
+            block.extend_from_slice(s);
+            block.push(0);
+            lens.extend_from_slice(&(s.len() as u32 + 1).to_le_bytes());
+        }
+        (block, lens)
+    }
+}
+
+/// Split an argument block back into strings (the boot program, when it
+/// turns out to be a script).
+fn split_block(block: &[u8], argc: u32) -> Args {
+    let mut it = block.split(|&b| b == 0).map(<[u8]>::to_vec);
+    let execfn = it.next().unwrap_or_default();
+    let mut rest: Vec<Vec<u8>> = it.collect();
+    rest.pop(); // after the last NUL
+    let envp = rest.split_off((argc as usize).min(rest.len()));
+    Args {
+        execfn,
+        argv: rest,
+        envp,
+    }
+}
+
+/// The NUL-terminated strings of the user pointer array at `va`.
+fn user_strings<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    va: u64,
+    total: &mut u64,
+) -> KResult<Vec<Vec<u8>>> {
+    let mut v = Vec::new();
+    if va == 0 {
+        return Ok(v);
+    }
+    for i in 0..MAX_ARG_STRINGS {
+        let p = get_user_u64(&mut cx.p.mm, cx.env, va + 8 * i)?;
+        if p == 0 {
+            break;
+        }
+        let s = match path::user_string(&mut cx.p.mm, cx.env, p, MAX_ARG_STRLEN as usize) {
+            Err(Errno::ENAMETOOLONG) => return Err(Errno::E2BIG),
+            r => r?,
+        };
+        *total += s.len() as u64 + 1 + 8;
+        if *total > crate::exec::stack::ARG_LIMIT {
+            return Err(Errno::E2BIG);
+        }
+        v.push(s);
+    }
+    Ok(v)
+}
+
+/// Bytes `[off, off + buf.len())` of page-cache inode `id`.
+fn read_file<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    id: u16,
+    off: u64,
+    buf: &mut [u8],
+) -> KResult<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let cur = off + done as u64;
+        let env = &mut *cx.env;
+        let frame = env
+            .cache
+            .page(env.mem, env.frames, &mut *env.host, id, cur / PAGE_SIZE)?;
+        let in_page = (cur % PAGE_SIZE) as usize;
+        let n = (PAGE_SIZE as usize - in_page).min(buf.len() - done);
+        env.mem
+            .read_bytes(frame + in_page as u64, &mut buf[done..done + n]);
+        done += n;
+    }
+    Ok(())
+}
+
+/// The page-cache inode and size of an executable open file: EACCES
+/// unless it is a regular file with an execute bit, opened for reading.
+fn exec_inode<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    f: &FileRef,
+) -> KResult<(u16, u64)> {
+    let b = f.borrow();
+    match b.node {
+        Node::Host {
+            inode: Some(id),
+            mode,
+            ..
+        } if mode & S_IFMT == S_IFREG && mode & 0o111 != 0 && b.flags & o::PATH == 0 => {
+            let size = cx.env.cache.get(id).map_or(0, |i| i.size);
+            Ok((id, size))
+        }
+        _ => Err(Errno::EACCES),
+    }
+}
+
+/// Open `abs` for exec (ENOENT, EACCES as open gives them).
+fn open_exec<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    abs: Vec<u8>,
+    nofollow: bool,
+) -> KResult<FileRef> {
+    let flags = o::RDONLY | if nofollow { o::NOFOLLOW } else { 0 };
+    let f = open_path(cx, abs, flags, 0)?;
+    if let Err(e) = exec_inode(cx, &f) {
+        release(cx, f);
+        return Err(e);
+    }
+    Ok(f)
+}
+
+/// Parse an ELF image of inode `id` (`size` bytes) through the cache.
+fn plan_image<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    id: u16,
+    size: u64,
+    interpreter: bool,
+    layout: &Layout,
+) -> Result<LoadPlan, ExecError> {
+    let mut head = [0u8; EHDR_SIZE];
+    let n = (size as usize).min(EHDR_SIZE);
+    read_file(cx, id, 0, &mut head[..n])?;
+    let span = header_span(&head[..n]).unwrap_or(n as u64).min(size) as usize;
+    let mut prefix = alloc::vec![0u8; span.max(n)];
+    read_file(cx, id, 0, &mut prefix)?;
+    let plan = LoadPlan::parse_prefix(
+        &prefix,
+        size,
+        interpreter,
+        layout.mmap_base,
+        layout.dyn_offset,
+    );
+    plan.map_err(|e| {
+        let mut m = crate::fmt::MsgBuf::<256>::new();
+        if interpreter {
+            m.str("the interpreter: ");
+        }
+        e.write_msg(&mut m);
+        let errno = if interpreter { ELIBBAD } else { e.errno() };
+        with_message(errno, m.as_bytes())
+    })
+}
+
+/// The `PT_INTERP` path of `plan` (image `id`), checked: NUL-terminated
+/// with no NUL inside.
+fn interp_path<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    id: u16,
+    plan: &LoadPlan,
+) -> KResult<Option<Vec<u8>>> {
+    let Some((off, len)) = plan.interp else {
+        return Ok(None);
+    };
+    let mut p = alloc::vec![0u8; len as usize + 1];
+    read_file(cx, id, off, &mut p)?;
+    if p.pop() != Some(0) || p.contains(&0) || p.is_empty() {
+        return Err(Errno::ENOEXEC);
+    }
+    Ok(Some(p))
+}
+
+/// Everything up to the point of no return, for the program in inode `id`
+/// (held open by `file`, None for the boot image) named `filename`.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    mut id: u16,
+    mut file: Option<FileRef>,
+    mut filename: Vec<u8>,
+    boot_args: Option<BootArgs>,
+    mut args: Option<Args>,
+    layout: Layout,
+) -> Result<Box<ExecPlan>, ExecError> {
+    trace::emit(
+        cx.env.mem,
+        category::EXEC,
+        kind::EXEC_PHASE,
+        0,
+        [exec_phase::START, 0, 0, 0, 0, 0],
+    );
+    let mut boot_args = boot_args;
+    let mut exe = exe_path(cx, id, &file);
+    for depth in 0..=script::MAX_DEPTH {
+        let size = cx.env.cache.get(id).map_or(0, |i| i.size);
+        let mut head = [0u8; BINPRM_BUF_SIZE];
+        let n = (size as usize).min(BINPRM_BUF_SIZE);
+        read_file(cx, id, 0, &mut head[..n])?;
+        let parsed = script::parse(&head[..n]).map_err(|e| with_message(e, b"bad #! line"))?;
+        let Some(sb) = parsed else {
+            let plan = plan_image(cx, id, size, false, &layout)?;
+            return finish(
+                cx,
+                ExecImage {
+                    inode: id,
+                    plan,
+                    file,
+                },
+                exe,
+                boot_args,
+                args,
+                layout,
+            );
+        };
+        if depth == script::MAX_DEPTH {
+            break;
+        }
+        // `#!`: run the interpreter with the script's path.
+        let a = match (args.take(), boot_args.take()) {
+            (Some(a), _) => a,
+            (None, Some((block, _, argc, _))) => split_block(&block, argc),
+            (None, None) => return Err(Errno::EINVAL.into()),
+        };
+        let argv = script::interpreter_argv(&sb, &filename, &a.argv);
+        args = Some(Args {
+            execfn: a.execfn,
+            argv,
+            envp: a.envp,
+        });
+        let abs = absolute(cx, files::AT_FDCWD as u64, &sb.interp)?;
+        let f = open_exec(cx, abs, false)
+            .map_err(|e| interp_error(e, b"bad interpreter ", &sb.interp))?;
+        if let Some(old) = file.replace(f.clone()) {
+            release(cx, old);
+        }
+        id = exec_inode(cx, &f)?.0;
+        filename = sb.interp;
+        exe = exe_path(cx, id, &file);
+    }
+    Err(with_message(
+        Errno::ELOOP,
+        b"#! interpreters nested too deep",
+    ))
+}
+
+fn interp_error(e: Errno, what: &[u8], path: &[u8]) -> ExecError {
+    let mut m = Vec::from(what);
+    m.extend_from_slice(path);
+    m.extend_from_slice(b": ");
+    m.extend_from_slice(e.name().as_bytes());
+    with_message(e, &m)
+}
+
+fn exe_path<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    id: u16,
+    file: &Option<FileRef>,
+) -> Vec<u8> {
+    match file {
+        Some(f) => f.borrow().node.path().to_vec(),
+        None => cx
+            .env
+            .cache
+            .get(id)
+            .map(|i| i.path.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// The interpreter and the argument block, checked.
+fn finish<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    program: ExecImage,
+    exe: Vec<u8>,
+    boot_args: Option<BootArgs>,
+    args: Option<Args>,
+    layout: Layout,
+) -> Result<Box<ExecPlan>, ExecError> {
+    let interp = match interp_path(cx, program.inode, &program.plan)? {
+        None => None,
+        Some(p) => {
+            let abs = absolute(cx, files::AT_FDCWD as u64, &p)?;
+            let f =
+                open_exec(cx, abs, false).map_err(|e| interp_error(e, b"ELF interpreter ", &p))?;
+            let (iid, isize) = exec_inode(cx, &f)?;
+            match plan_image(cx, iid, isize, true, &layout) {
+                Ok(plan) => Some(ExecImage {
+                    inode: iid,
+                    plan,
+                    file: Some(f),
+                }),
+                Err(e) => {
+                    release(cx, f);
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let (args, lens, argc, envc) = match (args, boot_args) {
+        (Some(a), _) => {
+            let (argc, envc) = (a.argv.len() as u32, a.envp.len() as u32);
+            let (b, l) = a.block();
+            (Cow::Owned(b), Cow::Owned(l), argc, envc)
+        }
+        (None, Some(b)) => b,
+        (None, None) => return Err(Errno::EINVAL.into()),
+    };
+    let block = ArgBlock::with_lengths(&args, &lens, argc, envc)?;
+    StackLayout::new_below(&block, layout.stack_top)
+        .map_err(|e| with_message(e, b"arguments and environment too large"))?;
+    trace::emit(
+        cx.env.mem,
+        category::EXEC,
+        kind::EXEC_PHASE,
+        0,
+        [exec_phase::ELF_CHECKED, 0, 0, 0, 0, 0],
+    );
+    Ok(Box::new(ExecPlan {
+        program,
+        interp,
+        args,
+        lens,
+        argc,
+        envc,
+        exe,
+        layout,
+    }))
+}
+
+/// execveat(dirfd, path, argv, envp, flags); execve is execveat(AT_FDCWD,
+/// path, argv, envp, 0).
+pub fn execveat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    uargv: u64,
+    uenvp: u64,
+    flags: u64,
+    layout: Layout,
+) -> Result<Box<ExecPlan>, ExecError> {
+    if flags & !(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 {
+        return Err(Errno::EINVAL.into());
+    }
+    let p = path::user_string(&mut cx.p.mm, cx.env, upath, vmrun_contract::fs::PATH_MAX)?;
+    let mut total = 0;
+    let argv = user_strings(cx, uargv, &mut total)?;
+    let envp = user_strings(cx, uenvp, &mut total)?;
+    let (file, execfn) = if p.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT.into());
+        }
+        let f = cx.p.fds.file(dirfd)?;
+        let mut name = b"/dev/fd/".to_vec();
+        name.extend_from_slice(&crate::fs::proc::dec(dirfd));
+        exec_inode(cx, &f)?;
+        (f, name)
+    } else {
+        let abs = absolute(cx, dirfd, &p)?;
+        let f = open_exec(cx, abs, flags & AT_SYMLINK_NOFOLLOW != 0)?;
+        (f, p)
+    };
+    let (id, _) = exec_inode(cx, &file)?;
+    let args = Args {
+        execfn: execfn.clone(),
+        argv,
+        envp,
+    };
+    prepare(cx, id, Some(file), execfn, None, Some(args), layout)
+}
+
+/// Release what a failed or finished plan holds.
+pub fn drop_plan<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, plan: Box<ExecPlan>) {
+    let ExecPlan {
+        program, interp, ..
+    } = *plan;
+    for f in [program.file, interp.and_then(|i| i.file)]
+        .into_iter()
+        .flatten()
+    {
+        release(cx, f);
+    }
+}
+
+/// The point of no return: the old image goes, the new one is loaded.
+/// An error here leaves the process without a usable address space (the
+/// caller kills it, as Linux does with SIGSEGV).
+pub fn commit<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    kernel: &KernelHalf,
+    plan: Box<ExecPlan>,
+    hwcap: (u64, u64),
+    random: [u8; 16],
+) -> KResult<EntryState> {
+    let ExecPlan {
+        program,
+        interp,
+        args,
+        lens,
+        argc,
+        envc,
+        exe,
+        layout,
+    } = *plan;
+    begin_new_exec(cx);
+    let journaling = cx.p.mm.vmas.journaling();
+    if cx.p.mm.pt.root() != 0 {
+        cx.p.mm.teardown(cx.env.mem, cx.env.frames);
+    }
+    cx.p.mm.init(cx.env.mem, cx.env.frames, kernel)?;
+    cx.p.mm.vmas.set_journaling(journaling);
+    trace::emit(
+        cx.env.mem,
+        category::EXEC,
+        kind::EXEC_PHASE,
+        0,
+        [exec_phase::ADDRESS_SPACE, 0, 0, 0, 0, 0],
+    );
+    let block = ArgBlock::with_lengths(&args, &lens, argc, envc)?;
+    let base = interp.as_ref().map_or(0, |i| i.plan.base());
+    let mut aux = AuxValues::for_program(&program.plan, base, random);
+    (aux.hwcap, aux.hwcap2) = hwcap;
+    let interp_ref = interp.as_ref().map(|i| (i.inode, &i.plan));
+    let entry = load_elf_binary(
+        &mut cx.p.mm,
+        cx.env,
+        program.inode,
+        &program.plan,
+        interp_ref,
+        &block,
+        &aux,
+        &layout,
+    )?;
+    cx.p.set_exe(&exe);
+    let base = exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
+    cx.p.comm = [0; 16];
+    cx.p.comm[..base.len().min(15)].copy_from_slice(&base[..base.len().min(15)]);
+    for f in [program.file, interp.and_then(|i| i.file)]
+        .into_iter()
+        .flatten()
+    {
+        cx.p.mapped_files.push(f);
+    }
+    trace::emit(
+        cx.env.mem,
+        category::EXEC,
+        kind::EXEC_PHASE,
+        0,
+        [exec_phase::STACK_BUILT, 0, 0, 0, 0, 0],
+    );
+    Ok(entry)
+}
+
+/// `begin_new_exec`: write back shared mappings, close close-on-exec fds,
+/// drop the old image's files, reset caught signals and per-thread state.
+fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
+    memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
+    let cloexec: Vec<u64> =
+        cx.p.fds
+            .fds()
+            .filter(|(_, f)| f.cloexec)
+            .map(|(n, _)| n)
+            .collect();
+    for fd in cloexec {
+        let _ = files::close(cx, fd);
+    }
+    for f in core::mem::take(&mut cx.p.mapped_files) {
+        release(cx, f);
+    }
+    for a in cx.p.sigactions.iter_mut() {
+        if a.handler != SIG_IGN {
+            a.handler = SIG_DFL;
+        }
+        a.flags = 0;
+        a.restorer = 0;
+        a.mask = 0;
+    }
+    cx.p.altstack = [0, 2, 0];
+    cx.p.fs_base = 0;
+    cx.p.gs_base = 0;
+    cx.p.bases_changed = true;
+    cx.p.clear_child_tid = 0;
+    cx.p.robust_list = 0;
+}
