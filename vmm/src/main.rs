@@ -1,8 +1,9 @@
 //! `vmrun`: the command-line front end of the `vmm` library.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use vmm::error::{Error, EXIT_VMRUN_FAILURE};
+use vmm::error::{Error, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_VMRUN_FAILURE};
 use vmm::fs::Mount;
 use vmm::hypercall::Outcome;
 use vmm::kvm::Platform;
@@ -16,8 +17,9 @@ const USAGE: &str = "\
 usage: vmrun [OPTIONS] PROGRAM [ARGS...]
        vmrun bench [BENCH OPTIONS]     (see `vmrun bench --help`)
 
-Run an x86-64 Linux ELF program in a KVM virtual machine under vmrun's own
-guest kernel. The program's exit status becomes vmrun's.
+Run an x86-64 Linux ELF program (or a #! script) in a KVM virtual machine
+under vmrun's own guest kernel. The program's exit status becomes vmrun's.
+A PROGRAM without a slash is looked up in PATH, as a shell does.
 The guest sees the host's file tree read-only and the current directory read-write.
 
 options:
@@ -80,7 +82,7 @@ fn main() -> ExitCode {
             .collect();
         return ExitCode::from(vmm::bench::run(&rest).clamp(0, 255) as u8);
     }
-    let cli = match parse(args) {
+    let mut cli = match parse(args) {
         Ok(Parsed::Run(cli)) => *cli,
         Ok(Parsed::Exit(code)) => return code,
         Err(msg) => {
@@ -88,6 +90,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_VMRUN_FAILURE as u8);
         }
     };
+    if let Err(code) = locate_program(&mut cli.config) {
+        return ExitCode::from(code as u8);
+    }
     let mut session = match Session::new(&cli.config, cli.watch.clone()) {
         Ok(session) => session,
         Err(e) => return ExitCode::from(fail(&e) as u8),
@@ -128,7 +133,6 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
         eprintln!("vmrun: {leaks}");
         return EXIT_VMRUN_FAILURE;
     }
-    let program = cli.config.program.display();
     let code = match &report.outcome {
         RunEnd::Guest(Outcome::Exited(status)) => *status,
         RunEnd::Guest(Outcome::Signaled {
@@ -147,9 +151,8 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
             }
             128 + *signal as i32
         }
-        RunEnd::Guest(Outcome::ExecFailed { message, .. }) => {
-            eprintln!("vmrun: {program}: {message}");
-            vmm::error::EXIT_CANNOT_EXECUTE
+        RunEnd::Guest(Outcome::ExecFailed { errno, message }) => {
+            exec_failed(&cli.config.program, *errno, message)
         }
         RunEnd::Guest(Outcome::GuestPanic(msg)) => {
             eprintln!("vmrun: guest kernel panic: {msg}");
@@ -161,6 +164,91 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
         }
     };
     code
+}
+
+/// Reports a failed exec of PROGRAM with the status a shell gives for the
+/// same execve errno. ENOENT for a file that is there means a missing
+/// interpreter, an ELF's PT_INTERP or a `#!` line's: bash 5.2 ("cannot
+/// execute: required file not found") and dash ("not found") both exit 127
+/// for either. Every other errno (ENOEXEC, EACCES, ELOOP, E2BIG...) is
+/// "cannot execute", 126. The guest's message says which file and why.
+fn exec_failed(program: &Path, errno: i64, message: &str) -> i32 {
+    let shown = program.display();
+    if errno == i64::from(libc::ENOENT) {
+        eprintln!("vmrun: {shown}: cannot execute: required file not found ({message})");
+        EXIT_NOT_FOUND
+    } else {
+        eprintln!("vmrun: {shown}: {message}");
+        EXIT_CANNOT_EXECUTE
+    }
+}
+
+/// PROGRAM as a shell finds it: a name with a slash is used as it is; a
+/// name without one is looked up in the directories of PATH (the program's
+/// environment's, after -e/-u/-i, as env(1) does; "/bin:/usr/bin" when it
+/// has none), taking the first executable regular file. A file found
+/// without execute permission is used only if nothing executable is found,
+/// so that it fails with "Permission denied" (126) as in bash; nothing
+/// found at all is "command not found" (127). argv[0] stays the name given.
+fn locate_program(config: &mut VmConfig) -> Result<(), i32> {
+    let name = config.program.as_os_str();
+    if name.as_encoded_bytes().contains(&b'/') {
+        return Ok(());
+    }
+    let search = config
+        .env
+        .iter()
+        .find(|e| env_name(e) == b"PATH")
+        .map(|e| OsString::from_vec(e.as_encoded_bytes()[b"PATH=".len()..].to_vec()))
+        .unwrap_or_else(|| OsString::from(DEFAULT_PATH));
+    match find_in_path(name, &search) {
+        Some(path) => {
+            config.program = path;
+            Ok(())
+        }
+        None => {
+            eprintln!("vmrun: {}: command not found", name.to_string_lossy());
+            Err(EXIT_NOT_FOUND)
+        }
+    }
+}
+
+/// The search path execvp(3) uses when PATH is unset.
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+/// The first executable regular file `name` in the directories of `search`
+/// (an empty entry is the current directory), else the first regular file
+/// `name` that is not executable, else None.
+fn find_in_path(name: &OsStr, search: &OsStr) -> Option<PathBuf> {
+    let mut not_executable = None;
+    for dir in std::env::split_paths(search) {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let candidate = dir.join(name);
+        let Ok(meta) = std::fs::metadata(&candidate) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        if is_executable(&candidate) {
+            return Some(candidate);
+        }
+        not_executable.get_or_insert(candidate);
+    }
+    not_executable
+}
+
+/// Whether vmrun's effective user may execute `path`.
+fn is_executable(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) == 0 }
 }
 
 /// The description a shell prints for a fatal signal.
@@ -452,6 +540,53 @@ mod tests {
             let err = parse(vec!["--mount".into(), spec.into(), "p".into()]);
             assert!(matches!(err, Err(msg) if msg.contains("--mount")), "{spec}");
         }
+    }
+
+    /// A fresh directory under the temp dir, for PATH lookups.
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vmrun-main-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn file(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn path_lookup_takes_the_first_executable_regular_file() {
+        let root = scratch("lookup");
+        let (a, b, c) = (root.join("a"), root.join("b"), root.join("c"));
+        for d in [&a, &b, &c] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::create_dir(a.join("prog")).unwrap(); // a directory: skipped
+        file(&b.join("prog"), 0o755);
+        file(&c.join("prog"), 0o755);
+        let search = std::env::join_paths([&a, &b, &c]).unwrap();
+        assert_eq!(find_in_path("prog".as_ref(), &search), Some(b.join("prog")));
+        assert_eq!(find_in_path("nothing".as_ref(), &search), None);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_name_with_a_slash_is_not_looked_up_and_argv0_stays_the_name() {
+        let mut cli = run_cli(&["-i", "-e", "PATH=/nonexistent", "./prog", "x"]);
+        assert_eq!(locate_program(&mut cli.config), Ok(()));
+        assert_eq!(cli.config.program, PathBuf::from("./prog"));
+        let root = scratch("argv0");
+        file(&root.join("tool"), 0o700);
+        let path = format!("PATH=/nonexistent::{}", root.display());
+        let mut cli = run_cli(&["-i", "-e", &path, "tool", "x"]);
+        assert_eq!(locate_program(&mut cli.config), Ok(()));
+        assert_eq!(cli.config.program, root.join("tool"));
+        assert_eq!(cli.config.argv, vec!["tool", "x"]);
+        let mut cli = run_cli(&["-i", "-e", &path, "no-such-tool-here"]);
+        assert_eq!(locate_program(&mut cli.config), Err(EXIT_NOT_FOUND));
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

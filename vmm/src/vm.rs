@@ -557,15 +557,65 @@ pub fn classify(exit: VcpuExit) -> Exit {
     }
 }
 
+/// Reads PROGRAM into memory, refusing at once, before reading a byte,
+/// what execve(2) refuses with EACCES: anything but a regular file (a
+/// directory, FIFO, socket or device), and a file without execute
+/// permission for vmrun's effective user (or on a `noexec` mount).
 fn read_program(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let meta = std::fs::metadata(path).map_err(|e| program_error(path, e))?;
-    if meta.is_dir() {
+    check_executable(path, &meta)?;
+    // O_NONBLOCK: should the path have become a FIFO since the check, the
+    // open does not wait for a writer; the fstat below refuses it.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| program_error(path, e))?;
+    let meta = file.metadata().map_err(|e| program_error(path, e))?;
+    check_executable(path, &meta)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| program_error(path, e))?;
+    Ok(bytes)
+}
+
+/// EACCES as execve gives it, with the reason in words.
+fn check_executable(path: &std::path::Path, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let what = if t.is_dir() {
         return Err(Error::ProgramUnusable(
             path.to_path_buf(),
             "Is a directory".into(),
         ));
-    }
-    std::fs::read(path).map_err(|e| program_error(path, e))
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_file() {
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::ProgramNotFound(path.to_path_buf()))?;
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
+        let r =
+            unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) };
+        if r == 0 {
+            return Ok(());
+        }
+        return Err(program_error(path, std::io::Error::last_os_error()));
+    } else {
+        "an unknown kind of file"
+    };
+    Err(Error::ProgramUnusable(
+        path.to_path_buf(),
+        format!("Permission denied ({what}, not a regular file)"),
+    ))
 }
 
 fn program_error(path: &std::path::Path, e: std::io::Error) -> Error {
@@ -574,7 +624,12 @@ fn program_error(path: &std::path::Path, e: std::io::Error) -> Error {
         std::io::ErrorKind::PermissionDenied => {
             Error::ProgramUnusable(path.to_path_buf(), "Permission denied".into())
         }
-        _ => Error::ProgramUnusable(path.to_path_buf(), e.to_string()),
+        // The C library's words without Rust's " (os error N)".
+        _ => {
+            let text = e.to_string();
+            let words = text.split(" (os error").next().unwrap_or(&text);
+            Error::ProgramUnusable(path.to_path_buf(), words.to_string())
+        }
     }
 }
 
