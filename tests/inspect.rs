@@ -151,7 +151,9 @@ fn check_now(vm: &Vm, export: &VmaExport, frames: u64, tables: u64) -> Vec<Strin
     )
     .unwrap();
     let info = vm.boot_info();
-    let cache_end = (info.file_phys + info.file_len).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    // The program image and the vDSO image after it.
+    let cache_end = ((info.file_phys + info.file_len).div_ceil(PAGE_SIZE) * PAGE_SIZE)
+        .max(info.vdso_phys + info.vdso_len);
     let input = CheckInput {
         walk: &w,
         vmas: &export.vmas[..export.count as usize],

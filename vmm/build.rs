@@ -43,6 +43,39 @@ fn main() {
     );
     let elf = build_guest(&root, &out_dir.join("guest-target"));
     std::fs::copy(&elf, out_dir.join("guest-kernel.elf")).expect("copy the guest kernel");
+    build_vdso(&manifest_dir.join("vdso"), &out_dir.join("vdso.so"));
+}
+
+/// Build the vDSO the guest maps into every process (a small shared
+/// object, one PT_LOAD, no relocations) with the system's gcc.
+fn build_vdso(src: &Path, out: &Path) {
+    for f in ["vdso.c", "vdso.lds", "vdso.map"] {
+        println!("cargo:rerun-if-changed={}", src.join(f).display());
+    }
+    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "gcc".into()))
+        .args([
+            "-shared",
+            "-nostdlib",
+            "-fPIC",
+            "-O2",
+            "-fno-stack-protector",
+            "-fno-asynchronous-unwind-tables",
+            "-Wl,-soname=linux-vdso.so.1",
+            "-Wl,--hash-style=both",
+            "-Wl,-z,max-page-size=4096",
+            "-Wl,--build-id=none",
+        ])
+        .arg(format!(
+            "-Wl,--version-script={}",
+            src.join("vdso.map").display()
+        ))
+        .arg(format!("-Wl,-T,{}", src.join("vdso.lds").display()))
+        .arg("-o")
+        .arg(out)
+        .arg(src.join("vdso.c"))
+        .status()
+        .expect("run gcc for the vDSO (Debian: apt-get install gcc)");
+    assert!(status.success(), "building the vDSO failed ({status})");
 }
 
 fn env(name: &str) -> String {

@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 3;
+pub const CONTRACT_VERSION: u32 = 4;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -159,6 +159,10 @@ pub struct BootInfo {
     pub cwd_phys: u64,
     /// Length of that path.
     pub cwd_len: u64,
+    /// Physical address of the vDSO image (page aligned; 0: none).
+    pub vdso_phys: u64,
+    /// Its length in bytes (a whole number of pages).
+    pub vdso_len: u64,
 }
 
 impl BootInfo {
@@ -195,6 +199,8 @@ impl BootInfo {
             vma_export_phys: 0,
             cwd_phys: 0,
             cwd_len: 0,
+            vdso_phys: 0,
+            vdso_len: 0,
         }
     }
 }
@@ -398,6 +404,36 @@ pub mod fs {
                 path2: [0; PATH_MAX],
             }
         }
+    }
+}
+
+/// The vDSO's data page ([vvar]), which the guest kernel writes and the
+/// vDSO reads, 6 pages below the vDSO's first byte (Linux's places: 4
+/// pages of [vvar], 2 of [vvar_vclock], then 2 of [vdso]).
+pub mod vvar {
+    /// Pages of [vvar].
+    pub const VVAR_PAGES: u64 = 4;
+    /// Pages of [vvar_vclock].
+    pub const VCLOCK_PAGES: u64 = 2;
+    /// Pages of [vdso] (the image is padded to this).
+    pub const VDSO_PAGES: u64 = 2;
+    /// [`VvarData::magic`] ("VMRUVVAR").
+    pub const MAGIC: u64 = 0x5241_5656_5552_4d56;
+
+    /// The data the vDSO's clocks are computed from.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct VvarData {
+        /// [`MAGIC`] once written.
+        pub magic: u64,
+        /// The TSC at boot.
+        pub tsc0: u64,
+        /// Nanoseconds per TSC tick, 32.32 fixed point.
+        pub mult: u64,
+        /// CLOCK_REALTIME at boot, ns.
+        pub realtime0: u64,
+        /// CLOCK_MONOTONIC at boot, ns.
+        pub monotonic0: u64,
     }
 }
 

@@ -25,7 +25,7 @@ use guest_kernel::syscall::{self, Ctx};
 use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::*;
 use vmrun_contract::trace::exec_phase;
-use vmrun_contract::{boot_flags, phase, BootInfo, BOOT_MAGIC, CONTRACT_VERSION};
+use vmrun_contract::{boot_flags, phase, vvar, BootInfo, BOOT_MAGIC, CONTRACT_VERSION};
 
 static KERNEL: Once<Kernel> = Once::new(Kernel::empty());
 
@@ -54,8 +54,9 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     k.kernel = build_kernel_tables(&mut mem, &mut k.frames, &info);
     cpu::load_kernel_tables(&k.kernel);
     setup_cpu();
-    setup_heap(&mut mem, &mut k.frames, info.mem_size);
+    let vvar_phys = setup_heap(&mut mem, &mut k.frames, info.mem_size);
     k.fs.connect();
+    setup_vdso(k, &mut mem, vvar_phys);
     k.frames_kernel = k.frames.in_use();
     hypercall::phase(phase::KERNEL_READY);
     exec_initial(k, &mut mem);
@@ -81,9 +82,14 @@ fn read_boot_info(pa: u64) -> BootInfo {
 /// The kernel heap (1/64 of RAM, 2 to 32 MiB) and the page-cache bitmap
 /// at its start, in consecutive fresh 2 MiB frames (which need no
 /// zeroing).
-fn setup_heap(mem: &mut DirectMap, frames: &mut FrameAllocator, mem_size: u64) {
+/// Returns the vDSO data pages ([vvar] then [vvar_vclock], zeroed), which
+/// sit between the bitmap and the heap.
+fn setup_heap(mem: &mut DirectMap, frames: &mut FrameAllocator, mem_size: u64) -> u64 {
     let bits = frames.cache_bits_bytes().next_multiple_of(PAGE_SIZE);
-    let size = ((mem_size / 64 + bits).clamp(2 << 20, 32 << 20)).next_multiple_of(HUGE_PAGE_SIZE);
+    let vvar = (vvar::VVAR_PAGES + vvar::VCLOCK_PAGES) * PAGE_SIZE;
+    let reserved = bits + vvar;
+    let size =
+        ((mem_size / 64 + reserved).clamp(2 << 20, 32 << 20)).next_multiple_of(HUGE_PAGE_SIZE);
     let Some(mut base) = frames.alloc_huge_zeroed(mem) else {
         oom()
     };
@@ -94,7 +100,46 @@ fn setup_heap(mem: &mut DirectMap, frames: &mut FrameAllocator, mem_size: u64) {
         }
     }
     frames.use_cache_bits(base);
-    crate::arch::heap::init(DIRECT_MAP_BASE + base + bits, size - bits);
+    crate::arch::heap::init(DIRECT_MAP_BASE + base + reserved, size - reserved);
+    base + bits
+}
+
+/// The vDSO and its data pages as page-cache images (marked so that the
+/// checker and unmapping treat them as shared, never owned), and the data
+/// page filled for the vDSO's clocks.
+fn setup_vdso(k: &mut Kernel, mem: &mut DirectMap, vvar_phys: u64) {
+    let info = k.info;
+    let pages = vvar::VVAR_PAGES + vvar::VCLOCK_PAGES;
+    for i in 0..pages {
+        k.frames.set_cache(mem, vvar_phys + i * PAGE_SIZE, true);
+    }
+    let data = [
+        vvar::MAGIC,
+        k.host.tsc0,
+        k.host.mult(),
+        info.realtime_ns,
+        info.monotonic_ns,
+    ];
+    for (i, w) in data.iter().enumerate() {
+        mem.write_u64(vvar_phys + 8 * i as u64, *w);
+    }
+    let cache = &mut k.cache;
+    let vvar_len = vvar::VVAR_PAGES * PAGE_SIZE;
+    let ids = (
+        cache.add_special(b"[vvar]", vvar_phys, vvar_len, 1),
+        cache.add_special(
+            b"[vvar_vclock]",
+            vvar_phys + vvar_len,
+            vvar::VCLOCK_PAGES * PAGE_SIZE,
+            2,
+        ),
+        cache.add_special(b"[vdso]", info.vdso_phys, info.vdso_len, 3),
+    );
+    if let (Ok(a), Ok(b), Ok(c)) = ids {
+        if info.vdso_phys != 0 && info.vdso_len > 0 {
+            k.process.vdso = Some([a, b, c]);
+        }
+    }
 }
 
 fn oom() -> ! {

@@ -20,13 +20,19 @@ pub struct Host {
 }
 
 impl Host {
-    /// Nanoseconds since boot by the TSC (0 if its frequency is unknown).
-    fn since_boot_ns(&self) -> u64 {
+    /// Nanoseconds per TSC tick, 32.32 fixed point (what the vDSO uses,
+    /// so that the kernel's clocks and the vDSO's agree to the ns).
+    pub fn mult(&self) -> u64 {
         if self.tsc_khz == 0 {
             return 0;
         }
+        ((1_000_000u128 << 32) / u128::from(self.tsc_khz)) as u64
+    }
+
+    /// Nanoseconds since boot by the TSC (0 if its frequency is unknown).
+    fn since_boot_ns(&self) -> u64 {
         let ticks = u128::from(cpu::rdtsc().wrapping_sub(self.tsc0));
-        (ticks * 1_000_000 / u128::from(self.tsc_khz)) as u64
+        ((ticks * u128::from(self.mult())) >> 32) as u64
     }
 }
 

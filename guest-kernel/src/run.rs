@@ -339,6 +339,39 @@ impl Kernel {
         out
     }
 
+    /// Emulate a call into the vsyscall page: system call `nr` with the
+    /// program's argument registers, then a `ret` to its caller.
+    fn vsyscall(&mut self, mem: &mut DirectMap, nr: u64, ip: u64) {
+        self.stats.syscalls += 1;
+        let (args, sp) = {
+            let f = self.regs();
+            ([f.rdi, f.rsi, f.rdx, 0, 0, 0], f.rsp)
+        };
+        let mut env = MmEnv {
+            mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        let mut cx = Ctx {
+            p: &mut self.process,
+            env: &mut env,
+            host: &mut self.host,
+        };
+        let ret = match syscall::dispatch(&mut cx, nr, args) {
+            Action::Return(v) => v,
+            _ => guest_kernel::errno::Errno::ENOSYS.to_ret(),
+        };
+        let back = guest_kernel::uaccess::get_user_u64(&mut cx.p.mm, cx.env, sp);
+        let Ok(back) = back else {
+            self.kill(mem, sig::SIGSEGV, sp, ip, 0)
+        };
+        let f = self.regs();
+        f.rax = ret as u64;
+        f.rip = back;
+        f.rsp = sp + 8;
+    }
+
     /// Return from SYSCALL the way SYSRET would: to RCX with RFLAGS from R11.
     fn sysret(&mut self, mem: &mut DirectMap, rax: u64) {
         let f = self.regs();
@@ -356,6 +389,10 @@ impl Kernel {
     }
 
     fn page_fault(&mut self, mem: &mut DirectMap, addr: u64, error: u64) {
+        let ip = self.regs().rip;
+        if let Some(nr) = syscall::vsyscall::call_at(addr, ip, error) {
+            return self.vsyscall(mem, nr, ip);
+        }
         self.stats.page_faults += 1;
         let t0 = timestamp(mem, category::FAULTS);
         let mut env = MmEnv {

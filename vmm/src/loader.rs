@@ -77,6 +77,9 @@ pub fn string_lengths(execfn: &[u8], argv: &[OsString], envp: &[OsString]) -> Ve
         .collect()
 }
 
+/// The vDSO image (built from vmm/vdso/ by the build script).
+pub static VDSO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdso.so"));
+
 /// Everything that goes into guest RAM before the first instruction.
 pub struct BootPayload<'a> {
     /// The program file's bytes.
@@ -147,7 +150,9 @@ fn page_align(x: u64) -> u64 {
 pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> Result<BootInfo> {
     let file_phys = page_align(kernel.phys_end);
     let file_len = p.program.len() as u64;
-    let free_start = page_align(file_phys + file_len);
+    let vdso_phys = page_align(file_phys + file_len);
+    let vdso_len = vmrun_contract::vvar::VDSO_PAGES * PAGE_SIZE;
+    let free_start = vdso_phys + vdso_len;
     let top = top_regions(ram.size(), p);
     if free_start + (4 << 20) > top.free_end {
         return Err(Error::Config(format!(
@@ -156,6 +161,13 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         )));
     }
     ram.write_bytes(file_phys, p.program)?;
+    if VDSO.len() as u64 > vdso_len {
+        return Err(Error::Config(format!(
+            "the vDSO ({} bytes) is larger than {vdso_len}",
+            VDSO.len()
+        )));
+    }
+    ram.write_bytes(vdso_phys, VDSO)?;
     ram.write_bytes(ARGS_PHYS, p.args)?;
     let exe_path_phys = ARGS_PHYS + p.args.len() as u64;
     let exe_path = &p.exe_path[..p.exe_path.len().min(4096)];
@@ -190,6 +202,8 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         vma_export_phys: top.vma_export_phys,
         cwd_phys,
         cwd_len: cwd.len() as u64,
+        vdso_phys,
+        vdso_len,
         tsc_khz: p.tsc_khz,
         realtime_ns: crate::sys::clock_ns(libc::CLOCK_REALTIME),
         monotonic_ns: crate::sys::clock_ns(libc::CLOCK_MONOTONIC),

@@ -203,7 +203,7 @@ mod tests {
         );
         assert_eq!(
             std::mem::size_of::<BootInfo>(),
-            20 * 8 + 16 + 8 + 16 + 8 * 4
+            22 * 8 + 16 + 8 + 16 + 8 * 4
         );
         assert_eq!(
             std::mem::size_of::<FsRequest>(),

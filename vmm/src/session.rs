@@ -292,7 +292,9 @@ impl Session {
         tables: u64,
     ) -> Vec<Violation> {
         let info = self.vm.boot_info();
-        let cache_end = (info.file_phys + info.file_len).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        // The program image and the vDSO image after it.
+        let cache_end = ((info.file_phys + info.file_len).div_ceil(PAGE_SIZE) * PAGE_SIZE)
+            .max(info.vdso_phys + info.vdso_len);
         check(&CheckInput {
             walk,
             vmas,

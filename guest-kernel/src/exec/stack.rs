@@ -89,6 +89,8 @@ pub mod at {
     pub const HWCAP2: u64 = 26;
     /// Address of the exec file name.
     pub const EXECFN: u64 = 31;
+    /// The vDSO's ELF header.
+    pub const SYSINFO_EHDR: u64 = 33;
     /// Minimal signal stack size.
     pub const MINSIGSTKSZ: u64 = 51;
 }
@@ -126,6 +128,9 @@ pub struct AuxValues {
     pub minsigstksz: u64,
     /// The bytes `AT_RANDOM` points at.
     pub random: [u8; 16],
+    /// `AT_SYSINFO_EHDR`: the vDSO's address (used when the layout was
+    /// made with a vDSO).
+    pub sysinfo_ehdr: u64,
 }
 
 impl AuxValues {
@@ -351,6 +356,8 @@ pub struct StackLayout {
     /// End of the stack VMA: [`STACK_TOP`], or lower when randomised.
     pub vma_end: u64,
     empty_argv0: bool,
+    /// Whether the auxv starts with `AT_SYSINFO_EHDR`.
+    vdso: bool,
 }
 
 impl StackLayout {
@@ -364,6 +371,12 @@ impl StackLayout {
     /// [`Self::new`] with the stack ending at `top` (page aligned, at most
     /// [`STACK_TOP`]; lower when the layout is randomised).
     pub fn new_below(args: &ArgBlock, top: u64) -> KResult<StackLayout> {
+        Self::new_below_with(args, top, false)
+    }
+
+    /// [`Self::new_below`], with `AT_SYSINFO_EHDR` first in the auxv when
+    /// a vDSO is mapped (as Linux x86-64 always has).
+    pub fn new_below_with(args: &ArgBlock, top: u64, vdso: bool) -> KResult<StackLayout> {
         if top > STACK_TOP || !top.is_multiple_of(PAGE_SIZE) || top < STACK_RLIMIT {
             return Err(Errno::EINVAL);
         }
@@ -381,7 +394,8 @@ impl StackLayout {
         let platform = (arg_start & !15) - PLATFORM.len() as u64;
         let random = platform - 16;
         let items = (argc + 1) + (args.envc + 1) + 1;
-        let sp = (random - (2 * AUXV_PAIRS + items) * 8) & !15;
+        let pairs = AUXV_PAIRS + u64::from(vdso);
+        let sp = (random - (2 * pairs + items) * 8) & !15;
         let argv = sp + 8;
         let envp = argv + (argc + 1) * 8;
         Ok(StackLayout {
@@ -401,6 +415,7 @@ impl StackLayout {
             vma_start: stack_vma_start(top, arg_start, sp),
             vma_end: top,
             empty_argv0: empty,
+            vdso,
         })
     }
 
@@ -473,6 +488,10 @@ impl StackLayout {
             }
         }
         t.push(0)?;
+        if self.vdso {
+            t.push(at::SYSINFO_EHDR)?;
+            t.push(aux.sysinfo_ehdr)?;
+        }
         for (k, v) in self.auxv_entries(aux) {
             t.push(k)?;
             t.push(v)?;

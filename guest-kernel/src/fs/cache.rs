@@ -28,6 +28,70 @@ use vmrun_contract::IoVec;
 /// Pages read from the host on a miss, at most (256 KiB).
 pub const READAHEAD_PAGES: u64 = 64;
 
+/// The frames of one file's cached pages, by page index: a dense array of
+/// frame numbers (0: not cached), so that a lookup or an insertion is an
+/// index, not a tree walk (ring-0 instructions are what a fault costs).
+#[derive(Debug, Default)]
+pub struct PageIndex {
+    pfns: Vec<u32>,
+    count: usize,
+}
+
+impl PageIndex {
+    /// The frame of page `idx`.
+    pub fn get(&self, idx: u64) -> Option<u64> {
+        let pfn = *self.pfns.get(usize::try_from(idx).ok()?)?;
+        (pfn != 0).then_some(u64::from(pfn) * PAGE_SIZE)
+    }
+
+    /// Record `frame` for page `idx`.
+    pub fn insert(&mut self, idx: u64, frame: u64) {
+        let i = idx as usize;
+        if i >= self.pfns.len() {
+            self.pfns.resize(i + 1, 0);
+        }
+        if self.pfns[i] == 0 {
+            self.count += 1;
+        }
+        self.pfns[i] = (frame / PAGE_SIZE) as u32;
+    }
+
+    /// Pages held.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The (index, frame) pairs in `[first, last]`.
+    pub fn range(&self, first: u64, last: u64) -> Vec<(u64, u64)> {
+        (first..=last.min(self.pfns.len() as u64))
+            .filter_map(|i| self.get(i).map(|f| (i, f)))
+            .collect()
+    }
+
+    /// Remove the pages from index `keep` on; their frames.
+    pub fn split_off(&mut self, keep: u64) -> Vec<u64> {
+        let keep = (keep as usize).min(self.pfns.len());
+        let gone: Vec<u64> = self.pfns[keep..]
+            .iter()
+            .filter(|&&p| p != 0)
+            .map(|&p| u64::from(p) * PAGE_SIZE)
+            .collect();
+        self.pfns.truncate(keep);
+        self.count -= gone.len();
+        gone
+    }
+
+    /// Remove every page; their frames.
+    pub fn take_all(&mut self) -> Vec<u64> {
+        self.split_off(0)
+    }
+}
+
 /// Identity of a host file: `st_dev` and `st_ino`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct InodeKey {
@@ -48,10 +112,14 @@ pub struct Inode {
     pub mtime: (i64, u32),
     /// Canonical guest path (for maps listings).
     pub path: Vec<u8>,
-    /// The file lies contiguously in RAM here (the boot program's image).
+    /// The file lies contiguously in RAM here (the boot program's image,
+    /// the vDSO and its data pages).
     image: Option<u64>,
+    /// A kernel-provided mapping ([vdso], [vvar]): maps listings show its
+    /// path as a name, with offset, device and inode 0.
+    pub special: bool,
     /// Page index -> frame.
-    pages: BTreeMap<u64, u64>,
+    pages: PageIndex,
     /// A readable host handle for filling pages, held while `users` > 0.
     handle: Option<u64>,
     /// Open files and mappings using the inode.
@@ -65,7 +133,7 @@ impl Inode {
             let off = idx.checked_mul(PAGE_SIZE)?;
             return (off < self.size).then_some(base + off);
         }
-        self.pages.get(&idx).copied()
+        self.pages.get(idx)
     }
 
     /// Pages held in RAM.
@@ -147,7 +215,8 @@ impl PageCache {
             mtime: info.mtime,
             path: path.to_vec(),
             image: Some(phys),
-            pages: BTreeMap::new(),
+            special: false,
+            pages: PageIndex::default(),
             handle: None,
             users: 1,
         });
@@ -178,7 +247,8 @@ impl PageCache {
                     mtime: info.mtime,
                     path: path.to_vec(),
                     image: None,
-                    pages: BTreeMap::new(),
+                    special: false,
+                    pages: PageIndex::default(),
                     handle: None,
                     users: 0,
                 });
@@ -189,7 +259,7 @@ impl PageCache {
         let ino = self.get_mut(id)?;
         let changed = ino.size != info.size || ino.mtime != info.mtime;
         if changed && ino.users == 0 && ino.image.is_none() {
-            for (_, frame) in core::mem::take(&mut ino.pages) {
+            for frame in ino.pages.take_all() {
                 frames.set_cache(mem, frame, false);
                 frames.free(mem, frame);
             }
@@ -202,6 +272,19 @@ impl PageCache {
             ino.handle = handle;
         }
         Ok((id, took))
+    }
+
+    /// Add a kernel-provided image ([vdso], [vvar]): `len` bytes at `phys`
+    /// named `name`, with a private identity (`ino`).
+    pub fn add_special(&mut self, name: &[u8], phys: u64, len: u64, ino: u64) -> KResult<u16> {
+        let info = FileInfo {
+            key: InodeKey { dev: u64::MAX, ino },
+            size: len,
+            mtime: (0, 0),
+        };
+        let id = self.add_image(info, name, phys)?;
+        self.get_mut(id)?.special = true;
+        Ok(id)
     }
 
     /// Set the host identity of `id` (the boot image learns it late).
@@ -356,16 +439,9 @@ impl PageCache {
         }
         let first = off / PAGE_SIZE;
         let last = (off + len - 1) / PAGE_SIZE;
-        let touched: Vec<(u64, u64)> = ino
-            .pages
-            .range(first..=last)
-            .map(|(&i, &f)| (i, f))
-            .collect();
+        let touched = ino.pages.range(first, last);
         // The old last page may now have data past the old end of file.
-        let tail = (
-            old_size / PAGE_SIZE,
-            ino.pages.get(&(old_size / PAGE_SIZE)).copied(),
-        );
+        let tail = (old_size / PAGE_SIZE, ino.pages.get(old_size / PAGE_SIZE));
         for (i, frame) in touched.into_iter().chain(tail.1.map(|f| (tail.0, f))) {
             mem.zero(frame, PAGE_SIZE);
             let iov = [IoVec {
@@ -394,14 +470,14 @@ impl PageCache {
         }
         let keep = size.div_ceil(PAGE_SIZE);
         if drop_pages {
-            let gone = ino.pages.split_off(&keep);
-            for (_, frame) in gone {
+            let gone = ino.pages.split_off(keep);
+            for frame in gone {
                 frames.set_cache(mem, frame, false);
                 frames.free(mem, frame);
             }
         }
         if !size.is_multiple_of(PAGE_SIZE) {
-            if let Some(&f) = ino.pages.get(&(size / PAGE_SIZE)) {
+            if let Some(f) = ino.pages.get(size / PAGE_SIZE) {
                 mem.zero(f + size % PAGE_SIZE, PAGE_SIZE - size % PAGE_SIZE);
             }
         }
@@ -419,12 +495,159 @@ impl PageCache {
     /// Drop every page and inode (at the end of the run).
     pub fn clear<M: PhysMem>(&mut self, mem: &mut M, frames: &mut FrameAllocator) {
         for ino in self.inodes.iter_mut().flatten() {
-            for (_, frame) in core::mem::take(&mut ino.pages) {
+            for frame in ino.pages.take_all() {
                 frames.set_cache(mem, frame, false);
                 frames.free(mem, frame);
             }
         }
         self.inodes.clear();
         self.by_key.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::testmem::TestMem;
+    use vmrun_contract::fs::{op, FsRequest};
+
+    /// A host whose one file has `size` bytes; records each request's op,
+    /// offset and pieces (it cannot write guest memory: the frames are
+    /// checked by address).
+    struct FakeFile {
+        req: FsRequest,
+        size: u64,
+        calls: Vec<(u32, u64, Vec<IoVec>)>,
+    }
+
+    impl FsHost for FakeFile {
+        fn req(&mut self) -> &mut FsRequest {
+            &mut self.req
+        }
+        fn submit(&mut self, iov: &[IoVec]) -> i64 {
+            let r = &self.req;
+            self.calls.push((r.op, r.offset, iov.to_vec()));
+            match r.op {
+                op::PREAD => {
+                    let want: u64 = iov.iter().map(|v| v.len).sum();
+                    want.min(self.size.saturating_sub(r.offset)) as i64
+                }
+                _ => 0,
+            }
+        }
+    }
+
+    fn setup(size: u64) -> (TestMem, FrameAllocator, PageCache, FakeFile, u16) {
+        let mut mem = TestMem::new(16 << 20);
+        let mut frames = FrameAllocator::new(1 << 20, 16 << 20);
+        let bits = frames.alloc_zeroed(&mut mem).unwrap();
+        frames.use_cache_bits(bits);
+        let mut cache = PageCache::new();
+        let info = FileInfo {
+            key: InodeKey { dev: 8, ino: 42 },
+            size,
+            mtime: (1, 2),
+        };
+        let (id, took) = cache
+            .attach(&mut mem, &mut frames, info, b"/f", Some(7))
+            .unwrap();
+        assert!(took, "the first readable opener's handle fills pages");
+        let host = FakeFile {
+            req: FsRequest::zeroed(),
+            size,
+            calls: Vec::new(),
+        };
+        (mem, frames, cache, host, id)
+    }
+
+    #[test]
+    fn a_miss_reads_ahead_in_one_host_call_and_a_hit_reads_nothing() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(10 * PAGE_SIZE);
+        let f = cache.page(&mut mem, &mut frames, &mut host, id, 2).unwrap();
+        assert_eq!(host.calls.len(), 1);
+        let (o, off, iov) = &host.calls[0];
+        assert_eq!((*o, *off, iov.len()), (op::PREAD, 2 * PAGE_SIZE, 8));
+        assert!(frames.is_cache(&mem, f) && !frames.is_private(&mem, f));
+        for idx in 2..10 {
+            cache
+                .page(&mut mem, &mut frames, &mut host, id, idx)
+                .unwrap();
+        }
+        assert_eq!(host.calls.len(), 1, "pages 2..10 came with the first read");
+        assert_eq!(cache.get(id).unwrap().cached_pages(), 8);
+        assert_eq!(
+            cache.page(&mut mem, &mut frames, &mut host, id, 10),
+            Err(Errno::EIO)
+        );
+    }
+
+    #[test]
+    fn readahead_stops_at_the_file_end_and_zeroes_the_last_page_tail() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(PAGE_SIZE + 100);
+        let f = cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
+        assert_eq!(host.calls[0].2.len(), 2);
+        let last = cache.get(id).unwrap().resident(1).unwrap();
+        assert_ne!(f, last);
+        assert!(mem.zero_calls >= 1, "the tail past byte 100 is zeroed");
+    }
+
+    #[test]
+    fn the_handle_is_closed_with_the_last_user_and_pages_stay() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(3 * PAGE_SIZE);
+        cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
+        cache.release(&mut host, id);
+        assert_eq!(host.calls.last().unwrap().0, op::CLOSE);
+        assert_eq!(cache.get(id).unwrap().cached_pages(), 3);
+        let before = frames.in_use();
+        cache.clear(&mut mem, &mut frames);
+        assert_eq!(frames.in_use(), before - 3);
+    }
+
+    #[test]
+    fn a_changed_file_loses_its_pages_at_the_next_open() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(2 * PAGE_SIZE);
+        cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
+        cache.release(&mut host, id);
+        let changed = FileInfo {
+            key: InodeKey { dev: 8, ino: 42 },
+            size: 2 * PAGE_SIZE,
+            mtime: (9, 9),
+        };
+        let (again, _) = cache
+            .attach(&mut mem, &mut frames, changed, b"/f", Some(8))
+            .unwrap();
+        assert_eq!(again, id, "same inode, same index");
+        assert_eq!(cache.get(id).unwrap().cached_pages(), 0);
+    }
+
+    #[test]
+    fn a_write_rereads_the_cached_pages_it_touched() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(4 * PAGE_SIZE);
+        cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
+        let calls = host.calls.len();
+        cache.written(
+            &mut mem,
+            &mut host,
+            id,
+            7,
+            PAGE_SIZE + 10,
+            10,
+            4 * PAGE_SIZE,
+        );
+        let rereads: Vec<u64> = host.calls[calls..].iter().map(|c| c.1).collect();
+        assert!(rereads.contains(&PAGE_SIZE));
+        assert_eq!(cache.get(id).unwrap().size, 4 * PAGE_SIZE);
+    }
+
+    #[test]
+    fn page_index_counts_and_splits() {
+        let mut p = PageIndex::default();
+        p.insert(3, 0x5000);
+        p.insert(0, 0x9000);
+        assert_eq!((p.get(3), p.get(1), p.len()), (Some(0x5000), None, 2));
+        assert_eq!(p.range(0, 10), [(0, 0x9000), (3, 0x5000)]);
+        assert_eq!(p.split_off(1), [0x5000]);
+        assert_eq!(p.take_all(), [0x9000]);
+        assert!(p.is_empty());
     }
 }

@@ -253,6 +253,7 @@ pub fn maps(mm: &Mm, cache: &PageCache) -> Vec<u8> {
         let shared = v.flags.contains(VmFlags::SHARED);
         let (off, dev, ino, path) = match v.backing {
             Backing::File { file, offset, .. } => match cache.get(file) {
+                Some(i) if i.special => (0, 0, 0, Some(i.path.as_slice())),
                 Some(i) => (offset, i.key.dev, i.key.ino, Some(i.path.as_slice())),
                 None => (offset, 0, 0, None),
             },
@@ -295,6 +296,9 @@ pub fn maps(mm: &Mm, cache: &PageCache) -> Vec<u8> {
         }
         t.s(b"\n");
     }
+    // The legacy vsyscall page, which the kernel emulates (xonly).
+    t.s(b"ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0");
+    t.pad(72, t.0.len() - 55).s(b" [vsyscall]\n");
     t.0
 }
 

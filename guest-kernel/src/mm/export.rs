@@ -67,7 +67,12 @@ pub fn export_files<M: PhysMem>(mm: &Mm, cache: &PageCache, mem: &mut M, pa: u64
         let at = count_at + 8 + FILE_RECORD * i as u64;
         let Some(ino) = cache.get(*id) else { continue };
         let path = &ino.path[..ino.path.len().min(224)];
-        for (k, w) in [u64::from(*id), ino.key.dev, ino.key.ino, path.len() as u64]
+        let (dev, inode) = if ino.special {
+            (0, 0)
+        } else {
+            (ino.key.dev, ino.key.ino)
+        };
+        for (k, w) in [u64::from(*id), dev, inode, path.len() as u64]
             .iter()
             .enumerate()
         {

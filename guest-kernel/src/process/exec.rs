@@ -16,6 +16,7 @@ use crate::mm::vma::{Backing, Prot, VmFlags, Vma};
 use crate::trace::{self, category, kind};
 use vmrun_contract::layout::PAGE_SIZE;
 use vmrun_contract::trace::exec_phase;
+use vmrun_contract::vvar;
 
 /// Where the new program starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,10 +126,12 @@ pub fn load_elf_binary<M: PhysMem>(
     file: u16,
     plan: &LoadPlan,
     interp: Option<(u16, &LoadPlan)>,
+    vdso: Option<[u16; 3]>,
     args: &ArgBlock,
     aux: &AuxValues,
     layout: &Layout,
 ) -> KResult<EntryState> {
+    let mut aux = *aux;
     for seg in plan.segments() {
         map_segment(mm, file, seg)?;
     }
@@ -137,9 +140,12 @@ pub fn load_elf_binary<M: PhysMem>(
             map_segment(mm, ifile, seg)?;
         }
     }
+    if let Some(ids) = vdso {
+        aux.sysinfo_ehdr = map_vdso(mm, env, ids)?;
+    }
     let phase = [exec_phase::SEGMENTS_MAPPED, 0, 0, 0, 0, 0];
     trace::emit(env.mem, category::EXEC, kind::EXEC_PHASE, 0, phase);
-    let stack = StackLayout::new_below(args, layout.stack_top)?;
+    let stack = StackLayout::new_below_with(args, layout.stack_top, vdso.is_some())?;
     let mut prot = Prot::RW;
     if plan.exec_stack {
         prot = Prot(prot.0 | Prot::EXEC.0);
@@ -154,13 +160,44 @@ pub fn load_elf_binary<M: PhysMem>(
         env,
         page: None,
     };
-    stack.write(args, aux, &mut sink)?;
+    stack.write(args, &aux, &mut sink)?;
     let mm = sink.mm;
     set_mm_fields(mm, plan, &stack, layout);
     Ok(EntryState {
         ip: interp.map_or(plan.entry, |(_, i)| i.entry),
         sp: stack.sp,
     })
+}
+
+/// Map [vvar], [vvar_vclock] and [vdso] (Linux's
+/// `arch_setup_additional_pages`) top-down in the mmap area, below the
+/// interpreter; returns the vDSO's address (`AT_SYSINFO_EHDR`).
+fn map_vdso<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, ids: [u16; 3]) -> KResult<u64> {
+    let sizes = [vvar::VVAR_PAGES, vvar::VCLOCK_PAGES, vvar::VDSO_PAGES].map(|p| p * PAGE_SIZE);
+    let total: u64 = sizes.iter().sum();
+    let mut at = mm.get_unmapped_area(0, total, false)?;
+    let mut vdso = 0;
+    for (k, (id, len)) in ids.iter().zip(sizes).enumerate() {
+        let prot = if k == 2 {
+            Prot(Prot::READ.0 | Prot::EXEC.0)
+        } else {
+            Prot::READ
+        };
+        let backing = Backing::File {
+            file: *id,
+            offset: 0,
+            data_end: u64::MAX,
+        };
+        let vma = Vma {
+            backing,
+            ..Vma::anon(at, at + len, prot, VmFlags::NONE)
+        };
+        mm.vmas.insert(vma)?;
+        vdso = at;
+        at += len;
+    }
+    let _ = env;
+    Ok(vdso)
 }
 
 fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, stack: &StackLayout, layout: &Layout) {

@@ -48,6 +48,9 @@ pub struct Process {
     pub umask: u32,
     /// The page-cache inode of the program's own ELF image.
     pub image_inode: Option<u16>,
+    /// The page-cache images of [vvar], [vvar_vclock] and [vdso], mapped
+    /// into every new image (None: no vDSO).
+    pub vdso: Option<[u16; 3]>,
     /// The thread name (`PR_SET_NAME`, `/proc/self/comm`), NUL-padded.
     pub comm: [u8; 16],
     /// Where exec puts the parts of an image (fixed or randomised at boot).
@@ -88,6 +91,7 @@ impl Process {
             mapped_files: Vec::new(),
             layout: crate::exec::aslr::Layout::FIXED,
             comm: [0; 16],
+            vdso: None,
         }
     }
 

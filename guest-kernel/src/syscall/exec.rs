@@ -415,7 +415,7 @@ fn finish<M: PhysMem, H: HostIo>(
         (None, None) => return Err(Errno::EINVAL.into()),
     };
     let block = ArgBlock::with_lengths(&args, &lens, argc, envc)?;
-    StackLayout::new_below(&block, layout.stack_top)
+    StackLayout::new_below_with(&block, layout.stack_top, cx.p.vdso.is_some())
         .map_err(|e| with_message(e, b"arguments and environment too large"))?;
     trace::emit(
         cx.env.mem,
@@ -529,12 +529,14 @@ pub fn commit<M: PhysMem, H: HostIo>(
     let mut aux = AuxValues::for_program(&program.plan, base, random);
     (aux.hwcap, aux.hwcap2) = hwcap;
     let interp_ref = interp.as_ref().map(|i| (i.inode, &i.plan));
+    let vdso = cx.p.vdso;
     let entry = load_elf_binary(
         &mut cx.p.mm,
         cx.env,
         program.inode,
         &program.plan,
         interp_ref,
+        vdso,
         &block,
         &aux,
         &layout,

@@ -476,6 +476,46 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
     }
 }
 
+/// The legacy vsyscall page (0xffffffffff600000), emulated as Linux's
+/// `vsyscall=xonly` does: an instruction fetch at one of its three entry
+/// points is the system call it stands for, and returns to the caller.
+pub mod vsyscall {
+    /// The page's address.
+    pub const PAGE: u64 = 0xffff_ffff_ff60_0000;
+
+    /// The system call an instruction fetch at `ip` (faulting at `addr`
+    /// with `error`) stands for: gettimeofday, time or getcpu.
+    pub fn call_at(addr: u64, ip: u64, error: u64) -> Option<u64> {
+        use crate::mm::fault::pf;
+        if addr != ip || error & (pf::USER | pf::INSTR) != (pf::USER | pf::INSTR) {
+            return None;
+        }
+        match addr.checked_sub(PAGE)? {
+            0x000 => Some(super::nr::GETTIMEOFDAY),
+            0x400 => Some(super::nr::TIME),
+            0x800 => Some(super::nr::GETCPU),
+            _ => None,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::mm::fault::pf;
+
+        #[test]
+        fn only_fetches_of_the_three_entry_points_are_calls() {
+            let ue = pf::USER | pf::INSTR;
+            assert_eq!(call_at(PAGE, PAGE, ue), Some(96));
+            assert_eq!(call_at(PAGE + 0x400, PAGE + 0x400, ue), Some(201));
+            assert_eq!(call_at(PAGE + 0x800, PAGE + 0x800, ue | pf::P), Some(309));
+            assert_eq!(call_at(PAGE + 0x10, PAGE + 0x10, ue), None);
+            assert_eq!(call_at(PAGE, 0x401000, pf::USER), None, "a data read");
+            assert_eq!(call_at(PAGE, PAGE, pf::INSTR), None, "from the kernel");
+        }
+    }
+}
+
 /// The process is exiting: write shared file mappings back and release
 /// every open file.
 pub fn exit_files<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>) {

@@ -64,6 +64,7 @@ fn aux() -> AuxValues {
         hwcap2: 2,
         minsigstksz: DEFAULT_MINSIGSTKSZ,
         random: RANDOM,
+        sysinfo_ehdr: 0x7ffff7fc8000,
     }
 }
 
@@ -329,4 +330,18 @@ fn length_table_that_disagrees_with_the_block_is_refused() {
     let mut huge = good;
     huge[16..20].copy_from_slice(&(u32::MAX).to_le_bytes());
     assert!(ArgBlock::with_lengths(BLOCK, &huge, 2, 2).is_err());
+}
+
+#[test]
+fn with_a_vdso_the_auxv_starts_with_sysinfo_ehdr_and_sp_moves_down_one_pair() {
+    let block = b"/p\0p\0E=1\0";
+    let args = ArgBlock::new(block, 1, 1).unwrap();
+    let plain = StackLayout::new(&args).unwrap();
+    let l = StackLayout::new_below_with(&args, STACK_TOP, true).unwrap();
+    assert_eq!(l.sp, plain.sp - 16);
+    let mut mem = Mem::new(0x2000);
+    l.write(&args, &aux(), &mut mem).unwrap();
+    assert_eq!(mem.word(l.auxv), at::SYSINFO_EHDR);
+    assert_eq!(mem.word(l.auxv + 8), 0x7ffff7fc8000);
+    assert_eq!(mem.word(l.auxv + 16), at::MINSIGSTKSZ);
 }
