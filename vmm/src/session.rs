@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::hypercall::HostIo;
 use crate::hypercall::Outcome;
 use crate::inspect::check::{check, CacheBitmap, CheckInput, Violation};
-use crate::inspect::maps::{format_maps, FileInfo};
+use crate::inspect::maps::{files_of_export, format_maps, FileInfo};
 use crate::inspect::pagetable::{self, walk, Walk, WalkOptions};
 use crate::inspect::stats::Stats;
 use crate::inspect::strace::{exited_line, killed_line, GuestUserMemory, Strace};
@@ -242,8 +242,8 @@ impl Session {
     ) -> Result<Option<(String, Vec<Violation>)>> {
         let export = self.vm.vma_export()?;
         if self.watch.maps {
-            let text =
-                format_maps(&export, &self.files).map_err(|e| Error::Memory(e.to_string()))?;
+            let files = files_of_export(&export, &self.files[0]);
+            let text = format_maps(&export, &files).map_err(|e| Error::Memory(e.to_string()))?;
             eprint!("vmrun: maps at {when}:\n{text}");
         }
         let walk = self.walk_now(false)?;

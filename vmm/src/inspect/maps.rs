@@ -147,6 +147,42 @@ pub fn format_maps(export: &VmaExport, files: &[FileInfo]) -> Result<String, Map
     Ok(out)
 }
 
+/// The files an export's areas map, indexed by [`VmaRecord::file`], from
+/// the guest's file records; `program` stands in for the boot image, whose
+/// identity the guest may not know (device and inode 0, a path).
+pub fn files_of_export(export: &VmaExport, program: &FileInfo) -> Vec<FileInfo> {
+    let n = (export.file_count as usize).min(export.files.len());
+    let records = &export.files[..n];
+    let top = records.iter().map(|r| r.id as usize + 1).max().unwrap_or(0);
+    let mut files: Vec<FileInfo> = (0..top)
+        .map(|i| FileInfo {
+            path: format!("[file {i}]"),
+            dev_major: 0,
+            dev_minor: 0,
+            inode: 0,
+        })
+        .collect();
+    for r in records {
+        let len = (r.path_len as usize).min(r.path.len());
+        let path = String::from_utf8_lossy(&r.path[..len]).into_owned();
+        let special = path.starts_with('[');
+        files[r.id as usize] = if r.dev == 0 && r.ino == 0 && !special {
+            program.clone()
+        } else {
+            FileInfo {
+                path,
+                dev_major: dev_major(r.dev),
+                dev_minor: dev_minor(r.dev),
+                inode: r.ino,
+            }
+        };
+    }
+    if files.is_empty() {
+        files.push(program.clone());
+    }
+    files
+}
+
 /// One maps line, without the newline.
 pub fn format_vma(v: &VmaRecord, mm: &[u64; 12], files: &[FileInfo]) -> String {
     let file = file_of(v, files);
@@ -338,5 +374,35 @@ mod tests {
             read_export(&ram, 0x1000).unwrap_err(),
             MapsError::TooManyVmas(257)
         );
+    }
+
+    #[test]
+    fn exported_file_records_name_the_files_and_the_boot_image_falls_back() {
+        let mut e = export(&[], mm());
+        let rec = |id: u64, dev: u64, ino: u64, path: &str| {
+            let mut r = vmrun_contract::FileRecord {
+                id,
+                dev,
+                ino,
+                path_len: path.len() as u64,
+                ..Default::default()
+            };
+            r.path[..path.len()].copy_from_slice(path.as_bytes());
+            r
+        };
+        e.files[0] = rec(0, 0, 0, "/p");
+        e.files[1] = rec(3, 0x801, 77, "/lib/libc.so.6");
+        e.files[2] = rec(4, 0, 0, "[vdso]");
+        e.file_count = 3;
+        let files = files_of_export(&e, &hello_file());
+        assert_eq!(files.len(), 5);
+        assert_eq!(files[0], hello_file());
+        assert_eq!(
+            (files[3].dev_major, files[3].dev_minor, files[3].inode),
+            (8, 1, 77)
+        );
+        assert_eq!(files[3].path, "/lib/libc.so.6");
+        assert_eq!(files[4].path, "[vdso]");
+        assert_eq!(files[1].path, "[file 1]");
     }
 }
