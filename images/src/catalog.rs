@@ -180,6 +180,11 @@ pub const IMAGES: &[Image] = &[
         "vmrun bench: timed syscall(SYS_getpid)",
     ),
     c_image(
+        "bench_fileio",
+        "bench_fileio.c",
+        "vmrun bench: timed cached 4 KiB pread, 1 MiB pread and open+close of a 1 MiB file",
+    ),
+    c_image(
         "bad_syscall_args",
         "bad_syscall_args.c",
         "EFAULT, EBADF and ENOSYS checks",

@@ -8,7 +8,9 @@
 //! and prints the same lines (`sample <cycles>`, `total <cycles> <units>`,
 //! `minflt <n>`; see `images/c/bench.h`). Exec is timed from the guest
 //! kernel's EXEC_PHASE trace records, and cold start as the wall time of a
-//! whole `vmrun` process.
+//! whole `vmrun` process. The file workloads (`bench_fileio`) create a
+//! 1 MiB file in the current directory, which the guest sees read-write,
+//! and remove it when they exit.
 //!
 //! Ring-0 instructions are counted by single-stepping the guest under
 //! `KVM_SET_GUEST_DEBUG` ([`count_ring0`]): every instruction the vCPU
@@ -64,9 +66,10 @@ each, the median and p99 in both places, the guest/native ratio, the faults
 taken and the ring-0 instructions of the kernel path.
 
 options:
-  -n, --samples N     timed operations for getpid, brk and 4 KiB faults
-                      (default 2000; the 4 KiB fault workload maps N/16
-                      regions of 16 pages)
+  -n, --samples N     timed operations for getpid, brk, 4 KiB faults,
+                      cached preads and open+close (default 2000; the
+                      4 KiB fault workload maps N/16 regions of 16 pages,
+                      the 1 MiB file read reads N/20 times)
       --anon-mib N    MiB of fresh anonymous memory to touch (default 256)
       --file-pages N  pages of the 8 MiB file arrays to touch (default 2048)
       --runs N        exec and cold-start runs (default 20)
@@ -91,7 +94,8 @@ pub const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
 /// The options of one `vmrun bench` invocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// Timed operations for getpid, brk and the 4 KiB fault workload.
+    /// Timed operations for getpid, brk, the 4 KiB fault workload, cached
+    /// preads and open+close (the 1 MiB file read does a twentieth).
     pub samples: u64,
     /// MiB of anonymous memory for the bulk touch.
     pub anon_mib: u64,
@@ -274,7 +278,7 @@ pub fn run_with_output(args: &[String], out: &mut dyn Write) -> i32 {
     let mut emit = |out: &mut dyn Write, line: Result<String, (&str, String)>| {
         let line = line.unwrap_or_else(|(name, e)| {
             failed = true;
-            format!("{name:<14} FAILED: {e}")
+            format!("{name:<16} FAILED: {e}")
         });
         let _ = writeln!(out, "{line}");
         let _ = out.flush();

@@ -47,46 +47,59 @@ pub(super) fn fault_breakdown(faults: &[Record], tsc_khz: u64) -> Vec<String> {
 }
 
 /// The ring-0 label for the table and the detail lines of one profile.
+/// The label sums the median instructions of the kernel entries named in
+/// `keys` (`#PF` or a system call name, as the detail lines name them),
+/// when the window has all of them; otherwise, with `per_op`, it is the
+/// first kind of entry in the window.
 pub(super) fn ring0_detail(
     name: &str,
     args: &[String],
     p: &StepProfile,
+    keys: &[&str],
     per_op: bool,
 ) -> (Option<String>, String) {
     let window: Vec<&Entry> = p.entries.iter().filter(|e| e.in_window).collect();
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "{name:<14} stepped run `{}`: {} kernel entries in the loop",
+        "{name:<16} stepped run `{}`: {} kernel entries in the loop",
         args.join(" "),
         window.len()
     );
-    let mut label = None;
-    let mut groups: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for e in &window {
         let key = match e.vector {
             14 => "#PF",
             _ if e.is_syscall() => syscall_name(e.rax),
             _ => "other",
         };
-        groups.entry(key).or_default().push(e.insns as f64);
+        let g = groups.entry(key).or_default();
+        g.0.push(e.insns as f64);
+        g.1.push(e.exits as f64);
     }
-    for (key, v) in &groups {
+    let mut medians = BTreeMap::new();
+    for (key, (v, exits)) in &groups {
         let Some(s) = summarize(v) else { continue };
         let max = v.iter().cloned().fold(f64::MIN, f64::max);
         let min = v.iter().cloned().fold(f64::MAX, f64::min);
+        let exits = summarize(exits).map_or(0.0, |e| e.median);
         let _ = writeln!(
             text,
-            "{:<14}   {key:<8} x{:<5} median {:>7.0}  min {:>7.0}  max {:>7.0} instructions",
+            "{:<16}   {key:<8} x{:<5} median {:>7.0}  min {:>7.0}  max {:>7.0} instructions, \
+             {exits:.0} VM exits",
             "", s.count, s.median, min, max
         );
-        if label.is_none() && (*key == "#PF" || *key == "getpid") {
-            label = Some(format!("{:.0}/{key}", s.median));
-        }
+        medians.insert(*key, s.median);
     }
+    let mut label = keys
+        .iter()
+        .map(|k| medians.get(k))
+        .sum::<Option<f64>>()
+        .filter(|_| !keys.is_empty())
+        .map(|n| format!("{n:.0}/{}", keys.join("+")));
     if per_op && label.is_none() {
-        if let Some((key, s)) = groups.iter().find_map(|(k, v)| Some((k, summarize(v)?))) {
-            label = Some(format!("{:.0}/{key}", s.median));
+        if let Some((key, median)) = medians.first_key_value() {
+            label = Some(format!("{median:.0}/{key}"));
         }
     }
     let total: u64 = window.iter().map(|e| e.insns).sum();
@@ -104,7 +117,7 @@ pub(super) fn ring0_detail(
         })
         .collect();
     if !shown.is_empty() {
-        let _ = writeln!(text, "{:<14}   where: {}", "", shown.join(", "));
+        let _ = writeln!(text, "{:<16}   where: {}", "", shown.join(", "));
     }
     (label, text)
 }
@@ -114,9 +127,14 @@ fn syscall_name(nr: u64) -> &'static str {
     match nr {
         9 => "mmap",
         11 => "munmap",
+        0 => "read",
+        2 => "open",
+        3 => "close",
         12 => "brk",
+        17 => "pread64",
         39 => "getpid",
         98 => "getrusage",
+        257 => "openat",
         _ => "syscall",
     }
 }
@@ -153,7 +171,7 @@ pub(super) fn format_row(r: &Row) -> String {
         format!("{}/{}", fmt_count(r.faults.0), fmt_count(r.faults.1))
     };
     let mut line = format!(
-        "{:<14} {:<13} {:>10} {:>10} {:>10} {:>10} {:>8} {:>13} {:>13} {:>12}",
+        "{:<16} {:<13} {:>10} {:>10} {:>10} {:>10} {:>8} {:>13} {:>13} {:>12}",
         r.name,
         r.unit,
         fmt_num(r.guest.map(|s| s.median)),
@@ -173,7 +191,7 @@ pub(super) fn format_row(r: &Row) -> String {
 
 pub(super) fn header() -> String {
     format!(
-        "{:<14} {:<13} {:>10} {:>10} {:>10} {:>10} {:>8} {:>13} {:>13} {:>12}",
+        "{:<16} {:<13} {:>10} {:>10} {:>10} {:>10} {:>8} {:>13} {:>13} {:>12}",
         "workload",
         "unit",
         "guest p50",
@@ -223,5 +241,31 @@ mod tests {
         ] {
             assert!(line.contains(part), "{part} missing in {line}");
         }
+    }
+
+    fn entry(rax: u64, insns: u64, exits: u64) -> Entry {
+        Entry {
+            vector: 6,
+            rax,
+            insns,
+            in_window: true,
+            exits,
+        }
+    }
+
+    #[test]
+    fn ring0_label_sums_the_named_entries_and_details_give_exits() {
+        let p = StepProfile {
+            entries: vec![entry(257, 4000, 1), entry(3, 500, 1), entry(110, 130, 0)],
+            ..Default::default()
+        };
+        let args = ["open".to_string(), "1".to_string()];
+        let (label, text) = ring0_detail("open_close", &args, &p, &["openat", "close"], true);
+        assert_eq!(label.as_deref(), Some("4500/openat+close"));
+        assert!(text.contains("1 VM exits"), "{text}");
+        let (label, _) = ring0_detail("open_close", &args, &p, &["#PF"], true);
+        assert_eq!(label.as_deref(), Some("500/close"), "first kind of entry");
+        let (label, _) = ring0_detail("open_close", &args, &p, &["#PF"], false);
+        assert_eq!(label, None);
     }
 }

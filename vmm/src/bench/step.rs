@@ -26,6 +26,8 @@ pub struct Entry {
     pub insns: u64,
     /// Inside the program's measured loop (between the two markers).
     pub in_window: bool,
+    /// Hypercalls (VM exits to the host) the entry made.
+    pub exits: u64,
 }
 
 impl Entry {
@@ -141,6 +143,7 @@ pub fn count_ring0(
                         rax,
                         insns: 0,
                         in_window: in_window && !marker,
+                        exits: 0,
                     });
                     raw.push(0);
                     if marker {
@@ -183,7 +186,10 @@ pub fn count_ring0(
                 match current {
                     None => p.boot_insns += 1,
                     Some(usize::MAX) => exec_reports += 1,
-                    Some(i) => raw[i] += 1,
+                    Some(i) => {
+                        raw[i] += 1;
+                        p.entries[i].exits += 1;
+                    }
                 }
                 match hypercall::handle(ram, block, io, fs)
                     .map_err(|e| format!("hypercall: {e}"))?

@@ -29,6 +29,11 @@ pub(super) struct Program {
     /// Smaller arguments for the single-stepped run.
     step_args: Vec<String>,
     mem: u64,
+    /// The kernel entries whose ring-0 instructions make one operation
+    /// (`#PF` or system call names; summed for the table).
+    ring0: &'static [&'static str],
+    /// A note for the table line.
+    note: &'static str,
 }
 
 /// Where the programs and `vmrun` are.
@@ -46,6 +51,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
     let pages = o.file_pages.to_string();
     let step_pages = o.file_pages.min(64).to_string();
     let step_n = o.samples.min(32).to_string();
+    let mib_reads = (o.samples / 20).max(2).to_string();
     // The bulk touch needs RAM for the region, the kernel and the file.
     let anon_mem = ((o.anon_mib + 128) << 20).max(DEFAULT_MEM);
     vec![
@@ -56,6 +62,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             args: vec!["bulk".into(), o.anon_mib.to_string()],
             step_args: s(&["bulk", &o.anon_mib.min(8).to_string()]),
             mem: anon_mem,
+            ring0: &["#PF"],
+            note: "",
         },
         Program {
             row: "anon_4k_fault",
@@ -64,6 +72,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             args: vec!["small".into(), rounds],
             step_args: s(&["small", "2"]),
             mem: DEFAULT_MEM,
+            ring0: &["#PF"],
+            note: "",
         },
         Program {
             row: "file_read",
@@ -72,6 +82,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             args: vec!["read".into(), pages.clone()],
             step_args: s(&["read", &step_pages]),
             mem: DEFAULT_MEM,
+            ring0: &["#PF"],
+            note: "",
         },
         Program {
             row: "file_cow",
@@ -80,6 +92,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             args: vec!["cow".into(), pages],
             step_args: s(&["cow", &step_pages]),
             mem: DEFAULT_MEM,
+            ring0: &["#PF"],
+            note: "",
         },
         Program {
             row: "brk_grow",
@@ -88,14 +102,48 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             args: vec![samples.clone()],
             step_args: vec![step_n.clone()],
             mem: DEFAULT_MEM,
+            ring0: &["#PF"],
+            note: "",
         },
         Program {
             row: "getpid",
             unit: "us/call",
             image: "bench_syscall",
-            args: vec![samples],
-            step_args: vec![step_n],
+            args: vec![samples.clone()],
+            step_args: vec![step_n.clone()],
             mem: DEFAULT_MEM,
+            ring0: &["getpid"],
+            note: "",
+        },
+        Program {
+            row: "file_read_cached",
+            unit: "us/pread",
+            image: "bench_fileio",
+            args: vec!["cached".into(), samples.clone()],
+            step_args: s(&["cached", &step_n]),
+            mem: DEFAULT_MEM,
+            ring0: &["pread64"],
+            note: "4 KiB at offset 0, from the page cache",
+        },
+        Program {
+            row: "file_read_1m",
+            unit: "us/MiB",
+            image: "bench_fileio",
+            args: vec!["read1m".into(), mib_reads],
+            step_args: s(&["read1m", "4"]),
+            mem: DEFAULT_MEM,
+            ring0: &["pread64"],
+            note: "one pread of 1 MiB: guest reads straight from the host",
+        },
+        Program {
+            row: "open_close",
+            unit: "us/open+close",
+            image: "bench_fileio",
+            args: vec!["open".into(), samples],
+            step_args: s(&["open", &step_n]),
+            mem: DEFAULT_MEM,
+            ring0: &["openat", "close"],
+            note: "",
         },
     ]
 }
@@ -126,7 +174,7 @@ pub(super) fn bench_program(
     if let Some(f) = window_faults.as_ref().filter(|f| !f.is_empty()) {
         let _ = writeln!(
             detail,
-            "{:<14} guest faults in the loop (traced run `{}`): {}",
+            "{:<16} guest faults in the loop (traced run `{}`): {}",
             p.row,
             p.args.join(" "),
             fault_breakdown(f, env.tsc_khz).join(", ")
@@ -140,6 +188,7 @@ pub(super) fn bench_program(
         guest: summarize(&us(&guest.samples)),
         native: summarize(&us(&native.samples)),
         faults: (guest_faults, native.minflt),
+        note: p.note.into(),
         ..Default::default()
     };
     if p.row == "anon_touch" {
@@ -152,12 +201,12 @@ pub(super) fn bench_program(
     if let Some(map) = &env.map {
         match step_program(&path, &p.step_args, p.mem, map) {
             Ok(profile) => {
-                let (label, text) = ring0_detail(p.row, &p.step_args, &profile, ops > 0);
+                let (label, text) = ring0_detail(p.row, &p.step_args, &profile, p.ring0, ops > 0);
                 row.ring0 = label;
                 detail.push_str(&text);
             }
             Err(e) => {
-                let _ = writeln!(detail, "{:<14} single-step failed: {e}", p.row);
+                let _ = writeln!(detail, "{:<16} single-step failed: {e}", p.row);
             }
         }
     }
@@ -170,7 +219,7 @@ pub(super) fn bench_program(
         let slowest: u64 = sorted.iter().take(k as usize).sum();
         let _ = writeln!(
             detail,
-            "{:<14} guest loop {:.1} ms: the {k} slowest operations (as many as faults) {:.1} ms, \
+            "{:<16} guest loop {:.1} ms: the {k} slowest operations (as many as faults) {:.1} ms, \
              the other {} {:.1} ms",
             p.row,
             cycles_to_us(total as f64, khz) / 1e3,
@@ -235,7 +284,7 @@ pub(super) fn bench_exec(o: &Options, env: &Env, detail: &mut String) -> Result<
                 }
                 let _ = writeln!(
                     detail,
-                    "{:<14} stepped run of hello_static: boot {} instructions, exec {}, \
+                    "{:<16} stepped run of hello_static: boot {} instructions, exec {}, \
                      {} kernel entries after it ({} instructions)",
                     "exec",
                     p.boot_insns,
@@ -248,7 +297,7 @@ pub(super) fn bench_exec(o: &Options, env: &Env, detail: &mut String) -> Result<
                 {
                     let _ = writeln!(
                         detail,
-                        "{:<14} single-step check (first #PF): entry asm {e_seen} reports of \
+                        "{:<16} single-step check (first #PF): entry asm {e_seen} reports of \
                          {e_want} expected, return asm {r_seen} of {r_want}; {} instructions \
                          per round trip added for unreported ones (iretq included); \
                          {} hypercall exits counted as instructions; {} user-mode reports",
@@ -257,7 +306,7 @@ pub(super) fn bench_exec(o: &Options, env: &Env, detail: &mut String) -> Result<
                 }
             }
             Err(e) => {
-                let _ = writeln!(detail, "{:<14} single-step failed: {e}", "exec");
+                let _ = writeln!(detail, "{:<16} single-step failed: {e}", "exec");
             }
         }
     }
