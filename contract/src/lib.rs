@@ -695,6 +695,8 @@ pub mod trace {
         pub const SEGMENTS_MAPPED: u64 = 4;
         pub const STACK_BUILT: u64 = 5;
         pub const ENTER_USER: u64 = 6;
+        /// An in-guest execve tore the old address space down.
+        pub const TORN_DOWN: u64 = 7;
     }
 
     /// Offset of the first record from the ring's start (the header is

@@ -1,38 +1,114 @@
-//! The kernel heap: a first-fit allocator (the `linked_list_allocator`
-//! crate) over a run of frames taken at boot, reached through the direct
-//! map. Fd tables, open files, the page cache's index and `/proc` texts
-//! live here.
+//! The kernel heap: Fd tables, open files, the page cache's index and
+//! `/proc` texts live here, in a run of frames taken at boot and reached
+//! through the direct map.
+//!
+//! Ring-0 instructions are what every kernel path costs (each is emulated
+//! on kvm_pvm), so small blocks come from size classes with free lists
+//! (power-of-two sizes from 16 bytes to 2 KiB): allocation and freeing are
+//! a few instructions, whatever the heap's history. Larger blocks (rare:
+//! big vectors) come from a first-fit allocator (the
+//! `linked_list_allocator` crate) over the rest of the region.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::ptr::{null_mut, NonNull};
 use linked_list_allocator::Heap;
 
-struct KernelHeap(UnsafeCell<Heap>);
+/// Size classes: 16 << i for i in 0..CLASSES.
+const CLASSES: usize = 8;
+/// Largest size served from a class.
+const MAX_SMALL: usize = 16 << (CLASSES - 1);
+/// Bytes the small classes are refilled with at a time.
+const REFILL: usize = 64 * 1024;
+
+struct State {
+    /// Heads of the free lists (the link word lives in the free block).
+    free: [usize; CLASSES],
+    /// The current refill chunk: next free byte and end.
+    bump: usize,
+    bump_end: usize,
+    large: Heap,
+}
+
+struct KernelHeap(UnsafeCell<State>);
 
 // SAFETY: one CPU, interrupts off, and the allocator is never re-entered
 // (nothing allocates from a trap taken inside the allocator).
 unsafe impl Sync for KernelHeap {}
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap(UnsafeCell::new(Heap::empty()));
+static HEAP: KernelHeap = KernelHeap(UnsafeCell::new(State {
+    free: [0; CLASSES],
+    bump: 0,
+    bump_end: 0,
+    large: Heap::empty(),
+}));
 
-// SAFETY: `alloc` and `dealloc` forward to the heap, which hands out
-// disjoint blocks of its region and takes back exactly what it gave.
+/// The class of a layout, if small.
+fn class(layout: &Layout) -> Option<usize> {
+    let size = layout.size().max(layout.align()).max(16);
+    if size > MAX_SMALL {
+        return None;
+    }
+    Some((size.next_power_of_two().trailing_zeros() - 4) as usize)
+}
+
+impl State {
+    fn alloc_small(&mut self, c: usize) -> *mut u8 {
+        let head = self.free[c];
+        if head != 0 {
+            // SAFETY: a free block of this class holds the next link.
+            self.free[c] = unsafe { *(head as *const usize) };
+            return head as *mut u8;
+        }
+        let size = 16usize << c;
+        // Blocks are aligned to their size: align the bump pointer.
+        let at = (self.bump + size - 1) & !(size - 1);
+        if at + size > self.bump_end {
+            let Ok(chunk) = self.large.allocate_first_fit(
+                Layout::from_size_align(REFILL, MAX_SMALL).unwrap_or(Layout::new::<u8>()),
+            ) else {
+                return null_mut();
+            };
+            self.bump = chunk.as_ptr() as usize;
+            self.bump_end = self.bump + REFILL;
+            return self.alloc_small(c);
+        }
+        self.bump = at + size;
+        at as *mut u8
+    }
+}
+
+// SAFETY: blocks handed out are disjoint parts of the heap region, each
+// at least as large and as aligned as asked; freed blocks go back to the
+// list or allocator they came from (decided by the same layout).
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: single CPU, no re-entry (see the Sync impl).
-        let heap = unsafe { &mut *self.0.get() };
-        heap.allocate_first_fit(layout)
-            .map_or(null_mut(), |p| p.as_ptr())
+        let st = unsafe { &mut *self.0.get() };
+        match class(&layout) {
+            Some(c) => st.alloc_small(c),
+            None => st
+                .large
+                .allocate_first_fit(layout)
+                .map_or(null_mut(), |p| p.as_ptr()),
+        }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: as above; `ptr` came from `alloc` with `layout`.
         unsafe {
-            let heap = &mut *self.0.get();
-            if let Some(p) = NonNull::new(ptr) {
-                heap.deallocate(p, layout);
+            let st = &mut *self.0.get();
+            match class(&layout) {
+                Some(c) => {
+                    *(ptr as *mut usize) = st.free[c];
+                    st.free[c] = ptr as usize;
+                }
+                None => {
+                    if let Some(p) = NonNull::new(ptr) {
+                        st.large.deallocate(p, layout);
+                    }
+                }
             }
         }
     }
@@ -44,7 +120,7 @@ pub fn init(start: u64, size: u64) {
     // SAFETY: the region is RAM the frame allocator handed over for good;
     // nothing else refers to it, and nothing has allocated yet.
     unsafe {
-        let heap = &mut *HEAP.0.get();
-        heap.init(start as *mut u8, size as usize);
+        let st = &mut *HEAP.0.get();
+        st.large.init(start as *mut u8, size as usize);
     }
 }

@@ -514,6 +514,8 @@ pub fn commit<M: PhysMem, H: HostIo>(
     let journaling = cx.p.mm.vmas.journaling();
     if cx.p.mm.pt.root() != 0 {
         cx.p.mm.teardown(cx.env.mem, cx.env.frames);
+        let phase = [exec_phase::TORN_DOWN, 0, 0, 0, 0, 0];
+        trace::emit(cx.env.mem, category::EXEC, kind::EXEC_PHASE, 0, phase);
     }
     cx.p.mm.init(cx.env.mem, cx.env.frames, kernel)?;
     cx.p.mm.vmas.set_journaling(journaling);

@@ -193,6 +193,7 @@ pub fn exec_phase_name(p: u64) -> &'static str {
         exec_phase::SEGMENTS_MAPPED => "segments-mapped",
         exec_phase::STACK_BUILT => "stack-built",
         exec_phase::ENTER_USER => "enter-user",
+        exec_phase::TORN_DOWN => "old-mm-torn-down",
         _ => "unknown",
     }
 }
