@@ -132,6 +132,8 @@ pub fn load_elf_binary<M: PhysMem>(
     layout: &Layout,
 ) -> KResult<EntryState> {
     let mut aux = *aux;
+    // The vDSO goes top-down from here, like any mmap.
+    mm.mmap_base = layout.mmap_base;
     for seg in plan.segments() {
         map_segment(mm, file, seg)?;
     }
