@@ -26,6 +26,12 @@ pub enum ProcEntry {
 pub enum ProcFile {
     /// `self/maps`.
     Maps,
+    /// `self/smaps`.
+    Smaps,
+    /// `self/smaps_rollup`.
+    SmapsRollup,
+    /// `self/comm`.
+    Comm,
     /// `self/status`.
     Status,
     /// `self/cmdline`.
@@ -72,9 +78,10 @@ fn names(list: &[(&[u8], u8)]) -> Vec<(Vec<u8>, u8)> {
     list.iter().map(|(n, t)| (n.to_vec(), *t)).collect()
 }
 
-const PID_ENTRIES: [(&[u8], u8); 12] = [
+const PID_ENTRIES: [(&[u8], u8); 15] = [
     (b"auxv", dt::REG),
     (b"cmdline", dt::REG),
+    (b"comm", dt::REG),
     (b"cwd", dt::LNK),
     (b"environ", dt::REG),
     (b"exe", dt::LNK),
@@ -82,6 +89,8 @@ const PID_ENTRIES: [(&[u8], u8); 12] = [
     (b"maps", dt::REG),
     (b"mounts", dt::REG),
     (b"root", dt::LNK),
+    (b"smaps", dt::REG),
+    (b"smaps_rollup", dt::REG),
     (b"stat", dt::REG),
     (b"status", dt::REG),
     (b"task", dt::DIR),
@@ -141,6 +150,9 @@ fn pid_entry(second: Option<&[u8]>, third: Option<&[u8]>, fds: &[u64]) -> Option
         (Some(b"task"), None) => ProcEntry::Dir(Vec::new()),
         (Some(name), None) => match name {
             b"maps" => ProcEntry::File(ProcFile::Maps),
+            b"smaps" => ProcEntry::File(ProcFile::Smaps),
+            b"smaps_rollup" => ProcEntry::File(ProcFile::SmapsRollup),
+            b"comm" => ProcEntry::File(ProcFile::Comm),
             b"status" => ProcEntry::File(ProcFile::Status),
             b"cmdline" => ProcEntry::File(ProcFile::Cmdline),
             b"environ" => ProcEntry::File(ProcFile::Environ),
@@ -249,6 +261,22 @@ impl Text {
 pub fn maps(mm: &Mm, cache: &PageCache) -> Vec<u8> {
     let mut t = Text::default();
     for v in mm.vmas.iter() {
+        map_line(&mut t, mm, cache, v);
+    }
+    vsyscall_line(&mut t);
+    t.0
+}
+
+/// The legacy vsyscall page's maps line, which the kernel emulates (xonly).
+pub fn vsyscall_line(t: &mut Text) {
+    let line = t.0.len();
+    t.s(b"ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0");
+    t.pad(72, line).s(b" [vsyscall]\n");
+}
+
+/// One maps line of area `v`.
+pub fn map_line(t: &mut Text, mm: &Mm, cache: &PageCache, v: &crate::mm::vma::Vma) {
+    {
         let line = t.0.len();
         let shared = v.flags.contains(VmFlags::SHARED);
         let (off, dev, ino, path) = match v.backing {
@@ -296,10 +324,94 @@ pub fn maps(mm: &Mm, cache: &PageCache) -> Vec<u8> {
         }
         t.s(b"\n");
     }
-    // The legacy vsyscall page, which the kernel emulates (xonly).
-    t.s(b"ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0");
-    t.pad(72, t.0.len() - 55).s(b" [vsyscall]\n");
+}
+
+/// Sizes of one area for smaps, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Mapped (resident) bytes.
+    pub rss: u64,
+    /// Of which written (dirty).
+    pub dirty: u64,
+    /// Of which anonymous (private frames, not the page cache).
+    pub anon: u64,
+    /// Of which in 2 MiB anonymous pages.
+    pub anon_huge: u64,
+}
+
+/// The `VmFlags:` mnemonics of area `v` (Linux's `show_smap_vma_flags`).
+pub fn vm_flags(v: &crate::mm::vma::Vma, special: bool) -> Vec<u8> {
+    let mut t = Text::default();
+    let shared = v.flags.contains(VmFlags::SHARED);
+    for (on, name) in [
+        (v.prot.contains(Prot::READ), &b"rd"[..]),
+        (v.prot.contains(Prot::WRITE), b"wr"),
+        (v.prot.contains(Prot::EXEC), b"ex"),
+        (shared, b"sh"),
+        (true, b"mr"),
+        (!special || v.prot.contains(Prot::EXEC), b"mw"),
+        (!special || v.prot.contains(Prot::EXEC), b"me"),
+        (shared, b"ms"),
+        (v.flags.contains(VmFlags::GROWSDOWN), b"gd"),
+        (special, b"de"),
+        (v.flags.contains(VmFlags::ACCOUNT), b"ac"),
+    ] {
+        if on {
+            t.s(name).s(b" ");
+        }
+    }
     t.0
+}
+
+/// The usage lines of smaps (and smaps_rollup) for `u`.
+pub fn smaps_fields(t: &mut Text, size: u64, u: &Usage, rollup: bool) {
+    let kb = |t: &mut Text, name: &[u8], bytes: u64| {
+        let line = t.0.len();
+        t.s(name);
+        t.pad(16, line);
+        let v = proc_dec(bytes / 1024);
+        for _ in v.len()..8 {
+            t.s(b" ");
+        }
+        t.s(&v).s(b" kB\n");
+    };
+    if !rollup {
+        kb(t, b"Size:", size);
+        kb(t, b"KernelPageSize:", 4096);
+        kb(t, b"MMUPageSize:", 4096);
+    }
+    kb(t, b"Rss:", u.rss);
+    kb(t, b"Pss:", u.rss);
+    kb(t, b"Pss_Dirty:", u.dirty);
+    if rollup {
+        kb(t, b"Pss_Anon:", u.anon);
+        kb(t, b"Pss_File:", u.rss - u.anon);
+        kb(t, b"Pss_Shmem:", 0);
+    }
+    kb(t, b"Shared_Clean:", 0);
+    kb(t, b"Shared_Dirty:", 0);
+    kb(t, b"Private_Clean:", u.rss - u.dirty);
+    kb(t, b"Private_Dirty:", u.dirty);
+    kb(t, b"Referenced:", u.rss);
+    kb(t, b"Anonymous:", u.anon);
+    kb(t, b"KSM:", 0);
+    kb(t, b"LazyFree:", 0);
+    kb(t, b"AnonHugePages:", u.anon_huge);
+    for name in [
+        &b"ShmemPmdMapped:"[..],
+        b"FilePmdMapped:",
+        b"Shared_Hugetlb:",
+        b"Private_Hugetlb:",
+        b"Swap:",
+        b"SwapPss:",
+        b"Locked:",
+    ] {
+        kb(t, name, 0);
+    }
+}
+
+fn proc_dec(v: u64) -> Vec<u8> {
+    dec(v)
 }
 
 /// Major and minor of an encoded `dev_t` (glibc's `major`/`minor`).

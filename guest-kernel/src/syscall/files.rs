@@ -958,6 +958,13 @@ pub fn generate<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, f: ProcFil
             super::procfs::fill_image_identity(cx);
             return proc::maps(&cx.p.mm, cx.env.cache);
         }
+        ProcFile::Smaps => return super::procfs::smaps(cx, false),
+        ProcFile::SmapsRollup => return super::procfs::smaps(cx, true),
+        ProcFile::Comm => {
+            let c = cx.p.comm;
+            let n = c.iter().position(|&b| b == 0).unwrap_or(16);
+            t.s(&c[..n]).s(b"\n");
+        }
         ProcFile::Cmdline => {
             return super::procfs::user_range(cx, cx.p.mm.arg_start, cx.p.mm.arg_end)
         }

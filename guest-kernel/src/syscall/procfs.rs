@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use super::{Ctx, HostIo};
 use crate::fs::cache::InodeKey;
 use crate::fs::host::{self, begin, set_path};
-use crate::fs::proc::Text;
+use crate::fs::proc::{self, Text};
 use crate::fs::stat;
 use crate::mm::phys::PhysMem;
 use crate::uaccess::copy_from_user;
@@ -191,4 +191,75 @@ pub fn auxv<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) -> Vec<u8> {
         }
     }
     user_range(cx, start, end)
+}
+
+/// What each area of the process holds now (one walk of its leaves).
+fn usage_of<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    start: u64,
+    end: u64,
+) -> proc::Usage {
+    use crate::mm::paging::{pte, LeafAction, PageSize};
+    let mut u = proc::Usage::default();
+    let env = &mut *cx.env;
+    let _ =
+        cx.p.mm
+            .pt
+            .update_range(env.mem, env.frames, start, end, |m, fr, l| {
+                if l.flags & pte::P != 0 {
+                    let bytes = l.size.bytes();
+                    u.rss += bytes;
+                    if l.flags & pte::D != 0 && l.flags & pte::RW != 0 {
+                        u.dirty += bytes;
+                    }
+                    if fr.is_private(m, l.frame) {
+                        u.anon += bytes;
+                        if l.size == PageSize::Size2M {
+                            u.anon_huge += bytes;
+                        }
+                    }
+                }
+                LeafAction::Keep
+            });
+    u
+}
+
+/// `/proc/self/smaps` (`rollup`: `/proc/self/smaps_rollup`).
+pub fn smaps<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, rollup: bool) -> Vec<u8> {
+    fill_image_identity(cx);
+    let areas: Vec<crate::mm::vma::Vma> = cx.p.mm.vmas.iter().copied().collect();
+    let mut t = Text::default();
+    let mut total = proc::Usage::default();
+    for v in &areas {
+        let u = usage_of(cx, v.start, v.end);
+        if rollup {
+            total.rss += u.rss;
+            total.dirty += u.dirty;
+            total.anon += u.anon;
+            total.anon_huge += u.anon_huge;
+            continue;
+        }
+        proc::map_line(&mut t, &cx.p.mm, cx.env.cache, v);
+        proc::smaps_fields(&mut t, v.end - v.start, &u, false);
+        let special = match v.backing {
+            crate::mm::vma::Backing::File { file, .. } => {
+                cx.env.cache.get(file).is_some_and(|i| i.special)
+            }
+            crate::mm::vma::Backing::Anon => false,
+        };
+        t.s(b"THPeligible:           0\nVmFlags: ")
+            .s(&proc::vm_flags(v, special))
+            .s(b"\n");
+    }
+    if rollup {
+        let (lo, hi) = (
+            areas.first().map_or(0, |v| v.start),
+            areas.last().map_or(0, |v| v.end),
+        );
+        let line = t.0.len();
+        t.hex(lo, 8).s(b"-").hex(hi, 8).s(b" ---p 00000000 00:00 0");
+        t.pad(72, line).s(b" [rollup]\n");
+        proc::smaps_fields(&mut t, 0, &total, true);
+    }
+    t.0
 }
