@@ -237,19 +237,24 @@ impl Mm {
         let (mut n, mut done) = (0, 0);
         while done < len {
             let cur = va + done;
-            let pa = match self.user_page(env, cur, write) {
-                Ok(pa) => pa,
-                Err(e) if done == 0 => return Err(e),
-                Err(_) => break,
+            // Already mapped as needed: the whole leaf, and the following
+            // entries of the same page table, without another walk.
+            let run = self.mapped_run(env, cur, len - done, write);
+            let (pa, chunk) = match run {
+                Some(r) => r,
+                None => {
+                    let pa = match self.user_page(env, cur, write) {
+                        Ok(pa) => pa,
+                        Err(e) if done == 0 => return Err(e),
+                        Err(_) => break,
+                    };
+                    (pa, (PAGE_SIZE - (cur & (PAGE_SIZE - 1))).min(len - done))
+                }
             };
-            let chunk = (PAGE_SIZE - (cur & (PAGE_SIZE - 1))).min(len - done);
             if n > 0 && out[n - 1].phys + out[n - 1].len == pa {
                 out[n - 1].len += chunk;
             } else if n < out.len() {
-                out[n] = IoVec {
-                    phys: pa,
-                    len: chunk,
-                };
+                out[n] = IoVec { phys: pa, len: chunk };
                 n += 1;
             } else {
                 break;
@@ -257,6 +262,38 @@ impl Mm {
             done += chunk;
         }
         Ok((n, done))
+    }
+
+    /// The physically contiguous run of already-accessible memory from
+    /// user `va` (at most `left` bytes): its physical address and length.
+    fn mapped_run<M: PhysMem>(
+        &self,
+        env: &mut MmEnv<'_, M>,
+        va: u64,
+        left: u64,
+        write: bool,
+    ) -> Option<(u64, u64)> {
+        let (t, entry_pa) = self.pt.translate_entry(env.mem, va)?;
+        if !allows(&t, write) {
+            return None;
+        }
+        let leaf = t.size.bytes();
+        let mut len = (leaf - (va & (leaf - 1))).min(left);
+        if t.size == PageSize::Size4K {
+            let need = pte::P | pte::US | if write { pte::RW } else { 0 };
+            let mut next = entry_pa + 8;
+            let mut frame = t.frame + PAGE_SIZE;
+            while len < left && next & (PAGE_SIZE - 1) != 0 {
+                let e = env.mem.read_u64(next);
+                if e & need != need || e & pte::ADDR_MASK != frame {
+                    break;
+                }
+                len = (len + PAGE_SIZE).min(left);
+                next += 8;
+                frame += PAGE_SIZE;
+            }
+        }
+        Some((t.pa(va), len))
     }
 
     /// The area for a fault at `addr`, growing a stack down to it if

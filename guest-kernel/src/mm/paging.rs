@@ -534,6 +534,18 @@ impl PageTable {
         })
     }
 
+    /// The leaf that maps `va` and the physical address of its entry (so
+    /// that a caller can read the following entries of the same table).
+    pub fn translate_entry<M: PhysMem>(&self, mem: &M, va: u64) -> Option<(Translation, u64)> {
+        let l = self.find_leaf(mem, va)?;
+        let t = Translation {
+            frame: l.frame(),
+            size: l.size(),
+            flags: leaf_flags(l.entry),
+        };
+        Some((t, l.entry_pa))
+    }
+
     /// Whether no leaf or table is present in the 2 MiB region holding `va`.
     pub fn is_2m_region_empty<M: PhysMem>(&self, mem: &M, va: u64) -> bool {
         let mut table = self.root;
