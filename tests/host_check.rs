@@ -77,7 +77,7 @@ fn vmrun_with(kvm: FakeKvm) -> Output {
     let script = format!(
         "mount -t tmpfs vmrun-test /dev && \
          cp \"$1\" /dev/vmrun && cp \"$2\" /dev/program && \
-         chmod 755 /dev/vmrun && chmod 644 /dev/program && \
+         chmod 755 /dev/vmrun /dev/program && \
          set -- /dev/vmrun /dev/program && {} && exec \"$@\"",
         kvm.setup()
     );
