@@ -70,6 +70,12 @@ const RUST_STATIC: &[&str] = &[
     "--edition=2021",
 ];
 
+/// Flags for dynamically linked programs (glibc's or musl's ld.so as
+/// PT_INTERP; gcc's default PIE, so ET_DYN at 0x555555554000).
+const DYNAMIC: &[&str] = &["-O2", "-Wall", "-Wextra"];
+/// Flags for a Rust std program linked dynamically against glibc.
+const RUST_DYNAMIC: &[&str] = &["-C", "opt-level=2", "--edition=2021"];
+
 const fn c_image(name: &'static str, source: &'static str, summary: &'static str) -> Image {
     Image {
         name,
@@ -206,4 +212,56 @@ pub const IMAGES: &[Image] = &[
         "proc_maps.c",
         "copies its own /proc/self/maps to stdout in small reads",
     ),
+    c_image(
+        "exec_test",
+        "exec_test.c",
+        "execve/execveat of a target, failing execs that must return, cloexec, an exec loop",
+    ),
+    Image {
+        name: "exec_loop",
+        source: "exec_loop.c",
+        compiler: Compiler::Gcc,
+        flags: NO_LIBC,
+        summary: "no libc: execs itself N times, then exits 0 (the exec leak check)",
+    },
+    Image {
+        name: "exec_test_pie",
+        source: "exec_test.c",
+        compiler: Compiler::Gcc,
+        flags: STATIC_PIE,
+        summary: "exec_test as a static PIE (an exec target of another kind)",
+    },
+    c_image(
+        "auxv",
+        "auxv.c",
+        "prints its auxiliary vector and getauxval's answers",
+    ),
+    Image {
+        name: "auxv_dyn",
+        source: "auxv.c",
+        compiler: Compiler::Gcc,
+        flags: DYNAMIC,
+        summary: "auxv, dynamically linked (AT_BASE is ld.so's)",
+    },
+    Image {
+        name: "proc_maps_dyn",
+        source: "proc_maps.c",
+        compiler: Compiler::Gcc,
+        flags: DYNAMIC,
+        summary: "proc_maps, dynamically linked: ld.so and libc.so.6 in its maps",
+    },
+    Image {
+        name: "hello_rust_dyn",
+        source: "hello.rs",
+        compiler: Compiler::Rustc,
+        flags: RUST_DYNAMIC,
+        summary: "Rust std println!, linked dynamically against glibc",
+    },
+    Image {
+        name: "hello_musl_dyn",
+        source: "hello.c",
+        compiler: Compiler::MuslGcc,
+        flags: DYNAMIC,
+        summary: "musl printf, dynamically linked (ld-musl as PT_INTERP)",
+    },
 ];
