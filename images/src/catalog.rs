@@ -191,6 +191,18 @@ pub const IMAGES: &[Image] = &[
         "vmrun bench: timed cached 4 KiB pread, 1 MiB pread and open+close of a 1 MiB file",
     ),
     c_image(
+        "bench_clock",
+        "bench_clock.c",
+        "vmrun bench: timed clock_gettime(CLOCK_MONOTONIC), through the vDSO",
+    ),
+    Image {
+        name: "bench_hello_dyn",
+        source: "bench_hello_dyn.c",
+        compiler: Compiler::Gcc,
+        flags: &["-O2", "-Wall", "-Wextra"],
+        summary: "vmrun bench: dynamically linked hello that reads the TSC first thing in main",
+    },
+    c_image(
         "bad_syscall_args",
         "bad_syscall_args.c",
         "EFAULT, EBADF and ENOSYS checks",
