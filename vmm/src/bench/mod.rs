@@ -7,8 +7,11 @@
 //! guest as well as on the host, so the same program measures both places
 //! and prints the same lines (`sample <cycles>`, `total <cycles> <units>`,
 //! `minflt <n>`; see `images/c/bench.h`). Exec is timed from the guest
-//! kernel's EXEC_PHASE trace records, and cold start as the wall time of a
-//! whole `vmrun` process. The file workloads (`bench_fileio`) create a
+//! kernel's EXEC_PHASE trace records, for the dynamically linked hello
+//! (`bench_hello_dyn`) to the TSC its main reads first, and cold start as
+//! the wall time of a whole `vmrun` process. The clock_gettime workload
+//! counts the kernel entries its loop takes in the guest: none, the vDSO
+//! answers. The file workloads (`bench_fileio`) create a
 //! 1 MiB file in the current directory, which the guest sees read-write,
 //! and remove it when they exit.
 //!
@@ -44,7 +47,10 @@ pub use output::{parse_output, ProgramOutput};
 pub use runner::Capture;
 pub use stats::{cycles_to_us, percentile, summarize, Summary};
 pub use step::{count_ring0, Entry, StepProfile};
-pub use trace::{exec_cycles, faults_in_window, resolution_name};
+pub use trace::{
+    entries_in_window, exec_cycles, exec_spans, faults_before_marker, faults_in_window,
+    resolution_name,
+};
 
 use crate::kvm::{self, Platform};
 use crate::loader;
@@ -55,7 +61,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
-use workloads::{bench_cold_start, bench_exec, bench_program, programs, Env};
+use workloads::{bench_cold_start, bench_exec, bench_exec_dynamic, bench_program, programs, Env};
 
 /// The `vmrun bench` help text.
 pub const USAGE: &str = "\
@@ -66,13 +72,14 @@ each, the median and p99 in both places, the guest/native ratio, the faults
 taken and the ring-0 instructions of the kernel path.
 
 options:
-  -n, --samples N     timed operations for getpid, brk, 4 KiB faults,
-                      cached preads and open+close (default 2000; the
+  -n, --samples N     timed operations for getpid, clock_gettime, brk,
+                      4 KiB faults, cached preads and open+close (default 2000; the
                       4 KiB fault workload maps N/16 regions of 16 pages,
                       the 1 MiB file read reads N/20 times)
       --anon-mib N    MiB of fresh anonymous memory to touch (default 256)
       --file-pages N  pages of the 8 MiB file arrays to touch (default 2048)
-      --runs N        exec and cold-start runs (default 20)
+      --runs N        exec and cold-start runs, static and dynamic
+                      (default 20)
       --quick         tiny counts (-n 64 --anon-mib 8 --file-pages 64
                       --runs 3), for smoke tests
       --no-count      skip counting ring-0 instructions (single-stepping)
@@ -94,7 +101,8 @@ pub const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
 /// The options of one `vmrun bench` invocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// Timed operations for getpid, brk, the 4 KiB fault workload, cached
+    /// Timed operations for getpid, clock_gettime, brk, the 4 KiB fault
+    /// workload, cached
     /// preads and open+close (the 1 MiB file read does a twentieth).
     pub samples: u64,
     /// MiB of anonymous memory for the bulk touch.
@@ -296,11 +304,20 @@ pub fn run_with_output(args: &[String], out: &mut dyn Write) -> i32 {
     }
     let exec = bench_exec(&o, &env, &mut detail);
     emit(out, exec.map(|r| format_row(&r)).map_err(|e| ("exec", e)));
-    let cold = bench_cold_start(&o, &env);
+    let exec_dyn = bench_exec_dynamic(&o, &env, &mut detail);
     emit(
         out,
-        cold.map(|r| format_row(&r)).map_err(|e| ("cold_start", e)),
+        exec_dyn
+            .map(|r| format_row(&r))
+            .map_err(|e| ("exec_dynamic", e)),
     );
+    for (name, image) in [
+        ("cold_start", "hello_static"),
+        ("cold_start_dyn", "bench_hello_dyn"),
+    ] {
+        let cold = bench_cold_start(&o, &env, name, image);
+        emit(out, cold.map(|r| format_row(&r)).map_err(|e| (name, e)));
+    }
     text.clear();
     if o.count {
         text += "\nring-0 instructions (KVM single-step; separate runs with small counts):\n";

@@ -68,12 +68,7 @@ pub(super) fn ring0_detail(
     );
     let mut groups: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for e in &window {
-        let key = match e.vector {
-            14 => "#PF",
-            _ if e.is_syscall() => syscall_name(e.rax),
-            _ => "other",
-        };
-        let g = groups.entry(key).or_default();
+        let g = groups.entry(entry_key(e)).or_default();
         g.0.push(e.insns as f64);
         g.1.push(e.exits as f64);
     }
@@ -122,19 +117,61 @@ pub(super) fn ring0_detail(
     (label, text)
 }
 
-/// Names of the system calls the workloads make in their loops.
+/// What a kernel entry is called in the detail lines: `#PF`, a system
+/// call's name, or `other`.
+fn entry_key(e: &Entry) -> &'static str {
+    match e.vector {
+        14 => "#PF",
+        _ if e.is_syscall() => syscall_name(e.rax),
+        _ => "other",
+    }
+}
+
+/// The kernel entries of `entries` by kind, in order of first appearance:
+/// `<kind> x<count> <instructions>`, the instructions summed.
+pub(super) fn entry_kinds(entries: &[Entry]) -> Vec<String> {
+    let mut kinds: Vec<(&str, u64, u64)> = Vec::new();
+    for e in entries {
+        let key = entry_key(e);
+        match kinds.iter_mut().find(|k| k.0 == key) {
+            Some(k) => {
+                k.1 += 1;
+                k.2 += e.insns;
+            }
+            None => kinds.push((key, 1, e.insns)),
+        }
+    }
+    kinds
+        .iter()
+        .map(|(key, n, insns)| format!("{key} x{n} {insns}"))
+        .collect()
+}
+
+/// Names of the system calls the workloads (and ld.so, before main) make.
 fn syscall_name(nr: u64) -> &'static str {
     match nr {
-        9 => "mmap",
-        11 => "munmap",
         0 => "read",
+        1 => "write",
         2 => "open",
         3 => "close",
+        5 => "fstat",
+        9 => "mmap",
+        10 => "mprotect",
+        11 => "munmap",
         12 => "brk",
         17 => "pread64",
+        21 => "access",
         39 => "getpid",
         98 => "getrusage",
+        158 => "arch_prctl",
+        218 => "set_tid_address",
+        228 => "clock_gettime",
         257 => "openat",
+        262 => "newfstatat",
+        273 => "set_robust_list",
+        302 => "prlimit64",
+        318 => "getrandom",
+        334 => "rseq",
         _ => "syscall",
     }
 }
@@ -267,5 +304,7 @@ mod tests {
         assert_eq!(label.as_deref(), Some("500/close"), "first kind of entry");
         let (label, _) = ring0_detail("open_close", &args, &p, &["#PF"], false);
         assert_eq!(label, None);
+        let kinds = entry_kinds(&p.entries);
+        assert_eq!(kinds, ["openat x1 4000", "close x1 500", "syscall x1 130"]);
     }
 }

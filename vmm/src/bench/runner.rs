@@ -1,6 +1,7 @@
 //! Running one workload program: in the guest (its stdout captured, its
 //! trace records collected), in the guest under single-step (through
-//! [`count_ring0`]), and natively on the host as a child process.
+//! [`count_ring0`]), and natively on the host as a child process (also
+//! timed from just before its execve to a TSC it prints).
 
 use super::kernel_map::KernelMap;
 use super::step::{count_ring0, StepProfile};
@@ -128,6 +129,53 @@ pub(super) fn time_native(program: &Path) -> Result<f64, String> {
         return Err(format!("{}: {status}", program.display()));
     }
     Ok(elapsed)
+}
+
+/// The TSC, fenced as `images/c/bench.h` reads it.
+fn tsc() -> u64 {
+    use std::arch::x86_64::{_mm_lfence, _rdtsc};
+    // SAFETY: LFENCE and RDTSC have no memory effects; every x86-64 CPU
+    // has both (SSE2 is part of the baseline).
+    unsafe {
+        _mm_lfence();
+        let t = _rdtsc();
+        _mm_lfence();
+        t
+    }
+}
+
+/// Run `program` natively with the TSC read in the child just before its
+/// execve, written to its stdout as `exec <tsc>` ahead of what the program
+/// prints; the program's stdout (that line first).
+pub(super) fn run_native_exec_stamped(program: &Path) -> Result<String, String> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(program);
+    cmd.env_clear().stdin(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: the closure runs in the forked child before execve and only
+    // formats into a stack buffer and calls write(2), which is
+    // async-signal-safe; it allocates nothing and takes no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut line = *b"exec 00000000000000000000\n";
+            let mut t = tsc();
+            for digit in line[5..25].iter_mut().rev() {
+                *digit = b'0' + (t % 10) as u8;
+                t /= 10;
+            }
+            let n = libc::write(1, line.as_ptr().cast(), line.len());
+            if n != line.len() as isize {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    if !out.status.success() {
+        return Err(format!("{} natively: {}", program.display(), out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Single-step one program run in the guest.

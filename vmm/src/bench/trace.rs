@@ -1,7 +1,7 @@
 //! What the guest kernel's trace records say about a run: the page faults
 //! taken between the two marker system calls, the name of each fault
-//! resolution, and the cycles of each exec (EXEC_PHASE START to
-//! ENTER_USER).
+//! resolution, the kernel entries in the loop, and the TSC of each exec's
+//! EXEC_PHASE START and ENTER_USER records.
 
 use super::MARKER_SYSCALL;
 use vmrun_contract::trace::{exec_phase, kind, Record};
@@ -20,6 +20,40 @@ pub fn faults_in_window(records: &[Record]) -> Option<Vec<Record>> {
                 }
             }
             kind::FAULT if markers == 1 => faults.push(*r),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The FAULT records before the first marker system call (for a program
+/// whose main makes it first thing: the faults of exec, ld.so and libc's
+/// start-up).
+pub fn faults_before_marker(records: &[Record]) -> Vec<Record> {
+    records
+        .iter()
+        .take_while(|r| !(r.kind == kind::SYSCALL_ENTER && u64::from(r.aux) == MARKER_SYSCALL))
+        .filter(|r| r.kind == kind::FAULT)
+        .copied()
+        .collect()
+}
+
+/// The kernel entries the guest traced between the two marker system calls
+/// of a run traced with FAULTS and SYSCALLS: (system calls, faults), the
+/// markers themselves not counted; `None` without both markers.
+pub fn entries_in_window(records: &[Record]) -> Option<(u64, u64)> {
+    let mut markers = 0;
+    let (mut syscalls, mut faults) = (0, 0);
+    for r in records {
+        match r.kind {
+            kind::SYSCALL_ENTER if u64::from(r.aux) == MARKER_SYSCALL => {
+                markers += 1;
+                if markers == 2 {
+                    return Some((syscalls, faults));
+                }
+            }
+            kind::SYSCALL_ENTER if markers == 1 => syscalls += 1,
+            kind::FAULT if markers == 1 => faults += 1,
             _ => {}
         }
     }
@@ -46,6 +80,15 @@ pub fn resolution_name(r: u64) -> &'static str {
 
 /// Cycles from EXEC_PHASE START to ENTER_USER, per exec in `records`.
 pub fn exec_cycles(records: &[Record]) -> Vec<u64> {
+    exec_spans(records)
+        .iter()
+        .map(|(start, enter)| enter.saturating_sub(*start))
+        .collect()
+}
+
+/// The TSC of EXEC_PHASE START and of the ENTER_USER that follows it, per
+/// exec in `records`.
+pub fn exec_spans(records: &[Record]) -> Vec<(u64, u64)> {
     let mut start = None;
     let mut out = Vec::new();
     for r in records.iter().filter(|r| r.kind == kind::EXEC_PHASE) {
@@ -53,7 +96,7 @@ pub fn exec_cycles(records: &[Record]) -> Vec<u64> {
             exec_phase::START => start = Some(r.tsc),
             exec_phase::ENTER_USER => {
                 if let Some(s) = start.take() {
-                    out.push(r.tsc.saturating_sub(s));
+                    out.push((s, r.tsc));
                 }
             }
             _ => {}
@@ -90,6 +133,9 @@ mod tests {
         assert_eq!(faults_in_window(&records).map(|f| f.len()), Some(2));
         assert_eq!(faults_in_window(&records).unwrap()[0].tsc, 3);
         assert_eq!(faults_in_window(&records[..3]), None);
+        assert_eq!(entries_in_window(&records), Some((1, 2)));
+        assert_eq!(entries_in_window(&records[..3]), None);
+        assert_eq!(faults_before_marker(&records).len(), 1);
     }
 
     #[test]
@@ -101,6 +147,7 @@ mod tests {
             rec(kind::EXEC_PHASE, 0, 400, exec_phase::ENTER_USER),
         ];
         assert_eq!(exec_cycles(&records), vec![300]);
+        assert_eq!(exec_spans(&records), vec![(100, 400)]);
         assert_eq!(exec_cycles(&records[1..]), Vec::<u64>::new());
     }
 }

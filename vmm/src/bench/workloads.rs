@@ -1,15 +1,18 @@
 //! The workloads and how each is measured: the self-timing programs run in
 //! the guest, traced in the guest and natively, exec timed from the guest
-//! kernel's EXEC_PHASE records, and cold start as the wall time of a whole
+//! kernel's EXEC_PHASE records (for the dynamically linked program, to the
+//! TSC main reads first), and cold start as the wall time of a whole
 //! `vmrun` process. Each gives rows of the table and detail lines.
 
 use super::kernel_map::KernelMap;
 use super::output::{parse_output, ProgramOutput};
-use super::report::{fault_breakdown, ring0_detail, Row};
-use super::runner::{run_guest, run_native, step_program, time_native};
+use super::report::{entry_kinds, fault_breakdown, ring0_detail, Row};
+use super::runner::{run_guest, run_native, run_native_exec_stamped, step_program, time_native};
 use super::stats::{cycles_to_us, summarize, Summary};
-use super::trace::{exec_cycles, faults_in_window};
-use super::Options;
+use super::trace::{
+    entries_in_window, exec_cycles, exec_spans, faults_before_marker, faults_in_window,
+};
+use super::{Options, MARKER_SYSCALL};
 use crate::vm::{Observe, DEFAULT_MEM};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -30,8 +33,13 @@ pub(super) struct Program {
     step_args: Vec<String>,
     mem: u64,
     /// The kernel entries whose ring-0 instructions make one operation
-    /// (`#PF` or system call names; summed for the table).
+    /// (`#PF` or system call names; summed for the table). Empty: the
+    /// operation is not meant to enter the kernel, and the table shows all
+    /// ring-0 instructions in the stepped loop per operation.
     ring0: &'static [&'static str],
+    /// Report the guest kernel entries (system calls and faults) the traced
+    /// run took in the loop, in the note and the detail lines.
+    show_entries: bool,
     /// A note for the table line.
     note: &'static str,
 }
@@ -64,6 +72,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             mem: anon_mem,
             ring0: &["#PF"],
             note: "",
+            show_entries: false,
         },
         Program {
             row: "anon_4k_fault",
@@ -74,6 +83,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             mem: DEFAULT_MEM,
             ring0: &["#PF"],
             note: "",
+            show_entries: false,
         },
         Program {
             row: "file_read",
@@ -84,6 +94,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             mem: DEFAULT_MEM,
             ring0: &["#PF"],
             note: "",
+            show_entries: false,
         },
         Program {
             row: "file_cow",
@@ -94,6 +105,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             mem: DEFAULT_MEM,
             ring0: &["#PF"],
             note: "",
+            show_entries: false,
         },
         Program {
             row: "brk_grow",
@@ -104,6 +116,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             mem: DEFAULT_MEM,
             ring0: &["#PF"],
             note: "",
+            show_entries: false,
         },
         Program {
             row: "getpid",
@@ -114,6 +127,18 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             mem: DEFAULT_MEM,
             ring0: &["getpid"],
             note: "",
+            show_entries: false,
+        },
+        Program {
+            row: "clock_gettime",
+            unit: "us/call",
+            image: "bench_clock",
+            args: vec![samples.clone()],
+            step_args: vec![step_n.clone()],
+            mem: DEFAULT_MEM,
+            ring0: &[],
+            note: "CLOCK_MONOTONIC, vDSO",
+            show_entries: true,
         },
         Program {
             row: "file_read_cached",
@@ -124,6 +149,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             mem: DEFAULT_MEM,
             ring0: &["pread64"],
             note: "4 KiB at offset 0, from the page cache",
+            show_entries: false,
         },
         Program {
             row: "file_read_1m",
@@ -134,6 +160,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             mem: DEFAULT_MEM,
             ring0: &["pread64"],
             note: "one pread of 1 MiB: guest reads straight from the host",
+            show_entries: false,
         },
         Program {
             row: "open_close",
@@ -144,6 +171,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             mem: DEFAULT_MEM,
             ring0: &["openat", "close"],
             note: "",
+            show_entries: false,
         },
     ]
 }
@@ -170,6 +198,7 @@ pub(super) fn bench_program(
         },
     )?;
     let window_faults = faults_in_window(&traced.records);
+    let window_entries = entries_in_window(&traced.records);
     let guest_faults = window_faults.as_ref().map(|f| f.len() as u64);
     if let Some(f) = window_faults.as_ref().filter(|f| !f.is_empty()) {
         let _ = writeln!(
@@ -194,6 +223,22 @@ pub(super) fn bench_program(
     if p.row == "anon_touch" {
         row.note = format!("whole guest run: {} faults", guest_run.page_faults);
     }
+    if p.show_entries {
+        let (text, line) = match window_entries {
+            Some((syscalls, faults)) => (
+                (syscalls + faults).to_string(),
+                format!("{syscalls} system calls, {faults} faults"),
+            ),
+            None => ("?".to_string(), "no markers in the trace".to_string()),
+        };
+        row.note = format!("{}; guest kernel entries in the loop: {text}", p.note);
+        let _ = writeln!(
+            detail,
+            "{:<16} guest kernel entries in the loop (traced run `{}`): {line}",
+            p.row,
+            p.args.join(" ")
+        );
+    }
     if env.tsc_khz != guest_run.tsc_khz {
         row.note = format!("guest TSC {} kHz", guest_run.tsc_khz);
     }
@@ -203,6 +248,17 @@ pub(super) fn bench_program(
             Ok(profile) => {
                 let (label, text) = ring0_detail(p.row, &p.step_args, &profile, p.ring0, ops > 0);
                 row.ring0 = label;
+                if p.ring0.is_empty() {
+                    // Every ring-0 instruction in the loop, per operation.
+                    let step_ops = p.step_args.last().and_then(|a| a.parse::<u64>().ok());
+                    let insns: u64 = profile
+                        .entries
+                        .iter()
+                        .filter(|e| e.in_window)
+                        .map(|e| e.insns)
+                        .sum();
+                    row.ring0 = step_ops.map(|n| format!("{:.0}/call", insns as f64 / n as f64));
+                }
                 detail.push_str(&text);
             }
             Err(e) => {
@@ -313,32 +369,172 @@ pub(super) fn bench_exec(o: &Options, env: &Env, detail: &mut String) -> Result<
     Ok(row)
 }
 
-pub(super) fn bench_cold_start(o: &Options, env: &Env) -> Result<Row, String> {
+/// The wall time of whole `vmrun IMAGE` processes against native runs of
+/// the same program, as the row `name`.
+pub(super) fn bench_cold_start(
+    o: &Options,
+    env: &Env,
+    name: &'static str,
+    image: &str,
+) -> Result<Row, String> {
     let Some(vmrun) = &env.vmrun else {
         return Err("no vmrun binary found next to this executable: pass --vmrun PATH".into());
     };
-    let hello = env.images.join("hello_static");
+    let program = env.images.join(image);
     let mut guest = Vec::new();
     let mut native = Vec::new();
     for _ in 0..o.runs {
         let mut cmd = Command::new(vmrun);
-        cmd.arg(&hello).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.arg(&program)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let t = Instant::now();
         let status = cmd
             .status()
             .map_err(|e| format!("{}: {e}", vmrun.display()))?;
         guest.push(t.elapsed().as_secs_f64() * 1e3);
         if !status.success() {
-            return Err(format!("{} {}: {status}", vmrun.display(), hello.display()));
+            return Err(format!(
+                "{} {}: {status}",
+                vmrun.display(),
+                program.display()
+            ));
         }
-        native.push(time_native(&hello)? / 1e3);
+        native.push(time_native(&program)? / 1e3);
     }
     Ok(Row {
-        name: "cold_start",
+        name,
         unit: "ms/run",
         guest: summarize(&guest),
         native: summarize(&native),
-        note: "whole `vmrun hello_static` process vs native run".into(),
+        note: format!("whole `vmrun {image}` process vs native run"),
         ..Default::default()
     })
+}
+
+/// The `main <tsc>` line `bench_hello_dyn` prints.
+fn main_tsc(stdout: &str) -> Result<u64, String> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("main "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no `main <tsc>` line in {stdout:?}"))
+}
+
+/// The dynamically linked hello: exec to main's first instruction, in the
+/// guest from the EXEC_PHASE START record to the TSC main reads first
+/// (the kernel's exec to ld.so's entry, then ld.so and libc's start-up),
+/// against a native fork+exec+wait of the same program; natively the same
+/// span (execve to main) in the detail lines, and the ring-0 instructions
+/// of the exec and of every kernel entry before main.
+pub(super) fn bench_exec_dynamic(
+    o: &Options,
+    env: &Env,
+    detail: &mut String,
+) -> Result<Row, String> {
+    const IMAGE: &str = "bench_hello_dyn";
+    let program = env.images.join(IMAGE);
+    let observe = Observe {
+        trace_mask: category::EXEC,
+        ..Default::default()
+    };
+    let (mut to_main, mut kernel, mut user) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut native, mut native_to_main) = (Vec::new(), Vec::new());
+    let khz = env.tsc_khz;
+    let us = |c: u64| cycles_to_us(c as f64, khz);
+    for _ in 0..o.runs {
+        let run = run_guest(&program, &[], DEFAULT_MEM, observe.clone())?;
+        let main = main_tsc(&run.stdout)?;
+        let &[(start, enter)] = exec_spans(&run.records).as_slice() else {
+            return Err("expected one EXEC_PHASE START..ENTER_USER span in the trace".into());
+        };
+        to_main.push(us(main.saturating_sub(start)));
+        kernel.push(us(enter.saturating_sub(start)));
+        user.push(us(main.saturating_sub(enter)));
+        native.push(time_native(&program)?);
+        let out = run_native_exec_stamped(&program)?;
+        let exec = out
+            .lines()
+            .find_map(|l| l.strip_prefix("exec "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| format!("no `exec <tsc>` line in {out:?}"))?;
+        native_to_main.push(us(main_tsc(&out)?.saturating_sub(exec)));
+    }
+    // One run traced for the faults ld.so and libc's start-up take.
+    let traced = run_guest(
+        &program,
+        &[],
+        DEFAULT_MEM,
+        Observe {
+            trace_mask: category::FAULTS | category::SYSCALLS,
+            ..Default::default()
+        },
+    )?;
+    let _ = writeln!(
+        detail,
+        "{:<16} guest faults before main (traced run): {}",
+        "exec_dynamic",
+        fault_breakdown(&faults_before_marker(&traced.records), khz).join(", ")
+    );
+    let median = |v: &[f64]| summarize(v).map_or(f64::NAN, |s| s.median);
+    let _ = writeln!(
+        detail,
+        "{:<16} medians over {} runs: guest exec (START to ENTER_USER at ld.so's entry) \
+         {:.1} us + ld.so and libc start-up to main {:.1} us = {:.1} us; native execve \
+         to main {:.1} us",
+        "exec_dynamic",
+        o.runs,
+        median(&kernel),
+        median(&user),
+        median(&to_main),
+        median(&native_to_main)
+    );
+    let mut row = Row {
+        name: "exec_dynamic",
+        unit: "us/exec",
+        guest: summarize(&to_main),
+        native: summarize(&native),
+        note: "guest: exec start to main's first RDTSC; native: fork+exec+wait".into(),
+        ..Default::default()
+    };
+    if let Some(map) = &env.map {
+        match step_program(&program, &[], DEFAULT_MEM, map) {
+            Ok(p) => {
+                let first_marker = p
+                    .entries
+                    .iter()
+                    .position(|e| e.is_syscall() && e.rax == MARKER_SYSCALL)
+                    .unwrap_or(p.entries.len());
+                let (before, after) = p.entries.split_at(first_marker);
+                let before_insns: u64 = before.iter().map(|e| e.insns).sum();
+                if let Some(n) = p.exec_insns {
+                    row.ring0 = Some(format!("{}/exec+ld.so", n + before_insns));
+                }
+                let _ = writeln!(
+                    detail,
+                    "{:<16} stepped run of {IMAGE}: boot {} instructions, exec to ld.so's entry \
+                     {}, before main {} kernel entries ({before_insns} instructions), from main \
+                     on {} ({} instructions)",
+                    "exec_dynamic",
+                    p.boot_insns,
+                    p.exec_insns.map_or("?".into(), |n| n.to_string()),
+                    before.len(),
+                    after.len(),
+                    after.iter().map(|e| e.insns).sum::<u64>()
+                );
+                for (when, entries) in [("before main", before), ("from main on", after)] {
+                    let _ = writeln!(
+                        detail,
+                        "{:<16}   {when}: {}",
+                        "",
+                        entry_kinds(entries).join(", ")
+                    );
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(detail, "{:<16} single-step failed: {e}", "exec_dynamic");
+            }
+        }
+    }
+    Ok(row)
 }
