@@ -5,7 +5,7 @@
 mod common;
 
 /// The first column of every row of the results table.
-const WORKLOADS: [&str; 9] = [
+const WORKLOADS: [&str; 15] = [
     "anon_touch",
     "anon_total",
     "anon_4k_fault",
@@ -13,8 +13,14 @@ const WORKLOADS: [&str; 9] = [
     "file_cow",
     "brk_grow",
     "getpid",
+    "clock_gettime",
+    "file_read_cached",
+    "file_read_1m",
+    "open_close",
     "exec",
+    "exec_dynamic",
     "cold_start",
+    "cold_start_dyn",
 ];
 
 #[test]
@@ -52,7 +58,7 @@ fn bench_prints_every_workload_line() {
         return;
     }
     assert!(text.contains("single-step check"), "{text}");
-    for path in ["#PF", "getpid", "brk"] {
+    for path in ["#PF", "getpid", "brk", "pread64", "openat"] {
         assert!(
             text.lines().any(|l| l.trim_start().starts_with(path)),
             "no ring-0 count for {path} in:\n{text}"
