@@ -254,7 +254,6 @@ fn failed_execs_return_linuxs_errno_and_the_caller_keeps_running() {
 /// an ELF header is EIO (elf_read), one whose magic is bad or whose program
 /// headers cannot be read is ELIBBAD (the program's own would be ENOEXEC).
 #[test]
-#[ignore = "guest bug: a bad ELF interpreter gives ENOEXEC where Linux gives EIO or ELIBBAD (syscall/exec.rs aliases ELIBBAD to ENOEXEC)"]
 fn bad_elf_interpreters_return_eio_or_elibbad() {
     if !require_kvm() {
         return;

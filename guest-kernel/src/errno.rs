@@ -90,6 +90,8 @@ pub enum Errno {
     ETIMEDOUT = 110,
     /// Socket operation on non-socket.
     ENOTSOCK = 88,
+    /// Accessing a corrupted shared library.
+    ELIBBAD = 80,
     /// Address family not supported by protocol.
     EAFNOSUPPORT = 97,
 }
@@ -143,6 +145,7 @@ impl Errno {
             61 => Errno::ENODATA,
             75 => Errno::EOVERFLOW,
             95 => Errno::EOPNOTSUPP,
+            80 => Errno::ELIBBAD,
             88 => Errno::ENOTSOCK,
             97 => Errno::EAFNOSUPPORT,
             110 => Errno::ETIMEDOUT,
@@ -198,6 +201,7 @@ impl Errno {
             Errno::EDQUOT => "EDQUOT",
             Errno::ETIMEDOUT => "ETIMEDOUT",
             Errno::ENOTSOCK => "ENOTSOCK",
+            Errno::ELIBBAD => "ELIBBAD",
             Errno::EAFNOSUPPORT => "EAFNOSUPPORT",
         }
     }

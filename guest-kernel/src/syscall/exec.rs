@@ -39,8 +39,6 @@ type Cx<'p, 'e, 'a, M, H> = Ctx<'p, 'e, 'a, M, H>;
 
 /// Most argument plus environment strings (Linux's MAX_ARG_STRINGS).
 const MAX_ARG_STRINGS: u64 = 0x7fff_ffff;
-/// `ELIBBAD`: the interpreter is not a usable ELF.
-const ELIBBAD: Errno = Errno::ENOEXEC;
 
 /// One image to load: its page-cache inode, plan, and the open file that
 /// keeps the inode's host handle (None for the boot image).
@@ -240,6 +238,11 @@ fn plan_image<M: PhysMem, H: HostIo>(
     let mut head = [0u8; EHDR_SIZE];
     let n = (size as usize).min(EHDR_SIZE);
     read_file(cx, id, 0, &mut head[..n])?;
+    if interpreter && n < EHDR_SIZE {
+        // Linux reads a whole ELF header of the interpreter: a short read
+        // is EIO.
+        return Err(with_message(Errno::EIO, b"the interpreter is shorter than an ELF header"));
+    }
     let span = header_span(&head[..n]).unwrap_or(n as u64).min(size) as usize;
     let mut prefix = alloc::vec![0u8; span.max(n)];
     read_file(cx, id, 0, &mut prefix)?;
@@ -256,7 +259,7 @@ fn plan_image<M: PhysMem, H: HostIo>(
             m.str("the interpreter: ");
         }
         e.write_msg(&mut m);
-        let errno = if interpreter { ELIBBAD } else { e.errno() };
+        let errno = if interpreter { Errno::ELIBBAD } else { e.errno() };
         with_message(errno, m.as_bytes())
     })
 }
