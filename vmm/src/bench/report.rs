@@ -307,6 +307,6 @@ mod tests {
         let (label, _) = ring0_detail("open_close", &args, &p, &["#PF"], false);
         assert_eq!(label, None);
         let kinds = entry_kinds(&p.entries);
-        assert_eq!(kinds, ["openat x1 4000", "close x1 500", "syscall x1 130"]);
+        assert_eq!(kinds, ["openat x1 4000", "close x1 500", "getppid x1 130"]);
     }
 }
