@@ -56,6 +56,8 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     setup_cpu();
     let vvar_phys = setup_heap(&mut mem, &mut k.frames, info.mem_size);
     k.fs.connect();
+    k.process.0 = Some(alloc::boxed::Box::new(Process::empty()));
+    k.tasks.kernel = k.kernel;
     setup_vdso(k, &mut mem, vvar_phys);
     k.frames_kernel = k.frames.in_use();
     hypercall::phase(phase::KERNEL_READY);
@@ -310,6 +312,7 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
         p: &mut k.process,
         env: &mut env,
         host: &mut k.host,
+        tasks: &mut k.tasks,
     };
     let plan =
         match syscall::exec::prepare(&mut cx, id, None, execfn, Some(boot_args), None, layout) {

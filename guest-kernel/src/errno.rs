@@ -92,6 +92,9 @@ pub enum Errno {
     ENOTSOCK = 88,
     /// Accessing a corrupted shared library.
     ELIBBAD = 80,
+    /// Kernel-internal, never seen by a program: the call must wait; it
+    /// runs again when the process is woken (Linux's ERESTARTSYS).
+    ERESTARTSYS = 512,
     /// Address family not supported by protocol.
     EAFNOSUPPORT = 97,
 }
@@ -146,6 +149,7 @@ impl Errno {
             75 => Errno::EOVERFLOW,
             95 => Errno::EOPNOTSUPP,
             80 => Errno::ELIBBAD,
+            512 => Errno::ERESTARTSYS,
             88 => Errno::ENOTSOCK,
             97 => Errno::EAFNOSUPPORT,
             110 => Errno::ETIMEDOUT,
@@ -202,6 +206,7 @@ impl Errno {
             Errno::ETIMEDOUT => "ETIMEDOUT",
             Errno::ENOTSOCK => "ENOTSOCK",
             Errno::ELIBBAD => "ELIBBAD",
+            Errno::ERESTARTSYS => "ERESTARTSYS",
             Errno::EAFNOSUPPORT => "EAFNOSUPPORT",
         }
     }

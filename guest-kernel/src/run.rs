@@ -14,8 +14,10 @@ use guest_kernel::mm::space::Mm;
 use guest_kernel::mm::space::MmEnv;
 use guest_kernel::mm::vma::{Backing, VmFlags};
 use guest_kernel::process::exec::EntryState;
+use guest_kernel::process::task::{self as task, SavedContext, TaskState, Tasks};
 use guest_kernel::process::Process;
 use guest_kernel::syscall::exec::ExecPlan;
+use guest_kernel::syscall::task::SpawnInfo;
 use guest_kernel::syscall::{self, Action, Ctx};
 use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::{STATS_PHYS, TASK_SIZE};
@@ -44,8 +46,10 @@ pub struct Kernel {
     pub kernel: KernelHalf,
     /// Frames the kernel holds for good (its tables), for the leak check.
     pub frames_kernel: u64,
-    /// The program.
-    pub process: Process,
+    /// The running process.
+    pub process: Current,
+    /// The other processes.
+    pub tasks: Tasks,
     /// Counters reported to the host.
     pub stats: GuestStats,
     /// Stdio, randomness and clocks for system calls.
@@ -55,6 +59,9 @@ pub struct Kernel {
     /// State of the generator of `AT_RANDOM` bytes for in-guest execs
     /// (seeded from the host's randomness at boot).
     pub random_state: u64,
+    /// Trap number, error code and CR2 of the fault whose signal is
+    /// pending (for the signal frame).
+    fault_detail: [u64; 3],
     /// Whether the syscall entry path was logged (`-v`).
     syscall_entry_logged: bool,
     user: Option<UserMode>,
@@ -70,7 +77,8 @@ impl Kernel {
             fs: HostFs::empty(),
             kernel: KernelHalf::empty(),
             frames_kernel: 0,
-            process: Process::empty(),
+            process: Current(None),
+            tasks: Tasks::new(),
             stats: GuestStats {
                 magic: 0,
                 frames_total: 0,
@@ -90,6 +98,7 @@ impl Kernel {
             },
             hwcap: (0, 0),
             random_state: 0,
+            fault_detail: [0; 3],
             syscall_entry_logged: false,
             user: None,
         }
@@ -179,6 +188,10 @@ impl Kernel {
     /// Run the program until it exits; never returns.
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
         loop {
+            if self.process.next_signal().is_some() {
+                self.deliver_signal(mem);
+                continue;
+            }
             if self.process.bases_changed {
                 cpu::wrmsr(cpu::MSR_FS_BASE, self.process.fs_base);
                 cpu::wrmsr(cpu::MSR_GS_BASE, self.process.gs_base);
@@ -234,6 +247,9 @@ impl Kernel {
 
     fn syscall(&mut self, mem: &mut DirectMap) {
         self.stats.syscalls += 1;
+        if self.regs().rax == syscall::nr::RT_SIGRETURN {
+            return self.sigreturn(mem);
+        }
         // Only the registers a call uses: copying the whole frame costs an
         // emulated string instruction of 22 iterations.
         let (nr, args, ret_ip) = {
@@ -262,6 +278,7 @@ impl Kernel {
             p: &mut self.process,
             env: &mut env,
             host: &mut self.host,
+            tasks: &mut self.tasks,
         };
         match syscall::dispatch(&mut cx, nr, args) {
             Action::Return(v) => {
@@ -284,6 +301,14 @@ impl Kernel {
             Action::Exec(plan) => {
                 let ip = r.rcx;
                 self.exec(mem, plan, ip)
+            }
+            Action::Spawn(child, info) => self.spawn(mem, child, info),
+            Action::Block => self.block(mem, r),
+            Action::Yield(v) => {
+                self.sysret(mem, v as u64);
+                if self.tasks.any_runnable() {
+                    self.switch_away(mem);
+                }
             }
             Action::Kill(signal) => {
                 let ip = r.rcx;
@@ -308,6 +333,7 @@ impl Kernel {
             p: &mut self.process,
             env: &mut env,
             host: &mut self.host,
+            tasks: &mut self.tasks,
         };
         match syscall::exec::commit(&mut cx, &self.kernel, plan, self.hwcap, random) {
             Ok(entry) => {
@@ -357,6 +383,7 @@ impl Kernel {
             p: &mut self.process,
             env: &mut env,
             host: &mut self.host,
+            tasks: &mut self.tasks,
         };
         let ret = match syscall::dispatch(&mut cx, nr, args) {
             Action::Return(v) => v,
@@ -364,7 +391,8 @@ impl Kernel {
         };
         let back = guest_kernel::uaccess::get_user_u64(&mut cx.p.mm, cx.env, sp);
         let Ok(back) = back else {
-            self.kill(mem, sig::SIGSEGV, sp, ip, 0)
+            self.kill(mem, sig::SIGSEGV, sp, ip, 0);
+            return;
         };
         let f = self.regs();
         f.rax = ret as u64;
@@ -417,6 +445,9 @@ impl Kernel {
         }
         match result {
             Ok(_) => {}
+            Err(FaultError::Segv(code)) if self.catches(sig::SIGSEGV) => {
+                self.post_fault(sig::SIGSEGV, code as i32, addr, [14, error, addr]);
+            }
             Err(FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr)) => {
                 self.kill(mem, sig::SIGSEGV, addr, ip, error);
             }
@@ -431,7 +462,7 @@ impl Kernel {
         }
     }
 
-    fn exception(&mut self, mem: &mut DirectMap, vector: u64, error: u64) -> ! {
+    fn exception(&mut self, mem: &mut DirectMap, vector: u64, error: u64) {
         let signal = match vector {
             0 | 16 | 19 => sig::SIGFPE,
             1 | 3 => sig::SIGTRAP,
@@ -440,18 +471,157 @@ impl Kernel {
             _ => sig::SIGSEGV,
         };
         let ip = self.regs().rip;
+        if self.catches(signal) {
+            // si_code: ILL_ILLOPN 2, FPE_INTDIV 1, TRAP_BRKPT 1, BUS_ADRERR 2,
+            // SEGV: SI_KERNEL 0x80 (a #GP has no address).
+            let code = match signal {
+                sig::SIGSEGV => 0x80,
+                sig::SIGILL | sig::SIGBUS => 2,
+                _ => 1,
+            };
+            let addr = if signal == sig::SIGSEGV { 0 } else { ip };
+            self.post_fault(signal, code, addr, [vector, error, 0]);
+            return;
+        }
         self.kill(mem, signal, 0, ip, error)
     }
 
+    /// Whether the program has a handler for fault signal `signal` that it
+    /// does not block (else the fault kills it, as Linux's force_sig does).
+    fn catches(&self, signal: u64) -> bool {
+        let a = self.process.sigactions[(signal - 1) as usize];
+        let blocked = self.process.sigmask & (1 << (signal - 1)) != 0;
+        a.handler != guest_kernel::signal::SIG_DFL
+            && a.handler != guest_kernel::signal::SIG_IGN
+            && !blocked
+    }
+
+    /// Queue a fault signal with its siginfo and the trap's details.
+    fn post_fault(&mut self, signal: u64, code: i32, addr: u64, fault: [u64; 3]) {
+        let info = guest_kernel::signal::frame::SigInfo {
+            signo: signal as i32,
+            code,
+            addr_or_pid: addr,
+            ..Default::default()
+        };
+        self.process.post_signal(signal, info);
+        self.fault_detail = fault;
+    }
+
+    /// Deliver the lowest pending, unblocked signal: its handler runs on a
+    /// signal frame, or its default action is taken.
+    fn deliver_signal(&mut self, mem: &mut DirectMap) {
+        use guest_kernel::signal::frame;
+        let Some(signal) = self.process.next_signal() else {
+            return;
+        };
+        let i = (signal - 1) as usize;
+        self.process.sig_pending &= !(1 << i);
+        let act = self.process.sigactions[i];
+        let info = self.process.sig_info[i];
+        let fault = core::mem::take(&mut self.fault_detail);
+        if act.handler == guest_kernel::signal::SIG_IGN && signal != sig::SIGKILL {
+            return;
+        }
+        if act.handler == guest_kernel::signal::SIG_DFL || signal == sig::SIGKILL {
+            if guest_kernel::signal::default_action(signal)
+                == guest_kernel::signal::Disposition::Terminate
+                || signal == sig::SIGKILL
+            {
+                let ip = self.regs().rip;
+                self.kill(mem, signal, fault[2], ip, fault[1]);
+            }
+            return;
+        }
+        let blocked = self
+            .process
+            .sigmask_after_handler
+            .take()
+            .unwrap_or(self.process.sigmask);
+        let (regs, fpu) = {
+            let um = self.user_mode();
+            (user_regs_of(um.regs()), *um.fpu())
+        };
+        let altstack = self.process.altstack;
+        let mut env = MmEnv {
+            mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        let p = &mut *self.process;
+        match frame::setup_rt_frame(
+            &mut p.mm, &mut env, &regs, &fpu, &info, &act, blocked, altstack, fault,
+        ) {
+            Ok(new) => {
+                p.sigmask = frame::blocked_in_handler(blocked, signal, &act);
+                if act.flags & frame::sa::RESETHAND != 0 {
+                    p.sigactions[i].handler = guest_kernel::signal::SIG_DFL;
+                }
+                let um = self.user_mode();
+                set_user_regs(um.regs(), &new);
+                *um.fpu() = frame::init_fpu();
+            }
+            Err(_) => {
+                let ip = regs.rip;
+                self.kill(mem, sig::SIGSEGV, 0, ip, 0);
+            }
+        }
+    }
+
+    /// rt_sigreturn: the registers, FPU state, mask and alternate stack the
+    /// signal frame at the user's stack saved.
+    fn sigreturn(&mut self, mem: &mut DirectMap) {
+        use guest_kernel::signal::frame;
+        let rsp = self.regs().rsp;
+        let mut env = MmEnv {
+            mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        let p = &mut *self.process;
+        match frame::restore_rt_frame(&mut p.mm, &mut env, rsp) {
+            Ok((regs, fpu, mask, uc_stack)) => {
+                p.sigmask = mask;
+                p.altstack = frame::restore_altstack(p.altstack, uc_stack, regs.rsp);
+                let um = self.user_mode();
+                set_user_regs(um.regs(), &regs);
+                *um.fpu() = fpu;
+            }
+            Err(_) => {
+                let ip = self.regs().rip;
+                self.kill(mem, sig::SIGSEGV, 0, ip, 0);
+            }
+        }
+    }
+
     /// Kill the program with a fatal signal (no handlers yet).
-    fn kill(&mut self, mem: &mut DirectMap, signal: u64, addr: u64, ip: u64, error: u64) -> ! {
+    fn kill(&mut self, mem: &mut DirectMap, signal: u64, addr: u64, ip: u64, error: u64) {
         self.exit(mem, exit_kind::SIGNALED, signal, [addr, ip, error])
     }
 
-    /// Tear the process down, report the counters, and end the run.
-    fn exit(&mut self, mem: &mut DirectMap, kind: u64, status: u64, fault: [u64; 3]) -> ! {
+    /// The current process ends: pid 1's end is the run's end; any other
+    /// becomes a zombie and the next process runs.
+    fn exit(&mut self, mem: &mut DirectMap, kind: u64, status: u64, fault: [u64; 3]) {
+        if self.process.pid != guest_kernel::process::INIT_PID {
+            let ws = if kind == exit_kind::SIGNALED {
+                task::signaled(status)
+            } else {
+                task::exited(status as u8)
+            };
+            self.exit_task(mem, ws);
+            return;
+        }
+        self.end_run(mem, kind, status, fault)
+    }
+
+    /// Tear every process down, report the counters, and end the run with
+    /// pid 1's status.
+    fn end_run(&mut self, mem: &mut DirectMap, kind: u64, status: u64, fault: [u64; 3]) -> ! {
         self.flush_vma_journal(mem);
         self.event(mem, event::EXIT, 0, 0);
+        self.end_others(mem);
         self.close_files(mem);
         let mm = &mut self.process.mm;
         self.stats.peak_user_frames = mm.peak_user_frames;
@@ -483,8 +653,276 @@ impl Kernel {
             p: &mut self.process,
             env: &mut env,
             host: &mut self.host,
+            tasks: &mut self.tasks,
         };
         syscall::exit_files(&mut cx);
+    }
+}
+
+/// The running process (a box, so that switching moves a pointer).
+pub struct Current(pub Option<alloc::boxed::Box<Process>>);
+
+impl core::ops::Deref for Current {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        match &self.0 {
+            Some(p) => p,
+            None => hypercall::panic(b"no current process"),
+        }
+    }
+}
+
+impl core::ops::DerefMut for Current {
+    fn deref_mut(&mut self) -> &mut Process {
+        match &mut self.0 {
+            Some(p) => p,
+            None => hypercall::panic(b"no current process"),
+        }
+    }
+}
+
+/// The registers a signal frame saves, from the trap frame.
+fn user_regs_of(f: &TrapFrame) -> guest_kernel::signal::frame::UserRegs {
+    guest_kernel::signal::frame::UserRegs {
+        r8: f.r8,
+        r9: f.r9,
+        r10: f.r10,
+        r11: f.r11,
+        r12: f.r12,
+        r13: f.r13,
+        r14: f.r14,
+        r15: f.r15,
+        rdi: f.rdi,
+        rsi: f.rsi,
+        rbp: f.rbp,
+        rbx: f.rbx,
+        rdx: f.rdx,
+        rax: f.rax,
+        rcx: f.rcx,
+        rsp: f.rsp,
+        rip: f.rip,
+        rflags: f.rflags,
+    }
+}
+
+/// Load user registers into the trap frame (user selectors, user flags).
+fn set_user_regs(f: &mut TrapFrame, r: &guest_kernel::signal::frame::UserRegs) {
+    f.r8 = r.r8;
+    f.r9 = r.r9;
+    f.r10 = r.r10;
+    f.r11 = r.r11;
+    f.r12 = r.r12;
+    f.r13 = r.r13;
+    f.r14 = r.r14;
+    f.r15 = r.r15;
+    f.rdi = r.rdi;
+    f.rsi = r.rsi;
+    f.rbp = r.rbp;
+    f.rbx = r.rbx;
+    f.rdx = r.rdx;
+    f.rax = r.rax;
+    f.rcx = r.rcx;
+    f.rsp = r.rsp;
+    f.rip = r.rip;
+    f.rflags = (r.rflags & USER_RFLAGS_MASK) | RFLAGS_FIXED;
+    f.cs = u64::from(gdt::USER_CS);
+    f.ss = u64::from(gdt::USER_DS);
+}
+
+/// The trap frame as the words a [`SavedContext`] keeps.
+fn frame_words(f: &TrapFrame) -> [u64; 22] {
+    [
+        f.r15,
+        f.r14,
+        f.r13,
+        f.r12,
+        f.r11,
+        f.r10,
+        f.r9,
+        f.r8,
+        f.rbp,
+        f.rdi,
+        f.rsi,
+        f.rdx,
+        f.rcx,
+        f.rbx,
+        f.rax,
+        f.vector,
+        f.error_code,
+        f.rip,
+        f.cs,
+        f.rflags,
+        f.rsp,
+        f.ss,
+    ]
+}
+
+fn frame_of(w: &[u64; 22]) -> TrapFrame {
+    TrapFrame {
+        r15: w[0],
+        r14: w[1],
+        r13: w[2],
+        r12: w[3],
+        r11: w[4],
+        r10: w[5],
+        r9: w[6],
+        r8: w[7],
+        rbp: w[8],
+        rdi: w[9],
+        rsi: w[10],
+        rdx: w[11],
+        rcx: w[12],
+        rbx: w[13],
+        rax: w[14],
+        vector: w[15],
+        error_code: w[16],
+        rip: w[17],
+        cs: w[18],
+        rflags: w[19],
+        rsp: w[20],
+        ss: w[21],
+    }
+}
+
+impl Kernel {
+    /// A new child from fork/vfork/clone: it resumes where the parent
+    /// returns from the call, with 0 in RAX (and its own stack if given);
+    /// the parent gets its pid (and, for vfork, waits for it).
+    fn spawn(
+        &mut self,
+        mem: &mut DirectMap,
+        mut child: alloc::boxed::Box<Process>,
+        info: SpawnInfo,
+    ) {
+        let pid = child.pid;
+        let (mut words, fpu) = {
+            let um = self.user_mode();
+            let w = frame_words(um.regs());
+            (w, *um.fpu())
+        };
+        // The child returns from the system call as SYSRET would.
+        words[14] = 0; // rax
+        words[17] = words[12]; // rip = rcx
+        words[19] = (words[4] & USER_RFLAGS_MASK) | RFLAGS_FIXED; // rflags from r11
+        words[18] = u64::from(gdt::USER_CS);
+        words[21] = u64::from(gdt::USER_DS);
+        if info.stack != 0 {
+            words[20] = info.stack;
+        }
+        child.saved = Some(alloc::boxed::Box::new(SavedContext { words, fpu }));
+        self.tasks.others.push(child);
+        self.sysret(mem, pid);
+        if info.vfork {
+            self.process.state = TaskState::Blocked;
+            self.switch_away(mem);
+        }
+    }
+
+    /// The current call must wait: run it again (same registers) when the
+    /// process is woken, and let another process run.
+    fn block(&mut self, mem: &mut DirectMap, r: SyscallRegs) {
+        {
+            let f = self.regs();
+            f.rax = r.rax;
+            // Back to the SYSCALL instruction (2 bytes) the program ran.
+            f.rip = r.rcx.wrapping_sub(2);
+        }
+        self.process.state = TaskState::Blocked;
+        self.switch_away(mem);
+    }
+
+    fn user_mode(&mut self) -> &mut UserMode {
+        match self.user.as_mut() {
+            Some(um) => um,
+            None => hypercall::panic(b"no user context"),
+        }
+    }
+
+    /// The current process cannot go on (blocked, a zombie, or waiting for
+    /// a vfork child): save it and switch to the next runnable one.
+    fn switch_away(&mut self, mem: &mut DirectMap) {
+        let Some(mut next) = self.tasks.take_runnable() else {
+            if self.process.state == TaskState::Runnable {
+                return;
+            }
+            self.deadlock(mem)
+        };
+        let (words, fpu) = {
+            let um = self.user_mode();
+            (frame_words(um.regs()), *um.fpu())
+        };
+        let Some(mut cur) = self.process.0.take() else {
+            hypercall::panic(b"no current process")
+        };
+        cur.saved = Some(alloc::boxed::Box::new(SavedContext { words, fpu }));
+        self.tasks.others.push(cur);
+        let Some(saved) = next.saved.take() else {
+            hypercall::panic(b"a process to run has no saved state")
+        };
+        next.bases_changed = true;
+        self.process.0 = Some(next);
+        self.tasks.switches += 1;
+        let um = self.user_mode();
+        *um.regs() = frame_of(&saved.words);
+        *um.fpu() = saved.fpu;
+        cpu::load_process_tables(&self.process.mm.pt);
+        self.trace_cr3(mem);
+    }
+
+    /// Every process waits for another: none can ever run again.
+    fn deadlock(&mut self, mem: &mut DirectMap) -> ! {
+        hypercall::log(b"every process is blocked: deadlock");
+        self.end_run(mem, exit_kind::SIGNALED, sig::SIGKILL, [0; 3])
+    }
+
+    /// A process other than pid 1 ends: it becomes a zombie and another
+    /// runs.
+    fn exit_task(&mut self, mem: &mut DirectMap, status: i32) {
+        cpu::load_kernel_tables(&self.kernel);
+        {
+            let mut env = MmEnv {
+                mem,
+                frames: &mut self.frames,
+                cache: &mut self.cache,
+                host: &mut self.fs,
+            };
+            let mut cx = Ctx {
+                p: &mut self.process,
+                env: &mut env,
+                host: &mut self.host,
+                tasks: &mut self.tasks,
+            };
+            syscall::task::exit_task(&mut cx, status);
+        }
+        if self.tasks.others.is_empty() && self.process.pid != guest_kernel::process::INIT_PID {
+            hypercall::panic(b"a process exited with no other left");
+        }
+        self.switch_away(mem);
+    }
+
+    /// At the end of the run: every other process goes (its files and
+    /// memory), so that the leak check covers them all.
+    fn end_others(&mut self, mem: &mut DirectMap) {
+        let others = core::mem::take(&mut self.tasks.others);
+        for mut t in others {
+            if matches!(t.state, TaskState::Zombie(_)) {
+                continue;
+            }
+            let mut env = MmEnv {
+                mem,
+                frames: &mut self.frames,
+                cache: &mut self.cache,
+                host: &mut self.fs,
+            };
+            let mut cx = Ctx {
+                p: &mut t,
+                env: &mut env,
+                host: &mut self.host,
+                tasks: &mut self.tasks,
+            };
+            syscall::task::exit_task(&mut cx, task::signaled(sig::SIGKILL));
+        }
+        self.tasks.others.clear();
     }
 }
 

@@ -5,6 +5,8 @@
 //! signal frames, so a signal whose disposition is a handler is delivered
 //! with its default action (see docs/faults-and-exec.md).
 
+pub mod frame;
+
 /// Number of signals (1..=64).
 pub const NSIG: usize = 64;
 

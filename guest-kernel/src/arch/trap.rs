@@ -276,6 +276,13 @@ impl UserMode {
         unsafe { &mut *USER_FRAME.0.get() }
     }
 
+    /// The user's FXSAVE image (saved at each trap, restored at each
+    /// return to user mode), to keep per process.
+    pub fn fpu(&mut self) -> &mut [u8; 512] {
+        // SAFETY: as in `regs`, the token guards the FPU area.
+        unsafe { &mut (*FPU.0.get()).0 }
+    }
+
     /// Put the FPU/SSE state in its power-on form, as exec does.
     pub fn reset_fpu(&mut self) {
         // SAFETY: as in `regs`, the token guards the FPU area.

@@ -70,6 +70,13 @@ pub enum Node {
         /// Guest path.
         path: Vec<u8>,
     },
+    /// One end of a pipe.
+    Pipe {
+        /// The pipe.
+        pipe: super::pipe::PipeRef,
+        /// Whether this is the write end.
+        write: bool,
+    },
     /// A directory the kernel serves (`/dev`, `/proc`, `/proc/self/fd`...).
     SynthDir {
         /// Guest path.
@@ -83,7 +90,7 @@ impl Node {
     /// The node's guest path, for `/proc/self/fd` and getcwd.
     pub fn path(&self) -> &[u8] {
         match self {
-            Node::Stdio(_) => b"",
+            Node::Stdio(_) | Node::Pipe { .. } => b"",
             Node::Host { path, .. }
             | Node::Generated { path, .. }
             | Node::SynthDir { path, .. } => path,
@@ -248,6 +255,14 @@ impl FdTable {
             .iter()
             .enumerate()
             .filter_map(|(i, f)| f.as_ref().map(|f| (i as u64, f)))
+    }
+
+    /// A copy for a forked child: the same open file descriptions.
+    pub fn fork(&self) -> FdTable {
+        FdTable {
+            fds: self.fds.clone(),
+            limit: self.limit,
+        }
     }
 
     /// Remove every fd (exit); the open files are returned for release.

@@ -13,5 +13,6 @@ pub mod dev;
 pub mod file;
 pub mod host;
 pub mod path;
+pub mod pipe;
 pub mod proc;
 pub mod stat;

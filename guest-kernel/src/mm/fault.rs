@@ -254,7 +254,10 @@ impl Mm {
             if n > 0 && out[n - 1].phys + out[n - 1].len == pa {
                 out[n - 1].len += chunk;
             } else if n < out.len() {
-                out[n] = IoVec { phys: pa, len: chunk };
+                out[n] = IoVec {
+                    phys: pa,
+                    len: chunk,
+                };
                 n += 1;
             } else {
                 break;
@@ -399,7 +402,8 @@ impl Mm {
         }
         self.tlb_stale = true;
         let shared = self.vmas.as_slice()[i].flags.contains(VmFlags::SHARED);
-        if shared || env.frames.is_private(env.mem, t.frame) {
+        let cow = env.frames.is_shared(t.frame);
+        if shared || (env.frames.is_private(env.mem, t.frame) && !cow) {
             self.pt.set_flags(env.mem, va, t.flags | pte::RW | pte::D);
             return Ok(FaultOutcome::new(
                 FaultKind::MadeWritable,
@@ -414,6 +418,11 @@ impl Mm {
             .ok_or(FaultError::OutOfMemory)?;
         env.mem.copy(frame, t.frame, PAGE_SIZE);
         self.pt.unmap(env.mem, va);
+        if cow && env.frames.unshare(t.frame) {
+            // Our mapping of the shared frame is gone (it stays counted by
+            // the others); the copy is counted by install_private.
+            self.user_frames -= 1;
+        }
         self.install_private(env, i, va, frame, FaultKind::CopyOnWrite)
     }
 

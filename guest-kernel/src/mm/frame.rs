@@ -72,6 +72,9 @@ pub struct FrameAllocator {
     /// set for frames that belong to the page cache (0: none kept yet, so
     /// no frame is a page-cache frame).
     cache_bits: u64,
+    /// Extra mappings of each frame shared copy-on-write after fork (0:
+    /// one owner), by frame index; grown on the first share.
+    shares: alloc::vec::Vec<u16>,
 }
 
 impl FrameAllocator {
@@ -87,6 +90,7 @@ impl FrameAllocator {
             free_huge: NIL,
             in_use: 0,
             cache_bits: 0,
+            shares: alloc::vec::Vec::new(),
         }
     }
 
@@ -161,6 +165,49 @@ impl FrameAllocator {
     /// allocator manages).
     pub fn is_private<M: PhysMem>(&self, mem: &M, pa: u64) -> bool {
         self.owns(pa) && !self.is_cache(mem, pa)
+    }
+
+    fn share_index(&self, pa: u64) -> Option<usize> {
+        self.owns(pa)
+            .then(|| ((pa - self.start) / PAGE_SIZE) as usize)
+    }
+
+    /// One more mapping of private frame `pa` (fork's copy-on-write);
+    /// false if it has as many as can be counted.
+    pub fn share(&mut self, pa: u64) -> bool {
+        let Some(i) = self.share_index(pa) else {
+            return false;
+        };
+        if self.shares.is_empty() {
+            self.shares.resize(self.total() as usize, 0);
+        }
+        match self.shares.get_mut(i) {
+            Some(n) if *n < u16::MAX => {
+                *n += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// One mapping of `pa` goes away: true if others remain (the frame
+    /// must not be freed), false if that was its last.
+    pub fn unshare(&mut self, pa: u64) -> bool {
+        let Some(n) = self.share_index(pa).and_then(|i| self.shares.get_mut(i)) else {
+            return false;
+        };
+        if *n == 0 {
+            return false;
+        }
+        *n -= 1;
+        true
+    }
+
+    /// Whether more than one address space maps private frame `pa`.
+    pub fn is_shared(&self, pa: u64) -> bool {
+        self.share_index(pa)
+            .and_then(|i| self.shares.get(i))
+            .is_some_and(|&n| n > 0)
     }
 
     /// Frames allocated now, in 4 KiB units.

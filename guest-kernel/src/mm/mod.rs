@@ -10,6 +10,7 @@
 
 pub mod export;
 pub mod fault;
+pub mod fork;
 pub mod frame;
 pub mod mmap;
 pub mod mremap;

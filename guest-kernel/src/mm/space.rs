@@ -214,6 +214,10 @@ pub(crate) fn release_frame<M: PhysMem>(
     if frames.is_cache(mem, pa) {
         return 0;
     }
+    if frames.unshare(pa) {
+        // Another address space still maps it (copy-on-write after fork).
+        return size.frames();
+    }
     let freed = match size {
         PageSize::Size4K => frames.free(mem, pa),
         PageSize::Size2M => frames.free_huge(mem, pa),

@@ -3,6 +3,7 @@
 //! to belong to the kernel (they are the page cache).
 
 pub mod exec;
+pub mod task;
 
 use alloc::vec::Vec;
 
@@ -17,6 +18,20 @@ pub struct Process {
     pub mm: Mm,
     /// Process (and thread) id.
     pub pid: u64,
+    /// Parent's pid (0 for pid 1).
+    pub ppid: u64,
+    /// Process group.
+    pub pgid: u64,
+    /// Session.
+    pub sid: u64,
+    /// Where it is in its life.
+    pub state: task::TaskState,
+    /// Its user state while it is not running.
+    pub saved: Option<alloc::boxed::Box<task::SavedContext>>,
+    /// A vfork child: its parent waits until it execs or exits.
+    pub vfork_parent: Option<u64>,
+    /// The parent waits for this vfork child (blocked in vfork).
+    pub vfork_child: Option<u64>,
     /// User FS base (`arch_prctl(ARCH_SET_FS)`), loaded into the MSR by the
     /// arch glue when `bases_changed` is set.
     pub fs_base: u64,
@@ -32,6 +47,13 @@ pub struct Process {
     pub sigactions: [SigAction; NSIG],
     /// Blocked signals.
     pub sigmask: u64,
+    /// The mask to put back after the next handler (rt_sigsuspend's
+    /// caller's own), if any.
+    pub sigmask_after_handler: Option<u64>,
+    /// Signals sent and not delivered yet (bit `sig - 1`).
+    pub sig_pending: u64,
+    /// What each pending signal carries, by signal number - 1.
+    pub sig_info: [crate::signal::frame::SigInfo; NSIG],
     /// `sigaltstack`: base, flags, size.
     pub altstack: [u64; 3],
     /// The exec file name (what /proc/self/exe reads as), without NUL.
@@ -68,6 +90,13 @@ impl Process {
         Process {
             mm: Mm::empty(),
             pid: INIT_PID,
+            ppid: 0,
+            pgid: INIT_PID,
+            sid: INIT_PID,
+            state: task::TaskState::Runnable,
+            saved: None,
+            vfork_parent: None,
+            vfork_child: None,
             fs_base: 0,
             gs_base: 0,
             bases_changed: false,
@@ -80,6 +109,16 @@ impl Process {
                 mask: 0,
             }; NSIG],
             sigmask: 0,
+            sigmask_after_handler: None,
+            sig_pending: 0,
+            sig_info: [crate::signal::frame::SigInfo {
+                signo: 0,
+                errno: 0,
+                code: 0,
+                addr_or_pid: 0,
+                uid: 0,
+                status: 0,
+            }; NSIG],
             altstack: [0, 2, 0],
             exe: [0; 256],
             exe_len: 0,
@@ -93,6 +132,34 @@ impl Process {
             comm: [0; 16],
             vdso: None,
         }
+    }
+
+    /// Post `sig` with `info` (Linux's `__send_signal`): dropped when it
+    /// would be ignored and is not blocked; otherwise pending until it is
+    /// delivered on the way back to user mode. Returns whether it is
+    /// pending.
+    pub fn post_signal(&mut self, sig: u64, info: crate::signal::frame::SigInfo) -> bool {
+        use crate::signal::{disposition, Disposition};
+        let i = (sig - 1) as usize;
+        let bit = 1u64 << i;
+        let act = self.sigactions[i];
+        let blocked = self.sigmask & bit != 0;
+        let handler =
+            act.handler != crate::signal::SIG_DFL && act.handler != crate::signal::SIG_IGN;
+        let ignored_now = disposition(sig, &act) == Disposition::Ignore && !blocked;
+        let ignored = act.handler == crate::signal::SIG_IGN && sig != crate::signal::nr::SIGKILL;
+        if (ignored || ignored_now) && (blocked || !handler) {
+            return false;
+        }
+        self.sig_pending |= bit;
+        self.sig_info[i] = info;
+        true
+    }
+
+    /// The lowest pending signal not blocked, if any.
+    pub fn next_signal(&self) -> Option<u64> {
+        let ready = self.sig_pending & !self.sigmask;
+        (ready != 0).then(|| u64::from(ready.trailing_zeros()) + 1)
     }
 
     /// Give the process fds 0, 1 and 2: the host's stdio.

@@ -241,7 +241,10 @@ fn plan_image<M: PhysMem, H: HostIo>(
     if interpreter && n < EHDR_SIZE {
         // Linux reads a whole ELF header of the interpreter: a short read
         // is EIO.
-        return Err(with_message(Errno::EIO, b"the interpreter is shorter than an ELF header"));
+        return Err(with_message(
+            Errno::EIO,
+            b"the interpreter is shorter than an ELF header",
+        ));
     }
     let span = header_span(&head[..n]).unwrap_or(n as u64).min(size) as usize;
     let mut prefix = alloc::vec![0u8; span.max(n)];
@@ -259,7 +262,11 @@ fn plan_image<M: PhysMem, H: HostIo>(
             m.str("the interpreter: ");
         }
         e.write_msg(&mut m);
-        let errno = if interpreter { Errno::ELIBBAD } else { e.errno() };
+        let errno = if interpreter {
+            Errno::ELIBBAD
+        } else {
+            e.errno()
+        };
         with_message(errno, m.as_bytes())
     })
 }
@@ -569,6 +576,7 @@ pub fn commit<M: PhysMem, H: HostIo>(
 /// `begin_new_exec`: write back shared mappings, close close-on-exec fds,
 /// drop the old image's files, reset caught signals and per-thread state.
 fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
+    super::task::release_vfork_parent(cx);
     memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
     let cloexec: Vec<u64> =
         cx.p.fds

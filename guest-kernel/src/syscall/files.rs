@@ -326,6 +326,19 @@ fn reopen_fd<M: PhysMem, H: HostIo>(
     let b = f.borrow();
     let node = match &b.node {
         Node::Stdio(k) => Node::Stdio(*k),
+        Node::Pipe { pipe, write } => {
+            // Reopening a pipe end: one more end of the same pipe.
+            let mut pb = pipe.borrow_mut();
+            if *write {
+                pb.writers += 1;
+            } else {
+                pb.readers += 1;
+            }
+            Node::Pipe {
+                pipe: pipe.clone(),
+                write: *write,
+            }
+        }
         Node::Dev(d) => Node::Dev(*d),
         Node::Generated { data, path } => Node::Generated {
             data: data.clone(),
@@ -350,6 +363,17 @@ pub fn release<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, f: FileRef)
         return;
     }
     let b = f.borrow();
+    if let Node::Pipe { pipe, write } = &b.node {
+        let mut p = pipe.borrow_mut();
+        if *write {
+            p.writers = p.writers.saturating_sub(1);
+        } else {
+            p.readers = p.readers.saturating_sub(1);
+        }
+        // Readers may see end of file now, writers EPIPE.
+        cx.tasks.wake_all();
+        return;
+    }
     if let Node::Host {
         handle,
         inode,
@@ -446,6 +470,12 @@ pub fn read_at<M: PhysMem, H: HostIo>(
             Ok(n as u64)
         }
         Node::SynthDir { .. } => Err(Errno::EISDIR),
+        Node::Pipe { pipe, .. } => {
+            let pipe = pipe.clone();
+            let nonblock = b.flags & o::NONBLOCK != 0;
+            drop(b);
+            pipe_read(cx, &pipe, buf, len, nonblock)
+        }
         Node::Host {
             handle,
             inode,
@@ -524,6 +554,10 @@ pub fn write_at<M: PhysMem, H: HostIo>(
     if matches!(f.borrow().node, Node::Dev(DevNode::Full)) {
         return Err(Errno::ENOSPC);
     }
+    if let Node::Pipe { pipe, .. } = &f.borrow().node {
+        let nonblock = f.borrow().flags & o::NONBLOCK != 0;
+        return pipe_write(cx, pipe, buf, len, nonblock);
+    }
     let mut iov = [IoVec::default(); MAX_PIECES];
     let n = pieces(cx, buf, len, false, &mut iov)?;
     write_pieces(cx, f, &iov[..n], pos)
@@ -553,7 +587,9 @@ pub fn write_pieces<M: PhysMem, H: HostIo>(
     match &b.node {
         Node::Dev(DevNode::Full) => Err(Errno::ENOSPC),
         Node::Dev(_) => Ok(total),
-        Node::Generated { .. } | Node::SynthDir { .. } | Node::Stdio(_) => Err(Errno::EINVAL),
+        Node::Generated { .. } | Node::SynthDir { .. } | Node::Stdio(_) | Node::Pipe { .. } => {
+            Err(Errno::EINVAL)
+        }
         Node::Host { handle, inode, .. } => {
             let (handle, inode) = (*handle, *inode);
             drop(b);
@@ -650,6 +686,112 @@ pub fn sendfile<M: PhysMem, H: HostIo>(
         p => crate::uaccess::put_user_u64(&mut cx.p.mm, cx.env, p, pos + sent)?,
     }
     Ok(sent as i64)
+}
+
+/// Read from a pipe: what is there, end of file when no writer is left,
+/// or wait (EAGAIN with O_NONBLOCK).
+fn pipe_read<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    pipe: &crate::fs::pipe::PipeRef,
+    buf: u64,
+    len: u64,
+    nonblock: bool,
+) -> KResult<u64> {
+    let p = pipe.borrow_mut();
+    if p.buf.is_empty() {
+        return if p.writers == 0 {
+            Ok(0)
+        } else if nonblock {
+            Err(Errno::EAGAIN)
+        } else {
+            Err(Errno::ERESTARTSYS)
+        };
+    }
+    let n = (len as usize).min(p.buf.len());
+    let (a, b) = p.buf.as_slices();
+    let mut chunk = alloc::vec::Vec::with_capacity(n);
+    chunk.extend_from_slice(&a[..n.min(a.len())]);
+    if n > a.len() {
+        chunk.extend_from_slice(&b[..n - a.len()]);
+    }
+    drop(p);
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &chunk)?;
+    pipe.borrow_mut().buf.drain(..n);
+    cx.tasks.wake_all();
+    Ok(n as u64)
+}
+
+/// Write to a pipe: EPIPE with no reader, as much as fits (a write of at
+/// most PIPE_BUF bytes whole or not at all), or wait for room.
+fn pipe_write<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    pipe: &crate::fs::pipe::PipeRef,
+    buf: u64,
+    len: u64,
+    nonblock: bool,
+) -> KResult<u64> {
+    let n = {
+        let p = pipe.borrow();
+        if p.readers == 0 {
+            return Err(Errno::EPIPE);
+        }
+        p.writable_now(len.min(MAX_RW_COUNT) as usize)
+    };
+    if n == 0 {
+        return Err(if nonblock {
+            Errno::EAGAIN
+        } else {
+            Errno::ERESTARTSYS
+        });
+    }
+    let mut chunk = alloc::vec![0u8; n];
+    crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, buf, &mut chunk)?;
+    pipe.borrow_mut().buf.extend(chunk);
+    cx.tasks.wake_all();
+    Ok(n as u64)
+}
+
+/// pipe2(fds, flags) and pipe(fds).
+pub fn pipe2<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    ufds: u64,
+    flags: u64,
+) -> KResult<i64> {
+    let flags = flags as u32;
+    if flags & !(o::CLOEXEC | o::NONBLOCK | o::DIRECT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let pipe = crate::fs::pipe::Pipe::new();
+    let keep = flags & o::NONBLOCK;
+    let r = OpenFile::new(
+        Node::Pipe {
+            pipe: pipe.clone(),
+            write: false,
+        },
+        o::RDONLY | keep,
+    );
+    let w = OpenFile::new(Node::Pipe { pipe, write: true }, o::WRONLY | keep);
+    let cloexec = flags & o::CLOEXEC != 0;
+    let rfd = cx.p.fds.alloc(r, cloexec)?;
+    let wfd = match cx.p.fds.alloc(w, cloexec) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let f = cx.p.fds.close(rfd)?;
+            release(cx, f);
+            return Err(e);
+        }
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&(rfd as u32).to_le_bytes());
+    out[4..].copy_from_slice(&(wfd as u32).to_le_bytes());
+    if let Err(e) = copy_to_user(&mut cx.p.mm, cx.env, ufds, &out) {
+        for fd in [rfd, wfd] {
+            let f = cx.p.fds.close(fd)?;
+            release(cx, f);
+        }
+        return Err(e);
+    }
+    Ok(0)
 }
 
 /// Whether reads and writes of `f` move an offset (not for stdio, pipes
@@ -907,7 +1049,7 @@ pub fn lseek<M: PhysMem, H: HostIo>(
             Node::Generated { data, .. } => (None, Some(data.len() as u64), false, b.pos),
             Node::SynthDir { .. } => (None, Some(0), true, b.pos),
             Node::Dev(_) => return Ok(0),
-            Node::Stdio(_) => return Err(Errno::ESPIPE),
+            Node::Stdio(_) | Node::Pipe { .. } => return Err(Errno::ESPIPE),
         }
     };
     let off = off as i64;

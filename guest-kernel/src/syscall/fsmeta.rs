@@ -78,6 +78,15 @@ pub fn statx_fd<M: PhysMem, H: HostIo>(
     let b = f.borrow();
     let t = boot_time(cx);
     Ok(match &b.node {
+        Node::Pipe { .. } => {
+            let a = Attr {
+                mode: stat::S_IFIFO | 0o600,
+                nlink: 1,
+                dev: (0, 14),
+                ..Attr::default()
+            };
+            stat::statx_of(&a)
+        }
         Node::Stdio(k) => {
             let mode = cx.p.stdio_modes.get(usize::from(*k)).copied().unwrap_or(0);
             let mode = if mode == 0 { S_IFCHR | 0o620 } else { mode };

@@ -16,6 +16,7 @@ mod misc;
 mod process;
 mod procfs;
 mod signal;
+pub mod task;
 pub mod time;
 
 use crate::errno::Errno;
@@ -50,6 +51,14 @@ pub enum Action {
     /// execve passed its checks: replace the image (the caller runs
     /// [`exec::commit`], which needs the kernel's page tables).
     Exec(alloc::boxed::Box<exec::ExecPlan>),
+    /// fork/vfork/clone made this child: the kernel starts it (the caller
+    /// gets its pid).
+    Spawn(alloc::boxed::Box<Process>, task::SpawnInfo),
+    /// The call must wait: the process sleeps and runs the call again
+    /// when woken.
+    Block,
+    /// Return this value, and let the other processes run first.
+    Yield(i64),
 }
 
 impl PartialEq for Action {
@@ -58,6 +67,7 @@ impl PartialEq for Action {
             (Action::Return(a), Action::Return(b)) => a == b,
             (Action::Exit(a), Action::Exit(b)) => a == b,
             (Action::Kill(a), Action::Kill(b)) => a == b,
+            (Action::Block, Action::Block) => true,
             _ => false,
         }
     }
@@ -70,6 +80,9 @@ impl core::fmt::Debug for Action {
             Action::Exit(s) => f.debug_tuple("Exit").field(s).finish(),
             Action::Kill(s) => f.debug_tuple("Kill").field(s).finish(),
             Action::Exec(_) => f.write_str("Exec(..)"),
+            Action::Spawn(c, _) => write!(f, "Spawn(pid {})", c.pid),
+            Action::Block => f.write_str("Block"),
+            Action::Yield(v) => f.debug_tuple("Yield").field(v).finish(),
         }
     }
 }
@@ -177,6 +190,17 @@ pub mod nr {
     pub const FUTEX: u64 = 202;
     pub const SENDFILE: u64 = 40;
     pub const EXECVE: u64 = 59;
+    pub const RT_SIGSUSPEND: u64 = 130;
+    pub const PAUSE: u64 = 34;
+    pub const RT_SIGPENDING: u64 = 127;
+    pub const RT_SIGRETURN: u64 = 15;
+    pub const PIPE: u64 = 22;
+    pub const CLONE: u64 = 56;
+    pub const FORK: u64 = 57;
+    pub const VFORK: u64 = 58;
+    pub const WAIT4: u64 = 61;
+    pub const WAITID: u64 = 247;
+    pub const PIPE2: u64 = 293;
     pub const SOCKET: u64 = 41;
     pub const GETPEERNAME: u64 = 52;
     pub const SYSINFO: u64 = 99;
@@ -303,6 +327,17 @@ pub fn name(n: u64) -> &'static str {
         nr::FUTEX => "futex",
         nr::SENDFILE => "sendfile",
         nr::EXECVE => "execve",
+        nr::RT_SIGSUSPEND => "rt_sigsuspend",
+        nr::PAUSE => "pause",
+        nr::RT_SIGPENDING => "rt_sigpending",
+        nr::RT_SIGRETURN => "rt_sigreturn",
+        nr::PIPE => "pipe",
+        nr::CLONE => "clone",
+        nr::FORK => "fork",
+        nr::VFORK => "vfork",
+        nr::WAIT4 => "wait4",
+        nr::WAITID => "waitid",
+        nr::PIPE2 => "pipe2",
         nr::SOCKET => "socket",
         nr::GETPEERNAME => "getpeername",
         nr::SYSINFO => "sysinfo",
@@ -336,13 +371,32 @@ pub struct Ctx<'p, 'e, 'a, M: PhysMem, H: HostIo> {
     pub env: &'e mut MmEnv<'a, M>,
     /// Host stdio.
     pub host: &'e mut H,
+    /// The other processes.
+    pub tasks: &'e mut crate::process::task::Tasks,
 }
 
 /// `AT_FDCWD` as a raw argument.
 const AT_FDCWD: u64 = files::AT_FDCWD as u64;
 
 fn ret(r: Result<i64, Errno>) -> Action {
-    Action::Return(r.unwrap_or_else(|e| e.to_ret()))
+    match r {
+        Err(Errno::ERESTARTSYS) => Action::Block,
+        r => Action::Return(r.unwrap_or_else(|e| e.to_ret())),
+    }
+}
+
+/// A write's result: EPIPE also sends SIGPIPE (which kills by default).
+fn write_ret<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    r: Result<i64, Errno>,
+) -> Action {
+    match r {
+        Err(Errno::EPIPE) => match signal::send_self(cx, crate::signal::nr::SIGPIPE) {
+            Action::Return(_) => Action::Return(Errno::EPIPE.to_ret()),
+            other => other,
+        },
+        r => ret(r),
+    }
 }
 
 /// Serve system call `n` with arguments `a` (rdi, rsi, rdx, r10, r8, r9).
@@ -353,8 +407,14 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
 ) -> Action {
     match n {
         nr::READ => ret(files::read(cx, a[0], a[1], a[2])),
-        nr::WRITE => ret(files::write(cx, a[0], a[1], a[2])),
-        nr::WRITEV => ret(files::writev(cx, a[0], a[1], a[2], None)),
+        nr::WRITE => {
+            let r = files::write(cx, a[0], a[1], a[2]);
+            write_ret(cx, r)
+        }
+        nr::WRITEV => {
+            let r = files::writev(cx, a[0], a[1], a[2], None);
+            write_ret(cx, r)
+        }
         nr::READV => ret(files::readv(cx, a[0], a[1], a[2], None)),
         nr::PREADV => ret(files::readv(cx, a[0], a[1], a[2], Some(a[3]))),
         nr::PWRITEV => ret(files::writev(cx, a[0], a[1], a[2], Some(a[3]))),
@@ -411,9 +471,22 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::SOCKET => Action::Return(Errno::EAFNOSUPPORT.to_ret()),
         nr::GETPEERNAME => ret(cx.p.fds.get(a[0]).and(Err(Errno::ENOTSOCK))),
         nr::SYSINFO => ret(info::sysinfo(cx, a[0])),
-        nr::GETPGRP | nr::GETSID | nr::GETPGID => Action::Return(cx.p.pid as i64),
-        nr::SETPGID => Action::Return(0),
-        nr::SETSID => Action::Return(Errno::EPERM.to_ret()),
+        nr::GETPGRP => Action::Return(cx.p.pgid as i64),
+        nr::GETPGID => ret(task::getpgid(cx, a[0])),
+        nr::GETSID => Action::Return(cx.p.sid as i64),
+        nr::SETPGID => ret(task::setpgid(cx, a[0], a[1])),
+        nr::SETSID => ret(task::setsid(cx)),
+        nr::PIPE => ret(files::pipe2(cx, a[0], 0)),
+        nr::PIPE2 => ret(files::pipe2(cx, a[0], a[1])),
+        nr::FORK => task::clone(cx, 17, 0, 0, 0, 0),
+        nr::VFORK => task::clone(cx, 0x4000 | 0x100 | 17, 0, 0, 0, 0),
+        nr::CLONE => task::clone(cx, a[0], a[1], a[2], a[3], a[4]),
+        nr::WAIT4 => match task::wait4(cx, a[0], a[1], a[2], a[3]) {
+            // WNOHANG with children still running: let them run.
+            Ok(0) => Action::Yield(0),
+            r => ret(r),
+        },
+        nr::WAITID => ret(task::waitid(cx, a[0], a[1], a[2], a[3])),
         nr::STATFS => ret(fsmeta::statfs(cx, 0, a[0], a[1])),
         nr::FSTATFS => ret(fsmeta::statfs(cx, a[0], 0, a[1])),
         nr::PRCTL => ret(info::prctl(cx, a[0], a[1])),
@@ -443,7 +516,7 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::BRK => Action::Return(memory::brk(cx, a[0])),
         nr::EXIT | nr::EXIT_GROUP => Action::Exit(a[0] as u8),
         nr::GETPID | nr::GETTID => Action::Return(cx.p.pid as i64),
-        nr::GETPPID => Action::Return(0),
+        nr::GETPPID => Action::Return(cx.p.ppid as i64),
         nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => Action::Return(0),
         nr::SET_TID_ADDRESS => Action::Return(process::set_tid_address(cx, a[0])),
         nr::ARCH_PRCTL => ret(process::arch_prctl(cx, a[0], a[1])),
@@ -453,7 +526,10 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::NEWFSTATAT => ret(fsmeta::newfstatat(cx, a[0], a[1], a[2], a[3])),
         nr::IOCTL => ret(misc::ioctl(cx, a[0])),
         nr::FCNTL => ret(fsmeta::fcntl(cx, a[0], a[1], a[2])),
-        nr::SCHED_YIELD => Action::Return(0),
+        nr::SCHED_YIELD => Action::Yield(0),
+        nr::RT_SIGSUSPEND => ret(signal::rt_sigsuspend(cx, a[0], a[1])),
+        nr::PAUSE => ret(signal::pause(cx)),
+        nr::RT_SIGPENDING => ret(signal::rt_sigpending(cx, a[0], a[1])),
         nr::READLINK => ret(fsmeta::readlinkat(cx, AT_FDCWD, a[0], a[1], a[2])),
         nr::READLINKAT => ret(fsmeta::readlinkat(cx, a[0], a[1], a[2], a[3])),
         nr::GETRLIMIT => ret(misc::prlimit64(cx, 0, a[0], 0, a[1])),

@@ -136,7 +136,7 @@ pub fn sigaltstack<M: PhysMem, H: HostIo>(
 
 /// Send `sig` to this process: 0 checks only; a terminating disposition
 /// ends it.
-fn send_self<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, sig: u64) -> Action {
+pub fn send_self<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, sig: u64) -> Action {
     if sig == 0 {
         return Action::Return(0);
     }
@@ -144,19 +144,89 @@ fn send_self<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, sig: u64) ->
         return Action::Return(Errno::EINVAL.to_ret());
     }
     let action = cx.p.sigactions[(sig - 1) as usize];
+    let blocked = cx.p.sigmask & (1 << (sig - 1)) != 0;
+    let handled = action.handler != signal::SIG_DFL && action.handler != signal::SIG_IGN;
+    if handled || (blocked && sig != signal::nr::SIGKILL) {
+        let info = crate::signal::frame::SigInfo {
+            signo: sig as i32,
+            code: 0,
+            addr_or_pid: cx.p.pid,
+            ..Default::default()
+        };
+        cx.p.post_signal(sig, info);
+        return Action::Return(0);
+    }
     match signal::disposition(sig, &action) {
         Disposition::Ignore => Action::Return(0),
         Disposition::Terminate => Action::Kill(sig),
     }
 }
 
+/// rt_sigsuspend(mask, size): wait with `mask` until a signal comes; it
+/// returns EINTR once one is pending (delivered on the way out, with the
+/// caller's own mask back).
+pub fn rt_sigsuspend<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    set: u64,
+    size: u64,
+) -> KResult<i64> {
+    if size != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = [0u8; 8];
+    copy_from_user(&mut cx.p.mm, cx.env, set, &mut b)?;
+    let mask = u64::from_le_bytes(b) & !UNBLOCKABLE;
+    if cx.p.sig_pending & !mask != 0 {
+        // Deliver what the temporary mask lets through (the rest stays
+        // pending under the caller's mask).
+        let through = cx.p.sig_pending & !mask & cx.p.sigmask;
+        cx.p.sigmask &= !through;
+        cx.p.sigmask_after_handler = Some(cx.p.sigmask | through);
+        return Err(Errno::EINTR);
+    }
+    Err(Errno::ERESTARTSYS)
+}
+
+/// pause(): wait for a signal.
+pub fn pause<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>) -> KResult<i64> {
+    if cx.p.next_signal().is_some() {
+        return Err(Errno::EINTR);
+    }
+    Err(Errno::ERESTARTSYS)
+}
+
+/// rt_sigpending(set, size)
+pub fn rt_sigpending<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    set: u64,
+    size: u64,
+) -> KResult<i64> {
+    if size != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let pending = cx.p.sig_pending & cx.p.sigmask;
+    copy_to_user(&mut cx.p.mm, cx.env, set, &pending.to_le_bytes())?;
+    Ok(0)
+}
+
 /// kill(pid, sig) and tkill(tid, sig): only this process exists.
 pub fn kill<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, pid: u64, sig: u64) -> Action {
-    let pid = pid as i64;
-    if pid == cx.p.pid as i64 || pid == 0 || pid == -1 {
-        send_self(cx, sig)
-    } else {
-        Action::Return(Errno::ESRCH.to_ret())
+    let pid = pid as i32 as i64;
+    if sig != 0 && !crate::signal::valid(sig) {
+        return Action::Return(Errno::EINVAL.to_ret());
+    }
+    if pid == cx.p.pid as i64 {
+        return send_self(cx, sig);
+    }
+    if pid == 0 || pid == -1 || pid == -(cx.p.pgid as i64) {
+        // The caller's group (or everyone): the others first, then itself.
+        let group = if pid == -1 { -1 } else { -(cx.p.pgid as i64) };
+        let _ = super::task::kill_group(cx, group, sig);
+        return send_self(cx, sig);
+    }
+    match super::task::kill_other(cx, pid, sig) {
+        Ok(v) => Action::Return(v),
+        Err(e) => Action::Return(e.to_ret()),
     }
 }
 
@@ -169,6 +239,11 @@ pub fn tgkill<M: PhysMem, H: HostIo>(
 ) -> Action {
     if tgid == cx.p.pid && tid == cx.p.pid {
         send_self(cx, sig)
+    } else if tgid == tid {
+        match super::task::kill_other(cx, tid as i32 as i64, sig) {
+            Ok(v) => Action::Return(v),
+            Err(e) => Action::Return(e.to_ret()),
+        }
     } else {
         Action::Return(Errno::ESRCH.to_ret())
     }

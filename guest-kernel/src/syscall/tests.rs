@@ -49,6 +49,7 @@ struct World {
     frames: FrameAllocator,
     cache: PageCache,
     fs: NoHost,
+    tasks: crate::process::task::Tasks,
     p: Process,
     host: FakeHost,
     buf: u64,
@@ -68,6 +69,7 @@ impl World {
             frames,
             cache: PageCache::new(),
             fs: NoHost::new(),
+            tasks: crate::process::task::Tasks::new(),
             p,
             host: FakeHost::default(),
             buf: 0,
@@ -91,6 +93,7 @@ impl World {
             p: &mut self.p,
             env: &mut env,
             host: &mut self.host,
+            tasks: &mut self.tasks,
         };
         dispatch(&mut cx, n, a)
     }

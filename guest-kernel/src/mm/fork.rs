@@ -1,0 +1,191 @@
+//! Copying an address space for fork (Linux's `dup_mmap` and
+//! `copy_page_range`): the child gets the same areas, and every page the
+//! parent has mapped, the private ones copy-on-write.
+//!
+//! A private frame becomes shared: both page tables map it read-only and
+//! the frame allocator counts the extra mapping; the first write on either
+//! side copies it (or takes it back writable when it is the last mapping,
+//! see `fault.rs`). Page-cache frames are mapped as they are (they are
+//! never written through a private mapping). 2 MiB anonymous pages are
+//! split into 4 KiB ones first, so that sharing is counted per frame.
+
+use super::paging::{pte, KernelHalf, LeafAction, PageSize};
+use super::phys::PhysMem;
+use super::space::{Mm, MmEnv};
+use super::vma::VmFlags;
+use crate::errno::{Errno, KResult};
+use vmrun_contract::layout::HUGE_PAGE_SIZE;
+
+impl Mm {
+    /// A copy of this address space for a forked child.
+    pub fn fork_copy<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        kernel: &KernelHalf,
+        child: &mut Mm,
+    ) -> KResult<()> {
+        child.init(env.mem, env.frames, kernel)?;
+        child.vmas = self.vmas.clone();
+        child.vmas.set_journaling(false);
+        child.copy_layout(self);
+        let areas: alloc::vec::Vec<(u64, u64, bool)> = self
+            .vmas
+            .iter()
+            .map(|v| (v.start, v.end, v.flags.contains(VmFlags::SHARED)))
+            .collect();
+        for (start, end, shared) in areas {
+            self.split_huge_in(env, start, end)?;
+            self.share_range(env, child, start, end, shared)?;
+        }
+        self.tlb_stale = true;
+        child.peak_user_frames = child.user_frames;
+        Ok(())
+    }
+
+    fn copy_layout(&mut self, from: &Mm) {
+        self.start_code = from.start_code;
+        self.end_code = from.end_code;
+        self.start_data = from.start_data;
+        self.end_data = from.end_data;
+        self.start_brk = from.start_brk;
+        self.brk = from.brk;
+        self.start_stack = from.start_stack;
+        self.arg_start = from.arg_start;
+        self.arg_end = from.arg_end;
+        self.env_start = from.env_start;
+        self.env_end = from.env_end;
+        self.mmap_base = from.mmap_base;
+        self.last_anon = from.last_anon;
+    }
+
+    /// Split the 2 MiB leaves in `[start, end)` into 4 KiB ones.
+    fn split_huge_in<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        start: u64,
+        end: u64,
+    ) -> KResult<()> {
+        let mut a = start & !(HUGE_PAGE_SIZE - 1);
+        while a < end {
+            if let Some(t) = self.pt.translate(env.mem, a.max(start)) {
+                if t.size == PageSize::Size2M {
+                    self.pt
+                        .split_huge(env.mem, env.frames, a)
+                        .map_err(|e| e.errno())?;
+                }
+            }
+            a += HUGE_PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// Map every leaf of `[start, end)` into `child` as well; private
+    /// frames become read-only in both and counted as shared.
+    fn share_range<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        child: &mut Mm,
+        start: u64,
+        end: u64,
+        shared_area: bool,
+    ) -> KResult<()> {
+        let mut failed = None;
+        let mut counted = 0;
+        let r = self
+            .pt
+            .update_range(env.mem, env.frames, start, end, |m, fr, l| {
+                if failed.is_some() {
+                    return LeafAction::Keep;
+                }
+                let cache = fr.is_cache(m, l.frame);
+                let private = fr.owns(l.frame) && !cache;
+                let mut flags = l.flags;
+                let mut action = LeafAction::Keep;
+                if private && !shared_area {
+                    if !fr.share(l.frame) {
+                        failed = Some(Errno::ENOMEM);
+                        return LeafAction::Keep;
+                    }
+                    if flags & pte::RW != 0 {
+                        flags &= !pte::RW;
+                        action = LeafAction::SetFlags(flags);
+                    }
+                    counted += 1;
+                } else if private {
+                    // MAP_SHARED anonymous memory: both map the same frame.
+                    if !fr.share(l.frame) {
+                        failed = Some(Errno::ENOMEM);
+                        return LeafAction::Keep;
+                    }
+                    counted += 1;
+                }
+                if let Err(e) = child.pt.map(m, fr, l.va, l.frame, PageSize::Size4K, flags) {
+                    failed = Some(e.errno());
+                    if private {
+                        fr.unshare(l.frame);
+                        counted -= 1;
+                    }
+                }
+                action
+            });
+        child.user_frames += counted;
+        r.map_err(|e| e.errno())?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::fault::pf;
+    use crate::mm::testmem::Fixture;
+    use crate::uaccess::{copy_from_user, copy_to_user};
+
+    #[test]
+    fn fork_shares_frames_read_only_and_the_first_write_copies() {
+        let mut fx = Fixture::new();
+        let mut parent = fx.mm();
+        let before = fx.frames.in_use();
+        let a = parent
+            .mmap(&mut fx.env(), 0, 0x2000, 3, 0x22, None, 0)
+            .unwrap();
+        copy_to_user(&mut parent, &mut fx.env(), a, b"parent").unwrap();
+        let kernel = fx.kernel;
+        let mut child = Mm::empty();
+        parent
+            .fork_copy(&mut fx.env(), &kernel, &mut child)
+            .unwrap();
+        assert_eq!((parent.user_frames, child.user_frames), (1, 1));
+        let pt = parent.pt.translate(&fx.mem, a).unwrap();
+        let ct = child.pt.translate(&fx.mem, a).unwrap();
+        assert_eq!(pt.frame, ct.frame, "one frame, mapped twice");
+        assert_eq!(pt.flags & pte::RW, 0, "read-only in the parent");
+        assert_eq!(ct.flags & pte::RW, 0, "read-only in the child");
+        assert!(fx.frames.is_shared(pt.frame));
+        // The parent writes: it gets its own copy; the child keeps the old bytes.
+        parent
+            .handle_page_fault(&mut fx.env(), a, pf::USER | pf::WRITE | pf::P)
+            .unwrap();
+        copy_to_user(&mut parent, &mut fx.env(), a, b"PARENT").unwrap();
+        let mut buf = [0u8; 6];
+        copy_from_user(&mut child, &mut fx.env(), a, &mut buf).unwrap();
+        assert_eq!(&buf, b"parent");
+        assert!(!fx.frames.is_shared(ct.frame), "the child's is its own now");
+        // The child's write then takes its frame back without a copy.
+        let used = fx.frames.in_use();
+        child
+            .handle_page_fault(&mut fx.env(), a, pf::USER | pf::WRITE | pf::P)
+            .unwrap();
+        assert_eq!(fx.frames.in_use(), used);
+        child.teardown(&mut fx.mem, &mut fx.frames);
+        parent.teardown(&mut fx.mem, &mut fx.frames);
+        assert_eq!(
+            fx.frames.in_use(),
+            before - 1,
+            "every frame back (the parent's PML4 too)"
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! Many processes: the table of the ones not running now, the life cycle
+//! (fork, exit, zombie, reap) and how one process learns of another.
+//!
+//! The running process is the kernel's `current` one; every other lives in
+//! [`Tasks::others`] with its user registers and FPU state saved. A process
+//! that exits releases its files and address space at once and stays a
+//! zombie, holding only its exit status, until its parent waits for it
+//! (orphans are handed to pid 1 and reaped at once, as an init would).
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use super::Process;
+use crate::errno::{Errno, KResult};
+
+/// Most processes at once (Linux's RLIMIT_NPROC-like limit; fork gives
+/// EAGAIN past it).
+pub const MAX_TASKS: usize = 512;
+
+/// Where a process is in its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TaskState {
+    /// Running or ready to run.
+    #[default]
+    Runnable,
+    /// Waiting for something (a child, a pipe): its system call runs again
+    /// when it is woken.
+    Blocked,
+    /// Exited; the wait status its parent will get.
+    Zombie(i32),
+}
+
+/// The user state of a process that is not running: the trap frame's
+/// words in the arch layer's order, and the FXSAVE image.
+#[derive(Clone, Debug)]
+pub struct SavedContext {
+    /// The registers.
+    pub words: [u64; 22],
+    /// The x87/SSE state.
+    pub fpu: [u8; 512],
+}
+
+/// The processes that are not running.
+#[derive(Debug)]
+pub struct Tasks {
+    /// Them, in creation order.
+    pub others: Vec<Box<Process>>,
+    /// The last pid handed out.
+    pub last_pid: u64,
+    /// Processes forked in all.
+    pub forks: u64,
+    /// Context switches.
+    pub switches: u64,
+    /// Zombies reaped.
+    pub reaped: u64,
+    /// The kernel half every new address space shares.
+    pub kernel: crate::mm::paging::KernelHalf,
+}
+
+impl Default for Tasks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tasks {
+    /// No other process yet.
+    pub const fn new() -> Tasks {
+        Tasks {
+            others: Vec::new(),
+            last_pid: 1,
+            forks: 0,
+            switches: 0,
+            reaped: 0,
+            kernel: crate::mm::paging::KernelHalf::empty(),
+        }
+    }
+
+    /// A fresh pid, or EAGAIN at the process limit.
+    pub fn next_pid(&mut self) -> KResult<u64> {
+        if self.others.len() + 1 >= MAX_TASKS {
+            return Err(Errno::EAGAIN);
+        }
+        self.last_pid += 1;
+        Ok(self.last_pid)
+    }
+
+    /// The process `pid` among the others.
+    pub fn find(&mut self, pid: u64) -> Option<&mut Box<Process>> {
+        self.others.iter_mut().find(|t| t.pid == pid)
+    }
+
+    /// Mark every blocked process runnable (something happened that may
+    /// let it go on; it tries its system call again).
+    pub fn wake_all(&mut self) {
+        for t in &mut self.others {
+            if t.state == TaskState::Blocked {
+                t.state = TaskState::Runnable;
+            }
+        }
+    }
+
+    /// Whether any other process can run.
+    pub fn any_runnable(&self) -> bool {
+        self.others.iter().any(|t| t.state == TaskState::Runnable)
+    }
+
+    /// Take the next runnable process out (round robin: the first
+    /// runnable one, moved to the end when it is put back).
+    pub fn take_runnable(&mut self) -> Option<Box<Process>> {
+        let i = self
+            .others
+            .iter()
+            .position(|t| t.state == TaskState::Runnable)?;
+        Some(self.others.remove(i))
+    }
+
+    /// The zombie children of `parent` (matching `pid` as wait4 does:
+    /// -1 any, > 0 that one).
+    pub fn zombie_child(&self, parent: u64, pid: i64) -> Option<usize> {
+        self.others.iter().position(|t| {
+            t.ppid == parent
+                && matches!(t.state, TaskState::Zombie(_))
+                && (pid == -1 || pid <= 0 || t.pid == pid as u64)
+        })
+    }
+
+    /// Whether `parent` has children matching `pid`.
+    pub fn has_child(&self, parent: u64, pid: i64) -> bool {
+        self.others
+            .iter()
+            .any(|t| t.ppid == parent && (pid == -1 || pid <= 0 || t.pid == pid as u64))
+    }
+
+    /// Hand `dead`'s children to pid 1 (and reap those that are zombies
+    /// already, as an init would).
+    pub fn reparent(&mut self, dead: u64) {
+        self.others
+            .retain(|t| !(t.ppid == dead && matches!(t.state, TaskState::Zombie(_))));
+        for t in &mut self.others {
+            if t.ppid == dead {
+                t.ppid = super::INIT_PID;
+            }
+        }
+    }
+}
+
+/// The wait status of an exit with `code`.
+pub fn exited(code: u8) -> i32 {
+    i32::from(code) << 8
+}
+
+/// The wait status of a death by signal `sig`.
+pub fn signaled(sig: u64) -> i32 {
+    (sig & 0x7f) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(pid: u64, ppid: u64, state: TaskState) -> Box<Process> {
+        let mut p = Box::new(Process::empty());
+        p.pid = pid;
+        p.ppid = ppid;
+        p.state = state;
+        p
+    }
+
+    #[test]
+    fn zombies_are_found_by_parent_and_pid_and_orphans_go_to_init() {
+        let mut t = Tasks::new();
+        t.others.push(task(2, 1, TaskState::Zombie(exited(3))));
+        t.others.push(task(3, 1, TaskState::Runnable));
+        t.others.push(task(4, 3, TaskState::Zombie(0)));
+        t.others.push(task(5, 3, TaskState::Blocked));
+        assert_eq!(t.zombie_child(1, -1), Some(0));
+        assert_eq!(t.zombie_child(1, 3), None);
+        assert!(t.has_child(1, 3));
+        assert!(!t.has_child(2, -1));
+        t.reparent(3);
+        assert!(t.find(4).is_none(), "a zombie orphan is reaped at once");
+        assert_eq!(t.find(5).unwrap().ppid, 1);
+        t.wake_all();
+        assert_eq!(t.take_runnable().unwrap().pid, 3);
+    }
+
+    #[test]
+    fn wait_statuses_encode_as_linux() {
+        assert_eq!(exited(42), 0x2a00);
+        assert_eq!(signaled(9), 9);
+    }
+}

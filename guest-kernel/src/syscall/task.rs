@@ -1,0 +1,406 @@
+//! fork, vfork and clone (without shared memory), wait4 and waitid, the
+//! exit of a process, and signals to other processes.
+
+use alloc::boxed::Box;
+
+use super::{Action, Ctx, HostIo};
+use crate::errno::{Errno, KResult};
+use crate::mm::phys::PhysMem;
+use crate::process::task::{self, TaskState};
+use crate::process::Process;
+use crate::signal::{self, Disposition, SIG_IGN};
+use crate::uaccess::copy_to_user;
+
+type Cx<'p, 'e, 'a, M, H> = Ctx<'p, 'e, 'a, M, H>;
+
+/// clone flags.
+pub mod clone_flags {
+    #![allow(missing_docs)]
+    pub const CSIGNAL: u64 = 0xff;
+    pub const VM: u64 = 0x100;
+    pub const FS: u64 = 0x200;
+    pub const FILES: u64 = 0x400;
+    pub const SIGHAND: u64 = 0x800;
+    pub const PIDFD: u64 = 0x1000;
+    pub const VFORK: u64 = 0x4000;
+    pub const PARENT: u64 = 0x8000;
+    pub const THREAD: u64 = 0x1_0000;
+    pub const SYSVSEM: u64 = 0x4_0000;
+    pub const SETTLS: u64 = 0x8_0000;
+    pub const PARENT_SETTID: u64 = 0x10_0000;
+    pub const CHILD_CLEARTID: u64 = 0x20_0000;
+    pub const CHILD_SETTID: u64 = 0x100_0000;
+}
+
+use clone_flags as cf;
+
+/// How the kernel starts a new child.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpawnInfo {
+    /// The child's stack pointer (0: the parent's).
+    pub stack: u64,
+    /// vfork: the parent waits until the child execs or exits.
+    pub vfork: bool,
+}
+
+/// clone(flags, stack, parent_tid, child_tid, tls); fork and vfork too.
+/// Threads (CLONE_VM without CLONE_VFORK, CLONE_THREAD) are not served
+/// yet: EINVAL... as Linux says of flag combinations it refuses.
+pub fn clone<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    flags: u64,
+    stack: u64,
+    ptid: u64,
+    ctid: u64,
+    tls: u64,
+) -> Action {
+    match do_clone(cx, flags, stack, ptid, ctid, tls) {
+        Ok((child, info)) => Action::Spawn(child, info),
+        Err(e) => Action::Return(e.to_ret()),
+    }
+}
+
+fn do_clone<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    flags: u64,
+    stack: u64,
+    ptid: u64,
+    ctid: u64,
+    tls: u64,
+) -> KResult<(Box<Process>, SpawnInfo)> {
+    let vfork = flags & cf::VFORK != 0;
+    if flags & cf::THREAD != 0 || (flags & cf::VM != 0 && !vfork) {
+        return Err(Errno::ENOSYS);
+    }
+    if flags & cf::SIGHAND != 0 && flags & cf::VM == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let pid = cx.tasks.next_pid()?;
+    let mut child = Box::new(Process::empty());
+    let kernel = cx.tasks.kernel;
+    if let Err(e) = cx.p.mm.fork_copy(cx.env, &kernel, &mut child.mm) {
+        if child.mm.pt.root() != 0 {
+            child.mm.teardown(cx.env.mem, cx.env.frames);
+        }
+        return Err(e);
+    }
+    inherit(cx.p, &mut child, pid);
+    if flags & cf::SETTLS != 0 {
+        child.fs_base = tls;
+    }
+    if flags & cf::PARENT_SETTID != 0 {
+        copy_to_user(&mut cx.p.mm, cx.env, ptid, &(pid as u32).to_le_bytes())?;
+    }
+    if flags & cf::CHILD_SETTID != 0 {
+        copy_to_user(&mut child.mm, cx.env, ctid, &(pid as u32).to_le_bytes())?;
+    }
+    if flags & cf::CHILD_CLEARTID != 0 {
+        child.clear_child_tid = ctid;
+    }
+    if vfork {
+        child.vfork_parent = Some(cx.p.pid);
+        cx.p.vfork_child = Some(pid);
+    }
+    cx.tasks.forks += 1;
+    Ok((child, SpawnInfo { stack, vfork }))
+}
+
+/// What a forked child takes from its parent.
+fn inherit(parent: &Process, child: &mut Process, pid: u64) {
+    child.pid = pid;
+    child.ppid = parent.pid;
+    child.pgid = parent.pgid;
+    child.sid = parent.sid;
+    child.fs_base = parent.fs_base;
+    child.gs_base = parent.gs_base;
+    child.bases_changed = true;
+    child.sigactions = parent.sigactions;
+    child.sigmask = parent.sigmask;
+    child.altstack = parent.altstack;
+    child.exe = parent.exe;
+    child.exe_len = parent.exe_len;
+    child.stdio_modes = parent.stdio_modes;
+    child.fds = parent.fds.fork();
+    child.cwd = parent.cwd.clone();
+    child.umask = parent.umask;
+    child.image_inode = parent.image_inode;
+    child.mapped_files = parent.mapped_files.clone();
+    child.layout = parent.layout;
+    child.comm = parent.comm;
+    child.vdso = parent.vdso;
+}
+
+/// The process ends with wait status `status`: its files and address
+/// space are released now; it stays a zombie for its parent.
+pub fn exit_task<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, status: i32) {
+    super::exit_files(cx);
+    if cx.p.mm.pt.root() != 0 {
+        cx.p.mm.teardown(cx.env.mem, cx.env.frames);
+    }
+    cx.p.state = TaskState::Zombie(status);
+    let pid = cx.p.pid;
+    cx.tasks.reparent(pid);
+    release_vfork_parent(cx);
+    // SIGCHLD to the parent; one that ignores it never sees zombies
+    // (Linux reaps them).
+    let ppid = cx.p.ppid;
+    let (code, st) = if status & 0x7f == 0 {
+        (1, (status >> 8) & 0xff)
+    } else {
+        (2, status & 0x7f)
+    };
+    let info = crate::signal::frame::SigInfo {
+        signo: signal::nr::SIGCHLD as i32,
+        code,
+        addr_or_pid: pid,
+        status: st,
+        ..Default::default()
+    };
+    if let Some(parent) = cx.tasks.find(ppid) {
+        if parent.sigactions[signal::nr::SIGCHLD as usize - 1].handler == SIG_IGN {
+            cx.p.ppid = 0;
+        } else {
+            parent.post_signal(signal::nr::SIGCHLD, info);
+        }
+    }
+    cx.tasks.wake_all();
+}
+
+/// A vfork child exec'd or exited: its parent goes on.
+pub fn release_vfork_parent<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
+    if let Some(ppid) = cx.p.vfork_parent.take() {
+        if let Some(parent) = cx.tasks.find(ppid) {
+            parent.vfork_child = None;
+            parent.state = TaskState::Runnable;
+        }
+    }
+}
+
+/// wait4(pid, wstatus, options, rusage)
+pub fn wait4<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    pid: u64,
+    wstatus: u64,
+    options: u64,
+    rusage: u64,
+) -> KResult<i64> {
+    const WNOHANG: u64 = 1;
+    const KNOWN: u64 = WNOHANG | 2 | 8 | 0x0100_0000 | 0x2000_0000 | 0x4000_0000 | 0x8000_0000;
+    if options & !KNOWN != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let pid = pid as i32 as i64;
+    let me = cx.p.pid;
+    let Some(i) = cx.tasks.zombie_child(me, pid) else {
+        if !cx.tasks.has_child(me, pid) {
+            return Err(Errno::ECHILD);
+        }
+        return if options & WNOHANG != 0 {
+            Ok(0)
+        } else {
+            Err(Errno::ERESTARTSYS)
+        };
+    };
+    let child = cx.tasks.others.remove(i);
+    cx.tasks.reaped += 1;
+    let TaskState::Zombie(status) = child.state else {
+        return Err(Errno::ECHILD);
+    };
+    if wstatus != 0 {
+        copy_to_user(&mut cx.p.mm, cx.env, wstatus, &status.to_le_bytes())?;
+    }
+    if rusage != 0 {
+        copy_to_user(&mut cx.p.mm, cx.env, rusage, &[0u8; 144])?;
+    }
+    Ok(child.pid as i64)
+}
+
+/// waitid(idtype, id, infop, options, rusage)
+pub fn waitid<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    idtype: u64,
+    id: u64,
+    infop: u64,
+    options: u64,
+) -> KResult<i64> {
+    const WNOHANG: u64 = 1;
+    const WEXITED: u64 = 4;
+    const WNOWAIT: u64 = 0x0100_0000;
+    if options & WEXITED == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let pid: i64 = match idtype {
+        0 => -1,
+        1 => id as i64,
+        2 | 3 => -1,
+        _ => return Err(Errno::EINVAL),
+    };
+    let me = cx.p.pid;
+    let Some(i) = cx.tasks.zombie_child(me, pid) else {
+        if !cx.tasks.has_child(me, pid) {
+            return Err(Errno::ECHILD);
+        }
+        if options & WNOHANG != 0 {
+            if infop != 0 {
+                copy_to_user(&mut cx.p.mm, cx.env, infop, &[0u8; 128])?;
+            }
+            return Ok(0);
+        }
+        return Err(Errno::ERESTARTSYS);
+    };
+    let (cpid, status) = match cx.tasks.others[i].state {
+        TaskState::Zombie(s) => (cx.tasks.others[i].pid, s),
+        _ => return Err(Errno::ECHILD),
+    };
+    if options & WNOWAIT == 0 {
+        cx.tasks.others.remove(i);
+        cx.tasks.reaped += 1;
+    }
+    if infop != 0 {
+        let mut si = [0u8; 128];
+        let (code, value): (i32, i32) = if status & 0x7f == 0 {
+            (1, (status >> 8) & 0xff)
+        } else {
+            (2, status & 0x7f)
+        };
+        si[0..4].copy_from_slice(&17i32.to_le_bytes());
+        si[8..12].copy_from_slice(&code.to_le_bytes());
+        si[16..20].copy_from_slice(&(cpid as u32).to_le_bytes());
+        si[24..28].copy_from_slice(&value.to_le_bytes());
+        copy_to_user(&mut cx.p.mm, cx.env, infop, &si)?;
+    }
+    Ok(0)
+}
+
+/// kill(pid, sig) to another process (or a group: every process in it).
+pub fn kill_other<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    pid: i64,
+    sig: u64,
+) -> KResult<i64> {
+    let targets: alloc::vec::Vec<u64> = cx
+        .tasks
+        .others
+        .iter()
+        .filter(|t| !matches!(t.state, TaskState::Zombie(_)))
+        .filter(|t| {
+            if pid < -1 {
+                t.pgid == (-pid) as u64
+            } else {
+                t.pid == pid as u64
+            }
+        })
+        .map(|t| t.pid)
+        .collect();
+    if targets.is_empty() {
+        return Err(Errno::ESRCH);
+    }
+    if sig == 0 {
+        return Ok(0);
+    }
+    for t in targets {
+        let Some(i) = cx.tasks.others.iter().position(|x| x.pid == t) else {
+            continue;
+        };
+        let act = cx.tasks.others[i].sigactions[sig as usize - 1];
+        let bit = 1u64 << (sig - 1);
+        let handled = act.handler != signal::SIG_DFL && act.handler != SIG_IGN;
+        let blocked = cx.tasks.others[i].sigmask & bit != 0 && sig != signal::nr::SIGKILL;
+        if handled || blocked {
+            let info = crate::signal::frame::SigInfo {
+                signo: sig as i32,
+                code: 0,
+                addr_or_pid: cx.p.pid,
+                ..Default::default()
+            };
+            cx.tasks.others[i].post_signal(sig, info);
+            cx.tasks.wake_all();
+            continue;
+        }
+        if signal::disposition(sig, &act) == Disposition::Terminate {
+            // The target dies now: run its exit as if it were current.
+            let mut victim = cx.tasks.others.remove(i);
+            {
+                let mut vcx = Ctx {
+                    p: &mut victim,
+                    env: &mut *cx.env,
+                    host: &mut *cx.host,
+                    tasks: &mut *cx.tasks,
+                };
+                exit_task(&mut vcx, task::signaled(sig));
+            }
+            cx.tasks.others.push(victim);
+        }
+    }
+    Ok(0)
+}
+
+/// kill to a group (`pgid` < -1 as kill gives it, or -1: everyone but
+/// the caller and pid 1), other than the caller.
+pub fn kill_group<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    pgid: i64,
+    sig: u64,
+) -> KResult<i64> {
+    let pids: alloc::vec::Vec<u64> = cx
+        .tasks
+        .others
+        .iter()
+        .filter(|t| !matches!(t.state, TaskState::Zombie(_)))
+        .filter(|t| {
+            if pgid == -1 {
+                t.pid != 1
+            } else {
+                t.pgid == (-pgid) as u64
+            }
+        })
+        .map(|t| t.pid)
+        .collect();
+    for p in pids {
+        kill_other(cx, p as i64, sig)?;
+    }
+    Ok(0)
+}
+
+/// The process group and session calls.
+pub fn setpgid<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    pid: u64,
+    pgid: u64,
+) -> KResult<i64> {
+    let pid = if pid == 0 { cx.p.pid } else { pid };
+    let pgid = if pgid == 0 { pid } else { pgid };
+    if pid == cx.p.pid {
+        cx.p.pgid = pgid;
+        return Ok(0);
+    }
+    match cx.tasks.find(pid) {
+        Some(t) if t.ppid == cx.p.pid => {
+            t.pgid = pgid;
+            Ok(0)
+        }
+        _ => Err(Errno::ESRCH),
+    }
+}
+
+/// getpgid(pid)
+pub fn getpgid<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, pid: u64) -> KResult<i64> {
+    if pid == 0 || pid == cx.p.pid {
+        return Ok(cx.p.pgid as i64);
+    }
+    cx.tasks
+        .find(pid)
+        .map(|t| t.pgid as i64)
+        .ok_or(Errno::ESRCH)
+}
+
+/// setsid()
+pub fn setsid<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) -> KResult<i64> {
+    let pid = cx.p.pid;
+    if cx.p.pgid == pid || cx.tasks.others.iter().any(|t| t.pgid == pid) {
+        return Err(Errno::EPERM);
+    }
+    cx.p.sid = pid;
+    cx.p.pgid = pid;
+    Ok(pid as i64)
+}
