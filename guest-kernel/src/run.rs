@@ -298,6 +298,7 @@ impl Kernel {
                 self.sysret(mem, v as u64)
             }
             Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 3]),
+            Action::ExitThread(status) => self.exit_thread(mem, status),
             Action::Exec(plan) => {
                 let ip = r.rcx;
                 self.exec(mem, plan, ip)
@@ -838,10 +839,103 @@ impl Kernel {
         }
     }
 
+    /// The calling thread exits: with other threads in its group it just
+    /// goes (its group's state passes on); the last one ends the process.
+    fn exit_thread(&mut self, mem: &mut DirectMap, status: u8) {
+        let more = {
+            let mut env = MmEnv {
+                mem,
+                frames: &mut self.frames,
+                cache: &mut self.cache,
+                host: &mut self.fs,
+            };
+            let mut cx = Ctx {
+                p: &mut self.process,
+                env: &mut env,
+                host: &mut self.host,
+                tasks: &mut self.tasks,
+            };
+            syscall::task::exit_thread(&mut cx)
+        };
+        if !more {
+            return self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 3]);
+        }
+        // Gone for good: no zombie for a thread.
+        self.process.state = TaskState::Zombie(0);
+        let Some(next) = self.next_to_run() else {
+            self.deadlock(mem)
+        };
+        self.process.0 = None;
+        self.enter_task(mem, next);
+    }
+
+    /// The next process to run: a runnable one, else (sleeping the host
+    /// until then) the one whose timed wait ends first.
+    fn next_to_run(&mut self) -> Option<alloc::boxed::Box<Process>> {
+        let now = self.host_now();
+        for t in self.tasks.others.iter_mut() {
+            if t.state == TaskState::Blocked && t.deadline.is_some_and(|d| d <= now) {
+                t.deadline = None;
+                t.timed_out = true;
+                t.state = TaskState::Runnable;
+            }
+        }
+        if let Some(t) = self.tasks.take_runnable() {
+            return Some(t);
+        }
+        let (i, d) = self
+            .tasks
+            .others
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.state == TaskState::Blocked)
+            .filter_map(|(i, t)| t.deadline.map(|d| (i, d)))
+            .min_by_key(|&(_, d)| d)?;
+        hypercall::sleep(d.saturating_sub(now));
+        let mut t = self.tasks.others.remove(i);
+        t.deadline = None;
+        t.timed_out = true;
+        t.state = TaskState::Runnable;
+        Some(t)
+    }
+
+    fn host_now(&mut self) -> u64 {
+        use guest_kernel::syscall::HostIo;
+        self.host
+            .now_ns(guest_kernel::syscall::time::Clock::Monotonic)
+    }
+
+    /// Make `next` the running process: its group's state, registers, FPU
+    /// state and page tables.
+    fn enter_task(&mut self, mem: &mut DirectMap, mut next: alloc::boxed::Box<Process>) {
+        if !next.holds_group {
+            let holder = self
+                .tasks
+                .others
+                .iter_mut()
+                .find(|t| t.tgid == next.tgid && t.holds_group);
+            match holder {
+                Some(h) => h.pass_group(&mut next),
+                None => hypercall::panic(b"a thread group lost its address space"),
+            }
+        }
+        let Some(saved) = next.saved.take() else {
+            hypercall::panic(b"a process to run has no saved state")
+        };
+        next.bases_changed = true;
+        self.process.0 = Some(next);
+        self.tasks.switches += 1;
+        let um = self.user_mode();
+        *um.regs() = frame_of(&saved.words);
+        *um.fpu() = saved.fpu;
+        cpu::load_process_tables(&self.process.mm.pt);
+        self.trace_cr3(mem);
+    }
+
     /// The current process cannot go on (blocked, a zombie, or waiting for
     /// a vfork child): save it and switch to the next runnable one.
     fn switch_away(&mut self, mem: &mut DirectMap) {
-        let Some(mut next) = self.tasks.take_runnable() else {
+        let Some(mut next) = self.next_to_run() else {
             if self.process.state == TaskState::Runnable {
                 return;
             }
@@ -855,18 +949,11 @@ impl Kernel {
             hypercall::panic(b"no current process")
         };
         cur.saved = Some(alloc::boxed::Box::new(SavedContext { words, fpu }));
+        if cur.tgid == next.tgid && cur.holds_group {
+            cur.pass_group(&mut next);
+        }
         self.tasks.others.push(cur);
-        let Some(saved) = next.saved.take() else {
-            hypercall::panic(b"a process to run has no saved state")
-        };
-        next.bases_changed = true;
-        self.process.0 = Some(next);
-        self.tasks.switches += 1;
-        let um = self.user_mode();
-        *um.regs() = frame_of(&saved.words);
-        *um.fpu() = saved.fpu;
-        cpu::load_process_tables(&self.process.mm.pt);
-        self.trace_cr3(mem);
+        self.enter_task(mem, next);
     }
 
     /// Every process waits for another: none can ever run again.

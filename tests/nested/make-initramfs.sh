@@ -31,10 +31,17 @@ stage_file() {
     cp -L "$path" "$root$path"
 }
 
-# The shared libraries (and the dynamic loader) a program needs, as ldd
-# resolves them on this host; nothing for a static program.
+# The shared libraries (and the dynamic loader) a program needs: its
+# PT_INTERP, and what ldd resolves on this host (glibc programs); nothing
+# for a static program. musl's loader is its libc, which ldd cannot list.
 shared_libraries() {
-    ldd "$1" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' || true
+    local interp
+    interp=$(readelf -lW "$1" 2>/dev/null | sed -n 's/.*Requesting program interpreter: \(.*\)\]/\1/p')
+    [ -n "$interp" ] && echo "$interp"
+    case "$interp" in *ld-musl*) return 0 ;; esac
+    ldd "$1" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' |
+        while read -r f; do [ -f "$f" ] && echo "$f"; done
+    return 0
 }
 
 stage_with_libraries() {

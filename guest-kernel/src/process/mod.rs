@@ -14,10 +14,26 @@ use crate::signal::{SigAction, NSIG};
 /// The one process the kernel runs (Linux's task plus its mm).
 #[derive(Debug)]
 pub struct Process {
-    /// Address space.
-    pub mm: Mm,
+    /// Address space (boxed: the threads of a group pass it to whichever
+    /// of them runs).
+    pub mm: alloc::boxed::Box<Mm>,
     /// Process (and thread) id.
     pub pid: u64,
+    /// Thread group (the process id every thread of it shares).
+    pub tgid: u64,
+    /// Made by clone with CLONE_THREAD (never a zombie, not a child).
+    pub is_thread: bool,
+    /// Whether this thread holds its group's shared state (address space,
+    /// fds, cwd, handlers): the running thread always does.
+    pub holds_group: bool,
+    /// The futex address it waits on.
+    pub futex_wait: Option<u64>,
+    /// A FUTEX_WAKE chose it.
+    pub futex_woken: bool,
+    /// Monotonic ns when its timed wait (futex, nanosleep) ends.
+    pub deadline: Option<u64>,
+    /// Its timed wait ran out.
+    pub timed_out: bool,
     /// Parent's pid (0 for pid 1).
     pub ppid: u64,
     /// Process group.
@@ -86,10 +102,17 @@ pub const INIT_PID: u64 = 1;
 
 impl Process {
     /// A process with no address space yet (for statics).
-    pub const fn empty() -> Process {
+    pub fn empty() -> Process {
         Process {
-            mm: Mm::empty(),
+            mm: alloc::boxed::Box::new(Mm::empty()),
             pid: INIT_PID,
+            tgid: INIT_PID,
+            is_thread: false,
+            holds_group: true,
+            futex_wait: None,
+            futex_woken: false,
+            deadline: None,
+            timed_out: false,
             ppid: 0,
             pgid: INIT_PID,
             sid: INIT_PID,
@@ -160,6 +183,25 @@ impl Process {
     pub fn next_signal(&self) -> Option<u64> {
         let ready = self.sig_pending & !self.sigmask;
         (ready != 0).then(|| u64::from(ready.trailing_zeros()) + 1)
+    }
+
+    /// Move the state the threads of a group share (address space, fds,
+    /// cwd, umask, handlers, exe) from `self` (which holds it) to `to`.
+    pub fn pass_group(&mut self, to: &mut Process) {
+        core::mem::swap(&mut self.mm, &mut to.mm);
+        core::mem::swap(&mut self.fds, &mut to.fds);
+        core::mem::swap(&mut self.cwd, &mut to.cwd);
+        core::mem::swap(&mut self.mapped_files, &mut to.mapped_files);
+        to.umask = self.umask;
+        to.sigactions = self.sigactions;
+        to.exe = self.exe;
+        to.exe_len = self.exe_len;
+        to.layout = self.layout;
+        to.image_inode = self.image_inode;
+        to.vdso = self.vdso;
+        to.stdio_modes = self.stdio_modes;
+        self.holds_group = false;
+        to.holds_group = true;
     }
 
     /// Give the process fds 0, 1 and 2: the host's stdio.

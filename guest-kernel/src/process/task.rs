@@ -127,9 +127,9 @@ impl Tasks {
 
     /// Whether `parent` has children matching `pid`.
     pub fn has_child(&self, parent: u64, pid: i64) -> bool {
-        self.others
-            .iter()
-            .any(|t| t.ppid == parent && (pid == -1 || pid <= 0 || t.pid == pid as u64))
+        self.others.iter().any(|t| {
+            t.ppid == parent && !t.is_thread && (pid == -1 || pid <= 0 || t.pid == pid as u64)
+        })
     }
 
     /// Hand `dead`'s children to pid 1 (and reap those that are zombies

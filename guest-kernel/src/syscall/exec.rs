@@ -577,6 +577,10 @@ pub fn commit<M: PhysMem, H: HostIo>(
 /// drop the old image's files, reset caught signals and per-thread state.
 fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     super::task::release_vfork_parent(cx);
+    // de_thread: the other threads go; the exec'ing one takes the pid.
+    super::task::end_other_threads(cx);
+    cx.p.pid = cx.p.tgid;
+    cx.p.is_thread = false;
     memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
     let cloexec: Vec<u64> =
         cx.p.fds

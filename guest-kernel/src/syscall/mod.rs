@@ -59,13 +59,18 @@ pub enum Action {
     Block,
     /// Return this value, and let the other processes run first.
     Yield(i64),
+    /// The calling thread exits (`exit`); the process too if it was the
+    /// last of its group.
+    ExitThread(u8),
 }
 
 impl PartialEq for Action {
     fn eq(&self, other: &Action) -> bool {
         match (self, other) {
             (Action::Return(a), Action::Return(b)) => a == b,
-            (Action::Exit(a), Action::Exit(b)) => a == b,
+            (Action::Exit(a), Action::Exit(b)) | (Action::ExitThread(a), Action::ExitThread(b)) => {
+                a == b
+            }
             (Action::Kill(a), Action::Kill(b)) => a == b,
             (Action::Block, Action::Block) => true,
             _ => false,
@@ -83,6 +88,7 @@ impl core::fmt::Debug for Action {
             Action::Spawn(c, _) => write!(f, "Spawn(pid {})", c.pid),
             Action::Block => f.write_str("Block"),
             Action::Yield(v) => f.debug_tuple("Yield").field(v).finish(),
+            Action::ExitThread(s) => f.debug_tuple("ExitThread").field(s).finish(),
         }
     }
 }
@@ -514,8 +520,10 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::MPROTECT => ret(memory::mprotect(cx, a[0], a[1], a[2])),
         nr::MUNMAP => ret(memory::munmap(cx, a[0], a[1])),
         nr::BRK => Action::Return(memory::brk(cx, a[0])),
-        nr::EXIT | nr::EXIT_GROUP => Action::Exit(a[0] as u8),
-        nr::GETPID | nr::GETTID => Action::Return(cx.p.pid as i64),
+        nr::EXIT => Action::ExitThread(a[0] as u8),
+        nr::EXIT_GROUP => Action::Exit(a[0] as u8),
+        nr::GETPID => Action::Return(cx.p.tgid as i64),
+        nr::GETTID => Action::Return(cx.p.pid as i64),
         nr::GETPPID => Action::Return(cx.p.ppid as i64),
         nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => Action::Return(0),
         nr::SET_TID_ADDRESS => Action::Return(process::set_tid_address(cx, a[0])),

@@ -76,10 +76,9 @@ mod futex_op {
     pub const CMD_MASK: u64 = !(128 | 256);
 }
 
-/// futex(uaddr, op, val, timeout, uaddr2, val3) for a process of one
-/// thread: nobody else can wait, so a wake finds no waiter, and a wait
-/// whose value still matches can only time out (or would block for good:
-/// it returns EINTR, a spurious wake-up callers retry after).
+/// futex(uaddr, op, val, timeout, uaddr2, val3): a wait whose value still
+/// matches sleeps (until a wake picks it, or its timeout); a wake picks up
+/// to `val` waiters of the same thread group on the address.
 pub fn futex<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, a: [u64; 6]) -> KResult<i64> {
     let (uaddr, op, val, timeout, val3) = (a[0], a[1] & futex_op::CMD_MASK, a[2], a[3], a[5]);
     if uaddr & 3 != 0 {
@@ -92,34 +91,56 @@ pub fn futex<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, a: [u64; 6])
     };
     let current = word()?;
     match op {
-        futex_op::WAKE | futex_op::WAKE_BITSET | futex_op::REQUEUE | futex_op::WAKE_OP => Ok(0),
-        futex_op::CMP_REQUEUE => {
-            if current != val3 as u32 {
+        futex_op::WAKE | futex_op::WAKE_BITSET => Ok(futex_wake(cx, uaddr, val) as i64),
+        futex_op::WAKE_OP => {
+            // Wake val waiters on uaddr and val2 (timeout's value) on uaddr2
+            // (the operation on *uaddr2 is not applied: no other CPU).
+            let n = futex_wake(cx, uaddr, val) + futex_wake(cx, a[4], timeout & 0xffff_ffff);
+            Ok(n as i64)
+        }
+        futex_op::REQUEUE | futex_op::CMP_REQUEUE => {
+            if op == futex_op::CMP_REQUEUE && current != val3 as u32 {
                 return Err(Errno::EAGAIN);
             }
-            Ok(0)
+            // Requeued waiters are woken instead: they check their futex
+            // word again, as after any spurious wake-up.
+            let n = futex_wake(cx, uaddr, val) + futex_wake(cx, a[4], timeout & 0x7fff_ffff);
+            Ok(n as i64)
         }
         futex_op::WAIT | futex_op::WAIT_BITSET => {
+            if core::mem::take(&mut cx.p.futex_woken) {
+                cx.p.futex_wait = None;
+                cx.p.deadline = None;
+                return Ok(0);
+            }
+            if core::mem::take(&mut cx.p.timed_out) {
+                cx.p.futex_wait = None;
+                return Err(Errno::ETIMEDOUT);
+            }
             if current != val as u32 {
+                cx.p.futex_wait = None;
+                cx.p.deadline = None;
                 return Err(Errno::EAGAIN);
             }
-            if timeout == 0 {
-                return Err(Errno::EINTR);
-            }
-            let ns = super::time::read_timespec(cx, timeout)?;
-            if op == futex_op::WAIT {
-                cx.host.sleep(ns);
-            } else {
-                // WAIT_BITSET takes an absolute time.
-                let clock = if a[1] & 256 != 0 {
-                    super::time::Clock::Realtime
+            if cx.p.futex_wait != Some(uaddr) {
+                cx.p.futex_wait = Some(uaddr);
+                cx.p.deadline = if timeout == 0 {
+                    None
                 } else {
-                    super::time::Clock::Monotonic
+                    let ns = super::time::read_timespec(cx, timeout)?;
+                    let now = cx.host.now_ns(super::time::Clock::Monotonic);
+                    Some(if op == futex_op::WAIT {
+                        now.saturating_add(ns)
+                    } else if a[1] & 256 != 0 {
+                        // An absolute CLOCK_REALTIME time.
+                        let real = cx.host.now_ns(super::time::Clock::Realtime);
+                        now.saturating_add(ns.saturating_sub(real))
+                    } else {
+                        ns
+                    })
                 };
-                let now = cx.host.now_ns(clock);
-                cx.host.sleep(ns.saturating_sub(now));
             }
-            Err(Errno::ETIMEDOUT)
+            Err(Errno::ERESTARTSYS)
         }
         _ => Err(Errno::ENOSYS),
     }
@@ -137,4 +158,30 @@ pub fn getcpu<M: PhysMem, H: HostIo>(
         }
     }
     Ok(0)
+}
+
+/// Wake up to `n` threads of the caller's group waiting on `uaddr`.
+fn futex_wake<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, uaddr: u64, n: u64) -> u64 {
+    let tgid = cx.p.tgid;
+    let mut woken = 0;
+    for t in cx.tasks.others.iter_mut() {
+        if woken >= n {
+            break;
+        }
+        if t.tgid == tgid && t.futex_wait == Some(uaddr) && !t.futex_woken {
+            t.futex_woken = true;
+            t.state = crate::process::task::TaskState::Runnable;
+            woken += 1;
+        }
+    }
+    woken
+}
+
+/// Wake up to `n` waiters on `uaddr` (for thread exit's clear_child_tid).
+pub fn futex_wake_pub<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    uaddr: u64,
+    n: u64,
+) -> u64 {
+    futex_wake(cx, uaddr, n)
 }

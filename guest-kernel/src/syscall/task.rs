@@ -69,11 +69,17 @@ fn do_clone<M: PhysMem, H: HostIo>(
     tls: u64,
 ) -> KResult<(Box<Process>, SpawnInfo)> {
     let vfork = flags & cf::VFORK != 0;
-    if flags & cf::THREAD != 0 || (flags & cf::VM != 0 && !vfork) {
-        return Err(Errno::ENOSYS);
-    }
-    if flags & cf::SIGHAND != 0 && flags & cf::VM == 0 {
+    if flags & cf::THREAD != 0 && flags & cf::SIGHAND == 0
+        || flags & cf::SIGHAND != 0 && flags & cf::VM == 0
+    {
         return Err(Errno::EINVAL);
+    }
+    if flags & cf::THREAD != 0 {
+        return new_thread(cx, flags, stack, ptid, ctid, tls);
+    }
+    if flags & cf::VM != 0 && !vfork {
+        // Shared memory without a thread group is not served.
+        return Err(Errno::ENOSYS);
     }
     let pid = cx.tasks.next_pid()?;
     let mut child = Box::new(Process::empty());
@@ -105,10 +111,92 @@ fn do_clone<M: PhysMem, H: HostIo>(
     Ok((child, SpawnInfo { stack, vfork }))
 }
 
+/// A thread of the caller's group (pthread_create): it shares the address
+/// space, fds and handlers (which the running thread holds) and starts on
+/// `stack` with `tls`.
+fn new_thread<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    flags: u64,
+    stack: u64,
+    ptid: u64,
+    ctid: u64,
+    tls: u64,
+) -> KResult<(Box<Process>, SpawnInfo)> {
+    let tid = cx.tasks.next_pid()?;
+    let mut t = Box::new(Process::empty());
+    t.pid = tid;
+    t.tgid = cx.p.tgid;
+    t.is_thread = true;
+    t.holds_group = false;
+    t.ppid = cx.p.ppid;
+    t.pgid = cx.p.pgid;
+    t.sid = cx.p.sid;
+    t.sigmask = cx.p.sigmask;
+    t.comm = cx.p.comm;
+    t.fs_base = if flags & cf::SETTLS != 0 {
+        tls
+    } else {
+        cx.p.fs_base
+    };
+    t.gs_base = cx.p.gs_base;
+    t.bases_changed = true;
+    if flags & cf::PARENT_SETTID != 0 {
+        copy_to_user(&mut cx.p.mm, cx.env, ptid, &(tid as u32).to_le_bytes())?;
+    }
+    if flags & cf::CHILD_SETTID != 0 {
+        copy_to_user(&mut cx.p.mm, cx.env, ctid, &(tid as u32).to_le_bytes())?;
+    }
+    if flags & cf::CHILD_CLEARTID != 0 {
+        t.clear_child_tid = ctid;
+    }
+    Ok((
+        t,
+        SpawnInfo {
+            stack,
+            vfork: false,
+        },
+    ))
+}
+
+/// A thread ends with others of its group left: its clear_child_tid word
+/// is zeroed and its waiter woken (pthread_join), and the group's state
+/// goes to another thread. Returns false if it is the group's last thread
+/// (the process exits then).
+pub fn exit_thread<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) -> bool {
+    let tgid = cx.p.tgid;
+    let Some(i) = cx
+        .tasks
+        .others
+        .iter()
+        .position(|t| t.tgid == tgid && !matches!(t.state, TaskState::Zombie(_)))
+    else {
+        return false;
+    };
+    let ctid = core::mem::take(&mut cx.p.clear_child_tid);
+    if ctid != 0 && copy_to_user(&mut cx.p.mm, cx.env, ctid, &0u32.to_le_bytes()).is_ok() {
+        let _ = super::process::futex_wake_pub(cx, ctid, 1);
+    }
+    let mut heir = cx.tasks.others.remove(i);
+    cx.p.pass_group(&mut heir);
+    cx.tasks.others.insert(i, heir);
+    cx.tasks.wake_all();
+    true
+}
+
+/// exit_group: the caller's other threads go (the caller holds the
+/// group's state, so they hold nothing).
+pub fn end_other_threads<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
+    let (tgid, me) = (cx.p.tgid, cx.p.pid);
+    cx.tasks
+        .others
+        .retain(|t| t.tgid != tgid || t.pid == me || matches!(t.state, TaskState::Zombie(_)));
+}
+
 /// What a forked child takes from its parent.
 fn inherit(parent: &Process, child: &mut Process, pid: u64) {
     child.pid = pid;
-    child.ppid = parent.pid;
+    child.tgid = pid;
+    child.ppid = parent.tgid;
     child.pgid = parent.pgid;
     child.sid = parent.sid;
     child.fs_base = parent.fs_base;
@@ -137,7 +225,10 @@ pub fn exit_task<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, status: i
     if cx.p.mm.pt.root() != 0 {
         cx.p.mm.teardown(cx.env.mem, cx.env.frames);
     }
+    end_other_threads(cx);
     cx.p.state = TaskState::Zombie(status);
+    // The process's zombie is known by its thread group's id.
+    cx.p.pid = cx.p.tgid;
     let pid = cx.p.pid;
     cx.tasks.reparent(pid);
     release_vfork_parent(cx);
@@ -190,7 +281,7 @@ pub fn wait4<M: PhysMem, H: HostIo>(
         return Err(Errno::EINVAL);
     }
     let pid = pid as i32 as i64;
-    let me = cx.p.pid;
+    let me = cx.p.tgid;
     let Some(i) = cx.tasks.zombie_child(me, pid) else {
         if !cx.tasks.has_child(me, pid) {
             return Err(Errno::ECHILD);
@@ -235,7 +326,7 @@ pub fn waitid<M: PhysMem, H: HostIo>(
         2 | 3 => -1,
         _ => return Err(Errno::EINVAL),
     };
-    let me = cx.p.pid;
+    let me = cx.p.tgid;
     let Some(i) = cx.tasks.zombie_child(me, pid) else {
         if !cx.tasks.has_child(me, pid) {
             return Err(Errno::ECHILD);

@@ -62,7 +62,7 @@ impl World {
         let kroot = frames.alloc_zeroed(&mut mem).unwrap();
         let mut p = Process::empty();
         let kernel = KernelHalf::new(kroot, &[]);
-        p.mm = Mm::new(&mut mem, &mut frames, &kernel).unwrap();
+        *p.mm = Mm::new(&mut mem, &mut frames, &kernel).unwrap();
         p.init_stdio();
         let mut w = World {
             mem,

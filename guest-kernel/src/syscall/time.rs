@@ -109,8 +109,26 @@ pub(super) fn read_timespec<M: PhysMem, H: HostIo>(
 /// left alone.
 pub fn nanosleep<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, req: u64) -> KResult<i64> {
     let ns = read_timespec(cx, req)?;
-    cx.host.sleep(ns);
-    Ok(0)
+    sleep_ns(cx, ns)
+}
+
+/// Sleep `ns`: the host sleeps when nothing else can run; otherwise the
+/// process waits with a deadline and the others run meanwhile.
+pub fn sleep_ns<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, ns: u64) -> KResult<i64> {
+    if core::mem::take(&mut cx.p.timed_out) {
+        cx.p.deadline = None;
+        return Ok(0);
+    }
+    if cx.p.deadline.is_some() {
+        return Err(Errno::ERESTARTSYS);
+    }
+    if !cx.tasks.any_runnable() {
+        cx.host.sleep(ns);
+        return Ok(0);
+    }
+    let now = cx.host.now_ns(Clock::Monotonic);
+    cx.p.deadline = Some(now.saturating_add(ns));
+    Err(Errno::ERESTARTSYS)
 }
 
 /// clock_nanosleep(clockid, flags, req, rem): relative, or until an
@@ -128,6 +146,5 @@ pub fn clock_nanosleep<M: PhysMem, H: HostIo>(
     } else {
         ns
     };
-    cx.host.sleep(wait);
-    Ok(0)
+    sleep_ns(cx, wait)
 }

@@ -269,7 +269,9 @@ pub fn linkat(
     })
 }
 
-/// `fchmodat2` (`flags`: AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH; Linux 6.6).
+/// `fchmodat2` (`flags`: AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH; Linux 6.6);
+/// on older kernels, the object is opened O_PATH without following and
+/// changed through its /proc/self/fd entry (what glibc's fchmodat does).
 pub fn fchmodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32, flags: i32) -> SysResult<()> {
     // SAFETY: fchmodat2 reads the NUL-terminated `name`.
     let ret = unsafe {
@@ -281,7 +283,45 @@ pub fn fchmodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32, flags: i32) -> SysR
             flags,
         )
     };
-    check(ret).map(|_| ())
+    match check(ret) {
+        Err(libc::ENOSYS) => chmod_by_proc(dir, name, mode),
+        r => r.map(|_| ()),
+    }
+}
+
+fn chmod_by_proc(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> SysResult<()> {
+    let path =
+        |fd: i32| std::ffi::CString::new(format!("/proc/self/fd/{fd}")).map_err(|_| libc::EINVAL);
+    if name.to_bytes().is_empty() {
+        let p = path(dir.as_raw_fd())?;
+        // SAFETY: chmod reads the NUL-terminated path.
+        return check_int(unsafe { libc::chmod(p.as_ptr(), mode) });
+    }
+    // SAFETY: openat reads the NUL-terminated `name`; the fd is owned below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    // SAFETY: `fd` was just opened and is ours to close.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat writes one struct stat.
+    check_int(unsafe { libc::fstat(owned.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so the struct is filled.
+    if unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(libc::EOPNOTSUPP);
+    }
+    let p = path(owned.as_raw_fd())?;
+    // SAFETY: chmod reads the NUL-terminated path.
+    check_int(unsafe { libc::chmod(p.as_ptr(), mode) })
 }
 
 /// `fchmod` of an fd opened for reading or writing.
