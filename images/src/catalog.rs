@@ -276,4 +276,21 @@ pub const IMAGES: &[Image] = &[
         flags: DYNAMIC,
         summary: "musl printf, dynamically linked (ld-musl as PT_INTERP)",
     },
+    c_image(
+        "proc_test",
+        "proc_test.c",
+        "fork/exec/wait, posix_spawn, vfork, zombies, orphans, pipes, SIGPIPE, copy-on-write",
+    ),
+    Image {
+        name: "fork_loop",
+        source: "fork_loop.c",
+        compiler: Compiler::Gcc,
+        flags: NO_LIBC,
+        summary: "no libc: N rounds of fork, exit and wait4 (the fork leak check)",
+    },
+    c_image(
+        "signal_test",
+        "signal_test.c",
+        "signal handlers: SIGSEGV with siginfo, sigaltstack, blocked then unblocked, kill",
+    ),
 ];
