@@ -1,0 +1,598 @@
+//! Processes in the guest: fork with copy-on-write, vfork and posix_spawn,
+//! wait and zombies, orphans, pipes and SIGPIPE, signal handlers. Every test
+//! runs the same thing natively and under vmrun in the same test and
+//! compares exit status, stdout and stderr byte for byte.
+//!
+//! The shells are Debian's busybox-static (tests that need it say SKIPPED
+//! without it) and the host's dynamically linked bash and dash; the C
+//! programs are `proc_test`, `signal_test` and the libc-free `fork_loop`
+//! (images/c/). No test relies on preemption: every process that waits for
+//! another blocks in the kernel (a pipe, wait), none spins.
+
+mod common;
+
+use common::*;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The one environment both runs get: the native run starts from an empty
+/// environment with these, the guest from `vmrun -i -e ...` with the same.
+const ENV: &[(&str, &str)] = &[("PATH", "/usr/bin:/bin"), ("LC_ALL", "C"), ("TZ", "UTC")];
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// A fresh directory under the system temp dir with two empty working
+/// directories, `native/` and `guest/`, one per run. Removed on success,
+/// kept (and named on stderr) when the test fails.
+struct Scratch {
+    root: PathBuf,
+}
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "vmrun-processes-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&root);
+        for dir in ["native", "guest"] {
+            fs::create_dir_all(root.join(dir)).expect("creating a scratch directory");
+        }
+        Scratch { root }
+    }
+
+    fn native(&self) -> PathBuf {
+        self.root.join("native")
+    }
+
+    fn guest(&self) -> PathBuf {
+        self.root.join("guest")
+    }
+
+    /// Writes `name` holding `bytes` into both working directories.
+    fn both(&self, name: &str, bytes: &[u8]) {
+        for dir in [self.native(), self.guest()] {
+            fs::write(dir.join(name), bytes).expect("writing a fixture");
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "processes test: kept {} for inspection",
+                self.root.display()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// `program args...` natively in `dir` with exactly [`ENV`].
+fn native_in(dir: &Path, program: &OsStr, args: &[OsString]) -> Output {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(ENV.iter().copied());
+    run(command, b"")
+}
+
+/// `vmrun --check -i -e ENV... program args...` in `dir`.
+fn guest_in(dir: &Path, program: &OsStr, args: &[OsString]) -> Output {
+    let mut all: Vec<OsString> = vec!["-i".into()];
+    for (k, v) in ENV {
+        all.push("-e".into());
+        all.push(format!("{k}={v}").into());
+    }
+    all.push(program.to_os_string());
+    all.extend(args.iter().cloned());
+    let mut command = vmrun_command(all);
+    command.current_dir(dir);
+    run(command, b"")
+}
+
+/// Asserts that the two runs are alike byte for byte.
+fn assert_same(what: &str, native: &Output, guest: &Output) {
+    let same = native.stdout == guest.stdout
+        && native.stderr == guest.stderr
+        && shell_status(&native.status) == shell_status(&guest.status);
+    assert!(
+        same,
+        "{what}: vmrun differs from the native run\n=== native ===\n{}\n=== vmrun ===\n{}",
+        describe(native),
+        describe(guest)
+    );
+}
+
+/// Runs `program args...` natively in `s.native()` and under vmrun in
+/// `s.guest()`, asserts that the native run exited with `status` (so the
+/// comparison means something) and that both runs are alike; returns the
+/// native run.
+fn same_in(s: &Scratch, program: impl AsRef<OsStr>, args: &[&str], status: i32) -> Output {
+    let program = program.as_ref();
+    let what = format!("{} {}", program.to_string_lossy(), args.join(" "));
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let native = native_in(&s.native(), program, &args);
+    assert_status(&native, status);
+    let guest = guest_in(&s.guest(), program, &args);
+    assert_same(&what, &native, &guest);
+    native
+}
+
+/// [`same_in`] in a scratch directory of its own, expecting status 0.
+fn same(tag: &str, program: impl AsRef<OsStr>, args: &[&str]) -> Output {
+    same_in(&Scratch::new(tag), program, args, 0)
+}
+
+/// Whether busybox is installed; prints a SKIPPED line when it is not.
+fn have_busybox() -> bool {
+    let ok = Path::new(BUSYBOX).is_file();
+    if !ok {
+        eprintln!("SKIPPED: {BUSYBOX} is missing (Debian: apt-get install busybox-static)");
+    }
+    ok
+}
+
+/// `busybox sh -c SCRIPT` natively and under vmrun, compared; returns the
+/// native run.
+fn busybox_sh(tag: &str, script: &str) -> Output {
+    same(tag, BUSYBOX, &["sh", "-c", script])
+}
+
+fn have(program: &str) -> bool {
+    let ok = Path::new(program).is_file();
+    if !ok {
+        eprintln!("SKIPPED: {program} is missing");
+    }
+    ok
+}
+
+/// Runs `image mode args...` natively and under vmrun, compared; returns
+/// the native run's stdout as text.
+fn image_mode(name: &str, args: &[&str]) -> String {
+    let native = same(name, image(name), args);
+    String::from_utf8(native.stdout).expect("UTF-8 output")
+}
+
+fn proc_test(args: &[&str]) -> String {
+    image_mode("proc_test", args)
+}
+
+fn signal_test(args: &[&str]) -> String {
+    image_mode("signal_test", args)
+}
+
+// ---------------------------------------------------------------------------
+// busybox sh
+
+#[test]
+fn busybox_sh_two_stage_pipeline() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    let out = busybox_sh("bb-pipe2", "echo one two | wc -w");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+}
+
+#[test]
+fn busybox_sh_three_stage_pipeline() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    let out = busybox_sh("bb-pipe3", "seq 1 1000 | sort -r | head -3");
+    assert_eq!(out.stdout, b"999\n998\n997\n");
+}
+
+#[test]
+fn busybox_sh_command_substitution() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    let out = busybox_sh(
+        "bb-subst",
+        "x=$(echo hi); echo $x; y=\"$(seq 3 | tr '\\n' ,)\"; echo \"[$y]\"",
+    );
+    assert_eq!(out.stdout, b"hi\n[1,2,3,]\n");
+}
+
+#[test]
+fn busybox_sh_subshell_and_pipeline_status() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    let script = "(exit 7); echo $?; false | true; echo $?; true | false; echo $?; (exit 5)";
+    let out = same_in(
+        &Scratch::new("bb-status"),
+        BUSYBOX,
+        &["sh", "-c", script],
+        5,
+    );
+    assert_eq!(out.stdout, b"7\n0\n1\n");
+}
+
+#[test]
+fn busybox_sh_background_and_wait() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    let out = busybox_sh(
+        "bb-wait",
+        "sleep 0.1 & wait; echo waited; (exit 4) & wait $!; echo \"status $?\"",
+    );
+    assert_eq!(out.stdout, b"waited\nstatus 4\n");
+}
+
+#[test]
+fn busybox_sh_trap_on_sigint_sent_to_itself() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    let out = busybox_sh(
+        "bb-trap",
+        "trap 'echo caught INT' INT; kill -INT $$; echo after",
+    );
+    assert_eq!(out.stdout, b"caught INT\nafter\n");
+}
+
+#[test]
+fn busybox_sh_redirections_to_files() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    let s = Scratch::new("bb-redirect");
+    let script = "echo first > out.txt; echo second >> out.txt; cat < out.txt; \
+                  ls missing-file 2> err.txt; echo \"ls status $?\"; cat err.txt; \
+                  wc -l < out.txt > count.txt; \
+                  exec 3> fd3.txt; echo via-fd3 >&3; exec 3>&-; \
+                  { echo grouped; echo to-stderr >&2; } > group.txt 2>&1; \
+                  cat fd3.txt count.txt group.txt";
+    let native = same_in(&s, BUSYBOX, &["sh", "-c", script], 0);
+    assert!(String::from_utf8_lossy(&native.stdout).contains("via-fd3"));
+    for name in ["out.txt", "err.txt", "count.txt", "fd3.txt", "group.txt"] {
+        let want = fs::read(s.native().join(name)).expect("the native run's file");
+        let got = fs::read(s.guest().join(name))
+            .unwrap_or_else(|e| panic!("the guest did not write {name}: {e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "{name} differs"
+        );
+    }
+}
+
+/// ~100 KiB of numbered lines.
+fn text_fixture() -> Vec<u8> {
+    (0..4000)
+        .map(|i| format!("line {i:05} value {}\n", (i * 7919) % 1000))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[test]
+fn busybox_zcat_of_a_gzip_file_made_natively() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    let s = Scratch::new("bb-zcat");
+    let text = text_fixture();
+    s.both("data.txt", &text);
+    // gzip it natively with busybox, and keep a copy for each run.
+    let gzip = native_in(
+        &s.native(),
+        OsStr::new(BUSYBOX),
+        &["gzip".into(), "-k".into(), "data.txt".into()],
+    );
+    assert_status(&gzip, 0);
+    let gz = fs::read(s.native().join("data.txt.gz")).expect("the gzip file");
+    assert!(gz.starts_with(&[0x1f, 0x8b]), "not a gzip file");
+    fs::write(s.guest().join("data.txt.gz"), &gz).unwrap();
+    let native = same_in(&s, BUSYBOX, &["zcat", "data.txt.gz"], 0);
+    assert_eq!(native.stdout, text);
+    let native = same_in(
+        &s,
+        BUSYBOX,
+        &[
+            "sh",
+            "-c",
+            "zcat data.txt.gz | wc -l; zcat < data.txt.gz | tail -1",
+        ],
+        0,
+    );
+    assert_eq!(native.stdout, b"4000\nline 03999 value 81\n");
+}
+
+// ---------------------------------------------------------------------------
+// The host's bash and dash (dynamically linked)
+
+const SHELL_SCRIPT: &str = "echo one two | wc -w; x=$(echo hi | tr a-z A-Z); echo \"$x\"; \
+     seq 1 1000 | sort -rn | head -3; n=$(seq 1 100 | wc -l); echo \"n=$n\"; \
+     (exit 7); echo $?; false | true; echo $?; echo end | cat | cat | cat";
+
+const SHELL_OUTPUT: &[u8] = b"2\nHI\n1000\n999\n998\nn=100\n7\n0\nend\n";
+
+#[test]
+fn bash_pipes_and_command_substitution() {
+    if !require_kvm() || !have("/bin/bash") {
+        return;
+    }
+    let out = same("bash", "/bin/bash", &["-c", SHELL_SCRIPT]);
+    assert_eq!(out.stdout, SHELL_OUTPUT);
+}
+
+#[test]
+fn dash_pipes_and_command_substitution() {
+    if !require_kvm() || !have("/bin/dash") {
+        return;
+    }
+    let out = same("dash", "/bin/dash", &["-c", SHELL_SCRIPT]);
+    assert_eq!(out.stdout, SHELL_OUTPUT);
+}
+
+// ---------------------------------------------------------------------------
+// C programs: fork, exec, wait
+
+#[test]
+fn fork_exec_wait_reports_exit_status_and_signal() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["exec_wait"]);
+    assert!(out.contains("exec of `exit 3`: exited with 3\n"), "{out}");
+    assert!(
+        out.contains("exec of `raise`: killed by signal 15"),
+        "{out}"
+    );
+}
+
+#[test]
+fn parent_kills_a_blocked_child() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["kill_child"]);
+    assert!(out.contains("killed by signal 15"), "{out}");
+}
+
+#[test]
+fn posix_spawn_and_wait() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["spawn"]);
+    assert!(out.contains("exited with 5"), "{out}");
+}
+
+#[test]
+#[ignore = "clone(CLONE_VM|CLONE_VFORK) does not share the address space: glibc's posix_spawn child stores the exec's errno in the parent's memory, the parent never sees it, and posix_spawn returns 0 (the child exits 127) instead of ENOENT"]
+fn posix_spawn_of_a_missing_program_returns_enoent() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["spawn_missing"]);
+    assert!(out.contains("ENOENT"), "{out}");
+}
+
+#[test]
+fn vfork_then_exit_or_exec() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["vfork"]);
+    assert!(out.contains("vfork+_exit(9): exited with 9\n"), "{out}");
+    assert!(out.contains("`exit 6`: exited with 6\n"), "{out}");
+}
+
+#[test]
+fn zombie_is_visible_to_waitid_wnowait_until_reaped() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["zombie"]);
+    assert!(out.contains("waitid WNOWAIT 2: pid matches"), "{out}");
+    assert!(out.contains("wait4 again: -1 (ECHILD)"), "{out}");
+}
+
+#[test]
+#[ignore = "kill(pid, 0) on a zombie child fails with ESRCH in the guest; Linux finds the zombie (0) until it is reaped"]
+fn kill_finds_a_zombie_until_it_is_reaped() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["zombie_kill"]);
+    assert!(out.contains("kill(pid, 0) = 0 (found)"), "{out}");
+}
+
+#[test]
+fn wnohang_on_a_live_child_and_without_children() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["wnohang"]);
+    assert!(out.contains("WNOHANG on a live child: 0\n"), "{out}");
+}
+
+#[test]
+fn orphan_is_reparented_to_pid_1() {
+    if !require_kvm() {
+        return;
+    }
+    let s = Scratch::new("orphan");
+    let program = image("proc_test");
+    let args = vec![OsString::from("orphan")];
+    let native = native_in(&s.native(), program.as_os_str(), &args);
+    assert_status(&native, 0);
+    let want = "grandchild: ppid changed: yes; ppid is 1: yes\n";
+    let native_text = String::from_utf8_lossy(&native.stdout);
+    let guest = guest_in(&s.guest(), program.as_os_str(), &args);
+    if native_text.contains(want) {
+        assert_same("proc_test orphan", &native, &guest);
+    } else {
+        // A subreaper on the host (systemd --user, a container's init)
+        // adopts the native orphan; in the guest it must still be pid 1.
+        eprintln!("note: the native orphan was adopted by a subreaper:\n{native_text}");
+        assert_status(&guest, 0);
+        assert!(
+            String::from_utf8_lossy(&guest.stdout).contains(want),
+            "{}",
+            describe(&guest)
+        );
+    }
+}
+
+#[test]
+fn a_hundred_children_in_parallel() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["parallel", "100"]);
+    assert_eq!(
+        out,
+        "100 children reaped, 100 with their own status, sum 4950 (expected 4950)\n"
+    );
+}
+
+#[test]
+fn one_mib_through_a_pipe() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["pipe_1m"]);
+    assert!(out.contains("read 1048576 bytes"), "{out}");
+    assert!(out.contains("as sent"), "{out}");
+}
+
+#[test]
+fn sigpipe_kills_a_writer_and_ignored_gives_epipe() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["sigpipe"]);
+    assert!(out.contains("writer: killed by signal 13"), "{out}");
+    assert!(out.contains("write = -1 (EPIPE)"), "{out}");
+}
+
+#[test]
+fn copy_on_write_parent_and_child_see_their_own_values() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["cow"]);
+    assert!(
+        out.contains("child sees global 1, heap -1, anon child, stack 11, untouched p\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("parent sees global 2, heap -2, anon parent, stack 22, untouched p\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_thousand_fork_exit_wait_rounds() {
+    if !require_kvm() {
+        return;
+    }
+    // No libc: a round is little more than the fork. vmrun's leak check at
+    // exit covers every child's frames and page tables.
+    let out = image_mode("fork_loop", &["1000"]);
+    assert_eq!(out, "1000 rounds of fork, exit and wait\n");
+}
+
+#[test]
+fn fork_exit_wait_rounds_with_glibc() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["fork_loop", "50"]);
+    assert_eq!(out, "50 rounds of fork, exit and wait\n");
+}
+
+// ---------------------------------------------------------------------------
+// Signal handlers
+
+#[test]
+fn sigsegv_handler_gets_si_addr_and_siglongjmps_out() {
+    if !require_kvm() {
+        return;
+    }
+    let out = signal_test(&["segv"]);
+    assert_eq!(
+        out,
+        "unmapped: caught signal 11 (SEGV), SEGV_MAPERR, si_addr is the bad pointer\n\
+         read-only: caught signal 11 (SEGV), SEGV_ACCERR, si_addr is the bad pointer\n\
+         unmapped again: caught signal 11 (SEGV), SEGV_MAPERR, si_addr is the bad pointer\n\
+         SIGSEGV blocked after siglongjmp: no\n"
+    );
+}
+
+#[test]
+fn handler_runs_on_the_alternate_stack() {
+    if !require_kvm() {
+        return;
+    }
+    let out = signal_test(&["altstack"]);
+    assert!(out.contains("ran on the alternate stack: yes"), "{out}");
+}
+
+#[test]
+#[ignore = "sigaltstack(NULL, &old) inside a handler running on the alternate stack does not report SS_ONSTACK (and so does not refuse a new stack with EPERM)"]
+fn sigaltstack_reports_ss_onstack_inside_the_handler() {
+    if !require_kvm() {
+        return;
+    }
+    let out = signal_test(&["altstack_flags"]);
+    assert!(out.contains("SS_ONSTACK set"), "{out}");
+}
+
+#[test]
+fn blocked_signal_is_delivered_when_unblocked() {
+    if !require_kvm() {
+        return;
+    }
+    let out = signal_test(&["blocked"]);
+    assert_eq!(
+        out,
+        "blocked: handler calls 0, SIGUSR1 pending: yes\n\
+         unblocked: handler calls 1\n\
+         SIGUSR1 pending now: no\n"
+    );
+}
+
+#[test]
+fn kill_term_reaches_a_childs_handler() {
+    if !require_kvm() {
+        return;
+    }
+    let out = signal_test(&["kill_handler"]);
+    assert_eq!(out, "child: caught SIGTERM\nchild exited with 3\n");
+}
+
+#[test]
+fn sa_restart_read_returns_the_data_after_a_handler() {
+    if !require_kvm() {
+        return;
+    }
+    let out = signal_test(&["sa_restart"]);
+    assert!(out.contains("read = 5 (hello), handler calls 1\n"), "{out}");
+}
+
+#[test]
+fn sigsuspend_runs_the_sigchld_handler() {
+    if !require_kvm() {
+        return;
+    }
+    let out = signal_test(&["sigsuspend"]);
+    assert!(
+        out.contains("sigsuspend = -1 (EINTR), SIGCHLD handler calls 1\n"),
+        "{out}"
+    );
+}
