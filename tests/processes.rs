@@ -402,7 +402,6 @@ fn zombie_is_visible_to_waitid_wnowait_until_reaped() {
 }
 
 #[test]
-#[ignore = "kill(pid, 0) on a zombie child fails with ESRCH in the guest; Linux finds the zombie (0) until it is reaped"]
 fn kill_finds_a_zombie_until_it_is_reaped() {
     if !require_kvm() {
         return;

@@ -373,12 +373,14 @@ pub fn kill_other<M: PhysMem, H: HostIo>(
         .tasks
         .others
         .iter()
-        .filter(|t| !matches!(t.state, TaskState::Zombie(_)))
+        // The thread holding a group's state stands for the process; a
+        // zombie is still found (signal 0) until it is reaped.
+        .filter(|t| t.holds_group || matches!(t.state, TaskState::Zombie(_)))
         .filter(|t| {
             if pid < -1 {
                 t.pgid == (-pid) as u64
             } else {
-                t.pid == pid as u64
+                t.tgid == pid as u64
             }
         })
         .map(|t| t.pid)
@@ -393,6 +395,9 @@ pub fn kill_other<M: PhysMem, H: HostIo>(
         let Some(i) = cx.tasks.others.iter().position(|x| x.pid == t) else {
             continue;
         };
+        if matches!(cx.tasks.others[i].state, TaskState::Zombie(_)) {
+            continue;
+        }
         let act = cx.tasks.others[i].sigactions[sig as usize - 1];
         let bit = 1u64 << (sig - 1);
         let handled = act.handler != signal::SIG_DFL && act.handler != SIG_IGN;
