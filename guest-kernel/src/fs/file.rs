@@ -77,6 +77,10 @@ pub enum Node {
         /// Whether this is the write end.
         write: bool,
     },
+    /// An epoll instance.
+    Epoll(EpollRef),
+    /// An eventfd: its counter, and whether it counts as a semaphore.
+    EventFd(alloc::rc::Rc<RefCell<u64>>, bool),
     /// A directory the kernel serves (`/dev`, `/proc`, `/proc/self/fd`...).
     SynthDir {
         /// Guest path.
@@ -90,7 +94,7 @@ impl Node {
     /// The node's guest path, for `/proc/self/fd` and getcwd.
     pub fn path(&self) -> &[u8] {
         match self {
-            Node::Stdio(_) | Node::Pipe { .. } => b"",
+            Node::Stdio(_) | Node::Pipe { .. } | Node::Epoll(_) | Node::EventFd(..) => b"",
             Node::Host { path, .. }
             | Node::Generated { path, .. }
             | Node::SynthDir { path, .. } => path,
@@ -137,6 +141,65 @@ impl OpenFile {
     /// Whether it was opened for writing.
     pub fn writable(&self) -> bool {
         self.flags & o::PATH == 0 && matches!(self.flags & o::ACCMODE, o::WRONLY | o::RDWR)
+    }
+}
+
+/// An epoll instance's interest list: each watched fd with its event mask
+/// and user data.
+pub type EpollRef = alloc::rc::Rc<RefCell<Vec<(u64, u32, u64)>>>;
+
+/// `poll` event bits.
+pub mod pollev {
+    #![allow(missing_docs)]
+    pub const IN: u16 = 0x1;
+    pub const OUT: u16 = 0x4;
+    pub const ERR: u16 = 0x8;
+    pub const HUP: u16 = 0x10;
+    pub const NVAL: u16 = 0x20;
+}
+
+impl OpenFile {
+    /// What `poll` would report for it now (before masking by the events
+    /// asked for): pipes and eventfds by their state, everything else
+    /// ready for what it was opened for (a read of the host's stdin may
+    /// then wait for the host).
+    pub fn readiness(&self) -> u16 {
+        use pollev::*;
+        match &self.node {
+            Node::Pipe { pipe, write } => {
+                let p = pipe.borrow();
+                if *write {
+                    if p.readers == 0 {
+                        OUT | ERR
+                    } else if p.room() > 0 {
+                        OUT
+                    } else {
+                        0
+                    }
+                } else if !p.buf.is_empty() {
+                    IN | if p.writers == 0 { HUP } else { 0 }
+                } else if p.writers == 0 {
+                    HUP
+                } else {
+                    0
+                }
+            }
+            Node::EventFd(c, _) => {
+                let v = *c.borrow();
+                (if v > 0 { IN } else { 0 }) | if v < u64::MAX - 1 { OUT } else { 0 }
+            }
+            Node::Epoll(_) => 0,
+            _ => {
+                let mut r = 0;
+                if self.readable() {
+                    r |= IN;
+                }
+                if self.writable() {
+                    r |= OUT;
+                }
+                r
+            }
+        }
     }
 }
 

@@ -326,6 +326,8 @@ fn reopen_fd<M: PhysMem, H: HostIo>(
     let b = f.borrow();
     let node = match &b.node {
         Node::Stdio(k) => Node::Stdio(*k),
+        Node::Epoll(e) => Node::Epoll(e.clone()),
+        Node::EventFd(c, sem) => Node::EventFd(c.clone(), *sem),
         Node::Pipe { pipe, write } => {
             // Reopening a pipe end: one more end of the same pipe.
             let mut pb = pipe.borrow_mut();
@@ -429,6 +431,12 @@ pub fn read_at<M: PhysMem, H: HostIo>(
     }
     let mut iov = [IoVec::default(); MAX_PIECES];
     match &b.node {
+        Node::Epoll(_) => Err(Errno::EINVAL),
+        Node::EventFd(c, sem) => {
+            let (c, sem, nonblock) = (c.clone(), *sem, b.flags & o::NONBLOCK != 0);
+            drop(b);
+            eventfd_read(cx, &c, sem, nonblock, buf, len)
+        }
         Node::Stdio(k) => {
             let n = pieces(cx, buf, len, true, &mut iov)?;
             let r = cx.host.read(u64::from(*k), &iov[..n]);
@@ -554,6 +562,9 @@ pub fn write_at<M: PhysMem, H: HostIo>(
     if matches!(f.borrow().node, Node::Dev(DevNode::Full)) {
         return Err(Errno::ENOSPC);
     }
+    if let Node::EventFd(c, _) = &f.borrow().node {
+        return eventfd_write(cx, c, buf, len);
+    }
     if let Node::Pipe { pipe, .. } = &f.borrow().node {
         let nonblock = f.borrow().flags & o::NONBLOCK != 0;
         return pipe_write(cx, pipe, buf, len, nonblock);
@@ -587,9 +598,12 @@ pub fn write_pieces<M: PhysMem, H: HostIo>(
     match &b.node {
         Node::Dev(DevNode::Full) => Err(Errno::ENOSPC),
         Node::Dev(_) => Ok(total),
-        Node::Generated { .. } | Node::SynthDir { .. } | Node::Stdio(_) | Node::Pipe { .. } => {
-            Err(Errno::EINVAL)
-        }
+        Node::Generated { .. }
+        | Node::SynthDir { .. }
+        | Node::Stdio(_)
+        | Node::Pipe { .. }
+        | Node::Epoll(_)
+        | Node::EventFd(..) => Err(Errno::EINVAL),
         Node::Host { handle, inode, .. } => {
             let (handle, inode) = (*handle, *inode);
             drop(b);
@@ -749,6 +763,210 @@ fn pipe_write<M: PhysMem, H: HostIo>(
     pipe.borrow_mut().buf.extend(chunk);
     cx.tasks.wake_all();
     Ok(n as u64)
+}
+
+/// Read an eventfd: its counter (or 1 as a semaphore), which is then
+/// reset (or decremented); wait while it is 0.
+fn eventfd_read<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    c: &alloc::rc::Rc<core::cell::RefCell<u64>>,
+    sem: bool,
+    nonblock: bool,
+    buf: u64,
+    len: u64,
+) -> KResult<u64> {
+    if len < 8 {
+        return Err(Errno::EINVAL);
+    }
+    let v = *c.borrow();
+    if v == 0 {
+        return Err(if nonblock {
+            Errno::EAGAIN
+        } else {
+            Errno::ERESTARTSYS
+        });
+    }
+    let out = if sem { 1 } else { v };
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &out.to_le_bytes())?;
+    *c.borrow_mut() = v - out;
+    cx.tasks.wake_all();
+    Ok(8)
+}
+
+/// Add to an eventfd's counter.
+fn eventfd_write<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    c: &alloc::rc::Rc<core::cell::RefCell<u64>>,
+    buf: u64,
+    len: u64,
+) -> KResult<u64> {
+    if len < 8 {
+        return Err(Errno::EINVAL);
+    }
+    let add = crate::uaccess::get_user_u64(&mut cx.p.mm, cx.env, buf)?;
+    if add == u64::MAX {
+        return Err(Errno::EINVAL);
+    }
+    let v = *c.borrow();
+    if v.checked_add(add).is_none_or(|n| n == u64::MAX) {
+        return Err(Errno::EAGAIN);
+    }
+    *c.borrow_mut() = v + add;
+    cx.tasks.wake_all();
+    Ok(8)
+}
+
+/// eventfd2(initval, flags) and eventfd(initval).
+pub fn eventfd2<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    init: u64,
+    flags: u64,
+) -> KResult<i64> {
+    const EFD_SEMAPHORE: u64 = 1;
+    let flags32 = flags as u32;
+    if flags & !(EFD_SEMAPHORE | u64::from(o::CLOEXEC | o::NONBLOCK)) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let node = Node::EventFd(
+        alloc::rc::Rc::new(core::cell::RefCell::new(init & 0xffff_ffff)),
+        flags & EFD_SEMAPHORE != 0,
+    );
+    let f = OpenFile::new(node, o::RDWR | (flags32 & o::NONBLOCK));
+    Ok(cx.p.fds.alloc(f, flags32 & o::CLOEXEC != 0)? as i64)
+}
+
+/// epoll_create1(flags) and epoll_create(size).
+pub fn epoll_create1<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    flags: u64,
+) -> KResult<i64> {
+    if flags & !u64::from(o::CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let node = Node::Epoll(alloc::rc::Rc::new(core::cell::RefCell::new(
+        alloc::vec::Vec::new(),
+    )));
+    let f = OpenFile::new(node, o::RDWR);
+    Ok(cx.p.fds.alloc(f, flags != 0)? as i64)
+}
+
+fn epoll_of<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    epfd: u64,
+) -> KResult<crate::fs::file::EpollRef> {
+    match &cx.p.fds.file(epfd)?.borrow().node {
+        Node::Epoll(e) => Ok(e.clone()),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// epoll_ctl(epfd, op, fd, event)
+pub fn epoll_ctl<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    epfd: u64,
+    op: u64,
+    fd: u64,
+    ev: u64,
+) -> KResult<i64> {
+    const ADD: u64 = 1;
+    const DEL: u64 = 2;
+    const MOD: u64 = 3;
+    let e = epoll_of(cx, epfd)?;
+    let f = cx.p.fds.file(fd)?;
+    if fd == epfd {
+        return Err(Errno::EINVAL);
+    }
+    if matches!(
+        f.borrow().node,
+        Node::Host { .. } | Node::Generated { .. } | Node::SynthDir { .. }
+    ) {
+        // Regular files and directories cannot be polled (Linux: EPERM).
+        return Err(Errno::EPERM);
+    }
+    let (events, data) = if op == DEL {
+        (0, 0)
+    } else {
+        let mut raw = [0u8; 12];
+        crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, ev, &mut raw)?;
+        let events = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+        let mut d = [0u8; 8];
+        d.copy_from_slice(&raw[4..12]);
+        (events, u64::from_le_bytes(d))
+    };
+    let mut list = e.borrow_mut();
+    let at = list.iter().position(|x| x.0 == fd);
+    match (op, at) {
+        (ADD, Some(_)) => Err(Errno::EEXIST),
+        (ADD, None) => {
+            list.push((fd, events, data));
+            Ok(0)
+        }
+        (MOD, Some(i)) => {
+            list[i] = (fd, events, data);
+            Ok(0)
+        }
+        (DEL, Some(i)) => {
+            list.remove(i);
+            Ok(0)
+        }
+        (MOD | DEL, None) => Err(Errno::ENOENT),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// epoll_wait(epfd, events, maxevents, timeout ms) and epoll_pwait: the
+/// watched fds that are ready; with none, wait (until the timeout).
+pub fn epoll_wait<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    epfd: u64,
+    out: u64,
+    max: u64,
+    timeout_ms: i64,
+) -> KResult<i64> {
+    if max == 0 || max > 1 << 20 {
+        return Err(Errno::EINVAL);
+    }
+    let e = epoll_of(cx, epfd)?;
+    let list = e.borrow().clone();
+    let mut got = alloc::vec::Vec::new();
+    for (fd, events, data) in list {
+        let Ok(f) = cx.p.fds.file(fd) else { continue };
+        let r = u32::from(f.borrow().readiness());
+        // EPOLLERR and EPOLLHUP are always reported.
+        let hit = r & (events | 0x18);
+        if hit != 0 && (got.len() as u64) < max {
+            got.push((hit, data));
+        }
+    }
+    if got.is_empty() {
+        return timed_wait(cx, timeout_ms);
+    }
+    cx.p.deadline = None;
+    cx.p.timed_out = false;
+    let mut bytes = alloc::vec::Vec::with_capacity(got.len() * 12);
+    for (ev, data) in &got {
+        bytes.extend_from_slice(&ev.to_le_bytes());
+        bytes.extend_from_slice(&data.to_le_bytes());
+    }
+    copy_to_user(&mut cx.p.mm, cx.env, out, &bytes)?;
+    Ok(got.len() as i64)
+}
+
+/// Nothing is ready: 0 at once for a zero timeout, 0 when the timeout ran
+/// out, else wait (with a deadline for a positive timeout).
+pub fn timed_wait<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    timeout_ms: i64,
+) -> KResult<i64> {
+    if timeout_ms == 0 || core::mem::take(&mut cx.p.timed_out) {
+        cx.p.deadline = None;
+        return Ok(0);
+    }
+    if timeout_ms > 0 && cx.p.deadline.is_none() {
+        let now = cx.host.now_ns(super::time::Clock::Monotonic);
+        cx.p.deadline = Some(now.saturating_add(timeout_ms as u64 * 1_000_000));
+    }
+    Err(Errno::ERESTARTSYS)
 }
 
 /// pipe2(fds, flags) and pipe(fds).
@@ -1049,7 +1267,9 @@ pub fn lseek<M: PhysMem, H: HostIo>(
             Node::Generated { data, .. } => (None, Some(data.len() as u64), false, b.pos),
             Node::SynthDir { .. } => (None, Some(0), true, b.pos),
             Node::Dev(_) => return Ok(0),
-            Node::Stdio(_) | Node::Pipe { .. } => return Err(Errno::ESPIPE),
+            Node::Stdio(_) | Node::Pipe { .. } | Node::Epoll(_) | Node::EventFd(..) => {
+                return Err(Errno::ESPIPE)
+            }
         }
     };
     let off = off as i64;

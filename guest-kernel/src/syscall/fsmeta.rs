@@ -78,6 +78,15 @@ pub fn statx_fd<M: PhysMem, H: HostIo>(
     let b = f.borrow();
     let t = boot_time(cx);
     Ok(match &b.node {
+        Node::Epoll(_) | Node::EventFd(..) => {
+            let a = Attr {
+                mode: 0o600,
+                nlink: 1,
+                dev: (0, 15),
+                ..Attr::default()
+            };
+            stat::statx_of(&a)
+        }
         Node::Pipe { .. } => {
             let a = Attr {
                 mode: stat::S_IFIFO | 0o600,

@@ -6,24 +6,24 @@ use crate::mm::phys::PhysMem;
 use crate::uaccess::{copy_from_user, copy_to_user};
 use vmrun_contract::IoVec;
 
-const POLLIN: u16 = 0x1;
-const POLLOUT: u16 = 0x4;
 const POLLNVAL: u16 = 0x20;
 /// Most pollfds one call takes (Linux's RLIMIT_NOFILE default).
 const MAX_POLLFDS: u64 = 1024;
 
-/// poll(fds, nfds, timeout): every open fd is ready for what it was
-/// opened for (a read of the host's stdin may then wait for the host);
-/// closed fds are POLLNVAL.
+/// poll(fds, nfds, timeout): what each fd is ready for now (pipes by
+/// their state; files and the host's stdio always); with nothing ready,
+/// wait until something is or the timeout runs out.
 pub fn poll<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     fds: u64,
     nfds: u64,
+    timeout_ms: i64,
 ) -> KResult<i64> {
     if nfds > MAX_POLLFDS {
         return Err(Errno::EINVAL);
     }
     let mut ready = 0;
+    let mut out = alloc::vec::Vec::with_capacity(nfds as usize);
     for i in 0..nfds {
         let mut pfd = [0u8; 8];
         copy_from_user(&mut cx.p.mm, cx.env, fds + i * 8, &mut pfd)?;
@@ -32,27 +32,26 @@ pub fn poll<M: PhysMem, H: HostIo>(
         let revents = match fd {
             _ if fd < 0 => 0,
             _ => match cx.p.fds.file(fd as u64) {
-                Ok(f) => {
-                    let f = f.borrow();
-                    let mut r = 0;
-                    if f.readable() {
-                        r |= events & POLLIN;
-                    }
-                    if f.writable() {
-                        r |= events & POLLOUT;
-                    }
-                    r
-                }
+                // POLLERR, POLLHUP and POLLNVAL are always reported.
+                Ok(f) => f.borrow().readiness() & (events | 0x38),
                 Err(_) => POLLNVAL,
             },
         };
+        out.push(revents);
+        ready += i64::from(revents != 0);
+    }
+    if ready == 0 {
+        return super::files::timed_wait(cx, timeout_ms);
+    }
+    cx.p.deadline = None;
+    cx.p.timed_out = false;
+    for (i, r) in out.iter().enumerate() {
         copy_to_user(
             &mut cx.p.mm,
             cx.env,
-            fds + i * 8 + 6,
-            &revents.to_le_bytes(),
+            fds + i as u64 * 8 + 6,
+            &r.to_le_bytes(),
         )?;
-        ready += i64::from(revents != 0);
     }
     Ok(ready)
 }

@@ -196,6 +196,13 @@ pub mod nr {
     pub const FUTEX: u64 = 202;
     pub const SENDFILE: u64 = 40;
     pub const EXECVE: u64 = 59;
+    pub const EPOLL_CREATE: u64 = 213;
+    pub const EPOLL_WAIT: u64 = 232;
+    pub const EPOLL_CTL: u64 = 233;
+    pub const EPOLL_PWAIT: u64 = 281;
+    pub const EVENTFD: u64 = 284;
+    pub const EVENTFD2: u64 = 290;
+    pub const EPOLL_CREATE1: u64 = 291;
     pub const RT_SIGSUSPEND: u64 = 130;
     pub const PAUSE: u64 = 34;
     pub const RT_SIGPENDING: u64 = 127;
@@ -333,6 +340,13 @@ pub fn name(n: u64) -> &'static str {
         nr::FUTEX => "futex",
         nr::SENDFILE => "sendfile",
         nr::EXECVE => "execve",
+        nr::EPOLL_CREATE => "epoll_create",
+        nr::EPOLL_WAIT => "epoll_wait",
+        nr::EPOLL_CTL => "epoll_ctl",
+        nr::EPOLL_PWAIT => "epoll_pwait",
+        nr::EVENTFD => "eventfd",
+        nr::EVENTFD2 => "eventfd2",
+        nr::EPOLL_CREATE1 => "epoll_create1",
         nr::RT_SIGSUSPEND => "rt_sigsuspend",
         nr::PAUSE => "pause",
         nr::RT_SIGPENDING => "rt_sigpending",
@@ -529,7 +543,19 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::SET_TID_ADDRESS => Action::Return(process::set_tid_address(cx, a[0])),
         nr::ARCH_PRCTL => ret(process::arch_prctl(cx, a[0], a[1])),
         nr::UNAME => ret(info::uname(cx, a[0])),
-        nr::POLL => ret(misc::poll(cx, a[0], a[1])),
+        nr::POLL => ret(misc::poll(cx, a[0], a[1], a[2] as i32 as i64)),
+        nr::EPOLL_CREATE => ret(if (a[0] as i32) <= 0 {
+            Err(Errno::EINVAL)
+        } else {
+            files::epoll_create1(cx, 0)
+        }),
+        nr::EPOLL_CREATE1 => ret(files::epoll_create1(cx, a[0])),
+        nr::EPOLL_CTL => ret(files::epoll_ctl(cx, a[0], a[1], a[2], a[3])),
+        nr::EPOLL_WAIT | nr::EPOLL_PWAIT => {
+            ret(files::epoll_wait(cx, a[0], a[1], a[2], a[3] as i32 as i64))
+        }
+        nr::EVENTFD => ret(files::eventfd2(cx, a[0], 0)),
+        nr::EVENTFD2 => ret(files::eventfd2(cx, a[0], a[1])),
         nr::FSTAT => ret(fsmeta::fstat(cx, a[0], a[1])),
         nr::NEWFSTATAT => ret(fsmeta::newfstatat(cx, a[0], a[1], a[2], a[3])),
         nr::IOCTL => ret(misc::ioctl(cx, a[0])),
