@@ -59,6 +59,10 @@ pub struct Kernel {
     /// State of the generator of `AT_RANDOM` bytes for in-guest execs
     /// (seeded from the host's randomness at boot).
     pub random_state: u64,
+    /// System calls counted for time slices.
+    slice_calls: u64,
+    /// TSC when the running process's slice began.
+    slice_start: u64,
     /// Trap number, error code and CR2 of the fault whose signal is
     /// pending (for the signal frame).
     fault_detail: [u64; 3],
@@ -98,6 +102,8 @@ impl Kernel {
             },
             hwcap: (0, 0),
             random_state: 0,
+            slice_calls: 0,
+            slice_start: 0,
             fault_detail: [0; 3],
             syscall_entry_logged: false,
             user: None,
@@ -250,6 +256,8 @@ impl Kernel {
         if self.regs().rax == syscall::nr::RT_SIGRETURN {
             return self.sigreturn(mem);
         }
+        self.process.user_sp = self.regs().rsp;
+        self.check_alarm();
         // Only the registers a call uses: copying the whole frame costs an
         // emulated string instruction of 22 iterations.
         let (nr, args, ret_ip) = {
@@ -295,7 +303,8 @@ impl Kernel {
                     self.flush_vma_journal(mem);
                     self.event(mem, event::SYSCALL, r.rax, v as u64);
                 }
-                self.sysret(mem, v as u64)
+                self.sysret(mem, v as u64);
+                self.maybe_preempt(mem);
             }
             Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 3]),
             Action::ExitThread(status) => self.exit_thread(mem, status),
@@ -485,6 +494,44 @@ impl Kernel {
             return;
         }
         self.kill(mem, signal, 0, ip, error)
+    }
+
+    /// Time slices for processes that make system calls: every 64 calls,
+    /// a process that has run 10 ms while others wait lets them run. (A
+    /// process that never enters the kernel is not preempted: there is no
+    /// timer interrupt.)
+    fn maybe_preempt(&mut self, mem: &mut DirectMap) {
+        self.slice_calls = self.slice_calls.wrapping_add(1);
+        if !self.slice_calls.is_multiple_of(64) || self.tasks.others.is_empty() {
+            return;
+        }
+        let now = cpu::rdtsc();
+        if now.wrapping_sub(self.slice_start) < self.info.tsc_khz.max(1) * 10 {
+            return;
+        }
+        self.slice_start = now;
+        if self.tasks.any_runnable() {
+            self.switch_away(mem);
+        }
+    }
+
+    /// A due alarm (alarm, setitimer) posts SIGALRM (checked at each system
+    /// call: a process that never makes one is not interrupted).
+    fn check_alarm(&mut self) {
+        let Some(at) = self.process.alarm_at else {
+            return;
+        };
+        if self.host_now() < at {
+            return;
+        }
+        let interval = self.process.alarm_interval;
+        self.process.alarm_at = (interval > 0).then(|| at + interval);
+        let info = guest_kernel::signal::frame::SigInfo {
+            signo: sig::SIGALRM as i32,
+            code: 0x80,
+            ..Default::default()
+        };
+        self.process.post_signal(sig::SIGALRM, info);
     }
 
     /// Whether the program has a handler for fault signal `signal` that it
@@ -899,6 +946,45 @@ impl Kernel {
         Some(t)
     }
 
+    /// When the current (blocked) process wakes by itself: its timed wait
+    /// or its alarm, whichever is first.
+    fn current_wake_time(&self) -> Option<u64> {
+        match (self.process.deadline, self.process.alarm_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether nothing else can run before the current process wakes.
+    fn current_wakes_first(&mut self) -> bool {
+        let Some(mine) = self.current_wake_time() else {
+            return false;
+        };
+        let now = self.host_now();
+        let others = self.tasks.others.iter().filter_map(|t| match t.state {
+            TaskState::Runnable => Some(now),
+            TaskState::Blocked => t.deadline,
+            TaskState::Zombie(_) => None,
+        });
+        others.min().is_none_or(|o| mine <= o)
+    }
+
+    /// Sleep the host until the current process's wait ends or its alarm
+    /// is due; it then runs its call again (or takes the signal).
+    fn wait_current(&mut self) {
+        let now = self.host_now();
+        if let Some(t) = self.current_wake_time() {
+            hypercall::sleep(t.saturating_sub(now));
+        }
+        let now = self.host_now();
+        if self.process.deadline.is_some_and(|d| d <= now) {
+            self.process.deadline = None;
+            self.process.timed_out = true;
+        }
+        self.check_alarm();
+        self.process.state = TaskState::Runnable;
+    }
+
     fn host_now(&mut self) -> u64 {
         use guest_kernel::syscall::HostIo;
         self.host
@@ -935,6 +1021,10 @@ impl Kernel {
     /// The current process cannot go on (blocked, a zombie, or waiting for
     /// a vfork child): save it and switch to the next runnable one.
     fn switch_away(&mut self, mem: &mut DirectMap) {
+        if self.process.state == TaskState::Blocked && self.current_wakes_first() {
+            self.wait_current();
+            return;
+        }
         let Some(mut next) = self.next_to_run() else {
             if self.process.state == TaskState::Runnable {
                 return;

@@ -23,6 +23,8 @@ pub mod nr {
     pub const SIGKILL: u64 = 9;
     pub const SIGSEGV: u64 = 11;
     pub const SIGPIPE: u64 = 13;
+    pub const SIGALRM: u64 = 14;
+    pub const SIGTERM: u64 = 15;
     pub const SIGCHLD: u64 = 17;
     pub const SIGCONT: u64 = 18;
     pub const SIGSTOP: u64 = 19;

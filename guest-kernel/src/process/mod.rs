@@ -61,6 +61,12 @@ pub struct Process {
     pub robust_list: u64,
     /// Signal dispositions, index = signal number - 1.
     pub sigactions: [SigAction; NSIG],
+    /// The user stack pointer at the current system call.
+    pub user_sp: u64,
+    /// Monotonic ns when SIGALRM is due (alarm, setitimer ITIMER_REAL).
+    pub alarm_at: Option<u64>,
+    /// The ITIMER_REAL interval, ns (0: one shot).
+    pub alarm_interval: u64,
     /// Blocked signals.
     pub sigmask: u64,
     /// The mask to put back after the next handler (rt_sigsuspend's
@@ -131,6 +137,9 @@ impl Process {
                 restorer: 0,
                 mask: 0,
             }; NSIG],
+            user_sp: 0,
+            alarm_at: None,
+            alarm_interval: 0,
             sigmask: 0,
             sigmask_after_handler: None,
             sig_pending: 0,

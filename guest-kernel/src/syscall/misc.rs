@@ -127,3 +127,86 @@ pub fn getrandom<M: PhysMem, H: HostIo>(
             .user_buffer_pieces(cx.env, buf, len.min(MAX_RANDOM), true, &mut iov)?;
     Ok(cx.host.random(&iov[..n]))
 }
+
+/// select/pselect6(nfds, readfds, writefds, exceptfds, timeout): the fd
+/// sets as poll sees them; `timeout_ms` < 0 waits without limit.
+pub fn select<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    nfds: u64,
+    sets: [u64; 3],
+    timeout_ms: i64,
+) -> KResult<i64> {
+    use crate::fs::file::pollev;
+    if nfds > 1024 {
+        return Err(Errno::EINVAL);
+    }
+    let bytes = nfds.div_ceil(64) as usize * 8;
+    let mut inp = [[0u8; 128]; 3];
+    for (k, &p) in sets.iter().enumerate() {
+        if p != 0 && bytes > 0 {
+            copy_from_user(&mut cx.p.mm, cx.env, p, &mut inp[k][..bytes])?;
+        }
+    }
+    let mut outp = [[0u8; 128]; 3];
+    let mut ready = 0;
+    for fd in 0..nfds as usize {
+        let want = [0, 1, 2].map(|k| inp[k][fd / 8] & (1 << (fd % 8)) != 0);
+        if !want.iter().any(|&w| w) {
+            continue;
+        }
+        let r = cx.p.fds.file(fd as u64)?.borrow().readiness();
+        let got = [
+            want[0] && r & (pollev::IN | pollev::HUP | pollev::ERR) != 0,
+            want[1] && r & (pollev::OUT | pollev::ERR) != 0,
+            false,
+        ];
+        for k in 0..3 {
+            if got[k] {
+                outp[k][fd / 8] |= 1 << (fd % 8);
+                ready += 1;
+            }
+        }
+    }
+    if ready == 0 {
+        let r = super::files::timed_wait(cx, timeout_ms)?;
+        for (k, &p) in sets.iter().enumerate() {
+            if p != 0 && bytes > 0 {
+                copy_to_user(&mut cx.p.mm, cx.env, p, &outp[k][..bytes])?;
+            }
+        }
+        return Ok(r);
+    }
+    cx.p.deadline = None;
+    cx.p.timed_out = false;
+    for (k, &p) in sets.iter().enumerate() {
+        if p != 0 && bytes > 0 {
+            copy_to_user(&mut cx.p.mm, cx.env, p, &outp[k][..bytes])?;
+        }
+    }
+    Ok(ready)
+}
+
+/// A timeout in ms from a user `struct timeval` (`usec`) or `struct
+/// timespec` (else) at `p`; -1 (no limit) for a NULL pointer.
+pub fn timeout_ms<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    p: u64,
+    usec: bool,
+) -> KResult<i64> {
+    if p == 0 {
+        return Ok(-1);
+    }
+    let mut b = [0u8; 16];
+    copy_from_user(&mut cx.p.mm, cx.env, p, &mut b)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().map_err(|_| Errno::EFAULT)?);
+    let frac = i64::from_le_bytes(b[8..].try_into().map_err(|_| Errno::EFAULT)?);
+    if sec < 0 || frac < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let frac_ms = if usec {
+        (frac + 999) / 1000
+    } else {
+        (frac + 999_999) / 1_000_000
+    };
+    Ok(sec.saturating_mul(1000).saturating_add(frac_ms))
+}

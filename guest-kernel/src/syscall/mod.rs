@@ -196,6 +196,14 @@ pub mod nr {
     pub const FUTEX: u64 = 202;
     pub const SENDFILE: u64 = 40;
     pub const EXECVE: u64 = 59;
+    pub const SELECT: u64 = 23;
+    pub const ALARM: u64 = 37;
+    pub const GETITIMER: u64 = 36;
+    pub const SETITIMER: u64 = 38;
+    pub const TIMES: u64 = 100;
+    pub const GETRUSAGE: u64 = 98;
+    pub const PSELECT6: u64 = 270;
+    pub const PPOLL: u64 = 271;
     pub const EPOLL_CREATE: u64 = 213;
     pub const EPOLL_WAIT: u64 = 232;
     pub const EPOLL_CTL: u64 = 233;
@@ -340,6 +348,14 @@ pub fn name(n: u64) -> &'static str {
         nr::FUTEX => "futex",
         nr::SENDFILE => "sendfile",
         nr::EXECVE => "execve",
+        nr::SELECT => "select",
+        nr::ALARM => "alarm",
+        nr::GETITIMER => "getitimer",
+        nr::SETITIMER => "setitimer",
+        nr::TIMES => "times",
+        nr::GETRUSAGE => "getrusage",
+        nr::PSELECT6 => "pselect6",
+        nr::PPOLL => "ppoll",
         nr::EPOLL_CREATE => "epoll_create",
         nr::EPOLL_WAIT => "epoll_wait",
         nr::EPOLL_CTL => "epoll_ctl",
@@ -555,6 +571,18 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
             ret(files::epoll_wait(cx, a[0], a[1], a[2], a[3] as i32 as i64))
         }
         nr::EVENTFD => ret(files::eventfd2(cx, a[0], 0)),
+        nr::ALARM => Action::Return(time::alarm(cx, a[0] & 0xffff_ffff)),
+        nr::GETITIMER => ret(time::getitimer(cx, a[0], a[1])),
+        nr::SETITIMER => ret(time::setitimer(cx, a[0], a[1], a[2])),
+        nr::TIMES => ret(time::times(cx, a[0])),
+        nr::GETRUSAGE => ret(time::getrusage(cx, a[0], a[1])),
+        nr::SELECT => ret(misc::timeout_ms(cx, a[4], true)
+            .and_then(|t| misc::select(cx, a[0], [a[1], a[2], a[3]], t))),
+        nr::PSELECT6 => ret(misc::timeout_ms(cx, a[4], false)
+            .and_then(|t| misc::select(cx, a[0], [a[1], a[2], a[3]], t))),
+        nr::PPOLL => {
+            ret(misc::timeout_ms(cx, a[2], false).and_then(|t| misc::poll(cx, a[0], a[1], t)))
+        }
         nr::EVENTFD2 => ret(files::eventfd2(cx, a[0], a[1])),
         nr::FSTAT => ret(fsmeta::fstat(cx, a[0], a[1])),
         nr::NEWFSTATAT => ret(fsmeta::newfstatat(cx, a[0], a[1], a[2], a[3])),

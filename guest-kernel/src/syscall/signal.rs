@@ -103,8 +103,17 @@ pub fn sigaltstack<M: PhysMem, H: HostIo>(
     ss: u64,
     old: u64,
 ) -> KResult<i64> {
-    let prev = cx.p.altstack;
+    let mut prev = cx.p.altstack;
+    // Running on the alternate stack: reported, and it cannot change.
+    let sp = cx.p.user_sp;
+    let on = prev[1] & 2 == 0 && sp > prev[0] && sp <= prev[0].wrapping_add(prev[2]);
+    if on {
+        prev[1] |= 1; // SS_ONSTACK
+    }
     if ss != 0 {
+        if on {
+            return Err(Errno::EPERM);
+        }
         let mut raw = [0u8; 24];
         copy_from_user(&mut cx.p.mm, cx.env, ss, &mut raw)?;
         let mut w = [0u64; 3];

@@ -148,3 +148,114 @@ pub fn clock_nanosleep<M: PhysMem, H: HostIo>(
     };
     sleep_ns(cx, wait)
 }
+
+/// alarm(seconds): SIGALRM after that many seconds (0 cancels); returns
+/// the seconds that were left of the previous alarm.
+pub fn alarm<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, secs: u64) -> i64 {
+    let now = cx.host.now_ns(Clock::Monotonic);
+    let left =
+        cx.p.alarm_at
+            .map_or(0, |at| at.saturating_sub(now).div_ceil(1_000_000_000));
+    cx.p.alarm_interval = 0;
+    cx.p.alarm_at = (secs > 0).then(|| now + secs * 1_000_000_000);
+    left as i64
+}
+
+fn timeval_ns(b: &[u8]) -> u64 {
+    let mut s = [0u8; 8];
+    let mut u = [0u8; 8];
+    s.copy_from_slice(&b[..8]);
+    u.copy_from_slice(&b[8..16]);
+    (u64::from_le_bytes(s)).saturating_mul(1_000_000_000)
+        + u64::from_le_bytes(u).min(999_999) * 1000
+}
+
+fn timeval_bytes(ns: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+    b[8..].copy_from_slice(&(ns % 1_000_000_000 / 1000).to_le_bytes());
+    b
+}
+
+/// The current ITIMER_REAL as `struct itimerval` (interval, value).
+fn itimer_now<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>) -> [u8; 32] {
+    let now = cx.host.now_ns(Clock::Monotonic);
+    let value =
+        cx.p.alarm_at
+            .map_or(0, |at| at.saturating_sub(now).max(1000));
+    let mut b = [0u8; 32];
+    b[..16].copy_from_slice(&timeval_bytes(cx.p.alarm_interval));
+    b[16..].copy_from_slice(&timeval_bytes(value));
+    b
+}
+
+/// getitimer(which, value): ITIMER_REAL; the CPU-time timers read as off.
+pub fn getitimer<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    which: u64,
+    out: u64,
+) -> KResult<i64> {
+    let b = match which {
+        0 => itimer_now(cx),
+        1 | 2 => [0u8; 32],
+        _ => return Err(Errno::EINVAL),
+    };
+    copy_to_user(&mut cx.p.mm, cx.env, out, &b)?;
+    Ok(0)
+}
+
+/// setitimer(which, new, old): ITIMER_REAL delivers SIGALRM (checked at
+/// each system call); the CPU-time timers are accepted and never fire
+/// (the guest does not count CPU time per process).
+pub fn setitimer<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    which: u64,
+    new: u64,
+    old: u64,
+) -> KResult<i64> {
+    if which > 2 {
+        return Err(Errno::EINVAL);
+    }
+    let prev = if which == 0 {
+        itimer_now(cx)
+    } else {
+        [0u8; 32]
+    };
+    if new != 0 {
+        let mut b = [0u8; 32];
+        copy_from_user(&mut cx.p.mm, cx.env, new, &mut b)?;
+        if which == 0 {
+            let interval = timeval_ns(&b[..16]);
+            let value = timeval_ns(&b[16..]);
+            let now = cx.host.now_ns(Clock::Monotonic);
+            cx.p.alarm_interval = interval;
+            cx.p.alarm_at = (value > 0).then(|| now + value);
+        }
+    }
+    if old != 0 {
+        copy_to_user(&mut cx.p.mm, cx.env, old, &prev)?;
+    }
+    Ok(0)
+}
+
+/// times(buf): clock ticks since boot; the process times read as 0 (the
+/// guest does not count CPU time per process).
+pub fn times<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, buf: u64) -> KResult<i64> {
+    if buf != 0 {
+        copy_to_user(&mut cx.p.mm, cx.env, buf, &[0u8; 32])?;
+    }
+    Ok((cx.host.now_ns(Clock::Monotonic) / 10_000_000) as i64)
+}
+
+/// getrusage(who, usage): zeros (no per-process CPU accounting yet).
+pub fn getrusage<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    who: u64,
+    buf: u64,
+) -> KResult<i64> {
+    if !(-1..=1).contains(&(who as i64)) {
+        return Err(Errno::EINVAL);
+    }
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &[0u8; 144])?;
+    Ok(0)
+}
