@@ -372,7 +372,6 @@ fn posix_spawn_and_wait() {
 }
 
 #[test]
-#[ignore = "clone(CLONE_VM|CLONE_VFORK) does not share the address space: glibc's posix_spawn child stores the exec's errno in the parent's memory, the parent never sees it, and posix_spawn returns 0 (the child exits 127) instead of ENOENT"]
 fn posix_spawn_of_a_missing_program_returns_enoent() {
     if !require_kvm() {
         return;
@@ -543,7 +542,6 @@ fn handler_runs_on_the_alternate_stack() {
 }
 
 #[test]
-#[ignore = "sigaltstack(NULL, &old) inside a handler running on the alternate stack does not report SS_ONSTACK (and so does not refuse a new stack with EPERM)"]
 fn sigaltstack_reports_ss_onstack_inside_the_handler() {
     if !require_kvm() {
         return;

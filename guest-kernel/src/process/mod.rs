@@ -46,6 +46,9 @@ pub struct Process {
     pub saved: Option<alloc::boxed::Box<task::SavedContext>>,
     /// A vfork child: its parent waits until it execs or exits.
     pub vfork_parent: Option<u64>,
+    /// A CLONE_VM vfork child runs in its parent's address space until it
+    /// execs or exits.
+    pub borrowed_mm: bool,
     /// The parent waits for this vfork child (blocked in vfork).
     pub vfork_child: Option<u64>,
     /// User FS base (`arch_prctl(ARCH_SET_FS)`), loaded into the MSR by the
@@ -126,6 +129,7 @@ impl Process {
             saved: None,
             vfork_parent: None,
             vfork_child: None,
+            borrowed_mm: false,
             fs_base: 0,
             gs_base: 0,
             bases_changed: false,

@@ -84,7 +84,13 @@ fn do_clone<M: PhysMem, H: HostIo>(
     let pid = cx.tasks.next_pid()?;
     let mut child = Box::new(Process::empty());
     let kernel = cx.tasks.kernel;
-    if let Err(e) = cx.p.mm.fork_copy(cx.env, &kernel, &mut child.mm) {
+    let shares_mm = vfork && flags & cf::VM != 0;
+    if shares_mm {
+        // vfork with CLONE_VM: the child runs in the parent's address
+        // space (the parent waits), and gives it back at exec or exit.
+        core::mem::swap(&mut cx.p.mm, &mut child.mm);
+        child.borrowed_mm = true;
+    } else if let Err(e) = cx.p.mm.fork_copy(cx.env, &kernel, &mut child.mm) {
         if child.mm.pt.root() != 0 {
             child.mm.teardown(cx.env.mem, cx.env.frames);
         }
@@ -222,6 +228,7 @@ fn inherit(parent: &Process, child: &mut Process, pid: u64) {
 /// space are released now; it stays a zombie for its parent.
 pub fn exit_task<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, status: i32) {
     super::exit_files(cx);
+    release_vfork_parent(cx);
     if cx.p.mm.pt.root() != 0 {
         cx.p.mm.teardown(cx.env.mem, cx.env.frames);
     }
@@ -261,6 +268,9 @@ pub fn exit_task<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, status: i
 pub fn release_vfork_parent<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     if let Some(ppid) = cx.p.vfork_parent.take() {
         if let Some(parent) = cx.tasks.find(ppid) {
+            if core::mem::take(&mut cx.p.borrowed_mm) {
+                core::mem::swap(&mut cx.p.mm, &mut parent.mm);
+            }
             parent.vfork_child = None;
             parent.state = TaskState::Runnable;
         }
