@@ -514,6 +514,18 @@ pub struct GuestStats {
     pub syscalls: u64,
     /// Peak of `user_frames`.
     pub peak_user_frames: u64,
+    /// Processes and threads created (fork, vfork, clone).
+    pub forks: u64,
+    /// Switches from one process or thread to another.
+    pub context_switches: u64,
+    /// Zombies reaped by wait.
+    pub zombies_reaped: u64,
+    /// Pages copied on write after fork.
+    pub cow_copies: u64,
+    /// File pages the page cache read from the host.
+    pub cache_pages_read: u64,
+    /// Host reads that filled them.
+    pub cache_fills: u64,
 }
 
 /// Most VMAs the export area holds (the guest kernel's own limit).

@@ -93,6 +93,12 @@ impl Kernel {
                 page_faults: 0,
                 syscalls: 0,
                 peak_user_frames: 0,
+                forks: 0,
+                context_switches: 0,
+                zombies_reaped: 0,
+                cow_copies: 0,
+                cache_pages_read: 0,
+                cache_fills: 0,
             },
             host: Host {
                 tsc0: 0,
@@ -678,6 +684,12 @@ impl Kernel {
         self.stats.user_table_pages = mm.user_table_pages();
         self.cache.clear(mem, &mut self.frames);
         self.flush_vma_journal(mem);
+        self.stats.forks = self.tasks.forks;
+        self.stats.context_switches = self.tasks.switches;
+        self.stats.zombies_reaped = self.tasks.reaped;
+        self.stats.cow_copies = self.frames.cow_copies;
+        self.stats.cache_pages_read = self.cache.pages_read;
+        self.stats.cache_fills = self.cache.fills;
         self.stats.frames_total = self.frames.total();
         self.stats.frames_in_use = self.frames.in_use();
         self.stats.frames_kernel = self.frames_kernel;
@@ -1178,6 +1190,12 @@ fn write_stats(mem: &mut DirectMap, s: &GuestStats) {
         s.page_faults,
         s.syscalls,
         s.peak_user_frames,
+        s.forks,
+        s.context_switches,
+        s.zombies_reaped,
+        s.cow_copies,
+        s.cache_pages_read,
+        s.cache_fills,
     ];
     for (i, w) in words.iter().enumerate() {
         mem.write_u64(STATS_PHYS + 8 * i as u64, *w);

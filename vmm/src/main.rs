@@ -281,6 +281,16 @@ fn print_stats(report: &RunReport) {
             s.user_frames,
             s.user_table_pages
         );
+        eprintln!(
+            "vmrun: guest: {} forks, {} context switches, {} zombies reaped, {} pages copied on \
+                   write; page cache: {} pages read from the host in {} reads",
+            s.forks,
+            s.context_switches,
+            s.zombies_reaped,
+            s.cow_copies,
+            s.cache_pages_read,
+            s.cache_fills
+        );
     }
 }
 

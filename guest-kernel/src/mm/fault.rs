@@ -418,6 +418,9 @@ impl Mm {
             .ok_or(FaultError::OutOfMemory)?;
         env.mem.copy(frame, t.frame, PAGE_SIZE);
         self.pt.unmap(env.mem, va);
+        if cow {
+            env.frames.cow_copies += 1;
+        }
         if cow && env.frames.unshare(t.frame) {
             // Our mapping of the shared frame is gone (it stays counted by
             // the others); the copy is counted by install_private.

@@ -75,6 +75,8 @@ pub struct FrameAllocator {
     /// Extra mappings of each frame shared copy-on-write after fork (0:
     /// one owner), by frame index; grown on the first share.
     shares: alloc::vec::Vec<u16>,
+    /// Pages copied because a shared frame was written (fork's COW).
+    pub cow_copies: u64,
 }
 
 impl FrameAllocator {
@@ -91,6 +93,7 @@ impl FrameAllocator {
             in_use: 0,
             cache_bits: 0,
             shares: alloc::vec::Vec::new(),
+            cow_copies: 0,
         }
     }
 
