@@ -593,3 +593,43 @@ fn sigsuspend_runs_the_sigchld_handler() {
         "{out}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Threads
+
+#[test]
+fn glibc_musl_and_rust_threads_sum_under_a_mutex_and_join() {
+    if !require_kvm() {
+        return;
+    }
+    let out = image_mode("threads", &[]);
+    assert_eq!(out, "total=1000000 joined=10\n");
+    if vmrun_images::is_built("threads_musl") {
+        image_mode("threads_musl", &[]);
+    } else {
+        eprintln!("SKIPPED: musl-gcc was missing at build time (apt-get install musl-tools)");
+    }
+    let out = image_mode("threads_rs", &[]);
+    assert_eq!(out, "total 7998000 ids 6 counter 4\n");
+}
+
+#[test]
+fn debian_gojq_a_go_program_runs_as_natively() {
+    if !require_kvm() {
+        return;
+    }
+    let gojq = "/usr/bin/gojq";
+    if !have(gojq) {
+        return;
+    }
+    let s = Scratch::new("gojq");
+    for dir in [s.native(), s.guest()] {
+        std::fs::write(dir.join("in.json"), b"{\"a\":[1,2,3],\"b\":{\"c\":\"x\"}}").unwrap();
+    }
+    same_in(
+        &s,
+        gojq,
+        &["-c", "{sum: (.a | add), keys: keys, c: .b.c}", "in.json"],
+        0,
+    );
+}

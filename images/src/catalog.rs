@@ -289,6 +289,25 @@ pub const IMAGES: &[Image] = &[
         summary: "no libc: N rounds of fork, exit and wait4 (the fork leak check)",
     },
     c_image(
+        "threads",
+        "threads.c",
+        "glibc pthreads: four threads, a mutex, a condition variable, join",
+    ),
+    Image {
+        name: "threads_musl",
+        source: "threads.c",
+        compiler: Compiler::MuslGcc,
+        flags: STATIC,
+        summary: "musl pthreads: the same program",
+    },
+    Image {
+        name: "threads_rs",
+        source: "threads_rs.rs",
+        compiler: Compiler::Rustc,
+        flags: RUST_STATIC,
+        summary: "Rust std threads with a channel, an Arc and a Mutex",
+    },
+    c_image(
         "signal_test",
         "signal_test.c",
         "signal handlers: SIGSEGV with siginfo, sigaltstack, blocked then unblocked, kill",
