@@ -667,9 +667,11 @@ pub mod trace {
         /// An exec phase: a0 [`super::exec_phase`]; the record's TSC says
         /// when.
         pub const EXEC_PHASE: u32 = 12;
-        /// System call entry: `aux` number, a0..a5 arguments.
+        /// System call entry: `aux` the number in its low 16 bits and the
+        /// calling thread's id in the high 16 (see [`super::syscall_nr`]),
+        /// a0..a5 arguments.
         pub const SYSCALL_ENTER: u32 = 13;
-        /// System call exit: `aux` number, a0 result, a1 cycles.
+        /// System call exit: `aux` as for entry, a0 result, a1 cycles.
         pub const SYSCALL_EXIT: u32 = 14;
     }
 
@@ -686,6 +688,17 @@ pub mod trace {
         pub const SPURIOUS: u64 = 8;
         pub const SIGSEGV: u64 = 9;
         pub const OOM: u64 = 10;
+    }
+
+    /// The system call number of a SYSCALL_ENTER/EXIT record's `aux`.
+    pub const fn syscall_nr(aux: u32) -> u32 {
+        aux & 0xffff
+    }
+
+    /// The calling thread's id (its pid, for a process of one thread) of a
+    /// SYSCALL_ENTER/EXIT record's `aux` (ids wrap at 65536).
+    pub const fn syscall_tid(aux: u32) -> u32 {
+        aux >> 16
     }
 
     /// Kind of VMA a fault hit (FAULT a3).

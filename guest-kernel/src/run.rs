@@ -278,7 +278,7 @@ impl Kernel {
             mem,
             category::SYSCALLS,
             kind::SYSCALL_ENTER,
-            r.rax as u32,
+            r.rax as u32 | (self.process.pid as u32) << 16,
             args,
         );
         let t0 = timestamp(mem, category::SYSCALLS);
@@ -301,7 +301,8 @@ impl Kernel {
                 }
                 if trace::on(mem, category::SYSCALLS) {
                     let a = [v as u64, cpu::rdtsc().wrapping_sub(t0), 0, 0, 0, 0];
-                    trace::emit(mem, category::SYSCALLS, kind::SYSCALL_EXIT, r.rax as u32, a);
+                    let aux = r.rax as u32 | (self.process.pid as u32) << 16;
+                    trace::emit(mem, category::SYSCALLS, kind::SYSCALL_EXIT, aux, a);
                 }
                 if self.info.flags & boot_flags::NOTIFY_SYSCALLS != 0 {
                     // After the call, so that the host reads the buffers it
@@ -318,7 +319,14 @@ impl Kernel {
                 let ip = r.rcx;
                 self.exec(mem, plan, ip)
             }
-            Action::Spawn(child, info) => self.spawn(mem, child, info),
+            Action::Spawn(child, info) => {
+                if trace::on(mem, category::SYSCALLS) {
+                    let aux = r.rax as u32 | (self.process.pid as u32) << 16;
+                    let a = [child.pid, cpu::rdtsc().wrapping_sub(t0), 0, 0, 0, 0];
+                    trace::emit(mem, category::SYSCALLS, kind::SYSCALL_EXIT, aux, a);
+                }
+                self.spawn(mem, child, info)
+            }
             Action::Block => self.block(mem, r),
             Action::Yield(v) => {
                 self.sysret(mem, v as u64);

@@ -4,7 +4,7 @@
 //! EXEC_PHASE START and ENTER_USER records.
 
 use super::MARKER_SYSCALL;
-use vmrun_contract::trace::{exec_phase, kind, Record};
+use vmrun_contract::trace::{exec_phase, kind, syscall_nr, Record};
 
 /// The FAULT records the guest wrote between the two marker system calls
 /// of a run traced with FAULTS and SYSCALLS; `None` without both markers.
@@ -13,7 +13,7 @@ pub fn faults_in_window(records: &[Record]) -> Option<Vec<Record>> {
     let mut faults = Vec::new();
     for r in records {
         match r.kind {
-            kind::SYSCALL_ENTER if u64::from(r.aux) == MARKER_SYSCALL => {
+            kind::SYSCALL_ENTER if u64::from(syscall_nr(r.aux)) == MARKER_SYSCALL => {
                 markers += 1;
                 if markers == 2 {
                     return Some(faults);
@@ -32,7 +32,9 @@ pub fn faults_in_window(records: &[Record]) -> Option<Vec<Record>> {
 pub fn faults_before_marker(records: &[Record]) -> Vec<Record> {
     records
         .iter()
-        .take_while(|r| !(r.kind == kind::SYSCALL_ENTER && u64::from(r.aux) == MARKER_SYSCALL))
+        .take_while(|r| {
+            !(r.kind == kind::SYSCALL_ENTER && u64::from(syscall_nr(r.aux)) == MARKER_SYSCALL)
+        })
         .filter(|r| r.kind == kind::FAULT)
         .copied()
         .collect()
@@ -46,7 +48,7 @@ pub fn entries_in_window(records: &[Record]) -> Option<(u64, u64)> {
     let (mut syscalls, mut faults) = (0, 0);
     for r in records {
         match r.kind {
-            kind::SYSCALL_ENTER if u64::from(r.aux) == MARKER_SYSCALL => {
+            kind::SYSCALL_ENTER if u64::from(syscall_nr(r.aux)) == MARKER_SYSCALL => {
                 markers += 1;
                 if markers == 2 {
                     return Some((syscalls, faults));

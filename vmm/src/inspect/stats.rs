@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
-use vmrun_contract::trace::{exec_phase, kind, Record};
+use vmrun_contract::trace::{exec_phase, kind, syscall_nr, Record};
 
 /// Largest latency tracked exactly (larger ones saturate): about 18 min.
 const MAX_TRACKED_NS: u64 = 1 << 40;
@@ -155,7 +155,7 @@ impl Stats {
             kind::FAULT => self.add_fault(r),
             kind::SYSCALL_EXIT => {
                 let ns = self.clock.ns(r.a[1]);
-                self.latency(Table::Syscalls, syscalls::name(r.aux))
+                self.latency(Table::Syscalls, syscalls::name(syscall_nr(r.aux)))
                     .record(ns);
             }
             kind::EXEC_PHASE => self.add_exec_phase(r),

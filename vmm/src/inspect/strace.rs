@@ -14,7 +14,7 @@
 use super::pagetable::read_user;
 use super::syscalls::{self, Arg, Ret, Syscall};
 use crate::memory::GuestRam;
-use vmrun_contract::trace::{kind, Record};
+use vmrun_contract::trace::{kind, syscall_nr, syscall_tid, Record};
 
 /// Bytes of a string or buffer shown before `...` (strace's `-s 32`).
 pub const STRING_LIMIT: usize = 32;
@@ -59,6 +59,8 @@ impl UserMemory for NoMemory {
 /// A call entered and not yet returned.
 struct Pending {
     nr: u32,
+    /// The calling thread.
+    tid: u32,
     args: [u64; 6],
     /// Arguments rendered at entry; `None` for a buffer filled at exit.
     shown: Vec<Option<String>>,
@@ -94,12 +96,14 @@ impl Strace {
 
     fn enter(&mut self, r: &Record, mem: &dyn UserMemory) -> Vec<String> {
         let mut out: Vec<String> = self.finish().into_iter().collect();
+        let nr = syscall_nr(r.aux);
         let p = Pending {
-            nr: r.aux,
+            nr,
+            tid: syscall_tid(r.aux),
             args: r.a,
-            shown: show_entry_args(r.aux, &r.a, mem),
+            shown: show_entry_args(nr, &r.a, mem),
         };
-        match syscalls::lookup(r.aux) {
+        match syscalls::lookup(nr) {
             Some(sc) if sc.ret == Ret::None => out.push(unfinished(&p)),
             _ => self.pending = Some(p),
         }
@@ -108,18 +112,21 @@ impl Strace {
 
     fn exit(&mut self, r: &Record, mem: &dyn UserMemory) -> String {
         let ret = r.a[0] as i64;
+        let (nr, tid) = (syscall_nr(r.aux), syscall_tid(r.aux));
         match self.pending.take() {
-            Some(p) if p.nr == r.aux => {
+            Some(p) if p.nr == nr && p.tid == tid => {
                 let args = complete_args(&p, ret, mem);
-                format!("{}({args}) = {}", syscalls::name(p.nr), result(p.nr, ret))
+                let line = format!("{}({args}) = {}", syscalls::name(p.nr), result(p.nr, ret));
+                prefixed(tid, line)
             }
             other => {
                 self.pending = other;
-                format!(
+                let line = format!(
                     "<... {} resumed>) = {}",
-                    syscalls::name(r.aux),
-                    result(r.aux, ret)
-                )
+                    syscalls::name(nr),
+                    result(nr, ret)
+                );
+                prefixed(tid, line)
             }
         }
     }
@@ -152,7 +159,19 @@ fn unfinished(p: &Pending) -> String {
         .enumerate()
         .map(|(i, s)| s.clone().unwrap_or_else(|| pointer(p.args[i])))
         .collect();
-    format!("{}({}) = ?", syscalls::name(p.nr), shown.join(", "))
+    prefixed(
+        p.tid,
+        format!("{}({}) = ?", syscalls::name(p.nr), shown.join(", ")),
+    )
+}
+
+/// `line` with strace -f's `[pid N] ` prefix for any process but the first.
+fn prefixed(tid: u32, line: String) -> String {
+    if tid <= 1 {
+        line
+    } else {
+        format!("[pid {tid:>5}] {line}")
+    }
 }
 
 fn complete_args(p: &Pending, ret: i64, mem: &dyn UserMemory) -> String {

@@ -16,7 +16,8 @@ use crate::memory::GuestRam;
 use serde_json::{json, Map, Value};
 use std::fmt;
 use vmrun_contract::trace::{
-    exec_phase, kind, resolution, vma_kind, Record, RingHeader, RECORDS_OFFSET, RECORD_SIZE,
+    exec_phase, kind, resolution, syscall_nr, syscall_tid, vma_kind, Record, RingHeader,
+    RECORDS_OFFSET, RECORD_SIZE,
 };
 
 /// What one drain found.
@@ -256,8 +257,8 @@ fn record_args(r: &Record, clock: &Clock) -> String {
         kind::EXEC_PHASE => exec_phase_name(a[0]).to_string(),
         kind::SYSCALL_ENTER => format!(
             "{} {}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x})",
-            r.aux,
-            syscalls::name(r.aux),
+            syscall_nr(r.aux),
+            syscalls::name(syscall_nr(r.aux)),
             a[0],
             a[1],
             a[2],
@@ -267,8 +268,8 @@ fn record_args(r: &Record, clock: &Clock) -> String {
         ),
         kind::SYSCALL_EXIT => format!(
             "{} {} = {} in {}",
-            r.aux,
-            syscalls::name(r.aux),
+            syscall_nr(r.aux),
+            syscalls::name(syscall_nr(r.aux)),
             a[0] as i64,
             cycles_text(a[1], clock)
         ),
@@ -359,13 +360,15 @@ fn record_fields(r: &Record, clock: &Clock) -> Vec<(&'static str, Value)> {
         ],
         kind::EXEC_PHASE => vec![("phase", exec_phase_name(a[0]).into())],
         kind::SYSCALL_ENTER => vec![
-            ("nr", r.aux.into()),
-            ("name", syscalls::name(r.aux).into()),
+            ("nr", syscall_nr(r.aux).into()),
+            ("tid", syscall_tid(r.aux).into()),
+            ("name", syscalls::name(syscall_nr(r.aux)).into()),
             ("args", a.iter().map(|&v| h(v)).collect::<Vec<_>>().into()),
         ],
         kind::SYSCALL_EXIT => vec![
-            ("nr", r.aux.into()),
-            ("name", syscalls::name(r.aux).into()),
+            ("nr", syscall_nr(r.aux).into()),
+            ("tid", syscall_tid(r.aux).into()),
+            ("name", syscalls::name(syscall_nr(r.aux)).into()),
             ("result", (a[0] as i64).into()),
             ("cycles", a[1].into()),
             ("ns", clock.ns(a[1]).into()),

@@ -128,7 +128,13 @@ fn page_table_and_vma_lines() {
 
 #[test]
 fn syscall_lines_and_json() {
-    let exit = rec(kind::SYSCALL_EXIT, 1, 1_002_000, [13, 3000, 0, 0, 0, 0]);
+    // write (1) by thread 2: the id rides in aux's high 16 bits.
+    let exit = rec(
+        kind::SYSCALL_EXIT,
+        1 | 2 << 16,
+        1_002_000,
+        [13, 3000, 0, 0, 0, 0],
+    );
     assert_eq!(
         format_record(&exit, &CLOCK),
         "       1.000 us sys-exit   1 write = 13 in 3000 cycles (1.500 us)"
@@ -136,7 +142,7 @@ fn syscall_lines_and_json() {
     let v = record_json(&exit, &CLOCK);
     assert_eq!(
         v.to_string(),
-        r#"{"cycles":3000,"kind":"sys-exit","name":"write","nr":1,"ns":1500,"result":13,"t_us":1.0,"tsc":1002000}"#
+        r#"{"cycles":3000,"kind":"sys-exit","name":"write","nr":1,"ns":1500,"result":13,"t_us":1.0,"tid":2,"tsc":1002000}"#
     );
 }
 
