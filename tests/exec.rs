@@ -758,3 +758,50 @@ fn a_thousand_execs_leave_the_frame_count_where_one_does() {
         "frames in use at exit after 1 exec (left) and after {EXECS} (right)"
     );
 }
+
+#[test]
+fn the_vsyscall_page_is_emulated_and_exec_of_a_file_open_for_writing_is_etxtbsy() {
+    if !require_kvm() {
+        return;
+    }
+    let s = Scratch::new("vsyscall");
+    // A copy to open for writing and exec (the image itself is shared).
+    let copy = s.path("victim");
+    fs::copy(image("exit42"), &copy).unwrap();
+    let out = same_in(&s.0, image("vsyscall"), &[path_str(&copy)]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "time plausible 1\ngettimeofday 0, plausible 1, agrees with time 1\n\
+         getcpu 0, cpu below 1024 1, node 0\nexec of a file open for writing: ETXTBSY\n"
+    );
+}
+
+#[test]
+fn clock_gettime_in_a_loop_takes_no_kernel_entry() {
+    if !require_kvm() {
+        return;
+    }
+    let s = Scratch::new("vdso");
+    let mut cmd = vmrun_command([
+        OsStr::new("--stats"),
+        image("bench_clock").as_os_str(),
+        OsStr::new("5000"),
+    ]);
+    cmd.current_dir(&s.0);
+    let out = run(cmd, b"");
+    assert_status(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The system-call table lists every call the guest served by name.
+    let table: Vec<&str> = err
+        .lines()
+        .skip_while(|l| !l.starts_with("system calls"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert!(!table.is_empty(), "no system-call table in:\n{err}");
+    assert!(
+        table.iter().all(|l| !l.contains("clock_gettime")),
+        "clock_gettime entered the kernel:\n{}",
+        table.join("\n")
+    );
+}

@@ -289,6 +289,11 @@ pub const IMAGES: &[Image] = &[
         summary: "no libc: N rounds of fork, exit and wait4 (the fork leak check)",
     },
     c_image(
+        "vsyscall",
+        "vsyscall.c",
+        "calls the legacy vsyscall page; exec of a file open for writing (ETXTBSY)",
+    ),
+    c_image(
         "threads",
         "threads.c",
         "glibc pthreads: four threads, a mutex, a condition variable, join",

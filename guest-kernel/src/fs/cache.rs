@@ -124,6 +124,8 @@ pub struct Inode {
     handle: Option<u64>,
     /// Open files and mappings using the inode.
     pub users: u32,
+    /// Open files that may write it (exec refuses it then: ETXTBSY).
+    pub writers: u32,
 }
 
 impl Inode {
@@ -219,6 +221,7 @@ impl PageCache {
             pages: PageIndex::default(),
             handle: None,
             users: 1,
+            writers: 0,
         });
         self.by_key.insert(info.key, id);
         Ok(id)
@@ -251,6 +254,7 @@ impl PageCache {
                     pages: PageIndex::default(),
                     handle: None,
                     users: 0,
+                    writers: 0,
                 });
                 self.by_key.insert(info.key, id);
                 id
@@ -293,6 +297,17 @@ impl PageCache {
             let old = core::mem::replace(&mut ino.key, key);
             self.by_key.remove(&old);
             self.by_key.insert(key, id);
+        }
+    }
+
+    /// One more (`up`) or one fewer writer of `id`.
+    pub fn count_writer(&mut self, id: u16, up: bool) {
+        if let Ok(ino) = self.get_mut(id) {
+            ino.writers = if up {
+                ino.writers + 1
+            } else {
+                ino.writers.saturating_sub(1)
+            };
         }
     }
 

@@ -205,8 +205,12 @@ fn exec_inode<M: PhysMem, H: HostIo>(
             mode,
             ..
         } if mode & S_IFMT == S_IFREG && mode & 0o111 != 0 && b.flags & o::PATH == 0 => {
-            let size = cx.env.cache.get(id).map_or(0, |i| i.size);
-            Ok((id, size))
+            let ino = cx.env.cache.get(id);
+            if ino.is_some_and(|i| i.writers > 0) {
+                // Open for writing somewhere (Linux's deny_write_access).
+                return Err(Errno::ETXTBSY);
+            }
+            Ok((id, ino.map_or(0, |i| i.size)))
         }
         _ => Err(Errno::EACCES),
     }

@@ -252,6 +252,9 @@ fn host_file<M: PhysMem, H: HostIo>(
         {
             inode = Some(id);
             owns = took;
+            if flags & o::ACCMODE != o::RDONLY {
+                env.cache.count_writer(id, true);
+            }
         }
     }
     OpenFile::new(
@@ -387,6 +390,9 @@ pub fn release<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, f: FileRef)
             host::close(&mut *cx.env.host, handle);
         }
         if let Some(id) = inode {
+            if b.flags & o::PATH == 0 && b.flags & o::ACCMODE != o::RDONLY {
+                cx.env.cache.count_writer(id, false);
+            }
             cx.env.cache.release(&mut *cx.env.host, id);
         }
     }

@@ -253,7 +253,7 @@ pub fn getrusage<M: PhysMem, H: HostIo>(
     who: u64,
     buf: u64,
 ) -> KResult<i64> {
-    if !(-1..=1).contains(&(who as i64)) {
+    if !(-1..=1).contains(&(who as i32)) {
         return Err(Errno::EINVAL);
     }
     copy_to_user(&mut cx.p.mm, cx.env, buf, &[0u8; 144])?;
