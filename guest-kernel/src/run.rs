@@ -282,19 +282,8 @@ impl Kernel {
             args,
         );
         let t0 = timestamp(mem, category::SYSCALLS);
-        let mut env = MmEnv {
-            mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
-        let mut cx = Ctx {
-            p: &mut self.process,
-            env: &mut env,
-            host: &mut self.host,
-            tasks: &mut self.tasks,
-        };
-        match syscall::dispatch(&mut cx, nr, args) {
+        let action = self.with_cx(mem, |cx| syscall::dispatch(cx, nr, args));
+        match action {
             Action::Return(v) => {
                 if v == ENOSYS && self.info.flags & boot_flags::VERBOSE != 0 {
                     log_unimplemented(r.rax);
@@ -347,19 +336,11 @@ impl Kernel {
     pub fn exec(&mut self, mem: &mut DirectMap, plan: alloc::boxed::Box<ExecPlan>, ip: u64) {
         cpu::load_kernel_tables(&self.kernel);
         let random = self.next_random();
-        let mut env = MmEnv {
-            mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
-        let mut cx = Ctx {
-            p: &mut self.process,
-            env: &mut env,
-            host: &mut self.host,
-            tasks: &mut self.tasks,
-        };
-        match syscall::exec::commit(&mut cx, &self.kernel, plan, self.hwcap, random) {
+        let (kernel, hwcap) = (self.kernel, self.hwcap);
+        let done = self.with_cx(mem, |cx| {
+            syscall::exec::commit(cx, &kernel, plan, hwcap, random)
+        });
+        match done {
             Ok(entry) => {
                 self.enter_user(entry);
                 trace::emit(
@@ -397,23 +378,16 @@ impl Kernel {
             let f = self.regs();
             ([f.rdi, f.rsi, f.rdx, 0, 0, 0], f.rsp)
         };
-        let mut env = MmEnv {
-            mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
-        let mut cx = Ctx {
-            p: &mut self.process,
-            env: &mut env,
-            host: &mut self.host,
-            tasks: &mut self.tasks,
-        };
-        let ret = match syscall::dispatch(&mut cx, nr, args) {
-            Action::Return(v) => v,
-            _ => guest_kernel::errno::Errno::ENOSYS.to_ret(),
-        };
-        let back = guest_kernel::uaccess::get_user_u64(&mut cx.p.mm, cx.env, sp);
+        let (ret, back) = self.with_cx(mem, |cx| {
+            let ret = match syscall::dispatch(cx, nr, args) {
+                Action::Return(v) => v,
+                _ => guest_kernel::errno::Errno::ENOSYS.to_ret(),
+            };
+            (
+                ret,
+                guest_kernel::uaccess::get_user_u64(&mut cx.p.mm, cx.env, sp),
+            )
+        });
         let Ok(back) = back else {
             self.kill(mem, sig::SIGSEGV, sp, ip, 0);
             return;
@@ -447,13 +421,7 @@ impl Kernel {
         }
         self.stats.page_faults += 1;
         let t0 = timestamp(mem, category::FAULTS);
-        let mut env = MmEnv {
-            mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
-        let result = self.process.mm.handle_page_fault(&mut env, addr, error);
+        let result = self.with_env(mem, |p, env| p.mm.handle_page_fault(env, addr, error));
         let ip = self.regs().rip;
         if trace::on(mem, category::FAULTS) {
             let how = resolution_of(&result);
@@ -605,17 +573,14 @@ impl Kernel {
             (user_regs_of(um.regs()), *um.fpu())
         };
         let altstack = self.process.altstack;
-        let mut env = MmEnv {
-            mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
-        let p = &mut *self.process;
-        match frame::setup_rt_frame(
-            &mut p.mm, &mut env, &regs, &fpu, &info, &act, blocked, altstack, fault,
-        ) {
+        let built = self.with_env(mem, |p, env| {
+            frame::setup_rt_frame(
+                &mut p.mm, env, &regs, &fpu, &info, &act, blocked, altstack, fault,
+            )
+        });
+        match built {
             Ok(new) => {
+                let p = &mut *self.process;
                 p.sigmask = frame::blocked_in_handler(blocked, signal, &act);
                 if act.flags & frame::sa::RESETHAND != 0 {
                     p.sigactions[i].handler = guest_kernel::signal::SIG_DFL;
@@ -636,15 +601,10 @@ impl Kernel {
     fn sigreturn(&mut self, mem: &mut DirectMap) {
         use guest_kernel::signal::frame;
         let rsp = self.regs().rsp;
-        let mut env = MmEnv {
-            mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
-        let p = &mut *self.process;
-        match frame::restore_rt_frame(&mut p.mm, &mut env, rsp) {
+        let restored = self.with_env(mem, |p, env| frame::restore_rt_frame(&mut p.mm, env, rsp));
+        match restored {
             Ok((regs, fpu, mask, uc_stack)) => {
+                let p = &mut *self.process;
                 p.sigmask = mask;
                 p.altstack = frame::restore_altstack(p.altstack, uc_stack, regs.rsp);
                 let um = self.user_mode();
@@ -711,6 +671,16 @@ impl Kernel {
     /// At exit: shared file mappings are written back and every open file
     /// is released (host handles closed), as the exiting task's files are.
     fn close_files(&mut self, mem: &mut DirectMap) {
+        self.with_cx(mem, syscall::exit_files);
+    }
+
+    /// Run `f` with the running process and the machine as system calls
+    /// see them.
+    fn with_cx<R>(
+        &mut self,
+        mem: &mut DirectMap,
+        f: impl FnOnce(&mut Ctx<'_, '_, '_, DirectMap, Host>) -> R,
+    ) -> R {
         let mut env = MmEnv {
             mem,
             frames: &mut self.frames,
@@ -723,7 +693,22 @@ impl Kernel {
             host: &mut self.host,
             tasks: &mut self.tasks,
         };
-        syscall::exit_files(&mut cx);
+        f(&mut cx)
+    }
+
+    /// Run `f` with the running process and its memory environment.
+    fn with_env<R>(
+        &mut self,
+        mem: &mut DirectMap,
+        f: impl FnOnce(&mut Process, &mut MmEnv<'_, DirectMap>) -> R,
+    ) -> R {
+        let mut env = MmEnv {
+            mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        f(&mut self.process, &mut env)
     }
 }
 
@@ -909,21 +894,7 @@ impl Kernel {
     /// The calling thread exits: with other threads in its group it just
     /// goes (its group's state passes on); the last one ends the process.
     fn exit_thread(&mut self, mem: &mut DirectMap, status: u8) {
-        let more = {
-            let mut env = MmEnv {
-                mem,
-                frames: &mut self.frames,
-                cache: &mut self.cache,
-                host: &mut self.fs,
-            };
-            let mut cx = Ctx {
-                p: &mut self.process,
-                env: &mut env,
-                host: &mut self.host,
-                tasks: &mut self.tasks,
-            };
-            syscall::task::exit_thread(&mut cx)
-        };
+        let more = self.with_cx(mem, syscall::task::exit_thread);
         if !more {
             return self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 3]);
         }
@@ -1076,21 +1047,7 @@ impl Kernel {
     /// runs.
     fn exit_task(&mut self, mem: &mut DirectMap, status: i32) {
         cpu::load_kernel_tables(&self.kernel);
-        {
-            let mut env = MmEnv {
-                mem,
-                frames: &mut self.frames,
-                cache: &mut self.cache,
-                host: &mut self.fs,
-            };
-            let mut cx = Ctx {
-                p: &mut self.process,
-                env: &mut env,
-                host: &mut self.host,
-                tasks: &mut self.tasks,
-            };
-            syscall::task::exit_task(&mut cx, status);
-        }
+        self.with_cx(mem, |cx| syscall::task::exit_task(cx, status));
         if self.tasks.others.is_empty() && self.process.pid != guest_kernel::process::INIT_PID {
             hypercall::panic(b"a process exited with no other left");
         }
