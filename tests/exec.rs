@@ -768,12 +768,28 @@ fn the_vsyscall_page_is_emulated_and_exec_of_a_file_open_for_writing_is_etxtbsy(
     // A copy to open for writing and exec (the image itself is shared).
     let copy = s.path("victim");
     fs::copy(image("exit42"), &copy).unwrap();
-    let out = same_in(&s.0, image("vsyscall"), &[path_str(&copy)]);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "time plausible 1\ngettimeofday 0, plausible 1, agrees with time 1\n\
-         getcpu 0, cpu below 1024 1, node 0\nexec of a file open for writing: ETXTBSY\n"
-    );
+    let expected = "time plausible 1\ngettimeofday 0, plausible 1, agrees with time 1\n\
+         getcpu 0, cpu below 1024 1, node 0\nexec of a file open for writing: ETXTBSY\n";
+    // The native side needs a host kernel that still emulates the page
+    // (vsyscall=xonly or emulate); with vsyscall=none the program would
+    // die natively, so only the guest's run is checked.
+    let host_has_vsyscall = fs::read_to_string("/proc/self/maps")
+        .map(|m| m.contains("[vsyscall]"))
+        .unwrap_or(false);
+    let out = if host_has_vsyscall {
+        same_in(&s.0, image("vsyscall"), &[path_str(&copy)])
+    } else {
+        eprintln!("host kernel has no vsyscall page: checking the guest's run only");
+        let guest = guest_in(
+            &s.0,
+            &[],
+            image("vsyscall").as_os_str(),
+            &os(&[path_str(&copy)]),
+        );
+        assert_status(&guest, 0);
+        guest
+    };
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 }
 
 #[test]

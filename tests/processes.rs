@@ -14,6 +14,7 @@ mod common;
 use common::*;
 use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -632,4 +633,37 @@ fn debian_gojq_a_go_program_runs_as_natively() {
         &["-c", "{sum: (.a | add), keys: keys, c: .b.c}", "in.json"],
         0,
     );
+}
+
+// ---------------------------------------------------------------------------
+// Corners: alarms, SIGCHLD to the killer, a thread ending the process
+
+#[test]
+fn alarms_sigchld_and_threads_that_end_the_process_behave_as_natively() {
+    if !require_kvm() {
+        return;
+    }
+    let out = image_mode("proc_edge", &["alarm_pause"]);
+    assert_eq!(out, "alarm 14\nchild read 0\nchild status 0\n");
+    let out = image_mode("proc_edge", &["kill_sigchld"]);
+    assert_eq!(out, "got signal 17, child killed by 15\n");
+    let s = Scratch::new("edge");
+    same_in(&s, image("proc_edge"), &["thread_exit"], 5);
+    // Killed by a signal: vmrun adds its one line on stderr, so compare
+    // the statuses and stdout here.
+    for (mode, sig) in [("thread_raise", 15), ("alarm_sleep", 14)] {
+        let native = native_in(
+            &s.native(),
+            image("proc_edge").as_os_str(),
+            &[OsString::from(mode)],
+        );
+        let guest = guest_in(
+            &s.guest(),
+            image("proc_edge").as_os_str(),
+            &[OsString::from(mode)],
+        );
+        assert_eq!(native.status.signal(), Some(sig), "{mode} natively");
+        assert_eq!(guest.status.code(), Some(128 + sig), "{mode} under vmrun");
+        assert_eq!(native.stdout, guest.stdout, "{mode}");
+    }
 }

@@ -263,6 +263,7 @@ impl Kernel {
             return self.sigreturn(mem);
         }
         self.process.user_sp = self.regs().rsp;
+        self.process.blocked_nr = None;
         self.check_alarm();
         // Only the registers a call uses: copying the whole frame costs an
         // emulated string instruction of 22 iterations.
@@ -500,20 +501,11 @@ impl Kernel {
     /// A due alarm (alarm, setitimer) posts SIGALRM (checked at each system
     /// call: a process that never makes one is not interrupted).
     fn check_alarm(&mut self) {
-        let Some(at) = self.process.alarm_at else {
-            return;
-        };
-        if self.host_now() < at {
+        if self.process.alarm_at.is_none() {
             return;
         }
-        let interval = self.process.alarm_interval;
-        self.process.alarm_at = (interval > 0).then(|| at + interval);
-        let info = guest_kernel::signal::frame::SigInfo {
-            signo: sig::SIGALRM as i32,
-            code: 0x80,
-            ..Default::default()
-        };
-        self.process.post_signal(sig::SIGALRM, info);
+        let now = self.host_now();
+        self.process.fire_alarm(now);
     }
 
     /// Whether the program has a handler for fault signal `signal` that it
@@ -562,6 +554,9 @@ impl Kernel {
                 self.kill(mem, signal, fault[2], ip, fault[1]);
             }
             return;
+        }
+        if let Some(nr) = self.process.blocked_nr.take() {
+            self.interrupt_call(nr, act.flags);
         }
         let blocked = self
             .process
@@ -626,7 +621,7 @@ impl Kernel {
     /// The current process ends: pid 1's end is the run's end; any other
     /// becomes a zombie and the next process runs.
     fn exit(&mut self, mem: &mut DirectMap, kind: u64, status: u64, fault: [u64; 3]) {
-        if self.process.pid != guest_kernel::process::INIT_PID {
+        if self.process.tgid != guest_kernel::process::INIT_PID {
             let ws = if kind == exit_kind::SIGNALED {
                 task::signaled(status)
             } else {
@@ -881,7 +876,40 @@ impl Kernel {
             f.rip = r.rcx.wrapping_sub(2);
         }
         self.process.state = TaskState::Blocked;
+        self.process.blocked_nr = Some(r.rax);
         self.switch_away(mem);
+    }
+
+    /// A handler is about to run for a process that was waiting in system
+    /// call `nr`: the call returns EINTR (rather than running again after
+    /// the handler) unless it restarts (SA_RESTART, and not a call Linux
+    /// never restarts: the sleeps and the polls).
+    fn interrupt_call(&mut self, nr: u64, act_flags: u64) {
+        use guest_kernel::syscall::nr as n;
+        const SA_RESTART: u64 = 0x1000_0000;
+        let never = [
+            n::PAUSE,
+            n::RT_SIGSUSPEND,
+            n::POLL,
+            n::PPOLL,
+            n::SELECT,
+            n::PSELECT6,
+            n::EPOLL_WAIT,
+            n::EPOLL_PWAIT,
+            n::NANOSLEEP,
+            n::CLOCK_NANOSLEEP,
+        ];
+        if act_flags & SA_RESTART != 0 && !never.contains(&nr) {
+            return;
+        }
+        let p = &mut *self.process;
+        p.deadline = None;
+        p.timed_out = false;
+        p.futex_wait = None;
+        p.futex_woken = false;
+        let f = self.regs();
+        f.rax = guest_kernel::errno::Errno::EINTR.to_ret() as u64;
+        f.rip = f.rip.wrapping_add(2);
     }
 
     fn user_mode(&mut self) -> &mut UserMode {
@@ -917,6 +945,9 @@ impl Kernel {
                 t.timed_out = true;
                 t.state = TaskState::Runnable;
             }
+            if !matches!(t.state, TaskState::Zombie(_)) && t.fire_alarm(now) {
+                t.state = TaskState::Runnable;
+            }
         }
         if let Some(t) = self.tasks.take_runnable() {
             return Some(t);
@@ -927,12 +958,16 @@ impl Kernel {
             .iter()
             .enumerate()
             .filter(|(_, t)| t.state == TaskState::Blocked)
-            .filter_map(|(i, t)| t.deadline.map(|d| (i, d)))
+            .filter_map(|(i, t)| t.wake_time().map(|d| (i, d)))
             .min_by_key(|&(_, d)| d)?;
         hypercall::sleep(d.saturating_sub(now));
+        let now = self.host_now();
         let mut t = self.tasks.others.remove(i);
-        t.deadline = None;
-        t.timed_out = true;
+        if t.deadline.is_some_and(|dl| dl <= now) {
+            t.deadline = None;
+            t.timed_out = true;
+        }
+        t.fire_alarm(now);
         t.state = TaskState::Runnable;
         Some(t)
     }
@@ -940,10 +975,7 @@ impl Kernel {
     /// When the current (blocked) process wakes by itself: its timed wait
     /// or its alarm, whichever is first.
     fn current_wake_time(&self) -> Option<u64> {
-        match (self.process.deadline, self.process.alarm_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.process.wake_time()
     }
 
     /// Whether nothing else can run before the current process wakes.
@@ -954,7 +986,7 @@ impl Kernel {
         let now = self.host_now();
         let others = self.tasks.others.iter().filter_map(|t| match t.state {
             TaskState::Runnable => Some(now),
-            TaskState::Blocked => t.deadline,
+            TaskState::Blocked => t.wake_time(),
             TaskState::Zombie(_) => None,
         });
         others.min().is_none_or(|o| mine <= o)
@@ -1048,7 +1080,7 @@ impl Kernel {
     fn exit_task(&mut self, mem: &mut DirectMap, status: i32) {
         cpu::load_kernel_tables(&self.kernel);
         self.with_cx(mem, |cx| syscall::task::exit_task(cx, status));
-        if self.tasks.others.is_empty() && self.process.pid != guest_kernel::process::INIT_PID {
+        if self.tasks.others.is_empty() && self.process.tgid != guest_kernel::process::INIT_PID {
             hypercall::panic(b"a process exited with no other left");
         }
         self.switch_away(mem);

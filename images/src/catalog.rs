@@ -289,6 +289,11 @@ pub const IMAGES: &[Image] = &[
         summary: "no libc: N rounds of fork, exit and wait4 (the fork leak check)",
     },
     c_image(
+        "proc_edge",
+        "proc_edge.c",
+        "alarms while others block, SIGCHLD to a killer, exit and raise from a thread",
+    ),
+    c_image(
         "vsyscall",
         "vsyscall.c",
         "calls the legacy vsyscall page; exec of a file open for writing (ETXTBSY)",

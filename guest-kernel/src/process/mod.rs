@@ -64,6 +64,8 @@ pub struct Process {
     pub robust_list: u64,
     /// Signal dispositions, index = signal number - 1.
     pub sigactions: [SigAction; NSIG],
+    /// The system call it waits in (its registers point back at it).
+    pub blocked_nr: Option<u64>,
     /// The user stack pointer at the current system call.
     pub user_sp: u64,
     /// Monotonic ns when SIGALRM is due (alarm, setitimer ITIMER_REAL).
@@ -141,6 +143,7 @@ impl Process {
                 restorer: 0,
                 mask: 0,
             }; NSIG],
+            blocked_nr: None,
             user_sp: 0,
             alarm_at: None,
             alarm_interval: 0,
@@ -189,6 +192,32 @@ impl Process {
         }
         self.sig_pending |= bit;
         self.sig_info[i] = info;
+        true
+    }
+
+    /// When a blocked process wakes by itself: its timed wait or its
+    /// alarm, whichever is first.
+    pub fn wake_time(&self) -> Option<u64> {
+        match (self.deadline, self.alarm_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Post SIGALRM if the alarm is due at `now` (monotonic ns), and set
+    /// the next one for an interval timer; returns whether it fired.
+    pub fn fire_alarm(&mut self, now: u64) -> bool {
+        let Some(at) = self.alarm_at.filter(|&at| at <= now) else {
+            return false;
+        };
+        let interval = self.alarm_interval;
+        self.alarm_at = (interval > 0).then(|| at + interval);
+        let info = crate::signal::frame::SigInfo {
+            signo: crate::signal::nr::SIGALRM as i32,
+            code: 0x80,
+            ..Default::default()
+        };
+        self.post_signal(crate::signal::nr::SIGALRM, info);
         true
     }
 

@@ -224,7 +224,7 @@ pub fn kill<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, pid: u64, sig
     if sig != 0 && !crate::signal::valid(sig) {
         return Action::Return(Errno::EINVAL.to_ret());
     }
-    if pid == cx.p.pid as i64 {
+    if pid == cx.p.tgid as i64 {
         return send_self(cx, sig);
     }
     if pid == 0 || pid == -1 || pid == -(cx.p.pgid as i64) {
@@ -246,7 +246,8 @@ pub fn tgkill<M: PhysMem, H: HostIo>(
     tid: u64,
     sig: u64,
 ) -> Action {
-    if tgid == cx.p.pid && tid == cx.p.pid {
+    let own_thread = tid == cx.p.pid || cx.tasks.find(tid).is_some_and(|t| t.tgid == tgid);
+    if tgid == cx.p.tgid && own_thread {
         send_self(cx, sig)
     } else if tgid == tid {
         match super::task::kill_other(cx, tid as i32 as i64, sig) {

@@ -435,6 +435,22 @@ pub fn kill_other<M: PhysMem, H: HostIo>(
                 };
                 exit_task(&mut vcx, task::signaled(sig));
             }
+            // Its parent may be the caller, which the exit did not find
+            // among the others: SIGCHLD to it here.
+            if victim.ppid == cx.p.tgid {
+                if cx.p.sigactions[signal::nr::SIGCHLD as usize - 1].handler == SIG_IGN {
+                    victim.ppid = 0;
+                } else {
+                    let info = crate::signal::frame::SigInfo {
+                        signo: signal::nr::SIGCHLD as i32,
+                        code: 2,
+                        addr_or_pid: victim.pid,
+                        status: sig as i32,
+                        ..Default::default()
+                    };
+                    cx.p.post_signal(signal::nr::SIGCHLD, info);
+                }
+            }
             cx.tasks.others.push(victim);
         }
     }

@@ -123,6 +123,13 @@ pub fn sleep_ns<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, ns: u64) 
         return Err(Errno::ERESTARTSYS);
     }
     if !cx.tasks.any_runnable() {
+        let now = cx.host.now_ns(Clock::Monotonic);
+        if let Some(at) = cx.p.alarm_at.filter(|&at| at < now.saturating_add(ns)) {
+            // The alarm comes first: it interrupts the sleep.
+            cx.host.sleep(at.saturating_sub(now));
+            cx.p.fire_alarm(at);
+            return Err(Errno::EINTR);
+        }
         cx.host.sleep(ns);
         return Ok(0);
     }

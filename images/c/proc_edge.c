@@ -1,0 +1,99 @@
+/* proc_edge MODE: corners of processes, threads and signals.
+ *   alarm_pause   the parent pauses for its alarm while its child blocks
+ *                 reading a pipe; then it lets the child go and reaps it
+ *   kill_sigchld  the parent kills its child and waits in pause() for the
+ *                 SIGCHLD that brings
+ *   thread_exit   a second thread calls exit(5): the process ends with 5
+ *   thread_raise  a second thread raises SIGTERM: the process dies of it
+ *   alarm_sleep   alarm(1) then sleep(3): SIGALRM (default) ends it first */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t got;
+static void note(int s) { got = s; }
+
+static int alarm_pause(void)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return 1;
+    pid_t c = fork();
+    if (c == 0) {
+        char b;
+        close(p[1]);
+        int n = (int)read(p[0], &b, 1);
+        printf("child read %d\n", n);
+        return 0;
+    }
+    close(p[0]);
+    signal(SIGALRM, note);
+    alarm(1);
+    pause();
+    printf("alarm %d\n", got);
+    fflush(stdout);
+    close(p[1]);
+    int s;
+    waitpid(c, &s, 0);
+    printf("child status %d\n", s);
+    return 0;
+}
+
+static int kill_sigchld(void)
+{
+    signal(SIGCHLD, note);
+    pid_t c = fork();
+    if (c == 0)
+        for (;;)
+            pause();
+    usleep(1000);
+    kill(c, SIGTERM);
+    while (!got)
+        pause();
+    int s;
+    waitpid(c, &s, 0);
+    printf("got signal %d, child killed by %d\n", got, WTERMSIG(s));
+    return 0;
+}
+
+static void *exit_five(void *a)
+{
+    (void)a;
+    usleep(1000);
+    exit(5);
+}
+
+static void *raise_term(void *a)
+{
+    (void)a;
+    raise(SIGTERM);
+    printf("not reached\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *m = argc > 1 ? argv[1] : "";
+    pthread_t t;
+    if (strcmp(m, "alarm_pause") == 0)
+        return alarm_pause();
+    if (strcmp(m, "kill_sigchld") == 0)
+        return kill_sigchld();
+    if (strcmp(m, "thread_exit") == 0 || strcmp(m, "thread_raise") == 0) {
+        pthread_create(&t, 0, m[7] == 'e' ? exit_five : raise_term, 0);
+        pthread_join(t, 0);
+        return 0;
+    }
+    if (strcmp(m, "alarm_sleep") == 0) {
+        alarm(1);
+        sleep(3);
+        printf("not reached\n");
+        return 0;
+    }
+    fprintf(stderr, "proc_edge: unknown mode %s\n", m);
+    return 2;
+}
