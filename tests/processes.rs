@@ -649,6 +649,8 @@ fn alarms_sigchld_and_threads_that_end_the_process_behave_as_natively() {
     assert_eq!(out, "got signal 17, child killed by 15\n");
     let s = Scratch::new("edge");
     same_in(&s, image("proc_edge"), &["thread_exit"], 5);
+    let out = same_in(&s, image("proc_edge"), &["alarm_ignored"], 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "sleep left 0\n");
     // Killed by a signal: vmrun adds its one line on stderr, so compare
     // the statuses and stdout here.
     for (mode, sig) in [("thread_raise", 15), ("alarm_sleep", 14)] {

@@ -1,9 +1,8 @@
 //! Signals: numbers, default actions, and the dispositions a process sets.
 //!
-//! vmrun's kernel records what `rt_sigaction`, `rt_sigprocmask` and
-//! `sigaltstack` set, and applies default actions; it does not yet build
-//! signal frames, so a signal whose disposition is a handler is delivered
-//! with its default action (see docs/faults-and-exec.md).
+//! What `rt_sigaction`, `rt_sigprocmask` and `sigaltstack` set, and the
+//! default action of each signal; `frame` builds and reads the
+//! `rt_sigframe` a handler runs on (see docs/processes.md, Signals).
 
 pub mod frame;
 

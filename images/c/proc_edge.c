@@ -5,7 +5,8 @@
  *                 SIGCHLD that brings
  *   thread_exit   a second thread calls exit(5): the process ends with 5
  *   thread_raise  a second thread raises SIGTERM: the process dies of it
- *   alarm_sleep   alarm(1) then sleep(3): SIGALRM (default) ends it first */
+ *   alarm_sleep   alarm(1) then sleep(3): SIGALRM (default) ends it first
+ *   alarm_ignored SIGALRM ignored: alarm(1) does not cut sleep(2) short */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -92,6 +93,12 @@ int main(int argc, char **argv)
         alarm(1);
         sleep(3);
         printf("not reached\n");
+        return 0;
+    }
+    if (strcmp(m, "alarm_ignored") == 0) {
+        signal(SIGALRM, SIG_IGN);
+        alarm(1);
+        printf("sleep left %u\n", sleep(2));
         return 0;
     }
     fprintf(stderr, "proc_edge: unknown mode %s\n", m);

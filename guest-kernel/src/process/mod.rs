@@ -11,7 +11,9 @@ use crate::fs::file::{o, FdTable, Node, OpenFile};
 use crate::mm::space::Mm;
 use crate::signal::{SigAction, NSIG};
 
-/// The one process the kernel runs (Linux's task plus its mm).
+/// A task the kernel runs: a process or a thread (Linux's task_struct with
+/// its mm, files and signal state; threads of a group pass the shared
+/// parts along with `pass_group`).
 #[derive(Debug)]
 pub struct Process {
     /// Address space (boxed: the threads of a group pass it to whichever

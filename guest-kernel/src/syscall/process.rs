@@ -40,7 +40,8 @@ pub fn arch_prctl<M: PhysMem, H: HostIo>(
     }
 }
 
-/// set_tid_address(tidptr): remembered (no threads yet); returns the tid.
+/// set_tid_address(tidptr): remembered, cleared and futex-woken when the
+/// thread exits; returns the tid.
 pub fn set_tid_address<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, ptr: u64) -> i64 {
     cx.p.clear_child_tid = ptr;
     cx.p.pid as i64

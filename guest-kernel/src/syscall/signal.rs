@@ -1,8 +1,8 @@
 //! rt_sigaction, rt_sigprocmask, sigaltstack, kill, tkill, tgkill.
 //!
-//! Dispositions and the mask are recorded as Linux records them; a signal a
-//! process sends itself takes effect at once (see `crate::signal` for what
-//! is not delivered yet).
+//! Dispositions and the mask are recorded as Linux records them; a signal
+//! posted here is delivered on the way back to user mode (run.rs), to a
+//! handler on an `rt_sigframe` or by its default action.
 
 use super::{Action, Ctx, HostIo};
 use crate::errno::{Errno, KResult};

@@ -44,8 +44,9 @@ pub struct SpawnInfo {
 }
 
 /// clone(flags, stack, parent_tid, child_tid, tls); fork and vfork too.
-/// Threads (CLONE_VM without CLONE_VFORK, CLONE_THREAD) are not served
-/// yet: EINVAL... as Linux says of flag combinations it refuses.
+/// A thread (CLONE_VM | CLONE_THREAD) joins the caller's group; a vfork
+/// child (CLONE_VM | CLONE_VFORK) borrows the parent's address space until
+/// it execs or exits; CLONE_VM alone is ENOSYS (docs/processes.md, Limits).
 pub fn clone<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     flags: u64,

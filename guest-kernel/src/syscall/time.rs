@@ -123,15 +123,21 @@ pub fn sleep_ns<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, ns: u64) 
         return Err(Errno::ERESTARTSYS);
     }
     if !cx.tasks.any_runnable() {
-        let now = cx.host.now_ns(Clock::Monotonic);
-        if let Some(at) = cx.p.alarm_at.filter(|&at| at < now.saturating_add(ns)) {
-            // The alarm comes first: it interrupts the sleep.
+        let end = cx.host.now_ns(Clock::Monotonic).saturating_add(ns);
+        loop {
+            let now = cx.host.now_ns(Clock::Monotonic);
+            let Some(at) = cx.p.alarm_at.filter(|&at| at < end) else {
+                cx.host.sleep(end.saturating_sub(now));
+                return Ok(0);
+            };
+            // The alarm comes first: it interrupts the sleep if its
+            // SIGALRM is to be delivered (not ignored, not blocked).
             cx.host.sleep(at.saturating_sub(now));
             cx.p.fire_alarm(at);
-            return Err(Errno::EINTR);
+            if cx.p.next_signal().is_some() {
+                return Err(Errno::EINTR);
+            }
         }
-        cx.host.sleep(ns);
-        return Ok(0);
     }
     let now = cx.host.now_ns(Clock::Monotonic);
     cx.p.deadline = Some(now.saturating_add(ns));
