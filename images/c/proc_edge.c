@@ -6,12 +6,15 @@
  *   thread_exit   a second thread calls exit(5): the process ends with 5
  *   thread_raise  a second thread raises SIGTERM: the process dies of it
  *   alarm_sleep   alarm(1) then sleep(3): SIGALRM (default) ends it first
- *   alarm_ignored SIGALRM ignored: alarm(1) does not cut sleep(2) short */
+ *   alarm_ignored SIGALRM ignored: alarm(1) does not cut sleep(2) short
+ *   shared_anon   MAP_SHARED anonymous pages, most first touched after a
+ *                 fork, carry the child's stores to the parent */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,6 +79,29 @@ static void *raise_term(void *a)
     return 0;
 }
 
+static int shared_anon(void)
+{
+    char *p = mmap(0, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return 1;
+    strcpy(p, "parent");
+    pid_t c = fork();
+    if (c == 0) {
+        strcpy(p, "child0");
+        strcpy(p + 2 * 4096, "child2");
+        if (fork() == 0) {
+            strcpy(p + 3 * 4096, "grandchild3");
+            _exit(0);
+        }
+        wait(0);
+        _exit(0);
+    }
+    int st;
+    waitpid(c, &st, 0);
+    printf("%s [%s] %s %s\n", p, p + 4096, p + 2 * 4096, p + 3 * 4096);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *m = argc > 1 ? argv[1] : "";
@@ -101,6 +127,8 @@ int main(int argc, char **argv)
         printf("sleep left %u\n", sleep(2));
         return 0;
     }
+    if (strcmp(m, "shared_anon") == 0)
+        return shared_anon();
     fprintf(stderr, "proc_edge: unknown mode %s\n", m);
     return 2;
 }

@@ -429,7 +429,7 @@ impl Mm {
         self.install_private(env, i, va, frame, FaultKind::CopyOnWrite)
     }
 
-    fn fault_anon<M: PhysMem>(
+    pub(super) fn fault_anon<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,

@@ -8,13 +8,19 @@
 //! see `fault.rs`). Page-cache frames are mapped as they are (they are
 //! never written through a private mapping). 2 MiB anonymous pages are
 //! split into 4 KiB ones first, so that sharing is counted per frame.
+//!
+//! `MAP_SHARED` anonymous memory has no page-cache object behind it (Linux
+//! backs it with a shmem file), so a page first touched after the fork
+//! would be faulted in separately on each side. Fork therefore populates
+//! such areas before sharing them, when free memory allows (at most half
+//! of the free frames); both sides then map every page of the area.
 
 use super::paging::{pte, KernelHalf, LeafAction, PageSize};
 use super::phys::PhysMem;
 use super::space::{Mm, MmEnv};
-use super::vma::VmFlags;
+use super::vma::{Backing, Prot, VmFlags};
 use crate::errno::{Errno, KResult};
-use vmrun_contract::layout::HUGE_PAGE_SIZE;
+use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
 
 impl Mm {
     /// A copy of this address space for a forked child.
@@ -28,6 +34,7 @@ impl Mm {
         child.vmas = self.vmas.clone();
         child.vmas.set_journaling(false);
         child.copy_layout(self);
+        self.populate_shared_anon(env);
         let areas: alloc::vec::Vec<(u64, u64, bool)> = self
             .vmas
             .iter()
@@ -40,6 +47,45 @@ impl Mm {
         self.tlb_stale = true;
         child.peak_user_frames = child.user_frames;
         Ok(())
+    }
+
+    /// Fault in every missing page of the accessible `MAP_SHARED`
+    /// anonymous areas, if they fit in half the free frames; otherwise (or
+    /// when memory runs out midway) leave the rest to be faulted in later.
+    fn populate_shared_anon<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>) {
+        let shared_anon = |v: &super::vma::Vma| {
+            v.flags.contains(VmFlags::SHARED)
+                && matches!(v.backing, Backing::Anon)
+                && v.prot != Prot::NONE
+        };
+        let pages: u64 = self
+            .vmas
+            .iter()
+            .filter(|v| shared_anon(v))
+            .map(|v| (v.end - v.start) / PAGE_SIZE)
+            .sum();
+        let free = env.frames.total() - env.frames.in_use();
+        if pages == 0 || pages > free / 2 {
+            return;
+        }
+        let mut i = 0;
+        while i < self.vmas.len() {
+            let v = self.vmas.as_slice()[i];
+            if shared_anon(&v) {
+                let mut va = v.start;
+                while va < v.end {
+                    let missing = self
+                        .pt
+                        .translate(env.mem, va)
+                        .is_none_or(|t| t.flags & pte::P == 0);
+                    if missing && self.fault_anon(env, i, va).is_err() {
+                        return;
+                    }
+                    va += PAGE_SIZE;
+                }
+            }
+            i += 1;
+        }
     }
 
     fn copy_layout(&mut self, from: &Mm) {
@@ -187,5 +233,34 @@ mod tests {
             before - 1,
             "every frame back (the parent's PML4 too)"
         );
+    }
+
+    #[test]
+    fn shared_anonymous_pages_first_touched_after_fork_are_shared() {
+        let mut fx = Fixture::new();
+        let mut parent = fx.mm();
+        // MAP_SHARED | MAP_ANONYMOUS, three pages; only the first touched.
+        let a = parent
+            .mmap(&mut fx.env(), 0, 0x3000, 3, 0x21, None, 0)
+            .unwrap();
+        copy_to_user(&mut parent, &mut fx.env(), a, b"before").unwrap();
+        let kernel = fx.kernel;
+        let mut child = Mm::empty();
+        parent
+            .fork_copy(&mut fx.env(), &kernel, &mut child)
+            .unwrap();
+        // The child writes the third page; the parent sees it.
+        copy_to_user(&mut child, &mut fx.env(), a + 0x2000, b"child").unwrap();
+        let mut buf = [0u8; 5];
+        copy_from_user(&mut parent, &mut fx.env(), a + 0x2000, &mut buf).unwrap();
+        assert_eq!(&buf, b"child");
+        for va in [a, a + 0x1000, a + 0x2000] {
+            let pt = parent.pt.translate(&fx.mem, va).unwrap();
+            let ct = child.pt.translate(&fx.mem, va).unwrap();
+            assert_eq!(pt.frame, ct.frame, "{va:#x}: one frame");
+            assert_ne!(pt.flags & pte::RW, 0, "{va:#x}: writable in both");
+        }
+        child.teardown(&mut fx.mem, &mut fx.frames);
+        parent.teardown(&mut fx.mem, &mut fx.frames);
     }
 }
