@@ -8,13 +8,16 @@
  *   alarm_sleep   alarm(1) then sleep(3): SIGALRM (default) ends it first
  *   alarm_ignored SIGALRM ignored: alarm(1) does not cut sleep(2) short
  *   shared_anon   MAP_SHARED anonymous pages, most first touched after a
- *                 fork, carry the child's stores to the parent */
+ *                 fork, carry the child's stores to the parent
+ *   thread_kill   pthread_kill and tkill to another thread of the process:
+ *                 the handler runs on that thread */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -79,6 +82,46 @@ static void *raise_term(void *a)
     return 0;
 }
 
+static volatile pid_t handled_on;
+static volatile pid_t waiter_tid;
+
+static void note_tid(int s)
+{
+    (void)s;
+    handled_on = syscall(SYS_gettid);
+}
+
+static void *waiter(void *a)
+{
+    (void)a;
+    waiter_tid = syscall(SYS_gettid);
+    while (!handled_on)
+        usleep(1000);
+    return 0;
+}
+
+static int thread_kill(void)
+{
+    pid_t me = syscall(SYS_gettid);
+    signal(SIGUSR1, note_tid);
+    for (int round = 0; round < 2; round++) {
+        pthread_t t;
+        handled_on = 0;
+        waiter_tid = 0;
+        pthread_create(&t, 0, waiter, 0);
+        while (!waiter_tid)
+            usleep(1000);
+        if (round == 0)
+            pthread_kill(t, SIGUSR1);
+        else
+            syscall(SYS_tkill, waiter_tid, SIGUSR1);
+        pthread_join(t, 0);
+        printf("%s: handled by %s\n", round ? "tkill" : "pthread_kill",
+               handled_on == waiter_tid ? "the target" : handled_on == me ? "the caller" : "another");
+    }
+    return 0;
+}
+
 static int shared_anon(void)
 {
     char *p = mmap(0, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -127,6 +170,8 @@ int main(int argc, char **argv)
         printf("sleep left %u\n", sleep(2));
         return 0;
     }
+    if (strcmp(m, "thread_kill") == 0)
+        return thread_kill();
     if (strcmp(m, "shared_anon") == 0)
         return shared_anon();
     fprintf(stderr, "proc_edge: unknown mode %s\n", m);

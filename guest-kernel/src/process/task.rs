@@ -105,6 +105,16 @@ impl Tasks {
         self.others.iter().any(|t| t.state == TaskState::Runnable)
     }
 
+    /// When the first of the other blocked processes wakes by itself (a
+    /// deadline or an alarm), if any does.
+    pub fn first_wake(&self) -> Option<u64> {
+        self.others
+            .iter()
+            .filter(|t| t.state == TaskState::Blocked)
+            .filter_map(|t| t.wake_time())
+            .min()
+    }
+
     /// Take the next runnable process out (round robin: the first
     /// runnable one, moved to the end when it is put back).
     pub fn take_runnable(&mut self) -> Option<Box<Process>> {

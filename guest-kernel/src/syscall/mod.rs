@@ -602,7 +602,7 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::RT_SIGPROCMASK => ret(signal::rt_sigprocmask(cx, a[0], a[1], a[2], a[3])),
         nr::SIGALTSTACK => ret(signal::sigaltstack(cx, a[0], a[1])),
         nr::KILL => signal::kill(cx, a[0], a[1]),
-        nr::TKILL => signal::kill(cx, a[0], a[1]),
+        nr::TKILL => signal::tkill(cx, a[0], a[1]),
         nr::TGKILL => signal::tgkill(cx, a[0], a[1], a[2]),
         nr::CLOCK_GETTIME => ret(time::clock_gettime(cx, a[0], a[1])),
         nr::CLOCK_GETRES => ret(time::clock_getres(cx, a[0], a[1])),

@@ -239,22 +239,99 @@ pub fn kill<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, pid: u64, sig
     }
 }
 
-/// tgkill(tgid, tid, sig)
+/// tgkill(tgid, tid, sig): to the thread `tid` of group `tgid`; the
+/// group's leader (`tid == tgid`) of another group stands for its process.
 pub fn tgkill<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     tgid: u64,
     tid: u64,
     sig: u64,
 ) -> Action {
-    let own_thread = tid == cx.p.pid || cx.tasks.find(tid).is_some_and(|t| t.tgid == tgid);
-    if tgid == cx.p.tgid && own_thread {
-        send_self(cx, sig)
-    } else if tgid == tid {
-        match super::task::kill_other(cx, tid as i32 as i64, sig) {
+    if sig != 0 && !signal::valid(sig) {
+        return Action::Return(Errno::EINVAL.to_ret());
+    }
+    if tgid == cx.p.tgid && tid == cx.p.pid {
+        return send_self(cx, sig);
+    }
+    if tgid != cx.p.tgid && tgid == tid {
+        return match super::task::kill_other(cx, tid as i32 as i64, sig) {
             Ok(v) => Action::Return(v),
             Err(e) => Action::Return(e.to_ret()),
-        }
+        };
+    }
+    signal_thread(cx, tgid, tid, sig)
+}
+
+/// tkill(tid, sig): tgkill to whichever group `tid` belongs to.
+pub fn tkill<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, tid: u64, sig: u64) -> Action {
+    let tgid = if tid == cx.p.pid {
+        cx.p.tgid
     } else {
-        Action::Return(Errno::ESRCH.to_ret())
+        match cx.tasks.find(tid) {
+            Some(t) => t.tgid,
+            None => return Action::Return(Errno::ESRCH.to_ret()),
+        }
+    };
+    tgkill(cx, tgid, tid, sig)
+}
+
+/// A signal to thread `tid` of group `tgid`, not the caller: pending on
+/// that thread if the group handles it or the thread blocks it (the
+/// group's handlers are with the thread holding the group: the caller
+/// for its own group); otherwise the default action, for the whole group.
+fn signal_thread<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    tgid: u64,
+    tid: u64,
+    sig: u64,
+) -> Action {
+    use crate::process::task::TaskState;
+    let i = sig.saturating_sub(1) as usize;
+    let act = if tgid == cx.p.tgid {
+        cx.p.sigactions[i]
+    } else {
+        match cx
+            .tasks
+            .others
+            .iter()
+            .find(|t| t.holds_group && t.tgid == tgid)
+        {
+            Some(h) => h.sigactions[i],
+            None => return Action::Return(Errno::ESRCH.to_ret()),
+        }
+    };
+    let from = cx.p.tgid;
+    let Some(t) = cx
+        .tasks
+        .others
+        .iter_mut()
+        .find(|t| t.pid == tid && t.tgid == tgid && !matches!(t.state, TaskState::Zombie(_)))
+    else {
+        return Action::Return(Errno::ESRCH.to_ret());
+    };
+    if sig == 0 {
+        return Action::Return(0);
+    }
+    let bit = 1u64 << i;
+    let blocked = t.sigmask & bit != 0 && sig != signal::nr::SIGKILL;
+    let handled = act.handler != signal::SIG_DFL && act.handler != signal::SIG_IGN;
+    if handled || blocked {
+        t.sig_pending |= bit;
+        t.sig_info[i] = crate::signal::frame::SigInfo {
+            signo: sig as i32,
+            code: -6, // SI_TKILL
+            addr_or_pid: from,
+            ..Default::default()
+        };
+        cx.tasks.wake_all();
+        return Action::Return(0);
+    }
+    match signal::disposition(sig, &act) {
+        Disposition::Ignore => Action::Return(0),
+        Disposition::Terminate if tgid == cx.p.tgid => Action::Kill(sig),
+        Disposition::Terminate => match super::task::kill_other(cx, tgid as i64, sig) {
+            Ok(v) => Action::Return(v),
+            Err(e) => Action::Return(e.to_ret()),
+        },
     }
 }

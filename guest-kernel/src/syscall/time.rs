@@ -122,8 +122,10 @@ pub fn sleep_ns<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, ns: u64) 
     if cx.p.deadline.is_some() {
         return Err(Errno::ERESTARTSYS);
     }
-    if !cx.tasks.any_runnable() {
-        let end = cx.host.now_ns(Clock::Monotonic).saturating_add(ns);
+    let end = cx.host.now_ns(Clock::Monotonic).saturating_add(ns);
+    // The host sleeps for the whole of it only if no other process could
+    // run meanwhile: none is runnable, and none wakes before the end.
+    if !cx.tasks.any_runnable() && cx.tasks.first_wake().is_none_or(|w| w >= end) {
         loop {
             let now = cx.host.now_ns(Clock::Monotonic);
             let Some(at) = cx.p.alarm_at.filter(|&at| at < end) else {
@@ -139,8 +141,7 @@ pub fn sleep_ns<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, ns: u64) 
             }
         }
     }
-    let now = cx.host.now_ns(Clock::Monotonic);
-    cx.p.deadline = Some(now.saturating_add(ns));
+    cx.p.deadline = Some(end);
     Err(Errno::ERESTARTSYS)
 }
 
