@@ -649,6 +649,12 @@ fn alarms_sigchld_and_threads_that_end_the_process_behave_as_natively() {
     assert_eq!(out, "got signal 17, child killed by 15\n");
     let s = Scratch::new("edge");
     same_in(&s, image("proc_edge"), &["thread_exit"], 5);
+    let out = same_in(&s, image("proc_edge"), &["sigwait"], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "sigwaitinfo 10, from the child 1, code 0\nsigtimedwait -1 EAGAIN\n\
+         sigwait 14\nchild status 0\n"
+    );
     let out = same_in(&s, image("proc_edge"), &["thread_kill"], 0);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),

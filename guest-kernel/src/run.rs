@@ -890,6 +890,7 @@ impl Kernel {
         let never = [
             n::PAUSE,
             n::RT_SIGSUSPEND,
+            n::RT_SIGTIMEDWAIT,
             n::POLL,
             n::PPOLL,
             n::SELECT,

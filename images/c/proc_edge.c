@@ -10,7 +10,10 @@
  *   shared_anon   MAP_SHARED anonymous pages, most first touched after a
  *                 fork, carry the child's stores to the parent
  *   thread_kill   pthread_kill and tkill to another thread of the process:
- *                 the handler runs on that thread */
+ *                 the handler runs on that thread
+ *   sigwait       sigwaitinfo takes a child's SIGUSR1 (with its pid),
+ *                 sigtimedwait times out, sigwait takes a blocked SIGALRM */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t got;
@@ -122,6 +126,42 @@ static int thread_kill(void)
     return 0;
 }
 
+static int sig_wait(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    sigaddset(&set, SIGALRM);
+    sigprocmask(SIG_BLOCK, &set, 0);
+    pid_t c = fork();
+    if (c == 0) {
+        kill(getppid(), SIGUSR1);
+        _exit(0);
+    }
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, SIGUSR1);
+    siginfo_t si;
+    int s = sigwaitinfo(&one, &si);
+    printf("sigwaitinfo %d, from the child %d, code %d\n", s, si.si_pid == c, si.si_code);
+    sigemptyset(&one);
+    sigaddset(&one, SIGUSR2);
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    s = sigtimedwait(&one, 0, &ts);
+    printf("sigtimedwait %d %s\n", s, s < 0 && errno == EAGAIN ? "EAGAIN" : "?");
+    sigemptyset(&one);
+    sigaddset(&one, SIGALRM);
+    alarm(1);
+    int got = 0;
+    sigwait(&one, &got);
+    printf("sigwait %d\n", got);
+    int st;
+    waitpid(c, &st, 0);
+    printf("child status %d\n", st);
+    return 0;
+}
+
 static int shared_anon(void)
 {
     char *p = mmap(0, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -170,6 +210,8 @@ int main(int argc, char **argv)
         printf("sleep left %u\n", sleep(2));
         return 0;
     }
+    if (strcmp(m, "sigwait") == 0)
+        return sig_wait();
     if (strcmp(m, "thread_kill") == 0)
         return thread_kill();
     if (strcmp(m, "shared_anon") == 0)

@@ -212,6 +212,7 @@ pub mod nr {
     pub const EVENTFD2: u64 = 290;
     pub const EPOLL_CREATE1: u64 = 291;
     pub const RT_SIGSUSPEND: u64 = 130;
+    pub const RT_SIGTIMEDWAIT: u64 = 128;
     pub const PAUSE: u64 = 34;
     pub const RT_SIGPENDING: u64 = 127;
     pub const RT_SIGRETURN: u64 = 15;
@@ -364,6 +365,7 @@ pub fn name(n: u64) -> &'static str {
         nr::EVENTFD2 => "eventfd2",
         nr::EPOLL_CREATE1 => "epoll_create1",
         nr::RT_SIGSUSPEND => "rt_sigsuspend",
+        nr::RT_SIGTIMEDWAIT => "rt_sigtimedwait",
         nr::PAUSE => "pause",
         nr::RT_SIGPENDING => "rt_sigpending",
         nr::RT_SIGRETURN => "rt_sigreturn",
@@ -590,6 +592,7 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::FCNTL => ret(fsmeta::fcntl(cx, a[0], a[1], a[2])),
         nr::SCHED_YIELD => Action::Yield(0),
         nr::RT_SIGSUSPEND => ret(signal::rt_sigsuspend(cx, a[0], a[1])),
+        nr::RT_SIGTIMEDWAIT => ret(signal::rt_sigtimedwait(cx, a[0], a[1], a[2], a[3])),
         nr::PAUSE => ret(signal::pause(cx)),
         nr::RT_SIGPENDING => ret(signal::rt_sigpending(cx, a[0], a[1])),
         nr::READLINK => ret(fsmeta::readlinkat(cx, AT_FDCWD, a[0], a[1], a[2])),

@@ -196,6 +196,51 @@ pub fn rt_sigsuspend<M: PhysMem, H: HostIo>(
     Err(Errno::ERESTARTSYS)
 }
 
+/// rt_sigtimedwait(set, info, timeout, size): take the lowest pending
+/// signal of `set` (which the caller normally blocks) without running its
+/// handler, writing its `siginfo_t` to `info`; wait for one until
+/// `timeout` (NULL: for ever), then EAGAIN. A signal outside `set` that
+/// is delivered meanwhile makes it return EINTR.
+pub fn rt_sigtimedwait<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    set: u64,
+    info: u64,
+    timeout: u64,
+    size: u64,
+) -> KResult<i64> {
+    if size != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = [0u8; 8];
+    copy_from_user(&mut cx.p.mm, cx.env, set, &mut b)?;
+    let which = u64::from_le_bytes(b) & !UNBLOCKABLE;
+    let ready = cx.p.sig_pending & which;
+    if ready != 0 {
+        let i = ready.trailing_zeros() as usize;
+        if info != 0 {
+            let bytes = crate::signal::frame::siginfo_bytes(&cx.p.sig_info[i]);
+            copy_to_user(&mut cx.p.mm, cx.env, info, &bytes)?;
+        }
+        cx.p.sig_pending &= !(1u64 << i);
+        cx.p.deadline = None;
+        cx.p.timed_out = false;
+        return Ok(i as i64 + 1);
+    }
+    if core::mem::take(&mut cx.p.timed_out) {
+        cx.p.deadline = None;
+        return Err(Errno::EAGAIN);
+    }
+    if cx.p.deadline.is_none() && timeout != 0 {
+        let ns = super::time::read_timespec(cx, timeout)?;
+        if ns == 0 {
+            return Err(Errno::EAGAIN);
+        }
+        let now = cx.host.now_ns(super::time::Clock::Monotonic);
+        cx.p.deadline = Some(now.saturating_add(ns));
+    }
+    Err(Errno::ERESTARTSYS)
+}
+
 /// pause(): wait for a signal.
 pub fn pause<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>) -> KResult<i64> {
     if cx.p.next_signal().is_some() {
