@@ -218,6 +218,8 @@ pub mod nr {
     pub const RT_SIGRETURN: u64 = 15;
     pub const PIPE: u64 = 22;
     pub const CLONE: u64 = 56;
+    pub const CLONE3: u64 = 435;
+    pub const MEMBARRIER: u64 = 324;
     pub const FORK: u64 = 57;
     pub const VFORK: u64 = 58;
     pub const WAIT4: u64 = 61;
@@ -371,6 +373,8 @@ pub fn name(n: u64) -> &'static str {
         nr::RT_SIGRETURN => "rt_sigreturn",
         nr::PIPE => "pipe",
         nr::CLONE => "clone",
+        nr::CLONE3 => "clone3",
+        nr::MEMBARRIER => "membarrier",
         nr::FORK => "fork",
         nr::VFORK => "vfork",
         nr::WAIT4 => "wait4",
@@ -519,6 +523,8 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::FORK => task::clone(cx, 17, 0, 0, 0, 0),
         nr::VFORK => task::clone(cx, 0x4000 | 0x100 | 17, 0, 0, 0, 0),
         nr::CLONE => task::clone(cx, a[0], a[1], a[2], a[3], a[4]),
+        nr::CLONE3 => task::clone3(cx, a[0], a[1]),
+        nr::MEMBARRIER => ret(process::membarrier(a[0], a[1])),
         nr::WAIT4 => match task::wait4(cx, a[0], a[1], a[2], a[3]) {
             // WNOHANG with children still running: let them run.
             Ok(0) => Action::Yield(0),

@@ -186,3 +186,36 @@ pub fn futex_wake_pub<M: PhysMem, H: HostIo>(
 ) -> u64 {
     futex_wake(cx, uaddr, n)
 }
+
+/// membarrier(cmd, flags, cpu_id) as Linux answers on one CPU: every
+/// barrier is already implied (one CPU, a system call is a full barrier),
+/// so the commands it lists for QUERY succeed at once.
+pub fn membarrier(cmd: u64, flags: u64) -> KResult<i64> {
+    // GLOBAL, GLOBAL_EXPEDITED and its REGISTER, PRIVATE_EXPEDITED and its
+    // REGISTER, PRIVATE_EXPEDITED_SYNC_CORE and its REGISTER.
+    const SUPPORTED: u64 = 0x7f;
+    if flags != 0 {
+        return Err(Errno::EINVAL);
+    }
+    match cmd {
+        0 => Ok(SUPPORTED as i64),
+        c if c.is_power_of_two() && c & SUPPORTED != 0 => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membarrier_lists_and_accepts_its_commands() {
+        assert_eq!(membarrier(0, 0), Ok(0x7f));
+        for cmd in [1, 2, 4, 8, 16, 32, 64] {
+            assert_eq!(membarrier(cmd, 0), Ok(0), "command {cmd}");
+        }
+        assert_eq!(membarrier(3, 0), Err(Errno::EINVAL), "two commands");
+        assert_eq!(membarrier(128, 0), Err(Errno::EINVAL), "RSEQ: not listed");
+        assert_eq!(membarrier(8, 1), Err(Errno::EINVAL), "flags");
+    }
+}

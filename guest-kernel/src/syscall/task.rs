@@ -61,6 +61,103 @@ pub fn clone<M: PhysMem, H: HostIo>(
     }
 }
 
+/// clone3(args, size): clone with a `struct clone_args` of `size` bytes
+/// (Linux's versions 0 to 2: 64, 80 or 88; a larger one must be zero
+/// beyond what is known).
+pub fn clone3<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    args: u64,
+    size: u64,
+) -> Action {
+    let r = read_clone_args(cx, args, size)
+        .and_then(|a| do_clone(cx, a.flags, a.stack, a.parent_tid, a.child_tid, a.tls));
+    match r {
+        Ok((child, info)) => Action::Spawn(child, info),
+        Err(e) => Action::Return(e.to_ret()),
+    }
+}
+
+fn read_clone_args<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    args: u64,
+    size: u64,
+) -> KResult<CloneArgs> {
+    const KNOWN: u64 = 88;
+    if size < 64 {
+        return Err(Errno::EINVAL);
+    }
+    if size > vmrun_contract::layout::PAGE_SIZE {
+        return Err(Errno::E2BIG);
+    }
+    let mut b = [0u8; KNOWN as usize];
+    let n = size.min(KNOWN) as usize;
+    crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, args, &mut b[..n])?;
+    let mut at = args + KNOWN;
+    while at < args + size {
+        let mut tail = [0u8; 64];
+        let len = (args + size - at).min(64) as usize;
+        crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, at, &mut tail[..len])?;
+        if tail.iter().any(|&x| x != 0) {
+            return Err(Errno::E2BIG);
+        }
+        at += len as u64;
+    }
+    CloneArgs::parse(&b)
+}
+
+/// What `clone3` takes from a `struct clone_args`, in `clone`'s terms.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CloneArgs {
+    /// `clone` flags, with the exit signal in the low byte.
+    pub flags: u64,
+    /// The child's stack pointer: the top of the given stack (0: the
+    /// parent's).
+    pub stack: u64,
+    /// Where CLONE_PARENT_SETTID writes the child's tid.
+    pub parent_tid: u64,
+    /// Where CLONE_CHILD_SETTID/CLEARTID point.
+    pub child_tid: u64,
+    /// The child's FS base with CLONE_SETTLS.
+    pub tls: u64,
+}
+
+impl CloneArgs {
+    /// Parse the 88 bytes of a `struct clone_args` (zeros past the size
+    /// the caller gave), checking them as Linux's `copy_clone_args_from_user`
+    /// does; `set_tid` (pid namespaces) and `cgroup` are refused.
+    pub fn parse(b: &[u8; 88]) -> KResult<CloneArgs> {
+        let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        let (flags, child_tid, parent_tid, exit_signal) = (word(0), word(2), word(3), word(4));
+        let (stack, stack_size, tls, set_tid, set_tid_size) =
+            (word(5), word(6), word(7), word(8), word(9));
+        const INTO_CGROUP: u64 = 1 << 33;
+        if flags & cf::CSIGNAL != 0
+            || exit_signal & !cf::CSIGNAL != 0
+            || flags & INTO_CGROUP != 0
+            || flags >> 32 != 0
+        {
+            return Err(Errno::EINVAL);
+        }
+        if set_tid != 0 || set_tid_size != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if (stack == 0) != (stack_size == 0) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(CloneArgs {
+            flags: flags | exit_signal,
+            stack: if stack == 0 {
+                0
+            } else {
+                stack.wrapping_add(stack_size)
+            },
+            parent_tid,
+            child_tid,
+            tls,
+        })
+    }
+}
+
 fn do_clone<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     flags: u64,
@@ -526,4 +623,58 @@ pub fn setsid<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) -> KResult<i
     cx.p.sid = pid;
     cx.p.pgid = pid;
     Ok(pid as i64)
+}
+
+#[cfg(test)]
+mod clone3_tests {
+    use super::*;
+
+    fn args(words: &[(usize, u64)]) -> [u8; 88] {
+        let mut b = [0u8; 88];
+        for &(i, v) in words {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn clone3_args_become_clones() {
+        // posix_spawn's: CLONE_VM | CLONE_VFORK, SIGCHLD, a stack.
+        let a = CloneArgs::parse(&args(&[
+            (0, 0x4100),
+            (4, 17),
+            (5, 0x7000_0000),
+            (6, 0x9000),
+        ]))
+        .unwrap();
+        assert_eq!(a.flags, 0x4111);
+        assert_eq!(a.stack, 0x7000_9000, "the top of the stack");
+        // A thread's: no exit signal, TLS and the tid words.
+        let a = CloneArgs::parse(&args(&[(0, 0x3d0f00), (2, 0x10), (3, 0x20), (7, 0x30)])).unwrap();
+        assert_eq!(
+            a,
+            CloneArgs {
+                flags: 0x3d0f00,
+                stack: 0,
+                parent_tid: 0x20,
+                child_tid: 0x10,
+                tls: 0x30
+            }
+        );
+    }
+
+    #[test]
+    fn clone3_refuses_what_linux_refuses() {
+        let bad = [
+            args(&[(0, 17)]),               // exit signal in the flags
+            args(&[(4, 0x100)]),            // exit signal out of range
+            args(&[(5, 0x7000_0000)]),      // stack without a size
+            args(&[(6, 0x1000)]),           // size without a stack
+            args(&[(8, 0x10), (9, 1)]),     // set_tid
+            args(&[(0, 1 << 33), (10, 3)]), // CLONE_INTO_CGROUP
+        ];
+        for b in bad {
+            assert_eq!(CloneArgs::parse(&b), Err(Errno::EINVAL));
+        }
+    }
 }

@@ -193,7 +193,9 @@ pub const SYSCALLS: &[Syscall] = &[
     sc(316, "renameat2", &[DirFd, Str, DirFd, Str, Hex], Ret::Int),
     sc(318, "getrandom", &[BufOut, Size, GrndFlags], Ret::Int),
     sc(332, "statx", &[DirFd, Str, AtFlags, Hex, Ptr], Ret::Int),
+    sc(324, "membarrier", &[Int, Hex, Int], Ret::Int),
     sc(334, "rseq", &[Ptr, Size, Int, Hex], Ret::Int),
+    sc(435, "clone3", &[Ptr, Size], Ret::Int),
     sc(439, "faccessat2", &[DirFd, Str, Int, AtFlags], Ret::Int),
 ];
 
