@@ -179,12 +179,7 @@ pub fn rt_sigsuspend<M: PhysMem, H: HostIo>(
     set: u64,
     size: u64,
 ) -> KResult<i64> {
-    if size != SIGSET_SIZE {
-        return Err(Errno::EINVAL);
-    }
-    let mut b = [0u8; 8];
-    copy_from_user(&mut cx.p.mm, cx.env, set, &mut b)?;
-    let mask = u64::from_le_bytes(b) & !UNBLOCKABLE;
+    let mask = read_sigset(cx, set, size)?;
     if cx.p.sig_pending & !mask != 0 {
         // Deliver what the temporary mask lets through (the rest stays
         // pending under the caller's mask).
@@ -194,6 +189,21 @@ pub fn rt_sigsuspend<M: PhysMem, H: HostIo>(
         return Err(Errno::EINTR);
     }
     Err(Errno::ERESTARTSYS)
+}
+
+/// The user signal set at `set` of `size` bytes (EINVAL unless the
+/// ABI's 8), without SIGKILL and SIGSTOP.
+fn read_sigset<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    set: u64,
+    size: u64,
+) -> KResult<u64> {
+    if size != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = [0u8; 8];
+    copy_from_user(&mut cx.p.mm, cx.env, set, &mut b)?;
+    Ok(u64::from_le_bytes(b) & !UNBLOCKABLE)
 }
 
 /// rt_sigtimedwait(set, info, timeout, size): take the lowest pending
@@ -208,12 +218,7 @@ pub fn rt_sigtimedwait<M: PhysMem, H: HostIo>(
     timeout: u64,
     size: u64,
 ) -> KResult<i64> {
-    if size != SIGSET_SIZE {
-        return Err(Errno::EINVAL);
-    }
-    let mut b = [0u8; 8];
-    copy_from_user(&mut cx.p.mm, cx.env, set, &mut b)?;
-    let which = u64::from_le_bytes(b) & !UNBLOCKABLE;
+    let which = read_sigset(cx, set, size)?;
     let ready = cx.p.sig_pending & which;
     if ready != 0 {
         let i = ready.trailing_zeros() as usize;
