@@ -5,7 +5,7 @@
 mod common;
 
 /// The first column of every row of the results table.
-const WORKLOADS: [&str; 15] = [
+const WORKLOADS: [&str; 18] = [
     "anon_touch",
     "anon_total",
     "anon_4k_fault",
@@ -17,6 +17,9 @@ const WORKLOADS: [&str; 15] = [
     "file_read_cached",
     "file_read_1m",
     "open_close",
+    "fork_exit_wait",
+    "pipe_roundtrip",
+    "futex_wake",
     "exec",
     "exec_dynamic",
     "cold_start",

@@ -191,6 +191,11 @@ pub const IMAGES: &[Image] = &[
         "vmrun bench: timed cached 4 KiB pread, 1 MiB pread and open+close of a 1 MiB file",
     ),
     c_image(
+        "bench_proc",
+        "bench_proc.c",
+        "vmrun bench: timed fork+_exit+wait4, a pipe round trip between two processes, FUTEX_WAKE",
+    ),
+    c_image(
         "bench_clock",
         "bench_clock.c",
         "vmrun bench: timed clock_gettime(CLOCK_MONOTONIC), through the vDSO",

@@ -23,6 +23,10 @@ use vmrun_contract::trace::category;
 /// Pages in each region of the 4 KiB fault workload.
 const SMALL_REGION_PAGES: u64 = 16;
 
+/// The system call number of getrusage, which the programs call just
+/// inside the markers (`minflt`).
+const GETRUSAGE: u64 = 98;
+
 /// A self-timing workload program and how to run it.
 pub(super) struct Program {
     pub(super) row: &'static str,
@@ -60,6 +64,10 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
     let step_pages = o.file_pages.min(64).to_string();
     let step_n = o.samples.min(32).to_string();
     let mib_reads = (o.samples / 20).max(2).to_string();
+    // A fork round costs some 50 ms in the guest on kvm_pvm, a pipe round
+    // trip a few ms: fewer of them.
+    let forks = (o.samples / 100).max(4).to_string();
+    let round_trips = (o.samples / 10).max(8).to_string();
     // The bulk touch needs RAM for the region, the kernel and the file.
     let anon_mem = ((o.anon_mib + 128) << 20).max(DEFAULT_MEM);
     vec![
@@ -166,11 +174,44 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             row: "open_close",
             unit: "us/open+close",
             image: "bench_fileio",
-            args: vec!["open".into(), samples],
+            args: vec!["open".into(), samples.clone()],
             step_args: s(&["open", &step_n]),
             mem: DEFAULT_MEM,
             ring0: &["openat", "close"],
             note: "",
+            show_entries: false,
+        },
+        Program {
+            row: "fork_exit_wait",
+            unit: "us/round",
+            image: "bench_proc",
+            args: vec!["fork".into(), forks],
+            step_args: s(&["fork", "2"]),
+            mem: DEFAULT_MEM,
+            ring0: &[],
+            note: "glibc fork (clone), child _exit(0), parent wait4; ring-0: all entries of both processes",
+            show_entries: false,
+        },
+        Program {
+            row: "pipe_roundtrip",
+            unit: "us/roundtrip",
+            image: "bench_proc",
+            args: vec!["pipe".into(), round_trips],
+            step_args: s(&["pipe", "4"]),
+            mem: DEFAULT_MEM,
+            ring0: &[],
+            note: "1 byte there and back over two pipes; ring-0: all entries of both processes",
+            show_entries: false,
+        },
+        Program {
+            row: "futex_wake",
+            unit: "us/call",
+            image: "bench_proc",
+            args: vec!["futex".into(), samples],
+            step_args: s(&["futex", &step_n]),
+            mem: DEFAULT_MEM,
+            ring0: &["futex"],
+            note: "FUTEX_WAKE_PRIVATE, no waiter",
             show_entries: false,
         },
     ]
@@ -249,15 +290,18 @@ pub(super) fn bench_program(
                 let (label, text) = ring0_detail(p.row, &p.step_args, &profile, p.ring0, ops > 0);
                 row.ring0 = label;
                 if p.ring0.is_empty() {
-                    // Every ring-0 instruction in the loop, per operation.
+                    // Every ring-0 instruction in the loop (of every process
+                    // that ran in it), per operation, but for the program's
+                    // own getrusage calls after it.
                     let step_ops = p.step_args.last().and_then(|a| a.parse::<u64>().ok());
                     let insns: u64 = profile
                         .entries
                         .iter()
-                        .filter(|e| e.in_window)
+                        .filter(|e| e.in_window && !(e.is_syscall() && e.rax == GETRUSAGE))
                         .map(|e| e.insns)
                         .sum();
-                    row.ring0 = step_ops.map(|n| format!("{:.0}/call", insns as f64 / n as f64));
+                    let per = p.unit.trim_start_matches("us/");
+                    row.ring0 = step_ops.map(|n| format!("{:.0}/{per}", insns as f64 / n as f64));
                 }
                 detail.push_str(&text);
             }
