@@ -649,6 +649,11 @@ fn alarms_sigchld_and_threads_that_end_the_process_behave_as_natively() {
     assert_eq!(out, "got signal 17, child killed by 15\n");
     let s = Scratch::new("edge");
     same_in(&s, image("proc_edge"), &["thread_exit"], 5);
+    let out = same_in(&s, image("proc_edge"), &["clear_sighand"], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "child: SIGUSR1 default, SIGUSR2 ignored\nparent: clone3 ok, SIGUSR1 handled\n"
+    );
     let out = same_in(&s, image("proc_edge"), &["sigwait"], 0);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),

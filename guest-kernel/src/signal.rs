@@ -6,6 +6,23 @@
 
 pub mod frame;
 
+/// Reset handlers as CLONE_CLEAR_SIGHAND does (Linux's
+/// `flush_signal_handlers`): every handled signal goes back to SIG_DFL,
+/// ignored ones stay ignored, and flags and masks are cleared.
+pub fn flush_handlers(actions: &mut [SigAction; NSIG]) {
+    for a in actions.iter_mut() {
+        let handler = if a.handler == SIG_IGN {
+            SIG_IGN
+        } else {
+            SIG_DFL
+        };
+        *a = SigAction {
+            handler,
+            ..SigAction::default()
+        };
+    }
+}
+
 /// Number of signals (1..=64).
 pub const NSIG: usize = 64;
 

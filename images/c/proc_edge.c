@@ -12,10 +12,13 @@
  *   thread_kill   pthread_kill and tkill to another thread of the process:
  *                 the handler runs on that thread
  *   sigwait       sigwaitinfo takes a child's SIGUSR1 (with its pid),
- *                 sigtimedwait times out, sigwait takes a blocked SIGALRM */
+ *                 sigtimedwait times out, sigwait takes a blocked SIGALRM
+ *   clear_sighand a clone3 child with CLONE_CLEAR_SIGHAND: handled signals
+ *                 are back to SIG_DFL, ignored ones stay ignored */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +165,32 @@ static int sig_wait(void)
     return 0;
 }
 
+static int clear_sighand(void)
+{
+    signal(SIGUSR1, note_tid);
+    signal(SIGUSR2, SIG_IGN);
+    uint64_t args[11] = {0};
+    args[0] = 1ULL << 32; /* CLONE_CLEAR_SIGHAND */
+    args[4] = SIGCHLD;
+    long c = syscall(SYS_clone3, args, sizeof args);
+    if (c == 0) {
+        struct sigaction a1, a2;
+        sigaction(SIGUSR1, 0, &a1);
+        sigaction(SIGUSR2, 0, &a2);
+        printf("child: SIGUSR1 %s, SIGUSR2 %s\n", a1.sa_handler == SIG_DFL ? "default" : "handled",
+               a2.sa_handler == SIG_IGN ? "ignored" : "not ignored");
+        fflush(stdout);
+        _exit(0);
+    }
+    int st;
+    waitpid(c, &st, 0);
+    struct sigaction a1;
+    sigaction(SIGUSR1, 0, &a1);
+    printf("parent: clone3 %s, SIGUSR1 %s\n", c > 0 ? "ok" : "failed",
+           a1.sa_handler == note_tid ? "handled" : "lost");
+    return 0;
+}
+
 static int shared_anon(void)
 {
     char *p = mmap(0, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -210,6 +239,8 @@ int main(int argc, char **argv)
         printf("sleep left %u\n", sleep(2));
         return 0;
     }
+    if (strcmp(m, "clear_sighand") == 0)
+        return clear_sighand();
     if (strcmp(m, "sigwait") == 0)
         return sig_wait();
     if (strcmp(m, "thread_kill") == 0)

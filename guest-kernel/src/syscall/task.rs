@@ -69,8 +69,13 @@ pub fn clone3<M: PhysMem, H: HostIo>(
     args: u64,
     size: u64,
 ) -> Action {
-    let r = read_clone_args(cx, args, size)
-        .and_then(|a| do_clone(cx, a.flags, a.stack, a.parent_tid, a.child_tid, a.tls));
+    let r = read_clone_args(cx, args, size).and_then(|a| {
+        let (mut child, info) = do_clone(cx, a.flags, a.stack, a.parent_tid, a.child_tid, a.tls)?;
+        if a.clear_sighand {
+            signal::flush_handlers(&mut child.sigactions);
+        }
+        Ok((child, info))
+    });
     match r {
         Ok((child, info)) => Action::Spawn(child, info),
         Err(e) => Action::Return(e.to_ret()),
@@ -119,6 +124,9 @@ pub struct CloneArgs {
     pub child_tid: u64,
     /// The child's FS base with CLONE_SETTLS.
     pub tls: u64,
+    /// CLONE_CLEAR_SIGHAND: the child's handlers are reset to SIG_DFL
+    /// (ignored signals stay ignored), as posix_spawn asks.
+    pub clear_sighand: bool,
 }
 
 impl CloneArgs {
@@ -130,14 +138,16 @@ impl CloneArgs {
         let (flags, child_tid, parent_tid, exit_signal) = (word(0), word(2), word(3), word(4));
         let (stack, stack_size, tls, set_tid, set_tid_size) =
             (word(5), word(6), word(7), word(8), word(9));
-        const INTO_CGROUP: u64 = 1 << 33;
+        const CLEAR_SIGHAND: u64 = 1 << 32;
+        let clear_sighand = flags & CLEAR_SIGHAND != 0;
         if flags & cf::CSIGNAL != 0
             || exit_signal & !cf::CSIGNAL != 0
-            || flags & INTO_CGROUP != 0
-            || flags >> 32 != 0
+            || (flags & !CLEAR_SIGHAND) >> 32 != 0
+            || clear_sighand && flags & cf::SIGHAND != 0
         {
             return Err(Errno::EINVAL);
         }
+        let flags = flags & !CLEAR_SIGHAND;
         if set_tid != 0 || set_tid_size != 0 {
             return Err(Errno::EINVAL);
         }
@@ -154,6 +164,7 @@ impl CloneArgs {
             parent_tid,
             child_tid,
             tls,
+            clear_sighand,
         })
     }
 }
@@ -658,20 +669,25 @@ mod clone3_tests {
                 stack: 0,
                 parent_tid: 0x20,
                 child_tid: 0x10,
-                tls: 0x30
+                tls: 0x30,
+                clear_sighand: false,
             }
         );
+        // posix_spawn's with CLONE_CLEAR_SIGHAND.
+        let a = CloneArgs::parse(&args(&[(0, (1 << 32) | 0x4100), (4, 17)])).unwrap();
+        assert_eq!((a.flags, a.clear_sighand), (0x4111, true));
     }
 
     #[test]
     fn clone3_refuses_what_linux_refuses() {
         let bad = [
-            args(&[(0, 17)]),               // exit signal in the flags
-            args(&[(4, 0x100)]),            // exit signal out of range
-            args(&[(5, 0x7000_0000)]),      // stack without a size
-            args(&[(6, 0x1000)]),           // size without a stack
-            args(&[(8, 0x10), (9, 1)]),     // set_tid
-            args(&[(0, 1 << 33), (10, 3)]), // CLONE_INTO_CGROUP
+            args(&[(0, 17)]),                        // exit signal in the flags
+            args(&[(4, 0x100)]),                     // exit signal out of range
+            args(&[(5, 0x7000_0000)]),               // stack without a size
+            args(&[(6, 0x1000)]),                    // size without a stack
+            args(&[(8, 0x10), (9, 1)]),              // set_tid
+            args(&[(0, 1 << 33), (10, 3)]),          // CLONE_INTO_CGROUP
+            args(&[(0, (1 << 32) | 0x800 | 0x100)]), // CLEAR_SIGHAND with SIGHAND
         ];
         for b in bad {
             assert_eq!(CloneArgs::parse(&b), Err(Errno::EINVAL));
