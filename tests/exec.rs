@@ -80,19 +80,6 @@ fn guest_in(dir: &Path, options: &[&OsStr], program: &OsStr, args: &[&OsStr]) ->
     run(command, b"")
 }
 
-/// Asserts that the two runs are alike byte for byte.
-fn assert_same(what: &str, native: &Output, guest: &Output) {
-    let same = native.stdout == guest.stdout
-        && native.stderr == guest.stderr
-        && shell_status(&native.status) == shell_status(&guest.status);
-    assert!(
-        same,
-        "{what}: vmrun differs from the native run\n=== native ===\n{}\n=== vmrun ===\n{}",
-        describe(native),
-        describe(guest)
-    );
-}
-
 /// Runs `program args...` natively and under vmrun in `dir`, asserts that
 /// the native run exited 0 (so that the comparison means something) and
 /// that both are alike; returns the native run.

@@ -101,19 +101,6 @@ fn guest_in(dir: &Path, program: &OsStr, args: &[OsString]) -> Output {
     run(command, b"")
 }
 
-/// Asserts that the two runs are alike byte for byte.
-fn assert_same(what: &str, native: &Output, guest: &Output) {
-    let same = native.stdout == guest.stdout
-        && native.stderr == guest.stderr
-        && shell_status(&native.status) == shell_status(&guest.status);
-    assert!(
-        same,
-        "{what}: vmrun differs from the native run\n=== native ===\n{}\n=== vmrun ===\n{}",
-        describe(native),
-        describe(guest)
-    );
-}
-
 /// Runs `program args...` natively in `s.native()` and under vmrun in
 /// `s.guest()`, asserts that the native run exited with `status` (so the
 /// comparison means something) and that both runs are alike; returns the

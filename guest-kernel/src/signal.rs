@@ -108,9 +108,68 @@ pub fn disposition(sig: u64, action: &SigAction) -> Disposition {
     }
 }
 
+/// What sending `sig` does to a task whose handler for it is `action` and
+/// whose blocked set is `blocked` (Linux's `sig_ignored` and
+/// `complete_signal`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Pending on the task: it has a handler, or blocks the signal.
+    Post,
+    /// Dropped: ignored, explicitly or by default.
+    Drop,
+    /// The task's process dies of it now.
+    Kill,
+}
+
+/// How `sig` reaches a task with `action` and `blocked` (see [`Route`]).
+pub fn route(sig: u64, action: &SigAction, blocked: u64) -> Route {
+    let handled = action.handler != SIG_DFL && action.handler != SIG_IGN;
+    let is_blocked = blocked & (1u64 << (sig - 1)) != 0 && sig != nr::SIGKILL;
+    if handled || is_blocked {
+        return Route::Post;
+    }
+    match disposition(sig, action) {
+        Disposition::Ignore => Route::Drop,
+        Disposition::Terminate => Route::Kill,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signal_is_posted_dropped_or_kills() {
+        let dfl = SigAction::default();
+        let ign = SigAction {
+            handler: SIG_IGN,
+            ..dfl
+        };
+        let handler = SigAction {
+            handler: 0x401000,
+            ..dfl
+        };
+        let term = 1u64 << (nr::SIGTERM - 1);
+        assert_eq!(route(nr::SIGTERM, &handler, 0), Route::Post);
+        assert_eq!(route(nr::SIGTERM, &dfl, term), Route::Post, "blocked");
+        assert_eq!(
+            route(nr::SIGTERM, &ign, term),
+            Route::Post,
+            "blocked, ignored"
+        );
+        assert_eq!(route(nr::SIGTERM, &ign, 0), Route::Drop);
+        assert_eq!(
+            route(nr::SIGCHLD, &dfl, 0),
+            Route::Drop,
+            "ignored by default"
+        );
+        assert_eq!(route(nr::SIGTERM, &dfl, 0), Route::Kill);
+        assert_eq!(
+            route(nr::SIGKILL, &dfl, !0),
+            Route::Kill,
+            "SIGKILL is never blocked"
+        );
+    }
 
     #[test]
     fn sigabrt_terminates_and_sigchld_is_ignored_by_default() {

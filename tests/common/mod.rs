@@ -87,10 +87,11 @@ where
 /// kills it and panics if it outlives the timeout.
 pub fn run(mut command: Command, stdin: &[u8]) -> Output {
     let description = format!("{command:?}");
-    let mut child = command
+    command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
     let feeder = feed(&mut child, stdin.to_vec());
@@ -168,6 +169,20 @@ pub fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Asserts that the two runs are alike byte for byte: stdout,
+/// stderr and the shell-style exit status.
+pub fn assert_same(what: &str, native: &Output, guest: &Output) {
+    let same = native.stdout == guest.stdout
+        && native.stderr == guest.stderr
+        && shell_status(&native.status) == shell_status(&guest.status);
+    assert!(
+        same,
+        "{what}: vmrun differs from the native run\n=== native ===\n{}\n=== vmrun ===\n{}",
+        describe(native),
+        describe(guest)
+    );
 }
 
 /// Asserts the shell-style exit status of a run.

@@ -93,6 +93,23 @@ pub struct SigInfo {
     pub status: i32,
 }
 
+/// `si_code` of a signal sent by `kill`.
+pub const SI_USER: i32 = 0;
+/// `si_code` of a signal sent by `tkill`/`tgkill`.
+pub const SI_TKILL: i32 = -6;
+
+impl SigInfo {
+    /// The `siginfo_t` of signal `sig` sent by process `from` with `code`.
+    pub fn sent(sig: u64, code: i32, from: u64) -> SigInfo {
+        SigInfo {
+            signo: sig as i32,
+            code,
+            addr_or_pid: from,
+            ..Default::default()
+        }
+    }
+}
+
 /// `sa_flags` bits (x86-64 values).
 pub mod sa {
     /// The handler takes (signo, siginfo, ucontext).

@@ -7,7 +7,8 @@
 use super::{Action, Ctx, HostIo};
 use crate::errno::{Errno, KResult};
 use crate::mm::phys::PhysMem;
-use crate::signal::{self, Disposition, SigAction};
+use crate::signal::frame::{SigInfo, SI_TKILL, SI_USER};
+use crate::signal::{self, Route, SigAction};
 use crate::uaccess::{copy_from_user, copy_to_user};
 
 /// `sigsetsize` the x86-64 ABI uses.
@@ -153,21 +154,14 @@ pub fn send_self<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, sig: u64
         return Action::Return(Errno::EINVAL.to_ret());
     }
     let action = cx.p.sigactions[(sig - 1) as usize];
-    let blocked = cx.p.sigmask & (1 << (sig - 1)) != 0;
-    let handled = action.handler != signal::SIG_DFL && action.handler != signal::SIG_IGN;
-    if handled || (blocked && sig != signal::nr::SIGKILL) {
-        let info = crate::signal::frame::SigInfo {
-            signo: sig as i32,
-            code: 0,
-            addr_or_pid: cx.p.pid,
-            ..Default::default()
-        };
-        cx.p.post_signal(sig, info);
-        return Action::Return(0);
-    }
-    match signal::disposition(sig, &action) {
-        Disposition::Ignore => Action::Return(0),
-        Disposition::Terminate => Action::Kill(sig),
+    match signal::route(sig, &action, cx.p.sigmask) {
+        Route::Post => {
+            let info = SigInfo::sent(sig, SI_USER, cx.p.pid);
+            cx.p.post_signal(sig, info);
+            Action::Return(0)
+        }
+        Route::Drop => Action::Return(0),
+        Route::Kill => Action::Kill(sig),
     }
 }
 
@@ -362,24 +356,17 @@ fn signal_thread<M: PhysMem, H: HostIo>(
     if sig == 0 {
         return Action::Return(0);
     }
-    let bit = 1u64 << i;
-    let blocked = t.sigmask & bit != 0 && sig != signal::nr::SIGKILL;
-    let handled = act.handler != signal::SIG_DFL && act.handler != signal::SIG_IGN;
-    if handled || blocked {
-        t.sig_pending |= bit;
-        t.sig_info[i] = crate::signal::frame::SigInfo {
-            signo: sig as i32,
-            code: -6, // SI_TKILL
-            addr_or_pid: from,
-            ..Default::default()
-        };
-        cx.tasks.wake_all();
-        return Action::Return(0);
-    }
-    match signal::disposition(sig, &act) {
-        Disposition::Ignore => Action::Return(0),
-        Disposition::Terminate if tgid == cx.p.tgid => Action::Kill(sig),
-        Disposition::Terminate => match super::task::kill_other(cx, tgid as i64, sig) {
+    match signal::route(sig, &act, t.sigmask) {
+        Route::Post => {
+            // Not post_signal: the handlers that decide are the holder's.
+            t.sig_pending |= 1u64 << i;
+            t.sig_info[i] = SigInfo::sent(sig, SI_TKILL, from);
+            cx.tasks.wake_all();
+            Action::Return(0)
+        }
+        Route::Drop => Action::Return(0),
+        Route::Kill if tgid == cx.p.tgid => Action::Kill(sig),
+        Route::Kill => match super::task::kill_other(cx, tgid as i64, sig) {
             Ok(v) => Action::Return(v),
             Err(e) => Action::Return(e.to_ret()),
         },

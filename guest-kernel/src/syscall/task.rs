@@ -8,7 +8,8 @@ use crate::errno::{Errno, KResult};
 use crate::mm::phys::PhysMem;
 use crate::process::task::{self, TaskState};
 use crate::process::Process;
-use crate::signal::{self, Disposition, SIG_IGN};
+use crate::signal::frame::{self, SigInfo};
+use crate::signal::{self, SIG_IGN};
 use crate::uaccess::copy_to_user;
 
 type Cx<'p, 'e, 'a, M, H> = Ctx<'p, 'e, 'a, M, H>;
@@ -518,21 +519,14 @@ pub fn kill_other<M: PhysMem, H: HostIo>(
             continue;
         }
         let act = cx.tasks.others[i].sigactions[sig as usize - 1];
-        let bit = 1u64 << (sig - 1);
-        let handled = act.handler != signal::SIG_DFL && act.handler != SIG_IGN;
-        let blocked = cx.tasks.others[i].sigmask & bit != 0 && sig != signal::nr::SIGKILL;
-        if handled || blocked {
-            let info = crate::signal::frame::SigInfo {
-                signo: sig as i32,
-                code: 0,
-                addr_or_pid: cx.p.pid,
-                ..Default::default()
-            };
+        let route = signal::route(sig, &act, cx.tasks.others[i].sigmask);
+        if route == signal::Route::Post {
+            let info = SigInfo::sent(sig, frame::SI_USER, cx.p.pid);
             cx.tasks.others[i].post_signal(sig, info);
             cx.tasks.wake_all();
             continue;
         }
-        if signal::disposition(sig, &act) == Disposition::Terminate {
+        if route == signal::Route::Kill {
             // The target dies now: run its exit as if it were current.
             let mut victim = cx.tasks.others.remove(i);
             {
