@@ -91,9 +91,20 @@ pub fn run(mut command: Command, stdin: &[u8]) -> Output {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
+    // A program a test has just written can be busy for a moment: another
+    // test thread that forks while the file is open for writing holds a
+    // writable descriptor of it until its child execs (ETXTBSY).
+    let mut busy = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Ok(child) => break child,
+            Err(e) if e.raw_os_error() == Some(26) && busy < 100 => {
+                busy += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot start {description}: {e}"),
+        }
+    };
     let feeder = feed(&mut child, stdin.to_vec());
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
