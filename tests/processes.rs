@@ -677,3 +677,84 @@ fn alarms_sigchld_and_threads_that_end_the_process_behave_as_natively() {
         assert_eq!(native.stdout, guest.stdout, "{mode}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Preemption: the timer interrupt
+
+/// A task that never enters the kernel does not keep the CPU: the host's
+/// timer interrupt lets the others run (without it each of these runs
+/// spins until the test's timeout).
+#[test]
+fn a_task_that_makes_no_system_call_is_preempted() {
+    if !require_kvm() {
+        return;
+    }
+    let s = Scratch::new("spin");
+    let out = same_in(&s, image("proc_edge"), &["spin_child"], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "spinning child killed by 9\n"
+    );
+    let out = same_in(&s, image("proc_edge"), &["spin_thread"], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "spinning thread stopped, spun yes\n"
+    );
+    // A single process: the ticks fire its interval timer while it spins.
+    let out = same_in(&s, image("proc_edge"), &["spin_itimer"], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "itimer ran the handler 3 times during the spin\n"
+    );
+    let args = [OsString::from("spin_alarm")];
+    let native = native_in(&s.native(), image("proc_edge").as_os_str(), &args);
+    let guest = guest_in(&s.guest(), image("proc_edge").as_os_str(), &args);
+    assert_eq!(native.status.signal(), Some(14), "spin_alarm natively");
+    assert_eq!(
+        guest.status.code(),
+        Some(128 + 14),
+        "spin_alarm under vmrun"
+    );
+}
+
+/// busybox sh: a background subshell spinning in a shell loop (no system
+/// call in it) is killed by the foreground shell, which must get the CPU.
+#[test]
+fn busybox_sh_kills_a_spinning_background_job() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    let out = busybox_sh(
+        "bb-spin",
+        "(while :; do :; done) & sleep 0.05; kill $!; wait $!; echo status $?",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "status 143\n");
+}
+
+/// `--stats` counts the timer interrupts: some while a child spins, none
+/// in a run of one process without an alarm.
+#[test]
+fn stats_count_timer_interrupts_only_when_wanted() {
+    if !require_kvm() {
+        return;
+    }
+    let ticks = |out: &Output| -> u64 {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err
+            .lines()
+            .find(|l| l.contains("timer interrupts"))
+            .unwrap_or_else(|| panic!("no timer line in {err}"));
+        let before = line.split(" timer interrupts").next().unwrap();
+        before.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let out = vmrun([
+        "--stats".as_ref(),
+        image("proc_edge").as_os_str(),
+        "spin_child".as_ref(),
+    ]);
+    assert_status(&out, 0);
+    assert!(ticks(&out) > 0, "{}", describe(&out));
+    let out = vmrun(["--stats".as_ref(), image("hello_static").as_os_str()]);
+    assert_status(&out, 0);
+    assert_eq!(ticks(&out), 0, "{}", describe(&out));
+}

@@ -526,7 +526,20 @@ pub struct GuestStats {
     pub cache_pages_read: u64,
     /// Host reads that filled them.
     pub cache_fills: u64,
+    /// Timer interrupts taken (see `timer_wanted`).
+    pub timer_ticks: u64,
+    /// Nonzero while the guest wants timer interrupts: more than one task
+    /// exists (to preempt one that runs without entering the kernel) or an
+    /// alarm is armed. The host reads it while the vCPU runs.
+    pub timer_wanted: u64,
 }
+
+/// Vector of the timer interrupt the host injects while
+/// [`GuestStats::timer_wanted`] is set.
+pub const TIMER_VECTOR: u8 = 0x20;
+
+/// Byte offset of [`GuestStats::timer_wanted`] in the stats page.
+pub const TIMER_WANTED_OFFSET: u64 = core::mem::offset_of!(GuestStats, timer_wanted) as u64;
 
 /// Most VMAs the export area holds (the guest kernel's own limit).
 pub const MAX_EXPORTED_VMAS: usize = 256;

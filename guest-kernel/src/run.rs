@@ -32,6 +32,15 @@ use guest_kernel::signal::nr as sig;
 const USER_RFLAGS_MASK: u64 = 0x24_0dd5;
 const RFLAGS_FIXED: u64 = 0x202;
 
+/// How long a task that keeps entering the kernel may hold the CPU while
+/// others wait, in ns (one that stays in user mode goes after a period of
+/// the host's timer, see `Kernel::timer_tick`).
+const SLICE_NS: u64 = 50_000_000;
+
+/// The least time between two timer interrupts without a kernel entry
+/// that shows a task spinning in user mode (the host's period is 10 ms).
+const MIN_SPIN_NS: u64 = 8_000_000;
+
 /// Everything the kernel owns.
 pub struct Kernel {
     /// The boot info, copied.
@@ -59,10 +68,17 @@ pub struct Kernel {
     /// State of the generator of `AT_RANDOM` bytes for in-guest execs
     /// (seeded from the host's randomness at boot).
     pub random_state: u64,
-    /// System calls counted for time slices.
-    slice_calls: u64,
-    /// TSC when the running process's slice began.
+    /// Whether the host was asked for timer interrupts
+    /// ([`GuestStats::timer_wanted`]).
+    timer_on: bool,
+    /// The task that took the last timer interrupt (0 after a switch).
+    tick_pid: u64,
+    /// When (host monotonic ns) that task's slice began: its first tick.
     slice_start: u64,
+    /// When the last timer interrupt came.
+    tick_time: u64,
+    /// System calls and page faults so far at the last timer interrupt.
+    tick_entries: u64,
     /// Trap number, error code and CR2 of the fault whose signal is
     /// pending (for the signal frame).
     fault_detail: [u64; 3],
@@ -99,6 +115,8 @@ impl Kernel {
                 cow_copies: 0,
                 cache_pages_read: 0,
                 cache_fills: 0,
+                timer_ticks: 0,
+                timer_wanted: 0,
             },
             host: Host {
                 tsc0: 0,
@@ -108,8 +126,11 @@ impl Kernel {
             },
             hwcap: (0, 0),
             random_state: 0,
-            slice_calls: 0,
+            timer_on: false,
+            tick_pid: 0,
             slice_start: 0,
+            tick_time: 0,
+            tick_entries: 0,
             fault_detail: [0; 3],
             syscall_entry_logged: false,
             user: None,
@@ -225,6 +246,7 @@ impl Kernel {
                     self.syscall(mem)
                 }
                 trap::SYSCALL_VECTOR => self.int80(),
+                trap::TIMER_VECTOR => self.timer_tick(mem),
                 14 => self.page_fault(mem, t.fault_addr, t.error_code),
                 v => self.exception(mem, v, t.error_code),
             }
@@ -301,7 +323,9 @@ impl Kernel {
                     self.event(mem, event::SYSCALL, r.rax, v as u64);
                 }
                 self.sysret(mem, v as u64);
-                self.maybe_preempt(mem);
+                if matches!(r.rax, syscall::nr::ALARM | syscall::nr::SETITIMER) {
+                    self.want_timer(mem);
+                }
             }
             Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 3]),
             Action::ExitThread(status) => self.exit_thread(mem, status),
@@ -479,23 +503,67 @@ impl Kernel {
         self.kill(mem, signal, 0, ip, error)
     }
 
-    /// Time slices for processes that make system calls: every 64 calls,
-    /// a process that has run 10 ms while others wait lets them run. (A
-    /// process that never enters the kernel is not preempted: there is no
-    /// timer interrupt.)
-    fn maybe_preempt(&mut self, mem: &mut DirectMap) {
-        self.slice_calls = self.slice_calls.wrapping_add(1);
-        if !self.slice_calls.is_multiple_of(64) || self.tasks.others.is_empty() {
+    /// The timer interrupt (vector [`trap::TIMER_VECTOR`]), which the host
+    /// injects every few milliseconds while [`Self::want_timer`] says so:
+    /// a due alarm posts its signal, sleepers whose time has come wake,
+    /// and the running process, if another can run, goes to the back of
+    /// the queue. This is how a process that never enters the kernel
+    /// shares the CPU (time slices are the tick's period).
+    fn timer_tick(&mut self, mem: &mut DirectMap) {
+        // (Should a platform deliver it between SYSCALL and the
+        // trampoline's trap, returning to the trampoline makes that trap
+        // and the call is served then.)
+        self.stats.timer_ticks += 1;
+        self.check_alarm();
+        if !self.tasks.others.is_empty() {
+            let now = self.host_now();
+            self.wake_due(now);
+            // The running task goes to the back of the queue if it spent
+            // most of a period in user mode (no system call, no fault since
+            // the last tick, which came at least MIN_SPIN_NS ago: two ticks
+            // can arrive back to back when one came due while the kernel
+            // worked), or has held the CPU for SLICE_NS. A task that enters
+            // the kernel often keeps the CPU for a while as on Linux, where
+            // the parent of a fresh child goes on first: every entry here
+            // is a hundred times slower than natively, and so is every
+            // window between two of them.
+            let entries = self.stats.syscalls + self.stats.page_faults;
+            let pid = self.process.pid;
+            let spun = self.tick_pid == pid
+                && entries == self.tick_entries
+                && now.saturating_sub(self.tick_time) >= MIN_SPIN_NS;
+            if self.tick_pid != pid {
+                self.tick_pid = pid;
+                self.slice_start = now;
+            }
+            self.tick_time = now;
+            self.tick_entries = entries;
+            let slice_over = now.saturating_sub(self.slice_start) >= SLICE_NS;
+            if (spun || slice_over) && self.tasks.any_runnable() {
+                self.switch_away(mem);
+            }
+        }
+        self.want_timer(mem);
+    }
+
+    /// Ask the host for timer interrupts while they have work: another
+    /// task exists (it may need the CPU from one that spins) or an alarm
+    /// is armed. Written only when the answer changes, and asked where it
+    /// can become true (a fork, a task switch, alarm and setitimer); where
+    /// it becomes false (a reap, an alarm that fired) the next tick turns
+    /// the ticks off, which keeps the system call path free of the check.
+    fn want_timer(&mut self, mem: &mut DirectMap) {
+        let want = !self.tasks.others.is_empty() || self.process.alarm_at.is_some();
+        if want == self.timer_on {
             return;
         }
-        let now = cpu::rdtsc();
-        if now.wrapping_sub(self.slice_start) < self.info.tsc_khz.max(1) * 10 {
-            return;
-        }
-        self.slice_start = now;
-        if self.tasks.any_runnable() {
-            self.switch_away(mem);
-        }
+        self.timer_on = want;
+        self.stats.timer_wanted = u64::from(want);
+        use guest_kernel::mm::phys::PhysMem;
+        mem.write_u64(
+            STATS_PHYS + vmrun_contract::TIMER_WANTED_OFFSET,
+            u64::from(want),
+        );
     }
 
     /// A due alarm (alarm, setitimer) posts SIGALRM (checked at each system
@@ -859,6 +927,10 @@ impl Kernel {
         }
         child.saved = Some(alloc::boxed::Box::new(SavedContext { words, fpu }));
         self.tasks.others.push(child);
+        // The parent's slice starts afresh: it goes on after fork (and the
+        // fork, slow here, does not count against it).
+        self.tick_pid = 0;
+        self.want_timer(mem);
         self.sysret(mem, pid);
         if info.vfork {
             self.process.state = TaskState::Blocked;
@@ -940,16 +1012,7 @@ impl Kernel {
     /// until then) the one whose timed wait ends first.
     fn next_to_run(&mut self) -> Option<alloc::boxed::Box<Process>> {
         let now = self.host_now();
-        for t in self.tasks.others.iter_mut() {
-            if t.state == TaskState::Blocked && t.deadline.is_some_and(|d| d <= now) {
-                t.deadline = None;
-                t.timed_out = true;
-                t.state = TaskState::Runnable;
-            }
-            if !matches!(t.state, TaskState::Zombie(_)) && t.fire_alarm(now) {
-                t.state = TaskState::Runnable;
-            }
-        }
+        self.wake_due(now);
         if let Some(t) = self.tasks.take_runnable() {
             return Some(t);
         }
@@ -971,6 +1034,21 @@ impl Kernel {
         t.fire_alarm(now);
         t.state = TaskState::Runnable;
         Some(t)
+    }
+
+    /// Wake the other processes whose timed wait ended or whose alarm
+    /// fired by `now`.
+    fn wake_due(&mut self, now: u64) {
+        for t in self.tasks.others.iter_mut() {
+            if t.state == TaskState::Blocked && t.deadline.is_some_and(|d| d <= now) {
+                t.deadline = None;
+                t.timed_out = true;
+                t.state = TaskState::Runnable;
+            }
+            if !matches!(t.state, TaskState::Zombie(_)) && t.fire_alarm(now) {
+                t.state = TaskState::Runnable;
+            }
+        }
     }
 
     /// When the current (blocked) process wakes by itself: its timed wait
@@ -1040,6 +1118,8 @@ impl Kernel {
         *um.fpu() = saved.fpu;
         cpu::load_process_tables(&self.process.mm.pt);
         self.trace_cr3(mem);
+        self.tick_pid = 0;
+        self.want_timer(mem);
     }
 
     /// The current process cannot go on (blocked, a zombie, or waiting for
@@ -1194,6 +1274,8 @@ fn write_stats(mem: &mut DirectMap, s: &GuestStats) {
         s.cow_copies,
         s.cache_pages_read,
         s.cache_fills,
+        s.timer_ticks,
+        s.timer_wanted,
     ];
     for (i, w) in words.iter().enumerate() {
         mem.write_u64(STATS_PHYS + 8 * i as u64, *w);

@@ -14,7 +14,14 @@
  *   sigwait       sigwaitinfo takes a child's SIGUSR1 (with its pid),
  *                 sigtimedwait times out, sigwait takes a blocked SIGALRM
  *   clear_sighand a clone3 child with CLONE_CLEAR_SIGHAND: handled signals
- *                 are back to SIG_DFL, ignored ones stay ignored */
+ *                 are back to SIG_DFL, ignored ones stay ignored
+ *   spin_child    a child spins without a system call; the parent, asleep
+ *                 meanwhile, still wakes, kills it and reaps it
+ *   spin_thread   a thread spins on a flag that the main thread sets after
+ *                 a sleep; then it is joined
+ *   spin_itimer   a process spins until its ITIMER_REAL handler has run
+ *                 three times
+ *   spin_alarm    alarm(1), then a spin: the default SIGALRM ends it */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,6 +31,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -214,6 +222,64 @@ static int shared_anon(void)
     return 0;
 }
 
+static int spin_child(void)
+{
+    pid_t c = fork();
+    if (c == 0)
+        for (;;)
+            ;
+    struct timespec ts = {0, 30 * 1000 * 1000};
+    nanosleep(&ts, 0);
+    kill(c, SIGKILL);
+    int st;
+    if (waitpid(c, &st, 0) != c)
+        return 1;
+    printf("spinning child killed by %d\n", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+    return 0;
+}
+
+static volatile int stop_spinning;
+static volatile unsigned long spins;
+
+static void *spinner(void *arg)
+{
+    (void)arg;
+    while (!stop_spinning)
+        spins++;
+    return 0;
+}
+
+static int spin_thread(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, 0, spinner, 0) != 0)
+        return 1;
+    struct timespec ts = {0, 30 * 1000 * 1000};
+    nanosleep(&ts, 0);
+    stop_spinning = 1;
+    pthread_join(t, 0);
+    printf("spinning thread stopped, spun %s\n", spins > 0 ? "yes" : "no");
+    return 0;
+}
+
+static volatile sig_atomic_t ticks;
+static void count_tick(int s)
+{
+    (void)s;
+    ticks++;
+}
+
+static int spin_itimer(void)
+{
+    signal(SIGALRM, count_tick);
+    struct itimerval it = {{0, 20 * 1000}, {0, 20 * 1000}};
+    setitimer(ITIMER_REAL, &it, 0);
+    while (ticks < 3)
+        ;
+    printf("itimer ran the handler %d times during the spin\n", (int)ticks);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *m = argc > 1 ? argv[1] : "";
@@ -247,6 +313,17 @@ int main(int argc, char **argv)
         return thread_kill();
     if (strcmp(m, "shared_anon") == 0)
         return shared_anon();
+    if (strcmp(m, "spin_child") == 0)
+        return spin_child();
+    if (strcmp(m, "spin_thread") == 0)
+        return spin_thread();
+    if (strcmp(m, "spin_itimer") == 0)
+        return spin_itimer();
+    if (strcmp(m, "spin_alarm") == 0) {
+        alarm(1);
+        for (;;)
+            ;
+    }
     fprintf(stderr, "proc_edge: unknown mode %s\n", m);
     return 2;
 }

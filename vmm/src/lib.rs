@@ -38,4 +38,5 @@ pub mod memory;
 pub mod session;
 pub mod stdio;
 pub mod sys;
+pub mod tick;
 pub mod vm;

@@ -282,10 +282,12 @@ fn print_stats(report: &RunReport) {
             s.user_table_pages
         );
         eprintln!(
-            "vmrun: guest: {} forks, {} context switches, {} zombies reaped, {} pages copied on \
-                   write; page cache: {} pages read from the host in {} reads",
+            "vmrun: guest: {} forks, {} context switches, {} timer interrupts, {} zombies \
+                   reaped, {} pages copied on write; page cache: {} pages read from the host in \
+                   {} reads",
             s.forks,
             s.context_switches,
+            s.timer_ticks,
             s.zombies_reaped,
             s.cow_copies,
             s.cache_pages_read,

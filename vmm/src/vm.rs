@@ -14,6 +14,7 @@ use crate::hypercall::{self, Action, HostIo, Outcome};
 use crate::kvm::{self, Platform};
 use crate::loader::{self, BootPayload, LoadedKernel};
 use crate::memory::GuestRam;
+use crate::tick::Ticker;
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::collections::BTreeMap;
@@ -204,6 +205,8 @@ pub struct Vm {
     exits: BTreeMap<String, u64>,
     trace_lost: u64,
     fs: HostFs,
+    /// The timer interrupt's ticker (None if its thread could not start).
+    ticker: Option<Ticker>,
     /// The platform vmrun detected.
     pub platform: Platform,
 }
@@ -240,6 +243,7 @@ impl Vm {
         };
         let info = write_boot_state(&ram, &kernel, config, &program, &host)?;
         setup_vcpu(&vcpu, kernel.entry)?;
+        let ticker = Ticker::start(ram.mem()).ok();
         let timings = Timings {
             vm_create,
             load: started.elapsed(),
@@ -255,6 +259,7 @@ impl Vm {
             info,
             exits: BTreeMap::new(),
             trace_lost: 0,
+            ticker,
             fs,
             platform,
         })
@@ -370,13 +375,21 @@ impl Vm {
     ) -> Result<Event> {
         loop {
             self.timings.exits += 1;
+            if let Some(t) = &mut self.ticker {
+                t.inject(&mut self.vcpu);
+                t.entering();
+            }
             let exit = match self.vcpu.run() {
                 Ok(exit) => classify(exit),
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Resume,
                 Err(e) => return Err(Error::KvmIoctl("KVM_RUN", e)),
             };
+            if let Some(t) = &self.ticker {
+                t.left();
+            }
             let block = match exit {
                 Exit::Hypercall(block) => block,
+                Exit::Resume => continue,
                 Exit::Failure(what) => {
                     self.count_exit("failure");
                     self.drain(trace)?;
@@ -525,6 +538,9 @@ fn action_name(action: &Action) -> &'static str {
 pub enum Exit {
     /// A hypercall: the request block's guest-physical address.
     Hypercall(u64),
+    /// Nothing for the VMM to serve (a signal or an interrupt window):
+    /// run the guest again.
+    Resume,
     /// Anything else ends the run; the text says what happened.
     Failure(String),
 }
@@ -541,6 +557,7 @@ pub fn classify(exit: VcpuExit) -> Exit {
             "guest wrote {} bytes to unknown I/O port {port:#x}",
             data.len()
         )),
+        VcpuExit::IrqWindowOpen => Exit::Resume,
         VcpuExit::IoIn(port, _) => Exit::Failure(format!("guest read unknown I/O port {port:#x}")),
         VcpuExit::Shutdown => Exit::Failure("guest shut down (triple fault)".into()),
         VcpuExit::Hlt => Exit::Failure("guest halted without reporting an exit".into()),

@@ -1,5 +1,5 @@
-//! The IDT: a gate for every CPU exception and one for the syscall
-//! trampoline, all on IST stacks so that no trap ever lands on the kernel's
+//! The IDT: a gate for every CPU exception, one for the syscall
+//! trampoline and one for the host's timer interrupt, all on IST stacks so that no trap ever lands on the kernel's
 //! own stack (the precompiled `core` uses the red zone).
 
 use super::{gdt::KERNEL_CS, trap};
@@ -53,6 +53,12 @@ pub fn init() {
         }
         let v = trap::SYSCALL_VECTOR as usize;
         let [lo, hi] = gate(stubs[32], IST_USER, 3);
+        (*idt).0[v * 2] = lo;
+        (*idt).0[v * 2 + 1] = hi;
+        // The timer interrupt: injected by the host, never raised by an
+        // instruction (DPL 0 refuses a user's `int 0x20`).
+        let v = trap::TIMER_VECTOR as usize;
+        let [lo, hi] = gate(stubs[33], IST_USER, 0);
         (*idt).0[v * 2] = lo;
         (*idt).0[v * 2 + 1] = hi;
         let idtr = super::gdt::pointer(idt as u64, 256 * 16 - 1);

@@ -17,6 +17,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 /// Vector of the gate the syscall trampoline enters through.
 pub const SYSCALL_VECTOR: u64 = 0x80;
 
+/// Vector of the timer interrupt the host injects.
+pub const TIMER_VECTOR: u64 = vmrun_contract::TIMER_VECTOR as u64;
+
 /// Registers of the interrupted user context, in the order the entry stub
 /// and the CPU push them (lowest address first).
 #[repr(C, align(16))]
@@ -107,7 +110,7 @@ global_asm!(
         push \v
         jmp trap_common
     .endm
-    .irp v, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,128
+    .irp v, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32,128
     TRAP_NOERR \v
     .endr
     .irp v, 8,10,11,12,13,14,17,21,29,30
@@ -187,6 +190,7 @@ global_asm!(
         .quad trap_stub_\v
     .endr
         .quad trap_stub_128
+        .quad trap_stub_32
 
     .section .trampoline, "ax"
     vmrun_syscall_trampoline:
@@ -203,11 +207,12 @@ global_asm!(
 
 extern "C" {
     fn vmrun_run_user();
-    static vmrun_trap_stubs: [u64; 33];
+    static vmrun_trap_stubs: [u64; 34];
 }
 
-/// Entry addresses of the stubs for vectors 0..32, then vector 0x80.
-pub fn stubs() -> &'static [u64; 33] {
+/// Entry addresses of the stubs for vectors 0..32, then vector 0x80, then
+/// the timer's.
+pub fn stubs() -> &'static [u64; 34] {
     // SAFETY: a read-only table emitted by the asm above.
     unsafe { &*core::ptr::addr_of!(vmrun_trap_stubs) }
 }

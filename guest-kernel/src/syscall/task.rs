@@ -6,7 +6,7 @@ use alloc::boxed::Box;
 use super::{Action, Ctx, HostIo};
 use crate::errno::{Errno, KResult};
 use crate::mm::phys::PhysMem;
-use crate::process::task::{self, TaskState};
+use crate::process::task::TaskState;
 use crate::process::Process;
 use crate::signal::frame::{self, SigInfo};
 use crate::signal::{self, SIG_IGN};
@@ -520,42 +520,16 @@ pub fn kill_other<M: PhysMem, H: HostIo>(
         }
         let act = cx.tasks.others[i].sigactions[sig as usize - 1];
         let route = signal::route(sig, &act, cx.tasks.others[i].sigmask);
-        if route == signal::Route::Post {
-            let info = SigInfo::sent(sig, frame::SI_USER, cx.p.pid);
-            cx.tasks.others[i].post_signal(sig, info);
-            cx.tasks.wake_all();
+        if route == signal::Route::Drop {
             continue;
         }
-        if route == signal::Route::Kill {
-            // The target dies now: run its exit as if it were current.
-            let mut victim = cx.tasks.others.remove(i);
-            {
-                let mut vcx = Ctx {
-                    p: &mut victim,
-                    env: &mut *cx.env,
-                    host: &mut *cx.host,
-                    tasks: &mut *cx.tasks,
-                };
-                exit_task(&mut vcx, task::signaled(sig));
-            }
-            // Its parent may be the caller, which the exit did not find
-            // among the others: SIGCHLD to it here.
-            if victim.ppid == cx.p.tgid {
-                if cx.p.sigactions[signal::nr::SIGCHLD as usize - 1].handler == SIG_IGN {
-                    victim.ppid = 0;
-                } else {
-                    let info = crate::signal::frame::SigInfo {
-                        signo: signal::nr::SIGCHLD as i32,
-                        code: 2,
-                        addr_or_pid: victim.pid,
-                        status: sig as i32,
-                        ..Default::default()
-                    };
-                    cx.p.post_signal(signal::nr::SIGCHLD, info);
-                }
-            }
-            cx.tasks.others.push(victim);
-        }
+        // Posted, also when its default action kills: as on Linux, the
+        // target dies when it next runs (woken if it waits), not inside
+        // the sender's call, so a WNOHANG wait just after kill() does not
+        // find it dead yet.
+        let info = SigInfo::sent(sig, frame::SI_USER, cx.p.pid);
+        cx.tasks.others[i].post_signal(sig, info);
+        cx.tasks.wake_all();
     }
     Ok(0)
 }
