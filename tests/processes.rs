@@ -758,3 +758,30 @@ fn stats_count_timer_interrupts_only_when_wanted() {
     assert_status(&out, 0);
     assert_eq!(ticks(&out), 0, "{}", describe(&out));
 }
+
+/// CPU time: the CPU-time clocks, times, getrusage and wait4's rusage grow
+/// while a process computes, not while it sleeps, and count reaped
+/// children (each line says whether a figure passed a threshold, so the
+/// outputs compare without timings).
+#[test]
+fn cpu_time_counts_computing_not_sleeping_and_children() {
+    if !require_kvm() {
+        return;
+    }
+    let out = same_in(
+        &Scratch::new("cputime"),
+        image("proc_edge"),
+        &["cputime"],
+        0,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "computing 60 ms: process clock grew, thread clock grew\n\
+         sleeping 200 ms: not counted\n\
+         times: self counted\n\
+         getrusage self: counted\n\
+         wait4 rusage of a child computing 80 ms: counted\n\
+         getrusage children: counted\n\
+         times: children counted\n"
+    );
+}

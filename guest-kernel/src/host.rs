@@ -34,6 +34,15 @@ impl Host {
         let ticks = u128::from(cpu::rdtsc().wrapping_sub(self.tsc0));
         ((ticks * u128::from(self.mult())) >> 32) as u64
     }
+
+    /// Nanoseconds the guest has computed since boot: the TSC's time less
+    /// what the host spent serving hypercalls.
+    fn cpu_since_boot_ns(&self) -> u64 {
+        let ticks = cpu::rdtsc()
+            .wrapping_sub(self.tsc0)
+            .saturating_sub(hypercall::host_ticks());
+        ((u128::from(ticks) * u128::from(self.mult())) >> 32) as u64
+    }
 }
 
 impl HostIo for Host {
@@ -59,6 +68,10 @@ impl HostIo for Host {
             Clock::Monotonic => self.monotonic0,
         };
         base + self.since_boot_ns()
+    }
+
+    fn cpu_ns(&mut self) -> u64 {
+        self.cpu_since_boot_ns()
     }
 }
 

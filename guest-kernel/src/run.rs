@@ -1111,6 +1111,7 @@ impl Kernel {
             hypercall::panic(b"a process to run has no saved state")
         };
         next.bases_changed = true;
+        next.run_start = guest_kernel::syscall::HostIo::cpu_ns(&mut self.host);
         self.process.0 = Some(next);
         self.tasks.switches += 1;
         let um = self.user_mode();
@@ -1143,6 +1144,7 @@ impl Kernel {
             hypercall::panic(b"no current process")
         };
         cur.saved = Some(alloc::boxed::Box::new(SavedContext { words, fpu }));
+        cur.cpu_ns = cur.running_cpu_ns(guest_kernel::syscall::HostIo::cpu_ns(&mut self.host));
         if cur.tgid == next.tgid && cur.holds_group {
             cur.pass_group(&mut next);
         }

@@ -21,7 +21,9 @@
  *                 a sleep; then it is joined
  *   spin_itimer   a process spins until its ITIMER_REAL handler has run
  *                 three times
- *   spin_alarm    alarm(1), then a spin: the default SIGALRM ends it */
+ *   spin_alarm    alarm(1), then a spin: the default SIGALRM ends it
+ *   cputime       CPU time: clocks, times, getrusage and wait4's rusage grow
+ *                 with computing, not with sleeping, and count children */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -31,7 +33,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/resource.h>
 #include <sys/time.h>
+#include <sys/times.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -280,6 +284,59 @@ static int spin_itimer(void)
     return 0;
 }
 
+static long cpu_ms(clockid_t c)
+{
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void compute_ms(long ms)
+{
+    long end = cpu_ms(CLOCK_PROCESS_CPUTIME_ID) + ms;
+    while (cpu_ms(CLOCK_PROCESS_CPUTIME_ID) < end)
+        for (volatile int i = 0; i < 100000; i++)
+            ;
+}
+
+static long tv_ms(struct timeval tv) { return tv.tv_sec * 1000 + tv.tv_usec / 1000; }
+
+static int cputime(void)
+{
+    long t0 = cpu_ms(CLOCK_PROCESS_CPUTIME_ID);
+    compute_ms(60);
+    long t1 = cpu_ms(CLOCK_PROCESS_CPUTIME_ID);
+    printf("computing 60 ms: process clock %s, thread clock %s\n",
+           t1 - t0 >= 60 ? "grew" : "stuck",
+           cpu_ms(CLOCK_THREAD_CPUTIME_ID) >= 60 ? "grew" : "stuck");
+    struct timespec nap = {0, 200 * 1000 * 1000};
+    nanosleep(&nap, 0);
+    long t2 = cpu_ms(CLOCK_PROCESS_CPUTIME_ID);
+    printf("sleeping 200 ms: %s\n", t2 - t1 < 100 ? "not counted" : "counted");
+    struct tms tm;
+    times(&tm);
+    printf("times: self %s\n", tm.tms_utime + tm.tms_stime >= 5 ? "counted" : "missing");
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("getrusage self: %s\n",
+           tv_ms(ru.ru_utime) + tv_ms(ru.ru_stime) >= 50 ? "counted" : "missing");
+    pid_t c = fork();
+    if (c == 0) {
+        compute_ms(80);
+        _exit(0);
+    }
+    int st;
+    wait4(c, &st, 0, &ru);
+    printf("wait4 rusage of a child computing 80 ms: %s\n",
+           tv_ms(ru.ru_utime) + tv_ms(ru.ru_stime) >= 70 ? "counted" : "missing");
+    getrusage(RUSAGE_CHILDREN, &ru);
+    printf("getrusage children: %s\n",
+           tv_ms(ru.ru_utime) + tv_ms(ru.ru_stime) >= 70 ? "counted" : "missing");
+    times(&tm);
+    printf("times: children %s\n", tm.tms_cutime + tm.tms_cstime >= 6 ? "counted" : "missing");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *m = argc > 1 ? argv[1] : "";
@@ -313,6 +370,8 @@ int main(int argc, char **argv)
         return thread_kill();
     if (strcmp(m, "shared_anon") == 0)
         return shared_anon();
+    if (strcmp(m, "cputime") == 0)
+        return cputime();
     if (strcmp(m, "spin_child") == 0)
         return spin_child();
     if (strcmp(m, "spin_thread") == 0)

@@ -434,15 +434,16 @@ static int mode_sigpipe(void)
     printf("SIGPIPE ignored: write = %zd (%s)\n", r,
            errno == EPIPE ? "EPIPE" : strerror(errno));
     close(p[1]);
-    /* And a child that inherits the ignored disposition survives too. */
+    /* And a child that inherits the ignored disposition survives too (the
+     * read end is closed before the fork, so that no reader is left
+     * whichever process runs first). */
     pipe_checked(p);
+    close(p[0]);
     pid_t pid = fork_checked();
     if (pid == 0) {
-        close(p[0]);
         ssize_t w = write(p[1], "z", 1);
         _exit(w < 0 && errno == EPIPE ? 32 : 1);
     }
-    close(p[0]);
     close(p[1]);
     describe_status("child with SIGPIPE ignored (32 = EPIPE)", wait_for(pid));
     return 0;

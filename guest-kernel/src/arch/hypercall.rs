@@ -36,8 +36,26 @@ pub fn kernel_phys<T>(p: *const T) -> u64 {
     }
 }
 
+/// TSC ticks spent in the host serving hypercalls (sleeps, blocking reads,
+/// file requests): not the guest's CPU time.
+static HOST_TICKS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// TSC ticks the host has spent serving hypercalls so far.
+pub fn host_ticks() -> u64 {
+    HOST_TICKS.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Issue hypercall `nr` with `args`; returns the VMM's result.
 pub fn call(nr: u64, args: [u64; 6]) -> i64 {
+    let t0 = super::cpu::rdtsc();
+    let r = call_raw(nr, args);
+    let spent = super::cpu::rdtsc().wrapping_sub(t0);
+    // One CPU: a load and a store, no locked add.
+    HOST_TICKS.store(host_ticks() + spent, core::sync::atomic::Ordering::Relaxed);
+    r
+}
+
+fn call_raw(nr: u64, args: [u64; 6]) -> i64 {
     let b = BLOCK.0.get();
     // SAFETY: `b` points at the static block; single CPU, no re-entry (see
     // the Sync impl), and the VMM only touches it while the vCPU is stopped.

@@ -108,6 +108,16 @@ pub struct Process {
     pub layout: crate::exec::aslr::Layout,
     /// Open files that mappings use (kept until exit).
     pub mapped_files: Vec<crate::fs::file::FileRef>,
+    /// CPU time (ns of the guest's CPU clock) of this thread before its
+    /// current run; a zombie's is its whole group's.
+    pub cpu_ns: u64,
+    /// The CPU clock when its current run began.
+    pub run_start: u64,
+    /// CPU time of the group's threads that ended (group state).
+    pub dead_threads_ns: u64,
+    /// CPU time of the children it reaped, their own children's included
+    /// (group state).
+    pub children_ns: u64,
 }
 
 /// The pid vmrun's program gets (it is the VM's only, init-like process).
@@ -172,7 +182,16 @@ impl Process {
             layout: crate::exec::aslr::Layout::FIXED,
             comm: [0; 16],
             vdso: None,
+            cpu_ns: 0,
+            run_start: 0,
+            dead_threads_ns: 0,
+            children_ns: 0,
         }
+    }
+
+    /// This thread's CPU time at CPU clock `now` (it is running).
+    pub fn running_cpu_ns(&self, now: u64) -> u64 {
+        self.cpu_ns + now.saturating_sub(self.run_start)
     }
 
     /// Post `sig` with `info` (Linux's `__send_signal`): dropped when it
@@ -244,6 +263,8 @@ impl Process {
         to.image_inode = self.image_inode;
         to.vdso = self.vdso;
         to.stdio_modes = self.stdio_modes;
+        to.dead_threads_ns = self.dead_threads_ns;
+        to.children_ns = self.children_ns;
         self.holds_group = false;
         to.holds_group = true;
     }

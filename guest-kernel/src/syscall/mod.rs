@@ -38,6 +38,12 @@ pub trait HostIo {
     fn now_ns(&mut self, clock: time::Clock) -> u64;
     /// Block for `ns` nanoseconds.
     fn sleep(&mut self, ns: u64);
+    /// The guest's CPU clock, ns: time the vCPU computed (user and kernel
+    /// code), without the host's time serving hypercalls. Tasks are
+    /// charged by it while they are current.
+    fn cpu_ns(&mut self) -> u64 {
+        self.now_ns(time::Clock::Monotonic)
+    }
 }
 
 /// What the kernel does after a system call.

@@ -292,6 +292,8 @@ pub fn exit_thread<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) -> bool
     if ctid != 0 && copy_to_user(&mut cx.p.mm, cx.env, ctid, &0u32.to_le_bytes()).is_ok() {
         let _ = super::process::futex_wake_pub(cx, ctid, 1);
     }
+    let now = cx.host.cpu_ns();
+    cx.p.dead_threads_ns += cx.p.running_cpu_ns(now);
     let mut heir = cx.tasks.others.remove(i);
     cx.p.pass_group(&mut heir);
     cx.tasks.others.insert(i, heir);
@@ -303,6 +305,14 @@ pub fn exit_thread<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) -> bool
 /// group's state, so they hold nothing).
 pub fn end_other_threads<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     let (tgid, me) = (cx.p.tgid, cx.p.pid);
+    let ended: u64 = cx
+        .tasks
+        .others
+        .iter()
+        .filter(|t| t.tgid == tgid && t.pid != me && !matches!(t.state, TaskState::Zombie(_)))
+        .map(|t| t.cpu_ns)
+        .sum();
+    cx.p.dead_threads_ns += ended;
     cx.tasks
         .others
         .retain(|t| t.tgid != tgid || t.pid == me || matches!(t.state, TaskState::Zombie(_)));
@@ -343,6 +353,9 @@ pub fn exit_task<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, status: i
         cx.p.mm.teardown(cx.env.mem, cx.env.frames);
     }
     end_other_threads(cx);
+    // The zombie keeps its group's CPU time for the parent's wait.
+    let now = cx.host.cpu_ns();
+    cx.p.cpu_ns = cx.p.running_cpu_ns(now) + cx.p.dead_threads_ns;
     cx.p.state = TaskState::Zombie(status);
     // The process's zombie is known by its thread group's id.
     cx.p.pid = cx.p.tgid;
@@ -420,10 +433,35 @@ pub fn wait4<M: PhysMem, H: HostIo>(
     if wstatus != 0 {
         copy_to_user(&mut cx.p.mm, cx.env, wstatus, &status.to_le_bytes())?;
     }
+    let child_ns = child.cpu_ns + child.children_ns;
+    cx.p.children_ns += child_ns;
     if rusage != 0 {
-        copy_to_user(&mut cx.p.mm, cx.env, rusage, &[0u8; 144])?;
+        copy_to_user(&mut cx.p.mm, cx.env, rusage, &rusage_bytes(child_ns))?;
     }
     Ok(child.pid as i64)
+}
+
+/// A `struct rusage` with `cpu_ns` as its user time (the guest's CPU clock
+/// does not tell user from kernel time; the other fields are 0).
+pub fn rusage_bytes(cpu_ns: u64) -> [u8; 144] {
+    let mut b = [0u8; 144];
+    b[0..8].copy_from_slice(&(cpu_ns / 1_000_000_000).to_le_bytes());
+    b[8..16].copy_from_slice(&(cpu_ns % 1_000_000_000 / 1000).to_le_bytes());
+    b
+}
+
+/// CPU time of the caller's whole thread group at CPU clock `now`: its
+/// own, its other threads', and its ended threads'.
+pub fn group_cpu_ns<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, now: u64) -> u64 {
+    let tgid = cx.p.tgid;
+    let others: u64 = cx
+        .tasks
+        .others
+        .iter()
+        .filter(|t| t.tgid == tgid && !matches!(t.state, TaskState::Zombie(_)))
+        .map(|t| t.cpu_ns)
+        .sum();
+    cx.p.running_cpu_ns(now) + others + cx.p.dead_threads_ns
 }
 
 /// waitid(idtype, id, infop, options, rusage)
@@ -464,7 +502,8 @@ pub fn waitid<M: PhysMem, H: HostIo>(
         _ => return Err(Errno::ECHILD),
     };
     if options & WNOWAIT == 0 {
-        cx.tasks.others.remove(i);
+        let child = cx.tasks.others.remove(i);
+        cx.p.children_ns += child.cpu_ns + child.children_ns;
         cx.tasks.reaped += 1;
     }
     if infop != 0 {

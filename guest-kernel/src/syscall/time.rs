@@ -18,6 +18,11 @@ pub enum Clock {
 /// Linux clock ids mapped onto the two clocks (coarse, raw and boottime
 /// variants read the same source; CPU-time clocks read the monotonic one,
 /// which is what the single process has been running for at most).
+/// The calling process's CPU-time clock.
+const CLOCK_PROCESS_CPUTIME_ID: u64 = 2;
+/// The calling thread's CPU-time clock.
+const CLOCK_THREAD_CPUTIME_ID: u64 = 3;
+
 fn clock_of(id: u64) -> KResult<Clock> {
     match id {
         0 | 5 | 8 | 11 => Ok(Clock::Realtime),
@@ -39,7 +44,17 @@ pub fn clock_gettime<M: PhysMem, H: HostIo>(
     id: u64,
     tp: u64,
 ) -> KResult<i64> {
-    let ns = cx.host.now_ns(clock_of(id)?);
+    let ns = match id {
+        CLOCK_PROCESS_CPUTIME_ID => {
+            let now = cx.host.cpu_ns();
+            super::task::group_cpu_ns(cx, now)
+        }
+        CLOCK_THREAD_CPUTIME_ID => {
+            let now = cx.host.cpu_ns();
+            cx.p.running_cpu_ns(now)
+        }
+        _ => cx.host.now_ns(clock_of(id)?),
+    };
     copy_to_user(&mut cx.p.mm, cx.env, tp, &timespec(ns))?;
     Ok(0)
 }
@@ -252,24 +267,40 @@ pub fn setitimer<M: PhysMem, H: HostIo>(
     Ok(0)
 }
 
-/// times(buf): clock ticks since boot; the process times read as 0 (the
-/// guest does not count CPU time per process).
-pub fn times<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, buf: u64) -> KResult<i64> {
-    if buf != 0 {
-        copy_to_user(&mut cx.p.mm, cx.env, buf, &[0u8; 32])?;
-    }
-    Ok((cx.host.now_ns(Clock::Monotonic) / 10_000_000) as i64)
+/// Clock ticks (USER_HZ, 100 a second) in `ns`.
+fn clock_ticks(ns: u64) -> u64 {
+    ns / 10_000_000
 }
 
-/// getrusage(who, usage): zeros (no per-process CPU accounting yet).
+/// times(buf): clock ticks since boot; the process's CPU time and its
+/// reaped children's as user time (the guest's CPU clock does not tell
+/// user from kernel time), system times 0.
+pub fn times<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, buf: u64) -> KResult<i64> {
+    if buf != 0 {
+        let now = cx.host.cpu_ns();
+        let mine = super::task::group_cpu_ns(cx, now);
+        let mut b = [0u8; 32];
+        b[0..8].copy_from_slice(&clock_ticks(mine).to_le_bytes());
+        b[16..24].copy_from_slice(&clock_ticks(cx.p.children_ns).to_le_bytes());
+        copy_to_user(&mut cx.p.mm, cx.env, buf, &b)?;
+    }
+    Ok(clock_ticks(cx.host.now_ns(Clock::Monotonic)) as i64)
+}
+
+/// getrusage(who, usage): RUSAGE_SELF (the thread group), RUSAGE_CHILDREN
+/// (reaped children) or RUSAGE_THREAD, CPU time as user time.
 pub fn getrusage<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     who: u64,
     buf: u64,
 ) -> KResult<i64> {
-    if !(-1..=1).contains(&(who as i32)) {
-        return Err(Errno::EINVAL);
-    }
-    copy_to_user(&mut cx.p.mm, cx.env, buf, &[0u8; 144])?;
+    let now = cx.host.cpu_ns();
+    let ns = match who as i32 {
+        0 => super::task::group_cpu_ns(cx, now),
+        -1 => cx.p.children_ns,
+        1 => cx.p.running_cpu_ns(now),
+        _ => return Err(Errno::EINVAL),
+    };
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &super::task::rusage_bytes(ns))?;
     Ok(0)
 }
