@@ -785,3 +785,45 @@ fn cpu_time_counts_computing_not_sleeping_and_children() {
          times: children counted\n"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Job control: stop and continue
+
+#[test]
+fn stop_and_continue_a_child_as_natively() {
+    if !require_kvm() {
+        return;
+    }
+    let out = same_in(&Scratch::new("stop"), image("proc_edge"), &["stop_cont"], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "WUNTRACED: stopped 1 by 19\n\
+         stop: SIGCHLD code CLD_STOPPED status 19\n\
+         WNOHANG|WUNTRACED again: 0\n\
+         WCONTINUED: continued 1\n\
+         cont: SIGCHLD code CLD_CONTINUED status 18\n\
+         waitid WSTOPPED: CLD_STOPPED by 20\n\
+         tstp: SIGCHLD code CLD_STOPPED status 20\n\
+         SIGTERM to the stopped child, WNOHANG: 0\n\
+         after SIGCONT: killed by 15\n\
+         SIGKILL to a stopped child: killed by 9\n"
+    );
+}
+
+/// busybox sh: `kill -STOP`, `kill -CONT`, `kill %1` and a SIGKILL to a
+/// stopped job.
+#[test]
+fn busybox_sh_stops_continues_and_kills_jobs() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    let out = busybox_sh(
+        "bb-jobs",
+        "sleep 5 & p=$!; kill -STOP $p; kill -CONT $p; kill %1; wait $p; echo status $?; \
+         sleep 3 & kill -TSTP $!; kill -KILL $!; wait $!; echo status $?",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "status 143\nstatus 137\n"
+    );
+}

@@ -614,13 +614,15 @@ impl Kernel {
             return;
         }
         if act.handler == guest_kernel::signal::SIG_DFL || signal == sig::SIGKILL {
-            if guest_kernel::signal::default_action(signal)
-                == guest_kernel::signal::Disposition::Terminate
-                || signal == sig::SIGKILL
-            {
-                let ip = self.regs().rip;
-                self.kill(mem, signal, fault[2], ip, fault[1]);
+            use guest_kernel::signal::Disposition;
+            match guest_kernel::signal::default_action(signal) {
+                _ if signal == sig::SIGKILL => {}
+                Disposition::Terminate => {}
+                Disposition::Stop => return self.stop(mem, signal),
+                Disposition::Ignore => return,
             }
+            let ip = self.regs().rip;
+            self.kill(mem, signal, fault[2], ip, fault[1]);
             return;
         }
         if let Some(nr) = self.process.blocked_nr.take() {
@@ -657,6 +659,19 @@ impl Kernel {
                 self.kill(mem, sig::SIGSEGV, 0, ip, 0);
             }
         }
+    }
+
+    /// A stop signal's default action: the process (every thread of it)
+    /// stops until SIGCONT, its parent hears of it (SIGCHLD, a WUNTRACED
+    /// wait), and another task runs. pid 1 ignores it, as Linux's init
+    /// does: nothing could continue it.
+    fn stop(&mut self, mem: &mut DirectMap, signal: u64) {
+        if self.process.tgid == guest_kernel::process::INIT_PID {
+            return;
+        }
+        self.with_cx(mem, |cx| syscall::task::stop_group(cx, signal));
+        self.process.state = TaskState::Stopped;
+        self.switch_away(mem);
     }
 
     /// rt_sigreturn: the registers, FPU state, mask and alternate stack the
@@ -1066,7 +1081,7 @@ impl Kernel {
         let others = self.tasks.others.iter().filter_map(|t| match t.state {
             TaskState::Runnable => Some(now),
             TaskState::Blocked => t.wake_time(),
-            TaskState::Zombie(_) => None,
+            TaskState::Zombie(_) | TaskState::Stopped => None,
         });
         others.min().is_none_or(|o| mine <= o)
     }

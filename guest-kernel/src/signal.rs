@@ -63,6 +63,8 @@ pub enum Disposition {
     Ignore,
     /// The process is killed by the signal.
     Terminate,
+    /// The process stops until SIGCONT (job control).
+    Stop,
 }
 
 /// One `struct sigaction` as the kernel keeps it.
@@ -83,17 +85,27 @@ pub fn valid(sig: u64) -> bool {
     (1..=NSIG as u64).contains(&sig)
 }
 
-/// The default action of `sig` (stop signals are treated as ignored: there
-/// is no job control in the VM).
+/// The default action of `sig` (SIGCONT's "continue" happens when it is
+/// sent; delivered, it is ignored).
 pub fn default_action(sig: u64) -> Disposition {
     use nr::*;
     match sig {
-        SIGCHLD | SIGCONT | SIGURG | SIGWINCH | SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU => {
-            Disposition::Ignore
-        }
+        SIGCHLD | SIGCONT | SIGURG | SIGWINCH => Disposition::Ignore,
+        SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU => Disposition::Stop,
         _ => Disposition::Terminate,
     }
 }
+
+/// Whether `sig` is one of the stop signals.
+pub fn is_stop(sig: u64) -> bool {
+    default_action(sig) == Disposition::Stop
+}
+
+/// The pending bits of the stop signals.
+pub const STOP_MASK: u64 = (1 << (nr::SIGSTOP - 1))
+    | (1 << (nr::SIGTSTP - 1))
+    | (1 << (nr::SIGTTIN - 1))
+    | (1 << (nr::SIGTTOU - 1));
 
 /// What happens when `sig` arrives with `action` set: SIGKILL always
 /// terminates; SIG_IGN ignores; a default or (not yet delivered) handler
@@ -131,6 +143,8 @@ pub fn route(sig: u64, action: &SigAction, blocked: u64) -> Route {
     match disposition(sig, action) {
         Disposition::Ignore => Route::Drop,
         Disposition::Terminate => Route::Kill,
+        // The target stops when it takes the signal.
+        Disposition::Stop => Route::Post,
     }
 }
 

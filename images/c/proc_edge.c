@@ -23,7 +23,11 @@
  *                 three times
  *   spin_alarm    alarm(1), then a spin: the default SIGALRM ends it
  *   cputime       CPU time: clocks, times, getrusage and wait4's rusage grow
- *                 with computing, not with sleeping, and count children */
+ *                 with computing, not with sleeping, and count children
+ *   stop_cont     job control: SIGSTOP/SIGTSTP stop a child (WUNTRACED,
+ *                 waitid WSTOPPED, SIGCHLD CLD_STOPPED), SIGCONT continues
+ *                 it (WCONTINUED, CLD_CONTINUED), a signal sent meanwhile
+ *                 waits for the continue, SIGKILL ends a stopped child */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -337,6 +341,70 @@ static int cputime(void)
     return 0;
 }
 
+static void chld_code(sigset_t *set, const char *what)
+{
+    siginfo_t si;
+    if (sigwaitinfo(set, &si) != SIGCHLD) {
+        printf("%s: no SIGCHLD\n", what);
+        return;
+    }
+    printf("%s: SIGCHLD code %s status %d\n", what,
+           si.si_code == CLD_STOPPED     ? "CLD_STOPPED"
+           : si.si_code == CLD_CONTINUED ? "CLD_CONTINUED"
+           : si.si_code == CLD_KILLED    ? "CLD_KILLED"
+                                         : "other",
+           si.si_status);
+}
+
+static int stop_cont(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, 0);
+    pid_t c = fork();
+    if (c == 0)
+        for (;;)
+            pause();
+    int st;
+    kill(c, SIGSTOP);
+    if (waitpid(c, &st, WUNTRACED) != c)
+        return 1;
+    printf("WUNTRACED: stopped %d by %d\n", WIFSTOPPED(st), WSTOPSIG(st));
+    chld_code(&set, "stop");
+    printf("WNOHANG|WUNTRACED again: %d\n", (int)waitpid(c, &st, WNOHANG | WUNTRACED));
+    kill(c, SIGCONT);
+    if (waitpid(c, &st, WCONTINUED) != c)
+        return 1;
+    printf("WCONTINUED: continued %d\n", WIFCONTINUED(st));
+    chld_code(&set, "cont");
+    kill(c, SIGTSTP);
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, c, &si, WSTOPPED) != 0)
+        return 1;
+    printf("waitid WSTOPPED: %s by %d\n", si.si_code == CLD_STOPPED ? "CLD_STOPPED" : "other",
+           si.si_status);
+    chld_code(&set, "tstp");
+    kill(c, SIGTERM);
+    printf("SIGTERM to the stopped child, WNOHANG: %d\n", (int)waitpid(c, &st, WNOHANG));
+    kill(c, SIGCONT);
+    if (waitpid(c, &st, 0) != c)
+        return 1;
+    printf("after SIGCONT: killed by %d\n", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+    pid_t d = fork();
+    if (d == 0)
+        for (;;)
+            pause();
+    kill(d, SIGSTOP);
+    waitpid(d, &st, WUNTRACED);
+    kill(d, SIGKILL);
+    if (waitpid(d, &st, 0) != d)
+        return 1;
+    printf("SIGKILL to a stopped child: killed by %d\n", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *m = argc > 1 ? argv[1] : "";
@@ -370,6 +438,8 @@ int main(int argc, char **argv)
         return thread_kill();
     if (strcmp(m, "shared_anon") == 0)
         return shared_anon();
+    if (strcmp(m, "stop_cont") == 0)
+        return stop_cont();
     if (strcmp(m, "cputime") == 0)
         return cputime();
     if (strcmp(m, "spin_child") == 0)

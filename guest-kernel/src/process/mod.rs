@@ -108,6 +108,11 @@ pub struct Process {
     pub layout: crate::exec::aslr::Layout,
     /// Open files that mappings use (kept until exit).
     pub mapped_files: Vec<crate::fs::file::FileRef>,
+    /// The stop signal its parent's WUNTRACED wait has yet to see (0: none;
+    /// kept on the group's leader).
+    pub stop_report: u64,
+    /// A continue its parent's WCONTINUED wait has yet to see.
+    pub cont_report: bool,
     /// CPU time (ns of the guest's CPU clock) of this thread before its
     /// current run; a zombie's is its whole group's.
     pub cpu_ns: u64,
@@ -182,6 +187,8 @@ impl Process {
             layout: crate::exec::aslr::Layout::FIXED,
             comm: [0; 16],
             vdso: None,
+            stop_report: 0,
+            cont_report: false,
             cpu_ns: 0,
             run_start: 0,
             dead_threads_ns: 0,

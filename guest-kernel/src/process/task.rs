@@ -28,6 +28,8 @@ pub enum TaskState {
     Blocked,
     /// Exited; the wait status its parent will get.
     Zombie(i32),
+    /// Stopped by a stop signal until SIGCONT (or SIGKILL).
+    Stopped,
 }
 
 /// The user state of a process that is not running: the trap frame's
@@ -125,21 +127,35 @@ impl Tasks {
         Some(self.others.remove(i))
     }
 
-    /// The zombie children of `parent` (matching `pid` as wait4 does:
-    /// -1 any, > 0 that one).
-    pub fn zombie_child(&self, parent: u64, pid: i64) -> Option<usize> {
+    /// The first zombie child of `parent` matching `pid` as wait4 does
+    /// (see [`child_matches`]); `pgid` is the parent's process group.
+    pub fn zombie_child(&self, parent: u64, pgid: u64, pid: i64) -> Option<usize> {
         self.others.iter().position(|t| {
-            t.ppid == parent
-                && matches!(t.state, TaskState::Zombie(_))
-                && (pid == -1 || pid <= 0 || t.pid == pid as u64)
+            child_matches(t, parent, pgid, pid) && matches!(t.state, TaskState::Zombie(_))
+        })
+    }
+
+    /// The first child matching `pid` with a stop (`stopped`) or a
+    /// continue to report to a WUNTRACED or WCONTINUED wait.
+    pub fn reportable_child(
+        &self,
+        parent: u64,
+        pgid: u64,
+        pid: i64,
+        stopped: bool,
+        continued: bool,
+    ) -> Option<usize> {
+        self.others.iter().position(|t| {
+            child_matches(t, parent, pgid, pid)
+                && ((stopped && t.stop_report != 0) || (continued && t.cont_report))
         })
     }
 
     /// Whether `parent` has children matching `pid`.
-    pub fn has_child(&self, parent: u64, pid: i64) -> bool {
-        self.others.iter().any(|t| {
-            t.ppid == parent && !t.is_thread && (pid == -1 || pid <= 0 || t.pid == pid as u64)
-        })
+    pub fn has_child(&self, parent: u64, pgid: u64, pid: i64) -> bool {
+        self.others
+            .iter()
+            .any(|t| child_matches(t, parent, pgid, pid))
     }
 
     /// Hand `dead`'s children to pid 1 (and reap those that are zombies
@@ -154,6 +170,28 @@ impl Tasks {
         }
     }
 }
+
+/// Whether `t` is a child of `parent` (whose process group is `pgid`) that
+/// a wait for `pid` takes: -1 any child, 0 one in the parent's group,
+/// less than -1 one in group `-pid`, more than 0 that one.
+pub fn child_matches(t: &Process, parent: u64, pgid: u64, pid: i64) -> bool {
+    t.ppid == parent
+        && !t.is_thread
+        && match pid {
+            -1 => true,
+            0 => t.pgid == pgid,
+            p if p < -1 => t.pgid == p.unsigned_abs(),
+            p => t.pid == p as u64,
+        }
+}
+
+/// The wait status of a stop by `sig` (WIFSTOPPED).
+pub fn stopped(sig: u64) -> i32 {
+    ((sig as i32 & 0xff) << 8) | 0x7f
+}
+
+/// The wait status of a continue (WIFCONTINUED).
+pub const CONTINUED: i32 = 0xffff;
 
 /// The wait status of an exit with `code`.
 pub fn exited(code: u8) -> i32 {
@@ -184,10 +222,10 @@ mod tests {
         t.others.push(task(3, 1, TaskState::Runnable));
         t.others.push(task(4, 3, TaskState::Zombie(0)));
         t.others.push(task(5, 3, TaskState::Blocked));
-        assert_eq!(t.zombie_child(1, -1), Some(0));
-        assert_eq!(t.zombie_child(1, 3), None);
-        assert!(t.has_child(1, 3));
-        assert!(!t.has_child(2, -1));
+        assert_eq!(t.zombie_child(1, 1, -1), Some(0));
+        assert_eq!(t.zombie_child(1, 1, 3), None);
+        assert!(t.has_child(1, 1, 3));
+        assert!(!t.has_child(2, 1, -1));
         t.reparent(3);
         assert!(t.find(4).is_none(), "a zombie orphan is reaped at once");
         assert_eq!(t.find(5).unwrap().ppid, 1);
@@ -199,5 +237,33 @@ mod tests {
     fn wait_statuses_encode_as_linux() {
         assert_eq!(exited(42), 0x2a00);
         assert_eq!(signaled(9), 9);
+        assert_eq!(stopped(19), 0x137f);
+        assert_eq!(CONTINUED, 0xffff);
+    }
+
+    #[test]
+    fn waits_match_children_by_pid_and_process_group() {
+        let mut a = task(5, 1, TaskState::Runnable);
+        a.pgid = 5;
+        let mut b = task(6, 1, TaskState::Runnable);
+        b.pgid = 1;
+        assert!(child_matches(&a, 1, 1, -1));
+        assert!(!child_matches(&a, 1, 1, 0), "another group");
+        assert!(child_matches(&b, 1, 1, 0), "the parent's group");
+        assert!(child_matches(&a, 1, 1, -5));
+        assert!(!child_matches(&b, 1, 1, -5));
+        assert!(child_matches(&b, 1, 1, 6));
+        assert!(!child_matches(&b, 2, 1, 6), "not its parent");
+        b.is_thread = true;
+        assert!(!child_matches(&b, 1, 1, -1), "a thread is no child");
+    }
+
+    #[test]
+    fn stopped_tasks_neither_run_nor_wake() {
+        let mut t = Tasks::new();
+        t.others.push(task(2, 1, TaskState::Stopped));
+        t.wake_all();
+        assert!(!t.any_runnable());
+        assert!(t.take_runnable().is_none());
     }
 }

@@ -153,6 +153,8 @@ pub fn send_self<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, sig: u64
     if !signal::valid(sig) {
         return Action::Return(Errno::EINVAL.to_ret());
     }
+    let tgid = cx.p.tgid;
+    super::task::prepare_signal(cx, tgid, sig);
     let action = cx.p.sigactions[(sig - 1) as usize];
     match signal::route(sig, &action, cx.p.sigmask) {
         Route::Post => {
@@ -330,6 +332,9 @@ fn signal_thread<M: PhysMem, H: HostIo>(
     sig: u64,
 ) -> Action {
     use crate::process::task::TaskState;
+    if sig != 0 {
+        super::task::prepare_signal(cx, tgid, sig);
+    }
     let i = sig.saturating_sub(1) as usize;
     let act = if tgid == cx.p.tgid {
         cx.p.sigactions[i]

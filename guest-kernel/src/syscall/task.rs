@@ -6,7 +6,7 @@ use alloc::boxed::Box;
 use super::{Action, Ctx, HostIo};
 use crate::errno::{Errno, KResult};
 use crate::mm::phys::PhysMem;
-use crate::process::task::TaskState;
+use crate::process::task::{self, TaskState};
 use crate::process::Process;
 use crate::signal::frame::{self, SigInfo};
 use crate::signal::{self, SIG_IGN};
@@ -400,7 +400,81 @@ pub fn release_vfork_parent<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>
     }
 }
 
-/// wait4(pid, wstatus, options, rusage)
+/// What a wait found: a child's pid, its wait status, and its CPU time
+/// (ns, for the rusage of an exit).
+struct Waited {
+    pid: u64,
+    status: i32,
+    cpu_ns: u64,
+}
+
+/// wait options (wait4's and waitid's share the bits).
+mod wopt {
+    pub const WNOHANG: u64 = 1;
+    /// WUNTRACED for wait4, WSTOPPED for waitid.
+    pub const WSTOPPED: u64 = 2;
+    pub const WEXITED: u64 = 4;
+    pub const WCONTINUED: u64 = 8;
+    pub const WNOWAIT: u64 = 0x0100_0000;
+}
+
+/// The first child matching `pid` with something the wait's `options`
+/// ask for: an exit (reaped unless WNOWAIT, when `exited`), a stop or a
+/// continue (reported once unless WNOWAIT). None: nothing yet.
+fn take_waited<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    pid: i64,
+    options: u64,
+    exited: bool,
+) -> Option<Waited> {
+    let (me, pgid) = (cx.p.tgid, cx.p.pgid);
+    let keep = options & wopt::WNOWAIT != 0;
+    if exited {
+        if let Some(i) = cx.tasks.zombie_child(me, pgid, pid) {
+            let t = &cx.tasks.others[i];
+            let TaskState::Zombie(status) = t.state else {
+                return None;
+            };
+            let w = Waited {
+                pid: t.pid,
+                status,
+                cpu_ns: t.cpu_ns + t.children_ns,
+            };
+            if !keep {
+                cx.tasks.others.remove(i);
+                cx.p.children_ns += w.cpu_ns;
+                cx.tasks.reaped += 1;
+            }
+            return Some(w);
+        }
+    }
+    let stopped = options & wopt::WSTOPPED != 0;
+    let continued = options & wopt::WCONTINUED != 0;
+    let i = cx
+        .tasks
+        .reportable_child(me, pgid, pid, stopped, continued)?;
+    let t = &mut cx.tasks.others[i];
+    let status = if stopped && t.stop_report != 0 {
+        let sig = t.stop_report;
+        if !keep {
+            t.stop_report = 0;
+        }
+        task::stopped(sig)
+    } else {
+        if !keep {
+            t.cont_report = false;
+        }
+        task::CONTINUED
+    };
+    Some(Waited {
+        pid: t.pid,
+        status,
+        cpu_ns: 0,
+    })
+}
+
+/// wait4(pid, wstatus, options, rusage): WNOHANG, WUNTRACED, WCONTINUED,
+/// __WALL/__WCLONE/__WNOTHREAD accepted.
 pub fn wait4<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     pid: u64,
@@ -408,37 +482,29 @@ pub fn wait4<M: PhysMem, H: HostIo>(
     options: u64,
     rusage: u64,
 ) -> KResult<i64> {
-    const WNOHANG: u64 = 1;
-    const KNOWN: u64 = WNOHANG | 2 | 8 | 0x0100_0000 | 0x2000_0000 | 0x4000_0000 | 0x8000_0000;
+    const KNOWN: u64 =
+        wopt::WNOHANG | wopt::WSTOPPED | wopt::WCONTINUED | 0x2000_0000 | 0x4000_0000 | 0x8000_0000;
     if options & !KNOWN != 0 {
         return Err(Errno::EINVAL);
     }
     let pid = pid as i32 as i64;
-    let me = cx.p.tgid;
-    let Some(i) = cx.tasks.zombie_child(me, pid) else {
-        if !cx.tasks.has_child(me, pid) {
+    let Some(w) = take_waited(cx, pid, options, true) else {
+        if !cx.tasks.has_child(cx.p.tgid, cx.p.pgid, pid) {
             return Err(Errno::ECHILD);
         }
-        return if options & WNOHANG != 0 {
+        return if options & wopt::WNOHANG != 0 {
             Ok(0)
         } else {
             Err(Errno::ERESTARTSYS)
         };
     };
-    let child = cx.tasks.others.remove(i);
-    cx.tasks.reaped += 1;
-    let TaskState::Zombie(status) = child.state else {
-        return Err(Errno::ECHILD);
-    };
     if wstatus != 0 {
-        copy_to_user(&mut cx.p.mm, cx.env, wstatus, &status.to_le_bytes())?;
+        copy_to_user(&mut cx.p.mm, cx.env, wstatus, &w.status.to_le_bytes())?;
     }
-    let child_ns = child.cpu_ns + child.children_ns;
-    cx.p.children_ns += child_ns;
     if rusage != 0 {
-        copy_to_user(&mut cx.p.mm, cx.env, rusage, &rusage_bytes(child_ns))?;
+        copy_to_user(&mut cx.p.mm, cx.env, rusage, &rusage_bytes(w.cpu_ns))?;
     }
-    Ok(child.pid as i64)
+    Ok(w.pid as i64)
 }
 
 /// A `struct rusage` with `cpu_ns` as its user time (the guest's CPU clock
@@ -464,7 +530,8 @@ pub fn group_cpu_ns<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, now: u
     cx.p.running_cpu_ns(now) + others + cx.p.dead_threads_ns
 }
 
-/// waitid(idtype, id, infop, options, rusage)
+/// waitid(idtype, id, infop, options, rusage): P_ALL, P_PID, P_PGID;
+/// WEXITED, WSTOPPED, WCONTINUED, WNOHANG, WNOWAIT.
 pub fn waitid<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     idtype: u64,
@@ -472,24 +539,32 @@ pub fn waitid<M: PhysMem, H: HostIo>(
     infop: u64,
     options: u64,
 ) -> KResult<i64> {
-    const WNOHANG: u64 = 1;
-    const WEXITED: u64 = 4;
-    const WNOWAIT: u64 = 0x0100_0000;
-    if options & WEXITED == 0 {
+    const KNOWN: u64 = wopt::WNOHANG
+        | wopt::WSTOPPED
+        | wopt::WEXITED
+        | wopt::WCONTINUED
+        | wopt::WNOWAIT
+        | 0x2000_0000
+        | 0x4000_0000
+        | 0x8000_0000;
+    let wants = wopt::WEXITED | wopt::WSTOPPED | wopt::WCONTINUED;
+    if options & !KNOWN != 0 || options & wants == 0 {
         return Err(Errno::EINVAL);
     }
     let pid: i64 = match idtype {
         0 => -1,
-        1 => id as i64,
-        2 | 3 => -1,
+        1 if id as i32 > 0 => id as i32 as i64,
+        // P_PGID: 0 means the caller's group.
+        2 if id == 0 => 0,
+        2 if id as i32 > 0 => -(id as i32 as i64),
         _ => return Err(Errno::EINVAL),
     };
-    let me = cx.p.tgid;
-    let Some(i) = cx.tasks.zombie_child(me, pid) else {
-        if !cx.tasks.has_child(me, pid) {
+    let exited = options & wopt::WEXITED != 0;
+    let Some(w) = take_waited(cx, pid, options, exited) else {
+        if !cx.tasks.has_child(cx.p.tgid, cx.p.pgid, pid) {
             return Err(Errno::ECHILD);
         }
-        if options & WNOHANG != 0 {
+        if options & wopt::WNOHANG != 0 {
             if infop != 0 {
                 copy_to_user(&mut cx.p.mm, cx.env, infop, &[0u8; 128])?;
             }
@@ -497,29 +572,137 @@ pub fn waitid<M: PhysMem, H: HostIo>(
         }
         return Err(Errno::ERESTARTSYS);
     };
-    let (cpid, status) = match cx.tasks.others[i].state {
-        TaskState::Zombie(s) => (cx.tasks.others[i].pid, s),
-        _ => return Err(Errno::ECHILD),
-    };
-    if options & WNOWAIT == 0 {
-        let child = cx.tasks.others.remove(i);
-        cx.p.children_ns += child.cpu_ns + child.children_ns;
-        cx.tasks.reaped += 1;
-    }
     if infop != 0 {
-        let mut si = [0u8; 128];
-        let (code, value): (i32, i32) = if status & 0x7f == 0 {
+        // si_code: CLD_EXITED, CLD_KILLED, CLD_STOPPED or CLD_CONTINUED.
+        let status = w.status;
+        let (code, value): (i32, i32) = if status == task::CONTINUED {
+            (6, signal::nr::SIGCONT as i32)
+        } else if status & 0xff == 0x7f {
+            (5, (status >> 8) & 0xff)
+        } else if status & 0x7f == 0 {
             (1, (status >> 8) & 0xff)
         } else {
             (2, status & 0x7f)
         };
+        let mut si = [0u8; 128];
         si[0..4].copy_from_slice(&17i32.to_le_bytes());
         si[8..12].copy_from_slice(&code.to_le_bytes());
-        si[16..20].copy_from_slice(&(cpid as u32).to_le_bytes());
+        si[16..20].copy_from_slice(&(w.pid as u32).to_le_bytes());
         si[24..28].copy_from_slice(&value.to_le_bytes());
         copy_to_user(&mut cx.p.mm, cx.env, infop, &si)?;
     }
     Ok(0)
+}
+
+/// The leader (pid == tgid) of group `tgid`: the caller or another task.
+fn leader<'a, M: PhysMem, H: HostIo>(
+    cx: &'a mut Cx<'_, '_, '_, M, H>,
+    tgid: u64,
+) -> Option<&'a mut Process> {
+    if cx.p.pid == tgid {
+        return Some(&mut *cx.p);
+    }
+    cx.tasks.find(tgid).map(|t| &mut **t)
+}
+
+/// SIGCHLD with `code` (CLD_STOPPED or CLD_CONTINUED) and `status` to the
+/// parent of group `tgid`, unless it asked for none (SA_NOCLDSTOP).
+fn notify_parent_stop<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    tgid: u64,
+    ppid: u64,
+    code: i32,
+    status: i32,
+) {
+    const SA_NOCLDSTOP: u64 = 1;
+    let info = crate::signal::frame::SigInfo {
+        signo: signal::nr::SIGCHLD as i32,
+        code,
+        addr_or_pid: tgid,
+        status,
+        ..Default::default()
+    };
+    let parent = if cx.p.tgid == ppid && cx.p.holds_group {
+        Some(&mut *cx.p)
+    } else {
+        cx.tasks
+            .others
+            .iter_mut()
+            .find(|t| t.tgid == ppid && t.holds_group)
+            .map(|t| &mut **t)
+    };
+    if let Some(parent) = parent {
+        if parent.sigactions[signal::nr::SIGCHLD as usize - 1].flags & SA_NOCLDSTOP == 0 {
+            parent.post_signal(signal::nr::SIGCHLD, info);
+        }
+    }
+}
+
+/// The caller takes stop signal `sig` (default action): every other
+/// thread of its group stops (the caller stops itself), the leader keeps
+/// the stop for a WUNTRACED wait, and the parent hears of it.
+pub fn stop_group<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, sig: u64) {
+    let tgid = cx.p.tgid;
+    for t in cx.tasks.others.iter_mut() {
+        if t.tgid == tgid && !matches!(t.state, TaskState::Zombie(_)) {
+            t.state = TaskState::Stopped;
+        }
+    }
+    let Some(l) = leader(cx, tgid) else {
+        return;
+    };
+    l.stop_report = sig;
+    l.cont_report = false;
+    let ppid = l.ppid;
+    notify_parent_stop(cx, tgid, ppid, 5, sig as i32);
+    cx.tasks.wake_all();
+}
+
+/// What sending `sig` to group `tgid` does at once, before it is posted
+/// (Linux's prepare_signal): SIGCONT and SIGKILL resume a stopped group
+/// (SIGCONT also drops its pending stop signals, reports the continue to
+/// the parent); a stop signal drops a pending SIGCONT.
+pub fn prepare_signal<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, tgid: u64, sig: u64) {
+    let cont_bit = 1u64 << (signal::nr::SIGCONT - 1);
+    if signal::is_stop(sig) {
+        for t in cx.tasks.others.iter_mut().filter(|t| t.tgid == tgid) {
+            t.sig_pending &= !cont_bit;
+        }
+        if cx.p.tgid == tgid {
+            cx.p.sig_pending &= !cont_bit;
+        }
+        return;
+    }
+    if sig != signal::nr::SIGCONT && sig != signal::nr::SIGKILL {
+        return;
+    }
+    let mut was_stopped = false;
+    for t in cx.tasks.others.iter_mut().filter(|t| t.tgid == tgid) {
+        if sig == signal::nr::SIGCONT {
+            t.sig_pending &= !signal::STOP_MASK;
+        }
+        if t.state == TaskState::Stopped {
+            t.state = TaskState::Runnable;
+            was_stopped = true;
+        }
+    }
+    if sig != signal::nr::SIGCONT {
+        return;
+    }
+    if cx.p.tgid == tgid {
+        cx.p.sig_pending &= !signal::STOP_MASK;
+    }
+    let Some(l) = leader(cx, tgid) else {
+        return;
+    };
+    if !was_stopped && l.stop_report == 0 {
+        return;
+    }
+    l.stop_report = 0;
+    l.cont_report = true;
+    let ppid = l.ppid;
+    notify_parent_stop(cx, tgid, ppid, 6, signal::nr::SIGCONT as i32);
+    cx.tasks.wake_all();
 }
 
 /// kill(pid, sig) to another process (or a group: every process in it).
@@ -557,6 +740,11 @@ pub fn kill_other<M: PhysMem, H: HostIo>(
         if matches!(cx.tasks.others[i].state, TaskState::Zombie(_)) {
             continue;
         }
+        let tgid = cx.tasks.others[i].tgid;
+        prepare_signal(cx, tgid, sig);
+        let Some(i) = cx.tasks.others.iter().position(|x| x.pid == t) else {
+            continue;
+        };
         let act = cx.tasks.others[i].sigactions[sig as usize - 1];
         let route = signal::route(sig, &act, cx.tasks.others[i].sigmask);
         if route == signal::Route::Drop {
