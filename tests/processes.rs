@@ -827,3 +827,56 @@ fn busybox_sh_stops_continues_and_kills_jobs() {
         "status 143\nstatus 137\n"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Limits: tasks, kernel heap, memory
+
+/// `vmrun ARGS...` checked: exit status 0 and the stdout it printed.
+fn guest_stdout(args: &[&str]) -> String {
+    let out = vmrun(args);
+    assert_status(&out, 0);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A thread bomb ends with EAGAIN at the task limit (the kernel heap's
+/// size over 32 KiB: 189 threads besides the main one at the default
+/// 256 MiB), not with a guest kernel panic, and the checker passes.
+#[test]
+fn a_thread_bomb_ends_with_eagain_at_the_task_limit() {
+    if !require_kvm() {
+        return;
+    }
+    let edge = image("proc_edge");
+    let out = guest_stdout(&["--check", edge.to_str().unwrap(), "task_limit"]);
+    let n: usize = out
+        .strip_prefix("clone failed with EAGAIN after ")
+        .and_then(|r| r.strip_suffix(" threads\n"))
+        .unwrap_or_else(|| panic!("unexpected: {out}"))
+        .parse()
+        .unwrap();
+    assert!((100..512).contains(&n), "{n} threads");
+}
+
+/// Full pipes take kernel heap: when it runs short, a write finds the pipe
+/// full (EAGAIN here) instead of panicking the guest kernel.
+#[test]
+fn pipes_that_exhaust_the_kernel_heap_find_writes_full() {
+    if !require_kvm() {
+        return;
+    }
+    let edge = image("proc_edge");
+    let out = guest_stdout(&["--check", edge.to_str().unwrap(), "pipe_heap"]);
+    assert_eq!(out, "stopped by EAGAIN after many full pipes\n");
+}
+
+/// A COW fault that finds no free frame kills only the child that
+/// faulted (SIGKILL, as Linux's OOM killer would); the parent goes on.
+#[test]
+fn a_cow_fault_without_memory_kills_only_the_child() {
+    if !require_kvm() {
+        return;
+    }
+    let edge = image("proc_edge");
+    let out = guest_stdout(&["--mem", "20M", edge.to_str().unwrap(), "cow_oom", "8"]);
+    assert_eq!(out, "child killed by 9\nparent still sees 1\n");
+}

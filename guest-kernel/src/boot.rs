@@ -20,6 +20,7 @@ use guest_kernel::mm::frame::FrameAllocator;
 use guest_kernel::mm::paging::{pte, KernelHalf, PageSize, PageTable};
 use guest_kernel::mm::phys::PhysMem;
 use guest_kernel::mm::space::MmEnv;
+use guest_kernel::process::task;
 use guest_kernel::process::Process;
 use guest_kernel::syscall::{self, Ctx};
 use guest_kernel::trace::{self, category, kind};
@@ -58,6 +59,8 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     k.fs.connect();
     k.process.0 = Some(alloc::boxed::Box::new(Process::empty()));
     k.tasks.kernel = k.kernel;
+    k.tasks.max_tasks = task_limit(crate::arch::heap::free_bytes() as u64);
+    k.tasks.heap_free = crate::arch::heap::free_bytes;
     setup_vdso(k, &mut mem, vvar_phys);
     k.frames_kernel = k.frames.in_use();
     hypercall::phase(phase::KERNEL_READY);
@@ -104,6 +107,11 @@ fn setup_heap(mem: &mut DirectMap, frames: &mut FrameAllocator, mem_size: u64) -
     frames.use_cache_bits(base);
     crate::arch::heap::init(DIRECT_MAP_BASE + base + reserved, size - reserved);
     base + bits
+}
+
+/// The task limit for a kernel heap of `heap` bytes.
+fn task_limit(heap: u64) -> usize {
+    (heap as usize / task::TASK_HEAP_BYTES).clamp(64, task::MAX_TASKS)
 }
 
 /// The vDSO and its data pages as page-cache images (marked so that the

@@ -27,8 +27,18 @@
  *   stop_cont     job control: SIGSTOP/SIGTSTP stop a child (WUNTRACED,
  *                 waitid WSTOPPED, SIGCHLD CLD_STOPPED), SIGCONT continues
  *                 it (WCONTINUED, CLD_CONTINUED), a signal sent meanwhile
- *                 waits for the continue, SIGKILL ends a stopped child */
+ *                 waits for the continue, SIGKILL ends a stopped child
+ *   task_limit    threads (raw clone) that wait on a pipe until clone
+ *                 fails: prints the errno and how many were made
+ *   pipe_heap     fill 400 nonblocking pipes with 64 KiB each: in a small
+ *                 guest the kernel heap runs short and writes get EAGAIN
+ *   cow_oom MIB   touch MIB MiB, fork, the child writes it all: run with
+ *                 too little guest memory for two copies, the child dies
+ *                 and the parent goes on */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -405,6 +415,93 @@ static int stop_cont(void)
     return 0;
 }
 
+static int gate[2];
+
+static int wait_gate(void *arg)
+{
+    (void)arg;
+    char c;
+    read(gate[0], &c, 1);
+    return 0;
+}
+
+static int task_limit(void)
+{
+    if (pipe(gate) != 0)
+        return 1;
+    int made = 0, err = 0;
+    for (;;) {
+        char *stack = malloc(16384);
+        if (!stack) {
+            err = ENOMEM;
+            break;
+        }
+        int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                    CLONE_SYSVSEM;
+        if (clone(wait_gate, stack + 16384, flags, 0) < 0) {
+            err = errno;
+            break;
+        }
+        if (++made == 100000)
+            break;
+    }
+    printf("clone failed with %s after %d threads\n",
+           err == EAGAIN ? "EAGAIN" : err == ENOMEM ? "ENOMEM" : strerror(err), made);
+    fflush(stdout);
+    /* exit_group ends the waiting threads. */
+    return 0;
+}
+
+static int pipe_heap(void)
+{
+    static char b[65536];
+    memset(b, 'x', sizeof b);
+    int full = 0, err = 0;
+    for (int i = 0; i < 400; i++) {
+        int p[2];
+        if (pipe2(p, O_NONBLOCK) != 0) {
+            err = errno;
+            break;
+        }
+        ssize_t w = write(p[1], b, sizeof b);
+        if (w < 0) {
+            err = errno;
+            break;
+        }
+        if (w == sizeof b)
+            full++;
+    }
+    printf("stopped by %s after %s full pipes\n", err == EAGAIN ? "EAGAIN" : strerror(err),
+           full >= 16 ? "many" : "few");
+    return 0;
+}
+
+static int cow_oom(long mib)
+{
+    size_t len = (size_t)mib << 20;
+    char *p = mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return 1;
+    memset(p, 1, len);
+    pid_t c = fork();
+    if (c < 0) {
+        printf("fork: %s\n", strerror(errno));
+        return 0;
+    }
+    if (c == 0) {
+        memset(p, 2, len);
+        _exit(0);
+    }
+    int st;
+    waitpid(c, &st, 0);
+    if (WIFSIGNALED(st))
+        printf("child killed by %d\n", WTERMSIG(st));
+    else
+        printf("child exited with %d\n", WEXITSTATUS(st));
+    printf("parent still sees %d\n", p[len - 1]);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *m = argc > 1 ? argv[1] : "";
@@ -438,6 +535,12 @@ int main(int argc, char **argv)
         return thread_kill();
     if (strcmp(m, "shared_anon") == 0)
         return shared_anon();
+    if (strcmp(m, "task_limit") == 0)
+        return task_limit();
+    if (strcmp(m, "pipe_heap") == 0)
+        return pipe_heap();
+    if (strcmp(m, "cow_oom") == 0)
+        return cow_oom(argc > 2 ? atol(argv[2]) : 16);
     if (strcmp(m, "stop_cont") == 0)
         return stop_cont();
     if (strcmp(m, "cputime") == 0)

@@ -116,6 +116,18 @@ unsafe impl GlobalAlloc for KernelHeap {
 
 /// Give the heap `size` bytes of RAM at kernel virtual address `start`
 /// (direct map); called once at boot, before anything allocates.
+/// Bytes the heap can still hand out in fresh space (its large region's
+/// free space and the current small-object chunk; freed small objects,
+/// kept for reuse by their size, are not counted).
+pub fn free_bytes() -> usize {
+    // SAFETY: one CPU and no allocation in progress while this runs (it
+    // is not called from inside the allocator); a read of the state.
+    unsafe {
+        let st = &*HEAP.0.get();
+        st.large.free() + (st.bump_end - st.bump)
+    }
+}
+
 pub fn init(start: u64, size: u64) {
     // SAFETY: the region is RAM the frame allocator handed over for good;
     // nothing else refers to it, and nothing has allocated yet.

@@ -13,9 +13,18 @@ use alloc::vec::Vec;
 use super::Process;
 use crate::errno::{Errno, KResult};
 
-/// Most processes at once (Linux's RLIMIT_NPROC-like limit; fork gives
-/// EAGAIN past it).
+/// Most processes and threads at once, whatever the memory (fork and clone
+/// give EAGAIN past it; see [`Tasks::max_tasks`]).
 pub const MAX_TASKS: usize = 512;
+
+/// Kernel heap bytes each task may need (its `Process`, saved registers
+/// and FPU state, fd table and VMA set): the task limit is the heap's size
+/// over this, and a fork or clone needs at least this much free.
+pub const TASK_HEAP_BYTES: usize = 32 * 1024;
+
+fn unlimited_heap() -> usize {
+    usize::MAX
+}
 
 /// Where a process is in its life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,6 +66,12 @@ pub struct Tasks {
     pub reaped: u64,
     /// The kernel half every new address space shares.
     pub kernel: crate::mm::paging::KernelHalf,
+    /// Most tasks at once (Linux's threads-max: set at boot from the
+    /// kernel heap's size, at most [`MAX_TASKS`]).
+    pub max_tasks: usize,
+    /// Free kernel heap bytes now (the kernel's allocator; unlimited in
+    /// host tests).
+    pub heap_free: fn() -> usize,
 }
 
 impl Default for Tasks {
@@ -75,12 +90,15 @@ impl Tasks {
             switches: 0,
             reaped: 0,
             kernel: crate::mm::paging::KernelHalf::empty(),
+            max_tasks: MAX_TASKS,
+            heap_free: unlimited_heap,
         }
     }
 
-    /// A fresh pid, or EAGAIN at the process limit.
+    /// A fresh pid, or EAGAIN at the task limit or when the kernel heap
+    /// could not hold another task.
     pub fn next_pid(&mut self) -> KResult<u64> {
-        if self.others.len() + 1 >= MAX_TASKS {
+        if self.others.len() + 1 >= self.max_tasks || (self.heap_free)() < 4 * TASK_HEAP_BYTES {
             return Err(Errno::EAGAIN);
         }
         self.last_pid += 1;
@@ -256,6 +274,23 @@ mod tests {
         assert!(!child_matches(&b, 2, 1, 6), "not its parent");
         b.is_thread = true;
         assert!(!child_matches(&b, 1, 1, -1), "a thread is no child");
+    }
+
+    #[test]
+    fn the_task_limit_and_a_short_heap_give_eagain() {
+        let mut t = Tasks::new();
+        t.max_tasks = 3;
+        assert!(t.next_pid().is_ok());
+        t.others.push(task(2, 1, TaskState::Runnable));
+        assert!(t.next_pid().is_ok());
+        t.others.push(task(3, 1, TaskState::Runnable));
+        assert_eq!(t.next_pid(), Err(Errno::EAGAIN));
+        let mut t = Tasks::new();
+        fn short() -> usize {
+            TASK_HEAP_BYTES
+        }
+        t.heap_free = short;
+        assert_eq!(t.next_pid(), Err(Errno::EAGAIN));
     }
 
     #[test]

@@ -743,6 +743,9 @@ fn pipe_read<M: PhysMem, H: HostIo>(
 
 /// Write to a pipe: EPIPE with no reader, as much as fits (a write of at
 /// most PIPE_BUF bytes whole or not at all), or wait for room.
+/// Kernel heap bytes pipes leave to everything else (tasks, fd tables).
+const HEAP_RESERVE: usize = 4 * crate::process::task::TASK_HEAP_BYTES;
+
 fn pipe_write<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     pipe: &crate::fs::pipe::PipeRef,
@@ -755,7 +758,12 @@ fn pipe_write<M: PhysMem, H: HostIo>(
         if p.readers == 0 {
             return Err(Errno::EPIPE);
         }
+        // Pipe contents live in the kernel heap: with too little of it
+        // left (many full pipes), the pipe counts as full for now. A third
+        // of the free space, as the buffer may be copied when it grows.
+        let room = (cx.tasks.heap_free)().saturating_sub(HEAP_RESERVE) / 3;
         p.writable_now(len.min(MAX_RW_COUNT) as usize)
+            .min(room.saturating_sub(p.buf.len()))
     };
     if n == 0 {
         return Err(if nonblock {

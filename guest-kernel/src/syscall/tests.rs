@@ -438,3 +438,25 @@ fn clock_nanosleep_absolute_waits_only_until_the_deadline() {
         -22
     );
 }
+
+#[test]
+fn a_pipe_is_full_when_the_kernel_heap_runs_short() {
+    let mut w = World::new();
+    let fds = w.buf + 0x100;
+    assert_eq!(w.call(nr::PIPE2, [fds, 0o4000, 0, 0, 0, 0]).unwrap_ret(), 0);
+    let b = w.peek(fds, 8);
+    let wr = u64::from(u32::from_le_bytes([b[4], b[5], b[6], b[7]]));
+    assert_eq!(
+        w.call(nr::WRITE, [wr, w.buf, 100, 0, 0, 0]).unwrap_ret(),
+        100
+    );
+    fn short() -> usize {
+        4 * crate::process::task::TASK_HEAP_BYTES + 30
+    }
+    w.tasks.heap_free = short;
+    assert_eq!(
+        w.call(nr::WRITE, [wr, w.buf, 100, 0, 0, 0]).unwrap_ret(),
+        Errno::EAGAIN.to_ret(),
+        "a nonblocking write waits for heap, as for a full pipe"
+    );
+}
