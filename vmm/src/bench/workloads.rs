@@ -68,6 +68,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
     // trip a few ms: fewer of them.
     let forks = (o.samples / 100).max(4).to_string();
     let round_trips = (o.samples / 10).max(8).to_string();
+    let spawns = (o.samples / 200).max(3).to_string();
+    let cows = (o.samples / 8).max(8).to_string();
     // The bulk touch needs RAM for the region, the kernel and the file.
     let anon_mem = ((o.anon_mib + 128) << 20).max(DEFAULT_MEM);
     vec![
@@ -190,6 +192,39 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             mem: DEFAULT_MEM,
             ring0: &[],
             note: "glibc fork (clone), child _exit(0), parent wait4; ring-0: all entries of both processes",
+            show_entries: false,
+        },
+        Program {
+            row: "fork_exec_wait",
+            unit: "us/round",
+            image: "bench_proc",
+            args: vec!["spawn".into(), spawns],
+            step_args: s(&["spawn", "1"]),
+            mem: DEFAULT_MEM,
+            ring0: &[],
+            note: "fork, the child execs a static program that _exits, parent wait4; ring-0: all entries of both processes",
+            show_entries: false,
+        },
+        Program {
+            row: "context_switch",
+            unit: "us/2 switches",
+            image: "bench_proc",
+            args: vec!["yield".into(), round_trips.clone()],
+            step_args: s(&["yield", "4"]),
+            mem: DEFAULT_MEM,
+            ring0: &[],
+            note: "sched_yield to a yielding child and back, one CPU; ring-0: all entries of both processes",
+            show_entries: false,
+        },
+        Program {
+            row: "cow_fault",
+            unit: "us/fault",
+            image: "bench_proc",
+            args: vec!["cow".into(), cows],
+            step_args: s(&["cow", "8"]),
+            mem: DEFAULT_MEM,
+            ring0: &["#PF"],
+            note: "first write to a page shared with a forked child",
             show_entries: false,
         },
         Program {
