@@ -880,3 +880,23 @@ fn a_cow_fault_without_memory_kills_only_the_child() {
     let out = guest_stdout(&["--mem", "20M", edge.to_str().unwrap(), "cow_oom", "8"]);
     assert_eq!(out, "child killed by 9\nparent still sees 1\n");
 }
+
+/// Futexes across processes: process-shared semaphores, a mutex and a
+/// condition variable in a MAP_SHARED page meet on the page's physical
+/// address (without that, both processes wait for ever: a deadlock).
+#[test]
+fn process_shared_semaphores_mutex_and_condvar_work_across_fork() {
+    if !require_kvm() {
+        return;
+    }
+    let out = same_in(
+        &Scratch::new("pshared"),
+        image("proc_edge"),
+        &["pshared"],
+        0,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ping-pong 100 rounds; the child's condvar saw 42\n"
+    );
+}

@@ -30,6 +30,9 @@
  *                 waits for the continue, SIGKILL ends a stopped child
  *   task_limit    threads (raw clone) that wait on a pipe until clone
  *                 fails: prints the errno and how many were made
+ *   pshared       process-shared semaphores, mutex and condition variable
+ *                 in a MAP_SHARED page: a parent and its child ping-pong
+ *                 and signal each other (futexes across processes)
  *   pipe_heap     fill 400 nonblocking pipes with 64 KiB each: in a small
  *                 guest the kernel heap runs short and writes get EAGAIN
  *   cow_oom MIB   touch MIB MiB, fork, the child writes it all: run with
@@ -40,6 +43,7 @@
 #include <sched.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -452,6 +456,59 @@ static int task_limit(void)
     return 0;
 }
 
+struct shared_sync {
+    sem_t ping, pong;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int value;
+};
+
+static int pshared(void)
+{
+    struct shared_sync *s = mmap(0, sizeof *s, PROT_READ | PROT_WRITE,
+                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (s == MAP_FAILED)
+        return 1;
+    sem_init(&s->ping, 1, 0);
+    sem_init(&s->pong, 1, 0);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(&s->mu, &ma);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
+    pthread_cond_init(&s->cv, &ca);
+    pid_t c = fork();
+    if (c == 0) {
+        for (int i = 0; i < 100; i++) {
+            sem_wait(&s->ping);
+            sem_post(&s->pong);
+        }
+        pthread_mutex_lock(&s->mu);
+        while (s->value == 0)
+            pthread_cond_wait(&s->cv, &s->mu);
+        int v = s->value;
+        pthread_mutex_unlock(&s->mu);
+        _exit(v);
+    }
+    int rounds = 0;
+    for (int i = 0; i < 100; i++) {
+        sem_post(&s->ping);
+        sem_wait(&s->pong);
+        rounds++;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->value = 42;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    int st;
+    waitpid(c, &st, 0);
+    printf("ping-pong %d rounds; the child's condvar saw %d\n", rounds,
+           WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    return 0;
+}
+
 static int pipe_heap(void)
 {
     static char b[65536];
@@ -537,6 +594,8 @@ int main(int argc, char **argv)
         return shared_anon();
     if (strcmp(m, "task_limit") == 0)
         return task_limit();
+    if (strcmp(m, "pshared") == 0)
+        return pshared();
     if (strcmp(m, "pipe_heap") == 0)
         return pipe_heap();
     if (strcmp(m, "cow_oom") == 0)

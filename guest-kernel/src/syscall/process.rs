@@ -73,6 +73,8 @@ mod futex_op {
     pub const WAKE_OP: u64 = 5;
     pub const WAIT_BITSET: u64 = 9;
     pub const WAKE_BITSET: u64 = 10;
+    /// FUTEX_PRIVATE_FLAG.
+    pub const PRIVATE: u64 = 128;
     /// PRIVATE and CLOCK_REALTIME bits.
     pub const CMD_MASK: u64 = !(128 | 256);
 }
@@ -91,12 +93,28 @@ pub fn futex<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, a: [u64; 6])
         Ok(u32::from_le_bytes(b))
     };
     let current = word()?;
+    let private = a[1] & futex_op::PRIVATE != 0;
+    let key = futex_key(cx, uaddr, private);
     match op {
-        futex_op::WAKE | futex_op::WAKE_BITSET => Ok(futex_wake(cx, uaddr, val) as i64),
+        futex_op::WAKE | futex_op::WAKE_BITSET => Ok(futex_wake_key(cx, key, val) as i64),
         futex_op::WAKE_OP => {
-            // Wake val waiters on uaddr and val2 (timeout's value) on uaddr2
-            // (the operation on *uaddr2 is not applied: no other CPU).
-            let n = futex_wake(cx, uaddr, val) + futex_wake(cx, a[4], timeout & 0xffff_ffff);
+            // *uaddr2 = old OP oparg (nothing runs in between: one CPU),
+            // wake val waiters on uaddr, and val2 (timeout's value) on
+            // uaddr2 too if old CMP cmparg holds.
+            let uaddr2 = a[4];
+            if uaddr2 & 3 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            let mut b = [0u8; 4];
+            crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, uaddr2, &mut b)?;
+            let old = u32::from_le_bytes(b);
+            let (new, cond) = wake_op(val3 as u32, old).ok_or(Errno::ENOSYS)?;
+            crate::uaccess::copy_to_user(&mut cx.p.mm, cx.env, uaddr2, &new.to_le_bytes())?;
+            let mut n = futex_wake_key(cx, key, val);
+            if cond {
+                let key2 = futex_key(cx, uaddr2, private);
+                n += futex_wake_key(cx, key2, timeout & 0x7fff_ffff);
+            }
             Ok(n as i64)
         }
         futex_op::REQUEUE | futex_op::CMP_REQUEUE => {
@@ -105,7 +123,8 @@ pub fn futex<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, a: [u64; 6])
             }
             // Requeued waiters are woken instead: they check their futex
             // word again, as after any spurious wake-up.
-            let n = futex_wake(cx, uaddr, val) + futex_wake(cx, a[4], timeout & 0x7fff_ffff);
+            let key2 = futex_key(cx, a[4], private);
+            let n = futex_wake_key(cx, key, val) + futex_wake_key(cx, key2, timeout & 0x7fff_ffff);
             Ok(n as i64)
         }
         futex_op::WAIT | futex_op::WAIT_BITSET => {
@@ -123,8 +142,8 @@ pub fn futex<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, a: [u64; 6])
                 cx.p.deadline = None;
                 return Err(Errno::EAGAIN);
             }
-            if cx.p.futex_wait != Some(uaddr) {
-                cx.p.futex_wait = Some(uaddr);
+            if cx.p.futex_wait != Some(key) {
+                cx.p.futex_wait = Some(key);
                 cx.p.deadline = if timeout == 0 {
                     None
                 } else {
@@ -161,15 +180,87 @@ pub fn getcpu<M: PhysMem, H: HostIo>(
     Ok(0)
 }
 
-/// Wake up to `n` threads of the caller's group waiting on `uaddr`.
-fn futex_wake<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, uaddr: u64, n: u64) -> u64 {
+/// Bit 63 of a futex key: the key is the futex word's physical address,
+/// shared by every process mapping it (else it is a user address, private
+/// to the thread group).
+const SHARED_KEY: u64 = 1 << 63;
+
+/// The key waiters on `uaddr` wait under (Linux's get_futex_key): a
+/// futex in a MAP_SHARED area, used without FUTEX_PRIVATE_FLAG, is known
+/// by its physical address, so that processes sharing the page meet on it
+/// whatever address each maps it at; any other by its user address within
+/// the thread group. (The word was just read, so its page is present.)
+fn futex_key<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    uaddr: u64,
+    private: bool,
+) -> u64 {
+    if private {
+        return uaddr;
+    }
+    let mm = &cx.p.mm;
+    let shared = mm
+        .vmas
+        .find(uaddr)
+        .and_then(|i| mm.vmas.get(i))
+        .is_some_and(|v| v.flags.contains(crate::mm::vma::VmFlags::SHARED));
+    if !shared {
+        return uaddr;
+    }
+    match mm.pt.translate(&*cx.env.mem, uaddr) {
+        Some(t) => SHARED_KEY | (t.frame + (uaddr & (t.size.bytes() - 1))),
+        None => uaddr,
+    }
+}
+
+/// FUTEX_WAKE_OP's operation `encoded` (op, cmp, oparg, cmparg) on the old
+/// value `old`: the new value and whether the comparison holds (None: an
+/// unknown op or cmp).
+pub fn wake_op(encoded: u32, old: u32) -> Option<(u32, bool)> {
+    let op = (encoded >> 28) & 7;
+    let shift_arg = encoded & (8 << 28) != 0;
+    let cmp = (encoded >> 24) & 15;
+    let mut oparg = (encoded >> 12) & 0xfff;
+    let cmparg = encoded & 0xfff;
+    // Sign-extend the 12-bit fields as Linux does.
+    let oparg_s = ((oparg << 20) as i32 >> 20) as u32;
+    oparg = oparg_s;
+    if shift_arg {
+        oparg = 1u32.checked_shl(oparg).unwrap_or(0);
+    }
+    let cmparg = ((cmparg << 20) as i32 >> 20) as u32;
+    let new = match op {
+        0 => oparg,
+        1 => old.wrapping_add(oparg),
+        2 => old | oparg,
+        3 => old & !oparg,
+        4 => old ^ oparg,
+        _ => return None,
+    };
+    let (o, c) = (old as i32, cmparg as i32);
+    let cond = match cmp {
+        0 => o == c,
+        1 => o != c,
+        2 => o < c,
+        3 => o <= c,
+        4 => o > c,
+        5 => o >= c,
+        _ => return None,
+    };
+    Some((new, cond))
+}
+
+/// Wake up to `n` waiters under `key`: threads of the caller's group for
+/// a private key, any process for a shared one.
+fn futex_wake_key<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, key: u64, n: u64) -> u64 {
     let tgid = cx.p.tgid;
     let mut woken = 0;
     for t in cx.tasks.others.iter_mut() {
         if woken >= n {
             break;
         }
-        if t.tgid == tgid && t.futex_wait == Some(uaddr) && !t.futex_woken {
+        let mine = key & SHARED_KEY != 0 || t.tgid == tgid;
+        if mine && t.futex_wait == Some(key) && !t.futex_woken {
             t.futex_woken = true;
             t.state = crate::process::task::TaskState::Runnable;
             woken += 1;
@@ -178,13 +269,15 @@ fn futex_wake<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, uaddr: u64,
     woken
 }
 
-/// Wake up to `n` waiters on `uaddr` (for thread exit's clear_child_tid).
+/// Wake up to `n` waiters on `uaddr` used as a shared futex would be
+/// (thread exit's clear_child_tid; a robust futex of a dying thread).
 pub fn futex_wake_pub<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     uaddr: u64,
     n: u64,
 ) -> u64 {
-    futex_wake(cx, uaddr, n)
+    let key = futex_key(cx, uaddr, false);
+    futex_wake_key(cx, key, n)
 }
 
 /// membarrier(cmd, flags, cpu_id) as Linux answers on one CPU: every
@@ -207,6 +300,38 @@ pub fn membarrier(cmd: u64, flags: u64) -> KResult<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wake_op_applies_its_operation_and_comparison_as_linux() {
+        // FUTEX_OP(op, oparg, cmp, cmparg) = op<<28 | cmp<<24 | oparg<<12 | cmparg.
+        let enc = |op: u32, oparg: u32, cmp: u32, cmparg: u32| {
+            (op << 28) | (cmp << 24) | ((oparg & 0xfff) << 12) | (cmparg & 0xfff)
+        };
+        // glibc's old condvar: SET 0, compare old > 1.
+        assert_eq!(wake_op(enc(0, 0, 4, 1), 2), Some((0, true)));
+        assert_eq!(wake_op(enc(0, 0, 4, 1), 1), Some((0, false)));
+        assert_eq!(wake_op(enc(1, 5, 0, 7), 2), Some((7, false)), "ADD, EQ");
+        assert_eq!(wake_op(enc(1, 5, 0, 2), 2), Some((7, true)));
+        assert_eq!(
+            wake_op(enc(2, 0xf0, 1, 0), 0x0f),
+            Some((0xff, true)),
+            "OR, NE"
+        );
+        assert_eq!(wake_op(enc(3, 1, 2, 0), 3), Some((2, false)), "ANDN, LT");
+        assert_eq!(wake_op(enc(4, 1, 3, 3), 3), Some((2, true)), "XOR, LE");
+        assert_eq!(
+            wake_op(enc(8, 4, 5, 0), 0),
+            Some((16, true)),
+            "SET 1<<4, GE"
+        );
+        assert_eq!(
+            wake_op(enc(1, 0xfff, 0, 1), 1),
+            Some((0, true)),
+            "oparg -1, old 1 == 1"
+        );
+        assert_eq!(wake_op(enc(5, 0, 0, 0), 0), None, "unknown op");
+        assert_eq!(wake_op(enc(0, 0, 6, 0), 0), None, "unknown cmp");
+    }
 
     #[test]
     fn membarrier_lists_and_accepts_its_commands() {
