@@ -7,7 +7,7 @@ use crate::arch::{cpu, gdt, hypercall};
 use crate::host::{Host, HostFs};
 use guest_kernel::fs::cache::PageCache;
 use guest_kernel::mm::export;
-use guest_kernel::mm::fault::{FaultError, FaultKind, FaultOutcome, SegvCode};
+use guest_kernel::mm::fault::{self, FaultError, FaultKind, FaultOutcome, SegvCode};
 use guest_kernel::mm::frame::FrameAllocator;
 use guest_kernel::mm::paging::KernelHalf;
 use guest_kernel::mm::space::Mm;
@@ -436,6 +436,7 @@ impl Kernel {
                 [addr, error, ip, vma, how, cycles],
             );
         }
+        let error = fault::reported_error_code(addr, error);
         match result {
             Ok(_) => {}
             Err(FaultError::Segv(code)) if self.catches(sig::SIGSEGV) => {
@@ -445,7 +446,6 @@ impl Kernel {
                 self.kill(mem, sig::SIGSEGV, addr, ip, error);
             }
             Err(FaultError::OutOfMemory) => self.kill(mem, sig::SIGKILL, addr, ip, error),
-            Err(FaultError::Reserved) => hypercall::panic(b"page fault with RSVD set"),
         }
         let every = u64::from(self.info.notify_fault_every);
         let notify = self.info.flags & boot_flags::NOTIFY_FAULTS != 0 && every > 0;

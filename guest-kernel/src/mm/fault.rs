@@ -63,8 +63,6 @@ pub enum FaultError {
     Segv(SegvCode),
     /// No memory for a frame or a table (Linux's OOM kill).
     OutOfMemory,
-    /// The error code has RSVD set: a corrupt page table (kernel bug).
-    Reserved,
 }
 
 /// How a fault was resolved.
@@ -136,6 +134,19 @@ pub fn user_pte_flags(prot: Prot, writable: bool) -> u64 {
     f
 }
 
+/// The error code a fault signal reports for a fault at `addr` (Linux's
+/// `sanitize_error_code`): a user access to the kernel half always looks
+/// like a protection fault, so that the kernel's layout does not show, and
+/// RSVD, which describes the kernel's tables, is not passed on.
+pub fn reported_error_code(addr: u64, error_code: u64) -> u64 {
+    let error_code = error_code & !pf::RSVD;
+    if addr >= TASK_SIZE {
+        error_code | pf::P
+    } else {
+        error_code
+    }
+}
+
 /// Linux's `access_error` (exec of a non-exec area is refused at the first
 /// fault rather than after mapping the page NX and faulting again).
 fn access_error(vma: &Vma, error_code: u64) -> bool {
@@ -180,8 +191,14 @@ impl Mm {
         addr: u64,
         error_code: u64,
     ) -> Result<FaultOutcome, FaultError> {
+        if addr >= TASK_SIZE {
+            return Err(FaultError::Segv(SegvCode::MapErr));
+        }
         if error_code & pf::RSVD != 0 {
-            return Err(FaultError::Reserved);
+            // The kernel never sets a reserved bit in a user entry, so the
+            // report is the platform's (or a kernel bug): the program, not
+            // the kernel, gets the fault, and a retry cannot loop.
+            return Err(FaultError::Segv(SegvCode::AccErr));
         }
         let (i, stack_grown) = self.vma_for_fault(addr)?;
         if access_error(&self.vmas.as_slice()[i], error_code) {
@@ -859,10 +876,30 @@ mod tests {
         assert_eq!(fault(&mut mm, &mut fx, 0x0fff_ffff, U), maperr);
         assert_eq!(fault(&mut mm, &mut fx, TASK_SIZE, U), maperr);
         assert_eq!(fault(&mut mm, &mut fx, 0xffff_8880_0000_0000, U), maperr);
-        assert_eq!(
-            fault(&mut mm, &mut fx, 0x1000_0000, U | pf::RSVD),
-            Err(FaultError::Reserved)
-        );
+    }
+
+    #[test]
+    fn rsvd_fault_is_maperr_in_the_kernel_half_and_accerr_below() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(Vma::anon(0x1000_0000, 0x1000_4000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let rsvd = U | pf::P | pf::RSVD;
+        for addr in [TASK_SIZE, 0xffff_8000_0000_0000, !0xfff] {
+            let got = fault(&mut mm, &mut fx, addr, rsvd);
+            assert_eq!(got, Err(FaultError::Segv(SegvCode::MapErr)), "{addr:#x}");
+        }
+        let got = fault(&mut mm, &mut fx, 0x1000_0000, rsvd);
+        assert_eq!(got, Err(FaultError::Segv(SegvCode::AccErr)));
+    }
+
+    #[test]
+    fn reported_error_code_is_a_protection_fault_in_the_kernel_half_without_rsvd() {
+        let rsvd = U | pf::P | pf::RSVD;
+        assert_eq!(reported_error_code(0xffff_8000_0000_0000, U), U | pf::P);
+        assert_eq!(reported_error_code(TASK_SIZE, rsvd), U | pf::P);
+        assert_eq!(reported_error_code(0x1000, U | pf::WRITE), U | pf::WRITE);
+        assert_eq!(reported_error_code(0x1000, rsvd), U | pf::P);
     }
 
     #[test]
