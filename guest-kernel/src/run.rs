@@ -357,6 +357,13 @@ impl Kernel {
         }
     }
 
+    /// The first program's exec failed past the point of no return: it
+    /// dies of SIGSEGV, as [`Self::exec`] kills any other.
+    pub fn kill_after_failed_exec(&mut self, mem: &mut DirectMap) -> ! {
+        self.kill(mem, sig::SIGSEGV, 0, 0, 0);
+        hypercall::panic(b"pid 1 outlived its SIGSEGV")
+    }
+
     /// 16 bytes for `AT_RANDOM` (SplitMix64 over the boot seed and the TSC).
     fn next_random(&mut self) -> [u8; 16] {
         let mut out = [0u8; 16];

@@ -71,6 +71,15 @@ pub struct ExecPlan {
     pub layout: Layout,
 }
 
+impl ExecPlan {
+    /// The segment error that will make [`commit`] fail (Linux meets it
+    /// while mapping, past the point of no return), if any.
+    pub fn late_error(&self) -> Option<crate::exec::elf::ElfError<'static>> {
+        let interp = self.interp.as_ref().and_then(|i| i.plan.load_error);
+        self.program.plan.load_error.or(interp)
+    }
+}
+
 /// The argument strings of an exec in the making.
 pub struct Args {
     /// The file name as given (`AT_EXECFN`).
