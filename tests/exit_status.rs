@@ -136,3 +136,23 @@ fn bad_address_read_of_the_first_kernel_half_address_exits_139_in_every_run() {
         }
     }
 }
+
+#[test]
+fn bad_address_touch_of_a_file_page_past_its_end_is_sigbus_as_natively() {
+    if !require_kvm() {
+        return;
+    }
+    let program = image("bad_address");
+    for args in [&["pasteof"][..], &["pasteof", "die"]] {
+        let native = native(&program, args);
+        let mut guest_args = vec![program.as_os_str()];
+        guest_args.extend(args.iter().map(OsStr::new));
+        let guest = vmrun(guest_args);
+        assert_eq!(
+            (shell_status(&guest.status), &guest.stdout),
+            (shell_status(&native.status), &native.stdout),
+            "bad_address {args:?} differs from the native run:\n{}",
+            describe(&guest)
+        );
+    }
+}

@@ -689,6 +689,7 @@ pub mod trace {
         pub const SPURIOUS: u64 = 8;
         pub const SIGSEGV: u64 = 9;
         pub const OOM: u64 = 10;
+        pub const SIGBUS: u64 = 11;
     }
 
     /// The system call number of a SYSCALL_ENTER/EXIT record's `aux`.

@@ -452,6 +452,11 @@ impl Kernel {
             Err(FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr)) => {
                 self.kill(mem, sig::SIGSEGV, addr, ip, error);
             }
+            Err(FaultError::PastEof) if self.catches(sig::SIGBUS) => {
+                // si_code BUS_ADRERR.
+                self.post_fault(sig::SIGBUS, 2, addr, [14, error, addr]);
+            }
+            Err(FaultError::PastEof) => self.kill(mem, sig::SIGBUS, addr, ip, error),
             Err(FaultError::OutOfMemory) => self.kill(mem, sig::SIGKILL, addr, ip, error),
         }
         let every = u64::from(self.info.notify_fault_every);
@@ -1153,7 +1158,8 @@ fn resolution_of(r: &Result<FaultOutcome, FaultError>) -> u64 {
             FaultKind::Spurious => resolution::SPURIOUS,
         },
         Err(FaultError::OutOfMemory) => resolution::OOM,
-        Err(_) => resolution::SIGSEGV,
+        Err(FaultError::PastEof) => resolution::SIGBUS,
+        Err(FaultError::Segv(_)) => resolution::SIGSEGV,
     }
 }
 

@@ -9,6 +9,11 @@
  *                         trap number and error code the handler saw (one
  *                         line if all N agree)
  *   bad_address read ADDR reads ADDR without a handler: dies of SIGSEGV
+ *   bad_address pasteof   maps its own file two pages past its end: the
+ *                         last page reads zero after the file's bytes, a
+ *                         write(2) from a page past the end is EFAULT, and
+ *                         a touch there is SIGBUS (BUS_ADRERR) for its
+ *                         handler; with "die", an unhandled SIGBUS
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -17,7 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 static const uint64_t addresses[] = {
     0xffff800000000000UL, /* first kernel-half address */
@@ -91,8 +101,52 @@ static void probe(char how, uint64_t addr, int times)
            differ ? " (later faults differ)" : "");
 }
 
+/* Maps argv[0] two pages past its end and touches what lies there. */
+static int past_eof(const char *self, int die)
+{
+    int fd = open(self, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        return 2;
+    uint64_t end = ((uint64_t)st.st_size + 4095) & ~4095UL;
+    char *p = mmap(NULL, end + 8192, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED)
+        return 3;
+    int zero = 1;
+    for (uint64_t i = st.st_size; i < end; i++)
+        zero &= p[i] == 0;
+    printf("pasteof: the rest of the last page reads zero: %d\n", zero);
+    int pipefd[2];
+    if (pipe(pipefd) != 0)
+        return 4;
+    long n = write(pipefd[1], p + end + 8, 16);
+    printf("pasteof: write from a page past the end: %ld (%s)\n", n,
+           n < 0 && errno == EFAULT ? "EFAULT" : "other");
+    if (die) {
+        fflush(stdout);
+        return p[end + 8];
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGBUS, &sa, NULL);
+    for (uint64_t off = end; off < end + 8192; off += 4096 + 8) {
+        if (!try_access('r', (uint64_t)(p + off)))
+            printf("pasteof: +%#lx: no fault\n", (unsigned long)(off - end));
+        else
+            printf("pasteof: +%#lx: signal %d code %d at +%#lx trap %lu err %#lx\n",
+                   (unsigned long)(off - end), seen.signo, seen.code,
+                   (unsigned long)(seen.addr - (uint64_t)p - end), (unsigned long)seen.trapno,
+                   (unsigned long)seen.err);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "pasteof") == 0)
+        return past_eof(argv[0], argc == 3 && strcmp(argv[2], "die") == 0);
     if (argc == 3 && strcmp(argv[1], "catch") == 0) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
@@ -109,6 +163,6 @@ int main(int argc, char **argv)
         access_once('r', strtoull(argv[2], NULL, 0));
         return 0;
     }
-    fprintf(stderr, "usage: bad_address catch N | read ADDR\n");
+    fprintf(stderr, "usage: bad_address catch N | read ADDR | pasteof [die]\n");
     return 2;
 }

@@ -63,6 +63,9 @@ pub enum FaultError {
     Segv(SegvCode),
     /// No memory for a frame or a table (Linux's OOM kill).
     OutOfMemory,
+    /// A file page wholly past the end of the file: deliver SIGBUS
+    /// (`BUS_ADRERR`), as Linux's `filemap_fault` does.
+    PastEof,
 }
 
 /// How a fault was resolved.
@@ -557,6 +560,9 @@ impl Mm {
             .ok_or(FaultError::Segv(SegvCode::MapErr))?
             .size;
         let off = offset.saturating_add(va - v.start);
+        if off >= size.next_multiple_of(PAGE_SIZE) {
+            return Err(FaultError::PastEof);
+        }
         let data_end = data_end.min(size);
         if v.flags.contains(VmFlags::SHARED) && off < size {
             return self.map_shared_page(env, i, va, file, off);
@@ -1027,7 +1033,7 @@ mod tests {
     }
 
     #[test]
-    fn file_page_partly_past_end_of_file_is_copied_and_past_it_zero() {
+    fn file_page_partly_past_end_of_file_is_copied_and_a_page_past_it_is_sigbus() {
         let (mut fx, mut mm) = setup();
         mm.vmas
             .insert(file_vma(0x40_0000, 12, Prot::READ, 0, u64::MAX))
@@ -1041,10 +1047,10 @@ mod tests {
             ),
             (11, 0)
         );
-        assert_eq!(
-            fault(&mut mm, &mut fx, 0x40_b000, U).unwrap().kind,
-            FaultKind::FileZero
-        );
+        for (va, error) in [(0x40_b000, U), (0x40_bff8, U)] {
+            let got = fault(&mut mm, &mut fx, va, error);
+            assert_eq!(got, Err(FaultError::PastEof), "{va:#x}");
+        }
     }
 
     #[test]
