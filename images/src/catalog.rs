@@ -129,6 +129,11 @@ pub const IMAGES: &[Image] = &[
         "reads, writes and jumps to kernel-half and non-canonical addresses: SIGSEGV",
     ),
     c_image(
+        "bad_pointers",
+        "bad_pointers.c",
+        "system calls with kernel-half, non-canonical and straddling pointers and absurd lengths",
+    ),
+    c_image(
         "inspect",
         "inspect.c",
         "argv, envp, auxv, .data/.bss and stack self-checks",

@@ -435,6 +435,8 @@ pub fn read_at<M: PhysMem, H: HostIo>(
     if len == 0 {
         return Ok(0);
     }
+    // Linux's access_ok on the whole buffer, before the length is capped.
+    crate::mm::space::check_user_range(buf, len)?;
     let mut iov = [IoVec::default(); MAX_PIECES];
     match &b.node {
         Node::Epoll(_) => Err(Errno::EINVAL),
@@ -1107,6 +1109,8 @@ fn user_iovecs<M: PhysMem, H: HostIo>(
     uiov: u64,
     cnt: u64,
 ) -> KResult<Vec<(u64, u64)>> {
+    // import_iovec takes the count as an unsigned int.
+    let cnt = cnt & 0xffff_ffff;
     if cnt > 1024 {
         return Err(Errno::EINVAL);
     }
