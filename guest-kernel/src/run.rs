@@ -443,21 +443,22 @@ impl Kernel {
                 [addr, error, ip, vma, how, cycles],
             );
         }
-        let error = fault::reported_error_code(addr, error);
-        match result {
-            Ok(_) => {}
-            Err(FaultError::Segv(code)) if self.catches(sig::SIGSEGV) => {
-                self.post_fault(sig::SIGSEGV, code as i32, addr, [14, error, addr]);
+        if let Err(e) = result {
+            let error = fault::reported_error_code(addr, error);
+            match e {
+                FaultError::Segv(code) if self.catches(sig::SIGSEGV) => {
+                    self.post_fault(sig::SIGSEGV, code as i32, addr, [14, error, addr]);
+                }
+                FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr) => {
+                    self.kill(mem, sig::SIGSEGV, addr, ip, error);
+                }
+                FaultError::PastEof if self.catches(sig::SIGBUS) => {
+                    // si_code BUS_ADRERR.
+                    self.post_fault(sig::SIGBUS, 2, addr, [14, error, addr]);
+                }
+                FaultError::PastEof => self.kill(mem, sig::SIGBUS, addr, ip, error),
+                FaultError::OutOfMemory => self.kill(mem, sig::SIGKILL, addr, ip, error),
             }
-            Err(FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr)) => {
-                self.kill(mem, sig::SIGSEGV, addr, ip, error);
-            }
-            Err(FaultError::PastEof) if self.catches(sig::SIGBUS) => {
-                // si_code BUS_ADRERR.
-                self.post_fault(sig::SIGBUS, 2, addr, [14, error, addr]);
-            }
-            Err(FaultError::PastEof) => self.kill(mem, sig::SIGBUS, addr, ip, error),
-            Err(FaultError::OutOfMemory) => self.kill(mem, sig::SIGKILL, addr, ip, error),
         }
         let every = u64::from(self.info.notify_fault_every);
         let notify = self.info.flags & boot_flags::NOTIFY_FAULTS != 0 && every > 0;

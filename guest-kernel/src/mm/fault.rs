@@ -150,6 +150,19 @@ pub fn reported_error_code(addr: u64, error_code: u64) -> u64 {
     }
 }
 
+/// A fault whose error code has RSVD set. In the kernel half it is any
+/// other kernel-half fault (kvm_pvm reports RSVD for some of them). Below,
+/// the kernel never sets a reserved bit in a user entry, so the report is
+/// the platform's (or a kernel bug): the program, not the kernel, gets the
+/// fault, and a retry cannot loop.
+fn reserved_bit_fault(addr: u64) -> FaultError {
+    if addr >= TASK_SIZE {
+        FaultError::Segv(SegvCode::MapErr)
+    } else {
+        FaultError::Segv(SegvCode::AccErr)
+    }
+}
+
 /// Linux's `access_error` (exec of a non-exec area is refused at the first
 /// fault rather than after mapping the page NX and faulting again).
 fn access_error(vma: &Vma, error_code: u64) -> bool {
@@ -194,14 +207,8 @@ impl Mm {
         addr: u64,
         error_code: u64,
     ) -> Result<FaultOutcome, FaultError> {
-        if addr >= TASK_SIZE {
-            return Err(FaultError::Segv(SegvCode::MapErr));
-        }
         if error_code & pf::RSVD != 0 {
-            // The kernel never sets a reserved bit in a user entry, so the
-            // report is the platform's (or a kernel bug): the program, not
-            // the kernel, gets the fault, and a retry cannot loop.
-            return Err(FaultError::Segv(SegvCode::AccErr));
+            return Err(reserved_bit_fault(addr));
         }
         let (i, stack_grown) = self.vma_for_fault(addr)?;
         if access_error(&self.vmas.as_slice()[i], error_code) {

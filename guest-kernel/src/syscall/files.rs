@@ -435,8 +435,6 @@ pub fn read_at<M: PhysMem, H: HostIo>(
     if len == 0 {
         return Ok(0);
     }
-    // Linux's access_ok on the whole buffer, before the length is capped.
-    crate::mm::space::check_user_range(buf, len)?;
     let mut iov = [IoVec::default(); MAX_PIECES];
     match &b.node {
         Node::Epoll(_) => Err(Errno::EINVAL),
@@ -1034,6 +1032,12 @@ pub fn read<M: PhysMem, H: HostIo>(
     count: u64,
 ) -> KResult<i64> {
     let f = cx.p.fds.file(fd)?;
+    // Linux's access_ok on the whole buffer, before the length is capped
+    // (a bad fd is still EBADF first).
+    let bad = crate::mm::space::check_user_range(buf, count).is_err();
+    if bad && count != 0 && f.borrow().readable() {
+        return Err(Errno::EFAULT);
+    }
     let pos = f.borrow().pos;
     let n = read_at(cx, &f, buf, count, pos)?;
     let mut b = f.borrow_mut();
