@@ -407,3 +407,45 @@ fn damaging_helpers_find_hello_raws_load_segments() {
     );
     assert!(read_u64(&elf, last + P_OFFSET) + read_u64(&elf, last + P_FILESZ) <= elf.len() as u64);
 }
+
+#[test]
+fn execve_from_a_program_loads_and_fails_like_native_execve() {
+    if !require_kvm() {
+        return;
+    }
+    let scratch = ScratchDir::new("inexec");
+    let mut many = hello_raw();
+    with_phdrs(&mut many, 100);
+    let mut kernel_half = hello_raw();
+    let first = load_headers(&kernel_half)[0];
+    write_u64(&mut kernel_half, first + P_VADDR, KERNEL_HALF);
+    let mut too_many = hello_raw();
+    with_phdrs(&mut too_many, 1171);
+    let many = scratch.program("many", &many);
+    let kernel_half = scratch.program("kernelhalf", &kernel_half);
+    let too_many = scratch.program("toomany", &too_many);
+    let exec_test = image("exec_test");
+    // Runs; dies of SIGSEGV past the point of no return; fails with ENOEXEC.
+    for (mode, target, status) in [
+        ("run", &many, 0),
+        ("run", &kernel_half, 139),
+        ("try", &too_many, 0),
+    ] {
+        let args = [std::ffi::OsStr::new(mode), target.as_os_str()];
+        let native = native(&exec_test, args);
+        let guest = vmrun([exec_test.as_os_str(), args[0], args[1]]);
+        assert_eq!(
+            shell_status(&native.status),
+            status,
+            "{}",
+            describe(&native)
+        );
+        assert_eq!(
+            (shell_status(&guest.status), &guest.stdout),
+            (status, &native.stdout),
+            "exec_test {mode} {}:\n{}",
+            target.display(),
+            describe(&guest)
+        );
+    }
+}
