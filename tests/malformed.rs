@@ -193,6 +193,15 @@ fn program_headers_of_65520_bytes_run_as_natively() {
 }
 
 #[test]
+fn program_headers_two_mib_into_the_file_run_as_natively() {
+    let far = |elf: &mut Vec<u8>| {
+        elf.resize(2 << 20, 0);
+        with_phdrs(elf, 8);
+    };
+    check_like_native("phfar", far, 0);
+}
+
+#[test]
 fn program_headers_over_64_kib_are_refused_as_natively() {
     check_like_native("phnum1171", |elf| with_phdrs(elf, 1171), 126);
 }

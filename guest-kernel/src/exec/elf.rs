@@ -450,8 +450,13 @@ fn read_phdr(b: &[u8], off: usize) -> Phdr {
     }
 }
 
-/// Check the ELF header; return (e_type, phoff, phnum).
-fn check_header(b: &[u8], file_len: u64) -> Result<(u16, usize, usize), ElfError<'static>> {
+/// Check the ELF header; return (e_type, phoff, phnum). `separate`: the
+/// program header table is not in `b` but read apart.
+fn check_header(
+    b: &[u8],
+    file_len: u64,
+    separate: bool,
+) -> Result<(u16, usize, usize), ElfError<'static>> {
     // A text or empty file is "not an ELF file", whatever its length.
     if b.len() < 4 || b[..4] != *b"\x7fELF" {
         return Err(ElfError::BadMagic);
@@ -482,13 +487,14 @@ fn check_header(b: &[u8], file_len: u64) -> Result<(u16, usize, usize), ElfError
     if e_type != ET_EXEC && e_type != ET_DYN {
         return Err(ElfError::BadType(e_type));
     }
-    check_phdr_table(b, file_len, e_type)
+    check_phdr_table(b, file_len, e_type, separate)
 }
 
 fn check_phdr_table(
     b: &[u8],
     file_len: u64,
     e_type: u16,
+    separate: bool,
 ) -> Result<(u16, usize, usize), ElfError<'static>> {
     let phentsize = le(b, 54, 2) as u16;
     if usize::from(phentsize) != PHDR_SIZE {
@@ -507,7 +513,7 @@ fn check_phdr_table(
     if end > file_len {
         return Err(ElfError::PhdrsTruncated { end, file_len });
     }
-    if end > b.len() as u64 {
+    if end > b.len() as u64 && !separate {
         // The caller read too little of the file (see `header_span`).
         return Err(ElfError::PhdrsTruncated {
             end,
@@ -627,7 +633,28 @@ impl LoadPlan {
     /// top-down mmap area (0x7ffff7fff000 with randomisation off); programs
     /// do not use it (see the module docs), interpreters do.
     pub fn program(image: &[u8], mmap_top: u64) -> Result<LoadPlan, ElfError<'static>> {
-        Self::parse(image, image.len() as u64, Role::Program, mmap_top, 0)
+        Self::parse(image, None, image.len() as u64, Role::Program, mmap_top, 0)
+    }
+
+    /// [`Self::parse_prefix`] for a file whose program header table lies
+    /// beyond what [`header_span`] allows (anywhere in the file, as Linux
+    /// reads it): `ehdr` is the ELF header, `table` the bytes at `e_phoff`
+    /// (up to [`MAX_PHDR_BYTES`]).
+    pub fn parse_parts(
+        ehdr: &[u8],
+        table: &[u8],
+        file_len: u64,
+        interpreter: bool,
+        mmap_top: u64,
+        dyn_offset: u64,
+    ) -> Result<LoadPlan, ElfError<'static>> {
+        let role = if interpreter {
+            Role::Interpreter
+        } else {
+            Role::Program
+        };
+        let dyn_offset = dyn_offset & !(PAGE_SIZE - 1);
+        Self::parse(ehdr, Some(table), file_len, role, mmap_top, dyn_offset)
     }
 
     /// Plan from the first bytes of a file of `file_len` bytes (at least
@@ -647,6 +674,7 @@ impl LoadPlan {
         };
         Self::parse(
             prefix,
+            None,
             file_len,
             role,
             mmap_top,
@@ -664,6 +692,7 @@ impl LoadPlan {
     ) -> Result<LoadPlan, ElfError<'static>> {
         Self::parse(
             image,
+            None,
             image.len() as u64,
             Role::Program,
             mmap_top,
@@ -675,7 +704,14 @@ impl LoadPlan {
     /// `mmap_top`, an `ET_EXEC` at its own addresses. Its `AT_BASE` is
     /// [`LoadPlan::base`].
     pub fn interpreter(image: &[u8], mmap_top: u64) -> Result<LoadPlan, ElfError<'static>> {
-        Self::parse(image, image.len() as u64, Role::Interpreter, mmap_top, 0)
+        Self::parse(
+            image,
+            None,
+            image.len() as u64,
+            Role::Interpreter,
+            mmap_top,
+            0,
+        )
     }
 
     /// The `PT_LOAD` segments, biased, in program header order (mapped in
@@ -704,14 +740,23 @@ impl LoadPlan {
         }
     }
 
+    /// Plan from `b` (the ELF header, and the program header table at
+    /// `e_phoff` unless `table` holds it).
     fn parse(
         b: &[u8],
+        table: Option<&[u8]>,
         file_len: u64,
         role: Role,
         mmap_top: u64,
         dyn_offset: u64,
     ) -> Result<LoadPlan, ElfError<'static>> {
-        let (e_type, phoff, phnum) = check_header(b, file_len)?;
+        let (e_type, phoff, phnum) = check_header(b, file_len, table.is_some())?;
+        let table = table.unwrap_or(b.get(phoff..).unwrap_or_default());
+        if table.len() < phnum * PHDR_SIZE {
+            let got = (phoff + table.len()) as u64;
+            let end = (phoff + phnum * PHDR_SIZE) as u64;
+            return Err(ElfError::PhdrsTruncated { end, file_len: got });
+        }
         let mut plan = LoadPlan {
             segs: [Segment::default(); MAX_LOADS],
             nsegs: 0,
@@ -736,7 +781,7 @@ impl LoadPlan {
         let mut pt_phdr = None;
         let mut index = [0u64; MAX_LOADS];
         for i in 0..phnum {
-            let ph = read_phdr(b, phoff + i * PHDR_SIZE);
+            let ph = read_phdr(table, i * PHDR_SIZE);
             match ph.p_type {
                 PT_LOAD => {
                     if let Err(e) = check_load(file_len, i as u64, &ph) {
@@ -756,7 +801,7 @@ impl LoadPlan {
         if plan.nsegs == 0 {
             return Err(ElfError::NoLoads);
         }
-        let align = max_align(b, phoff, phnum);
+        let align = max_align(table, 0, phnum);
         plan.load_bias = match plan.choose_bias(role, mmap_top, align, dyn_offset) {
             Ok(bias) => bias,
             Err(e) => return Ok(plan.failing(e)),

@@ -326,6 +326,18 @@ fn phdrs_over_64_kib_are_too_many() {
 }
 
 #[test]
+fn a_table_read_apart_is_parsed_as_if_it_were_in_place() {
+    let img = image(ET_EXEC, 0x401000, &typical(0x400000));
+    let whole = LoadPlan::program(&img, MMAP_TOP).unwrap();
+    let table = &img[64..64 + 4 * 56];
+    let len = img.len() as u64;
+    let apart = LoadPlan::parse_parts(&img[..64], table, len, false, MMAP_TOP, 0).unwrap();
+    assert_eq!(apart, whole);
+    let short = LoadPlan::parse_parts(&img[..64], &table[..100], len, false, MMAP_TOP, 0);
+    assert!(msg(short.unwrap_err()).contains("program headers end at 0x120"));
+}
+
+#[test]
 fn phdrs_past_file_end_are_truncated() {
     let mut b = image(ET_EXEC, 0, &typical(0x400000));
     let len = b.len() as u64;
