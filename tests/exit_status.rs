@@ -105,3 +105,54 @@ fn segv_report_rejects_malformed_lines() {
         assert_eq!(SegvReport::parse_line(line), None, "{line}");
     }
 }
+
+#[test]
+fn bad_address_accesses_to_kernel_half_and_non_canonical_addresses_signal_as_natively() {
+    if !require_kvm() {
+        return;
+    }
+    // Each access is repeated: on some platforms a fault in the kernel half
+    // carries different error-code bits from one run or access to the next.
+    let program = image("bad_address");
+    let native = native(&program, ["catch", "8"]);
+    let guest = vmrun([program.as_os_str(), OsStr::new("catch"), OsStr::new("8")]);
+    assert_same("bad_address catch 8", &native, &guest);
+}
+
+#[test]
+fn bad_address_read_of_the_first_kernel_half_address_exits_139_in_every_run() {
+    if !require_kvm() {
+        return;
+    }
+    let program = image("bad_address");
+    for addr in ["0xffff800000000000", "0xffff808000000000", "0x800000000000"] {
+        let args = ["read", addr];
+        let native_status = shell_status(&native(&program, args).status);
+        assert_eq!(native_status, 139, "native read of {addr}");
+        for _ in 0..4 {
+            let output = vmrun([program.as_os_str(), OsStr::new("read"), OsStr::new(addr)]);
+            assert_status(&output, native_status);
+            assert!(output.stdout.is_empty(), "{}", describe(&output));
+        }
+    }
+}
+
+#[test]
+fn bad_address_touch_of_a_file_page_past_its_end_is_sigbus_as_natively() {
+    if !require_kvm() {
+        return;
+    }
+    let program = image("bad_address");
+    for args in [&["pasteof"][..], &["pasteof", "die"]] {
+        let native = native(&program, args);
+        let mut guest_args = vec![program.as_os_str()];
+        guest_args.extend(args.iter().map(OsStr::new));
+        let guest = vmrun(guest_args);
+        assert_eq!(
+            (shell_status(&guest.status), &guest.stdout),
+            (shell_status(&native.status), &native.stdout),
+            "bad_address {args:?} differs from the native run:\n{}",
+            describe(&guest)
+        );
+    }
+}

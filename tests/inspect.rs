@@ -368,3 +368,45 @@ fn pagetables_and_stats_print_their_sections() {
         assert!(err.contains(section), "missing {section:?} in:\n{err}");
     }
 }
+
+#[test]
+fn mem_6g_with_each_observation_option_runs_hello_as_natively() {
+    if !require_kvm() {
+        return;
+    }
+    // The trace ring and the VMA export area sit at the top of RAM, above
+    // 4 GiB here; the kernel touches them before it leaves the boot tables.
+    let program = image("hello_static");
+    let native = native(&program, NO_ARGS);
+    let file = temp("mem6g.out");
+    let file = file.to_str().expect("a UTF-8 temp path");
+    let options: [&[&str]; 13] = [
+        &[],
+        &["--check"],
+        &["--check=1"],
+        &["--maps"],
+        &["--strace"],
+        &["--stats"],
+        &["--trace", "all"],
+        &["--pagetables"],
+        &["--trace-json", file],
+        &["--stats-json", file],
+        &["--pagetables-json", file],
+        &["--svg", file],
+        &["--histogram", file],
+    ];
+    for option in options {
+        let mut args = vec!["-i", "--mem", "6G"];
+        args.extend_from_slice(option);
+        let program = program.to_str().expect("a UTF-8 image path");
+        args.push(program);
+        let guest = vmrun(&args);
+        assert_eq!(
+            (shell_status(&guest.status), &guest.stdout),
+            (shell_status(&native.status), &native.stdout),
+            "vmrun {args:?} differs from the native run:\n{}",
+            describe(&guest)
+        );
+    }
+    let _ = std::fs::remove_file(file);
+}

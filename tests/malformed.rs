@@ -1,6 +1,10 @@
 //! Programs vmrun cannot run are refused with a clear message: malformed
 //! ELF files (each made at test time by damaging hello_raw) exit 126, a
-//! missing file or ELF interpreter 127, a directory 126.
+//! missing file or ELF interpreter 127, a directory 126. ELF files that
+//! Linux runs although they look odd (many program headers, segments out
+//! of order or overlapping, data past the end of the file) run, and those
+//! whose segments Linux fails to map past the point of no return die of
+//! SIGSEGV: each such file is also run natively and the two must agree.
 
 mod common;
 
@@ -16,6 +20,7 @@ const E_PHOFF: usize = 0x20;
 const E_PHENTSIZE: usize = 0x36;
 const E_PHNUM: usize = 0x38;
 const P_TYPE: usize = 0;
+const P_FLAGS: usize = 4;
 const P_OFFSET: usize = 8;
 const P_VADDR: usize = 0x10;
 const P_FILESZ: usize = 0x20;
@@ -78,6 +83,10 @@ fn load_headers(elf: &[u8]) -> Vec<usize> {
         .collect()
 }
 
+fn write_u32(bytes: &mut [u8], at: usize, value: u32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
 fn hello_raw() -> Vec<u8> {
     fs::read(image("hello_raw")).expect("reading hello_raw")
 }
@@ -95,19 +104,188 @@ fn check_refused(tag: &str, damage: impl FnOnce(&mut Vec<u8>), message: &str) {
     assert_stderr_contains(&output, message);
 }
 
-#[test]
-fn file_cut_to_30_bytes_is_refused_as_truncated() {
-    check_refused("cut30", |elf| elf.truncate(30), "truncated ELF file");
+/// The shell status and stdout of a native execve of `path`: 127 if it
+/// fails with ENOENT, 126 if it fails otherwise (as bash reports them).
+/// `unprivileged`: as user nobody when the tests run as root (whose
+/// CAP_SYS_RAWIO lifts mmap_min_addr); None if that is not possible here.
+fn native_exec(path: &Path, unprivileged: bool) -> Option<(i32, Vec<u8>)> {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    let mut command = if unprivileged && root {
+        if !Path::new("/usr/bin/setpriv").exists() {
+            eprintln!("SKIPPED native run: running as root and setpriv is missing");
+            return None;
+        }
+        let mut c = std::process::Command::new("/usr/bin/setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        c.arg(path);
+        c
+    } else {
+        std::process::Command::new(path)
+    };
+    command.stdin(std::process::Stdio::null());
+    match command.output() {
+        Ok(out) => Some((shell_status(&out.status), out.stdout)),
+        Err(e) if e.raw_os_error() == Some(26) => native_exec(path, unprivileged),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some((127, Vec::new())),
+        Err(_) => Some((126, Vec::new())),
+    }
+}
+
+/// Damages hello_raw with `damage`, runs it natively and under vmrun, and
+/// expects the same status and stdout, and `status` itself.
+fn check_like_native(tag: &str, damage: impl FnOnce(&mut Vec<u8>), status: i32) {
+    check_like_native_as(tag, damage, status, false)
+}
+
+fn check_like_native_as(
+    tag: &str,
+    damage: impl FnOnce(&mut Vec<u8>),
+    status: i32,
+    unprivileged: bool,
+) {
+    if !require_kvm() {
+        return;
+    }
+    let mut elf = hello_raw();
+    damage(&mut elf);
+    let scratch = ScratchDir::new(tag);
+    if unprivileged {
+        let dir = fs::Permissions::from_mode(0o755);
+        fs::set_permissions(&scratch.0, dir).expect("chmod the scratch directory");
+    }
+    let program = scratch.program(tag, &elf);
+    let guest = vmrun([&program]);
+    if let Some((native_status, native_stdout)) = native_exec(&program, unprivileged) {
+        assert_eq!(
+            (shell_status(&guest.status), &guest.stdout),
+            (native_status, &native_stdout),
+            "{tag}: vmrun differs from the native run:\n{}",
+            describe(&guest)
+        );
+    }
+    assert_status(&guest, status);
+}
+
+/// Moves the program header table to the end of the file, followed by
+/// PT_NULL entries up to `count` headers.
+fn with_phdrs(elf: &mut Vec<u8>, count: u16) {
+    let phoff = read_u64(elf, E_PHOFF) as usize;
+    let table = elf[phoff..phoff + read_u16(elf, E_PHNUM) as usize * 56].to_vec();
+    elf.resize(elf.len().next_multiple_of(8), 0);
+    let at = elf.len();
+    elf.extend_from_slice(&table);
+    elf.resize(at + count as usize * 56, 0);
+    write_u64(elf, E_PHOFF, at as u64);
+    write_u16(elf, E_PHNUM, count);
 }
 
 #[test]
-fn file_cut_inside_a_segments_data_is_refused_as_truncated() {
+fn hundred_program_headers_run_as_natively() {
+    check_like_native("phnum100", |elf| with_phdrs(elf, 100), 0);
+}
+
+#[test]
+fn program_headers_of_65520_bytes_run_as_natively() {
+    check_like_native("phnum1170", |elf| with_phdrs(elf, 1170), 0);
+}
+
+#[test]
+fn program_headers_two_mib_into_the_file_run_as_natively() {
+    let far = |elf: &mut Vec<u8>| {
+        elf.resize(2 << 20, 0);
+        with_phdrs(elf, 8);
+    };
+    check_like_native("phfar", far, 0);
+}
+
+#[test]
+fn program_headers_over_64_kib_are_refused_as_natively() {
+    check_like_native("phnum1171", |elf| with_phdrs(elf, 1171), 126);
+}
+
+#[test]
+fn load_segments_out_of_order_run_as_natively() {
+    let swap = |elf: &mut Vec<u8>| {
+        let loads = load_headers(elf);
+        let (a, b) = (loads[1], loads[2]);
+        let first = elf[a..a + 56].to_vec();
+        elf.copy_within(b..b + 56, a);
+        elf[b..b + 56].copy_from_slice(&first);
+    };
+    check_like_native("unsorted", swap, 0);
+}
+
+#[test]
+fn overlapping_load_segments_run_as_natively() {
+    // The first segment's bss covers the text page: the text segment,
+    // mapped later, replaces it.
+    let overlap = |elf: &mut Vec<u8>| {
+        let first = load_headers(elf)[0];
+        write_u64(elf, first + P_MEMSZ, 0x1100);
+    };
+    check_like_native("overlap", overlap, 0);
+}
+
+#[test]
+fn segment_data_past_the_end_of_the_file_runs_as_natively() {
+    let grow = |elf: &mut Vec<u8>| {
+        let last = *load_headers(elf).last().unwrap();
+        write_u64(elf, last + P_FILESZ, 0x3000);
+        write_u64(elf, last + P_MEMSZ, 0x3000);
+    };
+    check_like_native("pasteof", grow, 0);
+}
+
+#[test]
+fn file_cut_inside_a_segments_data_runs_as_natively() {
     let cut = |elf: &mut Vec<u8>| {
         let last = *load_headers(elf).last().expect("a PT_LOAD");
         let middle = read_u64(elf, last + P_OFFSET) + read_u64(elf, last + P_FILESZ) / 2;
         elf.truncate(middle as usize);
     };
-    check_refused("cutseg", cut, "truncated ELF file");
+    check_like_native("cutseg", cut, 0);
+}
+
+#[test]
+fn writable_bss_in_a_page_past_the_end_of_the_file_dies_of_sigsegv_as_natively() {
+    // Linux cannot zero the start of the bss (padzero faults) once it has
+    // passed the point of no return.
+    let bss = |elf: &mut Vec<u8>| {
+        let last = *load_headers(elf).last().unwrap();
+        write_u32(elf, last + P_FLAGS, 6);
+        write_u64(elf, last + P_FILESZ, 0x1100);
+        write_u64(elf, last + P_MEMSZ, 0x2000);
+    };
+    check_like_native("padzero", bss, 139);
+}
+
+#[test]
+fn load_segment_at_address_0_dies_of_sigsegv_as_natively_for_a_user() {
+    // mmap_min_addr: EPERM past the point of no return.
+    let zero = |elf: &mut Vec<u8>| {
+        let first = load_headers(elf)[0];
+        write_u64(elf, first + P_VADDR, 0);
+    };
+    check_like_native_as("vaddr0", zero, 139, true);
+}
+
+#[test]
+fn bss_of_a_terabyte_dies_of_sigsegv_as_natively() {
+    // More than all of RAM in one vm_brk: the overcommit check's ENOMEM.
+    let huge = |elf: &mut Vec<u8>| {
+        let last = *load_headers(elf).last().unwrap();
+        write_u32(elf, last + P_FLAGS, 6);
+        write_u64(elf, last + P_MEMSZ, 1 << 40);
+    };
+    check_like_native("bss1t", huge, 139);
+}
+
+#[test]
+fn file_cut_to_30_bytes_is_refused_as_truncated() {
+    check_refused("cut30", |elf| elf.truncate(30), "truncated ELF file");
 }
 
 #[test]
@@ -130,22 +308,32 @@ fn machine_3_is_refused_as_wrong_machine() {
 }
 
 #[test]
-fn filesz_above_memsz_is_refused() {
+fn filesz_above_memsz_dies_of_sigsegv_as_natively() {
     let grow = |elf: &mut Vec<u8>| {
         let first = load_headers(elf)[0];
         let memsz = read_u64(elf, first + P_MEMSZ);
         write_u64(elf, first + P_FILESZ, memsz + 1);
     };
-    check_refused("filesz", grow, "exceeds p_memsz");
+    check_like_native("filesz", grow, 139);
 }
 
 #[test]
-fn segment_in_the_kernel_half_is_refused_as_beyond_user_space() {
+fn segment_in_the_kernel_half_dies_of_sigsegv_as_natively() {
     let moved = |elf: &mut Vec<u8>| {
         let first = load_headers(elf)[0];
         write_u64(elf, first + P_VADDR, KERNEL_HALF);
     };
-    check_refused("kernelhalf", moved, "reaches beyond user space");
+    check_like_native("kernelhalf", moved, 139);
+}
+
+#[test]
+fn misaligned_segment_dies_of_sigsegv_as_natively() {
+    let moved = |elf: &mut Vec<u8>| {
+        let last = *load_headers(elf).last().unwrap();
+        let vaddr = read_u64(elf, last + P_VADDR);
+        write_u64(elf, last + P_VADDR, vaddr + 8);
+    };
+    check_like_native("misaligned", moved, 139);
 }
 
 #[test]
@@ -227,4 +415,46 @@ fn damaging_helpers_find_hello_raws_load_segments() {
         "the last PT_LOAD must have file data to cut"
     );
     assert!(read_u64(&elf, last + P_OFFSET) + read_u64(&elf, last + P_FILESZ) <= elf.len() as u64);
+}
+
+#[test]
+fn execve_from_a_program_loads_and_fails_like_native_execve() {
+    if !require_kvm() {
+        return;
+    }
+    let scratch = ScratchDir::new("inexec");
+    let mut many = hello_raw();
+    with_phdrs(&mut many, 100);
+    let mut kernel_half = hello_raw();
+    let first = load_headers(&kernel_half)[0];
+    write_u64(&mut kernel_half, first + P_VADDR, KERNEL_HALF);
+    let mut too_many = hello_raw();
+    with_phdrs(&mut too_many, 1171);
+    let many = scratch.program("many", &many);
+    let kernel_half = scratch.program("kernelhalf", &kernel_half);
+    let too_many = scratch.program("toomany", &too_many);
+    let exec_test = image("exec_test");
+    // Runs; dies of SIGSEGV past the point of no return; fails with ENOEXEC.
+    for (mode, target, status) in [
+        ("run", &many, 0),
+        ("run", &kernel_half, 139),
+        ("try", &too_many, 0),
+    ] {
+        let args = [std::ffi::OsStr::new(mode), target.as_os_str()];
+        let native = native(&exec_test, args);
+        let guest = vmrun([exec_test.as_os_str(), args[0], args[1]]);
+        assert_eq!(
+            shell_status(&native.status),
+            status,
+            "{}",
+            describe(&native)
+        );
+        assert_eq!(
+            (shell_status(&guest.status), &guest.stdout),
+            (status, &native.stdout),
+            "exec_test {mode} {}:\n{}",
+            target.display(),
+            describe(&guest)
+        );
+    }
 }

@@ -39,7 +39,8 @@ pub mod layout {
     /// First of [`BOOT_PD_COUNT`] consecutive boot page directories, each
     /// mapping 1 GiB with 2 MiB pages: physical 0..4 GiB (or less RAM).
     pub const BOOT_PD_PHYS: u64 = 0x6000;
-    /// Number of boot page directories (the boot map covers 4 GiB).
+    /// Number of boot page directories in low memory (the first 4 GiB; the
+    /// VMM puts those for the RAM above in the top pages of RAM).
     pub const BOOT_PD_COUNT: u64 = 4;
     /// Statistics page, [`super::GuestStats`], written by the guest.
     pub const STATS_PHYS: u64 = 0xa000;
@@ -701,6 +702,7 @@ pub mod trace {
         pub const SPURIOUS: u64 = 8;
         pub const SIGSEGV: u64 = 9;
         pub const OOM: u64 = 10;
+        pub const SIGBUS: u64 = 11;
     }
 
     /// The system call number of a SYSCALL_ENTER/EXIT record's `aux`.

@@ -330,11 +330,19 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     cx.p.mm
         .vmas
         .set_journaling(trace::on(cx.env.mem, category::VMAS));
+    if let Some(e) = plan.late_error() {
+        let mut m = guest_kernel::fmt::MsgBuf::<256>::new();
+        m.str("exec fails past the point of no return (SIGSEGV): ");
+        e.write_msg(&mut m);
+        hypercall::log(m.as_bytes());
+    }
     // The boot random bytes for AT_RANDOM (the host's getrandom), as before.
     let entry = syscall::exec::commit(&mut cx, &k.kernel, plan, k.hwcap, info.random);
     let entry = match entry {
         Ok(entry) => entry,
-        Err(e) => exec_fail(e, b"cannot set up the program's address space"),
+        // Past the point of no return Linux kills the process instead of
+        // failing the execve.
+        Err(_) => k.kill_after_failed_exec(mem),
     };
     k.enter_user(entry);
     exec_phase(mem, exec_phase::ENTER_USER);

@@ -7,7 +7,7 @@ use crate::arch::{cpu, gdt, hypercall};
 use crate::host::{Host, HostFs};
 use guest_kernel::fs::cache::PageCache;
 use guest_kernel::mm::export;
-use guest_kernel::mm::fault::{FaultError, FaultKind, FaultOutcome, SegvCode};
+use guest_kernel::mm::fault::{self, FaultError, FaultKind, FaultOutcome, SegvCode};
 use guest_kernel::mm::frame::FrameAllocator;
 use guest_kernel::mm::paging::KernelHalf;
 use guest_kernel::mm::space::Mm;
@@ -381,6 +381,13 @@ impl Kernel {
         }
     }
 
+    /// The first program's exec failed past the point of no return: it
+    /// dies of SIGSEGV, as [`Self::exec`] kills any other.
+    pub fn kill_after_failed_exec(&mut self, mem: &mut DirectMap) -> ! {
+        self.kill(mem, sig::SIGSEGV, 0, 0, 0);
+        hypercall::panic(b"pid 1 outlived its SIGSEGV")
+    }
+
     /// 16 bytes for `AT_RANDOM` (SplitMix64 over the boot seed and the TSC).
     fn next_random(&mut self) -> [u8; 16] {
         let mut out = [0u8; 16];
@@ -460,16 +467,22 @@ impl Kernel {
                 [addr, error, ip, vma, how, cycles],
             );
         }
-        match result {
-            Ok(_) => {}
-            Err(FaultError::Segv(code)) if self.catches(sig::SIGSEGV) => {
-                self.post_fault(sig::SIGSEGV, code as i32, addr, [14, error, addr]);
+        if let Err(e) = result {
+            let error = fault::reported_error_code(addr, error);
+            match e {
+                FaultError::Segv(code) if self.catches(sig::SIGSEGV) => {
+                    self.post_fault(sig::SIGSEGV, code as i32, addr, [14, error, addr]);
+                }
+                FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr) => {
+                    self.kill(mem, sig::SIGSEGV, addr, ip, error);
+                }
+                FaultError::PastEof if self.catches(sig::SIGBUS) => {
+                    // si_code BUS_ADRERR.
+                    self.post_fault(sig::SIGBUS, 2, addr, [14, error, addr]);
+                }
+                FaultError::PastEof => self.kill(mem, sig::SIGBUS, addr, ip, error),
+                FaultError::OutOfMemory => self.kill(mem, sig::SIGKILL, addr, ip, error),
             }
-            Err(FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr)) => {
-                self.kill(mem, sig::SIGSEGV, addr, ip, error);
-            }
-            Err(FaultError::OutOfMemory) => self.kill(mem, sig::SIGKILL, addr, ip, error),
-            Err(FaultError::Reserved) => hypercall::panic(b"page fault with RSVD set"),
         }
         let every = u64::from(self.info.notify_fault_every);
         let notify = self.info.flags & boot_flags::NOTIFY_FAULTS != 0 && every > 0;
@@ -1243,7 +1256,8 @@ fn resolution_of(r: &Result<FaultOutcome, FaultError>) -> u64 {
             FaultKind::Spurious => resolution::SPURIOUS,
         },
         Err(FaultError::OutOfMemory) => resolution::OOM,
-        Err(_) => resolution::SIGSEGV,
+        Err(FaultError::PastEof) => resolution::SIGBUS,
+        Err(FaultError::Segv(_)) => resolution::SIGSEGV,
     }
 }
 

@@ -124,6 +124,16 @@ pub const IMAGES: &[Image] = &[
         "prints a line, then stores through NULL: SIGSEGV",
     ),
     c_image(
+        "bad_address",
+        "bad_address.c",
+        "reads, writes and jumps to kernel-half and non-canonical addresses: SIGSEGV",
+    ),
+    c_image(
+        "bad_pointers",
+        "bad_pointers.c",
+        "system calls with kernel-half, non-canonical and straddling pointers and absurd lengths",
+    ),
+    c_image(
         "inspect",
         "inspect.c",
         "argv, envp, auxv, .data/.bss and stack self-checks",

@@ -4,8 +4,13 @@
 //!
 //! The boot page tables map, all with 2 MiB pages and supervisor-only:
 //! the first GiB identically, the first GiB again at the kernel's link base
-//! (0xffffffff80000000), and up to 4 GiB of RAM at the direct-map base.
-//! The kernel replaces them with its own tables as soon as it runs.
+//! (0xffffffff80000000), and all of RAM at the direct-map base. The page
+//! directories of the first 4 GiB are in low memory; those of the RAM above
+//! sit in the top pages of RAM ([`high_pds_phys`]), outside the range the
+//! guest allocates from, so that everything the kernel touches before it
+//! switches to its own tables (page-table frames, the trace ring and the
+//! VMA export area at the top of RAM) is mapped. The kernel replaces these
+//! tables with its own as soon as it runs.
 
 use crate::error::Result;
 use crate::memory::GuestRam;
@@ -45,14 +50,35 @@ fn pdpt_index(va: u64) -> u64 {
     (va >> 30) & 0x1ff
 }
 
-/// Write the boot GDT and page tables for `mem_size` bytes of RAM.
+/// Boot page directories for the RAM above the first [`BOOT_PD_COUNT`]
+/// GiB (one per GiB, 60 at most).
+fn high_pd_count(ram_size: u64) -> u64 {
+    ram_size.div_ceil(1 << 30).saturating_sub(BOOT_PD_COUNT)
+}
+
+/// Where the page directories for the RAM above 4 GiB start: the top pages
+/// of RAM (`ram_size` itself when there are none). The guest's free range
+/// ends at or below this address.
+pub fn high_pds_phys(ram_size: u64) -> u64 {
+    (ram_size & !(PAGE_SIZE - 1)) - high_pd_count(ram_size) * PAGE_SIZE
+}
+
+/// The boot page directory of GiB `g` of RAM.
+fn boot_pd(ram_size: u64, g: u64) -> u64 {
+    match g.checked_sub(BOOT_PD_COUNT) {
+        None => BOOT_PD_PHYS + g * PAGE_SIZE,
+        Some(high) => high_pds_phys(ram_size) + high * PAGE_SIZE,
+    }
+}
+
+/// Write the boot GDT and page tables for all of RAM.
 pub fn write_boot_tables(ram: &GuestRam) -> Result<()> {
     for (i, d) in BOOT_GDT.iter().enumerate() {
         ram.write_pod(BOOT_GDT_PHYS + 8 * i as u64, d)?;
     }
-    let gibs = ram.size().div_ceil(1 << 30).clamp(1, BOOT_PD_COUNT);
+    let gibs = ram.size().div_ceil(1 << 30).max(1);
     for g in 0..gibs {
-        let pd = BOOT_PD_PHYS + g * PAGE_SIZE;
+        let pd = boot_pd(ram.size(), g);
         for i in 0..512 {
             let pa = (g << 30) + i * HUGE_PAGE_SIZE;
             ram.write_pod(pd + i * 8, &(pa | PTE_P | PTE_RW | PTE_PS))?;
@@ -151,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn boot_direct_map_covers_every_gib_of_ram_up_to_four() {
+    fn boot_direct_map_covers_every_gib_of_a_three_gib_ram() {
         let ram = GuestRam::new(3 << 30).unwrap();
         write_boot_tables(&ram).unwrap();
         assert_eq!(
@@ -159,6 +185,25 @@ mod tests {
             Some((2 << 30) + 5)
         );
         assert_eq!(walk(&ram, DIRECT_MAP_BASE + (3 << 30)), None);
+    }
+
+    #[test]
+    fn boot_direct_map_covers_ram_above_four_gib_from_directories_at_the_top() {
+        let size = (6 << 30) + (512 << 20);
+        let ram = GuestRam::new(size).unwrap();
+        write_boot_tables(&ram).unwrap();
+        assert_eq!(high_pds_phys(size), size - 3 * PAGE_SIZE);
+        for pa in [(4 << 30) + 8, (5 << 30) + 0x20_0010, size - 8] {
+            assert_eq!(walk(&ram, DIRECT_MAP_BASE + pa), Some(pa), "{pa:#x}");
+        }
+        assert_eq!(walk(&ram, DIRECT_MAP_BASE + (7 << 30)), None);
+    }
+
+    #[test]
+    fn no_high_directories_up_to_four_gib() {
+        assert_eq!(high_pds_phys(4 << 30), 4 << 30);
+        assert_eq!(high_pds_phys(256 << 20), 256 << 20);
+        assert_eq!(high_pds_phys(MAX_MEM), MAX_MEM - 60 * PAGE_SIZE);
     }
 
     #[test]

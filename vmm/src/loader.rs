@@ -124,9 +124,10 @@ struct TopRegions {
     free_end: u64,
 }
 
-/// Place the VMA export area and the trace ring at the top of RAM.
+/// Place the VMA export area and the trace ring at the top of RAM, below
+/// the boot page directories of the RAM above 4 GiB.
 fn top_regions(ram_size: u64, p: &BootPayload) -> TopRegions {
-    let mut top = ram_size;
+    let mut top = crate::boot::high_pds_phys(ram_size);
     let mut r = TopRegions::default();
     if p.vma_export {
         top -= page_align(std::mem::size_of::<VmaExport>() as u64);
@@ -262,6 +263,24 @@ mod tests {
         assert_eq!(r.trace_phys + r.trace_len, r.vma_export_phys);
         assert!(r.trace_len >= 64 + 1000 * 64);
         assert_eq!(r.free_end, r.trace_phys);
+    }
+
+    #[test]
+    fn top_regions_and_free_memory_end_below_the_high_boot_directories() {
+        let p = BootPayload {
+            trace_mask: 1,
+            trace_records: 1000,
+            vma_export: true,
+            ..payload(b"")
+        };
+        let size = 6 << 30;
+        let r = top_regions(size, &p);
+        let export_pages = page_align(std::mem::size_of::<VmaExport>() as u64);
+        assert_eq!(r.vma_export_phys, size - 2 * PAGE_SIZE - export_pages);
+        assert_eq!(
+            top_regions(size, &payload(b"")).free_end,
+            size - 2 * PAGE_SIZE
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@
 
 use crate::errno::Errno;
 use crate::fmt::MsgBuf;
+use crate::mm::space::MMAP_MIN_ADDR;
 use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
 
 /// Linux x86-64's `ELF_ET_DYN_BASE`: two thirds of the 47-bit user window.
@@ -30,8 +31,9 @@ pub const ELF_ET_DYN_BASE: u64 = TASK_SIZE / 3 * 2;
 pub const EHDR_SIZE: usize = 64;
 /// Size of an ELF64 program header (`e_phentsize`).
 pub const PHDR_SIZE: usize = 56;
-/// Largest program header table Linux reads (`load_elf_phdrs`: one page).
-pub const MAX_PHDR_BYTES: usize = 4096;
+/// Largest program header table Linux reads (`load_elf_phdrs`: 64 KiB,
+/// 1170 headers).
+pub const MAX_PHDR_BYTES: usize = 65536;
 /// Most `PT_LOAD` segments a plan holds (real programs have 2 to 5).
 pub const MAX_LOADS: usize = 16;
 /// Longest `PT_INTERP` path, with its NUL (Linux's PATH_MAX).
@@ -99,7 +101,7 @@ pub enum ElfError<'a> {
     BadPhentsize(u16),
     /// `e_phnum` is 0.
     NoPhdrs,
-    /// The program header table is larger than one page.
+    /// The program header table is larger than [`MAX_PHDR_BYTES`].
     TooManyPhdrs(u16),
     /// The program header table runs past the end of the file.
     PhdrsTruncated {
@@ -108,14 +110,22 @@ pub enum ElfError<'a> {
         /// File length.
         file_len: u64,
     },
-    /// A segment's file data runs past the end of the file.
-    SegmentTruncated {
+    /// A writable segment's bss starts inside a page that lies wholly past
+    /// the end of the file: Linux's `padzero` cannot clear it (EFAULT).
+    BssPastEof {
         /// Program header index.
         index: u64,
         /// End of the segment's file data.
         end: u64,
         /// File length.
         file_len: u64,
+    },
+    /// The segment would map a page below `mmap_min_addr` (EPERM).
+    BelowMmapMinAddr {
+        /// Program header index.
+        index: u64,
+        /// Biased start.
+        start: u64,
     },
     /// `p_filesz` > `p_memsz`.
     FileszExceedsMemsz {
@@ -149,13 +159,6 @@ pub enum ElfError<'a> {
         /// Program header index.
         index: u64,
     },
-    /// Two `PT_LOAD` segments overlap or are not in ascending order.
-    Overlap {
-        /// The earlier program header's index.
-        first: u64,
-        /// The later program header's index.
-        second: u64,
-    },
     /// There is no `PT_LOAD` segment.
     NoLoads,
     /// More than [`MAX_LOADS`] `PT_LOAD` segments.
@@ -167,16 +170,34 @@ pub enum ElfError<'a> {
 }
 
 impl ElfError<'_> {
-    /// The errno Linux's execve returns for this: ENOEXEC for format errors,
-    /// EINVAL for the segment checks `load_elf_binary` and mmap fail with.
+    /// The errno Linux's execve meets for this: ENOEXEC for format errors,
+    /// EINVAL for the segment checks `load_elf_binary` and mmap fail with,
+    /// EPERM below `mmap_min_addr`, EFAULT where `padzero` faults.
     pub fn errno(&self) -> Errno {
         match self {
             Self::FileszExceedsMemsz { .. }
             | Self::Misaligned { .. }
             | Self::BeyondTaskSize { .. }
             | Self::AddressOverflow { .. } => Errno::EINVAL,
+            Self::BelowMmapMinAddr { .. } => Errno::EPERM,
+            Self::BssPastEof { .. } => Errno::EFAULT,
             _ => Errno::ENOEXEC,
         }
+    }
+
+    /// Whether Linux finds this only while it maps the segments, past the
+    /// point of no return: the exec then kills the process with SIGSEGV
+    /// instead of failing with the errno.
+    pub fn found_while_mapping(&self) -> bool {
+        matches!(
+            self,
+            Self::FileszExceedsMemsz { .. }
+                | Self::Misaligned { .. }
+                | Self::BeyondTaskSize { .. }
+                | Self::AddressOverflow { .. }
+                | Self::BelowMmapMinAddr { .. }
+                | Self::BssPastEof { .. }
+        )
     }
 
     /// Write the one-line message (no newline) into `m`.
@@ -225,18 +246,18 @@ impl ElfError<'_> {
                     .hex(end);
                 m.str(" past the file's ").hex(file_len).str(" bytes)");
             }
-            Self::SegmentTruncated {
+            Self::BssPastEof {
                 index,
                 end,
                 file_len,
             } => {
-                m.str("truncated ELF file (segment ")
-                    .dec(index)
-                    .str(" data ends at ");
-                m.hex(end)
-                    .str(" past the file's ")
-                    .hex(file_len)
-                    .str(" bytes)");
+                m.str("segment ").dec(index).str(": its data ends at ");
+                m.hex(end).str(", in a page past the file's ").hex(file_len);
+                m.str(" bytes, where its bss cannot be zeroed");
+            }
+            Self::BelowMmapMinAddr { index, start } => {
+                m.str("segment ").dec(index).str(": ").hex(start);
+                m.str(" is below mmap_min_addr ").hex(MMAP_MIN_ADDR);
             }
             Self::FileszExceedsMemsz {
                 index,
@@ -269,13 +290,6 @@ impl ElfError<'_> {
             }
             Self::AddressOverflow { index } => {
                 m.str("segment ").dec(index).str(": address overflow");
-            }
-            Self::Overlap { first, second } => {
-                m.str("segments ")
-                    .dec(first)
-                    .str(" and ")
-                    .dec(second)
-                    .str(" overlap");
             }
             Self::NoLoads => {
                 m.str("no loadable segments");
@@ -397,6 +411,11 @@ pub struct LoadPlan {
     pub elf_brk: u64,
     /// Initial `start_brk` = `brk` (page aligned).
     pub start_brk: u64,
+    /// A segment Linux would fail to map, past the point of no return
+    /// ([`ElfError::found_while_mapping`]): the exec goes ahead and the
+    /// process is killed when the segments are mapped. The other fields
+    /// are then incomplete.
+    pub load_error: Option<ElfError<'static>>,
 }
 
 /// A program header's raw fields.
@@ -431,8 +450,13 @@ fn read_phdr(b: &[u8], off: usize) -> Phdr {
     }
 }
 
-/// Check the ELF header; return (e_type, phoff, phnum).
-fn check_header(b: &[u8], file_len: u64) -> Result<(u16, usize, usize), ElfError<'static>> {
+/// Check the ELF header; return (e_type, phoff, phnum). `separate`: the
+/// program header table is not in `b` but read apart.
+fn check_header(
+    b: &[u8],
+    file_len: u64,
+    separate: bool,
+) -> Result<(u16, usize, usize), ElfError<'static>> {
     // A text or empty file is "not an ELF file", whatever its length.
     if b.len() < 4 || b[..4] != *b"\x7fELF" {
         return Err(ElfError::BadMagic);
@@ -463,13 +487,14 @@ fn check_header(b: &[u8], file_len: u64) -> Result<(u16, usize, usize), ElfError
     if e_type != ET_EXEC && e_type != ET_DYN {
         return Err(ElfError::BadType(e_type));
     }
-    check_phdr_table(b, file_len, e_type)
+    check_phdr_table(b, file_len, e_type, separate)
 }
 
 fn check_phdr_table(
     b: &[u8],
     file_len: u64,
     e_type: u16,
+    separate: bool,
 ) -> Result<(u16, usize, usize), ElfError<'static>> {
     let phentsize = le(b, 54, 2) as u16;
     if usize::from(phentsize) != PHDR_SIZE {
@@ -488,7 +513,7 @@ fn check_phdr_table(
     if end > file_len {
         return Err(ElfError::PhdrsTruncated { end, file_len });
     }
-    if end > b.len() as u64 {
+    if end > b.len() as u64 && !separate {
         // The caller read too little of the file (see `header_span`).
         return Err(ElfError::PhdrsTruncated {
             end,
@@ -498,13 +523,11 @@ fn check_phdr_table(
     Ok((e_type, phoff as usize, usize::from(phnum)))
 }
 
-/// Check one `PT_LOAD` against the file and the previous `PT_LOAD`.
-fn check_load(
-    file_len: u64,
-    i: u64,
-    ph: &Phdr,
-    prev: Option<(u64, u64)>,
-) -> Result<(), ElfError<'static>> {
+/// Check one `PT_LOAD` as Linux's mapping loop does. File data past the
+/// end of the file is mapped as Linux maps it (a touch of a page wholly
+/// past the end is SIGBUS); segments may overlap or come in any order (a
+/// later one replaces what it overlaps, as MAP_FIXED does).
+fn check_load(file_len: u64, i: u64, ph: &Phdr) -> Result<(), ElfError<'static>> {
     if ph.filesz > ph.memsz {
         let (filesz, memsz) = (ph.filesz, ph.memsz);
         return Err(ElfError::FileszExceedsMemsz {
@@ -535,20 +558,15 @@ fn check_load(
             end,
         });
     }
-    if fend > file_len {
-        return Err(ElfError::SegmentTruncated {
+    let zeroed = ph.memsz > ph.filesz && ph.filesz != 0 && fend & PAGE_MASK != 0;
+    if zeroed && ph.flags & PF_W != 0 && page_down(fend) >= file_len {
+        return Err(ElfError::BssPastEof {
             index: i,
             end: fend,
             file_len,
         });
     }
-    match prev {
-        Some((pi, pend)) if ph.vaddr < pend => Err(ElfError::Overlap {
-            first: pi,
-            second: i,
-        }),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 /// Check `PT_INTERP`; return the path's offset and length without the NUL.
@@ -615,7 +633,28 @@ impl LoadPlan {
     /// top-down mmap area (0x7ffff7fff000 with randomisation off); programs
     /// do not use it (see the module docs), interpreters do.
     pub fn program(image: &[u8], mmap_top: u64) -> Result<LoadPlan, ElfError<'static>> {
-        Self::parse(image, image.len() as u64, Role::Program, mmap_top, 0)
+        Self::parse(image, None, image.len() as u64, Role::Program, mmap_top, 0)
+    }
+
+    /// [`Self::parse_prefix`] for a file whose program header table lies
+    /// beyond what [`header_span`] allows (anywhere in the file, as Linux
+    /// reads it): `ehdr` is the ELF header, `table` the bytes at `e_phoff`
+    /// (up to [`MAX_PHDR_BYTES`]).
+    pub fn parse_parts(
+        ehdr: &[u8],
+        table: &[u8],
+        file_len: u64,
+        interpreter: bool,
+        mmap_top: u64,
+        dyn_offset: u64,
+    ) -> Result<LoadPlan, ElfError<'static>> {
+        let role = if interpreter {
+            Role::Interpreter
+        } else {
+            Role::Program
+        };
+        let dyn_offset = dyn_offset & !(PAGE_SIZE - 1);
+        Self::parse(ehdr, Some(table), file_len, role, mmap_top, dyn_offset)
     }
 
     /// Plan from the first bytes of a file of `file_len` bytes (at least
@@ -635,6 +674,7 @@ impl LoadPlan {
         };
         Self::parse(
             prefix,
+            None,
             file_len,
             role,
             mmap_top,
@@ -652,6 +692,7 @@ impl LoadPlan {
     ) -> Result<LoadPlan, ElfError<'static>> {
         Self::parse(
             image,
+            None,
             image.len() as u64,
             Role::Program,
             mmap_top,
@@ -663,10 +704,18 @@ impl LoadPlan {
     /// `mmap_top`, an `ET_EXEC` at its own addresses. Its `AT_BASE` is
     /// [`LoadPlan::base`].
     pub fn interpreter(image: &[u8], mmap_top: u64) -> Result<LoadPlan, ElfError<'static>> {
-        Self::parse(image, image.len() as u64, Role::Interpreter, mmap_top, 0)
+        Self::parse(
+            image,
+            None,
+            image.len() as u64,
+            Role::Interpreter,
+            mmap_top,
+            0,
+        )
     }
 
-    /// The `PT_LOAD` segments, biased, in ascending address order.
+    /// The `PT_LOAD` segments, biased, in program header order (mapped in
+    /// that order: a later one replaces what it overlaps).
     pub fn segments(&self) -> &[Segment] {
         &self.segs[..self.nsegs]
     }
@@ -691,14 +740,23 @@ impl LoadPlan {
         }
     }
 
+    /// Plan from `b` (the ELF header, and the program header table at
+    /// `e_phoff` unless `table` holds it).
     fn parse(
         b: &[u8],
+        table: Option<&[u8]>,
         file_len: u64,
         role: Role,
         mmap_top: u64,
         dyn_offset: u64,
     ) -> Result<LoadPlan, ElfError<'static>> {
-        let (e_type, phoff, phnum) = check_header(b, file_len)?;
+        let (e_type, phoff, phnum) = check_header(b, file_len, table.is_some())?;
+        let table = table.unwrap_or(b.get(phoff..).unwrap_or_default());
+        if table.len() < phnum * PHDR_SIZE {
+            let got = (phoff + table.len()) as u64;
+            let end = (phoff + phnum * PHDR_SIZE) as u64;
+            return Err(ElfError::PhdrsTruncated { end, file_len: got });
+        }
         let mut plan = LoadPlan {
             segs: [Segment::default(); MAX_LOADS],
             nsegs: 0,
@@ -717,17 +775,18 @@ impl LoadPlan {
             elf_bss: 0,
             elf_brk: 0,
             start_brk: 0,
+            load_error: None,
         };
         let mut phdr_vaddr = None;
         let mut pt_phdr = None;
-        let mut prev = None;
         let mut index = [0u64; MAX_LOADS];
         for i in 0..phnum {
-            let ph = read_phdr(b, phoff + i * PHDR_SIZE);
+            let ph = read_phdr(table, i * PHDR_SIZE);
             match ph.p_type {
                 PT_LOAD => {
-                    check_load(file_len, i as u64, &ph, prev)?;
-                    prev = Some((i as u64, ph.vaddr + ph.memsz));
+                    if let Err(e) = check_load(file_len, i as u64, &ph) {
+                        return Ok(plan.failing(e));
+                    }
                     plan.add_load(&ph, phoff as u64, &mut phdr_vaddr)?;
                     index[plan.nsegs - 1] = i as u64;
                 }
@@ -742,14 +801,30 @@ impl LoadPlan {
         if plan.nsegs == 0 {
             return Err(ElfError::NoLoads);
         }
-        plan.load_bias =
-            plan.choose_bias(role, mmap_top, max_align(b, phoff, phnum), dyn_offset)?;
+        let align = max_align(table, 0, phnum);
+        plan.load_bias = match plan.choose_bias(role, mmap_top, align, dyn_offset) {
+            Ok(bias) => bias,
+            Err(e) => return Ok(plan.failing(e)),
+        };
         // Linux 6.x takes AT_PHDR from the PT_LOAD holding e_phoff; if none
         // does, PT_PHDR is the better guess than Linux's bare load bias.
         let phdr = phdr_vaddr.or(pt_phdr).unwrap_or(0);
         plan.phdr = phdr.wrapping_add(plan.load_bias);
-        plan.apply_bias(&index)?;
+        if let Err(e) = plan.apply_bias(&index) {
+            return Ok(plan.failing(e));
+        }
         Ok(plan)
+    }
+
+    /// This plan, marked to fail with `e` when it is loaded.
+    fn failing(mut self, e: ElfError<'static>) -> LoadPlan {
+        self.load_error = Some(e);
+        self
+    }
+
+    /// The error Linux would meet mapping the segments, if any.
+    pub fn check_loadable(&self) -> Result<(), ElfError<'static>> {
+        self.load_error.map_or(Ok(()), Err)
     }
 
     /// Record one checked `PT_LOAD` (unbiased) and its `mm_struct` bounds.
@@ -830,6 +905,10 @@ impl LoadPlan {
                     start: seg.vaddr,
                     end,
                 });
+            }
+            if seg.memsz > 0 && seg.map_start() < MMAP_MIN_ADDR {
+                let start = seg.vaddr;
+                return Err(ElfError::BelowMmapMinAddr { index, start });
             }
         }
         self.entry = self.entry.wrapping_add(bias);

@@ -63,8 +63,9 @@ pub enum FaultError {
     Segv(SegvCode),
     /// No memory for a frame or a table (Linux's OOM kill).
     OutOfMemory,
-    /// The error code has RSVD set: a corrupt page table (kernel bug).
-    Reserved,
+    /// A file page wholly past the end of the file: deliver SIGBUS
+    /// (`BUS_ADRERR`), as Linux's `filemap_fault` does.
+    PastEof,
 }
 
 /// How a fault was resolved.
@@ -136,6 +137,32 @@ pub fn user_pte_flags(prot: Prot, writable: bool) -> u64 {
     f
 }
 
+/// The error code a fault signal reports for a fault at `addr` (Linux's
+/// `sanitize_error_code`): a user access to the kernel half always looks
+/// like a protection fault, so that the kernel's layout does not show, and
+/// RSVD, which describes the kernel's tables, is not passed on.
+pub fn reported_error_code(addr: u64, error_code: u64) -> u64 {
+    let error_code = error_code & !pf::RSVD;
+    if addr >= TASK_SIZE {
+        error_code | pf::P
+    } else {
+        error_code
+    }
+}
+
+/// A fault whose error code has RSVD set. In the kernel half it is any
+/// other kernel-half fault (kvm_pvm reports RSVD for some of them). Below,
+/// the kernel never sets a reserved bit in a user entry, so the report is
+/// the platform's (or a kernel bug): the program, not the kernel, gets the
+/// fault, and a retry cannot loop.
+fn reserved_bit_fault(addr: u64) -> FaultError {
+    if addr >= TASK_SIZE {
+        FaultError::Segv(SegvCode::MapErr)
+    } else {
+        FaultError::Segv(SegvCode::AccErr)
+    }
+}
+
 /// Linux's `access_error` (exec of a non-exec area is refused at the first
 /// fault rather than after mapping the page NX and faulting again).
 fn access_error(vma: &Vma, error_code: u64) -> bool {
@@ -181,7 +208,7 @@ impl Mm {
         error_code: u64,
     ) -> Result<FaultOutcome, FaultError> {
         if error_code & pf::RSVD != 0 {
-            return Err(FaultError::Reserved);
+            return Err(reserved_bit_fault(addr));
         }
         let (i, stack_grown) = self.vma_for_fault(addr)?;
         if access_error(&self.vmas.as_slice()[i], error_code) {
@@ -540,6 +567,9 @@ impl Mm {
             .ok_or(FaultError::Segv(SegvCode::MapErr))?
             .size;
         let off = offset.saturating_add(va - v.start);
+        if off >= size.next_multiple_of(PAGE_SIZE) {
+            return Err(FaultError::PastEof);
+        }
         let data_end = data_end.min(size);
         if v.flags.contains(VmFlags::SHARED) && off < size {
             return self.map_shared_page(env, i, va, file, off);
@@ -859,10 +889,30 @@ mod tests {
         assert_eq!(fault(&mut mm, &mut fx, 0x0fff_ffff, U), maperr);
         assert_eq!(fault(&mut mm, &mut fx, TASK_SIZE, U), maperr);
         assert_eq!(fault(&mut mm, &mut fx, 0xffff_8880_0000_0000, U), maperr);
-        assert_eq!(
-            fault(&mut mm, &mut fx, 0x1000_0000, U | pf::RSVD),
-            Err(FaultError::Reserved)
-        );
+    }
+
+    #[test]
+    fn rsvd_fault_is_maperr_in_the_kernel_half_and_accerr_below() {
+        let (mut fx, mut mm) = setup();
+        mm.vmas
+            .insert(Vma::anon(0x1000_0000, 0x1000_4000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let rsvd = U | pf::P | pf::RSVD;
+        for addr in [TASK_SIZE, 0xffff_8000_0000_0000, !0xfff] {
+            let got = fault(&mut mm, &mut fx, addr, rsvd);
+            assert_eq!(got, Err(FaultError::Segv(SegvCode::MapErr)), "{addr:#x}");
+        }
+        let got = fault(&mut mm, &mut fx, 0x1000_0000, rsvd);
+        assert_eq!(got, Err(FaultError::Segv(SegvCode::AccErr)));
+    }
+
+    #[test]
+    fn reported_error_code_is_a_protection_fault_in_the_kernel_half_without_rsvd() {
+        let rsvd = U | pf::P | pf::RSVD;
+        assert_eq!(reported_error_code(0xffff_8000_0000_0000, U), U | pf::P);
+        assert_eq!(reported_error_code(TASK_SIZE, rsvd), U | pf::P);
+        assert_eq!(reported_error_code(0x1000, U | pf::WRITE), U | pf::WRITE);
+        assert_eq!(reported_error_code(0x1000, rsvd), U | pf::P);
     }
 
     #[test]
@@ -990,7 +1040,7 @@ mod tests {
     }
 
     #[test]
-    fn file_page_partly_past_end_of_file_is_copied_and_past_it_zero() {
+    fn file_page_partly_past_end_of_file_is_copied_and_a_page_past_it_is_sigbus() {
         let (mut fx, mut mm) = setup();
         mm.vmas
             .insert(file_vma(0x40_0000, 12, Prot::READ, 0, u64::MAX))
@@ -1004,10 +1054,10 @@ mod tests {
             ),
             (11, 0)
         );
-        assert_eq!(
-            fault(&mut mm, &mut fx, 0x40_b000, U).unwrap().kind,
-            FaultKind::FileZero
-        );
+        for (va, error) in [(0x40_b000, U), (0x40_bff8, U)] {
+            let got = fault(&mut mm, &mut fx, va, error);
+            assert_eq!(got, Err(FaultError::PastEof), "{va:#x}");
+        }
     }
 
     #[test]

@@ -33,7 +33,9 @@ fn prot_of(seg: &Segment) -> Prot {
 
 /// The VMAs for one segment: the file-backed pages (the last of which
 /// reads as zero past the file data when bss follows), then anonymous bss.
-fn map_segment(mm: &mut Mm, file: u16, seg: &Segment) -> KResult<()> {
+/// A bss of more pages than `ram_pages` is ENOMEM, as Linux's overcommit
+/// heuristic refuses more than all of RAM (and swap) in one `vm_brk`.
+fn map_segment(mm: &mut Mm, file: u16, seg: &Segment, ram_pages: u64) -> KResult<()> {
     let (tail_start, tail_end) = seg.zero_tail();
     if seg.file_map_end() > seg.map_start() {
         let data_end = if tail_end > tail_start {
@@ -58,6 +60,9 @@ fn map_segment(mm: &mut Mm, file: u16, seg: &Segment) -> KResult<()> {
         insert_replacing(mm, vma)?;
     }
     let (anon_start, anon_end) = seg.anon_pages();
+    if (anon_end - anon_start) / PAGE_SIZE > ram_pages {
+        return Err(Errno::ENOMEM);
+    }
     if anon_end > anon_start {
         // Linux maps bss read-write whatever the segment says (vm_brk_flags).
         let prot = Prot(prot_of(seg).0 | Prot::RW.0);
@@ -134,12 +139,15 @@ pub fn load_elf_binary<M: PhysMem>(
     let mut aux = *aux;
     // The vDSO goes top-down from here, like any mmap.
     mm.mmap_base = layout.mmap_base;
+    let ram_pages = env.frames.total();
+    plan.check_loadable().map_err(|e| e.errno())?;
     for seg in plan.segments() {
-        map_segment(mm, file, seg)?;
+        map_segment(mm, file, seg, ram_pages)?;
     }
     if let Some((ifile, iplan)) = interp {
+        iplan.check_loadable().map_err(|e| e.errno())?;
         for seg in iplan.segments() {
-            map_segment(mm, ifile, seg)?;
+            map_segment(mm, ifile, seg, ram_pages)?;
         }
     }
     if let Some(ids) = vdso {
@@ -216,4 +224,34 @@ fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, stack: &StackLayout, layout: &Lay
     mm.arg_end = layout.arg_end;
     mm.env_start = layout.env_start;
     mm.env_end = layout.env_end;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bss(memsz: u64) -> Segment {
+        Segment {
+            vaddr: 0x40_0000,
+            memsz,
+            filesz: 0,
+            offset: 0,
+            prot: 3,
+        }
+    }
+
+    #[test]
+    fn bss_of_more_pages_than_ram_is_enomem_and_maps_nothing() {
+        let mut mm = Mm::empty();
+        let ram_pages = 1024;
+        let too_big = bss((ram_pages + 1) * PAGE_SIZE);
+        assert_eq!(
+            map_segment(&mut mm, 0, &too_big, ram_pages),
+            Err(Errno::ENOMEM)
+        );
+        assert!(mm.vmas.as_slice().is_empty());
+        let fits = bss(ram_pages * PAGE_SIZE);
+        assert_eq!(map_segment(&mut mm, 0, &fits, ram_pages), Ok(()));
+        assert_eq!(mm.vmas.as_slice().len(), 1);
+    }
 }

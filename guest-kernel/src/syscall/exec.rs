@@ -19,7 +19,7 @@ use super::files::{self, absolute, open_path, release, AT_EMPTY_PATH, AT_SYMLINK
 use super::{memory, Ctx, HostIo};
 use crate::errno::{Errno, KResult};
 use crate::exec::aslr::Layout;
-use crate::exec::elf::{header_span, EHDR_SIZE};
+use crate::exec::elf::{header_span, EHDR_SIZE, MAX_PHDR_BYTES};
 use crate::exec::script::{self, BINPRM_BUF_SIZE};
 use crate::exec::stack::MAX_ARG_STRLEN;
 use crate::exec::{ArgBlock, AuxValues, LoadPlan, StackLayout};
@@ -69,6 +69,15 @@ pub struct ExecPlan {
     pub exe: Vec<u8>,
     /// Where the parts go.
     pub layout: Layout,
+}
+
+impl ExecPlan {
+    /// The segment error that will make [`commit`] fail (Linux meets it
+    /// while mapping, past the point of no return), if any.
+    pub fn late_error(&self) -> Option<crate::exec::elf::ElfError<'static>> {
+        let interp = self.interp.as_ref().and_then(|i| i.plan.load_error);
+        self.program.plan.load_error.or(interp)
+    }
 }
 
 /// The argument strings of an exec in the making.
@@ -250,16 +259,24 @@ fn plan_image<M: PhysMem, H: HostIo>(
             b"the interpreter is shorter than an ELF header",
         ));
     }
-    let span = header_span(&head[..n]).unwrap_or(n as u64).min(size) as usize;
-    let mut prefix = alloc::vec![0u8; span.max(n)];
-    read_file(cx, id, 0, &mut prefix)?;
-    let plan = LoadPlan::parse_prefix(
-        &prefix,
-        size,
-        interpreter,
-        layout.mmap_base,
-        layout.dyn_offset,
-    );
+    let plan = match header_span(&head[..n]) {
+        None if n == EHDR_SIZE => {
+            // The program headers lie far into the file: read them apart.
+            let phoff = u64::from_le_bytes(head[32..40].try_into().unwrap_or_default());
+            let len = (MAX_PHDR_BYTES as u64).min(size.saturating_sub(phoff));
+            let mut table = alloc::vec![0u8; len as usize];
+            read_file(cx, id, phoff, &mut table)?;
+            let (top, dyn_offset) = (layout.mmap_base, layout.dyn_offset);
+            LoadPlan::parse_parts(&head, &table, size, interpreter, top, dyn_offset)
+        }
+        span => {
+            let span = span.unwrap_or(n as u64).min(size) as usize;
+            let mut prefix = alloc::vec![0u8; span.max(n)];
+            read_file(cx, id, 0, &mut prefix)?;
+            let (top, dyn_offset) = (layout.mmap_base, layout.dyn_offset);
+            LoadPlan::parse_prefix(&prefix, size, interpreter, top, dyn_offset)
+        }
+    };
     plan.map_err(|e| {
         let mut m = crate::fmt::MsgBuf::<256>::new();
         if interpreter {

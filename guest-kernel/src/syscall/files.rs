@@ -1040,6 +1040,12 @@ pub fn read<M: PhysMem, H: HostIo>(
     count: u64,
 ) -> KResult<i64> {
     let f = cx.p.fds.file(fd)?;
+    // Linux's access_ok on the whole buffer, before the length is capped
+    // (a bad fd is still EBADF first).
+    let bad = crate::mm::space::check_user_range(buf, count).is_err();
+    if bad && count != 0 && f.borrow().readable() {
+        return Err(Errno::EFAULT);
+    }
     let pos = f.borrow().pos;
     let n = read_at(cx, &f, buf, count, pos)?;
     let mut b = f.borrow_mut();
@@ -1115,6 +1121,8 @@ fn user_iovecs<M: PhysMem, H: HostIo>(
     uiov: u64,
     cnt: u64,
 ) -> KResult<Vec<(u64, u64)>> {
+    // import_iovec takes the count as an unsigned int.
+    let cnt = cnt & 0xffff_ffff;
     if cnt > 1024 {
         return Err(Errno::EINVAL);
     }

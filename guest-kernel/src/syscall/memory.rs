@@ -9,11 +9,12 @@ use crate::fs::dev::DevNode;
 use crate::fs::file::{o, Node};
 use crate::fs::host::{self, begin};
 use crate::mm::mmap::{map, prot};
+use crate::mm::paging::pte;
 use crate::mm::phys::PhysMem;
 use crate::mm::vma::{Backing, Prot, VmFlags};
 use crate::uaccess::copy_to_user;
 use vmrun_contract::fs::op;
-use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
+use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
 use vmrun_contract::IoVec;
 
 type Cx<'p, 'e, 'a, M, H> = Ctx<'p, 'e, 'a, M, H>;
@@ -140,6 +141,9 @@ pub fn madvise<M: PhysMem, H: HostIo>(
 }
 
 /// mincore(addr, len, vec): one byte per page, 1 where a page is mapped.
+/// The vector is filled one 2 MiB region (512 bytes) at a time, so that a
+/// range of any size needs no kernel memory, and an empty region costs one
+/// walk rather than one per page.
 pub fn mincore<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     addr: u64,
@@ -149,14 +153,22 @@ pub fn mincore<M: PhysMem, H: HostIo>(
     let Some(end) = mapped_range(cx, addr, len)? else {
         return Ok(0);
     };
-    let pages = ((end - addr) / PAGE_SIZE) as usize;
-    let mut out = alloc::vec![0u8; pages];
-    for (k, b) in out.iter_mut().enumerate() {
-        let va = addr + k as u64 * PAGE_SIZE;
-        let t = cx.p.mm.pt.translate(cx.env.mem, va);
-        *b = u8::from(t.is_some_and(|t| t.flags & crate::mm::paging::pte::P != 0));
+    let mut out = [0u8; (HUGE_PAGE_SIZE / PAGE_SIZE) as usize];
+    let (mut va, mut dst) = (addr, vec);
+    while va < end {
+        let step_end = ((va | (HUGE_PAGE_SIZE - 1)) + 1).min(end);
+        let out = &mut out[..((step_end - va) / PAGE_SIZE) as usize];
+        let pt = &cx.p.mm.pt;
+        let empty = pt.is_2m_region_empty(cx.env.mem, va);
+        for (k, b) in out.iter_mut().enumerate() {
+            let t = (!empty).then(|| pt.translate(cx.env.mem, va + k as u64 * PAGE_SIZE));
+            let present = t.flatten().is_some_and(|t| t.flags & pte::P != 0);
+            *b = u8::from(present);
+        }
+        copy_to_user(&mut cx.p.mm, cx.env, dst, out)?;
+        dst += out.len() as u64;
+        va = step_end;
     }
-    copy_to_user(&mut cx.p.mm, cx.env, vec, &out)?;
     Ok(0)
 }
 

@@ -19,6 +19,8 @@ pub fn poll<M: PhysMem, H: HostIo>(
     nfds: u64,
     timeout_ms: i64,
 ) -> KResult<i64> {
+    // poll takes nfds as an unsigned int.
+    let nfds = nfds & 0xffff_ffff;
     if nfds > MAX_POLLFDS {
         return Err(Errno::EINVAL);
     }
@@ -121,6 +123,8 @@ pub fn getrandom<M: PhysMem, H: HostIo>(
     if len == 0 {
         return Ok(0);
     }
+    // Linux caps the length at INT_MAX, then checks the whole buffer.
+    crate::mm::space::check_user_range(buf, len.min(i32::MAX as u64))?;
     let mut iov = [IoVec::default(); super::files::MAX_PIECES];
     let (n, _) =
         cx.p.mm

@@ -169,6 +169,7 @@ pub fn resolution_name(r: u64) -> &'static str {
         resolution::SPURIOUS => "spurious",
         resolution::SIGSEGV => "sigsegv",
         resolution::OOM => "oom",
+        resolution::SIGBUS => "sigbus",
         _ => "unknown",
     }
 }
