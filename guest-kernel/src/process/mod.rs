@@ -113,6 +113,9 @@ pub struct Process {
     pub stop_report: u64,
     /// A continue its parent's WCONTINUED wait has yet to see.
     pub cont_report: bool,
+    /// The membarrier commands registered for this address space (group
+    /// state; cleared by exec, not inherited by fork).
+    pub membarrier_registered: u64,
     /// CPU time (ns of the guest's CPU clock) of this thread before its
     /// current run; a zombie's is its whole group's.
     pub cpu_ns: u64,
@@ -187,6 +190,7 @@ impl Process {
             layout: crate::exec::aslr::Layout::FIXED,
             comm: [0; 16],
             vdso: None,
+            membarrier_registered: 0,
             stop_report: 0,
             cont_report: false,
             cpu_ns: 0,
@@ -271,6 +275,7 @@ impl Process {
         to.vdso = self.vdso;
         to.stdio_modes = self.stdio_modes;
         to.dead_threads_ns = self.dead_threads_ns;
+        to.membarrier_registered = self.membarrier_registered;
         to.children_ns = self.children_ns;
         self.holds_group = false;
         to.holds_group = true;

@@ -575,6 +575,8 @@ pub fn commit<M: PhysMem, H: HostIo>(
         &layout,
     )?;
     cx.p.set_exe(&exe);
+    // A new address space: no membarrier registration.
+    cx.p.membarrier_registered = 0;
     let base = exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
     cx.p.comm = [0; 16];
     cx.p.comm[..base.len().min(15)].copy_from_slice(&base[..base.len().min(15)]);

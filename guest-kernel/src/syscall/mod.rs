@@ -530,7 +530,11 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::VFORK => task::clone(cx, 0x4000 | 0x100 | 17, 0, 0, 0, 0),
         nr::CLONE => task::clone(cx, a[0], a[1], a[2], a[3], a[4]),
         nr::CLONE3 => task::clone3(cx, a[0], a[1]),
-        nr::MEMBARRIER => ret(process::membarrier(a[0], a[1])),
+        nr::MEMBARRIER => ret(process::membarrier(
+            a[0],
+            a[1],
+            &mut cx.p.membarrier_registered,
+        )),
         nr::WAIT4 => match task::wait4(cx, a[0], a[1], a[2], a[3]) {
             // WNOHANG with children still running: let them run.
             Ok(0) => Action::Yield(0),

@@ -282,19 +282,34 @@ pub fn futex_wake_pub<M: PhysMem, H: HostIo>(
 
 /// membarrier(cmd, flags, cpu_id) as Linux answers on one CPU: every
 /// barrier is already implied (one CPU, a system call is a full barrier),
-/// so the commands it lists for QUERY succeed at once.
-pub fn membarrier(cmd: u64, flags: u64) -> KResult<i64> {
+/// so the commands QUERY lists succeed at once, except that a private
+/// expedited barrier needs its registration first (EPERM, as Linux);
+/// `registered` is the address space's record of them.
+pub fn membarrier(cmd: u64, flags: u64, registered: &mut u64) -> KResult<i64> {
     // GLOBAL, GLOBAL_EXPEDITED and its REGISTER, PRIVATE_EXPEDITED and its
     // REGISTER, PRIVATE_EXPEDITED_SYNC_CORE and its REGISTER.
     const SUPPORTED: u64 = 0x7f;
+    const PRIVATE_EXPEDITED: u64 = 8;
+    const REGISTER_PRIVATE_EXPEDITED: u64 = 16;
+    const PRIVATE_EXPEDITED_SYNC_CORE: u64 = 32;
+    const REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: u64 = 64;
     if flags != 0 {
         return Err(Errno::EINVAL);
     }
-    match cmd {
-        0 => Ok(SUPPORTED as i64),
-        c if c.is_power_of_two() && c & SUPPORTED != 0 => Ok(0),
-        _ => Err(Errno::EINVAL),
+    let needs = match cmd {
+        0 => return Ok(SUPPORTED as i64),
+        PRIVATE_EXPEDITED => REGISTER_PRIVATE_EXPEDITED,
+        PRIVATE_EXPEDITED_SYNC_CORE => REGISTER_PRIVATE_EXPEDITED_SYNC_CORE,
+        c if c.is_power_of_two() && c & SUPPORTED != 0 => 0,
+        _ => return Err(Errno::EINVAL),
+    };
+    if needs != 0 && *registered & needs == 0 {
+        return Err(Errno::EPERM);
     }
+    if cmd & (4 | REGISTER_PRIVATE_EXPEDITED | REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) != 0 {
+        *registered |= cmd;
+    }
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -335,12 +350,32 @@ mod tests {
 
     #[test]
     fn membarrier_lists_and_accepts_its_commands() {
-        assert_eq!(membarrier(0, 0), Ok(0x7f));
-        for cmd in [1, 2, 4, 8, 16, 32, 64] {
-            assert_eq!(membarrier(cmd, 0), Ok(0), "command {cmd}");
+        let mut reg = 0;
+        assert_eq!(membarrier(0, 0, &mut reg), Ok(0x7f));
+        assert_eq!(
+            membarrier(8, 0, &mut reg),
+            Err(Errno::EPERM),
+            "not registered"
+        );
+        assert_eq!(
+            membarrier(32, 0, &mut reg),
+            Err(Errno::EPERM),
+            "not registered"
+        );
+        for cmd in [1, 2, 4, 16, 8, 64, 32] {
+            assert_eq!(membarrier(cmd, 0, &mut reg), Ok(0), "command {cmd}");
         }
-        assert_eq!(membarrier(3, 0), Err(Errno::EINVAL), "two commands");
-        assert_eq!(membarrier(128, 0), Err(Errno::EINVAL), "RSEQ: not listed");
-        assert_eq!(membarrier(8, 1), Err(Errno::EINVAL), "flags");
+        assert_eq!(reg, 4 | 16 | 64);
+        assert_eq!(
+            membarrier(3, 0, &mut reg),
+            Err(Errno::EINVAL),
+            "two commands"
+        );
+        assert_eq!(
+            membarrier(128, 0, &mut reg),
+            Err(Errno::EINVAL),
+            "RSEQ: not listed"
+        );
+        assert_eq!(membarrier(8, 1, &mut reg), Err(Errno::EINVAL), "flags");
     }
 }
