@@ -900,3 +900,17 @@ fn process_shared_semaphores_mutex_and_condvar_work_across_fork() {
         "ping-pong 100 rounds; the child's condvar saw 42\n"
     );
 }
+
+/// kill(0, sig) reaches the caller's process group only: the sender and
+/// its parent, not a sibling in a group of its own.
+#[test]
+fn kill_zero_signals_the_callers_process_group_only() {
+    if !require_kvm() {
+        return;
+    }
+    let out = same_in(&Scratch::new("pgrp"), image("proc_edge"), &["kill_pgrp"], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "B killed by 10; the parent handled SIGUSR1 1 time(s); A killed by 9\n"
+    );
+}

@@ -533,11 +533,19 @@ pub struct GuestStats {
     /// exists (to preempt one that runs without entering the kernel) or an
     /// alarm is armed. The host reads it while the vCPU runs.
     pub timer_wanted: u64,
+    /// A signal vmrun received (Ctrl-C's SIGINT, SIGTERM, SIGHUP, SIGQUIT)
+    /// for the guest to deliver, written by the host before it injects a
+    /// timer interrupt; the guest takes it (sets it back to 0) at that
+    /// interrupt.
+    pub host_signal: u64,
 }
 
 /// Vector of the timer interrupt the host injects while
 /// [`GuestStats::timer_wanted`] is set.
 pub const TIMER_VECTOR: u8 = 0x20;
+
+/// Byte offset of [`GuestStats::host_signal`] in the stats page.
+pub const HOST_SIGNAL_OFFSET: u64 = core::mem::offset_of!(GuestStats, host_signal) as u64;
 
 /// Byte offset of [`GuestStats::timer_wanted`] in the stats page.
 pub const TIMER_WANTED_OFFSET: u64 = core::mem::offset_of!(GuestStats, timer_wanted) as u64;

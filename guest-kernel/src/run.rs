@@ -117,6 +117,7 @@ impl Kernel {
                 cache_fills: 0,
                 timer_ticks: 0,
                 timer_wanted: 0,
+                host_signal: 0,
             },
             host: Host {
                 tsc0: 0,
@@ -527,6 +528,7 @@ impl Kernel {
         // trampoline's trap, returning to the trampoline makes that trap
         // and the call is served then.)
         self.stats.timer_ticks += 1;
+        self.take_host_signal(mem);
         self.check_alarm();
         if !self.tasks.others.is_empty() {
             let now = self.host_now();
@@ -557,6 +559,24 @@ impl Kernel {
             }
         }
         self.want_timer(mem);
+    }
+
+    /// A signal vmrun received for the guest (its host_signal word): SIGINT
+    /// and SIGQUIT go to pid 1's process group, as a terminal sends them to
+    /// its foreground group; SIGTERM and SIGHUP to pid 1.
+    fn take_host_signal(&mut self, mem: &mut DirectMap) {
+        use guest_kernel::mm::phys::PhysMem;
+        let at = STATS_PHYS + vmrun_contract::HOST_SIGNAL_OFFSET;
+        let signal = mem.read_u64(at);
+        if signal == 0 {
+            return;
+        }
+        mem.write_u64(at, 0);
+        let action = self.with_cx(mem, |cx| syscall::signal::from_host(cx, signal));
+        if let Action::Kill(s) = action {
+            let ip = self.regs().rip;
+            self.kill(mem, s, 0, ip, 0);
+        }
     }
 
     /// Ask the host for timer interrupts while they have work: another

@@ -30,6 +30,9 @@
  *                 waits for the continue, SIGKILL ends a stopped child
  *   task_limit    threads (raw clone) that wait on a pipe until clone
  *                 fails: prints the errno and how many were made
+ *   kill_pgrp     kill(0, SIGUSR1) from a child reaches its own process
+ *                 group (itself and the parent) and not a sibling that
+ *                 made a group of its own
  *   pshared       process-shared semaphores, mutex and condition variable
  *                 in a MAP_SHARED page: a parent and its child ping-pong
  *                 and signal each other (futexes across processes)
@@ -456,6 +459,50 @@ static int task_limit(void)
     return 0;
 }
 
+static volatile sig_atomic_t usr1;
+static void on_usr1(int s)
+{
+    (void)s;
+    usr1++;
+}
+
+static int kill_pgrp(void)
+{
+    setpgid(0, 0);
+    signal(SIGUSR1, on_usr1);
+    int ready[2];
+    if (pipe(ready) != 0)
+        return 1;
+    pid_t a = fork();
+    if (a == 0) {
+        setpgid(0, 0);
+        signal(SIGUSR1, SIG_DFL);
+        close(ready[0]);
+        write(ready[1], "a", 1);
+        for (;;)
+            pause();
+    }
+    char c;
+    read(ready[0], &c, 1); /* A has its own group now */
+    pid_t b = fork();
+    if (b == 0) {
+        signal(SIGUSR1, SIG_DFL);
+        kill(0, SIGUSR1);
+        _exit(0);
+    }
+    int st;
+    waitpid(b, &st, 0);
+    printf("B %s by %d; ", WIFSIGNALED(st) ? "killed" : "exited",
+           WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+    while (usr1 == 0)
+        pause();
+    printf("the parent handled SIGUSR1 %d time(s); ", (int)usr1);
+    kill(a, SIGKILL);
+    waitpid(a, &st, 0);
+    printf("A killed by %d\n", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+    return 0;
+}
+
 struct shared_sync {
     sem_t ping, pong;
     pthread_mutex_t mu;
@@ -594,6 +641,8 @@ int main(int argc, char **argv)
         return shared_anon();
     if (strcmp(m, "task_limit") == 0)
         return task_limit();
+    if (strcmp(m, "kill_pgrp") == 0)
+        return kill_pgrp();
     if (strcmp(m, "pshared") == 0)
         return pshared();
     if (strcmp(m, "pipe_heap") == 0)

@@ -15,7 +15,7 @@ mod memory;
 mod misc;
 mod process;
 mod procfs;
-mod signal;
+pub mod signal;
 pub mod task;
 pub mod time;
 

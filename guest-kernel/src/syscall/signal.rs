@@ -273,16 +273,57 @@ pub fn kill<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, pid: u64, sig
     if pid == cx.p.tgid as i64 {
         return send_self(cx, sig);
     }
-    if pid == 0 || pid == -1 || pid == -(cx.p.pgid as i64) {
-        // The caller's group (or everyone): the others first, then itself.
-        let group = if pid == -1 { -1 } else { -(cx.p.pgid as i64) };
-        let _ = super::task::kill_group(cx, group, sig);
+    if pid == -1 {
+        // Everyone but pid 1 and the caller's own process, as Linux.
+        let _ = super::task::kill_group(cx, -1, sig);
+        return Action::Return(0);
+    }
+    if pid == 0 || pid == -(cx.p.pgid as i64) {
+        // The caller's group: the others first, then itself.
+        let pgid = cx.p.pgid;
+        let _ = super::task::kill_pgrp(cx, pgid, sig);
         return send_self(cx, sig);
     }
     match super::task::kill_other(cx, pid, sig) {
         Ok(v) => Action::Return(v),
         Err(e) => Action::Return(e.to_ret()),
     }
+}
+
+/// A signal from outside the VM (vmrun got it): SIGINT, SIGQUIT and
+/// SIGTSTP to pid 1's process group, as a terminal sends them to its
+/// foreground group; any other to pid 1. The caller is whichever task
+/// runs when it arrives; Kill means the caller dies of it.
+pub fn from_host<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, sig: u64) -> Action {
+    use crate::process::INIT_PID;
+    if !signal::valid(sig) {
+        return Action::Return(0);
+    }
+    let to_group = matches!(
+        sig,
+        signal::nr::SIGINT | signal::nr::SIGQUIT | signal::nr::SIGTSTP
+    );
+    if !to_group {
+        return if cx.p.tgid == INIT_PID {
+            send_self(cx, sig)
+        } else {
+            let _ = super::task::kill_other(cx, INIT_PID as i64, sig);
+            Action::Return(0)
+        };
+    }
+    let pgid = if cx.p.tgid == INIT_PID {
+        cx.p.pgid
+    } else {
+        match cx.tasks.find(INIT_PID) {
+            Some(t) => t.pgid,
+            None => return Action::Return(0),
+        }
+    };
+    let _ = super::task::kill_pgrp(cx, pgid, sig);
+    if cx.p.pgid == pgid {
+        return send_self(cx, sig);
+    }
+    Action::Return(0)
 }
 
 /// tgkill(tgid, tid, sig): to the thread `tid` of group `tgid`; the

@@ -761,29 +761,46 @@ pub fn kill_other<M: PhysMem, H: HostIo>(
     Ok(0)
 }
 
-/// kill to a group (`pgid` < -1 as kill gives it, or -1: everyone but
-/// the caller and pid 1), other than the caller.
+/// kill(-1, sig): every process but pid 1 and the caller.
 pub fn kill_group<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     pgid: i64,
     sig: u64,
 ) -> KResult<i64> {
+    if pgid == -1 {
+        return kill_matching(cx, sig, |t| t.pid != 1);
+    }
+    kill_pgrp(cx, pgid.unsigned_abs(), sig)
+}
+
+/// Signal `sig` to every process of group `pgid` other than the caller's
+/// own (which the caller signals itself).
+pub fn kill_pgrp<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    pgid: u64,
+    sig: u64,
+) -> KResult<i64> {
+    kill_matching(cx, sig, |t| t.pgid == pgid)
+}
+
+/// kill_other to each process (not thread, not zombie) that `pick` takes,
+/// whatever happens to the others.
+fn kill_matching<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    sig: u64,
+    pick: impl Fn(&Process) -> bool,
+) -> KResult<i64> {
+    let me = cx.p.tgid;
     let pids: alloc::vec::Vec<u64> = cx
         .tasks
         .others
         .iter()
-        .filter(|t| !matches!(t.state, TaskState::Zombie(_)))
-        .filter(|t| {
-            if pgid == -1 {
-                t.pid != 1
-            } else {
-                t.pgid == (-pgid) as u64
-            }
-        })
-        .map(|t| t.pid)
+        .filter(|t| !matches!(t.state, TaskState::Zombie(_)) && !t.is_thread)
+        .filter(|t| t.tgid != me && pick(t))
+        .map(|t| t.tgid)
         .collect();
     for p in pids {
-        kill_other(cx, p as i64, sig)?;
+        let _ = kill_other(cx, p as i64, sig);
     }
     Ok(0)
 }
