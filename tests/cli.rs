@@ -66,3 +66,21 @@ fn bad_mem_size_is_a_usage_error_with_status_125() {
     assert_status(&output, 125);
     assert_stderr_contains(&output, "lots");
 }
+
+#[test]
+fn help_version_and_usage_errors_to_dev_full_do_not_panic() {
+    for (args, expected) in [
+        (&["--help"][..], 0),
+        (&["--version"][..], 0),
+        (&["--no-such-option"][..], 125),
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vmrun"));
+        command.args(args);
+        let status = status_with(command, dev_full(), dev_full());
+        assert_eq!(
+            shell_status(&status),
+            expected,
+            "vmrun {args:?}: {status:?}"
+        );
+    }
+}

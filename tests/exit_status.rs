@@ -105,3 +105,22 @@ fn segv_report_rejects_malformed_lines() {
         assert_eq!(SegvReport::parse_line(line), None, "{line}");
     }
 }
+
+#[test]
+fn vmrun_output_to_dev_full_keeps_the_programs_status() {
+    if !require_kvm() {
+        return;
+    }
+    // vmrun's own lines (strace, stats, maps) cannot be written; the
+    // program writes nothing and its status must come through.
+    let command = vmrun_command(["--strace", "--stats", "--maps", "--"]);
+    let mut command = command;
+    command.arg(image("exit42"));
+    let status = status_with(command, dev_full(), dev_full());
+    assert_eq!(shell_status(&status), 42, "{status:?}");
+    // A fault's "Segmentation fault at ..." line is lost too, not the 139.
+    let mut command = vmrun_command(["--stats"]);
+    command.arg(image("null_deref"));
+    let status = status_with(command, std::process::Stdio::null(), dev_full());
+    assert_eq!(shell_status(&status), 139, "{status:?}");
+}

@@ -118,6 +118,29 @@ pub fn run(mut command: Command, stdin: &[u8]) -> Output {
     }
 }
 
+/// Runs `command` with empty standard input and the given stdout and
+/// stderr (a file such as /dev/full, a closed pipe...), returning its
+/// status; kills it and panics if it outlives the timeout.
+pub fn status_with(mut command: Command, stdout: Stdio, stderr: Stdio) -> ExitStatus {
+    let description = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
+    wait_with_timeout(&mut child, &description)
+}
+
+/// /dev/full opened for writing: every write fails with ENOSPC.
+pub fn dev_full() -> Stdio {
+    OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("opening /dev/full")
+        .into()
+}
+
 fn feed(child: &mut Child, input: Vec<u8>) -> JoinHandle<()> {
     let mut pipe = child.stdin.take().expect("stdin is piped");
     thread::spawn(move || {

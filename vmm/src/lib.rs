@@ -25,9 +25,11 @@
 //! # Ok::<(), vmm::error::Error>(())
 //! ```
 #![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod bench;
 pub mod boot;
+pub mod console;
 pub mod error;
 pub mod fs;
 pub mod hypercall;

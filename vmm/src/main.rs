@@ -1,4 +1,5 @@
 //! `vmrun`: the command-line front end of the `vmm` library.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -86,7 +87,7 @@ fn main() -> ExitCode {
         Ok(Parsed::Run(cli)) => *cli,
         Ok(Parsed::Exit(code)) => return code,
         Err(msg) => {
-            eprintln!("vmrun: {msg}\n{USAGE}");
+            vmm::errln!("vmrun: {msg}\n{USAGE}");
             return ExitCode::from(EXIT_VMRUN_FAILURE as u8);
         }
     };
@@ -109,19 +110,19 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: &Error) -> i32 {
-    eprintln!("vmrun: {e}");
+    vmm::errln!("vmrun: {e}");
     e.exit_status()
 }
 
 fn finish(cli: &Cli, session: &SessionReport) -> i32 {
     if !session.violations.is_empty() {
-        eprintln!(
+        vmm::errln!(
             "vmrun: page-table check failed at {} ({} violations):",
             session.violation_at,
             session.violations.len()
         );
         for v in &session.violations {
-            eprintln!("vmrun:   {v}");
+            vmm::errln!("vmrun:   {v}");
         }
         return EXIT_VMRUN_FAILURE;
     }
@@ -130,7 +131,7 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
         print_stats(report);
     }
     if let Some(leaks) = report.leaks() {
-        eprintln!("vmrun: {leaks}");
+        vmm::errln!("vmrun: {leaks}");
         return EXIT_VMRUN_FAILURE;
     }
     let code = match &report.outcome {
@@ -144,10 +145,12 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
             let name = signal_name(*signal);
             match signal {
                 7 | 11 => {
-                    eprintln!("vmrun: {name} at {fault_addr:#x} ip {ip:#x} (error {error_code:#x})")
+                    vmm::errln!(
+                        "vmrun: {name} at {fault_addr:#x} ip {ip:#x} (error {error_code:#x})"
+                    )
                 }
-                4 | 5 | 8 => eprintln!("vmrun: {name} at ip {ip:#x}"),
-                _ => eprintln!("vmrun: {name}"),
+                4 | 5 | 8 => vmm::errln!("vmrun: {name} at ip {ip:#x}"),
+                _ => vmm::errln!("vmrun: {name}"),
             }
             128 + *signal as i32
         }
@@ -155,11 +158,11 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
             exec_failed(&cli.config.program, *errno, message)
         }
         RunEnd::Guest(Outcome::GuestPanic(msg)) => {
-            eprintln!("vmrun: guest kernel panic: {msg}");
+            vmm::errln!("vmrun: guest kernel panic: {msg}");
             EXIT_VMRUN_FAILURE
         }
         RunEnd::VmFailure(dump) => {
-            eprintln!("vmrun: the VM stopped unexpectedly: {dump}");
+            vmm::errln!("vmrun: the VM stopped unexpectedly: {dump}");
             EXIT_VMRUN_FAILURE
         }
     };
@@ -175,10 +178,10 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
 fn exec_failed(program: &Path, errno: i64, message: &str) -> i32 {
     let shown = program.display();
     if errno == i64::from(libc::ENOENT) {
-        eprintln!("vmrun: {shown}: cannot execute: required file not found ({message})");
+        vmm::errln!("vmrun: {shown}: cannot execute: required file not found ({message})");
         EXIT_NOT_FOUND
     } else {
-        eprintln!("vmrun: {shown}: {message}");
+        vmm::errln!("vmrun: {shown}: {message}");
         EXIT_CANNOT_EXECUTE
     }
 }
@@ -207,7 +210,7 @@ fn locate_program(config: &mut VmConfig) -> Result<(), i32> {
             Ok(())
         }
         None => {
-            eprintln!("vmrun: {}: command not found", name.to_string_lossy());
+            vmm::errln!("vmrun: {}: command not found", name.to_string_lossy());
             Err(EXIT_NOT_FOUND)
         }
     }
@@ -269,7 +272,7 @@ fn signal_name(signal: u32) -> String {
 /// statistics `--stats` prints from the trace).
 fn print_stats(report: &RunReport) {
     if let Some(s) = &report.stats {
-        eprintln!(
+        vmm::errln!(
             "vmrun: guest: {} page faults, {} syscalls, peak {} user frames, \
                    {} frames in use at exit ({} kernel), {} user frames and {} user table pages \
                    leaked",
@@ -281,7 +284,7 @@ fn print_stats(report: &RunReport) {
             s.user_frames,
             s.user_table_pages
         );
-        eprintln!(
+        vmm::errln!(
             "vmrun: guest: {} forks, {} context switches, {} timer interrupts, {} zombies \
                    reaped, {} pages copied on write; page cache: {} pages read from the host in \
                    {} reads",
@@ -316,7 +319,7 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match s.as_str() {
             "-h" | "--help" => {
-                println!("{USAGE}");
+                vmm::outln!("{USAGE}");
                 return Ok(Parsed::Exit(ExitCode::SUCCESS));
             }
             "-V" | "--version" => {
@@ -403,10 +406,10 @@ fn parse_categories(list: &str) -> Result<u32, String> {
 }
 
 fn print_version() {
-    println!("vmrun {}", env!("CARGO_PKG_VERSION"));
+    vmm::outln!("vmrun {}", env!("CARGO_PKG_VERSION"));
     match vmm::kvm::open() {
-        Ok(_) => println!("KVM: {}", Platform::detect().describe()),
-        Err(e) => println!("KVM: unavailable: {e}"),
+        Ok(_) => vmm::outln!("KVM: {}", Platform::detect().describe()),
+        Err(e) => vmm::outln!("KVM: unavailable: {e}"),
     }
 }
 

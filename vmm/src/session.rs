@@ -208,7 +208,7 @@ impl Session {
     fn emit_record(&mut self, r: &Record, cr3: Option<u64>) -> Result<()> {
         let cat = crate::inspect::trace::category_of(r.kind);
         if self.watch.trace & cat != 0 {
-            eprintln!("vmrun: trace {}", format_record(r, &self.clock));
+            crate::errln!("vmrun: trace {}", format_record(r, &self.clock));
         }
         if let (Some(out), Some((_, mask))) = (&mut self.trace_json, &self.watch.trace_json) {
             if mask & cat != 0 {
@@ -221,7 +221,7 @@ impl Session {
                 cr3,
             };
             for line in self.strace.feed(r, &mem) {
-                eprintln!("{line}");
+                crate::errln!("{line}");
             }
         }
         Ok(())
@@ -244,7 +244,7 @@ impl Session {
         if self.watch.maps {
             let files = files_of_export(&export, &self.files[0]);
             let text = format_maps(&export, &files).map_err(|e| Error::Memory(e.to_string()))?;
-            eprint!("vmrun: maps at {when}:\n{text}");
+            crate::errprint!("vmrun: maps at {when}:\n{text}");
         }
         let walk = self.walk_now(false)?;
         if when == "exit" {
@@ -309,7 +309,7 @@ impl Session {
     fn show_tables(&self, walk: &Walk) -> Result<()> {
         if self.watch.pagetables {
             let user = self.walk_now(true)?;
-            eprint!(
+            crate::errprint!(
                 "vmrun: page tables at exit (CR3 {:#x}):\n{}vmrun: user mappings at exit:\n{}",
                 walk.cr3,
                 pagetable::render_tree(&user),
@@ -328,12 +328,12 @@ impl Session {
     fn finish(&mut self, end: RunEnd) -> Result<SessionReport> {
         if self.watch.strace {
             if let Some(line) = self.strace.finish() {
-                eprintln!("{line}");
+                crate::errln!("{line}");
             }
             match &end {
-                RunEnd::Guest(Outcome::Exited(s)) => eprintln!("{}", exited_line(*s as u64)),
+                RunEnd::Guest(Outcome::Exited(s)) => crate::errln!("{}", exited_line(*s as u64)),
                 RunEnd::Guest(Outcome::Signaled { signal, .. }) => {
-                    eprintln!("{}", killed_line(u64::from(*signal)))
+                    crate::errln!("{}", killed_line(u64::from(*signal)))
                 }
                 _ => {}
             }
@@ -359,7 +359,7 @@ impl Session {
         stats.boot_phases = boot_phases(run);
         stats.fs = self.vm.fs_stats().clone();
         if self.watch.stats {
-            eprint!("{}", stats.render_text());
+            crate::errprint!("{}", stats.render_text());
         }
         if let Some(path) = &self.watch.stats_json {
             write_file(path, &stats.to_json().to_string())?;
