@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use std::process::Output;
 
 #[test]
 fn write_binary_output_is_byte_identical_to_native() {
@@ -75,4 +76,34 @@ fn bad_syscall_args_get_efault_ebadf_enosys_and_print_all_ok() {
         describe(&native)
     );
     assert_clean_exit(&run(vmrun_command([&program]), input), &native.stdout);
+}
+
+/// `yes | head -c 10`: the writer's next write meets a closed pipe.
+fn yes_into_a_closed_pipe(args: &[&str]) -> (Output, Output) {
+    let program = std::path::Path::new(args[0]);
+    let native = run_into_closed_pipe(native_command(program, &args[1..]), 10);
+    let guest = run_into_closed_pipe(vmrun_command(args), 10);
+    (native, guest)
+}
+
+#[test]
+fn writing_to_a_closed_stdout_pipe_kills_with_sigpipe_status_141_as_native() {
+    if !require_kvm() {
+        return;
+    }
+    let (native, guest) = yes_into_a_closed_pipe(&["/usr/bin/yes"]);
+    assert_status(&native, 141);
+    // As in a shell, death by SIGPIPE is silent: status 141, no message.
+    assert_same("yes | head -c 10", &native, &guest);
+}
+
+#[test]
+fn writing_to_a_closed_stdout_pipe_with_sigpipe_ignored_fails_with_epipe_as_native() {
+    if !require_kvm() {
+        return;
+    }
+    let (native, guest) =
+        yes_into_a_closed_pipe(&["/usr/bin/env", "--ignore-signal=PIPE", "/usr/bin/yes"]);
+    assert_stderr_contains(&native, "Broken pipe");
+    assert_same("env --ignore-signal=PIPE yes | head -c 10", &native, &guest);
 }

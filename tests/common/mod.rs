@@ -132,6 +132,32 @@ pub fn status_with(mut command: Command, stdout: Stdio, stderr: Stdio) -> ExitSt
     wait_with_timeout(&mut child, &description)
 }
 
+/// Runs `command` as `command | head -c LIMIT` would: reads the first
+/// `limit` bytes of its stdout, then closes the pipe, so that its next
+/// write meets a reader that is gone. The Output holds those bytes, all
+/// of stderr and the status.
+pub fn run_into_closed_pipe(mut command: Command, limit: usize) -> Output {
+    let description = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
+    let stderr = drain(child.stderr.take());
+    let mut head = vec![0; limit];
+    let mut pipe = child.stdout.take().expect("stdout is piped");
+    pipe.read_exact(&mut head)
+        .unwrap_or_else(|e| panic!("{description}: reading {limit} bytes: {e}"));
+    drop(pipe);
+    let status = wait_with_timeout(&mut child, &description);
+    Output {
+        status,
+        stdout: head,
+        stderr: join(stderr),
+    }
+}
+
 /// /dev/full opened for writing: every write fails with ENOSPC.
 pub fn dev_full() -> Stdio {
     OpenOptions::new()

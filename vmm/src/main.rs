@@ -150,6 +150,9 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
                     )
                 }
                 4 | 5 | 8 => vmm::errln!("vmrun: {name} at ip {ip:#x}"),
+                // A shell says nothing of a pipeline's writer that SIGPIPE
+                // ended (`prog | head`): neither does vmrun.
+                13 => {}
                 _ => vmm::errln!("vmrun: {name}"),
             }
             128 + *signal as i32
