@@ -23,15 +23,42 @@ pub const NO_ARGS: [&str; 0] = [];
 const DEFAULT_TIMEOUT_SECS: u64 = 120;
 
 /// True if /dev/kvm can be opened read-write. Otherwise prints a loud
-/// `SKIPPED:` line on stderr, and the test should return at once.
+/// `SKIPPED:` line on stderr, and the test should return at once; the test
+/// binary then says, after the harness's closing "test result" line, how
+/// many of its tests did not run.
 pub fn require_kvm() -> bool {
     match OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         Ok(_) => true,
         Err(e) => {
             eprintln!("SKIPPED: /dev/kvm is not available ({e}); this test needs KVM");
+            count_kvm_skip();
             false
         }
     }
+}
+
+/// Tests of this binary that did not run for want of /dev/kvm.
+static KVM_SKIPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_kvm_skip() {
+    use std::sync::atomic::Ordering;
+    if KVM_SKIPS.fetch_add(1, Ordering::SeqCst) == 0 {
+        // SAFETY: atexit only records a plain function pointer; the
+        // function reads an atomic and writes to stderr, both valid at exit.
+        unsafe { libc::atexit(report_kvm_skips) };
+    }
+}
+
+/// Runs at exit, after the harness's summary: a test that returned early
+/// counts as "ok" there, so say how many did not run.
+extern "C" fn report_kvm_skips() {
+    let skipped = KVM_SKIPS.load(std::sync::atomic::Ordering::SeqCst);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\nWARNING: {skipped} KVM tests of {} did not run: /dev/kvm is not available \
+         (they count as passed above)\n",
+        std::env::args().next().unwrap_or_default()
+    );
 }
 
 /// The built guest program `name` from the vmrun-images crate.
