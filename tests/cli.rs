@@ -1,6 +1,6 @@
-//! vmrun's command line on its own: `--version`, `--help` and usage errors
-//! (status 125, like `env` and `docker run`). None of these touch /dev/kvm,
-//! so they run everywhere.
+//! vmrun's command line: `--version`, `--help` and usage errors (status
+//! 125, like `env` and `docker run`, one line and a hint at --help), which
+//! run everywhere; and, on KVM, how the options shape the program's run.
 
 mod common;
 
@@ -83,4 +83,26 @@ fn help_version_and_usage_errors_to_dev_full_do_not_panic() {
             "vmrun {args:?}: {status:?}"
         );
     }
+}
+
+#[test]
+fn a_usage_error_is_one_line_and_a_hint_at_help_not_the_whole_help() {
+    let output = vmrun(["--no-such-option", "/bin/true"]);
+    assert_status(&output, 125);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", describe(&output));
+    assert!(lines[0].starts_with("vmrun: "), "{}", describe(&output));
+    assert!(lines[1].contains("--help"), "{}", describe(&output));
+}
+
+#[test]
+fn clear_env_after_env_keeps_the_variable_as_env_dash_i_does() {
+    if !require_kvm() {
+        return;
+    }
+    let env = std::path::Path::new("/usr/bin/env");
+    let native = native(env, ["-i", "A=1", "B=2", "/usr/bin/env"]);
+    let guest = vmrun(["-e", "A=1", "-i", "-e", "B=2", "/usr/bin/env"]);
+    assert_same("-e A=1 -i -e B=2 env", &native, &guest);
 }

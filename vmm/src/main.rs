@@ -4,6 +4,8 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
 use vmm::error::{Error, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_VMRUN_FAILURE};
 use vmm::fs::Mount;
 use vmm::hypercall::Outcome;
@@ -11,57 +13,128 @@ use vmm::kvm::Platform;
 use vmm::session::Session;
 use vmm::session::{SessionReport, Watch};
 use vmm::stdio::Stdio;
-use vmm::vm::{RunEnd, RunReport, VmConfig, DEFAULT_MEM};
+use vmm::vm::{RunEnd, RunReport, VmConfig};
 use vmrun_contract::trace::category;
 
-const USAGE: &str = "\
-usage: vmrun [OPTIONS] PROGRAM [ARGS...]
-       vmrun bench [BENCH OPTIONS]     (see `vmrun bench --help`)
+/// `vmrun [OPTIONS] PROGRAM [ARGS...]` and `vmrun bench [...]`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "vmrun",
+    about = "Run an x86-64 Linux ELF program (or a #! script) in a KVM virtual machine \
+             under vmrun's own guest kernel. The program's exit status becomes vmrun's.",
+    long_about = None,
+    override_usage = "vmrun [OPTIONS] PROGRAM [ARGS...]\n       vmrun bench [BENCH OPTIONS]     (see `vmrun bench --help`)",
+    after_help = AFTER_HELP,
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true,
+    term_width = 80
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Sub>,
 
-Run an x86-64 Linux ELF program (or a #! script) in a KVM virtual machine
-under vmrun's own guest kernel. The program's exit status becomes vmrun's.
-A PROGRAM without a slash is looked up in PATH, as a shell does.
-The guest sees the host's file tree read-only and the current directory read-write.
+    /// Guest RAM (suffixes K, M, G)
+    #[arg(short, long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    mem: u64,
+    /// Set an environment variable for the program (applied in order with -u)
+    #[arg(short, long, value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    env: Vec<OsString>,
+    /// Remove a variable from the program's environment
+    #[arg(short, long, value_name = "NAME")]
+    unset: Vec<OsString>,
+    /// Start from an empty environment, wherever it is given (default: vmrun's);
+    /// -e and -u apply after it
+    #[arg(short = 'i', long)]
+    clear_env: bool,
+    /// Pass NAME as argv[0] instead of PROGRAM
+    #[arg(long, value_name = "NAME")]
+    argv0: Option<OsString>,
+    /// Randomise the address-space layout (default: off)
+    #[arg(long)]
+    aslr: bool,
+    /// Show the guest kernel's log lines
+    #[arg(short, long)]
+    verbose: bool,
+    /// Print the version and the detected KVM platform
+    #[arg(short = 'V', long)]
+    version: bool,
 
-options:
-  -m, --mem SIZE          guest RAM (default 256M; suffixes K, M, G)
-  -e, --env NAME=VALUE    set an environment variable for the program
-  -u, --unset NAME        remove a variable from the program's environment
-  -i, --clear-env         start from an empty environment (default: vmrun's)
-      --argv0 NAME        pass NAME as argv[0] instead of PROGRAM
-      --aslr              randomise the address-space layout (default: off)
-  -v, --verbose           show the guest kernel's log lines
+    /// Show host directory HOST at the absolute guest path GUEST, read-write
+    /// unless :ro (repeatable; --volume is the same, as in docker)
+    #[arg(long, visible_alias = "volume", value_name = "HOST:GUEST[:ro|rw]",
+          help_heading = FILES)]
+    mount: Vec<String>,
+    /// Hide the host's file tree and current directory: the guest sees only
+    /// its --mount directories
+    #[arg(long, help_heading = FILES)]
+    isolate: bool,
 
-files (guest /proc and /dev are the guest kernel's own, never the host's):
-      --mount HOST:GUEST[:ro|rw]
-                          show host directory HOST at the absolute guest
-                          path GUEST, read-write unless :ro (repeatable;
-                          --volume is the same, as in docker)
-      --isolate           hide the host's file tree and current directory:
-                          the guest sees only its --mount directories
+    /// Print trace records as they happen; CATS is a comma list of pt, vma,
+    /// fault, syscall, exec, all
+    #[arg(long, value_name = "CATS", value_parser = parse_categories, help_heading = OBSERVE)]
+    trace: Option<u32>,
+    /// Write trace records as JSON lines to FILE (the categories of --trace,
+    /// or all)
+    #[arg(long, value_name = "FILE", help_heading = OBSERVE)]
+    trace_json: Option<PathBuf>,
+    /// Print system calls as strace does
+    #[arg(long, help_heading = OBSERVE)]
+    strace: bool,
+    /// Print the VMAs at exec and at exit, as /proc/PID/maps prints them
+    #[arg(long, help_heading = OBSERVE)]
+    maps: bool,
+    /// Print the page-table tree and user mappings at exit, as the host walks
+    /// them from CR3
+    #[arg(long, help_heading = OBSERVE)]
+    pagetables: bool,
+    /// Write that walk as JSON to FILE
+    #[arg(long, value_name = "FILE", help_heading = OBSERVE)]
+    pagetables_json: Option<PathBuf>,
+    /// Check the page tables against the VMAs and the frame accounting at
+    /// exec and exit (and every N faults); a violation stops the run (exit 125)
+    #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true,
+          default_missing_value = "0", help_heading = OBSERVE)]
+    check: Option<u32>,
+    /// Draw the page-table tree at exit as SVG
+    #[arg(long, value_name = "FILE", help_heading = OBSERVE)]
+    svg: Option<PathBuf>,
+    /// Draw the page-fault latency histogram as SVG
+    #[arg(long, value_name = "FILE", help_heading = OBSERVE)]
+    histogram: Option<PathBuf>,
+    /// Print fault, syscall, exec and boot statistics
+    #[arg(long, help_heading = OBSERVE)]
+    stats: bool,
+    /// Write the statistics as JSON to FILE
+    #[arg(long, value_name = "FILE", help_heading = OBSERVE)]
+    stats_json: Option<PathBuf>,
 
-observing the guest (output on stderr unless a FILE is given):
-      --trace CATS        print trace records as they happen; CATS is a
-                          comma list of pt, vma, fault, syscall, exec, all
-      --trace-json FILE   write trace records as JSON lines to FILE (the
-                          categories of --trace, or all)
-      --strace            print system calls as strace does
-      --maps              print the VMAs at exec and at exit, as
-                          /proc/PID/maps prints them
-      --pagetables        print the page-table tree and user mappings at
-                          exit, as the host walks them from CR3
-      --pagetables-json FILE  write that walk as JSON to FILE
-      --check[=N]         check the page tables against the VMAs and the
-                          frame accounting at exec and exit (and every N
-                          faults); a violation stops the run (exit 125)
-      --svg FILE          draw the page-table tree at exit as SVG
-      --histogram FILE    draw the page-fault latency histogram as SVG
-      --stats             print fault, syscall, exec and boot statistics
-      --stats-json FILE   write the statistics as JSON to FILE
-  -V, --version           print the version and the detected KVM platform
-  -h, --help              print this help
+    /// The program (looked up in PATH if it has no slash) and its arguments;
+    /// everything after PROGRAM goes to it
+    #[arg(value_name = "PROGRAM", trailing_var_arg = true, num_args = 1..)]
+    program: Vec<OsString>,
+}
 
-exit status: the program's; 128+N if killed by signal N; 125 vmrun failed;
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// Benchmark workloads inside the guest and natively (see `vmrun bench --help`)
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// `vmrun bench`'s own options
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+const FILES: &str = "Files (guest /proc and /dev are the guest kernel's own, never the host's)";
+const OBSERVE: &str = "Observing the guest (output on stderr unless a FILE is given)";
+
+const AFTER_HELP: &str = "\
+A PROGRAM without a slash is looked up in PATH, as a shell does. The guest sees
+the host's file tree read-only and the current directory read-write.
+
+Exit status: the program's; 128+N if killed by signal N; 125 vmrun failed;
 126 the program cannot be executed; 127 the program was not found.";
 
 struct Cli {
@@ -71,23 +144,19 @@ struct Cli {
 
 enum Parsed {
     Run(Box<Cli>),
+    Bench(Vec<String>),
     Exit(ExitCode),
 }
 
 fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if args.first().is_some_and(|a| a == "bench") {
-        let rest: Vec<String> = args[1..]
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        return ExitCode::from(vmm::bench::run(&rest).clamp(0, 255) as u8);
-    }
-    let mut cli = match parse(args) {
+    let mut cli = match parse(std::env::args_os()) {
         Ok(Parsed::Run(cli)) => *cli,
+        Ok(Parsed::Bench(args)) => {
+            return ExitCode::from(vmm::bench::run(&args).clamp(0, 255) as u8)
+        }
         Ok(Parsed::Exit(code)) => return code,
         Err(msg) => {
-            vmm::errln!("vmrun: {msg}\n{USAGE}");
+            vmm::errln!("vmrun: {msg}\nTry 'vmrun --help' for more information.");
             return ExitCode::from(EXIT_VMRUN_FAILURE as u8);
         }
     };
@@ -302,87 +371,117 @@ fn print_stats(report: &RunReport) {
     }
 }
 
-fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
-    let mut config = VmConfig {
-        mem_size: DEFAULT_MEM,
-        program: Default::default(),
-        argv: vec![],
-        env: std::env::vars_os().map(|(k, v)| join_env(&k, &v)).collect(),
-        aslr: false,
-        verbose: false,
-        observe: Default::default(),
-        mounts: vec![],
-        default_view: true,
+/// The command line (with vmrun's own name first) to what to do, or a
+/// one-line usage error.
+fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
+    let matches = match Args::command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => return usage_error(e),
     };
-    let mut watch = Watch::default();
-    let mut argv0 = None;
-    let mut it = args.into_iter();
-    while let Some(arg) = it.next() {
-        let s = arg.to_string_lossy().into_owned();
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match s.as_str() {
-            "-h" | "--help" => {
-                vmm::outln!("{USAGE}");
-                return Ok(Parsed::Exit(ExitCode::SUCCESS));
-            }
-            "-V" | "--version" => {
-                print_version();
-                return Ok(Parsed::Exit(ExitCode::SUCCESS));
-            }
-            "-m" | "--mem" => config.mem_size = parse_size(&value(&s)?.to_string_lossy())?,
-            "-e" | "--env" => set_env(&mut config.env, value(&s)?)?,
-            "-u" | "--unset" => unset_env(&mut config.env, &value(&s)?),
-            "-i" | "--clear-env" => config.env.clear(),
-            "--argv0" => argv0 = Some(value(&s)?),
-            "--aslr" => config.aslr = true,
-            "--mount" | "--volume" => config
-                .mounts
-                .push(Mount::parse(&value(&s)?.to_string_lossy())?),
-            "--isolate" => config.default_view = false,
-            "--stats" => watch.stats = true,
-            "--stats-json" => watch.stats_json = Some(value(&s)?.into()),
-            "--trace" => watch.trace = parse_categories(&value(&s)?.to_string_lossy())?,
-            "--trace-json" => watch.trace_json = Some((value(&s)?.into(), 0)),
-            "--strace" => watch.strace = true,
-            "--maps" => watch.maps = true,
-            "--pagetables" => watch.pagetables = true,
-            "--pagetables-json" => watch.pagetables_json = Some(value(&s)?.into()),
-            "--check" => watch.check = true,
-            "--svg" => watch.svg = Some(value(&s)?.into()),
-            "--histogram" => watch.histogram = Some(value(&s)?.into()),
-            _ if s.starts_with("--check=") => {
-                watch.check = true;
-                watch.check_every = s["--check=".len()..]
-                    .parse()
-                    .map_err(|_| format!("{s}: expected --check=N with N a number of faults"))?;
-            }
-            "-v" | "--verbose" => config.verbose = true,
-            "--" => {
-                config.program = it.next().ok_or("missing PROGRAM")?.into();
-                break;
-            }
-            _ if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown option {s}")),
-            _ => {
-                config.program = arg.into();
-                break;
-            }
+    let args = Args::from_arg_matches(&matches).map_err(|e| first_line(&e))?;
+    if let Some(Sub::Bench { args }) = args.command {
+        return Ok(Parsed::Bench(args));
+    }
+    if args.version {
+        print_version();
+        return Ok(Parsed::Exit(ExitCode::SUCCESS));
+    }
+    let env = environment(&args, &matches);
+    let mut program = args.program.into_iter();
+    let name = program.next().ok_or("missing PROGRAM")?;
+    let mut argv = vec![args.argv0.unwrap_or_else(|| name.clone())];
+    argv.extend(program);
+    let mounts = args
+        .mount
+        .iter()
+        .map(|m| Mount::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = VmConfig {
+        mem_size: args.mem,
+        program: name.into(),
+        argv,
+        env,
+        aslr: args.aslr,
+        verbose: args.verbose,
+        observe: Default::default(),
+        mounts,
+        default_view: !args.isolate,
+    };
+    let trace = args.trace.unwrap_or(0);
+    let watch = Watch {
+        trace,
+        trace_json: args
+            .trace_json
+            .map(|p| (p, if trace != 0 { trace } else { ALL_CATEGORIES })),
+        strace: args.strace,
+        maps: args.maps,
+        pagetables: args.pagetables,
+        pagetables_json: args.pagetables_json,
+        check: args.check.is_some(),
+        check_every: args.check.unwrap_or(0),
+        svg: args.svg,
+        histogram: args.histogram,
+        stats: args.stats,
+        stats_json: args.stats_json,
+    };
+    Ok(Parsed::Run(Box::new(Cli { config, watch })))
+}
+
+/// --help prints the help (status 0); every other error is one line for
+/// the caller to print with a hint at --help.
+fn usage_error(e: clap::Error) -> Result<Parsed, String> {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            vmm::outln!("{}", e.render().to_string().trim_end());
+            Ok(Parsed::Exit(ExitCode::SUCCESS))
+        }
+        ErrorKind::MissingRequiredArgument => Err("missing PROGRAM".into()),
+        _ => Err(first_line(&e)),
+    }
+}
+
+/// clap's message without its "error: " prefix, usage and tips.
+fn first_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let line = text.lines().next().unwrap_or("bad command line");
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+/// The program's environment: vmrun's own, or empty with -i wherever it
+/// is given, then every -e and -u in the order they were given.
+fn environment(args: &Args, matches: &clap::ArgMatches) -> Vec<OsString> {
+    let mut env: Vec<OsString> = match args.clear_env {
+        true => vec![],
+        false => std::env::vars_os().map(|(k, v)| join_env(&k, &v)).collect(),
+    };
+    let indices = |id: &str| -> Vec<usize> {
+        matches
+            .indices_of(id)
+            .map(|i| i.collect())
+            .unwrap_or_default()
+    };
+    let mut edits: Vec<(usize, Option<&OsString>, &OsString)> = Vec::new();
+    edits.extend(
+        indices("env")
+            .into_iter()
+            .zip(&args.env)
+            .map(|(i, a)| (i, Some(a), a)),
+    );
+    edits.extend(
+        indices("unset")
+            .into_iter()
+            .zip(&args.unset)
+            .map(|(i, n)| (i, None, n)),
+    );
+    edits.sort_by_key(|e| e.0);
+    for (_, set, name) in edits {
+        match set {
+            Some(assignment) => set_env(&mut env, assignment.clone()),
+            None => unset_env(&mut env, name),
         }
     }
-    if config.program.as_os_str().is_empty() {
-        return Err("missing PROGRAM".into());
-    }
-    config
-        .argv
-        .push(argv0.unwrap_or_else(|| config.program.clone().into_os_string()));
-    config.argv.extend(it);
-    if let Some((_, mask)) = &mut watch.trace_json {
-        *mask = if watch.trace != 0 {
-            watch.trace
-        } else {
-            ALL_CATEGORIES
-        };
-    }
-    Ok(Parsed::Run(Box::new(Cli { config, watch })))
+    env
 }
 
 const ALL_CATEGORIES: u32 =
@@ -400,7 +499,7 @@ fn parse_categories(list: &str) -> Result<u32, String> {
             "all" => ALL_CATEGORIES,
             other => {
                 return Err(format!(
-                    "--trace: unknown category {other:?} (pt, vma, fault, syscall, exec, all)"
+                    "unknown category {other:?} (pt, vma, fault, syscall, exec, all)"
                 ))
             }
         };
@@ -428,16 +527,17 @@ fn env_name(entry: &OsString) -> Vec<u8> {
     b[..b.iter().position(|&c| c == b'=').unwrap_or(b.len())].to_vec()
 }
 
-fn set_env(env: &mut Vec<OsString>, assignment: OsString) -> Result<(), String> {
-    if !assignment.as_encoded_bytes().contains(&b'=') {
-        return Err(format!(
-            "--env {}: expected NAME=VALUE",
-            assignment.to_string_lossy()
-        ));
-    }
+fn set_env(env: &mut Vec<OsString>, assignment: OsString) {
     unset_env(env, &OsString::from_vec(env_name(&assignment)));
     env.push(assignment);
-    Ok(())
+}
+
+/// `--env`'s value: NAME=VALUE.
+fn parse_assignment(s: &str) -> Result<OsString, String> {
+    match s.split_once('=') {
+        Some((name, _)) if !name.is_empty() => Ok(s.into()),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
 }
 
 fn unset_env(env: &mut Vec<OsString>, name: &OsString) {
@@ -454,7 +554,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
     num.parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .ok_or(format!("--mem {s}: not a size (examples: 256M, 1G)"))
+        .ok_or_else(|| "not a size (examples: 256M, 1G)".to_string())
 }
 
 trait FromVec {
@@ -472,11 +572,67 @@ mod tests {
     use super::*;
     use vmm::fs::Access;
 
+    fn parse_args(args: &[&str]) -> Result<Parsed, String> {
+        parse(
+            std::iter::once("vmrun")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+    }
+
     fn run_cli(args: &[&str]) -> Cli {
-        match parse(args.iter().map(OsString::from).collect()) {
+        match parse_args(args) {
             Ok(Parsed::Run(cli)) => *cli,
-            _ => panic!("expected a run"),
+            Ok(_) => panic!("expected a run"),
+            Err(e) => panic!("expected a run: {e}"),
         }
+    }
+
+    #[test]
+    fn clear_env_after_env_keeps_the_env_and_env_and_unset_apply_in_order() {
+        let cli = run_cli(&["-e", "A=1", "-i", "-e", "B=2", "p"]);
+        assert_eq!(cli.config.env, vec![OsString::from("A=1"), "B=2".into()]);
+        let cli = run_cli(&["-i", "-e", "A=1", "-u", "A", "p"]);
+        assert!(cli.config.env.is_empty());
+        let cli = run_cli(&["-i", "-u", "A", "-e", "A=1", "p"]);
+        assert_eq!(cli.config.env, vec![OsString::from("A=1")]);
+    }
+
+    #[test]
+    fn double_dash_ends_the_options_and_the_program_may_start_with_a_dash() {
+        let cli = run_cli(&["-m", "64M", "--", "-prog", "--mem", "x"]);
+        assert_eq!(cli.config.program, PathBuf::from("-prog"));
+        assert_eq!(cli.config.argv, vec!["-prog", "--mem", "x"]);
+        assert_eq!(cli.config.mem_size, 64 << 20);
+    }
+
+    #[test]
+    fn bench_takes_its_own_options_unparsed() {
+        let args = ["bench", "--quick", "-n", "5", "--help"];
+        match parse_args(&args) {
+            Ok(Parsed::Bench(rest)) => assert_eq!(rest, ["--quick", "-n", "5", "--help"]),
+            _ => panic!("expected bench"),
+        }
+    }
+
+    #[test]
+    fn check_takes_an_optional_count_after_an_equals_sign() {
+        let cli = run_cli(&["--check", "p"]);
+        assert!(cli.watch.check && cli.watch.check_every == 0);
+        assert_eq!(cli.config.argv, vec!["p"]);
+        assert_eq!(run_cli(&["--check=7", "p"]).watch.check_every, 7);
+        assert!(parse_args(&["--check=x", "p"]).is_err());
+    }
+
+    #[test]
+    fn the_default_mem_is_the_librarys() {
+        assert_eq!(run_cli(&["p"]).config.mem_size, vmm::vm::DEFAULT_MEM);
+    }
+
+    #[test]
+    fn env_needs_name_equals_value() {
+        let err = parse_args(&["-e", "NOEQUALS", "p"]).err().unwrap();
+        assert!(err.contains("NAME=VALUE"), "{err}");
     }
 
     #[test]
@@ -555,7 +711,7 @@ mod tests {
     #[test]
     fn mounting_over_proc_or_dev_is_refused() {
         for spec in ["/x:/proc", "/x:/dev:ro", "/x:relative", "/x"] {
-            let err = parse(vec!["--mount".into(), spec.into(), "p".into()]);
+            let err = parse_args(&["--mount", spec, "p"]);
             assert!(matches!(err, Err(msg) if msg.contains("--mount")), "{spec}");
         }
     }
@@ -609,7 +765,7 @@ mod tests {
 
     #[test]
     fn unknown_option_and_missing_program_are_errors() {
-        assert!(parse(vec!["--bogus".into()]).is_err());
-        assert!(parse(vec!["-i".into()]).is_err());
+        assert!(parse_args(&["--bogus"]).is_err());
+        assert_eq!(parse_args(&["-i"]).err().unwrap(), "missing PROGRAM");
     }
 }
