@@ -124,3 +124,26 @@ fn vmrun_output_to_dev_full_keeps_the_programs_status() {
     let status = status_with(command, std::process::Stdio::null(), dev_full());
     assert_eq!(shell_status(&status), 139, "{status:?}");
 }
+
+#[test]
+fn a_signal_sent_with_kill_is_reported_as_a_shell_does_without_a_fault_address() {
+    if !require_kvm() {
+        return;
+    }
+    let bash = std::path::Path::new("/bin/bash");
+    for (signal, status, line) in [
+        ("SEGV", 139, "vmrun: Segmentation fault\n"),
+        ("TERM", 143, "vmrun: Terminated\n"),
+    ] {
+        let script = format!("kill -{signal} $$");
+        assert_status(&native(bash, ["-c", &script]), status);
+        let output = vmrun([bash.as_os_str(), OsStr::new("-c"), OsStr::new(&script)]);
+        assert_status(&output, status);
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr),
+            line,
+            "{}",
+            describe(&output)
+        );
+    }
+}

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use vmm::error::{Error, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_VMRUN_FAILURE};
 use vmm::fs::Mount;
-use vmm::hypercall::Outcome;
+use vmm::hypercall::{KillCause, Outcome};
 use vmm::kvm::Platform;
 use vmm::session::Session;
 use vmm::session::{SessionReport, Watch};
@@ -210,19 +210,14 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
             fault_addr,
             ip,
             error_code,
+            cause,
         }) => {
-            let name = signal_name(*signal);
-            match signal {
-                7 | 11 => {
-                    vmm::errln!(
-                        "vmrun: {name} at {fault_addr:#x} ip {ip:#x} (error {error_code:#x})"
-                    )
-                }
-                4 | 5 | 8 => vmm::errln!("vmrun: {name} at ip {ip:#x}"),
-                // A shell says nothing of a pipeline's writer that SIGPIPE
-                // ended (`prog | head`): neither does vmrun.
-                13 => {}
-                _ => vmm::errln!("vmrun: {name}"),
+            if let Some(line) = killed_line(*signal, *cause, *fault_addr, *ip, *error_code) {
+                vmm::errln!("vmrun: {line}");
+            }
+            if *cause == KillCause::OutOfMemory {
+                let mib = cli.config.mem_size >> 20;
+                vmm::errln!("vmrun: (the guest has {mib} MiB of RAM; --mem gives it more)");
             }
             128 + *signal as i32
         }
@@ -326,18 +321,47 @@ fn is_executable(path: &Path) -> bool {
     unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) == 0 }
 }
 
-/// The description a shell prints for a fatal signal.
+/// The line vmrun prints (after "vmrun: ") for a program killed by
+/// `signal`: a fault's with its address, ip and error code; a sent
+/// signal's as a shell prints it; none for SIGPIPE, of which a shell says
+/// nothing (`prog | head`).
+fn killed_line(signal: u32, cause: KillCause, addr: u64, ip: u64, error: u64) -> Option<String> {
+    let name = signal_name(signal);
+    Some(match (cause, signal) {
+        (_, 13) => return None,
+        (KillCause::OutOfMemory, _) => format!("{name}: out of guest memory"),
+        (KillCause::Deadlock, _) => format!("{name}: every process was blocked (deadlock)"),
+        (KillCause::Fault, 7 | 11) => format!("{name} at {addr:#x} ip {ip:#x} (error {error:#x})"),
+        (KillCause::Fault, 4 | 5 | 8) => format!("{name} at ip {ip:#x}"),
+        _ => name,
+    })
+}
+
+/// The description a shell (bash's strsignal) prints for a fatal signal.
 fn signal_name(signal: u32) -> String {
-    match signal {
-        4 => "Illegal instruction".into(),
-        5 => "Trace/breakpoint trap".into(),
-        6 => "Aborted".into(),
-        9 => "Killed".into(),
-        7 => "Bus error".into(),
-        8 => "Floating point exception".into(),
-        11 => "Segmentation fault".into(),
-        n => format!("Killed by signal {n}"),
-    }
+    let name = match signal {
+        1 => "Hangup",
+        2 => "Interrupt",
+        3 => "Quit",
+        4 => "Illegal instruction",
+        5 => "Trace/breakpoint trap",
+        6 => "Aborted",
+        7 => "Bus error",
+        8 => "Floating point exception",
+        9 => "Killed",
+        10 => "User defined signal 1",
+        11 => "Segmentation fault",
+        12 => "User defined signal 2",
+        14 => "Alarm clock",
+        15 => "Terminated",
+        24 => "CPU time limit exceeded",
+        25 => "File size limit exceeded",
+        26 => "Virtual timer expired",
+        27 => "Profiling timer expired",
+        31 => "Bad system call",
+        n => return format!("Killed by signal {n}"),
+    };
+    name.into()
 }
 
 /// The guest's counters at exit (the timings and the rest are in the
@@ -761,6 +785,24 @@ mod tests {
         let mut cli = run_cli(&["-i", "-e", &path, "no-such-tool-here"]);
         assert_eq!(locate_program(&mut cli.config), Err(EXIT_NOT_FOUND));
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_sent_signal_has_no_address_and_a_fault_has_its_own() {
+        let sent = killed_line(11, KillCause::Sent, 0, 0x401000, 0);
+        assert_eq!(sent.as_deref(), Some("Segmentation fault"));
+        let fault = killed_line(11, KillCause::Fault, 0x10, 0x401000, 6);
+        assert_eq!(
+            fault.as_deref(),
+            Some("Segmentation fault at 0x10 ip 0x401000 (error 0x6)")
+        );
+        assert_eq!(
+            killed_line(15, KillCause::Sent, 0, 0, 0).as_deref(),
+            Some("Terminated")
+        );
+        assert_eq!(killed_line(13, KillCause::Sent, 0, 0, 0), None);
+        let oom = killed_line(9, KillCause::OutOfMemory, 0x7000, 0x401000, 6);
+        assert_eq!(oom.as_deref(), Some("Killed: out of guest memory"));
     }
 
     #[test]
