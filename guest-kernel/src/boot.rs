@@ -259,6 +259,18 @@ fn setup_cpu() {
     cpu::enable_features();
 }
 
+/// What a failed load of the initial program means, by its errno.
+fn commit_failure(e: Errno) -> &'static [u8] {
+    match e {
+        Errno::EEXIST => {
+            b"cannot set up the program's address space: a PT_LOAD segment lies where the \
+              stack goes (just below the top of user space)"
+        }
+        Errno::ENOMEM => b"cannot set up the program's address space: out of guest memory",
+        _ => b"cannot set up the program's address space",
+    }
+}
+
 fn exec_fail(errno: Errno, msg: &[u8]) -> ! {
     hypercall::exec_failed(errno as u64, msg)
 }
@@ -334,7 +346,7 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     let entry = syscall::exec::commit(&mut cx, &k.kernel, plan, k.hwcap, info.random);
     let entry = match entry {
         Ok(entry) => entry,
-        Err(e) => exec_fail(e, b"cannot set up the program's address space"),
+        Err(e) => exec_fail(e, commit_failure(e)),
     };
     k.enter_user(entry);
     exec_phase(mem, exec_phase::ENTER_USER);
