@@ -107,3 +107,17 @@ fn writing_to_a_closed_stdout_pipe_with_sigpipe_ignored_fails_with_epipe_as_nati
     assert_stderr_contains(&native, "Broken pipe");
     assert_same("env --ignore-signal=PIPE yes | head -c 10", &native, &guest);
 }
+
+#[test]
+fn verbose_names_an_unimplemented_system_call_as_strace_does() {
+    if !require_kvm() {
+        return;
+    }
+    // glibc's start-up makes calls the guest kernel may not implement
+    // (rseq): -v names each, never "(unknown)", for a call strace knows.
+    let output = run(vmrun_command(["-v", "/bin/ls", "/"]), b"");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in stderr.lines().filter(|l| l.contains("system call ")) {
+        assert!(!line.contains("(unknown)"), "{line}\n{}", describe(&output));
+    }
+}
