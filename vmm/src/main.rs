@@ -29,6 +29,7 @@ use vmrun_contract::trace::category;
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     disable_help_subcommand = true,
+    args_override_self = true,
     term_width = 80
 )]
 struct Args {
@@ -628,6 +629,17 @@ mod tests {
         assert_eq!(cli.config.program, PathBuf::from("-prog"));
         assert_eq!(cli.config.argv, vec!["-prog", "--mem", "x"]);
         assert_eq!(cli.config.mem_size, 64 << 20);
+    }
+
+    #[test]
+    fn an_option_given_twice_takes_the_last_value_and_lists_keep_every_value() {
+        let cli = run_cli(&["--check", "--check=5", "-m", "64M", "-m", "128M", "p"]);
+        assert_eq!((cli.watch.check_every, cli.config.mem_size), (5, 128 << 20));
+        let cli = run_cli(&[
+            "--strace", "--strace", "--mount", "/a:/x", "--mount", "/b:/y", "p",
+        ]);
+        assert!(cli.watch.strace);
+        assert_eq!(cli.config.mounts.len(), 2);
     }
 
     #[test]
