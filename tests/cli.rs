@@ -106,3 +106,27 @@ fn clear_env_after_env_keeps_the_variable_as_env_dash_i_does() {
     let guest = vmrun(["-e", "A=1", "-i", "-e", "B=2", "/usr/bin/env"]);
     assert_same("-e A=1 -i -e B=2 env", &native, &guest);
 }
+
+#[test]
+fn an_output_file_in_a_missing_directory_is_refused_before_the_program_runs() {
+    for option in [
+        "--svg",
+        "--histogram",
+        "--stats-json",
+        "--pagetables-json",
+        "--trace-json",
+    ] {
+        let path = "/nonexistent-vmrun-dir/out";
+        let output = vmrun([option, path, "/bin/echo", "ran"]);
+        assert_status(&output, 125);
+        assert_stderr_contains(
+            &output,
+            &format!("{option} {path}: No such file or directory"),
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "the program ran:\n{}",
+            describe(&output)
+        );
+    }
+}

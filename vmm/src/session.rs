@@ -78,6 +78,20 @@ impl Watch {
         }
     }
 
+    /// Every file this watch writes, with the option that names it.
+    pub fn output_files(&self) -> Vec<(&'static str, &PathBuf)> {
+        [
+            ("--trace-json", self.trace_json.as_ref().map(|(p, _)| p)),
+            ("--pagetables-json", self.pagetables_json.as_ref()),
+            ("--svg", self.svg.as_ref()),
+            ("--histogram", self.histogram.as_ref()),
+            ("--stats-json", self.stats_json.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(option, path)| Some((option, path?)))
+        .collect()
+    }
+
     fn wants_stats(&self) -> bool {
         self.stats || self.stats_json.is_some() || self.histogram.is_some()
     }
@@ -107,7 +121,18 @@ pub struct Session {
 
 impl Session {
     /// Create the VM for `config` with what `watch` needs observed.
+    ///
+    /// Every output file is created first, so that a path that cannot be
+    /// written (a missing directory) stops vmrun before the program runs,
+    /// not after, when its exit status would be lost.
     pub fn new(config: &VmConfig, watch: Watch) -> Result<Session> {
+        let mut outputs = Vec::new();
+        for (option, path) in watch.output_files() {
+            let file = File::create(path).map_err(|e| {
+                Error::Config(format!("{option} {}: {}", path.display(), words(&e)))
+            })?;
+            outputs.push(file);
+        }
         let mut config = config.clone();
         config.observe = watch.observe();
         let vm = Vm::new(&config)?;
@@ -123,8 +148,9 @@ impl Session {
         } else {
             None
         };
+        // The first output file, when there is one, is --trace-json's.
         let trace_json = match &watch.trace_json {
-            Some((path, _)) => Some(BufWriter::new(create(path)?)),
+            Some(_) => Some(BufWriter::new(outputs.swap_remove(0))),
             None => None,
         };
         Ok(Session {
@@ -397,8 +423,10 @@ fn io_err(e: std::io::Error) -> Error {
     Error::Config(format!("writing an inspector output: {e}"))
 }
 
-fn create(path: &PathBuf) -> Result<File> {
-    File::create(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+/// An I/O error's words without Rust's " (os error N)".
+fn words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_string()
 }
 
 fn write_file(path: &PathBuf, text: &str) -> Result<()> {
