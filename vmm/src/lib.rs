@@ -34,6 +34,7 @@ pub mod error;
 pub mod fs;
 pub mod hypercall;
 pub mod inspect;
+pub mod interrupt;
 pub mod kvm;
 pub mod loader;
 pub mod memory;

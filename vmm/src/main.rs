@@ -73,7 +73,8 @@ struct Args {
     isolate: bool,
 
     /// Print trace records as they happen; CATS is a comma list of pt, vma,
-    /// fault, syscall, exec, all
+    /// fault, syscall, exec, all (those five), and boot (the guest kernel's
+    /// own page tables, built before the program's exec)
     #[arg(long, value_name = "CATS", value_parser = parse_categories, help_heading = OBSERVE)]
     trace: Option<u32>,
     /// Write trace records as JSON lines to FILE (the categories of --trace,
@@ -168,15 +169,31 @@ fn main() -> ExitCode {
         Ok(session) => session,
         Err(e) => return ExitCode::from(fail(&e) as u8),
     };
-    let code = match session.run(&mut Stdio::new(cli.config.verbose)) {
-        Ok(report) => finish(&cli, &report),
-        Err(e) => fail(&e),
+    if let Err(e) = vmm::interrupt::install() {
+        vmm::errln!("vmrun: cannot handle SIGINT and SIGTERM ({e}): an interrupt loses the trace");
+    }
+    let (code, interrupted) = match session.run(&mut Stdio::new(cli.config.verbose)) {
+        Ok(report) => (finish(&cli, &report), interrupted_by(&report)),
+        Err(e) => (fail(&e), None),
     };
     // Exit without tearing the VM down piece by piece: unmapping hundreds
     // of MiB of guest RAM and destroying the VM take longer than the whole
     // run of a small program, and the kernel reclaims all of it at exit.
     let _ = std::io::Write::flush(&mut std::io::stdout());
+    if let Some(signal) = interrupted {
+        // The trace, statistics and JSON files are written: now end as
+        // the signal would have ended vmrun.
+        vmm::interrupt::die_by(signal)
+    }
     std::process::exit(code)
+}
+
+/// The signal that stopped the run, if one did.
+fn interrupted_by(report: &SessionReport) -> Option<i32> {
+    match report.run.outcome {
+        RunEnd::Interrupted(signal) => Some(signal),
+        _ => None,
+    }
 }
 
 fn fail(e: &Error) -> i32 {
@@ -232,6 +249,11 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
         RunEnd::VmFailure(dump) => {
             vmm::errln!("vmrun: the VM stopped unexpectedly: {dump}");
             EXIT_VMRUN_FAILURE
+        }
+        RunEnd::Interrupted(signal) => {
+            let name = vmm::interrupt::signal_name(*signal);
+            vmm::errln!("vmrun: stopped by {name}; the program did not finish");
+            128 + signal
         }
     };
     code
@@ -512,7 +534,7 @@ fn environment(args: &Args, matches: &clap::ArgMatches) -> Vec<OsString> {
 const ALL_CATEGORIES: u32 =
     category::PAGE_TABLES | category::VMAS | category::FAULTS | category::SYSCALLS | category::EXEC;
 
-/// `pt,vma,fault,syscall,exec` or `all` to category bits.
+/// `pt,vma,fault,syscall,exec,boot` or `all` to category bits.
 fn parse_categories(list: &str) -> Result<u32, String> {
     list.split(',').try_fold(0, |mask, name| {
         let bit = match name.trim() {
@@ -521,10 +543,11 @@ fn parse_categories(list: &str) -> Result<u32, String> {
             "fault" | "faults" => category::FAULTS,
             "syscall" | "syscalls" => category::SYSCALLS,
             "exec" => category::EXEC,
+            "boot" => vmm::session::BOOT,
             "all" => ALL_CATEGORIES,
             other => {
                 return Err(format!(
-                    "unknown category {other:?} (pt, vma, fault, syscall, exec, all)"
+                    "unknown category {other:?} (pt, vma, fault, syscall, exec, boot, all)"
                 ))
             }
         };

@@ -26,6 +26,11 @@ use vmrun_contract::layout::{PAGE_SIZE, SYSCALL_TRAMPOLINE_VIRT};
 use vmrun_contract::trace::{category, Record};
 use vmrun_contract::VmaExport;
 
+/// A trace category of the host's own (no guest bit): the guest kernel's
+/// records from before the program's first exec, that is its boot-time
+/// page tables. `--trace boot` shows them; `pt` and `all` leave them out.
+pub const BOOT: u32 = 1 << 31;
+
 /// What to observe during a run.
 #[derive(Clone, Debug, Default)]
 pub struct Watch {
@@ -59,6 +64,14 @@ impl Watch {
     /// What the guest kernel must report for this watch.
     pub fn observe(&self) -> Observe {
         let mut mask = self.trace | self.trace_json.as_ref().map_or(0, |(_, m)| *m);
+        if mask & BOOT != 0 {
+            mask |= category::PAGE_TABLES;
+        }
+        // The first exec phase record is where the boot records end.
+        if mask & category::PAGE_TABLES != 0 {
+            mask |= category::EXEC;
+        }
+        mask &= !BOOT;
         if self.strace {
             mask |= category::SYSCALLS;
         }
@@ -75,6 +88,7 @@ impl Watch {
                 || self.svg.is_some(),
             fault_every: if self.check { self.check_every } else { 0 },
             stop_at_syscalls: self.strace,
+            live: true,
         }
     }
 
@@ -117,6 +131,8 @@ pub struct Session {
     stats: Option<Stats>,
     strace: Strace,
     trace_json: Option<BufWriter<File>>,
+    /// An exec phase record has been seen: records are the program's.
+    booted: bool,
 }
 
 impl Session {
@@ -149,10 +165,10 @@ impl Session {
             None
         };
         // The first output file, when there is one, is --trace-json's.
-        let trace_json = match &watch.trace_json {
-            Some(_) => Some(BufWriter::new(outputs.swap_remove(0))),
-            None => None,
-        };
+        let trace_json = watch
+            .trace_json
+            .as_ref()
+            .map(|_| BufWriter::new(outputs.swap_remove(0)));
         Ok(Session {
             vm,
             watch,
@@ -161,6 +177,7 @@ impl Session {
             stats,
             strace: Strace::new(),
             trace_json,
+            booted: false,
         })
     }
 
@@ -196,6 +213,10 @@ impl Session {
                     self.at_check_point(&when, *user_frames, *user_tables)?
                 }
                 Event::Syscall { .. } => None,
+                Event::Tick => {
+                    self.flush_outputs()?;
+                    None
+                }
                 Event::Finished(end) => return self.finish(end.clone()),
             };
             if let Some((where_, violations)) = at {
@@ -208,6 +229,14 @@ impl Session {
                     violation_at: where_,
                 });
             }
+        }
+    }
+
+    /// Push what the trace JSON file holds so far out to the file.
+    fn flush_outputs(&mut self) -> Result<()> {
+        match &mut self.trace_json {
+            Some(out) => out.flush().map_err(io_err),
+            None => Ok(()),
         }
     }
 
@@ -232,7 +261,11 @@ impl Session {
     }
 
     fn emit_record(&mut self, r: &Record, cr3: Option<u64>) -> Result<()> {
-        let cat = crate::inspect::trace::category_of(r.kind);
+        let mut cat = crate::inspect::trace::category_of(r.kind);
+        self.booted |= r.kind == vmrun_contract::trace::kind::EXEC_PHASE;
+        if !self.booted && cat == category::PAGE_TABLES {
+            cat = BOOT;
+        }
         if self.watch.trace & cat != 0 {
             crate::errln!("vmrun: trace {}", format_record(r, &self.clock));
         }

@@ -1,0 +1,103 @@
+//! Ctrl-C, SIGTERM and a one-second tick, for the `vmrun` binary.
+//!
+//! [`install`] makes SIGINT, SIGTERM and SIGHUP set a flag instead of
+//! killing vmrun at once, and starts a one-second interval timer whose
+//! SIGALRM does nothing but interrupt `KVM_RUN`. [`crate::vm::Vm::resume`]
+//! then drains the trace ring at least once a second ([`crate::vm::Event::Tick`],
+//! so that `--trace` is live), and ends the run when the flag is set
+//! ([`crate::vm::RunEnd::Interrupted`]), so that the session can still
+//! write its trace, statistics and JSON files. [`die_by`] then ends vmrun
+//! by the same signal, as a shell expects of a program it interrupted.
+//!
+//! The library never installs these by itself: a program that embeds
+//! `vmm` keeps its own signal dispositions.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The stop signal received, or 0.
+static STOP: AtomicI32 = AtomicI32::new(0);
+
+/// Signals that stop the run (and then vmrun).
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+extern "C" fn on_stop(signal: libc::c_int) {
+    STOP.store(signal, Ordering::SeqCst);
+}
+
+extern "C" fn on_tick(_: libc::c_int) {}
+
+/// Installs the handlers and starts the one-second tick.
+pub fn install() -> std::io::Result<()> {
+    // No SA_RESTART for the stop signals: a host read that waits for the
+    // program's input returns at once, and the run ends at the next exit.
+    for signal in STOP_SIGNALS {
+        set_handler(signal, on_stop as *const () as libc::sighandler_t, 0)?;
+    }
+    // The tick interrupts KVM_RUN (which KVM never restarts) and nothing
+    // else: reads and writes on vmrun's stdio restart.
+    set_handler(
+        libc::SIGALRM,
+        on_tick as *const () as libc::sighandler_t,
+        libc::SA_RESTART,
+    )?;
+    let second = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    let timer = libc::itimerval {
+        it_interval: second,
+        it_value: second,
+    };
+    // SAFETY: setitimer reads the valid `timer`; the old value is not asked for.
+    if unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn set_handler(
+    signal: libc::c_int,
+    handler: libc::sighandler_t,
+    flags: libc::c_int,
+) -> std::io::Result<()> {
+    // SAFETY: an all-zero sigaction is valid (empty mask, no flags); the
+    // handlers only store to an atomic, which is async-signal-safe.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = handler;
+    action.sa_flags = flags;
+    // SAFETY: `action` is a valid sigaction; the old one is not asked for.
+    if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The stop signal received since [`install`], if any.
+pub fn requested() -> Option<i32> {
+    match STOP.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
+/// Ends vmrun by `signal` with its default action (or, should that not
+/// kill, with status 128 + `signal`).
+pub fn die_by(signal: i32) -> ! {
+    // SAFETY: restoring the default action and raising the signal touch
+    // only this process's signal state.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+    std::process::exit(128 + signal)
+}
+
+/// The name of a stop signal, for messages.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
+}
