@@ -375,10 +375,19 @@ fn pagetables_and_stats_print_their_sections() {
 fn head_waiting_for_input(
     options: &[&str],
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    spawn_watched(options, &["/usr/bin/head", "-n1"])
+}
+
+/// `vmrun OPTIONS PROGRAM...` with a stdin that stays open; the child and
+/// a channel of its stderr lines.
+fn spawn_watched(
+    options: &[&str],
+    program: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
     use std::process::Stdio;
     let mut child = vmrun_command(options)
-        .args(["/usr/bin/head", "-n1"])
+        .args(program)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -488,4 +497,25 @@ fn boot_page_table_records_show_only_under_trace_boot() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn sigint_ends_a_long_sleep_of_the_program_at_once() {
+    if !require_kvm() {
+        return;
+    }
+    // A sleep of a day: only an interrupted sleep lets vmrun end before
+    // the wait below gives up.
+    let (mut child, rx) = spawn_watched(&["--trace", "exec"], &["/bin/sleep", "86400"]);
+    assert!(
+        wait_for_line(&rx, "vmrun: trace").is_some(),
+        "no trace line"
+    );
+    // SAFETY: kill sends SIGINT to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let said = wait_for_line(&rx, "stopped by SIGINT");
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    assert!(said.is_some(), "vmrun did not stop: {status:?}");
+    assert_eq!(shell_status(&status), 130, "{status:?}");
 }

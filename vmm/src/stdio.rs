@@ -5,6 +5,7 @@ use crate::hypercall::HostIo;
 use crate::inspect::syscalls;
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 /// Host stdin/stdout/stderr for the guest.
 pub struct Stdio {
@@ -44,6 +45,18 @@ impl HostIo for Stdio {
         match self.urandom.as_mut() {
             Some(f) => f.read_exact(buf),
             None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    /// Sleeps in steps of at most 100 ms, so that SIGINT or SIGTERM
+    /// ([`crate::interrupt`]) ends a long sleep of the program's at once.
+    fn sleep(&mut self, ns: u64) {
+        let end = Instant::now() + Duration::from_nanos(ns);
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            if left.is_zero() || crate::interrupt::requested().is_some() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
         }
     }
 
