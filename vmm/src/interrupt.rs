@@ -2,7 +2,9 @@
 //!
 //! [`install`] makes SIGINT, SIGTERM and SIGHUP set a flag instead of
 //! killing vmrun at once, and starts a one-second interval timer whose
-//! SIGALRM does nothing but interrupt `KVM_RUN`. [`crate::vm::Vm::resume`]
+//! SIGALRM, sent to the vCPU's thread, does nothing but interrupt
+//! `KVM_RUN`. (A stop signal may reach another thread; the run then ends
+//! at the next tick at the latest.) [`crate::vm::Vm::resume`]
 //! then drains the trace ring at least once a second ([`crate::vm::Event::Tick`],
 //! so that `--trace` is live), and ends the run when the flag is set
 //! ([`crate::vm::RunEnd::Interrupted`]), so that the session can still
@@ -26,7 +28,8 @@ extern "C" fn on_stop(signal: libc::c_int) {
 
 extern "C" fn on_tick(_: libc::c_int) {}
 
-/// Installs the handlers and starts the one-second tick.
+/// Installs the handlers and starts the one-second tick, whose signal goes
+/// to the calling thread: call it from the thread that runs the vCPU.
 pub fn install() -> std::io::Result<()> {
     // No SA_RESTART for the stop signals: a host read that waits for the
     // program's input returns at once, and the run ends at the next exit.
@@ -40,16 +43,36 @@ pub fn install() -> std::io::Result<()> {
         on_tick as *const () as libc::sighandler_t,
         libc::SA_RESTART,
     )?;
-    let second = libc::timeval {
+    start_tick()
+}
+
+/// A one-second timer whose SIGALRM goes to this thread, the one that
+/// runs the vCPU, and not to any other thread vmrun has.
+fn start_tick() -> std::io::Result<()> {
+    // SAFETY: an all-zero sigevent is valid; the fields that matter are
+    // set below.
+    let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+    event.sigev_notify = libc::SIGEV_THREAD_ID;
+    event.sigev_signo = libc::SIGALRM;
+    // SAFETY: gettid has no preconditions.
+    event.sigev_notify_thread_id = unsafe { libc::gettid() };
+    let mut timer: libc::timer_t = std::ptr::null_mut();
+    // SAFETY: timer_create reads the valid `event` and writes the new
+    // timer's id into `timer`.
+    if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let second = libc::timespec {
         tv_sec: 1,
-        tv_usec: 0,
+        tv_nsec: 0,
     };
-    let timer = libc::itimerval {
+    let period = libc::itimerspec {
         it_interval: second,
         it_value: second,
     };
-    // SAFETY: setitimer reads the valid `timer`; the old value is not asked for.
-    if unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) } != 0 {
+    // SAFETY: `timer` was just created; settime reads the valid `period`
+    // and is not asked for the old value. The timer lives until exit.
+    if unsafe { libc::timer_settime(timer, 0, &period, std::ptr::null_mut()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
