@@ -388,9 +388,10 @@ impl Vm {
     /// Run the guest until the next event the configuration asked for, or
     /// the end of the run. Trace records are handed to `trace` as the ring
     /// fills and before every event; and with [`Observe::live`], resume
-    /// also returns [`Event::Tick`] after handing them over when a signal
-    /// interrupted the vCPU (see [`crate::interrupt`]), when a second has
-    /// passed, and before a hypercall that may block.
+    /// also returns [`Event::Tick`] after handing them over once a second
+    /// (checked after each hypercall and whenever a signal interrupts the
+    /// vCPU: see [`crate::interrupt`]), when a stop signal came, and before
+    /// a hypercall that may block.
     pub fn resume(
         &mut self,
         io: &mut impl HostIo,
