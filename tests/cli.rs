@@ -101,6 +101,9 @@ fn clear_env_after_env_keeps_the_variable_as_env_dash_i_does() {
     if !require_kvm() {
         return;
     }
+    if !require_programs(&["/usr/bin/env"]) {
+        return;
+    }
     let env = std::path::Path::new("/usr/bin/env");
     let native = native(env, ["-i", "A=1", "B=2", "/usr/bin/env"]);
     let guest = vmrun(["-e", "A=1", "-i", "-e", "B=2", "/usr/bin/env"]);

@@ -130,6 +130,9 @@ fn a_signal_sent_with_kill_is_reported_as_a_shell_does_without_a_fault_address()
     if !require_kvm() {
         return;
     }
+    if !require_programs(&["/bin/bash"]) {
+        return;
+    }
     let bash = std::path::Path::new("/bin/bash");
     for (signal, status, line) in [
         ("SEGV", 139, "vmrun: Segmentation fault\n"),

@@ -424,6 +424,9 @@ fn trace_lines_come_while_the_program_runs_not_only_at_its_exit() {
     if !require_kvm() {
         return;
     }
+    if !require_programs(&["/usr/bin/head"]) {
+        return;
+    }
     // head waits for input that comes only once a trace line was seen:
     // a trace printed at exit only would never come.
     let (mut child, rx) = head_waiting_for_input(&["--trace", "exec"]);
@@ -441,6 +444,9 @@ fn trace_lines_come_while_the_program_runs_not_only_at_its_exit() {
 #[test]
 fn sigint_stops_the_run_and_the_trace_and_stats_files_are_written() {
     if !require_kvm() {
+        return;
+    }
+    if !require_programs(&["/usr/bin/head"]) {
         return;
     }
     let dir = std::env::temp_dir().join(format!("vmrun-sigint-{}", std::process::id()));
@@ -502,6 +508,9 @@ fn boot_page_table_records_show_only_under_trace_boot() {
 #[test]
 fn sigint_ends_a_long_sleep_of_the_program_at_once() {
     if !require_kvm() {
+        return;
+    }
+    if !require_programs(&["/bin/sleep"]) {
         return;
     }
     // A sleep of a day: only an interrupted sleep lets vmrun end before

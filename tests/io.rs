@@ -91,6 +91,9 @@ fn writing_to_a_closed_stdout_pipe_kills_with_sigpipe_status_141_as_native() {
     if !require_kvm() {
         return;
     }
+    if !require_programs(&["/usr/bin/yes"]) {
+        return;
+    }
     let (native, guest) = yes_into_a_closed_pipe(&["/usr/bin/yes"]);
     assert_status(&native, 141);
     // As in a shell, death by SIGPIPE is silent: status 141, no message.
@@ -102,6 +105,9 @@ fn writing_to_a_closed_stdout_pipe_with_sigpipe_ignored_fails_with_epipe_as_nati
     if !require_kvm() {
         return;
     }
+    if !require_programs(&["/usr/bin/env", "/usr/bin/yes"]) {
+        return;
+    }
     let (native, guest) =
         yes_into_a_closed_pipe(&["/usr/bin/env", "--ignore-signal=PIPE", "/usr/bin/yes"]);
     assert_stderr_contains(&native, "Broken pipe");
@@ -111,6 +117,9 @@ fn writing_to_a_closed_stdout_pipe_with_sigpipe_ignored_fails_with_epipe_as_nati
 #[test]
 fn verbose_names_an_unimplemented_system_call_as_strace_does() {
     if !require_kvm() {
+        return;
+    }
+    if !require_programs(&["/bin/ls"]) {
         return;
     }
     // glibc's start-up makes calls the guest kernel may not implement

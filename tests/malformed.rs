@@ -257,6 +257,9 @@ fn a_script_with_a_shebang_line_runs_as_natively() {
     if !require_kvm() {
         return;
     }
+    if !require_programs(&["/bin/echo"]) {
+        return;
+    }
     let scratch = ScratchDir::new("shebang");
     let script = scratch.program("script", b"#!/bin/echo from\n");
     let native = native(&script, ["x"]);

@@ -37,6 +37,19 @@ pub fn require_kvm() -> bool {
     }
 }
 
+/// True if every one of `programs` exists on this host. Otherwise prints a
+/// `SKIPPED:` line (the SVM lane's minimal root file system lacks most
+/// host programs), and the test should return at once.
+pub fn require_programs(programs: &[&str]) -> bool {
+    match programs.iter().find(|p| !Path::new(p).exists()) {
+        None => true,
+        Some(p) => {
+            eprintln!("SKIPPED: {p} is not on this host; this test runs it");
+            false
+        }
+    }
+}
+
 /// Tests of this binary that did not run for want of /dev/kvm.
 static KVM_SKIPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
