@@ -369,13 +369,14 @@ fn pagetables_and_stats_print_their_sections() {
     }
 }
 
-/// `vmrun OPTIONS /usr/bin/head -n1` with a stdin that stays open: the
-/// program waits in its read until the test writes a line. Returns the
-/// child and a channel of its stderr lines.
-fn head_waiting_for_input(
+/// `vmrun OPTIONS read_stdin` with a stdin that stays open: the program
+/// (a cat) waits in its read until the test writes and closes its input.
+/// Returns the child and a channel of its stderr lines.
+fn cat_waiting_for_input(
     options: &[&str],
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    spawn_watched(options, &["/usr/bin/head", "-n1"])
+    let cat = image("read_stdin");
+    spawn_watched(options, &[cat.to_str().unwrap()])
 }
 
 /// `vmrun OPTIONS PROGRAM...` with a stdin that stays open; the child and
@@ -424,12 +425,9 @@ fn trace_lines_come_while_the_program_runs_not_only_at_its_exit() {
     if !require_kvm() {
         return;
     }
-    if !require_programs(&["/usr/bin/head"]) {
-        return;
-    }
-    // head waits for input that comes only once a trace line was seen:
+    // The cat waits for input that comes only once a trace line was seen:
     // a trace printed at exit only would never come.
-    let (mut child, rx) = head_waiting_for_input(&["--trace", "exec"]);
+    let (mut child, rx) = cat_waiting_for_input(&["--trace", "exec"]);
     let line = wait_for_line(&rx, "vmrun: trace");
     use std::io::Write;
     let _ = child.stdin.take().unwrap().write_all(b"go\n");
@@ -446,9 +444,6 @@ fn sigint_stops_the_run_and_the_trace_and_stats_files_are_written() {
     if !require_kvm() {
         return;
     }
-    if !require_programs(&["/usr/bin/head"]) {
-        return;
-    }
     let dir = std::env::temp_dir().join(format!("vmrun-sigint-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (trace, stats) = (dir.join("trace.jsonl"), dir.join("stats.json"));
@@ -461,7 +456,7 @@ fn sigint_stops_the_run_and_the_trace_and_stats_files_are_written() {
         "--stats-json",
         stats_s,
     ];
-    let (mut child, rx) = head_waiting_for_input(&options);
+    let (mut child, rx) = cat_waiting_for_input(&options);
     assert!(
         wait_for_line(&rx, "vmrun: trace").is_some(),
         "no trace line"
