@@ -51,9 +51,28 @@ fn compiler_program(compiler: Compiler) -> Option<PathBuf> {
     }
 }
 
+/// Asks cargo to run this script again when a directory on PATH changes,
+/// once per build. PATH itself may stay the same while a missing compiler
+/// is installed into one of its directories (apt-get install musl-tools
+/// adds /usr/bin/musl-gcc): the directory's own mtime changes then, and
+/// the skipped images get built. Only builds that skipped an image watch
+/// the directories, so a complete build never reruns for them.
+fn watch_path_dirs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(path) = env::var_os("PATH") else {
+            return;
+        };
+        for dir in env::split_paths(&path).filter(|d| d.is_dir()) {
+            println!("cargo:rerun-if-changed={}", dir.display());
+        }
+    });
+}
+
 /// Starts compiling one image; `None` (with a cargo warning) if its optional compiler is missing.
 fn start_build(image: &Image, src_dir: &Path, out_dir: &Path) -> Option<Child> {
     let Some(program) = compiler_program(image.compiler) else {
+        watch_path_dirs();
         println!(
             "cargo:warning=skipping image {}: {} not found on PATH (Debian: apt-get install musl-tools)",
             image.name,

@@ -1,6 +1,6 @@
-//! vmrun's command line on its own: `--version`, `--help` and usage errors
-//! (status 125, like `env` and `docker run`). None of these touch /dev/kvm,
-//! so they run everywhere.
+//! vmrun's command line: `--version`, `--help` and usage errors (status
+//! 125, like `env` and `docker run`, one line and a hint at --help), which
+//! run everywhere; and, on KVM, how the options shape the program's run.
 
 mod common;
 
@@ -65,4 +65,71 @@ fn bad_mem_size_is_a_usage_error_with_status_125() {
     let output = vmrun(["--mem", "lots", "/bin/true"]);
     assert_status(&output, 125);
     assert_stderr_contains(&output, "lots");
+}
+
+#[test]
+fn help_version_and_usage_errors_to_dev_full_do_not_panic() {
+    for (args, expected) in [
+        (&["--help"][..], 0),
+        (&["--version"][..], 0),
+        (&["--no-such-option"][..], 125),
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vmrun"));
+        command.args(args);
+        let status = status_with(command, dev_full(), dev_full());
+        assert_eq!(
+            shell_status(&status),
+            expected,
+            "vmrun {args:?}: {status:?}"
+        );
+    }
+}
+
+#[test]
+fn a_usage_error_is_one_line_and_a_hint_at_help_not_the_whole_help() {
+    let output = vmrun(["--no-such-option", "/bin/true"]);
+    assert_status(&output, 125);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", describe(&output));
+    assert!(lines[0].starts_with("vmrun: "), "{}", describe(&output));
+    assert!(lines[1].contains("--help"), "{}", describe(&output));
+}
+
+#[test]
+fn clear_env_after_env_keeps_the_variable_as_env_dash_i_does() {
+    if !require_kvm() {
+        return;
+    }
+    if !require_programs(&["/usr/bin/env"]) {
+        return;
+    }
+    let env = std::path::Path::new("/usr/bin/env");
+    let native = native(env, ["-i", "A=1", "B=2", "/usr/bin/env"]);
+    let guest = vmrun(["-e", "A=1", "-i", "-e", "B=2", "/usr/bin/env"]);
+    assert_same("-e A=1 -i -e B=2 env", &native, &guest);
+}
+
+#[test]
+fn an_output_file_in_a_missing_directory_is_refused_before_the_program_runs() {
+    for option in [
+        "--svg",
+        "--histogram",
+        "--stats-json",
+        "--pagetables-json",
+        "--trace-json",
+    ] {
+        let path = "/nonexistent-vmrun-dir/out";
+        let output = vmrun([option, path, "/bin/echo", "ran"]);
+        assert_status(&output, 125);
+        assert_stderr_contains(
+            &output,
+            &format!("{option} {path}: No such file or directory"),
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "the program ran:\n{}",
+            describe(&output)
+        );
+    }
 }

@@ -156,3 +156,48 @@ fn bad_address_touch_of_a_file_page_past_its_end_is_sigbus_as_natively() {
         );
     }
 }
+
+#[test]
+fn vmrun_output_to_dev_full_keeps_the_programs_status() {
+    if !require_kvm() {
+        return;
+    }
+    // vmrun's own lines (strace, stats, maps) cannot be written; the
+    // program writes nothing and its status must come through.
+    let command = vmrun_command(["--strace", "--stats", "--maps", "--"]);
+    let mut command = command;
+    command.arg(image("exit42"));
+    let status = status_with(command, dev_full(), dev_full());
+    assert_eq!(shell_status(&status), 42, "{status:?}");
+    // A fault's "Segmentation fault at ..." line is lost too, not the 139.
+    let mut command = vmrun_command(["--stats"]);
+    command.arg(image("null_deref"));
+    let status = status_with(command, std::process::Stdio::null(), dev_full());
+    assert_eq!(shell_status(&status), 139, "{status:?}");
+}
+
+#[test]
+fn a_signal_sent_with_kill_is_reported_as_a_shell_does_without_a_fault_address() {
+    if !require_kvm() {
+        return;
+    }
+    if !require_programs(&["/bin/bash"]) {
+        return;
+    }
+    let bash = std::path::Path::new("/bin/bash");
+    for (signal, status, line) in [
+        ("SEGV", 139, "vmrun: Segmentation fault\n"),
+        ("TERM", 143, "vmrun: Terminated\n"),
+    ] {
+        let script = format!("kill -{signal} $$");
+        assert_status(&native(bash, ["-c", &script]), status);
+        let output = vmrun([bash.as_os_str(), OsStr::new("-c"), OsStr::new(&script)]);
+        assert_status(&output, status);
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr),
+            line,
+            "{}",
+            describe(&output)
+        );
+    }
+}

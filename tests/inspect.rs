@@ -410,3 +410,160 @@ fn mem_6g_with_each_observation_option_runs_hello_as_natively() {
     }
     let _ = std::fs::remove_file(file);
 }
+
+/// `vmrun OPTIONS read_stdin` with a stdin that stays open: the program
+/// (a cat) waits in its read until the test writes and closes its input.
+/// Returns the child and a channel of its stderr lines.
+fn cat_waiting_for_input(
+    options: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let cat = image("read_stdin");
+    spawn_watched(options, &[cat.to_str().unwrap()])
+}
+
+/// `vmrun OPTIONS PROGRAM...` with a stdin that stays open; the child and
+/// a channel of its stderr lines.
+fn spawn_watched(
+    options: &[&str],
+    program: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = vmrun_command(options)
+        .args(program)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting vmrun");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// The next stderr line containing `needle` (None if vmrun closed stderr,
+/// or said nothing of it for the test timeout, a guard against a hang).
+fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Option<String> {
+    let limit = std::time::Duration::from_secs(120);
+    loop {
+        match rx.recv_timeout(limit) {
+            Ok(line) if line.contains(needle) => return Some(line),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn trace_lines_come_while_the_program_runs_not_only_at_its_exit() {
+    if !require_kvm() {
+        return;
+    }
+    // The cat waits for input that comes only once a trace line was seen:
+    // a trace printed at exit only would never come.
+    let (mut child, rx) = cat_waiting_for_input(&["--trace", "exec"]);
+    let line = wait_for_line(&rx, "vmrun: trace");
+    use std::io::Write;
+    let _ = child.stdin.take().unwrap().write_all(b"go\n");
+    let status = child.wait().unwrap();
+    assert!(
+        line.is_some(),
+        "no trace line before the program's input came"
+    );
+    assert_eq!(shell_status(&status), 0);
+}
+
+#[test]
+fn sigint_stops_the_run_and_the_trace_and_stats_files_are_written() {
+    if !require_kvm() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("vmrun-sigint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (trace, stats) = (dir.join("trace.jsonl"), dir.join("stats.json"));
+    let (trace_s, stats_s) = (trace.to_str().unwrap(), stats.to_str().unwrap());
+    let options = [
+        "--trace",
+        "exec",
+        "--trace-json",
+        trace_s,
+        "--stats-json",
+        stats_s,
+    ];
+    let (mut child, rx) = cat_waiting_for_input(&options);
+    assert!(
+        wait_for_line(&rx, "vmrun: trace").is_some(),
+        "no trace line"
+    );
+    // SAFETY: kill sends SIGINT to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let said = wait_for_line(&rx, "stopped by SIGINT");
+    assert_eq!(shell_status(&status), 130, "{status:?}");
+    assert!(said.is_some(), "no line saying the run was stopped");
+    let records = std::fs::read_to_string(&trace).unwrap();
+    assert!(records.lines().count() > 0, "empty trace file");
+    for line in records.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("a JSON line");
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).expect("stats JSON");
+    assert!(stats.get("boot_phases").is_some(), "{stats}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn boot_page_table_records_show_only_under_trace_boot() {
+    if !require_kvm() {
+        return;
+    }
+    let hello = image("hello_static");
+    let all = vmrun(["--trace", "all", hello.to_str().unwrap()]);
+    assert_status(&all, 0);
+    let first = stderr_of(&all).lines().next().unwrap_or("").to_string();
+    assert!(first.contains("exec-phase start"), "first line: {first}");
+    let boot = vmrun(["--trace", "boot", hello.to_str().unwrap()]);
+    assert_status(&boot, 0);
+    let lines = stderr_of(&boot);
+    assert!(lines.lines().count() > 0, "--trace boot printed nothing");
+    for line in lines.lines() {
+        assert!(
+            line.contains("pt-alloc") || line.contains("pte-set"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn sigint_ends_a_long_sleep_of_the_program_at_once() {
+    if !require_kvm() {
+        return;
+    }
+    if !require_programs(&["/bin/sleep"]) {
+        return;
+    }
+    // A sleep of a day: only an interrupted sleep lets vmrun end before
+    // the wait below gives up.
+    let (mut child, rx) = spawn_watched(&["--trace", "exec"], &["/bin/sleep", "86400"]);
+    assert!(
+        wait_for_line(&rx, "vmrun: trace").is_some(),
+        "no trace line"
+    );
+    // SAFETY: kill sends SIGINT to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let said = wait_for_line(&rx, "stopped by SIGINT");
+    if said.is_none() {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    assert!(said.is_some(), "vmrun did not stop: {status:?}");
+    assert_eq!(shell_status(&status), 130, "{status:?}");
+}

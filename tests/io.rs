@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use std::process::Output;
 
 #[test]
 fn write_binary_output_is_byte_identical_to_native() {
@@ -95,4 +96,57 @@ fn bad_pointers_fail_every_system_call_as_natively() {
     assert_status(&native, 0);
     let guest = vmrun([&program]);
     assert_same("bad_pointers", &native, &guest);
+}
+
+/// `yes | head -c 10`: the writer's next write meets a closed pipe.
+fn yes_into_a_closed_pipe(args: &[&str]) -> (Output, Output) {
+    let program = std::path::Path::new(args[0]);
+    let native = run_into_closed_pipe(native_command(program, &args[1..]), 10);
+    let guest = run_into_closed_pipe(vmrun_command(args), 10);
+    (native, guest)
+}
+
+#[test]
+fn writing_to_a_closed_stdout_pipe_kills_with_sigpipe_status_141_as_native() {
+    if !require_kvm() {
+        return;
+    }
+    if !require_programs(&["/usr/bin/yes"]) {
+        return;
+    }
+    let (native, guest) = yes_into_a_closed_pipe(&["/usr/bin/yes"]);
+    assert_status(&native, 141);
+    // As in a shell, death by SIGPIPE is silent: status 141, no message.
+    assert_same("yes | head -c 10", &native, &guest);
+}
+
+#[test]
+fn writing_to_a_closed_stdout_pipe_with_sigpipe_ignored_fails_with_epipe_as_native() {
+    if !require_kvm() {
+        return;
+    }
+    if !require_programs(&["/usr/bin/env", "/usr/bin/yes"]) {
+        return;
+    }
+    let (native, guest) =
+        yes_into_a_closed_pipe(&["/usr/bin/env", "--ignore-signal=PIPE", "/usr/bin/yes"]);
+    assert_stderr_contains(&native, "Broken pipe");
+    assert_same("env --ignore-signal=PIPE yes | head -c 10", &native, &guest);
+}
+
+#[test]
+fn verbose_names_an_unimplemented_system_call_as_strace_does() {
+    if !require_kvm() {
+        return;
+    }
+    if !require_programs(&["/bin/ls"]) {
+        return;
+    }
+    // glibc's start-up makes calls the guest kernel may not implement
+    // (rseq): -v names each, never "(unknown)", for a call strace knows.
+    let output = run(vmrun_command(["-v", "/bin/ls", "/"]), b"");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in stderr.lines().filter(|l| l.contains("system call ")) {
+        assert!(!line.contains("(unknown)"), "{line}\n{}", describe(&output));
+    }
 }

@@ -458,3 +458,59 @@ fn execve_from_a_program_loads_and_fails_like_native_execve() {
         );
     }
 }
+
+#[test]
+fn an_empty_file_is_refused_as_empty_and_a_text_file_as_not_an_elf_file() {
+    check_refused("empty", |elf| elf.clear(), "empty file (not an ELF file");
+    check_refused(
+        "text",
+        |elf| *elf = b"hello\nthis is text\n".to_vec(),
+        "not an ELF file (bad magic)",
+    );
+}
+
+#[test]
+fn a_file_without_execute_permission_is_refused_with_permission_denied_and_126() {
+    if !require_kvm() {
+        return;
+    }
+    let scratch = ScratchDir::new("noexec");
+    let program = scratch.program("noexec", &hello_raw());
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let output = vmrun([&program]);
+    assert_status(&output, 126);
+    assert_stderr_contains(&output, "Permission denied");
+}
+
+#[test]
+fn a_script_with_a_shebang_line_runs_as_natively() {
+    if !require_kvm() {
+        return;
+    }
+    if !require_programs(&["/bin/echo"]) {
+        return;
+    }
+    let scratch = ScratchDir::new("shebang");
+    let script = scratch.program("script", b"#!/bin/echo from\n");
+    let native = native(&script, ["x"]);
+    assert_same(
+        "#!/bin/echo script",
+        &native,
+        &vmrun([script.as_os_str(), "x".as_ref()]),
+    );
+}
+
+#[test]
+fn a_segment_where_the_stack_goes_is_refused_saying_so() {
+    let over_stack = |elf: &mut Vec<u8>| {
+        let last = *load_headers(elf).last().expect("a PT_LOAD");
+        let page_offset = read_u64(elf, last + P_VADDR) & 0xfff;
+        // The last page below the stack's top at 0x7ffffffff000.
+        write_u64(elf, last + P_VADDR, 0x7fff_ffff_d000 + page_offset);
+    };
+    check_refused(
+        "overstack",
+        over_stack,
+        "a PT_LOAD segment lies where the stack goes",
+    );
+}

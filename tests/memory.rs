@@ -54,3 +54,14 @@ fn touch_mem_200_mib_in_default_memory_prints_touched_200_mib() {
 fn touch_mem_400_mib_with_mem_512m_prints_touched_400_mib() {
     check_touch_mem(&["--mem", "512M"], 400);
 }
+
+#[test]
+fn touching_more_than_guest_ram_is_killed_with_a_message_naming_out_of_memory_and_mem() {
+    if !require_kvm() {
+        return;
+    }
+    let output = vmrun(["--mem", "16M", image("touch_mem").to_str().unwrap(), "64"]);
+    assert_status(&output, 137);
+    assert_stderr_contains(&output, "out of guest memory");
+    assert_stderr_contains(&output, "--mem");
+}

@@ -213,7 +213,8 @@ pub const HYPERCALL_PORT: u16 = 0x0700;
 /// Hypercall numbers ([`Hypercall::nr`]).
 pub mod hc {
     /// The program ended. args: kind ([`super::exit_kind`]), status or
-    /// signal, fault address, fault ip, fault error code. Does not return.
+    /// signal, fault address, fault ip, fault error code, and for a signal
+    /// its [`super::kill_cause`]. Does not return.
     pub const EXIT: u64 = 1;
     /// Write to a host fd (1 or 2). args: fd, physical address of an array
     /// of [`super::IoVec`], count. Returns bytes written or -errno.
@@ -444,6 +445,24 @@ pub mod exit_kind {
     pub const EXITED: u64 = 0;
     /// Killed by a signal.
     pub const SIGNALED: u64 = 1;
+}
+
+/// Why a [`exit_kind::SIGNALED`] program was killed: the sixth argument of
+/// [`hc::EXIT`], so that the host can say it in words.
+pub mod kill_cause {
+    /// The signal was sent (kill, tkill, raise, abort): there is no faulting
+    /// address.
+    pub const SENT: u64 = 0;
+    /// A fault or CPU exception of the program; address, ip and error code
+    /// are the fault's.
+    pub const FAULT: u64 = 1;
+    /// SIGKILL because the guest kernel had no memory left for a fault.
+    pub const OUT_OF_MEMORY: u64 = 2;
+    /// SIGKILL because every process was blocked forever.
+    pub const DEADLOCK: u64 = 3;
+    /// SIGSEGV because an exec failed past its point of no return (as
+    /// Linux kills the process then); the address word holds the errno.
+    pub const EXEC_FAILED: u64 = 4;
 }
 
 /// Kinds of [`hc::EVENT`].

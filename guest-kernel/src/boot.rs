@@ -259,6 +259,18 @@ fn setup_cpu() {
     cpu::enable_features();
 }
 
+/// What a failed load of the initial program means, by its errno.
+fn commit_failure(e: Errno) -> &'static [u8] {
+    match e {
+        Errno::EEXIST => {
+            b"cannot set up the program's address space: a PT_LOAD segment lies where the \
+              stack goes (just below the top of user space)"
+        }
+        Errno::ENOMEM => b"cannot set up the program's address space: out of guest memory",
+        _ => b"cannot set up the program's address space",
+    }
+}
+
 fn exec_fail(errno: Errno, msg: &[u8]) -> ! {
     hypercall::exec_failed(errno as u64, msg)
 }
@@ -341,8 +353,11 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     let entry = match entry {
         Ok(entry) => entry,
         // Past the point of no return Linux kills the process instead of
-        // failing the execve.
-        Err(_) => k.kill_after_failed_exec(mem),
+        // failing the execve; vmrun says why.
+        Err(e) => {
+            hypercall::log(commit_failure(e));
+            k.kill_after_failed_exec(mem, e)
+        }
     };
     k.enter_user(entry);
     exec_phase(mem, exec_phase::ENTER_USER);

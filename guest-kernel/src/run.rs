@@ -23,7 +23,9 @@ use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::{STATS_PHYS, TASK_SIZE};
 use vmrun_contract::trace::exec_phase;
 use vmrun_contract::trace::{resolution, vma_kind};
-use vmrun_contract::{boot_flags, event, exit_kind, hc, BootInfo, GuestStats, BOOT_MAGIC};
+use vmrun_contract::{
+    boot_flags, event, exit_kind, hc, kill_cause, BootInfo, GuestStats, BOOT_MAGIC,
+};
 
 use guest_kernel::signal::nr as sig;
 
@@ -328,7 +330,7 @@ impl Kernel {
                     self.want_timer(mem);
                 }
             }
-            Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 3]),
+            Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 4]),
             Action::ExitThread(status) => self.exit_thread(mem, status),
             Action::Exec(plan) => {
                 let ip = r.rcx;
@@ -349,10 +351,7 @@ impl Kernel {
                     self.switch_away(mem);
                 }
             }
-            Action::Kill(signal) => {
-                let ip = r.rcx;
-                self.kill(mem, signal, 0, ip, 0)
-            }
+            Action::Kill(signal) => self.kill_sent(mem, signal),
         }
     }
 
@@ -384,8 +383,13 @@ impl Kernel {
 
     /// The first program's exec failed past the point of no return: it
     /// dies of SIGSEGV, as [`Self::exec`] kills any other.
-    pub fn kill_after_failed_exec(&mut self, mem: &mut DirectMap) -> ! {
-        self.kill(mem, sig::SIGSEGV, 0, 0, 0);
+    pub fn kill_after_failed_exec(
+        &mut self,
+        mem: &mut DirectMap,
+        e: guest_kernel::errno::Errno,
+    ) -> ! {
+        let fault = [e as u64, 0, 0, kill_cause::EXEC_FAILED];
+        self.exit(mem, exit_kind::SIGNALED, sig::SIGSEGV, fault);
         hypercall::panic(b"pid 1 outlived its SIGSEGV")
     }
 
@@ -482,7 +486,10 @@ impl Kernel {
                     self.post_fault(sig::SIGBUS, 2, addr, [14, error, addr]);
                 }
                 FaultError::PastEof => self.kill(mem, sig::SIGBUS, addr, ip, error),
-                FaultError::OutOfMemory => self.kill(mem, sig::SIGKILL, addr, ip, error),
+                FaultError::OutOfMemory => {
+                    let fault = [addr, ip, error, kill_cause::OUT_OF_MEMORY];
+                    self.exit(mem, exit_kind::SIGNALED, sig::SIGKILL, fault)
+                }
             }
         }
         let every = u64::from(self.info.notify_fault_every);
@@ -655,7 +662,12 @@ impl Kernel {
                 Disposition::Ignore => return,
             }
             let ip = self.regs().rip;
-            self.kill(mem, signal, fault[2], ip, fault[1]);
+            // A trap number says the signal comes from a fault; a signal
+            // sent with kill() has none.
+            match fault[0] {
+                0 => self.kill_sent(mem, signal),
+                _ => self.kill(mem, signal, fault[2], ip, fault[1]),
+            }
             return;
         }
         if let Some(nr) = self.process.blocked_nr.take() {
@@ -729,14 +741,24 @@ impl Kernel {
         }
     }
 
-    /// Kill the program with a fatal signal (no handlers yet).
+    /// Kill the program with the fatal signal of a fault at `addr`.
     fn kill(&mut self, mem: &mut DirectMap, signal: u64, addr: u64, ip: u64, error: u64) {
-        self.exit(mem, exit_kind::SIGNALED, signal, [addr, ip, error])
+        let fault = [addr, ip, error, kill_cause::FAULT];
+        self.exit(mem, exit_kind::SIGNALED, signal, fault)
+    }
+
+    /// Kill the program with a fatal signal that was sent, not a fault's.
+    fn kill_sent(&mut self, mem: &mut DirectMap, signal: u64) {
+        let ip = self.regs().rip;
+        let fault = [0, ip, 0, kill_cause::SENT];
+        self.exit(mem, exit_kind::SIGNALED, signal, fault)
     }
 
     /// The current process ends: pid 1's end is the run's end; any other
     /// becomes a zombie and the next process runs.
-    fn exit(&mut self, mem: &mut DirectMap, kind: u64, status: u64, fault: [u64; 3]) {
+    /// `fault` is the address, ip, error code and [`kill_cause`] of a
+    /// kill.
+    fn exit(&mut self, mem: &mut DirectMap, kind: u64, status: u64, fault: [u64; 4]) {
         if self.process.tgid != guest_kernel::process::INIT_PID {
             let ws = if kind == exit_kind::SIGNALED {
                 task::signaled(status)
@@ -751,7 +773,7 @@ impl Kernel {
 
     /// Tear every process down, report the counters, and end the run with
     /// pid 1's status.
-    fn end_run(&mut self, mem: &mut DirectMap, kind: u64, status: u64, fault: [u64; 3]) -> ! {
+    fn end_run(&mut self, mem: &mut DirectMap, kind: u64, status: u64, fault: [u64; 4]) -> ! {
         self.flush_vma_journal(mem);
         self.event(mem, event::EXIT, 0, 0);
         self.end_others(mem);
@@ -774,7 +796,7 @@ impl Kernel {
         self.stats.frames_kernel = self.frames_kernel;
         self.stats.magic = BOOT_MAGIC;
         write_stats(mem, &self.stats);
-        hypercall::exit([kind, status, fault[0], fault[1], fault[2]])
+        hypercall::exit([kind, status, fault[0], fault[1], fault[2], fault[3]])
     }
 }
 
@@ -1045,7 +1067,7 @@ impl Kernel {
     fn exit_thread(&mut self, mem: &mut DirectMap, status: u8) {
         let more = self.with_cx(mem, syscall::task::exit_thread);
         if !more {
-            return self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 3]);
+            return self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 4]);
         }
         // Gone for good: no zombie for a thread.
         self.process.state = TaskState::Zombie(0);
@@ -1203,7 +1225,8 @@ impl Kernel {
     /// Every process waits for another: none can ever run again.
     fn deadlock(&mut self, mem: &mut DirectMap) -> ! {
         hypercall::log(b"every process is blocked: deadlock");
-        self.end_run(mem, exit_kind::SIGNALED, sig::SIGKILL, [0; 3])
+        let why = [0, 0, 0, kill_cause::DEADLOCK];
+        self.end_run(mem, exit_kind::SIGNALED, sig::SIGKILL, why)
     }
 
     /// A process other than pid 1 ends: it becomes a zombie and another

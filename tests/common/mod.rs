@@ -23,15 +23,55 @@ pub const NO_ARGS: [&str; 0] = [];
 const DEFAULT_TIMEOUT_SECS: u64 = 120;
 
 /// True if /dev/kvm can be opened read-write. Otherwise prints a loud
-/// `SKIPPED:` line on stderr, and the test should return at once.
+/// `SKIPPED:` line on stderr, and the test should return at once; the test
+/// binary then says, after the harness's closing "test result" line, how
+/// many of its tests did not run.
 pub fn require_kvm() -> bool {
     match OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         Ok(_) => true,
         Err(e) => {
             eprintln!("SKIPPED: /dev/kvm is not available ({e}); this test needs KVM");
+            count_kvm_skip();
             false
         }
     }
+}
+
+/// True if every one of `programs` exists on this host. Otherwise prints a
+/// `SKIPPED:` line (the SVM lane's minimal root file system lacks most
+/// host programs), and the test should return at once.
+pub fn require_programs(programs: &[&str]) -> bool {
+    match programs.iter().find(|p| !Path::new(p).exists()) {
+        None => true,
+        Some(p) => {
+            eprintln!("SKIPPED: {p} is not on this host; this test runs it");
+            false
+        }
+    }
+}
+
+/// Tests of this binary that did not run for want of /dev/kvm.
+static KVM_SKIPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_kvm_skip() {
+    use std::sync::atomic::Ordering;
+    if KVM_SKIPS.fetch_add(1, Ordering::SeqCst) == 0 {
+        // SAFETY: atexit only records a plain function pointer; the
+        // function reads an atomic and writes to stderr, both valid at exit.
+        unsafe { libc::atexit(report_kvm_skips) };
+    }
+}
+
+/// Runs at exit, after the harness's summary: a test that returned early
+/// counts as "ok" there, so say how many did not run.
+extern "C" fn report_kvm_skips() {
+    let skipped = KVM_SKIPS.load(std::sync::atomic::Ordering::SeqCst);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\nWARNING: {skipped} KVM tests of {} did not run: /dev/kvm is not available \
+         (they count as passed above)\n",
+        std::env::args().next().unwrap_or_default()
+    );
 }
 
 /// The built guest program `name` from the vmrun-images crate.
@@ -116,6 +156,55 @@ pub fn run(mut command: Command, stdin: &[u8]) -> Output {
         stdout: join(stdout),
         stderr: join(stderr),
     }
+}
+
+/// Runs `command` with empty standard input and the given stdout and
+/// stderr (a file such as /dev/full, a closed pipe...), returning its
+/// status; kills it and panics if it outlives the timeout.
+pub fn status_with(mut command: Command, stdout: Stdio, stderr: Stdio) -> ExitStatus {
+    let description = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
+    wait_with_timeout(&mut child, &description)
+}
+
+/// Runs `command` as `command | head -c LIMIT` would: reads the first
+/// `limit` bytes of its stdout, then closes the pipe, so that its next
+/// write meets a reader that is gone. The Output holds those bytes, all
+/// of stderr and the status.
+pub fn run_into_closed_pipe(mut command: Command, limit: usize) -> Output {
+    let description = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
+    let stderr = drain(child.stderr.take());
+    let mut head = vec![0; limit];
+    let mut pipe = child.stdout.take().expect("stdout is piped");
+    pipe.read_exact(&mut head)
+        .unwrap_or_else(|e| panic!("{description}: reading {limit} bytes: {e}"));
+    drop(pipe);
+    let status = wait_with_timeout(&mut child, &description);
+    Output {
+        status,
+        stdout: head,
+        stderr: join(stderr),
+    }
+}
+
+/// /dev/full opened for writing: every write fails with ENOSPC.
+pub fn dev_full() -> Stdio {
+    OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("opening /dev/full")
+        .into()
 }
 
 fn feed(child: &mut Child, input: Vec<u8>) -> JoinHandle<()> {

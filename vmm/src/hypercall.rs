@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::fs::HostFs;
 use crate::memory::GuestRam;
 use std::io;
-use vmrun_contract::{exit_kind, hc, Hypercall, IoVec};
+use vmrun_contract::{exit_kind, hc, kill_cause, Hypercall, IoVec};
 
 /// Largest iovec array a WRITE or READ may pass.
 pub const MAX_IOVECS: u64 = 1024;
@@ -53,6 +53,8 @@ pub enum Outcome {
         ip: u64,
         /// Page-fault error code or CPU error code.
         error_code: u64,
+        /// Why: a fault, a signal sent, out of memory, a deadlock.
+        cause: KillCause,
     },
     /// The initial exec failed (bad ELF, unsupported program, E2BIG...).
     ExecFailed {
@@ -131,6 +133,34 @@ fn status(r: Result<()>) -> i64 {
     }
 }
 
+/// Why the guest kernel killed the program ([`kill_cause`] in words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillCause {
+    /// The signal was sent (kill, raise, abort): no faulting address.
+    Sent,
+    /// A fault or CPU exception: the address, ip and error code are its.
+    Fault,
+    /// SIGKILL: the guest kernel ran out of memory for a page fault.
+    OutOfMemory,
+    /// SIGKILL: every process was blocked forever.
+    Deadlock,
+    /// SIGSEGV: an exec failed past its point of no return (the fault
+    /// address holds the errno).
+    ExecFailed,
+}
+
+impl KillCause {
+    fn of(word: u64) -> KillCause {
+        match word {
+            kill_cause::FAULT => KillCause::Fault,
+            kill_cause::OUT_OF_MEMORY => KillCause::OutOfMemory,
+            kill_cause::DEADLOCK => KillCause::Deadlock,
+            kill_cause::EXEC_FAILED => KillCause::ExecFailed,
+            _ => KillCause::Sent,
+        }
+    }
+}
+
 fn exit_outcome(a: [u64; 6]) -> Outcome {
     if a[0] == exit_kind::SIGNALED {
         Outcome::Signaled {
@@ -138,6 +168,7 @@ fn exit_outcome(a: [u64; 6]) -> Outcome {
             fault_addr: a[2],
             ip: a[3],
             error_code: a[4],
+            cause: KillCause::of(a[5]),
         }
     } else {
         Outcome::Exited((a[1] & 0xff) as i32)
@@ -378,13 +409,14 @@ mod tests {
             &ram,
             &mut io,
             hc::EXIT,
-            [exit_kind::SIGNALED, 11, 0, 0x401000, 4, 0],
+            [exit_kind::SIGNALED, 11, 0, 0x401000, 4, kill_cause::FAULT],
         );
         let want = Outcome::Signaled {
             signal: 11,
             fault_addr: 0,
             ip: 0x401000,
             error_code: 4,
+            cause: KillCause::Fault,
         };
         assert_eq!(a, Action::Stop(want));
     }

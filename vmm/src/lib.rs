@@ -25,13 +25,16 @@
 //! # Ok::<(), vmm::error::Error>(())
 //! ```
 #![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod bench;
 pub mod boot;
+pub mod console;
 pub mod error;
 pub mod fs;
 pub mod hypercall;
 pub mod inspect;
+pub mod interrupt;
 pub mod kvm;
 pub mod loader;
 pub mod memory;

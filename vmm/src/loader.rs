@@ -58,14 +58,27 @@ pub fn args_block(execfn: &[u8], argv: &[OsString], envp: &[OsString]) -> Result
     }
     // Room is kept for the canonical path and the working directory (up to
     // 4 KiB each) and the length table (4 bytes a string) after the block.
-    let table = 4 * (1 + argv.len() + envp.len()) as u64;
-    if block.len() as u64 + 2 * 4096 + 8 + table > ARGS_MAX {
-        return Err(Error::Config(format!(
-            "argument list too long ({} bytes of arguments and environment, limit {ARGS_MAX})",
-            block.len()
-        )));
+    let strings = 1 + argv.len() + envp.len();
+    let table = 4 * strings as u64;
+    let needed = block.len() as u64 + PATHS_ROOM + table;
+    if needed > ARGS_MAX {
+        return Err(Error::Config(too_long(block.len() as u64, strings, needed)));
     }
     Ok(block)
+}
+
+/// Room kept in the argument block for the program's canonical path and
+/// the working directory (4 KiB each) and the block's terminator.
+const PATHS_ROOM: u64 = 2 * 4096 + 8;
+
+/// The E2BIG message: every part of what the block must hold, so that the
+/// sum, not just the strings, is seen to exceed the limit.
+fn too_long(bytes: u64, strings: usize, needed: u64) -> String {
+    format!(
+        "argument list too long: {strings} strings of {bytes} bytes (program name, arguments \
+         and environment), plus a 4-byte length for each string and {PATHS_ROOM} bytes for \
+         the program's paths, need {needed} bytes of vmrun's {ARGS_MAX}-byte argument block"
+    )
 }
 
 /// The lengths of the argument block's strings, NUL included, as the
@@ -303,6 +316,18 @@ mod tests {
         let big = vec![OsString::from("x".repeat(ARGS_MAX as usize))];
         let err = args_block(b"p", &big, &[]).unwrap_err();
         assert!(err.to_string().contains("argument list too long"));
+    }
+
+    #[test]
+    fn args_block_refusal_names_the_length_table_that_pushes_it_over() {
+        // 120000 empty arguments: 120 KB of strings, but 480 KB of lengths.
+        let argv = vec![OsString::new(); 120_000];
+        let msg = args_block(b"p", &argv, &[]).unwrap_err().to_string();
+        assert!(msg.contains("120001 strings of 120002 bytes"), "{msg}");
+        assert!(msg.contains("4-byte length for each string"), "{msg}");
+        let needed = 120_002 + PATHS_ROOM + 4 * 120_001;
+        assert!(msg.contains(&format!("need {needed} bytes")), "{msg}");
+        assert!(needed > ARGS_MAX);
     }
 
     #[test]

@@ -1,66 +1,142 @@
 //! `vmrun`: the command-line front end of the `vmm` library.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
 use vmm::error::{Error, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_VMRUN_FAILURE};
 use vmm::fs::Mount;
-use vmm::hypercall::Outcome;
+use vmm::hypercall::{KillCause, Outcome};
 use vmm::kvm::Platform;
 use vmm::session::Session;
 use vmm::session::{SessionReport, Watch};
 use vmm::stdio::Stdio;
-use vmm::vm::{RunEnd, RunReport, VmConfig, DEFAULT_MEM};
+use vmm::vm::{RunEnd, RunReport, VmConfig};
 use vmrun_contract::trace::category;
 
-const USAGE: &str = "\
-usage: vmrun [OPTIONS] PROGRAM [ARGS...]
-       vmrun bench [BENCH OPTIONS]     (see `vmrun bench --help`)
+/// `vmrun [OPTIONS] PROGRAM [ARGS...]` and `vmrun bench [...]`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "vmrun",
+    about = "Run an x86-64 Linux ELF program (or a #! script) in a KVM virtual machine \
+             under vmrun's own guest kernel. The program's exit status becomes vmrun's.",
+    long_about = None,
+    override_usage = "vmrun [OPTIONS] PROGRAM [ARGS...]\n       vmrun bench [BENCH OPTIONS]     (see `vmrun bench --help`)",
+    after_help = AFTER_HELP,
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true,
+    args_override_self = true,
+    term_width = 80
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Sub>,
 
-Run an x86-64 Linux ELF program (or a #! script) in a KVM virtual machine
-under vmrun's own guest kernel. The program's exit status becomes vmrun's.
-A PROGRAM without a slash is looked up in PATH, as a shell does.
-The guest sees the host's file tree read-only and the current directory read-write.
+    /// Guest RAM (suffixes K, M, G)
+    #[arg(short, long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    mem: u64,
+    /// Set an environment variable for the program (applied in order with -u)
+    #[arg(short, long, value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    env: Vec<OsString>,
+    /// Remove a variable from the program's environment
+    #[arg(short, long, value_name = "NAME")]
+    unset: Vec<OsString>,
+    /// Start from an empty environment, wherever it is given (default: vmrun's);
+    /// -e and -u apply after it
+    #[arg(short = 'i', long)]
+    clear_env: bool,
+    /// Pass NAME as argv[0] instead of PROGRAM
+    #[arg(long, value_name = "NAME")]
+    argv0: Option<OsString>,
+    /// Randomise the address-space layout (default: off)
+    #[arg(long)]
+    aslr: bool,
+    /// Show the guest kernel's log lines
+    #[arg(short, long)]
+    verbose: bool,
+    /// Print the version and the detected KVM platform
+    #[arg(short = 'V', long)]
+    version: bool,
 
-options:
-  -m, --mem SIZE          guest RAM (default 256M; suffixes K, M, G)
-  -e, --env NAME=VALUE    set an environment variable for the program
-  -u, --unset NAME        remove a variable from the program's environment
-  -i, --clear-env         start from an empty environment (default: vmrun's)
-      --argv0 NAME        pass NAME as argv[0] instead of PROGRAM
-      --aslr              randomise the address-space layout (default: off)
-  -v, --verbose           show the guest kernel's log lines
+    /// Show host directory HOST at the absolute guest path GUEST, read-write
+    /// unless :ro (repeatable; --volume is the same, as in docker)
+    #[arg(long, visible_alias = "volume", value_name = "HOST:GUEST[:ro|rw]",
+          help_heading = FILES)]
+    mount: Vec<String>,
+    /// Hide the host's file tree and current directory: the guest sees only
+    /// its --mount directories
+    #[arg(long, help_heading = FILES)]
+    isolate: bool,
 
-files (guest /proc and /dev are the guest kernel's own, never the host's):
-      --mount HOST:GUEST[:ro|rw]
-                          show host directory HOST at the absolute guest
-                          path GUEST, read-write unless :ro (repeatable;
-                          --volume is the same, as in docker)
-      --isolate           hide the host's file tree and current directory:
-                          the guest sees only its --mount directories
+    /// Print trace records as they happen; CATS is a comma list of pt, vma,
+    /// fault, syscall, exec, all (those five), and boot (the guest kernel's
+    /// own page tables, built before the program's exec)
+    #[arg(long, value_name = "CATS", value_parser = parse_categories, help_heading = OBSERVE)]
+    trace: Option<u32>,
+    /// Write trace records as JSON lines to FILE (the categories of --trace,
+    /// or all)
+    #[arg(long, value_name = "FILE", help_heading = OBSERVE)]
+    trace_json: Option<PathBuf>,
+    /// Print system calls as strace does
+    #[arg(long, help_heading = OBSERVE)]
+    strace: bool,
+    /// Print the VMAs at exec and at exit, as /proc/PID/maps prints them
+    #[arg(long, help_heading = OBSERVE)]
+    maps: bool,
+    /// Print the page-table tree and user mappings at exit, as the host walks
+    /// them from CR3
+    #[arg(long, help_heading = OBSERVE)]
+    pagetables: bool,
+    /// Write that walk as JSON to FILE
+    #[arg(long, value_name = "FILE", help_heading = OBSERVE)]
+    pagetables_json: Option<PathBuf>,
+    /// Check the page tables against the VMAs and the frame accounting at
+    /// exec and exit (and every N faults); a violation stops the run (exit 125)
+    #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true,
+          default_missing_value = "0", help_heading = OBSERVE)]
+    check: Option<u32>,
+    /// Draw the page-table tree at exit as SVG
+    #[arg(long, value_name = "FILE", help_heading = OBSERVE)]
+    svg: Option<PathBuf>,
+    /// Draw the page-fault latency histogram as SVG
+    #[arg(long, value_name = "FILE", help_heading = OBSERVE)]
+    histogram: Option<PathBuf>,
+    /// Print fault, syscall, exec and boot statistics
+    #[arg(long, help_heading = OBSERVE)]
+    stats: bool,
+    /// Write the statistics as JSON to FILE
+    #[arg(long, value_name = "FILE", help_heading = OBSERVE)]
+    stats_json: Option<PathBuf>,
 
-observing the guest (output on stderr unless a FILE is given):
-      --trace CATS        print trace records as they happen; CATS is a
-                          comma list of pt, vma, fault, syscall, exec, all
-      --trace-json FILE   write trace records as JSON lines to FILE (the
-                          categories of --trace, or all)
-      --strace            print system calls as strace does
-      --maps              print the VMAs at exec and at exit, as
-                          /proc/PID/maps prints them
-      --pagetables        print the page-table tree and user mappings at
-                          exit, as the host walks them from CR3
-      --pagetables-json FILE  write that walk as JSON to FILE
-      --check[=N]         check the page tables against the VMAs and the
-                          frame accounting at exec and exit (and every N
-                          faults); a violation stops the run (exit 125)
-      --svg FILE          draw the page-table tree at exit as SVG
-      --histogram FILE    draw the page-fault latency histogram as SVG
-      --stats             print fault, syscall, exec and boot statistics
-      --stats-json FILE   write the statistics as JSON to FILE
-  -V, --version           print the version and the detected KVM platform
-  -h, --help              print this help
+    /// The program (looked up in PATH if it has no slash) and its arguments;
+    /// everything after PROGRAM goes to it
+    #[arg(value_name = "PROGRAM", trailing_var_arg = true, num_args = 1..)]
+    program: Vec<OsString>,
+}
 
-exit status: the program's; 128+N if killed by signal N; 125 vmrun failed;
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// Benchmark workloads inside the guest and natively (see `vmrun bench --help`)
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// `vmrun bench`'s own options
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+const FILES: &str = "Files (guest /proc and /dev are the guest kernel's own, never the host's)";
+const OBSERVE: &str = "Observing the guest (output on stderr unless a FILE is given)";
+
+const AFTER_HELP: &str = "\
+A PROGRAM without a slash is looked up in PATH, as a shell does. The guest sees
+the host's file tree read-only and the current directory read-write.
+
+Exit status: the program's; 128+N if killed by signal N; 125 vmrun failed;
 126 the program cannot be executed; 127 the program was not found.";
 
 struct Cli {
@@ -70,23 +146,19 @@ struct Cli {
 
 enum Parsed {
     Run(Box<Cli>),
+    Bench(Vec<String>),
     Exit(ExitCode),
 }
 
 fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if args.first().is_some_and(|a| a == "bench") {
-        let rest: Vec<String> = args[1..]
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        return ExitCode::from(vmm::bench::run(&rest).clamp(0, 255) as u8);
-    }
-    let mut cli = match parse(args) {
+    let mut cli = match parse(std::env::args_os()) {
         Ok(Parsed::Run(cli)) => *cli,
+        Ok(Parsed::Bench(args)) => {
+            return ExitCode::from(vmm::bench::run(&args).clamp(0, 255) as u8)
+        }
         Ok(Parsed::Exit(code)) => return code,
         Err(msg) => {
-            eprintln!("vmrun: {msg}\n{USAGE}");
+            vmm::errln!("vmrun: {msg}\nTry 'vmrun --help' for more information.");
             return ExitCode::from(EXIT_VMRUN_FAILURE as u8);
         }
     };
@@ -97,31 +169,47 @@ fn main() -> ExitCode {
         Ok(session) => session,
         Err(e) => return ExitCode::from(fail(&e) as u8),
     };
-    let code = match session.run(&mut Stdio::new(cli.config.verbose)) {
-        Ok(report) => finish(&cli, &report),
-        Err(e) => fail(&e),
+    if let Err(e) = vmm::interrupt::install() {
+        vmm::errln!("vmrun: cannot handle SIGINT and SIGTERM ({e}): an interrupt loses the trace");
+    }
+    let (code, interrupted) = match session.run(&mut Stdio::new(cli.config.verbose)) {
+        Ok(report) => (finish(&cli, &report), interrupted_by(&report)),
+        Err(e) => (fail(&e), None),
     };
     // Exit without tearing the VM down piece by piece: unmapping hundreds
     // of MiB of guest RAM and destroying the VM take longer than the whole
     // run of a small program, and the kernel reclaims all of it at exit.
     let _ = std::io::Write::flush(&mut std::io::stdout());
+    if let Some(signal) = interrupted {
+        // The trace, statistics and JSON files are written: now end as
+        // the signal would have ended vmrun.
+        vmm::interrupt::die_by(signal)
+    }
     std::process::exit(code)
 }
 
+/// The signal that stopped the run, if one did.
+fn interrupted_by(report: &SessionReport) -> Option<i32> {
+    match report.run.outcome {
+        RunEnd::Interrupted(signal) => Some(signal),
+        _ => None,
+    }
+}
+
 fn fail(e: &Error) -> i32 {
-    eprintln!("vmrun: {e}");
+    vmm::errln!("vmrun: {e}");
     e.exit_status()
 }
 
 fn finish(cli: &Cli, session: &SessionReport) -> i32 {
     if !session.violations.is_empty() {
-        eprintln!(
+        vmm::errln!(
             "vmrun: page-table check failed at {} ({} violations):",
             session.violation_at,
             session.violations.len()
         );
         for v in &session.violations {
-            eprintln!("vmrun:   {v}");
+            vmm::errln!("vmrun:   {v}");
         }
         return EXIT_VMRUN_FAILURE;
     }
@@ -130,7 +218,7 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
         print_stats(report);
     }
     if let Some(leaks) = report.leaks() {
-        eprintln!("vmrun: {leaks}");
+        vmm::errln!("vmrun: {leaks}");
         return EXIT_VMRUN_FAILURE;
     }
     let code = match &report.outcome {
@@ -140,14 +228,14 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
             fault_addr,
             ip,
             error_code,
+            cause,
         }) => {
-            let name = signal_name(*signal);
-            match signal {
-                7 | 11 => {
-                    eprintln!("vmrun: {name} at {fault_addr:#x} ip {ip:#x} (error {error_code:#x})")
-                }
-                4 | 5 | 8 => eprintln!("vmrun: {name} at ip {ip:#x}"),
-                _ => eprintln!("vmrun: {name}"),
+            if let Some(line) = killed_line(*signal, *cause, *fault_addr, *ip, *error_code) {
+                vmm::errln!("vmrun: {line}");
+            }
+            if *cause == KillCause::OutOfMemory {
+                let mib = cli.config.mem_size >> 20;
+                vmm::errln!("vmrun: (the guest has {mib} MiB of RAM; --mem gives it more)");
             }
             128 + *signal as i32
         }
@@ -155,12 +243,17 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
             exec_failed(&cli.config.program, *errno, message)
         }
         RunEnd::Guest(Outcome::GuestPanic(msg)) => {
-            eprintln!("vmrun: guest kernel panic: {msg}");
+            vmm::errln!("vmrun: guest kernel panic: {msg}");
             EXIT_VMRUN_FAILURE
         }
         RunEnd::VmFailure(dump) => {
-            eprintln!("vmrun: the VM stopped unexpectedly: {dump}");
+            vmm::errln!("vmrun: the VM stopped unexpectedly: {dump}");
             EXIT_VMRUN_FAILURE
+        }
+        RunEnd::Interrupted(signal) => {
+            let name = vmm::interrupt::signal_name(*signal);
+            vmm::errln!("vmrun: stopped by {name}; the program did not finish");
+            128 + signal
         }
     };
     code
@@ -175,10 +268,10 @@ fn finish(cli: &Cli, session: &SessionReport) -> i32 {
 fn exec_failed(program: &Path, errno: i64, message: &str) -> i32 {
     let shown = program.display();
     if errno == i64::from(libc::ENOENT) {
-        eprintln!("vmrun: {shown}: cannot execute: required file not found ({message})");
+        vmm::errln!("vmrun: {shown}: cannot execute: required file not found ({message})");
         EXIT_NOT_FOUND
     } else {
-        eprintln!("vmrun: {shown}: {message}");
+        vmm::errln!("vmrun: {shown}: {message}");
         EXIT_CANNOT_EXECUTE
     }
 }
@@ -207,7 +300,7 @@ fn locate_program(config: &mut VmConfig) -> Result<(), i32> {
             Ok(())
         }
         None => {
-            eprintln!("vmrun: {}: command not found", name.to_string_lossy());
+            vmm::errln!("vmrun: {}: command not found", name.to_string_lossy());
             Err(EXIT_NOT_FOUND)
         }
     }
@@ -251,25 +344,71 @@ fn is_executable(path: &Path) -> bool {
     unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) == 0 }
 }
 
-/// The description a shell prints for a fatal signal.
-fn signal_name(signal: u32) -> String {
-    match signal {
-        4 => "Illegal instruction".into(),
-        5 => "Trace/breakpoint trap".into(),
-        6 => "Aborted".into(),
-        9 => "Killed".into(),
-        7 => "Bus error".into(),
-        8 => "Floating point exception".into(),
-        11 => "Segmentation fault".into(),
-        n => format!("Killed by signal {n}"),
+/// What an exec that failed past its point of no return ran into, by its
+/// errno.
+fn exec_failure(errno: u64) -> &'static str {
+    match errno {
+        17 => "EEXIST: a segment lies where the stack goes",
+        12 => "ENOMEM: out of guest memory for its segments",
+        14 => "EFAULT: a segment's bss could not be cleared",
+        1 => "EPERM: a segment below the lowest mappable address",
+        22 => "EINVAL: a segment the address space cannot hold",
+        _ => "its segments could not be mapped",
     }
+}
+
+/// The line vmrun prints (after "vmrun: ") for a program killed by
+/// `signal`: a fault's with its address, ip and error code; a sent
+/// signal's as a shell prints it; none for SIGPIPE, of which a shell says
+/// nothing (`prog | head`).
+fn killed_line(signal: u32, cause: KillCause, addr: u64, ip: u64, error: u64) -> Option<String> {
+    let name = signal_name(signal);
+    Some(match (cause, signal) {
+        (_, 13) => return None,
+        (KillCause::OutOfMemory, _) => format!("{name}: out of guest memory"),
+        (KillCause::Deadlock, _) => format!("{name}: every process was blocked (deadlock)"),
+        (KillCause::ExecFailed, _) => format!(
+            "{name}: the exec failed past its point of no return ({}), as Linux kills it",
+            exec_failure(addr)
+        ),
+        (KillCause::Fault, 7 | 11) => format!("{name} at {addr:#x} ip {ip:#x} (error {error:#x})"),
+        (KillCause::Fault, 4 | 5 | 8) => format!("{name} at ip {ip:#x}"),
+        _ => name,
+    })
+}
+
+/// The description a shell (bash's strsignal) prints for a fatal signal.
+fn signal_name(signal: u32) -> String {
+    let name = match signal {
+        1 => "Hangup",
+        2 => "Interrupt",
+        3 => "Quit",
+        4 => "Illegal instruction",
+        5 => "Trace/breakpoint trap",
+        6 => "Aborted",
+        7 => "Bus error",
+        8 => "Floating point exception",
+        9 => "Killed",
+        10 => "User defined signal 1",
+        11 => "Segmentation fault",
+        12 => "User defined signal 2",
+        14 => "Alarm clock",
+        15 => "Terminated",
+        24 => "CPU time limit exceeded",
+        25 => "File size limit exceeded",
+        26 => "Virtual timer expired",
+        27 => "Profiling timer expired",
+        31 => "Bad system call",
+        n => return format!("Killed by signal {n}"),
+    };
+    name.into()
 }
 
 /// The guest's counters at exit (the timings and the rest are in the
 /// statistics `--stats` prints from the trace).
 fn print_stats(report: &RunReport) {
     if let Some(s) = &report.stats {
-        eprintln!(
+        vmm::errln!(
             "vmrun: guest: {} page faults, {} syscalls, peak {} user frames, \
                    {} frames in use at exit ({} kernel), {} user frames and {} user table pages \
                    leaked",
@@ -281,7 +420,7 @@ fn print_stats(report: &RunReport) {
             s.user_frames,
             s.user_table_pages
         );
-        eprintln!(
+        vmm::errln!(
             "vmrun: guest: {} forks, {} context switches, {} timer interrupts, {} zombies \
                    reaped, {} pages copied on write; page cache: {} pages read from the host in \
                    {} reads",
@@ -296,93 +435,123 @@ fn print_stats(report: &RunReport) {
     }
 }
 
-fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
-    let mut config = VmConfig {
-        mem_size: DEFAULT_MEM,
-        program: Default::default(),
-        argv: vec![],
-        env: std::env::vars_os().map(|(k, v)| join_env(&k, &v)).collect(),
-        aslr: false,
-        verbose: false,
-        observe: Default::default(),
-        mounts: vec![],
-        default_view: true,
+/// The command line (with vmrun's own name first) to what to do, or a
+/// one-line usage error.
+fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
+    let matches = match Args::command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => return usage_error(e),
     };
-    let mut watch = Watch::default();
-    let mut argv0 = None;
-    let mut it = args.into_iter();
-    while let Some(arg) = it.next() {
-        let s = arg.to_string_lossy().into_owned();
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match s.as_str() {
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(Parsed::Exit(ExitCode::SUCCESS));
-            }
-            "-V" | "--version" => {
-                print_version();
-                return Ok(Parsed::Exit(ExitCode::SUCCESS));
-            }
-            "-m" | "--mem" => config.mem_size = parse_size(&value(&s)?.to_string_lossy())?,
-            "-e" | "--env" => set_env(&mut config.env, value(&s)?)?,
-            "-u" | "--unset" => unset_env(&mut config.env, &value(&s)?),
-            "-i" | "--clear-env" => config.env.clear(),
-            "--argv0" => argv0 = Some(value(&s)?),
-            "--aslr" => config.aslr = true,
-            "--mount" | "--volume" => config
-                .mounts
-                .push(Mount::parse(&value(&s)?.to_string_lossy())?),
-            "--isolate" => config.default_view = false,
-            "--stats" => watch.stats = true,
-            "--stats-json" => watch.stats_json = Some(value(&s)?.into()),
-            "--trace" => watch.trace = parse_categories(&value(&s)?.to_string_lossy())?,
-            "--trace-json" => watch.trace_json = Some((value(&s)?.into(), 0)),
-            "--strace" => watch.strace = true,
-            "--maps" => watch.maps = true,
-            "--pagetables" => watch.pagetables = true,
-            "--pagetables-json" => watch.pagetables_json = Some(value(&s)?.into()),
-            "--check" => watch.check = true,
-            "--svg" => watch.svg = Some(value(&s)?.into()),
-            "--histogram" => watch.histogram = Some(value(&s)?.into()),
-            _ if s.starts_with("--check=") => {
-                watch.check = true;
-                watch.check_every = s["--check=".len()..]
-                    .parse()
-                    .map_err(|_| format!("{s}: expected --check=N with N a number of faults"))?;
-            }
-            "-v" | "--verbose" => config.verbose = true,
-            "--" => {
-                config.program = it.next().ok_or("missing PROGRAM")?.into();
-                break;
-            }
-            _ if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown option {s}")),
-            _ => {
-                config.program = arg.into();
-                break;
-            }
+    let args = Args::from_arg_matches(&matches).map_err(|e| first_line(&e))?;
+    if let Some(Sub::Bench { args }) = args.command {
+        return Ok(Parsed::Bench(args));
+    }
+    if args.version {
+        print_version();
+        return Ok(Parsed::Exit(ExitCode::SUCCESS));
+    }
+    let env = environment(&args, &matches);
+    let mut program = args.program.into_iter();
+    let name = program.next().ok_or("missing PROGRAM")?;
+    let mut argv = vec![args.argv0.unwrap_or_else(|| name.clone())];
+    argv.extend(program);
+    let mounts = args
+        .mount
+        .iter()
+        .map(|m| Mount::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = VmConfig {
+        mem_size: args.mem,
+        program: name.into(),
+        argv,
+        env,
+        aslr: args.aslr,
+        verbose: args.verbose,
+        observe: Default::default(),
+        mounts,
+        default_view: !args.isolate,
+    };
+    let trace = args.trace.unwrap_or(0);
+    let watch = Watch {
+        trace,
+        trace_json: args
+            .trace_json
+            .map(|p| (p, if trace != 0 { trace } else { ALL_CATEGORIES })),
+        strace: args.strace,
+        maps: args.maps,
+        pagetables: args.pagetables,
+        pagetables_json: args.pagetables_json,
+        check: args.check.is_some(),
+        check_every: args.check.unwrap_or(0),
+        svg: args.svg,
+        histogram: args.histogram,
+        stats: args.stats,
+        stats_json: args.stats_json,
+    };
+    Ok(Parsed::Run(Box::new(Cli { config, watch })))
+}
+
+/// --help prints the help (status 0); every other error is one line for
+/// the caller to print with a hint at --help.
+fn usage_error(e: clap::Error) -> Result<Parsed, String> {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            vmm::outln!("{}", e.render().to_string().trim_end());
+            Ok(Parsed::Exit(ExitCode::SUCCESS))
+        }
+        ErrorKind::MissingRequiredArgument => Err("missing PROGRAM".into()),
+        _ => Err(first_line(&e)),
+    }
+}
+
+/// clap's message without its "error: " prefix, usage and tips.
+fn first_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let line = text.lines().next().unwrap_or("bad command line");
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+/// The program's environment: vmrun's own, or empty with -i wherever it
+/// is given, then every -e and -u in the order they were given.
+fn environment(args: &Args, matches: &clap::ArgMatches) -> Vec<OsString> {
+    let mut env: Vec<OsString> = match args.clear_env {
+        true => vec![],
+        false => std::env::vars_os().map(|(k, v)| join_env(&k, &v)).collect(),
+    };
+    let indices = |id: &str| -> Vec<usize> {
+        matches
+            .indices_of(id)
+            .map(|i| i.collect())
+            .unwrap_or_default()
+    };
+    let mut edits: Vec<(usize, Option<&OsString>, &OsString)> = Vec::new();
+    edits.extend(
+        indices("env")
+            .into_iter()
+            .zip(&args.env)
+            .map(|(i, a)| (i, Some(a), a)),
+    );
+    edits.extend(
+        indices("unset")
+            .into_iter()
+            .zip(&args.unset)
+            .map(|(i, n)| (i, None, n)),
+    );
+    edits.sort_by_key(|e| e.0);
+    for (_, set, name) in edits {
+        match set {
+            Some(assignment) => set_env(&mut env, assignment.clone()),
+            None => unset_env(&mut env, name),
         }
     }
-    if config.program.as_os_str().is_empty() {
-        return Err("missing PROGRAM".into());
-    }
-    config
-        .argv
-        .push(argv0.unwrap_or_else(|| config.program.clone().into_os_string()));
-    config.argv.extend(it);
-    if let Some((_, mask)) = &mut watch.trace_json {
-        *mask = if watch.trace != 0 {
-            watch.trace
-        } else {
-            ALL_CATEGORIES
-        };
-    }
-    Ok(Parsed::Run(Box::new(Cli { config, watch })))
+    env
 }
 
 const ALL_CATEGORIES: u32 =
     category::PAGE_TABLES | category::VMAS | category::FAULTS | category::SYSCALLS | category::EXEC;
 
-/// `pt,vma,fault,syscall,exec` or `all` to category bits.
+/// `pt,vma,fault,syscall,exec,boot` or `all` to category bits.
 fn parse_categories(list: &str) -> Result<u32, String> {
     list.split(',').try_fold(0, |mask, name| {
         let bit = match name.trim() {
@@ -391,10 +560,11 @@ fn parse_categories(list: &str) -> Result<u32, String> {
             "fault" | "faults" => category::FAULTS,
             "syscall" | "syscalls" => category::SYSCALLS,
             "exec" => category::EXEC,
+            "boot" => vmm::session::BOOT,
             "all" => ALL_CATEGORIES,
             other => {
                 return Err(format!(
-                    "--trace: unknown category {other:?} (pt, vma, fault, syscall, exec, all)"
+                    "unknown category {other:?} (pt, vma, fault, syscall, exec, boot, all)"
                 ))
             }
         };
@@ -403,10 +573,10 @@ fn parse_categories(list: &str) -> Result<u32, String> {
 }
 
 fn print_version() {
-    println!("vmrun {}", env!("CARGO_PKG_VERSION"));
+    vmm::outln!("vmrun {}", env!("CARGO_PKG_VERSION"));
     match vmm::kvm::open() {
-        Ok(_) => println!("KVM: {}", Platform::detect().describe()),
-        Err(e) => println!("KVM: unavailable: {e}"),
+        Ok(_) => vmm::outln!("KVM: {}", Platform::detect().describe()),
+        Err(e) => vmm::outln!("KVM: unavailable: {e}"),
     }
 }
 
@@ -422,16 +592,17 @@ fn env_name(entry: &OsString) -> Vec<u8> {
     b[..b.iter().position(|&c| c == b'=').unwrap_or(b.len())].to_vec()
 }
 
-fn set_env(env: &mut Vec<OsString>, assignment: OsString) -> Result<(), String> {
-    if !assignment.as_encoded_bytes().contains(&b'=') {
-        return Err(format!(
-            "--env {}: expected NAME=VALUE",
-            assignment.to_string_lossy()
-        ));
-    }
+fn set_env(env: &mut Vec<OsString>, assignment: OsString) {
     unset_env(env, &OsString::from_vec(env_name(&assignment)));
     env.push(assignment);
-    Ok(())
+}
+
+/// `--env`'s value: NAME=VALUE.
+fn parse_assignment(s: &str) -> Result<OsString, String> {
+    match s.split_once('=') {
+        Some((name, _)) if !name.is_empty() => Ok(s.into()),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
 }
 
 fn unset_env(env: &mut Vec<OsString>, name: &OsString) {
@@ -448,7 +619,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
     num.parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .ok_or(format!("--mem {s}: not a size (examples: 256M, 1G)"))
+        .ok_or_else(|| "not a size (examples: 256M, 1G)".to_string())
 }
 
 trait FromVec {
@@ -466,11 +637,78 @@ mod tests {
     use super::*;
     use vmm::fs::Access;
 
+    fn parse_args(args: &[&str]) -> Result<Parsed, String> {
+        parse(
+            std::iter::once("vmrun")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+    }
+
     fn run_cli(args: &[&str]) -> Cli {
-        match parse(args.iter().map(OsString::from).collect()) {
+        match parse_args(args) {
             Ok(Parsed::Run(cli)) => *cli,
-            _ => panic!("expected a run"),
+            Ok(_) => panic!("expected a run"),
+            Err(e) => panic!("expected a run: {e}"),
         }
+    }
+
+    #[test]
+    fn clear_env_after_env_keeps_the_env_and_env_and_unset_apply_in_order() {
+        let cli = run_cli(&["-e", "A=1", "-i", "-e", "B=2", "p"]);
+        assert_eq!(cli.config.env, vec![OsString::from("A=1"), "B=2".into()]);
+        let cli = run_cli(&["-i", "-e", "A=1", "-u", "A", "p"]);
+        assert!(cli.config.env.is_empty());
+        let cli = run_cli(&["-i", "-u", "A", "-e", "A=1", "p"]);
+        assert_eq!(cli.config.env, vec![OsString::from("A=1")]);
+    }
+
+    #[test]
+    fn double_dash_ends_the_options_and_the_program_may_start_with_a_dash() {
+        let cli = run_cli(&["-m", "64M", "--", "-prog", "--mem", "x"]);
+        assert_eq!(cli.config.program, PathBuf::from("-prog"));
+        assert_eq!(cli.config.argv, vec!["-prog", "--mem", "x"]);
+        assert_eq!(cli.config.mem_size, 64 << 20);
+    }
+
+    #[test]
+    fn an_option_given_twice_takes_the_last_value_and_lists_keep_every_value() {
+        let cli = run_cli(&["--check", "--check=5", "-m", "64M", "-m", "128M", "p"]);
+        assert_eq!((cli.watch.check_every, cli.config.mem_size), (5, 128 << 20));
+        let cli = run_cli(&[
+            "--strace", "--strace", "--mount", "/a:/x", "--mount", "/b:/y", "p",
+        ]);
+        assert!(cli.watch.strace);
+        assert_eq!(cli.config.mounts.len(), 2);
+    }
+
+    #[test]
+    fn bench_takes_its_own_options_unparsed() {
+        let args = ["bench", "--quick", "-n", "5", "--help"];
+        match parse_args(&args) {
+            Ok(Parsed::Bench(rest)) => assert_eq!(rest, ["--quick", "-n", "5", "--help"]),
+            _ => panic!("expected bench"),
+        }
+    }
+
+    #[test]
+    fn check_takes_an_optional_count_after_an_equals_sign() {
+        let cli = run_cli(&["--check", "p"]);
+        assert!(cli.watch.check && cli.watch.check_every == 0);
+        assert_eq!(cli.config.argv, vec!["p"]);
+        assert_eq!(run_cli(&["--check=7", "p"]).watch.check_every, 7);
+        assert!(parse_args(&["--check=x", "p"]).is_err());
+    }
+
+    #[test]
+    fn the_default_mem_is_the_librarys() {
+        assert_eq!(run_cli(&["p"]).config.mem_size, vmm::vm::DEFAULT_MEM);
+    }
+
+    #[test]
+    fn env_needs_name_equals_value() {
+        let err = parse_args(&["-e", "NOEQUALS", "p"]).err().unwrap();
+        assert!(err.contains("NAME=VALUE"), "{err}");
     }
 
     #[test]
@@ -549,7 +787,7 @@ mod tests {
     #[test]
     fn mounting_over_proc_or_dev_is_refused() {
         for spec in ["/x:/proc", "/x:/dev:ro", "/x:relative", "/x"] {
-            let err = parse(vec!["--mount".into(), spec.into(), "p".into()]);
+            let err = parse_args(&["--mount", spec, "p"]);
             assert!(matches!(err, Err(msg) if msg.contains("--mount")), "{spec}");
         }
     }
@@ -602,8 +840,26 @@ mod tests {
     }
 
     #[test]
+    fn a_sent_signal_has_no_address_and_a_fault_has_its_own() {
+        let sent = killed_line(11, KillCause::Sent, 0, 0x401000, 0);
+        assert_eq!(sent.as_deref(), Some("Segmentation fault"));
+        let fault = killed_line(11, KillCause::Fault, 0x10, 0x401000, 6);
+        assert_eq!(
+            fault.as_deref(),
+            Some("Segmentation fault at 0x10 ip 0x401000 (error 0x6)")
+        );
+        assert_eq!(
+            killed_line(15, KillCause::Sent, 0, 0, 0).as_deref(),
+            Some("Terminated")
+        );
+        assert_eq!(killed_line(13, KillCause::Sent, 0, 0, 0), None);
+        let oom = killed_line(9, KillCause::OutOfMemory, 0x7000, 0x401000, 6);
+        assert_eq!(oom.as_deref(), Some("Killed: out of guest memory"));
+    }
+
+    #[test]
     fn unknown_option_and_missing_program_are_errors() {
-        assert!(parse(vec!["--bogus".into()]).is_err());
-        assert!(parse(vec!["-i".into()]).is_err());
+        assert!(parse_args(&["--bogus"]).is_err());
+        assert_eq!(parse_args(&["-i"]).err().unwrap(), "missing PROGRAM");
     }
 }

@@ -26,6 +26,11 @@ use vmrun_contract::layout::{PAGE_SIZE, SYSCALL_TRAMPOLINE_VIRT};
 use vmrun_contract::trace::{category, Record};
 use vmrun_contract::VmaExport;
 
+/// A trace category of the host's own (no guest bit): the guest kernel's
+/// records from before the program's first exec, that is its boot-time
+/// page tables. `--trace boot` shows them; `pt` and `all` leave them out.
+pub const BOOT: u32 = 1 << 31;
+
 /// What to observe during a run.
 #[derive(Clone, Debug, Default)]
 pub struct Watch {
@@ -59,6 +64,14 @@ impl Watch {
     /// What the guest kernel must report for this watch.
     pub fn observe(&self) -> Observe {
         let mut mask = self.trace | self.trace_json.as_ref().map_or(0, |(_, m)| *m);
+        if mask & BOOT != 0 {
+            mask |= category::PAGE_TABLES;
+        }
+        // The first exec phase record is where the boot records end.
+        if mask & category::PAGE_TABLES != 0 {
+            mask |= category::EXEC;
+        }
+        mask &= !BOOT;
         if self.strace {
             mask |= category::SYSCALLS;
         }
@@ -75,7 +88,22 @@ impl Watch {
                 || self.svg.is_some(),
             fault_every: if self.check { self.check_every } else { 0 },
             stop_at_syscalls: self.strace,
+            live: true,
         }
+    }
+
+    /// Every file this watch writes, with the option that names it.
+    pub fn output_files(&self) -> Vec<(&'static str, &PathBuf)> {
+        [
+            ("--trace-json", self.trace_json.as_ref().map(|(p, _)| p)),
+            ("--pagetables-json", self.pagetables_json.as_ref()),
+            ("--svg", self.svg.as_ref()),
+            ("--histogram", self.histogram.as_ref()),
+            ("--stats-json", self.stats_json.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(option, path)| Some((option, path?)))
+        .collect()
     }
 
     fn wants_stats(&self) -> bool {
@@ -103,11 +131,24 @@ pub struct Session {
     stats: Option<Stats>,
     strace: Strace,
     trace_json: Option<BufWriter<File>>,
+    /// An exec phase record has been seen: records are the program's.
+    booted: bool,
 }
 
 impl Session {
     /// Create the VM for `config` with what `watch` needs observed.
+    ///
+    /// Every output file is created first, so that a path that cannot be
+    /// written (a missing directory) stops vmrun before the program runs,
+    /// not after, when its exit status would be lost.
     pub fn new(config: &VmConfig, watch: Watch) -> Result<Session> {
+        let mut outputs = Vec::new();
+        for (option, path) in watch.output_files() {
+            let file = File::create(path).map_err(|e| {
+                Error::Config(format!("{option} {}: {}", path.display(), words(&e)))
+            })?;
+            outputs.push(file);
+        }
         let mut config = config.clone();
         config.observe = watch.observe();
         let vm = Vm::new(&config)?;
@@ -123,10 +164,11 @@ impl Session {
         } else {
             None
         };
-        let trace_json = match &watch.trace_json {
-            Some((path, _)) => Some(BufWriter::new(create(path)?)),
-            None => None,
-        };
+        // The first output file, when there is one, is --trace-json's.
+        let trace_json = watch
+            .trace_json
+            .as_ref()
+            .map(|_| BufWriter::new(outputs.swap_remove(0)));
         Ok(Session {
             vm,
             watch,
@@ -135,6 +177,7 @@ impl Session {
             stats,
             strace: Strace::new(),
             trace_json,
+            booted: false,
         })
     }
 
@@ -170,6 +213,10 @@ impl Session {
                     self.at_check_point(&when, *user_frames, *user_tables)?
                 }
                 Event::Syscall { .. } => None,
+                Event::Tick => {
+                    self.flush_outputs()?;
+                    None
+                }
                 Event::Finished(end) => return self.finish(end.clone()),
             };
             if let Some((where_, violations)) = at {
@@ -182,6 +229,14 @@ impl Session {
                     violation_at: where_,
                 });
             }
+        }
+    }
+
+    /// Push what the trace JSON file holds so far out to the file.
+    fn flush_outputs(&mut self) -> Result<()> {
+        match &mut self.trace_json {
+            Some(out) => out.flush().map_err(io_err),
+            None => Ok(()),
         }
     }
 
@@ -206,9 +261,13 @@ impl Session {
     }
 
     fn emit_record(&mut self, r: &Record, cr3: Option<u64>) -> Result<()> {
-        let cat = crate::inspect::trace::category_of(r.kind);
+        let mut cat = crate::inspect::trace::category_of(r.kind);
+        self.booted |= r.kind == vmrun_contract::trace::kind::EXEC_PHASE;
+        if !self.booted && cat == category::PAGE_TABLES {
+            cat = BOOT;
+        }
         if self.watch.trace & cat != 0 {
-            eprintln!("vmrun: trace {}", format_record(r, &self.clock));
+            crate::errln!("vmrun: trace {}", format_record(r, &self.clock));
         }
         if let (Some(out), Some((_, mask))) = (&mut self.trace_json, &self.watch.trace_json) {
             if mask & cat != 0 {
@@ -221,7 +280,7 @@ impl Session {
                 cr3,
             };
             for line in self.strace.feed(r, &mem) {
-                eprintln!("{line}");
+                crate::errln!("{line}");
             }
         }
         Ok(())
@@ -244,7 +303,7 @@ impl Session {
         if self.watch.maps {
             let files = files_of_export(&export, &self.files[0]);
             let text = format_maps(&export, &files).map_err(|e| Error::Memory(e.to_string()))?;
-            eprint!("vmrun: maps at {when}:\n{text}");
+            crate::errprint!("vmrun: maps at {when}:\n{text}");
         }
         let walk = self.walk_now(false)?;
         if when == "exit" {
@@ -309,7 +368,7 @@ impl Session {
     fn show_tables(&self, walk: &Walk) -> Result<()> {
         if self.watch.pagetables {
             let user = self.walk_now(true)?;
-            eprint!(
+            crate::errprint!(
                 "vmrun: page tables at exit (CR3 {:#x}):\n{}vmrun: user mappings at exit:\n{}",
                 walk.cr3,
                 pagetable::render_tree(&user),
@@ -328,12 +387,12 @@ impl Session {
     fn finish(&mut self, end: RunEnd) -> Result<SessionReport> {
         if self.watch.strace {
             if let Some(line) = self.strace.finish() {
-                eprintln!("{line}");
+                crate::errln!("{line}");
             }
             match &end {
-                RunEnd::Guest(Outcome::Exited(s)) => eprintln!("{}", exited_line(*s as u64)),
+                RunEnd::Guest(Outcome::Exited(s)) => crate::errln!("{}", exited_line(*s as u64)),
                 RunEnd::Guest(Outcome::Signaled { signal, .. }) => {
-                    eprintln!("{}", killed_line(u64::from(*signal)))
+                    crate::errln!("{}", killed_line(u64::from(*signal)))
                 }
                 _ => {}
             }
@@ -359,7 +418,7 @@ impl Session {
         stats.boot_phases = boot_phases(run);
         stats.fs = self.vm.fs_stats().clone();
         if self.watch.stats {
-            eprint!("{}", stats.render_text());
+            crate::errprint!("{}", stats.render_text());
         }
         if let Some(path) = &self.watch.stats_json {
             write_file(path, &stats.to_json().to_string())?;
@@ -397,8 +456,10 @@ fn io_err(e: std::io::Error) -> Error {
     Error::Config(format!("writing an inspector output: {e}"))
 }
 
-fn create(path: &PathBuf) -> Result<File> {
-    File::create(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+/// An I/O error's words without Rust's " (os error N)".
+fn words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_string()
 }
 
 fn write_file(path: &PathBuf, text: &str) -> Result<()> {

@@ -2,7 +2,10 @@
 //! randomness.
 
 use crate::hypercall::HostIo;
+use crate::inspect::syscalls;
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 /// Host stdin/stdout/stderr for the guest.
 pub struct Stdio {
@@ -45,13 +48,53 @@ impl HostIo for Stdio {
         }
     }
 
+    /// Sleeps in steps of at most 100 ms, so that SIGINT or SIGTERM
+    /// ([`crate::interrupt`]) ends a long sleep of the program's at once.
+    fn sleep(&mut self, ns: u64) {
+        let end = Instant::now() + Duration::from_nanos(ns);
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            if left.is_zero() || crate::interrupt::requested().is_some() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+    }
+
     fn log(&mut self, line: &[u8]) {
         if self.verbose {
+            let line = name_syscall(line);
             let mut err = io::stderr().lock();
             let _ = err.write_all(b"[guest] ");
-            let _ = err.write_all(line);
+            let _ = err.write_all(&line);
             let _ = err.write_all(b"\n");
         }
+    }
+}
+
+/// A guest log line with "system call N (unknown)" given the name that
+/// `--strace` uses: the guest kernel's own table names only the calls it
+/// implements, the host's ([`crate::inspect::syscalls`]) names them all.
+pub fn name_syscall(line: &[u8]) -> Cow<'_, [u8]> {
+    const PREFIX: &[u8] = b"system call ";
+    const UNKNOWN: &[u8] = b" (unknown)";
+    let Some(rest) = line.strip_prefix(PREFIX) else {
+        return Cow::Borrowed(line);
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let nr = std::str::from_utf8(&rest[..digits])
+        .ok()
+        .and_then(|d| d.parse::<u32>().ok());
+    match (
+        nr.and_then(syscalls::lookup),
+        rest[digits..].strip_prefix(UNKNOWN),
+    ) {
+        (Some(call), Some(tail)) => {
+            let mut named = line[..PREFIX.len() + digits].to_vec();
+            named.extend_from_slice(format!(" ({})", call.name).as_bytes());
+            named.extend_from_slice(tail);
+            Cow::Owned(named)
+        }
+        _ => Cow::Borrowed(line),
     }
 }
 
@@ -82,4 +125,30 @@ impl HostIo for Discard {
     }
 
     fn log(&mut self, _line: &[u8]) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_syscall;
+
+    #[test]
+    fn an_unknown_system_call_gets_the_strace_name() {
+        let line = b"system call 334 (unknown) is not implemented: ENOSYS";
+        assert_eq!(
+            &*name_syscall(line),
+            b"system call 334 (rseq) is not implemented: ENOSYS"
+        );
+    }
+
+    #[test]
+    fn other_lines_and_numbers_no_table_knows_stay_as_they_are() {
+        for line in [
+            &b"system call 9999 (unknown) is not implemented: ENOSYS"[..],
+            b"system call 12 (brk) did something",
+            b"syscall entry: vector 0x80",
+            b"system call ",
+        ] {
+            assert_eq!(&*name_syscall(line), line);
+        }
+    }
 }

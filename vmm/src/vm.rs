@@ -87,6 +87,10 @@ pub struct Observe {
     pub fault_every: u32,
     /// Stop after every system call ([`Event::Syscall`]).
     pub stop_at_syscalls: bool,
+    /// Hand trace records over as they come ([`Event::Tick`]): when a
+    /// signal interrupts the vCPU, after a second without another event,
+    /// and before a hypercall that may block.
+    pub live: bool,
 }
 
 /// Default trace ring capacity: 64 Ki records (4 MiB of guest RAM).
@@ -127,6 +131,9 @@ pub enum Event {
         /// Its result (`-errno` on failure).
         result: i64,
     },
+    /// Nothing happened, but a signal interrupted the vCPU (with `vmrun`,
+    /// once a second: see [`crate::interrupt`]); the trace ring was drained.
+    Tick,
     /// The run is over.
     Finished(RunEnd),
 }
@@ -191,7 +198,13 @@ pub enum RunEnd {
     /// The VM stopped in a way the guest did not report; the text says how
     /// and holds a register dump.
     VmFailure(String),
+    /// vmrun was asked to stop by this signal (SIGINT, SIGTERM, SIGHUP:
+    /// see [`crate::interrupt`]) before the program ended.
+    Interrupted(i32),
 }
+
+/// How long [`Vm::resume`] runs at most before it hands the trace over.
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A VM ready to run one program.
 pub struct Vm {
@@ -204,6 +217,11 @@ pub struct Vm {
     info: BootInfo,
     exits: BTreeMap<String, u64>,
     trace_lost: u64,
+    /// A hypercall that may block (a sleep, a read of stdin), set aside
+    /// while [`Vm::resume`] returned the trace records before it.
+    deferred: Option<u64>,
+    /// [`Observe::live`].
+    live: bool,
     fs: HostFs,
     /// The timer interrupt's ticker (None if its thread could not start).
     ticker: Option<Ticker>,
@@ -260,6 +278,8 @@ impl Vm {
             exits: BTreeMap::new(),
             trace_lost: 0,
             ticker,
+            deferred: None,
+            live: config.observe.live,
             fs,
             platform,
         })
@@ -367,12 +387,59 @@ impl Vm {
 
     /// Run the guest until the next event the configuration asked for, or
     /// the end of the run. Trace records are handed to `trace` as the ring
-    /// fills and before every event.
+    /// fills and before every event; and with [`Observe::live`], resume
+    /// also returns [`Event::Tick`] after handing them over once a second
+    /// (checked after each hypercall and whenever a signal interrupts the
+    /// vCPU: see [`crate::interrupt`]), when a stop signal came, and before
+    /// a hypercall that may block.
     pub fn resume(
         &mut self,
         io: &mut impl HostIo,
         trace: &mut dyn FnMut(&[Record]),
     ) -> Result<Event> {
+        let resumed = Instant::now();
+        loop {
+            if let Some(signal) = crate::interrupt::requested() {
+                self.drain(trace)?;
+                return Ok(Event::Finished(RunEnd::Interrupted(signal)));
+            }
+            let block = match self.deferred.take() {
+                Some(block) => block,
+                None => match self.next_hypercall(trace, || resumed.elapsed() >= TICK)? {
+                    Ok(block) if self.live && self.may_block(block) && self.drain(trace)? => {
+                        self.deferred = Some(block);
+                        return Ok(Event::Tick);
+                    }
+                    Ok(block) => block,
+                    Err(event) => return Ok(event),
+                },
+            };
+            let action = match hypercall::handle(&self.ram, block, io, &mut self.fs) {
+                Ok(action) => action,
+                Err(e) => {
+                    let what = format!("bad hypercall block at {block:#x}: {e}");
+                    return Ok(Event::Finished(RunEnd::VmFailure(self.dump(&what))));
+                }
+            };
+            self.count_exit(action_name(&action));
+            if let Some(event) = self.act(action, trace)? {
+                return Ok(event);
+            }
+            if self.live && resumed.elapsed() >= TICK {
+                self.drain(trace)?;
+                return Ok(Event::Tick);
+            }
+        }
+    }
+
+    /// Run the vCPU to its next hypercall (its block's address), or the
+    /// event that ends this resume: a tick or the VM's failure. `due` says
+    /// whether a tick is due when a signal interrupts the vCPU.
+    fn next_hypercall(
+        &mut self,
+        trace: &mut dyn FnMut(&[Record]),
+        due: impl Fn() -> bool,
+    ) -> Result<std::result::Result<u64, Event>> {
         loop {
             self.timings.exits += 1;
             if let Some(t) = &mut self.ticker {
@@ -387,27 +454,31 @@ impl Vm {
             if let Some(t) = &self.ticker {
                 t.left();
             }
-            let block = match exit {
-                Exit::Hypercall(block) => block,
+            return Ok(match exit {
+                Exit::Hypercall(block) => Ok(block),
+                // A signal (the guest's timer tick, vmrun's own tick or a
+                // stop signal) or an interrupt window: with a live watch,
+                // hand the records over now and then.
+                Exit::Resume if self.live && (due() || crate::interrupt::requested().is_some()) => {
+                    self.drain(trace)?;
+                    Err(Event::Tick)
+                }
                 Exit::Resume => continue,
                 Exit::Failure(what) => {
                     self.count_exit("failure");
                     self.drain(trace)?;
-                    return Ok(Event::Finished(RunEnd::VmFailure(self.dump(&what))));
+                    Err(Event::Finished(RunEnd::VmFailure(self.dump(&what))))
                 }
-            };
-            let action = match hypercall::handle(&self.ram, block, io, &mut self.fs) {
-                Ok(action) => action,
-                Err(e) => {
-                    let what = format!("bad hypercall block at {block:#x}: {e}");
-                    return Ok(Event::Finished(RunEnd::VmFailure(self.dump(&what))));
-                }
-            };
-            self.count_exit(action_name(&action));
-            if let Some(event) = self.act(action, trace)? {
-                return Ok(event);
-            }
+            });
         }
+    }
+
+    /// Whether the hypercall at `block` may wait for long: a sleep, or a
+    /// read of the host's stdin.
+    fn may_block(&self, block: u64) -> bool {
+        self.ram
+            .read_pod::<vmrun_contract::Hypercall>(block)
+            .is_ok_and(|h| h.nr == vmrun_contract::hc::SLEEP || h.nr == vmrun_contract::hc::READ)
     }
 
     fn act(&mut self, action: Action, trace: &mut dyn FnMut(&[Record])) -> Result<Option<Event>> {
@@ -436,10 +507,11 @@ impl Vm {
         *self.exits.entry(reason.to_string()).or_default() += 1;
     }
 
-    /// Hand the trace records the guest has written to `trace`.
-    fn drain(&mut self, trace: &mut dyn FnMut(&[Record])) -> Result<()> {
+    /// Hand the trace records the guest has written to `trace`; whether
+    /// there were any.
+    fn drain(&mut self, trace: &mut dyn FnMut(&[Record])) -> Result<bool> {
         if self.info.trace_phys == 0 {
-            return Ok(());
+            return Ok(false);
         }
         let drained =
             crate::inspect::trace::drain(&self.ram, self.info.trace_phys, self.info.trace_len)
@@ -448,7 +520,7 @@ impl Vm {
         if !drained.records.is_empty() {
             trace(&drained.records);
         }
-        Ok(())
+        Ok(!drained.records.is_empty())
     }
 
     fn record_phase(&mut self, p: u64) {

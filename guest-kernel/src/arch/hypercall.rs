@@ -153,8 +153,8 @@ pub fn copy(dst: u64, src: u64, len: u64) {
 }
 
 /// End the run: the program exited or was killed. Never returns.
-pub fn exit(args: [u64; 5]) -> ! {
-    call(hc::EXIT, [args[0], args[1], args[2], args[3], args[4], 0]);
+pub fn exit(args: [u64; 6]) -> ! {
+    call(hc::EXIT, args);
     super::cpu::halt_forever()
 }
 

@@ -85,6 +85,8 @@ pub enum ElfError<'a> {
         /// File length.
         len: u64,
     },
+    /// The file is empty (a shell would run it as an empty script).
+    Empty,
     /// The first four bytes are not `\x7fELF`.
     BadMagic,
     /// `EI_CLASS` is not ELFCLASS64.
@@ -206,6 +208,9 @@ impl ElfError<'_> {
             Self::TooShort { len } => {
                 let m = m.str("truncated ELF file (").dec(len);
                 m.str(" bytes, shorter than the ELF header)");
+            }
+            Self::Empty => {
+                m.str("empty file (not an ELF file, and no #! line)");
             }
             Self::BadMagic => {
                 m.str("not an ELF file (bad magic)");
@@ -457,7 +462,10 @@ fn check_header(
     file_len: u64,
     separate: bool,
 ) -> Result<(u16, usize, usize), ElfError<'static>> {
-    // A text or empty file is "not an ELF file", whatever its length.
+    // A text file is "not an ELF file", whatever its length.
+    if file_len == 0 {
+        return Err(ElfError::Empty);
+    }
     if b.len() < 4 || b[..4] != *b"\x7fELF" {
         return Err(ElfError::BadMagic);
     }

@@ -161,8 +161,10 @@ pub fn load_elf_binary<M: PhysMem>(
         prot = Prot(prot.0 | Prot::EXEC.0);
     }
     let vma = Vma::anon(stack.vma_start, stack.vma_end, prot, VmFlags::GROWSDOWN);
+    // A segment already there: EEXIST, as Linux's MAP_FIXED_NOREPLACE
+    // gives for an ELF segment over a mapping.
     if mm.vmas.intersects(vma.start, vma.end) {
-        return Err(Errno::ENOMEM);
+        return Err(Errno::EEXIST);
     }
     mm.vmas.insert(vma)?;
     let mut sink = Sink {

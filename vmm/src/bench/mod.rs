@@ -223,12 +223,12 @@ pub fn run_with_output(args: &[String], out: &mut dyn Write) -> i32 {
             return 0;
         }
         Err(e) => {
-            eprintln!("vmrun bench: {e}");
+            crate::errln!("vmrun bench: {e}");
             return 2;
         }
     };
     if let Err(e) = kvm::open() {
-        eprintln!("vmrun bench: {e}");
+        crate::errln!("vmrun bench: {e}");
         return crate::error::EXIT_VMRUN_FAILURE;
     }
     let started = Instant::now();
@@ -247,11 +247,11 @@ pub fn run_with_output(args: &[String], out: &mut dyn Write) -> i32 {
     match run_guest(&hello, &[], DEFAULT_MEM, Observe::default()) {
         Ok(run) if run.tsc_khz > 0 => env.tsc_khz = run.tsc_khz,
         Ok(_) => {
-            eprintln!("vmrun bench: KVM reports no TSC frequency");
+            crate::errln!("vmrun bench: KVM reports no TSC frequency");
             return 1;
         }
         Err(e) => {
-            eprintln!("vmrun bench: {e}");
+            crate::errln!("vmrun bench: {e}");
             return 1;
         }
     }

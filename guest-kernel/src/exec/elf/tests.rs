@@ -267,12 +267,19 @@ fn short_file_with_the_magic_is_truncated() {
 }
 
 #[test]
-fn empty_short_and_text_files_are_not_elf() {
-    for f in [&b""[..], b"\x7fE", b"echo hi\n"] {
+fn short_and_text_files_are_not_elf() {
+    for f in [&b"\x7fE"[..], b"echo hi\n"] {
         let e = LoadPlan::program(f, MMAP_TOP).unwrap_err();
         assert_eq!(msg(e), "not an ELF file (bad magic)");
         assert_eq!(e.errno(), Errno::ENOEXEC);
     }
+}
+
+#[test]
+fn an_empty_file_is_called_empty() {
+    let e = LoadPlan::program(b"", MMAP_TOP).unwrap_err();
+    assert_eq!(msg(e), "empty file (not an ELF file, and no #! line)");
+    assert_eq!(e.errno(), Errno::ENOEXEC);
 }
 
 #[test]

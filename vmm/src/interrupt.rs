@@ -1,0 +1,129 @@
+//! Ctrl-C, SIGTERM and a quarter-second tick, for the `vmrun` binary.
+//!
+//! [`install`] makes SIGINT, SIGTERM and SIGHUP set a flag instead of
+//! killing vmrun at once, and starts a 250 ms interval timer whose
+//! SIGALRM, sent to the vCPU's thread, does nothing but interrupt
+//! `KVM_RUN`. (A stop signal may reach another thread; the run then ends
+//! at the next tick at the latest.) [`crate::vm::Vm::resume`]
+//! then drains the trace ring about once a second ([`crate::vm::Event::Tick`],
+//! so that `--trace` is live), and ends the run when the flag is set
+//! ([`crate::vm::RunEnd::Interrupted`]), so that the session can still
+//! write its trace, statistics and JSON files. [`die_by`] then ends vmrun
+//! by the same signal, as a shell expects of a program it interrupted.
+//!
+//! The library never installs these by itself: a program that embeds
+//! `vmm` keeps its own signal dispositions.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The stop signal received, or 0.
+static STOP: AtomicI32 = AtomicI32::new(0);
+
+/// Signals that stop the run (and then vmrun).
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+extern "C" fn on_stop(signal: libc::c_int) {
+    STOP.store(signal, Ordering::SeqCst);
+}
+
+extern "C" fn on_tick(_: libc::c_int) {}
+
+/// Installs the handlers and starts the tick, whose signal goes
+/// to the calling thread: call it from the thread that runs the vCPU.
+pub fn install() -> std::io::Result<()> {
+    // No SA_RESTART for the stop signals: a host read that waits for the
+    // program's input returns at once, and the run ends at the next exit.
+    for signal in STOP_SIGNALS {
+        set_handler(signal, on_stop as *const () as libc::sighandler_t, 0)?;
+    }
+    // The tick interrupts KVM_RUN (which KVM never restarts) and nothing
+    // else: reads and writes on vmrun's stdio restart.
+    set_handler(
+        libc::SIGALRM,
+        on_tick as *const () as libc::sighandler_t,
+        libc::SA_RESTART,
+    )?;
+    start_tick()
+}
+
+/// A 250 ms timer whose SIGALRM goes to this thread, the one that
+/// runs the vCPU, and not to any other thread vmrun has.
+fn start_tick() -> std::io::Result<()> {
+    // SAFETY: an all-zero sigevent is valid; the fields that matter are
+    // set below.
+    let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+    event.sigev_notify = libc::SIGEV_THREAD_ID;
+    event.sigev_signo = libc::SIGALRM;
+    // SAFETY: gettid has no preconditions.
+    event.sigev_notify_thread_id = unsafe { libc::gettid() };
+    let mut timer: libc::timer_t = std::ptr::null_mut();
+    // SAFETY: timer_create reads the valid `event` and writes the new
+    // timer's id into `timer`.
+    if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // A quarter of Vm::resume's second: a tick is handed over at most
+    // 1.25 s after the last, and a stop signal that reached another
+    // thread is seen within 250 ms.
+    let quarter = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 250_000_000,
+    };
+    let period = libc::itimerspec {
+        it_interval: quarter,
+        it_value: quarter,
+    };
+    // SAFETY: `timer` was just created; settime reads the valid `period`
+    // and is not asked for the old value. The timer lives until exit.
+    if unsafe { libc::timer_settime(timer, 0, &period, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn set_handler(
+    signal: libc::c_int,
+    handler: libc::sighandler_t,
+    flags: libc::c_int,
+) -> std::io::Result<()> {
+    // SAFETY: an all-zero sigaction is valid (empty mask, no flags); the
+    // handlers only store to an atomic, which is async-signal-safe.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = handler;
+    action.sa_flags = flags;
+    // SAFETY: `action` is a valid sigaction; the old one is not asked for.
+    if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The stop signal received since [`install`], if any.
+pub fn requested() -> Option<i32> {
+    match STOP.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
+/// Ends vmrun by `signal` with its default action (or, should that not
+/// kill, with status 128 + `signal`).
+pub fn die_by(signal: i32) -> ! {
+    // SAFETY: restoring the default action and raising the signal touch
+    // only this process's signal state.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+    std::process::exit(128 + signal)
+}
+
+/// The name of a stop signal, for messages.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
+}
