@@ -75,6 +75,8 @@ impl Mm {
             let vma = self.vmas.get_mut(i).ok_or(Errno::EFAULT)?;
             vma.end = grown;
             self.vmas.note_resized(i);
+            // Grown up to the next area, it merges with it as in Linux.
+            self.vmas.merge_around(i);
             return Ok(old);
         }
         if flags & MAYMOVE == 0 {
@@ -229,6 +231,25 @@ mod tests {
         copy_from_user(&mut mm, env, new, &mut at_new).unwrap();
         copy_from_user(&mut mm, env, old, &mut at_old).unwrap();
         assert_eq!((at_new, at_old), (*b"x", [0]));
+    }
+
+    /// Found by prop_address_space_matches_a_page_model: an area grown in
+    /// place up to a like neighbour stayed apart from it.
+    #[test]
+    fn growing_in_place_up_to_a_like_area_merges_with_it() {
+        let mut fx = Fixture::new();
+        let mut mm = fx.mm();
+        let env = &mut fx.env();
+        let (rw, fixed) = (
+            prot::READ | prot::WRITE,
+            map::PRIVATE | map::ANONYMOUS | map::FIXED,
+        );
+        let a = 0x7000_0000;
+        mm.mmap(env, a, P, rw, fixed, None, 0).unwrap();
+        mm.mmap(env, a + 2 * P, P, rw, fixed, None, 0).unwrap();
+        assert_eq!(mm.mremap(env, a, P, 2 * P, 0, 0), Ok(a));
+        let areas: Vec<(u64, u64)> = mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+        assert_eq!(areas, vec![(a, a + 3 * P)]);
     }
 
     #[test]
