@@ -12,6 +12,7 @@
 
 mod elf;
 mod paging;
+mod space;
 
 use proptest::test_runner::Config;
 
