@@ -130,7 +130,7 @@ fn check_plan(plan: &LoadPlan, file_len: u64) -> Result<(), TestCaseError> {
         prop_assert!(a0 == s.file_map_end() && a0 <= a1 && a1 <= TASK_SIZE);
         prop_assert!((s.map_start() | s.file_map_end() | a0 | a1) % PAGE_SIZE == 0);
     }
-    prop_assert!(plan.start_brk % PAGE_SIZE == 0 && plan.start_brk >= prev_end);
+    prop_assert!(plan.start_brk.is_multiple_of(PAGE_SIZE) && plan.start_brk >= prev_end);
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use crate::mm::mmap::{map, prot};
 use crate::mm::mremap::mremap_flags;
 use crate::mm::space::{Mm, MMAP_MIN_ADDR};
 use crate::mm::testmem::Fixture;
-use crate::mm::vma::{Backing, Prot, VmFlags, Vma};
+use crate::mm::vma::{Backing, Prot, Vma};
 use crate::uaccess::{copy_from_user, copy_to_user};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
