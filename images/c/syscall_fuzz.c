@@ -115,10 +115,17 @@ static const char *const paths[] = {
     "/proc", "/tmp", "x", "/proc/self/cwd/..",
 };
 
+/* Where fill_scratch put its paths (filled before the arguments are drawn,
+ * so a pointer to one finds a path). */
+#define PATH_SLOTS 4
+static size_t path_slots[PATH_SLOTS];
+
 static uint64_t good_pointer(void)
 {
     uint64_t end = (uint64_t)scratch + SCRATCH_PAGES * PAGE;
-    switch (below(6)) {
+    switch (below(7)) {
+    case 6:
+        return (uint64_t)scratch + path_slots[below(PATH_SLOTS)];
     case 0:
         return (uint64_t)scratch;
     case 1:
@@ -213,10 +220,11 @@ static void fill_scratch(void)
     for (size_t i = 0; i < SCRATCH_PAGES * PAGE / 8; i++)
         words[i] = argument();
     /* A few NUL-terminated paths at random 8-byte slots. */
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < PATH_SLOTS; k++) {
         const char *p = paths[below(sizeof(paths) / sizeof(paths[0]))];
         size_t at = below(SCRATCH_PAGES * PAGE / 8 - 8) * 8;
         memcpy(scratch + at, p, strlen(p) + 1);
+        path_slots[k] = at;
     }
 }
 
@@ -435,13 +443,13 @@ int main(int argc, char **argv)
     unsigned long made = 0;
     for (unsigned long i = 0; i < count; i++) {
         long nr = (long)below(MAX_NR + 1);
+        if (denied(nr))
+            continue;
+        fill_scratch();
         uint64_t a[6];
         for (int k = 0; k < 6; k++)
             a[k] = argument();
-        if (denied(nr))
-            continue;
         sanitize(nr, a);
-        fill_scratch();
         if (verbose) {
             put_hex(i);
             put_str(":");
