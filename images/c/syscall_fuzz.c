@@ -243,19 +243,9 @@ static int denied(long nr)
     case SYS_pidfd_send_signal: /* ditto */
     case SYS_pause:           /* sleeps until a signal nobody sends */
     case SYS_rt_sigsuspend:   /* ditto */
-    case SYS_rt_sigtimedwait: /* sleeps up to a random (possibly endless) timeout */
-    case SYS_nanosleep:       /* random sleep lengths: hours */
-    case SYS_clock_nanosleep: /* ditto */
-    case SYS_select:          /* random timeouts, possibly endless */
-    case SYS_pselect6:        /* ditto */
-    case SYS_poll:            /* ditto */
-    case SYS_ppoll:           /* ditto */
-    case SYS_epoll_wait:      /* ditto */
-    case SYS_epoll_pwait:     /* ditto */
-    case SYS_epoll_pwait2:    /* ditto */
-    case SYS_futex:           /* FUTEX_WAIT on a word holding the expected value
+    /* (Sleeps with a timeout are made with a zero one: see sanitize.) */
+    case SYS_futex_waitv:     /* a wait on words holding the expected values
                                  sleeps forever: no other thread wakes it */
-    case SYS_futex_waitv:     /* ditto */
     case SYS_pipe:            /* reading our own empty pipe (or writing a full
                                  one) sleeps forever */
     case SYS_pipe2:           /* ditto */
@@ -357,6 +347,53 @@ static void sanitize(long nr, uint64_t a[6])
         break;
     case SYS_shmat:
         a[1] = arena_address();
+        break;
+    /* Waits and sleeps get a zero timeout (the read-only page holds
+     * zeros), so they return at once instead of sleeping for random,
+     * possibly endless, times. */
+    case SYS_poll:
+        a[2] = below(2); /* ms */
+        break;
+    case SYS_ppoll:
+    case SYS_rt_sigtimedwait:
+    case SYS_clock_nanosleep:
+        a[2] = (uint64_t)ro_page;
+        break;
+    case SYS_select:
+    case SYS_pselect6:
+        a[4] = (uint64_t)ro_page;
+        break;
+    case SYS_epoll_wait:
+    case SYS_epoll_pwait:
+        a[3] = 0; /* ms */
+        break;
+    case SYS_epoll_pwait2:
+        a[3] = (uint64_t)ro_page;
+        break;
+    case SYS_nanosleep:
+        a[0] = (uint64_t)ro_page;
+        break;
+    case SYS_futex: {
+        /* Waits, wakes and requeues only (the PI and lock operations can
+         * sleep on an owner), with a zero timeout: relative for
+         * FUTEX_WAIT, an absolute time long past for FUTEX_WAIT_BITSET. */
+        static const uint64_t ops[] = {0, 1, 3, 4, 9, 10};
+        a[1] = (a[1] & 128 /* FUTEX_PRIVATE_FLAG */) | PICK(ops);
+        a[3] = (uint64_t)ro_page;
+        break;
+    }
+    case SYS_flock:
+        /* Never wait: a second open of a file locked through another one
+         * would wait forever. */
+        a[1] |= 4; /* LOCK_NB */
+        break;
+    case SYS_fcntl:
+        /* Likewise for the waiting record locks (OFD locks of two opens
+         * conflict within one process). */
+        if (a[1] == 7 /* F_SETLKW */)
+            a[1] = 6 /* F_SETLK */;
+        if (a[1] == 38 /* F_OFD_SETLKW */)
+            a[1] = 37 /* F_OFD_SETLK */;
         break;
     case SYS_prctl:
         if (a[0] == 22 /* PR_SET_SECCOMP */ || a[0] == 35 /* PR_SET_MM */)
