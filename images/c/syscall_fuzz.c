@@ -2,8 +2,9 @@
  * and edge-case arguments, from a fixed xorshift seed, so that a run is
  * repeatable. The kernel must answer each one with a result or an error and
  * keep running; the program then prints "syscall_fuzz: done, N calls made"
- * on its saved standard output and exits 0. With -v it first prints each call (number and
- * six arguments) before making it, to find the call a kernel crashes on.
+ * on its saved standard output and exits 0. With -v it first prints each
+ * call (number and six arguments) before making it, to find the call a
+ * kernel crashes on.
  *
  * Arguments are drawn from pools: small integers, file descriptors (valid,
  * closed, negative, huge), pointers (a writable scratch buffer, its last
@@ -19,8 +20,9 @@
  * word ever points at its stack or data, and calls that change mappings
  * (mmap, munmap, mprotect, mremap, madvise...) get addresses inside a
  * sacrificial arena, or bad ones, with lengths that keep them inside it or
- * exceed the user address space. Calls that would legitimately end or wedge
- * the run are skipped (see `denied` below, with the reason for each). Fds 0,
+ * exceed the user address space. Calls that wait get a zero timeout, and
+ * locks never wait (see `sanitize`). Calls that would legitimately end or
+ * wedge the run are skipped (see `denied`, with the reason for each). Fds 0,
  * 1 and 2 are replaced by a directory so that reads never wait for input.
  * Meant to be run under vmrun --isolate (no host files are visible or
  * writable); natively, run it only as an unprivileged user in a scratch
