@@ -23,3 +23,6 @@ pub mod signal;
 pub mod syscall;
 pub mod trace;
 pub mod uaccess;
+
+#[cfg(test)]
+mod proptests;

@@ -337,4 +337,9 @@ pub const IMAGES: &[Image] = &[
         "signal_test.c",
         "signal handlers: SIGSEGV with siginfo, sigaltstack, blocked then unblocked, kill",
     ),
+    c_image(
+        "syscall_fuzz",
+        "syscall_fuzz.c",
+        "SEED COUNT: raw syscalls 0-500 with edge-case arguments; must survive them and exit 0",
+    ),
 ];

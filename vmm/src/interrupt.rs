@@ -98,6 +98,29 @@ fn set_handler(
     Ok(())
 }
 
+/// Signals handed to the guest so far (see [`take_for_guest`]).
+static FORWARDED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// How many stop signals go to the guest before one stops vmrun itself.
+pub const FORWARD_LIMIT: u32 = 2;
+
+/// The stop signal received, taken to be delivered inside the guest (as a
+/// terminal's Ctrl-C reaches the foreground program): the first
+/// [`FORWARD_LIMIT`] are; after that a signal stays for [`requested`] and
+/// ends the run, so that a program that ignores SIGINT can still be
+/// stopped.
+pub fn take_for_guest() -> Option<i32> {
+    if FORWARDED.load(Ordering::SeqCst) >= FORWARD_LIMIT {
+        return None;
+    }
+    let signal = STOP.swap(0, Ordering::SeqCst);
+    if signal == 0 {
+        return None;
+    }
+    FORWARDED.fetch_add(1, Ordering::SeqCst);
+    Some(signal)
+}
+
 /// The stop signal received since [`install`], if any.
 pub fn requested() -> Option<i32> {
     match STOP.load(Ordering::SeqCst) {

@@ -117,6 +117,12 @@ impl Ticker {
             .unwrap_or_else(|e| e.into_inner()) = None;
     }
 
+    /// Make a tick due now, wanted or not (a signal for the guest waits in
+    /// its stats page).
+    pub fn force(&self) {
+        self.shared.due.store(true, Ordering::Relaxed);
+    }
+
     /// Before entering the guest: if a tick is due, inject the timer
     /// interrupt now if the guest takes interrupts, or ask KVM to exit as
     /// soon as it does.

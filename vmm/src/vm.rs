@@ -442,6 +442,7 @@ impl Vm {
     ) -> Result<std::result::Result<u64, Event>> {
         loop {
             self.timings.exits += 1;
+            self.forward_signal();
             if let Some(t) = &mut self.ticker {
                 t.inject(&mut self.vcpu);
                 t.entering();
@@ -470,6 +471,24 @@ impl Vm {
                     Err(Event::Finished(RunEnd::VmFailure(self.dump(&what))))
                 }
             });
+        }
+    }
+
+    /// A SIGINT, SIGTERM or SIGHUP vmrun received goes to the guest (see
+    /// [`crate::interrupt::take_for_guest`]): written to the stats page's
+    /// host_signal word, taken by the guest kernel at the timer interrupt
+    /// injected next (SIGINT to pid 1's process group, the others to pid
+    /// 1). Without a ticker the signal stays and ends the run.
+    fn forward_signal(&mut self) {
+        let Some(t) = &self.ticker else {
+            return;
+        };
+        let Some(signal) = crate::interrupt::take_for_guest() else {
+            return;
+        };
+        let at = layout::STATS_PHYS + vmrun_contract::HOST_SIGNAL_OFFSET;
+        if self.ram.write_pod(at, &(signal as u64)).is_ok() {
+            t.force();
         }
     }
 

@@ -55,6 +55,13 @@ impl Mm {
         if flags & FIXED != 0 {
             return self.mremap_to(env, old, old_len, new_addr, new_len, flags);
         }
+        if flags & DONTUNMAP != 0 {
+            // Linux's mremap_to without MREMAP_FIXED: the pages move to a
+            // new place (the lengths are equal) and the old area stays.
+            self.vma_of_range(old, old_end)?;
+            let to = self.get_unmapped_area(0, new_len, false)?;
+            return self.move_vma(env, old, old_len, to, new_len, true);
+        }
         if new_len <= old_len {
             if new_len < old_len {
                 self.do_munmap(env, old + new_len, old_end)?;
@@ -68,6 +75,8 @@ impl Mm {
             let vma = self.vmas.get_mut(i).ok_or(Errno::EFAULT)?;
             vma.end = grown;
             self.vmas.note_resized(i);
+            // Grown up to the next area, it merges with it as in Linux.
+            self.vmas.merge_around(i);
             return Ok(old);
         }
         if flags & MAYMOVE == 0 {
@@ -193,5 +202,61 @@ impl Mm {
         end: u64,
     ) -> KResult<()> {
         self.unmap_pages_pub(env, start, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::mmap::{map, prot};
+    use crate::mm::testmem::Fixture;
+    use crate::uaccess::{copy_from_user, copy_to_user};
+
+    const P: u64 = PAGE_SIZE;
+
+    /// Found by prop_address_space_matches_a_page_model: with equal
+    /// lengths, MREMAP_DONTUNMAP returned the old address without moving.
+    #[test]
+    fn dontunmap_moves_the_pages_and_keeps_the_old_area_empty() {
+        let mut fx = Fixture::new();
+        let mut mm = fx.mm();
+        let env = &mut fx.env();
+        let (rw, anon) = (prot::READ | prot::WRITE, map::PRIVATE | map::ANONYMOUS);
+        let old = mm.mmap(env, 0, 2 * P, rw, anon, None, 0).unwrap();
+        copy_to_user(&mut mm, env, old, b"x").unwrap();
+        let new = mm.mremap(env, old, 2 * P, 2 * P, MAYMOVE | DONTUNMAP, 0);
+        let new = new.unwrap();
+        assert_ne!(new, old);
+        let (mut at_new, mut at_old) = ([0u8], [0u8]);
+        copy_from_user(&mut mm, env, new, &mut at_new).unwrap();
+        copy_from_user(&mut mm, env, old, &mut at_old).unwrap();
+        assert_eq!((at_new, at_old), (*b"x", [0]));
+    }
+
+    /// Found by prop_address_space_matches_a_page_model: an area grown in
+    /// place up to a like neighbour stayed apart from it.
+    #[test]
+    fn growing_in_place_up_to_a_like_area_merges_with_it() {
+        let mut fx = Fixture::new();
+        let mut mm = fx.mm();
+        let env = &mut fx.env();
+        let (rw, fixed) = (
+            prot::READ | prot::WRITE,
+            map::PRIVATE | map::ANONYMOUS | map::FIXED,
+        );
+        let a = 0x7000_0000;
+        mm.mmap(env, a, P, rw, fixed, None, 0).unwrap();
+        mm.mmap(env, a + 2 * P, P, rw, fixed, None, 0).unwrap();
+        assert_eq!(mm.mremap(env, a, P, 2 * P, 0, 0), Ok(a));
+        let areas: Vec<(u64, u64)> = mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+        assert_eq!(areas, vec![(a, a + 3 * P)]);
+    }
+
+    #[test]
+    fn dontunmap_of_an_unmapped_range_is_efault() {
+        let mut fx = Fixture::new();
+        let mut mm = fx.mm();
+        let r = mm.mremap(&mut fx.env(), 0x7000_0000, P, P, MAYMOVE | DONTUNMAP, 0);
+        assert_eq!(r, Err(Errno::EFAULT));
     }
 }

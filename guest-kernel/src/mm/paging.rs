@@ -731,7 +731,9 @@ impl PageTable {
         for l in (level + 1..=4).rev() {
             let entry_pa = table + index(va, l) * 8;
             let mut e = mem.read_u64(entry_pa);
-            fresh = e & pte::P == 0;
+            // A PROT_NONE 2 MiB leaf is used though not present: it is a
+            // huge conflict, not room for a new table.
+            fresh = !used(e);
             if fresh {
                 let new = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
                 self.tables += 1;
@@ -1150,6 +1152,39 @@ mod tests {
         assert_eq!(r, Err(MapError::HugeConflict(0x60_1000)));
         assert!(!pt.is_2m_region_empty(&mem, 0x60_0000));
         assert!(pt.is_2m_region_empty(&mem, 0x80_0000));
+    }
+
+    /// Found by prop_page_table_matches_a_model_of_its_mappings: a 4 KiB
+    /// map inside a PROT_NONE 2 MiB leaf replaced the leaf with a new table.
+    #[test]
+    fn prot_none_huge_page_blocks_4k_map() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let none = pte::PROTNONE | pte::US;
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x60_0000,
+            0x40_0000,
+            PageSize::Size2M,
+            none,
+        )
+        .unwrap();
+        let tables = pt.table_pages();
+        let r = pt.map(
+            &mut mem,
+            &mut fa,
+            0x60_1000,
+            0x10_0000,
+            PageSize::Size4K,
+            UF,
+        );
+        assert_eq!(r, Err(MapError::HugeConflict(0x60_1000)));
+        assert_eq!(pt.table_pages(), tables);
+        let t = pt.translate(&mem, 0x60_1000).unwrap();
+        assert_eq!(
+            (t.frame, t.size, t.flags),
+            (0x40_0000, PageSize::Size2M, none)
+        );
     }
 
     #[test]

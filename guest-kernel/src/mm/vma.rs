@@ -518,7 +518,11 @@ impl VmaSet {
             return Err(Errno::ENOMEM);
         }
         self.split_at(start)?;
-        self.split_at(end)?;
+        // Split at `end` only if the areas reach it: like Linux, an
+        // mprotect that stops at a hole leaves the areas past it whole.
+        if self.covered_until(start, end) >= end {
+            self.split_at(end)?;
+        }
         let first = self.find(start).ok_or(Errno::ENOMEM)?;
         let (mut i, mut reached) = (first, start);
         while i < self.len && self.v[i].start == reached && reached < end {
@@ -530,6 +534,20 @@ impl VmaSet {
         }
         self.merge_range(first.saturating_sub(1), i);
         Ok(reached)
+    }
+
+    /// Where the areas running without a hole from the one holding
+    /// `start` stop (at most `end`; `start` if none holds it).
+    fn covered_until(&self, start: u64, end: u64) -> u64 {
+        let mut reached = start;
+        let Some(mut i) = self.find(start) else {
+            return start;
+        };
+        while i < self.len && self.v[i].start <= reached && reached < end {
+            reached = self.v[i].end;
+            i += 1;
+        }
+        reached.min(end)
     }
 
     /// The highest `len`-byte free range in `[low, high)` that respects
@@ -789,6 +807,17 @@ mod tests {
         assert_eq!(s.get(0).unwrap().prot, Prot::RW);
         assert_eq!(s.get(1).unwrap().prot, Prot::READ);
         assert_eq!(s.set_prot(5 * P, 11 * P, Prot::RW), Err(Errno::ENOMEM));
+    }
+
+    /// Found by prop_address_space_matches_a_page_model: the area past
+    /// the hole was split at `end` and left in two.
+    #[test]
+    fn set_prot_stopped_by_a_hole_leaves_the_area_past_it_whole() {
+        let mut s = VmaSet::new();
+        s.insert(anon(10, 12)).unwrap();
+        s.insert(anon(13, 17)).unwrap();
+        assert_eq!(s.set_prot(10 * P, 15 * P, Prot::READ), Ok(12 * P));
+        assert_eq!(ranges(&s), vec![(10, 12), (13, 17)]);
     }
 
     #[test]

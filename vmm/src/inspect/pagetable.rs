@@ -775,3 +775,6 @@ fn leaf_json(l: &Leaf) -> Value {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod prop;
