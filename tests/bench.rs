@@ -5,7 +5,7 @@
 mod common;
 
 /// The first column of every row of the results table.
-const WORKLOADS: [&str; 18] = [
+const WORKLOADS: [&str; 21] = [
     "anon_touch",
     "anon_total",
     "anon_4k_fault",
