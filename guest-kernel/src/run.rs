@@ -20,7 +20,7 @@ use guest_kernel::syscall::exec::ExecPlan;
 use guest_kernel::syscall::task::SpawnInfo;
 use guest_kernel::syscall::{self, Action, Ctx};
 use guest_kernel::trace::{self, category, kind};
-use vmrun_contract::layout::{STATS_PHYS, TASK_SIZE};
+use vmrun_contract::layout::{DIRECT_MAP_BASE, STATS_PHYS, TASK_SIZE};
 use vmrun_contract::trace::exec_phase;
 use vmrun_contract::trace::{resolution, vma_kind};
 use vmrun_contract::{boot_flags, event, exit_kind, hc, BootInfo, GuestStats, BOOT_MAGIC};
@@ -209,13 +209,29 @@ impl Kernel {
             let bits = self.frames.cache_bits_info();
             let at = self.info.vma_export_phys;
             export::export_vmas(&self.process.mm, mem, at, bits);
-            export::export_files(&self.process.mm, &self.cache, mem, at);
+            self.export_spaces(mem, at);
         }
         let mm = &self.process.mm;
         hypercall::call(
             hc::EVENT,
             [kind_, a, b, mm.user_frames, mm.user_table_pages(), 0],
         );
+    }
+
+    /// Every live address space for the host's views and checker (the
+    /// running one first, then each held by another task: a process, a
+    /// thread group's holder, a vfork child), the files they map, and
+    /// where the copy-on-write counts live.
+    fn export_spaces(&self, mem: &mut DirectMap, at: u64) {
+        let others = self.tasks.others.iter().filter(|t| t.mm.pt.root() != 0);
+        let spaces = || {
+            let others = others.clone().map(|t| (t.tgid, &*t.mm));
+            core::iter::once((self.process.tgid, &*self.process.mm)).chain(others)
+        };
+        export::export_files(spaces().map(|s| s.1), &self.cache, mem, at);
+        let [counts, first, n] = self.frames.share_counts_info();
+        let counts = counts.saturating_sub(DIRECT_MAP_BASE);
+        export::export_spaces(spaces(), mem, at, [counts, first, n]);
     }
 
     /// Run the program until it exits; never returns.
