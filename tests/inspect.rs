@@ -573,3 +573,72 @@ fn pagetables_and_stats_print_their_sections() {
         assert!(err.contains(section), "missing {section:?} in:\n{err}");
     }
 }
+
+/// The TASK_STATE lines of a `--trace task` run: "pid N (process M) state".
+fn task_lines(err: &str) -> Vec<String> {
+    err.lines()
+        .filter_map(|l| l.split(" us task ").nth(1))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// Whether `want` occur in `lines` in this order (others may come between).
+fn in_order(lines: &[String], want: &[&str]) -> bool {
+    let mut it = lines.iter();
+    want.iter().all(|w| it.any(|l| l.starts_with(w)))
+}
+
+#[test]
+fn trace_shows_each_tasks_life_cycle() {
+    if !require_kvm() {
+        return;
+    }
+    for (program, mode, child_states) in [
+        (
+            "proc_test",
+            "exec_wait",
+            &["new, parent 1", "running", "zombie status 0x300", "reaped"][..],
+        ),
+        (
+            "proc_edge",
+            "stop_cont",
+            &["new, parent 1", "running", "stopped", "running", "reaped"][..],
+        ),
+    ] {
+        let native = native(&image(program), [mode]);
+        let guest = vmrun([
+            "--trace".as_ref(),
+            "task".as_ref(),
+            image(program).as_os_str(),
+            mode.as_ref(),
+        ]);
+        assert_eq!(guest.stdout, native.stdout, "{program} {mode}");
+        assert_eq!(shell_status(&guest.status), shell_status(&native.status));
+        let lines = task_lines(&stderr_of(&guest));
+        assert_eq!(
+            lines.first().map(String::as_str),
+            Some("pid 1 (process 1) running")
+        );
+        let child: Vec<String> = child_states
+            .iter()
+            .map(|s| format!("pid 2 (process 2) {s}"))
+            .collect();
+        let child: Vec<&str> = child.iter().map(String::as_str).collect();
+        assert!(in_order(&lines, &child), "{program} {mode}: {lines:#?}");
+        assert!(
+            in_order(
+                &lines,
+                &["pid 1 (process 1) blocked", "pid 1 (process 1) running"]
+            ),
+            "{lines:#?}"
+        );
+    }
+    // Nothing of the kind without the category.
+    let quiet = vmrun([
+        "--trace".as_ref(),
+        "syscall".as_ref(),
+        image("proc_test").as_os_str(),
+        "exec_wait".as_ref(),
+    ]);
+    assert!(task_lines(&stderr_of(&quiet)).is_empty());
+}

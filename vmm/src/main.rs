@@ -41,7 +41,8 @@ files (guest /proc and /dev are the guest kernel's own, never the host's):
 
 observing the guest (output on stderr unless a FILE is given):
       --trace CATS        print trace records as they happen; CATS is a
-                          comma list of pt, vma, fault, syscall, exec, all
+                          comma list of pt, vma, fault, syscall, exec,
+                          task, all
       --trace-json FILE   write trace records as JSON lines to FILE (the
                           categories of --trace, or all)
       --strace            print system calls as strace does
@@ -379,8 +380,12 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     Ok(Parsed::Run(Box::new(Cli { config, watch })))
 }
 
-const ALL_CATEGORIES: u32 =
-    category::PAGE_TABLES | category::VMAS | category::FAULTS | category::SYSCALLS | category::EXEC;
+const ALL_CATEGORIES: u32 = category::PAGE_TABLES
+    | category::VMAS
+    | category::FAULTS
+    | category::SYSCALLS
+    | category::EXEC
+    | category::TASKS;
 
 /// `pt,vma,fault,syscall,exec` or `all` to category bits.
 fn parse_categories(list: &str) -> Result<u32, String> {
@@ -391,10 +396,11 @@ fn parse_categories(list: &str) -> Result<u32, String> {
             "fault" | "faults" => category::FAULTS,
             "syscall" | "syscalls" => category::SYSCALLS,
             "exec" => category::EXEC,
+            "task" | "tasks" => category::TASKS,
             "all" => ALL_CATEGORIES,
             other => {
                 return Err(format!(
-                    "--trace: unknown category {other:?} (pt, vma, fault, syscall, exec, all)"
+                    "--trace: unknown category {other:?} (pt, vma, fault, syscall, exec, task, all)"
                 ))
             }
         };
