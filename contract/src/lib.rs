@@ -795,7 +795,7 @@ pub mod trace {
         pub const STOPPED: u64 = 5;
         /// Exited; waits for its parent to reap it.
         pub const ZOMBIE: u64 = 6;
-        /// Gone: a thread that exited, or a process at the end of the run.
+        /// Gone without a zombie: a thread that exited.
         pub const DEAD: u64 = 7;
         /// Its parent's wait reaped it: gone.
         pub const REAPED: u64 = 8;
