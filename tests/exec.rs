@@ -648,7 +648,7 @@ fn vmas_of_a_dynamic_program_at_exit_equal_linuxs_maps() {
     let guest_text = String::from_utf8_lossy(&guest.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&guest.stderr).into_owned();
     let at_exit = stderr
-        .split("vmrun: maps at exit:\n")
+        .split("vmrun: maps at exit (pid 1):\n")
         .nth(1)
         .unwrap_or_else(|| panic!("no maps at exit:\n{}", describe(&guest)));
     let host_view: Vec<&str> = at_exit.lines().take_while(|l| l.contains('-')).collect();

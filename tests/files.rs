@@ -741,12 +741,12 @@ fn proc_self_maps_equals_the_hosts_maps_view_at_exit() {
 
     // Under vmrun the guest kernel's /proc/self/maps (stdout) must equal
     // the host's own rendering of the exported VMAs at exit (stderr, after
-    // "vmrun: maps at exit:"): nothing is mapped after the file is read.
+    // "vmrun: maps at exit (pid 1):"): nothing is mapped after the file is read.
     let guest = guest_in(&ws.root, &[OsStr::new("--maps")], &program, &[], b"");
     assert_status(&guest, 0);
     let stderr = String::from_utf8_lossy(&guest.stderr);
     let at_exit = stderr
-        .split("vmrun: maps at exit:\n")
+        .split("vmrun: maps at exit (pid 1):\n")
         .nth(1)
         .unwrap_or_else(|| panic!("no maps at exit:\n{}", account(&guest)));
     let host_view: Vec<&str> = maps_lines(at_exit)

@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use vmm::inspect::check::{check, CacheBitmap, CheckInput};
+use vmm::inspect::check::{
+    check, check_sharing, CacheBitmap, CheckInput, SharingInput, SpaceCheck,
+};
 use vmm::inspect::pagetable::{walk, WalkOptions};
 use vmm::stdio::Discard;
 use vmm::vm::{Event, Observe, RunEnd, Vm, VmConfig};
@@ -94,7 +96,7 @@ fn maps_at_exit_equal_what_linux_shows_for_the_same_program() {
     assert_status(&output, 0);
     let err = stderr_of(&output);
     let at_exit = err
-        .split("vmrun: maps at exit:\n")
+        .split("vmrun: maps at exit (pid 1):\n")
         .nth(1)
         .expect("maps at exit");
     let native_maps = String::from_utf8_lossy(&native.stdout).into_owned();
@@ -127,6 +129,209 @@ fn every_program_passes_the_checker_at_exec_exit_and_every_fault() {
             stderr_of(&output)
         );
     }
+}
+
+#[test]
+fn forking_programs_pass_the_checker_across_all_processes_at_every_fault() {
+    if !require_kvm() {
+        return;
+    }
+    for (program, args) in [("proc_test", vec!["cow"]), ("fork_loop", vec!["30"])] {
+        let native = native(&image(program), &args);
+        let mut all = vec!["--check=1".into(), image(program).into_os_string()];
+        all.extend(args.iter().map(|a| a.into()));
+        let guest = vmrun(all);
+        assert_same(program, &native, &guest);
+    }
+}
+
+#[test]
+fn maps_and_page_tables_show_every_live_process_headed_by_its_pid() {
+    if !require_kvm() {
+        return;
+    }
+    let output = vmrun([
+        "--maps".as_ref(),
+        "--pagetables".as_ref(),
+        image("proc_test").as_os_str(),
+        "exec_wait".as_ref(),
+    ]);
+    assert_status(&output, 0);
+    let err = stderr_of(&output);
+    let headers: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("vmrun: maps at"))
+        .collect();
+    // The child's exec stops show the child and its waiting parent.
+    assert_eq!(
+        headers,
+        [
+            "vmrun: maps at exec (pid 1):",
+            "vmrun: maps at exec (pid 2):",
+            "vmrun: maps at exec (pid 1):",
+            "vmrun: maps at exec (pid 3):",
+            "vmrun: maps at exec (pid 1):",
+            "vmrun: maps at exit (pid 1):",
+        ]
+    );
+    let child = err
+        .split("vmrun: maps at exec (pid 2):\n")
+        .nth(1)
+        .and_then(|rest| rest.split("vmrun: maps at exec (pid 1):\n").next())
+        .expect("the child's maps");
+    assert!(child.contains("[stack]"), "{child}");
+    assert!(
+        err.contains("vmrun: page tables at exit (pid 1, CR3 0x"),
+        "{err}"
+    );
+    assert!(
+        err.contains("vmrun: user mappings at exit (pid 1):"),
+        "{err}"
+    );
+}
+
+/// The address spaces at a fault stop where a forked child shares frames
+/// copy-on-write with its parent: the walks, the spaces, and the inputs of
+/// the sharing check.
+struct SharedStop {
+    vm: Vm,
+    spaces: Vec<vmm::inspect::spaces::Space>,
+    walks: Vec<vmm::inspect::pagetable::Walk>,
+    shares: vmm::inspect::spaces::ShareCounts,
+    cache: CacheBitmap,
+    page_cache: std::ops::Range<u64>,
+}
+
+impl SharedStop {
+    /// Run `proc_test cow`, stopping after every fault, to the first stop
+    /// where two spaces map a private frame in common.
+    fn find() -> SharedStop {
+        let observe = Observe {
+            stop_at_exec_exit: true,
+            fault_every: 1,
+            ..Default::default()
+        };
+        let mut cfg = config("proc_test", observe);
+        cfg.argv.push("cow".into());
+        let mut vm = Vm::new(&cfg).unwrap();
+        loop {
+            match vm.resume(&mut Discard::default(), &mut |_| {}).unwrap() {
+                Event::Fault { .. } => {}
+                Event::Finished(end) => panic!("no stop with shared frames: {end:?}"),
+                _ => continue,
+            }
+            let export = vm.vma_export().unwrap();
+            let (spaces, complete) = vmm::inspect::spaces::spaces_of(&export).unwrap();
+            assert!(complete);
+            if spaces.len() < 2 {
+                continue;
+            }
+            let walks = spaces
+                .iter()
+                .map(|s| walk(vm.ram(), s.root, WalkOptions { user_only: true }).unwrap())
+                .collect();
+            let info = vm.boot_info();
+            let cache_end = ((info.file_phys + info.file_len).div_ceil(PAGE_SIZE) * PAGE_SIZE)
+                .max(info.vdso_phys + info.vdso_len);
+            let stop = SharedStop {
+                shares: vmm::inspect::spaces::ShareCounts::read(vm.ram(), export.share_counts),
+                cache: CacheBitmap::read(vm.ram(), export.cache_bits),
+                page_cache: info.file_phys..cache_end,
+                vm,
+                spaces,
+                walks,
+            };
+            if stop.shared_leaf().is_some() {
+                return stop;
+            }
+            vm = stop.vm;
+        }
+    }
+
+    /// A leaf of the second space whose frame the first maps too, outside
+    /// the page cache.
+    fn shared_leaf(&self) -> Option<vmm::inspect::pagetable::Leaf> {
+        let first: std::collections::HashSet<u64> =
+            self.walks[0].user_leaves().map(|l| l.pa).collect();
+        self.walks[1]
+            .user_leaves()
+            .find(|l| {
+                first.contains(&l.pa)
+                    && !self.page_cache.contains(&l.pa)
+                    && !self.cache.contains(l.pa)
+                    && l.pte & 1 != 0
+            })
+            .cloned()
+    }
+
+    fn check(&self, shares: &vmm::inspect::spaces::ShareCounts) -> Vec<String> {
+        let checks: Vec<SpaceCheck> = self
+            .spaces
+            .iter()
+            .zip(&self.walks)
+            .map(|(s, w)| SpaceCheck {
+                pid: s.pid,
+                walk: w,
+                vmas: &s.vmas,
+                user_frames: s.user_frames,
+            })
+            .collect();
+        check_sharing(&SharingInput {
+            spaces: &checks,
+            shares,
+            page_cache: self.page_cache.clone(),
+            cache_frames: &self.cache,
+        })
+        .iter()
+        .map(|v| v.to_string())
+        .collect()
+    }
+}
+
+#[test]
+fn checker_accepts_copy_on_write_sharing_only_with_the_guests_reference_counts() {
+    if !require_kvm() {
+        return;
+    }
+    let stop = SharedStop::find();
+    let leaf = stop.shared_leaf().unwrap();
+    assert!(!leaf.flags.writable, "a shared private frame is read-only");
+    assert_eq!(stop.check(&stop.shares), Vec::<String>::new());
+    // Without the guest's counts each shared frame has one mapping too many.
+    let none = vmm::inspect::spaces::ShareCounts::default();
+    let frame = format!(
+        "frame {:#x}: the guest counts 1 mappings, the walks find 2",
+        leaf.pa
+    );
+    let violations = stop.check(&none);
+    assert!(
+        violations.iter().any(|v| v.starts_with(&frame)),
+        "{violations:#?}"
+    );
+}
+
+#[test]
+fn checker_reports_a_copy_on_write_frame_made_writable_behind_the_kernels_back() {
+    if !require_kvm() {
+        return;
+    }
+    let mut stop = SharedStop::find();
+    let leaf = stop.shared_leaf().unwrap();
+    stop.vm
+        .ram()
+        .write_pod(leaf.entry_phys, &(leaf.pte | 0x2))
+        .unwrap();
+    let root = stop.spaces[1].root;
+    stop.walks[1] = walk(stop.vm.ram(), root, WalkOptions { user_only: true }).unwrap();
+    let pid = stop.spaces[1].pid;
+    let expected = format!("but pid {pid} maps it writable and private (copy-on-write broken)");
+    let violations = stop.check(&stop.shares);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains(&expected) && v.contains(&format!("{:#x}", leaf.pa))),
+        "{violations:#?}"
+    );
 }
 
 /// Run `program` to its exec event and return the VM stopped there.
@@ -566,4 +771,73 @@ fn sigint_ends_a_long_sleep_of_the_program_at_once() {
     let status = child.wait().unwrap();
     assert!(said.is_some(), "vmrun did not stop: {status:?}");
     assert_eq!(shell_status(&status), 130, "{status:?}");
+}
+
+/// The TASK_STATE lines of a `--trace task` run: "pid N (process M) state".
+fn task_lines(err: &str) -> Vec<String> {
+    err.lines()
+        .filter_map(|l| l.split(" us task ").nth(1))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// Whether `want` occur in `lines` in this order (others may come between).
+fn in_order(lines: &[String], want: &[&str]) -> bool {
+    let mut it = lines.iter();
+    want.iter().all(|w| it.any(|l| l.starts_with(w)))
+}
+
+#[test]
+fn trace_shows_each_tasks_life_cycle() {
+    if !require_kvm() {
+        return;
+    }
+    for (program, mode, child_states) in [
+        (
+            "proc_test",
+            "exec_wait",
+            &["new, parent 1", "running", "zombie status 0x300", "reaped"][..],
+        ),
+        (
+            "proc_edge",
+            "stop_cont",
+            &["new, parent 1", "running", "stopped", "running", "reaped"][..],
+        ),
+    ] {
+        let native = native(&image(program), [mode]);
+        let guest = vmrun([
+            "--trace".as_ref(),
+            "task".as_ref(),
+            image(program).as_os_str(),
+            mode.as_ref(),
+        ]);
+        assert_eq!(guest.stdout, native.stdout, "{program} {mode}");
+        assert_eq!(shell_status(&guest.status), shell_status(&native.status));
+        let lines = task_lines(&stderr_of(&guest));
+        assert_eq!(
+            lines.first().map(String::as_str),
+            Some("pid 1 (process 1) running")
+        );
+        let child: Vec<String> = child_states
+            .iter()
+            .map(|s| format!("pid 2 (process 2) {s}"))
+            .collect();
+        let child: Vec<&str> = child.iter().map(String::as_str).collect();
+        assert!(in_order(&lines, &child), "{program} {mode}: {lines:#?}");
+        assert!(
+            in_order(
+                &lines,
+                &["pid 1 (process 1) blocked", "pid 1 (process 1) running"]
+            ),
+            "{lines:#?}"
+        );
+    }
+    // Nothing of the kind without the category.
+    let quiet = vmrun([
+        "--trace".as_ref(),
+        "syscall".as_ref(),
+        image("proc_test").as_os_str(),
+        "exec_wait".as_ref(),
+    ]);
+    assert!(task_lines(&stderr_of(&quiet)).is_empty());
 }

@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 4;
+pub const CONTRACT_VERSION: u32 = 5;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -591,8 +591,95 @@ pub struct VmaExport {
     pub cache_bits: [u64; 3],
     /// Number of valid entries in `files`.
     pub file_count: u64,
-    /// The files the areas map (by [`VmaRecord::file`]), as far as they fit.
+    /// The files the areas map (by [`VmaRecord::file`]), as far as they fit;
+    /// with several address spaces, the files of all of them.
     pub files: [FileRecord; MAX_EXPORTED_FILES],
+    /// Where the guest keeps its copy-on-write reference counts: the
+    /// physical address of an array of little-endian `u16`, one per frame
+    /// of its allocator, each the number of mappings of the frame beyond
+    /// the first (0 if no frame was ever shared), the physical address of
+    /// the frame entry 0 stands for, and the number of entries.
+    pub share_counts: [u64; 3],
+    /// Number of live address spaces (may exceed what `spaces` holds).
+    pub space_count: u64,
+    /// Every live address space, the running one first, as far as they
+    /// fit.
+    pub spaces: [SpaceRecord; MAX_EXPORTED_SPACES],
+    /// Number of valid entries in `space_vmas`.
+    pub space_vma_count: u64,
+    /// The areas of `spaces`, each space's from its
+    /// [`SpaceRecord::first_vma`].
+    pub space_vmas: [VmaRecord; MAX_SPACE_VMAS],
+}
+
+impl VmaExport {
+    /// All fields zero: no areas, no spaces.
+    pub const fn zeroed() -> VmaExport {
+        const NO_VMA: VmaRecord = VmaRecord {
+            start: 0,
+            end: 0,
+            flags: 0,
+            offset: 0,
+            file: 0,
+        };
+        const NO_FILE: FileRecord = FileRecord {
+            id: 0,
+            dev: 0,
+            ino: 0,
+            path_len: 0,
+            path: [0; 224],
+        };
+        const NO_SPACE: SpaceRecord = SpaceRecord {
+            pid: 0,
+            root: 0,
+            user_frames: 0,
+            user_table_pages: 0,
+            first_vma: 0,
+            vma_count: 0,
+            mm: [0; 12],
+        };
+        VmaExport {
+            count: 0,
+            mm: [0; 12],
+            vmas: [NO_VMA; MAX_EXPORTED_VMAS],
+            cache_bits: [0; 3],
+            file_count: 0,
+            files: [NO_FILE; MAX_EXPORTED_FILES],
+            share_counts: [0; 3],
+            space_count: 0,
+            spaces: [NO_SPACE; MAX_EXPORTED_SPACES],
+            space_vma_count: 0,
+            space_vmas: [NO_VMA; MAX_SPACE_VMAS],
+        }
+    }
+}
+
+/// Most address spaces the export area describes.
+pub const MAX_EXPORTED_SPACES: usize = 128;
+
+/// Most areas of all address spaces together the export area holds.
+pub const MAX_SPACE_VMAS: usize = 4096;
+
+/// One live address space (a process, or a thread group: its threads
+/// share it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpaceRecord {
+    /// The process id (the thread group's) of the task holding it.
+    pub pid: u64,
+    /// Physical address of its PML4.
+    pub root: u64,
+    /// User frames it maps, in 4 KiB units (frames shared with other
+    /// spaces included).
+    pub user_frames: u64,
+    /// Its user page-table pages (the PML4 excluded).
+    pub user_table_pages: u64,
+    /// Index of its first area in [`VmaExport::space_vmas`].
+    pub first_vma: u64,
+    /// Number of its areas there (fewer than it has if they did not fit).
+    pub vma_count: u64,
+    /// Its `mm_struct` fields, as [`VmaExport::mm`].
+    pub mm: [u64; 12],
 }
 
 /// Most files the export area describes.
@@ -673,6 +760,8 @@ pub mod trace {
         pub const SYSCALLS: u32 = 1 << 3;
         /// Exec phases.
         pub const EXEC: u32 = 1 << 4;
+        /// Task life cycle: state changes of processes and threads.
+        pub const TASKS: u32 = 1 << 5;
     }
 
     /// Record kinds ([`Record::kind`]) and their arguments.
@@ -714,6 +803,45 @@ pub mod trace {
         pub const SYSCALL_ENTER: u32 = 13;
         /// System call exit: `aux` as for entry, a0 result, a1 cycles.
         pub const SYSCALL_EXIT: u32 = 14;
+        /// A task changed state: `aux` its thread id, a0 the new state
+        /// ([`super::task_state`]), a1 its process id, a2 for ZOMBIE the
+        /// wait status, for NEW the parent's process id.
+        pub const TASK_STATE: u32 = 15;
+    }
+
+    /// Task states (TASK_STATE a0).
+    pub mod task_state {
+        /// Created by fork, vfork or clone; ready to run.
+        pub const NEW: u64 = 1;
+        /// Now on the CPU.
+        pub const RUNNING: u64 = 2;
+        /// Left the CPU ready to run again (preempted or yielded).
+        pub const RUNNABLE: u64 = 3;
+        /// Left the CPU waiting for something (a child, a pipe, a timer).
+        pub const BLOCKED: u64 = 4;
+        /// Stopped by a stop signal.
+        pub const STOPPED: u64 = 5;
+        /// Exited; waits for its parent to reap it.
+        pub const ZOMBIE: u64 = 6;
+        /// Gone without a zombie: a thread that exited.
+        pub const DEAD: u64 = 7;
+        /// Its parent's wait reaped it: gone.
+        pub const REAPED: u64 = 8;
+
+        /// The state's name, as the trace prints it.
+        pub const fn name(state: u64) -> &'static str {
+            match state {
+                NEW => "new",
+                RUNNING => "running",
+                RUNNABLE => "runnable",
+                BLOCKED => "blocked",
+                STOPPED => "stopped",
+                ZOMBIE => "zombie",
+                DEAD => "dead",
+                REAPED => "reaped",
+                _ => "?",
+            }
+        }
     }
 
     /// How a fault was resolved (FAULT a4).

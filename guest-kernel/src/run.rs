@@ -14,13 +14,14 @@ use guest_kernel::mm::space::Mm;
 use guest_kernel::mm::space::MmEnv;
 use guest_kernel::mm::vma::{Backing, VmFlags};
 use guest_kernel::process::exec::EntryState;
+use guest_kernel::process::lifecycle;
 use guest_kernel::process::task::{self as task, SavedContext, TaskState, Tasks};
 use guest_kernel::process::Process;
 use guest_kernel::syscall::exec::ExecPlan;
 use guest_kernel::syscall::task::SpawnInfo;
 use guest_kernel::syscall::{self, Action, Ctx};
 use guest_kernel::trace::{self, category, kind};
-use vmrun_contract::layout::{STATS_PHYS, TASK_SIZE};
+use vmrun_contract::layout::{DIRECT_MAP_BASE, STATS_PHYS, TASK_SIZE};
 use vmrun_contract::trace::exec_phase;
 use vmrun_contract::trace::{resolution, vma_kind};
 use vmrun_contract::{
@@ -84,6 +85,8 @@ pub struct Kernel {
     /// Trap number, error code and CR2 of the fault whose signal is
     /// pending (for the signal frame).
     fault_detail: [u64; 3],
+    /// The tasks as the TASKS trace last showed them.
+    traced_tasks: alloc::vec::Vec<lifecycle::Seen>,
     /// Whether the syscall entry path was logged (`-v`).
     syscall_entry_logged: bool,
     user: Option<UserMode>,
@@ -135,6 +138,7 @@ impl Kernel {
             tick_time: 0,
             tick_entries: 0,
             fault_detail: [0; 3],
+            traced_tasks: alloc::vec::Vec::new(),
             syscall_entry_logged: false,
             user: None,
         }
@@ -178,6 +182,51 @@ impl Kernel {
         );
     }
 
+    /// A system call's return records: its SYSCALL_EXIT, and the task
+    /// state changes it made (a reap, a kill, a stop). Out of line, so that
+    /// the untraced return path stays as short as before.
+    #[cold]
+    #[inline(never)]
+    fn trace_return(&mut self, mem: &mut DirectMap, nr: u64, result: u64, t0: u64) {
+        if trace::on(mem, category::SYSCALLS) {
+            let a = [result, cpu::rdtsc().wrapping_sub(t0), 0, 0, 0, 0];
+            let aux = nr as u32 | (self.process.pid as u32) << 16;
+            trace::emit(mem, category::SYSCALLS, kind::SYSCALL_EXIT, aux, a);
+        }
+        self.trace_tasks(mem);
+    }
+
+    /// A context switch's records: the CR3 load and the task state changes
+    /// (one test of the mask when tracing is off, as for the CR3 load
+    /// alone).
+    #[inline(always)]
+    fn trace_switch(&mut self, mem: &mut DirectMap) {
+        if trace::on(mem, category::PAGE_TABLES | category::TASKS) {
+            self.trace_switch_records(mem);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn trace_switch_records(&mut self, mem: &mut DirectMap) {
+        self.trace_cr3(mem);
+        self.trace_tasks(mem);
+    }
+
+    /// TASK_STATE records for the tasks that changed state since the last
+    /// look (see `process::lifecycle`).
+    fn trace_tasks(&mut self, mem: &mut DirectMap) {
+        if !trace::on(mem, category::TASKS) {
+            return;
+        }
+        let current = self.process.0.as_deref().map(|p| (p, true));
+        let others = self.tasks.others.iter().map(|t| (&**t, false));
+        let now = current.into_iter().chain(others);
+        for c in lifecycle::changes(&mut self.traced_tasks, now) {
+            emit_task(mem, c);
+        }
+    }
+
     /// Hand the VMA changes journaled since the last call to the trace.
     fn flush_vma_journal(&mut self, mem: &mut DirectMap) {
         if !trace::on(mem, category::VMAS) {
@@ -212,13 +261,29 @@ impl Kernel {
             let bits = self.frames.cache_bits_info();
             let at = self.info.vma_export_phys;
             export::export_vmas(&self.process.mm, mem, at, bits);
-            export::export_files(&self.process.mm, &self.cache, mem, at);
+            self.export_spaces(mem, at);
         }
         let mm = &self.process.mm;
         hypercall::call(
             hc::EVENT,
             [kind_, a, b, mm.user_frames, mm.user_table_pages(), 0],
         );
+    }
+
+    /// Every live address space for the host's views and checker (the
+    /// running one first, then each held by another task: a process, a
+    /// thread group's holder, a vfork child), the files they map, and
+    /// where the copy-on-write counts live.
+    fn export_spaces(&self, mem: &mut DirectMap, at: u64) {
+        let others = self.tasks.others.iter().filter(|t| t.mm.pt.root() != 0);
+        let spaces = || {
+            let others = others.clone().map(|t| (t.tgid, &*t.mm));
+            core::iter::once((self.process.tgid, &*self.process.mm)).chain(others)
+        };
+        export::export_files(spaces().map(|s| s.1), &self.cache, mem, at);
+        let [counts, first, n] = self.frames.share_counts_info();
+        let counts = counts.saturating_sub(DIRECT_MAP_BASE);
+        export::export_spaces(spaces(), mem, at, [counts, first, n]);
     }
 
     /// Run the program until it exits; never returns.
@@ -314,10 +379,8 @@ impl Kernel {
                 if v == ENOSYS && self.info.flags & boot_flags::VERBOSE != 0 {
                     log_unimplemented(r.rax);
                 }
-                if trace::on(mem, category::SYSCALLS) {
-                    let a = [v as u64, cpu::rdtsc().wrapping_sub(t0), 0, 0, 0, 0];
-                    let aux = r.rax as u32 | (self.process.pid as u32) << 16;
-                    trace::emit(mem, category::SYSCALLS, kind::SYSCALL_EXIT, aux, a);
+                if trace::on(mem, category::SYSCALLS | category::TASKS) {
+                    self.trace_return(mem, r.rax, v as u64, t0);
                 }
                 if self.info.flags & boot_flags::NOTIFY_SYSCALLS != 0 {
                     // After the call, so that the host reads the buffers it
@@ -337,10 +400,10 @@ impl Kernel {
                 self.exec(mem, plan, ip)
             }
             Action::Spawn(child, info) => {
-                if trace::on(mem, category::SYSCALLS) {
-                    let aux = r.rax as u32 | (self.process.pid as u32) << 16;
-                    let a = [child.pid, cpu::rdtsc().wrapping_sub(t0), 0, 0, 0, 0];
-                    trace::emit(mem, category::SYSCALLS, kind::SYSCALL_EXIT, aux, a);
+                if trace::on(mem, category::SYSCALLS | category::TASKS) {
+                    self.trace_return(mem, r.rax, child.pid, t0);
+                    let c = lifecycle::spawned(&mut self.traced_tasks, &child, self.process.tgid);
+                    emit_task(mem, c);
                 }
                 self.spawn(mem, child, info)
             }
@@ -1188,7 +1251,7 @@ impl Kernel {
         *um.regs() = frame_of(&saved.words);
         *um.fpu() = saved.fpu;
         cpu::load_process_tables(&self.process.mm.pt);
-        self.trace_cr3(mem);
+        self.trace_switch(mem);
         self.tick_pid = 0;
         self.want_timer(mem);
     }
@@ -1273,6 +1336,13 @@ const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 struct SyscallRegs {
     rax: u64,
     rcx: u64,
+}
+
+/// One TASK_STATE record: `aux` the thread id, then state, process id,
+/// detail.
+fn emit_task(mem: &mut DirectMap, c: lifecycle::Change) {
+    let a = [c[1], c[2], c[3], 0, 0, 0];
+    trace::emit(mem, category::TASKS, kind::TASK_STATE, c[0] as u32, a);
 }
 
 /// The TSC, if `category` is traced (the records carry cycles); 0 if not,

@@ -73,8 +73,8 @@ struct Args {
     isolate: bool,
 
     /// Print trace records as they happen; CATS is a comma list of pt, vma,
-    /// fault, syscall, exec, all (those five), and boot (the guest kernel's
-    /// own page tables, built before the program's exec)
+    /// fault, syscall, exec, task, all (those six), and boot (the guest
+    /// kernel's own page tables, built before the program's exec)
     #[arg(long, value_name = "CATS", value_parser = parse_categories, help_heading = OBSERVE)]
     trace: Option<u32>,
     /// Write trace records as JSON lines to FILE (the categories of --trace,
@@ -548,10 +548,14 @@ fn environment(args: &Args, matches: &clap::ArgMatches) -> Vec<OsString> {
     env
 }
 
-const ALL_CATEGORIES: u32 =
-    category::PAGE_TABLES | category::VMAS | category::FAULTS | category::SYSCALLS | category::EXEC;
+const ALL_CATEGORIES: u32 = category::PAGE_TABLES
+    | category::VMAS
+    | category::FAULTS
+    | category::SYSCALLS
+    | category::EXEC
+    | category::TASKS;
 
-/// `pt,vma,fault,syscall,exec,boot` or `all` to category bits.
+/// `pt,vma,fault,syscall,exec,task,boot` or `all` to category bits.
 fn parse_categories(list: &str) -> Result<u32, String> {
     list.split(',').try_fold(0, |mask, name| {
         let bit = match name.trim() {
@@ -561,10 +565,11 @@ fn parse_categories(list: &str) -> Result<u32, String> {
             "syscall" | "syscalls" => category::SYSCALLS,
             "exec" => category::EXEC,
             "boot" => vmm::session::BOOT,
+            "task" | "tasks" => category::TASKS,
             "all" => ALL_CATEGORIES,
             other => {
                 return Err(format!(
-                    "unknown category {other:?} (pt, vma, fault, syscall, exec, boot, all)"
+                    "unknown category {other:?} (pt, vma, fault, syscall, exec, task, boot, all)"
                 ))
             }
         };

@@ -197,9 +197,10 @@ mod tests {
         );
         assert_eq!(std::mem::size_of::<trace::RingHeader>(), 32);
         assert_eq!(std::mem::size_of::<VmaRecord>(), 40);
+        assert_eq!(std::mem::size_of::<vmrun_contract::SpaceRecord>(), 18 * 8);
         assert_eq!(
             std::mem::size_of::<VmaExport>(),
-            8 + 96 + 256 * 40 + 24 + 8 + 64 * 256
+            8 + 96 + 256 * 40 + 24 + 8 + 64 * 256 + 24 + 8 + 128 * 144 + 8 + 4096 * 40
         );
         assert_eq!(
             std::mem::size_of::<BootInfo>(),

@@ -11,9 +11,12 @@
 use crate::error::{Error, Result};
 use crate::hypercall::HostIo;
 use crate::hypercall::Outcome;
-use crate::inspect::check::{check, CacheBitmap, CheckInput, Violation};
-use crate::inspect::maps::{files_of_export, format_maps, FileInfo};
+use crate::inspect::check::{
+    check, check_sharing, CacheBitmap, CheckInput, SharingInput, SpaceCheck, Violation,
+};
+use crate::inspect::maps::{export_vmas, files_of_export, FileInfo};
 use crate::inspect::pagetable::{self, walk, Walk, WalkOptions};
+use crate::inspect::spaces::{format_space_maps, spaces_of, ShareCounts, Space};
 use crate::inspect::stats::Stats;
 use crate::inspect::strace::{exited_line, killed_line, GuestUserMemory, Strace};
 use crate::inspect::svg;
@@ -109,6 +112,14 @@ impl Watch {
     fn wants_stats(&self) -> bool {
         self.stats || self.stats_json.is_some() || self.histogram.is_some()
     }
+}
+
+/// The address spaces of a stop.
+struct Spaces {
+    /// The running one first.
+    list: Vec<Space>,
+    /// Whether the export held all of them (sharing is checked only then).
+    complete: bool,
 }
 
 /// How a watched run ended.
@@ -286,12 +297,6 @@ impl Session {
         Ok(())
     }
 
-    fn walk_now(&self, user_only: bool) -> Result<Walk> {
-        let cr3 = self.vm.cr3()?;
-        walk(self.vm.ram(), cr3, WalkOptions { user_only })
-            .map_err(|e| Error::Memory(format!("page-table walk from CR3 {cr3:#x}: {e}")))
-    }
-
     /// At exec or exit: print maps and tables, check, draw.
     fn at_exec_or_exit(
         &mut self,
@@ -300,19 +305,22 @@ impl Session {
         user_tables: u64,
     ) -> Result<Option<(String, Vec<Violation>)>> {
         let export = self.vm.vma_export()?;
+        let spaces = self.spaces_at(&export, user_frames, user_tables)?;
         if self.watch.maps {
             let files = files_of_export(&export, &self.files[0]);
-            let text = format_maps(&export, &files).map_err(|e| Error::Memory(e.to_string()))?;
-            crate::errprint!("vmrun: maps at {when}:\n{text}");
+            for s in &spaces.list {
+                let text = format_space_maps(s, &files);
+                crate::errprint!("vmrun: maps at {when} (pid {}):\n{text}", s.pid);
+            }
         }
-        let walk = self.walk_now(false)?;
+        let walks = self.walk_spaces(&spaces.list, false)?;
         if when == "exit" {
-            self.show_tables(&walk)?;
+            self.show_tables(&spaces.list, &walks)?;
         }
         if !self.watch.check {
             return Ok(None);
         }
-        Ok(self.check_at(when, &walk, &export, user_frames, user_tables))
+        Ok(self.check_at(when, &spaces, &walks, &export))
     }
 
     /// Every N faults: only the check.
@@ -323,57 +331,126 @@ impl Session {
         user_tables: u64,
     ) -> Result<Option<(String, Vec<Violation>)>> {
         let export = self.vm.vma_export()?;
-        let walk = self.walk_now(false)?;
-        Ok(self.check_at(when, &walk, &export, user_frames, user_tables))
+        let spaces = self.spaces_at(&export, user_frames, user_tables)?;
+        let walks = self.walk_spaces(&spaces.list, false)?;
+        Ok(self.check_at(when, &spaces, &walks, &export))
     }
 
-    /// The checker's violations at `when`, if any.
+    /// Every live address space at this stop, the running one first with
+    /// the root in CR3 and the counts the stop reported.
+    fn spaces_at(&self, export: &VmaExport, frames: u64, tables: u64) -> Result<Spaces> {
+        let (mut list, complete) = spaces_of(export).map_err(|e| Error::Memory(e.to_string()))?;
+        let running = Space {
+            pid: list.first().map_or(1, |s| s.pid),
+            root: self.vm.cr3()?,
+            user_frames: frames,
+            user_table_pages: tables,
+            vmas: export_vmas(export)
+                .map_err(|e| Error::Memory(e.to_string()))?
+                .to_vec(),
+            mm: export.mm,
+        };
+        match list.first_mut() {
+            Some(first) => *first = running,
+            None => list.push(running),
+        }
+        Ok(Spaces { list, complete })
+    }
+
+    fn walk_spaces(&self, spaces: &[Space], user_only: bool) -> Result<Vec<Walk>> {
+        spaces
+            .iter()
+            .map(|s| {
+                walk(self.vm.ram(), s.root, WalkOptions { user_only }).map_err(|e| {
+                    Error::Memory(format!(
+                        "page-table walk of pid {} from {:#x}: {e}",
+                        s.pid, s.root
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// The checker's violations at `when`, if any: each space on its own
+    /// (named by pid when there are several), then sharing across them.
     fn check_at(
         &self,
         when: &str,
-        walk: &Walk,
+        spaces: &Spaces,
+        walks: &[Walk],
         export: &VmaExport,
-        user_frames: u64,
-        user_tables: u64,
     ) -> Option<(String, Vec<Violation>)> {
-        let vmas = &export.vmas[..export.count as usize];
         let cache = CacheBitmap::read(self.vm.ram(), export.cache_bits);
-        let violations = self.check_walk(walk, vmas, &cache, user_frames, user_tables);
+        let several = spaces.list.len() > 1;
+        let mut violations = Vec::new();
+        for (s, walk) in spaces.list.iter().zip(walks) {
+            let found = self.check_walk(walk, s, &cache);
+            violations.extend(found.into_iter().map(|v| match several {
+                true => Violation::InSpace(s.pid, Box::new(v)),
+                false => v,
+            }));
+        }
+        if spaces.complete {
+            let checks: Vec<SpaceCheck> = spaces
+                .list
+                .iter()
+                .zip(walks)
+                .map(|(s, walk)| SpaceCheck {
+                    pid: s.pid,
+                    walk,
+                    vmas: &s.vmas,
+                    user_frames: s.user_frames,
+                })
+                .collect();
+            let shares = ShareCounts::read(self.vm.ram(), export.share_counts);
+            let found = check_sharing(&SharingInput {
+                spaces: &checks,
+                shares: &shares,
+                page_cache: self.page_cache(),
+                cache_frames: &cache,
+            });
+            violations.extend(found.into_iter().map(Violation::Sharing));
+        }
         (!violations.is_empty()).then(|| (when.to_string(), violations))
     }
 
-    fn check_walk(
-        &self,
-        walk: &Walk,
-        vmas: &[vmrun_contract::VmaRecord],
-        cache: &CacheBitmap,
-        frames: u64,
-        tables: u64,
-    ) -> Vec<Violation> {
+    /// The program image and the vDSO image after it.
+    fn page_cache(&self) -> std::ops::Range<u64> {
         let info = self.vm.boot_info();
-        // The program image and the vDSO image after it.
         let cache_end = ((info.file_phys + info.file_len).div_ceil(PAGE_SIZE) * PAGE_SIZE)
             .max(info.vdso_phys + info.vdso_len);
+        info.file_phys..cache_end
+    }
+
+    fn check_walk(&self, walk: &Walk, space: &Space, cache: &CacheBitmap) -> Vec<Violation> {
         check(&CheckInput {
             walk,
-            vmas,
-            user_frames: frames,
-            user_table_pages: tables,
-            page_cache: info.file_phys..cache_end,
+            vmas: &space.vmas,
+            user_frames: space.user_frames,
+            user_table_pages: space.user_table_pages,
+            page_cache: self.page_cache(),
             cache_frames: cache,
             trampoline: SYSCALL_TRAMPOLINE_VIRT,
         })
     }
 
-    fn show_tables(&self, walk: &Walk) -> Result<()> {
+    /// At exit: the page tables of every space, the running one's as JSON
+    /// and SVG.
+    fn show_tables(&self, spaces: &[Space], walks: &[Walk]) -> Result<()> {
+        let Some(walk) = walks.first() else {
+            return Ok(());
+        };
         if self.watch.pagetables {
-            let user = self.walk_now(true)?;
-            crate::errprint!(
-                "vmrun: page tables at exit (CR3 {:#x}):\n{}vmrun: user mappings at exit:\n{}",
-                walk.cr3,
-                pagetable::render_tree(&user),
-                pagetable::render_mappings(&user.mappings())
-            );
+            for (s, user) in spaces.iter().zip(self.walk_spaces(spaces, true)?) {
+                crate::errprint!(
+                    "vmrun: page tables at exit (pid {}, CR3 {:#x}):\n{}vmrun: user mappings at exit (pid {}):\n{}",
+                    s.pid,
+                    s.root,
+                    pagetable::render_tree(&user),
+                    s.pid,
+                    pagetable::render_mappings(&user.mappings())
+                );
+            }
         }
         if let Some(path) = &self.watch.pagetables_json {
             write_file(path, &pagetable::to_json(walk).to_string())?;

@@ -314,14 +314,7 @@ impl Vm {
 
     /// The VMAs the guest exported at the last exec, exit or fault event.
     pub fn vma_export(&self) -> Result<Box<VmaExport>> {
-        let mut export = Box::new(VmaExport {
-            count: 0,
-            mm: [0; 12],
-            vmas: [Default::default(); vmrun_contract::MAX_EXPORTED_VMAS],
-            cache_bits: [0; 3],
-            file_count: 0,
-            files: [Default::default(); vmrun_contract::MAX_EXPORTED_FILES],
-        });
+        let mut export = Box::new(VmaExport::zeroed());
         if self.info.vma_export_phys == 0 {
             return Err(Error::Config(
                 "the VMA export is off (no exec/exit stops asked)".into(),

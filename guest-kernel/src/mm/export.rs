@@ -6,7 +6,11 @@ use super::phys::PhysMem;
 use super::space::Mm;
 use super::vma::{Backing, Prot, VmFlags, Vma};
 use crate::fs::cache::PageCache;
-use vmrun_contract::{vma_flags, MAX_EXPORTED_FILES, MAX_EXPORTED_VMAS};
+use core::mem::offset_of;
+use vmrun_contract::{
+    vma_flags, VmaExport, MAX_EXPORTED_FILES, MAX_EXPORTED_SPACES, MAX_EXPORTED_VMAS,
+    MAX_SPACE_VMAS,
+};
 
 /// Offset of `VmaExport::vmas` (count, then 12 mm fields).
 const VMAS_OFFSET: u64 = 8 + 12 * 8;
@@ -14,6 +18,8 @@ const VMAS_OFFSET: u64 = 8 + 12 * 8;
 const RECORD: u64 = 40;
 /// Size of one `FileRecord`.
 const FILE_RECORD: u64 = 256;
+/// Size of one `SpaceRecord`.
+const SPACE_RECORD: u64 = core::mem::size_of::<vmrun_contract::SpaceRecord>() as u64;
 
 /// The contract's flag bits for `v`.
 pub fn flags_of(v: &Vma) -> u64 {
@@ -47,13 +53,17 @@ pub fn file_of(v: &Vma) -> (u64, u64) {
     }
 }
 
-/// Write the files the areas map (their identity and path, from the page
-/// cache) after the page-cache bitmap fields.
-pub fn export_files<M: PhysMem>(mm: &Mm, cache: &PageCache, mem: &mut M, pa: u64) {
+/// Write the files the areas of `mms` map (their identity and path, from
+/// the page cache) after the page-cache bitmap fields.
+pub fn export_files<'a, M: PhysMem>(
+    mms: impl Iterator<Item = &'a Mm>,
+    cache: &PageCache,
+    mem: &mut M,
+    pa: u64,
+) {
     let count_at = pa + VMAS_OFFSET + RECORD * MAX_EXPORTED_VMAS as u64 + 24;
-    let mut ids: alloc::vec::Vec<u16> = mm
-        .vmas
-        .iter()
+    let mut ids: alloc::vec::Vec<u16> = mms
+        .flat_map(|mm| mm.vmas.iter())
         .filter_map(|v| match v.backing {
             Backing::File { file, .. } => Some(file),
             Backing::Anon => None,
@@ -82,16 +92,65 @@ pub fn export_files<M: PhysMem>(mm: &Mm, cache: &PageCache, mem: &mut M, pa: u64
     }
 }
 
-/// Write `mm`'s areas and layout fields at physical `pa`, and where the
-/// page-cache bitmap (`cache_bits`: bitmap, first frame, frames) is.
-pub fn export_vmas<M: PhysMem>(mm: &Mm, mem: &mut M, pa: u64, cache_bits: [u64; 3]) {
-    let bits_at = pa + VMAS_OFFSET + RECORD * MAX_EXPORTED_VMAS as u64;
-    for (k, w) in cache_bits.iter().enumerate() {
-        mem.write_u64(bits_at + 8 * k as u64, *w);
+/// Write every live address space (`spaces`: the pid holding it and its
+/// `Mm`, the running one first) into the export area at physical `pa`, and
+/// where the copy-on-write reference counts are (`share_counts`: array,
+/// first frame, entries), so that the host checks sharing across them.
+pub fn export_spaces<'a, M: PhysMem>(
+    spaces: impl Iterator<Item = (u64, &'a Mm)>,
+    mem: &mut M,
+    pa: u64,
+    share_counts: [u64; 3],
+) {
+    write_words(
+        mem,
+        pa + offset_of!(VmaExport, share_counts) as u64,
+        &share_counts,
+    );
+    let spaces_at = pa + offset_of!(VmaExport, spaces) as u64;
+    let vmas_at = pa + offset_of!(VmaExport, space_vmas) as u64;
+    let (mut n, mut first) = (0u64, 0usize);
+    for (pid, mm) in spaces {
+        n += 1;
+        if n as usize > MAX_EXPORTED_SPACES {
+            continue;
+        }
+        let count = mm.vmas.len().min(MAX_SPACE_VMAS - first);
+        for (i, v) in mm.vmas.iter().take(count).enumerate() {
+            write_vma(mem, vmas_at + RECORD * (first + i) as u64, v);
+        }
+        let at = spaces_at + SPACE_RECORD * (n - 1);
+        let head = [
+            pid,
+            mm.pt.root(),
+            mm.user_frames,
+            mm.user_table_pages(),
+            first as u64,
+            count as u64,
+        ];
+        write_words(mem, at, &head);
+        write_words(mem, at + 48, &mm_fields(mm));
+        first += count;
     }
-    let n = mm.vmas.len().min(MAX_EXPORTED_VMAS);
-    mem.write_u64(pa, n as u64);
-    let fields = [
+    write_words(mem, pa + offset_of!(VmaExport, space_count) as u64, &[n]);
+    let count_at = pa + offset_of!(VmaExport, space_vma_count) as u64;
+    write_words(mem, count_at, &[first as u64]);
+}
+
+fn write_words<M: PhysMem>(mem: &mut M, at: u64, words: &[u64]) {
+    for (k, w) in words.iter().enumerate() {
+        mem.write_u64(at + 8 * k as u64, *w);
+    }
+}
+
+fn write_vma<M: PhysMem>(mem: &mut M, at: u64, v: &Vma) {
+    let (file, offset) = file_of(v);
+    write_words(mem, at, &[v.start, v.end, flags_of(v), offset, file]);
+}
+
+/// The `mm_struct` fields the export carries, in its order.
+fn mm_fields(mm: &Mm) -> [u64; 12] {
+    [
         mm.start_code,
         mm.end_code,
         mm.start_data,
@@ -104,19 +163,21 @@ pub fn export_vmas<M: PhysMem>(mm: &Mm, mem: &mut M, pa: u64, cache_bits: [u64; 
         mm.env_start,
         mm.env_end,
         mm.mmap_base,
-    ];
-    for (i, f) in fields.iter().enumerate() {
-        mem.write_u64(pa + 8 + 8 * i as u64, *f);
+    ]
+}
+
+/// Write `mm`'s areas and layout fields at physical `pa`, and where the
+/// page-cache bitmap (`cache_bits`: bitmap, first frame, frames) is.
+pub fn export_vmas<M: PhysMem>(mm: &Mm, mem: &mut M, pa: u64, cache_bits: [u64; 3]) {
+    let bits_at = pa + VMAS_OFFSET + RECORD * MAX_EXPORTED_VMAS as u64;
+    for (k, w) in cache_bits.iter().enumerate() {
+        mem.write_u64(bits_at + 8 * k as u64, *w);
     }
+    let n = mm.vmas.len().min(MAX_EXPORTED_VMAS);
+    mem.write_u64(pa, n as u64);
+    write_words(mem, pa + 8, &mm_fields(mm));
     for (i, v) in mm.vmas.iter().take(n).enumerate() {
-        let at = pa + VMAS_OFFSET + RECORD * i as u64;
-        let (file, offset) = file_of(v);
-        for (k, w) in [v.start, v.end, flags_of(v), offset, file]
-            .iter()
-            .enumerate()
-        {
-            mem.write_u64(at + 8 * k as u64, *w);
-        }
+        write_vma(mem, pa + VMAS_OFFSET + RECORD * i as u64, v);
     }
 }
 
@@ -167,5 +228,38 @@ mod tests {
             mem.read_u64(r1 + 16),
             vma_flags::READ | vma_flags::WRITE | vma_flags::GROWSDOWN
         );
+    }
+
+    #[test]
+    fn every_space_is_exported_with_its_pid_root_counts_and_areas() {
+        let mut mem = TestMem::new(4 << 20);
+        let mut frames = FrameAllocator::new(1 << 20, 2 << 20);
+        let root = frames.alloc_zeroed(&mut mem).unwrap();
+        let kernel = KernelHalf::new(root, &[]);
+        let mut a = Mm::new(&mut mem, &mut frames, &kernel).unwrap();
+        let mut b = Mm::new(&mut mem, &mut frames, &kernel).unwrap();
+        a.vmas
+            .insert(Vma::anon(0x1000, 0x3000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        b.vmas
+            .insert(Vma::anon(0x5000, 0x6000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        b.vmas
+            .insert(Vma::anon(0x8000, 0x9000, Prot(1), VmFlags::NONE))
+            .unwrap();
+        b.user_frames = 7;
+        b.brk = 0x4242;
+        let pa = 0x200000;
+        export_spaces([(1, &a), (9, &b)].into_iter(), &mut mem, pa, [0x1234, 5, 6]);
+        let e = |off: usize| pa + off as u64;
+        assert_eq!(mem.read_u64(e(offset_of!(VmaExport, space_count))), 2);
+        assert_eq!(mem.read_u64(e(offset_of!(VmaExport, space_vma_count))), 3);
+        assert_eq!(mem.read_u64(e(offset_of!(VmaExport, share_counts))), 0x1234);
+        let s1 = e(offset_of!(VmaExport, spaces)) + SPACE_RECORD;
+        let words: Vec<u64> = (0..6).map(|k| mem.read_u64(s1 + 8 * k)).collect();
+        assert_eq!(words, [9, b.pt.root(), 7, b.user_table_pages(), 1, 2]);
+        assert_eq!(mem.read_u64(s1 + 48 + 5 * 8), 0x4242, "brk");
+        let v2 = e(offset_of!(VmaExport, space_vmas)) + 2 * RECORD;
+        assert_eq!((mem.read_u64(v2), mem.read_u64(v2 + 8)), (0x8000, 0x9000));
     }
 }

@@ -206,6 +206,18 @@ impl FrameAllocator {
         true
     }
 
+    /// Where the copy-on-write counts are, for the host's checker: the
+    /// address of the array (one `u16` per frame, 0 while no frame was
+    /// ever shared), the frame entry 0 stands for, and the entries.
+    pub fn share_counts_info(&self) -> [u64; 3] {
+        let at = if self.shares.is_empty() {
+            0
+        } else {
+            self.shares.as_ptr() as u64
+        };
+        [at, self.start, self.shares.len() as u64]
+    }
+
     /// Whether more than one address space maps private frame `pa`.
     pub fn is_shared(&self, pa: u64) -> bool {
         self.share_index(pa)

@@ -23,6 +23,18 @@
 //!
 //! Problems of the walk itself (a table outside RAM, a loop) are violations
 //! too.
+//!
+//! With several address spaces (after fork), each is checked by the rules
+//! above on its own, and [`check_sharing`] holds them together:
+//!
+//! - a frame mapped more than once across all spaces is read-only in every
+//!   private (not `MAP_SHARED`) mapping of it: copy-on-write; a private
+//!   writable mapping of a shared frame is a violation;
+//! - the guest's reference count of every frame (its copy-on-write count
+//!   plus one) equals the mappings of it found in all spaces, and a frame
+//!   it counts as shared is mapped somewhere;
+//! - the spaces' user-frame counts add up to the reference counts of the
+//!   frames found, and no page-table page belongs to two spaces.
 
 use super::maps::perms;
 use super::pagetable::{Leaf, Walk, WalkProblem};
@@ -159,6 +171,216 @@ pub enum Violation {
         /// Table pages found by the walk.
         found: u64,
     },
+    /// A violation in the address space of process `pid` (one of several).
+    InSpace(u64, Box<Violation>),
+    /// Sharing across address spaces is broken.
+    Sharing(SharingViolation),
+}
+
+/// A broken rule of sharing across address spaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SharingViolation {
+    /// A frame mapped more than once is writable in a private mapping.
+    SharedWritable {
+        /// The frame.
+        frame: u64,
+        /// Mappings of it found in all spaces.
+        mappings: u64,
+        /// The process whose mapping is writable.
+        pid: u64,
+        /// That mapping.
+        leaf: LeafAt,
+    },
+    /// The guest's reference count of a frame differs from the mappings
+    /// found.
+    RefCount {
+        /// The frame.
+        frame: u64,
+        /// The guest's count (its copy-on-write count plus one).
+        guest: u64,
+        /// Mappings found in all spaces.
+        found: u64,
+        /// The processes mapping it.
+        pids: Vec<u64>,
+    },
+    /// The spaces' user-frame counts do not add up to the reference counts
+    /// of the frames found.
+    TotalFrames {
+        /// The sum of the spaces' counts.
+        guest: u64,
+        /// The sum of the found frames' reference counts.
+        counted: u64,
+    },
+    /// A page-table page belongs to two spaces.
+    TableShared {
+        /// The table page.
+        table: u64,
+        /// The two processes.
+        pids: [u64; 2],
+    },
+}
+
+impl fmt::Display for SharingViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use SharingViolation::*;
+        match self {
+            SharedWritable {
+                frame,
+                mappings,
+                pid,
+                leaf,
+            } => write!(
+                f,
+                "frame {frame:#x} has {mappings} mappings but pid {pid} maps it writable and private (copy-on-write broken): {leaf}"
+            ),
+            RefCount {
+                frame,
+                guest,
+                found,
+                pids,
+            } => write!(
+                f,
+                "frame {frame:#x}: the guest counts {guest} mappings, the walks find {found} (pids {pids:?})"
+            ),
+            TotalFrames { guest, counted } => write!(
+                f,
+                "user frames of all spaces: the guest counts {guest}, the reference counts of the frames found add up to {counted}"
+            ),
+            TableShared { table, pids } => write!(
+                f,
+                "page-table page {table:#x} belongs to pid {} and pid {}",
+                pids[0], pids[1]
+            ),
+        }
+    }
+}
+
+/// One address space for [`check_sharing`].
+#[derive(Clone, Copy, Debug)]
+pub struct SpaceCheck<'a> {
+    /// The process holding it.
+    pub pid: u64,
+    /// Its walk.
+    pub walk: &'a Walk,
+    /// Its areas.
+    pub vmas: &'a [VmaRecord],
+    /// The user frames the guest says it maps.
+    pub user_frames: u64,
+}
+
+/// What [`check_sharing`] compares.
+#[derive(Clone, Debug)]
+pub struct SharingInput<'a> {
+    /// Every live address space.
+    pub spaces: &'a [SpaceCheck<'a>],
+    /// The guest's copy-on-write counts.
+    pub shares: &'a super::spaces::ShareCounts,
+    /// As [`CheckInput::page_cache`].
+    pub page_cache: Range<u64>,
+    /// As [`CheckInput::cache_frames`].
+    pub cache_frames: &'a CacheBitmap,
+}
+
+/// One mapping of a frame.
+struct Mapping {
+    pid: u64,
+    leaf: LeafAt,
+    writable: bool,
+    private: bool,
+}
+
+/// Check sharing across address spaces (see the module's rules).
+pub fn check_sharing(input: &SharingInput) -> Vec<SharingViolation> {
+    let mut out = Vec::new();
+    let frames = mappings_of(input);
+    for (&frame, maps) in &frames {
+        let found = maps.len() as u64;
+        for m in maps.iter().filter(|m| found > 1 && m.writable && m.private) {
+            out.push(SharingViolation::SharedWritable {
+                frame,
+                mappings: found,
+                pid: m.pid,
+                leaf: m.leaf,
+            });
+        }
+        let guest = input.shares.mappings(frame);
+        if guest != found {
+            let pids = maps.iter().map(|m| m.pid).collect();
+            out.push(SharingViolation::RefCount {
+                frame,
+                guest,
+                found,
+                pids,
+            });
+        }
+    }
+    for (frame, guest) in input.shares.shared() {
+        if !frames.contains_key(&frame) {
+            out.push(SharingViolation::RefCount {
+                frame,
+                guest,
+                found: 0,
+                pids: vec![],
+            });
+        }
+    }
+    let guest = input.spaces.iter().map(|s| s.user_frames).sum();
+    let counted = frames.keys().map(|&f| input.shares.mappings(f)).sum();
+    if guest != counted {
+        out.push(SharingViolation::TotalFrames { guest, counted });
+    }
+    check_tables_apart(input.spaces, &mut out);
+    out.sort_by_key(frame_of_violation);
+    out
+}
+
+/// Every frame outside the page cache mapped in any space, with its
+/// mappings.
+fn mappings_of(input: &SharingInput) -> std::collections::BTreeMap<u64, Vec<Mapping>> {
+    let mut frames: std::collections::BTreeMap<u64, Vec<Mapping>> = Default::default();
+    for s in input.spaces {
+        for leaf in s.walk.user_leaves() {
+            let end = leaf.pa + leaf.size.bytes();
+            let image = leaf.pa >= input.page_cache.start && end <= input.page_cache.end;
+            if image || frames_of(leaf).all(|f| input.cache_frames.contains(f)) {
+                continue;
+            }
+            let private = vma_at(s.vmas, leaf.va).is_none_or(|v| v.flags & vma_flags::SHARED == 0);
+            let present = leaf.pte & super::pagetable::bits::P != 0;
+            for frame in frames_of(leaf) {
+                frames.entry(frame).or_default().push(Mapping {
+                    pid: s.pid,
+                    leaf: leaf.into(),
+                    writable: present && leaf.flags.writable,
+                    private,
+                });
+            }
+        }
+    }
+    frames
+}
+
+fn check_tables_apart(spaces: &[SpaceCheck], out: &mut Vec<SharingViolation>) {
+    let mut owner: HashMap<u64, u64> = HashMap::new();
+    for s in spaces {
+        for t in s.walk.tables.iter().filter(|t| t.is_user_half()) {
+            if let Some(other) = owner.insert(t.phys, s.pid) {
+                out.push(SharingViolation::TableShared {
+                    table: t.phys,
+                    pids: [other, s.pid],
+                });
+            }
+        }
+    }
+}
+
+fn frame_of_violation(v: &SharingViolation) -> u64 {
+    match v {
+        SharingViolation::SharedWritable { frame, .. }
+        | SharingViolation::RefCount { frame, .. } => *frame,
+        SharingViolation::TableShared { table, .. } => *table,
+        SharingViolation::TotalFrames { .. } => u64::MAX,
+    }
 }
 
 /// A leaf, for messages.
@@ -252,6 +474,8 @@ impl fmt::Display for Violation {
                 f,
                 "user page-table pages: the guest counts {guest}, the walk finds {found} (PML4 excluded)"
             ),
+            InSpace(pid, v) => write!(f, "pid {pid}: {v}"),
+            Sharing(v) => write!(f, "{v}"),
         }
     }
 }

@@ -122,14 +122,7 @@ pub fn export_vmas(export: &VmaExport) -> Result<&[VmaRecord], MapsError> {
 
 /// Read the export area at guest-physical `phys` and check its count.
 pub fn read_export(ram: &GuestRam, phys: u64) -> Result<VmaExport, MapsError> {
-    let mut export = VmaExport {
-        count: 0,
-        mm: [0; 12],
-        vmas: [VmaRecord::default(); MAX_EXPORTED_VMAS],
-        cache_bits: [0; 3],
-        file_count: 0,
-        files: [Default::default(); vmrun_contract::MAX_EXPORTED_FILES],
-    };
+    let mut export = VmaExport::zeroed();
     ram.read_bytes(phys, pod_bytes_mut(&mut export))
         .map_err(|e| MapsError::Memory(e.to_string()))?;
     export_vmas(&export)?;
@@ -365,11 +358,11 @@ mod tests {
         let ram = GuestRam::new(1 << 20).unwrap();
         let vmas = [vma(0x40_0000, 0x40_1000, READ | FILE, 0)];
         let mut e = export(&vmas, mm());
-        ram.write_pod(0x1000, &e).unwrap();
+        ram.write_pod(0x1000, &*e).unwrap();
         let back = read_export(&ram, 0x1000).unwrap();
         assert_eq!((back.count, back.mm, back.vmas[0]), (1, e.mm, vmas[0]));
         e.count = 257;
-        ram.write_pod(0x1000, &e).unwrap();
+        ram.write_pod(0x1000, &*e).unwrap();
         assert_eq!(
             read_export(&ram, 0x1000).unwrap_err(),
             MapsError::TooManyVmas(257)

@@ -12,7 +12,9 @@
 //! 2. [`maps`] prints the guest's exported VMAs exactly as Linux prints
 //!    `/proc/PID/maps`.
 //! 3. [`check`] holds the walk against the VMAs and the guest's frame
-//!    accounting, and reports each broken invariant precisely.
+//!    accounting, and reports each broken invariant precisely; with several
+//!    processes, [`spaces`] reads every live address space and the checker
+//!    verifies copy-on-write sharing across them.
 //! 4. [`trace`] drains the trace ring and renders records as lines or JSON;
 //!    [`strace`] pairs system-call records into strace-style lines, with
 //!    names and errno texts from [`syscalls`].
@@ -23,6 +25,7 @@
 pub mod check;
 pub mod maps;
 pub mod pagetable;
+pub mod spaces;
 pub mod stats;
 pub mod strace;
 pub mod svg;

@@ -5,7 +5,7 @@
 use super::pagetable::{bits, PageSize, KERNEL_HALF};
 use crate::memory::GuestRam;
 use vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT;
-use vmrun_contract::{vma_flags, VmaExport, VmaRecord, MAX_EXPORTED_VMAS};
+use vmrun_contract::{vma_flags, VmaExport, VmaRecord};
 
 /// A used-entry count the guest keeps in bits 52..=61 of non-leaf entries;
 /// written into every table entry here so that the walker must mask it.
@@ -38,6 +38,13 @@ impl Space {
         };
         s.cr3 = s.alloc();
         s
+    }
+
+    /// Start another address space in the same memory: a new PML4 that
+    /// later calls build in; returns it.
+    pub fn new_root(&mut self) -> u64 {
+        self.cr3 = self.alloc();
+        self.cr3
     }
 
     /// A zeroed page for a table.
@@ -121,15 +128,10 @@ pub fn vma(start: u64, end: u64, flags: u64, offset: u64) -> VmaRecord {
 }
 
 /// An export of `vmas` with `mm`.
-pub fn export(vmas: &[VmaRecord], mm: [u64; 12]) -> VmaExport {
-    let mut e = VmaExport {
-        count: vmas.len() as u64,
-        mm,
-        vmas: [VmaRecord::default(); MAX_EXPORTED_VMAS],
-        cache_bits: [0; 3],
-        file_count: 0,
-        files: [Default::default(); vmrun_contract::MAX_EXPORTED_FILES],
-    };
+pub fn export(vmas: &[VmaRecord], mm: [u64; 12]) -> Box<VmaExport> {
+    let mut e = Box::new(VmaExport::zeroed());
+    e.count = vmas.len() as u64;
+    e.mm = mm;
     e.vmas[..vmas.len()].copy_from_slice(vmas);
     e
 }

@@ -16,8 +16,8 @@ use crate::memory::GuestRam;
 use serde_json::{json, Map, Value};
 use std::fmt;
 use vmrun_contract::trace::{
-    exec_phase, kind, resolution, syscall_nr, syscall_tid, vma_kind, Record, RingHeader,
-    RECORDS_OFFSET, RECORD_SIZE,
+    exec_phase, kind, resolution, syscall_nr, syscall_tid, task_state, vma_kind, Record,
+    RingHeader, RECORDS_OFFSET, RECORD_SIZE,
 };
 
 /// What one drain found.
@@ -152,6 +152,7 @@ pub fn kind_name(k: u32) -> &'static str {
         kind::EXEC_PHASE => "exec-phase",
         kind::SYSCALL_ENTER => "sys-enter",
         kind::SYSCALL_EXIT => "sys-exit",
+        kind::TASK_STATE => "task",
         _ => "unknown",
     }
 }
@@ -274,8 +275,25 @@ fn record_args(r: &Record, clock: &Clock) -> String {
             a[0] as i64,
             cycles_text(a[1], clock)
         ),
+        kind::TASK_STATE => task_args(r),
         _ => format!("kind {} aux {} args {:x?}", r.kind, r.aux, a),
     }
+}
+
+/// `pid 3 (process 3) zombie status 0x300`, `pid 2 (process 2) new, parent 1`.
+fn task_args(r: &Record) -> String {
+    let a = &r.a;
+    let detail = match a[0] {
+        task_state::ZOMBIE => format!(" status {:#x}", a[2]),
+        task_state::NEW => format!(", parent {}", a[2]),
+        _ => String::new(),
+    };
+    format!(
+        "pid {} (process {}) {}{detail}",
+        r.aux,
+        a[1],
+        task_state::name(a[0])
+    )
 }
 
 fn vma_args(a: &[u64; 6]) -> String {
@@ -374,6 +392,12 @@ fn record_fields(r: &Record, clock: &Clock) -> Vec<(&'static str, Value)> {
             ("cycles", a[1].into()),
             ("ns", clock.ns(a[1]).into()),
         ],
+        kind::TASK_STATE => vec![
+            ("tid", r.aux.into()),
+            ("pid", a[1].into()),
+            ("state", task_state::name(a[0]).into()),
+            ("detail", a[2].into()),
+        ],
         _ => vec![
             ("raw_kind", r.kind.into()),
             ("aux", r.aux.into()),
@@ -392,6 +416,7 @@ pub fn category_of(k: u32) -> u32 {
         kind::FAULT => FAULTS,
         kind::EXEC_PHASE => EXEC,
         kind::SYSCALL_ENTER | kind::SYSCALL_EXIT => SYSCALLS,
+        kind::TASK_STATE => TASKS,
         _ => 0,
     }
 }

@@ -230,3 +230,161 @@ fn frames_in_the_guest_cache_bitmap_are_page_cache() {
     assert!(!bits.contains(0xf_f000));
     assert!(!bits.contains(0x50_0000));
 }
+
+/// A parent (pid 1) and its forked child (pid 2): page 0x1000 of each maps
+/// frame 0x900000, shared copy-on-write; page 0x2000 maps a private frame
+/// of each; page 0x3000 maps frame 0x903000, which the two share through
+/// a MAP_SHARED area; page 0x4000 maps the page cache in both.
+struct Forked {
+    space: crate::inspect::testspace::Space,
+    roots: [u64; 2],
+    vmas: Vec<VmaRecord>,
+    /// Entries of page 0x1000 in each.
+    cow: [u64; 2],
+    shares: crate::inspect::spaces::ShareCounts,
+}
+
+const COW_FRAME: u64 = 0x90_0000;
+
+fn forked() -> Forked {
+    use crate::inspect::testspace::{vma, Space, USER_R};
+    let rw = vma_flags::READ | vma_flags::WRITE;
+    let vmas = vec![
+        vma(0x1000, 0x3000, rw, 0),
+        vma(0x3000, 0x4000, rw | vma_flags::SHARED, 0),
+        vma(0x4000, 0x5000, vma_flags::READ | vma_flags::FILE, 0),
+    ];
+    let mut s = Space::new();
+    let mut roots = [0; 2];
+    let mut cow = [0; 2];
+    for (i, private) in [0x90_1000, 0x90_2000].into_iter().enumerate() {
+        roots[i] = if i == 0 { s.cr3 } else { s.new_root() };
+        cow[i] = s.map(0x1000, COW_FRAME, PageSize::Size4K, USER_R);
+        s.map(0x2000, private, PageSize::Size4K, USER_RW);
+        s.map(0x3000, 0x90_3000, PageSize::Size4K, USER_RW);
+        s.map(0x4000, CACHE, PageSize::Size4K, USER_R);
+    }
+    let mut extra = vec![0u16; 4];
+    extra[0] = 1; // the COW frame
+    extra[3] = 1; // the MAP_SHARED frame
+    Forked {
+        space: s,
+        roots,
+        vmas,
+        cow,
+        shares: crate::inspect::spaces::ShareCounts {
+            first: COW_FRAME,
+            extra,
+        },
+    }
+}
+
+fn sharing(f: &Forked, frames: [u64; 2]) -> Vec<String> {
+    let walks: Vec<Walk> = f
+        .roots
+        .iter()
+        .map(|&r| walk(&f.space.ram, r, WalkOptions { user_only: true }).unwrap())
+        .collect();
+    let spaces: Vec<SpaceCheck> = (0..2)
+        .map(|i| SpaceCheck {
+            pid: i as u64 + 1,
+            walk: &walks[i],
+            vmas: &f.vmas,
+            user_frames: frames[i],
+        })
+        .collect();
+    let v = check_sharing(&SharingInput {
+        spaces: &spaces,
+        shares: &f.shares,
+        page_cache: CACHE..CACHE + 0x4000,
+        cache_frames: &CacheBitmap::default(),
+    });
+    v.iter().map(|v| v.to_string()).collect()
+}
+
+#[test]
+fn copy_on_write_sharing_read_only_with_matching_counts_passes() {
+    let f = forked();
+    assert_eq!(sharing(&f, [3, 3]), Vec::<String>::new());
+}
+
+#[test]
+fn frame_writable_in_two_private_mappings_is_a_violation() {
+    let f = forked();
+    for at in f.cow {
+        f.space.set(at, bits::RW);
+    }
+    let v = sharing(&f, [3, 3]);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert!(v[0].starts_with(
+        "frame 0x900000 has 2 mappings but pid 1 maps it writable and private (copy-on-write broken)"
+    ));
+    assert!(v[1].contains("but pid 2 maps it writable"), "{v:?}");
+}
+
+#[test]
+fn shared_frame_writable_in_one_private_mapping_is_a_violation() {
+    let f = forked();
+    f.space.set(f.cow[1], bits::RW);
+    let v = sharing(&f, [3, 3]);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("but pid 2 maps it writable"));
+}
+
+#[test]
+fn reference_count_below_the_mappings_found_is_a_violation() {
+    let mut f = forked();
+    f.shares.extra[0] = 0;
+    let v = sharing(&f, [3, 3]);
+    assert_eq!(
+        v,
+        [
+            "frame 0x900000: the guest counts 1 mappings, the walks find 2 (pids [1, 2])",
+            "user frames of all spaces: the guest counts 6, the reference counts of the frames found add up to 5",
+        ]
+    );
+}
+
+#[test]
+fn reference_count_of_a_frame_mapped_nowhere_is_a_violation() {
+    let mut f = forked();
+    f.shares.extra[2] = 1;
+    let v = sharing(&f, [3, 3]);
+    assert_eq!(
+        v,
+        [
+            "frame 0x902000: the guest counts 2 mappings, the walks find 1 (pids [2])",
+            "user frames of all spaces: the guest counts 6, the reference counts of the frames found add up to 7",
+        ]
+    );
+    let mut f = forked();
+    f.shares.extra.push(2);
+    let v = sharing(&f, [3, 3]);
+    assert_eq!(
+        v,
+        ["frame 0x904000: the guest counts 3 mappings, the walks find 0 (pids [])"]
+    );
+}
+
+#[test]
+fn frame_counts_that_do_not_add_up_across_spaces_are_a_violation() {
+    let f = forked();
+    let v = sharing(&f, [3, 4]);
+    assert_eq!(
+        v,
+        ["user frames of all spaces: the guest counts 7, the reference counts of the frames found add up to 6"]
+    );
+}
+
+#[test]
+fn a_page_table_page_in_two_spaces_is_a_violation() {
+    let f = forked();
+    // The child's PML4 entry for the low half points at the parent's PDPT.
+    let parent = f.space.read(f.roots[0]);
+    f.space.write(f.roots[1], parent);
+    let v = sharing(&f, [3, 3]);
+    assert!(
+        v.iter().any(|t| t.contains("belongs to pid 1 and pid 2")),
+        "{v:?}"
+    );
+}

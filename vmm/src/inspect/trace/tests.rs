@@ -172,3 +172,31 @@ fn categories_cover_every_kind() {
     assert_eq!(category_of(kind::SYSCALL_EXIT), category::SYSCALLS);
     assert!((1..=14).all(|k| category_of(k) != 0));
 }
+
+#[test]
+fn task_state_records_name_the_task_and_its_state() {
+    use vmrun_contract::trace::{category, task_state};
+    let clock = Clock {
+        tsc_khz: 1_000_000,
+        tsc_base: 0,
+    };
+    let zombie = rec(
+        kind::TASK_STATE,
+        7,
+        0,
+        [task_state::ZOMBIE, 7, 0x300, 0, 0, 0],
+    );
+    let line = format_record(&zombie, &clock);
+    assert!(
+        line.ends_with("task       pid 7 (process 7) zombie status 0x300"),
+        "{line}"
+    );
+    let new = rec(kind::TASK_STATE, 8, 0, [task_state::NEW, 8, 1, 0, 0, 0]);
+    assert!(format_record(&new, &clock).ends_with("pid 8 (process 8) new, parent 1"));
+    let thread = rec(kind::TASK_STATE, 9, 0, [task_state::DEAD, 7, 0, 0, 0, 0]);
+    assert!(format_record(&thread, &clock).ends_with("pid 9 (process 7) dead"));
+    let json = record_json(&new, &clock);
+    assert_eq!(json["state"], "new");
+    assert_eq!(json["tid"], 8);
+    assert_eq!(category_of(kind::TASK_STATE), category::TASKS);
+}
