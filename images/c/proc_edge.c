@@ -30,6 +30,9 @@
  *                 waits for the continue, SIGKILL ends a stopped child
  *   task_limit    threads (raw clone) that wait on a pipe until clone
  *                 fails: prints the errno and how many were made
+ *   sigint_catch  says "ready" on stderr, spins until its SIGINT handler
+ *                 ran, says "caught SIGINT" and exits 3
+ *   sigint_ignore says "ready" on stderr and spins with SIGINT ignored
  *   kill_pgrp     kill(0, SIGUSR1) from a child reaches its own process
  *                 group (itself and the parent) and not a sibling that
  *                 made a group of its own
@@ -459,6 +462,22 @@ static int task_limit(void)
     return 0;
 }
 
+static volatile sig_atomic_t intr;
+static void on_int(int s)
+{
+    intr = s;
+}
+
+static int sigint_catch(int ignore)
+{
+    signal(SIGINT, ignore ? SIG_IGN : on_int);
+    fprintf(stderr, "ready\n");
+    while (!intr)
+        ;
+    fprintf(stderr, "caught SIGINT\n");
+    return 3;
+}
+
 static volatile sig_atomic_t usr1;
 static void on_usr1(int s)
 {
@@ -641,6 +660,8 @@ int main(int argc, char **argv)
         return shared_anon();
     if (strcmp(m, "task_limit") == 0)
         return task_limit();
+    if (strcmp(m, "sigint_catch") == 0 || strcmp(m, "sigint_ignore") == 0)
+        return sigint_catch(m[7] == 'i');
     if (strcmp(m, "kill_pgrp") == 0)
         return kill_pgrp();
     if (strcmp(m, "pshared") == 0)

@@ -10,6 +10,8 @@
 //! ([`crate::vm::RunEnd::Interrupted`]), so that the session can still
 //! write its trace, statistics and JSON files. [`die_by`] then ends vmrun
 //! by the same signal, as a shell expects of a program it interrupted.
+//! The first [`FORWARD_LIMIT`] signals are taken for the guest instead
+//! ([`take_for_guest`]), which delivers them to the program.
 //!
 //! The library never installs these by itself: a program that embeds
 //! `vmm` keeps its own signal dispositions.

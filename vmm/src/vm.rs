@@ -392,6 +392,7 @@ impl Vm {
     ) -> Result<Event> {
         let resumed = Instant::now();
         loop {
+            self.forward_signal();
             if let Some(signal) = crate::interrupt::requested() {
                 self.drain(trace)?;
                 return Ok(Event::Finished(RunEnd::Interrupted(signal)));
@@ -448,6 +449,7 @@ impl Vm {
             if let Some(t) = &self.ticker {
                 t.left();
             }
+            self.forward_signal();
             return Ok(match exit {
                 Exit::Hypercall(block) => Ok(block),
                 // A signal (the guest's timer tick, vmrun's own tick or a
