@@ -880,3 +880,34 @@ fn a_cow_fault_without_memory_kills_only_the_child() {
     let out = guest_stdout(&["--mem", "20M", edge.to_str().unwrap(), "cow_oom", "8"]);
     assert_eq!(out, "child killed by 9\nparent still sees 1\n");
 }
+
+// ---------------------------------------------------------------------------
+// Robust futexes
+
+/// Robust mutexes: the owner (a thread, a process, a thread of a process
+/// that execs) dies holding the mutex, and the next lock, or the one
+/// already waiting, returns EOWNERDEAD. Without the kernel's walk of the
+/// robust list each of these locks waits for ever.
+#[test]
+fn robust_mutex_of_a_dead_owner_gives_eownerdead() {
+    if !require_kvm() {
+        return;
+    }
+    let out = image_mode("robust", &["thread"]);
+    assert_eq!(
+        out,
+        "lock after the owner exited: EOWNERDEAD\nconsistent: 0\nunlock: 0\nlock again: 0\n"
+    );
+    let out = image_mode("robust", &["waiter"]);
+    assert_eq!(
+        out,
+        "waiting lock woken when the owner exited: EOWNERDEAD\n"
+    );
+    let out = image_mode("robust", &["process"]);
+    assert_eq!(out, "lock after the child died holding it: EOWNERDEAD\n");
+    let out = image_mode("robust", &["exec"]);
+    assert_eq!(
+        out,
+        "lock after the holder's process exec'd: EOWNERDEAD (exec'd image exited 7)\n"
+    );
+}

@@ -299,6 +299,11 @@ pub const IMAGES: &[Image] = &[
         "alarms while others block, SIGCHLD to a killer, exit and raise from a thread",
     ),
     c_image(
+        "robust",
+        "robust.c",
+        "robust mutexes: a thread or a process dies holding one, the next lock gets EOWNERDEAD",
+    ),
+    c_image(
         "vsyscall",
         "vsyscall.c",
         "calls the legacy vsyscall page; exec of a file open for writing (ETXTBSY)",

@@ -3,6 +3,7 @@
 //! to belong to the kernel (they are the page cache).
 
 pub mod exec;
+pub mod robust;
 pub mod task;
 
 use alloc::vec::Vec;
