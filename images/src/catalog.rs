@@ -299,6 +299,11 @@ pub const IMAGES: &[Image] = &[
         "alarms while others block, SIGCHLD to a killer, exit and raise from a thread",
     ),
     c_image(
+        "timers",
+        "timers.c",
+        "POSIX timers: signals with SI_TIMER, overruns, SIGEV_THREAD_ID and SIGEV_THREAD, exec",
+    ),
+    c_image(
         "robust",
         "robust.c",
         "robust mutexes: a thread or a process dies holding one, the next lock gets EOWNERDEAD",

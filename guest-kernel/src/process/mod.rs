@@ -5,6 +5,7 @@
 pub mod exec;
 pub mod robust;
 pub mod task;
+pub mod timer;
 
 use alloc::vec::Vec;
 
@@ -175,6 +176,7 @@ impl Process {
                 addr_or_pid: 0,
                 uid: 0,
                 status: 0,
+                value: 0,
             }; NSIG],
             altstack: [0, 2, 0],
             exe: [0; 256],

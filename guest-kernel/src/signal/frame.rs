@@ -89,8 +89,13 @@ pub struct SigInfo {
     pub addr_or_pid: u64,
     /// `si_uid`.
     pub uid: u32,
-    /// SIGCHLD: `si_status`; queued signals (negative codes): `sival_int`.
+    /// SIGCHLD: `si_status`; queued signals (negative codes): `sival_int`;
+    /// a POSIX timer's (SI_TIMER) generation, which is kernel-private
+    /// (Linux's `si_sys_private`) and never written out.
     pub status: i32,
+    /// SI_TIMER: `si_value` (the timer's `sigev_value`); for SI_TIMER,
+    /// `addr_or_pid` is `si_timerid` and `uid` is `si_overrun`.
+    pub value: u64,
 }
 
 /// `si_code` of a signal sent by `kill`.
@@ -314,6 +319,8 @@ pub mod si {
     pub const KERNEL: i32 = 0x80;
     /// Sent by tkill()/tgkill().
     pub const TKILL: i32 = -6;
+    /// Sent by a POSIX timer's expiry.
+    pub const TIMER: i32 = -2;
 }
 
 /// Where a frame goes: Linux's `get_sigframe`.
@@ -573,6 +580,11 @@ pub fn siginfo_bytes(info: &SigInfo) -> [u8; 128] {
     );
     if kernel_code && fault {
         put64(&mut b, off::SI_ADDR, info.addr_or_pid);
+    } else if info.code == si::TIMER {
+        // _timer: si_tid (the timer id), si_overrun, si_value.
+        put32(&mut b, off::SI_PID, info.addr_or_pid as u32);
+        put32(&mut b, off::SI_UID, info.uid);
+        put64(&mut b, off::SI_STATUS, info.value);
     } else {
         put32(&mut b, off::SI_PID, info.addr_or_pid as u32);
         put32(&mut b, off::SI_UID, info.uid);
@@ -781,6 +793,7 @@ mod tests {
             addr_or_pid: 0xdead_beef,
             uid: 0,
             status: 0,
+            value: 0,
         }
     }
 
@@ -979,6 +992,26 @@ mod tests {
     }
 
     #[test]
+    fn timer_siginfo_layout() {
+        let timer = SigInfo {
+            signo: 34,
+            code: si::TIMER,
+            addr_or_pid: 3,
+            uid: 2,
+            status: 9,
+            value: 0x1_0000_0005,
+            ..Default::default()
+        };
+        let b = siginfo_bytes(&timer);
+        assert_eq!(
+            (get32(&b, 8), get32(&b, 16), get32(&b, 20)),
+            (-2i32 as u32, 3, 2)
+        );
+        assert_eq!(get64(&b, 24), 0x1_0000_0005, "si_value");
+        assert_eq!(get32(&b, 32), 0, "the generation stays private");
+    }
+
+    #[test]
     fn siginfo_layouts() {
         let chld = SigInfo {
             signo: nr::SIGCHLD as i32,
@@ -987,6 +1020,7 @@ mod tests {
             addr_or_pid: 42,
             uid: 1000,
             status: 3,
+            value: 0,
         };
         let b = siginfo_bytes(&chld);
         assert_eq!((get32(&b, 0), get32(&b, 8)), (17, 1));

@@ -350,6 +350,7 @@ fn inherit(parent: &Process, child: &mut Process, pid: u64) {
 /// space are released now; it stays a zombie for its parent.
 pub fn exit_task<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, status: i32) {
     super::process::exit_group_robust_lists(cx);
+    cx.tasks.timers.exit_group(cx.p.tgid);
     super::exit_files(cx);
     release_vfork_parent(cx);
     if cx.p.mm.pt.root() != 0 {
