@@ -970,6 +970,52 @@ fn posix_timers_are_not_inherited_by_fork_and_deleted_by_exec() {
 }
 
 // ---------------------------------------------------------------------------
+// signalfd
+
+/// signalfd: non-blocking and blocking reads, mask updates, poll, select
+/// and epoll readiness, SIGCHLD and POSIX timer signals, the errors.
+#[test]
+fn signalfd_reads_pending_signals_as_natively() {
+    if !require_kvm() {
+        return;
+    }
+    let out = image_mode("signalfd", &["basic"]);
+    assert_eq!(
+        out,
+        "cloexec yes, nonblock yes\n\
+         empty: -1 EAGAIN\n\
+         poll empty: 0\n\
+         poll with SIGUSR2 pending: 0\n\
+         poll with SIGUSR1 pending: 1 revents 0x1\n\
+         read 128: signo 10 code 0 pid is ours yes\n\
+         mask update returns the fd: yes\n\
+         read 256: signos 10 12\n\
+         still pending: SIGUSR1 0 SIGUSR2 0\n\
+         read of 100 bytes: -1 EINVAL\n\
+         sizemask 4: -1 EINVAL\n\
+         flags 1: -1 EINVAL\n\
+         signalfd on stdout: -1 EINVAL\n\
+         write: -1 EINVAL\n"
+    );
+    let out = image_mode("signalfd", &["blocking"]);
+    assert_eq!(out, "blocking read 128: signo 10 from the child yes\n");
+    let out = image_mode("signalfd", &["epoll"]);
+    assert_eq!(
+        out,
+        "epoll_wait 1: data 7 events 0x1\nselect: 1 ready 1\nread 128: signo 12\n\
+         epoll_wait after the read: 0\n"
+    );
+    let out = image_mode("signalfd", &["sigchld"]);
+    assert_eq!(
+        out,
+        "read 128: signo 17 code CLD_EXITED pid the child's status 3\n"
+    );
+    let out = image_mode("signalfd", &["timer"]);
+    let line = "read 128: SIGRTMIN+0 code SI_TIMER yes, timer id ours, int 1234, ptr 1234\n";
+    assert_eq!(out, line.repeat(2));
+}
+
+// ---------------------------------------------------------------------------
 // Robust futexes
 
 /// Robust mutexes: the owner (a thread, a process, a thread of a process

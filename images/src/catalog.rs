@@ -304,6 +304,11 @@ pub const IMAGES: &[Image] = &[
         "POSIX timers: signals with SI_TIMER, overruns, SIGEV_THREAD_ID and SIGEV_THREAD, exec",
     ),
     c_image(
+        "signalfd",
+        "signalfd.c",
+        "signalfd: reads, mask updates, blocking, poll and epoll, SIGCHLD and timer signals",
+    ),
+    c_image(
         "robust",
         "robust.c",
         "robust mutexes: a thread or a process dies holding one, the next lock gets EOWNERDEAD",

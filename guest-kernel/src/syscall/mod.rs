@@ -16,6 +16,7 @@ mod misc;
 mod process;
 mod procfs;
 mod signal;
+mod signalfd;
 pub mod task;
 pub mod time;
 mod timer;
@@ -264,6 +265,8 @@ pub mod nr {
     pub const TIMER_GETTIME: u64 = 224;
     pub const TIMER_GETOVERRUN: u64 = 225;
     pub const TIMER_DELETE: u64 = 226;
+    pub const SIGNALFD: u64 = 282;
+    pub const SIGNALFD4: u64 = 289;
 }
 
 /// The name of system call `n` as strace prints it, for those served.
@@ -424,6 +427,8 @@ pub fn name(n: u64) -> &'static str {
         nr::TIMER_GETTIME => "timer_gettime",
         nr::TIMER_GETOVERRUN => "timer_getoverrun",
         nr::TIMER_DELETE => "timer_delete",
+        nr::SIGNALFD => "signalfd",
+        nr::SIGNALFD4 => "signalfd4",
         _ => "unknown",
     }
 }
@@ -619,6 +624,8 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::TIMER_GETTIME => ret(timer::timer_gettime(cx, a[0], a[1])),
         nr::TIMER_GETOVERRUN => ret(timer::timer_getoverrun(cx, a[0])),
         nr::TIMER_DELETE => ret(timer::timer_delete(cx, a[0])),
+        nr::SIGNALFD => ret(signalfd::signalfd4(cx, a[0], a[1], a[2], 0)),
+        nr::SIGNALFD4 => ret(signalfd::signalfd4(cx, a[0], a[1], a[2], a[3])),
         nr::TIMES => ret(time::times(cx, a[0])),
         nr::GETRUSAGE => ret(time::getrusage(cx, a[0], a[1])),
         nr::SELECT => ret(misc::timeout_ms(cx, a[4], true)

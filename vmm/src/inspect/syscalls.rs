@@ -191,6 +191,8 @@ pub const SYSCALLS: &[Syscall] = &[
     sc(269, "faccessat", &[DirFd, Str, Int], Ret::Int),
     sc(273, "set_robust_list", &[Ptr, Size], Ret::Int),
     sc(280, "utimensat", &[DirFd, Str, Ptr, AtFlags], Ret::Int),
+    sc(282, "signalfd", &[Int, Ptr, Size], Ret::Int),
+    sc(289, "signalfd4", &[Int, Ptr, Size, Hex], Ret::Int),
     sc(292, "dup3", &[Int, Int, OpenFlags], Ret::Int),
     sc(295, "preadv", &[Int, Ptr, Int, Off], Ret::Int),
     sc(296, "pwritev", &[Int, Ptr, Int, Off], Ret::Int),
