@@ -25,8 +25,9 @@ const NS: u64 = 1_000_000_000;
 
 /// Whether clock `id` keeps absolute times on CLOCK_REALTIME (true) or on
 /// the monotonic clock (false; CLOCK_BOOTTIME is the same here, the VM
-/// never suspends). The CPU-time clocks are EINVAL (the guest keeps no
-/// per-process CPU time), the clocks Linux has no timers for EOPNOTSUPP.
+/// never suspends). The CPU-time clocks are EINVAL (no timer counts
+/// down a task's CPU time), the clocks Linux has no timers for
+/// EOPNOTSUPP.
 fn timer_clock(id: u64) -> KResult<bool> {
     match id {
         0 => Ok(true),
