@@ -37,6 +37,15 @@ pub trait RobustMem {
     fn read_u32(&mut self, va: u64) -> Option<u32>;
     /// Store `v` at `va`; false if it cannot.
     fn write_u32(&mut self, va: u64, v: u32) -> bool;
+    /// The three words of the list head at `va` (one read where the
+    /// memory allows it: every thread of a glibc program has a head).
+    fn read_head(&mut self, va: u64) -> Option<[u64; 3]> {
+        Some([
+            self.read_u64(va)?,
+            self.read_u64(va.wrapping_add(8))?,
+            self.read_u64(va.wrapping_add(16))?,
+        ])
+    }
 }
 
 /// Walk the robust list at `head` of thread `tid`, marking the futexes it
@@ -46,15 +55,11 @@ pub fn exit_robust_list(mem: &mut impl RobustMem, head: u64, tid: u64) -> Vec<u6
     if head == 0 {
         return wake;
     }
-    let Some((mut entry, mut pi)) = fetch_entry(mem, head) else {
+    let Some([first, offset, op_pending]) = mem.read_head(head) else {
         return wake;
     };
-    let Some(offset) = mem.read_u64(head.wrapping_add(8)) else {
-        return wake;
-    };
-    let Some((pending, pending_pi)) = fetch_entry(mem, head.wrapping_add(16)) else {
-        return wake;
-    };
+    let (mut entry, mut pi) = (first & !1, first & 1 != 0);
+    let (pending, pending_pi) = (op_pending & !1, op_pending & 1 != 0);
     let mut limit = ROBUST_LIST_LIMIT;
     while entry != head {
         let next = fetch_entry(mem, entry);

@@ -84,6 +84,17 @@ impl<M: PhysMem> crate::process::robust::RobustMem for UserWords<'_, '_, '_, M> 
     fn write_u32(&mut self, va: u64, v: u32) -> bool {
         crate::uaccess::copy_to_user(self.mm, self.env, va, &v.to_le_bytes()).is_ok()
     }
+
+    fn read_head(&mut self, va: u64) -> Option<[u64; 3]> {
+        let mut b = [0u8; 24];
+        crate::uaccess::copy_from_user(self.mm, self.env, va, &mut b).ok()?;
+        let w = |i: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(x)
+        };
+        Some([w(0), w(1), w(2)])
+    }
 }
 
 /// Thread `tid` (of the caller's group, in the caller's address space)
