@@ -914,3 +914,168 @@ fn kill_zero_signals_the_callers_process_group_only() {
         "B killed by 10; the parent handled SIGUSR1 1 time(s); A killed by 9\n"
     );
 }
+
+// ---------------------------------------------------------------------------
+// POSIX timers
+
+/// timer_create and friends: signals with SI_TIMER and the sigev_value,
+/// readings of timer_gettime and timer_settime's old value, overruns of a
+/// blocked signal, CLOCK_BOOTTIME with TIMER_ABSTIME.
+#[test]
+fn posix_timers_signal_read_back_and_count_overruns() {
+    if !require_kvm() {
+        return;
+    }
+    let out = image_mode("timers", &["signal"]);
+    assert_eq!(
+        out,
+        "handler ran 5 times; wrong si_code 0, value 0, timer id 0\n"
+    );
+    let out = image_mode("timers", &["settime"]);
+    assert_eq!(
+        out,
+        "new timer: value 0 interval 0\n\
+         old setting of a disarmed timer: 0 0\n\
+         armed for 10 s: value in (9 s, 10 s] yes, interval 0\n\
+         re-armed: old value in (9 s, 10 s] yes, old interval 0\n\
+         interval 2000000000, value in (4 s, 5 s] yes\n\
+         disarmed: old value > 0 yes; now 0 0\n\
+         realtime absolute +3 s: value in (2 s, 3 s] yes\n\
+         monotonic absolute in the past, one shot: value 0\n\
+         the same with a 1 s interval: value in (0, 1 s] yes\n\
+         tv_nsec 10^9: -1 EINVAL\n\
+         gettime of a deleted timer: -1 EINVAL\n\
+         delete of a deleted timer: -1 EINVAL\n\
+         clock 99: -1 EINVAL\n\
+         signal 0: -1 EINVAL\n\
+         sigev_notify 9: -1 EINVAL\n\
+         SIGEV_THREAD_ID of no thread of ours: -1 EINVAL\n"
+    );
+    let out = image_mode("timers", &["overrun"]);
+    assert_eq!(
+        out,
+        "getoverrun before the signal is taken: 0\n\
+         sigwaitinfo: SI_TIMER yes, value 7, overrun > 0 yes, getoverrun the same yes\n"
+    );
+    let out = image_mode("timers", &["boottime"]);
+    assert_eq!(
+        out,
+        "boottime timer: signal SIGRTMIN+2, value 5, overrun 0\n"
+    );
+}
+
+/// Timers and threads: SIGEV_THREAD_ID reaches the named thread, glibc's
+/// SIGEV_THREAD runs its callback (through its helper thread, which waits
+/// in sigwaitinfo), and a process that spins without system calls gets
+/// its timer's signals from the timer interrupt.
+#[test]
+fn posix_timers_reach_threads_and_spinning_processes() {
+    if !require_kvm() {
+        return;
+    }
+    let out = image_mode("timers", &["thread_id"]);
+    assert_eq!(
+        out,
+        "helper thread took signal 10 (SI_TIMER yes) with value 77; \
+         main thread has it pending: no\n"
+    );
+    let out = image_mode("timers", &["sigev_thread"]);
+    assert_eq!(
+        out,
+        "SIGEV_THREAD callback ran at least 3 times, wrong values 0\n"
+    );
+    let out = image_mode("timers", &["spin"]);
+    assert_eq!(out, "the timer's handler ran 3 times during the spin\n");
+}
+
+/// A fork child inherits no timers; exec deletes an armed one whose
+/// signal would kill the new image.
+#[test]
+fn posix_timers_are_not_inherited_by_fork_and_deleted_by_exec() {
+    if !require_kvm() {
+        return;
+    }
+    let out = image_mode("timers", &["fork_exec"]);
+    assert_eq!(
+        out,
+        "fork child: gettime of the parent's timer -1 EINVAL\n\
+         after exec: alive; gettime of the old timer -1 EINVAL\n"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// signalfd
+
+/// signalfd: non-blocking and blocking reads, mask updates, poll, select
+/// and epoll readiness, SIGCHLD and POSIX timer signals, the errors.
+#[test]
+fn signalfd_reads_pending_signals_as_natively() {
+    if !require_kvm() {
+        return;
+    }
+    let out = image_mode("signalfd", &["basic"]);
+    assert_eq!(
+        out,
+        "cloexec yes, nonblock yes\n\
+         empty: -1 EAGAIN\n\
+         poll empty: 0\n\
+         poll with SIGUSR2 pending: 0\n\
+         poll with SIGUSR1 pending: 1 revents 0x1\n\
+         read 128: signo 10 code 0 pid is ours yes\n\
+         mask update returns the fd: yes\n\
+         read 256: signos 10 12\n\
+         still pending: SIGUSR1 0 SIGUSR2 0\n\
+         read of 100 bytes: -1 EINVAL\n\
+         sizemask 4: -1 EINVAL\n\
+         flags 1: -1 EINVAL\n\
+         signalfd on stdout: -1 EINVAL\n\
+         write: -1 EINVAL\n"
+    );
+    let out = image_mode("signalfd", &["blocking"]);
+    assert_eq!(out, "blocking read 128: signo 10 from the child yes\n");
+    let out = image_mode("signalfd", &["epoll"]);
+    assert_eq!(
+        out,
+        "epoll_wait 1: data 7 events 0x1\nselect: 1 ready 1\nread 128: signo 12\n\
+         epoll_wait after the read: 0\n"
+    );
+    let out = image_mode("signalfd", &["sigchld"]);
+    assert_eq!(
+        out,
+        "read 128: signo 17 code CLD_EXITED pid the child's status 3\n"
+    );
+    let out = image_mode("signalfd", &["timer"]);
+    let line = "read 128: SIGRTMIN+0 code SI_TIMER yes, timer id ours, int 1234, ptr 1234\n";
+    assert_eq!(out, line.repeat(2));
+}
+
+// ---------------------------------------------------------------------------
+// Robust futexes
+
+/// Robust mutexes: the owner (a thread, a process, a thread of a process
+/// that execs) dies holding the mutex, and the next lock, or the one
+/// already waiting, returns EOWNERDEAD. Without the kernel's walk of the
+/// robust list each of these locks waits for ever.
+#[test]
+fn robust_mutex_of_a_dead_owner_gives_eownerdead() {
+    if !require_kvm() {
+        return;
+    }
+    let out = image_mode("robust", &["thread"]);
+    assert_eq!(
+        out,
+        "lock after the owner exited: EOWNERDEAD\nconsistent: 0\nunlock: 0\nlock again: 0\n"
+    );
+    let out = image_mode("robust", &["waiter"]);
+    assert_eq!(
+        out,
+        "waiting lock woken when the owner exited: EOWNERDEAD\n"
+    );
+    let out = image_mode("robust", &["process"]);
+    assert_eq!(out, "lock after the child died holding it: EOWNERDEAD\n");
+    let out = image_mode("robust", &["exec"]);
+    assert_eq!(
+        out,
+        "lock after the holder's process exec'd: EOWNERDEAD (exec'd image exited 7)\n"
+    );
+}

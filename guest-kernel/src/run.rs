@@ -30,6 +30,8 @@ use vmrun_contract::{
 
 use guest_kernel::signal::nr as sig;
 
+mod timers;
+
 /// RFLAGS bits user mode may set (CF PF AF ZF SF TF DF OF AC ID); IF and
 /// the reserved bit 1 are forced on, IOPL/NT/RF/VM stay clear.
 const USER_RFLAGS_MASK: u64 = 0x24_0dd5;
@@ -375,23 +377,10 @@ impl Kernel {
         let t0 = timestamp(mem, category::SYSCALLS);
         let action = self.with_cx(mem, |cx| syscall::dispatch(cx, nr, args));
         match action {
-            Action::Return(v) => {
-                if v == ENOSYS && self.info.flags & boot_flags::VERBOSE != 0 {
-                    log_unimplemented(r.rax);
-                }
-                if trace::on(mem, category::SYSCALLS | category::TASKS) {
-                    self.trace_return(mem, r.rax, v as u64, t0);
-                }
-                if self.info.flags & boot_flags::NOTIFY_SYSCALLS != 0 {
-                    // After the call, so that the host reads the buffers it
-                    // used (faulted in, and as the call left them).
-                    self.flush_vma_journal(mem);
-                    self.event(mem, event::SYSCALL, r.rax, v as u64);
-                }
-                self.sysret(mem, v as u64);
-                if matches!(r.rax, syscall::nr::ALARM | syscall::nr::SETITIMER) {
-                    self.want_timer(mem);
-                }
+            Action::Return(v) => self.syscall_return(mem, r, v, t0),
+            Action::TimersChanged(v) => {
+                self.syscall_return(mem, r, v, t0);
+                self.want_timer(mem);
             }
             Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 4]),
             Action::ExitThread(status) => self.exit_thread(mem, status),
@@ -416,6 +405,25 @@ impl Kernel {
             }
             Action::Kill(signal) => self.kill_sent(mem, signal),
         }
+    }
+
+    /// A call returns `v`: log, trace and stop for the host as asked, then
+    /// return to user mode.
+    #[inline(always)]
+    fn syscall_return(&mut self, mem: &mut DirectMap, r: SyscallRegs, v: i64, t0: u64) {
+        if v == ENOSYS && self.info.flags & boot_flags::VERBOSE != 0 {
+            log_unimplemented(r.rax);
+        }
+        if trace::on(mem, category::SYSCALLS | category::TASKS) {
+            self.trace_return(mem, r.rax, v as u64, t0);
+        }
+        if self.info.flags & boot_flags::NOTIFY_SYSCALLS != 0 {
+            // After the call, so that the host reads the buffers it
+            // used (faulted in, and as the call left them).
+            self.flush_vma_journal(mem);
+            self.event(mem, event::SYSCALL, r.rax, v as u64);
+        }
+        self.sysret(mem, v as u64);
     }
 
     /// Replace the program (execve past its checks): load the kernel's own
@@ -600,6 +608,7 @@ impl Kernel {
         self.stats.timer_ticks += 1;
         self.take_host_signal(mem);
         self.check_alarm();
+        self.fire_timers();
         if !self.tasks.others.is_empty() {
             let now = self.host_now();
             self.wake_due(now);
@@ -650,13 +659,16 @@ impl Kernel {
     }
 
     /// Ask the host for timer interrupts while they have work: another
-    /// task exists (it may need the CPU from one that spins) or an alarm
-    /// is armed. Written only when the answer changes, and asked where it
-    /// can become true (a fork, a task switch, alarm and setitimer); where
+    /// task exists (it may need the CPU from one that spins), an alarm is
+    /// armed, or a POSIX timer that posts a signal. Written only when the
+    /// answer changes, and asked where it can become true (a fork, a task
+    /// switch, alarm, setitimer and the timer calls); where
     /// it becomes false (a reap, an alarm that fired) the next tick turns
     /// the ticks off, which keeps the system call path free of the check.
     fn want_timer(&mut self, mem: &mut DirectMap) {
-        let want = !self.tasks.others.is_empty() || self.process.alarm_at.is_some();
+        let want = !self.tasks.others.is_empty()
+            || self.process.alarm_at.is_some()
+            || self.tasks.timers.armed();
         if want == self.timer_on {
             return;
         }
@@ -711,7 +723,8 @@ impl Kernel {
         let i = (signal - 1) as usize;
         self.process.sig_pending &= !(1 << i);
         let act = self.process.sigactions[i];
-        let info = self.process.sig_info[i];
+        let mut info = self.process.sig_info[i];
+        self.tasks.timers.dequeued(self.process.tgid, &mut info);
         let fault = core::mem::take(&mut self.fault_detail);
         if act.handler == guest_kernel::signal::SIG_IGN && signal != sig::SIGKILL {
             return;
@@ -1142,21 +1155,38 @@ impl Kernel {
     }
 
     /// The next process to run: a runnable one, else (sleeping the host
-    /// until then) the one whose timed wait ends first.
+    /// until then) the one whose timed wait ends first. A POSIX timer that
+    /// expires before that makes the host sleep until it and look again:
+    /// `None` if its signal woke the current process.
     fn next_to_run(&mut self) -> Option<alloc::boxed::Box<Process>> {
-        let now = self.host_now();
-        self.wake_due(now);
-        if let Some(t) = self.tasks.take_runnable() {
-            return Some(t);
-        }
-        let (i, d) = self
-            .tasks
-            .others
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.state == TaskState::Blocked)
-            .filter_map(|(i, t)| t.wake_time().map(|d| (i, d)))
-            .min_by_key(|&(_, d)| d)?;
+        let (now, (i, d)) = loop {
+            let now = self.host_now();
+            self.wake_due(now);
+            if let Some(t) = self.tasks.take_runnable() {
+                return Some(t);
+            }
+            if self.current_woken_by_timer() {
+                return None;
+            }
+            let first = self
+                .tasks
+                .others
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.state == TaskState::Blocked)
+                .filter_map(|(i, t)| t.wake_time().map(|d| (i, d)))
+                .min_by_key(|&(_, d)| d);
+            let mine = self.current_blocked_until();
+            let bound = first.map(|(_, d)| d).into_iter().chain(mine).min();
+            if self.sleep_until_timer(now, bound) {
+                continue;
+            }
+            if mine.is_some() && mine == bound {
+                self.wait_current();
+                return None;
+            }
+            break (now, first?);
+        };
         hypercall::sleep(d.saturating_sub(now));
         let now = self.host_now();
         let mut t = self.tasks.others.remove(i);
@@ -1172,6 +1202,7 @@ impl Kernel {
     /// Wake the other processes whose timed wait ended or whose alarm
     /// fired by `now`.
     fn wake_due(&mut self, now: u64) {
+        self.fire_timers_at(now);
         for t in self.tasks.others.iter_mut() {
             if t.state == TaskState::Blocked && t.deadline.is_some_and(|d| d <= now) {
                 t.deadline = None;
@@ -1201,7 +1232,8 @@ impl Kernel {
             TaskState::Blocked => t.wake_time(),
             TaskState::Zombie(_) | TaskState::Stopped => None,
         });
-        others.min().is_none_or(|o| mine <= o)
+        let timers = self.tasks.timers.next_expiry();
+        others.chain(timers).min().is_none_or(|o| mine <= o)
     }
 
     /// Sleep the host until the current process's wait ends or its alarm
@@ -1217,6 +1249,7 @@ impl Kernel {
             self.process.timed_out = true;
         }
         self.check_alarm();
+        self.fire_timers_at(now);
         self.process.state = TaskState::Runnable;
     }
 

@@ -309,6 +309,21 @@ pub const IMAGES: &[Image] = &[
         "alarms while others block, SIGCHLD to a killer, exit and raise from a thread",
     ),
     c_image(
+        "timers",
+        "timers.c",
+        "POSIX timers: signals with SI_TIMER, overruns, SIGEV_THREAD_ID and SIGEV_THREAD, exec",
+    ),
+    c_image(
+        "signalfd",
+        "signalfd.c",
+        "signalfd: reads, mask updates, blocking, poll and epoll, SIGCHLD and timer signals",
+    ),
+    c_image(
+        "robust",
+        "robust.c",
+        "robust mutexes: a thread or a process dies holding one, the next lock gets EOWNERDEAD",
+    ),
+    c_image(
         "vsyscall",
         "vsyscall.c",
         "calls the legacy vsyscall page; exec of a file open for writing (ETXTBSY)",

@@ -81,6 +81,9 @@ pub enum Node {
     Epoll(EpollRef),
     /// An eventfd: its counter, and whether it counts as a semaphore.
     EventFd(alloc::rc::Rc<RefCell<u64>>, bool),
+    /// A signalfd: the signals it reads (bit `sig - 1`), shared by the fds
+    /// of the description so that `signalfd` on one of them changes it.
+    SignalFd(alloc::rc::Rc<core::cell::Cell<u64>>),
     /// A directory the kernel serves (`/dev`, `/proc`, `/proc/self/fd`...).
     SynthDir {
         /// Guest path.
@@ -94,7 +97,11 @@ impl Node {
     /// The node's guest path, for `/proc/self/fd` and getcwd.
     pub fn path(&self) -> &[u8] {
         match self {
-            Node::Stdio(_) | Node::Pipe { .. } | Node::Epoll(_) | Node::EventFd(..) => b"",
+            Node::Stdio(_)
+            | Node::Pipe { .. }
+            | Node::Epoll(_)
+            | Node::EventFd(..)
+            | Node::SignalFd(_) => b"",
             Node::Host { path, .. }
             | Node::Generated { path, .. }
             | Node::SynthDir { path, .. } => path,
@@ -160,10 +167,11 @@ pub mod pollev {
 
 impl OpenFile {
     /// What `poll` would report for it now (before masking by the events
-    /// asked for): pipes and eventfds by their state, everything else
+    /// asked for): pipes and eventfds by their state, a signalfd by the
+    /// polling thread's pending signals `sig_pending`, everything else
     /// ready for what it was opened for (a read of the host's stdin may
     /// then wait for the host).
-    pub fn readiness(&self) -> u16 {
+    pub fn readiness(&self, sig_pending: u64) -> u16 {
         use pollev::*;
         match &self.node {
             Node::Pipe { pipe, write } => {
@@ -187,6 +195,13 @@ impl OpenFile {
             Node::EventFd(c, _) => {
                 let v = *c.borrow();
                 (if v > 0 { IN } else { 0 }) | if v < u64::MAX - 1 { OUT } else { 0 }
+            }
+            Node::SignalFd(mask) => {
+                if sig_pending & mask.get() != 0 {
+                    IN
+                } else {
+                    0
+                }
             }
             Node::Epoll(_) => 0,
             _ => {

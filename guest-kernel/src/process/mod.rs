@@ -4,7 +4,9 @@
 
 pub mod exec;
 pub mod lifecycle;
+pub mod robust;
 pub mod task;
+pub mod timer;
 
 use alloc::vec::Vec;
 
@@ -178,6 +180,7 @@ impl Process {
                 addr_or_pid: 0,
                 uid: 0,
                 status: 0,
+                value: 0,
             }; NSIG],
             altstack: [0, 2, 0],
             exe: [0; 256],

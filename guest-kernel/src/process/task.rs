@@ -72,6 +72,8 @@ pub struct Tasks {
     /// Free kernel heap bytes now (the kernel's allocator; unlimited in
     /// host tests).
     pub heap_free: fn() -> usize,
+    /// Every process's POSIX timers.
+    pub timers: super::timer::Timers,
 }
 
 impl Default for Tasks {
@@ -92,6 +94,7 @@ impl Tasks {
             kernel: crate::mm::paging::KernelHalf::empty(),
             max_tasks: MAX_TASKS,
             heap_free: unlimited_heap,
+            timers: super::timer::Timers::new(),
         }
     }
 
@@ -126,12 +129,13 @@ impl Tasks {
     }
 
     /// When the first of the other blocked processes wakes by itself (a
-    /// deadline or an alarm), if any does.
+    /// deadline or an alarm), or a POSIX timer expires, if any does.
     pub fn first_wake(&self) -> Option<u64> {
         self.others
             .iter()
             .filter(|t| t.state == TaskState::Blocked)
             .filter_map(|t| t.wake_time())
+            .chain(self.timers.next_expiry())
             .min()
     }
 

@@ -89,8 +89,13 @@ pub struct SigInfo {
     pub addr_or_pid: u64,
     /// `si_uid`.
     pub uid: u32,
-    /// SIGCHLD: `si_status`; queued signals (negative codes): `sival_int`.
+    /// SIGCHLD: `si_status`; queued signals (negative codes): `sival_int`;
+    /// a POSIX timer's (SI_TIMER) generation, which is kernel-private
+    /// (Linux's `si_sys_private`) and never written out.
     pub status: i32,
+    /// SI_TIMER: `si_value` (the timer's `sigev_value`); for SI_TIMER,
+    /// `addr_or_pid` is `si_timerid` and `uid` is `si_overrun`.
+    pub value: u64,
 }
 
 /// `si_code` of a signal sent by `kill`.
@@ -314,6 +319,8 @@ pub mod si {
     pub const KERNEL: i32 = 0x80;
     /// Sent by tkill()/tgkill().
     pub const TKILL: i32 = -6;
+    /// Sent by a POSIX timer's expiry.
+    pub const TIMER: i32 = -2;
 }
 
 /// Where a frame goes: Linux's `get_sigframe`.
@@ -573,11 +580,52 @@ pub fn siginfo_bytes(info: &SigInfo) -> [u8; 128] {
     );
     if kernel_code && fault {
         put64(&mut b, off::SI_ADDR, info.addr_or_pid);
+    } else if info.code == si::TIMER {
+        // _timer: si_tid (the timer id), si_overrun, si_value.
+        put32(&mut b, off::SI_PID, info.addr_or_pid as u32);
+        put32(&mut b, off::SI_UID, info.uid);
+        put64(&mut b, off::SI_STATUS, info.value);
     } else {
         put32(&mut b, off::SI_PID, info.addr_or_pid as u32);
         put32(&mut b, off::SI_UID, info.uid);
         if (kernel_code && sig == nr::SIGCHLD) || info.code < 0 {
             put32(&mut b, off::SI_STATUS, info.status as u32);
+        }
+    }
+    b
+}
+
+/// The 128-byte `struct signalfd_siginfo` a `read` of a signalfd returns
+/// for `info`, filled as Linux's `signalfd_copyinfo` does by the same
+/// layouts as [`siginfo_bytes`].
+pub fn signalfd_siginfo_bytes(info: &SigInfo) -> [u8; 128] {
+    // ssi_signo 0, ssi_errno 4, ssi_code 8, ssi_pid 12, ssi_uid 16,
+    // ssi_tid 24, ssi_overrun 32, ssi_status 40, ssi_int 44, ssi_ptr 48,
+    // ssi_addr 72.
+    let mut b = [0u8; 128];
+    put32(&mut b, 0, info.signo as u32);
+    put32(&mut b, 4, info.errno as u32);
+    put32(&mut b, 8, info.code as u32);
+    let sig = info.signo as u64;
+    let kernel_code = info.code > si::USER && info.code < si::KERNEL;
+    let fault = matches!(
+        sig,
+        nr::SIGILL | nr::SIGFPE | nr::SIGSEGV | nr::SIGBUS | nr::SIGTRAP
+    );
+    if kernel_code && fault {
+        put64(&mut b, 72, info.addr_or_pid);
+    } else if info.code == si::TIMER {
+        put32(&mut b, 24, info.addr_or_pid as u32);
+        put32(&mut b, 32, info.uid);
+        put32(&mut b, 44, info.value as u32);
+        put64(&mut b, 48, info.value);
+    } else {
+        put32(&mut b, 12, info.addr_or_pid as u32);
+        put32(&mut b, 16, info.uid);
+        if kernel_code && sig == nr::SIGCHLD {
+            put32(&mut b, 40, info.status as u32);
+        } else if info.code < 0 {
+            put32(&mut b, 44, info.status as u32);
         }
     }
     b
@@ -781,6 +829,7 @@ mod tests {
             addr_or_pid: 0xdead_beef,
             uid: 0,
             status: 0,
+            value: 0,
         }
     }
 
@@ -979,6 +1028,46 @@ mod tests {
     }
 
     #[test]
+    fn timer_and_signalfd_layouts() {
+        let timer = SigInfo {
+            signo: 34,
+            code: si::TIMER,
+            addr_or_pid: 3,
+            uid: 2,
+            status: 9,
+            value: 0x1_0000_0005,
+            ..Default::default()
+        };
+        let b = siginfo_bytes(&timer);
+        assert_eq!(
+            (get32(&b, 8), get32(&b, 16), get32(&b, 20)),
+            (-2i32 as u32, 3, 2)
+        );
+        assert_eq!(get64(&b, 24), 0x1_0000_0005, "si_value");
+        assert_eq!(get32(&b, 32), 0, "the generation stays private");
+        let s = signalfd_siginfo_bytes(&timer);
+        assert_eq!((get32(&s, 0), get32(&s, 24), get32(&s, 32)), (34, 3, 2));
+        assert_eq!((get32(&s, 44), get64(&s, 48)), (5, 0x1_0000_0005));
+        let chld = SigInfo {
+            signo: nr::SIGCHLD as i32,
+            code: 1,
+            addr_or_pid: 42,
+            status: 3,
+            ..Default::default()
+        };
+        let s = signalfd_siginfo_bytes(&chld);
+        assert_eq!((get32(&s, 12), get32(&s, 40)), (42, 3));
+        let segv = SigInfo {
+            signo: nr::SIGSEGV as i32,
+            code: 1,
+            addr_or_pid: 0xdead_beef_0000,
+            ..Default::default()
+        };
+        let s = signalfd_siginfo_bytes(&segv);
+        assert_eq!((get32(&s, 12), get64(&s, 72)), (0, 0xdead_beef_0000));
+    }
+
+    #[test]
     fn siginfo_layouts() {
         let chld = SigInfo {
             signo: nr::SIGCHLD as i32,
@@ -987,6 +1076,7 @@ mod tests {
             addr_or_pid: 42,
             uid: 1000,
             status: 3,
+            value: 0,
         };
         let b = siginfo_bytes(&chld);
         assert_eq!((get32(&b, 0), get32(&b, 8)), (17, 1));

@@ -600,6 +600,10 @@ pub fn commit<M: PhysMem, H: HostIo>(
 /// drop the old image's files, reset caught signals and per-thread state.
 fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     super::task::release_vfork_parent(cx);
+    // The robust futexes the threads hold are released as at their exit,
+    // and the process's POSIX timers are deleted.
+    super::process::exit_group_robust_lists(cx);
+    cx.tasks.timers.exec(cx.p.tgid);
     // de_thread: the other threads go; the exec'ing one takes the pid.
     super::task::end_other_threads(cx);
     cx.p.pid = cx.p.tgid;

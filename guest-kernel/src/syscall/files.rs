@@ -331,6 +331,7 @@ fn reopen_fd<M: PhysMem, H: HostIo>(
         Node::Stdio(k) => Node::Stdio(*k),
         Node::Epoll(e) => Node::Epoll(e.clone()),
         Node::EventFd(c, sem) => Node::EventFd(c.clone(), *sem),
+        Node::SignalFd(m) => Node::SignalFd(m.clone()),
         Node::Pipe { pipe, write } => {
             // Reopening a pipe end: one more end of the same pipe.
             let mut pb = pipe.borrow_mut();
@@ -442,6 +443,11 @@ pub fn read_at<M: PhysMem, H: HostIo>(
             let (c, sem, nonblock) = (c.clone(), *sem, b.flags & o::NONBLOCK != 0);
             drop(b);
             eventfd_read(cx, &c, sem, nonblock, buf, len)
+        }
+        Node::SignalFd(mask) => {
+            let (mask, nonblock) = (mask.get(), b.flags & o::NONBLOCK != 0);
+            drop(b);
+            super::signalfd::read(cx, mask, nonblock, buf, len)
         }
         Node::Stdio(k) => {
             let n = pieces(cx, buf, len, true, &mut iov)?;
@@ -609,7 +615,8 @@ pub fn write_pieces<M: PhysMem, H: HostIo>(
         | Node::Stdio(_)
         | Node::Pipe { .. }
         | Node::Epoll(_)
-        | Node::EventFd(..) => Err(Errno::EINVAL),
+        | Node::EventFd(..)
+        | Node::SignalFd(_) => Err(Errno::EINVAL),
         Node::Host { handle, inode, .. } => {
             let (handle, inode) = (*handle, *inode);
             drop(b);
@@ -945,7 +952,7 @@ pub fn epoll_wait<M: PhysMem, H: HostIo>(
     let mut got = alloc::vec::Vec::new();
     for (fd, events, data) in list {
         let Ok(f) = cx.p.fds.file(fd) else { continue };
-        let r = u32::from(f.borrow().readiness());
+        let r = u32::from(f.borrow().readiness(cx.p.sig_pending));
         // EPOLLERR and EPOLLHUP are always reported.
         let hit = r & (events | 0x18);
         if hit != 0 && (got.len() as u64) < max {
@@ -1289,9 +1296,11 @@ pub fn lseek<M: PhysMem, H: HostIo>(
             Node::Generated { data, .. } => (None, Some(data.len() as u64), false, b.pos),
             Node::SynthDir { .. } => (None, Some(0), true, b.pos),
             Node::Dev(_) => return Ok(0),
-            Node::Stdio(_) | Node::Pipe { .. } | Node::Epoll(_) | Node::EventFd(..) => {
-                return Err(Errno::ESPIPE)
-            }
+            Node::Stdio(_)
+            | Node::Pipe { .. }
+            | Node::Epoll(_)
+            | Node::EventFd(..)
+            | Node::SignalFd(_) => return Err(Errno::ESPIPE),
         }
     };
     let off = off as i64;

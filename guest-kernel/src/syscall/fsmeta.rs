@@ -78,7 +78,7 @@ pub fn statx_fd<M: PhysMem, H: HostIo>(
     let b = f.borrow();
     let t = boot_time(cx);
     Ok(match &b.node {
-        Node::Epoll(_) | Node::EventFd(..) => {
+        Node::Epoll(_) | Node::EventFd(..) | Node::SignalFd(_) => {
             let a = Attr {
                 mode: 0o600,
                 nlink: 1,

@@ -35,7 +35,7 @@ pub fn poll<M: PhysMem, H: HostIo>(
             _ if fd < 0 => 0,
             _ => match cx.p.fds.file(fd as u64) {
                 // POLLERR, POLLHUP and POLLNVAL are always reported.
-                Ok(f) => f.borrow().readiness() & (events | 0x38),
+                Ok(f) => f.borrow().readiness(cx.p.sig_pending) & (events | 0x38),
                 Err(_) => POLLNVAL,
             },
         };
@@ -158,7 +158,11 @@ pub fn select<M: PhysMem, H: HostIo>(
         if !want.iter().any(|&w| w) {
             continue;
         }
-        let r = cx.p.fds.file(fd as u64)?.borrow().readiness();
+        let r =
+            cx.p.fds
+                .file(fd as u64)?
+                .borrow()
+                .readiness(cx.p.sig_pending);
         let got = [
             want[0] && r & (pollev::IN | pollev::HUP | pollev::ERR) != 0,
             want[1] && r & (pollev::OUT | pollev::ERR) != 0,

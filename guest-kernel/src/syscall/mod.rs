@@ -16,8 +16,10 @@ mod misc;
 mod process;
 mod procfs;
 pub mod signal;
+mod signalfd;
 pub mod task;
 pub mod time;
+mod timer;
 
 use crate::errno::Errno;
 use crate::mm::phys::PhysMem;
@@ -68,12 +70,17 @@ pub enum Action {
     /// The calling thread exits (`exit`); the process too if it was the
     /// last of its group.
     ExitThread(u8),
+    /// Return this value; the process's timers changed (`alarm`,
+    /// `setitimer`, `timer_settime`), so the kernel may need timer
+    /// interrupts now.
+    TimersChanged(i64),
 }
 
 impl PartialEq for Action {
     fn eq(&self, other: &Action) -> bool {
         match (self, other) {
-            (Action::Return(a), Action::Return(b)) => a == b,
+            (Action::Return(a), Action::Return(b))
+            | (Action::TimersChanged(a), Action::TimersChanged(b)) => a == b,
             (Action::Exit(a), Action::Exit(b)) | (Action::ExitThread(a), Action::ExitThread(b)) => {
                 a == b
             }
@@ -95,6 +102,7 @@ impl core::fmt::Debug for Action {
             Action::Block => f.write_str("Block"),
             Action::Yield(v) => f.debug_tuple("Yield").field(v).finish(),
             Action::ExitThread(s) => f.debug_tuple("ExitThread").field(s).finish(),
+            Action::TimersChanged(v) => f.debug_tuple("TimersChanged").field(v).finish(),
         }
     }
 }
@@ -252,6 +260,13 @@ pub mod nr {
     pub const SCHED_GETAFFINITY: u64 = 204;
     pub const GETCPU: u64 = 309;
     pub const EXECVEAT: u64 = 322;
+    pub const TIMER_CREATE: u64 = 222;
+    pub const TIMER_SETTIME: u64 = 223;
+    pub const TIMER_GETTIME: u64 = 224;
+    pub const TIMER_GETOVERRUN: u64 = 225;
+    pub const TIMER_DELETE: u64 = 226;
+    pub const SIGNALFD: u64 = 282;
+    pub const SIGNALFD4: u64 = 289;
 }
 
 /// The name of system call `n` as strace prints it, for those served.
@@ -407,6 +422,13 @@ pub fn name(n: u64) -> &'static str {
         nr::SCHED_GETAFFINITY => "sched_getaffinity",
         nr::GETCPU => "getcpu",
         nr::EXECVEAT => "execveat",
+        nr::TIMER_CREATE => "timer_create",
+        nr::TIMER_SETTIME => "timer_settime",
+        nr::TIMER_GETTIME => "timer_gettime",
+        nr::TIMER_GETOVERRUN => "timer_getoverrun",
+        nr::TIMER_DELETE => "timer_delete",
+        nr::SIGNALFD => "signalfd",
+        nr::SIGNALFD4 => "signalfd4",
         _ => "unknown",
     }
 }
@@ -430,6 +452,15 @@ fn ret(r: Result<i64, Errno>) -> Action {
     match r {
         Err(Errno::ERESTARTSYS) => Action::Block,
         r => Action::Return(r.unwrap_or_else(|e| e.to_ret())),
+    }
+}
+
+/// The result of a call that set a timer: as [`ret`], telling the kernel
+/// that the timers changed when it succeeded.
+fn timers_changed(r: Result<i64, Errno>) -> Action {
+    match r {
+        Ok(v) => Action::TimersChanged(v),
+        Err(e) => Action::Return(e.to_ret()),
     }
 }
 
@@ -589,9 +620,16 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
             ret(files::epoll_wait(cx, a[0], a[1], a[2], a[3] as i32 as i64))
         }
         nr::EVENTFD => ret(files::eventfd2(cx, a[0], 0)),
-        nr::ALARM => Action::Return(time::alarm(cx, a[0] & 0xffff_ffff)),
+        nr::ALARM => Action::TimersChanged(time::alarm(cx, a[0] & 0xffff_ffff)),
         nr::GETITIMER => ret(time::getitimer(cx, a[0], a[1])),
-        nr::SETITIMER => ret(time::setitimer(cx, a[0], a[1], a[2])),
+        nr::SETITIMER => timers_changed(time::setitimer(cx, a[0], a[1], a[2])),
+        nr::TIMER_CREATE => ret(timer::timer_create(cx, a[0], a[1], a[2])),
+        nr::TIMER_SETTIME => timers_changed(timer::timer_settime(cx, a[0], a[1], a[2], a[3])),
+        nr::TIMER_GETTIME => ret(timer::timer_gettime(cx, a[0], a[1])),
+        nr::TIMER_GETOVERRUN => ret(timer::timer_getoverrun(cx, a[0])),
+        nr::TIMER_DELETE => ret(timer::timer_delete(cx, a[0])),
+        nr::SIGNALFD => ret(signalfd::signalfd4(cx, a[0], a[1], a[2], 0)),
+        nr::SIGNALFD4 => ret(signalfd::signalfd4(cx, a[0], a[1], a[2], a[3])),
         nr::TIMES => ret(time::times(cx, a[0])),
         nr::GETRUSAGE => ret(time::getrusage(cx, a[0], a[1])),
         nr::SELECT => ret(misc::timeout_ms(cx, a[4], true)

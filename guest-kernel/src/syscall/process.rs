@@ -50,8 +50,8 @@ pub fn set_tid_address<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, pt
 /// The size of `struct robust_list_head` on x86-64.
 const ROBUST_LIST_HEAD_SIZE: u64 = 24;
 
-/// set_robust_list(head, len): remembered (used by futex cleanup at thread
-/// exit, which a single-threaded process never needs).
+/// set_robust_list(head, len): remembered; the list is walked when the
+/// thread exits or execs ([`exit_robust_list`]).
 pub fn set_robust_list<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     head: u64,
@@ -62,6 +62,79 @@ pub fn set_robust_list<M: PhysMem, H: HostIo>(
     }
     cx.p.robust_list = head;
     Ok(0)
+}
+
+/// The calling process's user memory for the robust-list walk.
+struct UserWords<'m, 'e, 'a, M: PhysMem> {
+    mm: &'m mut crate::mm::space::Mm,
+    env: &'e mut crate::mm::space::MmEnv<'a, M>,
+}
+
+impl<M: PhysMem> crate::process::robust::RobustMem for UserWords<'_, '_, '_, M> {
+    fn read_u64(&mut self, va: u64) -> Option<u64> {
+        crate::uaccess::get_user_u64(self.mm, self.env, va).ok()
+    }
+
+    fn read_u32(&mut self, va: u64) -> Option<u32> {
+        let mut b = [0u8; 4];
+        crate::uaccess::copy_from_user(self.mm, self.env, va, &mut b).ok()?;
+        Some(u32::from_le_bytes(b))
+    }
+
+    fn write_u32(&mut self, va: u64, v: u32) -> bool {
+        crate::uaccess::copy_to_user(self.mm, self.env, va, &v.to_le_bytes()).is_ok()
+    }
+
+    fn read_head(&mut self, va: u64) -> Option<[u64; 3]> {
+        let mut b = [0u8; 24];
+        crate::uaccess::copy_from_user(self.mm, self.env, va, &mut b).ok()?;
+        let w = |i: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(x)
+        };
+        Some([w(0), w(1), w(2)])
+    }
+}
+
+/// Thread `tid` (of the caller's group, in the caller's address space)
+/// dies with robust list `head`: mark the futexes it owns
+/// `FUTEX_OWNER_DIED` and wake one waiter of each that had waiters.
+pub fn exit_robust_list<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    tid: u64,
+    head: u64,
+) {
+    if head == 0 {
+        return;
+    }
+    let mut mem = UserWords {
+        mm: &mut cx.p.mm,
+        env: &mut *cx.env,
+    };
+    for word in crate::process::robust::exit_robust_list(&mut mem, head, tid) {
+        futex_wake_pub(cx, word, 1);
+    }
+}
+
+/// The whole thread group ends (exit_group, a fatal signal, exec): the
+/// robust lists of its other threads and of the caller are walked.
+pub fn exit_group_robust_lists<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>) {
+    use crate::process::task::TaskState;
+    let (tgid, me) = (cx.p.tgid, cx.p.pid);
+    let lists: alloc::vec::Vec<(u64, u64)> = cx
+        .tasks
+        .others
+        .iter()
+        .filter(|t| t.tgid == tgid && t.pid != me && t.robust_list != 0)
+        .filter(|t| !matches!(t.state, TaskState::Zombie(_)))
+        .map(|t| (t.pid, t.robust_list))
+        .collect();
+    for (tid, head) in lists {
+        exit_robust_list(cx, tid, head);
+    }
+    let head = core::mem::take(&mut cx.p.robust_list);
+    exit_robust_list(cx, me, head);
 }
 
 /// futex operations (`op & FUTEX_CMD_MASK`).

@@ -218,8 +218,10 @@ pub fn rt_sigtimedwait<M: PhysMem, H: HostIo>(
     let ready = cx.p.sig_pending & which;
     if ready != 0 {
         let i = ready.trailing_zeros() as usize;
+        let mut si = cx.p.sig_info[i];
+        cx.tasks.timers.dequeued(cx.p.tgid, &mut si);
         if info != 0 {
-            let bytes = crate::signal::frame::siginfo_bytes(&cx.p.sig_info[i]);
+            let bytes = crate::signal::frame::siginfo_bytes(&si);
             copy_to_user(&mut cx.p.mm, cx.env, info, &bytes)?;
         }
         cx.p.sig_pending &= !(1u64 << i);

@@ -288,6 +288,8 @@ pub fn exit_thread<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) -> bool
     else {
         return false;
     };
+    let (tid, head) = (cx.p.pid, core::mem::take(&mut cx.p.robust_list));
+    super::process::exit_robust_list(cx, tid, head);
     let ctid = core::mem::take(&mut cx.p.clear_child_tid);
     if ctid != 0 && copy_to_user(&mut cx.p.mm, cx.env, ctid, &0u32.to_le_bytes()).is_ok() {
         let _ = super::process::futex_wake_pub(cx, ctid, 1);
@@ -347,6 +349,8 @@ fn inherit(parent: &Process, child: &mut Process, pid: u64) {
 /// The process ends with wait status `status`: its files and address
 /// space are released now; it stays a zombie for its parent.
 pub fn exit_task<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, status: i32) {
+    super::process::exit_group_robust_lists(cx);
+    cx.tasks.timers.exit_group(cx.p.tgid);
     super::exit_files(cx);
     release_vfork_parent(cx);
     if cx.p.mm.pt.root() != 0 {

@@ -460,3 +460,86 @@ fn a_pipe_is_full_when_the_kernel_heap_runs_short() {
         "a nonblocking write waits for heap, as for a full pipe"
     );
 }
+
+#[test]
+fn signalfd_reads_the_pending_signals_of_its_mask_in_order() {
+    let mut w = World::new();
+    let (usr1, usr2) = (1u64 << 9, 1u64 << 11);
+    w.poke(w.buf, &usr1.to_le_bytes());
+    let nonblock = u64::from(crate::fs::file::o::NONBLOCK);
+    let fd = w
+        .call(nr::SIGNALFD4, [u64::MAX, w.buf, 8, nonblock, 0, 0])
+        .unwrap_ret() as u64;
+    let out = w.buf + 0x1000;
+    assert_eq!(w.call(nr::READ, [fd, out, 256, 0, 0, 0]).unwrap_ret(), -11);
+    for sig in [10, 12] {
+        let info = crate::signal::frame::SigInfo::sent(sig, 0, 7);
+        w.p.post_signal(sig, info);
+        w.p.sigmask |= 1 << (sig - 1);
+    }
+    assert_eq!(w.call(nr::READ, [fd, out, 127, 0, 0, 0]).unwrap_ret(), -22);
+    assert_eq!(w.call(nr::READ, [fd, out, 256, 0, 0, 0]).unwrap_ret(), 128);
+    assert_eq!(w.peek(out, 4), 10u32.to_le_bytes());
+    assert_eq!(w.peek(out + 12, 4), 7u32.to_le_bytes(), "ssi_pid");
+    assert_eq!(w.p.sig_pending, usr2, "SIGUSR2 is not in the mask");
+    w.poke(w.buf, &(usr1 | usr2).to_le_bytes());
+    let again = w.call(nr::SIGNALFD, [fd, w.buf, 8, 0, 0, 0]).unwrap_ret();
+    assert_eq!(again as u64, fd, "a new mask for the same fd");
+    assert_eq!(w.call(nr::READ, [fd, out, 256, 0, 0, 0]).unwrap_ret(), 128);
+    assert_eq!(w.peek(out, 4), 12u32.to_le_bytes());
+    assert_eq!(
+        w.call(nr::SIGNALFD, [1, w.buf, 8, 0, 0, 0]).unwrap_ret(),
+        -22
+    );
+    assert_eq!(
+        w.call(nr::SIGNALFD4, [u64::MAX, w.buf, 4, 0, 0, 0])
+            .unwrap_ret(),
+        -22
+    );
+}
+
+#[test]
+fn timer_syscalls_arm_read_back_and_delete() {
+    let mut w = World::new();
+    let (sev, id_at, its, old) = (w.buf, w.buf + 0x100, w.buf + 0x200, w.buf + 0x300);
+    let mut raw = [0u8; 64];
+    raw[..8].copy_from_slice(&99u64.to_le_bytes());
+    raw[8..12].copy_from_slice(&12u32.to_le_bytes()); // SIGUSR2
+    w.poke(sev, &raw);
+    let r = w.call(nr::TIMER_CREATE, [1, sev, id_at, 0, 0, 0]);
+    assert_eq!(r.unwrap_ret(), 0);
+    let id = u64::from(u32::from_le_bytes(w.peek(id_at, 4).try_into().unwrap()));
+    // 1.5 s, then every 250 ms.
+    let spec = [0u64, 250_000_000, 1, 500_000_000];
+    let bytes: Vec<u8> = spec.iter().flat_map(|v| v.to_le_bytes()).collect();
+    w.poke(its, &bytes);
+    let r = w.call(nr::TIMER_SETTIME, [id, 0, its, old, 0, 0]);
+    assert_eq!(r, Action::TimersChanged(0));
+    assert_eq!(w.peek(old, 32), [0u8; 32], "it was disarmed");
+    assert_eq!(
+        w.call(nr::TIMER_GETTIME, [id, old, 0, 0, 0, 0])
+            .unwrap_ret(),
+        0
+    );
+    assert_eq!(w.peek(old, 32), bytes, "the fake clock stands still");
+    assert_eq!(
+        w.call(nr::TIMER_GETOVERRUN, [id, 0, 0, 0, 0, 0])
+            .unwrap_ret(),
+        0
+    );
+    let t = w.tasks.timers.of(1).next().unwrap();
+    assert_eq!((t.value, t.interval), (99, 250_000_000));
+    assert_eq!(
+        w.call(nr::TIMER_DELETE, [id, 0, 0, 0, 0, 0]).unwrap_ret(),
+        0
+    );
+    assert_eq!(
+        w.call(nr::TIMER_DELETE, [id, 0, 0, 0, 0, 0]).unwrap_ret(),
+        -22
+    );
+    assert_eq!(
+        w.call(nr::TIMER_CREATE, [2, sev, id_at, 0, 0, 0])
+            .unwrap_ret(),
+        -22
+    );
+}
