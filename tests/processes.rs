@@ -307,6 +307,27 @@ const SHELL_SCRIPT: &str = "echo one two | wc -w; x=$(echo hi | tr a-z A-Z); ech
 
 const SHELL_OUTPUT: &[u8] = b"2\nHI\n1000\n999\n998\nn=100\n7\n0\nend\n";
 
+/// Debian's bash-static (static glibc) with the same pipes and `$(...)`.
+#[test]
+fn bash_static_pipes_and_command_substitution() {
+    if !require_kvm() || !have("/bin/bash-static") {
+        return;
+    }
+    let out = same("bash-static", "/bin/bash-static", &["-c", SHELL_SCRIPT]);
+    assert_eq!(out.stdout, SHELL_OUTPUT);
+}
+
+/// Debian's sash (static) runs an external command: it forks and execs
+/// it, where it once said "fork failed".
+#[test]
+fn sash_runs_an_external_command() {
+    if !require_kvm() || !have("/bin/sash") {
+        return;
+    }
+    let out = same("sash", "/bin/sash", &["-c", "/bin/echo external from sash"]);
+    assert_eq!(out.stdout, b"external from sash\n");
+}
+
 #[test]
 fn bash_pipes_and_command_substitution() {
     if !require_kvm() || !have("/bin/bash") {
