@@ -1100,3 +1100,26 @@ fn robust_mutex_of_a_dead_owner_gives_eownerdead() {
         "lock after the holder's process exec'd: EOWNERDEAD (exec'd image exited 7)\n"
     );
 }
+
+/// CPU-time itimers: ITIMER_VIRTUAL and ITIMER_PROF count the process's
+/// CPU time (not its sleep) and fire at the timer interrupt.
+#[test]
+fn cpu_time_itimers_fire_as_the_process_computes() {
+    if !require_kvm() {
+        return;
+    }
+    let out = same_in(
+        &Scratch::new("cpu-itimer"),
+        image("proc_edge"),
+        &["cpu_itimer"],
+        0,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "virtual armed: interval 20000 us, value within it\n\
+         virtual fired 3 times while computing; old interval 20000 us\n\
+         disarmed: 0 0\n\
+         prof after a 200 ms sleep: not fired\n\
+         prof fired once while computing; now 0 0\n"
+    );
+}

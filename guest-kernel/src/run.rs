@@ -609,6 +609,9 @@ impl Kernel {
         self.take_host_signal(mem);
         self.check_alarm();
         self.fire_timers();
+        if self.process.cpu_timers.iter().any(Option::is_some) {
+            self.with_cx(mem, syscall::time::fire_cpu_timers);
+        }
         if !self.tasks.others.is_empty() {
             let now = self.host_now();
             self.wake_due(now);
@@ -668,6 +671,7 @@ impl Kernel {
     fn want_timer(&mut self, mem: &mut DirectMap) {
         let want = !self.tasks.others.is_empty()
             || self.process.alarm_at.is_some()
+            || self.process.cpu_timers.iter().any(Option::is_some)
             || self.tasks.timers.armed();
         if want == self.timer_on {
             return;

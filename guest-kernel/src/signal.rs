@@ -48,6 +48,8 @@ pub mod nr {
     pub const SIGTTIN: u64 = 21;
     pub const SIGTTOU: u64 = 22;
     pub const SIGURG: u64 = 23;
+    pub const SIGVTALRM: u64 = 26;
+    pub const SIGPROF: u64 = 27;
     pub const SIGWINCH: u64 = 28;
 }
 

@@ -30,6 +30,8 @@
  *                 waits for the continue, SIGKILL ends a stopped child
  *   task_limit    threads (raw clone) that wait on a pipe until clone
  *                 fails: prints the errno and how many were made
+ *   cpu_itimer    ITIMER_VIRTUAL and ITIMER_PROF fire as the process
+ *                 computes (not while it sleeps), read back, disarm
  *   sigint_catch  says "ready" on stderr, spins until its SIGINT handler
  *                 ran, says "caught SIGINT" and exits 3
  *   sigint_ignore says "ready" on stderr and spins with SIGINT ignored
@@ -462,6 +464,50 @@ static int task_limit(void)
     return 0;
 }
 
+static volatile sig_atomic_t vt, prof;
+static void on_vt(int s)
+{
+    (void)s;
+    vt++;
+}
+static void on_prof(int s)
+{
+    (void)s;
+    prof++;
+}
+
+static int cpu_itimer(void)
+{
+    signal(SIGVTALRM, on_vt);
+    signal(SIGPROF, on_prof);
+    struct itimerval it = {{0, 20000}, {0, 20000}}, cur;
+    setitimer(ITIMER_VIRTUAL, &it, 0);
+    getitimer(ITIMER_VIRTUAL, &cur);
+    printf("virtual armed: interval %ld us, value %s\n", (long)cur.it_interval.tv_usec,
+           cur.it_value.tv_sec == 0 && cur.it_value.tv_usec > 0 && cur.it_value.tv_usec <= 30000
+               ? "within it"
+               : "wrong");
+    while (vt < 3)
+        ;
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_VIRTUAL, &off, &cur);
+    printf("virtual fired %d times while computing; old interval %ld us\n", (int)vt,
+           (long)cur.it_interval.tv_usec);
+    getitimer(ITIMER_VIRTUAL, &cur);
+    printf("disarmed: %ld %ld\n", (long)cur.it_value.tv_sec, (long)cur.it_value.tv_usec);
+    struct itimerval once = {{0, 0}, {0, 50000}};
+    setitimer(ITIMER_PROF, &once, 0);
+    struct timespec nap = {0, 200 * 1000 * 1000};
+    nanosleep(&nap, 0);
+    printf("prof after a 200 ms sleep: %s\n", prof ? "fired" : "not fired");
+    while (!prof)
+        ;
+    getitimer(ITIMER_PROF, &cur);
+    printf("prof fired once while computing; now %ld %ld\n", (long)cur.it_value.tv_sec,
+           (long)cur.it_value.tv_usec);
+    return 0;
+}
+
 static volatile sig_atomic_t intr;
 static void on_int(int s)
 {
@@ -660,6 +706,8 @@ int main(int argc, char **argv)
         return shared_anon();
     if (strcmp(m, "task_limit") == 0)
         return task_limit();
+    if (strcmp(m, "cpu_itimer") == 0)
+        return cpu_itimer();
     if (strcmp(m, "sigint_catch") == 0 || strcmp(m, "sigint_ignore") == 0)
         return sigint_catch(m[7] == 'i');
     if (strcmp(m, "kill_pgrp") == 0)

@@ -116,6 +116,10 @@ pub struct Process {
     pub stop_report: u64,
     /// A continue its parent's WCONTINUED wait has yet to see.
     pub cont_report: bool,
+    /// ITIMER_VIRTUAL and ITIMER_PROF: when (the thread group's CPU time,
+    /// ns) each fires next, and its interval (group state; kept by exec,
+    /// not inherited by fork).
+    pub cpu_timers: [Option<(u64, u64)>; 2],
     /// The membarrier commands registered for this address space (group
     /// state; cleared by exec, not inherited by fork).
     pub membarrier_registered: u64,
@@ -194,6 +198,7 @@ impl Process {
             layout: crate::exec::aslr::Layout::FIXED,
             comm: [0; 16],
             vdso: None,
+            cpu_timers: [None; 2],
             membarrier_registered: 0,
             stop_report: 0,
             cont_report: false,
@@ -280,6 +285,7 @@ impl Process {
         to.stdio_modes = self.stdio_modes;
         to.dead_threads_ns = self.dead_threads_ns;
         to.membarrier_registered = self.membarrier_registered;
+        to.cpu_timers = self.cpu_timers;
         to.children_ns = self.children_ns;
         self.holds_group = false;
         to.holds_group = true;

@@ -218,7 +218,54 @@ fn itimer_now<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>) -> [u8; 32]
     b
 }
 
-/// getitimer(which, value): ITIMER_REAL; the CPU-time timers read as off.
+/// ITIMER_VIRTUAL (1) or ITIMER_PROF (2) as `struct itimerval`: the
+/// interval, and the group CPU time left before it fires.
+fn cpu_itimer_now<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, which: u64) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    if let Some((at, interval)) = cx.p.cpu_timers[which as usize - 1] {
+        let now = cx.host.cpu_ns();
+        let cpu = super::task::group_cpu_ns(cx, now);
+        b[..16].copy_from_slice(&timeval_bytes(interval));
+        b[16..].copy_from_slice(&timeval_bytes(at.saturating_sub(cpu).max(1000)));
+    }
+    b
+}
+
+/// Post SIGVTALRM or SIGPROF for each CPU-time itimer the caller's thread
+/// group has used up (at the timer interrupt, so within a tick of CPU
+/// time); an interval timer is set again, skipping periods already past.
+pub fn fire_cpu_timers<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>) {
+    const SIGNALS: [u64; 2] = [crate::signal::nr::SIGVTALRM, crate::signal::nr::SIGPROF];
+    let now = cx.host.cpu_ns();
+    let cpu = super::task::group_cpu_ns(cx, now);
+    for (i, sig) in SIGNALS.into_iter().enumerate() {
+        let Some((at, interval)) = cx.p.cpu_timers[i] else {
+            continue;
+        };
+        if cpu < at {
+            continue;
+        }
+        cx.p.cpu_timers[i] = next_expiry(at, interval, cpu).map(|at| (at, interval));
+        let info = crate::signal::frame::SigInfo {
+            signo: sig as i32,
+            code: 0x80,
+            ..Default::default()
+        };
+        cx.p.post_signal(sig, info);
+    }
+}
+
+/// When a timer that expired at `at` with `interval` fires next, past
+/// `now` (None: a one-shot).
+pub fn next_expiry(at: u64, interval: u64, now: u64) -> Option<u64> {
+    if interval == 0 {
+        return None;
+    }
+    let behind = now.saturating_sub(at) / interval + 1;
+    Some(at.saturating_add(behind.saturating_mul(interval)))
+}
+
+/// getitimer(which, value): ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF.
 pub fn getitimer<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     which: u64,
@@ -226,16 +273,17 @@ pub fn getitimer<M: PhysMem, H: HostIo>(
 ) -> KResult<i64> {
     let b = match which {
         0 => itimer_now(cx),
-        1 | 2 => [0u8; 32],
+        1 | 2 => cpu_itimer_now(cx, which),
         _ => return Err(Errno::EINVAL),
     };
     copy_to_user(&mut cx.p.mm, cx.env, out, &b)?;
     Ok(0)
 }
 
-/// setitimer(which, new, old): ITIMER_REAL delivers SIGALRM (checked at
-/// each system call); the CPU-time timers are accepted and never fire
-/// (the guest does not count CPU time per process).
+/// setitimer(which, new, old): ITIMER_REAL delivers SIGALRM; ITIMER_VIRTUAL
+/// (SIGVTALRM) and ITIMER_PROF (SIGPROF) count the thread group's CPU time
+/// by the guest's CPU clock (which does not tell user from kernel time, so
+/// the two count alike) and fire at the timer interrupt.
 pub fn setitimer<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     which: u64,
@@ -248,7 +296,7 @@ pub fn setitimer<M: PhysMem, H: HostIo>(
     let prev = if which == 0 {
         itimer_now(cx)
     } else {
-        [0u8; 32]
+        cpu_itimer_now(cx, which)
     };
     if new != 0 {
         let mut b = [0u8; 32];
@@ -259,6 +307,12 @@ pub fn setitimer<M: PhysMem, H: HostIo>(
             let now = cx.host.now_ns(Clock::Monotonic);
             cx.p.alarm_interval = interval;
             cx.p.alarm_at = (value > 0).then(|| now + value);
+        } else {
+            let interval = timeval_ns(&b[..16]);
+            let value = timeval_ns(&b[16..]);
+            let now = cx.host.cpu_ns();
+            let cpu = super::task::group_cpu_ns(cx, now);
+            cx.p.cpu_timers[which as usize - 1] = (value > 0).then(|| (cpu + value, interval));
         }
     }
     if old != 0 {
@@ -303,4 +357,22 @@ pub fn getrusage<M: PhysMem, H: HostIo>(
     };
     copy_to_user(&mut cx.p.mm, cx.env, buf, &super::task::rusage_bytes(ns))?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_expiry;
+
+    #[test]
+    fn an_interval_timer_fires_next_past_the_time_already_used() {
+        assert_eq!(next_expiry(100, 0, 150), None, "one shot");
+        assert_eq!(next_expiry(100, 20, 100), Some(120));
+        assert_eq!(next_expiry(100, 20, 119), Some(120));
+        assert_eq!(
+            next_expiry(100, 20, 120),
+            Some(140),
+            "periods already past are skipped"
+        );
+        assert_eq!(next_expiry(100, 20, 175), Some(180));
+    }
 }
