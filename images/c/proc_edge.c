@@ -385,9 +385,15 @@ static int stop_cont(void)
     sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_BLOCK, &set, 0);
     pid_t c = fork();
-    if (c == 0)
+    if (c == 0) {
+        /* A process group of its own, whose parent is in another group of
+         * the session: never orphaned, so SIGTSTP stops it wherever the
+         * test runs (Linux discards it in an orphaned group). */
+        setpgid(0, 0);
         for (;;)
             pause();
+    }
+    setpgid(c, c);
     int st;
     kill(c, SIGSTOP);
     if (waitpid(c, &st, WUNTRACED) != c)
