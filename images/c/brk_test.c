@@ -2,7 +2,8 @@
  * semantics: brk(0) reads the break; growing returns the new break and the
  * new memory is zero and writable; shrinking returns the lower break; pages
  * given back and grown again read as zero; a request below the start of the
- * heap or beyond user space is refused by returning the unchanged break.
+ * heap, beyond user space or by more than all of RAM at once (a terabyte)
+ * is refused by returning the unchanged break.
  * Prints "brk ok" and exits 0; any failed check exits 1 saying what. */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -65,6 +66,8 @@ int main(void)
     fill_and_verify(low, top);
     expect_brk(1, top, "below the heap start");
     expect_brk(KERNEL_HALF, top, "into the kernel half");
+    /* More than all of RAM in one step: Linux's overcommit heuristic. */
+    expect_brk(top + (1UL << 40), top, "a terabyte more");
     expect_brk(start, start, "give everything back");
     printf("brk ok\n");
     return 0;

@@ -263,7 +263,8 @@ impl Mm {
         } else if new <= self.brk {
             self.do_munmap(env, new_top, old_top).is_ok()
         } else {
-            self.grow_brk(old_top, new_top).is_ok()
+            let ram_pages = env.frames.total();
+            self.grow_brk(old_top, new_top, ram_pages).is_ok()
         };
         if ok {
             self.brk = new;
@@ -271,8 +272,15 @@ impl Mm {
         self.brk
     }
 
-    fn grow_brk(&mut self, old_top: u64, new_top: u64) -> KResult<()> {
+    /// Grow the heap to `new_top`, refusing as Linux's `brk` does: past
+    /// TASK_SIZE, into the next area's gap, or by more pages than the
+    /// guest has RAM (`ram_pages`: the overcommit heuristic's check of one
+    /// request against all of RAM, there being no swap).
+    fn grow_brk(&mut self, old_top: u64, new_top: u64, ram_pages: u64) -> KResult<()> {
         if new_top > TASK_SIZE || old_top < MMAP_MIN_ADDR {
+            return Err(Errno::ENOMEM);
+        }
+        if (new_top - old_top) / PAGE_SIZE > ram_pages {
             return Err(Errno::ENOMEM);
         }
         if let Some(next) = self.vmas.find_next(old_top).and_then(|i| self.vmas.get(i)) {
@@ -736,6 +744,20 @@ mod tests {
     }
 
     #[test]
+    fn brk_refuses_a_step_above_all_of_ram_as_the_overcommit_heuristic() {
+        let (mut fx, mut mm) = setup();
+        mm.start_brk = 0x1000_0000;
+        mm.brk = 0x1000_0000;
+        let ram = fx.env().frames.total() * P;
+        assert_eq!(mm.brk(&mut fx.env(), 0x1000_0000 + ram + P), 0x1000_0000);
+        assert_eq!(
+            mm.brk(&mut fx.env(), 0x1000_0000 + ram),
+            0x1000_0000 + ram,
+            "all of RAM in one step is allowed"
+        );
+    }
+
+    #[test]
     fn brk_grows_shrinks_and_refuses_collisions() {
         let (mut fx, mut mm) = setup();
         mm.start_brk = 0x60_0000;
@@ -766,6 +788,7 @@ mod tests {
         );
         assert_eq!(mm.brk(&mut fx.env(), 0x60_4000), 0x60_4000);
         assert_eq!(mm.brk(&mut fx.env(), u64::MAX), 0x60_4000);
+
         assert_eq!(mm.brk(&mut fx.env(), 0x60_0000), 0x60_0000);
         assert_eq!(ranges(&mm), vec![(0x60_5000, 0x60_6000)]);
         mm.start_brk = 0;
