@@ -656,8 +656,7 @@ impl Kernel {
         mem.write_u64(at, 0);
         let action = self.with_cx(mem, |cx| syscall::signal::from_host(cx, signal));
         if let Action::Kill(s) = action {
-            let ip = self.regs().rip;
-            self.kill(mem, s, 0, ip, 0);
+            self.kill_sent(mem, s);
         }
     }
 
