@@ -307,14 +307,7 @@ pub fn exit_thread<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) -> bool
 /// group's state, so they hold nothing).
 pub fn end_other_threads<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     let (tgid, me) = (cx.p.tgid, cx.p.pid);
-    let ended: u64 = cx
-        .tasks
-        .others
-        .iter()
-        .filter(|t| t.tgid == tgid && t.pid != me && !matches!(t.state, TaskState::Zombie(_)))
-        .map(|t| t.cpu_ns)
-        .sum();
-    cx.p.dead_threads_ns += ended;
+    cx.p.dead_threads_ns += other_threads_cpu_ns(cx.tasks, tgid);
     cx.tasks
         .others
         .retain(|t| t.tgid != tgid || t.pid == me || matches!(t.state, TaskState::Zombie(_)));
@@ -523,15 +516,19 @@ pub fn rusage_bytes(cpu_ns: u64) -> [u8; 144] {
 /// CPU time of the caller's whole thread group at CPU clock `now`: its
 /// own, its other threads', and its ended threads'.
 pub fn group_cpu_ns<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, now: u64) -> u64 {
-    let tgid = cx.p.tgid;
-    let others: u64 = cx
-        .tasks
+    let others = other_threads_cpu_ns(cx.tasks, cx.p.tgid);
+    cx.p.running_cpu_ns(now) + others + cx.p.dead_threads_ns
+}
+
+/// CPU time of the live threads of group `tgid` that are not running (the
+/// running one is not among the others).
+fn other_threads_cpu_ns(tasks: &crate::process::task::Tasks, tgid: u64) -> u64 {
+    tasks
         .others
         .iter()
         .filter(|t| t.tgid == tgid && !matches!(t.state, TaskState::Zombie(_)))
         .map(|t| t.cpu_ns)
-        .sum();
-    cx.p.running_cpu_ns(now) + others + cx.p.dead_threads_ns
+        .sum()
 }
 
 /// waitid(idtype, id, infop, options, rusage): P_ALL, P_PID, P_PGID;
