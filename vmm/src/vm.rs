@@ -436,7 +436,6 @@ impl Vm {
     ) -> Result<std::result::Result<u64, Event>> {
         loop {
             self.timings.exits += 1;
-            self.forward_signal();
             if let Some(t) = &mut self.ticker {
                 t.inject(&mut self.vcpu);
                 t.entering();
