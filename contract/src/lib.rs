@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 5;
+pub const CONTRACT_VERSION: u32 = 6;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -84,6 +84,10 @@ pub mod boot_flags {
     pub const NOTIFY_FAULTS: u32 = 1 << 4;
     /// Stop with [`super::hc::EVENT`] after every system call.
     pub const NOTIFY_SYSCALLS: u32 = 1 << 5;
+    /// A debugger is attached (`--gdb`): stop with [`super::hc::DEBUG_STOP`]
+    /// before the program's first instruction, at #BP and #DB, and before
+    /// a fault signal is delivered (see [`super::debug`]).
+    pub const DEBUGGER: u32 = 1 << 6;
 }
 
 /// What the VMM tells the guest kernel at boot; lives at
@@ -251,6 +255,84 @@ pub mod hc {
     /// A file-system call: args[0] is the physical address of a
     /// [`super::fs::FsRequest`]. Returns what the request's `ret` says.
     pub const FS: u64 = 14;
+    /// The program stopped for the debugger (with [`super::boot_flags::DEBUGGER`]).
+    /// args: [`super::debug::reason`] | signal << 8 | pid << 32, the fault
+    /// address (0 if none), the physical address of the user's saved
+    /// registers ([`super::debug::UserFrame`]), the physical address of
+    /// its FXSAVE image (512 bytes), FS base, GS base. The VMAs are
+    /// exported first when the export area exists. The host may change
+    /// the frame and the FXSAVE image; returns a [`super::debug::resume`]
+    /// word.
+    pub const DEBUG_STOP: u64 = 15;
+}
+
+/// The debugger stop ([`hc::DEBUG_STOP`]).
+pub mod debug {
+    /// Why the program stopped (low byte of args[0]).
+    pub mod reason {
+        /// Before the first instruction of the program (after its exec).
+        pub const EXEC: u64 = 1;
+        /// An `int3` (#BP) was executed; the saved RIP is after it.
+        pub const BREAKPOINT: u64 = 2;
+        /// A single step (or a debug exception, #DB) completed.
+        pub const STEP: u64 = 3;
+        /// A signal is about to be delivered (its number is in args[0]
+        /// bits 8-15, the fault address in args[1]).
+        pub const SIGNAL: u64 = 4;
+        /// The host asked for a stop ([`super::INTERRUPT_REQUEST`]).
+        pub const INTERRUPT: u64 = 5;
+    }
+
+    /// The host's answer to a stop: a command in the low byte, a signal to
+    /// deliver (0: none) in bits 8-15.
+    pub mod resume {
+        /// Run on.
+        pub const CONTINUE: u64 = 0;
+        /// Run one instruction (the kernel sets RFLAGS.TF for it).
+        pub const STEP: u64 = 1;
+        /// Run on and never stop for the debugger again.
+        pub const DETACH: u64 = 2;
+        /// Map the page at the address in bits 12-63 as a read fault of
+        /// the program would (so that the host can write a breakpoint
+        /// into it), then stop again for the debugger.
+        pub const FAULT_IN: u64 = 3;
+    }
+
+    /// Written to [`super::GuestStats::host_signal`] with a forced timer
+    /// tick: stop for the debugger at the next tick (gdb's Ctrl-C).
+    pub const INTERRUPT_REQUEST: u64 = 1 << 32;
+
+    /// The user's registers as the kernel saved them at the trap, lowest
+    /// address first (the guest kernel's trap frame).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[allow(missing_docs)]
+    pub struct UserFrame {
+        pub r15: u64,
+        pub r14: u64,
+        pub r13: u64,
+        pub r12: u64,
+        pub r11: u64,
+        pub r10: u64,
+        pub r9: u64,
+        pub r8: u64,
+        pub rbp: u64,
+        pub rdi: u64,
+        pub rsi: u64,
+        pub rdx: u64,
+        pub rcx: u64,
+        pub rbx: u64,
+        pub rax: u64,
+        /// Trap vector.
+        pub vector: u64,
+        /// CPU error code.
+        pub error_code: u64,
+        pub rip: u64,
+        pub cs: u64,
+        pub rflags: u64,
+        pub rsp: u64,
+        pub ss: u64,
+    }
 }
 
 /// The host file-system calls ([`hc::FS`]).

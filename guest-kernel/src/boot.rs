@@ -67,6 +67,7 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     exec_initial(k, &mut mem);
     hypercall::phase(phase::EXEC_LOADED);
     k.exec_event(&mut mem);
+    k.debug_first_stop(&mut mem);
     k.run(&mut mem)
 }
 

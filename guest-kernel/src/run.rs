@@ -30,7 +30,10 @@ use vmrun_contract::{
 
 use guest_kernel::signal::nr as sig;
 
+mod debug;
 mod timers;
+
+use debug::After;
 
 /// RFLAGS bits user mode may set (CF PF AF ZF SF TF DF OF AC ID); IF and
 /// the reserved bit 1 are forced on, IOPL/NT/RF/VM stay clear.
@@ -544,6 +547,9 @@ impl Kernel {
             );
         }
         if let Err(e) = result {
+            if self.debugger() && self.debug_fault(mem, &e, addr) == After::Resume {
+                return;
+            }
             let error = fault::reported_error_code(addr, error);
             match e {
                 FaultError::Segv(code) if self.catches(sig::SIGSEGV) => {
@@ -579,6 +585,15 @@ impl Kernel {
             12 | 17 => sig::SIGBUS,
             _ => sig::SIGSEGV,
         };
+        if self.debugger() {
+            let after = match vector {
+                1 | 3 => self.debug_trap(mem, vector),
+                _ => self.debug_signal(mem, signal, 0),
+            };
+            if after == After::Resume {
+                return;
+            }
+        }
         let ip = self.regs().rip;
         if self.catches(signal) {
             // si_code: ILL_ILLOPN 2, FPE_INTDIV 1, TRAP_BRKPT 1, BUS_ADRERR 2,
@@ -654,6 +669,9 @@ impl Kernel {
             return;
         }
         mem.write_u64(at, 0);
+        if signal == vmrun_contract::debug::INTERRUPT_REQUEST {
+            return self.debug_interrupt(mem);
+        }
         let action = self.with_cx(mem, |cx| syscall::signal::from_host(cx, signal));
         if let Action::Kill(s) = action {
             self.kill_sent(mem, s);

@@ -72,6 +72,8 @@ const RUST_STATIC: &[&str] = &[
 
 /// Flags for dynamically linked programs (glibc's or musl's ld.so as
 /// PT_INTERP; gcc's default PIE, so ET_DYN at 0x555555554000).
+const STATIC_DEBUG: &[&str] = &["-static", "-g", "-O0", "-Wall", "-Wextra"];
+
 const DYNAMIC: &[&str] = &["-O2", "-Wall", "-Wextra"];
 /// Flags for a Rust std program linked dynamically against glibc.
 const RUST_DYNAMIC: &[&str] = &["-C", "opt-level=2", "--edition=2021"];
@@ -352,6 +354,13 @@ pub const IMAGES: &[Image] = &[
         "signal_test.c",
         "signal handlers: SIGSEGV with siginfo, sigaltstack, blocked then unblocked, kill",
     ),
+    Image {
+        name: "gdb_target",
+        source: "gdb_target.c",
+        compiler: Compiler::Gcc,
+        flags: STATIC_DEBUG,
+        summary: "debug info, a local, a global, a malloc that grows the heap; `segv` crashes",
+    },
     c_image(
         "syscall_fuzz",
         "syscall_fuzz.c",

@@ -80,6 +80,10 @@ pub enum Action {
     /// arguments, user frames held, user table pages held; resume the guest
     /// after inspecting.
     Event(u64, [u64; 4]),
+    /// The program stopped for the debugger: the
+    /// [`vmrun_contract::hc::DEBUG_STOP`] arguments. The guest waits for
+    /// the answer in the block's `ret`.
+    Debug([u64; 6]),
     /// Stop: the run is over.
     Stop(Outcome),
 }
@@ -112,6 +116,7 @@ pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo, fs: &mut HostFs)
         hc::TRACE_DRAIN => Action::TraceDrain,
         hc::EVENT => Action::Event(a[0], [a[1], a[2], a[3], a[4]]),
         hc::FS => ret(&mut req, fs.serve(ram, a[0])),
+        hc::DEBUG_STOP => Action::Debug(a),
         other => Action::Stop(Outcome::GuestPanic(format!("unknown hypercall {other}"))),
     };
     if !matches!(action, Action::Stop(_)) {

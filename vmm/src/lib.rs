@@ -32,6 +32,7 @@ pub mod boot;
 pub mod console;
 pub mod error;
 pub mod fs;
+pub mod gdb;
 pub mod hypercall;
 pub mod inspect;
 pub mod interrupt;

@@ -111,6 +111,12 @@ struct Args {
     /// Write the statistics as JSON to FILE
     #[arg(long, value_name = "FILE", help_heading = OBSERVE)]
     stats_json: Option<PathBuf>,
+    /// Stop the program before its first instruction and wait for gdb on
+    /// 127.0.0.1:PORT (0: a free port, printed) or the Unix socket PATH
+    /// (`target remote :PORT` or `target remote PATH` in gdb)
+    #[arg(long, value_name = "PORT|unix:PATH", value_parser = vmm::gdb::Listen::parse,
+          help_heading = OBSERVE)]
+    gdb: Option<vmm::gdb::Listen>,
 
     /// The program (looked up in PATH if it has no slash) and its arguments;
     /// everything after PROGRAM goes to it
@@ -142,6 +148,7 @@ Exit status: the program's; 128+N if killed by signal N; 125 vmrun failed;
 struct Cli {
     config: VmConfig,
     watch: Watch,
+    gdb: Option<vmm::gdb::Listen>,
 }
 
 enum Parsed {
@@ -171,6 +178,18 @@ fn main() -> ExitCode {
     };
     if let Err(e) = vmm::interrupt::install() {
         vmm::errln!("vmrun: cannot handle SIGINT and SIGTERM ({e}): an interrupt loses the trace");
+    }
+    if let Some(listen) = &cli.gdb {
+        let code = match vmm::gdb::serve(session, Stdio::new(cli.config.verbose), listen) {
+            Ok(vmm::gdb::Ended::Finished(report)) => finish(&cli, &report),
+            Ok(vmm::gdb::Ended::Killed) => {
+                vmm::errln!("vmrun: the program was killed by the debugger");
+                128 + 9 // SIGKILL, as a native kill from gdb ends it
+            }
+            Err(e) => fail(&e),
+        };
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        std::process::exit(code)
     }
     let (code, interrupted) = match session.run(&mut Stdio::new(cli.config.verbose)) {
         Ok(report) => (finish(&cli, &report), interrupted_by(&report)),
@@ -487,8 +506,10 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
         histogram: args.histogram,
         stats: args.stats,
         stats_json: args.stats_json,
+        debugger: args.gdb.is_some(),
     };
-    Ok(Parsed::Run(Box::new(Cli { config, watch })))
+    let gdb = args.gdb;
+    Ok(Parsed::Run(Box::new(Cli { config, watch, gdb })))
 }
 
 /// --help prints the help (status 0); every other error is one line for

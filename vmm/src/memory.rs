@@ -40,6 +40,8 @@ unsafe impl Pod for u64 {}
 // SAFETY: as above: u32 pairs, u64/i64 fields and byte arrays, in an order
 // that leaves no padding (checked by the size tests below).
 unsafe impl Pod for FsRequest {}
+// SAFETY: as above: 22 u64 fields.
+unsafe impl Pod for vmrun_contract::debug::UserFrame {}
 
 /// The bytes of a [`Pod`] value, to fill from guest memory.
 pub fn pod_bytes_mut<T: Pod>(val: &mut T) -> &mut [u8] {

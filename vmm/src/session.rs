@@ -61,6 +61,9 @@ pub struct Watch {
     pub stats: bool,
     /// Write statistics as JSON here.
     pub stats_json: Option<PathBuf>,
+    /// A debugger drives the run (`--gdb`): stop for it
+    /// ([`Step::Debug`]), with the VMA export on for its monitor commands.
+    pub debugger: bool,
 }
 
 impl Watch {
@@ -85,12 +88,14 @@ impl Watch {
             trace_mask: mask,
             trace_records: 0,
             stop_at_exec_exit: self.maps
+                || self.debugger
                 || self.pagetables
                 || self.pagetables_json.is_some()
                 || self.check
                 || self.svg.is_some(),
             fault_every: if self.check { self.check_every } else { 0 },
             stop_at_syscalls: self.strace,
+            debugger: self.debugger,
             live: true,
         }
     }
@@ -110,8 +115,21 @@ impl Watch {
     }
 
     fn wants_stats(&self) -> bool {
-        self.stats || self.stats_json.is_some() || self.histogram.is_some()
+        self.stats || self.stats_json.is_some() || self.histogram.is_some() || self.debugger
     }
+}
+
+/// Where [`Session::step`] stopped.
+#[derive(Debug)]
+pub enum Step {
+    /// An event the watch dealt with; the program runs on.
+    Running,
+    /// A tick: nothing happened for a while (or a signal came).
+    Tick,
+    /// The program stopped for the debugger.
+    Debug(crate::vm::DebugStop),
+    /// The run is over.
+    Done(Box<SessionReport>),
 }
 
 /// The address spaces of a stop.
@@ -200,47 +218,167 @@ impl Session {
     /// Run to the end, or to the first failed check.
     pub fn run(&mut self, io: &mut impl HostIo) -> Result<SessionReport> {
         loop {
-            let mut batch = Vec::new();
-            let event = self
-                .vm
-                .resume(io, &mut |records| batch.extend_from_slice(records))?;
-            self.consume_records(&batch)?;
-            let at = match &event {
-                Event::Exec {
-                    user_frames,
-                    user_tables,
-                } => self.at_exec_or_exit("exec", *user_frames, *user_tables)?,
-                Event::Exit {
-                    user_frames,
-                    user_tables,
-                } => self.at_exec_or_exit("exit", *user_frames, *user_tables)?,
-                Event::Fault {
-                    count,
-                    user_frames,
-                    user_tables,
-                    ..
-                } => {
-                    let when = format!("fault {count}");
-                    self.at_check_point(&when, *user_frames, *user_tables)?
-                }
-                Event::Syscall { .. } => None,
-                Event::Tick => {
-                    self.flush_outputs()?;
-                    None
-                }
-                Event::Finished(end) => return self.finish(end.clone()),
-            };
-            if let Some((where_, violations)) = at {
-                let run = self
-                    .vm
-                    .report(RunEnd::VmFailure("stopped by the checker".into()));
-                return Ok(SessionReport {
-                    run,
-                    violations,
-                    violation_at: where_,
-                });
+            match self.step(io)? {
+                Step::Done(report) => return Ok(*report),
+                // Without a debugger attached the guest never stops for
+                // one; should it, it runs on.
+                Step::Debug(_) => self.vm.answer_debug_stop(0)?,
+                Step::Running | Step::Tick => {}
             }
         }
+    }
+
+    /// Run to the next event and do what the watch asks there.
+    pub fn step(&mut self, io: &mut impl HostIo) -> Result<Step> {
+        let mut batch = Vec::new();
+        let event = self
+            .vm
+            .resume(io, &mut |records| batch.extend_from_slice(records))?;
+        self.consume_records(&batch)?;
+        let at = match &event {
+            Event::Exec {
+                user_frames,
+                user_tables,
+            } => self.at_exec_or_exit("exec", *user_frames, *user_tables)?,
+            Event::Exit {
+                user_frames,
+                user_tables,
+            } => self.at_exec_or_exit("exit", *user_frames, *user_tables)?,
+            Event::Fault {
+                count,
+                user_frames,
+                user_tables,
+                ..
+            } => {
+                let when = format!("fault {count}");
+                self.at_check_point(&when, *user_frames, *user_tables)?
+            }
+            Event::Syscall { .. } => None,
+            Event::Tick => {
+                self.flush_outputs()?;
+                return Ok(Step::Tick);
+            }
+            Event::Debug(stop) => return Ok(Step::Debug(*stop)),
+            Event::Finished(end) => return Ok(Step::Done(Box::new(self.finish(end.clone())?))),
+        };
+        let Some((where_, violations)) = at else {
+            return Ok(Step::Running);
+        };
+        let run = self
+            .vm
+            .report(RunEnd::VmFailure("stopped by the checker".into()));
+        Ok(Step::Done(Box::new(SessionReport {
+            run,
+            violations,
+            violation_at: where_,
+        })))
+    }
+
+    /// The VM (to answer a debugger stop, read registers and memory).
+    pub fn vm_mut(&mut self) -> &mut Vm {
+        &mut self.vm
+    }
+
+    /// At a debugger stop: the address spaces as the guest exported them,
+    /// the running one first.
+    pub fn spaces_now(&self) -> Result<Vec<Space>> {
+        let export = self.vm.vma_export()?;
+        let (list, _) = spaces_of(&export).map_err(|e| Error::Memory(e.to_string()))?;
+        Ok(list)
+    }
+
+    /// `/proc/PID/maps` of `pid` (the running process if None) now, as
+    /// `--maps` prints it.
+    pub fn maps_now(&self, pid: Option<u64>) -> Result<String> {
+        let export = self.vm.vma_export()?;
+        let files = files_of_export(&export, &self.files[0]);
+        let space = self.space_now(pid)?;
+        Ok(format_space_maps(&space, &files))
+    }
+
+    /// The user half of `pid`'s page tables now, as `--pagetables` prints
+    /// it at exit.
+    pub fn pagetables_now(&self, pid: Option<u64>) -> Result<String> {
+        let s = self.space_now(pid)?;
+        let user = self.walk_spaces(std::slice::from_ref(&s), true)?.remove(0);
+        Ok(format!(
+            "page tables (pid {}, CR3 {:#x}):\n{}user mappings (pid {}):\n{}",
+            s.pid,
+            s.root,
+            pagetable::render_tree(&user),
+            s.pid,
+            pagetable::render_mappings(&user.mappings())
+        ))
+    }
+
+    /// The page-table root of `pid` now.
+    pub fn root_now(&self, pid: Option<u64>) -> Result<u64> {
+        Ok(self.space_now(pid)?.root)
+    }
+
+    /// The checker's verdict now, on every address space.
+    pub fn check_now(&self) -> Result<Vec<Violation>> {
+        let export = self.vm.vma_export()?;
+        let (list, complete) = spaces_of(&export).map_err(|e| Error::Memory(e.to_string()))?;
+        let spaces = Spaces { list, complete };
+        let walks = self.walk_spaces(&spaces.list, false)?;
+        Ok(self
+            .check_at("now", &spaces, &walks, &export)
+            .map_or(vec![], |(_, v)| v))
+    }
+
+    /// The statistics so far (faults, system calls, exec phases), as
+    /// `--stats` prints them at the end.
+    pub fn stats_now(&mut self) -> String {
+        let boot = boot_phases(&self.vm.report(RunEnd::VmFailure(String::new())));
+        let exits = self.vm.exits().clone();
+        match &mut self.stats {
+            Some(stats) => {
+                stats.vm_exits = exits;
+                stats.boot_phases = boot;
+                stats.render_text()
+            }
+            None => "no statistics are kept in this run\n".into(),
+        }
+    }
+
+    /// What the running process would read at `va` on a page it has not
+    /// touched yet (not present in its page tables), without mapping it:
+    /// the bytes of the file its area maps there (zeros past the file's
+    /// end), or zeros for an anonymous area; the bytes filled, up to the
+    /// page's end, or None outside every area.
+    pub fn unmapped_bytes_now(&self, va: u64, buf: &mut [u8]) -> Option<usize> {
+        use std::os::unix::fs::FileExt;
+        let export = self.vm.vma_export().ok()?;
+        let space = self.space_now(None).ok()?;
+        let v = space.vmas.iter().find(|v| v.start <= va && va < v.end)?;
+        let page_end = (va | (PAGE_SIZE - 1)) + 1;
+        let n = ((page_end.min(v.end) - va) as usize).min(buf.len());
+        let buf = &mut buf[..n];
+        buf.fill(0);
+        if v.flags & vmrun_contract::vma_flags::FILE != 0 {
+            let files = files_of_export(&export, &self.files[0]);
+            let file = files.get(v.file as usize)?;
+            let f = File::open(&file.path).ok()?;
+            let mut done = 0;
+            while done < n {
+                let at = va - v.start + v.offset + done as u64;
+                match f.read_at(&mut buf[done..], at) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => done += k,
+                }
+            }
+        }
+        Some(n)
+    }
+
+    fn space_now(&self, pid: Option<u64>) -> Result<Space> {
+        let list = self.spaces_now()?;
+        let found = match pid {
+            None => list.into_iter().next(),
+            Some(pid) => list.into_iter().find(|s| s.pid == pid),
+        };
+        found.ok_or_else(|| Error::Config(format!("no address space for pid {pid:?}")))
     }
 
     /// Push what the trace JSON file holds so far out to the file.

@@ -87,6 +87,9 @@ pub struct Observe {
     pub fault_every: u32,
     /// Stop after every system call ([`Event::Syscall`]).
     pub stop_at_syscalls: bool,
+    /// A debugger is attached: stop before the first instruction, at
+    /// breakpoints, steps and fault signals ([`Event::Debug`]).
+    pub debugger: bool,
     /// Hand trace records over as they come ([`Event::Tick`]): when a
     /// signal interrupts the vCPU, after a second without another event,
     /// and before a hypercall that may block.
@@ -134,8 +137,47 @@ pub enum Event {
     /// Nothing happened, but a signal interrupted the vCPU (with `vmrun`,
     /// once a second: see [`crate::interrupt`]); the trace ring was drained.
     Tick,
+    /// The program stopped for the debugger; answer with
+    /// [`Vm::answer_debug_stop`] before resuming.
+    Debug(DebugStop),
     /// The run is over.
     Finished(RunEnd),
+}
+
+/// A stop for the debugger ([`vmrun_contract::hc::DEBUG_STOP`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DebugStop {
+    /// A [`vmrun_contract::debug::reason`].
+    pub reason: u64,
+    /// The signal about to be delivered (SIGTRAP for a breakpoint or step).
+    pub signal: u32,
+    /// The stopped process.
+    pub pid: u64,
+    /// The fault address of a fault signal (0 if none).
+    pub addr: u64,
+    /// Guest-physical address of the saved user registers.
+    pub frame_phys: u64,
+    /// Guest-physical address of the user's FXSAVE image.
+    pub fpu_phys: u64,
+    /// The process's FS base.
+    pub fs_base: u64,
+    /// Its GS base.
+    pub gs_base: u64,
+}
+
+impl DebugStop {
+    fn of(a: [u64; 6]) -> DebugStop {
+        DebugStop {
+            reason: a[0] & 0xff,
+            signal: ((a[0] >> 8) & 0xff) as u32,
+            pid: a[0] >> 32,
+            addr: a[1],
+            frame_phys: a[2],
+            fpu_phys: a[3],
+            fs_base: a[4],
+            gs_base: a[5],
+        }
+    }
 }
 
 /// Host-measured timestamps of a run.
@@ -225,6 +267,8 @@ pub struct Vm {
     fs: HostFs,
     /// The timer interrupt's ticker (None if its thread could not start).
     ticker: Option<Ticker>,
+    /// The block of the debugger stop the guest waits in.
+    debug_block: Option<u64>,
     /// The platform vmrun detected.
     pub platform: Platform,
 }
@@ -281,6 +325,7 @@ impl Vm {
             deferred: None,
             live: config.observe.live,
             fs,
+            debug_block: None,
             platform,
         })
     }
@@ -416,6 +461,9 @@ impl Vm {
                 }
             };
             self.count_exit(action_name(&action));
+            if let Action::Debug(_) = action {
+                self.debug_block = Some(block);
+            }
             if let Some(event) = self.act(action, trace)? {
                 return Ok(event);
             }
@@ -509,11 +557,41 @@ impl Vm {
                 self.drain(trace)?;
                 event_of(kind, args)
             }
+            Action::Debug(args) => {
+                self.drain(trace)?;
+                Some(Event::Debug(DebugStop::of(args)))
+            }
             Action::Stop(outcome) => {
                 self.drain(trace)?;
                 Some(Event::Finished(RunEnd::Guest(outcome)))
             }
         })
+    }
+
+    /// Answer the debugger stop the guest waits in with a
+    /// [`vmrun_contract::debug::resume`] word.
+    pub fn answer_debug_stop(&mut self, word: u64) -> Result<()> {
+        let Some(block) = self.debug_block.take() else {
+            return Ok(());
+        };
+        let mut req: vmrun_contract::Hypercall = self.ram.read_pod(block)?;
+        req.ret = word as i64;
+        self.ram.write_pod(block, &req)
+    }
+
+    /// Ask the guest to stop for the debugger at its next timer tick
+    /// (gdb's interrupt); false if the VM has no timer to take it.
+    pub fn request_debug_interrupt(&mut self) -> bool {
+        let Some(t) = &self.ticker else {
+            return false;
+        };
+        let at = layout::STATS_PHYS + vmrun_contract::HOST_SIGNAL_OFFSET;
+        let word = vmrun_contract::debug::INTERRUPT_REQUEST;
+        if self.ram.write_pod(at, &word).is_err() {
+            return false;
+        }
+        t.force();
+        true
     }
 
     fn count_exit(&mut self, reason: &str) {
@@ -614,6 +692,7 @@ fn action_name(action: &Action) -> &'static str {
         Action::Phase(_) => "phase",
         Action::TraceDrain => "trace drain",
         Action::Event(..) => "event",
+        Action::Debug(..) => "debug stop",
         Action::Stop(_) => "exit",
     }
 }
@@ -791,6 +870,9 @@ fn write_boot_state(
     }
     if o.stop_at_syscalls {
         flags |= boot_flags::NOTIFY_SYSCALLS;
+    }
+    if o.debugger {
+        flags |= boot_flags::DEBUGGER;
     }
     let canonical = std::fs::canonicalize(&config.program).unwrap_or(config.program.clone());
     let payload = BootPayload {

@@ -1,0 +1,46 @@
+/* gdb_target: the program the gdb tests and docs/gdb.md drive under
+ * `vmrun --gdb`. Built with debug information and without optimisation
+ * so that gdb sees every local. main adds a local to a global, stores
+ * the sum in the global, grows the heap with a malloc the brk serves,
+ * and prints what it has; with the argument "segv" it then stores
+ * through a bad pointer and dies of SIGSEGV. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Smaller than glibc's mmap threshold (128 KiB): brk grows the heap. */
+#define HEAP_BYTES 100000
+
+int counter = 7;
+
+static int add(int a, int b)
+{
+    return a + b;
+}
+
+static char *grow_heap(void)
+{
+    char *buf = malloc(HEAP_BYTES);
+    if (buf == NULL)
+        exit(2);
+    memset(buf, 1, HEAP_BYTES);
+    return buf;
+}
+
+static void crash(void)
+{
+    volatile int *bad = (volatile int *)16;
+    *bad = 1;
+}
+
+int main(int argc, char **argv)
+{
+    int local = 42;
+    int sum = add(local, counter);
+    counter = sum;
+    char *buf = grow_heap();
+    printf("local %d counter %d sum %d heap %d\n", local, counter, sum, buf[HEAP_BYTES - 1]);
+    if (argc > 1 && strcmp(argv[1], "segv") == 0)
+        crash();
+    return 0;
+}

@@ -1,0 +1,393 @@
+//! `vmrun --gdb`: the real gdb (Debian's, in batch mode) drives a program
+//! under vmrun's stub: breakpoints, stepping, variables read and written,
+//! watchpoints, a segfault's stop, detaching, and the monitor commands
+//! against `--maps` and `--pagetables` of the same stop. Each test listens
+//! on a free port (or a Unix socket in its own directory), so the tests
+//! run in parallel.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const GDB: &str = "/usr/bin/gdb";
+
+/// Whether the test can run: KVM and gdb (the SVM lane has no gdb: its
+/// tests print SKIPPED).
+fn ready() -> bool {
+    require_kvm() && require_programs(&[GDB])
+}
+
+/// What one debugged run left: gdb's output, and vmrun's.
+struct Debugged {
+    gdb: Output,
+    vmrun: Output,
+}
+
+impl Debugged {
+    fn gdb_text(&self) -> String {
+        String::from_utf8_lossy(&self.gdb.stdout).into_owned()
+            + &String::from_utf8_lossy(&self.gdb.stderr)
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.vmrun.stdout).into_owned()
+    }
+
+    fn assert_gdb_says(&self, needle: &str) {
+        let text = self.gdb_text();
+        assert!(
+            text.contains(needle),
+            "gdb did not say {needle:?}:\n{text}\nvmrun: {}",
+            describe(&self.vmrun)
+        );
+    }
+}
+
+/// Where the stub listens.
+enum Via {
+    Port,
+    Unix,
+}
+
+/// Run `gdb_target ARGS` under `vmrun --gdb`, attach gdb with the
+/// commands `cmds` (each an `-ex`), and wait for both to end.
+fn debug(args: &[&str], via: Via, cmds: &[&str]) -> Debugged {
+    let program = image("gdb_target");
+    let dir = tempdir();
+    let socket = dir.join("gdb.sock");
+    let listen = match via {
+        Via::Port => "0".to_string(),
+        Via::Unix => format!("unix:{}", socket.display()),
+    };
+    let mut command = vmrun_command(["--gdb", &listen]);
+    command.arg(&program).args(args);
+    let mut vmrun = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vmrun");
+    let (stderr, target) = watch_stderr(&mut vmrun);
+    let target = match target.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) => match via {
+            Via::Port => format!(":{}", line.rsplit(':').next().unwrap_or("").trim()),
+            Via::Unix => socket.display().to_string(),
+        },
+        Err(_) => {
+            let _ = vmrun.kill();
+            panic!("vmrun did not wait for gdb: {}", stderr.join().unwrap());
+        }
+    };
+    // gdb writes what the stub's monitor commands print to stderr: one
+    // stream keeps it in order with the rest.
+    let mut gdb = Command::new("/bin/sh");
+    gdb.args(["-c", "exec \"$0\" \"$@\" 2>&1", GDB])
+        .args(["-batch", "-nx", "-ex", "set pagination off"])
+        .arg(&program)
+        .args(["-ex", &format!("target remote {target}")]);
+    for c in cmds {
+        gdb.args(["-ex", c]);
+    }
+    let gdb = run(gdb, b"");
+    let status = wait_or_kill(&mut vmrun);
+    let mut stdout = Vec::new();
+    if let Some(mut out) = vmrun.stdout.take() {
+        let _ = out.read_to_end(&mut stdout);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Debugged {
+        gdb,
+        vmrun: Output {
+            status,
+            stdout,
+            stderr: stderr.join().unwrap().into_bytes(),
+        },
+    }
+}
+
+/// Read vmrun's stderr on a thread: the "waiting for gdb" line is sent on
+/// the channel, and all of it is returned at the end.
+fn watch_stderr(child: &mut Child) -> (std::thread::JoinHandle<String>, mpsc::Receiver<String>) {
+    let (tx, rx) = mpsc::channel();
+    let err = child.stderr.take().expect("stderr");
+    let handle = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if line.contains("waiting for gdb on") {
+                let addr = line.split(" on ").nth(1).unwrap_or("").to_string();
+                let addr = addr.split(' ').next().unwrap_or("").to_string();
+                let _ = tx.send(addr);
+            }
+            all += &line;
+            all.push('\n');
+        }
+        all
+    });
+    (handle, rx)
+}
+
+fn wait_or_kill(child: &mut Child) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for vmrun") {
+            return status;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("vmrun did not end after gdb did");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn tempdir() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("vmrun-gdb-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The program's line natively.
+fn native_line() -> String {
+    let out = native(&image("gdb_target"), NO_ARGS);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn break_at_main_step_print_and_set_a_variable() {
+    if !ready() {
+        return;
+    }
+    let d = debug(
+        &[],
+        Via::Port,
+        &[
+            "break main",
+            "continue",
+            "next",
+            "print local",
+            "print counter",
+            "step",
+            "bt 1",
+            "finish",
+            "next",
+            "print counter",
+            "print sum",
+            "set var local = 99",
+            "continue",
+        ],
+    );
+    d.assert_gdb_says("Breakpoint 1, main (argc=1");
+    d.assert_gdb_says("$1 = 42");
+    d.assert_gdb_says("$2 = 7");
+    d.assert_gdb_says("add (a=42, b=7)");
+    // `finish` printed $3 (add's value); counter is not yet assigned.
+    d.assert_gdb_says("$4 = 7");
+    d.assert_gdb_says("$5 = 49");
+    d.assert_gdb_says("[Inferior 1 (process 1) exited normally]");
+    assert_eq!(d.stdout(), "local 99 counter 49 sum 49 heap 1\n");
+    assert_status(&d.vmrun, 0);
+}
+
+#[test]
+fn next_steps_over_a_call_and_registers_are_the_programs() {
+    if !ready() {
+        return;
+    }
+    let d = debug(
+        &[],
+        Via::Port,
+        &[
+            "print $pc == (long)&_start",
+            "print $cs",
+            "print $ss",
+            "break add",
+            "continue",
+            "print $rdi",
+            "print $rsi",
+            "finish",
+            "stepi",
+            "stepi",
+            "print $pc > (long)&main",
+            "delete",
+            "continue",
+        ],
+    );
+    // The first stop is the program's first instruction.
+    d.assert_gdb_says("$1 = 1");
+    // User-mode selectors, as Linux shows them.
+    d.assert_gdb_says("$2 = 51");
+    d.assert_gdb_says("$3 = 43");
+    // The arguments of add(42, 7) in the System V registers.
+    d.assert_gdb_says("$4 = 42");
+    d.assert_gdb_says("$5 = 7");
+    d.assert_gdb_says("Value returned is $6 = 49");
+    d.assert_gdb_says("$7 = 1");
+    assert_eq!(d.stdout(), native_line());
+    assert_status(&d.vmrun, 0);
+}
+
+#[test]
+fn detach_at_the_first_instruction_runs_to_the_normal_exit() {
+    if !ready() {
+        return;
+    }
+    let d = debug(&[], Via::Unix, &["info registers rip", "detach"]);
+    d.assert_gdb_says("rip");
+    assert_eq!(d.stdout(), native_line());
+    assert_status(&d.vmrun, 0);
+}
+
+#[test]
+fn software_watchpoint_stops_where_the_global_changes() {
+    if !ready() {
+        return;
+    }
+    let d = debug(
+        &[],
+        Via::Port,
+        &[
+            "break main",
+            "continue",
+            "set can-use-hw-watchpoints 0",
+            "watch counter",
+            "continue",
+            "delete",
+            "continue",
+        ],
+    );
+    d.assert_gdb_says("Old value = 7");
+    d.assert_gdb_says("New value = 49");
+    assert_eq!(d.stdout(), native_line());
+}
+
+#[test]
+fn hardware_watchpoint_is_refused_with_gdbs_error() {
+    if !ready() {
+        return;
+    }
+    let d = debug(
+        &[],
+        Via::Port,
+        &["break main", "continue", "watch counter", "continue"],
+    );
+    d.assert_gdb_says("Could not insert hardware watchpoint");
+}
+
+#[test]
+fn segfault_stops_at_the_faulting_instruction_then_kills() {
+    if !ready() {
+        return;
+    }
+    let d = debug(
+        &["segv"],
+        Via::Port,
+        &["continue", "x/i $pc", "print $rax", "continue"],
+    );
+    d.assert_gdb_says("Program received signal SIGSEGV, Segmentation fault.");
+    d.assert_gdb_says("in crash () at");
+    d.assert_gdb_says("movl   $0x1,(%rax)");
+    d.assert_gdb_says("$1 = 16");
+    d.assert_gdb_says("Program terminated with signal SIGSEGV");
+    let native = native(&image("gdb_target"), ["segv"]);
+    assert_eq!(d.vmrun.stdout, native.stdout);
+    assert_eq!(shell_status(&d.vmrun.status), 139);
+}
+
+/// The lines of `text` between the line containing `from` and the next
+/// one containing `to` (or the end).
+fn section(text: &str, from: &str, to: &str) -> Vec<String> {
+    text.lines()
+        .skip_while(|l| !l.contains(from))
+        .skip(1)
+        .take_while(|l| !l.contains(to))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn monitor_maps_and_pagetables_match_the_inspector_at_the_same_stop() {
+    if !ready() {
+        return;
+    }
+    // The segfault's stop in gdb is the state --maps and --pagetables show
+    // at the exit the fault causes.
+    let d = debug(
+        &["segv"],
+        Via::Port,
+        &[
+            "continue",
+            "echo ==maps\\n",
+            "monitor maps",
+            "echo ==tables\\n",
+            "monitor pagetables",
+            "echo ==end\\n",
+            "continue",
+        ],
+    );
+    let program = image("gdb_target");
+    let mut command = vmrun_command(["--stats", "--maps", "--pagetables"]);
+    command.arg(&program).arg("segv");
+    let inspected = run(command, b"");
+    let seen = String::from_utf8_lossy(&inspected.stderr).into_owned();
+    let gdb = d.gdb_text();
+    let maps = section(&gdb, "==maps", "==tables");
+    assert!(!maps.is_empty(), "{gdb}");
+    assert_eq!(maps, section(&seen, "maps at exit", "page tables at exit"));
+    let tree = section(&gdb, "page tables (pid 1", "user mappings");
+    assert_eq!(tree, section(&seen, "page tables at exit", "user mappings"));
+    let mappings = section(&gdb, "user mappings (pid 1", "==end");
+    let expected = section(&seen, "user mappings at exit", "page faults ");
+    assert!(!mappings.is_empty(), "{gdb}");
+    assert_eq!(mappings, expected);
+}
+
+#[test]
+fn monitor_pt_check_stats_and_help() {
+    if !ready() {
+        return;
+    }
+    let d = debug(
+        &[],
+        Via::Port,
+        &[
+            "break main",
+            "continue",
+            "monitor help",
+            "eval \"monitor pt %p\", &counter",
+            "monitor pt 0x10",
+            "monitor check",
+            "monitor stats",
+            "monitor ps",
+            "monitor frobnicate",
+            "continue",
+        ],
+    );
+    for command in ["maps", "pt ADDR", "pagetables", "stats", "check"] {
+        d.assert_gdb_says(&format!("monitor {command}"));
+    }
+    let gdb = d.gdb_text();
+    let walk: Vec<&str> = gdb
+        .lines()
+        .skip_while(|l| !l.starts_with("walk of 0x4"))
+        .take(6)
+        .collect();
+    assert!(
+        walk[1].contains("PML4[") && walk[1].contains(" P W U"),
+        "{gdb}"
+    );
+    assert!(walk[4].contains("PT  ["), "{gdb}");
+    assert!(walk[5].contains("(4 KiB page)"), "{gdb}");
+    d.assert_gdb_says("walk of 0x10 from CR3");
+    d.assert_gdb_says("not present: an access faults");
+    d.assert_gdb_says("check: ok");
+    d.assert_gdb_says("page faults");
+    d.assert_gdb_says("pid 1 CR3");
+    d.assert_gdb_says("unknown monitor command 'frobnicate'");
+    assert_eq!(d.stdout(), native_line());
+}
