@@ -53,60 +53,90 @@ enum Via {
     Unix,
 }
 
+/// `vmrun --gdb` running `gdb_target ARGS`, waiting for gdb.
+struct Stub {
+    child: Child,
+    stderr: std::thread::JoinHandle<String>,
+    /// What gdb's `target remote` takes.
+    target: String,
+    dir: std::path::PathBuf,
+}
+
+impl Stub {
+    fn start(args: &[&str], via: Via) -> Stub {
+        let dir = tempdir();
+        let socket = dir.join("gdb.sock");
+        let listen = match via {
+            Via::Port => "0".to_string(),
+            Via::Unix => format!("unix:{}", socket.display()),
+        };
+        let mut command = vmrun_command(["--gdb", &listen]);
+        command.arg(image("gdb_target")).args(args);
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vmrun");
+        let (stderr, target) = watch_stderr(&mut child);
+        let target = match target.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => match via {
+                Via::Port => format!(":{}", line.rsplit(':').next().unwrap_or("").trim()),
+                Via::Unix => socket.display().to_string(),
+            },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("vmrun did not wait for gdb: {}", stderr.join().unwrap());
+            }
+        };
+        Stub {
+            child,
+            stderr,
+            target,
+            dir,
+        }
+    }
+
+    /// gdb in batch mode on the program, attached, then running `cmds`.
+    fn gdb(&self, cmds: &[&str]) -> Command {
+        // gdb writes what the stub's monitor commands print to stderr: one
+        // stream keeps it in order with the rest.
+        let mut gdb = Command::new("/bin/sh");
+        gdb.args(["-c", "exec \"$0\" \"$@\" 2>&1", GDB])
+            .args(["-batch", "-nx", "-ex", "set pagination off"])
+            .arg(image("gdb_target"))
+            .args(["-ex", &format!("target remote {}", self.target)]);
+        for c in cmds {
+            gdb.args(["-ex", c]);
+        }
+        gdb
+    }
+
+    /// Wait for vmrun to end after gdb did.
+    fn finish(mut self, gdb: Output) -> Debugged {
+        let status = wait_or_kill(&mut self.child);
+        let mut stdout = Vec::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_end(&mut stdout);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Debugged {
+            gdb,
+            vmrun: Output {
+                status,
+                stdout,
+                stderr: self.stderr.join().unwrap().into_bytes(),
+            },
+        }
+    }
+}
+
 /// Run `gdb_target ARGS` under `vmrun --gdb`, attach gdb with the
 /// commands `cmds` (each an `-ex`), and wait for both to end.
 fn debug(args: &[&str], via: Via, cmds: &[&str]) -> Debugged {
-    let program = image("gdb_target");
-    let dir = tempdir();
-    let socket = dir.join("gdb.sock");
-    let listen = match via {
-        Via::Port => "0".to_string(),
-        Via::Unix => format!("unix:{}", socket.display()),
-    };
-    let mut command = vmrun_command(["--gdb", &listen]);
-    command.arg(&program).args(args);
-    let mut vmrun = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vmrun");
-    let (stderr, target) = watch_stderr(&mut vmrun);
-    let target = match target.recv_timeout(Duration::from_secs(60)) {
-        Ok(line) => match via {
-            Via::Port => format!(":{}", line.rsplit(':').next().unwrap_or("").trim()),
-            Via::Unix => socket.display().to_string(),
-        },
-        Err(_) => {
-            let _ = vmrun.kill();
-            panic!("vmrun did not wait for gdb: {}", stderr.join().unwrap());
-        }
-    };
-    // gdb writes what the stub's monitor commands print to stderr: one
-    // stream keeps it in order with the rest.
-    let mut gdb = Command::new("/bin/sh");
-    gdb.args(["-c", "exec \"$0\" \"$@\" 2>&1", GDB])
-        .args(["-batch", "-nx", "-ex", "set pagination off"])
-        .arg(&program)
-        .args(["-ex", &format!("target remote {target}")]);
-    for c in cmds {
-        gdb.args(["-ex", c]);
-    }
-    let gdb = run(gdb, b"");
-    let status = wait_or_kill(&mut vmrun);
-    let mut stdout = Vec::new();
-    if let Some(mut out) = vmrun.stdout.take() {
-        let _ = out.read_to_end(&mut stdout);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Debugged {
-        gdb,
-        vmrun: Output {
-            status,
-            stdout,
-            stderr: stderr.join().unwrap().into_bytes(),
-        },
-    }
+    let stub = Stub::start(args, via);
+    let gdb = run(stub.gdb(cmds), b"");
+    stub.finish(gdb)
 }
 
 /// Read vmrun's stderr on a thread: the "waiting for gdb" line is sent on
@@ -390,4 +420,55 @@ fn monitor_pt_check_stats_and_help() {
     d.assert_gdb_says("pid 1 CR3");
     d.assert_gdb_says("unknown monitor command 'frobnicate'");
     assert_eq!(d.stdout(), native_line());
+}
+
+#[test]
+fn interrupt_stops_a_spinning_program_where_it_spins() {
+    if !ready() {
+        return;
+    }
+    let stub = Stub::start(&["spin"], Via::Port);
+    let log = stub.dir.join("gdb.log");
+    let mut gdb = stub.gdb(&[
+        "continue",
+        "print spinning",
+        "set var spinning = 0",
+        "continue",
+    ]);
+    let file = std::fs::File::create(&log).expect("gdb log");
+    let mut child = gdb
+        .stdin(Stdio::null())
+        .stdout(file)
+        .spawn()
+        .expect("start gdb");
+    // gdb's Ctrl-C is a SIGINT to gdb, which sends the stub an interrupt.
+    // Send it until gdb shows the stop (the stub takes it at the program's
+    // next timer tick), with time between for the stop to arrive.
+    let start = Instant::now();
+    let seen = |log: &std::path::Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("SIGINT, Interrupt")
+    };
+    while !seen(&log) && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(3));
+        if !seen(&log) {
+            // SAFETY: kill has no memory preconditions; the pid is our child's.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        }
+    }
+    let status = wait_or_kill(&mut child);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let gdb = Output {
+        status,
+        stdout: text.into_bytes(),
+        stderr: vec![],
+    };
+    let d = stub.finish(gdb);
+    d.assert_gdb_says("Program received signal SIGINT, Interrupt.");
+    d.assert_gdb_says("while (spinning)");
+    d.assert_gdb_says("$1 = 1");
+    d.assert_gdb_says("[Inferior 1 (process 1) exited normally]");
+    assert_eq!(d.stdout(), native_line());
+    assert_status(&d.vmrun, 0);
 }

@@ -3,7 +3,8 @@
  * so that gdb sees every local. main adds a local to a global, stores
  * the sum in the global, grows the heap with a malloc the brk serves,
  * and prints what it has; with the argument "segv" it then stores
- * through a bad pointer and dies of SIGSEGV. */
+ * through a bad pointer and dies of SIGSEGV; with "spin" it then spins
+ * in user mode until a debugger clears `spinning` (gdb's interrupt). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #define HEAP_BYTES 100000
 
 int counter = 7;
+volatile int spinning = 1;
 
 static int add(int a, int b)
 {
@@ -40,6 +42,9 @@ int main(int argc, char **argv)
     counter = sum;
     char *buf = grow_heap();
     printf("local %d counter %d sum %d heap %d\n", local, counter, sum, buf[HEAP_BYTES - 1]);
+    if (argc > 1 && strcmp(argv[1], "spin") == 0)
+        while (spinning)
+            ;
     if (argc > 1 && strcmp(argv[1], "segv") == 0)
         crash();
     return 0;
