@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Smaller than glibc's mmap threshold (128 KiB): brk grows the heap. */
+/* Smaller than glibc's mmap threshold (128 KiB), so brk serves it; two
+ * of them are more than the heap glibc's start-up leaves: the second
+ * grows [heap]. */
 #define HEAP_BYTES 100000
 
 int counter = 7;
@@ -22,8 +24,9 @@ static int add(int a, int b)
 
 static char *grow_heap(void)
 {
+    char *first = malloc(HEAP_BYTES);
     char *buf = malloc(HEAP_BYTES);
-    if (buf == NULL)
+    if (first == NULL || buf == NULL)
         exit(2);
     memset(buf, 1, HEAP_BYTES);
     return buf;
