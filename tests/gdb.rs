@@ -244,6 +244,7 @@ fn next_steps_over_a_call_and_registers_are_the_programs() {
             "stepi",
             "stepi",
             "print $pc > (long)&main",
+            "print *(long *)$fs_base == $fs_base && $fs_base != 0",
             "delete",
             "continue",
         ],
@@ -258,6 +259,8 @@ fn next_steps_over_a_call_and_registers_are_the_programs() {
     d.assert_gdb_says("$5 = 7");
     d.assert_gdb_says("Value returned is $6 = 49");
     d.assert_gdb_says("$7 = 1");
+    // glibc's thread control block starts with a pointer to itself.
+    d.assert_gdb_says("$8 = 1");
     assert_eq!(d.stdout(), native_line());
     assert_status(&d.vmrun, 0);
 }

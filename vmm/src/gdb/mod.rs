@@ -37,8 +37,6 @@ use gdbstub::target::ext::breakpoints::{
 };
 use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
 use gdbstub::target::{Target, TargetError, TargetResult};
-use gdbstub_arch::x86::reg::X86_64CoreRegs;
-use gdbstub_arch::x86::X86_64_SSE;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::TcpListener;
@@ -386,7 +384,7 @@ fn target_err(e: Error) -> TargetError<String> {
 }
 
 impl Target for DebugTarget {
-    type Arch = X86_64_SSE;
+    type Arch = regs::X86_64Linux;
     type Error = String;
 
     fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
@@ -403,23 +401,28 @@ impl Target for DebugTarget {
 }
 
 impl SingleThreadBase for DebugTarget {
-    fn read_registers(&mut self, regs: &mut X86_64CoreRegs) -> TargetResult<(), Self> {
+    fn read_registers(&mut self, regs: &mut regs::LinuxRegs) -> TargetResult<(), Self> {
         let stop = self.stop.ok_or(TargetError::NonFatal)?;
         let frame = self.frame().map_err(target_err)?;
         let mut fx = [0u8; 512];
         let ram = self.session.vm().ram();
         ram.read_bytes(stop.fpu_phys, &mut fx).map_err(target_err)?;
-        regs::to_gdb(&frame, &fx, regs);
+        regs::to_gdb(&frame, &fx, &mut regs.core);
+        regs.orig_rax = u64::MAX;
+        regs.fs_base = stop.fs_base;
+        regs.gs_base = stop.gs_base;
         Ok(())
     }
 
-    fn write_registers(&mut self, regs: &X86_64CoreRegs) -> TargetResult<(), Self> {
+    /// (FS and GS bases gdb writes are not taken: the guest kernel keeps
+    /// its own copy.)
+    fn write_registers(&mut self, regs: &regs::LinuxRegs) -> TargetResult<(), Self> {
         let stop = self.stop.ok_or(TargetError::NonFatal)?;
         let mut frame = self.frame().map_err(target_err)?;
         let ram = self.session.vm().ram();
         let mut fx = [0u8; 512];
         ram.read_bytes(stop.fpu_phys, &mut fx).map_err(target_err)?;
-        regs::from_gdb(regs, &mut frame, &mut fx);
+        regs::from_gdb(&regs.core, &mut frame, &mut fx);
         ram.write_pod(stop.frame_phys, &frame).map_err(target_err)?;
         ram.write_bytes(stop.fpu_phys, &fx).map_err(target_err)?;
         Ok(())

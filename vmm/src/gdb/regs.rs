@@ -1,9 +1,78 @@
-//! The program's registers as gdb's x86-64 target description has them,
-//! from and to where the guest kernel saved them: its trap frame
-//! ([`UserFrame`]) and the FXSAVE image.
+//! The program's registers as gdb's x86-64 Linux target description has
+//! them, from and to where the guest kernel saved them: its trap frame
+//! ([`UserFrame`]) and the FXSAVE image, and the FS and GS bases the stop
+//! reports.
 
+use gdbstub::arch::{Arch, Registers};
+use gdbstub_arch::x86::reg::id::X86_64CoreRegId;
 use gdbstub_arch::x86::reg::{X86_64CoreRegs, F80};
+use gdbstub_arch::x86::X86_64_SSE;
 use vmrun_contract::debug::UserFrame;
+
+/// x86-64 as gdb describes a Linux process: `gdbstub_arch`'s core and SSE
+/// registers, then orig_rax and the FS and GS bases, in the order of
+/// gdb's amd64 Linux description (core, sse, linux, segments), which gdb
+/// takes since the target description names no registers of its own.
+pub enum X86_64Linux {}
+
+impl Arch for X86_64Linux {
+    type Usize = u64;
+    type Registers = LinuxRegs;
+    type RegId = X86_64CoreRegId;
+    type BreakpointKind = usize;
+
+    fn target_description_xml() -> Option<&'static str> {
+        X86_64_SSE::target_description_xml()
+    }
+}
+
+/// The registers of [`X86_64Linux`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LinuxRegs {
+    /// General, x87 and SSE registers.
+    pub core: X86_64CoreRegs,
+    /// The system call number at a system call stop; -1 here (no stop is
+    /// inside a system call).
+    pub orig_rax: u64,
+    /// FS base (glibc's thread pointer).
+    pub fs_base: u64,
+    /// GS base.
+    pub gs_base: u64,
+}
+
+/// Bytes of the core and SSE registers in gdb's `g` packet.
+const CORE_BYTES: usize = 0x218;
+
+impl Registers for LinuxRegs {
+    type ProgramCounter = u64;
+
+    fn pc(&self) -> u64 {
+        self.core.rip
+    }
+
+    fn gdb_serialize(&self, mut write_byte: impl FnMut(Option<u8>)) {
+        self.core.gdb_serialize(&mut write_byte);
+        for word in [self.orig_rax, self.fs_base, self.gs_base] {
+            for b in word.to_le_bytes() {
+                write_byte(Some(b));
+            }
+        }
+    }
+
+    fn gdb_deserialize(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        self.core.gdb_deserialize(bytes)?;
+        let words: Vec<u64> = bytes
+            .get(CORE_BYTES..)
+            .unwrap_or_default()
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        if let [orig_rax, fs_base, gs_base, ..] = words[..] {
+            (self.orig_rax, self.fs_base, self.gs_base) = (orig_rax, fs_base, gs_base);
+        }
+        Ok(())
+    }
+}
 
 fn u16_at(fx: &[u8; 512], at: usize) -> u32 {
     u32::from(u16::from_le_bytes([fx[at], fx[at + 1]]))
