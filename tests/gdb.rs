@@ -55,6 +55,7 @@ enum Via {
 
 /// `vmrun --gdb` running `gdb_target ARGS`, waiting for gdb.
 struct Stub {
+    program: std::path::PathBuf,
     child: Child,
     stderr: std::thread::JoinHandle<String>,
     /// What gdb's `target remote` takes.
@@ -64,6 +65,10 @@ struct Stub {
 
 impl Stub {
     fn start(args: &[&str], via: Via) -> Stub {
+        Stub::start_program(image("gdb_target"), args, via)
+    }
+
+    fn start_program(program: std::path::PathBuf, args: &[&str], via: Via) -> Stub {
         let dir = tempdir();
         let socket = dir.join("gdb.sock");
         let listen = match via {
@@ -71,7 +76,7 @@ impl Stub {
             Via::Unix => format!("unix:{}", socket.display()),
         };
         let mut command = vmrun_command(["--gdb", &listen]);
-        command.arg(image("gdb_target")).args(args);
+        command.arg(&program).args(args);
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -90,6 +95,7 @@ impl Stub {
             }
         };
         Stub {
+            program,
             child,
             stderr,
             target,
@@ -104,7 +110,7 @@ impl Stub {
         let mut gdb = Command::new("/bin/sh");
         gdb.args(["-c", "exec \"$0\" \"$@\" 2>&1", GDB])
             .args(["-batch", "-nx", "-ex", "set pagination off"])
-            .arg(image("gdb_target"))
+            .arg(&self.program)
             .args(["-ex", &format!("target remote {}", self.target)]);
         for c in cmds {
             gdb.args(["-ex", c]);
@@ -473,5 +479,35 @@ fn interrupt_stops_a_spinning_program_where_it_spins() {
     d.assert_gdb_says("$1 = 1");
     d.assert_gdb_says("[Inferior 1 (process 1) exited normally]");
     assert_eq!(d.stdout(), native_line());
+    assert_status(&d.vmrun, 0);
+}
+
+#[test]
+fn kill_ends_the_run_as_sigkill_does() {
+    if !ready() {
+        return;
+    }
+    let d = debug(&[], Via::Port, &["break main", "continue", "kill"]);
+    d.assert_gdb_says("Kill the program being debugged?");
+    assert_eq!(d.stdout(), "");
+    assert_eq!(shell_status(&d.vmrun.status), 137);
+}
+
+#[test]
+fn dynamic_program_stops_at_the_interpreters_entry() {
+    let echo = std::path::Path::new("/bin/echo");
+    if !ready() || !require_programs(&["/bin/echo"]) {
+        return;
+    }
+    let stub = Stub::start_program(echo.to_path_buf(), &["hi"], Via::Port);
+    let gdb = run(
+        stub.gdb(&["x/i $pc", "stepi", "stepi", "info symbol $pc", "continue"]),
+        b"",
+    );
+    let d = stub.finish(gdb);
+    d.assert_gdb_says("in _start () from /lib64/ld-linux-x86-64.so.2");
+    d.assert_gdb_says("_dl_start");
+    d.assert_gdb_says("[Inferior 1 (process 1) exited normally]");
+    assert_eq!(d.stdout(), "hi\n");
     assert_status(&d.vmrun, 0);
 }
