@@ -326,8 +326,15 @@ fn segfault_stops_at_the_faulting_instruction_then_kills() {
     let d = debug(
         &["segv"],
         Via::Port,
-        &["continue", "x/i $pc", "print $rax", "continue"],
+        &[
+            "continue",
+            "x/i $pc",
+            "print $rax",
+            "monitor siginfo",
+            "continue",
+        ],
     );
+    d.assert_gdb_says("pid 1 stopped: signal 11, fault address 0x10");
     d.assert_gdb_says("Program received signal SIGSEGV, Segmentation fault.");
     d.assert_gdb_says("in crash () at");
     d.assert_gdb_says("movl   $0x1,(%rax)");
@@ -501,12 +508,29 @@ fn dynamic_program_stops_at_the_interpreters_entry() {
     }
     let stub = Stub::start_program(echo.to_path_buf(), &["hi"], Via::Port);
     let gdb = run(
-        stub.gdb(&["x/i $pc", "stepi", "stepi", "info symbol $pc", "continue"]),
+        stub.gdb(&[
+            "x/i $pc",
+            "stepi",
+            "stepi",
+            "info symbol $pc",
+            "set breakpoint pending on",
+            "break write",
+            "continue",
+            "print $rdx",
+            "info sharedlibrary",
+            "continue",
+        ]),
         b"",
     );
     let d = stub.finish(gdb);
     d.assert_gdb_says("in _start () from /lib64/ld-linux-x86-64.so.2");
     d.assert_gdb_says("_dl_start");
+    // The auxiliary vector leads gdb to libc; a breakpoint in its code
+    // (a page the program had not touched yet) stops the write of "hi\n".
+    d.assert_gdb_says("Breakpoint 1, ");
+    d.assert_gdb_says("write (fd=1");
+    d.assert_gdb_says("$1 = 3");
+    d.assert_gdb_says("libc.so.6");
     d.assert_gdb_says("[Inferior 1 (process 1) exited normally]");
     assert_eq!(d.stdout(), "hi\n");
     assert_status(&d.vmrun, 0);

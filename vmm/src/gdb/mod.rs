@@ -87,6 +87,9 @@ pub struct DebugTarget {
     answer: u64,
     /// The run's end, once it came.
     report: Option<Box<SessionReport>>,
+    /// The program's auxiliary vector, read from its stack at the first
+    /// stop (gdb finds a dynamic program's libraries through it).
+    auxv: Vec<u8>,
 }
 
 /// How a debugged run ended.
@@ -107,8 +110,10 @@ pub fn serve(session: Session, io: Stdio, listen: &Listen) -> Result<Ended> {
         breakpoints: BTreeMap::new(),
         answer: resume::CONTINUE,
         report: None,
+        auxv: vec![],
     };
     target.run_to_stop()?;
+    target.auxv = target.read_auxv().unwrap_or_default();
     if let Some(report) = target.report.take() {
         return Ok(Ended::Finished(report));
     }
@@ -239,6 +244,37 @@ impl DebugTarget {
             reason::SIGNAL => SingleThreadStopReason::Signal(gdb_signal(stop.signal)),
             _ => SingleThreadStopReason::Signal(Signal::SIGTRAP),
         }
+    }
+
+    /// The auxiliary vector on the stack exec built: after argc, the
+    /// argument pointers and the environment pointers, each list ended by
+    /// a null; pairs up to AT_NULL's.
+    fn read_auxv(&self) -> Result<Vec<u8>> {
+        let word = |at: u64| -> Result<u64> {
+            let mut b = [0u8; 8];
+            match self.peek(at, &mut b)? {
+                8 => Ok(u64::from_le_bytes(b)),
+                _ => Err(Error::Memory(format!("{at:#x} is not readable"))),
+            }
+        };
+        let sp = self.frame()?.rsp;
+        let argc = word(sp)?;
+        let mut at = sp + 8 * (argc + 2);
+        while word(at)? != 0 {
+            at += 8;
+        }
+        at += 8;
+        let mut auxv = Vec::new();
+        for _ in 0..64 {
+            let (kind, value) = (word(at)?, word(at + 8)?);
+            auxv.extend_from_slice(&kind.to_le_bytes());
+            auxv.extend_from_slice(&value.to_le_bytes());
+            if kind == 0 {
+                break;
+            }
+            at += 16;
+        }
+        Ok(auxv)
     }
 
     fn frame(&self) -> Result<vmrun_contract::debug::UserFrame> {
@@ -397,6 +433,19 @@ impl Target for DebugTarget {
 
     fn support_monitor_cmd(&mut self) -> Option<MonitorCmdOps<'_, Self>> {
         Some(self)
+    }
+
+    fn support_auxv(&mut self) -> Option<gdbstub::target::ext::auxv::AuxvOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl gdbstub::target::ext::auxv::Auxv for DebugTarget {
+    fn get_auxv(&self, offset: u64, length: usize, buf: &mut [u8]) -> TargetResult<usize, Self> {
+        let start = (offset as usize).min(self.auxv.len());
+        let n = length.min(buf.len()).min(self.auxv.len() - start);
+        buf[..n].copy_from_slice(&self.auxv[start..start + n]);
+        Ok(n)
     }
 }
 

@@ -15,6 +15,7 @@ vmrun monitor commands (PID: another process than the stopped one):
   monitor stats             faults, system calls and exec phases so far
   monitor check             the host's page-table check now, and its verdict
   monitor ps                the processes and their address spaces
+  monitor siginfo           why the program stopped: signal, fault address
   monitor help              this list
 ";
 
@@ -78,6 +79,22 @@ impl DebugTarget {
                     )
                 })
                 .collect(),
+            ["siginfo"] => match self.stop {
+                Some(s) => format!(
+                    "pid {} stopped: signal {}{}, fault address {:#x}\n",
+                    s.pid,
+                    s.signal,
+                    match s.reason {
+                        vmrun_contract::debug::reason::SIGNAL => "",
+                        vmrun_contract::debug::reason::BREAKPOINT => " (int3)",
+                        vmrun_contract::debug::reason::STEP => " (a step or #DB)",
+                        vmrun_contract::debug::reason::INTERRUPT => " (gdb's interrupt)",
+                        _ => " (before the first instruction)",
+                    },
+                    s.addr
+                ),
+                None => String::new(),
+            },
             [] | ["help"] => HELP.to_string(),
             _ => format!("unknown monitor command '{cmd}'\n{HELP}"),
         })
