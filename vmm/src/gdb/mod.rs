@@ -197,7 +197,11 @@ impl DebugTarget {
     fn detach(&mut self) -> Result<()> {
         let placed = std::mem::take(&mut self.breakpoints);
         for (addr, byte) in placed {
-            let _ = self.poke(addr, &[byte]);
+            // Only where the int3 still is: after an exec the address may
+            // hold another program's byte.
+            if self.raw_byte(addr) == Some(INT3) {
+                let _ = self.poke(addr, &[byte]);
+            }
         }
         if self.report.is_some() {
             return Ok(());
@@ -347,6 +351,14 @@ impl DebugTarget {
             done += n;
         }
         Ok(())
+    }
+
+    /// The byte at `va` as the program sees it, if mapped.
+    fn raw_byte(&self, va: u64) -> Option<u8> {
+        let mut b = [0u8];
+        let cr3 = self.cr3().ok()?;
+        let n = crate::inspect::pagetable::read_user(self.session.vm().ram(), cr3, va, &mut b);
+        (n == 1).then_some(b[0])
     }
 
     fn user_leaf(&self, va: u64) -> Result<Option<crate::inspect::pagetable::Leaf>> {
