@@ -535,3 +535,43 @@ fn dynamic_program_stops_at_the_interpreters_entry() {
     assert_eq!(d.stdout(), "hi\n");
     assert_status(&d.vmrun, 0);
 }
+
+#[test]
+fn processes_are_threads_with_their_own_memory_and_registers() {
+    if !ready() {
+        return;
+    }
+    let d = debug(
+        &["fork"],
+        Via::Port,
+        &[
+            "break child_work",
+            "continue",
+            "info threads",
+            "next",
+            "print counter",
+            "thread 1",
+            "print counter",
+            "bt 2",
+            "monitor ps",
+            "monitor maps 2",
+            "continue",
+        ],
+    );
+    // The child (pid 2) stops at the breakpoint in the text it shares
+    // with its parent; the parent waits in wait4, its registers where the
+    // scheduler saved them.
+    d.assert_gdb_says("Thread 2 hit Breakpoint 1, child_work ()");
+    d.assert_gdb_says("Thread 1.1");
+    d.assert_gdb_says("$1 = 100");
+    d.assert_gdb_says("$2 = 49");
+    d.assert_gdb_says("in wait4 ()");
+    d.assert_gdb_says("in main (argc=2");
+    d.assert_gdb_says("pid 2 CR3");
+    d.assert_gdb_says("pid 1 CR3");
+    d.assert_gdb_says("[heap]");
+    d.assert_gdb_says("[Inferior 1 (process 1) exited normally]");
+    let native = native(&image("gdb_target"), ["fork"]);
+    assert_eq!(d.vmrun.stdout, native.stdout);
+    assert_status(&d.vmrun, 0);
+}

@@ -259,7 +259,9 @@ pub mod hc {
     /// args: [`super::debug::reason`] | signal << 8 | pid << 32, the fault
     /// address (0 if none), the physical address of the user's saved
     /// registers ([`super::debug::UserFrame`]), the physical address of
-    /// its FXSAVE image (512 bytes), FS base, GS base. The VMAs are
+    /// its FXSAVE image (512 bytes), the physical address of an array of
+    /// [`super::debug::TaskRecord`] (every task, the stopped one first),
+    /// and its length. The VMAs are
     /// exported first when the export area exists. The host may change
     /// the frame and the FXSAVE image; returns a [`super::debug::resume`]
     /// word.
@@ -301,6 +303,26 @@ pub mod debug {
     /// Written to [`super::GuestStats::host_signal`] with a forced timer
     /// tick: stop for the debugger at the next tick (gdb's Ctrl-C).
     pub const INTERRUPT_REQUEST: u64 = 1 << 32;
+
+    /// One task at a debugger stop: the stopped one's registers are where
+    /// its trap left them, another's where the scheduler saved them (the
+    /// same [`UserFrame`] layout and an FXSAVE image).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct TaskRecord {
+        /// Its thread id (a process's pid is its first thread's).
+        pub pid: u64,
+        /// Its thread group (the process's pid).
+        pub tgid: u64,
+        /// Physical address of its saved registers ([`UserFrame`]).
+        pub frame_phys: u64,
+        /// Physical address of its FXSAVE image.
+        pub fpu_phys: u64,
+        /// Its FS base.
+        pub fs_base: u64,
+        /// Its GS base.
+        pub gs_base: u64,
+    }
 
     /// The user's registers as the kernel saved them at the trap, lowest
     /// address first (the guest kernel's trap frame).

@@ -42,6 +42,8 @@ unsafe impl Pod for u64 {}
 unsafe impl Pod for FsRequest {}
 // SAFETY: as above: 22 u64 fields.
 unsafe impl Pod for vmrun_contract::debug::UserFrame {}
+// SAFETY: as above: six u64 fields.
+unsafe impl Pod for vmrun_contract::debug::TaskRecord {}
 
 /// The bytes of a [`Pod`] value, to fill from guest memory.
 pub fn pod_bytes_mut<T: Pod>(val: &mut T) -> &mut [u8] {

@@ -342,15 +342,15 @@ impl Session {
         }
     }
 
-    /// What the running process would read at `va` on a page it has not
+    /// What the running process (or `pid`'s) would read at `va` on a page it has not
     /// touched yet (not present in its page tables), without mapping it:
     /// the bytes of the file its area maps there (zeros past the file's
     /// end), or zeros for an anonymous area; the bytes filled, up to the
     /// page's end, or None outside every area.
-    pub fn unmapped_bytes_now(&self, va: u64, buf: &mut [u8]) -> Option<usize> {
+    pub fn unmapped_bytes_now(&self, pid: Option<u64>, va: u64, buf: &mut [u8]) -> Option<usize> {
         use std::os::unix::fs::FileExt;
         let export = self.vm.vma_export().ok()?;
-        let space = self.space_now(None).ok()?;
+        let space = self.space_now(pid).ok()?;
         let v = space.vmas.iter().find(|v| v.start <= va && va < v.end)?;
         let page_end = (va | (PAGE_SIZE - 1)) + 1;
         let n = ((page_end.min(v.end) - va) as usize).min(buf.len());

@@ -159,10 +159,11 @@ pub struct DebugStop {
     pub frame_phys: u64,
     /// Guest-physical address of the user's FXSAVE image.
     pub fpu_phys: u64,
-    /// The process's FS base.
-    pub fs_base: u64,
-    /// Its GS base.
-    pub gs_base: u64,
+    /// Guest-physical address of the task table
+    /// ([`vmrun_contract::debug::TaskRecord`]s, the stopped task first).
+    pub tasks_phys: u64,
+    /// Its length.
+    pub task_count: u64,
 }
 
 impl DebugStop {
@@ -174,8 +175,8 @@ impl DebugStop {
             addr: a[1],
             frame_phys: a[2],
             fpu_phys: a[3],
-            fs_base: a[4],
-            gs_base: a[5],
+            tasks_phys: a[4],
+            task_count: a[5],
         }
     }
 }

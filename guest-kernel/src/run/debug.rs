@@ -19,9 +19,10 @@ use super::Kernel;
 use crate::arch::gdt;
 use crate::arch::hypercall::{self, kernel_phys};
 use crate::arch::phys::DirectMap;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use guest_kernel::mm::export;
-use vmrun_contract::debug::{reason, resume};
+use vmrun_contract::debug::{reason, resume, TaskRecord};
 use vmrun_contract::layout::TASK_SIZE;
 use vmrun_contract::{boot_flags, hc};
 
@@ -94,7 +95,6 @@ impl Kernel {
             export::export_vmas(&self.process.mm, mem, at, bits);
             self.export_spaces(mem, at);
         }
-        let (fs_base, gs_base) = (self.process.fs_base, self.process.gs_base);
         let pid = self.process.pid;
         let um = self.user_mode();
         let f = um.regs();
@@ -104,8 +104,10 @@ impl Kernel {
         let old_rip = f.rip;
         let frame = kernel_phys(f as *const _);
         let fpu = kernel_phys(um.fpu() as *const _);
+        let tasks = self.task_records(frame, fpu);
         let word = why | (signal & 0xff) << 8 | pid << 32;
-        let args = [word, addr, frame, fpu, fs_base, gs_base];
+        let table = kernel_phys(tasks.as_ptr());
+        let args = [word, addr, frame, fpu, table, tasks.len() as u64];
         let mut answer = hypercall::call(hc::DEBUG_STOP, args) as u64;
         while answer & 0xff == resume::FAULT_IN {
             // The host wants to write into a page the program has not
@@ -114,6 +116,7 @@ impl Kernel {
             let _ = self.with_env(mem, |p, env| p.mm.handle_page_fault(env, page, PF_USER));
             answer = hypercall::call(hc::DEBUG_STOP, args) as u64;
         }
+        drop(tasks);
         // The host may have changed any register: keep the frame one that
         // returns to user mode.
         let f = self.user_mode().regs();
@@ -139,6 +142,32 @@ impl Kernel {
 }
 
 impl Kernel {
+    /// Every task for the debugger: the stopped one (its registers at
+    /// `frame` and `fpu`), then each other with saved registers.
+    fn task_records(&self, frame: u64, fpu: u64) -> Vec<TaskRecord> {
+        let p = &self.process;
+        let first = TaskRecord {
+            pid: p.pid,
+            tgid: p.tgid,
+            frame_phys: frame,
+            fpu_phys: fpu,
+            fs_base: p.fs_base,
+            gs_base: p.gs_base,
+        };
+        let others = self.tasks.others.iter().filter_map(|t| {
+            let saved = t.saved.as_deref()?;
+            Some(TaskRecord {
+                pid: t.pid,
+                tgid: t.tgid,
+                frame_phys: kernel_phys(saved.words.as_ptr()),
+                fpu_phys: kernel_phys(saved.fpu.as_ptr()),
+                fs_base: t.fs_base,
+                gs_base: t.gs_base,
+            })
+        });
+        core::iter::once(first).chain(others).collect()
+    }
+
     /// A page fault that will not be resolved: the debugger sees its
     /// signal first (an out-of-memory kill is not shown).
     pub(super) fn debug_fault(

@@ -25,11 +25,12 @@ use crate::session::{Session, SessionReport, Step};
 use crate::stdio::Stdio;
 use crate::vm::{DebugStop, RunEnd};
 use gdbstub::common::Signal;
+use gdbstub::common::Tid;
 use gdbstub::conn::ConnectionExt;
-use gdbstub::stub::{run_blocking, DisconnectReason, GdbStub, SingleThreadStopReason};
-use gdbstub::target::ext::base::singlethread::{
-    SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep,
-    SingleThreadSingleStepOps,
+use gdbstub::stub::{run_blocking, DisconnectReason, GdbStub, MultiThreadStopReason};
+use gdbstub::target::ext::base::multithread::{
+    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSingleStep,
+    MultiThreadSingleStepOps,
 };
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
@@ -42,7 +43,7 @@ use std::io::{self, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use vmrun_contract::debug::{reason, resume};
+use vmrun_contract::debug::{reason, resume, TaskRecord};
 use vmrun_contract::layout::TASK_SIZE;
 
 /// Where the stub listens.
@@ -218,19 +219,19 @@ impl DebugTarget {
         Ok(())
     }
 
-    /// The stop as gdb should see it.
-    fn stop_reason(&mut self) -> SingleThreadStopReason<u64> {
+    /// The stop as gdb should see it: the stopped task is the thread.
+    fn stop_reason(&mut self) -> MultiThreadStopReason<u64> {
         let Some(stop) = self.stop else {
             return match self.report.as_ref().map(|r| &r.run.outcome) {
-                Some(RunEnd::Guest(Outcome::Exited(s))) => SingleThreadStopReason::Exited(*s as u8),
+                Some(RunEnd::Guest(Outcome::Exited(s))) => MultiThreadStopReason::Exited(*s as u8),
                 Some(RunEnd::Guest(Outcome::Signaled { signal, .. })) => {
-                    SingleThreadStopReason::Terminated(gdb_signal(*signal))
+                    MultiThreadStopReason::Terminated(gdb_signal(*signal))
                 }
-                _ => SingleThreadStopReason::Terminated(Signal::SIGKILL),
+                _ => MultiThreadStopReason::Terminated(Signal::SIGKILL),
             };
         };
-        let stepped = self.answer & 0xff == resume::STEP;
-        match stop.reason {
+        let tid = tid_of(stop.pid);
+        let signal = match stop.reason {
             reason::BREAKPOINT => {
                 // The saved RIP is after the int3: a breakpoint of gdb's
                 // is reported at its address, as gdb expects of a stub
@@ -238,16 +239,51 @@ impl DebugTarget {
                 if let Ok(mut f) = self.frame() {
                     let at = f.rip.wrapping_sub(1);
                     if self.breakpoints.contains_key(&at) && self.set_rip(&mut f, at).is_ok() {
-                        return SingleThreadStopReason::SwBreak(());
+                        return MultiThreadStopReason::SwBreak(tid);
                     }
                 }
-                SingleThreadStopReason::Signal(Signal::SIGTRAP)
+                Signal::SIGTRAP
             }
-            reason::STEP if stepped => SingleThreadStopReason::DoneStep,
-            reason::INTERRUPT => SingleThreadStopReason::Signal(Signal::SIGINT),
-            reason::SIGNAL => SingleThreadStopReason::Signal(gdb_signal(stop.signal)),
-            _ => SingleThreadStopReason::Signal(Signal::SIGTRAP),
+            reason::INTERRUPT => Signal::SIGINT,
+            reason::SIGNAL => gdb_signal(stop.signal),
+            _ => Signal::SIGTRAP,
+        };
+        MultiThreadStopReason::SignalWithThread { tid, signal }
+    }
+
+    /// The tasks at the stop, the stopped one first.
+    fn tasks(&self) -> Vec<TaskRecord> {
+        let Some(stop) = self.stop else {
+            return vec![];
+        };
+        let ram = self.session.vm().ram();
+        let size = std::mem::size_of::<TaskRecord>() as u64;
+        (0..stop.task_count.min(MAX_TASKS))
+            .map_while(|i| ram.read_pod(stop.tasks_phys + i * size).ok())
+            .collect()
+    }
+
+    /// The task `tid` names, and whether it is the stopped one.
+    fn task(&self, tid: Tid) -> Option<(TaskRecord, bool)> {
+        let tasks = self.tasks();
+        let i = tasks.iter().position(|t| t.pid == tid.get() as u64)?;
+        Some((tasks[i], i == 0))
+    }
+
+    /// Where `tid`'s memory is: the page-table root of its address space,
+    /// and that space's pid (None: the stopped process's, in CR3).
+    fn space_of(&self, tid: Tid) -> Result<(u64, Option<u64>)> {
+        let (task, _) = self.task(tid).ok_or_else(not_stopped)?;
+        let stopped = self.tasks().first().map_or(0, |t| t.tgid);
+        if task.tgid == stopped {
+            return Ok((self.cr3()?, None));
         }
+        let spaces = self.session.spaces_now()?;
+        let space = spaces
+            .iter()
+            .find(|s| s.pid == task.tgid || s.pid == task.pid)
+            .ok_or_else(|| Error::Memory(format!("no address space for pid {}", task.pid)))?;
+        Ok((space.root, Some(space.pid)))
     }
 
     /// The auxiliary vector on the stack exec built: after argc, the
@@ -302,7 +338,12 @@ impl DebugTarget {
     /// or zeros) without being mapped; an address outside every area ends
     /// the read.
     fn peek(&self, va: u64, buf: &mut [u8]) -> Result<usize> {
-        let cr3 = self.cr3()?;
+        self.peek_in((self.cr3()?, None), va, buf)
+    }
+
+    /// [`Self::peek`] in the address space `(root, pid)` of
+    /// [`Self::space_of`].
+    fn peek_in(&self, (cr3, pid): (u64, Option<u64>), va: u64, buf: &mut [u8]) -> Result<usize> {
         let ram = self.session.vm().ram();
         let mut done = 0;
         while done < buf.len() {
@@ -313,7 +354,9 @@ impl DebugTarget {
                     crate::inspect::pagetable::read_user(ram, cr3, at, rest)
                 }
                 Some(_) => 0,
-                None if at < TASK_SIZE => self.session.unmapped_bytes_now(at, rest).unwrap_or(0),
+                None if at < TASK_SIZE => {
+                    self.session.unmapped_bytes_now(pid, at, rest).unwrap_or(0)
+                }
                 None => 0,
             };
             if n == 0 {
@@ -370,7 +413,12 @@ impl DebugTarget {
     /// Have the guest kernel map the page at `va` (it stops again at once).
     fn fault_in(&mut self, va: u64) -> Result<()> {
         let mut empty = [0u8];
-        if va >= TASK_SIZE || self.session.unmapped_bytes_now(va, &mut empty).is_none() {
+        if va >= TASK_SIZE
+            || self
+                .session
+                .unmapped_bytes_now(None, va, &mut empty)
+                .is_none()
+        {
             return Err(Error::Memory(format!("{va:#x} is outside every area")));
         }
         let stop = self.stop.ok_or_else(not_stopped)?;
@@ -436,7 +484,7 @@ impl Target for DebugTarget {
     type Error = String;
 
     fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
-        BaseOps::SingleThread(self)
+        BaseOps::MultiThread(self)
     }
 
     fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
@@ -461,42 +509,49 @@ impl gdbstub::target::ext::auxv::Auxv for DebugTarget {
     }
 }
 
-impl SingleThreadBase for DebugTarget {
-    fn read_registers(&mut self, regs: &mut regs::LinuxRegs) -> TargetResult<(), Self> {
-        let stop = self.stop.ok_or(TargetError::NonFatal)?;
-        let frame = self.frame().map_err(target_err)?;
-        let mut fx = [0u8; 512];
+impl MultiThreadBase for DebugTarget {
+    fn read_registers(&mut self, regs: &mut regs::LinuxRegs, tid: Tid) -> TargetResult<(), Self> {
+        let (task, _) = self.task(tid).ok_or(TargetError::NonFatal)?;
         let ram = self.session.vm().ram();
-        ram.read_bytes(stop.fpu_phys, &mut fx).map_err(target_err)?;
+        let frame = ram.read_pod(task.frame_phys).map_err(target_err)?;
+        let mut fx = [0u8; 512];
+        ram.read_bytes(task.fpu_phys, &mut fx).map_err(target_err)?;
         regs::to_gdb(&frame, &fx, &mut regs.core);
         regs.orig_rax = u64::MAX;
-        regs.fs_base = stop.fs_base;
-        regs.gs_base = stop.gs_base;
+        regs.fs_base = task.fs_base;
+        regs.gs_base = task.gs_base;
         Ok(())
     }
 
-    /// (FS and GS bases gdb writes are not taken: the guest kernel keeps
-    /// its own copy.)
-    fn write_registers(&mut self, regs: &regs::LinuxRegs) -> TargetResult<(), Self> {
-        let stop = self.stop.ok_or(TargetError::NonFatal)?;
-        let mut frame = self.frame().map_err(target_err)?;
+    /// Only the stopped task's registers can be written (FS and GS bases
+    /// gdb writes are not taken: the guest kernel keeps its own copy).
+    fn write_registers(&mut self, regs: &regs::LinuxRegs, tid: Tid) -> TargetResult<(), Self> {
+        let (task, true) = self.task(tid).ok_or(TargetError::NonFatal)? else {
+            return Err(TargetError::NonFatal);
+        };
         let ram = self.session.vm().ram();
+        let mut frame = ram.read_pod(task.frame_phys).map_err(target_err)?;
         let mut fx = [0u8; 512];
-        ram.read_bytes(stop.fpu_phys, &mut fx).map_err(target_err)?;
+        ram.read_bytes(task.fpu_phys, &mut fx).map_err(target_err)?;
         regs::from_gdb(&regs.core, &mut frame, &mut fx);
-        ram.write_pod(stop.frame_phys, &frame).map_err(target_err)?;
-        ram.write_bytes(stop.fpu_phys, &fx).map_err(target_err)?;
+        ram.write_pod(task.frame_phys, &frame).map_err(target_err)?;
+        ram.write_bytes(task.fpu_phys, &fx).map_err(target_err)?;
         Ok(())
     }
 
-    fn read_addrs(&mut self, start: u64, data: &mut [u8]) -> TargetResult<usize, Self> {
-        match self.peek(start, data) {
+    fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
+        let read = self
+            .space_of(tid)
+            .and_then(|space| self.peek_in(space, start, data));
+        match read {
             Ok(0) | Err(_) => Err(TargetError::Errno(14)),
             Ok(n) => Ok(n),
         }
     }
 
-    fn write_addrs(&mut self, start: u64, data: &[u8]) -> TargetResult<(), Self> {
+    /// Writes go to the stopped process's memory (a thread of another
+    /// process sees them if it shares the page).
+    fn write_addrs(&mut self, start: u64, data: &[u8], _tid: Tid) -> TargetResult<(), Self> {
         // Bytes under gdb's own breakpoints change the saved byte.
         let mut data = data.to_vec();
         for (addr, saved) in self.breakpoints.range_mut(start..start + data.len() as u64) {
@@ -507,30 +562,95 @@ impl SingleThreadBase for DebugTarget {
         self.poke(start, &data).map_err(|_| TargetError::Errno(14))
     }
 
-    fn support_resume(&mut self) -> Option<SingleThreadResumeOps<'_, Self>> {
+    fn list_active_threads(
+        &mut self,
+        thread_is_active: &mut dyn FnMut(Tid),
+    ) -> std::result::Result<(), String> {
+        for t in self.tasks() {
+            thread_is_active(tid_of(t.pid));
+        }
+        Ok(())
+    }
+
+    fn support_resume(&mut self) -> Option<MultiThreadResumeOps<'_, Self>> {
         Some(self)
     }
 }
 
-impl SingleThreadResume for DebugTarget {
-    fn resume(&mut self, signal: Option<Signal>) -> std::result::Result<(), String> {
+impl MultiThreadResume for DebugTarget {
+    fn resume(&mut self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
+    fn clear_resume_actions(&mut self) -> std::result::Result<(), String> {
+        self.answer = resume::CONTINUE;
+        Ok(())
+    }
+
+    /// Every task runs on; a signal goes to the stopped one only.
+    fn set_resume_action_continue(
+        &mut self,
+        tid: Tid,
+        signal: Option<Signal>,
+    ) -> std::result::Result<(), String> {
+        if self.answer & 0xff == resume::STEP || !self.is_stopped(tid) {
+            return Ok(());
+        }
         let signal = signal.map_or(0, linux_signal) & 0xff;
         self.answer = resume::CONTINUE | signal << 8;
         Ok(())
     }
 
-    fn support_single_step(&mut self) -> Option<SingleThreadSingleStepOps<'_, Self>> {
+    fn support_single_step(&mut self) -> Option<MultiThreadSingleStepOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_scheduler_locking(
+        &mut self,
+    ) -> Option<gdbstub::target::ext::base::multithread::MultiThreadSchedulerLockingOps<'_, Self>>
+    {
         Some(self)
     }
 }
 
-impl SingleThreadSingleStep for DebugTarget {
-    fn step(&mut self, signal: Option<Signal>) -> std::result::Result<(), String> {
+/// gdb steps one thread and names no others (`vCont;s:p1.1`): the guest
+/// kernel's scheduler is not held, so the others may run meanwhile, as
+/// they would with `set scheduler-locking off`.
+impl gdbstub::target::ext::base::multithread::MultiThreadSchedulerLocking for DebugTarget {
+    fn set_resume_action_scheduler_lock(&mut self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+impl MultiThreadSingleStep for DebugTarget {
+    /// Only the stopped task can step (the others run on).
+    fn set_resume_action_step(
+        &mut self,
+        tid: Tid,
+        signal: Option<Signal>,
+    ) -> std::result::Result<(), String> {
+        if !self.is_stopped(tid) {
+            return Err(format!("thread {tid} is not the one that stopped"));
+        }
         let signal = signal.map_or(0, linux_signal) & 0xff;
         self.answer = resume::STEP | signal << 8;
         Ok(())
     }
 }
+
+impl DebugTarget {
+    fn is_stopped(&self, tid: Tid) -> bool {
+        self.stop.is_some_and(|s| s.pid == tid.get() as u64)
+    }
+}
+
+/// The gdb thread id of task `pid` (pids start at 1).
+fn tid_of(pid: u64) -> Tid {
+    Tid::new(pid as usize).unwrap_or(Tid::MIN)
+}
+
+/// Most tasks a stop's table is read for.
+const MAX_TASKS: u64 = 4096;
 
 impl Breakpoints for DebugTarget {
     fn support_sw_breakpoint(&mut self) -> Option<SwBreakpointOps<'_, Self>> {
@@ -566,7 +686,7 @@ enum EventLoop {}
 impl run_blocking::BlockingEventLoop for EventLoop {
     type Target = DebugTarget;
     type Connection = Conn;
-    type StopReason = SingleThreadStopReason<u64>;
+    type StopReason = MultiThreadStopReason<u64>;
 
     fn wait_for_stop_reason(
         target: &mut DebugTarget,
