@@ -31,6 +31,7 @@ fn help_lists_every_option_and_exits_0() {
         "--mem",
         "--verbose",
         "--aslr",
+        "--gdb",
         "--version",
         "--help",
     ] {
@@ -65,6 +66,15 @@ fn bad_mem_size_is_a_usage_error_with_status_125() {
     let output = vmrun(["--mem", "lots", "/bin/true"]);
     assert_status(&output, 125);
     assert_stderr_contains(&output, "lots");
+}
+
+#[test]
+fn bad_gdb_address_is_a_usage_error_with_status_125() {
+    for bad in ["port", "unix:", "99999"] {
+        let output = vmrun(["--gdb", bad, "/bin/true"]);
+        assert_status(&output, 125);
+        assert_stderr_contains(&output, "--gdb");
+    }
 }
 
 #[test]
