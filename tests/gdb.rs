@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 const GDB: &str = "/usr/bin/gdb";
 
-/// Whether the test can run: KVM and gdb (the SVM lane has no gdb: its
-/// tests print SKIPPED).
+/// Whether the test can run: KVM and gdb (the SVM lane carries Debian's
+/// gdb-minimal as /usr/bin/gdb).
 fn ready() -> bool {
     require_kvm() && require_programs(&[GDB])
 }
@@ -106,8 +106,9 @@ impl Stub {
     /// gdb in batch mode on the program, attached, then running `cmds`.
     fn gdb(&self, cmds: &[&str]) -> Command {
         // gdb writes what the stub's monitor commands print to stderr: one
-        // stream keeps it in order with the rest.
-        let mut gdb = Command::new("/bin/sh");
+        // stream keeps it in order with the rest. `sh` from PATH: the SVM
+        // lane has busybox's, and no /bin/sh.
+        let mut gdb = Command::new("sh");
         gdb.args(["-c", "exec \"$0\" \"$@\" 2>&1", GDB])
             .args(["-batch", "-nx", "-ex", "set pagination off"])
             .arg(&self.program)

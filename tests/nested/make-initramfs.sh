@@ -10,7 +10,8 @@
 # CONFIG       shell assignments the guest's /init sources, copied to /lane/config
 # FILE...      absolute paths copied to the same path in the archive, with the
 #              shared libraries each needs (test binaries embed the absolute
-#              paths of vmrun and the test programs, so those must not move)
+#              paths of vmrun and the test programs, so those must not move);
+#              DEST=SOURCE copies host file SOURCE to DEST in the archive
 #
 # Besides these it holds /init (init beside this script), busybox-static's
 # /bin/busybox, and empty mount points.
@@ -23,12 +24,13 @@ die() {
     exit 1
 }
 
-# Copies an absolute path to the same path under the staging root.
+# Copies host file $3 (default: $2) to absolute path $2 under the staging
+# root.
 stage_file() {
-    local root=$1 path=$2
-    [ -f "$path" ] || die "$path is not a file"
+    local root=$1 path=$2 source=${3:-$2}
+    [ -f "$source" ] || die "$source is not a file"
     mkdir -p "$root$(dirname "$path")"
-    cp -L "$path" "$root$path"
+    cp -L "$source" "$root$path"
 }
 
 # The shared libraries (and the dynamic loader) a program needs: its
@@ -45,9 +47,9 @@ shared_libraries() {
 }
 
 stage_with_libraries() {
-    local root=$1 path=$2 lib
-    stage_file "$root" "$path"
-    for lib in $(shared_libraries "$path"); do
+    local root=$1 path=${2%%=*} source=${2#*=} lib
+    stage_file "$root" "$path" "$source"
+    for lib in $(shared_libraries "$source"); do
         [ -e "$root$lib" ] || stage_file "$root" "$lib"
     done
 }

@@ -133,14 +133,38 @@ image_files() {
 
 # Host programs the suite runs or expects (each test skips if one is absent):
 # /bin/true (a dynamic program vmrun must refuse), Debian's static ldconfig,
-# and util-linux's unshare and setpriv for tests/host_check.rs. gdb is
-# not among them (it needs Python's library tree and its data files, which
-# the initramfs does not carry): tests/gdb.rs prints SKIPPED on the lane.
+# and util-linux's unshare and setpriv for tests/host_check.rs.
 host_programs() {
     local program
     for program in /bin/true /sbin/ldconfig /usr/bin/unshare /usr/bin/setpriv; do
         [ -f "$program" ] && echo "$program"
     done
+    return 0
+}
+
+# tests/gdb.rs drives /usr/bin/gdb. The host's gdb needs Python's library
+# tree and data files, so the lane carries Debian's gdb-minimal instead (the
+# same gdb built without Python: one binary), fetched once and cached under
+# $work/gdb/. Prints "/usr/bin/gdb=PATH" for make-initramfs.sh, or nothing
+# (tests/gdb.rs then prints SKIPPED) when it cannot be fetched or a library
+# it needs is missing on this host.
+gdb_program() {
+    local dir=$work/gdb tmp
+    if [ ! -x "$dir/usr/bin/gdb" ]; then
+        tmp=$(mktemp -d)
+        if (cd "$tmp" && apt-get download -q gdb-minimal >/dev/null 2>&1); then
+            mkdir -p "$dir"
+            dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -x -C "$dir" ./usr/bin/gdb
+        fi
+        rm -rf "$tmp"
+    fi
+    if [ ! -x "$dir/usr/bin/gdb" ]; then
+        say "warning: cannot fetch gdb-minimal; tests/gdb.rs will be skipped"
+    elif ldd "$dir/usr/bin/gdb" | grep -q 'not found'; then
+        say "warning: gdb-minimal lacks libraries on this host; tests/gdb.rs will be skipped"
+    else
+        echo "/usr/bin/gdb=$dir/usr/bin/gdb"
+    fi
     return 0
 }
 
@@ -163,7 +187,7 @@ make_initramfs() {
     write_config "$vmrun"
     # shellcheck disable=SC2046 # one path per word is intended
     "$here/make-initramfs.sh" "$work/initramfs.cpio" "$kernel" "$work/tests.list" "$work/config" \
-        "$vmrun" $(awk '{ print $2 }' "$work/tests.list") $(image_files) $(host_programs)
+        "$vmrun" $(awk '{ print $2 }' "$work/tests.list") $(image_files) $(host_programs) $(gdb_program)
     say "initramfs: $(du -h "$work/initramfs.cpio" | cut -f1)"
 }
 
