@@ -22,6 +22,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vmrun_contract::trace::Record;
+pub use vmrun_contract::FaultSize;
 use vmrun_contract::{
     boot_flags, event, layout, phase, BootInfo, GuestStats, VmaExport, HYPERCALL_PORT,
 };
@@ -44,6 +45,8 @@ pub struct VmConfig {
     pub aslr: bool,
     /// Show guest kernel log lines.
     pub verbose: bool,
+    /// How much an anonymous page fault maps (`--fault-size`).
+    pub fault_size: FaultSize,
     /// What the host wants to observe.
     pub observe: Observe,
     /// Host directories shown to the guest (after the default view's).
@@ -66,6 +69,7 @@ impl VmConfig {
             env: vec![],
             aslr: false,
             verbose: false,
+            fault_size: FaultSize::default(),
             observe: Observe::default(),
             mounts: vec![],
             default_view: true,
@@ -782,6 +786,7 @@ fn write_boot_state(
     if config.verbose {
         flags |= boot_flags::VERBOSE;
     }
+    flags |= config.fault_size.flags();
     let o = &config.observe;
     if o.stop_at_exec_exit {
         flags |= boot_flags::NOTIFY_EXEC_EXIT;

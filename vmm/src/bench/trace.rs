@@ -68,6 +68,7 @@ pub fn resolution_name(r: u64) -> &'static str {
     match r {
         res::ZERO_FILL => "zero-fill",
         res::ZERO_FILL_HUGE => "zero-fill-2M",
+        res::ZERO_FILL_64K => "zero-fill-64K",
         res::FILE_MAP => "file-map",
         res::FILE_COPY => "file-copy",
         res::FILE_ZERO => "file-zero",
