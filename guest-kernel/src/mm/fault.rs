@@ -541,12 +541,15 @@ impl Mm {
         )))
     }
 
-    /// Map [`ANON_BLOCK_PAGES`] consecutive zeroed frames at the aligned
-    /// 64 KiB block around `va` if it lies in a private writable anonymous
-    /// area and none of its entries is used (Linux's multi-size THP with
-    /// 64 KiB folios); `None` if not, or no run of frames is free. The
-    /// frames are ordinary 4 KiB frames from then on: unmapped, protected,
-    /// shared by fork and freed one by one.
+    /// Map consecutive zeroed frames at the free entries of the aligned
+    /// 64 KiB block around `va` (the part of it inside the area, if the
+    /// area ends inside it) if the area is private, writable and anonymous
+    /// (like Linux's multi-size THP with 64 KiB folios, which maps whole
+    /// blocks inside the area with all entries free: mapping the inside
+    /// part and the free entries saves the faults of unaligned areas' first
+    /// and last pages and of holes); `None` if not, or no run of frames is
+    /// free. The frames are ordinary 4 KiB frames from then on: unmapped,
+    /// protected, shared by fork and freed one by one.
     fn try_block<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
@@ -554,38 +557,52 @@ impl Mm {
         va: u64,
     ) -> Result<Option<FaultOutcome>, FaultError> {
         let v = self.vmas.as_slice()[i];
-        let block = va & !(ANON_BLOCK_SIZE - 1);
-        let fits = block >= v.start && v.end - block >= ANON_BLOCK_SIZE;
-        if !fits
-            || !v.prot.contains(Prot::WRITE)
-            || v.flags.contains(VmFlags::SHARED)
-            || !self.pt.is_4k_run_unused(env.mem, block, ANON_BLOCK_PAGES)
-        {
+        let aligned = va & !(ANON_BLOCK_SIZE - 1);
+        let block = aligned.max(v.start);
+        let pages = ((aligned + ANON_BLOCK_SIZE).min(v.end) - block) / PAGE_SIZE;
+        if pages < 2 || !v.prot.contains(Prot::WRITE) || v.flags.contains(VmFlags::SHARED) {
             return Ok(None);
         }
-        let Some(frame) = env.frames.alloc_run_zeroed(env.mem, ANON_BLOCK_PAGES) else {
+        let Some(frame) = env.frames.alloc_run_zeroed(env.mem, pages) else {
             return Ok(None);
         };
         let flags = user_pte_flags(v.prot, true);
+        // One walk; entries already used (present, or PROT_NONE leaves) are
+        // skipped and keep their frames.
         let mapped = self.pt.map_pages(
             env.mem,
             env.frames,
             block,
             frame,
-            ANON_BLOCK_PAGES,
+            pages,
             PageSize::Size4K,
             flags,
         );
         let mapped = match mapped {
             Ok(n) => n,
             Err(e) => {
-                for k in 0..ANON_BLOCK_PAGES {
+                for k in 0..pages {
                     env.frames.free(env.mem, frame + k * PAGE_SIZE);
                 }
-                return Err(oom(e));
+                return match e {
+                    MapError::AlreadyMapped(_) | MapError::HugeConflict(_) => Ok(None),
+                    e => Err(oom(e)),
+                };
             }
         };
-        // The entries were checked unused in one table: all were written.
+        if mapped < pages {
+            // Rare (part of the block was mapped before): free the frames
+            // of the skipped entries.
+            for k in 0..pages {
+                let (a, f) = (block + k * PAGE_SIZE, frame + k * PAGE_SIZE);
+                if self.pt.translate(env.mem, a).is_none_or(|t| t.frame != f) {
+                    env.frames.free(env.mem, f);
+                }
+            }
+        }
+        if mapped == 0 {
+            return Ok(None);
+        }
         self.add_user_frames(mapped);
         self.prepare_anon(i);
         let mut out = FaultOutcome::new(FaultKind::AnonBlock, block, frame, PageSize::Size4K);
@@ -846,6 +863,7 @@ mod tests {
     #[test]
     fn anon_read_fault_maps_zeroed_frame_with_accessed_and_dirty() {
         let (mut fx, mut mm) = setup();
+        fx.frames.fault_size = FaultSize::Page4K;
         mm.vmas
             .insert(Vma::anon(0x1000_0000, 0x1000_4000, Prot::RW, VmFlags::NONE))
             .unwrap();
@@ -894,7 +912,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             fault(&mut mm, &mut fx, 0x4000_5000, U).unwrap().kind,
-            FaultKind::AnonZero
+            FaultKind::AnonBlock,
+            "not the 2 MiB region"
         );
         assert_eq!(
             fault(&mut mm, &mut fx, 0x4020_0000, U).unwrap().kind,
@@ -923,10 +942,11 @@ mod tests {
             .insert_merged(Vma::anon(0x4000_0000, 0x4000_1000, Prot::RW, VmFlags::NONE))
             .unwrap();
         assert_eq!(mm.vmas.len(), 1, "merged back");
-        assert_eq!(
-            fault(&mut mm, &mut fx, 0x4000_0000, U).unwrap().kind,
-            FaultKind::AnonZero
-        );
+        let in_use = fx.frames.in_use();
+        let out = fault(&mut mm, &mut fx, 0x4000_0000, U).unwrap();
+        assert_eq!((out.kind, out.pages_mapped), (FaultKind::AnonBlock, 1));
+        assert_eq!(mm.user_frames, 512);
+        assert_eq!(fx.frames.in_use(), in_use + 1, "15 frames given back");
         mm.munmap(&mut fx.env(), 0x4000_0000, HUGE_PAGE_SIZE)
             .unwrap();
         mm.vmas
@@ -959,16 +979,38 @@ mod tests {
             assert_eq!(t.frame, out.frame + k * PAGE_SIZE, "consecutive frames");
             assert_ne!(t.flags & pte::RW, 0);
         }
-        // The last block sticks out of the area: one page.
+        // The last block sticks out of the area, one page inside: one page.
         let out = fault(&mut mm, &mut fx, 0x1004_0000, UW).unwrap();
         assert_eq!((out.kind, out.pages_mapped), (FaultKind::AnonZero, 1));
-        // A block with one entry used: one page.
-        mm.munmap(&mut fx.env(), 0x1001_4000, PAGE_SIZE).unwrap();
+        // An area starting inside a block: the block's part inside it.
         mm.vmas
-            .insert_merged(Vma::anon(0x1001_4000, 0x1001_5000, Prot::RW, VmFlags::NONE))
+            .insert(Vma::anon(0x3000_3000, 0x3001_2000, Prot::RW, VmFlags::NONE))
             .unwrap();
-        let out = fault(&mut mm, &mut fx, 0x1001_4000, UW).unwrap();
-        assert_eq!(out.kind, FaultKind::AnonZero);
+        let out = fault(&mut mm, &mut fx, 0x3000_8000, UW).unwrap();
+        assert_eq!(
+            (out.kind, out.va, out.pages_mapped),
+            (FaultKind::AnonBlock, 0x3000_3000, 13)
+        );
+        assert!(mm.pt.translate(&fx.mem, 0x3000_2000).is_none());
+        let out = fault(&mut mm, &mut fx, 0x3001_1000, UW).unwrap();
+        assert_eq!((out.kind, out.pages_mapped), (FaultKind::AnonBlock, 2));
+        // A block with one entry used: its free entries, the used one keeps
+        // its frame, and no frame leaks.
+        let used = mm.pt.translate(&fx.mem, 0x1001_4000).unwrap().frame;
+        mm.munmap(&mut fx.env(), 0x1001_0000, 0x4000).unwrap();
+        mm.munmap(&mut fx.env(), 0x1001_5000, 0xb000).unwrap();
+        mm.vmas
+            .insert_merged(Vma::anon(0x1001_0000, 0x1001_4000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        mm.vmas
+            .insert_merged(Vma::anon(0x1001_5000, 0x1002_0000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let (frames, in_use) = (mm.user_frames, fx.frames.in_use());
+        let out = fault(&mut mm, &mut fx, 0x1001_8000, UW).unwrap();
+        assert_eq!((out.kind, out.pages_mapped), (FaultKind::AnonBlock, 15));
+        assert_eq!(mm.pt.translate(&fx.mem, 0x1001_4000).unwrap().frame, used);
+        assert_eq!(mm.user_frames, frames + 15);
+        assert_eq!(fx.frames.in_use(), in_use + 15, "the skipped frame freed");
         mm.vmas
             .insert(Vma::anon(
                 0x2000_0000,
@@ -1309,9 +1351,9 @@ mod tests {
         let (n, done) = mm
             .user_buffer_pieces(&mut fx.env(), 0x5000_0800, 0x3000, false, &mut out)
             .unwrap();
-        // The first fault also takes a frame for the page table: 1 + 3 pages.
-        assert_eq!((n, done), (2, 0x3000), "consecutive fresh frames join");
-        assert_eq!((out[0].len, out[1].len), (0x800, 0x2800));
+        // One fault maps the area's 4 pages from consecutive frames.
+        assert_eq!((n, done), (1, 0x3000), "consecutive fresh frames join");
+        assert_eq!(out[0].len, 0x3000);
         let mut one = [IoVec::default(); 1];
         let r = mm.user_buffer_pieces(&mut fx.env(), 0x4000_0800, 3 * MIB, false, &mut one);
         assert_eq!(r, Ok((1, 2 * MIB - 0x800)), "capped at one piece");

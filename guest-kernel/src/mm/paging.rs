@@ -563,28 +563,6 @@ impl PageTable {
         !used(pde) || (pde & pte::PS == 0 && count(pde) == 0)
     }
 
-    /// Whether none of the `n` 4 KiB entries from `va` is used (present or
-    /// a `PROT_NONE` leaf), nor a 2 MiB leaf covers them; the run must lie
-    /// in one page table. One walk, then at most `n` reads.
-    pub fn is_4k_run_unused<M: PhysMem>(&self, mem: &M, va: u64, n: u64) -> bool {
-        let mut table = self.root;
-        for level in [4, 3, 2] {
-            let e = mem.read_u64(table + index(va, level) * 8);
-            if !used(e) {
-                return true;
-            }
-            if e & pte::PS != 0 {
-                return false;
-            }
-            if level == 2 && count(e) == 0 {
-                return true;
-            }
-            table = e & pte::ADDR_MASK;
-        }
-        let first = index(va, 1);
-        (first..(first + n).min(ENTRIES)).all(|k| !used(mem.read_u64(table + k * 8)))
-    }
-
     /// Replace the flags of the leaf mapping `va` (address and PS are
     /// kept); returns the old flags.
     pub fn set_flags<M: PhysMem>(&mut self, mem: &mut M, va: u64, flags: u64) -> Option<u64> {
