@@ -238,25 +238,17 @@ impl Vm {
     pub fn new(config: &VmConfig) -> Result<Vm> {
         let started = Instant::now();
         let program = read_program(&config.program)?;
-        validate_mem(config.mem_size)?;
-        let mut fs = HostFs::open(&config.mounts, config.default_view)?;
-        let kvm = kvm::open()?;
-        let platform = Platform::detect();
-        let vm = kvm
-            .create_vm()
-            .map_err(|e| Error::KvmIoctl("KVM_CREATE_VM", e))?;
-        let ram = GuestRam::new(config.mem_size)?;
-        ram.advise_huge_pages();
-        ram.register(&vm)?;
-        let vcpu = vm
-            .create_vcpu(0)
-            .map_err(|e| Error::KvmIoctl("KVM_CREATE_VCPU", e))?;
-        let cpuid = supported_cpuid(&kvm)?;
-        vcpu.set_cpuid2(&cpuid)
-            .map_err(|e| Error::KvmIoctl("KVM_SET_CPUID2", e))?;
+        let Machine {
+            kvm,
+            platform,
+            vm,
+            ram,
+            vcpu,
+            mut fs,
+        } = create_machine(config)?;
         let vm_create = started.elapsed();
         let kernel = loader::load_kernel(ram.mem(), loader::GUEST_KERNEL)?;
-        let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0) as u64;
+        let tsc_khz = tsc_khz(&vcpu);
         let cwd = fs.initial_cwd();
         let host = HostFacts {
             platform,
@@ -752,9 +744,68 @@ fn validate_mem(size: u64) -> Result<()> {
     Ok(())
 }
 
+/// KVM's supported CPUID, asked once per vmrun process (the bench and the
+/// tests create many VMs in one).
 fn supported_cpuid(kvm: &Kvm) -> Result<CpuId> {
-    kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(|e| Error::KvmIoctl("KVM_GET_SUPPORTED_CPUID", e))
+    static CPUID: std::sync::OnceLock<CpuId> = std::sync::OnceLock::new();
+    if let Some(c) = CPUID.get() {
+        return Ok(c.clone());
+    }
+    let c = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| Error::KvmIoctl("KVM_GET_SUPPORTED_CPUID", e))?;
+    Ok(CPUID.get_or_init(|| c).clone())
+}
+
+/// The guest TSC frequency (kHz, 0 if KVM does not tell), asked once per
+/// vmrun process: every vCPU vmrun creates gets the host's.
+fn tsc_khz(vcpu: &VcpuFd) -> u64 {
+    static TSC_KHZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    if let Some(&k) = TSC_KHZ.get() {
+        return k;
+    }
+    match vcpu.get_tsc_khz() {
+        Ok(k) => *TSC_KHZ.get_or_init(|| k as u64),
+        Err(_) => 0,
+    }
+}
+
+/// What [`create_machine`] makes.
+struct Machine {
+    kvm: Kvm,
+    platform: Platform,
+    vm: VmFd,
+    ram: GuestRam,
+    vcpu: VcpuFd,
+    fs: HostFs,
+}
+
+/// The host file view, the VM, its RAM and its vCPU with CPUID set.
+fn create_machine(config: &VmConfig) -> Result<Machine> {
+    validate_mem(config.mem_size)?;
+    let fs = HostFs::open(&config.mounts, config.default_view)?;
+    let kvm = kvm::open()?;
+    let platform = Platform::detect();
+    let vm = kvm
+        .create_vm()
+        .map_err(|e| Error::KvmIoctl("KVM_CREATE_VM", e))?;
+    let ram = GuestRam::new(config.mem_size)?;
+    ram.advise_huge_pages();
+    ram.register(&vm)?;
+    let vcpu = vm
+        .create_vcpu(0)
+        .map_err(|e| Error::KvmIoctl("KVM_CREATE_VCPU", e))?;
+    let cpuid = supported_cpuid(&kvm)?;
+    vcpu.set_cpuid2(&cpuid)
+        .map_err(|e| Error::KvmIoctl("KVM_SET_CPUID2", e))?;
+    Ok(Machine {
+        kvm,
+        platform,
+        vm,
+        ram,
+        vcpu,
+        fs,
+    })
 }
 
 /// What the host found out that goes into the boot info.
