@@ -62,6 +62,34 @@ pub fn entries_in_window(records: &[Record]) -> Option<(u64, u64)> {
     None
 }
 
+/// The cycles from each SYSCALL_ENTER of system call `nr` to its
+/// SYSCALL_EXIT (the time inside the guest kernel, trace records
+/// included), between the two marker system calls.
+pub fn syscall_spans(records: &[Record], nr: u64) -> Vec<u64> {
+    let mut markers = 0;
+    let mut entered = None;
+    let mut spans = Vec::new();
+    for r in records {
+        let this = u64::from(syscall_nr(r.aux));
+        match r.kind {
+            kind::SYSCALL_ENTER if this == MARKER_SYSCALL => {
+                markers += 1;
+                if markers == 2 {
+                    break;
+                }
+            }
+            kind::SYSCALL_ENTER if markers == 1 && this == nr => entered = Some(r.tsc),
+            kind::SYSCALL_EXIT if this == nr => {
+                if let Some(t) = entered.take() {
+                    spans.push(r.tsc.saturating_sub(t));
+                }
+            }
+            _ => {}
+        }
+    }
+    spans
+}
+
 /// The name of a fault resolution (FAULT record a4).
 pub fn resolution_name(r: u64) -> &'static str {
     use vmrun_contract::trace::resolution as res;

@@ -561,12 +561,14 @@ pub(super) fn bench_cold_start(
         }
         native.push(time_native(&program)? / 1e3);
     }
+    let guest = summarize(&guest);
+    let qemu = super::whole::cold_start_qemu_note(&program, o.runs, guest.map(|s| s.median));
     Ok(Row {
         name,
         unit: "ms/run",
-        guest: summarize(&guest),
+        guest,
         native: summarize(&native),
-        note: format!("whole `vmrun {image}` process vs native run"),
+        note: format!("whole `vmrun {image}` process vs native run; {qemu}"),
         ..Default::default()
     })
 }
