@@ -102,10 +102,11 @@ fn default_fault_size_maps_a_64k_block_per_fault() {
     }
 }
 
-/// 64 KiB blocks and 2 MiB pages keep every page's contents through munmap,
-/// mprotect and mremap of single pages inside them and through fork's
-/// copy-on-write, under every --fault-size, with the checker on (as every
-/// test runs): the output is the native run's.
+/// 64 KiB blocks and 2 MiB pages (of an mmap and of the brk heap) keep
+/// every page's contents through munmap, mprotect and mremap of single
+/// pages inside them and through fork's copy-on-write, under every
+/// --fault-size, with the checker on (as every test runs): the output is
+/// the native run's.
 #[test]
 fn large_faults_stay_correct_after_munmap_mprotect_mremap_and_fork() {
     if !require_kvm() {

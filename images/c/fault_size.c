@@ -5,8 +5,9 @@
  *        and print "faults N": the minor faults (getrusage) the writes took.
  *        One per page natively (no THP for a mapping this small) and under
  *        `vmrun --fault-size 4k`; one per 64 KiB block under the default.
- * check: fill a 256 KiB region (64 KiB blocks) and a 2 MiB-aligned 4 MiB
- *        region (2 MiB pages) page by page with a pattern; munmap one page in
+ * check: fill a 256 KiB region (64 KiB blocks), a 2 MiB-aligned 4 MiB
+ *        region (2 MiB pages) and 4 MiB of the brk heap from a 2 MiB-aligned
+ *        break (2 MiB pages) page by page with a pattern; munmap one page in
  *        the middle of a block and of a 2 MiB page, make another read-only,
  *        mremap a piece away; fork, and let the child and the parent write
  *        to the shared pages (copy-on-write) and check each other's data
@@ -48,6 +49,16 @@ static unsigned char *map_aligned(size_t len, size_t align)
     if (tail > 0)
         CHECK(munmap(p + len, tail) == 0, "munmap tail: %s", strerror(errno));
     return p;
+}
+
+/* Grow the program break to an align-aligned address and len bytes past it:
+ * the heap area then holds len bytes from that address. */
+static unsigned char *brk_aligned(size_t len, size_t align)
+{
+    uintptr_t cur = (uintptr_t)sbrk(0);
+    uintptr_t start = (cur + align - 1) & ~(uintptr_t)(align - 1);
+    CHECK(sbrk(start - cur + len) != (void *)-1, "sbrk: %s", strerror(errno));
+    return (unsigned char *)start;
 }
 
 static unsigned char pattern(size_t page, unsigned seed)
@@ -150,6 +161,7 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[1], "check") == 0) {
         check_region("64k", map_aligned(4 * BLOCK, BLOCK), 4 * BLOCK / PG, 20);
         check_region("2m", map_aligned(2 * HUGE, HUGE), 2 * HUGE / PG, 700);
+        check_region("brk", brk_aligned(2 * HUGE, HUGE), 2 * HUGE / PG, 900);
     } else {
         CHECK(0, "unknown mode \"%s\"", argv[1]);
     }
