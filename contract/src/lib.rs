@@ -975,3 +975,19 @@ pub mod trace {
         pub a: [u64; 6],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_size_survives_the_boot_flags_and_leaves_other_bits_alone() {
+        for size in [FaultSize::Page4K, FaultSize::Block64K, FaultSize::Huge2M] {
+            let flags = size.flags() | boot_flags::ASLR | boot_flags::VERBOSE;
+            assert_eq!(FaultSize::from_flags(flags), size);
+            assert_eq!(size.flags() & (boot_flags::ASLR | boot_flags::VERBOSE), 0);
+        }
+        assert_eq!(FaultSize::from_flags(0), FaultSize::default());
+        assert_eq!(FaultSize::default(), FaultSize::Huge2M);
+    }
+}
