@@ -125,6 +125,17 @@ impl GuestRam {
             .map_err(|e| Error::Memory(format!("write at {gpa:#x}: {e}")))
     }
 
+    /// Read `len` bytes of `file` (from its current offset) straight into
+    /// guest memory at `gpa`, without a copy in between; a file shorter
+    /// than `len` is an error.
+    pub fn read_file_into(&self, gpa: u64, file: &std::fs::File, len: u64) -> Result<()> {
+        self.check(gpa, len)?;
+        let mut src = file;
+        self.mem
+            .read_exact_volatile_from(GuestAddress(gpa), &mut src, len as usize)
+            .map_err(|e| Error::Memory(format!("reading the program into {gpa:#x}: {e}")))
+    }
+
     /// Copy guest memory at `gpa` into `buf`.
     pub fn read_bytes(&self, gpa: u64, buf: &mut [u8]) -> Result<()> {
         self.check(gpa, buf.len() as u64)?;

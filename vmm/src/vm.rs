@@ -237,7 +237,7 @@ impl Vm {
     /// Create the VM and load everything into it.
     pub fn new(config: &VmConfig) -> Result<Vm> {
         let started = Instant::now();
-        let program = read_program(&config.program)?;
+        let (program, program_len) = open_program(&config.program)?;
         let Machine {
             kvm,
             platform,
@@ -255,7 +255,8 @@ impl Vm {
             tsc_khz,
             cwd: &cwd,
         };
-        let info = write_boot_state(&ram, &kernel, config, &program, &host)?;
+        let program = loader::ProgramSource::File(&program, program_len);
+        let info = write_boot_state(&ram, &kernel, config, program, &host)?;
         setup_vcpu(&vcpu, kernel.entry)?;
         let ticker = Ticker::start(ram.mem()).ok();
         let timings = Timings {
@@ -655,28 +656,25 @@ pub fn classify(exit: VcpuExit) -> Exit {
     }
 }
 
-/// Reads PROGRAM into memory, refusing at once, before reading a byte,
-/// what execve(2) refuses with EACCES: anything but a regular file (a
-/// directory, FIFO, socket or device), and a file without execute
-/// permission for vmrun's effective user (or on a `noexec` mount).
-fn read_program(path: &std::path::Path) -> Result<Vec<u8>> {
-    use std::io::Read;
+/// Opens PROGRAM and returns it with its length, refusing at once, before
+/// reading a byte, what execve(2) refuses with EACCES: anything but a
+/// regular file (a directory, FIFO, socket or device), and a file without
+/// execute permission for vmrun's effective user (or on a `noexec` mount).
+/// Its bytes are read later straight into guest memory.
+fn open_program(path: &std::path::Path) -> Result<(std::fs::File, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
     let meta = std::fs::metadata(path).map_err(|e| program_error(path, e))?;
     check_executable(path, &meta)?;
     // O_NONBLOCK: should the path have become a FIFO since the check, the
     // open does not wait for a writer; the fstat below refuses it.
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| program_error(path, e))?;
     let meta = file.metadata().map_err(|e| program_error(path, e))?;
     check_executable(path, &meta)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes)
-        .map_err(|e| program_error(path, e))?;
-    Ok(bytes)
+    Ok((file, meta.len()))
 }
 
 /// EACCES as execve gives it, with the reason in words.
@@ -820,7 +818,7 @@ fn write_boot_state(
     ram: &GuestRam,
     kernel: &LoadedKernel,
     config: &VmConfig,
-    program: &[u8],
+    program: loader::ProgramSource,
     host: &HostFacts,
 ) -> Result<BootInfo> {
     boot::write_boot_tables(ram)?;
