@@ -7,9 +7,9 @@
 //! - anonymous: as `--fault-size` says ([`FaultSize`], kept in the frame
 //!   allocator): a zeroed 2 MiB frame where the whole aligned 2 MiB region
 //!   lies in a writable anonymous area with nothing mapped in it yet (like
-//!   THP), else 16 zeroed frames for the aligned 64 KiB block where it lies
-//!   in a private writable anonymous area with none of its entries used
-//!   (like multi-size THP), else one zeroed frame;
+//!   THP), else, in a private writable anonymous area, consecutive zeroed
+//!   frames for the free entries of the aligned 64 KiB block (its part
+//!   inside the area; like multi-size THP), else one zeroed frame;
 //! - file read or exec: the page-cache frame itself, read-only, plus its
 //!   neighbours in a 16-page window (fault-around); a page holding the end
 //!   of the file data (`data_end` or end of file) gets a private frame with
