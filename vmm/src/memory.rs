@@ -245,6 +245,27 @@ mod tests {
     }
 
     #[test]
+    fn a_file_is_read_straight_into_guest_memory_and_a_short_one_refused() {
+        use std::io::Write;
+        let path = std::env::temp_dir().join(format!("vmrun-read-into-{}", std::process::id()));
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(b"program bytes")
+            .unwrap();
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        ram.read_file_into(0x3000, &file, 13).unwrap();
+        let mut buf = [0u8; 13];
+        ram.read_bytes(0x3000, &mut buf).unwrap();
+        assert_eq!(&buf, b"program bytes");
+        let file = std::fs::File::open(&path).unwrap();
+        assert!(ram.read_file_into(0x3000, &file, 14).is_err(), "shorter");
+        let file = std::fs::File::open(&path).unwrap();
+        assert!(ram.read_file_into((1 << 20) - 4, &file, 13).is_err());
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn zero_and_copy_within_move_bytes() {
         let ram = GuestRam::new(1 << 20).unwrap();
         ram.write_bytes(0x100, b"abcdef").unwrap();

@@ -170,6 +170,29 @@ mod tests {
     }
 
     #[test]
+    fn syscall_spans_pair_enter_and_exit_between_the_markers() {
+        let m = MARKER_SYSCALL as u32;
+        let records = [
+            rec(kind::SYSCALL_ENTER, 39, 1, 0),
+            rec(kind::SYSCALL_EXIT, 39, 5, 0),
+            rec(kind::SYSCALL_ENTER, m, 10, 0),
+            rec(kind::SYSCALL_EXIT, m, 11, 0),
+            rec(kind::SYSCALL_ENTER, 39, 20, 0),
+            rec(kind::SYSCALL_EXIT, 39, 27, 0),
+            rec(kind::SYSCALL_ENTER, 1, 30, 0),
+            rec(kind::SYSCALL_EXIT, 1, 40, 0),
+            rec(kind::SYSCALL_ENTER, 39, 50, 0),
+            rec(kind::SYSCALL_EXIT, 39, 53, 0),
+            rec(kind::SYSCALL_ENTER, m, 60, 0),
+            rec(kind::SYSCALL_ENTER, 39, 70, 0),
+            rec(kind::SYSCALL_EXIT, 39, 90, 0),
+        ];
+        assert_eq!(syscall_spans(&records, 39), vec![7, 3]);
+        assert_eq!(syscall_spans(&records, 1), vec![10]);
+        assert!(syscall_spans(&records[..2], 39).is_empty(), "no markers");
+    }
+
+    #[test]
     fn exec_time_runs_from_start_to_enter_user() {
         let records = [
             rec(kind::EXEC_PHASE, 0, 100, exec_phase::START),

@@ -348,3 +348,45 @@ fn split_row(
     );
     Ok(row)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_qemu_note_gives_the_median_and_the_ratio_or_why_not() {
+        let note = qemu_note(Some(30.0), Some(vec![10.0, 12.0, 11.0]));
+        assert_eq!(note, "qemu-user 11.000 ms, vmrun/qemu 2.73x");
+        let none = qemu_note(Some(30.0), None);
+        let want = if qemu_user().is_some() {
+            "qemu-user failed"
+        } else {
+            "qemu-user not installed"
+        };
+        assert_eq!(none, want);
+    }
+
+    #[test]
+    fn quick_runs_use_small_inputs() {
+        let quick = Options {
+            samples: 64,
+            ..Default::default()
+        };
+        assert_eq!(
+            (sha256_bytes(&quick), split_calls(&quick)),
+            (4_000_000, 1_000)
+        );
+        let full = Options::default();
+        assert_eq!(
+            (sha256_bytes(&full), split_calls(&full)),
+            (100_000_000, 10_000)
+        );
+    }
+
+    #[test]
+    fn a_failing_program_is_an_error_naming_it() {
+        let e = time_run(&[Path::new("/bin/false")], 0).unwrap_err();
+        assert!(e.contains("/bin/false"), "{e}");
+        assert!(time_run(&[Path::new("/bin/cat")], 100_000).is_ok());
+    }
+}
