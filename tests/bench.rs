@@ -5,9 +5,11 @@
 mod common;
 
 /// The first column of every row of the results table.
-const WORKLOADS: [&str; 21] = [
+const WORKLOADS: [&str; 27] = [
     "anon_touch",
     "anon_total",
+    "anon_1m",
+    "anon_3m",
     "anon_4k_fault",
     "file_read",
     "file_cow",
@@ -27,6 +29,10 @@ const WORKLOADS: [&str; 21] = [
     "exec_dynamic",
     "cold_start",
     "cold_start_dyn",
+    "cold_busybox",
+    "sha256_pipe",
+    "getpid_10k",
+    "write_10k",
 ];
 
 #[test]

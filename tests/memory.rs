@@ -65,3 +65,75 @@ fn touching_more_than_guest_ram_is_killed_with_a_message_naming_out_of_memory_an
     assert_stderr_contains(&output, "out of guest memory");
     assert_stderr_contains(&output, "--mem");
 }
+
+/// `--fault-size 4k` maps one page per fault as Linux without transparent
+/// huge pages does: the program counts exactly as many faults (getrusage
+/// `ru_minflt`) as pages written, as it does natively.
+#[test]
+fn fault_size_4k_takes_one_fault_per_page_touched_as_natively() {
+    if !require_kvm() {
+        return;
+    }
+    let program = image("fault_size");
+    let native = native(&program, ["count", "48"]);
+    assert_clean_exit(&native, b"faults 48\n");
+    let guest = vmrun([
+        OsStr::new("--fault-size"),
+        OsStr::new("4k"),
+        program.as_os_str(),
+        OsStr::new("count"),
+        OsStr::new("48"),
+    ]);
+    assert_same("fault_size count 48", &native, &guest);
+}
+
+/// The default policy (and `--fault-size 64k`) maps each 64 KiB block of
+/// a small anonymous mapping on its first fault: 48 pages, 3 faults.
+#[test]
+fn default_fault_size_maps_a_64k_block_per_fault() {
+    if !require_kvm() {
+        return;
+    }
+    let program = image("fault_size");
+    for options in [&[][..], &["--fault-size", "64k"], &["--fault-size", "2M"]] {
+        let mut args: Vec<&OsStr> = options.iter().map(OsStr::new).collect();
+        args.extend([program.as_os_str(), OsStr::new("count"), OsStr::new("48")]);
+        assert_clean_exit(&vmrun(args), b"faults 3\n");
+    }
+}
+
+/// 64 KiB blocks and 2 MiB pages (of an mmap and of the brk heap) keep
+/// every page's contents through munmap, mprotect and mremap of single
+/// pages inside them and through fork's copy-on-write, under every
+/// --fault-size, with the checker on (as every test runs): the output is
+/// the native run's.
+#[test]
+fn large_faults_stay_correct_after_munmap_mprotect_mremap_and_fork() {
+    if !require_kvm() {
+        return;
+    }
+    let program = image("fault_size");
+    let native = native(&program, ["check"]);
+    assert_status(&native, 0);
+    for size in ["4k", "64k", "2m"] {
+        let guest = vmrun([
+            OsStr::new("--fault-size"),
+            OsStr::new(size),
+            program.as_os_str(),
+            OsStr::new("check"),
+        ]);
+        assert_same(
+            &format!("fault_size check, --fault-size {size}"),
+            &native,
+            &guest,
+        );
+    }
+}
+
+#[test]
+fn fault_size_rejects_other_sizes() {
+    // A usage error is vmrun's own failure (125), as for any bad option.
+    let output = vmrun(["--fault-size", "8k", "/bin/true"]);
+    assert_status(&output, 125);
+    assert_stderr_contains(&output, "4k, 64k or 2m");
+}

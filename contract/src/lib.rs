@@ -88,6 +88,50 @@ pub mod boot_flags {
     /// before the program's first instruction, at #BP and #DB, and before
     /// a fault signal is delivered (see [`super::debug`]).
     pub const DEBUGGER: u32 = 1 << 6;
+    /// Map one 4 KiB page per anonymous fault, as Linux without
+    /// (multi-size) transparent huge pages does (`--fault-size 4k`).
+    pub const FAULT_4K: u32 = 1 << 7;
+    /// Map 64 KiB blocks but no 2 MiB pages on an anonymous fault
+    /// (`--fault-size 64k`). Neither bit: 64 KiB blocks and 2 MiB pages.
+    pub const FAULT_NO_2M: u32 = 1 << 8;
+}
+
+/// How much an anonymous page fault maps (`--fault-size`), carried in
+/// [`BootInfo::flags`] as [`boot_flags::FAULT_4K`] / [`boot_flags::FAULT_NO_2M`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FaultSize {
+    /// One 4 KiB page per fault (Linux's behaviour without THP).
+    Page4K,
+    /// The aligned 64 KiB block around the address when it lies inside one
+    /// private writable anonymous area with nothing mapped in it (Linux's
+    /// multi-size THP with 64 KiB enabled); else one page.
+    Block64K,
+    /// As [`FaultSize::Block64K`], and a 2 MiB page where the whole aligned
+    /// 2 MiB region lies in such an area with nothing mapped in it.
+    #[default]
+    Huge2M,
+}
+
+impl FaultSize {
+    /// The [`BootInfo::flags`] bits for this policy.
+    pub const fn flags(self) -> u32 {
+        match self {
+            FaultSize::Page4K => boot_flags::FAULT_4K,
+            FaultSize::Block64K => boot_flags::FAULT_NO_2M,
+            FaultSize::Huge2M => 0,
+        }
+    }
+
+    /// The policy [`BootInfo::flags`] selects.
+    pub const fn from_flags(flags: u32) -> FaultSize {
+        if flags & boot_flags::FAULT_4K != 0 {
+            FaultSize::Page4K
+        } else if flags & boot_flags::FAULT_NO_2M != 0 {
+            FaultSize::Block64K
+        } else {
+            FaultSize::Huge2M
+        }
+    }
 }
 
 /// What the VMM tells the guest kernel at boot; lives at
@@ -962,6 +1006,8 @@ pub mod trace {
         pub const SIGSEGV: u64 = 9;
         pub const OOM: u64 = 10;
         pub const SIGBUS: u64 = 11;
+        /// A 64 KiB block of zeroed 4 KiB pages.
+        pub const ZERO_FILL_64K: u64 = 12;
     }
 
     /// The system call number of a SYSCALL_ENTER/EXIT record's `aux`.
@@ -1031,5 +1077,21 @@ pub mod trace {
         pub tsc: u64,
         /// Per-kind arguments.
         pub a: [u64; 6],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_size_survives_the_boot_flags_and_leaves_other_bits_alone() {
+        for size in [FaultSize::Page4K, FaultSize::Block64K, FaultSize::Huge2M] {
+            let flags = size.flags() | boot_flags::ASLR | boot_flags::VERBOSE;
+            assert_eq!(FaultSize::from_flags(flags), size);
+            assert_eq!(size.flags() & (boot_flags::ASLR | boot_flags::VERBOSE), 0);
+        }
+        assert_eq!(FaultSize::from_flags(0), FaultSize::default());
+        assert_eq!(FaultSize::default(), FaultSize::Huge2M);
     }
 }

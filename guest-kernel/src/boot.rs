@@ -43,6 +43,7 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
         hypercall::panic(b"direct map already taken")
     };
     k.frames = FrameAllocator::new(info.free_phys_start, info.free_phys_end);
+    k.frames.fault_size = vmrun_contract::FaultSize::from_flags(info.flags);
     k.info = info;
     k.host = Host {
         tsc0,

@@ -531,6 +531,7 @@ impl Kernel {
             return self.vsyscall(mem, nr, ip);
         }
         self.stats.page_faults += 1;
+        self.process.min_flt += 1;
         let t0 = timestamp(mem, category::FAULTS);
         let result = self.with_env(mem, |p, env| p.mm.handle_page_fault(env, addr, error));
         let ip = self.regs().rip;
@@ -1415,6 +1416,7 @@ fn resolution_of(r: &Result<FaultOutcome, FaultError>) -> u64 {
         Ok(o) => match o.kind {
             FaultKind::AnonZero => resolution::ZERO_FILL,
             FaultKind::AnonHuge => resolution::ZERO_FILL_HUGE,
+            FaultKind::AnonBlock => resolution::ZERO_FILL_64K,
             FaultKind::FileMapped => resolution::FILE_MAP,
             FaultKind::FileCopied => resolution::FILE_COPY,
             FaultKind::FileZero => resolution::FILE_ZERO,

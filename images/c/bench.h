@@ -39,7 +39,8 @@ static inline void bench_marker(void)
     syscall(SYS_getppid);
 }
 
-/* Minor faults so far, or -1 where getrusage fails (vmrun's guest). */
+/* Minor faults so far (the guest counts those taken from user mode), or -1
+ * where getrusage fails. */
 static inline long bench_minflt(void)
 {
     struct rusage ru;

@@ -163,6 +163,11 @@ pub const IMAGES: &[Image] = &[
         "touches one byte per page of N MiB",
     ),
     c_image(
+        "fault_size",
+        "fault_size.c",
+        "anonymous faults per page touched; contents after munmap, mprotect, mremap and fork of 64 KiB blocks and 2 MiB pages",
+    ),
+    c_image(
         "maps_probe",
         "maps_probe.c",
         "heap, mmap, mprotect, munmap, then its own /proc/self/maps",

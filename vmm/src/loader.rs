@@ -1,9 +1,9 @@
 //! Putting the guest kernel, the program file and its arguments into guest
 //! RAM, and describing where they went in the boot info.
 //!
-//! The VMM does not interpret the program: its bytes are copied in as they
-//! are (they become the guest's page cache for the file), and the guest
-//! kernel validates and maps them.
+//! The VMM does not interpret the program: its bytes are read in as they
+//! are, straight from the file into guest RAM (they become the guest's page
+//! cache for the file), and the guest kernel validates and maps them.
 
 use crate::error::{Error, Result};
 use crate::memory::GuestRam;
@@ -95,8 +95,8 @@ pub static VDSO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vdso.so"));
 
 /// Everything that goes into guest RAM before the first instruction.
 pub struct BootPayload<'a> {
-    /// The program file's bytes.
-    pub program: &'a [u8],
+    /// The program file.
+    pub program: ProgramSource<'a>,
     /// The argument block from [`args_block`].
     pub args: &'a [u8],
     /// Its strings' lengths from [`string_lengths`].
@@ -159,11 +159,36 @@ fn page_align(x: u64) -> u64 {
     x.div_ceil(PAGE_SIZE) * PAGE_SIZE
 }
 
+/// Where the program's bytes come from.
+#[derive(Clone, Copy, Debug)]
+pub enum ProgramSource<'a> {
+    /// Bytes already in vmrun's memory.
+    Bytes(&'a [u8]),
+    /// An open file, at offset 0, of this length: read straight into guest
+    /// memory (one copy, from the host's page cache).
+    File(&'a std::fs::File, u64),
+}
+
+impl ProgramSource<'_> {
+    /// The program's length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            ProgramSource::Bytes(b) => b.len() as u64,
+            ProgramSource::File(_, len) => *len,
+        }
+    }
+
+    /// Whether the program is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Copy the program and arguments in after the kernel and write the boot
 /// info; returns it.
 pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> Result<BootInfo> {
     let file_phys = page_align(kernel.phys_end);
-    let file_len = p.program.len() as u64;
+    let file_len = p.program.len();
     let vdso_phys = page_align(file_phys + file_len);
     let vdso_len = vmrun_contract::vvar::VDSO_PAGES * PAGE_SIZE;
     let free_start = vdso_phys + vdso_len;
@@ -174,7 +199,10 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
             ram.size() >> 20
         )));
     }
-    ram.write_bytes(file_phys, p.program)?;
+    match p.program {
+        ProgramSource::Bytes(b) => ram.write_bytes(file_phys, b)?,
+        ProgramSource::File(f, len) => ram.read_file_into(file_phys, f, len)?,
+    }
     if VDSO.len() as u64 > vdso_len {
         return Err(Error::Config(format!(
             "the vDSO ({} bytes) is larger than {vdso_len}",
@@ -244,7 +272,7 @@ mod tests {
     /// A payload of `program` with every option off.
     fn payload(program: &[u8]) -> BootPayload<'_> {
         BootPayload {
-            program,
+            program: ProgramSource::Bytes(program),
             args: b"p\0",
             lens: &[2, 0, 0, 0],
             exe_path: b"/p",

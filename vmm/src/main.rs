@@ -13,7 +13,7 @@ use vmm::kvm::Platform;
 use vmm::session::Session;
 use vmm::session::{SessionReport, Watch};
 use vmm::stdio::Stdio;
-use vmm::vm::{RunEnd, RunReport, VmConfig};
+use vmm::vm::{FaultSize, RunEnd, RunReport, VmConfig};
 use vmrun_contract::trace::category;
 
 /// `vmrun [OPTIONS] PROGRAM [ARGS...]` and `vmrun bench [...]`.
@@ -58,6 +58,12 @@ struct Args {
     /// Show the guest kernel's log lines
     #[arg(short, long)]
     verbose: bool,
+    /// How much an anonymous page fault maps: 4k (one page per fault, as
+    /// Linux without transparent huge pages), 64k (the aligned 64 KiB block
+    /// where the area allows, as Linux's 64 KiB multi-size THP), 2m (64k, and
+    /// a 2 MiB page where the whole aligned 2 MiB lies in the area)
+    #[arg(long, value_name = "SIZE", default_value = "2m", value_parser = parse_fault_size)]
+    fault_size: FaultSize,
     /// Print the version and the detected KVM platform
     #[arg(short = 'V', long)]
     version: bool,
@@ -486,6 +492,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
         env,
         aslr: args.aslr,
         verbose: args.verbose,
+        fault_size: args.fault_size,
         observe: Default::default(),
         mounts,
         default_view: !args.isolate,
@@ -646,6 +653,16 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .ok_or_else(|| "not a size (examples: 256M, 1G)".to_string())
+}
+
+/// `--fault-size`: 4k, 64k or 2m (any case).
+fn parse_fault_size(s: &str) -> Result<FaultSize, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "4k" => Ok(FaultSize::Page4K),
+        "64k" => Ok(FaultSize::Block64K),
+        "2m" => Ok(FaultSize::Huge2M),
+        _ => Err("expected 4k, 64k or 2m".to_string()),
+    }
 }
 
 trait FromVec {

@@ -129,6 +129,17 @@ impl GuestRam {
             .map_err(|e| Error::Memory(format!("write at {gpa:#x}: {e}")))
     }
 
+    /// Read `len` bytes of `file` (from its current offset) straight into
+    /// guest memory at `gpa`, without a copy in between; a file shorter
+    /// than `len` is an error.
+    pub fn read_file_into(&self, gpa: u64, file: &std::fs::File, len: u64) -> Result<()> {
+        self.check(gpa, len)?;
+        let mut src = file;
+        self.mem
+            .read_exact_volatile_from(GuestAddress(gpa), &mut src, len as usize)
+            .map_err(|e| Error::Memory(format!("reading the program into {gpa:#x}: {e}")))
+    }
+
     /// Copy guest memory at `gpa` into `buf`.
     pub fn read_bytes(&self, gpa: u64, buf: &mut [u8]) -> Result<()> {
         self.check(gpa, buf.len() as u64)?;
@@ -235,6 +246,27 @@ mod tests {
         };
         ram.write_pod(0x800, &v).unwrap();
         assert_eq!(ram.read_pod::<IoVec>(0x800).unwrap(), v);
+    }
+
+    #[test]
+    fn a_file_is_read_straight_into_guest_memory_and_a_short_one_refused() {
+        use std::io::Write;
+        let path = std::env::temp_dir().join(format!("vmrun-read-into-{}", std::process::id()));
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(b"program bytes")
+            .unwrap();
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        ram.read_file_into(0x3000, &file, 13).unwrap();
+        let mut buf = [0u8; 13];
+        ram.read_bytes(0x3000, &mut buf).unwrap();
+        assert_eq!(&buf, b"program bytes");
+        let file = std::fs::File::open(&path).unwrap();
+        assert!(ram.read_file_into(0x3000, &file, 14).is_err(), "shorter");
+        let file = std::fs::File::open(&path).unwrap();
+        assert!(ram.read_file_into((1 << 20) - 4, &file, 13).is_err());
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

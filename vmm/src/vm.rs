@@ -22,6 +22,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vmrun_contract::trace::Record;
+pub use vmrun_contract::FaultSize;
 use vmrun_contract::{
     boot_flags, event, layout, phase, BootInfo, GuestStats, VmaExport, HYPERCALL_PORT,
 };
@@ -44,6 +45,8 @@ pub struct VmConfig {
     pub aslr: bool,
     /// Show guest kernel log lines.
     pub verbose: bool,
+    /// How much an anonymous page fault maps (`--fault-size`).
+    pub fault_size: FaultSize,
     /// What the host wants to observe.
     pub observe: Observe,
     /// Host directories shown to the guest (after the default view's).
@@ -66,6 +69,7 @@ impl VmConfig {
             env: vec![],
             aslr: false,
             verbose: false,
+            fault_size: FaultSize::default(),
             observe: Observe::default(),
             mounts: vec![],
             default_view: true,
@@ -278,33 +282,26 @@ impl Vm {
     /// Create the VM and load everything into it.
     pub fn new(config: &VmConfig) -> Result<Vm> {
         let started = Instant::now();
-        let program = read_program(&config.program)?;
-        validate_mem(config.mem_size)?;
-        let mut fs = HostFs::open(&config.mounts, config.default_view)?;
-        let kvm = kvm::open()?;
-        let platform = Platform::detect();
-        let vm = kvm
-            .create_vm()
-            .map_err(|e| Error::KvmIoctl("KVM_CREATE_VM", e))?;
-        let ram = GuestRam::new(config.mem_size)?;
-        ram.advise_huge_pages();
-        ram.register(&vm)?;
-        let vcpu = vm
-            .create_vcpu(0)
-            .map_err(|e| Error::KvmIoctl("KVM_CREATE_VCPU", e))?;
-        let cpuid = supported_cpuid(&kvm)?;
-        vcpu.set_cpuid2(&cpuid)
-            .map_err(|e| Error::KvmIoctl("KVM_SET_CPUID2", e))?;
+        let (program, program_len) = open_program(&config.program)?;
+        let Machine {
+            kvm,
+            platform,
+            vm,
+            ram,
+            vcpu,
+            mut fs,
+        } = create_machine(config)?;
         let vm_create = started.elapsed();
         let kernel = loader::load_kernel(ram.mem(), loader::GUEST_KERNEL)?;
-        let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0) as u64;
+        let tsc_khz = tsc_khz(&vcpu);
         let cwd = fs.initial_cwd();
         let host = HostFacts {
             platform,
             tsc_khz,
             cwd: &cwd,
         };
-        let info = write_boot_state(&ram, &kernel, config, &program, &host)?;
+        let program = loader::ProgramSource::File(&program, program_len);
+        let info = write_boot_state(&ram, &kernel, config, program, &host)?;
         setup_vcpu(&vcpu, kernel.entry)?;
         let ticker = Ticker::start(ram.mem()).ok();
         let timings = Timings {
@@ -739,28 +736,25 @@ pub fn classify(exit: VcpuExit) -> Exit {
     }
 }
 
-/// Reads PROGRAM into memory, refusing at once, before reading a byte,
-/// what execve(2) refuses with EACCES: anything but a regular file (a
-/// directory, FIFO, socket or device), and a file without execute
-/// permission for vmrun's effective user (or on a `noexec` mount).
-fn read_program(path: &std::path::Path) -> Result<Vec<u8>> {
-    use std::io::Read;
+/// Opens PROGRAM and returns it with its length, refusing at once, before
+/// reading a byte, what execve(2) refuses with EACCES: anything but a
+/// regular file (a directory, FIFO, socket or device), and a file without
+/// execute permission for vmrun's effective user (or on a `noexec` mount).
+/// Its bytes are read later straight into guest memory.
+fn open_program(path: &std::path::Path) -> Result<(std::fs::File, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
     let meta = std::fs::metadata(path).map_err(|e| program_error(path, e))?;
     check_executable(path, &meta)?;
     // O_NONBLOCK: should the path have become a FIFO since the check, the
     // open does not wait for a writer; the fstat below refuses it.
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| program_error(path, e))?;
     let meta = file.metadata().map_err(|e| program_error(path, e))?;
     check_executable(path, &meta)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes)
-        .map_err(|e| program_error(path, e))?;
-    Ok(bytes)
+    Ok((file, meta.len()))
 }
 
 /// EACCES as execve gives it, with the reason in words.
@@ -828,9 +822,68 @@ fn validate_mem(size: u64) -> Result<()> {
     Ok(())
 }
 
+/// KVM's supported CPUID, asked once per vmrun process (the bench and the
+/// tests create many VMs in one).
 fn supported_cpuid(kvm: &Kvm) -> Result<CpuId> {
-    kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(|e| Error::KvmIoctl("KVM_GET_SUPPORTED_CPUID", e))
+    static CPUID: std::sync::OnceLock<CpuId> = std::sync::OnceLock::new();
+    if let Some(c) = CPUID.get() {
+        return Ok(c.clone());
+    }
+    let c = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| Error::KvmIoctl("KVM_GET_SUPPORTED_CPUID", e))?;
+    Ok(CPUID.get_or_init(|| c).clone())
+}
+
+/// The guest TSC frequency (kHz, 0 if KVM does not tell), asked once per
+/// vmrun process: every vCPU vmrun creates gets the host's.
+fn tsc_khz(vcpu: &VcpuFd) -> u64 {
+    static TSC_KHZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    if let Some(&k) = TSC_KHZ.get() {
+        return k;
+    }
+    match vcpu.get_tsc_khz() {
+        Ok(k) => *TSC_KHZ.get_or_init(|| k as u64),
+        Err(_) => 0,
+    }
+}
+
+/// What [`create_machine`] makes.
+struct Machine {
+    kvm: Kvm,
+    platform: Platform,
+    vm: VmFd,
+    ram: GuestRam,
+    vcpu: VcpuFd,
+    fs: HostFs,
+}
+
+/// The host file view, the VM, its RAM and its vCPU with CPUID set.
+fn create_machine(config: &VmConfig) -> Result<Machine> {
+    validate_mem(config.mem_size)?;
+    let fs = HostFs::open(&config.mounts, config.default_view)?;
+    let kvm = kvm::open()?;
+    let platform = Platform::detect();
+    let vm = kvm
+        .create_vm()
+        .map_err(|e| Error::KvmIoctl("KVM_CREATE_VM", e))?;
+    let ram = GuestRam::new(config.mem_size)?;
+    ram.advise_huge_pages();
+    ram.register(&vm)?;
+    let vcpu = vm
+        .create_vcpu(0)
+        .map_err(|e| Error::KvmIoctl("KVM_CREATE_VCPU", e))?;
+    let cpuid = supported_cpuid(&kvm)?;
+    vcpu.set_cpuid2(&cpuid)
+        .map_err(|e| Error::KvmIoctl("KVM_SET_CPUID2", e))?;
+    Ok(Machine {
+        kvm,
+        platform,
+        vm,
+        ram,
+        vcpu,
+        fs,
+    })
 }
 
 /// What the host found out that goes into the boot info.
@@ -845,7 +898,7 @@ fn write_boot_state(
     ram: &GuestRam,
     kernel: &LoadedKernel,
     config: &VmConfig,
-    program: &[u8],
+    program: loader::ProgramSource,
     host: &HostFacts,
 ) -> Result<BootInfo> {
     boot::write_boot_tables(ram)?;
@@ -862,6 +915,7 @@ fn write_boot_state(
     if config.verbose {
         flags |= boot_flags::VERBOSE;
     }
+    flags |= config.fault_size.flags();
     let o = &config.observe;
     if o.stop_at_exec_exit {
         flags |= boot_flags::NOTIFY_EXEC_EXIT;

@@ -193,6 +193,8 @@ mod tests {
     #[test]
     fn fork_shares_frames_read_only_and_the_first_write_copies() {
         let mut fx = Fixture::new();
+        // One page per fault: the counts below are of the one page written.
+        fx.frames.fault_size = vmrun_contract::FaultSize::Page4K;
         let mut parent = fx.mm();
         let before = fx.frames.in_use();
         let a = parent

@@ -18,6 +18,7 @@
 
 use super::phys::PhysMem;
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
+use vmrun_contract::FaultSize;
 
 /// End-of-list marker of the intrusive free lists.
 const NIL: u64 = u64::MAX;
@@ -77,6 +78,8 @@ pub struct FrameAllocator {
     shares: alloc::vec::Vec<u16>,
     /// Pages copied because a shared frame was written (fork's COW).
     pub cow_copies: u64,
+    /// How much an anonymous fault maps (`--fault-size`, from boot).
+    pub fault_size: FaultSize,
 }
 
 impl FrameAllocator {
@@ -94,6 +97,7 @@ impl FrameAllocator {
             cache_bits: 0,
             shares: alloc::vec::Vec::new(),
             cow_copies: 0,
+            fault_size: FaultSize::Huge2M,
         }
     }
 
@@ -257,6 +261,43 @@ impl FrameAllocator {
         Some(self.count(pa, 1))
     }
 
+    /// `n` physically consecutive zero-filled 4 KiB frames (a 64 KiB block
+    /// for an anonymous fault): from a carve region or the 4 KiB bump that
+    /// still holds `n` frames, or from a free huge frame carved for it;
+    /// `None` if none of those has room (the caller maps one page). A used
+    /// run is zeroed with one [`PhysMem::zero`]. Frames are freed one by
+    /// one with [`Self::free`].
+    pub fn alloc_run_zeroed<M: PhysMem>(&mut self, mem: &mut M, n: u64) -> Option<u64> {
+        let bytes = n * PAGE_SIZE;
+        if self.carve.is_empty() && self.free_huge != NIL && self.fresh_hi - self.fresh_lo < bytes {
+            let pa = self.free_huge;
+            self.free_huge = mem.read_u64(pa);
+            self.carve = Carve {
+                next: pa,
+                end: pa + HUGE_PAGE_SIZE,
+                dirty: true,
+            };
+        }
+        let pa =
+            if !self.carve.dirty && self.carve.end - self.carve.next.min(self.carve.end) >= bytes {
+                let pa = self.carve.next;
+                self.carve.next += bytes;
+                pa
+            } else if self.fresh_hi.saturating_sub(self.fresh_lo) >= bytes {
+                let pa = self.fresh_lo;
+                self.fresh_lo += bytes;
+                pa
+            } else if self.carve.end - self.carve.next.min(self.carve.end) >= bytes {
+                let pa = self.carve.next;
+                self.carve.next += bytes;
+                mem.zero(pa, bytes);
+                pa
+            } else {
+                return None;
+            };
+        Some(self.count(pa, n))
+    }
+
     /// A zero-filled, 2 MiB-aligned, contiguous 2 MiB frame.
     pub fn alloc_huge_zeroed<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
         if self.free_huge != NIL {
@@ -383,6 +424,27 @@ mod tests {
         fa.free(&mut mem, a);
         assert_eq!(fa.alloc_uninit(&mut mem), Some(a));
         assert_eq!(mem.zero_calls, 0);
+    }
+
+    #[test]
+    fn runs_are_consecutive_fresh_frames_or_a_carved_free_huge_frame_zeroed_once() {
+        let (mut mem, mut fa) = setup(MIB, 4 * MIB);
+        let a = fa.alloc_run_zeroed(&mut mem, 16).unwrap();
+        assert_eq!(a, MIB);
+        assert_eq!(fa.alloc_zeroed(&mut mem), Some(MIB + 16 * PAGE_SIZE));
+        assert_eq!((fa.in_use(), mem.zero_calls), (17, 0));
+        // Use up the bump; the free huge frame is carved for the next run.
+        while fa.alloc_run_zeroed(&mut mem, 16).is_some() {}
+        let h = fa.alloc_huge_zeroed(&mut mem);
+        assert!(h.is_none(), "the 4 KiB bump took all");
+        let (mut mem, mut fa) = setup(MIB, 4 * MIB);
+        let h = fa.alloc_huge_zeroed(&mut mem).unwrap();
+        mem.fill(h, HUGE_PAGE_SIZE, 0xaa);
+        fa.free_huge(&mut mem, h);
+        while fa.alloc_run_zeroed(&mut mem, 16).is_some_and(|pa| pa < h) {}
+        assert_eq!(mem.zero_calls, 1, "the carved run was zeroed");
+        assert_eq!(mem.byte(h + 0x10), 0);
+        assert_eq!(mem.byte(h + 16 * PAGE_SIZE), 0xaa, "rest not zeroed yet");
     }
 
     #[test]

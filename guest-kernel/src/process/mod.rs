@@ -133,6 +133,9 @@ pub struct Process {
     /// CPU time of the children it reaped, their own children's included
     /// (group state).
     pub children_ns: u64,
+    /// Page faults this thread took from user mode (`ru_minflt`; kept by
+    /// exec, 0 in a forked child).
+    pub min_flt: u64,
 }
 
 /// The pid vmrun's program gets (it is the VM's only, init-like process).
@@ -206,6 +209,7 @@ impl Process {
             run_start: 0,
             dead_threads_ns: 0,
             children_ns: 0,
+            min_flt: 0,
         }
     }
 

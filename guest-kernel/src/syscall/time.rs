@@ -342,7 +342,8 @@ pub fn times<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, buf: u64) ->
 }
 
 /// getrusage(who, usage): RUSAGE_SELF (the thread group), RUSAGE_CHILDREN
-/// (reaped children) or RUSAGE_THREAD, CPU time as user time.
+/// (reaped children) or RUSAGE_THREAD, CPU time as user time; `ru_minflt`
+/// counts the calling thread's page faults from user mode.
 pub fn getrusage<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     who: u64,
@@ -355,7 +356,13 @@ pub fn getrusage<M: PhysMem, H: HostIo>(
         1 => cx.p.running_cpu_ns(now),
         _ => return Err(Errno::EINVAL),
     };
-    copy_to_user(&mut cx.p.mm, cx.env, buf, &super::task::rusage_bytes(ns))?;
+    let mut usage = super::task::rusage_bytes(ns);
+    if who as i32 != -1 {
+        // ru_minflt: the calling thread's faults (other threads' are not
+        // summed for RUSAGE_SELF yet).
+        usage[64..72].copy_from_slice(&cx.p.min_flt.to_le_bytes());
+    }
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &usage)?;
     Ok(0)
 }
 

@@ -40,6 +40,7 @@ mod runner;
 mod stats;
 mod step;
 mod trace;
+mod whole;
 mod workloads;
 
 pub use kernel_map::{demangle, KernelMap};
@@ -83,7 +84,8 @@ options:
       --runs N        exec and cold-start runs, static and dynamic
                       (default 20)
       --quick         tiny counts (-n 64 --anon-mib 8 --file-pages 64
-                      --runs 3), for smoke tests
+                      --runs 3; 4 MB for sha256sum, 1000 calls for the
+                      getpid/write split), for smoke tests
       --no-count      skip counting ring-0 instructions (single-stepping)
       --vmrun PATH    the vmrun binary for the cold-start workload (default:
                       `vmrun` next to this executable or in its parent)
@@ -319,6 +321,14 @@ pub fn run_with_output(args: &[String], out: &mut dyn Write) -> i32 {
     ] {
         let cold = bench_cold_start(&o, &env, name, image);
         emit(out, cold.map(|r| format_row(&r)).map_err(|e| (name, e)));
+    }
+    for row in whole::bench_whole_programs(&o, env.vmrun.as_deref()) {
+        emit(out, row.map(|r| format_row(&r)));
+    }
+    let split =
+        whole::bench_syscall_split(&o, &env.images, env.tsc_khz, env.map.as_ref(), &mut detail);
+    for row in split {
+        emit(out, row.map(|r| format_row(&r)));
     }
     text.clear();
     if o.count {

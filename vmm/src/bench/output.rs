@@ -10,7 +10,7 @@ pub struct ProgramOutput {
     /// Cycles of the whole loop and how many units (pages, calls) it covered.
     pub total: Option<(u64, u64)>,
     /// Minor faults taken in the loop; `None` where the program could not
-    /// tell (getrusage fails in the guest).
+    /// tell (getrusage failed).
     pub minflt: Option<u64>,
 }
 

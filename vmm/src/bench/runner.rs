@@ -6,7 +6,7 @@
 use super::kernel_map::KernelMap;
 use super::step::{count_ring0, StepProfile};
 use crate::hypercall::{HostIo, Outcome};
-use crate::vm::{Event, Observe, RunEnd, Vm, VmConfig};
+use crate::vm::{Event, FaultSize, Observe, RunEnd, Vm, VmConfig};
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -48,10 +48,17 @@ pub(super) struct GuestRun {
     pub(super) tsc_khz: u64,
 }
 
-fn guest_config(program: &Path, args: &[String], mem: u64, observe: Observe) -> VmConfig {
+fn guest_config(
+    program: &Path,
+    args: &[String],
+    mem: u64,
+    observe: Observe,
+    fault_size: FaultSize,
+) -> VmConfig {
     let mut config = VmConfig {
         mem_size: mem,
         observe,
+        fault_size,
         ..VmConfig::for_program(program)
     };
     config.argv.extend(args.iter().map(OsString::from));
@@ -64,7 +71,18 @@ pub(super) fn run_guest(
     mem: u64,
     observe: Observe,
 ) -> Result<GuestRun, String> {
-    let config = guest_config(program, args, mem, observe);
+    run_guest_sized(program, args, mem, observe, FaultSize::default())
+}
+
+/// [`run_guest`] with a `--fault-size` policy.
+pub(super) fn run_guest_sized(
+    program: &Path,
+    args: &[String],
+    mem: u64,
+    observe: Observe,
+    fault_size: FaultSize,
+) -> Result<GuestRun, String> {
+    let config = guest_config(program, args, mem, observe, fault_size);
     let mut vm = Vm::new(&config).map_err(|e| format!("{}: {e}", program.display()))?;
     let tsc_khz = vm.boot_info().tsc_khz;
     let mut io = Capture::default();
@@ -185,7 +203,18 @@ pub(super) fn step_program(
     mem: u64,
     map: &KernelMap,
 ) -> Result<StepProfile, String> {
-    let config = guest_config(program, args, mem, Observe::default());
+    step_program_sized(program, args, mem, map, FaultSize::default())
+}
+
+/// [`step_program`] with a `--fault-size` policy.
+pub(super) fn step_program_sized(
+    program: &Path,
+    args: &[String],
+    mem: u64,
+    map: &KernelMap,
+    fault_size: FaultSize,
+) -> Result<StepProfile, String> {
+    let config = guest_config(program, args, mem, Observe::default(), fault_size);
     let mut vm = Vm::new(&config).map_err(|e| e.to_string())?;
     let mut io = Capture::default();
     let (vcpu, ram, fs) = vm.vcpu_and_ram();

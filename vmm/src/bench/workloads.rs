@@ -7,13 +7,16 @@
 use super::kernel_map::KernelMap;
 use super::output::{parse_output, ProgramOutput};
 use super::report::{entry_kinds, fault_breakdown, ring0_detail, Row};
-use super::runner::{run_guest, run_native, run_native_exec_stamped, step_program, time_native};
+use super::runner::{
+    run_guest, run_guest_sized, run_native, run_native_exec_stamped, step_program,
+    step_program_sized, time_native,
+};
 use super::stats::{cycles_to_us, summarize, Summary};
 use super::trace::{
     entries_in_window, exec_cycles, exec_spans, faults_before_marker, faults_in_window,
 };
 use super::{Options, MARKER_SYSCALL};
-use crate::vm::{Observe, DEFAULT_MEM};
+use crate::vm::{FaultSize, Observe, DEFAULT_MEM};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -46,6 +49,11 @@ pub(super) struct Program {
     show_entries: bool,
     /// A note for the table line.
     note: &'static str,
+    /// The guest's `--fault-size`.
+    fault_size: FaultSize,
+    /// The row is the whole loop's cost per 4 KiB page (the bulk touches of
+    /// small mappings), with the figure under `--fault-size 4k` in the note.
+    per_page: bool,
 }
 
 /// Where the programs and `vmrun` are.
@@ -83,6 +91,34 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["#PF"],
             note: "",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
+        },
+        Program {
+            row: "anon_1m",
+            unit: "us/4KiB page",
+            image: "bench_anon",
+            args: s(&["bulk", "1"]),
+            step_args: s(&["bulk", "1"]),
+            mem: DEFAULT_MEM,
+            ring0: &["#PF"],
+            note: "",
+            show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: true,
+        },
+        Program {
+            row: "anon_3m",
+            unit: "us/4KiB page",
+            image: "bench_anon",
+            args: s(&["bulk", "3"]),
+            step_args: s(&["bulk", "3"]),
+            mem: DEFAULT_MEM,
+            ring0: &["#PF"],
+            note: "",
+            show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: true,
         },
         Program {
             row: "anon_4k_fault",
@@ -92,8 +128,10 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             step_args: s(&["small", "2"]),
             mem: DEFAULT_MEM,
             ring0: &["#PF"],
-            note: "",
+            note: "--fault-size 4k: one page per fault",
             show_entries: false,
+            fault_size: FaultSize::Page4K,
+            per_page: false,
         },
         Program {
             row: "file_read",
@@ -105,6 +143,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["#PF"],
             note: "",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "file_cow",
@@ -116,6 +156,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["#PF"],
             note: "",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "brk_grow",
@@ -127,6 +169,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["#PF"],
             note: "",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "getpid",
@@ -138,6 +182,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["getpid"],
             note: "",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "clock_gettime",
@@ -149,6 +195,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &[],
             note: "CLOCK_MONOTONIC, vDSO",
             show_entries: true,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "file_read_cached",
@@ -160,6 +208,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["pread64"],
             note: "4 KiB at offset 0, from the page cache",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "file_read_1m",
@@ -171,6 +221,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["pread64"],
             note: "one pread of 1 MiB: guest reads straight from the host",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "open_close",
@@ -182,6 +234,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["openat", "close"],
             note: "",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "fork_exit_wait",
@@ -193,6 +247,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &[],
             note: "glibc fork (clone), child _exit(0), parent wait4; ring-0: all entries of both processes",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "fork_exec_wait",
@@ -204,6 +260,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &[],
             note: "fork, the child execs a static program that _exits, parent wait4; ring-0: all entries of both processes",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "context_switch",
@@ -215,6 +273,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &[],
             note: "sched_yield to a yielding child and back, one CPU; ring-0: all entries of both processes",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "cow_fault",
@@ -226,6 +286,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["#PF"],
             note: "first write to a page shared with a forked child",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "pipe_roundtrip",
@@ -237,6 +299,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &[],
             note: "1 byte there and back over two pipes; ring-0: all entries of both processes",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
         Program {
             row: "futex_wake",
@@ -248,6 +312,8 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["futex"],
             note: "FUTEX_WAKE_PRIVATE, no waiter",
             show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
         },
     ]
 }
@@ -260,11 +326,11 @@ pub(super) fn bench_program(
     detail: &mut String,
 ) -> Result<Vec<Row>, String> {
     let path = env.images.join(p.image);
-    let guest_run = run_guest(&path, &p.args, p.mem, Observe::default())?;
+    let guest_run = run_guest_sized(&path, &p.args, p.mem, Observe::default(), p.fault_size)?;
     let guest = parse_output(&guest_run.stdout).map_err(|e| format!("guest output: {e}"))?;
     let native =
         parse_output(&run_native(&path, &p.args)?).map_err(|e| format!("native output: {e}"))?;
-    let traced = run_guest(
+    let traced = run_guest_sized(
         &path,
         &p.args,
         p.mem,
@@ -272,6 +338,7 @@ pub(super) fn bench_program(
             trace_mask: category::FAULTS | category::SYSCALLS,
             ..Default::default()
         },
+        p.fault_size,
     )?;
     let window_faults = faults_in_window(&traced.records);
     let window_entries = entries_in_window(&traced.records);
@@ -320,7 +387,7 @@ pub(super) fn bench_program(
     }
     let ops = guest.samples.len() as u64;
     if let Some(map) = &env.map {
-        match step_program(&path, &p.step_args, p.mem, map) {
+        match step_program_sized(&path, &p.step_args, p.mem, map, p.fault_size) {
             Ok(profile) => {
                 let (label, text) = ring0_detail(p.row, &p.step_args, &profile, p.ring0, ops > 0);
                 row.ring0 = label;
@@ -363,18 +430,31 @@ pub(super) fn bench_program(
             cycles_to_us(sorted.iter().skip(k as usize).sum::<u64>() as f64, khz) / 1e3
         );
     }
+    let per_page = |o: &ProgramOutput| {
+        o.total.map(|(c, units)| {
+            let v = cycles_to_us(c as f64 / units.max(1) as f64, khz);
+            Summary {
+                median: v,
+                p99: f64::NAN,
+                count: units as usize,
+            }
+        })
+    };
+    if p.per_page {
+        // The whole loop per page: most touches find their page mapped by
+        // an earlier fault's block, so the median touch says nothing.
+        row.guest = per_page(&guest);
+        row.native = per_page(&native);
+        let small = run_guest_sized(&path, &p.args, p.mem, Observe::default(), FaultSize::Page4K)?;
+        let small = parse_output(&small.stdout).map_err(|e| format!("guest output: {e}"))?;
+        let small = per_page(&small).map_or(f64::NAN, |s| s.median);
+        row.note = format!(
+            "{} MiB in one loop, whole loop per page; --fault-size 4k: {small:.1} us/page",
+            p.args[1]
+        );
+    }
     let mut rows = vec![row];
     if p.row == "anon_touch" {
-        let per_page = |o: &ProgramOutput| {
-            o.total.map(|(c, units)| {
-                let v = cycles_to_us(c as f64 / units.max(1) as f64, khz);
-                Summary {
-                    median: v,
-                    p99: f64::NAN,
-                    count: units as usize,
-                }
-            })
-        };
         rows.push(Row {
             name: "anon_total",
             unit: "us/4KiB page",
@@ -481,12 +561,14 @@ pub(super) fn bench_cold_start(
         }
         native.push(time_native(&program)? / 1e3);
     }
+    let guest = summarize(&guest);
+    let qemu = super::whole::cold_start_qemu_note(&program, o.runs, guest.map(|s| s.median));
     Ok(Row {
         name,
         unit: "ms/run",
-        guest: summarize(&guest),
+        guest,
         native: summarize(&native),
-        note: format!("whole `vmrun {image}` process vs native run"),
+        note: format!("whole `vmrun {image}` process vs native run; {qemu}"),
         ..Default::default()
     })
 }

@@ -162,6 +162,7 @@ pub fn resolution_name(r: u64) -> &'static str {
     match r {
         resolution::ZERO_FILL => "zero-fill",
         resolution::ZERO_FILL_HUGE => "zero-fill-2M",
+        resolution::ZERO_FILL_64K => "zero-fill-64K",
         resolution::FILE_MAP => "file-map",
         resolution::FILE_COPY => "file-copy",
         resolution::FILE_ZERO => "file-zero",

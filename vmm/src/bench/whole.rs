@@ -1,0 +1,392 @@
+//! Whole programs, timed from outside: cold start of `busybox true`, and
+//! `busybox sha256sum` reading from a pipe, as whole `vmrun` processes
+//! against native runs and, where Debian's qemu-user is installed, against
+//! `qemu-x86_64`; and the per-call cost of getpid and of one-byte writes,
+//! split into the kernel entry, the kernel's instructions and the hypercall.
+
+use super::kernel_map::KernelMap;
+use super::output::parse_output;
+use super::report::Row;
+use super::runner::{run_guest, run_native, step_program};
+use super::stats::{cycles_to_us, summarize};
+use super::trace::syscall_spans;
+use super::Options;
+use crate::vm::{Observe, DEFAULT_MEM};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+use vmrun_contract::trace::category;
+
+/// The statically linked busybox the whole-program rows run.
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Bytes `busybox sha256sum` reads from the pipe: 100 MB, 4 MB with
+/// `--quick`.
+fn sha256_bytes(o: &Options) -> u64 {
+    if o.samples <= 64 {
+        4_000_000
+    } else {
+        100_000_000
+    }
+}
+
+/// System calls of each kind in the split rows: 10,000, 1,000 with
+/// `--quick`.
+fn split_calls(o: &Options) -> u64 {
+    if o.samples <= 64 {
+        1_000
+    } else {
+        10_000
+    }
+}
+
+/// Debian's qemu-user emulator for x86-64, if installed.
+pub(super) fn qemu_user() -> Option<PathBuf> {
+    ["/usr/bin/qemu-x86_64", "/usr/bin/qemu-x86_64-static"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// Wall time (ms) of one run of `argv`, with `input` zero bytes written to
+/// its stdin through a pipe (its stdout and stderr discarded).
+fn time_run(argv: &[&Path], input: u64) -> Result<f64, String> {
+    let (program, args) = argv.split_first().ok_or("nothing to run")?;
+    let mut cmd = Command::new(program);
+    cmd.args(args.iter())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .stdin(if input > 0 {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let t = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let chunk = vec![0u8; 64 << 10];
+        let mut left = input;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            stdin
+                .write_all(&chunk[..n])
+                .map_err(|e| format!("feeding {}: {e}", program.display()))?;
+            left -= n as u64;
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    if !status.success() {
+        let words: Vec<String> = argv.iter().map(|a| a.display().to_string()).collect();
+        return Err(format!("{}: {status}", words.join(" ")));
+    }
+    Ok(ms)
+}
+
+/// The qemu-user part of a row's note: its median and vmrun's ratio to it.
+fn qemu_note(guest_median: Option<f64>, qemu: Option<Vec<f64>>) -> String {
+    match (qemu.as_deref().and_then(summarize), guest_median) {
+        (Some(q), Some(g)) => format!(
+            "qemu-user {:.3} ms, vmrun/qemu {:.2}x",
+            q.median,
+            g / q.median
+        ),
+        (Some(q), None) => format!("qemu-user {:.3} ms", q.median),
+        (None, _) if qemu_user().is_none() => "qemu-user not installed".into(),
+        (None, _) => "qemu-user failed".into(),
+    }
+}
+
+/// One whole-program row: `program args` under vmrun, natively and under
+/// qemu-user, `runs` times each, with `input` bytes piped in.
+fn whole_row(
+    env_vmrun: &Path,
+    name: &'static str,
+    runs: u64,
+    program: &Path,
+    args: &[&str],
+    input: u64,
+    note: &str,
+) -> Result<Row, String> {
+    let args: Vec<&Path> = args.iter().map(Path::new).collect();
+    let (mut guest, mut native, mut qemu) = (Vec::new(), Vec::new(), Vec::new());
+    let qemu_path = qemu_user();
+    let mut qemu_ok = qemu_path.is_some();
+    for _ in 0..runs {
+        let mut g = vec![env_vmrun, program];
+        g.extend(&args);
+        guest.push(time_run(&g, input)?);
+        let mut n = vec![program];
+        n.extend(&args);
+        native.push(time_run(&n, input)?);
+        if let (Some(q), true) = (&qemu_path, qemu_ok) {
+            let mut v = vec![q.as_path(), program];
+            v.extend(&args);
+            match time_run(&v, input) {
+                Ok(ms) => qemu.push(ms),
+                Err(_) => qemu_ok = false,
+            }
+        }
+    }
+    let guest = summarize(&guest);
+    let qemu = if qemu_ok { Some(qemu) } else { None };
+    let q = qemu_note(guest.map(|s| s.median), qemu);
+    Ok(Row {
+        name,
+        unit: "ms/run",
+        guest,
+        native: summarize(&native),
+        note: format!("{note}; {q}"),
+        ..Default::default()
+    })
+}
+
+/// The qemu-user note for a cold-start row of `program` (no arguments),
+/// `runs` runs; the row's guest median for the ratio.
+pub(super) fn cold_start_qemu_note(program: &Path, runs: u64, guest_median: Option<f64>) -> String {
+    let Some(q) = qemu_user() else {
+        return "qemu-user not installed".into();
+    };
+    let times: Result<Vec<f64>, String> = (0..runs)
+        .map(|_| time_run(&[q.as_path(), program], 0))
+        .collect();
+    qemu_note(guest_median, times.ok())
+}
+
+/// The whole-program rows: `busybox true` cold start and `busybox
+/// sha256sum` of a pipe; each an `Err((row, why))` if it failed.
+pub(super) fn bench_whole_programs(
+    o: &Options,
+    vmrun: Option<&Path>,
+) -> Vec<Result<Row, (&'static str, String)>> {
+    let rows: [(&'static str, &[&str], u64, String); 2] = [
+        (
+            "cold_busybox",
+            &["true"],
+            0,
+            "whole `vmrun /bin/busybox true` process vs native run".into(),
+        ),
+        (
+            "sha256_pipe",
+            &["sha256sum"],
+            sha256_bytes(o),
+            format!(
+                "busybox sha256sum of {} MB from a pipe, 4 KiB per read",
+                sha256_bytes(o) / 1_000_000
+            ),
+        ),
+    ];
+    let busybox = Path::new(BUSYBOX);
+    rows.into_iter()
+        .map(|(name, args, input, note)| {
+            let vmrun = vmrun.ok_or((
+                name,
+                "no vmrun binary found next to this executable: pass --vmrun PATH".into(),
+            ))?;
+            if !busybox.is_file() {
+                // Not a failure of vmrun's: the row says what is missing.
+                return Ok(Row {
+                    name,
+                    unit: "ms/run",
+                    note: format!("{BUSYBOX} not installed (Debian: busybox-static)"),
+                    ..Default::default()
+                });
+            }
+            // The 100 MB pipe takes some 15 s under vmrun: one run.
+            let runs = if input > 10_000_000 { 1 } else { o.runs.min(5) };
+            whole_row(vmrun, name, runs, busybox, args, input, &note).map_err(|e| (name, e))
+        })
+        .collect()
+}
+
+/// getpid and one-byte writes to stderr, many in a row (`bench_syscall
+/// CALLS [write]`): per call, the time measured in the program (median),
+/// split with the guest kernel's SYSCALL_ENTER/EXIT records (a traced run)
+/// into the kernel entry and return (the rest) and the time inside the
+/// kernel, and that with the stepped run's ring-0 instruction count into
+/// the instructions (at getpid's time per instruction: getpid makes no
+/// hypercall) and the hypercall (the rest).
+pub(super) fn bench_syscall_split(
+    o: &Options,
+    images: &Path,
+    tsc_khz: u64,
+    map: Option<&KernelMap>,
+    detail: &mut String,
+) -> Vec<Result<Row, (&'static str, String)>> {
+    let program = images.join("bench_syscall");
+    let calls = split_calls(o).to_string();
+    let mut per_insn_us = None;
+    let mut rows = Vec::new();
+    for (name, mode, nr) in [("getpid_10k", None, 39u64), ("write_10k", Some("write"), 1)] {
+        let row = split_row(
+            &program,
+            name,
+            &calls,
+            mode,
+            nr,
+            tsc_khz,
+            map,
+            &mut per_insn_us,
+            detail,
+        );
+        rows.push(row.map_err(|e| (name, e)));
+    }
+    rows
+}
+
+#[allow(clippy::too_many_arguments)]
+fn split_row(
+    program: &Path,
+    name: &'static str,
+    calls: &str,
+    mode: Option<&str>,
+    nr: u64,
+    khz: u64,
+    map: Option<&KernelMap>,
+    per_insn_us: &mut Option<f64>,
+    detail: &mut String,
+) -> Result<Row, String> {
+    let mut args = vec![calls.to_string()];
+    args.extend(mode.map(String::from));
+    let us = |c: f64| cycles_to_us(c, khz);
+    let guest = run_guest(program, &args, DEFAULT_MEM, Observe::default())?;
+    let guest = parse_output(&guest.stdout).map_err(|e| format!("guest output: {e}"))?;
+    let native =
+        parse_output(&run_native(program, &args)?).map_err(|e| format!("native output: {e}"))?;
+    let per_call = |v: &[u64]| summarize(&v.iter().map(|&c| us(c as f64)).collect::<Vec<_>>());
+    let total_per_call = |t: Option<(u64, u64)>| t.map(|(c, n)| us(c as f64 / n.max(1) as f64));
+    let mut row = Row {
+        name,
+        unit: "us/call",
+        guest: per_call(&guest.samples),
+        native: per_call(&native.samples),
+        ..Default::default()
+    };
+    let traced = run_guest(
+        program,
+        &args,
+        DEFAULT_MEM,
+        Observe {
+            trace_mask: category::SYSCALLS,
+            ..Default::default()
+        },
+    )?;
+    let inside: Vec<f64> = syscall_spans(&traced.records, nr)
+        .iter()
+        .map(|&c| us(c as f64))
+        .collect();
+    let inside = summarize(&inside).map(|s| s.median);
+    let step_args = vec!["32".to_string()]
+        .into_iter()
+        .chain(mode.map(String::from))
+        .collect::<Vec<_>>();
+    let step = match map {
+        Some(m) => Some(step_program(program, &step_args, DEFAULT_MEM, m)?),
+        None => None,
+    };
+    let (insns, exits) = step
+        .as_ref()
+        .map(|p| {
+            let mine: Vec<_> = p
+                .entries
+                .iter()
+                .filter(|e| e.in_window && e.is_syscall() && e.rax == nr)
+                .collect();
+            let n = mine.len().max(1) as f64;
+            (
+                Some(mine.iter().map(|e| e.insns).sum::<u64>() as f64 / n),
+                Some(mine.iter().map(|e| e.exits).sum::<u64>() as f64 / n),
+            )
+        })
+        .unwrap_or((None, None));
+    if let Some(i) = insns {
+        row.ring0 = Some(format!("{i:.0}/call"));
+    }
+    if mode.is_none() {
+        if let (Some(k), Some(i)) = (inside, insns) {
+            *per_insn_us = Some(k / i.max(1.0));
+        }
+    }
+    let t = row.guest.map(|s| s.median);
+    let split = match (t, inside, insns, *per_insn_us) {
+        (Some(t), Some(k), Some(i), Some(c)) => {
+            let instr = (i * c).min(k);
+            format!(
+                "entry+return {:.1} us, instructions {:.1} us ({i:.0} at {:.2} us), \
+                 hypercall {:.1} us ({:.0} exits)",
+                (t - k).max(0.0),
+                instr,
+                c,
+                (k - instr).max(0.0),
+                exits.unwrap_or(0.0)
+            )
+        }
+        (Some(t), Some(k), _, _) => format!(
+            "entry+return {:.1} us, in the kernel {k:.1} us (no ring-0 count)",
+            (t - k).max(0.0)
+        ),
+        _ => "no split: no SYSCALL_ENTER/EXIT pairs in the trace".into(),
+    };
+    let what = match mode {
+        Some(_) => "one-byte write(2) to stderr (a pipe to vmrun)",
+        None => "syscall(SYS_getpid)",
+    };
+    let loop_avg = total_per_call(guest.total).unwrap_or(f64::NAN);
+    row.note = format!("{calls} x {what}; {split}");
+    let _ = writeln!(
+        detail,
+        "{name:<16} {calls} calls: guest loop {loop_avg:.1} us per call (mean), median {:.1}; \
+         in the kernel (traced run, SYSCALL_ENTER to EXIT) median {}; {split}",
+        t.unwrap_or(f64::NAN),
+        inside.map_or("?".into(), |k| format!("{k:.1} us")),
+    );
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_qemu_note_gives_the_median_and_the_ratio_or_why_not() {
+        let note = qemu_note(Some(30.0), Some(vec![10.0, 12.0, 11.0]));
+        assert_eq!(note, "qemu-user 11.000 ms, vmrun/qemu 2.73x");
+        let none = qemu_note(Some(30.0), None);
+        let want = if qemu_user().is_some() {
+            "qemu-user failed"
+        } else {
+            "qemu-user not installed"
+        };
+        assert_eq!(none, want);
+    }
+
+    #[test]
+    fn quick_runs_use_small_inputs() {
+        let quick = Options {
+            samples: 64,
+            ..Default::default()
+        };
+        assert_eq!(
+            (sha256_bytes(&quick), split_calls(&quick)),
+            (4_000_000, 1_000)
+        );
+        let full = Options::default();
+        assert_eq!(
+            (sha256_bytes(&full), split_calls(&full)),
+            (100_000_000, 10_000)
+        );
+    }
+
+    #[test]
+    fn a_failing_program_is_an_error_naming_it() {
+        let e = time_run(&[Path::new("/bin/false")], 0).unwrap_err();
+        assert!(e.contains("/bin/false"), "{e}");
+        assert!(time_run(&[Path::new("/bin/cat")], 100_000).is_ok());
+    }
+}
