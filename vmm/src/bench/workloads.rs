@@ -4,24 +4,32 @@
 //! TSC main reads first), and cold start as the wall time of a whole
 //! `vmrun` process. Each gives rows of the table and detail lines.
 
+use super::budgets::{Figure, Figures, LARGE_MEM};
 use super::kernel_map::KernelMap;
 use super::output::{parse_output, ProgramOutput};
-use super::report::{entry_kinds, fault_breakdown, ring0_detail, Row};
+use super::report::{
+    entry_kinds, fault_breakdown, ring0_detail, top_functions, window_medians, Row,
+};
 use super::runner::{run_guest, run_native, run_native_exec_stamped, step_program, time_native};
 use super::stats::{cycles_to_us, summarize, Summary};
+use super::step::StepProfile;
 use super::trace::{
     entries_in_window, exec_cycles, exec_spans, faults_before_marker, faults_in_window,
 };
 use super::{Options, MARKER_SYSCALL};
 use crate::vm::{Observe, DEFAULT_MEM};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 use vmrun_contract::trace::category;
 
 /// Pages in each region of the 4 KiB fault workload.
 const SMALL_REGION_PAGES: u64 = 16;
+
+/// The system call number of exit_group, the end of a program.
+const EXIT_GROUP: u64 = 231;
 
 /// The system call number of getrusage, which the programs call just
 /// inside the markers (`minflt`).
@@ -46,6 +54,9 @@ pub(super) struct Program {
     show_entries: bool,
     /// A note for the table line.
     note: &'static str,
+    /// The budgeted figure this workload measures, and the kind of kernel
+    /// entry (as [`ring0_detail`] names them) whose median it is.
+    budget: Option<(&'static str, Figure)>,
 }
 
 /// Where the programs and `vmrun` are.
@@ -83,6 +94,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["#PF"],
             note: "",
             show_entries: false,
+            budget: None,
         },
         Program {
             row: "anon_4k_fault",
@@ -94,6 +106,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["#PF"],
             note: "",
             show_entries: false,
+            budget: Some(("#PF", Figure::AnonFault)),
         },
         Program {
             row: "file_read",
@@ -105,6 +118,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["#PF"],
             note: "",
             show_entries: false,
+            budget: None,
         },
         Program {
             row: "file_cow",
@@ -116,6 +130,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["#PF"],
             note: "",
             show_entries: false,
+            budget: Some(("#PF", Figure::FileCow)),
         },
         Program {
             row: "brk_grow",
@@ -127,6 +142,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["#PF"],
             note: "",
             show_entries: false,
+            budget: Some(("brk", Figure::BrkStep)),
         },
         Program {
             row: "getpid",
@@ -138,6 +154,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["getpid"],
             note: "",
             show_entries: false,
+            budget: Some(("getpid", Figure::Getpid)),
         },
         Program {
             row: "clock_gettime",
@@ -149,6 +166,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &[],
             note: "CLOCK_MONOTONIC, vDSO",
             show_entries: true,
+            budget: None,
         },
         Program {
             row: "file_read_cached",
@@ -160,6 +178,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["pread64"],
             note: "4 KiB at offset 0, from the page cache",
             show_entries: false,
+            budget: None,
         },
         Program {
             row: "file_read_1m",
@@ -171,6 +190,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["pread64"],
             note: "one pread of 1 MiB: guest reads straight from the host",
             show_entries: false,
+            budget: None,
         },
         Program {
             row: "open_close",
@@ -182,6 +202,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["openat", "close"],
             note: "",
             show_entries: false,
+            budget: None,
         },
         Program {
             row: "fork_exit_wait",
@@ -193,6 +214,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &[],
             note: "glibc fork (clone), child _exit(0), parent wait4; ring-0: all entries of both processes",
             show_entries: false,
+            budget: None,
         },
         Program {
             row: "fork_exec_wait",
@@ -204,6 +226,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &[],
             note: "fork, the child execs a static program that _exits, parent wait4; ring-0: all entries of both processes",
             show_entries: false,
+            budget: None,
         },
         Program {
             row: "context_switch",
@@ -215,6 +238,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &[],
             note: "sched_yield to a yielding child and back, one CPU; ring-0: all entries of both processes",
             show_entries: false,
+            budget: None,
         },
         Program {
             row: "cow_fault",
@@ -226,6 +250,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["#PF"],
             note: "first write to a page shared with a forked child",
             show_entries: false,
+            budget: None,
         },
         Program {
             row: "pipe_roundtrip",
@@ -237,6 +262,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &[],
             note: "1 byte there and back over two pipes; ring-0: all entries of both processes",
             show_entries: false,
+            budget: None,
         },
         Program {
             row: "futex_wake",
@@ -248,6 +274,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             ring0: &["futex"],
             note: "FUTEX_WAKE_PRIVATE, no waiter",
             show_entries: false,
+            budget: None,
         },
     ]
 }
@@ -258,6 +285,7 @@ pub(super) fn bench_program(
     p: &Program,
     env: &Env,
     detail: &mut String,
+    figures: &mut Figures,
 ) -> Result<Vec<Row>, String> {
     let path = env.images.join(p.image);
     let guest_run = run_guest(&path, &p.args, p.mem, Observe::default())?;
@@ -320,10 +348,15 @@ pub(super) fn bench_program(
     }
     let ops = guest.samples.len() as u64;
     if let Some(map) = &env.map {
-        match step_program(&path, &p.step_args, p.mem, map) {
+        match step_program(&path, &p.step_args, &[], p.mem, map) {
             Ok(profile) => {
                 let (label, text) = ring0_detail(p.row, &p.step_args, &profile, p.ring0, ops > 0);
                 row.ring0 = label;
+                if let Some((key, figure)) = p.budget {
+                    if let Some(&median) = window_medians(&profile).get(key) {
+                        figures.insert(figure, median);
+                    }
+                }
                 if p.ring0.is_empty() {
                     // Every ring-0 instruction in the loop (of every process
                     // that ran in it), per operation, but for the program's
@@ -388,7 +421,16 @@ pub(super) fn bench_program(
     Ok(rows)
 }
 
-pub(super) fn bench_exec(o: &Options, env: &Env, detail: &mut String) -> Result<Row, String> {
+/// Extra environment strings of the stepped exec that measures what
+/// each string costs.
+const EXTRA_STRINGS: usize = 64;
+
+pub(super) fn bench_exec(
+    o: &Options,
+    env: &Env,
+    detail: &mut String,
+    figures: &mut Figures,
+) -> Result<Row, String> {
     let hello = env.images.join("hello_static");
     let observe = Observe {
         trace_mask: category::EXEC,
@@ -412,40 +454,140 @@ pub(super) fn bench_exec(o: &Options, env: &Env, detail: &mut String) -> Result<
         ..Default::default()
     };
     if let Some(map) = &env.map {
-        match step_program(&hello, &[], DEFAULT_MEM, map) {
+        match step_program(&hello, &[], &[], DEFAULT_MEM, map) {
             Ok(p) => {
                 if let Some(n) = p.exec_insns {
                     row.ring0 = Some(format!("{n}/exec"));
                 }
-                let _ = writeln!(
-                    detail,
-                    "{:<16} stepped run of hello_static: boot {} instructions, exec {}, \
-                     {} kernel entries after it ({} instructions)",
-                    "exec",
-                    p.boot_insns,
-                    p.exec_insns.map_or("?".into(), |n| n.to_string()),
-                    p.entries.len(),
-                    p.entries.iter().map(|e| e.insns).sum::<u64>()
-                );
-                if let (Some((e_seen, e_want)), Some((r_seen, r_want))) =
-                    (p.entry_check, p.return_check)
-                {
-                    let _ = writeln!(
-                        detail,
-                        "{:<16} single-step check (first #PF): entry asm {e_seen} reports of \
-                         {e_want} expected, return asm {r_seen} of {r_want}; {} instructions \
-                         per round trip added for unreported ones (iretq included); \
-                         {} hypercall exits counted as instructions; {} user-mode reports",
-                        "", p.missed_per_entry, p.hypercalls, p.user_reports
-                    );
+                hello_figures(&p, figures);
+                hello_detail(&p, detail);
+                if let Some(base) = p.exec_insns {
+                    exec_per_string(&hello, base, map, detail, figures);
                 }
             }
             Err(e) => {
                 let _ = writeln!(detail, "{:<16} single-step failed: {e}", "exec");
             }
         }
+        match step_program(&hello, &[], &[], LARGE_MEM, map) {
+            Ok(p) => {
+                figures.insert(Figure::BootLarge, p.boot_insns as f64);
+                let _ = writeln!(
+                    detail,
+                    "{:<16} stepped run of hello_static with --mem {}G: boot {} instructions",
+                    "exec",
+                    LARGE_MEM >> 30,
+                    p.boot_insns
+                );
+                where_line(detail, "boot", &p.boot_functions, p.boot_insns);
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    detail,
+                    "{:<16} single-step with --mem {}G failed: {e}",
+                    "exec",
+                    LARGE_MEM >> 30
+                );
+            }
+        }
     }
     Ok(row)
+}
+
+/// The budgeted figures of a stepped `hello_static` run: boot, exec, the
+/// last exit and everything from exec to the end.
+fn hello_figures(p: &StepProfile, figures: &mut Figures) {
+    figures.insert(Figure::Boot, p.boot_insns as f64);
+    let Some(exec) = p.exec_insns else { return };
+    figures.insert(Figure::Exec, exec as f64);
+    let after: u64 = p.entries.iter().map(|e| e.insns).sum();
+    figures.insert(Figure::HelloExecToExit, (exec + after) as f64);
+    if let Some(last) = p
+        .entries
+        .last()
+        .filter(|e| e.is_syscall() && e.rax == EXIT_GROUP)
+    {
+        figures.insert(Figure::LastExit, last.insns as f64);
+    }
+}
+
+/// The detail lines of the stepped `hello_static` run: the phases, where
+/// each spent its instructions, and the kernel entries after exec.
+fn hello_detail(p: &StepProfile, detail: &mut String) {
+    let after: u64 = p.entries.iter().map(|e| e.insns).sum();
+    let _ = writeln!(
+        detail,
+        "{:<16} stepped run of hello_static: boot {} instructions, exec {}, \
+         {} kernel entries after it ({after} instructions)",
+        "exec",
+        p.boot_insns,
+        p.exec_insns.map_or("?".into(), |n| n.to_string()),
+        p.entries.len(),
+    );
+    where_line(detail, "boot", &p.boot_functions, p.boot_insns);
+    if let Some(n) = p.exec_insns {
+        where_line(detail, "exec", &p.exec_functions, n);
+    }
+    let _ = writeln!(
+        detail,
+        "{:<16}   after exec: {}",
+        "",
+        entry_kinds(&p.entries).join(", ")
+    );
+    if let Some(last) = p.entries.last() {
+        where_line(detail, "last entry", &p.last_functions, last.insns);
+    }
+    if let (Some((e_seen, e_want)), Some((r_seen, r_want))) = (p.entry_check, p.return_check) {
+        let _ = writeln!(
+            detail,
+            "{:<16} single-step check (first #PF): entry asm {e_seen} reports of \
+             {e_want} expected, return asm {r_seen} of {r_want}; {} instructions \
+             per round trip added for unreported ones (iretq included); \
+             {} hypercall exits counted as instructions; {} user-mode reports",
+            "", p.missed_per_entry, p.hypercalls, p.user_reports
+        );
+    }
+}
+
+/// `   <what> where: f 40%, g 20%, ...` for one phase of a stepped run.
+fn where_line(detail: &mut String, what: &str, functions: &BTreeMap<String, u64>, total: u64) {
+    if let Some(top) = top_functions(functions, total, 8) {
+        let _ = writeln!(detail, "{:<16}   {what} where: {top}", "");
+    }
+}
+
+/// The exec of `hello_static` stepped again with [`EXTRA_STRINGS`] more
+/// environment strings: what each adds to `base`, the exec without them.
+fn exec_per_string(
+    hello: &Path,
+    base: u64,
+    map: &KernelMap,
+    detail: &mut String,
+    figures: &mut Figures,
+) {
+    let strings: Vec<String> = (0..EXTRA_STRINGS)
+        .map(|i| format!("VMRUN_BENCH_{i:02}=value-{i:02}"))
+        .collect();
+    match step_program(hello, &[], &strings, DEFAULT_MEM, map) {
+        Ok(p) => {
+            let Some(with) = p.exec_insns else { return };
+            let per = with.saturating_sub(base) as f64 / EXTRA_STRINGS as f64;
+            figures.insert(Figure::ExecPerString, per);
+            let _ = writeln!(
+                detail,
+                "{:<16} stepped exec with {EXTRA_STRINGS} more environment strings: {with} \
+                 instructions, {per:.1} per string",
+                "exec"
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(
+                detail,
+                "{:<16} single-step with environment strings failed: {e}",
+                "exec"
+            );
+        }
+    }
 }
 
 /// The wall time of whole `vmrun IMAGE` processes against native runs of
@@ -577,7 +719,7 @@ pub(super) fn bench_exec_dynamic(
         ..Default::default()
     };
     if let Some(map) = &env.map {
-        match step_program(&program, &[], DEFAULT_MEM, map) {
+        match step_program(&program, &[], &[], DEFAULT_MEM, map) {
             Ok(p) => {
                 let first_marker = p
                     .entries
