@@ -84,6 +84,12 @@ pub mod boot_flags {
     pub const NOTIFY_FAULTS: u32 = 1 << 4;
     /// Stop with [`super::hc::EVENT`] after every system call.
     pub const NOTIFY_SYSCALLS: u32 = 1 << 5;
+    /// At the end of the run, tear every address space down, empty the
+    /// page cache and report what remains in [`super::GuestStats`] (the
+    /// leak check). Without it the last exit saves only what outlives the
+    /// VM (shared file mappings written back) and frees nothing: the host
+    /// discards the whole VM.
+    pub const LEAK_CHECK: u32 = 1 << 6;
 }
 
 /// What the VMM tells the guest kernel at boot; lives at

@@ -91,6 +91,9 @@ impl Watch {
                 || self.svg.is_some(),
             fault_every: if self.check { self.check_every } else { 0 },
             stop_at_syscalls: self.strace,
+            // The checker's runs and the counters (which report leaks)
+            // tear everything down at the end.
+            leak_check: self.check || self.wants_stats(),
             live: true,
         }
     }
