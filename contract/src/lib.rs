@@ -44,6 +44,15 @@ pub mod layout {
     pub const BOOT_PD_COUNT: u64 = 4;
     /// Statistics page, [`super::GuestStats`], written by the guest.
     pub const STATS_PHYS: u64 = 0xa000;
+    /// Boot page directory of the identity and kernel-image mappings of
+    /// the first GiB (executable 2 MiB pages, for the kernel's first
+    /// instructions only; the direct map has directories of its own).
+    pub const BOOT_PD_IMAGE_PHYS: u64 = 0xb000;
+    /// The flags of every 2 MiB leaf of the VMM's direct map (present,
+    /// writable, accessed, dirty, global, no-execute, supervisor only): the
+    /// tables under [`BOOT_PDPT_DIRECT_PHYS`] are the kernel's direct map
+    /// for the whole run; the kernel links them into its own PML4.
+    pub const DIRECT_MAP_LEAF_FLAGS: u64 = 1 | 1 << 1 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 63;
     /// Start of the argument block: exec file name, argv and envp strings.
     pub const ARGS_PHYS: u64 = 0x1_0000;
     /// Largest argument block the VMM passes (Linux's ARG_MAX-like bound).
