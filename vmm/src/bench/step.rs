@@ -65,9 +65,9 @@ pub struct StepProfile {
     pub boot_functions: BTreeMap<String, u64>,
     /// Instructions per function in the initial exec.
     pub exec_functions: BTreeMap<String, u64>,
-    /// Instructions per function in the last kernel entry (the one that
-    /// ended the run, an `exit_group` for a program that exits).
-    pub last_functions: BTreeMap<String, u64>,
+    /// Instructions per function in each kernel entry, in the order of
+    /// [`StepProfile::entries`].
+    pub entry_functions: Vec<BTreeMap<String, u64>>,
 }
 
 /// Single-step reports the entry path of an error-code vector (#PF) gives
@@ -115,9 +115,9 @@ pub fn count_ring0(
     // Whether the last ring-0 report was inside an entry stub (a stub
     // reports once or twice before it jumps to `trap_common`).
     let mut in_stub = false;
-    // Reports per symbol index: boot, exec, the current entry.
-    let (mut boot_fns, mut exec_fns, mut entry_fns) =
-        (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    // Reports per symbol index: boot, exec, each entry.
+    let (mut boot_fns, mut exec_fns) = (BTreeMap::new(), BTreeMap::new());
+    let mut entry_fns: Vec<BTreeMap<usize, u64>> = Vec::new();
     loop {
         let exit = match vcpu.run() {
             Ok(exit) => exit,
@@ -163,7 +163,7 @@ pub fn count_ring0(
                         first_fault = Some(p.entries.len() - 1);
                     }
                     current = Some(p.entries.len() - 1);
-                    entry_fns.clear();
+                    entry_fns.push(BTreeMap::new());
                 }
                 if !exec_started && map.exec_initial.is_some_and(|(a, b)| (a..b).contains(&pc)) {
                     exec_started = true;
@@ -181,7 +181,7 @@ pub fn count_ring0(
                     }
                     Some(i) => {
                         raw[i] += 1;
-                        *entry_fns.entry(symbol).or_insert(0u64) += 1;
+                        *entry_fns[i].entry(symbol).or_insert(0u64) += 1;
                         if p.entries[i].in_window {
                             let name = map.symbol(pc).map_or("?", |s| map.symbols[s].2.as_str());
                             *p.window_functions.entry(name.to_string()).or_default() += 1;
@@ -248,7 +248,7 @@ pub fn count_ring0(
     };
     p.boot_functions = names(boot_fns);
     p.exec_functions = names(exec_fns);
-    p.last_functions = names(entry_fns);
+    p.entry_functions = entry_fns.into_iter().map(names).collect();
     for (e, r) in p.entries.iter_mut().zip(raw) {
         e.insns = r + p.missed_per_entry;
     }

@@ -534,8 +534,24 @@ fn hello_detail(p: &StepProfile, detail: &mut String) {
         "",
         entry_kinds(&p.entries).join(", ")
     );
-    if let Some(last) = p.entries.last() {
-        where_line(detail, "last entry", &p.last_functions, last.insns);
+    // The costliest system calls after exec, and the last entry (the exit).
+    let mut calls: Vec<usize> = (0..p.entries.len())
+        .filter(|&i| p.entries[i].is_syscall())
+        .collect();
+    calls.sort_by_key(|&i| std::cmp::Reverse(p.entries[i].insns));
+    calls.truncate(3);
+    if let Some(last) = p.entries.len().checked_sub(1) {
+        calls.retain(|&i| i != last);
+        calls.push(last);
+    }
+    for i in calls {
+        let (e, functions) = (&p.entries[i], &p.entry_functions[i]);
+        let what = format!(
+            "{} ({} instructions)",
+            entry_kinds(std::slice::from_ref(e))[0],
+            e.insns
+        );
+        where_line(detail, &what, functions, e.insns);
     }
     if let (Some((e_seen, e_want)), Some((r_seen, r_want))) = (p.entry_check, p.return_check) {
         let _ = writeln!(
@@ -579,6 +595,7 @@ fn exec_per_string(
                  instructions, {per:.1} per string",
                 "exec"
             );
+            where_line(detail, "exec", &p.exec_functions, with);
         }
         Err(e) => {
             let _ = writeln!(
