@@ -320,8 +320,16 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     ];
     k.hwcap = (u64::from(cpu::cpuid(1, 0)[3]), 0);
     k.random_state = u64::from_le_bytes(info.random[..8].try_into().unwrap_or_default());
-    let execfn_len = argbuf.iter().position(|&b| b == 0).unwrap_or(0);
-    let execfn = argbuf[..execfn_len].to_vec();
+    // The exec file name's length is the table's first (its NUL
+    // included), checked again with the whole table in `prepare`: no
+    // byte-by-byte scan for its end.
+    let execfn_len = lens
+        .get(..4)
+        .map_or(0, |l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize);
+    let execfn = match argbuf.get(..execfn_len.saturating_sub(1)) {
+        Some(name) if argbuf.get(name.len()) == Some(&0) => name.to_vec(),
+        _ => exec_fail(Errno::EINVAL, b"bad argument length table"),
+    };
     let boot_args = (
         Cow::Borrowed(argbuf),
         Cow::Borrowed(lens),
