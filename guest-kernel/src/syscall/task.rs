@@ -393,8 +393,10 @@ pub fn save_at_run_end<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, rob
     if robust {
         super::process::exit_group_robust_lists(cx);
     }
-    // Only a mapped file can give a shared writable mapping.
-    if !cx.p.mapped_files.is_empty() {
+    // Only a file mapped through a writable description can back a shared
+    // writable mapping (and `writeback` writes only through such a one):
+    // a dynamically linked program's read-only libraries need no walk.
+    if cx.p.mapped_files.iter().any(|f| f.borrow().writable()) {
         super::memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
     }
 }
