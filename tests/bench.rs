@@ -35,6 +35,20 @@ const WORKLOADS: [&str; 27] = [
     "write_10k",
 ];
 
+/// The first column of every row of the budget table.
+const BUDGETED_PATHS: [&str; 10] = [
+    "getpid round trip",
+    "anonymous 4 KiB fault",
+    "file COW fault",
+    "brk step",
+    "exec of a static hello",
+    "exec: per extra string",
+    "boot at 256 MiB",
+    "boot at 64 GiB",
+    "last process's exit",
+    "static hello, exec to exit",
+];
+
 #[test]
 fn bench_prints_every_workload_line() {
     if !common::require_kvm() {
@@ -65,11 +79,30 @@ fn bench_prints_every_workload_line() {
         assert!(row.split_whitespace().count() >= 8, "short row: {row}");
     }
     assert!(text.contains("ring-0 instructions"), "{text}");
+    // The budget table: every budgeted path with its budget and a status
+    // (whether the budgets are met is not checked).
+    assert!(text.contains("budgets (ring-0 instructions"), "{text}");
+    for path in BUDGETED_PATHS {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(path))
+            .unwrap_or_else(|| panic!("no budget row for {path} in:\n{text}"));
+        assert!(row.contains('≤'), "no budget in {row}");
+        assert!(
+            row.ends_with(" met") || row.ends_with("not measured"),
+            "no status in {row}"
+        );
+    }
+    assert!(text.contains("measured budgets met"), "{text}");
     if vmm::kvm::Platform::detect() == vmm::kvm::Platform::Hardware {
         assert!(text.contains("not counted on VMX/SVM"), "{text}");
         return;
     }
     assert!(text.contains("single-step check"), "{text}");
+    for path in BUDGETED_PATHS {
+        let row = text.lines().find(|l| l.starts_with(path)).unwrap();
+        assert!(!row.ends_with("not measured"), "stepping measures {row}");
+    }
     for path in ["#PF", "getpid", "brk", "pread64", "openat"] {
         assert!(
             text.lines().any(|l| l.trim_start().starts_with(path)),

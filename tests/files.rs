@@ -679,6 +679,47 @@ fn file_mmap_maps_files_and_remaps_as_natively() {
     assert_same_trees(&ws, "file_mmap");
 }
 
+/// A store through a shared writable file mapping reaches the file when
+/// the program exits without msync or munmap: with the leak check (`--check`
+/// tears every address space down at the end) and without it (the last
+/// exit frees nothing, but still writes shared mappings back).
+#[test]
+fn shared_map_stores_reach_the_file_at_exit_with_or_without_the_leak_check() {
+    if !require_kvm() {
+        return;
+    }
+    let ws = Workspace::new("shared-store");
+    let program = image("shared_store");
+    let original = vec![b'.'; 100];
+    let dirs = ["native", "checked", "plain"].map(|d| ws.root.join(d));
+    for dir in &dirs {
+        fs::create_dir(dir).unwrap();
+        fs::write(dir.join("data"), &original).unwrap();
+    }
+    let native = native_in(&dirs[0], &program, &["data"], b"");
+    assert_native_status("shared_store data", &native, 0);
+    let checked = guest_in(&dirs[1], &[], &program, &["data"], b"");
+    assert_status(&checked, 0);
+    let mut plain = Command::new(env!("CARGO_BIN_EXE_vmrun"));
+    plain.arg(&program).arg("data");
+    prepare(&mut plain, &dirs[2]);
+    let plain = run(plain, b"");
+    assert_status(&plain, 0);
+    let want = fs::read(dirs[0].join("data")).unwrap();
+    assert!(
+        want.starts_with(b"stored through a shared map\n"),
+        "{want:?}"
+    );
+    for dir in &dirs[1..] {
+        assert_eq!(
+            fs::read(dir.join("data")).unwrap(),
+            want,
+            "{}",
+            dir.display()
+        );
+    }
+}
+
 #[test]
 fn files_rs_rust_std_file_api_works_as_natively() {
     if !require_kvm() {

@@ -920,3 +920,36 @@ fn trace_shows_each_tasks_life_cycle() {
     ]);
     assert!(task_lines(&stderr_of(&quiet)).is_empty());
 }
+
+/// The last exit frees nothing unless the run asks for the leak check: with
+/// it every user frame and table page is freed and the report checks the
+/// counters; without it they stay held (the host discards the VM) and the
+/// report checks nothing.
+#[test]
+fn the_last_exit_tears_everything_down_only_for_the_leak_check() {
+    if !require_kvm() {
+        return;
+    }
+    for leak_check in [false, true] {
+        let observe = Observe {
+            leak_check,
+            ..Default::default()
+        };
+        let mut vm = Vm::new(&config("hello_static", observe)).unwrap();
+        let report = vm.run(&mut Discard::default()).unwrap();
+        assert_eq!(
+            report.outcome,
+            RunEnd::Guest(vmm::hypercall::Outcome::Exited(0))
+        );
+        assert_eq!(report.leak_checked, leak_check);
+        assert_eq!(report.leaks(), None);
+        let s = report.stats.expect("the guest wrote its counters");
+        if leak_check {
+            assert_eq!((s.user_frames, s.user_table_pages), (0, 0));
+            assert_eq!(s.frames_in_use, s.frames_kernel);
+        } else {
+            assert!(s.user_frames > 0 && s.user_table_pages > 0, "{s:?}");
+            assert!(s.frames_in_use > s.frames_kernel, "{s:?}");
+        }
+    }
+}

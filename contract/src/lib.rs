@@ -44,6 +44,15 @@ pub mod layout {
     pub const BOOT_PD_COUNT: u64 = 4;
     /// Statistics page, [`super::GuestStats`], written by the guest.
     pub const STATS_PHYS: u64 = 0xa000;
+    /// Boot page directory of the identity and kernel-image mappings of
+    /// the first GiB (executable 2 MiB pages, for the kernel's first
+    /// instructions only; the direct map has directories of its own).
+    pub const BOOT_PD_IMAGE_PHYS: u64 = 0xb000;
+    /// The flags of every 2 MiB leaf of the VMM's direct map (present,
+    /// writable, accessed, dirty, global, no-execute, supervisor only): the
+    /// tables under [`BOOT_PDPT_DIRECT_PHYS`] are the kernel's direct map
+    /// for the whole run; the kernel links them into its own PML4.
+    pub const DIRECT_MAP_LEAF_FLAGS: u64 = 1 | 1 << 1 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 63;
     /// Start of the argument block: exec file name, argv and envp strings.
     pub const ARGS_PHYS: u64 = 0x1_0000;
     /// Largest argument block the VMM passes (Linux's ARG_MAX-like bound).
@@ -94,6 +103,12 @@ pub mod boot_flags {
     /// Map 64 KiB blocks but no 2 MiB pages on an anonymous fault
     /// (`--fault-size 64k`). Neither bit: 64 KiB blocks and 2 MiB pages.
     pub const FAULT_NO_2M: u32 = 1 << 8;
+    /// At the end of the run, tear every address space down, empty the
+    /// page cache and report what remains in [`super::GuestStats`] (the
+    /// leak check). Without it the last exit saves only what outlives the
+    /// VM (shared file mappings written back) and frees nothing: the host
+    /// discards the whole VM.
+    pub const LEAK_CHECK: u32 = 1 << 9;
 }
 
 /// How much an anonymous page fault maps (`--fault-size`), carried in

@@ -1,9 +1,9 @@
 //! Boot: from the VMM's 64-bit entry to the program's first instruction.
 //!
 //! 1. Check the boot info; start the frame allocator on the free RAM.
-//! 2. Build the kernel's own page tables (direct map of all RAM with 2 MiB
-//!    pages, the kernel image with per-section rights, the user-executable
-//!    syscall trampoline page) and switch to them.
+//! 2. Build the kernel's own page tables (the kernel image with
+//!    per-section rights, the user-executable syscall trampoline page, and
+//!    a link to the VMM's direct map of all RAM) and switch to them.
 //! 3. Load the GDT/TSS and IDT, enable SYSCALL (LSTAR at the trampoline).
 //! 4. Exec the program from the file image the VMM placed in RAM, then run.
 
@@ -53,7 +53,7 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     };
     let mut mem = mem;
     mem.enable_trace(info.trace_phys, info.trace_len, info.trace_mask);
-    k.kernel = build_kernel_tables(&mut mem, &mut k.frames, &info);
+    k.kernel = build_kernel_tables(&mut mem, &mut k.frames);
     cpu::load_kernel_tables(&k.kernel);
     setup_cpu();
     let vvar_phys = setup_heap(&mut mem, &mut k.frames, info.mem_size);
@@ -160,26 +160,12 @@ fn oom() -> ! {
 
 /// The kernel's page tables; returns their PML4 and used kernel-half
 /// entries.
-fn build_kernel_tables(
-    mem: &mut DirectMap,
-    frames: &mut FrameAllocator,
-    info: &BootInfo,
-) -> KernelHalf {
+fn build_kernel_tables(mem: &mut DirectMap, frames: &mut FrameAllocator) -> KernelHalf {
     let Ok(mut pt) = PageTable::new(mem, frames) else {
         oom()
     };
     let kernel_rw = pte::P | pte::RW | pte::A | pte::D | pte::G | pte::NX;
-    let ram = info.mem_size.div_ceil(HUGE_PAGE_SIZE) * HUGE_PAGE_SIZE;
-    let dm = pt.map_range(
-        mem,
-        frames,
-        DIRECT_MAP_BASE,
-        0,
-        ram,
-        PageSize::Size2M,
-        kernel_rw | pte::D,
-    );
-    dm.unwrap_or_else(|_| oom());
+    link_direct_map(mem, pt.root());
     let img = ImageLayout::get();
     let sections = [
         (img.text, img.trampoline, pte::P | pte::A | pte::G),
@@ -202,7 +188,27 @@ fn build_kernel_tables(
     )
     .unwrap_or_else(|_| oom());
     allow_user_path(mem, pt.root(), SYSCALL_TRAMPOLINE_VIRT);
-    pt.kernel_half()
+    let pml4_index = |va: u64| (va >> 39) & 0x1ff;
+    let used = [DIRECT_MAP_BASE, KERNEL_VIRT_BASE, SYSCALL_TRAMPOLINE_VIRT].map(pml4_index);
+    KernelHalf::new(pt.root(), &used)
+}
+
+/// Link the VMM's direct map of all RAM (its PDPT and page directories of
+/// 2 MiB leaves, `DIRECT_MAP_LEAF_FLAGS`) into the kernel's PML4: one
+/// entry, whatever the RAM size, where building it here would take a write
+/// per 2 MiB (32,768 at 64 GiB). The guest builds every other table; these
+/// stay the VMM's, never written or freed, outside the frame allocator.
+fn link_direct_map(mem: &mut DirectMap, root: u64) {
+    let entry = BOOT_PDPT_DIRECT_PHYS | pte::P | pte::RW | pte::A;
+    let slot = root + ((DIRECT_MAP_BASE >> 39) & 0x1ff) * 8;
+    mem.write_u64(slot, entry);
+    trace::emit(
+        mem,
+        category::PAGE_TABLES,
+        kind::PTE_SET,
+        0,
+        [DIRECT_MAP_BASE, 4, BOOT_PDPT_DIRECT_PHYS, entry, 0, 0],
+    );
 }
 
 /// Map `[start, end)` of the kernel image to its physical pages.
@@ -316,8 +322,16 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     ];
     k.hwcap = (u64::from(cpu::cpuid(1, 0)[3]), 0);
     k.random_state = u64::from_le_bytes(info.random[..8].try_into().unwrap_or_default());
-    let execfn_len = argbuf.iter().position(|&b| b == 0).unwrap_or(0);
-    let execfn = argbuf[..execfn_len].to_vec();
+    // The exec file name's length is the table's first (its NUL
+    // included), checked again with the whole table in `prepare`: no
+    // byte-by-byte scan for its end.
+    let execfn_len = lens
+        .get(..4)
+        .map_or(0, |l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize);
+    let execfn = match argbuf.get(..execfn_len.saturating_sub(1)) {
+        Some(name) if argbuf.get(name.len()) == Some(&0) => name.to_vec(),
+        _ => exec_fail(Errno::EINVAL, b"bad argument length table"),
+    };
     let boot_args = (
         Cow::Borrowed(argbuf),
         Cow::Borrowed(lens),

@@ -869,31 +869,24 @@ impl Kernel {
         self.end_run(mem, kind, status, fault)
     }
 
-    /// Tear every process down, report the counters, and end the run with
-    /// pid 1's status.
+    /// End the run with pid 1's status: save what outlives the VM, tear
+    /// every process down if the host asked for the leak check, report the
+    /// counters.
     fn end_run(&mut self, mem: &mut DirectMap, kind: u64, status: u64, fault: [u64; 4]) -> ! {
-        self.flush_vma_journal(mem);
-        self.event(mem, event::EXIT, 0, 0);
-        self.end_others(mem);
-        self.close_files(mem);
-        let mm = &mut self.process.mm;
-        self.stats.peak_user_frames = mm.peak_user_frames;
-        mm.teardown(mem, &mut self.frames);
-        self.stats.user_frames = mm.user_frames;
-        self.stats.user_table_pages = mm.user_table_pages();
-        self.cache.clear(mem, &mut self.frames);
-        self.flush_vma_journal(mem);
-        self.stats.forks = self.tasks.forks;
-        self.stats.context_switches = self.tasks.switches;
-        self.stats.zombies_reaped = self.tasks.reaped;
-        self.stats.cow_copies = self.frames.cow_copies;
-        self.stats.cache_pages_read = self.cache.pages_read;
-        self.stats.cache_fills = self.cache.fills;
-        self.stats.frames_total = self.frames.total();
-        self.stats.frames_in_use = self.frames.in_use();
-        self.stats.frames_kernel = self.frames_kernel;
-        self.stats.magic = BOOT_MAGIC;
-        write_stats(mem, &self.stats);
+        // (Each checked here first: the last exit's budget is a few
+        // hundred instructions, and a call costs a dozen.)
+        if trace::on(mem, category::VMAS) {
+            self.flush_vma_journal(mem);
+        }
+        if self.info.flags & boot_flags::NOTIFY_EXEC_EXIT != 0 {
+            self.event(mem, event::EXIT, 0, 0);
+        }
+        if self.info.flags & boot_flags::LEAK_CHECK != 0 {
+            self.tear_everything_down(mem);
+        } else {
+            self.save_what_outlives_the_vm(mem);
+        }
+        self.write_stats(mem);
         hypercall::exit([kind, status, fault[0], fault[1], fault[2], fault[3]])
     }
 }
@@ -1358,6 +1351,76 @@ impl Kernel {
         self.switch_away(mem);
     }
 
+    /// The counters at the end of the run, into the contract's stats page
+    /// (in `GuestStats`'s field order).
+    fn write_stats(&self, mem: &mut DirectMap) {
+        let (s, mm) = (&self.stats, &self.process.mm);
+        let words = [
+            BOOT_MAGIC,
+            self.frames.total(),
+            self.frames.in_use(),
+            self.frames_kernel,
+            mm.user_frames,
+            mm.user_table_pages(),
+            s.page_faults,
+            s.syscalls,
+            mm.peak_user_frames,
+            self.tasks.forks,
+            self.tasks.switches,
+            self.tasks.reaped,
+            self.frames.cow_copies,
+            self.cache.pages_read,
+            self.cache.fills,
+            s.timer_ticks,
+            s.timer_wanted,
+        ];
+        mem.write_words(STATS_PHYS, &words);
+    }
+
+    /// The leak check's end of the run: every process goes (its files and
+    /// memory) and the page cache is emptied, so that the counters show
+    /// any frame or table page the kernel failed to free.
+    fn tear_everything_down(&mut self, mem: &mut DirectMap) {
+        self.end_others(mem);
+        self.close_files(mem);
+        self.process.mm.teardown(mem, &mut self.frames);
+        self.cache.clear(mem, &mut self.frames);
+        self.flush_vma_journal(mem);
+    }
+
+    /// The ordinary end of the run: the host discards the VM, so nothing is
+    /// freed; only the data that outlives it is saved, as each process's
+    /// exit would save it (robust futex lists of the other processes
+    /// marked, then shared writable file mappings written back). Writes
+    /// and closes have already reached the host's files.
+    fn save_what_outlives_the_vm(&mut self, mem: &mut DirectMap) {
+        if !self.tasks.others.is_empty() {
+            let mut others = core::mem::take(&mut self.tasks.others);
+            for t in others.iter_mut() {
+                if matches!(t.state, TaskState::Zombie(_)) {
+                    continue;
+                }
+                let mut env = MmEnv {
+                    mem,
+                    frames: &mut self.frames,
+                    cache: &mut self.cache,
+                    host: &mut self.fs,
+                };
+                let mut cx = Ctx {
+                    p: t,
+                    env: &mut env,
+                    host: &mut self.host,
+                    tasks: &mut self.tasks,
+                };
+                syscall::task::save_at_run_end(&mut cx, true);
+            }
+            self.tasks.others = others;
+        }
+        if !self.process.mapped_files.is_empty() {
+            self.with_cx(mem, |cx| syscall::task::save_at_run_end(cx, false));
+        }
+    }
+
     /// At the end of the run: every other process goes (its files and
     /// memory), so that the leak check covers them all.
     fn end_others(&mut self, mem: &mut DirectMap) {
@@ -1454,30 +1517,4 @@ fn log_unimplemented(nr: u64) {
         .str(syscall::name(nr))
         .str(") is not implemented: ENOSYS");
     hypercall::log(m.as_bytes());
-}
-
-fn write_stats(mem: &mut DirectMap, s: &GuestStats) {
-    use guest_kernel::mm::phys::PhysMem;
-    let words = [
-        s.magic,
-        s.frames_total,
-        s.frames_in_use,
-        s.frames_kernel,
-        s.user_frames,
-        s.user_table_pages,
-        s.page_faults,
-        s.syscalls,
-        s.peak_user_frames,
-        s.forks,
-        s.context_switches,
-        s.zombies_reaped,
-        s.cow_copies,
-        s.cache_pages_read,
-        s.cache_fills,
-        s.timer_ticks,
-        s.timer_wanted,
-    ];
-    for (i, w) in words.iter().enumerate() {
-        mem.write_u64(STATS_PHYS + 8 * i as u64, *w);
-    }
 }

@@ -234,6 +234,11 @@ pub const IMAGES: &[Image] = &[
         "file_mmap.c",
         "file-backed MAP_PRIVATE (copy-on-write) and MAP_SHARED maps, mremap, MADV_DONTNEED",
     ),
+    c_image(
+        "shared_store",
+        "shared_store.c",
+        "stores through a MAP_SHARED file map and exits without msync: written back at exit",
+    ),
     Image {
         name: "files_rs",
         source: "files_rs.rs",

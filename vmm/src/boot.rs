@@ -4,13 +4,16 @@
 //!
 //! The boot page tables map, all with 2 MiB pages and supervisor-only:
 //! the first GiB identically, the first GiB again at the kernel's link base
-//! (0xffffffff80000000), and all of RAM at the direct-map base. The page
-//! directories of the first 4 GiB are in low memory; those of the RAM above
-//! sit in the top pages of RAM ([`high_pds_phys`]), outside the range the
-//! guest allocates from, so that everything the kernel touches before it
-//! switches to its own tables (page-table frames, the trace ring and the
-//! VMA export area at the top of RAM) is mapped. The kernel replaces these
-//! tables with its own as soon as it runs.
+//! (0xffffffff80000000), both through one executable page directory
+//! ([`BOOT_PD_IMAGE_PHYS`]), and all of RAM at the direct-map base, with
+//! no-execute global leaves ([`DIRECT_MAP_LEAF_FLAGS`]). The direct map's
+//! page directories for the first 4 GiB are in low memory; those of the RAM
+//! above sit in the top pages of RAM ([`high_pds_phys`]), outside the range
+//! the guest allocates from. The kernel switches to a PML4 of its own at
+//! once, which maps its image with its own tables and links this direct
+//! map (its PDPT and directories) as it is: the one part of the kernel
+//! half the VMM writes, so that the guest's boot costs the same at every
+//! RAM size (docs/architecture.md).
 
 use crate::error::Result;
 use crate::memory::GuestRam;
@@ -76,19 +79,35 @@ pub fn write_boot_tables(ram: &GuestRam) -> Result<()> {
     for (i, d) in BOOT_GDT.iter().enumerate() {
         ram.write_pod(BOOT_GDT_PHYS + 8 * i as u64, d)?;
     }
-    let gibs = ram.size().div_ceil(1 << 30).max(1);
+    // The direct map: a leaf for every 2 MiB of RAM (rounded up), each
+    // directory written in one piece.
+    let leaves = ram.size().div_ceil(HUGE_PAGE_SIZE);
+    let gibs = leaves.div_ceil(512).max(1);
+    let mut pd = [0u8; PAGE_SIZE as usize];
     for g in 0..gibs {
-        let pd = boot_pd(ram.size(), g);
-        for i in 0..512 {
-            let pa = (g << 30) + i * HUGE_PAGE_SIZE;
-            ram.write_pod(pd + i * 8, &(pa | PTE_P | PTE_RW | PTE_PS))?;
+        for (i, entry) in pd.chunks_exact_mut(8).enumerate() {
+            let n = g * 512 + i as u64;
+            let e = if n < leaves {
+                (n * HUGE_PAGE_SIZE) | DIRECT_MAP_LEAF_FLAGS
+            } else {
+                0
+            };
+            entry.copy_from_slice(&e.to_le_bytes());
         }
-        ram.write_pod(BOOT_PDPT_DIRECT_PHYS + g * 8, &(pd | PTE_P | PTE_RW))?;
+        let at = boot_pd(ram.size(), g);
+        ram.write_bytes(at, &pd)?;
+        ram.write_pod(BOOT_PDPT_DIRECT_PHYS + g * 8, &(at | PTE_P | PTE_RW))?;
     }
     let table = |phys: u64| phys | PTE_P | PTE_RW;
-    ram.write_pod(BOOT_PDPT_LOW_PHYS, &table(BOOT_PD_PHYS))?;
+    // The first GiB, executable, identically and at the link base.
+    for (i, entry) in pd.chunks_exact_mut(8).enumerate() {
+        let e = (i as u64 * HUGE_PAGE_SIZE) | PTE_P | PTE_RW | PTE_PS;
+        entry.copy_from_slice(&e.to_le_bytes());
+    }
+    ram.write_bytes(BOOT_PD_IMAGE_PHYS, &pd)?;
+    ram.write_pod(BOOT_PDPT_LOW_PHYS, &table(BOOT_PD_IMAGE_PHYS))?;
     let high = BOOT_PDPT_HIGH_PHYS + pdpt_index(KERNEL_VIRT_BASE) * 8;
-    ram.write_pod(high, &table(BOOT_PD_PHYS))?;
+    ram.write_pod(high, &table(BOOT_PD_IMAGE_PHYS))?;
     ram.write_pod(BOOT_PML4_PHYS, &table(BOOT_PDPT_LOW_PHYS))?;
     let hi = BOOT_PML4_PHYS + pml4_index(KERNEL_VIRT_BASE) * 8;
     ram.write_pod(hi, &table(BOOT_PDPT_HIGH_PHYS))?;
@@ -163,7 +182,8 @@ mod tests {
             return None;
         }
         let pde = read(ram, (pdpte & !0xfff) + ((va >> 21) & 0x1ff) * 8);
-        (pde & PTE_P != 0 && pde & PTE_PS != 0).then(|| (pde & !0x1f_ffff) + (va & 0x1f_ffff))
+        let frame = pde & 0x000f_ffff_ffe0_0000;
+        (pde & PTE_P != 0 && pde & PTE_PS != 0).then(|| frame + (va & 0x1f_ffff))
     }
 
     #[test]
@@ -174,6 +194,22 @@ mod tests {
         assert_eq!(walk(&ram, KERNEL_VIRT_BASE + 0x10_1234), Some(0x10_1234));
         assert_eq!(walk(&ram, DIRECT_MAP_BASE + 0x3f_0008), Some(0x3f_0008));
         assert_eq!(walk(&ram, 0x7fff_0000_0000), None);
+    }
+
+    #[test]
+    fn the_direct_map_is_no_execute_and_the_image_mapping_executable() {
+        let ram = GuestRam::new(64 << 20).unwrap();
+        write_boot_tables(&ram).unwrap();
+        let pd_entry = |pdpt: u64, va: u64| {
+            let pdpte = read(&ram, pdpt + pdpt_index(va) * 8);
+            read(&ram, (pdpte & !0xfff) + ((va >> 21) & 0x1ff) * 8)
+        };
+        let dm = pd_entry(BOOT_PDPT_DIRECT_PHYS, DIRECT_MAP_BASE + (4 << 20));
+        assert_eq!(dm, (4 << 20) | DIRECT_MAP_LEAF_FLAGS);
+        let image = pd_entry(BOOT_PDPT_HIGH_PHYS, KERNEL_VIRT_BASE + (1 << 20));
+        assert_eq!(image & (1 << 63), 0, "the kernel's first code must run");
+        // Only RAM is direct-mapped: 64 MiB is 32 leaves.
+        assert_eq!(walk(&ram, DIRECT_MAP_BASE + (64 << 20)), None);
     }
 
     #[test]

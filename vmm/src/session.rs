@@ -96,6 +96,9 @@ impl Watch {
             fault_every: if self.check { self.check_every } else { 0 },
             stop_at_syscalls: self.strace,
             debugger: self.debugger,
+            // The checker's runs and the counters (which report leaks)
+            // tear everything down at the end.
+            leak_check: self.check || self.wants_stats(),
             live: true,
         }
     }

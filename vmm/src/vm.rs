@@ -94,6 +94,10 @@ pub struct Observe {
     /// A debugger is attached: stop before the first instruction, at
     /// breakpoints, steps and fault signals ([`Event::Debug`]).
     pub debugger: bool,
+    /// Tear everything down at the end of the run and check that nothing
+    /// leaked ([`RunReport::leaks`]); without it the guest frees nothing at
+    /// the end, as the VM is discarded.
+    pub leak_check: bool,
     /// Hand trace records over as they come ([`Event::Tick`]): when a
     /// signal interrupts the vCPU, after a second without another event,
     /// and before a hypercall that may block.
@@ -213,13 +217,20 @@ pub struct RunReport {
     pub timings: Timings,
     /// The guest's counters at the end (if it had initialised them).
     pub stats: Option<GuestStats>,
+    /// Whether the guest tore everything down at the end, so that the
+    /// counters say what leaked ([`Observe::leak_check`]).
+    pub leak_checked: bool,
 }
 
 impl RunReport {
     /// What the guest kernel failed to free when the program exited, if
     /// anything (a kernel bug): every user frame and page-table page must be
     /// freed, and only the kernel's own frames may remain in use.
+    /// `None` also when the run did not ask for the check.
     pub fn leaks(&self) -> Option<String> {
+        if !self.leak_checked {
+            return None;
+        }
         self.stats.as_ref().and_then(leak_report)
     }
 }
@@ -418,6 +429,7 @@ impl Vm {
             outcome: end,
             timings: self.timings.clone(),
             stats,
+            leak_checked: self.info.flags & boot_flags::LEAK_CHECK != 0,
         }
     }
 
@@ -928,6 +940,9 @@ fn write_boot_state(
     }
     if o.debugger {
         flags |= boot_flags::DEBUGGER;
+    }
+    if o.leak_check {
+        flags |= boot_flags::LEAK_CHECK;
     }
     let canonical = std::fs::canonicalize(&config.program).unwrap_or(config.program.clone());
     let payload = BootPayload {

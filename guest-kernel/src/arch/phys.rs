@@ -81,6 +81,17 @@ impl DirectMap {
         false
     }
 
+    /// Write `words` to consecutive words from `pa` (8-aligned), with one
+    /// range check for all of them.
+    pub fn write_words(&mut self, pa: u64, words: &[u64]) {
+        let p = self.ptr(pa, 8 * words.len() as u64) as *mut u64;
+        for (k, w) in words.iter().enumerate() {
+            // SAFETY: `ptr` checked that the words lie in RAM; the caller
+            // owns them (a contract area such as the stats page).
+            unsafe { core::ptr::write_volatile(p.add(k), *w) };
+        }
+    }
+
     fn ptr(&self, pa: u64, len: u64) -> *mut u8 {
         // A bad physical address is a kernel bug: stop before touching it.
         if pa.checked_add(len).is_none_or(|end| end > self.mem_size) {

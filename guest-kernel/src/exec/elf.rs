@@ -443,15 +443,36 @@ fn le(b: &[u8], off: usize, n: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
+/// The program header at `off` of `b` (all zero if `b` ends before it):
+/// one bounds check, then loads at fixed offsets (a field at a time through
+/// [`le`] costs a copy per field in emulated ring 0).
 fn read_phdr(b: &[u8], off: usize) -> Phdr {
+    let zero = [0u8; PHDR_SIZE];
+    let p: &[u8; PHDR_SIZE] = b
+        .get(off..off.saturating_add(PHDR_SIZE))
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or(&zero);
+    let u32_at = |o: usize| u32::from_le_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]]);
+    let u64_at = |o: usize| {
+        u64::from_le_bytes([
+            p[o],
+            p[o + 1],
+            p[o + 2],
+            p[o + 3],
+            p[o + 4],
+            p[o + 5],
+            p[o + 6],
+            p[o + 7],
+        ])
+    };
     Phdr {
-        p_type: le(b, off, 4) as u32,
-        flags: le(b, off + 4, 4) as u32,
-        offset: le(b, off + 8, 8),
-        vaddr: le(b, off + 16, 8),
-        filesz: le(b, off + 32, 8),
-        memsz: le(b, off + 40, 8),
-        align: le(b, off + 48, 8),
+        p_type: u32_at(0),
+        flags: u32_at(4),
+        offset: u64_at(8),
+        vaddr: u64_at(16),
+        filesz: u64_at(32),
+        memsz: u64_at(40),
+        align: u64_at(48),
     }
 }
 

@@ -201,12 +201,46 @@ fn len_at(lens: &[u8], i: usize) -> usize {
     u32::from_le_bytes(b) as usize
 }
 
+/// Check the strings of `buf` from `start` whose lengths `lens` lists (LE
+/// u32s, NUL included): each ends with a NUL where its length says and
+/// none is empty or longer than [`MAX_ARG_STRLEN`]. Returns where the last
+/// ends. A few instructions a string: no scan, one load of its last byte.
+fn check_lengths(buf: &[u8], lens: &[u8], start: usize) -> KResult<usize> {
+    let mut end = start;
+    for l in lens.chunks_exact(4) {
+        let len = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
+        // One compare for both bounds: 0 wraps to the largest value.
+        if len.wrapping_sub(1) >= MAX_ARG_STRLEN as usize {
+            return Err(if len == 0 {
+                Errno::EINVAL
+            } else {
+                Errno::E2BIG
+            });
+        }
+        // No overflow: each length is at most MAX_ARG_STRLEN.
+        end += len;
+        if buf.get(end - 1) != Some(&0) {
+            return Err(Errno::EINVAL);
+        }
+    }
+    Ok(end)
+}
+
 /// Skip `n` strings of `s` from `pos`; return the new position.
 fn skip_strings(s: &[u8], mut pos: usize, n: u64) -> KResult<usize> {
     for _ in 0..n {
         pos += str_len(&s[pos..])?;
     }
     Ok(pos)
+}
+
+/// Where the parts of an argument block end, as
+/// [`ArgBlock::with_lengths`] found them: the exec file name's length and
+/// the argument strings' (NULs included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgShape {
+    execfn_len: usize,
+    argv_len: usize,
 }
 
 /// A checked view of the argument block: exec file name, `argc` argument
@@ -268,23 +302,9 @@ impl<'a> ArgBlock<'a> {
         if lens.len() != 4 * n {
             return Err(Errno::EINVAL);
         }
-        let (mut end, mut argv_end) = (0usize, 0usize);
-        for i in 0..n {
-            let len = len_at(lens, i);
-            if len == 0 {
-                return Err(Errno::EINVAL);
-            }
-            if len as u64 > MAX_ARG_STRLEN {
-                return Err(Errno::E2BIG);
-            }
-            end = end.checked_add(len).ok_or(Errno::EINVAL)?;
-            if buf.get(end - 1) != Some(&0) {
-                return Err(Errno::EINVAL);
-            }
-            if i == argc as usize {
-                argv_end = end;
-            }
-        }
+        let (head, env) = lens.split_at(4 * (1 + argc as usize));
+        let argv_end = check_lengths(buf, head, 0)?;
+        let end = check_lengths(buf, env, argv_end)?;
         if end != buf.len() {
             return Err(Errno::EINVAL);
         }
@@ -295,6 +315,38 @@ impl<'a> ArgBlock<'a> {
             envc: envc.into(),
             execfn_len,
             argv_len: argv_end - execfn_len,
+            lens: Some(lens),
+        })
+    }
+
+    /// Its shape, to rebuild the view later with [`ArgBlock::checked`].
+    pub fn shape(&self) -> ArgShape {
+        ArgShape {
+            execfn_len: self.execfn_len,
+            argv_len: self.argv_len,
+        }
+    }
+
+    /// The view of a block and length table that
+    /// [`ArgBlock::with_lengths`] already checked and found `shape` in
+    /// (an exec's commit, after its prepare): no string is checked again,
+    /// only that the shape fits `buf` (EINVAL if not).
+    pub fn checked(
+        buf: &'a [u8],
+        lens: &'a [u8],
+        argc: u32,
+        envc: u32,
+        shape: ArgShape,
+    ) -> KResult<ArgBlock<'a>> {
+        if shape.execfn_len.saturating_add(shape.argv_len) > buf.len() {
+            return Err(Errno::EINVAL);
+        }
+        Ok(ArgBlock {
+            buf,
+            argc: argc.into(),
+            envc: envc.into(),
+            execfn_len: shape.execfn_len,
+            argv_len: shape.argv_len,
             lens: Some(lens),
         })
     }
@@ -492,10 +544,7 @@ impl StackLayout {
             t.push(at::SYSINFO_EHDR)?;
             t.push(aux.sysinfo_ehdr)?;
         }
-        for (k, v) in self.auxv_entries(aux) {
-            t.push(k)?;
-            t.push(v)?;
-        }
+        t.push_pairs(&self.auxv_entries(aux))?;
         t.push(at::NULL)?;
         t.push(0)?;
         t.flush()
@@ -544,6 +593,26 @@ impl<S: StackSink> Table<'_, S> {
         Ok(())
     }
 
+    /// Push each pair's two words (the auxiliary vector), with the fill
+    /// level kept in a local as in [`Self::push_ptrs_by_length`].
+    fn push_pairs(&mut self, pairs: &[(u64, u64)]) -> KResult<()> {
+        let mut len = self.len;
+        for &(k, v) in pairs {
+            if len + 16 > TABLE_BUF {
+                self.len = len;
+                self.flush()?;
+                len = 0;
+            }
+            if let Some(slot) = self.buf.get_mut(len..len + 16) {
+                slot[..8].copy_from_slice(&k.to_le_bytes());
+                slot[8..].copy_from_slice(&v.to_le_bytes());
+            }
+            len += 16;
+        }
+        self.len = len;
+        Ok(())
+    }
+
     /// Push pointers to `n` strings from user address `va`, whose lengths
     /// are entries `first..` of the checked table `lens`.
     fn push_ptrs_by_length(
@@ -553,10 +622,25 @@ impl<S: StackSink> Table<'_, S> {
         mut va: u64,
         n: u64,
     ) -> KResult<()> {
-        for i in first..first + n as usize {
-            self.push(va)?;
-            va += len_at(lens, i) as u64;
+        let lens = lens
+            .get(4 * first..4 * (first + n as usize))
+            .ok_or(Errno::EINVAL)?;
+        // The fill level in a local: stores through `self` would make the
+        // compiler reload it every word.
+        let mut len = self.len;
+        for l in lens.chunks_exact(4) {
+            if len == TABLE_BUF {
+                self.len = len;
+                self.flush()?;
+                len = 0;
+            }
+            if let Some(slot) = self.buf.get_mut(len..len + 8) {
+                slot.copy_from_slice(&va.to_le_bytes());
+            }
+            len += 8;
+            va += u64::from(u32::from_le_bytes([l[0], l[1], l[2], l[3]]));
         }
+        self.len = len;
         Ok(())
     }
 

@@ -21,6 +21,7 @@ use crate::errno::{Errno, KResult};
 use crate::exec::aslr::Layout;
 use crate::exec::elf::{header_span, EHDR_SIZE, MAX_PHDR_BYTES};
 use crate::exec::script::{self, BINPRM_BUF_SIZE};
+use crate::exec::stack::ArgShape;
 use crate::exec::stack::MAX_ARG_STRLEN;
 use crate::exec::{ArgBlock, AuxValues, LoadPlan, StackLayout};
 use crate::fs::file::{o, FileRef, Node};
@@ -65,6 +66,9 @@ pub struct ExecPlan {
     pub argc: u32,
     /// envp count.
     pub envc: u32,
+    /// The block's shape as [`ArgBlock::with_lengths`] checked it, so that
+    /// the commit does not check every string again.
+    pub shape: ArgShape,
     /// What `/proc/self/exe` will read as.
     pub exe: Vec<u8>,
     /// Where the parts go.
@@ -446,6 +450,7 @@ fn finish<M: PhysMem, H: HostIo>(
         (None, None) => return Err(Errno::EINVAL.into()),
     };
     let block = ArgBlock::with_lengths(&args, &lens, argc, envc)?;
+    let shape = block.shape();
     StackLayout::new_below_with(&block, layout.stack_top, cx.p.vdso.is_some())
         .map_err(|e| with_message(e, b"arguments and environment too large"))?;
     trace::emit(
@@ -462,6 +467,7 @@ fn finish<M: PhysMem, H: HostIo>(
         lens,
         argc,
         envc,
+        shape,
         exe,
         layout,
     }))
@@ -538,6 +544,7 @@ pub fn commit<M: PhysMem, H: HostIo>(
         lens,
         argc,
         envc,
+        shape,
         exe,
         layout,
     } = *plan;
@@ -557,7 +564,7 @@ pub fn commit<M: PhysMem, H: HostIo>(
         0,
         [exec_phase::ADDRESS_SPACE, 0, 0, 0, 0, 0],
     );
-    let block = ArgBlock::with_lengths(&args, &lens, argc, envc)?;
+    let block = ArgBlock::checked(&args, &lens, argc, envc, shape)?;
     let base = interp.as_ref().map_or(0, |i| i.plan.base());
     let mut aux = AuxValues::for_program(&program.plan, base, random);
     (aux.hwcap, aux.hwcap2) = hwcap;

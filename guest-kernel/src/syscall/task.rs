@@ -384,6 +384,23 @@ pub fn exit_task<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, status: i
     cx.tasks.wake_all();
 }
 
+/// The run ends without a teardown (the host discards the VM): what the
+/// process leaves that outlives the VM is saved as its exit saves it, and
+/// nothing is freed. With `robust`, its threads' robust futex lists are
+/// marked first (as a killed process's are); then its shared writable file
+/// mappings are written back.
+pub fn save_at_run_end<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, robust: bool) {
+    if robust {
+        super::process::exit_group_robust_lists(cx);
+    }
+    // Only a file mapped through a writable description can back a shared
+    // writable mapping (and `writeback` writes only through such a one):
+    // a dynamically linked program's read-only libraries need no walk.
+    if cx.p.mapped_files.iter().any(|f| f.borrow().writable()) {
+        super::memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
+    }
+}
+
 /// A vfork child exec'd or exited: its parent goes on.
 pub fn release_vfork_parent<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     if let Some(ppid) = cx.p.vfork_parent.take() {

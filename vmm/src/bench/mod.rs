@@ -33,6 +33,7 @@
 //! symbols and `step` counts ring-0 instructions with them; `stats` gives
 //! the percentiles and `report` formats the table and the detail lines.
 
+mod budgets;
 mod kernel_map;
 mod output;
 mod report;
@@ -56,6 +57,7 @@ pub use trace::{
 use crate::kvm::{self, Platform};
 use crate::loader;
 use crate::vm::{Observe, DEFAULT_MEM};
+use budgets::{budget_table, Figures};
 use report::{format_row, header};
 use runner::run_guest;
 use std::fmt::Write as _;
@@ -87,6 +89,9 @@ options:
                       --runs 3; 4 MB for sha256sum, 1000 calls for the
                       getpid/write split), for smoke tests
       --no-count      skip counting ring-0 instructions (single-stepping)
+      --only ROWS     run only these workloads (comma-separated row names,
+                      e.g. `exec,getpid`; `anon_touch` also gives
+                      `anon_total`)
       --vmrun PATH    the vmrun binary for the cold-start workload (default:
                       `vmrun` next to this executable or in its parent)
       --images DIR    where the bench_* and hello_static programs are
@@ -121,6 +126,15 @@ pub struct Options {
     pub vmrun: Option<PathBuf>,
     /// Where the workload programs are.
     pub images: Option<PathBuf>,
+    /// Run only the workloads of these rows (empty: all).
+    pub only: Vec<String>,
+}
+
+impl Options {
+    /// Whether the workload of row `name` runs.
+    fn runs_row(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
 }
 
 impl Default for Options {
@@ -133,6 +147,7 @@ impl Default for Options {
             count: true,
             vmrun: None,
             images: None,
+            only: Vec::new(),
         }
     }
 }
@@ -182,6 +197,13 @@ pub fn parse_args(args: &[String]) -> Result<Parsed, String> {
             "--no-count" => o.count = false,
             "--vmrun" => o.vmrun = Some(value(name)?.into()),
             "--images" => o.images = Some(value(name)?.into()),
+            "--only" => {
+                o.only = value(name)?
+                    .split(',')
+                    .filter(|r| !r.is_empty())
+                    .map(String::from)
+                    .collect();
+            }
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
     }
@@ -295,8 +317,9 @@ pub fn run_with_output(args: &[String], out: &mut dyn Write) -> i32 {
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
-    for p in programs(&o) {
-        match bench_program(&p, &env, &mut detail) {
+    let mut figures = Figures::new();
+    for p in programs(&o).iter().filter(|p| o.runs_row(p.row)) {
+        match bench_program(p, &env, &mut detail, &mut figures) {
             Ok(rows) => rows.iter().for_each(|r| emit(out, Ok(format_row(r)))),
             Err(e) => {
                 if p.row == "anon_touch" {
@@ -306,21 +329,27 @@ pub fn run_with_output(args: &[String], out: &mut dyn Write) -> i32 {
             }
         }
     }
-    let exec = bench_exec(&o, &env, &mut detail);
-    emit(out, exec.map(|r| format_row(&r)).map_err(|e| ("exec", e)));
-    let exec_dyn = bench_exec_dynamic(&o, &env, &mut detail);
-    emit(
-        out,
-        exec_dyn
-            .map(|r| format_row(&r))
-            .map_err(|e| ("exec_dynamic", e)),
-    );
+    if o.runs_row("exec") {
+        let exec = bench_exec(&o, &env, &mut detail, &mut figures);
+        emit(out, exec.map(|r| format_row(&r)).map_err(|e| ("exec", e)));
+    }
+    if o.runs_row("exec_dynamic") {
+        let exec_dyn = bench_exec_dynamic(&o, &env, &mut detail);
+        emit(
+            out,
+            exec_dyn
+                .map(|r| format_row(&r))
+                .map_err(|e| ("exec_dynamic", e)),
+        );
+    }
     for (name, image) in [
         ("cold_start", "hello_static"),
         ("cold_start_dyn", "bench_hello_dyn"),
     ] {
-        let cold = bench_cold_start(&o, &env, name, image);
-        emit(out, cold.map(|r| format_row(&r)).map_err(|e| (name, e)));
+        if o.runs_row(name) {
+            let cold = bench_cold_start(&o, &env, name, image);
+            emit(out, cold.map(|r| format_row(&r)).map_err(|e| (name, e)));
+        }
     }
     for row in whole::bench_whole_programs(&o, env.vmrun.as_deref()) {
         emit(out, row.map(|r| format_row(&r)));
@@ -335,6 +364,8 @@ pub fn run_with_output(args: &[String], out: &mut dyn Write) -> i32 {
         text += "\nring-0 instructions (KVM single-step; separate runs with small counts):\n";
         text += &detail;
     }
+    text += "\n";
+    text += &budget_table(&figures);
     let _ = writeln!(
         text,
         "\nbench took {:.1} s",
@@ -373,6 +404,12 @@ mod tests {
             .unwrap_err()
             .contains("positive"));
         assert!(parse_args(&args(&["--file-pages", "4096"])).is_err());
+        let Parsed::Run(only) = parse_args(&args(&["--only", "exec,getpid"])).unwrap() else {
+            panic!()
+        };
+        assert_eq!(only.only, ["exec", "getpid"]);
+        assert!(only.runs_row("exec") && !only.runs_row("anon_touch"));
+        assert!(o.runs_row("anon_touch"), "every row without --only");
         assert!(parse_args(&args(&["--bogus"]))
             .unwrap_err()
             .contains("--bogus"));

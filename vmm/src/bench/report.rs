@@ -98,23 +98,47 @@ pub(super) fn ring0_detail(
         }
     }
     let total: u64 = window.iter().map(|e| e.insns).sum();
-    let mut top: Vec<(&String, &u64)> = p.window_functions.iter().collect();
+    if let Some(top) = top_functions(&p.window_functions, total, 6) {
+        let _ = writeln!(text, "{:<16}   where: {top}", "");
+    }
+    (label, text)
+}
+
+/// The `n` functions that took the most of `total` instructions, with
+/// their shares (`Kernel::run 13%, PageTable::map 9%`); `None` if the
+/// profile is empty.
+pub(super) fn top_functions(
+    functions: &BTreeMap<String, u64>,
+    total: u64,
+    n: usize,
+) -> Option<String> {
+    let mut top: Vec<(&String, &u64)> = functions.iter().collect();
     top.sort_by(|a, b| b.1.cmp(a.1));
     let shown: Vec<String> = top
         .iter()
-        .take(6)
-        .map(|(f, n)| {
+        .take(n)
+        .map(|(f, count)| {
             format!(
                 "{} {:.0}%",
                 short_name(f),
-                **n as f64 * 100.0 / total.max(1) as f64
+                **count as f64 * 100.0 / total.max(1) as f64
             )
         })
         .collect();
-    if !shown.is_empty() {
-        let _ = writeln!(text, "{:<16}   where: {}", "", shown.join(", "));
+    (!shown.is_empty()).then(|| shown.join(", "))
+}
+
+/// The median ring-0 instructions of each kind of kernel entry in the
+/// measured loop of `p` (by [`entry_key`]: `#PF`, a system call's name).
+pub(super) fn window_medians(p: &StepProfile) -> BTreeMap<&'static str, f64> {
+    let mut groups: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    for e in p.entries.iter().filter(|e| e.in_window) {
+        groups.entry(entry_key(e)).or_default().push(e.insns as f64);
     }
-    (label, text)
+    groups
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, summarize(&v)?.median)))
+        .collect()
 }
 
 /// What a kernel entry is called in the detail lines: `#PF`, a system

@@ -196,25 +196,29 @@ pub(super) fn run_native_exec_stamped(program: &Path) -> Result<String, String> 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Single-step one program run in the guest.
+/// Single-step one program run in the guest, with `env` as its
+/// environment (NAME=VALUE strings).
 pub(super) fn step_program(
     program: &Path,
     args: &[String],
+    env: &[String],
     mem: u64,
     map: &KernelMap,
 ) -> Result<StepProfile, String> {
-    step_program_sized(program, args, mem, map, FaultSize::default())
+    step_program_sized(program, args, env, mem, map, FaultSize::default())
 }
 
 /// [`step_program`] with a `--fault-size` policy.
 pub(super) fn step_program_sized(
     program: &Path,
     args: &[String],
+    env: &[String],
     mem: u64,
     map: &KernelMap,
     fault_size: FaultSize,
 ) -> Result<StepProfile, String> {
-    let config = guest_config(program, args, mem, Observe::default(), fault_size);
+    let mut config = guest_config(program, args, mem, Observe::default(), fault_size);
+    config.env.extend(env.iter().map(OsString::from));
     let mut vm = Vm::new(&config).map_err(|e| e.to_string())?;
     let mut io = Capture::default();
     let (vcpu, ram, fs) = vm.vcpu_and_ram();

@@ -61,6 +61,13 @@ pub struct StepProfile {
     pub user_reports: u64,
     /// Port-I/O exits (hypercalls), each one instruction without a report.
     pub hypercalls: u64,
+    /// Instructions per function before the initial exec (the boot).
+    pub boot_functions: BTreeMap<String, u64>,
+    /// Instructions per function in the initial exec.
+    pub exec_functions: BTreeMap<String, u64>,
+    /// Instructions per function in each kernel entry, in the order of
+    /// [`StepProfile::entries`].
+    pub entry_functions: Vec<BTreeMap<String, u64>>,
 }
 
 /// Single-step reports the entry path of an error-code vector (#PF) gives
@@ -108,6 +115,9 @@ pub fn count_ring0(
     // Whether the last ring-0 report was inside an entry stub (a stub
     // reports once or twice before it jumps to `trap_common`).
     let mut in_stub = false;
+    // Reports per symbol index: boot, exec, each entry.
+    let (mut boot_fns, mut exec_fns) = (BTreeMap::new(), BTreeMap::new());
+    let mut entry_fns: Vec<BTreeMap<usize, u64>> = Vec::new();
     loop {
         let exit = match vcpu.run() {
             Ok(exit) => exit,
@@ -153,16 +163,25 @@ pub fn count_ring0(
                         first_fault = Some(p.entries.len() - 1);
                     }
                     current = Some(p.entries.len() - 1);
+                    entry_fns.push(BTreeMap::new());
                 }
                 if !exec_started && map.exec_initial.is_some_and(|(a, b)| (a..b).contains(&pc)) {
                     exec_started = true;
                     current = Some(usize::MAX);
                 }
+                let symbol = map.symbol(pc).unwrap_or(usize::MAX);
                 match current {
-                    None => p.boot_insns += 1,
-                    Some(usize::MAX) => exec_reports += 1,
+                    None => {
+                        p.boot_insns += 1;
+                        *boot_fns.entry(symbol).or_insert(0u64) += 1;
+                    }
+                    Some(usize::MAX) => {
+                        exec_reports += 1;
+                        *exec_fns.entry(symbol).or_insert(0u64) += 1;
+                    }
                     Some(i) => {
                         raw[i] += 1;
+                        *entry_fns[i].entry(symbol).or_insert(0u64) += 1;
                         if p.entries[i].in_window {
                             let name = map.symbol(pc).map_or("?", |s| map.symbols[s].2.as_str());
                             *p.window_functions.entry(name.to_string()).or_default() += 1;
@@ -219,6 +238,17 @@ pub fn count_ring0(
         missed_return += RETURN_PATH_REPORTS.saturating_sub(return_path);
     }
     p.missed_per_entry = missed_entry + missed_return;
+    let names = |counts: BTreeMap<usize, u64>| -> BTreeMap<String, u64> {
+        let mut named = BTreeMap::new();
+        for (symbol, n) in counts {
+            let name = map.symbols.get(symbol).map_or("?", |s| s.2.as_str());
+            *named.entry(name.to_string()).or_default() += n;
+        }
+        named
+    };
+    p.boot_functions = names(boot_fns);
+    p.exec_functions = names(exec_fns);
+    p.entry_functions = entry_fns.into_iter().map(names).collect();
     for (e, r) in p.entries.iter_mut().zip(raw) {
         e.insns = r + p.missed_per_entry;
     }

@@ -287,7 +287,7 @@ fn split_row(
         .chain(mode.map(String::from))
         .collect::<Vec<_>>();
     let step = match map {
-        Some(m) => Some(step_program(program, &step_args, DEFAULT_MEM, m)?),
+        Some(m) => Some(step_program(program, &step_args, &[], DEFAULT_MEM, m)?),
         None => None,
     };
     let (insns, exits) = step

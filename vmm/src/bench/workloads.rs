@@ -4,27 +4,35 @@
 //! TSC main reads first), and cold start as the wall time of a whole
 //! `vmrun` process. Each gives rows of the table and detail lines.
 
+use super::budgets::{Figure, Figures, LARGE_MEM};
 use super::kernel_map::KernelMap;
 use super::output::{parse_output, ProgramOutput};
-use super::report::{entry_kinds, fault_breakdown, ring0_detail, Row};
+use super::report::{
+    entry_kinds, fault_breakdown, ring0_detail, top_functions, window_medians, Row,
+};
 use super::runner::{
     run_guest, run_guest_sized, run_native, run_native_exec_stamped, step_program,
     step_program_sized, time_native,
 };
 use super::stats::{cycles_to_us, summarize, Summary};
+use super::step::StepProfile;
 use super::trace::{
     entries_in_window, exec_cycles, exec_spans, faults_before_marker, faults_in_window,
 };
 use super::{Options, MARKER_SYSCALL};
 use crate::vm::{FaultSize, Observe, DEFAULT_MEM};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 use vmrun_contract::trace::category;
 
 /// Pages in each region of the 4 KiB fault workload.
 const SMALL_REGION_PAGES: u64 = 16;
+
+/// The system call number of exit_group, the end of a program.
+const EXIT_GROUP: u64 = 231;
 
 /// The system call number of getrusage, which the programs call just
 /// inside the markers (`minflt`).
@@ -54,6 +62,9 @@ pub(super) struct Program {
     /// The row is the whole loop's cost per 4 KiB page (the bulk touches of
     /// small mappings), with the figure under `--fault-size 4k` in the note.
     per_page: bool,
+    /// The budgeted figure this workload measures, and the kind of kernel
+    /// entry (as [`ring0_detail`] names them) whose median it is.
+    budget: Option<(&'static str, Figure)>,
 }
 
 /// Where the programs and `vmrun` are.
@@ -93,6 +104,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: None,
         },
         Program {
             row: "anon_1m",
@@ -106,6 +118,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: true,
+            budget: None,
         },
         Program {
             row: "anon_3m",
@@ -119,6 +132,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: true,
+            budget: None,
         },
         Program {
             row: "anon_4k_fault",
@@ -132,6 +146,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Page4K,
             per_page: false,
+            budget: Some(("#PF", Figure::AnonFault)),
         },
         Program {
             row: "file_read",
@@ -145,6 +160,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: None,
         },
         Program {
             row: "file_cow",
@@ -158,6 +174,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: Some(("#PF", Figure::FileCow)),
         },
         Program {
             row: "brk_grow",
@@ -171,6 +188,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: Some(("brk", Figure::BrkStep)),
         },
         Program {
             row: "getpid",
@@ -184,6 +202,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: Some(("getpid", Figure::Getpid)),
         },
         Program {
             row: "clock_gettime",
@@ -197,6 +216,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: true,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: None,
         },
         Program {
             row: "file_read_cached",
@@ -210,6 +230,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: None,
         },
         Program {
             row: "file_read_1m",
@@ -223,6 +244,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: None,
         },
         Program {
             row: "open_close",
@@ -236,6 +258,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: None,
         },
         Program {
             row: "fork_exit_wait",
@@ -249,6 +272,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: None,
         },
         Program {
             row: "fork_exec_wait",
@@ -262,6 +286,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: None,
         },
         Program {
             row: "context_switch",
@@ -275,6 +300,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: None,
         },
         Program {
             row: "cow_fault",
@@ -288,6 +314,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: None,
         },
         Program {
             row: "pipe_roundtrip",
@@ -301,6 +328,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: None,
         },
         Program {
             row: "futex_wake",
@@ -314,6 +342,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             show_entries: false,
             fault_size: FaultSize::Huge2M,
             per_page: false,
+            budget: None,
         },
     ]
 }
@@ -324,6 +353,7 @@ pub(super) fn bench_program(
     p: &Program,
     env: &Env,
     detail: &mut String,
+    figures: &mut Figures,
 ) -> Result<Vec<Row>, String> {
     let path = env.images.join(p.image);
     let guest_run = run_guest_sized(&path, &p.args, p.mem, Observe::default(), p.fault_size)?;
@@ -387,10 +417,15 @@ pub(super) fn bench_program(
     }
     let ops = guest.samples.len() as u64;
     if let Some(map) = &env.map {
-        match step_program_sized(&path, &p.step_args, p.mem, map, p.fault_size) {
+        match step_program_sized(&path, &p.step_args, &[], p.mem, map, p.fault_size) {
             Ok(profile) => {
                 let (label, text) = ring0_detail(p.row, &p.step_args, &profile, p.ring0, ops > 0);
                 row.ring0 = label;
+                if let Some((key, figure)) = p.budget {
+                    if let Some(&median) = window_medians(&profile).get(key) {
+                        figures.insert(figure, median);
+                    }
+                }
                 if p.ring0.is_empty() {
                     // Every ring-0 instruction in the loop (of every process
                     // that ran in it), per operation, but for the program's
@@ -468,7 +503,16 @@ pub(super) fn bench_program(
     Ok(rows)
 }
 
-pub(super) fn bench_exec(o: &Options, env: &Env, detail: &mut String) -> Result<Row, String> {
+/// Extra environment strings of the stepped exec that measures what
+/// each string costs.
+const EXTRA_STRINGS: usize = 64;
+
+pub(super) fn bench_exec(
+    o: &Options,
+    env: &Env,
+    detail: &mut String,
+    figures: &mut Figures,
+) -> Result<Row, String> {
     let hello = env.images.join("hello_static");
     let observe = Observe {
         trace_mask: category::EXEC,
@@ -492,40 +536,157 @@ pub(super) fn bench_exec(o: &Options, env: &Env, detail: &mut String) -> Result<
         ..Default::default()
     };
     if let Some(map) = &env.map {
-        match step_program(&hello, &[], DEFAULT_MEM, map) {
+        match step_program(&hello, &[], &[], DEFAULT_MEM, map) {
             Ok(p) => {
                 if let Some(n) = p.exec_insns {
                     row.ring0 = Some(format!("{n}/exec"));
                 }
-                let _ = writeln!(
-                    detail,
-                    "{:<16} stepped run of hello_static: boot {} instructions, exec {}, \
-                     {} kernel entries after it ({} instructions)",
-                    "exec",
-                    p.boot_insns,
-                    p.exec_insns.map_or("?".into(), |n| n.to_string()),
-                    p.entries.len(),
-                    p.entries.iter().map(|e| e.insns).sum::<u64>()
-                );
-                if let (Some((e_seen, e_want)), Some((r_seen, r_want))) =
-                    (p.entry_check, p.return_check)
-                {
-                    let _ = writeln!(
-                        detail,
-                        "{:<16} single-step check (first #PF): entry asm {e_seen} reports of \
-                         {e_want} expected, return asm {r_seen} of {r_want}; {} instructions \
-                         per round trip added for unreported ones (iretq included); \
-                         {} hypercall exits counted as instructions; {} user-mode reports",
-                        "", p.missed_per_entry, p.hypercalls, p.user_reports
-                    );
+                hello_figures(&p, figures);
+                hello_detail(&p, detail);
+                if let Some(base) = p.exec_insns {
+                    exec_per_string(&hello, base, map, detail, figures);
                 }
             }
             Err(e) => {
                 let _ = writeln!(detail, "{:<16} single-step failed: {e}", "exec");
             }
         }
+        match step_program(&hello, &[], &[], LARGE_MEM, map) {
+            Ok(p) => {
+                figures.insert(Figure::BootLarge, p.boot_insns as f64);
+                let _ = writeln!(
+                    detail,
+                    "{:<16} stepped run of hello_static with --mem {}G: boot {} instructions",
+                    "exec",
+                    LARGE_MEM >> 30,
+                    p.boot_insns
+                );
+                where_line(detail, "boot", &p.boot_functions, p.boot_insns);
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    detail,
+                    "{:<16} single-step with --mem {}G failed: {e}",
+                    "exec",
+                    LARGE_MEM >> 30
+                );
+            }
+        }
     }
     Ok(row)
+}
+
+/// The budgeted figures of a stepped `hello_static` run: boot, exec, the
+/// last exit and everything from exec to the end.
+fn hello_figures(p: &StepProfile, figures: &mut Figures) {
+    figures.insert(Figure::Boot, p.boot_insns as f64);
+    let Some(exec) = p.exec_insns else { return };
+    figures.insert(Figure::Exec, exec as f64);
+    let after: u64 = p.entries.iter().map(|e| e.insns).sum();
+    figures.insert(Figure::HelloExecToExit, (exec + after) as f64);
+    if let Some(last) = p
+        .entries
+        .last()
+        .filter(|e| e.is_syscall() && e.rax == EXIT_GROUP)
+    {
+        figures.insert(Figure::LastExit, last.insns as f64);
+    }
+}
+
+/// The detail lines of the stepped `hello_static` run: the phases, where
+/// each spent its instructions, and the kernel entries after exec.
+fn hello_detail(p: &StepProfile, detail: &mut String) {
+    let after: u64 = p.entries.iter().map(|e| e.insns).sum();
+    let _ = writeln!(
+        detail,
+        "{:<16} stepped run of hello_static: boot {} instructions, exec {}, \
+         {} kernel entries after it ({after} instructions)",
+        "exec",
+        p.boot_insns,
+        p.exec_insns.map_or("?".into(), |n| n.to_string()),
+        p.entries.len(),
+    );
+    where_line(detail, "boot", &p.boot_functions, p.boot_insns);
+    if let Some(n) = p.exec_insns {
+        where_line(detail, "exec", &p.exec_functions, n);
+    }
+    let _ = writeln!(
+        detail,
+        "{:<16}   after exec: {}",
+        "",
+        entry_kinds(&p.entries).join(", ")
+    );
+    // The costliest system calls after exec, and the last entry (the exit).
+    let mut calls: Vec<usize> = (0..p.entries.len())
+        .filter(|&i| p.entries[i].is_syscall())
+        .collect();
+    calls.sort_by_key(|&i| std::cmp::Reverse(p.entries[i].insns));
+    calls.truncate(3);
+    if let Some(last) = p.entries.len().checked_sub(1) {
+        calls.retain(|&i| i != last);
+        calls.push(last);
+    }
+    for i in calls {
+        let (e, functions) = (&p.entries[i], &p.entry_functions[i]);
+        let what = format!(
+            "{} ({} instructions)",
+            entry_kinds(std::slice::from_ref(e))[0],
+            e.insns
+        );
+        where_line(detail, &what, functions, e.insns);
+    }
+    if let (Some((e_seen, e_want)), Some((r_seen, r_want))) = (p.entry_check, p.return_check) {
+        let _ = writeln!(
+            detail,
+            "{:<16} single-step check (first #PF): entry asm {e_seen} reports of \
+             {e_want} expected, return asm {r_seen} of {r_want}; {} instructions \
+             per round trip added for unreported ones (iretq included); \
+             {} hypercall exits counted as instructions; {} user-mode reports",
+            "", p.missed_per_entry, p.hypercalls, p.user_reports
+        );
+    }
+}
+
+/// `   <what> where: f 40%, g 20%, ...` for one phase of a stepped run.
+fn where_line(detail: &mut String, what: &str, functions: &BTreeMap<String, u64>, total: u64) {
+    if let Some(top) = top_functions(functions, total, 8) {
+        let _ = writeln!(detail, "{:<16}   {what} where: {top}", "");
+    }
+}
+
+/// The exec of `hello_static` stepped again with [`EXTRA_STRINGS`] more
+/// environment strings: what each adds to `base`, the exec without them.
+fn exec_per_string(
+    hello: &Path,
+    base: u64,
+    map: &KernelMap,
+    detail: &mut String,
+    figures: &mut Figures,
+) {
+    let strings: Vec<String> = (0..EXTRA_STRINGS)
+        .map(|i| format!("VMRUN_BENCH_{i:02}=value-{i:02}"))
+        .collect();
+    match step_program(hello, &[], &strings, DEFAULT_MEM, map) {
+        Ok(p) => {
+            let Some(with) = p.exec_insns else { return };
+            let per = with.saturating_sub(base) as f64 / EXTRA_STRINGS as f64;
+            figures.insert(Figure::ExecPerString, per);
+            let _ = writeln!(
+                detail,
+                "{:<16} stepped exec with {EXTRA_STRINGS} more environment strings: {with} \
+                 instructions, {per:.1} per string",
+                "exec"
+            );
+            where_line(detail, "exec", &p.exec_functions, with);
+        }
+        Err(e) => {
+            let _ = writeln!(
+                detail,
+                "{:<16} single-step with environment strings failed: {e}",
+                "exec"
+            );
+        }
+    }
 }
 
 /// The wall time of whole `vmrun IMAGE` processes against native runs of
@@ -659,7 +820,7 @@ pub(super) fn bench_exec_dynamic(
         ..Default::default()
     };
     if let Some(map) = &env.map {
-        match step_program(&program, &[], DEFAULT_MEM, map) {
+        match step_program(&program, &[], &[], DEFAULT_MEM, map) {
             Ok(p) => {
                 let first_marker = p
                     .entries

@@ -310,6 +310,27 @@ fn length_table_gives_the_same_stack_as_scanning() {
 }
 
 #[test]
+fn a_block_rebuilt_from_its_checked_shape_gives_the_same_stack() {
+    let table = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
+    let with = ArgBlock::with_lengths(BLOCK, &table, 2, 2).unwrap();
+    let again = ArgBlock::checked(BLOCK, &table, 2, 2, with.shape()).unwrap();
+    let l = StackLayout::new(&with).unwrap();
+    assert_eq!(StackLayout::new(&again).unwrap(), l);
+    let (mut a, mut b) = (Mem::new(0x4000), Mem::new(0x4000));
+    l.write(&with, &aux(), &mut a).unwrap();
+    l.write(&again, &aux(), &mut b).unwrap();
+    assert_eq!(a.bytes, b.bytes);
+    // A shape that does not fit the block is refused, never sliced.
+    let short_table = lens(&[b"/p"]);
+    let short = ArgBlock::with_lengths(b"/p\0", &short_table, 0, 0).unwrap();
+    assert_eq!(
+        ArgBlock::checked(b"/p", &table, 2, 2, with.shape()).unwrap_err(),
+        Errno::EINVAL
+    );
+    assert!(ArgBlock::checked(BLOCK, &table, 2, 2, short.shape()).is_ok());
+}
+
+#[test]
 fn length_table_that_disagrees_with_the_block_is_refused() {
     let good = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
     assert!(ArgBlock::with_lengths(BLOCK, &good, 2, 2).is_ok());
