@@ -776,7 +776,7 @@ impl Kernel {
                 }
                 let um = self.user_mode();
                 set_user_regs(um.regs(), &new);
-                *um.fpu() = frame::init_fpu();
+                um.set_fpu(&frame::init_fpu());
             }
             Err(_) => {
                 let ip = regs.rip;
@@ -811,7 +811,7 @@ impl Kernel {
                 p.altstack = frame::restore_altstack(p.altstack, uc_stack, regs.rsp);
                 let um = self.user_mode();
                 set_user_regs(um.regs(), &regs);
-                *um.fpu() = fpu;
+                um.set_fpu(&fpu);
             }
             Err(_) => {
                 let ip = self.regs().rip;
@@ -1285,7 +1285,7 @@ impl Kernel {
         self.tasks.switches += 1;
         let um = self.user_mode();
         *um.regs() = frame_of(&saved.words);
-        *um.fpu() = saved.fpu;
+        um.set_fpu(&saved.fpu);
         cpu::load_process_tables(&self.process.mm.pt);
         self.trace_switch(mem);
         self.tick_pid = 0;
