@@ -290,6 +290,7 @@ impl Kernel {
 
     /// Run the program until it exits; never returns.
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
+        let short_path = self.identity_calls_short(mem);
         loop {
             if self.process.next_signal().is_some() {
                 self.deliver_signal(mem);
@@ -308,8 +309,11 @@ impl Kernel {
             let Some(um) = self.user.as_mut() else {
                 hypercall::panic(b"no user context")
             };
-            let t = um.run();
-            let rip = um.regs().rip;
+            let mut t = um.run();
+            while short_path && self.identity_call(&t) {
+                t = self.user_mode().run();
+            }
+            let rip = self.regs().rip;
             match t.vector {
                 _ if trap::is_syscall_entry(t.vector, rip) => {
                     self.note_syscall_entry(t.vector);
@@ -321,6 +325,47 @@ impl Kernel {
                 v => self.exception(mem, v, t.error_code),
             }
         }
+    }
+
+    /// Whether calls that only read the caller's identity may take the
+    /// short path of [`Self::identity_call`]: not when their records are
+    /// traced, the host stops at each system call, or `-v` logs the entry
+    /// (all fixed for the run).
+    fn identity_calls_short(&self, mem: &DirectMap) -> bool {
+        let stop = boot_flags::NOTIFY_SYSCALLS | boot_flags::VERBOSE;
+        !trace::on(mem, category::SYSCALLS | category::TASKS) && self.info.flags & stop == 0
+    }
+
+    /// The short path of a system call that only reads the caller's
+    /// identity (`syscall::identity`: getpid, gettid...): answered and
+    /// returned from at once. Such a call changes nothing the way back to
+    /// user mode looks at (no signal, no TLB flush, no VMA change, no
+    /// FS/GS base), so the program goes straight back. Whether `t` was one
+    /// (else the full path serves it). A due alarm is checked at each
+    /// system call, so with one armed every call takes the full path.
+    #[inline(always)]
+    fn identity_call(&mut self, t: &trap::Trap) -> bool {
+        let (Some(um), Some(p)) = (self.user.as_mut(), self.process.0.as_deref()) else {
+            return false;
+        };
+        let f = um.regs();
+        if !trap::is_syscall_entry(t.vector, f.rip) || p.alarm_at.is_some() {
+            return false;
+        }
+        let Some(v) = syscall::identity(p, f.rax) else {
+            return false;
+        };
+        if f.rcx >= TASK_SIZE {
+            // Bad return address: the full path kills the program.
+            return false;
+        }
+        self.stats.syscalls += 1;
+        f.rax = v as u64;
+        f.rip = f.rcx;
+        f.rflags = (f.r11 & USER_RFLAGS_MASK) | RFLAGS_FIXED;
+        f.cs = u64::from(gdt::USER_CS);
+        f.ss = u64::from(gdt::USER_DS);
+        true
     }
 
     fn regs(&mut self) -> &mut TrapFrame {
