@@ -345,6 +345,9 @@ impl Kernel {
     /// system call, so with one armed every call takes the full path.
     #[inline(always)]
     fn identity_call(&mut self, t: &trap::Trap) -> bool {
+        if !trap::may_be_syscall(t.vector) {
+            return false;
+        }
         let (Some(um), Some(p)) = (self.user.as_mut(), self.process.0.as_deref()) else {
             return false;
         };

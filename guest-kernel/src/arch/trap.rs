@@ -226,6 +226,13 @@ pub fn is_syscall_entry(vector: u64, rip: u64) -> bool {
     (vector == SYSCALL_VECTOR && rip == t + TRAMPOLINE_RETURN_OFFSET) || (vector == 6 && rip == t)
 }
 
+/// Whether a trap's vector is one a system call arrives with (the check
+/// before [`is_syscall_entry`], which also needs the return address).
+#[inline(always)]
+pub fn may_be_syscall(vector: u64) -> bool {
+    vector == SYSCALL_VECTOR || vector == 6
+}
+
 /// Where the CPU starts pushing a trap frame from user mode (RSP0 and IST1).
 pub fn user_frame_top() -> u64 {
     USER_FRAME.0.get() as u64 + core::mem::size_of::<TrapFrame>() as u64

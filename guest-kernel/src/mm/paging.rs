@@ -256,6 +256,7 @@ fn leaf_flags(e: u64) -> u64 {
 }
 
 /// Whether `va` is canonical with 48-bit virtual addresses.
+#[inline]
 pub fn is_canonical(va: u64) -> bool {
     !(USER_HALF_END..KERNEL_HALF).contains(&va)
 }
@@ -778,19 +779,23 @@ impl PageTable {
         self.root = 0;
     }
 
+    /// The used leaf mapping `va`: a walk written out level by level (the
+    /// page-table lookup of every fault, system-call buffer and futex).
     fn find_leaf<M: PhysMem>(&self, mem: &M, va: u64) -> Option<LeafRef> {
         if !is_canonical(va) || self.root == 0 {
             return None;
         }
         let (mut table, mut parent_pa) = (self.root, 0);
-        for level in (1..=4).rev() {
+        for level in [4, 3, 2] {
             let entry_pa = table + index(va, level) * 8;
             let entry = mem.read_u64(entry_pa);
-            if !used(entry) || (level == 3 && entry & pte::PS != 0) {
+            if !used(entry) {
                 return None;
             }
-            if is_leaf(entry, level) {
-                return Some(LeafRef {
+            if entry & pte::PS != 0 {
+                // Only 2 MiB leaves are made (PS above them is not a leaf
+                // this kernel knows).
+                return (level == 2).then_some(LeafRef {
                     entry_pa,
                     entry,
                     level,
@@ -800,7 +805,14 @@ impl PageTable {
             parent_pa = entry_pa;
             table = entry & pte::ADDR_MASK;
         }
-        None
+        let entry_pa = table + index(va, 1) * 8;
+        let entry = mem.read_u64(entry_pa);
+        used(entry).then_some(LeafRef {
+            entry_pa,
+            entry,
+            level: 1,
+            parent_pa,
+        })
     }
 
     /// Walk down to the table at `level` for `va`, creating tables; returns
