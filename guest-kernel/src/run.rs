@@ -352,12 +352,13 @@ impl Kernel {
             return false;
         };
         let f = um.regs();
-        if !trap::is_syscall_entry(t.vector, f.rip) || p.alarm_at.is_some() {
-            return false;
-        }
+        // The call number first: the other system calls leave here.
         let Some(v) = syscall::identity(p, f.rax) else {
             return false;
         };
+        if !trap::is_syscall_entry(t.vector, f.rip) || p.alarm_at.is_some() {
+            return false;
+        }
         if f.rcx >= TASK_SIZE {
             // Bad return address: the full path kills the program.
             return false;
