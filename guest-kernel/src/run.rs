@@ -310,8 +310,12 @@ impl Kernel {
                 hypercall::panic(b"no user context")
             };
             let mut t = um.run();
-            while short_path && self.identity_call(&t) {
-                t = self.user_mode().run();
+            let may_be_identity = short_path && trap::may_be_syscall(t.vector);
+            if let (true, Some(p)) = (may_be_identity, self.process.0.as_deref()) {
+                while identity_call(um.regs(), p, t.vector) {
+                    self.stats.syscalls += 1;
+                    t = um.run();
+                }
             }
             let rip = self.regs().rip;
             match t.vector {
@@ -328,48 +332,12 @@ impl Kernel {
     }
 
     /// Whether calls that only read the caller's identity may take the
-    /// short path of [`Self::identity_call`]: not when their records are
+    /// short path of [`identity_call`]: not when their records are
     /// traced, the host stops at each system call, or `-v` logs the entry
     /// (all fixed for the run).
     fn identity_calls_short(&self, mem: &DirectMap) -> bool {
         let stop = boot_flags::NOTIFY_SYSCALLS | boot_flags::VERBOSE;
         !trace::on(mem, category::SYSCALLS | category::TASKS) && self.info.flags & stop == 0
-    }
-
-    /// The short path of a system call that only reads the caller's
-    /// identity (`syscall::identity`: getpid, gettid...): answered and
-    /// returned from at once. Such a call changes nothing the way back to
-    /// user mode looks at (no signal, no TLB flush, no VMA change, no
-    /// FS/GS base), so the program goes straight back. Whether `t` was one
-    /// (else the full path serves it). A due alarm is checked at each
-    /// system call, so with one armed every call takes the full path.
-    #[inline(always)]
-    fn identity_call(&mut self, t: &trap::Trap) -> bool {
-        if !trap::may_be_syscall(t.vector) {
-            return false;
-        }
-        let (Some(um), Some(p)) = (self.user.as_mut(), self.process.0.as_deref()) else {
-            return false;
-        };
-        let f = um.regs();
-        // The call number first: the other system calls leave here.
-        let Some(v) = syscall::identity(p, f.rax) else {
-            return false;
-        };
-        if !trap::is_syscall_entry(t.vector, f.rip) || p.alarm_at.is_some() {
-            return false;
-        }
-        if f.rcx >= TASK_SIZE {
-            // Bad return address: the full path kills the program.
-            return false;
-        }
-        self.stats.syscalls += 1;
-        f.rax = v as u64;
-        f.rip = f.rcx;
-        f.rflags = (f.r11 & USER_RFLAGS_MASK) | RFLAGS_FIXED;
-        f.cs = u64::from(gdt::USER_CS);
-        f.ss = u64::from(gdt::USER_DS);
-        true
     }
 
     fn regs(&mut self) -> &mut TrapFrame {
@@ -1415,6 +1383,38 @@ impl Kernel {
 }
 
 const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
+
+/// The short path of a system call that only reads the caller's identity
+/// (`syscall::identity`: getpid, gettid...) by process `p`, in the frame
+/// `f` of a trap with `vector`: answered and returned from at once (as
+/// SYSRET would), without the checks `Kernel::run` makes on the way back
+/// to user mode: such a call changes nothing they look at (no signal, no
+/// TLB flush, no VMA change, no FS/GS base). Whether it was one (else the full path serves
+/// the trap). A due alarm is checked at each system call, so with one
+/// armed every call takes the full path.
+#[inline(always)]
+fn identity_call(f: &mut TrapFrame, p: &Process, vector: u64) -> bool {
+    if !trap::may_be_syscall(vector) {
+        return false;
+    }
+    // The call number next: the other system calls leave here.
+    let Some(v) = syscall::identity(p, f.rax) else {
+        return false;
+    };
+    if !trap::is_syscall_entry(vector, f.rip) || p.alarm_at.is_some() {
+        return false;
+    }
+    if f.rcx >= TASK_SIZE {
+        // Bad return address: the full path kills the program.
+        return false;
+    }
+    f.rax = v as u64;
+    f.rip = f.rcx;
+    f.rflags = (f.r11 & USER_RFLAGS_MASK) | RFLAGS_FIXED;
+    f.cs = u64::from(gdt::USER_CS);
+    f.ss = u64::from(gdt::USER_DS);
+    true
+}
 
 /// The two registers a system call's return needs after the call.
 #[derive(Clone, Copy)]
