@@ -487,6 +487,22 @@ fn sigpipe_kills_a_writer_and_ignored_gives_epipe() {
     assert!(out.contains("write = -1 (EPIPE)"), "{out}");
 }
 
+/// The user's SSE registers and MXCSR stay in the FPU while the kernel
+/// runs and are saved only when the running task changes: parent and child
+/// each keep their own values across blocking pipe reads (task switches),
+/// writes, and a signal handler that overwrites them.
+#[test]
+fn sse_state_survives_task_switches_and_signal_handlers() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["fpu"]);
+    assert_eq!(
+        out,
+        "fpu: parent and child kept their SSE state; child status 0\n"
+    );
+}
+
 #[test]
 fn copy_on_write_parent_and_child_see_their_own_values() {
     if !require_kvm() {

@@ -293,6 +293,7 @@ impl Kernel {
 
     /// Run the program until it exits; never returns.
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
+        let short_path = self.identity_calls_short(mem);
         loop {
             if self.process.next_signal().is_some() {
                 self.deliver_signal(mem);
@@ -311,8 +312,15 @@ impl Kernel {
             let Some(um) = self.user.as_mut() else {
                 hypercall::panic(b"no user context")
             };
-            let t = um.run();
-            let rip = um.regs().rip;
+            let mut t = um.run();
+            let may_be_identity = short_path && trap::may_be_syscall(t.vector);
+            if let (true, Some(p)) = (may_be_identity, self.process.0.as_deref()) {
+                while identity_call(um.regs(), p, t.vector) {
+                    self.stats.syscalls += 1;
+                    t = um.run();
+                }
+            }
+            let rip = self.regs().rip;
             match t.vector {
                 _ if trap::is_syscall_entry(t.vector, rip) => {
                     self.note_syscall_entry(t.vector);
@@ -324,6 +332,15 @@ impl Kernel {
                 v => self.exception(mem, v, t.error_code),
             }
         }
+    }
+
+    /// Whether calls that only read the caller's identity may take the
+    /// short path of [`identity_call`]: not when their records are
+    /// traced, the host stops at each system call, or `-v` logs the entry
+    /// (all fixed for the run).
+    fn identity_calls_short(&self, mem: &DirectMap) -> bool {
+        let stop = boot_flags::NOTIFY_SYSCALLS | boot_flags::VERBOSE;
+        !trace::on(mem, category::SYSCALLS | category::TASKS) && self.info.flags & stop == 0
     }
 
     fn regs(&mut self) -> &mut TrapFrame {
@@ -795,7 +812,7 @@ impl Kernel {
                 }
                 let um = self.user_mode();
                 set_user_regs(um.regs(), &new);
-                *um.fpu() = frame::init_fpu();
+                um.set_fpu(&frame::init_fpu());
             }
             Err(_) => {
                 let ip = regs.rip;
@@ -830,7 +847,7 @@ impl Kernel {
                 p.altstack = frame::restore_altstack(p.altstack, uc_stack, regs.rsp);
                 let um = self.user_mode();
                 set_user_regs(um.regs(), &regs);
-                *um.fpu() = fpu;
+                um.set_fpu(&fpu);
             }
             Err(_) => {
                 let ip = self.regs().rip;
@@ -1297,7 +1314,7 @@ impl Kernel {
         self.tasks.switches += 1;
         let um = self.user_mode();
         *um.regs() = frame_of(&saved.words);
-        *um.fpu() = saved.fpu;
+        um.set_fpu(&saved.fpu);
         cpu::load_process_tables(&self.process.mm.pt);
         self.trace_switch(mem);
         self.tick_pid = 0;
@@ -1448,6 +1465,38 @@ impl Kernel {
 }
 
 const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
+
+/// The short path of a system call that only reads the caller's identity
+/// (`syscall::identity`: getpid, gettid...) by process `p`, in the frame
+/// `f` of a trap with `vector`: answered and returned from at once (as
+/// SYSRET would), without the checks `Kernel::run` makes on the way back
+/// to user mode: such a call changes nothing they look at (no signal, no
+/// TLB flush, no VMA change, no FS/GS base). Whether it was one (else the full path serves
+/// the trap). A due alarm is checked at each system call, so with one
+/// armed every call takes the full path.
+#[inline(always)]
+fn identity_call(f: &mut TrapFrame, p: &Process, vector: u64) -> bool {
+    if !trap::may_be_syscall(vector) {
+        return false;
+    }
+    // The call number next: the other system calls leave here.
+    let Some(v) = syscall::identity(p, f.rax) else {
+        return false;
+    };
+    if !trap::is_syscall_entry(vector, f.rip) || p.alarm_at.is_some() {
+        return false;
+    }
+    if f.rcx >= TASK_SIZE {
+        // Bad return address: the full path kills the program.
+        return false;
+    }
+    f.rax = v as u64;
+    f.rip = f.rcx;
+    f.rflags = (f.r11 & USER_RFLAGS_MASK) | RFLAGS_FIXED;
+    f.cs = u64::from(gdt::USER_CS);
+    f.ss = u64::from(gdt::USER_DS);
+    true
+}
 
 /// The two registers a system call's return needs after the call.
 #[derive(Clone, Copy)]

@@ -30,6 +30,10 @@
  *                             the same global, heap and stack data and each
  *                             sees its own
  *   proc_test fork_loop N     N rounds of fork, _exit, wait
+ *   proc_test fpu             parent and child each hold their own values
+ *                             in xmm0-xmm15 and MXCSR across 20 pipe round
+ *                             trips (each a task switch) and across a
+ *                             signal handler that overwrites them
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -519,6 +524,114 @@ static int mode_fork_loop(int n)
     return 0;
 }
 
+/* The 16 XMM registers and MXCSR as one block. */
+struct sse_state {
+    unsigned char xmm[16][16];
+    uint32_t mxcsr;
+};
+
+static void sse_pattern(struct sse_state *s, unsigned seed)
+{
+    for (int r = 0; r < 16; r++)
+        for (int b = 0; b < 16; b++)
+            s->xmm[r][b] = (unsigned char)(seed * 31 + r * 16 + b);
+    /* Rounding mode and flush-to-zero differ per seed; all exceptions
+     * masked. */
+    s->mxcsr = 0x1f80 | ((seed & 3) << 13) | ((seed & 4) ? 0x8000 : 0);
+}
+
+#define SSE_LOAD(p)                                                        \
+    "ldmxcsr 256(" p ")\n"                                                 \
+    "movdqu 0(" p "), %%xmm0\n movdqu 16(" p "), %%xmm1\n"                 \
+    "movdqu 32(" p "), %%xmm2\n movdqu 48(" p "), %%xmm3\n"                \
+    "movdqu 64(" p "), %%xmm4\n movdqu 80(" p "), %%xmm5\n"                \
+    "movdqu 96(" p "), %%xmm6\n movdqu 112(" p "), %%xmm7\n"               \
+    "movdqu 128(" p "), %%xmm8\n movdqu 144(" p "), %%xmm9\n"              \
+    "movdqu 160(" p "), %%xmm10\n movdqu 176(" p "), %%xmm11\n"            \
+    "movdqu 192(" p "), %%xmm12\n movdqu 208(" p "), %%xmm13\n"            \
+    "movdqu 224(" p "), %%xmm14\n movdqu 240(" p "), %%xmm15\n"
+#define SSE_STORE(p)                                                       \
+    "stmxcsr 256(" p ")\n"                                                 \
+    "movdqu %%xmm0, 0(" p ")\n movdqu %%xmm1, 16(" p ")\n"                 \
+    "movdqu %%xmm2, 32(" p ")\n movdqu %%xmm3, 48(" p ")\n"                \
+    "movdqu %%xmm4, 64(" p ")\n movdqu %%xmm5, 80(" p ")\n"                \
+    "movdqu %%xmm6, 96(" p ")\n movdqu %%xmm7, 112(" p ")\n"               \
+    "movdqu %%xmm8, 128(" p ")\n movdqu %%xmm9, 144(" p ")\n"              \
+    "movdqu %%xmm10, 160(" p ")\n movdqu %%xmm11, 176(" p ")\n"            \
+    "movdqu %%xmm12, 192(" p ")\n movdqu %%xmm13, 208(" p ")\n"            \
+    "movdqu %%xmm14, 224(" p ")\n movdqu %%xmm15, 240(" p ")\n"
+#define SSE_CLOBBERS                                                       \
+    "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", \
+        "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15"
+
+/* Load `in` into the SSE registers, make system call `nr` (three
+ * arguments) with nothing in between, and store the registers into
+ * `out` right after it returns. */
+static long sse_across_syscall(const struct sse_state *in, struct sse_state *out, long nr,
+                               long a, long b, long c)
+{
+    long ret;
+    register long r10 __asm__("r10") = 0;
+    __asm__ volatile(SSE_LOAD("%[in]") "syscall\n" SSE_STORE("%[out]")
+                     : "=a"(ret), "+r"(r10)
+                     : [in] "r"(in), [out] "r"(out), "0"(nr), "D"(a), "S"(b), "d"(c)
+                     : "rcx", "r11", "memory", SSE_CLOBBERS);
+    return ret;
+}
+
+static void sse_clobbering_handler(int sig)
+{
+    (void)sig;
+    struct sse_state junk;
+    sse_pattern(&junk, 7);
+    __asm__ volatile(SSE_LOAD("%0") : : "r"(&junk) : "memory", SSE_CLOBBERS);
+}
+
+static void sse_expect(const struct sse_state *want, const struct sse_state *got,
+                       const char *who, const char *when)
+{
+    CHECK(!memcmp(want, got, sizeof *want), "%s: SSE state changed across %s", who, when);
+}
+
+static int mode_fpu(void)
+{
+    int to_child[2], to_parent[2];
+    pipe_checked(to_child);
+    pipe_checked(to_parent);
+    pid_t pid = fork_checked();
+    int child = pid == 0;
+    const char *who = child ? "child" : "parent";
+    struct sse_state mine, after;
+    sse_pattern(&mine, child ? 2 : 1);
+    int in = child ? to_child[0] : to_parent[0];
+    int out = child ? to_parent[1] : to_child[1];
+    char byte = 'x';
+    for (int i = 0; i < 20; i++) {
+        if (!child) {
+            long w = sse_across_syscall(&mine, &after, SYS_write, out, (long)&byte, 1);
+            CHECK(w == 1, "write: %ld", w);
+            sse_expect(&mine, &after, who, "write");
+        }
+        long r = sse_across_syscall(&mine, &after, SYS_read, in, (long)&byte, 1);
+        CHECK(r == 1, "%s read: %ld", who, r);
+        sse_expect(&mine, &after, who, "a read that blocked");
+        if (child) {
+            long w = sse_across_syscall(&mine, &after, SYS_write, out, (long)&byte, 1);
+            CHECK(w == 1, "write: %ld", w);
+            sse_expect(&mine, &after, who, "write");
+        }
+    }
+    signal(SIGUSR1, sse_clobbering_handler);
+    long k = sse_across_syscall(&mine, &after, SYS_kill, getpid(), SIGUSR1, 0);
+    CHECK(k == 0, "kill: %ld", k);
+    sse_expect(&mine, &after, who, "a signal handler");
+    if (child)
+        _exit(0);
+    int status = wait_for(pid);
+    printf("fpu: parent and child kept their SSE state; child status %d\n", status);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* Line-buffered even into a pipe, so nothing is left in the buffer
@@ -567,6 +680,8 @@ int main(int argc, char **argv)
         return mode_cow();
     if (!strcmp(mode, "fork_loop"))
         return mode_fork_loop(arg);
+    if (!strcmp(mode, "fpu"))
+        return mode_fpu();
     fprintf(stderr, "proc_test: unknown mode %s\n", mode);
     return 2;
 }

@@ -16,6 +16,10 @@ use vmrun_contract::{hc, trace};
 /// placed in RAM (see `contract::trace`).
 pub struct DirectMap {
     mem_size: u64,
+    /// The highest physical address an 8-byte access may start at
+    /// (`mem_size - 8`): page-table reads and writes check against it with
+    /// one comparison.
+    last_word: u64,
     ring: Ring,
 }
 
@@ -37,6 +41,7 @@ pub fn take(mem_size: u64) -> Option<DirectMap> {
     }
     Some(DirectMap {
         mem_size,
+        last_word: mem_size.saturating_sub(8),
         ring: Ring::default(),
     })
 }
@@ -99,18 +104,28 @@ impl DirectMap {
         }
         (DIRECT_MAP_BASE + pa) as *mut u8
     }
+
+    /// [`Self::ptr`] for one 8-byte word, with a single comparison (the
+    /// page-table walks make most of the kernel's memory accesses).
+    #[inline(always)]
+    fn word(&self, pa: u64) -> *mut u64 {
+        if pa > self.last_word {
+            crate::kpanic_phys(pa, 8);
+        }
+        (DIRECT_MAP_BASE + pa) as *mut u64
+    }
 }
 
 impl PhysMem for DirectMap {
     fn read_u64(&self, pa: u64) -> u64 {
         // SAFETY: `ptr` checked the range lies in RAM, which the direct map
         // covers; u64 accesses are 8-aligned by the callers' contract.
-        unsafe { core::ptr::read_volatile(self.ptr(pa, 8) as *const u64) }
+        unsafe { core::ptr::read_volatile(self.word(pa)) }
     }
 
     fn write_u64(&mut self, pa: u64, val: u64) {
         // SAFETY: as in read_u64; the memory manager owns the frame it writes.
-        unsafe { core::ptr::write_volatile(self.ptr(pa, 8) as *mut u64, val) }
+        unsafe { core::ptr::write_volatile(self.word(pa), val) }
     }
 
     fn read_bytes(&self, pa: u64, buf: &mut [u8]) {

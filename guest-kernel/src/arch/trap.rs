@@ -4,13 +4,19 @@
 //! RSP0 and IST1, so when user mode traps (an exception, or the syscall
 //! trampoline's `int 0x80`) the CPU pushes its frame straight into it and
 //! the entry stub pushes the general registers below that: no copying. The
-//! stub then saves the FPU/SSE state, switches to the kernel stack saved by
-//! [`UserMode::run`] and returns from it. A trap taken in ring 0 (other than
+//! stub then switches to the kernel stack saved by [`UserMode::run`] and
+//! returns from it. The user's FPU/SSE state is not saved on entry: the
+//! kernel uses no x87/SSE instruction, so the state stays in the registers
+//! while the kernel runs, and [`UserMode::fpu`] and [`UserMode::set_fpu`]
+//! read and load it when the running task changes (or a signal frame or a
+//! fork needs it). `UserMode::run` declares r12-r15 clobbered, so the stubs
+//! keep only the two callee-saved registers the compiler cannot give up
+//! (rbx, rbp). A trap taken in ring 0 (other than
 //! the trampoline's, which ring 0 runs on hardware-virtualised hosts) is a
 //! kernel bug and goes to [`kernel_trap`], which panics with the frame.
 
 use super::cpu;
-use core::arch::global_asm;
+use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -139,12 +145,7 @@ global_asm!(
         cmp qword ptr [rsp + 120], 0x80
         jne 3f
     2:
-        fxsave64 [rip + {fpu}]
         mov rsp, [rip + {krsp}]
-        pop r15
-        pop r14
-        pop r13
-        pop r12
         pop rbp
         pop rbx
         ret
@@ -158,12 +159,7 @@ global_asm!(
     vmrun_run_user:
         push rbx
         push rbp
-        push r12
-        push r13
-        push r14
-        push r15
         mov [rip + {krsp}], rsp
-        fxrstor64 [rip + {fpu}]
         lea rsp, [rip + {frame}]
         pop r15
         pop r14
@@ -197,7 +193,6 @@ global_asm!(
         int 0x80
         ud2
     "#,
-    fpu = sym FPU,
     krsp = sym KERNEL_RSP,
     frame = sym USER_FRAME,
     emergency = sym EMERGENCY_STACK,
@@ -206,7 +201,6 @@ global_asm!(
 );
 
 extern "C" {
-    fn vmrun_run_user();
     static vmrun_trap_stubs: [u64; 34];
 }
 
@@ -230,6 +224,13 @@ pub const TRAMPOLINE_RETURN_OFFSET: u64 = 2;
 pub fn is_syscall_entry(vector: u64, rip: u64) -> bool {
     let t = vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT;
     (vector == SYSCALL_VECTOR && rip == t + TRAMPOLINE_RETURN_OFFSET) || (vector == 6 && rip == t)
+}
+
+/// Whether a trap's vector is one a system call arrives with (the check
+/// before [`is_syscall_entry`], which also needs the return address).
+#[inline(always)]
+pub fn may_be_syscall(vector: u64) -> bool {
+    vector == SYSCALL_VECTOR || vector == 6
 }
 
 /// Where the CPU starts pushing a trap frame from user mode (RSP0 and IST1).
@@ -281,20 +282,41 @@ impl UserMode {
         unsafe { &mut *USER_FRAME.0.get() }
     }
 
-    /// The user's FXSAVE image (saved at each trap, restored at each
-    /// return to user mode), to keep per process.
-    pub fn fpu(&mut self) -> &mut [u8; 512] {
-        // SAFETY: as in `regs`, the token guards the FPU area.
-        unsafe { &mut (*FPU.0.get()).0 }
+    /// The user's FXSAVE image, read from the FPU: the state stays in the
+    /// registers while the kernel runs (it uses no x87/SSE), so this is
+    /// the state at the last trap. Called when the running task changes
+    /// and for signal frames and forks, not on every entry.
+    pub fn fpu(&mut self) -> &[u8; 512] {
+        // SAFETY: as in `regs`, the token guards the FPU area; the area is
+        // 16-byte aligned and 512 bytes, as FXSAVE64 needs; the instruction
+        // only reads the FPU state.
+        unsafe {
+            let area = FPU.0.get();
+            asm!("fxsave64 [{}]", in(reg) area, options(nostack, preserves_flags));
+            &(*area).0
+        }
+    }
+
+    /// Load `image` as the user's FPU/SSE state (a task switch, a signal
+    /// handler's fresh state, sigreturn). Its MXCSR must have no reserved
+    /// bit set (the callers check images from user memory), else FXRSTOR
+    /// raises #GP in ring 0.
+    pub fn set_fpu(&mut self, image: &[u8; 512]) {
+        // SAFETY: as in `regs`, the token guards the FPU area, which is
+        // aligned for FXRSTOR64; the kernel itself keeps no x87/SSE state.
+        unsafe {
+            let area = FPU.0.get();
+            (*area).0 = *image;
+            asm!("fxrstor64 [{}]", in(reg) area, options(nostack, preserves_flags));
+        }
     }
 
     /// Put the FPU/SSE state in its power-on form, as exec does.
     pub fn reset_fpu(&mut self) {
-        // SAFETY: as in `regs`, the token guards the FPU area.
-        let fpu = unsafe { &mut (*FPU.0.get()).0 };
-        fpu.fill(0);
-        fpu[0..2].copy_from_slice(&FCW_DEFAULT.to_le_bytes());
-        fpu[24..28].copy_from_slice(&MXCSR_DEFAULT.to_le_bytes());
+        let mut image = [0u8; 512];
+        image[0..2].copy_from_slice(&FCW_DEFAULT.to_le_bytes());
+        image[24..28].copy_from_slice(&MXCSR_DEFAULT.to_le_bytes());
+        self.set_fpu(&image);
     }
 
     /// Run user mode with the registers in [`regs`](Self::regs) until it
@@ -302,8 +324,20 @@ impl UserMode {
     pub fn run(&mut self) -> Trap {
         // SAFETY: the frame holds a user context built by the kernel with
         // user selectors (checked by the callers that set CS/SS/RFLAGS); the
-        // stub returns here with all callee-saved registers restored.
-        unsafe { vmrun_run_user() };
+        // entry stub comes back here on the stack saved by `vmrun_run_user`
+        // with rbx and rbp restored; every other register is declared
+        // clobbered (user mode ran with them), and the kernel's own code
+        // uses no x87/SSE state, so the user's stays live for it.
+        unsafe {
+            asm!(
+                "call vmrun_run_user",
+                out("r12") _,
+                out("r13") _,
+                out("r14") _,
+                out("r15") _,
+                clobber_abi("C"),
+            )
+        };
         let f = self.regs();
         let fault_addr = if f.vector == 14 { cpu::read_cr2() } else { 0 };
         Trap {

@@ -21,7 +21,7 @@
 //! set: the host shadows guest page tables and a first touch costs it less
 //! then. Page-cache frames are never written, made writable or freed.
 
-use super::paging::{pte, MapError, PageSize, Translation};
+use super::paging::{pte, LeafRef, MapError, PageSize, Translation};
 use super::phys::PhysMem;
 use super::space::{check_user_range, release_frame, Mm, MmEnv, MMAP_MIN_ADDR, STACK_LIMIT};
 use super::vma::{Backing, Prot, VmFlags, Vma, STACK_GUARD_GAP};
@@ -253,6 +253,10 @@ impl Mm {
         }
         let present = t.is_some_and(|t| t.flags & pte::P != 0);
         let ec = pf::USER | if write { pf::WRITE } else { 0 } | if present { pf::P } else { 0 };
+        // A real fault invalidated the program's TLB entry for `va`; this
+        // one did not, and a present entry may now map another frame or
+        // allow more: flush before the program runs again.
+        self.tlb_stale |= present;
         match self.handle_page_fault(env, va, ec) {
             Ok(_) => {}
             Err(FaultError::OutOfMemory) => return Err(Errno::ENOMEM),
@@ -409,12 +413,12 @@ impl Mm {
         // A not-present fault (error code P clear) needs no lookup of the
         // old entry: nothing is mapped there (one CPU, no other writer).
         if present {
-            if let Some(t) = self
+            if let Some(slot) = self
                 .pt
-                .translate(env.mem, va)
-                .filter(|t| t.flags & pte::P != 0)
+                .lookup(env.mem, va)
+                .filter(|l| l.translation().flags & pte::P != 0)
             {
-                return self.fault_present(env, i, va, t, write);
+                return self.fault_present(env, i, va, slot, write);
             }
         }
         match self.vmas.as_slice()[i].backing {
@@ -425,14 +429,21 @@ impl Mm {
 
     /// A fault on a present page: write to a read-only page of a writable
     /// area (copy a page-cache page, or make a private frame writable).
+    /// The entry `slot` is rewritten in place, without another walk.
+    ///
+    /// No TLB flush follows: delivering the #PF invalidated the CPU's
+    /// entries for the faulting address (Intel SDM 4.10.4.1; AMD alike),
+    /// and on this one CPU nothing else caches it. `user_page`, which
+    /// resolves faults the CPU never took, asks for the flush itself.
     fn fault_present<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,
         va: u64,
-        t: Translation,
+        slot: LeafRef,
         write: bool,
     ) -> Result<FaultOutcome, FaultError> {
+        let t = slot.translation();
         let base = va & !(t.size.bytes() - 1);
         if !write || t.flags & pte::RW != 0 {
             return Ok(FaultOutcome::new(
@@ -442,11 +453,12 @@ impl Mm {
                 t.size,
             ));
         }
-        self.tlb_stale = true;
-        let shared = self.vmas.as_slice()[i].flags.contains(VmFlags::SHARED);
+        let v = self.vmas.as_slice()[i];
+        let shared = v.flags.contains(VmFlags::SHARED);
         let cow = env.frames.is_shared(t.frame);
         if shared || (env.frames.is_private(env.mem, t.frame) && !cow) {
-            self.pt.set_flags(env.mem, va, t.flags | pte::RW | pte::D);
+            self.pt
+                .rewrite(env.mem, &slot, va, t.frame, t.flags | pte::RW | pte::D);
             return Ok(FaultOutcome::new(
                 FaultKind::MadeWritable,
                 base,
@@ -459,16 +471,33 @@ impl Mm {
             .alloc_uninit(env.mem)
             .ok_or(FaultError::OutOfMemory)?;
         env.mem.copy(frame, t.frame, PAGE_SIZE);
-        self.pt.unmap(env.mem, va);
+        let huge = t.size != PageSize::Size4K;
+        if huge {
+            self.pt.unmap(env.mem, va);
+        } else {
+            // The copy takes the old frame's place in one write.
+            let flags = user_pte_flags(v.prot, true);
+            self.pt.rewrite(env.mem, &slot, va, frame, flags);
+        }
         if cow {
             env.frames.cow_copies += 1;
         }
         if cow && env.frames.unshare(t.frame) {
             // Our mapping of the shared frame is gone (it stays counted by
-            // the others); the copy is counted by install_private.
+            // the others); the copy is counted below.
             self.user_frames -= 1;
         }
-        self.install_private(env, i, va, frame, FaultKind::CopyOnWrite)
+        if huge {
+            return self.install_private(env, i, va, frame, FaultKind::CopyOnWrite);
+        }
+        self.add_user_frames(1);
+        self.prepare_anon(i);
+        Ok(FaultOutcome::new(
+            FaultKind::CopyOnWrite,
+            va,
+            frame,
+            PageSize::Size4K,
+        ))
     }
 
     pub(super) fn fault_anon<M: PhysMem>(
@@ -487,11 +516,28 @@ impl Mm {
                 return Ok(out);
             }
         }
+        // One walk: find (or make) the entry, then fill it.
+        let slot = match self.pt.leaf_slot(env.mem, env.frames, va) {
+            Ok(slot) if !slot.is_used() => slot,
+            // Mapped already (one CPU never sees that on a not-present
+            // fault) or covered by a 2 MiB leaf.
+            Ok(_) | Err(MapError::HugeConflict(_)) => return Ok(spurious(va)),
+            Err(e) => return Err(oom(e)),
+        };
         let frame = env
             .frames
             .alloc_zeroed(env.mem)
             .ok_or(FaultError::OutOfMemory)?;
-        self.install_private(env, i, va, frame, FaultKind::AnonZero)
+        let flags = user_pte_flags(self.vmas.as_slice()[i].prot, true);
+        self.pt.fill(env.mem, &slot, va, frame, flags);
+        self.add_user_frames(1);
+        self.prepare_anon(i);
+        Ok(FaultOutcome::new(
+            FaultKind::AnonZero,
+            va,
+            frame,
+            PageSize::Size4K,
+        ))
     }
 
     /// Map the private 4 KiB `frame` at `va` with area `i`'s rights: the

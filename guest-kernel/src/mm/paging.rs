@@ -163,8 +163,13 @@ pub enum LeafAction {
     Unmap,
 }
 
-/// A leaf entry located by a walk.
-struct LeafRef {
+/// A leaf entry located by a walk: where it is, what it holds, and the
+/// entry above it (whose used count it is part of). [`PageTable::leaf_slot`]
+/// and [`PageTable::lookup`] hand one out so that a fault walks the tables
+/// once and then writes the entry in place ([`PageTable::fill`],
+/// [`PageTable::rewrite`]).
+#[derive(Clone, Copy, Debug)]
+pub struct LeafRef {
     entry_pa: u64,
     entry: u64,
     level: u32,
@@ -173,6 +178,20 @@ struct LeafRef {
 }
 
 impl LeafRef {
+    /// Whether the entry is used (present, or a PROT_NONE leaf).
+    pub fn is_used(&self) -> bool {
+        used(self.entry)
+    }
+
+    /// What the used entry maps.
+    pub fn translation(&self) -> Translation {
+        Translation {
+            frame: self.frame(),
+            size: self.size(),
+            flags: leaf_flags(self.entry),
+        }
+    }
+
     fn size(&self) -> PageSize {
         if self.level == 2 {
             PageSize::Size2M
@@ -237,6 +256,7 @@ fn leaf_flags(e: u64) -> u64 {
 }
 
 /// Whether `va` is canonical with 48-bit virtual addresses.
+#[inline]
 pub fn is_canonical(va: u64) -> bool {
     !(USER_HALF_END..KERNEL_HALF).contains(&va)
 }
@@ -524,6 +544,73 @@ impl PageTable {
         }
     }
 
+    /// The used leaf entry that maps `va`, if any (one walk, no table
+    /// created): to read it and then [`Self::rewrite`] it in place.
+    pub fn lookup<M: PhysMem>(&self, mem: &M, va: u64) -> Option<LeafRef> {
+        self.find_leaf(mem, va)
+    }
+
+    /// The 4 KiB entry for page-aligned user `va`, creating the tables
+    /// above it: one walk for a fault, which then [`Self::fill`]s the entry
+    /// if it is free. [`MapError::HugeConflict`] if a 2 MiB leaf (present
+    /// or PROT_NONE) covers `va`.
+    pub fn leaf_slot<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+    ) -> Result<LeafRef, MapError> {
+        debug_assert!(check_map_args(va, 0, PageSize::Size4K).is_ok());
+        let (mut table, mut parent_pa) = (self.root, 0);
+        for level in [4, 3, 2] {
+            let entry_pa = table + index(va, level) * 8;
+            let mut e = mem.read_u64(entry_pa);
+            if !used(e) {
+                e = self.new_table(mem, frames, entry_pa, parent_pa, va, level)?;
+            } else if e & pte::PS != 0 {
+                return Err(MapError::HugeConflict(va));
+            }
+            parent_pa = entry_pa;
+            table = e & pte::ADDR_MASK;
+        }
+        let entry_pa = table + index(va, 1) * 8;
+        Ok(LeafRef {
+            entry_pa,
+            entry: mem.read_u64(entry_pa),
+            level: 1,
+            parent_pa,
+        })
+    }
+
+    /// Map `va` to the 4 KiB frame `pa` with `flags` in the free `slot`
+    /// that [`Self::leaf_slot`] found for it (traced as PTE_SET).
+    pub fn fill<M: PhysMem>(&mut self, mem: &mut M, slot: &LeafRef, va: u64, pa: u64, flags: u64) {
+        debug_assert!(!slot.is_used() && slot.level == 1);
+        debug_assert!(check_map_args(va, pa, PageSize::Size4K).is_ok());
+        mem.write_u64(slot.entry_pa, pa | flags);
+        trace_entry(mem, kind::PTE_SET, 1, va, pa | flags);
+        add_count(mem, slot.parent_pa, 1);
+    }
+
+    /// Point the used leaf `slot` (from [`Self::lookup`]) at frame `pa`
+    /// with `flags`, in one write (a copy-on-write fault: the new private
+    /// frame replaces the shared one; or new rights for the same frame).
+    /// Its size is kept; traced as PTE_SET. The caller deals with the old
+    /// frame.
+    pub fn rewrite<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        slot: &LeafRef,
+        va: u64,
+        pa: u64,
+        flags: u64,
+    ) {
+        debug_assert!(slot.is_used());
+        let e = pa | flags | (slot.entry & pte::PS);
+        mem.write_u64(slot.entry_pa, e);
+        trace_entry(mem, kind::PTE_SET, slot.level, va, e);
+    }
+
     /// The leaf that maps `va`, if any.
     pub fn translate<M: PhysMem>(&self, mem: &M, va: u64) -> Option<Translation> {
         let l = self.find_leaf(mem, va)?;
@@ -692,19 +779,23 @@ impl PageTable {
         self.root = 0;
     }
 
+    /// The used leaf mapping `va`: a walk written out level by level (the
+    /// page-table lookup of every fault, system-call buffer and futex).
     fn find_leaf<M: PhysMem>(&self, mem: &M, va: u64) -> Option<LeafRef> {
         if !is_canonical(va) || self.root == 0 {
             return None;
         }
         let (mut table, mut parent_pa) = (self.root, 0);
-        for level in (1..=4).rev() {
+        for level in [4, 3, 2] {
             let entry_pa = table + index(va, level) * 8;
             let entry = mem.read_u64(entry_pa);
-            if !used(entry) || (level == 3 && entry & pte::PS != 0) {
+            if !used(entry) {
                 return None;
             }
-            if is_leaf(entry, level) {
-                return Some(LeafRef {
+            if entry & pte::PS != 0 {
+                // Only 2 MiB leaves are made (PS above them is not a leaf
+                // this kernel knows).
+                return (level == 2).then_some(LeafRef {
                     entry_pa,
                     entry,
                     level,
@@ -714,7 +805,14 @@ impl PageTable {
             parent_pa = entry_pa;
             table = entry & pte::ADDR_MASK;
         }
-        None
+        let entry_pa = table + index(va, 1) * 8;
+        let entry = mem.read_u64(entry_pa);
+        used(entry).then_some(LeafRef {
+            entry_pa,
+            entry,
+            level: 1,
+            parent_pa,
+        })
     }
 
     /// Walk down to the table at `level` for `va`, creating tables; returns
@@ -735,15 +833,7 @@ impl PageTable {
             // huge conflict, not room for a new table.
             fresh = !used(e);
             if fresh {
-                let new = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
-                self.tables += 1;
-                trace_table(mem, kind::PT_ALLOC, l - 1, va, new);
-                e = new | table_flags(va);
-                mem.write_u64(entry_pa, e);
-                add_count(mem, parent_pa, 1);
-                if l == 4 && va >= KERNEL_HALF {
-                    self.kernel.note(index(va, 4));
-                }
+                e = self.new_table(mem, frames, entry_pa, parent_pa, va, l)?;
             } else if e & pte::PS != 0 {
                 return Err(MapError::HugeConflict(va));
             }
@@ -751,6 +841,30 @@ impl PageTable {
             table = e & pte::ADDR_MASK;
         }
         Ok((table, parent_pa, fresh))
+    }
+
+    /// A zeroed table for the free entry at `entry_pa` (at `level`, for
+    /// `va`), linked in; returns the new entry.
+    #[inline(never)]
+    fn new_table<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        entry_pa: u64,
+        parent_pa: u64,
+        va: u64,
+        level: u32,
+    ) -> Result<u64, MapError> {
+        let new = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
+        self.tables += 1;
+        trace_table(mem, kind::PT_ALLOC, level - 1, va, new);
+        let e = new | table_flags(va);
+        mem.write_u64(entry_pa, e);
+        add_count(mem, parent_pa, 1);
+        if level == 4 && va >= KERNEL_HALF {
+            self.kernel.note(index(va, 4));
+        }
+        Ok(e)
     }
 
     /// Free the empty table an entry points to so a leaf can take its place.
@@ -1094,6 +1208,48 @@ mod tests {
             .unwrap();
         let kpml4e = mem.read_u64(pt.root() + index(k, 4) * 8);
         assert_eq!(kpml4e & pte::US, 0);
+    }
+
+    #[test]
+    fn leaf_slot_fill_and_rewrite_map_in_one_walk_as_map_does() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let slot = pt.leaf_slot(&mut mem, &mut fa, 0x7000).unwrap();
+        assert!(!slot.is_used());
+        assert_eq!(pt.table_pages(), 4, "the PML4 and three new tables");
+        pt.fill(&mut mem, &slot, 0x7000, 0x10_0000, UF);
+        let mut other = PageTable::new(&mut mem, &mut fa).unwrap();
+        other
+            .map(&mut mem, &mut fa, 0x7000, 0x10_0000, PageSize::Size4K, UF)
+            .unwrap();
+        assert_eq!(pt.translate(&mem, 0x7000), other.translate(&mem, 0x7000));
+        let again = pt.leaf_slot(&mut mem, &mut fa, 0x7000).unwrap();
+        assert!(again.is_used());
+        assert_eq!(again.translation().frame, 0x10_0000);
+        let found = pt.lookup(&mem, 0x7000).unwrap();
+        pt.rewrite(&mut mem, &found, 0x7000, 0x20_0000, UF | pte::D);
+        let t = pt.translate(&mem, 0x7000).unwrap();
+        assert_eq!((t.frame, t.flags), (0x20_0000, UF | pte::D));
+        // The count above the leaf saw one fill and no rewrite: unmapping
+        // the one leaf frees every table below the PML4.
+        pt.unmap_range(&mut mem, &mut fa, 0, 0x20_0000, |_, _, _| {})
+            .unwrap();
+        assert_eq!(pt.table_pages(), 1);
+    }
+
+    #[test]
+    fn leaf_slot_under_a_huge_leaf_is_a_huge_conflict() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x60_0000,
+            0x40_0000,
+            PageSize::Size2M,
+            UF,
+        )
+        .unwrap();
+        let r = pt.leaf_slot(&mut mem, &mut fa, 0x60_1000);
+        assert!(matches!(r, Err(MapError::HugeConflict(0x60_1000))));
     }
 
     #[test]

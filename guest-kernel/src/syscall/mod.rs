@@ -27,6 +27,8 @@ use crate::mm::space::MmEnv;
 use crate::process::Process;
 use vmrun_contract::IoVec;
 
+const ENOSYS: i64 = Errno::ENOSYS.to_ret();
+
 /// What system calls need from outside the kernel: the host's stdio and
 /// randomness, and the time.
 pub trait HostIo {
@@ -478,6 +480,23 @@ fn write_ret<M: PhysMem, H: HostIo>(
     }
 }
 
+/// The answer of a system call that only reads the caller's identity
+/// (getpid, gettid, getppid, getpgrp, and the ids, all 0): no argument, no
+/// side effect, no way to block or fail. The kernel answers these on its
+/// short path, before it builds the context [`dispatch`] needs (which
+/// answers them the same way); `None` for every other call.
+#[inline(always)]
+pub fn identity(p: &Process, n: u64) -> Option<i64> {
+    match n {
+        nr::GETPID => Some(p.tgid as i64),
+        nr::GETTID => Some(p.pid as i64),
+        nr::GETPPID => Some(p.ppid as i64),
+        nr::GETPGRP => Some(p.pgid as i64),
+        nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => Some(0),
+        _ => None,
+    }
+}
+
 /// Serve system call `n` with arguments `a` (rdi, rsi, rdx, r10, r8, r9).
 pub fn dispatch<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
@@ -550,7 +569,7 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::SOCKET => Action::Return(Errno::EAFNOSUPPORT.to_ret()),
         nr::GETPEERNAME => ret(cx.p.fds.get(a[0]).and(Err(Errno::ENOTSOCK))),
         nr::SYSINFO => ret(info::sysinfo(cx, a[0])),
-        nr::GETPGRP => Action::Return(cx.p.pgid as i64),
+        nr::GETPGRP => Action::Return(identity(cx.p, n).unwrap_or(ENOSYS)),
         nr::GETPGID => ret(task::getpgid(cx, a[0])),
         nr::GETSID => Action::Return(cx.p.sid as i64),
         nr::SETPGID => ret(task::setpgid(cx, a[0], a[1])),
@@ -601,10 +620,13 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::BRK => Action::Return(memory::brk(cx, a[0])),
         nr::EXIT => Action::ExitThread(a[0] as u8),
         nr::EXIT_GROUP => Action::Exit(a[0] as u8),
-        nr::GETPID => Action::Return(cx.p.tgid as i64),
-        nr::GETTID => Action::Return(cx.p.pid as i64),
-        nr::GETPPID => Action::Return(cx.p.ppid as i64),
-        nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => Action::Return(0),
+        nr::GETPID
+        | nr::GETTID
+        | nr::GETPPID
+        | nr::GETUID
+        | nr::GETGID
+        | nr::GETEUID
+        | nr::GETEGID => Action::Return(identity(cx.p, n).unwrap_or(ENOSYS)),
         nr::SET_TID_ADDRESS => Action::Return(process::set_tid_address(cx, a[0])),
         nr::ARCH_PRCTL => ret(process::arch_prctl(cx, a[0], a[1])),
         nr::UNAME => ret(info::uname(cx, a[0])),

@@ -543,3 +543,31 @@ fn timer_syscalls_arm_read_back_and_delete() {
         -22
     );
 }
+
+#[test]
+fn identity_calls_answer_as_dispatch_does_and_no_other_call_is_one() {
+    let mut w = World::new();
+    w.p.pid = 7;
+    w.p.tgid = 5;
+    w.p.ppid = 3;
+    w.p.pgid = 2;
+    let ids = [
+        (nr::GETPID, 5),
+        (nr::GETTID, 7),
+        (nr::GETPPID, 3),
+        (nr::GETPGRP, 2),
+        (nr::GETUID, 0),
+        (nr::GETGID, 0),
+        (nr::GETEUID, 0),
+        (nr::GETEGID, 0),
+    ];
+    for (n, want) in ids {
+        assert_eq!(identity(&w.p, n), Some(want), "{}", name(n));
+        assert_eq!(w.call(n, [0; 6]).unwrap_ret(), want, "{}", name(n));
+    }
+    for n in 0..512 {
+        if !ids.iter().any(|&(i, _)| i == n) {
+            assert_eq!(identity(&w.p, n), None, "{}", name(n));
+        }
+    }
+}

@@ -72,14 +72,13 @@ pub struct StepProfile {
 
 /// Single-step reports the entry path of an error-code vector (#PF) gives
 /// when each instruction reports once: `push vector; jmp trap_common`, then
-/// `cld`, 15 pushes, `test`, `jnz`, `fxsave64`, `mov rsp`, 6 pops (the
-/// final `ret` reports at its Rust return address). See
-/// guest-kernel/src/arch/trap.rs.
-const ENTRY_PATH_REPORTS: u64 = 28;
+/// `cld`, 15 pushes, `test`, `jnz`, `mov rsp`, 2 pops (the final `ret`
+/// reports at its Rust return address). See guest-kernel/src/arch/trap.rs.
+const ENTRY_PATH_REPORTS: u64 = 23;
 /// The same for the return path: the `call vmrun_run_user` reports at its
-/// first byte, then 6 pushes, `mov`, `fxrstor64`, `lea`, 15 pops, `add rsp`
-/// report inside it; the final `iretq` reports (if at all) at a user address.
-const RETURN_PATH_REPORTS: u64 = 26;
+/// first byte, then 2 pushes, `mov`, `lea`, 15 pops, `add rsp` report inside
+/// it; the final `iretq` reports (if at all) at a user address.
+const RETURN_PATH_REPORTS: u64 = 21;
 
 /// Enable single-stepping on `vcpu` and run it to the end of the program,
 /// serving hypercalls, counting the ring-0 instructions of each kernel
