@@ -13,7 +13,8 @@
  *   stack    setrlimit(RLIMIT_STACK) to 1 MiB, then recurse 64 KiB a frame:
  *            the stack stops growing at the limit (SIGSEGV, status 139).
  *   show-as  print RLIMIT_AS's soft limit (what exec kept).
- *   map N    map N one-page areas that do not merge (for timing). */
+ *   map N [K] map N one-page areas that do not merge, then time K more
+ *            (median TSC cycles per mmap). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -168,6 +169,26 @@ int main(int argc, char **argv)
                   "mmap %ld: %s", k, strerror(errno));
         }
         printf("mapped %ld areas\n", n);
+        if (argc > 3) {
+            /* Then time K more, one at a time: median TSC cycles each. */
+            long k = atol(argv[3]);
+            static uint64_t t[4096];
+            k = k > 4096 ? 4096 : k;
+            for (long i = 0; i < k; i++) {
+                int prot = ((n + i) & 1) ? PROT_READ : PROT_NONE;
+                uint64_t t0 = __builtin_ia32_rdtsc();
+                CHECK(mmap(NULL, 4096, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED,
+                      "mmap: %s", strerror(errno));
+                t[i] = __builtin_ia32_rdtsc() - t0;
+            }
+            for (long i = 1; i < k; i++)
+                for (long j = i; j > 0 && t[j - 1] > t[j]; j--) {
+                    uint64_t x = t[j];
+                    t[j] = t[j - 1];
+                    t[j - 1] = x;
+                }
+            printf("mmap at %ld areas: median %llu cycles\n", n, (unsigned long long)t[k / 2]);
+        }
         return 0;
     }
     if (strcmp(mode, "as") == 0)

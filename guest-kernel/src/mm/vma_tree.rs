@@ -206,12 +206,12 @@ fn child_at(k: &[Child], mut i: usize, append: bool) -> (usize, usize) {
 }
 
 /// The child of `k` an insertion at position `i` goes to, and `i` within
-/// it: at a boundary between two children, the left one unless it is full
-/// (so that areas added one after another at one place, as top-down mmaps
-/// are, fill whole leaves).
+/// it: at a boundary between two children, the front of the right one
+/// unless it is full (so that areas added one below the other, as
+/// top-down mmaps are, fill whole leaves; see `insert_rec`).
 fn insert_child(k: &[Child], i: usize) -> (usize, usize) {
     let (j, r) = child_at(k, i, true);
-    if r == k[j].sum.count && k[j].node.is_full() && j + 1 < k.len() {
+    if r == k[j].sum.count && j + 1 < k.len() && !k[j + 1].node.is_full() {
         return (j + 1, 0);
     }
     (j, r)
@@ -357,6 +357,11 @@ impl VmaTree {
 
     /// The area at position `i`.
     pub fn get(&self, i: usize) -> Option<&Vma> {
+        // A small address space is one leaf: index it directly.
+        let root = match self.root.as_ref()? {
+            Node::Leaf(v) => return v.get(i),
+            root => root,
+        };
         if i >= self.len {
             return None;
         }
@@ -364,7 +369,7 @@ impl VmaTree {
         if i.wrapping_sub(f.base) < f.len {
             return self.leaf_by_path(&f).get(i - f.base);
         }
-        let mut node = self.root.as_ref()?;
+        let mut node = root;
         let mut f = Finger {
             base: i,
             ..Finger::default()
@@ -416,6 +421,10 @@ impl VmaTree {
     /// The position of the first area ending after `addr` (`len()` if
     /// none), and that area.
     pub fn seek(&self, addr: u64) -> (usize, Option<&Vma>) {
+        if let Some(Node::Leaf(v)) = &self.root {
+            let p = v.partition_point(|x| x.end <= addr);
+            return (p, v.get(p));
+        }
         let f = self.finger.get();
         if f.len != 0 {
             let leaf = self.leaf_by_path(&f);
@@ -679,17 +688,24 @@ impl VmaTree {
     /// gap of the area just above a candidate). Returns its start.
     pub fn find_gap_top_down(&self, len: u64, low: u64, high: u64) -> Option<u64> {
         let fits = |bot: u64, top: u64| (top >= bot && top - bot >= len).then(|| top - len);
-        let Some(root) = &self.root else {
-            return fits(low, high);
+        let (first_gap, last_end) = match &self.root {
+            None => return fits(low, high),
+            Some(Node::Leaf(v)) => match (v.first(), v.last()) {
+                (Some(f), Some(l)) => (f.start_gap(), l.end),
+                _ => return fits(low, high),
+            },
+            Some(Node::Inner(k)) => match (k.first(), k.last()) {
+                (Some(f), Some(l)) => (f.sum.start_gap, l.sum.end),
+                _ => return fits(low, high),
+            },
         };
-        let sum = root.summary();
-        if let Some(a) = fits(sum.end.max(low), high) {
+        if let Some(a) = fits(last_end.max(low), high) {
             return Some(a);
         }
-        if let Some(a) = gap_in(root, len, low, high) {
+        if let Some(a) = self.root.as_ref().and_then(|r| gap_in(r, len, low, high)) {
             return Some(a);
         }
-        fits(low, sum.start_gap.min(high))
+        fits(low, first_gap.min(high))
     }
 }
 
@@ -701,8 +717,11 @@ fn insert_rec(node: &mut Node, i: usize, vma: Vma, sp: &mut Spares) -> Option<Ch
                 v.insert(i, vma);
                 return None;
             }
-            // Split in the middle; at either end, give the new area a leaf
-            // of its own so that areas added in order fill whole leaves.
+            // Split where the area goes, which then starts the right
+            // leaf (at either end, a leaf of its own): areas added in
+            // order, up or down, then fill whole leaves. The split point
+            // keeps two areas on each side, so that no pattern of inserts
+            // leaves a trail of one-area leaves.
             let mut r = sp.leaf();
             if i == 0 {
                 r.append(v);
@@ -710,12 +729,12 @@ fn insert_rec(node: &mut Node, i: usize, vma: Vma, sp: &mut Spares) -> Option<Ch
             } else if i >= LEAF_CAP {
                 r.push(vma);
             } else {
-                let half = LEAF_CAP / 2;
-                r.extend(v.drain(half..));
-                if i <= half {
+                let s = i.clamp(2, LEAF_CAP - 2);
+                r.extend(v.drain(s..));
+                if i < s {
                     v.insert(i, vma);
                 } else {
-                    r.insert(i - half, vma);
+                    r.insert(i - s, vma);
                 }
             }
             Some(Child {
@@ -812,17 +831,25 @@ fn share<T>(l: &mut Vec<T>, r: &mut Vec<T>, cap: usize) -> bool {
     false
 }
 
-fn update_rec<F: FnOnce(&mut Vma)>(node: &mut Node, i: usize, f: F) {
+/// Change position `i` of the subtree with `f`; whether the summaries
+/// above need recomputing (its bounds or guard gap moved).
+fn update_rec<F: FnOnce(&mut Vma)>(node: &mut Node, i: usize, f: F) -> bool {
     match node {
         Node::Leaf(v) => {
-            if let Some(a) = v.get_mut(i) {
-                f(a);
-            }
+            let Some(a) = v.get_mut(i) else {
+                return false;
+            };
+            let before = (a.start, a.end, a.start_gap());
+            f(a);
+            before != (a.start, a.end, a.start_gap())
         }
         Node::Inner(k) => {
             let (j, r) = child_at(k, i, false);
-            update_rec(&mut k[j].node, r, f);
-            k[j].sum = k[j].node.summary();
+            let moved = update_rec(&mut k[j].node, r, f);
+            if moved {
+                k[j].sum = k[j].node.summary();
+            }
+            moved
         }
     }
 }
@@ -976,6 +1003,29 @@ mod tests {
         for k in [0, 1, 20, 21, 5000, 9999] {
             assert_eq!(t.get(k as usize).map(|v| v.start), Some(k * 0x2000));
             assert_eq!(t.seek(k * 0x2000 + 0x1800).0, k as usize + 1);
+        }
+    }
+
+    /// The pattern of a process mapping areas top down above a few areas
+    /// of its own: each goes just below the one mapped before it.
+    #[test]
+    fn areas_added_below_the_last_one_above_others_fill_whole_leaves() {
+        for below in [0u64, 2, 5, 30] {
+            let mut t = VmaTree::new();
+            for k in 0..below {
+                t.insert_at(k as usize, area(k)).unwrap();
+            }
+            let n = 20_000u64;
+            for k in 0..n {
+                t.insert_at(below as usize, area(1_000_000 - k)).unwrap();
+            }
+            let nodes = count_nodes(t.root.as_ref().unwrap());
+            let leaves = (n + below) as usize / LEAF_CAP;
+            eprintln!("{below} areas below: {nodes} nodes for {leaves} full leaves");
+            assert!(
+                nodes < leaves * 12 / 10,
+                "{below}: {nodes} nodes for {leaves} leaves"
+            );
         }
     }
 
