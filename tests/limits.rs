@@ -66,8 +66,8 @@ fn rlimit_stack_of_1_mib_stops_deep_recursion_with_sigsegv() {
 /// vm.max_map_count + 1 areas (65,531 with Linux's default), natively
 /// when the host has the default, and under vmrun at its default RAM.
 /// Slow under vmrun on kvm_pvm (65,531 kernel entries, several minutes),
-/// so left out of the default run: `cargo test --release --test limits --
-/// --ignored` runs it (docs/hardening.md).
+/// so left out of the default run: `VMRUN_TEST_TIMEOUT=1200 cargo test
+/// --release --test limits -- --ignored` runs it (docs/hardening.md).
 #[test]
 #[ignore = "several minutes under vmrun on kvm_pvm; run with --ignored"]
 fn mapping_until_enomem_stops_at_linuxs_max_map_count() {

@@ -286,6 +286,7 @@ impl core::ops::Index<usize> for VmaSet {
     type Output = Vma;
 
     /// The area at position `i` (panics past the end, like a slice).
+    #[inline]
     fn index(&self, i: usize) -> &Vma {
         match self.t.get(i) {
             Some(v) => v,

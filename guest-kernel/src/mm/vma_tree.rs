@@ -221,8 +221,8 @@ fn insert_child(k: &[Child], i: usize) -> (usize, usize) {
 /// fail halfway.
 struct Spares {
     leaf: Option<Vec<Vma>>,
-    inner: [Option<Vec<Child>>; MAX_DEPTH],
-    n_inner: usize,
+    /// Used from the end.
+    inner: Vec<Vec<Child>>,
 }
 
 impl Spares {
@@ -231,16 +231,22 @@ impl Spares {
     }
 
     fn inner(&mut self) -> Vec<Child> {
-        self.n_inner = self.n_inner.saturating_sub(1);
-        self.inner[self.n_inner].take().unwrap_or_default()
+        self.inner.pop().unwrap_or_default()
+    }
+
+    /// Allocate one more inner node.
+    fn add_inner(&mut self) -> KResult<()> {
+        self.inner.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+        let node = alloc_vec(INNER_CAP)?;
+        self.inner.push(node);
+        Ok(())
     }
 }
 
 impl Drop for Spares {
     /// Spares not used go back to the budget.
     fn drop(&mut self) {
-        let unused =
-            usize::from(self.leaf.is_some()) + self.inner.iter().filter(|s| s.is_some()).count();
+        let unused = usize::from(self.leaf.is_some()) + self.inner.len();
         NODES.fetch_sub(unused, Ordering::Relaxed);
     }
 }
@@ -356,6 +362,7 @@ impl VmaTree {
     }
 
     /// The area at position `i`.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<&Vma> {
         // A small address space is one leaf: index it directly.
         let root = match self.root.as_ref()? {
@@ -420,6 +427,7 @@ impl VmaTree {
 
     /// The position of the first area ending after `addr` (`len()` if
     /// none), and that area.
+    #[inline]
     pub fn seek(&self, addr: u64) -> (usize, Option<&Vma>) {
         if let Some(Node::Leaf(v)) = &self.root {
             let p = v.partition_point(|x| x.end <= addr);
@@ -499,7 +507,7 @@ impl VmaTree {
             self.add_weight(&vma);
             return Ok(());
         };
-        if let Some(right) = insert_rec(root, i, vma, &mut spares) {
+        if let (Some(right), _) = insert_rec(root, i, vma, &mut spares) {
             let mut k = spares.inner();
             if let Some(old) = self.root.take() {
                 k.push(Child {
@@ -519,8 +527,7 @@ impl VmaTree {
     fn spares_for(&self, i: usize) -> KResult<Spares> {
         let mut s = Spares {
             leaf: None,
-            inner: Default::default(),
-            n_inner: 0,
+            inner: Vec::new(),
         };
         let Some(mut node) = self.root.as_ref() else {
             s.leaf = Some(alloc_vec(LEAF_CAP)?);
@@ -551,16 +558,14 @@ impl VmaTree {
             s.leaf = Some(alloc_vec(LEAF_CAP)?);
             let mut d = depth - 1;
             while d > 0 && full[d - 1] {
-                s.inner[s.n_inner] = Some(alloc_vec(INNER_CAP)?);
-                s.n_inner += 1;
+                s.add_inner()?;
                 d -= 1;
             }
             if d == 0 {
                 if depth == MAX_DEPTH {
                     return Err(Errno::ENOMEM);
                 }
-                s.inner[s.n_inner] = Some(alloc_vec(INNER_CAP)?);
-                s.n_inner += 1;
+                s.add_inner()?;
             }
         }
         Ok(s)
@@ -573,7 +578,7 @@ impl VmaTree {
         }
         self.forget_finger();
         let root = self.root.as_mut()?;
-        let v = remove_rec(root, i);
+        let (v, _) = remove_rec(root, i);
         self.len -= 1;
         self.sub_weight(&v);
         // Shrink the tree: an empty leaf root goes, an inner root with one
@@ -709,13 +714,63 @@ impl VmaTree {
     }
 }
 
-/// Insert into the subtree; returns a new right sibling if `node` split.
-fn insert_rec(node: &mut Node, i: usize, vma: Vma, sp: &mut Spares) -> Option<Child> {
+/// The free gap between neighbouring areas `a` and `b` (0 if none).
+fn gap_between(a: &Vma, b: &Vma) -> u64 {
+    b.start_gap().saturating_sub(a.end)
+}
+
+/// The largest gap next to area `i` of a leaf.
+fn gaps_around(v: &[Vma], i: usize) -> u64 {
+    let below = i
+        .checked_sub(1)
+        .and_then(|p| Some(gap_between(v.get(p)?, v.get(i)?)));
+    let above = v.get(i + 1).and_then(|n| Some(gap_between(v.get(i)?, n)));
+    below.unwrap_or(0).max(above.unwrap_or(0))
+}
+
+/// The largest boundary gap next to child `j` of an inner node.
+fn child_gaps_around(k: &[Child], j: usize) -> u64 {
+    let g = |a: &Child, b: &Child| b.sum.start_gap.saturating_sub(a.sum.end);
+    let below = j.checked_sub(1).and_then(|p| Some(g(k.get(p)?, k.get(j)?)));
+    let above = k.get(j + 1).and_then(|n| Some(g(k.get(j)?, n)));
+    below.unwrap_or(0).max(above.unwrap_or(0))
+}
+
+/// Child `j`'s summary after a change below it that left `count` areas
+/// and may have made a gap as large as `new_gap`: its ends are read from
+/// its first and last entries, its gap bound only grows (a gap that
+/// shrank leaves it too large, which a search tolerates). Returns the
+/// largest gap the change may have made at this level.
+fn refresh_child(k: &mut [Child], j: usize, count: usize, new_gap: u64) -> u64 {
+    let (start, start_gap, end) = match &k[j].node {
+        Node::Leaf(v) => match (v.first(), v.last()) {
+            (Some(f), Some(l)) => (f.start, f.start_gap(), l.end),
+            _ => (0, 0, 0),
+        },
+        Node::Inner(c) => match (c.first(), c.last()) {
+            (Some(f), Some(l)) => (f.sum.start, f.sum.start_gap, l.sum.end),
+            _ => (0, 0, 0),
+        },
+    };
+    let s = &mut k[j].sum;
+    *s = Summary {
+        count,
+        start,
+        start_gap,
+        end,
+        gap: s.gap.max(new_gap),
+    };
+    new_gap.max(child_gaps_around(k, j))
+}
+
+/// Insert into the subtree; returns a new right sibling if `node` split,
+/// and the largest gap the insert may have made.
+fn insert_rec(node: &mut Node, i: usize, vma: Vma, sp: &mut Spares) -> (Option<Child>, u64) {
     match node {
         Node::Leaf(v) => {
             if v.len() < LEAF_CAP {
                 v.insert(i, vma);
-                return None;
+                return (None, gaps_around(v, i));
             }
             // Split where the area goes, which then starts the right
             // leaf (at either end, a leaf of its own): areas added in
@@ -737,19 +792,31 @@ fn insert_rec(node: &mut Node, i: usize, vma: Vma, sp: &mut Spares) -> Option<Ch
                     r.insert(i - s, vma);
                 }
             }
-            Some(Child {
-                sum: leaf_summary(&r),
-                node: Node::Leaf(r),
-            })
+            let sum = leaf_summary(&r);
+            (
+                Some(Child {
+                    sum,
+                    node: Node::Leaf(r),
+                }),
+                sum.gap.max(leaf_summary(v).gap),
+            )
         }
         Node::Inner(k) => {
             let (j, r) = insert_child(k, i);
-            let split = insert_rec(&mut k[j].node, r, vma, sp);
+            let count = k[j].sum.count + 1;
+            let (split, below) = insert_rec(&mut k[j].node, r, vma, sp);
+            let Some(new) = split else {
+                return (None, refresh_child(k, j, count, below));
+            };
             k[j].sum = k[j].node.summary();
-            let new = split?;
             if k.len() < INNER_CAP {
                 k.insert(j + 1, new);
-                return None;
+                let made = k[j].sum.gap.max(k[j + 1].sum.gap);
+                return (
+                    None,
+                    made.max(child_gaps_around(k, j + 1))
+                        .max(child_gaps_around(k, j)),
+                );
             }
             let half = INNER_CAP / 2;
             let mut right = sp.inner();
@@ -768,28 +835,41 @@ fn insert_rec(node: &mut Node, i: usize, vma: Vma, sp: &mut Spares) -> Option<Ch
                     right.insert(j + 1 - half, new);
                 }
             }
-            Some(Child {
-                sum: inner_summary(&right),
-                node: Node::Inner(right),
-            })
+            let sum = inner_summary(&right);
+            let made = sum.gap.max(inner_summary(k).gap);
+            (
+                Some(Child {
+                    sum,
+                    node: Node::Inner(right),
+                }),
+                made,
+            )
         }
     }
 }
 
 /// Remove position `i` of the subtree, refilling children that fall
-/// below [`MIN_FILL`].
-fn remove_rec(node: &mut Node, i: usize) -> Vma {
+/// below [`MIN_FILL`]; returns the area and the largest gap the removal
+/// may have made.
+fn remove_rec(node: &mut Node, i: usize) -> (Vma, u64) {
     match node {
-        Node::Leaf(v) => v.remove(i),
+        Node::Leaf(v) => {
+            let out = v.remove(i);
+            let joined = match (i.checked_sub(1).and_then(|p| v.get(p)), v.get(i)) {
+                (Some(a), Some(b)) => gap_between(a, b),
+                _ => 0,
+            };
+            (out, joined)
+        }
         Node::Inner(k) => {
             let (j, r) = child_at(k, i, false);
-            let out = remove_rec(&mut k[j].node, r);
+            let count = k[j].sum.count - 1;
+            let (out, below) = remove_rec(&mut k[j].node, r);
             if k[j].node.len() < MIN_FILL && k.len() > 1 {
                 rebalance(k, j);
-            } else {
-                k[j].sum = k[j].node.summary();
+                return (out, inner_summary(k).gap);
             }
-            out
+            (out, refresh_child(k, j, count, below))
         }
     }
 }
@@ -831,25 +911,28 @@ fn share<T>(l: &mut Vec<T>, r: &mut Vec<T>, cap: usize) -> bool {
     false
 }
 
-/// Change position `i` of the subtree with `f`; whether the summaries
-/// above need recomputing (its bounds or guard gap moved).
-fn update_rec<F: FnOnce(&mut Vma)>(node: &mut Node, i: usize, f: F) -> bool {
+/// Change position `i` of the subtree with `f`; whether its bounds or
+/// guard gap moved (the summaries above then follow), and the largest gap
+/// the change may have made.
+fn update_rec<F: FnOnce(&mut Vma)>(node: &mut Node, i: usize, f: F) -> (bool, u64) {
     match node {
         Node::Leaf(v) => {
             let Some(a) = v.get_mut(i) else {
-                return false;
+                return (false, 0);
             };
             let before = (a.start, a.end, a.start_gap());
             f(a);
-            before != (a.start, a.end, a.start_gap())
+            let moved = before != (a.start, a.end, a.start_gap());
+            (moved, if moved { gaps_around(v, i) } else { 0 })
         }
         Node::Inner(k) => {
             let (j, r) = child_at(k, i, false);
-            let moved = update_rec(&mut k[j].node, r, f);
-            if moved {
-                k[j].sum = k[j].node.summary();
+            let (moved, below) = update_rec(&mut k[j].node, r, f);
+            if !moved {
+                return (false, 0);
             }
-            moved
+            let count = k[j].sum.count;
+            (true, refresh_child(k, j, count, below))
         }
     }
 }

@@ -569,3 +569,23 @@ fn timer_syscalls_arm_read_back_and_delete() {
         -22
     );
 }
+
+#[test]
+fn proc_maps_too_large_for_the_kernel_heap_is_enomem_at_open() {
+    let mut w = World::new();
+    w.poke(w.buf, b"/proc/self/maps\0");
+    let at_fdcwd = (-100i64) as u64;
+    let fd = w
+        .call(nr::OPENAT, [at_fdcwd, w.buf, 0, 0, 0, 0])
+        .unwrap_ret();
+    assert!(fd >= 0, "opens with room: {fd}");
+    fn tiny() -> usize {
+        100
+    }
+    w.tasks.heap_free = tiny;
+    assert_eq!(
+        w.call(nr::OPENAT, [at_fdcwd, w.buf, 0, 0, 0, 0])
+            .unwrap_ret(),
+        Errno::ENOMEM.to_ret()
+    );
+}
