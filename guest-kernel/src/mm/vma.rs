@@ -942,3 +942,42 @@ mod tests {
         assert_eq!(s.find_gap_top_down(5 * P, 100 * P, 115 * P), Some(110 * P));
     }
 }
+
+/// How an mmap-like step (gap search, insert, merge attempt) costs at 100
+/// and at 60,000 areas, on the host: `cargo test --release -p guest-kernel
+/// --lib mmap_step_cost -- --ignored --nocapture` (docs/benchmarks.md).
+#[cfg(test)]
+mod cost {
+    use super::*;
+
+    fn step(s: &mut VmaSet, k: u64) {
+        let prot = if k.is_multiple_of(2) {
+            Prot::READ
+        } else {
+            Prot::NONE
+        };
+        let top = 0x7fff_0000_0000;
+        let at = s.find_gap_top_down(PAGE_SIZE, 0x1_0000, top).unwrap();
+        s.insert_merged(Vma::anon(at, at + PAGE_SIZE, prot, VmFlags::NONE))
+            .unwrap();
+    }
+
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn mmap_step_cost() {
+        for n in [100u64, 60_000] {
+            let mut s = VmaSet::new();
+            s.insert(Vma::anon(0x40_0000, 0x40_1000, Prot::RW, VmFlags::NONE))
+                .unwrap();
+            for k in 0..n {
+                step(&mut s, k);
+            }
+            let t = std::time::Instant::now();
+            for k in n..n + 1000 {
+                step(&mut s, k);
+            }
+            let per = t.elapsed() / 1000;
+            println!("{n} areas: {per:?} per gap search + insert");
+        }
+    }
+}
