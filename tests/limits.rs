@@ -78,7 +78,10 @@ fn mapping_until_enomem_stops_at_linuxs_max_map_count() {
     let guest = vmrun([program.to_str().unwrap(), "maxmaps"]);
     assert_status(&guest, 0);
     let stdout = b"mmap failed with ENOMEM after 65531 areas\n";
-    assert_eq!(String::from_utf8_lossy(&guest.stdout), String::from_utf8_lossy(stdout));
+    assert_eq!(
+        String::from_utf8_lossy(&guest.stdout),
+        String::from_utf8_lossy(stdout)
+    );
     // The tests run vmrun with --check, which says that it could not
     // check this many areas against the page tables.
     let stderr = String::from_utf8_lossy(&guest.stderr);
