@@ -325,19 +325,18 @@ impl Mm {
         if !overcommit_guess_ok(step / PAGE_SIZE, ram_pages) {
             return Err(Errno::ENOMEM);
         }
-        let next = self.vmas.find_next(old_top);
-        if let Some(next) = next.and_then(|i| self.vmas.get(i)) {
-            if new_top + PAGE_SIZE > next.start_gap() {
-                return Err(Errno::ENOMEM);
-            }
-        }
+        let (n, next) = self.vmas.seek(old_top);
+        let next_start = match next {
+            Some(next) if new_top + PAGE_SIZE > next.start_gap() => return Err(Errno::ENOMEM),
+            Some(next) => next.start,
+            None => u64::MAX,
+        };
         // Like Linux's sys_brk, the heap merges only with areas at or above
         // start_brk, never with the program's bss below it. The common
         // case, a heap area ending at the old break, grows in place.
         let grown = Vma::anon(old_top, new_top, Prot::RW, VmFlags::NONE);
-        let below = next.unwrap_or(self.vmas.len()).checked_sub(1);
-        if let Some(h) = below.filter(|&h| self.vmas[h].start >= self.start_brk) {
-            if self.vmas.grow_into(h, &grown) {
+        if let Some(h) = n.checked_sub(1) {
+            if self.vmas.grow_into(h, &grown, next_start, self.start_brk) {
                 return Ok(());
             }
         }

@@ -429,23 +429,32 @@ impl VmaSet {
         self.t.set_anon(i, anon);
     }
 
-    /// Grow area `i` to cover `vma`, which starts where it ends, lies
-    /// below the next area and could merge with it (false, and no change,
-    /// otherwise): the growing heap's path, cheaper than an insert and a
-    /// merge.
-    pub fn grow_into(&mut self, i: usize, vma: &Vma) -> bool {
+    /// Grow area `i` to cover `vma` if `vma` starts where it ends, ends
+    /// below `next_start` (the start of area `i + 1`, which the caller
+    /// looked up), could merge with it, and area `i` starts at or above
+    /// `floor` (false, and no change, otherwise): the growing heap's path,
+    /// cheaper than an insert and a merge.
+    pub fn grow_into(&mut self, i: usize, vma: &Vma, next_start: u64, floor: u64) -> bool {
         let vma = Vma {
             flags: accounted(vma.flags, vma.prot),
             ..*vma
         };
-        let next_start = self.get(i + 1).map_or(u64::MAX, |n| n.start);
-        let fits = vma.end <= next_start && (vma.start | vma.end) & (PAGE_SIZE - 1) == 0;
-        if !fits || !self.get(i).is_some_and(|v| v.can_merge_with(&vma)) {
+        let fits = vma.end < next_start && (vma.start | vma.end) & (PAGE_SIZE - 1) == 0;
+        let Some(v) = self.get(i) else {
+            return false;
+        };
+        if !fits || v.start < floor || !v.can_merge_with(&vma) {
             return false;
         }
         self.t.grow_end(i, vma.end);
         self.note_resized(i);
         true
+    }
+
+    /// The position of the first area ending after `addr` (`len()` if
+    /// none), and that area: one lookup for both.
+    pub fn seek(&self, addr: u64) -> (usize, Option<&Vma>) {
+        self.t.seek(addr)
     }
 
     /// Index of the first area ending after `addr` (Linux's `find_vma`).
