@@ -55,12 +55,14 @@ fn touch_mem_400_mib_with_mem_512m_prints_touched_400_mib() {
     check_touch_mem(&["--mem", "512M"], 400);
 }
 
+/// 12 MiB passes the overcommit check at 16 MiB of RAM (one mapping no
+/// larger than RAM), but the kernel's own share leaves less than that.
 #[test]
 fn touching_more_than_guest_ram_is_killed_with_a_message_naming_out_of_memory_and_mem() {
     if !require_kvm() {
         return;
     }
-    let output = vmrun(["--mem", "16M", image("touch_mem").to_str().unwrap(), "64"]);
+    let output = vmrun(["--mem", "16M", image("touch_mem").to_str().unwrap(), "12"]);
     assert_status(&output, 137);
     assert_stderr_contains(&output, "out of guest memory");
     assert_stderr_contains(&output, "--mem");
@@ -136,4 +138,35 @@ fn fault_size_rejects_other_sizes() {
     let output = vmrun(["--fault-size", "8k", "/bin/true"]);
     assert_status(&output, 125);
     assert_stderr_contains(&output, "4k, 64k or 2m");
+}
+
+/// Linux's heuristic overcommit (`vm.overcommit_memory` 0) refuses one
+/// private writable mapping larger than RAM and swap: 64 MiB at 16 MiB.
+#[test]
+fn mapping_more_than_guest_ram_fails_with_enomem_as_linux_overcommit_heuristic() {
+    if !require_kvm() {
+        return;
+    }
+    let output = vmrun(["--mem", "16M", image("touch_mem").to_str().unwrap(), "64"]);
+    assert_status(&output, 1);
+    assert_stderr_contains(&output, "mmap of 64 MiB: Cannot allocate memory");
+}
+
+/// The same refusal natively: a mapping larger than the host's RAM and
+/// swap (1 TiB here) fails on both, with the same message.
+#[test]
+fn mapping_more_than_ram_and_swap_fails_natively_and_under_vmrun_alike() {
+    if !require_kvm() {
+        return;
+    }
+    let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+    if mode.trim() != "0" {
+        eprintln!("SKIPPED: vm.overcommit_memory is {mode:?}, not the heuristic mode 0");
+        return;
+    }
+    let program = image("touch_mem");
+    let native = native(&program, ["1048576"]);
+    let guest = vmrun([program.to_str().unwrap(), "1048576"]);
+    assert_same("touch_mem 1 TiB", &native, &guest);
+    assert_status(&guest, 1);
 }

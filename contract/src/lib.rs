@@ -732,14 +732,16 @@ pub const HOST_SIGNAL_OFFSET: u64 = core::mem::offset_of!(GuestStats, host_signa
 /// Byte offset of [`GuestStats::timer_wanted`] in the stats page.
 pub const TIMER_WANTED_OFFSET: u64 = core::mem::offset_of!(GuestStats, timer_wanted) as u64;
 
-/// Most VMAs the export area holds (the guest kernel's own limit).
+/// Most VMAs of the running address space the export area holds (a
+/// process may have up to 65,531: the export then holds the first ones).
 pub const MAX_EXPORTED_VMAS: usize = 256;
 
 /// The VMA export area: the guest writes it before an EXEC or EXIT event.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct VmaExport {
-    /// Number of valid entries in `vmas`.
+    /// Number of areas of the running address space; `vmas` holds the
+    /// first `min(count, MAX_EXPORTED_VMAS)` of them (more: truncated).
     pub count: u64,
     /// `mm_struct` fields: start_code, end_code, start_data, end_data,
     /// start_brk, brk, start_stack, arg_start, arg_end, env_start, env_end,

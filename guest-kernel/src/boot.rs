@@ -62,6 +62,7 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     k.tasks.kernel = k.kernel;
     k.tasks.max_tasks = task_limit(crate::arch::heap::free_bytes() as u64);
     k.tasks.heap_free = crate::arch::heap::free_bytes;
+    guest_kernel::mm::vma_tree::set_node_limit(vma_node_limit(crate::arch::heap::free_bytes()));
     setup_vdso(k, &mut mem, vvar_phys);
     k.frames_kernel = k.frames.in_use();
     hypercall::phase(phase::KERNEL_READY);
@@ -109,6 +110,15 @@ fn setup_heap(mem: &mut DirectMap, frames: &mut FrameAllocator, mem_size: u64) -
     frames.use_cache_bits(base);
     crate::arch::heap::init(DIRECT_MAP_BASE + base + reserved, size - reserved);
     base + bits
+}
+
+/// The VMA tree nodes of all address spaces may take three quarters of a
+/// fresh heap of `heap` bytes (at the default 256 MiB of RAM, enough for
+/// Linux's 65,530 areas in one process): a program that maps areas until
+/// memory runs out gets ENOMEM, and the rest stays for tasks, files and
+/// everything else.
+fn vma_node_limit(heap: usize) -> usize {
+    heap / 4 * 3 / guest_kernel::mm::vma_tree::NODE_BYTES
 }
 
 /// The task limit for a kernel heap of `heap` bytes.

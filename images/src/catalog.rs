@@ -158,6 +158,11 @@ pub const IMAGES: &[Image] = &[
         "anonymous mmap/munmap/mprotect, fatal modes",
     ),
     c_image(
+        "limits",
+        "limits.c",
+        "vm.max_map_count, RLIMIT_AS/DATA/STACK against mmap, brk and the stack",
+    ),
+    c_image(
         "touch_mem",
         "touch_mem.c",
         "touches one byte per page of N MiB",

@@ -376,12 +376,6 @@ impl Vm {
         }
         let bytes = crate::memory::pod_bytes_mut(&mut *export);
         self.ram.read_bytes(self.info.vma_export_phys, bytes)?;
-        if export.count as usize > vmrun_contract::MAX_EXPORTED_VMAS {
-            return Err(Error::Memory(format!(
-                "VMA export claims {} areas",
-                export.count
-            )));
-        }
         Ok(export)
     }
 

@@ -257,6 +257,17 @@ impl Text {
     }
 }
 
+/// An upper bound of the bytes `/proc/self/maps` of `mm` takes (each line
+/// is at most 80 bytes and its path): with tens of thousands of areas the
+/// text is megabytes, and the kernel heap may not hold it.
+pub fn maps_size(mm: &Mm, cache: &PageCache) -> usize {
+    let path = |v: &crate::mm::vma::Vma| match v.backing {
+        Backing::File { file, .. } => cache.get(file).map_or(0, |i| i.path.len()),
+        Backing::Anon => 0,
+    };
+    mm.vmas.iter().map(|v| 80 + path(v)).sum::<usize>() + 80
+}
+
 /// `/proc/self/maps` of `mm` (Linux's `show_map_vma`).
 pub fn maps(mm: &Mm, cache: &PageCache) -> Vec<u8> {
     let mut t = Text::default();

@@ -173,8 +173,10 @@ pub fn export_vmas<M: PhysMem>(mm: &Mm, mem: &mut M, pa: u64, cache_bits: [u64; 
     for (k, w) in cache_bits.iter().enumerate() {
         mem.write_u64(bits_at + 8 * k as u64, *w);
     }
+    // The count is the true one: above MAX_EXPORTED_VMAS the host knows
+    // the records it reads are the first areas only.
     let n = mm.vmas.len().min(MAX_EXPORTED_VMAS);
-    mem.write_u64(pa, n as u64);
+    mem.write_u64(pa, mm.vmas.len() as u64);
     write_words(mem, pa + 8, &mm_fields(mm));
     for (i, v) in mm.vmas.iter().take(n).enumerate() {
         write_vma(mem, pa + VMAS_OFFSET + RECORD * i as u64, v);

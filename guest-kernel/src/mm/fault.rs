@@ -23,7 +23,7 @@
 
 use super::paging::{pte, LeafRef, MapError, PageSize, Translation};
 use super::phys::PhysMem;
-use super::space::{check_user_range, release_frame, Mm, MmEnv, MMAP_MIN_ADDR, STACK_LIMIT};
+use super::space::{check_user_range, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, STACK_GUARD_GAP};
 use crate::errno::{Errno, KResult};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
@@ -226,7 +226,7 @@ impl Mm {
             return Err(reserved_bit_fault(addr));
         }
         let (i, stack_grown) = self.vma_for_fault(addr)?;
-        if access_error(&self.vmas.as_slice()[i], error_code) {
+        if access_error(&self.vmas[i], error_code) {
             return Err(FaultError::Segv(SegvCode::AccErr));
         }
         let write = error_code & pf::WRITE != 0;
@@ -361,15 +361,18 @@ impl Mm {
     }
 
     /// Grow the stack area `i` down to cover `addr` (Linux's
-    /// `expand_downwards`): within [`STACK_LIMIT`] of its top and keeping
-    /// the guard gap above the previous area.
+    /// `expand_downwards`): within `RLIMIT_STACK` of its top and within
+    /// `RLIMIT_AS`, keeping the guard gap above the previous area.
     pub fn expand_stack(&mut self, i: usize, addr: u64) -> KResult<()> {
         let v = *self.vmas.get(i).ok_or(Errno::EFAULT)?;
         let new_start = addr & !(PAGE_SIZE - 1);
         if !v.flags.contains(VmFlags::GROWSDOWN) || new_start >= v.start {
             return Err(Errno::EFAULT);
         }
-        if v.end - new_start > STACK_LIMIT || new_start < MMAP_MIN_ADDR {
+        if v.end - new_start > self.stack_limit() || new_start < MMAP_MIN_ADDR {
+            return Err(Errno::ENOMEM);
+        }
+        if !self.may_expand(v.start - new_start, 0) {
             return Err(Errno::ENOMEM);
         }
         if let Some(prev) = i.checked_sub(1).and_then(|p| self.vmas.get(p)) {
@@ -395,9 +398,10 @@ impl Mm {
             }
             Backing::Anon => Backing::Anon,
         };
-        let vma = self.vmas.get_mut(i).ok_or(Errno::EFAULT)?;
-        vma.start = new_start;
-        vma.backing = backing;
+        self.vmas.update(i, |vma| {
+            vma.start = new_start;
+            vma.backing = backing;
+        });
         self.vmas.note_resized(i);
         Ok(())
     }
@@ -421,7 +425,7 @@ impl Mm {
                 return self.fault_present(env, i, va, slot, write);
             }
         }
-        match self.vmas.as_slice()[i].backing {
+        match self.vmas[i].backing {
             Backing::Anon => self.fault_anon(env, i, va),
             Backing::File { .. } => self.fault_file(env, i, va, write),
         }
@@ -453,7 +457,7 @@ impl Mm {
                 t.size,
             ));
         }
-        let v = self.vmas.as_slice()[i];
+        let v = self.vmas[i];
         let shared = v.flags.contains(VmFlags::SHARED);
         let cow = env.frames.is_shared(t.frame);
         if shared || (env.frames.is_private(env.mem, t.frame) && !cow) {
@@ -528,7 +532,7 @@ impl Mm {
             .frames
             .alloc_zeroed(env.mem)
             .ok_or(FaultError::OutOfMemory)?;
-        let flags = user_pte_flags(self.vmas.as_slice()[i].prot, true);
+        let flags = user_pte_flags(self.vmas[i].prot, true);
         self.pt.fill(env.mem, &slot, va, frame, flags);
         self.add_user_frames(1);
         self.prepare_anon(i);
@@ -550,7 +554,7 @@ impl Mm {
         frame: u64,
         kind: FaultKind,
     ) -> Result<FaultOutcome, FaultError> {
-        let flags = user_pte_flags(self.vmas.as_slice()[i].prot, true);
+        let flags = user_pte_flags(self.vmas[i].prot, true);
         if self.install(env, i, va, frame, PageSize::Size4K, flags)? == Installed::AlreadyMapped {
             return Ok(spurious(va));
         }
@@ -565,7 +569,7 @@ impl Mm {
         i: usize,
         va: u64,
     ) -> Result<Option<FaultOutcome>, FaultError> {
-        let v = self.vmas.as_slice()[i];
+        let v = self.vmas[i];
         let region = va & !(HUGE_PAGE_SIZE - 1);
         let fits = region >= v.start && v.end - region >= HUGE_PAGE_SIZE;
         if !fits || !v.prot.contains(Prot::WRITE) || !self.pt.is_2m_region_empty(env.mem, region) {
@@ -602,7 +606,7 @@ impl Mm {
         i: usize,
         va: u64,
     ) -> Result<Option<FaultOutcome>, FaultError> {
-        let v = self.vmas.as_slice()[i];
+        let v = self.vmas[i];
         let aligned = va & !(ANON_BLOCK_SIZE - 1);
         let block = aligned.max(v.start);
         let pages = ((aligned + ANON_BLOCK_SIZE).min(v.end) - block) / PAGE_SIZE;
@@ -689,7 +693,7 @@ impl Mm {
         va: u64,
         write: bool,
     ) -> Result<FaultOutcome, FaultError> {
-        let v = self.vmas.as_slice()[i];
+        let v = self.vmas[i];
         let Backing::File {
             file,
             offset,
@@ -747,7 +751,7 @@ impl Mm {
         off: u64,
     ) -> Result<FaultOutcome, FaultError> {
         let frame = cache_page(env, file, off)?;
-        let flags = user_pte_flags(self.vmas.as_slice()[i].prot, true);
+        let flags = user_pte_flags(self.vmas[i].prot, true);
         let r = self
             .pt
             .map(env.mem, env.frames, va, frame, PageSize::Size4K, flags);
@@ -817,11 +821,11 @@ impl Mm {
     /// an adjacent area's where they could merge but for protection (as
     /// Linux's `find_mergeable_anon_vma` does).
     fn prepare_anon(&mut self, i: usize) {
-        let v = self.vmas.as_slice()[i];
+        let v = self.vmas[i];
         if v.anon != 0 {
             return;
         }
-        let s = self.vmas.as_slice();
+        let s = &self.vmas;
         let next = s.get(i + 1).filter(|n| reusable(&v, n));
         let prev = i
             .checked_sub(1)
@@ -831,9 +835,7 @@ impl Mm {
             Some(id) if id != 0 => id,
             _ => self.next_anon_id(),
         };
-        if let Some(vma) = self.vmas.get_mut(i) {
-            vma.anon = id;
-        }
+        self.vmas.set_anon(i, id);
     }
 }
 
@@ -869,6 +871,7 @@ fn allows(t: &Translation, write: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mm::space::STACK_LIMIT;
     use crate::mm::testmem::Fixture;
 
     const U: u64 = pf::USER;
@@ -1193,7 +1196,7 @@ mod tests {
                 VmFlags::NONE,
             ))
             .unwrap();
-        mm.vmas.get_mut(1).unwrap().start = top - 0x10_0000;
+        mm.vmas.update(1, |v| v.start = top - 0x10_0000);
         assert_eq!(
             fault(&mut mm, &mut fx, top - STACK_LIMIT, UW),
             maperr,

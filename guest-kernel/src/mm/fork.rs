@@ -31,7 +31,7 @@ impl Mm {
         child: &mut Mm,
     ) -> KResult<()> {
         child.init(env.mem, env.frames, kernel)?;
-        child.vmas = self.vmas.clone();
+        child.vmas = self.vmas.try_clone()?;
         child.vmas.set_journaling(false);
         child.copy_layout(self);
         self.populate_shared_anon(env);
@@ -70,7 +70,7 @@ impl Mm {
         }
         let mut i = 0;
         while i < self.vmas.len() {
-            let v = self.vmas.as_slice()[i];
+            let v = self.vmas[i];
             if shared_anon(&v) {
                 let mut va = v.start;
                 while va < v.end {
@@ -102,6 +102,7 @@ impl Mm {
         self.env_end = from.env_end;
         self.mmap_base = from.mmap_base;
         self.last_anon = from.last_anon;
+        self.rlim = from.rlim;
     }
 
     /// Split the 2 MiB leaves in `[start, end)` into 4 KiB ones.

@@ -9,6 +9,7 @@
 //! will slot in: it takes a ready [`Vma`] with any backing.
 
 use super::phys::PhysMem;
+use super::rlimit::{overcommit_guess_ok, resource, RLIM_INFINITY};
 use super::space::{page_align_up, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, MAX_VMAS};
 use super::{fault::user_pte_flags, paging::LeafAction};
@@ -128,7 +129,30 @@ impl Mm {
                 data_end: u64::MAX,
             };
         }
+        self.check_limits(env, &vma, flags)?;
         self.map_region(env, vma)
+    }
+
+    /// Linux's checks of a new mapping against the limits (in
+    /// `mmap_region`): `RLIMIT_AS` and `RLIMIT_DATA` (what it replaces is
+    /// not counted twice), `vm.max_map_count`, and the heuristic
+    /// overcommit check of a private writable mapping.
+    fn check_limits<M: PhysMem>(&self, env: &MmEnv<'_, M>, vma: &Vma, flags: u64) -> KResult<()> {
+        let (old, old_data) = self.vmas.bytes_in(vma.start, vma.end);
+        let data = if vma.is_data() { vma.len() } else { 0 };
+        if !self.may_expand(vma.len() - old, data.saturating_sub(old_data)) {
+            return Err(Errno::ENOMEM);
+        }
+        if self.vmas.len() > MAX_VMAS {
+            return Err(Errno::ENOMEM);
+        }
+        let accountable = vma.prot.contains(Prot::WRITE)
+            && !vma.flags.contains(VmFlags::SHARED)
+            && flags & map::NORESERVE == 0;
+        if accountable && !overcommit_guess_ok(vma.len() / PAGE_SIZE, env.frames.total()) {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
     }
 
     /// Where a mapping of `len` (page aligned) bytes goes (Linux's
@@ -252,7 +276,7 @@ impl Mm {
     /// The `brk` system call: returns the new break, or the old one when
     /// the request is refused (Linux semantics).
     pub fn brk<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, new: u64) -> u64 {
-        if new < self.start_brk {
+        if new < self.start_brk || !self.brk_within_data_limit(new) {
             return self.brk;
         }
         let (Some(old_top), Some(new_top)) = (page_align_up(self.brk), page_align_up(new)) else {
@@ -272,27 +296,51 @@ impl Mm {
         self.brk
     }
 
+    /// Whether a break at `new` keeps the heap and the data segment within
+    /// `RLIMIT_DATA` (Linux's `check_data_rlimit`, which `brk` applies to
+    /// every change, shrinking included).
+    fn brk_within_data_limit(&self, new: u64) -> bool {
+        let limit = self.rlim.cur(resource::DATA);
+        if limit == RLIM_INFINITY {
+            return true;
+        }
+        let data_segment = self.end_data.saturating_sub(self.start_data);
+        (new - self.start_brk).saturating_add(data_segment) <= limit
+    }
+
     /// Grow the heap to `new_top`, refusing as Linux's `brk` does: past
-    /// TASK_SIZE, into the next area's gap, or by more pages than the
-    /// guest has RAM (`ram_pages`: the overcommit heuristic's check of one
+    /// TASK_SIZE, into the next area's gap, past `RLIMIT_AS` or
+    /// `RLIMIT_DATA`, with
+    /// more than `vm.max_map_count` areas, or by more pages than the guest
+    /// has RAM (`ram_pages`: the overcommit heuristic's check of one
     /// request against all of RAM, there being no swap).
     fn grow_brk(&mut self, old_top: u64, new_top: u64, ram_pages: u64) -> KResult<()> {
         if new_top > TASK_SIZE || old_top < MMAP_MIN_ADDR {
             return Err(Errno::ENOMEM);
         }
-        if (new_top - old_top) / PAGE_SIZE > ram_pages {
+        let step = new_top - old_top;
+        if !self.may_expand(step, step) || self.vmas.len() > MAX_VMAS {
             return Err(Errno::ENOMEM);
         }
-        if let Some(next) = self.vmas.find_next(old_top).and_then(|i| self.vmas.get(i)) {
-            if new_top + PAGE_SIZE > next.start_gap() {
-                return Err(Errno::ENOMEM);
+        if !overcommit_guess_ok(step / PAGE_SIZE, ram_pages) {
+            return Err(Errno::ENOMEM);
+        }
+        let (n, next) = self.vmas.seek(old_top);
+        let next_start = match next {
+            Some(next) if new_top + PAGE_SIZE > next.start_gap() => return Err(Errno::ENOMEM),
+            Some(next) => next.start,
+            None => u64::MAX,
+        };
+        // Like Linux's sys_brk, the heap merges only with areas at or above
+        // start_brk, never with the program's bss below it. The common
+        // case, a heap area ending at the old break, grows in place.
+        let grown = Vma::anon(old_top, new_top, Prot::RW, VmFlags::NONE);
+        if let Some(h) = n.checked_sub(1) {
+            if self.vmas.grow_into(h, &grown, next_start, self.start_brk) {
+                return Ok(());
             }
         }
-        // Like Linux's sys_brk, the heap merges only with areas at or above
-        // start_brk, never with the program's bss below it.
-        let i = self
-            .vmas
-            .insert(Vma::anon(old_top, new_top, Prot::RW, VmFlags::NONE))?;
+        let i = self.vmas.insert(grown)?;
         let prev_is_heap = i
             .checked_sub(1)
             .and_then(|p| self.vmas.get(p))

@@ -69,11 +69,10 @@ impl Mm {
             return Ok(old);
         }
         let i = self.vma_of_range(old, old_end)?;
-        let v = self.vmas.as_slice()[i];
+        let v = self.vmas[i];
         let grown = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
         if v.end == old_end && grown <= TASK_SIZE && !self.vmas.intersects(old_end, grown) {
-            let vma = self.vmas.get_mut(i).ok_or(Errno::EFAULT)?;
-            vma.end = grown;
+            self.vmas.update(i, |vma| vma.end = grown);
             self.vmas.note_resized(i);
             // Grown up to the next area, it merges with it as in Linux.
             self.vmas.merge_around(i);
@@ -113,7 +112,7 @@ impl Mm {
     /// The index of the one area holding `[start, end)` (EFAULT if none).
     fn vma_of_range(&self, start: u64, end: u64) -> KResult<usize> {
         let i = self.vmas.find(start).ok_or(Errno::EFAULT)?;
-        if self.vmas.as_slice()[i].end < end {
+        if self.vmas[i].end < end {
             return Err(Errno::EFAULT);
         }
         Ok(i)
@@ -130,7 +129,7 @@ impl Mm {
         keep_old: bool,
     ) -> KResult<u64> {
         let i = self.vma_of_range(old, old + old_len)?;
-        let v = self.vmas.as_slice()[i];
+        let v = self.vmas[i];
         let backing = match v.backing {
             Backing::File {
                 file,

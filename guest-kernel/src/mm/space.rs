@@ -10,14 +10,16 @@
 use super::frame::FrameAllocator;
 use super::paging::{KernelHalf, PageSize, PageTable};
 use super::phys::PhysMem;
+use super::rlimit::{resource, Rlimits};
 use super::vma::VmaSet;
 use crate::errno::{Errno, KResult};
 use crate::fs::cache::PageCache;
 use crate::fs::host::FsHost;
 use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
 
-/// Largest stack (`RLIMIT_STACK`, 8 MiB), measured from the stack top.
-pub const STACK_LIMIT: u64 = 8 << 20;
+/// Default largest stack (`RLIMIT_STACK`, 8 MiB), measured from the stack
+/// top; [`Mm::rlim`] holds the limit in force.
+pub const STACK_LIMIT: u64 = super::rlimit::STACK_DEFAULT;
 /// Lowest address a mapping may use (`vm.mmap_min_addr`).
 pub const MMAP_MIN_ADDR: u64 = 0x1_0000;
 /// Top of the mmap area without randomisation: below the stack top, a gap
@@ -76,6 +78,8 @@ pub struct Mm {
     /// A present leaf was changed or removed since the last
     /// [`Mm::take_tlb_flush`].
     pub(crate) tlb_stale: bool,
+    /// The resource limits (kept over exec, copied by fork).
+    pub rlim: Rlimits,
 }
 
 impl Mm {
@@ -100,6 +104,7 @@ impl Mm {
             peak_user_frames: 0,
             last_anon: 0,
             tlb_stale: false,
+            rlim: Rlimits::new(),
         }
     }
 
@@ -129,6 +134,31 @@ impl Mm {
         self.vmas.clear();
         self.reset_layout();
         Ok(())
+    }
+
+    /// Whether the address space may grow by `bytes`, of which `data`
+    /// bytes are data (Linux's `may_expand_vm`): within `RLIMIT_AS` and,
+    /// for data, `RLIMIT_DATA`.
+    pub fn may_expand(&self, bytes: u64, data: u64) -> bool {
+        let total = self.vmas.total_bytes().saturating_add(bytes);
+        if total > self.rlim.cur(resource::AS) {
+            return false;
+        }
+        data == 0 || self.vmas.data_bytes().saturating_add(data) <= self.rlim.cur(resource::DATA)
+    }
+
+    /// How much lower than the default the top of the mmap area goes for
+    /// the stack limit in force: Linux's `mmap_base` leaves the stack limit
+    /// plus its guard gap below the stack top, at least 128 MiB.
+    pub fn mmap_base_shift(&self) -> u64 {
+        let gap =
+            super::rlimit::mmap_gap(self.stack_limit(), super::vma::STACK_GUARD_GAP, TASK_SIZE);
+        gap - (TASK_SIZE - MMAP_BASE)
+    }
+
+    /// The stack limit in force (`RLIMIT_STACK`'s soft limit).
+    pub fn stack_limit(&self) -> u64 {
+        self.rlim.cur(resource::STACK)
     }
 
     fn reset_layout(&mut self) {

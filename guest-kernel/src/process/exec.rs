@@ -138,7 +138,7 @@ pub fn load_elf_binary<M: PhysMem>(
 ) -> KResult<EntryState> {
     let mut aux = *aux;
     // The vDSO goes top-down from here, like any mmap.
-    mm.mmap_base = layout.mmap_base;
+    mm.mmap_base = layout.mmap_base - mm.mmap_base_shift();
     let ram_pages = env.frames.total();
     plan.check_loadable().map_err(|e| e.errno())?;
     for seg in plan.segments() {
@@ -219,7 +219,7 @@ fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, stack: &StackLayout, layout: &Lay
     mm.end_data = plan.end_data;
     mm.start_brk = plan.start_brk + layout.brk_offset;
     mm.brk = mm.start_brk;
-    mm.mmap_base = layout.mmap_base;
+    mm.mmap_base = layout.mmap_base - mm.mmap_base_shift();
     let layout = stack;
     mm.start_stack = layout.sp;
     mm.arg_start = layout.arg_start;
@@ -251,9 +251,9 @@ mod tests {
             map_segment(&mut mm, 0, &too_big, ram_pages),
             Err(Errno::ENOMEM)
         );
-        assert!(mm.vmas.as_slice().is_empty());
+        assert!(mm.vmas.is_empty());
         let fits = bss(ram_pages * PAGE_SIZE);
         assert_eq!(map_segment(&mut mm, 0, &fits, ram_pages), Ok(()));
-        assert_eq!(mm.vmas.as_slice().len(), 1);
+        assert_eq!(mm.vmas.len(), 1);
     }
 }

@@ -13,6 +13,7 @@
 mod elf;
 mod paging;
 mod space;
+mod vma;
 
 use proptest::test_runner::Config;
 

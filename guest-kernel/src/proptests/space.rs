@@ -170,7 +170,7 @@ impl World {
     }
 
     fn vmas(&self) -> Vec<Vma> {
-        self.mm.vmas.as_slice().to_vec()
+        self.mm.vmas.iter().copied().collect()
     }
 
     /// The model's pages as the VMA set describes them.

@@ -300,6 +300,7 @@ fn open_local<M: PhysMem, H: HostIo>(
             if flags & o::DIRECTORY != 0 {
                 return Err(Errno::ENOTDIR);
             }
+            proc_text_fits(cx, f)?;
             Node::Generated {
                 data: generate(cx, f),
                 path: p,
@@ -1341,6 +1342,28 @@ fn host_size<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, h: u64) -> KR
     host::call(&mut *cx.env.host, &[])?;
     let sx = stat::statx_bytes(&cx.env.host.req().statx);
     Ok(stat::statx_info(&sx).size)
+}
+
+/// ENOMEM if the text of `f` (the maps and smaps of an address space with
+/// very many areas) would not fit in the kernel heap: three times its size
+/// (a growing vector holds the old and the doubled copy), and for smaps
+/// its per-area fields and a copy of the areas.
+fn proc_text_fits<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    f: ProcFile,
+) -> KResult<()> {
+    let maps = || proc::maps_size(&cx.p.mm, cx.env.cache);
+    let areas = cx.p.mm.vmas.len();
+    let need = match f {
+        ProcFile::Maps => maps(),
+        ProcFile::Smaps => maps() + areas * 800,
+        ProcFile::SmapsRollup => areas * 48 + 1024,
+        _ => return Ok(()),
+    };
+    if need.saturating_mul(3) > (cx.tasks.heap_free)() {
+        return Err(Errno::ENOMEM);
+    }
+    Ok(())
 }
 
 /// The contents of a `/proc` file for the calling process.

@@ -109,7 +109,7 @@ fn mapped_range<M: PhysMem, H: HostIo>(
     let mut a = addr;
     while a < end {
         let i = cx.p.mm.vmas.find(a).ok_or(Errno::ENOMEM)?;
-        a = cx.p.mm.vmas.as_slice()[i].end;
+        a = cx.p.mm.vmas[i].end;
     }
     Ok(Some(end))
 }

@@ -2,7 +2,9 @@
 
 use super::{Ctx, HostIo};
 use crate::errno::{Errno, KResult};
+use crate::fs::file::NR_OPEN;
 use crate::mm::phys::PhysMem;
+use crate::mm::rlimit::{self, Rlimit};
 use crate::uaccess::{copy_from_user, copy_to_user};
 use vmrun_contract::IoVec;
 
@@ -64,22 +66,40 @@ pub fn ioctl<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, fd: u64) -> 
     Err(Errno::ENOTTY)
 }
 
-const RLIM_INFINITY: u64 = u64::MAX;
-const RLIMIT_STACK: u64 = 3;
-const RLIMIT_NOFILE: u64 = 7;
-const RLIMIT_NLIMITS: u64 = 16;
-
-/// The limits the process runs under (soft, hard).
-fn rlimit(resource: u64) -> (u64, u64) {
-    match resource {
-        RLIMIT_STACK => (crate::mm::space::STACK_LIMIT, RLIM_INFINITY),
-        RLIMIT_NOFILE => (1024, 1 << 20),
-        _ => (RLIM_INFINITY, RLIM_INFINITY),
+/// The limit on `resource`: the fd table's for `RLIMIT_NOFILE`, the
+/// address space's for the rest.
+fn rlimit<M: PhysMem, H: HostIo>(cx: &Ctx<'_, '_, '_, M, H>, resource: u64) -> KResult<Rlimit> {
+    if resource == rlimit::resource::NOFILE {
+        let (cur, max) = cx.p.fds.limit;
+        return Ok(Rlimit { cur, max });
     }
+    cx.p.mm.rlim.get(resource)
 }
 
-/// prlimit64(pid, resource, new, old) and getrlimit: limits can be read;
-/// changing them is refused (EPERM), as for an unprivileged raise.
+/// Set the limit on `resource` (see [`rlimit::Rlimits::set`]; `RLIMIT_NOFILE`
+/// also may not exceed `nr_open`).
+fn set_rlimit<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    resource: u64,
+    new: Rlimit,
+) -> KResult<()> {
+    if resource == rlimit::resource::NOFILE {
+        let old = rlimit(cx, resource)?;
+        if new.cur > new.max {
+            return Err(Errno::EINVAL);
+        }
+        if new.max > old.max || new.max > NR_OPEN {
+            return Err(Errno::EPERM);
+        }
+        cx.p.fds.limit = (new.cur, new.max);
+        return Ok(());
+    }
+    cx.p.mm.rlim.set(resource, new)
+}
+
+/// prlimit64(pid, resource, new, old), getrlimit and setrlimit: the old
+/// limit is written to `old`, then `new` (if given) is set; limits are
+/// kept over exec and copied by fork.
 pub fn prlimit64<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     pid: u64,
@@ -87,20 +107,29 @@ pub fn prlimit64<M: PhysMem, H: HostIo>(
     new: u64,
     old: u64,
 ) -> KResult<i64> {
-    if pid != 0 && pid != cx.p.pid {
+    if pid != 0 && pid != cx.p.pid && pid != cx.p.tgid {
         return Err(Errno::ESRCH);
     }
-    if resource >= RLIMIT_NLIMITS {
-        return Err(Errno::EINVAL);
-    }
-    if new != 0 {
-        return Err(Errno::EPERM);
-    }
-    if old != 0 {
-        let (cur, max) = rlimit(resource);
+    let cur = rlimit(cx, resource)?;
+    let wanted = if new != 0 {
         let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&cur.to_le_bytes());
-        b[8..].copy_from_slice(&max.to_le_bytes());
+        copy_from_user(&mut cx.p.mm, cx.env, new, &mut b)?;
+        let word = |k: usize| u64::from_le_bytes(b[k..k + 8].try_into().unwrap_or([0; 8]));
+        Some(Rlimit {
+            cur: word(0),
+            max: word(8),
+        })
+    } else {
+        None
+    };
+    if let Some(w) = wanted {
+        set_rlimit(cx, resource, w)?;
+    }
+    // Like Linux, the old limit is written only once the call succeeded.
+    if old != 0 {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&cur.cur.to_le_bytes());
+        b[8..].copy_from_slice(&cur.max.to_le_bytes());
         copy_to_user(&mut cx.p.mm, cx.env, old, &b)?;
     }
     Ok(0)

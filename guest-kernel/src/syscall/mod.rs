@@ -134,6 +134,7 @@ pub mod nr {
     pub const READLINK: u64 = 89;
     pub const GETTIMEOFDAY: u64 = 96;
     pub const GETRLIMIT: u64 = 97;
+    pub const SETRLIMIT: u64 = 160;
     pub const GETUID: u64 = 102;
     pub const GETGID: u64 = 104;
     pub const GETEUID: u64 = 107;
@@ -296,6 +297,7 @@ pub fn name(n: u64) -> &'static str {
         nr::READLINK => "readlink",
         nr::GETTIMEOFDAY => "gettimeofday",
         nr::GETRLIMIT => "getrlimit",
+        nr::SETRLIMIT => "setrlimit",
         nr::SIGALTSTACK => "sigaltstack",
         nr::TKILL => "tkill",
         nr::TIME => "time",
@@ -674,6 +676,7 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::READLINK => ret(fsmeta::readlinkat(cx, AT_FDCWD, a[0], a[1], a[2])),
         nr::READLINKAT => ret(fsmeta::readlinkat(cx, a[0], a[1], a[2], a[3])),
         nr::GETRLIMIT => ret(misc::prlimit64(cx, 0, a[0], 0, a[1])),
+        nr::SETRLIMIT => ret(misc::prlimit64(cx, 0, a[0], a[1], 0)),
         nr::PRLIMIT64 => ret(misc::prlimit64(cx, a[0], a[1], a[2], a[3])),
         nr::GETRANDOM => ret(misc::getrandom(cx, a[0], a[1], a[2])),
         nr::SET_ROBUST_LIST => ret(process::set_robust_list(cx, a[0], a[1])),

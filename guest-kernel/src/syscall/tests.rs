@@ -352,16 +352,42 @@ fn brk_grows_and_shrinks_within_the_heap() {
 }
 
 #[test]
-fn prlimit_reports_the_stack_limit_and_refuses_changes() {
+fn prlimit_reports_the_stack_limit_and_refuses_raising_the_hard_limit() {
     let mut w = World::new();
     assert_eq!(
         w.call(nr::PRLIMIT64, [0, 3, 0, w.buf, 0, 0]).unwrap_ret(),
         0
     );
     assert_eq!(w.peek(w.buf, 8), (8u64 << 20).to_le_bytes());
+    // Lower RLIMIT_AS to 1 MiB soft, 2 MiB hard; read it back.
+    w.poke(w.buf, &(1u64 << 20).to_le_bytes());
+    w.poke(w.buf + 8, &(2u64 << 20).to_le_bytes());
     assert_eq!(
-        w.call(nr::PRLIMIT64, [0, 3, w.buf, 0, 0, 0]).unwrap_ret(),
-        -1
+        w.call(nr::PRLIMIT64, [0, 9, w.buf, 0, 0, 0]).unwrap_ret(),
+        0
+    );
+    assert_eq!(
+        w.call(nr::GETRLIMIT, [9, w.buf + 16, 0, 0, 0, 0])
+            .unwrap_ret(),
+        0
+    );
+    assert_eq!(w.peek(w.buf + 16, 8), (1u64 << 20).to_le_bytes());
+    assert_eq!(w.peek(w.buf + 24, 8), (2u64 << 20).to_le_bytes());
+    // Raising the hard limit is EPERM; soft above hard is EINVAL.
+    w.poke(w.buf + 8, &(4u64 << 20).to_le_bytes());
+    assert_eq!(
+        w.call(nr::SETRLIMIT, [9, w.buf, 0, 0, 0, 0]).unwrap_ret(),
+        -(Errno::EPERM as i64)
+    );
+    w.poke(w.buf, &(8u64 << 20).to_le_bytes());
+    w.poke(w.buf + 8, &(2u64 << 20).to_le_bytes());
+    assert_eq!(
+        w.call(nr::SETRLIMIT, [9, w.buf, 0, 0, 0, 0]).unwrap_ret(),
+        -(Errno::EINVAL as i64)
+    );
+    assert_eq!(
+        w.call(nr::GETRLIMIT, [16, w.buf, 0, 0, 0, 0]).unwrap_ret(),
+        -(Errno::EINVAL as i64)
     );
 }
 
@@ -570,4 +596,24 @@ fn identity_calls_answer_as_dispatch_does_and_no_other_call_is_one() {
             assert_eq!(identity(&w.p, n), None, "{}", name(n));
         }
     }
+}
+
+#[test]
+fn proc_maps_too_large_for_the_kernel_heap_is_enomem_at_open() {
+    let mut w = World::new();
+    w.poke(w.buf, b"/proc/self/maps\0");
+    let at_fdcwd = (-100i64) as u64;
+    let fd = w
+        .call(nr::OPENAT, [at_fdcwd, w.buf, 0, 0, 0, 0])
+        .unwrap_ret();
+    assert!(fd >= 0, "opens with room: {fd}");
+    fn tiny() -> usize {
+        100
+    }
+    w.tasks.heap_free = tiny;
+    assert_eq!(
+        w.call(nr::OPENAT, [at_fdcwd, w.buf, 0, 0, 0, 0])
+            .unwrap_ret(),
+        Errno::ENOMEM.to_ret()
+    );
 }

@@ -103,7 +103,8 @@ impl fmt::Display for MapsError {
         match self {
             MapsError::TooManyVmas(n) => write!(
                 f,
-                "VMA export claims {n} areas; it holds at most {MAX_EXPORTED_VMAS}"
+                "VMA export claims {n} areas, more than an address space can have \
+                 ({MAX_AREAS})"
             ),
             MapsError::Memory(e) => write!(f, "cannot read the VMA export: {e}"),
         }
@@ -112,12 +113,23 @@ impl fmt::Display for MapsError {
 
 impl std::error::Error for MapsError {}
 
-/// The valid areas of an export.
+/// Most areas an address space can have (Linux's `vm.max_map_count`, and
+/// one more that mmap allows past it).
+const MAX_AREAS: u64 = 65_531;
+
+/// The areas an export holds: all of them, or the first
+/// [`MAX_EXPORTED_VMAS`] when [`export_truncated`].
 pub fn export_vmas(export: &VmaExport) -> Result<&[VmaRecord], MapsError> {
-    match usize::try_from(export.count) {
-        Ok(n) if n <= MAX_EXPORTED_VMAS => Ok(&export.vmas[..n]),
-        _ => Err(MapsError::TooManyVmas(export.count)),
+    if export.count > MAX_AREAS {
+        return Err(MapsError::TooManyVmas(export.count));
     }
+    let n = (export.count as usize).min(MAX_EXPORTED_VMAS);
+    Ok(&export.vmas[..n])
+}
+
+/// Whether the running space has more areas than the export holds.
+pub fn export_truncated(export: &VmaExport) -> bool {
+    export.count as usize > MAX_EXPORTED_VMAS
 }
 
 /// Read the export area at guest-physical `phys` and check its count.
@@ -136,6 +148,12 @@ pub fn format_maps(export: &VmaExport, files: &[FileInfo]) -> Result<String, Map
     for v in vmas {
         out.push_str(&format_vma(v, &export.mm, files));
         out.push('\n');
+    }
+    if export_truncated(export) {
+        let more = export.count as usize - vmas.len();
+        out.push_str(&format!(
+            "[vmrun: {more} more areas above, not in the VMA export of {MAX_EXPORTED_VMAS}]\n"
+        ));
     }
     Ok(out)
 }
@@ -331,10 +349,23 @@ mod tests {
     }
 
     #[test]
-    fn too_many_vmas_is_refused() {
+    fn more_vmas_than_an_address_space_can_have_is_refused() {
         let mut e = export(&[], mm());
+        e.count = 65_532;
+        assert_eq!(format_maps(&e, &[]), Err(MapsError::TooManyVmas(65_532)));
+    }
+
+    #[test]
+    fn a_truncated_export_lists_what_it_holds_and_says_how_many_more() {
+        let vmas: Vec<VmaRecord> = (0..MAX_EXPORTED_VMAS as u64)
+            .map(|k| vma(0x40_0000 + k * 0x2000, 0x40_1000 + k * 0x2000, READ, 0))
+            .collect();
+        let mut e = export(&vmas, mm());
         e.count = 1000;
-        assert_eq!(format_maps(&e, &[]), Err(MapsError::TooManyVmas(1000)));
+        assert!(export_truncated(&e));
+        let text = format_maps(&e, &[]).unwrap();
+        assert_eq!(text.lines().count(), MAX_EXPORTED_VMAS + 1);
+        assert!(text.ends_with("[vmrun: 744 more areas above, not in the VMA export of 256]\n"));
     }
 
     #[test]
@@ -361,11 +392,11 @@ mod tests {
         ram.write_pod(0x1000, &*e).unwrap();
         let back = read_export(&ram, 0x1000).unwrap();
         assert_eq!((back.count, back.mm, back.vmas[0]), (1, e.mm, vmas[0]));
-        e.count = 257;
+        e.count = 70_000;
         ram.write_pod(0x1000, &*e).unwrap();
         assert_eq!(
             read_export(&ram, 0x1000).unwrap_err(),
-            MapsError::TooManyVmas(257)
+            MapsError::TooManyVmas(70_000)
         );
     }
 

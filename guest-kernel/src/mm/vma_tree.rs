@@ -1,0 +1,1121 @@
+//! The storage behind [`super::vma::VmaSet`]: a B+-tree of areas in
+//! address order, in the kernel heap.
+//!
+//! Leaves hold up to [`LEAF_CAP`] areas, inner nodes up to [`INNER_CAP`]
+//! children, each child with a [`Summary`] of its subtree: how many areas
+//! it holds (so that areas are reached by their position, as in a sorted
+//! array), the first area's start and guard-gap start, the last area's
+//! end, and the largest free gap between two neighbouring areas inside it
+//! (Linux's maple tree keeps the same gap, so that `get_unmapped_area`
+//! finds room in logarithmic time however many areas there are). Every
+//! operation touches one path from the root, plus at most a sibling per
+//! level, so its cost grows with the logarithm of the number of areas.
+//!
+//! Nodes are counted against a budget ([`set_node_limit`], set at boot from
+//! the heap's size) shared by every address space, so that a program that
+//! maps areas until memory runs out gets ENOMEM while the heap still has
+//! room for tasks, files and everything else the kernel allocates.
+//!
+//! A finger remembers the leaf the last lookup ended in, so that reading
+//! areas near the last one looked up (the fault path reads the area it
+//! found several times) walks the remembered path instead of searching.
+
+use super::vma::Vma;
+use crate::errno::{Errno, KResult};
+use alloc::vec::Vec;
+use core::cell::Cell;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Areas per leaf (21 areas of 48 bytes fill a 1 KiB heap block).
+pub const LEAF_CAP: usize = 21;
+/// Children per inner node.
+pub const INNER_CAP: usize = 12;
+/// A non-root node with fewer entries is merged with or refilled from a
+/// sibling.
+const MIN_FILL: usize = 4;
+/// Deepest tree (a root and 15 levels: far more than [`MIN_FILL`]-way
+/// branching needs for any number of nodes the heap can hold).
+const MAX_DEPTH: usize = 16;
+
+/// Nodes allocated by every tree.
+static NODES: AtomicUsize = AtomicUsize::new(0);
+/// Most nodes every tree together may hold.
+static NODE_LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Bytes of heap one node takes (its vector's block, rounded to the heap's
+/// power-of-two size class).
+pub const NODE_BYTES: usize = 1024;
+
+/// Let all VMA trees together hold at most `n` nodes.
+pub fn set_node_limit(n: usize) {
+    NODE_LIMIT.store(n, Ordering::Relaxed);
+}
+
+/// Nodes all VMA trees hold now.
+pub fn nodes_in_use() -> usize {
+    NODES.load(Ordering::Relaxed)
+}
+
+/// What a parent knows of one child's subtree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Summary {
+    /// Areas in the subtree.
+    count: usize,
+    /// First area's start.
+    start: u64,
+    /// First area's `start_gap()`.
+    start_gap: u64,
+    /// Last area's end.
+    end: u64,
+    /// At least the largest `next.start_gap() - prev.end` between two
+    /// neighbouring areas of the subtree (exact after a structural change;
+    /// growing an area in place may leave it larger than the truth, which
+    /// only costs a search a wasted descent).
+    gap: u64,
+}
+
+#[derive(Debug)]
+enum Node {
+    Leaf(Vec<Vma>),
+    Inner(Vec<Child>),
+}
+
+#[derive(Debug)]
+struct Child {
+    sum: Summary,
+    node: Node,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        NODES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Take one node from the budget and allocate its vector (ENOMEM if the
+/// budget or the heap is exhausted).
+fn alloc_vec<T>(cap: usize) -> KResult<Vec<T>> {
+    if NODES.load(Ordering::Relaxed) >= NODE_LIMIT.load(Ordering::Relaxed) {
+        return Err(Errno::ENOMEM);
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(cap).map_err(|_| Errno::ENOMEM)?;
+    NODES.fetch_add(1, Ordering::Relaxed);
+    Ok(v)
+}
+
+impl Node {
+    fn len(&self) -> usize {
+        match self {
+            Node::Leaf(v) => v.len(),
+            Node::Inner(k) => k.len(),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        match self {
+            Node::Leaf(v) => v.len() >= LEAF_CAP,
+            Node::Inner(k) => k.len() >= INNER_CAP,
+        }
+    }
+
+    /// The exact summary of a non-empty node.
+    fn summary(&self) -> Summary {
+        match self {
+            Node::Leaf(v) => leaf_summary(v),
+            Node::Inner(k) => inner_summary(k),
+        }
+    }
+
+    /// A copy of the subtree (ENOMEM if the budget runs out; what was
+    /// copied is freed).
+    fn try_clone(&self) -> KResult<Node> {
+        match self {
+            Node::Leaf(v) => {
+                let mut c = alloc_vec(LEAF_CAP)?;
+                c.extend_from_slice(v);
+                Ok(Node::Leaf(c))
+            }
+            Node::Inner(k) => {
+                // Wrapped at once, so that a failure below frees it.
+                let mut copy = Node::Inner(alloc_vec(INNER_CAP)?);
+                for child in k {
+                    let node = child.node.try_clone()?;
+                    if let Node::Inner(c) = &mut copy {
+                        c.push(Child {
+                            sum: child.sum,
+                            node,
+                        });
+                    }
+                }
+                Ok(copy)
+            }
+        }
+    }
+}
+
+fn leaf_summary(v: &[Vma]) -> Summary {
+    let (Some(first), Some(last)) = (v.first(), v.last()) else {
+        return Summary::default();
+    };
+    let mut gap = 0;
+    for w in v.windows(2) {
+        gap = gap.max(w[1].start_gap().saturating_sub(w[0].end));
+    }
+    Summary {
+        count: v.len(),
+        start: first.start,
+        start_gap: first.start_gap(),
+        end: last.end,
+        gap,
+    }
+}
+
+fn inner_summary(k: &[Child]) -> Summary {
+    let (Some(first), Some(last)) = (k.first(), k.last()) else {
+        return Summary::default();
+    };
+    let mut s = Summary {
+        count: 0,
+        start: first.sum.start,
+        start_gap: first.sum.start_gap,
+        end: last.sum.end,
+        gap: 0,
+    };
+    let mut prev_end = None;
+    for c in k {
+        s.count += c.sum.count;
+        s.gap = s.gap.max(c.sum.gap);
+        if let Some(e) = prev_end {
+            s.gap = s.gap.max(c.sum.start_gap.saturating_sub(e));
+        }
+        prev_end = Some(c.sum.end);
+    }
+    s
+}
+
+/// The child of `k` holding position `i`, and `i` within it. With `append`
+/// a position just past a child's last area goes to that child.
+fn child_at(k: &[Child], mut i: usize, append: bool) -> (usize, usize) {
+    let mut j = 0;
+    while j + 1 < k.len() && (i > k[j].sum.count || (!append && i == k[j].sum.count)) {
+        i -= k[j].sum.count;
+        j += 1;
+    }
+    (j, i)
+}
+
+/// The child of `k` an insertion at position `i` goes to, and `i` within
+/// it: at a boundary between two children, the front of the right one
+/// unless it is full (so that areas added one below the other, as
+/// top-down mmaps are, fill whole leaves; see `insert_rec`).
+fn insert_child(k: &[Child], i: usize) -> (usize, usize) {
+    let (j, r) = child_at(k, i, true);
+    if r == k[j].sum.count && j + 1 < k.len() && !k[j + 1].node.is_full() {
+        return (j + 1, 0);
+    }
+    (j, r)
+}
+
+/// Nodes an insertion will allocate, made beforehand so that it cannot
+/// fail halfway.
+struct Spares {
+    leaf: Option<Vec<Vma>>,
+    /// Used from the end.
+    inner: Vec<Vec<Child>>,
+}
+
+impl Spares {
+    fn leaf(&mut self) -> Vec<Vma> {
+        self.leaf.take().unwrap_or_default()
+    }
+
+    fn inner(&mut self) -> Vec<Child> {
+        self.inner.pop().unwrap_or_default()
+    }
+
+    /// Allocate one more inner node.
+    fn add_inner(&mut self) -> KResult<()> {
+        self.inner.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+        let node = alloc_vec(INNER_CAP)?;
+        self.inner.push(node);
+        Ok(())
+    }
+}
+
+impl Drop for Spares {
+    /// Spares not used go back to the budget.
+    fn drop(&mut self) {
+        let unused = usize::from(self.leaf.is_some()) + self.inner.len();
+        NODES.fetch_sub(unused, Ordering::Relaxed);
+    }
+}
+
+/// The leaf the last lookup ended in: the child index taken at each level
+/// and the positions the leaf holds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Finger {
+    path: [u8; MAX_DEPTH],
+    depth: u8,
+    /// Position of the leaf's first area.
+    base: usize,
+    /// Areas in the leaf (0: no finger).
+    len: usize,
+    /// End of the area before the leaf (0 if none).
+    low: u64,
+}
+
+/// Areas in address order, reached by position (see the module docs).
+#[derive(Debug, Default)]
+pub struct VmaTree {
+    root: Option<Node>,
+    len: usize,
+    /// Bytes all areas span (Linux's `total_vm`, in bytes).
+    bytes: u64,
+    /// Bytes the data areas span ([`Vma::is_data`]; Linux's `data_vm`).
+    data_bytes: u64,
+    finger: Cell<Finger>,
+}
+
+/// What an area adds to the (total, data) byte counts.
+fn weight(v: &Vma) -> (u64, u64) {
+    let len = v.end.saturating_sub(v.start);
+    (len, if v.is_data() { len } else { 0 })
+}
+
+impl VmaTree {
+    /// An empty tree.
+    pub const fn new() -> Self {
+        VmaTree {
+            root: None,
+            len: 0,
+            bytes: 0,
+            data_bytes: 0,
+            finger: Cell::new(Finger {
+                path: [0; MAX_DEPTH],
+                depth: 0,
+                base: 0,
+                len: 0,
+                low: 0,
+            }),
+        }
+    }
+
+    /// Number of areas.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes all areas span.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Bytes the data areas span.
+    pub fn data_bytes(&self) -> u64 {
+        self.data_bytes
+    }
+
+    fn add_weight(&mut self, v: &Vma) {
+        let (b, d) = weight(v);
+        self.bytes += b;
+        self.data_bytes += d;
+    }
+
+    fn sub_weight(&mut self, v: &Vma) {
+        let (b, d) = weight(v);
+        self.bytes = self.bytes.saturating_sub(b);
+        self.data_bytes = self.data_bytes.saturating_sub(d);
+    }
+
+    /// Remove every area (freeing the nodes).
+    pub fn clear(&mut self) {
+        self.root = None;
+        self.len = 0;
+        self.bytes = 0;
+        self.data_bytes = 0;
+        self.forget_finger();
+    }
+
+    fn forget_finger(&mut self) {
+        self.finger.get_mut().len = 0;
+    }
+
+    /// A copy (ENOMEM if the node budget or the heap runs out).
+    pub fn try_clone(&self) -> KResult<VmaTree> {
+        let root = match &self.root {
+            Some(r) => Some(r.try_clone()?),
+            None => None,
+        };
+        Ok(VmaTree {
+            root,
+            len: self.len,
+            bytes: self.bytes,
+            data_bytes: self.data_bytes,
+            finger: Cell::new(Finger::default()),
+        })
+    }
+
+    /// The area at position `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&Vma> {
+        // A small address space is one leaf: index it directly.
+        let root = match self.root.as_ref()? {
+            Node::Leaf(v) => return v.get(i),
+            root => root,
+        };
+        if i >= self.len {
+            return None;
+        }
+        let f = self.finger.get();
+        if i.wrapping_sub(f.base) < f.len {
+            return self.leaf_by_path(&f).get(i - f.base);
+        }
+        let mut node = root;
+        let mut f = Finger {
+            base: i,
+            ..Finger::default()
+        };
+        let mut i = i;
+        loop {
+            match node {
+                Node::Leaf(v) => {
+                    f.base -= i;
+                    f.len = v.len();
+                    self.finger.set(f);
+                    return v.get(i);
+                }
+                Node::Inner(k) => {
+                    let (j, r) = child_at(k, i, false);
+                    if j > 0 {
+                        f.low = k[j - 1].sum.end;
+                    }
+                    f.path[usize::from(f.depth)] = j as u8;
+                    f.depth += 1;
+                    i = r;
+                    node = &k[j].node;
+                }
+            }
+        }
+    }
+
+    /// The leaf a finger points at.
+    fn leaf_by_path(&self, f: &Finger) -> &[Vma] {
+        let mut node = match &self.root {
+            Some(n) => n,
+            None => return &[],
+        };
+        for &j in &f.path[..usize::from(f.depth)] {
+            match node {
+                Node::Inner(k) => match k.get(usize::from(j)) {
+                    Some(c) => node = &c.node,
+                    None => return &[],
+                },
+                Node::Leaf(_) => return &[],
+            }
+        }
+        match node {
+            Node::Leaf(v) => v,
+            Node::Inner(_) => &[],
+        }
+    }
+
+    /// The position of the first area ending after `addr` (`len()` if
+    /// none), and that area.
+    #[inline]
+    pub fn seek(&self, addr: u64) -> (usize, Option<&Vma>) {
+        if let Some(Node::Leaf(v)) = &self.root {
+            let p = v.partition_point(|x| x.end <= addr);
+            return (p, v.get(p));
+        }
+        let f = self.finger.get();
+        if f.len != 0 {
+            let leaf = self.leaf_by_path(&f);
+            // The finger's leaf answers when the area lies inside it.
+            if let Some(last) = leaf.last() {
+                if f.low <= addr && addr < last.end {
+                    let p = leaf.partition_point(|v| v.end <= addr);
+                    return (f.base + p, leaf.get(p));
+                }
+            }
+        }
+        let Some(mut node) = self.root.as_ref() else {
+            return (0, None);
+        };
+        let mut f = Finger::default();
+        loop {
+            match node {
+                Node::Leaf(v) => {
+                    let p = v.partition_point(|x| x.end <= addr);
+                    f.len = v.len();
+                    self.finger.set(f);
+                    return (f.base + p, v.get(p));
+                }
+                Node::Inner(k) => {
+                    let mut j = 0;
+                    while j + 1 < k.len() && k[j].sum.end <= addr {
+                        f.base += k[j].sum.count;
+                        f.low = k[j].sum.end;
+                        j += 1;
+                    }
+                    f.path[usize::from(f.depth)] = j as u8;
+                    f.depth += 1;
+                    node = &k[j].node;
+                }
+            }
+        }
+    }
+
+    /// How many areas start below `addr`.
+    pub fn rank_start(&self, addr: u64) -> usize {
+        let Some(mut node) = self.root.as_ref() else {
+            return 0;
+        };
+        let mut base = 0;
+        loop {
+            match node {
+                Node::Leaf(v) => return base + v.partition_point(|x| x.start < addr),
+                Node::Inner(k) => {
+                    let mut j = 0;
+                    while j + 1 < k.len() && k[j + 1].sum.start < addr {
+                        base += k[j].sum.count;
+                        j += 1;
+                    }
+                    node = &k[j].node;
+                }
+            }
+        }
+    }
+
+    /// Insert `vma` at position `i` (`i <= len()`); the caller keeps the
+    /// order. ENOMEM, with nothing changed, if the nodes it needs cannot be
+    /// allocated.
+    pub fn insert_at(&mut self, i: usize, vma: Vma) -> KResult<()> {
+        let i = i.min(self.len);
+        let mut spares = self.spares_for(i)?;
+        self.forget_finger();
+        let Some(root) = self.root.as_mut() else {
+            let mut leaf = spares.leaf();
+            leaf.push(vma);
+            self.root = Some(Node::Leaf(leaf));
+            self.len = 1;
+            self.add_weight(&vma);
+            return Ok(());
+        };
+        if let (Some(right), _) = insert_rec(root, i, vma, &mut spares) {
+            let mut k = spares.inner();
+            if let Some(old) = self.root.take() {
+                k.push(Child {
+                    sum: old.summary(),
+                    node: old,
+                });
+            }
+            k.push(right);
+            self.root = Some(Node::Inner(k));
+        }
+        self.len += 1;
+        self.add_weight(&vma);
+        Ok(())
+    }
+
+    /// Allocate the nodes inserting at `i` will split off.
+    fn spares_for(&self, i: usize) -> KResult<Spares> {
+        let mut s = Spares {
+            leaf: None,
+            inner: Vec::new(),
+        };
+        let Some(mut node) = self.root.as_ref() else {
+            s.leaf = Some(alloc_vec(LEAF_CAP)?);
+            return Ok(s);
+        };
+        // Fullness of each node on the path, root first.
+        let mut full = [false; MAX_DEPTH];
+        let mut depth = 0;
+        let mut i = i;
+        loop {
+            full[depth] = node.is_full();
+            depth += 1;
+            match node {
+                Node::Leaf(_) => break,
+                Node::Inner(k) => {
+                    let (j, r) = insert_child(k, i);
+                    i = r;
+                    node = &k[j].node;
+                }
+            }
+            if depth == MAX_DEPTH {
+                return Err(Errno::ENOMEM);
+            }
+        }
+        // Splits run up from the leaf while nodes are full; a full root
+        // needs a new root above it.
+        if full[depth - 1] {
+            s.leaf = Some(alloc_vec(LEAF_CAP)?);
+            let mut d = depth - 1;
+            while d > 0 && full[d - 1] {
+                s.add_inner()?;
+                d -= 1;
+            }
+            if d == 0 {
+                if depth == MAX_DEPTH {
+                    return Err(Errno::ENOMEM);
+                }
+                s.add_inner()?;
+            }
+        }
+        Ok(s)
+    }
+
+    /// Remove and return the area at position `i`.
+    pub fn remove_at(&mut self, i: usize) -> Option<Vma> {
+        if i >= self.len {
+            return None;
+        }
+        self.forget_finger();
+        let root = self.root.as_mut()?;
+        let (v, _) = remove_rec(root, i);
+        self.len -= 1;
+        self.sub_weight(&v);
+        // Shrink the tree: an empty leaf root goes, an inner root with one
+        // child is replaced by it.
+        loop {
+            match self.root.as_mut() {
+                Some(Node::Leaf(v)) if v.is_empty() => self.root = None,
+                Some(Node::Inner(k)) if k.len() == 1 => {
+                    let only = k.pop().map(|c| c.node);
+                    self.root = only;
+                }
+                _ => break,
+            }
+        }
+        Some(v)
+    }
+
+    /// Change the area at position `i` with `f`, which keeps it in order
+    /// between its neighbours; the summaries above it are recomputed.
+    pub fn update<F: FnOnce(&mut Vma)>(&mut self, i: usize, f: F) {
+        if i >= self.len {
+            return;
+        }
+        let mut delta = None;
+        if let Some(root) = self.root.as_mut() {
+            update_rec(root, i, |v| {
+                let old = *v;
+                f(v);
+                delta = Some((old, *v));
+            });
+        }
+        if let Some((old, new)) = delta {
+            self.sub_weight(&old);
+            self.add_weight(&new);
+        }
+    }
+
+    /// Set the anonymous-memory identity of the area at position `i`
+    /// (no summary depends on it).
+    pub fn set_anon(&mut self, i: usize, anon: u32) {
+        let Some(mut node) = self.root.as_mut() else {
+            return;
+        };
+        let mut i = i;
+        loop {
+            match node {
+                Node::Leaf(v) => {
+                    if let Some(a) = v.get_mut(i) {
+                        a.anon = anon;
+                    }
+                    return;
+                }
+                Node::Inner(k) => {
+                    let (j, r) = child_at(k, i, false);
+                    i = r;
+                    node = &mut k[j].node;
+                }
+            }
+        }
+    }
+
+    /// Move the end of the area at position `i` up to `end` (which stays
+    /// at or below the next area's start): the cheap path of a growing
+    /// heap, which touches one path and recomputes no gap.
+    pub fn grow_end(&mut self, i: usize, end: u64) {
+        if i >= self.len {
+            return;
+        }
+        let Some(mut node) = self.root.as_mut() else {
+            return;
+        };
+        let mut i = i;
+        loop {
+            match node {
+                Node::Leaf(v) => {
+                    if let Some(a) = v.get_mut(i) {
+                        let old = *a;
+                        a.end = a.end.max(end);
+                        let new = *a;
+                        self.sub_weight(&old);
+                        self.add_weight(&new);
+                    }
+                    return;
+                }
+                Node::Inner(k) => {
+                    let (j, r) = child_at(k, i, false);
+                    i = r;
+                    let c = &mut k[j];
+                    c.sum.end = c.sum.end.max(end);
+                    node = &mut c.node;
+                }
+            }
+        }
+    }
+
+    /// Iterate over the areas in address order.
+    pub fn iter(&self) -> Iter<'_> {
+        let mut it = Iter {
+            stack: [(&[], 0); MAX_DEPTH],
+            depth: 0,
+            leaf: &[],
+            pos: 0,
+        };
+        if let Some(root) = &self.root {
+            it.descend(root);
+        }
+        it
+    }
+
+    /// The highest `len`-byte free range in `[low, high)` that respects
+    /// stack guard gaps (Linux's `unmapped_area_topdown`, which checks the
+    /// gap of the area just above a candidate). Returns its start.
+    pub fn find_gap_top_down(&self, len: u64, low: u64, high: u64) -> Option<u64> {
+        let fits = |bot: u64, top: u64| (top >= bot && top - bot >= len).then(|| top - len);
+        let (first_gap, last_end) = match &self.root {
+            None => return fits(low, high),
+            Some(Node::Leaf(v)) => match (v.first(), v.last()) {
+                (Some(f), Some(l)) => (f.start_gap(), l.end),
+                _ => return fits(low, high),
+            },
+            Some(Node::Inner(k)) => match (k.first(), k.last()) {
+                (Some(f), Some(l)) => (f.sum.start_gap, l.sum.end),
+                _ => return fits(low, high),
+            },
+        };
+        if let Some(a) = fits(last_end.max(low), high) {
+            return Some(a);
+        }
+        if let Some(a) = self.root.as_ref().and_then(|r| gap_in(r, len, low, high)) {
+            return Some(a);
+        }
+        fits(low, first_gap.min(high))
+    }
+}
+
+/// The free gap between neighbouring areas `a` and `b` (0 if none).
+fn gap_between(a: &Vma, b: &Vma) -> u64 {
+    b.start_gap().saturating_sub(a.end)
+}
+
+/// The largest gap next to area `i` of a leaf.
+fn gaps_around(v: &[Vma], i: usize) -> u64 {
+    let below = i
+        .checked_sub(1)
+        .and_then(|p| Some(gap_between(v.get(p)?, v.get(i)?)));
+    let above = v.get(i + 1).and_then(|n| Some(gap_between(v.get(i)?, n)));
+    below.unwrap_or(0).max(above.unwrap_or(0))
+}
+
+/// The largest boundary gap next to child `j` of an inner node.
+fn child_gaps_around(k: &[Child], j: usize) -> u64 {
+    let g = |a: &Child, b: &Child| b.sum.start_gap.saturating_sub(a.sum.end);
+    let below = j.checked_sub(1).and_then(|p| Some(g(k.get(p)?, k.get(j)?)));
+    let above = k.get(j + 1).and_then(|n| Some(g(k.get(j)?, n)));
+    below.unwrap_or(0).max(above.unwrap_or(0))
+}
+
+/// Child `j`'s summary after a change below it that left `count` areas
+/// and may have made a gap as large as `new_gap`: its ends are read from
+/// its first and last entries, its gap bound only grows (a gap that
+/// shrank leaves it too large, which a search tolerates). Returns the
+/// largest gap the change may have made at this level.
+fn refresh_child(k: &mut [Child], j: usize, count: usize, new_gap: u64) -> u64 {
+    let (start, start_gap, end) = match &k[j].node {
+        Node::Leaf(v) => match (v.first(), v.last()) {
+            (Some(f), Some(l)) => (f.start, f.start_gap(), l.end),
+            _ => (0, 0, 0),
+        },
+        Node::Inner(c) => match (c.first(), c.last()) {
+            (Some(f), Some(l)) => (f.sum.start, f.sum.start_gap, l.sum.end),
+            _ => (0, 0, 0),
+        },
+    };
+    let s = &mut k[j].sum;
+    *s = Summary {
+        count,
+        start,
+        start_gap,
+        end,
+        gap: s.gap.max(new_gap),
+    };
+    new_gap.max(child_gaps_around(k, j))
+}
+
+/// Insert into the subtree; returns a new right sibling if `node` split,
+/// and the largest gap the insert may have made.
+fn insert_rec(node: &mut Node, i: usize, vma: Vma, sp: &mut Spares) -> (Option<Child>, u64) {
+    match node {
+        Node::Leaf(v) => {
+            if v.len() < LEAF_CAP {
+                v.insert(i, vma);
+                return (None, gaps_around(v, i));
+            }
+            // Split where the area goes, which then starts the right
+            // leaf (at either end, a leaf of its own): areas added in
+            // order, up or down, then fill whole leaves. The split point
+            // keeps two areas on each side, so that no pattern of inserts
+            // leaves a trail of one-area leaves.
+            let mut r = sp.leaf();
+            if i == 0 {
+                r.append(v);
+                v.push(vma);
+            } else if i >= LEAF_CAP {
+                r.push(vma);
+            } else {
+                let s = i.clamp(2, LEAF_CAP - 2);
+                r.extend(v.drain(s..));
+                if i < s {
+                    v.insert(i, vma);
+                } else {
+                    r.insert(i - s, vma);
+                }
+            }
+            let sum = leaf_summary(&r);
+            (
+                Some(Child {
+                    sum,
+                    node: Node::Leaf(r),
+                }),
+                sum.gap.max(leaf_summary(v).gap),
+            )
+        }
+        Node::Inner(k) => {
+            let (j, r) = insert_child(k, i);
+            let count = k[j].sum.count + 1;
+            let (split, below) = insert_rec(&mut k[j].node, r, vma, sp);
+            let Some(new) = split else {
+                return (None, refresh_child(k, j, count, below));
+            };
+            k[j].sum = k[j].node.summary();
+            if k.len() < INNER_CAP {
+                k.insert(j + 1, new);
+                let made = k[j].sum.gap.max(k[j + 1].sum.gap);
+                return (
+                    None,
+                    made.max(child_gaps_around(k, j + 1))
+                        .max(child_gaps_around(k, j)),
+                );
+            }
+            let half = INNER_CAP / 2;
+            let mut right = sp.inner();
+            if j + 1 == INNER_CAP {
+                // Appended: the new child starts a node of its own.
+                right.push(new);
+            } else if j == 0 {
+                // Growing at the front: the front keeps only the two.
+                right.extend(k.drain(1..));
+                k.push(new);
+            } else {
+                right.extend(k.drain(half..));
+                if j < half {
+                    k.insert(j + 1, new);
+                } else {
+                    right.insert(j + 1 - half, new);
+                }
+            }
+            let sum = inner_summary(&right);
+            let made = sum.gap.max(inner_summary(k).gap);
+            (
+                Some(Child {
+                    sum,
+                    node: Node::Inner(right),
+                }),
+                made,
+            )
+        }
+    }
+}
+
+/// Remove position `i` of the subtree, refilling children that fall
+/// below [`MIN_FILL`]; returns the area and the largest gap the removal
+/// may have made.
+fn remove_rec(node: &mut Node, i: usize) -> (Vma, u64) {
+    match node {
+        Node::Leaf(v) => {
+            let out = v.remove(i);
+            let joined = match (i.checked_sub(1).and_then(|p| v.get(p)), v.get(i)) {
+                (Some(a), Some(b)) => gap_between(a, b),
+                _ => 0,
+            };
+            (out, joined)
+        }
+        Node::Inner(k) => {
+            let (j, r) = child_at(k, i, false);
+            let count = k[j].sum.count - 1;
+            let (out, below) = remove_rec(&mut k[j].node, r);
+            if k[j].node.len() < MIN_FILL && k.len() > 1 {
+                rebalance(k, j);
+                return (out, inner_summary(k).gap);
+            }
+            (out, refresh_child(k, j, count, below))
+        }
+    }
+}
+
+/// Merge child `j` with a neighbour, or share their entries evenly when
+/// together they do not fit in one node.
+fn rebalance(k: &mut Vec<Child>, j: usize) {
+    let a = if j + 1 < k.len() { j } else { j - 1 };
+    let (lo, hi) = k.split_at_mut(a + 1);
+    let (left, right) = (&mut lo[a].node, &mut hi[0].node);
+    let merged = match (left, right) {
+        (Node::Leaf(l), Node::Leaf(r)) => share(l, r, LEAF_CAP),
+        (Node::Inner(l), Node::Inner(r)) => share(l, r, INNER_CAP),
+        _ => false,
+    };
+    if merged {
+        k.remove(a + 1);
+    } else {
+        k[a + 1].sum = k[a + 1].node.summary();
+    }
+    k[a].sum = k[a].node.summary();
+}
+
+/// Move all of `r` into `l` if they fit in `cap` (true), else even them.
+fn share<T>(l: &mut Vec<T>, r: &mut Vec<T>, cap: usize) -> bool {
+    let total = l.len() + r.len();
+    if total <= cap {
+        l.append(r);
+        return true;
+    }
+    let want = total / 2;
+    if l.len() < want {
+        let n = want - l.len();
+        l.extend(r.drain(..n));
+    } else {
+        // Move l's entries past `want` to the front of r, in order.
+        r.splice(0..0, l.drain(want..));
+    }
+    false
+}
+
+/// Change position `i` of the subtree with `f`; whether its bounds or
+/// guard gap moved (the summaries above then follow), and the largest gap
+/// the change may have made.
+fn update_rec<F: FnOnce(&mut Vma)>(node: &mut Node, i: usize, f: F) -> (bool, u64) {
+    match node {
+        Node::Leaf(v) => {
+            let Some(a) = v.get_mut(i) else {
+                return (false, 0);
+            };
+            let before = (a.start, a.end, a.start_gap());
+            f(a);
+            let moved = before != (a.start, a.end, a.start_gap());
+            (moved, if moved { gaps_around(v, i) } else { 0 })
+        }
+        Node::Inner(k) => {
+            let (j, r) = child_at(k, i, false);
+            let (moved, below) = update_rec(&mut k[j].node, r, f);
+            if !moved {
+                return (false, 0);
+            }
+            let count = k[j].sum.count;
+            (true, refresh_child(k, j, count, below))
+        }
+    }
+}
+
+/// The highest fitting start inside the gaps between neighbouring areas
+/// of `node` (not the gaps before its first or after its last area).
+fn gap_in(node: &Node, len: u64, low: u64, high: u64) -> Option<u64> {
+    let fits = |bot: u64, top: u64| (top >= bot && top - bot >= len).then(|| top - len);
+    let floor = low.saturating_add(len);
+    match node {
+        Node::Leaf(v) => {
+            for w in v.windows(2).rev() {
+                if let Some(a) = fits(w[0].end.max(low), w[1].start_gap().min(high)) {
+                    return Some(a);
+                }
+                // Every lower gap ends at or below this area's start.
+                if w[0].start < floor {
+                    return None;
+                }
+            }
+            None
+        }
+        Node::Inner(k) => {
+            for j in (0..k.len()).rev() {
+                let s = &k[j].sum;
+                if s.gap >= len && s.start < high {
+                    if let Some(a) = gap_in(&k[j].node, len, low, high) {
+                        return Some(a);
+                    }
+                }
+                if j > 0 {
+                    let bot = k[j - 1].sum.end.max(low);
+                    if let Some(a) = fits(bot, s.start_gap.min(high)) {
+                        return Some(a);
+                    }
+                }
+                if s.start < floor {
+                    return None;
+                }
+            }
+            None
+        }
+    }
+}
+
+/// In-order iterator over a [`VmaTree`].
+pub struct Iter<'a> {
+    stack: [(&'a [Child], usize); MAX_DEPTH],
+    depth: usize,
+    leaf: &'a [Vma],
+    pos: usize,
+}
+
+impl<'a> Iter<'a> {
+    /// Go down the leftmost path of `node`.
+    fn descend(&mut self, mut node: &'a Node) {
+        loop {
+            match node {
+                Node::Leaf(v) => {
+                    self.leaf = v;
+                    self.pos = 0;
+                    return;
+                }
+                Node::Inner(k) => {
+                    if self.depth == MAX_DEPTH || k.is_empty() {
+                        self.leaf = &[];
+                        return;
+                    }
+                    self.stack[self.depth] = (k, 0);
+                    self.depth += 1;
+                    node = &k[0].node;
+                }
+            }
+        }
+    }
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = &'a Vma;
+
+    fn next(&mut self) -> Option<&'a Vma> {
+        loop {
+            if let Some(v) = self.leaf.get(self.pos) {
+                self.pos += 1;
+                return Some(v);
+            }
+            // Climb to the first level with a next child, then go down it.
+            loop {
+                if self.depth == 0 {
+                    self.leaf = &[];
+                    return None;
+                }
+                let (k, j) = self.stack[self.depth - 1];
+                if j + 1 < k.len() {
+                    self.stack[self.depth - 1].1 = j + 1;
+                    self.descend(&k[j + 1].node);
+                    break;
+                }
+                self.depth -= 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::vma::{Prot, VmFlags};
+
+    fn area(k: u64) -> Vma {
+        let prot = if k.is_multiple_of(2) {
+            Prot::READ
+        } else {
+            Prot::NONE
+        };
+        Vma::anon(k * 0x2000, k * 0x2000 + 0x1000, prot, VmFlags::NONE)
+    }
+
+    #[test]
+    fn nodes_fit_the_heap_block_they_are_counted_as() {
+        assert!(core::mem::size_of::<Vma>() * LEAF_CAP <= NODE_BYTES);
+        assert!(core::mem::size_of::<Child>() * INNER_CAP <= NODE_BYTES);
+    }
+
+    #[test]
+    fn areas_added_top_down_fill_whole_leaves() {
+        let mut t = VmaTree::new();
+        let n = 65_530u64;
+        for k in (0..n).rev() {
+            t.insert_at(0, area(k)).unwrap();
+        }
+        assert_eq!(t.len(), n as usize);
+        let leaves = n as usize / LEAF_CAP;
+        let nodes = count_nodes(t.root.as_ref().unwrap());
+        assert!(
+            nodes < leaves * 12 / 10,
+            "{nodes} nodes for {leaves} full leaves"
+        );
+        assert!(t.iter().map(|v| v.start).eq((0..n).map(|k| k * 0x2000)));
+    }
+
+    #[test]
+    fn areas_added_bottom_up_fill_whole_leaves() {
+        let mut t = VmaTree::new();
+        let n = 10_000u64;
+        for k in 0..n {
+            t.insert_at(k as usize, area(k)).unwrap();
+        }
+        let nodes = count_nodes(t.root.as_ref().unwrap());
+        assert!(nodes < n as usize / LEAF_CAP * 12 / 10);
+        for k in [0, 1, 20, 21, 5000, 9999] {
+            assert_eq!(t.get(k as usize).map(|v| v.start), Some(k * 0x2000));
+            assert_eq!(t.seek(k * 0x2000 + 0x1800).0, k as usize + 1);
+        }
+    }
+
+    /// The pattern of a process mapping areas top down above a few areas
+    /// of its own: each goes just below the one mapped before it.
+    #[test]
+    fn areas_added_below_the_last_one_above_others_fill_whole_leaves() {
+        for below in [0u64, 2, 5, 30] {
+            let mut t = VmaTree::new();
+            for k in 0..below {
+                t.insert_at(k as usize, area(k)).unwrap();
+            }
+            let n = 20_000u64;
+            for k in 0..n {
+                t.insert_at(below as usize, area(1_000_000 - k)).unwrap();
+            }
+            let nodes = count_nodes(t.root.as_ref().unwrap());
+            let leaves = (n + below) as usize / LEAF_CAP;
+            eprintln!("{below} areas below: {nodes} nodes for {leaves} full leaves");
+            assert!(
+                nodes < leaves * 12 / 10,
+                "{below}: {nodes} nodes for {leaves} leaves"
+            );
+        }
+    }
+
+    fn count_nodes(n: &Node) -> usize {
+        match n {
+            Node::Leaf(_) => 1,
+            Node::Inner(k) => 1 + k.iter().map(|c| count_nodes(&c.node)).sum::<usize>(),
+        }
+    }
+}

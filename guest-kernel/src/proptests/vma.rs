@@ -1,0 +1,180 @@
+//! The VMA set (a B+-tree since it holds up to 65,530 areas) against a
+//! page-by-page model: after any sequence of inserts, range removals,
+//! protection changes and splits over a few thousand pages, with enough
+//! areas for a tree three levels deep, the set must describe exactly the
+//! model's pages, stay sorted, apart and merged, answer every position and
+//! address lookup as a linear scan of its areas does, find the same free
+//! gaps as a linear top-down search, and keep its byte counts (for
+//! `RLIMIT_AS` and `RLIMIT_DATA`) equal to the sums over its areas.
+
+use super::config;
+use crate::errno::Errno;
+use crate::mm::vma::{Prot, VmFlags, Vma, VmaSet};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+const PAGE: u64 = 4096;
+/// Pages the operations range over.
+const PAGES: u64 = 4000;
+
+/// One page as the model sees it: protection and whether it was ever
+/// writable (`VM_ACCOUNT`, which keeps areas apart).
+type Page = (u8, bool);
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Insert { page: u64, pages: u64, prot: u8 },
+    Remove { page: u64, pages: u64 },
+    Protect { page: u64, pages: u64, prot: u8 },
+    Split { page: u64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let page = 1..PAGES;
+    prop_oneof![
+        4 => (page.clone(), 1..6u64, 0..4u8).prop_map(|(page, pages, prot)| Op::Insert { page, pages, prot }),
+        1 => (page.clone(), 1..40u64).prop_map(|(page, pages)| Op::Remove { page, pages }),
+        1 => (page.clone(), 1..20u64, 0..4u8).prop_map(|(page, pages, prot)| Op::Protect { page, pages, prot }),
+        1 => page.prop_map(|page| Op::Split { page }),
+    ]
+}
+
+fn prot_of(p: u8) -> Prot {
+    [Prot::NONE, Prot::READ, Prot::RW, Prot(5)][usize::from(p % 4)]
+}
+
+fn apply(set: &mut VmaSet, model: &mut BTreeMap<u64, Page>, op: Op) {
+    match op {
+        Op::Insert { page, pages, prot } => {
+            let (s, e) = (page * PAGE, (page + pages) * PAGE);
+            let free = (page..page + pages).all(|p| !model.contains_key(&p));
+            let r = set.insert_merged(Vma::anon(s, e, prot_of(prot), VmFlags::NONE));
+            if free {
+                assert!(r.is_ok(), "{op:?}: {r:?}");
+                let account = prot_of(prot).contains(Prot::WRITE);
+                for p in page..page + pages {
+                    model.insert(p, (prot % 4, account));
+                }
+            } else {
+                assert_eq!(r, Err(Errno::EEXIST), "{op:?}");
+            }
+        }
+        Op::Remove { page, pages } => {
+            let mut removed = 0;
+            set.remove_range(page * PAGE, (page + pages) * PAGE, |v| removed += v.len())
+                .unwrap();
+            let before = model.len();
+            model.retain(|p, _| *p < page || *p >= page + pages);
+            assert_eq!(removed / PAGE, (before - model.len()) as u64, "{op:?}");
+        }
+        Op::Protect { page, pages, prot } => {
+            let r = set.set_prot(page * PAGE, (page + pages) * PAGE, prot_of(prot));
+            if !model.contains_key(&page) {
+                assert_eq!(r, Err(Errno::ENOMEM), "{op:?}");
+                return;
+            }
+            let mut p = page;
+            while p < page + pages {
+                let Some(m) = model.get_mut(&p) else { break };
+                *m = (prot % 4, m.1 || prot_of(prot).contains(Prot::WRITE));
+                p += 1;
+            }
+            assert_eq!(r, Ok(p * PAGE), "{op:?}");
+        }
+        Op::Split { page } => {
+            set.split_at(page * PAGE).unwrap();
+        }
+    }
+}
+
+/// The old linear top-down gap search (Linux's `unmapped_area_topdown`
+/// over a sorted list), as the reference.
+fn linear_gap(areas: &[Vma], len: u64, low: u64, high: u64) -> Option<u64> {
+    let mut top = high;
+    for v in areas.iter().rev() {
+        if v.start >= high {
+            top = top.min(v.start_gap());
+            continue;
+        }
+        let bottom = v.end.max(low);
+        if top >= bottom && top - bottom >= len {
+            return Some(top - len);
+        }
+        top = top.min(v.start_gap());
+        if top < low.saturating_add(len) {
+            return None;
+        }
+    }
+    (top >= low && top - low >= len).then(|| top - len)
+}
+
+/// `merged`: whether no two touching areas may be alike (false once a
+/// bare split made such a pair, as Linux's `split_vma` leaves them).
+fn check(set: &VmaSet, model: &BTreeMap<u64, Page>, probes: &[(u64, u64, u64)], merged: bool) {
+    let areas: Vec<Vma> = set.iter().copied().collect();
+    assert_eq!(areas.len(), set.len());
+    let mut pages = BTreeMap::new();
+    for (i, v) in areas.iter().enumerate() {
+        assert!(v.start < v.end && v.start % PAGE == 0 && v.end % PAGE == 0);
+        assert_eq!(set.get(i), Some(v), "position {i}");
+        let account = v.flags.contains(VmFlags::ACCOUNT);
+        for p in v.start / PAGE..v.end / PAGE {
+            pages.insert(p, (v.prot.0 & 7, account));
+        }
+    }
+    let want: BTreeMap<u64, Page> = model
+        .iter()
+        .map(|(p, (prot, acc))| (*p, (prot_of(*prot).0, *acc)))
+        .collect();
+    assert_eq!(pages, want, "pages");
+    for w in areas.windows(2) {
+        assert!(w[0].end <= w[1].start, "overlap {w:?}");
+        let same = w[0].prot == w[1].prot && w[0].flags == w[1].flags;
+        assert!(
+            !(merged && w[0].end == w[1].start && same),
+            "not merged: {w:?}"
+        );
+    }
+    let total: u64 = areas.iter().map(|v| v.len()).sum();
+    let data: u64 = areas.iter().filter(|v| v.is_data()).map(|v| v.len()).sum();
+    assert_eq!((set.total_bytes(), set.data_bytes()), (total, data));
+    for &(a, len, low) in probes {
+        let addr = a * PAGE + 123;
+        let next = areas.iter().position(|v| v.end > addr);
+        assert_eq!(set.find_next(addr), next, "find_next {addr:#x}");
+        let inside = next.filter(|&i| areas[i].start <= addr);
+        assert_eq!(set.find(addr), inside, "find {addr:#x}");
+        let (len, low, high) = (len * PAGE, low * PAGE, a * PAGE);
+        assert_eq!(
+            set.find_gap_top_down(len, low, high),
+            linear_gap(&areas, len, low, high),
+            "gap of {len:#x} in [{low:#x}, {high:#x})"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    #[test]
+    fn prop_vma_set_matches_a_page_model(
+        fill in 0..700u64,
+        ops in prop::collection::vec(op(), 1..300),
+        probes in prop::collection::vec((0..PAGES + 10, 1..30u64, 0..PAGES / 2), 20),
+    ) {
+        let mut set = VmaSet::new();
+        let mut model = BTreeMap::new();
+        // Start from many small areas, so that the tree has three levels.
+        for k in 0..fill {
+            let (page, prot) = (1 + 5 * k % PAGES, (k % 3) as u8);
+            apply(&mut set, &mut model, Op::Insert { page, pages: 2, prot });
+        }
+        let mut merged = true;
+        for op in ops {
+            apply(&mut set, &mut model, op);
+            merged &= !matches!(op, Op::Split { .. });
+            check(&set, &model, &probes[..2], merged);
+        }
+        check(&set, &model, &probes, merged);
+    }
+}
