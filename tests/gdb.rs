@@ -86,7 +86,7 @@ impl Stub {
         let (stderr, target) = watch_stderr(&mut child);
         let target = match target.recv_timeout(Duration::from_secs(60)) {
             Ok(line) => match via {
-                Via::Port => format!(":{}", line.rsplit(':').next().unwrap_or("").trim()),
+                Via::Port => format!("127.0.0.1:{}", line.rsplit(':').next().unwrap_or("").trim()),
                 Via::Unix => socket.display().to_string(),
             },
             Err(_) => {
@@ -127,6 +127,13 @@ impl Stub {
             let _ = out.read_to_end(&mut stdout);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        let Some(status) = status else {
+            panic!(
+                "vmrun did not end after gdb did\ngdb: {}\nvmrun's stderr:\n{}",
+                describe(&gdb),
+                self.stderr.join().unwrap()
+            );
+        };
         Debugged {
             gdb,
             vmrun: Output {
@@ -167,15 +174,18 @@ fn watch_stderr(child: &mut Child) -> (std::thread::JoinHandle<String>, mpsc::Re
     (handle, rx)
 }
 
-fn wait_or_kill(child: &mut Child) -> std::process::ExitStatus {
+/// vmrun's status, or None if it did not end within two minutes (it is
+/// killed then).
+fn wait_or_kill(child: &mut Child) -> Option<std::process::ExitStatus> {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait for vmrun") {
-            return status;
+            return Some(status);
         }
         if start.elapsed() > Duration::from_secs(120) {
             let _ = child.kill();
-            panic!("vmrun did not end after gdb did");
+            let _ = child.wait();
+            return None;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -476,6 +486,9 @@ fn interrupt_stops_a_spinning_program_where_it_spins() {
     }
     let status = wait_or_kill(&mut child);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let Some(status) = status else {
+        panic!("gdb did not end:\n{text}");
+    };
     let gdb = Output {
         status,
         stdout: text.into_bytes(),

@@ -164,6 +164,12 @@ gdb_program() {
         say "warning: gdb-minimal lacks libraries on this host; tests/gdb.rs will be skipped"
     else
         echo "/usr/bin/gdb=$dir/usr/bin/gdb"
+        # glibc's iconv modules for gdb's host-to-UTF-32 conversion of
+        # names it looks up (without them: "could not convert 'main'").
+        local gconv=/usr/lib/x86_64-linux-gnu/gconv file
+        for file in "$gconv/gconv-modules" "$gconv/gconv-modules.cache" "$gconv/UTF-32.so" "$gconv/UTF-16.so"; do
+            [ -f "$file" ] && echo "$file"
+        done
     fi
     return 0
 }
