@@ -30,26 +30,41 @@ fn gate(handler: u64, ist: u8, dpl: u8) -> [u64; 2] {
     [low, handler >> 32]
 }
 
-fn ist_for(vector: usize) -> u8 {
-    match vector {
-        2 | 8 | 18 => IST_FATAL,
-        _ => IST_USER,
-    }
-}
+/// The exception vectors whose gate differs from the usual (DPL 0 on
+/// [`IST_USER`]): NMI, #DF and #MC on [`IST_FATAL`]; #BP and #OF with DPL
+/// 3, since user instructions (int3, into) raise them.
+const SPECIAL: [(usize, u8, u8); 5] = [
+    (2, IST_FATAL, 0),
+    (3, IST_USER, 3),
+    (4, IST_USER, 3),
+    (8, IST_FATAL, 0),
+    (18, IST_FATAL, 0),
+];
 
 /// Fill and load the IDT.
+///
+/// The 32 exception gates are written in one loop of the usual gate
+/// (the handler's address bits merged into a fixed template: no per-vector
+/// choice of IST or DPL inside it), then the five [`SPECIAL`] ones again:
+/// boot runs in emulated ring 0, where the per-vector choice was most of
+/// the CPU setup's instructions.
 pub fn init() {
     let stubs = trap::stubs();
     let idt = IDT.0.get();
+    let usual = gate(0, IST_USER, 0)[0];
     // SAFETY: called once at boot with interrupts off; nothing reads the IDT
     // while it is written, and LIDT gets a pointer to the static table.
     unsafe {
-        for (vector, stub) in stubs[..32].iter().enumerate() {
-            // #BP and #OF may be raised by user instructions (int3, into).
-            let dpl = if vector == 3 || vector == 4 { 3 } else { 0 };
-            let [lo, hi] = gate(*stub, ist_for(vector), dpl);
-            (*idt).0[vector * 2] = lo;
-            (*idt).0[vector * 2 + 1] = hi;
+        let table = &mut (*idt).0;
+        for (pair, &stub) in table[..64].chunks_exact_mut(2).zip(&stubs[..32]) {
+            // gate(stub, IST_USER, 0) without rebuilding the template.
+            pair[0] = usual | (stub & 0xffff) | ((stub & 0xffff_0000) << 32);
+            pair[1] = stub >> 32;
+        }
+        for (vector, ist, dpl) in SPECIAL {
+            let [lo, hi] = gate(stubs[vector], ist, dpl);
+            table[vector * 2] = lo;
+            table[vector * 2 + 1] = hi;
         }
         let v = trap::SYSCALL_VECTOR as usize;
         let [lo, hi] = gate(stubs[32], IST_USER, 3);

@@ -204,8 +204,51 @@ fn len_at(lens: &[u8], i: usize) -> usize {
 /// Check the strings of `buf` from `start` whose lengths `lens` lists (LE
 /// u32s, NUL included): each ends with a NUL where its length says and
 /// none is empty or longer than [`MAX_ARG_STRLEN`]. Returns where the last
-/// ends. A few instructions a string: no scan, one load of its last byte.
+/// ends. No scan: one load of each string's last byte. The loop only
+/// gathers (the lengths less one OR-ed together, the last bytes OR-ed
+/// together) and tests once after it; only a table that fails goes
+/// through [`check_lengths_exact`] again, for the errno of its first bad
+/// string. Two lengths a turn: the loop's own count and branch are paid
+/// once per pair.
+#[inline(always)]
 fn check_lengths(buf: &[u8], lens: &[u8], start: usize) -> KResult<usize> {
+    let mut end = start;
+    // Bit 17 or above set: a length was 0 (wrapped) or above MAX_ARG_STRLEN.
+    let mut over = 0u32;
+    // Non-zero: a string's last byte was not its NUL.
+    let mut last = 0u8;
+    let mut pairs = lens.chunks_exact(8);
+    for p in &mut pairs {
+        let a = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+        let b = u32::from_le_bytes([p[4], p[5], p[6], p[7]]);
+        over |= a.wrapping_sub(1) | b.wrapping_sub(1);
+        // No overflow: end stays within the block (checked by `get`) plus
+        // two u32 lengths.
+        let mid = end + a as usize;
+        end = mid + b as usize;
+        match (buf.get(mid.wrapping_sub(1)), buf.get(end.wrapping_sub(1))) {
+            (Some(x), Some(y)) => last |= x | y,
+            _ => return check_lengths_exact(buf, lens, start),
+        }
+    }
+    if let [a0, a1, a2, a3] = *pairs.remainder() {
+        let a = u32::from_le_bytes([a0, a1, a2, a3]);
+        over |= a.wrapping_sub(1);
+        end += a as usize;
+        match buf.get(end.wrapping_sub(1)) {
+            Some(x) => last |= x,
+            None => return check_lengths_exact(buf, lens, start),
+        }
+    }
+    if over >= MAX_ARG_STRLEN as u32 || last != 0 {
+        return check_lengths_exact(buf, lens, start);
+    }
+    Ok(end)
+}
+
+/// [`check_lengths`] one string at a time, stopping at the first bad one:
+/// the errno a table that fails the fast check gets.
+fn check_lengths_exact(buf: &[u8], lens: &[u8], start: usize) -> KResult<usize> {
     let mut end = start;
     for l in lens.chunks_exact(4) {
         let len = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
@@ -594,7 +637,8 @@ impl<S: StackSink> Table<'_, S> {
     }
 
     /// Push each pair's two words (the auxiliary vector), with the fill
-    /// level kept in a local as in [`Self::push_ptrs_by_length`].
+    /// level kept in a local: stores through `self` would make the
+    /// compiler reload it every pair.
     fn push_pairs(&mut self, pairs: &[(u64, u64)]) -> KResult<()> {
         let mut len = self.len;
         for &(k, v) in pairs {
@@ -614,7 +658,10 @@ impl<S: StackSink> Table<'_, S> {
     }
 
     /// Push pointers to `n` strings from user address `va`, whose lengths
-    /// are entries `first..` of the checked table `lens`.
+    /// are entries `first..` of the checked table `lens`: up to a
+    /// buffer's worth at a time, in a loop with nothing in it but the
+    /// load, the store and the add (no fill-level or bounds test a
+    /// pointer).
     fn push_ptrs_by_length(
         &mut self,
         lens: &[u8],
@@ -625,22 +672,23 @@ impl<S: StackSink> Table<'_, S> {
         let lens = lens
             .get(4 * first..4 * (first + n as usize))
             .ok_or(Errno::EINVAL)?;
-        // The fill level in a local: stores through `self` would make the
-        // compiler reload it every word.
-        let mut len = self.len;
-        for l in lens.chunks_exact(4) {
-            if len == TABLE_BUF {
-                self.len = len;
+        // Each 4-byte length becomes an 8-byte pointer.
+        for part in lens.chunks(TABLE_BUF / 2) {
+            let bytes = 2 * part.len();
+            if self.len + bytes > TABLE_BUF {
                 self.flush()?;
-                len = 0;
             }
-            if let Some(slot) = self.buf.get_mut(len..len + 8) {
+            let start = self.len;
+            let slots = self
+                .buf
+                .get_mut(start..start + bytes)
+                .ok_or(Errno::EINVAL)?;
+            for (slot, l) in slots.chunks_exact_mut(8).zip(part.chunks_exact(4)) {
                 slot.copy_from_slice(&va.to_le_bytes());
+                va = va.wrapping_add(u64::from(u32::from_le_bytes([l[0], l[1], l[2], l[3]])));
             }
-            len += 8;
-            va += u64::from(u32::from_le_bytes([l[0], l[1], l[2], l[3]]));
+            self.len = start + bytes;
         }
-        self.len = len;
         Ok(())
     }
 

@@ -354,6 +354,73 @@ fn length_table_that_disagrees_with_the_block_is_refused() {
 }
 
 #[test]
+fn many_strings_by_length_give_the_same_stack_as_scanning() {
+    // 150 environment strings: the pointer table fills the 512-byte buffer
+    // more than twice, and an odd count leaves a single length after the
+    // pairs the check reads.
+    for envc in [149u32, 150] {
+        let mut strings: Vec<Vec<u8>> = vec![b"/bin/prog".to_vec(), b"prog".to_vec()];
+        for i in 0..envc {
+            strings.push(format!("VAR{i}={}", "x".repeat(i as usize % 23)).into_bytes());
+        }
+        let refs: Vec<&[u8]> = strings.iter().map(|s| s.as_slice()).collect();
+        let table = lens(&refs);
+        let block: Vec<u8> = strings
+            .iter()
+            .flat_map(|s| s.iter().copied().chain([0]))
+            .collect();
+        let with = ArgBlock::with_lengths(&block, &table, 1, envc).unwrap();
+        let (scanned, scanned_mem) = build(&block, 1, envc, 0x8000);
+        let l = StackLayout::new(&with).unwrap();
+        assert_eq!(l, scanned);
+        let mut m = Mem::new(0x8000);
+        l.write(&with, &aux(), &mut m).unwrap();
+        assert_eq!(m.bytes, scanned_mem.bytes);
+    }
+}
+
+#[test]
+fn the_fast_length_check_agrees_with_the_string_by_string_one() {
+    let good = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
+    let big = (MAX_ARG_STRLEN as u32 + 1).to_le_bytes();
+    let values: [[u8; 4]; 6] = [
+        0u32.to_le_bytes(),
+        1u32.to_le_bytes(),
+        2u32.to_le_bytes(),
+        big,
+        u32::MAX.to_le_bytes(),
+        31u32.to_le_bytes(),
+    ];
+    // Every table of up to five entries: the good one with any one or two
+    // entries replaced, each length checked from each start.
+    for i in 0..5 {
+        for j in i..5 {
+            for vi in &values {
+                for vj in &values {
+                    let mut t = good.clone();
+                    t[4 * i..4 * i + 4].copy_from_slice(vi);
+                    t[4 * j..4 * j + 4].copy_from_slice(vj);
+                    for n in 0..=5 {
+                        let t = &t[..4 * n];
+                        assert_eq!(
+                            check_lengths(BLOCK, t, 0),
+                            check_lengths_exact(BLOCK, t, 0),
+                            "table {t:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(check_lengths(BLOCK, &good, 0), Ok(BLOCK.len()));
+    // A string longer than the limit in a block long enough to hold it.
+    let mut long = vec![b'a'; MAX_ARG_STRLEN as usize + 8];
+    long[9] = 0;
+    let t = [10u32.to_le_bytes(), big].concat();
+    assert_eq!(check_lengths(&long, &t, 0), Err(Errno::E2BIG));
+}
+
+#[test]
 fn with_a_vdso_the_auxv_starts_with_sysinfo_ehdr_and_sp_moves_down_one_pair() {
     let block = b"/p\0p\0E=1\0";
     let args = ArgBlock::new(block, 1, 1).unwrap();
