@@ -216,18 +216,18 @@ boot() {
 # repeats the failures and ends with the summary line.
 judge() {
     local summary failed passed skipped
-    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$work/console.log" | tail -n 1 || true)
+    summary=$(grep -a -E '^[0-9]+ passed, [0-9]+ failed' "$work/console.log" | tail -n 1 || true)
     [ -n "$summary" ] || die "the lane did not finish (timeout, crash or kernel panic): see $work/console.log"
     passed=$(echo "$summary" | sed 's/ passed.*//')
     failed=$(echo "$summary" | sed 's/.* passed, \([0-9]*\) failed.*/\1/')
     if [ "$failed" -ne 0 ]; then
         say "failures:"
-        grep '^FAIL ' "$work/console.log" >&2 || true
+        grep -a '^FAIL ' "$work/console.log" >&2 || true
     fi
     skipped=$(echo "$summary" | sed -n 's/.* failed, \([0-9]*\) skipped.*/\1/p')
     if [ "${skipped:-0}" -ne 0 ]; then
         say "skipped (these tests did not run):"
-        grep '^SKIP ' "$work/console.log" >&2 || true
+        grep -a '^SKIP ' "$work/console.log" >&2 || true
     fi
     say "$summary"
     [ "$failed" -eq 0 ] || exit 1
