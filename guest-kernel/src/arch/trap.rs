@@ -99,8 +99,9 @@ static USER_FRAME: Cell<TrapFrame> = Cell(UnsafeCell::new(TrapFrame {
     rsp: 0,
     ss: 0,
 }));
-/// The armed system-call handler's context and address (0: none); set by
-/// each [`UserMode::run`], read by the syscall stubs.
+/// The armed system-call handler's context and address; set by each
+/// [`UserMode::run`] before user mode runs (so always set when a stub
+/// reads them: traps from user mode come only inside `run`).
 static FAST_CX: Cell<u64> = Cell(UnsafeCell::new(0));
 static FAST_FN: Cell<u64> = Cell(UnsafeCell::new(0));
 static FPU: Cell<FpuArea> = Cell(UnsafeCell::new(FpuArea([0; 512])));
@@ -129,8 +130,8 @@ global_asm!(
 
     // The two ways a system call arrives (see `is_syscall_entry`): #UD
     // at the trampoline (kvm_pvm), `int 0x80` just after it (VMX/SVM).
-    // With a fast handler armed, such a trap saves only the registers a
-    // C function may clobber and calls the handler on the kernel stack:
+    // Such a trap saves only the registers a C function may clobber and
+    // calls the handler `UserMode::run` armed, on the kernel stack:
     // the user's rbx, rbp and r12-r15 stay in their registers, preserved
     // by the handler as the C ABI requires. If the handler served the
     // call, the program goes straight back; else the rest of the frame
@@ -138,14 +139,14 @@ global_asm!(
     .macro SYSCALL_STUB v, at
     trap_stub_\v:
         cmp qword ptr [rsp], \at
-        jne 1f
-        cmp qword ptr [rip + {fastcx}], 0
-        jne 2f
-    1:
+        je syscall_fast_\v
         push 0
         push \v
         jmp trap_common
-    2:
+    // A symbol of its own: `vmrun bench` counts a kernel entry from the
+    // first instruction in a `trap_stub_N`, so the way back must not be
+    // inside one.
+    syscall_fast_\v:
         cld
         mov [rsp - 24], rax
         mov [rsp - 40], rcx
@@ -163,19 +164,16 @@ global_asm!(
         call [rip + {fastfn}]
         test al, al
         jz 3f
-        lea rsp, [rip + {frame} + 32]
-        pop r11
-        pop r10
-        pop r9
-        pop r8
-        pop rdi
-        pop rdi
-        pop rsi
-        pop rdx
-        pop rcx
-        pop rax
-        pop rax
-        add rsp, 16
+        mov r11, [rip + {frame} + 32]
+        mov r10, [rip + {frame} + 40]
+        mov r9, [rip + {frame} + 48]
+        mov r8, [rip + {frame} + 56]
+        mov rdi, [rip + {frame} + 72]
+        mov rsi, [rip + {frame} + 80]
+        mov rdx, [rip + {frame} + 88]
+        mov rcx, [rip + {frame} + 96]
+        mov rax, [rip + {frame} + 112]
+        lea rsp, [rip + {frame} + 136]
         iretq
     3:
         mov qword ptr [rip + {frame} + 120], \v
@@ -396,18 +394,17 @@ impl UserMode {
     /// Run user mode with the registers in [`regs`](Self::regs) until it
     /// traps; the registers then hold the user state at the trap.
     ///
-    /// With `fast` = `Some(cx)`, each system call first goes to
-    /// `handler(cx, frame)` on the kernel stack, with only the registers
-    /// the C ABI lets it clobber saved in the frame (the others read 0 or
-    /// stale there) and the frame's RIP, CS, RFLAGS, RSP and SS as the
-    /// CPU pushed them. If it returns true it has served the call (set the
-    /// frame's RAX and the SYSRET-like return in RIP, CS, RFLAGS, SS) and
-    /// user mode goes on without `run` returning; if false it must have
-    /// left the frame alone, and the call comes back from `run` as a trap
-    /// with the whole frame saved.
+    /// Each system call first goes to `handler(cx, frame)` on the kernel
+    /// stack, with only the registers the C ABI lets it clobber saved in
+    /// the frame (the others are stale there) and the frame's RIP, CS,
+    /// RFLAGS, RSP and SS as the CPU pushed them. If it returns true it
+    /// has served the call (set the frame's RAX and the SYSRET-like return
+    /// in RIP, CS, RFLAGS, SS) and user mode goes on without `run`
+    /// returning; if false it must have left the frame alone, and the call
+    /// comes back from `run` as a trap with the whole frame saved.
     #[inline(always)]
-    pub fn run<T>(&mut self, fast: Option<&T>, handler: SyscallHandler<T>) -> Trap {
-        let cx = fast.map_or(0, |cx| cx as *const T as u64);
+    pub fn run<T>(&mut self, cx: &T, handler: SyscallHandler<T>) -> Trap {
+        let cx = cx as *const T as u64;
         let handler = handler as usize as u64;
         // SAFETY: the token guards both cells (the stubs read them only
         // while user mode runs, inside the asm below); `cx` is borrowed
