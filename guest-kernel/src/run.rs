@@ -1479,15 +1479,9 @@ extern "C" fn identity_call(p: &Current, f: &mut TrapFrame) -> bool {
     let Some(p) = p.0.as_deref() else {
         return false;
     };
-    // The call number next: the other system calls leave here. getpid,
-    // the most frequent, is tested first.
-    let v = if f.rax == syscall::nr::GETPID {
-        p.tgid as i64
-    } else {
-        match syscall::identity(p, f.rax) {
-            Some(v) => v,
-            None => return false,
-        }
+    // The call number next: the other system calls leave here.
+    let Some(v) = syscall::identity(p, f.rax) else {
+        return false;
     };
     if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
         // A bad return address: the full path kills the program.
