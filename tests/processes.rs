@@ -694,6 +694,14 @@ fn alarms_sigchld_and_threads_that_end_the_process_behave_as_natively() {
         String::from_utf8_lossy(&out.stdout),
         "child0 [] child2 grandchild3\n"
     );
+    // The identity calls' short path (the syscall stub's handler) and
+    // the full path keep every register the ABI says they keep.
+    let out = same_in(&s, image("proc_edge"), &["syscall_regs"], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "getpid: registers kept\ngetuid: registers kept\n\
+         getppid: registers kept\nsched_yield: registers kept\n"
+    );
     let out = same_in(&s, image("proc_edge"), &["alarm_ignored"], 0);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "sleep left 0\n");
     // Killed by a signal: vmrun adds its one line on stderr, so compare

@@ -5,6 +5,7 @@ use crate::arch::phys::DirectMap;
 use crate::arch::trap::{self, TrapFrame, UserMode};
 use crate::arch::{cpu, gdt, hypercall};
 use crate::host::{Host, HostFs};
+use core::sync::atomic::{AtomicU64, Ordering};
 use guest_kernel::fs::cache::PageCache;
 use guest_kernel::mm::export;
 use guest_kernel::mm::fault::{self, FaultError, FaultKind, FaultOutcome, SegvCode};
@@ -293,7 +294,11 @@ impl Kernel {
 
     /// Run the program until it exits; never returns.
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
-        let short_path = self.identity_calls_short(mem);
+        let handler: trap::SyscallHandler<Current> = if self.identity_calls_short(mem) {
+            identity_call
+        } else {
+            no_short_path
+        };
         loop {
             if self.process.next_signal().is_some() {
                 self.deliver_signal(mem);
@@ -312,14 +317,7 @@ impl Kernel {
             let Some(um) = self.user.as_mut() else {
                 hypercall::panic(b"no user context")
             };
-            let mut t = um.run();
-            let may_be_identity = short_path && trap::may_be_syscall(t.vector);
-            if let (true, Some(p)) = (may_be_identity, self.process.0.as_deref()) {
-                while identity_call(um.regs(), p, t.vector) {
-                    self.stats.syscalls += 1;
-                    t = um.run();
-                }
-            }
+            let t = um.run(&self.process, handler);
             let rip = self.regs().rip;
             match t.vector {
                 _ if trap::is_syscall_entry(t.vector, rip) => {
@@ -657,7 +655,8 @@ impl Kernel {
             // the parent of a fresh child goes on first: every entry here
             // is a hundred times slower than natively, and so is every
             // window between two of them.
-            let entries = self.stats.syscalls + self.stats.page_faults;
+            let entries =
+                self.stats.syscalls + SHORT_CALLS.load(Ordering::Relaxed) + self.stats.page_faults;
             let pid = self.process.pid;
             let spun = self.tick_pid == pid
                 && entries == self.tick_entries
@@ -1467,27 +1466,25 @@ impl Kernel {
 const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 
 /// The short path of a system call that only reads the caller's identity
-/// (`syscall::identity`: getpid, gettid...) by process `p`, in the frame
-/// `f` of a trap with `vector`: answered and returned from at once (as
-/// SYSRET would), without the checks `Kernel::run` makes on the way back
-/// to user mode: such a call changes nothing they look at (no signal, no
-/// TLB flush, no VMA change, no FS/GS base). Whether it was one (else the full path serves
-/// the trap). A due alarm is checked at each system call, so with one
-/// armed every call takes the full path.
-#[inline(always)]
-fn identity_call(f: &mut TrapFrame, p: &Process, vector: u64) -> bool {
-    if !trap::may_be_syscall(vector) {
+/// (`syscall::identity`: getpid, gettid...) by the running process `p`,
+/// in the user frame `f`: the arch layer's syscall stub calls it before saving the
+/// whole frame (see `UserMode::run`), and if it answers, returns to the
+/// program at once (as SYSRET would), without the checks `Kernel::run`
+/// makes on the way back to user mode: such a call changes nothing they
+/// look at (no signal, no TLB flush, no VMA change, no FS/GS base).
+/// Whether it was one (else the full path serves the call, and the frame
+/// is left as it was). A due alarm is checked at each system call, so
+/// with one armed every call takes the full path.
+extern "C" fn identity_call(p: &Current, f: &mut TrapFrame) -> bool {
+    let Some(p) = p.0.as_deref() else {
         return false;
-    }
+    };
     // The call number next: the other system calls leave here.
     let Some(v) = syscall::identity(p, f.rax) else {
         return false;
     };
-    if !trap::is_syscall_entry(vector, f.rip) || p.alarm_at.is_some() {
-        return false;
-    }
-    if f.rcx >= TASK_SIZE {
-        // Bad return address: the full path kills the program.
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        // A bad return address: the full path kills the program.
         return false;
     }
     f.rax = v as u64;
@@ -1495,8 +1492,19 @@ fn identity_call(f: &mut TrapFrame, p: &Process, vector: u64) -> bool {
     f.rflags = (f.r11 & USER_RFLAGS_MASK) | RFLAGS_FIXED;
     f.cs = u64::from(gdt::USER_CS);
     f.ss = u64::from(gdt::USER_DS);
+    SHORT_CALLS.store(SHORT_CALLS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     true
 }
+
+/// The syscall handler when identity calls take the full path (see
+/// `Kernel::identity_calls_short`).
+extern "C" fn no_short_path(_: &Current, _: &mut TrapFrame) -> bool {
+    false
+}
+
+/// System calls served by [`identity_call`] (one CPU: a plain load and
+/// store), counted with `Kernel::stats.syscalls` where entries count.
+static SHORT_CALLS: AtomicU64 = AtomicU64::new(0);
 
 /// The two registers a system call's return needs after the call.
 #[derive(Clone, Copy)]

@@ -15,6 +15,9 @@
  *                 sigtimedwait times out, sigwait takes a blocked SIGALRM
  *   clear_sighand a clone3 child with CLONE_CLEAR_SIGHAND: handled signals
  *                 are back to SIG_DFL, ignored ones stay ignored
+ *   syscall_regs  getpid, getuid, getppid and sched_yield by SYSCALL with
+ *                 every general register set: each keeps all but RAX,
+ *                 RCX (the return address) and R11 (RFLAGS)
  *   spin_child    a child spins without a system call; the parent, asleep
  *                 meanwhile, still wakes, kills it and reaps it
  *   spin_thread   a thread spins on a flag that the main thread sets after
@@ -677,6 +680,72 @@ static int cow_oom(long mib)
     return 0;
 }
 
+/* regs_after(nr, out): SYSCALL `nr` with every other general register
+ * holding a pattern, then store rbx, rbp, rdi, rsi, rdx, r8, r9, r10,
+ * r12-r15, rcx, r11 and the return address into out[0..15]. */
+void regs_after(unsigned long nr, unsigned long *out);
+__asm__(".text\n"
+        ".globl regs_after\n"
+        "regs_after:\n"
+        ".intel_syntax noprefix\n"
+        "    push rbx\n    push rbp\n    push r12\n    push r13\n"
+        "    push r14\n    push r15\n    push rsi\n"
+        "    mov rax, rdi\n"
+        "    movabs rbx, 0x1111111111111111\n"
+        "    movabs rbp, 0x2222222222222222\n"
+        "    movabs rdi, 0x3333333333333333\n"
+        "    movabs rsi, 0x4444444444444444\n"
+        "    movabs rdx, 0x5555555555555555\n"
+        "    movabs r8, 0x6666666666666666\n"
+        "    movabs r9, 0x7777777777777777\n"
+        "    movabs r10, 0x0888888888888888\n"
+        "    movabs r12, 0x0999999999999999\n"
+        "    movabs r13, 0x0aaaaaaaaaaaaaaa\n"
+        "    movabs r14, 0x0bbbbbbbbbbbbbbb\n"
+        "    movabs r15, 0x0ccccccccccccccc\n"
+        "    syscall\n"
+        "1:  mov rax, [rsp]\n"
+        "    mov [rax], rbx\n    mov [rax + 8], rbp\n    mov [rax + 16], rdi\n"
+        "    mov [rax + 24], rsi\n    mov [rax + 32], rdx\n    mov [rax + 40], r8\n"
+        "    mov [rax + 48], r9\n    mov [rax + 56], r10\n    mov [rax + 64], r12\n"
+        "    mov [rax + 72], r13\n    mov [rax + 80], r14\n    mov [rax + 88], r15\n"
+        "    mov [rax + 96], rcx\n    mov [rax + 104], r11\n"
+        "    lea rcx, [rip + 1b]\n    mov [rax + 112], rcx\n"
+        "    pop rsi\n    pop r15\n    pop r14\n    pop r13\n"
+        "    pop r12\n    pop rbp\n    pop rbx\n    ret\n"
+        ".att_syntax prefix\n");
+
+static int syscall_regs(void)
+{
+    static const char *names[] = {"rbx", "rbp", "rdi", "rsi", "rdx", "r8",
+                                  "r9", "r10", "r12", "r13", "r14", "r15"};
+    static const unsigned long want[] = {
+        0x1111111111111111, 0x2222222222222222, 0x3333333333333333,
+        0x4444444444444444, 0x5555555555555555, 0x6666666666666666,
+        0x7777777777777777, 0x0888888888888888, 0x0999999999999999,
+        0x0aaaaaaaaaaaaaaa, 0x0bbbbbbbbbbbbbbb, 0x0ccccccccccccccc};
+    static const struct { const char *name; unsigned long nr; } calls[] = {
+        {"getpid", SYS_getpid}, {"getuid", SYS_getuid},
+        {"getppid", SYS_getppid}, {"sched_yield", SYS_sched_yield}};
+    for (unsigned c = 0; c < sizeof calls / sizeof calls[0]; c++) {
+        unsigned long out[15];
+        regs_after(calls[c].nr, out);
+        int bad = 0;
+        for (unsigned i = 0; i < 12; i++)
+            if (out[i] != want[i]) {
+                printf("%s: %s changed to %#lx\n", calls[c].name, names[i], out[i]);
+                bad = 1;
+            }
+        if (out[12] != out[14])
+            printf("%s: rcx %#lx, not the return address\n", calls[c].name, out[12]), bad = 1;
+        if (!(out[13] & 0x200) || (out[13] & 0x100))
+            printf("%s: r11 %#lx, not RFLAGS\n", calls[c].name, out[13]), bad = 1;
+        if (!bad)
+            printf("%s: registers kept\n", calls[c].name);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *m = argc > 1 ? argv[1] : "";
@@ -728,6 +797,8 @@ int main(int argc, char **argv)
         return stop_cont();
     if (strcmp(m, "cputime") == 0)
         return cputime();
+    if (strcmp(m, "syscall_regs") == 0)
+        return syscall_regs();
     if (strcmp(m, "spin_child") == 0)
         return spin_child();
     if (strcmp(m, "spin_thread") == 0)

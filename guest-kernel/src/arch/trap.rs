@@ -11,7 +11,10 @@
 //! read and load it when the running task changes (or a signal frame or a
 //! fork needs it). `UserMode::run` declares r12-r15 clobbered, so the stubs
 //! keep only the two callee-saved registers the compiler cannot give up
-//! (rbx, rbp). A trap taken in ring 0 (other than
+//! (rbx, rbp). A system call first goes to the handler `run` was given,
+//! called from the stub with only the C ABI's scratch registers saved (see
+//! `SYSCALL_STUB`): the getpid kind is answered there without saving or
+//! restoring the rest. A trap taken in ring 0 (other than
 //! the trampoline's, which ring 0 runs on hardware-virtualised hosts) is a
 //! kernel bug and goes to [`kernel_trap`], which panics with the frame.
 
@@ -96,6 +99,11 @@ static USER_FRAME: Cell<TrapFrame> = Cell(UnsafeCell::new(TrapFrame {
     rsp: 0,
     ss: 0,
 }));
+/// The armed system-call handler's context and address; set by each
+/// [`UserMode::run`] before user mode runs (so always set when a stub
+/// reads them: traps from user mode come only inside `run`).
+static FAST_CX: Cell<u64> = Cell(UnsafeCell::new(0));
+static FAST_FN: Cell<u64> = Cell(UnsafeCell::new(0));
 static FPU: Cell<FpuArea> = Cell(UnsafeCell::new(FpuArea([0; 512])));
 static KERNEL_RSP: Cell<u64> = Cell(UnsafeCell::new(0));
 static EMERGENCY_STACK: Cell<Stack<EMERGENCY_STACK_SIZE>> =
@@ -116,9 +124,73 @@ global_asm!(
         push \v
         jmp trap_common
     .endm
-    .irp v, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32,128
+    .irp v, 0,1,2,3,4,5,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32
     TRAP_NOERR \v
     .endr
+
+    // The two ways a system call arrives (see `is_syscall_entry`): #UD
+    // at the trampoline (kvm_pvm), `int 0x80` just after it (VMX/SVM).
+    // Such a trap saves only the registers a C function may clobber and
+    // calls the handler `UserMode::run` armed, on the kernel stack:
+    // the user's rbx, rbp and r12-r15 stay in their registers, preserved
+    // by the handler as the C ABI requires. If the handler served the
+    // call, the program goes straight back; else the rest of the frame
+    // is stored and the trap continues as any other.
+    .macro SYSCALL_STUB v, at
+    trap_stub_\v:
+        cmp qword ptr [rsp], \at
+        je syscall_fast_\v
+        push 0
+        push \v
+        jmp trap_common
+    // A symbol of its own: `vmrun bench` counts a kernel entry from the
+    // first instruction in a `trap_stub_N`, so the way back must not be
+    // inside one.
+    syscall_fast_\v:
+        cld
+        mov [rsp - 24], rax
+        mov [rsp - 40], rcx
+        mov [rsp - 48], rdx
+        mov [rsp - 56], rsi
+        mov [rsp - 64], rdi
+        mov [rsp - 80], r8
+        mov [rsp - 88], r9
+        mov [rsp - 96], r10
+        mov [rsp - 104], r11
+        mov rdi, [rip + {fastcx}]
+        lea rsi, [rsp - 136]
+        mov rsp, [rip + {krsp}]
+        and rsp, -16
+        call [rip + {fastfn}]
+        test al, al
+        jz 3f
+        mov r11, [rip + {frame} + 32]
+        mov r10, [rip + {frame} + 40]
+        mov r9, [rip + {frame} + 48]
+        mov r8, [rip + {frame} + 56]
+        mov rdi, [rip + {frame} + 72]
+        mov rsi, [rip + {frame} + 80]
+        mov rdx, [rip + {frame} + 88]
+        mov rcx, [rip + {frame} + 96]
+        mov rax, [rip + {frame} + 112]
+        lea rsp, [rip + {frame} + 136]
+        iretq
+    3:
+        mov qword ptr [rip + {frame} + 120], \v
+        mov qword ptr [rip + {frame} + 128], 0
+        mov [rip + {frame} + 104], rbx
+        mov [rip + {frame} + 64], rbp
+        mov [rip + {frame} + 24], r12
+        mov [rip + {frame} + 16], r13
+        mov [rip + {frame} + 8], r14
+        mov [rip + {frame}], r15
+        mov rsp, [rip + {krsp}]
+        pop rbp
+        pop rbx
+        ret
+    .endm
+    SYSCALL_STUB 6, {tramp}
+    SYSCALL_STUB 128, {tramp} + 2
     .irp v, 8,10,11,12,13,14,17,21,29,30
     TRAP_ERR \v
     .endr
@@ -198,6 +270,9 @@ global_asm!(
     emergency = sym EMERGENCY_STACK,
     emergency_size = const EMERGENCY_STACK_SIZE,
     kernel_trap = sym kernel_trap,
+    fastcx = sym FAST_CX,
+    fastfn = sym FAST_FN,
+    tramp = const vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT as i64,
 );
 
 extern "C" {
@@ -226,13 +301,6 @@ pub fn is_syscall_entry(vector: u64, rip: u64) -> bool {
     (vector == SYSCALL_VECTOR && rip == t + TRAMPOLINE_RETURN_OFFSET) || (vector == 6 && rip == t)
 }
 
-/// Whether a trap's vector is one a system call arrives with (the check
-/// before [`is_syscall_entry`], which also needs the return address).
-#[inline(always)]
-pub fn may_be_syscall(vector: u64) -> bool {
-    vector == SYSCALL_VECTOR || vector == 6
-}
-
 /// Where the CPU starts pushing a trap frame from user mode (RSP0 and IST1).
 pub fn user_frame_top() -> u64 {
     USER_FRAME.0.get() as u64 + core::mem::size_of::<TrapFrame>() as u64
@@ -242,6 +310,10 @@ pub fn user_frame_top() -> u64 {
 pub fn double_fault_stack_top() -> u64 {
     DOUBLE_FAULT_STACK.0.get() as u64 + 8192
 }
+
+/// A fast system-call handler (see [`UserMode::run`]): its context and
+/// the user frame; true if it served the call.
+pub type SyscallHandler<T> = extern "C" fn(&T, &mut TrapFrame) -> bool;
 
 /// Why user mode stopped.
 #[derive(Clone, Copy, Debug)]
@@ -321,7 +393,30 @@ impl UserMode {
 
     /// Run user mode with the registers in [`regs`](Self::regs) until it
     /// traps; the registers then hold the user state at the trap.
-    pub fn run(&mut self) -> Trap {
+    ///
+    /// Each system call first goes to `handler(cx, frame)` on the kernel
+    /// stack, with only the registers the C ABI lets it clobber saved in
+    /// the frame (the others are stale there) and the frame's RIP, CS,
+    /// RFLAGS, RSP and SS as the CPU pushed them. If it returns true it
+    /// has served the call (set the frame's RAX and the SYSRET-like return
+    /// in RIP, CS, RFLAGS, SS) and user mode goes on without `run`
+    /// returning; if false it must have left the frame alone, and the call
+    /// comes back from `run` as a trap with the whole frame saved.
+    #[inline(always)]
+    pub fn run<T>(&mut self, cx: &T, handler: SyscallHandler<T>) -> Trap {
+        let cx = cx as *const T as u64;
+        let handler = handler as usize as u64;
+        // SAFETY: the token guards both cells (the stubs read them only
+        // while user mode runs, inside the asm below); `cx` is borrowed
+        // for this whole call, so the handler the stubs call with it sees
+        // a live shared reference, and its frame argument is the user
+        // frame, which nothing else references while `run` holds the
+        // token mutably; the handler's type takes exactly the two pointer
+        // arguments the stubs pass (RDI, RSI) and returns a bool in AL.
+        unsafe {
+            *FAST_CX.0.get() = cx;
+            *FAST_FN.0.get() = handler;
+        }
         // SAFETY: the frame holds a user context built by the kernel with
         // user selectors (checked by the callers that set CS/SS/RFLAGS); the
         // entry stub comes back here on the stack saved by `vmrun_run_user`
