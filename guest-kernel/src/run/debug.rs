@@ -187,8 +187,16 @@ impl Kernel {
     }
 }
 
-// The host reads and writes the trap frame as the contract's UserFrame.
-const _: () = assert!(
-    core::mem::size_of::<crate::arch::trap::TrapFrame>()
-        == core::mem::size_of::<vmrun_contract::debug::UserFrame>()
-);
+// The host reads and writes the trap frame as the contract's UserFrame:
+// the same size, and every field at the same offset.
+const _: () = {
+    use crate::arch::trap::TrapFrame as T;
+    use core::mem::{offset_of, size_of};
+    use vmrun_contract::debug::UserFrame as U;
+    assert!(size_of::<T>() == size_of::<U>());
+    macro_rules! same {
+        ($($f:ident),*) => { $(assert!(offset_of!(T, $f) == offset_of!(U, $f));)* };
+    }
+    same!(r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax);
+    same!(vector, error_code, rip, cs, rflags, rsp, ss);
+};
