@@ -209,7 +209,7 @@ boot() {
         -display none -monitor none -serial stdio -no-reboot \
         -kernel "$kernel/vmlinuz" -initrd "$work/initramfs.cpio" \
         -append "console=ttyS0 panic=-1 loglevel=4 mitigations=off" </dev/null |
-        tr -d '\r' | tee "$work/console.log" || true
+        stdbuf -o0 tr -d '\r' | tee "$work/console.log" || true
 }
 
 # Exits non-zero unless the guest's summary line arrived and nothing failed;
