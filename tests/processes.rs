@@ -557,6 +557,22 @@ fn sigsegv_handler_gets_si_addr_and_siglongjmps_out() {
     );
 }
 
+/// SIGTRAP as Linux's traps give it: int3 with SI_KERNEL and no address,
+/// a trap-flag single step with TRAP_TRACE and the next instruction's
+/// address; the handler returns and the program goes on.
+#[test]
+fn sigtrap_from_int3_and_the_trap_flag_has_linuxs_si_code() {
+    if !require_kvm() {
+        return;
+    }
+    let out = signal_test(&["trap"]);
+    assert_eq!(
+        out,
+        "int3: signal 5 (TRAP), si_code 128, si_addr NULL\n\
+         trap flag: signal 5 (TRAP), si_code 2, si_addr set\n"
+    );
+}
+
 #[test]
 fn handler_runs_on_the_alternate_stack() {
     if !require_kvm() {

@@ -612,14 +612,19 @@ impl Kernel {
         }
         let ip = self.regs().rip;
         if self.catches(signal) {
-            // si_code: ILL_ILLOPN 2, FPE_INTDIV 1, TRAP_BRKPT 1, BUS_ADRERR 2,
-            // SEGV: SI_KERNEL 0x80 (a #GP has no address).
-            let code = match signal {
-                sig::SIGSEGV => 0x80,
-                sig::SIGILL | sig::SIGBUS => 2,
-                _ => 1,
+            // si_code as Linux's traps give it: ILL_ILLOPN 2, FPE_INTDIV 1,
+            // BUS_ADRERR 2, TRAP_TRACE 2 for a single step (the trap flag's
+            // #DB, at the next instruction); SI_KERNEL 0x80 without an
+            // address for a #GP and for int3 (Linux's do_int3_user).
+            let (code, addr) = match vector {
+                3 => (0x80, 0),
+                1 => (2, ip),
+                _ => match signal {
+                    sig::SIGSEGV => (0x80, 0),
+                    sig::SIGILL | sig::SIGBUS => (2, ip),
+                    _ => (1, ip),
+                },
             };
-            let addr = if signal == sig::SIGSEGV { 0 } else { ip };
             self.post_fault(signal, code, addr, [vector, error, 0]);
             return;
         }

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -90,6 +91,40 @@ static int mode_segv(void)
     sigprocmask(SIG_BLOCK, NULL, &mask);
     printf("SIGSEGV blocked after siglongjmp: %s\n",
            sigismember(&mask, SIGSEGV) ? "yes" : "no");
+    return 0;
+}
+
+static void on_trap(int signo, siginfo_t *info, void *context)
+{
+    fault_signo = signo;
+    fault_code = info->si_code;
+    fault_addr = info->si_addr;
+    /* Stop stepping: sigreturn restores the flags saved here. */
+    ((ucontext_t *)context)->uc_mcontext.gregs[REG_EFL] &= ~0x100LL;
+}
+
+/* SIGTRAP from int3 and from the trap flag: the handler returns, and the
+ * program goes on after the int3 / after the one instruction stepped. */
+static int mode_trap(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_trap;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGTRAP, &sa, NULL) == 0, "sigaction: %s", strerror(errno));
+    __asm__ volatile("int3");
+    printf("int3: signal %d (%s), si_code %d, si_addr %s\n", fault_signo,
+           sigabbrev_np(fault_signo), fault_code, fault_addr ? "set" : "NULL");
+    fault_signo = 0;
+    /* Set TF with popf: the instruction after popf traps once it ran, and
+     * the handler clears TF in the flags sigreturn restores. */
+    __asm__ volatile("pushfq\n\t"
+                     "orq $0x100, (%%rsp)\n\t"
+                     "popfq\n\t"
+                     "nop\n\t" ::: "memory", "cc");
+    printf("trap flag: signal %d (%s), si_code %d, si_addr %s\n", fault_signo,
+           sigabbrev_np(fault_signo), fault_code, fault_addr ? "set" : "NULL");
     return 0;
 }
 
@@ -320,6 +355,8 @@ int main(int argc, char **argv)
         return mode_segv();
     if (!strcmp(mode, "altstack"))
         return mode_altstack();
+    if (!strcmp(mode, "trap"))
+        return mode_trap();
     if (!strcmp(mode, "altstack_flags"))
         return mode_altstack_flags();
     if (!strcmp(mode, "sa_restart"))
