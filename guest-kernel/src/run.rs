@@ -1416,38 +1416,22 @@ impl Kernel {
     /// marked, then shared writable file mappings written back). Writes
     /// and closes have already reached the host's files.
     fn save_what_outlives_the_vm(&mut self, mem: &mut DirectMap) {
-        if !self.tasks.others.is_empty() {
-            let mut others = core::mem::take(&mut self.tasks.others);
-            for t in others.iter_mut() {
-                if matches!(t.state, TaskState::Zombie(_)) {
-                    continue;
-                }
-                let mut env = MmEnv {
-                    mem,
-                    frames: &mut self.frames,
-                    cache: &mut self.cache,
-                    host: &mut self.fs,
-                };
-                let mut cx = Ctx {
-                    p: t,
-                    env: &mut env,
-                    host: &mut self.host,
-                    tasks: &mut self.tasks,
-                };
-                syscall::task::save_at_run_end(&mut cx, true);
-            }
-            self.tasks.others = others;
-        }
+        self.for_each_live_other(mem, |cx| syscall::task::save_at_run_end(cx, true));
         if !self.process.mapped_files.is_empty() {
             self.with_cx(mem, |cx| syscall::task::save_at_run_end(cx, false));
         }
     }
 
-    /// At the end of the run: every other process goes (its files and
-    /// memory), so that the leak check covers them all.
-    fn end_others(&mut self, mem: &mut DirectMap) {
-        let others = core::mem::take(&mut self.tasks.others);
-        for mut t in others {
+    /// Run `f` on each other process that is not a zombie, as its own
+    /// context (out of the task list while it runs, as the running
+    /// process is).
+    fn for_each_live_other(
+        &mut self,
+        mem: &mut DirectMap,
+        mut f: impl FnMut(&mut Ctx<'_, '_, '_, DirectMap, Host>),
+    ) {
+        let mut others = core::mem::take(&mut self.tasks.others);
+        for t in others.iter_mut() {
             if matches!(t.state, TaskState::Zombie(_)) {
                 continue;
             }
@@ -1458,13 +1442,22 @@ impl Kernel {
                 host: &mut self.fs,
             };
             let mut cx = Ctx {
-                p: &mut t,
+                p: t,
                 env: &mut env,
                 host: &mut self.host,
                 tasks: &mut self.tasks,
             };
-            syscall::task::exit_task(&mut cx, task::signaled(sig::SIGKILL));
+            f(&mut cx);
         }
+        self.tasks.others = others;
+    }
+
+    /// At the end of the run: every other process goes (its files and
+    /// memory), so that the leak check covers them all.
+    fn end_others(&mut self, mem: &mut DirectMap) {
+        self.for_each_live_other(mem, |cx| {
+            syscall::task::exit_task(cx, task::signaled(sig::SIGKILL));
+        });
         self.tasks.others.clear();
     }
 }
