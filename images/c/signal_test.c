@@ -73,14 +73,20 @@ static void store_and_catch(const char *what, volatile int *bad)
            fault_addr == (void *)bad ? "is the bad pointer" : "differs");
 }
 
-static int mode_segv(void)
+/* Catch `signo` with an SA_SIGINFO handler. */
+static void catch_with_info(int signo, void (*handler)(int, siginfo_t *, void *))
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_segv;
+    sa.sa_sigaction = handler;
     sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
-    CHECK(sigaction(SIGSEGV, &sa, NULL) == 0, "sigaction: %s", strerror(errno));
+    CHECK(sigaction(signo, &sa, NULL) == 0, "sigaction: %s", strerror(errno));
+}
+
+static int mode_segv(void)
+{
+    catch_with_info(SIGSEGV, on_segv);
     store_and_catch("unmapped", (volatile int *)(uintptr_t)0xdead0008);
     int *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(ro != MAP_FAILED, "mmap: %s", strerror(errno));
@@ -107,12 +113,7 @@ static void on_trap(int signo, siginfo_t *info, void *context)
  * program goes on after the int3 / after the one instruction stepped. */
 static int mode_trap(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_trap;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    CHECK(sigaction(SIGTRAP, &sa, NULL) == 0, "sigaction: %s", strerror(errno));
+    catch_with_info(SIGTRAP, on_trap);
     __asm__ volatile("int3");
     printf("int3: signal %d (%s), si_code %d, si_addr %s\n", fault_signo,
            sigabbrev_np(fault_signo), fault_code, fault_addr ? "set" : "NULL");
