@@ -89,6 +89,9 @@ options:
                       --runs 3; 4 MB for sha256sum, 1000 calls for the
                       getpid/write split), for smoke tests
       --no-count      skip counting ring-0 instructions (single-stepping)
+      --functions N   how many functions each `where:` line names, the
+                      costliest first (default 6 for a row's loop, 8 for
+                      the phases of the exec row; 0: all of them)
       --only ROWS     run only these workloads (comma-separated row names,
                       e.g. `exec,getpid`; `anon_touch` also gives
                       `anon_total`)
@@ -128,6 +131,9 @@ pub struct Options {
     pub images: Option<PathBuf>,
     /// Run only the workloads of these rows (empty: all).
     pub only: Vec<String>,
+    /// How many functions each `where:` line names (`None`: the default
+    /// of each line; `Some(0)`: all).
+    pub functions: Option<usize>,
 }
 
 impl Options {
@@ -148,6 +154,7 @@ impl Default for Options {
             vmrun: None,
             images: None,
             only: Vec::new(),
+            functions: None,
         }
     }
 }
@@ -195,6 +202,13 @@ pub fn parse_args(args: &[String]) -> Result<Parsed, String> {
                 o.runs = 3;
             }
             "--no-count" => o.count = false,
+            "--functions" => {
+                let v = value(name)?;
+                let n = v
+                    .parse::<usize>()
+                    .map_err(|_| format!("{name}: expected a number, got {v:?}"))?;
+                o.functions = Some(if n == 0 { usize::MAX } else { n });
+            }
             "--vmrun" => o.vmrun = Some(value(name)?.into()),
             "--images" => o.images = Some(value(name)?.into()),
             "--only" => {
@@ -265,6 +279,7 @@ pub fn run_with_output(args: &[String], out: &mut dyn Write) -> i32 {
         vmrun: o.vmrun.clone().or_else(find_vmrun),
         tsc_khz: 0,
         map: None,
+        functions: o.functions,
     };
     // The TSC frequency KVM reports, from a first guest run (also a warm-up).
     let hello = env.images.join("hello_static");
@@ -410,6 +425,15 @@ mod tests {
         assert_eq!(only.only, ["exec", "getpid"]);
         assert!(only.runs_row("exec") && !only.runs_row("anon_touch"));
         assert!(o.runs_row("anon_touch"), "every row without --only");
+        let shown = |a: &[&str]| match parse_args(&args(a)) {
+            Ok(Parsed::Run(o)) => Ok(o.functions),
+            Ok(Parsed::Help) => Err("help".to_string()),
+            Err(e) => Err(e),
+        };
+        assert_eq!(shown(&[]), Ok(None));
+        assert_eq!(shown(&["--functions", "12"]), Ok(Some(12)));
+        assert_eq!(shown(&["--functions=0"]), Ok(Some(usize::MAX)), "0: all");
+        assert!(shown(&["--functions", "x"]).unwrap_err().contains("number"));
         assert!(parse_args(&args(&["--bogus"]))
             .unwrap_err()
             .contains("--bogus"));

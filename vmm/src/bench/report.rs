@@ -57,6 +57,7 @@ pub(super) fn ring0_detail(
     p: &StepProfile,
     keys: &[&str],
     per_op: bool,
+    shown: Option<usize>,
 ) -> (Option<String>, String) {
     let window: Vec<&Entry> = p.entries.iter().filter(|e| e.in_window).collect();
     let mut text = String::new();
@@ -98,7 +99,7 @@ pub(super) fn ring0_detail(
         }
     }
     let total: u64 = window.iter().map(|e| e.insns).sum();
-    if let Some(top) = top_functions(&p.window_functions, total, 6) {
+    if let Some(top) = top_functions(&p.window_functions, total, shown.unwrap_or(6)) {
         let _ = writeln!(text, "{:<16}   where: {top}", "");
     }
     (label, text)
@@ -333,12 +334,12 @@ mod tests {
             ..Default::default()
         };
         let args = ["open".to_string(), "1".to_string()];
-        let (label, text) = ring0_detail("open_close", &args, &p, &["openat", "close"], true);
+        let (label, text) = ring0_detail("open_close", &args, &p, &["openat", "close"], true, None);
         assert_eq!(label.as_deref(), Some("4500/openat+close"));
         assert!(text.contains("1 VM exits"), "{text}");
-        let (label, _) = ring0_detail("open_close", &args, &p, &["#PF"], true);
+        let (label, _) = ring0_detail("open_close", &args, &p, &["#PF"], true, None);
         assert_eq!(label.as_deref(), Some("500/close"), "first kind of entry");
-        let (label, _) = ring0_detail("open_close", &args, &p, &["#PF"], false);
+        let (label, _) = ring0_detail("open_close", &args, &p, &["#PF"], false, None);
         assert_eq!(label, None);
         let kinds = entry_kinds(&p.entries);
         assert_eq!(kinds, ["openat x1 4000", "close x1 500", "getppid x1 130"]);

@@ -73,6 +73,8 @@ pub(super) struct Env {
     pub(super) vmrun: Option<PathBuf>,
     pub(super) tsc_khz: u64,
     pub(super) map: Option<KernelMap>,
+    /// How many functions a `where:` line names (`None`: its default).
+    pub(super) functions: Option<usize>,
 }
 
 pub(super) fn programs(o: &Options) -> Vec<Program> {
@@ -419,7 +421,14 @@ pub(super) fn bench_program(
     if let Some(map) = &env.map {
         match step_program_sized(&path, &p.step_args, &[], p.mem, map, p.fault_size) {
             Ok(profile) => {
-                let (label, text) = ring0_detail(p.row, &p.step_args, &profile, p.ring0, ops > 0);
+                let (label, text) = ring0_detail(
+                    p.row,
+                    &p.step_args,
+                    &profile,
+                    p.ring0,
+                    ops > 0,
+                    env.functions,
+                );
                 row.ring0 = label;
                 if let Some((key, figure)) = p.budget {
                     if let Some(&median) = window_medians(&profile).get(key) {
@@ -542,9 +551,9 @@ pub(super) fn bench_exec(
                     row.ring0 = Some(format!("{n}/exec"));
                 }
                 hello_figures(&p, figures);
-                hello_detail(&p, detail);
+                hello_detail(&p, detail, env.functions);
                 if let Some(base) = p.exec_insns {
-                    exec_per_string(&hello, base, map, detail, figures);
+                    exec_per_string(&hello, base, map, detail, figures, env.functions);
                 }
             }
             Err(e) => {
@@ -561,7 +570,13 @@ pub(super) fn bench_exec(
                     LARGE_MEM >> 30,
                     p.boot_insns
                 );
-                where_line(detail, "boot", &p.boot_functions, p.boot_insns);
+                where_line(
+                    detail,
+                    "boot",
+                    &p.boot_functions,
+                    p.boot_insns,
+                    env.functions,
+                );
             }
             Err(e) => {
                 let _ = writeln!(
@@ -595,7 +610,7 @@ fn hello_figures(p: &StepProfile, figures: &mut Figures) {
 
 /// The detail lines of the stepped `hello_static` run: the phases, where
 /// each spent its instructions, and the kernel entries after exec.
-fn hello_detail(p: &StepProfile, detail: &mut String) {
+fn hello_detail(p: &StepProfile, detail: &mut String, shown: Option<usize>) {
     let after: u64 = p.entries.iter().map(|e| e.insns).sum();
     let _ = writeln!(
         detail,
@@ -606,9 +621,9 @@ fn hello_detail(p: &StepProfile, detail: &mut String) {
         p.exec_insns.map_or("?".into(), |n| n.to_string()),
         p.entries.len(),
     );
-    where_line(detail, "boot", &p.boot_functions, p.boot_insns);
+    where_line(detail, "boot", &p.boot_functions, p.boot_insns, shown);
     if let Some(n) = p.exec_insns {
-        where_line(detail, "exec", &p.exec_functions, n);
+        where_line(detail, "exec", &p.exec_functions, n, shown);
     }
     let _ = writeln!(
         detail,
@@ -633,7 +648,7 @@ fn hello_detail(p: &StepProfile, detail: &mut String) {
             entry_kinds(std::slice::from_ref(e))[0],
             e.insns
         );
-        where_line(detail, &what, functions, e.insns);
+        where_line(detail, &what, functions, e.insns, shown);
     }
     if let (Some((e_seen, e_want)), Some((r_seen, r_want))) = (p.entry_check, p.return_check) {
         let _ = writeln!(
@@ -648,8 +663,14 @@ fn hello_detail(p: &StepProfile, detail: &mut String) {
 }
 
 /// `   <what> where: f 40%, g 20%, ...` for one phase of a stepped run.
-fn where_line(detail: &mut String, what: &str, functions: &BTreeMap<String, u64>, total: u64) {
-    if let Some(top) = top_functions(functions, total, 8) {
+fn where_line(
+    detail: &mut String,
+    what: &str,
+    functions: &BTreeMap<String, u64>,
+    total: u64,
+    shown: Option<usize>,
+) {
+    if let Some(top) = top_functions(functions, total, shown.unwrap_or(8)) {
         let _ = writeln!(detail, "{:<16}   {what} where: {top}", "");
     }
 }
@@ -662,6 +683,7 @@ fn exec_per_string(
     map: &KernelMap,
     detail: &mut String,
     figures: &mut Figures,
+    shown: Option<usize>,
 ) {
     let strings: Vec<String> = (0..EXTRA_STRINGS)
         .map(|i| format!("VMRUN_BENCH_{i:02}=value-{i:02}"))
@@ -677,7 +699,7 @@ fn exec_per_string(
                  instructions, {per:.1} per string",
                 "exec"
             );
-            where_line(detail, "exec", &p.exec_functions, with);
+            where_line(detail, "exec", &p.exec_functions, with, shown);
         }
         Err(e) => {
             let _ = writeln!(
