@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 6;
+pub const CONTRACT_VERSION: u32 = 7;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -24,34 +24,45 @@ pub mod layout {
     /// Size of a large (2 MiB) page.
     pub const HUGE_PAGE_SIZE: u64 = 0x20_0000;
 
-    /// Boot GDT written by the VMM (guest physical).
+    /// Boot GDT written by the VMM (guest physical; GDTR holds its
+    /// direct-map address, as nothing maps low memory identically).
     pub const BOOT_GDT_PHYS: u64 = 0x500;
     /// Boot information page, [`super::BootInfo`] (guest physical).
     pub const BOOT_INFO_PHYS: u64 = 0x1000;
-    /// Boot PML4 written by the VMM (guest physical).
+    /// The kernel's PML4, written by the VMM (guest physical): CR3 from the
+    /// first instruction on, and the kernel's own for the whole run (it
+    /// adopts the tables below as they are; see docs/architecture.md).
     pub const BOOT_PML4_PHYS: u64 = 0x2000;
-    /// Boot PDPT for the identity map of low memory.
-    pub const BOOT_PDPT_LOW_PHYS: u64 = 0x3000;
-    /// Boot PDPT for the kernel's high mapping.
+    /// Page directory of the syscall trampoline's 2 MiB region.
+    pub const BOOT_PD_TRAMPOLINE_PHYS: u64 = 0x3000;
+    /// PDPT of the top 2 GiB: the kernel image and the trampoline.
     pub const BOOT_PDPT_HIGH_PHYS: u64 = 0x4000;
-    /// Boot PDPT for the direct map.
+    /// PDPT of the direct map.
     pub const BOOT_PDPT_DIRECT_PHYS: u64 = 0x5000;
-    /// First of [`BOOT_PD_COUNT`] consecutive boot page directories, each
-    /// mapping 1 GiB with 2 MiB pages: physical 0..4 GiB (or less RAM).
+    /// First of [`BOOT_PD_COUNT`] consecutive page directories of the
+    /// direct map, each mapping 1 GiB with 2 MiB pages: physical 0..4 GiB
+    /// (or less RAM).
     pub const BOOT_PD_PHYS: u64 = 0x6000;
-    /// Number of boot page directories in low memory (the first 4 GiB; the
-    /// VMM puts those for the RAM above in the top pages of RAM).
+    /// Number of direct-map page directories in low memory (the first 4
+    /// GiB; the VMM puts those for the RAM above in the top pages of RAM).
     pub const BOOT_PD_COUNT: u64 = 4;
     /// Statistics page, [`super::GuestStats`], written by the guest.
     pub const STATS_PHYS: u64 = 0xa000;
-    /// Boot page directory of the identity and kernel-image mappings of
-    /// the first GiB (executable 2 MiB pages, for the kernel's first
-    /// instructions only; the direct map has directories of its own).
+    /// Page directory of the kernel image's GiB: its entries point at the
+    /// image's page tables.
     pub const BOOT_PD_IMAGE_PHYS: u64 = 0xb000;
+    /// Page table of the syscall trampoline page.
+    pub const BOOT_PT_TRAMPOLINE_PHYS: u64 = 0xc000;
+    /// First of [`BOOT_PT_IMAGE_COUNT`] consecutive page tables of the
+    /// kernel image, one per 2 MiB of physical memory from 0: 4 KiB leaves
+    /// with the rights of the image's ELF segments (text read+execute,
+    /// rodata read-only, data and bss read+write, both no-execute).
+    pub const BOOT_PT_IMAGE_PHYS: u64 = 0xd000;
+    /// Number of image page tables: the kernel image must end below
+    /// `BOOT_PT_IMAGE_COUNT * 2 MiB` physical.
+    pub const BOOT_PT_IMAGE_COUNT: u64 = 3;
     /// The flags of every 2 MiB leaf of the VMM's direct map (present,
-    /// writable, accessed, dirty, global, no-execute, supervisor only): the
-    /// tables under [`BOOT_PDPT_DIRECT_PHYS`] are the kernel's direct map
-    /// for the whole run; the kernel links them into its own PML4.
+    /// writable, accessed, dirty, global, no-execute, supervisor only).
     pub const DIRECT_MAP_LEAF_FLAGS: u64 = 1 | 1 << 1 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 63;
     /// Start of the argument block: exec file name, argv and envp strings.
     pub const ARGS_PHYS: u64 = 0x1_0000;
@@ -59,6 +70,10 @@ pub mod layout {
     pub const ARGS_MAX: u64 = 0x8_0000;
     /// Physical load address of the guest kernel image.
     pub const KERNEL_PHYS: u64 = 0x10_0000;
+    /// The syscall trampoline's frame: the kernel image's first page (the
+    /// VMM maps it at [`SYSCALL_TRAMPOLINE_VIRT`] without knowing the
+    /// image's symbols).
+    pub const SYSCALL_TRAMPOLINE_PHYS: u64 = KERNEL_PHYS;
 
     /// Virtual base of the kernel image mapping: maps physical 0 here.
     pub const KERNEL_VIRT_BASE: u64 = 0xffff_ffff_8000_0000;

@@ -1,13 +1,14 @@
 //! Boot: from the VMM's 64-bit entry to the program's first instruction.
 //!
 //! 1. Check the boot info; start the frame allocator on the free RAM.
-//! 2. Build the kernel's own page tables (the kernel image with
-//!    per-section rights, the user-executable syscall trampoline page, and
-//!    a link to the VMM's direct map of all RAM) and switch to them.
+//! 2. Adopt the kernel's page tables, which the VMM wrote by the contract
+//!    (the kernel image with per-segment rights, the user-executable
+//!    syscall trampoline page, the direct map of all RAM) and CR3 already
+//!    points at: from here on they are the kernel's, and a traced boot
+//!    reports every table and entry of them.
 //! 3. Load the GDT/TSS and IDT, enable SYSCALL (LSTAR at the trampoline).
 //! 4. Exec the program from the file image the VMM placed in RAM, then run.
 
-use crate::arch::layout::ImageLayout;
 use crate::arch::phys::DirectMap;
 use crate::arch::{cpu, gdt, global::Once, hypercall, idt, trap};
 use crate::host::Host;
@@ -17,7 +18,7 @@ use guest_kernel::errno::Errno;
 use guest_kernel::exec::aslr::Layout;
 use guest_kernel::fs::cache::{FileInfo, InodeKey};
 use guest_kernel::mm::frame::FrameAllocator;
-use guest_kernel::mm::paging::{pte, KernelHalf, PageSize, PageTable};
+use guest_kernel::mm::paging::{pte, KernelHalf, KERNEL_HALF};
 use guest_kernel::mm::phys::PhysMem;
 use guest_kernel::mm::space::MmEnv;
 use guest_kernel::process::task;
@@ -53,8 +54,7 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     };
     let mut mem = mem;
     mem.enable_trace(info.trace_phys, info.trace_len, info.trace_mask);
-    k.kernel = build_kernel_tables(&mut mem, &mut k.frames);
-    cpu::load_kernel_tables(&k.kernel);
+    k.kernel = adopt_kernel_tables(&mut mem);
     setup_cpu();
     let vvar_phys = setup_heap(&mut mem, &mut k.frames, info.mem_size);
     k.fs.connect();
@@ -165,100 +165,54 @@ fn setup_vdso(k: &mut Kernel, mem: &mut DirectMap, vvar_phys: u64) {
 }
 
 fn oom() -> ! {
-    hypercall::panic(b"out of memory building the kernel page tables")
+    hypercall::panic(b"out of memory setting up the kernel")
 }
 
-/// The kernel's page tables; returns their PML4 and used kernel-half
-/// entries.
-fn build_kernel_tables(mem: &mut DirectMap, frames: &mut FrameAllocator) -> KernelHalf {
-    let Ok(mut pt) = PageTable::new(mem, frames) else {
-        oom()
-    };
-    let kernel_rw = pte::P | pte::RW | pte::A | pte::D | pte::G | pte::NX;
-    link_direct_map(mem, pt.root());
-    let img = ImageLayout::get();
-    let sections = [
-        (img.text, img.trampoline, pte::P | pte::A | pte::G),
-        (img.trampoline, img.trampoline_end, pte::P | pte::A | pte::G),
-        (img.rodata, img.data, pte::P | pte::A | pte::G | pte::NX),
-        (img.data, img.end, kernel_rw),
-    ];
-    for (start, end, flags) in sections {
-        map_4k_run(&mut pt, mem, frames, start, end, flags);
+/// The kernel's page tables as the VMM wrote them (`contract::layout`:
+/// the PML4 at `BOOT_PML4_PHYS`, loaded in CR3 since the first
+/// instruction): the kernel takes them over as they are. Writing the
+/// image's 4 KiB entries here cost over 2,000 emulated instructions per
+/// boot; every table a program uses (its user half) is still the
+/// kernel's own work. With page-table tracing on, each adopted table and
+/// entry is reported as if written now.
+fn adopt_kernel_tables(mem: &mut DirectMap) -> KernelHalf {
+    if crate::arch::layout::trampoline_phys() != SYSCALL_TRAMPOLINE_PHYS {
+        hypercall::panic(b"the syscall trampoline is not where the contract puts it");
     }
-    let tramp = ImageLayout::phys(img.trampoline);
-    let user_x = pte::P | pte::US | pte::A;
-    pt.map(
-        mem,
-        frames,
-        SYSCALL_TRAMPOLINE_VIRT,
-        tramp,
-        PageSize::Size4K,
-        user_x,
-    )
-    .unwrap_or_else(|_| oom());
-    allow_user_path(mem, pt.root(), SYSCALL_TRAMPOLINE_VIRT);
+    if trace::on(mem, category::PAGE_TABLES) {
+        trace_adopted(mem, BOOT_PML4_PHYS, 4, KERNEL_HALF);
+    }
     let pml4_index = |va: u64| (va >> 39) & 0x1ff;
-    let used = [DIRECT_MAP_BASE, KERNEL_VIRT_BASE, SYSCALL_TRAMPOLINE_VIRT].map(pml4_index);
-    KernelHalf::new(pt.root(), &used)
+    KernelHalf::new(
+        BOOT_PML4_PHYS,
+        &[pml4_index(DIRECT_MAP_BASE), pml4_index(KERNEL_VIRT_BASE)],
+    )
 }
 
-/// Link the VMM's direct map of all RAM (its PDPT and page directories of
-/// 2 MiB leaves, `DIRECT_MAP_LEAF_FLAGS`) into the kernel's PML4: one
-/// entry, whatever the RAM size, where building it here would take a write
-/// per 2 MiB (32,768 at 64 GiB). The guest builds every other table; these
-/// stay the VMM's, never written or freed, outside the frame allocator.
-fn link_direct_map(mem: &mut DirectMap, root: u64) {
-    let entry = BOOT_PDPT_DIRECT_PHYS | pte::P | pte::RW | pte::A;
-    let slot = root + ((DIRECT_MAP_BASE >> 39) & 0x1ff) * 8;
-    mem.write_u64(slot, entry);
-    trace::emit(
-        mem,
-        category::PAGE_TABLES,
-        kind::PTE_SET,
-        0,
-        [DIRECT_MAP_BASE, 4, BOOT_PDPT_DIRECT_PHYS, entry, 0, 0],
-    );
-}
-
-/// Map `[start, end)` of the kernel image to its physical pages.
-fn map_4k_run(
-    pt: &mut PageTable,
-    mem: &mut DirectMap,
-    frames: &mut FrameAllocator,
-    start: u64,
-    end: u64,
-    flags: u64,
-) {
-    let mut va = start;
-    while va < end {
-        let n = (end - va) / PAGE_SIZE;
-        let done = pt.map_pages(
-            mem,
-            frames,
-            va,
-            ImageLayout::phys(va),
-            n,
-            PageSize::Size4K,
-            flags,
-        );
-        let done = done.unwrap_or_else(|_| oom());
-        if done == 0 {
-            hypercall::panic(b"kernel image pages overlap");
+/// Trace the table at `table` (level 4 = PML4; below, covering from
+/// `base`) and everything under it, as `pt-alloc` and `pte-set` records.
+/// Of the PML4 only the kernel half is walked, and the direct map is
+/// reported as its one PML4 entry, not its thousands of leaves.
+fn trace_adopted(mem: &mut DirectMap, table: u64, level: u64, base: u64) {
+    let span = 1u64 << (12 + 9 * (level - 1));
+    let (first, start, end) = match level {
+        4 => (256, 0, 1 << 48),
+        _ => (0, base, base.wrapping_add(span * 512)),
+    };
+    let a = [level, start, end, table, 0, 0];
+    trace::emit(mem, category::PAGE_TABLES, kind::PT_ALLOC, 0, a);
+    for i in first..512 {
+        let entry = mem.read_u64(table + i * 8);
+        if entry & pte::P == 0 {
+            continue;
         }
-        va += done * PAGE_SIZE;
-    }
-}
-
-/// Set the user bit on the table entries leading to `va` (the trampoline
-/// is the only user-accessible page in the kernel half).
-fn allow_user_path(mem: &mut DirectMap, root: u64, va: u64) {
-    let mut table = root;
-    for level in [4u32, 3, 2] {
-        let entry = table + ((va >> (12 + 9 * (level - 1))) & 0x1ff) * 8;
-        let e = mem.read_u64(entry);
-        mem.write_u64(entry, e | pte::US);
-        table = e & pte::ADDR_MASK;
+        let va = base + (i - first) * span;
+        let frame = entry & pte::ADDR_MASK;
+        let a = [va, level, frame, entry, 0, 0];
+        trace::emit(mem, category::PAGE_TABLES, kind::PTE_SET, 0, a);
+        if level > 1 && entry & pte::PS == 0 && va != DIRECT_MAP_BASE {
+            trace_adopted(mem, frame, level - 1, va);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! are, straight from the file into guest RAM (they become the guest's page
 //! cache for the file), and the guest kernel validates and maps them.
 
+use crate::boot::ImageSegment;
 use crate::error::{Error, Result};
 use crate::memory::GuestRam;
 use linux_loader::loader::{elf::Elf, KernelLoader};
@@ -19,12 +20,14 @@ use vmrun_contract::{trace, BootInfo, VmaExport, BOOT_MAGIC, CONTRACT_VERSION};
 pub static GUEST_KERNEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest-kernel.elf"));
 
 /// Where the kernel image landed.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LoadedKernel {
     /// Virtual entry address.
     pub entry: u64,
     /// End (exclusive) of the image in guest-physical memory.
     pub phys_end: u64,
+    /// Its loadable segments, for the kernel's page tables.
+    pub segments: Vec<ImageSegment>,
 }
 
 /// Load the embedded kernel ELF at its physical addresses.
@@ -40,7 +43,25 @@ pub fn load_kernel(mem: &GuestMemoryMmap, image: &[u8]) -> Result<LoadedKernel> 
     Ok(LoadedKernel {
         entry: res.kernel_load.0,
         phys_end: res.kernel_end,
+        segments: segments(image)?,
     })
+}
+
+/// The image's `PT_LOAD` segments with their physical addresses and rights.
+fn segments(image: &[u8]) -> Result<Vec<ImageSegment>> {
+    use goblin::elf::program_header::{PF_W, PF_X, PT_LOAD};
+    let elf = goblin::elf::Elf::parse(image).map_err(|e| Error::KernelLoad(format!("{e}")))?;
+    Ok(elf
+        .program_headers
+        .iter()
+        .filter(|ph| ph.p_type == PT_LOAD && ph.p_memsz > 0)
+        .map(|ph| ImageSegment {
+            phys: ph.p_paddr,
+            len: ph.p_memsz,
+            writable: ph.p_flags & PF_W != 0,
+            executable: ph.p_flags & PF_X != 0,
+        })
+        .collect())
 }
 
 /// The exec file name, argument and environment strings, laid out as the
@@ -367,11 +388,28 @@ mod tests {
     }
 
     #[test]
+    fn embedded_kernel_segments_are_text_rodata_and_data_with_the_trampoline_first() {
+        let ram = GuestRam::new(32 << 20).unwrap();
+        let k = load_kernel(ram.mem(), GUEST_KERNEL).unwrap();
+        let rights: Vec<(bool, bool)> = k
+            .segments
+            .iter()
+            .map(|s| (s.writable, s.executable))
+            .collect();
+        assert_eq!(rights, [(false, true), (false, false), (true, false)]);
+        assert_eq!(
+            k.segments[0].phys,
+            vmrun_contract::layout::SYSCALL_TRAMPOLINE_PHYS
+        );
+    }
+
+    #[test]
     fn working_directory_is_written_after_the_length_table() {
         let ram = GuestRam::new(16 << 20).unwrap();
         let k = LoadedKernel {
             entry: 0,
             phys_end: 2 << 20,
+            segments: Vec::new(),
         };
         let p = BootPayload {
             cwd: b"/home/u/src",
@@ -390,6 +428,7 @@ mod tests {
         let k = LoadedKernel {
             entry: 0,
             phys_end: 2 << 20,
+            segments: Vec::new(),
         };
         let big = vec![0u8; 13 << 20];
         let err = write_payload(&ram, &k, &payload(&big)).unwrap_err();

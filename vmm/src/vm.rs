@@ -907,7 +907,7 @@ fn write_boot_state(
     program: loader::ProgramSource,
     host: &HostFacts,
 ) -> Result<BootInfo> {
-    boot::write_boot_tables(ram)?;
+    boot::write_boot_tables(ram, &kernel.segments)?;
     let execfn = config.program.as_os_str().as_encoded_bytes();
     let args = loader::args_block(execfn, &config.argv, &config.env)?;
     let lens = loader::string_lengths(execfn, &config.argv, &config.env);

@@ -82,9 +82,10 @@ pub fn enable_features() {
 
 /// Switch to the kernel's own page tables.
 pub fn load_kernel_tables(kernel: &KernelHalf) {
-    // SAFETY: `KernelHalf` is built by `boot::build_kernel_tables`, whose
-    // tables map the kernel image, its stacks and the direct map exactly as
-    // the boot tables do.
+    // SAFETY: the one `KernelHalf` is made by `boot::adopt_kernel_tables`
+    // from the tables the kernel has run on since its first instruction
+    // (the VMM's, by the contract): they map the kernel image, its stacks
+    // and the direct map.
     unsafe { write_cr3(kernel.root()) };
 }
 

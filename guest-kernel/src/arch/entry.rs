@@ -1,5 +1,6 @@
 //! The kernel's first instructions: the VMM enters `_start` in 64-bit mode
-//! on its boot page tables with the boot-info address in RDI.
+//! on the kernel's page tables (written by the VMM) with the boot-info
+//! address in RDI.
 
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
