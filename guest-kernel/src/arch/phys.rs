@@ -1,7 +1,7 @@
 //! Physical memory through the direct map, with bulk work done by the host.
 //!
-//! All guest RAM is mapped at `DIRECT_MAP_BASE` (by the VMM's boot tables
-//! first, then by the kernel's own). Single words are read and written in
+//! All guest RAM is mapped at `DIRECT_MAP_BASE` (by the VMM's direct map,
+//! which the kernel adopts at boot). Single words are read and written in
 //! place; zeroing and copying pages are hypercalls, because the host does in
 //! a microsecond what emulated ring 0 does in a few hundred.
 
@@ -220,8 +220,9 @@ pub fn bytes(mem: &DirectMap, pa: u64, len: u64) -> &'static [u8] {
 pub fn boot_info() -> vmrun_contract::BootInfo {
     let p = (DIRECT_MAP_BASE + vmrun_contract::layout::BOOT_INFO_PHYS)
         as *const vmrun_contract::BootInfo;
-    // SAFETY: the VMM's boot tables map low RAM at DIRECT_MAP_BASE and it
+    // SAFETY: the VMM's direct map maps low RAM at DIRECT_MAP_BASE and it
     // wrote a BootInfo (plain integers: any bits are a valid value) at
-    // BOOT_INFO_PHYS before the first instruction.
-    unsafe { core::ptr::read_volatile(p) }
+    // BOOT_INFO_PHYS before the first instruction. A plain read is one
+    // block copy, where a volatile one reads field by field.
+    unsafe { core::ptr::read(p) }
 }

@@ -141,6 +141,19 @@ pub struct Process {
 /// The pid vmrun's program gets (it is the VM's only, init-like process).
 pub const INIT_PID: u64 = 1;
 
+/// The signal information of a new process: a constant, so that it is
+/// one block copy (a repeat expression of a struct with padding becomes a
+/// store per field, 320 of them, in the emulated ring 0).
+const NO_SIG_INFO: [crate::signal::frame::SigInfo; NSIG] = [crate::signal::frame::SigInfo {
+    signo: 0,
+    errno: 0,
+    code: 0,
+    addr_or_pid: 0,
+    uid: 0,
+    status: 0,
+    value: 0,
+}; NSIG];
+
 impl Process {
     /// A process with no address space yet (for statics).
     pub fn empty() -> Process {
@@ -180,15 +193,7 @@ impl Process {
             sigmask: 0,
             sigmask_after_handler: None,
             sig_pending: 0,
-            sig_info: [crate::signal::frame::SigInfo {
-                signo: 0,
-                errno: 0,
-                code: 0,
-                addr_or_pid: 0,
-                uid: 0,
-                status: 0,
-                value: 0,
-            }; NSIG],
+            sig_info: NO_SIG_INFO,
             altstack: [0, 2, 0],
             exe: [0; 256],
             exe_len: 0,
