@@ -18,13 +18,15 @@ struct Shared(UnsafeCell<Idt>);
 // SAFETY: one CPU; written once by `init` before interrupts can happen.
 unsafe impl Sync for Shared {}
 
-static IDT: Shared = Shared(UnsafeCell::new(Idt([0; 512])));
+/// The IDT: every gate but the two system-call ones is a constant (see
+/// [`TABLE`]), so boot writes two gates instead of thirty-five.
+static IDT: Shared = Shared(UnsafeCell::new(Idt(TABLE)));
 
-fn gate(handler: u64, ist: u8, dpl: u8) -> [u64; 2] {
-    let attr = 0x8e | (u64::from(dpl) << 5); // present interrupt gate
+const fn gate(handler: u64, ist: u8, dpl: u8) -> [u64; 2] {
+    let attr = 0x8e | ((dpl as u64) << 5); // present interrupt gate
     let low = (handler & 0xffff)
-        | (u64::from(KERNEL_CS) << 16)
-        | (u64::from(ist) << 32)
+        | ((KERNEL_CS as u64) << 16)
+        | ((ist as u64) << 32)
         | (attr << 40)
         | (((handler >> 16) & 0xffff) << 48);
     [low, handler >> 32]
@@ -41,41 +43,52 @@ const SPECIAL: [(usize, u8, u8); 5] = [
     (18, IST_FATAL, 0),
 ];
 
-/// Fill and load the IDT.
-///
-/// The 32 exception gates are written in one loop of the usual gate
-/// (the handler's address bits merged into a fixed template: no per-vector
-/// choice of IST or DPL inside it), then the five [`SPECIAL`] ones again:
-/// boot runs in emulated ring 0, where the per-vector choice was most of
-/// the CPU setup's instructions.
+/// The gates of the exceptions (but #UD, a system-call entry) and of the
+/// timer, from the stubs' fixed places (`trap::STUBS_VIRT`): built by
+/// the compiler, where filling them at boot was most of the CPU set-up's
+/// emulated instructions. The timer's gate has DPL 0: it is injected by
+/// the host, never raised by an instruction (a user's `int 0x20` faults).
+const TABLE: [u64; 512] = {
+    let mut t = [0u64; 512];
+    let mut v = 0;
+    while v < 32 {
+        if v != 6 {
+            let [lo, hi] = gate(trap::STUBS_VIRT + v as u64 * trap::STUB_STRIDE, IST_USER, 0);
+            t[v * 2] = lo;
+            t[v * 2 + 1] = hi;
+        }
+        v += 1;
+    }
+    let mut i = 0;
+    while i < SPECIAL.len() {
+        let (v, ist, dpl) = SPECIAL[i];
+        let [lo, hi] = gate(trap::STUBS_VIRT + v as u64 * trap::STUB_STRIDE, ist, dpl);
+        t[v * 2] = lo;
+        t[v * 2 + 1] = hi;
+        i += 1;
+    }
+    let v = trap::TIMER_VECTOR as usize;
+    let [lo, hi] = gate(trap::STUBS_VIRT + v as u64 * trap::STUB_STRIDE, IST_USER, 0);
+    t[v * 2] = lo;
+    t[v * 2 + 1] = hi;
+    t
+};
+
+/// Fill in the system-call gates (#UD and `int 0x80`, whose stubs are
+/// not in the fixed slots) and load the IDT.
 pub fn init() {
-    let stubs = trap::stubs();
+    if !trap::stubs_in_place() {
+        super::hypercall::panic(b"the trap stubs are not where the IDT expects them");
+    }
+    let [ud, int80] = trap::syscall_stubs();
     let idt = IDT.0.get();
-    let usual = gate(0, IST_USER, 0)[0];
     // SAFETY: called once at boot with interrupts off; nothing reads the IDT
     // while it is written, and LIDT gets a pointer to the static table.
     unsafe {
         let table = &mut (*idt).0;
-        for (pair, &stub) in table[..64].chunks_exact_mut(2).zip(&stubs[..32]) {
-            // gate(stub, IST_USER, 0) without rebuilding the template.
-            pair[0] = usual | (stub & 0xffff) | ((stub & 0xffff_0000) << 32);
-            pair[1] = stub >> 32;
-        }
-        for (vector, ist, dpl) in SPECIAL {
-            let [lo, hi] = gate(stubs[vector], ist, dpl);
-            table[vector * 2] = lo;
-            table[vector * 2 + 1] = hi;
-        }
+        [table[12], table[13]] = gate(ud, IST_USER, 0);
         let v = trap::SYSCALL_VECTOR as usize;
-        let [lo, hi] = gate(stubs[32], IST_USER, 3);
-        (*idt).0[v * 2] = lo;
-        (*idt).0[v * 2 + 1] = hi;
-        // The timer interrupt: injected by the host, never raised by an
-        // instruction (DPL 0 refuses a user's `int 0x20`).
-        let v = trap::TIMER_VECTOR as usize;
-        let [lo, hi] = gate(stubs[33], IST_USER, 0);
-        (*idt).0[v * 2] = lo;
-        (*idt).0[v * 2 + 1] = hi;
+        [table[v * 2], table[v * 2 + 1]] = gate(int80, IST_USER, 3);
         let idtr = super::gdt::pointer(idt as u64, 256 * 16 - 1);
         asm!("lidt [{}]", in(reg) idtr.as_ptr(), options(nostack));
     }

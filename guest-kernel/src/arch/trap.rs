@@ -124,9 +124,45 @@ global_asm!(
         push \v
         jmp trap_common
     .endm
-    .irp v, 0,1,2,3,4,5,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32
-    TRAP_NOERR \v
+    // The stubs of the exceptions and the timer, each at the start of its
+    // slot of `{stride}` bytes (slot = vector) from the page after the
+    // trampoline (the linker script puts this section first in .text), so
+    // that the IDT is a constant (`idt::TABLE`); `.org` refuses a stub
+    // that outgrows its slot. Vector 6 is a system-call stub, below.
+    .pushsection .text.trap_stubs, "ax"
+    .global vmrun_trap_slots
+    vmrun_trap_slots:
+    .macro SLOT v, kind
+    .org vmrun_trap_slots + \v * {stride}
+    TRAP_\kind \v
+    .endm
+    .irp v, 0,1,2,3,4,5
+    SLOT \v, NOERR
     .endr
+    SLOT 7, NOERR
+    SLOT 8, ERR
+    SLOT 9, NOERR
+    .irp v, 10,11,12,13,14
+    SLOT \v, ERR
+    .endr
+    .irp v, 15,16
+    SLOT \v, NOERR
+    .endr
+    SLOT 17, ERR
+    .irp v, 18,19,20
+    SLOT \v, NOERR
+    .endr
+    SLOT 21, ERR
+    .irp v, 22,23,24,25,26,27,28
+    SLOT \v, NOERR
+    .endr
+    .irp v, 29,30
+    SLOT \v, ERR
+    .endr
+    .irp v, 31,32
+    SLOT \v, NOERR
+    .endr
+    .popsection
 
     // The two ways a system call arrives (see `is_syscall_entry`): #UD
     // at the trampoline (kvm_pvm), `int 0x80` just after it (VMX/SVM).
@@ -191,9 +227,6 @@ global_asm!(
     .endm
     SYSCALL_STUB 6, {tramp}
     SYSCALL_STUB 128, {tramp} + 2
-    .irp v, 8,10,11,12,13,14,17,21,29,30
-    TRAP_ERR \v
-    .endr
 
     trap_common:
         cld
@@ -252,13 +285,10 @@ global_asm!(
         iretq
 
     .section .rodata.trap, "a"
-    .global vmrun_trap_stubs
-    vmrun_trap_stubs:
-    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-        .quad trap_stub_\v
-    .endr
+    .global vmrun_syscall_stubs
+    vmrun_syscall_stubs:
+        .quad trap_stub_6
         .quad trap_stub_128
-        .quad trap_stub_32
 
     .section .trampoline, "ax"
     vmrun_syscall_trampoline:
@@ -273,17 +303,35 @@ global_asm!(
     fastcx = sym FAST_CX,
     fastfn = sym FAST_FN,
     tramp = const vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT as i64,
+    stride = const STUB_STRIDE,
 );
 
 extern "C" {
-    static vmrun_trap_stubs: [u64; 34];
+    static vmrun_trap_slots: u8;
+    static vmrun_syscall_stubs: [u64; 2];
 }
 
-/// Entry addresses of the stubs for vectors 0..32, then vector 0x80, then
-/// the timer's.
-pub fn stubs() -> &'static [u64; 34] {
+/// Where the linker script puts the exception and timer stubs: the page
+/// after the trampoline, the first of the image's text.
+pub const STUBS_VIRT: u64 = vmrun_contract::layout::KERNEL_VIRT_BASE
+    + vmrun_contract::layout::KERNEL_PHYS
+    + vmrun_contract::layout::PAGE_SIZE;
+
+/// Bytes from one stub's start to the next's (the stub of vector `v`, or
+/// of the timer's 0x20, is at `STUBS_VIRT + v * STUB_STRIDE`).
+pub const STUB_STRIDE: u64 = 16;
+
+/// Whether the stubs lie where [`STUBS_VIRT`] says (the linker script's
+/// placement; the assembler checks the slots within).
+pub fn stubs_in_place() -> bool {
+    core::ptr::addr_of!(vmrun_trap_slots) as u64 == STUBS_VIRT
+}
+
+/// Entry addresses of the two system-call stubs: #UD (vector 6) and
+/// vector 0x80.
+pub fn syscall_stubs() -> [u64; 2] {
     // SAFETY: a read-only table emitted by the asm above.
-    unsafe { &*core::ptr::addr_of!(vmrun_trap_stubs) }
+    unsafe { vmrun_syscall_stubs }
 }
 
 /// Offset of the instruction after the trampoline's `int 0x80`.
