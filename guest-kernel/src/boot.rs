@@ -56,7 +56,7 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     mem.enable_trace(info.trace_phys, info.trace_len, info.trace_mask);
     k.kernel = adopt_kernel_tables(&mut mem);
     setup_cpu();
-    let vvar_phys = setup_heap(&mut mem, &mut k.frames, info.mem_size);
+    let vvar_phys = setup_heap(&mut k.frames, info.mem_size);
     k.fs.connect();
     k.process.0 = Some(alloc::boxed::Box::new(Process::empty()));
     k.tasks.kernel = k.kernel;
@@ -92,21 +92,15 @@ fn read_boot_info(pa: u64) -> BootInfo {
 /// zeroing).
 /// Returns the vDSO data pages ([vvar] then [vvar_vclock], zeroed), which
 /// sit between the bitmap and the heap.
-fn setup_heap(mem: &mut DirectMap, frames: &mut FrameAllocator, mem_size: u64) -> u64 {
+fn setup_heap(frames: &mut FrameAllocator, mem_size: u64) -> u64 {
     let bits = frames.cache_bits_bytes().next_multiple_of(PAGE_SIZE);
     let vvar = (vvar::VVAR_PAGES + vvar::VCLOCK_PAGES) * PAGE_SIZE;
     let reserved = bits + vvar;
     let size =
         ((mem_size / 64 + reserved).clamp(2 << 20, 32 << 20)).next_multiple_of(HUGE_PAGE_SIZE);
-    let Some(mut base) = frames.alloc_huge_zeroed(mem) else {
+    let Some(base) = frames.alloc_huge_run_fresh(size / HUGE_PAGE_SIZE) else {
         oom()
     };
-    for _ in 1..size / HUGE_PAGE_SIZE {
-        match frames.alloc_huge_zeroed(mem) {
-            Some(pa) if pa + HUGE_PAGE_SIZE == base => base = pa,
-            _ => hypercall::panic(b"kernel heap frames are not consecutive"),
-        }
-    }
     frames.use_cache_bits(base);
     crate::arch::heap::init(DIRECT_MAP_BASE + base + reserved, size - reserved);
     base + bits
@@ -132,9 +126,7 @@ fn task_limit(heap: u64) -> usize {
 fn setup_vdso(k: &mut Kernel, mem: &mut DirectMap, vvar_phys: u64) {
     let info = k.info;
     let pages = vvar::VVAR_PAGES + vvar::VCLOCK_PAGES;
-    for i in 0..pages {
-        k.frames.set_cache(mem, vvar_phys + i * PAGE_SIZE, true);
-    }
+    k.frames.set_cache_run(mem, vvar_phys, pages, true);
     let data = [
         vvar::MAGIC,
         k.host.tsc0,
@@ -142,9 +134,7 @@ fn setup_vdso(k: &mut Kernel, mem: &mut DirectMap, vvar_phys: u64) {
         info.realtime_ns,
         info.monotonic_ns,
     ];
-    for (i, w) in data.iter().enumerate() {
-        mem.write_u64(vvar_phys + 8 * i as u64, *w);
-    }
+    mem.write_words(vvar_phys, &data);
     let cache = &mut k.cache;
     let vvar_len = vvar::VVAR_PAGES * PAGE_SIZE;
     let ids = (

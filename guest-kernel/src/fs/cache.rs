@@ -279,15 +279,26 @@ impl PageCache {
     }
 
     /// Add a kernel-provided image ([vdso], [vvar]): `len` bytes at `phys`
-    /// named `name`, with a private identity (`ino`).
+    /// named `name`, with a private identity (`ino`). It is not entered in
+    /// the index by identity: no host file has its device (`u64::MAX`), so
+    /// no lookup would find it there.
     pub fn add_special(&mut self, name: &[u8], phys: u64, len: u64, ino: u64) -> KResult<u16> {
-        let info = FileInfo {
+        if phys & (PAGE_SIZE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let id = self.slot()?;
+        self.inodes[usize::from(id)] = Some(Inode {
             key: InodeKey { dev: u64::MAX, ino },
             size: len,
             mtime: (0, 0),
-        };
-        let id = self.add_image(info, name, phys)?;
-        self.get_mut(id)?.special = true;
+            path: name.to_vec(),
+            image: Some(phys),
+            special: true,
+            pages: PageIndex::default(),
+            handle: None,
+            users: 1,
+            writers: 0,
+        });
         Ok(id)
     }
 
