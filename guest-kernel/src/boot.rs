@@ -35,17 +35,17 @@ static KERNEL: Once<Kernel> = Once::new(Kernel::empty());
 #[no_mangle]
 pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     let tsc0 = cpu::rdtsc();
-    let info = read_boot_info(boot_info_phys);
-    hypercall::phase(phase::KERNEL_ENTRY);
     let Some(k) = KERNEL.take() else {
         hypercall::panic(b"kmain entered twice")
     };
+    read_boot_info(boot_info_phys, &mut k.info);
+    hypercall::phase(phase::KERNEL_ENTRY);
+    let info = &k.info;
     let Some(mem) = crate::arch::phys::take(info.mem_size) else {
         hypercall::panic(b"direct map already taken")
     };
     k.frames = FrameAllocator::new(info.free_phys_start, info.free_phys_end);
     k.frames.fault_size = vmrun_contract::FaultSize::from_flags(info.flags);
-    k.info = info;
     k.host = Host {
         tsc0,
         tsc_khz: info.tsc_khz,
@@ -73,18 +73,19 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     k.run(&mut mem)
 }
 
-fn read_boot_info(pa: u64) -> BootInfo {
+/// Copy the boot info into `info` (one block copy, straight into the
+/// kernel's state) and check it.
+fn read_boot_info(pa: u64, info: &mut BootInfo) {
     if pa != BOOT_INFO_PHYS {
         hypercall::panic(b"boot info not at the contract's address");
     }
-    let info = crate::arch::phys::boot_info();
+    *info = crate::arch::phys::boot_info();
     if info.magic != BOOT_MAGIC || info.version != CONTRACT_VERSION {
         hypercall::panic(b"boot info magic or version mismatch");
     }
     if info.free_phys_start >= info.free_phys_end || info.free_phys_end > info.mem_size {
         hypercall::panic(b"boot info: bad free memory range");
     }
-    info
 }
 
 /// The kernel heap (1/64 of RAM, 2 to 32 MiB) and the page-cache bitmap

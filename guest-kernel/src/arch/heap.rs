@@ -133,6 +133,11 @@ pub fn init(start: u64, size: u64) {
     // nothing else refers to it, and nothing has allocated yet.
     unsafe {
         let st = &mut *HEAP.0.get();
-        st.large.init(start as *mut u8, size as usize);
+        // The small classes' first chunk is the region's start, so that
+        // boot's small allocations need no first-fit search for it.
+        let refill = REFILL.min(size as usize);
+        st.bump = start as usize;
+        st.bump_end = st.bump + refill;
+        st.large.init((start as usize + refill) as *mut u8, size as usize - refill);
     }
 }
