@@ -173,12 +173,15 @@ fn adopt_kernel_tables(mem: &mut DirectMap) -> KernelHalf {
     if trace::on(mem, category::PAGE_TABLES) {
         trace_adopted(mem, BOOT_PML4_PHYS, 4, KERNEL_HALF);
     }
-    let pml4_index = |va: u64| (va >> 39) & 0x1ff;
-    KernelHalf::new(
-        BOOT_PML4_PHYS,
-        &[pml4_index(DIRECT_MAP_BASE), pml4_index(KERNEL_VIRT_BASE)],
-    )
+    KERNEL_TABLES
 }
+
+/// The kernel half the VMM's tables use: the direct map's PML4 entry and
+/// the one of the image and the trampoline (a constant, copied at boot).
+const KERNEL_TABLES: KernelHalf = KernelHalf::new(
+    BOOT_PML4_PHYS,
+    &[(DIRECT_MAP_BASE >> 39) & 0x1ff, (KERNEL_VIRT_BASE >> 39) & 0x1ff],
+);
 
 /// Trace the table at `table` (level 4 = PML4; below, covering from
 /// `base`) and everything under it, as `pt-alloc` and `pte-set` records.

@@ -302,17 +302,20 @@ impl KernelHalf {
     /// The kernel PML4 at `root`, whose used kernel-half entries are all in
     /// `used` (PML4 indices 256..512); an index outside that range makes
     /// every entry count as used.
-    pub fn new(root: u64, used: &[u64]) -> Self {
+    pub const fn new(root: u64, used: &[u64]) -> Self {
         let mut k = Self {
             root,
             ..Self::empty()
         };
-        for &i in used {
-            k.note(if (ENTRIES / 2..ENTRIES).contains(&i) {
+        let mut n = 0;
+        while n < used.len() {
+            let i = used[n];
+            k.note(if i >= ENTRIES / 2 && i < ENTRIES {
                 i
             } else {
                 u64::MAX
             });
+            n += 1;
         }
         k
     }
@@ -323,7 +326,7 @@ impl KernelHalf {
     }
 
     /// Record that PML4 entry `i` is used (`u64::MAX`: give up listing).
-    fn note(&mut self, i: u64) {
+    const fn note(&mut self, i: u64) {
         if self.len >= KERNEL_TOP_MAX || i >= ENTRIES {
             self.len = KERNEL_TOP_MAX + 1;
             return;
