@@ -136,21 +136,19 @@ fn setup_vdso(k: &mut Kernel, mem: &mut DirectMap, vvar_phys: u64) {
         info.monotonic_ns,
     ];
     mem.write_words(vvar_phys, &data);
-    let cache = &mut k.cache;
     let vvar_len = vvar::VVAR_PAGES * PAGE_SIZE;
-    let ids = (
-        cache.add_special(b"[vvar]", vvar_phys, vvar_len, 1),
-        cache.add_special(
+    let ids = k.cache.add_specials([
+        (b"[vvar]", vvar_phys, vvar_len),
+        (
             b"[vvar_vclock]",
             vvar_phys + vvar_len,
             vvar::VCLOCK_PAGES * PAGE_SIZE,
-            2,
         ),
-        cache.add_special(b"[vdso]", info.vdso_phys, info.vdso_len, 3),
-    );
-    if let (Ok(a), Ok(b), Ok(c)) = ids {
+        (b"[vdso]", info.vdso_phys, info.vdso_len),
+    ]);
+    if let Ok(ids) = ids {
         if info.vdso_phys != 0 && info.vdso_len > 0 {
-            k.process.vdso = Some([a, b, c]);
+            k.process.vdso = Some(ids);
         }
     }
 }
@@ -180,7 +178,10 @@ fn adopt_kernel_tables(mem: &mut DirectMap) -> KernelHalf {
 /// the one of the image and the trampoline (a constant, copied at boot).
 const KERNEL_TABLES: KernelHalf = KernelHalf::new(
     BOOT_PML4_PHYS,
-    &[(DIRECT_MAP_BASE >> 39) & 0x1ff, (KERNEL_VIRT_BASE >> 39) & 0x1ff],
+    &[
+        (DIRECT_MAP_BASE >> 39) & 0x1ff,
+        (KERNEL_VIRT_BASE >> 39) & 0x1ff,
+    ],
 );
 
 /// Trace the table at `table` (level 4 = PML4; below, covering from

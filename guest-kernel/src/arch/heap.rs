@@ -138,6 +138,7 @@ pub fn init(start: u64, size: u64) {
         let refill = REFILL.min(size as usize);
         st.bump = start as usize;
         st.bump_end = st.bump + refill;
-        st.large.init((start as usize + refill) as *mut u8, size as usize - refill);
+        st.large
+            .init((start as usize + refill) as *mut u8, size as usize - refill);
     }
 }

@@ -278,28 +278,47 @@ impl PageCache {
         Ok((id, took))
     }
 
-    /// Add a kernel-provided image ([vdso], [vvar]): `len` bytes at `phys`
-    /// named `name`, with a private identity (`ino`). It is not entered in
-    /// the index by identity: no host file has its device (`u64::MAX`), so
-    /// no lookup would find it there.
-    pub fn add_special(&mut self, name: &[u8], phys: u64, len: u64, ino: u64) -> KResult<u16> {
-        if phys & (PAGE_SIZE - 1) != 0 {
+    /// Add the kernel-provided images ([vvar], [vdso] and kin) in one go:
+    /// `(name, phys, len)` each (`phys` page aligned), with private
+    /// identities (inode numbers 1, 2, ... in that order). Returns their
+    /// ids. They are appended with room made once, not placed in free
+    /// slots (boot adds them, when there are none), and not entered in the
+    /// index by identity: no host file has their device (`u64::MAX`), so
+    /// no lookup would find them there.
+    pub fn add_specials<const N: usize>(
+        &mut self,
+        images: [(&[u8], u64, u64); N],
+    ) -> KResult<[u16; N]> {
+        if images
+            .iter()
+            .any(|&(_, phys, _)| phys & (PAGE_SIZE - 1) != 0)
+        {
             return Err(Errno::EINVAL);
         }
-        let id = self.slot()?;
-        self.inodes[usize::from(id)] = Some(Inode {
-            key: InodeKey { dev: u64::MAX, ino },
-            size: len,
-            mtime: (0, 0),
-            path: name.to_vec(),
-            image: Some(phys),
-            special: true,
-            pages: PageIndex::default(),
-            handle: None,
-            users: 1,
-            writers: 0,
-        });
-        Ok(id)
+        if self.inodes.len() + N > usize::from(u16::MAX) {
+            return Err(Errno::ENFILE);
+        }
+        self.inodes.reserve(N);
+        let mut ids = [0; N];
+        for (n, (name, phys, len)) in images.into_iter().enumerate() {
+            ids[n] = self.inodes.len() as u16;
+            self.inodes.push(Some(Inode {
+                key: InodeKey {
+                    dev: u64::MAX,
+                    ino: n as u64 + 1,
+                },
+                size: len,
+                mtime: (0, 0),
+                path: name.to_vec(),
+                image: Some(phys),
+                special: true,
+                pages: PageIndex::default(),
+                handle: None,
+                users: 1,
+                writers: 0,
+            }));
+        }
+        Ok(ids)
     }
 
     /// Set the host identity of `id` (the boot image learns it late).
@@ -561,6 +580,35 @@ mod tests {
                 _ => 0,
             }
         }
+    }
+
+    #[test]
+    fn specials_get_consecutive_ids_their_pages_and_no_place_in_the_identity_index() {
+        let (_, _, mut cache, _, file) = setup(PAGE_SIZE);
+        let ids = cache
+            .add_specials([
+                (b"[vvar]", 0x20_0000, 2 * PAGE_SIZE),
+                (b"[vdso]", 0x30_0000, PAGE_SIZE),
+            ])
+            .unwrap();
+        assert_eq!(ids, [file + 1, file + 2]);
+        let vvar = cache.get(ids[0]).unwrap();
+        assert!(vvar.special);
+        assert_eq!(vvar.path, b"[vvar]");
+        assert_eq!(vvar.resident(1), Some(0x20_1000));
+        assert_eq!(vvar.resident(2), None);
+        assert_eq!(
+            cache.get(ids[1]).unwrap().key,
+            InodeKey {
+                dev: u64::MAX,
+                ino: 2
+            }
+        );
+        assert!(!cache.by_key.contains_key(&InodeKey {
+            dev: u64::MAX,
+            ino: 1
+        }));
+        assert_eq!(cache.add_specials([(b"x", 0x1234, 1)]), Err(Errno::EINVAL));
     }
 
     fn setup(size: u64) -> (TestMem, FrameAllocator, PageCache, FakeFile, u16) {
