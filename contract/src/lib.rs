@@ -70,10 +70,10 @@ pub mod layout {
     pub const ARGS_MAX: u64 = 0x8_0000;
     /// Physical load address of the guest kernel image.
     pub const KERNEL_PHYS: u64 = 0x10_0000;
-    /// The syscall trampoline's frame: the kernel image's first page (the
-    /// VMM maps it at [`SYSCALL_TRAMPOLINE_VIRT`] without knowing the
-    /// image's symbols).
-    pub const SYSCALL_TRAMPOLINE_PHYS: u64 = KERNEL_PHYS;
+    /// The syscall trampoline's frame: the kernel image's second page, the
+    /// first holding its entry point (the VMM maps it at
+    /// [`SYSCALL_TRAMPOLINE_VIRT`] without knowing the image's symbols).
+    pub const SYSCALL_TRAMPOLINE_PHYS: u64 = KERNEL_PHYS + PAGE_SIZE;
 
     /// Virtual base of the kernel image mapping: maps physical 0 here.
     pub const KERNEL_VIRT_BASE: u64 = 0xffff_ffff_8000_0000;

@@ -8,8 +8,8 @@
 //! docs/architecture.md): the kernel image at its link base in 4 KiB
 //! pages with the rights of its ELF segments ([`ImageSegment`]: text
 //! read+execute, rodata read-only, data and bss read+write, both
-//! no-execute, all global); the syscall trampoline page, the image's first
-//! ([`SYSCALL_TRAMPOLINE_PHYS`]), user read+execute at
+//! no-execute, all global); the syscall trampoline page, the image's
+//! second ([`SYSCALL_TRAMPOLINE_PHYS`]), user read+execute at
 //! [`SYSCALL_TRAMPOLINE_VIRT`]; and all of RAM at the direct-map base in
 //! 2 MiB no-execute global leaves ([`DIRECT_MAP_LEAF_FLAGS`]). The direct
 //! map's page directories for the first 4 GiB are in low memory; those of
@@ -125,14 +125,15 @@ pub fn write_boot_tables(ram: &GuestRam, segments: &[ImageSegment]) -> Result<()
     }
     write_direct_map(ram)?;
     write_image_tables(ram, segments)?;
-    let holds_trampoline = |s: &&ImageSegment| s.phys == SYSCALL_TRAMPOLINE_PHYS;
+    let holds_trampoline =
+        |s: &&ImageSegment| (s.phys..s.phys + s.len).contains(&SYSCALL_TRAMPOLINE_PHYS);
     if !segments
         .iter()
         .find(holds_trampoline)
         .is_some_and(|s| s.executable && !s.writable)
     {
         return Err(Error::KernelLoad(format!(
-            "no read+execute segment starts at {SYSCALL_TRAMPOLINE_PHYS:#x} (the syscall trampoline)"
+            "the syscall trampoline's page {SYSCALL_TRAMPOLINE_PHYS:#x} is not in a read+execute segment"
         )));
     }
     let table = |phys: u64| phys | PTE_P | PTE_RW | PTE_A;
@@ -362,7 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn the_trampoline_is_the_one_user_page_and_maps_the_image_start() {
+    fn the_trampoline_is_the_one_user_page_and_maps_the_contracts_frame() {
         let ram = tables(64 << 20);
         let e = leaf(&ram, SYSCALL_TRAMPOLINE_VIRT).unwrap();
         assert_eq!(e & 0x000f_ffff_ffff_f000, SYSCALL_TRAMPOLINE_PHYS);

@@ -312,9 +312,9 @@ extern "C" {
 }
 
 /// Where the linker script puts the exception and timer stubs: the page
-/// after the trampoline, the first of the image's text.
+/// after the trampoline, the start of the image's text.
 pub const STUBS_VIRT: u64 = vmrun_contract::layout::KERNEL_VIRT_BASE
-    + vmrun_contract::layout::KERNEL_PHYS
+    + vmrun_contract::layout::SYSCALL_TRAMPOLINE_PHYS
     + vmrun_contract::layout::PAGE_SIZE;
 
 /// Bytes from one stub's start to the next's (the stub of vector `v`, or
