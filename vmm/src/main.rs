@@ -80,7 +80,7 @@ struct Args {
 
     /// Print trace records as they happen; CATS is a comma list of pt, vma,
     /// fault, syscall, exec, task, all (those six), and boot (the guest
-    /// kernel's own page tables, built before the program's exec)
+    /// kernel's own page tables, adopted at boot before the program's exec)
     #[arg(long, value_name = "CATS", value_parser = parse_categories, help_heading = OBSERVE)]
     trace: Option<u32>,
     /// Write trace records as JSON lines to FILE (the categories of --trace,
