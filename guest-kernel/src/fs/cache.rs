@@ -15,6 +15,7 @@
 //! file changed on the host meanwhile (size or mtime differ at the next
 //! open), its unmapped pages are dropped.
 
+use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
@@ -110,8 +111,9 @@ pub struct Inode {
     pub size: u64,
     /// Modification time as last seen (seconds, nanoseconds).
     pub mtime: (i64, u32),
-    /// Canonical guest path (for maps listings).
-    pub path: Vec<u8>,
+    /// Canonical guest path (for maps listings); a kernel-provided
+    /// image's static name.
+    pub path: Cow<'static, [u8]>,
     /// The file lies contiguously in RAM here (the boot program's image,
     /// the vDSO and its data pages).
     image: Option<u64>,
@@ -215,7 +217,7 @@ impl PageCache {
             key: info.key,
             size: info.size,
             mtime: info.mtime,
-            path: path.to_vec(),
+            path: Cow::Owned(path.to_vec()),
             image: Some(phys),
             special: false,
             pages: PageIndex::default(),
@@ -248,7 +250,7 @@ impl PageCache {
                     key: info.key,
                     size: info.size,
                     mtime: info.mtime,
-                    path: path.to_vec(),
+                    path: Cow::Owned(path.to_vec()),
                     image: None,
                     special: false,
                     pages: PageIndex::default(),
@@ -279,7 +281,8 @@ impl PageCache {
     }
 
     /// Add the kernel-provided images ([vvar], [vdso] and kin) in one go:
-    /// `(name, phys, len)` each (`phys` page aligned), with private
+    /// `(name, phys, len)` each (`phys` page aligned; the name is kept as
+    /// it is, not copied to the heap), with private
     /// identities (inode numbers 1, 2, ... in that order). Returns their
     /// ids. They are appended with room made once, not placed in free
     /// slots (boot adds them, when there are none), and not entered in the
@@ -287,7 +290,7 @@ impl PageCache {
     /// no lookup would find them there.
     pub fn add_specials<const N: usize>(
         &mut self,
-        images: [(&[u8], u64, u64); N],
+        images: [(&'static [u8], u64, u64); N],
     ) -> KResult<[u16; N]> {
         if images
             .iter()
@@ -309,7 +312,7 @@ impl PageCache {
                 },
                 size: len,
                 mtime: (0, 0),
-                path: name.to_vec(),
+                path: Cow::Borrowed(name),
                 image: Some(phys),
                 special: true,
                 pages: PageIndex::default(),
@@ -594,7 +597,7 @@ mod tests {
         assert_eq!(ids, [file + 1, file + 2]);
         let vvar = cache.get(ids[0]).unwrap();
         assert!(vvar.special);
-        assert_eq!(vvar.path, b"[vvar]");
+        assert_eq!(&*vvar.path, b"[vvar]");
         assert_eq!(vvar.resident(1), Some(0x20_1000));
         assert_eq!(vvar.resident(2), None);
         assert_eq!(

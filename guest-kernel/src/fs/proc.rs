@@ -292,8 +292,8 @@ pub fn map_line(t: &mut Text, mm: &Mm, cache: &PageCache, v: &crate::mm::vma::Vm
         let shared = v.flags.contains(VmFlags::SHARED);
         let (off, dev, ino, path) = match v.backing {
             Backing::File { file, offset, .. } => match cache.get(file) {
-                Some(i) if i.special => (0, 0, 0, Some(i.path.as_slice())),
-                Some(i) => (offset, i.key.dev, i.key.ino, Some(i.path.as_slice())),
+                Some(i) if i.special => (0, 0, 0, Some(&*i.path)),
+                Some(i) => (offset, i.key.dev, i.key.ino, Some(&*i.path)),
                 None => (offset, 0, 0, None),
             },
             Backing::Anon => (0, 0, 0, None),

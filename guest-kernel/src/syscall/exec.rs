@@ -406,7 +406,7 @@ fn exe_path<M: PhysMem, H: HostIo>(
             .env
             .cache
             .get(id)
-            .map(|i| i.path.clone())
+            .map(|i| i.path.to_vec())
             .unwrap_or_default(),
     }
 }
