@@ -21,13 +21,15 @@ pub enum Platform {
 }
 
 impl Platform {
-    /// Detect the platform from the host's CPU flags and loaded modules.
+    /// Detect the platform from the host's loaded modules and CPU flags.
+    /// A loaded kvm_pvm module decides alone, so /proc/cpuinfo (a few KiB
+    /// the kernel formats anew for every read) is read only without it.
     pub fn detect() -> Platform {
+        if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+            return Platform::Pvm;
+        }
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        Self::from_host_facts(
-            &cpuinfo,
-            std::path::Path::new("/sys/module/kvm_pvm").exists(),
-        )
+        Self::from_host_facts(&cpuinfo, false)
     }
 
     /// The decision itself, from /proc/cpuinfo's text and whether the
