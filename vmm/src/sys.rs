@@ -1,4 +1,5 @@
-//! Host facts the VMM passes to the guest: clocks and stdio file types.
+//! Host facts the VMM passes to the guest: clocks, random bytes and stdio
+//! file types.
 
 /// The host's `clock` (a libc clock id) in nanoseconds; 0 if unreadable.
 pub fn clock_ns(clock: libc::clockid_t) -> u64 {
@@ -13,28 +14,61 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// `N` random bytes as /dev/urandom gives them, in one getrandom(2) call
+/// (GRND_INSECURE: never waits for the entropy pool), or read from
+/// /dev/urandom where the kernel lacks that flag (before Linux 5.6).
+/// A failure of both leaves zeroes.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // SAFETY: getrandom writes at most `N` bytes into the valid `buf`.
+    let got = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), N, libc::GRND_INSECURE) };
+    if got != N as isize {
+        let _ = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));
+    }
+    buf
+}
+
 /// `st_mode` of this process's fds 0, 1 and 2 (0 where fstat fails).
 pub fn stdio_modes() -> [u32; 4] {
-    use std::os::fd::AsFd;
-    use std::os::unix::fs::MetadataExt;
-    let mode = |fd: std::os::fd::BorrowedFd<'_>| {
-        let owned = fd.try_clone_to_owned().ok()?;
-        std::fs::File::from(owned).metadata().ok().map(|m| m.mode())
-    };
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    [
-        mode(stdin.as_fd()).unwrap_or(0),
-        mode(stdout.as_fd()).unwrap_or(0),
-        mode(stderr.as_fd()).unwrap_or(0),
-        0,
-    ]
+    [fd_mode(0), fd_mode(1), fd_mode(2), 0]
+}
+
+/// `st_mode` of `fd` (0 if fstat fails, e.g. for a closed fd).
+fn fd_mode(fd: libc::c_int) -> u32 {
+    // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one stat into the valid `st`; it only reads the
+    // fd number, which need not be open.
+    match unsafe { libc::fstat(fd, &mut st) } {
+        0 => st.st_mode,
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_bytes_are_not_all_zero() {
+        // 32 zero bytes by chance: about one in 2^256.
+        assert_ne!(random_bytes::<32>(), [0; 32]);
+    }
+
+    #[test]
+    fn stdio_modes_are_fstats_of_fds_0_to_2() {
+        use std::os::unix::fs::MetadataExt;
+        let want =
+            |fd: i32| std::fs::metadata(format!("/proc/self/fd/{fd}")).map_or(0, |m| m.mode());
+        let modes = stdio_modes();
+        assert_eq!(modes[3], 0);
+        for fd in 0..3 {
+            if std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok() {
+                assert_eq!(modes[fd as usize], want(fd), "fd {fd}");
+            }
+        }
+    }
 
     #[test]
     fn monotonic_clock_moves_forward() {

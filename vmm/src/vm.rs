@@ -939,6 +939,11 @@ fn write_boot_state(
         flags |= boot_flags::LEAK_CHECK;
     }
     let canonical = std::fs::canonicalize(&config.program).unwrap_or(config.program.clone());
+    // AT_RANDOM's bytes and the independent --aslr seed, drawn at once.
+    let drawn = crate::sys::random_bytes::<24>();
+    let (random, seed) = drawn.split_at(16);
+    let random: [u8; 16] = random.try_into().unwrap_or_default();
+    let seed: [u8; 8] = seed.try_into().unwrap_or_default();
     let payload = BootPayload {
         program,
         args: &args,
@@ -949,8 +954,8 @@ fn write_boot_state(
         envc: config.env.len() as u32,
         flags,
         tsc_khz: host.tsc_khz,
-        random: random_bytes(),
-        aslr_seed: u64::from_le_bytes(random_bytes()[..8].try_into().unwrap_or_default()),
+        random,
+        aslr_seed: u64::from_le_bytes(seed),
         trace_mask: o.trace_mask,
         trace_records: if o.trace_records == 0 {
             DEFAULT_TRACE_RECORDS
@@ -961,15 +966,6 @@ fn write_boot_state(
         notify_fault_every: o.fault_every,
     };
     loader::write_payload(ram, kernel, &payload)
-}
-
-fn random_bytes() -> [u8; 16] {
-    let mut buf = [0u8; 16];
-    // A failure leaves zeroes: AT_RANDOM then is not random, which only
-    // matters for hardening inside the guest program.
-    let _ = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));
-    buf
 }
 
 fn setup_vcpu(vcpu: &VcpuFd, entry: u64) -> Result<()> {
