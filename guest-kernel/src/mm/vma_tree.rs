@@ -497,6 +497,18 @@ impl VmaTree {
     /// allocated.
     pub fn insert_at(&mut self, i: usize, vma: Vma) -> KResult<()> {
         let i = i.min(self.len);
+        if let Some(Node::Leaf(v)) = &mut self.root {
+            // A small address space (a fresh exec's) is one leaf with
+            // room: no spare to allocate, no path to walk, no summary to
+            // keep (the root has none).
+            if v.len() < LEAF_CAP {
+                v.insert(i, vma);
+                self.len += 1;
+                self.add_weight(&vma);
+                self.forget_finger();
+                return Ok(());
+            }
+        }
         let mut spares = self.spares_for(i)?;
         self.forget_finger();
         let Some(root) = self.root.as_mut() else {
@@ -1055,6 +1067,32 @@ mod tests {
     fn nodes_fit_the_heap_block_they_are_counted_as() {
         assert!(core::mem::size_of::<Vma>() * LEAF_CAP <= NODE_BYTES);
         assert!(core::mem::size_of::<Child>() * INNER_CAP <= NODE_BYTES);
+    }
+
+    #[test]
+    fn inserts_into_a_one_leaf_tree_keep_order_counts_and_a_later_split() {
+        let mut t = VmaTree::new();
+        // Middle, front and back of a single leaf, then past its capacity.
+        for (n, k) in [4u64, 0, 9, 2, 7].into_iter().enumerate() {
+            let i = t.rank_start(area(k).start);
+            t.insert_at(i, area(k)).unwrap();
+            assert_eq!(t.len(), n + 1);
+        }
+        let starts: Vec<u64> = t.iter().map(|v| v.start / 0x2000).collect();
+        assert_eq!(starts, [0, 2, 4, 7, 9]);
+        assert_eq!(t.bytes(), 5 * 0x1000);
+        assert_eq!(t.data_bytes(), 0);
+        // A lookup sets the finger; an insert must not leave it stale.
+        assert_eq!(t.seek(area(9).start).0, 4);
+        t.insert_at(4, area(8)).unwrap();
+        assert_eq!(t.get(4).map(|v| v.start), Some(area(8).start));
+        for k in 10..10 + LEAF_CAP as u64 {
+            t.insert_at(t.len(), area(k)).unwrap();
+        }
+        assert_eq!(t.len(), 6 + LEAF_CAP);
+        let starts: Vec<u64> = t.iter().map(|v| v.start).collect();
+        assert!(starts.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(t.seek(area(12).start), (8, t.get(8)));
     }
 
     #[test]

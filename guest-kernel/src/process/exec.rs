@@ -75,10 +75,15 @@ fn map_segment(mm: &mut Mm, file: u16, seg: &Segment, ram_pages: u64) -> KResult
 /// segments may share a page), the later segment's mapping wins, as a
 /// MAP_FIXED mapping would.
 fn insert_replacing(mm: &mut Mm, vma: Vma) -> KResult<()> {
-    if mm.vmas.intersects(vma.start, vma.end) {
-        mm.vmas.remove_range(vma.start, vma.end, |_| {})?;
+    // `insert` fails with EEXIST, changing nothing, only on an overlap:
+    // the common case (no shared page) pays one search, not two.
+    match mm.vmas.insert(vma) {
+        Err(Errno::EEXIST) => {
+            mm.vmas.remove_range(vma.start, vma.end, |_| {})?;
+            mm.vmas.insert(vma).map(|_| ())
+        }
+        r => r.map(|_| ()),
     }
-    mm.vmas.insert(vma).map(|_| ())
 }
 
 /// Writes the stack through the process's page tables. The stack builder
@@ -161,11 +166,8 @@ pub fn load_elf_binary<M: PhysMem>(
         prot = Prot(prot.0 | Prot::EXEC.0);
     }
     let vma = Vma::anon(stack.vma_start, stack.vma_end, prot, VmFlags::GROWSDOWN);
-    // A segment already there: EEXIST, as Linux's MAP_FIXED_NOREPLACE
-    // gives for an ELF segment over a mapping.
-    if mm.vmas.intersects(vma.start, vma.end) {
-        return Err(Errno::EEXIST);
-    }
+    // A segment already there: EEXIST (from `insert`), as Linux's
+    // MAP_FIXED_NOREPLACE gives for an ELF segment over a mapping.
     mm.vmas.insert(vma)?;
     let mut sink = Sink {
         mm,
