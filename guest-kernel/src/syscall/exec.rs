@@ -30,7 +30,6 @@ use crate::fs::stat::{S_IFMT, S_IFREG};
 use crate::mm::paging::KernelHalf;
 use crate::mm::phys::PhysMem;
 use crate::process::exec::{load_elf_binary, EntryState};
-use crate::signal::{SIG_DFL, SIG_IGN};
 use crate::trace::{self, category, kind};
 use crate::uaccess::get_user_u64;
 use vmrun_contract::layout::PAGE_SIZE;
@@ -60,8 +59,9 @@ pub struct ExecPlan {
     pub interp: Option<ExecImage>,
     /// The exec file name, argv and envp strings, each NUL-terminated.
     pub args: Cow<'static, [u8]>,
-    /// Their lengths (LE u32, NULs included).
-    pub lens: Cow<'static, [u8]>,
+    /// The stack's argc and argv/envp pointer arrays, built while the
+    /// strings' lengths were checked ([`ArgBlock::with_lengths`]).
+    pub table: Vec<u8>,
     /// argv count.
     pub argc: u32,
     /// envp count.
@@ -449,7 +449,8 @@ fn finish<M: PhysMem, H: HostIo>(
         (None, Some(b)) => b,
         (None, None) => return Err(Errno::EINVAL.into()),
     };
-    let block = ArgBlock::with_lengths(&args, &lens, argc, envc)?;
+    let mut table = Vec::new();
+    let block = ArgBlock::with_lengths(&args, &lens, argc, envc, layout.stack_top, &mut table)?;
     let shape = block.shape();
     StackLayout::new_below_with(&block, layout.stack_top, cx.p.vdso.is_some())
         .map_err(|e| with_message(e, b"arguments and environment too large"))?;
@@ -464,7 +465,7 @@ fn finish<M: PhysMem, H: HostIo>(
         program,
         interp,
         args,
-        lens,
+        table,
         argc,
         envc,
         shape,
@@ -541,7 +542,7 @@ pub fn commit<M: PhysMem, H: HostIo>(
         program,
         interp,
         args,
-        lens,
+        table,
         argc,
         envc,
         shape,
@@ -564,7 +565,7 @@ pub fn commit<M: PhysMem, H: HostIo>(
         0,
         [exec_phase::ADDRESS_SPACE, 0, 0, 0, 0, 0],
     );
-    let block = ArgBlock::checked(&args, &lens, argc, envc, shape)?;
+    let block = ArgBlock::checked(&args, &table, argc, envc, shape)?;
     let base = interp.as_ref().map_or(0, |i| i.plan.base());
     let mut aux = AuxValues::for_program(&program.plan, base, random);
     (aux.hwcap, aux.hwcap2) = hwcap;
@@ -628,14 +629,7 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     for f in core::mem::take(&mut cx.p.mapped_files) {
         release(cx, f);
     }
-    for a in cx.p.sigactions.iter_mut() {
-        if a.handler != SIG_IGN {
-            a.handler = SIG_DFL;
-        }
-        a.flags = 0;
-        a.restorer = 0;
-        a.mask = 0;
-    }
+    crate::signal::flush_handlers(&mut cx.p.sigactions);
     cx.p.altstack = [0, 2, 0];
     cx.p.fs_base = 0;
     cx.p.gs_base = 0;
