@@ -645,18 +645,6 @@ fn prot_of(flags: u32) -> u32 {
     prot
 }
 
-/// The largest power-of-two `p_align` of the `PT_LOAD`s, at least a page.
-fn max_align(b: &[u8], phoff: usize, phnum: usize) -> u64 {
-    let mut align = 0;
-    for i in 0..phnum {
-        let ph = read_phdr(b, phoff + i * PHDR_SIZE);
-        if ph.p_type == PT_LOAD && ph.align.is_power_of_two() && ph.align > align {
-            align = ph.align;
-        }
-    }
-    page_up(align).max(PAGE_SIZE)
-}
-
 impl LoadPlan {
     /// Plan the program being exec'd. `mmap_top` is the top of the
     /// top-down mmap area (0x7ffff7fff000 with randomisation off); programs
@@ -809,6 +797,8 @@ impl LoadPlan {
         let mut phdr_vaddr = None;
         let mut pt_phdr = None;
         let mut index = [0u64; MAX_LOADS];
+        // The largest power-of-two `p_align` of the PT_LOADs.
+        let mut align = 0;
         for i in 0..phnum {
             let ph = read_phdr(table, i * PHDR_SIZE);
             match ph.p_type {
@@ -818,6 +808,9 @@ impl LoadPlan {
                     }
                     plan.add_load(&ph, phoff as u64, &mut phdr_vaddr)?;
                     index[plan.nsegs - 1] = i as u64;
+                    if ph.align.is_power_of_two() && ph.align > align {
+                        align = ph.align;
+                    }
                 }
                 PT_INTERP if plan.interp.is_none() => {
                     plan.interp = Some(check_interp(b, file_len, &ph)?)
@@ -830,7 +823,7 @@ impl LoadPlan {
         if plan.nsegs == 0 {
             return Err(ElfError::NoLoads);
         }
-        let align = max_align(table, 0, phnum);
+        let align = page_up(align).max(PAGE_SIZE);
         plan.load_bias = match plan.choose_bias(role, mmap_top, align, dyn_offset) {
             Ok(bias) => bias,
             Err(e) => return Ok(plan.failing(e)),

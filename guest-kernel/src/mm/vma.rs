@@ -485,10 +485,22 @@ impl VmaSet {
         if vma.is_empty() || (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
-        let (i, next) = self.t.seek(vma.start);
-        if next.is_some_and(|v| v.start < vma.end) {
-            return Err(Errno::EEXIST);
-        }
+        // Past the last area (an exec adds its areas in address order):
+        // no search.
+        let past_last = self
+            .len()
+            .checked_sub(1)
+            .and_then(|l| self.t.get(l))
+            .is_none_or(|l| l.end <= vma.start);
+        let i = if past_last {
+            self.len()
+        } else {
+            let (i, next) = self.t.seek(vma.start);
+            if next.is_some_and(|v| v.start < vma.end) {
+                return Err(Errno::EEXIST);
+            }
+            i
+        };
         if self.len() > MAX_VMAS {
             return Err(Errno::ENOMEM);
         }

@@ -127,8 +127,9 @@ impl<M: PhysMem> StackSink for Sink<'_, '_, '_, M> {
 }
 
 /// Load `plan` (for the image at `file` in the file table) into the fresh
-/// address space `mm`, with `args` on the stack and `aux`
-/// in its auxiliary vector.
+/// address space `mm`, with `args` on the stack as `stack` lays it out
+/// (for the same `args`, `layout.stack_top` and vDSO) and `aux` in its
+/// auxiliary vector.
 #[allow(clippy::too_many_arguments)]
 pub fn load_elf_binary<M: PhysMem>(
     mm: &mut Mm,
@@ -137,7 +138,7 @@ pub fn load_elf_binary<M: PhysMem>(
     plan: &LoadPlan,
     interp: Option<(u16, &LoadPlan)>,
     vdso: Option<[u16; 3]>,
-    args: &ArgBlock,
+    (args, stack): (&ArgBlock, &StackLayout),
     aux: &AuxValues,
     layout: &Layout,
 ) -> KResult<EntryState> {
@@ -160,7 +161,6 @@ pub fn load_elf_binary<M: PhysMem>(
     }
     let phase = [exec_phase::SEGMENTS_MAPPED, 0, 0, 0, 0, 0];
     trace::emit(env.mem, category::EXEC, kind::EXEC_PHASE, 0, phase);
-    let stack = StackLayout::new_below_with(args, layout.stack_top, vdso.is_some())?;
     let mut prot = Prot::RW;
     if plan.exec_stack {
         prot = Prot(prot.0 | Prot::EXEC.0);
@@ -176,7 +176,7 @@ pub fn load_elf_binary<M: PhysMem>(
     };
     stack.write(args, &aux, &mut sink)?;
     let mm = sink.mm;
-    set_mm_fields(mm, plan, &stack, layout);
+    set_mm_fields(mm, plan, stack, layout);
     Ok(EntryState {
         ip: interp.map_or(plan.entry, |(_, i)| i.entry),
         sp: stack.sp,

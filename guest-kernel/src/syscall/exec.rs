@@ -73,6 +73,8 @@ pub struct ExecPlan {
     pub exe: Vec<u8>,
     /// Where the parts go.
     pub layout: Layout,
+    /// The initial stack's addresses, laid out for the argument block.
+    pub stack: StackLayout,
 }
 
 impl ExecPlan {
@@ -452,7 +454,7 @@ fn finish<M: PhysMem, H: HostIo>(
     let mut table = Vec::new();
     let block = ArgBlock::with_lengths(&args, &lens, argc, envc, layout.stack_top, &mut table)?;
     let shape = block.shape();
-    StackLayout::new_below_with(&block, layout.stack_top, cx.p.vdso.is_some())
+    let stack = StackLayout::new_below_with(&block, layout.stack_top, cx.p.vdso.is_some())
         .map_err(|e| with_message(e, b"arguments and environment too large"))?;
     trace::emit(
         cx.env.mem,
@@ -471,6 +473,7 @@ fn finish<M: PhysMem, H: HostIo>(
         shape,
         exe,
         layout,
+        stack,
     }))
 }
 
@@ -548,6 +551,7 @@ pub fn commit<M: PhysMem, H: HostIo>(
         shape,
         exe,
         layout,
+        stack,
     } = *plan;
     begin_new_exec(cx);
     let journaling = cx.p.mm.vmas.journaling();
@@ -578,7 +582,7 @@ pub fn commit<M: PhysMem, H: HostIo>(
         &program.plan,
         interp_ref,
         vdso,
-        &block,
+        (&block, &stack),
         &aux,
         &layout,
     )?;
