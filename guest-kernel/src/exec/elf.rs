@@ -631,7 +631,7 @@ pub fn header_span(ehdr: &[u8]) -> Option<u64> {
 }
 
 /// Linux's `make_prot`: PF_R/PF_W/PF_X to PROT_READ/PROT_WRITE/PROT_EXEC.
-fn prot_of(flags: u32) -> u32 {
+const fn make_prot(flags: u32) -> u32 {
     let mut prot = 0;
     if flags & PF_R != 0 {
         prot |= PROT_READ;
@@ -643,6 +643,23 @@ fn prot_of(flags: u32) -> u32 {
         prot |= PROT_EXEC;
     }
     prot
+}
+
+/// [`make_prot`] of each combination of the three flags.
+const PROT_OF: [u32; 8] = {
+    let mut t = [0; 8];
+    let mut f = 0;
+    while f < 8 {
+        t[f] = make_prot(f as u32);
+        f += 1;
+    }
+    t
+};
+
+/// [`make_prot`] by table lookup (the bits swap places: a dozen shifts
+/// and masks otherwise).
+fn prot_of(flags: u32) -> u32 {
+    PROT_OF[(flags & 7) as usize]
 }
 
 impl LoadPlan {

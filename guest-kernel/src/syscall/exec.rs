@@ -247,16 +247,21 @@ fn open_exec<M: PhysMem, H: HostIo>(
 }
 
 /// Parse an ELF image of inode `id` (`size` bytes) through the cache.
+/// `known`: the file's first bytes if the caller read them already (the
+/// ELF header is read again only if they do not hold it).
 fn plan_image<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     id: u16,
-    size: u64,
+    (size, known): (u64, &[u8]),
     interpreter: bool,
     layout: &Layout,
 ) -> Result<LoadPlan, ExecError> {
     let mut head = [0u8; EHDR_SIZE];
     let n = (size as usize).min(EHDR_SIZE);
-    read_file(cx, id, 0, &mut head[..n])?;
+    match known.get(..n) {
+        Some(k) => head[..n].copy_from_slice(k),
+        None => read_file(cx, id, 0, &mut head[..n])?,
+    }
     if interpreter && n < EHDR_SIZE {
         // Linux reads a whole ELF header of the interpreter: a short read
         // is EIO.
@@ -344,7 +349,7 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         read_file(cx, id, 0, &mut head[..n])?;
         let parsed = script::parse(&head[..n]).map_err(|e| with_message(e, b"bad #! line"))?;
         let Some(sb) = parsed else {
-            let plan = plan_image(cx, id, size, false, &layout)?;
+            let plan = plan_image(cx, id, (size, &head[..n]), false, &layout)?;
             return finish(
                 cx,
                 ExecImage {
@@ -429,7 +434,7 @@ fn finish<M: PhysMem, H: HostIo>(
             let f =
                 open_exec(cx, abs, false).map_err(|e| interp_error(e, b"ELF interpreter ", &p))?;
             let (iid, isize) = exec_inode(cx, &f)?;
-            match plan_image(cx, iid, isize, true, &layout) {
+            match plan_image(cx, iid, (isize, &[]), true, &layout) {
                 Ok(plan) => Some(ExecImage {
                     inode: iid,
                     plan,
