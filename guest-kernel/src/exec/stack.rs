@@ -204,9 +204,12 @@ fn str_len(s: &[u8]) -> KResult<usize> {
 /// of their own. The loop only gathers (the lengths less one OR-ed
 /// together, the last bytes OR-ed together) and tests once after it; only
 /// a table that fails goes through [`check_lengths_exact`] again, for the
-/// errno of its first bad string. Two lengths a turn: the loop's own
-/// count and branch are paid once per pair. Not inlined: in its own
-/// frame the loop keeps every value in a register.
+/// errno of its first bad string (a table that passes the loop has every
+/// pointer stored, whatever the test after it finds). Two lengths a turn:
+/// the loop's own count and branch are paid once per pair. Not inlined:
+/// in its own frame the loop keeps every value in a register. `start` is
+/// at least 1 (the exec file name comes first; EINVAL otherwise) and a
+/// block of 4 GiB or more is E2BIG (far over [`ARG_LIMIT`]).
 #[inline(never)]
 fn check_and_point(
     buf: &[u8],
@@ -224,9 +227,21 @@ fn check_and_point(
     let mut over = 0u64;
     // Non-zero: a string's last byte was not its NUL.
     let mut last = 0u8;
-    // Index of the last byte of the string before (wrapping below 0); the
-    // next string starts at user address `next + idx`.
-    let mut idx = start.wrapping_sub(1);
+    // Positions fit in 32 bits (a block that long is E2BIG anyway), so the
+    // sums below cannot wrap and the compiler sees that the pair's first
+    // string ends inside the block when its second one does: one bounds
+    // check a pair.
+    let (Some(first), Ok(len)) = (start.checked_sub(1), u32::try_from(buf.len())) else {
+        return Err(if start == 0 {
+            Errno::EINVAL
+        } else {
+            Errno::E2BIG
+        });
+    };
+    let len = u64::from(len);
+    // Index of the last byte of the string before (below 2^32, as `len`
+    // is); the next string starts at user address `next + idx`.
+    let mut idx = first as u64 & 0xffff_ffff;
     let next = va.wrapping_sub(start as u64).wrapping_add(1);
     let pairs = lens.len() / 8;
     let (whole, rest) = lens.split_at(8 * pairs);
@@ -234,32 +249,31 @@ fn check_and_point(
     for (l, o) in whole.chunks_exact(8).zip(out_whole.chunks_exact_mut(16)) {
         let w = u64::from_le_bytes(<[u8; 8]>::try_from(l).unwrap_or_default());
         over |= w.wrapping_sub(ONES);
-        o[..8].copy_from_slice(&next.wrapping_add(idx as u64).to_le_bytes());
-        // No overflow: idx stays within the block (checked by `get`)
-        // plus two u32 lengths.
-        let mid = idx.wrapping_add(w as u32 as usize);
-        o[8..].copy_from_slice(&next.wrapping_add(mid as u64).to_le_bytes());
-        let end = mid.wrapping_add((w >> 32) as usize);
-        match (buf.get(mid), buf.get(end)) {
-            (Some(x), Some(y)) => last |= x | y,
-            _ => return check_lengths_exact(buf, lens, start),
+        o[..8].copy_from_slice(&next.wrapping_add(idx).to_le_bytes());
+        let mid = idx + (w & 0xffff_ffff);
+        o[8..].copy_from_slice(&next.wrapping_add(mid).to_le_bytes());
+        let end = mid + (w >> 32);
+        if end >= len {
+            return check_lengths_exact(buf, lens, start);
         }
+        last |= buf[mid as usize] | buf[end as usize];
         idx = end;
     }
     for (l, o) in rest.chunks_exact(4).zip(out_rest.chunks_exact_mut(8)) {
-        let len = u32::from_le_bytes([l[0], l[1], l[2], l[3]]);
-        o.copy_from_slice(&next.wrapping_add(idx as u64).to_le_bytes());
-        over |= u64::from(len.wrapping_sub(1));
-        idx = idx.wrapping_add(len as usize);
-        match buf.get(idx) {
-            Some(&x) => last |= x,
-            None => return check_lengths_exact(buf, lens, start),
+        let n = u32::from_le_bytes([l[0], l[1], l[2], l[3]]);
+        o.copy_from_slice(&next.wrapping_add(idx).to_le_bytes());
+        over |= u64::from(n.wrapping_sub(1));
+        let end = idx + u64::from(n);
+        if end >= len {
+            return check_lengths_exact(buf, lens, start);
         }
+        last |= buf[end as usize];
+        idx = end;
     }
     if over & BAD != 0 || last != 0 {
         return check_lengths_exact(buf, lens, start);
     }
-    Ok(idx.wrapping_add(1))
+    Ok(idx as usize + 1)
 }
 
 /// [`check_and_point`] one string at a time, stopping at the first bad one:
