@@ -663,6 +663,36 @@ fn prot_of(flags: u32) -> u32 {
 }
 
 impl LoadPlan {
+    /// A plan before its headers are read: copied as one block from a
+    /// constant (field by field it costs a store per word of the segment
+    /// array).
+    const EMPTY: LoadPlan = LoadPlan {
+        segs: [Segment {
+            vaddr: 0,
+            memsz: 0,
+            filesz: 0,
+            offset: 0,
+            prot: 0,
+        }; MAX_LOADS],
+        nsegs: 0,
+        e_type: 0,
+        entry: 0,
+        phdr: 0,
+        phnum: 0,
+        phent: PHDR_SIZE as u64,
+        load_bias: 0,
+        interp: None,
+        exec_stack: false,
+        start_code: u64::MAX,
+        end_code: 0,
+        start_data: 0,
+        end_data: 0,
+        elf_bss: 0,
+        elf_brk: 0,
+        start_brk: 0,
+        load_error: None,
+    };
+
     /// Plan the program being exec'd. `mmap_top` is the top of the
     /// top-down mmap area (0x7ffff7fff000 with randomisation off); programs
     /// do not use it (see the module docs), interpreters do.
@@ -792,24 +822,10 @@ impl LoadPlan {
             return Err(ElfError::PhdrsTruncated { end, file_len: got });
         }
         let mut plan = LoadPlan {
-            segs: [Segment::default(); MAX_LOADS],
-            nsegs: 0,
             e_type,
             entry: le(b, 24, 8),
-            phdr: 0,
             phnum: phnum as u64,
-            phent: PHDR_SIZE as u64,
-            load_bias: 0,
-            interp: None,
-            exec_stack: false,
-            start_code: u64::MAX,
-            end_code: 0,
-            start_data: 0,
-            end_data: 0,
-            elf_bss: 0,
-            elf_brk: 0,
-            start_brk: 0,
-            load_error: None,
+            ..LoadPlan::EMPTY
         };
         let mut phdr_vaddr = None;
         let mut pt_phdr = None;

@@ -495,6 +495,7 @@ impl VmaTree {
     /// Insert `vma` at position `i` (`i <= len()`); the caller keeps the
     /// order. ENOMEM, with nothing changed, if the nodes it needs cannot be
     /// allocated.
+    #[inline]
     pub fn insert_at(&mut self, i: usize, vma: Vma) -> KResult<()> {
         let i = i.min(self.len);
         if let Some(Node::Leaf(v)) = &mut self.root {
@@ -509,6 +510,14 @@ impl VmaTree {
                 return Ok(());
             }
         }
+        self.insert_at_slow(i, vma)
+    }
+
+    /// [`Self::insert_at`] for an empty tree, a full leaf or an inner
+    /// root: apart, so that the fast path inlined into callers pays no
+    /// large frame.
+    #[inline(never)]
+    fn insert_at_slow(&mut self, i: usize, vma: Vma) -> KResult<()> {
         let mut spares = self.spares_for(i)?;
         self.forget_finger();
         let Some(root) = self.root.as_mut() else {

@@ -19,7 +19,7 @@ use super::files::{self, absolute, open_path, release, AT_EMPTY_PATH, AT_SYMLINK
 use super::{memory, Ctx, HostIo};
 use crate::errno::{Errno, KResult};
 use crate::exec::aslr::Layout;
-use crate::exec::elf::{header_span, EHDR_SIZE, MAX_PHDR_BYTES};
+use crate::exec::elf::{header_span, EHDR_SIZE, MAX_PHDR_BYTES, PHDR_SIZE};
 use crate::exec::script::{self, BINPRM_BUF_SIZE};
 use crate::exec::stack::ArgShape;
 use crate::exec::stack::MAX_ARG_STRLEN;
@@ -246,6 +246,10 @@ fn open_exec<M: PhysMem, H: HostIo>(
     Ok(f)
 }
 
+/// Bytes of ELF header and program headers read into a stack buffer (an
+/// ELF header and 16 program headers; longer tables go to the heap).
+const SMALL_PREFIX: usize = EHDR_SIZE + 16 * PHDR_SIZE;
+
 /// Parse an ELF image of inode `id` (`size` bytes) through the cache.
 /// `known`: the file's first bytes if the caller read them already (the
 /// ELF header is read again only if they do not hold it).
@@ -282,10 +286,20 @@ fn plan_image<M: PhysMem, H: HostIo>(
         }
         span => {
             let span = span.unwrap_or(n as u64).min(size) as usize;
-            let mut prefix = alloc::vec![0u8; span.max(n)];
-            read_file(cx, id, 0, &mut prefix)?;
+            // The headers of most programs fit a buffer on the stack: no
+            // heap block to allocate and free.
+            let mut small = [0u8; SMALL_PREFIX];
+            let mut large = Vec::new();
+            let prefix = match small.get_mut(..span.max(n)) {
+                Some(p) => p,
+                None => {
+                    large.resize(span.max(n), 0);
+                    &mut large[..]
+                }
+            };
+            read_file(cx, id, 0, prefix)?;
             let (top, dyn_offset) = (layout.mmap_base, layout.dyn_offset);
-            LoadPlan::parse_prefix(&prefix, size, interpreter, top, dyn_offset)
+            LoadPlan::parse_prefix(prefix, size, interpreter, top, dyn_offset)
         }
     };
     plan.map_err(|e| {
