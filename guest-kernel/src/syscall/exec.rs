@@ -246,13 +246,14 @@ fn open_exec<M: PhysMem, H: HostIo>(
     Ok(f)
 }
 
-/// Bytes of ELF header and program headers read into a stack buffer (an
-/// ELF header and 16 program headers; longer tables go to the heap).
+/// Bytes of a file's start read into a stack buffer, once for the `#!`
+/// check and the ELF headers: an ELF header and 16 program headers
+/// (longer tables are read again, into the heap).
 const SMALL_PREFIX: usize = EHDR_SIZE + 16 * PHDR_SIZE;
 
 /// Parse an ELF image of inode `id` (`size` bytes) through the cache.
 /// `known`: the file's first bytes if the caller read them already (the
-/// ELF header is read again only if they do not hold it).
+/// file is read only for what they do not hold).
 fn plan_image<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     id: u16,
@@ -286,6 +287,13 @@ fn plan_image<M: PhysMem, H: HostIo>(
         }
         span => {
             let span = span.unwrap_or(n as u64).min(size) as usize;
+            let (top, dyn_offset) = (layout.mmap_base, layout.dyn_offset);
+            if let Some(prefix) = known.get(..span.max(n)) {
+                return finish_plan(
+                    LoadPlan::parse_prefix(prefix, size, interpreter, top, dyn_offset),
+                    interpreter,
+                );
+            }
             // The headers of most programs fit a buffer on the stack: no
             // heap block to allocate and free.
             let mut small = [0u8; SMALL_PREFIX];
@@ -298,10 +306,18 @@ fn plan_image<M: PhysMem, H: HostIo>(
                 }
             };
             read_file(cx, id, 0, prefix)?;
-            let (top, dyn_offset) = (layout.mmap_base, layout.dyn_offset);
             LoadPlan::parse_prefix(prefix, size, interpreter, top, dyn_offset)
         }
     };
+    finish_plan(plan, interpreter)
+}
+
+/// A parsed plan, or the exec error its ELF error gives (ELIBBAD, and the
+/// message saying so, for an interpreter).
+fn finish_plan(
+    plan: Result<LoadPlan, crate::exec::elf::ElfError<'static>>,
+    interpreter: bool,
+) -> Result<LoadPlan, ExecError> {
     plan.map_err(|e| {
         let mut m = crate::fmt::MsgBuf::<256>::new();
         if interpreter {
@@ -358,10 +374,12 @@ pub fn prepare<M: PhysMem, H: HostIo>(
     let mut exe = exe_path(cx, id, &file);
     for depth in 0..=script::MAX_DEPTH {
         let size = cx.env.cache.get(id).map_or(0, |i| i.size);
-        let mut head = [0u8; BINPRM_BUF_SIZE];
-        let n = (size as usize).min(BINPRM_BUF_SIZE);
+        // Enough for the `#!` check and, for most ELF files, the headers.
+        let mut head = [0u8; SMALL_PREFIX];
+        let n = (size as usize).min(SMALL_PREFIX);
         read_file(cx, id, 0, &mut head[..n])?;
-        let parsed = script::parse(&head[..n]).map_err(|e| with_message(e, b"bad #! line"))?;
+        let line = &head[..n.min(BINPRM_BUF_SIZE)];
+        let parsed = script::parse(line).map_err(|e| with_message(e, b"bad #! line"))?;
         let Some(sb) = parsed else {
             let plan = plan_image(cx, id, (size, &head[..n]), false, &layout)?;
             return finish(
