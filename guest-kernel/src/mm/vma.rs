@@ -487,11 +487,7 @@ impl VmaSet {
         }
         // Past the last area (an exec adds its areas in address order):
         // no search.
-        let past_last = self
-            .len()
-            .checked_sub(1)
-            .and_then(|l| self.t.get(l))
-            .is_none_or(|l| l.end <= vma.start);
+        let past_last = self.t.last_end().is_none_or(|end| end <= vma.start);
         let i = if past_last {
             self.len()
         } else {

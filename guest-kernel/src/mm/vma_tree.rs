@@ -361,6 +361,16 @@ impl VmaTree {
         })
     }
 
+    /// The end of the last area (None if there is none): a field load for
+    /// a one-leaf tree.
+    #[inline]
+    pub fn last_end(&self) -> Option<u64> {
+        match self.root.as_ref()? {
+            Node::Leaf(v) => v.last().map(|l| l.end),
+            _ => self.get(self.len.checked_sub(1)?).map(|l| l.end),
+        }
+    }
+
     /// The area at position `i`.
     #[inline]
     pub fn get(&self, i: usize) -> Option<&Vma> {
@@ -1081,6 +1091,7 @@ mod tests {
     #[test]
     fn inserts_into_a_one_leaf_tree_keep_order_counts_and_a_later_split() {
         let mut t = VmaTree::new();
+        assert_eq!(t.last_end(), None);
         // Middle, front and back of a single leaf, then past its capacity.
         for (n, k) in [4u64, 0, 9, 2, 7].into_iter().enumerate() {
             let i = t.rank_start(area(k).start);
@@ -1089,6 +1100,7 @@ mod tests {
         }
         let starts: Vec<u64> = t.iter().map(|v| v.start / 0x2000).collect();
         assert_eq!(starts, [0, 2, 4, 7, 9]);
+        assert_eq!(t.last_end(), Some(area(9).end));
         assert_eq!(t.bytes(), 5 * 0x1000);
         assert_eq!(t.data_bytes(), 0);
         // A lookup sets the finger; an insert must not leave it stale.
@@ -1099,6 +1111,7 @@ mod tests {
             t.insert_at(t.len(), area(k)).unwrap();
         }
         assert_eq!(t.len(), 6 + LEAF_CAP);
+        assert_eq!(t.last_end(), Some(area(9 + LEAF_CAP as u64).end));
         let starts: Vec<u64> = t.iter().map(|v| v.start).collect();
         assert!(starts.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(t.seek(area(12).start), (8, t.get(8)));
