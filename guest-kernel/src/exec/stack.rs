@@ -621,8 +621,20 @@ impl StackLayout {
         aux: &AuxValues,
         sink: &mut impl StackSink,
     ) -> KResult<()> {
-        sink.write(self.vma_end - 8, &[0; 8])?;
-        sink.write(self.execfn, args.execfn())?;
+        // The file name and the zero word after it, in one piece when the
+        // name is short.
+        let name = args.execfn();
+        let mut end = [0u8; 256];
+        match end.get_mut(..name.len() + 8) {
+            Some(piece) => {
+                piece[..name.len()].copy_from_slice(name);
+                sink.write(self.execfn, piece)?;
+            }
+            None => {
+                sink.write(self.vma_end - 8, &[0; 8])?;
+                sink.write(self.execfn, name)?;
+            }
+        }
         let strings = self.arg_start + self.empty_argv0 as u64;
         if self.empty_argv0 {
             sink.write(self.arg_start, &[0])?;

@@ -157,7 +157,20 @@ fn strings_are_written_as_few_large_chunks() {
     // argc up to the platform string's NUL: one chunk.
     let below = l.platform + PLATFORM.len() as u64 - l.sp;
     assert!(m.writes.contains(&(l.sp, below as usize)));
-    assert_eq!(m.writes.len(), 4);
+    assert!(m.writes.contains(&(l.execfn, 10 + 8)));
+    assert_eq!(m.writes.len(), 3);
+}
+
+#[test]
+fn an_exec_file_name_of_any_length_ends_below_a_zero_word() {
+    for len in [1usize, 247, 248, 249, 4000] {
+        let mut block = vec![b'n'; len];
+        block.extend_from_slice(b"\0prog\0");
+        let (l, m) = build(&block, 1, 0, 0x4000);
+        assert_eq!(m.word(STACK_TOP - 8), 0, "name of {len} bytes");
+        assert_eq!(m.cstr(l.execfn), &block[..len]);
+        assert_eq!(l.execfn + len as u64 + 1, STACK_TOP - 8);
+    }
 }
 
 #[test]
