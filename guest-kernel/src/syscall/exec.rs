@@ -657,7 +657,10 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     super::task::end_other_threads(cx);
     cx.p.pid = cx.p.tgid;
     cx.p.is_thread = false;
-    memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
+    // The boot program's address space is still empty: nothing to walk.
+    if !cx.p.mm.vmas.is_empty() {
+        memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
+    }
     let cloexec: Vec<u64> =
         cx.p.fds
             .fds()
