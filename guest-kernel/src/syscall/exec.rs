@@ -69,8 +69,6 @@ pub struct ExecPlan {
     /// The block's shape as [`ArgBlock::with_lengths`] checked it, so that
     /// the commit does not check every string again.
     pub shape: ArgShape,
-    /// What `/proc/self/exe` will read as.
-    pub exe: Vec<u8>,
     /// Where the parts go.
     pub layout: Layout,
     /// The initial stack's addresses, laid out for the argument block.
@@ -371,7 +369,6 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         [exec_phase::START, 0, 0, 0, 0, 0],
     );
     let mut boot_args = boot_args;
-    let mut exe = exe_path(cx, id, &file);
     for depth in 0..=script::MAX_DEPTH {
         let size = cx.env.cache.get(id).map_or(0, |i| i.size);
         // Enough for the `#!` check and, for most ELF files, the headers.
@@ -389,7 +386,6 @@ pub fn prepare<M: PhysMem, H: HostIo>(
                     plan,
                     file,
                 },
-                exe,
                 boot_args,
                 args,
                 layout,
@@ -418,7 +414,6 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         }
         id = exec_inode(cx, &f)?.0;
         filename = sb.interp;
-        exe = exe_path(cx, id, &file);
     }
     Err(with_message(
         Errno::ELOOP,
@@ -434,27 +429,32 @@ fn interp_error(e: Errno, what: &[u8], path: &[u8]) -> ExecError {
     with_message(e, &m)
 }
 
-fn exe_path<M: PhysMem, H: HostIo>(
+/// Name the process after the program (`/proc/self/exe` and comm): the
+/// path its open file was opened by, or the boot image's.
+fn name_process<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     id: u16,
     file: &Option<FileRef>,
-) -> Vec<u8> {
-    match file {
-        Some(f) => f.borrow().node.path().to_vec(),
-        None => cx
-            .env
-            .cache
-            .get(id)
-            .map(|i| i.path.clone())
-            .unwrap_or_default(),
-    }
+) {
+    let node;
+    let exe: &[u8] = match file {
+        Some(f) => {
+            node = f.borrow();
+            node.node.path()
+        }
+        None => cx.env.cache.get(id).map_or(&[], |i| &i.path),
+    };
+    let p = &mut *cx.p;
+    p.set_exe(exe);
+    let base = exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
+    p.comm = [0; 16];
+    p.comm[..base.len().min(15)].copy_from_slice(&base[..base.len().min(15)]);
 }
 
 /// The interpreter and the argument block, checked.
 fn finish<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     program: ExecImage,
-    exe: Vec<u8>,
     boot_args: Option<BootArgs>,
     args: Option<Args>,
     layout: Layout,
@@ -508,7 +508,6 @@ fn finish<M: PhysMem, H: HostIo>(
         argc,
         envc,
         shape,
-        exe,
         layout,
         stack,
     }))
@@ -586,7 +585,6 @@ pub fn commit<M: PhysMem, H: HostIo>(
         argc,
         envc,
         shape,
-        exe,
         layout,
         stack,
     } = *plan;
@@ -623,12 +621,9 @@ pub fn commit<M: PhysMem, H: HostIo>(
         &aux,
         &layout,
     )?;
-    cx.p.set_exe(&exe);
+    name_process(cx, program.inode, &program.file);
     // A new address space: no membarrier registration.
     cx.p.membarrier_registered = 0;
-    let base = exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
-    cx.p.comm = [0; 16];
-    cx.p.comm[..base.len().min(15)].copy_from_slice(&base[..base.len().min(15)]);
     for f in [program.file, interp.and_then(|i| i.file)]
         .into_iter()
         .flatten()
