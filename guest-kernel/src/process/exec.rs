@@ -95,6 +95,10 @@ struct Sink<'m, 'e, 'a, M: PhysMem> {
     env: &'e mut MmEnv<'a, M>,
     /// The user page last translated and its physical address.
     page: Option<(u64, u64)>,
+    /// The new stack area, until its first page is mapped: nothing is
+    /// mapped in it, so the first page written is mapped as its fault
+    /// would map it, without the fault's lookups.
+    fresh: Option<usize>,
 }
 
 impl<M: PhysMem> Sink<'_, '_, '_, M> {
@@ -102,7 +106,10 @@ impl<M: PhysMem> Sink<'_, '_, '_, M> {
         match self.page {
             Some((p, pa)) if p == page => Ok(pa),
             _ => {
-                let pa = self.mm.user_page(self.env, page, true)?;
+                let pa = match self.fresh.take() {
+                    Some(i) => self.mm.populate_anon(self.env, i, page)?,
+                    None => self.mm.user_page(self.env, page, true)?,
+                };
                 self.page = Some((page, pa));
                 Ok(pa)
             }
@@ -168,11 +175,12 @@ pub fn load_elf_binary<M: PhysMem>(
     let vma = Vma::anon(stack.vma_start, stack.vma_end, prot, VmFlags::GROWSDOWN);
     // A segment already there: EEXIST (from `insert`), as Linux's
     // MAP_FIXED_NOREPLACE gives for an ELF segment over a mapping.
-    mm.vmas.insert(vma)?;
+    let i = mm.vmas.insert(vma)?;
     let mut sink = Sink {
         mm,
         env,
         page: None,
+        fresh: Some(i),
     };
     stack.write(args, &aux, &mut sink)?;
     let mm = sink.mm;
