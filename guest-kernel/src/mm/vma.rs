@@ -505,6 +505,33 @@ impl VmaSet {
         Ok(i)
     }
 
+    /// Insert `areas`, ascending and apart, into the empty set as
+    /// [`Self::insert`] would one by one, but filling one leaf without a
+    /// search per area: exec's segments. EINVAL, with nothing inserted, if
+    /// the set is not empty, an area is empty or unaligned, the areas are
+    /// out of order or overlap, or they are more than a leaf holds; ENOMEM
+    /// if the leaf cannot be allocated.
+    pub fn insert_fresh(&mut self, areas: &mut [Vma]) -> KResult<()> {
+        if !self.is_empty() || areas.len() > vma_tree::LEAF_CAP {
+            return Err(Errno::EINVAL);
+        }
+        let mut prev_end = 0;
+        for v in areas.iter_mut() {
+            if v.start >= v.end || v.start < prev_end || (v.start | v.end) & (PAGE_SIZE - 1) != 0 {
+                return Err(Errno::EINVAL);
+            }
+            prev_end = v.end;
+            v.flags = accounted(v.flags, v.prot);
+        }
+        self.t.fill_empty(areas)?;
+        if self.journaling {
+            for v in areas.iter() {
+                self.note(trace_kind::VMA_INSERT, *v, 0);
+            }
+        }
+        Ok(())
+    }
+
     /// [`Self::insert`], then merge with compatible neighbours; returns the
     /// index of the area now containing `vma.start`.
     pub fn insert_merged(&mut self, vma: Vma) -> KResult<usize> {
@@ -710,6 +737,87 @@ impl VmaSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Exec-like areas: file text, writable data, bss, far-off stack.
+    fn exec_areas() -> [Vma; 4] {
+        let file = Backing::File {
+            file: 3,
+            offset: 0,
+            data_end: u64::MAX,
+        };
+        [
+            Vma {
+                backing: file,
+                ..Vma::anon(0x40_0000, 0x40_2000, Prot::READ, VmFlags::NONE)
+            },
+            Vma {
+                backing: file,
+                ..Vma::anon(0x40_2000, 0x40_3000, Prot::RW, VmFlags::NONE)
+            },
+            Vma::anon(0x40_3000, 0x40_5000, Prot::RW, VmFlags::NONE),
+            Vma::anon(0x7fff_0000, 0x7fff_2000, Prot::RW, VmFlags::GROWSDOWN),
+        ]
+    }
+
+    fn journal(set: &mut VmaSet) -> alloc::vec::Vec<VmaChange> {
+        let mut out = alloc::vec::Vec::new();
+        set.take_journal(|c| out.push(*c));
+        out
+    }
+
+    #[test]
+    fn insert_fresh_matches_inserts_one_by_one() {
+        let (mut one, mut batch) = (VmaSet::new(), VmaSet::new());
+        one.set_journaling(true);
+        batch.set_journaling(true);
+        for v in exec_areas() {
+            one.insert(v).unwrap();
+        }
+        batch.insert_fresh(&mut exec_areas()).unwrap();
+        assert_eq!(
+            one.iter().collect::<alloc::vec::Vec<_>>(),
+            batch.iter().collect::<alloc::vec::Vec<_>>()
+        );
+        assert_eq!(
+            (one.len(), one.total_bytes(), one.data_bytes()),
+            (batch.len(), batch.total_bytes(), batch.data_bytes())
+        );
+        assert!(batch.get(1).unwrap().flags.contains(VmFlags::ACCOUNT));
+        assert_eq!(journal(&mut one), journal(&mut batch));
+        // The set goes on as one built by inserts.
+        let heap = Vma::anon(0x40_5000, 0x40_6000, Prot::RW, VmFlags::NONE);
+        assert_eq!(batch.insert_merged(heap), one.insert_merged(heap));
+        assert_eq!(batch.find(0x40_5800), one.find(0x40_5800));
+    }
+
+    #[test]
+    fn insert_fresh_refuses_disorder_overlap_bad_areas_and_a_used_set() {
+        let bad = |f: fn(&mut [Vma; 4])| {
+            let mut a = exec_areas();
+            f(&mut a);
+            let mut set = VmaSet::new();
+            assert_eq!(set.insert_fresh(&mut a), Err(Errno::EINVAL));
+            assert!(set.is_empty(), "nothing inserted");
+        };
+        bad(|a| a.swap(0, 3));
+        bad(|a| a[2].start = 0x40_2000);
+        bad(|a| a[1].end = a[1].start);
+        bad(|a| a[3].end += 1);
+        let mut set = VmaSet::new();
+        set.insert(exec_areas()[3]).unwrap();
+        assert_eq!(set.insert_fresh(&mut exec_areas()[..3]), Err(Errno::EINVAL));
+        assert_eq!(set.len(), 1);
+        let mut many = [Vma::anon(0, 0, Prot::RW, VmFlags::NONE); vma_tree::LEAF_CAP + 1];
+        for (k, v) in many.iter_mut().enumerate() {
+            (v.start, v.end) = ((k as u64 + 1) << 12, (k as u64 + 2) << 12);
+        }
+        assert_eq!(VmaSet::new().insert_fresh(&mut many), Err(Errno::EINVAL));
+        let mut set = VmaSet::new();
+        set.insert_fresh(&mut many[..vma_tree::LEAF_CAP]).unwrap();
+        assert_eq!(set.len(), vma_tree::LEAF_CAP);
+        set.insert(many[vma_tree::LEAF_CAP]).unwrap();
+        assert_eq!(set.len(), vma_tree::LEAF_CAP + 1, "a full leaf splits");
+    }
 
     #[test]
     fn area_made_read_only_does_not_merge_with_one_never_writable() {

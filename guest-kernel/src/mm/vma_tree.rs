@@ -523,6 +523,27 @@ impl VmaTree {
         self.insert_at_slow(i, vma)
     }
 
+    /// Make the empty tree one leaf holding `areas` (at most
+    /// [`LEAF_CAP`], in order and apart, which the caller checked): one
+    /// allocation and no path or summary to keep, as for the inserts that
+    /// fill a one-leaf tree. ENOMEM, with nothing changed, if the leaf
+    /// cannot be allocated.
+    pub fn fill_empty(&mut self, areas: &[Vma]) -> KResult<()> {
+        debug_assert!(self.is_empty() && areas.len() <= LEAF_CAP);
+        if areas.is_empty() {
+            return Ok(());
+        }
+        let mut leaf = alloc_vec(LEAF_CAP)?;
+        leaf.extend_from_slice(areas);
+        for v in areas {
+            self.add_weight(v);
+        }
+        self.root = Some(Node::Leaf(leaf));
+        self.len = areas.len();
+        self.forget_finger();
+        Ok(())
+    }
+
     /// [`Self::insert_at`] for an empty tree, a full leaf or an inner
     /// root: apart, so that the fast path inlined into callers pays no
     /// large frame.

@@ -13,6 +13,7 @@ use crate::exec::{ArgBlock, AuxValues, LoadPlan, Segment, StackLayout, StackSink
 use crate::mm::phys::PhysMem;
 use crate::mm::space::{check_user_range, Mm, MmEnv};
 use crate::mm::vma::{Backing, Prot, VmFlags, Vma};
+use crate::mm::vma_tree::LEAF_CAP;
 use crate::trace::{self, category, kind};
 use vmrun_contract::layout::PAGE_SIZE;
 use vmrun_contract::trace::exec_phase;
@@ -31,11 +32,18 @@ fn prot_of(seg: &Segment) -> Prot {
     Prot::from_linux(u64::from(seg.prot))
 }
 
-/// The VMAs for one segment: the file-backed pages (the last of which
-/// reads as zero past the file data when bss follows), then anonymous bss.
-/// A bss of more pages than `ram_pages` is ENOMEM, as Linux's overcommit
-/// heuristic refuses more than all of RAM (and swap) in one `vm_brk`.
-fn map_segment(mm: &mut Mm, file: u16, seg: &Segment, ram_pages: u64) -> KResult<()> {
+/// The VMAs for one segment, handed to `areas`: the file-backed pages
+/// (the last of which reads as zero past the file data when bss follows),
+/// then anonymous bss. A bss of more pages than `ram_pages` is ENOMEM, as
+/// Linux's overcommit heuristic refuses more than all of RAM (and swap) in
+/// one `vm_brk`.
+fn map_segment(
+    mm: &mut Mm,
+    areas: &mut Areas,
+    file: u16,
+    seg: &Segment,
+    ram_pages: u64,
+) -> KResult<()> {
     let (tail_start, tail_end) = seg.zero_tail();
     if seg.file_map_end() > seg.map_start() {
         let data_end = if tail_end > tail_start {
@@ -57,7 +65,7 @@ fn map_segment(mm: &mut Mm, file: u16, seg: &Segment, ram_pages: u64) -> KResult
                 VmFlags::NONE,
             )
         };
-        insert_replacing(mm, vma)?;
+        areas.add(mm, vma)?;
     }
     let (anon_start, anon_end) = seg.anon_pages();
     if (anon_end - anon_start) / PAGE_SIZE > ram_pages {
@@ -66,9 +74,66 @@ fn map_segment(mm: &mut Mm, file: u16, seg: &Segment, ram_pages: u64) -> KResult
     if anon_end > anon_start {
         // Linux maps bss read-write whatever the segment says (vm_brk_flags).
         let prot = Prot(prot_of(seg).0 | Prot::RW.0);
-        insert_replacing(mm, Vma::anon(anon_start, anon_end, prot, VmFlags::NONE))?;
+        areas.add(mm, Vma::anon(anon_start, anon_end, prot, VmFlags::NONE))?;
     }
     Ok(())
+}
+
+/// Map the segments of the image at `file`, in order, each replacing what
+/// it overlaps of earlier ones.
+fn map_segments(mm: &mut Mm, file: u16, segs: &[Segment], ram_pages: u64) -> KResult<()> {
+    let mut areas = Areas::new(mm);
+    let r = segs
+        .iter()
+        .try_for_each(|seg| map_segment(mm, &mut areas, file, seg, ram_pages));
+    // The areas before a failing segment's are mapped, as one by one.
+    areas.flush(mm)?;
+    r
+}
+
+/// Segment areas on their way into an empty address space: gathered while
+/// they ascend apart (nearly every program), then inserted in one batch.
+/// From the first that does not (out of order, sharing a page, or past a
+/// leaf), or into an address space with areas, they go one at a time.
+struct Areas {
+    gathered: [Vma; LEAF_CAP],
+    n: usize,
+    batch: bool,
+}
+
+impl Areas {
+    fn new(mm: &Mm) -> Self {
+        const NONE: Vma = Vma::anon(0, 0, Prot::NONE, VmFlags::NONE);
+        Areas {
+            gathered: [NONE; LEAF_CAP],
+            n: 0,
+            batch: mm.vmas.is_empty(),
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, mm: &mut Mm, vma: Vma) -> KResult<()> {
+        if self.batch {
+            let n = self.n;
+            if n < LEAF_CAP && (n == 0 || self.gathered[n - 1].end <= vma.start) {
+                self.gathered[n] = vma;
+                self.n = n + 1;
+                return Ok(());
+            }
+            self.flush(mm)?;
+            self.batch = false;
+        }
+        insert_replacing(mm, vma)
+    }
+
+    /// Insert what was gathered.
+    fn flush(&mut self, mm: &mut Mm) -> KResult<()> {
+        let n = core::mem::take(&mut self.n);
+        if n > 0 {
+            mm.vmas.insert_fresh(&mut self.gathered[..n])?;
+        }
+        Ok(())
+    }
 }
 
 /// Insert `vma`; where it overlaps an earlier segment's last page (two
@@ -154,14 +219,10 @@ pub fn load_elf_binary<M: PhysMem>(
     mm.mmap_base = layout.mmap_base - mm.mmap_base_shift();
     let ram_pages = env.frames.total();
     plan.check_loadable().map_err(|e| e.errno())?;
-    for seg in plan.segments() {
-        map_segment(mm, file, seg, ram_pages)?;
-    }
+    map_segments(mm, file, plan.segments(), ram_pages)?;
     if let Some((ifile, iplan)) = interp {
         iplan.check_loadable().map_err(|e| e.errno())?;
-        for seg in iplan.segments() {
-            map_segment(mm, ifile, seg, ram_pages)?;
-        }
+        map_segments(mm, ifile, iplan.segments(), ram_pages)?;
     }
     if let Some(ids) = vdso {
         aux.sysinfo_ehdr = map_vdso(mm, env, ids)?;
@@ -253,17 +314,44 @@ mod tests {
     }
 
     #[test]
+    fn segments_sharing_a_page_or_out_of_order_map_as_one_by_one() {
+        let seg = |vaddr: u64, len: u64, prot: u32| Segment {
+            vaddr,
+            memsz: len,
+            filesz: len,
+            offset: vaddr - 0x40_0000,
+            prot,
+        };
+        let segs = [
+            seg(0x40_0000, 0x1800, 1),
+            seg(0x40_1800, 0x1000, 3),
+            seg(0x60_0000, 0x1000, 1),
+            seg(0x50_0000, 0x1000, 5),
+        ];
+        let mut mm = Mm::empty();
+        assert_eq!(map_segments(&mut mm, 0, &segs, 1024), Ok(()));
+        let got: alloc::vec::Vec<_> = mm.vmas.iter().map(|v| (v.start, v.end, v.prot)).collect();
+        let want = [
+            (0x40_0000, 0x40_1000, Prot::READ),
+            (0x40_1000, 0x40_3000, Prot::RW),
+            (0x50_0000, 0x50_1000, Prot(Prot::READ.0 | Prot::EXEC.0)),
+            (0x60_0000, 0x60_1000, Prot::READ),
+        ];
+        assert_eq!(got, want, "the later segment wins the shared page");
+    }
+
+    #[test]
     fn bss_of_more_pages_than_ram_is_enomem_and_maps_nothing() {
         let mut mm = Mm::empty();
         let ram_pages = 1024;
         let too_big = bss((ram_pages + 1) * PAGE_SIZE);
         assert_eq!(
-            map_segment(&mut mm, 0, &too_big, ram_pages),
+            map_segments(&mut mm, 0, &[too_big], ram_pages),
             Err(Errno::ENOMEM)
         );
         assert!(mm.vmas.is_empty());
         let fits = bss(ram_pages * PAGE_SIZE);
-        assert_eq!(map_segment(&mut mm, 0, &fits, ram_pages), Ok(()));
+        assert_eq!(map_segments(&mut mm, 0, &[fits], ram_pages), Ok(()));
         assert_eq!(mm.vmas.len(), 1);
     }
 }
