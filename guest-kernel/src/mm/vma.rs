@@ -505,31 +505,30 @@ impl VmaSet {
         Ok(i)
     }
 
-    /// Insert `areas`, ascending and apart, into the empty set as
-    /// [`Self::insert`] would one by one, but filling one leaf without a
-    /// search per area: exec's segments. EINVAL, with nothing inserted, if
-    /// the set is not empty, an area is empty or unaligned, the areas are
-    /// out of order or overlap, or they are more than a leaf holds; ENOMEM
-    /// if the leaf cannot be allocated.
-    pub fn insert_fresh(&mut self, areas: &mut [Vma]) -> KResult<()> {
-        if !self.is_empty() || areas.len() > vma_tree::LEAF_CAP {
-            return Err(Errno::EINVAL);
-        }
-        let mut prev_end = 0;
+    /// Insert `areas` as [`Self::insert`] would one by one, without a
+    /// search per area, when they ascend apart past the last area and fit
+    /// in the set's one leaf (or a new one): exec's segments and vDSO.
+    /// False, with nothing inserted, otherwise (the caller inserts them one
+    /// at a time, which reports what is wrong); ENOMEM if the leaf cannot
+    /// be allocated.
+    pub fn append(&mut self, areas: &mut [Vma]) -> KResult<bool> {
+        let mut prev_end = self.t.last_end().unwrap_or(0);
         for v in areas.iter_mut() {
             if v.start >= v.end || v.start < prev_end || (v.start | v.end) & (PAGE_SIZE - 1) != 0 {
-                return Err(Errno::EINVAL);
+                return Ok(false);
             }
             prev_end = v.end;
             v.flags = accounted(v.flags, v.prot);
         }
-        self.t.fill_empty(areas)?;
+        if !self.t.append_to_leaf(areas)? {
+            return Ok(false);
+        }
         if self.journaling {
             for v in areas.iter() {
                 self.note(trace_kind::VMA_INSERT, *v, 0);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// [`Self::insert`], then merge with compatible neighbours; returns the
@@ -766,14 +765,17 @@ mod tests {
     }
 
     #[test]
-    fn insert_fresh_matches_inserts_one_by_one() {
+    fn append_matches_inserts_one_by_one() {
         let (mut one, mut batch) = (VmaSet::new(), VmaSet::new());
         one.set_journaling(true);
         batch.set_journaling(true);
         for v in exec_areas() {
             one.insert(v).unwrap();
         }
-        batch.insert_fresh(&mut exec_areas()).unwrap();
+        let mut areas = exec_areas();
+        let (low, high) = areas.split_at_mut(2);
+        assert_eq!(batch.append(low), Ok(true), "into the empty set");
+        assert_eq!(batch.append(high), Ok(true), "past the last area");
         assert_eq!(
             one.iter().collect::<alloc::vec::Vec<_>>(),
             batch.iter().collect::<alloc::vec::Vec<_>>()
@@ -791,31 +793,32 @@ mod tests {
     }
 
     #[test]
-    fn insert_fresh_refuses_disorder_overlap_bad_areas_and_a_used_set() {
-        let bad = |f: fn(&mut [Vma; 4])| {
+    fn append_leaves_disorder_overlap_bad_areas_and_a_full_leaf_to_inserts() {
+        let refused = |f: fn(&mut [Vma; 4])| {
             let mut a = exec_areas();
             f(&mut a);
             let mut set = VmaSet::new();
-            assert_eq!(set.insert_fresh(&mut a), Err(Errno::EINVAL));
+            assert_eq!(set.append(&mut a), Ok(false));
             assert!(set.is_empty(), "nothing inserted");
         };
-        bad(|a| a.swap(0, 3));
-        bad(|a| a[2].start = 0x40_2000);
-        bad(|a| a[1].end = a[1].start);
-        bad(|a| a[3].end += 1);
+        refused(|a| a.swap(0, 3));
+        refused(|a| a[2].start = 0x40_2000);
+        refused(|a| a[1].end = a[1].start);
+        refused(|a| a[3].end += 1);
         let mut set = VmaSet::new();
         set.insert(exec_areas()[3]).unwrap();
-        assert_eq!(set.insert_fresh(&mut exec_areas()[..3]), Err(Errno::EINVAL));
+        assert_eq!(set.append(&mut exec_areas()[..3]), Ok(false), "below");
         assert_eq!(set.len(), 1);
         let mut many = [Vma::anon(0, 0, Prot::RW, VmFlags::NONE); vma_tree::LEAF_CAP + 1];
         for (k, v) in many.iter_mut().enumerate() {
             (v.start, v.end) = ((k as u64 + 1) << 12, (k as u64 + 2) << 12);
         }
-        assert_eq!(VmaSet::new().insert_fresh(&mut many), Err(Errno::EINVAL));
+        assert_eq!(VmaSet::new().append(&mut many), Ok(false));
         let mut set = VmaSet::new();
-        set.insert_fresh(&mut many[..vma_tree::LEAF_CAP]).unwrap();
-        assert_eq!(set.len(), vma_tree::LEAF_CAP);
-        set.insert(many[vma_tree::LEAF_CAP]).unwrap();
+        let (leaf, more) = many.split_at_mut(vma_tree::LEAF_CAP);
+        assert_eq!(set.append(leaf), Ok(true));
+        assert_eq!(set.append(more), Ok(false), "the leaf is full");
+        set.insert(more[0]).unwrap();
         assert_eq!(set.len(), vma_tree::LEAF_CAP + 1, "a full leaf splits");
     }
 

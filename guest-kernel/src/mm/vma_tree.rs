@@ -523,25 +523,29 @@ impl VmaTree {
         self.insert_at_slow(i, vma)
     }
 
-    /// Make the empty tree one leaf holding `areas` (at most
-    /// [`LEAF_CAP`], in order and apart, which the caller checked): one
-    /// allocation and no path or summary to keep, as for the inserts that
-    /// fill a one-leaf tree. ENOMEM, with nothing changed, if the leaf
-    /// cannot be allocated.
-    pub fn fill_empty(&mut self, areas: &[Vma]) -> KResult<()> {
-        debug_assert!(self.is_empty() && areas.len() <= LEAF_CAP);
-        if areas.is_empty() {
-            return Ok(());
+    /// Append `areas` (in order, apart and past the last area, which the
+    /// caller checked) when the tree is empty or one leaf with room for
+    /// them: one copy, and no path or summary to keep, as for the inserts
+    /// into a one-leaf tree. False, with nothing changed, otherwise; ENOMEM
+    /// if a new leaf cannot be allocated.
+    pub fn append_to_leaf(&mut self, areas: &[Vma]) -> KResult<bool> {
+        match &mut self.root {
+            None if areas.len() <= LEAF_CAP => {
+                let mut leaf = alloc_vec(LEAF_CAP)?;
+                leaf.extend_from_slice(areas);
+                self.root = Some(Node::Leaf(leaf));
+            }
+            Some(Node::Leaf(v)) if v.len() + areas.len() <= LEAF_CAP => {
+                v.extend_from_slice(areas);
+            }
+            _ => return Ok(false),
         }
-        let mut leaf = alloc_vec(LEAF_CAP)?;
-        leaf.extend_from_slice(areas);
         for v in areas {
             self.add_weight(v);
         }
-        self.root = Some(Node::Leaf(leaf));
-        self.len = areas.len();
+        self.len += areas.len();
         self.forget_finger();
-        Ok(())
+        Ok(true)
     }
 
     /// [`Self::insert_at`] for an empty tree, a full leaf or an inner

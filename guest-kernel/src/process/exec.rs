@@ -82,7 +82,7 @@ fn map_segment(
 /// Map the segments of the image at `file`, in order, each replacing what
 /// it overlaps of earlier ones.
 fn map_segments(mm: &mut Mm, file: u16, segs: &[Segment], ram_pages: u64) -> KResult<()> {
-    let mut areas = Areas::new(mm);
+    let mut areas = Areas::new();
     let r = segs
         .iter()
         .try_for_each(|seg| map_segment(mm, &mut areas, file, seg, ram_pages));
@@ -91,10 +91,10 @@ fn map_segments(mm: &mut Mm, file: u16, segs: &[Segment], ram_pages: u64) -> KRe
     r
 }
 
-/// Segment areas on their way into an empty address space: gathered while
-/// they ascend apart (nearly every program), then inserted in one batch.
-/// From the first that does not (out of order, sharing a page, or past a
-/// leaf), or into an address space with areas, they go one at a time.
+/// Segment areas on their way into the address space: gathered while they
+/// ascend apart (nearly every program), then appended in one batch. From
+/// the first that does not (out of order, sharing a page, or past a leaf)
+/// they go one at a time, and all do if the batch cannot be appended.
 struct Areas {
     gathered: [Vma; LEAF_CAP],
     n: usize,
@@ -102,12 +102,12 @@ struct Areas {
 }
 
 impl Areas {
-    fn new(mm: &Mm) -> Self {
+    fn new() -> Self {
         const NONE: Vma = Vma::anon(0, 0, Prot::NONE, VmFlags::NONE);
         Areas {
             gathered: [NONE; LEAF_CAP],
             n: 0,
-            batch: mm.vmas.is_empty(),
+            batch: true,
         }
     }
 
@@ -128,9 +128,11 @@ impl Areas {
 
     /// Insert what was gathered.
     fn flush(&mut self, mm: &mut Mm) -> KResult<()> {
-        let n = core::mem::take(&mut self.n);
-        if n > 0 {
-            mm.vmas.insert_fresh(&mut self.gathered[..n])?;
+        let areas = &mut self.gathered[..core::mem::take(&mut self.n)];
+        if !areas.is_empty() && !mm.vmas.append(areas)? {
+            for vma in areas.iter() {
+                insert_replacing(mm, *vma)?;
+            }
         }
         Ok(())
     }
@@ -258,29 +260,33 @@ pub fn load_elf_binary<M: PhysMem>(
 fn map_vdso<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, ids: [u16; 3]) -> KResult<u64> {
     let sizes = [vvar::VVAR_PAGES, vvar::VCLOCK_PAGES, vvar::VDSO_PAGES].map(|p| p * PAGE_SIZE);
     let total: u64 = sizes.iter().sum();
-    let mut at = mm.get_unmapped_area(0, total, false)?;
-    let mut vdso = 0;
-    for (k, (id, len)) in ids.iter().zip(sizes).enumerate() {
+    let base = mm.get_unmapped_area(0, total, false)?;
+    let mut at = base;
+    let mut areas = [0, 1, 2].map(|k| {
         let prot = if k == 2 {
             Prot(Prot::READ.0 | Prot::EXEC.0)
         } else {
             Prot::READ
         };
         let backing = Backing::File {
-            file: *id,
+            file: ids[k],
             offset: 0,
             data_end: u64::MAX,
         };
-        let vma = Vma {
+        at += sizes[k];
+        Vma {
             backing,
-            ..Vma::anon(at, at + len, prot, VmFlags::NONE)
-        };
-        mm.vmas.insert(vma)?;
-        vdso = at;
-        at += len;
+            ..Vma::anon(at - sizes[k], at, prot, VmFlags::NONE)
+        }
+    });
+    // Past the segments (nearly always): one append.
+    if !mm.vmas.append(&mut areas)? {
+        for vma in areas {
+            mm.vmas.insert(vma)?;
+        }
     }
     let _ = env;
-    Ok(vdso)
+    Ok(base + sizes[0] + sizes[1])
 }
 
 fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, stack: &StackLayout, layout: &Layout) {
