@@ -652,8 +652,11 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     super::task::end_other_threads(cx);
     cx.p.pid = cx.p.tgid;
     cx.p.is_thread = false;
-    // The boot program's address space is still empty: nothing to walk.
-    if !cx.p.mm.vmas.is_empty() {
+    // The boot program's address space is still empty: nothing to walk,
+    // and no program ran to set a handler (the table is as
+    // `Process::empty` made it, which a flush leaves as it is).
+    let ran = !cx.p.mm.vmas.is_empty();
+    if ran {
         memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
     }
     let cloexec: Vec<u64> =
@@ -668,7 +671,9 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     for f in core::mem::take(&mut cx.p.mapped_files) {
         release(cx, f);
     }
-    crate::signal::flush_handlers(&mut cx.p.sigactions);
+    if ran {
+        crate::signal::flush_handlers(&mut cx.p.sigactions);
+    }
     cx.p.altstack = [0, 2, 0];
     cx.p.fs_base = 0;
     cx.p.gs_base = 0;
