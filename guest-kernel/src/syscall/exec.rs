@@ -356,7 +356,7 @@ pub fn prepare<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     mut id: u16,
     mut file: Option<FileRef>,
-    mut filename: Vec<u8>,
+    mut filename: Cow<'_, [u8]>,
     boot_args: Option<BootArgs>,
     mut args: Option<Args>,
     layout: Layout,
@@ -413,7 +413,7 @@ pub fn prepare<M: PhysMem, H: HostIo>(
             release(cx, old);
         }
         id = exec_inode(cx, &f)?.0;
-        filename = sb.interp;
+        filename = Cow::Owned(sb.interp);
     }
     Err(with_message(
         Errno::ELOOP,
@@ -551,7 +551,15 @@ pub fn execveat<M: PhysMem, H: HostIo>(
         argv,
         envp,
     };
-    prepare(cx, id, Some(file), execfn, None, Some(args), layout)
+    prepare(
+        cx,
+        id,
+        Some(file),
+        Cow::Owned(execfn),
+        None,
+        Some(args),
+        layout,
+    )
 }
 
 /// Release what a failed or finished plan holds.
