@@ -288,7 +288,7 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
         .get(..4)
         .map_or(0, |l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize);
     let execfn = match argbuf.get(..execfn_len.saturating_sub(1)) {
-        Some(name) if argbuf.get(name.len()) == Some(&0) => name.to_vec(),
+        Some(name) if argbuf.get(name.len()) == Some(&0) => Cow::Borrowed(name),
         _ => exec_fail(Errno::EINVAL, b"bad argument length table"),
     };
     let boot_args = (

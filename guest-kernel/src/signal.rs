@@ -9,7 +9,17 @@ pub mod frame;
 /// Reset handlers as CLONE_CLEAR_SIGHAND does (Linux's
 /// `flush_signal_handlers`): every handled signal goes back to SIG_DFL,
 /// ignored ones stay ignored, and flags and masks are cleared.
+/// Without an ignored signal (nearly always) the table is cleared in one
+/// block fill after a test a signal, instead of four stores and a test a
+/// signal (every exec pays this, in emulated ring 0).
 pub fn flush_handlers(actions: &mut [SigAction; NSIG]) {
+    let any_ignored = actions
+        .iter()
+        .fold(false, |any, a| any | (a.handler == SIG_IGN));
+    if !any_ignored {
+        *actions = [SigAction::default(); NSIG];
+        return;
+    }
     for a in actions.iter_mut() {
         let handler = if a.handler == SIG_IGN {
             SIG_IGN
@@ -153,6 +163,32 @@ pub fn route(sig: u64, action: &SigAction, blocked: u64) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flush_handlers_keeps_ignored_signals_and_defaults_the_rest() {
+        let mut actions = [SigAction::default(); NSIG];
+        for (i, handler) in [(0, SIG_IGN), (9, 0x40_1000), (40, SIG_IGN), (63, SIG_IGN)] {
+            actions[i] = SigAction {
+                handler,
+                flags: 0x0400_0000,
+                restorer: 0x40_2000,
+                mask: 1 << i,
+            };
+        }
+        flush_handlers(&mut actions);
+        for (i, a) in actions.iter().enumerate() {
+            let handler = if [0, 40, 63].contains(&i) {
+                SIG_IGN
+            } else {
+                SIG_DFL
+            };
+            let want = SigAction {
+                handler,
+                ..SigAction::default()
+            };
+            assert_eq!(*a, want, "signal {}", i + 1);
+        }
+    }
 
     #[test]
     fn a_signal_is_posted_dropped_or_kills() {

@@ -631,7 +631,7 @@ pub fn header_span(ehdr: &[u8]) -> Option<u64> {
 }
 
 /// Linux's `make_prot`: PF_R/PF_W/PF_X to PROT_READ/PROT_WRITE/PROT_EXEC.
-fn prot_of(flags: u32) -> u32 {
+const fn make_prot(flags: u32) -> u32 {
     let mut prot = 0;
     if flags & PF_R != 0 {
         prot |= PROT_READ;
@@ -645,19 +645,54 @@ fn prot_of(flags: u32) -> u32 {
     prot
 }
 
-/// The largest power-of-two `p_align` of the `PT_LOAD`s, at least a page.
-fn max_align(b: &[u8], phoff: usize, phnum: usize) -> u64 {
-    let mut align = 0;
-    for i in 0..phnum {
-        let ph = read_phdr(b, phoff + i * PHDR_SIZE);
-        if ph.p_type == PT_LOAD && ph.align.is_power_of_two() && ph.align > align {
-            align = ph.align;
-        }
+/// [`make_prot`] of each combination of the three flags.
+const PROT_OF: [u32; 8] = {
+    let mut t = [0; 8];
+    let mut f = 0;
+    while f < 8 {
+        t[f] = make_prot(f as u32);
+        f += 1;
     }
-    page_up(align).max(PAGE_SIZE)
+    t
+};
+
+/// [`make_prot`] by table lookup (the bits swap places: a dozen shifts
+/// and masks otherwise).
+fn prot_of(flags: u32) -> u32 {
+    PROT_OF[(flags & 7) as usize]
 }
 
 impl LoadPlan {
+    /// A plan before its headers are read: copied as one block from a
+    /// constant (field by field it costs a store per word of the segment
+    /// array).
+    const EMPTY: LoadPlan = LoadPlan {
+        segs: [Segment {
+            vaddr: 0,
+            memsz: 0,
+            filesz: 0,
+            offset: 0,
+            prot: 0,
+        }; MAX_LOADS],
+        nsegs: 0,
+        e_type: 0,
+        entry: 0,
+        phdr: 0,
+        phnum: 0,
+        phent: PHDR_SIZE as u64,
+        load_bias: 0,
+        interp: None,
+        exec_stack: false,
+        start_code: u64::MAX,
+        end_code: 0,
+        start_data: 0,
+        end_data: 0,
+        elf_bss: 0,
+        elf_brk: 0,
+        start_brk: 0,
+        load_error: None,
+    };
+
     /// Plan the program being exec'd. `mmap_top` is the top of the
     /// top-down mmap area (0x7ffff7fff000 with randomisation off); programs
     /// do not use it (see the module docs), interpreters do.
@@ -787,28 +822,16 @@ impl LoadPlan {
             return Err(ElfError::PhdrsTruncated { end, file_len: got });
         }
         let mut plan = LoadPlan {
-            segs: [Segment::default(); MAX_LOADS],
-            nsegs: 0,
             e_type,
             entry: le(b, 24, 8),
-            phdr: 0,
             phnum: phnum as u64,
-            phent: PHDR_SIZE as u64,
-            load_bias: 0,
-            interp: None,
-            exec_stack: false,
-            start_code: u64::MAX,
-            end_code: 0,
-            start_data: 0,
-            end_data: 0,
-            elf_bss: 0,
-            elf_brk: 0,
-            start_brk: 0,
-            load_error: None,
+            ..LoadPlan::EMPTY
         };
         let mut phdr_vaddr = None;
         let mut pt_phdr = None;
         let mut index = [0u64; MAX_LOADS];
+        // The largest power-of-two `p_align` of the PT_LOADs.
+        let mut align = 0;
         for i in 0..phnum {
             let ph = read_phdr(table, i * PHDR_SIZE);
             match ph.p_type {
@@ -818,6 +841,9 @@ impl LoadPlan {
                     }
                     plan.add_load(&ph, phoff as u64, &mut phdr_vaddr)?;
                     index[plan.nsegs - 1] = i as u64;
+                    if ph.align.is_power_of_two() && ph.align > align {
+                        align = ph.align;
+                    }
                 }
                 PT_INTERP if plan.interp.is_none() => {
                     plan.interp = Some(check_interp(b, file_len, &ph)?)
@@ -830,7 +856,7 @@ impl LoadPlan {
         if plan.nsegs == 0 {
             return Err(ElfError::NoLoads);
         }
-        let align = max_align(table, 0, phnum);
+        let align = page_up(align).max(PAGE_SIZE);
         plan.load_bias = match plan.choose_bias(role, mmap_top, align, dyn_offset) {
             Ok(bias) => bias,
             Err(e) => return Ok(plan.failing(e)),

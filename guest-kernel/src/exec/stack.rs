@@ -29,6 +29,7 @@
 
 use super::elf::LoadPlan;
 use crate::errno::{Errno, KResult};
+use alloc::vec::Vec;
 use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
 
 /// Top of the user stack (Linux's `STACK_TOP` without randomisation).
@@ -194,59 +195,88 @@ fn str_len(s: &[u8]) -> KResult<usize> {
     }
 }
 
-/// The `i`th length of a table of LE u32 lengths.
-fn len_at(lens: &[u8], i: usize) -> usize {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(&lens[4 * i..4 * i + 4]);
-    u32::from_le_bytes(b) as usize
-}
-
 /// Check the strings of `buf` from `start` whose lengths `lens` lists (LE
 /// u32s, NUL included): each ends with a NUL where its length says and
 /// none is empty or longer than [`MAX_ARG_STRLEN`]. Returns where the last
-/// ends. No scan: one load of each string's last byte. The loop only
-/// gathers (the lengths less one OR-ed together, the last bytes OR-ed
-/// together) and tests once after it; only a table that fails goes
-/// through [`check_lengths_exact`] again, for the errno of its first bad
-/// string. Two lengths a turn: the loop's own count and branch are paid
-/// once per pair.
-#[inline(always)]
-fn check_lengths(buf: &[u8], lens: &[u8], start: usize) -> KResult<usize> {
-    let mut end = start;
-    // Bit 17 or above set: a length was 0 (wrapped) or above MAX_ARG_STRLEN.
-    let mut over = 0u32;
+/// ends. No scan: one load of each string's last byte. In the same pass
+/// the pointer to each string (the first at user address `va`) is stored
+/// in `out`, 8 bytes each, so that the stack's pointer arrays need no pass
+/// of their own. The loop only gathers (the lengths less one OR-ed
+/// together, the last bytes OR-ed together) and tests once after it; only
+/// a table that fails goes through [`check_lengths_exact`] again, for the
+/// errno of its first bad string (a table that passes the loop has every
+/// pointer stored, whatever the test after it finds). Two lengths a turn:
+/// the loop's own count and branch are paid once per pair. Not inlined:
+/// in its own frame the loop keeps every value in a register. `start` is
+/// at least 1 (the exec file name comes first; EINVAL otherwise) and a
+/// block of 4 GiB or more is E2BIG (far over [`ARG_LIMIT`]).
+#[inline(never)]
+fn check_and_point(
+    buf: &[u8],
+    lens: &[u8],
+    start: usize,
+    va: u64,
+    out: &mut [u8],
+) -> KResult<usize> {
+    // Each 32-bit half holds lengths less one OR-ed together (two lengths
+    // are read and decremented as one word): bit 17 or above set in
+    // either half, a length was 0 (wrapped) or above MAX_ARG_STRLEN. A 0
+    // in the low half borrows from the high one, but is caught itself.
+    const ONES: u64 = 1 << 32 | 1;
+    const BAD: u64 = !((MAX_ARG_STRLEN - 1) << 32 | (MAX_ARG_STRLEN - 1));
+    let mut over = 0u64;
     // Non-zero: a string's last byte was not its NUL.
     let mut last = 0u8;
-    let mut pairs = lens.chunks_exact(8);
-    for p in &mut pairs {
-        let a = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
-        let b = u32::from_le_bytes([p[4], p[5], p[6], p[7]]);
-        over |= a.wrapping_sub(1) | b.wrapping_sub(1);
-        // No overflow: end stays within the block (checked by `get`) plus
-        // two u32 lengths.
-        let mid = end + a as usize;
-        end = mid + b as usize;
-        match (buf.get(mid.wrapping_sub(1)), buf.get(end.wrapping_sub(1))) {
-            (Some(x), Some(y)) => last |= x | y,
-            _ => return check_lengths_exact(buf, lens, start),
+    // Positions fit in 32 bits (a block that long is E2BIG anyway), so the
+    // sums below cannot wrap and the compiler sees that the pair's first
+    // string ends inside the block when its second one does: one bounds
+    // check a pair.
+    let (Some(first), Ok(len)) = (start.checked_sub(1), u32::try_from(buf.len())) else {
+        return Err(if start == 0 {
+            Errno::EINVAL
+        } else {
+            Errno::E2BIG
+        });
+    };
+    let len = u64::from(len);
+    // Index of the last byte of the string before (below 2^32, as `len`
+    // is); the next string starts at user address `next + idx`.
+    let mut idx = first as u64 & 0xffff_ffff;
+    let next = va.wrapping_sub(start as u64).wrapping_add(1);
+    let pairs = lens.len() / 8;
+    let (whole, rest) = lens.split_at(8 * pairs);
+    let (out_whole, out_rest) = out.split_at_mut((16 * pairs).min(out.len()));
+    for (l, o) in whole.chunks_exact(8).zip(out_whole.chunks_exact_mut(16)) {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(l).unwrap_or_default());
+        over |= w.wrapping_sub(ONES);
+        o[..8].copy_from_slice(&next.wrapping_add(idx).to_le_bytes());
+        let mid = idx + (w & 0xffff_ffff);
+        o[8..].copy_from_slice(&next.wrapping_add(mid).to_le_bytes());
+        let end = mid + (w >> 32);
+        if end >= len {
+            return check_lengths_exact(buf, lens, start);
         }
+        last |= buf[mid as usize] | buf[end as usize];
+        idx = end;
     }
-    if let [a0, a1, a2, a3] = *pairs.remainder() {
-        let a = u32::from_le_bytes([a0, a1, a2, a3]);
-        over |= a.wrapping_sub(1);
-        end += a as usize;
-        match buf.get(end.wrapping_sub(1)) {
-            Some(x) => last |= x,
-            None => return check_lengths_exact(buf, lens, start),
+    for (l, o) in rest.chunks_exact(4).zip(out_rest.chunks_exact_mut(8)) {
+        let n = u32::from_le_bytes([l[0], l[1], l[2], l[3]]);
+        o.copy_from_slice(&next.wrapping_add(idx).to_le_bytes());
+        over |= u64::from(n.wrapping_sub(1));
+        let end = idx + u64::from(n);
+        if end >= len {
+            return check_lengths_exact(buf, lens, start);
         }
+        last |= buf[end as usize];
+        idx = end;
     }
-    if over >= MAX_ARG_STRLEN as u32 || last != 0 {
+    if over & BAD != 0 || last != 0 {
         return check_lengths_exact(buf, lens, start);
     }
-    Ok(end)
+    Ok(idx as usize + 1)
 }
 
-/// [`check_lengths`] one string at a time, stopping at the first bad one:
+/// [`check_and_point`] one string at a time, stopping at the first bad one:
 /// the errno a table that fails the fast check gets.
 fn check_lengths_exact(buf: &[u8], lens: &[u8], start: usize) -> KResult<usize> {
     let mut end = start;
@@ -284,6 +314,8 @@ fn skip_strings(s: &[u8], mut pos: usize, n: u64) -> KResult<usize> {
 pub struct ArgShape {
     execfn_len: usize,
     argv_len: usize,
+    /// The stack top its pointer table was built for.
+    top: u64,
 }
 
 /// A checked view of the argument block: exec file name, `argc` argument
@@ -295,9 +327,12 @@ pub struct ArgBlock<'a> {
     envc: u64,
     execfn_len: usize,
     argv_len: usize,
-    /// Checked lengths of every string (u32 LE each, NUL included), when
-    /// the host passed them: pointers are then laid without scanning.
-    lens: Option<&'a [u8]>,
+    /// The stack's words from argc to the NULL after the envp pointers
+    /// (8 bytes each), built while a table of lengths was checked: the
+    /// stack then needs no pass over the strings.
+    table: Option<&'a [u8]>,
+    /// The stack top `table` points below.
+    top: u64,
 }
 
 impl<'a> ArgBlock<'a> {
@@ -325,40 +360,70 @@ impl<'a> ArgBlock<'a> {
             envc: envc.into(),
             execfn_len,
             argv_len,
-            lens: None,
+            table: None,
+            top: 0,
         })
     }
 
-    /// The block with the host's table of string lengths (`lens`: one LE
-    /// u32 per string, NUL included). Checking it costs a few instructions
-    /// a string instead of a scan: the lengths must add up to the block,
-    /// each string must end in a NUL exactly where its length says, and
-    /// none may exceed [`MAX_ARG_STRLEN`] (E2BIG). A string with an earlier
-    /// NUL inside merely reads shorter, as it would from any exec caller.
+    /// The block with a table of its string lengths (`lens`: one LE u32
+    /// per string, NUL included), for a stack ending at `top`. Checking it
+    /// costs a few instructions a string instead of a scan: the lengths
+    /// must add up to the block, each string must end in a NUL exactly
+    /// where its length says, and none may exceed [`MAX_ARG_STRLEN`]
+    /// (E2BIG). A string with an earlier NUL inside merely reads shorter,
+    /// as it would from any exec caller. The same pass fills `table` with
+    /// the stack's argc and pointer arrays (see [`StackLayout::write`]);
+    /// E2BIG if the pointers alone exceed [`ARG_LIMIT`], ENOMEM if the
+    /// table cannot be allocated.
     pub fn with_lengths(
         buf: &'a [u8],
         lens: &'a [u8],
         argc: u32,
         envc: u32,
+        top: u64,
+        table: &'a mut Vec<u8>,
     ) -> KResult<ArgBlock<'a>> {
         let n = 1 + argc as usize + envc as usize;
         if lens.len() != 4 * n {
             return Err(Errno::EINVAL);
         }
+        let shown = u64::from(argc).max(1);
+        let words = (shown + u64::from(envc) + 3) as usize;
+        if 8 * (words as u64 - 3) >= ARG_LIMIT {
+            return Err(Errno::E2BIG);
+        }
+        table.clear();
+        table
+            .try_reserve_exact(8 * words)
+            .map_err(|_| Errno::ENOMEM)?;
+        table.resize(8 * words, 0);
+        // The strings lie just below the exec file name (see the module
+        // docs); an empty argv gets an empty argv[0] one byte below them.
+        let strings = top.wrapping_sub(8 + buf.len() as u64);
+        table[..8].copy_from_slice(&shown.to_le_bytes());
+        if argc == 0 {
+            table[8..16].copy_from_slice(&strings.wrapping_sub(1).to_le_bytes());
+        }
         let (head, env) = lens.split_at(4 * (1 + argc as usize));
-        let argv_end = check_lengths(buf, head, 0)?;
-        let end = check_lengths(buf, env, argv_end)?;
+        let (name, argv) = head.split_at(4);
+        let execfn_len = check_lengths_exact(buf, name, 0)?;
+        let argv_end = check_and_point(buf, argv, execfn_len, strings, &mut table[8..])?;
+        let argv_len = argv_end - execfn_len;
+        let envp = 8 * (shown as usize + 2);
+        let env_va = strings.wrapping_add(argv_len as u64);
+        let end = check_and_point(buf, env, argv_end, env_va, &mut table[envp..])?;
         if end != buf.len() {
             return Err(Errno::EINVAL);
         }
-        let execfn_len = len_at(lens, 0);
+        let table: &'a Vec<u8> = table;
         Ok(ArgBlock {
             buf,
             argc: argc.into(),
             envc: envc.into(),
             execfn_len,
-            argv_len: argv_end - execfn_len,
-            lens: Some(lens),
+            argv_len,
+            table: Some(table),
+            top,
         })
     }
 
@@ -367,16 +432,18 @@ impl<'a> ArgBlock<'a> {
         ArgShape {
             execfn_len: self.execfn_len,
             argv_len: self.argv_len,
+            top: self.top,
         }
     }
 
-    /// The view of a block and length table that
-    /// [`ArgBlock::with_lengths`] already checked and found `shape` in
-    /// (an exec's commit, after its prepare): no string is checked again,
-    /// only that the shape fits `buf` (EINVAL if not).
+    /// The view of a block and pointer table that
+    /// [`ArgBlock::with_lengths`] already checked and built, and found
+    /// `shape` in (an exec's commit, after its prepare): no string is
+    /// checked again, only that the shape fits `buf` (EINVAL if not; the
+    /// table's size is checked when the stack is written).
     pub fn checked(
         buf: &'a [u8],
-        lens: &'a [u8],
+        table: &'a [u8],
         argc: u32,
         envc: u32,
         shape: ArgShape,
@@ -390,7 +457,8 @@ impl<'a> ArgBlock<'a> {
             envc: envc.into(),
             execfn_len: shape.execfn_len,
             argv_len: shape.argv_len,
-            lens: Some(lens),
+            table: Some(table),
+            top: shape.top,
         })
     }
 
@@ -543,55 +611,101 @@ impl StackLayout {
     /// Write the whole stack for the same `args` it was laid out for,
     /// through `sink` (EINVAL, E2BIG: the environment strings are not
     /// what [`ArgBlock::new`] was told): the strings in one chunk, the
-    /// file name, platform and random bytes, then the pointer table and
-    /// auxv in chunks of up to 512 bytes, lowest address first.
+    /// file name, then everything below the strings (argc, the pointer
+    /// arrays, the auxv, the random bytes and the platform string) in
+    /// chunks of up to [`TABLE_BUF`] bytes, lowest address first: one
+    /// chunk for all but the longest argument lists.
     pub fn write(
         &self,
         args: &ArgBlock,
         aux: &AuxValues,
         sink: &mut impl StackSink,
     ) -> KResult<()> {
-        sink.write(self.vma_end - 8, &[0; 8])?;
-        sink.write(self.execfn, args.execfn())?;
+        // The file name and the zero word after it, in one piece when the
+        // name is short.
+        let name = args.execfn();
+        let mut end = [0u8; 256];
+        match end.get_mut(..name.len() + 8) {
+            Some(piece) => {
+                piece[..name.len()].copy_from_slice(name);
+                sink.write(self.execfn, piece)?;
+            }
+            None => {
+                sink.write(self.vma_end - 8, &[0; 8])?;
+                sink.write(self.execfn, name)?;
+            }
+        }
         let strings = self.arg_start + self.empty_argv0 as u64;
         if self.empty_argv0 {
             sink.write(self.arg_start, &[0])?;
         }
         sink.write(strings, args.strings())?;
-        sink.write(self.platform, PLATFORM)?;
-        sink.write(self.random, &aux.random)?;
         let mut t = Table {
             buf: [0; TABLE_BUF],
             len: 0,
             va: self.sp,
             sink,
         };
-        t.push(self.argc)?;
-        if self.empty_argv0 {
-            t.push(self.arg_start)?;
-        }
-        if let Some(lens) = args.lens {
-            t.push_ptrs_by_length(lens, 1, strings, args.argc)?;
-            t.push(0)?;
-            t.push_ptrs_by_length(lens, 1 + args.argc as usize, self.env_start, args.envc)?;
+        if let Some(table) = args.table {
+            // Built for this layout: same top, same number of words.
+            let words = self.argc + self.envc + 3;
+            if args.top != self.vma_end || table.len() as u64 != 8 * words {
+                return Err(Errno::EINVAL);
+            }
+            t.push_bytes(table)?;
         } else {
+            t.push(self.argc)?;
+            if self.empty_argv0 {
+                t.push(self.arg_start)?;
+            }
             let rest = t.push_ptrs(args.strings(), strings, args.argc)?;
             t.push(0)?;
             let rest = t.push_ptrs(rest, self.env_start, args.envc)?;
             if !rest.is_empty() {
                 return Err(Errno::EINVAL);
             }
+            t.push(0)?;
         }
-        t.push(0)?;
-        if self.vdso {
-            t.push(at::SYSINFO_EHDR)?;
-            t.push(aux.sysinfo_ehdr)?;
-        }
-        t.push_pairs(&self.auxv_entries(aux))?;
-        t.push(at::NULL)?;
-        t.push(0)?;
+        let (tail, len) = self.tail(aux);
+        t.push_bytes(&tail[..len])?;
         t.flush()
     }
+
+    /// The bytes from the auxv to the end of the platform string: the
+    /// pairs (AT_NULL last), zeros up to the random bytes, the random
+    /// bytes and the platform string; and how many of them there are.
+    /// Every pair lands at a fixed offset (one store a word, no fill
+    /// level to test).
+    fn tail(&self, aux: &AuxValues) -> ([u8; TAIL_MAX], usize) {
+        let mut b = [0u8; TAIL_MAX];
+        // With a vDSO, AT_SYSINFO_EHDR comes first and the rest one pair up.
+        let o = 16 * usize::from(self.vdso);
+        put_pair(&mut b, 0, at::SYSINFO_EHDR, aux.sysinfo_ehdr);
+        for (i, &(k, v)) in self.auxv_entries(aux).iter().enumerate() {
+            put_pair(&mut b, o + 16 * i, k, v);
+        }
+        put_pair(&mut b, o + 16 * (AUXV_PAIRS as usize - 1), at::NULL, 0);
+        let random = (self.random - self.auxv) as usize;
+        let len = random + 16 + PLATFORM.len();
+        if let Some(dst) = b.get_mut(random..len) {
+            dst[..16].copy_from_slice(&aux.random);
+            dst[16..].copy_from_slice(PLATFORM);
+        }
+        (b, len)
+    }
+}
+
+/// Most bytes [`StackLayout::tail`] gives: every auxv pair with
+/// `AT_SYSINFO_EHDR` and AT_NULL, up to 15 bytes of alignment, the random
+/// bytes and the platform string.
+const TAIL_MAX: usize = 16 * (AUXV_PAIRS as usize + 1) + 15 + 16 + PLATFORM.len();
+
+/// Store one auxv pair at byte `at` of `b` (a pair without a vDSO is
+/// overwritten by the first real one).
+#[inline(always)]
+fn put_pair(b: &mut [u8; TAIL_MAX], at: usize, key: u64, value: u64) {
+    b[at..at + 8].copy_from_slice(&key.to_le_bytes());
+    b[at + 8..at + 16].copy_from_slice(&value.to_le_bytes());
 }
 
 /// Linux's stack VMA after exec: `STACK_EXPAND` below the page holding the
@@ -606,7 +720,9 @@ fn stack_vma_start(top: u64, arg_start: u64, sp: u64) -> u64 {
     start.min(sp & !(PAGE_SIZE - 1))
 }
 
-const TABLE_BUF: usize = 512;
+/// Bytes the table buffer holds (the words below the strings of a
+/// program with a few dozen environment strings fit at once).
+const TABLE_BUF: usize = 1024;
 
 /// Buffers table words and writes them in contiguous chunks.
 struct Table<'s, S: StackSink> {
@@ -636,59 +752,23 @@ impl<S: StackSink> Table<'_, S> {
         Ok(())
     }
 
-    /// Push each pair's two words (the auxiliary vector), with the fill
-    /// level kept in a local: stores through `self` would make the
-    /// compiler reload it every pair.
-    fn push_pairs(&mut self, pairs: &[(u64, u64)]) -> KResult<()> {
-        let mut len = self.len;
-        for &(k, v) in pairs {
-            if len + 16 > TABLE_BUF {
-                self.len = len;
-                self.flush()?;
-                len = 0;
+    /// Push `bytes` after the words; more than the buffer holds goes to
+    /// the sink in one piece.
+    fn push_bytes(&mut self, bytes: &[u8]) -> KResult<()> {
+        if self.len + bytes.len() > TABLE_BUF {
+            self.flush()?;
+            if bytes.len() > TABLE_BUF {
+                self.sink.write(self.va, bytes)?;
+                self.va += bytes.len() as u64;
+                return Ok(());
             }
-            if let Some(slot) = self.buf.get_mut(len..len + 16) {
-                slot[..8].copy_from_slice(&k.to_le_bytes());
-                slot[8..].copy_from_slice(&v.to_le_bytes());
-            }
-            len += 16;
         }
-        self.len = len;
-        Ok(())
-    }
-
-    /// Push pointers to `n` strings from user address `va`, whose lengths
-    /// are entries `first..` of the checked table `lens`: up to a
-    /// buffer's worth at a time, in a loop with nothing in it but the
-    /// load, the store and the add (no fill-level or bounds test a
-    /// pointer).
-    fn push_ptrs_by_length(
-        &mut self,
-        lens: &[u8],
-        first: usize,
-        mut va: u64,
-        n: u64,
-    ) -> KResult<()> {
-        let lens = lens
-            .get(4 * first..4 * (first + n as usize))
-            .ok_or(Errno::EINVAL)?;
-        // Each 4-byte length becomes an 8-byte pointer.
-        for part in lens.chunks(TABLE_BUF / 2) {
-            let bytes = 2 * part.len();
-            if self.len + bytes > TABLE_BUF {
-                self.flush()?;
-            }
-            let start = self.len;
-            let slots = self
-                .buf
-                .get_mut(start..start + bytes)
-                .ok_or(Errno::EINVAL)?;
-            for (slot, l) in slots.chunks_exact_mut(8).zip(part.chunks_exact(4)) {
-                slot.copy_from_slice(&va.to_le_bytes());
-                va = va.wrapping_add(u64::from(u32::from_le_bytes([l[0], l[1], l[2], l[3]])));
-            }
-            self.len = start + bytes;
-        }
+        let end = self.len + bytes.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(Errno::EINVAL)?
+            .copy_from_slice(bytes);
+        self.len = end;
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use super::frame::FrameAllocator;
 use super::paging::{KernelHalf, PageSize, PageTable};
 use super::phys::PhysMem;
 use super::rlimit::{resource, Rlimits};
-use super::vma::VmaSet;
+use super::vma::{Backing, Prot, VmFlags, VmaSet};
 use crate::errno::{Errno, KResult};
 use crate::fs::cache::PageCache;
 use crate::fs::host::FsHost;
@@ -217,6 +217,33 @@ impl Mm {
         self.last_anon = self.last_anon.wrapping_add(1).max(1);
         self.last_anon
     }
+
+    /// [`Self::user_page`] for a write to `va` where nothing is mapped
+    /// yet, in area `i`: exec writing its new stack. When area `i` is
+    /// private, anonymous, writable and holds `va`, `va` is mapped as a
+    /// first write fault there would map it (same pages, frames and
+    /// entries) without the fault's lookups of the entry and the area.
+    pub fn populate_anon<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+    ) -> KResult<u64> {
+        let fits = self.vmas.get(i).is_some_and(|v| {
+            v.backing == Backing::Anon
+                && v.prot.contains(Prot::WRITE)
+                && !v.flags.contains(VmFlags::SHARED)
+                && v.start <= va
+                && va < v.end
+        });
+        if !fits {
+            return self.user_page(env, va, true);
+        }
+        self.fault_anon(env, i, va & !(PAGE_SIZE - 1))
+            .map_err(|_| Errno::ENOMEM)?;
+        let t = self.pt.translate(env.mem, va);
+        t.map(|t| t.pa(va)).ok_or(Errno::EFAULT)
+    }
 }
 
 /// EFAULT unless `[addr, addr + len)` lies below [`TASK_SIZE`] without
@@ -256,5 +283,63 @@ pub(crate) fn release_frame<M: PhysMem>(
         size.frames()
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::testmem::Fixture;
+    use crate::mm::vma::Vma;
+    use vmrun_contract::FaultSize;
+
+    /// A machine with `policy` and a stack-like area
+    /// `[0x7ff0_0000, 0x7ff2_1000)`.
+    fn stack(policy: FaultSize) -> (Fixture, Mm) {
+        let mut fx = Fixture::new();
+        fx.frames.fault_size = policy;
+        let mut mm = fx.mm();
+        let v = Vma::anon(0x7ff0_0000, 0x7ff2_1000, Prot::RW, VmFlags::GROWSDOWN);
+        mm.vmas.insert(v).unwrap();
+        (fx, mm)
+    }
+
+    /// Which pages of the area are mapped, and to which frames.
+    fn mapped(mm: &Mm, fx: &Fixture) -> alloc::vec::Vec<(u64, u64)> {
+        (0x7ff0_0000..0x7ff2_1000)
+            .step_by(PAGE_SIZE as usize)
+            .filter_map(|va| mm.pt.translate(&fx.mem, va).map(|t| (va, t.pa(va))))
+            .collect()
+    }
+
+    #[test]
+    fn populate_anon_maps_what_a_first_write_fault_maps() {
+        for policy in [FaultSize::Page4K, FaultSize::Block64K, FaultSize::Huge2M] {
+            let va = 0x7ff2_0ff8;
+            let (mut fx, mut mm) = stack(policy);
+            let pa = mm.populate_anon(&mut fx.env(), 0, va).unwrap();
+            let (mut fx2, mut mm2) = stack(policy);
+            let pa2 = mm2.user_page(&mut fx2.env(), va, true).unwrap();
+            assert_eq!(pa, pa2, "{policy:?}");
+            assert_eq!(mapped(&mm, &fx), mapped(&mm2, &fx2), "{policy:?}");
+            assert_eq!(mm.user_frames, mm2.user_frames, "{policy:?}");
+            assert_ne!(mm.vmas[0].anon, 0, "anon identity attached");
+        }
+    }
+
+    #[test]
+    fn populate_anon_outside_a_fitting_area_is_user_page() {
+        let (mut fx, mut mm) = stack(FaultSize::Block64K);
+        assert_eq!(
+            mm.populate_anon(&mut fx.env(), 0, 0x7ff2_1000),
+            Err(Errno::EFAULT),
+            "past the area"
+        );
+        assert_eq!(
+            mm.populate_anon(&mut fx.env(), 1, 0x7ff2_0000),
+            mm.user_page(&mut fx.env(), 0x7ff2_0000, true),
+            "no area 1: the page is faulted in through area 0"
+        );
+        assert_eq!(mapped(&mm, &fx).len(), 1, "the area's last page alone");
     }
 }

@@ -485,16 +485,50 @@ impl VmaSet {
         if vma.is_empty() || (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
-        let (i, next) = self.t.seek(vma.start);
-        if next.is_some_and(|v| v.start < vma.end) {
-            return Err(Errno::EEXIST);
-        }
+        // Past the last area (an exec adds its areas in address order):
+        // no search.
+        let past_last = self.t.last_end().is_none_or(|end| end <= vma.start);
+        let i = if past_last {
+            self.len()
+        } else {
+            let (i, next) = self.t.seek(vma.start);
+            if next.is_some_and(|v| v.start < vma.end) {
+                return Err(Errno::EEXIST);
+            }
+            i
+        };
         if self.len() > MAX_VMAS {
             return Err(Errno::ENOMEM);
         }
         self.t.insert_at(i, vma)?;
         self.note(trace_kind::VMA_INSERT, vma, 0);
         Ok(i)
+    }
+
+    /// Insert `areas` as [`Self::insert`] would one by one, without a
+    /// search per area, when they ascend apart past the last area and fit
+    /// in the set's one leaf (or a new one): exec's segments and vDSO.
+    /// False, with nothing inserted, otherwise (the caller inserts them one
+    /// at a time, which reports what is wrong); ENOMEM if the leaf cannot
+    /// be allocated.
+    pub fn append(&mut self, areas: &mut [Vma]) -> KResult<bool> {
+        let mut prev_end = self.t.last_end().unwrap_or(0);
+        for v in areas.iter_mut() {
+            if v.start >= v.end || v.start < prev_end || (v.start | v.end) & (PAGE_SIZE - 1) != 0 {
+                return Ok(false);
+            }
+            prev_end = v.end;
+            v.flags = accounted(v.flags, v.prot);
+        }
+        if !self.t.append_to_leaf(areas)? {
+            return Ok(false);
+        }
+        if self.journaling {
+            for v in areas.iter() {
+                self.note(trace_kind::VMA_INSERT, *v, 0);
+            }
+        }
+        Ok(true)
     }
 
     /// [`Self::insert`], then merge with compatible neighbours; returns the
@@ -702,6 +736,91 @@ impl VmaSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Exec-like areas: file text, writable data, bss, far-off stack.
+    fn exec_areas() -> [Vma; 4] {
+        let file = Backing::File {
+            file: 3,
+            offset: 0,
+            data_end: u64::MAX,
+        };
+        [
+            Vma {
+                backing: file,
+                ..Vma::anon(0x40_0000, 0x40_2000, Prot::READ, VmFlags::NONE)
+            },
+            Vma {
+                backing: file,
+                ..Vma::anon(0x40_2000, 0x40_3000, Prot::RW, VmFlags::NONE)
+            },
+            Vma::anon(0x40_3000, 0x40_5000, Prot::RW, VmFlags::NONE),
+            Vma::anon(0x7fff_0000, 0x7fff_2000, Prot::RW, VmFlags::GROWSDOWN),
+        ]
+    }
+
+    fn journal(set: &mut VmaSet) -> alloc::vec::Vec<VmaChange> {
+        let mut out = alloc::vec::Vec::new();
+        set.take_journal(|c| out.push(*c));
+        out
+    }
+
+    #[test]
+    fn append_matches_inserts_one_by_one() {
+        let (mut one, mut batch) = (VmaSet::new(), VmaSet::new());
+        one.set_journaling(true);
+        batch.set_journaling(true);
+        for v in exec_areas() {
+            one.insert(v).unwrap();
+        }
+        let mut areas = exec_areas();
+        let (low, high) = areas.split_at_mut(2);
+        assert_eq!(batch.append(low), Ok(true), "into the empty set");
+        assert_eq!(batch.append(high), Ok(true), "past the last area");
+        assert_eq!(
+            one.iter().collect::<alloc::vec::Vec<_>>(),
+            batch.iter().collect::<alloc::vec::Vec<_>>()
+        );
+        assert_eq!(
+            (one.len(), one.total_bytes(), one.data_bytes()),
+            (batch.len(), batch.total_bytes(), batch.data_bytes())
+        );
+        assert!(batch.get(1).unwrap().flags.contains(VmFlags::ACCOUNT));
+        assert_eq!(journal(&mut one), journal(&mut batch));
+        // The set goes on as one built by inserts.
+        let heap = Vma::anon(0x40_5000, 0x40_6000, Prot::RW, VmFlags::NONE);
+        assert_eq!(batch.insert_merged(heap), one.insert_merged(heap));
+        assert_eq!(batch.find(0x40_5800), one.find(0x40_5800));
+    }
+
+    #[test]
+    fn append_leaves_disorder_overlap_bad_areas_and_a_full_leaf_to_inserts() {
+        let refused = |f: fn(&mut [Vma; 4])| {
+            let mut a = exec_areas();
+            f(&mut a);
+            let mut set = VmaSet::new();
+            assert_eq!(set.append(&mut a), Ok(false));
+            assert!(set.is_empty(), "nothing inserted");
+        };
+        refused(|a| a.swap(0, 3));
+        refused(|a| a[2].start = 0x40_2000);
+        refused(|a| a[1].end = a[1].start);
+        refused(|a| a[3].end += 1);
+        let mut set = VmaSet::new();
+        set.insert(exec_areas()[3]).unwrap();
+        assert_eq!(set.append(&mut exec_areas()[..3]), Ok(false), "below");
+        assert_eq!(set.len(), 1);
+        let mut many = [Vma::anon(0, 0, Prot::RW, VmFlags::NONE); vma_tree::LEAF_CAP + 1];
+        for (k, v) in many.iter_mut().enumerate() {
+            (v.start, v.end) = ((k as u64 + 1) << 12, (k as u64 + 2) << 12);
+        }
+        assert_eq!(VmaSet::new().append(&mut many), Ok(false));
+        let mut set = VmaSet::new();
+        let (leaf, more) = many.split_at_mut(vma_tree::LEAF_CAP);
+        assert_eq!(set.append(leaf), Ok(true));
+        assert_eq!(set.append(more), Ok(false), "the leaf is full");
+        set.insert(more[0]).unwrap();
+        assert_eq!(set.len(), vma_tree::LEAF_CAP + 1, "a full leaf splits");
+    }
 
     #[test]
     fn area_made_read_only_does_not_merge_with_one_never_writable() {

@@ -361,6 +361,16 @@ impl VmaTree {
         })
     }
 
+    /// The end of the last area (None if there is none): a field load for
+    /// a one-leaf tree.
+    #[inline]
+    pub fn last_end(&self) -> Option<u64> {
+        match self.root.as_ref()? {
+            Node::Leaf(v) => v.last().map(|l| l.end),
+            _ => self.get(self.len.checked_sub(1)?).map(|l| l.end),
+        }
+    }
+
     /// The area at position `i`.
     #[inline]
     pub fn get(&self, i: usize) -> Option<&Vma> {
@@ -495,8 +505,54 @@ impl VmaTree {
     /// Insert `vma` at position `i` (`i <= len()`); the caller keeps the
     /// order. ENOMEM, with nothing changed, if the nodes it needs cannot be
     /// allocated.
+    #[inline]
     pub fn insert_at(&mut self, i: usize, vma: Vma) -> KResult<()> {
         let i = i.min(self.len);
+        if let Some(Node::Leaf(v)) = &mut self.root {
+            // A small address space (a fresh exec's) is one leaf with
+            // room: no spare to allocate, no path to walk, no summary to
+            // keep (the root has none).
+            if v.len() < LEAF_CAP {
+                v.insert(i, vma);
+                self.len += 1;
+                self.add_weight(&vma);
+                self.forget_finger();
+                return Ok(());
+            }
+        }
+        self.insert_at_slow(i, vma)
+    }
+
+    /// Append `areas` (in order, apart and past the last area, which the
+    /// caller checked) when the tree is empty or one leaf with room for
+    /// them: one copy, and no path or summary to keep, as for the inserts
+    /// into a one-leaf tree. False, with nothing changed, otherwise; ENOMEM
+    /// if a new leaf cannot be allocated.
+    pub fn append_to_leaf(&mut self, areas: &[Vma]) -> KResult<bool> {
+        match &mut self.root {
+            None if areas.len() <= LEAF_CAP => {
+                let mut leaf = alloc_vec(LEAF_CAP)?;
+                leaf.extend_from_slice(areas);
+                self.root = Some(Node::Leaf(leaf));
+            }
+            Some(Node::Leaf(v)) if v.len() + areas.len() <= LEAF_CAP => {
+                v.extend_from_slice(areas);
+            }
+            _ => return Ok(false),
+        }
+        for v in areas {
+            self.add_weight(v);
+        }
+        self.len += areas.len();
+        self.forget_finger();
+        Ok(true)
+    }
+
+    /// [`Self::insert_at`] for an empty tree, a full leaf or an inner
+    /// root: apart, so that the fast path inlined into callers pays no
+    /// large frame.
+    #[inline(never)]
+    fn insert_at_slow(&mut self, i: usize, vma: Vma) -> KResult<()> {
         let mut spares = self.spares_for(i)?;
         self.forget_finger();
         let Some(root) = self.root.as_mut() else {
@@ -1055,6 +1111,35 @@ mod tests {
     fn nodes_fit_the_heap_block_they_are_counted_as() {
         assert!(core::mem::size_of::<Vma>() * LEAF_CAP <= NODE_BYTES);
         assert!(core::mem::size_of::<Child>() * INNER_CAP <= NODE_BYTES);
+    }
+
+    #[test]
+    fn inserts_into_a_one_leaf_tree_keep_order_counts_and_a_later_split() {
+        let mut t = VmaTree::new();
+        assert_eq!(t.last_end(), None);
+        // Middle, front and back of a single leaf, then past its capacity.
+        for (n, k) in [4u64, 0, 9, 2, 7].into_iter().enumerate() {
+            let i = t.rank_start(area(k).start);
+            t.insert_at(i, area(k)).unwrap();
+            assert_eq!(t.len(), n + 1);
+        }
+        let starts: Vec<u64> = t.iter().map(|v| v.start / 0x2000).collect();
+        assert_eq!(starts, [0, 2, 4, 7, 9]);
+        assert_eq!(t.last_end(), Some(area(9).end));
+        assert_eq!(t.bytes(), 5 * 0x1000);
+        assert_eq!(t.data_bytes(), 0);
+        // A lookup sets the finger; an insert must not leave it stale.
+        assert_eq!(t.seek(area(9).start).0, 4);
+        t.insert_at(4, area(8)).unwrap();
+        assert_eq!(t.get(4).map(|v| v.start), Some(area(8).start));
+        for k in 10..10 + LEAF_CAP as u64 {
+            t.insert_at(t.len(), area(k)).unwrap();
+        }
+        assert_eq!(t.len(), 6 + LEAF_CAP);
+        assert_eq!(t.last_end(), Some(area(9 + LEAF_CAP as u64).end));
+        let starts: Vec<u64> = t.iter().map(|v| v.start).collect();
+        assert!(starts.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(t.seek(area(12).start), (8, t.get(8)));
     }
 
     #[test]

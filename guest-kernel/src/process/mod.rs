@@ -300,9 +300,10 @@ impl Process {
         to.holds_group = true;
     }
 
-    /// Give the process fds 0, 1 and 2: the host's stdio.
+    /// Give the process fds 0, 1 and 2: the host's stdio. Fd 2 goes in
+    /// first, so that the fd table grows once.
     pub fn init_stdio(&mut self) {
-        for (k, flags) in [(0u8, o::RDONLY), (1, o::WRONLY), (2, o::WRONLY)] {
+        for (k, flags) in [(2u8, o::WRONLY), (1, o::WRONLY), (0, o::RDONLY)] {
             let f = OpenFile::new(Node::Stdio(k), flags);
             let _ = self.fds.install_at(u64::from(k), f, false);
         }

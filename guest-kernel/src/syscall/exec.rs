@@ -19,7 +19,7 @@ use super::files::{self, absolute, open_path, release, AT_EMPTY_PATH, AT_SYMLINK
 use super::{memory, Ctx, HostIo};
 use crate::errno::{Errno, KResult};
 use crate::exec::aslr::Layout;
-use crate::exec::elf::{header_span, EHDR_SIZE, MAX_PHDR_BYTES};
+use crate::exec::elf::{header_span, EHDR_SIZE, MAX_PHDR_BYTES, PHDR_SIZE};
 use crate::exec::script::{self, BINPRM_BUF_SIZE};
 use crate::exec::stack::ArgShape;
 use crate::exec::stack::MAX_ARG_STRLEN;
@@ -30,7 +30,6 @@ use crate::fs::stat::{S_IFMT, S_IFREG};
 use crate::mm::paging::KernelHalf;
 use crate::mm::phys::PhysMem;
 use crate::process::exec::{load_elf_binary, EntryState};
-use crate::signal::{SIG_DFL, SIG_IGN};
 use crate::trace::{self, category, kind};
 use crate::uaccess::get_user_u64;
 use vmrun_contract::layout::PAGE_SIZE;
@@ -60,8 +59,9 @@ pub struct ExecPlan {
     pub interp: Option<ExecImage>,
     /// The exec file name, argv and envp strings, each NUL-terminated.
     pub args: Cow<'static, [u8]>,
-    /// Their lengths (LE u32, NULs included).
-    pub lens: Cow<'static, [u8]>,
+    /// The stack's argc and argv/envp pointer arrays, built while the
+    /// strings' lengths were checked ([`ArgBlock::with_lengths`]).
+    pub table: Vec<u8>,
     /// argv count.
     pub argc: u32,
     /// envp count.
@@ -69,10 +69,10 @@ pub struct ExecPlan {
     /// The block's shape as [`ArgBlock::with_lengths`] checked it, so that
     /// the commit does not check every string again.
     pub shape: ArgShape,
-    /// What `/proc/self/exe` will read as.
-    pub exe: Vec<u8>,
     /// Where the parts go.
     pub layout: Layout,
+    /// The initial stack's addresses, laid out for the argument block.
+    pub stack: StackLayout,
 }
 
 impl ExecPlan {
@@ -244,17 +244,27 @@ fn open_exec<M: PhysMem, H: HostIo>(
     Ok(f)
 }
 
+/// Bytes of a file's start read into a stack buffer, once for the `#!`
+/// check and the ELF headers: an ELF header and 16 program headers
+/// (longer tables are read again, into the heap).
+const SMALL_PREFIX: usize = EHDR_SIZE + 16 * PHDR_SIZE;
+
 /// Parse an ELF image of inode `id` (`size` bytes) through the cache.
+/// `known`: the file's first bytes if the caller read them already (the
+/// file is read only for what they do not hold).
 fn plan_image<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     id: u16,
-    size: u64,
+    (size, known): (u64, &[u8]),
     interpreter: bool,
     layout: &Layout,
 ) -> Result<LoadPlan, ExecError> {
     let mut head = [0u8; EHDR_SIZE];
     let n = (size as usize).min(EHDR_SIZE);
-    read_file(cx, id, 0, &mut head[..n])?;
+    match known.get(..n) {
+        Some(k) => head[..n].copy_from_slice(k),
+        None => read_file(cx, id, 0, &mut head[..n])?,
+    }
     if interpreter && n < EHDR_SIZE {
         // Linux reads a whole ELF header of the interpreter: a short read
         // is EIO.
@@ -275,12 +285,37 @@ fn plan_image<M: PhysMem, H: HostIo>(
         }
         span => {
             let span = span.unwrap_or(n as u64).min(size) as usize;
-            let mut prefix = alloc::vec![0u8; span.max(n)];
-            read_file(cx, id, 0, &mut prefix)?;
             let (top, dyn_offset) = (layout.mmap_base, layout.dyn_offset);
-            LoadPlan::parse_prefix(&prefix, size, interpreter, top, dyn_offset)
+            if let Some(prefix) = known.get(..span.max(n)) {
+                return finish_plan(
+                    LoadPlan::parse_prefix(prefix, size, interpreter, top, dyn_offset),
+                    interpreter,
+                );
+            }
+            // The headers of most programs fit a buffer on the stack: no
+            // heap block to allocate and free.
+            let mut small = [0u8; SMALL_PREFIX];
+            let mut large = Vec::new();
+            let prefix = match small.get_mut(..span.max(n)) {
+                Some(p) => p,
+                None => {
+                    large.resize(span.max(n), 0);
+                    &mut large[..]
+                }
+            };
+            read_file(cx, id, 0, prefix)?;
+            LoadPlan::parse_prefix(prefix, size, interpreter, top, dyn_offset)
         }
     };
+    finish_plan(plan, interpreter)
+}
+
+/// A parsed plan, or the exec error its ELF error gives (ELIBBAD, and the
+/// message saying so, for an interpreter).
+fn finish_plan(
+    plan: Result<LoadPlan, crate::exec::elf::ElfError<'static>>,
+    interpreter: bool,
+) -> Result<LoadPlan, ExecError> {
     plan.map_err(|e| {
         let mut m = crate::fmt::MsgBuf::<256>::new();
         if interpreter {
@@ -321,7 +356,7 @@ pub fn prepare<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     mut id: u16,
     mut file: Option<FileRef>,
-    mut filename: Vec<u8>,
+    mut filename: Cow<'_, [u8]>,
     boot_args: Option<BootArgs>,
     mut args: Option<Args>,
     layout: Layout,
@@ -334,15 +369,16 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         [exec_phase::START, 0, 0, 0, 0, 0],
     );
     let mut boot_args = boot_args;
-    let mut exe = exe_path(cx, id, &file);
     for depth in 0..=script::MAX_DEPTH {
         let size = cx.env.cache.get(id).map_or(0, |i| i.size);
-        let mut head = [0u8; BINPRM_BUF_SIZE];
-        let n = (size as usize).min(BINPRM_BUF_SIZE);
+        // Enough for the `#!` check and, for most ELF files, the headers.
+        let mut head = [0u8; SMALL_PREFIX];
+        let n = (size as usize).min(SMALL_PREFIX);
         read_file(cx, id, 0, &mut head[..n])?;
-        let parsed = script::parse(&head[..n]).map_err(|e| with_message(e, b"bad #! line"))?;
+        let line = &head[..n.min(BINPRM_BUF_SIZE)];
+        let parsed = script::parse(line).map_err(|e| with_message(e, b"bad #! line"))?;
         let Some(sb) = parsed else {
-            let plan = plan_image(cx, id, size, false, &layout)?;
+            let plan = plan_image(cx, id, (size, &head[..n]), false, &layout)?;
             return finish(
                 cx,
                 ExecImage {
@@ -350,7 +386,6 @@ pub fn prepare<M: PhysMem, H: HostIo>(
                     plan,
                     file,
                 },
-                exe,
                 boot_args,
                 args,
                 layout,
@@ -378,8 +413,7 @@ pub fn prepare<M: PhysMem, H: HostIo>(
             release(cx, old);
         }
         id = exec_inode(cx, &f)?.0;
-        filename = sb.interp;
-        exe = exe_path(cx, id, &file);
+        filename = Cow::Owned(sb.interp);
     }
     Err(with_message(
         Errno::ELOOP,
@@ -395,27 +429,32 @@ fn interp_error(e: Errno, what: &[u8], path: &[u8]) -> ExecError {
     with_message(e, &m)
 }
 
-fn exe_path<M: PhysMem, H: HostIo>(
+/// Name the process after the program (`/proc/self/exe` and comm): the
+/// path its open file was opened by, or the boot image's.
+fn name_process<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     id: u16,
     file: &Option<FileRef>,
-) -> Vec<u8> {
-    match file {
-        Some(f) => f.borrow().node.path().to_vec(),
-        None => cx
-            .env
-            .cache
-            .get(id)
-            .map(|i| i.path.to_vec())
-            .unwrap_or_default(),
-    }
+) {
+    let node;
+    let exe: &[u8] = match file {
+        Some(f) => {
+            node = f.borrow();
+            node.node.path()
+        }
+        None => cx.env.cache.get(id).map_or(&[][..], |i| &*i.path),
+    };
+    let p = &mut *cx.p;
+    p.set_exe(exe);
+    let base = exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
+    p.comm = [0; 16];
+    p.comm[..base.len().min(15)].copy_from_slice(&base[..base.len().min(15)]);
 }
 
 /// The interpreter and the argument block, checked.
 fn finish<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     program: ExecImage,
-    exe: Vec<u8>,
     boot_args: Option<BootArgs>,
     args: Option<Args>,
     layout: Layout,
@@ -427,7 +466,7 @@ fn finish<M: PhysMem, H: HostIo>(
             let f =
                 open_exec(cx, abs, false).map_err(|e| interp_error(e, b"ELF interpreter ", &p))?;
             let (iid, isize) = exec_inode(cx, &f)?;
-            match plan_image(cx, iid, isize, true, &layout) {
+            match plan_image(cx, iid, (isize, &[]), true, &layout) {
                 Ok(plan) => Some(ExecImage {
                     inode: iid,
                     plan,
@@ -449,9 +488,10 @@ fn finish<M: PhysMem, H: HostIo>(
         (None, Some(b)) => b,
         (None, None) => return Err(Errno::EINVAL.into()),
     };
-    let block = ArgBlock::with_lengths(&args, &lens, argc, envc)?;
+    let mut table = Vec::new();
+    let block = ArgBlock::with_lengths(&args, &lens, argc, envc, layout.stack_top, &mut table)?;
     let shape = block.shape();
-    StackLayout::new_below_with(&block, layout.stack_top, cx.p.vdso.is_some())
+    let stack = StackLayout::new_below_with(&block, layout.stack_top, cx.p.vdso.is_some())
         .map_err(|e| with_message(e, b"arguments and environment too large"))?;
     trace::emit(
         cx.env.mem,
@@ -464,12 +504,12 @@ fn finish<M: PhysMem, H: HostIo>(
         program,
         interp,
         args,
-        lens,
+        table,
         argc,
         envc,
         shape,
-        exe,
         layout,
+        stack,
     }))
 }
 
@@ -511,7 +551,15 @@ pub fn execveat<M: PhysMem, H: HostIo>(
         argv,
         envp,
     };
-    prepare(cx, id, Some(file), execfn, None, Some(args), layout)
+    prepare(
+        cx,
+        id,
+        Some(file),
+        Cow::Owned(execfn),
+        None,
+        Some(args),
+        layout,
+    )
 }
 
 /// Release what a failed or finished plan holds.
@@ -541,12 +589,12 @@ pub fn commit<M: PhysMem, H: HostIo>(
         program,
         interp,
         args,
-        lens,
+        table,
         argc,
         envc,
         shape,
-        exe,
         layout,
+        stack,
     } = *plan;
     begin_new_exec(cx);
     let journaling = cx.p.mm.vmas.journaling();
@@ -564,7 +612,7 @@ pub fn commit<M: PhysMem, H: HostIo>(
         0,
         [exec_phase::ADDRESS_SPACE, 0, 0, 0, 0, 0],
     );
-    let block = ArgBlock::checked(&args, &lens, argc, envc, shape)?;
+    let block = ArgBlock::checked(&args, &table, argc, envc, shape)?;
     let base = interp.as_ref().map_or(0, |i| i.plan.base());
     let mut aux = AuxValues::for_program(&program.plan, base, random);
     (aux.hwcap, aux.hwcap2) = hwcap;
@@ -577,16 +625,13 @@ pub fn commit<M: PhysMem, H: HostIo>(
         &program.plan,
         interp_ref,
         vdso,
-        &block,
+        (&block, &stack),
         &aux,
         &layout,
     )?;
-    cx.p.set_exe(&exe);
+    name_process(cx, program.inode, &program.file);
     // A new address space: no membarrier registration.
     cx.p.membarrier_registered = 0;
-    let base = exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
-    cx.p.comm = [0; 16];
-    cx.p.comm[..base.len().min(15)].copy_from_slice(&base[..base.len().min(15)]);
     for f in [program.file, interp.and_then(|i| i.file)]
         .into_iter()
         .flatten()
@@ -615,7 +660,13 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     super::task::end_other_threads(cx);
     cx.p.pid = cx.p.tgid;
     cx.p.is_thread = false;
-    memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
+    // The boot program's address space is still empty: nothing to walk,
+    // and no program ran to set a handler (the table is as
+    // `Process::empty` made it, which a flush leaves as it is).
+    let ran = !cx.p.mm.vmas.is_empty();
+    if ran {
+        memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
+    }
     let cloexec: Vec<u64> =
         cx.p.fds
             .fds()
@@ -628,13 +679,8 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     for f in core::mem::take(&mut cx.p.mapped_files) {
         release(cx, f);
     }
-    for a in cx.p.sigactions.iter_mut() {
-        if a.handler != SIG_IGN {
-            a.handler = SIG_DFL;
-        }
-        a.flags = 0;
-        a.restorer = 0;
-        a.mask = 0;
+    if ran {
+        crate::signal::flush_handlers(&mut cx.p.sigactions);
     }
     cx.p.altstack = [0, 2, 0];
     cx.p.fs_base = 0;

@@ -544,3 +544,11 @@ fn bin_true_parses() {
     assert!(p.interp.is_some());
     assert!(p.start_brk > p.end_data);
 }
+
+#[test]
+fn prot_table_matches_make_prot_for_every_flag_word() {
+    for flags in (0..16).chain([0x8000_0005, u32::MAX]) {
+        assert_eq!(prot_of(flags), make_prot(flags), "flags {flags:#x}");
+    }
+    assert_eq!(prot_of(PF_R | PF_X), PROT_READ | PROT_EXEC);
+}

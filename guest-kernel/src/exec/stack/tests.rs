@@ -154,8 +154,23 @@ fn auxv_follows_linux_order_and_values() {
 fn strings_are_written_as_few_large_chunks() {
     let (l, m) = build(BLOCK, 2, 2, 0x1000);
     assert!(m.writes.contains(&(l.arg_start, 20)));
-    assert!(m.writes.contains(&(l.sp, (l.auxv + 320 - l.sp) as usize)));
-    assert_eq!(m.writes.len(), 6);
+    // argc up to the platform string's NUL: one chunk.
+    let below = l.platform + PLATFORM.len() as u64 - l.sp;
+    assert!(m.writes.contains(&(l.sp, below as usize)));
+    assert!(m.writes.contains(&(l.execfn, 10 + 8)));
+    assert_eq!(m.writes.len(), 3);
+}
+
+#[test]
+fn an_exec_file_name_of_any_length_ends_below_a_zero_word() {
+    for len in [1usize, 247, 248, 249, 4000] {
+        let mut block = vec![b'n'; len];
+        block.extend_from_slice(b"\0prog\0");
+        let (l, m) = build(&block, 1, 0, 0x4000);
+        assert_eq!(m.word(STACK_TOP - 8), 0, "name of {len} bytes");
+        assert_eq!(m.cstr(l.execfn), &block[..len]);
+        assert_eq!(l.execfn + len as u64 + 1, STACK_TOP - 8);
+    }
 }
 
 #[test]
@@ -300,7 +315,8 @@ fn lens(strings: &[&[u8]]) -> Vec<u8> {
 #[test]
 fn length_table_gives_the_same_stack_as_scanning() {
     let table = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
-    let with = ArgBlock::with_lengths(BLOCK, &table, 2, 2).unwrap();
+    let mut ptrs = Vec::new();
+    let with = ArgBlock::with_lengths(BLOCK, &table, 2, 2, STACK_TOP, &mut ptrs).unwrap();
     let (scanned, scanned_mem) = build(BLOCK, 2, 2, 0x4000);
     let l = StackLayout::new(&with).unwrap();
     assert_eq!(l, scanned);
@@ -312,8 +328,9 @@ fn length_table_gives_the_same_stack_as_scanning() {
 #[test]
 fn a_block_rebuilt_from_its_checked_shape_gives_the_same_stack() {
     let table = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
-    let with = ArgBlock::with_lengths(BLOCK, &table, 2, 2).unwrap();
-    let again = ArgBlock::checked(BLOCK, &table, 2, 2, with.shape()).unwrap();
+    let mut ptrs = Vec::new();
+    let with = ArgBlock::with_lengths(BLOCK, &table, 2, 2, STACK_TOP, &mut ptrs).unwrap();
+    let again = ArgBlock::checked(BLOCK, with.table.unwrap(), 2, 2, with.shape()).unwrap();
     let l = StackLayout::new(&with).unwrap();
     assert_eq!(StackLayout::new(&again).unwrap(), l);
     let (mut a, mut b) = (Mem::new(0x4000), Mem::new(0x4000));
@@ -322,35 +339,43 @@ fn a_block_rebuilt_from_its_checked_shape_gives_the_same_stack() {
     assert_eq!(a.bytes, b.bytes);
     // A shape that does not fit the block is refused, never sliced.
     let short_table = lens(&[b"/p"]);
-    let short = ArgBlock::with_lengths(b"/p\0", &short_table, 0, 0).unwrap();
+    let mut short_ptrs = Vec::new();
+    let short =
+        ArgBlock::with_lengths(b"/p\0", &short_table, 0, 0, STACK_TOP, &mut short_ptrs).unwrap();
+    let ptrs = with.table.unwrap();
     assert_eq!(
-        ArgBlock::checked(b"/p", &table, 2, 2, with.shape()).unwrap_err(),
+        ArgBlock::checked(b"/p", ptrs, 2, 2, with.shape()).unwrap_err(),
         Errno::EINVAL
     );
-    assert!(ArgBlock::checked(BLOCK, &table, 2, 2, short.shape()).is_ok());
+    let mismatched = ArgBlock::checked(BLOCK, short.table.unwrap(), 2, 2, with.shape()).unwrap();
+    assert_eq!(
+        l.write(&mismatched, &aux(), &mut Mem::new(0x4000)),
+        Err(Errno::EINVAL)
+    );
+    assert!(ArgBlock::checked(BLOCK, ptrs, 2, 2, short.shape()).is_ok());
 }
 
 #[test]
 fn length_table_that_disagrees_with_the_block_is_refused() {
+    let check = |t: &[u8], argc, envc| {
+        ArgBlock::with_lengths(BLOCK, t, argc, envc, STACK_TOP, &mut Vec::new()).map(|_| ())
+    };
     let good = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
-    assert!(ArgBlock::with_lengths(BLOCK, &good, 2, 2).is_ok());
+    assert!(check(&good, 2, 2).is_ok());
     // One length too long: the NUL is not where it says.
     let mut shifted = good.clone();
     shifted[4] += 1;
-    assert_eq!(
-        ArgBlock::with_lengths(BLOCK, &shifted, 2, 2).unwrap_err(),
-        Errno::EINVAL
-    );
+    assert_eq!(check(&shifted, 2, 2).unwrap_err(), Errno::EINVAL);
     // A zero length, a table of the wrong size, lengths short of the block.
     let mut zero = good.clone();
     zero[8] = 0;
-    assert!(ArgBlock::with_lengths(BLOCK, &zero, 2, 2).is_err());
-    assert!(ArgBlock::with_lengths(BLOCK, &good[..16], 2, 2).is_err());
-    assert!(ArgBlock::with_lengths(BLOCK, &good[..16], 2, 1).is_err());
+    assert!(check(&zero, 2, 2).is_err());
+    assert!(check(&good[..16], 2, 2).is_err());
+    assert!(check(&good[..16], 2, 1).is_err());
     // A length past the block.
     let mut huge = good;
     huge[16..20].copy_from_slice(&(u32::MAX).to_le_bytes());
-    assert!(ArgBlock::with_lengths(BLOCK, &huge, 2, 2).is_err());
+    assert!(check(&huge, 2, 2).is_err());
 }
 
 #[test]
@@ -369,7 +394,8 @@ fn many_strings_by_length_give_the_same_stack_as_scanning() {
             .iter()
             .flat_map(|s| s.iter().copied().chain([0]))
             .collect();
-        let with = ArgBlock::with_lengths(&block, &table, 1, envc).unwrap();
+        let mut ptrs = Vec::new();
+        let with = ArgBlock::with_lengths(&block, &table, 1, envc, STACK_TOP, &mut ptrs).unwrap();
         let (scanned, scanned_mem) = build(&block, 1, envc, 0x8000);
         let l = StackLayout::new(&with).unwrap();
         assert_eq!(l, scanned);
@@ -381,6 +407,21 @@ fn many_strings_by_length_give_the_same_stack_as_scanning() {
 
 #[test]
 fn the_fast_length_check_agrees_with_the_string_by_string_one() {
+    // The fast check, with the pointers it stores checked when it passes.
+    // The strings start at 1 (after the exec file name, here a NUL).
+    let fast = |buf: &[u8], t: &[u8]| {
+        let buf = [&[0], buf].concat();
+        let mut out = vec![0u8; 2 * t.len()];
+        let r = check_and_point(&buf, t, 1, 0x7000, &mut out).map(|end| end - 1);
+        if r.is_ok() {
+            let mut va = 0x7000u64;
+            for (l, p) in t.chunks_exact(4).zip(out.chunks_exact(8)) {
+                assert_eq!(p, va.to_le_bytes());
+                va += u64::from(u32::from_le_bytes(l.try_into().unwrap()));
+            }
+        }
+        r
+    };
     let good = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
     let big = (MAX_ARG_STRLEN as u32 + 1).to_le_bytes();
     let values: [[u8; 4]; 6] = [
@@ -403,7 +444,7 @@ fn the_fast_length_check_agrees_with_the_string_by_string_one() {
                     for n in 0..=5 {
                         let t = &t[..4 * n];
                         assert_eq!(
-                            check_lengths(BLOCK, t, 0),
+                            fast(BLOCK, t),
                             check_lengths_exact(BLOCK, t, 0),
                             "table {t:?}"
                         );
@@ -412,12 +453,12 @@ fn the_fast_length_check_agrees_with_the_string_by_string_one() {
             }
         }
     }
-    assert_eq!(check_lengths(BLOCK, &good, 0), Ok(BLOCK.len()));
+    assert_eq!(fast(BLOCK, &good), Ok(BLOCK.len()));
     // A string longer than the limit in a block long enough to hold it.
     let mut long = vec![b'a'; MAX_ARG_STRLEN as usize + 8];
     long[9] = 0;
     let t = [10u32.to_le_bytes(), big].concat();
-    assert_eq!(check_lengths(&long, &t, 0), Err(Errno::E2BIG));
+    assert_eq!(fast(&long, &t), Err(Errno::E2BIG));
 }
 
 #[test]
