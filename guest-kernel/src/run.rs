@@ -294,11 +294,12 @@ impl Kernel {
 
     /// Run the program until it exits; never returns.
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
-        let handler: trap::SyscallHandler<Current> = if self.identity_calls_short(mem) {
-            identity_call
+        let handler: trap::SyscallHandler<Current> = if self.calls_short(mem) {
+            short_call
         } else {
             no_short_path
         };
+        RAM_PAGES.store(self.frames.total(), Ordering::Relaxed);
         loop {
             if self.process.next_signal().is_some() {
                 self.deliver_signal(mem);
@@ -317,7 +318,7 @@ impl Kernel {
             let Some(um) = self.user.as_mut() else {
                 hypercall::panic(b"no user context")
             };
-            let t = um.run(&self.process, handler);
+            let t = um.run(&mut self.process, handler);
             let rip = self.regs().rip;
             match t.vector {
                 _ if trap::is_syscall_entry(t.vector, rip) => {
@@ -332,11 +333,10 @@ impl Kernel {
         }
     }
 
-    /// Whether calls that only read the caller's identity may take the
-    /// short path of [`identity_call`]: not when their records are
-    /// traced, the host stops at each system call, or `-v` logs the entry
-    /// (all fixed for the run).
-    fn identity_calls_short(&self, mem: &DirectMap) -> bool {
+    /// Whether calls may take the short path of [`short_call`]: not when
+    /// their records are traced, the host stops at each system call, or
+    /// `-v` logs the entry (all fixed for the run).
+    fn calls_short(&self, mem: &DirectMap) -> bool {
         let stop = boot_flags::NOTIFY_SYSCALLS | boot_flags::VERBOSE;
         !trace::on(mem, category::SYSCALLS | category::TASKS) && self.info.flags & stop == 0
     }
@@ -1465,45 +1465,72 @@ impl Kernel {
 const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 
 /// The short path of a system call that only reads the caller's identity
-/// (`syscall::identity`: getpid, gettid...) by the running process `p`,
-/// in the user frame `f`: the arch layer's syscall stub calls it before saving the
-/// whole frame (see `UserMode::run`), and if it answers, returns to the
-/// program at once (as SYSRET would), without the checks `Kernel::run`
-/// makes on the way back to user mode: such a call changes nothing they
-/// look at (no signal, no TLB flush, no VMA change, no FS/GS base).
+/// (`syscall::identity`: getpid, gettid...) or moves the break up
+/// (`syscall::brk_short`), by the running process `p`, in the user frame
+/// `f`: the arch layer's syscall stub calls it before saving the whole
+/// frame (see `UserMode::run`), and if it answers, returns to the program
+/// at once (as SYSRET would), without the checks `Kernel::run` makes on
+/// the way back to user mode: such a call changes nothing they look at
+/// (no signal, no TLB flush, no journaled VMA change, no FS/GS base).
 /// Whether it was one (else the full path serves the call, and the frame
-/// is left as it was). A due alarm is checked at each system call, so
-/// with one armed every call takes the full path.
-extern "C" fn identity_call(p: &Current, f: &mut TrapFrame) -> bool {
-    let Some(p) = p.0.as_deref() else {
+/// and the process are left as they were). A due alarm is checked at
+/// each system call, so with one armed every call takes the full path.
+extern "C" fn short_call(p: &mut Current, f: &mut TrapFrame) -> bool {
+    let Some(p) = p.0.as_deref_mut() else {
         return false;
     };
     // The call number next: the other system calls leave here.
     let Some(v) = syscall::identity(p, f.rax) else {
-        return false;
+        return f.rax == syscall::nr::BRK && short_brk(p, f);
     };
     if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
         // A bad return address: the full path kills the program.
         return false;
     }
+    short_return(f, v);
+    true
+}
+
+/// brk on [`short_call`]'s path (out of line, so that the identity calls'
+/// path saves no registers).
+#[inline(never)]
+extern "C" fn short_brk(p: &mut Process, f: &mut TrapFrame) -> bool {
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    let ram_pages = RAM_PAGES.load(Ordering::Relaxed);
+    let Some(v) = syscall::brk_short(p, f.rdi, ram_pages) else {
+        return false;
+    };
+    short_return(f, v);
+    true
+}
+
+/// Return `v` from the system call in `f` as SYSRET would, counting the
+/// call.
+#[inline(always)]
+fn short_return(f: &mut TrapFrame, v: i64) {
     f.rax = v as u64;
     f.rip = f.rcx;
     f.rflags = (f.r11 & USER_RFLAGS_MASK) | RFLAGS_FIXED;
     f.cs = u64::from(gdt::USER_CS);
     f.ss = u64::from(gdt::USER_DS);
     SHORT_CALLS.store(SHORT_CALLS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-    true
 }
 
-/// The syscall handler when identity calls take the full path (see
-/// `Kernel::identity_calls_short`).
-extern "C" fn no_short_path(_: &Current, _: &mut TrapFrame) -> bool {
+/// The syscall handler when calls take the full path (see
+/// `Kernel::calls_short`).
+extern "C" fn no_short_path(_: &mut Current, _: &mut TrapFrame) -> bool {
     false
 }
 
-/// System calls served by [`identity_call`] (one CPU: a plain load and
+/// System calls served by [`short_call`] (one CPU: a plain load and
 /// store), counted with `Kernel::stats.syscalls` where entries count.
 static SHORT_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The RAM in pages, for the overcommit check of a brk that
+/// [`short_call`] serves (set when the kernel starts running programs).
+static RAM_PAGES: AtomicU64 = AtomicU64::new(0);
 
 /// The two registers a system call's return needs after the call.
 #[derive(Clone, Copy)]

@@ -276,29 +276,47 @@ impl Mm {
     /// The `brk` system call: returns the new break, or the old one when
     /// the request is refused (Linux semantics).
     pub fn brk<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, new: u64) -> u64 {
+        if let Some(b) = self.brk_up(new, env.frames.total()) {
+            return b;
+        }
         if new < self.start_brk || !self.brk_within_data_limit(new) {
             return self.brk;
         }
         let (Some(old_top), Some(new_top)) = (page_align_up(self.brk), page_align_up(new)) else {
             return self.brk;
         };
-        let ok = if new_top == old_top {
-            true
-        } else if new <= self.brk {
-            self.do_munmap(env, new_top, old_top).is_ok()
-        } else {
-            let ram_pages = env.frames.total();
-            self.grow_brk(old_top, new_top, ram_pages).is_ok()
-        };
-        if ok {
+        if new_top == old_top || self.do_munmap(env, new_top, old_top).is_ok() {
             self.brk = new;
         }
         self.brk
     }
 
+    /// [`Self::brk`] for a break `new` at or above the current one: no page
+    /// is unmapped, so it needs no memory environment (`ram_pages`: the
+    /// RAM the overcommit check compares a growth with), and the system
+    /// call's short path can serve it. None, and no change, for a lower
+    /// break.
+    #[inline(always)]
+    pub fn brk_up(&mut self, new: u64, ram_pages: u64) -> Option<u64> {
+        if new < self.brk {
+            return None;
+        }
+        if new < self.start_brk || !self.brk_within_data_limit(new) {
+            return Some(self.brk);
+        }
+        let (Some(old_top), Some(new_top)) = (page_align_up(self.brk), page_align_up(new)) else {
+            return Some(self.brk);
+        };
+        if new_top == old_top || self.grow_brk(old_top, new_top, ram_pages).is_ok() {
+            self.brk = new;
+        }
+        Some(self.brk)
+    }
+
     /// Whether a break at `new` keeps the heap and the data segment within
     /// `RLIMIT_DATA` (Linux's `check_data_rlimit`, which `brk` applies to
     /// every change, shrinking included).
+    #[inline]
     fn brk_within_data_limit(&self, new: u64) -> bool {
         let limit = self.rlim.cur(resource::DATA);
         if limit == RLIM_INFINITY {
@@ -314,6 +332,7 @@ impl Mm {
     /// more than `vm.max_map_count` areas, or by more pages than the guest
     /// has RAM (`ram_pages`: the overcommit heuristic's check of one
     /// request against all of RAM, there being no swap).
+    #[inline(always)]
     fn grow_brk(&mut self, old_top: u64, new_top: u64, ram_pages: u64) -> KResult<()> {
         if new_top > TASK_SIZE || old_top < MMAP_MIN_ADDR {
             return Err(Errno::ENOMEM);
@@ -325,19 +344,26 @@ impl Mm {
         if !overcommit_guess_ok(step / PAGE_SIZE, ram_pages) {
             return Err(Errno::ENOMEM);
         }
-        let (n, next) = self.vmas.seek(old_top);
-        let next_start = match next {
-            Some(next) if new_top + PAGE_SIZE > next.start_gap() => return Err(Errno::ENOMEM),
-            Some(next) => next.start,
-            None => u64::MAX,
-        };
         // Like Linux's sys_brk, the heap merges only with areas at or above
         // start_brk, never with the program's bss below it. The common
-        // case, a heap area ending at the old break, grows in place.
+        // case, a heap area ending at the old break with room above it,
+        // grows in place.
         let grown = Vma::anon(old_top, new_top, Prot::RW, VmFlags::NONE);
-        if let Some(h) = n.checked_sub(1) {
-            if self.vmas.grow_into(h, &grown, next_start, self.start_brk) {
-                return Ok(());
+        if self.vmas.grow_onto(&grown, self.start_brk, PAGE_SIZE) {
+            return Ok(());
+        }
+        self.add_heap_area(grown)
+    }
+
+    /// The heap grows by `grown` where the area below cannot grow in place
+    /// (the first growth, or a gap left by a shrink): a new area, merged
+    /// with the heap area below if there is one; ENOMEM if it would reach
+    /// into the next area's guard gap.
+    #[inline(never)]
+    fn add_heap_area(&mut self, grown: Vma) -> KResult<()> {
+        if let Some(next) = self.vmas.seek(grown.start).1 {
+            if grown.end + PAGE_SIZE > next.start_gap() {
+                return Err(Errno::ENOMEM);
             }
         }
         let i = self.vmas.insert(grown)?;
@@ -845,6 +871,29 @@ mod tests {
             mm.brk(&mut fx.env(), 0x2000),
             0,
             "never below mmap_min_addr"
+        );
+    }
+
+    #[test]
+    fn brk_up_serves_a_break_at_or_above_the_old_one_and_leaves_lowering_to_brk() {
+        let (mut fx, mut mm) = setup();
+        mm.start_brk = 0x60_0000;
+        mm.brk = 0x60_0000;
+        let ram = fx.env().frames.total();
+        assert_eq!(mm.brk_up(0x60_0010, ram), Some(0x60_0010));
+        assert_eq!(mm.brk_up(0x60_3000, ram), Some(0x60_3000));
+        assert_eq!(ranges(&mm), vec![(0x60_0000, 0x60_3000)]);
+        assert_eq!(mm.brk_up(0x60_2000, ram), None, "lower: brk's to serve");
+        assert_eq!(mm.brk, 0x60_3000);
+        assert_eq!(mm.brk_up(0x60_3000 + (ram + 1) * P, ram), Some(0x60_3000));
+        mmap(&mut mm, &mut fx, 0x60_5000, P, RW, PA | map::FIXED).unwrap();
+        assert_eq!(mm.brk_up(0x60_4001, ram), Some(0x60_3000), "needs a gap");
+        assert_eq!(mm.brk_up(0x60_4000, ram), Some(0x60_4000));
+        assert_eq!(mm.brk(&mut fx.env(), 0x60_1000), 0x60_1000);
+        assert_eq!(mm.brk_up(0x60_2000, ram), Some(0x60_2000));
+        assert_eq!(
+            ranges(&mm),
+            vec![(0x60_0000, 0x60_2000), (0x60_5000, 0x60_6000)]
         );
     }
 

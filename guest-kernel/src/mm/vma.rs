@@ -199,12 +199,14 @@ impl Vma {
     }
 
     /// Whether `next` (starting at `self.end`) can be merged into `self`.
-    fn can_merge_with(&self, next: &Vma) -> bool {
+    #[inline(always)]
+    pub(super) fn can_merge_with(&self, next: &Vma) -> bool {
         self.end == next.start
             && self.prot == next.prot
             && self.flags == next.flags
             && (self.anon == 0 || next.anon == 0 || self.anon == next.anon)
-            && self.merged_backing(next).is_some()
+            && (matches!((self.backing, next.backing), (Backing::Anon, Backing::Anon))
+                || self.merged_backing(next).is_some())
     }
 
     /// Whether the backings of `self` and the following `next` are
@@ -429,26 +431,27 @@ impl VmaSet {
         self.t.set_anon(i, anon);
     }
 
-    /// Grow area `i` to cover `vma` if `vma` starts where it ends, ends
-    /// below `next_start` (the start of area `i + 1`, which the caller
-    /// looked up), could merge with it, and area `i` starts at or above
-    /// `floor` (false, and no change, otherwise): the growing heap's path,
-    /// cheaper than an insert and a merge.
-    pub fn grow_into(&mut self, i: usize, vma: &Vma, next_start: u64, floor: u64) -> bool {
+    /// Grow the area that ends where `vma` starts to cover `vma`, if `vma`
+    /// could merge with it, it starts at or above `floor`, and `vma` ends
+    /// `room` bytes or more below the next area's guard gap (false, and no
+    /// change, otherwise): the growing heap's path, one descent instead of
+    /// a lookup, an insert and a merge.
+    #[inline(always)]
+    pub fn grow_onto(&mut self, vma: &Vma, floor: u64, room: u64) -> bool {
+        if (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 {
+            return false;
+        }
         let vma = Vma {
             flags: accounted(vma.flags, vma.prot),
             ..*vma
         };
-        let fits = vma.end < next_start && (vma.start | vma.end) & (PAGE_SIZE - 1) == 0;
-        let Some(v) = self.get(i) else {
-            return false;
-        };
-        if !fits || v.start < floor || !v.can_merge_with(&vma) {
-            return false;
+        let grew = self.t.grow_onto(&vma, floor, room);
+        if grew && self.journaling {
+            if let Some(i) = self.find(vma.start - 1) {
+                self.note_resized(i);
+            }
         }
-        self.t.grow_end(i, vma.end);
-        self.note_resized(i);
-        true
+        grew
     }
 
     /// The position of the first area ending after `addr` (`len()` if

@@ -352,6 +352,25 @@ fn brk_grows_and_shrinks_within_the_heap() {
 }
 
 #[test]
+fn brk_short_answers_as_dispatch_does_and_leaves_lowering_and_journaling_to_it() {
+    let mut w = World::new();
+    let ram = w.frames.total();
+    w.p.mm.start_brk = 0x60_0000;
+    w.p.mm.brk = 0x60_0000;
+    assert_eq!(brk_short(&mut w.p, 0x62_1000, ram), Some(0x62_1000));
+    assert_eq!(brk_short(&mut w.p, 0x63_0000, ram), Some(0x63_0000));
+    assert_eq!(brk_short(&mut w.p, 0x10, ram), None);
+    assert_eq!(brk_short(&mut w.p, 0x61_0000, ram), None);
+    assert_eq!(w.p.mm.brk, 0x63_0000);
+    w.p.mm.vmas.set_journaling(true);
+    assert_eq!(brk_short(&mut w.p, 0x64_0000, ram), None);
+    assert_eq!(
+        w.call(nr::BRK, [0x64_0000, 0, 0, 0, 0, 0]).unwrap_ret(),
+        0x64_0000
+    );
+}
+
+#[test]
 fn prlimit_reports_the_stack_limit_and_refuses_raising_the_hard_limit() {
     let mut w = World::new();
     assert_eq!(
