@@ -8,11 +8,11 @@
 //! file descriptor gets EBADF. [`Mm::map_region`] is where file mappings
 //! will slot in: it takes a ready [`Vma`] with any backing.
 
+use super::fault::user_pte_flags;
 use super::phys::PhysMem;
 use super::rlimit::{overcommit_guess_ok, resource, RLIM_INFINITY};
 use super::space::{page_align_up, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, MAX_VMAS};
-use super::{fault::user_pte_flags, paging::LeafAction};
 use crate::errno::{Errno, KResult};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
 
@@ -422,8 +422,8 @@ impl Mm {
         self.tlb_stale = true;
         let r = self
             .pt
-            .update_range(env.mem, env.frames, start, end, |m, fr, l| {
-                LeafAction::SetFlags(user_pte_flags(prot, fr.is_private(m, l.frame)))
+            .set_flags_range(env.mem, env.frames, start, end, |m, fr, l| {
+                user_pte_flags(prot, fr.is_private(m, l.frame))
             });
         r.map_err(|e| e.errno())
     }
@@ -789,6 +789,37 @@ mod tests {
             mm.mprotect(&mut env, a, P, 1 | prot::GROWSDOWN),
             Err(Errno::EINVAL)
         );
+    }
+
+    #[test]
+    fn mprotect_inside_one_area_splits_it_and_merges_back_when_restored() {
+        let (mut fx, mut mm) = setup();
+        let a = mmap(&mut mm, &mut fx, 0x1000_0000, 8 * P, RW, PA).unwrap();
+        mmap(&mut mm, &mut fx, a + 8 * P, P, RW, PA | map::FIXED).unwrap();
+        touch(&mut mm, &mut fx, a + 3 * P);
+        let mut env = fx.env();
+        mm.mprotect(&mut env, a + 8 * P, P, 1).unwrap();
+        mm.mprotect(&mut env, a + 2 * P, 2 * P, 1).unwrap();
+        let prots: Vec<_> = (0..mm.vmas.len()).map(|i| mm.vmas[i].prot).collect();
+        assert_eq!(
+            ranges(&mm),
+            vec![
+                (a, a + 2 * P),
+                (a + 2 * P, a + 4 * P),
+                (a + 4 * P, a + 8 * P),
+                (a + 8 * P, a + 9 * P)
+            ]
+        );
+        assert_eq!(prots, vec![Prot::RW, Prot::READ, Prot::RW, Prot::READ]);
+        mm.mprotect(&mut env, a + 4 * P, 4 * P, 1).unwrap();
+        assert_eq!(
+            ranges(&mm),
+            vec![(a, a + 2 * P), (a + 2 * P, a + 9 * P)],
+            "the tail merges with both neighbours"
+        );
+        mm.mprotect(&mut env, a + 2 * P, 7 * P, RW).unwrap();
+        assert_eq!(ranges(&mm), vec![(a, a + 9 * P)]);
+        assert_eq!(mm.vmas.total_bytes(), 9 * P);
     }
 
     #[test]

@@ -558,13 +558,19 @@ impl VmaSet {
         if v.start == addr {
             return Ok(false);
         }
+        self.split_area(i, v, addr).map(|_| true)
+    }
+
+    /// Split area `i` (`v`) at `addr`, strictly inside it; returns the
+    /// high part (now area `i + 1`).
+    fn split_area(&mut self, i: usize, v: Vma, addr: u64) -> KResult<Vma> {
         let mut low = v;
         let high = low.split_off(addr);
         // Insert the high part first: if that fails nothing has changed.
         self.t.insert_at(i + 1, high)?;
         self.t.update(i, |a| *a = low);
         self.note(trace_kind::VMA_SPLIT, v, addr);
-        Ok(true)
+        Ok(high)
     }
 
     /// Slots splits at `start` and at `end` would need (0, 1 or 2; one
@@ -624,6 +630,11 @@ impl VmaSet {
     /// stopped (`end` when the range is fully covered). ENOMEM (no change)
     /// if `start` is not mapped or the splits need slots that are not free.
     pub fn set_prot(&mut self, start: u64, end: u64, prot: Prot) -> KResult<u64> {
+        if let (i, Some(&v)) = self.t.seek(start) {
+            if v.start <= start && end <= v.end {
+                return self.set_prot_inside(i, v, start, end, prot).map(|_| end);
+            }
+        }
         if self.find(start).is_none() || self.len() + self.splits_needed(start, end) > MAX_VMAS {
             return Err(Errno::ENOMEM);
         }
@@ -651,6 +662,40 @@ impl VmaSet {
         }
         self.merge_range(first.saturating_sub(1), i);
         Ok(reached)
+    }
+
+    /// [`Self::set_prot`] of `[start, end)` inside area `i` (`v`): the same
+    /// splits, change and merges, found without looking the area up again.
+    fn set_prot_inside(
+        &mut self,
+        i: usize,
+        v: Vma,
+        start: u64,
+        end: u64,
+        prot: Prot,
+    ) -> KResult<()> {
+        let splits = usize::from(start > v.start) + usize::from(end < v.end);
+        if self.len() + splits > MAX_VMAS {
+            return Err(Errno::ENOMEM);
+        }
+        let (mut i, mut mid) = (i, v);
+        if start > v.start {
+            mid = self.split_area(i, v, start)?;
+            i += 1;
+        }
+        if end < mid.end {
+            self.split_area(i, mid, end)?;
+            mid.end = end;
+        }
+        let changed = Vma {
+            prot,
+            flags: accounted(mid.flags, prot),
+            ..mid
+        };
+        self.t.update(i, |a| *a = changed);
+        self.note(trace_kind::VMA_RESIZE, changed, 0);
+        self.merge_range(i.saturating_sub(1), i + 1);
+        Ok(())
     }
 
     /// Where the areas running without a hole from the one holding

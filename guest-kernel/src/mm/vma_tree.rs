@@ -608,12 +608,23 @@ impl VmaTree {
             return;
         }
         let mut delta = None;
-        if let Some(root) = self.root.as_mut() {
-            update_rec(root, i, |v| {
-                let old = *v;
-                f(v);
-                delta = Some((old, *v));
-            });
+        match self.root.as_mut() {
+            // A leaf root has no summaries to recompute.
+            Some(Node::Leaf(v)) => {
+                if let Some(a) = v.get_mut(i) {
+                    let old = *a;
+                    f(a);
+                    delta = Some((old, *a));
+                }
+            }
+            Some(root) => {
+                update_rec(root, i, |v| {
+                    let old = *v;
+                    f(v);
+                    delta = Some((old, *v));
+                });
+            }
+            None => {}
         }
         if let Some((old, new)) = delta {
             self.sub_weight(&old);
