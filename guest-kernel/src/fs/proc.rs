@@ -96,9 +96,9 @@ const PID_ENTRIES: [(&[u8], u8); 15] = [
     (b"task", dt::DIR),
 ];
 
-/// Look up `rest` (the part after "/proc") for process `pid` with the
-/// open fds `fds`.
-pub fn lookup(rest: &[u8], pid: u64, fds: &[u64]) -> Option<ProcEntry> {
+/// Look up `rest` (the part after "/proc") for process `pid` whose open
+/// fds `fds` lists (asked only for a path under `fd`).
+pub fn lookup(rest: &[u8], pid: u64, fds: impl FnOnce() -> Vec<u64>) -> Option<ProcEntry> {
     let mut parts = rest.split(|&b| b == b'/').filter(|c| !c.is_empty());
     let Some(first) = parts.next() else {
         let mut root = names(&[
@@ -138,13 +138,18 @@ pub fn lookup(rest: &[u8], pid: u64, fds: &[u64]) -> Option<ProcEntry> {
     })
 }
 
-fn pid_entry(second: Option<&[u8]>, third: Option<&[u8]>, fds: &[u64]) -> Option<ProcEntry> {
+fn pid_entry(
+    second: Option<&[u8]>,
+    third: Option<&[u8]>,
+    fds: impl FnOnce() -> Vec<u64>,
+) -> Option<ProcEntry> {
     Some(match (second, third) {
         (None, _) => ProcEntry::Dir(names(&PID_ENTRIES)),
-        (Some(b"fd"), None) => ProcEntry::Dir(fds.iter().map(|&f| (dec(f), dt::LNK)).collect()),
+        (Some(b"fd"), None) => ProcEntry::Dir(fds().iter().map(|&f| (dec(f), dt::LNK)).collect()),
         (Some(b"fd"), Some(n)) => {
             let fd = parse_dec(n)?;
-            fds.contains(&fd)
+            fds()
+                .contains(&fd)
                 .then_some(ProcEntry::Link(ProcLink::Fd(fd)))?
         }
         (Some(b"task"), None) => ProcEntry::Dir(Vec::new()),
@@ -439,25 +444,25 @@ mod tests {
     #[test]
     fn self_and_pid_paths_resolve_the_same() {
         assert_eq!(
-            lookup(b"/self/maps", 1, &[]),
+            lookup(b"/self/maps", 1, Vec::new),
             Some(ProcEntry::File(ProcFile::Maps))
         );
         assert_eq!(
-            lookup(b"/1/maps", 1, &[]),
+            lookup(b"/1/maps", 1, Vec::new),
             Some(ProcEntry::File(ProcFile::Maps))
         );
-        assert_eq!(lookup(b"/2/maps", 1, &[]), None);
+        assert_eq!(lookup(b"/2/maps", 1, Vec::new), None);
         assert_eq!(
-            lookup(b"/self", 1, &[]),
+            lookup(b"/self", 1, Vec::new),
             Some(ProcEntry::Link(ProcLink::SelfDir))
         );
         assert_eq!(
-            lookup(b"/self/fd/3", 1, &[0, 3]),
+            lookup(b"/self/fd/3", 1, || vec![0, 3]),
             Some(ProcEntry::Link(ProcLink::Fd(3)))
         );
-        assert_eq!(lookup(b"/self/fd/4", 1, &[0, 3]), None);
+        assert_eq!(lookup(b"/self/fd/4", 1, || vec![0, 3]), None);
         assert_eq!(
-            lookup(b"/sys/kernel/osrelease", 1, &[]),
+            lookup(b"/sys/kernel/osrelease", 1, Vec::new),
             Some(ProcEntry::File(ProcFile::Osrelease))
         );
     }
