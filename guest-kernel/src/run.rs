@@ -369,18 +369,26 @@ impl Kernel {
 
     fn syscall(&mut self, mem: &mut DirectMap) {
         self.stats.syscalls += 1;
-        if self.regs().rax == syscall::nr::RT_SIGRETURN {
-            return self.sigreturn(mem);
-        }
-        self.process.user_sp = self.regs().rsp;
-        self.process.blocked_nr = None;
-        self.check_alarm();
         // Only the registers a call uses: copying the whole frame costs an
         // emulated string instruction of 22 iterations.
-        let (nr, args, ret_ip) = {
+        let (nr, args, ret_ip, sp) = {
             let f = self.regs();
-            (f.rax, [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9], f.rcx)
+            (
+                f.rax,
+                [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9],
+                f.rcx,
+                f.rsp,
+            )
         };
+        if nr == syscall::nr::RT_SIGRETURN {
+            return self.sigreturn(mem);
+        }
+        let p = &mut *self.process;
+        p.user_sp = sp;
+        p.blocked_nr = None;
+        if p.alarm_at.is_some() {
+            self.check_alarm();
+        }
         let r = SyscallRegs {
             rax: nr,
             rcx: ret_ip,

@@ -291,17 +291,21 @@ impl Mm {
         self.brk
     }
 
-    /// [`Self::brk`] for a break `new` at or above the current one: no page
-    /// is unmapped, so it needs no memory environment (`ram_pages`: the
-    /// RAM the overcommit check compares a growth with), and the system
-    /// call's short path can serve it. None, and no change, for a lower
-    /// break.
+    /// [`Self::brk`] for a break `new` at or above the current one, or
+    /// below the heap's start (refused: `brk(0)` asks for the break): no
+    /// page is unmapped, so it needs no memory environment (`ram_pages`:
+    /// the RAM the overcommit check compares a growth with), and the
+    /// system call's short path can serve it. None, and no change, for a
+    /// lower break inside the heap.
     #[inline(always)]
     pub fn brk_up(&mut self, new: u64, ram_pages: u64) -> Option<u64> {
+        if new < self.start_brk {
+            return Some(self.brk);
+        }
         if new < self.brk {
             return None;
         }
-        if new < self.start_brk || !self.brk_within_data_limit(new) {
+        if !self.brk_within_data_limit(new) {
             return Some(self.brk);
         }
         let (Some(old_top), Some(new_top)) = (page_align_up(self.brk), page_align_up(new)) else {
@@ -915,6 +919,7 @@ mod tests {
         assert_eq!(mm.brk_up(0x60_3000, ram), Some(0x60_3000));
         assert_eq!(ranges(&mm), vec![(0x60_0000, 0x60_3000)]);
         assert_eq!(mm.brk_up(0x60_2000, ram), None, "lower: brk's to serve");
+        assert_eq!(mm.brk_up(0, ram), Some(0x60_3000), "a query");
         assert_eq!(mm.brk, 0x60_3000);
         assert_eq!(mm.brk_up(0x60_3000 + (ram + 1) * P, ram), Some(0x60_3000));
         mmap(&mut mm, &mut fx, 0x60_5000, P, RW, PA | map::FIXED).unwrap();

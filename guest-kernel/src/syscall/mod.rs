@@ -501,7 +501,7 @@ pub fn identity(p: &Process, n: u64) -> Option<i64> {
 
 /// brk(new) on the syscall stub's short path (see `run::short_call`),
 /// which serves the identity calls and this: a brk that does not lower
-/// the break ([`crate::mm::space::Mm::brk_up`]; `ram_pages` is the RAM its
+/// the break within the heap ([`crate::mm::space::Mm::brk_up`]; `ram_pages` is the RAM its
 /// overcommit check uses), unless the VMA changes are journaled for the
 /// trace (the full path hands them over on its way back to user mode).
 /// The new break, or None (and no change) for the full path to serve it.
