@@ -41,10 +41,6 @@ pub fn user_string<M: PhysMem>(
         let mut chunk = [0u8; 64];
         copy_from_user(mm, env, cur, &mut chunk[..n])?;
         if let Some(z) = chunk[..n].iter().position(|&b| b == 0) {
-            if out.is_empty() {
-                // A short string: one allocation of its size.
-                return Ok(chunk[..z].to_vec());
-            }
             out.extend_from_slice(&chunk[..z]);
             return Ok(out);
         }

@@ -96,9 +96,15 @@ const PID_ENTRIES: [(&[u8], u8); 15] = [
     (b"task", dt::DIR),
 ];
 
-/// Look up `rest` (the part after "/proc") for process `pid` whose open
-/// fds `fds` lists (asked only for a path under `fd`).
-pub fn lookup(rest: &[u8], pid: u64, fds: impl FnOnce() -> Vec<u64>) -> Option<ProcEntry> {
+/// Whether [`lookup`] reads the fd list for `rest`: only under an `fd`
+/// directory (a caller spares itself listing them otherwise).
+pub fn reads_fds(rest: &[u8]) -> bool {
+    rest.ends_with(b"/fd") || rest.windows(4).any(|w| w == b"/fd/")
+}
+
+/// Look up `rest` (the part after "/proc") for process `pid` with the
+/// open fds `fds` (only read where [`reads_fds`] says).
+pub fn lookup(rest: &[u8], pid: u64, fds: &[u64]) -> Option<ProcEntry> {
     let mut parts = rest.split(|&b| b == b'/').filter(|c| !c.is_empty());
     let Some(first) = parts.next() else {
         let mut root = names(&[
@@ -138,18 +144,13 @@ pub fn lookup(rest: &[u8], pid: u64, fds: impl FnOnce() -> Vec<u64>) -> Option<P
     })
 }
 
-fn pid_entry(
-    second: Option<&[u8]>,
-    third: Option<&[u8]>,
-    fds: impl FnOnce() -> Vec<u64>,
-) -> Option<ProcEntry> {
+fn pid_entry(second: Option<&[u8]>, third: Option<&[u8]>, fds: &[u64]) -> Option<ProcEntry> {
     Some(match (second, third) {
         (None, _) => ProcEntry::Dir(names(&PID_ENTRIES)),
-        (Some(b"fd"), None) => ProcEntry::Dir(fds().iter().map(|&f| (dec(f), dt::LNK)).collect()),
+        (Some(b"fd"), None) => ProcEntry::Dir(fds.iter().map(|&f| (dec(f), dt::LNK)).collect()),
         (Some(b"fd"), Some(n)) => {
             let fd = parse_dec(n)?;
-            fds()
-                .contains(&fd)
+            fds.contains(&fd)
                 .then_some(ProcEntry::Link(ProcLink::Fd(fd)))?
         }
         (Some(b"task"), None) => ProcEntry::Dir(Vec::new()),
@@ -444,27 +445,38 @@ mod tests {
     #[test]
     fn self_and_pid_paths_resolve_the_same() {
         assert_eq!(
-            lookup(b"/self/maps", 1, Vec::new),
+            lookup(b"/self/maps", 1, &[]),
             Some(ProcEntry::File(ProcFile::Maps))
         );
         assert_eq!(
-            lookup(b"/1/maps", 1, Vec::new),
+            lookup(b"/1/maps", 1, &[]),
             Some(ProcEntry::File(ProcFile::Maps))
         );
-        assert_eq!(lookup(b"/2/maps", 1, Vec::new), None);
+        assert_eq!(lookup(b"/2/maps", 1, &[]), None);
         assert_eq!(
-            lookup(b"/self", 1, Vec::new),
+            lookup(b"/self", 1, &[]),
             Some(ProcEntry::Link(ProcLink::SelfDir))
         );
         assert_eq!(
-            lookup(b"/self/fd/3", 1, || vec![0, 3]),
+            lookup(b"/self/fd/3", 1, &[0, 3]),
             Some(ProcEntry::Link(ProcLink::Fd(3)))
         );
-        assert_eq!(lookup(b"/self/fd/4", 1, || vec![0, 3]), None);
+        assert_eq!(lookup(b"/self/fd/4", 1, &[0, 3]), None);
         assert_eq!(
-            lookup(b"/sys/kernel/osrelease", 1, Vec::new),
+            lookup(b"/sys/kernel/osrelease", 1, &[]),
             Some(ProcEntry::File(ProcFile::Osrelease))
         );
+    }
+
+    #[test]
+    fn the_fd_list_is_read_only_under_an_fd_directory() {
+        for rest in [&b"/self/fd"[..], b"/self/fd/3", b"/1/fd/", b"/1/fd"] {
+            assert!(reads_fds(rest), "{rest:?}");
+        }
+        for rest in [&b"/self/exe"[..], b"/self/fdinfo", b"/self/maps", b""] {
+            assert!(!reads_fds(rest), "{rest:?}");
+            assert_eq!(lookup(rest, 1, &[]), lookup(rest, 1, &[0, 1, 2]));
+        }
     }
 
     #[test]

@@ -124,8 +124,11 @@ pub fn find<M: PhysMem, H: HostIo>(
                 }
             }
             Served::Proc(rest) => {
-                let fds = || cx.p.fds.fds().map(|(n, _)| n).collect();
-                match proc::lookup(&rest, cx.p.pid, fds).ok_or(Errno::ENOENT)? {
+                let fds: Vec<u64> = match proc::reads_fds(&rest) {
+                    true => cx.p.fds.fds().map(|(n, _)| n).collect(),
+                    false => Vec::new(),
+                };
+                match proc::lookup(&rest, cx.p.pid, &fds).ok_or(Errno::ENOENT)? {
                     ProcEntry::Link(l) if follow => match l {
                         ProcLink::Fd(n) => return Ok(Found::Fd(n)),
                         l => proc_link_target(cx, l),
