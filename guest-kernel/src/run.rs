@@ -351,7 +351,7 @@ impl Kernel {
     /// Say once, in `vmrun -v`'s log, which way SYSCALL arrived (see
     /// docs/platforms.md): the SVM test lane checks it.
     fn note_syscall_entry(&mut self, vector: u64) {
-        if self.syscall_entry_logged || self.info.flags & boot_flags::VERBOSE == 0 {
+        if self.info.flags & boot_flags::VERBOSE == 0 || self.syscall_entry_logged {
             return;
         }
         self.syscall_entry_logged = true;
@@ -393,14 +393,15 @@ impl Kernel {
             rax: nr,
             rcx: ret_ip,
         };
-        trace::emit(
-            mem,
-            category::SYSCALLS,
-            kind::SYSCALL_ENTER,
-            r.rax as u32 | (self.process.pid as u32) << 16,
-            args,
-        );
-        let t0 = timestamp(mem, category::SYSCALLS);
+        // One test of the mask for the record and its timestamp; the pid
+        // is read only for the record.
+        let t0 = if trace::on(mem, category::SYSCALLS) {
+            let aux = r.rax as u32 | (self.process.pid as u32) << 16;
+            trace::emit(mem, category::SYSCALLS, kind::SYSCALL_ENTER, aux, args);
+            cpu::rdtsc()
+        } else {
+            0
+        };
         let action = self.with_cx(mem, |cx| syscall::dispatch(cx, nr, args));
         match action {
             Action::Return(v) => self.syscall_return(mem, r, v, t0),
