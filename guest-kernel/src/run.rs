@@ -95,6 +95,10 @@ pub struct Kernel {
     traced_tasks: alloc::vec::Vec<lifecycle::Seen>,
     /// Whether the syscall entry path was logged (`-v`).
     syscall_entry_logged: bool,
+    /// Whether system calls are traced, logged or stopped at (fixed for
+    /// the run, see [`Kernel::calls_short`]): one test on each call's way
+    /// in and out stands for the several checks this means.
+    calls_watched: bool,
     user: Option<UserMode>,
 }
 
@@ -146,6 +150,7 @@ impl Kernel {
             fault_detail: [0; 3],
             traced_tasks: alloc::vec::Vec::new(),
             syscall_entry_logged: false,
+            calls_watched: false,
             user: None,
         }
     }
@@ -294,10 +299,11 @@ impl Kernel {
 
     /// Run the program until it exits; never returns.
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
-        let handler: trap::SyscallHandler<Current> = if self.calls_short(mem) {
-            short_call
-        } else {
+        self.calls_watched = !self.calls_short(mem);
+        let handler: trap::SyscallHandler<Current> = if self.calls_watched {
             no_short_path
+        } else {
+            short_call
         };
         RAM_PAGES.store(self.frames.total(), Ordering::Relaxed);
         loop {
@@ -321,10 +327,7 @@ impl Kernel {
             let t = um.run(&mut self.process, handler);
             let rip = self.regs().rip;
             match t.vector {
-                _ if trap::is_syscall_entry(t.vector, rip) => {
-                    self.note_syscall_entry(t.vector);
-                    self.syscall(mem)
-                }
+                _ if trap::is_syscall_entry(t.vector, rip) => self.syscall(mem, t.vector),
                 trap::SYSCALL_VECTOR => self.int80(),
                 trap::TIMER_VECTOR => self.timer_tick(mem),
                 14 => self.page_fault(mem, t.fault_addr, t.error_code),
@@ -367,7 +370,7 @@ impl Kernel {
         self.regs().rax = guest_kernel::errno::Errno::ENOSYS.to_ret() as u64;
     }
 
-    fn syscall(&mut self, mem: &mut DirectMap) {
+    fn syscall(&mut self, mem: &mut DirectMap, vector: u64) {
         self.stats.syscalls += 1;
         // Only the registers a call uses: copying the whole frame costs an
         // emulated string instruction of 22 iterations.
@@ -393,12 +396,8 @@ impl Kernel {
             rax: nr,
             rcx: ret_ip,
         };
-        // One test of the mask for the record and its timestamp; the pid
-        // is read only for the record.
-        let t0 = if trace::on(mem, category::SYSCALLS) {
-            let aux = r.rax as u32 | (self.process.pid as u32) << 16;
-            trace::emit(mem, category::SYSCALLS, kind::SYSCALL_ENTER, aux, args);
-            cpu::rdtsc()
+        let t0 = if self.calls_watched {
+            self.watch_entry(mem, vector, r.rax, args)
         } else {
             0
         };
@@ -434,10 +433,31 @@ impl Kernel {
         }
     }
 
+    /// A call comes in while calls are watched: log the entry path once
+    /// and trace the call. The timestamp of its start (0 untraced).
+    fn watch_entry(&mut self, mem: &mut DirectMap, vector: u64, nr: u64, args: [u64; 6]) -> u64 {
+        self.note_syscall_entry(vector);
+        if !trace::on(mem, category::SYSCALLS) {
+            return 0;
+        }
+        let aux = nr as u32 | (self.process.pid as u32) << 16;
+        trace::emit(mem, category::SYSCALLS, kind::SYSCALL_ENTER, aux, args);
+        cpu::rdtsc()
+    }
+
     /// A call returns `v`: log, trace and stop for the host as asked, then
     /// return to user mode.
     #[inline(always)]
     fn syscall_return(&mut self, mem: &mut DirectMap, r: SyscallRegs, v: i64, t0: u64) {
+        if self.calls_watched {
+            self.watch_return(mem, r, v, t0);
+        }
+        self.sysret(mem, v as u64);
+    }
+
+    /// A call returns `v` while calls are watched: log, trace and stop for
+    /// the host as asked.
+    fn watch_return(&mut self, mem: &mut DirectMap, r: SyscallRegs, v: i64, t0: u64) {
         if v == ENOSYS && self.info.flags & boot_flags::VERBOSE != 0 {
             log_unimplemented(r.rax);
         }
@@ -450,7 +470,6 @@ impl Kernel {
             self.flush_vma_journal(mem);
             self.event(mem, event::SYSCALL, r.rax, v as u64);
         }
-        self.sysret(mem, v as u64);
     }
 
     /// Replace the program (execve past its checks): load the kernel's own
