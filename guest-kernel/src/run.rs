@@ -99,6 +99,9 @@ pub struct Kernel {
     /// the run, see [`Kernel::calls_short`]): one test on each call's way
     /// in and out stands for the several checks this means.
     calls_watched: bool,
+    /// When (TSC) the current call came in, for its SYSCALL_EXIT record
+    /// (set only while calls are traced).
+    call_tsc: u64,
     user: Option<UserMode>,
 }
 
@@ -151,6 +154,7 @@ impl Kernel {
             traced_tasks: alloc::vec::Vec::new(),
             syscall_entry_logged: false,
             calls_watched: false,
+            call_tsc: 0,
             user: None,
         }
     }
@@ -198,9 +202,9 @@ impl Kernel {
     /// the untraced return path stays as short as before.
     #[cold]
     #[inline(never)]
-    fn trace_return(&mut self, mem: &mut DirectMap, nr: u64, result: u64, t0: u64) {
+    fn trace_return(&mut self, mem: &mut DirectMap, nr: u64, result: u64) {
         if trace::on(mem, category::SYSCALLS) {
-            let a = [result, cpu::rdtsc().wrapping_sub(t0), 0, 0, 0, 0];
+            let a = [result, cpu::rdtsc().wrapping_sub(self.call_tsc), 0, 0, 0, 0];
             let aux = nr as u32 | (self.process.pid as u32) << 16;
             trace::emit(mem, category::SYSCALLS, kind::SYSCALL_EXIT, aux, a);
         }
@@ -396,16 +400,14 @@ impl Kernel {
             rax: nr,
             rcx: ret_ip,
         };
-        let t0 = if self.calls_watched {
-            self.watch_entry(mem, vector, r.rax, args)
-        } else {
-            0
-        };
+        if self.calls_watched {
+            self.watch_entry(mem, vector, r.rax, args);
+        }
         let action = self.with_cx(mem, |cx| syscall::dispatch(cx, nr, args));
         match action {
-            Action::Return(v) => self.syscall_return(mem, r, v, t0),
+            Action::Return(v) => self.syscall_return(mem, r, v),
             Action::TimersChanged(v) => {
-                self.syscall_return(mem, r, v, t0);
+                self.syscall_return(mem, r, v);
                 self.want_timer(mem);
             }
             Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 4]),
@@ -416,7 +418,7 @@ impl Kernel {
             }
             Action::Spawn(child, info) => {
                 if trace::on(mem, category::SYSCALLS | category::TASKS) {
-                    self.trace_return(mem, r.rax, child.pid, t0);
+                    self.trace_return(mem, r.rax, child.pid);
                     let c = lifecycle::spawned(&mut self.traced_tasks, &child, self.process.tgid);
                     emit_task(mem, c);
                 }
@@ -434,35 +436,35 @@ impl Kernel {
     }
 
     /// A call comes in while calls are watched: log the entry path once
-    /// and trace the call. The timestamp of its start (0 untraced).
-    fn watch_entry(&mut self, mem: &mut DirectMap, vector: u64, nr: u64, args: [u64; 6]) -> u64 {
+    /// and trace the call (noting when it started).
+    fn watch_entry(&mut self, mem: &mut DirectMap, vector: u64, nr: u64, args: [u64; 6]) {
         self.note_syscall_entry(vector);
         if !trace::on(mem, category::SYSCALLS) {
-            return 0;
+            return;
         }
         let aux = nr as u32 | (self.process.pid as u32) << 16;
         trace::emit(mem, category::SYSCALLS, kind::SYSCALL_ENTER, aux, args);
-        cpu::rdtsc()
+        self.call_tsc = cpu::rdtsc();
     }
 
     /// A call returns `v`: log, trace and stop for the host as asked, then
     /// return to user mode.
     #[inline(always)]
-    fn syscall_return(&mut self, mem: &mut DirectMap, r: SyscallRegs, v: i64, t0: u64) {
+    fn syscall_return(&mut self, mem: &mut DirectMap, r: SyscallRegs, v: i64) {
         if self.calls_watched {
-            self.watch_return(mem, r, v, t0);
+            self.watch_return(mem, r, v);
         }
         self.sysret(mem, v as u64);
     }
 
     /// A call returns `v` while calls are watched: log, trace and stop for
     /// the host as asked.
-    fn watch_return(&mut self, mem: &mut DirectMap, r: SyscallRegs, v: i64, t0: u64) {
+    fn watch_return(&mut self, mem: &mut DirectMap, r: SyscallRegs, v: i64) {
         if v == ENOSYS && self.info.flags & boot_flags::VERBOSE != 0 {
             log_unimplemented(r.rax);
         }
         if trace::on(mem, category::SYSCALLS | category::TASKS) {
-            self.trace_return(mem, r.rax, v as u64, t0);
+            self.trace_return(mem, r.rax, v as u64);
         }
         if self.info.flags & boot_flags::NOTIFY_SYSCALLS != 0 {
             // After the call, so that the host reads the buffers it
