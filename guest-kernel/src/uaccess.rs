@@ -31,8 +31,9 @@ pub fn copy_to_user<M: PhysMem>(
 ) -> KResult<()> {
     check_user_range(va, data.len() as u64)?;
     // Most copies (a struct, a short string) lie in one page: one
-    // translation and one write, without the loop's bookkeeping.
-    if chunk(va, data.len()) == data.len() {
+    // translation and one write, without the loop's bookkeeping (an empty
+    // copy touches no page).
+    if !data.is_empty() && chunk(va, data.len()) == data.len() {
         let pa = mm.user_page(env, va, true)?;
         env.mem.write_bytes(pa, data);
         return Ok(());
@@ -58,7 +59,7 @@ pub fn copy_from_user<M: PhysMem>(
 ) -> KResult<()> {
     check_user_range(va, buf.len() as u64)?;
     // As in `copy_to_user`: a copy within one page takes one translation.
-    if chunk(va, buf.len()) == buf.len() {
+    if !buf.is_empty() && chunk(va, buf.len()) == buf.len() {
         let pa = mm.user_page(env, va, false)?;
         env.mem.read_bytes(pa, buf);
         return Ok(());

@@ -7,6 +7,7 @@ use crate::fs::host::NoHost;
 use crate::mm::frame::FrameAllocator;
 use crate::mm::paging::KernelHalf;
 use crate::mm::space::Mm;
+use crate::errno::KResult;
 use crate::mm::testmem::TestMem;
 use crate::uaccess::{copy_from_user, copy_to_user};
 
@@ -119,6 +120,55 @@ impl World {
         copy_from_user(&mut self.p.mm, &mut env, va, &mut b).unwrap();
         b
     }
+}
+
+impl World {
+    /// `copy_to_user` of `data` at `va`, then `copy_from_user` of as many
+    /// bytes back: each one's result.
+    fn copy_both(&mut self, va: u64, data: &[u8]) -> (KResult<()>, KResult<Vec<u8>>) {
+        let mut env = MmEnv {
+            mem: &mut self.mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        let put = copy_to_user(&mut self.p.mm, &mut env, va, data);
+        let mut b = vec![0; data.len()];
+        let got = copy_from_user(&mut self.p.mm, &mut env, va, &mut b).map(|()| b);
+        (put, got)
+    }
+}
+
+#[test]
+fn user_copies_within_one_page_and_across_pages_agree() {
+    let mut w = World::new();
+    let data: Vec<u8> = (0..40u8).collect();
+    // Inside a page, ending at its last byte, and across into the next.
+    for va in [w.buf + 0x100, w.buf + 0x1000 - 40, w.buf + 0x1000 - 17] {
+        let (put, got) = w.copy_both(va, &data);
+        assert_eq!(put, Ok(()));
+        assert_eq!(got, Ok(data.clone()));
+    }
+    assert_eq!(w.peek(w.buf + 0x1000 - 17, 17), data[..17].to_vec());
+    assert_eq!(w.peek(w.buf + 0x1000, 23), data[17..].to_vec());
+}
+
+#[test]
+fn user_copies_of_unmapped_memory_are_efault_in_one_page_or_across() {
+    let mut w = World::new();
+    let last = w.buf + 0x3000;
+    assert_eq!(w.call(nr::MUNMAP, [last, 0x1000, 0, 0, 0, 0]).unwrap_ret(), 0);
+    let data = [7u8; 32];
+    // Wholly in the unmapped page: the one-page path.
+    let (put, got) = w.copy_both(last + 0x10, &data);
+    assert_eq!(put, Err(Errno::EFAULT));
+    assert_eq!(got, Err(Errno::EFAULT));
+    // Starting in a mapped page, ending in the unmapped one.
+    let (put, got) = w.copy_both(last - 16, &data);
+    assert_eq!(put, Err(Errno::EFAULT));
+    assert_eq!(got, Err(Errno::EFAULT));
+    // An empty copy touches no page.
+    assert_eq!(w.copy_both(last, &[]), (Ok(()), Ok(vec![])));
 }
 
 trait Ret {
