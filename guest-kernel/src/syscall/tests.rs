@@ -2,12 +2,12 @@
 
 use super::time::Clock;
 use super::*;
+use crate::errno::KResult;
 use crate::fs::cache::PageCache;
 use crate::fs::host::NoHost;
 use crate::mm::frame::FrameAllocator;
 use crate::mm::paging::KernelHalf;
 use crate::mm::space::Mm;
-use crate::errno::KResult;
 use crate::mm::testmem::TestMem;
 use crate::uaccess::{copy_from_user, copy_to_user};
 
@@ -157,7 +157,10 @@ fn user_copies_within_one_page_and_across_pages_agree() {
 fn user_copies_of_unmapped_memory_are_efault_in_one_page_or_across() {
     let mut w = World::new();
     let last = w.buf + 0x3000;
-    assert_eq!(w.call(nr::MUNMAP, [last, 0x1000, 0, 0, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(
+        w.call(nr::MUNMAP, [last, 0x1000, 0, 0, 0, 0]).unwrap_ret(),
+        0
+    );
     let data = [7u8; 32];
     // Wholly in the unmapped page: the one-page path.
     let (put, got) = w.copy_both(last + 0x10, &data);
