@@ -95,6 +95,13 @@ pub struct Kernel {
     traced_tasks: alloc::vec::Vec<lifecycle::Seen>,
     /// Whether the syscall entry path was logged (`-v`).
     syscall_entry_logged: bool,
+    /// Whether system calls are traced, logged or stopped at (fixed for
+    /// the run, see [`Kernel::calls_short`]): one test on each call's way
+    /// in and out stands for the several checks this means.
+    calls_watched: bool,
+    /// When (TSC) the current call came in, for its SYSCALL_EXIT record
+    /// (set only while calls are traced).
+    call_tsc: u64,
     user: Option<UserMode>,
 }
 
@@ -146,6 +153,8 @@ impl Kernel {
             fault_detail: [0; 3],
             traced_tasks: alloc::vec::Vec::new(),
             syscall_entry_logged: false,
+            calls_watched: false,
+            call_tsc: 0,
             user: None,
         }
     }
@@ -193,9 +202,9 @@ impl Kernel {
     /// the untraced return path stays as short as before.
     #[cold]
     #[inline(never)]
-    fn trace_return(&mut self, mem: &mut DirectMap, nr: u64, result: u64, t0: u64) {
+    fn trace_return(&mut self, mem: &mut DirectMap, nr: u64, result: u64) {
         if trace::on(mem, category::SYSCALLS) {
-            let a = [result, cpu::rdtsc().wrapping_sub(t0), 0, 0, 0, 0];
+            let a = [result, cpu::rdtsc().wrapping_sub(self.call_tsc), 0, 0, 0, 0];
             let aux = nr as u32 | (self.process.pid as u32) << 16;
             trace::emit(mem, category::SYSCALLS, kind::SYSCALL_EXIT, aux, a);
         }
@@ -294,11 +303,13 @@ impl Kernel {
 
     /// Run the program until it exits; never returns.
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
-        let handler: trap::SyscallHandler<Current> = if self.identity_calls_short(mem) {
-            identity_call
-        } else {
+        self.calls_watched = !self.calls_short(mem);
+        let handler: trap::SyscallHandler<Current> = if self.calls_watched {
             no_short_path
+        } else {
+            short_call
         };
+        RAM_PAGES.store(self.frames.total(), Ordering::Relaxed);
         loop {
             if self.process.next_signal().is_some() {
                 self.deliver_signal(mem);
@@ -317,13 +328,10 @@ impl Kernel {
             let Some(um) = self.user.as_mut() else {
                 hypercall::panic(b"no user context")
             };
-            let t = um.run(&self.process, handler);
+            let t = um.run(&mut self.process, handler);
             let rip = self.regs().rip;
             match t.vector {
-                _ if trap::is_syscall_entry(t.vector, rip) => {
-                    self.note_syscall_entry(t.vector);
-                    self.syscall(mem)
-                }
+                _ if trap::is_syscall_entry(t.vector, rip) => self.syscall(mem, t.vector),
                 trap::SYSCALL_VECTOR => self.int80(),
                 trap::TIMER_VECTOR => self.timer_tick(mem),
                 14 => self.page_fault(mem, t.fault_addr, t.error_code),
@@ -332,11 +340,10 @@ impl Kernel {
         }
     }
 
-    /// Whether calls that only read the caller's identity may take the
-    /// short path of [`identity_call`]: not when their records are
-    /// traced, the host stops at each system call, or `-v` logs the entry
-    /// (all fixed for the run).
-    fn identity_calls_short(&self, mem: &DirectMap) -> bool {
+    /// Whether calls may take the short path of [`short_call`]: not when
+    /// their records are traced, the host stops at each system call, or
+    /// `-v` logs the entry (all fixed for the run).
+    fn calls_short(&self, mem: &DirectMap) -> bool {
         let stop = boot_flags::NOTIFY_SYSCALLS | boot_flags::VERBOSE;
         !trace::on(mem, category::SYSCALLS | category::TASKS) && self.info.flags & stop == 0
     }
@@ -351,7 +358,7 @@ impl Kernel {
     /// Say once, in `vmrun -v`'s log, which way SYSCALL arrived (see
     /// docs/platforms.md): the SVM test lane checks it.
     fn note_syscall_entry(&mut self, vector: u64) {
-        if self.syscall_entry_logged || self.info.flags & boot_flags::VERBOSE == 0 {
+        if self.info.flags & boot_flags::VERBOSE == 0 || self.syscall_entry_logged {
             return;
         }
         self.syscall_entry_logged = true;
@@ -367,37 +374,40 @@ impl Kernel {
         self.regs().rax = guest_kernel::errno::Errno::ENOSYS.to_ret() as u64;
     }
 
-    fn syscall(&mut self, mem: &mut DirectMap) {
+    fn syscall(&mut self, mem: &mut DirectMap, vector: u64) {
         self.stats.syscalls += 1;
-        if self.regs().rax == syscall::nr::RT_SIGRETURN {
-            return self.sigreturn(mem);
-        }
-        self.process.user_sp = self.regs().rsp;
-        self.process.blocked_nr = None;
-        self.check_alarm();
         // Only the registers a call uses: copying the whole frame costs an
         // emulated string instruction of 22 iterations.
-        let (nr, args, ret_ip) = {
+        let (nr, args, ret_ip, sp) = {
             let f = self.regs();
-            (f.rax, [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9], f.rcx)
+            (
+                f.rax,
+                [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9],
+                f.rcx,
+                f.rsp,
+            )
         };
+        if nr == syscall::nr::RT_SIGRETURN {
+            return self.sigreturn(mem);
+        }
+        let p = &mut *self.process;
+        p.user_sp = sp;
+        p.blocked_nr = None;
+        if p.alarm_at.is_some() {
+            self.check_alarm();
+        }
         let r = SyscallRegs {
             rax: nr,
             rcx: ret_ip,
         };
-        trace::emit(
-            mem,
-            category::SYSCALLS,
-            kind::SYSCALL_ENTER,
-            r.rax as u32 | (self.process.pid as u32) << 16,
-            args,
-        );
-        let t0 = timestamp(mem, category::SYSCALLS);
+        if self.calls_watched {
+            self.watch_entry(mem, vector, r.rax, args);
+        }
         let action = self.with_cx(mem, |cx| syscall::dispatch(cx, nr, args));
         match action {
-            Action::Return(v) => self.syscall_return(mem, r, v, t0),
+            Action::Return(v) => self.syscall_return(mem, r, v),
             Action::TimersChanged(v) => {
-                self.syscall_return(mem, r, v, t0);
+                self.syscall_return(mem, r, v);
                 self.want_timer(mem);
             }
             Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 4]),
@@ -408,7 +418,7 @@ impl Kernel {
             }
             Action::Spawn(child, info) => {
                 if trace::on(mem, category::SYSCALLS | category::TASKS) {
-                    self.trace_return(mem, r.rax, child.pid, t0);
+                    self.trace_return(mem, r.rax, child.pid);
                     let c = lifecycle::spawned(&mut self.traced_tasks, &child, self.process.tgid);
                     emit_task(mem, c);
                 }
@@ -425,15 +435,36 @@ impl Kernel {
         }
     }
 
+    /// A call comes in while calls are watched: log the entry path once
+    /// and trace the call (noting when it started).
+    fn watch_entry(&mut self, mem: &mut DirectMap, vector: u64, nr: u64, args: [u64; 6]) {
+        self.note_syscall_entry(vector);
+        if !trace::on(mem, category::SYSCALLS) {
+            return;
+        }
+        let aux = nr as u32 | (self.process.pid as u32) << 16;
+        trace::emit(mem, category::SYSCALLS, kind::SYSCALL_ENTER, aux, args);
+        self.call_tsc = cpu::rdtsc();
+    }
+
     /// A call returns `v`: log, trace and stop for the host as asked, then
     /// return to user mode.
     #[inline(always)]
-    fn syscall_return(&mut self, mem: &mut DirectMap, r: SyscallRegs, v: i64, t0: u64) {
+    fn syscall_return(&mut self, mem: &mut DirectMap, r: SyscallRegs, v: i64) {
+        if self.calls_watched {
+            self.watch_return(mem, r, v);
+        }
+        self.sysret(mem, v as u64);
+    }
+
+    /// A call returns `v` while calls are watched: log, trace and stop for
+    /// the host as asked.
+    fn watch_return(&mut self, mem: &mut DirectMap, r: SyscallRegs, v: i64) {
         if v == ENOSYS && self.info.flags & boot_flags::VERBOSE != 0 {
             log_unimplemented(r.rax);
         }
         if trace::on(mem, category::SYSCALLS | category::TASKS) {
-            self.trace_return(mem, r.rax, v as u64, t0);
+            self.trace_return(mem, r.rax, v as u64);
         }
         if self.info.flags & boot_flags::NOTIFY_SYSCALLS != 0 {
             // After the call, so that the host reads the buffers it
@@ -441,7 +472,6 @@ impl Kernel {
             self.flush_vma_journal(mem);
             self.event(mem, event::SYSCALL, r.rax, v as u64);
         }
-        self.sysret(mem, v as u64);
     }
 
     /// Replace the program (execve past its checks): load the kernel's own
@@ -716,7 +746,6 @@ impl Kernel {
             return;
         }
         self.timer_on = want;
-        self.stats.timer_wanted = u64::from(want);
         use guest_kernel::mm::phys::PhysMem;
         mem.write_u64(
             STATS_PHYS + vmrun_contract::TIMER_WANTED_OFFSET,
@@ -1373,7 +1402,11 @@ impl Kernel {
     }
 
     /// The counters at the end of the run, into the contract's stats page
-    /// (in `GuestStats`'s field order).
+    /// (in `GuestStats`'s field order, up to `timer_ticks`: `want_timer`
+    /// keeps `timer_wanted` there current and the host owns
+    /// `host_signal`). Inlined into `end_run`, its one caller, which saves
+    /// the call and the registers this many words take.
+    #[inline(always)]
     fn write_stats(&self, mem: &mut DirectMap) {
         let (s, mm) = (&self.stats, &self.process.mm);
         let words = [
@@ -1394,7 +1427,6 @@ impl Kernel {
             self.cache.pages_read,
             self.cache.fills,
             s.timer_ticks,
-            s.timer_wanted,
         ];
         mem.write_words(STATS_PHYS, &words);
     }
@@ -1430,6 +1462,11 @@ impl Kernel {
         mem: &mut DirectMap,
         mut f: impl FnMut(&mut Ctx<'_, '_, '_, DirectMap, Host>),
     ) {
+        // Alone, the list is not taken out and put back (the placeholder's
+        // drop alone costs a score of instructions at the last exit).
+        if self.tasks.others.is_empty() {
+            return;
+        }
         let mut others = core::mem::take(&mut self.tasks.others);
         for t in others.iter_mut() {
             if matches!(t.state, TaskState::Zombie(_)) {
@@ -1465,45 +1502,72 @@ impl Kernel {
 const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 
 /// The short path of a system call that only reads the caller's identity
-/// (`syscall::identity`: getpid, gettid...) by the running process `p`,
-/// in the user frame `f`: the arch layer's syscall stub calls it before saving the
-/// whole frame (see `UserMode::run`), and if it answers, returns to the
-/// program at once (as SYSRET would), without the checks `Kernel::run`
-/// makes on the way back to user mode: such a call changes nothing they
-/// look at (no signal, no TLB flush, no VMA change, no FS/GS base).
+/// (`syscall::identity`: getpid, gettid...) or moves the break up
+/// (`syscall::brk_short`), by the running process `p`, in the user frame
+/// `f`: the arch layer's syscall stub calls it before saving the whole
+/// frame (see `UserMode::run`), and if it answers, returns to the program
+/// at once (as SYSRET would), without the checks `Kernel::run` makes on
+/// the way back to user mode: such a call changes nothing they look at
+/// (no signal, no TLB flush, no journaled VMA change, no FS/GS base).
 /// Whether it was one (else the full path serves the call, and the frame
-/// is left as it was). A due alarm is checked at each system call, so
-/// with one armed every call takes the full path.
-extern "C" fn identity_call(p: &Current, f: &mut TrapFrame) -> bool {
-    let Some(p) = p.0.as_deref() else {
+/// and the process are left as they were). A due alarm is checked at
+/// each system call, so with one armed every call takes the full path.
+extern "C" fn short_call(p: &mut Current, f: &mut TrapFrame) -> bool {
+    let Some(p) = p.0.as_deref_mut() else {
         return false;
     };
     // The call number next: the other system calls leave here.
     let Some(v) = syscall::identity(p, f.rax) else {
-        return false;
+        return f.rax == syscall::nr::BRK && short_brk(p, f);
     };
     if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
         // A bad return address: the full path kills the program.
         return false;
     }
+    short_return(f, v);
+    true
+}
+
+/// brk on [`short_call`]'s path (out of line, so that the identity calls'
+/// path saves no registers).
+#[inline(never)]
+extern "C" fn short_brk(p: &mut Process, f: &mut TrapFrame) -> bool {
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    let ram_pages = RAM_PAGES.load(Ordering::Relaxed);
+    let Some(v) = syscall::brk_short(p, f.rdi, ram_pages) else {
+        return false;
+    };
+    short_return(f, v);
+    true
+}
+
+/// Return `v` from the system call in `f` as SYSRET would, counting the
+/// call.
+#[inline(always)]
+fn short_return(f: &mut TrapFrame, v: i64) {
     f.rax = v as u64;
     f.rip = f.rcx;
     f.rflags = (f.r11 & USER_RFLAGS_MASK) | RFLAGS_FIXED;
     f.cs = u64::from(gdt::USER_CS);
     f.ss = u64::from(gdt::USER_DS);
     SHORT_CALLS.store(SHORT_CALLS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-    true
 }
 
-/// The syscall handler when identity calls take the full path (see
-/// `Kernel::identity_calls_short`).
-extern "C" fn no_short_path(_: &Current, _: &mut TrapFrame) -> bool {
+/// The syscall handler when calls take the full path (see
+/// `Kernel::calls_short`).
+extern "C" fn no_short_path(_: &mut Current, _: &mut TrapFrame) -> bool {
     false
 }
 
-/// System calls served by [`identity_call`] (one CPU: a plain load and
+/// System calls served by [`short_call`] (one CPU: a plain load and
 /// store), counted with `Kernel::stats.syscalls` where entries count.
 static SHORT_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The RAM in pages, for the overcommit check of a brk that
+/// [`short_call`] serves (set when the kernel starts running programs).
+static RAM_PAGES: AtomicU64 = AtomicU64::new(0);
 
 /// The two registers a system call's return needs after the call.
 #[derive(Clone, Copy)]

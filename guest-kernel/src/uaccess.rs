@@ -12,11 +12,17 @@ use crate::mm::space::{check_user_range, Mm, MmEnv};
 use vmrun_contract::layout::PAGE_SIZE;
 
 /// Bytes from `va` to the end of its page, capped at `left`.
+#[inline(always)]
 fn chunk(va: u64, left: usize) -> usize {
     ((PAGE_SIZE - (va & (PAGE_SIZE - 1))) as usize).min(left)
 }
 
 /// Copy `data` to user address `va`.
+///
+/// Out of line (as [`copy_from_user`]): inlined into the kernel's main
+/// loop, the copies' page walks crowd its registers, and every entry then
+/// pays for spills.
+#[inline(never)]
 pub fn copy_to_user<M: PhysMem>(
     mm: &mut Mm,
     env: &mut MmEnv<'_, M>,
@@ -24,6 +30,14 @@ pub fn copy_to_user<M: PhysMem>(
     data: &[u8],
 ) -> KResult<()> {
     check_user_range(va, data.len() as u64)?;
+    // Most copies (a struct, a short string) lie in one page: one
+    // translation and one write, without the loop's bookkeeping (an empty
+    // copy touches no page).
+    if !data.is_empty() && chunk(va, data.len()) == data.len() {
+        let pa = mm.user_page(env, va, true)?;
+        env.mem.write_bytes(pa, data);
+        return Ok(());
+    }
     let mut done = 0;
     while done < data.len() {
         let cur = va + done as u64;
@@ -36,6 +50,7 @@ pub fn copy_to_user<M: PhysMem>(
 }
 
 /// Copy from user address `va` into `buf`.
+#[inline(never)]
 pub fn copy_from_user<M: PhysMem>(
     mm: &mut Mm,
     env: &mut MmEnv<'_, M>,
@@ -43,6 +58,12 @@ pub fn copy_from_user<M: PhysMem>(
     buf: &mut [u8],
 ) -> KResult<()> {
     check_user_range(va, buf.len() as u64)?;
+    // As in `copy_to_user`: a copy within one page takes one translation.
+    if !buf.is_empty() && chunk(va, buf.len()) == buf.len() {
+        let pa = mm.user_page(env, va, false)?;
+        env.mem.read_bytes(pa, buf);
+        return Ok(());
+    }
     let mut done = 0;
     while done < buf.len() {
         let cur = va + done as u64;

@@ -87,7 +87,9 @@ impl DirectMap {
     }
 
     /// Write `words` to consecutive words from `pa` (8-aligned), with one
-    /// range check for all of them.
+    /// range check for all of them (inlined: with the length known the
+    /// stores are unrolled).
+    #[inline(always)]
     pub fn write_words(&mut self, pa: u64, words: &[u64]) {
         let p = self.ptr(pa, 8 * words.len() as u64) as *mut u64;
         for (k, w) in words.iter().enumerate() {

@@ -361,7 +361,7 @@ pub fn double_fault_stack_top() -> u64 {
 
 /// A fast system-call handler (see [`UserMode::run`]): its context and
 /// the user frame; true if it served the call.
-pub type SyscallHandler<T> = extern "C" fn(&T, &mut TrapFrame) -> bool;
+pub type SyscallHandler<T> = extern "C" fn(&mut T, &mut TrapFrame) -> bool;
 
 /// Why user mode stopped.
 #[derive(Clone, Copy, Debug)]
@@ -451,13 +451,14 @@ impl UserMode {
     /// returning; if false it must have left the frame alone, and the call
     /// comes back from `run` as a trap with the whole frame saved.
     #[inline(always)]
-    pub fn run<T>(&mut self, cx: &T, handler: SyscallHandler<T>) -> Trap {
-        let cx = cx as *const T as u64;
+    pub fn run<T>(&mut self, cx: &mut T, handler: SyscallHandler<T>) -> Trap {
+        let cx = cx as *mut T as u64;
         let handler = handler as usize as u64;
         // SAFETY: the token guards both cells (the stubs read them only
         // while user mode runs, inside the asm below); `cx` is borrowed
-        // for this whole call, so the handler the stubs call with it sees
-        // a live shared reference, and its frame argument is the user
+        // mutably for this whole call, so the handler the stubs call with
+        // it (one call at a time) sees a live exclusive reference, and its
+        // frame argument is the user
         // frame, which nothing else references while `run` holds the
         // token mutably; the handler's type takes exactly the two pointer
         // arguments the stubs pass (RDI, RSI) and returns a bool in AL.

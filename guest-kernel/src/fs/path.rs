@@ -89,6 +89,33 @@ pub fn normalize(path: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether `path` is absolute and already normal ([`normalize`] would
+/// return it unchanged): no empty, `.` or `..` component, no trailing `/`
+/// (but `/` itself).
+pub fn is_normal(path: &[u8]) -> bool {
+    let Some((b'/', rest)) = path.split_first() else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    // The length of the current component, and how many of its bytes
+    // are dots (equal for "", "." and "..").
+    let (mut len, mut dots) = (0usize, 0usize);
+    for &b in rest {
+        if b == b'/' {
+            if len == dots && len <= 2 {
+                return false;
+            }
+            (len, dots) = (0, 0);
+        } else {
+            len += 1;
+            dots += usize::from(b == b'.');
+        }
+    }
+    !(len == dots && len <= 2)
+}
+
 /// Join `rel` onto directory `dir` (both guest paths).
 pub fn join(dir: &[u8], rel: &[u8]) -> Vec<u8> {
     if rel.first() == Some(&b'/') {
@@ -145,6 +172,27 @@ mod tests {
         assert_eq!(normalize(b"/a/../../b"), b"/b");
         assert_eq!(normalize(b"/"), b"/");
         assert_eq!(normalize(b"/.."), b"/");
+    }
+
+    #[test]
+    fn normal_paths_are_those_normalize_leaves_alone() {
+        for p in [&b"/"[..], b"/proc/self/exe", b"/a", b"/a.b/..c/.d/.../x."] {
+            assert!(is_normal(p), "{p:?}");
+            assert_eq!(normalize(p), p);
+        }
+        for p in [
+            &b""[..],
+            b"a/b",
+            b"//",
+            b"/a/",
+            b"/a//b",
+            b"/./a",
+            b"/../a",
+            b"/a/..",
+            b"/a/.",
+        ] {
+            assert!(!is_normal(p), "{p:?}");
+        }
     }
 
     #[test]

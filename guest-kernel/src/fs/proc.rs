@@ -96,8 +96,14 @@ const PID_ENTRIES: [(&[u8], u8); 15] = [
     (b"task", dt::DIR),
 ];
 
+/// Whether [`lookup`] reads the fd list for `rest`: only under an `fd`
+/// directory (a caller spares itself listing them otherwise).
+pub fn reads_fds(rest: &[u8]) -> bool {
+    rest.ends_with(b"/fd") || rest.windows(4).any(|w| w == b"/fd/")
+}
+
 /// Look up `rest` (the part after "/proc") for process `pid` with the
-/// open fds `fds`.
+/// open fds `fds` (only read where [`reads_fds`] says).
 pub fn lookup(rest: &[u8], pid: u64, fds: &[u64]) -> Option<ProcEntry> {
     let mut parts = rest.split(|&b| b == b'/').filter(|c| !c.is_empty());
     let Some(first) = parts.next() else {
@@ -460,6 +466,17 @@ mod tests {
             lookup(b"/sys/kernel/osrelease", 1, &[]),
             Some(ProcEntry::File(ProcFile::Osrelease))
         );
+    }
+
+    #[test]
+    fn the_fd_list_is_read_only_under_an_fd_directory() {
+        for rest in [&b"/self/fd"[..], b"/self/fd/3", b"/1/fd/", b"/1/fd"] {
+            assert!(reads_fds(rest), "{rest:?}");
+        }
+        for rest in [&b"/self/exe"[..], b"/self/fdinfo", b"/self/maps", b""] {
+            assert!(!reads_fds(rest), "{rest:?}");
+            assert_eq!(lookup(rest, 1, &[]), lookup(rest, 1, &[0, 1, 2]));
+        }
     }
 
     #[test]

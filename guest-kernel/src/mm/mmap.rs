@@ -8,11 +8,11 @@
 //! file descriptor gets EBADF. [`Mm::map_region`] is where file mappings
 //! will slot in: it takes a ready [`Vma`] with any backing.
 
+use super::fault::user_pte_flags;
 use super::phys::PhysMem;
 use super::rlimit::{overcommit_guess_ok, resource, RLIM_INFINITY};
 use super::space::{page_align_up, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, MAX_VMAS};
-use super::{fault::user_pte_flags, paging::LeafAction};
 use crate::errno::{Errno, KResult};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
 
@@ -276,29 +276,51 @@ impl Mm {
     /// The `brk` system call: returns the new break, or the old one when
     /// the request is refused (Linux semantics).
     pub fn brk<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, new: u64) -> u64 {
+        if let Some(b) = self.brk_up(new, env.frames.total()) {
+            return b;
+        }
         if new < self.start_brk || !self.brk_within_data_limit(new) {
             return self.brk;
         }
         let (Some(old_top), Some(new_top)) = (page_align_up(self.brk), page_align_up(new)) else {
             return self.brk;
         };
-        let ok = if new_top == old_top {
-            true
-        } else if new <= self.brk {
-            self.do_munmap(env, new_top, old_top).is_ok()
-        } else {
-            let ram_pages = env.frames.total();
-            self.grow_brk(old_top, new_top, ram_pages).is_ok()
-        };
-        if ok {
+        if new_top == old_top || self.do_munmap(env, new_top, old_top).is_ok() {
             self.brk = new;
         }
         self.brk
     }
 
+    /// [`Self::brk`] for a break `new` at or above the current one, or
+    /// below the heap's start (refused: `brk(0)` asks for the break): no
+    /// page is unmapped, so it needs no memory environment (`ram_pages`:
+    /// the RAM the overcommit check compares a growth with), and the
+    /// system call's short path can serve it. None, and no change, for a
+    /// lower break inside the heap.
+    #[inline(always)]
+    pub fn brk_up(&mut self, new: u64, ram_pages: u64) -> Option<u64> {
+        if new < self.start_brk {
+            return Some(self.brk);
+        }
+        if new < self.brk {
+            return None;
+        }
+        if !self.brk_within_data_limit(new) {
+            return Some(self.brk);
+        }
+        let (Some(old_top), Some(new_top)) = (page_align_up(self.brk), page_align_up(new)) else {
+            return Some(self.brk);
+        };
+        if new_top == old_top || self.grow_brk(old_top, new_top, ram_pages).is_ok() {
+            self.brk = new;
+        }
+        Some(self.brk)
+    }
+
     /// Whether a break at `new` keeps the heap and the data segment within
     /// `RLIMIT_DATA` (Linux's `check_data_rlimit`, which `brk` applies to
     /// every change, shrinking included).
+    #[inline]
     fn brk_within_data_limit(&self, new: u64) -> bool {
         let limit = self.rlim.cur(resource::DATA);
         if limit == RLIM_INFINITY {
@@ -314,6 +336,7 @@ impl Mm {
     /// more than `vm.max_map_count` areas, or by more pages than the guest
     /// has RAM (`ram_pages`: the overcommit heuristic's check of one
     /// request against all of RAM, there being no swap).
+    #[inline(always)]
     fn grow_brk(&mut self, old_top: u64, new_top: u64, ram_pages: u64) -> KResult<()> {
         if new_top > TASK_SIZE || old_top < MMAP_MIN_ADDR {
             return Err(Errno::ENOMEM);
@@ -325,19 +348,26 @@ impl Mm {
         if !overcommit_guess_ok(step / PAGE_SIZE, ram_pages) {
             return Err(Errno::ENOMEM);
         }
-        let (n, next) = self.vmas.seek(old_top);
-        let next_start = match next {
-            Some(next) if new_top + PAGE_SIZE > next.start_gap() => return Err(Errno::ENOMEM),
-            Some(next) => next.start,
-            None => u64::MAX,
-        };
         // Like Linux's sys_brk, the heap merges only with areas at or above
         // start_brk, never with the program's bss below it. The common
-        // case, a heap area ending at the old break, grows in place.
+        // case, a heap area ending at the old break with room above it,
+        // grows in place.
         let grown = Vma::anon(old_top, new_top, Prot::RW, VmFlags::NONE);
-        if let Some(h) = n.checked_sub(1) {
-            if self.vmas.grow_into(h, &grown, next_start, self.start_brk) {
-                return Ok(());
+        if self.vmas.grow_onto(&grown, self.start_brk, PAGE_SIZE) {
+            return Ok(());
+        }
+        self.add_heap_area(grown)
+    }
+
+    /// The heap grows by `grown` where the area below cannot grow in place
+    /// (the first growth, or a gap left by a shrink): a new area, merged
+    /// with the heap area below if there is one; ENOMEM if it would reach
+    /// into the next area's guard gap.
+    #[inline(never)]
+    fn add_heap_area(&mut self, grown: Vma) -> KResult<()> {
+        if let Some(next) = self.vmas.seek(grown.start).1 {
+            if grown.end + PAGE_SIZE > next.start_gap() {
+                return Err(Errno::ENOMEM);
             }
         }
         let i = self.vmas.insert(grown)?;
@@ -396,8 +426,8 @@ impl Mm {
         self.tlb_stale = true;
         let r = self
             .pt
-            .update_range(env.mem, env.frames, start, end, |m, fr, l| {
-                LeafAction::SetFlags(user_pte_flags(prot, fr.is_private(m, l.frame)))
+            .set_flags_range(env.mem, env.frames, start, end, |m, fr, l| {
+                user_pte_flags(prot, fr.is_private(m, l.frame))
             });
         r.map_err(|e| e.errno())
     }
@@ -766,6 +796,37 @@ mod tests {
     }
 
     #[test]
+    fn mprotect_inside_one_area_splits_it_and_merges_back_when_restored() {
+        let (mut fx, mut mm) = setup();
+        let a = mmap(&mut mm, &mut fx, 0x1000_0000, 8 * P, RW, PA).unwrap();
+        mmap(&mut mm, &mut fx, a + 8 * P, P, RW, PA | map::FIXED).unwrap();
+        touch(&mut mm, &mut fx, a + 3 * P);
+        let mut env = fx.env();
+        mm.mprotect(&mut env, a + 8 * P, P, 1).unwrap();
+        mm.mprotect(&mut env, a + 2 * P, 2 * P, 1).unwrap();
+        let prots: Vec<_> = (0..mm.vmas.len()).map(|i| mm.vmas[i].prot).collect();
+        assert_eq!(
+            ranges(&mm),
+            vec![
+                (a, a + 2 * P),
+                (a + 2 * P, a + 4 * P),
+                (a + 4 * P, a + 8 * P),
+                (a + 8 * P, a + 9 * P)
+            ]
+        );
+        assert_eq!(prots, vec![Prot::RW, Prot::READ, Prot::RW, Prot::READ]);
+        mm.mprotect(&mut env, a + 4 * P, 4 * P, 1).unwrap();
+        assert_eq!(
+            ranges(&mm),
+            vec![(a, a + 2 * P), (a + 2 * P, a + 9 * P)],
+            "the tail merges with both neighbours"
+        );
+        mm.mprotect(&mut env, a + 2 * P, 7 * P, RW).unwrap();
+        assert_eq!(ranges(&mm), vec![(a, a + 9 * P)]);
+        assert_eq!(mm.vmas.total_bytes(), 9 * P);
+    }
+
+    #[test]
     fn mprotect_growsdown_extends_to_stack_start() {
         let (mut fx, mut mm) = setup();
         let s = mmap(
@@ -845,6 +906,30 @@ mod tests {
             mm.brk(&mut fx.env(), 0x2000),
             0,
             "never below mmap_min_addr"
+        );
+    }
+
+    #[test]
+    fn brk_up_serves_a_break_at_or_above_the_old_one_and_leaves_lowering_to_brk() {
+        let (mut fx, mut mm) = setup();
+        mm.start_brk = 0x60_0000;
+        mm.brk = 0x60_0000;
+        let ram = fx.env().frames.total();
+        assert_eq!(mm.brk_up(0x60_0010, ram), Some(0x60_0010));
+        assert_eq!(mm.brk_up(0x60_3000, ram), Some(0x60_3000));
+        assert_eq!(ranges(&mm), vec![(0x60_0000, 0x60_3000)]);
+        assert_eq!(mm.brk_up(0x60_2000, ram), None, "lower: brk's to serve");
+        assert_eq!(mm.brk_up(0, ram), Some(0x60_3000), "a query");
+        assert_eq!(mm.brk, 0x60_3000);
+        assert_eq!(mm.brk_up(0x60_3000 + (ram + 1) * P, ram), Some(0x60_3000));
+        mmap(&mut mm, &mut fx, 0x60_5000, P, RW, PA | map::FIXED).unwrap();
+        assert_eq!(mm.brk_up(0x60_4001, ram), Some(0x60_3000), "needs a gap");
+        assert_eq!(mm.brk_up(0x60_4000, ram), Some(0x60_4000));
+        assert_eq!(mm.brk(&mut fx.env(), 0x60_1000), 0x60_1000);
+        assert_eq!(mm.brk_up(0x60_2000, ram), Some(0x60_2000));
+        assert_eq!(
+            ranges(&mm),
+            vec![(0x60_0000, 0x60_2000), (0x60_5000, 0x60_6000)]
         );
     }
 

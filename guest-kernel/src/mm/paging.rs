@@ -719,6 +719,57 @@ impl PageTable {
         Ok(())
     }
 
+    /// Give each used leaf in `[start, end)` (page aligned) the flags
+    /// `f` returns for it (as [`Self::update_range`] with
+    /// [`LeafAction::SetFlags`]). A range inside one page table, the usual
+    /// mprotect, is rewritten in one pass over that table, without the
+    /// recursive walk or the checks for straddling 2 MiB leaves (a page
+    /// table maps none).
+    pub fn set_flags_range<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf) -> u64>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        start: u64,
+        end: u64,
+        mut f: F,
+    ) -> Result<(), MapError> {
+        let mut set =
+            |m: &mut M, fr: &mut FrameAllocator, l: Leaf| LeafAction::SetFlags(f(m, fr, l));
+        let table = match start < end && (start ^ (end - 1)) < HUGE_PAGE_SIZE {
+            true => self.page_table_of(mem, start),
+            false => None,
+        };
+        let Some(table) = table else {
+            return self.update_range(mem, frames, start, end, set);
+        };
+        for i in index(start, 1)..=index(end - 1, 1) {
+            let entry_pa = table + i * 8;
+            let e = mem.read_u64(entry_pa);
+            if used(e) {
+                let va = (start & !(HUGE_PAGE_SIZE - 1)) + i * PAGE_SIZE;
+                self.visit_leaf(mem, frames, entry_pa, e, 1, va, &mut set);
+            }
+        }
+        Ok(())
+    }
+
+    /// The page table (level 1) that maps `va`, if there is one (not a
+    /// 2 MiB leaf, nor nothing).
+    fn page_table_of<M: PhysMem>(&self, mem: &M, va: u64) -> Option<u64> {
+        if !is_canonical(va) || self.root == 0 {
+            return None;
+        }
+        let mut table = self.root;
+        for level in [4, 3, 2] {
+            let e = mem.read_u64(table + index(va, level) * 8);
+            if !used(e) || e & pte::PS != 0 {
+                return None;
+            }
+            table = e & pte::ADDR_MASK;
+        }
+        Some(table)
+    }
+
     /// Unmap every leaf in `[start, end)`, calling `on_leaf` for each (to
     /// release its frame), and free the tables that become empty.
     pub fn unmap_range<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf)>(
@@ -1512,6 +1563,32 @@ mod tests {
             pt.translate(&mem, 0x30_0000).unwrap().flags,
             pte::P | pte::US
         );
+    }
+
+    #[test]
+    fn set_flags_range_rewrites_the_used_leaves_inside_one_table_or_across_tables() {
+        let (mut mem, mut fa, mut pt) = setup();
+        for va in [0x1f_e000, 0x20_0000, 0x20_1000, 0x20_3000, 0x20_4000] {
+            let frame = fa.alloc_zeroed(&mut mem).unwrap();
+            pt.map(&mut mem, &mut fa, va, frame, PageSize::Size4K, UF)
+                .unwrap();
+        }
+        let ro = |_: &mut TestMem, _: &mut FrameAllocator, l: Leaf| l.flags & !pte::RW;
+        pt.set_flags_range(&mut mem, &mut fa, 0x20_1000, 0x20_4000, ro)
+            .unwrap();
+        let flags = |pt: &PageTable, mem: &TestMem, va| pt.translate(mem, va).map(|t| t.flags);
+        assert_eq!(flags(&pt, &mem, 0x20_0000), Some(UF));
+        assert_eq!(flags(&pt, &mem, 0x20_1000), Some(pte::P | pte::US));
+        assert_eq!(flags(&pt, &mem, 0x20_2000), None, "holes stay holes");
+        assert_eq!(flags(&pt, &mem, 0x20_3000), Some(pte::P | pte::US));
+        assert_eq!(flags(&pt, &mem, 0x20_4000), Some(UF));
+        pt.set_flags_range(&mut mem, &mut fa, 0x1f_e000, 0x20_1000, ro)
+            .unwrap();
+        assert_eq!(flags(&pt, &mem, 0x1f_e000), Some(pte::P | pte::US));
+        assert_eq!(flags(&pt, &mem, 0x20_0000), Some(pte::P | pte::US));
+        pt.set_flags_range(&mut mem, &mut fa, 0x60_0000, 0x60_2000, ro)
+            .unwrap();
+        assert_eq!(flags(&pt, &mem, 0x60_0000), None, "no table: nothing");
     }
 
     #[test]

@@ -73,6 +73,7 @@ impl Rlimits {
     }
 
     /// The soft limit on `resource` (infinity for an unknown one).
+    #[inline]
     pub fn cur(&self, resource: u64) -> u64 {
         self.get(resource).map_or(RLIM_INFINITY, |l| l.cur)
     }

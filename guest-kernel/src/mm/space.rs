@@ -139,6 +139,7 @@ impl Mm {
     /// Whether the address space may grow by `bytes`, of which `data`
     /// bytes are data (Linux's `may_expand_vm`): within `RLIMIT_AS` and,
     /// for data, `RLIMIT_DATA`.
+    #[inline]
     pub fn may_expand(&self, bytes: u64, data: u64) -> bool {
         let total = self.vmas.total_bytes().saturating_add(bytes);
         if total > self.rlim.cur(resource::AS) {

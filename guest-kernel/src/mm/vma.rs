@@ -199,12 +199,14 @@ impl Vma {
     }
 
     /// Whether `next` (starting at `self.end`) can be merged into `self`.
-    fn can_merge_with(&self, next: &Vma) -> bool {
+    #[inline(always)]
+    pub(super) fn can_merge_with(&self, next: &Vma) -> bool {
         self.end == next.start
             && self.prot == next.prot
             && self.flags == next.flags
             && (self.anon == 0 || next.anon == 0 || self.anon == next.anon)
-            && self.merged_backing(next).is_some()
+            && (matches!((self.backing, next.backing), (Backing::Anon, Backing::Anon))
+                || self.merged_backing(next).is_some())
     }
 
     /// Whether the backings of `self` and the following `next` are
@@ -429,26 +431,27 @@ impl VmaSet {
         self.t.set_anon(i, anon);
     }
 
-    /// Grow area `i` to cover `vma` if `vma` starts where it ends, ends
-    /// below `next_start` (the start of area `i + 1`, which the caller
-    /// looked up), could merge with it, and area `i` starts at or above
-    /// `floor` (false, and no change, otherwise): the growing heap's path,
-    /// cheaper than an insert and a merge.
-    pub fn grow_into(&mut self, i: usize, vma: &Vma, next_start: u64, floor: u64) -> bool {
+    /// Grow the area that ends where `vma` starts to cover `vma`, if `vma`
+    /// could merge with it, it starts at or above `floor`, and `vma` ends
+    /// `room` bytes or more below the next area's guard gap (false, and no
+    /// change, otherwise): the growing heap's path, one descent instead of
+    /// a lookup, an insert and a merge.
+    #[inline(always)]
+    pub fn grow_onto(&mut self, vma: &Vma, floor: u64, room: u64) -> bool {
+        if (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 {
+            return false;
+        }
         let vma = Vma {
             flags: accounted(vma.flags, vma.prot),
             ..*vma
         };
-        let fits = vma.end < next_start && (vma.start | vma.end) & (PAGE_SIZE - 1) == 0;
-        let Some(v) = self.get(i) else {
-            return false;
-        };
-        if !fits || v.start < floor || !v.can_merge_with(&vma) {
-            return false;
+        let grew = self.t.grow_onto(&vma, floor, room);
+        if grew && self.journaling {
+            if let Some(i) = self.find(vma.start - 1) {
+                self.note_resized(i);
+            }
         }
-        self.t.grow_end(i, vma.end);
-        self.note_resized(i);
-        true
+        grew
     }
 
     /// The position of the first area ending after `addr` (`len()` if
@@ -589,13 +592,19 @@ impl VmaSet {
         if v.start == addr {
             return Ok(false);
         }
+        self.split_area(i, v, addr).map(|_| true)
+    }
+
+    /// Split area `i` (`v`) at `addr`, strictly inside it; returns the
+    /// high part (now area `i + 1`).
+    fn split_area(&mut self, i: usize, v: Vma, addr: u64) -> KResult<Vma> {
         let mut low = v;
         let high = low.split_off(addr);
         // Insert the high part first: if that fails nothing has changed.
         self.t.insert_at(i + 1, high)?;
         self.t.update(i, |a| *a = low);
         self.note(trace_kind::VMA_SPLIT, v, addr);
-        Ok(true)
+        Ok(high)
     }
 
     /// Slots splits at `start` and at `end` would need (0, 1 or 2; one
@@ -655,6 +664,11 @@ impl VmaSet {
     /// stopped (`end` when the range is fully covered). ENOMEM (no change)
     /// if `start` is not mapped or the splits need slots that are not free.
     pub fn set_prot(&mut self, start: u64, end: u64, prot: Prot) -> KResult<u64> {
+        if let (i, Some(&v)) = self.t.seek(start) {
+            if v.start <= start && end <= v.end {
+                return self.set_prot_inside(i, v, start, end, prot).map(|_| end);
+            }
+        }
         if self.find(start).is_none() || self.len() + self.splits_needed(start, end) > MAX_VMAS {
             return Err(Errno::ENOMEM);
         }
@@ -682,6 +696,40 @@ impl VmaSet {
         }
         self.merge_range(first.saturating_sub(1), i);
         Ok(reached)
+    }
+
+    /// [`Self::set_prot`] of `[start, end)` inside area `i` (`v`): the same
+    /// splits, change and merges, found without looking the area up again.
+    fn set_prot_inside(
+        &mut self,
+        i: usize,
+        v: Vma,
+        start: u64,
+        end: u64,
+        prot: Prot,
+    ) -> KResult<()> {
+        let splits = usize::from(start > v.start) + usize::from(end < v.end);
+        if self.len() + splits > MAX_VMAS {
+            return Err(Errno::ENOMEM);
+        }
+        let (mut i, mut mid) = (i, v);
+        if start > v.start {
+            mid = self.split_area(i, v, start)?;
+            i += 1;
+        }
+        if end < mid.end {
+            self.split_area(i, mid, end)?;
+            mid.end = end;
+        }
+        let changed = Vma {
+            prot,
+            flags: accounted(mid.flags, prot),
+            ..mid
+        };
+        self.t.update(i, |a| *a = changed);
+        self.note(trace_kind::VMA_RESIZE, changed, 0);
+        self.merge_range(i.saturating_sub(1), i + 1);
+        Ok(())
     }
 
     /// Where the areas running without a hole from the one holding

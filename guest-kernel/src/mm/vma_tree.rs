@@ -275,6 +275,9 @@ pub struct VmaTree {
     /// Bytes the data areas span ([`Vma::is_data`]; Linux's `data_vm`).
     data_bytes: u64,
     finger: Cell<Finger>,
+    /// Position in its leaf of the area [`Self::grow_end_at`] grew last
+    /// (the heap, as a rule): tried before a search.
+    grown: usize,
 }
 
 /// What an area adds to the (total, data) byte counts.
@@ -298,6 +301,7 @@ impl VmaTree {
                 len: 0,
                 low: 0,
             }),
+            grown: 0,
         }
     }
 
@@ -358,6 +362,7 @@ impl VmaTree {
             bytes: self.bytes,
             data_bytes: self.data_bytes,
             finger: Cell::new(Finger::default()),
+            grown: 0,
         })
     }
 
@@ -659,12 +664,23 @@ impl VmaTree {
             return;
         }
         let mut delta = None;
-        if let Some(root) = self.root.as_mut() {
-            update_rec(root, i, |v| {
-                let old = *v;
-                f(v);
-                delta = Some((old, *v));
-            });
+        match self.root.as_mut() {
+            // A leaf root has no summaries to recompute.
+            Some(Node::Leaf(v)) => {
+                if let Some(a) = v.get_mut(i) {
+                    let old = *a;
+                    f(a);
+                    delta = Some((old, *a));
+                }
+            }
+            Some(root) => {
+                update_rec(root, i, |v| {
+                    let old = *v;
+                    f(v);
+                    delta = Some((old, *v));
+                });
+            }
+            None => {}
         }
         if let Some((old, new)) = delta {
             self.sub_weight(&old);
@@ -696,37 +712,82 @@ impl VmaTree {
         }
     }
 
-    /// Move the end of the area at position `i` up to `end` (which stays
-    /// at or below the next area's start): the cheap path of a growing
-    /// heap, which touches one path and recomputes no gap.
-    pub fn grow_end(&mut self, i: usize, end: u64) {
-        if i >= self.len {
-            return;
+    /// Grow the area that ends where `vma` starts to cover `vma` in place,
+    /// if `vma` could merge into it, it starts at or above `floor`, and
+    /// `vma` ends `room` bytes or more below the guard gap of the area
+    /// after it: one descent by address (and, below an inner root, the
+    /// summaries on its path raised afterwards). Whether it grew.
+    #[inline(always)]
+    pub fn grow_onto(&mut self, vma: &Vma, floor: u64, room: u64) -> bool {
+        let (end, new_end) = (vma.start, vma.end);
+        if new_end <= end {
+            return false;
         }
+        let mut path = [0u8; MAX_DEPTH];
+        let mut depth = 0;
+        let mut next = u64::MAX;
         let Some(mut node) = self.root.as_mut() else {
-            return;
+            return false;
         };
-        let mut i = i;
-        loop {
+        let v = loop {
             match node {
-                Node::Leaf(v) => {
-                    if let Some(a) = v.get_mut(i) {
-                        let old = *a;
-                        a.end = a.end.max(end);
-                        let new = *a;
-                        self.sub_weight(&old);
-                        self.add_weight(&new);
-                    }
-                    return;
-                }
+                Node::Leaf(v) => break v,
                 Node::Inner(k) => {
-                    let (j, r) = child_at(k, i, false);
-                    i = r;
-                    let c = &mut k[j];
-                    c.sum.end = c.sum.end.max(end);
-                    node = &mut c.node;
+                    let mut j = 0;
+                    while j + 1 < k.len() && k[j].sum.end < end {
+                        j += 1;
+                    }
+                    if let Some(c) = k.get(j + 1) {
+                        next = c.sum.start_gap;
+                    }
+                    path[depth] = j as u8;
+                    depth += 1;
+                    node = &mut k[j].node;
                 }
             }
+        };
+        // One area ends at `end`: the hint is right if it ends there.
+        let p = match v.get(self.grown) {
+            Some(a) if a.end == end => self.grown,
+            _ => v.partition_point(|a| a.end < end),
+        };
+        let last = p + 1 == v.len();
+        let next = v.get(p + 1).map_or(next, Vma::start_gap);
+        let Some(a) = v.get_mut(p) else {
+            return false;
+        };
+        let fits = new_end.saturating_add(room) <= next;
+        if a.end != end || a.start < floor || !fits || !a.can_merge_with(vma) {
+            return false;
+        }
+        let more = new_end - end;
+        a.end = new_end;
+        self.bytes += more;
+        if a.is_data() {
+            self.data_bytes += more;
+        }
+        self.grown = p;
+        if depth > 0 {
+            self.raise_ends(&path[..depth], new_end, last);
+        }
+        true
+    }
+
+    /// Raise to `end` the summaries along `path` (child indices from the
+    /// root) after the area at its end grew; `last`: the area is its
+    /// leaf's last, so a finger on the next leaf has a stale `low`.
+    fn raise_ends(&mut self, path: &[u8], end: u64, last: bool) {
+        if last {
+            self.forget_finger();
+        }
+        let mut node = self.root.as_mut();
+        for &j in path {
+            let Some(Node::Inner(k)) = node else {
+                return;
+            };
+            let c = &mut k[usize::from(j)];
+            c.sum.end = c.sum.end.max(end);
+            node = Some(&mut c.node);
         }
     }
 
@@ -1195,6 +1256,84 @@ mod tests {
                 "{below}: {nodes} nodes for {leaves} leaves"
             );
         }
+    }
+
+    fn rw(start: u64, end: u64) -> Vma {
+        Vma::anon(start, end, Prot::RW, VmFlags::NONE)
+    }
+
+    #[test]
+    fn grow_onto_grows_the_area_ending_at_the_start_when_there_is_room() {
+        let mut t = VmaTree::new();
+        t.insert_at(0, rw(0x1000, 0x2000)).unwrap();
+        t.insert_at(1, rw(0x10_000, 0x11_000)).unwrap();
+        assert!(t.grow_onto(&rw(0x2000, 0x4000), 0, 0x1000));
+        assert_eq!((t.get(0).unwrap().end, t.bytes()), (0x4000, 0x4000));
+        assert_eq!(t.data_bytes(), 0x4000);
+        assert!(!t.grow_onto(&rw(0x4000, 0xf001), 0, 0x1000), "no gap left");
+        assert!(!t.grow_onto(&rw(0x4000, 0x5000), 0x2000, 0), "below floor");
+        let ro = Vma::anon(0x4000, 0x5000, Prot::READ, VmFlags::NONE);
+        assert!(!t.grow_onto(&ro, 0, 0), "cannot merge");
+        assert!(
+            !t.grow_onto(&rw(0x5000, 0x6000), 0, 0),
+            "nothing ends there"
+        );
+        assert!(t.grow_onto(&rw(0x11_000, 0x20_000), 0, 0x1000), "last area");
+        assert_eq!(t.get(0).unwrap().end, 0x4000);
+        assert_eq!(t.seek(0x1f_fff).0, 1);
+    }
+
+    #[test]
+    fn grow_onto_finds_the_area_when_its_position_moved_since_the_last_growth() {
+        let mut t = VmaTree::new();
+        t.insert_at(0, rw(0x10_000, 0x11_000)).unwrap();
+        assert!(t.grow_onto(&rw(0x11_000, 0x12_000), 0, 0));
+        t.insert_at(0, rw(0x1000, 0x2000)).unwrap();
+        assert!(t.grow_onto(&rw(0x2000, 0x3000), 0, 0));
+        assert!(t.grow_onto(&rw(0x12_000, 0x13_000), 0, 0));
+        let ends: Vec<u64> = t.iter().map(|v| v.end).collect();
+        assert_eq!(ends, vec![0x3000, 0x13_000]);
+    }
+
+    #[test]
+    fn grow_onto_in_a_deep_tree_raises_the_summaries_and_forgets_a_stale_finger() {
+        let mut t = VmaTree::new();
+        let n = 2000u64;
+        for k in 0..n {
+            t.insert_at(k as usize, area(k)).unwrap();
+        }
+        let Some(Node::Leaf(first)) = t.root.as_ref().map(|r| {
+            let mut n = r;
+            while let Node::Inner(k) = n {
+                n = &k[0].node;
+            }
+            n
+        }) else {
+            panic!("a leaf")
+        };
+        // The last area of the first leaf, and the finger on the next leaf.
+        let k = first.len() as u64 - 1;
+        let v = area(k);
+        assert_eq!(t.seek(v.end + 0x1000 + 1).0, k as usize + 1);
+        let grown = Vma {
+            start: v.end,
+            end: v.end + 0x800,
+            ..v
+        };
+        assert!(!t.grow_onto(&grown, 0, 0x1000), "unaligned end: no room");
+        let grown = Vma {
+            end: v.end + 0x1000,
+            ..grown
+        };
+        assert!(t.grow_onto(&grown, 0, 0));
+        let (i, found) = t.seek(v.end + 0x800);
+        assert_eq!(
+            (i, found.map(|a| a.end)),
+            (k as usize, Some(v.end + 0x1000))
+        );
+        assert_eq!(t.seek(v.end + 0x1000).0, k as usize + 1);
+        assert_eq!(t.bytes(), n * 0x1000 + 0x1000);
+        assert_eq!(t.root.as_ref().unwrap().summary().end, area(n - 1).end);
     }
 
     fn count_nodes(n: &Node) -> usize {

@@ -64,6 +64,19 @@ pub fn absolute<M: PhysMem, H: HostIo>(
     Ok(path::join(f.node.path(), path))
 }
 
+/// [`absolute`] for a path the caller gives up: an absolute one is
+/// returned as it is, without a copy.
+pub fn into_absolute<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    path: Vec<u8>,
+) -> KResult<Vec<u8>> {
+    if path.first() == Some(&b'/') {
+        return Ok(path);
+    }
+    absolute(cx, dirfd, &path)
+}
+
 /// Where a path leads after the kernel looked at it.
 #[derive(Debug)]
 pub enum Found {
@@ -87,8 +100,15 @@ pub fn find<M: PhysMem, H: HostIo>(
 ) -> KResult<Found> {
     let mut cur = abs;
     for _ in 0..8 {
-        let Some((canon, served)) = path::served_locally(b"/", &cur) else {
-            return Ok(Found::Host(cur));
+        let (canon, served) = if path::is_normal(&cur) {
+            // Already what normalising would give: sorted as it is.
+            let served = path::served(&cur);
+            (cur, served)
+        } else {
+            match path::served_locally(b"/", &cur) {
+                Some(found) => found,
+                None => return Ok(Found::Host(cur)),
+            }
         };
         let link = match served {
             Served::Dev(rest) => {
@@ -104,7 +124,10 @@ pub fn find<M: PhysMem, H: HostIo>(
                 }
             }
             Served::Proc(rest) => {
-                let fds: Vec<u64> = cx.p.fds.fds().map(|(n, _)| n).collect();
+                let fds: Vec<u64> = match proc::reads_fds(&rest) {
+                    true => cx.p.fds.fds().map(|(n, _)| n).collect(),
+                    false => Vec::new(),
+                };
                 match proc::lookup(&rest, cx.p.pid, &fds).ok_or(Errno::ENOENT)? {
                     ProcEntry::Link(l) if follow => match l {
                         ProcLink::Fd(n) => return Ok(Found::Fd(n)),
@@ -113,7 +136,7 @@ pub fn find<M: PhysMem, H: HostIo>(
                     e => return Ok(Found::Proc(e, canon)),
                 }
             }
-            Served::Host => return Ok(Found::Host(cur)),
+            Served::Host => return Ok(Found::Host(canon)),
         };
         cur = link;
     }

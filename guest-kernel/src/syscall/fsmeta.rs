@@ -4,8 +4,8 @@
 use alloc::vec::Vec;
 
 use super::files::{
-    self, absolute, find, release, Found, AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW,
-    AT_SYMLINK_NOFOLLOW,
+    self, absolute, find, into_absolute, release, Found, AT_EMPTY_PATH, AT_REMOVEDIR,
+    AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW,
 };
 use super::{Ctx, HostIo};
 use crate::errno::{Errno, KResult};
@@ -13,7 +13,7 @@ use crate::fs::dev::{self, DevEntry};
 use crate::fs::file::{o, Node};
 use crate::fs::host::{self, begin, set_path};
 use crate::fs::path;
-use crate::fs::proc::{self, ProcEntry};
+use crate::fs::proc::{self, ProcEntry, ProcLink};
 use crate::fs::stat::{self, Attr, STATX_SIZE, S_IFCHR, S_IFDIR, S_IFMT};
 use crate::mm::phys::PhysMem;
 use crate::uaccess::{copy_from_user, copy_to_user};
@@ -238,8 +238,15 @@ pub fn readlinkat<M: PhysMem, H: HostIo>(
     if (size as i64) <= 0 {
         return Err(Errno::EINVAL);
     }
-    let abs = absolute(cx, dirfd, &p)?;
+    let abs = into_absolute(cx, dirfd, p)?;
     let text = match find(cx, abs, false)? {
+        Found::Proc(ProcEntry::Link(ProcLink::Exe), _) => {
+            // Straight from the process's own copy.
+            let exe = &cx.p.exe[..cx.p.exe_len];
+            let n = exe.len().min(size as usize);
+            copy_to_user(&mut cx.p.mm, cx.env, buf, &exe[..n])?;
+            return Ok(n as i64);
+        }
         Found::Dev(DevEntry::Link(t), _) => t.to_vec(),
         Found::Proc(ProcEntry::Link(l), _) => files::proc_link_target(cx, l),
         Found::Host(abs) => {

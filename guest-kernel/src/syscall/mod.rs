@@ -499,6 +499,20 @@ pub fn identity(p: &Process, n: u64) -> Option<i64> {
     }
 }
 
+/// brk(new) on the syscall stub's short path (see `run::short_call`),
+/// which serves the identity calls and this: a brk that does not lower
+/// the break within the heap ([`crate::mm::space::Mm::brk_up`]; `ram_pages` is the RAM its
+/// overcommit check uses), unless the VMA changes are journaled for the
+/// trace (the full path hands them over on its way back to user mode).
+/// The new break, or None (and no change) for the full path to serve it.
+#[inline]
+pub fn brk_short(p: &mut Process, new: u64, ram_pages: u64) -> Option<i64> {
+    if p.mm.vmas.journaling() {
+        return None;
+    }
+    p.mm.brk_up(new, ram_pages).map(|b| b as i64)
+}
+
 /// Serve system call `n` with arguments `a` (rdi, rsi, rdx, r10, r8, r9).
 pub fn dispatch<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,

@@ -2,6 +2,7 @@
 
 use super::time::Clock;
 use super::*;
+use crate::errno::KResult;
 use crate::fs::cache::PageCache;
 use crate::fs::host::NoHost;
 use crate::mm::frame::FrameAllocator;
@@ -119,6 +120,58 @@ impl World {
         copy_from_user(&mut self.p.mm, &mut env, va, &mut b).unwrap();
         b
     }
+}
+
+impl World {
+    /// `copy_to_user` of `data` at `va`, then `copy_from_user` of as many
+    /// bytes back: each one's result.
+    fn copy_both(&mut self, va: u64, data: &[u8]) -> (KResult<()>, KResult<Vec<u8>>) {
+        let mut env = MmEnv {
+            mem: &mut self.mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        let put = copy_to_user(&mut self.p.mm, &mut env, va, data);
+        let mut b = vec![0; data.len()];
+        let got = copy_from_user(&mut self.p.mm, &mut env, va, &mut b).map(|()| b);
+        (put, got)
+    }
+}
+
+#[test]
+fn user_copies_within_one_page_and_across_pages_agree() {
+    let mut w = World::new();
+    let data: Vec<u8> = (0..40u8).collect();
+    // Inside a page, ending at its last byte, and across into the next.
+    for va in [w.buf + 0x100, w.buf + 0x1000 - 40, w.buf + 0x1000 - 17] {
+        let (put, got) = w.copy_both(va, &data);
+        assert_eq!(put, Ok(()));
+        assert_eq!(got, Ok(data.clone()));
+    }
+    assert_eq!(w.peek(w.buf + 0x1000 - 17, 17), data[..17].to_vec());
+    assert_eq!(w.peek(w.buf + 0x1000, 23), data[17..].to_vec());
+}
+
+#[test]
+fn user_copies_of_unmapped_memory_are_efault_in_one_page_or_across() {
+    let mut w = World::new();
+    let last = w.buf + 0x3000;
+    assert_eq!(
+        w.call(nr::MUNMAP, [last, 0x1000, 0, 0, 0, 0]).unwrap_ret(),
+        0
+    );
+    let data = [7u8; 32];
+    // Wholly in the unmapped page: the one-page path.
+    let (put, got) = w.copy_both(last + 0x10, &data);
+    assert_eq!(put, Err(Errno::EFAULT));
+    assert_eq!(got, Err(Errno::EFAULT));
+    // Starting in a mapped page, ending in the unmapped one.
+    let (put, got) = w.copy_both(last - 16, &data);
+    assert_eq!(put, Err(Errno::EFAULT));
+    assert_eq!(got, Err(Errno::EFAULT));
+    // An empty copy touches no page.
+    assert_eq!(w.copy_both(last, &[]), (Ok(()), Ok(vec![])));
 }
 
 trait Ret {
@@ -348,6 +401,25 @@ fn brk_grows_and_shrinks_within_the_heap() {
     assert_eq!(
         w.call(nr::BRK, [0x10, 0, 0, 0, 0, 0]).unwrap_ret(),
         0x60_1000
+    );
+}
+
+#[test]
+fn brk_short_answers_as_dispatch_does_and_leaves_lowering_and_journaling_to_it() {
+    let mut w = World::new();
+    let ram = w.frames.total();
+    w.p.mm.start_brk = 0x60_0000;
+    w.p.mm.brk = 0x60_0000;
+    assert_eq!(brk_short(&mut w.p, 0x62_1000, ram), Some(0x62_1000));
+    assert_eq!(brk_short(&mut w.p, 0x63_0000, ram), Some(0x63_0000));
+    assert_eq!(brk_short(&mut w.p, 0, ram), Some(0x63_0000));
+    assert_eq!(brk_short(&mut w.p, 0x61_0000, ram), None);
+    assert_eq!(w.p.mm.brk, 0x63_0000);
+    w.p.mm.vmas.set_journaling(true);
+    assert_eq!(brk_short(&mut w.p, 0x64_0000, ram), None);
+    assert_eq!(
+        w.call(nr::BRK, [0x64_0000, 0, 0, 0, 0, 0]).unwrap_ret(),
+        0x64_0000
     );
 }
 
