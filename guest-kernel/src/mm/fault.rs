@@ -231,9 +231,14 @@ impl Mm {
         }
         let write = error_code & pf::WRITE != 0;
         let present = error_code & pf::P != 0;
-        let mut out = self.resolve(env, i, addr & !(PAGE_SIZE - 1), write, present)?;
-        out.stack_grown = stack_grown;
-        Ok(out)
+        let out = self.resolve(env, i, addr & !(PAGE_SIZE - 1), write, present);
+        if !stack_grown {
+            return out;
+        }
+        out.map(|o| FaultOutcome {
+            stack_grown: true,
+            ..o
+        })
     }
 
     /// The physical address of user `va` for a kernel access (read, or
@@ -346,15 +351,23 @@ impl Mm {
     }
 
     /// The area for a fault at `addr`, growing a stack down to it if
-    /// needed; with whether it grew.
+    /// needed; with whether it grew. The area found stays the set's hot
+    /// area ([`super::vma::VmaSet::find_hot`]), so that the fault path's
+    /// further reads of it are cheap.
+    #[inline]
     fn vma_for_fault(&mut self, addr: u64) -> Result<(usize, bool), FaultError> {
-        const MAPERR: FaultError = FaultError::Segv(SegvCode::MapErr);
         if addr >= TASK_SIZE {
-            return Err(MAPERR);
+            return Err(FaultError::Segv(SegvCode::MapErr));
         }
-        if let Some(i) = self.vmas.find(addr) {
-            return Ok((i, false));
+        match self.vmas.find_hot(addr) {
+            Some((i, _)) => Ok((i, false)),
+            None => self.grow_stack_for_fault(addr),
         }
+    }
+
+    /// The stack area just above `addr`, grown down to cover it.
+    fn grow_stack_for_fault(&mut self, addr: u64) -> Result<(usize, bool), FaultError> {
+        const MAPERR: FaultError = FaultError::Segv(SegvCode::MapErr);
         let i = self.vmas.find_next(addr).ok_or(MAPERR)?;
         self.expand_stack(i, addr).map_err(|_| MAPERR)?;
         Ok((i, true))
@@ -504,19 +517,18 @@ impl Mm {
         ))
     }
 
+    /// An anonymous fault: a 2 MiB page or a 64 KiB block where
+    /// `--fault-size` and the area allow, else one zeroed page (inlined
+    /// into the fault path, the others not).
+    #[inline(always)]
     pub(super) fn fault_anon<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,
         va: u64,
     ) -> Result<FaultOutcome, FaultError> {
-        if env.frames.fault_size == FaultSize::Huge2M {
-            if let Some(out) = self.try_huge(env, i, va)? {
-                return Ok(out);
-            }
-        }
         if env.frames.fault_size != FaultSize::Page4K {
-            if let Some(out) = self.try_block(env, i, va)? {
+            if let Some(out) = self.fault_anon_large(env, i, va)? {
                 return Ok(out);
             }
         }
@@ -542,6 +554,23 @@ impl Mm {
             frame,
             PageSize::Size4K,
         ))
+    }
+
+    /// A 2 MiB page ([`FaultSize::Huge2M`] only) or a 64 KiB block, if
+    /// they fit.
+    #[inline(never)]
+    fn fault_anon_large<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+    ) -> Result<Option<FaultOutcome>, FaultError> {
+        if env.frames.fault_size == FaultSize::Huge2M {
+            if let Some(out) = self.try_huge(env, i, va)? {
+                return Ok(Some(out));
+            }
+        }
+        self.try_block(env, i, va)
     }
 
     /// Map the private 4 KiB `frame` at `va` with area `i`'s rights: the
@@ -820,11 +849,16 @@ impl Mm {
     /// Give area `i` an anonymous-memory identity if it has none, reusing
     /// an adjacent area's where they could merge but for protection (as
     /// Linux's `find_mergeable_anon_vma` does).
+    #[inline]
     fn prepare_anon(&mut self, i: usize) {
-        let v = self.vmas[i];
-        if v.anon != 0 {
-            return;
+        if self.vmas[i].anon == 0 {
+            self.attach_anon(i);
         }
+    }
+
+    /// [`Self::prepare_anon`] for an area without an identity yet.
+    fn attach_anon(&mut self, i: usize) {
+        let v = self.vmas[i];
         let s = &self.vmas;
         let next = s.get(i + 1).filter(|n| reusable(&v, n));
         let prev = i

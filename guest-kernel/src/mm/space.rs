@@ -207,6 +207,7 @@ impl Mm {
     }
 
     /// Count `n` more owned user frames.
+    #[inline]
     pub(crate) fn add_user_frames(&mut self, n: u64) {
         self.user_frames += n;
         self.peak_user_frames = self.peak_user_frames.max(self.user_frames);

@@ -17,8 +17,12 @@
 //! room for tasks, files and everything else the kernel allocates.
 //!
 //! A finger remembers the leaf the last lookup ended in, so that reading
-//! areas near the last one looked up (the fault path reads the area it
-//! found several times) walks the remembered path instead of searching.
+//! areas near the last one looked up walks the remembered path instead of
+//! searching. The page-fault path goes further: [`VmaTree::find_hot`]
+//! keeps a copy of the area it found (the "hot" area) with its position,
+//! so that the next fault in the same area, and every read of that
+//! position, costs a comparison or two; any change to the tree drops the
+//! copy.
 
 use super::vma::Vma;
 use crate::errno::{Errno, KResult};
@@ -265,6 +269,28 @@ struct Finger {
     low: u64,
 }
 
+/// A copy of the area [`VmaTree::find_hot`] found last, and its position.
+#[derive(Clone, Copy, Debug)]
+struct Hot {
+    /// Position of the area ([`Hot::NONE`]'s `usize::MAX`: no copy).
+    pos: usize,
+    /// The area (empty when there is no copy, so no address is inside).
+    vma: Vma,
+}
+
+impl Hot {
+    const NONE: Hot = Hot {
+        pos: usize::MAX,
+        vma: Vma::EMPTY,
+    };
+}
+
+impl Default for Hot {
+    fn default() -> Self {
+        Hot::NONE
+    }
+}
+
 /// Areas in address order, reached by position (see the module docs).
 #[derive(Debug, Default)]
 pub struct VmaTree {
@@ -275,6 +301,7 @@ pub struct VmaTree {
     /// Bytes the data areas span ([`Vma::is_data`]; Linux's `data_vm`).
     data_bytes: u64,
     finger: Cell<Finger>,
+    hot: Hot,
 }
 
 /// What an area adds to the (total, data) byte counts.
@@ -298,6 +325,7 @@ impl VmaTree {
                 len: 0,
                 low: 0,
             }),
+            hot: Hot::NONE,
         }
     }
 
@@ -342,8 +370,11 @@ impl VmaTree {
         self.forget_finger();
     }
 
+    /// Forget the finger and the hot area (every change to the tree's
+    /// shape does: positions move).
     fn forget_finger(&mut self) {
         self.finger.get_mut().len = 0;
+        self.hot = Hot::NONE;
     }
 
     /// A copy (ENOMEM if the node budget or the heap runs out).
@@ -358,12 +389,41 @@ impl VmaTree {
             bytes: self.bytes,
             data_bytes: self.data_bytes,
             finger: Cell::new(Finger::default()),
+            hot: Hot::NONE,
         })
     }
 
     /// The area at position `i`.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, i: usize) -> Option<&Vma> {
+        if i == self.hot.pos {
+            return Some(&self.hot.vma);
+        }
+        self.get_cold(i)
+    }
+
+    /// The position and a copy of the area containing `addr`, kept as the
+    /// hot area: a lookup in the hot area costs two comparisons, and
+    /// [`Self::get`] of its position one.
+    #[inline]
+    pub fn find_hot(&mut self, addr: u64) -> Option<(usize, &Vma)> {
+        if self.hot.vma.start <= addr && addr < self.hot.vma.end {
+            return Some((self.hot.pos, &self.hot.vma));
+        }
+        self.find_hot_cold(addr)
+    }
+
+    fn find_hot_cold(&mut self, addr: u64) -> Option<(usize, &Vma)> {
+        let (pos, vma) = match self.seek(addr) {
+            (i, Some(v)) if v.start <= addr => (i, *v),
+            _ => return None,
+        };
+        self.hot = Hot { pos, vma };
+        Some((pos, &self.hot.vma))
+    }
+
+    /// [`Self::get`] of a position other than the hot area's.
+    fn get_cold(&self, i: usize) -> Option<&Vma> {
         // A small address space is one leaf: index it directly.
         let root = match self.root.as_ref()? {
             Node::Leaf(v) => return v.get(i),
@@ -602,6 +662,7 @@ impl VmaTree {
         if i >= self.len {
             return;
         }
+        self.hot = Hot::NONE;
         let mut delta = None;
         if let Some(root) = self.root.as_mut() {
             update_rec(root, i, |v| {
@@ -619,6 +680,9 @@ impl VmaTree {
     /// Set the anonymous-memory identity of the area at position `i`
     /// (no summary depends on it).
     pub fn set_anon(&mut self, i: usize, anon: u32) {
+        if i == self.hot.pos {
+            self.hot.vma.anon = anon;
+        }
         let Some(mut node) = self.root.as_mut() else {
             return;
         };
@@ -647,6 +711,7 @@ impl VmaTree {
         if i >= self.len {
             return;
         }
+        self.hot = Hot::NONE;
         let Some(mut node) = self.root.as_mut() else {
             return;
         };
@@ -1110,6 +1175,78 @@ mod tests {
                 "{below}: {nodes} nodes for {leaves} leaves"
             );
         }
+    }
+
+    /// A tree of `n` areas (several leaves when `n` > [`LEAF_CAP`]).
+    fn tree_of(n: u64) -> VmaTree {
+        let mut t = VmaTree::new();
+        for k in 0..n {
+            t.insert_at(k as usize, area(k)).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn find_hot_finds_the_containing_area_and_get_reads_its_copy() {
+        for n in [3, 100] {
+            let mut t = tree_of(n);
+            let k = n - 2;
+            let hit = t.find_hot(k * 0x2000 + 0x10).map(|(i, v)| (i, *v));
+            assert_eq!(hit, Some((k as usize, area(k))));
+            assert_eq!(t.get(k as usize), Some(&area(k)));
+            // Again, from the copy; an address in the gap after it is in no area.
+            assert_eq!(t.find_hot(k * 0x2000).map(|(i, _)| i), Some(k as usize));
+            assert_eq!(t.find_hot(k * 0x2000 + 0x1000), None);
+            assert_eq!(t.get(1), Some(&area(1)));
+        }
+    }
+
+    #[test]
+    fn hot_area_is_dropped_by_every_change_to_the_tree() {
+        for n in [3, 100] {
+            let k = n - 2;
+            let addr = k * 0x2000;
+            let mut t = tree_of(n);
+            t.find_hot(addr);
+            t.update(k as usize, |v| v.end += 0x800);
+            assert_eq!(t.get(k as usize).map(|v| v.end), Some(addr + 0x1800));
+            assert_eq!(t.find_hot(addr + 0x1400).map(|(i, _)| i), Some(k as usize));
+
+            t.grow_end(k as usize, addr + 0x1c00);
+            assert_eq!(
+                t.find_hot(addr + 0x1a00).map(|(_, v)| v.end),
+                Some(addr + 0x1c00)
+            );
+
+            t.set_anon(k as usize, 7);
+            assert_eq!(t.get(k as usize).map(|v| v.anon), Some(7));
+            assert_eq!(t.find_hot(addr).map(|(_, v)| v.anon), Some(7));
+
+            // Positions move: the copy must not answer for the old one.
+            t.remove_at(0);
+            assert_eq!(t.get(k as usize).map(|v| v.start), Some((k + 1) * 0x2000));
+            assert_eq!(t.find_hot(addr).map(|(i, _)| i), Some(k as usize - 1));
+            t.insert_at(0, area(0)).unwrap();
+            assert_eq!(
+                t.get(k as usize - 1).map(|v| v.start),
+                Some((k - 1) * 0x2000)
+            );
+            assert_eq!(t.find_hot(addr).map(|(i, _)| i), Some(k as usize));
+
+            t.clear();
+            assert_eq!(t.get(k as usize), None);
+            assert_eq!(t.find_hot(addr), None);
+        }
+    }
+
+    #[test]
+    fn a_cloned_tree_keeps_no_hot_area_of_its_own_to_go_stale() {
+        let mut t = tree_of(3);
+        t.find_hot(0x10);
+        let mut c = t.try_clone().unwrap();
+        c.update(0, |v| v.end = 0x1800);
+        assert_eq!(c.get(0).map(|v| v.end), Some(0x1800));
+        assert_eq!(t.get(0).map(|v| v.end), Some(0x1000));
     }
 
     fn count_nodes(n: &Node) -> usize {
