@@ -540,11 +540,11 @@ impl Mm {
             Ok(_) | Err(MapError::HugeConflict(_)) => return Ok(spurious(va)),
             Err(e) => return Err(oom(e)),
         };
+        let flags = user_pte_flags(self.vmas[i].prot, true);
         let frame = env
             .frames
             .alloc_zeroed(env.mem)
             .ok_or(FaultError::OutOfMemory)?;
-        let flags = user_pte_flags(self.vmas[i].prot, true);
         self.pt.fill(env.mem, &slot, va, frame, flags);
         self.add_user_frames(1);
         self.prepare_anon(i);
@@ -821,17 +821,11 @@ impl Mm {
         let mut mapped = 0;
         let mut a = from;
         while a < to {
-            let Some(pa) = ino.resident(off_of(a) / PAGE_SIZE) else {
+            let left = (to - a) / PAGE_SIZE;
+            let Some((pa, n)) = ino.resident_run(off_of(a) / PAGE_SIZE, left) else {
                 a += PAGE_SIZE;
                 continue;
             };
-            // The longest run of physically consecutive resident pages.
-            let mut n = 1;
-            while a + n * PAGE_SIZE < to
-                && ino.resident(off_of(a) / PAGE_SIZE + n) == Some(pa + n * PAGE_SIZE)
-            {
-                n += 1;
-            }
             // The window lies in one page table (it ends at the 2 MiB
             // boundary), so map_pages covers the whole run, skipping pages
             // already mapped.

@@ -239,11 +239,19 @@ impl FrameAllocator {
         (self.end - self.start) / PAGE_SIZE
     }
 
-    /// A zero-filled 4 KiB frame.
+    /// A zero-filled 4 KiB frame (a never-used one inline: the fault
+    /// path's common case).
+    #[inline(always)]
     pub fn alloc_zeroed<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
-        if let Some(pa) = self.take_clean() {
-            return Some(self.count(pa, 1));
+        match self.take_clean() {
+            Some(pa) => Some(self.count(pa, 1)),
+            None => self.alloc_zeroed_reused(mem),
         }
+    }
+
+    /// [`Self::alloc_zeroed`] once no never-used frame is left.
+    #[inline(never)]
+    fn alloc_zeroed_reused<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
         let (pa, dirty) = self.take_reused(mem)?;
         if dirty {
             mem.zero(pa, PAGE_SIZE);
