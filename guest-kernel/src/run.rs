@@ -547,42 +547,15 @@ impl Kernel {
         }
         self.stats.page_faults += 1;
         self.process.min_flt += 1;
-        let t0 = timestamp(mem, category::FAULTS);
+        let traced = trace::on(mem, category::FAULTS);
+        let t0 = if traced { cpu::rdtsc() } else { 0 };
         let result = self.with_env(mem, |p, env| p.mm.handle_page_fault(env, addr, error));
-        let ip = self.regs().rip;
-        if trace::on(mem, category::FAULTS) {
-            let how = resolution_of(&result);
-            let vma = vma_kind(&self.process.mm, addr);
-            let cycles = cpu::rdtsc().wrapping_sub(t0);
-            trace::emit(
-                mem,
-                category::FAULTS,
-                kind::FAULT,
-                0,
-                [addr, error, ip, vma, how, cycles],
-            );
+        if traced {
+            self.trace_fault(mem, [addr, error, ip], &result, t0);
         }
         if let Err(e) = result {
-            if self.debugger() && self.debug_fault(mem, &e, addr) == After::Resume {
+            if self.fault_failed(mem, e, [addr, error, ip]) {
                 return;
-            }
-            let error = fault::reported_error_code(addr, error);
-            match e {
-                FaultError::Segv(code) if self.catches(sig::SIGSEGV) => {
-                    self.post_fault(sig::SIGSEGV, code as i32, addr, [14, error, addr]);
-                }
-                FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr) => {
-                    self.kill(mem, sig::SIGSEGV, addr, ip, error);
-                }
-                FaultError::PastEof if self.catches(sig::SIGBUS) => {
-                    // si_code BUS_ADRERR.
-                    self.post_fault(sig::SIGBUS, 2, addr, [14, error, addr]);
-                }
-                FaultError::PastEof => self.kill(mem, sig::SIGBUS, addr, ip, error),
-                FaultError::OutOfMemory => {
-                    let fault = [addr, ip, error, kill_cause::OUT_OF_MEMORY];
-                    self.exit(mem, exit_kind::SIGNALED, sig::SIGKILL, fault)
-                }
             }
         }
         let every = u64::from(self.info.notify_fault_every);
@@ -591,6 +564,62 @@ impl Kernel {
             self.flush_vma_journal(mem);
             self.event(mem, event::FAULT, self.stats.page_faults, addr);
         }
+    }
+
+    /// The FAULT trace record of a fault at `addr` with `error` by the
+    /// instruction at `ip`, resolved as `result`, which began at TSC `t0`.
+    #[inline(never)]
+    fn trace_fault(
+        &self,
+        mem: &mut DirectMap,
+        [addr, error, ip]: [u64; 3],
+        result: &Result<FaultOutcome, FaultError>,
+        t0: u64,
+    ) {
+        let how = resolution_of(result);
+        let vma = vma_kind(&self.process.mm, addr);
+        let cycles = cpu::rdtsc().wrapping_sub(t0);
+        trace::emit(
+            mem,
+            category::FAULTS,
+            kind::FAULT,
+            0,
+            [addr, error, ip, vma, how, cycles],
+        );
+    }
+
+    /// A fault the memory manager could not resolve: the debugger's stop,
+    /// a signal, or the end of the program. True if the debugger resumed
+    /// the program as it was.
+    #[inline(never)]
+    fn fault_failed(
+        &mut self,
+        mem: &mut DirectMap,
+        e: FaultError,
+        [addr, error, ip]: [u64; 3],
+    ) -> bool {
+        if self.debugger() && self.debug_fault(mem, &e, addr) == After::Resume {
+            return true;
+        }
+        let error = fault::reported_error_code(addr, error);
+        match e {
+            FaultError::Segv(code) if self.catches(sig::SIGSEGV) => {
+                self.post_fault(sig::SIGSEGV, code as i32, addr, [14, error, addr]);
+            }
+            FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr) => {
+                self.kill(mem, sig::SIGSEGV, addr, ip, error);
+            }
+            FaultError::PastEof if self.catches(sig::SIGBUS) => {
+                // si_code BUS_ADRERR.
+                self.post_fault(sig::SIGBUS, 2, addr, [14, error, addr]);
+            }
+            FaultError::PastEof => self.kill(mem, sig::SIGBUS, addr, ip, error),
+            FaultError::OutOfMemory => {
+                let fault = [addr, ip, error, kill_cause::OUT_OF_MEMORY];
+                self.exit(mem, exit_kind::SIGNALED, sig::SIGKILL, fault)
+            }
+        }
+        false
     }
 
     fn exception(&mut self, mem: &mut DirectMap, vector: u64, error: u64) {
