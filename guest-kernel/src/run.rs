@@ -299,37 +299,52 @@ impl Kernel {
         } else {
             no_short_path
         };
+        // Whether the last entry was a page fault resolved without a trace
+        // of it left to flush: nothing the checks below look at changed.
+        let mut quiet = false;
         loop {
-            if self.process.next_signal().is_some() {
-                self.deliver_signal(mem);
+            if !quiet && self.before_user_mode(mem) {
                 continue;
             }
-            if self.process.bases_changed {
-                cpu::wrmsr(cpu::MSR_FS_BASE, self.process.fs_base);
-                cpu::wrmsr(cpu::MSR_GS_BASE, self.process.gs_base);
-                self.process.bases_changed = false;
-            }
-            if self.process.mm.take_tlb_flush() {
-                cpu::load_process_tables(&self.process.mm.pt);
-                self.trace_cr3(mem);
-            }
-            self.flush_vma_journal(mem);
             let Some(um) = self.user.as_mut() else {
                 hypercall::panic(b"no user context")
             };
             let t = um.run(&self.process, handler);
             let rip = self.regs().rip;
+            quiet = false;
             match t.vector {
+                14 => quiet = self.page_fault(mem, t.fault_addr, t.error_code, rip),
                 _ if trap::is_syscall_entry(t.vector, rip) => {
                     self.note_syscall_entry(t.vector);
                     self.syscall(mem)
                 }
                 trap::SYSCALL_VECTOR => self.int80(),
                 trap::TIMER_VECTOR => self.timer_tick(mem),
-                14 => self.page_fault(mem, t.fault_addr, t.error_code),
                 v => self.exception(mem, v, t.error_code),
             }
         }
+    }
+
+    /// What is due before user mode runs again: a signal to deliver (true:
+    /// delivered, look again), new FS/GS bases, a TLB flush, the VMA
+    /// changes to trace.
+    #[inline(always)]
+    fn before_user_mode(&mut self, mem: &mut DirectMap) -> bool {
+        if self.process.next_signal().is_some() {
+            self.deliver_signal(mem);
+            return true;
+        }
+        if self.process.bases_changed {
+            cpu::wrmsr(cpu::MSR_FS_BASE, self.process.fs_base);
+            cpu::wrmsr(cpu::MSR_GS_BASE, self.process.gs_base);
+            self.process.bases_changed = false;
+        }
+        if self.process.mm.take_tlb_flush() {
+            cpu::load_process_tables(&self.process.mm.pt);
+            self.trace_cr3(mem);
+        }
+        self.flush_vma_journal(mem);
+        false
     }
 
     /// Whether calls that only read the caller's identity may take the
@@ -540,10 +555,14 @@ impl Kernel {
         }
     }
 
-    fn page_fault(&mut self, mem: &mut DirectMap, addr: u64, error: u64) {
-        let ip = self.regs().rip;
+    /// A page fault at `addr` with `error` by the instruction at `ip`.
+    /// True if it was resolved and nothing else happened: no signal, no
+    /// stop, no area grew (a VMA trace record to flush), so user mode may
+    /// resume without the loop's checks.
+    fn page_fault(&mut self, mem: &mut DirectMap, addr: u64, error: u64, ip: u64) -> bool {
         if let Some(nr) = syscall::vsyscall::call_at(addr, ip, error) {
-            return self.vsyscall(mem, nr, ip);
+            self.vsyscall(mem, nr, ip);
+            return false;
         }
         self.stats.page_faults += 1;
         self.process.min_flt += 1;
@@ -553,17 +572,23 @@ impl Kernel {
         if traced {
             self.trace_fault(mem, [addr, error, ip], &result, t0);
         }
-        if let Err(e) = result {
-            if self.fault_failed(mem, e, [addr, error, ip]) {
-                return;
+        let quiet = match result {
+            Ok(out) => !out.stack_grown,
+            Err(e) => {
+                if self.fault_failed(mem, e, [addr, error, ip]) {
+                    return false;
+                }
+                false
             }
-        }
+        };
         let every = u64::from(self.info.notify_fault_every);
         let notify = self.info.flags & boot_flags::NOTIFY_FAULTS != 0 && every > 0;
         if notify && self.stats.page_faults.is_multiple_of(every) {
             self.flush_vma_journal(mem);
             self.event(mem, event::FAULT, self.stats.page_faults, addr);
+            return false;
         }
+        quiet
     }
 
     /// The FAULT trace record of a fault at `addr` with `error` by the

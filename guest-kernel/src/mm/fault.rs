@@ -137,8 +137,26 @@ impl FaultOutcome {
 
 /// Leaf flags for a user page of an area with `prot`; `writable` says
 /// whether this frame may be written (a private frame in a writable area).
-/// A `PROT_NONE` area gets a non-present leaf that keeps its frame.
+/// A `PROT_NONE` area gets a non-present leaf that keeps its frame. Read
+/// from a table built by [`pte_flags_of`] (every fault asks).
+#[inline]
 pub fn user_pte_flags(prot: Prot, writable: bool) -> u64 {
+    /// [`pte_flags_of`] for each R/W/X combination, read-only then writable.
+    const TABLE: [[u64; 8]; 2] = {
+        let mut t = [[0; 8]; 2];
+        let mut p = 0;
+        while p < 8 {
+            t[0][p] = pte_flags_of(Prot(p as u8), false);
+            t[1][p] = pte_flags_of(Prot(p as u8), true);
+            p += 1;
+        }
+        t
+    };
+    TABLE[usize::from(writable)][usize::from(prot.0 & 7)]
+}
+
+/// [`user_pte_flags`] computed.
+const fn pte_flags_of(prot: Prot, writable: bool) -> u64 {
     if !prot.is_accessible() {
         return pte::PROTNONE | pte::US;
     }
@@ -225,19 +243,48 @@ impl Mm {
         if error_code & pf::RSVD != 0 {
             return Err(reserved_bit_fault(addr));
         }
-        let (i, stack_grown) = self.vma_for_fault(addr)?;
+        if addr >= TASK_SIZE {
+            return Err(FaultError::Segv(SegvCode::MapErr));
+        }
+        // The area found stays the set's hot area, so that the fault path's
+        // further reads of it are cheap.
+        match self.vmas.find_hot(addr) {
+            Some((i, _)) => self.fault_in(env, i, addr, error_code),
+            None => self.fault_below_areas(env, addr, error_code),
+        }
+    }
+
+    /// A fault at `addr` in area `i`.
+    #[inline(always)]
+    fn fault_in<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        addr: u64,
+        error_code: u64,
+    ) -> Result<FaultOutcome, FaultError> {
         if access_error(&self.vmas[i], error_code) {
             return Err(FaultError::Segv(SegvCode::AccErr));
         }
-        let write = error_code & pf::WRITE != 0;
-        let present = error_code & pf::P != 0;
-        let out = self.resolve(env, i, addr & !(PAGE_SIZE - 1), write, present);
-        if !stack_grown {
-            return out;
-        }
-        out.map(|o| FaultOutcome {
+        self.resolve(env, i, addr & !(PAGE_SIZE - 1), error_code)
+    }
+
+    /// A fault at `addr` outside every area: in a stack area grown down to
+    /// it, or SIGSEGV.
+    #[inline(never)]
+    fn fault_below_areas<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        addr: u64,
+        error_code: u64,
+    ) -> Result<FaultOutcome, FaultError> {
+        const MAPERR: FaultError = FaultError::Segv(SegvCode::MapErr);
+        let i = self.vmas.find_next(addr).ok_or(MAPERR)?;
+        self.expand_stack(i, addr).map_err(|_| MAPERR)?;
+        let out = self.fault_in(env, i, addr, error_code)?;
+        Ok(FaultOutcome {
             stack_grown: true,
-            ..o
+            ..out
         })
     }
 
@@ -350,29 +397,6 @@ impl Mm {
         Some((t.pa(va), len))
     }
 
-    /// The area for a fault at `addr`, growing a stack down to it if
-    /// needed; with whether it grew. The area found stays the set's hot
-    /// area ([`super::vma::VmaSet::find_hot`]), so that the fault path's
-    /// further reads of it are cheap.
-    #[inline]
-    fn vma_for_fault(&mut self, addr: u64) -> Result<(usize, bool), FaultError> {
-        if addr >= TASK_SIZE {
-            return Err(FaultError::Segv(SegvCode::MapErr));
-        }
-        match self.vmas.find_hot(addr) {
-            Some((i, _)) => Ok((i, false)),
-            None => self.grow_stack_for_fault(addr),
-        }
-    }
-
-    /// The stack area just above `addr`, grown down to cover it.
-    fn grow_stack_for_fault(&mut self, addr: u64) -> Result<(usize, bool), FaultError> {
-        const MAPERR: FaultError = FaultError::Segv(SegvCode::MapErr);
-        let i = self.vmas.find_next(addr).ok_or(MAPERR)?;
-        self.expand_stack(i, addr).map_err(|_| MAPERR)?;
-        Ok((i, true))
-    }
-
     /// Grow the stack area `i` down to cover `addr` (Linux's
     /// `expand_downwards`): within `RLIMIT_STACK` of its top and within
     /// `RLIMIT_AS`, keeping the guard gap above the previous area.
@@ -419,14 +443,16 @@ impl Mm {
         Ok(())
     }
 
+    /// Resolve a fault with `error_code` at page `va` in area `i`.
     fn resolve<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,
         va: u64,
-        write: bool,
-        present: bool,
+        error_code: u64,
     ) -> Result<FaultOutcome, FaultError> {
+        let write = error_code & pf::WRITE != 0;
+        let present = error_code & pf::P != 0;
         // A not-present fault (error code P clear) needs no lookup of the
         // old entry: nothing is mapped there (one CPU, no other writer).
         if present {
@@ -532,6 +558,8 @@ impl Mm {
                 return Ok(out);
             }
         }
+        let v = &self.vmas[i];
+        let (prot, has_anon) = (v.prot, v.anon != 0);
         // One walk: find (or make) the entry, then fill it.
         let slot = match self.pt.leaf_slot(env.mem, env.frames, va) {
             Ok(slot) if !slot.is_used() => slot,
@@ -540,14 +568,16 @@ impl Mm {
             Ok(_) | Err(MapError::HugeConflict(_)) => return Ok(spurious(va)),
             Err(e) => return Err(oom(e)),
         };
-        let flags = user_pte_flags(self.vmas[i].prot, true);
+        let flags = user_pte_flags(prot, true);
         let frame = env
             .frames
             .alloc_zeroed(env.mem)
             .ok_or(FaultError::OutOfMemory)?;
         self.pt.fill(env.mem, &slot, va, frame, flags);
         self.add_user_frames(1);
-        self.prepare_anon(i);
+        if !has_anon {
+            self.attach_anon(i);
+        }
         Ok(FaultOutcome::new(
             FaultKind::AnonZero,
             va,
@@ -935,6 +965,22 @@ mod tests {
 
     fn flags_at(mm: &Mm, fx: &Fixture, va: u64) -> u64 {
         mm.pt.translate(&fx.mem, va).unwrap().flags
+    }
+
+    #[test]
+    fn pte_flags_follow_the_area_rights_and_the_frame_writability() {
+        let rw = pte::P | pte::US | pte::A | pte::NX;
+        assert_eq!(user_pte_flags(Prot::RW, true), rw | pte::RW | pte::D);
+        assert_eq!(user_pte_flags(Prot::RW, false), rw);
+        assert_eq!(user_pte_flags(Prot::READ, true), rw);
+        let rx = Prot::READ | Prot::EXEC;
+        assert_eq!(user_pte_flags(rx, true), pte::P | pte::US | pte::A);
+        assert_eq!(user_pte_flags(Prot::NONE, true), pte::PROTNONE | pte::US);
+        for p in 0..8 {
+            for w in [false, true] {
+                assert_eq!(user_pte_flags(Prot(p), w), pte_flags_of(Prot(p), w));
+            }
+        }
     }
 
     #[test]
