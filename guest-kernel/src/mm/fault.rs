@@ -496,7 +496,8 @@ impl Mm {
                 t.size,
             ));
         }
-        let v = self.vmas[i];
+        let v = &self.vmas[i];
+        let (prot, has_anon) = (v.prot, v.anon != 0);
         let shared = v.flags.contains(VmFlags::SHARED);
         let cow = env.frames.is_shared(t.frame);
         if shared || (env.frames.is_private(env.mem, t.frame) && !cow) {
@@ -519,7 +520,7 @@ impl Mm {
             self.pt.unmap(env.mem, va);
         } else {
             // The copy takes the old frame's place in one write.
-            let flags = user_pte_flags(v.prot, true);
+            let flags = user_pte_flags(prot, true);
             self.pt.rewrite(env.mem, &slot, va, frame, flags);
         }
         if cow {
@@ -534,7 +535,9 @@ impl Mm {
             return self.install_private(env, i, va, frame, FaultKind::CopyOnWrite);
         }
         self.add_user_frames(1);
-        self.prepare_anon(i);
+        if !has_anon {
+            self.attach_anon(i);
+        }
         Ok(FaultOutcome::new(
             FaultKind::CopyOnWrite,
             va,
