@@ -371,7 +371,8 @@ impl VmaTree {
     }
 
     /// Forget the finger and the hot area (every change to the tree's
-    /// shape does: positions move).
+    /// shape or to an area's bounds does: positions move, and the finger's
+    /// `low` is the end of the area before its leaf).
     fn forget_finger(&mut self) {
         self.finger.get_mut().len = 0;
         self.hot = Hot::NONE;
@@ -662,7 +663,8 @@ impl VmaTree {
         if i >= self.len {
             return;
         }
-        self.hot = Hot::NONE;
+        // The area's end may move past the finger's `low`.
+        self.forget_finger();
         let mut delta = None;
         if let Some(root) = self.root.as_mut() {
             update_rec(root, i, |v| {
@@ -711,7 +713,8 @@ impl VmaTree {
         if i >= self.len {
             return;
         }
-        self.hot = Hot::NONE;
+        // The area's end may move past the finger's `low`.
+        self.forget_finger();
         let Some(mut node) = self.root.as_mut() else {
             return;
         };
@@ -1236,6 +1239,29 @@ mod tests {
             t.clear();
             assert_eq!(t.get(k as usize), None);
             assert_eq!(t.find_hot(addr), None);
+        }
+    }
+
+    /// An area that grows at the end of a leaf must be found by the next
+    /// lookup of its new part, wherever the finger was left (its `low`
+    /// was the area's old end).
+    #[test]
+    fn an_area_grown_at_a_leaf_end_is_found_after_a_lookup_in_the_next_leaf() {
+        for k in 0..99u64 {
+            for grow in [true, false] {
+                let mut t = tree_of(100);
+                t.seek((k + 1) * 0x2000);
+                let new_end = k * 0x2000 + 0x1800;
+                if grow {
+                    t.grow_end(k as usize, new_end);
+                } else {
+                    t.update(k as usize, |v| v.end = new_end);
+                }
+                let (i, v) = t.seek(k * 0x2000 + 0x1400);
+                assert_eq!((i, v.map(|v| v.end)), (k as usize, Some(new_end)), "{k}");
+                let hot = t.find_hot(k * 0x2000 + 0x1400).map(|(i, _)| i);
+                assert_eq!(hot, Some(k as usize));
+            }
         }
     }
 
