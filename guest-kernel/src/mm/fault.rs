@@ -464,8 +464,12 @@ impl Mm {
                 return self.fault_present(env, i, va, slot, write);
             }
         }
-        match self.vmas[i].backing {
-            Backing::Anon => self.fault_anon(env, i, va),
+        let v = &self.vmas[i];
+        match v.backing {
+            Backing::Anon => {
+                let (prot, has_anon) = (v.prot, v.anon != 0);
+                self.fault_anon_with(env, i, va, prot, has_anon)
+            }
             Backing::File { .. } => self.fault_file(env, i, va, write),
         }
     }
@@ -547,22 +551,35 @@ impl Mm {
     }
 
     /// An anonymous fault: a 2 MiB page or a 64 KiB block where
-    /// `--fault-size` and the area allow, else one zeroed page (inlined
-    /// into the fault path, the others not).
-    #[inline(always)]
+    /// `--fault-size` and the area allow, else one zeroed page.
     pub(super) fn fault_anon<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,
         va: u64,
     ) -> Result<FaultOutcome, FaultError> {
+        let v = &self.vmas[i];
+        let (prot, has_anon) = (v.prot, v.anon != 0);
+        self.fault_anon_with(env, i, va, prot, has_anon)
+    }
+
+    /// [`Self::fault_anon`] in area `i` with rights `prot`, which has an
+    /// anonymous-memory identity if `has_anon` (the one-page case inlined
+    /// into the fault path, the others not).
+    #[inline(always)]
+    fn fault_anon_with<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        prot: Prot,
+        has_anon: bool,
+    ) -> Result<FaultOutcome, FaultError> {
         if env.frames.fault_size != FaultSize::Page4K {
             if let Some(out) = self.fault_anon_large(env, i, va)? {
                 return Ok(out);
             }
         }
-        let v = &self.vmas[i];
-        let (prot, has_anon) = (v.prot, v.anon != 0);
         // One walk: find (or make) the entry, then fill it.
         let slot = match self.pt.leaf_slot(env.mem, env.frames, va) {
             Ok(slot) if !slot.is_used() => slot,
