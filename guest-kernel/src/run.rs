@@ -310,7 +310,7 @@ impl Kernel {
                 hypercall::panic(b"no user context")
             };
             let t = um.run(&self.process, handler);
-            let rip = self.regs().rip;
+            let rip = um.regs().rip;
             quiet = false;
             match t.vector {
                 14 => quiet = self.page_fault(mem, t.fault_addr, t.error_code, rip),
