@@ -1440,7 +1440,7 @@ impl Kernel {
             s.page_faults,
             // With the calls the syscall stub answered itself.
             s.syscalls + SHORT_CALLS.load(Ordering::Relaxed),
-            mm.peak_user_frames,
+            mm.peak_user_frames(),
             self.tasks.forks,
             self.tasks.switches,
             self.tasks.reaped,

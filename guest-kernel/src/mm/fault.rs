@@ -533,7 +533,7 @@ impl Mm {
         if cow && env.frames.unshare(t.frame) {
             // Our mapping of the shared frame is gone (it stays counted by
             // the others); the copy is counted below.
-            self.user_frames -= 1;
+            self.sub_user_frames(1);
         }
         if huge {
             return self.install_private(env, i, va, frame, FaultKind::CopyOnWrite);
