@@ -351,19 +351,18 @@ impl FrameAllocator {
         pa
     }
 
-    /// A never-used frame: from a clean carve region or the 4 KiB bump.
+    /// A never-used frame: from the 4 KiB bump (first: the fault path's
+    /// common case), else from a clean carve region.
     fn take_clean(&mut self) -> Option<u64> {
-        if !self.carve.dirty {
-            if let Some(pa) = self.carve.take() {
-                return Some(pa);
-            }
+        if self.fresh_lo < self.fresh_hi {
+            let pa = self.fresh_lo;
+            self.fresh_lo += PAGE_SIZE;
+            return Some(pa);
         }
-        if self.fresh_lo >= self.fresh_hi {
+        if self.carve.dirty {
             return None;
         }
-        let pa = self.fresh_lo;
-        self.fresh_lo += PAGE_SIZE;
-        Some(pa)
+        self.carve.take()
     }
 
     /// A frame from the free list or a carved huge frame; with whether it
@@ -397,6 +396,16 @@ mod tests {
 
     fn setup(start: u64, end: u64) -> (TestMem, FrameAllocator) {
         (TestMem::new(end), FrameAllocator::new(start, end))
+    }
+
+    #[test]
+    fn the_bump_is_used_before_the_clean_tail_above_the_huge_frames() {
+        let tail = 2 * MIB + 2 * PAGE_SIZE;
+        let (mut mem, mut fa) = setup(2 * MIB - 2 * PAGE_SIZE, tail);
+        let got: Vec<u64> = core::iter::from_fn(|| fa.alloc_zeroed(&mut mem)).collect();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[..2], [2 * MIB - 2 * PAGE_SIZE, 2 * MIB - PAGE_SIZE]);
+        assert_eq!(got[2..], [2 * MIB, 2 * MIB + PAGE_SIZE]);
     }
 
     #[test]

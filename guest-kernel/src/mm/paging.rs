@@ -658,7 +658,7 @@ impl PageTable {
         debug_assert!(check_map_args(va, pa, PageSize::Size4K).is_ok());
         mem.write_u64(slot.entry_pa, pa | flags);
         trace_entry(mem, kind::PTE_SET, 1, va, pa | flags);
-        add_table_count(mem, slot.parent_pa, 1);
+        inc_table_count(mem, slot.parent_pa);
     }
 
     /// Point the used leaf `slot` (from [`Self::lookup`]) at frame `pa`
@@ -1177,18 +1177,21 @@ fn add_count<M: PhysMem>(mem: &mut M, entry_pa: u64, delta: u64) {
     if entry_pa == 0 {
         return;
     }
-    add_table_count(mem, entry_pa, delta);
-}
-
-/// [`add_count`] for an entry that is not the root: the entry above a
-/// table of 4 KiB leaves (a fault's fill), where the root check is not
-/// needed.
-#[inline(always)]
-fn add_table_count<M: PhysMem>(mem: &mut M, entry_pa: u64, delta: u64) {
-    debug_assert!(entry_pa != 0);
     let e = mem.read_u64(entry_pa);
     let n = count(e).wrapping_add(delta) & (pte::COUNT_MASK >> pte::COUNT_SHIFT);
     mem.write_u64(entry_pa, with_count(e, n));
+}
+
+/// One more used entry in the table below the entry at `entry_pa` (a
+/// fault's fill of a free 4 KiB entry): that entry is never the root, and
+/// the count, below 512 before, cannot carry out of its bits, so one add
+/// to the entry does what [`add_count`] does.
+#[inline(always)]
+fn inc_table_count<M: PhysMem>(mem: &mut M, entry_pa: u64) {
+    debug_assert!(entry_pa != 0);
+    let e = mem.read_u64(entry_pa);
+    debug_assert!(count(e) < 512);
+    mem.write_u64(entry_pa, e + (1 << pte::COUNT_SHIFT));
 }
 
 #[cfg(test)]
