@@ -697,22 +697,16 @@ impl Mm {
         };
         let flags = user_pte_flags(v.prot, true);
         // One walk; entries already used (present, or PROT_NONE leaves) are
-        // skipped and keep their frames.
-        let mapped = self.pt.map_pages(
-            env.mem,
-            env.frames,
-            block,
-            frame,
-            pages,
-            PageSize::Size4K,
-            flags,
-        );
+        // skipped and keep their frames, the free ones take the run's
+        // frames in order, and the frames left over (part of the block
+        // was mapped before, as when a heap grows) go back at once.
+        let mapped = self
+            .pt
+            .fill_free_packed(env.mem, env.frames, block, frame, pages, flags);
         let mapped = match mapped {
             Ok(n) => n,
             Err(e) => {
-                for k in 0..pages {
-                    env.frames.free(env.mem, frame + k * PAGE_SIZE);
-                }
+                env.frames.give_back_run_end(env.mem, frame, pages);
                 return match e {
                     MapError::AlreadyMapped(_) | MapError::HugeConflict(_) => Ok(None),
                     e => Err(oom(e)),
@@ -720,14 +714,8 @@ impl Mm {
             }
         };
         if mapped < pages {
-            // Rare (part of the block was mapped before): free the frames
-            // of the skipped entries.
-            for k in 0..pages {
-                let (a, f) = (block + k * PAGE_SIZE, frame + k * PAGE_SIZE);
-                if self.pt.translate(env.mem, a).is_none_or(|t| t.frame != f) {
-                    env.frames.free(env.mem, f);
-                }
-            }
+            let left = frame + mapped * PAGE_SIZE;
+            env.frames.give_back_run_end(env.mem, left, pages - mapped);
         }
         if mapped == 0 {
             return Ok(None);
@@ -1164,6 +1152,31 @@ mod tests {
             .unwrap();
         let out = fault(&mut mm, &mut fx, 0x2000_0000, U).unwrap();
         assert_eq!(out.kind, FaultKind::AnonZero, "read-only area");
+    }
+
+    #[test]
+    fn a_block_whose_first_half_is_mapped_takes_half_a_run() {
+        let (mut fx, mut mm) = setup();
+        fx.frames.fault_size = FaultSize::Block64K;
+        // A heap that grew: its first half-block mapped, then it grew on.
+        let heap = |end| Vma::anon(0x5000_0000, end, Prot::RW, VmFlags::NONE);
+        mm.vmas.insert(heap(0x5000_8000)).unwrap();
+        let out = fault(&mut mm, &mut fx, 0x5000_0000, UW).unwrap();
+        assert_eq!(out.pages_mapped, 8);
+        mm.vmas.clear();
+        mm.vmas.insert(heap(0x5002_0000)).unwrap();
+        let in_use = fx.frames.in_use();
+        let out = fault(&mut mm, &mut fx, 0x5000_9000, UW).unwrap();
+        assert_eq!((out.kind, out.pages_mapped), (FaultKind::AnonBlock, 8));
+        assert_eq!(fx.frames.in_use(), in_use + 8, "the unused half given back");
+        let first = mm.pt.translate(&fx.mem, 0x5000_8000).unwrap().frame;
+        assert_eq!(first, out.frame);
+        let last = mm.pt.translate(&fx.mem, 0x5000_f000).unwrap().frame;
+        assert_eq!(last, first + 7 * PAGE_SIZE, "free entries packed in order");
+        // The next block's run starts where the given-back frames were.
+        let out = fault(&mut mm, &mut fx, 0x5001_0000, UW).unwrap();
+        assert_eq!(out.frame, first + 8 * PAGE_SIZE);
+        assert_eq!(mm.user_frames, 32);
     }
 
     #[test]

@@ -334,6 +334,26 @@ impl FrameAllocator {
         true
     }
 
+    /// Return the `n` frames from `pa`, the unused end of a run that
+    /// [`Self::alloc_run_zeroed`] just handed out, still zero: taken back
+    /// by the bump or carve region it came from if nothing was allocated
+    /// after it (the region's next frame is the run's end), else freed one
+    /// by one.
+    pub fn give_back_run_end<M: PhysMem>(&mut self, mem: &mut M, pa: u64, n: u64) {
+        let end = pa + n * PAGE_SIZE;
+        if self.fresh_lo == end {
+            self.fresh_lo = pa;
+        } else if self.carve.next == end {
+            self.carve.next = pa;
+        } else {
+            for k in 0..n {
+                self.free(mem, pa + k * PAGE_SIZE);
+            }
+            return;
+        }
+        self.in_use -= n;
+    }
+
     /// Return a 2 MiB frame from [`Self::alloc_huge_zeroed`]. Frames outside
     /// the managed range or unaligned addresses are ignored (returns false).
     pub fn free_huge<M: PhysMem>(&mut self, mem: &mut M, pa: u64) -> bool {
@@ -396,6 +416,23 @@ mod tests {
 
     fn setup(start: u64, end: u64) -> (TestMem, FrameAllocator) {
         (TestMem::new(end), FrameAllocator::new(start, end))
+    }
+
+    #[test]
+    fn the_unused_end_of_a_run_goes_back_where_it_came_from() {
+        let (mut mem, mut fa) = setup(MIB, 8 * MIB);
+        let run = fa.alloc_run_zeroed(&mut mem, 16).unwrap();
+        fa.give_back_run_end(&mut mem, run + 8 * PAGE_SIZE, 8);
+        assert_eq!(fa.in_use(), 8);
+        assert_eq!(fa.alloc_zeroed(&mut mem), Some(run + 8 * PAGE_SIZE));
+        // Something allocated after the run: its end is freed frame by
+        // frame instead.
+        let run = fa.alloc_run_zeroed(&mut mem, 16).unwrap();
+        let other = fa.alloc_zeroed(&mut mem).unwrap();
+        fa.give_back_run_end(&mut mem, run + 12 * PAGE_SIZE, 4);
+        assert_eq!(fa.in_use(), 9 + 13);
+        let reused = fa.alloc_uninit(&mut mem).unwrap();
+        assert!(reused != other && (run + 12 * PAGE_SIZE..run + 16 * PAGE_SIZE).contains(&reused));
     }
 
     #[test]

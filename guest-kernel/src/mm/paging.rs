@@ -481,6 +481,44 @@ impl PageTable {
         Ok(self.map_run(mem, frames, run, false)?.1)
     }
 
+    /// Map the free ones of the `n` 4 KiB entries from `va` (all in one
+    /// table) to consecutive frames from `pa`, in order: the k-th free
+    /// entry gets frame `pa + k * 4 KiB`. One walk; used entries are
+    /// skipped and keep their frames. Returns the entries written, so the
+    /// frames past them are the caller's to give back (an anonymous block
+    /// fault where part of its block is mapped already).
+    pub fn fill_free_packed<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+        pa: u64,
+        n: u64,
+        flags: u64,
+    ) -> Result<u64, MapError> {
+        check_map_args(va, pa, PageSize::Size4K)?;
+        debug_assert!(index(va, 1) + n <= ENTRIES);
+        let (table, parent_pa, _) = self.walk_create(mem, frames, va, 1)?;
+        let at = table + index(va, 1) * 8;
+        let traced = trace::on(mem, category::PAGE_TABLES);
+        let mut written = 0;
+        for k in 0..n {
+            if used(mem.read_u64(at + k * 8)) {
+                continue;
+            }
+            let e = (pa + written * PAGE_SIZE) | flags;
+            mem.write_u64(at + k * 8, e);
+            if traced {
+                trace_entry(mem, kind::PTE_SET, 1, va + k * PAGE_SIZE, e);
+            }
+            written += 1;
+        }
+        if written > 0 {
+            add_count(mem, parent_pa, written);
+        }
+        Ok(written)
+    }
+
     /// Map `len` bytes (rounded up to `size`) of physical memory at `pa` to
     /// `va` with leaves of `size` (the kernel's direct map and image): one
     /// walk per table filled, then a tight loop over its entries. Fails
