@@ -423,7 +423,10 @@ impl VmaTree {
         Some((pos, &self.hot.vma))
     }
 
-    /// [`Self::get`] of a position other than the hot area's.
+    /// [`Self::get`] of a position other than the hot area's (cold: the
+    /// fault path reads its own area, the hot one, so its reads run
+    /// straight on).
+    #[cold]
     fn get_cold(&self, i: usize) -> Option<&Vma> {
         // A small address space is one leaf: index it directly.
         let root = match self.root.as_ref()? {
