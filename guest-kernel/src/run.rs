@@ -310,34 +310,49 @@ impl Kernel {
             short_call
         };
         RAM_PAGES.store(self.frames.total(), Ordering::Relaxed);
+        // Whether the last entry was a page fault resolved without a trace
+        // of it left to flush: nothing the checks below look at changed.
+        let mut quiet = false;
         loop {
-            if self.process.next_signal().is_some() {
-                self.deliver_signal(mem);
+            if !quiet && self.before_user_mode(mem) {
                 continue;
             }
-            if self.process.bases_changed {
-                cpu::wrmsr(cpu::MSR_FS_BASE, self.process.fs_base);
-                cpu::wrmsr(cpu::MSR_GS_BASE, self.process.gs_base);
-                self.process.bases_changed = false;
-            }
-            if self.process.mm.take_tlb_flush() {
-                cpu::load_process_tables(&self.process.mm.pt);
-                self.trace_cr3(mem);
-            }
-            self.flush_vma_journal(mem);
             let Some(um) = self.user.as_mut() else {
                 hypercall::panic(b"no user context")
             };
             let t = um.run(&mut self.process, handler);
-            let rip = self.regs().rip;
+            let rip = um.regs().rip;
+            quiet = false;
             match t.vector {
+                14 => quiet = self.page_fault(mem, t.fault_addr, t.error_code, rip),
                 _ if trap::is_syscall_entry(t.vector, rip) => self.syscall(mem, t.vector),
                 trap::SYSCALL_VECTOR => self.int80(),
                 trap::TIMER_VECTOR => self.timer_tick(mem),
-                14 => self.page_fault(mem, t.fault_addr, t.error_code),
                 v => self.exception(mem, v, t.error_code),
             }
         }
+    }
+
+    /// What is due before user mode runs again: a signal to deliver (true:
+    /// delivered, look again), new FS/GS bases, a TLB flush, the VMA
+    /// changes to trace.
+    #[inline(always)]
+    fn before_user_mode(&mut self, mem: &mut DirectMap) -> bool {
+        if self.process.next_signal().is_some() {
+            self.deliver_signal(mem);
+            return true;
+        }
+        if self.process.bases_changed {
+            cpu::wrmsr(cpu::MSR_FS_BASE, self.process.fs_base);
+            cpu::wrmsr(cpu::MSR_GS_BASE, self.process.gs_base);
+            self.process.bases_changed = false;
+        }
+        if self.process.mm.take_tlb_flush() {
+            cpu::load_process_tables(&self.process.mm.pt);
+            self.trace_cr3(mem);
+        }
+        self.flush_vma_journal(mem);
+        false
     }
 
     /// Whether calls may take the short path of [`short_call`]: not when
@@ -570,57 +585,96 @@ impl Kernel {
         }
     }
 
-    fn page_fault(&mut self, mem: &mut DirectMap, addr: u64, error: u64) {
-        let ip = self.regs().rip;
+    /// A page fault at `addr` with `error` by the instruction at `ip`.
+    /// True if it was resolved and nothing else happened: no signal, no
+    /// stop, no area grew (a VMA trace record to flush), so user mode may
+    /// resume without the loop's checks.
+    fn page_fault(&mut self, mem: &mut DirectMap, addr: u64, error: u64, ip: u64) -> bool {
         if let Some(nr) = syscall::vsyscall::call_at(addr, ip, error) {
-            return self.vsyscall(mem, nr, ip);
+            self.vsyscall(mem, nr, ip);
+            return false;
         }
         self.stats.page_faults += 1;
         self.process.min_flt += 1;
-        let t0 = timestamp(mem, category::FAULTS);
+        let traced = trace::on(mem, category::FAULTS);
+        let t0 = if traced { cpu::rdtsc() } else { 0 };
         let result = self.with_env(mem, |p, env| p.mm.handle_page_fault(env, addr, error));
-        let ip = self.regs().rip;
-        if trace::on(mem, category::FAULTS) {
-            let how = resolution_of(&result);
-            let vma = vma_kind(&self.process.mm, addr);
-            let cycles = cpu::rdtsc().wrapping_sub(t0);
-            trace::emit(
-                mem,
-                category::FAULTS,
-                kind::FAULT,
-                0,
-                [addr, error, ip, vma, how, cycles],
-            );
+        if traced {
+            self.trace_fault(mem, [addr, error, ip], &result, t0);
         }
-        if let Err(e) = result {
-            if self.debugger() && self.debug_fault(mem, &e, addr) == After::Resume {
-                return;
+        let quiet = match result {
+            Ok(out) => !out.stack_grown,
+            Err(e) => {
+                if self.fault_failed(mem, e, [addr, error, ip]) {
+                    return false;
+                }
+                false
             }
-            let error = fault::reported_error_code(addr, error);
-            match e {
-                FaultError::Segv(code) if self.catches(sig::SIGSEGV) => {
-                    self.post_fault(sig::SIGSEGV, code as i32, addr, [14, error, addr]);
-                }
-                FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr) => {
-                    self.kill(mem, sig::SIGSEGV, addr, ip, error);
-                }
-                FaultError::PastEof if self.catches(sig::SIGBUS) => {
-                    // si_code BUS_ADRERR.
-                    self.post_fault(sig::SIGBUS, 2, addr, [14, error, addr]);
-                }
-                FaultError::PastEof => self.kill(mem, sig::SIGBUS, addr, ip, error),
-                FaultError::OutOfMemory => {
-                    let fault = [addr, ip, error, kill_cause::OUT_OF_MEMORY];
-                    self.exit(mem, exit_kind::SIGNALED, sig::SIGKILL, fault)
-                }
-            }
-        }
+        };
         let every = u64::from(self.info.notify_fault_every);
         let notify = self.info.flags & boot_flags::NOTIFY_FAULTS != 0 && every > 0;
         if notify && self.stats.page_faults.is_multiple_of(every) {
             self.flush_vma_journal(mem);
             self.event(mem, event::FAULT, self.stats.page_faults, addr);
+            return false;
         }
+        quiet
+    }
+
+    /// The FAULT trace record of a fault at `addr` with `error` by the
+    /// instruction at `ip`, resolved as `result`, which began at TSC `t0`.
+    #[inline(never)]
+    fn trace_fault(
+        &self,
+        mem: &mut DirectMap,
+        [addr, error, ip]: [u64; 3],
+        result: &Result<FaultOutcome, FaultError>,
+        t0: u64,
+    ) {
+        let how = resolution_of(result);
+        let vma = vma_kind(&self.process.mm, addr);
+        let cycles = cpu::rdtsc().wrapping_sub(t0);
+        trace::emit(
+            mem,
+            category::FAULTS,
+            kind::FAULT,
+            0,
+            [addr, error, ip, vma, how, cycles],
+        );
+    }
+
+    /// A fault the memory manager could not resolve: the debugger's stop,
+    /// a signal, or the end of the program. True if the debugger resumed
+    /// the program as it was.
+    #[inline(never)]
+    fn fault_failed(
+        &mut self,
+        mem: &mut DirectMap,
+        e: FaultError,
+        [addr, error, ip]: [u64; 3],
+    ) -> bool {
+        if self.debugger() && self.debug_fault(mem, &e, addr) == After::Resume {
+            return true;
+        }
+        let error = fault::reported_error_code(addr, error);
+        match e {
+            FaultError::Segv(code) if self.catches(sig::SIGSEGV) => {
+                self.post_fault(sig::SIGSEGV, code as i32, addr, [14, error, addr]);
+            }
+            FaultError::Segv(SegvCode::MapErr | SegvCode::AccErr) => {
+                self.kill(mem, sig::SIGSEGV, addr, ip, error);
+            }
+            FaultError::PastEof if self.catches(sig::SIGBUS) => {
+                // si_code BUS_ADRERR.
+                self.post_fault(sig::SIGBUS, 2, addr, [14, error, addr]);
+            }
+            FaultError::PastEof => self.kill(mem, sig::SIGBUS, addr, ip, error),
+            FaultError::OutOfMemory => {
+                let fault = [addr, ip, error, kill_cause::OUT_OF_MEMORY];
+                self.exit(mem, exit_kind::SIGNALED, sig::SIGKILL, fault)
+            }
+        }
+        false
     }
 
     fn exception(&mut self, mem: &mut DirectMap, vector: u64, error: u64) {
@@ -1419,7 +1473,7 @@ impl Kernel {
             s.page_faults,
             // With the calls the syscall stub answered itself.
             s.syscalls + SHORT_CALLS.load(Ordering::Relaxed),
-            mm.peak_user_frames,
+            mm.peak_user_frames(),
             self.tasks.forks,
             self.tasks.switches,
             self.tasks.reaped,

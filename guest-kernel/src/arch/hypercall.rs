@@ -61,9 +61,15 @@ fn call_raw(nr: u64, args: [u64; 6]) -> i64 {
     // the Sync impl), and the VMM only touches it while the vCPU is stopped.
     unsafe {
         write_volatile(addr_of_mut!((*b).nr), nr);
-        write_volatile(addr_of_mut!((*b).args), args);
+        // Word by word: a volatile write of the whole array goes through
+        // a copy on the stack, a dozen more emulated instructions.
+        let words = addr_of_mut!((*b).args).cast::<u64>();
+        for (k, w) in args.into_iter().enumerate() {
+            write_volatile(words.add(k), w);
+        }
         write_volatile(addr_of_mut!((*b).ret), 0);
-        super::cpu::outl(HYPERCALL_PORT, kernel_phys(b) as u32);
+        // The block is a static of the kernel image.
+        super::cpu::outl(HYPERCALL_PORT, (b as u64 - KERNEL_VIRT_BASE) as u32);
         read_volatile(addr_of_mut!((*b).ret))
     }
 }

@@ -140,6 +140,23 @@ impl Inode {
         self.pages.get(idx)
     }
 
+    /// The longest run of physically consecutive resident pages from page
+    /// `idx`, at most `max` pages: its first frame and length (`None` if
+    /// page `idx` is not resident). A file lying in RAM whole is one run.
+    pub fn resident_run(&self, idx: u64, max: u64) -> Option<(u64, u64)> {
+        if let Some(base) = self.image {
+            let off = idx.checked_mul(PAGE_SIZE)?;
+            let left = self.size.checked_sub(off).filter(|&l| l > 0)?;
+            return Some((base + off, left.div_ceil(PAGE_SIZE).min(max)));
+        }
+        let pa = self.pages.get(idx)?;
+        let mut n = 1;
+        while n < max && self.pages.get(idx + n) == Some(pa + n * PAGE_SIZE) {
+            n += 1;
+        }
+        Some((pa, n))
+    }
+
     /// Pages held in RAM.
     pub fn cached_pages(&self) -> usize {
         self.pages.len()
@@ -656,6 +673,42 @@ mod tests {
             cache.page(&mut mem, &mut frames, &mut host, id, 10),
             Err(Errno::EIO)
         );
+    }
+
+    #[test]
+    fn resident_runs_follow_consecutive_frames_and_stop_at_a_gap_or_max() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(20 * PAGE_SIZE);
+        cache.page(&mut mem, &mut frames, &mut host, id, 2).unwrap();
+        let ino = cache.get(id).unwrap();
+        let runs: Vec<_> = (0..12).map(|i| ino.resident_run(i, 4)).collect();
+        for (i, r) in runs.iter().enumerate() {
+            let i = i as u64;
+            let Some((pa, n)) = *r else {
+                assert_eq!(ino.resident(i), None, "page {i}");
+                continue;
+            };
+            assert_eq!(Some(pa), ino.resident(i));
+            assert!((1..=4).contains(&n));
+            for k in 0..n {
+                assert_eq!(ino.resident(i + k), Some(pa + k * PAGE_SIZE));
+            }
+            let longer = ino.resident(i + n) == Some(pa + n * PAGE_SIZE);
+            assert!(n == 4 || !longer, "page {i}: the run stops early");
+        }
+        assert_eq!(runs[0], None);
+        assert!(runs[2].is_some());
+
+        let info = FileInfo {
+            key: InodeKey { dev: 8, ino: 43 },
+            size: 3 * PAGE_SIZE + 5,
+            mtime: (1, 2),
+        };
+        let img = cache.add_image(info, b"/img", 0x40_0000).unwrap();
+        let ino = cache.get(img).unwrap();
+        assert_eq!(ino.resident_run(1, 100), Some((0x40_1000, 3)));
+        assert_eq!(ino.resident_run(1, 2), Some((0x40_1000, 2)));
+        assert_eq!(ino.resident_run(3, 100), Some((0x40_3000, 1)));
+        assert_eq!(ino.resident_run(4, 100), None);
     }
 
     #[test]

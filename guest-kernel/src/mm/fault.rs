@@ -137,8 +137,26 @@ impl FaultOutcome {
 
 /// Leaf flags for a user page of an area with `prot`; `writable` says
 /// whether this frame may be written (a private frame in a writable area).
-/// A `PROT_NONE` area gets a non-present leaf that keeps its frame.
+/// A `PROT_NONE` area gets a non-present leaf that keeps its frame. Read
+/// from a table built by [`pte_flags_of`] (every fault asks).
+#[inline]
 pub fn user_pte_flags(prot: Prot, writable: bool) -> u64 {
+    /// [`pte_flags_of`] for each R/W/X combination, read-only then writable.
+    const TABLE: [[u64; 8]; 2] = {
+        let mut t = [[0; 8]; 2];
+        let mut p = 0;
+        while p < 8 {
+            t[0][p] = pte_flags_of(Prot(p as u8), false);
+            t[1][p] = pte_flags_of(Prot(p as u8), true);
+            p += 1;
+        }
+        t
+    };
+    TABLE[usize::from(writable)][usize::from(prot.0 & 7)]
+}
+
+/// [`user_pte_flags`] computed.
+const fn pte_flags_of(prot: Prot, writable: bool) -> u64 {
     if !prot.is_accessible() {
         return pte::PROTNONE | pte::US;
     }
@@ -225,15 +243,49 @@ impl Mm {
         if error_code & pf::RSVD != 0 {
             return Err(reserved_bit_fault(addr));
         }
-        let (i, stack_grown) = self.vma_for_fault(addr)?;
+        if addr >= TASK_SIZE {
+            return Err(FaultError::Segv(SegvCode::MapErr));
+        }
+        // The area found stays the set's hot area, so that the fault path's
+        // further reads of it are cheap.
+        match self.vmas.find_hot(addr) {
+            Some((i, _)) => self.fault_in(env, i, addr, error_code),
+            None => self.fault_below_areas(env, addr, error_code),
+        }
+    }
+
+    /// A fault at `addr` in area `i`.
+    #[inline(always)]
+    fn fault_in<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        addr: u64,
+        error_code: u64,
+    ) -> Result<FaultOutcome, FaultError> {
         if access_error(&self.vmas[i], error_code) {
             return Err(FaultError::Segv(SegvCode::AccErr));
         }
-        let write = error_code & pf::WRITE != 0;
-        let present = error_code & pf::P != 0;
-        let mut out = self.resolve(env, i, addr & !(PAGE_SIZE - 1), write, present)?;
-        out.stack_grown = stack_grown;
-        Ok(out)
+        self.resolve(env, i, addr & !(PAGE_SIZE - 1), error_code)
+    }
+
+    /// A fault at `addr` outside every area: in a stack area grown down to
+    /// it, or SIGSEGV.
+    #[inline(never)]
+    fn fault_below_areas<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        addr: u64,
+        error_code: u64,
+    ) -> Result<FaultOutcome, FaultError> {
+        const MAPERR: FaultError = FaultError::Segv(SegvCode::MapErr);
+        let i = self.vmas.find_next(addr).ok_or(MAPERR)?;
+        self.expand_stack(i, addr).map_err(|_| MAPERR)?;
+        let out = self.fault_in(env, i, addr, error_code)?;
+        Ok(FaultOutcome {
+            stack_grown: true,
+            ..out
+        })
     }
 
     /// The physical address of user `va` for a kernel access (read, or
@@ -345,21 +397,6 @@ impl Mm {
         Some((t.pa(va), len))
     }
 
-    /// The area for a fault at `addr`, growing a stack down to it if
-    /// needed; with whether it grew.
-    fn vma_for_fault(&mut self, addr: u64) -> Result<(usize, bool), FaultError> {
-        const MAPERR: FaultError = FaultError::Segv(SegvCode::MapErr);
-        if addr >= TASK_SIZE {
-            return Err(MAPERR);
-        }
-        if let Some(i) = self.vmas.find(addr) {
-            return Ok((i, false));
-        }
-        let i = self.vmas.find_next(addr).ok_or(MAPERR)?;
-        self.expand_stack(i, addr).map_err(|_| MAPERR)?;
-        Ok((i, true))
-    }
-
     /// Grow the stack area `i` down to cover `addr` (Linux's
     /// `expand_downwards`): within `RLIMIT_STACK` of its top and within
     /// `RLIMIT_AS`, keeping the guard gap above the previous area.
@@ -406,14 +443,16 @@ impl Mm {
         Ok(())
     }
 
+    /// Resolve a fault with `error_code` at page `va` in area `i`.
     fn resolve<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,
         va: u64,
-        write: bool,
-        present: bool,
+        error_code: u64,
     ) -> Result<FaultOutcome, FaultError> {
+        let write = error_code & pf::WRITE != 0;
+        let present = error_code & pf::P != 0;
         // A not-present fault (error code P clear) needs no lookup of the
         // old entry: nothing is mapped there (one CPU, no other writer).
         if present {
@@ -425,8 +464,12 @@ impl Mm {
                 return self.fault_present(env, i, va, slot, write);
             }
         }
-        match self.vmas[i].backing {
-            Backing::Anon => self.fault_anon(env, i, va),
+        let v = &self.vmas[i];
+        match v.backing {
+            Backing::Anon => {
+                let (prot, has_anon) = (v.prot, v.anon != 0);
+                self.fault_anon_with(env, i, va, prot, has_anon)
+            }
             Backing::File { .. } => self.fault_file(env, i, va, write),
         }
     }
@@ -457,7 +500,8 @@ impl Mm {
                 t.size,
             ));
         }
-        let v = self.vmas[i];
+        let v = &self.vmas[i];
+        let (prot, has_anon) = (v.prot, v.anon != 0);
         let shared = v.flags.contains(VmFlags::SHARED);
         let cow = env.frames.is_shared(t.frame);
         if shared || (env.frames.is_private(env.mem, t.frame) && !cow) {
@@ -480,7 +524,7 @@ impl Mm {
             self.pt.unmap(env.mem, va);
         } else {
             // The copy takes the old frame's place in one write.
-            let flags = user_pte_flags(v.prot, true);
+            let flags = user_pte_flags(prot, true);
             self.pt.rewrite(env.mem, &slot, va, frame, flags);
         }
         if cow {
@@ -489,13 +533,15 @@ impl Mm {
         if cow && env.frames.unshare(t.frame) {
             // Our mapping of the shared frame is gone (it stays counted by
             // the others); the copy is counted below.
-            self.user_frames -= 1;
+            self.sub_user_frames(1);
         }
         if huge {
             return self.install_private(env, i, va, frame, FaultKind::CopyOnWrite);
         }
         self.add_user_frames(1);
-        self.prepare_anon(i);
+        if !has_anon {
+            self.attach_anon(i);
+        }
         Ok(FaultOutcome::new(
             FaultKind::CopyOnWrite,
             va,
@@ -504,19 +550,33 @@ impl Mm {
         ))
     }
 
+    /// An anonymous fault: a 2 MiB page or a 64 KiB block where
+    /// `--fault-size` and the area allow, else one zeroed page.
     pub(super) fn fault_anon<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,
         va: u64,
     ) -> Result<FaultOutcome, FaultError> {
-        if env.frames.fault_size == FaultSize::Huge2M {
-            if let Some(out) = self.try_huge(env, i, va)? {
-                return Ok(out);
-            }
-        }
+        let v = &self.vmas[i];
+        let (prot, has_anon) = (v.prot, v.anon != 0);
+        self.fault_anon_with(env, i, va, prot, has_anon)
+    }
+
+    /// [`Self::fault_anon`] in area `i` with rights `prot`, which has an
+    /// anonymous-memory identity if `has_anon` (the one-page case inlined
+    /// into the fault path, the others not).
+    #[inline(always)]
+    fn fault_anon_with<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        prot: Prot,
+        has_anon: bool,
+    ) -> Result<FaultOutcome, FaultError> {
         if env.frames.fault_size != FaultSize::Page4K {
-            if let Some(out) = self.try_block(env, i, va)? {
+            if let Some(out) = self.fault_anon_large(env, i, va)? {
                 return Ok(out);
             }
         }
@@ -528,20 +588,39 @@ impl Mm {
             Ok(_) | Err(MapError::HugeConflict(_)) => return Ok(spurious(va)),
             Err(e) => return Err(oom(e)),
         };
+        let flags = user_pte_flags(prot, true);
         let frame = env
             .frames
             .alloc_zeroed(env.mem)
             .ok_or(FaultError::OutOfMemory)?;
-        let flags = user_pte_flags(self.vmas[i].prot, true);
         self.pt.fill(env.mem, &slot, va, frame, flags);
         self.add_user_frames(1);
-        self.prepare_anon(i);
+        if !has_anon {
+            self.attach_anon(i);
+        }
         Ok(FaultOutcome::new(
             FaultKind::AnonZero,
             va,
             frame,
             PageSize::Size4K,
         ))
+    }
+
+    /// A 2 MiB page ([`FaultSize::Huge2M`] only) or a 64 KiB block, if
+    /// they fit.
+    #[inline(never)]
+    fn fault_anon_large<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+    ) -> Result<Option<FaultOutcome>, FaultError> {
+        if env.frames.fault_size == FaultSize::Huge2M {
+            if let Some(out) = self.try_huge(env, i, va)? {
+                return Ok(Some(out));
+            }
+        }
+        self.try_block(env, i, va)
     }
 
     /// Map the private 4 KiB `frame` at `va` with area `i`'s rights: the
@@ -618,22 +697,16 @@ impl Mm {
         };
         let flags = user_pte_flags(v.prot, true);
         // One walk; entries already used (present, or PROT_NONE leaves) are
-        // skipped and keep their frames.
-        let mapped = self.pt.map_pages(
-            env.mem,
-            env.frames,
-            block,
-            frame,
-            pages,
-            PageSize::Size4K,
-            flags,
-        );
+        // skipped and keep their frames, the free ones take the run's
+        // frames in order, and the frames left over (part of the block
+        // was mapped before, as when a heap grows) go back at once.
+        let mapped = self
+            .pt
+            .fill_free_packed(env.mem, env.frames, block, frame, pages, flags);
         let mapped = match mapped {
             Ok(n) => n,
             Err(e) => {
-                for k in 0..pages {
-                    env.frames.free(env.mem, frame + k * PAGE_SIZE);
-                }
+                env.frames.give_back_run_end(env.mem, frame, pages);
                 return match e {
                     MapError::AlreadyMapped(_) | MapError::HugeConflict(_) => Ok(None),
                     e => Err(oom(e)),
@@ -641,14 +714,8 @@ impl Mm {
             }
         };
         if mapped < pages {
-            // Rare (part of the block was mapped before): free the frames
-            // of the skipped entries.
-            for k in 0..pages {
-                let (a, f) = (block + k * PAGE_SIZE, frame + k * PAGE_SIZE);
-                if self.pt.translate(env.mem, a).is_none_or(|t| t.frame != f) {
-                    env.frames.free(env.mem, f);
-                }
-            }
+            let left = frame + mapped * PAGE_SIZE;
+            env.frames.give_back_run_end(env.mem, left, pages - mapped);
         }
         if mapped == 0 {
             return Ok(None);
@@ -792,17 +859,11 @@ impl Mm {
         let mut mapped = 0;
         let mut a = from;
         while a < to {
-            let Some(pa) = ino.resident(off_of(a) / PAGE_SIZE) else {
+            let left = (to - a) / PAGE_SIZE;
+            let Some((pa, n)) = ino.resident_run(off_of(a) / PAGE_SIZE, left) else {
                 a += PAGE_SIZE;
                 continue;
             };
-            // The longest run of physically consecutive resident pages.
-            let mut n = 1;
-            while a + n * PAGE_SIZE < to
-                && ino.resident(off_of(a) / PAGE_SIZE + n) == Some(pa + n * PAGE_SIZE)
-            {
-                n += 1;
-            }
             // The window lies in one page table (it ends at the 2 MiB
             // boundary), so map_pages covers the whole run, skipping pages
             // already mapped.
@@ -820,11 +881,16 @@ impl Mm {
     /// Give area `i` an anonymous-memory identity if it has none, reusing
     /// an adjacent area's where they could merge but for protection (as
     /// Linux's `find_mergeable_anon_vma` does).
+    #[inline]
     fn prepare_anon(&mut self, i: usize) {
-        let v = self.vmas[i];
-        if v.anon != 0 {
-            return;
+        if self.vmas[i].anon == 0 {
+            self.attach_anon(i);
         }
+    }
+
+    /// [`Self::prepare_anon`] for an area without an identity yet.
+    fn attach_anon(&mut self, i: usize) {
+        let v = self.vmas[i];
         let s = &self.vmas;
         let next = s.get(i + 1).filter(|n| reusable(&v, n));
         let prev = i
@@ -907,6 +973,22 @@ mod tests {
 
     fn flags_at(mm: &Mm, fx: &Fixture, va: u64) -> u64 {
         mm.pt.translate(&fx.mem, va).unwrap().flags
+    }
+
+    #[test]
+    fn pte_flags_follow_the_area_rights_and_the_frame_writability() {
+        let rw = pte::P | pte::US | pte::A | pte::NX;
+        assert_eq!(user_pte_flags(Prot::RW, true), rw | pte::RW | pte::D);
+        assert_eq!(user_pte_flags(Prot::RW, false), rw);
+        assert_eq!(user_pte_flags(Prot::READ, true), rw);
+        let rx = Prot::READ | Prot::EXEC;
+        assert_eq!(user_pte_flags(rx, true), pte::P | pte::US | pte::A);
+        assert_eq!(user_pte_flags(Prot::NONE, true), pte::PROTNONE | pte::US);
+        for p in 0..8 {
+            for w in [false, true] {
+                assert_eq!(user_pte_flags(Prot(p), w), pte_flags_of(Prot(p), w));
+            }
+        }
     }
 
     #[test]
@@ -1070,6 +1152,31 @@ mod tests {
             .unwrap();
         let out = fault(&mut mm, &mut fx, 0x2000_0000, U).unwrap();
         assert_eq!(out.kind, FaultKind::AnonZero, "read-only area");
+    }
+
+    #[test]
+    fn a_block_whose_first_half_is_mapped_takes_half_a_run() {
+        let (mut fx, mut mm) = setup();
+        fx.frames.fault_size = FaultSize::Block64K;
+        // A heap that grew: its first half-block mapped, then it grew on.
+        let heap = |end| Vma::anon(0x5000_0000, end, Prot::RW, VmFlags::NONE);
+        mm.vmas.insert(heap(0x5000_8000)).unwrap();
+        let out = fault(&mut mm, &mut fx, 0x5000_0000, UW).unwrap();
+        assert_eq!(out.pages_mapped, 8);
+        mm.vmas.clear();
+        mm.vmas.insert(heap(0x5002_0000)).unwrap();
+        let in_use = fx.frames.in_use();
+        let out = fault(&mut mm, &mut fx, 0x5000_9000, UW).unwrap();
+        assert_eq!((out.kind, out.pages_mapped), (FaultKind::AnonBlock, 8));
+        assert_eq!(fx.frames.in_use(), in_use + 8, "the unused half given back");
+        let first = mm.pt.translate(&fx.mem, 0x5000_8000).unwrap().frame;
+        assert_eq!(first, out.frame);
+        let last = mm.pt.translate(&fx.mem, 0x5000_f000).unwrap().frame;
+        assert_eq!(last, first + 7 * PAGE_SIZE, "free entries packed in order");
+        // The next block's run starts where the given-back frames were.
+        let out = fault(&mut mm, &mut fx, 0x5001_0000, UW).unwrap();
+        assert_eq!(out.frame, first + 8 * PAGE_SIZE);
+        assert_eq!(mm.user_frames, 32);
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl Mm {
             self.share_range(env, child, start, end, shared)?;
         }
         self.tlb_stale = true;
-        child.peak_user_frames = child.user_frames;
+        child.peak_before_drop = child.user_frames;
         Ok(())
     }
 

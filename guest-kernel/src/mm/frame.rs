@@ -258,11 +258,19 @@ impl FrameAllocator {
         (self.end - self.start) / PAGE_SIZE
     }
 
-    /// A zero-filled 4 KiB frame.
+    /// A zero-filled 4 KiB frame (a never-used one inline: the fault
+    /// path's common case).
+    #[inline(always)]
     pub fn alloc_zeroed<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
-        if let Some(pa) = self.take_clean() {
-            return Some(self.count(pa, 1));
+        match self.take_clean() {
+            Some(pa) => Some(self.count(pa, 1)),
+            None => self.alloc_zeroed_reused(mem),
         }
+    }
+
+    /// [`Self::alloc_zeroed`] once no never-used frame is left.
+    #[inline(never)]
+    fn alloc_zeroed_reused<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
         let (pa, dirty) = self.take_reused(mem)?;
         if dirty {
             mem.zero(pa, PAGE_SIZE);
@@ -359,6 +367,26 @@ impl FrameAllocator {
         true
     }
 
+    /// Return the `n` frames from `pa`, the unused end of a run that
+    /// [`Self::alloc_run_zeroed`] just handed out, still zero: taken back
+    /// by the bump or carve region it came from if nothing was allocated
+    /// after it (the region's next frame is the run's end), else freed one
+    /// by one.
+    pub fn give_back_run_end<M: PhysMem>(&mut self, mem: &mut M, pa: u64, n: u64) {
+        let end = pa + n * PAGE_SIZE;
+        if self.fresh_lo == end {
+            self.fresh_lo = pa;
+        } else if self.carve.next == end {
+            self.carve.next = pa;
+        } else {
+            for k in 0..n {
+                self.free(mem, pa + k * PAGE_SIZE);
+            }
+            return;
+        }
+        self.in_use -= n;
+    }
+
     /// Return a 2 MiB frame from [`Self::alloc_huge_zeroed`]. Frames outside
     /// the managed range or unaligned addresses are ignored (returns false).
     pub fn free_huge<M: PhysMem>(&mut self, mem: &mut M, pa: u64) -> bool {
@@ -376,19 +404,18 @@ impl FrameAllocator {
         pa
     }
 
-    /// A never-used frame: from a clean carve region or the 4 KiB bump.
+    /// A never-used frame: from the 4 KiB bump (first: the fault path's
+    /// common case), else from a clean carve region.
     fn take_clean(&mut self) -> Option<u64> {
-        if !self.carve.dirty {
-            if let Some(pa) = self.carve.take() {
-                return Some(pa);
-            }
+        if self.fresh_lo < self.fresh_hi {
+            let pa = self.fresh_lo;
+            self.fresh_lo += PAGE_SIZE;
+            return Some(pa);
         }
-        if self.fresh_lo >= self.fresh_hi {
+        if self.carve.dirty {
             return None;
         }
-        let pa = self.fresh_lo;
-        self.fresh_lo += PAGE_SIZE;
-        Some(pa)
+        self.carve.take()
     }
 
     /// A frame from the free list or a carved huge frame; with whether it
@@ -422,6 +449,33 @@ mod tests {
 
     fn setup(start: u64, end: u64) -> (TestMem, FrameAllocator) {
         (TestMem::new(end), FrameAllocator::new(start, end))
+    }
+
+    #[test]
+    fn the_unused_end_of_a_run_goes_back_where_it_came_from() {
+        let (mut mem, mut fa) = setup(MIB, 8 * MIB);
+        let run = fa.alloc_run_zeroed(&mut mem, 16).unwrap();
+        fa.give_back_run_end(&mut mem, run + 8 * PAGE_SIZE, 8);
+        assert_eq!(fa.in_use(), 8);
+        assert_eq!(fa.alloc_zeroed(&mut mem), Some(run + 8 * PAGE_SIZE));
+        // Something allocated after the run: its end is freed frame by
+        // frame instead.
+        let run = fa.alloc_run_zeroed(&mut mem, 16).unwrap();
+        let other = fa.alloc_zeroed(&mut mem).unwrap();
+        fa.give_back_run_end(&mut mem, run + 12 * PAGE_SIZE, 4);
+        assert_eq!(fa.in_use(), 9 + 13);
+        let reused = fa.alloc_uninit(&mut mem).unwrap();
+        assert!(reused != other && (run + 12 * PAGE_SIZE..run + 16 * PAGE_SIZE).contains(&reused));
+    }
+
+    #[test]
+    fn the_bump_is_used_before_the_clean_tail_above_the_huge_frames() {
+        let tail = 2 * MIB + 2 * PAGE_SIZE;
+        let (mut mem, mut fa) = setup(2 * MIB - 2 * PAGE_SIZE, tail);
+        let got: Vec<u64> = core::iter::from_fn(|| fa.alloc_zeroed(&mut mem)).collect();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[..2], [2 * MIB - 2 * PAGE_SIZE, 2 * MIB - PAGE_SIZE]);
+        assert_eq!(got[2..], [2 * MIB, 2 * MIB + PAGE_SIZE]);
     }
 
     #[test]

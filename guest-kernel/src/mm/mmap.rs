@@ -457,7 +457,7 @@ impl Mm {
             .unmap_range(env.mem, env.frames, start, end, |m, fr, l| {
                 freed += release_frame(m, fr, l.frame, l.size);
             });
-        self.user_frames -= freed.min(self.user_frames);
+        self.sub_user_frames(freed.min(self.user_frames));
         r.map_err(|e| e.errno())
     }
 }

@@ -19,6 +19,7 @@ use super::frame::FrameAllocator;
 use super::phys::PhysMem;
 use crate::errno::Errno;
 use crate::trace::{self, category, kind};
+use core::cell::Cell;
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
 
 /// Page-table entry bits (SDM tables 4-14 to 4-20).
@@ -341,6 +342,28 @@ impl KernelHalf {
     }
 }
 
+/// The page table of 4 KiB leaves the last walk for a user address
+/// reached, so that the next walk in the same 2 MiB region (most faults
+/// and user-memory accesses follow one another there) reads its entry
+/// directly instead of walking four levels. Freeing any table forgets it.
+#[derive(Clone, Copy, Debug)]
+struct LastTable {
+    /// `va >> 21` of the region (`u64::MAX`: none).
+    region: u64,
+    /// Physical address of the table.
+    table: u64,
+    /// The directory entry pointing to it (which keeps its used count).
+    parent_pa: u64,
+}
+
+impl LastTable {
+    const NONE: LastTable = LastTable {
+        region: u64::MAX,
+        table: 0,
+        parent_pa: 0,
+    };
+}
+
 /// One address space's page tables: a PML4 and everything below it.
 #[derive(Debug)]
 pub struct PageTable {
@@ -348,6 +371,7 @@ pub struct PageTable {
     tables: u64,
     /// The kernel-half PML4 entries this table created (kernel tables only).
     kernel: KernelHalf,
+    last: Cell<LastTable>,
 }
 
 impl PageTable {
@@ -362,6 +386,7 @@ impl PageTable {
                 root,
                 ..KernelHalf::empty()
             },
+            last: Cell::new(LastTable::NONE),
         })
     }
 
@@ -371,6 +396,7 @@ impl PageTable {
             root: 0,
             tables: 0,
             kernel: KernelHalf::empty(),
+            last: Cell::new(LastTable::NONE),
         }
     }
 
@@ -456,6 +482,44 @@ impl PageTable {
             flags,
         };
         Ok(self.map_run(mem, frames, run, false)?.1)
+    }
+
+    /// Map the free ones of the `n` 4 KiB entries from `va` (all in one
+    /// table) to consecutive frames from `pa`, in order: the k-th free
+    /// entry gets frame `pa + k * 4 KiB`. One walk; used entries are
+    /// skipped and keep their frames. Returns the entries written, so the
+    /// frames past them are the caller's to give back (an anonymous block
+    /// fault where part of its block is mapped already).
+    pub fn fill_free_packed<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+        pa: u64,
+        n: u64,
+        flags: u64,
+    ) -> Result<u64, MapError> {
+        check_map_args(va, pa, PageSize::Size4K)?;
+        debug_assert!(index(va, 1) + n <= ENTRIES);
+        let (table, parent_pa, _) = self.walk_create(mem, frames, va, 1)?;
+        let at = table + index(va, 1) * 8;
+        let traced = trace::on(mem, category::PAGE_TABLES);
+        let mut written = 0;
+        for k in 0..n {
+            if used(mem.read_u64(at + k * 8)) {
+                continue;
+            }
+            let e = (pa + written * PAGE_SIZE) | flags;
+            mem.write_u64(at + k * 8, e);
+            if traced {
+                trace_entry(mem, kind::PTE_SET, 1, va + k * PAGE_SIZE, e);
+            }
+            written += 1;
+        }
+        if written > 0 {
+            add_count(mem, parent_pa, written);
+        }
+        Ok(written)
     }
 
     /// Map `len` bytes (rounded up to `size`) of physical memory at `pa` to
@@ -557,6 +621,7 @@ impl PageTable {
     /// above it: one walk for a fault, which then [`Self::fill`]s the entry
     /// if it is free. [`MapError::HugeConflict`] if a 2 MiB leaf (present
     /// or PROT_NONE) covers `va`.
+    #[inline(always)]
     pub fn leaf_slot<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -564,6 +629,28 @@ impl PageTable {
         va: u64,
     ) -> Result<LeafRef, MapError> {
         debug_assert!(check_map_args(va, 0, PageSize::Size4K).is_ok());
+        let (table, parent_pa) = match self.last_table(va) {
+            Some(t) => t,
+            None => self.walk_to_leaf_table(mem, frames, va)?,
+        };
+        let entry_pa = table + index(va, 1) * 8;
+        Ok(LeafRef {
+            entry_pa,
+            entry: mem.read_u64(entry_pa),
+            level: 1,
+            parent_pa,
+        })
+    }
+
+    /// The table of 4 KiB leaves for user `va` and the entry pointing to
+    /// it, creating tables; remembered as the last table.
+    #[inline(never)]
+    fn walk_to_leaf_table<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+    ) -> Result<(u64, u64), MapError> {
         let (mut table, mut parent_pa) = (self.root, 0);
         for level in [4, 3, 2] {
             let entry_pa = table + index(va, level) * 8;
@@ -576,23 +663,43 @@ impl PageTable {
             parent_pa = entry_pa;
             table = e & pte::ADDR_MASK;
         }
-        let entry_pa = table + index(va, 1) * 8;
-        Ok(LeafRef {
-            entry_pa,
-            entry: mem.read_u64(entry_pa),
-            level: 1,
-            parent_pa,
-        })
+        self.remember_table(va, table, parent_pa);
+        Ok((table, parent_pa))
+    }
+
+    /// The last table's address and parent entry if it covers `va`.
+    #[inline]
+    fn last_table(&self, va: u64) -> Option<(u64, u64)> {
+        let l = self.last.get();
+        (l.region == va >> 21).then_some((l.table, l.parent_pa))
+    }
+
+    /// Remember `table` (pointed to by `parent_pa`) as the table of 4 KiB
+    /// leaves for user `va`'s region.
+    fn remember_table(&self, va: u64, table: u64, parent_pa: u64) {
+        if va < USER_HALF_END {
+            self.last.set(LastTable {
+                region: va >> 21,
+                table,
+                parent_pa,
+            });
+        }
+    }
+
+    /// Forget the last table (a table is being freed).
+    fn forget_table(&self) {
+        self.last.set(LastTable::NONE);
     }
 
     /// Map `va` to the 4 KiB frame `pa` with `flags` in the free `slot`
     /// that [`Self::leaf_slot`] found for it (traced as PTE_SET).
+    #[inline(always)]
     pub fn fill<M: PhysMem>(&mut self, mem: &mut M, slot: &LeafRef, va: u64, pa: u64, flags: u64) {
         debug_assert!(!slot.is_used() && slot.level == 1);
         debug_assert!(check_map_args(va, pa, PageSize::Size4K).is_ok());
         mem.write_u64(slot.entry_pa, pa | flags);
         trace_entry(mem, kind::PTE_SET, 1, va, pa | flags);
-        add_count(mem, slot.parent_pa, 1);
+        inc_table_count(mem, slot.parent_pa);
     }
 
     /// Point the used leaf `slot` (from [`Self::lookup`]) at frame `pa`
@@ -830,12 +937,37 @@ impl PageTable {
             self.tables -= 1;
             trace_table(mem, kind::PT_FREE, 4, 0, self.root);
         }
+        self.forget_table();
         self.root = 0;
     }
 
     /// The used leaf mapping `va`: a walk written out level by level (the
     /// page-table lookup of every fault, system-call buffer and futex).
+    #[inline]
     fn find_leaf<M: PhysMem>(&self, mem: &M, va: u64) -> Option<LeafRef> {
+        let (table, parent_pa) = match self.last_table(va) {
+            Some(t) => t,
+            None => match self.find_leaf_table(mem, va)? {
+                Ok(t) => t,
+                Err(huge) => return Some(huge),
+            },
+        };
+        let entry_pa = table + index(va, 1) * 8;
+        let entry = mem.read_u64(entry_pa);
+        used(entry).then_some(LeafRef {
+            entry_pa,
+            entry,
+            level: 1,
+            parent_pa,
+        })
+    }
+
+    /// The table of 4 KiB leaves for `va` and the entry pointing to it
+    /// (remembered as the last table), or the 2 MiB leaf mapping `va`;
+    /// `None` if neither is there.
+    #[allow(clippy::type_complexity)]
+    #[inline(never)]
+    fn find_leaf_table<M: PhysMem>(&self, mem: &M, va: u64) -> Option<Result<(u64, u64), LeafRef>> {
         if !is_canonical(va) || self.root == 0 {
             return None;
         }
@@ -849,24 +981,18 @@ impl PageTable {
             if entry & pte::PS != 0 {
                 // Only 2 MiB leaves are made (PS above them is not a leaf
                 // this kernel knows).
-                return (level == 2).then_some(LeafRef {
+                return (level == 2).then_some(Err(LeafRef {
                     entry_pa,
                     entry,
                     level,
                     parent_pa,
-                });
+                }));
             }
             parent_pa = entry_pa;
             table = entry & pte::ADDR_MASK;
         }
-        let entry_pa = table + index(va, 1) * 8;
-        let entry = mem.read_u64(entry_pa);
-        used(entry).then_some(LeafRef {
-            entry_pa,
-            entry,
-            level: 1,
-            parent_pa,
-        })
+        self.remember_table(va, table, parent_pa);
+        Some(Ok((table, parent_pa)))
     }
 
     /// Walk down to the table at `level` for `va`, creating tables; returns
@@ -936,6 +1062,7 @@ impl PageTable {
         }
         frames.free(mem, e & pte::ADDR_MASK);
         self.tables -= 1;
+        self.forget_table();
         mem.write_u64(entry_pa, 0);
         trace_table(mem, kind::PT_FREE, level, va, e & pte::ADDR_MASK);
         Ok(())
@@ -1064,6 +1191,7 @@ impl PageTable {
         // Empty now, or already empty (left so by `unmap`): free it.
         frames.free(mem, child);
         self.tables -= 1;
+        self.forget_table();
         mem.write_u64(entry_pa, 0);
         trace_table(mem, kind::PT_FREE, level - 1, start, child);
         true
@@ -1093,6 +1221,7 @@ fn trace_table<M: PhysMem>(mem: &mut M, kind: u32, level: u32, va: u64, frame: u
 }
 
 /// Trace an entry at `level` for `va` being set to `e` (or cleared, `old`).
+#[inline(always)]
 fn trace_entry<M: PhysMem>(mem: &mut M, kind: u32, level: u32, va: u64, e: u64) {
     trace::emit(
         mem,
@@ -1135,6 +1264,7 @@ fn check_map_args(va: u64, pa: u64, size: PageSize) -> Result<(), MapError> {
 
 /// Add `delta` (wrapping: `u64::MAX` is -1) to the used-entry count kept in
 /// the entry at `entry_pa` (0: the root, which keeps no count).
+#[inline(always)]
 fn add_count<M: PhysMem>(mem: &mut M, entry_pa: u64, delta: u64) {
     if entry_pa == 0 {
         return;
@@ -1142,6 +1272,18 @@ fn add_count<M: PhysMem>(mem: &mut M, entry_pa: u64, delta: u64) {
     let e = mem.read_u64(entry_pa);
     let n = count(e).wrapping_add(delta) & (pte::COUNT_MASK >> pte::COUNT_SHIFT);
     mem.write_u64(entry_pa, with_count(e, n));
+}
+
+/// One more used entry in the table below the entry at `entry_pa` (a
+/// fault's fill of a free 4 KiB entry): that entry is never the root, and
+/// the count, below 512 before, cannot carry out of its bits, so one add
+/// to the entry does what [`add_count`] does.
+#[inline(always)]
+fn inc_table_count<M: PhysMem>(mem: &mut M, entry_pa: u64) {
+    debug_assert!(entry_pa != 0);
+    let e = mem.read_u64(entry_pa);
+    debug_assert!(count(e) < 512);
+    mem.write_u64(entry_pa, e + (1 << pte::COUNT_SHIFT));
 }
 
 #[cfg(test)]
@@ -1288,6 +1430,64 @@ mod tests {
         pt.unmap_range(&mut mem, &mut fa, 0, 0x20_0000, |_, _, _| {})
             .unwrap();
         assert_eq!(pt.table_pages(), 1);
+    }
+
+    #[test]
+    fn walks_in_the_last_table_region_use_it_until_a_table_is_freed() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let slot = pt.leaf_slot(&mut mem, &mut fa, 0x7000).unwrap();
+        pt.fill(&mut mem, &slot, 0x7000, 0x10_0000, UF);
+        let frames = fa.in_use();
+        // Same 2 MiB region: the remembered table, no new one.
+        let next = pt.leaf_slot(&mut mem, &mut fa, 0x8000).unwrap();
+        assert_eq!(next.entry_pa, slot.entry_pa + 8);
+        assert_eq!(next.parent_pa, slot.parent_pa);
+        assert_eq!(fa.in_use(), frames);
+        assert_eq!(
+            pt.lookup(&mem, 0x7000).map(|l| l.entry_pa),
+            Some(slot.entry_pa)
+        );
+        // Freeing the tables forgets it: a 2 MiB leaf now covers the region.
+        pt.unmap_range(&mut mem, &mut fa, 0, 0x20_0000, |_, _, _| {})
+            .unwrap();
+        assert_eq!(pt.table_pages(), 1);
+        pt.map(&mut mem, &mut fa, 0, 0x40_0000, PageSize::Size2M, UF)
+            .unwrap();
+        assert!(matches!(
+            pt.leaf_slot(&mut mem, &mut fa, 0x7000),
+            Err(MapError::HugeConflict(_))
+        ));
+        let t = pt.translate(&mem, 0x7000).unwrap();
+        assert_eq!((t.frame, t.size), (0x40_0000, PageSize::Size2M));
+    }
+
+    #[test]
+    fn a_table_freed_and_made_again_is_walked_to_afresh() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(&mut mem, &mut fa, 0x7000, 0x10_0000, PageSize::Size4K, UF)
+            .unwrap();
+        pt.translate(&mem, 0x7000).unwrap();
+        pt.unmap_range(&mut mem, &mut fa, 0x7000, 0x8000, |_, _, _| {})
+            .unwrap();
+        assert_eq!(pt.translate(&mem, 0x7000), None);
+        // A table taken by another address space in between.
+        let mut other = PageTable::new(&mut mem, &mut fa).unwrap();
+        other
+            .map(&mut mem, &mut fa, 0x9000, 0x30_0000, PageSize::Size4K, UF)
+            .unwrap();
+        let slot = pt.leaf_slot(&mut mem, &mut fa, 0x8000).unwrap();
+        assert!(!slot.is_used());
+        pt.fill(&mut mem, &slot, 0x8000, 0x20_0000, UF);
+        assert_eq!(pt.translate(&mem, 0x8000).map(|t| t.frame), Some(0x20_0000));
+        assert_eq!(pt.translate(&mem, 0x9000), None);
+        assert_eq!(
+            other.translate(&mem, 0x9000).map(|t| t.frame),
+            Some(0x30_0000)
+        );
+        assert_eq!(other.translate(&mem, 0x8000), None);
+        pt.free_user_half(&mut mem, &mut fa, [(0, 0x20_0000)], |_, _, _| {});
+        pt.free_root(&mut mem, &mut fa);
+        assert_eq!(pt.translate(&mem, 0x8000), None);
     }
 
     #[test]

@@ -71,8 +71,10 @@ pub struct Mm {
     /// User data frames owned now, in 4 KiB units (page-cache frames are
     /// not counted).
     pub user_frames: u64,
-    /// Peak of `user_frames`.
-    pub peak_user_frames: u64,
+    /// Peak of `user_frames` up to its last decrease; see
+    /// [`Mm::peak_user_frames`] (adding frames, which every fault does,
+    /// need not track the peak).
+    pub(crate) peak_before_drop: u64,
     /// Last anonymous-memory identity handed out (see `Vma::anon`).
     pub(crate) last_anon: u32,
     /// A present leaf was changed or removed since the last
@@ -101,7 +103,7 @@ impl Mm {
             env_end: 0,
             mmap_base: MMAP_BASE,
             user_frames: 0,
-            peak_user_frames: 0,
+            peak_before_drop: 0,
             last_anon: 0,
             tlb_stale: false,
             rlim: Rlimits::new(),
@@ -176,7 +178,7 @@ impl Mm {
         self.env_end = 0;
         self.mmap_base = MMAP_BASE;
         self.user_frames = 0;
-        self.peak_user_frames = 0;
+        self.peak_before_drop = 0;
         self.last_anon = 0;
         self.tlb_stale = false;
     }
@@ -196,7 +198,7 @@ impl Mm {
         });
         self.pt.free_root(mem, frames);
         self.vmas.clear();
-        self.user_frames = 0;
+        self.sub_user_frames(self.user_frames);
     }
 
     /// Whether the TLB must be flushed (CR3 reload) before returning to
@@ -208,9 +210,23 @@ impl Mm {
     }
 
     /// Count `n` more owned user frames.
+    #[inline]
     pub(crate) fn add_user_frames(&mut self, n: u64) {
         self.user_frames += n;
-        self.peak_user_frames = self.peak_user_frames.max(self.user_frames);
+    }
+
+    /// Count `n` (at most `user_frames`) fewer owned user frames, keeping
+    /// the peak.
+    pub(crate) fn sub_user_frames(&mut self, n: u64) {
+        self.peak_before_drop = self.peak_user_frames();
+        self.user_frames -= n;
+    }
+
+    /// The most user frames owned at once (`VmHWM`): the count only grows
+    /// between its decreases, so the peak is the larger of the count now
+    /// and the peak before the last decrease.
+    pub fn peak_user_frames(&self) -> u64 {
+        self.peak_before_drop.max(self.user_frames)
     }
 
     /// A fresh anonymous-memory identity.
@@ -342,5 +358,21 @@ mod tests {
             "no area 1: the page is faulted in through area 0"
         );
         assert_eq!(mapped(&mm, &fx).len(), 1, "the area's last page alone");
+    }
+
+    #[test]
+    fn peak_user_frames_is_kept_over_decreases() {
+        let mut mm = Mm::empty();
+        mm.add_user_frames(5);
+        assert_eq!(mm.peak_user_frames(), 5);
+        mm.sub_user_frames(3);
+        mm.add_user_frames(1);
+        assert_eq!((mm.user_frames, mm.peak_user_frames()), (3, 5));
+        mm.add_user_frames(4);
+        assert_eq!(mm.peak_user_frames(), 7);
+        mm.sub_user_frames(7);
+        assert_eq!((mm.user_frames, mm.peak_user_frames()), (0, 7));
+        mm.reset_layout();
+        assert_eq!(mm.peak_user_frames(), 0);
     }
 }

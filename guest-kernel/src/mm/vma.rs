@@ -122,7 +122,7 @@ pub struct Vma {
 }
 
 impl Vma {
-    const EMPTY: Vma = Vma::anon(0, 0, Prot::NONE, VmFlags::NONE);
+    pub(super) const EMPTY: Vma = Vma::anon(0, 0, Prot::NONE, VmFlags::NONE);
 
     /// An anonymous area.
     pub const fn anon(start: u64, end: u64, prot: Prot, flags: VmFlags) -> Vma {
@@ -288,7 +288,7 @@ impl core::ops::Index<usize> for VmaSet {
     type Output = Vma;
 
     /// The area at position `i` (panics past the end, like a slice).
-    #[inline]
+    #[inline(always)]
     fn index(&self, i: usize) -> &Vma {
         match self.t.get(i) {
             Some(v) => v,
@@ -415,6 +415,7 @@ impl VmaSet {
     }
 
     /// The area at index `i`.
+    #[inline(always)]
     pub fn get(&self, i: usize) -> Option<&Vma> {
         self.t.get(i)
     }
@@ -464,6 +465,15 @@ impl VmaSet {
     pub fn find_next(&self, addr: u64) -> Option<usize> {
         let (i, v) = self.t.seek(addr);
         v.map(|_| i)
+    }
+
+    /// Index of the area containing `addr` and the area, for the fault
+    /// path: a copy is kept, so that the next lookup in the same area and
+    /// [`Self::get`] of its index cost a comparison or two (any change to
+    /// the set drops the copy).
+    #[inline]
+    pub fn find_hot(&mut self, addr: u64) -> Option<(usize, &Vma)> {
+        self.t.find_hot(addr)
     }
 
     /// Index of the area containing `addr`.

@@ -17,8 +17,12 @@
 //! room for tasks, files and everything else the kernel allocates.
 //!
 //! A finger remembers the leaf the last lookup ended in, so that reading
-//! areas near the last one looked up (the fault path reads the area it
-//! found several times) walks the remembered path instead of searching.
+//! areas near the last one looked up walks the remembered path instead of
+//! searching. The page-fault path goes further: [`VmaTree::find_hot`]
+//! keeps a copy of the area it found (the "hot" area) with its position,
+//! so that the next fault in the same area, and every read of that
+//! position, costs a comparison or two; any change to the tree drops the
+//! copy.
 
 use super::vma::Vma;
 use crate::errno::{Errno, KResult};
@@ -265,6 +269,28 @@ struct Finger {
     low: u64,
 }
 
+/// A copy of the area [`VmaTree::find_hot`] found last, and its position.
+#[derive(Clone, Copy, Debug)]
+struct Hot {
+    /// Position of the area ([`Hot::NONE`]'s `usize::MAX`: no copy).
+    pos: usize,
+    /// The area (empty when there is no copy, so no address is inside).
+    vma: Vma,
+}
+
+impl Hot {
+    const NONE: Hot = Hot {
+        pos: usize::MAX,
+        vma: Vma::EMPTY,
+    };
+}
+
+impl Default for Hot {
+    fn default() -> Self {
+        Hot::NONE
+    }
+}
+
 /// Areas in address order, reached by position (see the module docs).
 #[derive(Debug, Default)]
 pub struct VmaTree {
@@ -275,7 +301,8 @@ pub struct VmaTree {
     /// Bytes the data areas span ([`Vma::is_data`]; Linux's `data_vm`).
     data_bytes: u64,
     finger: Cell<Finger>,
-    /// Position in its leaf of the area [`Self::grow_end_at`] grew last
+    hot: Hot,
+    /// Position in its leaf of the area [`Self::grow_onto`] grew last
     /// (the heap, as a rule): tried before a search.
     grown: usize,
 }
@@ -301,6 +328,7 @@ impl VmaTree {
                 len: 0,
                 low: 0,
             }),
+            hot: Hot::NONE,
             grown: 0,
         }
     }
@@ -346,8 +374,12 @@ impl VmaTree {
         self.forget_finger();
     }
 
+    /// Forget the finger and the hot area (every change to the tree's
+    /// shape or to an area's bounds does: positions move, and the finger's
+    /// `low` is the end of the area before its leaf).
     fn forget_finger(&mut self) {
         self.finger.get_mut().len = 0;
+        self.hot = Hot::NONE;
     }
 
     /// A copy (ENOMEM if the node budget or the heap runs out).
@@ -362,6 +394,7 @@ impl VmaTree {
             bytes: self.bytes,
             data_bytes: self.data_bytes,
             finger: Cell::new(Finger::default()),
+            hot: Hot::NONE,
             grown: 0,
         })
     }
@@ -377,8 +410,39 @@ impl VmaTree {
     }
 
     /// The area at position `i`.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, i: usize) -> Option<&Vma> {
+        if i == self.hot.pos {
+            return Some(&self.hot.vma);
+        }
+        self.get_cold(i)
+    }
+
+    /// The position and a copy of the area containing `addr`, kept as the
+    /// hot area: a lookup in the hot area costs two comparisons, and
+    /// [`Self::get`] of its position one.
+    #[inline]
+    pub fn find_hot(&mut self, addr: u64) -> Option<(usize, &Vma)> {
+        if self.hot.vma.start <= addr && addr < self.hot.vma.end {
+            return Some((self.hot.pos, &self.hot.vma));
+        }
+        self.find_hot_cold(addr)
+    }
+
+    fn find_hot_cold(&mut self, addr: u64) -> Option<(usize, &Vma)> {
+        let (pos, vma) = match self.seek(addr) {
+            (i, Some(v)) if v.start <= addr => (i, *v),
+            _ => return None,
+        };
+        self.hot = Hot { pos, vma };
+        Some((pos, &self.hot.vma))
+    }
+
+    /// [`Self::get`] of a position other than the hot area's (cold: the
+    /// fault path reads its own area, the hot one, so its reads run
+    /// straight on).
+    #[cold]
+    fn get_cold(&self, i: usize) -> Option<&Vma> {
         // A small address space is one leaf: index it directly.
         let root = match self.root.as_ref()? {
             Node::Leaf(v) => return v.get(i),
@@ -663,6 +727,8 @@ impl VmaTree {
         if i >= self.len {
             return;
         }
+        // The area's end may move past the finger's `low`.
+        self.forget_finger();
         let mut delta = None;
         match self.root.as_mut() {
             // A leaf root has no summaries to recompute.
@@ -691,6 +757,9 @@ impl VmaTree {
     /// Set the anonymous-memory identity of the area at position `i`
     /// (no summary depends on it).
     pub fn set_anon(&mut self, i: usize, anon: u32) {
+        if i == self.hot.pos {
+            self.hot.vma.anon = anon;
+        }
         let Some(mut node) = self.root.as_mut() else {
             return;
         };
@@ -762,6 +831,8 @@ impl VmaTree {
         }
         let more = new_end - end;
         a.end = new_end;
+        // The hot copy may be this area's.
+        self.hot = Hot::NONE;
         self.bytes += more;
         if a.is_data() {
             self.data_bytes += more;
@@ -1256,6 +1327,113 @@ mod tests {
                 "{below}: {nodes} nodes for {leaves} leaves"
             );
         }
+    }
+
+    /// A tree of `n` areas (several leaves when `n` > [`LEAF_CAP`]).
+    fn tree_of(n: u64) -> VmaTree {
+        let mut t = VmaTree::new();
+        for k in 0..n {
+            t.insert_at(k as usize, area(k)).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn find_hot_finds_the_containing_area_and_get_reads_its_copy() {
+        for n in [3, 100] {
+            let mut t = tree_of(n);
+            let k = n - 2;
+            let hit = t.find_hot(k * 0x2000 + 0x10).map(|(i, v)| (i, *v));
+            assert_eq!(hit, Some((k as usize, area(k))));
+            assert_eq!(t.get(k as usize), Some(&area(k)));
+            // Again, from the copy; an address in the gap after it is in no area.
+            assert_eq!(t.find_hot(k * 0x2000).map(|(i, _)| i), Some(k as usize));
+            assert_eq!(t.find_hot(k * 0x2000 + 0x1000), None);
+            assert_eq!(t.get(1), Some(&area(1)));
+        }
+    }
+
+    #[test]
+    fn hot_area_is_dropped_by_every_change_to_the_tree() {
+        for n in [3, 100] {
+            let k = n - 2;
+            let addr = k * 0x2000;
+            let mut t = tree_of(n);
+            t.find_hot(addr);
+            t.update(k as usize, |v| v.end += 0x800);
+            assert_eq!(t.get(k as usize).map(|v| v.end), Some(addr + 0x1800));
+            assert_eq!(t.find_hot(addr + 0x1400).map(|(i, _)| i), Some(k as usize));
+
+            grow_to(&mut t, k as usize, addr + 0x1c00);
+            assert_eq!(
+                t.find_hot(addr + 0x1a00).map(|(_, v)| v.end),
+                Some(addr + 0x1c00)
+            );
+
+            t.set_anon(k as usize, 7);
+            assert_eq!(t.get(k as usize).map(|v| v.anon), Some(7));
+            assert_eq!(t.find_hot(addr).map(|(_, v)| v.anon), Some(7));
+
+            // Positions move: the copy must not answer for the old one.
+            t.remove_at(0);
+            assert_eq!(t.get(k as usize).map(|v| v.start), Some((k + 1) * 0x2000));
+            assert_eq!(t.find_hot(addr).map(|(i, _)| i), Some(k as usize - 1));
+            t.insert_at(0, area(0)).unwrap();
+            assert_eq!(
+                t.get(k as usize - 1).map(|v| v.start),
+                Some((k - 1) * 0x2000)
+            );
+            assert_eq!(t.find_hot(addr).map(|(i, _)| i), Some(k as usize));
+
+            t.clear();
+            assert_eq!(t.get(k as usize), None);
+            assert_eq!(t.find_hot(addr), None);
+        }
+    }
+
+    /// Grow the area at position `i` to end at `end` with
+    /// [`VmaTree::grow_onto`].
+    fn grow_to(t: &mut VmaTree, i: usize, end: u64) {
+        let v = *t.get(i).unwrap();
+        let more = Vma {
+            start: v.end,
+            end,
+            ..v
+        };
+        assert!(t.grow_onto(&more, 0, 0), "{i}: {v:?} to {end:#x}");
+    }
+
+    /// An area that grows at the end of a leaf must be found by the next
+    /// lookup of its new part, wherever the finger was left (its `low`
+    /// was the area's old end).
+    #[test]
+    fn an_area_grown_at_a_leaf_end_is_found_after_a_lookup_in_the_next_leaf() {
+        for k in 0..99u64 {
+            for grow in [true, false] {
+                let mut t = tree_of(100);
+                t.seek((k + 1) * 0x2000);
+                let new_end = k * 0x2000 + 0x1800;
+                if grow {
+                    grow_to(&mut t, k as usize, new_end);
+                } else {
+                    t.update(k as usize, |v| v.end = new_end);
+                }
+                let (i, v) = t.seek(k * 0x2000 + 0x1400);
+                assert_eq!((i, v.map(|v| v.end)), (k as usize, Some(new_end)), "{k}");
+                let hot = t.find_hot(k * 0x2000 + 0x1400).map(|(i, _)| i);
+                assert_eq!(hot, Some(k as usize));
+            }
+        }
+    }
+
+    #[test]
+    fn a_cloned_tree_keeps_no_hot_area_of_its_own_to_go_stale() {
+        let mut t = tree_of(3);
+        t.find_hot(0x10);
+        let mut c = t.try_clone().unwrap();
+        c.update(0, |v| v.end = 0x1800);
+        assert_eq!(c.get(0).map(|v| v.end), Some(0x1800));
+        assert_eq!(t.get(0).map(|v| v.end), Some(0x1000));
     }
 
     fn rw(start: u64, end: u64) -> Vma {

@@ -81,7 +81,7 @@ pub fn status<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, t: &mut Text
         .dec(kb(vsz))
         .s(b" kB\n");
     t.s(b"VmHWM:\t")
-        .dec(kb(cx.p.mm.peak_user_frames))
+        .dec(kb(cx.p.mm.peak_user_frames()))
         .s(b" kB\nVmRSS:\t")
         .dec(kb(rss))
         .s(b" kB\n");
