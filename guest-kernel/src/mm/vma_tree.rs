@@ -379,7 +379,15 @@ impl VmaTree {
     /// `low` is the end of the area before its leaf).
     fn forget_finger(&mut self) {
         self.finger.get_mut().len = 0;
-        self.hot = Hot::NONE;
+        self.drop_hot();
+    }
+
+    /// Drop the hot copy: no position is its, and no address is inside it
+    /// (two stores, not a copy of [`Hot::NONE`]'s whole area).
+    #[inline(always)]
+    fn drop_hot(&mut self) {
+        self.hot.pos = usize::MAX;
+        self.hot.vma.end = 0;
     }
 
     /// A copy (ENOMEM if the node budget or the heap runs out).
@@ -831,8 +839,10 @@ impl VmaTree {
         }
         let more = new_end - end;
         a.end = new_end;
-        // The hot copy may be this area's.
-        self.hot = Hot::NONE;
+        // The hot copy may be this area's: dropped as `drop_hot` does (the
+        // leaf is still borrowed).
+        self.hot.pos = usize::MAX;
+        self.hot.vma.end = 0;
         self.bytes += more;
         if a.is_data() {
             self.data_bytes += more;
