@@ -1637,16 +1637,6 @@ fn emit_task(mem: &mut DirectMap, c: lifecycle::Change) {
     trace::emit(mem, category::TASKS, kind::TASK_STATE, c[0] as u32, a);
 }
 
-/// The TSC, if `category` is traced (the records carry cycles); 0 if not,
-/// sparing the emulated RDTSC.
-fn timestamp(mem: &DirectMap, category: u32) -> u64 {
-    if trace::on(mem, category) {
-        cpu::rdtsc()
-    } else {
-        0
-    }
-}
-
 /// The trace's name for how a fault ended.
 fn resolution_of(r: &Result<FaultOutcome, FaultError>) -> u64 {
     match r {
