@@ -618,6 +618,15 @@ fn check_interp(b: &[u8], file_len: u64, ph: &Phdr) -> Result<(u64, u64), ElfErr
     }
 }
 
+/// The program header index of the `n`-th `PT_LOAD` of the `phnum` in
+/// `table` (for an error message: the plan keeps no index per segment).
+fn load_index(table: &[u8], phnum: usize, n: usize) -> u64 {
+    (0..phnum)
+        .filter(|&i| read_phdr(table, i * PHDR_SIZE).p_type == PT_LOAD)
+        .nth(n)
+        .unwrap_or(0) as u64
+}
+
 /// How many bytes from the start of a file [`LoadPlan::parse_prefix`]
 /// needs, from its first [`EHDR_SIZE`] bytes: through the end of the
 /// program header table (None if that is absurd; the parser says why).
@@ -829,7 +838,6 @@ impl LoadPlan {
         };
         let mut phdr_vaddr = None;
         let mut pt_phdr = None;
-        let mut index = [0u64; MAX_LOADS];
         // The largest power-of-two `p_align` of the PT_LOADs.
         let mut align = 0;
         for i in 0..phnum {
@@ -840,7 +848,6 @@ impl LoadPlan {
                         return Ok(plan.failing(e));
                     }
                     plan.add_load(&ph, phoff as u64, &mut phdr_vaddr)?;
-                    index[plan.nsegs - 1] = i as u64;
                     if ph.align.is_power_of_two() && ph.align > align {
                         align = ph.align;
                     }
@@ -865,7 +872,7 @@ impl LoadPlan {
         // does, PT_PHDR is the better guess than Linux's bare load bias.
         let phdr = phdr_vaddr.or(pt_phdr).unwrap_or(0);
         plan.phdr = phdr.wrapping_add(plan.load_bias);
-        if let Err(e) = plan.apply_bias(&index) {
+        if let Err(e) = plan.apply_bias(|n| load_index(table, phnum, n)) {
             return Ok(plan.failing(e));
         }
         Ok(plan)
@@ -947,22 +954,27 @@ impl LoadPlan {
         Ok(base.wrapping_sub(page_down(first)))
     }
 
-    /// Add the bias to every address and check the segments against TASK_SIZE.
-    fn apply_bias(&mut self, indices: &[u64]) -> Result<(), ElfError<'static>> {
+    /// Add the bias to every address and check the segments against
+    /// TASK_SIZE. `index_of` gives the program header index of the n-th
+    /// segment, asked only for the error (nothing is kept per segment for it).
+    fn apply_bias(&mut self, index_of: impl Fn(usize) -> u64) -> Result<(), ElfError<'static>> {
         let bias = self.load_bias;
-        for (seg, &index) in self.segs[..self.nsegs].iter_mut().zip(indices) {
+        for (n, seg) in self.segs[..self.nsegs].iter_mut().enumerate() {
             seg.vaddr = seg.vaddr.wrapping_add(bias);
-            let end = seg.vaddr.checked_add(seg.memsz);
-            let end = end.ok_or(ElfError::AddressOverflow { index })?;
+            let Some(end) = seg.vaddr.checked_add(seg.memsz) else {
+                let index = index_of(n);
+                return Err(ElfError::AddressOverflow { index });
+            };
             if end > TASK_SIZE {
                 return Err(ElfError::BeyondTaskSize {
-                    index,
+                    index: index_of(n),
                     start: seg.vaddr,
                     end,
                 });
             }
             if seg.memsz > 0 && seg.map_start() < MMAP_MIN_ADDR {
                 let start = seg.vaddr;
+                let index = index_of(n);
                 return Err(ElfError::BelowMmapMinAddr { index, start });
             }
         }
