@@ -443,15 +443,19 @@ fn le(b: &[u8], off: usize, n: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// The program header at `off` of `b` (all zero if `b` ends before it):
-/// one bounds check, then loads at fixed offsets (a field at a time through
-/// [`le`] costs a copy per field in emulated ring 0).
+/// The program header at `off` of `b` (all zero if `b` ends before it).
 fn read_phdr(b: &[u8], off: usize) -> Phdr {
     let zero = [0u8; PHDR_SIZE];
     let p: &[u8; PHDR_SIZE] = b
         .get(off..off.saturating_add(PHDR_SIZE))
         .and_then(|s| s.try_into().ok())
         .unwrap_or(&zero);
+    phdr(p)
+}
+
+/// The fields of program header `p`: loads at fixed offsets (a field at a
+/// time through [`le`] costs a copy per field in emulated ring 0).
+fn phdr(p: &[u8; PHDR_SIZE]) -> Phdr {
     let u32_at = |o: usize| u32::from_le_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]]);
     let u64_at = |o: usize| {
         u64::from_le_bytes([
@@ -840,8 +844,11 @@ impl LoadPlan {
         let mut pt_phdr = None;
         // The largest power-of-two `p_align` of the PT_LOADs.
         let mut align = 0;
-        for i in 0..phnum {
-            let ph = read_phdr(table, i * PHDR_SIZE);
+        // The table holds all `phnum` headers (checked above): no bounds
+        // check per header.
+        let (headers, _) = table.as_chunks::<PHDR_SIZE>();
+        for (i, raw) in headers.get(..phnum).unwrap_or_default().iter().enumerate() {
+            let ph = phdr(raw);
             match ph.p_type {
                 PT_LOAD => {
                     if let Err(e) = check_load(file_len, i as u64, &ph) {
