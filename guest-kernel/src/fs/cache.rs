@@ -225,7 +225,9 @@ impl PageCache {
     }
 
     /// Add the boot program's image (`len` bytes at `phys`, page aligned).
-    pub fn add_image(&mut self, info: FileInfo, path: &[u8], phys: u64) -> KResult<u16> {
+    /// Its `path` is borrowed, not copied: it lies in the argument block,
+    /// which nothing writes for the whole run.
+    pub fn add_image(&mut self, info: FileInfo, path: &'static [u8], phys: u64) -> KResult<u16> {
         if phys & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
@@ -234,7 +236,7 @@ impl PageCache {
             key: info.key,
             size: info.size,
             mtime: info.mtime,
-            path: Cow::Owned(path.to_vec()),
+            path: Cow::Borrowed(path),
             image: Some(phys),
             special: false,
             pages: PageIndex::default(),
