@@ -16,7 +16,6 @@ use crate::run::Kernel;
 use alloc::borrow::Cow;
 use guest_kernel::errno::Errno;
 use guest_kernel::exec::aslr::Layout;
-use guest_kernel::fs::cache::{FileInfo, InodeKey};
 use guest_kernel::mm::frame::FrameAllocator;
 use guest_kernel::mm::paging::{pte, KernelHalf, KERNEL_HALF};
 use guest_kernel::mm::phys::PhysMem;
@@ -260,12 +259,7 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     };
     k.process.layout = layout;
     let exe_path = crate::arch::phys::bytes(mem, info.exe_path_phys, info.exe_path_len.min(4096));
-    let image = FileInfo {
-        key: InodeKey { dev: 0, ino: 0 },
-        size: info.file_len,
-        mtime: (0, 0),
-    };
-    let Ok(id) = k.cache.add_image(image, exe_path, info.file_phys) else {
+    let Ok(id) = k.cache.add_image(info.file_len, exe_path, info.file_phys) else {
         exec_fail(Errno::ENOEXEC, b"file image is not page aligned")
     };
     let p: &mut Process = &mut k.process;

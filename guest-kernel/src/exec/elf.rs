@@ -443,15 +443,19 @@ fn le(b: &[u8], off: usize, n: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// The program header at `off` of `b` (all zero if `b` ends before it):
-/// one bounds check, then loads at fixed offsets (a field at a time through
-/// [`le`] costs a copy per field in emulated ring 0).
+/// The program header at `off` of `b` (all zero if `b` ends before it).
 fn read_phdr(b: &[u8], off: usize) -> Phdr {
     let zero = [0u8; PHDR_SIZE];
     let p: &[u8; PHDR_SIZE] = b
         .get(off..off.saturating_add(PHDR_SIZE))
         .and_then(|s| s.try_into().ok())
         .unwrap_or(&zero);
+    phdr(p)
+}
+
+/// The fields of program header `p`: loads at fixed offsets (a field at a
+/// time through [`le`] costs a copy per field in emulated ring 0).
+fn phdr(p: &[u8; PHDR_SIZE]) -> Phdr {
     let u32_at = |o: usize| u32::from_le_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]]);
     let u64_at = |o: usize| {
         u64::from_le_bytes([
@@ -616,6 +620,15 @@ fn check_interp(b: &[u8], file_len: u64, ph: &Phdr) -> Result<(u64, u64), ElfErr
         Some(0) | None => Ok((ph.offset, ph.filesz - 1)),
         _ => Err(ElfError::BadInterp),
     }
+}
+
+/// The program header index of the `n`-th `PT_LOAD` of the `phnum` in
+/// `table` (for an error message: the plan keeps no index per segment).
+fn load_index(table: &[u8], phnum: usize, n: usize) -> u64 {
+    (0..phnum)
+        .filter(|&i| read_phdr(table, i * PHDR_SIZE).p_type == PT_LOAD)
+        .nth(n)
+        .unwrap_or(0) as u64
 }
 
 /// How many bytes from the start of a file [`LoadPlan::parse_prefix`]
@@ -829,18 +842,19 @@ impl LoadPlan {
         };
         let mut phdr_vaddr = None;
         let mut pt_phdr = None;
-        let mut index = [0u64; MAX_LOADS];
         // The largest power-of-two `p_align` of the PT_LOADs.
         let mut align = 0;
-        for i in 0..phnum {
-            let ph = read_phdr(table, i * PHDR_SIZE);
+        // The table holds all `phnum` headers (checked above): no bounds
+        // check per header.
+        let (headers, _) = table.as_chunks::<PHDR_SIZE>();
+        for (i, raw) in headers.get(..phnum).unwrap_or_default().iter().enumerate() {
+            let ph = phdr(raw);
             match ph.p_type {
                 PT_LOAD => {
                     if let Err(e) = check_load(file_len, i as u64, &ph) {
                         return Ok(plan.failing(e));
                     }
                     plan.add_load(&ph, phoff as u64, &mut phdr_vaddr)?;
-                    index[plan.nsegs - 1] = i as u64;
                     if ph.align.is_power_of_two() && ph.align > align {
                         align = ph.align;
                     }
@@ -865,7 +879,7 @@ impl LoadPlan {
         // does, PT_PHDR is the better guess than Linux's bare load bias.
         let phdr = phdr_vaddr.or(pt_phdr).unwrap_or(0);
         plan.phdr = phdr.wrapping_add(plan.load_bias);
-        if let Err(e) = plan.apply_bias(&index) {
+        if let Err(e) = plan.apply_bias(|n| load_index(table, phnum, n)) {
             return Ok(plan.failing(e));
         }
         Ok(plan)
@@ -947,22 +961,27 @@ impl LoadPlan {
         Ok(base.wrapping_sub(page_down(first)))
     }
 
-    /// Add the bias to every address and check the segments against TASK_SIZE.
-    fn apply_bias(&mut self, indices: &[u64]) -> Result<(), ElfError<'static>> {
+    /// Add the bias to every address and check the segments against
+    /// TASK_SIZE. `index_of` gives the program header index of the n-th
+    /// segment, asked only for the error (nothing is kept per segment for it).
+    fn apply_bias(&mut self, index_of: impl Fn(usize) -> u64) -> Result<(), ElfError<'static>> {
         let bias = self.load_bias;
-        for (seg, &index) in self.segs[..self.nsegs].iter_mut().zip(indices) {
+        for (n, seg) in self.segs[..self.nsegs].iter_mut().enumerate() {
             seg.vaddr = seg.vaddr.wrapping_add(bias);
-            let end = seg.vaddr.checked_add(seg.memsz);
-            let end = end.ok_or(ElfError::AddressOverflow { index })?;
+            let Some(end) = seg.vaddr.checked_add(seg.memsz) else {
+                let index = index_of(n);
+                return Err(ElfError::AddressOverflow { index });
+            };
             if end > TASK_SIZE {
                 return Err(ElfError::BeyondTaskSize {
-                    index,
+                    index: index_of(n),
                     start: seg.vaddr,
                     end,
                 });
             }
             if seg.memsz > 0 && seg.map_start() < MMAP_MIN_ADDR {
                 let start = seg.vaddr;
+                let index = index_of(n);
                 return Err(ElfError::BelowMmapMinAddr { index, start });
             }
         }

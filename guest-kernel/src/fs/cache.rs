@@ -224,17 +224,21 @@ impl PageCache {
         Ok((self.inodes.len() - 1) as u16)
     }
 
-    /// Add the boot program's image (`len` bytes at `phys`, page aligned).
-    pub fn add_image(&mut self, info: FileInfo, path: &[u8], phys: u64) -> KResult<u16> {
+    /// Add the boot program's image (`size` bytes at `phys`, page
+    /// aligned). Its `path` is borrowed, not copied: it lies in the argument
+    /// block, which nothing writes for the whole run. Its host identity is
+    /// unknown (device and inode 0) until [`Self::set_key`] gives it and
+    /// lists it by that key: no host file is found as the image before.
+    pub fn add_image(&mut self, size: u64, path: &'static [u8], phys: u64) -> KResult<u16> {
         if phys & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         let id = self.slot()?;
         self.inodes[usize::from(id)] = Some(Inode {
-            key: info.key,
-            size: info.size,
-            mtime: info.mtime,
-            path: Cow::Owned(path.to_vec()),
+            key: InodeKey { dev: 0, ino: 0 },
+            size,
+            mtime: (0, 0),
+            path: Cow::Borrowed(path),
             image: Some(phys),
             special: false,
             pages: PageIndex::default(),
@@ -242,7 +246,6 @@ impl PageCache {
             users: 1,
             writers: 0,
         });
-        self.by_key.insert(info.key, id);
         Ok(id)
     }
 
@@ -698,12 +701,15 @@ mod tests {
         assert_eq!(runs[0], None);
         assert!(runs[2].is_some());
 
-        let info = FileInfo {
-            key: InodeKey { dev: 8, ino: 43 },
-            size: 3 * PAGE_SIZE + 5,
-            mtime: (1, 2),
-        };
-        let img = cache.add_image(info, b"/img", 0x40_0000).unwrap();
+        let img = cache
+            .add_image(3 * PAGE_SIZE + 5, b"/img", 0x40_0000)
+            .unwrap();
+        let listed = cache.by_key.values().any(|&v| v == img);
+        assert!(!listed, "its identity is not known yet");
+        let key = InodeKey { dev: 8, ino: 43 };
+        cache.set_key(img, key);
+        assert_eq!(cache.by_key.get(&key), Some(&img));
+        assert_eq!(cache.get(img).unwrap().key, key);
         let ino = cache.get(img).unwrap();
         assert_eq!(ino.resident_run(1, 100), Some((0x40_1000, 3)));
         assert_eq!(ino.resident_run(1, 2), Some((0x40_1000, 2)));

@@ -258,6 +258,22 @@ impl FdTable {
         }
     }
 
+    /// A table of `files` at fds 0, 1 and 2 (a first process's stdio)
+    /// under `limit`: one allocation of the exact size, where three
+    /// installs cost a growth of the table.
+    pub fn stdio(files: [FileRef; 3], limit: (u64, u64)) -> FdTable {
+        let fd = |file| {
+            Some(Fd {
+                file,
+                cloexec: false,
+            })
+        };
+        FdTable {
+            fds: Vec::from(files.map(fd)),
+            limit,
+        }
+    }
+
     /// The fd `fd`.
     pub fn get(&self, fd: u64) -> KResult<&Fd> {
         let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
@@ -377,6 +393,19 @@ mod tests {
         assert_eq!(t.alloc(file(), true), Ok(1));
         assert!(t.get(1).unwrap().cloexec);
         assert_eq!(t.alloc_from(10, file(), false), Ok(10));
+        assert_eq!(t.alloc(file(), false), Ok(3));
+    }
+
+    #[test]
+    fn a_stdio_table_holds_fds_0_to_2_and_allocates_from_3() {
+        let files = [file(), file(), file()];
+        let mut t = FdTable::stdio(files.clone(), (64, 128));
+        assert_eq!(t.limit, (64, 128));
+        assert_eq!(t.fds().map(|(n, _)| n).collect::<Vec<_>>(), [0, 1, 2]);
+        for (n, f) in files.iter().enumerate() {
+            let fd = t.get(n as u64).unwrap();
+            assert!(Rc::ptr_eq(&fd.file, f) && !fd.cloexec);
+        }
         assert_eq!(t.alloc(file(), false), Ok(3));
     }
 

@@ -116,6 +116,34 @@ pub fn is_normal(path: &[u8]) -> bool {
     !(len == dots && len <= 2)
 }
 
+/// The last component of `path`: what follows its last `/` (all of it if
+/// none). The search runs from the end eight bytes at a time (a byte loop
+/// costs seven instructions per byte of a name like `hello_static`), the
+/// few bytes at the front one at a time.
+pub fn basename(path: &[u8]) -> &[u8] {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const SLASHES: u64 = u64::from_le_bytes([b'/'; 8]);
+    let mut end = path.len();
+    while let Some(word) = end.checked_sub(8).and_then(|s| path.get(s..end)) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w) ^ SLASHES;
+        // The high bit of each byte that is zero in `x` (a `/` in the
+        // word), without the borrows of the shorter test that would also
+        // flag a byte above a zero one.
+        let slashes = !(((x & !HIGH) + !HIGH) | x) & HIGH;
+        if slashes != 0 {
+            let last = 7 - slashes.leading_zeros() as usize / 8;
+            return &path[end - 8 + last + 1..];
+        }
+        end -= 8;
+    }
+    let head = &path[..end];
+    head.iter()
+        .rposition(|&b| b == b'/')
+        .map_or(path, |i| &path[i + 1..])
+}
+
 /// Join `rel` onto directory `dir` (both guest paths).
 pub fn join(dir: &[u8], rel: &[u8]) -> Vec<u8> {
     if rel.first() == Some(&b'/') {
@@ -165,6 +193,45 @@ pub fn served_locally(cwd: &[u8], path: &[u8]) -> Option<(Vec<u8>, Served)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basename_is_what_follows_the_last_slash() {
+        let cases: [(&[u8], &[u8]); 12] = [
+            (b"", b""),
+            (b"hello", b"hello"),
+            (b"/", b""),
+            (b"/a", b"a"),
+            (b"a/", b""),
+            (b"/bin/busybox", b"busybox"),
+            (
+                b"/work/target/release/build/out/hello_static",
+                b"hello_static",
+            ),
+            (b"/a/.hidden", b".hidden"),
+            (b"/a/./b//c", b"c"),
+            (b"/x/01234567", b"01234567"),
+            (b"/x/0123456/", b""),
+            (
+                b"no_slash_but_longer_than_sixteen",
+                b"no_slash_but_longer_than_sixteen",
+            ),
+        ];
+        for (p, want) in cases {
+            assert_eq!(basename(p), want, "{p:?}");
+        }
+        // Every position of the last slash against the word boundaries,
+        // with bytes around it that the shorter zero-byte test misreads.
+        for len in 0..40 {
+            for at in 0..len {
+                let mut p: Vec<u8> = (0..len)
+                    .map(|i| [b'.', 0x01, 0xaf, 0x30, b'x'][i % 5])
+                    .collect();
+                p[at] = b'/';
+                let want = &p[p.iter().rposition(|&b| b == b'/').unwrap() + 1..];
+                assert_eq!(basename(&p), want, "{p:?}");
+            }
+        }
+    }
 
     #[test]
     fn normalize_removes_dots_and_stops_at_root() {

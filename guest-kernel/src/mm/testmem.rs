@@ -127,12 +127,9 @@ impl Fixture {
         let kernel_root = 0x1000;
         mem.write_u64(kernel_root + 511 * 8, 0x3000 | 3);
         let mut cache = crate::fs::cache::PageCache::new();
-        let info = crate::fs::cache::FileInfo {
-            key: crate::fs::cache::InodeKey { dev: 1, ino: 1 },
-            size: Self::FILE_LEN,
-            mtime: (0, 0),
-        };
-        cache.add_image(info, b"/file", Self::FILE_PHYS).unwrap();
+        cache
+            .add_image(Self::FILE_LEN, b"/file", Self::FILE_PHYS)
+            .unwrap();
         let frames = crate::mm::frame::FrameAllocator::new(Self::FRAMES_START, 64 << 20);
         Self {
             mem,

@@ -300,13 +300,16 @@ impl Process {
         to.holds_group = true;
     }
 
-    /// Give the process fds 0, 1 and 2: the host's stdio. Fd 2 goes in
-    /// first, so that the fd table grows once.
+    /// Give the process, which has no fds yet, fds 0, 1 and 2: the
+    /// host's stdio.
     pub fn init_stdio(&mut self) {
-        for (k, flags) in [(2u8, o::WRONLY), (1, o::WRONLY), (0, o::RDONLY)] {
-            let f = OpenFile::new(Node::Stdio(k), flags);
-            let _ = self.fds.install_at(u64::from(k), f, false);
-        }
+        let stdio = |k, flags| OpenFile::new(Node::Stdio(k), flags);
+        let files = [
+            stdio(0, o::RDONLY),
+            stdio(1, o::WRONLY),
+            stdio(2, o::WRONLY),
+        ];
+        self.fds = FdTable::stdio(files, self.fds.limit);
         if self.cwd.is_empty() {
             self.cwd = b"/".to_vec();
         }

@@ -446,7 +446,7 @@ fn name_process<M: PhysMem, H: HostIo>(
     };
     let p = &mut *cx.p;
     p.set_exe(exe);
-    let base = exe.rsplit(|&b| b == b'/').next().unwrap_or(b"");
+    let base = path::basename(exe);
     p.comm = [0; 16];
     p.comm[..base.len().min(15)].copy_from_slice(&base[..base.len().min(15)]);
 }

@@ -439,6 +439,28 @@ fn pie_pushed_beyond_task_size_by_bias_is_rejected() {
 }
 
 #[test]
+fn a_late_error_names_the_segment_by_its_program_header_index() {
+    let phs = [
+        other(PT_GNU_STACK, PF_R | PF_W, 0, 0, 0),
+        load(PF_R, 0, 0x400000, 0x200, 0x200),
+        other(PT_PHDR, PF_R, 0x40, 0x400040, 0x38),
+        load(PF_R | PF_X, 0x1000, 0x1000, 0x100, 0x100),
+    ];
+    let e = late(&image(ET_EXEC, 0, &phs));
+    assert_eq!(msg(e), "segment 3: 0x1000 is below mmap_min_addr 0x10000");
+    let phs = [
+        other(PT_GNU_STACK, PF_R | PF_W, 0, 0, 0),
+        load(PF_R, 0, 0, 0x400, 0x400),
+        load(PF_R, 0x1000, 0x1000, 0x200, 0x3000_0000_0000),
+        other(PT_INTERP, PF_R, 0x300, 0x300, 11),
+    ];
+    let mut b = image(ET_DYN, 0x1000, &phs);
+    b[0x300..0x30b].copy_from_slice(b"/lib/ld.so\0");
+    let want = "segment 2: [0x555555555000, 0x855555555000) reaches beyond user space";
+    assert!(err_msg(&b).starts_with(want), "{}", err_msg(&b));
+}
+
+#[test]
 fn address_overflow_is_rejected() {
     let phs = [load(PF_R, 0, 0xffff_ffff_ffff_f000, 0x100, 0x2000)];
     assert_eq!(prog_msg(ET_EXEC, &phs), "segment 0: address overflow");
