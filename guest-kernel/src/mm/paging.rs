@@ -1262,6 +1262,10 @@ fn trace_run<M: PhysMem>(
     }
 }
 
+/// Whether `va` and `pa` can be mapped with a leaf of `size`; in line, as
+/// every map's first step (a call and its result cost as much as the
+/// checks).
+#[inline(always)]
 fn check_map_args(va: u64, pa: u64, size: PageSize) -> Result<(), MapError> {
     if !is_canonical(va) {
         return Err(MapError::NonCanonical(va));
