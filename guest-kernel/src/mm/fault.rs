@@ -907,9 +907,21 @@ impl Mm {
 
 /// The page-cache frame holding file offset `off` (page aligned) of
 /// `file`; a page that cannot be read is SIGBUS as in Linux (reported as
-/// the fault's SIGSEGV until signals carry codes), no memory is OOM.
+/// the fault's SIGSEGV until signals carry codes), no memory is OOM. A
+/// resident page is found here, with no call to the cache's reads;
+/// [`cache_fill`] reads the others.
+#[inline(never)]
 fn cache_page<M: PhysMem>(env: &mut MmEnv<'_, M>, file: u16, off: u64) -> Result<u64, FaultError> {
     let idx = off / PAGE_SIZE;
+    match env.cache.get(file).and_then(|ino| ino.resident(idx)) {
+        Some(frame) => Ok(frame),
+        None => cache_fill(env, file, idx),
+    }
+}
+
+/// [`cache_page`] for page `idx` not in RAM: read from the host.
+#[inline(never)]
+fn cache_fill<M: PhysMem>(env: &mut MmEnv<'_, M>, file: u16, idx: u64) -> Result<u64, FaultError> {
     env.cache
         .page(env.mem, env.frames, &mut *env.host, file, idx)
         .map_err(|e| match e {
@@ -1341,6 +1353,40 @@ mod tests {
         let out = fault(&mut mm, &mut fx, 0x40_0000, U).unwrap();
         assert_eq!(out.pages_mapped, 10, "page 10 holds the end of the file");
         assert!(mm.pt.translate(&fx.mem, 0x40_a000).is_none());
+    }
+
+    #[test]
+    fn file_page_not_in_ram_that_cannot_be_read_is_a_segv_and_keeps_no_frame() {
+        let (mut fx, mut mm) = setup();
+        let info = crate::fs::cache::FileInfo {
+            key: crate::fs::cache::InodeKey { dev: 1, ino: 2 },
+            size: 4 * PAGE_SIZE,
+            mtime: (0, 0),
+        };
+        let (id, _) = fx
+            .cache
+            .attach(&mut fx.mem, &mut fx.frames, info, b"/other", None)
+            .unwrap();
+        let mut v = file_vma(0x80_0000, 4, Prot::RW, 0, u64::MAX);
+        v.backing = Backing::File {
+            file: id,
+            offset: 0,
+            data_end: u64::MAX,
+        };
+        mm.vmas.insert(v).unwrap();
+        let frames = fx.frames.in_use();
+        for ec in [U, UW] {
+            let got = fault(&mut mm, &mut fx, 0x80_1000, ec);
+            assert_eq!(got, Err(FaultError::Segv(SegvCode::MapErr)));
+        }
+        assert!(mm.pt.translate(&fx.mem, 0x80_1000).is_none());
+        assert_eq!(fx.frames.in_use(), frames, "no frame kept");
+        // The resident image pages still map from RAM.
+        mm.vmas
+            .insert(file_vma(0x40_0000, 2, Prot::READ, 0, u64::MAX))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x40_1000, U).unwrap();
+        assert_eq!((out.kind, out.frame), (FaultKind::FileMapped, FP + 0x1000));
     }
 
     #[test]

@@ -997,7 +997,10 @@ impl PageTable {
 
     /// Walk down to the table at `level` for `va`, creating tables; returns
     /// it, the entry pointing to it, and whether it was just created (so
-    /// all its entries are zero).
+    /// all its entries are zero). A table of 4 KiB leaves is the last table
+    /// if that covers `va` (no walk: a remembered table is not fresh), and
+    /// is remembered after a walk.
+    #[inline(always)]
     fn walk_create<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -1005,6 +1008,11 @@ impl PageTable {
         va: u64,
         level: u32,
     ) -> Result<(u64, u64, bool), MapError> {
+        if level == 1 {
+            if let Some((table, parent_pa)) = self.last_table(va) {
+                return Ok((table, parent_pa, false));
+            }
+        }
         let (mut table, mut parent_pa, mut fresh) = (self.root, 0, false);
         for l in (level + 1..=4).rev() {
             let entry_pa = table + index(va, l) * 8;
@@ -1019,6 +1027,9 @@ impl PageTable {
             }
             parent_pa = entry_pa;
             table = e & pte::ADDR_MASK;
+        }
+        if level == 1 {
+            self.remember_table(va, table, parent_pa);
         }
         Ok((table, parent_pa, fresh))
     }
@@ -1251,6 +1262,10 @@ fn trace_run<M: PhysMem>(
     }
 }
 
+/// Whether `va` and `pa` can be mapped with a leaf of `size`; in line, as
+/// every map's first step (a call and its result cost as much as the
+/// checks).
+#[inline(always)]
 fn check_map_args(va: u64, pa: u64, size: PageSize) -> Result<(), MapError> {
     if !is_canonical(va) {
         return Err(MapError::NonCanonical(va));
@@ -1430,6 +1445,104 @@ mod tests {
         pt.unmap_range(&mut mem, &mut fa, 0, 0x20_0000, |_, _, _| {})
             .unwrap();
         assert_eq!(pt.table_pages(), 1);
+    }
+
+    #[test]
+    fn maps_of_4k_pages_remember_their_table_and_use_it_until_it_is_freed() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map_pages(
+            &mut mem,
+            &mut fa,
+            0x40_1000,
+            0x10_0000,
+            2,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        let slot = pt.lookup(&mem, 0x40_1000).unwrap();
+        assert_eq!(
+            pt.last_table(0x40_5000),
+            Some((slot.entry_pa - 8, slot.parent_pa))
+        );
+        let frames = fa.in_use();
+        // The remembered table is not fresh: a used entry is kept.
+        let n = pt
+            .map_pages(
+                &mut mem,
+                &mut fa,
+                0x40_0000,
+                0x20_0000,
+                4,
+                PageSize::Size4K,
+                UF,
+            )
+            .unwrap();
+        assert_eq!(n, 2, "two of the four entries were used");
+        assert_eq!(pt.translate(&mem, 0x40_1000).unwrap().frame, 0x10_0000);
+        assert_eq!(pt.translate(&mem, 0x40_3000).unwrap().frame, 0x20_3000);
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x40_5000,
+            0x30_0000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        assert_eq!(
+            pt.map(
+                &mut mem,
+                &mut fa,
+                0x40_5000,
+                0x30_0000,
+                PageSize::Size4K,
+                UF
+            ),
+            Err(MapError::AlreadyMapped(0x40_5000))
+        );
+        assert_eq!(fa.in_use(), frames, "no table made in the region");
+        // A map elsewhere remembers its own table.
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x80_0000,
+            0x30_1000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        assert_eq!(pt.last_table(0x40_0000), None);
+        assert!(pt.last_table(0x80_0000).is_some());
+        // Freeing the table forgets it: a 2 MiB leaf may take the region,
+        // and a 4 KiB map there is then refused.
+        pt.unmap_range(&mut mem, &mut fa, 0x80_0000, 0xa0_0000, |_, _, _| {})
+            .unwrap();
+        assert_eq!(pt.last_table(0x80_0000), None);
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x80_0000,
+            0x40_0000,
+            PageSize::Size2M,
+            UF,
+        )
+        .unwrap();
+        assert_eq!(
+            pt.map_pages(
+                &mut mem,
+                &mut fa,
+                0x80_1000,
+                0x10_0000,
+                1,
+                PageSize::Size4K,
+                UF
+            ),
+            Err(MapError::HugeConflict(0x80_1000))
+        );
+        pt.unmap_range(&mut mem, &mut fa, 0, 0xa0_0000, |_, _, _| {})
+            .unwrap();
+        assert_eq!(pt.table_pages(), 1, "counts stayed exact");
     }
 
     #[test]
