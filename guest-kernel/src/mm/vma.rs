@@ -694,13 +694,7 @@ impl VmaSet {
             if v.start != reached || reached >= end {
                 break;
             }
-            let changed = Vma {
-                prot,
-                flags: accounted(v.flags, prot),
-                ..v
-            };
-            self.t.update(i, |a| *a = changed);
-            self.note(trace_kind::VMA_RESIZE, changed, 0);
+            self.reprotect(i, v, prot);
             reached = v.end;
             i += 1;
         }
@@ -731,15 +725,21 @@ impl VmaSet {
             self.split_area(i, mid, end)?;
             mid.end = end;
         }
+        self.reprotect(i, mid, prot);
+        self.merge_range(i.saturating_sub(1), i + 1);
+        Ok(())
+    }
+
+    /// Give area `i` (`v`) the protection `prot` (and the accounting that
+    /// goes with it), journaled as a resize.
+    fn reprotect(&mut self, i: usize, v: Vma, prot: Prot) {
         let changed = Vma {
             prot,
-            flags: accounted(mid.flags, prot),
-            ..mid
+            flags: accounted(v.flags, prot),
+            ..v
         };
         self.t.update(i, |a| *a = changed);
         self.note(trace_kind::VMA_RESIZE, changed, 0);
-        self.merge_range(i.saturating_sub(1), i + 1);
-        Ok(())
     }
 
     /// Where the areas running without a hole from the one holding
