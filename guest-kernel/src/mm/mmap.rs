@@ -279,7 +279,8 @@ impl Mm {
         if let Some(b) = self.brk_up(new, env.frames.total()) {
             return b;
         }
-        if new < self.start_brk || !self.brk_within_data_limit(new) {
+        // A lower break inside the heap (brk_up served the rest).
+        if !self.brk_within_data_limit(new) {
             return self.brk;
         }
         let (Some(old_top), Some(new_top)) = (page_align_up(self.brk), page_align_up(new)) else {
