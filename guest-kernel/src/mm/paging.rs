@@ -861,20 +861,12 @@ impl PageTable {
     }
 
     /// The page table (level 1) that maps `va`, if there is one (not a
-    /// 2 MiB leaf, nor nothing).
+    /// 2 MiB leaf, nor nothing): the last table, or [`Self::find_leaf_table`]'s.
     fn page_table_of<M: PhysMem>(&self, mem: &M, va: u64) -> Option<u64> {
-        if !is_canonical(va) || self.root == 0 {
-            return None;
+        match self.last_table(va) {
+            Some((table, _)) => Some(table),
+            None => self.find_leaf_table(mem, va)?.ok().map(|(table, _)| table),
         }
-        let mut table = self.root;
-        for level in [4, 3, 2] {
-            let e = mem.read_u64(table + index(va, level) * 8);
-            if !used(e) || e & pte::PS != 0 {
-                return None;
-            }
-            table = e & pte::ADDR_MASK;
-        }
-        Some(table)
     }
 
     /// Unmap every leaf in `[start, end)`, calling `on_leaf` for each (to
