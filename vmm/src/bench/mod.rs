@@ -91,7 +91,9 @@ options:
       --no-count      skip counting ring-0 instructions (single-stepping)
       --functions N   how many functions each `where:` line names, the
                       costliest first (default 6 for a row's loop, 8 for
-                      the phases of the exec row; 0: all of them)
+                      the phases of the exec rows; 0: all of them); given,
+                      the lines also show each function's instructions and
+                      the exec row names every entry after exec
       --only ROWS     run only these workloads (comma-separated row names,
                       e.g. `exec,getpid`; `anon_touch` also gives
                       `anon_total`)

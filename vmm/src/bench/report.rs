@@ -99,31 +99,33 @@ pub(super) fn ring0_detail(
         }
     }
     let total: u64 = window.iter().map(|e| e.insns).sum();
-    if let Some(top) = top_functions(&p.window_functions, total, shown.unwrap_or(6)) {
+    if let Some(top) = top_functions(&p.window_functions, total, (shown, 6)) {
         let _ = writeln!(text, "{:<16}   where: {top}", "");
     }
     (label, text)
 }
 
-/// The `n` functions that took the most of `total` instructions, with
-/// their shares (`Kernel::run 13%, PageTable::map 9%`); `None` if the
-/// profile is empty.
+/// The functions that took the most of `total` instructions, with their
+/// shares (`Kernel::run 13%, PageTable::map 9%`): `default` of the
+/// costliest, or as many as `--functions N` asked, then with each one's
+/// count too (`Kernel::run 13% (45)`); `None` if the profile is empty.
 pub(super) fn top_functions(
     functions: &BTreeMap<String, u64>,
     total: u64,
-    n: usize,
+    (shown, default): (Option<usize>, usize),
 ) -> Option<String> {
+    let n = shown.unwrap_or(default);
     let mut top: Vec<(&String, &u64)> = functions.iter().collect();
     top.sort_by(|a, b| b.1.cmp(a.1));
     let shown: Vec<String> = top
         .iter()
         .take(n)
         .map(|(f, count)| {
-            format!(
-                "{} {:.0}%",
-                short_name(f),
-                **count as f64 * 100.0 / total.max(1) as f64
-            )
+            let share = **count as f64 * 100.0 / total.max(1) as f64;
+            match shown {
+                Some(_) => format!("{} {share:.0}% ({count})", short_name(f)),
+                None => format!("{} {share:.0}%", short_name(f)),
+            }
         })
         .collect();
     (!shown.is_empty()).then(|| shown.join(", "))

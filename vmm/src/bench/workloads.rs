@@ -631,15 +631,18 @@ fn hello_detail(p: &StepProfile, detail: &mut String, shown: Option<usize>) {
         "",
         entry_kinds(&p.entries).join(", ")
     );
-    // The costliest system calls after exec, and the last entry (the exit).
+    // The costliest system calls after exec, and the last entry (the
+    // exit); with `--functions`, every entry in order.
     let mut calls: Vec<usize> = (0..p.entries.len())
-        .filter(|&i| p.entries[i].is_syscall())
+        .filter(|&i| shown.is_some() || p.entries[i].is_syscall())
         .collect();
-    calls.sort_by_key(|&i| std::cmp::Reverse(p.entries[i].insns));
-    calls.truncate(3);
-    if let Some(last) = p.entries.len().checked_sub(1) {
-        calls.retain(|&i| i != last);
-        calls.push(last);
+    if shown.is_none() {
+        calls.sort_by_key(|&i| std::cmp::Reverse(p.entries[i].insns));
+        calls.truncate(3);
+        if let Some(last) = p.entries.len().checked_sub(1) {
+            calls.retain(|&i| i != last);
+            calls.push(last);
+        }
     }
     for i in calls {
         let (e, functions) = (&p.entries[i], &p.entry_functions[i]);
@@ -670,7 +673,7 @@ fn where_line(
     total: u64,
     shown: Option<usize>,
 ) {
-    if let Some(top) = top_functions(functions, total, shown.unwrap_or(8)) {
+    if let Some(top) = top_functions(functions, total, (shown, 8)) {
         let _ = writeln!(detail, "{:<16}   {what} where: {top}", "");
     }
 }
@@ -866,6 +869,10 @@ pub(super) fn bench_exec_dynamic(
                     after.len(),
                     after.iter().map(|e| e.insns).sum::<u64>()
                 );
+                if let Some(n) = p.exec_insns {
+                    where_line(detail, "exec", &p.exec_functions, n, o.functions);
+                }
+                let mut at = 0;
                 for (when, entries) in [("before main", before), ("from main on", after)] {
                     let _ = writeln!(
                         detail,
@@ -873,6 +880,16 @@ pub(super) fn bench_exec_dynamic(
                         "",
                         entry_kinds(entries).join(", ")
                     );
+                    // Where the entries' instructions went, all together.
+                    let mut functions = BTreeMap::new();
+                    for f in &p.entry_functions[at..at + entries.len()] {
+                        for (name, n) in f {
+                            *functions.entry(name.clone()).or_insert(0) += n;
+                        }
+                    }
+                    at += entries.len();
+                    let total = entries.iter().map(|e| e.insns).sum();
+                    where_line(detail, when, &functions, total, o.functions);
                 }
             }
             Err(e) => {
