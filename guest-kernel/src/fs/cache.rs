@@ -57,6 +57,48 @@ impl PageIndex {
         self.pfns[i] = (frame / PAGE_SIZE) as u32;
     }
 
+    /// Record the `n` consecutive frames from `frame` for the pages from
+    /// `idx` (a fill's run: the index grows once, not per page).
+    pub fn insert_run(&mut self, idx: u64, frame: u64, n: u64) {
+        let (i, n) = (idx as usize, n as usize);
+        if i + n > self.pfns.len() {
+            self.pfns.resize(i + n, 0);
+        }
+        let pfn = (frame / PAGE_SIZE) as u32;
+        for (k, slot) in self.pfns[i..i + n].iter_mut().enumerate() {
+            self.count += usize::from(*slot == 0);
+            *slot = pfn + k as u32;
+        }
+    }
+
+    /// How many of the pages from `idx`, at most `max`, are not cached
+    /// (a fill reads them together).
+    pub fn absent_run(&self, idx: u64, max: u64) -> u64 {
+        let tail = self.pfns.get(idx as usize..).unwrap_or(&[]);
+        let held = tail.iter().take(max as usize).position(|&p| p != 0);
+        held.map_or(max, |k| k as u64)
+    }
+
+    /// The first cached page in `[idx, end)` and the run of physically
+    /// consecutive cached pages from it: its page index, first frame and
+    /// length. One pass over the index, whatever lies uncached before it.
+    pub fn next_run(&self, idx: u64, end: u64) -> Option<(u64, u64, u64)> {
+        let end = (end as usize).min(self.pfns.len());
+        let s = self.pfns.get(idx as usize..end)?;
+        let k = s.iter().position(|&p| p != 0)?;
+        let first = s[k];
+        let more = s[k + 1..]
+            .iter()
+            .zip(first + 1..)
+            .take_while(|&(&p, q)| p == q)
+            .count();
+        Some((
+            idx + k as u64,
+            u64::from(first) * PAGE_SIZE,
+            1 + more as u64,
+        ))
+    }
+
     /// Pages held.
     pub fn len(&self) -> usize {
         self.count
@@ -140,21 +182,16 @@ impl Inode {
         self.pages.get(idx)
     }
 
-    /// The longest run of physically consecutive resident pages from page
-    /// `idx`, at most `max` pages: its first frame and length (`None` if
-    /// page `idx` is not resident). A file lying in RAM whole is one run.
-    pub fn resident_run(&self, idx: u64, max: u64) -> Option<(u64, u64)> {
+    /// The first resident page in `[idx, end)` and the run of physically
+    /// consecutive resident pages from it: its page index, first frame and
+    /// length (`None` if no page there is resident). A file lying in RAM
+    /// whole is one run.
+    pub fn next_resident_run(&self, idx: u64, end: u64) -> Option<(u64, u64, u64)> {
         if let Some(base) = self.image {
-            let off = idx.checked_mul(PAGE_SIZE)?;
-            let left = self.size.checked_sub(off).filter(|&l| l > 0)?;
-            return Some((base + off, left.div_ceil(PAGE_SIZE).min(max)));
+            let end = end.min(self.size.div_ceil(PAGE_SIZE));
+            return (idx < end).then(|| (idx, base + idx * PAGE_SIZE, end - idx));
         }
-        let pa = self.pages.get(idx)?;
-        let mut n = 1;
-        while n < max && self.pages.get(idx + n) == Some(pa + n * PAGE_SIZE) {
-            n += 1;
-        }
-        Some((pa, n))
+        self.pages.next_run(idx, end)
     }
 
     /// Pages held in RAM.
@@ -416,15 +453,16 @@ impl PageCache {
             return Err(Errno::EIO);
         }
         let handle = ino.handle.ok_or(Errno::EIO)?;
-        let mut n = 1;
-        while n < READAHEAD_PAGES && idx + n < pages_in_file && ino.resident(idx + n).is_none() {
-            n += 1;
-        }
+        let max = READAHEAD_PAGES.min(pages_in_file - idx);
+        let n = ino.pages.absent_run(idx, max).max(1);
         self.fill(mem, frames, host, id, handle, idx, n)?;
         self.get(id).and_then(|i| i.resident(idx)).ok_or(Errno::EIO)
     }
 
-    /// Read pages `[idx, idx + n)` of `id` from the host into new frames.
+    /// Read pages `[idx, idx + n)` of `id` from the host into new frames:
+    /// runs of consecutive frames where the allocator has them (one host
+    /// piece and one index update each, and the fault-around maps a run
+    /// in one pass), single frames from its free list.
     #[allow(clippy::too_many_arguments)]
     fn fill<M: PhysMem>(
         &mut self,
@@ -437,48 +475,65 @@ impl PageCache {
         n: u64,
     ) -> KResult<()> {
         let mut iov = [IoVec::default(); READAHEAD_PAGES as usize];
-        let mut got = 0;
-        for (k, v) in iov.iter_mut().enumerate().take(n as usize) {
-            let Some(pa) = frames.alloc_uninit(mem) else {
+        // Whether each piece is a run (its frames never held data).
+        let mut clean = [false; READAHEAD_PAGES as usize];
+        let (mut pieces, mut got) = (0, 0);
+        while got < n {
+            let Some((pa, k, fresh)) = frames.alloc_run_uninit(mem, n - got) else {
                 break;
             };
-            *v = IoVec {
+            iov[pieces] = IoVec {
                 phys: pa,
-                len: PAGE_SIZE,
+                len: k * PAGE_SIZE,
             };
-            got = k + 1;
+            clean[pieces] = fresh;
+            pieces += 1;
+            got += k;
         }
         if got == 0 {
             return Err(Errno::ENOMEM);
         }
-        let iov = &iov[..got];
-        let read = host::pread(host, handle, idx * PAGE_SIZE, iov);
-        let read = match read {
+        let iov = &iov[..pieces];
+        let read = match host::pread(host, handle, idx * PAGE_SIZE, iov) {
             Ok(r) => r,
             Err(e) => {
                 for v in iov {
-                    frames.free(mem, v.phys);
+                    for k in 0..v.len / PAGE_SIZE {
+                        frames.free(mem, v.phys + k * PAGE_SIZE);
+                    }
                 }
                 return Err(e);
             }
         };
         self.fills += 1;
         let ino = self.get_mut(id)?;
-        let whole = read / PAGE_SIZE;
-        let part = read % PAGE_SIZE;
-        for (k, v) in iov.iter().enumerate() {
-            let k = k as u64;
-            if k > whole || (k == whole && part == 0) {
-                frames.free(mem, v.phys);
-                continue;
+        // Pages holding file data; the last may be partial.
+        let keep = read.div_ceil(PAGE_SIZE);
+        let mut at = 0;
+        for (v, &fresh) in iov.iter().zip(&clean) {
+            let len = v.len / PAGE_SIZE;
+            let kept = keep.saturating_sub(at).min(len);
+            if kept < len {
+                // Past the end of what was read: untouched, and still zero
+                // if the run was.
+                let rest = v.phys + kept * PAGE_SIZE;
+                if fresh {
+                    frames.give_back_run_end(mem, rest, len - kept);
+                } else {
+                    (0..len - kept).for_each(|k| _ = frames.free(mem, rest + k * PAGE_SIZE));
+                }
             }
-            if k == whole {
-                mem.zero(v.phys + part, PAGE_SIZE - part);
+            if kept > 0 {
+                let part = read % PAGE_SIZE;
+                if at + kept == keep && part != 0 && !fresh {
+                    mem.zero(v.phys + (kept - 1) * PAGE_SIZE + part, PAGE_SIZE - part);
+                }
+                frames.set_cache_run(mem, v.phys, kept, true);
+                ino.pages.insert_run(idx + at, v.phys, kept);
             }
-            frames.set_cache(mem, v.phys, true);
-            ino.pages.insert(idx + k, v.phys);
+            at += len;
         }
-        self.pages_read += read.div_ceil(PAGE_SIZE);
+        self.pages_read += keep;
         if read == 0 {
             return Err(Errno::EIO);
         }
@@ -663,7 +718,9 @@ mod tests {
         let f = cache.page(&mut mem, &mut frames, &mut host, id, 2).unwrap();
         assert_eq!(host.calls.len(), 1);
         let (o, off, iov) = &host.calls[0];
-        assert_eq!((*o, *off, iov.len()), (op::PREAD, 2 * PAGE_SIZE, 8));
+        assert_eq!((*o, *off), (op::PREAD, 2 * PAGE_SIZE));
+        assert_eq!(iov.len(), 1, "eight never-used frames in one run");
+        assert_eq!((iov[0].phys, iov[0].len), (f, 8 * PAGE_SIZE));
         assert!(frames.is_cache(&mem, f) && !frames.is_private(&mem, f));
         for idx in 2..10 {
             cache
@@ -679,28 +736,83 @@ mod tests {
     }
 
     #[test]
-    fn resident_runs_follow_consecutive_frames_and_stop_at_a_gap_or_max() {
-        let (mut mem, mut frames, mut cache, mut host, id) = setup(20 * PAGE_SIZE);
-        cache.page(&mut mem, &mut frames, &mut host, id, 2).unwrap();
-        let ino = cache.get(id).unwrap();
-        let runs: Vec<_> = (0..12).map(|i| ino.resident_run(i, 4)).collect();
-        for (i, r) in runs.iter().enumerate() {
-            let i = i as u64;
-            let Some((pa, n)) = *r else {
-                assert_eq!(ino.resident(i), None, "page {i}");
-                continue;
-            };
-            assert_eq!(Some(pa), ino.resident(i));
-            assert!((1..=4).contains(&n));
-            for k in 0..n {
-                assert_eq!(ino.resident(i + k), Some(pa + k * PAGE_SIZE));
-            }
-            let longer = ino.resident(i + n) == Some(pa + n * PAGE_SIZE);
-            assert!(n == 4 || !longer, "page {i}: the run stops early");
-        }
-        assert_eq!(runs[0], None);
-        assert!(runs[2].is_some());
+    fn the_index_finds_absent_pages_and_the_next_run_of_consecutive_frames() {
+        let mut ix = PageIndex::default();
+        ix.insert_run(2, 0x10_0000, 3);
+        ix.insert(5, 0x20_0000);
+        ix.insert_run(6, 0x20_1000, 2);
+        assert_eq!(ix.len(), 6);
+        ix.insert_run(3, 0x10_1000, 1);
+        assert_eq!(ix.len(), 6, "a page recorded again is not counted again");
+        assert_eq!(ix.absent_run(0, 64), 2);
+        assert_eq!(ix.absent_run(0, 1), 1);
+        assert_eq!(ix.absent_run(2, 64), 0);
+        assert_eq!(ix.absent_run(8, 64), 64, "past the index: all absent");
+        // From a gap: the run starts at the first cached page.
+        assert_eq!(ix.next_run(0, 100), Some((2, 0x10_0000, 3)));
+        // A gap in the frames ends a run; consecutive frames go on.
+        assert_eq!(ix.next_run(3, 100), Some((3, 0x10_1000, 2)));
+        assert_eq!(ix.next_run(5, 100), Some((5, 0x20_0000, 3)));
+        assert_eq!(
+            ix.next_run(5, 7),
+            Some((5, 0x20_0000, 2)),
+            "the end bounds it"
+        );
+        assert_eq!(ix.next_run(8, 100), None);
+        assert_eq!(ix.next_run(0, 2), None);
+    }
 
+    #[test]
+    fn a_fill_takes_runs_and_zeroes_only_a_used_frames_tail() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(PAGE_SIZE + 100);
+        // Two frames that held data go to the free list, which a fill
+        // takes first, one frame at a time.
+        let a = frames.alloc_zeroed(&mut mem).unwrap();
+        let b = frames.alloc_zeroed(&mut mem).unwrap();
+        mem.fill(a, PAGE_SIZE, 0xaa);
+        mem.fill(b, PAGE_SIZE, 0xbb);
+        frames.free(&mut mem, a);
+        frames.free(&mut mem, b);
+        cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
+        let ino = cache.get(id).unwrap();
+        assert_eq!((ino.resident(0), ino.resident(1)), (Some(b), Some(a)));
+        assert_eq!(host.calls[0].2.len(), 2);
+        // The last page holds 100 bytes of the file: the rest is zeroed.
+        assert_eq!(
+            mem.byte(a + 99),
+            0xaa,
+            "the file's bytes (as the host left them)"
+        );
+        assert_eq!(mem.byte(a + 100), 0);
+        assert_eq!(mem.byte(a + PAGE_SIZE - 1), 0);
+        assert_eq!(mem.zero_calls, 1);
+    }
+
+    #[test]
+    fn pages_the_host_did_not_fill_go_back_to_the_allocator() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(4 * PAGE_SIZE);
+        // The file shrank on the host: only 1 page and 10 bytes come back.
+        host.size = PAGE_SIZE + 10;
+        let before = frames.in_use();
+        let f = cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
+        assert_eq!(host.calls[0].2[0].len, 4 * PAGE_SIZE);
+        assert_eq!(cache.get(id).unwrap().cached_pages(), 2);
+        assert_eq!(frames.in_use(), before + 2);
+        assert_eq!(mem.zero_calls, 0, "never-used frames are zero already");
+        assert_eq!(
+            frames.alloc_uninit(&mut mem),
+            Some(f + 2 * PAGE_SIZE),
+            "the unread end went back to the bump"
+        );
+        assert_eq!(
+            cache.page(&mut mem, &mut frames, &mut host, id, 3),
+            Err(Errno::EIO)
+        );
+    }
+
+    #[test]
+    fn a_file_in_ram_is_one_resident_run() {
+        let (_, _, mut cache, _, _) = setup(PAGE_SIZE);
         let img = cache
             .add_image(3 * PAGE_SIZE + 5, b"/img", 0x40_0000)
             .unwrap();
@@ -711,20 +823,24 @@ mod tests {
         assert_eq!(cache.by_key.get(&key), Some(&img));
         assert_eq!(cache.get(img).unwrap().key, key);
         let ino = cache.get(img).unwrap();
-        assert_eq!(ino.resident_run(1, 100), Some((0x40_1000, 3)));
-        assert_eq!(ino.resident_run(1, 2), Some((0x40_1000, 2)));
-        assert_eq!(ino.resident_run(3, 100), Some((0x40_3000, 1)));
-        assert_eq!(ino.resident_run(4, 100), None);
+        assert_eq!(ino.next_resident_run(1, 100), Some((1, 0x40_1000, 3)));
+        assert_eq!(ino.next_resident_run(1, 3), Some((1, 0x40_1000, 2)));
+        assert_eq!(ino.next_resident_run(3, 100), Some((3, 0x40_3000, 1)));
+        assert_eq!(ino.next_resident_run(4, 100), None);
     }
 
     #[test]
     fn readahead_stops_at_the_file_end_and_zeroes_the_last_page_tail() {
         let (mut mem, mut frames, mut cache, mut host, id) = setup(PAGE_SIZE + 100);
         let f = cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
-        assert_eq!(host.calls[0].2.len(), 2);
+        let iov = &host.calls[0].2;
+        assert_eq!((iov.len(), iov[0].len), (1, 2 * PAGE_SIZE));
         let last = cache.get(id).unwrap().resident(1).unwrap();
-        assert_ne!(f, last);
-        assert!(mem.zero_calls >= 1, "the tail past byte 100 is zeroed");
+        assert_eq!(last, f + PAGE_SIZE);
+        // Never-used frames: the tail past byte 100 is zero already (a
+        // used frame's is zeroed, as the test above shows).
+        assert_eq!(mem.byte(last + 100), 0);
+        assert_eq!(mem.zero_calls, 0);
     }
 
     #[test]

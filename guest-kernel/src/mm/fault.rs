@@ -43,12 +43,18 @@ pub mod pf {
     pub const INSTR: u64 = 1 << 4;
 }
 
-/// Pages mapped around a file read fault (Linux's `fault_around_bytes`,
-/// 64 KiB by default there). A fault costs hundreds of emulated ring-0
-/// instructions where ring 0 is emulated, a page-cache PTE about ten, so
-/// vmrun maps up to 1 MiB of already-resident file pages per fault: the
-/// static glibc hello takes 14 faults instead of 22.
+/// Pages mapped around a read fault on the boot program's image (Linux's
+/// `fault_around_bytes`, 64 KiB by default there). A fault costs hundreds
+/// of emulated ring-0 instructions where ring 0 is emulated, a PTE of a
+/// file lying in RAM whole about three, so vmrun maps up to 1 MiB of it
+/// per fault: the static glibc hello takes 14 faults instead of 22.
 pub const FAULT_AROUND_PAGES: u64 = 256;
+/// Pages mapped around a read fault on a host file: one readahead
+/// ([`crate::fs::cache::READAHEAD_PAGES`]). Its resident pages are found
+/// and mapped at about ten instructions each, so a wider window maps more
+/// pages a program never touches than it saves faults (a dynamic hello:
+/// 256 pages cost 27,000 more instructions to its exit than 64).
+pub const HOST_FAULT_AROUND_PAGES: u64 = 64;
 
 /// Pages an anonymous fault maps at once where the area allows
 /// ([`FaultSize::Block64K`] and [`FaultSize::Huge2M`]): a 64 KiB block, as
@@ -836,7 +842,8 @@ impl Mm {
 
     /// Map the page-cache page at `va` read-only (reading it from the host
     /// if needed), with the resident whole-data pages of its aligned
-    /// [`FAULT_AROUND_PAGES`] window that are not mapped yet.
+    /// window ([`FAULT_AROUND_PAGES`], [`HOST_FAULT_AROUND_PAGES`] for a
+    /// host file) that are not mapped yet.
     fn map_file_around<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
@@ -847,7 +854,11 @@ impl Mm {
     ) -> Result<FaultOutcome, FaultError> {
         let off_of = |a: u64| v.file_offset(a).unwrap_or(0);
         let frame = cache_page(env, file, off_of(va))?;
-        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
+        let pages = match env.cache.get(file).is_some_and(|i| i.is_image()) {
+            true => FAULT_AROUND_PAGES,
+            false => HOST_FAULT_AROUND_PAGES,
+        };
+        let window = pages * PAGE_SIZE;
         let data_top = v.start + (data_end - off_of(v.start)) / PAGE_SIZE * PAGE_SIZE;
         let from = (va & !(window - 1)).max(v.start);
         let to = (from + window)
@@ -857,21 +868,20 @@ impl Mm {
         let flags = user_pte_flags(v.prot, false);
         let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
         let mut mapped = 0;
-        let mut a = from;
-        while a < to {
-            let left = (to - a) / PAGE_SIZE;
-            let Some((pa, n)) = ino.resident_run(off_of(a) / PAGE_SIZE, left) else {
-                a += PAGE_SIZE;
-                continue;
-            };
+        // The window's file pages; each pass maps the next resident run.
+        let first = off_of(from) / PAGE_SIZE;
+        let end = first + (to - from) / PAGE_SIZE;
+        let mut at = first;
+        while let Some((idx, pa, n)) = ino.next_resident_run(at, end) {
             // The window lies in one page table (it ends at the 2 MiB
             // boundary), so map_pages covers the whole run, skipping pages
             // already mapped.
+            let a = from + (idx - first) * PAGE_SIZE;
             mapped += self
                 .pt
                 .map_pages(env.mem, env.frames, a, pa, n, PageSize::Size4K, flags)
                 .map_err(oom)?;
-            a += n * PAGE_SIZE;
+            at = idx + n;
         }
         let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
         out.pages_mapped = mapped;

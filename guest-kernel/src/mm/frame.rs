@@ -288,6 +288,48 @@ impl FrameAllocator {
         Some(self.count(pa, 1))
     }
 
+    /// Up to `max` physically consecutive 4 KiB frames with unspecified
+    /// content, for a page-cache fill: one frame from the free list while
+    /// it holds any (reused frames first, as [`Self::alloc_uninit`]), else
+    /// a run from the carve region or the 4 KiB bump. With the run's
+    /// length and whether its frames are known to be zero (never used).
+    pub fn alloc_run_uninit<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        max: u64,
+    ) -> Option<(u64, u64, bool)> {
+        if self.free_4k != NIL || max <= 1 {
+            let (pa, dirty) = match self.take_reused(mem) {
+                Some(r) => r,
+                None => (self.take_clean()?, false),
+            };
+            return Some((self.count(pa, 1), 1, !dirty));
+        }
+        if self.carve.is_empty() && self.free_huge != NIL {
+            let pa = self.free_huge;
+            self.free_huge = mem.read_u64(pa);
+            self.carve = Carve {
+                next: pa,
+                end: pa + HUGE_PAGE_SIZE,
+                dirty: true,
+            };
+        }
+        let (pa, n, clean) = if !self.carve.is_empty() {
+            let n = max.min((self.carve.end - self.carve.next) / PAGE_SIZE);
+            let pa = self.carve.next;
+            self.carve.next += n * PAGE_SIZE;
+            (pa, n, !self.carve.dirty)
+        } else if self.fresh_lo < self.fresh_hi {
+            let n = max.min((self.fresh_hi - self.fresh_lo) / PAGE_SIZE);
+            let pa = self.fresh_lo;
+            self.fresh_lo += n * PAGE_SIZE;
+            (pa, n, true)
+        } else {
+            return None;
+        };
+        Some((self.count(pa, n), n, clean))
+    }
+
     /// `n` physically consecutive zero-filled 4 KiB frames (a 64 KiB block
     /// for an anonymous fault): from a carve region or the 4 KiB bump that
     /// still holds `n` frames, or from a free huge frame carved for it;
@@ -466,6 +508,25 @@ mod tests {
         assert_eq!(fa.in_use(), 9 + 13);
         let reused = fa.alloc_uninit(&mut mem).unwrap();
         assert!(reused != other && (run + 12 * PAGE_SIZE..run + 16 * PAGE_SIZE).contains(&reused));
+    }
+
+    #[test]
+    fn a_cache_fill_takes_freed_frames_one_by_one_then_runs() {
+        let (mut mem, mut fa) = setup(MIB, 4 * MIB);
+        let a = fa.alloc_zeroed(&mut mem).unwrap();
+        fa.free(&mut mem, a);
+        assert_eq!(fa.alloc_run_uninit(&mut mem, 8), Some((a, 1, false)));
+        let (pa, n, clean) = fa.alloc_run_uninit(&mut mem, 8).unwrap();
+        assert_eq!((pa, n, clean), (a + PAGE_SIZE, 8, true), "never used: zero");
+        assert_eq!(fa.in_use(), 9);
+        // A huge frame freed while the bump is empty is carved: its frames
+        // held data.
+        let huge = fa.alloc_huge_zeroed(&mut mem).unwrap();
+        while fa.alloc_run_uninit(&mut mem, 512).is_some_and(|r| r.2) {}
+        fa.free_huge(&mut mem, huge);
+        let (pa, n, clean) = fa.alloc_run_uninit(&mut mem, 600).unwrap();
+        assert_eq!((pa, n, clean), (huge, 512, false));
+        assert_eq!(fa.alloc_run_uninit(&mut mem, 1), None);
     }
 
     #[test]
