@@ -74,8 +74,10 @@ impl PageIndex {
     /// How many of the pages from `idx`, at most `max`, are not cached
     /// (a fill reads them together).
     pub fn absent_run(&self, idx: u64, max: u64) -> u64 {
-        let tail = self.pfns.get(idx as usize..).unwrap_or(&[]);
-        let held = tail.iter().take(max as usize).position(|&p| p != 0);
+        let len = self.pfns.len();
+        let start = (idx as usize).min(len);
+        let end = (idx.saturating_add(max) as usize).min(len);
+        let held = self.pfns[start..end].iter().position(|&p| p != 0);
         held.map_or(max, |k| k as u64)
     }
 
@@ -765,10 +767,13 @@ mod tests {
     #[test]
     fn a_fill_takes_runs_and_zeroes_only_a_used_frames_tail() {
         let (mut mem, mut frames, mut cache, mut host, id) = setup(PAGE_SIZE + 100);
-        // Two frames that held data go to the free list, which a fill
-        // takes first, one frame at a time.
         let a = frames.alloc_zeroed(&mut mem).unwrap();
         let b = frames.alloc_zeroed(&mut mem).unwrap();
+        // With no run of frames left (every huge frame and the bump
+        // taken), a fill takes frames that held data from the free list,
+        // one at a time.
+        while frames.alloc_huge_zeroed(&mut mem).is_some() {}
+        while frames.alloc_run_uninit(&mut mem, 512).is_some() {}
         mem.fill(a, PAGE_SIZE, 0xaa);
         mem.fill(b, PAGE_SIZE, 0xbb);
         frames.free(&mut mem, a);

@@ -289,23 +289,17 @@ impl FrameAllocator {
     }
 
     /// Up to `max` physically consecutive 4 KiB frames with unspecified
-    /// content, for a page-cache fill: one frame from the free list while
-    /// it holds any (reused frames first, as [`Self::alloc_uninit`]), else
-    /// a run from the carve region or the 4 KiB bump. With the run's
-    /// length and whether its frames are known to be zero (never used).
+    /// content, for a page-cache fill: a run from the carve region or the
+    /// 4 KiB bump (consecutive frames make one host piece and one
+    /// fault-around run), else from a free huge frame carved for it, else
+    /// one frame from the free list. With the run's length and whether its
+    /// frames are known to be zero (never used).
     pub fn alloc_run_uninit<M: PhysMem>(
         &mut self,
         mem: &mut M,
         max: u64,
     ) -> Option<(u64, u64, bool)> {
-        if self.free_4k != NIL || max <= 1 {
-            let (pa, dirty) = match self.take_reused(mem) {
-                Some(r) => r,
-                None => (self.take_clean()?, false),
-            };
-            return Some((self.count(pa, 1), 1, !dirty));
-        }
-        if self.carve.is_empty() && self.free_huge != NIL {
+        if self.carve.is_empty() && self.fresh_lo >= self.fresh_hi && self.free_huge != NIL {
             let pa = self.free_huge;
             self.free_huge = mem.read_u64(pa);
             self.carve = Carve {
@@ -324,6 +318,10 @@ impl FrameAllocator {
             let pa = self.fresh_lo;
             self.fresh_lo += n * PAGE_SIZE;
             (pa, n, true)
+        } else if self.free_4k != NIL {
+            let pa = self.free_4k;
+            self.free_4k = mem.read_u64(pa);
+            (pa, 1, false)
         } else {
             return None;
         };
@@ -511,21 +509,22 @@ mod tests {
     }
 
     #[test]
-    fn a_cache_fill_takes_freed_frames_one_by_one_then_runs() {
+    fn a_cache_fill_takes_runs_then_carved_huge_frames_then_freed_frames() {
         let (mut mem, mut fa) = setup(MIB, 4 * MIB);
+        let huge = fa.alloc_huge_zeroed(&mut mem).unwrap();
         let a = fa.alloc_zeroed(&mut mem).unwrap();
         fa.free(&mut mem, a);
-        assert_eq!(fa.alloc_run_uninit(&mut mem, 8), Some((a, 1, false)));
         let (pa, n, clean) = fa.alloc_run_uninit(&mut mem, 8).unwrap();
         assert_eq!((pa, n, clean), (a + PAGE_SIZE, 8, true), "never used: zero");
-        assert_eq!(fa.in_use(), 9);
-        // A huge frame freed while the bump is empty is carved: its frames
-        // held data.
-        let huge = fa.alloc_huge_zeroed(&mut mem).unwrap();
+        assert_eq!(fa.in_use(), 512 + 8);
+        // With the bump used up, a freed huge frame is carved (its frames
+        // held data), then the free list gives one frame at a time.
         while fa.alloc_run_uninit(&mut mem, 512).is_some_and(|r| r.2) {}
+        fa.free(&mut mem, a);
         fa.free_huge(&mut mem, huge);
         let (pa, n, clean) = fa.alloc_run_uninit(&mut mem, 600).unwrap();
         assert_eq!((pa, n, clean), (huge, 512, false));
+        assert_eq!(fa.alloc_run_uninit(&mut mem, 8), Some((a, 1, false)));
         assert_eq!(fa.alloc_run_uninit(&mut mem, 1), None);
     }
 
