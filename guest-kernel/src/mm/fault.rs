@@ -854,11 +854,11 @@ impl Mm {
     ) -> Result<FaultOutcome, FaultError> {
         let off_of = |a: u64| v.file_offset(a).unwrap_or(0);
         let frame = cache_page(env, file, off_of(va))?;
-        let pages = match env.cache.get(file).is_some_and(|i| i.is_image()) {
-            true => FAULT_AROUND_PAGES,
-            false => HOST_FAULT_AROUND_PAGES,
+        let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+        let window = match ino.is_image() {
+            true => FAULT_AROUND_PAGES * PAGE_SIZE,
+            false => HOST_FAULT_AROUND_PAGES * PAGE_SIZE,
         };
-        let window = pages * PAGE_SIZE;
         let data_top = v.start + (data_end - off_of(v.start)) / PAGE_SIZE * PAGE_SIZE;
         let from = (va & !(window - 1)).max(v.start);
         let to = (from + window)
@@ -866,7 +866,6 @@ impl Mm {
             .min(data_top)
             .min((va | (HUGE_PAGE_SIZE - 1)) + 1);
         let flags = user_pte_flags(v.prot, false);
-        let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
         let mut mapped = 0;
         // The window's file pages; each pass maps the next resident run.
         let first = off_of(from) / PAGE_SIZE;
@@ -882,6 +881,9 @@ impl Mm {
                 .map_pages(env.mem, env.frames, a, pa, n, PageSize::Size4K, flags)
                 .map_err(oom)?;
             at = idx + n;
+            if at >= end {
+                break;
+            }
         }
         let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
         out.pages_mapped = mapped;
