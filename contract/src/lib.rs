@@ -1040,6 +1040,9 @@ pub mod trace {
         pub const SIGBUS: u64 = 11;
         /// A 64 KiB block of zeroed 4 KiB pages.
         pub const ZERO_FILL_64K: u64 = 12;
+        /// Private copies of a private file area's pages in a 64 KiB
+        /// block, at a write.
+        pub const FILE_COPY_64K: u64 = 13;
     }
 
     /// The system call number of a SYSCALL_ENTER/EXIT record's `aux`.

@@ -1646,6 +1646,7 @@ fn resolution_of(r: &Result<FaultOutcome, FaultError>) -> u64 {
             FaultKind::AnonBlock => resolution::ZERO_FILL_64K,
             FaultKind::FileMapped => resolution::FILE_MAP,
             FaultKind::FileCopied => resolution::FILE_COPY,
+            FaultKind::FileCopiedBlock => resolution::FILE_COPY_64K,
             FaultKind::FileZero => resolution::FILE_ZERO,
             FaultKind::CopyOnWrite => resolution::COW,
             FaultKind::MadeWritable => resolution::MADE_WRITABLE,

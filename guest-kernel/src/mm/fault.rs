@@ -21,11 +21,13 @@
 //! set: the host shadows guest page tables and a first touch costs it less
 //! then. Page-cache frames are never written, made writable or freed.
 
-use super::paging::{pte, LeafRef, MapError, PageSize, Translation};
+use super::frame::FrameAllocator;
+use super::paging::{pte, LeafRef, MapError, PageSize, PageTable, Translation};
 use super::phys::PhysMem;
 use super::space::{check_user_range, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, STACK_GUARD_GAP};
 use crate::errno::{Errno, KResult};
+use crate::fs::cache::Inode;
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
 use vmrun_contract::{FaultSize, IoVec};
 
@@ -100,6 +102,9 @@ pub enum FaultKind {
     FileMapped,
     /// A private frame holding file bytes (then zeros).
     FileCopied,
+    /// Private frames holding the file bytes of the whole-data pages of a
+    /// 64 KiB block, at a write.
+    FileCopiedBlock,
     /// A private zero frame in a file area past its data.
     FileZero,
     /// A write to a present page-cache page: copied to a private frame.
@@ -790,7 +795,12 @@ impl Mm {
         }
         let whole = off.checked_add(PAGE_SIZE).is_some_and(|e| e <= data_end);
         if whole && !write {
-            return self.map_file_around(env, &v, va, file, data_end);
+            return self.map_file_around(env, i, va, file, data_end);
+        }
+        if write && off < data_end && env.frames.fault_size != FaultSize::Page4K {
+            if let Some(out) = self.try_copy_block(env, i, va, file, data_end)? {
+                return Ok(out);
+            }
         }
         let n = data_end.saturating_sub(off).min(PAGE_SIZE);
         let src = match n {
@@ -811,6 +821,72 @@ impl Mm {
             FaultKind::FileZero
         };
         self.install_private(env, i, va, frame, kind)
+    }
+
+    /// A write to a page holding file data in the private file area `i`
+    /// where nothing of the aligned 64 KiB block around `va` is mapped
+    /// yet: private copies of the area's pages holding data in the block
+    /// (the last one's bytes past the data zeroed, as its own fault would
+    /// leave them), in one copy and one pass over the entries, when their
+    /// page-cache pages are resident in one run of consecutive frames (the
+    /// boot image always, a host file as its fill left it). A program's
+    /// data segment is written all over at start-up (relocations, libc's
+    /// state): one fault instead of one per page, as an anonymous block
+    /// fault maps 64 KiB. `None` if not (the caller copies the one page).
+    #[inline(never)]
+    fn try_copy_block<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        file: u16,
+        data_end: u64,
+    ) -> Result<Option<FaultOutcome>, FaultError> {
+        let v = self.vmas[i];
+        let off_of = |a: u64| v.file_offset(a).unwrap_or(0);
+        let aligned = va & !(ANON_BLOCK_SIZE - 1);
+        // The end of the pages holding data (the last one may be partial).
+        let data_top = v.start + (data_end - off_of(v.start)).next_multiple_of(PAGE_SIZE);
+        let block = aligned.max(v.start);
+        let end = (aligned + ANON_BLOCK_SIZE).min(v.end).min(data_top);
+        let pages = end.saturating_sub(block) / PAGE_SIZE;
+        if pages < 2 {
+            return Ok(None);
+        }
+        let first = off_of(block) / PAGE_SIZE;
+        let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+        let src = match ino.next_resident_run(first, first + pages) {
+            Some((idx, pa, n)) if idx == first && n == pages => pa,
+            _ => return Ok(None),
+        };
+        let Some(dst) = env.frames.alloc_run_exact(pages) else {
+            return Ok(None);
+        };
+        let flags = user_pte_flags(v.prot, true);
+        let mapped = self
+            .pt
+            .map_pages_if_free(env.mem, env.frames, block, dst, pages, flags);
+        if mapped != Ok(true) {
+            // Part of the block is mapped (or a 2 MiB page covers it):
+            // the frames go back unwritten.
+            env.frames.give_back_run_end(env.mem, dst, pages);
+            return match mapped {
+                Err(MapError::OutOfMemory) => Err(FaultError::OutOfMemory),
+                _ => Ok(None),
+            };
+        }
+        // Nothing runs between the entries' writes and the copy.
+        env.mem.copy(dst, src, pages * PAGE_SIZE);
+        let past_data = (off_of(block) + pages * PAGE_SIZE).saturating_sub(data_end);
+        if past_data > 0 {
+            env.mem.zero(dst + pages * PAGE_SIZE - past_data, past_data);
+        }
+        self.add_user_frames(pages);
+        self.prepare_anon(i);
+        let frame = dst + (va - block);
+        let mut out = FaultOutcome::new(FaultKind::FileCopiedBlock, va, frame, PageSize::Size4K);
+        out.pages_mapped = pages;
+        Ok(Some(out))
     }
 
     /// A page of a shared file mapping: the page-cache frame itself, with
@@ -840,50 +916,74 @@ impl Mm {
         }
     }
 
-    /// Map the page-cache page at `va` read-only (reading it from the host
-    /// if needed), with the resident whole-data pages of its aligned
-    /// window ([`FAULT_AROUND_PAGES`], [`HOST_FAULT_AROUND_PAGES`] for a
-    /// host file) that are not mapped yet.
+    /// Map the page-cache page at `va` (in area `i`) read-only, reading it
+    /// from the host if needed, with the resident whole-data pages of its
+    /// aligned window ([`FAULT_AROUND_PAGES`], [`HOST_FAULT_AROUND_PAGES`]
+    /// for a host file) that are not mapped yet: those of area `i`, and
+    /// for the boot image those of the read-only private areas of the same
+    /// file beside it in the window (an ELF's headers, text and read-only
+    /// data are three areas: each page mapped as a read fault in its own
+    /// area would map it; the static hello takes 6 faults instead of 8).
+    /// Writable areas are left to their own faults, which copy. A host
+    /// file's neighbours are not mapped: its pages cost more to find, and
+    /// a dynamic hello then maps more than the faults it saves cost.
     fn map_file_around<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
-        v: &Vma,
+        i: usize,
         va: u64,
         file: u16,
         data_end: u64,
     ) -> Result<FaultOutcome, FaultError> {
-        let off_of = |a: u64| v.file_offset(a).unwrap_or(0);
-        let frame = cache_page(env, file, off_of(va))?;
+        let v = self.vmas[i];
+        let frame = cache_page(env, file, v.file_offset(va).unwrap_or(0))?;
         let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
         let window = match ino.is_image() {
             true => FAULT_AROUND_PAGES * PAGE_SIZE,
             false => HOST_FAULT_AROUND_PAGES * PAGE_SIZE,
         };
-        let data_top = v.start + (data_end - off_of(v.start)) / PAGE_SIZE * PAGE_SIZE;
-        let from = (va & !(window - 1)).max(v.start);
-        let to = (from + window)
-            .min(v.end)
-            .min(data_top)
-            .min((va | (HUGE_PAGE_SIZE - 1)) + 1);
-        let flags = user_pte_flags(v.prot, false);
-        let mut mapped = 0;
-        // The window's file pages; each pass maps the next resident run.
-        let first = off_of(from) / PAGE_SIZE;
-        let end = first + (to - from) / PAGE_SIZE;
-        let mut at = first;
-        while let Some((idx, pa, n)) = ino.next_resident_run(at, end) {
-            // The window lies in one page table (it ends at the 2 MiB
-            // boundary), so map_pages covers the whole run, skipping pages
-            // already mapped.
-            let a = from + (idx - first) * PAGE_SIZE;
-            mapped += self
-                .pt
-                .map_pages(env.mem, env.frames, a, pa, n, PageSize::Size4K, flags)
-                .map_err(oom)?;
-            at = idx + n;
-            if at >= end {
+        let lo = va & !(window - 1);
+        let hi = (lo + window).min((va | (HUGE_PAGE_SIZE - 1)) + 1);
+        let (pt, mem, frames) = (&mut self.pt, &mut *env.mem, &mut *env.frames);
+        let mut mapped = map_resident(pt, mem, frames, ino, &v, data_end, (lo, hi))?;
+        if !ino.is_image() {
+            let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
+            out.pages_mapped = mapped;
+            return Ok(out);
+        }
+        let around = |n: &Vma| match n.backing {
+            Backing::File {
+                file: f, data_end, ..
+            } if f == file
+                && n.prot.is_accessible()
+                && !n.prot.contains(Prot::WRITE)
+                && !n.flags.contains(VmFlags::SHARED) =>
+            {
+                Some(data_end.min(ino.size))
+            }
+            _ => None,
+        };
+        let mut j = i;
+        while let Some(n) = j.checked_sub(1).and_then(|p| self.vmas.get(p)) {
+            let n = *n;
+            if n.end <= lo {
                 break;
             }
+            if let Some(d) = around(&n) {
+                mapped += map_resident(&mut self.pt, mem, frames, ino, &n, d, (lo, hi))?;
+            }
+            j -= 1;
+        }
+        let mut j = i + 1;
+        while let Some(n) = self.vmas.get(j) {
+            let n = *n;
+            if n.start >= hi {
+                break;
+            }
+            if let Some(d) = around(&n) {
+                mapped += map_resident(&mut self.pt, mem, frames, ino, &n, d, (lo, hi))?;
+            }
+            j += 1;
         }
         let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
         out.pages_mapped = mapped;
@@ -915,6 +1015,43 @@ impl Mm {
         };
         self.vmas.set_anon(i, id);
     }
+}
+
+/// Map read-only the resident pages of file area `v` in `[lo, hi)` (one
+/// page table's span) that hold file data up to `data_end` whole and are
+/// not mapped yet: one pass over the file's index, one run at a time.
+/// Returns the pages mapped.
+fn map_resident<M: PhysMem>(
+    pt: &mut PageTable,
+    mem: &mut M,
+    frames: &mut FrameAllocator,
+    ino: &Inode,
+    v: &Vma,
+    data_end: u64,
+    (lo, hi): (u64, u64),
+) -> Result<u64, FaultError> {
+    let off_of = |a: u64| v.file_offset(a).unwrap_or(0);
+    let data_top = v.start + data_end.saturating_sub(off_of(v.start)) / PAGE_SIZE * PAGE_SIZE;
+    let from = lo.max(v.start);
+    let to = hi.min(v.end).min(data_top);
+    if to <= from {
+        return Ok(0);
+    }
+    let flags = user_pte_flags(v.prot, false);
+    let first = off_of(from) / PAGE_SIZE;
+    let end = first + (to - from) / PAGE_SIZE;
+    let (mut mapped, mut at) = (0, first);
+    while let Some((idx, pa, n)) = ino.next_resident_run(at, end) {
+        let a = from + (idx - first) * PAGE_SIZE;
+        mapped += pt
+            .map_pages(mem, frames, a, pa, n, PageSize::Size4K, flags)
+            .map_err(oom)?;
+        at = idx + n;
+        if at >= end {
+            break;
+        }
+    }
+    Ok(mapped)
 }
 
 /// The page-cache frame holding file offset `off` (page aligned) of
@@ -1478,12 +1615,97 @@ mod tests {
         mm.vmas
             .insert(file_vma(0x50_0000, 4, Prot::RW, 0, u64::MAX))
             .unwrap();
+        fx.frames.fault_size = FaultSize::Page4K;
         let out = fault(&mut mm, &mut fx, 0x50_1000, UW).unwrap();
         assert_eq!(
             (out.kind, fx.mem.byte(out.frame)),
             (FaultKind::FileCopied, 2)
         );
         assert_eq!(mm.user_frames, 3);
+    }
+
+    #[test]
+    fn a_write_to_an_unmapped_data_block_copies_its_pages_holding_data() {
+        let (mut fx, mut mm) = setup();
+        // Pages 0x61_0000.. hold file pages 2..=3 and half of page 4 (data
+        // ends at 0x4800), then a page past the data.
+        mm.vmas
+            .insert(file_vma(0x60_e000, 6, Prot::RW, 0, 0x4800))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x61_1000, UW).unwrap();
+        assert_eq!(
+            (out.kind, out.pages_mapped),
+            (FaultKind::FileCopiedBlock, 3),
+            "the block from 0x61_0000: two whole pages and the last one's data"
+        );
+        assert_eq!(mm.user_frames, 3);
+        for (k, byte) in [(0, 3), (1, 4), (2, 5)] {
+            let t = mm.pt.translate(&fx.mem, 0x61_0000 + k * PAGE_SIZE).unwrap();
+            assert!(fx.frames.owns(t.frame) && t.flags & pte::RW != 0);
+            assert_eq!(
+                (fx.mem.byte(t.frame), fx.mem.byte(t.frame + 0x7ff)),
+                (byte, byte)
+            );
+        }
+        let last = mm.pt.translate(&fx.mem, 0x61_2000).unwrap().frame;
+        assert_eq!(
+            (fx.mem.byte(last + 0x800), fx.mem.byte(last + 0xfff)),
+            (0, 0)
+        );
+        assert_eq!(fx.mem.byte(FP + 0x4800), 5, "page cache untouched");
+        assert!(
+            mm.pt.translate(&fx.mem, 0x61_3000).is_none(),
+            "past the data"
+        );
+        assert!(
+            mm.pt.translate(&fx.mem, 0x60_f000).is_none(),
+            "another block"
+        );
+        // The block below holds a page mapped by a read: each page there
+        // is copied on its own.
+        fault(&mut mm, &mut fx, 0x60_e000, U).unwrap();
+        let out = fault(&mut mm, &mut fx, 0x60_f000, UW | pf::P).unwrap();
+        assert_eq!(out.kind, FaultKind::CopyOnWrite, "fault-around mapped it");
+        assert_eq!(fx.mem.byte(out.frame), 2);
+    }
+
+    #[test]
+    fn fault_around_in_the_image_maps_its_read_only_neighbours_too() {
+        let (mut fx, mut mm) = setup();
+        let rx = Prot::READ | Prot::EXEC;
+        for (start, pages, prot, offset) in [
+            (0x40_0000, 1, Prot::READ, 0),
+            (0x40_1000, 2, rx, 0x1000),
+            (0x40_3000, 2, Prot::READ, 0x3000),
+            (0x40_5000, 2, Prot::RW, 0x5000),
+            (0x40_7000, 1, Prot::NONE, 0x7000),
+            (0x40_8000, 1, Prot::READ, 0x8000),
+        ] {
+            let v = file_vma(start, pages, prot, offset, u64::MAX);
+            mm.vmas.insert(v).unwrap();
+        }
+        let out = fault(&mut mm, &mut fx, 0x40_1000, U | pf::INSTR).unwrap();
+        assert_eq!((out.kind, out.pages_mapped), (FaultKind::FileMapped, 6));
+        for page in [0, 1, 2, 3, 4, 8] {
+            let t = mm
+                .pt
+                .translate(&fx.mem, 0x40_0000 + page * PAGE_SIZE)
+                .unwrap();
+            assert_eq!(t.frame, FP + page * PAGE_SIZE, "page {page}");
+            assert_eq!(t.flags & pte::RW, 0);
+        }
+        assert_eq!(
+            flags_at(&mm, &fx, 0x40_3000) & pte::NX,
+            pte::NX,
+            "its own rights"
+        );
+        for page in [5, 6, 7] {
+            let va = 0x40_0000 + page * PAGE_SIZE;
+            assert!(
+                mm.pt.translate(&fx.mem, va).is_none(),
+                "writable or PROT_NONE: {page}"
+            );
+        }
     }
 
     #[test]

@@ -328,6 +328,26 @@ impl FrameAllocator {
         Some((self.count(pa, n), n, clean))
     }
 
+    /// `n` physically consecutive 4 KiB frames with unspecified content
+    /// (to be overwritten whole by a copy) from the carve region or the
+    /// 4 KiB bump, or `None`, taking nothing. Given back with
+    /// [`Self::give_back_run_end`] before they are written.
+    pub fn alloc_run_exact(&mut self, n: u64) -> Option<u64> {
+        let bytes = n * PAGE_SIZE;
+        let pa = if self.carve.end - self.carve.next.min(self.carve.end) >= bytes {
+            let pa = self.carve.next;
+            self.carve.next += bytes;
+            pa
+        } else if self.fresh_hi.saturating_sub(self.fresh_lo) >= bytes {
+            let pa = self.fresh_lo;
+            self.fresh_lo += bytes;
+            pa
+        } else {
+            return None;
+        };
+        Some(self.count(pa, n))
+    }
+
     /// `n` physically consecutive zero-filled 4 KiB frames (a 64 KiB block
     /// for an anonymous fault): from a carve region or the 4 KiB bump that
     /// still holds `n` frames, or from a free huge frame carved for it;

@@ -522,6 +522,33 @@ impl PageTable {
         Ok(written)
     }
 
+    /// Map the `n` 4 KiB entries from `va` (all in one table) to the
+    /// consecutive frames from `pa` if every one of them is free; `false`,
+    /// writing no entry, if one is used. One walk.
+    pub fn map_pages_if_free<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+        pa: u64,
+        n: u64,
+        flags: u64,
+    ) -> Result<bool, MapError> {
+        check_map_args(va, pa, PageSize::Size4K)?;
+        debug_assert!(index(va, 1) + n <= ENTRIES);
+        let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
+        let at = table + index(va, 1) * 8;
+        if !fresh && (0..n).any(|k| used(mem.read_u64(at + k * 8))) {
+            return Ok(false);
+        }
+        mem.write_run(at, pa | flags, PAGE_SIZE, n);
+        if trace::on(mem, category::PAGE_TABLES) {
+            trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
+        }
+        add_count(mem, parent_pa, n);
+        Ok(true)
+    }
+
     /// Map `len` bytes (rounded up to `size`) of physical memory at `pa` to
     /// `va` with leaves of `size` (the kernel's direct map and image): one
     /// walk per table filled, then a tight loop over its entries. Fails

@@ -99,6 +99,7 @@ pub fn resolution_name(r: u64) -> &'static str {
         res::ZERO_FILL_64K => "zero-fill-64K",
         res::FILE_MAP => "file-map",
         res::FILE_COPY => "file-copy",
+        res::FILE_COPY_64K => "file-copy-64K",
         res::FILE_ZERO => "file-zero",
         res::COW => "cow",
         res::MADE_WRITABLE => "made-writable",

@@ -165,6 +165,7 @@ pub fn resolution_name(r: u64) -> &'static str {
         resolution::ZERO_FILL_64K => "zero-fill-64K",
         resolution::FILE_MAP => "file-map",
         resolution::FILE_COPY => "file-copy",
+        resolution::FILE_COPY_64K => "file-copy-64K",
         resolution::FILE_ZERO => "file-zero",
         resolution::COW => "cow",
         resolution::MADE_WRITABLE => "made-writable",
