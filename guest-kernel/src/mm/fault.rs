@@ -794,13 +794,16 @@ impl Mm {
             return self.map_shared_page(env, i, va, file, off);
         }
         let whole = off.checked_add(PAGE_SIZE).is_some_and(|e| e <= data_end);
-        if whole && !write {
-            return self.map_file_around(env, i, va, file, data_end);
-        }
-        if write && off < data_end && env.frames.fault_size != FaultSize::Page4K {
+        let copy = off < data_end
+            && v.prot.contains(Prot::WRITE)
+            && env.frames.fault_size != FaultSize::Page4K;
+        if copy {
             if let Some(out) = self.try_copy_block(env, i, va, file, data_end)? {
                 return Ok(out);
             }
+        }
+        if whole && !write {
+            return self.map_file_around(env, i, va, file, data_end);
         }
         let n = data_end.saturating_sub(off).min(PAGE_SIZE);
         let src = match n {
@@ -823,16 +826,17 @@ impl Mm {
         self.install_private(env, i, va, frame, kind)
     }
 
-    /// A write to a page holding file data in the private file area `i`
-    /// where nothing of the aligned 64 KiB block around `va` is mapped
-    /// yet: private copies of the area's pages holding data in the block
-    /// (the last one's bytes past the data zeroed, as its own fault would
-    /// leave them), in one copy and one pass over the entries, when their
-    /// page-cache pages are resident in one run of consecutive frames (the
-    /// boot image always, a host file as its fill left it). A program's
-    /// data segment is written all over at start-up (relocations, libc's
-    /// state): one fault instead of one per page, as an anonymous block
-    /// fault maps 64 KiB. `None` if not (the caller copies the one page).
+    /// A fault on a page holding file data in the writable private file
+    /// area `i` where nothing of the aligned 64 KiB block around `va` is
+    /// mapped yet: private copies of the area's pages holding data in the
+    /// block (the last one's bytes past the data zeroed, as its own fault
+    /// would leave them), in one pass over the entries and one copy per
+    /// run of resident page-cache frames (the boot image: one). Pages of
+    /// the block not in the cache are read first, around the fault, as
+    /// Linux's mmap read-around does. A program's data segment is read
+    /// and written all over at start-up (relocations, libc's state): one
+    /// fault instead of one or two per page, as an anonymous block fault
+    /// maps 64 KiB. `None` if not (the caller maps the one page).
     #[inline(never)]
     fn try_copy_block<M: PhysMem>(
         &mut self,
@@ -854,11 +858,25 @@ impl Mm {
             return Ok(None);
         }
         let first = off_of(block) / PAGE_SIZE;
+        let end = first + pages;
         let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
-        let src = match ino.next_resident_run(first, first + pages) {
-            Some((idx, pa, n)) if idx == first && n == pages => pa,
-            _ => return Ok(None),
+        let mut at = match ino.next_resident_run(first, end) {
+            Some((idx, _, n)) if idx == first => first + n,
+            _ => first,
         };
+        // Before reading from the host, that the copies will be mapped.
+        if at < end && !self.pt.entries_free(env.mem, block, pages) {
+            return Ok(None);
+        }
+        while at < end {
+            let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+            match ino.next_resident_run(at, end) {
+                Some((idx, _, n)) if idx == at => at += n,
+                // A gap: read it (up to the next cached page) from here.
+                _ if cache_page(env, file, at * PAGE_SIZE).is_ok() => {}
+                _ => return Ok(None),
+            }
+        }
         let Some(dst) = env.frames.alloc_run_exact(pages) else {
             return Ok(None);
         };
@@ -875,8 +893,17 @@ impl Mm {
                 _ => Ok(None),
             };
         }
-        // Nothing runs between the entries' writes and the copy.
-        env.mem.copy(dst, src, pages * PAGE_SIZE);
+        // Nothing runs between the entries' writes and the copies.
+        let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+        let mut at = first;
+        while let Some((idx, src, n)) = ino.next_resident_run(at, end) {
+            let to = dst + (idx - first) * PAGE_SIZE;
+            env.mem.copy(to, src, n * PAGE_SIZE);
+            at = idx + n;
+            if at >= end {
+                break;
+            }
+        }
         let past_data = (off_of(block) + pages * PAGE_SIZE).saturating_sub(data_end);
         if past_data > 0 {
             env.mem.zero(dst + pages * PAGE_SIZE - past_data, past_data);
@@ -1541,6 +1568,8 @@ mod tests {
     #[test]
     fn file_page_holding_data_end_gets_private_copy_and_zero_tail() {
         let (mut fx, mut mm) = setup();
+        // One page per fault (the block is copied in the test below).
+        fx.frames.fault_size = FaultSize::Page4K;
         mm.vmas
             .insert(file_vma(0x60_0000, 3, Prot::RW, 0x2000, 0x3800))
             .unwrap();
@@ -1593,6 +1622,8 @@ mod tests {
     #[test]
     fn write_to_present_page_cache_page_copies_it() {
         let (mut fx, mut mm) = setup();
+        // One page per fault: a read maps page-cache pages around it.
+        fx.frames.fault_size = FaultSize::Page4K;
         mm.vmas
             .insert(file_vma(0x40_0000, 4, Prot::RW, 0, u64::MAX))
             .unwrap();
@@ -1615,7 +1646,6 @@ mod tests {
         mm.vmas
             .insert(file_vma(0x50_0000, 4, Prot::RW, 0, u64::MAX))
             .unwrap();
-        fx.frames.fault_size = FaultSize::Page4K;
         let out = fault(&mut mm, &mut fx, 0x50_1000, UW).unwrap();
         assert_eq!(
             (out.kind, fx.mem.byte(out.frame)),
@@ -1661,12 +1691,86 @@ mod tests {
             mm.pt.translate(&fx.mem, 0x60_f000).is_none(),
             "another block"
         );
-        // The block below holds a page mapped by a read: each page there
-        // is copied on its own.
-        fault(&mut mm, &mut fx, 0x60_e000, U).unwrap();
-        let out = fault(&mut mm, &mut fx, 0x60_f000, UW | pf::P).unwrap();
-        assert_eq!(out.kind, FaultKind::CopyOnWrite, "fault-around mapped it");
-        assert_eq!(fx.mem.byte(out.frame), 2);
+        // The block below holds a mapped page: each page there is copied
+        // on its own.
+        fx.frames.fault_size = FaultSize::Page4K;
+        fault(&mut mm, &mut fx, 0x60_e000, UW).unwrap();
+        fx.frames.fault_size = FaultSize::Huge2M;
+        let out = fault(&mut mm, &mut fx, 0x60_f000, UW).unwrap();
+        assert_eq!(
+            (out.kind, fx.mem.byte(out.frame)),
+            (FaultKind::FileCopied, 2)
+        );
+        // A read copies a block too: the data is written soon after.
+        mm.vmas
+            .insert(file_vma(0x70_0000, 3, Prot::RW, 0, u64::MAX))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x70_0000, U).unwrap();
+        assert_eq!(
+            (out.kind, out.pages_mapped),
+            (FaultKind::FileCopiedBlock, 3)
+        );
+    }
+
+    #[test]
+    fn a_data_block_fault_reads_the_pages_it_lacks_from_the_host() {
+        let (mut fx, mut mm) = setup();
+        let info = crate::fs::cache::FileInfo {
+            key: crate::fs::cache::InodeKey { dev: 1, ino: 2 },
+            size: 8 * PAGE_SIZE,
+            mtime: (0, 0),
+        };
+        let (id, _) = fx
+            .cache
+            .attach(&mut fx.mem, &mut fx.frames, info, b"/data", Some(3))
+            .unwrap();
+        let mut v = file_vma(0x80_0000, 8, Prot::RW, 0, u64::MAX);
+        v.backing = Backing::File {
+            file: id,
+            offset: 0,
+            data_end: u64::MAX,
+        };
+        mm.vmas.insert(v).unwrap();
+        // A host that serves the file's reads (its bytes are not checked).
+        struct Reader {
+            req: vmrun_contract::fs::FsRequest,
+            reads: Vec<(u64, u64)>,
+        }
+        impl crate::fs::host::FsHost for Reader {
+            fn req(&mut self) -> &mut vmrun_contract::fs::FsRequest {
+                &mut self.req
+            }
+            fn submit(&mut self, iov: &[IoVec]) -> i64 {
+                let len: u64 = iov.iter().map(|v| v.len).sum();
+                let len = len.min((8 * PAGE_SIZE).saturating_sub(self.req.offset));
+                self.reads.push((self.req.offset, len));
+                len as i64
+            }
+        }
+        let mut host = Reader {
+            req: vmrun_contract::fs::FsRequest::zeroed(),
+            reads: Vec::new(),
+        };
+        // A read of page 6 first: pages 6 and 7 are cached.
+        let mut env = MmEnv {
+            mem: &mut fx.mem,
+            frames: &mut fx.frames,
+            cache: &mut fx.cache,
+            host: &mut host,
+        };
+        crate::fs::cache::PageCache::page(env.cache, env.mem, env.frames, env.host, id, 6).unwrap();
+        let out = mm.handle_page_fault(&mut env, 0x80_3000, UW).unwrap();
+        assert_eq!(
+            (out.kind, out.pages_mapped),
+            (FaultKind::FileCopiedBlock, 8)
+        );
+        assert_eq!(
+            host.reads,
+            [(6 * PAGE_SIZE, 2 * PAGE_SIZE), (0, 6 * PAGE_SIZE)],
+            "the pages before the cached ones, read around the fault"
+        );
+        assert_eq!(fx.cache.get(id).unwrap().cached_pages(), 8);
+        assert_eq!(mm.user_frames, 8);
     }
 
     #[test]
@@ -1728,6 +1832,8 @@ mod tests {
     #[test]
     fn user_page_faults_in_and_write_copies_cow_page() {
         let (mut fx, mut mm) = setup();
+        // One page per fault: a read maps the page-cache page.
+        fx.frames.fault_size = FaultSize::Page4K;
         mm.vmas
             .insert(file_vma(0x40_0000, 4, Prot::RW, 0, u64::MAX))
             .unwrap();

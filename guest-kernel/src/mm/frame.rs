@@ -290,9 +290,9 @@ impl FrameAllocator {
 
     /// Up to `max` physically consecutive 4 KiB frames with unspecified
     /// content, for a page-cache fill: a run from the carve region or the
-    /// 4 KiB bump (consecutive frames make one host piece and one
-    /// fault-around run), else from a free huge frame carved for it, else
-    /// one frame from the free list. With the run's length and whether its
+    /// 4 KiB bump, whichever holds more (consecutive frames make one host
+    /// piece and one fault-around run), else from a free huge frame carved
+    /// for it, else one frame from the free list. With the run's length and whether its
     /// frames are known to be zero (never used).
     pub fn alloc_run_uninit<M: PhysMem>(
         &mut self,
@@ -308,8 +308,10 @@ impl FrameAllocator {
                 dirty: true,
             };
         }
-        let (pa, n, clean) = if !self.carve.is_empty() {
-            let n = max.min((self.carve.end - self.carve.next) / PAGE_SIZE);
+        // The larger of the two: a fill split across them is two runs.
+        let carve_left = self.carve.end.saturating_sub(self.carve.next);
+        let (pa, n, clean) = if carve_left > 0 && carve_left >= self.fresh_hi - self.fresh_lo {
+            let n = max.min(carve_left / PAGE_SIZE);
             let pa = self.carve.next;
             self.carve.next += n * PAGE_SIZE;
             (pa, n, !self.carve.dirty)

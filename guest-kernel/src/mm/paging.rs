@@ -522,6 +522,22 @@ impl PageTable {
         Ok(written)
     }
 
+    /// Whether the `n` 4 KiB entries from `va` (all in one table) are all
+    /// free (no table there: yes; a 2 MiB leaf over them: no). No table
+    /// is created.
+    pub fn entries_free<M: PhysMem>(&self, mem: &M, va: u64, n: u64) -> bool {
+        let table = match self.last_table(va) {
+            Some((table, _)) => table,
+            None => match self.find_leaf_table(mem, va) {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok((table, _))) => table,
+            },
+        };
+        let at = table + index(va, 1) * 8;
+        (0..n).all(|k| !used(mem.read_u64(at + k * 8)))
+    }
+
     /// Map the `n` 4 KiB entries from `va` (all in one table) to the
     /// consecutive frames from `pa` if every one of them is free; `false`,
     /// writing no entry, if one is used. One walk.
