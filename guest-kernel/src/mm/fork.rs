@@ -1,6 +1,8 @@
 //! Copying an address space for fork (Linux's `dup_mmap` and
 //! `copy_page_range`): the child gets the same areas, and every page the
-//! parent has mapped, the private ones copy-on-write.
+//! parent has mapped in areas holding private pages (or shared anonymous
+//! memory), the private ones copy-on-write; the other areas' pages are
+//! faulted in again by the child, as Linux's `vma_needs_copy` decides.
 //!
 //! A private frame becomes shared: both page tables map it read-only and
 //! the frame allocator counts the extra mapping; the first write on either
@@ -18,9 +20,14 @@
 use super::paging::{pte, KernelHalf, LeafAction, PageSize};
 use super::phys::PhysMem;
 use super::space::{Mm, MmEnv};
-use super::vma::{Backing, Prot, VmFlags};
+use super::vma::{Backing, Prot, VmFlags, Vma};
 use crate::errno::{Errno, KResult};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
+
+/// Whether `v` is `MAP_SHARED` anonymous memory.
+fn shared_anon(v: &Vma) -> bool {
+    v.flags.contains(VmFlags::SHARED) && matches!(v.backing, Backing::Anon)
+}
 
 impl Mm {
     /// A copy of this address space for a forked child.
@@ -35,9 +42,15 @@ impl Mm {
         child.vmas.set_journaling(false);
         child.copy_layout(self);
         self.populate_shared_anon(env);
+        // As Linux's `vma_needs_copy`: an area that never had a private
+        // page (no anonymous identity: text, read-only data, an untouched
+        // mapping, a shared file mapping) maps nothing a fault in the
+        // child would not map the same way, so its entries are not copied.
+        // Shared anonymous memory has no page cache behind it: always.
         let areas: alloc::vec::Vec<(u64, u64, bool)> = self
             .vmas
             .iter()
+            .filter(|v| v.anon != 0 || shared_anon(v))
             .map(|v| (v.start, v.end, v.flags.contains(VmFlags::SHARED)))
             .collect();
         for (start, end, shared) in areas {
@@ -53,11 +66,7 @@ impl Mm {
     /// anonymous areas, if they fit in half the free frames; otherwise (or
     /// when memory runs out midway) leave the rest to be faulted in later.
     fn populate_shared_anon<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>) {
-        let shared_anon = |v: &super::vma::Vma| {
-            v.flags.contains(VmFlags::SHARED)
-                && matches!(v.backing, Backing::Anon)
-                && v.prot != Prot::NONE
-        };
+        let shared_anon = |v: &Vma| shared_anon(v) && v.prot != Prot::NONE;
         let pages: u64 = self
             .vmas
             .iter()

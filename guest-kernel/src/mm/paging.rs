@@ -19,6 +19,7 @@ use super::frame::FrameAllocator;
 use super::phys::PhysMem;
 use crate::errno::Errno;
 use crate::trace::{self, category, kind};
+use alloc::vec::Vec;
 use core::cell::Cell;
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
 
@@ -931,13 +932,17 @@ impl PageTable {
     /// Unmap the whole user half (PML4 entries 0..256) and free all its
     /// table pages; the PML4 itself stays.
     ///
-    /// Only `ranges` (each `[start, end)` in the user half, e.g. the areas
-    /// of the address space, which hold every leaf) are walked, so the cost
-    /// follows what is mapped, not the 256 PML4 entries and the 512 entries
-    /// of each table; the used-entry counts stop each table's scan early
-    /// and free tables as they empty. If anything is left afterwards (a
-    /// leaf outside every range, an empty table), the whole user half is
-    /// scanned for it.
+    /// Only the entries under `ranges` (each `[start, end)` in the user
+    /// half, in ascending order and apart, e.g. the areas of the address
+    /// space, which hold every leaf) are read, so the cost follows what is
+    /// mapped, not the 256 PML4 entries and the 512 entries of each table;
+    /// the used-entry counts stop each table's scan early. Each table is
+    /// freed whole, its entries left as they are (a table is zeroed when
+    /// it is handed out again); each leaf goes to `on_leaf` once, except
+    /// the 4 KiB leaves of a range whose flag says none of its frames
+    /// needs releasing (page-cache pages), which are only counted unless
+    /// page-table records are traced. A table holding used entries outside
+    /// the ranges (a leaf no area covers) is read whole.
     pub fn free_user_half<M, F, R>(
         &mut self,
         mem: &mut M,
@@ -947,22 +952,158 @@ impl PageTable {
     ) where
         M: PhysMem,
         F: FnMut(&mut M, &mut FrameAllocator, Leaf),
-        R: IntoIterator<Item = (u64, u64)>,
+        R: IntoIterator<Item = (u64, u64, bool)>,
     {
-        let mut f = |m: &mut M, fr: &mut FrameAllocator, l: Leaf| {
-            on_leaf(m, fr, l);
-            LeafAction::Unmap
+        let ranges: Vec<(u64, u64, bool)> = ranges
+            .into_iter()
+            .map(|(s, e, r)| (s, e.min(USER_HALF_END), r))
+            .filter(|&(s, e, _)| s < e)
+            .collect();
+        let traced = trace::on(mem, category::PAGE_TABLES);
+        let sorted = ranges.windows(2).all(|w| w[0].1 <= w[1].0);
+        let whole = [(0, USER_HALF_END, true)];
+        let ranges = if sorted { &ranges[..] } else { &whole[..] };
+        let mut free = Freeing {
+            mem,
+            frames,
+            traced,
+            on_leaf: &mut on_leaf,
         };
-        let root = self.root;
-        for (start, end) in ranges {
-            let end = end.min(USER_HALF_END);
-            if start < end && self.tables > 1 {
-                self.walk(mem, frames, root, 4, start, end, u64::MAX, &mut f);
+        // The PML4's entries have no count: every range's are read.
+        let mut last = None;
+        for &(s, e, _) in ranges {
+            for i in index(s, 4)..=index(e - 1, 4) {
+                if last.is_some_and(|l| i <= l) {
+                    continue;
+                }
+                last = Some(i);
+                let entry_pa = self.root + i * 8;
+                let ent = free.mem.read_u64(entry_pa);
+                if used(ent) {
+                    let t = (ent & pte::ADDR_MASK, 3, i * span(4), count(ent));
+                    self.free_tree(&mut free, t, ranges);
+                    free.mem.write_u64(entry_pa, 0);
+                }
             }
         }
+        self.forget_table();
         if self.tables > 1 {
-            self.walk(mem, frames, root, 4, 0, USER_HALF_END, u64::MAX, &mut f);
+            // Tables under no range: read the whole user half.
+            for i in 0..ENTRIES / 2 {
+                let entry_pa = self.root + i * 8;
+                let ent = free.mem.read_u64(entry_pa);
+                if used(ent) {
+                    let t = (ent & pte::ADDR_MASK, 3, i * span(4), count(ent));
+                    self.free_tree(&mut free, t, &whole);
+                    free.mem.write_u64(entry_pa, 0);
+                }
+            }
         }
+    }
+
+    /// [`Self::free_user_half`] below one PML4 entry: hand each leaf of
+    /// `table` (entries at `level`, mapping from `base`, `used` of them
+    /// in use) and of the tables below it to `on_leaf`, then free them.
+    /// The entries under `ranges` are read first; if some used ones are
+    /// not among them, the rest of the table.
+    fn free_tree<M, F>(
+        &mut self,
+        free: &mut Freeing<'_, M, F>,
+        (table, level, base, used_entries): (u64, u32, u64, u64),
+        ranges: &[(u64, u64, bool)],
+    ) where
+        M: PhysMem,
+        F: FnMut(&mut M, &mut FrameAllocator, Leaf),
+    {
+        let top = base + span(level) * ENTRIES;
+        let mut seen = 0;
+        // The next entry not read yet: ranges may share an entry.
+        let mut next = 0;
+        for &(s, e, release) in ranges {
+            if e <= base || seen >= used_entries {
+                continue;
+            }
+            if s >= top {
+                break;
+            }
+            let first = index(s.max(base), level).max(next);
+            let last = index(e.min(top) - 1, level);
+            if level == 1 && !release && !free.traced {
+                let at = |k: u64| free.mem.read_u64(table + k * 8);
+                seen += (first..=last).filter(|&k| used(at(k))).count() as u64;
+            } else {
+                for k in first..=last {
+                    if seen >= used_entries {
+                        break;
+                    }
+                    if used(free.mem.read_u64(table + k * 8)) {
+                        seen += self.free_entry(free, table, level, base, k, ranges);
+                    }
+                }
+            }
+            next = next.max(last + 1);
+        }
+        if seen < used_entries {
+            // A used entry under no range: read the rest, each entry once.
+            let covered = |k: u64| {
+                let (lo, hi) = (base + k * span(level), base + (k + 1) * span(level));
+                ranges.iter().any(|&(s, e, _)| s < hi && lo < e)
+            };
+            for k in (0..ENTRIES).filter(|&k| !covered(k)) {
+                if seen >= used_entries {
+                    break;
+                }
+                let all = [(0, USER_HALF_END, true)];
+                seen += self.free_entry(free, table, level, base, k, &all);
+            }
+        }
+        free.frames.free(free.mem, table);
+        self.tables -= 1;
+        trace_table(free.mem, kind::PT_FREE, level, base, table);
+    }
+
+    /// Entry `k` of `table` (at `level`, mapping from `base`): its leaf to
+    /// `on_leaf`, or its table freed. 1 if it was used, else 0.
+    fn free_entry<M, F>(
+        &mut self,
+        free: &mut Freeing<'_, M, F>,
+        table: u64,
+        level: u32,
+        base: u64,
+        k: u64,
+        ranges: &[(u64, u64, bool)],
+    ) -> u64
+    where
+        M: PhysMem,
+        F: FnMut(&mut M, &mut FrameAllocator, Leaf),
+    {
+        let e = free.mem.read_u64(table + k * 8);
+        if !used(e) {
+            return 0;
+        }
+        let va = base + k * span(level);
+        if !is_leaf(e, level) {
+            let t = (e & pte::ADDR_MASK, level - 1, va, count(e));
+            self.free_tree(free, t, ranges);
+            return 1;
+        }
+        let (size, mask) = match level {
+            1 => (PageSize::Size4K, pte::ADDR_MASK),
+            2 => (PageSize::Size2M, pte::ADDR_MASK_2M),
+            // No larger leaf is ever made.
+            _ => return 1,
+        };
+        if free.traced {
+            trace_entry(free.mem, kind::PTE_CLEAR, level, va, e);
+        }
+        let leaf = Leaf {
+            va,
+            frame: e & mask,
+            size,
+            flags: leaf_flags(e),
+        };
+        (free.on_leaf)(free.mem, free.frames, leaf);
+        1
     }
 
     /// Free the PML4 (after [`Self::free_user_half`]).
@@ -1242,6 +1383,15 @@ impl PageTable {
         trace_table(mem, kind::PT_FREE, level - 1, start, child);
         true
     }
+}
+
+/// What [`PageTable::free_user_half`] carries down its tables.
+struct Freeing<'a, M, F> {
+    mem: &'a mut M,
+    frames: &'a mut FrameAllocator,
+    /// Whether page-table records are traced.
+    traced: bool,
+    on_leaf: &'a mut F,
 }
 
 /// Trace a table page of `level` covering `va` being allocated or freed.
@@ -1633,7 +1783,7 @@ mod tests {
             Some(0x30_0000)
         );
         assert_eq!(other.translate(&mem, 0x8000), None);
-        pt.free_user_half(&mut mem, &mut fa, [(0, 0x20_0000)], |_, _, _| {});
+        pt.free_user_half(&mut mem, &mut fa, [(0, 0x20_0000, true)], |_, _, _| {});
         pt.free_root(&mut mem, &mut fa);
         assert_eq!(pt.translate(&mem, 0x8000), None);
     }
@@ -1978,7 +2128,7 @@ mod tests {
         );
         upt.map(&mut mem, &mut fa, 0x1000, 0x10_0000, PageSize::Size4K, UF)
             .unwrap();
-        upt.free_user_half(&mut mem, &mut fa, [(0x1000, 0x2000)], |_, _, _| ());
+        upt.free_user_half(&mut mem, &mut fa, [(0x1000, 0x2000, true)], |_, _, _| ());
         upt.free_root(&mut mem, &mut fa);
         assert_eq!(fa.in_use(), before);
         assert!(kpt.translate(&mem, DIRECT_MAP_BASE).is_some());
@@ -2135,10 +2285,10 @@ mod tests {
             .unwrap();
         assert!(pt.table_pages() > 1);
         let areas = [
-            (0x40_0000, 0x40_2000),
-            (0x60_0000, 0x60_1000),
-            (0x4000_0000, 0x4020_0000),
-            (stack_top - 0x2_2000, stack_top),
+            (0x40_0000, 0x40_2000, true),
+            (0x60_0000, 0x60_1000, true),
+            (0x4000_0000, 0x4020_0000, true),
+            (stack_top - 0x2_2000, stack_top, true),
         ];
         let mut seen = Vec::new();
         pt.free_user_half(&mut mem, &mut fa, areas, |m, fr, l| {
@@ -2174,7 +2324,7 @@ mod tests {
         let (frame, _, _) = pt.unmap(&mut mem, 0x5000_0000).unwrap();
         fa.free(&mut mem, frame);
         let mut n = 0;
-        pt.free_user_half(&mut mem, &mut fa, [(0, 0x2000)], |m, fr, l| {
+        pt.free_user_half(&mut mem, &mut fa, [(0, 0x2000, true)], |m, fr, l| {
             n += 1;
             fr.free(m, l.frame);
         });

@@ -192,7 +192,12 @@ impl Mm {
     /// the PML4; the areas are forgotten. Only the areas' ranges of the
     /// page tables are walked (every leaf lies in an area).
     pub fn teardown<M: PhysMem>(&mut self, mem: &mut M, frames: &mut FrameAllocator) {
-        let areas = self.vmas.iter().map(|v| (v.start, v.end));
+        // A file area that never had a private page maps page-cache
+        // frames only: nothing of it to release.
+        let areas = self
+            .vmas
+            .iter()
+            .map(|v| (v.start, v.end, v.anon != 0 || v.backing == Backing::Anon));
         self.pt.free_user_half(mem, frames, areas, |m, fr, l| {
             release_frame(m, fr, l.frame, l.size);
         });

@@ -102,6 +102,25 @@ pub(super) fn ring0_detail(
     if let Some(top) = top_functions(&p.window_functions, total, (shown, 6)) {
         let _ = writeln!(text, "{:<16}   where: {top}", "");
     }
+    if shown.is_some() {
+        // With `--functions`: where each kind of entry went, all together.
+        let mut by_key: BTreeMap<&str, (BTreeMap<String, u64>, u64)> = BTreeMap::new();
+        for (e, functions) in p.entries.iter().zip(&p.entry_functions) {
+            if !e.in_window {
+                continue;
+            }
+            let (sum, n) = by_key.entry(entry_key(e)).or_default();
+            for (name, count) in functions {
+                *sum.entry(name.clone()).or_default() += count;
+            }
+            *n += e.insns;
+        }
+        for (key, (functions, n)) in &by_key {
+            if let Some(top) = top_functions(functions, *n, (shown, 6)) {
+                let _ = writeln!(text, "{:<16}   {key} where: {top}", "");
+            }
+        }
+    }
     (label, text)
 }
 
