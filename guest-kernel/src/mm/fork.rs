@@ -17,11 +17,11 @@
 //! such areas before sharing them, when free memory allows (at most half
 //! of the free frames); both sides then map every page of the area.
 
-use super::paging::{pte, KernelHalf, LeafAction, PageSize};
+use super::paging::{pte, KernelHalf, MapError, PageSize};
 use super::phys::PhysMem;
 use super::space::{Mm, MmEnv};
 use super::vma::{Backing, Prot, VmFlags, Vma};
-use crate::errno::{Errno, KResult};
+use crate::errno::KResult;
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
 
 /// Whether `v` is `MAP_SHARED` anonymous memory.
@@ -145,51 +145,32 @@ impl Mm {
         end: u64,
         shared_area: bool,
     ) -> KResult<()> {
-        let mut failed = None;
         let mut counted = 0;
-        let r = self
-            .pt
-            .update_range(env.mem, env.frames, start, end, |m, fr, l| {
-                if failed.is_some() {
-                    return LeafAction::Keep;
+        let r = self.pt.copy_leaves(
+            &mut child.pt,
+            env.mem,
+            env.frames,
+            (start, end),
+            |m, fr, l| {
+                let private = fr.owns(l.frame) && !fr.is_cache(m, l.frame);
+                if !private {
+                    return Ok((l.flags, l.flags));
                 }
-                let cache = fr.is_cache(m, l.frame);
-                let private = fr.owns(l.frame) && !cache;
-                let mut flags = l.flags;
-                let mut action = LeafAction::Keep;
-                if private && !shared_area {
-                    if !fr.share(l.frame) {
-                        failed = Some(Errno::ENOMEM);
-                        return LeafAction::Keep;
-                    }
-                    if flags & pte::RW != 0 {
-                        flags &= !pte::RW;
-                        action = LeafAction::SetFlags(flags);
-                    }
-                    counted += 1;
-                } else if private {
-                    // MAP_SHARED anonymous memory: both map the same frame.
-                    if !fr.share(l.frame) {
-                        failed = Some(Errno::ENOMEM);
-                        return LeafAction::Keep;
-                    }
-                    counted += 1;
+                // MAP_SHARED anonymous memory: both map the same frame,
+                // writable; a private frame becomes copy-on-write.
+                if !fr.share(l.frame) {
+                    return Err(MapError::OutOfMemory);
                 }
-                if let Err(e) = child.pt.map(m, fr, l.va, l.frame, PageSize::Size4K, flags) {
-                    failed = Some(e.errno());
-                    if private {
-                        fr.unshare(l.frame);
-                        counted -= 1;
-                    }
-                }
-                action
-            });
+                counted += 1;
+                let flags = match shared_area {
+                    true => l.flags,
+                    false => l.flags & !pte::RW,
+                };
+                Ok((flags, flags))
+            },
+        );
         child.user_frames += counted;
-        r.map_err(|e| e.errno())?;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        r.map_err(|e| e.errno())
     }
 }
 
@@ -199,6 +180,54 @@ mod tests {
     use crate::mm::fault::pf;
     use crate::mm::testmem::Fixture;
     use crate::uaccess::{copy_from_user, copy_to_user};
+
+    #[test]
+    fn fork_copies_only_areas_holding_private_pages_and_teardown_frees_all() {
+        let mut fx = Fixture::new();
+        let mut parent = fx.mm();
+        let before = fx.frames.in_use();
+        let file = |start: u64, prot: Prot| super::super::vma::Vma {
+            backing: Backing::File {
+                file: 0,
+                offset: 0,
+                data_end: u64::MAX,
+            },
+            ..super::super::vma::Vma::anon(start, start + 0x4000, prot, VmFlags::NONE)
+        };
+        parent.vmas.insert(file(0x40_0000, Prot::READ)).unwrap();
+        parent.vmas.insert(file(0x60_0000, Prot::RW)).unwrap();
+        // A read maps the text's page-cache pages; a write copies the
+        // data's block.
+        parent
+            .handle_page_fault(&mut fx.env(), 0x40_0000, pf::USER)
+            .unwrap();
+        parent
+            .handle_page_fault(&mut fx.env(), 0x60_1000, pf::USER | pf::WRITE)
+            .unwrap();
+        assert_eq!(parent.user_frames, 4);
+        let kernel = fx.kernel;
+        let mut child = Mm::empty();
+        parent
+            .fork_copy(&mut fx.env(), &kernel, &mut child)
+            .unwrap();
+        assert!(
+            child.pt.translate(&fx.mem, 0x40_0000).is_none(),
+            "no private page there: the child faults it in itself"
+        );
+        for k in 0..4 {
+            let va = 0x60_0000 + k * PAGE_SIZE;
+            let (p, c) = (
+                parent.pt.translate(&fx.mem, va),
+                child.pt.translate(&fx.mem, va),
+            );
+            assert_eq!(p.map(|t| t.frame), c.map(|t| t.frame), "page {k}");
+            assert_eq!(c.unwrap().flags & pte::RW, 0);
+        }
+        assert_eq!(child.user_frames, 4);
+        child.teardown(&mut fx.mem, &mut fx.frames);
+        parent.teardown(&mut fx.mem, &mut fx.frames);
+        assert_eq!(fx.frames.in_use(), before - 1, "every frame back");
+    }
 
     #[test]
     fn fork_shares_frames_read_only_and_the_first_write_copies() {

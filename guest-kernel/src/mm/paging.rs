@@ -849,6 +849,84 @@ impl PageTable {
         Ok(())
     }
 
+    /// Copy the 4 KiB leaves in `[start, end)` (page aligned) into `child`
+    /// (fork), one page table at a time: one lookup of this table and one
+    /// walk of the child's per 2 MiB region, then a pass over the entries.
+    /// `f` gives each leaf's flags here and in the child, or an error that
+    /// stops the copy (the leaves copied so far stay). A 2 MiB leaf in the
+    /// range is split first.
+    pub fn copy_leaves<M, F>(
+        &mut self,
+        child: &mut PageTable,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        (start, end): (u64, u64),
+        mut f: F,
+    ) -> Result<(), MapError>
+    where
+        M: PhysMem,
+        F: FnMut(&mut M, &mut FrameAllocator, Leaf) -> Result<(u64, u64), MapError>,
+    {
+        let traced = trace::on(mem, category::PAGE_TABLES);
+        let mut va = start;
+        while va < end {
+            let region = va & !(HUGE_PAGE_SIZE - 1);
+            let stop = (region + HUGE_PAGE_SIZE).min(end);
+            let table = match self.find_leaf_table(mem, va) {
+                None => {
+                    va = stop;
+                    continue;
+                }
+                Some(Err(_)) => {
+                    self.split_huge(mem, frames, va)?;
+                    continue;
+                }
+                Some(Ok((table, _))) => table,
+            };
+            let (to, to_parent, _) = child.walk_create(mem, frames, va, 1)?;
+            let mut copied = 0;
+            let mut failed = None;
+            for k in index(va, 1)..=index(stop - 1, 1) {
+                let e = mem.read_u64(table + k * 8);
+                if !used(e) {
+                    continue;
+                }
+                let leaf = Leaf {
+                    va: region + k * PAGE_SIZE,
+                    frame: e & pte::ADDR_MASK,
+                    size: PageSize::Size4K,
+                    flags: leaf_flags(e),
+                };
+                let (mine, theirs) = match f(mem, frames, leaf) {
+                    Ok(fl) => fl,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                if mine != leaf.flags {
+                    mem.write_u64(table + k * 8, leaf.frame | mine);
+                    if traced {
+                        trace_entry(mem, kind::PTE_SET, 1, leaf.va, leaf.frame | mine);
+                    }
+                }
+                mem.write_u64(to + k * 8, leaf.frame | theirs);
+                if traced {
+                    trace_entry(mem, kind::PTE_SET, 1, leaf.va, leaf.frame | theirs);
+                }
+                copied += 1;
+            }
+            if copied > 0 {
+                add_count(mem, to_parent, copied);
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            va = stop;
+        }
+        Ok(())
+    }
+
     /// Visit every used leaf in `[start, end)` (page aligned) and apply the
     /// callback's [`LeafAction`]. 2 MiB leaves that straddle `start` or
     /// `end` are split first, so the callback only sees leaves wholly
