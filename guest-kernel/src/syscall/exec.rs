@@ -651,6 +651,14 @@ pub fn commit<M: PhysMem, H: HostIo>(
 /// `begin_new_exec`: write back shared mappings, close close-on-exec fds,
 /// drop the old image's files, reset caught signals and per-thread state.
 fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
+    if cx.p.mm.pt.root() == 0 {
+        // The boot program: the process is as `Process::empty` made it
+        // (no address space yet, one thread, no timers, robust list,
+        // vfork parent, mapped file, handler or close-on-exec fd) and the
+        // CPU's FS and GS bases are still the zero the VMM set: nothing
+        // to undo or reload.
+        return;
+    }
     super::task::release_vfork_parent(cx);
     // The robust futexes the threads hold are released as at their exit,
     // and the process's POSIX timers are deleted.
@@ -660,13 +668,7 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     super::task::end_other_threads(cx);
     cx.p.pid = cx.p.tgid;
     cx.p.is_thread = false;
-    // The boot program's address space is still empty: nothing to walk,
-    // and no program ran to set a handler (the table is as
-    // `Process::empty` made it, which a flush leaves as it is).
-    let ran = !cx.p.mm.vmas.is_empty();
-    if ran {
-        memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
-    }
+    memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
     let cloexec: Vec<u64> =
         cx.p.fds
             .fds()
@@ -679,9 +681,7 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     for f in core::mem::take(&mut cx.p.mapped_files) {
         release(cx, f);
     }
-    if ran {
-        crate::signal::flush_handlers(&mut cx.p.sigactions);
-    }
+    crate::signal::flush_handlers(&mut cx.p.sigactions);
     cx.p.altstack = [0, 2, 0];
     cx.p.fs_base = 0;
     cx.p.gs_base = 0;
