@@ -577,25 +577,15 @@ pub fn drop_plan<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, plan: Box
 
 /// The point of no return: the old image goes, the new one is loaded.
 /// An error here leaves the process without a usable address space (the
-/// caller kills it, as Linux does with SIGSEGV).
+/// caller kills it, as Linux does with SIGSEGV). The plan is read where it
+/// lies: moving it out of its box copies two load plans.
 pub fn commit<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     kernel: &KernelHalf,
-    plan: Box<ExecPlan>,
+    mut plan: Box<ExecPlan>,
     hwcap: (u64, u64),
     random: [u8; 16],
 ) -> KResult<EntryState> {
-    let ExecPlan {
-        program,
-        interp,
-        args,
-        table,
-        argc,
-        envc,
-        shape,
-        layout,
-        stack,
-    } = *plan;
     begin_new_exec(cx);
     let journaling = cx.p.mm.vmas.journaling();
     if cx.p.mm.pt.root() != 0 {
@@ -612,27 +602,13 @@ pub fn commit<M: PhysMem, H: HostIo>(
         0,
         [exec_phase::ADDRESS_SPACE, 0, 0, 0, 0, 0],
     );
-    let block = ArgBlock::checked(&args, &table, argc, envc, shape)?;
-    let base = interp.as_ref().map_or(0, |i| i.plan.base());
-    let mut aux = AuxValues::for_program(&program.plan, base, random);
-    (aux.hwcap, aux.hwcap2) = hwcap;
-    let interp_ref = interp.as_ref().map(|i| (i.inode, &i.plan));
-    let vdso = cx.p.vdso;
-    let entry = load_elf_binary(
-        &mut cx.p.mm,
-        cx.env,
-        program.inode,
-        &program.plan,
-        interp_ref,
-        vdso,
-        (&block, &stack),
-        &aux,
-        &layout,
-    )?;
+    let entry = load_plan(cx, &plan, hwcap, random)?;
+    let program = &mut plan.program;
     name_process(cx, program.inode, &program.file);
     // A new address space: no membarrier registration.
     cx.p.membarrier_registered = 0;
-    for f in [program.file, interp.and_then(|i| i.file)]
+    let interp_file = plan.interp.as_mut().and_then(|i| i.file.take());
+    for f in [plan.program.file.take(), interp_file]
         .into_iter()
         .flatten()
     {
@@ -646,6 +622,33 @@ pub fn commit<M: PhysMem, H: HostIo>(
         [exec_phase::STACK_BUILT, 0, 0, 0, 0, 0],
     );
     Ok(entry)
+}
+
+/// Load the program of `plan` (with its interpreter and the vDSO) into
+/// the fresh address space and build its stack.
+fn load_plan<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    plan: &ExecPlan,
+    hwcap: (u64, u64),
+    random: [u8; 16],
+) -> KResult<EntryState> {
+    let block = ArgBlock::checked(&plan.args, &plan.table, plan.argc, plan.envc, plan.shape)?;
+    let (program, interp) = (&plan.program, plan.interp.as_ref());
+    let base = interp.map_or(0, |i| i.plan.base());
+    let mut aux = AuxValues::for_program(&program.plan, base, random);
+    (aux.hwcap, aux.hwcap2) = hwcap;
+    let vdso = cx.p.vdso;
+    load_elf_binary(
+        &mut cx.p.mm,
+        cx.env,
+        program.inode,
+        &program.plan,
+        interp.map(|i| (i.inode, &i.plan)),
+        vdso,
+        (&block, &plan.stack),
+        &aux,
+        &plan.layout,
+    )
 }
 
 /// `begin_new_exec`: write back shared mappings, close close-on-exec fds,
