@@ -243,7 +243,7 @@ pub fn load_elf_binary<M: PhysMem>(
     };
     // A segment already there: EEXIST (from `insert`), as Linux's
     // MAP_FIXED_NOREPLACE gives for an ELF segment over a mapping.
-    let i = mm.vmas.insert(vma)?;
+    let i = mm.vmas.insert_hot(vma)?;
     let mut sink = Sink {
         mm,
         env,
