@@ -610,17 +610,31 @@ impl StackLayout {
 
     /// Write the whole stack for the same `args` it was laid out for,
     /// through `sink` (EINVAL, E2BIG: the environment strings are not
-    /// what [`ArgBlock::new`] was told): the strings in one chunk, the
-    /// file name, then everything below the strings (argc, the pointer
-    /// arrays, the auxv, the random bytes and the platform string) in
-    /// chunks of up to [`TABLE_BUF`] bytes, lowest address first: one
-    /// chunk for all but the longest argument lists.
+    /// what [`ArgBlock::new`] was told): a stack of at most [`IMAGE_MAX`]
+    /// bytes whose pointer table came with `args` in one piece; else the
+    /// strings in one chunk, the file name, then everything below the
+    /// strings (argc, the pointer arrays, the auxv, the random bytes, the
+    /// platform string and the alignment after it) in chunks of up to
+    /// [`TABLE_BUF`] bytes, lowest address first: one chunk for all but
+    /// the longest argument lists. Every byte from `sp` to the top is
+    /// written.
     pub fn write(
         &self,
         args: &ArgBlock,
         aux: &AuxValues,
         sink: &mut impl StackSink,
     ) -> KResult<()> {
+        let table = args.table;
+        if let Some(table) = table {
+            // Built for this layout: same top, same number of words.
+            let words = self.argc + self.envc + 3;
+            if args.top != self.vma_end || table.len() as u64 != 8 * words {
+                return Err(Errno::EINVAL);
+            }
+            if self.vma_end - self.sp <= IMAGE_MAX as u64 {
+                return self.write_image(args, table, aux, sink);
+            }
+        }
         // The file name and the zero word after it, in one piece when the
         // name is short.
         let name = args.execfn();
@@ -646,12 +660,7 @@ impl StackLayout {
             va: self.sp,
             sink,
         };
-        if let Some(table) = args.table {
-            // Built for this layout: same top, same number of words.
-            let words = self.argc + self.envc + 3;
-            if args.top != self.vma_end || table.len() as u64 != 8 * words {
-                return Err(Errno::EINVAL);
-            }
+        if let Some(table) = table {
             t.push_bytes(table)?;
         } else {
             t.push(self.argc)?;
@@ -671,9 +680,40 @@ impl StackLayout {
         t.flush()
     }
 
-    /// The bytes from the auxv to the end of the platform string: the
-    /// pairs (AT_NULL last), zeros up to the random bytes, the random
-    /// bytes and the platform string; and how many of them there are.
+    /// [`Self::write`] of a stack of at most [`IMAGE_MAX`] bytes whose
+    /// pointer `table` was built with the block: every byte from `sp` to
+    /// the top assembled here and written in one piece.
+    fn write_image(
+        &self,
+        args: &ArgBlock,
+        table: &[u8],
+        aux: &AuxValues,
+        sink: &mut impl StackSink,
+    ) -> KResult<()> {
+        let mut image = [0u8; IMAGE_MAX];
+        let (tail, tail_len) = self.tail(aux);
+        let strings = self.arg_start + u64::from(self.empty_argv0);
+        let pieces: [(u64, &[u8]); 4] = [
+            (self.sp, table),
+            (self.auxv, &tail[..tail_len]),
+            (strings, args.strings()),
+            (self.execfn, args.execfn()),
+        ];
+        for (va, bytes) in pieces {
+            let at = (va - self.sp) as usize;
+            image
+                .get_mut(at..at + bytes.len())
+                .ok_or(Errno::EINVAL)?
+                .copy_from_slice(bytes);
+        }
+        let len = (self.vma_end - self.sp) as usize;
+        sink.write(self.sp, image.get(..len).ok_or(Errno::EINVAL)?)
+    }
+
+    /// The bytes from the auxv up to the argument strings: the pairs
+    /// (AT_NULL last), zeros up to the random bytes, the random bytes, the
+    /// platform string and zeros up to the strings; and how many of them
+    /// there are (so that the stack is written without a gap).
     /// Every pair lands at a fixed offset (one store a word, no fill
     /// level to test).
     fn tail(&self, aux: &AuxValues) -> ([u8; TAIL_MAX], usize) {
@@ -686,19 +726,24 @@ impl StackLayout {
         }
         put_pair(&mut b, o + 16 * (AUXV_PAIRS as usize - 1), at::NULL, 0);
         let random = (self.random - self.auxv) as usize;
-        let len = random + 16 + PLATFORM.len();
-        if let Some(dst) = b.get_mut(random..len) {
+        if let Some(dst) = b.get_mut(random..random + 16 + PLATFORM.len()) {
             dst[..16].copy_from_slice(&aux.random);
             dst[16..].copy_from_slice(PLATFORM);
         }
-        (b, len)
+        (b, (self.arg_start - self.auxv) as usize)
     }
 }
 
 /// Most bytes [`StackLayout::tail`] gives: every auxv pair with
 /// `AT_SYSINFO_EHDR` and AT_NULL, up to 15 bytes of alignment, the random
-/// bytes and the platform string.
-const TAIL_MAX: usize = 16 * (AUXV_PAIRS as usize + 1) + 15 + 16 + PLATFORM.len();
+/// bytes, the platform string and up to 15 bytes of alignment.
+const TAIL_MAX: usize = 16 * (AUXV_PAIRS as usize + 1) + 15 + 16 + PLATFORM.len() + 15;
+
+/// Most bytes from `sp` to the stack top that [`StackLayout::write`]
+/// assembles and writes as one image (a program with a few dozen short
+/// environment strings): one write, so one translation of the stack
+/// page, instead of three.
+const IMAGE_MAX: usize = 4096;
 
 /// Store one auxv pair at byte `at` of `b` (a pair without a vDSO is
 /// overwritten by the first real one).

@@ -154,8 +154,9 @@ fn auxv_follows_linux_order_and_values() {
 fn strings_are_written_as_few_large_chunks() {
     let (l, m) = build(BLOCK, 2, 2, 0x1000);
     assert!(m.writes.contains(&(l.arg_start, 20)));
-    // argc up to the platform string's NUL: one chunk.
-    let below = l.platform + PLATFORM.len() as u64 - l.sp;
+    // argc up to the strings (the platform string and the alignment
+    // after it included): one chunk.
+    let below = l.arg_start - l.sp;
     assert!(m.writes.contains(&(l.sp, below as usize)));
     assert!(m.writes.contains(&(l.execfn, 10 + 8)));
     assert_eq!(m.writes.len(), 3);
@@ -323,6 +324,36 @@ fn length_table_gives_the_same_stack_as_scanning() {
     let mut m = Mem::new(0x4000);
     l.write(&with, &aux(), &mut m).unwrap();
     assert_eq!(m.bytes, scanned_mem.bytes);
+}
+
+#[test]
+fn a_small_stack_with_its_pointer_table_is_written_as_one_image() {
+    // Two arguments and two variables; an empty argv (given an empty
+    // argv[0]) and one variable.
+    let cases: [(&[u8], &[&[u8]], u32, u32); 2] = [
+        (
+            BLOCK,
+            &[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"],
+            2,
+            2,
+        ),
+        (b"/bin/prog\0A=1\0", &[b"/bin/prog", b"A=1"], 0, 1),
+    ];
+    for (block, strings, argc, envc) in cases {
+        let table = lens(strings);
+        let mut ptrs = Vec::new();
+        let with = ArgBlock::with_lengths(block, &table, argc, envc, STACK_TOP, &mut ptrs).unwrap();
+        let (scanned, scanned_mem) = build(block, argc, envc, 0x4000);
+        let l = StackLayout::new(&with).unwrap();
+        assert_eq!(l, scanned);
+        let mut m = Mem::new(0x4000);
+        l.write(&with, &aux(), &mut m).unwrap();
+        assert_eq!(m.writes, [(l.sp, (STACK_TOP - l.sp) as usize)]);
+        assert_eq!(
+            m.bytes, scanned_mem.bytes,
+            "the same bytes, every one written"
+        );
+    }
 }
 
 #[test]
