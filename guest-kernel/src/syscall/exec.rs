@@ -120,8 +120,20 @@ fn with_message(errno: Errno, msg: &[u8]) -> ExecError {
     }
 }
 
-/// The boot program's argument block as the VMM wrote it.
-pub type BootArgs = (Cow<'static, [u8]>, Cow<'static, [u8]>, u32, u32);
+/// The boot program as the VMM placed it in RAM.
+pub struct BootArgs {
+    /// The exec file name, argv and envp strings, each NUL-terminated.
+    pub block: &'static [u8],
+    /// Their lengths, one LE u32 each (NUL included).
+    pub lens: &'static [u8],
+    /// argv count.
+    pub argc: u32,
+    /// envp count.
+    pub envc: u32,
+    /// The program file's bytes, all of them (its page-cache inode's):
+    /// read in place, not through the cache.
+    pub image: &'static [u8],
+}
 
 impl Args {
     fn block(&self) -> (Vec<u8>, Vec<u8>) {
@@ -369,16 +381,27 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         [exec_phase::START, 0, 0, 0, 0, 0],
     );
     let mut boot_args = boot_args;
+    // The boot program's bytes, already in RAM (the first file only: an
+    // interpreter it names is read through the cache).
+    let mut image = boot_args.as_ref().map(|b| b.image);
     for depth in 0..=script::MAX_DEPTH {
         let size = cx.env.cache.get(id).map_or(0, |i| i.size);
         // Enough for the `#!` check and, for most ELF files, the headers.
-        let mut head = [0u8; SMALL_PREFIX];
-        let n = (size as usize).min(SMALL_PREFIX);
-        read_file(cx, id, 0, &mut head[..n])?;
-        let line = &head[..n.min(BINPRM_BUF_SIZE)];
+        let head_buf;
+        let head = match image.take() {
+            Some(bytes) if bytes.len() as u64 == size => bytes,
+            _ => {
+                let mut buf = [0u8; SMALL_PREFIX];
+                let n = (size as usize).min(SMALL_PREFIX);
+                read_file(cx, id, 0, &mut buf[..n])?;
+                head_buf = buf;
+                &head_buf[..n]
+            }
+        };
+        let line = &head[..head.len().min(BINPRM_BUF_SIZE)];
         let parsed = script::parse(line).map_err(|e| with_message(e, b"bad #! line"))?;
         let Some(sb) = parsed else {
-            let plan = plan_image(cx, id, (size, &head[..n]), false, &layout)?;
+            let plan = plan_image(cx, id, (size, head), false, &layout)?;
             return finish(
                 cx,
                 ExecImage {
@@ -397,7 +420,7 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         // `#!`: run the interpreter with the script's path.
         let a = match (args.take(), boot_args.take()) {
             (Some(a), _) => a,
-            (None, Some((block, _, argc, _))) => split_block(&block, argc),
+            (None, Some(b)) => split_block(b.block, b.argc),
             (None, None) => return Err(Errno::EINVAL.into()),
         };
         let argv = script::interpreter_argv(&sb, &filename, &a.argv);
@@ -485,7 +508,12 @@ fn finish<M: PhysMem, H: HostIo>(
             let (b, l) = a.block();
             (Cow::Owned(b), Cow::Owned(l), argc, envc)
         }
-        (None, Some(b)) => b,
+        (None, Some(b)) => (
+            Cow::Borrowed(b.block),
+            Cow::Borrowed(b.lens),
+            b.argc,
+            b.envc,
+        ),
         (None, None) => return Err(Errno::EINVAL.into()),
     };
     let mut table = Vec::new();
