@@ -307,6 +307,62 @@ fn skip_strings(s: &[u8], mut pos: usize, n: u64) -> KResult<usize> {
     Ok(pos)
 }
 
+/// Bytes of pointer table an [`ArgTable`] holds in place: argc and the
+/// pointers of a program with a hundred or so strings (as many as let an
+/// exec's whole plan stay a small heap block, 2 KiB).
+pub const ARG_TABLE_INLINE: usize = 960;
+
+/// Where [`ArgBlock::with_lengths`] builds the stack's argc and pointer
+/// arrays: in place when they are small (most programs), so that an exec
+/// allocates no heap block for them; on the heap when not.
+pub struct ArgTable {
+    inline: [u8; ARG_TABLE_INLINE],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl ArgTable {
+    /// An empty table.
+    pub const fn new() -> ArgTable {
+        ArgTable {
+            inline: [0; ARG_TABLE_INLINE],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+
+    /// The table made `len` zero bytes long (ENOMEM if the heap cannot
+    /// hold it).
+    fn zeroed(&mut self, len: usize) -> KResult<&mut [u8]> {
+        self.heap.clear();
+        if let Some(t) = self.inline.get_mut(..len) {
+            self.len = len;
+            t.fill(0);
+            return Ok(t);
+        }
+        self.len = 0;
+        self.heap
+            .try_reserve_exact(len)
+            .map_err(|_| Errno::ENOMEM)?;
+        self.heap.resize(len, 0);
+        Ok(&mut self.heap[..])
+    }
+
+    /// The table's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self.len {
+            0 => &self.heap,
+            n => &self.inline[..n],
+        }
+    }
+}
+
+impl Default for ArgTable {
+    fn default() -> Self {
+        ArgTable::new()
+    }
+}
+
 /// Where the parts of an argument block end, as
 /// [`ArgBlock::with_lengths`] found them: the exec file name's length and
 /// the argument strings' (NULs included).
@@ -381,7 +437,7 @@ impl<'a> ArgBlock<'a> {
         argc: u32,
         envc: u32,
         top: u64,
-        table: &'a mut Vec<u8>,
+        table: &'a mut ArgTable,
     ) -> KResult<ArgBlock<'a>> {
         let n = 1 + argc as usize + envc as usize;
         if lens.len() != 4 * n {
@@ -392,11 +448,7 @@ impl<'a> ArgBlock<'a> {
         if 8 * (words as u64 - 3) >= ARG_LIMIT {
             return Err(Errno::E2BIG);
         }
-        table.clear();
-        table
-            .try_reserve_exact(8 * words)
-            .map_err(|_| Errno::ENOMEM)?;
-        table.resize(8 * words, 0);
+        let table = table.zeroed(8 * words)?;
         // The strings lie just below the exec file name (see the module
         // docs); an empty argv gets an empty argv[0] one byte below them.
         let strings = top.wrapping_sub(8 + buf.len() as u64);
@@ -415,7 +467,7 @@ impl<'a> ArgBlock<'a> {
         if end != buf.len() {
             return Err(Errno::EINVAL);
         }
-        let table: &'a Vec<u8> = table;
+        let table: &'a [u8] = table;
         Ok(ArgBlock {
             buf,
             argc: argc.into(),

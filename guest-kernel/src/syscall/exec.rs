@@ -21,8 +21,8 @@ use crate::errno::{Errno, KResult};
 use crate::exec::aslr::Layout;
 use crate::exec::elf::{header_span, EHDR_SIZE, MAX_PHDR_BYTES, PHDR_SIZE};
 use crate::exec::script::{self, BINPRM_BUF_SIZE};
-use crate::exec::stack::ArgShape;
 use crate::exec::stack::MAX_ARG_STRLEN;
+use crate::exec::stack::{ArgShape, ArgTable};
 use crate::exec::{ArgBlock, AuxValues, LoadPlan, StackLayout};
 use crate::fs::file::{o, FileRef, Node};
 use crate::fs::path;
@@ -55,13 +55,14 @@ pub struct ExecImage {
 pub struct ExecPlan {
     /// The program.
     pub program: ExecImage,
-    /// Its `PT_INTERP` interpreter.
-    pub interp: Option<ExecImage>,
+    /// Its `PT_INTERP` interpreter (boxed: a static program's plan, with
+    /// its pointer table in place, then fits the heap's small blocks).
+    pub interp: Option<Box<ExecImage>>,
     /// The exec file name, argv and envp strings, each NUL-terminated.
     pub args: Cow<'static, [u8]>,
     /// The stack's argc and argv/envp pointer arrays, built while the
     /// strings' lengths were checked ([`ArgBlock::with_lengths`]).
-    pub table: Vec<u8>,
+    pub table: ArgTable,
     /// argv count.
     pub argc: u32,
     /// envp count.
@@ -490,11 +491,11 @@ fn finish<M: PhysMem, H: HostIo>(
                 open_exec(cx, abs, false).map_err(|e| interp_error(e, b"ELF interpreter ", &p))?;
             let (iid, isize) = exec_inode(cx, &f)?;
             match plan_image(cx, iid, (isize, &[]), true, &layout) {
-                Ok(plan) => Some(ExecImage {
+                Ok(plan) => Some(Box::new(ExecImage {
                     inode: iid,
                     plan,
                     file: Some(f),
-                }),
+                })),
                 Err(e) => {
                     release(cx, f);
                     return Err(e);
@@ -516,7 +517,7 @@ fn finish<M: PhysMem, H: HostIo>(
         ),
         (None, None) => return Err(Errno::EINVAL.into()),
     };
-    let mut table = Vec::new();
+    let mut table = ArgTable::new();
     let block = ArgBlock::with_lengths(&args, &lens, argc, envc, layout.stack_top, &mut table)?;
     let shape = block.shape();
     let stack = StackLayout::new_below_with(&block, layout.stack_top, cx.p.vdso.is_some())
@@ -660,7 +661,8 @@ fn load_plan<M: PhysMem, H: HostIo>(
     hwcap: (u64, u64),
     random: [u8; 16],
 ) -> KResult<EntryState> {
-    let block = ArgBlock::checked(&plan.args, &plan.table, plan.argc, plan.envc, plan.shape)?;
+    let table = plan.table.bytes();
+    let block = ArgBlock::checked(&plan.args, table, plan.argc, plan.envc, plan.shape)?;
     let (program, interp) = (&plan.program, plan.interp.as_ref());
     let base = interp.map_or(0, |i| i.plan.base());
     let mut aux = AuxValues::for_program(&program.plan, base, random);
@@ -719,4 +721,18 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     cx.p.bases_changed = true;
     cx.p.clear_child_tid = 0;
     cx.p.robust_list = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel heap serves blocks of up to 2 KiB from its size classes
+    /// (`MAX_SMALL` in arch/heap.rs) and larger ones by a first-fit search
+    /// and a free that costs as much: a static program's plan, with its
+    /// pointer table in place, stays a small block.
+    #[test]
+    fn an_exec_plan_is_a_small_heap_block() {
+        assert!(core::mem::size_of::<ExecPlan>() <= 2048);
+    }
 }

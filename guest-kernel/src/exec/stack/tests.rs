@@ -316,7 +316,7 @@ fn lens(strings: &[&[u8]]) -> Vec<u8> {
 #[test]
 fn length_table_gives_the_same_stack_as_scanning() {
     let table = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
-    let mut ptrs = Vec::new();
+    let mut ptrs = ArgTable::new();
     let with = ArgBlock::with_lengths(BLOCK, &table, 2, 2, STACK_TOP, &mut ptrs).unwrap();
     let (scanned, scanned_mem) = build(BLOCK, 2, 2, 0x4000);
     let l = StackLayout::new(&with).unwrap();
@@ -341,7 +341,7 @@ fn a_small_stack_with_its_pointer_table_is_written_as_one_image() {
     ];
     for (block, strings, argc, envc) in cases {
         let table = lens(strings);
-        let mut ptrs = Vec::new();
+        let mut ptrs = ArgTable::new();
         let with = ArgBlock::with_lengths(block, &table, argc, envc, STACK_TOP, &mut ptrs).unwrap();
         let (scanned, scanned_mem) = build(block, argc, envc, 0x4000);
         let l = StackLayout::new(&with).unwrap();
@@ -359,7 +359,7 @@ fn a_small_stack_with_its_pointer_table_is_written_as_one_image() {
 #[test]
 fn a_block_rebuilt_from_its_checked_shape_gives_the_same_stack() {
     let table = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
-    let mut ptrs = Vec::new();
+    let mut ptrs = ArgTable::new();
     let with = ArgBlock::with_lengths(BLOCK, &table, 2, 2, STACK_TOP, &mut ptrs).unwrap();
     let again = ArgBlock::checked(BLOCK, with.table.unwrap(), 2, 2, with.shape()).unwrap();
     let l = StackLayout::new(&with).unwrap();
@@ -370,7 +370,7 @@ fn a_block_rebuilt_from_its_checked_shape_gives_the_same_stack() {
     assert_eq!(a.bytes, b.bytes);
     // A shape that does not fit the block is refused, never sliced.
     let short_table = lens(&[b"/p"]);
-    let mut short_ptrs = Vec::new();
+    let mut short_ptrs = ArgTable::new();
     let short =
         ArgBlock::with_lengths(b"/p\0", &short_table, 0, 0, STACK_TOP, &mut short_ptrs).unwrap();
     let ptrs = with.table.unwrap();
@@ -389,7 +389,7 @@ fn a_block_rebuilt_from_its_checked_shape_gives_the_same_stack() {
 #[test]
 fn length_table_that_disagrees_with_the_block_is_refused() {
     let check = |t: &[u8], argc, envc| {
-        ArgBlock::with_lengths(BLOCK, t, argc, envc, STACK_TOP, &mut Vec::new()).map(|_| ())
+        ArgBlock::with_lengths(BLOCK, t, argc, envc, STACK_TOP, &mut ArgTable::new()).map(|_| ())
     };
     let good = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
     assert!(check(&good, 2, 2).is_ok());
@@ -425,7 +425,7 @@ fn many_strings_by_length_give_the_same_stack_as_scanning() {
             .iter()
             .flat_map(|s| s.iter().copied().chain([0]))
             .collect();
-        let mut ptrs = Vec::new();
+        let mut ptrs = ArgTable::new();
         let with = ArgBlock::with_lengths(&block, &table, 1, envc, STACK_TOP, &mut ptrs).unwrap();
         let (scanned, scanned_mem) = build(&block, 1, envc, 0x8000);
         let l = StackLayout::new(&with).unwrap();
