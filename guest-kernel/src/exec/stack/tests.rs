@@ -330,14 +330,11 @@ fn length_table_gives_the_same_stack_as_scanning() {
 fn a_small_stack_with_its_pointer_table_is_written_as_one_image() {
     // Two arguments and two variables; an empty argv (given an empty
     // argv[0]) and one variable.
-    let cases: [(&[u8], &[&[u8]], u32, u32); 2] = [
-        (
-            BLOCK,
-            &[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"],
-            2,
-            2,
-        ),
-        (b"/bin/prog\0A=1\0", &[b"/bin/prog", b"A=1"], 0, 1),
+    let full: &[&[u8]] = &[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"];
+    let no_argv: &[&[u8]] = &[b"/bin/prog", b"A=1"];
+    let cases = [
+        (BLOCK, full, 2, 2),
+        (&b"/bin/prog\0A=1\0"[..], no_argv, 0, 1),
     ];
     for (block, strings, argc, envc) in cases {
         let table = lens(strings);
