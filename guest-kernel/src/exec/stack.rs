@@ -336,8 +336,10 @@ impl ArgTable {
     fn zeroed(&mut self, len: usize) -> KResult<&mut [u8]> {
         self.heap.clear();
         if let Some(t) = self.inline.get_mut(..len) {
-            self.len = len;
-            t.fill(0);
+            // A new table's bytes are zero already.
+            if core::mem::replace(&mut self.len, len) != 0 {
+                t.fill(0);
+            }
             return Ok(t);
         }
         self.len = 0;

@@ -272,12 +272,17 @@ fn plan_image<M: PhysMem, H: HostIo>(
     interpreter: bool,
     layout: &Layout,
 ) -> Result<LoadPlan, ExecError> {
-    let mut head = [0u8; EHDR_SIZE];
     let n = (size as usize).min(EHDR_SIZE);
-    match known.get(..n) {
-        Some(k) => head[..n].copy_from_slice(k),
-        None => read_file(cx, id, 0, &mut head[..n])?,
-    }
+    let head_buf;
+    let head = match known.get(..n) {
+        Some(k) => k,
+        None => {
+            let mut buf = [0u8; EHDR_SIZE];
+            read_file(cx, id, 0, &mut buf[..n])?;
+            head_buf = buf;
+            &head_buf[..n]
+        }
+    };
     if interpreter && n < EHDR_SIZE {
         // Linux reads a whole ELF header of the interpreter: a short read
         // is EIO.
@@ -286,7 +291,7 @@ fn plan_image<M: PhysMem, H: HostIo>(
             b"the interpreter is shorter than an ELF header",
         ));
     }
-    let plan = match header_span(&head[..n]) {
+    let plan = match header_span(head) {
         None if n == EHDR_SIZE => {
             // The program headers lie far into the file: read them apart.
             let phoff = u64::from_le_bytes(head[32..40].try_into().unwrap_or_default());
@@ -294,7 +299,7 @@ fn plan_image<M: PhysMem, H: HostIo>(
             let mut table = alloc::vec![0u8; len as usize];
             read_file(cx, id, phoff, &mut table)?;
             let (top, dyn_offset) = (layout.mmap_base, layout.dyn_offset);
-            LoadPlan::parse_parts(&head, &table, size, interpreter, top, dyn_offset)
+            LoadPlan::parse_parts(head, &table, size, interpreter, top, dyn_offset)
         }
         span => {
             let span = span.unwrap_or(n as u64).min(size) as usize;

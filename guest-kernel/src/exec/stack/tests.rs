@@ -354,6 +354,23 @@ fn a_small_stack_with_its_pointer_table_is_written_as_one_image() {
 }
 
 #[test]
+fn an_arg_table_used_again_holds_only_the_new_pointers() {
+    let table = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
+    let mut reused = ArgTable::new();
+    ArgBlock::with_lengths(BLOCK, &table, 2, 2, STACK_TOP, &mut reused).unwrap();
+    let short: &[u8] = b"/p\0a\0";
+    let short_lens = lens(&[b"/p", b"a"]);
+    let again = ArgBlock::with_lengths(short, &short_lens, 1, 0, STACK_TOP, &mut reused)
+        .unwrap()
+        .table;
+    let mut fresh = ArgTable::new();
+    let want = ArgBlock::with_lengths(short, &short_lens, 1, 0, STACK_TOP, &mut fresh)
+        .unwrap()
+        .table;
+    assert_eq!(again, want, "the NULL words are zero again");
+}
+
+#[test]
 fn a_block_rebuilt_from_its_checked_shape_gives_the_same_stack() {
     let table = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
     let mut ptrs = ArgTable::new();
