@@ -22,6 +22,7 @@ use guest_kernel::mm::phys::PhysMem;
 use guest_kernel::mm::space::MmEnv;
 use guest_kernel::process::task;
 use guest_kernel::process::Process;
+use guest_kernel::syscall::exec::BootArgs;
 use guest_kernel::syscall::{self, Ctx};
 use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::*;
@@ -285,12 +286,13 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
         Some(name) if argbuf.get(name.len()) == Some(&0) => Cow::Borrowed(name),
         _ => exec_fail(Errno::EINVAL, b"bad argument length table"),
     };
-    let boot_args = (
-        Cow::Borrowed(argbuf),
-        Cow::Borrowed(lens),
-        info.argc,
-        info.envc,
-    );
+    let boot_args = BootArgs {
+        block: argbuf,
+        lens,
+        argc: info.argc,
+        envc: info.envc,
+        image: crate::arch::phys::bytes(mem, info.file_phys, info.file_len),
+    };
     let mut env = MmEnv {
         mem,
         frames: &mut k.frames,

@@ -385,14 +385,14 @@ const FCW_DEFAULT: u16 = 0x037f;
 const MXCSR_DEFAULT: u32 = 0x1f80;
 
 impl UserMode {
-    /// Hand out the one token (None if already taken).
+    /// Hand out the one token (None if already taken). The FPU holds
+    /// what boot left in it: the holder gives the program its initial
+    /// state with [`Self::reset_fpu`] before it runs, as every exec does.
     pub fn take() -> Option<UserMode> {
         if TAKEN.swap(true, Ordering::Relaxed) {
             return None;
         }
-        let mut um = UserMode { _private: () };
-        um.reset_fpu();
-        Some(um)
+        Some(UserMode { _private: () })
     }
 
     /// The user's registers, to read and change between traps.

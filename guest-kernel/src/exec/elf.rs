@@ -675,6 +675,63 @@ fn prot_of(flags: u32) -> u32 {
     PROT_OF[(flags & 7) as usize]
 }
 
+/// The `mm_struct` bounds of the `PT_LOAD`s read so far (unbiased), kept
+/// in locals while the headers are read: as the plan's fields they cost a
+/// load and a store each per segment.
+#[derive(Clone, Copy)]
+struct Bounds {
+    start_code: u64,
+    end_code: u64,
+    start_data: u64,
+    end_data: u64,
+    elf_brk: u64,
+    /// The largest power-of-two `p_align`.
+    align: u64,
+    /// Where the `PT_LOAD` holding `e_phoff` maps it.
+    phdr_vaddr: Option<u64>,
+}
+
+impl Bounds {
+    const EMPTY: Bounds = Bounds {
+        start_code: u64::MAX,
+        end_code: 0,
+        start_data: 0,
+        end_data: 0,
+        elf_brk: 0,
+        align: 0,
+        phdr_vaddr: None,
+    };
+
+    /// Take in one checked `PT_LOAD`, whose header table starts at file
+    /// offset `phoff`.
+    #[inline(always)]
+    fn add(&mut self, ph: &Phdr, phoff: u64) {
+        let fend = ph.vaddr + ph.filesz;
+        if ph.offset <= phoff && phoff < ph.offset + ph.filesz {
+            self.phdr_vaddr = Some(phoff - ph.offset + ph.vaddr);
+        }
+        if ph.flags & PF_X != 0 {
+            self.start_code = self.start_code.min(ph.vaddr);
+            self.end_code = self.end_code.max(fend);
+        }
+        self.start_data = self.start_data.max(ph.vaddr);
+        self.end_data = self.end_data.max(fend);
+        self.elf_brk = self.elf_brk.max(ph.vaddr + ph.memsz);
+        if ph.align.is_power_of_two() && ph.align > self.align {
+            self.align = ph.align;
+        }
+    }
+
+    /// Store the bounds into `plan`.
+    fn store(&self, plan: &mut LoadPlan) {
+        plan.start_code = self.start_code;
+        plan.end_code = self.end_code;
+        plan.start_data = self.start_data;
+        plan.end_data = self.end_data;
+        plan.elf_brk = self.elf_brk;
+    }
+}
+
 impl LoadPlan {
     /// A plan before its headers are read: copied as one block from a
     /// constant (field by field it costs a store per word of the segment
@@ -840,10 +897,9 @@ impl LoadPlan {
             phnum: phnum as u64,
             ..LoadPlan::EMPTY
         };
-        let mut phdr_vaddr = None;
         let mut pt_phdr = None;
-        // The largest power-of-two `p_align` of the PT_LOADs.
-        let mut align = 0;
+        // The segments' bounds, gathered in locals and stored once.
+        let mut bounds = Bounds::EMPTY;
         // The table holds all `phnum` headers (checked above): no bounds
         // check per header.
         let (headers, _) = table.as_chunks::<PHDR_SIZE>();
@@ -852,12 +908,11 @@ impl LoadPlan {
             match ph.p_type {
                 PT_LOAD => {
                     if let Err(e) = check_load(file_len, i as u64, &ph) {
+                        bounds.store(&mut plan);
                         return Ok(plan.failing(e));
                     }
-                    plan.add_load(&ph, phoff as u64, &mut phdr_vaddr)?;
-                    if ph.align.is_power_of_two() && ph.align > align {
-                        align = ph.align;
-                    }
+                    plan.add_segment(&ph)?;
+                    bounds.add(&ph, phoff as u64);
                 }
                 PT_INTERP if plan.interp.is_none() => {
                     plan.interp = Some(check_interp(b, file_len, &ph)?)
@@ -867,17 +922,18 @@ impl LoadPlan {
                 _ => {}
             }
         }
+        bounds.store(&mut plan);
         if plan.nsegs == 0 {
             return Err(ElfError::NoLoads);
         }
-        let align = page_up(align).max(PAGE_SIZE);
+        let align = page_up(bounds.align).max(PAGE_SIZE);
         plan.load_bias = match plan.choose_bias(role, mmap_top, align, dyn_offset) {
             Ok(bias) => bias,
             Err(e) => return Ok(plan.failing(e)),
         };
         // Linux 6.x takes AT_PHDR from the PT_LOAD holding e_phoff; if none
         // does, PT_PHDR is the better guess than Linux's bare load bias.
-        let phdr = phdr_vaddr.or(pt_phdr).unwrap_or(0);
+        let phdr = bounds.phdr_vaddr.or(pt_phdr).unwrap_or(0);
         plan.phdr = phdr.wrapping_add(plan.load_bias);
         if let Err(e) = plan.apply_bias(|n| load_index(table, phnum, n)) {
             return Ok(plan.failing(e));
@@ -896,37 +952,19 @@ impl LoadPlan {
         self.load_error.map_or(Ok(()), Err)
     }
 
-    /// Record one checked `PT_LOAD` (unbiased) and its `mm_struct` bounds.
-    fn add_load(
-        &mut self,
-        ph: &Phdr,
-        phoff: u64,
-        phdr_vaddr: &mut Option<u64>,
-    ) -> Result<(), ElfError<'static>> {
-        if self.nsegs == MAX_LOADS {
+    /// Record one checked `PT_LOAD` (unbiased).
+    fn add_segment(&mut self, ph: &Phdr) -> Result<(), ElfError<'static>> {
+        let Some(seg) = self.segs.get_mut(self.nsegs) else {
             return Err(ElfError::TooManyLoads);
-        }
-        let prot = prot_of(ph.flags);
-        let (vaddr, offset, filesz, memsz) = (ph.vaddr, ph.offset, ph.filesz, ph.memsz);
-        self.segs[self.nsegs] = Segment {
-            vaddr,
-            memsz,
-            filesz,
-            offset,
-            prot,
+        };
+        *seg = Segment {
+            vaddr: ph.vaddr,
+            memsz: ph.memsz,
+            filesz: ph.filesz,
+            offset: ph.offset,
+            prot: prot_of(ph.flags),
         };
         self.nsegs += 1;
-        if offset <= phoff && phoff < offset + filesz {
-            *phdr_vaddr = Some(phoff - offset + vaddr);
-        }
-        let fend = vaddr + filesz;
-        if ph.flags & PF_X != 0 {
-            self.start_code = self.start_code.min(vaddr);
-            self.end_code = self.end_code.max(fend);
-        }
-        self.start_data = self.start_data.max(vaddr);
-        self.end_data = self.end_data.max(fend);
-        self.elf_brk = self.elf_brk.max(vaddr + memsz);
         Ok(())
     }
 
@@ -966,6 +1004,9 @@ impl LoadPlan {
     /// segment, asked only for the error (nothing is kept per segment for it).
     fn apply_bias(&mut self, index_of: impl Fn(usize) -> u64) -> Result<(), ElfError<'static>> {
         let bias = self.load_bias;
+        if bias == 0 {
+            return self.check_unbiased(index_of);
+        }
         for (n, seg) in self.segs[..self.nsegs].iter_mut().enumerate() {
             seg.vaddr = seg.vaddr.wrapping_add(bias);
             let Some(end) = seg.vaddr.checked_add(seg.memsz) else {
@@ -990,10 +1031,30 @@ impl LoadPlan {
         self.end_code = self.end_code.wrapping_add(bias);
         self.start_data = self.start_data.wrapping_add(bias);
         self.end_data = self.end_data.wrapping_add(bias);
-        self.elf_bss = self.end_data;
         self.elf_brk = self.elf_brk.wrapping_add(bias);
-        self.start_brk = page_up(self.elf_brk);
+        self.set_brk();
         Ok(())
+    }
+
+    /// [`Self::apply_bias`] for a bias of 0 (an `ET_EXEC`): `check_load`
+    /// kept every segment below TASK_SIZE, so only `mmap_min_addr` is left
+    /// to check, and no address changes.
+    fn check_unbiased(&mut self, index_of: impl Fn(usize) -> u64) -> Result<(), ElfError<'static>> {
+        for (n, seg) in self.segs[..self.nsegs].iter().enumerate() {
+            if seg.memsz > 0 && seg.map_start() < MMAP_MIN_ADDR {
+                let start = seg.vaddr;
+                let index = index_of(n);
+                return Err(ElfError::BelowMmapMinAddr { index, start });
+            }
+        }
+        self.set_brk();
+        Ok(())
+    }
+
+    /// `elf_bss` and the initial brk, from the biased bounds.
+    fn set_brk(&mut self) {
+        self.elf_bss = self.end_data;
+        self.start_brk = page_up(self.elf_brk);
     }
 }
 

@@ -307,6 +307,64 @@ fn skip_strings(s: &[u8], mut pos: usize, n: u64) -> KResult<usize> {
     Ok(pos)
 }
 
+/// Bytes of pointer table an [`ArgTable`] holds in place: argc and the
+/// pointers of a program with a hundred or so strings (as many as let an
+/// exec's whole plan stay a small heap block, 2 KiB).
+pub const ARG_TABLE_INLINE: usize = 960;
+
+/// Where [`ArgBlock::with_lengths`] builds the stack's argc and pointer
+/// arrays: in place when they are small (most programs), so that an exec
+/// allocates no heap block for them; on the heap when not.
+pub struct ArgTable {
+    inline: [u8; ARG_TABLE_INLINE],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl ArgTable {
+    /// An empty table.
+    pub const fn new() -> ArgTable {
+        ArgTable {
+            inline: [0; ARG_TABLE_INLINE],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+
+    /// The table made `len` zero bytes long (ENOMEM if the heap cannot
+    /// hold it).
+    fn zeroed(&mut self, len: usize) -> KResult<&mut [u8]> {
+        self.heap.clear();
+        if let Some(t) = self.inline.get_mut(..len) {
+            // A new table's bytes are zero already.
+            if core::mem::replace(&mut self.len, len) != 0 {
+                t.fill(0);
+            }
+            return Ok(t);
+        }
+        self.len = 0;
+        self.heap
+            .try_reserve_exact(len)
+            .map_err(|_| Errno::ENOMEM)?;
+        self.heap.resize(len, 0);
+        Ok(&mut self.heap[..])
+    }
+
+    /// The table's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self.len {
+            0 => &self.heap,
+            n => &self.inline[..n],
+        }
+    }
+}
+
+impl Default for ArgTable {
+    fn default() -> Self {
+        ArgTable::new()
+    }
+}
+
 /// Where the parts of an argument block end, as
 /// [`ArgBlock::with_lengths`] found them: the exec file name's length and
 /// the argument strings' (NULs included).
@@ -381,7 +439,7 @@ impl<'a> ArgBlock<'a> {
         argc: u32,
         envc: u32,
         top: u64,
-        table: &'a mut Vec<u8>,
+        table: &'a mut ArgTable,
     ) -> KResult<ArgBlock<'a>> {
         let n = 1 + argc as usize + envc as usize;
         if lens.len() != 4 * n {
@@ -392,11 +450,7 @@ impl<'a> ArgBlock<'a> {
         if 8 * (words as u64 - 3) >= ARG_LIMIT {
             return Err(Errno::E2BIG);
         }
-        table.clear();
-        table
-            .try_reserve_exact(8 * words)
-            .map_err(|_| Errno::ENOMEM)?;
-        table.resize(8 * words, 0);
+        let table = table.zeroed(8 * words)?;
         // The strings lie just below the exec file name (see the module
         // docs); an empty argv gets an empty argv[0] one byte below them.
         let strings = top.wrapping_sub(8 + buf.len() as u64);
@@ -415,7 +469,7 @@ impl<'a> ArgBlock<'a> {
         if end != buf.len() {
             return Err(Errno::EINVAL);
         }
-        let table: &'a Vec<u8> = table;
+        let table: &'a [u8] = table;
         Ok(ArgBlock {
             buf,
             argc: argc.into(),
@@ -610,17 +664,31 @@ impl StackLayout {
 
     /// Write the whole stack for the same `args` it was laid out for,
     /// through `sink` (EINVAL, E2BIG: the environment strings are not
-    /// what [`ArgBlock::new`] was told): the strings in one chunk, the
-    /// file name, then everything below the strings (argc, the pointer
-    /// arrays, the auxv, the random bytes and the platform string) in
-    /// chunks of up to [`TABLE_BUF`] bytes, lowest address first: one
-    /// chunk for all but the longest argument lists.
+    /// what [`ArgBlock::new`] was told): a stack of at most [`IMAGE_MAX`]
+    /// bytes whose pointer table came with `args` in one piece; else the
+    /// strings in one chunk, the file name, then everything below the
+    /// strings (argc, the pointer arrays, the auxv, the random bytes, the
+    /// platform string and the alignment after it) in chunks of up to
+    /// [`TABLE_BUF`] bytes, lowest address first: one chunk for all but
+    /// the longest argument lists. Every byte from `sp` to the top is
+    /// written.
     pub fn write(
         &self,
         args: &ArgBlock,
         aux: &AuxValues,
         sink: &mut impl StackSink,
     ) -> KResult<()> {
+        let table = args.table;
+        if let Some(table) = table {
+            // Built for this layout: same top, same number of words.
+            let words = self.argc + self.envc + 3;
+            if args.top != self.vma_end || table.len() as u64 != 8 * words {
+                return Err(Errno::EINVAL);
+            }
+            if self.vma_end - self.sp <= IMAGE_MAX as u64 {
+                return self.write_image(args, table, aux, sink);
+            }
+        }
         // The file name and the zero word after it, in one piece when the
         // name is short.
         let name = args.execfn();
@@ -646,12 +714,7 @@ impl StackLayout {
             va: self.sp,
             sink,
         };
-        if let Some(table) = args.table {
-            // Built for this layout: same top, same number of words.
-            let words = self.argc + self.envc + 3;
-            if args.top != self.vma_end || table.len() as u64 != 8 * words {
-                return Err(Errno::EINVAL);
-            }
+        if let Some(table) = table {
             t.push_bytes(table)?;
         } else {
             t.push(self.argc)?;
@@ -671,9 +734,40 @@ impl StackLayout {
         t.flush()
     }
 
-    /// The bytes from the auxv to the end of the platform string: the
-    /// pairs (AT_NULL last), zeros up to the random bytes, the random
-    /// bytes and the platform string; and how many of them there are.
+    /// [`Self::write`] of a stack of at most [`IMAGE_MAX`] bytes whose
+    /// pointer `table` was built with the block: every byte from `sp` to
+    /// the top assembled here and written in one piece.
+    fn write_image(
+        &self,
+        args: &ArgBlock,
+        table: &[u8],
+        aux: &AuxValues,
+        sink: &mut impl StackSink,
+    ) -> KResult<()> {
+        let mut image = [0u8; IMAGE_MAX];
+        let (tail, tail_len) = self.tail(aux);
+        let strings = self.arg_start + u64::from(self.empty_argv0);
+        let pieces: [(u64, &[u8]); 4] = [
+            (self.sp, table),
+            (self.auxv, &tail[..tail_len]),
+            (strings, args.strings()),
+            (self.execfn, args.execfn()),
+        ];
+        for (va, bytes) in pieces {
+            let at = (va - self.sp) as usize;
+            image
+                .get_mut(at..at + bytes.len())
+                .ok_or(Errno::EINVAL)?
+                .copy_from_slice(bytes);
+        }
+        let len = (self.vma_end - self.sp) as usize;
+        sink.write(self.sp, image.get(..len).ok_or(Errno::EINVAL)?)
+    }
+
+    /// The bytes from the auxv up to the argument strings: the pairs
+    /// (AT_NULL last), zeros up to the random bytes, the random bytes, the
+    /// platform string and zeros up to the strings; and how many of them
+    /// there are (so that the stack is written without a gap).
     /// Every pair lands at a fixed offset (one store a word, no fill
     /// level to test).
     fn tail(&self, aux: &AuxValues) -> ([u8; TAIL_MAX], usize) {
@@ -686,19 +780,24 @@ impl StackLayout {
         }
         put_pair(&mut b, o + 16 * (AUXV_PAIRS as usize - 1), at::NULL, 0);
         let random = (self.random - self.auxv) as usize;
-        let len = random + 16 + PLATFORM.len();
-        if let Some(dst) = b.get_mut(random..len) {
+        if let Some(dst) = b.get_mut(random..random + 16 + PLATFORM.len()) {
             dst[..16].copy_from_slice(&aux.random);
             dst[16..].copy_from_slice(PLATFORM);
         }
-        (b, len)
+        (b, (self.arg_start - self.auxv) as usize)
     }
 }
 
 /// Most bytes [`StackLayout::tail`] gives: every auxv pair with
 /// `AT_SYSINFO_EHDR` and AT_NULL, up to 15 bytes of alignment, the random
-/// bytes and the platform string.
-const TAIL_MAX: usize = 16 * (AUXV_PAIRS as usize + 1) + 15 + 16 + PLATFORM.len();
+/// bytes, the platform string and up to 15 bytes of alignment.
+const TAIL_MAX: usize = 16 * (AUXV_PAIRS as usize + 1) + 15 + 16 + PLATFORM.len() + 15;
+
+/// Most bytes from `sp` to the stack top that [`StackLayout::write`]
+/// assembles and writes as one image (a program with a few dozen short
+/// environment strings): one write, so one translation of the stack
+/// page, instead of three.
+const IMAGE_MAX: usize = 4096;
 
 /// Store one auxv pair at byte `at` of `b` (a pair without a vDSO is
 /// overwritten by the first real one).

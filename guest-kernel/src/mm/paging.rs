@@ -502,9 +502,19 @@ impl PageTable {
     ) -> Result<u64, MapError> {
         check_map_args(va, pa, PageSize::Size4K)?;
         debug_assert!(index(va, 1) + n <= ENTRIES);
-        let (table, parent_pa, _) = self.walk_create(mem, frames, va, 1)?;
+        let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
         let at = table + index(va, 1) * 8;
         let traced = trace::on(mem, category::PAGE_TABLES);
+        if fresh && n > 0 {
+            // A table the walk just created is all zero: every entry is
+            // free, and the run is written without reading any.
+            mem.write_run(at, pa | flags, PAGE_SIZE, n);
+            if traced {
+                trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
+            }
+            add_count(mem, parent_pa, n);
+            return Ok(n);
+        }
         let mut written = 0;
         for k in 0..n {
             if used(mem.read_u64(at + k * 8)) {
@@ -2240,6 +2250,25 @@ mod tests {
         assert_eq!(pt.translate(&mem, 0x1f_e000).unwrap().frame, 0x50_0000);
         assert_eq!(pt.translate(&mem, 0x1f_f000).unwrap().frame, 0x10_3000);
         pt.unmap_range(&mut mem, &mut fa, 0x1f_c000, 0x20_0000, |_, _, _| ())
+            .unwrap();
+        assert_eq!(pt.table_pages(), 1, "counts stayed exact");
+    }
+
+    #[test]
+    fn fill_free_packed_fills_a_fresh_table_and_packs_around_used_entries() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let fresh = pt.fill_free_packed(&mut mem, &mut fa, 0x40_0000, 0x10_0000, 4, UF);
+        assert_eq!(fresh, Ok(4), "a new table: every entry free");
+        for k in 0..4 {
+            let t = pt.translate(&mem, 0x40_0000 + k * PAGE_SIZE).unwrap();
+            assert_eq!(t.frame, 0x10_0000 + k * PAGE_SIZE);
+        }
+        let packed = pt.fill_free_packed(&mut mem, &mut fa, 0x40_2000, 0x20_0000, 4, UF);
+        assert_eq!(packed, Ok(2), "two of the four entries were used");
+        assert_eq!(pt.translate(&mem, 0x40_2000).unwrap().frame, 0x10_2000);
+        assert_eq!(pt.translate(&mem, 0x40_4000).unwrap().frame, 0x20_0000);
+        assert_eq!(pt.translate(&mem, 0x40_5000).unwrap().frame, 0x20_1000);
+        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x40_6000, |_, _, _| ())
             .unwrap();
         assert_eq!(pt.table_pages(), 1, "counts stayed exact");
     }

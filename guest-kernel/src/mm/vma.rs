@@ -493,7 +493,18 @@ impl VmaSet {
     /// is empty or unaligned, ENOMEM if the set already holds more than
     /// [`MAX_VMAS`], as Linux's `mmap` checks, or the kernel heap's budget
     /// for areas is used up); returns its index.
-    pub fn insert(&mut self, mut vma: Vma) -> KResult<usize> {
+    pub fn insert(&mut self, vma: Vma) -> KResult<usize> {
+        self.insert_placed(vma, false)
+    }
+
+    /// [`Self::insert`], keeping the new area hot (see
+    /// [`VmaTree::insert_hot_at`]): for an area faulted in at once.
+    pub fn insert_hot(&mut self, vma: Vma) -> KResult<usize> {
+        self.insert_placed(vma, true)
+    }
+
+    #[inline(always)]
+    fn insert_placed(&mut self, mut vma: Vma, hot: bool) -> KResult<usize> {
         vma.flags = accounted(vma.flags, vma.prot);
         if vma.is_empty() || (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
@@ -513,7 +524,11 @@ impl VmaSet {
         if self.len() > MAX_VMAS {
             return Err(Errno::ENOMEM);
         }
-        self.t.insert_at(i, vma)?;
+        if hot {
+            self.t.insert_hot_at(i, vma)?;
+        } else {
+            self.t.insert_at(i, vma)?;
+        }
         self.note(trace_kind::VMA_INSERT, vma, 0);
         Ok(i)
     }

@@ -600,6 +600,16 @@ impl VmaTree {
         self.insert_at_slow(i, vma)
     }
 
+    /// [`Self::insert_at`], keeping the new area as the hot one: the fault
+    /// that follows at once (exec writing its new stack) reads it without
+    /// a lookup.
+    pub fn insert_hot_at(&mut self, i: usize, vma: Vma) -> KResult<()> {
+        let pos = i.min(self.len);
+        self.insert_at(pos, vma)?;
+        self.hot = Hot { pos, vma };
+        Ok(())
+    }
+
     /// Append `areas` (in order, apart and past the last area, which the
     /// caller checked) when the tree is empty or one leaf with room for
     /// them: one copy, and no path or summary to keep, as for the inserts
@@ -1398,6 +1408,22 @@ mod tests {
             t.clear();
             assert_eq!(t.get(k as usize), None);
             assert_eq!(t.find_hot(addr), None);
+        }
+    }
+
+    #[test]
+    fn insert_hot_at_keeps_the_new_area_hot_until_the_next_change() {
+        for n in [3, 100] {
+            let mut t = tree_of(n);
+            let new = area(n);
+            t.insert_hot_at(usize::MAX, new).unwrap();
+            let at = n as usize;
+            assert_eq!(t.get(at), Some(&new), "placed last, as insert_at places it");
+            let hit = t.find_hot(new.start).map(|(i, v)| (i, *v));
+            assert_eq!(hit, Some((at, new)));
+            t.remove_at(0);
+            assert_eq!(t.get(at), None, "the copy went with the change");
+            assert_eq!(t.find_hot(new.start).map(|(i, _)| i), Some(at - 1));
         }
     }
 

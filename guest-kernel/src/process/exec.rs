@@ -235,10 +235,15 @@ pub fn load_elf_binary<M: PhysMem>(
     if plan.exec_stack {
         prot = Prot(prot.0 | Prot::EXEC.0);
     }
-    let vma = Vma::anon(stack.vma_start, stack.vma_end, prot, VmFlags::GROWSDOWN);
+    let vma = Vma {
+        // The identity its first fault would give it: no area next to it
+        // is a growing-down one to share one with.
+        anon: mm.next_anon_id(),
+        ..Vma::anon(stack.vma_start, stack.vma_end, prot, VmFlags::GROWSDOWN)
+    };
     // A segment already there: EEXIST (from `insert`), as Linux's
     // MAP_FIXED_NOREPLACE gives for an ELF segment over a mapping.
-    let i = mm.vmas.insert(vma)?;
+    let i = mm.vmas.insert_hot(vma)?;
     let mut sink = Sink {
         mm,
         env,

@@ -21,8 +21,8 @@ use crate::errno::{Errno, KResult};
 use crate::exec::aslr::Layout;
 use crate::exec::elf::{header_span, EHDR_SIZE, MAX_PHDR_BYTES, PHDR_SIZE};
 use crate::exec::script::{self, BINPRM_BUF_SIZE};
-use crate::exec::stack::ArgShape;
 use crate::exec::stack::MAX_ARG_STRLEN;
+use crate::exec::stack::{ArgShape, ArgTable};
 use crate::exec::{ArgBlock, AuxValues, LoadPlan, StackLayout};
 use crate::fs::file::{o, FileRef, Node};
 use crate::fs::path;
@@ -55,13 +55,14 @@ pub struct ExecImage {
 pub struct ExecPlan {
     /// The program.
     pub program: ExecImage,
-    /// Its `PT_INTERP` interpreter.
-    pub interp: Option<ExecImage>,
+    /// Its `PT_INTERP` interpreter (boxed: a static program's plan, with
+    /// its pointer table in place, then fits the heap's small blocks).
+    pub interp: Option<Box<ExecImage>>,
     /// The exec file name, argv and envp strings, each NUL-terminated.
     pub args: Cow<'static, [u8]>,
     /// The stack's argc and argv/envp pointer arrays, built while the
     /// strings' lengths were checked ([`ArgBlock::with_lengths`]).
-    pub table: Vec<u8>,
+    pub table: ArgTable,
     /// argv count.
     pub argc: u32,
     /// envp count.
@@ -120,8 +121,20 @@ fn with_message(errno: Errno, msg: &[u8]) -> ExecError {
     }
 }
 
-/// The boot program's argument block as the VMM wrote it.
-pub type BootArgs = (Cow<'static, [u8]>, Cow<'static, [u8]>, u32, u32);
+/// The boot program as the VMM placed it in RAM.
+pub struct BootArgs {
+    /// The exec file name, argv and envp strings, each NUL-terminated.
+    pub block: &'static [u8],
+    /// Their lengths, one LE u32 each (NUL included).
+    pub lens: &'static [u8],
+    /// argv count.
+    pub argc: u32,
+    /// envp count.
+    pub envc: u32,
+    /// The program file's bytes, all of them (its page-cache inode's):
+    /// read in place, not through the cache.
+    pub image: &'static [u8],
+}
 
 impl Args {
     fn block(&self) -> (Vec<u8>, Vec<u8>) {
@@ -259,12 +272,17 @@ fn plan_image<M: PhysMem, H: HostIo>(
     interpreter: bool,
     layout: &Layout,
 ) -> Result<LoadPlan, ExecError> {
-    let mut head = [0u8; EHDR_SIZE];
     let n = (size as usize).min(EHDR_SIZE);
-    match known.get(..n) {
-        Some(k) => head[..n].copy_from_slice(k),
-        None => read_file(cx, id, 0, &mut head[..n])?,
-    }
+    let head_buf;
+    let head = match known.get(..n) {
+        Some(k) => k,
+        None => {
+            let mut buf = [0u8; EHDR_SIZE];
+            read_file(cx, id, 0, &mut buf[..n])?;
+            head_buf = buf;
+            &head_buf[..n]
+        }
+    };
     if interpreter && n < EHDR_SIZE {
         // Linux reads a whole ELF header of the interpreter: a short read
         // is EIO.
@@ -273,7 +291,7 @@ fn plan_image<M: PhysMem, H: HostIo>(
             b"the interpreter is shorter than an ELF header",
         ));
     }
-    let plan = match header_span(&head[..n]) {
+    let plan = match header_span(head) {
         None if n == EHDR_SIZE => {
             // The program headers lie far into the file: read them apart.
             let phoff = u64::from_le_bytes(head[32..40].try_into().unwrap_or_default());
@@ -281,7 +299,7 @@ fn plan_image<M: PhysMem, H: HostIo>(
             let mut table = alloc::vec![0u8; len as usize];
             read_file(cx, id, phoff, &mut table)?;
             let (top, dyn_offset) = (layout.mmap_base, layout.dyn_offset);
-            LoadPlan::parse_parts(&head, &table, size, interpreter, top, dyn_offset)
+            LoadPlan::parse_parts(head, &table, size, interpreter, top, dyn_offset)
         }
         span => {
             let span = span.unwrap_or(n as u64).min(size) as usize;
@@ -369,16 +387,27 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         [exec_phase::START, 0, 0, 0, 0, 0],
     );
     let mut boot_args = boot_args;
+    // The boot program's bytes, already in RAM (the first file only: an
+    // interpreter it names is read through the cache).
+    let mut image = boot_args.as_ref().map(|b| b.image);
     for depth in 0..=script::MAX_DEPTH {
         let size = cx.env.cache.get(id).map_or(0, |i| i.size);
         // Enough for the `#!` check and, for most ELF files, the headers.
-        let mut head = [0u8; SMALL_PREFIX];
-        let n = (size as usize).min(SMALL_PREFIX);
-        read_file(cx, id, 0, &mut head[..n])?;
-        let line = &head[..n.min(BINPRM_BUF_SIZE)];
+        let head_buf;
+        let head = match image.take() {
+            Some(bytes) if bytes.len() as u64 == size => bytes,
+            _ => {
+                let mut buf = [0u8; SMALL_PREFIX];
+                let n = (size as usize).min(SMALL_PREFIX);
+                read_file(cx, id, 0, &mut buf[..n])?;
+                head_buf = buf;
+                &head_buf[..n]
+            }
+        };
+        let line = &head[..head.len().min(BINPRM_BUF_SIZE)];
         let parsed = script::parse(line).map_err(|e| with_message(e, b"bad #! line"))?;
         let Some(sb) = parsed else {
-            let plan = plan_image(cx, id, (size, &head[..n]), false, &layout)?;
+            let plan = plan_image(cx, id, (size, head), false, &layout)?;
             return finish(
                 cx,
                 ExecImage {
@@ -397,7 +426,7 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         // `#!`: run the interpreter with the script's path.
         let a = match (args.take(), boot_args.take()) {
             (Some(a), _) => a,
-            (None, Some((block, _, argc, _))) => split_block(&block, argc),
+            (None, Some(b)) => split_block(b.block, b.argc),
             (None, None) => return Err(Errno::EINVAL.into()),
         };
         let argv = script::interpreter_argv(&sb, &filename, &a.argv);
@@ -467,11 +496,11 @@ fn finish<M: PhysMem, H: HostIo>(
                 open_exec(cx, abs, false).map_err(|e| interp_error(e, b"ELF interpreter ", &p))?;
             let (iid, isize) = exec_inode(cx, &f)?;
             match plan_image(cx, iid, (isize, &[]), true, &layout) {
-                Ok(plan) => Some(ExecImage {
+                Ok(plan) => Some(Box::new(ExecImage {
                     inode: iid,
                     plan,
                     file: Some(f),
-                }),
+                })),
                 Err(e) => {
                     release(cx, f);
                     return Err(e);
@@ -485,10 +514,15 @@ fn finish<M: PhysMem, H: HostIo>(
             let (b, l) = a.block();
             (Cow::Owned(b), Cow::Owned(l), argc, envc)
         }
-        (None, Some(b)) => b,
+        (None, Some(b)) => (
+            Cow::Borrowed(b.block),
+            Cow::Borrowed(b.lens),
+            b.argc,
+            b.envc,
+        ),
         (None, None) => return Err(Errno::EINVAL.into()),
     };
-    let mut table = Vec::new();
+    let mut table = ArgTable::new();
     let block = ArgBlock::with_lengths(&args, &lens, argc, envc, layout.stack_top, &mut table)?;
     let shape = block.shape();
     let stack = StackLayout::new_below_with(&block, layout.stack_top, cx.p.vdso.is_some())
@@ -577,25 +611,15 @@ pub fn drop_plan<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, plan: Box
 
 /// The point of no return: the old image goes, the new one is loaded.
 /// An error here leaves the process without a usable address space (the
-/// caller kills it, as Linux does with SIGSEGV).
+/// caller kills it, as Linux does with SIGSEGV). The plan is read where it
+/// lies: moving it out of its box copies two load plans.
 pub fn commit<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     kernel: &KernelHalf,
-    plan: Box<ExecPlan>,
+    mut plan: Box<ExecPlan>,
     hwcap: (u64, u64),
     random: [u8; 16],
 ) -> KResult<EntryState> {
-    let ExecPlan {
-        program,
-        interp,
-        args,
-        table,
-        argc,
-        envc,
-        shape,
-        layout,
-        stack,
-    } = *plan;
     begin_new_exec(cx);
     let journaling = cx.p.mm.vmas.journaling();
     if cx.p.mm.pt.root() != 0 {
@@ -612,27 +636,13 @@ pub fn commit<M: PhysMem, H: HostIo>(
         0,
         [exec_phase::ADDRESS_SPACE, 0, 0, 0, 0, 0],
     );
-    let block = ArgBlock::checked(&args, &table, argc, envc, shape)?;
-    let base = interp.as_ref().map_or(0, |i| i.plan.base());
-    let mut aux = AuxValues::for_program(&program.plan, base, random);
-    (aux.hwcap, aux.hwcap2) = hwcap;
-    let interp_ref = interp.as_ref().map(|i| (i.inode, &i.plan));
-    let vdso = cx.p.vdso;
-    let entry = load_elf_binary(
-        &mut cx.p.mm,
-        cx.env,
-        program.inode,
-        &program.plan,
-        interp_ref,
-        vdso,
-        (&block, &stack),
-        &aux,
-        &layout,
-    )?;
+    let entry = load_plan(cx, &plan, hwcap, random)?;
+    let program = &mut plan.program;
     name_process(cx, program.inode, &program.file);
     // A new address space: no membarrier registration.
     cx.p.membarrier_registered = 0;
-    for f in [program.file, interp.and_then(|i| i.file)]
+    let interp_file = plan.interp.as_mut().and_then(|i| i.file.take());
+    for f in [plan.program.file.take(), interp_file]
         .into_iter()
         .flatten()
     {
@@ -648,9 +658,45 @@ pub fn commit<M: PhysMem, H: HostIo>(
     Ok(entry)
 }
 
+/// Load the program of `plan` (with its interpreter and the vDSO) into
+/// the fresh address space and build its stack.
+fn load_plan<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    plan: &ExecPlan,
+    hwcap: (u64, u64),
+    random: [u8; 16],
+) -> KResult<EntryState> {
+    let table = plan.table.bytes();
+    let block = ArgBlock::checked(&plan.args, table, plan.argc, plan.envc, plan.shape)?;
+    let (program, interp) = (&plan.program, plan.interp.as_ref());
+    let base = interp.map_or(0, |i| i.plan.base());
+    let mut aux = AuxValues::for_program(&program.plan, base, random);
+    (aux.hwcap, aux.hwcap2) = hwcap;
+    let vdso = cx.p.vdso;
+    load_elf_binary(
+        &mut cx.p.mm,
+        cx.env,
+        program.inode,
+        &program.plan,
+        interp.map(|i| (i.inode, &i.plan)),
+        vdso,
+        (&block, &plan.stack),
+        &aux,
+        &plan.layout,
+    )
+}
+
 /// `begin_new_exec`: write back shared mappings, close close-on-exec fds,
 /// drop the old image's files, reset caught signals and per-thread state.
 fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
+    if cx.p.mm.pt.root() == 0 {
+        // The boot program: the process is as `Process::empty` made it
+        // (no address space yet, one thread, no timers, robust list,
+        // vfork parent, mapped file, handler or close-on-exec fd) and the
+        // CPU's FS and GS bases are still the zero the VMM set: nothing
+        // to undo or reload.
+        return;
+    }
     super::task::release_vfork_parent(cx);
     // The robust futexes the threads hold are released as at their exit,
     // and the process's POSIX timers are deleted.
@@ -660,13 +706,7 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     super::task::end_other_threads(cx);
     cx.p.pid = cx.p.tgid;
     cx.p.is_thread = false;
-    // The boot program's address space is still empty: nothing to walk,
-    // and no program ran to set a handler (the table is as
-    // `Process::empty` made it, which a flush leaves as it is).
-    let ran = !cx.p.mm.vmas.is_empty();
-    if ran {
-        memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
-    }
+    memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
     let cloexec: Vec<u64> =
         cx.p.fds
             .fds()
@@ -679,13 +719,25 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     for f in core::mem::take(&mut cx.p.mapped_files) {
         release(cx, f);
     }
-    if ran {
-        crate::signal::flush_handlers(&mut cx.p.sigactions);
-    }
+    crate::signal::flush_handlers(&mut cx.p.sigactions);
     cx.p.altstack = [0, 2, 0];
     cx.p.fs_base = 0;
     cx.p.gs_base = 0;
     cx.p.bases_changed = true;
     cx.p.clear_child_tid = 0;
     cx.p.robust_list = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel heap serves blocks of up to 2 KiB from its size classes
+    /// (`MAX_SMALL` in arch/heap.rs) and larger ones by a first-fit search
+    /// and a free that costs as much: a static program's plan, with its
+    /// pointer table in place, stays a small block.
+    #[test]
+    fn an_exec_plan_is_a_small_heap_block() {
+        assert!(core::mem::size_of::<ExecPlan>() <= 2048);
+    }
 }

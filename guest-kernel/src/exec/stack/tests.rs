@@ -154,8 +154,9 @@ fn auxv_follows_linux_order_and_values() {
 fn strings_are_written_as_few_large_chunks() {
     let (l, m) = build(BLOCK, 2, 2, 0x1000);
     assert!(m.writes.contains(&(l.arg_start, 20)));
-    // argc up to the platform string's NUL: one chunk.
-    let below = l.platform + PLATFORM.len() as u64 - l.sp;
+    // argc up to the strings (the platform string and the alignment
+    // after it included): one chunk.
+    let below = l.arg_start - l.sp;
     assert!(m.writes.contains(&(l.sp, below as usize)));
     assert!(m.writes.contains(&(l.execfn, 10 + 8)));
     assert_eq!(m.writes.len(), 3);
@@ -315,7 +316,7 @@ fn lens(strings: &[&[u8]]) -> Vec<u8> {
 #[test]
 fn length_table_gives_the_same_stack_as_scanning() {
     let table = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
-    let mut ptrs = Vec::new();
+    let mut ptrs = ArgTable::new();
     let with = ArgBlock::with_lengths(BLOCK, &table, 2, 2, STACK_TOP, &mut ptrs).unwrap();
     let (scanned, scanned_mem) = build(BLOCK, 2, 2, 0x4000);
     let l = StackLayout::new(&with).unwrap();
@@ -326,9 +327,53 @@ fn length_table_gives_the_same_stack_as_scanning() {
 }
 
 #[test]
+fn a_small_stack_with_its_pointer_table_is_written_as_one_image() {
+    // Two arguments and two variables; an empty argv (given an empty
+    // argv[0]) and one variable.
+    let full: &[&[u8]] = &[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"];
+    let no_argv: &[&[u8]] = &[b"/bin/prog", b"A=1"];
+    let cases = [
+        (BLOCK, full, 2, 2),
+        (&b"/bin/prog\0A=1\0"[..], no_argv, 0, 1),
+    ];
+    for (block, strings, argc, envc) in cases {
+        let table = lens(strings);
+        let mut ptrs = ArgTable::new();
+        let with = ArgBlock::with_lengths(block, &table, argc, envc, STACK_TOP, &mut ptrs).unwrap();
+        let (scanned, scanned_mem) = build(block, argc, envc, 0x4000);
+        let l = StackLayout::new(&with).unwrap();
+        assert_eq!(l, scanned);
+        let mut m = Mem::new(0x4000);
+        l.write(&with, &aux(), &mut m).unwrap();
+        assert_eq!(m.writes, [(l.sp, (STACK_TOP - l.sp) as usize)]);
+        assert_eq!(
+            m.bytes, scanned_mem.bytes,
+            "the same bytes, every one written"
+        );
+    }
+}
+
+#[test]
+fn an_arg_table_used_again_holds_only_the_new_pointers() {
+    let table = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
+    let mut reused = ArgTable::new();
+    ArgBlock::with_lengths(BLOCK, &table, 2, 2, STACK_TOP, &mut reused).unwrap();
+    let short: &[u8] = b"/p\0a\0";
+    let short_lens = lens(&[b"/p", b"a"]);
+    let again = ArgBlock::with_lengths(short, &short_lens, 1, 0, STACK_TOP, &mut reused)
+        .unwrap()
+        .table;
+    let mut fresh = ArgTable::new();
+    let want = ArgBlock::with_lengths(short, &short_lens, 1, 0, STACK_TOP, &mut fresh)
+        .unwrap()
+        .table;
+    assert_eq!(again, want, "the NULL words are zero again");
+}
+
+#[test]
 fn a_block_rebuilt_from_its_checked_shape_gives_the_same_stack() {
     let table = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
-    let mut ptrs = Vec::new();
+    let mut ptrs = ArgTable::new();
     let with = ArgBlock::with_lengths(BLOCK, &table, 2, 2, STACK_TOP, &mut ptrs).unwrap();
     let again = ArgBlock::checked(BLOCK, with.table.unwrap(), 2, 2, with.shape()).unwrap();
     let l = StackLayout::new(&with).unwrap();
@@ -339,7 +384,7 @@ fn a_block_rebuilt_from_its_checked_shape_gives_the_same_stack() {
     assert_eq!(a.bytes, b.bytes);
     // A shape that does not fit the block is refused, never sliced.
     let short_table = lens(&[b"/p"]);
-    let mut short_ptrs = Vec::new();
+    let mut short_ptrs = ArgTable::new();
     let short =
         ArgBlock::with_lengths(b"/p\0", &short_table, 0, 0, STACK_TOP, &mut short_ptrs).unwrap();
     let ptrs = with.table.unwrap();
@@ -358,7 +403,7 @@ fn a_block_rebuilt_from_its_checked_shape_gives_the_same_stack() {
 #[test]
 fn length_table_that_disagrees_with_the_block_is_refused() {
     let check = |t: &[u8], argc, envc| {
-        ArgBlock::with_lengths(BLOCK, t, argc, envc, STACK_TOP, &mut Vec::new()).map(|_| ())
+        ArgBlock::with_lengths(BLOCK, t, argc, envc, STACK_TOP, &mut ArgTable::new()).map(|_| ())
     };
     let good = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
     assert!(check(&good, 2, 2).is_ok());
@@ -394,7 +439,7 @@ fn many_strings_by_length_give_the_same_stack_as_scanning() {
             .iter()
             .flat_map(|s| s.iter().copied().chain([0]))
             .collect();
-        let mut ptrs = Vec::new();
+        let mut ptrs = ArgTable::new();
         let with = ArgBlock::with_lengths(&block, &table, 1, envc, STACK_TOP, &mut ptrs).unwrap();
         let (scanned, scanned_mem) = build(&block, 1, envc, 0x8000);
         let l = StackLayout::new(&with).unwrap();
