@@ -196,6 +196,18 @@ impl Inode {
         self.pages.next_run(idx, end)
     }
 
+    /// The frame numbers of pages `[idx, end)` as far as the index goes (0:
+    /// not cached), to map them in one pass; `None` for a file lying in
+    /// RAM whole (see [`Self::next_resident_run`]).
+    pub fn page_frames(&self, idx: u64, end: u64) -> Option<&[u32]> {
+        if self.image.is_some() {
+            return None;
+        }
+        let pfns = &self.pages.pfns;
+        let end = (end as usize).min(pfns.len());
+        Some(&pfns[(idx as usize).min(end)..end])
+    }
+
     /// Pages held in RAM.
     pub fn cached_pages(&self) -> usize {
         self.pages.len()
@@ -765,6 +777,21 @@ mod tests {
     }
 
     #[test]
+    fn a_host_files_frames_come_as_the_index_holds_them() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(8 * PAGE_SIZE);
+        let f = cache.page(&mut mem, &mut frames, &mut host, id, 5).unwrap();
+        let ino = cache.get(id).unwrap();
+        let pfn = (f / PAGE_SIZE) as u32;
+        assert_eq!(ino.page_frames(4, 8), Some(&[0, pfn, pfn + 1, pfn + 2][..]));
+        assert_eq!(
+            ino.page_frames(6, 100),
+            Some(&[pfn + 1, pfn + 2][..]),
+            "to the index's end"
+        );
+        assert_eq!(ino.page_frames(9, 12), Some(&[][..]));
+    }
+
+    #[test]
     fn a_fill_takes_runs_and_zeroes_only_a_used_frames_tail() {
         let (mut mem, mut frames, mut cache, mut host, id) = setup(PAGE_SIZE + 100);
         let a = frames.alloc_zeroed(&mut mem).unwrap();
@@ -832,6 +859,7 @@ mod tests {
         assert_eq!(ino.next_resident_run(1, 3), Some((1, 0x40_1000, 2)));
         assert_eq!(ino.next_resident_run(3, 100), Some((3, 0x40_3000, 1)));
         assert_eq!(ino.next_resident_run(4, 100), None);
+        assert_eq!(ino.page_frames(0, 3), None, "a file in RAM: runs");
     }
 
     #[test]

@@ -1067,6 +1067,10 @@ fn map_resident<M: PhysMem>(
     let flags = user_pte_flags(v.prot, false);
     let first = off_of(from) / PAGE_SIZE;
     let end = first + (to - from) / PAGE_SIZE;
+    if let Some(pfns) = ino.page_frames(first, end) {
+        // A host file: its index and the entries in one pass.
+        return pt.map_frames(mem, frames, from, pfns, flags).map_err(oom);
+    }
     let (mut mapped, mut at) = (0, first);
     while let Some((idx, pa, n)) = ino.next_resident_run(at, end) {
         let a = from + (idx - first) * PAGE_SIZE;
