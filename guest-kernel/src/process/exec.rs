@@ -74,7 +74,13 @@ fn map_segment(
     if anon_end > anon_start {
         // Linux maps bss read-write whatever the segment says (vm_brk_flags).
         let prot = Prot(prot_of(seg).0 | Prot::RW.0);
-        areas.add(mm, Vma::anon(anon_start, anon_end, prot, VmFlags::NONE))?;
+        let vma = Vma {
+            // The identity its first fault would give it: the areas beside
+            // it are the file's, not anonymous ones to share one with.
+            anon: mm.next_anon_id(),
+            ..Vma::anon(anon_start, anon_end, prot, VmFlags::NONE)
+        };
+        areas.add(mm, vma)?;
     }
     Ok(())
 }
