@@ -100,17 +100,15 @@ pub fn find<M: PhysMem, H: HostIo>(
 ) -> KResult<Found> {
     let mut cur = abs;
     for _ in 0..8 {
-        let (canon, served) = if path::is_normal(&cur) {
-            // Already what normalising would give: sorted as it is.
-            let served = path::served(&cur);
-            (cur, served)
-        } else {
+        // A normal path is sorted as it is (normalising would give it
+        // back); another is normalised only if the kernel serves it.
+        if !path::is_normal(&cur) {
             match path::served_locally(b"/", &cur) {
-                Some(found) => found,
+                Some(canon) => cur = canon,
                 None => return Ok(Found::Host(cur)),
             }
-        };
-        let link = match served {
+        }
+        let link = match path::served(&cur) {
             Served::Dev(rest) => {
                 if let Some(n) = rest.strip_prefix(b"/fd/") {
                     let mut p = b"/proc/self/fd/".to_vec();
@@ -118,25 +116,25 @@ pub fn find<M: PhysMem, H: HostIo>(
                     cur = p;
                     continue;
                 }
-                match dev::lookup(&rest).ok_or(Errno::ENOENT)? {
+                match dev::lookup(rest).ok_or(Errno::ENOENT)? {
                     DevEntry::Link(t) if follow => t.to_vec(),
-                    e => return Ok(Found::Dev(e, canon)),
+                    e => return Ok(Found::Dev(e, cur)),
                 }
             }
             Served::Proc(rest) => {
-                let fds: Vec<u64> = match proc::reads_fds(&rest) {
+                let fds: Vec<u64> = match proc::reads_fds(rest) {
                     true => cx.p.fds.fds().map(|(n, _)| n).collect(),
                     false => Vec::new(),
                 };
-                match proc::lookup(&rest, cx.p.pid, &fds).ok_or(Errno::ENOENT)? {
+                match proc::lookup(rest, cx.p.pid, &fds).ok_or(Errno::ENOENT)? {
                     ProcEntry::Link(l) if follow => match l {
                         ProcLink::Fd(n) => return Ok(Found::Fd(n)),
                         l => proc_link_target(cx, l),
                     },
-                    e => return Ok(Found::Proc(e, canon)),
+                    e => return Ok(Found::Proc(e, cur)),
                 }
             }
-            Served::Host => return Ok(Found::Host(canon)),
+            Served::Host => return Ok(Found::Host(cur)),
         };
         cur = link;
     }
