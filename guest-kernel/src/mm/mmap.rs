@@ -129,16 +129,32 @@ impl Mm {
                 data_end: u64::MAX,
             };
         }
-        self.check_limits(env, &vma, flags)?;
-        self.map_region(env, vma)
+        self.check_limits(env, &vma, flags, fixed)?;
+        if fixed {
+            return self.map_region(env, vma);
+        }
+        // Room that get_unmapped_area found holds no area: nothing to
+        // unmap first.
+        debug_assert!(!self.vmas.intersects(vma.start, vma.end));
+        self.vmas.insert_merged(vma)?;
+        Ok(start)
     }
 
     /// Linux's checks of a new mapping against the limits (in
-    /// `mmap_region`): `RLIMIT_AS` and `RLIMIT_DATA` (what it replaces is
-    /// not counted twice), `vm.max_map_count`, and the heuristic
-    /// overcommit check of a private writable mapping.
-    fn check_limits<M: PhysMem>(&self, env: &MmEnv<'_, M>, vma: &Vma, flags: u64) -> KResult<()> {
-        let (old, old_data) = self.vmas.bytes_in(vma.start, vma.end);
+    /// `mmap_region`): `RLIMIT_AS` and `RLIMIT_DATA` (what a `fixed`
+    /// mapping replaces is not counted twice), `vm.max_map_count`, and the
+    /// heuristic overcommit check of a private writable mapping.
+    fn check_limits<M: PhysMem>(
+        &self,
+        env: &MmEnv<'_, M>,
+        vma: &Vma,
+        flags: u64,
+        fixed: bool,
+    ) -> KResult<()> {
+        let (old, old_data) = match fixed {
+            true => self.vmas.bytes_in(vma.start, vma.end),
+            false => (0, 0),
+        };
         let data = if vma.is_data() { vma.len() } else { 0 };
         if !self.may_expand(vma.len() - old, data.saturating_sub(old_data)) {
             return Err(Errno::ENOMEM);
