@@ -1119,17 +1119,19 @@ impl PageTable {
         let span = span(level);
         let base = start & !(span * ENTRIES - 1);
         let (mut cleared, mut seen) = (0, 0);
-        for i in index(start, level)..=index(end - 1, level) {
-            if seen >= used_hint {
-                break;
-            }
+        let (mut i, last) = (index(start, level), index(end - 1, level));
+        while i <= last && seen < used_hint {
             let entry_pa = table + i * 8;
             let e = mem.read_u64(entry_pa);
+            i += 1;
             if !used(e) {
+                // Most of a range being unmapped is free (a few pages were
+                // faulted in): pass its free entries in one scan.
+                i += mem.free_words(table + i * 8, last + 1 - i, pte::P | pte::PROTNONE);
                 continue;
             }
             seen += 1;
-            let eva = base + i * span;
+            let eva = base + (i - 1) * span;
             let gone = if is_leaf(e, level) {
                 self.visit_leaf(mem, frames, entry_pa, e, level, eva, f)
             } else {
