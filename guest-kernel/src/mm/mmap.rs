@@ -279,7 +279,11 @@ impl Mm {
         if prot & !(prot::READ | prot::WRITE | prot::EXEC | prot::SEM) != 0 {
             return Err(Errno::EINVAL);
         }
-        let start = self.mprotect_start(addr, end, grows)?;
+        let start = match grows {
+            // set_prot finds an unmapped `addr` itself (ENOMEM).
+            0 => addr,
+            _ => self.mprotect_start(addr, end, grows)?,
+        };
         let new = Prot::from_linux(prot);
         let reached = self.vmas.set_prot(start, end, new)?;
         self.reprotect_pages(env, start, reached, new)?;

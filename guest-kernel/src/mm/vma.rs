@@ -725,14 +725,22 @@ impl VmaSet {
             self.split_area(i, mid, end)?;
             mid.end = end;
         }
-        self.reprotect(i, mid, prot);
-        self.merge_range(i.saturating_sub(1), i + 1);
+        let changed = self.reprotect(i, mid, prot);
+        // A part split off keeps the old protection: it cannot merge back
+        // unless that is the new one too. Only the neighbours can.
+        let same = changed.prot == v.prot && changed.flags == v.flags;
+        let lo = match start > v.start && !same {
+            true => i,
+            false => i.saturating_sub(1),
+        };
+        let hi = if end < v.end && !same { i } else { i + 1 };
+        self.merge_range(lo, hi);
         Ok(())
     }
 
     /// Give area `i` (`v`) the protection `prot` (and the accounting that
-    /// goes with it), journaled as a resize.
-    fn reprotect(&mut self, i: usize, v: Vma, prot: Prot) {
+    /// goes with it), journaled as a resize; returns the area as changed.
+    fn reprotect(&mut self, i: usize, v: Vma, prot: Prot) -> Vma {
         let changed = Vma {
             prot,
             flags: accounted(v.flags, prot),
@@ -740,6 +748,7 @@ impl VmaSet {
         };
         self.t.update(i, |a| *a = changed);
         self.note(trace_kind::VMA_RESIZE, changed, 0);
+        changed
     }
 
     /// Where the areas running without a hole from the one holding
