@@ -201,6 +201,20 @@ pub fn served(canonical: &[u8]) -> Served<'_> {
     }
 }
 
+/// Whether the absolute `path` may lie in `/dev` or `/proc`: its first
+/// component other than `.` is `dev` or `proc` (or it has none, or it is
+/// `..`). When not, normalising it cannot lead there (and [`served_locally`]
+/// leaves a path with `..` to the host), so the host resolves it as it is:
+/// a look at its first bytes instead of a scan of all of them.
+pub fn maybe_served(path: &[u8]) -> bool {
+    let mut rest = path;
+    while let [b'/', r @ ..] | [b'.', b'/', r @ ..] = rest {
+        rest = r;
+    }
+    let first = rest.split(|&b| b == b'/').next().unwrap_or_default();
+    matches!(first, b"dev" | b"proc" | b"" | b"." | b"..")
+}
+
 /// What follows `root` in `path` if `path` is `root` or lies below it.
 fn under<'a>(path: &'a [u8], root: &[u8]) -> Option<&'a [u8]> {
     path.strip_prefix(root)
@@ -315,6 +329,34 @@ mod tests {
         assert_eq!(served(b"/proc"), Served::Proc(b""));
         assert_eq!(served(b"/procfs/x"), Served::Host);
         assert_eq!(served(b"/etc/passwd"), Served::Host);
+    }
+
+    #[test]
+    fn only_paths_whose_first_component_is_dev_or_proc_may_be_served() {
+        for p in [
+            &b"/dev/null"[..],
+            b"/proc",
+            b"//proc/self",
+            b"/./dev/../etc",
+            b"/.//./proc/x",
+            b"/",
+            b"/.",
+            b"/..",
+            b"/../proc",
+        ] {
+            assert!(maybe_served(p), "{p:?}");
+        }
+        for p in [
+            &b"/lib/x86_64-linux-gnu/libc.so.6"[..],
+            b"/device",
+            b"/procfs/x",
+            b"/./etc/dev",
+            b"/usr/../proc/self",
+            b"/.dev",
+        ] {
+            assert!(!maybe_served(p), "{p:?}");
+            assert_eq!(served_locally(b"/", p), None, "{p:?}");
+        }
     }
 
     #[test]

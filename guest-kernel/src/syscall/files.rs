@@ -100,6 +100,9 @@ pub fn find<M: PhysMem, H: HostIo>(
 ) -> KResult<Found> {
     let mut cur = abs;
     for _ in 0..8 {
+        if cur.first() == Some(&b'/') && !path::maybe_served(&cur) {
+            return Ok(Found::Host(cur));
+        }
         // A normal path is sorted as it is (normalising would give it
         // back); another is normalised only if the kernel serves it.
         if !path::is_normal(&cur) {
@@ -209,7 +212,7 @@ pub fn openat<M: PhysMem, H: HostIo>(
     mode: u64,
 ) -> KResult<i64> {
     let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
-    let abs = absolute(cx, dirfd, &p)?;
+    let abs = into_absolute(cx, dirfd, p)?;
     let flags = flags as u32;
     let file = open_path(cx, abs, flags, mode as u32 & 0o7777 & !cx.p.umask)?;
     let fd = cx.p.fds.alloc(file.clone(), flags & o::CLOEXEC != 0);
