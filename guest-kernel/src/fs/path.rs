@@ -202,17 +202,20 @@ pub fn served(canonical: &[u8]) -> Served<'_> {
 }
 
 /// Whether the absolute `path` may lie in `/dev` or `/proc`: its first
-/// component other than `.` is `dev` or `proc` (or it has none, or it is
-/// `..`). When not, normalising it cannot lead there (and [`served_locally`]
-/// leaves a path with `..` to the host), so the host resolves it as it is:
-/// a look at its first bytes instead of a scan of all of them.
+/// component other than `.` starts with `dev` or `proc` (or with a dot, or
+/// it has none). When not, normalising it cannot lead there (and
+/// [`served_locally`] leaves a path with `..` to the host), so the host
+/// resolves it as it is: a look at its first bytes instead of a scan of
+/// all of them.
 pub fn maybe_served(path: &[u8]) -> bool {
     let mut rest = path;
     while let [b'/', r @ ..] | [b'.', b'/', r @ ..] = rest {
         rest = r;
     }
-    let first = rest.split(|&b| b == b'/').next().unwrap_or_default();
-    matches!(first, b"dev" | b"proc" | b"" | b"." | b"..")
+    matches!(
+        rest,
+        [] | [b'.', ..] | [b'd', b'e', b'v', ..] | [b'p', b'r', b'o', b'c', ..]
+    )
 }
 
 /// What follows `root` in `path` if `path` is `root` or lies below it.
@@ -343,16 +346,16 @@ mod tests {
             b"/.",
             b"/..",
             b"/../proc",
+            // Looked at further (not served: see `served`).
+            b"/device",
+            b"/procfs/x",
         ] {
             assert!(maybe_served(p), "{p:?}");
         }
         for p in [
             &b"/lib/x86_64-linux-gnu/libc.so.6"[..],
-            b"/device",
-            b"/procfs/x",
             b"/./etc/dev",
             b"/usr/../proc/self",
-            b"/.dev",
         ] {
             assert!(!maybe_served(p), "{p:?}");
             assert_eq!(served_locally(b"/", p), None, "{p:?}");
