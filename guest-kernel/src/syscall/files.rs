@@ -431,18 +431,40 @@ pub fn close<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> K
     Ok(0)
 }
 
-/// The user buffer `[buf, buf + len)` as physical pieces.
-fn pieces<M: PhysMem, H: HostIo>(
+/// Serve a transfer of the user buffer `[buf, buf + len)` (at most
+/// [`MAX_RW_COUNT`] bytes of it) through `f`, which gets its physical
+/// pieces: room for two where the buffer lies within two pages, as most
+/// do, else for [`MAX_PIECES`] (clearing the room for them is a kilobyte
+/// string store, slow in emulated ring 0, that a short transfer need not
+/// pay).
+pub(super) fn with_pieces<M: PhysMem, H: HostIo, R>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     buf: u64,
     len: u64,
     write: bool,
-    out: &mut [IoVec; MAX_PIECES],
-) -> KResult<usize> {
+    f: impl FnOnce(&mut Cx<'_, '_, '_, M, H>, &[IoVec]) -> KResult<R>,
+) -> KResult<R> {
+    let len = len.min(MAX_RW_COUNT);
+    if (buf & (PAGE_SIZE - 1)) + len <= 2 * PAGE_SIZE {
+        let mut iov = [IoVec::default(); 2];
+        let (n, _) =
+            cx.p.mm
+                .user_buffer_pieces(cx.env, buf, len, write, &mut iov)?;
+        return f(cx, &iov[..n]);
+    }
+    let mut iov = [IoVec::default(); MAX_PIECES];
     let (n, _) =
         cx.p.mm
-            .user_buffer_pieces(cx.env, buf, len.min(MAX_RW_COUNT), write, out)?;
-    Ok(n)
+            .user_buffer_pieces(cx.env, buf, len, write, &mut iov)?;
+    f(cx, &iov[..n])
+}
+
+/// A host result: the bytes transferred, or the errno it carries.
+fn host_ret(r: i64) -> KResult<u64> {
+    if r < 0 {
+        return Err(Errno::from_ret(r));
+    }
+    Ok(r as u64)
 }
 
 /// Read up to `len` bytes of `f` at `pos` into user `buf` (no offset
@@ -461,7 +483,6 @@ pub fn read_at<M: PhysMem, H: HostIo>(
     if len == 0 {
         return Ok(0);
     }
-    let mut iov = [IoVec::default(); MAX_PIECES];
     match &b.node {
         Node::Epoll(_) => Err(Errno::EINVAL),
         Node::EventFd(c, sem) => {
@@ -475,38 +496,23 @@ pub fn read_at<M: PhysMem, H: HostIo>(
             super::signalfd::read(cx, mask, nonblock, buf, len)
         }
         Node::Stdio(k) => {
-            let n = pieces(cx, buf, len, true, &mut iov)?;
-            let r = cx.host.read(u64::from(*k), &iov[..n]);
-            if r < 0 {
-                return Err(Errno::from_ret(r));
-            }
-            Ok(r as u64)
+            let k = u64::from(*k);
+            with_pieces(cx, buf, len, true, |cx, iov| host_ret(cx.host.read(k, iov)))
         }
         Node::Dev(DevNode::Null) => Ok(0),
-        Node::Dev(DevNode::Zero | DevNode::Full) => {
-            let n = pieces(cx, buf, len, true, &mut iov)?;
+        Node::Dev(DevNode::Zero | DevNode::Full) => with_pieces(cx, buf, len, true, |cx, iov| {
             let mut total = 0;
-            for v in &iov[..n] {
+            for v in iov {
                 cx.env.mem.zero(v.phys, v.len);
                 total += v.len;
             }
             Ok(total)
-        }
+        }),
         Node::Dev(DevNode::Random | DevNode::Urandom) => {
-            let n = pieces(cx, buf, len, true, &mut iov)?;
-            let r = cx.host.random(&iov[..n]);
-            if r < 0 {
-                return Err(Errno::from_ret(r));
-            }
-            Ok(r as u64)
+            with_pieces(cx, buf, len, true, |cx, iov| host_ret(cx.host.random(iov)))
         }
         Node::Dev(DevNode::Tty) => {
-            let n = pieces(cx, buf, len, true, &mut iov)?;
-            let r = cx.host.read(0, &iov[..n]);
-            if r < 0 {
-                return Err(Errno::from_ret(r));
-            }
-            Ok(r as u64)
+            with_pieces(cx, buf, len, true, |cx, iov| host_ret(cx.host.read(0, iov)))
         }
         Node::Generated { data, .. } => {
             let start = (pos as usize).min(data.len());
@@ -534,10 +540,9 @@ pub fn read_at<M: PhysMem, H: HostIo>(
             drop(b);
             match inode {
                 Some(id) if len < DIRECT_READ_MIN => read_cached(cx, id, handle, buf, len, pos),
-                _ => {
-                    let n = pieces(cx, buf, len, true, &mut iov)?;
-                    host::pread(&mut *cx.env.host, handle, pos, &iov[..n])
-                }
+                _ => with_pieces(cx, buf, len, true, |cx, iov| {
+                    host::pread(&mut *cx.env.host, handle, pos, iov)
+                }),
             }
         }
     }
@@ -606,9 +611,7 @@ pub fn write_at<M: PhysMem, H: HostIo>(
         let nonblock = f.borrow().flags & o::NONBLOCK != 0;
         return pipe_write(cx, pipe, buf, len, nonblock);
     }
-    let mut iov = [IoVec::default(); MAX_PIECES];
-    let n = pieces(cx, buf, len, false, &mut iov)?;
-    write_pieces(cx, f, &iov[..n], pos)
+    with_pieces(cx, buf, len, false, |cx, iov| write_pieces(cx, f, iov, pos))
 }
 
 /// Write the physical pieces `iov` to `f` at `pos` (`None`: append).
