@@ -129,28 +129,24 @@ impl Mm {
                 data_end: u64::MAX,
             };
         }
-        self.check_limits(env, &vma, flags, fixed)?;
-        if fixed {
-            return self.map_region(env, vma);
-        }
-        // Room that get_unmapped_area found holds no area: nothing to
-        // unmap first.
-        debug_assert!(!self.vmas.intersects(vma.start, vma.end));
-        self.vmas.insert_merged(vma)?;
-        Ok(start)
+        // Room that get_unmapped_area found holds no area, and a fixed
+        // mapping replaces one where it covers mapped bytes.
+        let replaced = self.check_limits(env, &vma, flags, fixed)?;
+        self.map_over(env, vma, replaced > 0)
     }
 
     /// Linux's checks of a new mapping against the limits (in
     /// `mmap_region`): `RLIMIT_AS` and `RLIMIT_DATA` (what a `fixed`
     /// mapping replaces is not counted twice), `vm.max_map_count`, and the
-    /// heuristic overcommit check of a private writable mapping.
+    /// heuristic overcommit check of a private writable mapping. Returns
+    /// the mapped bytes the new mapping replaces.
     fn check_limits<M: PhysMem>(
         &self,
         env: &MmEnv<'_, M>,
         vma: &Vma,
         flags: u64,
         fixed: bool,
-    ) -> KResult<()> {
+    ) -> KResult<u64> {
         let (old, old_data) = match fixed {
             true => self.vmas.bytes_in(vma.start, vma.end),
             false => (0, 0),
@@ -168,7 +164,7 @@ impl Mm {
         if accountable && !overcommit_guess_ok(vma.len() / PAGE_SIZE, env.frames.total()) {
             return Err(Errno::ENOMEM);
         }
-        Ok(())
+        Ok(old)
     }
 
     /// Where a mapping of `len` (page aligned) bytes goes (Linux's
@@ -217,7 +213,21 @@ impl Mm {
         if vma.is_empty() || (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 || vma.end > TASK_SIZE {
             return Err(Errno::EINVAL);
         }
-        if self.vmas.intersects(vma.start, vma.end) {
+        let replaces = self.vmas.intersects(vma.start, vma.end);
+        self.map_over(env, vma, replaces)
+    }
+
+    /// [`Self::map_region`] of an area that `replaces` mapped areas or
+    /// not, as the caller found out: no lookup to tell.
+    #[inline(always)]
+    fn map_over<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        vma: Vma,
+        replaces: bool,
+    ) -> KResult<u64> {
+        debug_assert_eq!(replaces, self.vmas.intersects(vma.start, vma.end));
+        if replaces {
             self.do_munmap(env, vma.start, vma.end)?;
         }
         self.vmas.insert_merged(vma)?;

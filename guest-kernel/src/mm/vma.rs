@@ -605,6 +605,21 @@ impl VmaSet {
         self.split_area(i, v, addr).map(|_| true)
     }
 
+    /// Make `addr` an area boundary as [`Self::split_unchecked`] does;
+    /// returns whether it split and the index of the first area past
+    /// `addr` after it (found by the same lookup).
+    fn split_below(&mut self, addr: u64) -> KResult<(bool, Option<usize>)> {
+        let (i, v) = match self.t.seek(addr) {
+            (i, Some(&v)) => (i, v),
+            (_, None) => return Ok((false, None)),
+        };
+        if v.start >= addr {
+            return Ok((false, Some(i)));
+        }
+        self.split_area(i, v, addr)?;
+        Ok((true, Some(i + 1)))
+    }
+
     /// Split area `i` (`v`) at `addr`, strictly inside it; returns the
     /// high part (now area `i + 1`).
     fn split_area(&mut self, i: usize, v: Vma, addr: u64) -> KResult<Vma> {
@@ -640,15 +655,16 @@ impl VmaSet {
         if self.len() >= MAX_VMAS && self.punches_hole(start, end) {
             return Err(Errno::ENOMEM);
         }
-        let split = self.split_unchecked(start)?;
+        // The split at `end` lies in an area at or past `lo`: `lo` stays.
+        let (split, lo) = self.split_below(start)?;
         if let Err(e) = self.split_unchecked(end) {
             // Undo the first split so that a failure changes nothing.
-            if let Some(i) = self.find(start).filter(|&i| split && i > 0) {
+            if let Some(i) = lo.filter(|&i| split && i > 0) {
                 self.merge_pair_quiet(i - 1);
             }
             return Err(e);
         }
-        let Some(lo) = self.find_next(start) else {
+        let Some(lo) = lo else {
             return Ok(());
         };
         while let Some(v) = self.t.get(lo).copied() {
