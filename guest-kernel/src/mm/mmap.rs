@@ -396,12 +396,12 @@ impl Mm {
     /// into the next area's guard gap.
     #[inline(never)]
     fn add_heap_area(&mut self, grown: Vma) -> KResult<()> {
-        if let Some(next) = self.vmas.seek(grown.start).1 {
-            if grown.end + PAGE_SIZE > next.start_gap() {
-                return Err(Errno::ENOMEM);
-            }
+        let (i, next) = self.vmas.seek(grown.start);
+        if next.is_some_and(|next| grown.end + PAGE_SIZE > next.start_gap()) {
+            return Err(Errno::ENOMEM);
         }
-        let i = self.vmas.insert(grown)?;
+        // The area past the heap leaves room for it: it goes at `i`.
+        let i = self.vmas.insert_at(i, grown)?;
         let prev_is_heap = i
             .checked_sub(1)
             .and_then(|p| self.vmas.get(p))

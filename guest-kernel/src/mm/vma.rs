@@ -493,8 +493,7 @@ impl VmaSet {
     /// is empty or unaligned, ENOMEM if the set already holds more than
     /// [`MAX_VMAS`], as Linux's `mmap` checks, or the kernel heap's budget
     /// for areas is used up); returns its index.
-    pub fn insert(&mut self, mut vma: Vma) -> KResult<usize> {
-        vma.flags = accounted(vma.flags, vma.prot);
+    pub fn insert(&mut self, vma: Vma) -> KResult<usize> {
         if vma.is_empty() || (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
@@ -510,6 +509,17 @@ impl VmaSet {
             }
             i
         };
+        self.insert_at(i, vma)
+    }
+
+    /// [`Self::insert`] of a page-aligned `vma` at position `i`, which the
+    /// caller's own lookup ([`Self::seek`] of `vma.start`) found free
+    /// room at: no search.
+    #[inline(always)]
+    pub fn insert_at(&mut self, i: usize, mut vma: Vma) -> KResult<usize> {
+        debug_assert_eq!(self.t.seek(vma.start).0, i);
+        debug_assert!(!self.intersects(vma.start, vma.end));
+        vma.flags = accounted(vma.flags, vma.prot);
         if self.len() > MAX_VMAS {
             return Err(Errno::ENOMEM);
         }
