@@ -185,6 +185,24 @@ impl PhysMem for DirectMap {
         written
     }
 
+    fn free_words(&self, pa: u64, n: u64, busy: u64) -> u64 {
+        let p = self.ptr(pa, 8 * n) as *const u64;
+        let word = |k: u64| {
+            // SAFETY: `ptr` checked that the n words lie in RAM (k < n);
+            // page-table pages are 8-aligned.
+            unsafe { core::ptr::read_volatile(p.add(k as usize)) }
+        };
+        // Four words to a test: one range check, no branch per word.
+        let mut k = 0;
+        while k + 4 <= n && (word(k) | word(k + 1) | word(k + 2) | word(k + 3)) & busy == 0 {
+            k += 4;
+        }
+        while k < n && word(k) & busy == 0 {
+            k += 1;
+        }
+        k
+    }
+
     #[inline(always)]
     fn trace_on(&self, category: u32) -> bool {
         self.ring.mask & category != 0

@@ -249,6 +249,9 @@ impl Default for FdTable {
     }
 }
 
+/// The fds a first process's table has room for before it grows.
+const STDIO_TABLE_ROOM: usize = 8;
+
 impl FdTable {
     /// An empty table.
     pub const fn new() -> FdTable {
@@ -259,8 +262,9 @@ impl FdTable {
     }
 
     /// A table of `files` at fds 0, 1 and 2 (a first process's stdio)
-    /// under `limit`: one allocation of the exact size, where three
-    /// installs cost a growth of the table.
+    /// under `limit`: one allocation, where three installs cost a growth of
+    /// the table, with room for the program's first few files (its first
+    /// open would grow an exact-size table).
     pub fn stdio(files: [FileRef; 3], limit: (u64, u64)) -> FdTable {
         let fd = |file| {
             Some(Fd {
@@ -268,10 +272,9 @@ impl FdTable {
                 cloexec: false,
             })
         };
-        FdTable {
-            fds: Vec::from(files.map(fd)),
-            limit,
-        }
+        let mut fds = Vec::with_capacity(STDIO_TABLE_ROOM);
+        fds.extend(files.map(fd));
+        FdTable { fds, limit }
     }
 
     /// The fd `fd`.

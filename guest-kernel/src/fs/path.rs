@@ -40,7 +40,15 @@ pub fn user_string<M: PhysMem>(
         let n = to_page_end.min(64).min(max + 1 - out.len());
         let mut chunk = [0u8; 64];
         copy_from_user(mm, env, cur, &mut chunk[..n])?;
-        if let Some(z) = chunk[..n].iter().position(|&b| b == 0) {
+        if let Some(z) = first_nul(&chunk).filter(|&z| z < n) {
+            if out.is_empty() {
+                // The usual short string: one allocation of its size (none
+                // for an empty one, as `fstatat(fd, "", AT_EMPTY_PATH)`).
+                return Ok(match z {
+                    0 => Vec::new(),
+                    _ => chunk[..z].to_vec(),
+                });
+            }
             out.extend_from_slice(&chunk[..z]);
             return Ok(out);
         }
@@ -52,13 +60,37 @@ pub fn user_string<M: PhysMem>(
     }
 }
 
+/// The position of the first NUL byte in `chunk`, found eight bytes at a
+/// time (a byte loop costs four instructions per byte of a path).
+#[inline(always)]
+fn first_nul(chunk: &[u8; 64]) -> Option<usize> {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    if chunk[0] == 0 {
+        // An empty string (`fstatat(fd, "", AT_EMPTY_PATH)`, glibc's fstat).
+        return Some(0);
+    }
+    for (i, word) in chunk.chunks_exact(8).enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w);
+        // The high bit of each zero byte, and possibly of bytes above the
+        // first zero one (borrows): the lowest bit set is exact.
+        let zeros = x.wrapping_sub(LOW) & !x & HIGH;
+        if zeros != 0 {
+            return Some(i * 8 + zeros.trailing_zeros() as usize / 8);
+        }
+    }
+    None
+}
+
 /// Where a path leads, as far as the kernel can tell without the host.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Served {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served<'a> {
     /// Under `/dev`: the rest after "/dev" ("" or "/name...").
-    Dev(Vec<u8>),
+    Dev(&'a [u8]),
     /// Under `/proc`: the rest after "/proc".
-    Proc(Vec<u8>),
+    Proc(&'a [u8]),
     /// Elsewhere: the host resolves it.
     Host,
 }
@@ -157,37 +189,52 @@ pub fn join(dir: &[u8], rel: &[u8]) -> Vec<u8> {
     p
 }
 
-/// Which tree an absolute, normalised path lies in.
-pub fn served(canonical: &[u8]) -> Served {
-    for (root, dev) in [(&b"/dev"[..], true), (&b"/proc"[..], false)] {
-        if let Some(rest) = canonical.strip_prefix(root) {
-            if rest.is_empty() || rest[0] == b'/' {
-                let rest = rest.to_vec();
-                return if dev {
-                    Served::Dev(rest)
-                } else {
-                    Served::Proc(rest)
-                };
-            }
-        }
+/// Which tree an absolute, normalised path lies in (the rest borrowed from
+/// it: sorting a path allocates nothing).
+pub fn served(canonical: &[u8]) -> Served<'_> {
+    if let Some(rest) = under(canonical, b"/dev") {
+        return Served::Dev(rest);
     }
-    Served::Host
+    match under(canonical, b"/proc") {
+        Some(rest) => Served::Proc(rest),
+        None => Served::Host,
+    }
+}
+
+/// Whether the absolute `path` may lie in `/dev` or `/proc`: its first
+/// component other than `.` starts with `dev` or `proc` (or with a dot, or
+/// it has none). When not, normalising it cannot lead there (and
+/// [`served_locally`] leaves a path with `..` to the host), so the host
+/// resolves it as it is: a look at its first bytes instead of a scan of
+/// all of them.
+pub fn maybe_served(path: &[u8]) -> bool {
+    let mut rest = path;
+    while let [b'/', r @ ..] | [b'.', b'/', r @ ..] = rest {
+        rest = r;
+    }
+    matches!(
+        rest,
+        [] | [b'.', ..] | [b'd', b'e', b'v', ..] | [b'p', b'r', b'o', b'c', ..]
+    )
+}
+
+/// What follows `root` in `path` if `path` is `root` or lies below it.
+fn under<'a>(path: &'a [u8], root: &[u8]) -> Option<&'a [u8]> {
+    path.strip_prefix(root)
+        .filter(|rest| rest.first().is_none_or(|&b| b == b'/'))
 }
 
 /// Whether the kernel may sort `path` (relative to `cwd`) itself: the
 /// joined path contains no `..` (which could climb out of a symlinked
 /// directory) and lies under `/dev` or `/proc`, whose trees the host never
-/// holds. Returns the normalised path then.
-pub fn served_locally(cwd: &[u8], path: &[u8]) -> Option<(Vec<u8>, Served)> {
+/// holds. Returns the normalised path then (for [`served`] to sort).
+pub fn served_locally(cwd: &[u8], path: &[u8]) -> Option<Vec<u8>> {
     let joined = join(cwd, path);
     if joined.split(|&b| b == b'/').any(|c| c == b"..") {
         return None;
     }
     let n = normalize(&joined);
-    match served(&n) {
-        Served::Host => None,
-        s => Some((n, s)),
-    }
+    (served(&n) != Served::Host).then_some(n)
 }
 
 #[cfg(test)]
@@ -234,6 +281,20 @@ mod tests {
     }
 
     #[test]
+    fn first_nul_finds_the_first_zero_byte_in_any_word() {
+        for at in 0..64 {
+            // Bytes that the zero-byte test could misread around the NUL.
+            let mut chunk = [0x01u8; 64];
+            chunk[..at].iter_mut().enumerate().for_each(|(i, b)| {
+                *b = [0x01, 0x80, 0xff, b'/'][i % 4];
+            });
+            chunk[at] = 0;
+            assert_eq!(first_nul(&chunk), Some(at), "{at}");
+        }
+        assert_eq!(first_nul(&[0x01; 64]), None);
+    }
+
+    #[test]
     fn normalize_removes_dots_and_stops_at_root() {
         assert_eq!(normalize(b"/a/./b//c/"), b"/a/b/c");
         assert_eq!(normalize(b"/a/../../b"), b"/b");
@@ -264,28 +325,52 @@ mod tests {
 
     #[test]
     fn dev_and_proc_paths_are_served_by_the_kernel() {
-        assert_eq!(served(b"/dev/null"), Served::Dev(b"/null".to_vec()));
-        assert_eq!(served(b"/dev"), Served::Dev(b"".to_vec()));
+        assert_eq!(served(b"/dev/null"), Served::Dev(b"/null"));
+        assert_eq!(served(b"/dev"), Served::Dev(b""));
         assert_eq!(served(b"/device"), Served::Host);
-        assert_eq!(
-            served(b"/proc/self/maps"),
-            Served::Proc(b"/self/maps".to_vec())
-        );
+        assert_eq!(served(b"/proc/self/maps"), Served::Proc(b"/self/maps"));
+        assert_eq!(served(b"/proc"), Served::Proc(b""));
+        assert_eq!(served(b"/procfs/x"), Served::Host);
         assert_eq!(served(b"/etc/passwd"), Served::Host);
+    }
+
+    #[test]
+    fn only_paths_whose_first_component_is_dev_or_proc_may_be_served() {
+        for p in [
+            &b"/dev/null"[..],
+            b"/proc",
+            b"//proc/self",
+            b"/./dev/../etc",
+            b"/.//./proc/x",
+            b"/",
+            b"/.",
+            b"/..",
+            b"/../proc",
+            // Looked at further (not served: see `served`).
+            b"/device",
+            b"/procfs/x",
+        ] {
+            assert!(maybe_served(p), "{p:?}");
+        }
+        for p in [
+            &b"/lib/x86_64-linux-gnu/libc.so.6"[..],
+            b"/./etc/dev",
+            b"/usr/../proc/self",
+        ] {
+            assert!(!maybe_served(p), "{p:?}");
+            assert_eq!(served_locally(b"/", p), None, "{p:?}");
+        }
     }
 
     #[test]
     fn relative_paths_join_the_cwd_and_dotdot_goes_to_the_host() {
         assert_eq!(
             served_locally(b"/proc/self", b"maps"),
-            Some((
-                b"/proc/self/maps".to_vec(),
-                Served::Proc(b"/self/maps".to_vec())
-            ))
+            Some(b"/proc/self/maps".to_vec())
         );
         assert_eq!(served_locally(b"/dev", b"../etc"), None);
         assert_eq!(
-            served_locally(b"/home", b"/dev/zero").map(|x| x.0),
+            served_locally(b"/home", b"/dev//zero"),
             Some(b"/dev/zero".to_vec())
         );
         assert_eq!(served_locally(b"/home", b"x"), None);

@@ -129,16 +129,28 @@ impl Mm {
                 data_end: u64::MAX,
             };
         }
-        self.check_limits(env, &vma, flags)?;
-        self.map_region(env, vma)
+        // Room that get_unmapped_area found holds no area, and a fixed
+        // mapping replaces one where it covers mapped bytes.
+        let replaced = self.check_limits(env, &vma, flags, fixed)?;
+        self.map_over(env, vma, replaced > 0)
     }
 
     /// Linux's checks of a new mapping against the limits (in
-    /// `mmap_region`): `RLIMIT_AS` and `RLIMIT_DATA` (what it replaces is
-    /// not counted twice), `vm.max_map_count`, and the heuristic
-    /// overcommit check of a private writable mapping.
-    fn check_limits<M: PhysMem>(&self, env: &MmEnv<'_, M>, vma: &Vma, flags: u64) -> KResult<()> {
-        let (old, old_data) = self.vmas.bytes_in(vma.start, vma.end);
+    /// `mmap_region`): `RLIMIT_AS` and `RLIMIT_DATA` (what a `fixed`
+    /// mapping replaces is not counted twice), `vm.max_map_count`, and the
+    /// heuristic overcommit check of a private writable mapping. Returns
+    /// the mapped bytes the new mapping replaces.
+    fn check_limits<M: PhysMem>(
+        &self,
+        env: &MmEnv<'_, M>,
+        vma: &Vma,
+        flags: u64,
+        fixed: bool,
+    ) -> KResult<u64> {
+        let (old, old_data) = match fixed {
+            true => self.vmas.bytes_in(vma.start, vma.end),
+            false => (0, 0),
+        };
         let data = if vma.is_data() { vma.len() } else { 0 };
         if !self.may_expand(vma.len() - old, data.saturating_sub(old_data)) {
             return Err(Errno::ENOMEM);
@@ -152,7 +164,7 @@ impl Mm {
         if accountable && !overcommit_guess_ok(vma.len() / PAGE_SIZE, env.frames.total()) {
             return Err(Errno::ENOMEM);
         }
-        Ok(())
+        Ok(old)
     }
 
     /// Where a mapping of `len` (page aligned) bytes goes (Linux's
@@ -201,7 +213,21 @@ impl Mm {
         if vma.is_empty() || (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 || vma.end > TASK_SIZE {
             return Err(Errno::EINVAL);
         }
-        if self.vmas.intersects(vma.start, vma.end) {
+        let replaces = self.vmas.intersects(vma.start, vma.end);
+        self.map_over(env, vma, replaces)
+    }
+
+    /// [`Self::map_region`] of an area that `replaces` mapped areas or
+    /// not, as the caller found out: no lookup to tell.
+    #[inline(always)]
+    fn map_over<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        vma: Vma,
+        replaces: bool,
+    ) -> KResult<u64> {
+        debug_assert_eq!(replaces, self.vmas.intersects(vma.start, vma.end));
+        if replaces {
             self.do_munmap(env, vma.start, vma.end)?;
         }
         self.vmas.insert_merged(vma)?;
@@ -263,7 +289,11 @@ impl Mm {
         if prot & !(prot::READ | prot::WRITE | prot::EXEC | prot::SEM) != 0 {
             return Err(Errno::EINVAL);
         }
-        let start = self.mprotect_start(addr, end, grows)?;
+        let start = match grows {
+            // set_prot finds an unmapped `addr` itself (ENOMEM).
+            0 => addr,
+            _ => self.mprotect_start(addr, end, grows)?,
+        };
         let new = Prot::from_linux(prot);
         let reached = self.vmas.set_prot(start, end, new)?;
         self.reprotect_pages(env, start, reached, new)?;
@@ -366,12 +396,12 @@ impl Mm {
     /// into the next area's guard gap.
     #[inline(never)]
     fn add_heap_area(&mut self, grown: Vma) -> KResult<()> {
-        if let Some(next) = self.vmas.seek(grown.start).1 {
-            if grown.end + PAGE_SIZE > next.start_gap() {
-                return Err(Errno::ENOMEM);
-            }
+        let (i, next) = self.vmas.seek(grown.start);
+        if next.is_some_and(|next| grown.end + PAGE_SIZE > next.start_gap()) {
+            return Err(Errno::ENOMEM);
         }
-        let i = self.vmas.insert(grown)?;
+        // The area past the heap leaves room for it: it goes at `i`.
+        let i = self.vmas.insert_at(i, grown)?;
         let prev_is_heap = i
             .checked_sub(1)
             .and_then(|p| self.vmas.get(p))

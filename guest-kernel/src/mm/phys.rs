@@ -58,6 +58,15 @@ pub trait PhysMem {
         written
     }
 
+    /// How many of the `n` words from `pa` have none of the `busy` bits
+    /// set before the first that has one (a scan past free page-table
+    /// entries). Implementations may do it faster than `n` reads.
+    fn free_words(&self, pa: u64, n: u64, busy: u64) -> u64 {
+        (0..n)
+            .find(|&k| self.read_u64(pa + 8 * k) & busy != 0)
+            .unwrap_or(n)
+    }
+
     /// Whether trace records of `category` are wanted (see `crate::trace`).
     fn trace_on(&self, _category: u32) -> bool {
         false

@@ -494,33 +494,51 @@ impl VmaSet {
     /// [`MAX_VMAS`], as Linux's `mmap` checks, or the kernel heap's budget
     /// for areas is used up); returns its index.
     pub fn insert(&mut self, vma: Vma) -> KResult<usize> {
-        self.insert_placed(vma, false)
+        let i = self.free_position(&vma)?;
+        self.insert_at(i, vma)
     }
 
     /// [`Self::insert`], keeping the new area hot (see
     /// [`VmaTree::insert_hot_at`]): for an area faulted in at once.
     pub fn insert_hot(&mut self, vma: Vma) -> KResult<usize> {
-        self.insert_placed(vma, true)
+        let i = self.free_position(&vma)?;
+        self.insert_placed(i, vma, true)
     }
 
+    /// Where `vma` goes: EINVAL if it is empty or unaligned, EEXIST if it
+    /// overlaps an area.
     #[inline(always)]
-    fn insert_placed(&mut self, mut vma: Vma, hot: bool) -> KResult<usize> {
-        vma.flags = accounted(vma.flags, vma.prot);
+    fn free_position(&self, vma: &Vma) -> KResult<usize> {
         if vma.is_empty() || (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         // Past the last area (an exec adds its areas in address order):
         // no search.
         let past_last = self.t.last_end().is_none_or(|end| end <= vma.start);
-        let i = if past_last {
-            self.len()
-        } else {
-            let (i, next) = self.t.seek(vma.start);
-            if next.is_some_and(|v| v.start < vma.end) {
-                return Err(Errno::EEXIST);
-            }
-            i
-        };
+        if past_last {
+            return Ok(self.len());
+        }
+        let (i, next) = self.t.seek(vma.start);
+        if next.is_some_and(|v| v.start < vma.end) {
+            return Err(Errno::EEXIST);
+        }
+        Ok(i)
+    }
+
+    /// [`Self::insert`] of a page-aligned `vma` at position `i`, which the
+    /// caller's own lookup ([`Self::seek`] of `vma.start`) found free
+    /// room at: no search.
+    #[inline(always)]
+    pub fn insert_at(&mut self, i: usize, vma: Vma) -> KResult<usize> {
+        self.insert_placed(i, vma, false)
+    }
+
+    /// [`Self::insert_at`], keeping the new area hot if `hot`.
+    #[inline(always)]
+    fn insert_placed(&mut self, i: usize, mut vma: Vma, hot: bool) -> KResult<usize> {
+        debug_assert_eq!(self.t.seek(vma.start).0, i);
+        debug_assert!(!self.intersects(vma.start, vma.end));
+        vma.flags = accounted(vma.flags, vma.prot);
         if self.len() > MAX_VMAS {
             return Err(Errno::ENOMEM);
         }
@@ -620,6 +638,21 @@ impl VmaSet {
         self.split_area(i, v, addr).map(|_| true)
     }
 
+    /// Make `addr` an area boundary as [`Self::split_unchecked`] does;
+    /// returns whether it split and the index of the first area past
+    /// `addr` after it (found by the same lookup).
+    fn split_below(&mut self, addr: u64) -> KResult<(bool, Option<usize>)> {
+        let (i, v) = match self.t.seek(addr) {
+            (i, Some(&v)) => (i, v),
+            (_, None) => return Ok((false, None)),
+        };
+        if v.start >= addr {
+            return Ok((false, Some(i)));
+        }
+        self.split_area(i, v, addr)?;
+        Ok((true, Some(i + 1)))
+    }
+
     /// Split area `i` (`v`) at `addr`, strictly inside it; returns the
     /// high part (now area `i + 1`).
     fn split_area(&mut self, i: usize, v: Vma, addr: u64) -> KResult<Vma> {
@@ -655,15 +688,16 @@ impl VmaSet {
         if self.len() >= MAX_VMAS && self.punches_hole(start, end) {
             return Err(Errno::ENOMEM);
         }
-        let split = self.split_unchecked(start)?;
+        // The split at `end` lies in an area at or past `lo`: `lo` stays.
+        let (split, lo) = self.split_below(start)?;
         if let Err(e) = self.split_unchecked(end) {
             // Undo the first split so that a failure changes nothing.
-            if let Some(i) = self.find(start).filter(|&i| split && i > 0) {
+            if let Some(i) = lo.filter(|&i| split && i > 0) {
                 self.merge_pair_quiet(i - 1);
             }
             return Err(e);
         }
-        let Some(lo) = self.find_next(start) else {
+        let Some(lo) = lo else {
             return Ok(());
         };
         while let Some(v) = self.t.get(lo).copied() {
@@ -740,14 +774,22 @@ impl VmaSet {
             self.split_area(i, mid, end)?;
             mid.end = end;
         }
-        self.reprotect(i, mid, prot);
-        self.merge_range(i.saturating_sub(1), i + 1);
+        let changed = self.reprotect(i, mid, prot);
+        // A part split off keeps the old protection: it cannot merge back
+        // unless that is the new one too. Only the neighbours can.
+        let same = changed.prot == v.prot && changed.flags == v.flags;
+        let lo = match start > v.start && !same {
+            true => i,
+            false => i.saturating_sub(1),
+        };
+        let hi = if end < v.end && !same { i } else { i + 1 };
+        self.merge_range(lo, hi);
         Ok(())
     }
 
     /// Give area `i` (`v`) the protection `prot` (and the accounting that
-    /// goes with it), journaled as a resize.
-    fn reprotect(&mut self, i: usize, v: Vma, prot: Prot) {
+    /// goes with it), journaled as a resize; returns the area as changed.
+    fn reprotect(&mut self, i: usize, v: Vma, prot: Prot) -> Vma {
         let changed = Vma {
             prot,
             flags: accounted(v.flags, prot),
@@ -755,6 +797,7 @@ impl VmaSet {
         };
         self.t.update(i, |a| *a = changed);
         self.note(trace_kind::VMA_RESIZE, changed, 0);
+        changed
     }
 
     /// Where the areas running without a hole from the one holding

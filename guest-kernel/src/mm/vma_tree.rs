@@ -30,8 +30,10 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// Areas per leaf (21 areas of 48 bytes fill a 1 KiB heap block).
-pub const LEAF_CAP: usize = 21;
+/// Areas per leaf (42 areas of 48 bytes fill a 2 KiB heap block): a
+/// dynamically linked program's 25 to 40 areas mostly stay in one leaf, whose
+/// lookups, splits and merges take the one-leaf paths.
+pub const LEAF_CAP: usize = 42;
 /// Children per inner node.
 pub const INNER_CAP: usize = 12;
 /// A non-root node with fewer entries is merged with or refilled from a
@@ -41,21 +43,27 @@ const MIN_FILL: usize = 4;
 /// branching needs for any number of nodes the heap can hold).
 const MAX_DEPTH: usize = 16;
 
-/// Nodes allocated by every tree.
+/// Node units (see [`NODE_BYTES`]) allocated by every tree.
 static NODES: AtomicUsize = AtomicUsize::new(0);
-/// Most nodes every tree together may hold.
+/// Most node units every tree together may hold.
 static NODE_LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// Bytes of heap one node takes (its vector's block, rounded to the heap's
-/// power-of-two size class).
+/// The unit in which nodes are counted against the budget: bytes of heap
+/// an inner node takes (its vector's block, rounded to the heap's
+/// power-of-two size class); a leaf takes [`LEAF_UNITS`] of them.
 pub const NODE_BYTES: usize = 1024;
 
-/// Let all VMA trees together hold at most `n` nodes.
+/// Budget units a leaf takes.
+const LEAF_UNITS: usize = (LEAF_CAP * core::mem::size_of::<Vma>()).div_ceil(NODE_BYTES);
+/// Budget units an inner node takes.
+const INNER_UNITS: usize = (INNER_CAP * core::mem::size_of::<Child>()).div_ceil(NODE_BYTES);
+
+/// Let all VMA trees together hold at most `n` node units.
 pub fn set_node_limit(n: usize) {
     NODE_LIMIT.store(n, Ordering::Relaxed);
 }
 
-/// Nodes all VMA trees hold now.
+/// Node units all VMA trees hold now.
 pub fn nodes_in_use() -> usize {
     NODES.load(Ordering::Relaxed)
 }
@@ -92,19 +100,33 @@ struct Child {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        NODES.fetch_sub(1, Ordering::Relaxed);
+        let units = match self {
+            Node::Leaf(_) => LEAF_UNITS,
+            Node::Inner(_) => INNER_UNITS,
+        };
+        NODES.fetch_sub(units, Ordering::Relaxed);
     }
 }
 
-/// Take one node from the budget and allocate its vector (ENOMEM if the
-/// budget or the heap is exhausted).
-fn alloc_vec<T>(cap: usize) -> KResult<Vec<T>> {
-    if NODES.load(Ordering::Relaxed) >= NODE_LIMIT.load(Ordering::Relaxed) {
+/// Take a leaf's units from the budget and allocate its vector (ENOMEM if
+/// the budget or the heap is exhausted).
+fn alloc_leaf() -> KResult<Vec<Vma>> {
+    alloc_vec(LEAF_CAP, LEAF_UNITS)
+}
+
+/// Take an inner node's units from the budget and allocate its vector.
+fn alloc_inner() -> KResult<Vec<Child>> {
+    alloc_vec(INNER_CAP, INNER_UNITS)
+}
+
+/// Take `units` from the budget and allocate a vector of `cap` elements.
+fn alloc_vec<T>(cap: usize, units: usize) -> KResult<Vec<T>> {
+    if NODES.load(Ordering::Relaxed) + units > NODE_LIMIT.load(Ordering::Relaxed) {
         return Err(Errno::ENOMEM);
     }
     let mut v = Vec::new();
     v.try_reserve_exact(cap).map_err(|_| Errno::ENOMEM)?;
-    NODES.fetch_add(1, Ordering::Relaxed);
+    NODES.fetch_add(units, Ordering::Relaxed);
     Ok(v)
 }
 
@@ -136,13 +158,13 @@ impl Node {
     fn try_clone(&self) -> KResult<Node> {
         match self {
             Node::Leaf(v) => {
-                let mut c = alloc_vec(LEAF_CAP)?;
+                let mut c = alloc_leaf()?;
                 c.extend_from_slice(v);
                 Ok(Node::Leaf(c))
             }
             Node::Inner(k) => {
                 // Wrapped at once, so that a failure below frees it.
-                let mut copy = Node::Inner(alloc_vec(INNER_CAP)?);
+                let mut copy = Node::Inner(alloc_inner()?);
                 for child in k {
                     let node = child.node.try_clone()?;
                     if let Node::Inner(c) = &mut copy {
@@ -241,7 +263,7 @@ impl Spares {
     /// Allocate one more inner node.
     fn add_inner(&mut self) -> KResult<()> {
         self.inner.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
-        let node = alloc_vec(INNER_CAP)?;
+        let node = alloc_inner()?;
         self.inner.push(node);
         Ok(())
     }
@@ -250,7 +272,7 @@ impl Spares {
 impl Drop for Spares {
     /// Spares not used go back to the budget.
     fn drop(&mut self) {
-        let unused = usize::from(self.leaf.is_some()) + self.inner.len();
+        let unused = usize::from(self.leaf.is_some()) * LEAF_UNITS + self.inner.len() * INNER_UNITS;
         NODES.fetch_sub(unused, Ordering::Relaxed);
     }
 }
@@ -618,7 +640,7 @@ impl VmaTree {
     pub fn append_to_leaf(&mut self, areas: &[Vma]) -> KResult<bool> {
         match &mut self.root {
             None if areas.len() <= LEAF_CAP => {
-                let mut leaf = alloc_vec(LEAF_CAP)?;
+                let mut leaf = alloc_leaf()?;
                 leaf.extend_from_slice(areas);
                 self.root = Some(Node::Leaf(leaf));
             }
@@ -673,7 +695,7 @@ impl VmaTree {
             inner: Vec::new(),
         };
         let Some(mut node) = self.root.as_ref() else {
-            s.leaf = Some(alloc_vec(LEAF_CAP)?);
+            s.leaf = Some(alloc_leaf()?);
             return Ok(s);
         };
         // Fullness of each node on the path, root first.
@@ -698,7 +720,7 @@ impl VmaTree {
         // Splits run up from the leaf while nodes are full; a full root
         // needs a new root above it.
         if full[depth - 1] {
-            s.leaf = Some(alloc_vec(LEAF_CAP)?);
+            s.leaf = Some(alloc_leaf()?);
             let mut d = depth - 1;
             while d > 0 && full[d - 1] {
                 s.add_inner()?;
@@ -1260,9 +1282,10 @@ mod tests {
     }
 
     #[test]
-    fn nodes_fit_the_heap_block_they_are_counted_as() {
-        assert!(core::mem::size_of::<Vma>() * LEAF_CAP <= NODE_BYTES);
-        assert!(core::mem::size_of::<Child>() * INNER_CAP <= NODE_BYTES);
+    fn nodes_fit_the_heap_blocks_they_are_counted_as() {
+        assert!(core::mem::size_of::<Vma>() * LEAF_CAP <= LEAF_UNITS * NODE_BYTES);
+        assert!(core::mem::size_of::<Child>() * INNER_CAP <= INNER_UNITS * NODE_BYTES);
+        assert_eq!((LEAF_UNITS, INNER_UNITS), (2, 1));
     }
 
     #[test]

@@ -100,17 +100,18 @@ pub fn find<M: PhysMem, H: HostIo>(
 ) -> KResult<Found> {
     let mut cur = abs;
     for _ in 0..8 {
-        let (canon, served) = if path::is_normal(&cur) {
-            // Already what normalising would give: sorted as it is.
-            let served = path::served(&cur);
-            (cur, served)
-        } else {
+        if cur.first() == Some(&b'/') && !path::maybe_served(&cur) {
+            return Ok(Found::Host(cur));
+        }
+        // A normal path is sorted as it is (normalising would give it
+        // back); another is normalised only if the kernel serves it.
+        if !path::is_normal(&cur) {
             match path::served_locally(b"/", &cur) {
-                Some(found) => found,
+                Some(canon) => cur = canon,
                 None => return Ok(Found::Host(cur)),
             }
-        };
-        let link = match served {
+        }
+        let link = match path::served(&cur) {
             Served::Dev(rest) => {
                 if let Some(n) = rest.strip_prefix(b"/fd/") {
                     let mut p = b"/proc/self/fd/".to_vec();
@@ -118,25 +119,25 @@ pub fn find<M: PhysMem, H: HostIo>(
                     cur = p;
                     continue;
                 }
-                match dev::lookup(&rest).ok_or(Errno::ENOENT)? {
+                match dev::lookup(rest).ok_or(Errno::ENOENT)? {
                     DevEntry::Link(t) if follow => t.to_vec(),
-                    e => return Ok(Found::Dev(e, canon)),
+                    e => return Ok(Found::Dev(e, cur)),
                 }
             }
             Served::Proc(rest) => {
-                let fds: Vec<u64> = match proc::reads_fds(&rest) {
+                let fds: Vec<u64> = match proc::reads_fds(rest) {
                     true => cx.p.fds.fds().map(|(n, _)| n).collect(),
                     false => Vec::new(),
                 };
-                match proc::lookup(&rest, cx.p.pid, &fds).ok_or(Errno::ENOENT)? {
+                match proc::lookup(rest, cx.p.pid, &fds).ok_or(Errno::ENOENT)? {
                     ProcEntry::Link(l) if follow => match l {
                         ProcLink::Fd(n) => return Ok(Found::Fd(n)),
                         l => proc_link_target(cx, l),
                     },
-                    e => return Ok(Found::Proc(e, canon)),
+                    e => return Ok(Found::Proc(e, cur)),
                 }
             }
-            Served::Host => return Ok(Found::Host(canon)),
+            Served::Host => return Ok(Found::Host(cur)),
         };
         cur = link;
     }
@@ -211,7 +212,7 @@ pub fn openat<M: PhysMem, H: HostIo>(
     mode: u64,
 ) -> KResult<i64> {
     let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
-    let abs = absolute(cx, dirfd, &p)?;
+    let abs = into_absolute(cx, dirfd, p)?;
     let flags = flags as u32;
     let file = open_path(cx, abs, flags, mode as u32 & 0o7777 & !cx.p.umask)?;
     let fd = cx.p.fds.alloc(file.clone(), flags & o::CLOEXEC != 0);
@@ -430,18 +431,40 @@ pub fn close<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> K
     Ok(0)
 }
 
-/// The user buffer `[buf, buf + len)` as physical pieces.
-fn pieces<M: PhysMem, H: HostIo>(
+/// Serve a transfer of the user buffer `[buf, buf + len)` (at most
+/// [`MAX_RW_COUNT`] bytes of it) through `f`, which gets its physical
+/// pieces: room for two where the buffer lies within two pages, as most
+/// do, else for [`MAX_PIECES`] (clearing the room for them is a kilobyte
+/// string store, slow in emulated ring 0, that a short transfer need not
+/// pay).
+pub(super) fn with_pieces<M: PhysMem, H: HostIo, R>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     buf: u64,
     len: u64,
     write: bool,
-    out: &mut [IoVec; MAX_PIECES],
-) -> KResult<usize> {
+    f: impl FnOnce(&mut Cx<'_, '_, '_, M, H>, &[IoVec]) -> KResult<R>,
+) -> KResult<R> {
+    let len = len.min(MAX_RW_COUNT);
+    if (buf & (PAGE_SIZE - 1)) + len <= 2 * PAGE_SIZE {
+        let mut iov = [IoVec::default(); 2];
+        let (n, _) =
+            cx.p.mm
+                .user_buffer_pieces(cx.env, buf, len, write, &mut iov)?;
+        return f(cx, &iov[..n]);
+    }
+    let mut iov = [IoVec::default(); MAX_PIECES];
     let (n, _) =
         cx.p.mm
-            .user_buffer_pieces(cx.env, buf, len.min(MAX_RW_COUNT), write, out)?;
-    Ok(n)
+            .user_buffer_pieces(cx.env, buf, len, write, &mut iov)?;
+    f(cx, &iov[..n])
+}
+
+/// A host result: the bytes transferred, or the errno it carries.
+fn host_ret(r: i64) -> KResult<u64> {
+    if r < 0 {
+        return Err(Errno::from_ret(r));
+    }
+    Ok(r as u64)
 }
 
 /// Read up to `len` bytes of `f` at `pos` into user `buf` (no offset
@@ -460,7 +483,6 @@ pub fn read_at<M: PhysMem, H: HostIo>(
     if len == 0 {
         return Ok(0);
     }
-    let mut iov = [IoVec::default(); MAX_PIECES];
     match &b.node {
         Node::Epoll(_) => Err(Errno::EINVAL),
         Node::EventFd(c, sem) => {
@@ -474,38 +496,23 @@ pub fn read_at<M: PhysMem, H: HostIo>(
             super::signalfd::read(cx, mask, nonblock, buf, len)
         }
         Node::Stdio(k) => {
-            let n = pieces(cx, buf, len, true, &mut iov)?;
-            let r = cx.host.read(u64::from(*k), &iov[..n]);
-            if r < 0 {
-                return Err(Errno::from_ret(r));
-            }
-            Ok(r as u64)
+            let k = u64::from(*k);
+            with_pieces(cx, buf, len, true, |cx, iov| host_ret(cx.host.read(k, iov)))
         }
         Node::Dev(DevNode::Null) => Ok(0),
-        Node::Dev(DevNode::Zero | DevNode::Full) => {
-            let n = pieces(cx, buf, len, true, &mut iov)?;
+        Node::Dev(DevNode::Zero | DevNode::Full) => with_pieces(cx, buf, len, true, |cx, iov| {
             let mut total = 0;
-            for v in &iov[..n] {
+            for v in iov {
                 cx.env.mem.zero(v.phys, v.len);
                 total += v.len;
             }
             Ok(total)
-        }
+        }),
         Node::Dev(DevNode::Random | DevNode::Urandom) => {
-            let n = pieces(cx, buf, len, true, &mut iov)?;
-            let r = cx.host.random(&iov[..n]);
-            if r < 0 {
-                return Err(Errno::from_ret(r));
-            }
-            Ok(r as u64)
+            with_pieces(cx, buf, len, true, |cx, iov| host_ret(cx.host.random(iov)))
         }
         Node::Dev(DevNode::Tty) => {
-            let n = pieces(cx, buf, len, true, &mut iov)?;
-            let r = cx.host.read(0, &iov[..n]);
-            if r < 0 {
-                return Err(Errno::from_ret(r));
-            }
-            Ok(r as u64)
+            with_pieces(cx, buf, len, true, |cx, iov| host_ret(cx.host.read(0, iov)))
         }
         Node::Generated { data, .. } => {
             let start = (pos as usize).min(data.len());
@@ -533,10 +540,9 @@ pub fn read_at<M: PhysMem, H: HostIo>(
             drop(b);
             match inode {
                 Some(id) if len < DIRECT_READ_MIN => read_cached(cx, id, handle, buf, len, pos),
-                _ => {
-                    let n = pieces(cx, buf, len, true, &mut iov)?;
-                    host::pread(&mut *cx.env.host, handle, pos, &iov[..n])
-                }
+                _ => with_pieces(cx, buf, len, true, |cx, iov| {
+                    host::pread(&mut *cx.env.host, handle, pos, iov)
+                }),
             }
         }
     }
@@ -605,9 +611,7 @@ pub fn write_at<M: PhysMem, H: HostIo>(
         let nonblock = f.borrow().flags & o::NONBLOCK != 0;
         return pipe_write(cx, pipe, buf, len, nonblock);
     }
-    let mut iov = [IoVec::default(); MAX_PIECES];
-    let n = pieces(cx, buf, len, false, &mut iov)?;
-    write_pieces(cx, f, &iov[..n], pos)
+    with_pieces(cx, buf, len, false, |cx, iov| write_pieces(cx, f, iov, pos))
 }
 
 /// Write the physical pieces `iov` to `f` at `pos` (`None`: append).

@@ -4,8 +4,8 @@
 use alloc::vec::Vec;
 
 use super::files::{
-    self, absolute, find, into_absolute, release, Found, AT_EMPTY_PATH, AT_REMOVEDIR,
-    AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW,
+    self, find, into_absolute, release, Found, AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW,
+    AT_SYMLINK_NOFOLLOW,
 };
 use super::{Ctx, HostIo};
 use crate::errno::{Errno, KResult};
@@ -167,7 +167,7 @@ fn statx_at<M: PhysMem, H: HostIo>(
         }
         return statx_fd(cx, dirfd);
     }
-    let abs = absolute(cx, dirfd, &p)?;
+    let abs = into_absolute(cx, dirfd, p)?;
     statx_path(cx, abs, flags & AT_SYMLINK_NOFOLLOW == 0)
 }
 
@@ -210,7 +210,7 @@ pub fn faccessat<M: PhysMem, H: HostIo>(
         return Err(Errno::EINVAL);
     }
     let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
-    let abs = absolute(cx, dirfd, &p)?;
+    let abs = into_absolute(cx, dirfd, p)?;
     match find(cx, abs, flags & AT_SYMLINK_NOFOLLOW == 0)? {
         Found::Host(abs) => {
             let r = begin(&mut *cx.env.host, op::ACCESS, ROOT_HANDLE);
@@ -359,7 +359,7 @@ pub fn getcwd<M: PhysMem, H: HostIo>(
 /// chdir(path)
 pub fn chdir<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, upath: u64) -> KResult<i64> {
     let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
-    let abs = absolute(cx, files::AT_FDCWD as u64, &p)?;
+    let abs = into_absolute(cx, files::AT_FDCWD as u64, p)?;
     let f = files::open_path(cx, abs, o::PATH | o::DIRECTORY, 0)?;
     let new = f.borrow().node.path().to_vec();
     let is_dir = f.borrow().node.is_dir();
@@ -536,12 +536,12 @@ fn host_path_op<M: PhysMem, H: HostIo>(
     let abs = if operation == op::SYMLINK {
         p
     } else {
-        absolute(cx, dirfd, &p)?
+        into_absolute(cx, dirfd, p)?
     };
     let abs2 = match second {
         Some((d2, u2)) => {
             let p2 = path::user_path(&mut cx.p.mm, cx.env, u2)?;
-            Some(absolute(cx, d2, &p2)?)
+            Some(into_absolute(cx, d2, p2)?)
         }
         None => None,
     };
@@ -721,7 +721,7 @@ pub fn utimensat<M: PhysMem, H: HostIo>(
         let b = f.borrow();
         b.node.path().to_vec()
     } else {
-        absolute(cx, dirfd, &p)?
+        into_absolute(cx, dirfd, p)?
     };
     let r = begin(&mut *cx.env.host, op::UTIMENS, ROOT_HANDLE);
     r.flags = (flags & AT_SYMLINK_NOFOLLOW) as u32;
@@ -740,7 +740,7 @@ pub fn statfs<M: PhysMem, H: HostIo>(
 ) -> KResult<i64> {
     if upath != 0 {
         let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
-        let abs = absolute(cx, files::AT_FDCWD as u64, &p)?;
+        let abs = into_absolute(cx, files::AT_FDCWD as u64, p)?;
         statx_path(cx, abs, true)?;
     } else {
         cx.p.fds.get(fd)?;
@@ -765,7 +765,7 @@ pub fn xattr<M: PhysMem, H: HostIo>(
         cx.p.fds.get(a0)?;
     } else {
         let p = path::user_path(&mut cx.p.mm, cx.env, a0)?;
-        let abs = absolute(cx, files::AT_FDCWD as u64, &p)?;
+        let abs = into_absolute(cx, files::AT_FDCWD as u64, p)?;
         statx_path(cx, abs, follow)?;
     }
     if list {

@@ -205,14 +205,14 @@ pub fn mlock<M: PhysMem, H: HostIo>(
 /// Write the present pages of shared writable file mappings in
 /// `[start, end)` back to their files.
 pub fn writeback<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, start: u64, end: u64) {
-    let areas: alloc::vec::Vec<_> =
-        cx.p.mm
-            .vmas
-            .iter()
-            .filter(|v| v.end > start && v.start < end)
-            .filter(|v| v.flags.contains(VmFlags::SHARED) && v.prot.contains(Prot::WRITE))
-            .copied()
-            .collect();
+    // The areas from the first ending past `start`, not every area.
+    let vmas = &cx.p.mm.vmas;
+    let first = vmas.find_next(start).unwrap_or(vmas.len());
+    let areas: alloc::vec::Vec<_> = (first..vmas.len())
+        .map_while(|i| vmas.get(i).filter(|v| v.start < end))
+        .filter(|v| v.flags.contains(VmFlags::SHARED) && v.prot.contains(Prot::WRITE))
+        .copied()
+        .collect();
     for v in areas {
         let Backing::File { file, offset, .. } = v.backing else {
             continue;

@@ -6,7 +6,6 @@ use crate::fs::file::NR_OPEN;
 use crate::mm::phys::PhysMem;
 use crate::mm::rlimit::{self, Rlimit};
 use crate::uaccess::{copy_from_user, copy_to_user};
-use vmrun_contract::IoVec;
 
 const POLLNVAL: u16 = 0x20;
 /// Most pollfds one call takes (Linux's RLIMIT_NOFILE default).
@@ -154,11 +153,9 @@ pub fn getrandom<M: PhysMem, H: HostIo>(
     }
     // Linux caps the length at INT_MAX, then checks the whole buffer.
     crate::mm::space::check_user_range(buf, len.min(i32::MAX as u64))?;
-    let mut iov = [IoVec::default(); super::files::MAX_PIECES];
-    let (n, _) =
-        cx.p.mm
-            .user_buffer_pieces(cx.env, buf, len.min(MAX_RANDOM), true, &mut iov)?;
-    Ok(cx.host.random(&iov[..n]))
+    super::files::with_pieces(cx, buf, len.min(MAX_RANDOM), true, |cx, iov| {
+        Ok(cx.host.random(iov))
+    })
 }
 
 /// select/pselect6(nfds, readfds, writefds, exceptfds, timeout): the fd

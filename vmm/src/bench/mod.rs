@@ -92,8 +92,9 @@ options:
       --functions N   how many functions each `where:` line names, the
                       costliest first (default 6 for a row's loop, 8 for
                       the phases of the exec rows; 0: all of them); given,
-                      the lines also show each function's instructions and
-                      the exec row names every entry after exec
+                      the lines also show each function's instructions,
+                      the exec row names every entry after exec, and the
+                      exec_dynamic row each system call
       --only ROWS     run only these workloads (comma-separated row names,
                       e.g. `exec,getpid`; `anon_touch` also gives
                       `anon_total`)

@@ -887,9 +887,21 @@ pub(super) fn bench_exec_dynamic(
                             *functions.entry(name.clone()).or_insert(0) += n;
                         }
                     }
-                    at += entries.len();
                     let total = entries.iter().map(|e| e.insns).sum();
                     where_line(detail, when, &functions, total, o.functions);
+                    // With `--functions`, each system call on its own.
+                    let calls = entries.iter().zip(&p.entry_functions[at..]);
+                    for (e, f) in calls.filter(|(e, _)| e.is_syscall()) {
+                        if o.functions.is_some() {
+                            let what = format!(
+                                "{} ({} instructions)",
+                                entry_kinds(std::slice::from_ref(e))[0],
+                                e.insns
+                            );
+                            where_line(detail, &what, f, e.insns, o.functions);
+                        }
+                    }
+                    at += entries.len();
                 }
             }
             Err(e) => {
