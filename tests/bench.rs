@@ -5,7 +5,7 @@
 mod common;
 
 /// The first column of every row of the results table.
-const WORKLOADS: [&str; 27] = [
+const WORKLOADS: [&str; 28] = [
     "anon_touch",
     "anon_total",
     "anon_1m",
@@ -13,6 +13,7 @@ const WORKLOADS: [&str; 27] = [
     "anon_4k_fault",
     "file_read",
     "file_cow",
+    "file_cow_4k",
     "brk_grow",
     "getpid",
     "clock_gettime",
@@ -39,7 +40,7 @@ const WORKLOADS: [&str; 27] = [
 const BUDGETED_PATHS: [&str; 10] = [
     "getpid round trip",
     "anonymous 4 KiB fault",
-    "file COW fault",
+    "file COW fault (4k)",
     "brk step",
     "exec of a static hello",
     "exec: per extra string",

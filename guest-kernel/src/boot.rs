@@ -70,7 +70,15 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     hypercall::phase(phase::EXEC_LOADED);
     k.exec_event(&mut mem);
     k.debug_first_stop(&mut mem);
-    k.run(&mut mem)
+    run(k, &mut mem)
+}
+
+/// The run loop, with the kernel at its static's fixed address: every
+/// kernel entry reaches the kernel's fields through a constant address,
+/// not a register the loop must keep (a few instructions per entry).
+#[inline(never)]
+fn run(k: &'static mut Kernel, mem: &mut DirectMap) -> ! {
+    KERNEL.rebind(k).run(mem)
 }
 
 /// Copy the boot info into `info` (one block copy, straight into the

@@ -301,7 +301,9 @@ impl Kernel {
         export::export_spaces(spaces(), mem, at, [counts, first, n]);
     }
 
-    /// Run the program until it exits; never returns.
+    /// Run the program until it exits; never returns. Inlined into its one
+    /// caller, which reaches the kernel at its static's fixed address.
+    #[inline(always)]
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
         self.calls_watched = !self.calls_short(mem);
         let handler: trap::SyscallHandler<Current> = if self.calls_watched {

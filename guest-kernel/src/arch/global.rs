@@ -26,6 +26,18 @@ impl<T> Once<T> {
         }
     }
 
+    /// The borrow [`Self::take`] handed out, given back as one made from
+    /// the static itself: code inlined after this reaches the value at its
+    /// fixed address instead of through a register.
+    #[inline(always)]
+    pub fn rebind(&'static self, borrow: &'static mut T) -> &'static mut T {
+        debug_assert!(core::ptr::eq(borrow, self.value.get()));
+        let _ = borrow;
+        // SAFETY: `borrow`, the only one ever made (see `take`), is
+        // consumed here: the new one replaces it.
+        unsafe { &mut *self.value.get() }
+    }
+
     /// The one mutable borrow; None if already taken.
     #[allow(clippy::mut_from_ref)] // guarded by `taken`: handed out once
     pub fn take(&'static self) -> Option<&'static mut T> {

@@ -56,7 +56,7 @@ const BUDGETS: [Budget; 10] = [
         limit: 200.0,
     },
     Budget {
-        path: "file COW fault",
+        path: "file COW fault (4k)",
         figure: Figure::FileCow,
         limit: 300.0,
     },
