@@ -343,12 +343,10 @@ impl KernelHalf {
     }
 }
 
-/// The page tables of 4 KiB leaves the last walks for user addresses
-/// reached ([`LAST_TABLES`] of them), so that the next walk in one of
-/// their 2 MiB regions (most faults and user-memory accesses follow one
-/// another there, and a system call's buffers lie in a few regions: the
-/// stack, the data, the heap) reads its entry directly instead of walking
-/// four levels. Freeing any table forgets them all.
+/// The page table of 4 KiB leaves the last walk for a user address
+/// reached, so that the next walk in the same 2 MiB region (most faults
+/// and user-memory accesses follow one another there) reads its entry
+/// directly instead of walking four levels. Freeing any table forgets it.
 #[derive(Clone, Copy, Debug)]
 struct LastTable {
     /// `va >> 21` of the region (`u64::MAX`: none).
@@ -367,9 +365,6 @@ impl LastTable {
     };
 }
 
-/// How many last tables a page table remembers.
-const LAST_TABLES: usize = 4;
-
 /// One address space's page tables: a PML4 and everything below it.
 #[derive(Debug)]
 pub struct PageTable {
@@ -377,9 +372,7 @@ pub struct PageTable {
     tables: u64,
     /// The kernel-half PML4 entries this table created (kernel tables only).
     kernel: KernelHalf,
-    last: [Cell<LastTable>; LAST_TABLES],
-    /// The slot of `last` the next table walked to takes (the oldest).
-    next_last: Cell<usize>,
+    last: Cell<LastTable>,
 }
 
 impl PageTable {
@@ -394,8 +387,7 @@ impl PageTable {
                 root,
                 ..KernelHalf::empty()
             },
-            last: [const { Cell::new(LastTable::NONE) }; LAST_TABLES],
-            next_last: Cell::new(0),
+            last: Cell::new(LastTable::NONE),
         })
     }
 
@@ -405,8 +397,7 @@ impl PageTable {
             root: 0,
             tables: 0,
             kernel: KernelHalf::empty(),
-            last: [const { Cell::new(LastTable::NONE) }; LAST_TABLES],
-            next_last: Cell::new(0),
+            last: Cell::new(LastTable::NONE),
         }
     }
 
@@ -770,37 +761,28 @@ impl PageTable {
         Ok((table, parent_pa))
     }
 
-    /// The address and parent entry of the last table that covers `va`,
-    /// if one does.
+    /// The last table's address and parent entry if it covers `va`.
     #[inline]
     fn last_table(&self, va: u64) -> Option<(u64, u64)> {
-        let region = va >> 21;
-        self.last
-            .iter()
-            .map(Cell::get)
-            .find(|l| l.region == region)
-            .map(|l| (l.table, l.parent_pa))
+        let l = self.last.get();
+        (l.region == va >> 21).then_some((l.table, l.parent_pa))
     }
 
     /// Remember `table` (pointed to by `parent_pa`) as the table of 4 KiB
-    /// leaves for user `va`'s region, in place of the oldest one.
+    /// leaves for user `va`'s region.
     fn remember_table(&self, va: u64, table: u64, parent_pa: u64) {
         if va < USER_HALF_END {
-            let i = self.next_last.get() % LAST_TABLES;
-            self.last[i].set(LastTable {
+            self.last.set(LastTable {
                 region: va >> 21,
                 table,
                 parent_pa,
             });
-            self.next_last.set(i + 1);
         }
     }
 
-    /// Forget the last tables (a table is being freed).
+    /// Forget the last table (a table is being freed).
     fn forget_table(&self) {
-        for l in &self.last {
-            l.set(LastTable::NONE);
-        }
+        self.last.set(LastTable::NONE);
     }
 
     /// Map `va` to the 4 KiB frame `pa` with `flags` in the free `slot`
@@ -1845,12 +1827,8 @@ mod tests {
             UF,
         )
         .unwrap();
+        assert_eq!(pt.last_table(0x40_0000), None);
         assert!(pt.last_table(0x80_0000).is_some());
-        assert_eq!(
-            pt.last_table(0x40_5000),
-            Some((slot.entry_pa - 8, slot.parent_pa)),
-            "the first region's table is still remembered"
-        );
         // Freeing the table forgets it: a 2 MiB leaf may take the region,
         // and a 4 KiB map there is then refused.
         pt.unmap_range(&mut mem, &mut fa, 0x80_0000, 0xa0_0000, |_, _, _| {})
@@ -1880,44 +1858,6 @@ mod tests {
         pt.unmap_range(&mut mem, &mut fa, 0, 0xa0_0000, |_, _, _| {})
             .unwrap();
         assert_eq!(pt.table_pages(), 1, "counts stayed exact");
-    }
-
-    #[test]
-    fn the_last_tables_of_four_regions_are_remembered_the_oldest_replaced() {
-        let (mut mem, mut fa, mut pt) = setup();
-        let regions = [0x40_0000u64, 0x80_0000, 0xc0_0000, 0x100_0000, 0x140_0000];
-        let mut slots = Vec::new();
-        for (i, &va) in regions.iter().enumerate() {
-            let pa = 0x10_0000 + i as u64 * PAGE_SIZE;
-            pt.map(&mut mem, &mut fa, va, pa, PageSize::Size4K, UF)
-                .unwrap();
-            slots.push(pt.lookup(&mem, va).unwrap());
-        }
-        // The fifth walk took the first one's place; the other three stay.
-        assert_eq!(pt.last_table(regions[0]), None);
-        for (va, slot) in regions.iter().zip(&slots).skip(1) {
-            assert_eq!(
-                pt.last_table(va + 0x1000),
-                Some((slot.entry_pa, slot.parent_pa)),
-                "{va:#x}"
-            );
-        }
-        // A lookup in the forgotten region walks and remembers it again.
-        assert_eq!(pt.translate(&mem, regions[0]).unwrap().frame, 0x10_0000);
-        assert!(pt.last_table(regions[0]).is_some());
-        // Freeing a table forgets every region.
-        pt.unmap_range(
-            &mut mem,
-            &mut fa,
-            regions[4],
-            regions[4] + 0x1000,
-            |_, _, _| {},
-        )
-        .unwrap();
-        for va in regions {
-            assert_eq!(pt.last_table(va), None, "{va:#x}");
-        }
-        assert_eq!(pt.translate(&mem, regions[1]).unwrap().frame, 0x10_1000);
     }
 
     #[test]
