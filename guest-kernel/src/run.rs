@@ -1558,8 +1558,9 @@ impl Kernel {
 const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 
 /// The short path of a system call that only reads the caller's identity
-/// (`syscall::identity`: getpid, gettid...) or moves the break up
-/// (`syscall::brk_short`), by the running process `p`, in the user frame
+/// (`syscall::identity`: getpid, gettid...), moves the break up
+/// (`syscall::brk_short`) or records something about the caller
+/// (`syscall::own_state`), by the running process `p`, in the user frame
 /// `f`: the arch layer's syscall stub calls it before saving the whole
 /// frame (see `UserMode::run`), and if it answers, returns to the program
 /// at once (as SYSRET would), without the checks `Kernel::run` makes on
@@ -1574,7 +1575,13 @@ extern "C" fn short_call(p: &mut Current, f: &mut TrapFrame) -> bool {
     };
     // The call number next: the other system calls leave here.
     let Some(v) = syscall::identity(p, f.rax) else {
-        return f.rax == syscall::nr::BRK && short_brk(p, f);
+        return match f.rax {
+            syscall::nr::BRK => short_brk(p, f),
+            // set_tid_address, set_robust_list, rseq and any call above
+            // them: one comparison here, the rest in `short_own`.
+            n if n >= syscall::nr::SET_TID_ADDRESS => short_own(p, f),
+            _ => false,
+        };
     };
     if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
         // A bad return address: the full path kills the program.
@@ -1593,6 +1600,22 @@ extern "C" fn short_brk(p: &mut Process, f: &mut TrapFrame) -> bool {
     }
     let ram_pages = RAM_PAGES.load(Ordering::Relaxed);
     let Some(v) = syscall::brk_short(p, f.rdi, ram_pages) else {
+        return false;
+    };
+    short_return(f, v);
+    true
+}
+
+/// set_tid_address, set_robust_list and rseq on [`short_call`]'s path
+/// (out of line, as [`short_brk`]).
+#[inline(never)]
+extern "C" fn short_own(p: &mut Process, f: &mut TrapFrame) -> bool {
+    use syscall::nr;
+    let own = matches!(f.rax, nr::SET_TID_ADDRESS | nr::SET_ROBUST_LIST | nr::RSEQ);
+    if !own || p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    let Some(v) = syscall::own_state(p, f.rax, [f.rdi, f.rsi]) else {
         return false;
     };
     short_return(f, v);

@@ -156,6 +156,7 @@ pub mod nr {
     pub const SET_ROBUST_LIST: u64 = 273;
     pub const PRLIMIT64: u64 = 302;
     pub const GETRANDOM: u64 = 318;
+    pub const RSEQ: u64 = 334;
     pub const OPEN: u64 = 2;
     pub const CLOSE: u64 = 3;
     pub const STAT: u64 = 4;
@@ -495,6 +496,32 @@ pub fn identity(p: &Process, n: u64) -> Option<i64> {
         nr::GETPPID => Some(p.ppid as i64),
         nr::GETPGRP => Some(p.pgid as i64),
         nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => Some(0),
+        _ => None,
+    }
+}
+
+/// The calls that only record something about the caller itself, on the
+/// syscall stub's short path (see `run::short_call`), which every C
+/// program's start-up makes: set_tid_address and set_robust_list (as
+/// [`process::set_tid_address`] and [`process::set_robust_list`] serve
+/// them), and rseq, which is not provided (ENOSYS, as on the full path:
+/// glibc then goes on without it). `a` holds the first two arguments. The
+/// result, or None for the full path to serve the call.
+#[inline]
+pub fn own_state(p: &mut Process, n: u64, a: [u64; 2]) -> Option<i64> {
+    match n {
+        nr::SET_TID_ADDRESS => {
+            p.clear_child_tid = a[0];
+            Some(p.pid as i64)
+        }
+        nr::SET_ROBUST_LIST => Some(match a[1] {
+            process::ROBUST_LIST_HEAD_SIZE => {
+                p.robust_list = a[0];
+                0
+            }
+            _ => Errno::EINVAL.to_ret(),
+        }),
+        nr::RSEQ => Some(Errno::ENOSYS.to_ret()),
         _ => None,
     }
 }

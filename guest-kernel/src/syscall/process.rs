@@ -48,7 +48,7 @@ pub fn set_tid_address<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, pt
 }
 
 /// The size of `struct robust_list_head` on x86-64.
-const ROBUST_LIST_HEAD_SIZE: u64 = 24;
+pub const ROBUST_LIST_HEAD_SIZE: u64 = 24;
 
 /// set_robust_list(head, len): remembered; the list is walked when the
 /// thread exits or execs ([`exit_robust_list`]).

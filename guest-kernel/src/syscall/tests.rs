@@ -670,6 +670,37 @@ fn identity_calls_answer_as_dispatch_does_and_no_other_call_is_one() {
     }
 }
 
+/// The short path's set_tid_address, set_robust_list and rseq do what
+/// the full path does, and leave every other call to it.
+#[test]
+fn own_state_calls_match_the_full_path() {
+    let (mut short, mut full) = (World::new(), World::new());
+    for w in [&mut short, &mut full] {
+        w.p.pid = 9;
+    }
+    let calls = [
+        (nr::SET_TID_ADDRESS, [0x7000, 0]),
+        (nr::SET_ROBUST_LIST, [0x8000, 24]),
+        (nr::SET_ROBUST_LIST, [0x9000, 23]),
+        (nr::RSEQ, [0x1000, 32]),
+    ];
+    for (n, a) in calls {
+        let got = own_state(&mut short.p, n, a);
+        let want = full.call(n, [a[0], a[1], 0, 0, 0, 0]).unwrap_ret();
+        assert_eq!(got, Some(want), "{}", name(n));
+        assert_eq!(
+            (short.p.clear_child_tid, short.p.robust_list),
+            (full.p.clear_child_tid, full.p.robust_list),
+            "{}",
+            name(n)
+        );
+    }
+    assert_eq!(short.p.robust_list, 0x8000, "a wrong size changes nothing");
+    for n in (0..512).filter(|&n| !calls.iter().any(|&(c, _)| c == n)) {
+        assert_eq!(own_state(&mut short.p, n, [1, 24]), None, "{}", name(n));
+    }
+}
+
 #[test]
 fn proc_maps_too_large_for_the_kernel_heap_is_enomem_at_open() {
     let mut w = World::new();
