@@ -372,7 +372,10 @@ pub struct PageTable {
     tables: u64,
     /// The kernel-half PML4 entries this table created (kernel tables only).
     kernel: KernelHalf,
-    last: Cell<LastTable>,
+    /// The last tables: [0] that a mapping walk reached (faults, maps),
+    /// [1] that a lookup reached (system calls' user memory), so that
+    /// neither pushes the other's out.
+    last: [Cell<LastTable>; 2],
 }
 
 impl PageTable {
@@ -387,7 +390,7 @@ impl PageTable {
                 root,
                 ..KernelHalf::empty()
             },
-            last: Cell::new(LastTable::NONE),
+            last: [const { Cell::new(LastTable::NONE) }; 2],
         })
     }
 
@@ -397,7 +400,7 @@ impl PageTable {
             root: 0,
             tables: 0,
             kernel: KernelHalf::empty(),
-            last: Cell::new(LastTable::NONE),
+            last: [const { Cell::new(LastTable::NONE) }; 2],
         }
     }
 
@@ -757,22 +760,29 @@ impl PageTable {
             parent_pa = entry_pa;
             table = e & pte::ADDR_MASK;
         }
-        self.remember_table(va, table, parent_pa);
+        self.remember_table(0, va, table, parent_pa);
         Ok((table, parent_pa))
     }
 
-    /// The last table's address and parent entry if it covers `va`.
+    /// The address and parent entry of a last table that covers `va`
+    /// (the mapping walks' first), if one does.
     #[inline]
     fn last_table(&self, va: u64) -> Option<(u64, u64)> {
-        let l = self.last.get();
-        (l.region == va >> 21).then_some((l.table, l.parent_pa))
+        let region = va >> 21;
+        let l = self.last[0].get();
+        if l.region == region {
+            return Some((l.table, l.parent_pa));
+        }
+        let l = self.last[1].get();
+        (l.region == region).then_some((l.table, l.parent_pa))
     }
 
     /// Remember `table` (pointed to by `parent_pa`) as the table of 4 KiB
-    /// leaves for user `va`'s region.
-    fn remember_table(&self, va: u64, table: u64, parent_pa: u64) {
+    /// leaves for user `va`'s region: in slot 0 for a mapping walk, 1 for
+    /// a lookup.
+    fn remember_table(&self, slot: usize, va: u64, table: u64, parent_pa: u64) {
         if va < USER_HALF_END {
-            self.last.set(LastTable {
+            self.last[slot].set(LastTable {
                 region: va >> 21,
                 table,
                 parent_pa,
@@ -780,9 +790,11 @@ impl PageTable {
         }
     }
 
-    /// Forget the last table (a table is being freed).
+    /// Forget the last tables (a table is being freed).
     fn forget_table(&self) {
-        self.last.set(LastTable::NONE);
+        for l in &self.last {
+            l.set(LastTable::NONE);
+        }
     }
 
     /// Map `va` to the 4 KiB frame `pa` with `flags` in the free `slot`
@@ -1295,7 +1307,7 @@ impl PageTable {
             parent_pa = entry_pa;
             table = entry & pte::ADDR_MASK;
         }
-        self.remember_table(va, table, parent_pa);
+        self.remember_table(1, va, table, parent_pa);
         Some(Ok((table, parent_pa)))
     }
 
@@ -1333,7 +1345,7 @@ impl PageTable {
             table = e & pte::ADDR_MASK;
         }
         if level == 1 {
-            self.remember_table(va, table, parent_pa);
+            self.remember_table(0, va, table, parent_pa);
         }
         Ok((table, parent_pa, fresh))
     }
@@ -1858,6 +1870,47 @@ mod tests {
         pt.unmap_range(&mut mem, &mut fa, 0, 0xa0_0000, |_, _, _| {})
             .unwrap();
         assert_eq!(pt.table_pages(), 1, "counts stayed exact");
+    }
+
+    #[test]
+    fn a_lookup_and_a_mapping_walk_each_keep_their_last_table() {
+        let (mut mem, mut fa, mut pt) = setup();
+        for va in [0x40_0000, 0x80_0000, 0xc0_0000] {
+            pt.map(&mut mem, &mut fa, va, 0x10_0000, PageSize::Size4K, UF)
+                .unwrap();
+        }
+        // A lookup (a system call's user memory) in the first region...
+        assert!(pt.translate(&mem, 0x40_0000).is_some());
+        // ... and a mapping walk (a fault) in the second.
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x80_1000,
+            0x10_1000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        assert!(pt.last_table(0x40_0000).is_some(), "the lookup's");
+        assert!(pt.last_table(0x80_0000).is_some(), "the walk's");
+        assert_eq!(pt.last_table(0xc0_0000), None);
+        // Another mapping walk takes the walk's place, not the lookup's.
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0xc0_1000,
+            0x10_2000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        assert!(pt.last_table(0x40_0000).is_some());
+        assert_eq!(pt.last_table(0x80_0000), None);
+        // Freeing any table forgets both.
+        pt.unmap_range(&mut mem, &mut fa, 0xc0_0000, 0xe0_0000, |_, _, _| {})
+            .unwrap();
+        assert_eq!(pt.last_table(0x40_0000), None);
+        assert_eq!(pt.last_table(0xc0_0000), None);
     }
 
     #[test]
