@@ -61,10 +61,18 @@ impl PageIndex {
     /// `idx` (a fill's run: the index grows once, not per page).
     pub fn insert_run(&mut self, idx: u64, frame: u64, n: u64) {
         let (i, n) = (idx as usize, n as usize);
+        let pfn = (frame / PAGE_SIZE) as u32;
+        if i >= self.pfns.len() {
+            // Past the index's end (a file read front to back): the run
+            // extends it, written once.
+            self.pfns.resize(i, 0);
+            self.pfns.extend((0..n as u32).map(|k| pfn + k));
+            self.count += n;
+            return;
+        }
         if i + n > self.pfns.len() {
             self.pfns.resize(i + n, 0);
         }
-        let pfn = (frame / PAGE_SIZE) as u32;
         for (k, slot) in self.pfns[i..i + n].iter_mut().enumerate() {
             self.count += usize::from(*slot == 0);
             *slot = pfn + k as u32;
