@@ -548,14 +548,20 @@ impl VmaSet {
     /// be allocated.
     pub fn append(&mut self, areas: &mut [Vma]) -> KResult<bool> {
         let mut prev_end = self.t.last_end().unwrap_or(0);
+        // The byte counts the areas add, summed while they are checked.
+        let (mut total, mut data) = (0, 0);
         for v in areas.iter_mut() {
             if v.start >= v.end || v.start < prev_end || (v.start | v.end) & (PAGE_SIZE - 1) != 0 {
                 return Ok(false);
             }
             prev_end = v.end;
             v.flags = accounted(v.flags, v.prot);
+            total += v.len();
+            if v.is_data() {
+                data += v.len();
+            }
         }
-        if !self.t.append_to_leaf(areas)? {
+        if !self.t.append_to_leaf(areas, (total, data))? {
             return Ok(false);
         }
         if self.journaling {

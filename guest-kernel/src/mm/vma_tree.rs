@@ -632,11 +632,12 @@ impl VmaTree {
     }
 
     /// Append `areas` (in order, apart and past the last area, which the
-    /// caller checked) when the tree is empty or one leaf with room for
-    /// them: one copy, and no path or summary to keep, as for the inserts
-    /// into a one-leaf tree. False, with nothing changed, otherwise; ENOMEM
-    /// if a new leaf cannot be allocated.
-    pub fn append_to_leaf(&mut self, areas: &[Vma]) -> KResult<bool> {
+    /// caller checked, as it summed the (total, data) bytes they add to
+    /// `weight`) when the tree is empty or one leaf with room for them: one
+    /// copy, and no path or summary to keep, as for the inserts into a
+    /// one-leaf tree. False, with nothing changed, otherwise; ENOMEM if a
+    /// new leaf cannot be allocated.
+    pub fn append_to_leaf(&mut self, areas: &[Vma], weight: (u64, u64)) -> KResult<bool> {
         match &mut self.root {
             None if areas.len() <= LEAF_CAP => {
                 let mut leaf = alloc_leaf()?;
@@ -648,9 +649,8 @@ impl VmaTree {
             }
             _ => return Ok(false),
         }
-        for v in areas {
-            self.add_weight(v);
-        }
+        self.bytes += weight.0;
+        self.data_bytes += weight.1;
         self.len += areas.len();
         self.forget_finger();
         Ok(true)
