@@ -56,16 +56,11 @@ fn map_segment(
             offset: seg.map_offset(),
             data_end,
         };
-        let vma = Vma {
+        let (start, end) = (seg.map_start(), seg.file_map_end());
+        areas.add_with(mm, start, true, || Vma {
             backing,
-            ..Vma::anon(
-                seg.map_start(),
-                seg.file_map_end(),
-                prot_of(seg),
-                VmFlags::NONE,
-            )
-        };
-        areas.add(mm, vma)?;
+            ..Vma::anon(start, end, prot_of(seg), VmFlags::NONE)
+        })?;
     }
     let (anon_start, anon_end) = seg.anon_pages();
     if (anon_end - anon_start) / PAGE_SIZE > ram_pages {
@@ -74,13 +69,13 @@ fn map_segment(
     if anon_end > anon_start {
         // Linux maps bss read-write whatever the segment says (vm_brk_flags).
         let prot = Prot(prot_of(seg).0 | Prot::RW.0);
-        let vma = Vma {
-            // The identity its first fault would give it: the areas beside
-            // it are the file's, not anonymous ones to share one with.
-            anon: mm.next_anon_id(),
+        // The identity its first fault would give it: the areas beside it
+        // are the file's, not anonymous ones to share one with.
+        let anon = mm.next_anon_id();
+        areas.add_with(mm, anon_start, true, || Vma {
+            anon,
             ..Vma::anon(anon_start, anon_end, prot, VmFlags::NONE)
-        };
-        areas.add(mm, vma)?;
+        })?;
     }
     Ok(())
 }
@@ -98,6 +93,9 @@ fn map_segments(
         .try_for_each(|seg| map_segment(mm, areas, file, seg, ram_pages))
 }
 
+// The batch's `replacing` bits fit a word.
+const _: () = assert!(LEAF_CAP <= 64);
+
 /// Areas on their way into the address space: gathered while they ascend
 /// apart (nearly every exec: the segments, the vDSO above them and the
 /// stack at the top), then appended in one batch. From the first that
@@ -106,6 +104,8 @@ fn map_segments(
 struct Areas {
     gathered: [Vma; LEAF_CAP],
     n: usize,
+    /// Bit `k`: gathered area `k` replaces what it overlaps (a segment's).
+    replacing: u64,
     batch: bool,
     /// Where the last area added went, once it is in the set.
     last: usize,
@@ -117,43 +117,37 @@ impl Areas {
         Areas {
             gathered: [NONE; LEAF_CAP],
             n: 0,
+            replacing: 0,
             batch: true,
             last: 0,
         }
     }
 
-    /// Gather `vma` if it extends the batch (true; inlined, so that the
-    /// caller builds the area in its slot), else false.
+    /// Add the area `make` builds, which starts at `start`: into its slot
+    /// in the batch (inlined, so that the caller builds it there) if it
+    /// extends the batch, else by itself, replacing what it overlaps if
+    /// `replacing` (a segment's area) or failing with EEXIST if it overlaps
+    /// anything (from `insert`, as Linux's MAP_FIXED_NOREPLACE gives for an
+    /// ELF segment over a mapping).
     #[inline(always)]
-    fn gather(&mut self, vma: Vma) -> bool {
+    fn add_with(
+        &mut self,
+        mm: &mut Mm,
+        start: u64,
+        replacing: bool,
+        make: impl FnOnce() -> Vma,
+    ) -> KResult<()> {
         let n = self.n;
-        let extends = n == 0 || self.gathered[n - 1].end <= vma.start;
+        let extends = n == 0 || self.gathered[n - 1].end <= start;
         if self.batch && n < LEAF_CAP && extends {
-            self.gathered[n] = vma;
+            self.gathered[n] = make();
             self.n = n + 1;
-            return true;
-        }
-        false
-    }
-
-    /// Add a segment's area, which replaces what it overlaps.
-    #[inline(always)]
-    fn add(&mut self, mm: &mut Mm, vma: Vma) -> KResult<()> {
-        if self.gather(vma) {
+            if replacing {
+                self.replacing |= 1 << n;
+            }
             return Ok(());
         }
-        self.add_apart(mm, &vma, true)
-    }
-
-    /// Add an area that overlaps nothing (EEXIST if it does, from
-    /// `insert`, as Linux's MAP_FIXED_NOREPLACE gives for an ELF segment
-    /// over a mapping).
-    #[inline(always)]
-    fn add_new(&mut self, mm: &mut Mm, vma: Vma) -> KResult<()> {
-        if self.gather(vma) {
-            return Ok(());
-        }
-        self.add_apart(mm, &vma, false)
+        self.add_apart(mm, &make(), replacing)
     }
 
     /// Insert `vma` by itself, after what was gathered, replacing what it
@@ -194,12 +188,17 @@ impl Areas {
         if areas.is_empty() {
             return Ok(self.last);
         }
+        let replacing = core::mem::take(&mut self.replacing);
         let before = mm.vmas.len();
         if mm.vmas.append(areas)? {
             self.last = before + areas.len() - 1;
         } else {
-            for vma in areas.iter() {
-                self.last = insert_replacing(mm, *vma)?;
+            for (k, vma) in areas.iter().enumerate() {
+                self.last = if replacing & (1 << k) != 0 {
+                    insert_replacing(mm, *vma)?
+                } else {
+                    mm.vmas.insert(*vma)?
+                };
             }
         }
         Ok(self.last)
@@ -339,13 +338,14 @@ fn map_areas<M: PhysMem>(
     if plan.exec_stack {
         prot = Prot(prot.0 | Prot::EXEC.0);
     }
-    let vma = Vma {
-        // The identity its first fault would give it: no area next to it
-        // is a growing-down one to share one with.
-        anon: mm.next_anon_id(),
-        ..Vma::anon(stack.vma_start, stack.vma_end, prot, VmFlags::GROWSDOWN)
-    };
-    areas.add_new(mm, vma)?;
+    // The identity its first fault would give it: no area next to it is a
+    // growing-down one to share one with.
+    let anon = mm.next_anon_id();
+    let (start, end) = (stack.vma_start, stack.vma_end);
+    areas.add_with(mm, start, false, || Vma {
+        anon,
+        ..Vma::anon(start, end, prot, VmFlags::GROWSDOWN)
+    })?;
     Ok(ehdr)
 }
 
@@ -368,12 +368,12 @@ fn map_vdso(mm: &mut Mm, areas: &mut Areas, ids: [u16; 3]) -> KResult<u64> {
             offset: 0,
             data_end: u64::MAX,
         };
-        let vma = Vma {
+        let (start, end) = (at, at + size);
+        areas.add_with(mm, start, false, || Vma {
             backing,
-            ..Vma::anon(at, at + size, prot, VmFlags::NONE)
-        };
-        areas.add_new(mm, vma)?;
-        at += size;
+            ..Vma::anon(start, end, prot, VmFlags::NONE)
+        })?;
+        at = end;
     }
     Ok(base + sizes[0] + sizes[1])
 }
@@ -405,6 +405,12 @@ mod tests {
             filesz: 0,
             offset: 0,
             prot: 3,
+        }
+    }
+
+    impl Areas {
+        fn add(&mut self, mm: &mut Mm, vma: Vma, replacing: bool) -> KResult<()> {
+            self.add_with(mm, vma.start, replacing, || vma)
         }
     }
 
@@ -460,7 +466,7 @@ mod tests {
             reference.mmap_base = top;
             let mut areas = Areas::new();
             if let Some(v) = seg {
-                areas.add(&mut mm, v).unwrap();
+                areas.add(&mut mm, v, true).unwrap();
                 reference.vmas.insert(v).unwrap();
             }
             let got = areas.unmapped_area(&mut mm, len);
@@ -475,10 +481,26 @@ mod tests {
         let mut mm = Mm::empty();
         let mut areas = Areas::new();
         let seg = Vma::anon(0x40_0000, 0x40_2000, Prot::READ, VmFlags::NONE);
-        areas.add(&mut mm, seg).unwrap();
+        areas.add(&mut mm, seg, true).unwrap();
         let stack = Vma::anon(0x40_1000, 0x40_3000, Prot::RW, VmFlags::GROWSDOWN);
-        assert_eq!(areas.add_new(&mut mm, stack), Err(Errno::EEXIST));
+        assert_eq!(areas.add(&mut mm, stack, false), Err(Errno::EEXIST));
         assert_eq!(areas.flush(&mut mm), Ok(0), "the segment's position");
+        assert_eq!(
+            mm.vmas.iter().copied().collect::<alloc::vec::Vec<_>>(),
+            [seg]
+        );
+    }
+
+    #[test]
+    fn a_new_area_over_an_area_flushed_before_is_eexist() {
+        let mut mm = Mm::empty();
+        let mut areas = Areas::new();
+        let seg = Vma::anon(0x40_0000, 0x40_2000, Prot::READ, VmFlags::NONE);
+        areas.add(&mut mm, seg, true).unwrap();
+        areas.flush(&mut mm).unwrap();
+        let stack = Vma::anon(0x40_1000, 0x40_3000, Prot::RW, VmFlags::GROWSDOWN);
+        areas.add(&mut mm, stack, false).unwrap();
+        assert_eq!(areas.flush(&mut mm), Err(Errno::EEXIST));
         assert_eq!(
             mm.vmas.iter().copied().collect::<alloc::vec::Vec<_>>(),
             [seg]
@@ -490,10 +512,10 @@ mod tests {
         let mut mm = Mm::empty();
         let mut areas = Areas::new();
         let vma = |k: u64| Vma::anon(k << 20, (k << 20) + PAGE_SIZE, Prot::READ, VmFlags::NONE);
-        areas.add(&mut mm, vma(3)).unwrap();
-        areas.add(&mut mm, vma(5)).unwrap();
+        areas.add(&mut mm, vma(3), true).unwrap();
+        areas.add(&mut mm, vma(5), true).unwrap();
         assert_eq!(areas.flush(&mut mm), Ok(1), "appended in one batch");
-        areas.add(&mut mm, vma(4)).unwrap();
+        areas.add(&mut mm, vma(4), true).unwrap();
         assert_eq!(
             areas.flush(&mut mm),
             Ok(1),
