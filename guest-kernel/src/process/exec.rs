@@ -378,6 +378,8 @@ fn map_vdso(mm: &mut Mm, areas: &mut Areas, ids: [u16; 3]) -> KResult<u64> {
     Ok(base + sizes[0] + sizes[1])
 }
 
+/// The `mm_struct` fields of the loaded program (`mmap_base` was set
+/// before its areas were placed).
 fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, stack: &StackLayout, layout: &Layout) {
     mm.start_code = plan.start_code;
     mm.end_code = plan.end_code;
@@ -385,7 +387,6 @@ fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, stack: &StackLayout, layout: &Lay
     mm.end_data = plan.end_data;
     mm.start_brk = plan.start_brk + layout.brk_offset;
     mm.brk = mm.start_brk;
-    mm.mmap_base = layout.mmap_base - mm.mmap_base_shift();
     let layout = stack;
     mm.start_stack = layout.sp;
     mm.arg_start = layout.arg_start;
