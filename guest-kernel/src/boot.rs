@@ -274,7 +274,8 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     let p: &mut Process = &mut k.process;
     p.image_inode = Some(id);
     if info.cwd_len > 0 {
-        p.cwd = crate::arch::phys::bytes(mem, info.cwd_phys, info.cwd_len.min(4095)).to_vec();
+        let cwd = crate::arch::phys::bytes(mem, info.cwd_phys, info.cwd_len.min(4095));
+        p.cwd = Cow::Borrowed(cwd);
     }
     p.init_stdio();
     p.stdio_modes = [

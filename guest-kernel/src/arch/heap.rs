@@ -54,6 +54,10 @@ fn class(layout: &Layout) -> Option<usize> {
 }
 
 impl State {
+    /// A block of class `c`: from its free list, else cut from the
+    /// current chunk. Inlined into `alloc` with the refill and the large
+    /// blocks apart, so that this path saves no registers.
+    #[inline(always)]
     fn alloc_small(&mut self, c: usize) -> *mut u8 {
         let head = self.free[c];
         if head != 0 {
@@ -65,17 +69,41 @@ impl State {
         // Blocks are aligned to their size: align the bump pointer.
         let at = (self.bump + size - 1) & !(size - 1);
         if at + size > self.bump_end {
-            let Ok(chunk) = self.large.allocate_first_fit(
-                Layout::from_size_align(REFILL, MAX_SMALL).unwrap_or(Layout::new::<u8>()),
-            ) else {
-                return null_mut();
-            };
-            self.bump = chunk.as_ptr() as usize;
-            self.bump_end = self.bump + REFILL;
-            return self.alloc_small(c);
+            return self.refill(c);
         }
         self.bump = at + size;
         at as *mut u8
+    }
+
+    /// A block of class `c` from a fresh chunk (the current one is used up).
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self, c: usize) -> *mut u8 {
+        let Ok(chunk) = self.large.allocate_first_fit(
+            Layout::from_size_align(REFILL, MAX_SMALL).unwrap_or(Layout::new::<u8>()),
+        ) else {
+            return null_mut();
+        };
+        self.bump = chunk.as_ptr() as usize;
+        self.bump_end = self.bump + REFILL;
+        self.alloc_small(c)
+    }
+
+    /// A block too large for the classes, by a first-fit search.
+    #[inline(never)]
+    fn alloc_large(&mut self, layout: Layout) -> *mut u8 {
+        self.large
+            .allocate_first_fit(layout)
+            .map_or(null_mut(), |p| p.as_ptr())
+    }
+
+    /// Give back a block [`Self::alloc_large`] handed out.
+    #[inline(never)]
+    fn free_large(&mut self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: `ptr` came from `alloc_large` with `layout`.
+            unsafe { self.large.deallocate(p, layout) };
+        }
     }
 }
 
@@ -88,10 +116,7 @@ unsafe impl GlobalAlloc for KernelHeap {
         let st = unsafe { &mut *self.0.get() };
         match class(&layout) {
             Some(c) => st.alloc_small(c),
-            None => st
-                .large
-                .allocate_first_fit(layout)
-                .map_or(null_mut(), |p| p.as_ptr()),
+            None => st.alloc_large(layout),
         }
     }
 
@@ -104,11 +129,7 @@ unsafe impl GlobalAlloc for KernelHeap {
                     *(ptr as *mut usize) = st.free[c];
                     st.free[c] = ptr as usize;
                 }
-                None => {
-                    if let Some(p) = NonNull::new(ptr) {
-                        st.large.deallocate(p, layout);
-                    }
-                }
+                None => st.free_large(ptr, layout),
             }
         }
     }

@@ -947,7 +947,9 @@ impl LoadPlan {
         self
     }
 
-    /// The error Linux would meet mapping the segments, if any.
+    /// The error Linux would meet mapping the segments, if any (inlined:
+    /// nearly always none, and the caller wants only its errno).
+    #[inline]
     pub fn check_loadable(&self) -> Result<(), ElfError<'static>> {
         self.load_error.map_or(Ok(()), Err)
     }

@@ -498,11 +498,10 @@ impl VmaSet {
         self.insert_at(i, vma)
     }
 
-    /// [`Self::insert`], keeping the new area hot (see
-    /// [`VmaTree::insert_hot_at`]): for an area faulted in at once.
-    pub fn insert_hot(&mut self, vma: Vma) -> KResult<usize> {
-        let i = self.free_position(&vma)?;
-        self.insert_placed(i, vma, true)
+    /// Keep area `i` hot (see [`VmaTree::make_hot`]): for an area faulted
+    /// in at once.
+    pub fn make_hot(&mut self, i: usize) {
+        self.t.make_hot(i);
     }
 
     /// Where `vma` goes: EINVAL if it is empty or unaligned, EEXIST if it
@@ -529,24 +528,14 @@ impl VmaSet {
     /// caller's own lookup ([`Self::seek`] of `vma.start`) found free
     /// room at: no search.
     #[inline(always)]
-    pub fn insert_at(&mut self, i: usize, vma: Vma) -> KResult<usize> {
-        self.insert_placed(i, vma, false)
-    }
-
-    /// [`Self::insert_at`], keeping the new area hot if `hot`.
-    #[inline(always)]
-    fn insert_placed(&mut self, i: usize, mut vma: Vma, hot: bool) -> KResult<usize> {
+    pub fn insert_at(&mut self, i: usize, mut vma: Vma) -> KResult<usize> {
         debug_assert_eq!(self.t.seek(vma.start).0, i);
         debug_assert!(!self.intersects(vma.start, vma.end));
         vma.flags = accounted(vma.flags, vma.prot);
         if self.len() > MAX_VMAS {
             return Err(Errno::ENOMEM);
         }
-        if hot {
-            self.t.insert_hot_at(i, vma)?;
-        } else {
-            self.t.insert_at(i, vma)?;
-        }
+        self.t.insert_at(i, vma)?;
         self.note(trace_kind::VMA_INSERT, vma, 0);
         Ok(i)
     }
@@ -559,14 +548,20 @@ impl VmaSet {
     /// be allocated.
     pub fn append(&mut self, areas: &mut [Vma]) -> KResult<bool> {
         let mut prev_end = self.t.last_end().unwrap_or(0);
+        // The byte counts the areas add, summed while they are checked.
+        let (mut total, mut data) = (0, 0);
         for v in areas.iter_mut() {
             if v.start >= v.end || v.start < prev_end || (v.start | v.end) & (PAGE_SIZE - 1) != 0 {
                 return Ok(false);
             }
             prev_end = v.end;
             v.flags = accounted(v.flags, v.prot);
+            total += v.len();
+            if v.is_data() {
+                data += v.len();
+            }
         }
-        if !self.t.append_to_leaf(areas)? {
+        if !self.t.append_to_leaf(areas, (total, data))? {
             return Ok(false);
         }
         if self.journaling {

@@ -622,22 +622,22 @@ impl VmaTree {
         self.insert_at_slow(i, vma)
     }
 
-    /// [`Self::insert_at`], keeping the new area as the hot one: the fault
-    /// that follows at once (exec writing its new stack) reads it without
-    /// a lookup.
-    pub fn insert_hot_at(&mut self, i: usize, vma: Vma) -> KResult<()> {
-        let pos = i.min(self.len);
-        self.insert_at(pos, vma)?;
-        self.hot = Hot { pos, vma };
-        Ok(())
+    /// Keep a copy of the area at position `i` as the hot one (nothing if
+    /// there is none): the fault that follows at once (exec writing its
+    /// new stack) reads it without a lookup.
+    pub fn make_hot(&mut self, i: usize) {
+        if let Some(vma) = self.get_cold(i).copied() {
+            self.hot = Hot { pos: i, vma };
+        }
     }
 
     /// Append `areas` (in order, apart and past the last area, which the
-    /// caller checked) when the tree is empty or one leaf with room for
-    /// them: one copy, and no path or summary to keep, as for the inserts
-    /// into a one-leaf tree. False, with nothing changed, otherwise; ENOMEM
-    /// if a new leaf cannot be allocated.
-    pub fn append_to_leaf(&mut self, areas: &[Vma]) -> KResult<bool> {
+    /// caller checked, as it summed the (total, data) bytes they add to
+    /// `weight`) when the tree is empty or one leaf with room for them: one
+    /// copy, and no path or summary to keep, as for the inserts into a
+    /// one-leaf tree. False, with nothing changed, otherwise; ENOMEM if a
+    /// new leaf cannot be allocated.
+    pub fn append_to_leaf(&mut self, areas: &[Vma], weight: (u64, u64)) -> KResult<bool> {
         match &mut self.root {
             None if areas.len() <= LEAF_CAP => {
                 let mut leaf = alloc_leaf()?;
@@ -649,9 +649,8 @@ impl VmaTree {
             }
             _ => return Ok(false),
         }
-        for v in areas {
-            self.add_weight(v);
-        }
+        self.bytes += weight.0;
+        self.data_bytes += weight.1;
         self.len += areas.len();
         self.forget_finger();
         Ok(true)
@@ -1435,12 +1434,14 @@ mod tests {
     }
 
     #[test]
-    fn insert_hot_at_keeps_the_new_area_hot_until_the_next_change() {
+    fn make_hot_keeps_the_area_hot_until_the_next_change() {
         for n in [3, 100] {
             let mut t = tree_of(n);
             let new = area(n);
-            t.insert_hot_at(usize::MAX, new).unwrap();
+            t.insert_at(usize::MAX, new).unwrap();
             let at = n as usize;
+            t.make_hot(at);
+            assert_eq!(t.hot.pos, at);
             assert_eq!(t.get(at), Some(&new), "placed last, as insert_at places it");
             let hit = t.find_hot(new.start).map(|(i, v)| (i, *v));
             assert_eq!(hit, Some((at, new)));

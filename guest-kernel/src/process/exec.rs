@@ -11,11 +11,11 @@ use crate::errno::{Errno, KResult};
 use crate::exec::aslr::Layout;
 use crate::exec::{ArgBlock, AuxValues, LoadPlan, Segment, StackLayout, StackSink};
 use crate::mm::phys::PhysMem;
-use crate::mm::space::{check_user_range, Mm, MmEnv};
+use crate::mm::space::{check_user_range, Mm, MmEnv, MMAP_MIN_ADDR};
 use crate::mm::vma::{Backing, Prot, VmFlags, Vma};
 use crate::mm::vma_tree::LEAF_CAP;
 use crate::trace::{self, category, kind};
-use vmrun_contract::layout::PAGE_SIZE;
+use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use vmrun_contract::trace::exec_phase;
 use vmrun_contract::vvar;
 
@@ -56,16 +56,11 @@ fn map_segment(
             offset: seg.map_offset(),
             data_end,
         };
-        let vma = Vma {
+        let (start, end) = (seg.map_start(), seg.file_map_end());
+        areas.add_with(mm, start, true, || Vma {
             backing,
-            ..Vma::anon(
-                seg.map_start(),
-                seg.file_map_end(),
-                prot_of(seg),
-                VmFlags::NONE,
-            )
-        };
-        areas.add(mm, vma)?;
+            ..Vma::anon(start, end, prot_of(seg), VmFlags::NONE)
+        })?;
     }
     let (anon_start, anon_end) = seg.anon_pages();
     if (anon_end - anon_start) / PAGE_SIZE > ram_pages {
@@ -74,37 +69,46 @@ fn map_segment(
     if anon_end > anon_start {
         // Linux maps bss read-write whatever the segment says (vm_brk_flags).
         let prot = Prot(prot_of(seg).0 | Prot::RW.0);
-        let vma = Vma {
-            // The identity its first fault would give it: the areas beside
-            // it are the file's, not anonymous ones to share one with.
-            anon: mm.next_anon_id(),
+        // The identity its first fault would give it: the areas beside it
+        // are the file's, not anonymous ones to share one with.
+        let anon = mm.next_anon_id();
+        areas.add_with(mm, anon_start, true, || Vma {
+            anon,
             ..Vma::anon(anon_start, anon_end, prot, VmFlags::NONE)
-        };
-        areas.add(mm, vma)?;
+        })?;
     }
     Ok(())
 }
 
 /// Map the segments of the image at `file`, in order, each replacing what
-/// it overlaps of earlier ones.
-fn map_segments(mm: &mut Mm, file: u16, segs: &[Segment], ram_pages: u64) -> KResult<()> {
-    let mut areas = Areas::new();
-    let r = segs
-        .iter()
-        .try_for_each(|seg| map_segment(mm, &mut areas, file, seg, ram_pages));
-    // The areas before a failing segment's are mapped, as one by one.
-    areas.flush(mm)?;
-    r
+/// it overlaps of earlier ones, into `areas`.
+fn map_segments(
+    mm: &mut Mm,
+    areas: &mut Areas,
+    file: u16,
+    segs: &[Segment],
+    ram_pages: u64,
+) -> KResult<()> {
+    segs.iter()
+        .try_for_each(|seg| map_segment(mm, areas, file, seg, ram_pages))
 }
 
-/// Segment areas on their way into the address space: gathered while they
-/// ascend apart (nearly every program), then appended in one batch. From
-/// the first that does not (out of order, sharing a page, or past a leaf)
-/// they go one at a time, and all do if the batch cannot be appended.
+// The batch's `replacing` bits fit a word.
+const _: () = assert!(LEAF_CAP <= 64);
+
+/// Areas on their way into the address space: gathered while they ascend
+/// apart (nearly every exec: the segments, the vDSO above them and the
+/// stack at the top), then appended in one batch. From the first that
+/// does not (out of order, sharing a page, or past a leaf) they go one at
+/// a time, and all do if the batch cannot be appended.
 struct Areas {
     gathered: [Vma; LEAF_CAP],
     n: usize,
+    /// Bit `k`: gathered area `k` replaces what it overlaps (a segment's).
+    replacing: u64,
     batch: bool,
+    /// Where the last area added went, once it is in the set.
+    last: usize,
 }
 
 impl Areas {
@@ -113,49 +117,106 @@ impl Areas {
         Areas {
             gathered: [NONE; LEAF_CAP],
             n: 0,
+            replacing: 0,
             batch: true,
+            last: 0,
         }
     }
 
-    #[inline]
-    fn add(&mut self, mm: &mut Mm, vma: Vma) -> KResult<()> {
-        if self.batch {
-            let n = self.n;
-            if n < LEAF_CAP && (n == 0 || self.gathered[n - 1].end <= vma.start) {
-                self.gathered[n] = vma;
-                self.n = n + 1;
-                return Ok(());
+    /// Add the area `make` builds, which starts at `start`: into its slot
+    /// in the batch (inlined, so that the caller builds it there) if it
+    /// extends the batch, else by itself, replacing what it overlaps if
+    /// `replacing` (a segment's area) or failing with EEXIST if it overlaps
+    /// anything (from `insert`, as Linux's MAP_FIXED_NOREPLACE gives for an
+    /// ELF segment over a mapping).
+    #[inline(always)]
+    fn add_with(
+        &mut self,
+        mm: &mut Mm,
+        start: u64,
+        replacing: bool,
+        make: impl FnOnce() -> Vma,
+    ) -> KResult<()> {
+        let n = self.n;
+        let extends = n == 0 || self.gathered[n - 1].end <= start;
+        if self.batch && n < LEAF_CAP && extends {
+            self.gathered[n] = make();
+            self.n = n + 1;
+            if replacing {
+                self.replacing |= 1 << n;
             }
-            self.flush(mm)?;
-            self.batch = false;
+            return Ok(());
         }
-        insert_replacing(mm, vma)
+        self.add_apart(mm, &make(), replacing)
     }
 
-    /// Insert what was gathered.
-    fn flush(&mut self, mm: &mut Mm) -> KResult<()> {
-        let areas = &mut self.gathered[..core::mem::take(&mut self.n)];
-        if !areas.is_empty() && !mm.vmas.append(areas)? {
-            for vma in areas.iter() {
-                insert_replacing(mm, *vma)?;
-            }
-        }
+    /// Insert `vma` by itself, after what was gathered, replacing what it
+    /// overlaps if `replacing`; from now on every area goes this way.
+    #[inline(never)]
+    fn add_apart(&mut self, mm: &mut Mm, vma: &Vma, replacing: bool) -> KResult<()> {
+        self.flush(mm)?;
+        self.batch = false;
+        self.last = if replacing {
+            insert_replacing(mm, *vma)?
+        } else {
+            mm.vmas.insert(*vma)?
+        };
         Ok(())
+    }
+
+    /// Where `len` bytes go in the mmap area, as `get_unmapped_area(0,
+    /// len)` would place them once the batch is in: with only the batch
+    /// below `mmap_base` (an exec), its first try, the room above the last
+    /// area, needs no search.
+    fn unmapped_area(&mut self, mm: &mut Mm, len: u64) -> KResult<u64> {
+        if self.batch && mm.vmas.is_empty() && !len.is_multiple_of(HUGE_PAGE_SIZE) {
+            let last_end = self.n.checked_sub(1).map_or(0, |i| self.gathered[i].end);
+            if let Some(at) = mm.mmap_base.checked_sub(len) {
+                if last_end.max(MMAP_MIN_ADDR) <= at {
+                    return Ok(at);
+                }
+            }
+        }
+        self.flush(mm)?;
+        mm.get_unmapped_area(0, len, false)
+    }
+
+    /// Insert what was gathered; returns the position of the last area
+    /// added.
+    fn flush(&mut self, mm: &mut Mm) -> KResult<usize> {
+        let areas = &mut self.gathered[..core::mem::take(&mut self.n)];
+        if areas.is_empty() {
+            return Ok(self.last);
+        }
+        let replacing = core::mem::take(&mut self.replacing);
+        let before = mm.vmas.len();
+        if mm.vmas.append(areas)? {
+            self.last = before + areas.len() - 1;
+        } else {
+            for (k, vma) in areas.iter().enumerate() {
+                self.last = if replacing & (1 << k) != 0 {
+                    insert_replacing(mm, *vma)?
+                } else {
+                    mm.vmas.insert(*vma)?
+                };
+            }
+        }
+        Ok(self.last)
     }
 }
 
 /// Insert `vma`; where it overlaps an earlier segment's last page (two
 /// segments may share a page), the later segment's mapping wins, as a
-/// MAP_FIXED mapping would.
-fn insert_replacing(mm: &mut Mm, vma: Vma) -> KResult<()> {
+/// MAP_FIXED mapping would. Returns its position.
+fn insert_replacing(mm: &mut Mm, vma: Vma) -> KResult<usize> {
     // `insert` fails with EEXIST, changing nothing, only on an overlap:
     // the common case (no shared page) pays one search, not two.
     match mm.vmas.insert(vma) {
         Err(Errno::EEXIST) => {
             mm.vmas.remove_range(vma.start, vma.end, |_| {})?;
-            mm.vmas.insert(vma).map(|_| ())
+            mm.vmas.insert(vma)
         }
-        r => r.map(|_| ()),
+        r => r,
     }
 }
 
@@ -225,31 +286,17 @@ pub fn load_elf_binary<M: PhysMem>(
     let mut aux = *aux;
     // The vDSO goes top-down from here, like any mmap.
     mm.mmap_base = layout.mmap_base - mm.mmap_base_shift();
-    let ram_pages = env.frames.total();
-    plan.check_loadable().map_err(|e| e.errno())?;
-    map_segments(mm, file, plan.segments(), ram_pages)?;
-    if let Some((ifile, iplan)) = interp {
-        iplan.check_loadable().map_err(|e| e.errno())?;
-        map_segments(mm, ifile, iplan.segments(), ram_pages)?;
+    let mut areas = Areas::new();
+    let mapped = map_areas(mm, env, &mut areas, (file, plan), interp, vdso, stack);
+    // The areas before a failing one are mapped, as one by one.
+    let i = areas.flush(mm)?;
+    if let Some(ehdr) = mapped? {
+        aux.sysinfo_ehdr = ehdr;
     }
-    if let Some(ids) = vdso {
-        aux.sysinfo_ehdr = map_vdso(mm, env, ids)?;
-    }
+    // The stack, the last area added: its first page is written now.
+    mm.vmas.make_hot(i);
     let phase = [exec_phase::SEGMENTS_MAPPED, 0, 0, 0, 0, 0];
     trace::emit(env.mem, category::EXEC, kind::EXEC_PHASE, 0, phase);
-    let mut prot = Prot::RW;
-    if plan.exec_stack {
-        prot = Prot(prot.0 | Prot::EXEC.0);
-    }
-    let vma = Vma {
-        // The identity its first fault would give it: no area next to it
-        // is a growing-down one to share one with.
-        anon: mm.next_anon_id(),
-        ..Vma::anon(stack.vma_start, stack.vma_end, prot, VmFlags::GROWSDOWN)
-    };
-    // A segment already there: EEXIST (from `insert`), as Linux's
-    // MAP_FIXED_NOREPLACE gives for an ELF segment over a mapping.
-    let i = mm.vmas.insert_hot(vma)?;
     let mut sink = Sink {
         mm,
         env,
@@ -265,15 +312,52 @@ pub fn load_elf_binary<M: PhysMem>(
     })
 }
 
+/// Add the program's and the interpreter's segments, the vDSO and the
+/// stack to `areas`; returns the vDSO's address, if it has one.
+fn map_areas<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    areas: &mut Areas,
+    (file, plan): (u16, &LoadPlan),
+    interp: Option<(u16, &LoadPlan)>,
+    vdso: Option<[u16; 3]>,
+    stack: &StackLayout,
+) -> KResult<Option<u64>> {
+    let ram_pages = env.frames.total();
+    plan.check_loadable().map_err(|e| e.errno())?;
+    map_segments(mm, areas, file, plan.segments(), ram_pages)?;
+    if let Some((ifile, iplan)) = interp {
+        iplan.check_loadable().map_err(|e| e.errno())?;
+        map_segments(mm, areas, ifile, iplan.segments(), ram_pages)?;
+    }
+    let ehdr = match vdso {
+        Some(ids) => Some(map_vdso(mm, areas, ids)?),
+        None => None,
+    };
+    let mut prot = Prot::RW;
+    if plan.exec_stack {
+        prot = Prot(prot.0 | Prot::EXEC.0);
+    }
+    // The identity its first fault would give it: no area next to it is a
+    // growing-down one to share one with.
+    let anon = mm.next_anon_id();
+    let (start, end) = (stack.vma_start, stack.vma_end);
+    areas.add_with(mm, start, false, || Vma {
+        anon,
+        ..Vma::anon(start, end, prot, VmFlags::GROWSDOWN)
+    })?;
+    Ok(ehdr)
+}
+
 /// Map [vvar], [vvar_vclock] and [vdso] (Linux's
 /// `arch_setup_additional_pages`) top-down in the mmap area, below the
 /// interpreter; returns the vDSO's address (`AT_SYSINFO_EHDR`).
-fn map_vdso<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, ids: [u16; 3]) -> KResult<u64> {
+fn map_vdso(mm: &mut Mm, areas: &mut Areas, ids: [u16; 3]) -> KResult<u64> {
     let sizes = [vvar::VVAR_PAGES, vvar::VCLOCK_PAGES, vvar::VDSO_PAGES].map(|p| p * PAGE_SIZE);
     let total: u64 = sizes.iter().sum();
-    let base = mm.get_unmapped_area(0, total, false)?;
+    let base = areas.unmapped_area(mm, total)?;
     let mut at = base;
-    let mut areas = [0, 1, 2].map(|k| {
+    for (k, size) in sizes.into_iter().enumerate() {
         let prot = if k == 2 {
             Prot(Prot::READ.0 | Prot::EXEC.0)
         } else {
@@ -284,22 +368,18 @@ fn map_vdso<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, ids: [u16; 3]) -> K
             offset: 0,
             data_end: u64::MAX,
         };
-        at += sizes[k];
-        Vma {
+        let (start, end) = (at, at + size);
+        areas.add_with(mm, start, false, || Vma {
             backing,
-            ..Vma::anon(at - sizes[k], at, prot, VmFlags::NONE)
-        }
-    });
-    // Past the segments (nearly always): one append.
-    if !mm.vmas.append(&mut areas)? {
-        for vma in areas {
-            mm.vmas.insert(vma)?;
-        }
+            ..Vma::anon(start, end, prot, VmFlags::NONE)
+        })?;
+        at = end;
     }
-    let _ = env;
     Ok(base + sizes[0] + sizes[1])
 }
 
+/// The `mm_struct` fields of the loaded program (`mmap_base` was set
+/// before its areas were placed).
 fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, stack: &StackLayout, layout: &Layout) {
     mm.start_code = plan.start_code;
     mm.end_code = plan.end_code;
@@ -307,7 +387,6 @@ fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, stack: &StackLayout, layout: &Lay
     mm.end_data = plan.end_data;
     mm.start_brk = plan.start_brk + layout.brk_offset;
     mm.brk = mm.start_brk;
-    mm.mmap_base = layout.mmap_base - mm.mmap_base_shift();
     let layout = stack;
     mm.start_stack = layout.sp;
     mm.arg_start = layout.arg_start;
@@ -330,6 +409,20 @@ mod tests {
         }
     }
 
+    impl Areas {
+        fn add(&mut self, mm: &mut Mm, vma: Vma, replacing: bool) -> KResult<()> {
+            self.add_with(mm, vma.start, replacing, || vma)
+        }
+    }
+
+    /// Map `segs` as an exec does, through a batch.
+    fn map_all(mm: &mut Mm, segs: &[Segment], ram_pages: u64) -> KResult<()> {
+        let mut areas = Areas::new();
+        let r = map_segments(mm, &mut areas, 0, segs, ram_pages);
+        areas.flush(mm)?;
+        r
+    }
+
     #[test]
     fn segments_sharing_a_page_or_out_of_order_map_as_one_by_one() {
         let seg = |vaddr: u64, len: u64, prot: u32| Segment {
@@ -346,7 +439,7 @@ mod tests {
             seg(0x50_0000, 0x1000, 5),
         ];
         let mut mm = Mm::empty();
-        assert_eq!(map_segments(&mut mm, 0, &segs, 1024), Ok(()));
+        assert_eq!(map_all(&mut mm, &segs, 1024), Ok(()));
         let got: alloc::vec::Vec<_> = mm.vmas.iter().map(|v| (v.start, v.end, v.prot)).collect();
         let want = [
             (0x40_0000, 0x40_1000, Prot::READ),
@@ -358,17 +451,88 @@ mod tests {
     }
 
     #[test]
+    fn the_batch_places_an_area_where_get_unmapped_area_would() {
+        let top = 0x7fff_f7ff_f000;
+        let len = 0x8000;
+        // No area, one far below the top, one just under it, one above it.
+        for seg in [
+            None,
+            Some(0x40_0000),
+            Some(top - 0x1000),
+            Some(top + 0x1000),
+        ] {
+            let seg = seg.map(|at| Vma::anon(at, at + PAGE_SIZE, Prot::READ, VmFlags::NONE));
+            let (mut mm, mut reference) = (Mm::empty(), Mm::empty());
+            mm.mmap_base = top;
+            reference.mmap_base = top;
+            let mut areas = Areas::new();
+            if let Some(v) = seg {
+                areas.add(&mut mm, v, true).unwrap();
+                reference.vmas.insert(v).unwrap();
+            }
+            let got = areas.unmapped_area(&mut mm, len);
+            assert_eq!(got, reference.get_unmapped_area(0, len, false), "{seg:?}");
+            areas.flush(&mut mm).unwrap();
+            assert_eq!(mm.vmas.len(), reference.vmas.len());
+        }
+    }
+
+    #[test]
+    fn a_new_area_over_a_gathered_one_is_eexist_and_the_batch_is_mapped() {
+        let mut mm = Mm::empty();
+        let mut areas = Areas::new();
+        let seg = Vma::anon(0x40_0000, 0x40_2000, Prot::READ, VmFlags::NONE);
+        areas.add(&mut mm, seg, true).unwrap();
+        let stack = Vma::anon(0x40_1000, 0x40_3000, Prot::RW, VmFlags::GROWSDOWN);
+        assert_eq!(areas.add(&mut mm, stack, false), Err(Errno::EEXIST));
+        assert_eq!(areas.flush(&mut mm), Ok(0), "the segment's position");
+        assert_eq!(
+            mm.vmas.iter().copied().collect::<alloc::vec::Vec<_>>(),
+            [seg]
+        );
+    }
+
+    #[test]
+    fn a_new_area_over_an_area_flushed_before_is_eexist() {
+        let mut mm = Mm::empty();
+        let mut areas = Areas::new();
+        let seg = Vma::anon(0x40_0000, 0x40_2000, Prot::READ, VmFlags::NONE);
+        areas.add(&mut mm, seg, true).unwrap();
+        areas.flush(&mut mm).unwrap();
+        let stack = Vma::anon(0x40_1000, 0x40_3000, Prot::RW, VmFlags::GROWSDOWN);
+        areas.add(&mut mm, stack, false).unwrap();
+        assert_eq!(areas.flush(&mut mm), Err(Errno::EEXIST));
+        assert_eq!(
+            mm.vmas.iter().copied().collect::<alloc::vec::Vec<_>>(),
+            [seg]
+        );
+    }
+
+    #[test]
+    fn flush_gives_the_position_of_the_last_area_added() {
+        let mut mm = Mm::empty();
+        let mut areas = Areas::new();
+        let vma = |k: u64| Vma::anon(k << 20, (k << 20) + PAGE_SIZE, Prot::READ, VmFlags::NONE);
+        areas.add(&mut mm, vma(3), true).unwrap();
+        areas.add(&mut mm, vma(5), true).unwrap();
+        assert_eq!(areas.flush(&mut mm), Ok(1), "appended in one batch");
+        areas.add(&mut mm, vma(4), true).unwrap();
+        assert_eq!(
+            areas.flush(&mut mm),
+            Ok(1),
+            "inserted apart, between the two"
+        );
+    }
+
+    #[test]
     fn bss_of_more_pages_than_ram_is_enomem_and_maps_nothing() {
         let mut mm = Mm::empty();
         let ram_pages = 1024;
         let too_big = bss((ram_pages + 1) * PAGE_SIZE);
-        assert_eq!(
-            map_segments(&mut mm, 0, &[too_big], ram_pages),
-            Err(Errno::ENOMEM)
-        );
+        assert_eq!(map_all(&mut mm, &[too_big], ram_pages), Err(Errno::ENOMEM));
         assert!(mm.vmas.is_empty());
         let fits = bss(ram_pages * PAGE_SIZE);
-        assert_eq!(map_segments(&mut mm, 0, &[fits], ram_pages), Ok(()));
+        assert_eq!(map_all(&mut mm, &[fits], ram_pages), Ok(()));
         assert_eq!(mm.vmas.len(), 1);
     }
 }

@@ -8,6 +8,7 @@ pub mod robust;
 pub mod task;
 pub mod timer;
 
+use alloc::borrow::Cow;
 use alloc::vec::Vec;
 
 use crate::fs::file::{o, FdTable, Node, OpenFile};
@@ -96,8 +97,10 @@ pub struct Process {
     pub stdio_modes: [u32; 3],
     /// Open files.
     pub fds: FdTable,
-    /// Working directory (absolute, canonical guest path).
-    pub cwd: Vec<u8>,
+    /// Working directory (absolute, canonical guest path): the boot
+    /// program's is borrowed from the boot block, which nothing writes for
+    /// the whole run, not copied.
+    pub cwd: Cow<'static, [u8]>,
     /// File-creation mask.
     pub umask: u32,
     /// The page-cache inode of the program's own ELF image.
@@ -199,7 +202,7 @@ impl Process {
             exe_len: 0,
             stdio_modes: [0; 3],
             fds: FdTable::new(),
-            cwd: Vec::new(),
+            cwd: Cow::Borrowed(&[]),
             umask: 0o022,
             image_inode: None,
             mapped_files: Vec::new(),
@@ -311,7 +314,7 @@ impl Process {
         ];
         self.fds = FdTable::stdio(files, self.fds.limit);
         if self.cwd.is_empty() {
-            self.cwd = b"/".to_vec();
+            self.cwd = Cow::Borrowed(b"/");
         }
     }
 }

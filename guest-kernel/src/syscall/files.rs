@@ -152,7 +152,7 @@ pub fn proc_link_target<M: PhysMem, H: HostIo>(
     match l {
         ProcLink::SelfDir => proc::dec(cx.p.pid),
         ProcLink::Exe => cx.p.exe[..cx.p.exe_len].to_vec(),
-        ProcLink::Cwd => cx.p.cwd.clone(),
+        ProcLink::Cwd => cx.p.cwd.to_vec(),
         ProcLink::Root => b"/".to_vec(),
         ProcLink::Fd(n) => fd_link_text(cx, n),
     }

@@ -1,6 +1,7 @@
 //! Names and metadata: stat, access, readlink, directories, the cwd, fd
 //! flags and duplication, and the calls that change the file tree.
 
+use alloc::borrow::Cow;
 use alloc::vec::Vec;
 
 use super::files::{
@@ -162,7 +163,7 @@ fn statx_at<M: PhysMem, H: HostIo>(
             return Err(Errno::ENOENT);
         }
         if dirfd as i32 as i64 == files::AT_FDCWD {
-            let cwd = cx.p.cwd.clone();
+            let cwd = cx.p.cwd.to_vec();
             return statx_path(cx, cwd, true);
         }
         return statx_fd(cx, dirfd);
@@ -347,7 +348,7 @@ pub fn getcwd<M: PhysMem, H: HostIo>(
     buf: u64,
     size: u64,
 ) -> KResult<i64> {
-    let mut c = cx.p.cwd.clone();
+    let mut c = cx.p.cwd.to_vec();
     c.push(0);
     if (size as usize) < c.len() {
         return Err(Errno::ERANGE);
@@ -367,7 +368,7 @@ pub fn chdir<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, upath: u64) -
     if !is_dir {
         return Err(Errno::ENOTDIR);
     }
-    cx.p.cwd = new;
+    cx.p.cwd = Cow::Owned(new);
     Ok(0)
 }
 
@@ -378,7 +379,7 @@ pub fn fchdir<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> 
     if !b.node.is_dir() {
         return Err(Errno::ENOTDIR);
     }
-    cx.p.cwd = b.node.path().to_vec();
+    cx.p.cwd = Cow::Owned(b.node.path().to_vec());
     Ok(0)
 }
 
