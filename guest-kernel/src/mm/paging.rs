@@ -751,11 +751,9 @@ impl PageTable {
         let (mut table, mut parent_pa) = (self.root, 0);
         for level in [4, 3, 2] {
             let entry_pa = table + index(va, level) * 8;
-            let e = mem.read_u64(entry_pa);
+            let mut e = mem.read_u64(entry_pa);
             if !used(e) {
-                (table, parent_pa) =
-                    self.new_tables(mem, frames, entry_pa, parent_pa, va, level, 1)?;
-                break;
+                e = self.new_table(mem, frames, entry_pa, parent_pa, va, level)?;
             } else if e & pte::PS != 0 {
                 return Err(MapError::HugeConflict(va));
             }
@@ -1334,14 +1332,12 @@ impl PageTable {
         let (mut table, mut parent_pa, mut fresh) = (self.root, 0, false);
         for l in (level + 1..=4).rev() {
             let entry_pa = table + index(va, l) * 8;
-            let e = mem.read_u64(entry_pa);
+            let mut e = mem.read_u64(entry_pa);
             // A PROT_NONE 2 MiB leaf is used though not present: it is a
             // huge conflict, not room for a new table.
-            if !used(e) {
-                (table, parent_pa) =
-                    self.new_tables(mem, frames, entry_pa, parent_pa, va, l, level)?;
-                fresh = true;
-                break;
+            fresh = !used(e);
+            if fresh {
+                e = self.new_table(mem, frames, entry_pa, parent_pa, va, l)?;
             } else if e & pte::PS != 0 {
                 return Err(MapError::HugeConflict(va));
             }
@@ -1354,17 +1350,10 @@ impl PageTable {
         Ok((table, parent_pa, fresh))
     }
 
-    /// Zeroed tables for `va` under the free entry at `entry_pa` (in a
-    /// table at `level`, counted in the entry at `parent_pa`), down to a
-    /// table at `bottom`, each linked into the one above it: a fault far
-    /// from every mapping (a new stack at the top of user space needs
-    /// three) makes its chain in one call, not a walk step and a call per
-    /// table. Each entry counts the table below it as used once that table
-    /// is linked, so a chain cut short by a failed allocation is
-    /// consistent. Returns the lowest table and the entry pointing to it.
+    /// A zeroed table for the free entry at `entry_pa` (at `level`, for
+    /// `va`), linked in; returns the new entry.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn new_tables<M: PhysMem>(
+    fn new_table<M: PhysMem>(
         &mut self,
         mem: &mut M,
         frames: &mut FrameAllocator,
@@ -1372,28 +1361,17 @@ impl PageTable {
         parent_pa: u64,
         va: u64,
         level: u32,
-        bottom: u32,
-    ) -> Result<(u64, u64), MapError> {
-        let flags = table_flags(va);
-        let mut table = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
+    ) -> Result<u64, MapError> {
+        let new = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
         self.tables += 1;
-        trace_table(mem, kind::PT_ALLOC, level - 1, va, table);
-        mem.write_u64(entry_pa, table | flags);
+        trace_table(mem, kind::PT_ALLOC, level - 1, va, new);
+        let e = new | table_flags(va);
+        mem.write_u64(entry_pa, e);
         add_count(mem, parent_pa, 1);
         if level == 4 && va >= KERNEL_HALF {
             self.kernel.note(index(va, 4));
         }
-        let mut entry_pa = entry_pa;
-        for l in (bottom + 1..level).rev() {
-            let next = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
-            self.tables += 1;
-            trace_table(mem, kind::PT_ALLOC, l - 1, va, next);
-            let next_entry = table + index(va, l) * 8;
-            mem.write_u64(next_entry, next | flags);
-            mem.write_u64(entry_pa, with_count(table | flags, 1));
-            (table, entry_pa) = (next, next_entry);
-        }
-        Ok((table, entry_pa))
+        Ok(e)
     }
 
     /// Free the empty table an entry points to so a leaf can take its place.
@@ -1702,57 +1680,6 @@ mod tests {
         let kinds = mem.record_kinds();
         assert_eq!(kinds[0], kind::PTE_CLEAR);
         assert_eq!(kinds.iter().filter(|k| **k == kind::PT_FREE).count(), 3);
-    }
-
-    /// The used-entry count the entry at `entry_pa` keeps for its table.
-    fn count_at(mem: &TestMem, entry_pa: u64) -> u64 {
-        count(mem.read_u64(entry_pa))
-    }
-
-    /// The entry for `va` in `table` (at `level`) and the table it points to.
-    fn entry_of(mem: &TestMem, table: u64, va: u64, level: u32) -> (u64, u64) {
-        let entry_pa = table + index(va, level) * 8;
-        (entry_pa, mem.read_u64(entry_pa) & pte::ADDR_MASK)
-    }
-
-    #[test]
-    fn a_chain_of_new_tables_counts_each_as_used_once() {
-        let (mut mem, mut fa, mut pt) = setup();
-        let top = 0x7fff_ffff_f000;
-        pt.map(&mut mem, &mut fa, top, 0x20_0000, PageSize::Size4K, UF)
-            .unwrap();
-        assert_eq!(pt.table_pages(), 4, "PML4 + PDPT + PD + PT");
-        let (e4, pdpt) = entry_of(&mem, pt.root(), top, 4);
-        let (e3, pd) = entry_of(&mem, pdpt, top, 3);
-        let (e2, _) = entry_of(&mem, pd, top, 2);
-        assert_eq!(
-            [count_at(&mem, e4), count_at(&mem, e3), count_at(&mem, e2)],
-            [1, 1, 1]
-        );
-        // A second chain below the same PDPT: a PD entry and a PT.
-        let low = top - (1 << 30);
-        pt.map(&mut mem, &mut fa, low, 0x20_1000, PageSize::Size4K, UF)
-            .unwrap();
-        assert_eq!(pt.table_pages(), 6);
-        assert_eq!(count_at(&mem, e4), 2, "the PDPT holds two PDs");
-        assert_eq!(pt.translate(&mem, low).map(|t| t.frame), Some(0x20_1000));
-        assert_eq!(pt.translate(&mem, top).map(|t| t.frame), Some(0x20_0000));
-    }
-
-    #[test]
-    fn a_chain_cut_short_by_memory_keeps_its_counts_true() {
-        let mut mem = TestMem::new(64 * MIB);
-        // The PML4 and two more tables: the third of a chain fails.
-        let mut fa = FrameAllocator::new(MIB, MIB + 3 * PAGE_SIZE);
-        let mut pt = PageTable::new(&mut mem, &mut fa).unwrap();
-        let va = 0x40_1000;
-        let r = pt.map(&mut mem, &mut fa, va, 0x20_0000, PageSize::Size4K, UF);
-        assert_eq!(r, Err(MapError::OutOfMemory));
-        assert_eq!(pt.table_pages(), 3, "PML4 + PDPT + PD");
-        let (e4, pdpt) = entry_of(&mem, pt.root(), va, 4);
-        let (e3, _) = entry_of(&mem, pdpt, va, 3);
-        assert_eq!(count_at(&mem, e4), 1, "the PDPT holds the PD");
-        assert_eq!(count_at(&mem, e3), 0, "the PD holds nothing");
     }
 
     #[test]
