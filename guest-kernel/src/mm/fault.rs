@@ -1157,6 +1157,21 @@ mod tests {
         }
     }
 
+    /// A host file of `size` bytes in the page cache, none of it cached,
+    /// read through `handle` (None: it cannot be read).
+    fn host_file(fx: &mut Fixture, size: u64, handle: Option<u64>) -> u16 {
+        let info = crate::fs::cache::FileInfo {
+            key: crate::fs::cache::InodeKey { dev: 1, ino: 2 },
+            size,
+            mtime: (0, 0),
+        };
+        let (id, _) = fx
+            .cache
+            .attach(&mut fx.mem, &mut fx.frames, info, b"/file2", handle)
+            .unwrap();
+        id
+    }
+
     fn setup() -> (Fixture, Mm) {
         let mut fx = Fixture::new();
         let mm = fx.mm();
@@ -1538,15 +1553,7 @@ mod tests {
     #[test]
     fn file_page_not_in_ram_that_cannot_be_read_is_a_segv_and_keeps_no_frame() {
         let (mut fx, mut mm) = setup();
-        let info = crate::fs::cache::FileInfo {
-            key: crate::fs::cache::InodeKey { dev: 1, ino: 2 },
-            size: 4 * PAGE_SIZE,
-            mtime: (0, 0),
-        };
-        let (id, _) = fx
-            .cache
-            .attach(&mut fx.mem, &mut fx.frames, info, b"/other", None)
-            .unwrap();
+        let id = host_file(&mut fx, 4 * PAGE_SIZE, None);
         let mut v = file_vma(0x80_0000, 4, Prot::RW, 0, u64::MAX);
         v.backing = Backing::File {
             file: id,
@@ -1719,15 +1726,7 @@ mod tests {
     #[test]
     fn a_data_block_fault_reads_the_pages_it_lacks_from_the_host() {
         let (mut fx, mut mm) = setup();
-        let info = crate::fs::cache::FileInfo {
-            key: crate::fs::cache::InodeKey { dev: 1, ino: 2 },
-            size: 8 * PAGE_SIZE,
-            mtime: (0, 0),
-        };
-        let (id, _) = fx
-            .cache
-            .attach(&mut fx.mem, &mut fx.frames, info, b"/data", Some(3))
-            .unwrap();
+        let id = host_file(&mut fx, 8 * PAGE_SIZE, Some(3));
         let mut v = file_vma(0x80_0000, 8, Prot::RW, 0, u64::MAX);
         v.backing = Backing::File {
             file: id,
