@@ -1046,8 +1046,8 @@ impl Mm {
 
 /// Map read-only the resident pages of file area `v` in `[lo, hi)` (one
 /// page table's span) that hold file data up to `data_end` whole and are
-/// not mapped yet: one pass over the file's index, one run at a time.
-/// Returns the pages mapped.
+/// not mapped yet: a host file's from its index in one pass, a file in
+/// RAM whole as one run. Returns the pages mapped.
 fn map_resident<M: PhysMem>(
     pt: &mut PageTable,
     mem: &mut M,
@@ -1071,18 +1071,12 @@ fn map_resident<M: PhysMem>(
         // A host file: its index and the entries in one pass.
         return pt.map_frames(mem, frames, from, pfns, flags).map_err(oom);
     }
-    let (mut mapped, mut at) = (0, first);
-    while let Some((idx, pa, n)) = ino.next_resident_run(at, end) {
-        let a = from + (idx - first) * PAGE_SIZE;
-        mapped += pt
-            .map_pages(mem, frames, a, pa, n, PageSize::Size4K, flags)
-            .map_err(oom)?;
-        at = idx + n;
-        if at >= end {
-            break;
-        }
-    }
-    Ok(mapped)
+    // A file in RAM whole: one run from `first`, up to the file's end.
+    let Some((_, pa, n)) = ino.next_resident_run(first, end) else {
+        return Ok(0);
+    };
+    pt.map_pages(mem, frames, from, pa, n, PageSize::Size4K, flags)
+        .map_err(oom)
 }
 
 /// The page-cache frame holding file offset `off` (page aligned) of
