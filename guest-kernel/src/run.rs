@@ -1607,7 +1607,9 @@ extern "C" fn short_brk(p: &mut Process, f: &mut TrapFrame) -> bool {
 }
 
 /// set_tid_address, set_robust_list and rseq on [`short_call`]'s path
-/// (out of line, as [`short_brk`]).
+/// (out of line, as [`short_brk`]). Every call numbered from
+/// set_tid_address up comes here, so the others leave at the first test,
+/// before the checks that must come before `own_state` changes anything.
 #[inline(never)]
 extern "C" fn short_own(p: &mut Process, f: &mut TrapFrame) -> bool {
     use syscall::nr;
