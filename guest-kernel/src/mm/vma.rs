@@ -253,6 +253,80 @@ fn accounted(flags: VmFlags, prot: Prot) -> VmFlags {
     }
 }
 
+/// Areas gathered for [`VmaSet::append`], each checked as it is added,
+/// while its fields are still in registers (a second pass over them cost
+/// an exec a load and a test per field): in ascending order apart, page
+/// aligned, not empty, with [`VmFlags::ACCOUNT`] set as an insert sets it,
+/// and the bytes they add summed.
+pub struct VmaBatch {
+    areas: [Vma; vma_tree::LEAF_CAP],
+    n: usize,
+    /// End of the last area added (0 before the first).
+    end: u64,
+    /// The (total, data) bytes the areas add.
+    weight: (u64, u64),
+}
+
+impl VmaBatch {
+    /// An empty batch.
+    pub const fn new() -> Self {
+        VmaBatch {
+            areas: [Vma::EMPTY; vma_tree::LEAF_CAP],
+            n: 0,
+            end: 0,
+            weight: (0, 0),
+        }
+    }
+
+    /// Add `vma` if it lies past the last area added, is page aligned and
+    /// not empty, and a leaf has room for it; false, with nothing changed,
+    /// if not (inlined, so that the caller builds the area in place).
+    #[inline(always)]
+    pub fn push(&mut self, mut vma: Vma) -> bool {
+        let n = self.n;
+        let bad = vma.start >= vma.end || (vma.start | vma.end) & (PAGE_SIZE - 1) != 0;
+        if n >= vma_tree::LEAF_CAP || vma.start < self.end || bad {
+            return false;
+        }
+        vma.flags = accounted(vma.flags, vma.prot);
+        let len = vma.end - vma.start;
+        self.weight.0 += len;
+        if vma.is_data() {
+            self.weight.1 += len;
+        }
+        self.end = vma.end;
+        self.areas[n] = vma;
+        self.n = n + 1;
+        true
+    }
+
+    /// The areas added, in order.
+    pub fn areas(&self) -> &[Vma] {
+        &self.areas[..self.n]
+    }
+
+    /// End of the last area added, 0 if none.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Whether no area was added.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Drop the areas added (the batch starts over).
+    pub fn clear(&mut self) {
+        (self.n, self.end, self.weight) = (0, 0, (0, 0));
+    }
+}
+
+impl Default for VmaBatch {
+    fn default() -> Self {
+        VmaBatch::new()
+    }
+}
+
 /// Changes kept between two [`VmaSet::take_journal`] calls.
 const JOURNAL: usize = 16;
 
@@ -540,32 +614,25 @@ impl VmaSet {
         Ok(i)
     }
 
-    /// Insert `areas` as [`Self::insert`] would one by one, without a
-    /// search per area, when they ascend apart past the last area and fit
+    /// Insert the areas of `batch` as [`Self::insert`] would one by one,
+    /// without a search per area, when they lie past the last area and fit
     /// in the set's one leaf (or a new one): exec's segments and vDSO.
     /// False, with nothing inserted, otherwise (the caller inserts them one
     /// at a time, which reports what is wrong); ENOMEM if the leaf cannot
     /// be allocated.
-    pub fn append(&mut self, areas: &mut [Vma]) -> KResult<bool> {
-        let mut prev_end = self.t.last_end().unwrap_or(0);
-        // The byte counts the areas add, summed while they are checked.
-        let (mut total, mut data) = (0, 0);
-        for v in areas.iter_mut() {
-            if v.start >= v.end || v.start < prev_end || (v.start | v.end) & (PAGE_SIZE - 1) != 0 {
-                return Ok(false);
-            }
-            prev_end = v.end;
-            v.flags = accounted(v.flags, v.prot);
-            total += v.len();
-            if v.is_data() {
-                data += v.len();
-            }
+    pub fn append(&mut self, batch: &VmaBatch) -> KResult<bool> {
+        let areas = batch.areas();
+        let Some(first) = areas.first() else {
+            return Ok(true);
+        };
+        if self.t.last_end().is_some_and(|end| end > first.start) {
+            return Ok(false);
         }
-        if !self.t.append_to_leaf(areas, (total, data))? {
+        if !self.t.append_to_leaf(areas, batch.weight)? {
             return Ok(false);
         }
         if self.journaling {
-            for v in areas.iter() {
+            for v in areas {
                 self.note(trace_kind::VMA_INSERT, *v, 0);
             }
         }
@@ -883,10 +950,14 @@ mod tests {
         for v in exec_areas() {
             one.insert(v).unwrap();
         }
-        let mut areas = exec_areas();
-        let (low, high) = areas.split_at_mut(2);
-        assert_eq!(batch.append(low), Ok(true), "into the empty set");
-        assert_eq!(batch.append(high), Ok(true), "past the last area");
+        let areas = exec_areas();
+        let (low, high) = areas.split_at(2);
+        assert_eq!(batch.append(&batch_of(low)), Ok(true), "into the empty set");
+        assert_eq!(
+            batch.append(&batch_of(high)),
+            Ok(true),
+            "past the last area"
+        );
         assert_eq!(
             one.iter().collect::<alloc::vec::Vec<_>>(),
             batch.iter().collect::<alloc::vec::Vec<_>>()
@@ -903,32 +974,57 @@ mod tests {
         assert_eq!(batch.find(0x40_5800), one.find(0x40_5800));
     }
 
+    /// A batch of `areas`, all of which it takes.
+    fn batch_of(areas: &[Vma]) -> VmaBatch {
+        let mut b = VmaBatch::new();
+        for v in areas {
+            assert!(b.push(*v), "{v:?}");
+        }
+        b
+    }
+
     #[test]
-    fn append_leaves_disorder_overlap_bad_areas_and_a_full_leaf_to_inserts() {
+    fn a_batch_refuses_disorder_overlap_bad_areas_and_more_than_a_leaf() {
         let refused = |f: fn(&mut [Vma; 4])| {
             let mut a = exec_areas();
             f(&mut a);
-            let mut set = VmaSet::new();
-            assert_eq!(set.append(&mut a), Ok(false));
-            assert!(set.is_empty(), "nothing inserted");
+            let mut b = VmaBatch::new();
+            let taken = a.iter().take_while(|v| b.push(**v)).count();
+            assert!(taken < a.len(), "{a:?}");
+            assert_eq!(b.areas().len(), taken, "a refused area changes nothing");
         };
         refused(|a| a.swap(0, 3));
         refused(|a| a[2].start = 0x40_2000);
         refused(|a| a[1].end = a[1].start);
         refused(|a| a[3].end += 1);
+        let mut many = [Vma::anon(0, 0, Prot::RW, VmFlags::NONE); vma_tree::LEAF_CAP + 1];
+        for (k, v) in many.iter_mut().enumerate() {
+            (v.start, v.end) = ((k as u64 + 1) << 12, (k as u64 + 2) << 12);
+        }
+        let mut b = VmaBatch::new();
+        let taken = many.iter().take_while(|v| b.push(**v)).count();
+        assert_eq!(taken, vma_tree::LEAF_CAP, "a leaf's worth");
+        b.clear();
+        assert!(b.is_empty() && b.end() == 0);
+        assert!(b.push(many[0]), "a cleared batch starts over");
+    }
+
+    #[test]
+    fn append_leaves_areas_below_the_last_and_a_full_leaf_to_inserts() {
         let mut set = VmaSet::new();
         set.insert(exec_areas()[3]).unwrap();
-        assert_eq!(set.append(&mut exec_areas()[..3]), Ok(false), "below");
+        let below = batch_of(&exec_areas()[..3]);
+        assert_eq!(set.append(&below), Ok(false), "below");
         assert_eq!(set.len(), 1);
         let mut many = [Vma::anon(0, 0, Prot::RW, VmFlags::NONE); vma_tree::LEAF_CAP + 1];
         for (k, v) in many.iter_mut().enumerate() {
             (v.start, v.end) = ((k as u64 + 1) << 12, (k as u64 + 2) << 12);
         }
-        assert_eq!(VmaSet::new().append(&mut many), Ok(false));
         let mut set = VmaSet::new();
-        let (leaf, more) = many.split_at_mut(vma_tree::LEAF_CAP);
-        assert_eq!(set.append(leaf), Ok(true));
-        assert_eq!(set.append(more), Ok(false), "the leaf is full");
+        let (leaf, more) = many.split_at(vma_tree::LEAF_CAP);
+        assert_eq!(set.append(&batch_of(leaf)), Ok(true));
+        assert_eq!(set.append(&batch_of(more)), Ok(false), "the leaf is full");
+        assert_eq!(set.len(), vma_tree::LEAF_CAP);
         set.insert(more[0]).unwrap();
         assert_eq!(set.len(), vma_tree::LEAF_CAP + 1, "a full leaf splits");
     }

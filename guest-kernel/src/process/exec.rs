@@ -12,7 +12,7 @@ use crate::exec::aslr::Layout;
 use crate::exec::{ArgBlock, AuxValues, LoadPlan, Segment, StackLayout, StackSink};
 use crate::mm::phys::PhysMem;
 use crate::mm::space::{check_user_range, Mm, MmEnv, MMAP_MIN_ADDR};
-use crate::mm::vma::{Backing, Prot, VmFlags, Vma};
+use crate::mm::vma::{Backing, Prot, VmFlags, Vma, VmaBatch};
 use crate::mm::vma_tree::LEAF_CAP;
 use crate::trace::{self, category, kind};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
@@ -57,10 +57,14 @@ fn map_segment(
             data_end,
         };
         let (start, end) = (seg.map_start(), seg.file_map_end());
-        areas.add_with(mm, start, true, || Vma {
-            backing,
-            ..Vma::anon(start, end, prot_of(seg), VmFlags::NONE)
-        })?;
+        areas.add(
+            mm,
+            Vma {
+                backing,
+                ..Vma::anon(start, end, prot_of(seg), VmFlags::NONE)
+            },
+            true,
+        )?;
     }
     let (anon_start, anon_end) = seg.anon_pages();
     if (anon_end - anon_start) / PAGE_SIZE > ram_pages {
@@ -72,10 +76,14 @@ fn map_segment(
         // The identity its first fault would give it: the areas beside it
         // are the file's, not anonymous ones to share one with.
         let anon = mm.next_anon_id();
-        areas.add_with(mm, anon_start, true, || Vma {
-            anon,
-            ..Vma::anon(anon_start, anon_end, prot, VmFlags::NONE)
-        })?;
+        areas.add(
+            mm,
+            Vma {
+                anon,
+                ..Vma::anon(anon_start, anon_end, prot, VmFlags::NONE)
+            },
+            true,
+        )?;
     }
     Ok(())
 }
@@ -102,8 +110,7 @@ const _: () = assert!(LEAF_CAP <= 64);
 /// does not (out of order, sharing a page, or past a leaf) they go one at
 /// a time, and all do if the batch cannot be appended.
 struct Areas {
-    gathered: [Vma; LEAF_CAP],
-    n: usize,
+    gathered: VmaBatch,
     /// Bit `k`: gathered area `k` replaces what it overlaps (a segment's).
     replacing: u64,
     batch: bool,
@@ -113,41 +120,30 @@ struct Areas {
 
 impl Areas {
     fn new() -> Self {
-        const NONE: Vma = Vma::anon(0, 0, Prot::NONE, VmFlags::NONE);
         Areas {
-            gathered: [NONE; LEAF_CAP],
-            n: 0,
+            gathered: VmaBatch::new(),
             replacing: 0,
             batch: true,
             last: 0,
         }
     }
 
-    /// Add the area `make` builds, which starts at `start`: into its slot
-    /// in the batch (inlined, so that the caller builds it there) if it
-    /// extends the batch, else by itself, replacing what it overlaps if
-    /// `replacing` (a segment's area) or failing with EEXIST if it overlaps
-    /// anything (from `insert`, as Linux's MAP_FIXED_NOREPLACE gives for an
-    /// ELF segment over a mapping).
+    /// Add `vma`: into the batch (inlined, so that the caller builds it
+    /// in registers) if it extends the batch, else by itself,
+    /// replacing what it overlaps if `replacing` (a segment's area) or
+    /// failing with EEXIST if it overlaps anything (from `insert`, as
+    /// Linux's MAP_FIXED_NOREPLACE gives for an ELF segment over a
+    /// mapping).
     #[inline(always)]
-    fn add_with(
-        &mut self,
-        mm: &mut Mm,
-        start: u64,
-        replacing: bool,
-        make: impl FnOnce() -> Vma,
-    ) -> KResult<()> {
-        let n = self.n;
-        let extends = n == 0 || self.gathered[n - 1].end <= start;
-        if self.batch && n < LEAF_CAP && extends {
-            self.gathered[n] = make();
-            self.n = n + 1;
+    fn add(&mut self, mm: &mut Mm, vma: Vma, replacing: bool) -> KResult<()> {
+        let n = self.gathered.areas().len();
+        if self.batch && self.gathered.push(vma) {
             if replacing {
                 self.replacing |= 1 << n;
             }
             return Ok(());
         }
-        self.add_apart(mm, &make(), replacing)
+        self.add_apart(mm, &vma, replacing)
     }
 
     /// Insert `vma` by itself, after what was gathered, replacing what it
@@ -170,9 +166,8 @@ impl Areas {
     /// area, needs no search.
     fn unmapped_area(&mut self, mm: &mut Mm, len: u64) -> KResult<u64> {
         if self.batch && mm.vmas.is_empty() && !len.is_multiple_of(HUGE_PAGE_SIZE) {
-            let last_end = self.n.checked_sub(1).map_or(0, |i| self.gathered[i].end);
             if let Some(at) = mm.mmap_base.checked_sub(len) {
-                if last_end.max(MMAP_MIN_ADDR) <= at {
+                if self.gathered.end().max(MMAP_MIN_ADDR) <= at {
                     return Ok(at);
                 }
             }
@@ -184,13 +179,13 @@ impl Areas {
     /// Insert what was gathered; returns the position of the last area
     /// added.
     fn flush(&mut self, mm: &mut Mm) -> KResult<usize> {
-        let areas = &mut self.gathered[..core::mem::take(&mut self.n)];
-        if areas.is_empty() {
+        if self.gathered.is_empty() {
             return Ok(self.last);
         }
         let replacing = core::mem::take(&mut self.replacing);
         let before = mm.vmas.len();
-        if mm.vmas.append(areas)? {
+        let areas = self.gathered.areas();
+        if mm.vmas.append(&self.gathered)? {
             self.last = before + areas.len() - 1;
         } else {
             for (k, vma) in areas.iter().enumerate() {
@@ -201,6 +196,7 @@ impl Areas {
                 };
             }
         }
+        self.gathered.clear();
         Ok(self.last)
     }
 }
@@ -342,10 +338,14 @@ fn map_areas<M: PhysMem>(
     // growing-down one to share one with.
     let anon = mm.next_anon_id();
     let (start, end) = (stack.vma_start, stack.vma_end);
-    areas.add_with(mm, start, false, || Vma {
-        anon,
-        ..Vma::anon(start, end, prot, VmFlags::GROWSDOWN)
-    })?;
+    areas.add(
+        mm,
+        Vma {
+            anon,
+            ..Vma::anon(start, end, prot, VmFlags::GROWSDOWN)
+        },
+        false,
+    )?;
     Ok(ehdr)
 }
 
@@ -369,10 +369,14 @@ fn map_vdso(mm: &mut Mm, areas: &mut Areas, ids: [u16; 3]) -> KResult<u64> {
             data_end: u64::MAX,
         };
         let (start, end) = (at, at + size);
-        areas.add_with(mm, start, false, || Vma {
-            backing,
-            ..Vma::anon(start, end, prot, VmFlags::NONE)
-        })?;
+        areas.add(
+            mm,
+            Vma {
+                backing,
+                ..Vma::anon(start, end, prot, VmFlags::NONE)
+            },
+            false,
+        )?;
         at = end;
     }
     Ok(base + sizes[0] + sizes[1])
@@ -406,12 +410,6 @@ mod tests {
             filesz: 0,
             offset: 0,
             prot: 3,
-        }
-    }
-
-    impl Areas {
-        fn add(&mut self, mm: &mut Mm, vma: Vma, replacing: bool) -> KResult<()> {
-            self.add_with(mm, vma.start, replacing, || vma)
         }
     }
 
