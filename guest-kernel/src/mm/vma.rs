@@ -278,26 +278,37 @@ impl VmaBatch {
         }
     }
 
-    /// Add `vma` if it lies past the last area added, is page aligned and
-    /// not empty, and a leaf has room for it; false, with nothing changed,
-    /// if not (inlined, so that the caller builds the area in place).
+    /// Add the area `make` builds, which spans `[start, end)`, if it lies
+    /// past the last area added, is page aligned and not empty, and a leaf
+    /// has room for it; false, with nothing built or changed, if not
+    /// (inlined, so that the caller's area is built in its slot).
     #[inline(always)]
-    pub fn push(&mut self, mut vma: Vma) -> bool {
+    pub fn push_with(&mut self, start: u64, end: u64, make: impl FnOnce() -> Vma) -> bool {
         let n = self.n;
-        let bad = vma.start >= vma.end || (vma.start | vma.end) & (PAGE_SIZE - 1) != 0;
-        if n >= vma_tree::LEAF_CAP || vma.start < self.end || bad {
+        let bad = start >= end || (start | end) & (PAGE_SIZE - 1) != 0;
+        if n >= vma_tree::LEAF_CAP || start < self.end || bad {
             return false;
         }
+        let mut vma = Vma {
+            start,
+            end,
+            ..make()
+        };
         vma.flags = accounted(vma.flags, vma.prot);
-        let len = vma.end - vma.start;
+        let len = end - start;
         self.weight.0 += len;
         if vma.is_data() {
             self.weight.1 += len;
         }
-        self.end = vma.end;
+        self.end = end;
         self.areas[n] = vma;
         self.n = n + 1;
         true
+    }
+
+    /// [`Self::push_with`] of `vma`.
+    pub fn push(&mut self, vma: Vma) -> bool {
+        self.push_with(vma.start, vma.end, || vma)
     }
 
     /// The areas added, in order.

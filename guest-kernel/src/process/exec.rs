@@ -57,14 +57,10 @@ fn map_segment(
             data_end,
         };
         let (start, end) = (seg.map_start(), seg.file_map_end());
-        areas.add(
-            mm,
-            Vma {
-                backing,
-                ..Vma::anon(start, end, prot_of(seg), VmFlags::NONE)
-            },
-            true,
-        )?;
+        areas.add_with(mm, (start, end), true, || Vma {
+            backing,
+            ..Vma::anon(start, end, prot_of(seg), VmFlags::NONE)
+        })?;
     }
     let (anon_start, anon_end) = seg.anon_pages();
     if (anon_end - anon_start) / PAGE_SIZE > ram_pages {
@@ -76,14 +72,10 @@ fn map_segment(
         // The identity its first fault would give it: the areas beside it
         // are the file's, not anonymous ones to share one with.
         let anon = mm.next_anon_id();
-        areas.add(
-            mm,
-            Vma {
-                anon,
-                ..Vma::anon(anon_start, anon_end, prot, VmFlags::NONE)
-            },
-            true,
-        )?;
+        areas.add_with(mm, (anon_start, anon_end), true, || Vma {
+            anon,
+            ..Vma::anon(anon_start, anon_end, prot, VmFlags::NONE)
+        })?;
     }
     Ok(())
 }
@@ -128,22 +120,28 @@ impl Areas {
         }
     }
 
-    /// Add `vma`: into the batch (inlined, so that the caller builds it
-    /// in registers) if it extends the batch, else by itself,
-    /// replacing what it overlaps if `replacing` (a segment's area) or
-    /// failing with EEXIST if it overlaps anything (from `insert`, as
-    /// Linux's MAP_FIXED_NOREPLACE gives for an ELF segment over a
-    /// mapping).
+    /// Add the area `make` builds, which spans `[start, end)`: into the
+    /// batch (inlined, so that the caller builds it in its slot there) if
+    /// it extends the batch, else by itself, replacing what it overlaps
+    /// if `replacing` (a segment's area) or failing with EEXIST if it
+    /// overlaps anything (from `insert`, as Linux's MAP_FIXED_NOREPLACE
+    /// gives for an ELF segment over a mapping).
     #[inline(always)]
-    fn add(&mut self, mm: &mut Mm, vma: Vma, replacing: bool) -> KResult<()> {
+    fn add_with(
+        &mut self,
+        mm: &mut Mm,
+        (start, end): (u64, u64),
+        replacing: bool,
+        make: impl Fn() -> Vma,
+    ) -> KResult<()> {
         let n = self.gathered.areas().len();
-        if self.batch && self.gathered.push(vma) {
+        if self.batch && self.gathered.push_with(start, end, &make) {
             if replacing {
                 self.replacing |= 1 << n;
             }
             return Ok(());
         }
-        self.add_apart(mm, &vma, replacing)
+        self.add_apart(mm, &make(), replacing)
     }
 
     /// Insert `vma` by itself, after what was gathered, replacing what it
@@ -338,14 +336,10 @@ fn map_areas<M: PhysMem>(
     // growing-down one to share one with.
     let anon = mm.next_anon_id();
     let (start, end) = (stack.vma_start, stack.vma_end);
-    areas.add(
-        mm,
-        Vma {
-            anon,
-            ..Vma::anon(start, end, prot, VmFlags::GROWSDOWN)
-        },
-        false,
-    )?;
+    areas.add_with(mm, (start, end), false, || Vma {
+        anon,
+        ..Vma::anon(start, end, prot, VmFlags::GROWSDOWN)
+    })?;
     Ok(ehdr)
 }
 
@@ -369,14 +363,10 @@ fn map_vdso(mm: &mut Mm, areas: &mut Areas, ids: [u16; 3]) -> KResult<u64> {
             data_end: u64::MAX,
         };
         let (start, end) = (at, at + size);
-        areas.add(
-            mm,
-            Vma {
-                backing,
-                ..Vma::anon(start, end, prot, VmFlags::NONE)
-            },
-            false,
-        )?;
+        areas.add_with(mm, (start, end), false, || Vma {
+            backing,
+            ..Vma::anon(start, end, prot, VmFlags::NONE)
+        })?;
         at = end;
     }
     Ok(base + sizes[0] + sizes[1])
@@ -410,6 +400,12 @@ mod tests {
             filesz: 0,
             offset: 0,
             prot: 3,
+        }
+    }
+
+    impl Areas {
+        fn add(&mut self, mm: &mut Mm, vma: Vma, replacing: bool) -> KResult<()> {
+            self.add_with(mm, (vma.start, vma.end), replacing, || vma)
         }
     }
 
