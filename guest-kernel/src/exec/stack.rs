@@ -744,12 +744,18 @@ impl StackLayout {
         aux: &AuxValues,
         sink: &mut impl StackSink,
     ) -> KResult<()> {
-        let mut image = [0u8; IMAGE_MAX];
-        let (tail, tail_len) = self.tail(aux);
+        // Room for a whole tail past any start inside the image: the tail
+        // is built in place, in bytes zeroed once.
+        let mut image = [0u8; IMAGE_MAX + TAIL_MAX];
+        let at = (self.auxv - self.sp) as usize;
+        let tail = image
+            .get_mut(at..at + TAIL_MAX)
+            .and_then(|t| <&mut [u8; TAIL_MAX]>::try_from(t).ok())
+            .ok_or(Errno::EINVAL)?;
+        self.put_tail(aux, tail);
         let strings = self.arg_start + u64::from(self.empty_argv0);
-        let pieces: [(u64, &[u8]); 4] = [
+        let pieces: [(u64, &[u8]); 3] = [
             (self.sp, table),
-            (self.auxv, &tail[..tail_len]),
             (strings, args.strings()),
             (self.execfn, args.execfn()),
         ];
@@ -761,30 +767,35 @@ impl StackLayout {
                 .copy_from_slice(bytes);
         }
         let len = (self.vma_end - self.sp) as usize;
-        sink.write(self.sp, image.get(..len).ok_or(Errno::EINVAL)?)
+        sink.write(self.sp, image[..IMAGE_MAX].get(..len).ok_or(Errno::EINVAL)?)
     }
 
     /// The bytes from the auxv up to the argument strings: the pairs
     /// (AT_NULL last), zeros up to the random bytes, the random bytes, the
     /// platform string and zeros up to the strings; and how many of them
     /// there are (so that the stack is written without a gap).
-    /// Every pair lands at a fixed offset (one store a word, no fill
-    /// level to test).
     fn tail(&self, aux: &AuxValues) -> ([u8; TAIL_MAX], usize) {
         let mut b = [0u8; TAIL_MAX];
+        self.put_tail(aux, &mut b);
+        (b, (self.arg_start - self.auxv) as usize)
+    }
+
+    /// Write [`Self::tail`]'s bytes into `b`, which is zero.
+    /// Every pair lands at a fixed offset (one store a word, no fill
+    /// level to test).
+    fn put_tail(&self, aux: &AuxValues, b: &mut [u8; TAIL_MAX]) {
         // With a vDSO, AT_SYSINFO_EHDR comes first and the rest one pair up.
         let o = 16 * usize::from(self.vdso);
-        put_pair(&mut b, 0, at::SYSINFO_EHDR, aux.sysinfo_ehdr);
+        put_pair(b, 0, at::SYSINFO_EHDR, aux.sysinfo_ehdr);
         for (i, &(k, v)) in self.auxv_entries(aux).iter().enumerate() {
-            put_pair(&mut b, o + 16 * i, k, v);
+            put_pair(b, o + 16 * i, k, v);
         }
-        put_pair(&mut b, o + 16 * (AUXV_PAIRS as usize - 1), at::NULL, 0);
+        put_pair(b, o + 16 * (AUXV_PAIRS as usize - 1), at::NULL, 0);
         let random = (self.random - self.auxv) as usize;
         if let Some(dst) = b.get_mut(random..random + 16 + PLATFORM.len()) {
             dst[..16].copy_from_slice(&aux.random);
             dst[16..].copy_from_slice(PLATFORM);
         }
-        (b, (self.arg_start - self.auxv) as usize)
     }
 }
 
