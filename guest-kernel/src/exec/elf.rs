@@ -794,6 +794,7 @@ impl LoadPlan {
     /// Plan from the first bytes of a file of `file_len` bytes (at least
     /// [`header_span`] of them): as [`Self::program_randomized`] for a
     /// program, or as [`Self::interpreter`] when `interpreter`.
+    #[inline]
     pub fn parse_prefix(
         prefix: &[u8],
         file_len: u64,
@@ -850,6 +851,7 @@ impl LoadPlan {
 
     /// The `PT_LOAD` segments, biased, in program header order (mapped in
     /// that order: a later one replaces what it overlaps).
+    #[inline]
     pub fn segments(&self) -> &[Segment] {
         &self.segs[..self.nsegs]
     }

@@ -137,6 +137,7 @@ pub struct AuxValues {
 impl AuxValues {
     /// Values for `plan`'s program with the interpreter at `base` (0 if
     /// none): ids 0, hwcaps 0, [`DEFAULT_MINSIGSTKSZ`]; set the rest after.
+    #[inline]
     pub fn for_program(plan: &LoadPlan, base: u64, random: [u8; 16]) -> AuxValues {
         AuxValues {
             phdr: plan.phdr,
@@ -351,6 +352,7 @@ impl ArgTable {
     }
 
     /// The table's bytes.
+    #[inline]
     pub fn bytes(&self) -> &[u8] {
         match self.len {
             0 => &self.heap,
@@ -517,11 +519,13 @@ impl<'a> ArgBlock<'a> {
     }
 
     /// The exec file name with its NUL.
+    #[inline]
     pub fn execfn(&self) -> &'a [u8] {
         &self.buf[..self.execfn_len]
     }
 
     /// The argv strings then the envp strings, each with its NUL.
+    #[inline]
     pub fn strings(&self) -> &'a [u8] {
         &self.buf[self.execfn_len..]
     }

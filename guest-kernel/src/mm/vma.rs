@@ -312,21 +312,25 @@ impl VmaBatch {
     }
 
     /// The areas added, in order.
+    #[inline]
     pub fn areas(&self) -> &[Vma] {
         &self.areas[..self.n]
     }
 
     /// End of the last area added, 0 if none.
+    #[inline]
     pub fn end(&self) -> u64 {
         self.end
     }
 
     /// Whether no area was added.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
 
     /// Drop the areas added (the batch starts over).
+    #[inline]
     pub fn clear(&mut self) {
         (self.n, self.end, self.weight) = (0, 0, (0, 0));
     }
