@@ -631,6 +631,17 @@ fn load_index(table: &[u8], phnum: usize, n: usize) -> u64 {
         .unwrap_or(0) as u64
 }
 
+/// Where the last of `segs` (unbiased) whose file data holds offset
+/// `phoff` maps it (found after the header loop, whose registers it would
+/// crowd: a few tests a segment).
+fn phdr_vaddr(segs: &[Segment], phoff: u64) -> Option<u64> {
+    let holder = segs
+        .iter()
+        .rev()
+        .find(|s| s.offset <= phoff && phoff < s.offset + s.filesz)?;
+    Some(phoff - holder.offset + holder.vaddr)
+}
+
 /// How many bytes from the start of a file [`LoadPlan::parse_prefix`]
 /// needs, from its first [`EHDR_SIZE`] bytes: through the end of the
 /// program header table (None if that is absurd; the parser says why).
@@ -687,8 +698,6 @@ struct Bounds {
     elf_brk: u64,
     /// The largest power-of-two `p_align`.
     align: u64,
-    /// Where the `PT_LOAD` holding `e_phoff` maps it.
-    phdr_vaddr: Option<u64>,
 }
 
 impl Bounds {
@@ -699,17 +708,12 @@ impl Bounds {
         end_data: 0,
         elf_brk: 0,
         align: 0,
-        phdr_vaddr: None,
     };
 
-    /// Take in one checked `PT_LOAD`, whose header table starts at file
-    /// offset `phoff`.
+    /// Take in one checked `PT_LOAD`.
     #[inline(always)]
-    fn add(&mut self, ph: &Phdr, phoff: u64) {
+    fn add(&mut self, ph: &Phdr) {
         let fend = ph.vaddr + ph.filesz;
-        if ph.offset <= phoff && phoff < ph.offset + ph.filesz {
-            self.phdr_vaddr = Some(phoff - ph.offset + ph.vaddr);
-        }
         if ph.flags & PF_X != 0 {
             self.start_code = self.start_code.min(ph.vaddr);
             self.end_code = self.end_code.max(fend);
@@ -914,7 +918,7 @@ impl LoadPlan {
                         return Ok(plan.failing(e));
                     }
                     plan.add_segment(&ph)?;
-                    bounds.add(&ph, phoff as u64);
+                    bounds.add(&ph);
                 }
                 PT_INTERP if plan.interp.is_none() => {
                     plan.interp = Some(check_interp(b, file_len, &ph)?)
@@ -935,7 +939,9 @@ impl LoadPlan {
         };
         // Linux 6.x takes AT_PHDR from the PT_LOAD holding e_phoff; if none
         // does, PT_PHDR is the better guess than Linux's bare load bias.
-        let phdr = bounds.phdr_vaddr.or(pt_phdr).unwrap_or(0);
+        let phdr = phdr_vaddr(plan.segments(), phoff as u64)
+            .or(pt_phdr)
+            .unwrap_or(0);
         plan.phdr = phdr.wrapping_add(plan.load_bias);
         if let Err(e) = plan.apply_bias(|n| load_index(table, phnum, n)) {
             return Ok(plan.failing(e));
