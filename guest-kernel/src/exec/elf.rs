@@ -915,7 +915,8 @@ impl LoadPlan {
                 PT_LOAD => {
                     if let Err(e) = check_load(file_len, i as u64, &ph) {
                         bounds.store(&mut plan);
-                        return Ok(plan.failing(e));
+                        plan.load_error = Some(e);
+                        return Ok(plan);
                     }
                     plan.add_segment(&ph)?;
                     bounds.add(&ph);
@@ -935,7 +936,10 @@ impl LoadPlan {
         let align = page_up(bounds.align).max(PAGE_SIZE);
         plan.load_bias = match plan.choose_bias(role, mmap_top, align, dyn_offset) {
             Ok(bias) => bias,
-            Err(e) => return Ok(plan.failing(e)),
+            Err(e) => {
+                plan.load_error = Some(e);
+                return Ok(plan);
+            }
         };
         // Linux 6.x takes AT_PHDR from the PT_LOAD holding e_phoff; if none
         // does, PT_PHDR is the better guess than Linux's bare load bias.
@@ -944,15 +948,10 @@ impl LoadPlan {
             .unwrap_or(0);
         plan.phdr = phdr.wrapping_add(plan.load_bias);
         if let Err(e) = plan.apply_bias(|n| load_index(table, phnum, n)) {
-            return Ok(plan.failing(e));
+            plan.load_error = Some(e);
+            return Ok(plan);
         }
         Ok(plan)
-    }
-
-    /// This plan, marked to fail with `e` when it is loaded.
-    fn failing(mut self, e: ElfError<'static>) -> LoadPlan {
-        self.load_error = Some(e);
-        self
     }
 
     /// The error Linux would meet mapping the segments, if any (inlined:
