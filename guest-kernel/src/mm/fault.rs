@@ -260,13 +260,14 @@ impl Mm {
         // The area found stays the set's hot area, so that the fault path's
         // further reads of it are cheap.
         match self.vmas.find_hot(addr) {
-            Some((i, _)) => self.fault_in(env, i, addr, error_code),
+            // The area found is checked as found, not read again.
+            Some((_, v)) if access_error(v, error_code) => Err(FaultError::Segv(SegvCode::AccErr)),
+            Some((i, _)) => self.resolve(env, i, addr & !(PAGE_SIZE - 1), error_code),
             None => self.fault_below_areas(env, addr, error_code),
         }
     }
 
     /// A fault at `addr` in area `i`.
-    #[inline(always)]
     fn fault_in<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
@@ -962,59 +963,107 @@ impl Mm {
         file: u16,
         data_end: u64,
     ) -> Result<FaultOutcome, FaultError> {
-        let v = self.vmas[i];
-        let frame = cache_page(env, file, v.file_offset(va).unwrap_or(0))?;
+        let v = &self.vmas[i];
+        let off = v.file_offset(va).unwrap_or(0);
         let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
-        let window = match ino.is_image() {
-            true => FAULT_AROUND_PAGES * PAGE_SIZE,
-            false => HOST_FAULT_AROUND_PAGES * PAGE_SIZE,
+        // The image's page is where the image lies (the caller checked that
+        // it holds data whole, so it is inside the file).
+        let (frame, mapped) = match ino.image_base() {
+            Some(base) => {
+                let image = (file, base, ino.size);
+                let mapped = self.map_image_around(env, i, va, image, data_end)?;
+                (base + off, mapped)
+            }
+            None => {
+                let frame = cache_page(env, file, off)?;
+                let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+                let window = HOST_FAULT_AROUND_PAGES * PAGE_SIZE;
+                let lo = va & !(window - 1);
+                let (pt, mem, frames) = (&mut self.pt, &mut *env.mem, &mut *env.frames);
+                let v = &self.vmas[i];
+                (
+                    frame,
+                    map_cached(pt, mem, frames, ino, v, data_end, (lo, lo + window))?,
+                )
+            }
         };
+        let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
+        out.pages_mapped = mapped;
+        Ok(out)
+    }
+
+    /// [`Self::map_file_around`] in the boot image (`file`, lying in RAM
+    /// whole from `base`, `size` bytes): area `i`'s pages in the window
+    /// around `va`, then its neighbours', with one walk to the one table
+    /// they share (a fresh table's entries are written without being
+    /// read), reading the neighbours from area `i`'s leaf of the area
+    /// tree where they lie in it. Returns the pages mapped.
+    fn map_image_around<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        (file, base, size): (u16, u64, u64),
+        data_end: u64,
+    ) -> Result<u64, FaultError> {
+        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
         let lo = va & !(window - 1);
         let hi = (lo + window).min((va | (HUGE_PAGE_SIZE - 1)) + 1);
-        let (pt, mem, frames) = (&mut self.pt, &mut *env.mem, &mut *env.frames);
-        let mut mapped = map_resident(pt, mem, frames, ino, &v, data_end, (lo, hi))?;
-        if !ino.is_image() {
-            let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
-            out.pages_mapped = mapped;
-            return Ok(out);
-        }
+        let (vmas, mem) = (&self.vmas, &mut *env.mem);
+        let mut table = self.pt.leaf_table(mem, env.frames, va).map_err(oom)?;
+        // Map area `n`'s whole-data pages (file data up to `data_end`) in
+        // the window; `offset` is its start's file offset.
+        let mut span = |n: &Vma, offset: u64, data_end: u64| {
+            let data_top = n.start + data_end.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;
+            let (from, to) = (lo.max(n.start), hi.min(n.end).min(data_top));
+            if to <= from {
+                return 0;
+            }
+            let pa = base + offset + (from - n.start);
+            let flags = user_pte_flags(n.prot, false);
+            table.fill_free(mem, from, pa, (to - from) / PAGE_SIZE, flags)
+        };
+        let (leaf, first) = vmas.leaf_of(i);
+        let area = |j: usize| leaf.get(j.wrapping_sub(first)).or_else(|| vmas.get(j));
+        let v = area(i).ok_or(FaultError::OutOfMemory)?;
+        let mut mapped = span(v, v.file_offset(v.start).unwrap_or(0), data_end);
+        // A read-only private area of the same file: its start's offset
+        // and data end.
         let around = |n: &Vma| match n.backing {
             Backing::File {
-                file: f, data_end, ..
+                file: f,
+                offset,
+                data_end,
             } if f == file
                 && n.prot.is_accessible()
                 && !n.prot.contains(Prot::WRITE)
                 && !n.flags.contains(VmFlags::SHARED) =>
             {
-                Some(data_end.min(ino.size))
+                Some((offset, data_end.min(size)))
             }
             _ => None,
         };
         let mut j = i;
-        while let Some(n) = j.checked_sub(1).and_then(|p| self.vmas.get(p)) {
-            let n = *n;
+        while let Some(n) = j.checked_sub(1).and_then(area) {
             if n.end <= lo {
                 break;
             }
-            if let Some(d) = around(&n) {
-                mapped += map_resident(&mut self.pt, mem, frames, ino, &n, d, (lo, hi))?;
+            if let Some((offset, d)) = around(n) {
+                mapped += span(n, offset, d);
             }
             j -= 1;
         }
         let mut j = i + 1;
-        while let Some(n) = self.vmas.get(j) {
-            let n = *n;
+        while let Some(n) = area(j) {
             if n.start >= hi {
                 break;
             }
-            if let Some(d) = around(&n) {
-                mapped += map_resident(&mut self.pt, mem, frames, ino, &n, d, (lo, hi))?;
+            if let Some((offset, d)) = around(n) {
+                mapped += span(n, offset, d);
             }
             j += 1;
         }
-        let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
-        out.pages_mapped = mapped;
-        Ok(out)
+        Ok(mapped)
     }
 
     /// Give area `i` an anonymous-memory identity if it has none, reusing
@@ -1044,11 +1093,11 @@ impl Mm {
     }
 }
 
-/// Map read-only the resident pages of file area `v` in `[lo, hi)` (one
-/// page table's span) that hold file data up to `data_end` whole and are
-/// not mapped yet: a host file's from its index in one pass, a file in
-/// RAM whole as one run. Returns the pages mapped.
-fn map_resident<M: PhysMem>(
+/// Map read-only the cached pages of host file area `v` in `[lo, hi)`
+/// (one page table's span) that hold file data up to `data_end` whole and
+/// are not mapped yet, from the file's index in one pass. Returns the
+/// pages mapped.
+fn map_cached<M: PhysMem>(
     pt: &mut PageTable,
     mem: &mut M,
     frames: &mut FrameAllocator,
@@ -1067,16 +1116,8 @@ fn map_resident<M: PhysMem>(
     let flags = user_pte_flags(v.prot, false);
     let first = off_of(from) / PAGE_SIZE;
     let end = first + (to - from) / PAGE_SIZE;
-    if let Some(pfns) = ino.page_frames(first, end) {
-        // A host file: its index and the entries in one pass.
-        return pt.map_frames(mem, frames, from, pfns, flags).map_err(oom);
-    }
-    // A file in RAM whole: one run from `first`, up to the file's end.
-    let Some((_, pa, n)) = ino.next_resident_run(first, end) else {
-        return Ok(0);
-    };
-    pt.map_pages(mem, frames, from, pa, n, PageSize::Size4K, flags)
-        .map_err(oom)
+    let pfns = ino.page_frames(first, end).unwrap_or_default();
+    pt.map_frames(mem, frames, from, pfns, flags).map_err(oom)
 }
 
 /// The page-cache frame holding file offset `off` (page aligned) of

@@ -460,10 +460,16 @@ impl VmaTree {
     }
 
     fn find_hot_cold(&mut self, addr: u64) -> Option<(usize, &Vma)> {
-        let (pos, vma) = match self.seek(addr) {
-            (i, Some(v)) if v.start <= addr => (i, *v),
-            _ => return None,
+        // A one-leaf tree (most address spaces) is searched here, without
+        // the call and the finger of [`Self::seek`].
+        let (pos, vma) = match &self.root {
+            Some(Node::Leaf(v)) => {
+                let p = v.partition_point(|x| x.end <= addr);
+                (p, v.get(p))
+            }
+            _ => self.seek(addr),
         };
+        let vma = *vma.filter(|v| v.start <= addr)?;
         self.hot = Hot { pos, vma };
         Some((pos, &self.hot.vma))
     }
@@ -511,6 +517,23 @@ impl VmaTree {
                 }
             }
         }
+    }
+
+    /// The areas of the leaf holding position `i` and the position of its
+    /// first (nothing if `i` is past the end): to read the areas near one
+    /// without a lookup each.
+    pub fn leaf_of(&self, i: usize) -> (&[Vma], usize) {
+        match &self.root {
+            Some(Node::Leaf(v)) => return (v, 0),
+            None => return (&[], 0),
+            Some(Node::Inner(_)) => {}
+        }
+        // The lookup leaves the finger on `i`'s leaf.
+        if self.get_cold(i).is_none() {
+            return (&[], 0);
+        }
+        let f = self.finger.get();
+        (self.leaf_by_path(&f), f.base)
     }
 
     /// The leaf a finger points at.
@@ -1314,6 +1337,31 @@ mod tests {
         let starts: Vec<u64> = t.iter().map(|v| v.start).collect();
         assert!(starts.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(t.seek(area(12).start), (8, t.get(8)));
+    }
+
+    #[test]
+    fn leaf_of_gives_the_leaf_holding_a_position_and_its_first_position() {
+        let mut t = VmaTree::new();
+        assert_eq!(t.leaf_of(0), (&[][..], 0));
+        for k in 0..5 {
+            t.insert_at(t.len(), area(k)).unwrap();
+        }
+        let (leaf, first) = t.leaf_of(3);
+        assert_eq!((leaf.len(), first), (5, 0), "one leaf: all of it");
+        for k in 5..3 * LEAF_CAP as u64 {
+            t.insert_at(t.len(), area(k)).unwrap();
+        }
+        for i in [0, LEAF_CAP, 2 * LEAF_CAP + 3, t.len() - 1] {
+            // From a fresh lookup and from the finger the first left.
+            for _ in 0..2 {
+                let (leaf, first) = t.leaf_of(i);
+                assert_eq!(leaf.get(i - first), t.get(i), "position {i}");
+                assert!(leaf.len() < t.len());
+            }
+        }
+        assert_eq!(t.leaf_of(t.len()), (&[][..], 0), "past the end");
+        let (leaf, first) = t.leaf_of(t.len() - 1);
+        assert_eq!(first + leaf.len(), t.len());
     }
 
     #[test]
