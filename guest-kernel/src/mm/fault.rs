@@ -861,22 +861,10 @@ impl Mm {
         let first = off_of(block) / PAGE_SIZE;
         let end = first + pages;
         let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
-        let mut at = match ino.next_resident_run(first, end) {
-            Some((idx, _, n)) if idx == first => first + n,
-            _ => first,
-        };
-        // Before reading from the host, that the copies will be mapped.
-        if at < end && !self.pt.entries_free(env.mem, block, pages) {
+        // The boot image lies in RAM whole: its pages are one run there.
+        let image = ino.image_base().map(|base| base + first * PAGE_SIZE);
+        if image.is_none() && !self.read_block(env, file, block, (first, end))? {
             return Ok(None);
-        }
-        while at < end {
-            let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
-            match ino.next_resident_run(at, end) {
-                Some((idx, _, n)) if idx == at => at += n,
-                // A gap: read it (up to the next cached page) from here.
-                _ if cache_page(env, file, at * PAGE_SIZE).is_ok() => {}
-                _ => return Ok(None),
-            }
         }
         let Some(dst) = env.frames.alloc_run_exact(pages) else {
             return Ok(None);
@@ -895,14 +883,18 @@ impl Mm {
             };
         }
         // Nothing runs between the entries' writes and the copies.
-        let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
-        let mut at = first;
-        while let Some((idx, src, n)) = ino.next_resident_run(at, end) {
-            let to = dst + (idx - first) * PAGE_SIZE;
-            env.mem.copy(to, src, n * PAGE_SIZE);
-            at = idx + n;
-            if at >= end {
-                break;
+        if let Some(src) = image {
+            env.mem.copy(dst, src, pages * PAGE_SIZE);
+        } else {
+            let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+            let mut at = first;
+            while let Some((idx, src, n)) = ino.next_resident_run(at, end) {
+                let to = dst + (idx - first) * PAGE_SIZE;
+                env.mem.copy(to, src, n * PAGE_SIZE);
+                at = idx + n;
+                if at >= end {
+                    break;
+                }
             }
         }
         let past_data = (off_of(block) + pages * PAGE_SIZE).saturating_sub(data_end);
@@ -915,6 +907,39 @@ impl Mm {
         let mut out = FaultOutcome::new(FaultKind::FileCopiedBlock, va, frame, PageSize::Size4K);
         out.pages_mapped = pages;
         Ok(Some(out))
+    }
+
+    /// For [`Self::try_copy_block`] of a host file: read pages `[first,
+    /// end)` of `file` (mapped from `block` on) into the cache where they
+    /// are not, once it is known that the copies will be mapped. False if
+    /// they will not be, or a page cannot be read.
+    #[inline(never)]
+    fn read_block<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        file: u16,
+        block: u64,
+        (first, end): (u64, u64),
+    ) -> Result<bool, FaultError> {
+        let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+        let mut at = match ino.next_resident_run(first, end) {
+            Some((idx, _, n)) if idx == first => first + n,
+            _ => first,
+        };
+        // Before reading from the host, that the copies will be mapped.
+        if at < end && !self.pt.entries_free(env.mem, block, end - first) {
+            return Ok(false);
+        }
+        while at < end {
+            let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+            match ino.next_resident_run(at, end) {
+                Some((idx, _, n)) if idx == at => at += n,
+                // A gap: read it (up to the next cached page) from here.
+                _ if cache_page(env, file, at * PAGE_SIZE).is_ok() => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
     }
 
     /// A page of a shared file mapping: the page-cache frame itself, with
