@@ -588,10 +588,21 @@ impl Mm {
         has_anon: bool,
     ) -> Result<FaultOutcome, FaultError> {
         if env.frames.fault_size != FaultSize::Page4K {
-            if let Some(out) = self.fault_anon_large(env, i, va)? {
-                return Ok(out);
-            }
+            return self.fault_anon_large(env, i, va, prot, has_anon);
         }
+        self.fault_anon_page(env, i, va, prot, has_anon)
+    }
+
+    /// One zeroed page at `va` in area `i` (see [`Self::fault_anon_with`]).
+    #[inline(always)]
+    fn fault_anon_page<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        prot: Prot,
+        has_anon: bool,
+    ) -> Result<FaultOutcome, FaultError> {
         // One walk: find (or make) the entry, then fill it.
         let slot = match self.pt.leaf_slot(env.mem, env.frames, va) {
             Ok(slot) if !slot.is_used() => slot,
@@ -618,21 +629,26 @@ impl Mm {
         ))
     }
 
-    /// A 2 MiB page ([`FaultSize::Huge2M`] only) or a 64 KiB block, if
-    /// they fit.
+    /// A 2 MiB page ([`FaultSize::Huge2M`] only) or a 64 KiB block if they
+    /// fit, else one page (the whole outcome made here, not passed on).
     #[inline(never)]
     fn fault_anon_large<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,
         va: u64,
-    ) -> Result<Option<FaultOutcome>, FaultError> {
+        prot: Prot,
+        has_anon: bool,
+    ) -> Result<FaultOutcome, FaultError> {
         if env.frames.fault_size == FaultSize::Huge2M {
             if let Some(out) = self.try_huge(env, i, va)? {
-                return Ok(Some(out));
+                return Ok(out);
             }
         }
-        self.try_block(env, i, va)
+        match self.try_block(env, i, va)? {
+            Some(out) => Ok(out),
+            None => self.fault_anon_page(env, i, va, prot, has_anon),
+        }
     }
 
     /// Map the private 4 KiB `frame` at `va` with area `i`'s rights: the
