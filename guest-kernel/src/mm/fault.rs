@@ -646,8 +646,48 @@ impl Mm {
             }
         }
         match self.try_block(env, i, va)? {
+            // The area starts inside the aligned block: another may end
+            // in it below.
+            Some(mut out) if out.va & (ANON_BLOCK_SIZE - 1) != 0 => {
+                out.pages_mapped += self.copy_data_below(env, i, out.va);
+                Ok(out)
+            }
             Some(out) => Ok(out),
             None => self.fault_anon_page(env, i, va, prot, has_anon),
+        }
+    }
+
+    /// After a block fault in anonymous area `i` from `start`, inside its
+    /// aligned 64 KiB block: the writable private area of the boot image
+    /// just below, if it ends in the block and holds file data there (a
+    /// program's data segment below its bss), has its pages in the block
+    /// copied as its own first write would ([`Self::try_copy_block`]). A
+    /// static program writes both at start-up: one fault instead of two.
+    /// Returns the pages copied (0 where not, or when out of memory: the
+    /// area's own fault copies then).
+    #[cold]
+    #[inline(never)]
+    fn copy_data_below<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, i: usize, start: u64) -> u64 {
+        let aligned = start & !(ANON_BLOCK_SIZE - 1);
+        let Some(prev) = i.checked_sub(1).and_then(|p| self.vmas.get(p)) else {
+            return 0;
+        };
+        let Backing::File { file, data_end, .. } = prev.backing else {
+            return 0;
+        };
+        let private = prev.prot.contains(Prot::WRITE) && !prev.flags.contains(VmFlags::SHARED);
+        let va = aligned.max(prev.start);
+        let Some(ino) = env.cache.get(file).filter(|ino| ino.is_image()) else {
+            return 0;
+        };
+        let data_end = data_end.min(ino.size);
+        let holds_data = prev.file_offset(va).is_some_and(|off| off < data_end);
+        if prev.end <= aligned || !private || !holds_data {
+            return 0;
+        }
+        match self.try_copy_block(env, i - 1, va, file, data_end) {
+            Ok(Some(out)) => out.pages_mapped,
+            _ => 0,
         }
     }
 
@@ -1797,6 +1837,64 @@ mod tests {
             (out.kind, out.pages_mapped),
             (FaultKind::FileCopiedBlock, 3)
         );
+    }
+
+    #[test]
+    fn a_block_fault_above_the_images_data_copies_its_data_in_the_block() {
+        let (mut fx, mut mm) = setup();
+        // A data segment (file pages 1..=2 and half of page 3) and the bss
+        // above it, both in the block from 0x61_0000.
+        mm.vmas
+            .insert(file_vma(0x61_0000, 3, Prot::RW, PAGE_SIZE, 0x3800))
+            .unwrap();
+        mm.vmas
+            .insert(Vma::anon(0x61_3000, 0x61_5000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x61_4008, UW).unwrap();
+        assert_eq!(
+            (out.kind, out.va, out.pages_mapped),
+            (FaultKind::AnonBlock, 0x61_3000, 5),
+            "two zeroed pages and three copied"
+        );
+        assert_eq!(mm.user_frames, 5);
+        for (k, byte) in [(0, 2), (1, 3), (2, 4)] {
+            let t = mm.pt.translate(&fx.mem, 0x61_0000 + k * PAGE_SIZE).unwrap();
+            assert!(fx.frames.owns(t.frame) && t.flags & pte::RW != 0);
+            assert_eq!(fx.mem.byte(t.frame + 0x7ff), byte);
+        }
+        let last = mm.pt.translate(&fx.mem, 0x61_2000).unwrap().frame;
+        assert_eq!(fx.mem.byte(last + 0x800), 0, "past the data");
+        assert_ne!(mm.vmas.get(0).unwrap().anon, 0, "the data area's identity");
+        // The data's next write finds its page mapped: no fault.
+        assert_eq!(
+            fault(&mut mm, &mut fx, 0x61_1000, UW).unwrap().kind,
+            FaultKind::Spurious
+        );
+    }
+
+    #[test]
+    fn a_block_fault_above_other_areas_maps_its_own_pages_only() {
+        let (mut fx, mut mm) = setup();
+        // Read-only file data below one bss, a mapped data page below
+        // another, anonymous memory below a third.
+        let below = [
+            file_vma(0x61_0000, 2, Prot::READ, 0, u64::MAX),
+            file_vma(0x71_0000, 2, Prot::RW, 0, u64::MAX),
+            Vma::anon(0x81_0000, 0x81_2000, Prot::RW, VmFlags::NONE),
+        ];
+        for v in below {
+            let bss = Vma::anon(v.end, v.end + 2 * PAGE_SIZE, Prot::RW, VmFlags::NONE);
+            mm.vmas.insert(v).unwrap();
+            mm.vmas.insert(bss).unwrap();
+        }
+        fx.frames.fault_size = FaultSize::Page4K;
+        fault(&mut mm, &mut fx, 0x71_0000, UW).unwrap();
+        fx.frames.fault_size = FaultSize::Huge2M;
+        for base in [0x61_0000, 0x71_0000, 0x81_0000] {
+            let out = fault(&mut mm, &mut fx, base + 0x2000, UW).unwrap();
+            assert_eq!((out.kind, out.pages_mapped), (FaultKind::AnonBlock, 2));
+            assert!(mm.pt.translate(&fx.mem, base + PAGE_SIZE).is_none());
+        }
     }
 
     #[test]
