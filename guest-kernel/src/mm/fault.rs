@@ -22,7 +22,7 @@
 //! then. Page-cache frames are never written, made writable or freed.
 
 use super::frame::FrameAllocator;
-use super::paging::{pte, LeafRef, MapError, PageSize, PageTable, Translation};
+use super::paging::{pte, LeafRef, LeafTable, MapError, PageSize, PageTable, Translation};
 use super::phys::PhysMem;
 use super::space::{check_user_range, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, STACK_GUARD_GAP};
@@ -1091,23 +1091,13 @@ impl Mm {
         let lo = va & !(window - 1);
         let hi = (lo + window).min((va | (HUGE_PAGE_SIZE - 1)) + 1);
         let (vmas, mem) = (&self.vmas, &mut *env.mem);
-        let mut table = self.pt.leaf_table(mem, env.frames, va).map_err(oom)?;
-        // Map area `n`'s whole-data pages (file data up to `data_end`) in
-        // the window; `offset` is its start's file offset.
-        let mut span = |n: &Vma, offset: u64, data_end: u64| {
-            let data_top = n.start + data_end.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;
-            let (from, to) = (lo.max(n.start), hi.min(n.end).min(data_top));
-            if to <= from {
-                return 0;
-            }
-            let pa = base + offset + (from - n.start);
-            let flags = user_pte_flags(n.prot, false);
-            table.fill_free(mem, from, pa, (to - from) / PAGE_SIZE, flags)
-        };
+        let table = &mut self.pt.leaf_table(mem, env.frames, va).map_err(oom)?;
+        let mut span =
+            |n: &Vma, data: (u64, u64)| fill_image_span(table, mem, n, data, (lo, hi), base);
         let (leaf, first) = vmas.leaf_of(i);
         let area = |j: usize| leaf.get(j.wrapping_sub(first)).or_else(|| vmas.get(j));
         let v = area(i).ok_or(FaultError::OutOfMemory)?;
-        let mut mapped = span(v, v.file_offset(v.start).unwrap_or(0), data_end);
+        let mut mapped = span(v, (v.file_offset(v.start).unwrap_or(0), data_end));
         // A read-only private area of the same file: its start's offset
         // and data end.
         let around = |n: &Vma| match n.backing {
@@ -1129,8 +1119,8 @@ impl Mm {
             if n.end <= lo {
                 break;
             }
-            if let Some((offset, d)) = around(n) {
-                mapped += span(n, offset, d);
+            if let Some(data) = around(n) {
+                mapped += span(n, data);
             }
             j -= 1;
         }
@@ -1139,8 +1129,8 @@ impl Mm {
             if n.start >= hi {
                 break;
             }
-            if let Some((offset, d)) = around(n) {
-                mapped += span(n, offset, d);
+            if let Some(data) = around(n) {
+                mapped += span(n, data);
             }
             j += 1;
         }
@@ -1172,6 +1162,29 @@ impl Mm {
         };
         self.vmas.set_anon(i, id);
     }
+}
+
+/// Map read-only the pages of boot image area `n` (from `base` in RAM)
+/// in `[lo, hi)` that hold its file data whole, through `table`: `offset`
+/// is `n`'s start's file offset, `data_end` where its data ends. Returns
+/// the pages mapped. In line in each of the fault-around's calls.
+#[inline(always)]
+fn fill_image_span<M: PhysMem>(
+    table: &mut LeafTable<'_>,
+    mem: &mut M,
+    n: &Vma,
+    (offset, data_end): (u64, u64),
+    (lo, hi): (u64, u64),
+    base: u64,
+) -> u64 {
+    let data_top = n.start + data_end.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;
+    let (from, to) = (lo.max(n.start), hi.min(n.end).min(data_top));
+    if to <= from {
+        return 0;
+    }
+    let pa = base + offset + (from - n.start);
+    let flags = user_pte_flags(n.prot, false);
+    table.fill_free(mem, from, pa, (to - from) / PAGE_SIZE, flags)
 }
 
 /// Map read-only the cached pages of host file area `v` in `[lo, hi)`

@@ -212,8 +212,10 @@ impl LeafTable<'_> {
     ) -> u64 {
         let first = index(va, 1);
         let end = first + n;
+        // In the region of the checked walk: canonical, one table.
         let inside = va & !(HUGE_PAGE_SIZE - 1) == self.region && end <= ENTRIES;
-        if n == 0 || !inside || check_map_args(va, pa, PageSize::Size4K).is_err() {
+        let aligned = (va | pa) & (PAGE_SIZE - 1) == 0 && pa & !pte::ADDR_MASK == 0;
+        if n == 0 || !inside || !aligned {
             return 0;
         }
         let at = self.table + first * 8;
