@@ -296,14 +296,18 @@ struct Finger {
 struct Hot {
     /// Position of the area ([`Hot::NONE`]'s `usize::MAX`: no copy).
     pos: usize,
-    /// The area (empty when there is no copy, so no address is inside).
+    /// The area (starting at `u64::MAX` when there is no copy: no address
+    /// is inside, and no area starts there).
     vma: Vma,
 }
 
 impl Hot {
     const NONE: Hot = Hot {
         pos: usize::MAX,
-        vma: Vma::EMPTY,
+        vma: Vma {
+            start: u64::MAX,
+            ..Vma::EMPTY
+        },
     };
 }
 
@@ -409,7 +413,7 @@ impl VmaTree {
     #[inline(always)]
     fn drop_hot(&mut self) {
         self.hot.pos = usize::MAX;
-        self.hot.vma.end = 0;
+        self.hot.vma.start = u64::MAX;
     }
 
     /// A copy (ENOMEM if the node budget or the heap runs out).
@@ -893,10 +897,11 @@ impl VmaTree {
         }
         let more = new_end - end;
         a.end = new_end;
-        // The hot copy may be this area's: dropped as `drop_hot` does (the
-        // leaf is still borrowed).
-        self.hot.pos = usize::MAX;
-        self.hot.vma.end = 0;
+        // No position moves: a hot copy of another area stays right, and
+        // this area's grows with it (a heap's next fault finds it hot).
+        if self.hot.vma.start == a.start {
+            self.hot.vma.end = new_end;
+        }
         self.bytes += more;
         if a.is_data() {
             self.data_bytes += more;
@@ -1458,6 +1463,20 @@ mod tests {
             assert_eq!(
                 t.find_hot(addr + 0x1a00).map(|(_, v)| v.end),
                 Some(addr + 0x1c00)
+            );
+            // A growth keeps the copy, grown with its area.
+            assert_eq!(t.hot.vma.end, addr + 0x1c00);
+            grow_to(&mut t, k as usize, addr + 0x1e00);
+            assert_eq!(
+                t.find_hot(addr + 0x1d00).map(|(i, v)| (i, v.end)),
+                Some((k as usize, addr + 0x1e00))
+            );
+            // Another area's growth leaves the copy as it was.
+            grow_to(&mut t, k as usize - 1, (k - 1) * 0x2000 + 0x1800);
+            assert_eq!(t.hot.pos, k as usize);
+            assert_eq!(
+                t.get(k as usize - 1).map(|v| v.end),
+                Some((k - 1) * 0x2000 + 0x1800)
             );
 
             t.set_anon(k as usize, 7);
