@@ -21,8 +21,9 @@
 //! searching. The page-fault path goes further: [`VmaTree::find_hot`]
 //! keeps a copy of the area it found (the "hot" area) with its position,
 //! so that the next fault in the same area, and every read of that
-//! position, costs a comparison or two; any change to the tree drops the
-//! copy.
+//! position, costs a comparison or two; a change to the tree drops the
+//! copy, but for an area grown in place (the copy grows with it) and an
+//! insert into a one-leaf tree (the new area becomes the hot one).
 
 use super::vma::Vma;
 use crate::errno::{Errno, KResult};
@@ -642,7 +643,11 @@ impl VmaTree {
                 v.insert(i, vma);
                 self.len += 1;
                 self.add_weight(&vma);
-                self.forget_finger();
+                // The new area is the hot one: a program touches what it
+                // just mapped (a new heap, an mmap), and its first fault
+                // then needs no lookup.
+                self.finger.get_mut().len = 0;
+                self.hot = Hot { pos: i, vma };
                 return Ok(());
             }
         }
@@ -1446,6 +1451,24 @@ mod tests {
             assert_eq!(t.find_hot(k * 0x2000 + 0x1000), None);
             assert_eq!(t.get(1), Some(&area(1)));
         }
+    }
+
+    #[test]
+    fn an_area_inserted_into_one_leaf_is_the_hot_one() {
+        let mut t = VmaTree::new();
+        t.insert_at(0, area(1)).unwrap();
+        for k in [3u64, 2, 0] {
+            let i = t.rank_start(area(k).start);
+            t.insert_at(i, area(k)).unwrap();
+            assert_eq!((t.hot.pos, t.hot.vma.start), (i, area(k).start));
+            // Every area, the new one and those it moved, is found right.
+            for j in 0..t.len() {
+                let start = t.get(j).map(|v| v.start).unwrap();
+                assert_eq!(t.find_hot(start).map(|(p, _)| p), Some(j));
+            }
+            t.find_hot(area(k).start);
+        }
+        assert_eq!(t.find_hot(area(2).start + 0x1000), None, "a gap");
     }
 
     #[test]
