@@ -225,6 +225,13 @@ impl Inode {
     pub fn is_image(&self) -> bool {
         self.image.is_some()
     }
+
+    /// Where the boot image lies in RAM whole: the frame of its page 0
+    /// (its page `k` is `k` pages on; `None` for other files).
+    #[inline]
+    pub fn image_base(&self) -> Option<u64> {
+        self.image
+    }
 }
 
 /// All cached files, by index.

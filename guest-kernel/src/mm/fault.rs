@@ -22,7 +22,7 @@
 //! then. Page-cache frames are never written, made writable or freed.
 
 use super::frame::FrameAllocator;
-use super::paging::{pte, LeafRef, MapError, PageSize, PageTable, Translation};
+use super::paging::{pte, LeafRef, LeafTable, MapError, PageSize, PageTable, Translation};
 use super::phys::PhysMem;
 use super::space::{check_user_range, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, STACK_GUARD_GAP};
@@ -260,13 +260,14 @@ impl Mm {
         // The area found stays the set's hot area, so that the fault path's
         // further reads of it are cheap.
         match self.vmas.find_hot(addr) {
-            Some((i, _)) => self.fault_in(env, i, addr, error_code),
+            // The area found is checked as found, not read again.
+            Some((_, v)) if access_error(v, error_code) => Err(FaultError::Segv(SegvCode::AccErr)),
+            Some((i, _)) => self.resolve(env, i, addr & !(PAGE_SIZE - 1), error_code),
             None => self.fault_below_areas(env, addr, error_code),
         }
     }
 
     /// A fault at `addr` in area `i`.
-    #[inline(always)]
     fn fault_in<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
@@ -587,10 +588,21 @@ impl Mm {
         has_anon: bool,
     ) -> Result<FaultOutcome, FaultError> {
         if env.frames.fault_size != FaultSize::Page4K {
-            if let Some(out) = self.fault_anon_large(env, i, va)? {
-                return Ok(out);
-            }
+            return self.fault_anon_large(env, i, va, prot, has_anon);
         }
+        self.fault_anon_page(env, i, va, prot, has_anon)
+    }
+
+    /// One zeroed page at `va` in area `i` (see [`Self::fault_anon_with`]).
+    #[inline(always)]
+    fn fault_anon_page<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        prot: Prot,
+        has_anon: bool,
+    ) -> Result<FaultOutcome, FaultError> {
         // One walk: find (or make) the entry, then fill it.
         let slot = match self.pt.leaf_slot(env.mem, env.frames, va) {
             Ok(slot) if !slot.is_used() => slot,
@@ -617,21 +629,66 @@ impl Mm {
         ))
     }
 
-    /// A 2 MiB page ([`FaultSize::Huge2M`] only) or a 64 KiB block, if
-    /// they fit.
+    /// A 2 MiB page ([`FaultSize::Huge2M`] only) or a 64 KiB block if they
+    /// fit, else one page (the whole outcome made here, not passed on).
     #[inline(never)]
     fn fault_anon_large<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,
         va: u64,
-    ) -> Result<Option<FaultOutcome>, FaultError> {
+        prot: Prot,
+        has_anon: bool,
+    ) -> Result<FaultOutcome, FaultError> {
         if env.frames.fault_size == FaultSize::Huge2M {
             if let Some(out) = self.try_huge(env, i, va)? {
-                return Ok(Some(out));
+                return Ok(out);
             }
         }
-        self.try_block(env, i, va)
+        match self.try_block(env, i, va)? {
+            // The area starts inside the aligned block: another may end
+            // in it below.
+            Some(mut out) if out.va & (ANON_BLOCK_SIZE - 1) != 0 => {
+                out.pages_mapped += self.copy_data_below(env, i, out.va);
+                Ok(out)
+            }
+            Some(out) => Ok(out),
+            None => self.fault_anon_page(env, i, va, prot, has_anon),
+        }
+    }
+
+    /// After a block fault in anonymous area `i` from `start`, inside its
+    /// aligned 64 KiB block: the writable private area of the boot image
+    /// just below, if it ends in the block and holds file data there (a
+    /// program's data segment below its bss), has its pages in the block
+    /// copied as its own first write would ([`Self::try_copy_block`]). A
+    /// static program writes both at start-up: one fault instead of two.
+    /// Returns the pages copied (0 where not, or when out of memory: the
+    /// area's own fault copies then).
+    #[cold]
+    #[inline(never)]
+    fn copy_data_below<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, i: usize, start: u64) -> u64 {
+        let aligned = start & !(ANON_BLOCK_SIZE - 1);
+        let Some(prev) = i.checked_sub(1).and_then(|p| self.vmas.get(p)) else {
+            return 0;
+        };
+        let Backing::File { file, data_end, .. } = prev.backing else {
+            return 0;
+        };
+        let private = prev.prot.contains(Prot::WRITE) && !prev.flags.contains(VmFlags::SHARED);
+        let va = aligned.max(prev.start);
+        let Some(ino) = env.cache.get(file).filter(|ino| ino.is_image()) else {
+            return 0;
+        };
+        let data_end = data_end.min(ino.size);
+        let holds_data = prev.file_offset(va).is_some_and(|off| off < data_end);
+        if prev.end <= aligned || !private || !holds_data {
+            return 0;
+        }
+        match self.try_copy_block(env, i - 1, va, file, data_end) {
+            Ok(Some(out)) => out.pages_mapped,
+            _ => 0,
+        }
     }
 
     /// Map the private 4 KiB `frame` at `va` with area `i`'s rights: the
@@ -860,22 +917,10 @@ impl Mm {
         let first = off_of(block) / PAGE_SIZE;
         let end = first + pages;
         let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
-        let mut at = match ino.next_resident_run(first, end) {
-            Some((idx, _, n)) if idx == first => first + n,
-            _ => first,
-        };
-        // Before reading from the host, that the copies will be mapped.
-        if at < end && !self.pt.entries_free(env.mem, block, pages) {
+        // The boot image lies in RAM whole: its pages are one run there.
+        let image = ino.image_base().map(|base| base + first * PAGE_SIZE);
+        if image.is_none() && !self.read_block(env, file, block, (first, end))? {
             return Ok(None);
-        }
-        while at < end {
-            let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
-            match ino.next_resident_run(at, end) {
-                Some((idx, _, n)) if idx == at => at += n,
-                // A gap: read it (up to the next cached page) from here.
-                _ if cache_page(env, file, at * PAGE_SIZE).is_ok() => {}
-                _ => return Ok(None),
-            }
         }
         let Some(dst) = env.frames.alloc_run_exact(pages) else {
             return Ok(None);
@@ -894,14 +939,18 @@ impl Mm {
             };
         }
         // Nothing runs between the entries' writes and the copies.
-        let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
-        let mut at = first;
-        while let Some((idx, src, n)) = ino.next_resident_run(at, end) {
-            let to = dst + (idx - first) * PAGE_SIZE;
-            env.mem.copy(to, src, n * PAGE_SIZE);
-            at = idx + n;
-            if at >= end {
-                break;
+        if let Some(src) = image {
+            env.mem.copy(dst, src, pages * PAGE_SIZE);
+        } else {
+            let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+            let mut at = first;
+            while let Some((idx, src, n)) = ino.next_resident_run(at, end) {
+                let to = dst + (idx - first) * PAGE_SIZE;
+                env.mem.copy(to, src, n * PAGE_SIZE);
+                at = idx + n;
+                if at >= end {
+                    break;
+                }
             }
         }
         let past_data = (off_of(block) + pages * PAGE_SIZE).saturating_sub(data_end);
@@ -914,6 +963,39 @@ impl Mm {
         let mut out = FaultOutcome::new(FaultKind::FileCopiedBlock, va, frame, PageSize::Size4K);
         out.pages_mapped = pages;
         Ok(Some(out))
+    }
+
+    /// For [`Self::try_copy_block`] of a host file: read pages `[first,
+    /// end)` of `file` (mapped from `block` on) into the cache where they
+    /// are not, once it is known that the copies will be mapped. False if
+    /// they will not be, or a page cannot be read.
+    #[inline(never)]
+    fn read_block<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        file: u16,
+        block: u64,
+        (first, end): (u64, u64),
+    ) -> Result<bool, FaultError> {
+        let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+        let mut at = match ino.next_resident_run(first, end) {
+            Some((idx, _, n)) if idx == first => first + n,
+            _ => first,
+        };
+        // Before reading from the host, that the copies will be mapped.
+        if at < end && !self.pt.entries_free(env.mem, block, end - first) {
+            return Ok(false);
+        }
+        while at < end {
+            let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+            match ino.next_resident_run(at, end) {
+                Some((idx, _, n)) if idx == at => at += n,
+                // A gap: read it (up to the next cached page) from here.
+                _ if cache_page(env, file, at * PAGE_SIZE).is_ok() => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
     }
 
     /// A page of a shared file mapping: the page-cache frame itself, with
@@ -962,59 +1044,97 @@ impl Mm {
         file: u16,
         data_end: u64,
     ) -> Result<FaultOutcome, FaultError> {
-        let v = self.vmas[i];
-        let frame = cache_page(env, file, v.file_offset(va).unwrap_or(0))?;
+        let v = &self.vmas[i];
+        let off = v.file_offset(va).unwrap_or(0);
         let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
-        let window = match ino.is_image() {
-            true => FAULT_AROUND_PAGES * PAGE_SIZE,
-            false => HOST_FAULT_AROUND_PAGES * PAGE_SIZE,
+        // The image's page is where the image lies (the caller checked that
+        // it holds data whole, so it is inside the file).
+        let (frame, mapped) = match ino.image_base() {
+            Some(base) => {
+                let image = (file, base, ino.size);
+                let mapped = self.map_image_around(env, i, va, image, data_end)?;
+                (base + off, mapped)
+            }
+            None => {
+                let frame = cache_page(env, file, off)?;
+                let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+                let window = HOST_FAULT_AROUND_PAGES * PAGE_SIZE;
+                let lo = va & !(window - 1);
+                let (pt, mem, frames) = (&mut self.pt, &mut *env.mem, &mut *env.frames);
+                let v = &self.vmas[i];
+                (
+                    frame,
+                    map_cached(pt, mem, frames, ino, v, data_end, (lo, lo + window))?,
+                )
+            }
         };
+        let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
+        out.pages_mapped = mapped;
+        Ok(out)
+    }
+
+    /// [`Self::map_file_around`] in the boot image (`file`, lying in RAM
+    /// whole from `base`, `size` bytes): area `i`'s pages in the window
+    /// around `va`, then its neighbours', with one walk to the one table
+    /// they share (a fresh table's entries are written without being
+    /// read), reading the neighbours from area `i`'s leaf of the area
+    /// tree where they lie in it. Returns the pages mapped.
+    fn map_image_around<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        (file, base, size): (u16, u64, u64),
+        data_end: u64,
+    ) -> Result<u64, FaultError> {
+        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
         let lo = va & !(window - 1);
         let hi = (lo + window).min((va | (HUGE_PAGE_SIZE - 1)) + 1);
-        let (pt, mem, frames) = (&mut self.pt, &mut *env.mem, &mut *env.frames);
-        let mut mapped = map_resident(pt, mem, frames, ino, &v, data_end, (lo, hi))?;
-        if !ino.is_image() {
-            let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
-            out.pages_mapped = mapped;
-            return Ok(out);
-        }
+        let (vmas, mem) = (&self.vmas, &mut *env.mem);
+        let table = &mut self.pt.leaf_table(mem, env.frames, va).map_err(oom)?;
+        let mut span =
+            |n: &Vma, data: (u64, u64)| fill_image_span(table, mem, n, data, (lo, hi), base);
+        let (leaf, first) = vmas.leaf_of(i);
+        let area = |j: usize| leaf.get(j.wrapping_sub(first)).or_else(|| vmas.get(j));
+        let v = area(i).ok_or(FaultError::OutOfMemory)?;
+        let mut mapped = span(v, (v.file_offset(v.start).unwrap_or(0), data_end));
+        // A read-only private area of the same file: its start's offset
+        // and data end.
         let around = |n: &Vma| match n.backing {
             Backing::File {
-                file: f, data_end, ..
+                file: f,
+                offset,
+                data_end,
             } if f == file
                 && n.prot.is_accessible()
                 && !n.prot.contains(Prot::WRITE)
                 && !n.flags.contains(VmFlags::SHARED) =>
             {
-                Some(data_end.min(ino.size))
+                Some((offset, data_end.min(size)))
             }
             _ => None,
         };
         let mut j = i;
-        while let Some(n) = j.checked_sub(1).and_then(|p| self.vmas.get(p)) {
-            let n = *n;
+        while let Some(n) = j.checked_sub(1).and_then(area) {
             if n.end <= lo {
                 break;
             }
-            if let Some(d) = around(&n) {
-                mapped += map_resident(&mut self.pt, mem, frames, ino, &n, d, (lo, hi))?;
+            if let Some(data) = around(n) {
+                mapped += span(n, data);
             }
             j -= 1;
         }
         let mut j = i + 1;
-        while let Some(n) = self.vmas.get(j) {
-            let n = *n;
+        while let Some(n) = area(j) {
             if n.start >= hi {
                 break;
             }
-            if let Some(d) = around(&n) {
-                mapped += map_resident(&mut self.pt, mem, frames, ino, &n, d, (lo, hi))?;
+            if let Some(data) = around(n) {
+                mapped += span(n, data);
             }
             j += 1;
         }
-        let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
-        out.pages_mapped = mapped;
-        Ok(out)
+        Ok(mapped)
     }
 
     /// Give area `i` an anonymous-memory identity if it has none, reusing
@@ -1044,11 +1164,34 @@ impl Mm {
     }
 }
 
-/// Map read-only the resident pages of file area `v` in `[lo, hi)` (one
-/// page table's span) that hold file data up to `data_end` whole and are
-/// not mapped yet: a host file's from its index in one pass, a file in
-/// RAM whole as one run. Returns the pages mapped.
-fn map_resident<M: PhysMem>(
+/// Map read-only the pages of boot image area `n` (from `base` in RAM)
+/// in `[lo, hi)` that hold its file data whole, through `table`: `offset`
+/// is `n`'s start's file offset, `data_end` where its data ends. Returns
+/// the pages mapped. In line in each of the fault-around's calls.
+#[inline(always)]
+fn fill_image_span<M: PhysMem>(
+    table: &mut LeafTable<'_>,
+    mem: &mut M,
+    n: &Vma,
+    (offset, data_end): (u64, u64),
+    (lo, hi): (u64, u64),
+    base: u64,
+) -> u64 {
+    let data_top = n.start + data_end.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;
+    let (from, to) = (lo.max(n.start), hi.min(n.end).min(data_top));
+    if to <= from {
+        return 0;
+    }
+    let pa = base + offset + (from - n.start);
+    let flags = user_pte_flags(n.prot, false);
+    table.fill_free(mem, from, pa, (to - from) / PAGE_SIZE, flags)
+}
+
+/// Map read-only the cached pages of host file area `v` in `[lo, hi)`
+/// (one page table's span) that hold file data up to `data_end` whole and
+/// are not mapped yet, from the file's index in one pass. Returns the
+/// pages mapped.
+fn map_cached<M: PhysMem>(
     pt: &mut PageTable,
     mem: &mut M,
     frames: &mut FrameAllocator,
@@ -1067,16 +1210,8 @@ fn map_resident<M: PhysMem>(
     let flags = user_pte_flags(v.prot, false);
     let first = off_of(from) / PAGE_SIZE;
     let end = first + (to - from) / PAGE_SIZE;
-    if let Some(pfns) = ino.page_frames(first, end) {
-        // A host file: its index and the entries in one pass.
-        return pt.map_frames(mem, frames, from, pfns, flags).map_err(oom);
-    }
-    // A file in RAM whole: one run from `first`, up to the file's end.
-    let Some((_, pa, n)) = ino.next_resident_run(first, end) else {
-        return Ok(0);
-    };
-    pt.map_pages(mem, frames, from, pa, n, PageSize::Size4K, flags)
-        .map_err(oom)
+    let pfns = ino.page_frames(first, end).unwrap_or_default();
+    pt.map_frames(mem, frames, from, pfns, flags).map_err(oom)
 }
 
 /// The page-cache frame holding file offset `off` (page aligned) of
@@ -1715,6 +1850,64 @@ mod tests {
             (out.kind, out.pages_mapped),
             (FaultKind::FileCopiedBlock, 3)
         );
+    }
+
+    #[test]
+    fn a_block_fault_above_the_images_data_copies_its_data_in_the_block() {
+        let (mut fx, mut mm) = setup();
+        // A data segment (file pages 1..=2 and half of page 3) and the bss
+        // above it, both in the block from 0x61_0000.
+        mm.vmas
+            .insert(file_vma(0x61_0000, 3, Prot::RW, PAGE_SIZE, 0x3800))
+            .unwrap();
+        mm.vmas
+            .insert(Vma::anon(0x61_3000, 0x61_5000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x61_4008, UW).unwrap();
+        assert_eq!(
+            (out.kind, out.va, out.pages_mapped),
+            (FaultKind::AnonBlock, 0x61_3000, 5),
+            "two zeroed pages and three copied"
+        );
+        assert_eq!(mm.user_frames, 5);
+        for (k, byte) in [(0, 2), (1, 3), (2, 4)] {
+            let t = mm.pt.translate(&fx.mem, 0x61_0000 + k * PAGE_SIZE).unwrap();
+            assert!(fx.frames.owns(t.frame) && t.flags & pte::RW != 0);
+            assert_eq!(fx.mem.byte(t.frame + 0x7ff), byte);
+        }
+        let last = mm.pt.translate(&fx.mem, 0x61_2000).unwrap().frame;
+        assert_eq!(fx.mem.byte(last + 0x800), 0, "past the data");
+        assert_ne!(mm.vmas.get(0).unwrap().anon, 0, "the data area's identity");
+        // The data's next write finds its page mapped: no fault.
+        assert_eq!(
+            fault(&mut mm, &mut fx, 0x61_1000, UW).unwrap().kind,
+            FaultKind::Spurious
+        );
+    }
+
+    #[test]
+    fn a_block_fault_above_other_areas_maps_its_own_pages_only() {
+        let (mut fx, mut mm) = setup();
+        // Read-only file data below one bss, a mapped data page below
+        // another, anonymous memory below a third.
+        let below = [
+            file_vma(0x61_0000, 2, Prot::READ, 0, u64::MAX),
+            file_vma(0x71_0000, 2, Prot::RW, 0, u64::MAX),
+            Vma::anon(0x81_0000, 0x81_2000, Prot::RW, VmFlags::NONE),
+        ];
+        for v in below {
+            let bss = Vma::anon(v.end, v.end + 2 * PAGE_SIZE, Prot::RW, VmFlags::NONE);
+            mm.vmas.insert(v).unwrap();
+            mm.vmas.insert(bss).unwrap();
+        }
+        fx.frames.fault_size = FaultSize::Page4K;
+        fault(&mut mm, &mut fx, 0x71_0000, UW).unwrap();
+        fx.frames.fault_size = FaultSize::Huge2M;
+        for base in [0x61_0000, 0x71_0000, 0x81_0000] {
+            let out = fault(&mut mm, &mut fx, base + 0x2000, UW).unwrap();
+            assert_eq!((out.kind, out.pages_mapped), (FaultKind::AnonBlock, 2));
+            assert!(mm.pt.translate(&fx.mem, base + PAGE_SIZE).is_none());
+        }
     }
 
     #[test]

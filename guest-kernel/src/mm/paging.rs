@@ -179,6 +179,64 @@ pub struct LeafRef {
     parent_pa: u64,
 }
 
+/// A table of 4 KiB entries held for filling ([`PageTable::leaf_table`]);
+/// it borrows the page table, so nothing else changes it meanwhile.
+pub struct LeafTable<'a> {
+    table: u64,
+    parent_pa: u64,
+    /// Base of the 2 MiB region the table maps.
+    region: u64,
+    /// Whether the walk made the table: its entries outside `filled` are
+    /// free, and are written without being read.
+    fresh: bool,
+    /// The entries `[from, to)` spanning every run filled so far (empty:
+    /// `(ENTRIES, 0)`).
+    filled: (u64, u64),
+    _pt: core::marker::PhantomData<&'a mut PageTable>,
+}
+
+impl LeafTable<'_> {
+    /// Map the free ones of the `n` entries from `va` (inside this table's
+    /// region) to the consecutive frames from `pa`, with `flags`; returns
+    /// the entries written. In a fresh table, a run outside those filled
+    /// before is written without reading an entry (about three
+    /// instructions each); other entries are checked first. Nothing is
+    /// written if the run leaves the region or `pa` is not a page address.
+    pub fn fill_free<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        pa: u64,
+        n: u64,
+        flags: u64,
+    ) -> u64 {
+        let first = index(va, 1);
+        let end = first + n;
+        // In the region of the checked walk: canonical, one table.
+        let inside = va & !(HUGE_PAGE_SIZE - 1) == self.region && end <= ENTRIES;
+        let aligned = (va | pa) & (PAGE_SIZE - 1) == 0 && pa & !pte::ADDR_MASK == 0;
+        if n == 0 || !inside || !aligned {
+            return 0;
+        }
+        let at = self.table + first * 8;
+        let (from, to) = self.filled;
+        let written = if self.fresh && (end <= from || first >= to) {
+            mem.write_run(at, pa | flags, PAGE_SIZE, n);
+            n
+        } else {
+            mem.write_run_free(at, pa | flags, PAGE_SIZE, n, pte::P | pte::PROTNONE)
+        };
+        self.filled = (from.min(first), to.max(end));
+        if trace::on(mem, category::PAGE_TABLES) {
+            trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
+        }
+        if written > 0 {
+            add_count(mem, self.parent_pa, written);
+        }
+        written
+    }
+}
+
 impl LeafRef {
     /// Whether the entry is used (present, or a PROT_NONE leaf).
     pub fn is_used(&self) -> bool {
@@ -590,6 +648,28 @@ impl PageTable {
             add_count(mem, parent_pa, written);
         }
         Ok(written)
+    }
+
+    /// The table of 4 KiB entries for user `va`'s 2 MiB region, found or
+    /// made with one walk, to fill several runs of its entries with
+    /// different flags ([`LeafTable::fill_free`]): fault-around over
+    /// neighbouring areas of one file.
+    pub fn leaf_table<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+    ) -> Result<LeafTable<'_>, MapError> {
+        check_map_args(va, 0, PageSize::Size4K)?;
+        let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
+        Ok(LeafTable {
+            table,
+            parent_pa,
+            region: va & !(HUGE_PAGE_SIZE - 1),
+            fresh,
+            filled: (ENTRIES, 0),
+            _pt: core::marker::PhantomData,
+        })
     }
 
     /// Map the `n` 4 KiB entries from `va` (all in one table) to the
@@ -2347,6 +2427,60 @@ mod tests {
         pt.unmap_range(&mut mem, &mut fa, 0x1f_c000, 0x20_0000, |_, _, _| ())
             .unwrap();
         assert_eq!(pt.table_pages(), 1, "counts stayed exact");
+    }
+
+    #[test]
+    fn leaf_table_fills_runs_around_the_first_and_keeps_used_entries() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let ro = pte::P | pte::US;
+        let mut t = pt.leaf_table(&mut mem, &mut fa, 0x40_5000).unwrap();
+        assert_eq!(t.fill_free(&mut mem, 0x40_4000, 0x10_0000, 4, UF), 4);
+        // Below and above the first run: a fresh table's free entries.
+        assert_eq!(t.fill_free(&mut mem, 0x40_0000, 0x20_0000, 4, ro), 4);
+        assert_eq!(t.fill_free(&mut mem, 0x40_8000, 0x30_0000, 2, ro), 2);
+        // Over entries filled before: only the free ones are written.
+        assert_eq!(t.fill_free(&mut mem, 0x40_7000, 0x50_0000, 4, ro), 1);
+        // Outside the table's region, or not a page address: nothing.
+        assert_eq!(t.fill_free(&mut mem, 0x60_0000, 0x50_0000, 1, ro), 0);
+        assert_eq!(t.fill_free(&mut mem, 0x5f_f000, 0x50_0000, 2, ro), 0);
+        assert_eq!(t.fill_free(&mut mem, 0x41_0000, 0x50_0008, 1, ro), 0);
+        let frame = |va| pt.translate(&mem, va).unwrap().frame;
+        assert_eq!(frame(0x40_5000), 0x10_1000);
+        assert_eq!(frame(0x40_3000), 0x20_3000);
+        assert_eq!(frame(0x40_7000), 0x10_3000, "kept");
+        assert_eq!(frame(0x40_9000), 0x30_1000, "kept");
+        assert_eq!(frame(0x40_a000), 0x50_3000);
+        assert_eq!(
+            pt.translate(&mem, 0x40_5000).unwrap().flags & pte::RW,
+            pte::RW
+        );
+        assert_eq!(pt.translate(&mem, 0x40_0000).unwrap().flags & pte::RW, 0);
+        let mut n = 0;
+        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, _| n += 1)
+            .unwrap();
+        assert_eq!((n, pt.table_pages()), (11, 1), "counts stayed exact");
+    }
+
+    #[test]
+    fn leaf_table_of_a_used_table_reads_every_entry() {
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x40_2000,
+            0x50_0000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        let mut t = pt.leaf_table(&mut mem, &mut fa, 0x40_0000).unwrap();
+        assert_eq!(t.fill_free(&mut mem, 0x40_0000, 0x10_0000, 4, UF), 3);
+        assert_eq!(pt.translate(&mem, 0x40_2000).unwrap().frame, 0x50_0000);
+        assert_eq!(pt.translate(&mem, 0x40_3000).unwrap().frame, 0x10_3000);
+        let mut n = 0;
+        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, _| n += 1)
+            .unwrap();
+        assert_eq!((n, pt.table_pages()), (4, 1));
     }
 
     #[test]

@@ -509,6 +509,12 @@ impl VmaSet {
         self.t.get(i)
     }
 
+    /// The areas of the tree leaf holding index `i` and the index of its
+    /// first (see [`VmaTree::leaf_of`]).
+    pub fn leaf_of(&self, i: usize) -> (&[Vma], usize) {
+        self.t.leaf_of(i)
+    }
+
     /// Change area `i` with `f`, which keeps it page aligned and inside
     /// its neighbours' gap.
     pub fn update<F: FnOnce(&mut Vma)>(&mut self, i: usize, f: F) {

@@ -21,8 +21,9 @@
 //! searching. The page-fault path goes further: [`VmaTree::find_hot`]
 //! keeps a copy of the area it found (the "hot" area) with its position,
 //! so that the next fault in the same area, and every read of that
-//! position, costs a comparison or two; any change to the tree drops the
-//! copy.
+//! position, costs a comparison or two; a change to the tree drops the
+//! copy, but for an area grown in place (the copy grows with it) and an
+//! insert into a one-leaf tree (the new area becomes the hot one).
 
 use super::vma::Vma;
 use crate::errno::{Errno, KResult};
@@ -296,14 +297,18 @@ struct Finger {
 struct Hot {
     /// Position of the area ([`Hot::NONE`]'s `usize::MAX`: no copy).
     pos: usize,
-    /// The area (empty when there is no copy, so no address is inside).
+    /// The area (starting at `u64::MAX` when there is no copy: no address
+    /// is inside, and no area starts there).
     vma: Vma,
 }
 
 impl Hot {
     const NONE: Hot = Hot {
         pos: usize::MAX,
-        vma: Vma::EMPTY,
+        vma: Vma {
+            start: u64::MAX,
+            ..Vma::EMPTY
+        },
     };
 }
 
@@ -409,7 +414,7 @@ impl VmaTree {
     #[inline(always)]
     fn drop_hot(&mut self) {
         self.hot.pos = usize::MAX;
-        self.hot.vma.end = 0;
+        self.hot.vma.start = u64::MAX;
     }
 
     /// A copy (ENOMEM if the node budget or the heap runs out).
@@ -460,10 +465,16 @@ impl VmaTree {
     }
 
     fn find_hot_cold(&mut self, addr: u64) -> Option<(usize, &Vma)> {
-        let (pos, vma) = match self.seek(addr) {
-            (i, Some(v)) if v.start <= addr => (i, *v),
-            _ => return None,
+        // A one-leaf tree (most address spaces) is searched here, without
+        // the call and the finger of [`Self::seek`].
+        let (pos, vma) = match &self.root {
+            Some(Node::Leaf(v)) => {
+                let p = v.partition_point(|x| x.end <= addr);
+                (p, v.get(p))
+            }
+            _ => self.seek(addr),
         };
+        let vma = *vma.filter(|v| v.start <= addr)?;
         self.hot = Hot { pos, vma };
         Some((pos, &self.hot.vma))
     }
@@ -511,6 +522,23 @@ impl VmaTree {
                 }
             }
         }
+    }
+
+    /// The areas of the leaf holding position `i` and the position of its
+    /// first (nothing if `i` is past the end): to read the areas near one
+    /// without a lookup each.
+    pub fn leaf_of(&self, i: usize) -> (&[Vma], usize) {
+        match &self.root {
+            Some(Node::Leaf(v)) => return (v, 0),
+            None => return (&[], 0),
+            Some(Node::Inner(_)) => {}
+        }
+        // The lookup leaves the finger on `i`'s leaf.
+        if self.get_cold(i).is_none() {
+            return (&[], 0);
+        }
+        let f = self.finger.get();
+        (self.leaf_by_path(&f), f.base)
     }
 
     /// The leaf a finger points at.
@@ -615,7 +643,11 @@ impl VmaTree {
                 v.insert(i, vma);
                 self.len += 1;
                 self.add_weight(&vma);
-                self.forget_finger();
+                // The new area is the hot one: a program touches what it
+                // just mapped (a new heap, an mmap), and its first fault
+                // then needs no lookup.
+                self.finger.get_mut().len = 0;
+                self.hot = Hot { pos: i, vma };
                 return Ok(());
             }
         }
@@ -870,10 +902,11 @@ impl VmaTree {
         }
         let more = new_end - end;
         a.end = new_end;
-        // The hot copy may be this area's: dropped as `drop_hot` does (the
-        // leaf is still borrowed).
-        self.hot.pos = usize::MAX;
-        self.hot.vma.end = 0;
+        // No position moves: a hot copy of another area stays right, and
+        // this area's grows with it (a heap's next fault finds it hot).
+        if self.hot.vma.start == a.start {
+            self.hot.vma.end = new_end;
+        }
         self.bytes += more;
         if a.is_data() {
             self.data_bytes += more;
@@ -1317,6 +1350,31 @@ mod tests {
     }
 
     #[test]
+    fn leaf_of_gives_the_leaf_holding_a_position_and_its_first_position() {
+        let mut t = VmaTree::new();
+        assert_eq!(t.leaf_of(0), (&[][..], 0));
+        for k in 0..5 {
+            t.insert_at(t.len(), area(k)).unwrap();
+        }
+        let (leaf, first) = t.leaf_of(3);
+        assert_eq!((leaf.len(), first), (5, 0), "one leaf: all of it");
+        for k in 5..3 * LEAF_CAP as u64 {
+            t.insert_at(t.len(), area(k)).unwrap();
+        }
+        for i in [0, LEAF_CAP, 2 * LEAF_CAP + 3, t.len() - 1] {
+            // From a fresh lookup and from the finger the first left.
+            for _ in 0..2 {
+                let (leaf, first) = t.leaf_of(i);
+                assert_eq!(leaf.get(i - first), t.get(i), "position {i}");
+                assert!(leaf.len() < t.len());
+            }
+        }
+        assert_eq!(t.leaf_of(t.len()), (&[][..], 0), "past the end");
+        let (leaf, first) = t.leaf_of(t.len() - 1);
+        assert_eq!(first + leaf.len(), t.len());
+    }
+
+    #[test]
     fn areas_added_top_down_fill_whole_leaves() {
         let mut t = VmaTree::new();
         let n = 65_530u64;
@@ -1396,6 +1454,24 @@ mod tests {
     }
 
     #[test]
+    fn an_area_inserted_into_one_leaf_is_the_hot_one() {
+        let mut t = VmaTree::new();
+        t.insert_at(0, area(1)).unwrap();
+        for k in [3u64, 2, 0] {
+            let i = t.rank_start(area(k).start);
+            t.insert_at(i, area(k)).unwrap();
+            assert_eq!((t.hot.pos, t.hot.vma.start), (i, area(k).start));
+            // Every area, the new one and those it moved, is found right.
+            for j in 0..t.len() {
+                let start = t.get(j).map(|v| v.start).unwrap();
+                assert_eq!(t.find_hot(start).map(|(p, _)| p), Some(j));
+            }
+            t.find_hot(area(k).start);
+        }
+        assert_eq!(t.find_hot(area(2).start + 0x1000), None, "a gap");
+    }
+
+    #[test]
     fn hot_area_is_dropped_by_every_change_to_the_tree() {
         for n in [3, 100] {
             let k = n - 2;
@@ -1410,6 +1486,20 @@ mod tests {
             assert_eq!(
                 t.find_hot(addr + 0x1a00).map(|(_, v)| v.end),
                 Some(addr + 0x1c00)
+            );
+            // A growth keeps the copy, grown with its area.
+            assert_eq!(t.hot.vma.end, addr + 0x1c00);
+            grow_to(&mut t, k as usize, addr + 0x1e00);
+            assert_eq!(
+                t.find_hot(addr + 0x1d00).map(|(i, v)| (i, v.end)),
+                Some((k as usize, addr + 0x1e00))
+            );
+            // Another area's growth leaves the copy as it was.
+            grow_to(&mut t, k as usize - 1, (k - 1) * 0x2000 + 0x1800);
+            assert_eq!(t.hot.pos, k as usize);
+            assert_eq!(
+                t.get(k as usize - 1).map(|v| v.end),
+                Some((k - 1) * 0x2000 + 0x1800)
             );
 
             t.set_anon(k as usize, 7);
