@@ -329,6 +329,18 @@ impl Mm {
         t.map(|t| t.pa(va)).ok_or(Errno::EFAULT)
     }
 
+    /// The physical address of user `va` (checked by the caller) when its
+    /// page is mapped as a kernel access (read, or write if `write`) needs
+    /// and a last page table covers it: [`Self::user_page`]'s answer
+    /// without its call, walk or fault, for a buffer in a region the
+    /// program or the kernel just used. `None`: ask `user_page`.
+    #[inline(always)]
+    pub fn mapped_user_page<M: PhysMem>(&self, mem: &M, va: u64, write: bool) -> Option<u64> {
+        let e = self.pt.cached_leaf(mem, va)?;
+        let need = pte::P | pte::US | if write { pte::RW } else { 0 };
+        (e & need == need).then_some((e & pte::ADDR_MASK) | (va & (PAGE_SIZE - 1)))
+    }
+
     /// Turn the user buffer `[va, va + len)` into physical pieces in `out`
     /// (physically contiguous pages are joined), faulting pages in as
     /// [`Self::user_page`] does. Stops when `out` is full; returns the

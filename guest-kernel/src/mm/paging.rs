@@ -827,6 +827,16 @@ impl PageTable {
         trace_entry(mem, kind::PTE_SET, slot.level, va, e);
     }
 
+    /// The entry of the 4 KiB leaf slot for user `va` in a last table that
+    /// covers it (read without a walk; it may be unused), or `None` when no
+    /// last table does: the quick look of system-call buffers, which
+    /// [`Self::translate`] backs.
+    #[inline(always)]
+    pub fn cached_leaf<M: PhysMem>(&self, mem: &M, va: u64) -> Option<u64> {
+        let (table, _) = self.last_table(va)?;
+        Some(mem.read_u64(table + index(va, 1) * 8))
+    }
+
     /// The leaf that maps `va`, if any.
     pub fn translate<M: PhysMem>(&self, mem: &M, va: u64) -> Option<Translation> {
         let l = self.find_leaf(mem, va)?;
