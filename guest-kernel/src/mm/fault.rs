@@ -1859,6 +1859,45 @@ mod tests {
     }
 
     #[test]
+    fn mapped_user_page_answers_as_user_page_and_follows_every_change() {
+        let (mut fx, mut mm) = setup();
+        fx.frames.fault_size = FaultSize::Page4K;
+        mm.vmas
+            .insert(file_vma(0x40_0000, 4, Prot::RW, 0, u64::MAX))
+            .unwrap();
+        let va = 0x40_1234;
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, false), None, "not mapped");
+        let pa = mm.user_page(&mut fx.env(), va, false).unwrap();
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, false), Some(pa));
+        assert_eq!(
+            mm.mapped_user_page(&fx.mem, va, true),
+            None,
+            "a shared page-cache page: a write copies it first"
+        );
+        assert_eq!(
+            mm.mapped_user_page(&fx.mem, 0x40_8000, false),
+            None,
+            "outside"
+        );
+        let copy = mm.user_page(&mut fx.env(), va, true).unwrap();
+        assert_ne!(copy, pa);
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, true), Some(copy));
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, false), Some(copy));
+        mm.mprotect(&mut fx.env(), 0x40_0000, 0x4000, 1).unwrap();
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, true), None, "read-only");
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, false), Some(copy));
+        mm.mprotect(&mut fx.env(), 0x40_0000, 0x4000, 0).unwrap();
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, false), None, "PROT_NONE");
+        mm.do_munmap(&mut fx.env(), 0x40_0000, 0x40_4000).unwrap();
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, false), None, "unmapped");
+        assert_eq!(
+            mm.user_page(&mut fx.env(), va, false),
+            Err(Errno::EFAULT),
+            "and user_page agrees"
+        );
+    }
+
+    #[test]
     fn user_page_is_efault_where_program_would_segfault() {
         let (mut fx, mut mm) = setup();
         mm.vmas

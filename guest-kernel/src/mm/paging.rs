@@ -373,9 +373,11 @@ pub struct PageTable {
     /// The kernel-half PML4 entries this table created (kernel tables only).
     kernel: KernelHalf,
     /// The last tables: [0] that a mapping walk reached (faults, maps),
-    /// [1] that a lookup reached (system calls' user memory), so that
-    /// neither pushes the other's out.
-    last: [Cell<LastTable>; 2],
+    /// [1] and [2] the two that lookups reached last, newest first (system
+    /// calls' user memory: a call often reads one region, a path in the
+    /// program's data, and writes another, a struct on its stack), so
+    /// that neither kind pushes the other's out.
+    last: [Cell<LastTable>; 3],
 }
 
 impl PageTable {
@@ -390,7 +392,7 @@ impl PageTable {
                 root,
                 ..KernelHalf::empty()
             },
-            last: [const { Cell::new(LastTable::NONE) }; 2],
+            last: [const { Cell::new(LastTable::NONE) }; 3],
         })
     }
 
@@ -400,7 +402,7 @@ impl PageTable {
             root: 0,
             tables: 0,
             kernel: KernelHalf::empty(),
-            last: [const { Cell::new(LastTable::NONE) }; 2],
+            last: [const { Cell::new(LastTable::NONE) }; 3],
         }
     }
 
@@ -774,14 +776,21 @@ impl PageTable {
             return Some((l.table, l.parent_pa));
         }
         let l = self.last[1].get();
+        if l.region == region {
+            return Some((l.table, l.parent_pa));
+        }
+        let l = self.last[2].get();
         (l.region == region).then_some((l.table, l.parent_pa))
     }
 
     /// Remember `table` (pointed to by `parent_pa`) as the table of 4 KiB
     /// leaves for user `va`'s region: in slot 0 for a mapping walk, 1 for
-    /// a lookup.
+    /// a lookup (the lookup's last moving to slot 2).
     fn remember_table(&self, slot: usize, va: u64, table: u64, parent_pa: u64) {
         if va < USER_HALF_END {
+            if slot == 1 {
+                self.last[2].set(self.last[1].get());
+            }
             self.last[slot].set(LastTable {
                 region: va >> 21,
                 table,
@@ -1921,6 +1930,48 @@ mod tests {
             .unwrap();
         assert_eq!(pt.last_table(0x40_0000), None);
         assert_eq!(pt.last_table(0xc0_0000), None);
+    }
+
+    #[test]
+    fn lookups_keep_their_two_last_tables_and_a_walk_pushes_out_neither() {
+        let (mut mem, mut fa, mut pt) = setup();
+        for va in [0x40_0000, 0x80_0000, 0xc0_0000, 0x100_0000] {
+            pt.map(&mut mem, &mut fa, va, 0x10_0000, PageSize::Size4K, UF)
+                .unwrap();
+        }
+        assert!(pt.translate(&mem, 0x40_0000).is_some());
+        assert!(pt.translate(&mem, 0x80_0000).is_some());
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0xc0_1000,
+            0x10_1000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        assert!(pt.last_table(0x40_0000).is_some(), "the older lookup's");
+        assert!(pt.last_table(0x80_0000).is_some(), "the newer lookup's");
+        assert!(pt.last_table(0xc0_0000).is_some(), "the walk's");
+        assert_eq!(
+            pt.cached_leaf(&mem, 0x80_0000),
+            Some(0x10_0000 | UF),
+            "the live entry"
+        );
+        assert_eq!(pt.cached_leaf(&mem, 0x80_1000), Some(0), "an unused slot");
+        assert_eq!(pt.cached_leaf(&mem, 0x100_0000), None, "no last table");
+        // A third lookup pushes out the older one.
+        assert!(pt.translate(&mem, 0x100_0000).is_some());
+        assert_eq!(pt.last_table(0x40_0000), None);
+        assert!(pt.last_table(0x80_0000).is_some());
+        assert!(pt.last_table(0x100_0000).is_some());
+        // Freeing any table forgets them all.
+        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, _| {})
+            .unwrap();
+        for va in [0x80_0000, 0xc0_0000, 0x100_0000] {
+            assert_eq!(pt.last_table(va), None);
+            assert_eq!(pt.cached_leaf(&mem, va), None);
+        }
     }
 
     #[test]
