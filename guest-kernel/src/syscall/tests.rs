@@ -288,6 +288,26 @@ fn arch_prctl_sets_and_reads_back_fs_base() {
 }
 
 #[test]
+fn set_base_serves_only_set_fs_and_set_gs_as_arch_prctl_does() {
+    let mut w = World::new();
+    assert_eq!(super::set_base(&mut w.p, 0x1003, w.buf), None, "GET_FS");
+    assert_eq!(super::set_base(&mut w.p, 0x9999, 0), None);
+    assert!(!w.p.bases_changed);
+    assert_eq!(super::set_base(&mut w.p, 0x1001, 0x7000_5678), Some(0));
+    assert_eq!((w.p.gs_base, w.p.fs_base), (0x7000_5678, 0));
+    assert!(w.p.bases_changed);
+    w.p.bases_changed = false;
+    assert_eq!(
+        super::set_base(&mut w.p, 0x1002, vmrun_contract::layout::TASK_SIZE),
+        Some(-1),
+        "EPERM, nothing changed"
+    );
+    assert_eq!((w.p.fs_base, w.p.bases_changed), (0, false));
+    assert_eq!(super::set_base(&mut w.p, 0x1002, 0x7000_1234), Some(0));
+    assert_eq!((w.p.fs_base, w.p.bases_changed), (0x7000_1234, true));
+}
+
+#[test]
 fn rt_sigaction_round_trips_and_refuses_sigkill() {
     let mut w = World::new();
     let act: Vec<u8> = [0x401000u64, 0x0400_0000, 0x401100, 0]
