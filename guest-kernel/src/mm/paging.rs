@@ -1043,21 +1043,30 @@ impl PageTable {
         end: u64,
         mut f: F,
     ) -> Result<(), MapError> {
-        let mut set =
-            |m: &mut M, fr: &mut FrameAllocator, l: Leaf| LeafAction::SetFlags(f(m, fr, l));
         let table = match start < end && (start ^ (end - 1)) < HUGE_PAGE_SIZE {
             true => self.page_table_of(mem, start),
             false => None,
         };
         let Some(table) = table else {
+            let set =
+                |m: &mut M, fr: &mut FrameAllocator, l: Leaf| LeafAction::SetFlags(f(m, fr, l));
             return self.update_range(mem, frames, start, end, set);
         };
+        // Each used entry rewritten in place, as `visit_leaf` would (the
+        // frame and the PAT bit kept), without its call per leaf.
         for i in index(start, 1)..=index(end - 1, 1) {
             let entry_pa = table + i * 8;
             let e = mem.read_u64(entry_pa);
             if used(e) {
-                let va = (start & !(HUGE_PAGE_SIZE - 1)) + i * PAGE_SIZE;
-                self.visit_leaf(mem, frames, entry_pa, e, 1, va, &mut set);
+                let leaf = Leaf {
+                    va: (start & !(HUGE_PAGE_SIZE - 1)) + i * PAGE_SIZE,
+                    frame: e & pte::ADDR_MASK,
+                    size: PageSize::Size4K,
+                    flags: leaf_flags(e),
+                };
+                let new = leaf.frame | f(mem, frames, leaf) | (e & pte::PS);
+                mem.write_u64(entry_pa, new);
+                trace_entry(mem, kind::PTE_SET, 1, leaf.va, new);
             }
         }
         Ok(())
