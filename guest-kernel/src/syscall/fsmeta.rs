@@ -275,14 +275,19 @@ pub fn readlinkat<M: PhysMem, H: HostIo>(
     buf: u64,
     size: u64,
 ) -> KResult<i64> {
-    let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
+    // How a program finds itself (glibc's static startup, interpreters):
+    // the one link that needs no lookup, always the caller's own (an
+    // absolute path ignores `dirfd`), and its path is read in place.
+    const SELF_EXE: &[u8] = b"/proc/self/exe";
+    let self_exe = path::user_string_is(&cx.p.mm, cx.env.mem, upath, SELF_EXE);
+    let p = match self_exe {
+        true => Vec::new(),
+        false => path::user_path(&mut cx.p.mm, cx.env, upath)?,
+    };
     if (size as i64) <= 0 {
         return Err(Errno::EINVAL);
     }
-    // How a program finds itself (glibc's static startup, interpreters):
-    // the one link that needs no lookup, always the caller's own (an
-    // absolute path ignores `dirfd`).
-    if p == b"/proc/self/exe" {
+    if self_exe || p == SELF_EXE {
         return readlink_exe(cx, buf, size);
     }
     let abs = into_absolute(cx, dirfd, p)?;

@@ -401,6 +401,34 @@ fn readlink_proc_self_exe_returns_the_program_path() {
             .unwrap_ret(),
         -2
     );
+    // Read in place or copied (across a page end), the same answers.
+    let exe = b"/proc/self/exe";
+    for at in [w.buf + 0x200, w.buf + 0x1000 - 8] {
+        w.poke(at, b"/proc/self/exe\0");
+        let in_place = crate::fs::path::user_string_is(&w.p.mm, &w.mem, at, exe);
+        assert_eq!(in_place, at == w.buf + 0x200);
+        let r = w.call(nr::READLINK, [at, w.buf + 0x300, 4, 0, 0, 0]);
+        assert_eq!(r.unwrap_ret(), 4);
+        assert_eq!(w.peek(w.buf + 0x300, 4), b"/usr");
+        let r = w.call(nr::READLINK, [at, w.buf + 0x300, 0, 0, 0, 0]);
+        assert_eq!(r.unwrap_ret(), -22, "EINVAL for no room");
+    }
+    for other in [
+        &b"/proc/self/exe/\0"[..],
+        b"/proc/self/ex\0",
+        b"/proc/self/exe2\0",
+    ] {
+        w.poke(w.buf + 0x200, other);
+        assert!(!crate::fs::path::user_string_is(
+            &w.p.mm,
+            &w.mem,
+            w.buf + 0x200,
+            exe
+        ));
+    }
+    assert!(!crate::fs::path::user_string_is(
+        &w.p.mm, &w.mem, 0x1000, exe
+    ));
 }
 
 #[test]
