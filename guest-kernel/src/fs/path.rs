@@ -23,7 +23,7 @@ pub fn user_path<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, va: u64) -> KR
 }
 
 /// Whether the NUL-terminated user string at `va` is `s` (no NUL in it,
-/// at most 15 bytes), read in place when it lies in one page that
+/// at most 15 bytes; "" for an empty one), read in place when it lies in one page that
 /// [`Mm::mapped_user_page`] finds: what [`user_path`] would give, without
 /// its copy (false also when that cannot tell: ask `user_path`). The
 /// bytes are compared as two words.

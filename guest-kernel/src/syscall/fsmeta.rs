@@ -217,6 +217,11 @@ pub fn newfstatat<M: PhysMem, H: HostIo>(
     buf: u64,
     flags: u64,
 ) -> KResult<i64> {
+    // glibc's fstat: an empty path read in place, then the fd's stat.
+    let of_fd = flags & AT_EMPTY_PATH != 0 && dirfd as i32 as i64 != files::AT_FDCWD;
+    if of_fd && path::user_string_is(&cx.p.mm, cx.env.mem, upath, b"") {
+        return fstat(cx, dirfd, buf);
+    }
     let st = match stat_target(cx, dirfd, upath, flags)? {
         StatTarget::Fd(fd) => return fstat(cx, fd, buf),
         StatTarget::Path(abs, follow) => stat::stat_from_statx(&statx_path(cx, abs, follow)?),

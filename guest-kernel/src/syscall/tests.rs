@@ -537,6 +537,22 @@ fn fstat_of_stdout_reports_the_host_file_type() {
         .call(nr::NEWFSTATAT, [2, w.buf + 0x200, w.buf, 0, 0, 0])
         .unwrap_ret();
     assert_eq!(r, -2);
+    // fstatat(fd, "", AT_EMPTY_PATH) is fstat (its path read in place, at
+    // a page's last byte too); without the flag, ENOENT; from an unmapped
+    // page, EFAULT.
+    for at in [w.buf + 0x1fff, w.buf + 0x300] {
+        w.poke(at, b"\0");
+        assert!(crate::fs::path::user_string_is(&w.p.mm, &w.mem, at, b""));
+        let r = w.call(nr::NEWFSTATAT, [1, at, w.buf + 0x400, 0x1000, 0, 0]);
+        assert_eq!(r.unwrap_ret(), 0);
+        assert_eq!(w.peek(w.buf + 0x400, 144), st);
+        let r = w.call(nr::NEWFSTATAT, [1, at, w.buf + 0x400, 0, 0, 0]);
+        assert_eq!(r.unwrap_ret(), -2);
+        let r = w.call(nr::NEWFSTATAT, [9, at, w.buf + 0x400, 0x1000, 0, 0]);
+        assert_eq!(r.unwrap_ret(), -9);
+    }
+    let r = w.call(nr::NEWFSTATAT, [1, 0x1000, w.buf + 0x400, 0x1000, 0, 0]);
+    assert_eq!(r.unwrap_ret(), -14);
 }
 
 fn timespec(sec: i64, nsec: i64) -> Vec<u8> {
