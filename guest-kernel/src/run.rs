@@ -344,11 +344,7 @@ impl Kernel {
             self.deliver_signal(mem);
             return true;
         }
-        if self.process.bases_changed {
-            cpu::wrmsr(cpu::MSR_FS_BASE, self.process.fs_base);
-            cpu::wrmsr(cpu::MSR_GS_BASE, self.process.gs_base);
-            self.process.bases_changed = false;
-        }
+        load_bases(&mut self.process);
         if self.process.mm.take_tlb_flush() {
             cpu::load_process_tables(&self.process.mm.pt);
             self.trace_cr3(mem);
@@ -1559,13 +1555,15 @@ const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 
 /// The short path of a system call that only reads the caller's identity
 /// (`syscall::identity`: getpid, gettid...), moves the break up
-/// (`syscall::brk_short`) or records something about the caller
-/// (`syscall::own_state`), by the running process `p`, in the user frame
-/// `f`: the arch layer's syscall stub calls it before saving the whole
-/// frame (see `UserMode::run`), and if it answers, returns to the program
-/// at once (as SYSRET would), without the checks `Kernel::run` makes on
-/// the way back to user mode: such a call changes nothing they look at
-/// (no signal, no TLB flush, no journaled VMA change, no FS/GS base).
+/// (`syscall::brk_short`), records something about the caller
+/// (`syscall::own_state`) or sets its FS or GS base (`syscall::set_base`),
+/// by the running process `p`, in the user frame `f`: the arch layer's
+/// syscall stub calls it before saving the whole frame (see
+/// `UserMode::run`), and if it answers, returns to the program at once (as
+/// SYSRET would), without the checks `Kernel::run` makes on the way back
+/// to user mode: such a call changes nothing they look at (no signal, no
+/// TLB flush, no journaled VMA change; a new FS/GS base is loaded on the
+/// way).
 /// Whether it was one (else the full path serves the call, and the frame
 /// and the process are left as they were). A due alarm is checked at
 /// each system call, so with one armed every call takes the full path.
@@ -1577,6 +1575,7 @@ extern "C" fn short_call(p: &mut Current, f: &mut TrapFrame) -> bool {
     let Some(v) = syscall::identity(p, f.rax) else {
         return match f.rax {
             syscall::nr::BRK => short_brk(p, f),
+            syscall::nr::ARCH_PRCTL => short_bases(p, f),
             // set_tid_address, set_robust_list, rseq and any call above
             // them: one comparison here, the rest in `short_own`.
             n if n >= syscall::nr::SET_TID_ADDRESS => short_own(p, f),
@@ -1604,6 +1603,32 @@ extern "C" fn short_brk(p: &mut Process, f: &mut TrapFrame) -> bool {
     };
     short_return(f, v);
     true
+}
+
+/// arch_prctl's SET_FS and SET_GS on [`short_call`]'s path (out of line,
+/// as [`short_brk`]): the new base is loaded here, as the full path's
+/// return would load it.
+#[inline(never)]
+extern "C" fn short_bases(p: &mut Process, f: &mut TrapFrame) -> bool {
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    let Some(v) = syscall::set_base(p, f.rdi, f.rsi) else {
+        return false;
+    };
+    load_bases(p);
+    short_return(f, v);
+    true
+}
+
+/// Load the process's FS and GS bases into the CPU if they changed.
+#[inline(always)]
+fn load_bases(p: &mut Process) {
+    if p.bases_changed {
+        cpu::wrmsr(cpu::MSR_FS_BASE, p.fs_base);
+        cpu::wrmsr(cpu::MSR_GS_BASE, p.gs_base);
+        p.bases_changed = false;
+    }
 }
 
 /// set_tid_address, set_robust_list and rseq on [`short_call`]'s path

@@ -9,7 +9,7 @@
 use crate::errno::KResult;
 use crate::mm::phys::PhysMem;
 use crate::mm::space::{check_user_range, Mm, MmEnv};
-use vmrun_contract::layout::PAGE_SIZE;
+use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
 
 /// Bytes from `va` to the end of its page, capped at `left`.
 #[inline(always)]
@@ -17,22 +17,55 @@ fn chunk(va: u64, left: usize) -> usize {
     ((PAGE_SIZE - (va & (PAGE_SIZE - 1))) as usize).min(left)
 }
 
+/// The physical address of the user buffer `[va, va + len)` when it lies
+/// in one page that is mapped as the access needs and a last page table
+/// covers (see [`Mm::mapped_user_page`]): most copies, a struct or a short
+/// string, take this one look, inlined, without a call or a walk.
+#[inline(always)]
+fn one_mapped_page<M: PhysMem>(
+    mm: &Mm,
+    env: &MmEnv<'_, M>,
+    va: u64,
+    len: usize,
+    write: bool,
+) -> Option<u64> {
+    let one_page = len != 0 && chunk(va, len) == len && va < TASK_SIZE - len as u64;
+    one_page.then(|| mm.mapped_user_page(env.mem, va, write))?
+}
+
 /// Copy `data` to user address `va`.
-///
-/// Out of line (as [`copy_from_user`]): inlined into the kernel's main
-/// loop, the copies' page walks crowd its registers, and every entry then
-/// pays for spills.
-#[inline(never)]
+#[inline(always)]
 pub fn copy_to_user<M: PhysMem>(
     mm: &mut Mm,
     env: &mut MmEnv<'_, M>,
     va: u64,
     data: &[u8],
 ) -> KResult<()> {
+    match one_mapped_page(mm, env, va, data.len(), true) {
+        Some(pa) => {
+            env.mem.write_bytes(pa, data);
+            Ok(())
+        }
+        None => copy_to_user_walked(mm, env, va, data),
+    }
+}
+
+/// [`copy_to_user`] past its quick case: each page translated (faulted in
+/// as needed) on its own.
+///
+/// Out of line (as [`copy_from_user_walked`]): inlined into the kernel's
+/// main loop, the copies' page walks crowd its registers, and every entry
+/// then pays for spills.
+#[inline(never)]
+fn copy_to_user_walked<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    va: u64,
+    data: &[u8],
+) -> KResult<()> {
     check_user_range(va, data.len() as u64)?;
-    // Most copies (a struct, a short string) lie in one page: one
-    // translation and one write, without the loop's bookkeeping (an empty
-    // copy touches no page).
+    // Within one page: one translation, without the loop's bookkeeping
+    // (an empty copy touches no page).
     if !data.is_empty() && chunk(va, data.len()) == data.len() {
         let pa = mm.user_page(env, va, true)?;
         env.mem.write_bytes(pa, data);
@@ -50,15 +83,33 @@ pub fn copy_to_user<M: PhysMem>(
 }
 
 /// Copy from user address `va` into `buf`.
-#[inline(never)]
+#[inline(always)]
 pub fn copy_from_user<M: PhysMem>(
     mm: &mut Mm,
     env: &mut MmEnv<'_, M>,
     va: u64,
     buf: &mut [u8],
 ) -> KResult<()> {
+    match one_mapped_page(mm, env, va, buf.len(), false) {
+        Some(pa) => {
+            env.mem.read_bytes(pa, buf);
+            Ok(())
+        }
+        None => copy_from_user_walked(mm, env, va, buf),
+    }
+}
+
+/// [`copy_from_user`] past its quick case.
+#[inline(never)]
+fn copy_from_user_walked<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    va: u64,
+    buf: &mut [u8],
+) -> KResult<()> {
     check_user_range(va, buf.len() as u64)?;
-    // As in `copy_to_user`: a copy within one page takes one translation.
+    // Within one page: one translation, without the loop's bookkeeping
+    // (an empty copy touches no page).
     if !buf.is_empty() && chunk(va, buf.len()) == buf.len() {
         let pa = mm.user_page(env, va, false)?;
         env.mem.read_bytes(pa, buf);

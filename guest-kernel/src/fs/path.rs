@@ -22,6 +22,27 @@ pub fn user_path<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, va: u64) -> KR
     Ok(p)
 }
 
+/// Whether the NUL-terminated user string at `va` is `s` (no NUL in it,
+/// at most 15 bytes; "" for an empty one), read in place when it lies in one page that
+/// [`Mm::mapped_user_page`] finds: what [`user_path`] would give, without
+/// its copy (false also when that cannot tell: ask `user_path`). The
+/// bytes are compared as two words.
+#[inline]
+pub fn user_string_is<M: PhysMem>(mm: &Mm, mem: &M, va: u64, s: &[u8]) -> bool {
+    let (mut want, mut got) = ([0u8; 16], [0u8; 16]);
+    let n = s.len() + 1;
+    if n > want.len() || n as u64 > PAGE_SIZE - (va & (PAGE_SIZE - 1)) {
+        return false;
+    }
+    let Some(pa) = mm.mapped_user_page(mem, va, false) else {
+        return false;
+    };
+    want[..s.len()].copy_from_slice(s);
+    mem.read_bytes(pa, &mut got[..n]);
+    let words = |b: [u8; 16]| u128::from_le_bytes(b);
+    words(got) == words(want)
+}
+
 /// A NUL-terminated user string of fewer than `max` bytes, without its NUL
 /// (an empty one is allowed). ENAMETOOLONG when longer.
 pub fn user_string<M: PhysMem>(

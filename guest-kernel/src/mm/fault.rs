@@ -330,6 +330,38 @@ impl Mm {
         t.map(|t| t.pa(va)).ok_or(Errno::EFAULT)
     }
 
+    /// The physical address of user `va` (checked by the caller) when its
+    /// page is mapped as a kernel access (read, or write if `write`) needs
+    /// and a last page table covers it: [`Self::user_page`]'s answer
+    /// without its call, walk or fault, for a buffer in a region the
+    /// program or the kernel just used. `None`: ask `user_page`.
+    #[inline(always)]
+    pub fn mapped_user_page<M: PhysMem>(&self, mem: &M, va: u64, write: bool) -> Option<u64> {
+        let e = self.pt.cached_leaf(mem, va)?;
+        let need = pte::P | pte::US | if write { pte::RW } else { 0 };
+        (e & need == need).then_some((e & pte::ADDR_MASK) | (va & (PAGE_SIZE - 1)))
+    }
+
+    /// [`Self::user_buffer_pieces`]'s one piece for the user buffer `[va,
+    /// va + len)` when it lies in one page (and is not empty) that
+    /// [`Self::mapped_user_page`] finds mapped as the access needs: a short
+    /// write or read in one look. `None`: ask `user_buffer_pieces`.
+    #[inline(always)]
+    pub fn mapped_user_piece<M: PhysMem>(
+        &self,
+        mem: &M,
+        va: u64,
+        len: u64,
+        write: bool,
+    ) -> Option<IoVec> {
+        let in_one_page = len != 0 && len <= PAGE_SIZE - (va & (PAGE_SIZE - 1));
+        if !in_one_page || va >= TASK_SIZE - len {
+            return None;
+        }
+        let phys = self.mapped_user_page(mem, va, write)?;
+        Some(IoVec { phys, len })
+    }
+
     /// Turn the user buffer `[va, va + len)` into physical pieces in `out`
     /// (physically contiguous pages are joined), faulting pages in as
     /// [`Self::user_page`] does. Stops when `out` is full; returns the
@@ -2037,6 +2069,74 @@ mod tests {
             Ok(pa),
             "now direct"
         );
+    }
+
+    #[test]
+    fn mapped_user_page_answers_as_user_page_and_follows_every_change() {
+        let (mut fx, mut mm) = setup();
+        fx.frames.fault_size = FaultSize::Page4K;
+        mm.vmas
+            .insert(file_vma(0x40_0000, 4, Prot::RW, 0, u64::MAX))
+            .unwrap();
+        let va = 0x40_1234;
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, false), None, "not mapped");
+        let pa = mm.user_page(&mut fx.env(), va, false).unwrap();
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, false), Some(pa));
+        assert_eq!(
+            mm.mapped_user_page(&fx.mem, va, true),
+            None,
+            "a shared page-cache page: a write copies it first"
+        );
+        assert_eq!(
+            mm.mapped_user_page(&fx.mem, 0x40_8000, false),
+            None,
+            "outside"
+        );
+        let copy = mm.user_page(&mut fx.env(), va, true).unwrap();
+        assert_ne!(copy, pa);
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, true), Some(copy));
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, false), Some(copy));
+        mm.mprotect(&mut fx.env(), 0x40_0000, 0x4000, 1).unwrap();
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, true), None, "read-only");
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, false), Some(copy));
+        mm.mprotect(&mut fx.env(), 0x40_0000, 0x4000, 0).unwrap();
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, false), None, "PROT_NONE");
+        mm.do_munmap(&mut fx.env(), 0x40_0000, 0x40_4000).unwrap();
+        assert_eq!(mm.mapped_user_page(&fx.mem, va, false), None, "unmapped");
+        assert_eq!(
+            mm.user_page(&mut fx.env(), va, false),
+            Err(Errno::EFAULT),
+            "and user_page agrees"
+        );
+    }
+
+    #[test]
+    fn mapped_user_piece_is_user_buffer_pieces_one_piece_or_none() {
+        let (mut fx, mut mm) = setup();
+        fx.frames.fault_size = FaultSize::Page4K;
+        mm.vmas
+            .insert(Vma::anon(0x4000_0000, 0x4000_2000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let piece =
+            |mm: &Mm, fx: &Fixture, va, len, write| mm.mapped_user_piece(&fx.mem, va, len, write);
+        assert_eq!(piece(&mm, &fx, 0x4000_0010, 8, false), None, "not yet");
+        mm.user_page(&mut fx.env(), 0x4000_0000, true).unwrap();
+        let mut out = [IoVec::default(); 2];
+        for (va, len) in [(0x4000_0010, 8), (0x4000_0000, PAGE_SIZE), (0x4000_0fff, 1)] {
+            let got = piece(&mm, &fx, va, len, true).unwrap();
+            let (n, done) = mm
+                .user_buffer_pieces(&mut fx.env(), va, len, true, &mut out)
+                .unwrap();
+            assert_eq!((n, done, out[0]), (1, len, got));
+        }
+        assert_eq!(piece(&mm, &fx, 0x4000_0ff0, 0x20, false), None, "two pages");
+        assert_eq!(piece(&mm, &fx, 0x4000_0010, 0, false), None, "empty");
+        assert_eq!(piece(&mm, &fx, 0x4000_1000, 8, false), None, "unmapped");
+        mm.mprotect(&mut fx.env(), 0x4000_0000, 0x1000, 1).unwrap();
+        assert_eq!(piece(&mm, &fx, 0x4000_0010, 8, true), None, "read-only");
+        assert!(piece(&mm, &fx, 0x4000_0010, 8, false).is_some());
+        assert_eq!(piece(&mm, &fx, TASK_SIZE - 8, 8, false), None);
+        assert_eq!(piece(&mm, &fx, u64::MAX - 7, 8, false), None);
     }
 
     #[test]

@@ -406,8 +406,11 @@ impl Mm {
             .checked_sub(1)
             .and_then(|p| self.vmas.get(p))
             .is_some_and(|p| p.start >= self.start_brk);
-        let lo = if prev_is_heap { i - 1 } else { i };
-        self.vmas.merge_range(lo, i + 1);
+        // The area past it starts a page or more above its end (checked
+        // above): only the one below may merge.
+        if prev_is_heap {
+            self.vmas.merge_range(i - 1, i);
+        }
         Ok(())
     }
 

@@ -431,9 +431,11 @@ pub struct PageTable {
     /// The kernel-half PML4 entries this table created (kernel tables only).
     kernel: KernelHalf,
     /// The last tables: [0] that a mapping walk reached (faults, maps),
-    /// [1] that a lookup reached (system calls' user memory), so that
-    /// neither pushes the other's out.
-    last: [Cell<LastTable>; 2],
+    /// [1] and [2] the two that lookups reached last, newest first (system
+    /// calls' user memory: a call often reads one region, a path in the
+    /// program's data, and writes another, a struct on its stack), so
+    /// that neither kind pushes the other's out.
+    last: [Cell<LastTable>; 3],
 }
 
 impl PageTable {
@@ -448,7 +450,7 @@ impl PageTable {
                 root,
                 ..KernelHalf::empty()
             },
-            last: [const { Cell::new(LastTable::NONE) }; 2],
+            last: [const { Cell::new(LastTable::NONE) }; 3],
         })
     }
 
@@ -458,7 +460,7 @@ impl PageTable {
             root: 0,
             tables: 0,
             kernel: KernelHalf::empty(),
-            last: [const { Cell::new(LastTable::NONE) }; 2],
+            last: [const { Cell::new(LastTable::NONE) }; 3],
         }
     }
 
@@ -854,14 +856,21 @@ impl PageTable {
             return Some((l.table, l.parent_pa));
         }
         let l = self.last[1].get();
+        if l.region == region {
+            return Some((l.table, l.parent_pa));
+        }
+        let l = self.last[2].get();
         (l.region == region).then_some((l.table, l.parent_pa))
     }
 
     /// Remember `table` (pointed to by `parent_pa`) as the table of 4 KiB
     /// leaves for user `va`'s region: in slot 0 for a mapping walk, 1 for
-    /// a lookup.
+    /// a lookup (the lookup's last moving to slot 2).
     fn remember_table(&self, slot: usize, va: u64, table: u64, parent_pa: u64) {
         if va < USER_HALF_END {
+            if slot == 1 {
+                self.last[2].set(self.last[1].get());
+            }
             self.last[slot].set(LastTable {
                 region: va >> 21,
                 table,
@@ -905,6 +914,16 @@ impl PageTable {
         let e = pa | flags | (slot.entry & pte::PS);
         mem.write_u64(slot.entry_pa, e);
         trace_entry(mem, kind::PTE_SET, slot.level, va, e);
+    }
+
+    /// The entry of the 4 KiB leaf slot for user `va` in a last table that
+    /// covers it (read without a walk; it may be unused), or `None` when no
+    /// last table does: the quick look of system-call buffers, which
+    /// [`Self::translate`] backs.
+    #[inline(always)]
+    pub fn cached_leaf<M: PhysMem>(&self, mem: &M, va: u64) -> Option<u64> {
+        let (table, _) = self.last_table(va)?;
+        Some(mem.read_u64(table + index(va, 1) * 8))
     }
 
     /// The leaf that maps `va`, if any.
@@ -1104,21 +1123,30 @@ impl PageTable {
         end: u64,
         mut f: F,
     ) -> Result<(), MapError> {
-        let mut set =
-            |m: &mut M, fr: &mut FrameAllocator, l: Leaf| LeafAction::SetFlags(f(m, fr, l));
         let table = match start < end && (start ^ (end - 1)) < HUGE_PAGE_SIZE {
             true => self.page_table_of(mem, start),
             false => None,
         };
         let Some(table) = table else {
+            let set =
+                |m: &mut M, fr: &mut FrameAllocator, l: Leaf| LeafAction::SetFlags(f(m, fr, l));
             return self.update_range(mem, frames, start, end, set);
         };
+        // Each used entry rewritten in place, as `visit_leaf` would (the
+        // frame and the PAT bit kept), without its call per leaf.
         for i in index(start, 1)..=index(end - 1, 1) {
             let entry_pa = table + i * 8;
             let e = mem.read_u64(entry_pa);
             if used(e) {
-                let va = (start & !(HUGE_PAGE_SIZE - 1)) + i * PAGE_SIZE;
-                self.visit_leaf(mem, frames, entry_pa, e, 1, va, &mut set);
+                let leaf = Leaf {
+                    va: (start & !(HUGE_PAGE_SIZE - 1)) + i * PAGE_SIZE,
+                    frame: e & pte::ADDR_MASK,
+                    size: PageSize::Size4K,
+                    flags: leaf_flags(e),
+                };
+                let new = leaf.frame | f(mem, frames, leaf) | (e & pte::PS);
+                mem.write_u64(entry_pa, new);
+                trace_entry(mem, kind::PTE_SET, 1, leaf.va, new);
             }
         }
         Ok(())
@@ -1991,6 +2019,48 @@ mod tests {
             .unwrap();
         assert_eq!(pt.last_table(0x40_0000), None);
         assert_eq!(pt.last_table(0xc0_0000), None);
+    }
+
+    #[test]
+    fn lookups_keep_their_two_last_tables_and_a_walk_pushes_out_neither() {
+        let (mut mem, mut fa, mut pt) = setup();
+        for va in [0x40_0000, 0x80_0000, 0xc0_0000, 0x100_0000] {
+            pt.map(&mut mem, &mut fa, va, 0x10_0000, PageSize::Size4K, UF)
+                .unwrap();
+        }
+        assert!(pt.translate(&mem, 0x40_0000).is_some());
+        assert!(pt.translate(&mem, 0x80_0000).is_some());
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0xc0_1000,
+            0x10_1000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        assert!(pt.last_table(0x40_0000).is_some(), "the older lookup's");
+        assert!(pt.last_table(0x80_0000).is_some(), "the newer lookup's");
+        assert!(pt.last_table(0xc0_0000).is_some(), "the walk's");
+        assert_eq!(
+            pt.cached_leaf(&mem, 0x80_0000),
+            Some(0x10_0000 | UF),
+            "the live entry"
+        );
+        assert_eq!(pt.cached_leaf(&mem, 0x80_1000), Some(0), "an unused slot");
+        assert_eq!(pt.cached_leaf(&mem, 0x100_0000), None, "no last table");
+        // A third lookup pushes out the older one.
+        assert!(pt.translate(&mem, 0x100_0000).is_some());
+        assert_eq!(pt.last_table(0x40_0000), None);
+        assert!(pt.last_table(0x80_0000).is_some());
+        assert!(pt.last_table(0x100_0000).is_some());
+        // Freeing any table forgets them all.
+        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, _| {})
+            .unwrap();
+        for va in [0x80_0000, 0xc0_0000, 0x100_0000] {
+            assert_eq!(pt.last_table(va), None);
+            assert_eq!(pt.cached_leaf(&mem, va), None);
+        }
     }
 
     #[test]

@@ -342,6 +342,15 @@ impl Default for VmaBatch {
     }
 }
 
+/// `v` with the protection `prot` and the accounting that goes with it.
+fn reprotected(v: Vma, prot: Prot) -> Vma {
+    Vma {
+        prot,
+        flags: accounted(v.flags, prot),
+        ..v
+    }
+}
+
 /// Changes kept between two [`VmaSet::take_journal`] calls.
 const JOURNAL: usize = 16;
 
@@ -848,16 +857,19 @@ impl VmaSet {
         if self.len() + splits > MAX_VMAS {
             return Err(Errno::ENOMEM);
         }
-        let (mut i, mut mid) = (i, v);
-        if start > v.start {
-            mid = self.split_area(i, v, start)?;
-            i += 1;
-        }
-        if end < mid.end {
-            self.split_area(i, mid, end)?;
-            mid.end = end;
-        }
-        let changed = self.reprotect(i, mid, prot);
+        let (i, changed) = match (start > v.start, end < v.end) {
+            // One split (RELRO's mprotect of a segment's head, a guard
+            // page at an end): the changed part goes into the set changed.
+            (true, false) => (i + 1, self.split_reprotect(i, v, start, prot, false)?),
+            (false, true) => (i, self.split_reprotect(i, v, end, prot, true)?),
+            (false, false) => (i, self.reprotect(i, v, prot)),
+            (true, true) => {
+                let mid = self.split_area(i, v, start)?;
+                self.split_area(i + 1, mid, end)?;
+                let mid = Vma { end, ..mid };
+                (i + 1, self.reprotect(i + 1, mid, prot))
+            }
+        };
         // A part split off keeps the old protection: it cannot merge back
         // unless that is the new one too. Only the neighbours can.
         let same = changed.prot == v.prot && changed.flags == v.flags;
@@ -873,14 +885,35 @@ impl VmaSet {
     /// Give area `i` (`v`) the protection `prot` (and the accounting that
     /// goes with it), journaled as a resize; returns the area as changed.
     fn reprotect(&mut self, i: usize, v: Vma, prot: Prot) -> Vma {
-        let changed = Vma {
-            prot,
-            flags: accounted(v.flags, prot),
-            ..v
-        };
+        let changed = reprotected(v, prot);
         self.t.update(i, |a| *a = changed);
         self.note(trace_kind::VMA_RESIZE, changed, 0);
         changed
+    }
+
+    /// [`Self::split_area`] of area `i` (`v`) at `addr`, then
+    /// [`Self::reprotect`] of its low part if `low`, else of its high part,
+    /// with the same result and journal, each part written once. Returns
+    /// the part as changed.
+    fn split_reprotect(
+        &mut self,
+        i: usize,
+        v: Vma,
+        addr: u64,
+        prot: Prot,
+        low: bool,
+    ) -> KResult<Vma> {
+        let mut lo = v;
+        let mut hi = lo.split_off(addr);
+        let changed = if low { &mut lo } else { &mut hi };
+        *changed = reprotected(*changed, prot);
+        let changed = *changed;
+        // The high part first: if that fails nothing has changed.
+        self.t.insert_at(i + 1, hi)?;
+        self.t.update(i, |a| *a = lo);
+        self.note(trace_kind::VMA_SPLIT, v, addr);
+        self.note(trace_kind::VMA_RESIZE, changed, 0);
+        Ok(changed)
     }
 
     /// Where the areas running without a hole from the one holding
@@ -1061,6 +1094,58 @@ mod tests {
         assert_eq!(set.len(), 2, "VM_ACCOUNT keeps them apart, as in Linux");
         assert!(set.get(1).unwrap().flags.contains(VmFlags::ACCOUNT));
         assert!(!set.get(0).unwrap().flags.contains(VmFlags::ACCOUNT));
+    }
+
+    #[test]
+    fn set_prot_inside_one_area_is_the_splits_then_the_change() {
+        let file = |offset| Backing::File {
+            file: 3,
+            offset,
+            data_end: u64::MAX,
+        };
+        let areas = [
+            Vma {
+                backing: file(0),
+                ..Vma::anon(0x40_0000, 0x40_1000, Prot::READ, VmFlags::NONE)
+            },
+            Vma {
+                backing: file(0x1000),
+                ..Vma::anon(0x40_1000, 0x40_4000, Prot::RW, VmFlags::NONE)
+            },
+            Vma::anon(0x40_4000, 0x40_6000, Prot::RW, VmFlags::NONE),
+        ];
+        // In the data area: its head, its tail, its middle, all of it; to
+        // a protection the neighbours have or not.
+        let ranges = [
+            (0x40_1000, 0x40_2000),
+            (0x40_3000, 0x40_4000),
+            (0x40_2000, 0x40_3000),
+            (0x40_1000, 0x40_4000),
+        ];
+        for (start, end) in ranges {
+            for prot in [Prot::READ, Prot::RW, Prot::READ | Prot::EXEC, Prot::NONE] {
+                let (mut one, mut split) = (VmaSet::new(), VmaSet::new());
+                for set in [&mut one, &mut split] {
+                    for v in areas {
+                        set.insert(v).unwrap();
+                    }
+                    set.set_journaling(true);
+                }
+                assert_eq!(one.set_prot(start, end, prot), Ok(end));
+                split.split_at(start).unwrap();
+                split.split_at(end).unwrap();
+                assert_eq!(split.set_prot(start, end, prot), Ok(end));
+                let all = |s: &VmaSet| s.iter().copied().collect::<alloc::vec::Vec<_>>();
+                let what = (start, end, prot);
+                assert_eq!(all(&one), all(&split), "{what:x?}");
+                assert_eq!(journal(&mut one), journal(&mut split), "{what:x?}");
+                assert_eq!(
+                    (one.total_bytes(), one.data_bytes()),
+                    (split.total_bytes(), split.data_bytes()),
+                    "{what:x?}"
+                );
+            }
+        }
     }
 
     #[test]

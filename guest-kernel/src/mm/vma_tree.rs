@@ -800,28 +800,29 @@ impl VmaTree {
         }
         // The area's end may move past the finger's `low`.
         self.forget_finger();
+        // The weights before and after, not copies of the area (two areas
+        // copied through an Option are a string move of a dozen words).
         let mut delta = None;
+        let change = |a: &mut Vma| {
+            let old = weight(a);
+            f(a);
+            delta = Some((old, weight(a)));
+        };
         match self.root.as_mut() {
             // A leaf root has no summaries to recompute.
             Some(Node::Leaf(v)) => {
                 if let Some(a) = v.get_mut(i) {
-                    let old = *a;
-                    f(a);
-                    delta = Some((old, *a));
+                    change(a);
                 }
             }
             Some(root) => {
-                update_rec(root, i, |v| {
-                    let old = *v;
-                    f(v);
-                    delta = Some((old, *v));
-                });
+                update_rec(root, i, change);
             }
             None => {}
         }
-        if let Some((old, new)) = delta {
-            self.sub_weight(&old);
-            self.add_weight(&new);
+        if let Some(((b0, d0), (b1, d1))) = delta {
+            self.bytes = self.bytes.saturating_sub(b0) + b1;
+            self.data_bytes = self.data_bytes.saturating_sub(d0) + d1;
         }
     }
 

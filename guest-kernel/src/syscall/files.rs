@@ -445,6 +445,9 @@ pub(super) fn with_pieces<M: PhysMem, H: HostIo, R>(
     f: impl FnOnce(&mut Cx<'_, '_, '_, M, H>, &[IoVec]) -> KResult<R>,
 ) -> KResult<R> {
     let len = len.min(MAX_RW_COUNT);
+    if let Some(piece) = cx.p.mm.mapped_user_piece(cx.env.mem, buf, len, write) {
+        return f(cx, &[piece]);
+    }
     if (buf & (PAGE_SIZE - 1)) + len <= 2 * PAGE_SIZE {
         let mut iov = [IoVec::default(); 2];
         let (n, _) =

@@ -75,68 +75,80 @@ pub fn statx_fd<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     fd: u64,
 ) -> KResult<[u8; STATX_SIZE]> {
+    match fd_meta(cx, fd)? {
+        FdMeta::Kernel(a) => Ok(stat::statx_of(&a)),
+        FdMeta::Host(h) => host_statx(cx, h),
+    }
+}
+
+/// Where the metadata of an fd comes from.
+enum FdMeta {
+    /// A node the kernel serves: its attributes.
+    Kernel(Attr),
+    /// A host file: its handle.
+    Host(u64),
+}
+
+/// The metadata of what fd `fd` refers to.
+fn fd_meta<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> KResult<FdMeta> {
     let f = cx.p.fds.file(fd)?;
     let b = f.borrow();
-    let t = boot_time(cx);
-    Ok(match &b.node {
-        Node::Epoll(_) | Node::EventFd(..) | Node::SignalFd(_) => {
-            let a = Attr {
-                mode: 0o600,
-                nlink: 1,
-                dev: (0, 15),
-                ..Attr::default()
-            };
-            stat::statx_of(&a)
-        }
-        Node::Pipe { .. } => {
-            let a = Attr {
-                mode: stat::S_IFIFO | 0o600,
-                nlink: 1,
-                dev: (0, 14),
-                ..Attr::default()
-            };
-            stat::statx_of(&a)
-        }
+    Ok(FdMeta::Kernel(match &b.node {
+        Node::Epoll(_) | Node::EventFd(..) | Node::SignalFd(_) => Attr {
+            mode: 0o600,
+            nlink: 1,
+            dev: (0, 15),
+            ..Attr::default()
+        },
+        Node::Pipe { .. } => Attr {
+            mode: stat::S_IFIFO | 0o600,
+            nlink: 1,
+            dev: (0, 14),
+            ..Attr::default()
+        },
         Node::Stdio(k) => {
             let mode = cx.p.stdio_modes.get(usize::from(*k)).copied().unwrap_or(0);
             let mode = if mode == 0 { S_IFCHR | 0o620 } else { mode };
-            let a = Attr {
+            Attr {
                 mode,
                 nlink: 1,
                 ..Attr::default()
-            };
-            stat::statx_of(&a)
+            }
         }
-        Node::Dev(d) => stat::statx_of(&dev::attr(DevEntry::Node(*d), t)),
+        Node::Dev(d) => dev::attr(DevEntry::Node(*d), boot_time(cx)),
         Node::Generated { path, data } => {
             let mut a = proc::attr(
                 &ProcEntry::File(proc::ProcFile::Uptime),
                 1000 + path.len() as u64,
-                t,
+                boot_time(cx),
             );
             a.size = if path.starts_with(b"/proc") {
                 0
             } else {
                 data.len() as u64
             };
-            stat::statx_of(&a)
+            a
         }
         Node::SynthDir { path, .. } => {
-            let a = if path.starts_with(b"/dev") {
+            let t = boot_time(cx);
+            if path.starts_with(b"/dev") {
                 dev::attr(DevEntry::Dir, t)
             } else {
                 proc::attr(&ProcEntry::Dir(Vec::new()), 1000 + path.len() as u64, t)
-            };
-            stat::statx_of(&a)
+            }
         }
-        Node::Host { handle, .. } => {
-            let h = *handle;
-            drop(b);
-            begin(&mut *cx.env.host, op::FSTAT, h);
-            host::call(&mut *cx.env.host, &[])?;
-            stat::statx_bytes(&cx.env.host.req().statx)
-        }
-    })
+        Node::Host { handle, .. } => return Ok(FdMeta::Host(*handle)),
+    }))
+}
+
+/// The raw statx of the host file open as `handle`.
+fn host_statx<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    handle: u64,
+) -> KResult<[u8; STATX_SIZE]> {
+    begin(&mut *cx.env.host, op::FSTAT, handle);
+    host::call(&mut *cx.env.host, &[])?;
+    Ok(stat::statx_bytes(&cx.env.host.req().statx))
 }
 
 /// fstat(fd, buf)
@@ -145,9 +157,43 @@ pub fn fstat<M: PhysMem, H: HostIo>(
     fd: u64,
     buf: u64,
 ) -> KResult<i64> {
-    let sx = statx_fd(cx, fd)?;
-    copy_to_user(&mut cx.p.mm, cx.env, buf, &stat::stat_from_statx(&sx))?;
+    // A kernel node's straight from its attributes, without a statx
+    // between (fstat of stdout is in every program's start).
+    let st = match fd_meta(cx, fd)? {
+        FdMeta::Kernel(a) => stat::stat_of(&a),
+        FdMeta::Host(h) => stat::stat_from_statx(&host_statx(cx, h)?),
+    };
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &st)?;
     Ok(0)
+}
+
+/// What (dirfd, path, flags) of the stat family names.
+enum StatTarget {
+    /// An open fd (an empty path with `AT_EMPTY_PATH`).
+    Fd(u64),
+    /// An absolute path, and whether a last symlink is followed.
+    Path(Vec<u8>, bool),
+}
+
+/// Sort (dirfd, path, flags) for the stat family.
+fn stat_target<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    flags: u64,
+) -> KResult<StatTarget> {
+    let p = path::user_string(&mut cx.p.mm, cx.env, upath, vmrun_contract::fs::PATH_MAX)?;
+    if p.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        if dirfd as i32 as i64 == files::AT_FDCWD {
+            return Ok(StatTarget::Path(cx.p.cwd.to_vec(), true));
+        }
+        return Ok(StatTarget::Fd(dirfd));
+    }
+    let abs = into_absolute(cx, dirfd, p)?;
+    Ok(StatTarget::Path(abs, flags & AT_SYMLINK_NOFOLLOW == 0))
 }
 
 /// The statx of (dirfd, path, flags) for the stat family.
@@ -157,19 +203,10 @@ fn statx_at<M: PhysMem, H: HostIo>(
     upath: u64,
     flags: u64,
 ) -> KResult<[u8; STATX_SIZE]> {
-    let p = path::user_string(&mut cx.p.mm, cx.env, upath, vmrun_contract::fs::PATH_MAX)?;
-    if p.is_empty() {
-        if flags & AT_EMPTY_PATH == 0 {
-            return Err(Errno::ENOENT);
-        }
-        if dirfd as i32 as i64 == files::AT_FDCWD {
-            let cwd = cx.p.cwd.to_vec();
-            return statx_path(cx, cwd, true);
-        }
-        return statx_fd(cx, dirfd);
+    match stat_target(cx, dirfd, upath, flags)? {
+        StatTarget::Fd(fd) => statx_fd(cx, fd),
+        StatTarget::Path(abs, follow) => statx_path(cx, abs, follow),
     }
-    let abs = into_absolute(cx, dirfd, p)?;
-    statx_path(cx, abs, flags & AT_SYMLINK_NOFOLLOW == 0)
 }
 
 /// newfstatat(dirfd, path, buf, flags); stat and lstat too.
@@ -180,8 +217,16 @@ pub fn newfstatat<M: PhysMem, H: HostIo>(
     buf: u64,
     flags: u64,
 ) -> KResult<i64> {
-    let sx = statx_at(cx, dirfd, upath, flags)?;
-    copy_to_user(&mut cx.p.mm, cx.env, buf, &stat::stat_from_statx(&sx))?;
+    // glibc's fstat: an empty path read in place, then the fd's stat.
+    let of_fd = flags & AT_EMPTY_PATH != 0 && dirfd as i32 as i64 != files::AT_FDCWD;
+    if of_fd && path::user_string_is(&cx.p.mm, cx.env.mem, upath, b"") {
+        return fstat(cx, dirfd, buf);
+    }
+    let st = match stat_target(cx, dirfd, upath, flags)? {
+        StatTarget::Fd(fd) => return fstat(cx, fd, buf),
+        StatTarget::Path(abs, follow) => stat::stat_from_statx(&statx_path(cx, abs, follow)?),
+    };
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &st)?;
     Ok(0)
 }
 
@@ -235,19 +280,24 @@ pub fn readlinkat<M: PhysMem, H: HostIo>(
     buf: u64,
     size: u64,
 ) -> KResult<i64> {
-    let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
+    // How a program finds itself (glibc's static startup, interpreters):
+    // the one link that needs no lookup, always the caller's own (an
+    // absolute path ignores `dirfd`), and its path is read in place.
+    const SELF_EXE: &[u8] = b"/proc/self/exe";
+    let self_exe = path::user_string_is(&cx.p.mm, cx.env.mem, upath, SELF_EXE);
+    let p = match self_exe {
+        true => Vec::new(),
+        false => path::user_path(&mut cx.p.mm, cx.env, upath)?,
+    };
     if (size as i64) <= 0 {
         return Err(Errno::EINVAL);
     }
+    if self_exe || p == SELF_EXE {
+        return readlink_exe(cx, buf, size);
+    }
     let abs = into_absolute(cx, dirfd, p)?;
     let text = match find(cx, abs, false)? {
-        Found::Proc(ProcEntry::Link(ProcLink::Exe), _) => {
-            // Straight from the process's own copy.
-            let exe = &cx.p.exe[..cx.p.exe_len];
-            let n = exe.len().min(size as usize);
-            copy_to_user(&mut cx.p.mm, cx.env, buf, &exe[..n])?;
-            return Ok(n as i64);
-        }
+        Found::Proc(ProcEntry::Link(ProcLink::Exe), _) => return readlink_exe(cx, buf, size),
         Found::Dev(DevEntry::Link(t), _) => t.to_vec(),
         Found::Proc(ProcEntry::Link(l), _) => files::proc_link_target(cx, l),
         Found::Host(abs) => {
@@ -268,6 +318,18 @@ pub fn readlinkat<M: PhysMem, H: HostIo>(
     };
     let n = text.len().min(size as usize);
     copy_to_user(&mut cx.p.mm, cx.env, buf, &text[..n])?;
+    Ok(n as i64)
+}
+
+/// readlink of the process's `exe` link: straight from its own copy.
+fn readlink_exe<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    buf: u64,
+    size: u64,
+) -> KResult<i64> {
+    let exe = &cx.p.exe[..cx.p.exe_len];
+    let n = exe.len().min(size as usize);
+    copy_to_user(&mut cx.p.mm, cx.env, buf, &exe[..n])?;
     Ok(n as i64)
 }
 

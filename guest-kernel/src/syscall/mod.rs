@@ -27,6 +27,8 @@ use crate::mm::space::MmEnv;
 use crate::process::Process;
 use vmrun_contract::IoVec;
 
+pub use process::set_base;
+
 const ENOSYS: i64 = Errno::ENOSYS.to_ret();
 
 /// What system calls need from outside the kernel: the host's stdio and

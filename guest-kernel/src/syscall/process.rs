@@ -3,6 +3,7 @@
 use super::{Ctx, HostIo};
 use crate::errno::{Errno, KResult};
 use crate::mm::phys::PhysMem;
+use crate::process::Process;
 use crate::uaccess::put_user_u64;
 use vmrun_contract::layout::TASK_SIZE;
 
@@ -21,23 +22,33 @@ pub fn arch_prctl<M: PhysMem, H: HostIo>(
     op: u64,
     addr: u64,
 ) -> KResult<i64> {
+    if let Some(r) = set_base(cx.p, op, addr) {
+        return Ok(r);
+    }
     match op {
-        code::SET_FS | code::SET_GS => {
-            if addr >= TASK_SIZE {
-                return Err(Errno::EPERM);
-            }
-            if op == code::SET_FS {
-                cx.p.fs_base = addr;
-            } else {
-                cx.p.gs_base = addr;
-            }
-            cx.p.bases_changed = true;
-            Ok(0)
-        }
         code::GET_FS => put_user_u64(&mut cx.p.mm, cx.env, addr, cx.p.fs_base).map(|_| 0),
         code::GET_GS => put_user_u64(&mut cx.p.mm, cx.env, addr, cx.p.gs_base).map(|_| 0),
         _ => Err(Errno::EINVAL),
     }
+}
+
+/// arch_prctl's SET_FS and SET_GS (the result, 0 or -EPERM), which touch
+/// no memory, so that the system call's short path serves them too (the
+/// new base goes to the CPU where `bases_changed` is looked at); None for
+/// another operation.
+#[inline]
+pub fn set_base(p: &mut Process, op: u64, addr: u64) -> Option<i64> {
+    let base = match op {
+        code::SET_FS => &mut p.fs_base,
+        code::SET_GS => &mut p.gs_base,
+        _ => return None,
+    };
+    if addr >= TASK_SIZE {
+        return Some(Errno::EPERM.to_ret());
+    }
+    *base = addr;
+    p.bases_changed = true;
+    Some(0)
 }
 
 /// set_tid_address(tidptr): remembered, cleared and futex-woken when the

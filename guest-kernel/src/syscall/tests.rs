@@ -288,6 +288,26 @@ fn arch_prctl_sets_and_reads_back_fs_base() {
 }
 
 #[test]
+fn set_base_serves_only_set_fs_and_set_gs_as_arch_prctl_does() {
+    let mut w = World::new();
+    assert_eq!(super::set_base(&mut w.p, 0x1003, w.buf), None, "GET_FS");
+    assert_eq!(super::set_base(&mut w.p, 0x9999, 0), None);
+    assert!(!w.p.bases_changed);
+    assert_eq!(super::set_base(&mut w.p, 0x1001, 0x7000_5678), Some(0));
+    assert_eq!((w.p.gs_base, w.p.fs_base), (0x7000_5678, 0));
+    assert!(w.p.bases_changed);
+    w.p.bases_changed = false;
+    assert_eq!(
+        super::set_base(&mut w.p, 0x1002, vmrun_contract::layout::TASK_SIZE),
+        Some(-1),
+        "EPERM, nothing changed"
+    );
+    assert_eq!((w.p.fs_base, w.p.bases_changed), (0, false));
+    assert_eq!(super::set_base(&mut w.p, 0x1002, 0x7000_1234), Some(0));
+    assert_eq!((w.p.fs_base, w.p.bases_changed), (0x7000_1234, true));
+}
+
+#[test]
 fn rt_sigaction_round_trips_and_refuses_sigkill() {
     let mut w = World::new();
     let act: Vec<u8> = [0x401000u64, 0x0400_0000, 0x401100, 0]
@@ -381,6 +401,34 @@ fn readlink_proc_self_exe_returns_the_program_path() {
             .unwrap_ret(),
         -2
     );
+    // Read in place or copied (across a page end), the same answers.
+    let exe = b"/proc/self/exe";
+    for at in [w.buf + 0x200, w.buf + 0x1000 - 8] {
+        w.poke(at, b"/proc/self/exe\0");
+        let in_place = crate::fs::path::user_string_is(&w.p.mm, &w.mem, at, exe);
+        assert_eq!(in_place, at == w.buf + 0x200);
+        let r = w.call(nr::READLINK, [at, w.buf + 0x300, 4, 0, 0, 0]);
+        assert_eq!(r.unwrap_ret(), 4);
+        assert_eq!(w.peek(w.buf + 0x300, 4), b"/usr");
+        let r = w.call(nr::READLINK, [at, w.buf + 0x300, 0, 0, 0, 0]);
+        assert_eq!(r.unwrap_ret(), -22, "EINVAL for no room");
+    }
+    for other in [
+        &b"/proc/self/exe/\0"[..],
+        b"/proc/self/ex\0",
+        b"/proc/self/exe2\0",
+    ] {
+        w.poke(w.buf + 0x200, other);
+        assert!(!crate::fs::path::user_string_is(
+            &w.p.mm,
+            &w.mem,
+            w.buf + 0x200,
+            exe
+        ));
+    }
+    assert!(!crate::fs::path::user_string_is(
+        &w.p.mm, &w.mem, 0x1000, exe
+    ));
 }
 
 #[test]
@@ -489,6 +537,22 @@ fn fstat_of_stdout_reports_the_host_file_type() {
         .call(nr::NEWFSTATAT, [2, w.buf + 0x200, w.buf, 0, 0, 0])
         .unwrap_ret();
     assert_eq!(r, -2);
+    // fstatat(fd, "", AT_EMPTY_PATH) is fstat (its path read in place, at
+    // a page's last byte too); without the flag, ENOENT; from an unmapped
+    // page, EFAULT.
+    for at in [w.buf + 0x1fff, w.buf + 0x300] {
+        w.poke(at, b"\0");
+        assert!(crate::fs::path::user_string_is(&w.p.mm, &w.mem, at, b""));
+        let r = w.call(nr::NEWFSTATAT, [1, at, w.buf + 0x400, 0x1000, 0, 0]);
+        assert_eq!(r.unwrap_ret(), 0);
+        assert_eq!(w.peek(w.buf + 0x400, 144), st);
+        let r = w.call(nr::NEWFSTATAT, [1, at, w.buf + 0x400, 0, 0, 0]);
+        assert_eq!(r.unwrap_ret(), -2);
+        let r = w.call(nr::NEWFSTATAT, [9, at, w.buf + 0x400, 0x1000, 0, 0]);
+        assert_eq!(r.unwrap_ret(), -9);
+    }
+    let r = w.call(nr::NEWFSTATAT, [1, 0x1000, w.buf + 0x400, 0x1000, 0, 0]);
+    assert_eq!(r.unwrap_ret(), -14);
 }
 
 fn timespec(sec: i64, nsec: i64) -> Vec<u8> {
