@@ -458,10 +458,15 @@ impl Mm {
         prot: Prot,
     ) -> KResult<()> {
         self.tlb_stale = true;
+        // Without write rights every page gets the same flags: only a
+        // writable area's pages look at their frames (a private one is
+        // mapped writable, a shared one stays read-only until its
+        // copy-on-write fault).
+        let writes = prot.contains(Prot::WRITE);
         let r = self
             .pt
             .set_flags_range(env.mem, env.frames, start, end, |m, fr, l| {
-                user_pte_flags(prot, fr.is_private(m, l.frame))
+                user_pte_flags(prot, writes && fr.is_private(m, l.frame))
             });
         r.map_err(|e| e.errno())
     }
