@@ -786,6 +786,49 @@ mod tests {
     }
 
     #[test]
+    fn mprotect_read_only_sets_the_same_rights_on_private_and_cache_pages() {
+        let (mut fx, mut mm) = setup();
+        // One page per fault: the write copies its page alone.
+        fx.frames.fault_size = vmrun_contract::FaultSize::Page4K;
+        let v = Vma {
+            backing: Backing::File {
+                file: 0,
+                offset: 0,
+                data_end: u64::MAX,
+            },
+            ..Vma::anon(0x40_0000, 0x40_2000, Prot::RW, VmFlags::NONE)
+        };
+        mm.map_region(&mut fx.env(), v).unwrap();
+        let (cache, private) = (0x40_0000, 0x40_1000);
+        mm.handle_page_fault(&mut fx.env(), private, pf::USER | pf::WRITE)
+            .unwrap();
+        mm.handle_page_fault(&mut fx.env(), cache, pf::USER)
+            .unwrap();
+        let rights = |mm: &Mm, fx: &Fixture, va| {
+            let t = mm.pt.translate(&fx.mem, va).unwrap();
+            (
+                t.frame == Fixture::FILE_PHYS + (va - 0x40_0000),
+                t.flags & !pte::ADDR_MASK,
+            )
+        };
+        let (cached, rw) = rights(&mm, &fx, private);
+        assert!(!cached && rw & pte::RW != 0, "the write copied the page");
+        mm.mprotect(&mut fx.env(), cache, 2 * P, prot::READ)
+            .unwrap();
+        let (c, p) = (rights(&mm, &fx, cache), rights(&mm, &fx, private));
+        assert!(c.0 && !p.0);
+        assert_eq!(c.1 & (pte::RW | pte::P | pte::US), pte::P | pte::US);
+        assert_eq!(c.1 & !(pte::A | pte::D), p.1 & !(pte::A | pte::D));
+        mm.mprotect(&mut fx.env(), cache, 2 * P, RW).unwrap();
+        assert_eq!(
+            rights(&mm, &fx, cache).1 & pte::RW,
+            0,
+            "still copy-on-write"
+        );
+        assert_ne!(rights(&mm, &fx, private).1 & pte::RW, 0);
+    }
+
+    #[test]
     fn mprotect_none_hides_pages_and_restoring_keeps_data() {
         let (mut fx, mut mm) = setup();
         let a = mmap(&mut mm, &mut fx, 0x1000_0000, P, RW, PA).unwrap();
