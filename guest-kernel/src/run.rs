@@ -102,6 +102,10 @@ pub struct Kernel {
     /// When (TSC) the current call came in, for its SYSCALL_EXIT record
     /// (set only while calls are traced).
     call_tsc: u64,
+    /// The action of a system call that [`short_call`]'s full path
+    /// dispatched but left to the loop (anything but a plain return, or a
+    /// return with a signal to deliver on the way back).
+    served: Option<Action>,
     user: Option<UserMode>,
 }
 
@@ -155,6 +159,7 @@ impl Kernel {
             syscall_entry_logged: false,
             calls_watched: false,
             call_tsc: 0,
+            served: None,
             user: None,
         }
     }
@@ -187,14 +192,7 @@ impl Kernel {
 
     /// Trace a CR3 load of the process's PML4.
     fn trace_cr3(&self, mem: &mut DirectMap) {
-        let root = self.process.mm.pt.root();
-        trace::emit(
-            mem,
-            category::PAGE_TABLES,
-            kind::CR3_LOAD,
-            0,
-            [root, 0, 0, 0, 0, 0],
-        );
+        trace_cr3_of(&self.process, mem);
     }
 
     /// A system call's return records: its SYSCALL_EXIT, and the task
@@ -242,26 +240,11 @@ impl Kernel {
         }
     }
 
-    /// Hand the VMA changes journaled since the last call to the trace.
+    /// Hand the VMA changes journaled since the last call to the trace
+    /// (the test inline, as every return to user mode makes it).
+    #[inline(always)]
     fn flush_vma_journal(&mut self, mem: &mut DirectMap) {
-        if !trace::on(mem, category::VMAS) {
-            return;
-        }
-        let lost = self.process.mm.vmas.take_journal(|c| {
-            let (file, offset) = export::file_of(&c.vma);
-            let a = [
-                c.vma.start,
-                c.vma.end,
-                export::flags_of(&c.vma),
-                file,
-                offset,
-                c.at,
-            ];
-            trace::emit(mem, category::VMAS, c.kind, 0, a);
-        });
-        if lost > 0 {
-            mem.count_lost(lost);
-        }
+        flush_vma_journal_of(&mut self.process, mem);
     }
 
     /// Stop at an inspection point: `kind_` with its two arguments, the
@@ -306,7 +289,7 @@ impl Kernel {
     #[inline(always)]
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
         self.calls_watched = !self.calls_short(mem);
-        let handler: trap::SyscallHandler<Current> = if self.calls_watched {
+        let handler: trap::SyscallHandler<Kernel, DirectMap> = if self.calls_watched {
             no_short_path
         } else {
             short_call
@@ -319,11 +302,14 @@ impl Kernel {
             if !quiet && self.before_user_mode(mem) {
                 continue;
             }
-            let Some(um) = self.user.as_mut() else {
+            // The token out of the kernel while user mode runs, so that the
+            // syscall handler may borrow the whole kernel.
+            let Some(mut um) = self.user.take() else {
                 hypercall::panic(b"no user context")
             };
-            let t = um.run(&mut self.process, handler);
+            let t = um.run(self, mem, handler);
             let rip = um.regs().rip;
+            self.user = Some(um);
             quiet = false;
             match t.vector {
                 14 => quiet = self.page_fault(mem, t.fault_addr, t.error_code, rip),
@@ -344,13 +330,15 @@ impl Kernel {
             self.deliver_signal(mem);
             return true;
         }
-        load_bases(&mut self.process);
-        if self.process.mm.take_tlb_flush() {
-            cpu::load_process_tables(&self.process.mm.pt);
-            self.trace_cr3(mem);
-        }
-        self.flush_vma_journal(mem);
+        self.ready_user_mode(mem);
         false
+    }
+
+    /// The checks before user mode past the signals: new FS/GS bases, a
+    /// TLB flush, the VMA changes to trace.
+    #[inline(always)]
+    fn ready_user_mode(&mut self, mem: &mut DirectMap) {
+        ready_user_mode(&mut self.process, mem);
     }
 
     /// Whether calls may take the short path of [`short_call`]: not when
@@ -388,20 +376,35 @@ impl Kernel {
     }
 
     fn syscall(&mut self, mem: &mut DirectMap, vector: u64) {
+        let action = match self.served.take() {
+            Some(action) => action,
+            None => match self.dispatch_call(mem, vector) {
+                Some(action) => action,
+                None => return,
+            },
+        };
+        let f = self.regs();
+        let r = SyscallRegs {
+            rax: f.rax,
+            rcx: f.rcx,
+        };
+        self.act(mem, r, action);
+    }
+
+    /// Count and dispatch the system call in the user frame (None: it was
+    /// a sigreturn, done here).
+    #[inline(always)]
+    fn dispatch_call(&mut self, mem: &mut DirectMap, vector: u64) -> Option<Action> {
         self.stats.syscalls += 1;
         // Only the registers a call uses: copying the whole frame costs an
         // emulated string instruction of 22 iterations.
-        let (nr, args, ret_ip, sp) = {
+        let (nr, args, sp) = {
             let f = self.regs();
-            (
-                f.rax,
-                [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9],
-                f.rcx,
-                f.rsp,
-            )
+            (f.rax, [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9], f.rsp)
         };
         if nr == syscall::nr::RT_SIGRETURN {
-            return self.sigreturn(mem);
+            self.sigreturn(mem);
+            return None;
         }
         let p = &mut *self.process;
         p.user_sp = sp;
@@ -409,14 +412,15 @@ impl Kernel {
         if p.alarm_at.is_some() {
             self.check_alarm();
         }
-        let r = SyscallRegs {
-            rax: nr,
-            rcx: ret_ip,
-        };
         if self.calls_watched {
-            self.watch_entry(mem, vector, r.rax, args);
+            self.watch_entry(mem, vector, nr, args);
         }
-        let action = self.with_cx(mem, |cx| syscall::dispatch(cx, nr, args));
+        Some(self.with_cx(mem, |cx| syscall::dispatch(cx, nr, args)))
+    }
+
+    /// Do what a system call's `action` asks, its registers `r`.
+    #[inline(always)]
+    fn act(&mut self, mem: &mut DirectMap, r: SyscallRegs, action: Action) {
         match action {
             Action::Return(v) => self.syscall_return(mem, r, v),
             Action::TimersChanged(v) => {
@@ -1564,22 +1568,24 @@ const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 /// to user mode: such a call changes nothing they look at (no signal, no
 /// TLB flush, no journaled VMA change; a new FS/GS base is loaded on the
 /// way).
-/// Whether it was one (else the full path serves the call, and the frame
-/// and the process are left as they were). A due alarm is checked at
-/// each system call, so with one armed every call takes the full path.
-extern "C" fn short_call(p: &mut Current, f: &mut TrapFrame) -> bool {
-    let Some(p) = p.0.as_deref_mut() else {
+/// Any other call goes to [`stub_call`].
+/// Whether the call was served (else the loop's full path serves it, and
+/// the frame and the process are left as they were). A due alarm is
+/// checked at each system call, so with one armed every call takes the
+/// loop's full path.
+extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref_mut() else {
         return false;
     };
     // The call number next: the other system calls leave here.
     let Some(v) = syscall::identity(p, f.rax) else {
         return match f.rax {
-            syscall::nr::BRK => short_brk(p, f),
-            syscall::nr::ARCH_PRCTL => short_bases(p, f),
+            syscall::nr::BRK => short_brk(k, f, mem),
+            syscall::nr::ARCH_PRCTL => short_bases(k, f, mem),
             // set_tid_address, set_robust_list, rseq and any call above
             // them: one comparison here, the rest in `short_own`.
-            n if n >= syscall::nr::SET_TID_ADDRESS => short_own(p, f),
-            _ => false,
+            n if n >= syscall::nr::SET_TID_ADDRESS => short_own(k, f, mem),
+            _ => stub_call(k, f, mem),
         };
     };
     if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
@@ -1590,16 +1596,67 @@ extern "C" fn short_call(p: &mut Current, f: &mut TrapFrame) -> bool {
     true
 }
 
+/// Any system call but the short ones, served on [`short_call`]'s stack:
+/// counted and dispatched as `Kernel::syscall` does, and if it returns a
+/// value with no signal to deliver, back to the program with the checks
+/// of `Kernel::run` on the way (`Kernel::ready_user_mode`), without the
+/// rest of the frame saved and restored and the loop's round. Any other
+/// action (a block, a spawn, an exit...) or a signal to deliver is left
+/// in `Kernel::served` for the loop, with the frame as it was. A
+/// sigreturn (which rewrites the whole frame), a bad return address and
+/// an armed alarm go to the loop before anything is done (and exit_group,
+/// see [`short_own`]).
+#[inline(never)]
+fn stub_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let nr = f.rax;
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
+    if nr == syscall::nr::RT_SIGRETURN || f.rcx >= TASK_SIZE || p.alarm_at.is_some() {
+        return false;
+    }
+    k.stats.syscalls += 1;
+    p.user_sp = f.rsp;
+    p.blocked_nr = None;
+    let args = [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9];
+    let mut env = MmEnv {
+        mem,
+        frames: &mut k.frames,
+        cache: &mut k.cache,
+        host: &mut k.fs,
+    };
+    let mut cx = Ctx {
+        p,
+        env: &mut env,
+        host: &mut k.host,
+        tasks: &mut k.tasks,
+    };
+    let action = syscall::dispatch(&mut cx, nr, args);
+    let p = cx.p;
+    if let Action::Return(v) = action {
+        if p.next_signal().is_none() {
+            ready_user_mode(p, env.mem);
+            sysret_frame(f, v);
+            return true;
+        }
+    }
+    k.served = Some(action);
+    false
+}
+
 /// brk on [`short_call`]'s path (out of line, so that the identity calls'
 /// path saves no registers).
 #[inline(never)]
-extern "C" fn short_brk(p: &mut Process, f: &mut TrapFrame) -> bool {
+extern "C" fn short_brk(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
     if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
         return false;
     }
     let ram_pages = RAM_PAGES.load(Ordering::Relaxed);
     let Some(v) = syscall::brk_short(p, f.rdi, ram_pages) else {
-        return false;
+        return stub_call(k, f, mem);
     };
     short_return(f, v);
     true
@@ -1609,12 +1666,15 @@ extern "C" fn short_brk(p: &mut Process, f: &mut TrapFrame) -> bool {
 /// as [`short_brk`]): the new base is loaded here, as the full path's
 /// return would load it.
 #[inline(never)]
-extern "C" fn short_bases(p: &mut Process, f: &mut TrapFrame) -> bool {
+extern "C" fn short_bases(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
     if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
         return false;
     }
     let Some(v) = syscall::set_base(p, f.rdi, f.rsi) else {
-        return false;
+        return stub_call(k, f, mem);
     };
     load_bases(p);
     short_return(f, v);
@@ -1633,17 +1693,24 @@ fn load_bases(p: &mut Process) {
 
 /// set_tid_address, set_robust_list and rseq on [`short_call`]'s path
 /// (out of line, as [`short_brk`]). Every call numbered from
-/// set_tid_address up comes here, so the others leave at the first test,
-/// before the checks that must come before `own_state` changes anything.
+/// set_tid_address up comes here, so the others leave at the first tests,
+/// before the checks that must come before `own_state` changes anything:
+/// exit_group to the loop (the last exit has nothing to gain from
+/// [`stub_call`]), the rest to [`stub_call`].
 #[inline(never)]
-extern "C" fn short_own(p: &mut Process, f: &mut TrapFrame) -> bool {
+extern "C" fn short_own(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     use syscall::nr;
-    let own = matches!(f.rax, nr::SET_TID_ADDRESS | nr::SET_ROBUST_LIST | nr::RSEQ);
-    if !own || p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+    if !matches!(f.rax, nr::SET_TID_ADDRESS | nr::SET_ROBUST_LIST | nr::RSEQ) {
+        return f.rax != nr::EXIT_GROUP && stub_call(k, f, mem);
+    }
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
         return false;
     }
     let Some(v) = syscall::own_state(p, f.rax, [f.rdi, f.rsi]) else {
-        return false;
+        return stub_call(k, f, mem);
     };
     short_return(f, v);
     true
@@ -1653,17 +1720,24 @@ extern "C" fn short_own(p: &mut Process, f: &mut TrapFrame) -> bool {
 /// call.
 #[inline(always)]
 fn short_return(f: &mut TrapFrame, v: i64) {
+    sysret_frame(f, v);
+    SHORT_CALLS.store(SHORT_CALLS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// Return `v` from the system call in `f` as SYSRET would (the return
+/// address checked by the caller).
+#[inline(always)]
+fn sysret_frame(f: &mut TrapFrame, v: i64) {
     f.rax = v as u64;
     f.rip = f.rcx;
     f.rflags = (f.r11 & USER_RFLAGS_MASK) | RFLAGS_FIXED;
     f.cs = u64::from(gdt::USER_CS);
     f.ss = u64::from(gdt::USER_DS);
-    SHORT_CALLS.store(SHORT_CALLS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 /// The syscall handler when calls take the full path (see
 /// `Kernel::calls_short`).
-extern "C" fn no_short_path(_: &mut Current, _: &mut TrapFrame) -> bool {
+extern "C" fn no_short_path(_: &mut Kernel, _: &mut TrapFrame, _: &mut DirectMap) -> bool {
     false
 }
 
@@ -1680,6 +1754,59 @@ static RAM_PAGES: AtomicU64 = AtomicU64::new(0);
 struct SyscallRegs {
     rax: u64,
     rcx: u64,
+}
+
+/// The checks before user mode past the signals, for the running process
+/// `p`: new FS/GS bases, a TLB flush, the VMA changes to trace.
+#[inline(always)]
+fn ready_user_mode(p: &mut Process, mem: &mut DirectMap) {
+    load_bases(p);
+    if p.mm.take_tlb_flush() {
+        cpu::load_process_tables(&p.mm.pt);
+        trace_cr3_of(p, mem);
+    }
+    flush_vma_journal_of(p, mem);
+}
+
+/// Trace a CR3 load of `p`'s PML4.
+fn trace_cr3_of(p: &Process, mem: &mut DirectMap) {
+    let root = p.mm.pt.root();
+    trace::emit(
+        mem,
+        category::PAGE_TABLES,
+        kind::CR3_LOAD,
+        0,
+        [root, 0, 0, 0, 0, 0],
+    );
+}
+
+/// Hand the VMA changes `p` journaled since the last call to the trace
+/// (the test inline, as every return to user mode makes it).
+#[inline(always)]
+fn flush_vma_journal_of(p: &mut Process, mem: &mut DirectMap) {
+    if trace::on(mem, category::VMAS) {
+        trace_vma_journal(p, mem);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn trace_vma_journal(p: &mut Process, mem: &mut DirectMap) {
+    let lost = p.mm.vmas.take_journal(|c| {
+        let (file, offset) = export::file_of(&c.vma);
+        let a = [
+            c.vma.start,
+            c.vma.end,
+            export::flags_of(&c.vma),
+            file,
+            offset,
+            c.at,
+        ];
+        trace::emit(mem, category::VMAS, c.kind, 0, a);
+    });
+    if lost > 0 {
+        mem.count_lost(lost);
+    }
 }
 
 /// One TASK_STATE record: `aux` the thread id, then state, process id,

@@ -104,6 +104,7 @@ static USER_FRAME: Cell<TrapFrame> = Cell(UnsafeCell::new(TrapFrame {
 /// reads them: traps from user mode come only inside `run`).
 static FAST_CX: Cell<u64> = Cell(UnsafeCell::new(0));
 static FAST_FN: Cell<u64> = Cell(UnsafeCell::new(0));
+static FAST_AUX: Cell<u64> = Cell(UnsafeCell::new(0));
 static FPU: Cell<FpuArea> = Cell(UnsafeCell::new(FpuArea([0; 512])));
 static KERNEL_RSP: Cell<u64> = Cell(UnsafeCell::new(0));
 static EMERGENCY_STACK: Cell<Stack<EMERGENCY_STACK_SIZE>> =
@@ -194,6 +195,7 @@ global_asm!(
         mov [rsp - 96], r10
         mov [rsp - 104], r11
         mov rdi, [rip + {fastcx}]
+        mov rdx, [rip + {fastaux}]
         lea rsi, [rsp - 136]
         mov rsp, [rip + {krsp}]
         and rsp, -16
@@ -302,6 +304,7 @@ global_asm!(
     kernel_trap = sym kernel_trap,
     fastcx = sym FAST_CX,
     fastfn = sym FAST_FN,
+    fastaux = sym FAST_AUX,
     tramp = const vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT as i64,
     stride = const STUB_STRIDE,
 );
@@ -359,9 +362,9 @@ pub fn double_fault_stack_top() -> u64 {
     DOUBLE_FAULT_STACK.0.get() as u64 + 8192
 }
 
-/// A fast system-call handler (see [`UserMode::run`]): its context and
-/// the user frame; true if it served the call.
-pub type SyscallHandler<T> = extern "C" fn(&mut T, &mut TrapFrame) -> bool;
+/// A fast system-call handler (see [`UserMode::run`]): its context, the
+/// user frame and a second context; true if it served the call.
+pub type SyscallHandler<T, A> = extern "C" fn(&mut T, &mut TrapFrame, &mut A) -> bool;
 
 /// Why user mode stopped.
 #[derive(Clone, Copy, Debug)]
@@ -442,8 +445,8 @@ impl UserMode {
     /// Run user mode with the registers in [`regs`](Self::regs) until it
     /// traps; the registers then hold the user state at the trap.
     ///
-    /// Each system call first goes to `handler(cx, frame)` on the kernel
-    /// stack, with only the registers the C ABI lets it clobber saved in
+    /// Each system call first goes to `handler(cx, frame, aux)` on the
+    /// kernel stack, with only the registers the C ABI lets it clobber saved in
     /// the frame (the others are stale there) and the frame's RIP, CS,
     /// RFLAGS, RSP and SS as the CPU pushed them. If it returns true it
     /// has served the call (set the frame's RAX and the SYSRET-like return
@@ -451,19 +454,21 @@ impl UserMode {
     /// returning; if false it must have left the frame alone, and the call
     /// comes back from `run` as a trap with the whole frame saved.
     #[inline(always)]
-    pub fn run<T>(&mut self, cx: &mut T, handler: SyscallHandler<T>) -> Trap {
+    pub fn run<T, A>(&mut self, cx: &mut T, aux: &mut A, handler: SyscallHandler<T, A>) -> Trap {
         let cx = cx as *mut T as u64;
+        let aux = aux as *mut A as u64;
         let handler = handler as usize as u64;
-        // SAFETY: the token guards both cells (the stubs read them only
-        // while user mode runs, inside the asm below); `cx` is borrowed
-        // mutably for this whole call, so the handler the stubs call with
-        // it (one call at a time) sees a live exclusive reference, and its
-        // frame argument is the user
-        // frame, which nothing else references while `run` holds the
-        // token mutably; the handler's type takes exactly the two pointer
-        // arguments the stubs pass (RDI, RSI) and returns a bool in AL.
+        // SAFETY: the token guards the three cells (the stubs read them
+        // only while user mode runs, inside the asm below); `cx` and `aux`
+        // are borrowed mutably for this whole call, so the handler the
+        // stubs call with them (one call at a time) sees live exclusive
+        // references, and its frame argument is the user frame, which
+        // nothing else references while `run` holds the token mutably; the
+        // handler's type takes exactly the three pointer arguments the
+        // stubs pass (RDI, RSI, RDX) and returns a bool in AL.
         unsafe {
             *FAST_CX.0.get() = cx;
+            *FAST_AUX.0.get() = aux;
             *FAST_FN.0.get() = handler;
         }
         // SAFETY: the frame holds a user context built by the kernel with

@@ -458,10 +458,15 @@ impl Mm {
         prot: Prot,
     ) -> KResult<()> {
         self.tlb_stale = true;
+        // Without write rights every page gets the same flags: only a
+        // writable area's pages look at their frames (a private one is
+        // mapped writable, a shared one stays read-only until its
+        // copy-on-write fault).
+        let writes = prot.contains(Prot::WRITE);
         let r = self
             .pt
             .set_flags_range(env.mem, env.frames, start, end, |m, fr, l| {
-                user_pte_flags(prot, fr.is_private(m, l.frame))
+                user_pte_flags(prot, writes && fr.is_private(m, l.frame))
             });
         r.map_err(|e| e.errno())
     }
@@ -778,6 +783,49 @@ mod tests {
             .handle_page_fault(&mut fx.env(), 0x40_1000, pf::USER | pf::WRITE | pf::P)
             .unwrap();
         assert_eq!(out.kind, crate::mm::fault::FaultKind::CopyOnWrite);
+    }
+
+    #[test]
+    fn mprotect_read_only_sets_the_same_rights_on_private_and_cache_pages() {
+        let (mut fx, mut mm) = setup();
+        // One page per fault: the write copies its page alone.
+        fx.frames.fault_size = vmrun_contract::FaultSize::Page4K;
+        let v = Vma {
+            backing: Backing::File {
+                file: 0,
+                offset: 0,
+                data_end: u64::MAX,
+            },
+            ..Vma::anon(0x40_0000, 0x40_2000, Prot::RW, VmFlags::NONE)
+        };
+        mm.map_region(&mut fx.env(), v).unwrap();
+        let (cache, private) = (0x40_0000, 0x40_1000);
+        mm.handle_page_fault(&mut fx.env(), private, pf::USER | pf::WRITE)
+            .unwrap();
+        mm.handle_page_fault(&mut fx.env(), cache, pf::USER)
+            .unwrap();
+        let rights = |mm: &Mm, fx: &Fixture, va| {
+            let t = mm.pt.translate(&fx.mem, va).unwrap();
+            (
+                t.frame == Fixture::FILE_PHYS + (va - 0x40_0000),
+                t.flags & !pte::ADDR_MASK,
+            )
+        };
+        let (cached, rw) = rights(&mm, &fx, private);
+        assert!(!cached && rw & pte::RW != 0, "the write copied the page");
+        mm.mprotect(&mut fx.env(), cache, 2 * P, prot::READ)
+            .unwrap();
+        let (c, p) = (rights(&mm, &fx, cache), rights(&mm, &fx, private));
+        assert!(c.0 && !p.0);
+        assert_eq!(c.1 & (pte::RW | pte::P | pte::US), pte::P | pte::US);
+        assert_eq!(c.1 & !(pte::A | pte::D), p.1 & !(pte::A | pte::D));
+        mm.mprotect(&mut fx.env(), cache, 2 * P, RW).unwrap();
+        assert_eq!(
+            rights(&mm, &fx, cache).1 & pte::RW,
+            0,
+            "still copy-on-write"
+        );
+        assert_ne!(rights(&mm, &fx, private).1 & pte::RW, 0);
     }
 
     #[test]
