@@ -1382,6 +1382,31 @@ mod tests {
         assert_eq!(s.find_gap_top_down(84 * P, 16 * P, 105 * P), Some(16 * P));
         assert_eq!(s.find_gap_top_down(5 * P, 100 * P, 115 * P), Some(110 * P));
     }
+
+    /// Found by prop_vma_set_matches_a_page_model: with the tree's root
+    /// full of full leaves, an mprotect of the last area's last page split
+    /// it (a new leaf, alone under a new inner node) and merged it back,
+    /// which left that leaf empty with a summary ending at 0, so the gap
+    /// search took every address below `high` for free.
+    #[test]
+    fn gap_search_after_a_split_and_merge_at_the_end_of_a_full_tree() {
+        let mut s = VmaSet::new();
+        let areas = (vma_tree::LEAF_CAP * 12) as u64;
+        for k in 0..areas {
+            s.insert(anon(3 * k + 1, 3 * k + 3)).unwrap();
+        }
+        let last = 3 * areas - 1;
+        let r = s.set_prot(last * P, (last + 1) * P, Prot::RW);
+        assert_eq!((r, s.len()), (Ok((last + 1) * P), areas as usize));
+        // Only the 1-page holes between the areas, page 0 and the space
+        // above are free.
+        let high = (last - 1) * P;
+        assert_eq!(s.find_gap_top_down(P, 0, high), Some(high - P));
+        assert_eq!(s.find_gap_top_down(2 * P, 0, high), None);
+        let top = (last + 3) * P;
+        assert_eq!(s.find_gap_top_down(2 * P, 0, top), Some(top - 2 * P));
+        assert_eq!(s.find_gap_top_down(3 * P, 0, top), None);
+    }
 }
 
 /// How an mmap-like step (gap search, insert, merge attempt) costs at 100

@@ -1132,6 +1132,14 @@ fn remove_rec(node: &mut Node, i: usize) -> (Vma, u64) {
                 rebalance(k, j);
                 return (out, inner_summary(k).gap);
             }
+            // An only child (an insert past a full node starts one) goes
+            // when it empties: an empty node's summary, ending at 0, would
+            // show the gap search everything below as free. The parent
+            // then merges this node, empty in turn, away.
+            if k[j].node.len() == 0 {
+                k.remove(j);
+                return (out, 0);
+            }
             (out, refresh_child(k, j, count, below))
         }
     }
@@ -1663,6 +1671,36 @@ mod tests {
         assert_eq!(t.seek(v.end + 0x1000).0, k as usize + 1);
         assert_eq!(t.bytes(), n * 0x1000 + 0x1000);
         assert_eq!(t.root.as_ref().unwrap().summary().end, area(n - 1).end);
+    }
+
+    /// Appending past a full tree starts a chain of only children down to
+    /// a one-area leaf; removing that area must take the whole chain away,
+    /// leaving no empty node whose summary (ending at 0) misleads the gap
+    /// search.
+    #[test]
+    fn removing_the_area_appended_past_a_full_tree_leaves_no_empty_node() {
+        fn no_empty_node(n: &Node) -> bool {
+            match n {
+                Node::Leaf(v) => !v.is_empty(),
+                Node::Inner(k) => !k.is_empty() && k.iter().all(|c| no_empty_node(&c.node)),
+            }
+        }
+        for full in [LEAF_CAP * INNER_CAP, LEAF_CAP * INNER_CAP * INNER_CAP] {
+            let mut t = tree_of(full as u64 + 1);
+            assert_eq!(t.remove_at(full), Some(area(full as u64)));
+            assert!(no_empty_node(t.root.as_ref().unwrap()), "{full} areas");
+            let last = area(full as u64 - 1);
+            assert_eq!(t.root.as_ref().unwrap().summary().end, last.end);
+            assert_eq!(
+                t.find_gap_top_down(0x1000, 0, last.start),
+                Some(last.start - 0x1000)
+            );
+            assert_eq!(
+                t.find_gap_top_down(0x2000, 0, last.end + 0x2000),
+                Some(last.end)
+            );
+            assert_eq!(t.find_gap_top_down(0x2000, 0, last.end + 0x1000), None);
+        }
     }
 
     fn count_nodes(n: &Node) -> usize {
