@@ -1056,10 +1056,17 @@ impl Mm {
                 (base + off, mapped)
             }
             None => {
-                let frame = cache_page(env, file, off)?;
-                let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
                 let window = HOST_FAULT_AROUND_PAGES * PAGE_SIZE;
                 let lo = va & !(window - 1);
+                let idx = off / PAGE_SIZE;
+                let frame = match ino.resident(idx) {
+                    Some(frame) => frame,
+                    None => {
+                        let first = v.file_offset(lo.max(v.start)).unwrap_or(off) / PAGE_SIZE;
+                        cache_fill(env, file, idx, first)?
+                    }
+                };
+                let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
                 let (pt, mem, frames) = (&mut self.pt, &mut *env.mem, &mut *env.frames);
                 let v = &self.vmas[i];
                 (
@@ -1189,8 +1196,10 @@ fn fill_image_span<M: PhysMem>(
 
 /// Map read-only the cached pages of host file area `v` in `[lo, hi)`
 /// (one page table's span) that hold file data up to `data_end` whole and
-/// are not mapped yet, from the file's index in one pass. Returns the
-/// pages mapped.
+/// are not mapped yet: one walk to their table, then each run of
+/// physically consecutive cached pages (a fill's readahead is one or a
+/// few) written as a run ([`LeafTable::fill_free`]). Returns the pages
+/// mapped.
 fn map_cached<M: PhysMem>(
     pt: &mut PageTable,
     mem: &mut M,
@@ -1210,8 +1219,13 @@ fn map_cached<M: PhysMem>(
     let flags = user_pte_flags(v.prot, false);
     let first = off_of(from) / PAGE_SIZE;
     let end = first + (to - from) / PAGE_SIZE;
-    let pfns = ino.page_frames(first, end).unwrap_or_default();
-    pt.map_frames(mem, frames, from, pfns, flags).map_err(oom)
+    let table = &mut pt.leaf_table(mem, frames, from).map_err(oom)?;
+    let (mut at, mut mapped) = (first, 0);
+    while let Some((idx, pa, n)) = ino.next_resident_run(at, end) {
+        mapped += table.fill_free(mem, from + (idx - first) * PAGE_SIZE, pa, n, flags);
+        at = idx + n;
+    }
+    Ok(mapped)
 }
 
 /// The page-cache frame holding file offset `off` (page aligned) of
@@ -1224,15 +1238,21 @@ fn cache_page<M: PhysMem>(env: &mut MmEnv<'_, M>, file: u16, off: u64) -> Result
     let idx = off / PAGE_SIZE;
     match env.cache.get(file).and_then(|ino| ino.resident(idx)) {
         Some(frame) => Ok(frame),
-        None => cache_fill(env, file, idx),
+        None => cache_fill(env, file, idx, idx),
     }
 }
 
-/// [`cache_page`] for page `idx` not in RAM: read from the host.
+/// [`cache_page`] for page `idx` not in RAM: read from the host, with the
+/// pages missing before it back to page `first` (read-around).
 #[inline(never)]
-fn cache_fill<M: PhysMem>(env: &mut MmEnv<'_, M>, file: u16, idx: u64) -> Result<u64, FaultError> {
+fn cache_fill<M: PhysMem>(
+    env: &mut MmEnv<'_, M>,
+    file: u16,
+    idx: u64,
+    first: u64,
+) -> Result<u64, FaultError> {
     env.cache
-        .page(env.mem, env.frames, &mut *env.host, file, idx)
+        .page_around(env.mem, env.frames, &mut *env.host, file, idx, first)
         .map_err(|e| match e {
             Errno::ENOMEM => FaultError::OutOfMemory,
             _ => FaultError::Segv(SegvCode::MapErr),
