@@ -63,16 +63,22 @@ impl PageIndex {
     /// written without a read of the entries it replaces.
     pub fn insert_absent_run(&mut self, idx: u64, frame: u64, n: u64) {
         let (i, n) = (idx as usize, n as usize);
+        let mut pfn = (frame / PAGE_SIZE) as u32;
+        self.count += n;
         if i + n > self.pfns.len() {
             self.pfns.resize(i + n, 0);
         }
-        let pfn = (frame / PAGE_SIZE) as u32;
         let run = &mut self.pfns[i..i + n];
         debug_assert!(run.iter().all(|&p| p == 0));
-        for (k, slot) in run.iter_mut().enumerate() {
+        // Four to a step (a fill's run is up to 64 pages).
+        let mut quads = run.chunks_exact_mut(4);
+        for q in &mut quads {
+            q.copy_from_slice(&[pfn, pfn + 1, pfn + 2, pfn + 3]);
+            pfn += 4;
+        }
+        for (k, slot) in quads.into_remainder().iter_mut().enumerate() {
             *slot = pfn + k as u32;
         }
-        self.count += n;
     }
 
     /// How many of the pages from `idx`, at most `max`, are not cached
@@ -81,6 +87,9 @@ impl PageIndex {
         let len = self.pfns.len();
         let start = (idx as usize).min(len);
         let end = (idx.saturating_add(max) as usize).min(len);
+        if end <= start {
+            return max;
+        }
         first_held(&self.pfns[start..end]).map_or(max, |k| k as u64)
     }
 
@@ -540,7 +549,10 @@ impl PageCache {
         let handle = ino.handle.ok_or(Errno::EIO)?;
         // The read holds `idx`: it starts at most READAHEAD_PAGES - 1 below.
         let first = first.clamp((idx + 1).saturating_sub(READAHEAD_PAGES), idx);
-        let start = ino.pages.absent_from(idx, first);
+        let start = match first < idx {
+            true => ino.pages.absent_from(idx, first),
+            false => idx,
+        };
         let max = READAHEAD_PAGES.min(pages_in_file - start);
         let n = ino.pages.absent_run(start, max).max(1);
         self.fill(mem, frames, host, id, handle, start, n)?;

@@ -11,9 +11,10 @@
 //!   frames for the free entries of the aligned 64 KiB block (its part
 //!   inside the area; like multi-size THP), else one zeroed frame;
 //! - file read or exec: the page-cache frame itself, read-only, plus its
-//!   neighbours in a 16-page window (fault-around); a page holding the end
-//!   of the file data (`data_end` or end of file) gets a private frame with
-//!   the data copied and the rest zero;
+//!   neighbours in an aligned window (fault-around; a missing page is read
+//!   with the window's missing pages before it: read-around); a page
+//!   holding the end of the file data (`data_end` or end of file) gets a
+//!   private frame with the data copied and the rest zero;
 //! - write to a file page, or to a present read-only page-cache page:
 //!   copy-on-write into a private frame.
 //!
@@ -52,10 +53,12 @@ pub mod pf {
 /// per fault: the static glibc hello takes 14 faults instead of 22.
 pub const FAULT_AROUND_PAGES: u64 = 256;
 /// Pages mapped around a read fault on a host file: one readahead
-/// ([`crate::fs::cache::READAHEAD_PAGES`]). Its resident pages are found
-/// and mapped at about ten instructions each, so a wider window maps more
-/// pages a program never touches than it saves faults (a dynamic hello:
-/// 256 pages cost 27,000 more instructions to its exit than 64).
+/// ([`crate::fs::cache::READAHEAD_PAGES`]), which a missing page's read
+/// fills whole (read-around from the window's start). Its resident pages
+/// are found and mapped by runs of consecutive frames, but a wider window
+/// maps more pages a program never touches than it saves faults (a
+/// dynamic hello: 256 pages cost 27,000 more instructions to its exit
+/// than 64, measured before read-around).
 pub const HOST_FAULT_AROUND_PAGES: u64 = 64;
 
 /// Pages an anonymous fault maps at once where the area allows
