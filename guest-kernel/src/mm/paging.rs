@@ -222,6 +222,7 @@ impl LeafTable<'_> {
         }
         let at = self.table + first * 8;
         let (from, to) = self.filled;
+        self.filled = (from.min(first), to.max(end));
         let written = if self.fresh && (end <= from || first >= to) {
             mem.write_run(at, pa | flags, PAGE_SIZE, n);
             n
@@ -235,7 +236,6 @@ impl LeafTable<'_> {
             let (at, pa) = (at + free * 8, (pa + free * PAGE_SIZE) | flags);
             free + mem.write_run_free(at, pa, PAGE_SIZE, n - free, busy)
         };
-        self.filled = (from.min(first), to.max(end));
         if trace::on(mem, category::PAGE_TABLES) {
             trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
         }
