@@ -153,12 +153,18 @@ impl PageIndex {
     }
 }
 
+/// Frame numbers `k` and `k + 1` of `c` as one word (one load).
+#[inline(always)]
+fn pair(c: &[u32], k: usize) -> u64 {
+    u64::from(c[k]) | u64::from(c[k + 1]) << 32
+}
+
 /// Where the first nonzero frame number of `s` is; four to a test (every
 /// page a fault-around or a fill looks at passes here).
 fn first_held(s: &[u32]) -> Option<usize> {
     let skipped = s
         .chunks_exact(4)
-        .take_while(|c| c[0] | c[1] | c[2] | c[3] == 0)
+        .take_while(|c| pair(c, 0) | pair(c, 2) == 0)
         .count()
         * 4;
     s[skipped..]
@@ -171,22 +177,23 @@ fn first_held(s: &[u32]) -> Option<usize> {
 fn last_held(s: &[u32]) -> Option<usize> {
     let skipped = s
         .rchunks_exact(4)
-        .take_while(|c| c[0] | c[1] | c[2] | c[3] == 0)
+        .take_while(|c| pair(c, 0) | pair(c, 2) == 0)
         .count()
         * 4;
     s[..s.len() - skipped].iter().rposition(|&p| p != 0)
 }
 
 /// How many frame numbers at the start of `s` go on one by one from
-/// `next`; four to a test.
+/// `next`; four to a test, two to a word (a carry between a word's halves
+/// only ends the fast part early).
 fn run_len(s: &[u32], next: u32) -> usize {
-    let mut q = next;
+    const TWO: u64 = 2 | 2 << 32;
+    let mut q = u64::from(next) | u64::from(next.wrapping_add(1)) << 32;
     let whole = s
         .chunks_exact(4)
         .take_while(|c| {
-            let off = |k: usize| c[k] ^ q.wrapping_add(k as u32);
-            let same = off(0) | off(1) | off(2) | off(3) == 0;
-            q = q.wrapping_add(4);
+            let same = (pair(c, 0) ^ q) | (pair(c, 2) ^ q.wrapping_add(TWO)) == 0;
+            q = q.wrapping_add(2 * TWO);
             same
         })
         .count()
