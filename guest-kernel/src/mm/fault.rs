@@ -1987,6 +1987,58 @@ mod tests {
     }
 
     #[test]
+    fn a_host_file_read_fault_reads_around_and_maps_its_window() {
+        let (mut fx, mut mm) = setup();
+        let id = host_file(&mut fx, 200 * PAGE_SIZE, Some(3));
+        let mut v = file_vma(0x80_0000, 128, Prot::READ | Prot::EXEC, 0, u64::MAX);
+        v.backing = Backing::File {
+            file: id,
+            offset: 0,
+            data_end: u64::MAX,
+        };
+        mm.vmas.insert(v).unwrap();
+        struct Reader {
+            req: vmrun_contract::fs::FsRequest,
+            reads: Vec<(u64, u64)>,
+        }
+        impl crate::fs::host::FsHost for Reader {
+            fn req(&mut self) -> &mut vmrun_contract::fs::FsRequest {
+                &mut self.req
+            }
+            fn submit(&mut self, iov: &[IoVec]) -> i64 {
+                let len: u64 = iov.iter().map(|v| v.len).sum();
+                self.reads
+                    .push((self.req.offset / PAGE_SIZE, len / PAGE_SIZE));
+                len as i64
+            }
+        }
+        let mut host = Reader {
+            req: vmrun_contract::fs::FsRequest::zeroed(),
+            reads: Vec::new(),
+        };
+        let mut env = MmEnv {
+            mem: &mut fx.mem,
+            frames: &mut fx.frames,
+            cache: &mut fx.cache,
+            host: &mut host,
+        };
+        // Page 70: its window (pages 64..128) is read whole and mapped.
+        let out = mm.handle_page_fault(&mut env, 0x84_6000, U).unwrap();
+        assert_eq!((out.kind, out.pages_mapped), (FaultKind::FileMapped, 64));
+        // Page 10, below: read back to its window's start, not past the
+        // pages cached already.
+        let out = mm.handle_page_fault(&mut env, 0x80_a000, U).unwrap();
+        assert_eq!(out.pages_mapped, 64);
+        assert_eq!(host.reads, [(64, 64), (0, 64)]);
+        let ino = fx.cache.get(id).unwrap();
+        for page in [0, 10, 63, 64, 70, 127] {
+            let t = mm.pt.translate(&fx.mem, 0x80_0000 + page * PAGE_SIZE);
+            assert_eq!(t.map(|t| t.frame), ino.resident(page), "page {page}");
+        }
+        assert_eq!(mm.user_frames, 0, "page-cache frames, not the program's");
+    }
+
+    #[test]
     fn fault_around_in_the_image_maps_its_read_only_neighbours_too() {
         let (mut fx, mut mm) = setup();
         let rx = Prot::READ | Prot::EXEC;
