@@ -58,23 +58,25 @@ impl PageIndex {
     }
 
     /// Record the `n` consecutive frames from `frame` for the pages from
-    /// `idx` (a fill's run: the index grows once, not per page).
-    pub fn insert_run(&mut self, idx: u64, frame: u64, n: u64) {
+    /// `idx`, none of which is cached (a fill's run, which
+    /// [`Self::absent_run`] found): the index grows once, and the run is
+    /// written without a read of the entries it replaces.
+    pub fn insert_absent_run(&mut self, idx: u64, frame: u64, n: u64) {
         let (i, n) = (idx as usize, n as usize);
-        let pfn = (frame / PAGE_SIZE) as u32;
-        if i >= self.pfns.len() {
-            // Past the index's end (a file read front to back): the run
-            // extends it, written once.
-            self.pfns.resize(i, 0);
-            self.pfns.extend((0..n as u32).map(|k| pfn + k));
-            self.count += n;
-            return;
-        }
+        let mut pfn = (frame / PAGE_SIZE) as u32;
+        self.count += n;
         if i + n > self.pfns.len() {
             self.pfns.resize(i + n, 0);
         }
-        for (k, slot) in self.pfns[i..i + n].iter_mut().enumerate() {
-            self.count += usize::from(*slot == 0);
+        let run = &mut self.pfns[i..i + n];
+        debug_assert!(run.iter().all(|&p| p == 0));
+        // Four to a step (a fill's run is up to 64 pages).
+        let mut quads = run.chunks_exact_mut(4);
+        for q in &mut quads {
+            q.copy_from_slice(&[pfn, pfn + 1, pfn + 2, pfn + 3]);
+            pfn += 4;
+        }
+        for (k, slot) in quads.into_remainder().iter_mut().enumerate() {
             *slot = pfn + k as u32;
         }
     }
@@ -85,8 +87,18 @@ impl PageIndex {
         let len = self.pfns.len();
         let start = (idx as usize).min(len);
         let end = (idx.saturating_add(max) as usize).min(len);
-        let held = self.pfns[start..end].iter().position(|&p| p != 0);
-        held.map_or(max, |k| k as u64)
+        if end <= start {
+            return max;
+        }
+        first_held(&self.pfns[start..end]).map_or(max, |k| k as u64)
+    }
+
+    /// The first page of the run of uncached pages that ends at `idx`
+    /// (exclusive), not below `first` (a read-around's start).
+    pub fn absent_from(&self, idx: u64, first: u64) -> u64 {
+        let end = (idx as usize).min(self.pfns.len());
+        let start = (first as usize).min(end);
+        last_held(&self.pfns[start..end]).map_or(first, |k| (start + k + 1) as u64)
     }
 
     /// The first cached page in `[idx, end)` and the run of physically
@@ -95,13 +107,9 @@ impl PageIndex {
     pub fn next_run(&self, idx: u64, end: u64) -> Option<(u64, u64, u64)> {
         let end = (end as usize).min(self.pfns.len());
         let s = self.pfns.get(idx as usize..end)?;
-        let k = s.iter().position(|&p| p != 0)?;
+        let k = first_held(s)?;
         let first = s[k];
-        let more = s[k + 1..]
-            .iter()
-            .zip(first + 1..)
-            .take_while(|&(&p, q)| p == q)
-            .count();
+        let more = run_len(&s[k + 1..], first.wrapping_add(1));
         Some((
             idx + k as u64,
             u64::from(first) * PAGE_SIZE,
@@ -143,6 +151,63 @@ impl PageIndex {
     pub fn take_all(&mut self) -> Vec<u64> {
         self.split_off(0)
     }
+}
+
+/// Frame numbers `k` and `k + 1` of `c` as one word (one load).
+#[inline(always)]
+fn pair(c: &[u32], k: usize) -> u64 {
+    u64::from(c[k]) | u64::from(c[k + 1]) << 32
+}
+
+/// Where the first nonzero frame number of `s` is; four to a test (every
+/// page a fault-around or a fill looks at passes here).
+fn first_held(s: &[u32]) -> Option<usize> {
+    let skipped = s
+        .chunks_exact(4)
+        .take_while(|c| pair(c, 0) | pair(c, 2) == 0)
+        .count()
+        * 4;
+    s[skipped..]
+        .iter()
+        .position(|&p| p != 0)
+        .map(|k| skipped + k)
+}
+
+/// Where the last nonzero frame number of `s` is; four to a test.
+fn last_held(s: &[u32]) -> Option<usize> {
+    let skipped = s
+        .rchunks_exact(4)
+        .take_while(|c| pair(c, 0) | pair(c, 2) == 0)
+        .count()
+        * 4;
+    s[..s.len() - skipped].iter().rposition(|&p| p != 0)
+}
+
+/// How many frame numbers at the start of `s` go on one by one from
+/// `next`; four to a test, two to a word (a carry between a word's halves
+/// only ends the fast part early).
+fn run_len(s: &[u32], next: u32) -> usize {
+    const TWO: u64 = 2 | 2 << 32;
+    let mut q = u64::from(next) | u64::from(next.wrapping_add(1)) << 32;
+    let whole = s
+        .chunks_exact(4)
+        .take_while(|c| {
+            let same = (pair(c, 0) ^ q) | (pair(c, 2) ^ q.wrapping_add(TWO)) == 0;
+            q = q.wrapping_add(2 * TWO);
+            same
+        })
+        .count()
+        * 4;
+    let mut q = next.wrapping_add(whole as u32);
+    whole
+        + s[whole..]
+            .iter()
+            .take_while(|&&p| {
+                let same = p == q;
+                q = q.wrapping_add(1);
+                same
+            })
+            .count()
 }
 
 /// Identity of a host file: `st_dev` and `st_ino`.
@@ -202,18 +267,6 @@ impl Inode {
             return (idx < end).then(|| (idx, base + idx * PAGE_SIZE, end - idx));
         }
         self.pages.next_run(idx, end)
-    }
-
-    /// The frame numbers of pages `[idx, end)` as far as the index goes (0:
-    /// not cached), to map them in one pass; `None` for a file lying in
-    /// RAM whole (see [`Self::next_resident_run`]).
-    pub fn page_frames(&self, idx: u64, end: u64) -> Option<&[u32]> {
-        if self.image.is_some() {
-            return None;
-        }
-        let pfns = &self.pages.pfns;
-        let end = (end as usize).min(pfns.len());
-        Some(&pfns[(idx as usize).min(end)..end])
     }
 
     /// Pages held in RAM.
@@ -473,6 +526,25 @@ impl PageCache {
         id: u16,
         idx: u64,
     ) -> KResult<u64> {
+        self.page_around(mem, frames, host, id, idx, idx)
+    }
+
+    /// [`Self::page`] for a fault: a missing page is read together with
+    /// the missing ones just before it, back to page `first` (its
+    /// fault-around window's start), as Linux's mmap read-around reads
+    /// around the faulting page. A program runs through a library's text
+    /// downwards as often as upwards: reading only forwards, each fault
+    /// below the last one's run reads (and maps) a page or two.
+    #[allow(clippy::too_many_arguments)]
+    pub fn page_around<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        host: &mut dyn FsHost,
+        id: u16,
+        idx: u64,
+        first: u64,
+    ) -> KResult<u64> {
         let ino = self.get(id).ok_or(Errno::EBADF)?;
         if let Some(f) = ino.resident(idx) {
             return Ok(f);
@@ -482,9 +554,15 @@ impl PageCache {
             return Err(Errno::EIO);
         }
         let handle = ino.handle.ok_or(Errno::EIO)?;
-        let max = READAHEAD_PAGES.min(pages_in_file - idx);
-        let n = ino.pages.absent_run(idx, max).max(1);
-        self.fill(mem, frames, host, id, handle, idx, n)?;
+        // The read holds `idx`: it starts at most READAHEAD_PAGES - 1 below.
+        let first = first.clamp((idx + 1).saturating_sub(READAHEAD_PAGES), idx);
+        let start = match first < idx {
+            true => ino.pages.absent_from(idx, first),
+            false => idx,
+        };
+        let max = READAHEAD_PAGES.min(pages_in_file - start);
+        let n = ino.pages.absent_run(start, max).max(1);
+        self.fill(mem, frames, host, id, handle, start, n)?;
         self.get(id).and_then(|i| i.resident(idx)).ok_or(Errno::EIO)
     }
 
@@ -558,7 +636,7 @@ impl PageCache {
                     mem.zero(v.phys + (kept - 1) * PAGE_SIZE + part, PAGE_SIZE - part);
                 }
                 frames.set_cache_run(mem, v.phys, kept, true);
-                ino.pages.insert_run(idx + at, v.phys, kept);
+                ino.pages.insert_absent_run(idx + at, v.phys, kept);
             }
             at += len;
         }
@@ -765,18 +843,52 @@ mod tests {
     }
 
     #[test]
+    fn a_fault_reads_around_back_to_the_last_cached_page_or_its_window_start() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(200 * PAGE_SIZE);
+        let f = cache
+            .page_around(&mut mem, &mut frames, &mut host, id, 70, 64)
+            .unwrap();
+        let (_, off, iov) = &host.calls[0];
+        assert_eq!(*off, 64 * PAGE_SIZE, "from the window's start");
+        assert_eq!(iov[0].len, READAHEAD_PAGES * PAGE_SIZE);
+        assert_eq!(f, iov[0].phys + 6 * PAGE_SIZE);
+        // Below: back to the window start, up to the first cached page.
+        cache
+            .page_around(&mut mem, &mut frames, &mut host, id, 40, 0)
+            .unwrap();
+        let (_, off, iov) = &host.calls[1];
+        assert_eq!((*off, iov[0].len), (0, 64 * PAGE_SIZE));
+        // A cached page below stops it; so does the readahead's reach.
+        cache
+            .page_around(&mut mem, &mut frames, &mut host, id, 190, 0)
+            .unwrap();
+        let (_, off, iov) = &host.calls[2];
+        assert_eq!((*off, iov[0].len), (128 * PAGE_SIZE, 64 * PAGE_SIZE));
+        cache
+            .page_around(&mut mem, &mut frames, &mut host, id, 195, 100)
+            .unwrap();
+        let (_, off, iov) = &host.calls[3];
+        assert_eq!((*off, iov[0].len), (192 * PAGE_SIZE, 8 * PAGE_SIZE));
+        assert_eq!(cache.get(id).unwrap().cached_pages(), 200);
+    }
+
+    #[test]
     fn the_index_finds_absent_pages_and_the_next_run_of_consecutive_frames() {
         let mut ix = PageIndex::default();
-        ix.insert_run(2, 0x10_0000, 3);
+        ix.insert_absent_run(2, 0x10_0000, 3);
         ix.insert(5, 0x20_0000);
-        ix.insert_run(6, 0x20_1000, 2);
+        ix.insert_absent_run(6, 0x20_1000, 2);
         assert_eq!(ix.len(), 6);
-        ix.insert_run(3, 0x10_1000, 1);
+        ix.insert(3, 0x10_1000);
         assert_eq!(ix.len(), 6, "a page recorded again is not counted again");
         assert_eq!(ix.absent_run(0, 64), 2);
         assert_eq!(ix.absent_run(0, 1), 1);
         assert_eq!(ix.absent_run(2, 64), 0);
         assert_eq!(ix.absent_run(8, 64), 64, "past the index: all absent");
+        assert_eq!(ix.absent_from(2, 0), 0);
+        assert_eq!(ix.absent_from(4, 0), 4, "page 3 is cached");
+        assert_eq!(ix.absent_from(20, 3), 8, "from the last cached page on");
+        assert_eq!(ix.absent_from(30, 25), 25, "past the index: from `first`");
         // From a gap: the run starts at the first cached page.
         assert_eq!(ix.next_run(0, 100), Some((2, 0x10_0000, 3)));
         // A gap in the frames ends a run; consecutive frames go on.
@@ -789,21 +901,12 @@ mod tests {
         );
         assert_eq!(ix.next_run(8, 100), None);
         assert_eq!(ix.next_run(0, 2), None);
-    }
-
-    #[test]
-    fn a_host_files_frames_come_as_the_index_holds_them() {
-        let (mut mem, mut frames, mut cache, mut host, id) = setup(8 * PAGE_SIZE);
-        let f = cache.page(&mut mem, &mut frames, &mut host, id, 5).unwrap();
-        let ino = cache.get(id).unwrap();
-        let pfn = (f / PAGE_SIZE) as u32;
-        assert_eq!(ino.page_frames(4, 8), Some(&[0, pfn, pfn + 1, pfn + 2][..]));
-        assert_eq!(
-            ino.page_frames(6, 100),
-            Some(&[pfn + 1, pfn + 2][..]),
-            "to the index's end"
-        );
-        assert_eq!(ino.page_frames(9, 12), Some(&[][..]));
+        ix.insert_absent_run(20, 0x30_0000, 9);
+        assert_eq!(ix.len(), 15, "past the index's end: it grows");
+        assert_eq!(ix.next_run(9, 100), Some((20, 0x30_0000, 9)));
+        assert_eq!(ix.next_run(21, 28), Some((21, 0x30_1000, 7)));
+        assert_eq!(ix.absent_from(20, 0), 8);
+        assert_eq!(ix.absent_run(9, 64), 11);
     }
 
     #[test]
@@ -874,7 +977,6 @@ mod tests {
         assert_eq!(ino.next_resident_run(1, 3), Some((1, 0x40_1000, 2)));
         assert_eq!(ino.next_resident_run(3, 100), Some((3, 0x40_3000, 1)));
         assert_eq!(ino.next_resident_run(4, 100), None);
-        assert_eq!(ino.page_frames(0, 3), None, "a file in RAM: runs");
     }
 
     #[test]

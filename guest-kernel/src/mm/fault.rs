@@ -11,9 +11,10 @@
 //!   frames for the free entries of the aligned 64 KiB block (its part
 //!   inside the area; like multi-size THP), else one zeroed frame;
 //! - file read or exec: the page-cache frame itself, read-only, plus its
-//!   neighbours in a 16-page window (fault-around); a page holding the end
-//!   of the file data (`data_end` or end of file) gets a private frame with
-//!   the data copied and the rest zero;
+//!   neighbours in an aligned window (fault-around; a missing page is read
+//!   with the window's missing pages before it: read-around); a page
+//!   holding the end of the file data (`data_end` or end of file) gets a
+//!   private frame with the data copied and the rest zero;
 //! - write to a file page, or to a present read-only page-cache page:
 //!   copy-on-write into a private frame.
 //!
@@ -52,10 +53,12 @@ pub mod pf {
 /// per fault: the static glibc hello takes 14 faults instead of 22.
 pub const FAULT_AROUND_PAGES: u64 = 256;
 /// Pages mapped around a read fault on a host file: one readahead
-/// ([`crate::fs::cache::READAHEAD_PAGES`]). Its resident pages are found
-/// and mapped at about ten instructions each, so a wider window maps more
-/// pages a program never touches than it saves faults (a dynamic hello:
-/// 256 pages cost 27,000 more instructions to its exit than 64).
+/// ([`crate::fs::cache::READAHEAD_PAGES`]), which a missing page's read
+/// fills whole (read-around from the window's start). Its resident pages
+/// are found and mapped by runs of consecutive frames, but a wider window
+/// maps more pages a program never touches than it saves faults (a
+/// dynamic hello: 256 pages cost 27,000 more instructions to its exit
+/// than 64, measured before read-around).
 pub const HOST_FAULT_AROUND_PAGES: u64 = 64;
 
 /// Pages an anonymous fault maps at once where the area allows
@@ -1088,10 +1091,17 @@ impl Mm {
                 (base + off, mapped)
             }
             None => {
-                let frame = cache_page(env, file, off)?;
-                let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
                 let window = HOST_FAULT_AROUND_PAGES * PAGE_SIZE;
                 let lo = va & !(window - 1);
+                let idx = off / PAGE_SIZE;
+                let frame = match ino.resident(idx) {
+                    Some(frame) => frame,
+                    None => {
+                        let first = v.file_offset(lo.max(v.start)).unwrap_or(off) / PAGE_SIZE;
+                        cache_fill(env, file, idx, first)?
+                    }
+                };
+                let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
                 let (pt, mem, frames) = (&mut self.pt, &mut *env.mem, &mut *env.frames);
                 let v = &self.vmas[i];
                 (
@@ -1221,8 +1231,10 @@ fn fill_image_span<M: PhysMem>(
 
 /// Map read-only the cached pages of host file area `v` in `[lo, hi)`
 /// (one page table's span) that hold file data up to `data_end` whole and
-/// are not mapped yet, from the file's index in one pass. Returns the
-/// pages mapped.
+/// are not mapped yet: one walk to their table, then each run of
+/// physically consecutive cached pages (a fill's readahead is one or a
+/// few) written as a run ([`LeafTable::fill_free`]). Returns the pages
+/// mapped.
 fn map_cached<M: PhysMem>(
     pt: &mut PageTable,
     mem: &mut M,
@@ -1242,8 +1254,13 @@ fn map_cached<M: PhysMem>(
     let flags = user_pte_flags(v.prot, false);
     let first = off_of(from) / PAGE_SIZE;
     let end = first + (to - from) / PAGE_SIZE;
-    let pfns = ino.page_frames(first, end).unwrap_or_default();
-    pt.map_frames(mem, frames, from, pfns, flags).map_err(oom)
+    let table = &mut pt.leaf_table(mem, frames, from).map_err(oom)?;
+    let (mut at, mut mapped) = (first, 0);
+    while let Some((idx, pa, n)) = ino.next_resident_run(at, end) {
+        mapped += table.fill_free(mem, from + (idx - first) * PAGE_SIZE, pa, n, flags);
+        at = idx + n;
+    }
+    Ok(mapped)
 }
 
 /// The page-cache frame holding file offset `off` (page aligned) of
@@ -1256,15 +1273,21 @@ fn cache_page<M: PhysMem>(env: &mut MmEnv<'_, M>, file: u16, off: u64) -> Result
     let idx = off / PAGE_SIZE;
     match env.cache.get(file).and_then(|ino| ino.resident(idx)) {
         Some(frame) => Ok(frame),
-        None => cache_fill(env, file, idx),
+        None => cache_fill(env, file, idx, idx),
     }
 }
 
-/// [`cache_page`] for page `idx` not in RAM: read from the host.
+/// [`cache_page`] for page `idx` not in RAM: read from the host, with the
+/// pages missing before it back to page `first` (read-around).
 #[inline(never)]
-fn cache_fill<M: PhysMem>(env: &mut MmEnv<'_, M>, file: u16, idx: u64) -> Result<u64, FaultError> {
+fn cache_fill<M: PhysMem>(
+    env: &mut MmEnv<'_, M>,
+    file: u16,
+    idx: u64,
+    first: u64,
+) -> Result<u64, FaultError> {
     env.cache
-        .page(env.mem, env.frames, &mut *env.host, file, idx)
+        .page_around(env.mem, env.frames, &mut *env.host, file, idx, first)
         .map_err(|e| match e {
             Errno::ENOMEM => FaultError::OutOfMemory,
             _ => FaultError::Segv(SegvCode::MapErr),
@@ -1993,6 +2016,58 @@ mod tests {
         );
         assert_eq!(fx.cache.get(id).unwrap().cached_pages(), 8);
         assert_eq!(mm.user_frames, 8);
+    }
+
+    #[test]
+    fn a_host_file_read_fault_reads_around_and_maps_its_window() {
+        let (mut fx, mut mm) = setup();
+        let id = host_file(&mut fx, 200 * PAGE_SIZE, Some(3));
+        let mut v = file_vma(0x80_0000, 128, Prot::READ | Prot::EXEC, 0, u64::MAX);
+        v.backing = Backing::File {
+            file: id,
+            offset: 0,
+            data_end: u64::MAX,
+        };
+        mm.vmas.insert(v).unwrap();
+        struct Reader {
+            req: vmrun_contract::fs::FsRequest,
+            reads: Vec<(u64, u64)>,
+        }
+        impl crate::fs::host::FsHost for Reader {
+            fn req(&mut self) -> &mut vmrun_contract::fs::FsRequest {
+                &mut self.req
+            }
+            fn submit(&mut self, iov: &[IoVec]) -> i64 {
+                let len: u64 = iov.iter().map(|v| v.len).sum();
+                self.reads
+                    .push((self.req.offset / PAGE_SIZE, len / PAGE_SIZE));
+                len as i64
+            }
+        }
+        let mut host = Reader {
+            req: vmrun_contract::fs::FsRequest::zeroed(),
+            reads: Vec::new(),
+        };
+        let mut env = MmEnv {
+            mem: &mut fx.mem,
+            frames: &mut fx.frames,
+            cache: &mut fx.cache,
+            host: &mut host,
+        };
+        // Page 70: its window (pages 64..128) is read whole and mapped.
+        let out = mm.handle_page_fault(&mut env, 0x84_6000, U).unwrap();
+        assert_eq!((out.kind, out.pages_mapped), (FaultKind::FileMapped, 64));
+        // Page 10, below: read back to its window's start, not past the
+        // pages cached already.
+        let out = mm.handle_page_fault(&mut env, 0x80_a000, U).unwrap();
+        assert_eq!(out.pages_mapped, 64);
+        assert_eq!(host.reads, [(64, 64), (0, 64)]);
+        let ino = fx.cache.get(id).unwrap();
+        for page in [0, 10, 63, 64, 70, 127] {
+            let t = mm.pt.translate(&fx.mem, 0x80_0000 + page * PAGE_SIZE);
+            assert_eq!(t.map(|t| t.frame), ino.resident(page), "page {page}");
+        }
+        assert_eq!(mm.user_frames, 0, "page-cache frames, not the program's");
     }
 
     #[test]

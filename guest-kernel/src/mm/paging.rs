@@ -200,8 +200,10 @@ impl LeafTable<'_> {
     /// region) to the consecutive frames from `pa`, with `flags`; returns
     /// the entries written. In a fresh table, a run outside those filled
     /// before is written without reading an entry (about three
-    /// instructions each); other entries are checked first. Nothing is
-    /// written if the run leaves the region or `pa` is not a page address.
+    /// instructions each); elsewhere the free entries before the first
+    /// used one are found four to a test and written unread, the rest
+    /// checked one by one. Nothing is written if the run leaves the region
+    /// or `pa` is not a page address.
     pub fn fill_free<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -220,13 +222,20 @@ impl LeafTable<'_> {
         }
         let at = self.table + first * 8;
         let (from, to) = self.filled;
+        self.filled = (from.min(first), to.max(end));
         let written = if self.fresh && (end <= from || first >= to) {
             mem.write_run(at, pa | flags, PAGE_SIZE, n);
             n
         } else {
-            mem.write_run_free(at, pa | flags, PAGE_SIZE, n, pte::P | pte::PROTNONE)
+            // Most runs are free whole (fault-around windows do not
+            // overlap): the free entries before the first used one are
+            // found four to a test and written unread.
+            let busy = pte::P | pte::PROTNONE;
+            let free = mem.free_words(at, n, busy);
+            mem.write_run(at, pa | flags, PAGE_SIZE, free);
+            let (at, pa) = (at + free * 8, (pa + free * PAGE_SIZE) | flags);
+            free + mem.write_run_free(at, pa, PAGE_SIZE, n - free, busy)
         };
-        self.filled = (from.min(first), to.max(end));
         if trace::on(mem, category::PAGE_TABLES) {
             trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
         }
@@ -612,50 +621,11 @@ impl PageTable {
         (0..n).all(|k| !used(mem.read_u64(at + k * 8)))
     }
 
-    /// Map the 4 KiB pages from `va` (all in one table) whose frame
-    /// numbers `pfns` gives (0: no page) at the entries that are free, with
-    /// `flags`: one walk and one pass over the entries, whatever the
-    /// frames' order (a host file's page-cache pages). Returns the entries
-    /// written.
-    pub fn map_frames<M: PhysMem>(
-        &mut self,
-        mem: &mut M,
-        frames: &mut FrameAllocator,
-        va: u64,
-        pfns: &[u32],
-        flags: u64,
-    ) -> Result<u64, MapError> {
-        check_map_args(va, 0, PageSize::Size4K)?;
-        debug_assert!(index(va, 1) + pfns.len() as u64 <= ENTRIES);
-        if pfns.is_empty() {
-            return Ok(0);
-        }
-        let (table, parent_pa, _) = self.walk_create(mem, frames, va, 1)?;
-        let at = table + index(va, 1) * 8;
-        let traced = trace::on(mem, category::PAGE_TABLES);
-        let mut written = 0;
-        for (k, &pfn) in pfns.iter().enumerate() {
-            let slot = at + k as u64 * 8;
-            if pfn == 0 || used(mem.read_u64(slot)) {
-                continue;
-            }
-            let e = (u64::from(pfn) * PAGE_SIZE) | flags;
-            mem.write_u64(slot, e);
-            if traced {
-                trace_entry(mem, kind::PTE_SET, 1, va + k as u64 * PAGE_SIZE, e);
-            }
-            written += 1;
-        }
-        if written > 0 {
-            add_count(mem, parent_pa, written);
-        }
-        Ok(written)
-    }
-
     /// The table of 4 KiB entries for user `va`'s 2 MiB region, found or
     /// made with one walk, to fill several runs of its entries with
     /// different flags ([`LeafTable::fill_free`]): fault-around over
     /// neighbouring areas of one file.
+    #[inline(always)]
     pub fn leaf_table<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -2671,31 +2641,6 @@ mod tests {
             let frame = fa.alloc_zeroed(mem).unwrap();
             pt.map(mem, fa, va, frame, PageSize::Size4K, UF).unwrap();
         }
-    }
-
-    #[test]
-    fn map_frames_maps_each_page_with_a_frame_at_the_free_entries_only() {
-        let (mut mem, mut fa, mut pt) = setup();
-        pt.map(
-            &mut mem,
-            &mut fa,
-            0x40_1000,
-            0x70_0000,
-            PageSize::Size4K,
-            UF,
-        )
-        .unwrap();
-        let pfns = [0x100, 0x205, 0, 0x101];
-        let n = pt
-            .map_frames(&mut mem, &mut fa, 0x40_0000, &pfns, UF)
-            .unwrap();
-        assert_eq!(n, 2, "page 1 was mapped, page 2 has no frame");
-        let frame = |pt: &PageTable, mem: &TestMem, va| pt.translate(mem, va).map(|t| t.frame);
-        assert_eq!(frame(&pt, &mem, 0x40_0000), Some(0x10_0000));
-        assert_eq!(frame(&pt, &mem, 0x40_1000), Some(0x70_0000), "kept");
-        assert_eq!(frame(&pt, &mem, 0x40_2000), None);
-        assert_eq!(frame(&pt, &mem, 0x40_3000), Some(0x10_1000));
-        assert_eq!(pt.map_frames(&mut mem, &mut fa, 0x40_0000, &[], UF), Ok(0));
     }
 
     #[test]
