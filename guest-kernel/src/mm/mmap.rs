@@ -227,10 +227,14 @@ impl Mm {
         replaces: bool,
     ) -> KResult<u64> {
         debug_assert_eq!(replaces, self.vmas.intersects(vma.start, vma.end));
-        if replaces {
-            self.do_munmap(env, vma.start, vma.end)?;
+        if !replaces {
+            self.vmas.insert_merged(vma)?;
+            return Ok(vma.start);
         }
-        self.vmas.insert_merged(vma)?;
+        // The removal tells where the area goes: no second search.
+        let i = self.unmap_areas(env, vma.start, vma.end)?;
+        let i = self.vmas.insert_at(i, vma)?;
+        self.vmas.merge_around(i);
         Ok(vma.start)
     }
 
@@ -259,6 +263,17 @@ impl Mm {
         start: u64,
         end: u64,
     ) -> KResult<()> {
+        self.unmap_areas(env, start, end).map(|_| ())
+    }
+
+    /// [`Self::do_munmap`], returning the position an area of `[start,
+    /// end)` now takes.
+    fn unmap_areas<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        start: u64,
+        end: u64,
+    ) -> KResult<usize> {
         if self.vmas.len() >= MAX_VMAS && self.vmas.punches_hole(start, end) {
             return Err(Errno::ENOMEM);
         }

@@ -676,31 +676,43 @@ impl VmaSet {
     /// Remove `[start, end)` from the set, splitting areas that straddle
     /// its ends, and report each removed piece. ENOMEM (and no change) if
     /// a hole punched in one area would exceed [`MAX_VMAS`] or the heap's
-    /// budget for areas.
+    /// budget for areas. Returns the position an area of `[start, end)`
+    /// now takes (for [`Self::insert_at`]: a MAP_FIXED mapping's).
     pub fn remove_range<F: FnMut(&Vma)>(
         &mut self,
         start: u64,
         end: u64,
         mut on_removed: F,
-    ) -> KResult<()> {
+    ) -> KResult<usize> {
         if start >= end {
-            return Ok(());
+            return Ok(self.t.seek(start).0);
         }
         if self.len() >= MAX_VMAS && self.punches_hole(start, end) {
             return Err(Errno::ENOMEM);
         }
-        // The split at `end` lies in an area at or past `lo`: `lo` stays.
         let (split, lo) = self.split_below(start)?;
-        if let Err(e) = self.split_unchecked(end) {
-            // Undo the first split so that a failure changes nothing.
-            if let Some(i) = lo.filter(|&i| split && i > 0) {
-                self.merge_pair_quiet(i - 1);
-            }
-            return Err(e);
-        }
         let Some(lo) = lo else {
-            return Ok(());
+            return Ok(self.len());
         };
+        // The area holding `end`, if any, is at or past `lo` (which
+        // stays): found by stepping from it, not searched for.
+        let mut j = lo;
+        while let Some(v) = self.t.get(j).copied() {
+            if v.end > end {
+                if v.start < end {
+                    if let Err(e) = self.split_area(j, v, end) {
+                        // Undo the first split so that a failure changes
+                        // nothing.
+                        if split && lo > 0 {
+                            self.merge_pair_quiet(lo - 1);
+                        }
+                        return Err(e);
+                    }
+                }
+                break;
+            }
+            j += 1;
+        }
         while let Some(v) = self.t.get(lo).copied() {
             if v.start >= end {
                 break;
@@ -709,7 +721,7 @@ impl VmaSet {
             self.note(trace_kind::VMA_REMOVE, v, 0);
             self.t.remove_at(lo);
         }
-        Ok(())
+        Ok(lo)
     }
 
     /// Whether `[start, end)` lies strictly inside one area.
@@ -1185,6 +1197,28 @@ mod tests {
         assert_eq!(s.find_gap_top_down(90 * P, 16 * P, 105 * P), None);
         assert_eq!(s.find_gap_top_down(84 * P, 16 * P, 105 * P), Some(16 * P));
         assert_eq!(s.find_gap_top_down(5 * P, 100 * P, 115 * P), Some(110 * P));
+    }
+
+    #[test]
+    fn gap_search_passes_touching_areas_to_the_gap_below_them() {
+        let mut s = VmaSet::new();
+        s.insert(anon(20, 30)).unwrap();
+        // Touching areas of different rights stay apart, as a library's
+        // segments do: no room between them.
+        for (k, prot) in [Prot::READ, Prot::RW, Prot::READ, Prot::RW]
+            .into_iter()
+            .enumerate()
+        {
+            let at = (40 + 2 * k as u64) * P;
+            s.insert(Vma::anon(at, at + 2 * P, prot, VmFlags::NONE))
+                .unwrap();
+        }
+        s.insert(Vma::anon(48 * P, 60 * P, Prot::RW, VmFlags::GROWSDOWN))
+            .unwrap();
+        assert_eq!(s.len(), 6);
+        assert_eq!(s.find_gap_top_down(P, 16 * P, 60 * P), Some(39 * P));
+        assert_eq!(s.find_gap_top_down(10 * P, 16 * P, 60 * P), Some(30 * P));
+        assert_eq!(s.find_gap_top_down(11 * P, 16 * P, 60 * P), None);
     }
 }
 

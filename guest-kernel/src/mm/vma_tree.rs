@@ -1206,12 +1206,21 @@ fn gap_in(node: &Node, len: u64, low: u64, high: u64) -> Option<u64> {
     let floor = low.saturating_add(len);
     match node {
         Node::Leaf(v) => {
-            for w in v.windows(2).rev() {
-                if let Some(a) = fits(w[0].end.max(low), w[1].start_gap().min(high)) {
+            let mut i = v.len();
+            while i >= 2 {
+                i -= 1;
+                let (below, above) = (&v[i - 1], &v[i]);
+                // Areas that touch leave no gap (a guard gap only shrinks
+                // one): the common case of a library's segments, passed
+                // with one comparison.
+                if below.end == above.start {
+                    continue;
+                }
+                if let Some(a) = fits(below.end.max(low), above.start_gap().min(high)) {
                     return Some(a);
                 }
                 // Every lower gap ends at or below this area's start.
-                if w[0].start < floor {
+                if below.start < floor {
                     return None;
                 }
             }
