@@ -231,9 +231,11 @@ impl Mm {
             self.vmas.insert_merged(vma)?;
             return Ok(vma.start);
         }
-        // The removal tells where the area goes: no second search.
-        let i = self.unmap_areas(env, vma.start, vma.end)?;
-        let i = self.vmas.insert_at(i, vma)?;
+        if self.vmas.len() >= MAX_VMAS && self.vmas.punches_hole(vma.start, vma.end) {
+            return Err(Errno::ENOMEM);
+        }
+        self.unmap_pages(env, vma.start, vma.end)?;
+        let i = self.vmas.replace_range(vma)?;
         self.vmas.merge_around(i);
         Ok(vma.start)
     }
@@ -263,22 +265,11 @@ impl Mm {
         start: u64,
         end: u64,
     ) -> KResult<()> {
-        self.unmap_areas(env, start, end).map(|_| ())
-    }
-
-    /// [`Self::do_munmap`], returning the position an area of `[start,
-    /// end)` now takes.
-    fn unmap_areas<M: PhysMem>(
-        &mut self,
-        env: &mut MmEnv<'_, M>,
-        start: u64,
-        end: u64,
-    ) -> KResult<usize> {
         if self.vmas.len() >= MAX_VMAS && self.vmas.punches_hole(start, end) {
             return Err(Errno::ENOMEM);
         }
         self.unmap_pages(env, start, end)?;
-        self.vmas.remove_range(start, end, |_| ())
+        self.vmas.remove_range(start, end, |_| ()).map(|_| ())
     }
 
     /// The `mprotect` system call. Like Linux, areas before a hole keep

@@ -690,9 +690,50 @@ impl VmaSet {
         if self.len() >= MAX_VMAS && self.punches_hole(start, end) {
             return Err(Errno::ENOMEM);
         }
+        let Some(lo) = self.split_ends(start, end)? else {
+            return Ok(self.len());
+        };
+        while let Some(v) = self.t.get(lo).copied() {
+            if v.start >= end {
+                break;
+            }
+            on_removed(&v);
+            self.note(trace_kind::VMA_REMOVE, v, 0);
+            self.t.remove_at(lo);
+        }
+        Ok(lo)
+    }
+
+    /// Put `vma` (page aligned, not empty) in place of what its range
+    /// holds, as [`Self::remove_range`] and [`Self::insert_at`] do, with
+    /// the same records (a MAP_FIXED mapping, once its pages are gone);
+    /// returns its position. When one area (after the splits) spans the
+    /// range exactly, it is changed in place: nothing moves in the tree.
+    pub fn replace_range(&mut self, vma: Vma) -> KResult<usize> {
+        if self.len() >= MAX_VMAS && self.punches_hole(vma.start, vma.end) {
+            return Err(Errno::ENOMEM);
+        }
+        let lo = self.split_ends(vma.start, vma.end)?;
+        let old = lo.and_then(|i| Some((i, *self.t.get(i)?)));
+        if let Some((i, old)) = old.filter(|(_, o)| o.start == vma.start && o.end == vma.end) {
+            let mut new = vma;
+            new.flags = accounted(vma.flags, vma.prot);
+            self.note(trace_kind::VMA_REMOVE, old, 0);
+            self.t.replace_at(i, new);
+            self.note(trace_kind::VMA_INSERT, new, 0);
+            return Ok(i);
+        }
+        let i = self.remove_range(vma.start, vma.end, |_| ())?;
+        self.insert_at(i, vma)
+    }
+
+    /// Make `start` and `end` area boundaries (ENOMEM, and no change, if
+    /// a split fails); returns the position of the first area past
+    /// `start`, if any.
+    fn split_ends(&mut self, start: u64, end: u64) -> KResult<Option<usize>> {
         let (split, lo) = self.split_below(start)?;
         let Some(lo) = lo else {
-            return Ok(self.len());
+            return Ok(None);
         };
         // The area holding `end`, if any, is at or past `lo` (which
         // stays): found by stepping from it, not searched for.
@@ -713,15 +754,7 @@ impl VmaSet {
             }
             j += 1;
         }
-        while let Some(v) = self.t.get(lo).copied() {
-            if v.start >= end {
-                break;
-            }
-            on_removed(&v);
-            self.note(trace_kind::VMA_REMOVE, v, 0);
-            self.t.remove_at(lo);
-        }
-        Ok(lo)
+        Ok(Some(lo))
     }
 
     /// Whether `[start, end)` lies strictly inside one area.
@@ -1197,6 +1230,52 @@ mod tests {
         assert_eq!(s.find_gap_top_down(90 * P, 16 * P, 105 * P), None);
         assert_eq!(s.find_gap_top_down(84 * P, 16 * P, 105 * P), Some(16 * P));
         assert_eq!(s.find_gap_top_down(5 * P, 100 * P, 115 * P), Some(110 * P));
+    }
+
+    #[test]
+    fn replace_range_changes_one_spanned_area_in_place_with_the_records_of_remove_and_insert() {
+        use vmrun_contract::trace::kind as tk;
+        let sums = |s: &VmaSet| {
+            let data = s.iter().filter(|v| v.is_data()).map(|v| v.len()).sum();
+            (s.total_bytes(), s.data_bytes()) == (s.iter().map(|v| v.len()).sum(), data)
+        };
+        let kinds = |s: &mut VmaSet| {
+            let mut k = Vec::new();
+            s.take_journal(|c| k.push((c.kind, c.vma.start / P, c.vma.end / P)));
+            k
+        };
+        let mut s = VmaSet::new();
+        s.insert(file(10, 40, 0)).unwrap();
+        s.insert(anon(50, 60)).unwrap();
+        s.set_journaling(true);
+        // Inside one area: two splits, then the middle piece is replaced.
+        let i = s.replace_range(anon(20, 30)).unwrap();
+        assert_eq!(i, 1);
+        assert_eq!(ranges(&s), vec![(10, 20), (20, 30), (30, 40), (50, 60)]);
+        assert_eq!(s[1].backing, Backing::Anon);
+        assert_eq!(
+            s.find_hot(25 * P).map(|(i, v)| (i, v.start)),
+            Some((1, 20 * P))
+        );
+        assert!(sums(&s));
+        assert_eq!(
+            kinds(&mut s),
+            vec![
+                (tk::VMA_SPLIT, 10, 40),
+                (tk::VMA_SPLIT, 20, 40),
+                (tk::VMA_REMOVE, 20, 30),
+                (tk::VMA_INSERT, 20, 30),
+            ]
+        );
+        // Over several areas and a hole: removed, then inserted.
+        let i = s.replace_range(file(25, 55, 0)).unwrap();
+        assert_eq!(i, 2);
+        assert_eq!(ranges(&s), vec![(10, 20), (20, 25), (25, 55), (55, 60)]);
+        assert_eq!(s.total_bytes(), 50 * P);
+        assert!(sums(&s));
+        // Over nothing: inserted where it goes.
+        assert_eq!(s.replace_range(anon(70, 71)), Ok(4));
+        assert_eq!(s.len(), 5);
     }
 
     #[test]

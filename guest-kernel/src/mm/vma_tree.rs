@@ -825,6 +825,17 @@ impl VmaTree {
         }
     }
 
+    /// Put `vma` in place of the area at position `i` (between the same
+    /// neighbours), as the hot one: as [`Self::insert_at`] makes a new
+    /// area, since a program touches what it just mapped (a MAP_FIXED
+    /// mapping's first fault then needs no lookup).
+    pub fn replace_at(&mut self, i: usize, vma: Vma) {
+        self.update(i, |a| *a = vma);
+        if i < self.len {
+            self.hot = Hot { pos: i, vma };
+        }
+    }
+
     /// Set the anonymous-memory identity of the area at position `i`
     /// (no summary depends on it).
     pub fn set_anon(&mut self, i: usize, anon: u32) {
@@ -1478,6 +1489,26 @@ mod tests {
             t.find_hot(area(k).start);
         }
         assert_eq!(t.find_hot(area(2).start + 0x1000), None, "a gap");
+    }
+
+    #[test]
+    fn an_area_replaced_in_place_is_the_hot_one() {
+        let mut t = VmaTree::new();
+        for k in 0..4 {
+            t.insert_at(k as usize, area(k)).unwrap();
+        }
+        t.find_hot(area(0).start);
+        let new = Vma {
+            prot: Prot::RW,
+            ..area(2)
+        };
+        t.replace_at(2, new);
+        assert_eq!((t.hot.pos, t.hot.vma), (2, new));
+        assert_eq!(
+            t.find_hot(new.start).map(|(i, v)| (i, v.prot)),
+            Some((2, Prot::RW))
+        );
+        assert_eq!(t.find_hot(area(0).start).map(|(i, _)| i), Some(0));
     }
 
     #[test]
