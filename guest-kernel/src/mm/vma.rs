@@ -659,9 +659,7 @@ impl VmaSet {
     fn split_area(&mut self, i: usize, v: Vma, addr: u64) -> KResult<Vma> {
         let mut low = v;
         let high = low.split_off(addr);
-        // Insert the high part first: if that fails nothing has changed.
-        self.t.insert_at(i + 1, high)?;
-        self.t.update(i, |a| *a = low);
+        self.t.split_at(i, low, high)?;
         self.note(trace_kind::VMA_SPLIT, v, addr);
         Ok(high)
     }

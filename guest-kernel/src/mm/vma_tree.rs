@@ -825,6 +825,25 @@ impl VmaTree {
         }
     }
 
+    /// Split the area at position `i` into `low` (staying at `i`) and
+    /// `high` (at `i + 1`), its two parts, which together span its bytes:
+    /// in a one-leaf tree with room, one write and one insert, no weight
+    /// to recount.
+    pub fn split_at(&mut self, i: usize, low: Vma, high: Vma) -> KResult<()> {
+        if let Some(Node::Leaf(v)) = &mut self.root {
+            if v.len() < LEAF_CAP && i < v.len() {
+                v[i] = low;
+                v.insert(i + 1, high);
+                self.len += 1;
+                self.forget_finger();
+                return Ok(());
+            }
+        }
+        self.insert_at(i + 1, high)?;
+        self.update(i, |a| *a = low);
+        Ok(())
+    }
+
     /// Put `vma` in place of the area at position `i` (between the same
     /// neighbours), as the hot one: as [`Self::insert_at`] makes a new
     /// area, since a program touches what it just mapped (a MAP_FIXED
@@ -1489,6 +1508,36 @@ mod tests {
             t.find_hot(area(k).start);
         }
         assert_eq!(t.find_hot(area(2).start + 0x1000), None, "a gap");
+    }
+
+    #[test]
+    fn split_at_keeps_order_weight_and_drops_the_hot_copy() {
+        for n in [4u64, 200] {
+            let mut t = VmaTree::new();
+            for k in 0..n {
+                let v = Vma::anon(k * 0x4000, k * 0x4000 + 0x2000, Prot::RW, VmFlags::NONE);
+                t.insert_at(k as usize, v).unwrap();
+            }
+            let (bytes, data) = (t.bytes(), t.data_bytes());
+            t.find_hot(0x4000);
+            let mut low = *t.get(1).unwrap();
+            let mut high = low;
+            low.end = 0x5000;
+            high.start = 0x5000;
+            t.split_at(1, low, high).unwrap();
+            assert_eq!(t.len(), n as usize + 1);
+            assert_eq!((t.bytes(), t.data_bytes()), (bytes, data));
+            assert_eq!(t.hot.pos, usize::MAX);
+            assert_eq!(
+                t.find_hot(0x5800).map(|(i, v)| (i, v.start)),
+                Some((2, 0x5000))
+            );
+            assert_eq!(
+                t.find_hot(0x4800).map(|(i, v)| (i, v.end)),
+                Some((1, 0x5000))
+            );
+            assert_eq!(t.find_hot(0x8000).map(|(i, _)| i), Some(3));
+        }
     }
 
     #[test]
