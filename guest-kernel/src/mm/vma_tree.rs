@@ -394,11 +394,20 @@ impl VmaTree {
 
     /// Remove every area (freeing the nodes).
     pub fn clear(&mut self) {
-        self.root = None;
+        if self.root.is_some() {
+            self.drop_nodes();
+        }
         self.len = 0;
         self.bytes = 0;
         self.data_bytes = 0;
         self.forget_finger();
+    }
+
+    /// Free every node (out of line: clearing an empty tree, as a fresh
+    /// exec's, saves no registers for it).
+    #[inline(never)]
+    fn drop_nodes(&mut self) {
+        self.root = None;
     }
 
     /// Forget the finger and the hot area (every change to the tree's
