@@ -101,6 +101,18 @@ pub fn statx_info(b: &[u8; STATX_SIZE]) -> StatxInfo {
     }
 }
 
+/// [`statx_info`] of the `struct statx` words the host hands back, read
+/// in place: an open needs these fields only, not the bytes made first.
+pub fn statx_info_words(w: &[u64; 32]) -> StatxInfo {
+    StatxInfo {
+        mode: (w[3] >> 32) as u32 & 0xffff,
+        ino: w[4],
+        dev: encode_dev(w[17] as u32, (w[17] >> 32) as u32),
+        size: w[5],
+        mtime: (w[14] as i64, w[15] as u32),
+    }
+}
+
 /// `struct stat` from a raw `struct statx` (Linux's `cp_new_stat`).
 pub fn stat_from_statx(b: &[u8; STATX_SIZE]) -> [u8; STAT_SIZE] {
     let mut st = [0u8; STAT_SIZE];
@@ -165,6 +177,13 @@ pub fn stat_of(a: &Attr) -> [u8; STAT_SIZE] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statx_info_of_the_words_is_that_of_their_bytes() {
+        let w: [u64; 32] =
+            core::array::from_fn(|k| 0x0123_4567_89ab_cdef_u64.rotate_left(k as u32 * 5));
+        assert_eq!(statx_info_words(&w), statx_info(&statx_bytes(&w)));
+    }
 
     #[test]
     fn encode_dev_matches_linux_for_small_and_large_numbers() {

@@ -129,25 +129,30 @@ impl Mm {
                 data_end: u64::MAX,
             };
         }
-        // Room that get_unmapped_area found holds no area, and a fixed
-        // mapping replaces one where it covers mapped bytes.
-        let replaced = self.check_limits(env, &vma, flags, fixed)?;
-        self.map_over(env, vma, replaced > 0)
+        // Room that get_unmapped_area found holds no area; a fixed
+        // mapping may replace some.
+        let may_replace = fixed && flags & map::FIXED_NOREPLACE == 0;
+        let replaces = self.check_limits(env, &vma, flags, may_replace)?;
+        self.map_over(env, vma, replaces)
     }
 
     /// Linux's checks of a new mapping against the limits (in
     /// `mmap_region`): `RLIMIT_AS` and `RLIMIT_DATA` (what a `fixed`
     /// mapping replaces is not counted twice), `vm.max_map_count`, and the
     /// heuristic overcommit check of a private writable mapping. Returns
-    /// the mapped bytes the new mapping replaces.
+    /// whether the new mapping may replace mapped areas: whether it does,
+    /// or, for a fixed one under no such limit (nothing to count, so no
+    /// lookup), true.
     fn check_limits<M: PhysMem>(
         &self,
         env: &MmEnv<'_, M>,
         vma: &Vma,
         flags: u64,
         fixed: bool,
-    ) -> KResult<u64> {
-        let (old, old_data) = match fixed {
+    ) -> KResult<bool> {
+        let unlimited = self.rlim.cur(resource::AS) == RLIM_INFINITY
+            && self.rlim.cur(resource::DATA) == RLIM_INFINITY;
+        let (old, old_data) = match fixed && !unlimited {
             true => self.vmas.bytes_in(vma.start, vma.end),
             false => (0, 0),
         };
@@ -164,7 +169,7 @@ impl Mm {
         if accountable && !overcommit_guess_ok(vma.len() / PAGE_SIZE, env.frames.total()) {
             return Err(Errno::ENOMEM);
         }
-        Ok(old)
+        Ok(old > 0 || fixed && unlimited)
     }
 
     /// Where a mapping of `len` (page aligned) bytes goes (Linux's
@@ -217,8 +222,9 @@ impl Mm {
         self.map_over(env, vma, replaces)
     }
 
-    /// [`Self::map_region`] of an area that `replaces` mapped areas or
-    /// not, as the caller found out: no lookup to tell.
+    /// [`Self::map_region`] of an area that `replaces` mapped areas, or
+    /// may, or (false) does not, as the caller found out: no lookup to
+    /// tell.
     #[inline(always)]
     fn map_over<M: PhysMem>(
         &mut self,
@@ -226,11 +232,17 @@ impl Mm {
         vma: Vma,
         replaces: bool,
     ) -> KResult<u64> {
-        debug_assert_eq!(replaces, self.vmas.intersects(vma.start, vma.end));
-        if replaces {
-            self.do_munmap(env, vma.start, vma.end)?;
+        debug_assert!(replaces || !self.vmas.intersects(vma.start, vma.end));
+        if !replaces {
+            self.vmas.insert_merged(vma)?;
+            return Ok(vma.start);
         }
-        self.vmas.insert_merged(vma)?;
+        if self.vmas.len() >= MAX_VMAS && self.vmas.punches_hole(vma.start, vma.end) {
+            return Err(Errno::ENOMEM);
+        }
+        self.unmap_pages(env, vma.start, vma.end)?;
+        let i = self.vmas.replace_range(vma)?;
+        self.vmas.merge_around(i);
         Ok(vma.start)
     }
 
@@ -263,7 +275,7 @@ impl Mm {
             return Err(Errno::ENOMEM);
         }
         self.unmap_pages(env, start, end)?;
-        self.vmas.remove_range(start, end, |_| ())
+        self.vmas.remove_range(start, end, |_| ()).map(|_| ())
     }
 
     /// The `mprotect` system call. Like Linux, areas before a hole keep
@@ -544,6 +556,7 @@ mod tests {
     use super::*;
     use crate::mm::fault::pf;
     use crate::mm::paging::pte;
+    use crate::mm::rlimit::Rlimit;
     use crate::mm::space::MMAP_BASE;
     use crate::mm::testmem::Fixture;
     use crate::mm::vma::Backing;
@@ -694,6 +707,32 @@ mod tests {
         assert_eq!(e, Err(Errno::EEXIST));
         mm.munmap(&mut fx.env(), a, 4 * P).unwrap();
         assert_eq!((mm.user_frames, fx.frames.in_use()), (0, base));
+    }
+
+    #[test]
+    fn map_fixed_over_free_room_or_part_of_an_area_merges_as_a_plain_mapping() {
+        let (mut fx, mut mm) = setup();
+        let a = 0x1000_0000;
+        // Over nothing, next to nothing, then touching it: merged.
+        assert_eq!(mmap(&mut mm, &mut fx, a, 2 * P, RW, PA | map::FIXED), Ok(a));
+        let b = a + 2 * P;
+        assert_eq!(mmap(&mut mm, &mut fx, b, P, RW, PA | map::FIXED), Ok(b));
+        assert_eq!(ranges(&mm), vec![(a, a + 3 * P)]);
+        // Over the end of the area and the free room past it.
+        let c = a + 2 * P;
+        let r = mmap(&mut mm, &mut fx, c, 3 * P, prot::READ, PA | map::FIXED);
+        assert_eq!(r, Ok(c));
+        assert_eq!(ranges(&mm), vec![(a, c), (c, c + 3 * P)]);
+        // With an address-space limit the replaced bytes are counted once.
+        let cap = Rlimit {
+            cur: 5 * P,
+            max: RLIM_INFINITY,
+        };
+        mm.rlim.set(resource::AS, cap).unwrap();
+        assert_eq!(mmap(&mut mm, &mut fx, a, 5 * P, RW, PA | map::FIXED), Ok(a));
+        let over = mmap(&mut mm, &mut fx, a, 6 * P, RW, PA | map::FIXED);
+        assert_eq!(over, Err(Errno::ENOMEM));
+        assert_eq!(ranges(&mm), vec![(a, a + 5 * P)]);
     }
 
     #[test]

@@ -1131,8 +1131,14 @@ impl PageTable {
         }
     }
 
-    /// Unmap every leaf in `[start, end)`, calling `on_leaf` for each (to
-    /// release its frame), and free the tables that become empty.
+    /// Unmap every leaf in `[start, end)` (page aligned), calling
+    /// `on_leaf` for each (to release its frame), and free the tables that
+    /// become empty (or are met empty). The cost follows the tables
+    /// present: one descent from the root per page table or 2 MiB leaf in
+    /// the range, a free entry at any level passing everything it covers
+    /// (with the free entries after it, in one scan), and one pass over
+    /// each page table's entries in the range. A 2 MiB leaf straddling
+    /// `start` or `end` is split first.
     pub fn unmap_range<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf)>(
         &mut self,
         mem: &mut M,
@@ -1141,10 +1147,162 @@ impl PageTable {
         end: u64,
         mut on_leaf: F,
     ) -> Result<(), MapError> {
-        self.update_range(mem, frames, start, end, |m, fr, l| {
-            on_leaf(m, fr, l);
-            LeafAction::Unmap
-        })
+        let mut va = start;
+        while va < end {
+            va = self.unmap_step(mem, frames, va, end, &mut on_leaf)?;
+        }
+        Ok(())
+    }
+
+    /// One step of [`Self::unmap_range`] at `va` (below `end`): descend
+    /// towards `va`'s page table; pass a free entry and the free ones
+    /// after it, or free an empty table, or unmap a 2 MiB leaf, or clear
+    /// the page table's used entries up to its region's end or `end`.
+    /// Returns where the next step starts.
+    fn unmap_step<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf)>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        va: u64,
+        end: u64,
+        on_leaf: &mut F,
+    ) -> Result<u64, MapError> {
+        // path[l]: the entry at level l on the way to `va`.
+        let mut path = [0u64; 5];
+        let mut table = self.root;
+        for level in [4, 3, 2] {
+            let entry_pa = table + index(va, level) * 8;
+            let e = mem.read_u64(entry_pa);
+            let span = span(level);
+            let next = (va & !(span - 1)) + span;
+            path[level as usize] = entry_pa;
+            if !used(e) {
+                let table_end = (va & !(span * ENTRIES - 1)) + span * ENTRIES;
+                let after = index(end.min(table_end) - 1, level) - index(va, level);
+                let free = mem.free_words(entry_pa + 8, after, pte::P | pte::PROTNONE);
+                return Ok(next + free * span);
+            }
+            if e & pte::PS != 0 {
+                if level != 2 {
+                    // No leaf above 2 MiB is made: none to unmap.
+                    return Ok(next);
+                }
+                if va & (span - 1) != 0 || next > end {
+                    self.split_huge(mem, frames, va)?;
+                    return Ok(va);
+                }
+                on_leaf(
+                    mem,
+                    frames,
+                    Leaf {
+                        va,
+                        frame: e & pte::ADDR_MASK_2M,
+                        size: PageSize::Size2M,
+                        flags: leaf_flags(e),
+                    },
+                );
+                mem.write_u64(entry_pa, 0);
+                trace_entry(mem, kind::PTE_CLEAR, 2, va, e);
+                self.one_fewer(mem, frames, &path, 2, va);
+                return Ok(next);
+            }
+            if count(e) == 0 {
+                self.free_table(mem, frames, &path, level - 1, va);
+                return Ok(next);
+            }
+            table = e & pte::ADDR_MASK;
+        }
+        let stop = end.min((va | (HUGE_PAGE_SIZE - 1)) + 1);
+        self.unmap_leaves(mem, frames, table, &path, va, stop, on_leaf);
+        Ok(stop)
+    }
+
+    /// Clear the used entries of the page `table` (under `path`) in
+    /// `[va, stop)`, inside one 2 MiB region; free the table if that
+    /// empties it.
+    #[allow(clippy::too_many_arguments)]
+    fn unmap_leaves<M: PhysMem, F: FnMut(&mut M, &mut FrameAllocator, Leaf)>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        table: u64,
+        path: &[u64; 5],
+        va: u64,
+        stop: u64,
+        on_leaf: &mut F,
+    ) {
+        let region = va & !(HUGE_PAGE_SIZE - 1);
+        let n = count(mem.read_u64(path[2]));
+        let (mut i, last) = (index(va, 1), index(stop - 1, 1));
+        let mut cleared = 0;
+        while i <= last && cleared < n {
+            let entry_pa = table + i * 8;
+            let e = mem.read_u64(entry_pa);
+            i += 1;
+            if !used(e) {
+                i += mem.free_words(table + i * 8, last + 1 - i, pte::P | pte::PROTNONE);
+                continue;
+            }
+            let leaf_va = region + (i - 1) * PAGE_SIZE;
+            let leaf = Leaf {
+                va: leaf_va,
+                frame: e & pte::ADDR_MASK,
+                size: PageSize::Size4K,
+                flags: leaf_flags(e),
+            };
+            on_leaf(mem, frames, leaf);
+            mem.write_u64(entry_pa, 0);
+            trace_entry(mem, kind::PTE_CLEAR, 1, leaf_va, e);
+            cleared += 1;
+        }
+        if cleared == n {
+            self.free_table(mem, frames, path, 1, va);
+        } else if cleared > 0 {
+            let e = mem.read_u64(path[2]);
+            mem.write_u64(path[2], with_count(e, n - cleared));
+        }
+    }
+
+    /// Free the table at `level` that `path[level + 1]` points to, and
+    /// count the entry gone in the table above (freeing that if emptied).
+    fn free_table<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        path: &[u64; 5],
+        level: u32,
+        va: u64,
+    ) {
+        let entry_pa = path[level as usize + 1];
+        let table = mem.read_u64(entry_pa) & pte::ADDR_MASK;
+        frames.free(mem, table);
+        self.tables -= 1;
+        self.forget_table();
+        mem.write_u64(entry_pa, 0);
+        trace_table(mem, kind::PT_FREE, level, va, table);
+        self.one_fewer(mem, frames, path, level + 1, va);
+    }
+
+    /// One used entry fewer in the table at `level` on `path`: lower the
+    /// count above it, or free it if that was its last (the root keeps no
+    /// count and stays).
+    fn one_fewer<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        path: &[u64; 5],
+        level: u32,
+        va: u64,
+    ) {
+        if level == 4 {
+            return;
+        }
+        let entry_pa = path[level as usize + 1];
+        let e = mem.read_u64(entry_pa);
+        match count(e) {
+            0 | 1 => self.free_table(mem, frames, path, level, va),
+            n => mem.write_u64(entry_pa, with_count(e, n - 1)),
+        }
     }
 
     /// Unmap the whole user half (PML4 entries 0..256) and free all its
@@ -2274,6 +2432,43 @@ mod tests {
         assert_eq!(pt.table_pages(), 1);
         assert_eq!(fa.in_use(), base_frames);
         assert_eq!(mem.read_u64(pt.root()), 0);
+    }
+
+    #[test]
+    fn unmap_range_passes_holes_at_every_level_and_frees_tables_met_empty() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let base_frames = fa.in_use();
+        // Leaves in two 2 MiB regions 1 GiB apart, and one in another PML4
+        // slot: the range between them has no tables at all.
+        let vas = [0x20_1000, 0x20_3000, 0x4000_0000, 0x80_0000_0000];
+        for (k, va) in vas.into_iter().enumerate() {
+            let pa = 0x10_0000 + k as u64 * PAGE_SIZE;
+            pt.map(&mut mem, &mut fa, va, pa, PageSize::Size4K, UF)
+                .unwrap();
+        }
+        // A page table left empty by `unmap` is freed when a range meets it.
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x60_0000,
+            0x20_0000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        pt.unmap(&mut mem, 0x60_0000).unwrap();
+        let mut seen = Vec::new();
+        pt.unmap_range(&mut mem, &mut fa, 0x20_2000, 0x80_0000_1000, |_, _, l| {
+            seen.push(l.va)
+        })
+        .unwrap();
+        assert_eq!(seen, [0x20_3000, 0x4000_0000, 0x80_0000_0000]);
+        assert!(pt.translate(&mem, 0x20_1000).is_some());
+        assert_eq!(pt.table_pages(), 4, "root and the first leaf's tables");
+        pt.unmap_range(&mut mem, &mut fa, 0, USER_HALF_END, |_, _, _| ())
+            .unwrap();
+        assert_eq!(pt.table_pages(), 1);
+        assert_eq!(fa.in_use(), base_frames);
     }
 
     #[test]

@@ -750,9 +750,7 @@ impl VmaSet {
     fn split_area(&mut self, i: usize, v: Vma, addr: u64) -> KResult<Vma> {
         let mut low = v;
         let high = low.split_off(addr);
-        // Insert the high part first: if that fails nothing has changed.
-        self.t.insert_at(i + 1, high)?;
-        self.t.update(i, |a| *a = low);
+        self.t.split_at(i, low, high)?;
         self.note(trace_kind::VMA_SPLIT, v, addr);
         Ok(high)
     }
@@ -767,30 +765,22 @@ impl VmaSet {
     /// Remove `[start, end)` from the set, splitting areas that straddle
     /// its ends, and report each removed piece. ENOMEM (and no change) if
     /// a hole punched in one area would exceed [`MAX_VMAS`] or the heap's
-    /// budget for areas.
+    /// budget for areas. Returns the position an area of `[start, end)`
+    /// now takes (for [`Self::insert_at`]: a MAP_FIXED mapping's).
     pub fn remove_range<F: FnMut(&Vma)>(
         &mut self,
         start: u64,
         end: u64,
         mut on_removed: F,
-    ) -> KResult<()> {
+    ) -> KResult<usize> {
         if start >= end {
-            return Ok(());
+            return Ok(self.t.seek(start).0);
         }
         if self.len() >= MAX_VMAS && self.punches_hole(start, end) {
             return Err(Errno::ENOMEM);
         }
-        // The split at `end` lies in an area at or past `lo`: `lo` stays.
-        let (split, lo) = self.split_below(start)?;
-        if let Err(e) = self.split_unchecked(end) {
-            // Undo the first split so that a failure changes nothing.
-            if let Some(i) = lo.filter(|&i| split && i > 0) {
-                self.merge_pair_quiet(i - 1);
-            }
-            return Err(e);
-        }
-        let Some(lo) = lo else {
-            return Ok(());
+        let Some(lo) = self.split_ends(start, end)? else {
+            return Ok(self.len());
         };
         while let Some(v) = self.t.get(lo).copied() {
             if v.start >= end {
@@ -800,7 +790,60 @@ impl VmaSet {
             self.note(trace_kind::VMA_REMOVE, v, 0);
             self.t.remove_at(lo);
         }
-        Ok(())
+        Ok(lo)
+    }
+
+    /// Put `vma` (page aligned, not empty) in place of what its range
+    /// holds, as [`Self::remove_range`] and [`Self::insert_at`] do, with
+    /// the same records (a MAP_FIXED mapping, once its pages are gone);
+    /// returns its position. When one area (after the splits) spans the
+    /// range exactly, it is changed in place: nothing moves in the tree.
+    pub fn replace_range(&mut self, vma: Vma) -> KResult<usize> {
+        if self.len() >= MAX_VMAS && self.punches_hole(vma.start, vma.end) {
+            return Err(Errno::ENOMEM);
+        }
+        let lo = self.split_ends(vma.start, vma.end)?;
+        let old = lo.and_then(|i| Some((i, *self.t.get(i)?)));
+        if let Some((i, old)) = old.filter(|(_, o)| o.start == vma.start && o.end == vma.end) {
+            let mut new = vma;
+            new.flags = accounted(vma.flags, vma.prot);
+            self.note(trace_kind::VMA_REMOVE, old, 0);
+            self.t.replace_at(i, new);
+            self.note(trace_kind::VMA_INSERT, new, 0);
+            return Ok(i);
+        }
+        let i = self.remove_range(vma.start, vma.end, |_| ())?;
+        self.insert_at(i, vma)
+    }
+
+    /// Make `start` and `end` area boundaries (ENOMEM, and no change, if
+    /// a split fails); returns the position of the first area past
+    /// `start`, if any.
+    fn split_ends(&mut self, start: u64, end: u64) -> KResult<Option<usize>> {
+        let (split, lo) = self.split_below(start)?;
+        let Some(lo) = lo else {
+            return Ok(None);
+        };
+        // The area holding `end`, if any, is at or past `lo` (which
+        // stays): found by stepping from it, not searched for.
+        let mut j = lo;
+        while let Some(v) = self.t.get(j).copied() {
+            if v.end > end {
+                if v.start < end {
+                    if let Err(e) = self.split_area(j, v, end) {
+                        // Undo the first split so that a failure changes
+                        // nothing.
+                        if split && lo > 0 {
+                            self.merge_pair_quiet(lo - 1);
+                        }
+                        return Err(e);
+                    }
+                }
+                break;
+            }
+            j += 1;
+        }
+        Ok(Some(lo))
     }
 
     /// Whether `[start, end)` lies strictly inside one area.
@@ -1406,6 +1449,74 @@ mod tests {
         let top = (last + 3) * P;
         assert_eq!(s.find_gap_top_down(2 * P, 0, top), Some(top - 2 * P));
         assert_eq!(s.find_gap_top_down(3 * P, 0, top), None);
+    }
+
+    #[test]
+    fn replace_range_changes_one_spanned_area_in_place_with_the_records_of_remove_and_insert() {
+        use vmrun_contract::trace::kind as tk;
+        let sums = |s: &VmaSet| {
+            let data = s.iter().filter(|v| v.is_data()).map(|v| v.len()).sum();
+            (s.total_bytes(), s.data_bytes()) == (s.iter().map(|v| v.len()).sum(), data)
+        };
+        let kinds = |s: &mut VmaSet| {
+            let mut k = Vec::new();
+            s.take_journal(|c| k.push((c.kind, c.vma.start / P, c.vma.end / P)));
+            k
+        };
+        let mut s = VmaSet::new();
+        s.insert(file(10, 40, 0)).unwrap();
+        s.insert(anon(50, 60)).unwrap();
+        s.set_journaling(true);
+        // Inside one area: two splits, then the middle piece is replaced.
+        let i = s.replace_range(anon(20, 30)).unwrap();
+        assert_eq!(i, 1);
+        assert_eq!(ranges(&s), vec![(10, 20), (20, 30), (30, 40), (50, 60)]);
+        assert_eq!(s[1].backing, Backing::Anon);
+        assert_eq!(
+            s.find_hot(25 * P).map(|(i, v)| (i, v.start)),
+            Some((1, 20 * P))
+        );
+        assert!(sums(&s));
+        assert_eq!(
+            kinds(&mut s),
+            vec![
+                (tk::VMA_SPLIT, 10, 40),
+                (tk::VMA_SPLIT, 20, 40),
+                (tk::VMA_REMOVE, 20, 30),
+                (tk::VMA_INSERT, 20, 30),
+            ]
+        );
+        // Over several areas and a hole: removed, then inserted.
+        let i = s.replace_range(file(25, 55, 0)).unwrap();
+        assert_eq!(i, 2);
+        assert_eq!(ranges(&s), vec![(10, 20), (20, 25), (25, 55), (55, 60)]);
+        assert_eq!(s.total_bytes(), 50 * P);
+        assert!(sums(&s));
+        // Over nothing: inserted where it goes.
+        assert_eq!(s.replace_range(anon(70, 71)), Ok(4));
+        assert_eq!(s.len(), 5);
+    }
+
+    #[test]
+    fn gap_search_passes_touching_areas_to_the_gap_below_them() {
+        let mut s = VmaSet::new();
+        s.insert(anon(20, 30)).unwrap();
+        // Touching areas of different rights stay apart, as a library's
+        // segments do: no room between them.
+        for (k, prot) in [Prot::READ, Prot::RW, Prot::READ, Prot::RW]
+            .into_iter()
+            .enumerate()
+        {
+            let at = (40 + 2 * k as u64) * P;
+            s.insert(Vma::anon(at, at + 2 * P, prot, VmFlags::NONE))
+                .unwrap();
+        }
+        s.insert(Vma::anon(48 * P, 60 * P, Prot::RW, VmFlags::GROWSDOWN))
+            .unwrap();
+        assert_eq!(s.len(), 6);
+        assert_eq!(s.find_gap_top_down(P, 16 * P, 60 * P), Some(39 * P));
+        assert_eq!(s.find_gap_top_down(10 * P, 16 * P, 60 * P), Some(30 * P));
+        assert_eq!(s.find_gap_top_down(11 * P, 16 * P, 60 * P), None);
     }
 }
 

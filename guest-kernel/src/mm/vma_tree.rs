@@ -394,11 +394,20 @@ impl VmaTree {
 
     /// Remove every area (freeing the nodes).
     pub fn clear(&mut self) {
-        self.root = None;
+        if self.root.is_some() {
+            self.drop_nodes();
+        }
         self.len = 0;
         self.bytes = 0;
         self.data_bytes = 0;
         self.forget_finger();
+    }
+
+    /// Free every node (out of line: clearing an empty tree, as a fresh
+    /// exec's, saves no registers for it).
+    #[inline(never)]
+    fn drop_nodes(&mut self) {
+        self.root = None;
     }
 
     /// Forget the finger and the hot area (every change to the tree's
@@ -826,6 +835,36 @@ impl VmaTree {
         }
     }
 
+    /// Split the area at position `i` into `low` (staying at `i`) and
+    /// `high` (at `i + 1`), its two parts, which together span its bytes:
+    /// in a one-leaf tree with room, one write and one insert, no weight
+    /// to recount.
+    pub fn split_at(&mut self, i: usize, low: Vma, high: Vma) -> KResult<()> {
+        if let Some(Node::Leaf(v)) = &mut self.root {
+            if v.len() < LEAF_CAP && i < v.len() {
+                v[i] = low;
+                v.insert(i + 1, high);
+                self.len += 1;
+                self.forget_finger();
+                return Ok(());
+            }
+        }
+        self.insert_at(i + 1, high)?;
+        self.update(i, |a| *a = low);
+        Ok(())
+    }
+
+    /// Put `vma` in place of the area at position `i` (between the same
+    /// neighbours), as the hot one: as [`Self::insert_at`] makes a new
+    /// area, since a program touches what it just mapped (a MAP_FIXED
+    /// mapping's first fault then needs no lookup).
+    pub fn replace_at(&mut self, i: usize, vma: Vma) {
+        self.update(i, |a| *a = vma);
+        if i < self.len {
+            self.hot = Hot { pos: i, vma };
+        }
+    }
+
     /// Set the anonymous-memory identity of the area at position `i`
     /// (no summary depends on it).
     pub fn set_anon(&mut self, i: usize, anon: u32) {
@@ -1215,12 +1254,21 @@ fn gap_in(node: &Node, len: u64, low: u64, high: u64) -> Option<u64> {
     let floor = low.saturating_add(len);
     match node {
         Node::Leaf(v) => {
-            for w in v.windows(2).rev() {
-                if let Some(a) = fits(w[0].end.max(low), w[1].start_gap().min(high)) {
+            let mut i = v.len();
+            while i >= 2 {
+                i -= 1;
+                let (below, above) = (&v[i - 1], &v[i]);
+                // Areas that touch leave no gap (a guard gap only shrinks
+                // one): the common case of a library's segments, passed
+                // with one comparison.
+                if below.end == above.start {
+                    continue;
+                }
+                if let Some(a) = fits(below.end.max(low), above.start_gap().min(high)) {
                     return Some(a);
                 }
                 // Every lower gap ends at or below this area's start.
-                if w[0].start < floor {
+                if below.start < floor {
                     return None;
                 }
             }
@@ -1478,6 +1526,56 @@ mod tests {
             t.find_hot(area(k).start);
         }
         assert_eq!(t.find_hot(area(2).start + 0x1000), None, "a gap");
+    }
+
+    #[test]
+    fn split_at_keeps_order_weight_and_drops_the_hot_copy() {
+        for n in [4u64, 200] {
+            let mut t = VmaTree::new();
+            for k in 0..n {
+                let v = Vma::anon(k * 0x4000, k * 0x4000 + 0x2000, Prot::RW, VmFlags::NONE);
+                t.insert_at(k as usize, v).unwrap();
+            }
+            let (bytes, data) = (t.bytes(), t.data_bytes());
+            t.find_hot(0x4000);
+            let mut low = *t.get(1).unwrap();
+            let mut high = low;
+            low.end = 0x5000;
+            high.start = 0x5000;
+            t.split_at(1, low, high).unwrap();
+            assert_eq!(t.len(), n as usize + 1);
+            assert_eq!((t.bytes(), t.data_bytes()), (bytes, data));
+            assert_eq!(t.hot.pos, usize::MAX);
+            assert_eq!(
+                t.find_hot(0x5800).map(|(i, v)| (i, v.start)),
+                Some((2, 0x5000))
+            );
+            assert_eq!(
+                t.find_hot(0x4800).map(|(i, v)| (i, v.end)),
+                Some((1, 0x5000))
+            );
+            assert_eq!(t.find_hot(0x8000).map(|(i, _)| i), Some(3));
+        }
+    }
+
+    #[test]
+    fn an_area_replaced_in_place_is_the_hot_one() {
+        let mut t = VmaTree::new();
+        for k in 0..4 {
+            t.insert_at(k as usize, area(k)).unwrap();
+        }
+        t.find_hot(area(0).start);
+        let new = Vma {
+            prot: Prot::RW,
+            ..area(2)
+        };
+        t.replace_at(2, new);
+        assert_eq!((t.hot.pos, t.hot.vma), (2, new));
+        assert_eq!(
+            t.find_hot(new.start).map(|(i, v)| (i, v.prot)),
+            Some((2, Prot::RW))
+        );
+        assert_eq!(t.find_hot(area(0).start).map(|(i, _)| i), Some(0));
     }
 
     #[test]

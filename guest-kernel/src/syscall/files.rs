@@ -17,7 +17,7 @@ use crate::fs::file::{is_last, o, FileRef, Node, OpenFile};
 use crate::fs::host::{self, begin, set_path};
 use crate::fs::path::{self, Served};
 use crate::fs::proc::{self, ProcEntry, ProcFile, ProcLink};
-use crate::fs::stat::{self, S_IFDIR, S_IFMT, S_IFREG};
+use crate::fs::stat::{self, StatxInfo, S_IFDIR, S_IFMT, S_IFREG};
 use crate::mm::phys::PhysMem;
 use crate::uaccess::copy_to_user;
 use vmrun_contract::fs::{op, ROOT_HANDLE, SYNTHETIC};
@@ -177,12 +177,13 @@ fn fd_link_text<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, n: u64) ->
     }
 }
 
-/// What the host's OPEN gave: the handle, the raw statx and the canonical
-/// path; or only the canonical path of a place the kernel serves.
-type HostOpened = Result<(u64, [u8; 256], Vec<u8>), Vec<u8>>;
+/// What the host's OPEN gave: the handle, the fields of its statx the
+/// kernel uses and the canonical path; or only the canonical path of a
+/// place the kernel serves.
+type HostOpened = Result<(u64, StatxInfo, Vec<u8>), Vec<u8>>;
 
 /// Ask the host to open `abs` with `flags` and `mode`. Returns the handle
-/// and the raw statx, or the canonical path when the host found it leads
+/// and its statx fields, or the canonical path when the host found it leads
 /// into `/dev` or `/proc`.
 fn host_open(
     host: &mut dyn host::FsHost,
@@ -200,7 +201,7 @@ fn host_open(
     if r.out_handle == SYNTHETIC {
         return Ok(Err(canon));
     }
-    Ok(Ok((r.out_handle, stat::statx_bytes(&r.statx), canon)))
+    Ok(Ok((r.out_handle, stat::statx_info_words(&r.statx), canon)))
 }
 
 /// openat(dirfd, path, flags, mode)
@@ -237,7 +238,7 @@ pub fn open_path<M: PhysMem, H: HostIo>(
     let keep = (flags | o::LARGEFILE) & !(o::CLOEXEC | o::CREAT | o::EXCL | o::TRUNC | o::NOCTTY);
     match find(cx, abs, follow)? {
         Found::Host(abs) => match host_open(&mut *cx.env.host, &abs, flags & !o::CLOEXEC, mode)? {
-            Ok((h, sx, canon)) => Ok(host_file(cx, h, &sx, canon, keep)),
+            Ok((h, info, canon)) => Ok(host_file(cx, h, info, canon, keep)),
             Err(canon) => match find(cx, canon, follow)? {
                 Found::Host(_) => Err(Errno::ENOENT),
                 f => open_local(cx, f, flags, keep),
@@ -252,11 +253,10 @@ pub fn open_path<M: PhysMem, H: HostIo>(
 fn host_file<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     handle: u64,
-    sx: &[u8; 256],
+    info: StatxInfo,
     canon: Vec<u8>,
     flags: u32,
 ) -> FileRef {
-    let info = stat::statx_info(sx);
     let mut inode = None;
     let mut owns = false;
     if info.mode & S_IFMT == S_IFREG && flags & o::PATH == 0 {
