@@ -872,7 +872,10 @@ fn stop_and_continue_a_child_as_natively() {
 }
 
 /// busybox sh: `kill -STOP`, `kill -CONT`, `kill %1` and a SIGKILL to a
-/// stopped job.
+/// stopped job. The shell's own job report ("Terminated", "Killed") goes
+/// to /dev/null: it is printed only when `wait` itself reaps the job, so
+/// whether it appears depends on whether the child died before the shell
+/// reached `wait`, which varies between native runs on a slow CPU.
 #[test]
 fn busybox_sh_stops_continues_and_kills_jobs() {
     if !require_kvm() || !have_busybox() {
@@ -880,8 +883,9 @@ fn busybox_sh_stops_continues_and_kills_jobs() {
     }
     let out = busybox_sh(
         "bb-jobs",
-        "sleep 5 & p=$!; kill -STOP $p; kill -CONT $p; kill %1; wait $p; echo status $?; \
-         sleep 3 & kill -TSTP $!; kill -KILL $!; wait $!; echo status $?",
+        "sleep 5 & p=$!; kill -STOP $p; kill -CONT $p; kill %1; wait $p 2>/dev/null; \
+         echo status $?; \
+         sleep 3 & kill -TSTP $!; kill -KILL $!; wait $! 2>/dev/null; echo status $?",
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
