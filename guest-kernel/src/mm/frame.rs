@@ -387,6 +387,21 @@ impl FrameAllocator {
         Some(self.count(pa, n))
     }
 
+    /// `n` consecutive never-used (so zero) frames from the 4 KiB bump, or
+    /// None: a chain of new page tables, made one by one when this fails.
+    /// Small enough to inline, unlike [`Self::alloc_run_zeroed`], which the
+    /// block fault inlines as its one caller.
+    #[inline]
+    pub fn alloc_fresh_run(&mut self, n: u64) -> Option<u64> {
+        let bytes = n * PAGE_SIZE;
+        if self.fresh_hi.saturating_sub(self.fresh_lo) < bytes {
+            return None;
+        }
+        let pa = self.fresh_lo;
+        self.fresh_lo += bytes;
+        Some(self.count(pa, n))
+    }
+
     /// A zero-filled, 2 MiB-aligned, contiguous 2 MiB frame.
     pub fn alloc_huge_zeroed<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
         if self.free_huge != NIL {

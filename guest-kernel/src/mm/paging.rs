@@ -1565,16 +1565,22 @@ impl PageTable {
                 return Ok((table, parent_pa, false));
             }
         }
-        let (mut table, mut parent_pa, mut fresh) = (self.root, 0, false);
+        let (mut table, mut parent_pa) = (self.root, 0);
         for l in (level + 1..=4).rev() {
             let entry_pa = table + index(va, l) * 8;
-            let mut e = mem.read_u64(entry_pa);
+            let e = mem.read_u64(entry_pa);
             // A PROT_NONE 2 MiB leaf is used though not present: it is a
             // huge conflict, not room for a new table.
-            fresh = !used(e);
-            if fresh {
-                e = self.new_table(mem, frames, entry_pa, parent_pa, va, l)?;
-            } else if e & pte::PS != 0 {
+            if !used(e) {
+                // Every table below is missing too.
+                let (table, parent_pa) =
+                    self.new_tables(mem, frames, entry_pa, parent_pa, va, l, level)?;
+                if level == 1 {
+                    self.remember_table(0, va, table, parent_pa);
+                }
+                return Ok((table, parent_pa, true));
+            }
+            if e & pte::PS != 0 {
                 return Err(MapError::HugeConflict(va));
             }
             parent_pa = entry_pa;
@@ -1583,7 +1589,76 @@ impl PageTable {
         if level == 1 {
             self.remember_table(0, va, table, parent_pa);
         }
-        Ok((table, parent_pa, fresh))
+        Ok((table, parent_pa, false))
+    }
+
+    /// The `level - last` zeroed tables for `va` from the free entry at
+    /// `entry_pa` (in the table at `level`) down to the table at `last`;
+    /// returns the last one and the entry pointing to it. Several (a fresh
+    /// stack's or mapping's first fault needs three) are made in one step
+    /// from a run of never-used frames if one is free, else one by one.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    fn new_tables<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        entry_pa: u64,
+        parent_pa: u64,
+        va: u64,
+        level: u32,
+        last: u32,
+    ) -> Result<(u64, u64), MapError> {
+        if level > last + 1 {
+            if let Some(run) = frames.alloc_fresh_run(u64::from(level - last)) {
+                return Ok(self.link_chain(mem, run, entry_pa, parent_pa, va, level, last));
+            }
+        }
+        let (mut at, mut parent_pa, mut l) = (entry_pa, parent_pa, level);
+        loop {
+            let table = self.new_table(mem, frames, at, parent_pa, va, l)? & pte::ADDR_MASK;
+            l -= 1;
+            if l == last {
+                return Ok((table, at));
+            }
+            parent_pa = at;
+            at = table + index(va, l) * 8;
+        }
+    }
+
+    /// [`Self::new_tables`] in the consecutive zero frames from `run`:
+    /// each table linked into the one above with its count (one used
+    /// entry: the next table's) written with it.
+    #[allow(clippy::too_many_arguments)]
+    fn link_chain<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        run: u64,
+        entry_pa: u64,
+        parent_pa: u64,
+        va: u64,
+        level: u32,
+        last: u32,
+    ) -> (u64, u64) {
+        self.tables += u64::from(level - last);
+        if level == 4 && va >= KERNEL_HALF {
+            self.kernel.note(index(va, 4));
+        }
+        add_count(mem, parent_pa, 1);
+        let flags = table_flags(va);
+        let (mut at, mut l, mut table) = (entry_pa, level, run);
+        loop {
+            trace_table(mem, kind::PT_ALLOC, l - 1, va, table);
+            l -= 1;
+            let below = u64::from(l > last);
+            mem.write_u64(at, with_count(table | flags, below));
+            if l == last {
+                return (table, at);
+            }
+            at = table + index(va, l) * 8;
+            table += PAGE_SIZE;
+        }
     }
 
     /// A zeroed table for the free entry at `entry_pa` (at `level`, for
@@ -1916,6 +1991,61 @@ mod tests {
         let kinds = mem.record_kinds();
         assert_eq!(kinds[0], kind::PTE_CLEAR);
         assert_eq!(kinds.iter().filter(|k| **k == kind::PT_FREE).count(), 3);
+    }
+
+    #[test]
+    fn missing_tables_are_made_as_one_run_and_freed_one_by_one() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let before = fa.in_use();
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x40_1000,
+            0x20_0000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        let pdpt = mem.read_u64(pt.root()) & pte::ADDR_MASK;
+        let pd = mem.read_u64(pdpt) & pte::ADDR_MASK;
+        let leaf = mem.read_u64(pd + index(0x40_1000, 2) * 8) & pte::ADDR_MASK;
+        assert_eq!((pd, leaf), (pdpt + PAGE_SIZE, pdpt + 2 * PAGE_SIZE));
+        // The PML4 entry is there: the next 1 GiB region needs two tables.
+        let far = 0x4000_1000;
+        pt.map(&mut mem, &mut fa, far, 0x30_0000, PageSize::Size4K, UF)
+            .unwrap();
+        assert_eq!((pt.table_pages(), fa.in_use() - before), (6, 5));
+        assert_eq!(pt.translate(&mem, far).map(|t| t.frame), Some(0x30_0000));
+        pt.unmap_range(&mut mem, &mut fa, 0, 0x8000_0000, |_, _, _| {})
+            .unwrap();
+        assert_eq!((pt.table_pages(), fa.in_use()), (1, before));
+    }
+
+    #[test]
+    fn with_no_run_of_frames_free_the_tables_are_made_one_by_one() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let mut taken = Vec::new();
+        while let Some(f) = fa.alloc_zeroed(&mut mem) {
+            taken.push(f);
+        }
+        for f in [taken[0], taken[2], taken[4]] {
+            fa.free(&mut mem, f);
+        }
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x40_1000,
+            0x20_0000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        assert_eq!(pt.table_pages(), 4);
+        let t = pt.translate(&mem, 0x40_1000);
+        assert_eq!(t.map(|t| t.frame), Some(0x20_0000));
+        pt.unmap_range(&mut mem, &mut fa, 0, 0x60_0000, |_, _, _| {})
+            .unwrap();
+        assert_eq!(pt.table_pages(), 1);
     }
 
     #[test]
