@@ -1695,13 +1695,16 @@ fn load_bases(p: &mut Process) {
 /// (out of line, as [`short_brk`]). Every call numbered from
 /// set_tid_address up comes here, so the others leave at the first tests,
 /// before the checks that must come before `own_state` changes anything:
-/// exit_group to the loop (the last exit has nothing to gain from
-/// [`stub_call`]), the rest to [`stub_call`].
+/// exit_group to [`short_exit`], the rest to [`stub_call`].
 #[inline(never)]
 extern "C" fn short_own(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     use syscall::nr;
     if !matches!(f.rax, nr::SET_TID_ADDRESS | nr::SET_ROBUST_LIST | nr::RSEQ) {
-        return f.rax != nr::EXIT_GROUP && stub_call(k, f, mem);
+        return if f.rax == nr::EXIT_GROUP {
+            short_exit(k, f, mem)
+        } else {
+            stub_call(k, f, mem)
+        };
     }
     let Some(p) = k.process.0.as_deref_mut() else {
         return false;
@@ -1714,6 +1717,22 @@ extern "C" fn short_own(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) 
     };
     short_return(f, v);
     true
+}
+
+/// exit_group on [`short_call`]'s path: pid 1's ends the run here, as the
+/// loop's full path would (`Kernel::exit`), counted as it counts it, but
+/// without the rest of the frame saved and the loop's round: `end_run`
+/// never returns and reads none of the registers the stub left unsaved.
+/// Any other process's exit goes to the loop (a zombie, another task to
+/// run). Out of line, so that [`short_own`]'s other calls keep a path
+/// with no stack frame.
+#[inline(never)]
+fn short_exit(k: &mut Kernel, f: &TrapFrame, mem: &mut DirectMap) -> bool {
+    if k.process.tgid != guest_kernel::process::INIT_PID {
+        return false;
+    }
+    k.stats.syscalls += 1;
+    k.end_run(mem, exit_kind::EXITED, f.rdi & 0xff, [0; 4])
 }
 
 /// Return `v` from the system call in `f` as SYSRET would, counting the
