@@ -295,11 +295,8 @@ impl Kernel {
             short_call
         };
         RAM_PAGES.store(self.frames.total(), Ordering::Relaxed);
-        // Whether the last entry was a page fault resolved without a trace
-        // of it left to flush: nothing the checks below look at changed.
-        let mut quiet = false;
         loop {
-            if !quiet && self.before_user_mode(mem) {
+            if self.before_user_mode(mem) {
                 continue;
             }
             // The token out of the kernel while user mode runs, so that the
@@ -307,12 +304,23 @@ impl Kernel {
             let Some(mut um) = self.user.take() else {
                 hypercall::panic(b"no user context")
             };
-            let t = um.run(self, mem, handler);
-            let rip = um.regs().rip;
+            // A page fault resolved with nothing else to do (see
+            // `FaultEnd::Quiet`) goes straight back to user mode: nothing
+            // the checks above look at changed, and the token stays out.
+            let (t, rip, fault) = loop {
+                let t = um.run(self, mem, handler);
+                let rip = um.regs().rip;
+                if t.vector != 14 {
+                    break (t, rip, FaultEnd::Checks);
+                }
+                match self.page_fault(mem, t.fault_addr, t.error_code, rip) {
+                    FaultEnd::Quiet => continue,
+                    end => break (t, rip, end),
+                }
+            };
             self.user = Some(um);
-            quiet = false;
             match t.vector {
-                14 => quiet = self.page_fault(mem, t.fault_addr, t.error_code, rip),
+                14 => self.fault_end(mem, fault, [t.fault_addr, t.error_code, rip]),
                 _ if trap::is_syscall_entry(t.vector, rip) => self.syscall(mem, t.vector),
                 trap::SYSCALL_VECTOR => self.int80(),
                 trap::TIMER_VECTOR => self.timer_tick(mem),
@@ -587,14 +595,14 @@ impl Kernel {
         }
     }
 
-    /// A page fault at `addr` with `error` by the instruction at `ip`.
-    /// True if it was resolved and nothing else happened: no signal, no
-    /// stop, no area grew (a VMA trace record to flush), so user mode may
-    /// resume without the loop's checks.
-    fn page_fault(&mut self, mem: &mut DirectMap, addr: u64, error: u64, ip: u64) -> bool {
+    /// A page fault at `addr` with `error` by the instruction at `ip`,
+    /// resolved while the loop holds the user-mode token (nothing here
+    /// reads or changes the user's registers): what is left to do with
+    /// the token back is in the [`FaultEnd`].
+    #[inline(always)]
+    fn page_fault(&mut self, mem: &mut DirectMap, addr: u64, error: u64, ip: u64) -> FaultEnd {
         if let Some(nr) = syscall::vsyscall::call_at(addr, ip, error) {
-            self.vsyscall(mem, nr, ip);
-            return false;
+            return FaultEnd::Vsyscall(nr);
         }
         self.stats.page_faults += 1;
         self.process.min_flt += 1;
@@ -604,23 +612,45 @@ impl Kernel {
         if traced {
             self.trace_fault(mem, [addr, error, ip], &result, t0);
         }
-        let quiet = match result {
-            Ok(out) => !out.stack_grown,
-            Err(e) => {
-                if self.fault_failed(mem, e, [addr, error, ip]) {
-                    return false;
-                }
-                false
-            }
+        let end = match result {
+            Ok(out) if !out.stack_grown => FaultEnd::Quiet,
+            Ok(_) => FaultEnd::Checks,
+            Err(e) => return FaultEnd::Failed(e),
         };
+        if self.notify_fault(mem, addr) {
+            return FaultEnd::Checks;
+        }
+        end
+    }
+
+    /// The rest of a page fault at `addr` with `error` by the instruction
+    /// at `ip` that [`Self::page_fault`] left as `end`, with the user-mode
+    /// token back: the vsyscall page's call, or the signal, kill or stop
+    /// of a fault that failed (then the host's stop for every n-th fault).
+    fn fault_end(&mut self, mem: &mut DirectMap, end: FaultEnd, [addr, error, ip]: [u64; 3]) {
+        match end {
+            FaultEnd::Vsyscall(nr) => self.vsyscall(mem, nr, ip),
+            FaultEnd::Failed(e) => {
+                if !self.fault_failed(mem, e, [addr, error, ip]) {
+                    self.notify_fault(mem, addr);
+                }
+            }
+            FaultEnd::Quiet | FaultEnd::Checks => {}
+        }
+    }
+
+    /// Stop for the host at every n-th fault (the last at `addr`) if it
+    /// asked to (true: stopped).
+    #[inline(always)]
+    fn notify_fault(&mut self, mem: &mut DirectMap, addr: u64) -> bool {
         let every = u64::from(self.info.notify_fault_every);
         let notify = self.info.flags & boot_flags::NOTIFY_FAULTS != 0 && every > 0;
         if notify && self.stats.page_faults.is_multiple_of(every) {
             self.flush_vma_journal(mem);
             self.event(mem, event::FAULT, self.stats.page_faults, addr);
-            return false;
+            return true;
         }
-        quiet
+        false
     }
 
     /// The FAULT trace record of a fault at `addr` with `error` by the
@@ -1695,13 +1725,16 @@ fn load_bases(p: &mut Process) {
 /// (out of line, as [`short_brk`]). Every call numbered from
 /// set_tid_address up comes here, so the others leave at the first tests,
 /// before the checks that must come before `own_state` changes anything:
-/// exit_group to the loop (the last exit has nothing to gain from
-/// [`stub_call`]), the rest to [`stub_call`].
+/// exit_group to [`short_exit`], the rest to [`stub_call`].
 #[inline(never)]
 extern "C" fn short_own(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     use syscall::nr;
     if !matches!(f.rax, nr::SET_TID_ADDRESS | nr::SET_ROBUST_LIST | nr::RSEQ) {
-        return f.rax != nr::EXIT_GROUP && stub_call(k, f, mem);
+        return if f.rax == nr::EXIT_GROUP {
+            short_exit(k, f, mem)
+        } else {
+            stub_call(k, f, mem)
+        };
     }
     let Some(p) = k.process.0.as_deref_mut() else {
         return false;
@@ -1714,6 +1747,22 @@ extern "C" fn short_own(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) 
     };
     short_return(f, v);
     true
+}
+
+/// exit_group on [`short_call`]'s path: pid 1's ends the run here, as the
+/// loop's full path would (`Kernel::exit`), counted as it counts it, but
+/// without the rest of the frame saved and the loop's round: `end_run`
+/// never returns and reads none of the registers the stub left unsaved.
+/// Any other process's exit goes to the loop (a zombie, another task to
+/// run). Out of line, so that [`short_own`]'s other calls keep a path
+/// with no stack frame.
+#[inline(never)]
+fn short_exit(k: &mut Kernel, f: &TrapFrame, mem: &mut DirectMap) -> bool {
+    if k.process.tgid != guest_kernel::process::INIT_PID {
+        return false;
+    }
+    k.stats.syscalls += 1;
+    k.end_run(mem, exit_kind::EXITED, f.rdi & 0xff, [0; 4])
 }
 
 /// Return `v` from the system call in `f` as SYSRET would, counting the
@@ -1748,6 +1797,22 @@ static SHORT_CALLS: AtomicU64 = AtomicU64::new(0);
 /// The RAM in pages, for the overcommit check of a brk that
 /// [`short_call`] serves (set when the kernel starts running programs).
 static RAM_PAGES: AtomicU64 = AtomicU64::new(0);
+
+/// What is left of a page fault once [`Kernel::page_fault`] resolved it
+/// (or found it unresolvable) without the user-mode token.
+#[derive(Clone, Copy)]
+enum FaultEnd {
+    /// Resolved and nothing else happened: no signal, no stop, no area
+    /// grew (a VMA trace record to flush), so user mode resumes without
+    /// the loop's checks.
+    Quiet,
+    /// Resolved (or not a fault): the loop's checks before user mode.
+    Checks,
+    /// Not resolved: a signal, a kill or the debugger's stop.
+    Failed(FaultError),
+    /// A call into the vsyscall page, system call `nr`.
+    Vsyscall(u64),
+}
 
 /// The two registers a system call's return needs after the call.
 #[derive(Clone, Copy)]

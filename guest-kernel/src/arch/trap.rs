@@ -107,6 +107,7 @@ static FAST_FN: Cell<u64> = Cell(UnsafeCell::new(0));
 static FAST_AUX: Cell<u64> = Cell(UnsafeCell::new(0));
 static FPU: Cell<FpuArea> = Cell(UnsafeCell::new(FpuArea([0; 512])));
 static KERNEL_RSP: Cell<u64> = Cell(UnsafeCell::new(0));
+static KERNEL_RBP: Cell<u64> = Cell(UnsafeCell::new(0));
 static EMERGENCY_STACK: Cell<Stack<EMERGENCY_STACK_SIZE>> =
     Cell(UnsafeCell::new(Stack([0; EMERGENCY_STACK_SIZE])));
 static DOUBLE_FAULT_STACK: Cell<Stack<8192>> = Cell(UnsafeCell::new(Stack([0; 8192])));
@@ -198,7 +199,6 @@ global_asm!(
         mov rdx, [rip + {fastaux}]
         lea rsi, [rsp - 136]
         mov rsp, [rip + {krsp}]
-        and rsp, -16
         call [rip + {fastfn}]
         test al, al
         jz 3f
@@ -223,7 +223,7 @@ global_asm!(
         mov [rip + {frame} + 8], r14
         mov [rip + {frame}], r15
         mov rsp, [rip + {krsp}]
-        pop rbp
+        mov rbp, [rip + {krbp}]
         pop rbx
         ret
     .endm
@@ -253,7 +253,7 @@ global_asm!(
         jne 3f
     2:
         mov rsp, [rip + {krsp}]
-        pop rbp
+        mov rbp, [rip + {krbp}]
         pop rbx
         ret
     3:
@@ -263,10 +263,15 @@ global_asm!(
         ud2
 
     .global vmrun_run_user
+    // The kernel's rbp is kept in a cell, not pushed, so that the saved
+    // stack pointer is 16-byte aligned (the asm that calls this starts
+    // on an aligned stack, and the call and one push make 16 bytes): the
+    // syscall stubs call their handler right on it, and its return
+    // address goes below the saved rbx.
     vmrun_run_user:
         push rbx
-        push rbp
         mov [rip + {krsp}], rsp
+        mov [rip + {krbp}], rbp
         lea rsp, [rip + {frame}]
         pop r15
         pop r14
@@ -298,6 +303,7 @@ global_asm!(
         ud2
     "#,
     krsp = sym KERNEL_RSP,
+    krbp = sym KERNEL_RBP,
     frame = sym USER_FRAME,
     emergency = sym EMERGENCY_STACK,
     emergency_size = const EMERGENCY_STACK_SIZE,

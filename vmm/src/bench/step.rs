@@ -72,11 +72,11 @@ pub struct StepProfile {
 
 /// Single-step reports the entry path of an error-code vector (#PF) gives
 /// when each instruction reports once: `push vector; jmp trap_common`, then
-/// `cld`, 15 pushes, `test`, `jnz`, `mov rsp`, 2 pops (the final `ret`
-/// reports at its Rust return address). See guest-kernel/src/arch/trap.rs.
+/// `cld`, 15 pushes, `test`, `jnz`, `mov rsp`, `mov rbp`, `pop rbx` (the
+/// final `ret` reports at its Rust return address). See guest-kernel/src/arch/trap.rs.
 const ENTRY_PATH_REPORTS: u64 = 23;
 /// The same for the return path: the `call vmrun_run_user` reports at its
-/// first byte, then 2 pushes, `mov`, `lea`, 15 pops, `add rsp` report inside
+/// first byte, then `push rbx`, 2 `mov`s, `lea`, 15 pops, `add rsp` report inside
 /// it; the final `iretq` reports (if at all) at a user address.
 const RETURN_PATH_REPORTS: u64 = 21;
 
