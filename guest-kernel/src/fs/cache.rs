@@ -16,6 +16,7 @@
 //! open), its unmapped pages are dropped.
 
 use alloc::borrow::Cow;
+use alloc::collections::btree_map::Entry;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
@@ -332,15 +333,15 @@ impl PageCache {
             .ok_or(Errno::EBADF)
     }
 
-    fn slot(&mut self) -> KResult<u16> {
-        if let Some(i) = self.inodes.iter().position(Option::is_none) {
-            return Ok(i as u16);
-        }
-        if self.inodes.len() >= usize::from(u16::MAX) {
+    /// Add `ino` at the end (an inode stays until [`Self::clear`], so
+    /// there is no freed slot to look for); its id.
+    fn push(inodes: &mut Vec<Option<Inode>>, ino: Inode) -> KResult<u16> {
+        let id = inodes.len();
+        if id >= usize::from(u16::MAX) {
             return Err(Errno::ENFILE);
         }
-        self.inodes.push(None);
-        Ok((self.inodes.len() - 1) as u16)
+        inodes.push(Some(ino));
+        Ok(id as u16)
     }
 
     /// Add the boot program's image (`size` bytes at `phys`, page
@@ -352,8 +353,7 @@ impl PageCache {
         if phys & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
-        let id = self.slot()?;
-        self.inodes[usize::from(id)] = Some(Inode {
+        let ino = Inode {
             key: InodeKey { dev: 0, ino: 0 },
             size,
             mtime: (0, 0),
@@ -364,8 +364,8 @@ impl PageCache {
             handle: None,
             users: 1,
             writers: 0,
-        });
-        Ok(id)
+        };
+        Self::push(&mut self.inodes, ino)
     }
 
     /// Find or create the inode for an opened file and count one more
@@ -381,11 +381,12 @@ impl PageCache {
         path: &[u8],
         handle: Option<u64>,
     ) -> KResult<(u16, bool)> {
-        let id = match self.by_key.get(&info.key) {
-            Some(&id) => id,
-            None => {
-                let id = self.slot()?;
-                self.inodes[usize::from(id)] = Some(Inode {
+        // One search of the index by identity, whether the file is new
+        // or not.
+        let id = match self.by_key.entry(info.key) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                let ino = Inode {
                     key: info.key,
                     size: info.size,
                     mtime: info.mtime,
@@ -396,9 +397,8 @@ impl PageCache {
                     handle: None,
                     users: 0,
                     writers: 0,
-                });
-                self.by_key.insert(info.key, id);
-                id
+                };
+                *e.insert(Self::push(&mut self.inodes, ino)?)
             }
         };
         let ino = self.get_mut(id)?;
