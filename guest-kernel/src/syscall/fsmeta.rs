@@ -15,7 +15,7 @@ use crate::fs::file::{o, Node};
 use crate::fs::host::{self, begin, set_path};
 use crate::fs::path;
 use crate::fs::proc::{self, ProcEntry, ProcLink};
-use crate::fs::stat::{self, Attr, STATX_SIZE, S_IFCHR, S_IFDIR, S_IFMT};
+use crate::fs::stat::{self, Attr, STATX_SIZE, STAT_SIZE, S_IFCHR, S_IFDIR, S_IFMT};
 use crate::mm::phys::PhysMem;
 use crate::uaccess::{copy_from_user, copy_to_user};
 use vmrun_contract::fs::{op, ROOT_HANDLE, SYNTHETIC};
@@ -151,6 +151,16 @@ fn host_statx<M: PhysMem, H: HostIo>(
     Ok(stat::statx_bytes(&cx.env.host.req().statx))
 }
 
+/// The `struct stat` of the host file open as `handle`.
+fn host_stat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    handle: u64,
+) -> KResult<[u8; STAT_SIZE]> {
+    begin(&mut *cx.env.host, op::FSTAT, handle);
+    host::call(&mut *cx.env.host, &[])?;
+    Ok(stat::stat_from_statx_words(&cx.env.host.req().statx))
+}
+
 /// fstat(fd, buf)
 pub fn fstat<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
@@ -161,7 +171,7 @@ pub fn fstat<M: PhysMem, H: HostIo>(
     // between (fstat of stdout is in every program's start).
     let st = match fd_meta(cx, fd)? {
         FdMeta::Kernel(a) => stat::stat_of(&a),
-        FdMeta::Host(h) => stat::stat_from_statx(&host_statx(cx, h)?),
+        FdMeta::Host(h) => host_stat(cx, h)?,
     };
     copy_to_user(&mut cx.p.mm, cx.env, buf, &st)?;
     Ok(0)
