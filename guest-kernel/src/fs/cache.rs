@@ -549,6 +549,22 @@ impl PageCache {
         if let Some(f) = ino.resident(idx) {
             return Ok(f);
         }
+        self.fill_around(mem, frames, host, id, idx, first)
+    }
+
+    /// [`Self::page_around`] for page `idx` its caller found not resident
+    /// (a fault or a read looks first, without a call): no second look.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fill_around<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        host: &mut dyn FsHost,
+        id: u16,
+        idx: u64,
+        first: u64,
+    ) -> KResult<u64> {
+        let ino = self.get(id).ok_or(Errno::EBADF)?;
         let pages_in_file = ino.size.div_ceil(PAGE_SIZE);
         if idx >= pages_in_file {
             return Err(Errno::EIO);
