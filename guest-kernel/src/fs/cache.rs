@@ -160,45 +160,44 @@ fn pair(c: &[u32], k: usize) -> u64 {
     u64::from(c[k]) | u64::from(c[k + 1]) << 32
 }
 
-/// Where the first nonzero frame number of `s` is; four to a test (every
+/// Whether the eight frame numbers of `c` are all 0 (four words).
+#[inline(always)]
+fn none_held(c: &[u32]) -> bool {
+    pair(c, 0) | pair(c, 2) | pair(c, 4) | pair(c, 6) == 0
+}
+
+/// Where the first nonzero frame number of `s` is; eight to a test (every
 /// page a fault-around or a fill looks at passes here).
 fn first_held(s: &[u32]) -> Option<usize> {
-    let skipped = s
-        .chunks_exact(4)
-        .take_while(|c| pair(c, 0) | pair(c, 2) == 0)
-        .count()
-        * 4;
+    let skipped = s.chunks_exact(8).take_while(|c| none_held(c)).count() * 8;
     s[skipped..]
         .iter()
         .position(|&p| p != 0)
         .map(|k| skipped + k)
 }
 
-/// Where the last nonzero frame number of `s` is; four to a test.
+/// Where the last nonzero frame number of `s` is; eight to a test.
 fn last_held(s: &[u32]) -> Option<usize> {
-    let skipped = s
-        .rchunks_exact(4)
-        .take_while(|c| pair(c, 0) | pair(c, 2) == 0)
-        .count()
-        * 4;
+    let skipped = s.rchunks_exact(8).take_while(|c| none_held(c)).count() * 8;
     s[..s.len() - skipped].iter().rposition(|&p| p != 0)
 }
 
 /// How many frame numbers at the start of `s` go on one by one from
-/// `next`; four to a test, two to a word (a carry between a word's halves
+/// `next`; eight to a test, two to a word (a carry between a word's halves
 /// only ends the fast part early).
 fn run_len(s: &[u32], next: u32) -> usize {
     const TWO: u64 = 2 | 2 << 32;
     let mut q = u64::from(next) | u64::from(next.wrapping_add(1)) << 32;
     let whole = s
-        .chunks_exact(4)
+        .chunks_exact(8)
         .take_while(|c| {
-            let same = (pair(c, 0) ^ q) | (pair(c, 2) ^ q.wrapping_add(TWO)) == 0;
-            q = q.wrapping_add(2 * TWO);
+            let step = |k: usize| pair(c, 2 * k) ^ q.wrapping_add(k as u64 * TWO);
+            let same = step(0) | step(1) | step(2) | step(3) == 0;
+            q = q.wrapping_add(4 * TWO);
             same
         })
         .count()
-        * 4;
+        * 8;
     let mut q = next.wrapping_add(whole as u32);
     whole
         + s[whole..]
@@ -1055,6 +1054,33 @@ mod tests {
         let rereads: Vec<u64> = host.calls[calls..].iter().map(|c| c.1).collect();
         assert!(rereads.contains(&PAGE_SIZE));
         assert_eq!(cache.get(id).unwrap().size, 4 * PAGE_SIZE);
+    }
+
+    #[test]
+    fn the_word_scans_agree_with_one_entry_at_a_time() {
+        // Runs and holes of every length around the eight-entry steps.
+        for len in 0..40usize {
+            for hole in 0..=len {
+                for brk in 0..=len {
+                    let s: Vec<u32> = (0..len)
+                        .map(|k| match k {
+                            k if k < hole => 0,
+                            k if k == brk => 7,
+                            k => 100 + k as u32,
+                        })
+                        .collect();
+                    assert_eq!(first_held(&s), s.iter().position(|&p| p != 0));
+                    assert_eq!(last_held(&s), s.iter().rposition(|&p| p != 0));
+                    let from = hole.min(len.saturating_sub(1));
+                    let t = &s[from.min(s.len())..];
+                    let next = 100 + from as u32;
+                    let naive = (0..t.len())
+                        .take_while(|&k| t[k] == next + k as u32)
+                        .count();
+                    assert_eq!(run_len(t, next), naive, "len {len} hole {hole} brk {brk}");
+                }
+            }
+        }
     }
 
     #[test]
