@@ -33,6 +33,30 @@ fn statx_path<M: PhysMem, H: HostIo>(
     abs: Vec<u8>,
     follow: bool,
 ) -> KResult<[u8; STATX_SIZE]> {
+    path_meta(cx, abs, follow, stat::statx_bytes, |b| b)
+}
+
+/// The `struct stat` of what `abs` names: a host file's made from the
+/// host's statx words in place.
+fn stat_path<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    abs: Vec<u8>,
+    follow: bool,
+) -> KResult<[u8; STAT_SIZE]> {
+    path_meta(cx, abs, follow, stat::stat_from_statx_words, |b| {
+        stat::stat_from_statx(&b)
+    })
+}
+
+/// The metadata of what `abs` names, as `host` makes it of a host file's
+/// statx words, or `local` of a kernel node's statx.
+fn path_meta<M: PhysMem, H: HostIo, T>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    abs: Vec<u8>,
+    follow: bool,
+    host: fn(&[u64; 32]) -> T,
+    local: fn([u8; STATX_SIZE]) -> T,
+) -> KResult<T> {
     match find(cx, abs, follow)? {
         Found::Host(abs) => {
             let r = begin(&mut *cx.env.host, op::STAT, ROOT_HANDLE);
@@ -48,12 +72,12 @@ fn statx_path<M: PhysMem, H: HostIo>(
                 let canon = r.path[..r.path_len as usize].to_vec();
                 return match find(cx, canon, follow)? {
                     Found::Host(_) => Err(Errno::ENOENT),
-                    f => local_statx(cx, f),
+                    f => local_statx(cx, f).map(local),
                 };
             }
-            Ok(stat::statx_bytes(&r.statx))
+            Ok(host(&r.statx))
         }
-        f => local_statx(cx, f),
+        f => local_statx(cx, f).map(local),
     }
 }
 
@@ -234,7 +258,7 @@ pub fn newfstatat<M: PhysMem, H: HostIo>(
     }
     let st = match stat_target(cx, dirfd, upath, flags)? {
         StatTarget::Fd(fd) => return fstat(cx, fd, buf),
-        StatTarget::Path(abs, follow) => stat::stat_from_statx(&statx_path(cx, abs, follow)?),
+        StatTarget::Path(abs, follow) => stat_path(cx, abs, follow)?,
     };
     copy_to_user(&mut cx.p.mm, cx.env, buf, &st)?;
     Ok(0)
