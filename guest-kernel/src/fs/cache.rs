@@ -249,6 +249,7 @@ pub struct Inode {
 
 impl Inode {
     /// The frame of page `idx` if it is in RAM.
+    #[inline]
     pub fn resident(&self, idx: u64) -> Option<u64> {
         if let Some(base) = self.image {
             let off = idx.checked_mul(PAGE_SIZE)?;
@@ -261,6 +262,7 @@ impl Inode {
     /// consecutive resident pages from it: its page index, first frame and
     /// length (`None` if no page there is resident). A file lying in RAM
     /// whole is one run.
+    #[inline]
     pub fn next_resident_run(&self, idx: u64, end: u64) -> Option<(u64, u64, u64)> {
         if let Some(base) = self.image {
             let end = end.min(self.size.div_ceil(PAGE_SIZE));
