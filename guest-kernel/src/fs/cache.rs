@@ -41,6 +41,7 @@ pub struct PageIndex {
 
 impl PageIndex {
     /// The frame of page `idx`.
+    #[inline]
     pub fn get(&self, idx: u64) -> Option<u64> {
         let pfn = *self.pfns.get(usize::try_from(idx).ok()?)?;
         (pfn != 0).then_some(u64::from(pfn) * PAGE_SIZE)
@@ -105,6 +106,7 @@ impl PageIndex {
     /// The first cached page in `[idx, end)` and the run of physically
     /// consecutive cached pages from it: its page index, first frame and
     /// length. One pass over the index, whatever lies uncached before it.
+    #[inline]
     pub fn next_run(&self, idx: u64, end: u64) -> Option<(u64, u64, u64)> {
         let end = (end as usize).min(self.pfns.len());
         let s = self.pfns.get(idx as usize..end)?;
