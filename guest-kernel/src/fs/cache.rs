@@ -85,6 +85,7 @@ impl PageIndex {
 
     /// How many of the pages from `idx`, at most `max`, are not cached
     /// (a fill reads them together).
+    #[inline]
     pub fn absent_run(&self, idx: u64, max: u64) -> u64 {
         let len = self.pfns.len();
         let start = (idx as usize).min(len);
@@ -97,6 +98,7 @@ impl PageIndex {
 
     /// The first page of the run of uncached pages that ends at `idx`
     /// (exclusive), not below `first` (a read-around's start).
+    #[inline]
     pub fn absent_from(&self, idx: u64, first: u64) -> u64 {
         let end = (idx as usize).min(self.pfns.len());
         let start = (first as usize).min(end);
