@@ -63,6 +63,7 @@ impl PageIndex {
     /// `idx`, none of which is cached (a fill's run, which
     /// [`Self::absent_run`] found): the index grows once, and the run is
     /// written without a read of the entries it replaces.
+    #[inline]
     pub fn insert_absent_run(&mut self, idx: u64, frame: u64, n: u64) {
         let (i, n) = (idx as usize, n as usize);
         let mut pfn = (frame / PAGE_SIZE) as u32;
