@@ -392,7 +392,13 @@ impl PageCache {
         let id = match self.by_key.entry(info.key) {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(e) => {
-                let ino = Inode {
+                let id = self.inodes.len();
+                if id >= usize::from(u16::MAX) {
+                    return Err(Errno::ENFILE);
+                }
+                // Written in place at the end (an inode stays until
+                // [`Self::clear`]: there is no freed slot to look for).
+                self.inodes.push(Some(Inode {
                     key: info.key,
                     size: info.size,
                     mtime: info.mtime,
@@ -403,8 +409,8 @@ impl PageCache {
                     handle: None,
                     users: 0,
                     writers: 0,
-                };
-                *e.insert(Self::push(&mut self.inodes, ino)?)
+                }));
+                *e.insert(id as u16)
             }
         };
         let ino = self.get_mut(id)?;
