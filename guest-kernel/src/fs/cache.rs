@@ -16,6 +16,7 @@
 //! open), its unmapped pages are dropped.
 
 use alloc::borrow::Cow;
+use alloc::collections::btree_map::Entry;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
@@ -40,6 +41,7 @@ pub struct PageIndex {
 
 impl PageIndex {
     /// The frame of page `idx`.
+    #[inline]
     pub fn get(&self, idx: u64) -> Option<u64> {
         let pfn = *self.pfns.get(usize::try_from(idx).ok()?)?;
         (pfn != 0).then_some(u64::from(pfn) * PAGE_SIZE)
@@ -61,6 +63,7 @@ impl PageIndex {
     /// `idx`, none of which is cached (a fill's run, which
     /// [`Self::absent_run`] found): the index grows once, and the run is
     /// written without a read of the entries it replaces.
+    #[inline]
     pub fn insert_absent_run(&mut self, idx: u64, frame: u64, n: u64) {
         let (i, n) = (idx as usize, n as usize);
         let mut pfn = (frame / PAGE_SIZE) as u32;
@@ -83,6 +86,7 @@ impl PageIndex {
 
     /// How many of the pages from `idx`, at most `max`, are not cached
     /// (a fill reads them together).
+    #[inline]
     pub fn absent_run(&self, idx: u64, max: u64) -> u64 {
         let len = self.pfns.len();
         let start = (idx as usize).min(len);
@@ -95,6 +99,7 @@ impl PageIndex {
 
     /// The first page of the run of uncached pages that ends at `idx`
     /// (exclusive), not below `first` (a read-around's start).
+    #[inline]
     pub fn absent_from(&self, idx: u64, first: u64) -> u64 {
         let end = (idx as usize).min(self.pfns.len());
         let start = (first as usize).min(end);
@@ -104,6 +109,7 @@ impl PageIndex {
     /// The first cached page in `[idx, end)` and the run of physically
     /// consecutive cached pages from it: its page index, first frame and
     /// length. One pass over the index, whatever lies uncached before it.
+    #[inline]
     pub fn next_run(&self, idx: u64, end: u64) -> Option<(u64, u64, u64)> {
         let end = (end as usize).min(self.pfns.len());
         let s = self.pfns.get(idx as usize..end)?;
@@ -159,45 +165,44 @@ fn pair(c: &[u32], k: usize) -> u64 {
     u64::from(c[k]) | u64::from(c[k + 1]) << 32
 }
 
-/// Where the first nonzero frame number of `s` is; four to a test (every
+/// Whether the eight frame numbers of `c` are all 0 (four words).
+#[inline(always)]
+fn none_held(c: &[u32]) -> bool {
+    pair(c, 0) | pair(c, 2) | pair(c, 4) | pair(c, 6) == 0
+}
+
+/// Where the first nonzero frame number of `s` is; eight to a test (every
 /// page a fault-around or a fill looks at passes here).
 fn first_held(s: &[u32]) -> Option<usize> {
-    let skipped = s
-        .chunks_exact(4)
-        .take_while(|c| pair(c, 0) | pair(c, 2) == 0)
-        .count()
-        * 4;
+    let skipped = s.chunks_exact(8).take_while(|c| none_held(c)).count() * 8;
     s[skipped..]
         .iter()
         .position(|&p| p != 0)
         .map(|k| skipped + k)
 }
 
-/// Where the last nonzero frame number of `s` is; four to a test.
+/// Where the last nonzero frame number of `s` is; eight to a test.
 fn last_held(s: &[u32]) -> Option<usize> {
-    let skipped = s
-        .rchunks_exact(4)
-        .take_while(|c| pair(c, 0) | pair(c, 2) == 0)
-        .count()
-        * 4;
+    let skipped = s.rchunks_exact(8).take_while(|c| none_held(c)).count() * 8;
     s[..s.len() - skipped].iter().rposition(|&p| p != 0)
 }
 
 /// How many frame numbers at the start of `s` go on one by one from
-/// `next`; four to a test, two to a word (a carry between a word's halves
+/// `next`; eight to a test, two to a word (a carry between a word's halves
 /// only ends the fast part early).
 fn run_len(s: &[u32], next: u32) -> usize {
     const TWO: u64 = 2 | 2 << 32;
     let mut q = u64::from(next) | u64::from(next.wrapping_add(1)) << 32;
     let whole = s
-        .chunks_exact(4)
+        .chunks_exact(8)
         .take_while(|c| {
-            let same = (pair(c, 0) ^ q) | (pair(c, 2) ^ q.wrapping_add(TWO)) == 0;
-            q = q.wrapping_add(2 * TWO);
+            let step = |k: usize| pair(c, 2 * k) ^ q.wrapping_add(k as u64 * TWO);
+            let same = step(0) | step(1) | step(2) | step(3) == 0;
+            q = q.wrapping_add(4 * TWO);
             same
         })
         .count()
-        * 4;
+        * 8;
     let mut q = next.wrapping_add(whole as u32);
     whole
         + s[whole..]
@@ -249,6 +254,7 @@ pub struct Inode {
 
 impl Inode {
     /// The frame of page `idx` if it is in RAM.
+    #[inline]
     pub fn resident(&self, idx: u64) -> Option<u64> {
         if let Some(base) = self.image {
             let off = idx.checked_mul(PAGE_SIZE)?;
@@ -261,6 +267,7 @@ impl Inode {
     /// consecutive resident pages from it: its page index, first frame and
     /// length (`None` if no page there is resident). A file lying in RAM
     /// whole is one run.
+    #[inline]
     pub fn next_resident_run(&self, idx: u64, end: u64) -> Option<(u64, u64, u64)> {
         if let Some(base) = self.image {
             let end = end.min(self.size.div_ceil(PAGE_SIZE));
@@ -332,15 +339,15 @@ impl PageCache {
             .ok_or(Errno::EBADF)
     }
 
-    fn slot(&mut self) -> KResult<u16> {
-        if let Some(i) = self.inodes.iter().position(Option::is_none) {
-            return Ok(i as u16);
-        }
-        if self.inodes.len() >= usize::from(u16::MAX) {
+    /// Add `ino` at the end (an inode stays until [`Self::clear`], so
+    /// there is no freed slot to look for); its id.
+    fn push(inodes: &mut Vec<Option<Inode>>, ino: Inode) -> KResult<u16> {
+        let id = inodes.len();
+        if id >= usize::from(u16::MAX) {
             return Err(Errno::ENFILE);
         }
-        self.inodes.push(None);
-        Ok((self.inodes.len() - 1) as u16)
+        inodes.push(Some(ino));
+        Ok(id as u16)
     }
 
     /// Add the boot program's image (`size` bytes at `phys`, page
@@ -352,8 +359,7 @@ impl PageCache {
         if phys & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
-        let id = self.slot()?;
-        self.inodes[usize::from(id)] = Some(Inode {
+        let ino = Inode {
             key: InodeKey { dev: 0, ino: 0 },
             size,
             mtime: (0, 0),
@@ -364,8 +370,8 @@ impl PageCache {
             handle: None,
             users: 1,
             writers: 0,
-        });
-        Ok(id)
+        };
+        Self::push(&mut self.inodes, ino)
     }
 
     /// Find or create the inode for an opened file and count one more
@@ -381,11 +387,18 @@ impl PageCache {
         path: &[u8],
         handle: Option<u64>,
     ) -> KResult<(u16, bool)> {
-        let id = match self.by_key.get(&info.key) {
-            Some(&id) => id,
-            None => {
-                let id = self.slot()?;
-                self.inodes[usize::from(id)] = Some(Inode {
+        // One search of the index by identity, whether the file is new
+        // or not.
+        let id = match self.by_key.entry(info.key) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                let id = self.inodes.len();
+                if id >= usize::from(u16::MAX) {
+                    return Err(Errno::ENFILE);
+                }
+                // Written in place at the end (an inode stays until
+                // [`Self::clear`]: there is no freed slot to look for).
+                self.inodes.push(Some(Inode {
                     key: info.key,
                     size: info.size,
                     mtime: info.mtime,
@@ -396,9 +409,8 @@ impl PageCache {
                     handle: None,
                     users: 0,
                     writers: 0,
-                });
-                self.by_key.insert(info.key, id);
-                id
+                }));
+                *e.insert(id as u16)
             }
         };
         let ino = self.get_mut(id)?;
@@ -549,6 +561,22 @@ impl PageCache {
         if let Some(f) = ino.resident(idx) {
             return Ok(f);
         }
+        self.fill_around(mem, frames, host, id, idx, first)
+    }
+
+    /// [`Self::page_around`] for page `idx` its caller found not resident
+    /// (a fault or a read looks first, without a call): no second look.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fill_around<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        host: &mut dyn FsHost,
+        id: u16,
+        idx: u64,
+        first: u64,
+    ) -> KResult<u64> {
+        let ino = self.get(id).ok_or(Errno::EBADF)?;
         let pages_in_file = ino.size.div_ceil(PAGE_SIZE);
         if idx >= pages_in_file {
             return Err(Errno::EIO);
@@ -1039,6 +1067,33 @@ mod tests {
         let rereads: Vec<u64> = host.calls[calls..].iter().map(|c| c.1).collect();
         assert!(rereads.contains(&PAGE_SIZE));
         assert_eq!(cache.get(id).unwrap().size, 4 * PAGE_SIZE);
+    }
+
+    #[test]
+    fn the_word_scans_agree_with_one_entry_at_a_time() {
+        // Runs and holes of every length around the eight-entry steps.
+        for len in 0..40usize {
+            for hole in 0..=len {
+                for brk in 0..=len {
+                    let s: Vec<u32> = (0..len)
+                        .map(|k| match k {
+                            k if k < hole => 0,
+                            k if k == brk => 7,
+                            k => 100 + k as u32,
+                        })
+                        .collect();
+                    assert_eq!(first_held(&s), s.iter().position(|&p| p != 0));
+                    assert_eq!(last_held(&s), s.iter().rposition(|&p| p != 0));
+                    let from = hole.min(len.saturating_sub(1));
+                    let t = &s[from.min(s.len())..];
+                    let next = 100 + from as u32;
+                    let naive = (0..t.len())
+                        .take_while(|&k| t[k] == next + k as u32)
+                        .count();
+                    assert_eq!(run_len(t, next), naive, "len {len} hole {hole} brk {brk}");
+                }
+            }
+        }
     }
 
     #[test]

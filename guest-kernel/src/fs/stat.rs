@@ -134,6 +134,31 @@ pub fn stat_from_statx(b: &[u8; STATX_SIZE]) -> [u8; STAT_SIZE] {
     st
 }
 
+/// [`stat_from_statx`] of the `struct statx` words the host hands back,
+/// read in place (glibc's `fstat` of each library ld.so opens lands here):
+/// no statx bytes are made first and parsed.
+pub fn stat_from_statx_words(w: &[u64; 32]) -> [u8; STAT_SIZE] {
+    let lo = |k: usize| w[k] as u32;
+    let hi = |k: usize| (w[k] >> 32) as u32;
+    let mut st = [0u8; STAT_SIZE];
+    put(&mut st, 0, encode_dev(lo(17), hi(17)));
+    put(&mut st, 8, w[4]);
+    put(&mut st, 16, u64::from(lo(2)));
+    put32(&mut st, 24, hi(3) & 0xffff);
+    put32(&mut st, 28, hi(2));
+    put32(&mut st, 32, lo(3));
+    put(&mut st, 40, encode_dev(lo(16), hi(16)));
+    put(&mut st, 48, w[5]);
+    put(&mut st, 56, u64::from(hi(0)));
+    put(&mut st, 64, w[6]);
+    // atime, mtime, ctime: seconds then nanoseconds.
+    for (k, src) in [8usize, 14, 12].into_iter().enumerate() {
+        put(&mut st, 72 + 16 * k, w[src]);
+        put(&mut st, 80 + 16 * k, u64::from(lo(src + 1)));
+    }
+    st
+}
+
 /// `struct statx` of a kernel node.
 pub fn statx_of(a: &Attr) -> [u8; STATX_SIZE] {
     let mut b = [0u8; STATX_SIZE];
@@ -183,6 +208,13 @@ mod tests {
         let w: [u64; 32] =
             core::array::from_fn(|k| 0x0123_4567_89ab_cdef_u64.rotate_left(k as u32 * 5));
         assert_eq!(statx_info_words(&w), statx_info(&statx_bytes(&w)));
+    }
+
+    #[test]
+    fn stat_of_the_words_is_that_of_their_bytes() {
+        let w: [u64; 32] =
+            core::array::from_fn(|k| 0xfedc_ba98_7654_3210_u64.rotate_left(k as u32 * 7));
+        assert_eq!(stat_from_statx_words(&w), stat_from_statx(&statx_bytes(&w)));
     }
 
     #[test]

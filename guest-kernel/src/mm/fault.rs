@@ -1287,7 +1287,7 @@ fn cache_fill<M: PhysMem>(
     first: u64,
 ) -> Result<u64, FaultError> {
     env.cache
-        .page_around(env.mem, env.frames, &mut *env.host, file, idx, first)
+        .fill_around(env.mem, env.frames, &mut *env.host, file, idx, first)
         .map_err(|e| match e {
             Errno::ENOMEM => FaultError::OutOfMemory,
             _ => FaultError::Segv(SegvCode::MapErr),

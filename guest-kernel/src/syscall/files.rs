@@ -573,9 +573,13 @@ fn read_cached<M: PhysMem, H: HostIo>(
         let cur = pos + done;
         let off = cur % PAGE_SIZE;
         let env = &mut *cx.env;
-        let frame = env
-            .cache
-            .page(env.mem, env.frames, &mut *env.host, id, cur / PAGE_SIZE)?;
+        let idx = cur / PAGE_SIZE;
+        // A resident page (the usual case) is found here, without the
+        // fill's call.
+        let frame = match env.cache.get(id).and_then(|i| i.resident(idx)) {
+            Some(frame) => frame,
+            None => (env.cache).fill_around(env.mem, env.frames, &mut *env.host, id, idx, idx)?,
+        };
         let n = (PAGE_SIZE - off).min(len - done);
         let mut sub = 0;
         while sub < n {

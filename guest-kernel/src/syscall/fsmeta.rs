@@ -15,7 +15,7 @@ use crate::fs::file::{o, Node};
 use crate::fs::host::{self, begin, set_path};
 use crate::fs::path;
 use crate::fs::proc::{self, ProcEntry, ProcLink};
-use crate::fs::stat::{self, Attr, STATX_SIZE, S_IFCHR, S_IFDIR, S_IFMT};
+use crate::fs::stat::{self, Attr, STATX_SIZE, STAT_SIZE, S_IFCHR, S_IFDIR, S_IFMT};
 use crate::mm::phys::PhysMem;
 use crate::uaccess::{copy_from_user, copy_to_user};
 use vmrun_contract::fs::{op, ROOT_HANDLE, SYNTHETIC};
@@ -33,6 +33,30 @@ fn statx_path<M: PhysMem, H: HostIo>(
     abs: Vec<u8>,
     follow: bool,
 ) -> KResult<[u8; STATX_SIZE]> {
+    path_meta(cx, abs, follow, stat::statx_bytes, |b| b)
+}
+
+/// The `struct stat` of what `abs` names: a host file's made from the
+/// host's statx words in place.
+fn stat_path<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    abs: Vec<u8>,
+    follow: bool,
+) -> KResult<[u8; STAT_SIZE]> {
+    path_meta(cx, abs, follow, stat::stat_from_statx_words, |b| {
+        stat::stat_from_statx(&b)
+    })
+}
+
+/// The metadata of what `abs` names, as `host` makes it of a host file's
+/// statx words, or `local` of a kernel node's statx.
+fn path_meta<M: PhysMem, H: HostIo, T>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    abs: Vec<u8>,
+    follow: bool,
+    host: fn(&[u64; 32]) -> T,
+    local: fn([u8; STATX_SIZE]) -> T,
+) -> KResult<T> {
     match find(cx, abs, follow)? {
         Found::Host(abs) => {
             let r = begin(&mut *cx.env.host, op::STAT, ROOT_HANDLE);
@@ -48,12 +72,12 @@ fn statx_path<M: PhysMem, H: HostIo>(
                 let canon = r.path[..r.path_len as usize].to_vec();
                 return match find(cx, canon, follow)? {
                     Found::Host(_) => Err(Errno::ENOENT),
-                    f => local_statx(cx, f),
+                    f => local_statx(cx, f).map(local),
                 };
             }
-            Ok(stat::statx_bytes(&r.statx))
+            Ok(host(&r.statx))
         }
-        f => local_statx(cx, f),
+        f => local_statx(cx, f).map(local),
     }
 }
 
@@ -151,6 +175,16 @@ fn host_statx<M: PhysMem, H: HostIo>(
     Ok(stat::statx_bytes(&cx.env.host.req().statx))
 }
 
+/// The `struct stat` of the host file open as `handle`.
+fn host_stat<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    handle: u64,
+) -> KResult<[u8; STAT_SIZE]> {
+    begin(&mut *cx.env.host, op::FSTAT, handle);
+    host::call(&mut *cx.env.host, &[])?;
+    Ok(stat::stat_from_statx_words(&cx.env.host.req().statx))
+}
+
 /// fstat(fd, buf)
 pub fn fstat<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
@@ -161,7 +195,7 @@ pub fn fstat<M: PhysMem, H: HostIo>(
     // between (fstat of stdout is in every program's start).
     let st = match fd_meta(cx, fd)? {
         FdMeta::Kernel(a) => stat::stat_of(&a),
-        FdMeta::Host(h) => stat::stat_from_statx(&host_statx(cx, h)?),
+        FdMeta::Host(h) => host_stat(cx, h)?,
     };
     copy_to_user(&mut cx.p.mm, cx.env, buf, &st)?;
     Ok(0)
@@ -224,7 +258,7 @@ pub fn newfstatat<M: PhysMem, H: HostIo>(
     }
     let st = match stat_target(cx, dirfd, upath, flags)? {
         StatTarget::Fd(fd) => return fstat(cx, fd, buf),
-        StatTarget::Path(abs, follow) => stat::stat_from_statx(&statx_path(cx, abs, follow)?),
+        StatTarget::Path(abs, follow) => stat_path(cx, abs, follow)?,
     };
     copy_to_user(&mut cx.p.mm, cx.env, buf, &st)?;
     Ok(0)
