@@ -1356,6 +1356,36 @@ mod tests {
         id
     }
 
+    /// A host that serves reads of a file of `len` bytes and records each
+    /// read's (offset, length) in bytes (the bytes are not checked).
+    struct Reader {
+        req: vmrun_contract::fs::FsRequest,
+        len: u64,
+        reads: Vec<(u64, u64)>,
+    }
+
+    impl Reader {
+        fn new(len: u64) -> Self {
+            Reader {
+                req: vmrun_contract::fs::FsRequest::zeroed(),
+                len,
+                reads: Vec::new(),
+            }
+        }
+    }
+
+    impl crate::fs::host::FsHost for Reader {
+        fn req(&mut self) -> &mut vmrun_contract::fs::FsRequest {
+            &mut self.req
+        }
+        fn submit(&mut self, iov: &[IoVec]) -> i64 {
+            let len: u64 = iov.iter().map(|v| v.len).sum();
+            let len = len.min(self.len.saturating_sub(self.req.offset));
+            self.reads.push((self.req.offset, len));
+            len as i64
+        }
+    }
+
     fn setup() -> (Fixture, Mm) {
         let mut fx = Fixture::new();
         let mm = fx.mm();
@@ -1976,26 +2006,7 @@ mod tests {
             data_end: u64::MAX,
         };
         mm.vmas.insert(v).unwrap();
-        // A host that serves the file's reads (its bytes are not checked).
-        struct Reader {
-            req: vmrun_contract::fs::FsRequest,
-            reads: Vec<(u64, u64)>,
-        }
-        impl crate::fs::host::FsHost for Reader {
-            fn req(&mut self) -> &mut vmrun_contract::fs::FsRequest {
-                &mut self.req
-            }
-            fn submit(&mut self, iov: &[IoVec]) -> i64 {
-                let len: u64 = iov.iter().map(|v| v.len).sum();
-                let len = len.min((8 * PAGE_SIZE).saturating_sub(self.req.offset));
-                self.reads.push((self.req.offset, len));
-                len as i64
-            }
-        }
-        let mut host = Reader {
-            req: vmrun_contract::fs::FsRequest::zeroed(),
-            reads: Vec::new(),
-        };
+        let mut host = Reader::new(8 * PAGE_SIZE);
         // A read of page 6 first: pages 6 and 7 are cached.
         let mut env = MmEnv {
             mem: &mut fx.mem,
@@ -2029,25 +2040,7 @@ mod tests {
             data_end: u64::MAX,
         };
         mm.vmas.insert(v).unwrap();
-        struct Reader {
-            req: vmrun_contract::fs::FsRequest,
-            reads: Vec<(u64, u64)>,
-        }
-        impl crate::fs::host::FsHost for Reader {
-            fn req(&mut self) -> &mut vmrun_contract::fs::FsRequest {
-                &mut self.req
-            }
-            fn submit(&mut self, iov: &[IoVec]) -> i64 {
-                let len: u64 = iov.iter().map(|v| v.len).sum();
-                self.reads
-                    .push((self.req.offset / PAGE_SIZE, len / PAGE_SIZE));
-                len as i64
-            }
-        }
-        let mut host = Reader {
-            req: vmrun_contract::fs::FsRequest::zeroed(),
-            reads: Vec::new(),
-        };
+        let mut host = Reader::new(200 * PAGE_SIZE);
         let mut env = MmEnv {
             mem: &mut fx.mem,
             frames: &mut fx.frames,
@@ -2061,7 +2054,8 @@ mod tests {
         // pages cached already.
         let out = mm.handle_page_fault(&mut env, 0x80_a000, U).unwrap();
         assert_eq!(out.pages_mapped, 64);
-        assert_eq!(host.reads, [(64, 64), (0, 64)]);
+        let p = PAGE_SIZE;
+        assert_eq!(host.reads, [(64 * p, 64 * p), (0, 64 * p)]);
         let ino = fx.cache.get(id).unwrap();
         for page in [0, 10, 63, 64, 70, 127] {
             let t = mm.pt.translate(&fx.mem, 0x80_0000 + page * PAGE_SIZE);
