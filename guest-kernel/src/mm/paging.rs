@@ -230,11 +230,10 @@ impl LeafTable<'_> {
             // Most runs are free whole (fault-around windows do not
             // overlap): the free entries before the first used one are
             // found four to a test and written unread.
-            let busy = pte::P | pte::PROTNONE;
-            let free = mem.free_words(at, n, busy);
+            let free = mem.free_words(at, n, USED);
             mem.write_run(at, pa | flags, PAGE_SIZE, free);
             let (at, pa) = (at + free * 8, (pa + free * PAGE_SIZE) | flags);
-            free + mem.write_run_free(at, pa, PAGE_SIZE, n - free, busy)
+            free + mem.write_run_free(at, pa, PAGE_SIZE, n - free, USED)
         };
         if trace::on(mem, category::PAGE_TABLES) {
             trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
@@ -294,9 +293,12 @@ struct Run {
     flags: u64,
 }
 
+/// The bits of a used entry: present, or a PROT_NONE leaf.
+const USED: u64 = pte::P | pte::PROTNONE;
+
 /// Whether an entry is used: present, or a PROT_NONE leaf.
 fn used(e: u64) -> bool {
-    e & (pte::P | pte::PROTNONE) != 0
+    e & USED != 0
 }
 
 fn is_leaf(e: u64, level: u32) -> bool {
@@ -617,8 +619,7 @@ impl PageTable {
                 Some(Ok((table, _))) => table,
             },
         };
-        let at = table + index(va, 1) * 8;
-        (0..n).all(|k| !used(mem.read_u64(at + k * 8)))
+        mem.free_words(table + index(va, 1) * 8, n, USED) == n
     }
 
     /// The table of 4 KiB entries for user `va`'s 2 MiB region, found or
@@ -660,7 +661,7 @@ impl PageTable {
         debug_assert!(index(va, 1) + n <= ENTRIES);
         let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
         let at = table + index(va, 1) * 8;
-        if !fresh && (0..n).any(|k| used(mem.read_u64(at + k * 8))) {
+        if !fresh && mem.free_words(at, n, USED) < n {
             return Ok(false);
         }
         mem.write_run(at, pa | flags, PAGE_SIZE, n);
@@ -745,7 +746,7 @@ impl PageTable {
                 written += 1;
             }
         } else {
-            written = mem.write_run_free(at, run.pa | bits, step, covered, pte::P | pte::PROTNONE);
+            written = mem.write_run_free(at, run.pa | bits, step, covered, USED);
         }
         if trace::on(mem, category::PAGE_TABLES) {
             let n = if strict { written } else { covered };
@@ -1179,7 +1180,7 @@ impl PageTable {
             if !used(e) {
                 let table_end = (va & !(span * ENTRIES - 1)) + span * ENTRIES;
                 let after = index(end.min(table_end) - 1, level) - index(va, level);
-                let free = mem.free_words(entry_pa + 8, after, pte::P | pte::PROTNONE);
+                let free = mem.free_words(entry_pa + 8, after, USED);
                 return Ok(next + free * span);
             }
             if e & pte::PS != 0 {
@@ -1240,7 +1241,7 @@ impl PageTable {
             let e = mem.read_u64(entry_pa);
             i += 1;
             if !used(e) {
-                i += mem.free_words(table + i * 8, last + 1 - i, pte::P | pte::PROTNONE);
+                i += mem.free_words(table + i * 8, last + 1 - i, USED);
                 continue;
             }
             let leaf_va = region + (i - 1) * PAGE_SIZE;
@@ -1744,7 +1745,7 @@ impl PageTable {
             if !used(e) {
                 // Most of a range being unmapped is free (a few pages were
                 // faulted in): pass its free entries in one scan.
-                i += mem.free_words(table + i * 8, last + 1 - i, pte::P | pte::PROTNONE);
+                i += mem.free_words(table + i * 8, last + 1 - i, USED);
                 continue;
             }
             seen += 1;
