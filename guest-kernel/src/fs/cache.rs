@@ -538,34 +538,21 @@ impl PageCache {
         id: u16,
         idx: u64,
     ) -> KResult<u64> {
-        self.page_around(mem, frames, host, id, idx, idx)
-    }
-
-    /// [`Self::page`] for a fault: a missing page is read together with
-    /// the missing ones just before it, back to page `first` (its
-    /// fault-around window's start), as Linux's mmap read-around reads
-    /// around the faulting page. A program runs through a library's text
-    /// downwards as often as upwards: reading only forwards, each fault
-    /// below the last one's run reads (and maps) a page or two.
-    #[allow(clippy::too_many_arguments)]
-    pub fn page_around<M: PhysMem>(
-        &mut self,
-        mem: &mut M,
-        frames: &mut FrameAllocator,
-        host: &mut dyn FsHost,
-        id: u16,
-        idx: u64,
-        first: u64,
-    ) -> KResult<u64> {
         let ino = self.get(id).ok_or(Errno::EBADF)?;
         if let Some(f) = ino.resident(idx) {
             return Ok(f);
         }
-        self.fill_around(mem, frames, host, id, idx, first)
+        self.fill_around(mem, frames, host, id, idx, idx)
     }
 
-    /// [`Self::page_around`] for page `idx` its caller found not resident
-    /// (a fault or a read looks first, without a call): no second look.
+    /// Page `idx` of `id`, which its caller found not resident (a fault
+    /// or a read looks first, without a call), read from the host as
+    /// [`Self::page`] reads it, together with the missing pages just
+    /// before it, back to page `first` (a fault's fault-around window's
+    /// start; `idx` for a read), as Linux's mmap read-around reads around
+    /// the faulting page. A program runs through a library's text
+    /// downwards as often as upwards: reading only forwards, each fault
+    /// below the last one's run reads (and maps) a page or two.
     #[allow(clippy::too_many_arguments)]
     pub fn fill_around<M: PhysMem>(
         &mut self,
@@ -874,7 +861,7 @@ mod tests {
     fn a_fault_reads_around_back_to_the_last_cached_page_or_its_window_start() {
         let (mut mem, mut frames, mut cache, mut host, id) = setup(200 * PAGE_SIZE);
         let f = cache
-            .page_around(&mut mem, &mut frames, &mut host, id, 70, 64)
+            .fill_around(&mut mem, &mut frames, &mut host, id, 70, 64)
             .unwrap();
         let (_, off, iov) = &host.calls[0];
         assert_eq!(*off, 64 * PAGE_SIZE, "from the window's start");
@@ -882,18 +869,18 @@ mod tests {
         assert_eq!(f, iov[0].phys + 6 * PAGE_SIZE);
         // Below: back to the window start, up to the first cached page.
         cache
-            .page_around(&mut mem, &mut frames, &mut host, id, 40, 0)
+            .fill_around(&mut mem, &mut frames, &mut host, id, 40, 0)
             .unwrap();
         let (_, off, iov) = &host.calls[1];
         assert_eq!((*off, iov[0].len), (0, 64 * PAGE_SIZE));
         // A cached page below stops it; so does the readahead's reach.
         cache
-            .page_around(&mut mem, &mut frames, &mut host, id, 190, 0)
+            .fill_around(&mut mem, &mut frames, &mut host, id, 190, 0)
             .unwrap();
         let (_, off, iov) = &host.calls[2];
         assert_eq!((*off, iov[0].len), (128 * PAGE_SIZE, 64 * PAGE_SIZE));
         cache
-            .page_around(&mut mem, &mut frames, &mut host, id, 195, 100)
+            .fill_around(&mut mem, &mut frames, &mut host, id, 195, 100)
             .unwrap();
         let (_, off, iov) = &host.calls[3];
         assert_eq!((*off, iov[0].len), (192 * PAGE_SIZE, 8 * PAGE_SIZE));
