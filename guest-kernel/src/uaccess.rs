@@ -33,6 +33,22 @@ fn one_mapped_page<M: PhysMem>(
     one_page.then(|| mm.mapped_user_page(env.mem, va, write))?
 }
 
+/// The physical address of user `va` for a copy within its page that
+/// [`one_mapped_page`] could not place: a walk of the page tables (the
+/// buffer's table is not a last one), else [`Mm::user_page`] (a fault).
+#[inline(always)]
+fn one_walked_page<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    va: u64,
+    write: bool,
+) -> KResult<u64> {
+    match mm.walked_user_page(env.mem, va, write) {
+        Some(pa) => Ok(pa),
+        None => mm.user_page(env, va, write),
+    }
+}
+
 /// Copy `data` to user address `va`.
 #[inline(always)]
 pub fn copy_to_user<M: PhysMem>(
@@ -67,7 +83,7 @@ fn copy_to_user_walked<M: PhysMem>(
     // Within one page: one translation, without the loop's bookkeeping
     // (an empty copy touches no page).
     if !data.is_empty() && chunk(va, data.len()) == data.len() {
-        let pa = mm.user_page(env, va, true)?;
+        let pa = one_walked_page(mm, env, va, true)?;
         env.mem.write_bytes(pa, data);
         return Ok(());
     }
@@ -111,7 +127,7 @@ fn copy_from_user_walked<M: PhysMem>(
     // Within one page: one translation, without the loop's bookkeeping
     // (an empty copy touches no page).
     if !buf.is_empty() && chunk(va, buf.len()) == buf.len() {
-        let pa = mm.user_page(env, va, false)?;
+        let pa = one_walked_page(mm, env, va, false)?;
         env.mem.read_bytes(pa, buf);
         return Ok(());
     }

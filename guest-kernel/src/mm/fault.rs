@@ -340,9 +340,15 @@ impl Mm {
     /// program or the kernel just used. `None`: ask `user_page`.
     #[inline(always)]
     pub fn mapped_user_page<M: PhysMem>(&self, mem: &M, va: u64, write: bool) -> Option<u64> {
-        let e = self.pt.cached_leaf(mem, va)?;
-        let need = pte::P | pte::US | if write { pte::RW } else { 0 };
-        (e & need == need).then_some((e & pte::ADDR_MASK) | (va & (PAGE_SIZE - 1)))
+        user_leaf_pa(self.pt.cached_leaf(mem, va)?, va, write)
+    }
+
+    /// [`Self::mapped_user_page`] by a walk of the page tables, for a page
+    /// no last table covers: [`Self::user_page`]'s answer for a mapped
+    /// page at the cost of the walk alone. `None`: ask `user_page`.
+    #[inline]
+    pub fn walked_user_page<M: PhysMem>(&self, mem: &M, va: u64, write: bool) -> Option<u64> {
+        user_leaf_pa(self.pt.walked_leaf(mem, va)?, va, write)
     }
 
     /// [`Self::user_buffer_pieces`]'s one piece for the user buffer `[va,
@@ -1305,6 +1311,14 @@ fn reusable(a: &Vma, b: &Vma) -> bool {
 }
 
 /// Whether a translation allows a kernel access on behalf of the user.
+/// The physical address of user `va` through its 4 KiB leaf entry `e` if
+/// that maps it as a kernel access (read, or write if `write`) needs.
+#[inline(always)]
+fn user_leaf_pa(e: u64, va: u64, write: bool) -> Option<u64> {
+    let need = pte::P | pte::US | if write { pte::RW } else { 0 };
+    (e & need == need).then_some((e & pte::ADDR_MASK) | (va & (PAGE_SIZE - 1)))
+}
+
 fn allows(t: &Translation, write: bool) -> bool {
     let need = pte::P | pte::US | if write { pte::RW } else { 0 };
     t.flags & need == need

@@ -897,6 +897,21 @@ impl PageTable {
         Some(mem.read_u64(table + index(va, 1) * 8))
     }
 
+    /// The entry of the 4 KiB leaf slot for user `va` found by a walk (its
+    /// table then remembered as a lookup's; the slot may be unused), or
+    /// `None` where no table of 4 KiB leaves covers `va` (a 2 MiB leaf
+    /// included) or `va` is not in the user half: [`Self::cached_leaf`]'s
+    /// answer where no last table covers `va` (a system-call buffer on the
+    /// stack after faults elsewhere), without a translation's bookkeeping.
+    #[inline]
+    pub fn walked_leaf<M: PhysMem>(&self, mem: &M, va: u64) -> Option<u64> {
+        if va >= USER_HALF_END {
+            return None;
+        }
+        let (table, _) = self.find_leaf_table(mem, va)?.ok()?;
+        Some(mem.read_u64(table + index(va, 1) * 8))
+    }
+
     /// The leaf that maps `va`, if any.
     pub fn translate<M: PhysMem>(&self, mem: &M, va: u64) -> Option<Translation> {
         let l = self.find_leaf(mem, va)?;
@@ -2320,6 +2335,42 @@ mod tests {
             assert_eq!(pt.last_table(va), None);
             assert_eq!(pt.cached_leaf(&mem, va), None);
         }
+    }
+
+    #[test]
+    fn walked_leaf_finds_the_entry_where_no_last_table_covers_and_remembers_the_table() {
+        let (mut mem, mut fa, mut pt) = setup();
+        for va in [0x40_0000, 0x80_0000, 0xc0_0000, 0x100_0000] {
+            pt.map(&mut mem, &mut fa, va, 0x10_0000, PageSize::Size4K, UF)
+                .unwrap();
+        }
+        assert_eq!(pt.last_table(0x40_0000), None);
+        assert_eq!(pt.cached_leaf(&mem, 0x40_0000), None);
+        assert_eq!(pt.walked_leaf(&mem, 0x40_0000), Some(0x10_0000 | UF));
+        assert!(pt.last_table(0x40_0000).is_some(), "remembered");
+        assert_eq!(pt.walked_leaf(&mem, 0x40_1000), Some(0), "an unused slot");
+        assert_eq!(pt.walked_leaf(&mem, 0x4000_0000), None, "no table");
+        // A 2 MiB leaf has no 4 KiB slot; a kernel address is not looked up.
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x20_0000,
+            0x40_0000,
+            PageSize::Size2M,
+            UF,
+        )
+        .unwrap();
+        assert_eq!(pt.walked_leaf(&mem, 0x20_0000), None);
+        let k = KERNEL_HALF + 0x20_0000;
+        pt.map(&mut mem, &mut fa, k, 0x10_0000, PageSize::Size4K, UF)
+            .unwrap();
+        assert_eq!(pt.walked_leaf(&mem, k), None);
+        // Freeing a table forgets the remembered ones; a walk finds the
+        // entries still there.
+        pt.unmap_range(&mut mem, &mut fa, 0x80_0000, 0xa0_0000, |_, _, _| {})
+            .unwrap();
+        assert_eq!(pt.walked_leaf(&mem, 0x80_0000), None, "freed");
+        assert_eq!(pt.walked_leaf(&mem, 0xc0_0000), Some(0x10_0000 | UF));
     }
 
     #[test]
