@@ -394,9 +394,10 @@ impl Mm {
         // Like Linux's sys_brk, the heap merges only with areas at or above
         // start_brk, never with the program's bss below it. The common
         // case, a heap area ending at the old break with room above it,
-        // grows in place.
+        // grows in place; an empty heap (the first growth) has none.
         let grown = Vma::anon(old_top, new_top, Prot::RW, VmFlags::NONE);
-        if self.vmas.grow_onto(&grown, self.start_brk, PAGE_SIZE) {
+        let empty = self.brk == self.start_brk;
+        if !empty && self.vmas.grow_onto(&grown, self.start_brk, PAGE_SIZE) {
             return Ok(());
         }
         self.add_heap_area(grown)
@@ -420,9 +421,12 @@ impl Mm {
             .is_some_and(|p| p.start >= self.start_brk);
         // The area past it starts a page or more above its end (checked
         // above): only the one below may merge.
+        let areas = self.vmas.len();
         if prev_is_heap {
             self.vmas.merge_range(i - 1, i);
         }
+        // The next growth finds the heap area without a search.
+        self.vmas.hint_growth(i - usize::from(self.vmas.len() < areas));
         Ok(())
     }
 

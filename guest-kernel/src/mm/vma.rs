@@ -559,6 +559,12 @@ impl VmaSet {
         grew
     }
 
+    /// Make area `i` (a new heap area) the one [`Self::grow_onto`] tries
+    /// before a search.
+    pub fn hint_growth(&mut self, i: usize) {
+        self.t.hint_growth(i);
+    }
+
     /// The position of the first area ending after `addr` (`len()` if
     /// none), and that area: one lookup for both.
     pub fn seek(&self, addr: u64) -> (usize, Option<&Vma>) {

@@ -663,6 +663,13 @@ impl VmaTree {
         self.insert_at_slow(i, vma)
     }
 
+    /// Make area `i` the one [`Self::grow_onto`] tries before a search (a
+    /// hint: `grow_onto` checks it).
+    pub fn hint_growth(&mut self, i: usize) {
+        let (_, base) = self.leaf_of(i);
+        self.grown = i - base;
+    }
+
     /// Keep a copy of the area at position `i` as the hot one (nothing if
     /// there is none): the fault that follows at once (exec writing its
     /// new stack) reads it without a lookup.
@@ -1728,6 +1735,45 @@ mod tests {
         assert!(t.grow_onto(&rw(0x12_000, 0x13_000), 0, 0));
         let ends: Vec<u64> = t.iter().map(|v| v.end).collect();
         assert_eq!(ends, vec![0x3000, 0x13_000]);
+    }
+
+    #[test]
+    fn hint_growth_points_grow_onto_at_the_area_in_its_leaf() {
+        // A deep tree: the hint is the area's position in its leaf.
+        let mut t = tree_of(2000);
+        let k = 1500u64;
+        let v = area(k);
+        t.hint_growth(k as usize);
+        let (leaf, base) = t.leaf_of(k as usize);
+        assert!(base > 0 && leaf[t.grown].start == v.start);
+        let grown = Vma {
+            start: v.end,
+            end: v.end + 0x800,
+            ..v
+        };
+        assert!(t.grow_onto(&grown, 0, 0));
+        assert_eq!(t.get(k as usize).map(|a| a.end), Some(v.end + 0x800));
+        // A stale hint (another area) only costs the search.
+        t.hint_growth(3);
+        let more = Vma {
+            start: v.end + 0x800,
+            end: v.end + 0x1000,
+            ..v
+        };
+        assert!(t.grow_onto(&more, 0, 0));
+        assert_eq!(t.get(k as usize).map(|a| a.end), Some(v.end + 0x1000));
+        // One leaf: the position is the index; past the end, no harm.
+        let mut t = tree_of(4);
+        t.hint_growth(2);
+        assert_eq!(t.grown, 2);
+        t.hint_growth(9);
+        let last = Vma {
+            start: 0x7000,
+            end: 0x8000,
+            ..area(3)
+        };
+        assert!(t.grow_onto(&last, 0, 0));
+        assert_eq!(t.get(3).map(|a| a.end), Some(0x8000));
     }
 
     #[test]
