@@ -426,7 +426,8 @@ impl Mm {
             self.vmas.merge_range(i - 1, i);
         }
         // The next growth finds the heap area without a search.
-        self.vmas.hint_growth(i - usize::from(self.vmas.len() < areas));
+        self.vmas
+            .hint_growth(i - usize::from(self.vmas.len() < areas));
         Ok(())
     }
 

@@ -200,6 +200,35 @@ fn write_hands_the_host_physical_pieces_of_the_buffer() {
 }
 
 #[test]
+fn write_to_stdio_within_one_page_is_one_host_write_of_that_piece() {
+    let mut w = World::new();
+    w.poke(w.buf + 0x10, b"hello\n");
+    let r = w
+        .call(nr::WRITE, [2, w.buf + 0x10, 6, 0, 0, 0])
+        .unwrap_ret();
+    assert_eq!(r, 6);
+    assert_eq!(w.host.written.len(), 1);
+    assert_eq!(w.host.written[0].0, 2);
+    let pa = w.p.mm.mapped_user_page(&w.mem, w.buf + 0x10, false);
+    assert_eq!(
+        w.host.mem_snapshot,
+        vec![IoVec {
+            phys: pa.unwrap(),
+            len: 6
+        }]
+    );
+    // Another page of the mapping (faulted in first if need be).
+    let r = w
+        .call(nr::WRITE, [1, w.buf + 0x3000, 4, 0, 0, 0])
+        .unwrap_ret();
+    assert_eq!((r, w.host.written.len()), (4, 2));
+    // Nothing to write, or stdin (read-only): as before, no host write.
+    assert_eq!(w.call(nr::WRITE, [1, w.buf, 0, 0, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(w.call(nr::WRITE, [0, w.buf, 4, 0, 0, 0]).unwrap_ret(), -9);
+    assert_eq!(w.host.written.len(), 2);
+}
+
+#[test]
 fn write_from_unmapped_or_kernel_address_is_efault() {
     let mut w = World::new();
     assert_eq!(w.call(nr::WRITE, [1, 0x1, 10, 0, 0, 0]).unwrap_ret(), -14);
