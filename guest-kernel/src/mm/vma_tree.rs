@@ -572,13 +572,21 @@ impl VmaTree {
     }
 
     /// The position of the first area ending after `addr` (`len()` if
-    /// none), and that area.
-    #[inline]
+    /// none), and that area. A one-leaf tree (most address spaces) is
+    /// searched inline, without a call.
+    #[inline(always)]
     pub fn seek(&self, addr: u64) -> (usize, Option<&Vma>) {
         if let Some(Node::Leaf(v)) = &self.root {
             let p = v.partition_point(|x| x.end <= addr);
             return (p, v.get(p));
         }
+        self.seek_deep(addr)
+    }
+
+    /// [`Self::seek`] in a tree of more than one leaf (or none): from the
+    /// finger's leaf if it holds the area, else by a descent.
+    #[inline(never)]
+    fn seek_deep(&self, addr: u64) -> (usize, Option<&Vma>) {
         let f = self.finger.get();
         if f.len != 0 {
             let leaf = self.leaf_by_path(&f);
