@@ -906,21 +906,31 @@ impl VmaSet {
         if self.len() + splits > MAX_VMAS {
             return Err(Errno::ENOMEM);
         }
-        let (i, changed) = match (start > v.start, end < v.end) {
+        let i = match (start > v.start, end < v.end) {
             // One split (RELRO's mprotect of a segment's head, a guard
             // page at an end): the changed part goes into the set changed.
-            (true, false) => (i + 1, self.split_reprotect(i, v, start, prot, false)?),
-            (false, true) => (i, self.split_reprotect(i, v, end, prot, true)?),
-            (false, false) => (i, self.reprotect(i, v, prot)),
+            (true, false) => {
+                self.split_reprotect(i, v, start, prot, false)?;
+                i + 1
+            }
+            (false, true) => {
+                self.split_reprotect(i, v, end, prot, true)?;
+                i
+            }
+            (false, false) => {
+                self.reprotect(i, v, prot);
+                i
+            }
             (true, true) => {
                 let mid = self.split_area(i, v, start)?;
                 self.split_area(i + 1, mid, end)?;
-                let mid = Vma { end, ..mid };
-                (i + 1, self.reprotect(i + 1, mid, prot))
+                self.reprotect(i + 1, Vma { end, ..mid }, prot);
+                i + 1
             }
         };
         // A part split off keeps the old protection: it cannot merge back
         // unless that is the new one too. Only the neighbours can.
+        let changed = reprotected(v, prot);
         let same = changed.prot == v.prot && changed.flags == v.flags;
         let lo = match start > v.start && !same {
             true => i,
@@ -932,18 +942,16 @@ impl VmaSet {
     }
 
     /// Give area `i` (`v`) the protection `prot` (and the accounting that
-    /// goes with it), journaled as a resize; returns the area as changed.
-    fn reprotect(&mut self, i: usize, v: Vma, prot: Prot) -> Vma {
+    /// goes with it), journaled as a resize.
+    fn reprotect(&mut self, i: usize, v: Vma, prot: Prot) {
         let changed = reprotected(v, prot);
         self.t.update(i, |a| *a = changed);
         self.note(trace_kind::VMA_RESIZE, changed, 0);
-        changed
     }
 
     /// [`Self::split_area`] of area `i` (`v`) at `addr`, then
     /// [`Self::reprotect`] of its low part if `low`, else of its high part,
-    /// with the same result and journal, each part written once. Returns
-    /// the part as changed.
+    /// with the same result and journal, each part written once.
     fn split_reprotect(
         &mut self,
         i: usize,
@@ -951,18 +959,17 @@ impl VmaSet {
         addr: u64,
         prot: Prot,
         low: bool,
-    ) -> KResult<Vma> {
+    ) -> KResult<()> {
         let mut lo = v;
         let mut hi = lo.split_off(addr);
         let changed = if low { &mut lo } else { &mut hi };
         *changed = reprotected(*changed, prot);
-        let changed = *changed;
-        // The high part first: if that fails nothing has changed.
-        self.t.insert_at(i + 1, hi)?;
-        self.t.update(i, |a| *a = lo);
-        self.note(trace_kind::VMA_SPLIT, v, addr);
-        self.note(trace_kind::VMA_RESIZE, changed, 0);
-        Ok(changed)
+        self.t.split_at(i, lo, hi)?;
+        if self.journaling {
+            self.note(trace_kind::VMA_SPLIT, v, addr);
+            self.note(trace_kind::VMA_RESIZE, if low { lo } else { hi }, 0);
+        }
+        Ok(())
     }
 
     /// Where the areas running without a hole from the one holding

@@ -851,19 +851,32 @@ impl VmaTree {
     }
 
     /// Split the area at position `i` into `low` (staying at `i`) and
-    /// `high` (at `i + 1`), its two parts, which together span its bytes:
-    /// in a one-leaf tree with room, one write and one insert, no weight
-    /// to recount.
+    /// `high` (at `i + 1`), its two parts, which together span its bytes
+    /// (one may have rights of its own, as after an mprotect of part of
+    /// the area: the data bytes follow them): in a one-leaf tree with
+    /// room, one write and one insert, inline.
+    #[inline(always)]
     pub fn split_at(&mut self, i: usize, low: Vma, high: Vma) -> KResult<()> {
         if let Some(Node::Leaf(v)) = &mut self.root {
             if v.len() < LEAF_CAP && i < v.len() {
-                v[i] = low;
+                let old = core::mem::replace(&mut v[i], low);
                 v.insert(i + 1, high);
                 self.len += 1;
+                self.sub_weight(&old);
+                self.add_weight(&low);
+                self.add_weight(&high);
                 self.forget_finger();
                 return Ok(());
             }
         }
+        self.split_at_deep(i, low, high)
+    }
+
+    /// [`Self::split_at`] in a deeper tree or a full leaf: the high part
+    /// inserted first (if that fails nothing has changed), then the low
+    /// part written, each keeping the weights.
+    #[inline(never)]
+    fn split_at_deep(&mut self, i: usize, low: Vma, high: Vma) -> KResult<()> {
         self.insert_at(i + 1, high)?;
         self.update(i, |a| *a = low);
         Ok(())
@@ -1570,6 +1583,40 @@ mod tests {
                 Some((1, 0x5000))
             );
             assert_eq!(t.find_hot(0x8000).map(|(i, _)| i), Some(3));
+        }
+    }
+
+    #[test]
+    fn split_at_with_new_rights_for_a_part_recounts_the_data_bytes() {
+        // One leaf (split inline) and several (inserted, then updated).
+        for n in [4u64, 200] {
+            let mut t = VmaTree::new();
+            for k in 0..n {
+                let v = Vma::anon(k * 0x4000, k * 0x4000 + 0x2000, Prot::RW, VmFlags::NONE);
+                t.insert_at(k as usize, v).unwrap();
+            }
+            let (bytes, data) = (t.bytes(), t.data_bytes());
+            let v = *t.get(1).unwrap();
+            let low = Vma { end: 0x5000, ..v };
+            let high = Vma {
+                start: 0x5000,
+                prot: Prot::READ,
+                ..v
+            };
+            t.split_at(1, low, high).unwrap();
+            assert_eq!((t.bytes(), t.data_bytes()), (bytes, data - 0x1000));
+            assert_eq!(
+                t.get(2).map(|a| (a.start, a.prot)),
+                Some((0x5000, Prot::READ))
+            );
+            // Both parts with new rights.
+            let v = Vma {
+                prot: Prot::READ,
+                ..*t.get(3).unwrap()
+            };
+            let (low, high) = (Vma { end: 0x9000, ..v }, Vma { start: 0x9000, ..v });
+            t.split_at(3, low, high).unwrap();
+            assert_eq!((t.bytes(), t.data_bytes()), (bytes, data - 0x3000));
         }
     }
 
