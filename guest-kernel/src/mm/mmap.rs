@@ -479,12 +479,16 @@ impl Mm {
         // writable area's pages look at their frames (a private one is
         // mapped writable, a shared one stays read-only until its
         // copy-on-write fault).
-        let writes = prot.contains(Prot::WRITE);
-        let r = self
-            .pt
-            .set_flags_range(env.mem, env.frames, start, end, |m, fr, l| {
-                user_pte_flags(prot, writes && fr.is_private(m, l.frame))
-            });
+        let (pt, mem, frames) = (&mut self.pt, &mut *env.mem, &mut *env.frames);
+        let r = if prot.contains(Prot::WRITE) {
+            pt.set_flags_range(mem, frames, start, end, |m, fr, l| {
+                user_pte_flags(prot, fr.is_private(m, l.frame))
+            })
+        } else {
+            // One set of flags for every page, computed once.
+            let flags = user_pte_flags(prot, false);
+            pt.set_flags_range(mem, frames, start, end, |_, _, _| flags)
+        };
         r.map_err(|e| e.errno())
     }
 
