@@ -49,6 +49,27 @@ fn one_walked_page<M: PhysMem>(
     }
 }
 
+/// The physical address of user `va` for a kernel access (read, or write
+/// if `write`), faulted in as a user access would be: the one look of
+/// [`Mm::mapped_user_page`] where a last table answers, else
+/// [`Mm::user_page`] (for each page of a longer buffer).
+#[inline(always)]
+pub fn user_page_quick<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    va: u64,
+    write: bool,
+) -> KResult<u64> {
+    let quick = match va < TASK_SIZE {
+        true => mm.mapped_user_page(env.mem, va, write),
+        false => None,
+    };
+    match quick {
+        Some(pa) => Ok(pa),
+        None => mm.user_page(env, va, write),
+    }
+}
+
 /// Copy `data` to user address `va`.
 #[inline(always)]
 pub fn copy_to_user<M: PhysMem>(
@@ -91,7 +112,7 @@ fn copy_to_user_walked<M: PhysMem>(
     while done < data.len() {
         let cur = va + done as u64;
         let n = chunk(cur, data.len() - done);
-        let pa = mm.user_page(env, cur, true)?;
+        let pa = user_page_quick(mm, env, cur, true)?;
         env.mem.write_bytes(pa, &data[done..done + n]);
         done += n;
     }
@@ -135,7 +156,7 @@ fn copy_from_user_walked<M: PhysMem>(
     while done < buf.len() {
         let cur = va + done as u64;
         let n = chunk(cur, buf.len() - done);
-        let pa = mm.user_page(env, cur, false)?;
+        let pa = user_page_quick(mm, env, cur, false)?;
         env.mem.read_bytes(pa, &mut buf[done..done + n]);
         done += n;
     }

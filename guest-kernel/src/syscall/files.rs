@@ -584,7 +584,7 @@ fn read_cached<M: PhysMem, H: HostIo>(
         let mut sub = 0;
         while sub < n {
             let va = buf + done + sub;
-            let pa = cx.p.mm.user_page(cx.env, va, true)?;
+            let pa = crate::uaccess::user_page_quick(&mut cx.p.mm, cx.env, va, true)?;
             let m = (PAGE_SIZE - (va % PAGE_SIZE)).min(n - sub);
             cx.env.mem.copy_local(pa, frame + off + sub, m);
             sub += m;

@@ -187,6 +187,45 @@ impl Ret for Action {
     }
 }
 
+impl World {
+    /// `uaccess::user_page_quick` of `va`.
+    fn quick_page(&mut self, va: u64, write: bool) -> KResult<u64> {
+        let mut env = MmEnv {
+            mem: &mut self.mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        crate::uaccess::user_page_quick(&mut self.p.mm, &mut env, va, write)
+    }
+}
+
+#[test]
+fn user_page_quick_answers_as_user_page_mapped_or_not() {
+    use vmrun_contract::layout::TASK_SIZE;
+    let mut w = World::new();
+    // Mapped: the quick look's answer.
+    w.poke(w.buf, b"x");
+    let pa = w.p.mm.mapped_user_page(&w.mem, w.buf, true);
+    assert_eq!(w.quick_page(w.buf + 8, true).ok(), pa.map(|p| p + 8));
+    // Not faulted in yet: faulted in, then found by the quick look too.
+    let fresh = w.call(
+        nr::MMAP,
+        [0, 0x1000, PROT_RW, MAP_PRIVATE_ANON, u64::MAX, 0],
+    );
+    let fresh = fresh.unwrap_ret() as u64;
+    assert_eq!(w.p.mm.mapped_user_page(&w.mem, fresh, false), None);
+    let pa = w.quick_page(fresh, false).unwrap();
+    assert_eq!(w.p.mm.mapped_user_page(&w.mem, fresh, false), Some(pa));
+    // Read-only for a write, past the user range, or unmapped: EFAULT.
+    let ro = w.call(nr::MMAP, [0, 0x1000, 1, MAP_PRIVATE_ANON, u64::MAX, 0]);
+    let ro = ro.unwrap_ret() as u64;
+    assert!(w.quick_page(ro, false).is_ok());
+    assert_eq!(w.quick_page(ro, true), Err(Errno::EFAULT));
+    assert_eq!(w.quick_page(TASK_SIZE, false), Err(Errno::EFAULT));
+    assert_eq!(w.quick_page(TASK_SIZE - 0x1000, false), Err(Errno::EFAULT));
+}
+
 #[test]
 fn write_hands_the_host_physical_pieces_of_the_buffer() {
     let mut w = World::new();
