@@ -683,7 +683,7 @@ impl VmaSet {
     }
 
     fn can_merge(&self, i: usize) -> bool {
-        match (self.t.get(i), self.t.get(i + 1)) {
+        match self.t.pair(i) {
             (Some(a), Some(b)) => a.can_merge_with(b),
             _ => false,
         }

@@ -462,6 +462,16 @@ impl VmaTree {
         self.get_cold(i)
     }
 
+    /// The areas at positions `i` and `i + 1` (a merge's test): read
+    /// straight from a one-leaf tree, without [`Self::get`]'s calls.
+    #[inline]
+    pub fn pair(&self, i: usize) -> (Option<&Vma>, Option<&Vma>) {
+        if let Some(Node::Leaf(v)) = &self.root {
+            return (v.get(i), v.get(i + 1));
+        }
+        (self.get(i), self.get(i + 1))
+    }
+
     /// The position and a copy of the area containing `addr`, kept as the
     /// hot area: a lookup in the hot area costs two comparisons, and
     /// [`Self::get`] of its position one.
@@ -1790,6 +1800,17 @@ mod tests {
         assert!(t.grow_onto(&rw(0x12_000, 0x13_000), 0, 0));
         let ends: Vec<u64> = t.iter().map(|v| v.end).collect();
         assert_eq!(ends, vec![0x3000, 0x13_000]);
+    }
+
+    #[test]
+    fn pair_is_the_two_areas_get_finds_in_any_tree() {
+        for n in [4u64, 200] {
+            let mut t = tree_of(n);
+            t.find_hot(area(1).start);
+            for i in [0, 1, n as usize - 2, n as usize - 1, n as usize] {
+                assert_eq!(t.pair(i), (t.get(i), t.get(i + 1)), "{n} areas, at {i}");
+            }
+        }
     }
 
     #[test]
