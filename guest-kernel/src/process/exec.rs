@@ -181,21 +181,21 @@ impl Areas {
             return Ok(self.last);
         }
         let replacing = core::mem::take(&mut self.replacing);
-        let before = mm.vmas.len();
-        let areas = self.gathered.areas();
-        if mm.vmas.append(&self.gathered)? {
-            self.last = before + areas.len() - 1;
-        } else {
-            for (k, vma) in areas.iter().enumerate() {
-                self.last = if replacing & (1 << k) != 0 {
-                    insert_replacing(mm, *vma)?
-                } else {
-                    mm.vmas.insert(*vma)?
-                };
-            }
+        if mm.vmas.append(&mut self.gathered) {
+            self.last = mm.vmas.len() - 1;
+            return Ok(self.last);
         }
+        let mut inserted = self.gathered.areas().iter().enumerate();
+        let r = inserted.try_for_each(|(k, vma)| {
+            self.last = if replacing & (1 << k) != 0 {
+                insert_replacing(mm, *vma)?
+            } else {
+                mm.vmas.insert(*vma)?
+            };
+            Ok(())
+        });
         self.gathered.clear();
-        Ok(self.last)
+        r.map(|()| self.last)
     }
 }
 
