@@ -59,6 +59,9 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     let vvar_phys = setup_heap(&mut k.frames, info.mem_size);
     k.fs.connect();
     k.process.0 = Some(alloc::boxed::Box::new(Process::empty()));
+    // The first process's fds 0, 1 and 2, made with the process as Linux's
+    // `kernel_init` opens the console for init before it execs it.
+    k.process.init_stdio();
     k.tasks.kernel = k.kernel;
     k.tasks.max_tasks = task_limit(crate::arch::heap::free_bytes() as u64);
     k.tasks.heap_free = crate::arch::heap::free_bytes;
@@ -277,7 +280,6 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
         let cwd = crate::arch::phys::bytes(mem, info.cwd_phys, info.cwd_len.min(4095));
         p.cwd = Cow::Borrowed(cwd);
     }
-    p.init_stdio();
     p.stdio_modes = [
         info.stdio_modes[0],
         info.stdio_modes[1],
