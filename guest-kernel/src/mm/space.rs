@@ -235,6 +235,7 @@ impl Mm {
     }
 
     /// A fresh anonymous-memory identity.
+    #[inline]
     pub(crate) fn next_anon_id(&mut self) -> u32 {
         self.last_anon = self.last_anon.wrapping_add(1).max(1);
         self.last_anon
