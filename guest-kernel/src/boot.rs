@@ -255,7 +255,9 @@ fn exec_fail(errno: Errno, msg: &[u8]) -> ! {
 
 /// Exec the program the VMM placed in RAM: the same two steps as an
 /// in-guest execve (checks, then the point of no return), from the image
-/// already in RAM instead of a file opened by path.
+/// already in RAM instead of a file opened by path. Out of line: `vmrun
+/// bench` counts the exec's instructions from its first.
+#[inline(never)]
 fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     let info = k.info;
     let argbuf = crate::arch::phys::bytes(mem, info.args_phys, info.args_len);

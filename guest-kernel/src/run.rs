@@ -186,7 +186,7 @@ impl Kernel {
     /// if it asked to inspect each exec.
     /// (Inlined, each test made here first, as the last exit's are: the
     /// untraced exec pays no calls.)
-    #[inline]
+    #[inline(always)]
     pub fn exec_event(&mut self, mem: &mut DirectMap) {
         self.trace_cr3(mem);
         self.flush_vma_journal(mem);

@@ -346,6 +346,7 @@ fn map_areas<M: PhysMem>(
 /// Map [vvar], [vvar_vclock] and [vdso] (Linux's
 /// `arch_setup_additional_pages`) top-down in the mmap area, below the
 /// interpreter; returns the vDSO's address (`AT_SYSINFO_EHDR`).
+#[inline(always)]
 fn map_vdso(mm: &mut Mm, areas: &mut Areas, ids: [u16; 3]) -> KResult<u64> {
     let sizes = [vvar::VVAR_PAGES, vvar::VCLOCK_PAGES, vvar::VDSO_PAGES].map(|p| p * PAGE_SIZE);
     let total: u64 = sizes.iter().sum();
