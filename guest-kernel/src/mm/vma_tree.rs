@@ -744,9 +744,9 @@ impl VmaTree {
     #[inline]
     pub fn append_leaf(&mut self, leaf: &mut LooseLeaf, weight: (u64, u64)) -> bool {
         let n = leaf.0.len();
-        let Some(&last) = leaf.0.last() else {
+        if n == 0 {
             return true;
-        };
+        }
         match &mut self.root {
             None => self.root = Some(Node::Leaf(core::mem::take(&mut leaf.0))),
             Some(Node::Leaf(v)) if v.len() + n <= LEAF_CAP => {
@@ -755,12 +755,18 @@ impl VmaTree {
             }
             _ => return false,
         }
+        // The hot copy is taken from the leaf (not kept from before the
+        // move, which costs a round trip through the stack).
+        if let Some(Node::Leaf(v)) = &self.root {
+            if let Some(&last) = v.last() {
+                self.hot.vma = last;
+            }
+        }
+        self.hot.pos = self.len + n - 1;
         self.bytes += weight.0;
         self.data_bytes += weight.1;
         self.len += n;
         self.finger.get_mut().len = 0;
-        self.hot.pos = self.len - 1;
-        self.hot.vma = last;
         true
     }
 
