@@ -63,10 +63,10 @@ fn map_segment(
         })?;
     }
     let (anon_start, anon_end) = seg.anon_pages();
-    if (anon_end - anon_start) / PAGE_SIZE > ram_pages {
-        return Err(Errno::ENOMEM);
-    }
     if anon_end > anon_start {
+        if (anon_end - anon_start) / PAGE_SIZE > ram_pages {
+            return Err(Errno::ENOMEM);
+        }
         // Linux maps bss read-write whatever the segment says (vm_brk_flags).
         let prot = Prot(prot_of(seg).0 | Prot::RW.0);
         // The identity its first fault would give it: the areas beside it
