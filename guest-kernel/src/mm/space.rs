@@ -123,17 +123,17 @@ impl Mm {
 
     /// Make `self` a new, empty address space in place, without building
     /// a whole new `Mm` (the area array is large and ring 0 is slow);
-    /// `self` must be empty or torn down.
+    /// `self` must be empty or torn down (which leaves no areas).
     pub fn init<M: PhysMem>(
         &mut self,
         mem: &mut M,
         frames: &mut FrameAllocator,
         kernel: &KernelHalf,
     ) -> KResult<()> {
+        debug_assert!(self.vmas.is_empty(), "init of a live address space");
         let mut pt = PageTable::new(mem, frames).map_err(|e| e.errno())?;
         pt.copy_kernel_half(mem, kernel);
         self.pt = pt;
-        self.vmas.clear();
         self.reset_layout();
         Ok(())
     }
