@@ -162,6 +162,7 @@ impl Areas {
     /// len)` would place them once the batch is in: with only the batch
     /// below `mmap_base` (an exec), its first try, the room above the last
     /// area, needs no search.
+    #[inline]
     fn unmapped_area(&mut self, mm: &mut Mm, len: u64) -> KResult<u64> {
         if self.batch && mm.vmas.is_empty() && !len.is_multiple_of(HUGE_PAGE_SIZE) {
             if let Some(at) = mm.mmap_base.checked_sub(len) {
@@ -170,6 +171,13 @@ impl Areas {
                 }
             }
         }
+        self.searched_area(mm, len)
+    }
+
+    /// [`Self::unmapped_area`] by `get_unmapped_area`'s search, the batch
+    /// in first.
+    #[inline(never)]
+    fn searched_area(&mut self, mm: &mut Mm, len: u64) -> KResult<u64> {
         self.flush(mm)?;
         mm.get_unmapped_area(0, len, false)
     }
