@@ -184,10 +184,15 @@ impl Kernel {
 
     /// The program is loaded: trace what exec did, and stop for the host
     /// if it asked to inspect each exec.
+    /// (Inlined, each test made here first, as the last exit's are: the
+    /// untraced exec pays no calls.)
+    #[inline(always)]
     pub fn exec_event(&mut self, mem: &mut DirectMap) {
         self.trace_cr3(mem);
         self.flush_vma_journal(mem);
-        self.event(mem, event::EXEC, 0, 0);
+        if self.info.flags & boot_flags::NOTIFY_EXEC_EXIT != 0 {
+            self.event(mem, event::EXEC, 0, 0);
+        }
     }
 
     /// Trace a CR3 load of the process's PML4.

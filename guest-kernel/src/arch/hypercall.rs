@@ -45,8 +45,10 @@ pub fn host_ticks() -> u64 {
     HOST_TICKS.load(core::sync::atomic::Ordering::Relaxed)
 }
 
-/// Issue hypercall `nr` with `args`; returns the VMM's result.
-pub fn call(nr: u64, args: [u64; 6]) -> i64 {
+/// Issue hypercall `nr` with `args` (the first `N` of its six arguments:
+/// a call the VMM reads fewer of leaves the rest unwritten); returns the
+/// VMM's result.
+pub fn call<const N: usize>(nr: u64, args: [u64; N]) -> i64 {
     let t0 = super::cpu::rdtsc();
     let r = call_raw(nr, args);
     let spent = super::cpu::rdtsc().wrapping_sub(t0);
@@ -55,7 +57,8 @@ pub fn call(nr: u64, args: [u64; 6]) -> i64 {
     r
 }
 
-fn call_raw(nr: u64, args: [u64; 6]) -> i64 {
+fn call_raw<const N: usize>(nr: u64, args: [u64; N]) -> i64 {
+    const { assert!(N <= 6) };
     let b = BLOCK.0.get();
     // SAFETY: `b` points at the static block; single CPU, no re-entry (see
     // the Sync impl), and the VMM only touches it while the vCPU is stopped.
@@ -145,7 +148,7 @@ pub fn log(msg: &[u8]) {
 
 /// Report a boot or exec milestone.
 pub fn phase(p: u64) {
-    call(hc::PHASE, [p, 0, 0, 0, 0, 0]);
+    call(hc::PHASE, [p]);
 }
 
 /// Zero guest-physical memory on the host.

@@ -393,6 +393,17 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 const FCW_DEFAULT: u16 = 0x037f;
 const MXCSR_DEFAULT: u32 = 0x1f80;
 
+/// The power-on FXSAVE image (FCW and MXCSR at their defaults, all else
+/// zero), loaded as it is by [`UserMode::reset_fpu`].
+static FPU_DEFAULT: FpuArea = {
+    let mut image = [0u8; 512];
+    let fcw = FCW_DEFAULT.to_le_bytes();
+    let mxcsr = MXCSR_DEFAULT.to_le_bytes();
+    (image[0], image[1]) = (fcw[0], fcw[1]);
+    (image[24], image[25], image[26], image[27]) = (mxcsr[0], mxcsr[1], mxcsr[2], mxcsr[3]);
+    FpuArea(image)
+};
+
 impl UserMode {
     /// Hand out the one token (None if already taken). The FPU holds
     /// what boot left in it: the holder gives the program its initial
@@ -441,11 +452,16 @@ impl UserMode {
     }
 
     /// Put the FPU/SSE state in its power-on form, as exec does.
+    /// The image is loaded from where it lies, not copied into the FPU
+    /// area first: the state lives in the FPU, the area only passes it.
     pub fn reset_fpu(&mut self) {
-        let mut image = [0u8; 512];
-        image[0..2].copy_from_slice(&FCW_DEFAULT.to_le_bytes());
-        image[24..28].copy_from_slice(&MXCSR_DEFAULT.to_le_bytes());
-        self.set_fpu(&image);
+        // SAFETY: the token guards the FPU; the image is a static aligned
+        // for FXRSTOR64 that FXRSTOR64 only reads; the kernel itself keeps
+        // no x87/SSE state.
+        unsafe {
+            let image = &FPU_DEFAULT;
+            asm!("fxrstor64 [{}]", in(reg) image, options(nostack, preserves_flags, readonly));
+        }
     }
 
     /// Run user mode with the registers in [`regs`](Self::regs) until it

@@ -123,17 +123,17 @@ impl Mm {
 
     /// Make `self` a new, empty address space in place, without building
     /// a whole new `Mm` (the area array is large and ring 0 is slow);
-    /// `self` must be empty or torn down.
+    /// `self` must be empty or torn down (which leaves no areas).
     pub fn init<M: PhysMem>(
         &mut self,
         mem: &mut M,
         frames: &mut FrameAllocator,
         kernel: &KernelHalf,
     ) -> KResult<()> {
+        debug_assert!(self.vmas.is_empty(), "init of a live address space");
         let mut pt = PageTable::new(mem, frames).map_err(|e| e.errno())?;
         pt.copy_kernel_half(mem, kernel);
         self.pt = pt;
-        self.vmas.clear();
         self.reset_layout();
         Ok(())
     }
@@ -235,6 +235,7 @@ impl Mm {
     }
 
     /// A fresh anonymous-memory identity.
+    #[inline]
     pub(crate) fn next_anon_id(&mut self) -> u32 {
         self.last_anon = self.last_anon.wrapping_add(1).max(1);
         self.last_anon

@@ -259,8 +259,8 @@ fn accounted(flags: VmFlags, prot: Prot) -> VmFlags {
 /// aligned, not empty, with [`VmFlags::ACCOUNT`] set as an insert sets it,
 /// and the bytes they add summed.
 pub struct VmaBatch {
-    areas: [Vma; vma_tree::LEAF_CAP],
-    n: usize,
+    /// The areas, in the leaf the set takes whole when it is empty.
+    leaf: vma_tree::LooseLeaf,
     /// End of the last area added (0 before the first).
     end: u64,
     /// The (total, data) bytes the areas add.
@@ -271,8 +271,7 @@ impl VmaBatch {
     /// An empty batch.
     pub const fn new() -> Self {
         VmaBatch {
-            areas: [Vma::EMPTY; vma_tree::LEAF_CAP],
-            n: 0,
+            leaf: vma_tree::LooseLeaf::new(),
             end: 0,
             weight: (0, 0),
         }
@@ -280,13 +279,13 @@ impl VmaBatch {
 
     /// Add the area `make` builds, which spans `[start, end)`, if it lies
     /// past the last area added, is page aligned and not empty, and a leaf
-    /// has room for it; false, with nothing built or changed, if not
-    /// (inlined, so that the caller's area is built in its slot).
+    /// has room for it (and, for the first, can be allocated); false, with
+    /// nothing changed, if not (inlined, so that the caller's area is
+    /// built in registers).
     #[inline(always)]
     pub fn push_with(&mut self, start: u64, end: u64, make: impl FnOnce() -> Vma) -> bool {
-        let n = self.n;
         let bad = start >= end || (start | end) & (PAGE_SIZE - 1) != 0;
-        if n >= vma_tree::LEAF_CAP || start < self.end || bad {
+        if start < self.end || bad {
             return false;
         }
         let mut vma = Vma {
@@ -295,14 +294,15 @@ impl VmaBatch {
             ..make()
         };
         vma.flags = accounted(vma.flags, vma.prot);
+        if !self.leaf.push(vma) {
+            return false;
+        }
         let len = end - start;
         self.weight.0 += len;
         if vma.is_data() {
             self.weight.1 += len;
         }
         self.end = end;
-        self.areas[n] = vma;
-        self.n = n + 1;
         true
     }
 
@@ -314,7 +314,7 @@ impl VmaBatch {
     /// The areas added, in order.
     #[inline]
     pub fn areas(&self) -> &[Vma] {
-        &self.areas[..self.n]
+        self.leaf.areas()
     }
 
     /// End of the last area added, 0 if none.
@@ -326,13 +326,14 @@ impl VmaBatch {
     /// Whether no area was added.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.areas().is_empty()
     }
 
     /// Drop the areas added (the batch starts over).
     #[inline]
     pub fn clear(&mut self) {
-        (self.n, self.end, self.weight) = (0, 0, (0, 0));
+        self.leaf.clear();
+        (self.end, self.weight) = (0, (0, 0));
     }
 }
 
@@ -610,8 +611,11 @@ impl VmaSet {
 
     /// Keep area `i` hot (see [`VmaTree::make_hot`]): for an area faulted
     /// in at once.
+    #[inline]
     pub fn make_hot(&mut self, i: usize) {
-        self.t.make_hot(i);
+        if !self.t.is_hot(i) {
+            self.t.make_hot(i);
+        }
     }
 
     /// Where `vma` goes: EINVAL if it is empty or unaligned, EEXIST if it
@@ -651,28 +655,40 @@ impl VmaSet {
     }
 
     /// Insert the areas of `batch` as [`Self::insert`] would one by one,
-    /// without a search per area, when they lie past the last area and fit
-    /// in the set's one leaf (or a new one): exec's segments and vDSO.
-    /// False, with nothing inserted, otherwise (the caller inserts them one
-    /// at a time, which reports what is wrong); ENOMEM if the leaf cannot
-    /// be allocated.
-    pub fn append(&mut self, batch: &VmaBatch) -> KResult<bool> {
-        let areas = batch.areas();
-        let Some(first) = areas.first() else {
-            return Ok(true);
+    /// without a search per area, when they lie past the last area and
+    /// the set is empty (it takes the batch's leaf whole: exec's segments,
+    /// vDSO and stack) or one leaf with room for them; the batch is then
+    /// empty and the last area hot. False, with nothing inserted,
+    /// otherwise (the caller inserts them one at a time, which reports
+    /// what is wrong).
+    #[inline]
+    pub fn append(&mut self, batch: &mut VmaBatch) -> bool {
+        let Some(first) = batch.areas().first() else {
+            return true;
         };
         if self.t.last_end().is_some_and(|end| end > first.start) {
-            return Ok(false);
+            return false;
         }
-        if !self.t.append_to_leaf(areas, batch.weight)? {
-            return Ok(false);
+        let n = batch.areas().len();
+        if !self.t.append_leaf(&mut batch.leaf, batch.weight) {
+            return false;
         }
         if self.journaling {
-            for v in areas {
-                self.note(trace_kind::VMA_INSERT, *v, 0);
+            self.note_appended(n);
+        }
+        batch.clear();
+        true
+    }
+
+    /// Journal the insertion of the last `n` areas (out of line: the
+    /// journal is kept only while VMAs are traced).
+    #[inline(never)]
+    fn note_appended(&mut self, n: usize) {
+        for i in self.len() - n..self.len() {
+            if let Some(&v) = self.t.get(i) {
+                self.note(trace_kind::VMA_INSERT, v, 0);
             }
         }
-        Ok(true)
     }
 
     /// [`Self::insert`], then merge with compatible neighbours; returns the
@@ -1062,12 +1078,8 @@ mod tests {
         }
         let areas = exec_areas();
         let (low, high) = areas.split_at(2);
-        assert_eq!(batch.append(&batch_of(low)), Ok(true), "into the empty set");
-        assert_eq!(
-            batch.append(&batch_of(high)),
-            Ok(true),
-            "past the last area"
-        );
+        assert!(batch.append(&mut batch_of(low)), "into the empty set");
+        assert!(batch.append(&mut batch_of(high)), "past the last area");
         assert_eq!(
             one.iter().collect::<alloc::vec::Vec<_>>(),
             batch.iter().collect::<alloc::vec::Vec<_>>()
@@ -1123,8 +1135,9 @@ mod tests {
     fn append_leaves_areas_below_the_last_and_a_full_leaf_to_inserts() {
         let mut set = VmaSet::new();
         set.insert(exec_areas()[3]).unwrap();
-        let below = batch_of(&exec_areas()[..3]);
-        assert_eq!(set.append(&below), Ok(false), "below");
+        let mut below = batch_of(&exec_areas()[..3]);
+        assert!(!set.append(&mut below), "below");
+        assert_eq!(below.areas().len(), 3, "the batch is kept for inserts");
         assert_eq!(set.len(), 1);
         let mut many = [Vma::anon(0, 0, Prot::RW, VmFlags::NONE); vma_tree::LEAF_CAP + 1];
         for (k, v) in many.iter_mut().enumerate() {
@@ -1132,8 +1145,8 @@ mod tests {
         }
         let mut set = VmaSet::new();
         let (leaf, more) = many.split_at(vma_tree::LEAF_CAP);
-        assert_eq!(set.append(&batch_of(leaf)), Ok(true));
-        assert_eq!(set.append(&batch_of(more)), Ok(false), "the leaf is full");
+        assert!(set.append(&mut batch_of(leaf)));
+        assert!(!set.append(&mut batch_of(more)), "the leaf is full");
         assert_eq!(set.len(), vma_tree::LEAF_CAP);
         set.insert(more[0]).unwrap();
         assert_eq!(set.len(), vma_tree::LEAF_CAP + 1, "a full leaf splits");

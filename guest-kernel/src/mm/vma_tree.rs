@@ -22,8 +22,9 @@
 //! keeps a copy of the area it found (the "hot" area) with its position,
 //! so that the next fault in the same area, and every read of that
 //! position, costs a comparison or two; a change to the tree drops the
-//! copy, but for an area grown in place (the copy grows with it) and an
-//! insert into a one-leaf tree (the new area becomes the hot one).
+//! copy, but for an area grown in place (the copy grows with it), an
+//! insert into a one-leaf tree (the new area becomes the hot one) and an
+//! append of areas gathered in order (the last becomes the hot one).
 
 use super::vma::Vma;
 use crate::errno::{Errno, KResult};
@@ -129,6 +130,68 @@ fn alloc_vec<T>(cap: usize, units: usize) -> KResult<Vec<T>> {
     v.try_reserve_exact(cap).map_err(|_| Errno::ENOMEM)?;
     NODES.fetch_add(units, Ordering::Relaxed);
     Ok(v)
+}
+
+/// A leaf filled apart from any tree, in address order (an exec's
+/// areas), for [`VmaTree::append_leaf`] to take whole as an empty tree's
+/// root. Its vector is allocated with the first area, its budget units
+/// taken then and given back if it is dropped still holding them.
+#[derive(Debug, Default)]
+pub struct LooseLeaf(Vec<Vma>);
+
+impl LooseLeaf {
+    /// An empty leaf, not yet allocated.
+    pub const fn new() -> Self {
+        LooseLeaf(Vec::new())
+    }
+
+    /// The areas, in order.
+    #[inline]
+    pub fn areas(&self) -> &[Vma] {
+        &self.0
+    }
+
+    /// Add `vma` after the others if a leaf has room for it (allocating
+    /// the leaf for the first); false, with nothing changed, if it is full
+    /// or cannot be allocated.
+    #[inline(always)]
+    pub fn push(&mut self, vma: Vma) -> bool {
+        if self.0.len() == self.0.capacity() && !self.allocate() {
+            return false;
+        }
+        self.0.push(vma);
+        true
+    }
+
+    /// Allocate the vector if the leaf has none yet; false if it is full
+    /// or cannot be allocated.
+    #[inline(never)]
+    fn allocate(&mut self) -> bool {
+        if self.0.capacity() != 0 {
+            return false;
+        }
+        match alloc_leaf() {
+            Ok(v) => {
+                self.0 = v;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Drop the areas (the allocation stays for the next).
+    #[inline]
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for LooseLeaf {
+    fn drop(&mut self) {
+        if self.0.capacity() != 0 {
+            NODES.fetch_sub(LEAF_UNITS, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Node {
@@ -697,29 +760,45 @@ impl VmaTree {
         }
     }
 
-    /// Append `areas` (in order, apart and past the last area, which the
-    /// caller checked, as it summed the (total, data) bytes they add to
-    /// `weight`) when the tree is empty or one leaf with room for them: one
-    /// copy, and no path or summary to keep, as for the inserts into a
-    /// one-leaf tree. False, with nothing changed, otherwise; ENOMEM if a
-    /// new leaf cannot be allocated.
-    pub fn append_to_leaf(&mut self, areas: &[Vma], weight: (u64, u64)) -> KResult<bool> {
-        match &mut self.root {
-            None if areas.len() <= LEAF_CAP => {
-                let mut leaf = alloc_leaf()?;
-                leaf.extend_from_slice(areas);
-                self.root = Some(Node::Leaf(leaf));
-            }
-            Some(Node::Leaf(v)) if v.len() + areas.len() <= LEAF_CAP => {
-                v.extend_from_slice(areas);
-            }
-            _ => return Ok(false),
+    /// Append the areas of `leaf` (in order, apart and past the last area,
+    /// which the caller checked, as it summed the (total, data) bytes they
+    /// add to `weight`) when the tree is empty, taking the leaf as its root
+    /// (no copy), or is one leaf with room for them; the last becomes the
+    /// hot area, as an insert into a one-leaf tree makes it (exec writes
+    /// its new stack at once). False, with nothing changed, otherwise.
+    #[inline]
+    pub fn append_leaf(&mut self, leaf: &mut LooseLeaf, weight: (u64, u64)) -> bool {
+        let n = leaf.0.len();
+        if n == 0 {
+            return true;
         }
+        match &mut self.root {
+            None => self.root = Some(Node::Leaf(core::mem::take(&mut leaf.0))),
+            Some(Node::Leaf(v)) if v.len() + n <= LEAF_CAP => {
+                v.extend_from_slice(&leaf.0);
+                leaf.0.clear();
+            }
+            _ => return false,
+        }
+        // The hot copy is taken from the leaf (not kept from before the
+        // move, which costs a round trip through the stack).
+        if let Some(Node::Leaf(v)) = &self.root {
+            if let Some(&last) = v.last() {
+                self.hot.vma = last;
+            }
+        }
+        self.hot.pos = self.len + n - 1;
         self.bytes += weight.0;
         self.data_bytes += weight.1;
-        self.len += areas.len();
-        self.forget_finger();
-        Ok(true)
+        self.len += n;
+        self.finger.get_mut().len = 0;
+        true
+    }
+
+    /// Whether the area at position `i` is the hot one.
+    #[inline(always)]
+    pub fn is_hot(&self, i: usize) -> bool {
+        self.hot.pos == i
     }
 
     /// [`Self::insert_at`] for an empty tree, a full leaf or an inner
@@ -1700,6 +1779,50 @@ mod tests {
             assert_eq!(t.get(k as usize), None);
             assert_eq!(t.find_hot(addr), None);
         }
+    }
+
+    #[test]
+    fn an_empty_tree_takes_a_loose_leaf_whole_and_a_one_leaf_tree_copies_it() {
+        let append = |t: &mut VmaTree, l: &mut LooseLeaf| {
+            let sum = |(b, d), v| (b + weight(v).0, d + weight(v).1);
+            let w = l.areas().iter().fold((0, 0), sum);
+            t.append_leaf(l, w)
+        };
+        let mut leaf = LooseLeaf::new();
+        assert!((0..3).all(|k| leaf.push(area(k))));
+        let mut t = VmaTree::new();
+        assert!(append(&mut t, &mut leaf));
+        assert!(leaf.areas().is_empty());
+        assert_eq!(leaf.0.capacity(), 0, "the tree took the vector");
+        assert_eq!((t.len(), t.bytes()), (3, 3 * 0x1000));
+        assert!(t.is_hot(2), "the last area is the hot one");
+        assert_eq!(
+            t.find_hot(area(2).start).map(|(i, v)| (i, *v)),
+            Some((2, area(2)))
+        );
+        // A second batch is copied into the leaf; the loose one keeps its
+        // vector for more.
+        assert!((3..5).all(|k| leaf.push(area(k))));
+        assert!(append(&mut t, &mut leaf));
+        assert!(leaf.areas().is_empty() && leaf.0.capacity() == LEAF_CAP);
+        assert_eq!(
+            t.iter().copied().collect::<Vec<_>>(),
+            (0..5).map(area).collect::<Vec<_>>()
+        );
+        assert!(t.is_hot(4));
+        // A leaf holds at most LEAF_CAP areas, and a tree leaf without room
+        // for a batch takes none of it.
+        assert!((5..LEAF_CAP as u64 + 5).all(|k| leaf.push(area(k))));
+        assert!(
+            !leaf.push(area(LEAF_CAP as u64 + 5)),
+            "the loose leaf is full"
+        );
+        assert!(!append(&mut t, &mut leaf));
+        assert_eq!(
+            (t.len(), leaf.areas().len()),
+            (5, LEAF_CAP),
+            "nothing changed"
+        );
     }
 
     #[test]

@@ -63,10 +63,10 @@ fn map_segment(
         })?;
     }
     let (anon_start, anon_end) = seg.anon_pages();
-    if (anon_end - anon_start) / PAGE_SIZE > ram_pages {
-        return Err(Errno::ENOMEM);
-    }
     if anon_end > anon_start {
+        if (anon_end - anon_start) / PAGE_SIZE > ram_pages {
+            return Err(Errno::ENOMEM);
+        }
         // Linux maps bss read-write whatever the segment says (vm_brk_flags).
         let prot = Prot(prot_of(seg).0 | Prot::RW.0);
         // The identity its first fault would give it: the areas beside it
@@ -162,6 +162,7 @@ impl Areas {
     /// len)` would place them once the batch is in: with only the batch
     /// below `mmap_base` (an exec), its first try, the room above the last
     /// area, needs no search.
+    #[inline]
     fn unmapped_area(&mut self, mm: &mut Mm, len: u64) -> KResult<u64> {
         if self.batch && mm.vmas.is_empty() && !len.is_multiple_of(HUGE_PAGE_SIZE) {
             if let Some(at) = mm.mmap_base.checked_sub(len) {
@@ -170,6 +171,13 @@ impl Areas {
                 }
             }
         }
+        self.searched_area(mm, len)
+    }
+
+    /// [`Self::unmapped_area`] by `get_unmapped_area`'s search, the batch
+    /// in first.
+    #[inline(never)]
+    fn searched_area(&mut self, mm: &mut Mm, len: u64) -> KResult<u64> {
         self.flush(mm)?;
         mm.get_unmapped_area(0, len, false)
     }
@@ -181,21 +189,21 @@ impl Areas {
             return Ok(self.last);
         }
         let replacing = core::mem::take(&mut self.replacing);
-        let before = mm.vmas.len();
-        let areas = self.gathered.areas();
-        if mm.vmas.append(&self.gathered)? {
-            self.last = before + areas.len() - 1;
-        } else {
-            for (k, vma) in areas.iter().enumerate() {
-                self.last = if replacing & (1 << k) != 0 {
-                    insert_replacing(mm, *vma)?
-                } else {
-                    mm.vmas.insert(*vma)?
-                };
-            }
+        if mm.vmas.append(&mut self.gathered) {
+            self.last = mm.vmas.len() - 1;
+            return Ok(self.last);
         }
+        let mut inserted = self.gathered.areas().iter().enumerate();
+        let r = inserted.try_for_each(|(k, vma)| {
+            self.last = if replacing & (1 << k) != 0 {
+                insert_replacing(mm, *vma)?
+            } else {
+                mm.vmas.insert(*vma)?
+            };
+            Ok(())
+        });
         self.gathered.clear();
-        Ok(self.last)
+        r.map(|()| self.last)
     }
 }
 
@@ -346,6 +354,7 @@ fn map_areas<M: PhysMem>(
 /// Map [vvar], [vvar_vclock] and [vdso] (Linux's
 /// `arch_setup_additional_pages`) top-down in the mmap area, below the
 /// interpreter; returns the vDSO's address (`AT_SYSINFO_EHDR`).
+#[inline(always)]
 fn map_vdso(mm: &mut Mm, areas: &mut Areas, ids: [u16; 3]) -> KResult<u64> {
     let sizes = [vvar::VVAR_PAGES, vvar::VCLOCK_PAGES, vvar::VDSO_PAGES].map(|p| p * PAGE_SIZE);
     let total: u64 = sizes.iter().sum();
