@@ -713,7 +713,7 @@ impl LoadPlan {
     /// A plan before its headers are read: copied as one block from a
     /// constant (field by field it costs a store per word of the segment
     /// array).
-    const EMPTY: LoadPlan = LoadPlan {
+    pub const EMPTY: LoadPlan = LoadPlan {
         segs: [Segment {
             vaddr: 0,
             memsz: 0,
@@ -794,6 +794,40 @@ impl LoadPlan {
         )
     }
 
+    /// [`Self::parse_prefix`] into this plan, in place.
+    pub fn prefix_into(
+        &mut self,
+        prefix: &[u8],
+        file_len: u64,
+        interpreter: bool,
+        (mmap_top, dyn_offset): (u64, u64),
+    ) -> Result<(), ElfError<'static>> {
+        let role = if interpreter {
+            Role::Interpreter
+        } else {
+            Role::Program
+        };
+        let dyn_offset = dyn_offset & !(PAGE_SIZE - 1);
+        self.parse_into(prefix, None, file_len, role, mmap_top, dyn_offset)
+    }
+
+    /// [`Self::parse_parts`] into this plan, in place.
+    pub fn parts_into(
+        &mut self,
+        (ehdr, table): (&[u8], &[u8]),
+        file_len: u64,
+        interpreter: bool,
+        (mmap_top, dyn_offset): (u64, u64),
+    ) -> Result<(), ElfError<'static>> {
+        let role = if interpreter {
+            Role::Interpreter
+        } else {
+            Role::Program
+        };
+        let dyn_offset = dyn_offset & !(PAGE_SIZE - 1);
+        self.parse_into(ehdr, Some(table), file_len, role, mmap_top, dyn_offset)
+    }
+
     /// [`Self::program`] with an `ET_DYN` program placed `dyn_offset`
     /// bytes (page aligned) above `ELF_ET_DYN_BASE`, as address-space
     /// randomisation does.
@@ -863,6 +897,22 @@ impl LoadPlan {
         mmap_top: u64,
         dyn_offset: u64,
     ) -> Result<LoadPlan, ElfError<'static>> {
+        let mut plan = LoadPlan::EMPTY;
+        plan.parse_into(b, table, file_len, role, mmap_top, dyn_offset)?;
+        Ok(plan)
+    }
+
+    /// [`Self::parse`] into this plan, in place (a plan is some 800
+    /// bytes: returned by value it is copied at each level).
+    fn parse_into(
+        &mut self,
+        b: &[u8],
+        table: Option<&[u8]>,
+        file_len: u64,
+        role: Role,
+        mmap_top: u64,
+        dyn_offset: u64,
+    ) -> Result<(), ElfError<'static>> {
         let (e_type, phoff, phnum) = check_header(b, file_len, table.is_some())?;
         let table = table.unwrap_or(b.get(phoff..).unwrap_or_default());
         if table.len() < phnum * PHDR_SIZE {
@@ -872,7 +922,8 @@ impl LoadPlan {
         }
         // One block copy of the whole empty plan (built field by field
         // around a copy of the segment array it costs a store a word).
-        let mut plan = *core::hint::black_box(&LoadPlan::EMPTY);
+        *self = *core::hint::black_box(&LoadPlan::EMPTY);
+        let plan = self;
         plan.e_type = e_type;
         plan.entry = le(b, 24, 8);
         plan.phnum = phnum as u64;
@@ -883,7 +934,7 @@ impl LoadPlan {
         if plan.load_error.is_some() {
             plan.gather(phoff as u64);
             plan.phdr = 0;
-            return Ok(plan);
+            return Ok(());
         }
         let pt_phdr = core::mem::take(&mut plan.phdr);
         let found = plan.gather(phoff as u64);
@@ -895,7 +946,7 @@ impl LoadPlan {
             Ok(bias) => bias,
             Err(e) => {
                 plan.load_error = Some(e);
-                return Ok(plan);
+                return Ok(());
             }
         };
         // Linux 6.x takes AT_PHDR from the PT_LOAD holding e_phoff; if none
@@ -914,7 +965,7 @@ impl LoadPlan {
             Ok(()) => plan.set_brk(),
             Err(e) => plan.load_error = Some(e),
         }
-        Ok(plan)
+        Ok(())
     }
 
     /// Read the program `headers` (of image `b`, `file_len` bytes) into

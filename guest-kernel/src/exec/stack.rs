@@ -378,6 +378,15 @@ pub struct ArgShape {
     top: u64,
 }
 
+impl ArgShape {
+    /// The shape of no block (a placeholder until one is checked).
+    pub const EMPTY: ArgShape = ArgShape {
+        execfn_len: 0,
+        argv_len: 0,
+        top: 0,
+    };
+}
+
 /// A checked view of the argument block: exec file name, `argc` argument
 /// strings, `envc` environment strings, each NUL terminated, nothing after.
 #[derive(Clone, Copy, Debug)]
@@ -582,6 +591,27 @@ pub struct StackLayout {
 }
 
 impl StackLayout {
+    /// The layout of no stack (a placeholder until one is laid out).
+    pub const EMPTY: StackLayout = StackLayout {
+        sp: 0,
+        argc: 0,
+        envc: 0,
+        argv: 0,
+        envp: 0,
+        auxv: 0,
+        arg_start: 0,
+        arg_end: 0,
+        env_start: 0,
+        env_end: 0,
+        execfn: 0,
+        platform: 0,
+        random: 0,
+        vma_start: 0,
+        vma_end: 0,
+        empty_argv0: false,
+        vdso: false,
+    };
+
     /// Lay out the stack for `args` below [`STACK_TOP`]. E2BIG if the
     /// strings and the argv/envp pointers exceed [`ARG_LIMIT`], as Linux's
     /// `bprm_stack_limits`.
