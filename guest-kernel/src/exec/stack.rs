@@ -626,7 +626,9 @@ impl StackLayout {
     }
 
     /// [`Self::new_below`], with `AT_SYSINFO_EHDR` first in the auxv when
-    /// a vDSO is mapped (as Linux x86-64 always has).
+    /// a vDSO is mapped (as Linux x86-64 always has). Inlined: built in
+    /// its caller's place, not returned through a copy or two.
+    #[inline]
     pub fn new_below_with(args: &ArgBlock, top: u64, vdso: bool) -> KResult<StackLayout> {
         if top > STACK_TOP || !top.is_multiple_of(PAGE_SIZE) || top < STACK_RLIMIT {
             return Err(Errno::EINVAL);
