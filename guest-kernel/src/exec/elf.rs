@@ -795,6 +795,7 @@ impl LoadPlan {
     }
 
     /// [`Self::parse_prefix`] into this plan, in place.
+    #[inline]
     pub fn prefix_into(
         &mut self,
         prefix: &[u8],

@@ -349,25 +349,31 @@ fn plan_image<M: PhysMem, H: HostIo>(
     finish_plan(parsed, interpreter)
 }
 
-/// Nothing, or the exec error a parse's ELF error gives (ELIBBAD, and the
-/// message saying so, for an interpreter).
+/// Nothing, or the exec error a parse's ELF error gives (inlined: the
+/// error, rare, is built apart).
+#[inline]
 fn finish_plan(
     plan: Result<(), crate::exec::elf::ElfError<'static>>,
     interpreter: bool,
 ) -> Result<(), ExecError> {
-    plan.map_err(|e| {
-        let mut m = crate::fmt::MsgBuf::<256>::new();
-        if interpreter {
-            m.str("the interpreter: ");
-        }
-        e.write_msg(&mut m);
-        let errno = if interpreter {
-            Errno::ELIBBAD
-        } else {
-            e.errno()
-        };
-        with_message(errno, m.as_bytes())
-    })
+    plan.map_err(|e| elf_error(e, interpreter))
+}
+
+/// The exec error of ELF error `e`: its errno and message, or ELIBBAD and
+/// the message saying so for an interpreter.
+#[cold]
+fn elf_error(e: crate::exec::elf::ElfError<'static>, interpreter: bool) -> ExecError {
+    let mut m = crate::fmt::MsgBuf::<256>::new();
+    if interpreter {
+        m.str("the interpreter: ");
+    }
+    e.write_msg(&mut m);
+    let errno = if interpreter {
+        Errno::ELIBBAD
+    } else {
+        e.errno()
+    };
+    with_message(errno, m.as_bytes())
 }
 
 /// The `PT_INTERP` path of `plan` (image `id`), checked: NUL-terminated
