@@ -972,7 +972,8 @@ impl LoadPlan {
     /// Read the program `headers` (of image `b`, `file_len` bytes) into
     /// the plan: its segments (unbiased), interpreter and stack flag, and
     /// the `PT_PHDR` address (0 without one) in `phdr` for the caller to
-    /// take. Returns the largest power-of-two `p_align`. A segment that
+    /// take. Returns the largest power-of-two `p_align` of an `ET_DYN`
+    /// (0 for an `ET_EXEC`, whose placement does not use it). A segment that
     /// fails [`check_load`] ends the reading with `load_error` set. Only
     /// what each header needs is read and kept here, in a frame of its
     /// own: the bounds are gathered from the segments after it ([`Self::gather`]),
@@ -985,6 +986,7 @@ impl LoadPlan {
         file_len: u64,
     ) -> Result<u64, ElfError<'static>> {
         let mut max_align = 0;
+        let dynamic = self.e_type == ET_DYN;
         let mut rest = headers.iter();
         // The index of the header just read, asked only for an error
         // message (no counter kept in the loop).
@@ -1009,7 +1011,7 @@ impl LoadPlan {
                         prot: prot_of(ph.flags),
                     };
                     nsegs += 1;
-                    if ph.align.is_power_of_two() && ph.align > max_align {
+                    if dynamic && ph.align.is_power_of_two() && ph.align > max_align {
                         max_align = ph.align;
                     }
                 }
