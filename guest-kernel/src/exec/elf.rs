@@ -453,40 +453,85 @@ fn read_phdr(b: &[u8], off: usize) -> Phdr {
     phdr(p)
 }
 
+/// The little-endian `u16` at byte `o` of `p` (a load at a fixed offset:
+/// `o` is a constant where it is called, so the bounds check goes).
+#[inline(always)]
+fn u16_at<const N: usize>(p: &[u8; N], o: usize) -> u16 {
+    u16::from_le_bytes(p[o..o + 2].try_into().unwrap_or_default())
+}
+
+/// The little-endian `u32` at byte `o` of `p` (see [`u16_at`]).
+#[inline(always)]
+fn u32_at<const N: usize>(p: &[u8; N], o: usize) -> u32 {
+    u32::from_le_bytes(p[o..o + 4].try_into().unwrap_or_default())
+}
+
+/// The little-endian `u64` at byte `o` of `p` (see [`u16_at`]).
+#[inline(always)]
+fn u64_at<const N: usize>(p: &[u8; N], o: usize) -> u64 {
+    u64::from_le_bytes(p[o..o + 8].try_into().unwrap_or_default())
+}
+
 /// The fields of program header `p`: loads at fixed offsets (a field at a
 /// time through [`le`] costs a copy per field in emulated ring 0).
+#[inline(always)]
 fn phdr(p: &[u8; PHDR_SIZE]) -> Phdr {
-    let u32_at = |o: usize| u32::from_le_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]]);
-    let u64_at = |o: usize| {
-        u64::from_le_bytes([
-            p[o],
-            p[o + 1],
-            p[o + 2],
-            p[o + 3],
-            p[o + 4],
-            p[o + 5],
-            p[o + 6],
-            p[o + 7],
-        ])
-    };
     Phdr {
-        p_type: u32_at(0),
-        flags: u32_at(4),
-        offset: u64_at(8),
-        vaddr: u64_at(16),
-        filesz: u64_at(32),
-        memsz: u64_at(40),
-        align: u64_at(48),
+        p_type: u32_at(p, 0),
+        flags: u32_at(p, 4),
+        offset: u64_at(p, 8),
+        vaddr: u64_at(p, 16),
+        filesz: u64_at(p, 32),
+        memsz: u64_at(p, 40),
+        align: u64_at(p, 48),
     }
 }
 
 /// Check the ELF header; return (e_type, phoff, phnum). `separate`: the
-/// program header table is not in `b` but read apart.
+/// program header table is not in `b` but read apart. A well-formed
+/// header passes in four compares (the ident bytes, type and machine,
+/// version, and the table's entry size and count each read as one word);
+/// any other goes through [`check_ident`], field by field, for its error.
 fn check_header(
     b: &[u8],
     file_len: u64,
     separate: bool,
 ) -> Result<(u16, usize, usize), ElfError<'static>> {
+    const IDENT: u64 = u64::from_le_bytes(*b"\x7fELF\x02\x01\x01\x00");
+    const TYPE_MACHINE: u32 = (EM_X86_64 as u32) << 16 | ET_EXEC as u32;
+    let (e_type, phnum) = match b.first_chunk::<EHDR_SIZE>() {
+        Some(h)
+            if file_len != 0
+                && u64_at(h, 0) & 0x00ff_ffff_ffff_ffff == IDENT
+                && u32_at(h, 16) & !1 == TYPE_MACHINE
+                && u32_at(h, 20) == 1
+                && u16_at(h, 54) == PHDR_SIZE as u16
+                && usize::from(u16_at(h, 56)).wrapping_sub(1) < MAX_PHDR_BYTES / PHDR_SIZE =>
+        {
+            (u16_at(h, 16), u16_at(h, 56))
+        }
+        _ => check_ident(b, file_len)?,
+    };
+    let size = usize::from(phnum) * PHDR_SIZE;
+    let phoff = le(b, 32, 8);
+    let end = phoff.saturating_add(size as u64);
+    if end > file_len {
+        return Err(ElfError::PhdrsTruncated { end, file_len });
+    }
+    if end > b.len() as u64 && !separate {
+        // The caller read too little of the file (see `header_span`).
+        return Err(ElfError::PhdrsTruncated {
+            end,
+            file_len: b.len() as u64,
+        });
+    }
+    Ok((e_type, phoff as usize, usize::from(phnum)))
+}
+
+/// The header's fields checked one at a time, in Linux's order: the
+/// error of a header [`check_header`]'s compares refuse; (e_type, phnum)
+/// if it is well formed after all.
+fn check_ident(b: &[u8], file_len: u64) -> Result<(u16, u16), ElfError<'static>> {
     // A text file is "not an ELF file", whatever its length.
     if file_len == 0 {
         return Err(ElfError::Empty);
@@ -520,15 +565,6 @@ fn check_header(
     if e_type != ET_EXEC && e_type != ET_DYN {
         return Err(ElfError::BadType(e_type));
     }
-    check_phdr_table(b, file_len, e_type, separate)
-}
-
-fn check_phdr_table(
-    b: &[u8],
-    file_len: u64,
-    e_type: u16,
-    separate: bool,
-) -> Result<(u16, usize, usize), ElfError<'static>> {
     let phentsize = le(b, 54, 2) as u16;
     if usize::from(phentsize) != PHDR_SIZE {
         return Err(ElfError::BadPhentsize(phentsize));
@@ -537,34 +573,23 @@ fn check_phdr_table(
     if phnum == 0 {
         return Err(ElfError::NoPhdrs);
     }
-    let size = usize::from(phnum) * PHDR_SIZE;
-    if size > MAX_PHDR_BYTES {
+    if usize::from(phnum) * PHDR_SIZE > MAX_PHDR_BYTES {
         return Err(ElfError::TooManyPhdrs(phnum));
     }
-    let phoff = le(b, 32, 8);
-    let end = phoff.saturating_add(size as u64);
-    if end > file_len {
-        return Err(ElfError::PhdrsTruncated { end, file_len });
-    }
-    if end > b.len() as u64 && !separate {
-        // The caller read too little of the file (see `header_span`).
-        return Err(ElfError::PhdrsTruncated {
-            end,
-            file_len: b.len() as u64,
-        });
-    }
-    Ok((e_type, phoff as usize, usize::from(phnum)))
+    Ok((e_type, phnum))
 }
 
 /// Check one `PT_LOAD` as Linux's mapping loop does. File data past the
 /// end of the file is mapped as Linux maps it (a touch of a page wholly
 /// past the end is SIGBUS); segments may overlap or come in any order (a
 /// later one replaces what it overlaps, as MAP_FIXED does).
-fn check_load(file_len: u64, i: u64, ph: &Phdr) -> Result<(), ElfError<'static>> {
+/// `i` gives the header's index, asked only for an error.
+#[inline(always)]
+fn check_load(file_len: u64, i: impl Fn() -> usize, ph: &Phdr) -> Result<(), ElfError<'static>> {
     if ph.filesz > ph.memsz {
         let (filesz, memsz) = (ph.filesz, ph.memsz);
         return Err(ElfError::FileszExceedsMemsz {
-            index: i,
+            index: i() as u64,
             filesz,
             memsz,
         });
@@ -572,7 +597,7 @@ fn check_load(file_len: u64, i: u64, ph: &Phdr) -> Result<(), ElfError<'static>>
     if (ph.vaddr ^ ph.offset) & PAGE_MASK != 0 {
         let (vaddr, offset) = (ph.vaddr, ph.offset);
         return Err(ElfError::Misaligned {
-            index: i,
+            index: i() as u64,
             vaddr,
             offset,
         });
@@ -581,12 +606,12 @@ fn check_load(file_len: u64, i: u64, ph: &Phdr) -> Result<(), ElfError<'static>>
         ph.vaddr.checked_add(ph.memsz),
         ph.offset.checked_add(ph.filesz),
     ) else {
-        return Err(ElfError::AddressOverflow { index: i });
+        return Err(ElfError::AddressOverflow { index: i() as u64 });
     };
     let end = ph.vaddr + ph.memsz;
     if end > TASK_SIZE {
         return Err(ElfError::BeyondTaskSize {
-            index: i,
+            index: i() as u64,
             start: ph.vaddr,
             end,
         });
@@ -594,7 +619,7 @@ fn check_load(file_len: u64, i: u64, ph: &Phdr) -> Result<(), ElfError<'static>>
     let zeroed = ph.memsz > ph.filesz && ph.filesz != 0 && fend & PAGE_MASK != 0;
     if zeroed && ph.flags & PF_W != 0 && page_down(fend) >= file_len {
         return Err(ElfError::BssPastEof {
-            index: i,
+            index: i() as u64,
             end: fend,
             file_len,
         });
@@ -629,17 +654,6 @@ fn load_index(table: &[u8], phnum: usize, n: usize) -> u64 {
         .filter(|&i| read_phdr(table, i * PHDR_SIZE).p_type == PT_LOAD)
         .nth(n)
         .unwrap_or(0) as u64
-}
-
-/// Where the last of `segs` (unbiased) whose file data holds offset
-/// `phoff` maps it (found after the header loop, whose registers it would
-/// crowd: a few tests a segment).
-fn phdr_vaddr(segs: &[Segment], phoff: u64) -> Option<u64> {
-    let holder = segs
-        .iter()
-        .rev()
-        .find(|s| s.offset <= phoff && phoff < s.offset + s.filesz)?;
-    Some(phoff - holder.offset + holder.vaddr)
 }
 
 /// How many bytes from the start of a file [`LoadPlan::parse_prefix`]
@@ -686,61 +700,20 @@ fn prot_of(flags: u32) -> u32 {
     PROT_OF[(flags & 7) as usize]
 }
 
-/// The `mm_struct` bounds of the `PT_LOAD`s read so far (unbiased), kept
-/// in locals while the headers are read: as the plan's fields they cost a
-/// load and a store each per segment.
-#[derive(Clone, Copy)]
-struct Bounds {
-    start_code: u64,
-    end_code: u64,
-    start_data: u64,
-    end_data: u64,
-    elf_brk: u64,
-    /// The largest power-of-two `p_align`.
-    align: u64,
-}
-
-impl Bounds {
-    const EMPTY: Bounds = Bounds {
-        start_code: u64::MAX,
-        end_code: 0,
-        start_data: 0,
-        end_data: 0,
-        elf_brk: 0,
-        align: 0,
-    };
-
-    /// Take in one checked `PT_LOAD`.
-    #[inline(always)]
-    fn add(&mut self, ph: &Phdr) {
-        let fend = ph.vaddr + ph.filesz;
-        if ph.flags & PF_X != 0 {
-            self.start_code = self.start_code.min(ph.vaddr);
-            self.end_code = self.end_code.max(fend);
-        }
-        self.start_data = self.start_data.max(ph.vaddr);
-        self.end_data = self.end_data.max(fend);
-        self.elf_brk = self.elf_brk.max(ph.vaddr + ph.memsz);
-        if ph.align.is_power_of_two() && ph.align > self.align {
-            self.align = ph.align;
-        }
-    }
-
-    /// Store the bounds into `plan`.
-    fn store(&self, plan: &mut LoadPlan) {
-        plan.start_code = self.start_code;
-        plan.end_code = self.end_code;
-        plan.start_data = self.start_data;
-        plan.end_data = self.end_data;
-        plan.elf_brk = self.elf_brk;
-    }
+/// What [`LoadPlan::gather`] finds besides the bounds.
+struct Gathered {
+    /// Where the last segment whose file data holds the program header
+    /// table maps it (unbiased).
+    holder: Option<u64>,
+    /// The lowest `p_vaddr`.
+    lowest: u64,
 }
 
 impl LoadPlan {
     /// A plan before its headers are read: copied as one block from a
     /// constant (field by field it costs a store per word of the segment
     /// array).
-    const EMPTY: LoadPlan = LoadPlan {
+    pub const EMPTY: LoadPlan = LoadPlan {
         segs: [Segment {
             vaddr: 0,
             memsz: 0,
@@ -821,6 +794,41 @@ impl LoadPlan {
         )
     }
 
+    /// [`Self::parse_prefix`] into this plan, in place.
+    #[inline]
+    pub fn prefix_into(
+        &mut self,
+        prefix: &[u8],
+        file_len: u64,
+        interpreter: bool,
+        (mmap_top, dyn_offset): (u64, u64),
+    ) -> Result<(), ElfError<'static>> {
+        let role = if interpreter {
+            Role::Interpreter
+        } else {
+            Role::Program
+        };
+        let dyn_offset = dyn_offset & !(PAGE_SIZE - 1);
+        self.parse_into(prefix, None, file_len, role, mmap_top, dyn_offset)
+    }
+
+    /// [`Self::parse_parts`] into this plan, in place.
+    pub fn parts_into(
+        &mut self,
+        (ehdr, table): (&[u8], &[u8]),
+        file_len: u64,
+        interpreter: bool,
+        (mmap_top, dyn_offset): (u64, u64),
+    ) -> Result<(), ElfError<'static>> {
+        let role = if interpreter {
+            Role::Interpreter
+        } else {
+            Role::Program
+        };
+        let dyn_offset = dyn_offset & !(PAGE_SIZE - 1);
+        self.parse_into(ehdr, Some(table), file_len, role, mmap_top, dyn_offset)
+    }
+
     /// [`Self::program`] with an `ET_DYN` program placed `dyn_offset`
     /// bytes (page aligned) above `ELF_ET_DYN_BASE`, as address-space
     /// randomisation does.
@@ -890,6 +898,22 @@ impl LoadPlan {
         mmap_top: u64,
         dyn_offset: u64,
     ) -> Result<LoadPlan, ElfError<'static>> {
+        let mut plan = LoadPlan::EMPTY;
+        plan.parse_into(b, table, file_len, role, mmap_top, dyn_offset)?;
+        Ok(plan)
+    }
+
+    /// [`Self::parse`] into this plan, in place (a plan is some 800
+    /// bytes: returned by value it is copied at each level).
+    fn parse_into(
+        &mut self,
+        b: &[u8],
+        table: Option<&[u8]>,
+        file_len: u64,
+        role: Role,
+        mmap_top: u64,
+        dyn_offset: u64,
+    ) -> Result<(), ElfError<'static>> {
         let (e_type, phoff, phnum) = check_header(b, file_len, table.is_some())?;
         let table = table.unwrap_or(b.get(phoff..).unwrap_or_default());
         if table.len() < phnum * PHDR_SIZE {
@@ -897,61 +921,144 @@ impl LoadPlan {
             let end = (phoff + phnum * PHDR_SIZE) as u64;
             return Err(ElfError::PhdrsTruncated { end, file_len: got });
         }
-        let mut plan = LoadPlan {
-            e_type,
-            entry: le(b, 24, 8),
-            phnum: phnum as u64,
-            ..LoadPlan::EMPTY
-        };
-        let mut pt_phdr = None;
-        // The segments' bounds, gathered in locals and stored once.
-        let mut bounds = Bounds::EMPTY;
+        // One block copy of the whole empty plan (built field by field
+        // around a copy of the segment array it costs a store a word).
+        *self = *core::hint::black_box(&LoadPlan::EMPTY);
+        let plan = self;
+        plan.e_type = e_type;
+        plan.entry = le(b, 24, 8);
+        plan.phnum = phnum as u64;
         // The table holds all `phnum` headers (checked above): no bounds
         // check per header.
         let (headers, _) = table.as_chunks::<PHDR_SIZE>();
-        for (i, raw) in headers.get(..phnum).unwrap_or_default().iter().enumerate() {
-            let ph = phdr(raw);
-            match ph.p_type {
-                PT_LOAD => {
-                    if let Err(e) = check_load(file_len, i as u64, &ph) {
-                        bounds.store(&mut plan);
-                        plan.load_error = Some(e);
-                        return Ok(plan);
-                    }
-                    plan.add_segment(&ph)?;
-                    bounds.add(&ph);
-                }
-                PT_INTERP if plan.interp.is_none() => {
-                    plan.interp = Some(check_interp(b, file_len, &ph)?)
-                }
-                PT_GNU_STACK => plan.exec_stack = ph.flags & PF_X != 0,
-                PT_PHDR => pt_phdr = Some(ph.vaddr),
-                _ => {}
-            }
+        let max_align = plan.read_headers(headers.get(..phnum).unwrap_or_default(), b, file_len)?;
+        if plan.load_error.is_some() {
+            plan.gather(phoff as u64);
+            plan.phdr = 0;
+            return Ok(());
         }
-        bounds.store(&mut plan);
+        let pt_phdr = core::mem::take(&mut plan.phdr);
+        let found = plan.gather(phoff as u64);
         if plan.nsegs == 0 {
             return Err(ElfError::NoLoads);
         }
-        let align = page_up(bounds.align).max(PAGE_SIZE);
+        let align = page_up(max_align).max(PAGE_SIZE);
         plan.load_bias = match plan.choose_bias(role, mmap_top, align, dyn_offset) {
             Ok(bias) => bias,
             Err(e) => {
                 plan.load_error = Some(e);
-                return Ok(plan);
+                return Ok(());
             }
         };
         // Linux 6.x takes AT_PHDR from the PT_LOAD holding e_phoff; if none
         // does, PT_PHDR is the better guess than Linux's bare load bias.
-        let phdr = phdr_vaddr(plan.segments(), phoff as u64)
-            .or(pt_phdr)
-            .unwrap_or(0);
+        let phdr = found.holder.unwrap_or(pt_phdr);
         plan.phdr = phdr.wrapping_add(plan.load_bias);
-        if let Err(e) = plan.apply_bias(|n| load_index(table, phnum, n)) {
-            plan.load_error = Some(e);
-            return Ok(plan);
+        let index_of = |n| load_index(table, phnum, n);
+        let checked = match plan.load_bias {
+            // No address moves, and the loop saw every segment start at or
+            // above mmap_min_addr.
+            0 if found.lowest >= MMAP_MIN_ADDR => Ok(()),
+            0 => plan.check_unbiased(index_of),
+            _ => plan.apply_bias(index_of),
+        };
+        match checked {
+            Ok(()) => plan.set_brk(),
+            Err(e) => plan.load_error = Some(e),
         }
-        Ok(plan)
+        Ok(())
+    }
+
+    /// Read the program `headers` (of image `b`, `file_len` bytes) into
+    /// the plan: its segments (unbiased), interpreter and stack flag, and
+    /// the `PT_PHDR` address (0 without one) in `phdr` for the caller to
+    /// take. Returns the largest power-of-two `p_align` of an `ET_DYN`
+    /// (0 for an `ET_EXEC`, whose placement does not use it). A segment that
+    /// fails [`check_load`] ends the reading with `load_error` set. Only
+    /// what each header needs is read and kept here, in a frame of its
+    /// own: the bounds are gathered from the segments after it ([`Self::gather`]),
+    /// and the caller's values stay out of its registers.
+    #[inline(never)]
+    fn read_headers(
+        &mut self,
+        headers: &[[u8; PHDR_SIZE]],
+        b: &[u8],
+        file_len: u64,
+    ) -> Result<u64, ElfError<'static>> {
+        let mut max_align = 0;
+        let dynamic = self.e_type == ET_DYN;
+        let mut rest = headers.iter();
+        // The index of the header just read, asked only for an error
+        // message (no counter kept in the loop).
+        let index = |rest: &core::slice::Iter<'_, _>| headers.len() - rest.len() - 1;
+        let mut nsegs = 0;
+        while let Some(raw) = rest.next() {
+            match u32_at(raw, 0) {
+                PT_LOAD => {
+                    let ph = phdr(raw);
+                    if let Err(e) = check_load(file_len, || index(&rest), &ph) {
+                        self.load_error = Some(e);
+                        break;
+                    }
+                    let Some(seg) = self.segs.get_mut(nsegs) else {
+                        return Err(ElfError::TooManyLoads);
+                    };
+                    *seg = Segment {
+                        vaddr: ph.vaddr,
+                        memsz: ph.memsz,
+                        filesz: ph.filesz,
+                        offset: ph.offset,
+                        prot: prot_of(ph.flags),
+                    };
+                    nsegs += 1;
+                    if dynamic && ph.align.is_power_of_two() && ph.align > max_align {
+                        max_align = ph.align;
+                    }
+                }
+                PT_INTERP if self.interp.is_none() => {
+                    self.interp = Some(check_interp(b, file_len, &phdr(raw))?)
+                }
+                PT_GNU_STACK => self.exec_stack = u32_at(raw, 4) & PF_X != 0,
+                PT_PHDR => self.phdr = u64_at(raw, 16),
+                _ => {}
+            }
+        }
+        self.nsegs = nsegs;
+        Ok(max_align)
+    }
+
+    /// Set the `mm_struct` bounds (unbiased) from the segments, which
+    /// `check_load` kept from overflowing; give where the last segment
+    /// whose file data holds offset `phoff` maps it, and the lowest
+    /// address. One pass, every value in a register.
+    fn gather(&mut self, phoff: u64) -> Gathered {
+        let mut found = Gathered {
+            holder: None,
+            lowest: u64::MAX,
+        };
+        let (mut start_code, mut end_code) = (u64::MAX, 0);
+        let (mut start_data, mut end_data, mut elf_brk) = (0, 0, 0);
+        for s in &self.segs[..self.nsegs] {
+            let fend = s.vaddr + s.filesz;
+            if s.prot & PROT_EXEC != 0 {
+                start_code = start_code.min(s.vaddr);
+                end_code = end_code.max(fend);
+            }
+            start_data = start_data.max(s.vaddr);
+            end_data = end_data.max(fend);
+            elf_brk = elf_brk.max(s.vaddr + s.memsz);
+            found.lowest = found.lowest.min(s.vaddr);
+            let into = phoff.wrapping_sub(s.offset);
+            if into < s.filesz {
+                found.holder = Some(s.vaddr + into);
+            }
+        }
+        self.start_code = start_code;
+        self.end_code = end_code;
+        self.start_data = start_data;
+        self.end_data = end_data;
+        self.elf_brk = elf_brk;
+        found
     }
 
     /// The error Linux would meet mapping the segments, if any (inlined:
@@ -959,22 +1066,6 @@ impl LoadPlan {
     #[inline]
     pub fn check_loadable(&self) -> Result<(), ElfError<'static>> {
         self.load_error.map_or(Ok(()), Err)
-    }
-
-    /// Record one checked `PT_LOAD` (unbiased).
-    fn add_segment(&mut self, ph: &Phdr) -> Result<(), ElfError<'static>> {
-        let Some(seg) = self.segs.get_mut(self.nsegs) else {
-            return Err(ElfError::TooManyLoads);
-        };
-        *seg = Segment {
-            vaddr: ph.vaddr,
-            memsz: ph.memsz,
-            filesz: ph.filesz,
-            offset: ph.offset,
-            prot: prot_of(ph.flags),
-        };
-        self.nsegs += 1;
-        Ok(())
     }
 
     /// The load bias by Linux's rules (randomisation off).
@@ -1013,9 +1104,6 @@ impl LoadPlan {
     /// segment, asked only for the error (nothing is kept per segment for it).
     fn apply_bias(&mut self, index_of: impl Fn(usize) -> u64) -> Result<(), ElfError<'static>> {
         let bias = self.load_bias;
-        if bias == 0 {
-            return self.check_unbiased(index_of);
-        }
         for (n, seg) in self.segs[..self.nsegs].iter_mut().enumerate() {
             seg.vaddr = seg.vaddr.wrapping_add(bias);
             let Some(end) = seg.vaddr.checked_add(seg.memsz) else {
@@ -1041,22 +1129,20 @@ impl LoadPlan {
         self.start_data = self.start_data.wrapping_add(bias);
         self.end_data = self.end_data.wrapping_add(bias);
         self.elf_brk = self.elf_brk.wrapping_add(bias);
-        self.set_brk();
         Ok(())
     }
 
-    /// [`Self::apply_bias`] for a bias of 0 (an `ET_EXEC`): `check_load`
-    /// kept every segment below TASK_SIZE, so only `mmap_min_addr` is left
-    /// to check, and no address changes.
-    fn check_unbiased(&mut self, index_of: impl Fn(usize) -> u64) -> Result<(), ElfError<'static>> {
-        for (n, seg) in self.segs[..self.nsegs].iter().enumerate() {
+    /// [`Self::apply_bias`] for a bias of 0: `check_load` kept every
+    /// segment below TASK_SIZE, so only `mmap_min_addr` is left to check,
+    /// and no address changes.
+    fn check_unbiased(&self, index_of: impl Fn(usize) -> u64) -> Result<(), ElfError<'static>> {
+        for (n, seg) in self.segments().iter().enumerate() {
             if seg.memsz > 0 && seg.map_start() < MMAP_MIN_ADDR {
                 let start = seg.vaddr;
                 let index = index_of(n);
                 return Err(ElfError::BelowMmapMinAddr { index, start });
             }
         }
-        self.set_brk();
         Ok(())
     }
 

@@ -206,8 +206,9 @@ fn str_len(s: &[u8]) -> KResult<usize> {
 /// together, the last bytes OR-ed together) and tests once after it; only
 /// a table that fails goes through [`check_lengths_exact`] again, for the
 /// errno of its first bad string (a table that passes the loop has every
-/// pointer stored, whatever the test after it finds). Two lengths a turn:
-/// the loop's own count and branch are paid once per pair. Not inlined:
+/// pointer stored, whatever the test after it finds). Four lengths a
+/// turn, then a pair: the loop's own count and branch are paid once per
+/// four. Not inlined:
 /// in its own frame the loop keeps every value in a register. `start` is
 /// at least 1 (the exec file name comes first; EINVAL otherwise) and a
 /// block of 4 GiB or more is E2BIG (far over [`ARG_LIMIT`]).
@@ -244,8 +245,31 @@ fn check_and_point(
     // is); the next string starts at user address `next + idx`.
     let mut idx = first as u64 & 0xffff_ffff;
     let next = va.wrapping_sub(start as u64).wrapping_add(1);
-    let pairs = lens.len() / 8;
-    let (whole, rest) = lens.split_at(8 * pairs);
+    // Four lengths a turn while they last (the loop's count, branch and
+    // bounds check paid once per four), then a pair, then one.
+    let (quads, tail) = lens.as_chunks::<16>();
+    let (out_quads, out) = out.split_at_mut((32 * quads.len()).min(out.len()));
+    let (out_quads, _) = out_quads.as_chunks_mut::<32>();
+    for (l, o) in quads.iter().zip(out_quads) {
+        let a = u64::from_le_bytes(l[..8].try_into().unwrap_or_default());
+        let b = u64::from_le_bytes(l[8..].try_into().unwrap_or_default());
+        over |= a.wrapping_sub(ONES) | b.wrapping_sub(ONES);
+        let s1 = idx + (a & 0xffff_ffff);
+        let s2 = s1 + (a >> 32);
+        let s3 = s2 + (b & 0xffff_ffff);
+        let end = s3 + (b >> 32);
+        o[..8].copy_from_slice(&next.wrapping_add(idx).to_le_bytes());
+        o[8..16].copy_from_slice(&next.wrapping_add(s1).to_le_bytes());
+        o[16..24].copy_from_slice(&next.wrapping_add(s2).to_le_bytes());
+        o[24..].copy_from_slice(&next.wrapping_add(s3).to_le_bytes());
+        if end >= len {
+            return check_lengths_exact(buf, lens, start);
+        }
+        last |= buf[s1 as usize] | buf[s2 as usize] | buf[s3 as usize] | buf[end as usize];
+        idx = end;
+    }
+    let pairs = tail.len() / 8;
+    let (whole, rest) = tail.split_at(8 * pairs);
     let (out_whole, out_rest) = out.split_at_mut((16 * pairs).min(out.len()));
     for (l, o) in whole.chunks_exact(8).zip(out_whole.chunks_exact_mut(16)) {
         let w = u64::from_le_bytes(<[u8; 8]>::try_from(l).unwrap_or_default());
@@ -378,6 +402,15 @@ pub struct ArgShape {
     top: u64,
 }
 
+impl ArgShape {
+    /// The shape of no block (a placeholder until one is checked).
+    pub const EMPTY: ArgShape = ArgShape {
+        execfn_len: 0,
+        argv_len: 0,
+        top: 0,
+    };
+}
+
 /// A checked view of the argument block: exec file name, `argc` argument
 /// strings, `envc` environment strings, each NUL terminated, nothing after.
 #[derive(Clone, Copy, Debug)]
@@ -460,17 +493,28 @@ impl<'a> ArgBlock<'a> {
         if argc == 0 {
             table[8..16].copy_from_slice(&strings.wrapping_sub(1).to_le_bytes());
         }
-        let (head, env) = lens.split_at(4 * (1 + argc as usize));
-        let (name, argv) = head.split_at(4);
+        let (name, strs) = lens.split_at(4);
         let execfn_len = check_lengths_exact(buf, name, 0)?;
-        let argv_end = check_and_point(buf, argv, execfn_len, strings, &mut table[8..])?;
-        let argv_len = argv_end - execfn_len;
+        // argv and envp in one walk (one call: its entry and setup are
+        // paid once), their pointers stored in a row from argv[0]'s slot;
+        // envp's then move one word up, past the NULL after argv.
         let envp = 8 * (shown as usize + 2);
-        let env_va = strings.wrapping_add(argv_len as u64);
-        let end = check_and_point(buf, env, argv_end, env_va, &mut table[envp..])?;
+        let first = envp - 8 - 8 * argc as usize;
+        let end = check_and_point(buf, strs, execfn_len, strings, &mut table[first..])?;
         if end != buf.len() {
             return Err(Errno::EINVAL);
         }
+        let argv_len = match envc {
+            0 => end - execfn_len,
+            _ => {
+                // envp[0]'s address, where argv's strings end.
+                let at = envp - 8;
+                let env0 = u64::from_le_bytes(table[at..envp].try_into().unwrap_or_default());
+                table.copy_within(at..at + 8 * envc as usize, envp);
+                table[at..envp].fill(0);
+                env0.wrapping_sub(strings) as usize
+            }
+        };
         let table: &'a [u8] = table;
         Ok(ArgBlock {
             buf,
@@ -582,6 +626,27 @@ pub struct StackLayout {
 }
 
 impl StackLayout {
+    /// The layout of no stack (a placeholder until one is laid out).
+    pub const EMPTY: StackLayout = StackLayout {
+        sp: 0,
+        argc: 0,
+        envc: 0,
+        argv: 0,
+        envp: 0,
+        auxv: 0,
+        arg_start: 0,
+        arg_end: 0,
+        env_start: 0,
+        env_end: 0,
+        execfn: 0,
+        platform: 0,
+        random: 0,
+        vma_start: 0,
+        vma_end: 0,
+        empty_argv0: false,
+        vdso: false,
+    };
+
     /// Lay out the stack for `args` below [`STACK_TOP`]. E2BIG if the
     /// strings and the argv/envp pointers exceed [`ARG_LIMIT`], as Linux's
     /// `bprm_stack_limits`.
@@ -596,7 +661,9 @@ impl StackLayout {
     }
 
     /// [`Self::new_below`], with `AT_SYSINFO_EHDR` first in the auxv when
-    /// a vDSO is mapped (as Linux x86-64 always has).
+    /// a vDSO is mapped (as Linux x86-64 always has). Inlined: built in
+    /// its caller's place, not returned through a copy or two.
+    #[inline]
     pub fn new_below_with(args: &ArgBlock, top: u64, vdso: bool) -> KResult<StackLayout> {
         if top > STACK_TOP || !top.is_multiple_of(PAGE_SIZE) || top < STACK_RLIMIT {
             return Err(Errno::EINVAL);

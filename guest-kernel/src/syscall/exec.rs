@@ -77,6 +77,26 @@ pub struct ExecPlan {
 }
 
 impl ExecPlan {
+    /// A plan before anything is decided: an exec allocates its plan as
+    /// one block copied from this and fills the parts in place (built
+    /// apart and moved in, the load plan and the stack layout are copied
+    /// a few times on the way).
+    const EMPTY: ExecPlan = ExecPlan {
+        program: ExecImage {
+            inode: 0,
+            plan: LoadPlan::EMPTY,
+            file: None,
+        },
+        interp: None,
+        args: Cow::Borrowed(&[]),
+        table: ArgTable::new(),
+        argc: 0,
+        envc: 0,
+        shape: ArgShape::EMPTY,
+        layout: Layout::FIXED,
+        stack: StackLayout::EMPTY,
+    };
+
     /// The segment error that will make [`commit`] fail (Linux meets it
     /// while mapping, past the point of no return), if any.
     pub fn late_error(&self) -> Option<crate::exec::elf::ElfError<'static>> {
@@ -264,14 +284,16 @@ const SMALL_PREFIX: usize = EHDR_SIZE + 16 * PHDR_SIZE;
 
 /// Parse an ELF image of inode `id` (`size` bytes) through the cache.
 /// `known`: the file's first bytes if the caller read them already (the
-/// file is read only for what they do not hold).
+/// file is read only for what they do not hold). The plan is made in
+/// `plan`, in place.
 fn plan_image<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     id: u16,
     (size, known): (u64, &[u8]),
     interpreter: bool,
     layout: &Layout,
-) -> Result<LoadPlan, ExecError> {
+    plan: &mut LoadPlan,
+) -> Result<(), ExecError> {
     let n = (size as usize).min(EHDR_SIZE);
     let head_buf;
     let head = match known.get(..n) {
@@ -291,22 +313,21 @@ fn plan_image<M: PhysMem, H: HostIo>(
             b"the interpreter is shorter than an ELF header",
         ));
     }
-    let plan = match header_span(head) {
+    let place = (layout.mmap_base, layout.dyn_offset);
+    let parsed = match header_span(head) {
         None if n == EHDR_SIZE => {
             // The program headers lie far into the file: read them apart.
             let phoff = u64::from_le_bytes(head[32..40].try_into().unwrap_or_default());
             let len = (MAX_PHDR_BYTES as u64).min(size.saturating_sub(phoff));
             let mut table = alloc::vec![0u8; len as usize];
             read_file(cx, id, phoff, &mut table)?;
-            let (top, dyn_offset) = (layout.mmap_base, layout.dyn_offset);
-            LoadPlan::parse_parts(head, &table, size, interpreter, top, dyn_offset)
+            plan.parts_into((head, &table), size, interpreter, place)
         }
         span => {
             let span = span.unwrap_or(n as u64).min(size) as usize;
-            let (top, dyn_offset) = (layout.mmap_base, layout.dyn_offset);
             if let Some(prefix) = known.get(..span.max(n)) {
                 return finish_plan(
-                    LoadPlan::parse_prefix(prefix, size, interpreter, top, dyn_offset),
+                    plan.prefix_into(prefix, size, interpreter, place),
                     interpreter,
                 );
             }
@@ -322,31 +343,37 @@ fn plan_image<M: PhysMem, H: HostIo>(
                 }
             };
             read_file(cx, id, 0, prefix)?;
-            LoadPlan::parse_prefix(prefix, size, interpreter, top, dyn_offset)
+            plan.prefix_into(prefix, size, interpreter, place)
         }
     };
-    finish_plan(plan, interpreter)
+    finish_plan(parsed, interpreter)
 }
 
-/// A parsed plan, or the exec error its ELF error gives (ELIBBAD, and the
-/// message saying so, for an interpreter).
+/// Nothing, or the exec error a parse's ELF error gives (inlined: the
+/// error, rare, is built apart).
+#[inline]
 fn finish_plan(
-    plan: Result<LoadPlan, crate::exec::elf::ElfError<'static>>,
+    plan: Result<(), crate::exec::elf::ElfError<'static>>,
     interpreter: bool,
-) -> Result<LoadPlan, ExecError> {
-    plan.map_err(|e| {
-        let mut m = crate::fmt::MsgBuf::<256>::new();
-        if interpreter {
-            m.str("the interpreter: ");
-        }
-        e.write_msg(&mut m);
-        let errno = if interpreter {
-            Errno::ELIBBAD
-        } else {
-            e.errno()
-        };
-        with_message(errno, m.as_bytes())
-    })
+) -> Result<(), ExecError> {
+    plan.map_err(|e| elf_error(e, interpreter))
+}
+
+/// The exec error of ELF error `e`: its errno and message, or ELIBBAD and
+/// the message saying so for an interpreter.
+#[cold]
+fn elf_error(e: crate::exec::elf::ElfError<'static>, interpreter: bool) -> ExecError {
+    let mut m = crate::fmt::MsgBuf::<256>::new();
+    if interpreter {
+        m.str("the interpreter: ");
+    }
+    e.write_msg(&mut m);
+    let errno = if interpreter {
+        Errno::ELIBBAD
+    } else {
+        e.errno()
+    };
+    with_message(errno, m.as_bytes())
 }
 
 /// The `PT_INTERP` path of `plan` (image `id`), checked: NUL-terminated
@@ -386,6 +413,7 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         0,
         [exec_phase::START, 0, 0, 0, 0, 0],
     );
+    let mut out = Box::new(ExecPlan::EMPTY);
     let mut boot_args = boot_args;
     // The boot program's bytes, already in RAM (the first file only: an
     // interpreter it names is read through the cache).
@@ -407,18 +435,11 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         let line = &head[..head.len().min(BINPRM_BUF_SIZE)];
         let parsed = script::parse(line).map_err(|e| with_message(e, b"bad #! line"))?;
         let Some(sb) = parsed else {
-            let plan = plan_image(cx, id, (size, head), false, &layout)?;
-            return finish(
-                cx,
-                ExecImage {
-                    inode: id,
-                    plan,
-                    file,
-                },
-                boot_args,
-                args,
-                layout,
-            );
+            let program = &mut out.program;
+            plan_image(cx, id, (size, head), false, &layout, &mut program.plan)?;
+            program.inode = id;
+            program.file = file;
+            return finish(cx, out, boot_args, args, layout);
         };
         if depth == script::MAX_DEPTH {
             break;
@@ -480,53 +501,52 @@ fn name_process<M: PhysMem, H: HostIo>(
     p.comm[..base.len().min(15)].copy_from_slice(&base[..base.len().min(15)]);
 }
 
-/// The interpreter and the argument block, checked.
+/// The interpreter and the argument block, checked, into `out` (which
+/// holds the program's plan).
 fn finish<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
-    program: ExecImage,
+    mut out: Box<ExecPlan>,
     boot_args: Option<BootArgs>,
     args: Option<Args>,
     layout: Layout,
 ) -> Result<Box<ExecPlan>, ExecError> {
-    let interp = match interp_path(cx, program.inode, &program.plan)? {
-        None => None,
-        Some(p) => {
-            let abs = absolute(cx, files::AT_FDCWD as u64, &p)?;
-            let f =
-                open_exec(cx, abs, false).map_err(|e| interp_error(e, b"ELF interpreter ", &p))?;
-            let (iid, isize) = exec_inode(cx, &f)?;
-            match plan_image(cx, iid, (isize, &[]), true, &layout) {
-                Ok(plan) => Some(Box::new(ExecImage {
-                    inode: iid,
-                    plan,
-                    file: Some(f),
-                })),
-                Err(e) => {
-                    release(cx, f);
-                    return Err(e);
-                }
-            }
+    if let Some(p) = interp_path(cx, out.program.inode, &out.program.plan)? {
+        let abs = absolute(cx, files::AT_FDCWD as u64, &p)?;
+        let f = open_exec(cx, abs, false).map_err(|e| interp_error(e, b"ELF interpreter ", &p))?;
+        let (iid, isize) = exec_inode(cx, &f)?;
+        let mut interp = Box::new(ExecImage {
+            inode: iid,
+            plan: LoadPlan::EMPTY,
+            file: None,
+        });
+        if let Err(e) = plan_image(cx, iid, (isize, &[]), true, &layout, &mut interp.plan) {
+            release(cx, f);
+            return Err(e);
         }
-    };
-    let (args, lens, argc, envc) = match (args, boot_args) {
+        interp.file = Some(f);
+        out.interp = Some(interp);
+    }
+    let lens = match (args, boot_args) {
         (Some(a), _) => {
-            let (argc, envc) = (a.argv.len() as u32, a.envp.len() as u32);
+            (out.argc, out.envc) = (a.argv.len() as u32, a.envp.len() as u32);
             let (b, l) = a.block();
-            (Cow::Owned(b), Cow::Owned(l), argc, envc)
+            out.args = Cow::Owned(b);
+            Cow::Owned(l)
         }
-        (None, Some(b)) => (
-            Cow::Borrowed(b.block),
-            Cow::Borrowed(b.lens),
-            b.argc,
-            b.envc,
-        ),
+        (None, Some(b)) => {
+            (out.argc, out.envc) = (b.argc, b.envc);
+            out.args = Cow::Borrowed(b.block);
+            Cow::Borrowed(b.lens)
+        }
         (None, None) => return Err(Errno::EINVAL.into()),
     };
-    let mut table = ArgTable::new();
-    let block = ArgBlock::with_lengths(&args, &lens, argc, envc, layout.stack_top, &mut table)?;
-    let shape = block.shape();
-    let stack = StackLayout::new_below_with(&block, layout.stack_top, cx.p.vdso.is_some())
+    let plan = &mut *out;
+    let (argc, envc, top) = (plan.argc, plan.envc, layout.stack_top);
+    let block = ArgBlock::with_lengths(&plan.args, &lens, argc, envc, top, &mut plan.table)?;
+    plan.shape = block.shape();
+    plan.stack = StackLayout::new_below_with(&block, top, cx.p.vdso.is_some())
         .map_err(|e| with_message(e, b"arguments and environment too large"))?;
+    plan.layout = layout;
     trace::emit(
         cx.env.mem,
         category::EXEC,
@@ -534,17 +554,7 @@ fn finish<M: PhysMem, H: HostIo>(
         0,
         [exec_phase::ELF_CHECKED, 0, 0, 0, 0, 0],
     );
-    Ok(Box::new(ExecPlan {
-        program,
-        interp,
-        args,
-        table,
-        argc,
-        envc,
-        shape,
-        layout,
-        stack,
-    }))
+    Ok(out)
 }
 
 /// execveat(dirfd, path, argv, envp, flags); execve is execveat(AT_FDCWD,

@@ -451,6 +451,38 @@ fn many_strings_by_length_give_the_same_stack_as_scanning() {
 }
 
 #[test]
+fn argv_and_envp_walked_as_one_give_the_same_stack_as_scanning_at_every_split() {
+    // The pointers of both lists are stored in a row, then envp's move up
+    // past argv's NULL: every count of each, across the four-length turns.
+    for argc in 0..7u32 {
+        for envc in 0..7u32 {
+            let mut strings: Vec<Vec<u8>> = vec![b"/bin/prog".to_vec()];
+            for i in 0..argc {
+                strings.push(format!("arg{i}{}", "y".repeat(i as usize)).into_bytes());
+            }
+            for i in 0..envc {
+                strings.push(format!("V{i}={}", "x".repeat(i as usize % 3)).into_bytes());
+            }
+            let refs: Vec<&[u8]> = strings.iter().map(|s| s.as_slice()).collect();
+            let table = lens(&refs);
+            let block: Vec<u8> = strings
+                .iter()
+                .flat_map(|s| s.iter().copied().chain([0]))
+                .collect();
+            let mut ptrs = ArgTable::new();
+            let with =
+                ArgBlock::with_lengths(&block, &table, argc, envc, STACK_TOP, &mut ptrs).unwrap();
+            let (scanned, scanned_mem) = build(&block, argc, envc, 0x4000);
+            let l = StackLayout::new(&with).unwrap();
+            assert_eq!(l, scanned, "argc {argc} envc {envc}");
+            let mut m = Mem::new(0x4000);
+            l.write(&with, &aux(), &mut m).unwrap();
+            assert_eq!(m.bytes, scanned_mem.bytes, "argc {argc} envc {envc}");
+        }
+    }
+}
+
+#[test]
 fn the_fast_length_check_agrees_with_the_string_by_string_one() {
     // The fast check, with the pointers it stores checked when it passes.
     // The strings start at 1 (after the exec file name, here a NUL).
@@ -477,8 +509,9 @@ fn the_fast_length_check_agrees_with_the_string_by_string_one() {
         u32::MAX.to_le_bytes(),
         31u32.to_le_bytes(),
     ];
-    // Every table of up to five entries: the good one with any one or two
-    // entries replaced, each length checked from each start.
+    // Every table of up to five entries (a turn of four, then one): the
+    // good one with any one or two entries replaced, each length checked
+    // from each start.
     for i in 0..5 {
         for j in i..5 {
             for vi in &values {
