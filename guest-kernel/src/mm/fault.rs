@@ -1191,18 +1191,27 @@ impl Mm {
 
     /// [`Self::prepare_anon`] for an area without an identity yet.
     fn attach_anon(&mut self, i: usize) {
-        let v = self.vmas[i];
-        let s = &self.vmas;
-        let next = s.get(i + 1).filter(|n| reusable(&v, n));
-        let prev = i
-            .checked_sub(1)
-            .and_then(|p| s.get(p))
-            .filter(|p| reusable(p, &v));
-        let id = match next.or(prev).map(|o| o.anon) {
-            Some(id) if id != 0 => id,
-            _ => self.next_anon_id(),
+        let id = match self.mergeable_anon(i) {
+            Some(id) => id,
+            None => self.next_anon_id(),
         };
         self.vmas.set_anon(i, id);
+    }
+
+    /// The identity area `i` takes from a neighbour it could merge with but
+    /// for protection: the next area's if that one could merge (none if it
+    /// has none yet), else the previous area's. A neighbour that does not
+    /// touch the area (most) is passed with one comparison.
+    fn mergeable_anon(&self, i: usize) -> Option<u32> {
+        let s = &self.vmas;
+        let v = &s[i];
+        if let Some(next) = s.get(i + 1).filter(|n| n.start == v.end) {
+            if reusable(v, next) {
+                return (next.anon != 0).then_some(next.anon);
+            }
+        }
+        let prev = s.get(i.checked_sub(1)?).filter(|p| p.end == v.start)?;
+        (prev.anon != 0 && reusable(prev, v)).then_some(prev.anon)
     }
 }
 
@@ -1294,14 +1303,10 @@ fn cache_fill<M: PhysMem>(
         })
 }
 
-/// Whether `a` and the following `b` could share anonymous memory.
+/// Whether `a` and the following `b` could share anonymous memory: they
+/// could merge but for their protection and identities.
 fn reusable(a: &Vma, b: &Vma) -> bool {
-    let mut b2 = *b;
-    b2.prot = a.prot;
-    b2.anon = 0;
-    let mut a2 = *a;
-    a2.anon = 0;
-    a2.end == b2.start && a2.flags == b2.flags && a2.backing_mergeable(&b2)
+    a.end == b.start && a.flags == b.flags && a.backing_mergeable(b)
 }
 
 /// Whether a translation allows a kernel access on behalf of the user.
@@ -1429,6 +1434,54 @@ mod tests {
         assert_eq!(fx.mem.byte(out.frame + 7), 0);
         assert_eq!(mm.user_frames, 1);
         assert_ne!(mm.vmas.get(0).unwrap().anon, 0, "anon identity attached");
+    }
+
+    #[test]
+    fn a_first_fault_takes_a_touching_mergeable_neighbours_identity() {
+        let (mut fx, mut mm) = setup();
+        fx.frames.fault_size = FaultSize::Page4K;
+        // Writable both: the same flags (accounted), other rights.
+        let rwx = Prot::RW | Prot::EXEC;
+        let area = |start: u64, prot| Vma::anon(start, start + 0x4000, prot, VmFlags::NONE);
+        for (start, prot) in [
+            (0x1000_0000, Prot::RW),
+            (0x1000_4000, rwx),
+            (0x2000_0000, Prot::RW),
+            (0x4000_0000, Prot::RW),
+            (0x4000_4000, rwx),
+            (0x4000_8000, Prot::RW),
+        ] {
+            mm.vmas.insert(area(start, prot)).unwrap();
+        }
+        let id_at = |mm: &Mm, va: u64| {
+            let i = mm.vmas.find_next(va).unwrap();
+            mm.vmas.get(i).unwrap().anon
+        };
+        for va in [
+            0x1000_0000,
+            0x1000_4000,
+            0x2000_0000,
+            0x4000_0000,
+            0x4000_4000,
+        ] {
+            fault(&mut mm, &mut fx, va, U).unwrap();
+        }
+        let first = id_at(&mm, 0x1000_0000);
+        assert_ne!(first, 0);
+        assert_eq!(id_at(&mm, 0x1000_4000), first, "the previous area's");
+        let apart = id_at(&mm, 0x2000_0000);
+        assert!(
+            apart != 0 && apart != first,
+            "no touching neighbour: a new one"
+        );
+        // A touching next area that could merge decides, even without an
+        // identity yet: then a new one, not the previous area's.
+        let prev = id_at(&mm, 0x4000_0000);
+        let mid = id_at(&mm, 0x4000_4000);
+        assert!(mid != 0 && mid != prev);
+        assert_eq!(id_at(&mm, 0x4000_8000), 0, "not faulted yet");
+        fault(&mut mm, &mut fx, 0x4000_8000, U).unwrap();
+        assert_eq!(id_at(&mm, 0x4000_8000), mid, "the previous area's");
     }
 
     #[test]

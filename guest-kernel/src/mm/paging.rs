@@ -1589,7 +1589,7 @@ impl PageTable {
 
     /// The `level - last` zeroed tables for `va` from the free entry at
     /// `entry_pa` (in the table at `level`) down to the table at `last`;
-    /// returns the last one and the entry pointing to it. Several (a fresh
+    /// returns the last one and the entry pointing to it. They (a fresh
     /// stack's or mapping's first fault needs three) are made in one step
     /// from a run of never-used frames if one is free, else one by one.
     #[allow(clippy::too_many_arguments)]
@@ -1605,10 +1605,8 @@ impl PageTable {
         level: u32,
         last: u32,
     ) -> Result<(u64, u64), MapError> {
-        if level > last + 1 {
-            if let Some(run) = frames.alloc_fresh_run(u64::from(level - last)) {
-                return Ok(self.link_chain(mem, run, entry_pa, parent_pa, va, level, last));
-            }
+        if let Some(run) = frames.alloc_fresh_run(u64::from(level - last)) {
+            return Ok(self.link_chain(mem, run, entry_pa, parent_pa, va, level, last));
         }
         let (mut at, mut parent_pa, mut l) = (entry_pa, parent_pa, level);
         loop {
@@ -1642,12 +1640,16 @@ impl PageTable {
         }
         add_count(mem, parent_pa, 1);
         let flags = table_flags(va);
+        let traced = trace::on(mem, category::PAGE_TABLES);
         let (mut at, mut l, mut table) = (entry_pa, level, run);
         loop {
-            trace_table(mem, kind::PT_ALLOC, l - 1, va, table);
+            if traced {
+                trace_table(mem, kind::PT_ALLOC, l - 1, va, table);
+            }
             l -= 1;
-            let below = u64::from(l > last);
-            mem.write_u64(at, with_count(table | flags, below));
+            // A fresh table's count is zero: the one below it, if any.
+            let below = u64::from(l > last) << pte::COUNT_SHIFT;
+            mem.write_u64(at, table | flags | below);
             if l == last {
                 return (table, at);
             }
@@ -1929,7 +1931,7 @@ fn add_count<M: PhysMem>(mem: &mut M, entry_pa: u64, delta: u64) {
 /// used table), found eight to a test and written as one run, else packed
 /// around the used ones (a heap's block with its first pages mapped).
 /// Returns the entries written.
-#[inline(never)]
+#[inline(always)]
 fn fill_packed<M: PhysMem>(mem: &mut M, at: u64, (va, first): (u64, u64), n: u64) -> u64 {
     let written = if mem.free_words(at, n, USED) == n {
         mem.write_run(at, first, PAGE_SIZE, n);

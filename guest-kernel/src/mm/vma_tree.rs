@@ -535,13 +535,20 @@ impl VmaTree {
 
     /// The areas of the leaf holding position `i` and the position of its
     /// first (nothing if `i` is past the end): to read the areas near one
-    /// without a lookup each.
+    /// without a lookup each. A one-leaf tree's in line (the fault-around
+    /// path's), a deeper one's by [`Self::leaf_of_deep`].
+    #[inline(always)]
     pub fn leaf_of(&self, i: usize) -> (&[Vma], usize) {
         match &self.root {
-            Some(Node::Leaf(v)) => return (v, 0),
-            None => return (&[], 0),
-            Some(Node::Inner(_)) => {}
+            Some(Node::Leaf(v)) => (v, 0),
+            None => (&[], 0),
+            Some(Node::Inner(_)) => self.leaf_of_deep(i),
         }
+    }
+
+    /// [`Self::leaf_of`] in a tree of more than one leaf.
+    #[inline(never)]
+    fn leaf_of_deep(&self, i: usize) -> (&[Vma], usize) {
         // The lookup leaves the finger on `i`'s leaf.
         if self.get_cold(i).is_none() {
             return (&[], 0);
