@@ -957,7 +957,7 @@ impl Mm {
         if image.is_none() && !self.read_block(env, file, block, (first, end))? {
             return Ok(None);
         }
-        let Some(dst) = env.frames.alloc_run_exact(pages) else {
+        let Some((dst, clean)) = env.frames.alloc_run_exact(pages) else {
             return Ok(None);
         };
         let flags = user_pte_flags(v.prot, true);
@@ -973,23 +973,28 @@ impl Mm {
                 _ => Ok(None),
             };
         }
+        // The bytes past the data in the last page (less than a page) are
+        // zero: never-used frames are, so only the data is copied into
+        // them; used ones get the whole pages, then the zeros.
+        let past_data = (off_of(block) + pages * PAGE_SIZE).saturating_sub(data_end);
+        let copied = pages * PAGE_SIZE - if clean { past_data } else { 0 };
         // Nothing runs between the entries' writes and the copies.
         if let Some(src) = image {
-            env.mem.copy(dst, src, pages * PAGE_SIZE);
+            env.mem.copy(dst, src, copied);
         } else {
             let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
             let mut at = first;
             while let Some((idx, src, n)) = ino.next_resident_run(at, end) {
-                let to = dst + (idx - first) * PAGE_SIZE;
-                env.mem.copy(to, src, n * PAGE_SIZE);
+                let to = (idx - first) * PAGE_SIZE;
+                env.mem
+                    .copy(dst + to, src, (n * PAGE_SIZE).min(copied - to));
                 at = idx + n;
                 if at >= end {
                     break;
                 }
             }
         }
-        let past_data = (off_of(block) + pages * PAGE_SIZE).saturating_sub(data_end);
-        if past_data > 0 {
+        if past_data > 0 && !clean {
             env.mem.zero(dst + pages * PAGE_SIZE - past_data, past_data);
         }
         self.add_user_frames(pages);
@@ -1988,6 +1993,36 @@ mod tests {
             (out.kind, out.pages_mapped),
             (FaultKind::FileCopiedBlock, 3)
         );
+    }
+
+    #[test]
+    fn a_data_block_copied_into_used_frames_gets_its_tail_zeroed() {
+        let (mut fx, mut mm) = setup();
+        // The block's frames come from a freed huge frame full of old data.
+        let huge = fx.frames.alloc_huge_zeroed(&mut fx.mem).unwrap();
+        for k in 0..HUGE_PAGE_SIZE / 8 {
+            fx.mem.write_u64(huge + 8 * k, u64::MAX);
+        }
+        while fx
+            .frames
+            .alloc_run_uninit(&mut fx.mem, 512)
+            .is_some_and(|r| r.2)
+        {}
+        fx.frames.free_huge(&mut fx.mem, huge);
+        let (_, _, clean) = fx.frames.alloc_run_uninit(&mut fx.mem, 1).unwrap();
+        assert!(!clean, "the huge frame is carved");
+        mm.vmas
+            .insert(file_vma(0x61_0000, 3, Prot::RW, 2 * PAGE_SIZE, 0x4800))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x61_0000, UW).unwrap();
+        assert_eq!(
+            (out.kind, out.pages_mapped),
+            (FaultKind::FileCopiedBlock, 3)
+        );
+        let last = mm.pt.translate(&fx.mem, 0x61_2000).unwrap().frame;
+        assert!((huge..huge + HUGE_PAGE_SIZE).contains(&last));
+        let bytes = [0, 0x7ff, 0x800, 0xfff].map(|o| fx.mem.byte(last + o));
+        assert_eq!(bytes, [5, 5, 0, 0], "the data, then zeros");
     }
 
     #[test]
