@@ -998,7 +998,9 @@ impl Mm {
             env.mem.zero(dst + pages * PAGE_SIZE - past_data, past_data);
         }
         self.add_user_frames(pages);
-        self.prepare_anon(i);
+        if v.anon == 0 {
+            self.attach_anon(i);
+        }
         let frame = dst + (va - block);
         let mut out = FaultOutcome::new(FaultKind::FileCopiedBlock, va, frame, PageSize::Size4K);
         out.pages_mapped = pages;
