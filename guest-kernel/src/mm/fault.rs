@@ -675,12 +675,14 @@ impl Mm {
         prot: Prot,
         has_anon: bool,
     ) -> Result<FaultOutcome, FaultError> {
+        // Both tries read the area as it is here: one copy.
+        let v = self.vmas[i];
         if env.frames.fault_size == FaultSize::Huge2M {
-            if let Some(out) = self.try_huge(env, i, va)? {
+            if let Some(out) = self.try_huge(env, (i, &v), va)? {
                 return Ok(out);
             }
         }
-        match self.try_block(env, i, va)? {
+        match self.try_block(env, (i, &v), va)? {
             // The area starts inside the aligned block: another may end
             // in it below.
             Some(mut out) if out.va & (ANON_BLOCK_SIZE - 1) != 0 => {
@@ -748,10 +750,9 @@ impl Mm {
     fn try_huge<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
-        i: usize,
+        (i, v): (usize, &Vma),
         va: u64,
     ) -> Result<Option<FaultOutcome>, FaultError> {
-        let v = self.vmas[i];
         let region = va & !(HUGE_PAGE_SIZE - 1);
         let fits = region >= v.start && v.end - region >= HUGE_PAGE_SIZE;
         if !fits || !v.prot.contains(Prot::WRITE) || !self.pt.is_2m_region_empty(env.mem, region) {
@@ -785,10 +786,9 @@ impl Mm {
     fn try_block<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
-        i: usize,
+        (i, v): (usize, &Vma),
         va: u64,
     ) -> Result<Option<FaultOutcome>, FaultError> {
-        let v = self.vmas[i];
         let aligned = va & !(ANON_BLOCK_SIZE - 1);
         let block = aligned.max(v.start);
         let pages = ((aligned + ANON_BLOCK_SIZE).min(v.end) - block) / PAGE_SIZE;
