@@ -8,7 +8,7 @@
 use super::hypercall;
 use core::sync::atomic::{AtomicBool, Ordering};
 use guest_kernel::mm::phys::PhysMem;
-use vmrun_contract::layout::DIRECT_MAP_BASE;
+use vmrun_contract::layout::{DIRECT_MAP_BASE, PAGE_SIZE};
 use vmrun_contract::{hc, trace};
 
 /// Guest RAM as seen through the direct map. Only one exists (see [`take`]).
@@ -163,6 +163,11 @@ impl PhysMem for DirectMap {
 
     fn write_run(&mut self, pa: u64, first: u64, step: u64, n: u64) {
         let p = self.ptr(pa, 8 * n) as *mut u64;
+        if step == PAGE_SIZE {
+            // SAFETY: as below; `write_pages` writes exactly the n words.
+            unsafe { write_pages(p, first, n) };
+            return;
+        }
         for k in 0..n as usize {
             // SAFETY: `ptr` checked that the n words lie in RAM; page-table
             // pages are 8-aligned and owned by the memory manager.
@@ -183,6 +188,21 @@ impl PhysMem for DirectMap {
             }
         }
         written
+    }
+
+    fn write_run_packed(&mut self, pa: u64, first: u64, step: u64, n: u64, busy: u64) -> u64 {
+        let p = self.ptr(pa, 8 * n) as *mut u64;
+        let mut next = first;
+        for k in 0..n as usize {
+            // SAFETY: as in `write_run`.
+            unsafe {
+                if core::ptr::read_volatile(p.add(k)) & busy == 0 {
+                    core::ptr::write_volatile(p.add(k), next);
+                    next += step;
+                }
+            }
+        }
+        (next - first) / step
     }
 
     fn free_words(&self, pa: u64, n: u64, busy: u64) -> u64 {
@@ -230,6 +250,52 @@ impl PhysMem for DirectMap {
         }
         self.ring.written += 1;
         self.write_u64(r.phys, self.ring.written);
+    }
+}
+
+/// Write `words` consecutive words from `p`: `first`, `first` + 4 KiB, ...
+/// (a run of 4 KiB leaves). Unrolled with constant offsets, 32 words a
+/// round and the rest in 16, 8, 4, 2 and 1: about two instructions a word
+/// (a store and an add), where a loop of computed words takes nearly three.
+///
+/// # Safety
+/// The `words` words from `p` must lie in RAM through the direct map,
+/// 8-aligned, and be the caller's to write.
+#[inline(always)]
+unsafe fn write_pages(p: *mut u64, first: u64, words: u64) {
+    /// Write `$n` words from `$q` from `$v` on, then move both past them.
+    macro_rules! round {
+        ($q:ident, $v:ident, $n:literal) => {
+            for k in 0..$n {
+                // SAFETY: the caller's words (`$q` + k lies before the end).
+                unsafe { core::ptr::write_volatile($q.add(k), $v + k as u64 * PAGE_SIZE) };
+            }
+            // SAFETY: at most one past the caller's last word.
+            $q = unsafe { $q.add($n) };
+            $v += $n * PAGE_SIZE;
+        };
+    }
+    let (mut q, mut v) = (p, first);
+    let mut left = words;
+    while left >= 32 {
+        round!(q, v, 32);
+        left -= 32;
+    }
+    if left & 16 != 0 {
+        round!(q, v, 16);
+    }
+    if left & 8 != 0 {
+        round!(q, v, 8);
+    }
+    if left & 4 != 0 {
+        round!(q, v, 4);
+    }
+    if left & 2 != 0 {
+        round!(q, v, 2);
+    }
+    if left & 1 != 0 {
+        // SAFETY: the caller's last word.
+        unsafe { core::ptr::write_volatile(q, v) };
     }
 }
 

@@ -681,12 +681,14 @@ impl Mm {
         prot: Prot,
         has_anon: bool,
     ) -> Result<FaultOutcome, FaultError> {
+        // Both tries read the area as it is here: one copy.
+        let v = self.vmas[i];
         if env.frames.fault_size == FaultSize::Huge2M {
-            if let Some(out) = self.try_huge(env, i, va)? {
+            if let Some(out) = self.try_huge(env, (i, &v), va)? {
                 return Ok(out);
             }
         }
-        match self.try_block(env, i, va)? {
+        match self.try_block(env, (i, &v), va)? {
             // The area starts inside the aligned block: another may end
             // in it below.
             Some(mut out) if out.va & (ANON_BLOCK_SIZE - 1) != 0 => {
@@ -754,10 +756,9 @@ impl Mm {
     fn try_huge<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
-        i: usize,
+        (i, v): (usize, &Vma),
         va: u64,
     ) -> Result<Option<FaultOutcome>, FaultError> {
-        let v = self.vmas[i];
         let region = va & !(HUGE_PAGE_SIZE - 1);
         let fits = region >= v.start && v.end - region >= HUGE_PAGE_SIZE;
         if !fits || !v.prot.contains(Prot::WRITE) || !self.pt.is_2m_region_empty(env.mem, region) {
@@ -791,10 +792,9 @@ impl Mm {
     fn try_block<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
-        i: usize,
+        (i, v): (usize, &Vma),
         va: u64,
     ) -> Result<Option<FaultOutcome>, FaultError> {
-        let v = self.vmas[i];
         let aligned = va & !(ANON_BLOCK_SIZE - 1);
         let block = aligned.max(v.start);
         let pages = ((aligned + ANON_BLOCK_SIZE).min(v.end) - block) / PAGE_SIZE;
@@ -963,7 +963,7 @@ impl Mm {
         if image.is_none() && !self.read_block(env, file, block, (first, end))? {
             return Ok(None);
         }
-        let Some(dst) = env.frames.alloc_run_exact(pages) else {
+        let Some((dst, clean)) = env.frames.alloc_run_exact(pages) else {
             return Ok(None);
         };
         let flags = user_pte_flags(v.prot, true);
@@ -979,27 +979,34 @@ impl Mm {
                 _ => Ok(None),
             };
         }
+        // The bytes past the data in the last page (less than a page) are
+        // zero: never-used frames are, so only the data is copied into
+        // them; used ones get the whole pages, then the zeros.
+        let past_data = (off_of(block) + pages * PAGE_SIZE).saturating_sub(data_end);
+        let copied = pages * PAGE_SIZE - if clean { past_data } else { 0 };
         // Nothing runs between the entries' writes and the copies.
         if let Some(src) = image {
-            env.mem.copy(dst, src, pages * PAGE_SIZE);
+            env.mem.copy(dst, src, copied);
         } else {
             let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
             let mut at = first;
             while let Some((idx, src, n)) = ino.next_resident_run(at, end) {
-                let to = dst + (idx - first) * PAGE_SIZE;
-                env.mem.copy(to, src, n * PAGE_SIZE);
+                let to = (idx - first) * PAGE_SIZE;
+                env.mem
+                    .copy(dst + to, src, (n * PAGE_SIZE).min(copied - to));
                 at = idx + n;
                 if at >= end {
                     break;
                 }
             }
         }
-        let past_data = (off_of(block) + pages * PAGE_SIZE).saturating_sub(data_end);
-        if past_data > 0 {
+        if past_data > 0 && !clean {
             env.mem.zero(dst + pages * PAGE_SIZE - past_data, past_data);
         }
         self.add_user_frames(pages);
-        self.prepare_anon(i);
+        if v.anon == 0 {
+            self.attach_anon(i);
+        }
         let frame = dst + (va - block);
         let mut out = FaultOutcome::new(FaultKind::FileCopiedBlock, va, frame, PageSize::Size4K);
         out.pages_mapped = pages;
@@ -1197,18 +1204,27 @@ impl Mm {
 
     /// [`Self::prepare_anon`] for an area without an identity yet.
     fn attach_anon(&mut self, i: usize) {
-        let v = self.vmas[i];
-        let s = &self.vmas;
-        let next = s.get(i + 1).filter(|n| reusable(&v, n));
-        let prev = i
-            .checked_sub(1)
-            .and_then(|p| s.get(p))
-            .filter(|p| reusable(p, &v));
-        let id = match next.or(prev).map(|o| o.anon) {
-            Some(id) if id != 0 => id,
-            _ => self.next_anon_id(),
+        let id = match self.mergeable_anon(i) {
+            Some(id) => id,
+            None => self.next_anon_id(),
         };
         self.vmas.set_anon(i, id);
+    }
+
+    /// The identity area `i` takes from a neighbour it could merge with but
+    /// for protection: the next area's if that one could merge (none if it
+    /// has none yet), else the previous area's. A neighbour that does not
+    /// touch the area (most) is passed with one comparison.
+    fn mergeable_anon(&self, i: usize) -> Option<u32> {
+        let s = &self.vmas;
+        let v = &s[i];
+        if let Some(next) = s.get(i + 1).filter(|n| n.start == v.end) {
+            if reusable(v, next) {
+                return (next.anon != 0).then_some(next.anon);
+            }
+        }
+        let prev = s.get(i.checked_sub(1)?).filter(|p| p.end == v.start)?;
+        (prev.anon != 0 && reusable(prev, v)).then_some(prev.anon)
     }
 }
 
@@ -1300,14 +1316,10 @@ fn cache_fill<M: PhysMem>(
         })
 }
 
-/// Whether `a` and the following `b` could share anonymous memory.
+/// Whether `a` and the following `b` could share anonymous memory: they
+/// could merge but for their protection and identities.
 fn reusable(a: &Vma, b: &Vma) -> bool {
-    let mut b2 = *b;
-    b2.prot = a.prot;
-    b2.anon = 0;
-    let mut a2 = *a;
-    a2.anon = 0;
-    a2.end == b2.start && a2.flags == b2.flags && a2.backing_mergeable(&b2)
+    a.end == b.start && a.flags == b.flags && a.backing_mergeable(b)
 }
 
 /// Whether a translation allows a kernel access on behalf of the user.
@@ -1443,6 +1455,54 @@ mod tests {
         assert_eq!(fx.mem.byte(out.frame + 7), 0);
         assert_eq!(mm.user_frames, 1);
         assert_ne!(mm.vmas.get(0).unwrap().anon, 0, "anon identity attached");
+    }
+
+    #[test]
+    fn a_first_fault_takes_a_touching_mergeable_neighbours_identity() {
+        let (mut fx, mut mm) = setup();
+        fx.frames.fault_size = FaultSize::Page4K;
+        // Writable both: the same flags (accounted), other rights.
+        let rwx = Prot::RW | Prot::EXEC;
+        let area = |start: u64, prot| Vma::anon(start, start + 0x4000, prot, VmFlags::NONE);
+        for (start, prot) in [
+            (0x1000_0000, Prot::RW),
+            (0x1000_4000, rwx),
+            (0x2000_0000, Prot::RW),
+            (0x4000_0000, Prot::RW),
+            (0x4000_4000, rwx),
+            (0x4000_8000, Prot::RW),
+        ] {
+            mm.vmas.insert(area(start, prot)).unwrap();
+        }
+        let id_at = |mm: &Mm, va: u64| {
+            let i = mm.vmas.find_next(va).unwrap();
+            mm.vmas.get(i).unwrap().anon
+        };
+        for va in [
+            0x1000_0000,
+            0x1000_4000,
+            0x2000_0000,
+            0x4000_0000,
+            0x4000_4000,
+        ] {
+            fault(&mut mm, &mut fx, va, U).unwrap();
+        }
+        let first = id_at(&mm, 0x1000_0000);
+        assert_ne!(first, 0);
+        assert_eq!(id_at(&mm, 0x1000_4000), first, "the previous area's");
+        let apart = id_at(&mm, 0x2000_0000);
+        assert!(
+            apart != 0 && apart != first,
+            "no touching neighbour: a new one"
+        );
+        // A touching next area that could merge decides, even without an
+        // identity yet: then a new one, not the previous area's.
+        let prev = id_at(&mm, 0x4000_0000);
+        let mid = id_at(&mm, 0x4000_4000);
+        assert!(mid != 0 && mid != prev);
+        assert_eq!(id_at(&mm, 0x4000_8000), 0, "not faulted yet");
+        fault(&mut mm, &mut fx, 0x4000_8000, U).unwrap();
+        assert_eq!(id_at(&mm, 0x4000_8000), mid, "the previous area's");
     }
 
     #[test]
@@ -1949,6 +2009,36 @@ mod tests {
             (out.kind, out.pages_mapped),
             (FaultKind::FileCopiedBlock, 3)
         );
+    }
+
+    #[test]
+    fn a_data_block_copied_into_used_frames_gets_its_tail_zeroed() {
+        let (mut fx, mut mm) = setup();
+        // The block's frames come from a freed huge frame full of old data.
+        let huge = fx.frames.alloc_huge_zeroed(&mut fx.mem).unwrap();
+        for k in 0..HUGE_PAGE_SIZE / 8 {
+            fx.mem.write_u64(huge + 8 * k, u64::MAX);
+        }
+        while fx
+            .frames
+            .alloc_run_uninit(&mut fx.mem, 512)
+            .is_some_and(|r| r.2)
+        {}
+        fx.frames.free_huge(&mut fx.mem, huge);
+        let (_, _, clean) = fx.frames.alloc_run_uninit(&mut fx.mem, 1).unwrap();
+        assert!(!clean, "the huge frame is carved");
+        mm.vmas
+            .insert(file_vma(0x61_0000, 3, Prot::RW, 2 * PAGE_SIZE, 0x4800))
+            .unwrap();
+        let out = fault(&mut mm, &mut fx, 0x61_0000, UW).unwrap();
+        assert_eq!(
+            (out.kind, out.pages_mapped),
+            (FaultKind::FileCopiedBlock, 3)
+        );
+        let last = mm.pt.translate(&fx.mem, 0x61_2000).unwrap().frame;
+        assert!((huge..huge + HUGE_PAGE_SIZE).contains(&last));
+        let bytes = [0, 0x7ff, 0x800, 0xfff].map(|o| fx.mem.byte(last + o));
+        assert_eq!(bytes, [5, 5, 0, 0], "the data, then zeros");
     }
 
     #[test]

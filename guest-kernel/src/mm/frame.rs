@@ -331,23 +331,24 @@ impl FrameAllocator {
     }
 
     /// `n` physically consecutive 4 KiB frames with unspecified content
-    /// (to be overwritten whole by a copy) from the carve region or the
-    /// 4 KiB bump, or `None`, taking nothing. Given back with
-    /// [`Self::give_back_run_end`] before they are written.
-    pub fn alloc_run_exact(&mut self, n: u64) -> Option<u64> {
+    /// (to be overwritten by a copy) from the carve region or the 4 KiB
+    /// bump, or `None`, taking nothing; with whether they are known to be
+    /// zero (never used), so that a copy's zero tail need not be written.
+    /// Given back with [`Self::give_back_run_end`] before they are written.
+    pub fn alloc_run_exact(&mut self, n: u64) -> Option<(u64, bool)> {
         let bytes = n * PAGE_SIZE;
-        let pa = if self.carve.end - self.carve.next.min(self.carve.end) >= bytes {
+        let (pa, clean) = if self.carve.end - self.carve.next.min(self.carve.end) >= bytes {
             let pa = self.carve.next;
             self.carve.next += bytes;
-            pa
+            (pa, !self.carve.dirty)
         } else if self.fresh_hi.saturating_sub(self.fresh_lo) >= bytes {
             let pa = self.fresh_lo;
             self.fresh_lo += bytes;
-            pa
+            (pa, true)
         } else {
             return None;
         };
-        Some(self.count(pa, n))
+        Some((self.count(pa, n), clean))
     }
 
     /// `n` physically consecutive zero-filled 4 KiB frames (a 64 KiB block
@@ -563,6 +564,22 @@ mod tests {
         assert_eq!((pa, n, clean), (huge, 512, false));
         assert_eq!(fa.alloc_run_uninit(&mut mem, 8), Some((a, 1, false)));
         assert_eq!(fa.alloc_run_uninit(&mut mem, 1), None);
+    }
+
+    #[test]
+    fn an_exact_run_says_whether_its_frames_were_never_used() {
+        let (mut mem, mut fa) = setup(MIB, 4 * MIB);
+        let huge = fa.alloc_huge_zeroed(&mut mem).unwrap();
+        let (pa, clean) = fa.alloc_run_exact(4).unwrap();
+        assert!(clean, "from the bump: never used");
+        fa.give_back_run_end(&mut mem, pa, 4);
+        while fa.alloc_run_uninit(&mut mem, 512).is_some_and(|r| r.2) {}
+        assert_eq!(fa.alloc_run_exact(4), None, "nothing left to take from");
+        fa.free_huge(&mut mem, huge);
+        let (one, _, clean) = fa.alloc_run_uninit(&mut mem, 1).unwrap();
+        assert_eq!((one, clean), (huge, false), "the freed huge frame, carved");
+        let carved = fa.alloc_run_exact(4);
+        assert_eq!(carved, Some((huge + PAGE_SIZE, false)), "it held data");
     }
 
     #[test]

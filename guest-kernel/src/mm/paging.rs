@@ -199,11 +199,14 @@ impl LeafTable<'_> {
     /// Map the free ones of the `n` entries from `va` (inside this table's
     /// region) to the consecutive frames from `pa`, with `flags`; returns
     /// the entries written. In a fresh table, a run outside those filled
-    /// before is written without reading an entry (about three
-    /// instructions each); elsewhere the free entries before the first
-    /// used one are found four to a test and written unread, the rest
-    /// checked one by one. Nothing is written if the run leaves the region
-    /// or `pa` is not a page address.
+    /// before is written without reading an entry (about two instructions
+    /// each); elsewhere the free entries before the first used one are
+    /// found eight to a test and written unread, the rest checked one by
+    /// one. Nothing is written if the run leaves the region or `pa` is not
+    /// a page address. In line: a fault-around fills a few runs, and a
+    /// call's saved registers and moved arguments cost as much as the
+    /// checks.
+    #[inline(always)]
     pub fn fill_free<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -227,22 +230,27 @@ impl LeafTable<'_> {
             mem.write_run(at, pa | flags, PAGE_SIZE, n);
             n
         } else {
-            // Most runs are free whole (fault-around windows do not
-            // overlap): the free entries before the first used one are
-            // found four to a test and written unread.
-            let free = mem.free_words(at, n, USED);
-            mem.write_run(at, pa | flags, PAGE_SIZE, free);
-            let (at, pa) = (at + free * 8, (pa + free * PAGE_SIZE) | flags);
-            free + mem.write_run_free(at, pa, PAGE_SIZE, n - free, USED)
+            fill_free_read(mem, at, pa | flags, n)
         };
         if trace::on(mem, category::PAGE_TABLES) {
             trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
         }
-        if written > 0 {
-            add_count(mem, self.parent_pa, written);
-        }
+        add_leaf_count(mem, self.parent_pa, written);
         written
     }
+}
+
+/// [`LeafTable::fill_free`]'s run of `n` entries from `at` (the first
+/// `first`) where entries may be used: most runs are free whole
+/// (fault-around windows do not overlap), so the free entries before the
+/// first used one are found eight to a test and written unread, the rest
+/// one by one. Returns the entries written.
+#[inline(never)]
+fn fill_free_read<M: PhysMem>(mem: &mut M, at: u64, first: u64, n: u64) -> u64 {
+    let free = mem.free_words(at, n, USED);
+    mem.write_run(at, first, PAGE_SIZE, free);
+    let (at, first) = (at + free * 8, first + free * PAGE_SIZE);
+    free + mem.write_run_free(at, first, PAGE_SIZE, n - free, USED)
 }
 
 impl LeafRef {
@@ -578,32 +586,18 @@ impl PageTable {
         debug_assert!(index(va, 1) + n <= ENTRIES);
         let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
         let at = table + index(va, 1) * 8;
-        let traced = trace::on(mem, category::PAGE_TABLES);
         if fresh && n > 0 {
             // A table the walk just created is all zero: every entry is
             // free, and the run is written without reading any.
             mem.write_run(at, pa | flags, PAGE_SIZE, n);
-            if traced {
+            if trace::on(mem, category::PAGE_TABLES) {
                 trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
             }
-            add_count(mem, parent_pa, n);
+            add_leaf_count(mem, parent_pa, n);
             return Ok(n);
         }
-        let mut written = 0;
-        for k in 0..n {
-            if used(mem.read_u64(at + k * 8)) {
-                continue;
-            }
-            let e = (pa + written * PAGE_SIZE) | flags;
-            mem.write_u64(at + k * 8, e);
-            if traced {
-                trace_entry(mem, kind::PTE_SET, 1, va + k * PAGE_SIZE, e);
-            }
-            written += 1;
-        }
-        if written > 0 {
-            add_count(mem, parent_pa, written);
-        }
+        let written = fill_packed(mem, at, (va, pa | flags), n);
+        add_leaf_count(mem, parent_pa, written);
         Ok(written)
     }
 
@@ -668,7 +662,7 @@ impl PageTable {
         if trace::on(mem, category::PAGE_TABLES) {
             trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
         }
-        add_count(mem, parent_pa, n);
+        add_leaf_count(mem, parent_pa, n);
         Ok(true)
     }
 
@@ -1610,7 +1604,7 @@ impl PageTable {
 
     /// The `level - last` zeroed tables for `va` from the free entry at
     /// `entry_pa` (in the table at `level`) down to the table at `last`;
-    /// returns the last one and the entry pointing to it. Several (a fresh
+    /// returns the last one and the entry pointing to it. They (a fresh
     /// stack's or mapping's first fault needs three) are made in one step
     /// from a run of never-used frames if one is free, else one by one.
     #[allow(clippy::too_many_arguments)]
@@ -1626,10 +1620,8 @@ impl PageTable {
         level: u32,
         last: u32,
     ) -> Result<(u64, u64), MapError> {
-        if level > last + 1 {
-            if let Some(run) = frames.alloc_fresh_run(u64::from(level - last)) {
-                return Ok(self.link_chain(mem, run, entry_pa, parent_pa, va, level, last));
-            }
+        if let Some(run) = frames.alloc_fresh_run(u64::from(level - last)) {
+            return Ok(self.link_chain(mem, run, entry_pa, parent_pa, va, level, last));
         }
         let (mut at, mut parent_pa, mut l) = (entry_pa, parent_pa, level);
         loop {
@@ -1663,12 +1655,16 @@ impl PageTable {
         }
         add_count(mem, parent_pa, 1);
         let flags = table_flags(va);
+        let traced = trace::on(mem, category::PAGE_TABLES);
         let (mut at, mut l, mut table) = (entry_pa, level, run);
         loop {
-            trace_table(mem, kind::PT_ALLOC, l - 1, va, table);
+            if traced {
+                trace_table(mem, kind::PT_ALLOC, l - 1, va, table);
+            }
             l -= 1;
-            let below = u64::from(l > last);
-            mem.write_u64(at, with_count(table | flags, below));
+            // A fresh table's count is zero: the one below it, if any.
+            let below = u64::from(l > last) << pte::COUNT_SHIFT;
+            mem.write_u64(at, table | flags | below);
             if l == last {
                 return (table, at);
             }
@@ -1900,6 +1896,7 @@ fn trace_entry<M: PhysMem>(mem: &mut M, kind: u32, level: u32, va: u64, e: u64) 
 /// Trace the entries of a run at `at` that hold what the run wrote there
 /// (`first` value for virtual address `va`, advancing by `step`); entries
 /// it skipped because they were in use hold something else.
+#[inline(never)]
 fn trace_run<M: PhysMem>(
     mem: &mut M,
     at: u64,
@@ -1941,6 +1938,46 @@ fn add_count<M: PhysMem>(mem: &mut M, entry_pa: u64, delta: u64) {
     let e = mem.read_u64(entry_pa);
     let n = count(e).wrapping_add(delta) & (pte::COUNT_MASK >> pte::COUNT_SHIFT);
     mem.write_u64(entry_pa, with_count(e, n));
+}
+
+/// [`PageTable::fill_free_packed`]'s `n` entries from `at` (for `va`) in
+/// a table that may hold used entries, the k-th free one taking frame k
+/// from `first` (an entry's value): free whole (an unmapped stretch of a
+/// used table), found eight to a test and written as one run, else packed
+/// around the used ones (a heap's block with its first pages mapped).
+/// Returns the entries written.
+#[inline(always)]
+fn fill_packed<M: PhysMem>(mem: &mut M, at: u64, (va, first): (u64, u64), n: u64) -> u64 {
+    let written = if mem.free_words(at, n, USED) == n {
+        mem.write_run(at, first, PAGE_SIZE, n);
+        n
+    } else {
+        mem.write_run_packed(at, first, PAGE_SIZE, n, USED)
+    };
+    if trace::on(mem, category::PAGE_TABLES) {
+        // The run's frames are new: an entry holding the next of them is
+        // one this fill wrote.
+        let mut next = first;
+        for k in 0..n {
+            if mem.read_u64(at + k * 8) == next {
+                trace_entry(mem, kind::PTE_SET, 1, va + k * PAGE_SIZE, next);
+                next += PAGE_SIZE;
+            }
+        }
+    }
+    written
+}
+
+/// `n` more used entries in the table of 4 KiB leaves below the entry at
+/// `entry_pa`: that entry is never the root, and the count, at most 512
+/// after, cannot carry out of its bits, so one add to the entry does what
+/// [`add_count`] does.
+#[inline(always)]
+fn add_leaf_count<M: PhysMem>(mem: &mut M, entry_pa: u64, n: u64) {
+    debug_assert!(entry_pa != 0);
+    let e = mem.read_u64(entry_pa);
+    debug_assert!(count(e) + n <= ENTRIES);
+    mem.write_u64(entry_pa, e + (n << pte::COUNT_SHIFT));
 }
 
 /// One more used entry in the table below the entry at `entry_pa` (a
@@ -2917,6 +2954,60 @@ mod tests {
         pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x40_6000, |_, _, _| ())
             .unwrap();
         assert_eq!(pt.table_pages(), 1, "counts stayed exact");
+    }
+
+    #[test]
+    fn fill_free_packed_in_a_used_table_writes_free_stretches_and_traces_each_entry() {
+        use vmrun_contract::trace::kind;
+        let (mut mem, mut fa, mut pt) = setup();
+        pt.map(
+            &mut mem,
+            &mut fa,
+            0x40_0000,
+            0x50_0000,
+            PageSize::Size4K,
+            UF,
+        )
+        .unwrap();
+        mem.trace_mask = category::PAGE_TABLES;
+        // Free whole in a table already there: one run.
+        let free = pt.fill_free_packed(&mut mem, &mut fa, 0x41_0000, 0x10_0000, 16, UF);
+        assert_eq!(free, Ok(16));
+        for k in 0..16 {
+            let t = pt.translate(&mem, 0x41_0000 + k * PAGE_SIZE).unwrap();
+            assert_eq!(t.frame, 0x10_0000 + k * PAGE_SIZE);
+        }
+        let sets = |mem: &TestMem| {
+            let kinds = mem.record_kinds();
+            assert!(kinds.iter().all(|&k| k == kind::PTE_SET));
+            mem.records.iter().map(|r| r.a[0]).collect::<Vec<_>>()
+        };
+        let want: Vec<u64> = (0..16).map(|k| 0x41_0000 + k * PAGE_SIZE).collect();
+        assert_eq!(sets(&mem), want, "one record per entry written");
+        mem.records.clear();
+        // Its first pages and one in the middle used: packed around them.
+        let used = [0x42_0000, 0x42_1000, 0x42_5000];
+        for (k, &va) in used.iter().enumerate() {
+            let pa = 0x60_0000 + k as u64 * PAGE_SIZE;
+            pt.map(&mut mem, &mut fa, va, pa, PageSize::Size4K, UF)
+                .unwrap();
+        }
+        mem.records.clear();
+        let packed = pt.fill_free_packed(&mut mem, &mut fa, 0x42_0000, 0x20_0000, 8, UF);
+        assert_eq!(packed, Ok(5));
+        let frame = |va| pt.translate(&mem, va).unwrap().frame;
+        assert_eq!(frame(0x42_1000), 0x60_1000, "kept");
+        assert_eq!(frame(0x42_2000), 0x20_0000);
+        assert_eq!(frame(0x42_4000), 0x20_2000);
+        assert_eq!(frame(0x42_5000), 0x60_2000, "kept");
+        assert_eq!(frame(0x42_6000), 0x20_3000);
+        assert_eq!(frame(0x42_7000), 0x20_4000);
+        let want = [0x42_2000, 0x42_3000, 0x42_4000, 0x42_6000, 0x42_7000];
+        assert_eq!(sets(&mem), want);
+        let mut n = 0;
+        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, _| n += 1)
+            .unwrap();
+        assert_eq!((n, pt.table_pages()), (25, 1), "counts stayed exact");
     }
 
     #[test]

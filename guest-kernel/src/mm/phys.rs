@@ -58,6 +58,21 @@ pub trait PhysMem {
         written
     }
 
+    /// Like [`Self::write_run_free`], but the words written take the run's
+    /// values in order, packed: the k-th free word gets `first + k * step`
+    /// (consecutive frames for the free entries of a block). Returns the
+    /// words written.
+    fn write_run_packed(&mut self, pa: u64, first: u64, step: u64, n: u64, busy: u64) -> u64 {
+        let mut written = 0;
+        for k in 0..n {
+            if self.read_u64(pa + 8 * k) & busy == 0 {
+                self.write_u64(pa + 8 * k, first + written * step);
+                written += 1;
+            }
+        }
+        written
+    }
+
     /// How many of the `n` words from `pa` have none of the `busy` bits
     /// set before the first that has one (a scan past free page-table
     /// entries). Implementations may do it faster than `n` reads.

@@ -36,6 +36,9 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 /// dynamically linked program's 25 to 40 areas mostly stay in one leaf, whose
 /// lookups, splits and merges take the one-leaf paths.
 pub const LEAF_CAP: usize = 42;
+/// Most areas a one-leaf tree's fault lookup scans from the start
+/// ([`VmaTree::find_hot`]) rather than bisects.
+const SCAN_MAX: usize = 12;
 /// Children per inner node.
 pub const INNER_CAP: usize = 12;
 /// A non-root node with fewer entries is merged with or refilled from a
@@ -548,8 +551,15 @@ impl VmaTree {
 
     fn find_hot_cold(&mut self, addr: u64) -> Option<(usize, &Vma)> {
         // A one-leaf tree (most address spaces) is searched here, without
-        // the call and the finger of [`Self::seek`].
+        // the call and the finger of [`Self::seek`]; a small one from its
+        // start, a comparison an area (a static program's faults are in
+        // its first areas), where a binary search costs some forty
+        // instructions whatever the area.
         let (pos, vma) = match &self.root {
+            Some(Node::Leaf(v)) if v.len() <= SCAN_MAX => {
+                let p = v.iter().position(|x| x.end > addr).unwrap_or(v.len());
+                (p, v.get(p))
+            }
             Some(Node::Leaf(v)) => {
                 let p = v.partition_point(|x| x.end <= addr);
                 (p, v.get(p))
@@ -608,13 +618,20 @@ impl VmaTree {
 
     /// The areas of the leaf holding position `i` and the position of its
     /// first (nothing if `i` is past the end): to read the areas near one
-    /// without a lookup each.
+    /// without a lookup each. A one-leaf tree's in line (the fault-around
+    /// path's), a deeper one's by [`Self::leaf_of_deep`].
+    #[inline(always)]
     pub fn leaf_of(&self, i: usize) -> (&[Vma], usize) {
         match &self.root {
-            Some(Node::Leaf(v)) => return (v, 0),
-            None => return (&[], 0),
-            Some(Node::Inner(_)) => {}
+            Some(Node::Leaf(v)) => (v, 0),
+            None => (&[], 0),
+            Some(Node::Inner(_)) => self.leaf_of_deep(i),
         }
+    }
+
+    /// [`Self::leaf_of`] in a tree of more than one leaf.
+    #[inline(never)]
+    fn leaf_of_deep(&self, i: usize) -> (&[Vma], usize) {
         // The lookup leaves the finger on `i`'s leaf.
         if self.get_cold(i).is_none() {
             return (&[], 0);
@@ -1610,6 +1627,31 @@ mod tests {
             t.insert_at(k as usize, area(k)).unwrap();
         }
         t
+    }
+
+    #[test]
+    fn find_hot_scans_a_small_leaf_and_bisects_a_larger_one_alike() {
+        // One leaf each: scanned (up to SCAN_MAX areas) and bisected.
+        for n in [1, SCAN_MAX as u64, SCAN_MAX as u64 + 1, LEAF_CAP as u64] {
+            let mut t = tree_of(n);
+            for k in 0..n {
+                for (addr, want) in [
+                    (k * 0x2000, Some(k as usize)),
+                    (k * 0x2000 + 0xfff, Some(k as usize)),
+                    (k * 0x2000 + 0x1000, None),
+                ] {
+                    // A fresh copy each time: no hot area answers.
+                    t.drop_hot();
+                    assert_eq!(
+                        t.find_hot(addr).map(|(i, _)| i),
+                        want,
+                        "{n} areas, {addr:#x}"
+                    );
+                }
+            }
+            t.drop_hot();
+            assert_eq!(t.find_hot(n * 0x2000), None, "past the last area");
+        }
     }
 
     #[test]
