@@ -27,8 +27,9 @@ use crate::mm::phys::PhysMem;
 use vmrun_contract::layout::PAGE_SIZE;
 use vmrun_contract::IoVec;
 
-/// Pages read from the host on a miss, at most (256 KiB).
-pub const READAHEAD_PAGES: u64 = 64;
+/// Pages read from the host on a miss, at most (512 KiB): a host file's
+/// fault-around window ([`crate::mm::fault::HOST_FAULT_AROUND_PAGES`]).
+pub const READAHEAD_PAGES: u64 = 128;
 
 /// The frames of one file's cached pages, by page index: a dense array of
 /// frame numbers (0: not cached), so that a lookup or an insertion is an
@@ -73,7 +74,7 @@ impl PageIndex {
         }
         let run = &mut self.pfns[i..i + n];
         debug_assert!(run.iter().all(|&p| p == 0));
-        // Four to a step (a fill's run is up to 64 pages).
+        // Four to a step (a fill's run is up to READAHEAD_PAGES pages).
         let mut quads = run.chunks_exact_mut(4);
         for q in &mut quads {
             q.copy_from_slice(&[pfn, pfn + 1, pfn + 2, pfn + 3]);
@@ -859,32 +860,35 @@ mod tests {
 
     #[test]
     fn a_fault_reads_around_back_to_the_last_cached_page_or_its_window_start() {
-        let (mut mem, mut frames, mut cache, mut host, id) = setup(200 * PAGE_SIZE);
+        // Three readaheads and an eighth of one.
+        const R: u64 = READAHEAD_PAGES;
+        let pages = 3 * R + R / 8;
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(pages * PAGE_SIZE);
         let f = cache
-            .fill_around(&mut mem, &mut frames, &mut host, id, 70, 64)
+            .fill_around(&mut mem, &mut frames, &mut host, id, R + 6, R)
             .unwrap();
         let (_, off, iov) = &host.calls[0];
-        assert_eq!(*off, 64 * PAGE_SIZE, "from the window's start");
-        assert_eq!(iov[0].len, READAHEAD_PAGES * PAGE_SIZE);
+        assert_eq!(*off, R * PAGE_SIZE, "from the window's start");
+        assert_eq!(iov[0].len, R * PAGE_SIZE);
         assert_eq!(f, iov[0].phys + 6 * PAGE_SIZE);
         // Below: back to the window start, up to the first cached page.
         cache
-            .fill_around(&mut mem, &mut frames, &mut host, id, 40, 0)
+            .fill_around(&mut mem, &mut frames, &mut host, id, R / 2 + 8, 0)
             .unwrap();
         let (_, off, iov) = &host.calls[1];
-        assert_eq!((*off, iov[0].len), (0, 64 * PAGE_SIZE));
+        assert_eq!((*off, iov[0].len), (0, R * PAGE_SIZE));
         // A cached page below stops it; so does the readahead's reach.
         cache
-            .fill_around(&mut mem, &mut frames, &mut host, id, 190, 0)
+            .fill_around(&mut mem, &mut frames, &mut host, id, 3 * R - 2, 0)
             .unwrap();
         let (_, off, iov) = &host.calls[2];
-        assert_eq!((*off, iov[0].len), (128 * PAGE_SIZE, 64 * PAGE_SIZE));
+        assert_eq!((*off, iov[0].len), (2 * R * PAGE_SIZE, R * PAGE_SIZE));
         cache
-            .fill_around(&mut mem, &mut frames, &mut host, id, 195, 100)
+            .fill_around(&mut mem, &mut frames, &mut host, id, 3 * R + 3, R + 36)
             .unwrap();
         let (_, off, iov) = &host.calls[3];
-        assert_eq!((*off, iov[0].len), (192 * PAGE_SIZE, 8 * PAGE_SIZE));
-        assert_eq!(cache.get(id).unwrap().cached_pages(), 200);
+        assert_eq!((*off, iov[0].len), (3 * R * PAGE_SIZE, R / 8 * PAGE_SIZE));
+        assert_eq!(cache.get(id).unwrap().cached_pages(), pages as usize);
     }
 
     #[test]
