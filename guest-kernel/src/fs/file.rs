@@ -310,10 +310,17 @@ impl FdTable {
         if i as u64 >= limit {
             return Err(Errno::EMFILE);
         }
-        if i >= self.fds.len() {
-            self.fds.resize(i + 1, None);
+        let fd = Some(Fd { file, cloexec });
+        match i.checked_sub(self.fds.len()) {
+            Some(gap) => {
+                // A new highest fd (the usual open): the free slots below
+                // it, if any, then one push (a resize clones its filler
+                // into each new slot).
+                self.fds.extend(core::iter::repeat_n(None, gap));
+                self.fds.push(fd);
+            }
+            None => self.fds[i] = fd,
         }
-        self.fds[i] = Some(Fd { file, cloexec });
         Ok(i as u64)
     }
 
@@ -397,6 +404,11 @@ mod tests {
         assert!(t.get(1).unwrap().cloexec);
         assert_eq!(t.alloc_from(10, file(), false), Ok(10));
         assert_eq!(t.alloc(file(), false), Ok(3));
+        assert_eq!(t.alloc_from(5, file(), true), Ok(5));
+        assert_eq!(t.alloc(file(), false), Ok(4));
+        let fds = t.fds().map(|(n, f)| (n, f.cloexec)).collect::<Vec<_>>();
+        assert_eq!(fds, [0, 1, 2, 3, 4, 5, 10].map(|n| (n, n == 1 || n == 5)));
+        assert_eq!(t.get(6).unwrap_err(), Errno::EBADF);
     }
 
     #[test]
