@@ -251,11 +251,10 @@ impl<M: PhysMem> Sink<'_, '_, '_, M> {
             }
         }
     }
-}
 
-impl<M: PhysMem> StackSink for Sink<'_, '_, '_, M> {
-    fn write(&mut self, va: u64, bytes: &[u8]) -> KResult<()> {
-        check_user_range(va, bytes.len() as u64)?;
+    /// [`StackSink::write`] of `bytes` (within user space) page by page.
+    #[inline(never)]
+    fn write_pages(&mut self, va: u64, bytes: &[u8]) -> KResult<()> {
         let mut done = 0;
         while done < bytes.len() {
             let cur = va + done as u64;
@@ -266,6 +265,22 @@ impl<M: PhysMem> StackSink for Sink<'_, '_, '_, M> {
             done += n;
         }
         Ok(())
+    }
+}
+
+impl<M: PhysMem> StackSink for Sink<'_, '_, '_, M> {
+    /// The bytes within one page (an exec's whole stack image, which ends
+    /// at the page-aligned top) take one translation and one copy, without
+    /// the loop's state; longer pieces go page by page.
+    fn write(&mut self, va: u64, bytes: &[u8]) -> KResult<()> {
+        check_user_range(va, bytes.len() as u64)?;
+        let off = va & (PAGE_SIZE - 1);
+        if !bytes.is_empty() && off + bytes.len() as u64 <= PAGE_SIZE {
+            let pa = self.page_pa(va - off)?;
+            self.env.mem.write_bytes(pa + off, bytes);
+            return Ok(());
+        }
+        self.write_pages(va, bytes)
     }
 }
 
@@ -525,6 +540,46 @@ mod tests {
             Ok(1),
             "inserted apart, between the two"
         );
+    }
+
+    #[test]
+    fn the_sink_writes_within_a_page_and_across_pages_alike() {
+        use crate::mm::testmem::Fixture;
+        let mut fx = Fixture::new();
+        let mut mm = fx.mm();
+        let (start, end) = (0x7ff0_0000, 0x7ff0_3000);
+        let i = mm
+            .vmas
+            .insert(Vma::anon(start, end, Prot::RW, VmFlags::GROWSDOWN))
+            .unwrap();
+        let bytes: alloc::vec::Vec<u8> = (0..=255u8).cycle().take(0x1400).collect();
+        let mut env = fx.env();
+        let mut sink = Sink {
+            mm: &mut mm,
+            env: &mut env,
+            page: None,
+            fresh: Some(i),
+        };
+        let pieces = [
+            (end - 0x10, 0x10),
+            (end - 0x1010, 0x1000),
+            (start + 0x10, 0x1400),
+            (start, 0),
+        ];
+        for (va, len) in pieces {
+            assert_eq!(sink.write(va, &bytes[..len]), Ok(()), "{va:#x}+{len:#x}");
+        }
+        assert_eq!(
+            sink.write(vmrun_contract::layout::TASK_SIZE - 8, &[0; 16]),
+            Err(Errno::EFAULT)
+        );
+        for (va, len) in pieces {
+            for (k, &byte) in bytes[..len].iter().enumerate() {
+                let va = va + k as u64;
+                let pa = mm.pt.translate(&fx.mem, va).unwrap().pa(va);
+                assert_eq!(fx.mem.byte(pa), byte, "{va:#x}");
+            }
+        }
     }
 
     #[test]
