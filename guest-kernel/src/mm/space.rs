@@ -254,14 +254,7 @@ impl Mm {
         i: usize,
         va: u64,
     ) -> KResult<u64> {
-        let fits = self.vmas.get(i).is_some_and(|v| {
-            v.backing == Backing::Anon
-                && v.prot.contains(Prot::WRITE)
-                && !v.flags.contains(VmFlags::SHARED)
-                && v.start <= va
-                && va < v.end
-        });
-        if !fits {
+        if !self.fits_anon_write(i, va) {
             return self.user_page(env, va, true);
         }
         if let Some(pa) = self.populate_fresh_block(env, i, va) {
@@ -271,6 +264,34 @@ impl Mm {
             .map_err(|_| Errno::ENOMEM)?;
         let t = self.pt.translate(env.mem, va);
         t.map(|t| t.pa(va)).ok_or(Errno::EFAULT)
+    }
+
+    /// [`Self::populate_anon`] where it maps a block in a region with
+    /// nothing mapped: the physical address of `va` in the block's zeroed
+    /// frames, for the caller to fill in place. `None`, mapping nothing,
+    /// elsewhere.
+    pub fn populate_fresh<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+    ) -> Option<u64> {
+        if !self.fits_anon_write(i, va) {
+            return None;
+        }
+        self.populate_fresh_block(env, i, va)
+    }
+
+    /// Whether area `i` is private, anonymous, writable and holds `va`.
+    #[inline]
+    fn fits_anon_write(&self, i: usize, va: u64) -> bool {
+        self.vmas.get(i).is_some_and(|v| {
+            v.backing == Backing::Anon
+                && v.prot.contains(Prot::WRITE)
+                && !v.flags.contains(VmFlags::SHARED)
+                && v.start <= va
+                && va < v.end
+        })
     }
 }
 
