@@ -143,6 +143,15 @@ impl PhysMem for DirectMap {
         unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), dst, buf.len()) }
     }
 
+    fn bytes_mut(&mut self, pa: u64, len: u64) -> &mut [u8] {
+        let p = self.ptr(pa, len);
+        // SAFETY: `ptr` checked that the range lies in RAM, which the
+        // direct map covers; the slice borrows the one `DirectMap` mutably,
+        // so nothing else writes RAM through it while the slice lives, and
+        // the caller owns the range (a user page it has just mapped).
+        unsafe { core::slice::from_raw_parts_mut(p, len as usize) }
+    }
+
     fn zero(&mut self, pa: u64, len: u64) {
         self.ptr(pa, len);
         hypercall::zero(pa, len);

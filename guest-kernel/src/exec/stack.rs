@@ -157,6 +157,15 @@ impl AuxValues {
 pub trait StackSink {
     /// Write `bytes` at user address `va`.
     fn write(&mut self, va: u64, bytes: &[u8]) -> KResult<()>;
+
+    /// The `len` bytes at user address `va`, all zero, to be filled in
+    /// place instead of written (a page the sink has just mapped); `None`
+    /// where it has none to give, and then the bytes go through
+    /// [`Self::write`].
+    fn zeroed(&mut self, va: u64, len: usize) -> KResult<Option<&mut [u8]>> {
+        let _ = (va, len);
+        Ok(None)
+    }
 }
 
 /// Position of the first NUL in `s`, eight bytes at a time.
@@ -735,9 +744,10 @@ impl StackLayout {
 
     /// Write the whole stack for the same `args` it was laid out for,
     /// through `sink` (EINVAL, E2BIG: the environment strings are not
-    /// what [`ArgBlock::new`] was told): a stack of at most [`IMAGE_MAX`]
-    /// bytes whose pointer table came with `args` in one piece; else the
-    /// strings in one chunk, the file name, then everything below the
+    /// what [`ArgBlock::new`] was told): a stack whose pointer table came
+    /// with `args` filled in place if the sink gives its bytes zeroed
+    /// ([`StackSink::zeroed`]: the stack's fresh page); else the strings
+    /// in one chunk, the file name, then everything below the
     /// strings (argc, the pointer arrays, the auxv, the random bytes, the
     /// platform string and the alignment after it) in chunks of up to
     /// [`TABLE_BUF`] bytes, lowest address first: one chunk for all but
@@ -756,8 +766,8 @@ impl StackLayout {
             if args.top != self.vma_end || table.len() as u64 != 8 * words {
                 return Err(Errno::EINVAL);
             }
-            if self.vma_end - self.sp <= IMAGE_MAX as u64 {
-                return self.write_image(args, table, aux, sink);
+            if let Some(image) = sink.zeroed(self.sp, (self.vma_end - self.sp) as usize)? {
+                return self.fill_image(args, table, aux, image);
             }
         }
         // The file name and the zero word after it, in one piece when the
@@ -805,25 +815,19 @@ impl StackLayout {
         t.flush()
     }
 
-    /// [`Self::write`] of a stack of at most [`IMAGE_MAX`] bytes whose
-    /// pointer `table` was built with the block: every byte from `sp` to
-    /// the top assembled here and written in one piece.
-    fn write_image(
+    /// Fill `image`, the zero bytes from `sp` to the top, with the stack
+    /// whose pointer `table` was built with `args` (EINVAL if `image` is
+    /// not that long). Inlined into [`Self::write`], its one caller.
+    #[inline(always)]
+    fn fill_image(
         &self,
         args: &ArgBlock,
         table: &[u8],
         aux: &AuxValues,
-        sink: &mut impl StackSink,
+        image: &mut [u8],
     ) -> KResult<()> {
-        // Room for a whole tail past any start inside the image: the tail
-        // is built in place, in bytes zeroed once.
-        let mut image = [0u8; IMAGE_MAX + TAIL_MAX];
         let at = (self.auxv - self.sp) as usize;
-        let tail = image
-            .get_mut(at..at + TAIL_MAX)
-            .and_then(|t| <&mut [u8; TAIL_MAX]>::try_from(t).ok())
-            .ok_or(Errno::EINVAL)?;
-        self.put_tail(aux, tail);
+        self.put_tail(aux, image.get_mut(at..).ok_or(Errno::EINVAL)?);
         let strings = self.arg_start + u64::from(self.empty_argv0);
         let pieces: [(u64, &[u8]); 3] = [
             (self.sp, table),
@@ -837,8 +841,7 @@ impl StackLayout {
                 .ok_or(Errno::EINVAL)?
                 .copy_from_slice(bytes);
         }
-        let len = (self.vma_end - self.sp) as usize;
-        sink.write(self.sp, image[..IMAGE_MAX].get(..len).ok_or(Errno::EINVAL)?)
+        Ok(())
     }
 
     /// The bytes from the auxv up to the argument strings: the pairs
@@ -851,18 +854,23 @@ impl StackLayout {
         (b, (self.arg_start - self.auxv) as usize)
     }
 
-    /// Write [`Self::tail`]'s bytes into `b`, which is zero.
-    /// Every pair lands at a fixed offset (one store a word, no fill
-    /// level to test).
-    fn put_tail(&self, aux: &AuxValues, b: &mut [u8; TAIL_MAX]) {
-        // With a vDSO, AT_SYSINFO_EHDR comes first and the rest one pair up.
-        let o = 16 * usize::from(self.vdso);
-        put_pair(b, 0, at::SYSINFO_EHDR, aux.sysinfo_ehdr);
-        for (i, &(k, v)) in self.auxv_entries(aux).iter().enumerate() {
-            put_pair(b, o + 16 * i, k, v);
-        }
-        put_pair(b, o + 16 * (AUXV_PAIRS as usize - 1), at::NULL, 0);
+    /// Write [`Self::tail`]'s bytes into `b`, the zero bytes from the auxv
+    /// on (up to the strings or past them; nothing is written past its
+    /// end). Every pair lands at a fixed offset in the first
+    /// [`PAIRS_MAX`] bytes (one store a word, no fill level to test); the
+    /// random bytes, above the pairs, are written after them.
+    fn put_tail(&self, aux: &AuxValues, b: &mut [u8]) {
         let random = (self.random - self.auxv) as usize;
+        if let Some(pairs) = b.first_chunk_mut::<PAIRS_MAX>() {
+            // With a vDSO, AT_SYSINFO_EHDR comes first and the rest one
+            // pair up.
+            let o = 16 * usize::from(self.vdso);
+            put_pair(pairs, 0, at::SYSINFO_EHDR, aux.sysinfo_ehdr);
+            for (i, &(k, v)) in self.auxv_entries(aux).iter().enumerate() {
+                put_pair(pairs, o + 16 * i, k, v);
+            }
+            put_pair(pairs, o + 16 * (AUXV_PAIRS as usize - 1), at::NULL, 0);
+        }
         if let Some(dst) = b.get_mut(random..random + 16 + PLATFORM.len()) {
             dst[..16].copy_from_slice(&aux.random);
             dst[16..].copy_from_slice(PLATFORM);
@@ -870,21 +878,18 @@ impl StackLayout {
     }
 }
 
+/// Bytes of the auxv pairs with `AT_SYSINFO_EHDR` (AT_NULL included).
+const PAIRS_MAX: usize = 16 * (AUXV_PAIRS as usize + 1);
+
 /// Most bytes [`StackLayout::tail`] gives: every auxv pair with
 /// `AT_SYSINFO_EHDR` and AT_NULL, up to 15 bytes of alignment, the random
 /// bytes, the platform string and up to 15 bytes of alignment.
 const TAIL_MAX: usize = 16 * (AUXV_PAIRS as usize + 1) + 15 + 16 + PLATFORM.len() + 15;
 
-/// Most bytes from `sp` to the stack top that [`StackLayout::write`]
-/// assembles and writes as one image (a program with a few dozen short
-/// environment strings): one write, so one translation of the stack
-/// page, instead of three.
-const IMAGE_MAX: usize = 4096;
-
 /// Store one auxv pair at byte `at` of `b` (a pair without a vDSO is
 /// overwritten by the first real one).
 #[inline(always)]
-fn put_pair(b: &mut [u8; TAIL_MAX], at: usize, key: u64, value: u64) {
+fn put_pair(b: &mut [u8; PAIRS_MAX], at: usize, key: u64, value: u64) {
     b[at..at + 8].copy_from_slice(&key.to_le_bytes());
     b[at + 8..at + 16].copy_from_slice(&value.to_le_bytes());
 }

@@ -837,6 +837,45 @@ impl Mm {
         Ok(Some(out))
     }
 
+    /// The block fault [`Self::fault_anon`] would take at `va` in private,
+    /// writable, anonymous area `i`, where nothing is mapped in `va`'s
+    /// 512 GiB region (an exec's stack): the same frames and entries,
+    /// mapped with [`PageTable::map_in_free_region`] instead of a walk
+    /// that finds every table missing. Returns the physical address of
+    /// `va`; `None`, mapping nothing, where the fault would map something
+    /// else (one page, a 2 MiB page, a block the area starts inside) or
+    /// the region is used.
+    pub(super) fn populate_fresh_block<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+    ) -> Option<u64> {
+        let v = &self.vmas[i];
+        let huge = va & !(HUGE_PAGE_SIZE - 1);
+        let huge_fits = huge >= v.start && v.end - huge >= HUGE_PAGE_SIZE;
+        let block = va & !(ANON_BLOCK_SIZE - 1);
+        let pages = ((block + ANON_BLOCK_SIZE).min(v.end) - block) / PAGE_SIZE;
+        let size = env.frames.fault_size;
+        if size == FaultSize::Page4K
+            || (size == FaultSize::Huge2M && huge_fits)
+            || block < v.start
+            || pages < 2
+            || !self.pt.region_free(env.mem, block)
+        {
+            return None;
+        }
+        // The block's frames then its tables, as the fault takes them
+        // from the never-used frames.
+        let frame = env.frames.alloc_fresh_run(pages + 3)?;
+        let (flags, tables) = (user_pte_flags(v.prot, true), frame + pages * PAGE_SIZE);
+        self.pt
+            .map_in_free_region(env.mem, block, frame, pages, flags, tables);
+        self.add_user_frames(pages);
+        self.prepare_anon(i);
+        Some(frame + (va - block))
+    }
+
     /// Map an owned private `frame`; frees it again if mapping fails. A
     /// page already mapped there (a not-present fault for a page that is
     /// present, which one CPU never sees) is [`Installed::AlreadyMapped`].

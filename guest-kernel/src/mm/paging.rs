@@ -601,6 +601,52 @@ impl PageTable {
         Ok(written)
     }
 
+    /// Whether nothing is mapped in user `va`'s 512 GiB region: its PML4
+    /// entry is free (a fresh address space's first mapping there).
+    #[inline]
+    pub fn region_free<M: PhysMem>(&self, mem: &M, va: u64) -> bool {
+        va < USER_HALF_END && !used(mem.read_u64(self.root + index(va, 4) * 8))
+    }
+
+    /// [`Self::fill_free_packed`] of the `n` 4 KiB entries from user `va`
+    /// (all in one table) where [`Self::region_free`] holds, the three
+    /// tables below the PML4 entry being the consecutive never-used (so
+    /// zero) frames from `pdpt`: each entry written once, with its count,
+    /// the leaves as one run (an exec's stack, whose walk would find
+    /// every level missing).
+    #[allow(clippy::too_many_arguments)]
+    pub fn map_in_free_region<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        pa: u64,
+        n: u64,
+        flags: u64,
+        pdpt: u64,
+    ) {
+        debug_assert!(
+            self.region_free(mem, va) && check_map_args(va, pa, PageSize::Size4K).is_ok()
+        );
+        debug_assert!(n > 0 && index(va, 1) + n <= ENTRIES);
+        let (pd, table) = (pdpt + PAGE_SIZE, pdpt + 2 * PAGE_SIZE);
+        self.tables += 3;
+        let link = pte::P | pte::RW | pte::US | pte::A;
+        let one = 1 << pte::COUNT_SHIFT;
+        let pd_entry = pd + index(va, 2) * 8;
+        mem.write_u64(self.root + index(va, 4) * 8, pdpt | link | one);
+        mem.write_u64(pdpt + index(va, 3) * 8, pd | link | one);
+        mem.write_u64(pd_entry, table | link | n << pte::COUNT_SHIFT);
+        let at = table + index(va, 1) * 8;
+        mem.write_run(at, pa | flags, PAGE_SIZE, n);
+        if trace::on(mem, category::PAGE_TABLES) {
+            for (level, t) in [(3, pdpt), (2, pd), (1, table)] {
+                trace_table(mem, kind::PT_ALLOC, level, va, t);
+            }
+            trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
+        }
+        self.remember_table(0, va, table, pd_entry);
+    }
+
     /// Whether the `n` 4 KiB entries from `va` (all in one table) are all
     /// free (no table there: yes; a 2 MiB leaf over them: no). No table
     /// is created.

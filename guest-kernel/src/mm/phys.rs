@@ -17,6 +17,9 @@ pub trait PhysMem {
     fn read_bytes(&self, pa: u64, buf: &mut [u8]);
     /// Write `buf` at `pa`.
     fn write_bytes(&mut self, pa: u64, buf: &[u8]);
+    /// The `len` bytes at `pa`, to be written in place (a page the caller
+    /// fills piece by piece, without a buffer and a copy after).
+    fn bytes_mut(&mut self, pa: u64, len: u64) -> &mut [u8];
     /// Set `len` bytes at `pa` to zero.
     fn zero(&mut self, pa: u64, len: u64);
     /// Copy `len` bytes from physical `src` to physical `dst` (no overlap).

@@ -245,27 +245,53 @@ impl Mm {
     /// yet, in area `i`: exec writing its new stack. When area `i` is
     /// private, anonymous, writable and holds `va`, `va` is mapped as a
     /// first write fault there would map it (same pages, frames and
-    /// entries) without the fault's lookups of the entry and the area.
+    /// entries) without the fault's lookups of the entry and the area,
+    /// and a block where nothing is mapped in its 512 GiB region (the
+    /// exec's case) without a walk or a translation after it.
     pub fn populate_anon<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,
         va: u64,
     ) -> KResult<u64> {
-        let fits = self.vmas.get(i).is_some_and(|v| {
-            v.backing == Backing::Anon
-                && v.prot.contains(Prot::WRITE)
-                && !v.flags.contains(VmFlags::SHARED)
-                && v.start <= va
-                && va < v.end
-        });
-        if !fits {
+        if !self.fits_anon_write(i, va) {
             return self.user_page(env, va, true);
+        }
+        if let Some(pa) = self.populate_fresh_block(env, i, va) {
+            return Ok(pa);
         }
         self.fault_anon(env, i, va & !(PAGE_SIZE - 1))
             .map_err(|_| Errno::ENOMEM)?;
         let t = self.pt.translate(env.mem, va);
         t.map(|t| t.pa(va)).ok_or(Errno::EFAULT)
+    }
+
+    /// [`Self::populate_anon`] where it maps a block in a region with
+    /// nothing mapped: the physical address of `va` in the block's zeroed
+    /// frames, for the caller to fill in place. `None`, mapping nothing,
+    /// elsewhere.
+    pub fn populate_fresh<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+    ) -> Option<u64> {
+        if !self.fits_anon_write(i, va) {
+            return None;
+        }
+        self.populate_fresh_block(env, i, va)
+    }
+
+    /// Whether area `i` is private, anonymous, writable and holds `va`.
+    #[inline]
+    fn fits_anon_write(&self, i: usize, va: u64) -> bool {
+        self.vmas.get(i).is_some_and(|v| {
+            v.backing == Backing::Anon
+                && v.prot.contains(Prot::WRITE)
+                && !v.flags.contains(VmFlags::SHARED)
+                && v.start <= va
+                && va < v.end
+        })
     }
 }
 
@@ -347,6 +373,73 @@ mod tests {
             assert_eq!(mapped(&mm, &fx), mapped(&mm2, &fx2), "{policy:?}");
             assert_eq!(mm.user_frames, mm2.user_frames, "{policy:?}");
             assert_ne!(mm.vmas[0].anon, 0, "anon identity attached");
+        }
+    }
+
+    /// A machine with `policy` and PTE tracing, and the area `[start, end)`
+    /// (plus, if `other`, a page mapped at 0x7f00_0000, in the same
+    /// 512 GiB region).
+    fn traced_area(policy: FaultSize, (start, end): (u64, u64), other: bool) -> (Fixture, Mm) {
+        let mut fx = Fixture::new();
+        fx.frames.fault_size = policy;
+        fx.mem.trace_mask = vmrun_contract::trace::category::PAGE_TABLES;
+        let mut mm = fx.mm();
+        if other {
+            let v = Vma::anon(0x7f00_0000, 0x7f00_1000, Prot::RW, VmFlags::NONE);
+            mm.vmas.insert(v).unwrap();
+            mm.user_page(&mut fx.env(), 0x7f00_0000, true).unwrap();
+        }
+        let v = Vma::anon(start, end, Prot::RW, VmFlags::GROWSDOWN);
+        mm.vmas.insert(v).unwrap();
+        (fx, mm)
+    }
+
+    #[test]
+    fn populate_anon_of_a_block_in_a_free_region_maps_and_traces_what_a_fault_does() {
+        // A block wholly inside, an area ending inside its block, one
+        // starting inside it, one spanning 2 MiB, one page: each with the
+        // region free and with a page mapped elsewhere in it.
+        let areas = [
+            (0x7ff0_0000, 0x7ff2_0000, 0x7ff1_fff8),
+            (0x7ff0_0000, 0x7ff1_f000, 0x7ff1_e010),
+            (0x7ff1_8000, 0x7ff2_0000, 0x7ff1_f000),
+            (0x7fe0_0000, 0x7ff0_0000, 0x7fef_0000),
+            (0x7ff1_f000, 0x7ff2_0000, 0x7ff1_f000),
+        ];
+        for policy in [FaultSize::Page4K, FaultSize::Block64K, FaultSize::Huge2M] {
+            for (start, end, va) in areas {
+                for other in [false, true] {
+                    let case = (policy, start, other);
+                    let (mut fx, mut mm) = traced_area(policy, (start, end), other);
+                    let i = mm.vmas.len() - 1;
+                    let pa = mm.populate_anon(&mut fx.env(), i, va).unwrap();
+                    let (mut fx2, mut mm2) = traced_area(policy, (start, end), other);
+                    let pa2 = mm2.user_page(&mut fx2.env(), va, true).unwrap();
+                    assert_eq!(pa, pa2, "{case:?}");
+                    let mapped = |mm: &Mm, fx: &Fixture| -> alloc::vec::Vec<_> {
+                        (start..end)
+                            .step_by(PAGE_SIZE as usize)
+                            .filter_map(|va| mm.pt.translate(&fx.mem, va).map(|t| (va, t)))
+                            .collect()
+                    };
+                    assert_eq!(mapped(&mm, &fx), mapped(&mm2, &fx2), "{case:?}");
+                    assert_eq!(mm.user_frames, mm2.user_frames, "{case:?}");
+                    assert_eq!(mm.pt.table_pages(), mm2.pt.table_pages(), "{case:?}");
+                    assert_eq!(fx.frames.in_use(), fx2.frames.in_use(), "{case:?}");
+                    let trace = |fx: &Fixture| -> alloc::vec::Vec<_> {
+                        fx.mem.records.iter().map(|r| (r.kind, r.a)).collect()
+                    };
+                    assert_eq!(trace(&fx), trace(&fx2), "{case:?}");
+                    // The counts are exact: unmapping everything frees
+                    // every table but the root.
+                    for (mm, fx) in [(&mut mm, &mut fx), (&mut mm2, &mut fx2)] {
+                        mm.pt
+                            .unmap_range(&mut fx.mem, &mut fx.frames, 0, 1 << 47, |_, _, _| ())
+                            .unwrap();
+                        assert_eq!(mm.pt.table_pages(), 1, "{case:?}");
+                    }
+                }
+            }
         }
     }
 

@@ -57,6 +57,10 @@ impl PhysMem for TestMem {
         self.bytes[a..a + 8].copy_from_slice(&val.to_le_bytes());
     }
 
+    fn bytes_mut(&mut self, pa: u64, len: u64) -> &mut [u8] {
+        &mut self.bytes[pa as usize..(pa + len) as usize]
+    }
+
     fn read_bytes(&self, pa: u64, buf: &mut [u8]) {
         let a = pa as usize;
         buf.copy_from_slice(&self.bytes[a..a + buf.len()]);

@@ -282,6 +282,26 @@ impl<M: PhysMem> StackSink for Sink<'_, '_, '_, M> {
         }
         self.write_pages(va, bytes)
     }
+
+    /// The bytes within the first page written, when the stack's first
+    /// block is mapped fresh there ([`Mm::populate_fresh`]): the image is
+    /// built in place, with no buffer to zero and copy.
+    fn zeroed(&mut self, va: u64, len: usize) -> KResult<Option<&mut [u8]>> {
+        check_user_range(va, len as u64)?;
+        let off = va & (PAGE_SIZE - 1);
+        let Some(i) = self
+            .fresh
+            .filter(|_| len > 0 && off + len as u64 <= PAGE_SIZE)
+        else {
+            return Ok(None);
+        };
+        let Some(pa) = self.mm.populate_fresh(self.env, i, va) else {
+            return Ok(None);
+        };
+        self.fresh = None;
+        self.page = Some((va - off, pa - off));
+        Ok(Some(self.env.mem.bytes_mut(pa, len as u64)))
+    }
 }
 
 /// Load `plan` (for the image at `file` in the file table) into the fresh
@@ -578,6 +598,50 @@ mod tests {
                 let va = va + k as u64;
                 let pa = mm.pt.translate(&fx.mem, va).unwrap().pa(va);
                 assert_eq!(fx.mem.byte(pa), byte, "{va:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_sink_gives_a_fresh_stack_block_zeroed_in_place_and_nothing_else() {
+        use crate::mm::testmem::Fixture;
+        use vmrun_contract::FaultSize;
+        for policy in [FaultSize::Page4K, FaultSize::Block64K, FaultSize::Huge2M] {
+            let mut fx = Fixture::new();
+            fx.frames.fault_size = policy;
+            let mut mm = fx.mm();
+            let (start, end) = (0x7ff0_0000, 0x7ff2_0000);
+            let i = mm
+                .vmas
+                .insert(Vma::anon(start, end, Prot::RW, VmFlags::GROWSDOWN))
+                .unwrap();
+            let va = end - 0x100;
+            {
+                let mut env = fx.env();
+                let mut sink = Sink {
+                    mm: &mut mm,
+                    env: &mut env,
+                    page: None,
+                    fresh: Some(i),
+                };
+                let across = sink.zeroed(end - 0x1001, 0x1001).map(|b| b.is_some());
+                assert_eq!(across, Ok(false), "{policy:?}: two pages");
+                let given = sink.zeroed(va, 0x100).unwrap().map(|b| {
+                    assert!(b.iter().all(|&x| x == 0), "{policy:?}");
+                    b.fill(7);
+                });
+                assert_eq!(given.is_some(), policy != FaultSize::Page4K, "{policy:?}");
+                if given.is_none() {
+                    sink.write(va, &[7; 0x100]).unwrap();
+                }
+                let again = sink.zeroed(va - 0x100, 0x100).map(|b| b.is_some());
+                assert_eq!(again, Ok(false), "{policy:?}: mapped already");
+                sink.write(va - 8, &[9; 8]).unwrap();
+            }
+            for (k, byte) in (0..0x108).map(|k| (k, if k < 8 { 9 } else { 7 })) {
+                let at = va - 8 + k;
+                let pa = mm.pt.translate(&fx.mem, at).unwrap().pa(at);
+                assert_eq!(fx.mem.byte(pa), byte, "{policy:?} {at:#x}");
             }
         }
     }

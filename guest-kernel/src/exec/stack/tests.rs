@@ -2,11 +2,13 @@
 
 use super::*;
 
-/// Memory for [STACK_TOP - SIZE, STACK_TOP) that records each write.
+/// Memory for [STACK_TOP - SIZE, STACK_TOP) that records each write (and
+/// each range it gives to be filled in place, if it gives them).
 struct Mem {
     lo: u64,
     bytes: Vec<u8>,
     writes: Vec<(u64, usize)>,
+    gives_zeroed: bool,
 }
 
 impl Mem {
@@ -15,6 +17,7 @@ impl Mem {
             lo: STACK_TOP - size,
             bytes: vec![0xaa; size as usize],
             writes: Vec::new(),
+            gives_zeroed: false,
         }
     }
 
@@ -43,6 +46,17 @@ impl StackSink for Mem {
             .copy_from_slice(bytes);
         self.writes.push((va, bytes.len()));
         Ok(())
+    }
+
+    fn zeroed(&mut self, va: u64, len: usize) -> KResult<Option<&mut [u8]>> {
+        if !self.gives_zeroed {
+            return Ok(None);
+        }
+        let o = va.checked_sub(self.lo).ok_or(Errno::EFAULT)? as usize;
+        let bytes = self.bytes.get_mut(o..o + len).ok_or(Errno::EFAULT)?;
+        bytes.fill(0);
+        self.writes.push((va, len));
+        Ok(Some(bytes))
     }
 }
 
@@ -327,7 +341,7 @@ fn length_table_gives_the_same_stack_as_scanning() {
 }
 
 #[test]
-fn a_small_stack_with_its_pointer_table_is_written_as_one_image() {
+fn a_stack_with_its_pointer_table_is_filled_in_place_where_the_sink_gives_zeroed_bytes() {
     // Two arguments and two variables; an empty argv (given an empty
     // argv[0]) and one variable.
     let full: &[&[u8]] = &[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"];
@@ -343,13 +357,18 @@ fn a_small_stack_with_its_pointer_table_is_written_as_one_image() {
         let (scanned, scanned_mem) = build(block, argc, envc, 0x4000);
         let l = StackLayout::new(&with).unwrap();
         assert_eq!(l, scanned);
-        let mut m = Mem::new(0x4000);
-        l.write(&with, &aux(), &mut m).unwrap();
-        assert_eq!(m.writes, [(l.sp, (STACK_TOP - l.sp) as usize)]);
-        assert_eq!(
-            m.bytes, scanned_mem.bytes,
-            "the same bytes, every one written"
-        );
+        for gives_zeroed in [true, false] {
+            let mut m = Mem::new(0x4000);
+            m.gives_zeroed = gives_zeroed;
+            l.write(&with, &aux(), &mut m).unwrap();
+            if gives_zeroed {
+                assert_eq!(m.writes, [(l.sp, (STACK_TOP - l.sp) as usize)]);
+            }
+            assert_eq!(
+                m.bytes, scanned_mem.bytes,
+                "the same bytes, every one written"
+            );
+        }
     }
 }
 

@@ -50,6 +50,10 @@ impl PhysMem for Ram<'_> {
         self.0.write_bytes(pa, buf).expect("write inside RAM");
     }
 
+    fn bytes_mut(&mut self, pa: u64, len: u64) -> &mut [u8] {
+        self.0.slice_mut(pa, len).expect("bytes inside RAM")
+    }
+
     fn zero(&mut self, pa: u64, len: u64) {
         self.write_bytes(pa, &vec![0; len as usize]);
     }
