@@ -428,7 +428,7 @@ impl Kernel {
         if self.calls_watched {
             self.watch_entry(mem, vector, nr, args);
         }
-        Some(self.with_cx(mem, |cx| syscall::dispatch(cx, nr, args)))
+        Some(self.with_cx(mem, |cx| syscall::dispatch(cx, nr, &args)))
     }
 
     /// Do what a system call's `action` asks, its registers `r`.
@@ -565,7 +565,7 @@ impl Kernel {
             ([f.rdi, f.rsi, f.rdx, 0, 0, 0], f.rsp)
         };
         let (ret, back) = self.with_cx(mem, |cx| {
-            let ret = match syscall::dispatch(cx, nr, args) {
+            let ret = match syscall::dispatch(cx, nr, &args) {
                 Action::Return(v) => v,
                 _ => guest_kernel::errno::Errno::ENOSYS.to_ret(),
             };
@@ -1155,13 +1155,13 @@ fn frame_words(f: &TrapFrame) -> [u64; 22] {
         f.r13,
         f.r12,
         f.r11,
-        f.r10,
-        f.r9,
-        f.r8,
         f.rbp,
         f.rdi,
         f.rsi,
         f.rdx,
+        f.r10,
+        f.r8,
+        f.r9,
         f.rcx,
         f.rbx,
         f.rax,
@@ -1182,13 +1182,13 @@ fn frame_of(w: &[u64; 22]) -> TrapFrame {
         r13: w[2],
         r12: w[3],
         r11: w[4],
-        r10: w[5],
-        r9: w[6],
-        r8: w[7],
-        rbp: w[8],
-        rdi: w[9],
-        rsi: w[10],
-        rdx: w[11],
+        rbp: w[5],
+        rdi: w[6],
+        rsi: w[7],
+        rdx: w[8],
+        r10: w[9],
+        r8: w[10],
+        r9: w[11],
         rcx: w[12],
         rbx: w[13],
         rax: w[14],
@@ -1653,7 +1653,6 @@ fn stub_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     k.stats.syscalls += 1;
     p.user_sp = f.rsp;
     p.blocked_nr = None;
-    let args = [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9];
     let mut env = MmEnv {
         mem,
         frames: &mut k.frames,
@@ -1666,7 +1665,7 @@ fn stub_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
         host: &mut k.host,
         tasks: &mut k.tasks,
     };
-    let action = syscall::dispatch(&mut cx, nr, args);
+    let action = syscall::dispatch(&mut cx, nr, f.syscall_args());
     let p = cx.p;
     if let Action::Return(v) = action {
         if p.next_signal().is_none() {

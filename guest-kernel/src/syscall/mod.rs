@@ -546,7 +546,7 @@ pub fn brk_short(p: &mut Process, new: u64, ram_pages: u64) -> Option<i64> {
 pub fn dispatch<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     n: u64,
-    a: [u64; 6],
+    a: &[u64; 6],
 ) -> Action {
     match n {
         nr::READ => ret(files::read(cx, a[0], a[1], a[2])),
@@ -603,13 +603,13 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::FCHMOD => ret(fsmeta::fchmod(cx, a[0], a[1])),
         nr::FCHMODAT => ret(fsmeta::fchmodat(cx, a[0], a[1], a[2], 0)),
         nr::UTIMENSAT => ret(fsmeta::utimensat(cx, a[0], a[1], a[2], a[3])),
-        nr::MREMAP => ret(memory::mremap(cx, a)),
+        nr::MREMAP => ret(memory::mremap(cx, *a)),
         nr::MSYNC => ret(memory::msync(cx, a[0], a[1], a[2])),
         nr::MINCORE => ret(memory::mincore(cx, a[0], a[1], a[2])),
         nr::MADVISE => ret(memory::madvise(cx, a[0], a[1], a[2])),
         nr::MLOCK | nr::MUNLOCK | nr::MLOCK2 => ret(memory::mlock(cx, a[0], a[1])),
         nr::MLOCKALL | nr::MUNLOCKALL => Action::Return(0),
-        nr::FUTEX => ret(process::futex(cx, a)),
+        nr::FUTEX => ret(process::futex(cx, *a)),
         nr::SENDFILE => ret(files::sendfile(cx, a[0], a[1], a[2], a[3])),
         nr::SOCKET => Action::Return(Errno::EAFNOSUPPORT.to_ret()),
         nr::GETPEERNAME => ret(cx.p.fds.get(a[0]).and(Err(Errno::ENOTSOCK))),
@@ -659,7 +659,7 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
                 Err(e) => Action::Return(e.errno.to_ret()),
             }
         }
-        nr::MMAP => ret(memory::mmap(cx, a)),
+        nr::MMAP => ret(memory::mmap(cx, *a)),
         nr::MPROTECT => ret(memory::mprotect(cx, a[0], a[1], a[2])),
         nr::MUNMAP => ret(memory::munmap(cx, a[0], a[1])),
         nr::BRK => Action::Return(memory::brk(cx, a[0])),
