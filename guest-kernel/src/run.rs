@@ -19,7 +19,6 @@ use guest_kernel::process::lifecycle;
 use guest_kernel::process::task::{self as task, SavedContext, TaskState, Tasks};
 use guest_kernel::process::Process;
 use guest_kernel::syscall::exec::ExecPlan;
-use guest_kernel::syscall::task::SpawnInfo;
 use guest_kernel::syscall::{self, Action, Ctx};
 use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::{DIRECT_MAP_BASE, STATS_PHYS, TASK_SIZE};
@@ -440,19 +439,19 @@ impl Kernel {
                 self.syscall_return(mem, r, v);
                 self.want_timer(mem);
             }
-            Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 4]),
-            Action::ExitThread(status) => self.exit_thread(mem, status),
+            Action::Exit(status) => self.exit(mem, exit_kind::EXITED, status, [0; 4]),
+            Action::ExitThread(status) => self.exit_thread(mem, status as u8),
             Action::Exec(plan) => {
                 let ip = r.rcx;
                 self.exec(mem, plan, ip)
             }
-            Action::Spawn(child, info) => {
+            Action::Spawn(child) => {
                 if trace::on(mem, category::SYSCALLS | category::TASKS) {
                     self.trace_return(mem, r.rax, child.pid);
                     let c = lifecycle::spawned(&mut self.traced_tasks, &child, self.process.tgid);
                     emit_task(mem, c);
                 }
-                self.spawn(mem, child, info)
+                self.spawn(mem, child)
             }
             Action::Block => self.block(mem, r),
             Action::Yield(v) => {
@@ -1206,13 +1205,8 @@ impl Kernel {
     /// A new child from fork/vfork/clone: it resumes where the parent
     /// returns from the call, with 0 in RAX (and its own stack if given);
     /// the parent gets its pid (and, for vfork, waits for it).
-    fn spawn(
-        &mut self,
-        mem: &mut DirectMap,
-        mut child: alloc::boxed::Box<Process>,
-        info: SpawnInfo,
-    ) {
-        let pid = child.pid;
+    fn spawn(&mut self, mem: &mut DirectMap, mut child: alloc::boxed::Box<Process>) {
+        let (pid, info) = (child.pid, child.spawn);
         let (mut words, fpu) = {
             let um = self.user_mode();
             let w = frame_words(um.regs());
@@ -1667,15 +1661,20 @@ fn stub_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     };
     let action = syscall::dispatch(&mut cx, nr, f.syscall_args());
     let p = cx.p;
-    if let Action::Return(v) = action {
-        if p.next_signal().is_none() {
+    match action {
+        Action::Return(v) if p.next_signal().is_none() => {
+            // A plain return holds nothing: forgotten, as the drop glue
+            // of an action is a call.
+            core::mem::forget(action);
             ready_user_mode(p, env.mem);
             sysret_frame(f, v);
-            return true;
+            true
+        }
+        action => {
+            k.served = Some(action);
+            false
         }
     }
-    k.served = Some(action);
-    false
 }
 
 /// brk on [`short_call`]'s path (out of line, so that the identity calls'
