@@ -1671,7 +1671,9 @@ fn stub_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
             true
         }
         action => {
-            k.served = Some(action);
+            // Stored before the old one (none, as the loop took it) is
+            // dropped: the action's registers need not outlive a call.
+            drop(k.served.replace(action));
             false
         }
     }
