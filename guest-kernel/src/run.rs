@@ -19,7 +19,6 @@ use guest_kernel::process::lifecycle;
 use guest_kernel::process::task::{self as task, SavedContext, TaskState, Tasks};
 use guest_kernel::process::Process;
 use guest_kernel::syscall::exec::ExecPlan;
-use guest_kernel::syscall::task::SpawnInfo;
 use guest_kernel::syscall::{self, Action, Ctx};
 use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::{DIRECT_MAP_BASE, STATS_PHYS, TASK_SIZE};
@@ -428,7 +427,7 @@ impl Kernel {
         if self.calls_watched {
             self.watch_entry(mem, vector, nr, args);
         }
-        Some(self.with_cx(mem, |cx| syscall::dispatch(cx, nr, args)))
+        Some(self.with_cx(mem, |cx| syscall::dispatch(cx, nr, &args)))
     }
 
     /// Do what a system call's `action` asks, its registers `r`.
@@ -440,19 +439,19 @@ impl Kernel {
                 self.syscall_return(mem, r, v);
                 self.want_timer(mem);
             }
-            Action::Exit(status) => self.exit(mem, exit_kind::EXITED, u64::from(status), [0; 4]),
-            Action::ExitThread(status) => self.exit_thread(mem, status),
+            Action::Exit(status) => self.exit(mem, exit_kind::EXITED, status, [0; 4]),
+            Action::ExitThread(status) => self.exit_thread(mem, status as u8),
             Action::Exec(plan) => {
                 let ip = r.rcx;
                 self.exec(mem, plan, ip)
             }
-            Action::Spawn(child, info) => {
+            Action::Spawn(child) => {
                 if trace::on(mem, category::SYSCALLS | category::TASKS) {
                     self.trace_return(mem, r.rax, child.pid);
                     let c = lifecycle::spawned(&mut self.traced_tasks, &child, self.process.tgid);
                     emit_task(mem, c);
                 }
-                self.spawn(mem, child, info)
+                self.spawn(mem, child)
             }
             Action::Block => self.block(mem, r),
             Action::Yield(v) => {
@@ -565,7 +564,7 @@ impl Kernel {
             ([f.rdi, f.rsi, f.rdx, 0, 0, 0], f.rsp)
         };
         let (ret, back) = self.with_cx(mem, |cx| {
-            let ret = match syscall::dispatch(cx, nr, args) {
+            let ret = match syscall::dispatch(cx, nr, &args) {
                 Action::Return(v) => v,
                 _ => guest_kernel::errno::Errno::ENOSYS.to_ret(),
             };
@@ -1155,13 +1154,13 @@ fn frame_words(f: &TrapFrame) -> [u64; 22] {
         f.r13,
         f.r12,
         f.r11,
-        f.r10,
-        f.r9,
-        f.r8,
         f.rbp,
         f.rdi,
         f.rsi,
         f.rdx,
+        f.r10,
+        f.r8,
+        f.r9,
         f.rcx,
         f.rbx,
         f.rax,
@@ -1182,13 +1181,13 @@ fn frame_of(w: &[u64; 22]) -> TrapFrame {
         r13: w[2],
         r12: w[3],
         r11: w[4],
-        r10: w[5],
-        r9: w[6],
-        r8: w[7],
-        rbp: w[8],
-        rdi: w[9],
-        rsi: w[10],
-        rdx: w[11],
+        rbp: w[5],
+        rdi: w[6],
+        rsi: w[7],
+        rdx: w[8],
+        r10: w[9],
+        r8: w[10],
+        r9: w[11],
         rcx: w[12],
         rbx: w[13],
         rax: w[14],
@@ -1206,13 +1205,8 @@ impl Kernel {
     /// A new child from fork/vfork/clone: it resumes where the parent
     /// returns from the call, with 0 in RAX (and its own stack if given);
     /// the parent gets its pid (and, for vfork, waits for it).
-    fn spawn(
-        &mut self,
-        mem: &mut DirectMap,
-        mut child: alloc::boxed::Box<Process>,
-        info: SpawnInfo,
-    ) {
-        let pid = child.pid;
+    fn spawn(&mut self, mem: &mut DirectMap, mut child: alloc::boxed::Box<Process>) {
+        let (pid, info) = (child.pid, child.spawn);
         let (mut words, fpu) = {
             let um = self.user_mode();
             let w = frame_words(um.regs());
@@ -1653,7 +1647,6 @@ fn stub_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     k.stats.syscalls += 1;
     p.user_sp = f.rsp;
     p.blocked_nr = None;
-    let args = [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9];
     let mut env = MmEnv {
         mem,
         frames: &mut k.frames,
@@ -1666,17 +1659,24 @@ fn stub_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
         host: &mut k.host,
         tasks: &mut k.tasks,
     };
-    let action = syscall::dispatch(&mut cx, nr, args);
+    let action = syscall::dispatch(&mut cx, nr, f.syscall_args());
     let p = cx.p;
-    if let Action::Return(v) = action {
-        if p.next_signal().is_none() {
+    match action {
+        Action::Return(v) if p.next_signal().is_none() => {
+            // A plain return holds nothing: forgotten, as the drop glue
+            // of an action is a call.
+            core::mem::forget(action);
             ready_user_mode(p, env.mem);
             sysret_frame(f, v);
-            return true;
+            true
+        }
+        action => {
+            // Stored before the old one (none, as the loop took it) is
+            // dropped: the action's registers need not outlive a call.
+            drop(k.served.replace(action));
+            false
         }
     }
-    k.served = Some(action);
-    false
 }
 
 /// brk on [`short_call`]'s path (out of line, so that the identity calls'

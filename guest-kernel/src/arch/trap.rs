@@ -30,7 +30,9 @@ pub const SYSCALL_VECTOR: u64 = 0x80;
 pub const TIMER_VECTOR: u64 = vmrun_contract::TIMER_VECTOR as u64;
 
 /// Registers of the interrupted user context, in the order the entry stub
-/// and the CPU push them (lowest address first).
+/// and the CPU push them (lowest address first). The six system-call
+/// argument registers come together in their ABI order, so that a call
+/// reads them in place ([`TrapFrame::syscall_args`]).
 #[repr(C, align(16))]
 #[derive(Clone, Copy, Debug, Default)]
 #[allow(missing_docs)]
@@ -40,13 +42,13 @@ pub struct TrapFrame {
     pub r13: u64,
     pub r12: u64,
     pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
     pub rbp: u64,
     pub rdi: u64,
     pub rsi: u64,
     pub rdx: u64,
+    pub r10: u64,
+    pub r8: u64,
+    pub r9: u64,
     pub rcx: u64,
     pub rbx: u64,
     pub rax: u64,
@@ -59,6 +61,29 @@ pub struct TrapFrame {
     pub rflags: u64,
     pub rsp: u64,
     pub ss: u64,
+}
+
+impl TrapFrame {
+    /// The system call's arguments: rdi, rsi, rdx, r10, r8, r9, read in
+    /// place (copying them costs a load and a store each on every call).
+    #[inline(always)]
+    pub fn syscall_args(&self) -> &[u64; 6] {
+        const _: () = assert!(
+            core::mem::offset_of!(TrapFrame, rsi) == core::mem::offset_of!(TrapFrame, rdi) + 8
+                && core::mem::offset_of!(TrapFrame, rdx)
+                    == core::mem::offset_of!(TrapFrame, rdi) + 16
+                && core::mem::offset_of!(TrapFrame, r10)
+                    == core::mem::offset_of!(TrapFrame, rdi) + 24
+                && core::mem::offset_of!(TrapFrame, r8)
+                    == core::mem::offset_of!(TrapFrame, rdi) + 32
+                && core::mem::offset_of!(TrapFrame, r9)
+                    == core::mem::offset_of!(TrapFrame, rdi) + 40
+        );
+        // SAFETY: the frame is `repr(C)` with the six u64 fields rdi, rsi,
+        // rdx, r10, r8, r9 adjacent in this order (asserted above), so
+        // they form one `[u64; 6]` (same alignment), borrowed with `self`.
+        unsafe { &*core::ptr::addr_of!(self.rdi).cast::<[u64; 6]>() }
+    }
 }
 
 /// The FXSAVE image of the user's x87/SSE state.
@@ -188,12 +213,12 @@ global_asm!(
         cld
         mov [rsp - 24], rax
         mov [rsp - 40], rcx
-        mov [rsp - 48], rdx
-        mov [rsp - 56], rsi
-        mov [rsp - 64], rdi
-        mov [rsp - 80], r8
-        mov [rsp - 88], r9
-        mov [rsp - 96], r10
+        mov [rsp - 48], r9
+        mov [rsp - 56], r8
+        mov [rsp - 64], r10
+        mov [rsp - 72], rdx
+        mov [rsp - 80], rsi
+        mov [rsp - 88], rdi
         mov [rsp - 104], r11
         mov rdi, [rip + {fastcx}]
         mov rdx, [rip + {fastaux}]
@@ -203,12 +228,12 @@ global_asm!(
         test al, al
         jz 3f
         mov r11, [rip + {frame} + 32]
-        mov r10, [rip + {frame} + 40]
-        mov r9, [rip + {frame} + 48]
-        mov r8, [rip + {frame} + 56]
-        mov rdi, [rip + {frame} + 72]
-        mov rsi, [rip + {frame} + 80]
-        mov rdx, [rip + {frame} + 88]
+        mov rdi, [rip + {frame} + 48]
+        mov rsi, [rip + {frame} + 56]
+        mov rdx, [rip + {frame} + 64]
+        mov r10, [rip + {frame} + 72]
+        mov r8, [rip + {frame} + 80]
+        mov r9, [rip + {frame} + 88]
         mov rcx, [rip + {frame} + 96]
         mov rax, [rip + {frame} + 112]
         lea rsp, [rip + {frame} + 136]
@@ -217,7 +242,7 @@ global_asm!(
         mov qword ptr [rip + {frame} + 120], \v
         mov qword ptr [rip + {frame} + 128], 0
         mov [rip + {frame} + 104], rbx
-        mov [rip + {frame} + 64], rbp
+        mov [rip + {frame} + 40], rbp
         mov [rip + {frame} + 24], r12
         mov [rip + {frame} + 16], r13
         mov [rip + {frame} + 8], r14
@@ -235,13 +260,13 @@ global_asm!(
         push rax
         push rbx
         push rcx
+        push r9
+        push r8
+        push r10
         push rdx
         push rsi
         push rdi
         push rbp
-        push r8
-        push r9
-        push r10
         push r11
         push r12
         push r13
@@ -278,13 +303,13 @@ global_asm!(
         pop r13
         pop r12
         pop r11
-        pop r10
-        pop r9
-        pop r8
         pop rbp
         pop rdi
         pop rsi
         pop rdx
+        pop r10
+        pop r8
+        pop r9
         pop rcx
         pop rbx
         pop rax

@@ -209,9 +209,16 @@ impl Mm {
     /// Whether the TLB must be flushed (CR3 reload) before returning to
     /// user mode: a present leaf was changed or removed (munmap, mprotect,
     /// MAP_FIXED, brk shrink, copy-on-write, a split huge page). Clears the
-    /// flag. New mappings of non-present pages need no flush.
+    /// flag. New mappings of non-present pages need no flush. (The flag
+    /// is written only when set: every return to user mode asks, and the
+    /// usual answer then costs one test.)
+    #[inline]
     pub fn take_tlb_flush(&mut self) -> bool {
-        core::mem::take(&mut self.tlb_stale)
+        if !self.tlb_stale {
+            return false;
+        }
+        self.tlb_stale = false;
+        true
     }
 
     /// Count `n` more owned user frames.

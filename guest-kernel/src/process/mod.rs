@@ -74,6 +74,8 @@ pub struct Process {
     pub blocked_nr: Option<u64>,
     /// The user stack pointer at the current system call.
     pub user_sp: u64,
+    /// How the kernel starts it, when fork/vfork/clone just made it.
+    pub spawn: crate::syscall::task::SpawnInfo,
     /// Monotonic ns when SIGALRM is due (alarm, setitimer ITIMER_REAL).
     pub alarm_at: Option<u64>,
     /// The ITIMER_REAL interval, ns (0: one shot).
@@ -191,6 +193,10 @@ impl Process {
             }; NSIG],
             blocked_nr: None,
             user_sp: 0,
+            spawn: crate::syscall::task::SpawnInfo {
+                stack: 0,
+                vfork: false,
+            },
             alarm_at: None,
             alarm_interval: 0,
             sigmask: 0,

@@ -56,29 +56,35 @@ pub trait HostIo {
 pub enum Action {
     /// Return this value in RAX to the program.
     Return(i64),
-    /// The process exits with this status (`exit`/`exit_group`).
-    Exit(u8),
+    /// The process exits with this status, 0 to 255 (`exit_group`).
+    Exit(u64),
     /// The process is killed by this signal (a fatal signal sent to itself).
     Kill(u64),
     /// execve passed its checks: replace the image (the caller runs
     /// [`exec::commit`], which needs the kernel's page tables).
     Exec(alloc::boxed::Box<exec::ExecPlan>),
-    /// fork/vfork/clone made this child: the kernel starts it (the caller
-    /// gets its pid).
-    Spawn(alloc::boxed::Box<Process>, task::SpawnInfo),
+    /// fork/vfork/clone made this child: the kernel starts it as its
+    /// `spawn` says (the caller gets its pid). One word, as every other
+    /// action's payload (the exit statuses too), so that an action is two
+    /// registers, returned without a trip through memory.
+    Spawn(alloc::boxed::Box<Process>),
     /// The call must wait: the process sleeps and runs the call again
     /// when woken.
     Block,
     /// Return this value, and let the other processes run first.
     Yield(i64),
-    /// The calling thread exits (`exit`); the process too if it was the
-    /// last of its group.
-    ExitThread(u8),
+    /// The calling thread exits (`exit`) with this status, 0 to 255; the
+    /// process too if it was the last of its group.
+    ExitThread(u64),
     /// Return this value; the process's timers changed (`alarm`,
     /// `setitimer`, `timer_settime`), so the kernel may need timer
     /// interrupts now.
     TimersChanged(i64),
 }
+
+// Two words, every payload one (see `Action::Spawn`): returned in two
+// registers.
+const _: () = assert!(core::mem::size_of::<Action>() == 16);
 
 impl PartialEq for Action {
     fn eq(&self, other: &Action) -> bool {
@@ -102,7 +108,7 @@ impl core::fmt::Debug for Action {
             Action::Exit(s) => f.debug_tuple("Exit").field(s).finish(),
             Action::Kill(s) => f.debug_tuple("Kill").field(s).finish(),
             Action::Exec(_) => f.write_str("Exec(..)"),
-            Action::Spawn(c, _) => write!(f, "Spawn(pid {})", c.pid),
+            Action::Spawn(c) => write!(f, "Spawn(pid {})", c.pid),
             Action::Block => f.write_str("Block"),
             Action::Yield(v) => f.debug_tuple("Yield").field(v).finish(),
             Action::ExitThread(s) => f.debug_tuple("ExitThread").field(s).finish(),
@@ -546,7 +552,7 @@ pub fn brk_short(p: &mut Process, new: u64, ram_pages: u64) -> Option<i64> {
 pub fn dispatch<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     n: u64,
-    a: [u64; 6],
+    a: &[u64; 6],
 ) -> Action {
     match n {
         nr::READ => ret(files::read(cx, a[0], a[1], a[2])),
@@ -603,13 +609,13 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::FCHMOD => ret(fsmeta::fchmod(cx, a[0], a[1])),
         nr::FCHMODAT => ret(fsmeta::fchmodat(cx, a[0], a[1], a[2], 0)),
         nr::UTIMENSAT => ret(fsmeta::utimensat(cx, a[0], a[1], a[2], a[3])),
-        nr::MREMAP => ret(memory::mremap(cx, a)),
+        nr::MREMAP => ret(memory::mremap(cx, *a)),
         nr::MSYNC => ret(memory::msync(cx, a[0], a[1], a[2])),
         nr::MINCORE => ret(memory::mincore(cx, a[0], a[1], a[2])),
         nr::MADVISE => ret(memory::madvise(cx, a[0], a[1], a[2])),
         nr::MLOCK | nr::MUNLOCK | nr::MLOCK2 => ret(memory::mlock(cx, a[0], a[1])),
         nr::MLOCKALL | nr::MUNLOCKALL => Action::Return(0),
-        nr::FUTEX => ret(process::futex(cx, a)),
+        nr::FUTEX => ret(process::futex(cx, *a)),
         nr::SENDFILE => ret(files::sendfile(cx, a[0], a[1], a[2], a[3])),
         nr::SOCKET => Action::Return(Errno::EAFNOSUPPORT.to_ret()),
         nr::GETPEERNAME => ret(cx.p.fds.get(a[0]).and(Err(Errno::ENOTSOCK))),
@@ -659,12 +665,12 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
                 Err(e) => Action::Return(e.errno.to_ret()),
             }
         }
-        nr::MMAP => ret(memory::mmap(cx, a)),
+        nr::MMAP => ret(memory::mmap(cx, *a)),
         nr::MPROTECT => ret(memory::mprotect(cx, a[0], a[1], a[2])),
         nr::MUNMAP => ret(memory::munmap(cx, a[0], a[1])),
         nr::BRK => Action::Return(memory::brk(cx, a[0])),
-        nr::EXIT => Action::ExitThread(a[0] as u8),
-        nr::EXIT_GROUP => Action::Exit(a[0] as u8),
+        nr::EXIT => Action::ExitThread(a[0] & 0xff),
+        nr::EXIT_GROUP => Action::Exit(a[0] & 0xff),
         nr::GETPID
         | nr::GETTID
         | nr::GETPPID

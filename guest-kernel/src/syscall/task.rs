@@ -44,6 +44,12 @@ pub struct SpawnInfo {
     pub vfork: bool,
 }
 
+/// The action that starts `child` as `info` says.
+fn spawn(mut child: Box<Process>, info: SpawnInfo) -> Action {
+    child.spawn = info;
+    Action::Spawn(child)
+}
+
 /// clone(flags, stack, parent_tid, child_tid, tls); fork and vfork too.
 /// A thread (CLONE_VM | CLONE_THREAD) joins the caller's group; a vfork
 /// child (CLONE_VM | CLONE_VFORK) borrows the parent's address space until
@@ -57,7 +63,7 @@ pub fn clone<M: PhysMem, H: HostIo>(
     tls: u64,
 ) -> Action {
     match do_clone(cx, flags, stack, ptid, ctid, tls) {
-        Ok((child, info)) => Action::Spawn(child, info),
+        Ok((child, info)) => spawn(child, info),
         Err(e) => Action::Return(e.to_ret()),
     }
 }
@@ -78,7 +84,7 @@ pub fn clone3<M: PhysMem, H: HostIo>(
         Ok((child, info))
     });
     match r {
-        Ok((child, info)) => Action::Spawn(child, info),
+        Ok((child, info)) => spawn(child, info),
         Err(e) => Action::Return(e.to_ret()),
     }
 }

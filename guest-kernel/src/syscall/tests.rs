@@ -96,7 +96,7 @@ impl World {
             host: &mut self.host,
             tasks: &mut self.tasks,
         };
-        dispatch(&mut cx, n, a)
+        dispatch(&mut cx, n, &a)
     }
 
     fn poke(&mut self, va: u64, data: &[u8]) {
