@@ -1147,10 +1147,13 @@ impl Mm {
         }
         // The leaf's areas are in address order: those from the first
         // ending above `lo` reach into the window until one starts at `hi`.
-        let from = leaf[..own]
-            .iter()
-            .rposition(|n| n.end <= lo)
-            .map_or(0, |p| p + 1);
+        let mut from = own;
+        while let Some(n) = from.checked_sub(1).and_then(|p| leaf.get(p)) {
+            if n.end <= lo {
+                break;
+            }
+            from -= 1;
+        }
         let w = ImageWindow {
             file,
             base,
