@@ -1236,8 +1236,11 @@ fn fill_image_areas<M: PhysMem>(
     own: usize,
     w: &ImageWindow,
 ) -> u64 {
+    let own = areas
+        .get(own)
+        .map_or(core::ptr::null(), |v| v as *const Vma);
     let mut mapped = 0;
-    for (j, n) in areas.iter().enumerate() {
+    for n in areas {
         if n.start >= w.hi {
             break;
         }
@@ -1249,10 +1252,9 @@ fn fill_image_areas<M: PhysMem>(
             } if file == w.file => (offset, data_end.min(w.size)),
             _ => continue,
         };
-        let read_only = n.prot.is_accessible()
-            && !n.prot.contains(Prot::WRITE)
-            && !n.flags.contains(VmFlags::SHARED);
-        if !read_only && j != own {
+        // Readable or executable, not writable, not shared.
+        let read_only = matches!(n.prot.0, 1 | 4 | 5) && !n.flags.contains(VmFlags::SHARED);
+        if !read_only && !core::ptr::eq(n, own) {
             continue;
         }
         let data_top = n.start + data_end.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;
