@@ -2229,6 +2229,52 @@ mod tests {
     }
 
     #[test]
+    fn image_fault_around_in_a_writable_area_maps_it_and_a_later_fault_only_free_entries() {
+        let (mut fx, mut mm) = setup();
+        // One page per fault: a read in a writable area maps, not copies.
+        fx.frames.fault_size = FaultSize::Page4K;
+        for (start, pages, prot, offset) in [
+            (0x40_0000, 1, Prot::READ, 0),
+            (0x40_1000, 2, Prot::RW, 0x1000),
+            (0x40_3000, 1, Prot::RW, 0x3000),
+            (0x40_4000, 1, Prot::READ, 0x4000),
+        ] {
+            let v = file_vma(start, pages, prot, offset, u64::MAX);
+            mm.vmas.insert(v).unwrap();
+        }
+        // Its own writable area's pages and the read-only neighbours'.
+        let out = fault(&mut mm, &mut fx, 0x40_2000, U).unwrap();
+        assert_eq!((out.kind, out.frame), (FaultKind::FileMapped, FP + 0x2000));
+        assert_eq!(out.pages_mapped, 4);
+        for page in [0, 1, 2, 4] {
+            let t = mm.pt.translate(&fx.mem, 0x40_0000 + page * PAGE_SIZE);
+            assert_eq!(
+                t.map(|t| (t.frame, t.flags & pte::RW)),
+                Some((FP + page * PAGE_SIZE, 0))
+            );
+        }
+        assert!(
+            mm.pt.translate(&fx.mem, 0x40_3000).is_none(),
+            "the other writable area"
+        );
+        // The table is used now: the neighbours mapped before are kept,
+        // only the free page is written.
+        let out = fault(&mut mm, &mut fx, 0x40_3000, U).unwrap();
+        assert_eq!((out.frame, out.pages_mapped), (FP + 0x3000, 1));
+        let mut n = 0;
+        mm.pt
+            .unmap_range(
+                &mut fx.mem,
+                &mut fx.frames,
+                0x40_0000,
+                0x60_0000,
+                |_, _, _| n += 1,
+            )
+            .unwrap();
+        assert_eq!(n, 5, "the table's count stayed exact");
+    }
+
+    #[test]
     fn write_to_read_only_private_frame_in_writable_area_makes_it_writable() {
         let (mut fx, mut mm) = setup();
         mm.vmas
