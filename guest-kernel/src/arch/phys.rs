@@ -170,6 +170,9 @@ impl PhysMem for DirectMap {
         unsafe { core::ptr::copy_nonoverlapping(s, d, len as usize) }
     }
 
+    /// In line: its callers are the faults' runs of entries, whose calls'
+    /// moved arguments and spilled registers cost more than the copies.
+    #[inline(always)]
     fn write_run(&mut self, pa: u64, first: u64, step: u64, n: u64) {
         let p = self.ptr(pa, 8 * n) as *mut u64;
         if step == PAGE_SIZE {

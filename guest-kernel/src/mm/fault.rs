@@ -918,11 +918,11 @@ impl Mm {
         else {
             return Err(FaultError::Segv(SegvCode::MapErr));
         };
-        let size = env
+        let ino = env
             .cache
             .get(file)
-            .ok_or(FaultError::Segv(SegvCode::MapErr))?
-            .size;
+            .ok_or(FaultError::Segv(SegvCode::MapErr))?;
+        let (size, image) = (ino.size, ino.image_base());
         let off = offset.saturating_add(va - v.start);
         if off >= size.next_multiple_of(PAGE_SIZE) {
             return Err(FaultError::PastEof);
@@ -941,7 +941,10 @@ impl Mm {
             }
         }
         if whole && !write {
-            return self.map_file_around(env, i, va, file, data_end);
+            return match image {
+                Some(base) => self.map_image_around(env, i, va, (file, base, size), off),
+                None => self.map_file_around(env, i, va, file, data_end),
+            };
         }
         let n = data_end.saturating_sub(off).min(PAGE_SIZE);
         let src = match n {
@@ -1113,17 +1116,13 @@ impl Mm {
         }
     }
 
-    /// Map the page-cache page at `va` (in area `i`) read-only, reading it
-    /// from the host if needed, with the resident whole-data pages of its
-    /// aligned window ([`FAULT_AROUND_PAGES`], [`HOST_FAULT_AROUND_PAGES`]
-    /// for a host file) that are not mapped yet: those of area `i`, and
-    /// for the boot image those of the read-only private areas of the same
-    /// file beside it in the window (an ELF's headers, text and read-only
-    /// data are three areas: each page mapped as a read fault in its own
-    /// area would map it; the static hello takes 6 faults instead of 8).
-    /// Writable areas are left to their own faults, which copy. A host
-    /// file's neighbours are not mapped: its pages cost more to find, and
-    /// a dynamic hello then maps more than the faults it saves cost.
+    /// Map the page-cache page at `va` (in area `i`) of host file `file`
+    /// read-only, reading it from the host if needed, with the resident
+    /// whole-data pages of area `i` in its aligned window
+    /// ([`HOST_FAULT_AROUND_PAGES`]) that are not mapped yet. A host
+    /// file's neighbouring areas are not mapped (unlike the boot image's,
+    /// [`Self::map_image_around`]): its pages cost more to find, and a
+    /// dynamic hello then maps more than the faults it saves cost.
     fn map_file_around<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
@@ -1135,101 +1134,74 @@ impl Mm {
         let v = &self.vmas[i];
         let off = v.file_offset(va).unwrap_or(0);
         let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
-        // The image's page is where the image lies (the caller checked that
-        // it holds data whole, so it is inside the file).
-        let (frame, mapped) = match ino.image_base() {
-            Some(base) => {
-                let image = (file, base, ino.size);
-                let mapped = self.map_image_around(env, i, va, image, data_end)?;
-                (base + off, mapped)
-            }
+        let window = HOST_FAULT_AROUND_PAGES * PAGE_SIZE;
+        let lo = va & !(window - 1);
+        let idx = off / PAGE_SIZE;
+        let frame = match ino.resident(idx) {
+            Some(frame) => frame,
             None => {
-                let window = HOST_FAULT_AROUND_PAGES * PAGE_SIZE;
-                let lo = va & !(window - 1);
-                let idx = off / PAGE_SIZE;
-                let frame = match ino.resident(idx) {
-                    Some(frame) => frame,
-                    None => {
-                        let first = v.file_offset(lo.max(v.start)).unwrap_or(off) / PAGE_SIZE;
-                        cache_fill(env, file, idx, first)?
-                    }
-                };
-                let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
-                let (pt, mem, frames) = (&mut self.pt, &mut *env.mem, &mut *env.frames);
-                let v = &self.vmas[i];
-                (
-                    frame,
-                    map_cached(pt, mem, frames, ino, v, data_end, (lo, lo + window))?,
-                )
+                let first = v.file_offset(lo.max(v.start)).unwrap_or(off) / PAGE_SIZE;
+                cache_fill(env, file, idx, first)?
             }
         };
-        let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
-        out.pages_mapped = mapped;
-        Ok(out)
+        let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+        let (pt, mem, frames) = (&mut self.pt, &mut *env.mem, &mut *env.frames);
+        let v = &self.vmas[i];
+        let mapped = map_cached(pt, mem, frames, ino, v, data_end, (lo, lo + window))?;
+        Ok(file_mapped(va, frame, mapped))
     }
 
     /// [`Self::map_file_around`] in the boot image (`file`, lying in RAM
-    /// whole from `base`, `size` bytes): area `i`'s pages in the window
-    /// around `va`, then its neighbours', with one walk to the one table
-    /// they share (a fresh table's entries are written without being
-    /// read), reading the neighbours from area `i`'s leaf of the area
-    /// tree where they lie in it. Returns the pages mapped.
+    /// whole from `base`, `size` bytes; `va` is at file offset `off`):
+    /// the whole-data pages not mapped yet in the aligned window around
+    /// `va` ([`FAULT_AROUND_PAGES`]) of area `i` and of the read-only
+    /// private areas of the same file beside it (an ELF's headers, text
+    /// and read-only data are three areas: each page mapped as a read
+    /// fault in its own area would map it; the static hello takes 6 faults
+    /// instead of 8). Writable neighbours are left to their own faults,
+    /// which copy. One walk to the one table they share (a fresh table's
+    /// entries are written without being read), then one pass over the
+    /// areas of area `i`'s leaf of the area tree that reach into the
+    /// window, from the first (a neighbour in another leaf is left to its
+    /// own fault). In line in the fault's resolution, which holds all it
+    /// needs in registers.
+    #[inline(always)]
     fn map_image_around<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,
         va: u64,
         (file, base, size): (u16, u64, u64),
-        data_end: u64,
-    ) -> Result<u64, FaultError> {
+        off: u64,
+    ) -> Result<FaultOutcome, FaultError> {
         let window = FAULT_AROUND_PAGES * PAGE_SIZE;
         let lo = va & !(window - 1);
         let hi = (lo + window).min((va | (HUGE_PAGE_SIZE - 1)) + 1);
         let (vmas, mem) = (&self.vmas, &mut *env.mem);
         let table = &mut self.pt.leaf_table(mem, env.frames, va).map_err(oom)?;
-        let mut span =
-            |n: &Vma, data: (u64, u64)| fill_image_span(table, mem, n, data, (lo, hi), base);
         let (leaf, first) = vmas.leaf_of(i);
-        let area = |j: usize| leaf.get(j.wrapping_sub(first)).or_else(|| vmas.get(j));
-        let v = area(i).ok_or(FaultError::OutOfMemory)?;
-        let mut mapped = span(v, (v.file_offset(v.start).unwrap_or(0), data_end));
-        // A read-only private area of the same file: its start's offset
-        // and data end.
-        let around = |n: &Vma| match n.backing {
-            Backing::File {
-                file: f,
-                offset,
-                data_end,
-            } if f == file
-                && n.prot.is_accessible()
-                && !n.prot.contains(Prot::WRITE)
-                && !n.flags.contains(VmFlags::SHARED) =>
-            {
-                Some((offset, data_end.min(size)))
-            }
-            _ => None,
-        };
-        let mut j = i;
-        while let Some(n) = j.checked_sub(1).and_then(area) {
+        let own = i.wrapping_sub(first);
+        if own >= leaf.len() {
+            return Err(FaultError::OutOfMemory);
+        }
+        // The leaf's areas are in address order: those from the first
+        // ending above `lo` reach into the window until one starts at `hi`.
+        let mut from = own;
+        while let Some(n) = from.checked_sub(1).and_then(|p| leaf.get(p)) {
             if n.end <= lo {
                 break;
             }
-            if let Some(data) = around(n) {
-                mapped += span(n, data);
-            }
-            j -= 1;
+            from -= 1;
         }
-        let mut j = i + 1;
-        while let Some(n) = area(j) {
-            if n.start >= hi {
-                break;
-            }
-            if let Some(data) = around(n) {
-                mapped += span(n, data);
-            }
-            j += 1;
-        }
-        Ok(mapped)
+        let w = ImageWindow {
+            file,
+            base,
+            size,
+            lo,
+            hi,
+        };
+        let mapped = fill_image_areas(table, mem, &leaf[from..], own - from, &w);
+        Ok(file_mapped(va, base + off, mapped))
     }
 
     /// Give area `i` an anonymous-memory identity if it has none, reusing
@@ -1268,27 +1240,72 @@ impl Mm {
     }
 }
 
-/// Map read-only the pages of boot image area `n` (from `base` in RAM)
-/// in `[lo, hi)` that hold its file data whole, through `table`: `offset`
-/// is `n`'s start's file offset, `data_end` where its data ends. Returns
-/// the pages mapped. In line in each of the fault-around's calls.
+/// The outcome of a read fault that mapped the page-cache frame `frame`
+/// at `va` and `mapped` pages in all.
 #[inline(always)]
-fn fill_image_span<M: PhysMem>(
+fn file_mapped(va: u64, frame: u64, mapped: u64) -> FaultOutcome {
+    let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
+    out.pages_mapped = mapped;
+    out
+}
+
+/// A boot image fault-around's window `[lo, hi)` (in one page table's
+/// span) over the image `file`, lying in RAM whole from `base`, `size`
+/// bytes.
+struct ImageWindow {
+    file: u16,
+    base: u64,
+    size: u64,
+    lo: u64,
+    hi: u64,
+}
+
+/// Map read-only through `table` the pages in window `w` holding file
+/// data whole of `areas` (in address order, from the first reaching into
+/// the window): those of area `own` (private and accessible, as its fault
+/// found) and of the read-only private areas of the same file. Returns
+/// the pages mapped. In line in the fault's resolution (a call's saved
+/// registers and moved arguments cost more than the loop's spills).
+#[inline(always)]
+fn fill_image_areas<M: PhysMem>(
     table: &mut LeafTable<'_>,
     mem: &mut M,
-    n: &Vma,
-    (offset, data_end): (u64, u64),
-    (lo, hi): (u64, u64),
-    base: u64,
+    areas: &[Vma],
+    own: usize,
+    w: &ImageWindow,
 ) -> u64 {
-    let data_top = n.start + data_end.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;
-    let (from, to) = (lo.max(n.start), hi.min(n.end).min(data_top));
-    if to <= from {
-        return 0;
+    let own = areas
+        .get(own)
+        .map_or(core::ptr::null(), |v| v as *const Vma);
+    let mut mapped = 0;
+    for n in areas {
+        if n.start >= w.hi {
+            break;
+        }
+        let (offset, data_end) = match n.backing {
+            Backing::File {
+                file,
+                offset,
+                data_end,
+            } if file == w.file => (offset, data_end.min(w.size)),
+            _ => continue,
+        };
+        // Readable or executable, not writable, not shared.
+        let read_only = matches!(n.prot.0, 1 | 4 | 5) && !n.flags.contains(VmFlags::SHARED);
+        if !read_only && !core::ptr::eq(n, own) {
+            continue;
+        }
+        let data_top = n.start + data_end.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;
+        let (from, to) = (w.lo.max(n.start), w.hi.min(n.end).min(data_top));
+        if to <= from {
+            continue;
+        }
+        // In the window's table, and the image's pages.
+        let pa = w.base + offset + (from - n.start);
+        let flags = user_pte_flags(n.prot, false);
+        mapped += table.fill_free_inside(mem, from, pa, (to - from) / PAGE_SIZE, flags);
     }
-    let pa = base + offset + (from - n.start);
-    let flags = user_pte_flags(n.prot, false);
-    table.fill_free(mem, from, pa, (to - from) / PAGE_SIZE, flags)
+    mapped
 }
 
 /// Map read-only the cached pages of host file area `v` in `[lo, hi)`
@@ -2248,6 +2265,52 @@ mod tests {
                 "writable or PROT_NONE: {page}"
             );
         }
+    }
+
+    #[test]
+    fn image_fault_around_in_a_writable_area_maps_it_and_a_later_fault_only_free_entries() {
+        let (mut fx, mut mm) = setup();
+        // One page per fault: a read in a writable area maps, not copies.
+        fx.frames.fault_size = FaultSize::Page4K;
+        for (start, pages, prot, offset) in [
+            (0x40_0000, 1, Prot::READ, 0),
+            (0x40_1000, 2, Prot::RW, 0x1000),
+            (0x40_3000, 1, Prot::RW, 0x3000),
+            (0x40_4000, 1, Prot::READ, 0x4000),
+        ] {
+            let v = file_vma(start, pages, prot, offset, u64::MAX);
+            mm.vmas.insert(v).unwrap();
+        }
+        // Its own writable area's pages and the read-only neighbours'.
+        let out = fault(&mut mm, &mut fx, 0x40_2000, U).unwrap();
+        assert_eq!((out.kind, out.frame), (FaultKind::FileMapped, FP + 0x2000));
+        assert_eq!(out.pages_mapped, 4);
+        for page in [0, 1, 2, 4] {
+            let t = mm.pt.translate(&fx.mem, 0x40_0000 + page * PAGE_SIZE);
+            assert_eq!(
+                t.map(|t| (t.frame, t.flags & pte::RW)),
+                Some((FP + page * PAGE_SIZE, 0))
+            );
+        }
+        assert!(
+            mm.pt.translate(&fx.mem, 0x40_3000).is_none(),
+            "the other writable area"
+        );
+        // The table is used now: the neighbours mapped before are kept,
+        // only the free page is written.
+        let out = fault(&mut mm, &mut fx, 0x40_3000, U).unwrap();
+        assert_eq!((out.frame, out.pages_mapped), (FP + 0x3000, 1));
+        let mut n = 0;
+        mm.pt
+            .unmap_range(
+                &mut fx.mem,
+                &mut fx.frames,
+                0x40_0000,
+                0x60_0000,
+                |_, _, _| n += 1,
+            )
+            .unwrap();
+        assert_eq!(n, 5, "the table's count stayed exact");
     }
 
     #[test]

@@ -186,26 +186,19 @@ pub struct LeafTable<'a> {
     parent_pa: u64,
     /// Base of the 2 MiB region the table maps.
     region: u64,
-    /// Whether the walk made the table: its entries outside `filled` are
+    /// Whether the walk made the table: its entries from `top` on are
     /// free, and are written without being read.
     fresh: bool,
-    /// The entries `[from, to)` spanning every run filled so far (empty:
-    /// `(ENTRIES, 0)`).
-    filled: (u64, u64),
+    /// The end of the highest run filled so far (0: none).
+    top: u64,
     _pt: core::marker::PhantomData<&'a mut PageTable>,
 }
 
 impl LeafTable<'_> {
     /// Map the free ones of the `n` entries from `va` (inside this table's
     /// region) to the consecutive frames from `pa`, with `flags`; returns
-    /// the entries written. In a fresh table, a run outside those filled
-    /// before is written without reading an entry (about two instructions
-    /// each); elsewhere the free entries before the first used one are
-    /// found eight to a test and written unread, the rest checked one by
-    /// one. Nothing is written if the run leaves the region or `pa` is not
-    /// a page address. In line: a fault-around fills a few runs, and a
-    /// call's saved registers and moved arguments cost as much as the
-    /// checks.
+    /// the entries written ([`Self::fill_free_inside`]). Nothing is
+    /// written if the run leaves the region or `pa` is not a page address.
     #[inline(always)]
     pub fn fill_free<M: PhysMem>(
         &mut self,
@@ -215,25 +208,51 @@ impl LeafTable<'_> {
         n: u64,
         flags: u64,
     ) -> u64 {
-        let first = index(va, 1);
-        let end = first + n;
-        // In the region of the checked walk: canonical, one table.
-        let inside = va & !(HUGE_PAGE_SIZE - 1) == self.region && end <= ENTRIES;
-        let aligned = (va | pa) & (PAGE_SIZE - 1) == 0 && pa & !pte::ADDR_MASK == 0;
-        if n == 0 || !inside || !aligned {
+        // In the region of the checked walk (canonical, one table), a page,
+        // and mapping a page address.
+        let outside = (va ^ self.region) & !(HUGE_PAGE_SIZE - PAGE_SIZE);
+        if outside | (pa & !pte::ADDR_MASK) != 0 || index(va, 1) + n > ENTRIES {
             return 0;
         }
-        let at = self.table + first * 8;
-        let (from, to) = self.filled;
-        self.filled = (from.min(first), to.max(end));
-        let written = if self.fresh && (end <= from || first >= to) {
-            mem.write_run(at, pa | flags, PAGE_SIZE, n);
+        self.fill_free_inside(mem, va, pa, n, flags)
+    }
+
+    /// [`Self::fill_free`] of a run its caller keeps inside the table's
+    /// region, from a page address `pa` (a fault-around's runs, cut to its
+    /// window): the run is only cut to the table's end, so a wrong one
+    /// writes no other memory. In a fresh table, a run above those filled
+    /// before (the fault-around's runs come in address order) is written
+    /// without reading an entry (about two instructions each); elsewhere
+    /// the free entries before the first used one are found eight to a
+    /// test and written unread, the rest checked one by one. In line: a
+    /// fault-around fills a few runs, and a call's saved registers and
+    /// moved arguments cost as much as the checks.
+    #[inline(always)]
+    pub fn fill_free_inside<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        pa: u64,
+        n: u64,
+        flags: u64,
+    ) -> u64 {
+        debug_assert!(va & !(HUGE_PAGE_SIZE - 1) == self.region && va & (PAGE_SIZE - 1) == 0);
+        debug_assert!(pa & !pte::ADDR_MASK == 0);
+        let first = index(va, 1);
+        let n = n.min(ENTRIES - first);
+        if n == 0 {
+            return 0;
+        }
+        let (at, end, entry) = (self.table + first * 8, first + n, pa | flags);
+        let written = if self.fresh && first >= self.top {
+            mem.write_run(at, entry, PAGE_SIZE, n);
             n
         } else {
-            fill_free_read(mem, at, pa | flags, n)
+            fill_free_read(mem, at, entry, n)
         };
+        self.top = self.top.max(end);
         if trace::on(mem, category::PAGE_TABLES) {
-            trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
+            trace_run(mem, at, (va, entry), PAGE_SIZE, n, 1);
         }
         add_leaf_count(mem, self.parent_pa, written);
         written
@@ -680,7 +699,7 @@ impl PageTable {
             parent_pa,
             region: va & !(HUGE_PAGE_SIZE - 1),
             fresh,
-            filled: (ENTRIES, 0),
+            top: 0,
             _pt: core::marker::PhantomData,
         })
     }

@@ -520,7 +520,8 @@ impl VmaSet {
     }
 
     /// The areas of the tree leaf holding index `i` and the index of its
-    /// first (see [`VmaTree::leaf_of`]).
+    /// first (see [`VmaTree::leaf_of`]); in line, as that is.
+    #[inline(always)]
     pub fn leaf_of(&self, i: usize) -> (&[Vma], usize) {
         self.t.leaf_of(i)
     }

@@ -554,10 +554,17 @@ impl VmaTree {
         // the call and the finger of [`Self::seek`]; a small one from its
         // start, a comparison an area (a static program's faults are in
         // its first areas), where a binary search costs some forty
-        // instructions whatever the area.
+        // instructions whatever the area; from the hot area's next if the
+        // address lies above it (a program's later faults are mostly
+        // above its earlier ones: data after text, heap, stack, vDSO).
         let (pos, vma) = match &self.root {
             Some(Node::Leaf(v)) if v.len() <= SCAN_MAX => {
-                let p = v.iter().position(|x| x.end > addr).unwrap_or(v.len());
+                let above = addr >= self.hot.vma.end && self.hot.pos < v.len();
+                let from = if above { self.hot.pos + 1 } else { 0 };
+                let p = v[from..]
+                    .iter()
+                    .position(|x| x.end > addr)
+                    .map_or(v.len(), |p| from + p);
                 (p, v.get(p))
             }
             Some(Node::Leaf(v)) => {
@@ -1652,6 +1659,34 @@ mod tests {
             t.drop_hot();
             assert_eq!(t.find_hot(n * 0x2000), None, "past the last area");
         }
+    }
+
+    #[test]
+    fn a_small_leaf_is_scanned_from_the_hot_area_up_or_from_its_start() {
+        let n = SCAN_MAX as u64;
+        let mut t = tree_of(n);
+        for hot in 0..n {
+            for k in 0..n {
+                for (addr, want) in [
+                    (k * 0x2000 + 0x10, Some(k as usize)),
+                    (k * 0x2000 + 0x1000, None),
+                ] {
+                    // Each lookup from area `hot` (below, in or above it).
+                    t.find_hot(hot * 0x2000);
+                    let got = t.find_hot(addr).map(|(i, _)| i);
+                    assert_eq!(got, want, "from {hot}, {addr:#x}");
+                }
+            }
+        }
+        // A hot area removed (its copy dropped) or moved down by a removal
+        // before it: the next lookups above it are still right.
+        t.find_hot(5 * 0x2000);
+        t.remove_at(5);
+        assert_eq!(t.find_hot(6 * 0x2000).map(|(i, _)| i), Some(5));
+        t.find_hot(8 * 0x2000);
+        t.remove_at(0);
+        assert_eq!(t.find_hot(9 * 0x2000).map(|(i, _)| i), Some(7));
+        assert_eq!(t.find_hot(0x10), None, "the removed first area");
     }
 
     #[test]
