@@ -381,6 +381,17 @@ enum Role {
     Interpreter,
 }
 
+impl Role {
+    #[inline(always)]
+    fn of(interpreter: bool) -> Role {
+        if interpreter {
+            Role::Interpreter
+        } else {
+            Role::Program
+        }
+    }
+}
+
 /// Everything `load_elf_binary` computes before mapping, for one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadPlan {
@@ -759,13 +770,9 @@ impl LoadPlan {
         mmap_top: u64,
         dyn_offset: u64,
     ) -> Result<LoadPlan, ElfError<'static>> {
-        let role = if interpreter {
-            Role::Interpreter
-        } else {
-            Role::Program
-        };
-        let dyn_offset = dyn_offset & !(PAGE_SIZE - 1);
-        Self::parse(ehdr, Some(table), file_len, role, mmap_top, dyn_offset)
+        let mut plan = LoadPlan::EMPTY;
+        plan.parts_into((ehdr, table), file_len, interpreter, (mmap_top, dyn_offset))?;
+        Ok(plan)
     }
 
     /// Plan from the first bytes of a file of `file_len` bytes (at least
@@ -779,19 +786,9 @@ impl LoadPlan {
         mmap_top: u64,
         dyn_offset: u64,
     ) -> Result<LoadPlan, ElfError<'static>> {
-        let role = if interpreter {
-            Role::Interpreter
-        } else {
-            Role::Program
-        };
-        Self::parse(
-            prefix,
-            None,
-            file_len,
-            role,
-            mmap_top,
-            dyn_offset & !(PAGE_SIZE - 1),
-        )
+        let mut plan = LoadPlan::EMPTY;
+        plan.prefix_into(prefix, file_len, interpreter, (mmap_top, dyn_offset))?;
+        Ok(plan)
     }
 
     /// [`Self::parse_prefix`] into this plan, in place.
@@ -803,11 +800,7 @@ impl LoadPlan {
         interpreter: bool,
         (mmap_top, dyn_offset): (u64, u64),
     ) -> Result<(), ElfError<'static>> {
-        let role = if interpreter {
-            Role::Interpreter
-        } else {
-            Role::Program
-        };
+        let role = Role::of(interpreter);
         let dyn_offset = dyn_offset & !(PAGE_SIZE - 1);
         self.parse_into(prefix, None, file_len, role, mmap_top, dyn_offset)
     }
@@ -820,11 +813,7 @@ impl LoadPlan {
         interpreter: bool,
         (mmap_top, dyn_offset): (u64, u64),
     ) -> Result<(), ElfError<'static>> {
-        let role = if interpreter {
-            Role::Interpreter
-        } else {
-            Role::Program
-        };
+        let role = Role::of(interpreter);
         let dyn_offset = dyn_offset & !(PAGE_SIZE - 1);
         self.parse_into(ehdr, Some(table), file_len, role, mmap_top, dyn_offset)
     }
