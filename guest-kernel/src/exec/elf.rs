@@ -801,7 +801,6 @@ impl LoadPlan {
         (mmap_top, dyn_offset): (u64, u64),
     ) -> Result<(), ElfError<'static>> {
         let role = Role::of(interpreter);
-        let dyn_offset = dyn_offset & !(PAGE_SIZE - 1);
         self.parse_into(prefix, None, file_len, role, mmap_top, dyn_offset)
     }
 
@@ -814,7 +813,6 @@ impl LoadPlan {
         (mmap_top, dyn_offset): (u64, u64),
     ) -> Result<(), ElfError<'static>> {
         let role = Role::of(interpreter);
-        let dyn_offset = dyn_offset & !(PAGE_SIZE - 1);
         self.parse_into(ehdr, Some(table), file_len, role, mmap_top, dyn_offset)
     }
 
@@ -832,7 +830,7 @@ impl LoadPlan {
             image.len() as u64,
             Role::Program,
             mmap_top,
-            dyn_offset & !(PAGE_SIZE - 1),
+            dyn_offset,
         )
     }
 
@@ -1074,6 +1072,8 @@ impl LoadPlan {
         // Linux 6.x instead lets mmap place a static PIE top-down; vmrun keeps
         // all PIEs at one predictable base.
         if role == Role::Program {
+            // `align` is a multiple of the page size: a `dyn_offset` not
+            // page aligned is aligned here.
             let base = (ELF_ET_DYN_BASE + dyn_offset) & !(align - 1);
             return Ok(page_down(base.wrapping_sub(first)));
         }
@@ -1081,10 +1081,7 @@ impl LoadPlan {
         let last = &self.segs[self.nsegs - 1];
         let span = page_up(last.vaddr + last.memsz).wrapping_sub(page_down(first));
         let overflow = ElfError::AddressOverflow { index: 0 };
-        let mut base = page_down(mmap_top.checked_sub(span).ok_or(overflow)?);
-        if role == Role::Program {
-            base &= !(align - 1);
-        }
+        let base = page_down(mmap_top.checked_sub(span).ok_or(overflow)?);
         Ok(base.wrapping_sub(page_down(first)))
     }
 
