@@ -99,10 +99,7 @@ pub fn fs_block() -> Option<&'static mut FsRequest> {
 pub fn fs(req: &mut FsRequest, iov: &[IoVec]) -> i64 {
     req.iov_phys = kernel_phys(iov.as_ptr());
     req.iov_count = iov.len() as u64;
-    let r = call(
-        hc::FS,
-        [kernel_phys(req as *const FsRequest), 0, 0, 0, 0, 0],
-    );
+    let r = call(hc::FS, [kernel_phys(req as *const FsRequest)]);
     // The host wrote the outputs; make the compiler read them afresh.
     // SAFETY: `req` is a valid, exclusive reference.
     unsafe { core::ptr::read_volatile(&req.ret) };
@@ -111,39 +108,27 @@ pub fn fs(req: &mut FsRequest, iov: &[IoVec]) -> i64 {
 
 /// Ask the host to write the pieces of `iov` to its fd `fd`.
 pub fn write(fd: u64, iov: &[IoVec]) -> i64 {
-    call(
-        hc::WRITE,
-        [fd, kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0],
-    )
+    call(hc::WRITE, [fd, kernel_phys(iov.as_ptr()), iov.len() as u64])
 }
 
 /// Ask the host to read from its fd `fd` into the pieces of `iov`.
 pub fn read(fd: u64, iov: &[IoVec]) -> i64 {
-    call(
-        hc::READ,
-        [fd, kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0],
-    )
+    call(hc::READ, [fd, kernel_phys(iov.as_ptr()), iov.len() as u64])
 }
 
 /// Ask the host to fill the pieces of `iov` with random bytes.
 pub fn random(iov: &[IoVec]) -> i64 {
-    call(
-        hc::RANDOM,
-        [kernel_phys(iov.as_ptr()), iov.len() as u64, 0, 0, 0, 0],
-    )
+    call(hc::RANDOM, [kernel_phys(iov.as_ptr()), iov.len() as u64])
 }
 
 /// Block for `ns` nanoseconds on the host.
 pub fn sleep(ns: u64) {
-    call(hc::SLEEP, [ns, 0, 0, 0, 0, 0]);
+    call(hc::SLEEP, [ns]);
 }
 
 /// Send a log line (shown with `vmrun --verbose`).
 pub fn log(msg: &[u8]) {
-    call(
-        hc::LOG,
-        [kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0, 0],
-    );
+    call(hc::LOG, [kernel_phys(msg.as_ptr()), msg.len() as u64]);
 }
 
 /// Report a boot or exec milestone.
@@ -153,12 +138,12 @@ pub fn phase(p: u64) {
 
 /// Zero guest-physical memory on the host.
 pub fn zero(pa: u64, len: u64) {
-    call(hc::ZERO, [pa, len, 0, 0, 0, 0]);
+    call(hc::ZERO, [pa, len]);
 }
 
 /// Copy guest-physical memory on the host.
 pub fn copy(dst: u64, src: u64, len: u64) {
-    call(hc::COPY, [dst, src, len, 0, 0, 0]);
+    call(hc::COPY, [dst, src, len]);
 }
 
 /// End the run: the program exited or was killed. Never returns (so the
@@ -174,16 +159,13 @@ pub fn exit(args: [u64; 6]) -> ! {
 pub fn exec_failed(errno: u64, msg: &[u8]) -> ! {
     call(
         hc::EXEC_FAILED,
-        [errno, kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0],
+        [errno, kernel_phys(msg.as_ptr()), msg.len() as u64],
     );
     super::cpu::halt_forever()
 }
 
 /// Report a kernel panic. Never returns.
 pub fn panic(msg: &[u8]) -> ! {
-    call(
-        hc::PANIC,
-        [kernel_phys(msg.as_ptr()), msg.len() as u64, 0, 0, 0, 0],
-    );
+    call(hc::PANIC, [kernel_phys(msg.as_ptr()), msg.len() as u64]);
     super::cpu::halt_forever()
 }
