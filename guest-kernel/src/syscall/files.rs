@@ -463,6 +463,7 @@ pub(super) fn with_pieces<M: PhysMem, H: HostIo, R>(
 }
 
 /// A host result: the bytes transferred, or the errno it carries.
+#[inline]
 fn host_ret(r: i64) -> KResult<u64> {
     if r < 0 {
         return Err(Errno::from_ret(r));
@@ -1104,10 +1105,10 @@ pub fn write<M: PhysMem, H: HostIo>(
     buf: u64,
     count: u64,
 ) -> KResult<i64> {
-    let f = cx.p.fds.file(fd)?;
-    if let Some(r) = write_stdio(cx, &f, buf, count) {
+    if let Some(r) = write_stdio(cx, fd, buf, count) {
         return r;
     }
+    let f = cx.p.fds.file(fd)?;
     let (pos, append) = {
         let b = f.borrow();
         (b.pos, b.flags & o::APPEND != 0)
@@ -1127,15 +1128,17 @@ pub fn write<M: PhysMem, H: HostIo>(
 /// [`write`] to the host's stdio (a program's stdout or stderr, open for
 /// writing) of a buffer that lies in one mapped page: [`write_at`]'s
 /// answer, without its tests of the other nodes, its pieces and the
-/// offset that stdio has not. `None`: any other write.
+/// offset that stdio has not. The file is looked at in the fd table, not
+/// held by a reference of its own. `None`: any other write (a bad fd
+/// included, which [`write`] then reports).
 #[inline]
 fn write_stdio<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
-    f: &FileRef,
+    fd: u64,
     buf: u64,
     count: u64,
 ) -> Option<KResult<i64>> {
-    let b = f.borrow();
+    let b = cx.p.fds.get(fd).ok()?.file.borrow();
     let Node::Stdio(k) = b.node else {
         return None;
     };
