@@ -130,15 +130,7 @@ fn fd_meta<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> KRe
             dev: (0, 14),
             ..Attr::default()
         },
-        Node::Stdio(k) => {
-            let mode = cx.p.stdio_modes.get(usize::from(*k)).copied().unwrap_or(0);
-            let mode = if mode == 0 { S_IFCHR | 0o620 } else { mode };
-            Attr {
-                mode,
-                nlink: 1,
-                ..Attr::default()
-            }
-        }
+        Node::Stdio(k) => stdio_attr(cx, *k),
         Node::Dev(d) => dev::attr(DevEntry::Node(*d), boot_time(cx)),
         Node::Generated { path, data } => {
             let mut a = proc::attr(
@@ -163,6 +155,19 @@ fn fd_meta<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> KRe
         }
         Node::Host { handle, .. } => return Ok(FdMeta::Host(*handle)),
     }))
+}
+
+/// The attributes of the host's stdio stream `k` (its mode from the host,
+/// a character device where the host did not tell).
+#[inline(always)]
+fn stdio_attr<M: PhysMem, H: HostIo>(cx: &Cx<'_, '_, '_, M, H>, k: u8) -> Attr {
+    let mode = cx.p.stdio_modes.get(usize::from(k)).copied().unwrap_or(0);
+    let mode = if mode == 0 { S_IFCHR | 0o620 } else { mode };
+    Attr {
+        mode,
+        nlink: 1,
+        ..Attr::default()
+    }
 }
 
 /// The raw statx of the host file open as `handle`.
@@ -191,8 +196,32 @@ pub fn fstat<M: PhysMem, H: HostIo>(
     fd: u64,
     buf: u64,
 ) -> KResult<i64> {
-    // A kernel node's straight from its attributes, without a statx
-    // between (fstat of stdout is in every program's start).
+    // The host's stdio (fstat of stdout is in every program's start): its
+    // few fields from the fd table in place, the rest of `struct stat`
+    // zero, as [`fd_meta`]'s attributes give it.
+    let stdio = match cx.p.fds.get(fd) {
+        Ok(f) => match f.file.borrow().node {
+            Node::Stdio(k) => Some(k),
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    if let Some(k) = stdio {
+        let st = stat::stat_of(&stdio_attr(cx, k));
+        copy_to_user(&mut cx.p.mm, cx.env, buf, &st)?;
+        return Ok(0);
+    }
+    fstat_meta(cx, fd, buf)
+}
+
+/// [`fstat`] of any fd: a kernel node's straight from its attributes,
+/// without a statx between.
+#[inline(never)]
+fn fstat_meta<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    buf: u64,
+) -> KResult<i64> {
     let st = match fd_meta(cx, fd)? {
         FdMeta::Kernel(a) => stat::stat_of(&a),
         FdMeta::Host(h) => host_stat(cx, h)?,
@@ -256,6 +285,19 @@ pub fn newfstatat<M: PhysMem, H: HostIo>(
     if of_fd && path::user_string_is(&cx.p.mm, cx.env.mem, upath, b"") {
         return fstat(cx, dirfd, buf);
     }
+    newfstatat_path(cx, dirfd, upath, buf, flags)
+}
+
+/// [`newfstatat`] past glibc's fstat: the path read and looked up, out of
+/// line (its frame and saved registers are not the fstat's to pay).
+#[inline(never)]
+fn newfstatat_path<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    buf: u64,
+    flags: u64,
+) -> KResult<i64> {
     let st = match stat_target(cx, dirfd, upath, flags)? {
         StatTarget::Fd(fd) => return fstat(cx, fd, buf),
         StatTarget::Path(abs, follow) => stat_path(cx, abs, follow)?,
