@@ -359,16 +359,31 @@ pub fn readlinkat<M: PhysMem, H: HostIo>(
     // How a program finds itself (glibc's static startup, interpreters):
     // the one link that needs no lookup, always the caller's own (an
     // absolute path ignores `dirfd`), and its path is read in place.
-    const SELF_EXE: &[u8] = b"/proc/self/exe";
-    let self_exe = path::user_string_is(&cx.p.mm, cx.env.mem, upath, SELF_EXE);
-    let p = match self_exe {
-        true => Vec::new(),
-        false => path::user_path(&mut cx.p.mm, cx.env, upath)?,
-    };
+    if path::user_string_is(&cx.p.mm, cx.env.mem, upath, SELF_EXE) && (size as i64) > 0 {
+        return readlink_exe(cx, buf, size);
+    }
+    readlinkat_path(cx, dirfd, upath, buf, size)
+}
+
+/// The path of the process's own `exe` link.
+const SELF_EXE: &[u8] = b"/proc/self/exe";
+
+/// [`readlinkat`] of a path read from the user (the rest of the calls),
+/// out of line (its frame and saved registers are not the quick case's to
+/// pay).
+#[inline(never)]
+fn readlinkat_path<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    dirfd: u64,
+    upath: u64,
+    buf: u64,
+    size: u64,
+) -> KResult<i64> {
+    let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
     if (size as i64) <= 0 {
         return Err(Errno::EINVAL);
     }
-    if self_exe || p == SELF_EXE {
+    if p == SELF_EXE {
         return readlink_exe(cx, buf, size);
     }
     let abs = into_absolute(cx, dirfd, p)?;
