@@ -17,24 +17,37 @@ fn chunk(va: u64, left: usize) -> usize {
     ((PAGE_SIZE - (va & (PAGE_SIZE - 1))) as usize).min(left)
 }
 
-/// The physical address of the user buffer `[va, va + len)` when it lies
-/// in one page that is mapped as the access needs and a last page table
-/// covers (see [`Mm::mapped_user_page`]): most copies, a struct or a short
-/// string, take this one look, inlined, without a call or a walk.
+/// Where the user buffer `[va, va + len)` lies, as a copy's quick cases
+/// see it.
+enum Place {
+    /// In one page that is mapped as the access needs and a last page
+    /// table covers (see [`Mm::mapped_user_page`]): most copies, a struct or
+    /// a short string, take this one look, inlined, without a call or a
+    /// walk. The physical address of `va`.
+    Mapped(u64),
+    /// In one page below [`TASK_SIZE`] (its range checked) that no last
+    /// table places: one walk, no more checks.
+    OnePage,
+    /// Anywhere else (empty, across pages, or not a user range).
+    Other,
+}
+
+/// [`Place`] of the user buffer `[va, va + len)` for an access (read, or
+/// write if `write`).
 #[inline(always)]
-fn one_mapped_page<M: PhysMem>(
-    mm: &Mm,
-    env: &MmEnv<'_, M>,
-    va: u64,
-    len: usize,
-    write: bool,
-) -> Option<u64> {
+fn place<M: PhysMem>(mm: &Mm, env: &MmEnv<'_, M>, va: u64, len: usize, write: bool) -> Place {
     let one_page = len != 0 && chunk(va, len) == len && va < TASK_SIZE - len as u64;
-    one_page.then(|| mm.mapped_user_page(env.mem, va, write))?
+    if !one_page {
+        return Place::Other;
+    }
+    match mm.mapped_user_page(env.mem, va, write) {
+        Some(pa) => Place::Mapped(pa),
+        None => Place::OnePage,
+    }
 }
 
 /// The physical address of user `va` for a copy within its page that
-/// [`one_mapped_page`] could not place: a walk of the page tables (the
+/// [`place`] found no last table for: a walk of the page tables (the
 /// buffer's table is not a last one), else [`Mm::user_page`] (a fault).
 #[inline(always)]
 fn one_walked_page<M: PhysMem>(
@@ -78,17 +91,34 @@ pub fn copy_to_user<M: PhysMem>(
     va: u64,
     data: &[u8],
 ) -> KResult<()> {
-    match one_mapped_page(mm, env, va, data.len(), true) {
-        Some(pa) => {
+    match place(mm, env, va, data.len(), true) {
+        Place::Mapped(pa) => {
             env.mem.write_bytes(pa, data);
             Ok(())
         }
-        None => copy_to_user_walked(mm, env, va, data),
+        Place::OnePage => copy_to_one_page_walked(mm, env, va, data),
+        Place::Other => copy_to_user_walked(mm, env, va, data),
     }
 }
 
-/// [`copy_to_user`] past its quick case: each page translated (faulted in
-/// as needed) on its own.
+/// [`copy_to_user`] within one page that no last table covers (a struct
+/// on the stack after faults elsewhere): one walk, the range checked by
+/// [`place`] already. Out of line, as [`copy_to_user_walked`].
+#[inline(never)]
+fn copy_to_one_page_walked<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    va: u64,
+    data: &[u8],
+) -> KResult<()> {
+    let pa = one_walked_page(mm, env, va, true)?;
+    env.mem.write_bytes(pa, data);
+    Ok(())
+}
+
+/// [`copy_to_user`] past its quick cases (a buffer across pages, an empty
+/// one, one at the top of the user range): each page translated (faulted
+/// in as needed) on its own.
 ///
 /// Out of line (as [`copy_from_user_walked`]): inlined into the kernel's
 /// main loop, the copies' page walks crowd its registers, and every entry
@@ -101,13 +131,6 @@ fn copy_to_user_walked<M: PhysMem>(
     data: &[u8],
 ) -> KResult<()> {
     check_user_range(va, data.len() as u64)?;
-    // Within one page: one translation, without the loop's bookkeeping
-    // (an empty copy touches no page).
-    if !data.is_empty() && chunk(va, data.len()) == data.len() {
-        let pa = one_walked_page(mm, env, va, true)?;
-        env.mem.write_bytes(pa, data);
-        return Ok(());
-    }
     let mut done = 0;
     while done < data.len() {
         let cur = va + done as u64;
@@ -127,16 +150,31 @@ pub fn copy_from_user<M: PhysMem>(
     va: u64,
     buf: &mut [u8],
 ) -> KResult<()> {
-    match one_mapped_page(mm, env, va, buf.len(), false) {
-        Some(pa) => {
+    match place(mm, env, va, buf.len(), false) {
+        Place::Mapped(pa) => {
             env.mem.read_bytes(pa, buf);
             Ok(())
         }
-        None => copy_from_user_walked(mm, env, va, buf),
+        Place::OnePage => copy_from_one_page_walked(mm, env, va, buf),
+        Place::Other => copy_from_user_walked(mm, env, va, buf),
     }
 }
 
-/// [`copy_from_user`] past its quick case.
+/// [`copy_from_user`] within one page that no last table covers, as
+/// [`copy_to_one_page_walked`].
+#[inline(never)]
+fn copy_from_one_page_walked<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    va: u64,
+    buf: &mut [u8],
+) -> KResult<()> {
+    let pa = one_walked_page(mm, env, va, false)?;
+    env.mem.read_bytes(pa, buf);
+    Ok(())
+}
+
+/// [`copy_from_user`] past its quick cases, as [`copy_to_user_walked`].
 #[inline(never)]
 fn copy_from_user_walked<M: PhysMem>(
     mm: &mut Mm,
@@ -145,13 +183,6 @@ fn copy_from_user_walked<M: PhysMem>(
     buf: &mut [u8],
 ) -> KResult<()> {
     check_user_range(va, buf.len() as u64)?;
-    // Within one page: one translation, without the loop's bookkeeping
-    // (an empty copy touches no page).
-    if !buf.is_empty() && chunk(va, buf.len()) == buf.len() {
-        let pa = one_walked_page(mm, env, va, false)?;
-        env.mem.read_bytes(pa, buf);
-        return Ok(());
-    }
     let mut done = 0;
     while done < buf.len() {
         let cur = va + done as u64;
