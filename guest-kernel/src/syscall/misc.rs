@@ -106,6 +106,34 @@ pub fn prlimit64<M: PhysMem, H: HostIo>(
     new: u64,
     old: u64,
 ) -> KResult<i64> {
+    // The caller's own limit read (getrlimit, glibc's start): one copy.
+    if pid == 0 && new == 0 && old != 0 {
+        let cur = rlimit(cx, resource)?;
+        copy_to_user(&mut cx.p.mm, cx.env, old, &rlimit_bytes(cur))?;
+        return Ok(0);
+    }
+    prlimit64_set(cx, pid, resource, new, old)
+}
+
+/// `struct rlimit64` as the user reads it.
+#[inline(always)]
+fn rlimit_bytes(r: Rlimit) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&r.cur.to_le_bytes());
+    b[8..].copy_from_slice(&r.max.to_le_bytes());
+    b
+}
+
+/// [`prlimit64`] of another pid, or with a new limit (or no old one to
+/// write), out of line.
+#[inline(never)]
+fn prlimit64_set<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    pid: u64,
+    resource: u64,
+    new: u64,
+    old: u64,
+) -> KResult<i64> {
     if pid != 0 && pid != cx.p.pid && pid != cx.p.tgid {
         return Err(Errno::ESRCH);
     }
@@ -126,10 +154,7 @@ pub fn prlimit64<M: PhysMem, H: HostIo>(
     }
     // Like Linux, the old limit is written only once the call succeeded.
     if old != 0 {
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&cur.cur.to_le_bytes());
-        b[8..].copy_from_slice(&cur.max.to_le_bytes());
-        copy_to_user(&mut cx.p.mm, cx.env, old, &b)?;
+        copy_to_user(&mut cx.p.mm, cx.env, old, &rlimit_bytes(cur))?;
     }
     Ok(0)
 }
