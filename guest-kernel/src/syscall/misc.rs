@@ -178,6 +178,21 @@ pub fn getrandom<M: PhysMem, H: HostIo>(
     }
     // Linux caps the length at INT_MAX, then checks the whole buffer.
     crate::mm::space::check_user_range(buf, len.min(i32::MAX as u64))?;
+    // A buffer in one mapped page (a seed, a canary): one piece, without
+    // the frame of the pieces' array.
+    if let Some(piece) = cx.p.mm.mapped_user_piece(cx.env.mem, buf, len, true) {
+        return Ok(cx.host.random(&[piece]));
+    }
+    getrandom_pieces(cx, buf, len)
+}
+
+/// [`getrandom`] of a buffer not in one mapped page, out of line.
+#[inline(never)]
+fn getrandom_pieces<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    buf: u64,
+    len: u64,
+) -> KResult<i64> {
     super::files::with_pieces(cx, buf, len.min(MAX_RANDOM), true, |cx, iov| {
         Ok(cx.host.random(iov))
     })
