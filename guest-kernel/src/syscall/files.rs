@@ -1108,6 +1108,18 @@ pub fn write<M: PhysMem, H: HostIo>(
     if let Some(r) = write_stdio(cx, fd, buf, count) {
         return r;
     }
+    write_file(cx, fd, buf, count)
+}
+
+/// [`write`] past its stdio fast path, out of line (its frame and saved
+/// registers are not the fast path's to pay).
+#[inline(never)]
+fn write_file<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    fd: u64,
+    buf: u64,
+    count: u64,
+) -> KResult<i64> {
     let f = cx.p.fds.file(fd)?;
     let (pos, append) = {
         let b = f.borrow();
@@ -1138,13 +1150,13 @@ fn write_stdio<M: PhysMem, H: HostIo>(
     buf: u64,
     count: u64,
 ) -> Option<KResult<i64>> {
-    let b = cx.p.fds.get(fd).ok()?.file.borrow();
-    let Node::Stdio(k) = b.node else {
-        return None;
+    let k = {
+        let b = cx.p.fds.get(fd).ok()?.file.borrow();
+        match b.node {
+            Node::Stdio(k) if b.writable() => k,
+            _ => return None,
+        }
     };
-    if !b.writable() {
-        return None;
-    }
     let len = count.min(MAX_RW_COUNT);
     let piece = cx.p.mm.mapped_user_piece(cx.env.mem, buf, len, false)?;
     let r = cx.host.write(u64::from(k), &[piece]);
