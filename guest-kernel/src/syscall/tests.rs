@@ -15,6 +15,7 @@ use crate::uaccess::{copy_from_user, copy_to_user};
 struct FakeHost {
     written: Vec<(u64, Vec<u8>)>,
     mem_snapshot: Vec<IoVec>,
+    random_pieces: Vec<IoVec>,
     slept: Vec<u64>,
 }
 
@@ -28,6 +29,7 @@ impl HostIo for FakeHost {
         iov.iter().map(|v| v.len as i64).sum()
     }
     fn random(&mut self, iov: &[IoVec]) -> i64 {
+        self.random_pieces = iov.to_vec();
         iov.iter().map(|v| v.len as i64).sum()
     }
     fn sleep(&mut self, ns: u64) {
@@ -172,6 +174,58 @@ fn user_copies_of_unmapped_memory_are_efault_in_one_page_or_across() {
     assert_eq!(got, Err(Errno::EFAULT));
     // An empty copy touches no page.
     assert_eq!(w.copy_both(last, &[]), (Ok(()), Ok(vec![])));
+}
+
+#[test]
+fn user_copies_in_a_page_no_last_table_covers_walk_or_fault_it_in() {
+    const MAP_FIXED: u64 = 0x10;
+    let mut w = World::new();
+    w.frames.fault_size = vmrun_contract::FaultSize::Page4K;
+    // Four areas 2 MiB apart: touching the last three leaves no last page
+    // table over the first.
+    let base = 0x7000_0000_u64;
+    for k in 0..4 {
+        let at = base + k * 0x20_0000;
+        let r = w.call(
+            nr::MMAP,
+            [
+                at,
+                0x2000,
+                PROT_RW,
+                MAP_PRIVATE_ANON | MAP_FIXED,
+                u64::MAX,
+                0,
+            ],
+        );
+        assert_eq!(r.unwrap_ret() as u64, at);
+    }
+    w.poke(base, b"first");
+    for k in 1..4 {
+        w.poke(base + k * 0x20_0000, b"other");
+        let _ = w.peek(base + k * 0x20_0000 + 0x1000, 1);
+    }
+    assert_eq!(w.p.mm.mapped_user_page(&w.mem, base, true), None);
+    // Mapped: found by the walk; the copy lands where a read finds it.
+    let data: Vec<u8> = (1..=24u8).collect();
+    let (put, got) = w.copy_both(base + 0x10, &data);
+    assert_eq!((put, got), (Ok(()), Ok(data.clone())));
+    assert_eq!(w.peek(base, 5), b"first");
+    // Not faulted in yet, its table not a last one: faulted in by the copy.
+    let _ = w.peek(base + 0x20_0000, 1);
+    let _ = w.peek(base + 0x40_0000, 1);
+    let _ = w.peek(base + 0x60_0000, 1);
+    assert!(w.p.mm.pt.translate(&w.mem, base + 0x1000).is_none());
+    let (put, got) = w.copy_both(base + 0x1ff0, &data[..16]);
+    assert_eq!((put, got), (Ok(()), Ok(data[..16].to_vec())));
+    // Unmapped, past the user range, or a kernel address: EFAULT.
+    for bad in [
+        base + 0x8000,
+        vmrun_contract::layout::TASK_SIZE,
+        u64::MAX - 7,
+    ] {
+        assert_eq!(w.copy_both(bad, &data[..8]).0, Err(Errno::EFAULT));
+        assert_eq!(w.copy_both(bad, &data[..8]).1, Err(Errno::EFAULT));
+    }
 }
 
 trait Ret {
@@ -577,6 +631,105 @@ fn prlimit_reports_the_stack_limit_and_refuses_raising_the_hard_limit() {
         w.call(nr::GETRLIMIT, [16, w.buf, 0, 0, 0, 0]).unwrap_ret(),
         -(Errno::EINVAL as i64)
     );
+}
+
+#[test]
+fn prlimit_of_the_own_limit_checks_the_resource_and_the_pointer() {
+    let mut w = World::new();
+    // pid 0 (the quick read) and the caller's own pid: the same answer.
+    let pid = w.p.pid;
+    for who in [0, pid] {
+        assert_eq!(
+            w.call(nr::PRLIMIT64, [who, 3, 0, w.buf + 0x40, 0, 0])
+                .unwrap_ret(),
+            0
+        );
+        assert_eq!(w.peek(w.buf + 0x40, 8), (8u64 << 20).to_le_bytes());
+    }
+    assert_eq!(
+        w.call(nr::PRLIMIT64, [0, 16, 0, w.buf, 0, 0]).unwrap_ret(),
+        -(Errno::EINVAL as i64)
+    );
+    for bad in [0x1000, vmrun_contract::layout::TASK_SIZE - 8, u64::MAX - 7] {
+        assert_eq!(
+            w.call(nr::PRLIMIT64, [0, 3, 0, bad, 0, 0]).unwrap_ret(),
+            -(Errno::EFAULT as i64)
+        );
+    }
+    assert_eq!(
+        w.call(nr::PRLIMIT64, [pid + 1, 3, 0, w.buf, 0, 0])
+            .unwrap_ret(),
+        -(Errno::ESRCH as i64)
+    );
+}
+
+#[test]
+fn getrandom_fills_one_piece_or_several_and_checks_its_arguments() {
+    let mut w = World::new();
+    // In one page: one piece at the buffer; across a page end: the pieces
+    // of both pages (joined where the frames are contiguous).
+    w.poke(w.buf + 0x1000, b"x");
+    let first = w.p.mm.mapped_user_page(&w.mem, w.buf + 0x10, true);
+    for (at, len, most) in [(w.buf + 0x10, 8, 1), (w.buf + 0xffc, 8, 2)] {
+        w.host.random_pieces.clear();
+        let r = w.call(nr::GETRANDOM, [at, len, 0, 0, 0, 0]).unwrap_ret();
+        assert_eq!(r, len as i64);
+        assert!((1..=most).contains(&w.host.random_pieces.len()));
+        let total: u64 = w.host.random_pieces.iter().map(|v| v.len).sum();
+        assert_eq!(total, len);
+    }
+    w.call(nr::GETRANDOM, [w.buf + 0x10, 8, 0, 0, 0, 0]);
+    assert_eq!(w.host.random_pieces[0].phys, first.unwrap());
+    assert_eq!(
+        w.call(nr::GETRANDOM, [w.buf, 0, 0, 0, 0, 0]).unwrap_ret(),
+        0
+    );
+    assert_eq!(
+        w.call(nr::GETRANDOM, [w.buf, 8, 8, 0, 0, 0]).unwrap_ret(),
+        -(Errno::EINVAL as i64)
+    );
+    for bad in [0x1000, vmrun_contract::layout::TASK_SIZE - 4, u64::MAX - 7] {
+        assert_eq!(
+            w.call(nr::GETRANDOM, [bad, 8, 0, 0, 0, 0]).unwrap_ret(),
+            -(Errno::EFAULT as i64)
+        );
+    }
+}
+
+#[test]
+fn fstat_of_stdio_is_the_stat_of_its_attributes_and_other_fds_keep_theirs() {
+    use crate::fs::stat::{self, Attr};
+    let mut w = World::new();
+    w.p.stdio_modes = [0, 0o010600, 0o100644];
+    for (fd, mode) in [(0, 0o020620), (1, 0o010600), (2, 0o100644)] {
+        assert_eq!(w.call(nr::FSTAT, [fd, w.buf, 0, 0, 0, 0]).unwrap_ret(), 0);
+        let want = stat::stat_of(&Attr {
+            mode,
+            nlink: 1,
+            ..Attr::default()
+        });
+        assert_eq!(w.peek(w.buf, 144), want.to_vec());
+    }
+    // A pipe's through the general path.
+    let fds = w.buf + 0x200;
+    assert_eq!(w.call(nr::PIPE2, [fds, 0, 0, 0, 0, 0]).unwrap_ret(), 0);
+    let b = w.peek(fds, 4);
+    let rd = u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    assert_eq!(w.call(nr::FSTAT, [rd, w.buf, 0, 0, 0, 0]).unwrap_ret(), 0);
+    let st = w.peek(w.buf, 144);
+    assert_eq!(
+        u32::from_le_bytes(st[24..28].try_into().unwrap()),
+        stat::S_IFIFO | 0o600
+    );
+    // A bad buffer: EFAULT, for stdio and the rest.
+    for fd in [1, rd] {
+        for bad in [0x1000, vmrun_contract::layout::TASK_SIZE - 8, u64::MAX - 7] {
+            assert_eq!(
+                w.call(nr::FSTAT, [fd, bad, 0, 0, 0, 0]).unwrap_ret(),
+                -(Errno::EFAULT as i64)
+            );
+        }
+    }
 }
 
 #[test]
