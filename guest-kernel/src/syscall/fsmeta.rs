@@ -196,9 +196,10 @@ pub fn fstat<M: PhysMem, H: HostIo>(
     fd: u64,
     buf: u64,
 ) -> KResult<i64> {
-    // The host's stdio (fstat of stdout is in every program's start): its
-    // few fields from the fd table in place, the rest of `struct stat`
-    // zero, as [`fd_meta`]'s attributes give it.
+    // The host's stdio (fstat of stdout is in every program's start): the
+    // file looked at in the fd table, without a reference of its own, and
+    // its `struct stat` folded from [`stdio_attr`]'s constants and mode,
+    // the bytes `fd_meta`'s way gives.
     let stdio = match cx.p.fds.get(fd) {
         Ok(f) => match f.file.borrow().node {
             Node::Stdio(k) => Some(k),
