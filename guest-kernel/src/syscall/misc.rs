@@ -176,10 +176,9 @@ pub fn getrandom<M: PhysMem, H: HostIo>(
     if len == 0 {
         return Ok(0);
     }
-    // Linux caps the length at INT_MAX, then checks the whole buffer.
-    crate::mm::space::check_user_range(buf, len.min(i32::MAX as u64))?;
-    // A buffer in one mapped page (a seed, a canary): one piece, without
-    // the frame of the pieces' array.
+    // A buffer in one mapped page (a seed, a canary; below the user range's
+    // end, so its check passes): one piece, without the frame of the
+    // pieces' array.
     if let Some(piece) = cx.p.mm.mapped_user_piece(cx.env.mem, buf, len, true) {
         return Ok(cx.host.random(&[piece]));
     }
@@ -193,6 +192,8 @@ fn getrandom_pieces<M: PhysMem, H: HostIo>(
     buf: u64,
     len: u64,
 ) -> KResult<i64> {
+    // Linux caps the length at INT_MAX, then checks the whole buffer.
+    crate::mm::space::check_user_range(buf, len.min(i32::MAX as u64))?;
     super::files::with_pieces(cx, buf, len.min(MAX_RANDOM), true, |cx, iov| {
         Ok(cx.host.random(iov))
     })
