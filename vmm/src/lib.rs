@@ -33,6 +33,7 @@ pub mod console;
 pub mod error;
 pub mod fs;
 pub mod gdb;
+pub mod handoff;
 pub mod hypercall;
 pub mod inspect;
 pub mod interrupt;

@@ -144,8 +144,6 @@ pub struct BootPayload<'a> {
     pub envc: u32,
     /// [`vmrun_contract::boot_flags`] bits.
     pub flags: u32,
-    /// TSC frequency in kHz (0 if unknown).
-    pub tsc_khz: u64,
     /// 16 random bytes for AT_RANDOM.
     pub random: [u8; 16],
     /// Seed for `--aslr` (independent of the AT_RANDOM bytes the program
@@ -217,8 +215,9 @@ impl ProgramSource<'_> {
     }
 }
 
-/// Copy the program and arguments in after the kernel and write the boot
-/// info; returns it.
+/// Copy the program and arguments in after the kernel; returns the boot
+/// info that describes them, for [`write_boot_info`] (its TSC frequency
+/// and clocks not yet filled in).
 pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> Result<BootInfo> {
     let file_phys = page_align(kernel.phys_end);
     let file_len = p.program.len();
@@ -279,9 +278,9 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         cwd_len: cwd.len() as u64,
         vdso_phys,
         vdso_len,
-        tsc_khz: p.tsc_khz,
-        realtime_ns: crate::sys::clock_ns(libc::CLOCK_REALTIME),
-        monotonic_ns: crate::sys::clock_ns(libc::CLOCK_MONOTONIC),
+        tsc_khz: 0,
+        realtime_ns: 0,
+        monotonic_ns: 0,
         random: p.random,
         aslr_seed: p.aslr_seed,
         stdio_modes: crate::sys::stdio_modes(),
@@ -294,8 +293,16 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         };
         ram.write_pod(top.trace_phys, &header)?;
     }
-    ram.write_pod(vmrun_contract::layout::BOOT_INFO_PHYS, &info)?;
     Ok(info)
+}
+
+/// Write the boot info where the guest kernel looks for it, with the
+/// host's clocks read now: the kernel takes them as the time of its first
+/// instruction, which follows soon after.
+pub fn write_boot_info(ram: &GuestRam, info: &mut BootInfo) -> Result<()> {
+    info.realtime_ns = crate::sys::clock_ns(libc::CLOCK_REALTIME);
+    info.monotonic_ns = crate::sys::clock_ns(libc::CLOCK_MONOTONIC);
+    ram.write_pod(vmrun_contract::layout::BOOT_INFO_PHYS, info)
 }
 
 #[cfg(test)]
@@ -313,7 +320,6 @@ mod tests {
             argc: 0,
             envc: 0,
             flags: 0,
-            tsc_khz: 0,
             random: [0; 16],
             aslr_seed: 0,
             trace_mask: 0,

@@ -52,7 +52,9 @@ pub fn pod_bytes_mut<T: Pod>(val: &mut T) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(val as *mut T as *mut u8, std::mem::size_of::<T>()) }
 }
 
-/// The guest's RAM, starting at guest-physical 0.
+/// The guest's RAM, starting at guest-physical 0. A clone is another
+/// handle on the same memory.
+#[derive(Clone)]
 pub struct GuestRam {
     mem: GuestMemoryMmap,
     size: u64,

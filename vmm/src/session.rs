@@ -187,8 +187,7 @@ impl Session {
         let mut config = config.clone();
         config.observe = watch.observe();
         let vm = Vm::new(&config)?;
-        let canonical = std::fs::canonicalize(&config.program).unwrap_or(config.program.clone());
-        let files = vec![FileInfo::from_path(&canonical)
+        let files = vec![FileInfo::from_path(vm.exe_path())
             .map_err(|e| Error::ProgramUnusable(config.program.clone(), e.to_string()))?];
         let clock = Clock {
             tsc_khz: vm.boot_info().tsc_khz,

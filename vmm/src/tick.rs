@@ -70,8 +70,12 @@ pub struct Ticker {
 
 impl Ticker {
     /// Start ticking for the guest whose memory is `mem` (the ticker reads
-    /// the guest's `timer_wanted` word there).
-    pub fn start(mem: &GuestMemoryMmap) -> std::io::Result<Ticker> {
+    /// the guest's `timer_wanted` word there), once the new thread has run
+    /// `first`.
+    pub fn start(
+        mem: &GuestMemoryMmap,
+        first: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<Ticker> {
         static HANDLER: Once = Once::new();
         HANDLER.call_once(|| {
             // Without the handler the signal would end vmrun; failing to
@@ -88,7 +92,10 @@ impl Ticker {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("vmrun-tick".into())
-            .spawn(move || tick_loop(&s, &mem))?;
+            .spawn(move || {
+                first();
+                tick_loop(&s, &mem)
+            })?;
         Ok(Ticker {
             shared,
             thread: Some(thread),
