@@ -674,7 +674,7 @@ impl VmaTree {
     #[inline(always)]
     pub fn seek(&self, addr: u64) -> (usize, Option<&Vma>) {
         if let Some(Node::Leaf(v)) = &self.root {
-            let p = v.partition_point(|x| x.end <= addr);
+            let p = leaf_seek(v, addr);
             return (p, v.get(p));
         }
         self.seek_deep(addr)
@@ -995,6 +995,73 @@ impl VmaTree {
         Ok(())
     }
 
+    /// Give the range `[start, end)` new rights in place, when it lies
+    /// inside one area of a one-leaf tree with room for one more and
+    /// reaches at least one of that area's ends (RELRO's mprotect of a
+    /// segment's head, a guard page at an end, a whole area), and `change`
+    /// (which sets the rights and their accounting) changes them: the
+    /// range becomes an area of its own, the rest of the area keeping its
+    /// rights, and merges with the neighbour past each end it reaches if
+    /// they are compatible ([`Vma::can_merge_with`]), the areas after it
+    /// moving once per split or merge. The same areas and weights as a
+    /// split, a change and a merge of neighbours each make, without a
+    /// lookup or a weighing of its own each. Whether it was that case
+    /// (nothing changed if not: a range across areas, inside an area
+    /// without reaching an end, unchanged rights, a deeper tree).
+    #[inline]
+    pub fn reprotect_one_area(&mut self, start: u64, end: u64, change: impl Fn(&mut Vma)) -> bool {
+        let Some(Node::Leaf(v)) = &mut self.root else {
+            return false;
+        };
+        let i = leaf_seek(v, start);
+        let Some(&old) = v.get(i) else {
+            return false;
+        };
+        let (head, tail) = (start > old.start, end < old.end);
+        if old.start > start || end > old.end || (head && tail) || v.len() >= LEAF_CAP {
+            return false;
+        }
+        let mut new = old;
+        change(&mut new);
+        if new.prot == old.prot && new.flags == old.flags {
+            return false;
+        }
+        // `at`: the changed area's position.
+        let at = i + usize::from(head);
+        if head || tail {
+            // Area `i` and those after it move up one place in one copy,
+            // the two copies of it then cut at the split in place.
+            let split = if head { start } else { end };
+            let n = v.len();
+            v.push(Vma::EMPTY);
+            v.copy_within(i..n, i + 1);
+            v[i].end = split;
+            v[i + 1].start_at(split);
+            self.len += 1;
+        }
+        change(&mut v[at]);
+        if old.is_data() != new.is_data() {
+            let len = end - start;
+            self.data_bytes = match new.is_data() {
+                true => self.data_bytes + len,
+                false => self.data_bytes.saturating_sub(len),
+            };
+        }
+        // A merge keeps the weights: both areas have the same rights.
+        if !tail && at + 1 < v.len() && v[at].can_merge_with(&v[at + 1]) {
+            v[at] = v[at].merged_with(&v[at + 1]);
+            v.remove(at + 1);
+            self.len -= 1;
+        }
+        if !head && at > 0 && v[at - 1].can_merge_with(&v[at]) {
+            v[at - 1] = v[at - 1].merged_with(&v[at]);
+            v.remove(at);
+            self.len -= 1;
+        }
+        self.forget_finger();
+        true
+    }
+
     /// Put `vma` in place of the area at position `i` (between the same
     /// neighbours), as the hot one: as [`Self::insert_at`] makes a new
     /// area, since a program touches what it just mapped (a MAP_FIXED
@@ -1155,6 +1222,18 @@ impl VmaTree {
         }
         fits(low, first_gap.min(high))
     }
+}
+
+/// The position in leaf `v` of the first area ending after `addr` (`v`'s
+/// length if none): a small leaf is scanned from its start, a comparison
+/// an area, where a binary search costs some forty instructions wherever
+/// the area lies; a larger one is bisected.
+#[inline(always)]
+fn leaf_seek(v: &[Vma], addr: u64) -> usize {
+    if v.len() <= SCAN_MAX {
+        return v.iter().position(|x| x.end > addr).unwrap_or(v.len());
+    }
+    v.partition_point(|x| x.end <= addr)
 }
 
 /// The free gap between neighbouring areas `a` and `b` (0 if none).
