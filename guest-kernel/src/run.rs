@@ -1833,7 +1833,10 @@ fn ready_user_mode(p: &mut Process, mem: &mut DirectMap) {
     load_bases(p);
     if p.mm.take_tlb_flush() {
         cpu::load_process_tables(&p.mm.pt);
-        trace_cr3_of(p, mem);
+        // The test in line: a call only when loads are traced.
+        if trace::on(mem, category::PAGE_TABLES) {
+            trace_cr3_of(p, mem);
+        }
     }
     flush_vma_journal_of(p, mem);
 }
