@@ -582,6 +582,7 @@ impl VmaSet {
 
     /// The position of the first area ending after `addr` (`len()` if
     /// none), and that area: one lookup for both.
+    #[inline]
     pub fn seek(&self, addr: u64) -> (usize, Option<&Vma>) {
         self.t.seek(addr)
     }

@@ -674,7 +674,14 @@ impl VmaTree {
     #[inline(always)]
     pub fn seek(&self, addr: u64) -> (usize, Option<&Vma>) {
         if let Some(Node::Leaf(v)) = &self.root {
-            let p = leaf_seek(v, addr);
+            // From the hot area's next if `addr` lies above it, as a
+            // fault's lookup starts (a heap is added above the data the
+            // program's first faults touched).
+            let from = match addr >= self.hot.vma.end && self.hot.pos < v.len() {
+                true => self.hot.pos + 1,
+                false => 0,
+            };
+            let p = from + leaf_seek(&v[from..], addr);
             return (p, v.get(p));
         }
         self.seek_deep(addr)
@@ -1713,6 +1720,29 @@ mod tests {
             t.insert_at(k as usize, area(k)).unwrap();
         }
         t
+    }
+
+    #[test]
+    fn seek_from_any_hot_area_finds_what_a_search_from_the_start_finds() {
+        // Small and large leaves, with no hot area and with each area hot;
+        // addresses inside areas, in gaps, below and above them all.
+        for n in [1, SCAN_MAX as u64, LEAF_CAP as u64] {
+            let mut t = tree_of(n);
+            let want = |addr: u64| (addr / 0x2000 + u64::from(addr % 0x2000 >= 0x1000)) as usize;
+            let check = |t: &VmaTree| {
+                for addr in (0..n * 0x2000 + 0x1000).step_by(0x800) {
+                    let (i, v) = t.seek(addr);
+                    assert_eq!(i, want(addr).min(n as usize), "{n} {addr:x}");
+                    assert_eq!(v.copied(), (i < n as usize).then(|| area(i as u64)));
+                }
+            };
+            check(&t);
+            for k in 0..n {
+                t.find_hot(k * 0x2000);
+                assert_eq!(t.hot.pos, k as usize);
+                check(&t);
+            }
+        }
     }
 
     #[test]
