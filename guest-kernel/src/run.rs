@@ -1652,7 +1652,9 @@ fn stub_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     full_call(k, f, mem)
 }
 
-/// [`stub_call`] past its tests of the call number.
+/// [`stub_call`] past its tests of the call number (the calls the other
+/// short functions leave, numbered apart from mprotect and sigreturn,
+/// come here straight).
 #[inline(never)]
 fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     let nr = f.rax;
@@ -1709,7 +1711,7 @@ extern "C" fn short_brk(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) 
     }
     let ram_pages = RAM_PAGES.load(Ordering::Relaxed);
     let Some(v) = syscall::brk_short(p, f.rdi, ram_pages) else {
-        return stub_call(k, f, mem);
+        return full_call(k, f, mem);
     };
     short_return(f, v);
     true
@@ -1752,7 +1754,7 @@ extern "C" fn short_bases(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap
         return false;
     }
     let Some(v) = syscall::set_base(p, f.rdi, f.rsi) else {
-        return stub_call(k, f, mem);
+        return full_call(k, f, mem);
     };
     load_bases(p);
     short_return(f, v);
@@ -1773,7 +1775,7 @@ fn load_bases(p: &mut Process) {
 /// (out of line, as [`short_brk`]). Every call numbered from
 /// set_tid_address up comes here, so the others leave at the first tests,
 /// before the checks that must come before `own_state` changes anything:
-/// exit_group to [`short_exit`], the rest to [`stub_call`].
+/// exit_group to [`short_exit`], the rest to [`full_call`].
 #[inline(never)]
 extern "C" fn short_own(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     use syscall::nr;
@@ -1781,7 +1783,7 @@ extern "C" fn short_own(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) 
         return if f.rax == nr::EXIT_GROUP {
             short_exit(k, f, mem)
         } else {
-            stub_call(k, f, mem)
+            full_call(k, f, mem)
         };
     }
     let Some(p) = k.process.0.as_deref_mut() else {
@@ -1791,7 +1793,7 @@ extern "C" fn short_own(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) 
         return false;
     }
     let Some(v) = syscall::own_state(p, f.rax, [f.rdi, f.rsi]) else {
-        return stub_call(k, f, mem);
+        return full_call(k, f, mem);
     };
     short_return(f, v);
     true
