@@ -902,7 +902,7 @@ impl VmaSet {
         if !self.journaling
             && self
                 .t
-                .reprotect_one_area(start, end, |v| *v = reprotected(*v, prot))
+                .reprotect_one_area(start, end, |v| (prot, accounted(v.flags, prot)))
         {
             return Ok(end);
         }

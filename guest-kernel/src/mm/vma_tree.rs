@@ -26,7 +26,7 @@
 //! insert into a one-leaf tree (the new area becomes the hot one) and an
 //! append of areas gathered in order (the last becomes the hot one).
 
-use super::vma::Vma;
+use super::vma::{Prot, VmFlags, Vma};
 use crate::errno::{Errno, KResult};
 use alloc::vec::Vec;
 use core::cell::Cell;
@@ -1005,8 +1005,9 @@ impl VmaTree {
     /// Give the range `[start, end)` new rights in place, when it lies
     /// inside one area of a one-leaf tree with room for one more and
     /// reaches at least one of that area's ends (RELRO's mprotect of a
-    /// segment's head, a guard page at an end, a whole area), and `change`
-    /// (which sets the rights and their accounting) changes them: the
+    /// segment's head, a guard page at an end, a whole area), and
+    /// `rights` (the protection and flags the area is to have, given it)
+    /// changes them: the
     /// range becomes an area of its own, the rest of the area keeping its
     /// rights, and merges with the neighbour past each end it reaches if
     /// they are compatible ([`Vma::can_merge_with`]), the areas after it
@@ -1016,7 +1017,12 @@ impl VmaTree {
     /// (nothing changed if not: a range across areas, inside an area
     /// without reaching an end, unchanged rights, a deeper tree).
     #[inline]
-    pub fn reprotect_one_area(&mut self, start: u64, end: u64, change: impl Fn(&mut Vma)) -> bool {
+    pub fn reprotect_one_area(
+        &mut self,
+        start: u64,
+        end: u64,
+        rights: impl FnOnce(&Vma) -> (Prot, VmFlags),
+    ) -> bool {
         let Some(Node::Leaf(v)) = &mut self.root else {
             return false;
         };
@@ -1028,11 +1034,11 @@ impl VmaTree {
         if old.start > start || end > old.end || (head && tail) || v.len() >= LEAF_CAP {
             return false;
         }
-        let mut new = old;
-        change(&mut new);
-        if new.prot == old.prot && new.flags == old.flags {
+        let (prot, flags) = rights(&old);
+        if prot == old.prot && flags == old.flags {
             return false;
         }
+        let new = Vma { prot, flags, ..old };
         // `at`: the changed area's position.
         let at = i + usize::from(head);
         if head || tail {
@@ -1046,7 +1052,7 @@ impl VmaTree {
             v[i + 1].start_at(split);
             self.len += 1;
         }
-        change(&mut v[at]);
+        (v[at].prot, v[at].flags) = (prot, flags);
         if old.is_data() != new.is_data() {
             let len = end - start;
             self.data_bytes = match new.is_data() {
@@ -1586,7 +1592,6 @@ impl<'a> Iterator for Iter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::vma::{Prot, VmFlags};
 
     fn area(k: u64) -> Vma {
         let prot = if k.is_multiple_of(2) {
