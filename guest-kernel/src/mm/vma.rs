@@ -1252,8 +1252,9 @@ mod tests {
         };
         let account = VmFlags::ACCOUNT;
         // Neighbours that merge with a changed part or not: a read-only
-        // file area once writable, the data at the next offsets, bss, a
-        // read-only anonymous area once writable, a hole, a stack.
+        // file area once writable, the data at the next offsets, bss with
+        // anonymous memory attached, read-only anonymous areas once
+        // writable (one with other anonymous memory), a hole, a stack.
         let areas = [
             Vma {
                 backing: file(0),
@@ -1263,8 +1264,15 @@ mod tests {
                 backing: file(0x2000),
                 ..Vma::anon(0x40_2000, 0x40_6000, Prot::RW, VmFlags::NONE)
             },
-            Vma::anon(0x40_6000, 0x40_8000, Prot::RW, VmFlags::NONE),
+            Vma {
+                anon: 5,
+                ..Vma::anon(0x40_6000, 0x40_8000, Prot::RW, VmFlags::NONE)
+            },
             Vma::anon(0x40_8000, 0x40_9000, Prot::READ, account),
+            Vma {
+                anon: 6,
+                ..Vma::anon(0x40_9000, 0x40_a000, Prot::READ, account)
+            },
             Vma::anon(0x7fff_0000, 0x7fff_4000, Prot::RW, VmFlags::GROWSDOWN),
         ];
         let mut ranges = alloc::vec::Vec::new();
@@ -1273,7 +1281,7 @@ mod tests {
             ranges.extend([(v.start, v.end), (v.start, mid), (mid, v.end)]);
             ranges.extend([(mid, mid + 0x1000), (v.start, v.end + 0x1000)]);
         }
-        ranges.extend([(0x40_1000, 0x40_3000), (0x40_9000, 0x40_a000)]);
+        ranges.extend([(0x40_1000, 0x40_3000), (0x40_a000, 0x40_b000)]);
         ranges.push((0x3f_f000, 0x40_1000));
         let prots = [Prot::READ, Prot::RW, Prot::READ | Prot::EXEC, Prot::NONE];
         // The tree as one small leaf, and as a full one (the general path
