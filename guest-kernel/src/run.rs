@@ -1634,14 +1634,34 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
 /// in `Kernel::served` for the loop, with the frame as it was. A
 /// sigreturn (which rewrites the whole frame), a bad return address and
 /// an armed alarm go to the loop before anything is done (and exit_group,
-/// see [`short_own`]).
+/// see [`short_own`]). mprotect is served apart ([`short_mprotect`]),
+/// tested here, not among `short_call`'s tests, which the identity calls
+/// pay, and with sigreturn: the calls numbered above both pass one test
+/// before [`full_call`], which does the rest.
 #[inline(never)]
 fn stub_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let nr = f.rax;
+    if nr <= syscall::nr::RT_SIGRETURN {
+        if nr == syscall::nr::MPROTECT {
+            return short_mprotect(k, f, mem);
+        }
+        if nr == syscall::nr::RT_SIGRETURN {
+            return false;
+        }
+    }
+    full_call(k, f, mem)
+}
+
+/// [`stub_call`] past its tests of the call number (the calls the other
+/// short functions leave, numbered apart from mprotect and sigreturn,
+/// come here straight).
+#[inline(never)]
+fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     let nr = f.rax;
     let Some(p) = k.process.0.as_deref_mut() else {
         return false;
     };
-    if nr == syscall::nr::RT_SIGRETURN || f.rcx >= TASK_SIZE || p.alarm_at.is_some() {
+    if f.rcx >= TASK_SIZE || p.alarm_at.is_some() {
         return false;
     }
     k.stats.syscalls += 1;
@@ -1691,8 +1711,33 @@ extern "C" fn short_brk(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) 
     }
     let ram_pages = RAM_PAGES.load(Ordering::Relaxed);
     let Some(v) = syscall::brk_short(p, f.rdi, ram_pages) else {
-        return stub_call(k, f, mem);
+        return full_call(k, f, mem);
     };
+    short_return(f, v);
+    true
+}
+
+/// mprotect on [`short_call`]'s path (out of line, as [`short_brk`]): it
+/// needs the memory environment, not the full path's context, and as it
+/// neither blocks nor sends a signal, it returns with only the checks of
+/// `Kernel::run` that concern it on the way (the TLB flush it asks for,
+/// the VMA changes to trace).
+#[inline(never)]
+extern "C" fn short_mprotect(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    let mut env = MmEnv {
+        mem,
+        frames: &mut k.frames,
+        cache: &mut k.cache,
+        host: &mut k.fs,
+    };
+    let v = syscall::mprotect_short(p, &mut env, f.rdi, f.rsi, f.rdx);
+    ready_user_mode(p, env.mem);
     short_return(f, v);
     true
 }
@@ -1709,7 +1754,7 @@ extern "C" fn short_bases(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap
         return false;
     }
     let Some(v) = syscall::set_base(p, f.rdi, f.rsi) else {
-        return stub_call(k, f, mem);
+        return full_call(k, f, mem);
     };
     load_bases(p);
     short_return(f, v);
@@ -1730,7 +1775,7 @@ fn load_bases(p: &mut Process) {
 /// (out of line, as [`short_brk`]). Every call numbered from
 /// set_tid_address up comes here, so the others leave at the first tests,
 /// before the checks that must come before `own_state` changes anything:
-/// exit_group to [`short_exit`], the rest to [`stub_call`].
+/// exit_group to [`short_exit`], the rest to [`full_call`].
 #[inline(never)]
 extern "C" fn short_own(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     use syscall::nr;
@@ -1738,7 +1783,7 @@ extern "C" fn short_own(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) 
         return if f.rax == nr::EXIT_GROUP {
             short_exit(k, f, mem)
         } else {
-            stub_call(k, f, mem)
+            full_call(k, f, mem)
         };
     }
     let Some(p) = k.process.0.as_deref_mut() else {
@@ -1748,7 +1793,7 @@ extern "C" fn short_own(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) 
         return false;
     }
     let Some(v) = syscall::own_state(p, f.rax, [f.rdi, f.rsi]) else {
-        return stub_call(k, f, mem);
+        return full_call(k, f, mem);
     };
     short_return(f, v);
     true
@@ -1833,7 +1878,10 @@ fn ready_user_mode(p: &mut Process, mem: &mut DirectMap) {
     load_bases(p);
     if p.mm.take_tlb_flush() {
         cpu::load_process_tables(&p.mm.pt);
-        trace_cr3_of(p, mem);
+        // The test in line: a call only when loads are traced.
+        if trace::on(mem, category::PAGE_TABLES) {
+            trace_cr3_of(p, mem);
+        }
     }
     flush_vma_journal_of(p, mem);
 }

@@ -400,25 +400,27 @@ impl Mm {
         if !empty && self.vmas.grow_onto(&grown, self.start_brk, PAGE_SIZE) {
             return Ok(());
         }
-        self.add_heap_area(grown)
+        self.add_heap_area(grown, empty)
     }
 
     /// The heap grows by `grown` where the area below cannot grow in place
     /// (the first growth, or a gap left by a shrink): a new area, merged
-    /// with the heap area below if there is one; ENOMEM if it would reach
-    /// into the next area's guard gap.
+    /// with the heap area below if there is one (none if the heap was
+    /// `empty`: an area starting at or above its start, which is page
+    /// aligned, would end above the new one's start); ENOMEM if it would
+    /// reach into the next area's guard gap.
     #[inline(never)]
-    fn add_heap_area(&mut self, grown: Vma) -> KResult<()> {
+    fn add_heap_area(&mut self, grown: Vma, empty: bool) -> KResult<()> {
         let (i, next) = self.vmas.seek(grown.start);
         if next.is_some_and(|next| grown.end + PAGE_SIZE > next.start_gap()) {
             return Err(Errno::ENOMEM);
         }
         // The area past the heap leaves room for it: it goes at `i`.
         let i = self.vmas.insert_at(i, grown)?;
-        let prev_is_heap = i
-            .checked_sub(1)
-            .and_then(|p| self.vmas.get(p))
-            .is_some_and(|p| p.start >= self.start_brk);
+        let prev_is_heap = !empty
+            && i.checked_sub(1)
+                .and_then(|p| self.vmas.get(p))
+                .is_some_and(|p| p.start >= self.start_brk);
         // The area past it starts a page or more above its end (checked
         // above): only the one below may merge.
         let areas = self.vmas.len();

@@ -1178,8 +1178,10 @@ impl PageTable {
             return self.update_range(mem, frames, start, end, set);
         };
         // Each used entry rewritten in place, as `visit_leaf` would (the
-        // frame and the PAT bit kept), without its call per leaf.
-        for i in index(start, 1)..=index(end - 1, 1) {
+        // frame and the PAT bit kept), without its call per leaf; whether
+        // entries are traced is asked once for the range.
+        let traced = trace::on(mem, category::PAGE_TABLES);
+        for i in index(start, 1)..index(end - 1, 1) + 1 {
             let entry_pa = table + i * 8;
             let e = mem.read_u64(entry_pa);
             if used(e) {
@@ -1191,7 +1193,9 @@ impl PageTable {
                 };
                 let new = leaf.frame | f(mem, frames, leaf) | (e & pte::PS);
                 mem.write_u64(entry_pa, new);
-                trace_entry(mem, kind::PTE_SET, 1, leaf.va, new);
+                if traced {
+                    trace_entry(mem, kind::PTE_SET, 1, leaf.va, new);
+                }
             }
         }
         Ok(())

@@ -181,21 +181,19 @@ impl Vma {
     /// high part is returned with its file offset adjusted.
     fn split_off(&mut self, addr: u64) -> Vma {
         let mut high = *self;
-        high.start = addr;
-        if let Backing::File {
-            file,
-            offset,
-            data_end,
-        } = self.backing
-        {
-            high.backing = Backing::File {
-                file,
-                offset: offset + (addr - self.start),
-                data_end,
-            };
-        }
+        high.start_at(addr);
         self.end = addr;
         high
+    }
+
+    /// Move the start up to `addr` (strictly inside), the file offset
+    /// with it: the high part of a split, made in place.
+    #[inline(always)]
+    pub(super) fn start_at(&mut self, addr: u64) {
+        if let Backing::File { offset, .. } = &mut self.backing {
+            *offset += addr - self.start;
+        }
+        self.start = addr;
     }
 
     /// Whether `next` (starting at `self.end`) can be merged into `self`.
@@ -207,6 +205,21 @@ impl Vma {
             && (self.anon == 0 || next.anon == 0 || self.anon == next.anon)
             && (matches!((self.backing, next.backing), (Backing::Anon, Backing::Anon))
                 || self.merged_backing(next).is_some())
+    }
+
+    /// `self` with `next`, which [`Self::can_merge_with`] allows, merged
+    /// into it (the merged backing, `next`'s end, the anonymous identity
+    /// either has).
+    pub(super) fn merged_with(&self, next: &Vma) -> Vma {
+        let mut cur = *self;
+        if let Some(b) = cur.merged_backing(next) {
+            cur.backing = b;
+        }
+        cur.end = next.end;
+        if cur.anon == 0 {
+            cur.anon = next.anon;
+        }
+        cur
     }
 
     /// Whether the backings of `self` and the following `next` are
@@ -569,6 +582,7 @@ impl VmaSet {
 
     /// The position of the first area ending after `addr` (`len()` if
     /// none), and that area: one lookup for both.
+    #[inline]
     pub fn seek(&self, addr: u64) -> (usize, Option<&Vma>) {
         self.t.seek(addr)
     }
@@ -880,7 +894,25 @@ impl VmaSet {
     /// `start` and stops at the first hole: returns the address where it
     /// stopped (`end` when the range is fully covered). ENOMEM (no change)
     /// if `start` is not mapped or the splits need slots that are not free.
+    #[inline]
     pub fn set_prot(&mut self, start: u64, end: u64, prot: Prot) -> KResult<u64> {
+        // The head, tail or whole of one area in a one-leaf tree: changed
+        // in place, in line (with the journal on, the general path records
+        // each step).
+        if !self.journaling
+            && self
+                .t
+                .reprotect_one_area(start, end, |v| (prot, accounted(v.flags, prot)))
+        {
+            return Ok(end);
+        }
+        self.set_prot_general(start, end, prot)
+    }
+
+    /// [`Self::set_prot`] by splits, changes and merges, each a step of
+    /// its own.
+    #[inline(never)]
+    fn set_prot_general(&mut self, start: u64, end: u64, prot: Prot) -> KResult<u64> {
         if let (i, Some(&v)) = self.t.seek(start) {
             if v.start <= start && end <= v.end {
                 return self.set_prot_inside(i, v, start, end, prot).map(|_| end);
@@ -1024,14 +1056,7 @@ impl VmaSet {
     /// merged area.
     fn merge_pair_quiet(&mut self, i: usize) -> Option<Vma> {
         let next = self.t.get(i + 1).copied()?;
-        let mut cur = self.t.get(i).copied()?;
-        if let Some(b) = cur.merged_backing(&next) {
-            cur.backing = b;
-        }
-        cur.end = next.end;
-        if cur.anon == 0 {
-            cur.anon = next.anon;
-        }
+        let cur = self.t.get(i)?.merged_with(&next);
         self.t.remove_at(i + 1);
         self.t.update(i, |a| *a = cur);
         Some(cur)
@@ -1214,6 +1239,92 @@ mod tests {
                     (split.total_bytes(), split.data_bytes()),
                     "{what:x?}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn set_prot_in_place_matches_the_journaled_steps() {
+        let file = |offset| Backing::File {
+            file: 3,
+            offset,
+            data_end: u64::MAX,
+        };
+        let account = VmFlags::ACCOUNT;
+        // Neighbours that merge with a changed part or not: a read-only
+        // file area once writable, the data at the next offsets, bss with
+        // anonymous memory attached, read-only anonymous areas once
+        // writable (one with other anonymous memory), a hole, a stack.
+        let areas = [
+            Vma {
+                backing: file(0),
+                ..Vma::anon(0x40_0000, 0x40_2000, Prot::READ, account)
+            },
+            Vma {
+                backing: file(0x2000),
+                ..Vma::anon(0x40_2000, 0x40_6000, Prot::RW, VmFlags::NONE)
+            },
+            Vma {
+                anon: 5,
+                ..Vma::anon(0x40_6000, 0x40_8000, Prot::RW, VmFlags::NONE)
+            },
+            Vma::anon(0x40_8000, 0x40_9000, Prot::READ, account),
+            Vma {
+                anon: 6,
+                ..Vma::anon(0x40_9000, 0x40_a000, Prot::READ, account)
+            },
+            Vma::anon(0x7fff_0000, 0x7fff_4000, Prot::RW, VmFlags::GROWSDOWN),
+        ];
+        let mut ranges = alloc::vec::Vec::new();
+        for v in &areas {
+            let mid = v.start + 0x1000;
+            ranges.extend([(v.start, v.end), (v.start, mid), (mid, v.end)]);
+            ranges.extend([(mid, mid + 0x1000), (v.start, v.end + 0x1000)]);
+        }
+        ranges.extend([(0x40_1000, 0x40_3000), (0x40_a000, 0x40_b000)]);
+        ranges.push((0x3f_f000, 0x40_1000));
+        let prots = [Prot::READ, Prot::RW, Prot::READ | Prot::EXEC, Prot::NONE];
+        // The tree as one small leaf, and as a full one (the general path
+        // for both sets).
+        for filler in [0, vma_tree::LEAF_CAP - areas.len()] {
+            for &(start, end) in &ranges {
+                for prot in prots {
+                    let (mut fast, mut steps) = (VmaSet::new(), VmaSet::new());
+                    for set in [&mut fast, &mut steps] {
+                        for k in 0..filler as u64 {
+                            let at = 0x1000_0000 + k * 0x2000;
+                            set.insert(Vma::anon(at, at + 0x1000, Prot::READ, VmFlags::NONE))
+                                .unwrap();
+                        }
+                        for v in areas {
+                            set.insert(v).unwrap();
+                        }
+                        // Some lookups first, so that a stale hot area or
+                        // finger would show.
+                        set.find_hot(0x40_6000);
+                        set.find(0x40_2000);
+                    }
+                    steps.set_journaling(true);
+                    let what = (start, end, prot, filler);
+                    assert_eq!(
+                        fast.set_prot(start, end, prot),
+                        steps.set_prot(start, end, prot),
+                        "{what:x?}"
+                    );
+                    let all = |s: &VmaSet| s.iter().copied().collect::<alloc::vec::Vec<_>>();
+                    assert_eq!(all(&fast), all(&steps), "{what:x?}");
+                    assert_eq!(fast.len(), steps.len(), "{what:x?}");
+                    assert_eq!(
+                        (fast.total_bytes(), fast.data_bytes()),
+                        (steps.total_bytes(), steps.data_bytes()),
+                        "{what:x?}"
+                    );
+                    for addr in [0x40_0000, 0x40_2000, 0x40_5000, 0x40_6000, 0x7fff_3000] {
+                        let found = |s: &mut VmaSet| s.find_hot(addr).map(|(i, v)| (i, *v));
+                        assert_eq!(found(&mut fast), found(&mut steps), "{what:x?} {addr:x}");
+                        assert_eq!(fast.find(addr), steps.find(addr), "{what:x?} {addr:x}");
+                    }
+                }
             }
         }
     }

@@ -26,7 +26,7 @@
 //! insert into a one-leaf tree (the new area becomes the hot one) and an
 //! append of areas gathered in order (the last becomes the hot one).
 
-use super::vma::Vma;
+use super::vma::{Prot, VmFlags, Vma};
 use crate::errno::{Errno, KResult};
 use alloc::vec::Vec;
 use core::cell::Cell;
@@ -674,7 +674,14 @@ impl VmaTree {
     #[inline(always)]
     pub fn seek(&self, addr: u64) -> (usize, Option<&Vma>) {
         if let Some(Node::Leaf(v)) = &self.root {
-            let p = v.partition_point(|x| x.end <= addr);
+            // From the hot area's next if `addr` lies above it, as a
+            // fault's lookup starts (a heap is added above the data the
+            // program's first faults touched).
+            let from = match addr >= self.hot.vma.end && self.hot.pos < v.len() {
+                true => self.hot.pos + 1,
+                false => 0,
+            };
+            let p = from + leaf_seek(&v[from..], addr);
             return (p, v.get(p));
         }
         self.seek_deep(addr)
@@ -995,6 +1002,79 @@ impl VmaTree {
         Ok(())
     }
 
+    /// Give the range `[start, end)` new rights in place, when it lies
+    /// inside one area of a one-leaf tree with room for one more and
+    /// reaches at least one of that area's ends (RELRO's mprotect of a
+    /// segment's head, a guard page at an end, a whole area), and
+    /// `rights` (the protection and flags the area is to have, given it)
+    /// changes them: the
+    /// range becomes an area of its own, the rest of the area keeping its
+    /// rights, and merges with the neighbour past each end it reaches if
+    /// they are compatible ([`Vma::can_merge_with`]), the areas after it
+    /// moving once per split or merge. The same areas and weights as a
+    /// split, a change and a merge of neighbours each make, without a
+    /// lookup or a weighing of its own each. Whether it was that case
+    /// (nothing changed if not: a range across areas, inside an area
+    /// without reaching an end, unchanged rights, a deeper tree).
+    #[inline]
+    pub fn reprotect_one_area(
+        &mut self,
+        start: u64,
+        end: u64,
+        rights: impl FnOnce(&Vma) -> (Prot, VmFlags),
+    ) -> bool {
+        let Some(Node::Leaf(v)) = &mut self.root else {
+            return false;
+        };
+        let i = leaf_seek(v, start);
+        let Some(&old) = v.get(i) else {
+            return false;
+        };
+        let (head, tail) = (start > old.start, end < old.end);
+        if old.start > start || end > old.end || (head && tail) || v.len() >= LEAF_CAP {
+            return false;
+        }
+        let (prot, flags) = rights(&old);
+        if prot == old.prot && flags == old.flags {
+            return false;
+        }
+        let new = Vma { prot, flags, ..old };
+        // `at`: the changed area's position.
+        let at = i + usize::from(head);
+        if head || tail {
+            // Area `i` and those after it move up one place in one copy,
+            // the two copies of it then cut at the split in place.
+            let split = if head { start } else { end };
+            let n = v.len();
+            v.push(Vma::EMPTY);
+            v.copy_within(i..n, i + 1);
+            v[i].end = split;
+            v[i + 1].start_at(split);
+            self.len += 1;
+        }
+        (v[at].prot, v[at].flags) = (prot, flags);
+        if old.is_data() != new.is_data() {
+            let len = end - start;
+            self.data_bytes = match new.is_data() {
+                true => self.data_bytes + len,
+                false => self.data_bytes.saturating_sub(len),
+            };
+        }
+        // A merge keeps the weights: both areas have the same rights.
+        if !tail && at + 1 < v.len() && v[at].can_merge_with(&v[at + 1]) {
+            v[at] = v[at].merged_with(&v[at + 1]);
+            v.remove(at + 1);
+            self.len -= 1;
+        }
+        if !head && at > 0 && v[at - 1].can_merge_with(&v[at]) {
+            v[at - 1] = v[at - 1].merged_with(&v[at]);
+            v.remove(at);
+            self.len -= 1;
+        }
+        self.forget_finger();
+        true
+    }
+
     /// Put `vma` in place of the area at position `i` (between the same
     /// neighbours), as the hot one: as [`Self::insert_at`] makes a new
     /// area, since a program touches what it just mapped (a MAP_FIXED
@@ -1155,6 +1235,18 @@ impl VmaTree {
         }
         fits(low, first_gap.min(high))
     }
+}
+
+/// The position in leaf `v` of the first area ending after `addr` (`v`'s
+/// length if none): a small leaf is scanned from its start, a comparison
+/// an area, where a binary search costs some forty instructions wherever
+/// the area lies; a larger one is bisected.
+#[inline(always)]
+fn leaf_seek(v: &[Vma], addr: u64) -> usize {
+    if v.len() <= SCAN_MAX {
+        return v.iter().position(|x| x.end > addr).unwrap_or(v.len());
+    }
+    v.partition_point(|x| x.end <= addr)
 }
 
 /// The free gap between neighbouring areas `a` and `b` (0 if none).
@@ -1500,7 +1592,6 @@ impl<'a> Iterator for Iter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::vma::{Prot, VmFlags};
 
     fn area(k: u64) -> Vma {
         let prot = if k.is_multiple_of(2) {
@@ -1634,6 +1725,29 @@ mod tests {
             t.insert_at(k as usize, area(k)).unwrap();
         }
         t
+    }
+
+    #[test]
+    fn seek_from_any_hot_area_finds_what_a_search_from_the_start_finds() {
+        // Small and large leaves, with no hot area and with each area hot;
+        // addresses inside areas, in gaps, below and above them all.
+        for n in [1, SCAN_MAX as u64, LEAF_CAP as u64] {
+            let mut t = tree_of(n);
+            let want = |addr: u64| (addr / 0x2000 + u64::from(addr % 0x2000 >= 0x1000)) as usize;
+            let check = |t: &VmaTree| {
+                for addr in (0..n * 0x2000 + 0x1000).step_by(0x800) {
+                    let (i, v) = t.seek(addr);
+                    assert_eq!(i, want(addr).min(n as usize), "{n} {addr:x}");
+                    assert_eq!(v.copied(), (i < n as usize).then(|| area(i as u64)));
+                }
+            };
+            check(&t);
+            for k in 0..n {
+                t.find_hot(k * 0x2000);
+                assert_eq!(t.hot.pos, k as usize);
+                check(&t);
+            }
+        }
     }
 
     #[test]
