@@ -1634,27 +1634,17 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
 /// in `Kernel::served` for the loop, with the frame as it was. A
 /// sigreturn (which rewrites the whole frame), a bad return address and
 /// an armed alarm go to the loop before anything is done (and exit_group,
-/// see [`short_own`]). mprotect is served apart ([`short_mprotect`]),
-/// tested here, not among `short_call`'s tests, which the identity calls
-/// pay, and with sigreturn: the calls numbered above both pass one test
-/// before [`full_call`], which does the rest.
+/// see [`short_own`]).
 #[inline(never)]
 fn stub_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
-    let nr = f.rax;
-    if nr <= syscall::nr::RT_SIGRETURN {
-        if nr == syscall::nr::MPROTECT {
-            return short_mprotect(k, f, mem);
-        }
-        if nr == syscall::nr::RT_SIGRETURN {
-            return false;
-        }
+    if f.rax == syscall::nr::RT_SIGRETURN {
+        return false;
     }
     full_call(k, f, mem)
 }
 
-/// [`stub_call`] past its tests of the call number (the calls the other
-/// short functions leave, numbered apart from mprotect and sigreturn,
-/// come here straight).
+/// [`stub_call`] past its test of the call number (the calls the other
+/// short functions leave, none of them sigreturn, come here straight).
 #[inline(never)]
 fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     let nr = f.rax;
@@ -1713,31 +1703,6 @@ extern "C" fn short_brk(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) 
     let Some(v) = syscall::brk_short(p, f.rdi, ram_pages) else {
         return full_call(k, f, mem);
     };
-    short_return(f, v);
-    true
-}
-
-/// mprotect on [`short_call`]'s path (out of line, as [`short_brk`]): it
-/// needs the memory environment, not the full path's context, and as it
-/// neither blocks nor sends a signal, it returns with only the checks of
-/// `Kernel::run` that concern it on the way (the TLB flush it asks for,
-/// the VMA changes to trace).
-#[inline(never)]
-extern "C" fn short_mprotect(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
-    let Some(p) = k.process.0.as_deref_mut() else {
-        return false;
-    };
-    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
-        return false;
-    }
-    let mut env = MmEnv {
-        mem,
-        frames: &mut k.frames,
-        cache: &mut k.cache,
-        host: &mut k.fs,
-    };
-    let v = syscall::mprotect_short(p, &mut env, f.rdi, f.rsi, f.rdx);
-    ready_user_mode(p, env.mem);
     short_return(f, v);
     true
 }

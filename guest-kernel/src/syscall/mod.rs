@@ -548,25 +548,6 @@ pub fn brk_short(p: &mut Process, new: u64, ram_pages: u64) -> Option<i64> {
     p.mm.brk_up(new, ram_pages).map(|b| b as i64)
 }
 
-/// mprotect(addr, len, prot) on the syscall stub's short path (see
-/// `run::short_call`): it needs the process's memory and nothing else of
-/// the kernel, and neither blocks nor sends a signal. The result, as the
-/// full path's; the caller flushes the TLB and hands the journaled VMA
-/// changes to the trace on its way back, as the full path does.
-#[inline]
-pub fn mprotect_short<M: PhysMem>(
-    p: &mut Process,
-    env: &mut MmEnv<'_, M>,
-    addr: u64,
-    len: u64,
-    prot: u64,
-) -> i64 {
-    match p.mm.mprotect(env, addr, len, prot) {
-        Ok(()) => 0,
-        Err(e) => e.to_ret(),
-    }
-}
-
 /// Serve system call `n` with arguments `a` (rdi, rsi, rdx, r10, r8, r9).
 pub fn dispatch<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,

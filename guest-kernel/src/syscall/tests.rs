@@ -594,35 +594,6 @@ fn brk_short_answers_as_dispatch_does_and_leaves_lowering_and_journaling_to_it()
 }
 
 #[test]
-fn mprotect_short_answers_as_dispatch_does() {
-    let (mut short, mut full) = (World::new(), World::new());
-    let b = short.buf;
-    let calls = [
-        [b, 0x1000, 1],
-        [b + 0x3000, 0x1000, 0],
-        [b, 0x4000, 3],
-        [b + 1, 0x1000, 1],
-        [b, 0x1000, 8],
-        [b, 0x5000, 1],
-        [b + 0x8000, 0x1000, 1],
-        [b, 0, 1],
-    ];
-    for [addr, len, prot] in calls {
-        let mut env = MmEnv {
-            mem: &mut short.mem,
-            frames: &mut short.frames,
-            cache: &mut short.cache,
-            host: &mut short.fs,
-        };
-        let got = mprotect_short(&mut short.p, &mut env, addr, len, prot);
-        let want = full.call(nr::MPROTECT, [addr, len, prot, 0, 0, 0]);
-        assert_eq!(Action::Return(got), want, "{addr:x} {len:x} {prot}");
-        let areas = |w: &World| w.p.mm.vmas.iter().copied().collect::<Vec<_>>();
-        assert_eq!(areas(&short), areas(&full));
-    }
-}
-
-#[test]
 fn prlimit_reports_the_stack_limit_and_refuses_raising_the_hard_limit() {
     let mut w = World::new();
     assert_eq!(
