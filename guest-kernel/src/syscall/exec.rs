@@ -494,11 +494,7 @@ fn name_process<M: PhysMem, H: HostIo>(
         }
         None => cx.env.cache.get(id).map_or(&[][..], |i| &*i.path),
     };
-    let p = &mut *cx.p;
-    p.set_exe(exe);
-    let base = path::basename(exe);
-    p.comm = [0; 16];
-    p.comm[..base.len().min(15)].copy_from_slice(&base[..base.len().min(15)]);
+    cx.p.set_exe_and_comm(exe);
 }
 
 /// The interpreter and the argument block, checked, into `out` (which
