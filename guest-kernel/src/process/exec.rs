@@ -13,7 +13,6 @@ use crate::exec::{ArgBlock, AuxValues, LoadPlan, Segment, StackLayout, StackSink
 use crate::mm::phys::PhysMem;
 use crate::mm::space::{check_user_range, Mm, MmEnv, MMAP_MIN_ADDR};
 use crate::mm::vma::{Backing, Prot, VmFlags, Vma, VmaBatch};
-use crate::mm::vma_tree::LEAF_CAP;
 use crate::trace::{self, category, kind};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use vmrun_contract::trace::exec_phase;
@@ -89,12 +88,12 @@ fn map_segments(
     segs: &[Segment],
     ram_pages: u64,
 ) -> KResult<()> {
-    segs.iter()
-        .try_for_each(|seg| map_segment(mm, areas, file, seg, ram_pages))
+    let r = segs
+        .iter()
+        .try_for_each(|seg| map_segment(mm, areas, file, seg, ram_pages));
+    areas.gathered_replace();
+    r
 }
-
-// The batch's `replacing` bits fit a word.
-const _: () = assert!(LEAF_CAP <= 64);
 
 /// Areas on their way into the address space: gathered while they ascend
 /// apart (nearly every exec: the segments, the vDSO above them and the
@@ -103,8 +102,9 @@ const _: () = assert!(LEAF_CAP <= 64);
 /// a time, and all do if the batch cannot be appended.
 struct Areas {
     gathered: VmaBatch,
-    /// Bit `k`: gathered area `k` replaces what it overlaps (a segment's).
-    replacing: u64,
+    /// How many of the gathered areas, the first ones, replace what they
+    /// overlap (the segments': they come before the vDSO and the stack).
+    replacing: usize,
     batch: bool,
     /// Where the last area added went, once it is in the set.
     last: usize,
@@ -134,20 +134,27 @@ impl Areas {
         replacing: bool,
         make: impl Fn() -> Vma,
     ) -> KResult<()> {
-        let n = self.gathered.areas().len();
         if self.batch && self.gathered.push_with(start, end, &make) {
-            if replacing {
-                self.replacing |= 1 << n;
-            }
             return Ok(());
         }
         self.add_apart(mm, &make(), replacing)
+    }
+
+    /// Mark the areas gathered so far as ones that replace what they
+    /// overlap (after the segments, whose areas come first: nothing is
+    /// kept per area).
+    fn gathered_replace(&mut self) {
+        self.replacing = self.gathered.areas().len();
     }
 
     /// Insert `vma` by itself, after what was gathered, replacing what it
     /// overlaps if `replacing`; from now on every area goes this way.
     #[inline(never)]
     fn add_apart(&mut self, mm: &mut Mm, vma: &Vma, replacing: bool) -> KResult<()> {
+        if replacing {
+            // A segment's: every area gathered before it is one too.
+            self.gathered_replace();
+        }
         self.flush(mm)?;
         self.batch = false;
         self.last = if replacing {
@@ -195,7 +202,7 @@ impl Areas {
         }
         let mut inserted = self.gathered.areas().iter().enumerate();
         let r = inserted.try_for_each(|(k, vma)| {
-            self.last = if replacing & (1 << k) != 0 {
+            self.last = if k < replacing {
                 insert_replacing(mm, *vma)?
             } else {
                 mm.vmas.insert(*vma)?
@@ -528,6 +535,33 @@ mod tests {
             mm.vmas.iter().copied().collect::<alloc::vec::Vec<_>>(),
             [seg]
         );
+    }
+
+    #[test]
+    fn a_batch_inserted_one_by_one_replaces_with_the_segments_areas_only() {
+        let mut mm = Mm::empty();
+        let old = Vma::anon(0x40_0000, 0x40_1000, Prot::RW, VmFlags::NONE);
+        let below_stack = Vma::anon(0x7000_0000, 0x7000_1000, Prot::RW, VmFlags::NONE);
+        mm.vmas.insert(old).unwrap();
+        mm.vmas.insert(below_stack).unwrap();
+        let mut areas = Areas::new();
+        let seg = Segment {
+            vaddr: 0x40_0000,
+            memsz: 0x2000,
+            filesz: 0x2000,
+            offset: 0,
+            prot: 1,
+        };
+        map_segments(&mut mm, &mut areas, 0, &[seg], 1024).unwrap();
+        let stack = Vma::anon(0x7000_0000, 0x7000_2000, Prot::RW, VmFlags::GROWSDOWN);
+        areas.add(&mut mm, stack, false).unwrap();
+        assert_eq!(areas.flush(&mut mm), Err(Errno::EEXIST), "the stack's");
+        let got: alloc::vec::Vec<_> = mm.vmas.iter().map(|v| (v.start, v.end, v.prot)).collect();
+        let want = [
+            (0x40_0000, 0x40_2000, Prot::READ),
+            (0x7000_0000, 0x7000_1000, Prot::RW),
+        ];
+        assert_eq!(got, want, "the segment replaced the old area");
     }
 
     #[test]
