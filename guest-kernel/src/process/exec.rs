@@ -31,11 +31,16 @@ fn prot_of(seg: &Segment) -> Prot {
     Prot::from_linux(u64::from(seg.prot))
 }
 
+const PAGE_MASK: u64 = PAGE_SIZE - 1;
+
 /// The VMAs for one segment, handed to `areas`: the file-backed pages
-/// (the last of which reads as zero past the file data when bss follows),
-/// then anonymous bss. A bss of more pages than `ram_pages` is ENOMEM, as
-/// Linux's overcommit heuristic refuses more than all of RAM (and swap) in
-/// one `vm_brk`.
+/// (the last of which reads as zero past the file data when bss follows:
+/// [`Segment::zero_tail`]), then anonymous bss ([`Segment::anon_pages`]).
+/// A bss of more pages than `ram_pages` is ENOMEM, as Linux's overcommit
+/// heuristic refuses more than all of RAM (and swap) in one `vm_brk`.
+/// The bounds are worked out here in one go from the segment's fields,
+/// which the plan checked (nothing overflows), not through the
+/// `Segment` methods one by one.
 fn map_segment(
     mm: &mut Mm,
     areas: &mut Areas,
@@ -43,9 +48,13 @@ fn map_segment(
     seg: &Segment,
     ram_pages: u64,
 ) -> KResult<()> {
-    let (tail_start, tail_end) = seg.zero_tail();
-    if seg.file_map_end() > seg.map_start() {
-        let data_end = if tail_end > tail_start {
+    let start = seg.map_start();
+    let mut anon_start = start;
+    if seg.filesz != 0 {
+        let data = seg.vaddr + seg.filesz;
+        let end = (data + PAGE_MASK) & !PAGE_MASK;
+        anon_start = end;
+        let data_end = if seg.memsz > seg.filesz && data & PAGE_MASK != 0 {
             seg.offset + seg.filesz
         } else {
             u64::MAX
@@ -55,13 +64,12 @@ fn map_segment(
             offset: seg.map_offset(),
             data_end,
         };
-        let (start, end) = (seg.map_start(), seg.file_map_end());
         areas.add_with(mm, (start, end), true, || Vma {
             backing,
             ..Vma::anon(start, end, prot_of(seg), VmFlags::NONE)
         })?;
     }
-    let (anon_start, anon_end) = seg.anon_pages();
+    let anon_end = (seg.vaddr + seg.memsz + PAGE_MASK) & !PAGE_MASK;
     if anon_end > anon_start {
         if (anon_end - anon_start) / PAGE_SIZE > ram_pages {
             return Err(Errno::ENOMEM);
@@ -676,6 +684,54 @@ mod tests {
                 let at = va - 8 + k;
                 let pa = mm.pt.translate(&fx.mem, at).unwrap().pa(at);
                 assert_eq!(fx.mem.byte(pa), byte, "{policy:?} {at:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_segment_maps_the_pages_its_methods_give() {
+        let page = PAGE_SIZE;
+        for lead in [0, 0x18, page - 8] {
+            for filesz in [0, 1, page - lead, page, 2 * page + 5] {
+                for extra in [0, 1, page - 1, page, 3 * page] {
+                    let vaddr = 0x40_0000 + lead;
+                    let seg = Segment {
+                        vaddr,
+                        memsz: filesz + extra,
+                        filesz,
+                        offset: 0x3000 + lead,
+                        prot: 5,
+                    };
+                    let mut want = alloc::vec::Vec::new();
+                    if seg.file_map_end() > seg.map_start() {
+                        let (tail_start, tail_end) = seg.zero_tail();
+                        let data_end = if tail_end > tail_start {
+                            seg.offset + seg.filesz
+                        } else {
+                            u64::MAX
+                        };
+                        let backing = Backing::File {
+                            file: 7,
+                            offset: seg.map_offset(),
+                            data_end,
+                        };
+                        want.push((seg.map_start(), seg.file_map_end(), backing));
+                    }
+                    let (anon_start, anon_end) = seg.anon_pages();
+                    if anon_end > anon_start {
+                        want.push((anon_start, anon_end, Backing::Anon));
+                    }
+                    let mut mm = Mm::empty();
+                    let mut areas = Areas::new();
+                    map_segments(&mut mm, &mut areas, 7, &[seg], 1024).unwrap();
+                    areas.flush(&mut mm).unwrap();
+                    let got: alloc::vec::Vec<_> = mm
+                        .vmas
+                        .iter()
+                        .map(|v| (v.start, v.end, v.backing))
+                        .collect();
+                    assert_eq!(got, want, "{seg:?}");
+                }
             }
         }
     }
