@@ -131,9 +131,9 @@ impl Mm {
         kernel: &KernelHalf,
     ) -> KResult<()> {
         debug_assert!(self.vmas.is_empty(), "init of a live address space");
-        let mut pt = PageTable::new(mem, frames).map_err(|e| e.errno())?;
-        pt.copy_kernel_half(mem, kernel);
-        self.pt = pt;
+        // Made in place: the table's state is some ten words.
+        self.pt.renew(mem, frames).map_err(|e| e.errno())?;
+        self.pt.copy_kernel_half(mem, kernel);
         self.reset_layout();
         Ok(())
     }
