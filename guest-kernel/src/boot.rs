@@ -286,12 +286,15 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     } else {
         Layout::FIXED
     };
-    k.process.layout = layout;
+    // The process, looked up once (each use through `Current` tests that
+    // there is one).
+    let process: &mut Process = &mut k.process;
+    process.layout = layout;
     let exe_path = crate::arch::phys::bytes(mem, info.exe_path_phys, info.exe_path_len.min(4096));
     let Ok(id) = k.cache.add_image(info.file_len, exe_path, info.file_phys) else {
         exec_fail(Errno::ENOEXEC, b"file image is not page aligned")
     };
-    k.process.image_inode = Some(id);
+    process.image_inode = Some(id);
     // The exec file name's length is the table's first (its NUL
     // included), checked again with the whole table in `prepare`: no
     // byte-by-byte scan for its end.
@@ -316,7 +319,7 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
         host: &mut k.fs,
     };
     let mut cx = Ctx {
-        p: &mut k.process,
+        p: process,
         env: &mut env,
         host: &mut k.host,
         tasks: &mut k.tasks,

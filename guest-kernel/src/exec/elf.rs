@@ -791,7 +791,9 @@ impl LoadPlan {
         Ok(plan)
     }
 
-    /// [`Self::parse_prefix`] into this plan, in place.
+    /// [`Self::parse_prefix`] into this plan, in place: a plan as
+    /// [`LoadPlan::EMPTY`] made it (an exec's is, inside the exec plan
+    /// copied from its empty form: it is not cleared a second time).
     #[inline]
     pub fn prefix_into(
         &mut self,
@@ -804,7 +806,8 @@ impl LoadPlan {
         self.parse_into(prefix, None, file_len, role, mmap_top, dyn_offset)
     }
 
-    /// [`Self::parse_parts`] into this plan, in place.
+    /// [`Self::parse_parts`] into this plan, in place: a plan as
+    /// [`LoadPlan::EMPTY`] made it.
     pub fn parts_into(
         &mut self,
         (ehdr, table): (&[u8], &[u8]),
@@ -891,7 +894,9 @@ impl LoadPlan {
     }
 
     /// [`Self::parse`] into this plan, in place (a plan is some 800
-    /// bytes: returned by value it is copied at each level).
+    /// bytes: returned by value it is copied at each level). The plan is
+    /// as [`LoadPlan::EMPTY`] made it: every caller's is fresh, so it is
+    /// not cleared here.
     fn parse_into(
         &mut self,
         b: &[u8],
@@ -908,9 +913,7 @@ impl LoadPlan {
             let end = (phoff + phnum * PHDR_SIZE) as u64;
             return Err(ElfError::PhdrsTruncated { end, file_len: got });
         }
-        // One block copy of the whole empty plan (built field by field
-        // around a copy of the segment array it costs a store a word).
-        *self = *core::hint::black_box(&LoadPlan::EMPTY);
+        debug_assert!(*self == LoadPlan::EMPTY, "parse into a used plan");
         let plan = self;
         plan.e_type = e_type;
         plan.entry = le(b, 24, 8);

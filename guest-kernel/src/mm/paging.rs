@@ -479,17 +479,29 @@ pub struct PageTable {
 impl PageTable {
     /// A new, empty PML4 (one zeroed frame).
     pub fn new<M: PhysMem>(mem: &mut M, frames: &mut FrameAllocator) -> Result<Self, MapError> {
+        let mut pt = Self::empty();
+        pt.renew(mem, frames)?;
+        Ok(pt)
+    }
+
+    /// Make this a new, empty PML4 in place, as [`Self::new`] makes one
+    /// (no copy of the whole state; what this table held is forgotten,
+    /// not freed). Nothing changes if no frame is left.
+    pub fn renew<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+    ) -> Result<(), MapError> {
         let root = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
         trace_table(mem, kind::PT_ALLOC, 4, 0, root);
-        Ok(Self {
+        self.root = root;
+        self.tables = 1;
+        self.kernel = KernelHalf {
             root,
-            tables: 1,
-            kernel: KernelHalf {
-                root,
-                ..KernelHalf::empty()
-            },
-            last: [const { Cell::new(LastTable::NONE) }; 3],
-        })
+            ..KernelHalf::empty()
+        };
+        self.last = [const { Cell::new(LastTable::NONE) }; 3];
+        Ok(())
     }
 
     /// A page table with no PML4 yet (for statics).

@@ -123,7 +123,11 @@ impl Mm {
 
     /// Make `self` a new, empty address space in place, without building
     /// a whole new `Mm` (the area array is large and ring 0 is slow);
-    /// `self` must be empty or torn down (which leaves no areas).
+    /// `self` must be empty or torn down (which leaves no areas). The
+    /// program's layout (`start_code` … `env_end`) is left as it is: an
+    /// empty `Mm`'s is zero, and both callers that init a used one set
+    /// all of it (an exec once its image is loaded, a fork from the
+    /// parent's), so it is not cleared first.
     pub fn init<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -131,10 +135,10 @@ impl Mm {
         kernel: &KernelHalf,
     ) -> KResult<()> {
         debug_assert!(self.vmas.is_empty(), "init of a live address space");
-        let mut pt = PageTable::new(mem, frames).map_err(|e| e.errno())?;
-        pt.copy_kernel_half(mem, kernel);
-        self.pt = pt;
-        self.reset_layout();
+        // Made in place: the table's state is some ten words.
+        self.pt.renew(mem, frames).map_err(|e| e.errno())?;
+        self.pt.copy_kernel_half(mem, kernel);
+        self.reset_counts();
         Ok(())
     }
 
@@ -164,18 +168,8 @@ impl Mm {
         self.rlim.cur(resource::STACK)
     }
 
-    fn reset_layout(&mut self) {
-        self.start_code = 0;
-        self.end_code = 0;
-        self.start_data = 0;
-        self.end_data = 0;
-        self.start_brk = 0;
-        self.brk = 0;
-        self.start_stack = 0;
-        self.arg_start = 0;
-        self.arg_end = 0;
-        self.env_start = 0;
-        self.env_end = 0;
+    /// The mmap top and the counts of a new address space.
+    fn reset_counts(&mut self) {
         self.mmap_base = MMAP_BASE;
         self.user_frames = 0;
         self.peak_before_drop = 0;
@@ -478,7 +472,7 @@ mod tests {
         assert_eq!(mm.peak_user_frames(), 7);
         mm.sub_user_frames(7);
         assert_eq!((mm.user_frames, mm.peak_user_frames()), (0, 7));
-        mm.reset_layout();
+        mm.reset_counts();
         assert_eq!(mm.peak_user_frames(), 0);
     }
 }

@@ -13,7 +13,6 @@ use crate::exec::{ArgBlock, AuxValues, LoadPlan, Segment, StackLayout, StackSink
 use crate::mm::phys::PhysMem;
 use crate::mm::space::{check_user_range, Mm, MmEnv, MMAP_MIN_ADDR};
 use crate::mm::vma::{Backing, Prot, VmFlags, Vma, VmaBatch};
-use crate::mm::vma_tree::LEAF_CAP;
 use crate::trace::{self, category, kind};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
 use vmrun_contract::trace::exec_phase;
@@ -32,11 +31,16 @@ fn prot_of(seg: &Segment) -> Prot {
     Prot::from_linux(u64::from(seg.prot))
 }
 
+const PAGE_MASK: u64 = PAGE_SIZE - 1;
+
 /// The VMAs for one segment, handed to `areas`: the file-backed pages
-/// (the last of which reads as zero past the file data when bss follows),
-/// then anonymous bss. A bss of more pages than `ram_pages` is ENOMEM, as
-/// Linux's overcommit heuristic refuses more than all of RAM (and swap) in
-/// one `vm_brk`.
+/// (the last of which reads as zero past the file data when bss follows:
+/// [`Segment::zero_tail`]), then anonymous bss ([`Segment::anon_pages`]).
+/// A bss of more pages than `ram_pages` is ENOMEM, as Linux's overcommit
+/// heuristic refuses more than all of RAM (and swap) in one `vm_brk`.
+/// The bounds are worked out here in one go from the segment's fields,
+/// which the plan checked (nothing overflows), not through the
+/// `Segment` methods one by one.
 fn map_segment(
     mm: &mut Mm,
     areas: &mut Areas,
@@ -44,9 +48,13 @@ fn map_segment(
     seg: &Segment,
     ram_pages: u64,
 ) -> KResult<()> {
-    let (tail_start, tail_end) = seg.zero_tail();
-    if seg.file_map_end() > seg.map_start() {
-        let data_end = if tail_end > tail_start {
+    let start = seg.map_start();
+    let mut anon_start = start;
+    if seg.filesz != 0 {
+        let data = seg.vaddr + seg.filesz;
+        let end = (data + PAGE_MASK) & !PAGE_MASK;
+        anon_start = end;
+        let data_end = if seg.memsz > seg.filesz && data & PAGE_MASK != 0 {
             seg.offset + seg.filesz
         } else {
             u64::MAX
@@ -56,13 +64,12 @@ fn map_segment(
             offset: seg.map_offset(),
             data_end,
         };
-        let (start, end) = (seg.map_start(), seg.file_map_end());
         areas.add_with(mm, (start, end), true, || Vma {
             backing,
             ..Vma::anon(start, end, prot_of(seg), VmFlags::NONE)
         })?;
     }
-    let (anon_start, anon_end) = seg.anon_pages();
+    let anon_end = (seg.vaddr + seg.memsz + PAGE_MASK) & !PAGE_MASK;
     if anon_end > anon_start {
         if (anon_end - anon_start) / PAGE_SIZE > ram_pages {
             return Err(Errno::ENOMEM);
@@ -89,12 +96,12 @@ fn map_segments(
     segs: &[Segment],
     ram_pages: u64,
 ) -> KResult<()> {
-    segs.iter()
-        .try_for_each(|seg| map_segment(mm, areas, file, seg, ram_pages))
+    let r = segs
+        .iter()
+        .try_for_each(|seg| map_segment(mm, areas, file, seg, ram_pages));
+    areas.gathered_replace();
+    r
 }
-
-// The batch's `replacing` bits fit a word.
-const _: () = assert!(LEAF_CAP <= 64);
 
 /// Areas on their way into the address space: gathered while they ascend
 /// apart (nearly every exec: the segments, the vDSO above them and the
@@ -103,8 +110,9 @@ const _: () = assert!(LEAF_CAP <= 64);
 /// a time, and all do if the batch cannot be appended.
 struct Areas {
     gathered: VmaBatch,
-    /// Bit `k`: gathered area `k` replaces what it overlaps (a segment's).
-    replacing: u64,
+    /// How many of the gathered areas, the first ones, replace what they
+    /// overlap (the segments': they come before the vDSO and the stack).
+    replacing: usize,
     batch: bool,
     /// Where the last area added went, once it is in the set.
     last: usize,
@@ -134,20 +142,27 @@ impl Areas {
         replacing: bool,
         make: impl Fn() -> Vma,
     ) -> KResult<()> {
-        let n = self.gathered.areas().len();
         if self.batch && self.gathered.push_with(start, end, &make) {
-            if replacing {
-                self.replacing |= 1 << n;
-            }
             return Ok(());
         }
         self.add_apart(mm, &make(), replacing)
+    }
+
+    /// Mark the areas gathered so far as ones that replace what they
+    /// overlap (after the segments, whose areas come first: nothing is
+    /// kept per area).
+    fn gathered_replace(&mut self) {
+        self.replacing = self.gathered.areas().len();
     }
 
     /// Insert `vma` by itself, after what was gathered, replacing what it
     /// overlaps if `replacing`; from now on every area goes this way.
     #[inline(never)]
     fn add_apart(&mut self, mm: &mut Mm, vma: &Vma, replacing: bool) -> KResult<()> {
+        if replacing {
+            // A segment's: every area gathered before it is one too.
+            self.gathered_replace();
+        }
         self.flush(mm)?;
         self.batch = false;
         self.last = if replacing {
@@ -195,7 +210,7 @@ impl Areas {
         }
         let mut inserted = self.gathered.areas().iter().enumerate();
         let r = inserted.try_for_each(|(k, vma)| {
-            self.last = if replacing & (1 << k) != 0 {
+            self.last = if k < replacing {
                 insert_replacing(mm, *vma)?
             } else {
                 mm.vmas.insert(*vma)?
@@ -531,6 +546,33 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_inserted_one_by_one_replaces_with_the_segments_areas_only() {
+        let mut mm = Mm::empty();
+        let old = Vma::anon(0x40_0000, 0x40_1000, Prot::RW, VmFlags::NONE);
+        let below_stack = Vma::anon(0x7000_0000, 0x7000_1000, Prot::RW, VmFlags::NONE);
+        mm.vmas.insert(old).unwrap();
+        mm.vmas.insert(below_stack).unwrap();
+        let mut areas = Areas::new();
+        let seg = Segment {
+            vaddr: 0x40_0000,
+            memsz: 0x2000,
+            filesz: 0x2000,
+            offset: 0,
+            prot: 1,
+        };
+        map_segments(&mut mm, &mut areas, 0, &[seg], 1024).unwrap();
+        let stack = Vma::anon(0x7000_0000, 0x7000_2000, Prot::RW, VmFlags::GROWSDOWN);
+        areas.add(&mut mm, stack, false).unwrap();
+        assert_eq!(areas.flush(&mut mm), Err(Errno::EEXIST), "the stack's");
+        let got: alloc::vec::Vec<_> = mm.vmas.iter().map(|v| (v.start, v.end, v.prot)).collect();
+        let want = [
+            (0x40_0000, 0x40_2000, Prot::READ),
+            (0x7000_0000, 0x7000_1000, Prot::RW),
+        ];
+        assert_eq!(got, want, "the segment replaced the old area");
+    }
+
+    #[test]
     fn a_new_area_over_an_area_flushed_before_is_eexist() {
         let mut mm = Mm::empty();
         let mut areas = Areas::new();
@@ -642,6 +684,54 @@ mod tests {
                 let at = va - 8 + k;
                 let pa = mm.pt.translate(&fx.mem, at).unwrap().pa(at);
                 assert_eq!(fx.mem.byte(pa), byte, "{policy:?} {at:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_segment_maps_the_pages_its_methods_give() {
+        let page = PAGE_SIZE;
+        for lead in [0, 0x18, page - 8] {
+            for filesz in [0, 1, page - lead, page, 2 * page + 5] {
+                for extra in [0, 1, page - 1, page, 3 * page] {
+                    let vaddr = 0x40_0000 + lead;
+                    let seg = Segment {
+                        vaddr,
+                        memsz: filesz + extra,
+                        filesz,
+                        offset: 0x3000 + lead,
+                        prot: 5,
+                    };
+                    let mut want = alloc::vec::Vec::new();
+                    if seg.file_map_end() > seg.map_start() {
+                        let (tail_start, tail_end) = seg.zero_tail();
+                        let data_end = if tail_end > tail_start {
+                            seg.offset + seg.filesz
+                        } else {
+                            u64::MAX
+                        };
+                        let backing = Backing::File {
+                            file: 7,
+                            offset: seg.map_offset(),
+                            data_end,
+                        };
+                        want.push((seg.map_start(), seg.file_map_end(), backing));
+                    }
+                    let (anon_start, anon_end) = seg.anon_pages();
+                    if anon_end > anon_start {
+                        want.push((anon_start, anon_end, Backing::Anon));
+                    }
+                    let mut mm = Mm::empty();
+                    let mut areas = Areas::new();
+                    map_segments(&mut mm, &mut areas, 7, &[seg], 1024).unwrap();
+                    areas.flush(&mut mm).unwrap();
+                    let got: alloc::vec::Vec<_> = mm
+                        .vmas
+                        .iter()
+                        .map(|v| (v.start, v.end, v.backing))
+                        .collect();
+                    assert_eq!(got, want, "{seg:?}");
+                }
             }
         }
     }

@@ -110,7 +110,9 @@ pub struct Process {
     /// The page-cache images of [vvar], [vvar_vclock] and [vdso], mapped
     /// into every new image (None: no vDSO).
     pub vdso: Option<[u16; 3]>,
-    /// The thread name (`PR_SET_NAME`, `/proc/self/comm`), NUL-padded.
+    /// The thread name (`PR_SET_NAME`, `/proc/self/comm`), NUL-padded, or
+    /// [`COMM_OF_EXE`] from an exec until it is asked for or set: read it
+    /// through [`Process::comm`].
     pub comm: [u8; 16],
     /// Where exec puts the parts of an image (fixed or randomised at boot).
     pub layout: crate::exec::aslr::Layout,
@@ -325,11 +327,101 @@ impl Process {
     }
 }
 
+/// [`Process::comm`]'s mark for a name an exec gave and nothing has asked
+/// for yet: the base name of `exe`. Byte 15 of a name is its NUL, never
+/// 0xff.
+pub const COMM_OF_EXE: [u8; 16] = {
+    let mut c = [0; 16];
+    c[15] = 0xff;
+    c
+};
+
+/// `name`'s first 15 bytes, NUL-padded: a thread name.
+fn comm_of(name: &[u8]) -> [u8; 16] {
+    let mut c = [0; 16];
+    let n = name.len().min(15);
+    c[..n].copy_from_slice(&name[..n]);
+    c
+}
+
 impl Process {
+    /// The thread name, NUL-padded. After an exec it is the base name of
+    /// the file, made here when first asked for (few programs ask), not at
+    /// every exec.
+    pub fn comm(&self) -> [u8; 16] {
+        if self.comm != COMM_OF_EXE {
+            return self.comm;
+        }
+        comm_of(crate::fs::path::basename(&self.exe[..self.exe_len]))
+    }
+
+    /// Name the thread `name` (its first 15 bytes, as `PR_SET_NAME`).
+    pub fn set_comm(&mut self, name: &[u8]) {
+        self.comm = comm_of(name);
+    }
+
+    /// Name the process after the file `exe` it execs: `exe` is kept
+    /// (truncated to 256 bytes) and the thread name, its base name, is
+    /// made from it when asked for, unless the truncation cut it.
+    pub fn set_exe_and_comm(&mut self, exe: &[u8]) {
+        self.set_exe(exe);
+        if exe.len() <= self.exe.len() {
+            self.comm = COMM_OF_EXE;
+        } else {
+            self.set_comm(crate::fs::path::basename(exe));
+        }
+    }
+
     /// Remember the exec file name (truncated to 256 bytes).
     pub fn set_exe(&mut self, name: &[u8]) {
         let n = name.len().min(self.exe.len());
         self.exe[..n].copy_from_slice(&name[..n]);
         self.exe_len = n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &[u8]) -> [u8; 16] {
+        let mut c = [0; 16];
+        c[..s.len()].copy_from_slice(s);
+        c
+    }
+
+    #[test]
+    fn an_exec_names_the_thread_after_the_file_when_asked() {
+        let mut p = Process::empty();
+        p.set_exe_and_comm(b"/usr/bin/a-rather-long-program-name");
+        assert_eq!(p.comm, COMM_OF_EXE, "made when asked for");
+        assert_eq!(p.comm(), name(b"a-rather-long-p"));
+        p.set_exe_and_comm(b"prog");
+        assert_eq!(p.comm(), name(b"prog"));
+        p.set_exe_and_comm(b"/dir/");
+        assert_eq!(p.comm(), name(b""), "as basename gives it");
+    }
+
+    #[test]
+    fn a_set_name_stays_until_the_next_exec() {
+        let mut p = Process::empty();
+        p.set_exe_and_comm(b"/bin/sh");
+        p.set_comm(b"worker-thread-number-7");
+        assert_eq!(p.comm(), name(b"worker-thread-n"));
+        p.set_comm(b"");
+        assert_eq!(p.comm(), [0; 16], "an empty name is a name");
+        p.set_exe_and_comm(b"/bin/true");
+        assert_eq!(p.comm(), name(b"true"));
+    }
+
+    #[test]
+    fn a_file_name_longer_than_exe_keeps_is_named_at_once() {
+        let mut p = Process::empty();
+        let mut long = alloc::vec![b'd'; 300];
+        long[250] = b'/';
+        long.extend_from_slice(b"/tail");
+        p.set_exe_and_comm(&long);
+        assert_eq!(p.exe_len, 256);
+        assert_eq!(p.comm(), name(b"tail"), "not the truncated exe's");
     }
 }

@@ -294,6 +294,13 @@ fn plan_image<M: PhysMem, H: HostIo>(
     layout: &Layout,
     plan: &mut LoadPlan,
 ) -> Result<(), ExecError> {
+    let place = (layout.mmap_base, layout.dyn_offset);
+    if known.len() as u64 == size && !interpreter {
+        // The whole file is at hand (the boot image, a small file): the
+        // parser finds the headers in it, or says why they are not there,
+        // without `header_span` working out first how much to read.
+        return finish_plan(plan.prefix_into(known, size, false, place), false);
+    }
     let n = (size as usize).min(EHDR_SIZE);
     let head_buf;
     let head = match known.get(..n) {
@@ -313,7 +320,6 @@ fn plan_image<M: PhysMem, H: HostIo>(
             b"the interpreter is shorter than an ELF header",
         ));
     }
-    let place = (layout.mmap_base, layout.dyn_offset);
     let parsed = match header_span(head) {
         None if n == EHDR_SIZE => {
             // The program headers lie far into the file: read them apart.
@@ -494,11 +500,7 @@ fn name_process<M: PhysMem, H: HostIo>(
         }
         None => cx.env.cache.get(id).map_or(&[][..], |i| &*i.path),
     };
-    let p = &mut *cx.p;
-    p.set_exe(exe);
-    let base = path::basename(exe);
-    p.comm = [0; 16];
-    p.comm[..base.len().min(15)].copy_from_slice(&base[..base.len().min(15)]);
+    cx.p.set_exe_and_comm(exe);
 }
 
 /// The interpreter and the argument block, checked, into `out` (which

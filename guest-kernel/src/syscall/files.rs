@@ -1453,7 +1453,7 @@ pub fn generate<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, f: ProcFil
         ProcFile::Smaps => return super::procfs::smaps(cx, false),
         ProcFile::SmapsRollup => return super::procfs::smaps(cx, true),
         ProcFile::Comm => {
-            let c = cx.p.comm;
+            let c = cx.p.comm();
             let n = c.iter().position(|&b| b == 0).unwrap_or(16);
             t.s(&c[..n]).s(b"\n");
         }

@@ -75,13 +75,11 @@ pub fn prctl<M: PhysMem, H: HostIo>(
         PR_SET_DUMPABLE if arg <= 1 => Ok(0),
         PR_SET_NAME => {
             let name = crate::fs::path::user_string(&mut cx.p.mm, cx.env, arg, 4096)?;
-            let n = name.len().min(15);
-            cx.p.comm = [0; 16];
-            cx.p.comm[..n].copy_from_slice(&name[..n]);
+            cx.p.set_comm(&name);
             Ok(0)
         }
         PR_GET_NAME => {
-            let comm = cx.p.comm;
+            let comm = cx.p.comm();
             copy_to_user(&mut cx.p.mm, cx.env, arg, &comm)?;
             Ok(0)
         }

@@ -59,7 +59,7 @@ fn kb(pages: u64) -> u64 {
 
 /// `/proc/self/status`.
 pub fn status<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, t: &mut Text) {
-    let comm = cx.p.comm;
+    let comm = cx.p.comm();
     let name = &comm[..comm.iter().position(|&c| c == 0).unwrap_or(16)];
     let vsz: u64 = cx.p.mm.vmas.iter().map(|v| v.end - v.start).sum::<u64>() / 4096;
     let rss = cx.p.mm.user_frames;
@@ -93,7 +93,7 @@ pub fn status<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, t: &mut Text
 /// `/proc/self/stat` (the fields programs read: pid, comm, state, ppid,
 /// and the memory sizes).
 pub fn stat<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, t: &mut Text) {
-    let comm = cx.p.comm;
+    let comm = cx.p.comm();
     let name = &comm[..comm.iter().position(|&c| c == 0).unwrap_or(16)];
     let vsz: u64 = cx.p.mm.vmas.iter().map(|v| v.end - v.start).sum();
     t.dec(cx.p.pid)

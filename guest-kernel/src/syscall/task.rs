@@ -254,7 +254,8 @@ fn new_thread<M: PhysMem, H: HostIo>(
     t.pgid = cx.p.pgid;
     t.sid = cx.p.sid;
     t.sigmask = cx.p.sigmask;
-    t.comm = cx.p.comm;
+    // A thread has no exe of its own to make its name from.
+    t.comm = cx.p.comm();
     t.fs_base = if flags & cf::SETTLS != 0 {
         tls
     } else {
