@@ -1226,16 +1226,18 @@ impl Mm {
     /// The identity area `i` takes from a neighbour it could merge with but
     /// for protection: the next area's if that one could merge (none if it
     /// has none yet), else the previous area's. A neighbour that does not
-    /// touch the area (most) is passed with one comparison.
+    /// touch the area (most) is passed with one comparison. The three
+    /// areas are read in one go (a one-leaf tree's straight from its leaf).
+    #[inline(always)]
     fn mergeable_anon(&self, i: usize) -> Option<u32> {
-        let s = &self.vmas;
-        let v = &s[i];
-        if let Some(next) = s.get(i + 1).filter(|n| n.start == v.end) {
+        let [prev, v, next] = self.vmas.around(i);
+        let v = v?;
+        if let Some(next) = next.filter(|n| n.start == v.end) {
             if reusable(v, next) {
                 return (next.anon != 0).then_some(next.anon);
             }
         }
-        let prev = s.get(i.checked_sub(1)?).filter(|p| p.end == v.start)?;
+        let prev = prev.filter(|p| p.end == v.start)?;
         (prev.anon != 0 && reusable(prev, v)).then_some(prev.anon)
     }
 }

@@ -538,6 +538,18 @@ impl VmaTree {
         (self.get(i), self.get(i + 1))
     }
 
+    /// The areas at positions `i - 1`, `i` and `i + 1` (an area and its
+    /// neighbours, which its anonymous identity is taken from): read
+    /// straight from a one-leaf tree, without [`Self::get`]'s calls.
+    #[inline]
+    pub fn around(&self, i: usize) -> [Option<&Vma>; 3] {
+        let prev = i.checked_sub(1);
+        if let Some(Node::Leaf(v)) = &self.root {
+            return [prev.and_then(|p| v.get(p)), v.get(i), v.get(i + 1)];
+        }
+        [prev.and_then(|p| self.get(p)), self.get(i), self.get(i + 1)]
+    }
+
     /// The position and a copy of the area containing `addr`, kept as the
     /// hot area: a lookup in the hot area costs two comparisons, and
     /// [`Self::get`] of its position one.
@@ -2009,6 +2021,19 @@ mod tests {
             t.find_hot(area(1).start);
             for i in [0, 1, n as usize - 2, n as usize - 1, n as usize] {
                 assert_eq!(t.pair(i), (t.get(i), t.get(i + 1)), "{n} areas, at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn around_is_the_three_areas_get_finds_in_any_tree() {
+        for n in [4u64, 200] {
+            let mut t = tree_of(n);
+            t.find_hot(area(1).start);
+            for i in [0, 1, 41, 42, n as usize - 2, n as usize - 1, n as usize] {
+                let prev = i.checked_sub(1).and_then(|p| t.get(p));
+                let want = [prev, t.get(i), t.get(i + 1)];
+                assert_eq!(t.around(i), want, "{n} areas, at {i}");
             }
         }
     }
