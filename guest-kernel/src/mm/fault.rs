@@ -263,10 +263,22 @@ impl Mm {
         }
         // The area found stays the set's hot area, so that the fault path's
         // further reads of it are cheap.
+        let va = addr & !(PAGE_SIZE - 1);
         match self.vmas.find_hot(addr) {
             // The area found is checked as found, not read again.
             Some((_, v)) if access_error(v, error_code) => Err(FaultError::Segv(SegvCode::AccErr)),
-            Some((i, _)) => self.resolve(env, i, addr & !(PAGE_SIZE - 1), error_code),
+            // With blocks or 2 MiB pages, a fault where nothing is mapped
+            // in an anonymous area goes straight to their try, without the
+            // general resolution's frame (which the file faults need); one
+            // page at a time, to the resolution, where it is in line.
+            Some((i, v)) if env.frames.fault_size != FaultSize::Page4K => {
+                if error_code & pf::P == 0 && v.backing == Backing::Anon {
+                    let (prot, has_anon) = (v.prot, v.anon != 0);
+                    return self.fault_anon_large(env, i, va, prot, has_anon);
+                }
+                self.resolve(env, i, va, error_code)
+            }
+            Some((i, _)) => self.resolve(env, i, va, error_code),
             None => self.fault_below_areas(env, addr, error_code),
         }
     }
