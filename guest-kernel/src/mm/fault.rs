@@ -1317,8 +1317,9 @@ fn fill_image_areas<M: PhysMem>(
         // In the window's table, and the image's pages.
         let pa = w.base + offset + (from - n.start);
         let flags = user_pte_flags(n.prot, false);
-        mapped += table.fill_free_inside(mem, from, pa, (to - from) / PAGE_SIZE, flags);
+        mapped += table.fill_free_uncounted(mem, from, pa, (to - from) / PAGE_SIZE, flags);
     }
+    table.add_to_count(mem, mapped);
     mapped
 }
 
