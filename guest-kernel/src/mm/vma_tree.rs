@@ -569,16 +569,26 @@ impl VmaTree {
         // instructions whatever the area; from the hot area's next if the
         // address lies above it (a program's later faults are mostly
         // above its earlier ones: data after text, heap, stack, vDSO).
+        let v = match &self.root {
+            Some(Node::Leaf(v)) if v.len() <= SCAN_MAX => v,
+            _ => return self.find_hot_deep(addr),
+        };
+        let above = addr >= self.hot.vma.end && self.hot.pos < v.len();
+        let mut pos = if above { self.hot.pos + 1 } else { 0 };
+        while pos < v.len() && v[pos].end <= addr {
+            pos += 1;
+        }
+        let vma = *v.get(pos).filter(|v| v.start <= addr)?;
+        self.hot = Hot { pos, vma };
+        Some((pos, &self.hot.vma))
+    }
+
+    /// [`Self::find_hot_cold`] in a larger leaf (bisected) or a deeper
+    /// tree: out of line, so that the small leaf's scan saves no
+    /// registers.
+    #[inline(never)]
+    fn find_hot_deep(&mut self, addr: u64) -> Option<(usize, &Vma)> {
         let (pos, vma) = match &self.root {
-            Some(Node::Leaf(v)) if v.len() <= SCAN_MAX => {
-                let above = addr >= self.hot.vma.end && self.hot.pos < v.len();
-                let from = if above { self.hot.pos + 1 } else { 0 };
-                let p = v[from..]
-                    .iter()
-                    .position(|x| x.end > addr)
-                    .map_or(v.len(), |p| from + p);
-                (p, v.get(p))
-            }
             Some(Node::Leaf(v)) => {
                 let p = v.partition_point(|x| x.end <= addr);
                 (p, v.get(p))
