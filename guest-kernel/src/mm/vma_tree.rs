@@ -606,10 +606,16 @@ impl VmaTree {
     #[cold]
     fn get_cold(&self, i: usize) -> Option<&Vma> {
         // A small address space is one leaf: index it directly.
-        let root = match self.root.as_ref()? {
-            Node::Leaf(v) => return v.get(i),
-            root => root,
-        };
+        match self.root.as_ref()? {
+            Node::Leaf(v) => v.get(i),
+            root => self.get_deep(root, i),
+        }
+    }
+
+    /// [`Self::get_cold`] below an inner `root` (out of line: the leaf's
+    /// read then takes no stack frame).
+    #[inline(never)]
+    fn get_deep<'a>(&'a self, root: &'a Node, i: usize) -> Option<&'a Vma> {
         if i >= self.len {
             return None;
         }
