@@ -543,11 +543,22 @@ impl VmaTree {
     /// straight from a one-leaf tree, without [`Self::get`]'s calls.
     #[inline]
     pub fn around(&self, i: usize) -> [Option<&Vma>; 3] {
-        let prev = i.checked_sub(1);
         if let Some(Node::Leaf(v)) = &self.root {
-            return [prev.and_then(|p| v.get(p)), v.get(i), v.get(i + 1)];
+            return [
+                i.checked_sub(1).and_then(|p| v.get(p)),
+                v.get(i),
+                v.get(i + 1),
+            ];
         }
-        [prev.and_then(|p| self.get(p)), self.get(i), self.get(i + 1)]
+        self.around_deep(i)
+    }
+
+    /// [`Self::around`] in a tree of more than one leaf (out of line: the
+    /// one leaf's reads then save no registers).
+    #[inline(never)]
+    fn around_deep(&self, i: usize) -> [Option<&Vma>; 3] {
+        let prev = i.checked_sub(1).and_then(|p| self.get(p));
+        [prev, self.get(i), self.get(i + 1)]
     }
 
     /// The position and a copy of the area containing `addr`, kept as the
@@ -1040,24 +1051,14 @@ impl VmaTree {
         if i == self.hot.pos {
             self.hot.vma.anon = anon;
         }
-        let Some(mut node) = self.root.as_mut() else {
-            return;
-        };
-        let mut i = i;
-        loop {
-            match node {
-                Node::Leaf(v) => {
-                    if let Some(a) = v.get_mut(i) {
-                        a.anon = anon;
-                    }
-                    return;
-                }
-                Node::Inner(k) => {
-                    let (j, r) = child_at(k, i, false);
-                    i = r;
-                    node = &mut k[j].node;
+        match self.root.as_mut() {
+            Some(Node::Leaf(v)) => {
+                if let Some(a) = v.get_mut(i) {
+                    a.anon = anon;
                 }
             }
+            Some(root) => set_anon_deep(root, i, anon),
+            None => {}
         }
     }
 
@@ -1393,6 +1394,27 @@ fn share<T>(l: &mut Vec<T>, r: &mut Vec<T>, cap: usize) -> bool {
 /// Change position `i` of the subtree with `f`; whether its bounds or
 /// guard gap moved (the summaries above then follow), and the largest gap
 /// the change may have made.
+/// [`VmaTree::set_anon`] below an inner node (out of line: a one-leaf
+/// tree's write then saves no registers).
+#[inline(never)]
+fn set_anon_deep(mut node: &mut Node, mut i: usize, anon: u32) {
+    loop {
+        match node {
+            Node::Leaf(v) => {
+                if let Some(a) = v.get_mut(i) {
+                    a.anon = anon;
+                }
+                return;
+            }
+            Node::Inner(k) => {
+                let (j, r) = child_at(k, i, false);
+                i = r;
+                node = &mut k[j].node;
+            }
+        }
+    }
+}
+
 fn update_rec<F: FnOnce(&mut Vma)>(node: &mut Node, i: usize, f: F) -> (bool, u64) {
     match node {
         Node::Leaf(v) => {
