@@ -153,12 +153,12 @@ pub fn phase(p: u64) {
 
 /// Zero guest-physical memory on the host.
 pub fn zero(pa: u64, len: u64) {
-    call(hc::ZERO, [pa, len, 0, 0, 0, 0]);
+    call(hc::ZERO, [pa, len]);
 }
 
 /// Copy guest-physical memory on the host.
 pub fn copy(dst: u64, src: u64, len: u64) {
-    call(hc::COPY, [dst, src, len, 0, 0, 0]);
+    call(hc::COPY, [dst, src, len]);
 }
 
 /// End the run: the program exited or was killed. Never returns (so the
