@@ -703,9 +703,15 @@ impl Mm {
         }
         match self.try_block(env, (i, &v), va)? {
             // The area starts inside the aligned block: another may end
-            // in it below.
+            // in it below (only a file area has data to copy; a heap above
+            // the bss, as a rule, has none).
             Some(mut out) if out.va & (ANON_BLOCK_SIZE - 1) != 0 => {
-                out.pages_mapped += self.copy_data_below(env, i, out.va);
+                let aligned = out.va & !(ANON_BLOCK_SIZE - 1);
+                let [prev, _, _] = self.vmas.around(i);
+                let file = |p: &Vma| matches!(p.backing, Backing::File { .. });
+                if prev.is_some_and(|p| p.end > aligned && file(p)) {
+                    out.pages_mapped += self.copy_data_below(env, i, out.va);
+                }
                 Ok(out)
             }
             Some(out) => Ok(out),
@@ -725,7 +731,7 @@ impl Mm {
     #[inline(never)]
     fn copy_data_below<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, i: usize, start: u64) -> u64 {
         let aligned = start & !(ANON_BLOCK_SIZE - 1);
-        let Some(prev) = i.checked_sub(1).and_then(|p| self.vmas.get(p)) else {
+        let [Some(prev), _, _] = self.vmas.around(i) else {
             return 0;
         };
         let Backing::File { file, data_end, .. } = prev.backing else {
