@@ -701,7 +701,7 @@ impl PageTable {
                 Some(Ok((table, _))) => table,
             },
         };
-        mem.free_words(table + index(va, 1) * 8, n, USED) == n
+        mem.all_free(table + index(va, 1) * 8, n, USED)
     }
 
     /// The table of 4 KiB entries for user `va`'s 2 MiB region, found or
@@ -743,7 +743,7 @@ impl PageTable {
         debug_assert!(index(va, 1) + n <= ENTRIES);
         let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
         let at = table + index(va, 1) * 8;
-        if !fresh && mem.free_words(at, n, USED) < n {
+        if !fresh && !mem.all_free(at, n, USED) {
             return Ok(false);
         }
         mem.write_run(at, pa | flags, PAGE_SIZE, n);
