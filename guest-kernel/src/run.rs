@@ -99,7 +99,7 @@ pub struct Kernel {
     /// in and out stands for the several checks this means.
     calls_watched: bool,
     /// Whether page faults are traced or stopped at (fixed for the run,
-    /// see [`Kernel::faults_watched`]): one test on each fault's way.
+    /// see [`Kernel::watch_faults`]): one test on each fault's way.
     faults_watched: bool,
     /// When (TSC) the current call came in, for its SYSCALL_EXIT record
     /// (set only while calls are traced).
@@ -297,7 +297,6 @@ impl Kernel {
     #[inline(always)]
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
         self.calls_watched = !self.calls_short(mem);
-        self.faults_watched = self.faults_watched(mem);
         let handler: trap::SyscallHandler<Kernel, DirectMap> = if self.calls_watched {
             no_short_path
         } else {
@@ -358,12 +357,12 @@ impl Kernel {
         ready_user_mode(&mut self.process, mem);
     }
 
-    /// Whether page faults are traced or the host stops at every n-th
-    /// (fixed for the run).
-    fn faults_watched(&self, mem: &DirectMap) -> bool {
+    /// Note whether page faults are traced or the host stops at every
+    /// n-th (fixed for the run: set at boot, once the trace ring is).
+    pub fn watch_faults(&mut self, mem: &DirectMap) {
         let every = self.info.notify_fault_every > 0;
         let notify = self.info.flags & boot_flags::NOTIFY_FAULTS != 0 && every;
-        trace::on(mem, category::FAULTS) || notify
+        self.faults_watched = trace::on(mem, category::FAULTS) || notify;
     }
 
     /// Whether calls may take the short path of [`short_call`]: not when
