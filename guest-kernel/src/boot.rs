@@ -60,6 +60,7 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     k.fs.connect();
     k.process.0 = Some(alloc::boxed::Box::new(Process::empty()));
     init_process(k, &mut mem);
+    k.watch_faults(&mem);
     k.hwcap = (u64::from(cpu::cpuid(1, 0)[3]), 0);
     k.random_state = u64::from_le_bytes(k.info.random[..8].try_into().unwrap_or_default());
     k.tasks.kernel = k.kernel;

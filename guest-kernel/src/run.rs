@@ -98,6 +98,9 @@ pub struct Kernel {
     /// the run, see [`Kernel::calls_short`]): one test on each call's way
     /// in and out stands for the several checks this means.
     calls_watched: bool,
+    /// Whether page faults are traced or stopped at (fixed for the run,
+    /// see [`Kernel::watch_faults`]): one test on each fault's way.
+    faults_watched: bool,
     /// When (TSC) the current call came in, for its SYSCALL_EXIT record
     /// (set only while calls are traced).
     call_tsc: u64,
@@ -157,6 +160,7 @@ impl Kernel {
             traced_tasks: alloc::vec::Vec::new(),
             syscall_entry_logged: false,
             calls_watched: false,
+            faults_watched: false,
             call_tsc: 0,
             served: None,
             user: None,
@@ -351,6 +355,14 @@ impl Kernel {
     #[inline(always)]
     fn ready_user_mode(&mut self, mem: &mut DirectMap) {
         ready_user_mode(&mut self.process, mem);
+    }
+
+    /// Note whether page faults are traced or the host stops at every
+    /// n-th (fixed for the run: set at boot, once the trace ring is).
+    pub fn watch_faults(&mut self, mem: &DirectMap) {
+        let every = self.info.notify_fault_every > 0;
+        let notify = self.info.flags & boot_flags::NOTIFY_FAULTS != 0 && every;
+        self.faults_watched = trace::on(mem, category::FAULTS) || notify;
     }
 
     /// Whether calls may take the short path of [`short_call`]: not when
@@ -610,6 +622,25 @@ impl Kernel {
         }
         self.stats.page_faults += 1;
         self.process.min_flt += 1;
+        if self.faults_watched {
+            return self.page_fault_watched(mem, addr, error, ip);
+        }
+        match self.with_env(mem, |p, env| p.mm.handle_page_fault(env, addr, error)) {
+            Ok(out) if !out.stack_grown => FaultEnd::Quiet,
+            Ok(_) => FaultEnd::Checks,
+            Err(e) => FaultEnd::Failed(e),
+        }
+    }
+
+    /// [`Self::page_fault`] while faults are traced or stopped at.
+    #[inline(never)]
+    fn page_fault_watched(
+        &mut self,
+        mem: &mut DirectMap,
+        addr: u64,
+        error: u64,
+        ip: u64,
+    ) -> FaultEnd {
         let traced = trace::on(mem, category::FAULTS);
         let t0 = if traced { cpu::rdtsc() } else { 0 };
         let result = self.with_env(mem, |p, env| p.mm.handle_page_fault(env, addr, error));

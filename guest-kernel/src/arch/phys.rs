@@ -244,6 +244,42 @@ impl PhysMem for DirectMap {
         k
     }
 
+    /// The words ORed together eight, four, two and one to a load run
+    /// (a block's 5 to 16 entries: about one instruction a word), one
+    /// test at the end: most runs asked about are free whole.
+    #[inline(always)]
+    fn all_free(&self, pa: u64, n: u64, busy: u64) -> bool {
+        let p = self.ptr(pa, 8 * n) as *const u64;
+        let fold = |k: u64, m: usize| {
+            // SAFETY: `ptr` checked that the n words lie in RAM (k + m <= n);
+            // page-table pages are 8-aligned, and nothing writes the table
+            // while it is read (the CPU's accessed and dirty bits are not
+            // among the `busy` ones).
+            let w = unsafe { core::slice::from_raw_parts(p.add(k as usize), m) };
+            w.iter().fold(0, |a, &x| a | x)
+        };
+        let (mut k, mut seen) = (0, 0);
+        while k + 8 <= n {
+            seen |= fold(k, 8);
+            k += 8;
+        }
+        // Fewer than eight left: n's low bits say which groups.
+        if n & 7 != 0 {
+            if n & 4 != 0 {
+                seen |= fold(k, 4);
+                k += 4;
+            }
+            if n & 2 != 0 {
+                seen |= fold(k, 2);
+                k += 2;
+            }
+            if n & 1 != 0 {
+                seen |= fold(k, 1);
+            }
+        }
+        seen & busy == 0
+    }
+
     #[inline(always)]
     fn trace_on(&self, category: u32) -> bool {
         self.ring.mask & category != 0

@@ -263,10 +263,22 @@ impl Mm {
         }
         // The area found stays the set's hot area, so that the fault path's
         // further reads of it are cheap.
+        let va = addr & !(PAGE_SIZE - 1);
         match self.vmas.find_hot(addr) {
             // The area found is checked as found, not read again.
             Some((_, v)) if access_error(v, error_code) => Err(FaultError::Segv(SegvCode::AccErr)),
-            Some((i, _)) => self.resolve(env, i, addr & !(PAGE_SIZE - 1), error_code),
+            // With blocks or 2 MiB pages, a fault where nothing is mapped
+            // in an anonymous area goes straight to their try, without the
+            // general resolution's frame (which the file faults need); one
+            // page at a time, to the resolution, where it is in line.
+            Some((i, v)) if env.frames.fault_size != FaultSize::Page4K => {
+                if error_code & pf::P == 0 && v.backing == Backing::Anon {
+                    let (prot, has_anon) = (v.prot, v.anon != 0);
+                    return self.fault_anon_large(env, i, va, prot, has_anon);
+                }
+                self.resolve(env, i, va, error_code)
+            }
+            Some((i, _)) => self.resolve(env, i, va, error_code),
             None => self.fault_below_areas(env, addr, error_code),
         }
     }
@@ -691,9 +703,15 @@ impl Mm {
         }
         match self.try_block(env, (i, &v), va)? {
             // The area starts inside the aligned block: another may end
-            // in it below.
+            // in it below (only a file area has data to copy; a heap above
+            // the bss, as a rule, has none).
             Some(mut out) if out.va & (ANON_BLOCK_SIZE - 1) != 0 => {
-                out.pages_mapped += self.copy_data_below(env, i, out.va);
+                let aligned = out.va & !(ANON_BLOCK_SIZE - 1);
+                let [prev, _, _] = self.vmas.around(i);
+                let file = |p: &Vma| matches!(p.backing, Backing::File { .. });
+                if prev.is_some_and(|p| p.end > aligned && file(p)) {
+                    out.pages_mapped += self.copy_data_below(env, i, out.va);
+                }
                 Ok(out)
             }
             Some(out) => Ok(out),
@@ -713,7 +731,7 @@ impl Mm {
     #[inline(never)]
     fn copy_data_below<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, i: usize, start: u64) -> u64 {
         let aligned = start & !(ANON_BLOCK_SIZE - 1);
-        let Some(prev) = i.checked_sub(1).and_then(|p| self.vmas.get(p)) else {
+        let [Some(prev), _, _] = self.vmas.around(i) else {
             return 0;
         };
         let Backing::File { file, data_end, .. } = prev.backing else {
@@ -1226,16 +1244,18 @@ impl Mm {
     /// The identity area `i` takes from a neighbour it could merge with but
     /// for protection: the next area's if that one could merge (none if it
     /// has none yet), else the previous area's. A neighbour that does not
-    /// touch the area (most) is passed with one comparison.
+    /// touch the area (most) is passed with one comparison. The three
+    /// areas are read in one go (a one-leaf tree's straight from its leaf).
+    #[inline(always)]
     fn mergeable_anon(&self, i: usize) -> Option<u32> {
-        let s = &self.vmas;
-        let v = &s[i];
-        if let Some(next) = s.get(i + 1).filter(|n| n.start == v.end) {
+        let [prev, v, next] = self.vmas.around(i);
+        let v = v?;
+        if let Some(next) = next.filter(|n| n.start == v.end) {
             if reusable(v, next) {
                 return (next.anon != 0).then_some(next.anon);
             }
         }
-        let prev = s.get(i.checked_sub(1)?).filter(|p| p.end == v.start)?;
+        let prev = prev.filter(|p| p.end == v.start)?;
         (prev.anon != 0 && reusable(prev, v)).then_some(prev.anon)
     }
 }
@@ -1303,8 +1323,9 @@ fn fill_image_areas<M: PhysMem>(
         // In the window's table, and the image's pages.
         let pa = w.base + offset + (from - n.start);
         let flags = user_pte_flags(n.prot, false);
-        mapped += table.fill_free_inside(mem, from, pa, (to - from) / PAGE_SIZE, flags);
+        mapped += table.fill_free_uncounted(mem, from, pa, (to - from) / PAGE_SIZE, flags);
     }
+    table.add_to_count(mem, mapped);
     mapped
 }
 

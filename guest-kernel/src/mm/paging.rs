@@ -236,6 +236,23 @@ impl LeafTable<'_> {
         n: u64,
         flags: u64,
     ) -> u64 {
+        let written = self.fill_free_uncounted(mem, va, pa, n, flags);
+        self.add_to_count(mem, written);
+        written
+    }
+
+    /// [`Self::fill_free_inside`] without adding the entries written to
+    /// the table's count: a caller filling several runs adds their sum
+    /// once, with [`Self::add_to_count`], before it lets the table go.
+    #[inline(always)]
+    pub fn fill_free_uncounted<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        pa: u64,
+        n: u64,
+        flags: u64,
+    ) -> u64 {
         debug_assert!(va & !(HUGE_PAGE_SIZE - 1) == self.region && va & (PAGE_SIZE - 1) == 0);
         debug_assert!(pa & !pte::ADDR_MASK == 0);
         let first = index(va, 1);
@@ -254,8 +271,14 @@ impl LeafTable<'_> {
         if trace::on(mem, category::PAGE_TABLES) {
             trace_run(mem, at, (va, entry), PAGE_SIZE, n, 1);
         }
-        add_leaf_count(mem, self.parent_pa, written);
         written
+    }
+
+    /// Count `n` more used entries in the table (those
+    /// [`Self::fill_free_uncounted`] wrote).
+    #[inline(always)]
+    pub fn add_to_count<M: PhysMem>(&self, mem: &mut M, n: u64) {
+        add_leaf_count(mem, self.parent_pa, n);
     }
 }
 
@@ -690,7 +713,7 @@ impl PageTable {
                 Some(Ok((table, _))) => table,
             },
         };
-        mem.free_words(table + index(va, 1) * 8, n, USED) == n
+        mem.all_free(table + index(va, 1) * 8, n, USED)
     }
 
     /// The table of 4 KiB entries for user `va`'s 2 MiB region, found or
@@ -732,7 +755,7 @@ impl PageTable {
         debug_assert!(index(va, 1) + n <= ENTRIES);
         let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
         let at = table + index(va, 1) * 8;
-        if !fresh && mem.free_words(at, n, USED) < n {
+        if !fresh && !mem.all_free(at, n, USED) {
             return Ok(false);
         }
         mem.write_run(at, pa | flags, PAGE_SIZE, n);

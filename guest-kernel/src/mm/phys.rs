@@ -85,6 +85,13 @@ pub trait PhysMem {
             .unwrap_or(n)
     }
 
+    /// Whether none of the `n` words from `pa` has any of the `busy` bits
+    /// set ([`Self::free_words`] is `n`): a run of free page-table
+    /// entries. Implementations may do it faster than `n` tests.
+    fn all_free(&self, pa: u64, n: u64, busy: u64) -> bool {
+        self.free_words(pa, n, busy) == n
+    }
+
     /// Whether trace records of `category` are wanted (see `crate::trace`).
     fn trace_on(&self, _category: u32) -> bool {
         false

@@ -532,6 +532,13 @@ impl VmaSet {
         self.t.get(i)
     }
 
+    /// The areas at indexes `i - 1`, `i` and `i + 1` (see
+    /// [`VmaTree::around`]).
+    #[inline(always)]
+    pub fn around(&self, i: usize) -> [Option<&Vma>; 3] {
+        self.t.around(i)
+    }
+
     /// The areas of the tree leaf holding index `i` and the index of its
     /// first (see [`VmaTree::leaf_of`]); in line, as that is.
     #[inline(always)]

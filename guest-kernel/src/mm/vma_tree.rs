@@ -538,6 +538,29 @@ impl VmaTree {
         (self.get(i), self.get(i + 1))
     }
 
+    /// The areas at positions `i - 1`, `i` and `i + 1` (an area and its
+    /// neighbours, which its anonymous identity is taken from): read
+    /// straight from a one-leaf tree, without [`Self::get`]'s calls.
+    #[inline]
+    pub fn around(&self, i: usize) -> [Option<&Vma>; 3] {
+        if let Some(Node::Leaf(v)) = &self.root {
+            return [
+                i.checked_sub(1).and_then(|p| v.get(p)),
+                v.get(i),
+                v.get(i + 1),
+            ];
+        }
+        self.around_deep(i)
+    }
+
+    /// [`Self::around`] in a tree of more than one leaf (out of line: the
+    /// one leaf's reads then save no registers).
+    #[inline(never)]
+    fn around_deep(&self, i: usize) -> [Option<&Vma>; 3] {
+        let prev = i.checked_sub(1).and_then(|p| self.get(p));
+        [prev, self.get(i), self.get(i + 1)]
+    }
+
     /// The position and a copy of the area containing `addr`, kept as the
     /// hot area: a lookup in the hot area costs two comparisons, and
     /// [`Self::get`] of its position one.
@@ -557,16 +580,26 @@ impl VmaTree {
         // instructions whatever the area; from the hot area's next if the
         // address lies above it (a program's later faults are mostly
         // above its earlier ones: data after text, heap, stack, vDSO).
+        let v = match &self.root {
+            Some(Node::Leaf(v)) if v.len() <= SCAN_MAX => v,
+            _ => return self.find_hot_deep(addr),
+        };
+        let above = addr >= self.hot.vma.end && self.hot.pos < v.len();
+        let mut pos = if above { self.hot.pos + 1 } else { 0 };
+        while pos < v.len() && v[pos].end <= addr {
+            pos += 1;
+        }
+        let vma = *v.get(pos).filter(|v| v.start <= addr)?;
+        self.hot = Hot { pos, vma };
+        Some((pos, &self.hot.vma))
+    }
+
+    /// [`Self::find_hot_cold`] in a larger leaf (bisected) or a deeper
+    /// tree: out of line, so that the small leaf's scan saves no
+    /// registers.
+    #[inline(never)]
+    fn find_hot_deep(&mut self, addr: u64) -> Option<(usize, &Vma)> {
         let (pos, vma) = match &self.root {
-            Some(Node::Leaf(v)) if v.len() <= SCAN_MAX => {
-                let above = addr >= self.hot.vma.end && self.hot.pos < v.len();
-                let from = if above { self.hot.pos + 1 } else { 0 };
-                let p = v[from..]
-                    .iter()
-                    .position(|x| x.end > addr)
-                    .map_or(v.len(), |p| from + p);
-                (p, v.get(p))
-            }
             Some(Node::Leaf(v)) => {
                 let p = v.partition_point(|x| x.end <= addr);
                 (p, v.get(p))
@@ -584,10 +617,16 @@ impl VmaTree {
     #[cold]
     fn get_cold(&self, i: usize) -> Option<&Vma> {
         // A small address space is one leaf: index it directly.
-        let root = match self.root.as_ref()? {
-            Node::Leaf(v) => return v.get(i),
-            root => root,
-        };
+        match self.root.as_ref()? {
+            Node::Leaf(v) => v.get(i),
+            root => self.get_deep(root, i),
+        }
+    }
+
+    /// [`Self::get_cold`] below an inner `root` (out of line: the leaf's
+    /// read then takes no stack frame).
+    #[inline(never)]
+    fn get_deep<'a>(&'a self, root: &'a Node, i: usize) -> Option<&'a Vma> {
         if i >= self.len {
             return None;
         }
@@ -1092,24 +1131,14 @@ impl VmaTree {
         if i == self.hot.pos {
             self.hot.vma.anon = anon;
         }
-        let Some(mut node) = self.root.as_mut() else {
-            return;
-        };
-        let mut i = i;
-        loop {
-            match node {
-                Node::Leaf(v) => {
-                    if let Some(a) = v.get_mut(i) {
-                        a.anon = anon;
-                    }
-                    return;
-                }
-                Node::Inner(k) => {
-                    let (j, r) = child_at(k, i, false);
-                    i = r;
-                    node = &mut k[j].node;
+        match self.root.as_mut() {
+            Some(Node::Leaf(v)) => {
+                if let Some(a) = v.get_mut(i) {
+                    a.anon = anon;
                 }
             }
+            Some(root) => set_anon_deep(root, i, anon),
+            None => {}
         }
     }
 
@@ -1457,6 +1486,27 @@ fn share<T>(l: &mut Vec<T>, r: &mut Vec<T>, cap: usize) -> bool {
 /// Change position `i` of the subtree with `f`; whether its bounds or
 /// guard gap moved (the summaries above then follow), and the largest gap
 /// the change may have made.
+/// [`VmaTree::set_anon`] below an inner node (out of line: a one-leaf
+/// tree's write then saves no registers).
+#[inline(never)]
+fn set_anon_deep(mut node: &mut Node, mut i: usize, anon: u32) {
+    loop {
+        match node {
+            Node::Leaf(v) => {
+                if let Some(a) = v.get_mut(i) {
+                    a.anon = anon;
+                }
+                return;
+            }
+            Node::Inner(k) => {
+                let (j, r) = child_at(k, i, false);
+                i = r;
+                node = &mut k[j].node;
+            }
+        }
+    }
+}
+
 fn update_rec<F: FnOnce(&mut Vma)>(node: &mut Node, i: usize, f: F) -> (bool, u64) {
     match node {
         Node::Leaf(v) => {
@@ -2123,6 +2173,19 @@ mod tests {
             t.find_hot(area(1).start);
             for i in [0, 1, n as usize - 2, n as usize - 1, n as usize] {
                 assert_eq!(t.pair(i), (t.get(i), t.get(i + 1)), "{n} areas, at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn around_is_the_three_areas_get_finds_in_any_tree() {
+        for n in [4u64, 200] {
+            let mut t = tree_of(n);
+            t.find_hot(area(1).start);
+            for i in [0, 1, 41, 42, n as usize - 2, n as usize - 1, n as usize] {
+                let prev = i.checked_sub(1).and_then(|p| t.get(p));
+                let want = [prev, t.get(i), t.get(i + 1)];
+                assert_eq!(t.around(i), want, "{n} areas, at {i}");
             }
         }
     }
