@@ -491,11 +491,12 @@ pub struct PageTable {
     tables: u64,
     /// The kernel-half PML4 entries this table created (kernel tables only).
     kernel: KernelHalf,
-    /// The last tables: [0] that a mapping walk reached (faults, maps),
-    /// [1] and [2] the two that lookups reached last, newest first (system
-    /// calls' user memory: a call often reads one region, a path in the
-    /// program's data, and writes another, a struct on its stack), so
-    /// that neither kind pushes the other's out.
+    /// The last three tables that walks reached, mapping walks (faults,
+    /// maps) and lookups (system calls' user memory) alike, newest first:
+    /// a program's faults and calls mostly go to three regions, its image
+    /// and heap, its stack and the vDSO, and a call often reads one region
+    /// (a path in the program's data) and writes another (a struct on its
+    /// stack).
     last: [Cell<LastTable>; 3],
 }
 
@@ -698,7 +699,7 @@ impl PageTable {
             }
             trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
         }
-        self.remember_table(0, va, table, pd_entry);
+        self.remember_table(va, table, pd_entry);
     }
 
     /// Whether the `n` 4 KiB entries from `va` (all in one table) are all
@@ -907,12 +908,12 @@ impl PageTable {
             parent_pa = entry_pa;
             table = e & pte::ADDR_MASK;
         }
-        self.remember_table(0, va, table, parent_pa);
+        self.remember_table(va, table, parent_pa);
         Ok((table, parent_pa))
     }
 
     /// The address and parent entry of a last table that covers `va`
-    /// (the mapping walks' first), if one does.
+    /// (the newest first), if one does.
     #[inline]
     fn last_table(&self, va: u64) -> Option<(u64, u64)> {
         let region = va >> 21;
@@ -929,14 +930,13 @@ impl PageTable {
     }
 
     /// Remember `table` (pointed to by `parent_pa`) as the table of 4 KiB
-    /// leaves for user `va`'s region: in slot 0 for a mapping walk, 1 for
-    /// a lookup (the lookup's last moving to slot 2).
-    fn remember_table(&self, slot: usize, va: u64, table: u64, parent_pa: u64) {
+    /// leaves for user `va`'s region, the newest of the last tables (the
+    /// oldest is forgotten).
+    fn remember_table(&self, va: u64, table: u64, parent_pa: u64) {
         if va < USER_HALF_END {
-            if slot == 1 {
-                self.last[2].set(self.last[1].get());
-            }
-            self.last[slot].set(LastTable {
+            self.last[2].set(self.last[1].get());
+            self.last[1].set(self.last[0].get());
+            self.last[0].set(LastTable {
                 region: va >> 21,
                 table,
                 parent_pa,
@@ -1657,7 +1657,7 @@ impl PageTable {
             parent_pa = entry_pa;
             table = entry & pte::ADDR_MASK;
         }
-        self.remember_table(1, va, table, parent_pa);
+        self.remember_table(va, table, parent_pa);
         Some(Ok((table, parent_pa)))
     }
 
@@ -1690,7 +1690,7 @@ impl PageTable {
                 let (table, parent_pa) =
                     self.new_tables(mem, frames, entry_pa, parent_pa, va, l, level)?;
                 if level == 1 {
-                    self.remember_table(0, va, table, parent_pa);
+                    self.remember_table(va, table, parent_pa);
                 }
                 return Ok((table, parent_pa, true));
             }
@@ -1701,7 +1701,7 @@ impl PageTable {
             table = e & pte::ADDR_MASK;
         }
         if level == 1 {
-            self.remember_table(0, va, table, parent_pa);
+            self.remember_table(va, table, parent_pa);
         }
         Ok((table, parent_pa, false))
     }
@@ -2362,7 +2362,7 @@ mod tests {
             UF,
         )
         .unwrap();
-        assert_eq!(pt.last_table(0x40_0000), None);
+        assert!(pt.last_table(0x40_0000).is_some(), "one of the last three");
         assert!(pt.last_table(0x80_0000).is_some());
         // Freeing the table forgets it: a 2 MiB leaf may take the region,
         // and a 4 KiB map there is then refused.
@@ -2396,15 +2396,20 @@ mod tests {
     }
 
     #[test]
-    fn a_lookup_and_a_mapping_walk_each_keep_their_last_table() {
+    fn the_last_three_tables_walks_reached_are_kept_whichever_kind_of_walk() {
         let (mut mem, mut fa, mut pt) = setup();
-        for va in [0x40_0000, 0x80_0000, 0xc0_0000] {
+        for va in [0x40_0000, 0x80_0000, 0xc0_0000, 0x100_0000] {
             pt.map(&mut mem, &mut fa, va, 0x10_0000, PageSize::Size4K, UF)
                 .unwrap();
         }
-        // A lookup (a system call's user memory) in the first region...
+        assert_eq!(pt.last_table(0x40_0000), None, "the oldest of four");
+        // A lookup (a system call's user memory) pushes out the oldest...
         assert!(pt.translate(&mem, 0x40_0000).is_some());
-        // ... and a mapping walk (a fault) in the second.
+        assert_eq!(pt.last_table(0x80_0000), None);
+        for va in [0x40_0000, 0xc0_0000, 0x100_0000] {
+            assert!(pt.last_table(va).is_some(), "{va:#x}");
+        }
+        // ... and so does a mapping walk (a fault).
         pt.map(
             &mut mem,
             &mut fa,
@@ -2414,61 +2419,17 @@ mod tests {
             UF,
         )
         .unwrap();
-        assert!(pt.last_table(0x40_0000).is_some(), "the lookup's");
-        assert!(pt.last_table(0x80_0000).is_some(), "the walk's");
         assert_eq!(pt.last_table(0xc0_0000), None);
-        // Another mapping walk takes the walk's place, not the lookup's.
-        pt.map(
-            &mut mem,
-            &mut fa,
-            0xc0_1000,
-            0x10_2000,
-            PageSize::Size4K,
-            UF,
-        )
-        .unwrap();
-        assert!(pt.last_table(0x40_0000).is_some());
-        assert_eq!(pt.last_table(0x80_0000), None);
-        // Freeing any table forgets both.
-        pt.unmap_range(&mut mem, &mut fa, 0xc0_0000, 0xe0_0000, |_, _, _| {})
-            .unwrap();
-        assert_eq!(pt.last_table(0x40_0000), None);
-        assert_eq!(pt.last_table(0xc0_0000), None);
-    }
-
-    #[test]
-    fn lookups_keep_their_two_last_tables_and_a_walk_pushes_out_neither() {
-        let (mut mem, mut fa, mut pt) = setup();
-        for va in [0x40_0000, 0x80_0000, 0xc0_0000, 0x100_0000] {
-            pt.map(&mut mem, &mut fa, va, 0x10_0000, PageSize::Size4K, UF)
-                .unwrap();
+        for va in [0x40_0000, 0x80_0000, 0x100_0000] {
+            assert!(pt.last_table(va).is_some(), "{va:#x}");
         }
-        assert!(pt.translate(&mem, 0x40_0000).is_some());
-        assert!(pt.translate(&mem, 0x80_0000).is_some());
-        pt.map(
-            &mut mem,
-            &mut fa,
-            0xc0_1000,
-            0x10_1000,
-            PageSize::Size4K,
-            UF,
-        )
-        .unwrap();
-        assert!(pt.last_table(0x40_0000).is_some(), "the older lookup's");
-        assert!(pt.last_table(0x80_0000).is_some(), "the newer lookup's");
-        assert!(pt.last_table(0xc0_0000).is_some(), "the walk's");
         assert_eq!(
             pt.cached_leaf(&mem, 0x80_0000),
             Some(0x10_0000 | UF),
             "the live entry"
         );
-        assert_eq!(pt.cached_leaf(&mem, 0x80_1000), Some(0), "an unused slot");
-        assert_eq!(pt.cached_leaf(&mem, 0x100_0000), None, "no last table");
-        // A third lookup pushes out the older one.
-        assert!(pt.translate(&mem, 0x100_0000).is_some());
-        assert_eq!(pt.last_table(0x40_0000), None);
-        assert!(pt.last_table(0x80_0000).is_some());
-        assert!(pt.last_table(0x100_0000).is_some());
+        assert_eq!(pt.cached_leaf(&mem, 0x80_2000), Some(0), "an unused slot");
+        assert_eq!(pt.cached_leaf(&mem, 0xc0_0000), None, "no last table");
         // Freeing any table forgets them all.
         pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, _| {})
             .unwrap();
