@@ -780,6 +780,9 @@ fn a_task_that_makes_no_system_call_is_preempted() {
 
 /// busybox sh: a background subshell spinning in a shell loop (no system
 /// call in it) is killed by the foreground shell, which must get the CPU.
+/// The shell prints "Terminated" only if `wait` is what reaps the job, not
+/// if the job was reaped before (natively too that depends on timing, as on
+/// a slow emulated host): `wait`'s stderr is not compared.
 #[test]
 fn busybox_sh_kills_a_spinning_background_job() {
     if !require_kvm() || !have_busybox() {
@@ -787,7 +790,7 @@ fn busybox_sh_kills_a_spinning_background_job() {
     }
     let out = busybox_sh(
         "bb-spin",
-        "(while :; do :; done) & sleep 0.05; kill $!; wait $!; echo status $?",
+        "(while :; do :; done) & sleep 0.05; kill $!; wait $! 2>/dev/null; echo status $?",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "status 143\n");
 }
