@@ -1712,7 +1712,7 @@ fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
         host: &mut k.host,
         tasks: &mut k.tasks,
     };
-    let action = syscall::dispatch(&mut cx, nr, f.syscall_args());
+    let action = syscall::dispatch_in_line(&mut cx, nr, f.syscall_args());
     let p = cx.p;
     match action {
         Action::Return(v) if p.next_signal().is_none() => {
