@@ -627,6 +627,9 @@ pub fn brk_short(p: &mut Process, new: u64, ram_pages: u64) -> Option<i64> {
 }
 
 /// Serve system call `n` with arguments `a` (rdi, rsi, rdx, r10, r8, r9).
+/// Out of line, so that the run loop's callers keep their own frames
+/// small.
+#[inline(never)]
 pub fn dispatch<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     n: u64,
