@@ -1783,13 +1783,14 @@ fn load_bases(p: &mut Process) {
 /// loop's full path would (`Kernel::exit`), counted as it counts it, but
 /// without the rest of the frame saved and the loop's round: `end_run`
 /// never returns and reads none of the registers the stub left unsaved.
-/// Any other process's exit goes to the loop (a zombie, another task to
-/// run). Out of line, so that [`short_call`]'s other calls keep a path
-/// with no stack frame.
+/// Any other process's exit goes to [`full_call`], which leaves its action
+/// to the loop (a zombie, another task to run); so the call is a jump from
+/// [`short_call`], whose answer is never a constant false. Out of line, so
+/// that [`short_call`]'s other calls keep a path with no stack frame.
 #[inline(never)]
-fn short_exit(k: &mut Kernel, f: &TrapFrame, mem: &mut DirectMap) -> bool {
+fn short_exit(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     if k.process.tgid != guest_kernel::process::INIT_PID {
-        return false;
+        return full_call(k, f, mem);
     }
     k.stats.syscalls += 1;
     k.end_run(mem, exit_kind::EXITED, f.rdi & 0xff, [0; 4])
