@@ -1630,7 +1630,8 @@ const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 /// loaded on the way).
 /// The call number is sorted by one table (`syscall::short_route`); any
 /// other call goes to [`full_call`], sigreturn (which rewrites the whole
-/// frame) to the loop.
+/// frame) and sigaltstack (which reads the stack pointer the loop records)
+/// to the loop.
 /// Whether the call was served (else the loop's full path serves it, and
 /// the frame and the process are left as they were). A due alarm is
 /// checked at each system call, so with one armed every call takes the
@@ -1678,7 +1679,7 @@ fn short_answer(k: &mut Kernel, f: &mut TrapFrame, route: ShortRoute) -> bool {
     true
 }
 
-/// Any system call but the short ones and sigreturn, served on
+/// Any system call but the short ones, sigreturn and sigaltstack, served on
 /// [`short_call`]'s stack: counted and dispatched as `Kernel::syscall`
 /// does, and if it returns a value with no signal to deliver, back to the
 /// program with the checks of `Kernel::run` on the way
@@ -1698,7 +1699,6 @@ fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
         return false;
     }
     k.stats.syscalls += 1;
-    p.user_sp = f.rsp;
     p.blocked_nr = None;
     let mut env = MmEnv {
         mem,

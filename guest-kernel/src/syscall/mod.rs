@@ -510,7 +510,8 @@ pub enum ShortRoute {
     /// Served by [`dispatch`] on the stub's stack (`run::full_call`).
     Full,
     /// Left to the run loop before anything is done: rt_sigreturn, which
-    /// rewrites the whole frame.
+    /// rewrites the whole frame, and sigaltstack, which reads the user's
+    /// stack pointer (`Process::user_sp`, which only the loop records).
     Loop,
     /// brk ([`brk_short`]).
     Brk,
@@ -544,6 +545,7 @@ const SHORT_ROUTES_LEN: usize = 512;
 static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     let mut t = [ShortRoute::Full; SHORT_ROUTES_LEN];
     t[nr::RT_SIGRETURN as usize] = ShortRoute::Loop;
+    t[nr::SIGALTSTACK as usize] = ShortRoute::Loop;
     t[nr::BRK as usize] = ShortRoute::Brk;
     t[nr::ARCH_PRCTL as usize] = ShortRoute::Bases;
     t[nr::EXIT_GROUP as usize] = ShortRoute::ExitGroup;

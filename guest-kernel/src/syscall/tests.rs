@@ -999,6 +999,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
     use ShortRoute as R;
     let routes = [
         (nr::RT_SIGRETURN, R::Loop),
+        (nr::SIGALTSTACK, R::Loop),
         (nr::BRK, R::Brk),
         (nr::ARCH_PRCTL, R::Bases),
         (nr::EXIT_GROUP, R::ExitGroup),
