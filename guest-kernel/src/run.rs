@@ -19,7 +19,7 @@ use guest_kernel::process::lifecycle;
 use guest_kernel::process::task::{self as task, SavedContext, TaskState, Tasks};
 use guest_kernel::process::Process;
 use guest_kernel::syscall::exec::ExecPlan;
-use guest_kernel::syscall::{self, Action, Ctx};
+use guest_kernel::syscall::{self, Action, Ctx, ShortRoute};
 use guest_kernel::trace::{self, category, kind};
 use vmrun_contract::layout::{DIRECT_MAP_BASE, STATS_PHYS, TASK_SIZE};
 use vmrun_contract::trace::exec_phase;
@@ -1618,64 +1618,77 @@ impl Kernel {
 const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 
 /// The short path of a system call that only reads the caller's identity
-/// (`syscall::identity`: getpid, gettid...), moves the break up
+/// (`ShortRoute::identity`: getpid, gettid...), moves the break up
 /// (`syscall::brk_short`), records something about the caller
-/// (`syscall::own_state`) or sets its FS or GS base (`syscall::set_base`),
-/// by the running process `p`, in the user frame `f`: the arch layer's
-/// syscall stub calls it before saving the whole frame (see
-/// `UserMode::run`), and if it answers, returns to the program at once (as
-/// SYSRET would), without the checks `Kernel::run` makes on the way back
-/// to user mode: such a call changes nothing they look at (no signal, no
-/// TLB flush, no journaled VMA change; a new FS/GS base is loaded on the
-/// way).
-/// Any other call goes to [`stub_call`].
+/// (`ShortRoute::own_state`) or sets its FS or GS base
+/// (`syscall::set_base`), by the running process `p`, in the user frame
+/// `f`: the arch layer's syscall stub calls it before saving the whole
+/// frame (see `UserMode::run`), and if it answers, returns to the program
+/// at once (as SYSRET would), without the checks `Kernel::run` makes on
+/// the way back to user mode: such a call changes nothing they look at
+/// (no signal, no TLB flush, no journaled VMA change; a new FS/GS base is
+/// loaded on the way).
+/// The call number is sorted by one table (`syscall::short_route`); any
+/// other call goes to [`full_call`], sigreturn (which rewrites the whole
+/// frame) and sigaltstack (which reads the stack pointer the loop records)
+/// to the loop.
 /// Whether the call was served (else the loop's full path serves it, and
 /// the frame and the process are left as they were). A due alarm is
 /// checked at each system call, so with one armed every call takes the
 /// loop's full path.
 extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    use ShortRoute as R;
+    // Each short call's route spelled out, so that the answer is one load
+    // past the table's jump.
+    match syscall::short_route(f.rax) {
+        R::Full => full_call(k, f, mem),
+        R::Loop => false,
+        R::Brk => short_brk(k, f, mem),
+        R::Bases => short_bases(k, f, mem),
+        R::ExitGroup => short_exit(k, f, mem),
+        R::Tgid => short_answer(k, f, R::Tgid),
+        R::Pid => short_answer(k, f, R::Pid),
+        R::Ppid => short_answer(k, f, R::Ppid),
+        R::Pgid => short_answer(k, f, R::Pgid),
+        R::Root => short_answer(k, f, R::Root),
+        R::SetTidAddress => short_answer(k, f, R::SetTidAddress),
+        R::SetRobustList => short_answer(k, f, R::SetRobustList),
+        R::Rseq => short_answer(k, f, R::Rseq),
+    }
+}
+
+/// An identity or own-state call (`route`) on [`short_call`]'s path: the
+/// checks come before `ShortRoute::own_state` changes anything.
+#[inline(always)]
+fn short_answer(k: &mut Kernel, f: &mut TrapFrame, route: ShortRoute) -> bool {
     let Some(p) = k.process.0.as_deref_mut() else {
         return false;
-    };
-    // The call number next: the other system calls leave here.
-    let Some(v) = syscall::identity(p, f.rax) else {
-        return match f.rax {
-            syscall::nr::BRK => short_brk(k, f, mem),
-            syscall::nr::ARCH_PRCTL => short_bases(k, f, mem),
-            // set_tid_address, set_robust_list, rseq and any call above
-            // them: one comparison here, the rest in `short_own`.
-            n if n >= syscall::nr::SET_TID_ADDRESS => short_own(k, f, mem),
-            _ => stub_call(k, f, mem),
-        };
     };
     if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
         // A bad return address: the full path kills the program.
         return false;
     }
+    let v = match route.identity(p) {
+        Some(v) => v,
+        None => match route.own_state(p, [f.rdi, f.rsi]) {
+            Some(v) => v,
+            None => return false,
+        },
+    };
     short_return(f, v);
     true
 }
 
-/// Any system call but the short ones, served on [`short_call`]'s stack:
-/// counted and dispatched as `Kernel::syscall` does, and if it returns a
-/// value with no signal to deliver, back to the program with the checks
-/// of `Kernel::run` on the way (`Kernel::ready_user_mode`), without the
-/// rest of the frame saved and restored and the loop's round. Any other
-/// action (a block, a spawn, an exit...) or a signal to deliver is left
-/// in `Kernel::served` for the loop, with the frame as it was. A
-/// sigreturn (which rewrites the whole frame), a bad return address and
-/// an armed alarm go to the loop before anything is done (and exit_group,
-/// see [`short_own`]).
-#[inline(never)]
-fn stub_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
-    if f.rax == syscall::nr::RT_SIGRETURN {
-        return false;
-    }
-    full_call(k, f, mem)
-}
-
-/// [`stub_call`] past its test of the call number (the calls the other
-/// short functions leave, none of them sigreturn, come here straight).
+/// Any system call but the short ones, sigreturn and sigaltstack, served on
+/// [`short_call`]'s stack: counted and dispatched as `Kernel::syscall`
+/// does, and if it returns a value with no signal to deliver, back to the
+/// program with the checks of `Kernel::run` on the way
+/// (`Kernel::ready_user_mode`), without the rest of the frame saved and
+/// restored and the loop's round. Any other action (a block, a spawn, an
+/// exit...) or a signal to deliver is left in `Kernel::served` for the
+/// loop, with the frame as it was. A bad return address and an armed
+/// alarm go to the loop before anything is done (and exit_group, see
+/// [`short_exit`]).
 #[inline(never)]
 fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     let nr = f.rax;
@@ -1686,7 +1699,6 @@ fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
         return false;
     }
     k.stats.syscalls += 1;
-    p.user_sp = f.rsp;
     p.blocked_nr = None;
     let mut env = MmEnv {
         mem,
@@ -1700,7 +1712,7 @@ fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
         host: &mut k.host,
         tasks: &mut k.tasks,
     };
-    let action = syscall::dispatch(&mut cx, nr, f.syscall_args());
+    let action = syscall::dispatch_in_line(&mut cx, nr, f.syscall_args());
     let p = cx.p;
     match action {
         Action::Return(v) if p.next_signal().is_none() => {
@@ -1767,45 +1779,18 @@ fn load_bases(p: &mut Process) {
     }
 }
 
-/// set_tid_address, set_robust_list and rseq on [`short_call`]'s path
-/// (out of line, as [`short_brk`]). Every call numbered from
-/// set_tid_address up comes here, so the others leave at the first tests,
-/// before the checks that must come before `own_state` changes anything:
-/// exit_group to [`short_exit`], the rest to [`full_call`].
-#[inline(never)]
-extern "C" fn short_own(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
-    use syscall::nr;
-    if !matches!(f.rax, nr::SET_TID_ADDRESS | nr::SET_ROBUST_LIST | nr::RSEQ) {
-        return if f.rax == nr::EXIT_GROUP {
-            short_exit(k, f, mem)
-        } else {
-            full_call(k, f, mem)
-        };
-    }
-    let Some(p) = k.process.0.as_deref_mut() else {
-        return false;
-    };
-    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
-        return false;
-    }
-    let Some(v) = syscall::own_state(p, f.rax, [f.rdi, f.rsi]) else {
-        return full_call(k, f, mem);
-    };
-    short_return(f, v);
-    true
-}
-
 /// exit_group on [`short_call`]'s path: pid 1's ends the run here, as the
 /// loop's full path would (`Kernel::exit`), counted as it counts it, but
 /// without the rest of the frame saved and the loop's round: `end_run`
 /// never returns and reads none of the registers the stub left unsaved.
-/// Any other process's exit goes to the loop (a zombie, another task to
-/// run). Out of line, so that [`short_own`]'s other calls keep a path
-/// with no stack frame.
+/// Any other process's exit goes to [`full_call`], which leaves its action
+/// to the loop (a zombie, another task to run); so the call is a jump from
+/// [`short_call`], whose answer is never a constant false. Out of line, so
+/// that [`short_call`]'s other calls keep a path with no stack frame.
 #[inline(never)]
-fn short_exit(k: &mut Kernel, f: &TrapFrame, mem: &mut DirectMap) -> bool {
+fn short_exit(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     if k.process.tgid != guest_kernel::process::INIT_PID {
-        return false;
+        return full_call(k, f, mem);
     }
     k.stats.syscalls += 1;
     k.end_run(mem, exit_kind::EXITED, f.rdi & 0xff, [0; 4])

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -49,10 +50,34 @@ static void check_other_errors(void)
     expect_error("syscall -1", syscall(-1), ENOSYS, "ENOSYS");
 }
 
+/* SYSCALL clears the direction flag for the kernel (SFMASK), so a call made
+ * with it set still gets its copies run forwards. */
+static long call_with_df_set(long n, long a)
+{
+    long r;
+    __asm__ volatile("std\n\tsyscall\n\tcld"
+                     : "=a"(r)
+                     : "a"(n), "D"(a)
+                     : "rcx", "r11", "memory", "cc");
+    return r;
+}
+
+static void check_direction_flag(void)
+{
+    struct utsname want, got;
+    memset(&got, 0, sizeof got);
+    CHECK(uname(&want) == 0, "uname: %s", strerror(errno));
+    long r = call_with_df_set(SYS_uname, (long)&got);
+    CHECK(r == 0 && memcmp(&want, &got, sizeof want) == 0,
+          "uname with DF set: returned %ld, or its fields differ", r);
+    printf("uname with DF set ok\n");
+}
+
 int main(void)
 {
     check_efault();
     check_other_errors();
+    check_direction_flag();
     printf("all ok\n");
     return 0;
 }

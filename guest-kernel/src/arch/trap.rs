@@ -208,9 +208,9 @@ global_asm!(
         jmp trap_common
     // A symbol of its own: `vmrun bench` counts a kernel entry from the
     // first instruction in a `trap_stub_N`, so the way back must not be
-    // inside one.
+    // inside one. No `cld`: SYSCALL cleared DF (boot's SFMASK), and only
+    // a SYSCALL reaches the trampoline.
     syscall_fast_\v:
-        cld
         mov [rsp - 24], rax
         mov [rsp - 40], rcx
         mov [rsp - 48], r9

@@ -478,60 +478,157 @@ fn timers_changed(r: Result<i64, Errno>) -> Action {
 }
 
 /// A write's result: EPIPE also sends SIGPIPE (which kills by default).
+/// In line, so that every other result is [`ret`]'s test in the caller,
+/// without a call.
+#[inline(always)]
 fn write_ret<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     r: Result<i64, Errno>,
 ) -> Action {
     match r {
-        Err(Errno::EPIPE) => match signal::send_self(cx, crate::signal::nr::SIGPIPE) {
-            Action::Return(_) => Action::Return(Errno::EPIPE.to_ret()),
-            other => other,
-        },
+        Err(Errno::EPIPE) => broken_pipe(cx),
         r => ret(r),
     }
 }
 
-/// The answer of a system call that only reads the caller's identity
-/// (getpid, gettid, getppid, getpgrp, and the ids, all 0): no argument, no
-/// side effect, no way to block or fail. The kernel answers these on its
-/// short path, before it builds the context [`dispatch`] needs (which
-/// answers them the same way); `None` for every other call.
-#[inline(always)]
-pub fn identity(p: &Process, n: u64) -> Option<i64> {
-    match n {
-        nr::GETPID => Some(p.tgid as i64),
-        nr::GETTID => Some(p.pid as i64),
-        nr::GETPPID => Some(p.ppid as i64),
-        nr::GETPGRP => Some(p.pgid as i64),
-        nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => Some(0),
-        _ => None,
+/// A write to a pipe with no reader: EPIPE, and SIGPIPE sent.
+#[inline(never)]
+fn broken_pipe<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>) -> Action {
+    match signal::send_self(cx, crate::signal::nr::SIGPIPE) {
+        Action::Return(_) => Action::Return(Errno::EPIPE.to_ret()),
+        other => other,
     }
 }
 
-/// The calls that only record something about the caller itself, on the
-/// syscall stub's short path (see `run::short_call`), which every C
-/// program's start-up makes: set_tid_address and set_robust_list (as
-/// [`process::set_tid_address`] and [`process::set_robust_list`] serve
-/// them), and rseq, which is not provided (ENOSYS, as on the full path:
-/// glibc then goes on without it). `a` holds the first two arguments. The
-/// result, or None for the full path to serve the call.
-#[inline]
-pub fn own_state(p: &mut Process, n: u64, a: [u64; 2]) -> Option<i64> {
-    match n {
-        nr::SET_TID_ADDRESS => {
-            p.clear_child_tid = a[0];
-            Some(p.pid as i64)
-        }
-        nr::SET_ROBUST_LIST => Some(match a[1] {
-            process::ROBUST_LIST_HEAD_SIZE => {
-                p.robust_list = a[0];
-                0
-            }
-            _ => Errno::EINVAL.to_ret(),
-        }),
-        nr::RSEQ => Some(Errno::ENOSYS.to_ret()),
-        _ => None,
+/// sched_yield: the other processes run first. Out of line: as a constant
+/// arm of [`dispatch_in_line`]'s jump table, its action would be set up
+/// before the jump, for every call.
+#[inline(never)]
+fn sched_yield() -> Action {
+    Action::Yield(0)
+}
+
+/// Where the syscall stub's short path (`run::short_call`) sends a call,
+/// read from one table ([`short_route`]) so that every call, the ones the
+/// full path serves too, is sorted by one load and one jump instead of a
+/// chain of comparisons of its number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ShortRoute {
+    /// Served by [`dispatch`] on the stub's stack (`run::full_call`).
+    Full,
+    /// Left to the run loop before anything is done: rt_sigreturn, which
+    /// rewrites the whole frame, and sigaltstack, which reads the user's
+    /// stack pointer (`Process::user_sp`, which only the loop records).
+    Loop,
+    /// brk ([`brk_short`]).
+    Brk,
+    /// arch_prctl (`process::set_base`).
+    Bases,
+    /// exit_group (`run::short_exit`).
+    ExitGroup,
+    /// getpid: the thread group's id.
+    Tgid,
+    /// gettid: the thread's id.
+    Pid,
+    /// getppid.
+    Ppid,
+    /// getpgrp.
+    Pgid,
+    /// getuid, getgid, geteuid, getegid: all 0.
+    Root,
+    /// set_tid_address.
+    SetTidAddress,
+    /// set_robust_list.
+    SetRobustList,
+    /// rseq (not provided: ENOSYS).
+    Rseq,
+}
+
+/// The calls [`short_route`]'s table covers; every call above is
+/// [`ShortRoute::Full`].
+const SHORT_ROUTES_LEN: usize = 512;
+
+/// [`ShortRoute`] of each call number below [`SHORT_ROUTES_LEN`].
+static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
+    let mut t = [ShortRoute::Full; SHORT_ROUTES_LEN];
+    t[nr::RT_SIGRETURN as usize] = ShortRoute::Loop;
+    t[nr::SIGALTSTACK as usize] = ShortRoute::Loop;
+    t[nr::BRK as usize] = ShortRoute::Brk;
+    t[nr::ARCH_PRCTL as usize] = ShortRoute::Bases;
+    t[nr::EXIT_GROUP as usize] = ShortRoute::ExitGroup;
+    t[nr::GETPID as usize] = ShortRoute::Tgid;
+    t[nr::GETTID as usize] = ShortRoute::Pid;
+    t[nr::GETPPID as usize] = ShortRoute::Ppid;
+    t[nr::GETPGRP as usize] = ShortRoute::Pgid;
+    t[nr::GETUID as usize] = ShortRoute::Root;
+    t[nr::GETGID as usize] = ShortRoute::Root;
+    t[nr::GETEUID as usize] = ShortRoute::Root;
+    t[nr::GETEGID as usize] = ShortRoute::Root;
+    t[nr::SET_TID_ADDRESS as usize] = ShortRoute::SetTidAddress;
+    t[nr::SET_ROBUST_LIST as usize] = ShortRoute::SetRobustList;
+    t[nr::RSEQ as usize] = ShortRoute::Rseq;
+    t
+};
+
+/// Where the syscall stub's short path sends call `n`.
+#[inline(always)]
+pub fn short_route(n: u64) -> ShortRoute {
+    match SHORT_ROUTES.get(n as usize) {
+        Some(&r) => r,
+        None => ShortRoute::Full,
     }
+}
+
+impl ShortRoute {
+    /// The answer of a system call that only reads the caller's identity
+    /// (getpid, gettid, getppid, getpgrp, and the ids, all 0), by the
+    /// process `p`: no argument, no side effect, no way to block or fail.
+    /// The kernel answers these on its short path, before it builds the
+    /// context [`dispatch`] needs (which answers them the same way);
+    /// `None` for every other route.
+    #[inline(always)]
+    pub fn identity(self, p: &Process) -> Option<i64> {
+        match self {
+            ShortRoute::Tgid => Some(p.tgid as i64),
+            ShortRoute::Pid => Some(p.pid as i64),
+            ShortRoute::Ppid => Some(p.ppid as i64),
+            ShortRoute::Pgid => Some(p.pgid as i64),
+            ShortRoute::Root => Some(0),
+            _ => None,
+        }
+    }
+
+    /// The calls that only record something about the caller `p` itself,
+    /// on the syscall stub's short path, which every C program's start-up
+    /// makes: set_tid_address and set_robust_list (as
+    /// [`process::set_tid_address`] and [`process::set_robust_list`]
+    /// serve them), and rseq, which is not provided (ENOSYS, as on the
+    /// full path: glibc then goes on without it). `a` holds the first two
+    /// arguments. The result, or None for every other route.
+    #[inline(always)]
+    pub fn own_state(self, p: &mut Process, a: [u64; 2]) -> Option<i64> {
+        match self {
+            ShortRoute::SetTidAddress => {
+                p.clear_child_tid = a[0];
+                Some(p.pid as i64)
+            }
+            ShortRoute::SetRobustList => Some(match a[1] {
+                process::ROBUST_LIST_HEAD_SIZE => {
+                    p.robust_list = a[0];
+                    0
+                }
+                _ => Errno::EINVAL.to_ret(),
+            }),
+            ShortRoute::Rseq => Some(Errno::ENOSYS.to_ret()),
+            _ => None,
+        }
+    }
+}
+
+/// [`ShortRoute::identity`] of call `n`.
+pub fn identity(p: &Process, n: u64) -> Option<i64> {
+    short_route(n).identity(p)
 }
 
 /// brk(new) on the syscall stub's short path (see `run::short_call`),
@@ -549,7 +646,22 @@ pub fn brk_short(p: &mut Process, new: u64, ram_pages: u64) -> Option<i64> {
 }
 
 /// Serve system call `n` with arguments `a` (rdi, rsi, rdx, r10, r8, r9).
+/// Out of line, so that the run loop's callers keep their own frames
+/// small.
+#[inline(never)]
 pub fn dispatch<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    n: u64,
+    a: &[u64; 6],
+) -> Action {
+    dispatch_in_line(cx, n, a)
+}
+
+/// [`dispatch`] in line in its caller: the syscall stub's full path
+/// (`run::full_call`), where the handler's result goes straight to the
+/// return's test, without a frame and a conversion of its own.
+#[inline(always)]
+pub fn dispatch_in_line<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     n: u64,
     a: &[u64; 6],
@@ -717,7 +829,7 @@ pub fn dispatch<M: PhysMem, H: HostIo>(
         nr::NEWFSTATAT => ret(fsmeta::newfstatat(cx, a[0], a[1], a[2], a[3])),
         nr::IOCTL => ret(misc::ioctl(cx, a[0])),
         nr::FCNTL => ret(fsmeta::fcntl(cx, a[0], a[1], a[2])),
-        nr::SCHED_YIELD => Action::Yield(0),
+        nr::SCHED_YIELD => sched_yield(),
         nr::RT_SIGSUSPEND => ret(signal::rt_sigsuspend(cx, a[0], a[1])),
         nr::RT_SIGTIMEDWAIT => ret(signal::rt_sigtimedwait(cx, a[0], a[1], a[2], a[3])),
         nr::PAUSE => ret(signal::pause(cx)),

@@ -970,7 +970,7 @@ fn own_state_calls_match_the_full_path() {
         (nr::RSEQ, [0x1000, 32]),
     ];
     for (n, a) in calls {
-        let got = own_state(&mut short.p, n, a);
+        let got = short_route(n).own_state(&mut short.p, a);
         let want = full.call(n, [a[0], a[1], 0, 0, 0, 0]).unwrap_ret();
         assert_eq!(got, Some(want), "{}", name(n));
         assert_eq!(
@@ -982,8 +982,48 @@ fn own_state_calls_match_the_full_path() {
     }
     assert_eq!(short.p.robust_list, 0x8000, "a wrong size changes nothing");
     for n in (0..512).filter(|&n| !calls.iter().any(|&(c, _)| c == n)) {
-        assert_eq!(own_state(&mut short.p, n, [1, 24]), None, "{}", name(n));
+        assert_eq!(
+            short_route(n).own_state(&mut short.p, [1, 24]),
+            None,
+            "{}",
+            name(n)
+        );
     }
+}
+
+/// The short path's table sends each call it serves to its own route,
+/// sigreturn to the loop, and every other call, above the table too, to
+/// the full path.
+#[test]
+fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
+    use ShortRoute as R;
+    let routes = [
+        (nr::RT_SIGRETURN, R::Loop),
+        (nr::SIGALTSTACK, R::Loop),
+        (nr::BRK, R::Brk),
+        (nr::ARCH_PRCTL, R::Bases),
+        (nr::EXIT_GROUP, R::ExitGroup),
+        (nr::GETPID, R::Tgid),
+        (nr::GETTID, R::Pid),
+        (nr::GETPPID, R::Ppid),
+        (nr::GETPGRP, R::Pgid),
+        (nr::GETUID, R::Root),
+        (nr::GETGID, R::Root),
+        (nr::GETEUID, R::Root),
+        (nr::GETEGID, R::Root),
+        (nr::SET_TID_ADDRESS, R::SetTidAddress),
+        (nr::SET_ROBUST_LIST, R::SetRobustList),
+        (nr::RSEQ, R::Rseq),
+    ];
+    for n in 0..1024 {
+        let want = routes
+            .iter()
+            .find(|&&(c, _)| c == n)
+            .map_or(R::Full, |&(_, r)| r);
+        assert_eq!(short_route(n), want, "{}", name(n));
+    }
+    assert_eq!(short_route(u64::MAX), R::Full);
+    assert_eq!(short_route(1 << 32 | nr::GETPID), R::Full);
 }
 
 #[test]
