@@ -498,7 +498,7 @@ impl Mm {
         } else {
             // One set of flags for every page, computed once.
             let flags = user_pte_flags(prot, false);
-            pt.set_flags_range(mem, frames, start, end, |_, _, _| flags)
+            pt.set_same_flags_range(mem, frames, start, end, flags)
         };
         r.map_err(|e| e.errno())
     }

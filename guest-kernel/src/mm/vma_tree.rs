@@ -1080,18 +1080,29 @@ impl VmaTree {
         let new = Vma { prot, flags, ..old };
         // `at`: the changed area's position.
         let at = i + usize::from(head);
+        let n = v.len();
         if head || tail {
-            // Area `i` and those after it move up one place in one copy,
-            // the two copies of it then cut at the split in place.
-            let split = if head { start } else { end };
-            let n = v.len();
+            // Area `i` and those after it move up one place in one copy.
             v.push(Vma::EMPTY);
             v.copy_within(i..n, i + 1);
-            v[i].end = split;
-            v[i + 1].start_at(split);
             self.len += 1;
         }
-        (v[at].prot, v[at].flags) = (prot, flags);
+        // The two copies of area `i` (or it alone) cut at the split and
+        // changed in place, reached by one bounds check.
+        match &mut v[i..] {
+            [low, high, ..] if head => {
+                low.end = start;
+                high.start_at(start);
+                (high.prot, high.flags) = (prot, flags);
+            }
+            [low, high, ..] if tail => {
+                low.end = end;
+                high.start_at(end);
+                (low.prot, low.flags) = (prot, flags);
+            }
+            [whole, ..] => (whole.prot, whole.flags) = (prot, flags),
+            [] => {}
+        }
         if old.is_data() != new.is_data() {
             let len = end - start;
             self.data_bytes = match new.is_data() {
