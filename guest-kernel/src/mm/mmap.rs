@@ -348,12 +348,14 @@ impl Mm {
         if new < self.brk {
             return None;
         }
-        if !self.brk_within_data_limit(new) {
+        // Past TASK_SIZE the heap cannot grow (nor stay in the break's
+        // page, which lies below it).
+        if new > TASK_SIZE || !self.brk_within_data_limit(new) {
             return Some(self.brk);
         }
-        let (Some(old_top), Some(new_top)) = (page_align_up(self.brk), page_align_up(new)) else {
-            return Some(self.brk);
-        };
+        // Both breaks lie at or below TASK_SIZE: no overflow.
+        let align = |b: u64| (b + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let (old_top, new_top) = (align(self.brk), align(new));
         if new_top == old_top || self.grow_brk(old_top, new_top, ram_pages).is_ok() {
             self.brk = new;
         }
@@ -373,15 +375,16 @@ impl Mm {
         (new - self.start_brk).saturating_add(data_segment) <= limit
     }
 
-    /// Grow the heap to `new_top`, refusing as Linux's `brk` does: past
-    /// TASK_SIZE, into the next area's gap, past `RLIMIT_AS` or
+    /// Grow the heap from `old_top` to `new_top` (above it, at most
+    /// TASK_SIZE), refusing as Linux's `brk` does: below
+    /// `mmap_min_addr`, into the next area's gap, past `RLIMIT_AS` or
     /// `RLIMIT_DATA`, with
     /// more than `vm.max_map_count` areas, or by more pages than the guest
     /// has RAM (`ram_pages`: the overcommit heuristic's check of one
     /// request against all of RAM, there being no swap).
     #[inline(always)]
     fn grow_brk(&mut self, old_top: u64, new_top: u64, ram_pages: u64) -> KResult<()> {
-        if new_top > TASK_SIZE || old_top < MMAP_MIN_ADDR {
+        if old_top < MMAP_MIN_ADDR {
             return Err(Errno::ENOMEM);
         }
         let step = new_top - old_top;
@@ -395,22 +398,28 @@ impl Mm {
         // start_brk, never with the program's bss below it. The common
         // case, a heap area ending at the old break with room above it,
         // grows in place; an empty heap (the first growth) has none.
-        let grown = Vma::anon(old_top, new_top, Prot::RW, VmFlags::NONE);
         let empty = self.brk == self.start_brk;
-        if !empty && self.vmas.grow_onto(&grown, self.start_brk, PAGE_SIZE) {
+        let floor = self.start_brk;
+        if !empty
+            && self
+                .vmas
+                .grow_anon(old_top, new_top, HEAP, floor, PAGE_SIZE)
+        {
             return Ok(());
         }
-        self.add_heap_area(grown, empty)
+        self.add_heap_area(old_top, new_top, empty)
     }
 
-    /// The heap grows by `grown` where the area below cannot grow in place
-    /// (the first growth, or a gap left by a shrink): a new area, merged
-    /// with the heap area below if there is one (none if the heap was
-    /// `empty`: an area starting at or above its start, which is page
+    /// The heap grows by `[start, end)` where the area below cannot grow in
+    /// place (the first growth, or a gap left by a shrink): a new area,
+    /// merged with the heap area below if there is one (none if the heap
+    /// was `empty`: an area starting at or above its start, which is page
     /// aligned, would end above the new one's start); ENOMEM if it would
-    /// reach into the next area's guard gap.
+    /// reach into the next area's guard gap. The bounds come in registers
+    /// and the area is made here, its constant rights folded in.
     #[inline(never)]
-    fn add_heap_area(&mut self, grown: Vma, empty: bool) -> KResult<()> {
+    fn add_heap_area(&mut self, start: u64, end: u64, empty: bool) -> KResult<()> {
+        let grown = heap_area(start, end);
         let (i, next) = self.vmas.seek(grown.start);
         if next.is_some_and(|next| grown.end + PAGE_SIZE > next.start_gap()) {
             return Err(Errno::ENOMEM);
@@ -489,7 +498,7 @@ impl Mm {
         } else {
             // One set of flags for every page, computed once.
             let flags = user_pte_flags(prot, false);
-            pt.set_flags_range(mem, frames, start, end, |_, _, _| flags)
+            pt.set_same_flags_range(mem, frames, start, end, flags)
         };
         r.map_err(|e| e.errno())
     }
@@ -522,6 +531,15 @@ impl Mm {
         self.sub_user_frames(freed.min(self.user_frames));
         r.map_err(|e| e.errno())
     }
+}
+
+/// The heap's rights: private and writable (its areas are anonymous).
+const HEAP: (Prot, VmFlags) = (Prot::RW, VmFlags::NONE);
+
+/// The heap's area over `[start, end)`.
+#[inline(always)]
+fn heap_area(start: u64, end: u64) -> Vma {
+    Vma::anon(start, end, HEAP.0, HEAP.1)
 }
 
 /// Checks of a MAP_FIXED address.

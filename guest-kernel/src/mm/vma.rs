@@ -558,30 +558,35 @@ impl VmaSet {
         self.t.set_anon(i, anon);
     }
 
-    /// Grow the area that ends where `vma` starts to cover `vma`, if `vma`
-    /// could merge with it, it starts at or above `floor`, and `vma` ends
-    /// `room` bytes or more below the next area's guard gap (false, and no
-    /// change, otherwise): the growing heap's path, one descent instead of
-    /// a lookup, an insert and a merge.
+    /// Grow the area that ends at `end` to `new_end`, if an anonymous area
+    /// there with `prot` and `flags` could merge with it, it starts at or
+    /// above `floor`, and `new_end` lies `room` bytes or more below the
+    /// next area's guard gap (false, and no change, otherwise): the
+    /// growing heap's path, one descent instead of a lookup, an insert and
+    /// a merge.
     #[inline(always)]
-    pub fn grow_onto(&mut self, vma: &Vma, floor: u64, room: u64) -> bool {
-        if (vma.start | vma.end) & (PAGE_SIZE - 1) != 0 {
+    pub fn grow_anon(
+        &mut self,
+        end: u64,
+        new_end: u64,
+        (prot, flags): (Prot, VmFlags),
+        floor: u64,
+        room: u64,
+    ) -> bool {
+        debug_assert!((end | new_end) & (PAGE_SIZE - 1) == 0);
+        let like = (prot, accounted(flags, prot));
+        if !self.t.grow_anon(end, new_end, like, floor, room) {
             return false;
         }
-        let vma = Vma {
-            flags: accounted(vma.flags, vma.prot),
-            ..*vma
-        };
-        let grew = self.t.grow_onto(&vma, floor, room);
-        if grew && self.journaling {
-            if let Some(i) = self.find(vma.start - 1) {
+        if self.journaling {
+            if let Some(i) = self.find(end - 1) {
                 self.note_resized(i);
             }
         }
-        grew
+        true
     }
 
-    /// Make area `i` (a new heap area) the one [`Self::grow_onto`] tries
+    /// Make area `i` (a new heap area) the one [`Self::grow_anon`] tries
     /// before a search.
     pub fn hint_growth(&mut self, i: usize) {
         self.t.hint_growth(i);

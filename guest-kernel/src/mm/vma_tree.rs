@@ -26,7 +26,7 @@
 //! insert into a one-leaf tree (the new area becomes the hot one) and an
 //! append of areas gathered in order (the last becomes the hot one).
 
-use super::vma::{Prot, VmFlags, Vma};
+use super::vma::{Backing, Prot, VmFlags, Vma};
 use crate::errno::{Errno, KResult};
 use alloc::vec::Vec;
 use core::cell::Cell;
@@ -395,7 +395,7 @@ pub struct VmaTree {
     data_bytes: u64,
     finger: Cell<Finger>,
     hot: Hot,
-    /// Position in its leaf of the area [`Self::grow_onto`] grew last
+    /// Position in its leaf of the area [`Self::grow_anon`] grew last
     /// (the heap, as a rule): tried before a search.
     grown: usize,
 }
@@ -814,8 +814,8 @@ impl VmaTree {
         self.insert_at_slow(i, vma)
     }
 
-    /// Make area `i` the one [`Self::grow_onto`] tries before a search (a
-    /// hint: `grow_onto` checks it).
+    /// Make area `i` the one [`Self::grow_anon`] tries before a search (a
+    /// hint: `grow_anon` checks it).
     pub fn hint_growth(&mut self, i: usize) {
         let (_, base) = self.leaf_of(i);
         self.grown = i - base;
@@ -1080,18 +1080,29 @@ impl VmaTree {
         let new = Vma { prot, flags, ..old };
         // `at`: the changed area's position.
         let at = i + usize::from(head);
+        let n = v.len();
         if head || tail {
-            // Area `i` and those after it move up one place in one copy,
-            // the two copies of it then cut at the split in place.
-            let split = if head { start } else { end };
-            let n = v.len();
+            // Area `i` and those after it move up one place in one copy.
             v.push(Vma::EMPTY);
             v.copy_within(i..n, i + 1);
-            v[i].end = split;
-            v[i + 1].start_at(split);
             self.len += 1;
         }
-        (v[at].prot, v[at].flags) = (prot, flags);
+        // The two copies of area `i` (or it alone) cut at the split and
+        // changed in place, reached by one bounds check.
+        match &mut v[i..] {
+            [low, high, ..] if head => {
+                low.end = start;
+                high.start_at(start);
+                (high.prot, high.flags) = (prot, flags);
+            }
+            [low, high, ..] if tail => {
+                low.end = end;
+                high.start_at(end);
+                (low.prot, low.flags) = (prot, flags);
+            }
+            [whole, ..] => (whole.prot, whole.flags) = (prot, flags),
+            [] => {}
+        }
         if old.is_data() != new.is_data() {
             let len = end - start;
             self.data_bytes = match new.is_data() {
@@ -1142,17 +1153,46 @@ impl VmaTree {
         }
     }
 
-    /// Grow the area that ends where `vma` starts to cover `vma` in place,
-    /// if `vma` could merge into it, it starts at or above `floor`, and
-    /// `vma` ends `room` bytes or more below the guard gap of the area
-    /// after it: one descent by address (and, below an inner root, the
-    /// summaries on its path raised afterwards). Whether it grew.
+    /// Grow the area that ends at `end` to `new_end` (above it) in place,
+    /// if an anonymous area there with the rights `like` could merge into it, it
+    /// starts at or above `floor`, and `new_end` lies `room` bytes or more
+    /// below the guard gap of the area after it: in a one-leaf tree in
+    /// line, without a path kept; in a deeper one by a descent by address,
+    /// the summaries on its path raised afterwards. Whether it grew. (The
+    /// bounds and rights come as values, not as an area in memory that
+    /// the deeper tree's call would have to be given.)
     #[inline(always)]
-    pub fn grow_onto(&mut self, vma: &Vma, floor: u64, room: u64) -> bool {
-        let (end, new_end) = (vma.start, vma.end);
-        if new_end <= end {
-            return false;
+    pub fn grow_anon(
+        &mut self,
+        end: u64,
+        new_end: u64,
+        like: (Prot, VmFlags),
+        floor: u64,
+        room: u64,
+    ) -> bool {
+        debug_assert!(new_end > end);
+        if let Some(Node::Leaf(v)) = &mut self.root {
+            let grow = (end, new_end, like);
+            let Some((p, start)) = grow_in_leaf(v, self.grown, grow, floor, room, u64::MAX) else {
+                return false;
+            };
+            self.count_growth(p, start, grow);
+            return true;
         }
+        self.grow_anon_deep(end, new_end, like, floor, room)
+    }
+
+    /// [`Self::grow_anon`] in a tree of more than one leaf (or none): out
+    /// of line, so that a one-leaf tree's growth keeps no path.
+    #[inline(never)]
+    fn grow_anon_deep(
+        &mut self,
+        end: u64,
+        new_end: u64,
+        like: (Prot, VmFlags),
+        floor: u64,
+        room: u64,
+    ) -> bool {
         let mut path = [0u8; MAX_DEPTH];
         let mut depth = 0;
         let mut next = u64::MAX;
@@ -1176,36 +1216,32 @@ impl VmaTree {
                 }
             }
         };
-        // One area ends at `end`: the hint is right if it ends there.
-        let p = match v.get(self.grown) {
-            Some(a) if a.end == end => self.grown,
-            _ => v.partition_point(|a| a.end < end),
+        let grow = (end, new_end, like);
+        let Some((p, start)) = grow_in_leaf(v, self.grown, grow, floor, room, next) else {
+            return false;
         };
         let last = p + 1 == v.len();
-        let next = v.get(p + 1).map_or(next, Vma::start_gap);
-        let Some(a) = v.get_mut(p) else {
-            return false;
-        };
-        let fits = new_end.saturating_add(room) <= next;
-        if a.end != end || a.start < floor || !fits || !a.can_merge_with(vma) {
-            return false;
-        }
-        let more = new_end - end;
-        a.end = new_end;
-        // No position moves: a hot copy of another area stays right, and
-        // this area's grows with it (a heap's next fault finds it hot).
-        if self.hot.vma.start == a.start {
+        self.count_growth(p, start, grow);
+        self.raise_ends(&path[..depth], new_end, last);
+        true
+    }
+
+    /// The weights, hot copy and hint after the area at position `p` of
+    /// its leaf, starting at `start`, grew by `grow` (`(end, new_end,
+    /// like)`, its rights). No position moves: a hot copy of another area
+    /// stays right, and this area's grows with it (a heap's next fault
+    /// finds it hot).
+    #[inline(always)]
+    fn count_growth(&mut self, p: usize, start: u64, (end, new_end, like): Growth) {
+        if self.hot.vma.start == start {
             self.hot.vma.end = new_end;
         }
+        let more = new_end - end;
         self.bytes += more;
-        if a.is_data() {
+        if Vma::anon(end, new_end, like.0, like.1).is_data() {
             self.data_bytes += more;
         }
         self.grown = p;
-        if depth > 0 {
-            self.raise_ends(&path[..depth], new_end, last);
-        }
-        true
     }
 
     /// Raise to `end` the summaries along `path` (child indices from the
@@ -1277,6 +1313,43 @@ fn leaf_seek(v: &[Vma], addr: u64) -> usize {
     }
     v.partition_point(|x| x.end <= addr)
 }
+
+/// Grow the area of leaf `v` that ends at `end` (at `hint`, if the hint is
+/// right, else found by a search) to `new_end`, for `(end, new_end, like)`
+/// in `grow`, if an anonymous area with the rights `like` could merge into
+/// it (an anonymous area with them, whatever its anonymous memory: the new
+/// part has none yet), it starts at or above `floor`, and `new_end` lies
+/// `room` bytes or more below the guard gap of the area after it (`next`:
+/// the gap's start past the leaf's last area). Its position and start, if
+/// it grew.
+#[inline(always)]
+fn grow_in_leaf(
+    v: &mut [Vma],
+    hint: usize,
+    (end, new_end, like): Growth,
+    floor: u64,
+    room: u64,
+    next: u64,
+) -> Option<(usize, u64)> {
+    // One area ends at `end`: the hint is right if it ends there.
+    let p = match v.get(hint) {
+        Some(a) if a.end == end => hint,
+        _ => v.partition_point(|a| a.end < end),
+    };
+    let (a, after) = v.get_mut(p..)?.split_first_mut()?;
+    let next = after.first().map_or(next, Vma::start_gap);
+    let fits = new_end.saturating_add(room) <= next;
+    let anon = matches!(a.backing, Backing::Anon) && (a.prot, a.flags) == like;
+    if a.end != end || a.start < floor || !fits || !anon {
+        return None;
+    }
+    a.end = new_end;
+    Some((p, a.start))
+}
+
+/// An anonymous area's growth: `(end, new_end, (prot, flags))`, the area
+/// ending at `end` to end at `new_end`, if it has those rights.
+type Growth = (u64, u64, (Prot, VmFlags));
 
 /// The free gap between neighbouring areas `a` and `b` (0 if none).
 fn gap_between(a: &Vma, b: &Vma) -> u64 {
@@ -2084,8 +2157,14 @@ mod tests {
         }
     }
 
+    /// [`VmaTree::grow_anon`] of `t` by the anonymous area `more`.
+    fn grow(t: &mut VmaTree, more: &Vma, floor: u64, room: u64) -> bool {
+        let like = (more.prot, more.flags);
+        t.grow_anon(more.start, more.end, like, floor, room)
+    }
+
     /// Grow the area at position `i` to end at `end` with
-    /// [`VmaTree::grow_onto`].
+    /// [`VmaTree::grow_anon`].
     fn grow_to(t: &mut VmaTree, i: usize, end: u64) {
         let v = *t.get(i).unwrap();
         let more = Vma {
@@ -2093,7 +2172,7 @@ mod tests {
             end,
             ..v
         };
-        assert!(t.grow_onto(&more, 0, 0), "{i}: {v:?} to {end:#x}");
+        assert!(grow(t, &more, 0, 0), "{i}: {v:?} to {end:#x}");
     }
 
     /// An area that grows at the end of a leaf must be found by the next
@@ -2134,34 +2213,63 @@ mod tests {
     }
 
     #[test]
-    fn grow_onto_grows_the_area_ending_at_the_start_when_there_is_room() {
+    fn grow_anon_grows_the_area_ending_at_the_start_when_there_is_room() {
         let mut t = VmaTree::new();
         t.insert_at(0, rw(0x1000, 0x2000)).unwrap();
         t.insert_at(1, rw(0x10_000, 0x11_000)).unwrap();
-        assert!(t.grow_onto(&rw(0x2000, 0x4000), 0, 0x1000));
+        assert!(grow(&mut t, &rw(0x2000, 0x4000), 0, 0x1000));
         assert_eq!((t.get(0).unwrap().end, t.bytes()), (0x4000, 0x4000));
         assert_eq!(t.data_bytes(), 0x4000);
-        assert!(!t.grow_onto(&rw(0x4000, 0xf001), 0, 0x1000), "no gap left");
-        assert!(!t.grow_onto(&rw(0x4000, 0x5000), 0x2000, 0), "below floor");
+        assert!(!grow(&mut t, &rw(0x4000, 0xf001), 0, 0x1000), "no gap left");
+        assert!(!grow(&mut t, &rw(0x4000, 0x5000), 0x2000, 0), "below floor");
         let ro = Vma::anon(0x4000, 0x5000, Prot::READ, VmFlags::NONE);
-        assert!(!t.grow_onto(&ro, 0, 0), "cannot merge");
+        assert!(!grow(&mut t, &ro, 0, 0), "cannot merge");
         assert!(
-            !t.grow_onto(&rw(0x5000, 0x6000), 0, 0),
+            !grow(&mut t, &rw(0x5000, 0x6000), 0, 0),
             "nothing ends there"
         );
-        assert!(t.grow_onto(&rw(0x11_000, 0x20_000), 0, 0x1000), "last area");
+        assert!(
+            grow(&mut t, &rw(0x11_000, 0x20_000), 0, 0x1000),
+            "last area"
+        );
         assert_eq!(t.get(0).unwrap().end, 0x4000);
         assert_eq!(t.seek(0x1f_fff).0, 1);
     }
 
     #[test]
-    fn grow_onto_finds_the_area_when_its_position_moved_since_the_last_growth() {
+    fn grow_anon_grows_an_anonymous_area_with_memory_attached_but_no_file_area() {
+        let mut t = VmaTree::new();
+        let file = Vma {
+            backing: Backing::File {
+                file: 1,
+                offset: 0,
+                data_end: u64::MAX,
+            },
+            ..rw(0x1000, 0x2000)
+        };
+        t.insert_at(0, file).unwrap();
+        t.insert_at(
+            1,
+            Vma {
+                anon: 7,
+                ..rw(0x4000, 0x5000)
+            },
+        )
+        .unwrap();
+        assert!(!grow(&mut t, &rw(0x2000, 0x3000), 0, 0), "a file area");
+        assert!(grow(&mut t, &rw(0x5000, 0x6000), 0, 0));
+        assert_eq!(t.get(1).map(|a| (a.end, a.anon)), Some((0x6000, 7)));
+        assert_eq!((t.bytes(), t.data_bytes()), (0x3000, 0x3000));
+    }
+
+    #[test]
+    fn grow_anon_finds_the_area_when_its_position_moved_since_the_last_growth() {
         let mut t = VmaTree::new();
         t.insert_at(0, rw(0x10_000, 0x11_000)).unwrap();
-        assert!(t.grow_onto(&rw(0x11_000, 0x12_000), 0, 0));
+        assert!(grow(&mut t, &rw(0x11_000, 0x12_000), 0, 0));
         t.insert_at(0, rw(0x1000, 0x2000)).unwrap();
-        assert!(t.grow_onto(&rw(0x2000, 0x3000), 0, 0));
-        assert!(t.grow_onto(&rw(0x12_000, 0x13_000), 0, 0));
+        assert!(grow(&mut t, &rw(0x2000, 0x3000), 0, 0));
+        assert!(grow(&mut t, &rw(0x12_000, 0x13_000), 0, 0));
         let ends: Vec<u64> = t.iter().map(|v| v.end).collect();
         assert_eq!(ends, vec![0x3000, 0x13_000]);
     }
@@ -2191,7 +2299,7 @@ mod tests {
     }
 
     #[test]
-    fn hint_growth_points_grow_onto_at_the_area_in_its_leaf() {
+    fn hint_growth_points_grow_anon_at_the_area_in_its_leaf() {
         // A deep tree: the hint is the area's position in its leaf.
         let mut t = tree_of(2000);
         let k = 1500u64;
@@ -2204,7 +2312,7 @@ mod tests {
             end: v.end + 0x800,
             ..v
         };
-        assert!(t.grow_onto(&grown, 0, 0));
+        assert!(grow(&mut t, &grown, 0, 0));
         assert_eq!(t.get(k as usize).map(|a| a.end), Some(v.end + 0x800));
         // A stale hint (another area) only costs the search.
         t.hint_growth(3);
@@ -2213,7 +2321,7 @@ mod tests {
             end: v.end + 0x1000,
             ..v
         };
-        assert!(t.grow_onto(&more, 0, 0));
+        assert!(grow(&mut t, &more, 0, 0));
         assert_eq!(t.get(k as usize).map(|a| a.end), Some(v.end + 0x1000));
         // One leaf: the position is the index; past the end, no harm.
         let mut t = tree_of(4);
@@ -2225,12 +2333,12 @@ mod tests {
             end: 0x8000,
             ..area(3)
         };
-        assert!(t.grow_onto(&last, 0, 0));
+        assert!(grow(&mut t, &last, 0, 0));
         assert_eq!(t.get(3).map(|a| a.end), Some(0x8000));
     }
 
     #[test]
-    fn grow_onto_in_a_deep_tree_raises_the_summaries_and_forgets_a_stale_finger() {
+    fn grow_anon_in_a_deep_tree_raises_the_summaries_and_forgets_a_stale_finger() {
         let mut t = VmaTree::new();
         let n = 2000u64;
         for k in 0..n {
@@ -2254,12 +2362,12 @@ mod tests {
             end: v.end + 0x800,
             ..v
         };
-        assert!(!t.grow_onto(&grown, 0, 0x1000), "unaligned end: no room");
+        assert!(!grow(&mut t, &grown, 0, 0x1000), "unaligned end: no room");
         let grown = Vma {
             end: v.end + 0x1000,
             ..grown
         };
-        assert!(t.grow_onto(&grown, 0, 0));
+        assert!(grow(&mut t, &grown, 0, 0));
         let (i, found) = t.seek(v.end + 0x800);
         assert_eq!(
             (i, found.map(|a| a.end)),
