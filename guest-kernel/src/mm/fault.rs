@@ -1320,10 +1320,10 @@ fn fill_image_areas<M: PhysMem>(
         if to <= from {
             continue;
         }
-        // In the window's table, and the image's pages.
-        let pa = w.base + offset + (from - n.start);
-        let flags = user_pte_flags(n.prot, false);
-        mapped += table.fill_free_uncounted(mem, from, pa, (to - from) / PAGE_SIZE, flags);
+        // In the window's table, above the runs before, and the image's
+        // pages.
+        let entry = (w.base + offset + (from - n.start)) | user_pte_flags(n.prot, false);
+        mapped += table.fill_next_uncounted(mem, from, entry, (to - from) / PAGE_SIZE);
     }
     table.add_to_count(mem, mapped);
     mapped
