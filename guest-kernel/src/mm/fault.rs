@@ -960,6 +960,10 @@ impl Mm {
         }
         if whole && !write {
             return match image {
+                Some(base) if env.cache.get(file).is_some_and(|f| f.special) => {
+                    let pages = (data_end - off) / PAGE_SIZE;
+                    self.map_special_around(env, i, va, base + off, pages)
+                }
                 Some(base) => self.map_image_around(env, i, va, (file, base, size), off),
                 None => self.map_file_around(env, i, va, file, data_end),
             };
@@ -1220,6 +1224,37 @@ impl Mm {
         };
         let mapped = fill_image_areas(table, mem, &leaf[from..], own - from, &w);
         Ok(file_mapped(va, base + off, mapped))
+    }
+
+    /// [`Self::map_image_around`] in a kernel-provided mapping ([vvar],
+    /// [vdso]) `v`, where `va` maps the frame `pa`, the first of `pages`
+    /// whole-data pages: the whole-data pages of `v` alone in the window
+    /// around `va` (the vDSO's two, its ELF header that the C library
+    /// reads at start-up and its code), one run of the image's frames
+    /// through one walk. No neighbour is of the same image (the three
+    /// images are separate files; a part of one split off by `mprotect`
+    /// takes its own fault, as Linux's special mappings fault a page at a
+    /// time), so the area tree is not looked at.
+    #[inline(always)]
+    fn map_special_around<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        pa: u64,
+        pages: u64,
+    ) -> Result<FaultOutcome, FaultError> {
+        let v = &self.vmas[i];
+        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
+        let lo = va & !(window - 1);
+        let hi = (lo + window).min((va | (HUGE_PAGE_SIZE - 1)) + 1);
+        let from = lo.max(v.start);
+        let to = hi.min(v.end).min(va + pages * PAGE_SIZE);
+        let flags = user_pte_flags(v.prot, false);
+        let n = (to - from) / PAGE_SIZE;
+        let table = &mut self.pt.leaf_table(env.mem, env.frames, va).map_err(oom)?;
+        let mapped = table.fill_free_inside(env.mem, from, pa - (va - from), n, flags);
+        Ok(file_mapped(va, pa, mapped))
     }
 
     /// Give area `i` an anonymous-memory identity if it has none, reusing
@@ -2286,6 +2321,50 @@ mod tests {
                 "writable or PROT_NONE: {page}"
             );
         }
+    }
+
+    #[test]
+    fn a_kernel_provided_mapping_maps_its_own_pages_in_the_window_not_its_neighbours() {
+        let (mut fx, mut mm) = setup();
+        let ids = fx
+            .cache
+            .add_specials([
+                (b"[vvar]".as_slice(), 0x30_0000, 2 * PAGE_SIZE),
+                (b"[vdso]".as_slice(), 0x31_0000, 2 * PAGE_SIZE),
+            ])
+            .unwrap();
+        let rx = Prot::READ | Prot::EXEC;
+        let base = 0x7fff_f7ff_c000;
+        for (k, prot) in [(0, Prot::READ), (1, rx)] {
+            let start = base + k as u64 * 2 * PAGE_SIZE;
+            let v = Vma {
+                backing: Backing::File {
+                    file: ids[k],
+                    offset: 0,
+                    data_end: u64::MAX,
+                },
+                ..Vma::anon(start, start + 2 * PAGE_SIZE, prot, VmFlags::NONE)
+            };
+            mm.vmas.insert(v).unwrap();
+        }
+        let vdso = base + 2 * PAGE_SIZE;
+        let out = fault(&mut mm, &mut fx, vdso + 0x20, U).unwrap();
+        assert_eq!(
+            (out.kind, out.frame, out.pages_mapped),
+            (FaultKind::FileMapped, 0x31_0000, 2)
+        );
+        let t = mm.pt.translate(&fx.mem, vdso + PAGE_SIZE).unwrap();
+        assert_eq!((t.frame, t.flags & (pte::RW | pte::NX)), (0x31_1000, 0));
+        assert!(
+            mm.pt.translate(&fx.mem, base).is_none(),
+            "[vvar] is another image"
+        );
+        // A write to the read-only area is refused; [vvar]'s own fault maps
+        // both its pages.
+        assert!(fault(&mut mm, &mut fx, base, U | pf::WRITE).is_err());
+        let out = fault(&mut mm, &mut fx, base + PAGE_SIZE, U).unwrap();
+        assert_eq!((out.frame, out.pages_mapped), (0x30_1000, 2));
+        assert_eq!(flags_at(&mm, &fx, base) & pte::NX, pte::NX);
     }
 
     #[test]
