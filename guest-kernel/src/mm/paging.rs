@@ -1790,7 +1790,9 @@ impl PageTable {
         if level == 4 && va >= KERNEL_HALF {
             self.kernel.note(index(va, 4));
         }
-        add_count(mem, parent_pa, 1);
+        if parent_pa != 0 {
+            inc_table_count(mem, parent_pa);
+        }
         let flags = table_flags(va);
         let traced = trace::on(mem, category::PAGE_TABLES);
         let (mut at, mut l, mut table) = (entry_pa, level, run);
@@ -2118,9 +2120,10 @@ fn add_leaf_count<M: PhysMem>(mem: &mut M, entry_pa: u64, n: u64) {
 }
 
 /// One more used entry in the table below the entry at `entry_pa` (a
-/// fault's fill of a free 4 KiB entry): that entry is never the root, and
-/// the count, below 512 before, cannot carry out of its bits, so one add
-/// to the entry does what [`add_count`] does.
+/// fault's fill of a free 4 KiB entry, a new table linked into a free
+/// entry): that entry is never the root, and the count, below 512 before,
+/// cannot carry out of its bits, so one add to the entry does what
+/// [`add_count`] does.
 #[inline(always)]
 fn inc_table_count<M: PhysMem>(mem: &mut M, entry_pa: u64) {
     debug_assert!(entry_pa != 0);
