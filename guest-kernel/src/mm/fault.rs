@@ -748,7 +748,7 @@ impl Mm {
             return 0;
         }
         match self.try_copy_block(env, i - 1, va, file, data_end) {
-            Ok(Some(out)) => out.pages_mapped,
+            Ok(Some((_, pages))) => pages,
             _ => 0,
         }
     }
@@ -954,7 +954,10 @@ impl Mm {
             && v.prot.contains(Prot::WRITE)
             && env.frames.fault_size != FaultSize::Page4K;
         if copy {
-            if let Some(out) = self.try_copy_block(env, i, va, file, data_end)? {
+            if let Some((frame, pages)) = self.try_copy_block(env, i, va, file, data_end)? {
+                let kind = FaultKind::FileCopiedBlock;
+                let mut out = FaultOutcome::new(kind, va, frame, PageSize::Size4K);
+                out.pages_mapped = pages;
                 return Ok(out);
             }
         }
@@ -999,7 +1002,9 @@ impl Mm {
     /// Linux's mmap read-around does. A program's data segment is read
     /// and written all over at start-up (relocations, libc's state): one
     /// fault instead of one or two per page, as an anonymous block fault
-    /// maps 64 KiB. `None` if not (the caller maps the one page).
+    /// maps 64 KiB. Returns the frame mapped at `va` and the pages mapped
+    /// (two words, which come back without the fault's outcome copied
+    /// through memory), `None` if not (the caller maps the one page).
     #[inline(never)]
     fn try_copy_block<M: PhysMem>(
         &mut self,
@@ -1008,7 +1013,7 @@ impl Mm {
         va: u64,
         file: u16,
         data_end: u64,
-    ) -> Result<Option<FaultOutcome>, FaultError> {
+    ) -> Result<Option<(u64, u64)>, FaultError> {
         let v = self.vmas[i];
         let off_of = |a: u64| v.file_offset(a).unwrap_or(0);
         let aligned = va & !(ANON_BLOCK_SIZE - 1);
@@ -1072,10 +1077,7 @@ impl Mm {
         if v.anon == 0 {
             self.attach_anon(i);
         }
-        let frame = dst + (va - block);
-        let mut out = FaultOutcome::new(FaultKind::FileCopiedBlock, va, frame, PageSize::Size4K);
-        out.pages_mapped = pages;
-        Ok(Some(out))
+        Ok(Some((dst + (va - block), pages)))
     }
 
     /// For [`Self::try_copy_block`] of a host file: read pages `[first,
