@@ -28,7 +28,7 @@ use super::phys::PhysMem;
 use super::space::{check_user_range, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, STACK_GUARD_GAP};
 use crate::errno::{Errno, KResult};
-use crate::fs::cache::Inode;
+use crate::fs::cache::{Inode, Residence};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
 use vmrun_contract::{FaultSize, IoVec};
 
@@ -940,7 +940,7 @@ impl Mm {
             .cache
             .get(file)
             .ok_or(FaultError::Segv(SegvCode::MapErr))?;
-        let (size, image) = (ino.size, ino.image_base());
+        let (size, residence) = (ino.size, ino.residence());
         let off = offset.saturating_add(va - v.start);
         if off >= size.next_multiple_of(PAGE_SIZE) {
             return Err(FaultError::PastEof);
@@ -962,13 +962,15 @@ impl Mm {
             }
         }
         if whole && !write {
-            return match image {
-                Some(base) if env.cache.get(file).is_some_and(|f| f.special) => {
+            return match residence {
+                Residence::Special(base) => {
                     let pages = (data_end - off) / PAGE_SIZE;
                     self.map_special_around(env, i, va, base + off, pages)
                 }
-                Some(base) => self.map_image_around(env, i, va, (file, base, size), off),
-                None => self.map_file_around(env, i, va, file, data_end),
+                Residence::Image(base) => {
+                    self.map_image_around(env, i, va, (file, base, size), off)
+                }
+                Residence::Pages => self.map_file_around(env, i, va, file, data_end),
             };
         }
         let n = data_end.saturating_sub(off).min(PAGE_SIZE);
