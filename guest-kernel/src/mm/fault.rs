@@ -530,13 +530,13 @@ impl Mm {
                 return self.fault_present(env, i, va, slot, write);
             }
         }
-        let v = &self.vmas[i];
+        let v = self.vmas[i];
         match v.backing {
             Backing::Anon => {
                 let (prot, has_anon) = (v.prot, v.anon != 0);
                 self.fault_anon_with(env, i, va, prot, has_anon)
             }
-            Backing::File { .. } => self.fault_file(env, i, va, write),
+            Backing::File { .. } => self.fault_file(env, (i, &v), va, write),
         }
     }
 
@@ -923,11 +923,10 @@ impl Mm {
     fn fault_file<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
-        i: usize,
+        (i, v): (usize, &Vma),
         va: u64,
         write: bool,
     ) -> Result<FaultOutcome, FaultError> {
-        let v = self.vmas[i];
         let Backing::File {
             file,
             offset,
