@@ -303,6 +303,28 @@ impl Inode {
     pub fn image_base(&self) -> Option<u64> {
         self.image
     }
+
+    /// How the file lies in RAM, for a fault to choose its mapping: two
+    /// words, as [`Self::image_base`]'s answer is.
+    #[inline(always)]
+    pub fn residence(&self) -> Residence {
+        match self.image {
+            Some(base) if self.special => Residence::Special(base),
+            Some(base) => Residence::Image(base),
+            None => Residence::Pages,
+        }
+    }
+}
+
+/// How a cached file lies in RAM ([`Inode::residence`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residence {
+    /// The boot image, whole from this frame.
+    Image(u64),
+    /// A kernel-provided image ([vvar], [vdso]), whole from this frame.
+    Special(u64),
+    /// Page by page, in the page index (a host file).
+    Pages,
 }
 
 /// All cached files, by index.

@@ -28,7 +28,7 @@ use super::phys::PhysMem;
 use super::space::{check_user_range, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, STACK_GUARD_GAP};
 use crate::errno::{Errno, KResult};
-use crate::fs::cache::Inode;
+use crate::fs::cache::{Inode, Residence};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
 use vmrun_contract::{FaultSize, IoVec};
 
@@ -530,13 +530,13 @@ impl Mm {
                 return self.fault_present(env, i, va, slot, write);
             }
         }
-        let v = &self.vmas[i];
+        let v = self.vmas[i];
         match v.backing {
             Backing::Anon => {
                 let (prot, has_anon) = (v.prot, v.anon != 0);
                 self.fault_anon_with(env, i, va, prot, has_anon)
             }
-            Backing::File { .. } => self.fault_file(env, i, va, write),
+            Backing::File { .. } => self.fault_file(env, (i, &v), va, write),
         }
     }
 
@@ -748,7 +748,7 @@ impl Mm {
             return 0;
         }
         match self.try_copy_block(env, i - 1, va, file, data_end) {
-            Ok(Some(out)) => out.pages_mapped,
+            Ok(Some((_, pages))) => pages,
             _ => 0,
         }
     }
@@ -923,11 +923,10 @@ impl Mm {
     fn fault_file<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
-        i: usize,
+        (i, v): (usize, &Vma),
         va: u64,
         write: bool,
     ) -> Result<FaultOutcome, FaultError> {
-        let v = self.vmas[i];
         let Backing::File {
             file,
             offset,
@@ -940,7 +939,7 @@ impl Mm {
             .cache
             .get(file)
             .ok_or(FaultError::Segv(SegvCode::MapErr))?;
-        let (size, image) = (ino.size, ino.image_base());
+        let (size, residence) = (ino.size, ino.residence());
         let off = offset.saturating_add(va - v.start);
         if off >= size.next_multiple_of(PAGE_SIZE) {
             return Err(FaultError::PastEof);
@@ -954,14 +953,23 @@ impl Mm {
             && v.prot.contains(Prot::WRITE)
             && env.frames.fault_size != FaultSize::Page4K;
         if copy {
-            if let Some(out) = self.try_copy_block(env, i, va, file, data_end)? {
+            if let Some((frame, pages)) = self.try_copy_block(env, i, va, file, data_end)? {
+                let kind = FaultKind::FileCopiedBlock;
+                let mut out = FaultOutcome::new(kind, va, frame, PageSize::Size4K);
+                out.pages_mapped = pages;
                 return Ok(out);
             }
         }
         if whole && !write {
-            return match image {
-                Some(base) => self.map_image_around(env, i, va, (file, base, size), off),
-                None => self.map_file_around(env, i, va, file, data_end),
+            return match residence {
+                Residence::Special(base) => {
+                    let pages = (data_end - off) / PAGE_SIZE;
+                    self.map_special_around(env, i, va, base + off, pages)
+                }
+                Residence::Image(base) => {
+                    self.map_image_around(env, i, va, (file, base, size), off)
+                }
+                Residence::Pages => self.map_file_around(env, i, va, file, data_end),
             };
         }
         let n = data_end.saturating_sub(off).min(PAGE_SIZE);
@@ -995,7 +1003,9 @@ impl Mm {
     /// Linux's mmap read-around does. A program's data segment is read
     /// and written all over at start-up (relocations, libc's state): one
     /// fault instead of one or two per page, as an anonymous block fault
-    /// maps 64 KiB. `None` if not (the caller maps the one page).
+    /// maps 64 KiB. Returns the frame mapped at `va` and the pages mapped
+    /// (two words, which come back without the fault's outcome copied
+    /// through memory), `None` if not (the caller maps the one page).
     #[inline(never)]
     fn try_copy_block<M: PhysMem>(
         &mut self,
@@ -1004,7 +1014,7 @@ impl Mm {
         va: u64,
         file: u16,
         data_end: u64,
-    ) -> Result<Option<FaultOutcome>, FaultError> {
+    ) -> Result<Option<(u64, u64)>, FaultError> {
         let v = self.vmas[i];
         let off_of = |a: u64| v.file_offset(a).unwrap_or(0);
         let aligned = va & !(ANON_BLOCK_SIZE - 1);
@@ -1068,10 +1078,7 @@ impl Mm {
         if v.anon == 0 {
             self.attach_anon(i);
         }
-        let frame = dst + (va - block);
-        let mut out = FaultOutcome::new(FaultKind::FileCopiedBlock, va, frame, PageSize::Size4K);
-        out.pages_mapped = pages;
-        Ok(Some(out))
+        Ok(Some((dst + (va - block), pages)))
     }
 
     /// For [`Self::try_copy_block`] of a host file: read pages `[first,
@@ -1222,6 +1229,37 @@ impl Mm {
         Ok(file_mapped(va, base + off, mapped))
     }
 
+    /// [`Self::map_image_around`] in a kernel-provided mapping ([vvar],
+    /// [vdso]) `v`, where `va` maps the frame `pa`, the first of `pages`
+    /// whole-data pages: the whole-data pages of `v` alone in the window
+    /// around `va` (the vDSO's two, its ELF header that the C library
+    /// reads at start-up and its code), one run of the image's frames
+    /// through one walk. No neighbour is of the same image (the three
+    /// images are separate files; a part of one split off by `mprotect`
+    /// takes its own fault, as Linux's special mappings fault a page at a
+    /// time), so the area tree is not looked at.
+    #[inline(always)]
+    fn map_special_around<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        i: usize,
+        va: u64,
+        pa: u64,
+        pages: u64,
+    ) -> Result<FaultOutcome, FaultError> {
+        let v = &self.vmas[i];
+        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
+        let lo = va & !(window - 1);
+        let hi = (lo + window).min((va | (HUGE_PAGE_SIZE - 1)) + 1);
+        let from = lo.max(v.start);
+        let to = hi.min(v.end).min(va + pages * PAGE_SIZE);
+        let flags = user_pte_flags(v.prot, false);
+        let n = (to - from) / PAGE_SIZE;
+        let table = &mut self.pt.leaf_table(env.mem, env.frames, va).map_err(oom)?;
+        let mapped = table.fill_free_inside(env.mem, from, pa - (va - from), n, flags);
+        Ok(file_mapped(va, pa, mapped))
+    }
+
     /// Give area `i` an anonymous-memory identity if it has none, reusing
     /// an adjacent area's where they could merge but for protection (as
     /// Linux's `find_mergeable_anon_vma` does).
@@ -1320,10 +1358,10 @@ fn fill_image_areas<M: PhysMem>(
         if to <= from {
             continue;
         }
-        // In the window's table, and the image's pages.
-        let pa = w.base + offset + (from - n.start);
-        let flags = user_pte_flags(n.prot, false);
-        mapped += table.fill_free_uncounted(mem, from, pa, (to - from) / PAGE_SIZE, flags);
+        // In the window's table, above the runs before, and the image's
+        // pages.
+        let entry = (w.base + offset + (from - n.start)) | user_pte_flags(n.prot, false);
+        mapped += table.fill_next_uncounted(mem, from, entry, (to - from) / PAGE_SIZE);
     }
     table.add_to_count(mem, mapped);
     mapped
@@ -2286,6 +2324,50 @@ mod tests {
                 "writable or PROT_NONE: {page}"
             );
         }
+    }
+
+    #[test]
+    fn a_kernel_provided_mapping_maps_its_own_pages_in_the_window_not_its_neighbours() {
+        let (mut fx, mut mm) = setup();
+        let ids = fx
+            .cache
+            .add_specials([
+                (b"[vvar]".as_slice(), 0x30_0000, 2 * PAGE_SIZE),
+                (b"[vdso]".as_slice(), 0x31_0000, 2 * PAGE_SIZE),
+            ])
+            .unwrap();
+        let rx = Prot::READ | Prot::EXEC;
+        let base = 0x7fff_f7ff_c000;
+        for (k, prot) in [(0, Prot::READ), (1, rx)] {
+            let start = base + k as u64 * 2 * PAGE_SIZE;
+            let v = Vma {
+                backing: Backing::File {
+                    file: ids[k],
+                    offset: 0,
+                    data_end: u64::MAX,
+                },
+                ..Vma::anon(start, start + 2 * PAGE_SIZE, prot, VmFlags::NONE)
+            };
+            mm.vmas.insert(v).unwrap();
+        }
+        let vdso = base + 2 * PAGE_SIZE;
+        let out = fault(&mut mm, &mut fx, vdso + 0x20, U).unwrap();
+        assert_eq!(
+            (out.kind, out.frame, out.pages_mapped),
+            (FaultKind::FileMapped, 0x31_0000, 2)
+        );
+        let t = mm.pt.translate(&fx.mem, vdso + PAGE_SIZE).unwrap();
+        assert_eq!((t.frame, t.flags & (pte::RW | pte::NX)), (0x31_1000, 0));
+        assert!(
+            mm.pt.translate(&fx.mem, base).is_none(),
+            "[vvar] is another image"
+        );
+        // A write to the read-only area is refused; [vvar]'s own fault maps
+        // both its pages.
+        assert!(fault(&mut mm, &mut fx, base, U | pf::WRITE).is_err());
+        let out = fault(&mut mm, &mut fx, base + PAGE_SIZE, U).unwrap();
+        assert_eq!((out.frame, out.pages_mapped), (0x30_1000, 2));
+        assert_eq!(flags_at(&mm, &fx, base) & pte::NX, pte::NX);
     }
 
     #[test]

@@ -274,6 +274,39 @@ impl LeafTable<'_> {
         written
     }
 
+    /// [`Self::fill_free_uncounted`] of a run of entries starting with
+    /// `entry` (a page address and flags) that its caller keeps inside the
+    /// table's region and above every run this table has filled: the
+    /// runs of a fault-around's window (which lies in one table) in
+    /// address order, each in its own area. In a fresh table it is written
+    /// without reading an entry or comparing it with the runs before, and
+    /// it is not cut to the table's end (the window's end is).
+    #[inline(always)]
+    pub fn fill_next_uncounted<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        entry: u64,
+        n: u64,
+    ) -> u64 {
+        debug_assert!(va & !(HUGE_PAGE_SIZE - 1) == self.region && va & (PAGE_SIZE - 1) == 0);
+        debug_assert!(index(va, 1) >= self.top);
+        let first = index(va, 1);
+        debug_assert!(first + n <= ENTRIES);
+        let at = self.table + first * 8;
+        let written = if self.fresh {
+            mem.write_run(at, entry, PAGE_SIZE, n);
+            n
+        } else {
+            fill_free_read(mem, at, entry, n)
+        };
+        self.top = first + n;
+        if trace::on(mem, category::PAGE_TABLES) {
+            trace_run(mem, at, (va, entry), PAGE_SIZE, n, 1);
+        }
+        written
+    }
+
     /// Count `n` more used entries in the table (those
     /// [`Self::fill_free_uncounted`] wrote).
     #[inline(always)]
@@ -1793,7 +1826,9 @@ impl PageTable {
         if level == 4 && va >= KERNEL_HALF {
             self.kernel.note(index(va, 4));
         }
-        add_count(mem, parent_pa, 1);
+        if parent_pa != 0 {
+            inc_table_count(mem, parent_pa);
+        }
         let flags = table_flags(va);
         let traced = trace::on(mem, category::PAGE_TABLES);
         let (mut at, mut l, mut table) = (entry_pa, level, run);
@@ -2121,9 +2156,10 @@ fn add_leaf_count<M: PhysMem>(mem: &mut M, entry_pa: u64, n: u64) {
 }
 
 /// One more used entry in the table below the entry at `entry_pa` (a
-/// fault's fill of a free 4 KiB entry): that entry is never the root, and
-/// the count, below 512 before, cannot carry out of its bits, so one add
-/// to the entry does what [`add_count`] does.
+/// fault's fill of a free 4 KiB entry, a new table linked into a free
+/// entry): that entry is never the root, and the count, below 512 before,
+/// cannot carry out of its bits, so one add to the entry does what
+/// [`add_count`] does.
 #[inline(always)]
 fn inc_table_count<M: PhysMem>(mem: &mut M, entry_pa: u64) {
     debug_assert!(entry_pa != 0);
@@ -3053,6 +3089,33 @@ mod tests {
         pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, _| n += 1)
             .unwrap();
         assert_eq!((n, pt.table_pages()), (11, 1), "counts stayed exact");
+    }
+
+    #[test]
+    fn runs_filled_in_address_order_are_written_whole_in_a_fresh_table_and_around_used_entries_in_another(
+    ) {
+        let (mut mem, mut fa, mut pt) = setup();
+        let ro = pte::P | pte::US;
+        let mut t = pt.leaf_table(&mut mem, &mut fa, 0x40_5000).unwrap();
+        let mut n = t.fill_next_uncounted(&mut mem, 0x40_0000, 0x20_0000 | ro, 1);
+        n += t.fill_next_uncounted(&mut mem, 0x40_1000, 0x20_1000 | UF, 3);
+        n += t.fill_next_uncounted(&mut mem, 0x5f_e000, 0x30_0000 | ro, 2);
+        t.add_to_count(&mut mem, n);
+        assert_eq!(n, 6);
+        let frame = |pt: &PageTable, mem: &TestMem, va| pt.translate(mem, va).unwrap().frame;
+        assert_eq!(frame(&pt, &mem, 0x40_3000), 0x20_3000);
+        assert_eq!(frame(&pt, &mem, 0x5f_f000), 0x30_1000);
+        // A table in use: its used entries are kept.
+        let mut t = pt.leaf_table(&mut mem, &mut fa, 0x40_0000).unwrap();
+        let n = t.fill_next_uncounted(&mut mem, 0x40_2000, 0x50_2000 | ro, 4);
+        t.add_to_count(&mut mem, n);
+        assert_eq!(n, 2, "two of the four were used");
+        assert_eq!(frame(&pt, &mem, 0x40_3000), 0x20_3000, "kept");
+        assert_eq!(frame(&pt, &mem, 0x40_5000), 0x50_5000);
+        let mut n = 0;
+        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, _| n += 1)
+            .unwrap();
+        assert_eq!((n, pt.table_pages()), (8, 1), "counts stayed exact");
     }
 
     #[test]
