@@ -742,12 +742,13 @@ impl Mm {
         let Some(ino) = env.cache.get(file).filter(|ino| ino.is_image()) else {
             return 0;
         };
-        let data_end = data_end.min(ino.size);
+        let (data_end, image) = (data_end.min(ino.size), ino.image_base());
         let holds_data = prev.file_offset(va).is_some_and(|off| off < data_end);
         if prev.end <= aligned || !private || !holds_data {
             return 0;
         }
-        match self.try_copy_block(env, i - 1, va, file, data_end) {
+        let prev = *prev;
+        match self.copy_block(env, (i - 1, &prev), va, (file, image), data_end) {
             Ok(Some((_, pages))) => pages,
             _ => 0,
         }
@@ -1016,6 +1017,25 @@ impl Mm {
         data_end: u64,
     ) -> Result<Option<(u64, u64)>, FaultError> {
         let v = self.vmas[i];
+        let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
+        let image = ino.image_base();
+        self.copy_block(env, (i, &v), va, (file, image), data_end)
+    }
+
+    /// [`Self::try_copy_block`] of area `v` (at `i`) of `file`, which lies
+    /// whole in RAM from `image` if that is given (its page 0's frame):
+    /// the area and the file as the caller has read them already. In line
+    /// in both callers (the data block below an anonymous block's fault
+    /// saves a second read of both).
+    #[inline(always)]
+    fn copy_block<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        (i, v): (usize, &Vma),
+        va: u64,
+        (file, image): (u16, Option<u64>),
+        data_end: u64,
+    ) -> Result<Option<(u64, u64)>, FaultError> {
         let off_of = |a: u64| v.file_offset(a).unwrap_or(0);
         let aligned = va & !(ANON_BLOCK_SIZE - 1);
         // The end of the pages holding data (the last one may be partial).
@@ -1028,9 +1048,8 @@ impl Mm {
         }
         let first = off_of(block) / PAGE_SIZE;
         let end = first + pages;
-        let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
         // The boot image lies in RAM whole: its pages are one run there.
-        let image = ino.image_base().map(|base| base + first * PAGE_SIZE);
+        let image = image.map(|base| base + first * PAGE_SIZE);
         if image.is_none() && !self.read_block(env, file, block, (first, end))? {
             return Ok(None);
         }

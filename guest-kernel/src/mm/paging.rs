@@ -775,7 +775,10 @@ impl PageTable {
 
     /// Map the `n` 4 KiB entries from `va` (all in one table) to the
     /// consecutive frames from `pa` if every one of them is free; `false`,
-    /// writing no entry, if one is used. One walk.
+    /// writing no entry, if one is used. One walk, in line in the data
+    /// block's copy (both of its callers), which holds its arguments in
+    /// registers.
+    #[inline(always)]
     pub fn map_pages_if_free<M: PhysMem>(
         &mut self,
         mem: &mut M,
