@@ -1291,29 +1291,7 @@ impl Mm {
 
     /// [`Self::prepare_anon`] for an area without an identity yet.
     fn attach_anon(&mut self, i: usize) {
-        let id = match self.mergeable_anon(i) {
-            Some(id) => id,
-            None => self.next_anon_id(),
-        };
-        self.vmas.set_anon(i, id);
-    }
-
-    /// The identity area `i` takes from a neighbour it could merge with but
-    /// for protection: the next area's if that one could merge (none if it
-    /// has none yet), else the previous area's. A neighbour that does not
-    /// touch the area (most) is passed with one comparison. The three
-    /// areas are read in one go (a one-leaf tree's straight from its leaf).
-    #[inline(always)]
-    fn mergeable_anon(&self, i: usize) -> Option<u32> {
-        let [prev, v, next] = self.vmas.around(i);
-        let v = v?;
-        if let Some(next) = next.filter(|n| n.start == v.end) {
-            if reusable(v, next) {
-                return (next.anon != 0).then_some(next.anon);
-            }
-        }
-        let prev = prev.filter(|p| p.end == v.start)?;
-        (prev.anon != 0 && reusable(prev, v)).then_some(prev.anon)
+        self.vmas.attach_anon(i, &mut self.last_anon);
     }
 }
 
@@ -1449,12 +1427,6 @@ fn cache_fill<M: PhysMem>(
             Errno::ENOMEM => FaultError::OutOfMemory,
             _ => FaultError::Segv(SegvCode::MapErr),
         })
-}
-
-/// Whether `a` and the following `b` could share anonymous memory: they
-/// could merge but for their protection and identities.
-fn reusable(a: &Vma, b: &Vma) -> bool {
-    a.end == b.start && a.flags == b.flags && a.backing_mergeable(b)
 }
 
 /// Whether a translation allows a kernel access on behalf of the user.

@@ -11,7 +11,7 @@ use super::frame::FrameAllocator;
 use super::paging::{KernelHalf, PageSize, PageTable};
 use super::phys::PhysMem;
 use super::rlimit::{resource, Rlimits};
-use super::vma::{Backing, Prot, VmFlags, VmaSet};
+use super::vma::{self, Backing, Prot, VmFlags, VmaSet};
 use crate::errno::{Errno, KResult};
 use crate::fs::cache::PageCache;
 use crate::fs::host::FsHost;
@@ -238,8 +238,7 @@ impl Mm {
     /// A fresh anonymous-memory identity.
     #[inline]
     pub(crate) fn next_anon_id(&mut self) -> u32 {
-        self.last_anon = self.last_anon.wrapping_add(1).max(1);
-        self.last_anon
+        vma::next_anon(&mut self.last_anon)
     }
 
     /// [`Self::user_page`] for a write to `va` where nothing is mapped

@@ -256,6 +256,40 @@ impl Vma {
     }
 }
 
+/// The anonymous-memory identity after `last` (never 0, which means
+/// none), which becomes the last given out.
+#[inline(always)]
+pub(super) fn next_anon(last: &mut u32) -> u32 {
+    *last = last.wrapping_add(1).max(1);
+    *last
+}
+
+/// The identity the middle one of three areas in a row (`[prev, v,
+/// next]`, as [`VmaSet::around`] reads them) takes from a neighbour it
+/// could merge with but for protection, as Linux's
+/// `find_mergeable_anon_vma` does: the next area's if that one could
+/// merge (none if it has none yet), else the previous area's. A
+/// neighbour that does not touch the area (most) is passed with one
+/// comparison.
+#[inline(always)]
+pub(super) fn mergeable_anon([prev, v, next]: [Option<&Vma>; 3]) -> Option<u32> {
+    let v = v?;
+    if let Some(next) = next.filter(|n| n.start == v.end) {
+        if reusable(v, next) {
+            return (next.anon != 0).then_some(next.anon);
+        }
+    }
+    let prev = prev.filter(|p| p.end == v.start)?;
+    (prev.anon != 0 && reusable(prev, v)).then_some(prev.anon)
+}
+
+/// Whether `a` and the following `b` could share anonymous memory: they
+/// could merge but for their protection and identities.
+#[inline(always)]
+fn reusable(a: &Vma, b: &Vma) -> bool {
+    a.end == b.start && a.flags == b.flags && a.backing_mergeable(b)
+}
+
 /// `flags` with [`VmFlags::ACCOUNT`] added if `prot` makes a private area
 /// writable (Linux's `accountable_mapping`).
 fn accounted(flags: VmFlags, prot: Prot) -> VmFlags {
@@ -552,10 +586,12 @@ impl VmaSet {
         self.t.update(i, f);
     }
 
-    /// Attach the anonymous-memory identity `anon` to area `i` (which
-    /// changes neither its bounds nor its order).
-    pub fn set_anon(&mut self, i: usize, anon: u32) {
-        self.t.set_anon(i, anon);
+    /// Give area `i` an anonymous-memory identity (see
+    /// [`VmaTree::attach_anon`]; this changes neither its bounds nor its
+    /// order).
+    #[inline(always)]
+    pub fn attach_anon(&mut self, i: usize, last: &mut u32) {
+        self.t.attach_anon(i, last);
     }
 
     /// Grow the area that ends at `end` to `new_end`, if an anonymous area

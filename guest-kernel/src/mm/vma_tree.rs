@@ -26,7 +26,7 @@
 //! insert into a one-leaf tree (the new area becomes the hot one) and an
 //! append of areas gathered in order (the last becomes the hot one).
 
-use super::vma::{Backing, Prot, VmFlags, Vma};
+use super::vma::{mergeable_anon, next_anon, Backing, Prot, VmFlags, Vma};
 use crate::errno::{Errno, KResult};
 use alloc::vec::Vec;
 use core::cell::Cell;
@@ -1136,20 +1136,36 @@ impl VmaTree {
         }
     }
 
-    /// Set the anonymous-memory identity of the area at position `i`
-    /// (no summary depends on it).
-    pub fn set_anon(&mut self, i: usize, anon: u32) {
+    /// Give the area at position `i` an anonymous-memory identity: the
+    /// one [`mergeable_anon`] finds beside it, else the next after `last`
+    /// (no summary depends on it). A one-leaf tree's areas are read and
+    /// the identity written through one borrow of its leaf, in line.
+    #[inline(always)]
+    pub fn attach_anon(&mut self, i: usize, last: &mut u32) {
+        let Some(Node::Leaf(v)) = &mut self.root else {
+            return self.attach_anon_deep(i, last);
+        };
+        let prev = i.checked_sub(1).and_then(|p| v.get(p));
+        let anon =
+            mergeable_anon([prev, v.get(i), v.get(i + 1)]).unwrap_or_else(|| next_anon(last));
+        if let Some(a) = v.get_mut(i) {
+            a.anon = anon;
+        }
         if i == self.hot.pos {
             self.hot.vma.anon = anon;
         }
-        match self.root.as_mut() {
-            Some(Node::Leaf(v)) => {
-                if let Some(a) = v.get_mut(i) {
-                    a.anon = anon;
-                }
-            }
-            Some(root) => set_anon_deep(root, i, anon),
-            None => {}
+    }
+
+    /// [`Self::attach_anon`] in a tree of more than one leaf (out of line:
+    /// the one leaf's path then saves no registers).
+    #[inline(never)]
+    fn attach_anon_deep(&mut self, i: usize, last: &mut u32) {
+        let anon = mergeable_anon(self.around_deep(i)).unwrap_or_else(|| next_anon(last));
+        if let Some(root) = self.root.as_mut() {
+            set_anon_deep(root, i, anon);
+        }
+        if i == self.hot.pos {
+            self.hot.vma.anon = anon;
         }
     }
 
@@ -1559,7 +1575,7 @@ fn share<T>(l: &mut Vec<T>, r: &mut Vec<T>, cap: usize) -> bool {
 /// Change position `i` of the subtree with `f`; whether its bounds or
 /// guard gap moved (the summaries above then follow), and the largest gap
 /// the change may have made.
-/// [`VmaTree::set_anon`] below an inner node (out of line: a one-leaf
+/// [`VmaTree::attach_anon`]'s write below an inner node (out of line: a one-leaf
 /// tree's write then saves no registers).
 #[inline(never)]
 fn set_anon_deep(mut node: &mut Node, mut i: usize, anon: u32) {
@@ -1723,6 +1739,40 @@ mod tests {
             Prot::NONE
         };
         Vma::anon(k * 0x2000, k * 0x2000 + 0x1000, prot, VmFlags::NONE)
+    }
+
+    /// An area touching the one before it, both anonymous with the same
+    /// flags (`k`'s area grown to the next one's start).
+    fn touching(k: u64) -> Vma {
+        Vma {
+            end: (k + 1) * 0x2000,
+            ..area(k)
+        }
+    }
+
+    #[test]
+    fn attach_anon_reuses_a_touching_neighbours_identity_in_one_leaf_and_deeper() {
+        for n in [4u64, 3 * LEAF_CAP as u64] {
+            let mut t = VmaTree::new();
+            for k in 0..n {
+                let v = if k == 1 { touching(1) } else { area(k) };
+                t.insert_at(k as usize, v).unwrap();
+            }
+            let deep = !matches!(t.root, Some(Node::Leaf(_)));
+            assert_eq!(deep, n > LEAF_CAP as u64);
+            let mut last = 0;
+            // Area 2 touches nothing: a fresh identity, in the hot copy too.
+            t.find_hot(area(2).start);
+            t.attach_anon(2, &mut last);
+            assert_eq!((last, t.get(2).map(|v| v.anon)), (1, Some(1)));
+            assert_eq!(t.find_hot(area(2).start).map(|(_, v)| v.anon), Some(1));
+            // Area 1 touches area 2 (same flags, both anonymous): its.
+            t.attach_anon(1, &mut last);
+            assert_eq!((last, t.get(1).map(|v| v.anon)), (1, Some(1)));
+            // Area 0 touches nothing: the next fresh one.
+            t.attach_anon(0, &mut last);
+            assert_eq!((last, t.get(0).map(|v| v.anon)), (2, Some(2)));
+        }
     }
 
     #[test]
@@ -2074,7 +2124,8 @@ mod tests {
                 Some((k - 1) * 0x2000 + 0x1800)
             );
 
-            t.set_anon(k as usize, 7);
+            let mut last = 6;
+            t.attach_anon(k as usize, &mut last);
             assert_eq!(t.get(k as usize).map(|v| v.anon), Some(7));
             assert_eq!(t.find_hot(addr).map(|(_, v)| v.anon), Some(7));
 
