@@ -96,9 +96,13 @@ fn map_segments(
     segs: &[Segment],
     ram_pages: u64,
 ) -> KResult<()> {
-    let r = segs
-        .iter()
-        .try_for_each(|seg| map_segment(mm, areas, file, seg, ram_pages));
+    let mut r = Ok(());
+    for seg in segs {
+        r = map_segment(mm, areas, file, seg, ram_pages);
+        if r.is_err() {
+            break;
+        }
+    }
     areas.gathered_replace();
     r
 }
