@@ -711,6 +711,13 @@ fn prot_of(flags: u32) -> u32 {
     PROT_OF[(flags & 7) as usize]
 }
 
+/// The errno of a segment error (out of line: rarely asked).
+#[cold]
+#[inline(never)]
+fn load_errno(e: ElfError<'static>) -> Errno {
+    e.errno()
+}
+
 /// What [`LoadPlan::gather`] finds besides the bounds.
 struct Gathered {
     /// Where the last segment whose file data holds the program header
@@ -1072,6 +1079,17 @@ impl LoadPlan {
     #[inline]
     pub fn check_loadable(&self) -> Result<(), ElfError<'static>> {
         self.load_error.map_or(Ok(()), Err)
+    }
+
+    /// The errno of [`Self::check_loadable`]'s error, if any: one test of
+    /// the error's presence, its errno out of line (mapped in line, the
+    /// errno's table is reached for no error as well).
+    #[inline]
+    pub fn loadable(&self) -> Result<(), Errno> {
+        match self.load_error {
+            None => Ok(()),
+            Some(e) => Err(load_errno(e)),
+        }
     }
 
     /// The load bias by Linux's rules (randomisation off).

@@ -380,10 +380,10 @@ fn map_areas<M: PhysMem>(
     stack: &StackLayout,
 ) -> KResult<Option<u64>> {
     let ram_pages = env.frames.total();
-    plan.check_loadable().map_err(|e| e.errno())?;
+    plan.loadable()?;
     map_segments(mm, areas, file, plan.segments(), ram_pages)?;
     if let Some((ifile, iplan)) = interp {
-        iplan.check_loadable().map_err(|e| e.errno())?;
+        iplan.loadable()?;
         map_segments(mm, areas, ifile, iplan.segments(), ram_pages)?;
     }
     let ehdr = match vdso {
