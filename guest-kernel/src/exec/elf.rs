@@ -711,6 +711,13 @@ fn prot_of(flags: u32) -> u32 {
     PROT_OF[(flags & 7) as usize]
 }
 
+/// The errno of a segment error (out of line: rarely asked).
+#[cold]
+#[inline(never)]
+fn load_errno(e: ElfError<'static>) -> Errno {
+    e.errno()
+}
+
 /// What [`LoadPlan::gather`] finds besides the bounds.
 struct Gathered {
     /// Where the last segment whose file data holds the program header
@@ -908,20 +915,20 @@ impl LoadPlan {
     ) -> Result<(), ElfError<'static>> {
         let (e_type, phoff, phnum) = check_header(b, file_len, table.is_some())?;
         let table = table.unwrap_or(b.get(phoff..).unwrap_or_default());
-        if table.len() < phnum * PHDR_SIZE {
+        let Some(whole) = table.get(..phnum * PHDR_SIZE) else {
             let got = (phoff + table.len()) as u64;
             let end = (phoff + phnum * PHDR_SIZE) as u64;
             return Err(ElfError::PhdrsTruncated { end, file_len: got });
-        }
+        };
         debug_assert!(*self == LoadPlan::EMPTY, "parse into a used plan");
         let plan = self;
         plan.e_type = e_type;
         plan.entry = le(b, 24, 8);
         plan.phnum = phnum as u64;
-        // The table holds all `phnum` headers (checked above): no bounds
-        // check per header.
-        let (headers, _) = table.as_chunks::<PHDR_SIZE>();
-        let max_align = plan.read_headers(headers.get(..phnum).unwrap_or_default(), b, file_len)?;
+        // Exactly the `phnum` headers: no bounds check per header, and
+        // their count is `phnum` without a division by the header size.
+        let (headers, _) = whole.as_chunks::<PHDR_SIZE>();
+        let max_align = plan.read_headers(headers, b, file_len)?;
         if plan.load_error.is_some() {
             plan.gather(phoff as u64);
             plan.phdr = 0;
@@ -1005,9 +1012,7 @@ impl LoadPlan {
                         max_align = ph.align;
                     }
                 }
-                PT_INTERP if self.interp.is_none() => {
-                    self.interp = Some(check_interp(b, file_len, &phdr(raw))?)
-                }
+                PT_INTERP => self.read_interp(raw, b, file_len)?,
                 PT_GNU_STACK => self.exec_stack = u32_at(raw, 4) & PF_X != 0,
                 PT_PHDR => self.phdr = u64_at(raw, 16),
                 _ => {}
@@ -1015,6 +1020,24 @@ impl LoadPlan {
         }
         self.nsegs = nsegs;
         Ok(max_align)
+    }
+
+    /// Take the first `PT_INTERP` header `raw`'s path (of image `b`,
+    /// `file_len` bytes); a later one is ignored, as Linux does. Out of
+    /// line: with the interpreter read in the header loop, the loop keeps
+    /// it in registers shuffled at every header, and a static program has
+    /// none.
+    #[inline(never)]
+    fn read_interp(
+        &mut self,
+        raw: &[u8; PHDR_SIZE],
+        b: &[u8],
+        file_len: u64,
+    ) -> Result<(), ElfError<'static>> {
+        if self.interp.is_none() {
+            self.interp = Some(check_interp(b, file_len, &phdr(raw))?);
+        }
+        Ok(())
     }
 
     /// Set the `mm_struct` bounds (unbiased) from the segments, which
@@ -1056,6 +1079,17 @@ impl LoadPlan {
     #[inline]
     pub fn check_loadable(&self) -> Result<(), ElfError<'static>> {
         self.load_error.map_or(Ok(()), Err)
+    }
+
+    /// The errno of [`Self::check_loadable`]'s error, if any: one test of
+    /// the error's presence, its errno out of line (mapped in line, the
+    /// errno's table is reached for no error as well).
+    #[inline]
+    pub fn loadable(&self) -> Result<(), Errno> {
+        match self.load_error {
+            None => Ok(()),
+            Some(e) => Err(load_errno(e)),
+        }
     }
 
     /// The load bias by Linux's rules (randomisation off).

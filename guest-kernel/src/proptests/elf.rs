@@ -119,6 +119,10 @@ fn mutated_image() -> impl Strategy<Value = Vec<u8>> {
 /// keeps its biased address, past TASK_SIZE).
 fn check_plan(plan: &LoadPlan, file_len: u64) -> Result<(), TestCaseError> {
     let _ = file_len;
+    prop_assert_eq!(
+        plan.loadable(),
+        plan.check_loadable().map_err(|e| e.errno())
+    );
     if let Err(e) = plan.check_loadable() {
         prop_assert!(e.found_while_mapping(), "{e:?}");
         return Ok(());

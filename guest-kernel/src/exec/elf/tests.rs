@@ -113,6 +113,7 @@ fn late(b: &[u8]) -> ElfError<'static> {
     let plan = LoadPlan::program(b, MMAP_TOP).expect("the headers are fine");
     let e = plan.check_loadable().unwrap_err();
     assert!(e.found_while_mapping(), "{}", msg(e));
+    assert_eq!(plan.loadable(), Err(e.errno()), "the mapping's errno");
     e
 }
 
