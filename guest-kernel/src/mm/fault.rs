@@ -1218,9 +1218,7 @@ impl Mm {
         (file, base, size): (u16, u64, u64),
         off: u64,
     ) -> Result<FaultOutcome, FaultError> {
-        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
-        let lo = va & !(window - 1);
-        let hi = (lo + window).min((va | (HUGE_PAGE_SIZE - 1)) + 1);
+        let (lo, hi) = image_window(va);
         let (vmas, mem) = (&self.vmas, &mut *env.mem);
         let table = &mut self.pt.leaf_table(mem, env.frames, va).map_err(oom)?;
         let (leaf, first) = vmas.leaf_of(i);
@@ -1267,9 +1265,7 @@ impl Mm {
         pages: u64,
     ) -> Result<FaultOutcome, FaultError> {
         let v = &self.vmas[i];
-        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
-        let lo = va & !(window - 1);
-        let hi = (lo + window).min((va | (HUGE_PAGE_SIZE - 1)) + 1);
+        let (lo, hi) = image_window(va);
         let from = lo.max(v.start);
         let to = hi.min(v.end).min(va + pages * PAGE_SIZE);
         let flags = user_pte_flags(v.prot, false);
@@ -1302,6 +1298,18 @@ fn file_mapped(va: u64, frame: u64, mapped: u64) -> FaultOutcome {
     let mut out = FaultOutcome::new(FaultKind::FileMapped, va, frame, PageSize::Size4K);
     out.pages_mapped = mapped;
     out
+}
+
+/// The fault-around window `[lo, hi)` of a fault at `va` in memory the
+/// kernel holds whole (the boot image, the vDSO and vvar): the aligned
+/// [`FAULT_AROUND_PAGES`] around `va`, cut to the 2 MiB region of `va`'s
+/// page table, so that every run mapped in it stays inside that one table
+/// ([`LeafTable::fill_next_uncounted`] relies on it).
+#[inline(always)]
+fn image_window(va: u64) -> (u64, u64) {
+    let window = FAULT_AROUND_PAGES * PAGE_SIZE;
+    let lo = va & !(window - 1);
+    (lo, (lo + window).min((va | (HUGE_PAGE_SIZE - 1)) + 1))
 }
 
 /// A boot image fault-around's window `[lo, hi)` (in one page table's
