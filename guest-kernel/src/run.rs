@@ -108,6 +108,9 @@ pub struct Kernel {
     /// dispatched but left to the loop (anything but a plain return, or a
     /// return with a signal to deliver on the way back).
     served: Option<Action>,
+    /// What is left of a page fault that [`fast_fault`] resolved (or found
+    /// unresolvable) but left to the loop.
+    fault_left: Option<FaultEnd>,
     user: Option<UserMode>,
 }
 
@@ -163,6 +166,7 @@ impl Kernel {
             faults_watched: false,
             call_tsc: 0,
             served: None,
+            fault_left: None,
             user: None,
         }
     }
@@ -308,27 +312,15 @@ impl Kernel {
                 continue;
             }
             // The token out of the kernel while user mode runs, so that the
-            // syscall handler may borrow the whole kernel.
+            // handlers may borrow the whole kernel.
             let Some(mut um) = self.user.take() else {
                 hypercall::panic(b"no user context")
             };
-            // A page fault resolved with nothing else to do (see
-            // `FaultEnd::Quiet`) goes straight back to user mode: nothing
-            // the checks above look at changed, and the token stays out.
-            let (t, rip, fault) = loop {
-                let t = um.run(self, mem, handler);
-                let rip = um.regs().rip;
-                if t.vector != 14 {
-                    break (t, rip, FaultEnd::Checks);
-                }
-                match self.page_fault(mem, t.fault_addr, t.error_code, rip) {
-                    FaultEnd::Quiet => continue,
-                    end => break (t, rip, end),
-                }
-            };
+            let t = um.run(self, mem, handler, fast_fault);
+            let rip = um.regs().rip;
             self.user = Some(um);
             match t.vector {
-                14 => self.fault_end(mem, fault, [t.fault_addr, t.error_code, rip]),
+                14 => self.page_fault_rest(mem, [t.fault_addr, t.error_code, rip]),
                 _ if trap::is_syscall_entry(t.vector, rip) => self.syscall(mem, t.vector),
                 trap::SYSCALL_VECTOR => self.int80(),
                 trap::TIMER_VECTOR => self.timer_tick(mem),
@@ -611,36 +603,35 @@ impl Kernel {
         }
     }
 
-    /// A page fault at `addr` with `error` by the instruction at `ip`,
-    /// resolved while the loop holds the user-mode token (nothing here
-    /// reads or changes the user's registers): what is left to do with
-    /// the token back is in the [`FaultEnd`].
+    /// A page fault at `addr` with `error` by the instruction at `ip` that
+    /// came back from user mode: the rest of what [`fast_fault`] left in
+    /// `fault_left`, or the whole of one it did not take.
+    #[inline(never)]
+    fn page_fault_rest(&mut self, mem: &mut DirectMap, [addr, error, ip]: [u64; 3]) {
+        let end = match self.fault_left.take() {
+            Some(end) => end,
+            None => self.page_fault(mem, addr, error, ip),
+        };
+        self.fault_end(mem, end, [addr, error, ip]);
+    }
+
+    /// Count a page fault: the run's and the process's (minflt).
     #[inline(always)]
+    fn count_fault(&mut self) {
+        self.stats.page_faults += 1;
+        self.process.min_flt += 1;
+    }
+
+    /// A page fault [`fast_fault`] did not take (nothing here reads or
+    /// changes the user's registers): a call into the vsyscall page, any
+    /// other fault in the kernel half, or any fault while faults are
+    /// traced or stopped at: counted and resolved as there, then traced,
+    /// then the host's stop for every n-th.
     fn page_fault(&mut self, mem: &mut DirectMap, addr: u64, error: u64, ip: u64) -> FaultEnd {
         if let Some(nr) = syscall::vsyscall::call_at(addr, ip, error) {
             return FaultEnd::Vsyscall(nr);
         }
-        self.stats.page_faults += 1;
-        self.process.min_flt += 1;
-        if self.faults_watched {
-            return self.page_fault_watched(mem, addr, error, ip);
-        }
-        match self.with_env(mem, |p, env| p.mm.handle_page_fault(env, addr, error)) {
-            Ok(out) if !out.stack_grown => FaultEnd::Quiet,
-            Ok(_) => FaultEnd::Checks,
-            Err(e) => FaultEnd::Failed(e),
-        }
-    }
-
-    /// [`Self::page_fault`] while faults are traced or stopped at.
-    #[inline(never)]
-    fn page_fault_watched(
-        &mut self,
-        mem: &mut DirectMap,
-        addr: u64,
-        error: u64,
-        ip: u64,
-    ) -> FaultEnd {
+        self.count_fault();
         let traced = trace::on(mem, category::FAULTS);
         let t0 = if traced { cpu::rdtsc() } else { 0 };
         let result = self.with_env(mem, |p, env| p.mm.handle_page_fault(env, addr, error));
@@ -659,7 +650,7 @@ impl Kernel {
     }
 
     /// The rest of a page fault at `addr` with `error` by the instruction
-    /// at `ip` that [`Self::page_fault`] left as `end`, with the user-mode
+    /// at `ip` left as `end` (see [`Self::page_fault_rest`]), with the user-mode
     /// token back: the vsyscall page's call, or the signal, kill or stop
     /// of a fault that failed (then the host's stop for every n-th fault).
     fn fault_end(&mut self, mem: &mut DirectMap, end: FaultEnd, [addr, error, ip]: [u64; 3]) {
@@ -1821,6 +1812,30 @@ extern "C" fn no_short_path(_: &mut Kernel, _: &mut TrapFrame, _: &mut DirectMap
     false
 }
 
+/// A page fault at `addr` with `error` from user mode: the arch layer's
+/// fault entry calls it before saving the whole frame (see
+/// `UserMode::run`). A fault in the user half is counted and resolved
+/// here; if that is all (`FaultEnd::Quiet`: no signal, no stop, no area
+/// grew), the program retries the instruction at once, without the checks
+/// of `Kernel::run` on the way back: nothing they look at changed.
+/// Anything else is left in `Kernel::fault_left` for the loop. A fault in
+/// the kernel half (a call into the vsyscall page among them, whose
+/// emulation rewrites the frame) or while faults are watched goes to the
+/// loop untouched (`Kernel::page_fault`).
+extern "C" fn fast_fault(k: &mut Kernel, error: u64, mem: &mut DirectMap, addr: u64) -> bool {
+    if k.faults_watched || addr >= TASK_SIZE {
+        return false;
+    }
+    k.count_fault();
+    let end = match k.with_env(mem, |p, env| p.mm.handle_page_fault(env, addr, error)) {
+        Ok(out) if !out.stack_grown => return true,
+        Ok(_) => FaultEnd::Checks,
+        Err(e) => FaultEnd::Failed(e),
+    };
+    k.fault_left = Some(end);
+    false
+}
+
 /// System calls served by [`short_call`] (one CPU: a plain load and
 /// store), counted with `Kernel::stats.syscalls` where entries count.
 static SHORT_CALLS: AtomicU64 = AtomicU64::new(0);
@@ -1829,8 +1844,9 @@ static SHORT_CALLS: AtomicU64 = AtomicU64::new(0);
 /// [`short_call`] serves (set when the kernel starts running programs).
 static RAM_PAGES: AtomicU64 = AtomicU64::new(0);
 
-/// What is left of a page fault once [`Kernel::page_fault`] resolved it
-/// (or found it unresolvable) without the user-mode token.
+/// What is left of a page fault once [`fast_fault`] or
+/// `Kernel::page_fault` resolved it (or found it unresolvable) without the
+/// user-mode token.
 #[derive(Clone, Copy)]
 enum FaultEnd {
     /// Resolved and nothing else happened: no signal, no stop, no area

@@ -14,7 +14,9 @@
 //! (rbx, rbp). A system call first goes to the handler `run` was given,
 //! called from the stub with only the C ABI's scratch registers saved (see
 //! `SYSCALL_STUB`): the getpid kind is answered there without saving or
-//! restoring the rest. A trap taken in ring 0 (other than
+//! restoring the rest. A page fault goes the same way to the fault handler
+//! `run` was given (`vmrun_fault_entry`), which resolves an ordinary one
+//! there. A trap taken in ring 0 (other than
 //! the trampoline's, which ring 0 runs on hardware-virtualised hosts) is a
 //! kernel bug and goes to [`kernel_trap`], which panics with the frame.
 
@@ -130,6 +132,9 @@ static USER_FRAME: Cell<TrapFrame> = Cell(UnsafeCell::new(TrapFrame {
 static FAST_CX: Cell<u64> = Cell(UnsafeCell::new(0));
 static FAST_FN: Cell<u64> = Cell(UnsafeCell::new(0));
 static FAST_AUX: Cell<u64> = Cell(UnsafeCell::new(0));
+/// The armed page-fault handler's address (with `FAST_CX` and `FAST_AUX`),
+/// set by each [`UserMode::run`] as `FAST_FN` is.
+static FAULT_FN: Cell<u64> = Cell(UnsafeCell::new(0));
 static FPU: Cell<FpuArea> = Cell(UnsafeCell::new(FpuArea([0; 512])));
 static KERNEL_RSP: Cell<u64> = Cell(UnsafeCell::new(0));
 static KERNEL_RBP: Cell<u64> = Cell(UnsafeCell::new(0));
@@ -169,9 +174,13 @@ global_asm!(
     SLOT 7, NOERR
     SLOT 8, ERR
     SLOT 9, NOERR
-    .irp v, 10,11,12,13,14
+    .irp v, 10,11,12,13
     SLOT \v, ERR
     .endr
+    .org vmrun_trap_slots + 14 * {stride}
+    trap_stub_14:
+        cld
+        jmp vmrun_fault_entry
     .irp v, 15,16
     SLOT \v, NOERR
     .endr
@@ -255,6 +264,68 @@ global_asm!(
     SYSCALL_STUB 6, {tramp}
     SYSCALL_STUB 128, {tramp} + 2
 
+    // A page fault from user mode first goes to the fault handler
+    // `UserMode::run` armed, as a system call goes to its handler: only
+    // the registers a C function may clobber are saved, and the handler
+    // gets the error code and the faulting address (CR2). If it
+    // resolved the fault, the program goes straight back; else the rest
+    // of the frame is stored and the fault returns from `run` as any
+    // trap. A fault in ring 0 goes to `trap_common` (a kernel bug). The
+    // stub (in its slot, `cld` then the jump: `vmrun bench` needs two
+    // instructions there to see an entry) clears DF, which the program
+    // may have set. The entry and the way back are symbols of their own
+    // (see the syscall stubs), which `vmrun bench`'s single-step check
+    // counts.
+    .global vmrun_fault_entry
+    vmrun_fault_entry:
+        test byte ptr [rsp + 16], 3
+        jz 4f
+        mov [rsp - 16], rax
+        mov [rsp - 32], rcx
+        mov [rsp - 40], r9
+        mov [rsp - 48], r8
+        mov [rsp - 56], r10
+        mov [rsp - 64], rdx
+        mov [rsp - 72], rsi
+        mov [rsp - 80], rdi
+        mov [rsp - 96], r11
+        mov rdi, [rip + {fastcx}]
+        mov rsi, [rsp]
+        mov rdx, [rip + {fastaux}]
+        mov rcx, cr2
+        mov rsp, [rip + {krsp}]
+        call [rip + {faultfn}]
+    .global vmrun_fault_return
+    vmrun_fault_return:
+        test al, al
+        jz 3f
+        mov r11, [rip + {frame} + 32]
+        mov rdi, [rip + {frame} + 48]
+        mov rsi, [rip + {frame} + 56]
+        mov rdx, [rip + {frame} + 64]
+        mov r10, [rip + {frame} + 72]
+        mov r8, [rip + {frame} + 80]
+        mov r9, [rip + {frame} + 88]
+        mov rcx, [rip + {frame} + 96]
+        mov rax, [rip + {frame} + 112]
+        lea rsp, [rip + {frame} + 136]
+        iretq
+    3:
+        mov qword ptr [rip + {frame} + 120], 14
+        mov [rip + {frame} + 104], rbx
+        mov [rip + {frame} + 40], rbp
+        mov [rip + {frame} + 24], r12
+        mov [rip + {frame} + 16], r13
+        mov [rip + {frame} + 8], r14
+        mov [rip + {frame}], r15
+        mov rsp, [rip + {krsp}]
+        mov rbp, [rip + {krbp}]
+        pop rbx
+        ret
+    4:
+        push 14
+        jmp trap_common
+
     trap_common:
         cld
         push rax
@@ -336,6 +407,7 @@ global_asm!(
     fastcx = sym FAST_CX,
     fastfn = sym FAST_FN,
     fastaux = sym FAST_AUX,
+    faultfn = sym FAULT_FN,
     tramp = const vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT as i64,
     stride = const STUB_STRIDE,
 );
@@ -396,6 +468,11 @@ pub fn double_fault_stack_top() -> u64 {
 /// A fast system-call handler (see [`UserMode::run`]): its context, the
 /// user frame and a second context; true if it served the call.
 pub type SyscallHandler<T, A> = extern "C" fn(&mut T, &mut TrapFrame, &mut A) -> bool;
+
+/// A fast page-fault handler (see [`UserMode::run`]): its context, the
+/// CPU's error code, a second context and the faulting address (CR2);
+/// true if it resolved the fault.
+pub type FaultHandler<T, A> = extern "C" fn(&mut T, u64, &mut A, u64) -> bool;
 
 /// Why user mode stopped.
 #[derive(Clone, Copy, Debug)]
@@ -500,23 +577,40 @@ impl UserMode {
     /// in RIP, CS, RFLAGS, SS) and user mode goes on without `run`
     /// returning; if false it must have left the frame alone, and the call
     /// comes back from `run` as a trap with the whole frame saved.
+    ///
+    /// Each page fault from user mode first goes to
+    /// `fault(cx, error_code, aux, address)` the same way, which must not
+    /// touch the user's registers. If it returns true it has resolved the
+    /// fault and the program retries the instruction without `run`
+    /// returning; if false, the fault comes back from `run` as a trap with
+    /// the whole frame saved.
     #[inline(always)]
-    pub fn run<T, A>(&mut self, cx: &mut T, aux: &mut A, handler: SyscallHandler<T, A>) -> Trap {
+    pub fn run<T, A>(
+        &mut self,
+        cx: &mut T,
+        aux: &mut A,
+        handler: SyscallHandler<T, A>,
+        fault: FaultHandler<T, A>,
+    ) -> Trap {
         let cx = cx as *mut T as u64;
         let aux = aux as *mut A as u64;
         let handler = handler as usize as u64;
-        // SAFETY: the token guards the three cells (the stubs read them
+        let fault = fault as usize as u64;
+        // SAFETY: the token guards the four cells (the stubs read them
         // only while user mode runs, inside the asm below); `cx` and `aux`
         // are borrowed mutably for this whole call, so the handler the
         // stubs call with them (one call at a time) sees live exclusive
         // references, and its frame argument is the user frame, which
         // nothing else references while `run` holds the token mutably; the
-        // handler's type takes exactly the three pointer arguments the
-        // stubs pass (RDI, RSI, RDX) and returns a bool in AL.
+        // handlers' types take exactly the arguments the stubs pass (RDI,
+        // RSI, RDX: the call's two contexts and the frame, the fault's
+        // context, error code and second context; RCX: the fault's CR2)
+        // and return a bool in AL.
         unsafe {
             *FAST_CX.0.get() = cx;
             *FAST_AUX.0.get() = aux;
             *FAST_FN.0.get() = handler;
+            *FAULT_FN.0.get() = fault;
         }
         // SAFETY: the frame holds a user context built by the kernel with
         // user selectors (checked by the callers that set CS/SS/RFLAGS); the

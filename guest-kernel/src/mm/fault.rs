@@ -249,6 +249,7 @@ fn oom<T>(_: T) -> FaultError {
 
 impl Mm {
     /// Resolve a page fault at `addr` with SDM `error_code`.
+    #[inline(always)]
     pub fn handle_page_fault<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,

@@ -13,8 +13,10 @@ pub struct KernelMap {
     /// (start, end, vector) of each `trap_stub_N`.
     stubs: Vec<(u64, u64, u64)>,
     pub(super) exec_initial: Option<(u64, u64)>,
-    pub(super) trap_common: Option<(u64, u64)>,
-    pub(super) run_user: Option<(u64, u64)>,
+    /// The page-fault entry's fast path (`vmrun_fault_entry`) and its way
+    /// back (`vmrun_fault_return`).
+    pub(super) fault_entry: Option<(u64, u64)>,
+    pub(super) fault_return: Option<(u64, u64)>,
 }
 
 impl KernelMap {
@@ -59,8 +61,8 @@ impl KernelMap {
         }
         Ok(KernelMap {
             exec_initial: find(&|n| n.ends_with("boot::exec_initial")),
-            trap_common: find(&|n| n == "trap_common"),
-            run_user: find(&|n| n == "vmrun_run_user"),
+            fault_entry: find(&|n| n == "vmrun_fault_entry"),
+            fault_return: find(&|n| n == "vmrun_fault_return"),
             symbols,
             stubs,
         })
@@ -156,7 +158,7 @@ mod tests {
         let map = KernelMap::new(loader::GUEST_KERNEL).unwrap();
         assert!(map.stubs.iter().any(|s| s.2 == 14));
         assert!(map.stubs.iter().any(|s| s.2 == 0x80));
-        assert!(map.trap_common.is_some() && map.run_user.is_some());
+        assert!(map.fault_entry.is_some() && map.fault_return.is_some());
         let (pf, _, _) = *map.stubs.iter().find(|s| s.2 == 14).unwrap();
         assert_eq!(map.stub_vector(pf + 2), Some(14));
         assert_eq!(map.stub_vector(0x40_0000), None);

@@ -49,10 +49,11 @@ pub struct StepProfile {
     pub entries: Vec<Entry>,
     /// Instructions per function, over the entries in the window.
     pub window_functions: BTreeMap<String, u64>,
-    /// Single-step reports in the entry path (stub and `trap_common`) of the
-    /// first page fault, and how many the instructions there should give.
+    /// Single-step reports in the entry path (stub and `vmrun_fault_entry`)
+    /// of the first page fault, and how many the instructions there should
+    /// give.
     pub entry_check: Option<(u64, u64)>,
-    /// The same for the return path (`vmrun_run_user`).
+    /// The same for the return path (`vmrun_fault_return`).
     pub return_check: Option<(u64, u64)>,
     /// Instructions kvm_pvm executes without a single-step report on each
     /// round trip, added to every entry (from the checks, plus the `iretq`).
@@ -70,15 +71,18 @@ pub struct StepProfile {
     pub entry_functions: Vec<BTreeMap<String, u64>>,
 }
 
-/// Single-step reports the entry path of an error-code vector (#PF) gives
-/// when each instruction reports once: `push vector; jmp trap_common`, then
-/// `cld`, 15 pushes, `test`, `jnz`, `mov rsp`, `mov rbp`, `pop rbx` (the
-/// final `ret` reports at its Rust return address). See guest-kernel/src/arch/trap.rs.
-const ENTRY_PATH_REPORTS: u64 = 23;
-/// The same for the return path: the `call vmrun_run_user` reports at its
-/// first byte, then `push rbx`, 2 `mov`s, `lea`, 15 pops, `add rsp` report inside
-/// it; the final `iretq` reports (if at all) at a user address.
-const RETURN_PATH_REPORTS: u64 = 21;
+/// Single-step reports the entry path of a page fault the fault handler
+/// resolves (the first one is: the program's text) gives when each
+/// instruction reports once: `cld; jmp vmrun_fault_entry` in the stub,
+/// then `test`, `jz`, 9 register stores, 3 argument loads, `mov rcx, cr2`,
+/// `mov rsp` (the final `call` reports in the Rust handler). See
+/// guest-kernel/src/arch/trap.rs.
+const ENTRY_PATH_REPORTS: u64 = 18;
+/// The same for the return path: the handler's `ret` reports at
+/// `vmrun_fault_return`'s first byte, then `test`, `jz`, 9 register loads
+/// and `lea rsp` report inside it; the final `iretq` reports (if at all)
+/// at a user address.
+const RETURN_PATH_REPORTS: u64 = 13;
 
 /// Enable single-stepping on `vcpu` and run it to the end of the program,
 /// serving hypercalls, counting the ring-0 instructions of each kernel
@@ -112,7 +116,7 @@ pub fn count_ring0(
     let (mut entry_path, mut return_path) = (0u64, 0u64);
     let mut steps = 0u64;
     // Whether the last ring-0 report was inside an entry stub (a stub
-    // reports once or twice before it jumps to `trap_common`).
+    // reports once or twice before it jumps on).
     let mut in_stub = false;
     // Reports per symbol index: boot, exec, each entry.
     let (mut boot_fns, mut exec_fns) = (BTreeMap::new(), BTreeMap::new());
@@ -189,9 +193,9 @@ pub fn count_ring0(
                             let inside = |r: Option<(u64, u64)>| {
                                 r.is_some_and(|(a, b)| (a..b).contains(&pc))
                             };
-                            if map.stub_vector(pc).is_some() || inside(map.trap_common) {
+                            if map.stub_vector(pc).is_some() || inside(map.fault_entry) {
                                 entry_path += 1;
-                            } else if inside(map.run_user) {
+                            } else if inside(map.fault_return) {
                                 return_path += 1;
                             }
                         }
@@ -230,7 +234,7 @@ pub fn count_ring0(
     // paths of the first page fault; what is missing there is missing on
     // every round trip. The iretq back to user mode never reports in ring 0.
     let (mut missed_entry, mut missed_return) = (0, 1);
-    if first_fault.is_some() && map.trap_common.is_some() && map.run_user.is_some() {
+    if first_fault.is_some() && map.fault_entry.is_some() && map.fault_return.is_some() {
         p.entry_check = Some((entry_path, ENTRY_PATH_REPORTS));
         p.return_check = Some((return_path, RETURN_PATH_REPORTS));
         missed_entry = ENTRY_PATH_REPORTS.saturating_sub(entry_path);
