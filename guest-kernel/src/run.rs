@@ -98,9 +98,11 @@ pub struct Kernel {
     /// the run, see [`Kernel::calls_short`]): one test on each call's way
     /// in and out stands for the several checks this means.
     calls_watched: bool,
-    /// Whether page faults are traced or stopped at (fixed for the run,
-    /// see [`Kernel::watch_faults`]): one test on each fault's way.
-    faults_watched: bool,
+    /// The page-fault handler `UserMode::run` arms: [`fast_fault`], or
+    /// [`no_fast_fault`] while page faults are traced or stopped at
+    /// (fixed for the run, see [`Kernel::watch_faults`]), which leaves
+    /// each to the loop: chosen once, not tested on each fault's way.
+    fault_handler: trap::FaultHandler<Kernel, DirectMap>,
     /// When (TSC) the current call came in, for its SYSCALL_EXIT record
     /// (set only while calls are traced).
     call_tsc: u64,
@@ -163,7 +165,7 @@ impl Kernel {
             traced_tasks: alloc::vec::Vec::new(),
             syscall_entry_logged: false,
             calls_watched: false,
-            faults_watched: false,
+            fault_handler: fast_fault,
             call_tsc: 0,
             served: None,
             fault_left: None,
@@ -316,7 +318,7 @@ impl Kernel {
             let Some(mut um) = self.user.take() else {
                 hypercall::panic(b"no user context")
             };
-            let t = um.run(self, mem, handler, fast_fault);
+            let t = um.run(self, mem, handler, self.fault_handler);
             let rip = um.regs().rip;
             self.user = Some(um);
             match t.vector {
@@ -350,11 +352,13 @@ impl Kernel {
     }
 
     /// Note whether page faults are traced or the host stops at every
-    /// n-th (fixed for the run: set at boot, once the trace ring is).
+    /// n-th (fixed for the run: set at boot, once the trace ring is), in
+    /// the fault handler to arm.
     pub fn watch_faults(&mut self, mem: &DirectMap) {
         let every = self.info.notify_fault_every > 0;
         let notify = self.info.flags & boot_flags::NOTIFY_FAULTS != 0 && every;
-        self.faults_watched = trace::on(mem, category::FAULTS) || notify;
+        let watched = trace::on(mem, category::FAULTS) || notify;
+        self.fault_handler = if watched { no_fast_fault } else { fast_fault };
     }
 
     /// Whether calls may take the short path of [`short_call`]: not when
@@ -1812,6 +1816,13 @@ extern "C" fn no_short_path(_: &mut Kernel, _: &mut TrapFrame, _: &mut DirectMap
     false
 }
 
+/// The fault handler while faults are watched: every fault takes the
+/// loop's path (`Kernel::page_fault`), which traces it and stops for the
+/// host.
+extern "C" fn no_fast_fault(_: &mut Kernel, _: u64, _: &mut DirectMap, _: u64) -> bool {
+    false
+}
+
 /// A page fault at `addr` with `error` from user mode: the arch layer's
 /// fault entry calls it before saving the whole frame (see
 /// `UserMode::run`). A fault in the user half is counted and resolved
@@ -1820,10 +1831,11 @@ extern "C" fn no_short_path(_: &mut Kernel, _: &mut TrapFrame, _: &mut DirectMap
 /// of `Kernel::run` on the way back: nothing they look at changed.
 /// Anything else is left in `Kernel::fault_left` for the loop. A fault in
 /// the kernel half (a call into the vsyscall page among them, whose
-/// emulation rewrites the frame) or while faults are watched goes to the
-/// loop untouched (`Kernel::page_fault`).
+/// emulation rewrites the frame) goes to the loop untouched
+/// (`Kernel::page_fault`). Armed unless faults are watched (see
+/// `Kernel::watch_faults`).
 extern "C" fn fast_fault(k: &mut Kernel, error: u64, mem: &mut DirectMap, addr: u64) -> bool {
-    if k.faults_watched || addr >= TASK_SIZE {
+    if addr >= TASK_SIZE {
         return false;
     }
     k.count_fault();
