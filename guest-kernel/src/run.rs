@@ -654,9 +654,10 @@ impl Kernel {
     }
 
     /// The rest of a page fault at `addr` with `error` by the instruction
-    /// at `ip` left as `end` (see [`Self::page_fault_rest`]), with the user-mode
-    /// token back: the vsyscall page's call, or the signal, kill or stop
-    /// of a fault that failed (then the host's stop for every n-th fault).
+    /// at `ip` left as `end` (see [`Self::page_fault_rest`]), with the
+    /// user-mode token back: the vsyscall page's call, or the signal, kill
+    /// or stop of a fault that failed (then the host's stop for every n-th
+    /// fault).
     fn fault_end(&mut self, mem: &mut DirectMap, end: FaultEnd, [addr, error, ip]: [u64; 3]) {
         match end {
             FaultEnd::Vsyscall(nr) => self.vsyscall(mem, nr, ip),

@@ -249,6 +249,9 @@ fn oom<T>(_: T) -> FaultError {
 
 impl Mm {
     /// Resolve a page fault at `addr` with SDM `error_code`.
+    ///
+    /// In line in its callers: the fault entry's handler calls it on every
+    /// fault, and a call of its own saves and restores seven registers.
     #[inline(always)]
     pub fn handle_page_fault<M: PhysMem>(
         &mut self,
