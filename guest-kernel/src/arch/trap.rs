@@ -579,11 +579,11 @@ impl UserMode {
     /// comes back from `run` as a trap with the whole frame saved.
     ///
     /// Each page fault from user mode first goes to
-    /// `fault(cx, error_code, aux, address)` the same way, which must not
-    /// touch the user's registers. If it returns true it has resolved the
-    /// fault and the program retries the instruction without `run`
-    /// returning; if false, the fault comes back from `run` as a trap with
-    /// the whole frame saved.
+    /// `fault(cx, error_code, aux, address)` the same way (it gets no
+    /// frame: the registers are not all saved yet). If it returns true it
+    /// has resolved the fault and the program retries the instruction
+    /// without `run` returning; if false, the fault comes back from `run`
+    /// as a trap with the whole frame saved.
     #[inline(always)]
     pub fn run<T, A>(
         &mut self,
