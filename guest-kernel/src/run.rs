@@ -1620,8 +1620,9 @@ const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 /// The short path of a system call that only reads the caller's identity
 /// (`ShortRoute::identity`: getpid, gettid...), moves the break up
 /// (`syscall::brk_short`), records something about the caller
-/// (`ShortRoute::own_state`) or sets its FS or GS base
-/// (`syscall::set_base`), by the running process `p`, in the user frame
+/// (`ShortRoute::own_state`), sets its FS or GS base
+/// (`syscall::set_base`) or writes a reply into one mapped user page
+/// ([`short_reply`]), by the running process `p`, in the user frame
 /// `f`: the arch layer's syscall stub calls it before saving the whole
 /// frame (see `UserMode::run`), and if it answers, returns to the program
 /// at once (as SYSRET would), without the checks `Kernel::run` makes on
@@ -1654,7 +1655,47 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::SetTidAddress => short_answer(k, f, R::SetTidAddress),
         R::SetRobustList => short_answer(k, f, R::SetRobustList),
         R::Rseq => short_answer(k, f, R::Rseq),
+        R::Prlimit => short_reply(k, f, mem, |p, mem, _, a| {
+            syscall::prlimit64_short(p, mem, a)
+        }),
+        R::Getrandom => short_reply(k, f, mem, |p, mem, host, a| {
+            syscall::getrandom_short(p, mem, host, a)
+        }),
+        R::Readlink => short_reply(k, f, mem, |p, mem, _, a| {
+            syscall::readlink_short(p, mem, a[0], a[1], a[2])
+        }),
+        R::Readlinkat => short_reply(k, f, mem, |p, mem, _, a| {
+            syscall::readlink_short(p, mem, a[1], a[2], a[3])
+        }),
+        R::Newfstatat => short_reply(k, f, mem, |p, mem, _, a| {
+            syscall::newfstatat_short(p, mem, a)
+        }),
     }
+}
+
+/// A call that reads the caller's state (or the host's random bytes) into
+/// one user buffer, on [`short_call`]'s path: `serve` answers it from the
+/// running process, memory, the host and the call's first four arguments
+/// when the buffer lies in one page mapped as the call needs (no fault to
+/// resolve, so nothing the checks of `Kernel::run` look at changes), or
+/// gives None, having done nothing, and [`full_call`] serves it. Out of
+/// line, one copy per call, as [`short_brk`].
+#[inline(never)]
+fn short_reply<F>(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap, serve: F) -> bool
+where
+    F: FnOnce(&Process, &mut DirectMap, &mut Host, [u64; 4]) -> Option<i64>,
+{
+    let Some(p) = k.process.0.as_deref() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    let Some(v) = serve(p, mem, &mut k.host, [f.rdi, f.rsi, f.rdx, f.r10]) else {
+        return full_call(k, f, mem);
+    };
+    short_return(f, v);
+    true
 }
 
 /// An identity or own-state call (`route`) on [`short_call`]'s path: the

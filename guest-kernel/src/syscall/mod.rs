@@ -27,6 +27,8 @@ use crate::mm::space::MmEnv;
 use crate::process::Process;
 use vmrun_contract::IoVec;
 
+pub use fsmeta::{newfstatat_short, readlink_short};
+pub use misc::{getrandom_short, prlimit64_short};
 pub use process::set_base;
 
 const ENOSYS: i64 = Errno::ENOSYS.to_ret();
@@ -543,6 +545,16 @@ pub enum ShortRoute {
     SetRobustList,
     /// rseq (not provided: ENOSYS).
     Rseq,
+    /// prlimit64 ([`prlimit64_short`]).
+    Prlimit,
+    /// getrandom ([`getrandom_short`]).
+    Getrandom,
+    /// readlink ([`readlink_short`]).
+    Readlink,
+    /// readlinkat ([`readlink_short`]).
+    Readlinkat,
+    /// newfstatat ([`newfstatat_short`]).
+    Newfstatat,
 }
 
 /// The calls [`short_route`]'s table covers; every call above is
@@ -568,6 +580,11 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::SET_TID_ADDRESS as usize] = ShortRoute::SetTidAddress;
     t[nr::SET_ROBUST_LIST as usize] = ShortRoute::SetRobustList;
     t[nr::RSEQ as usize] = ShortRoute::Rseq;
+    t[nr::PRLIMIT64 as usize] = ShortRoute::Prlimit;
+    t[nr::GETRANDOM as usize] = ShortRoute::Getrandom;
+    t[nr::READLINK as usize] = ShortRoute::Readlink;
+    t[nr::READLINKAT as usize] = ShortRoute::Readlinkat;
+    t[nr::NEWFSTATAT as usize] = ShortRoute::Newfstatat;
     t
 };
 
