@@ -1670,7 +1670,37 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Newfstatat => short_reply(k, f, mem, |p, mem, _, a| {
             syscall::newfstatat_short(p, mem, a)
         }),
+        R::Mprotect => short_mprotect(k, f, mem),
     }
+}
+
+/// mprotect on [`short_call`]'s path (out of line, as [`short_brk`]):
+/// served by the address space alone (`syscall::mprotect_short`), then
+/// back to the program with the one check of `Kernel::run` such a call
+/// needs, the TLB flush (it raises no signal and sets no FS or GS base).
+/// With the VMA changes journaled for the trace, the full path serves it
+/// (and hands them over).
+#[inline(never)]
+extern "C" fn short_mprotect(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    if p.mm.vmas.journaling() {
+        return full_call(k, f, mem);
+    }
+    let mut env = MmEnv {
+        mem,
+        frames: &mut k.frames,
+        cache: &mut k.cache,
+        host: &mut k.fs,
+    };
+    let v = syscall::mprotect_short(&mut p.mm, &mut env, [f.rdi, f.rsi, f.rdx]);
+    flush_tlb_of(p, env.mem);
+    short_return(f, v);
+    true
 }
 
 /// A call that reads the caller's state (or the host's random bytes) into
@@ -1898,6 +1928,14 @@ struct SyscallRegs {
 #[inline(always)]
 fn ready_user_mode(p: &mut Process, mem: &mut DirectMap) {
     load_bases(p);
+    flush_tlb_of(p, mem);
+    flush_vma_journal_of(p, mem);
+}
+
+/// Flush the TLB of the running process `p` if its page tables changed in
+/// a way that needs it.
+#[inline(always)]
+fn flush_tlb_of(p: &mut Process, mem: &mut DirectMap) {
     if p.mm.take_tlb_flush() {
         cpu::load_process_tables(&p.mm.pt);
         // The test in line: a call only when loads are traced.
@@ -1905,7 +1943,6 @@ fn ready_user_mode(p: &mut Process, mem: &mut DirectMap) {
             trace_cr3_of(p, mem);
         }
     }
-    flush_vma_journal_of(p, mem);
 }
 
 /// Trace a CR3 load of `p`'s PML4.

@@ -28,6 +28,7 @@ use crate::process::Process;
 use vmrun_contract::IoVec;
 
 pub use fsmeta::{newfstatat_short, readlink_short};
+pub use memory::mprotect_short;
 pub use misc::{getrandom_short, prlimit64_short};
 pub use process::set_base;
 
@@ -555,6 +556,8 @@ pub enum ShortRoute {
     Readlinkat,
     /// newfstatat ([`newfstatat_short`]).
     Newfstatat,
+    /// mprotect ([`mprotect_short`]).
+    Mprotect,
 }
 
 /// The calls [`short_route`]'s table covers; every call above is
@@ -585,6 +588,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::READLINK as usize] = ShortRoute::Readlink;
     t[nr::READLINKAT as usize] = ShortRoute::Readlinkat;
     t[nr::NEWFSTATAT as usize] = ShortRoute::Newfstatat;
+    t[nr::MPROTECT as usize] = ShortRoute::Mprotect;
     t
 };
 

@@ -672,6 +672,65 @@ fn short_replies_answer_as_dispatch_does_or_leave_the_call_untouched() {
     }
 }
 
+impl World {
+    /// mprotect as `run::short_call` serves it.
+    fn mprotect_short(&mut self, a: [u64; 3]) -> i64 {
+        let mut env = MmEnv {
+            mem: &mut self.mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        mprotect_short(&mut self.p.mm, &mut env, a)
+    }
+
+    /// The areas and the flags of the pages mapped in `[start, end)`.
+    fn memory_map(&self, start: u64, end: u64) -> (Vec<crate::mm::vma::Vma>, Vec<u64>) {
+        let vmas = (0..self.p.mm.vmas.len())
+            .filter_map(|i| self.p.mm.vmas.get(i).copied())
+            .collect();
+        let flags = (start..end)
+            .step_by(vmrun_contract::layout::PAGE_SIZE as usize)
+            .map(|va| {
+                let t = self.p.mm.pt.translate(&self.mem, va);
+                t.map_or(0, |t| t.flags)
+            })
+            .collect();
+        (vmas, flags)
+    }
+}
+
+#[test]
+fn mprotect_short_answers_and_changes_what_dispatch_does() {
+    let (mut short, mut full) = (World::new(), World::new());
+    let b = short.buf;
+    assert_eq!(b, full.buf);
+    for w in [&mut short, &mut full] {
+        w.poke(b, &[1; 0x4000]);
+    }
+    let calls = [
+        [b, 0x1000, 1],
+        [b + 0x1000, 0x2000, 0],
+        [b + 0x3000, 0x1000, 7],
+        [b, 0x4000, 3],
+        [b, 0x8000, 1],
+        [b + 1, 0x1000, 1],
+        [b, 0x1000, 0x10],
+        [b, 0, 1],
+        [0x1000, 0x1000, 1],
+    ];
+    for a in calls {
+        let got = short.mprotect_short(a);
+        let want = full.call(nr::MPROTECT, [a[0], a[1], a[2], 0, 0, 0]);
+        assert_eq!(got, want.unwrap_ret(), "mprotect {a:x?}");
+        assert_eq!(
+            short.memory_map(b, b + 0x8000),
+            full.memory_map(b, b + 0x8000),
+            "mprotect {a:x?}"
+        );
+    }
+}
+
 #[test]
 fn prlimit_reports_the_stack_limit_and_refuses_raising_the_hard_limit() {
     let mut w = World::new();
