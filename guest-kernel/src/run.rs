@@ -1671,7 +1671,43 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
             syscall::newfstatat_short(p, mem, a)
         }),
         R::Mprotect => short_mprotect(k, f, mem),
+        R::Write => short_write(k, f, mem),
     }
+}
+
+/// write to the host's stdio on [`short_call`]'s path (out of line, as
+/// [`short_brk`]): the write done and its answer returned
+/// (`syscall::write_short`); an error that asks for more (EPIPE's
+/// SIGPIPE) is acted on as [`full_call`] acts on a call's result
+/// ([`full_call_after_write`]); any other write, untouched, goes on
+/// past the stdio test on the full path ([`full_call_write_file`]).
+#[inline(never)]
+extern "C" fn short_write(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    match syscall::write_short(p, mem, &mut k.host, [f.rdi, f.rsi, f.rdx]) {
+        Some(Ok(v)) => {
+            short_return(f, v);
+            true
+        }
+        Some(Err(e)) => full_call_after_write(k, f, mem, e),
+        None => full_call_write_file(k, f, mem),
+    }
+}
+
+/// A write that [`short_write`] left to the full path, served there as
+/// the dispatcher serves it past its stdio test, which found nothing to do
+/// (`files::write_file`).
+#[inline(never)]
+fn full_call_write_file(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    serve_in_full(k, f, mem, |cx, f| {
+        let r = syscall::files::write_file(cx, f.rdi, f.rsi, f.rdx);
+        syscall::write_ret(cx, r)
+    })
 }
 
 /// mprotect on [`short_call`]'s path (out of line, as [`short_brk`]):
@@ -1784,6 +1820,69 @@ fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
         tasks: &mut k.tasks,
     };
     let action = syscall::dispatch_in_line(&mut cx, nr, f.syscall_args());
+    let p = cx.p;
+    match action {
+        Action::Return(v) if p.next_signal().is_none() => {
+            // A plain return holds nothing: forgotten, as the drop glue
+            // of an action is a call.
+            core::mem::forget(action);
+            ready_user_mode(p, env.mem);
+            sysret_frame(f, v);
+            true
+        }
+        action => {
+            // Stored before the old one (none, as the loop took it) is
+            // dropped: the action's registers need not outlive a call.
+            drop(k.served.replace(action));
+            false
+        }
+    }
+}
+
+/// The error `e` of a write that [`short_write`] did, acted on as
+/// [`full_call`] acts on the call's result (`syscall::write_ret`: EPIPE
+/// sends SIGPIPE). Out of line: rare.
+#[inline(never)]
+fn full_call_after_write(
+    k: &mut Kernel,
+    f: &mut TrapFrame,
+    mem: &mut DirectMap,
+    e: guest_kernel::errno::Errno,
+) -> bool {
+    serve_in_full(k, f, mem, |cx, _| syscall::write_ret(cx, Err(e)))
+}
+
+/// [`full_call`] with the call served by `serve`, given the context and
+/// the user frame: where [`short_write`] leaves a write to the full path.
+/// (`full_call` spells the same steps out rather than being this with
+/// the dispatcher: as that, it takes an instruction more on every call's
+/// way back.)
+#[inline(always)]
+fn serve_in_full<F>(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap, serve: F) -> bool
+where
+    F: FnOnce(&mut Ctx<'_, '_, '_, DirectMap, Host>, &TrapFrame) -> Action,
+{
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
+    if f.rcx >= TASK_SIZE || p.alarm_at.is_some() {
+        return false;
+    }
+    k.stats.syscalls += 1;
+    p.blocked_nr = None;
+    let mut env = MmEnv {
+        mem,
+        frames: &mut k.frames,
+        cache: &mut k.cache,
+        host: &mut k.fs,
+    };
+    let mut cx = Ctx {
+        p,
+        env: &mut env,
+        host: &mut k.host,
+        tasks: &mut k.tasks,
+    };
+    let action = serve(&mut cx, f);
     let p = cx.p;
     match action {
         Action::Return(v) if p.next_signal().is_none() => {

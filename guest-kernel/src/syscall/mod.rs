@@ -484,7 +484,7 @@ fn timers_changed(r: Result<i64, Errno>) -> Action {
 /// In line, so that every other result is [`ret`]'s test in the caller,
 /// without a call.
 #[inline(always)]
-fn write_ret<M: PhysMem, H: HostIo>(
+pub fn write_ret<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     r: Result<i64, Errno>,
 ) -> Action {
@@ -509,6 +509,25 @@ fn broken_pipe<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>) -> Action 
 #[inline(never)]
 fn sched_yield() -> Action {
     Action::Yield(0)
+}
+
+/// write(fd, buf, count) to the host's stdio on the syscall stub's short
+/// path (`run::short_call`), by process `p`, `a` the call's three
+/// arguments ([`files::write_stdio`]): `Some(Ok(v))`, the call's answer;
+/// `Some(Err(e))`, the write done but its error asking for more than a
+/// return (EPIPE's SIGPIPE: [`write_ret`] makes the call's action); None
+/// (nothing done) for any other write, which the full path serves.
+#[inline(always)]
+pub fn write_short<M: PhysMem, H: HostIo>(
+    p: &Process,
+    mem: &M,
+    host: &mut H,
+    a: [u64; 3],
+) -> Option<Result<i64, Errno>> {
+    Some(match files::write_stdio(p, mem, host, a[0], a[1], a[2])? {
+        Err(e @ (Errno::EPIPE | Errno::ERESTARTSYS)) => Err(e),
+        r => Ok(r.unwrap_or_else(|e| e.to_ret())),
+    })
 }
 
 /// Where the syscall stub's short path (`run::short_call`) sends a call,
@@ -558,6 +577,8 @@ pub enum ShortRoute {
     Newfstatat,
     /// mprotect ([`mprotect_short`]).
     Mprotect,
+    /// write ([`write_short`]).
+    Write,
 }
 
 /// The calls [`short_route`]'s table covers; every call above is
@@ -589,6 +610,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::READLINKAT as usize] = ShortRoute::Readlinkat;
     t[nr::NEWFSTATAT as usize] = ShortRoute::Newfstatat;
     t[nr::MPROTECT as usize] = ShortRoute::Mprotect;
+    t[nr::WRITE as usize] = ShortRoute::Write;
     t
 };
 

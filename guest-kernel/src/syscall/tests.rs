@@ -732,6 +732,42 @@ fn mprotect_short_answers_and_changes_what_dispatch_does() {
 }
 
 #[test]
+fn write_short_writes_to_stdio_as_dispatch_does_and_leaves_the_rest_untouched() {
+    let mut w = World::new();
+    w.frames.fault_size = vmrun_contract::FaultSize::Page4K;
+    let b = w.buf;
+    w.poke(b, b"hello, world\n");
+    let untouched = b + 0x3000;
+    let calls: [([u64; 3], bool); 8] = [
+        ([1, b, 13], true),
+        ([2, b + 7, 6], true),
+        ([1, b, 0], false),
+        ([0, b, 13], false),
+        ([5, b, 13], false),
+        ([1, b + 0xffc, 8], false),
+        ([1, untouched, 8], false),
+        ([1, 0, 8], false),
+    ];
+    for (a, served) in calls {
+        w.host.written.clear();
+        let (p, mem, host) = (&w.p, &w.mem, &mut w.host);
+        let got = write_short(p, mem, host, a);
+        assert_eq!(got.is_some(), served, "write {a:x?}");
+        let short_writes = core::mem::take(&mut w.host.written);
+        let short_pieces = core::mem::take(&mut w.host.mem_snapshot);
+        assert!(w.p.mm.mapped_user_page(&w.mem, untouched, false).is_none());
+        let Some(got) = got else {
+            assert!(short_writes.is_empty(), "write {a:x?}: nothing written");
+            continue;
+        };
+        let full = w.call(nr::WRITE, [a[0], a[1], a[2], 0, 0, 0]).unwrap_ret();
+        assert_eq!(got, Ok(full), "write {a:x?}");
+        assert_eq!(w.host.written, short_writes, "write {a:x?}");
+        assert_eq!(w.host.mem_snapshot, short_pieces, "write {a:x?}");
+    }
+}
+
+#[test]
 fn prlimit_reports_the_stack_limit_and_refuses_raising_the_hard_limit() {
     let mut w = World::new();
     assert_eq!(
