@@ -1188,6 +1188,13 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::SET_TID_ADDRESS, R::SetTidAddress),
         (nr::SET_ROBUST_LIST, R::SetRobustList),
         (nr::RSEQ, R::Rseq),
+        (nr::PRLIMIT64, R::Prlimit),
+        (nr::GETRANDOM, R::Getrandom),
+        (nr::READLINK, R::Readlink),
+        (nr::READLINKAT, R::Readlinkat),
+        (nr::NEWFSTATAT, R::Newfstatat),
+        (nr::MPROTECT, R::Mprotect),
+        (nr::WRITE, R::Write),
     ];
     for n in 0..1024 {
         let want = routes
