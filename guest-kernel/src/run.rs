@@ -1616,8 +1616,9 @@ const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 /// The short path of a system call that only reads the caller's identity
 /// (`ShortRoute::identity`: getpid, gettid...), moves the break up
 /// (`syscall::brk_short`), records something about the caller
-/// (`ShortRoute::own_state`) or sets its FS or GS base
-/// (`syscall::set_base`), by the running process `p`, in the user frame
+/// (`ShortRoute::own_state`), sets its FS or GS base
+/// (`syscall::set_base`) or writes a reply into one mapped user page
+/// ([`short_reply`]), by the running process `p`, in the user frame
 /// `f`: the arch layer's syscall stub calls it before saving the whole
 /// frame (see `UserMode::run`), and if it answers, returns to the program
 /// at once (as SYSRET would), without the checks `Kernel::run` makes on
@@ -1650,7 +1651,113 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::SetTidAddress => short_answer(k, f, R::SetTidAddress),
         R::SetRobustList => short_answer(k, f, R::SetRobustList),
         R::Rseq => short_answer(k, f, R::Rseq),
+        R::Prlimit => short_reply(k, f, mem, |p, mem, _, a| {
+            syscall::prlimit64_short(p, mem, a)
+        }),
+        R::Getrandom => short_reply(k, f, mem, |p, mem, host, a| {
+            syscall::getrandom_short(p, mem, host, a)
+        }),
+        R::Readlink => short_reply(k, f, mem, |p, mem, _, a| {
+            syscall::readlink_short(p, mem, a[0], a[1], a[2])
+        }),
+        R::Readlinkat => short_reply(k, f, mem, |p, mem, _, a| {
+            syscall::readlink_short(p, mem, a[1], a[2], a[3])
+        }),
+        R::Newfstatat => short_reply(k, f, mem, |p, mem, _, a| {
+            syscall::newfstatat_short(p, mem, a)
+        }),
+        R::Mprotect => short_mprotect(k, f, mem),
+        R::Write => short_write(k, f, mem),
     }
+}
+
+/// write to the host's stdio on [`short_call`]'s path (out of line, as
+/// [`short_brk`]): the write done and its answer returned
+/// (`syscall::write_short`); an error that asks for more (EPIPE's
+/// SIGPIPE) is acted on as [`full_call`] acts on a call's result
+/// ([`full_call_after_write`]); any other write, untouched, goes on
+/// past the stdio test on the full path ([`full_call_write_file`]).
+#[inline(never)]
+extern "C" fn short_write(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    match syscall::write_short(p, mem, &mut k.host, [f.rdi, f.rsi, f.rdx]) {
+        Some(Ok(v)) => {
+            short_return(f, v);
+            true
+        }
+        Some(Err(e)) => full_call_after_write(k, f, mem, e),
+        None => full_call_write_file(k, f, mem),
+    }
+}
+
+/// A write that [`short_write`] left to the full path, served there as
+/// the dispatcher serves it past its stdio test, which found nothing to do
+/// (`files::write_file`).
+#[inline(never)]
+fn full_call_write_file(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    serve_in_full(k, f, mem, |cx, f| {
+        let r = syscall::files::write_file(cx, f.rdi, f.rsi, f.rdx);
+        syscall::write_ret(cx, r)
+    })
+}
+
+/// mprotect on [`short_call`]'s path (out of line, as [`short_brk`]):
+/// served by the address space alone (`syscall::mprotect_short`), then
+/// back to the program with the one check of `Kernel::run` such a call
+/// needs, the TLB flush (it raises no signal and sets no FS or GS base).
+/// With the VMA changes journaled for the trace, the full path serves it
+/// (and hands them over).
+#[inline(never)]
+extern "C" fn short_mprotect(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    if p.mm.vmas.journaling() {
+        return full_call(k, f, mem);
+    }
+    let mut env = MmEnv {
+        mem,
+        frames: &mut k.frames,
+        cache: &mut k.cache,
+        host: &mut k.fs,
+    };
+    let v = syscall::mprotect_short(&mut p.mm, &mut env, [f.rdi, f.rsi, f.rdx]);
+    flush_tlb_of(p, env.mem);
+    short_return(f, v);
+    true
+}
+
+/// A call that reads the caller's state (or the host's random bytes) into
+/// one user buffer, on [`short_call`]'s path: `serve` answers it from the
+/// running process, memory, the host and the call's first four arguments
+/// when the buffer lies in one page mapped as the call needs (no fault to
+/// resolve, so nothing the checks of `Kernel::run` look at changes), or
+/// gives None, having done nothing, and [`full_call`] serves it. Out of
+/// line, one copy per call, as [`short_brk`].
+#[inline(never)]
+fn short_reply<F>(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap, serve: F) -> bool
+where
+    F: FnOnce(&Process, &mut DirectMap, &mut Host, [u64; 4]) -> Option<i64>,
+{
+    let Some(p) = k.process.0.as_deref() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    let Some(v) = serve(p, mem, &mut k.host, [f.rdi, f.rsi, f.rdx, f.r10]) else {
+        return full_call(k, f, mem);
+    };
+    short_return(f, v);
+    true
 }
 
 /// An identity or own-state call (`route`) on [`short_call`]'s path: the
@@ -1709,6 +1816,69 @@ fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
         tasks: &mut k.tasks,
     };
     let action = syscall::dispatch_in_line(&mut cx, nr, f.syscall_args());
+    let p = cx.p;
+    match action {
+        Action::Return(v) if p.next_signal().is_none() => {
+            // A plain return holds nothing: forgotten, as the drop glue
+            // of an action is a call.
+            core::mem::forget(action);
+            ready_user_mode(p, env.mem);
+            sysret_frame(f, v);
+            true
+        }
+        action => {
+            // Stored before the old one (none, as the loop took it) is
+            // dropped: the action's registers need not outlive a call.
+            drop(k.served.replace(action));
+            false
+        }
+    }
+}
+
+/// The error `e` of a write that [`short_write`] did, acted on as
+/// [`full_call`] acts on the call's result (`syscall::write_ret`: EPIPE
+/// sends SIGPIPE). Out of line: rare.
+#[inline(never)]
+fn full_call_after_write(
+    k: &mut Kernel,
+    f: &mut TrapFrame,
+    mem: &mut DirectMap,
+    e: guest_kernel::errno::Errno,
+) -> bool {
+    serve_in_full(k, f, mem, |cx, _| syscall::write_ret(cx, Err(e)))
+}
+
+/// [`full_call`] with the call served by `serve`, given the context and
+/// the user frame: where [`short_write`] leaves a write to the full path.
+/// (`full_call` spells the same steps out rather than being this with
+/// the dispatcher: as that, it takes an instruction more on every call's
+/// way back.)
+#[inline(always)]
+fn serve_in_full<F>(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap, serve: F) -> bool
+where
+    F: FnOnce(&mut Ctx<'_, '_, '_, DirectMap, Host>, &TrapFrame) -> Action,
+{
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
+    if f.rcx >= TASK_SIZE || p.alarm_at.is_some() {
+        return false;
+    }
+    k.stats.syscalls += 1;
+    p.blocked_nr = None;
+    let mut env = MmEnv {
+        mem,
+        frames: &mut k.frames,
+        cache: &mut k.cache,
+        host: &mut k.fs,
+    };
+    let mut cx = Ctx {
+        p,
+        env: &mut env,
+        host: &mut k.host,
+        tasks: &mut k.tasks,
+    };
+    let action = serve(&mut cx, f);
     let p = cx.p;
     match action {
         Action::Return(v) if p.next_signal().is_none() => {
@@ -1886,6 +2056,14 @@ struct SyscallRegs {
 #[inline(always)]
 fn ready_user_mode(p: &mut Process, mem: &mut DirectMap) {
     load_bases(p);
+    flush_tlb_of(p, mem);
+    flush_vma_journal_of(p, mem);
+}
+
+/// Flush the TLB of the running process `p` if its page tables changed in
+/// a way that needs it.
+#[inline(always)]
+fn flush_tlb_of(p: &mut Process, mem: &mut DirectMap) {
     if p.mm.take_tlb_flush() {
         cpu::load_process_tables(&p.mm.pt);
         // The test in line: a call only when loads are traced.
@@ -1893,7 +2071,6 @@ fn ready_user_mode(p: &mut Process, mem: &mut DirectMap) {
             trace_cr3_of(p, mem);
         }
     }
-    flush_vma_journal_of(p, mem);
 }
 
 /// Trace a CR3 load of `p`'s PML4.

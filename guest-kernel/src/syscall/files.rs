@@ -19,6 +19,7 @@ use crate::fs::path::{self, Served};
 use crate::fs::proc::{self, ProcEntry, ProcFile, ProcLink};
 use crate::fs::stat::{self, StatxInfo, S_IFDIR, S_IFMT, S_IFREG};
 use crate::mm::phys::PhysMem;
+use crate::process::Process;
 use crate::uaccess::copy_to_user;
 use vmrun_contract::fs::{op, ROOT_HANDLE, SYNTHETIC};
 use vmrun_contract::layout::PAGE_SIZE;
@@ -1105,16 +1106,17 @@ pub fn write<M: PhysMem, H: HostIo>(
     buf: u64,
     count: u64,
 ) -> KResult<i64> {
-    if let Some(r) = write_stdio(cx, fd, buf, count) {
+    if let Some(r) = write_stdio(cx.p, cx.env.mem, cx.host, fd, buf, count) {
         return r;
     }
     write_file(cx, fd, buf, count)
 }
 
-/// [`write`] past its stdio fast path, out of line (its frame and saved
-/// registers are not the fast path's to pay).
+/// [`write`] past its stdio fast path ([`write_stdio`], which found
+/// nothing to do), out of line (its frame and saved registers are not the
+/// fast path's to pay).
 #[inline(never)]
-fn write_file<M: PhysMem, H: HostIo>(
+pub fn write_file<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     fd: u64,
     buf: u64,
@@ -1137,29 +1139,32 @@ fn write_file<M: PhysMem, H: HostIo>(
     Ok(n as i64)
 }
 
-/// [`write`] to the host's stdio (a program's stdout or stderr, open for
-/// writing) of a buffer that lies in one mapped page: [`write_at`]'s
-/// answer, without its tests of the other nodes, its pieces and the
-/// offset that stdio has not. The file is looked at in the fd table, not
-/// held by a reference of its own. `None`: any other write (a bad fd
-/// included, which [`write`] then reports).
-#[inline]
-fn write_stdio<M: PhysMem, H: HostIo>(
-    cx: &mut Cx<'_, '_, '_, M, H>,
+/// [`write`] by process `p` to the host's stdio (a program's stdout or
+/// stderr, open for writing) of a buffer that lies in one mapped page:
+/// [`write_at`]'s answer, without its tests of the other nodes, its
+/// pieces and the offset that stdio has not. The file is looked at in the
+/// fd table, not held by a reference of its own. `None` (nothing done):
+/// any other write (a bad fd included, which [`write`] then reports).
+/// The syscall stub's short path serves a call with it too.
+#[inline(always)]
+pub fn write_stdio<M: PhysMem, H: HostIo>(
+    p: &Process,
+    mem: &M,
+    host: &mut H,
     fd: u64,
     buf: u64,
     count: u64,
 ) -> Option<KResult<i64>> {
     let k = {
-        let b = cx.p.fds.get(fd).ok()?.file.borrow();
+        let b = p.fds.get(fd).ok()?.file.borrow();
         match b.node {
             Node::Stdio(k) if b.writable() => k,
             _ => return None,
         }
     };
     let len = count.min(MAX_RW_COUNT);
-    let piece = cx.p.mm.mapped_user_piece(cx.env.mem, buf, len, false)?;
-    let r = cx.host.write(u64::from(k), &[piece]);
+    let piece = p.mm.mapped_user_piece(mem, buf, len, false)?;
+    let r = host.write(u64::from(k), &[piece]);
     Some(host_ret(r).map(|n| n as i64))
 }
 

@@ -17,6 +17,7 @@ use crate::fs::path;
 use crate::fs::proc::{self, ProcEntry, ProcLink};
 use crate::fs::stat::{self, Attr, STATX_SIZE, STAT_SIZE, S_IFCHR, S_IFDIR, S_IFMT};
 use crate::mm::phys::PhysMem;
+use crate::process::Process;
 use crate::uaccess::{copy_from_user, copy_to_user};
 use vmrun_contract::fs::{op, ROOT_HANDLE, SYNTHETIC};
 use vmrun_contract::IoVec;
@@ -130,7 +131,7 @@ fn fd_meta<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> KRe
             dev: (0, 14),
             ..Attr::default()
         },
-        Node::Stdio(k) => stdio_attr(cx, *k),
+        Node::Stdio(k) => stdio_attr(cx.p, *k),
         Node::Dev(d) => dev::attr(DevEntry::Node(*d), boot_time(cx)),
         Node::Generated { path, data } => {
             let mut a = proc::attr(
@@ -160,8 +161,8 @@ fn fd_meta<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> KRe
 /// The attributes of the host's stdio stream `k` (its mode from the host,
 /// a character device where the host did not tell).
 #[inline(always)]
-fn stdio_attr<M: PhysMem, H: HostIo>(cx: &Cx<'_, '_, '_, M, H>, k: u8) -> Attr {
-    let mode = cx.p.stdio_modes.get(usize::from(k)).copied().unwrap_or(0);
+fn stdio_attr(p: &Process, k: u8) -> Attr {
+    let mode = p.stdio_modes.get(usize::from(k)).copied().unwrap_or(0);
     let mode = if mode == 0 { S_IFCHR | 0o620 } else { mode };
     Attr {
         mode,
@@ -196,23 +197,25 @@ pub fn fstat<M: PhysMem, H: HostIo>(
     fd: u64,
     buf: u64,
 ) -> KResult<i64> {
-    // The host's stdio (fstat of stdout is in every program's start): the
-    // file looked at in the fd table, without a reference of its own, and
-    // its `struct stat` folded from [`stdio_attr`]'s constants and mode,
-    // the bytes `fd_meta`'s way gives.
-    let stdio = match cx.p.fds.get(fd) {
-        Ok(f) => match f.file.borrow().node {
-            Node::Stdio(k) => Some(k),
-            _ => None,
-        },
-        Err(_) => None,
-    };
-    if let Some(k) = stdio {
-        let st = stat::stat_of(&stdio_attr(cx, k));
+    if let Some(st) = stdio_stat(cx.p, fd) {
         copy_to_user(&mut cx.p.mm, cx.env, buf, &st)?;
         return Ok(0);
     }
     fstat_meta(cx, fd, buf)
+}
+
+/// The `struct stat` of `fd` of process `p` if it is the host's stdio
+/// (fstat of stdout is in every program's start): the file looked at in
+/// the fd table, without a reference of its own, and its `struct stat`
+/// folded from [`stdio_attr`]'s constants and mode, the bytes `fd_meta`'s
+/// way gives. None for any other fd.
+#[inline(always)]
+fn stdio_stat(p: &Process, fd: u64) -> Option<[u8; STAT_SIZE]> {
+    let k = match p.fds.get(fd).ok()?.file.borrow().node {
+        Node::Stdio(k) => k,
+        _ => return None,
+    };
+    Some(stat::stat_of(&stdio_attr(p, k)))
 }
 
 /// [`fstat`] of any fd: a kernel node's straight from its attributes,
@@ -281,12 +284,36 @@ pub fn newfstatat<M: PhysMem, H: HostIo>(
     buf: u64,
     flags: u64,
 ) -> KResult<i64> {
-    // glibc's fstat: an empty path read in place, then the fd's stat.
-    let of_fd = flags & AT_EMPTY_PATH != 0 && dirfd as i32 as i64 != files::AT_FDCWD;
-    if of_fd && path::user_string_is(&cx.p.mm, cx.env.mem, upath, b"") {
+    if stats_fd(cx.p, cx.env.mem, dirfd, upath, flags) {
         return fstat(cx, dirfd, buf);
     }
     newfstatat_path(cx, dirfd, upath, buf, flags)
+}
+
+/// Whether [`newfstatat`] by process `p` asks for the stat of `dirfd`
+/// itself (glibc's fstat): `AT_EMPTY_PATH` with a dirfd and an empty path,
+/// read in place.
+#[inline(always)]
+fn stats_fd<M: PhysMem>(p: &Process, mem: &M, dirfd: u64, upath: u64, flags: u64) -> bool {
+    let of_fd = flags & AT_EMPTY_PATH != 0 && dirfd as i32 as i64 != files::AT_FDCWD;
+    of_fd && path::user_string_is(&p.mm, mem, upath, b"")
+}
+
+/// [`newfstatat`] of the host's stdio by fd (glibc's fstat of stdout
+/// before its first write) on the syscall stub's short path
+/// (`run::short_call`), by process `p`, `a` the call's four arguments: the
+/// same `struct stat`, when `buf` lies in one page mapped writable. None
+/// (nothing done) for any other call, which the full path serves.
+#[inline(always)]
+pub fn newfstatat_short<M: PhysMem>(p: &Process, mem: &mut M, a: [u64; 4]) -> Option<i64> {
+    let [dirfd, upath, buf, flags] = a;
+    if !stats_fd(p, mem, dirfd, upath, flags) {
+        return None;
+    }
+    let st = stdio_stat(p, dirfd)?;
+    let piece = p.mm.mapped_user_piece(mem, buf, STAT_SIZE as u64, true)?;
+    mem.write_bytes(piece.phys, &st);
+    Some(0)
 }
 
 /// [`newfstatat`] past glibc's fstat: the path read and looked up, out of
@@ -360,10 +387,40 @@ pub fn readlinkat<M: PhysMem, H: HostIo>(
     // How a program finds itself (glibc's static startup, interpreters):
     // the one link that needs no lookup, always the caller's own (an
     // absolute path ignores `dirfd`), and its path is read in place.
-    if path::user_string_is(&cx.p.mm, cx.env.mem, upath, SELF_EXE) && (size as i64) > 0 {
+    if names_self_exe(cx.p, cx.env.mem, upath, size) {
         return readlink_exe(cx, buf, size);
     }
     readlinkat_path(cx, dirfd, upath, buf, size)
+}
+
+/// Whether [`readlinkat`] by process `p` reads `/proc/self/exe` (its
+/// path read in place) into a buffer of a valid `size`.
+#[inline(always)]
+fn names_self_exe<M: PhysMem>(p: &Process, mem: &M, upath: u64, size: u64) -> bool {
+    path::user_string_is(&p.mm, mem, upath, SELF_EXE) && (size as i64) > 0
+}
+
+/// [`readlinkat`] of `/proc/self/exe` (glibc's static start) on the
+/// syscall stub's short path (`run::short_call`), by process `p`: the
+/// same answer, when `buf` (of `size` bytes) lies in one page mapped
+/// writable. None (nothing done) for any other call, which the full path
+/// serves.
+#[inline(always)]
+pub fn readlink_short<M: PhysMem>(
+    p: &Process,
+    mem: &mut M,
+    upath: u64,
+    buf: u64,
+    size: u64,
+) -> Option<i64> {
+    if !names_self_exe(p, mem, upath, size) {
+        return None;
+    }
+    let exe = &p.exe[..p.exe_len];
+    let n = exe.len().min(size as usize);
+    let piece = p.mm.mapped_user_piece(mem, buf, n as u64, true)?;
+    mem.write_bytes(piece.phys, &exe[..n]);
+    Some(n as i64)
 }
 
 /// The path of the process's own `exe` link.

@@ -11,6 +11,7 @@ use crate::fs::host::{self, begin};
 use crate::mm::mmap::{map, prot};
 use crate::mm::paging::pte;
 use crate::mm::phys::PhysMem;
+use crate::mm::space::{Mm, MmEnv};
 use crate::mm::vma::{Backing, Prot, VmFlags};
 use crate::uaccess::copy_to_user;
 use vmrun_contract::fs::op;
@@ -75,6 +76,18 @@ pub fn mprotect<M: PhysMem, H: HostIo>(
     pr: u64,
 ) -> KResult<i64> {
     cx.p.mm.mprotect(cx.env, addr, len, pr).map(|_| 0)
+}
+
+/// [`mprotect`] on the syscall stub's short path (`run::short_call`),
+/// `a` its three arguments: served by the caller's address space `mm`
+/// alone, as [`mprotect`] serves it (it reads and changes nothing else of
+/// the caller's, and neither blocks nor signals). The caller flushes the
+/// TLB after it, as it would after any call.
+pub fn mprotect_short<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, a: [u64; 3]) -> i64 {
+    match mm.mprotect(env, a[0], a[1], a[2]) {
+        Ok(()) => 0,
+        Err(e) => e.to_ret(),
+    }
 }
 
 /// brk(addr): the new break, or the old one if it could not move.

@@ -5,6 +5,7 @@ use crate::errno::{Errno, KResult};
 use crate::fs::file::NR_OPEN;
 use crate::mm::phys::PhysMem;
 use crate::mm::rlimit::{self, Rlimit};
+use crate::process::Process;
 use crate::uaccess::{copy_from_user, copy_to_user};
 
 const POLLNVAL: u16 = 0x20;
@@ -65,14 +66,14 @@ pub fn ioctl<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, fd: u64) -> 
     Err(Errno::ENOTTY)
 }
 
-/// The limit on `resource`: the fd table's for `RLIMIT_NOFILE`, the
-/// address space's for the rest.
-fn rlimit<M: PhysMem, H: HostIo>(cx: &Ctx<'_, '_, '_, M, H>, resource: u64) -> KResult<Rlimit> {
+/// The limit of process `p` on `resource`: the fd table's for
+/// `RLIMIT_NOFILE`, the address space's for the rest.
+fn rlimit(p: &Process, resource: u64) -> KResult<Rlimit> {
     if resource == rlimit::resource::NOFILE {
-        let (cur, max) = cx.p.fds.limit;
+        let (cur, max) = p.fds.limit;
         return Ok(Rlimit { cur, max });
     }
-    cx.p.mm.rlim.get(resource)
+    p.mm.rlim.get(resource)
 }
 
 /// Set the limit on `resource` (see [`rlimit::Rlimits::set`]; `RLIMIT_NOFILE`
@@ -83,7 +84,7 @@ fn set_rlimit<M: PhysMem, H: HostIo>(
     new: Rlimit,
 ) -> KResult<()> {
     if resource == rlimit::resource::NOFILE {
-        let old = rlimit(cx, resource)?;
+        let old = rlimit(cx.p, resource)?;
         if new.cur > new.max {
             return Err(Errno::EINVAL);
         }
@@ -108,17 +109,37 @@ pub fn prlimit64<M: PhysMem, H: HostIo>(
 ) -> KResult<i64> {
     // The caller's own limit read (getrlimit, glibc's start): one copy.
     if pid == 0 && new == 0 && old != 0 {
-        let cur = rlimit(cx, resource)?;
+        let cur = rlimit(cx.p, resource)?;
         copy_to_user(&mut cx.p.mm, cx.env, old, &rlimit_bytes(cur))?;
         return Ok(0);
     }
     prlimit64_set(cx, pid, resource, new, old)
 }
 
+/// [`prlimit64`]'s read of the caller's own limit on the syscall stub's
+/// short path (`run::short_call`; glibc's start reads RLIMIT_STACK), by
+/// process `p`, `a` the call's first four arguments: the same answer,
+/// when `old` lies in one page mapped writable. None (nothing done) for
+/// anything else, which the full path serves.
+#[inline(always)]
+pub fn prlimit64_short<M: PhysMem>(p: &Process, mem: &mut M, a: [u64; 4]) -> Option<i64> {
+    let [pid, resource, new, old] = a;
+    if pid != 0 || new != 0 {
+        return None;
+    }
+    let cur = rlimit(p, resource).ok()?;
+    let piece = p.mm.mapped_user_piece(mem, old, RLIMIT_SIZE, true)?;
+    mem.write_bytes(piece.phys, &rlimit_bytes(cur));
+    Some(0)
+}
+
+/// The size of `struct rlimit64`.
+const RLIMIT_SIZE: u64 = 16;
+
 /// `struct rlimit64` as the user reads it.
 #[inline(always)]
-fn rlimit_bytes(r: Rlimit) -> [u8; 16] {
-    let mut b = [0u8; 16];
+fn rlimit_bytes(r: Rlimit) -> [u8; RLIMIT_SIZE as usize] {
+    let mut b = [0u8; RLIMIT_SIZE as usize];
     b[..8].copy_from_slice(&r.cur.to_le_bytes());
     b[8..].copy_from_slice(&r.max.to_le_bytes());
     b
@@ -137,7 +158,7 @@ fn prlimit64_set<M: PhysMem, H: HostIo>(
     if pid != 0 && pid != cx.p.pid && pid != cx.p.tgid {
         return Err(Errno::ESRCH);
     }
-    let cur = rlimit(cx, resource)?;
+    let cur = rlimit(cx.p, resource)?;
     let wanted = if new != 0 {
         let mut b = [0u8; 16];
         copy_from_user(&mut cx.p.mm, cx.env, new, &mut b)?;
@@ -162,6 +183,9 @@ fn prlimit64_set<M: PhysMem, H: HostIo>(
 /// Largest getrandom request served in one call (Linux caps at 32 MiB).
 const MAX_RANDOM: u64 = 32 << 20;
 
+/// The flags getrandom knows: GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE.
+const GRND_KNOWN: u64 = 0x1 | 0x2 | 0x4;
+
 /// getrandom(buf, len, flags): bytes from the host's getrandom.
 pub fn getrandom<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
@@ -169,20 +193,51 @@ pub fn getrandom<M: PhysMem, H: HostIo>(
     len: u64,
     flags: u64,
 ) -> KResult<i64> {
-    const KNOWN: u64 = 0x1 | 0x2 | 0x4; // GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE
-    if flags & !KNOWN != 0 {
+    if flags & !GRND_KNOWN != 0 {
         return Err(Errno::EINVAL);
     }
     if len == 0 {
         return Ok(0);
     }
-    // A buffer in one mapped page (a seed, a canary; below the user range's
-    // end, so its check passes): one piece, without the frame of the
-    // pieces' array.
-    if let Some(piece) = cx.p.mm.mapped_user_piece(cx.env.mem, buf, len, true) {
-        return Ok(cx.host.random(&[piece]));
+    if let Some(v) = random_in_one_page(cx.p, cx.env.mem, cx.host, buf, len) {
+        return Ok(v);
     }
     getrandom_pieces(cx, buf, len)
+}
+
+/// [`getrandom`] on the syscall stub's short path (`run::short_call`;
+/// glibc's start asks for a seed), by process `p`, `a` the call's first
+/// four arguments: the same answer for a buffer in one page mapped
+/// writable. None (nothing done) for anything else, which the full path
+/// serves.
+#[inline(always)]
+pub fn getrandom_short<M: PhysMem, H: HostIo>(
+    p: &Process,
+    mem: &M,
+    host: &mut H,
+    a: [u64; 4],
+) -> Option<i64> {
+    let [buf, len, flags, _] = a;
+    if flags & !GRND_KNOWN != 0 {
+        return None;
+    }
+    random_in_one_page(p, mem, host, buf, len)
+}
+
+/// Random bytes for the buffer `[buf, buf + len)` of process `p` when it
+/// lies in one page mapped writable (a seed, a canary; not empty, below
+/// the user range's end, so its checks pass): one piece, without the
+/// frame of the pieces' array. None (nothing done) otherwise.
+#[inline(always)]
+fn random_in_one_page<M: PhysMem, H: HostIo>(
+    p: &Process,
+    mem: &M,
+    host: &mut H,
+    buf: u64,
+    len: u64,
+) -> Option<i64> {
+    let piece = p.mm.mapped_user_piece(mem, buf, len, true)?;
+    Some(host.random(&[piece]))
 }
 
 /// [`getrandom`] of a buffer not in one mapped page, out of line.

@@ -27,6 +27,9 @@ use crate::mm::space::MmEnv;
 use crate::process::Process;
 use vmrun_contract::IoVec;
 
+pub use fsmeta::{newfstatat_short, readlink_short};
+pub use memory::mprotect_short;
+pub use misc::{getrandom_short, prlimit64_short};
 pub use process::set_base;
 
 const ENOSYS: i64 = Errno::ENOSYS.to_ret();
@@ -481,7 +484,7 @@ fn timers_changed(r: Result<i64, Errno>) -> Action {
 /// In line, so that every other result is [`ret`]'s test in the caller,
 /// without a call.
 #[inline(always)]
-fn write_ret<M: PhysMem, H: HostIo>(
+pub fn write_ret<M: PhysMem, H: HostIo>(
     cx: &mut Ctx<'_, '_, '_, M, H>,
     r: Result<i64, Errno>,
 ) -> Action {
@@ -506,6 +509,25 @@ fn broken_pipe<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>) -> Action 
 #[inline(never)]
 fn sched_yield() -> Action {
     Action::Yield(0)
+}
+
+/// write(fd, buf, count) to the host's stdio on the syscall stub's short
+/// path (`run::short_call`), by process `p`, `a` the call's three
+/// arguments ([`files::write_stdio`]): `Some(Ok(v))`, the call's answer;
+/// `Some(Err(e))`, the write done but its error asking for more than a
+/// return (EPIPE's SIGPIPE: [`write_ret`] makes the call's action); None
+/// (nothing done) for any other write, which the full path serves.
+#[inline(always)]
+pub fn write_short<M: PhysMem, H: HostIo>(
+    p: &Process,
+    mem: &M,
+    host: &mut H,
+    a: [u64; 3],
+) -> Option<Result<i64, Errno>> {
+    Some(match files::write_stdio(p, mem, host, a[0], a[1], a[2])? {
+        Err(e @ (Errno::EPIPE | Errno::ERESTARTSYS)) => Err(e),
+        r => Ok(r.unwrap_or_else(|e| e.to_ret())),
+    })
 }
 
 /// Where the syscall stub's short path (`run::short_call`) sends a call,
@@ -543,6 +565,20 @@ pub enum ShortRoute {
     SetRobustList,
     /// rseq (not provided: ENOSYS).
     Rseq,
+    /// prlimit64 ([`prlimit64_short`]).
+    Prlimit,
+    /// getrandom ([`getrandom_short`]).
+    Getrandom,
+    /// readlink ([`readlink_short`]).
+    Readlink,
+    /// readlinkat ([`readlink_short`]).
+    Readlinkat,
+    /// newfstatat ([`newfstatat_short`]).
+    Newfstatat,
+    /// mprotect ([`mprotect_short`]).
+    Mprotect,
+    /// write ([`write_short`]).
+    Write,
 }
 
 /// The calls [`short_route`]'s table covers; every call above is
@@ -568,6 +604,13 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::SET_TID_ADDRESS as usize] = ShortRoute::SetTidAddress;
     t[nr::SET_ROBUST_LIST as usize] = ShortRoute::SetRobustList;
     t[nr::RSEQ as usize] = ShortRoute::Rseq;
+    t[nr::PRLIMIT64 as usize] = ShortRoute::Prlimit;
+    t[nr::GETRANDOM as usize] = ShortRoute::Getrandom;
+    t[nr::READLINK as usize] = ShortRoute::Readlink;
+    t[nr::READLINKAT as usize] = ShortRoute::Readlinkat;
+    t[nr::NEWFSTATAT as usize] = ShortRoute::Newfstatat;
+    t[nr::MPROTECT as usize] = ShortRoute::Mprotect;
+    t[nr::WRITE as usize] = ShortRoute::Write;
     t
 };
 

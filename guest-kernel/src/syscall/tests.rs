@@ -593,6 +593,180 @@ fn brk_short_answers_as_dispatch_does_and_leaves_lowering_and_journaling_to_it()
     );
 }
 
+impl World {
+    /// Call `n` with arguments `a` as `run::short_call` routes it to a
+    /// short reply; None: left to the full path.
+    fn call_short(&mut self, n: u64, a: [u64; 4]) -> Option<i64> {
+        let (p, mem, host) = (&self.p, &mut self.mem, &mut self.host);
+        match short_route(n) {
+            ShortRoute::Prlimit => prlimit64_short(p, mem, a),
+            ShortRoute::Getrandom => getrandom_short(p, mem, host, a),
+            ShortRoute::Readlink => readlink_short(p, mem, a[0], a[1], a[2]),
+            ShortRoute::Readlinkat => readlink_short(p, mem, a[1], a[2], a[3]),
+            ShortRoute::Newfstatat => newfstatat_short(p, mem, a),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn short_replies_answer_as_dispatch_does_or_leave_the_call_untouched() {
+    let mut w = World::new();
+    w.frames.fault_size = vmrun_contract::FaultSize::Page4K;
+    w.p.set_exe(b"/usr/bin/prog");
+    w.p.stdio_modes = [0, 0o010600, 0];
+    let (exe, empty, out) = (w.buf + 0x100, w.buf + 0x180, w.buf + 0x200);
+    w.poke(exe, b"/proc/self/exe\0");
+    w.poke(empty, b"\0");
+    // Never touched: not mapped yet, so only the full path (which faults
+    // it in) may write there.
+    let untouched = w.buf + 0x3000;
+    let (pid, fdcwd) = (w.p.pid, AT_FDCWD);
+    let calls: [(u64, [u64; 4], Option<i64>); 26] = [
+        (nr::PRLIMIT64, [0, 3, 0, out], Some(0)),
+        (nr::PRLIMIT64, [0, 7, 0, out], Some(0)),
+        (nr::PRLIMIT64, [0, 16, 0, out], None),
+        (nr::PRLIMIT64, [0, 3, 0, 0], None),
+        (nr::PRLIMIT64, [0, 3, 0, untouched], None),
+        (nr::PRLIMIT64, [pid, 3, 0, out], None),
+        (nr::PRLIMIT64, [0, 3, out, out], None),
+        (nr::GETRANDOM, [out, 8, 1, 0], Some(8)),
+        (nr::GETRANDOM, [out, 8, 8, 0], None),
+        (nr::GETRANDOM, [out, 0, 0, 0], None),
+        (nr::GETRANDOM, [w.buf + 0xffc, 8, 0, 0], None),
+        (nr::GETRANDOM, [untouched, 8, 0, 0], None),
+        (nr::READLINK, [exe, out, 64, 0], Some(13)),
+        (nr::READLINK, [exe, out, 4, 0], Some(4)),
+        (nr::READLINK, [exe, out, 0, 0], None),
+        (nr::READLINK, [empty, out, 64, 0], None),
+        (nr::READLINK, [exe, untouched, 64, 0], None),
+        (nr::READLINKAT, [fdcwd, exe, out, 64], Some(13)),
+        (nr::READLINKAT, [99, exe, out, 64], Some(13)),
+        (nr::NEWFSTATAT, [1, empty, out, 0x1000], Some(0)),
+        (nr::NEWFSTATAT, [0, empty, out, 0x1000], Some(0)),
+        (nr::NEWFSTATAT, [1, empty, out, 0], None),
+        (nr::NEWFSTATAT, [1, exe, out, 0x1000], None),
+        (nr::NEWFSTATAT, [5, empty, out, 0x1000], None),
+        (nr::NEWFSTATAT, [fdcwd, empty, out, 0x1000], None),
+        (nr::NEWFSTATAT, [1, empty, untouched, 0x1000], None),
+    ];
+    let fill = [0xa5u8; 0x100];
+    for (n, a, want) in calls {
+        w.poke(out, &fill);
+        w.host.random_pieces.clear();
+        let got = w.call_short(n, a);
+        assert_eq!(got, want, "call {n} {a:x?}");
+        let short_bytes = w.peek(out, fill.len());
+        let short_pieces = core::mem::take(&mut w.host.random_pieces);
+        assert!(w.p.mm.mapped_user_page(&w.mem, untouched, false).is_none());
+        let Some(v) = got else {
+            assert_eq!(short_bytes, fill, "call {n} {a:x?}: nothing written");
+            assert!(short_pieces.is_empty(), "call {n} {a:x?}: no random");
+            continue;
+        };
+        w.poke(out, &fill);
+        let full = w.call(n, [a[0], a[1], a[2], a[3], 0, 0]).unwrap_ret();
+        assert_eq!(full, v, "call {n} {a:x?}: the full path's answer");
+        assert_eq!(w.peek(out, fill.len()), short_bytes, "call {n} {a:x?}");
+        assert_eq!(w.host.random_pieces, short_pieces, "call {n} {a:x?}");
+    }
+}
+
+impl World {
+    /// mprotect as `run::short_call` serves it.
+    fn mprotect_short(&mut self, a: [u64; 3]) -> i64 {
+        let mut env = MmEnv {
+            mem: &mut self.mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        mprotect_short(&mut self.p.mm, &mut env, a)
+    }
+
+    /// The areas and the flags of the pages mapped in `[start, end)`.
+    fn memory_map(&self, start: u64, end: u64) -> (Vec<crate::mm::vma::Vma>, Vec<u64>) {
+        let vmas = (0..self.p.mm.vmas.len())
+            .filter_map(|i| self.p.mm.vmas.get(i).copied())
+            .collect();
+        let flags = (start..end)
+            .step_by(vmrun_contract::layout::PAGE_SIZE as usize)
+            .map(|va| {
+                let t = self.p.mm.pt.translate(&self.mem, va);
+                t.map_or(0, |t| t.flags)
+            })
+            .collect();
+        (vmas, flags)
+    }
+}
+
+#[test]
+fn mprotect_short_answers_and_changes_what_dispatch_does() {
+    let (mut short, mut full) = (World::new(), World::new());
+    let b = short.buf;
+    assert_eq!(b, full.buf);
+    for w in [&mut short, &mut full] {
+        w.poke(b, &[1; 0x4000]);
+    }
+    let calls = [
+        [b, 0x1000, 1],
+        [b + 0x1000, 0x2000, 0],
+        [b + 0x3000, 0x1000, 7],
+        [b, 0x4000, 3],
+        [b, 0x8000, 1],
+        [b + 1, 0x1000, 1],
+        [b, 0x1000, 0x10],
+        [b, 0, 1],
+        [0x1000, 0x1000, 1],
+    ];
+    for a in calls {
+        let got = short.mprotect_short(a);
+        let want = full.call(nr::MPROTECT, [a[0], a[1], a[2], 0, 0, 0]);
+        assert_eq!(got, want.unwrap_ret(), "mprotect {a:x?}");
+        assert_eq!(
+            short.memory_map(b, b + 0x8000),
+            full.memory_map(b, b + 0x8000),
+            "mprotect {a:x?}"
+        );
+    }
+}
+
+#[test]
+fn write_short_writes_to_stdio_as_dispatch_does_and_leaves_the_rest_untouched() {
+    let mut w = World::new();
+    w.frames.fault_size = vmrun_contract::FaultSize::Page4K;
+    let b = w.buf;
+    w.poke(b, b"hello, world\n");
+    let untouched = b + 0x3000;
+    let calls: [([u64; 3], bool); 8] = [
+        ([1, b, 13], true),
+        ([2, b + 7, 6], true),
+        ([1, b, 0], false),
+        ([0, b, 13], false),
+        ([5, b, 13], false),
+        ([1, b + 0xffc, 8], false),
+        ([1, untouched, 8], false),
+        ([1, 0, 8], false),
+    ];
+    for (a, served) in calls {
+        w.host.written.clear();
+        let (p, mem, host) = (&w.p, &w.mem, &mut w.host);
+        let got = write_short(p, mem, host, a);
+        assert_eq!(got.is_some(), served, "write {a:x?}");
+        let short_writes = core::mem::take(&mut w.host.written);
+        let short_pieces = core::mem::take(&mut w.host.mem_snapshot);
+        assert!(w.p.mm.mapped_user_page(&w.mem, untouched, false).is_none());
+        let Some(got) = got else {
+            assert!(short_writes.is_empty(), "write {a:x?}: nothing written");
+            continue;
+        };
+        let full = w.call(nr::WRITE, [a[0], a[1], a[2], 0, 0, 0]).unwrap_ret();
+        assert_eq!(got, Ok(full), "write {a:x?}");
+        assert_eq!(w.host.written, short_writes, "write {a:x?}");
+        assert_eq!(w.host.mem_snapshot, short_pieces, "write {a:x?}");
+    }
+}
+
 #[test]
 fn prlimit_reports_the_stack_limit_and_refuses_raising_the_hard_limit() {
     let mut w = World::new();
@@ -1014,6 +1188,13 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::SET_TID_ADDRESS, R::SetTidAddress),
         (nr::SET_ROBUST_LIST, R::SetRobustList),
         (nr::RSEQ, R::Rseq),
+        (nr::PRLIMIT64, R::Prlimit),
+        (nr::GETRANDOM, R::Getrandom),
+        (nr::READLINK, R::Readlink),
+        (nr::READLINKAT, R::Readlinkat),
+        (nr::NEWFSTATAT, R::Newfstatat),
+        (nr::MPROTECT, R::Mprotect),
+        (nr::WRITE, R::Write),
     ];
     for n in 0..1024 {
         let want = routes
