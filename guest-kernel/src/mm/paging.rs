@@ -912,7 +912,10 @@ impl PageTable {
         debug_assert!(check_map_args(va, 0, PageSize::Size4K).is_ok());
         let (table, parent_pa) = match self.last_table(va) {
             Some(t) => t,
-            None => self.walk_to_leaf_table(mem, frames, va)?,
+            None => {
+                let (table, parent_pa, _) = self.walk_to_leaf_table(mem, frames, va)?;
+                (table, parent_pa)
+            }
         };
         let entry_pa = table + index(va, 1) * 8;
         Ok(LeafRef {
@@ -923,29 +926,39 @@ impl PageTable {
         })
     }
 
-    /// The table of 4 KiB leaves for user `va` and the entry pointing to
-    /// it, creating tables; remembered as the last table.
+    /// The table of 4 KiB leaves for `va` and the entry pointing to it,
+    /// creating the missing tables ([`Self::new_tables`]), and whether it
+    /// was just made (all its entries zero); remembered as the last table.
+    /// Out of line: the walks that no last table saves (a fault in a new
+    /// 2 MiB region) are few, and their callers keep their registers.
     #[inline(never)]
     fn walk_to_leaf_table<M: PhysMem>(
         &mut self,
         mem: &mut M,
         frames: &mut FrameAllocator,
         va: u64,
-    ) -> Result<(u64, u64), MapError> {
+    ) -> Result<(u64, u64, bool), MapError> {
         let (mut table, mut parent_pa) = (self.root, 0);
         for level in [4, 3, 2] {
             let entry_pa = table + index(va, level) * 8;
-            let mut e = mem.read_u64(entry_pa);
+            let e = mem.read_u64(entry_pa);
+            // A PROT_NONE 2 MiB leaf is used though not present: it is a
+            // huge conflict, not room for a new table.
             if !used(e) {
-                e = self.new_table(mem, frames, entry_pa, parent_pa, va, level)?;
-            } else if e & pte::PS != 0 {
+                // Every table below is missing too.
+                let (table, parent_pa) =
+                    self.new_tables(mem, frames, entry_pa, parent_pa, va, level, 1)?;
+                self.remember_table(va, table, parent_pa);
+                return Ok((table, parent_pa, true));
+            }
+            if e & pte::PS != 0 {
                 return Err(MapError::HugeConflict(va));
             }
             parent_pa = entry_pa;
             table = e & pte::ADDR_MASK;
         }
         self.remember_table(va, table, parent_pa);
-        Ok((table, parent_pa))
+        Ok((table, parent_pa, false))
     }
 
     /// The address and parent entry of a last table that covers `va`
@@ -1736,8 +1749,8 @@ impl PageTable {
     /// Walk down to the table at `level` for `va`, creating tables; returns
     /// it, the entry pointing to it, and whether it was just created (so
     /// all its entries are zero). A table of 4 KiB leaves is the last table
-    /// if that covers `va` (no walk: a remembered table is not fresh), and
-    /// is remembered after a walk.
+    /// if that covers `va` (no walk: a remembered table is not fresh), else
+    /// [`Self::walk_to_leaf_table`]'s, which remembers it.
     #[inline(always)]
     fn walk_create<M: PhysMem>(
         &mut self,
@@ -1750,20 +1763,15 @@ impl PageTable {
             if let Some((table, parent_pa)) = self.last_table(va) {
                 return Ok((table, parent_pa, false));
             }
+            return self.walk_to_leaf_table(mem, frames, va);
         }
         let (mut table, mut parent_pa) = (self.root, 0);
         for l in (level + 1..=4).rev() {
             let entry_pa = table + index(va, l) * 8;
             let e = mem.read_u64(entry_pa);
-            // A PROT_NONE 2 MiB leaf is used though not present: it is a
-            // huge conflict, not room for a new table.
             if !used(e) {
-                // Every table below is missing too.
                 let (table, parent_pa) =
                     self.new_tables(mem, frames, entry_pa, parent_pa, va, l, level)?;
-                if level == 1 {
-                    self.remember_table(va, table, parent_pa);
-                }
                 return Ok((table, parent_pa, true));
             }
             if e & pte::PS != 0 {
@@ -1771,9 +1779,6 @@ impl PageTable {
             }
             parent_pa = entry_pa;
             table = e & pte::ADDR_MASK;
-        }
-        if level == 1 {
-            self.remember_table(va, table, parent_pa);
         }
         Ok((table, parent_pa, false))
     }
@@ -1783,9 +1788,9 @@ impl PageTable {
     /// returns the last one and the entry pointing to it. They (a fresh
     /// stack's or mapping's first fault needs three) are made in one step
     /// from a run of never-used frames if one is free, else one by one.
+    /// In line in the walks, which pass their constants (`last`) on.
     #[allow(clippy::too_many_arguments)]
-    #[cold]
-    #[inline(never)]
+    #[inline(always)]
     fn new_tables<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -1796,9 +1801,27 @@ impl PageTable {
         level: u32,
         last: u32,
     ) -> Result<(u64, u64), MapError> {
-        if let Some(run) = frames.alloc_fresh_run(u64::from(level - last)) {
-            return Ok(self.link_chain(mem, run, entry_pa, parent_pa, va, level, last));
+        match frames.alloc_fresh_run(u64::from(level - last)) {
+            Some(run) => Ok(self.link_chain(mem, run, entry_pa, parent_pa, va, level, last)),
+            None => self.new_tables_one_by_one(mem, frames, entry_pa, parent_pa, va, level, last),
         }
+    }
+
+    /// [`Self::new_tables`] when no run of never-used frames is left: a
+    /// zeroed frame for each table.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    fn new_tables_one_by_one<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        entry_pa: u64,
+        parent_pa: u64,
+        va: u64,
+        level: u32,
+        last: u32,
+    ) -> Result<(u64, u64), MapError> {
         let (mut at, mut parent_pa, mut l) = (entry_pa, parent_pa, level);
         loop {
             let table = self.new_table(mem, frames, at, parent_pa, va, l)? & pte::ADDR_MASK;
@@ -1813,8 +1836,10 @@ impl PageTable {
 
     /// [`Self::new_tables`] in the consecutive zero frames from `run`:
     /// each table linked into the one above with its count (one used
-    /// entry: the next table's) written with it.
+    /// entry: the next table's; none in the last) written with it, one
+    /// write a table, the trace records after.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn link_chain<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -1825,7 +1850,8 @@ impl PageTable {
         level: u32,
         last: u32,
     ) -> (u64, u64) {
-        self.tables += u64::from(level - last);
+        let n = level - last;
+        self.tables += u64::from(n);
         if level == 4 && va >= KERNEL_HALF {
             self.kernel.note(index(va, 4));
         }
@@ -1833,22 +1859,17 @@ impl PageTable {
             inc_table_count(mem, parent_pa);
         }
         let flags = table_flags(va);
-        let traced = trace::on(mem, category::PAGE_TABLES);
-        let (mut at, mut l, mut table) = (entry_pa, level, run);
-        loop {
-            if traced {
-                trace_table(mem, kind::PT_ALLOC, l - 1, va, table);
-            }
-            l -= 1;
-            // A fresh table's count is zero: the one below it, if any.
-            let below = u64::from(l > last) << pte::COUNT_SHIFT;
-            mem.write_u64(at, table | flags | below);
-            if l == last {
-                return (table, at);
-            }
+        let (mut at, mut table) = (entry_pa, run);
+        for l in (last + 1..level).rev() {
+            mem.write_u64(at, table | flags | 1 << pte::COUNT_SHIFT);
             at = table + index(va, l) * 8;
             table += PAGE_SIZE;
         }
+        mem.write_u64(at, table | flags);
+        if trace::on(mem, category::PAGE_TABLES) {
+            trace_chain(mem, va, level, run, n);
+        }
+        (table, at)
     }
 
     /// A zeroed table for the free entry at `entry_pa` (at `level`, for
@@ -2059,6 +2080,22 @@ fn trace_table<M: PhysMem>(mem: &mut M, kind: u32, level: u32, va: u64, frame: u
     }
 }
 
+/// Trace the `n` tables from `run` that [`PageTable::link_chain`] made
+/// for `va` below `level` (out of line: the chain's registers stay free).
+#[cold]
+#[inline(never)]
+fn trace_chain<M: PhysMem>(mem: &mut M, va: u64, level: u32, run: u64, n: u32) {
+    for k in 0..n {
+        trace_table(
+            mem,
+            kind::PT_ALLOC,
+            level - 1 - k,
+            va,
+            run + u64::from(k) * PAGE_SIZE,
+        );
+    }
+}
+
 /// Trace an entry at `level` for `va` being set to `e` (or cleared, `old`).
 #[inline(always)]
 fn trace_entry<M: PhysMem>(mem: &mut M, kind: u32, level: u32, va: u64, e: u64) {
@@ -2121,12 +2158,12 @@ fn add_count<M: PhysMem>(mem: &mut M, entry_pa: u64, delta: u64) {
 /// [`PageTable::fill_free_packed`]'s `n` entries from `at` (for `va`) in
 /// a table that may hold used entries, the k-th free one taking frame k
 /// from `first` (an entry's value): free whole (an unmapped stretch of a
-/// used table), found eight to a test and written as one run, else packed
-/// around the used ones (a heap's block with its first pages mapped).
-/// Returns the entries written.
+/// used table), found with one test of the entries ORed together and
+/// written as one run, else packed around the used ones (a heap's block
+/// with its first pages mapped). Returns the entries written.
 #[inline(always)]
 fn fill_packed<M: PhysMem>(mem: &mut M, at: u64, (va, first): (u64, u64), n: u64) -> u64 {
-    let written = if mem.free_words(at, n, USED) == n {
+    let written = if mem.all_free(at, n, USED) {
         mem.write_run(at, first, PAGE_SIZE, n);
         n
     } else {
