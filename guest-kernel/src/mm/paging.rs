@@ -660,7 +660,9 @@ impl PageTable {
     /// entry gets frame `pa + k * 4 KiB`. One walk; used entries are
     /// skipped and keep their frames. Returns the entries written, so the
     /// frames past them are the caller's to give back (an anonymous block
-    /// fault where part of its block is mapped already).
+    /// fault where part of its block is mapped already). `va` is a page
+    /// of the user half and `pa` a frame (a fault's, from its area and the
+    /// allocator: checked in debug builds only, as [`Self::leaf_slot`]).
     pub fn fill_free_packed<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -670,7 +672,7 @@ impl PageTable {
         n: u64,
         flags: u64,
     ) -> Result<u64, MapError> {
-        check_map_args(va, pa, PageSize::Size4K)?;
+        debug_assert!(check_map_args(va, pa, PageSize::Size4K).is_ok());
         debug_assert!(index(va, 1) + n <= ENTRIES);
         let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
         let at = table + index(va, 1) * 8;
@@ -753,7 +755,8 @@ impl PageTable {
     /// The table of 4 KiB entries for user `va`'s 2 MiB region, found or
     /// made with one walk, to fill several runs of its entries with
     /// different flags ([`LeafTable::fill_free`]): fault-around over
-    /// neighbouring areas of one file.
+    /// neighbouring areas of one file. `va` is a page of the user half (a
+    /// fault's).
     #[inline(always)]
     pub fn leaf_table<M: PhysMem>(
         &mut self,
@@ -761,7 +764,7 @@ impl PageTable {
         frames: &mut FrameAllocator,
         va: u64,
     ) -> Result<LeafTable<'_>, MapError> {
-        check_map_args(va, 0, PageSize::Size4K)?;
+        debug_assert!(check_map_args(va, 0, PageSize::Size4K).is_ok());
         let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
         Ok(LeafTable {
             table,
@@ -777,7 +780,7 @@ impl PageTable {
     /// consecutive frames from `pa` if every one of them is free; `false`,
     /// writing no entry, if one is used. One walk, in line in the data
     /// block's copy (both of its callers), which holds its arguments in
-    /// registers.
+    /// registers. `va` and `pa` as [`Self::fill_free_packed`] has them.
     #[inline(always)]
     pub fn map_pages_if_free<M: PhysMem>(
         &mut self,
@@ -788,7 +791,7 @@ impl PageTable {
         n: u64,
         flags: u64,
     ) -> Result<bool, MapError> {
-        check_map_args(va, pa, PageSize::Size4K)?;
+        debug_assert!(check_map_args(va, pa, PageSize::Size4K).is_ok());
         debug_assert!(index(va, 1) + n <= ENTRIES);
         let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
         let at = table + index(va, 1) * 8;
