@@ -614,8 +614,18 @@ impl PageTable {
         flags: u64,
     ) -> Result<(), MapError> {
         check_map_args(va, pa, size)?;
-        let (table, parent_pa, _) = self.walk_create(mem, frames, va, size.level())?;
-        let entry_pa = table + index(va, size.level()) * 8;
+        // Each size's walk and entry with its level constant (a 2 MiB
+        // page's is written out for its two levels).
+        let (entry_pa, parent_pa) = match size {
+            PageSize::Size4K => {
+                let (table, parent_pa, _) = self.walk_create(mem, frames, va, 1)?;
+                (table + index(va, 1) * 8, parent_pa)
+            }
+            PageSize::Size2M => {
+                let (table, parent_pa, _) = self.walk_create(mem, frames, va, 2)?;
+                (table + index(va, 2) * 8, parent_pa)
+            }
+        };
         let old = mem.read_u64(entry_pa);
         if used(old) && is_leaf(old, size.level()) {
             return Err(MapError::AlreadyMapped(va));
@@ -1774,7 +1784,7 @@ impl PageTable {
             let e = mem.read_u64(entry_pa);
             if !used(e) {
                 let (table, parent_pa) =
-                    self.new_tables(mem, frames, entry_pa, parent_pa, va, l, level)?;
+                    self.new_tables_cold(mem, frames, entry_pa, parent_pa, va, l, level)?;
                 return Ok((table, parent_pa, true));
             }
             if e & pte::PS != 0 {
@@ -1808,6 +1818,24 @@ impl PageTable {
             Some(run) => Ok(self.link_chain(mem, run, entry_pa, parent_pa, va, level, last)),
             None => self.new_tables_one_by_one(mem, frames, entry_pa, parent_pa, va, level, last),
         }
+    }
+
+    /// [`Self::new_tables`] out of line, for the walks to a 2 MiB leaf's
+    /// table (which seldom make tables), so that they keep their registers.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    fn new_tables_cold<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        entry_pa: u64,
+        parent_pa: u64,
+        va: u64,
+        level: u32,
+        last: u32,
+    ) -> Result<(u64, u64), MapError> {
+        self.new_tables(mem, frames, entry_pa, parent_pa, va, level, last)
     }
 
     /// [`Self::new_tables`] when no run of never-used frames is left: a
