@@ -713,8 +713,8 @@ impl Mm {
                 let aligned = out.va & !(ANON_BLOCK_SIZE - 1);
                 let [prev, _, _] = self.vmas.around(i);
                 let file = |p: &Vma| matches!(p.backing, Backing::File { .. });
-                if prev.is_some_and(|p| p.end > aligned && file(p)) {
-                    out.pages_mapped += self.copy_data_below(env, i, out.va);
+                if let Some(prev) = prev.filter(|p| p.end > aligned && file(p)).copied() {
+                    out.pages_mapped += self.copy_data_below(env, (i - 1, &prev), aligned);
                 }
                 Ok(out)
             }
@@ -723,21 +723,22 @@ impl Mm {
         }
     }
 
-    /// After a block fault in anonymous area `i` from `start`, inside its
-    /// aligned 64 KiB block: the writable private area of the boot image
-    /// just below, if it ends in the block and holds file data there (a
-    /// program's data segment below its bss), has its pages in the block
-    /// copied as its own first write would ([`Self::try_copy_block`]). A
-    /// static program writes both at start-up: one fault instead of two.
-    /// Returns the pages copied (0 where not, or when out of memory: the
-    /// area's own fault copies then).
+    /// After a block fault in an anonymous area inside the aligned 64 KiB
+    /// block from `aligned`: the area `prev` just below it (at `p`), which
+    /// ends in the block, if it is a writable private area of the boot
+    /// image that holds file data there (a program's data segment below
+    /// its bss), has its pages in the block copied as its own first write
+    /// would ([`Self::try_copy_block`]). A static program writes both at
+    /// start-up: one fault instead of two. Returns the pages copied (0
+    /// where not, or when out of memory: the area's own fault copies then).
     #[cold]
     #[inline(never)]
-    fn copy_data_below<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, i: usize, start: u64) -> u64 {
-        let aligned = start & !(ANON_BLOCK_SIZE - 1);
-        let [Some(prev), _, _] = self.vmas.around(i) else {
-            return 0;
-        };
+    fn copy_data_below<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        (p, prev): (usize, &Vma),
+        aligned: u64,
+    ) -> u64 {
         let Backing::File { file, data_end, .. } = prev.backing else {
             return 0;
         };
@@ -748,11 +749,10 @@ impl Mm {
         };
         let (data_end, image) = (data_end.min(ino.size), ino.image_base());
         let holds_data = prev.file_offset(va).is_some_and(|off| off < data_end);
-        if prev.end <= aligned || !private || !holds_data {
+        if !private || !holds_data {
             return 0;
         }
-        let prev = *prev;
-        match self.copy_block(env, (i - 1, &prev), va, (file, image), data_end) {
+        match self.copy_block(env, (p, prev), va, (file, image), data_end) {
             Ok(Some((_, pages))) => pages,
             _ => 0,
         }

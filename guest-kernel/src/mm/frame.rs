@@ -335,6 +335,9 @@ impl FrameAllocator {
     /// bump, or `None`, taking nothing; with whether they are known to be
     /// zero (never used), so that a copy's zero tail need not be written.
     /// Given back with [`Self::give_back_run_end`] before they are written.
+    /// In line in the data block copy, its one caller (itself in line in
+    /// both of its callers): a call costs as much as the tests.
+    #[inline(always)]
     pub fn alloc_run_exact(&mut self, n: u64) -> Option<(u64, bool)> {
         let bytes = n * PAGE_SIZE;
         let (pa, clean) = if self.carve.end - self.carve.next.min(self.carve.end) >= bytes {

@@ -614,8 +614,18 @@ impl PageTable {
         flags: u64,
     ) -> Result<(), MapError> {
         check_map_args(va, pa, size)?;
-        let (table, parent_pa, _) = self.walk_create(mem, frames, va, size.level())?;
-        let entry_pa = table + index(va, size.level()) * 8;
+        // Each size's walk and entry with its level constant (a 2 MiB
+        // page's is written out for its two levels).
+        let (entry_pa, parent_pa) = match size {
+            PageSize::Size4K => {
+                let (table, parent_pa, _) = self.walk_create(mem, frames, va, 1)?;
+                (table + index(va, 1) * 8, parent_pa)
+            }
+            PageSize::Size2M => {
+                let (table, parent_pa, _) = self.walk_create(mem, frames, va, 2)?;
+                (table + index(va, 2) * 8, parent_pa)
+            }
+        };
         let old = mem.read_u64(entry_pa);
         if used(old) && is_leaf(old, size.level()) {
             return Err(MapError::AlreadyMapped(va));
@@ -660,7 +670,9 @@ impl PageTable {
     /// entry gets frame `pa + k * 4 KiB`. One walk; used entries are
     /// skipped and keep their frames. Returns the entries written, so the
     /// frames past them are the caller's to give back (an anonymous block
-    /// fault where part of its block is mapped already).
+    /// fault where part of its block is mapped already). `va` is a page
+    /// of the user half and `pa` a frame (a fault's, from its area and the
+    /// allocator: checked in debug builds only, as [`Self::leaf_slot`]).
     pub fn fill_free_packed<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -670,7 +682,7 @@ impl PageTable {
         n: u64,
         flags: u64,
     ) -> Result<u64, MapError> {
-        check_map_args(va, pa, PageSize::Size4K)?;
+        debug_assert!(check_map_args(va, pa, PageSize::Size4K).is_ok());
         debug_assert!(index(va, 1) + n <= ENTRIES);
         let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
         let at = table + index(va, 1) * 8;
@@ -753,7 +765,8 @@ impl PageTable {
     /// The table of 4 KiB entries for user `va`'s 2 MiB region, found or
     /// made with one walk, to fill several runs of its entries with
     /// different flags ([`LeafTable::fill_free`]): fault-around over
-    /// neighbouring areas of one file.
+    /// neighbouring areas of one file. `va` is a page of the user half (a
+    /// fault's).
     #[inline(always)]
     pub fn leaf_table<M: PhysMem>(
         &mut self,
@@ -761,7 +774,7 @@ impl PageTable {
         frames: &mut FrameAllocator,
         va: u64,
     ) -> Result<LeafTable<'_>, MapError> {
-        check_map_args(va, 0, PageSize::Size4K)?;
+        debug_assert!(check_map_args(va, 0, PageSize::Size4K).is_ok());
         let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
         Ok(LeafTable {
             table,
@@ -777,7 +790,7 @@ impl PageTable {
     /// consecutive frames from `pa` if every one of them is free; `false`,
     /// writing no entry, if one is used. One walk, in line in the data
     /// block's copy (both of its callers), which holds its arguments in
-    /// registers.
+    /// registers. `va` and `pa` as [`Self::fill_free_packed`] has them.
     #[inline(always)]
     pub fn map_pages_if_free<M: PhysMem>(
         &mut self,
@@ -788,7 +801,7 @@ impl PageTable {
         n: u64,
         flags: u64,
     ) -> Result<bool, MapError> {
-        check_map_args(va, pa, PageSize::Size4K)?;
+        debug_assert!(check_map_args(va, pa, PageSize::Size4K).is_ok());
         debug_assert!(index(va, 1) + n <= ENTRIES);
         let (table, parent_pa, fresh) = self.walk_create(mem, frames, va, 1)?;
         let at = table + index(va, 1) * 8;
@@ -912,7 +925,10 @@ impl PageTable {
         debug_assert!(check_map_args(va, 0, PageSize::Size4K).is_ok());
         let (table, parent_pa) = match self.last_table(va) {
             Some(t) => t,
-            None => self.walk_to_leaf_table(mem, frames, va)?,
+            None => {
+                let (table, parent_pa, _) = self.walk_to_leaf_table(mem, frames, va)?;
+                (table, parent_pa)
+            }
         };
         let entry_pa = table + index(va, 1) * 8;
         Ok(LeafRef {
@@ -923,29 +939,39 @@ impl PageTable {
         })
     }
 
-    /// The table of 4 KiB leaves for user `va` and the entry pointing to
-    /// it, creating tables; remembered as the last table.
+    /// The table of 4 KiB leaves for `va` and the entry pointing to it,
+    /// creating the missing tables ([`Self::new_tables`]), and whether it
+    /// was just made (all its entries zero); remembered as the last table.
+    /// Out of line: the walks that no last table saves (a fault in a new
+    /// 2 MiB region) are few, and their callers keep their registers.
     #[inline(never)]
     fn walk_to_leaf_table<M: PhysMem>(
         &mut self,
         mem: &mut M,
         frames: &mut FrameAllocator,
         va: u64,
-    ) -> Result<(u64, u64), MapError> {
+    ) -> Result<(u64, u64, bool), MapError> {
         let (mut table, mut parent_pa) = (self.root, 0);
         for level in [4, 3, 2] {
             let entry_pa = table + index(va, level) * 8;
-            let mut e = mem.read_u64(entry_pa);
+            let e = mem.read_u64(entry_pa);
+            // A PROT_NONE 2 MiB leaf is used though not present: it is a
+            // huge conflict, not room for a new table.
             if !used(e) {
-                e = self.new_table(mem, frames, entry_pa, parent_pa, va, level)?;
-            } else if e & pte::PS != 0 {
+                // Every table below is missing too.
+                let (table, parent_pa) =
+                    self.new_tables(mem, frames, entry_pa, parent_pa, va, level, 1)?;
+                self.remember_table(va, table, parent_pa);
+                return Ok((table, parent_pa, true));
+            }
+            if e & pte::PS != 0 {
                 return Err(MapError::HugeConflict(va));
             }
             parent_pa = entry_pa;
             table = e & pte::ADDR_MASK;
         }
         self.remember_table(va, table, parent_pa);
-        Ok((table, parent_pa))
+        Ok((table, parent_pa, false))
     }
 
     /// The address and parent entry of a last table that covers `va`
@@ -1736,8 +1762,8 @@ impl PageTable {
     /// Walk down to the table at `level` for `va`, creating tables; returns
     /// it, the entry pointing to it, and whether it was just created (so
     /// all its entries are zero). A table of 4 KiB leaves is the last table
-    /// if that covers `va` (no walk: a remembered table is not fresh), and
-    /// is remembered after a walk.
+    /// if that covers `va` (no walk: a remembered table is not fresh), else
+    /// [`Self::walk_to_leaf_table`]'s, which remembers it.
     #[inline(always)]
     fn walk_create<M: PhysMem>(
         &mut self,
@@ -1750,20 +1776,15 @@ impl PageTable {
             if let Some((table, parent_pa)) = self.last_table(va) {
                 return Ok((table, parent_pa, false));
             }
+            return self.walk_to_leaf_table(mem, frames, va);
         }
         let (mut table, mut parent_pa) = (self.root, 0);
         for l in (level + 1..=4).rev() {
             let entry_pa = table + index(va, l) * 8;
             let e = mem.read_u64(entry_pa);
-            // A PROT_NONE 2 MiB leaf is used though not present: it is a
-            // huge conflict, not room for a new table.
             if !used(e) {
-                // Every table below is missing too.
                 let (table, parent_pa) =
-                    self.new_tables(mem, frames, entry_pa, parent_pa, va, l, level)?;
-                if level == 1 {
-                    self.remember_table(va, table, parent_pa);
-                }
+                    self.new_tables_cold(mem, frames, entry_pa, parent_pa, va, l, level)?;
                 return Ok((table, parent_pa, true));
             }
             if e & pte::PS != 0 {
@@ -1771,9 +1792,6 @@ impl PageTable {
             }
             parent_pa = entry_pa;
             table = e & pte::ADDR_MASK;
-        }
-        if level == 1 {
-            self.remember_table(va, table, parent_pa);
         }
         Ok((table, parent_pa, false))
     }
@@ -1783,9 +1801,9 @@ impl PageTable {
     /// returns the last one and the entry pointing to it. They (a fresh
     /// stack's or mapping's first fault needs three) are made in one step
     /// from a run of never-used frames if one is free, else one by one.
+    /// In line in the walks, which pass their constants (`last`) on.
     #[allow(clippy::too_many_arguments)]
-    #[cold]
-    #[inline(never)]
+    #[inline(always)]
     fn new_tables<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -1796,9 +1814,45 @@ impl PageTable {
         level: u32,
         last: u32,
     ) -> Result<(u64, u64), MapError> {
-        if let Some(run) = frames.alloc_fresh_run(u64::from(level - last)) {
-            return Ok(self.link_chain(mem, run, entry_pa, parent_pa, va, level, last));
+        match frames.alloc_fresh_run(u64::from(level - last)) {
+            Some(run) => Ok(self.link_chain(mem, run, entry_pa, parent_pa, va, level, last)),
+            None => self.new_tables_one_by_one(mem, frames, entry_pa, parent_pa, va, level, last),
         }
+    }
+
+    /// [`Self::new_tables`] out of line, for the walks to a 2 MiB leaf's
+    /// table (which seldom make tables), so that they keep their registers.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    fn new_tables_cold<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        entry_pa: u64,
+        parent_pa: u64,
+        va: u64,
+        level: u32,
+        last: u32,
+    ) -> Result<(u64, u64), MapError> {
+        self.new_tables(mem, frames, entry_pa, parent_pa, va, level, last)
+    }
+
+    /// [`Self::new_tables`] when no run of never-used frames is left: a
+    /// zeroed frame for each table.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    fn new_tables_one_by_one<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        entry_pa: u64,
+        parent_pa: u64,
+        va: u64,
+        level: u32,
+        last: u32,
+    ) -> Result<(u64, u64), MapError> {
         let (mut at, mut parent_pa, mut l) = (entry_pa, parent_pa, level);
         loop {
             let table = self.new_table(mem, frames, at, parent_pa, va, l)? & pte::ADDR_MASK;
@@ -1813,8 +1867,10 @@ impl PageTable {
 
     /// [`Self::new_tables`] in the consecutive zero frames from `run`:
     /// each table linked into the one above with its count (one used
-    /// entry: the next table's) written with it.
+    /// entry: the next table's; none in the last) written with it, one
+    /// write a table, the trace records after.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn link_chain<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -1825,7 +1881,8 @@ impl PageTable {
         level: u32,
         last: u32,
     ) -> (u64, u64) {
-        self.tables += u64::from(level - last);
+        let n = level - last;
+        self.tables += u64::from(n);
         if level == 4 && va >= KERNEL_HALF {
             self.kernel.note(index(va, 4));
         }
@@ -1833,22 +1890,17 @@ impl PageTable {
             inc_table_count(mem, parent_pa);
         }
         let flags = table_flags(va);
-        let traced = trace::on(mem, category::PAGE_TABLES);
-        let (mut at, mut l, mut table) = (entry_pa, level, run);
-        loop {
-            if traced {
-                trace_table(mem, kind::PT_ALLOC, l - 1, va, table);
-            }
-            l -= 1;
-            // A fresh table's count is zero: the one below it, if any.
-            let below = u64::from(l > last) << pte::COUNT_SHIFT;
-            mem.write_u64(at, table | flags | below);
-            if l == last {
-                return (table, at);
-            }
+        let (mut at, mut table) = (entry_pa, run);
+        for l in (last + 1..level).rev() {
+            mem.write_u64(at, table | flags | 1 << pte::COUNT_SHIFT);
             at = table + index(va, l) * 8;
             table += PAGE_SIZE;
         }
+        mem.write_u64(at, table | flags);
+        if trace::on(mem, category::PAGE_TABLES) {
+            trace_chain(mem, va, level, run, n);
+        }
+        (table, at)
     }
 
     /// A zeroed table for the free entry at `entry_pa` (at `level`, for
@@ -2059,6 +2111,22 @@ fn trace_table<M: PhysMem>(mem: &mut M, kind: u32, level: u32, va: u64, frame: u
     }
 }
 
+/// Trace the `n` tables from `run` that [`PageTable::link_chain`] made
+/// for `va` below `level` (out of line: the chain's registers stay free).
+#[cold]
+#[inline(never)]
+fn trace_chain<M: PhysMem>(mem: &mut M, va: u64, level: u32, run: u64, n: u32) {
+    for k in 0..n {
+        trace_table(
+            mem,
+            kind::PT_ALLOC,
+            level - 1 - k,
+            va,
+            run + u64::from(k) * PAGE_SIZE,
+        );
+    }
+}
+
 /// Trace an entry at `level` for `va` being set to `e` (or cleared, `old`).
 #[inline(always)]
 fn trace_entry<M: PhysMem>(mem: &mut M, kind: u32, level: u32, va: u64, e: u64) {
@@ -2121,12 +2189,12 @@ fn add_count<M: PhysMem>(mem: &mut M, entry_pa: u64, delta: u64) {
 /// [`PageTable::fill_free_packed`]'s `n` entries from `at` (for `va`) in
 /// a table that may hold used entries, the k-th free one taking frame k
 /// from `first` (an entry's value): free whole (an unmapped stretch of a
-/// used table), found eight to a test and written as one run, else packed
-/// around the used ones (a heap's block with its first pages mapped).
-/// Returns the entries written.
+/// used table), found with one test of the entries ORed together and
+/// written as one run, else packed around the used ones (a heap's block
+/// with its first pages mapped). Returns the entries written.
 #[inline(always)]
 fn fill_packed<M: PhysMem>(mem: &mut M, at: u64, (va, first): (u64, u64), n: u64) -> u64 {
-    let written = if mem.free_words(at, n, USED) == n {
+    let written = if mem.all_free(at, n, USED) {
         mem.write_run(at, first, PAGE_SIZE, n);
         n
     } else {
