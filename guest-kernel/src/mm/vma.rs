@@ -136,6 +136,20 @@ impl Vma {
         }
     }
 
+    /// A private area of the file image `file` from its start, with no
+    /// data end (a special mapping's: the vDSO and its data pages).
+    #[inline(always)]
+    pub const fn whole_file(start: u64, end: u64, prot: Prot, file: u16) -> Vma {
+        Vma {
+            backing: Backing::File {
+                file,
+                offset: 0,
+                data_end: u64::MAX,
+            },
+            ..Vma::anon(start, end, prot, VmFlags::NONE)
+        }
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> u64 {
         self.end - self.start
@@ -350,6 +364,34 @@ impl VmaBatch {
             self.weight.1 += len;
         }
         self.end = end;
+        true
+    }
+
+    /// Add, as [`Self::push_with`] would one by one, the read-only areas
+    /// of whole files (the vDSO's: neither accounted nor data) that
+    /// `parts` gives, their sizes, rights and files, end to end from
+    /// `start`, if they lie past the last area added, page aligned and
+    /// not empty, and a leaf has room for them all; false, with nothing
+    /// changed, if not. Inlined: with the caller's sizes and rights fixed,
+    /// most tests fold away, and the areas are made in their slots.
+    #[inline(always)]
+    pub fn push_files<const N: usize>(&mut self, start: u64, parts: [(u64, Prot, u16); N]) -> bool {
+        let fits = |&(size, prot, _): &(u64, Prot, u16)| {
+            size != 0 && size & (PAGE_SIZE - 1) == 0 && !prot.contains(Prot::WRITE)
+        };
+        let len: u64 = parts.iter().map(|p| p.0).sum();
+        let bad = start & (PAGE_SIZE - 1) != 0 || start.checked_add(len).is_none();
+        if start < self.end || bad || !parts.iter().all(fits) || !self.leaf.reserve(N) {
+            return false;
+        }
+        let mut at = start;
+        for (size, prot, file) in parts {
+            self.leaf
+                .push_reserved(Vma::whole_file(at, at + size, prot, file));
+            at += size;
+        }
+        self.weight.0 += len;
+        self.end = at;
         true
     }
 

@@ -152,6 +152,28 @@ impl Areas {
         self.add_apart(mm, &make(), replacing)
     }
 
+    /// Add the read-only areas of whole files that `parts` gives, end to
+    /// end from `start` (the vDSO's; see [`VmaBatch::push_files`]), none
+    /// replacing anything: into the batch, else one by one, by
+    /// themselves.
+    #[inline(always)]
+    fn add_files<const N: usize>(
+        &mut self,
+        mm: &mut Mm,
+        start: u64,
+        parts: [(u64, Prot, u16); N],
+    ) -> KResult<()> {
+        if self.batch && self.gathered.push_files(start, parts) {
+            return Ok(());
+        }
+        let mut at = start;
+        for (size, prot, file) in parts {
+            self.add_apart(mm, &Vma::whole_file(at, at + size, prot, file), false)?;
+            at += size;
+        }
+        Ok(())
+    }
+
     /// Mark the areas gathered so far as ones that replace what they
     /// overlap (after the segments, whose areas come first: nothing is
     /// kept per area).
@@ -202,16 +224,26 @@ impl Areas {
     }
 
     /// Insert what was gathered; returns the position of the last area
-    /// added.
+    /// added. Inlined: an exec's batch goes in whole, its leaf taken as
+    /// the empty set's root.
+    #[inline(always)]
     fn flush(&mut self, mm: &mut Mm) -> KResult<usize> {
+        if !self.gathered.is_empty() && mm.vmas.append(&mut self.gathered) {
+            self.replacing = 0;
+            self.last = mm.vmas.len() - 1;
+            return Ok(self.last);
+        }
+        self.flush_apart(mm)
+    }
+
+    /// [`Self::flush`] of a batch that cannot be appended (or of none):
+    /// its areas inserted one by one.
+    #[inline(never)]
+    fn flush_apart(&mut self, mm: &mut Mm) -> KResult<usize> {
         if self.gathered.is_empty() {
             return Ok(self.last);
         }
         let replacing = core::mem::take(&mut self.replacing);
-        if mm.vmas.append(&mut self.gathered) {
-            self.last = mm.vmas.len() - 1;
-            return Ok(self.last);
-        }
         let mut inserted = self.gathered.areas().iter().enumerate();
         let r = inserted.try_for_each(|(k, vma)| {
             self.last = if k < replacing {
@@ -415,25 +447,13 @@ fn map_vdso(mm: &mut Mm, areas: &mut Areas, ids: [u16; 3]) -> KResult<u64> {
     // Page aligned already (the mmap top and the sizes are whole pages):
     // said again so that the three areas' alignment tests fold away.
     let base = areas.unmapped_area(mm, total)? & !(PAGE_SIZE - 1);
-    let mut at = base;
-    for (k, size) in sizes.into_iter().enumerate() {
-        let prot = if k == 2 {
-            Prot(Prot::READ.0 | Prot::EXEC.0)
-        } else {
-            Prot::READ
-        };
-        let backing = Backing::File {
-            file: ids[k],
-            offset: 0,
-            data_end: u64::MAX,
-        };
-        let (start, end) = (at, at + size);
-        areas.add_with(mm, (start, end), false, || Vma {
-            backing,
-            ..Vma::anon(start, end, prot, VmFlags::NONE)
-        })?;
-        at = end;
-    }
+    let code = Prot(Prot::READ.0 | Prot::EXEC.0);
+    let parts = [
+        (sizes[0], Prot::READ, ids[0]),
+        (sizes[1], Prot::READ, ids[1]),
+        (sizes[2], code, ids[2]),
+    ];
+    areas.add_files(mm, base, parts)?;
     Ok(base + sizes[0] + sizes[1])
 }
 
