@@ -406,7 +406,7 @@ impl VmaBatch {
         self.leaf.areas()
     }
 
-    /// End of the last area added, 0 if none.
+    /// End of the last area added, 0 if none, `u64::MAX` once closed.
     #[inline]
     pub fn end(&self) -> u64 {
         self.end
@@ -416,6 +416,13 @@ impl VmaBatch {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.areas().is_empty()
+    }
+
+    /// Take no more areas (until [`Self::clear`]): each later one lies
+    /// before the end of the last, as for an area out of order.
+    #[inline]
+    pub fn close(&mut self) {
+        self.end = u64::MAX;
     }
 
     /// Drop the areas added (the batch starts over).

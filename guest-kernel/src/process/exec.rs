@@ -117,7 +117,6 @@ struct Areas {
     /// How many of the gathered areas, the first ones, replace what they
     /// overlap (the segments': they come before the vDSO and the stack).
     replacing: usize,
-    batch: bool,
     /// Where the last area added went, once it is in the set.
     last: usize,
 }
@@ -127,7 +126,6 @@ impl Areas {
         Areas {
             gathered: VmaBatch::new(),
             replacing: 0,
-            batch: true,
             last: 0,
         }
     }
@@ -146,7 +144,7 @@ impl Areas {
         replacing: bool,
         make: impl Fn() -> Vma,
     ) -> KResult<()> {
-        if self.batch && self.gathered.push_with(start, end, &make) {
+        if self.gathered.push_with(start, end, &make) {
             return Ok(());
         }
         self.add_apart(mm, &make(), replacing)
@@ -163,7 +161,7 @@ impl Areas {
         start: u64,
         parts: [(u64, Prot, u16); N],
     ) -> KResult<()> {
-        if self.batch && self.gathered.push_files(start, parts) {
+        if self.gathered.push_files(start, parts) {
             return Ok(());
         }
         let mut at = start;
@@ -190,7 +188,7 @@ impl Areas {
             self.gathered_replace();
         }
         self.flush(mm)?;
-        self.batch = false;
+        self.gathered.close();
         self.last = if replacing {
             insert_replacing(mm, *vma)?
         } else {
@@ -205,7 +203,7 @@ impl Areas {
     /// area, needs no search.
     #[inline]
     fn unmapped_area(&mut self, mm: &mut Mm, len: u64) -> KResult<u64> {
-        if self.batch && mm.vmas.is_empty() && !len.is_multiple_of(HUGE_PAGE_SIZE) {
+        if mm.vmas.is_empty() && !len.is_multiple_of(HUGE_PAGE_SIZE) {
             if let Some(at) = mm.mmap_base.checked_sub(len) {
                 if self.gathered.end().max(MMAP_MIN_ADDR) <= at {
                     return Ok(at);
