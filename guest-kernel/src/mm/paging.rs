@@ -701,8 +701,10 @@ impl PageTable {
     /// tables below the PML4 entry being the consecutive never-used (so
     /// zero) frames from `pdpt`: each entry written once, with its count,
     /// the leaves as one run (an exec's stack, whose walk would find
-    /// every level missing).
+    /// every level missing). Inlined into the exec's populate, its one
+    /// caller.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn map_in_free_region<M: PhysMem>(
         &mut self,
         mem: &mut M,

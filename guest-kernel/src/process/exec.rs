@@ -334,9 +334,9 @@ impl<M: PhysMem> StackSink for Sink<'_, '_, '_, M> {
 
     /// The bytes within the first page written, when the stack's first
     /// block is mapped fresh there ([`Mm::populate_fresh`]): the image is
-    /// built in place, with no buffer to zero and copy.
+    /// built in place, with no buffer to zero and copy. They lie in user
+    /// space when they are given: in one page of the stack's area.
     fn zeroed(&mut self, va: u64, len: usize) -> KResult<Option<&mut [u8]>> {
-        check_user_range(va, len as u64)?;
         let off = va & (PAGE_SIZE - 1);
         let Some(i) = self
             .fresh
