@@ -888,6 +888,7 @@ impl Mm {
         {
             return None;
         }
+        let has_anon = v.anon != 0;
         // The block's frames then its tables, as the fault takes them
         // from the never-used frames.
         let frame = env.frames.alloc_fresh_run(pages + 3)?;
@@ -895,7 +896,9 @@ impl Mm {
         self.pt
             .map_in_free_region(env.mem, block, frame, pages, flags, tables);
         self.add_user_frames(pages);
-        self.prepare_anon(i);
+        if !has_anon {
+            self.attach_anon(i);
+        }
         Some(frame + (va - block))
     }
 
