@@ -1255,6 +1255,57 @@ mod tests {
     }
 
     #[test]
+    fn whole_files_join_a_batch_as_one_by_one_or_not_at_all() {
+        let code = Prot(Prot::READ.0 | Prot::EXEC.0);
+        let parts = [
+            (0x4000, Prot::READ, 7),
+            (0x2000, Prot::READ, 8),
+            (0x2000, code, 9),
+        ];
+        let base = 0x7fff_f7ff_7000;
+        let mut b = batch_of(&exec_areas());
+        assert!(b.push_files(base, parts));
+        let mut at = base;
+        let mut one = batch_of(&exec_areas());
+        for (size, prot, file) in parts {
+            assert!(one.push(Vma::whole_file(at, at + size, prot, file)));
+            at += size;
+        }
+        assert_eq!(b.areas(), one.areas());
+        assert_eq!((b.end(), b.weight), (one.end(), one.weight));
+        let refused = |start: u64, parts: [(u64, Prot, u16); 3]| {
+            let mut b = batch_of(&exec_areas());
+            let before = (b.areas().len(), b.end(), b.weight);
+            assert!(!b.push_files(start, parts), "{start:#x} {parts:?}");
+            assert_eq!((b.areas().len(), b.end(), b.weight), before);
+        };
+        refused(0x40_1000, parts);
+        refused(base + 8, parts);
+        refused(base, [parts[0], (0, Prot::READ, 8), parts[2]]);
+        refused(base, [parts[0], (0x1800, Prot::READ, 8), parts[2]]);
+        refused(base, [parts[0], (0x2000, Prot::RW, 8), parts[2]]);
+        refused(!0xfff, parts);
+        let mut full = VmaBatch::new();
+        for k in 0..vma_tree::LEAF_CAP as u64 - 2 {
+            assert!(full.push(Vma::anon(k << 12, (k + 1) << 12, Prot::RW, VmFlags::NONE)));
+        }
+        assert!(!full.push_files(base, parts), "room for two only");
+        assert_eq!(full.areas().len(), vma_tree::LEAF_CAP - 2);
+    }
+
+    #[test]
+    fn a_closed_batch_takes_nothing_until_cleared() {
+        let mut b = batch_of(&exec_areas()[..2]);
+        b.close();
+        let areas = exec_areas();
+        assert!(!b.push(areas[2]));
+        assert!(!b.push_files(0x7fff_f7ff_7000, [(0x1000, Prot::READ, 1)]));
+        assert_eq!(b.areas().len(), 2);
+        b.clear();
+        assert!(b.push(areas[0]), "cleared, it starts over");
+    }
+
+    #[test]
     fn append_leaves_areas_below_the_last_and_a_full_leaf_to_inserts() {
         let mut set = VmaSet::new();
         set.insert(exec_areas()[3]).unwrap();

@@ -713,6 +713,49 @@ mod tests {
     }
 
     #[test]
+    fn the_sink_gives_no_block_of_an_area_a_write_fault_would_not_fill() {
+        use crate::mm::testmem::Fixture;
+        let (start, end) = (0x7ff0_0000, 0x7ff2_0000);
+        let read_only = Vma::anon(start, end, Prot::READ, VmFlags::GROWSDOWN);
+        let shared = Vma::anon(start, end, Prot::RW, VmFlags::SHARED);
+        let file = Vma {
+            backing: Backing::File {
+                file: 0,
+                offset: 0,
+                data_end: u64::MAX,
+            },
+            ..Vma::anon(start, end, Prot::RW, VmFlags::NONE)
+        };
+        for (vma, va) in [
+            (read_only, end - 0x100),
+            (shared, end - 0x100),
+            (file, end - 0x100),
+            (
+                Vma::anon(start, end, Prot::RW, VmFlags::GROWSDOWN),
+                end + 0x100,
+            ),
+        ] {
+            let mut fx = Fixture::new();
+            let mut mm = fx.mm();
+            let i = mm.vmas.insert(vma).unwrap();
+            let mut env = fx.env();
+            let mut sink = Sink {
+                mm: &mut mm,
+                env: &mut env,
+                page: None,
+                fresh: Some(i),
+            };
+            let given = sink.zeroed(va, 0x80).map(|b| b.is_some());
+            assert_eq!(given, Ok(false), "{vma:?} {va:#x}");
+            assert_eq!(
+                sink.mm.pt.translate(sink.env.mem, va),
+                None,
+                "nothing mapped"
+            );
+        }
+    }
+
+    #[test]
     fn a_segment_maps_the_pages_its_methods_give() {
         let page = PAGE_SIZE;
         for lead in [0, 0x18, page - 8] {
