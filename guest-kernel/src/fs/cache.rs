@@ -373,7 +373,9 @@ impl PageCache {
     }
 
     /// Add `ino` at the end (an inode stays until [`Self::clear`], so
-    /// there is no freed slot to look for); its id.
+    /// there is no freed slot to look for); its id. Inlined: the inode is
+    /// made in its slot, not copied there.
+    #[inline(always)]
     fn push(inodes: &mut Vec<Option<Inode>>, ino: Inode) -> KResult<u16> {
         let id = inodes.len();
         if id >= usize::from(u16::MAX) {
@@ -388,6 +390,8 @@ impl PageCache {
     /// block, which nothing writes for the whole run. Its host identity is
     /// unknown (device and inode 0) until [`Self::set_key`] gives it and
     /// lists it by that key: no host file is found as the image before.
+    /// Inlined into the boot exec, its one caller.
+    #[inline(always)]
     pub fn add_image(&mut self, size: u64, path: &'static [u8], phys: u64) -> KResult<u16> {
         if phys & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);

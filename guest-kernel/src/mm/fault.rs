@@ -860,8 +860,9 @@ impl Mm {
         Ok(Some(out))
     }
 
-    /// The block fault [`Self::fault_anon`] would take at `va` in private,
-    /// writable, anonymous area `i`, where nothing is mapped in `va`'s
+    /// The block fault [`Self::fault_anon`] would take at `va` in area
+    /// `i` if it is private, writable, anonymous and holds `va` (one
+    /// lookup for the test and the block), where nothing is mapped in `va`'s
     /// 512 GiB region (an exec's stack): the same frames and entries,
     /// mapped with [`PageTable::map_in_free_region`] instead of a walk
     /// that finds every table missing. Returns the physical address of
@@ -874,7 +875,10 @@ impl Mm {
         i: usize,
         va: u64,
     ) -> Option<u64> {
-        let v = &self.vmas[i];
+        let v = self
+            .vmas
+            .get(i)
+            .filter(|v| super::space::takes_anon_write(v, va))?;
         let huge = va & !(HUGE_PAGE_SIZE - 1);
         let huge_fits = huge >= v.start && v.end - huge >= HUGE_PAGE_SIZE;
         let block = va & !(ANON_BLOCK_SIZE - 1);
@@ -888,6 +892,7 @@ impl Mm {
         {
             return None;
         }
+        let has_anon = v.anon != 0;
         // The block's frames then its tables, as the fault takes them
         // from the never-used frames.
         let frame = env.frames.alloc_fresh_run(pages + 3)?;
@@ -895,7 +900,9 @@ impl Mm {
         self.pt
             .map_in_free_region(env.mem, block, frame, pages, flags, tables);
         self.add_user_frames(pages);
-        self.prepare_anon(i);
+        if !has_anon {
+            self.attach_anon(i);
+        }
         Some(frame + (va - block))
     }
 

@@ -713,8 +713,10 @@ impl PageTable {
     /// tables below the PML4 entry being the consecutive never-used (so
     /// zero) frames from `pdpt`: each entry written once, with its count,
     /// the leaves as one run (an exec's stack, whose walk would find
-    /// every level missing).
+    /// every level missing). Inlined into the exec's populate, its one
+    /// caller.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn map_in_free_region<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -744,7 +746,7 @@ impl PageTable {
             }
             trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
         }
-        self.remember_table(va, table, pd_entry);
+        self.remember_table_in_place(va, table, pd_entry);
     }
 
     /// Whether the `n` 4 KiB entries from `va` (all in one table) are all
@@ -998,6 +1000,20 @@ impl PageTable {
         if va < USER_HALF_END {
             self.last[2].set(self.last[1].get());
             self.last[1].set(self.last[0].get());
+            self.last[0].set(LastTable {
+                region: va >> 21,
+                table,
+                parent_pa,
+            });
+        }
+    }
+
+    /// [`Self::remember_table`] in the newest's place, the others not
+    /// moved: for a table made where there was none, whose region no last
+    /// table is of. The newest is forgotten (a walk finds it again), but
+    /// an exec's new table has none before it.
+    fn remember_table_in_place(&self, va: u64, table: u64, parent_pa: u64) {
+        if va < USER_HALF_END {
             self.last[0].set(LastTable {
                 region: va >> 21,
                 table,

@@ -11,7 +11,7 @@ use super::frame::FrameAllocator;
 use super::paging::{KernelHalf, PageSize, PageTable};
 use super::phys::PhysMem;
 use super::rlimit::{resource, Rlimits};
-use super::vma::{self, Backing, Prot, VmFlags, VmaSet};
+use super::vma::{self, Backing, Prot, VmFlags, Vma, VmaSet};
 use crate::errno::{Errno, KResult};
 use crate::fs::cache::PageCache;
 use crate::fs::host::FsHost;
@@ -276,23 +276,24 @@ impl Mm {
         i: usize,
         va: u64,
     ) -> Option<u64> {
-        if !self.fits_anon_write(i, va) {
-            return None;
-        }
         self.populate_fresh_block(env, i, va)
     }
 
     /// Whether area `i` is private, anonymous, writable and holds `va`.
     #[inline]
     fn fits_anon_write(&self, i: usize, va: u64) -> bool {
-        self.vmas.get(i).is_some_and(|v| {
-            v.backing == Backing::Anon
-                && v.prot.contains(Prot::WRITE)
-                && !v.flags.contains(VmFlags::SHARED)
-                && v.start <= va
-                && va < v.end
-        })
+        self.vmas.get(i).is_some_and(|v| takes_anon_write(v, va))
     }
+}
+
+/// Whether `v` is private, anonymous, writable and holds `va`.
+#[inline(always)]
+pub(super) fn takes_anon_write(v: &Vma, va: u64) -> bool {
+    v.backing == Backing::Anon
+        && v.prot.contains(Prot::WRITE)
+        && !v.flags.contains(VmFlags::SHARED)
+        && v.start <= va
+        && va < v.end
 }
 
 /// EFAULT unless `[addr, addr + len)` lies below [`TASK_SIZE`] without

@@ -136,6 +136,20 @@ impl Vma {
         }
     }
 
+    /// A private area of the file image `file` from its start, with no
+    /// data end (a special mapping's: the vDSO and its data pages).
+    #[inline(always)]
+    pub const fn whole_file(start: u64, end: u64, prot: Prot, file: u16) -> Vma {
+        Vma {
+            backing: Backing::File {
+                file,
+                offset: 0,
+                data_end: u64::MAX,
+            },
+            ..Vma::anon(start, end, prot, VmFlags::NONE)
+        }
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> u64 {
         self.end - self.start
@@ -353,6 +367,34 @@ impl VmaBatch {
         true
     }
 
+    /// Add, as [`Self::push_with`] would one by one, the read-only areas
+    /// of whole files (the vDSO's: neither accounted nor data) that
+    /// `parts` gives, their sizes, rights and files, end to end from
+    /// `start`, if they lie past the last area added, page aligned and
+    /// not empty, and a leaf has room for them all; false, with nothing
+    /// changed, if not. Inlined: with the caller's sizes and rights fixed,
+    /// most tests fold away, and the areas are made in their slots.
+    #[inline(always)]
+    pub fn push_files<const N: usize>(&mut self, start: u64, parts: [(u64, Prot, u16); N]) -> bool {
+        let fits = |&(size, prot, _): &(u64, Prot, u16)| {
+            size != 0 && size & (PAGE_SIZE - 1) == 0 && !prot.contains(Prot::WRITE)
+        };
+        let len: u64 = parts.iter().map(|p| p.0).sum();
+        let bad = start & (PAGE_SIZE - 1) != 0 || start.checked_add(len).is_none();
+        if start < self.end || bad || !parts.iter().all(fits) || !self.leaf.reserve(N) {
+            return false;
+        }
+        let mut at = start;
+        for (size, prot, file) in parts {
+            self.leaf
+                .push_reserved(Vma::whole_file(at, at + size, prot, file));
+            at += size;
+        }
+        self.weight.0 += len;
+        self.end = at;
+        true
+    }
+
     /// [`Self::push_with`] of `vma`.
     pub fn push(&mut self, vma: Vma) -> bool {
         self.push_with(vma.start, vma.end, || vma)
@@ -364,7 +406,7 @@ impl VmaBatch {
         self.leaf.areas()
     }
 
-    /// End of the last area added, 0 if none.
+    /// End of the last area added, 0 if none, `u64::MAX` once closed.
     #[inline]
     pub fn end(&self) -> u64 {
         self.end
@@ -374,6 +416,13 @@ impl VmaBatch {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.areas().is_empty()
+    }
+
+    /// Take no more areas (until [`Self::clear`]): each later one lies
+    /// before the end of the last, as for an area out of order.
+    #[inline]
+    pub fn close(&mut self) {
+        self.end = u64::MAX;
     }
 
     /// Drop the areas added (the batch starts over).
@@ -1203,6 +1252,57 @@ mod tests {
         b.clear();
         assert!(b.is_empty() && b.end() == 0);
         assert!(b.push(many[0]), "a cleared batch starts over");
+    }
+
+    #[test]
+    fn whole_files_join_a_batch_as_one_by_one_or_not_at_all() {
+        let code = Prot(Prot::READ.0 | Prot::EXEC.0);
+        let parts = [
+            (0x4000, Prot::READ, 7),
+            (0x2000, Prot::READ, 8),
+            (0x2000, code, 9),
+        ];
+        let base = 0x7fff_f7ff_7000;
+        let mut b = batch_of(&exec_areas());
+        assert!(b.push_files(base, parts));
+        let mut at = base;
+        let mut one = batch_of(&exec_areas());
+        for (size, prot, file) in parts {
+            assert!(one.push(Vma::whole_file(at, at + size, prot, file)));
+            at += size;
+        }
+        assert_eq!(b.areas(), one.areas());
+        assert_eq!((b.end(), b.weight), (one.end(), one.weight));
+        let refused = |start: u64, parts: [(u64, Prot, u16); 3]| {
+            let mut b = batch_of(&exec_areas());
+            let before = (b.areas().len(), b.end(), b.weight);
+            assert!(!b.push_files(start, parts), "{start:#x} {parts:?}");
+            assert_eq!((b.areas().len(), b.end(), b.weight), before);
+        };
+        refused(0x40_1000, parts);
+        refused(base + 8, parts);
+        refused(base, [parts[0], (0, Prot::READ, 8), parts[2]]);
+        refused(base, [parts[0], (0x1800, Prot::READ, 8), parts[2]]);
+        refused(base, [parts[0], (0x2000, Prot::RW, 8), parts[2]]);
+        refused(!0xfff, parts);
+        let mut full = VmaBatch::new();
+        for k in 0..vma_tree::LEAF_CAP as u64 - 2 {
+            assert!(full.push(Vma::anon(k << 12, (k + 1) << 12, Prot::RW, VmFlags::NONE)));
+        }
+        assert!(!full.push_files(base, parts), "room for two only");
+        assert_eq!(full.areas().len(), vma_tree::LEAF_CAP - 2);
+    }
+
+    #[test]
+    fn a_closed_batch_takes_nothing_until_cleared() {
+        let mut b = batch_of(&exec_areas()[..2]);
+        b.close();
+        let areas = exec_areas();
+        assert!(!b.push(areas[2]));
+        assert!(!b.push_files(0x7fff_f7ff_7000, [(0x1000, Prot::READ, 1)]));
+        assert_eq!(b.areas().len(), 2);
+        b.clear();
+        assert!(b.push(areas[0]), "cleared, it starts over");
     }
 
     #[test]

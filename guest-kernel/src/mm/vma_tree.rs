@@ -166,6 +166,21 @@ impl LooseLeaf {
         true
     }
 
+    /// Whether a leaf has room for `n` more areas (allocating the leaf if
+    /// it has none yet).
+    #[inline(always)]
+    pub fn reserve(&mut self, n: usize) -> bool {
+        let room = |v: &Vec<Vma>| v.capacity() - v.len() >= n;
+        room(&self.0) || (self.allocate() && room(&self.0))
+    }
+
+    /// Add `vma` after the others, in room [`Self::reserve`] found.
+    #[inline(always)]
+    pub fn push_reserved(&mut self, vma: Vma) {
+        debug_assert!(self.0.len() < self.0.capacity());
+        self.0.push(vma);
+    }
+
     /// Allocate the vector if the leaf has none yet; false if it is full
     /// or cannot be allocated.
     #[inline(never)]
@@ -843,7 +858,12 @@ impl VmaTree {
             return true;
         }
         match &mut self.root {
-            None => self.root = Some(Node::Leaf(core::mem::take(&mut leaf.0))),
+            None => {
+                let taken = Some(Node::Leaf(core::mem::take(&mut leaf.0)));
+                // The root replaced is none: forgotten, not dropped (its
+                // drop glue is a call that would test it).
+                core::mem::forget(core::mem::replace(&mut self.root, taken));
+            }
             Some(Node::Leaf(v)) if v.len() + n <= LEAF_CAP => {
                 v.extend_from_slice(&leaf.0);
                 leaf.0.clear();

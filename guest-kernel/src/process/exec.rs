@@ -117,7 +117,6 @@ struct Areas {
     /// How many of the gathered areas, the first ones, replace what they
     /// overlap (the segments': they come before the vDSO and the stack).
     replacing: usize,
-    batch: bool,
     /// Where the last area added went, once it is in the set.
     last: usize,
 }
@@ -127,7 +126,6 @@ impl Areas {
         Areas {
             gathered: VmaBatch::new(),
             replacing: 0,
-            batch: true,
             last: 0,
         }
     }
@@ -146,10 +144,32 @@ impl Areas {
         replacing: bool,
         make: impl Fn() -> Vma,
     ) -> KResult<()> {
-        if self.batch && self.gathered.push_with(start, end, &make) {
+        if self.gathered.push_with(start, end, &make) {
             return Ok(());
         }
         self.add_apart(mm, &make(), replacing)
+    }
+
+    /// Add the read-only areas of whole files that `parts` gives, end to
+    /// end from `start` (the vDSO's; see [`VmaBatch::push_files`]), none
+    /// replacing anything: into the batch, else one by one, by
+    /// themselves.
+    #[inline(always)]
+    fn add_files<const N: usize>(
+        &mut self,
+        mm: &mut Mm,
+        start: u64,
+        parts: [(u64, Prot, u16); N],
+    ) -> KResult<()> {
+        if self.gathered.push_files(start, parts) {
+            return Ok(());
+        }
+        let mut at = start;
+        for (size, prot, file) in parts {
+            self.add_apart(mm, &Vma::whole_file(at, at + size, prot, file), false)?;
+            at += size;
+        }
+        Ok(())
     }
 
     /// Mark the areas gathered so far as ones that replace what they
@@ -168,7 +188,7 @@ impl Areas {
             self.gathered_replace();
         }
         self.flush(mm)?;
-        self.batch = false;
+        self.gathered.close();
         self.last = if replacing {
             insert_replacing(mm, *vma)?
         } else {
@@ -183,7 +203,7 @@ impl Areas {
     /// area, needs no search.
     #[inline]
     fn unmapped_area(&mut self, mm: &mut Mm, len: u64) -> KResult<u64> {
-        if self.batch && mm.vmas.is_empty() && !len.is_multiple_of(HUGE_PAGE_SIZE) {
+        if mm.vmas.is_empty() && !len.is_multiple_of(HUGE_PAGE_SIZE) {
             if let Some(at) = mm.mmap_base.checked_sub(len) {
                 if self.gathered.end().max(MMAP_MIN_ADDR) <= at {
                     return Ok(at);
@@ -202,16 +222,26 @@ impl Areas {
     }
 
     /// Insert what was gathered; returns the position of the last area
-    /// added.
+    /// added. Inlined: an exec's batch goes in whole, its leaf taken as
+    /// the empty set's root.
+    #[inline(always)]
     fn flush(&mut self, mm: &mut Mm) -> KResult<usize> {
+        if !self.gathered.is_empty() && mm.vmas.append(&mut self.gathered) {
+            self.replacing = 0;
+            self.last = mm.vmas.len() - 1;
+            return Ok(self.last);
+        }
+        self.flush_apart(mm)
+    }
+
+    /// [`Self::flush`] of a batch that cannot be appended (or of none):
+    /// its areas inserted one by one.
+    #[inline(never)]
+    fn flush_apart(&mut self, mm: &mut Mm) -> KResult<usize> {
         if self.gathered.is_empty() {
             return Ok(self.last);
         }
         let replacing = core::mem::take(&mut self.replacing);
-        if mm.vmas.append(&mut self.gathered) {
-            self.last = mm.vmas.len() - 1;
-            return Ok(self.last);
-        }
         let mut inserted = self.gathered.areas().iter().enumerate();
         let r = inserted.try_for_each(|(k, vma)| {
             self.last = if k < replacing {
@@ -304,9 +334,9 @@ impl<M: PhysMem> StackSink for Sink<'_, '_, '_, M> {
 
     /// The bytes within the first page written, when the stack's first
     /// block is mapped fresh there ([`Mm::populate_fresh`]): the image is
-    /// built in place, with no buffer to zero and copy.
+    /// built in place, with no buffer to zero and copy. They lie in user
+    /// space when they are given: in one page of the stack's area.
     fn zeroed(&mut self, va: u64, len: usize) -> KResult<Option<&mut [u8]>> {
-        check_user_range(va, len as u64)?;
         let off = va & (PAGE_SIZE - 1);
         let Some(i) = self
             .fresh
@@ -415,25 +445,13 @@ fn map_vdso(mm: &mut Mm, areas: &mut Areas, ids: [u16; 3]) -> KResult<u64> {
     // Page aligned already (the mmap top and the sizes are whole pages):
     // said again so that the three areas' alignment tests fold away.
     let base = areas.unmapped_area(mm, total)? & !(PAGE_SIZE - 1);
-    let mut at = base;
-    for (k, size) in sizes.into_iter().enumerate() {
-        let prot = if k == 2 {
-            Prot(Prot::READ.0 | Prot::EXEC.0)
-        } else {
-            Prot::READ
-        };
-        let backing = Backing::File {
-            file: ids[k],
-            offset: 0,
-            data_end: u64::MAX,
-        };
-        let (start, end) = (at, at + size);
-        areas.add_with(mm, (start, end), false, || Vma {
-            backing,
-            ..Vma::anon(start, end, prot, VmFlags::NONE)
-        })?;
-        at = end;
-    }
+    let code = Prot(Prot::READ.0 | Prot::EXEC.0);
+    let parts = [
+        (sizes[0], Prot::READ, ids[0]),
+        (sizes[1], Prot::READ, ids[1]),
+        (sizes[2], code, ids[2]),
+    ];
+    areas.add_files(mm, base, parts)?;
     Ok(base + sizes[0] + sizes[1])
 }
 
@@ -691,6 +709,49 @@ mod tests {
                 let pa = mm.pt.translate(&fx.mem, at).unwrap().pa(at);
                 assert_eq!(fx.mem.byte(pa), byte, "{policy:?} {at:#x}");
             }
+        }
+    }
+
+    #[test]
+    fn the_sink_gives_no_block_of_an_area_a_write_fault_would_not_fill() {
+        use crate::mm::testmem::Fixture;
+        let (start, end) = (0x7ff0_0000, 0x7ff2_0000);
+        let read_only = Vma::anon(start, end, Prot::READ, VmFlags::GROWSDOWN);
+        let shared = Vma::anon(start, end, Prot::RW, VmFlags::SHARED);
+        let file = Vma {
+            backing: Backing::File {
+                file: 0,
+                offset: 0,
+                data_end: u64::MAX,
+            },
+            ..Vma::anon(start, end, Prot::RW, VmFlags::NONE)
+        };
+        for (vma, va) in [
+            (read_only, end - 0x100),
+            (shared, end - 0x100),
+            (file, end - 0x100),
+            (
+                Vma::anon(start, end, Prot::RW, VmFlags::GROWSDOWN),
+                end + 0x100,
+            ),
+        ] {
+            let mut fx = Fixture::new();
+            let mut mm = fx.mm();
+            let i = mm.vmas.insert(vma).unwrap();
+            let mut env = fx.env();
+            let mut sink = Sink {
+                mm: &mut mm,
+                env: &mut env,
+                page: None,
+                fresh: Some(i),
+            };
+            let given = sink.zeroed(va, 0x80).map(|b| b.is_some());
+            assert_eq!(given, Ok(false), "{vma:?} {va:#x}");
+            assert_eq!(
+                sink.mm.pt.translate(sink.env.mem, va),
+                None,
+                "nothing mapped"
+            );
         }
     }
 
