@@ -420,6 +420,20 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         [exec_phase::START, 0, 0, 0, 0, 0],
     );
     let mut out = Box::new(ExecPlan::EMPTY);
+    if let Some(image) = boot_args.as_ref().map(|b| b.image) {
+        let size = cx.env.cache.get(id).map_or(0, |i| i.size);
+        if image.len() as u64 == size && !image.starts_with(b"#!") {
+            // The boot program, whole in RAM and no script: what the loop
+            // below does with it, without its set-up (a file not a script
+            // is planned from the bytes at hand, see `plan_image`).
+            let place = (layout.mmap_base, layout.dyn_offset);
+            let program = &mut out.program;
+            finish_plan(program.plan.prefix_into(image, size, false, place), false)?;
+            program.inode = id;
+            program.file = file;
+            return finish(cx, out, boot_args, args, layout);
+        }
+    }
     let mut boot_args = boot_args;
     // The boot program's bytes, already in RAM (the first file only: an
     // interpreter it names is read through the cache).
