@@ -718,11 +718,16 @@ fn load_errno(e: ElfError<'static>) -> Errno {
     e.errno()
 }
 
+/// [`Gathered::holder`] when no segment holds the program header table:
+/// no address a segment maps (`check_load` keeps them below TASK_SIZE).
+const NO_HOLDER: u64 = u64::MAX;
+
 /// What [`LoadPlan::gather`] finds besides the bounds.
 struct Gathered {
     /// Where the last segment whose file data holds the program header
-    /// table maps it (unbiased).
-    holder: Option<u64>,
+    /// table maps it (unbiased), or [`NO_HOLDER`] (an `Option` costs a
+    /// flag kept and set beside it in the loop).
+    holder: u64,
     /// The lowest `p_vaddr`.
     lowest: u64,
 }
@@ -949,7 +954,10 @@ impl LoadPlan {
         };
         // Linux 6.x takes AT_PHDR from the PT_LOAD holding e_phoff; if none
         // does, PT_PHDR is the better guess than Linux's bare load bias.
-        let phdr = found.holder.unwrap_or(pt_phdr);
+        let phdr = match found.holder {
+            NO_HOLDER => pt_phdr,
+            holder => holder,
+        };
         plan.phdr = phdr.wrapping_add(plan.load_bias);
         let index_of = |n| load_index(table, phnum, n);
         let checked = match plan.load_bias {
@@ -1046,7 +1054,7 @@ impl LoadPlan {
     /// address. One pass, every value in a register.
     fn gather(&mut self, phoff: u64) -> Gathered {
         let mut found = Gathered {
-            holder: None,
+            holder: NO_HOLDER,
             lowest: u64::MAX,
         };
         let (mut start_code, mut end_code) = (u64::MAX, 0);
@@ -1063,7 +1071,7 @@ impl LoadPlan {
             found.lowest = found.lowest.min(s.vaddr);
             let into = phoff.wrapping_sub(s.offset);
             if into < s.filesz {
-                found.holder = Some(s.vaddr + into);
+                found.holder = s.vaddr + into;
             }
         }
         self.start_code = start_code;
