@@ -944,8 +944,7 @@ impl LoadPlan {
         if plan.nsegs == 0 {
             return Err(ElfError::NoLoads);
         }
-        let align = page_up(max_align).max(PAGE_SIZE);
-        plan.load_bias = match plan.choose_bias(role, mmap_top, align, dyn_offset) {
+        plan.load_bias = match plan.choose_bias(role, mmap_top, max_align, dyn_offset) {
             Ok(bias) => bias,
             Err(e) => {
                 plan.load_error = Some(e);
@@ -959,7 +958,8 @@ impl LoadPlan {
             holder => holder,
         };
         plan.phdr = phdr.wrapping_add(plan.load_bias);
-        let index_of = |n| load_index(table, phnum, n);
+        // By value: the closure's captures need no place in memory.
+        let index_of = move |n| load_index(table, phnum, n);
         let checked = match plan.load_bias {
             // No address moves, and the loop saw every segment start at or
             // above mmap_min_addr.
@@ -1100,18 +1100,20 @@ impl LoadPlan {
         }
     }
 
-    /// The load bias by Linux's rules (randomisation off).
+    /// The load bias by Linux's rules (randomisation off). `max_align`:
+    /// the segments' largest power-of-two `p_align`.
     fn choose_bias(
         &self,
         role: Role,
         mmap_top: u64,
-        align: u64,
+        max_align: u64,
         dyn_offset: u64,
     ) -> Result<u64, ElfError<'static>> {
         let first = self.segs[0].vaddr;
         if self.e_type == ET_EXEC {
             return Ok(0);
         }
+        let align = page_up(max_align).max(PAGE_SIZE);
         // Every ET_DYN program, static PIE included, goes at ELF_ET_DYN_BASE
         // (0x555555554000 for a first vaddr of 0), as vmrun's layout promises.
         // Linux 6.x instead lets mmap place a static PIE top-down; vmrun keeps
