@@ -722,8 +722,11 @@ fn load_errno(e: ElfError<'static>) -> Errno {
 /// no address a segment maps (`check_load` keeps them below TASK_SIZE).
 const NO_HOLDER: u64 = u64::MAX;
 
-/// What [`LoadPlan::gather`] finds besides the bounds.
+/// What [`LoadPlan::read_headers`] finds besides the segments and bounds.
 struct Gathered {
+    /// The largest power-of-two `p_align` of an `ET_DYN`'s segments (0
+    /// for an `ET_EXEC`, whose placement does not use it).
+    max_align: u64,
     /// Where the last segment whose file data holds the program header
     /// table maps it (unbiased), or [`NO_HOLDER`] (an `Option` costs a
     /// flag kept and set beside it in the loop).
@@ -933,18 +936,16 @@ impl LoadPlan {
         // Exactly the `phnum` headers: no bounds check per header, and
         // their count is `phnum` without a division by the header size.
         let (headers, _) = whole.as_chunks::<PHDR_SIZE>();
-        let max_align = plan.read_headers(headers, b, file_len)?;
+        let found = plan.read_headers(headers, b, file_len, phoff as u64)?;
         if plan.load_error.is_some() {
-            plan.gather(phoff as u64);
             plan.phdr = 0;
             return Ok(());
         }
         let pt_phdr = core::mem::take(&mut plan.phdr);
-        let found = plan.gather(phoff as u64);
         if plan.nsegs == 0 {
             return Err(ElfError::NoLoads);
         }
-        plan.load_bias = match plan.choose_bias(role, mmap_top, max_align, dyn_offset) {
+        plan.load_bias = match plan.choose_bias(role, mmap_top, found.max_align, dyn_offset) {
             Ok(bias) => bias,
             Err(e) => {
                 plan.load_error = Some(e);
@@ -975,22 +976,29 @@ impl LoadPlan {
     }
 
     /// Read the program `headers` (of image `b`, `file_len` bytes) into
-    /// the plan: its segments (unbiased), interpreter and stack flag, and
-    /// the `PT_PHDR` address (0 without one) in `phdr` for the caller to
-    /// take. Returns the largest power-of-two `p_align` of an `ET_DYN`
-    /// (0 for an `ET_EXEC`, whose placement does not use it). A segment that
-    /// fails [`check_load`] ends the reading with `load_error` set. Only
-    /// what each header needs is read and kept here, in a frame of its
-    /// own: the bounds are gathered from the segments after it ([`Self::gather`]),
-    /// and the caller's values stay out of its registers.
+    /// the plan: its segments (unbiased), interpreter and stack flag, the
+    /// `PT_PHDR` address (0 without one) in `phdr` for the caller to take,
+    /// and the `mm_struct` bounds (unbiased), which `check_load` keeps
+    /// from overflowing. A segment that fails [`check_load`] ends the
+    /// reading with `load_error` set (the bounds are then those of the
+    /// segments before it). `phoff`: the table's file offset, for
+    /// [`Gathered::holder`]. One pass: each bound is compared with the
+    /// plan's field and stored when it moves (kept in registers, the
+    /// bounds crowd the loop's values onto the stack, and a second pass
+    /// over the segments costs as much again).
     #[inline(never)]
     fn read_headers(
         &mut self,
         headers: &[[u8; PHDR_SIZE]],
         b: &[u8],
         file_len: u64,
-    ) -> Result<u64, ElfError<'static>> {
-        let mut max_align = 0;
+        phoff: u64,
+    ) -> Result<Gathered, ElfError<'static>> {
+        let mut found = Gathered {
+            max_align: 0,
+            holder: NO_HOLDER,
+            lowest: u64::MAX,
+        };
         let dynamic = self.e_type == ET_DYN;
         let mut rest = headers.iter();
         // The index of the header just read, asked only for an error
@@ -1016,8 +1024,33 @@ impl LoadPlan {
                         prot: prot_of(ph.flags),
                     };
                     nsegs += 1;
-                    if dynamic && ph.align.is_power_of_two() && ph.align > max_align {
-                        max_align = ph.align;
+                    let fend = ph.vaddr + ph.filesz;
+                    if ph.flags & PF_X != 0 {
+                        if ph.vaddr < self.start_code {
+                            self.start_code = ph.vaddr;
+                        }
+                        if fend > self.end_code {
+                            self.end_code = fend;
+                        }
+                    }
+                    if ph.vaddr > self.start_data {
+                        self.start_data = ph.vaddr;
+                    }
+                    if fend > self.end_data {
+                        self.end_data = fend;
+                    }
+                    if ph.vaddr + ph.memsz > self.elf_brk {
+                        self.elf_brk = ph.vaddr + ph.memsz;
+                    }
+                    if ph.vaddr < found.lowest {
+                        found.lowest = ph.vaddr;
+                    }
+                    let into = phoff.wrapping_sub(ph.offset);
+                    if into < ph.filesz {
+                        found.holder = ph.vaddr + into;
+                    }
+                    if dynamic && ph.align.is_power_of_two() && ph.align > found.max_align {
+                        found.max_align = ph.align;
                     }
                 }
                 PT_INTERP => self.read_interp(raw, b, file_len)?,
@@ -1027,7 +1060,7 @@ impl LoadPlan {
             }
         }
         self.nsegs = nsegs;
-        Ok(max_align)
+        Ok(found)
     }
 
     /// Take the first `PT_INTERP` header `raw`'s path (of image `b`,
@@ -1046,40 +1079,6 @@ impl LoadPlan {
             self.interp = Some(check_interp(b, file_len, &phdr(raw))?);
         }
         Ok(())
-    }
-
-    /// Set the `mm_struct` bounds (unbiased) from the segments, which
-    /// `check_load` kept from overflowing; give where the last segment
-    /// whose file data holds offset `phoff` maps it, and the lowest
-    /// address. One pass, every value in a register.
-    fn gather(&mut self, phoff: u64) -> Gathered {
-        let mut found = Gathered {
-            holder: NO_HOLDER,
-            lowest: u64::MAX,
-        };
-        let (mut start_code, mut end_code) = (u64::MAX, 0);
-        let (mut start_data, mut end_data, mut elf_brk) = (0, 0, 0);
-        for s in &self.segs[..self.nsegs] {
-            let fend = s.vaddr + s.filesz;
-            if s.prot & PROT_EXEC != 0 {
-                start_code = start_code.min(s.vaddr);
-                end_code = end_code.max(fend);
-            }
-            start_data = start_data.max(s.vaddr);
-            end_data = end_data.max(fend);
-            elf_brk = elf_brk.max(s.vaddr + s.memsz);
-            found.lowest = found.lowest.min(s.vaddr);
-            let into = phoff.wrapping_sub(s.offset);
-            if into < s.filesz {
-                found.holder = s.vaddr + into;
-            }
-        }
-        self.start_code = start_code;
-        self.end_code = end_code;
-        self.start_data = start_data;
-        self.end_data = end_data;
-        self.elf_brk = elf_brk;
-        found
     }
 
     /// The error Linux would meet mapping the segments, if any (inlined:
