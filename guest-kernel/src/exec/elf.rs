@@ -187,6 +187,20 @@ impl ElfError<'_> {
         }
     }
 
+    /// Set a segment error's program header index (any other error has
+    /// none).
+    fn set_index(&mut self, to: u64) {
+        match self {
+            Self::BssPastEof { index, .. }
+            | Self::BelowMmapMinAddr { index, .. }
+            | Self::FileszExceedsMemsz { index, .. }
+            | Self::Misaligned { index, .. }
+            | Self::BeyondTaskSize { index, .. }
+            | Self::AddressOverflow { index } => *index = to,
+            _ => {}
+        }
+    }
+
     /// Whether Linux finds this only while it maps the segments, past the
     /// point of no return: the exec then kills the process with SIGSEGV
     /// instead of failing with the errno.
@@ -937,7 +951,9 @@ impl LoadPlan {
         // their count is `phnum` without a division by the header size.
         let (headers, _) = whole.as_chunks::<PHDR_SIZE>();
         let found = plan.read_headers(headers, b, file_len, phoff as u64)?;
-        if plan.load_error.is_some() {
+        if let Some(e) = &mut plan.load_error {
+            // The failing header is the PT_LOAD after the `nsegs` read.
+            e.set_index(load_index(table, phnum, plan.nsegs));
             plan.phdr = 0;
             return Ok(());
         }
@@ -980,8 +996,8 @@ impl LoadPlan {
     /// `PT_PHDR` address (0 without one) in `phdr` for the caller to take,
     /// and the `mm_struct` bounds (unbiased), which `check_load` keeps
     /// from overflowing. A segment that fails [`check_load`] ends the
-    /// reading with `load_error` set (the bounds are then those of the
-    /// segments before it). `phoff`: the table's file offset, for
+    /// reading with `load_error` set, its index 0 for the caller to set
+    /// (the bounds are then those of the segments before it). `phoff`: the table's file offset, for
     /// [`Gathered::holder`]. One pass: each bound is compared with the
     /// plan's field and stored when it moves (kept in registers, the
     /// bounds crowd the loop's values onto the stack, and a second pass
@@ -1000,16 +1016,14 @@ impl LoadPlan {
             lowest: u64::MAX,
         };
         let dynamic = self.e_type == ET_DYN;
-        let mut rest = headers.iter();
-        // The index of the header just read, asked only for an error
-        // message (no counter kept in the loop).
-        let index = |rest: &core::slice::Iter<'_, _>| headers.len() - rest.len() - 1;
         let mut nsegs = 0;
-        while let Some(raw) = rest.next() {
+        for raw in headers {
             match u32_at(raw, 0) {
                 PT_LOAD => {
                     let ph = phdr(raw);
-                    if let Err(e) = check_load(file_len, || index(&rest), &ph) {
+                    // The error's index is set by the caller (the loop
+                    // keeps no count of the headers).
+                    if let Err(e) = check_load(file_len, || 0, &ph) {
                         self.load_error = Some(e);
                         break;
                     }
