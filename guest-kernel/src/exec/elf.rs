@@ -732,8 +732,9 @@ fn load_errno(e: ElfError<'static>) -> Errno {
     e.errno()
 }
 
-/// [`Gathered::holder`] when no segment holds the program header table:
-/// no address a segment maps (`check_load` keeps them below TASK_SIZE).
+/// The plan's `phdr` while the headers are read and no segment holds the
+/// program header table: no address a segment maps (`check_load` keeps
+/// them below TASK_SIZE).
 const NO_HOLDER: u64 = u64::MAX;
 
 /// What [`LoadPlan::read_headers`] finds besides the segments and bounds.
@@ -741,10 +742,8 @@ struct Gathered {
     /// The largest power-of-two `p_align` of an `ET_DYN`'s segments (0
     /// for an `ET_EXEC`, whose placement does not use it).
     max_align: u64,
-    /// Where the last segment whose file data holds the program header
-    /// table maps it (unbiased), or [`NO_HOLDER`] (an `Option` costs a
-    /// flag kept and set beside it in the loop).
-    holder: u64,
+    /// `PT_PHDR`'s address (0 without one).
+    pt_phdr: u64,
     /// The lowest `p_vaddr`.
     lowest: u64,
 }
@@ -957,7 +956,7 @@ impl LoadPlan {
             plan.phdr = 0;
             return Ok(());
         }
-        let pt_phdr = core::mem::take(&mut plan.phdr);
+        let holder = core::mem::take(&mut plan.phdr);
         if plan.nsegs == 0 {
             return Err(ElfError::NoLoads);
         }
@@ -970,8 +969,8 @@ impl LoadPlan {
         };
         // Linux 6.x takes AT_PHDR from the PT_LOAD holding e_phoff; if none
         // does, PT_PHDR is the better guess than Linux's bare load bias.
-        let phdr = match found.holder {
-            NO_HOLDER => pt_phdr,
+        let phdr = match holder {
+            NO_HOLDER => found.pt_phdr,
             holder => holder,
         };
         plan.phdr = phdr.wrapping_add(plan.load_bias);
@@ -992,16 +991,17 @@ impl LoadPlan {
     }
 
     /// Read the program `headers` (of image `b`, `file_len` bytes) into
-    /// the plan: its segments (unbiased), interpreter and stack flag, the
-    /// `PT_PHDR` address (0 without one) in `phdr` for the caller to take,
-    /// and the `mm_struct` bounds (unbiased), which `check_load` keeps
-    /// from overflowing. A segment that fails [`check_load`] ends the
+    /// the plan: its segments (unbiased), interpreter and stack flag, and
+    /// the `mm_struct` bounds (unbiased), which `check_load` keeps from
+    /// overflowing. `phdr` is left for the caller to take: where the last
+    /// segment whose file data holds offset `phoff` (the table's) maps it,
+    /// or [`NO_HOLDER`]. A segment that fails [`check_load`] ends the
     /// reading with `load_error` set, its index 0 for the caller to set
-    /// (the bounds are then those of the segments before it). `phoff`: the table's file offset, for
-    /// [`Gathered::holder`]. One pass: each bound is compared with the
-    /// plan's field and stored when it moves (kept in registers, the
-    /// bounds crowd the loop's values onto the stack, and a second pass
-    /// over the segments costs as much again).
+    /// (the bounds are then those of the segments before it). One pass:
+    /// each bound, and the holder, is compared with the plan's field and
+    /// stored when it moves (kept in registers, they crowd the loop's
+    /// values onto the stack, and a second pass over the segments costs
+    /// as much again).
     #[inline(never)]
     fn read_headers(
         &mut self,
@@ -1012,10 +1012,11 @@ impl LoadPlan {
     ) -> Result<Gathered, ElfError<'static>> {
         let mut found = Gathered {
             max_align: 0,
-            holder: NO_HOLDER,
+            pt_phdr: 0,
             lowest: u64::MAX,
         };
         let dynamic = self.e_type == ET_DYN;
+        self.phdr = NO_HOLDER;
         let mut nsegs = 0;
         for raw in headers {
             match u32_at(raw, 0) {
@@ -1061,7 +1062,7 @@ impl LoadPlan {
                     }
                     let into = phoff.wrapping_sub(ph.offset);
                     if into < ph.filesz {
-                        found.holder = ph.vaddr + into;
+                        self.phdr = ph.vaddr + into;
                     }
                     if dynamic && ph.align.is_power_of_two() && ph.align > found.max_align {
                         found.max_align = ph.align;
@@ -1069,7 +1070,7 @@ impl LoadPlan {
                 }
                 PT_INTERP => self.read_interp(raw, b, file_len)?,
                 PT_GNU_STACK => self.exec_stack = u32_at(raw, 4) & PF_X != 0,
-                PT_PHDR => self.phdr = u64_at(raw, 16),
+                PT_PHDR => found.pt_phdr = u64_at(raw, 16),
                 _ => {}
             }
         }
