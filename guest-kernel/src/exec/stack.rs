@@ -680,8 +680,10 @@ impl StackLayout {
         let empty = args.argc == 0;
         let argc = args.argc.max(1);
         let ptrs = (argc + args.envc) * 8;
-        let strings = args.strings().len() as u64 + empty as u64;
-        let total = args.execfn_len as u64 + strings;
+        // The whole block, and an empty argv[0] (no slice of it taken:
+        // its bounds were checked when the block was).
+        let total = args.buf.len() as u64 + empty as u64;
+        let strings = total - args.execfn_len as u64;
         if ptrs >= ARG_LIMIT || total > ARG_LIMIT - ptrs {
             return Err(Errno::E2BIG);
         }
