@@ -674,7 +674,9 @@ impl StackLayout {
     /// its caller's place, not returned through a copy or two.
     #[inline]
     pub fn new_below_with(args: &ArgBlock, top: u64, vdso: bool) -> KResult<StackLayout> {
-        if top > STACK_TOP || !top.is_multiple_of(PAGE_SIZE) || top < STACK_RLIMIT {
+        // `top` in [STACK_RLIMIT, STACK_TOP] in one compare (below, it wraps).
+        let in_range = top.wrapping_sub(STACK_RLIMIT) <= STACK_TOP - STACK_RLIMIT;
+        if !in_range || !top.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
         let empty = args.argc == 0;
