@@ -608,13 +608,14 @@ fn check_ident(b: &[u8], file_len: u64) -> Result<(u16, u16), ElfError<'static>>
 /// end of the file is mapped as Linux maps it (a touch of a page wholly
 /// past the end is SIGBUS); segments may overlap or come in any order (a
 /// later one replaces what it overlaps, as MAP_FIXED does).
-/// `i` gives the header's index, asked only for an error.
+/// An error's index is 0, for the caller to set ([`ElfError::set_index`]):
+/// the header loop keeps no count of the headers.
 #[inline(always)]
-fn check_load(file_len: u64, i: impl Fn() -> usize, ph: &Phdr) -> Result<(), ElfError<'static>> {
+fn check_load(file_len: u64, ph: &Phdr) -> Result<(), ElfError<'static>> {
     if ph.filesz > ph.memsz {
         let (filesz, memsz) = (ph.filesz, ph.memsz);
         return Err(ElfError::FileszExceedsMemsz {
-            index: i() as u64,
+            index: 0,
             filesz,
             memsz,
         });
@@ -622,7 +623,7 @@ fn check_load(file_len: u64, i: impl Fn() -> usize, ph: &Phdr) -> Result<(), Elf
     if (ph.vaddr ^ ph.offset) & PAGE_MASK != 0 {
         let (vaddr, offset) = (ph.vaddr, ph.offset);
         return Err(ElfError::Misaligned {
-            index: i() as u64,
+            index: 0,
             vaddr,
             offset,
         });
@@ -631,12 +632,12 @@ fn check_load(file_len: u64, i: impl Fn() -> usize, ph: &Phdr) -> Result<(), Elf
         ph.vaddr.checked_add(ph.memsz),
         ph.offset.checked_add(ph.filesz),
     ) else {
-        return Err(ElfError::AddressOverflow { index: i() as u64 });
+        return Err(ElfError::AddressOverflow { index: 0 });
     };
     let end = ph.vaddr + ph.memsz;
     if end > TASK_SIZE {
         return Err(ElfError::BeyondTaskSize {
-            index: i() as u64,
+            index: 0,
             start: ph.vaddr,
             end,
         });
@@ -644,7 +645,7 @@ fn check_load(file_len: u64, i: impl Fn() -> usize, ph: &Phdr) -> Result<(), Elf
     let zeroed = ph.memsz > ph.filesz && ph.filesz != 0 && fend & PAGE_MASK != 0;
     if zeroed && ph.flags & PF_W != 0 && page_down(fend) >= file_len {
         return Err(ElfError::BssPastEof {
-            index: i() as u64,
+            index: 0,
             end: fend,
             file_len,
         });
@@ -997,11 +998,11 @@ impl LoadPlan {
     /// segment whose file data holds offset `phoff` (the table's) maps it,
     /// or [`NO_HOLDER`]. A segment that fails [`check_load`] ends the
     /// reading with `load_error` set, its index 0 for the caller to set
-    /// (the bounds are then those of the segments before it). One pass:
-    /// each bound, and the holder, is compared with the plan's field and
-    /// stored when it moves (kept in registers, they crowd the loop's
-    /// values onto the stack, and a second pass over the segments costs
-    /// as much again).
+    /// (the bounds are then those of the segments before it). The bounds
+    /// start as [`LoadPlan::EMPTY`] has them. One pass: each bound, and
+    /// the holder, is compared with the plan's field and stored when it
+    /// moves (kept in registers, they crowd the loop's values onto the
+    /// stack, and a second pass over the segments costs as much again).
     #[inline(never)]
     fn read_headers(
         &mut self,
@@ -1022,9 +1023,7 @@ impl LoadPlan {
             match u32_at(raw, 0) {
                 PT_LOAD => {
                     let ph = phdr(raw);
-                    // The error's index is set by the caller (the loop
-                    // keeps no count of the headers).
-                    if let Err(e) = check_load(file_len, || 0, &ph) {
+                    if let Err(e) = check_load(file_len, &ph) {
                         self.load_error = Some(e);
                         break;
                     }
