@@ -975,18 +975,19 @@ impl LoadPlan {
             holder => holder,
         };
         plan.phdr = phdr.wrapping_add(plan.load_bias);
-        // By value: the closure's captures need no place in memory.
-        let index_of = move |n| load_index(table, phnum, n);
         let checked = match plan.load_bias {
             // No address moves, and the loop saw every segment start at or
             // above mmap_min_addr.
             0 if found.lowest >= MMAP_MIN_ADDR => Ok(()),
-            0 => plan.check_unbiased(index_of),
-            _ => plan.apply_bias(index_of),
+            0 => plan.check_unbiased(),
+            _ => plan.apply_bias(),
         };
         match checked {
             Ok(()) => plan.set_brk(),
-            Err(e) => plan.load_error = Some(e),
+            Err((n, mut e)) => {
+                e.set_index(load_index(table, phnum, n));
+                plan.load_error = Some(e);
+            }
         }
         Ok(())
     }
@@ -1146,27 +1147,27 @@ impl LoadPlan {
     }
 
     /// Add the bias to every address and check the segments against
-    /// TASK_SIZE. `index_of` gives the program header index of the n-th
-    /// segment, asked only for the error (nothing is kept per segment for it).
-    fn apply_bias(&mut self, index_of: impl Fn(usize) -> u64) -> Result<(), ElfError<'static>> {
+    /// TASK_SIZE. An error comes with its segment's number (its index 0,
+    /// for the caller to set: nothing is kept per segment for it).
+    fn apply_bias(&mut self) -> Result<(), (usize, ElfError<'static>)> {
         let bias = self.load_bias;
         for (n, seg) in self.segs[..self.nsegs].iter_mut().enumerate() {
             seg.vaddr = seg.vaddr.wrapping_add(bias);
             let Some(end) = seg.vaddr.checked_add(seg.memsz) else {
-                let index = index_of(n);
-                return Err(ElfError::AddressOverflow { index });
+                return Err((n, ElfError::AddressOverflow { index: 0 }));
             };
             if end > TASK_SIZE {
-                return Err(ElfError::BeyondTaskSize {
-                    index: index_of(n),
-                    start: seg.vaddr,
+                let start = seg.vaddr;
+                let e = ElfError::BeyondTaskSize {
+                    index: 0,
+                    start,
                     end,
-                });
+                };
+                return Err((n, e));
             }
             if seg.memsz > 0 && seg.map_start() < MMAP_MIN_ADDR {
                 let start = seg.vaddr;
-                let index = index_of(n);
-                return Err(ElfError::BelowMmapMinAddr { index, start });
+                return Err((n, ElfError::BelowMmapMinAddr { index: 0, start }));
             }
         }
         self.entry = self.entry.wrapping_add(bias);
@@ -1181,12 +1182,11 @@ impl LoadPlan {
     /// [`Self::apply_bias`] for a bias of 0: `check_load` kept every
     /// segment below TASK_SIZE, so only `mmap_min_addr` is left to check,
     /// and no address changes.
-    fn check_unbiased(&self, index_of: impl Fn(usize) -> u64) -> Result<(), ElfError<'static>> {
+    fn check_unbiased(&self) -> Result<(), (usize, ElfError<'static>)> {
         for (n, seg) in self.segments().iter().enumerate() {
             if seg.memsz > 0 && seg.map_start() < MMAP_MIN_ADDR {
                 let start = seg.vaddr;
-                let index = index_of(n);
-                return Err(ElfError::BelowMmapMinAddr { index, start });
+                return Err((n, ElfError::BelowMmapMinAddr { index: 0, start }));
             }
         }
         Ok(())
