@@ -325,11 +325,10 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
         host: &mut k.host,
         tasks: &mut k.tasks,
     };
-    let plan =
-        match syscall::exec::prepare(&mut cx, id, None, execfn, Some(boot_args), None, layout) {
-            Ok(plan) => plan,
-            Err(e) => exec_fail(e.errno, &e.message),
-        };
+    let plan = match syscall::exec::prepare_boot(&mut cx, id, execfn, boot_args, layout) {
+        Ok(plan) => plan,
+        Err(e) => exec_fail(e.errno, &e.message),
+    };
     cx.p.mm
         .vmas
         .set_journaling(trace::on(cx.env.mem, category::VMAS));

@@ -187,6 +187,20 @@ impl ElfError<'_> {
         }
     }
 
+    /// Set a segment error's program header index (any other error has
+    /// none).
+    fn set_index(&mut self, to: u64) {
+        match self {
+            Self::BssPastEof { index, .. }
+            | Self::BelowMmapMinAddr { index, .. }
+            | Self::FileszExceedsMemsz { index, .. }
+            | Self::Misaligned { index, .. }
+            | Self::BeyondTaskSize { index, .. }
+            | Self::AddressOverflow { index } => *index = to,
+            _ => {}
+        }
+    }
+
     /// Whether Linux finds this only while it maps the segments, past the
     /// point of no return: the exec then kills the process with SIGSEGV
     /// instead of failing with the errno.
@@ -594,13 +608,14 @@ fn check_ident(b: &[u8], file_len: u64) -> Result<(u16, u16), ElfError<'static>>
 /// end of the file is mapped as Linux maps it (a touch of a page wholly
 /// past the end is SIGBUS); segments may overlap or come in any order (a
 /// later one replaces what it overlaps, as MAP_FIXED does).
-/// `i` gives the header's index, asked only for an error.
+/// An error's index is 0, for the caller to set ([`ElfError::set_index`]):
+/// the header loop keeps no count of the headers.
 #[inline(always)]
-fn check_load(file_len: u64, i: impl Fn() -> usize, ph: &Phdr) -> Result<(), ElfError<'static>> {
+fn check_load(file_len: u64, ph: &Phdr) -> Result<(), ElfError<'static>> {
     if ph.filesz > ph.memsz {
         let (filesz, memsz) = (ph.filesz, ph.memsz);
         return Err(ElfError::FileszExceedsMemsz {
-            index: i() as u64,
+            index: 0,
             filesz,
             memsz,
         });
@@ -608,7 +623,7 @@ fn check_load(file_len: u64, i: impl Fn() -> usize, ph: &Phdr) -> Result<(), Elf
     if (ph.vaddr ^ ph.offset) & PAGE_MASK != 0 {
         let (vaddr, offset) = (ph.vaddr, ph.offset);
         return Err(ElfError::Misaligned {
-            index: i() as u64,
+            index: 0,
             vaddr,
             offset,
         });
@@ -617,12 +632,12 @@ fn check_load(file_len: u64, i: impl Fn() -> usize, ph: &Phdr) -> Result<(), Elf
         ph.vaddr.checked_add(ph.memsz),
         ph.offset.checked_add(ph.filesz),
     ) else {
-        return Err(ElfError::AddressOverflow { index: i() as u64 });
+        return Err(ElfError::AddressOverflow { index: 0 });
     };
     let end = ph.vaddr + ph.memsz;
     if end > TASK_SIZE {
         return Err(ElfError::BeyondTaskSize {
-            index: i() as u64,
+            index: 0,
             start: ph.vaddr,
             end,
         });
@@ -630,7 +645,7 @@ fn check_load(file_len: u64, i: impl Fn() -> usize, ph: &Phdr) -> Result<(), Elf
     let zeroed = ph.memsz > ph.filesz && ph.filesz != 0 && fend & PAGE_MASK != 0;
     if zeroed && ph.flags & PF_W != 0 && page_down(fend) >= file_len {
         return Err(ElfError::BssPastEof {
-            index: i() as u64,
+            index: 0,
             end: fend,
             file_len,
         });
@@ -718,11 +733,18 @@ fn load_errno(e: ElfError<'static>) -> Errno {
     e.errno()
 }
 
-/// What [`LoadPlan::gather`] finds besides the bounds.
+/// The plan's `phdr` while the headers are read and no segment holds the
+/// program header table: no address a segment maps (`check_load` keeps
+/// them below TASK_SIZE).
+const NO_HOLDER: u64 = u64::MAX;
+
+/// What [`LoadPlan::read_headers`] finds besides the segments and bounds.
 struct Gathered {
-    /// Where the last segment whose file data holds the program header
-    /// table maps it (unbiased).
-    holder: Option<u64>,
+    /// The largest power-of-two `p_align` of an `ET_DYN`'s segments (0
+    /// for an `ET_EXEC`, whose placement does not use it).
+    max_align: u64,
+    /// `PT_PHDR`'s address (0 without one).
+    pt_phdr: u64,
     /// The lowest `p_vaddr`.
     lowest: u64,
 }
@@ -928,19 +950,18 @@ impl LoadPlan {
         // Exactly the `phnum` headers: no bounds check per header, and
         // their count is `phnum` without a division by the header size.
         let (headers, _) = whole.as_chunks::<PHDR_SIZE>();
-        let max_align = plan.read_headers(headers, b, file_len)?;
-        if plan.load_error.is_some() {
-            plan.gather(phoff as u64);
+        let found = plan.read_headers(headers, b, file_len, phoff as u64)?;
+        if let Some(e) = &mut plan.load_error {
+            // The failing header is the PT_LOAD after the `nsegs` read.
+            e.set_index(load_index(table, phnum, plan.nsegs));
             plan.phdr = 0;
             return Ok(());
         }
-        let pt_phdr = core::mem::take(&mut plan.phdr);
-        let found = plan.gather(phoff as u64);
+        let holder = core::mem::take(&mut plan.phdr);
         if plan.nsegs == 0 {
             return Err(ElfError::NoLoads);
         }
-        let align = page_up(max_align).max(PAGE_SIZE);
-        plan.load_bias = match plan.choose_bias(role, mmap_top, align, dyn_offset) {
+        plan.load_bias = match plan.choose_bias(role, mmap_top, found.max_align, dyn_offset) {
             Ok(bias) => bias,
             Err(e) => {
                 plan.load_error = Some(e);
@@ -949,51 +970,61 @@ impl LoadPlan {
         };
         // Linux 6.x takes AT_PHDR from the PT_LOAD holding e_phoff; if none
         // does, PT_PHDR is the better guess than Linux's bare load bias.
-        let phdr = found.holder.unwrap_or(pt_phdr);
+        let phdr = match holder {
+            NO_HOLDER => found.pt_phdr,
+            holder => holder,
+        };
         plan.phdr = phdr.wrapping_add(plan.load_bias);
-        let index_of = |n| load_index(table, phnum, n);
         let checked = match plan.load_bias {
             // No address moves, and the loop saw every segment start at or
             // above mmap_min_addr.
             0 if found.lowest >= MMAP_MIN_ADDR => Ok(()),
-            0 => plan.check_unbiased(index_of),
-            _ => plan.apply_bias(index_of),
+            0 => plan.check_unbiased(),
+            _ => plan.apply_bias(),
         };
         match checked {
             Ok(()) => plan.set_brk(),
-            Err(e) => plan.load_error = Some(e),
+            Err((n, mut e)) => {
+                e.set_index(load_index(table, phnum, n));
+                plan.load_error = Some(e);
+            }
         }
         Ok(())
     }
 
     /// Read the program `headers` (of image `b`, `file_len` bytes) into
     /// the plan: its segments (unbiased), interpreter and stack flag, and
-    /// the `PT_PHDR` address (0 without one) in `phdr` for the caller to
-    /// take. Returns the largest power-of-two `p_align` of an `ET_DYN`
-    /// (0 for an `ET_EXEC`, whose placement does not use it). A segment that
-    /// fails [`check_load`] ends the reading with `load_error` set. Only
-    /// what each header needs is read and kept here, in a frame of its
-    /// own: the bounds are gathered from the segments after it ([`Self::gather`]),
-    /// and the caller's values stay out of its registers.
+    /// the `mm_struct` bounds (unbiased), which `check_load` keeps from
+    /// overflowing. `phdr` is left for the caller to take: where the last
+    /// segment whose file data holds offset `phoff` (the table's) maps it,
+    /// or [`NO_HOLDER`]. A segment that fails [`check_load`] ends the
+    /// reading with `load_error` set, its index 0 for the caller to set
+    /// (the bounds are then those of the segments before it). The bounds
+    /// start as [`LoadPlan::EMPTY`] has them. One pass: each bound, and
+    /// the holder, is compared with the plan's field and stored when it
+    /// moves (kept in registers, they crowd the loop's values onto the
+    /// stack, and a second pass over the segments costs as much again).
     #[inline(never)]
     fn read_headers(
         &mut self,
         headers: &[[u8; PHDR_SIZE]],
         b: &[u8],
         file_len: u64,
-    ) -> Result<u64, ElfError<'static>> {
-        let mut max_align = 0;
+        phoff: u64,
+    ) -> Result<Gathered, ElfError<'static>> {
+        let mut found = Gathered {
+            max_align: 0,
+            pt_phdr: 0,
+            lowest: u64::MAX,
+        };
         let dynamic = self.e_type == ET_DYN;
-        let mut rest = headers.iter();
-        // The index of the header just read, asked only for an error
-        // message (no counter kept in the loop).
-        let index = |rest: &core::slice::Iter<'_, _>| headers.len() - rest.len() - 1;
+        self.phdr = NO_HOLDER;
         let mut nsegs = 0;
-        while let Some(raw) = rest.next() {
+        for raw in headers {
             match u32_at(raw, 0) {
                 PT_LOAD => {
                     let ph = phdr(raw);
-                    if let Err(e) = check_load(file_len, || index(&rest), &ph) {
+                    if let Err(e) = check_load(file_len, &ph) {
                         self.load_error = Some(e);
                         break;
                     }
@@ -1008,18 +1039,43 @@ impl LoadPlan {
                         prot: prot_of(ph.flags),
                     };
                     nsegs += 1;
-                    if dynamic && ph.align.is_power_of_two() && ph.align > max_align {
-                        max_align = ph.align;
+                    let fend = ph.vaddr + ph.filesz;
+                    if ph.flags & PF_X != 0 {
+                        if ph.vaddr < self.start_code {
+                            self.start_code = ph.vaddr;
+                        }
+                        if fend > self.end_code {
+                            self.end_code = fend;
+                        }
+                    }
+                    if ph.vaddr > self.start_data {
+                        self.start_data = ph.vaddr;
+                    }
+                    if fend > self.end_data {
+                        self.end_data = fend;
+                    }
+                    if ph.vaddr + ph.memsz > self.elf_brk {
+                        self.elf_brk = ph.vaddr + ph.memsz;
+                    }
+                    if ph.vaddr < found.lowest {
+                        found.lowest = ph.vaddr;
+                    }
+                    let into = phoff.wrapping_sub(ph.offset);
+                    if into < ph.filesz {
+                        self.phdr = ph.vaddr + into;
+                    }
+                    if dynamic && ph.align.is_power_of_two() && ph.align > found.max_align {
+                        found.max_align = ph.align;
                     }
                 }
                 PT_INTERP => self.read_interp(raw, b, file_len)?,
                 PT_GNU_STACK => self.exec_stack = u32_at(raw, 4) & PF_X != 0,
-                PT_PHDR => self.phdr = u64_at(raw, 16),
+                PT_PHDR => found.pt_phdr = u64_at(raw, 16),
                 _ => {}
             }
         }
         self.nsegs = nsegs;
-        Ok(max_align)
+        Ok(found)
     }
 
     /// Take the first `PT_INTERP` header `raw`'s path (of image `b`,
@@ -1040,40 +1096,6 @@ impl LoadPlan {
         Ok(())
     }
 
-    /// Set the `mm_struct` bounds (unbiased) from the segments, which
-    /// `check_load` kept from overflowing; give where the last segment
-    /// whose file data holds offset `phoff` maps it, and the lowest
-    /// address. One pass, every value in a register.
-    fn gather(&mut self, phoff: u64) -> Gathered {
-        let mut found = Gathered {
-            holder: None,
-            lowest: u64::MAX,
-        };
-        let (mut start_code, mut end_code) = (u64::MAX, 0);
-        let (mut start_data, mut end_data, mut elf_brk) = (0, 0, 0);
-        for s in &self.segs[..self.nsegs] {
-            let fend = s.vaddr + s.filesz;
-            if s.prot & PROT_EXEC != 0 {
-                start_code = start_code.min(s.vaddr);
-                end_code = end_code.max(fend);
-            }
-            start_data = start_data.max(s.vaddr);
-            end_data = end_data.max(fend);
-            elf_brk = elf_brk.max(s.vaddr + s.memsz);
-            found.lowest = found.lowest.min(s.vaddr);
-            let into = phoff.wrapping_sub(s.offset);
-            if into < s.filesz {
-                found.holder = Some(s.vaddr + into);
-            }
-        }
-        self.start_code = start_code;
-        self.end_code = end_code;
-        self.start_data = start_data;
-        self.end_data = end_data;
-        self.elf_brk = elf_brk;
-        found
-    }
-
     /// The error Linux would meet mapping the segments, if any (inlined:
     /// nearly always none, and the caller wants only its errno).
     #[inline]
@@ -1092,18 +1114,20 @@ impl LoadPlan {
         }
     }
 
-    /// The load bias by Linux's rules (randomisation off).
+    /// The load bias by Linux's rules (randomisation off). `max_align`:
+    /// the segments' largest power-of-two `p_align`.
     fn choose_bias(
         &self,
         role: Role,
         mmap_top: u64,
-        align: u64,
+        max_align: u64,
         dyn_offset: u64,
     ) -> Result<u64, ElfError<'static>> {
         let first = self.segs[0].vaddr;
         if self.e_type == ET_EXEC {
             return Ok(0);
         }
+        let align = page_up(max_align).max(PAGE_SIZE);
         // Every ET_DYN program, static PIE included, goes at ELF_ET_DYN_BASE
         // (0x555555554000 for a first vaddr of 0), as vmrun's layout promises.
         // Linux 6.x instead lets mmap place a static PIE top-down; vmrun keeps
@@ -1123,27 +1147,27 @@ impl LoadPlan {
     }
 
     /// Add the bias to every address and check the segments against
-    /// TASK_SIZE. `index_of` gives the program header index of the n-th
-    /// segment, asked only for the error (nothing is kept per segment for it).
-    fn apply_bias(&mut self, index_of: impl Fn(usize) -> u64) -> Result<(), ElfError<'static>> {
+    /// TASK_SIZE. An error comes with its segment's number (its index 0,
+    /// for the caller to set: nothing is kept per segment for it).
+    fn apply_bias(&mut self) -> Result<(), (usize, ElfError<'static>)> {
         let bias = self.load_bias;
         for (n, seg) in self.segs[..self.nsegs].iter_mut().enumerate() {
             seg.vaddr = seg.vaddr.wrapping_add(bias);
             let Some(end) = seg.vaddr.checked_add(seg.memsz) else {
-                let index = index_of(n);
-                return Err(ElfError::AddressOverflow { index });
+                return Err((n, ElfError::AddressOverflow { index: 0 }));
             };
             if end > TASK_SIZE {
-                return Err(ElfError::BeyondTaskSize {
-                    index: index_of(n),
-                    start: seg.vaddr,
+                let start = seg.vaddr;
+                let e = ElfError::BeyondTaskSize {
+                    index: 0,
+                    start,
                     end,
-                });
+                };
+                return Err((n, e));
             }
             if seg.memsz > 0 && seg.map_start() < MMAP_MIN_ADDR {
                 let start = seg.vaddr;
-                let index = index_of(n);
-                return Err(ElfError::BelowMmapMinAddr { index, start });
+                return Err((n, ElfError::BelowMmapMinAddr { index: 0, start }));
             }
         }
         self.entry = self.entry.wrapping_add(bias);
@@ -1158,12 +1182,11 @@ impl LoadPlan {
     /// [`Self::apply_bias`] for a bias of 0: `check_load` kept every
     /// segment below TASK_SIZE, so only `mmap_min_addr` is left to check,
     /// and no address changes.
-    fn check_unbiased(&self, index_of: impl Fn(usize) -> u64) -> Result<(), ElfError<'static>> {
+    fn check_unbiased(&self) -> Result<(), (usize, ElfError<'static>)> {
         for (n, seg) in self.segments().iter().enumerate() {
             if seg.memsz > 0 && seg.map_start() < MMAP_MIN_ADDR {
                 let start = seg.vaddr;
-                let index = index_of(n);
-                return Err(ElfError::BelowMmapMinAddr { index, start });
+                return Err((n, ElfError::BelowMmapMinAddr { index: 0, start }));
             }
         }
         Ok(())

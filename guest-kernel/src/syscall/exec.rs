@@ -400,6 +400,37 @@ fn interp_path<M: PhysMem, H: HostIo>(
     Ok(Some(p))
 }
 
+/// [`prepare`] for the boot program (in inode `id`, named `filename`):
+/// one whole in RAM and not a script is planned from its bytes here,
+/// without the script loop's set-up (what [`prepare`] and [`plan_image`]
+/// would do with it); any other goes through [`prepare`].
+pub fn prepare_boot<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    id: u16,
+    filename: Cow<'_, [u8]>,
+    boot_args: BootArgs,
+    layout: Layout,
+) -> Result<Box<ExecPlan>, ExecError> {
+    let image = boot_args.image;
+    let size = cx.env.cache.get(id).map_or(0, |i| i.size);
+    if image.len() as u64 != size || image.starts_with(b"#!") {
+        return prepare(cx, id, None, filename, Some(boot_args), None, layout);
+    }
+    trace::emit(
+        cx.env.mem,
+        category::EXEC,
+        kind::EXEC_PHASE,
+        0,
+        [exec_phase::START, 0, 0, 0, 0, 0],
+    );
+    let mut out = Box::new(ExecPlan::EMPTY);
+    let place = (layout.mmap_base, layout.dyn_offset);
+    let program = &mut out.program;
+    finish_plan(program.plan.prefix_into(image, size, false, place), false)?;
+    program.inode = id;
+    finish(cx, out, Some(boot_args), None, layout)
+}
+
 /// Everything up to the point of no return, for the program in inode `id`
 /// (held open by `file`, None for the boot image) named `filename`.
 #[allow(clippy::too_many_arguments)]
