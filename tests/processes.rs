@@ -765,7 +765,7 @@ fn a_task_that_makes_no_system_call_is_preempted() {
     let out = same_in(&s, image("proc_edge"), &["spin_itimer"], 0);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "itimer ran the handler 3 times during the spin\n"
+        "itimer ran the handler at least 3 times during the spin\n"
     );
     let args = [OsString::from("spin_alarm")];
     let native = native_in(&s.native(), image("proc_edge").as_os_str(), &args);

@@ -23,7 +23,7 @@
  *   spin_thread   a thread spins on a flag that the main thread sets after
  *                 a sleep; then it is joined
  *   spin_itimer   a process spins until its ITIMER_REAL handler has run
- *                 three times
+ *                 three times, then says so
  *   spin_alarm    alarm(1), then a spin: the default SIGALRM ends it
  *   cputime       CPU time: clocks, times, getrusage and wait4's rusage grow
  *                 with computing, not with sleeping, and count children
@@ -309,7 +309,9 @@ static int spin_itimer(void)
     setitimer(ITIMER_REAL, &it, 0);
     while (ticks < 3)
         ;
-    printf("itimer ran the handler %d times during the spin\n", (int)ticks);
+    /* Not the count itself: a tick may land while printf runs (its kernel
+       entries are slow on a busy host), and the loop's end is the proof. */
+    printf("itimer ran the handler at least 3 times during the spin\n");
     return 0;
 }
 
