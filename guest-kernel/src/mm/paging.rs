@@ -2365,6 +2365,26 @@ mod tests {
     }
 
     #[test]
+    fn with_too_few_frames_free_one_by_one_a_walk_is_out_of_memory() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let mut taken = Vec::new();
+        while let Some(f) = fa.alloc_zeroed(&mut mem) {
+            taken.push(f);
+        }
+        fa.free(&mut mem, taken[0]);
+        let made = pt.map(
+            &mut mem,
+            &mut fa,
+            0x40_1000,
+            0x20_0000,
+            PageSize::Size4K,
+            UF,
+        );
+        assert!(matches!(made, Err(MapError::OutOfMemory)));
+        assert!(pt.translate(&mem, 0x40_1000).is_none());
+    }
+
+    #[test]
     fn tracing_off_emits_nothing() {
         let (mut mem, mut fa, mut pt) = setup();
         let frame = fa.alloc_zeroed(&mut mem).unwrap();
