@@ -200,6 +200,40 @@ global_asm!(
     .endr
     .popsection
 
+    // The end of a fast entry (a system call's or a page fault's) whose
+    // handler served it: the scratch registers back from the frame, where
+    // the entry stored them (the handler may have changed rax), and
+    // straight back to the program.
+    .macro RESUME_USER
+        mov r11, [rip + {frame} + 32]
+        mov rdi, [rip + {frame} + 48]
+        mov rsi, [rip + {frame} + 56]
+        mov rdx, [rip + {frame} + 64]
+        mov r10, [rip + {frame} + 72]
+        mov r8, [rip + {frame} + 80]
+        mov r9, [rip + {frame} + 88]
+        mov rcx, [rip + {frame} + 96]
+        mov rax, [rip + {frame} + 112]
+        lea rsp, [rip + {frame} + 136]
+        iretq
+    .endm
+    // The end of a fast entry whose handler left the trap to the loop: the
+    // registers a C function keeps, still the user's, go into the frame
+    // beside the scratch ones, and `UserMode::run` returns as from any
+    // trap (its frame and saved rbx, as `trap_common` ends).
+    .macro BACK_TO_LOOP
+        mov [rip + {frame} + 104], rbx
+        mov [rip + {frame} + 40], rbp
+        mov [rip + {frame} + 24], r12
+        mov [rip + {frame} + 16], r13
+        mov [rip + {frame} + 8], r14
+        mov [rip + {frame}], r15
+        mov rsp, [rip + {krsp}]
+        mov rbp, [rip + {krbp}]
+        pop rbx
+        ret
+    .endm
+
     // The two ways a system call arrives (see `is_syscall_entry`): #UD
     // at the trampoline (kvm_pvm), `int 0x80` just after it (VMX/SVM).
     // Such a trap saves only the registers a C function may clobber and
@@ -236,30 +270,11 @@ global_asm!(
         call [rip + {fastfn}]
         test al, al
         jz 3f
-        mov r11, [rip + {frame} + 32]
-        mov rdi, [rip + {frame} + 48]
-        mov rsi, [rip + {frame} + 56]
-        mov rdx, [rip + {frame} + 64]
-        mov r10, [rip + {frame} + 72]
-        mov r8, [rip + {frame} + 80]
-        mov r9, [rip + {frame} + 88]
-        mov rcx, [rip + {frame} + 96]
-        mov rax, [rip + {frame} + 112]
-        lea rsp, [rip + {frame} + 136]
-        iretq
+        RESUME_USER
     3:
         mov qword ptr [rip + {frame} + 120], \v
         mov qword ptr [rip + {frame} + 128], 0
-        mov [rip + {frame} + 104], rbx
-        mov [rip + {frame} + 40], rbp
-        mov [rip + {frame} + 24], r12
-        mov [rip + {frame} + 16], r13
-        mov [rip + {frame} + 8], r14
-        mov [rip + {frame}], r15
-        mov rsp, [rip + {krsp}]
-        mov rbp, [rip + {krbp}]
-        pop rbx
-        ret
+        BACK_TO_LOOP
     .endm
     SYSCALL_STUB 6, {tramp}
     SYSCALL_STUB 128, {tramp} + 2
@@ -299,29 +314,10 @@ global_asm!(
     vmrun_fault_return:
         test al, al
         jz 3f
-        mov r11, [rip + {frame} + 32]
-        mov rdi, [rip + {frame} + 48]
-        mov rsi, [rip + {frame} + 56]
-        mov rdx, [rip + {frame} + 64]
-        mov r10, [rip + {frame} + 72]
-        mov r8, [rip + {frame} + 80]
-        mov r9, [rip + {frame} + 88]
-        mov rcx, [rip + {frame} + 96]
-        mov rax, [rip + {frame} + 112]
-        lea rsp, [rip + {frame} + 136]
-        iretq
+        RESUME_USER
     3:
         mov qword ptr [rip + {frame} + 120], 14
-        mov [rip + {frame} + 104], rbx
-        mov [rip + {frame} + 40], rbp
-        mov [rip + {frame} + 24], r12
-        mov [rip + {frame} + 16], r13
-        mov [rip + {frame} + 8], r14
-        mov [rip + {frame}], r15
-        mov rsp, [rip + {krsp}]
-        mov rbp, [rip + {krbp}]
-        pop rbx
-        ret
+        BACK_TO_LOOP
     4:
         push 14
         jmp trap_common
