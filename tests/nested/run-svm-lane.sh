@@ -17,9 +17,18 @@
 # 5. exits 0 only if that summary line arrived and nothing failed.
 #
 # Settings (environment): SVM_LANE_TIMEOUT (whole boot, seconds, default
-# 2400), SVM_LANE_TEST_TIMEOUT (one test, default 600), SVM_LANE_CPU
-# (QEMU -cpu, default max), SVM_LANE_WORK (default target/svm-lane),
-# SVM_LANE_SUITES (only these test binaries, e.g. "hello io").
+# 2400), SVM_LANE_TEST_TIMEOUT (one test, default 600), SVM_LANE_STALL
+# (seconds of console silence after which the emulated machine counts as
+# stalled, default the test timeout + 120), SVM_LANE_CPU (QEMU -cpu,
+# default max), SVM_LANE_WORK (default target/svm-lane), SVM_LANE_SUITES
+# (only these test binaries, e.g. "hello io").
+#
+# A stalled machine: the emulated machine has been seen to stop (rarely)
+# with QEMU idle and its clock standing still, so that not even a test's
+# own timeout fires and the console stays silent. Every test prints its
+# line within its timeout, so a silence longer than that is the machine,
+# not a test: the lane stops it and boots once more. A FAIL line from the
+# first boot still fails the lane; only a stall is retried, and only once.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,6 +36,7 @@ root=$(cd "$here/../.." && pwd)
 work=${SVM_LANE_WORK:-$root/target/svm-lane}
 lane_timeout=${SVM_LANE_TIMEOUT:-2400}
 test_timeout=${SVM_LANE_TEST_TIMEOUT:-600}
+stall_timeout=${SVM_LANE_STALL:-$((test_timeout + 120))}
 cpu=${SVM_LANE_CPU:-max}
 smp=${SVM_LANE_SMP:-1}
 # Load order follows the modules' depends= fields.
@@ -198,18 +208,37 @@ make_initramfs() {
 }
 
 # Boots the lane with a hard timeout; the serial console goes to the
-# terminal and to $work/console.log (without carriage returns).
+# terminal and to $work/console.log (without carriage returns). Returns 2
+# if the machine stalled (see the top) and was stopped.
 boot() {
-    local kernel=$1
+    local kernel=$1 pid age
     say "booting $(basename "$kernel") in qemu-system-x86_64 -accel tcg -cpu $cpu (timeout ${lane_timeout}s)"
+    rm -f "$work/qemu.pid"
+    : >"$work/console.log"
     # mitigations=off: speculation hardening only slows TCG down; it changes
     # nothing about how KVM and SVM behave.
-    timeout -k 10 "$lane_timeout" qemu-system-x86_64 \
-        -M q35 -accel tcg -cpu "$cpu" -smp "$smp" -m 2G \
-        -display none -monitor none -serial stdio -no-reboot \
-        -kernel "$kernel/vmlinuz" -initrd "$work/initramfs.cpio" \
-        -append "console=ttyS0 panic=-1 loglevel=4 mitigations=off" </dev/null |
-        stdbuf -o0 tr -d '\r' | tee "$work/console.log" || true
+    {
+        timeout -k 10 "$lane_timeout" qemu-system-x86_64 \
+            -M q35 -accel tcg -cpu "$cpu" -smp "$smp" -m 2G \
+            -display none -monitor none -serial stdio -no-reboot \
+            -pidfile "$work/qemu.pid" \
+            -kernel "$kernel/vmlinuz" -initrd "$work/initramfs.cpio" \
+            -append "console=ttyS0 panic=-1 loglevel=4 mitigations=off" </dev/null |
+            stdbuf -o0 tr -d '\r' | tee "$work/console.log" || true
+    } &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 5
+        age=$(($(date +%s) - $(stat -c %Y "$work/console.log")))
+        if [ "$age" -gt "$stall_timeout" ] && [ -s "$work/qemu.pid" ]; then
+            say "the console has been silent for ${age} s, longer than any test's own timeout: the emulated machine stalled; stopping it"
+            kill "$(cat "$work/qemu.pid")" 2>/dev/null || true
+            wait "$pid" || true
+            return 2
+        fi
+    done
+    wait "$pid" || true
+    return 0
 }
 
 # Exits non-zero unless the guest's summary line arrived and nothing failed;
@@ -242,7 +271,15 @@ main() {
     kernel=$(fetch_kernel)
     build
     make_initramfs "$kernel"
-    boot "$kernel"
+    if ! boot "$kernel"; then
+        cp "$work/console.log" "$work/console-stalled.log"
+        if grep -a -q '^FAIL ' "$work/console-stalled.log"; then
+            grep -a '^FAIL ' "$work/console-stalled.log" >&2
+            die "tests failed before the emulated machine stalled: see $work/console-stalled.log"
+        fi
+        say "booting once more (the stalled boot's console is in $work/console-stalled.log)"
+        boot "$kernel" || say "the second boot stalled too"
+    fi
     say "lane finished in $(($(date +%s) - start)) s"
     judge
 }
