@@ -101,6 +101,17 @@ pub fn copy_to_user<M: PhysMem>(
     }
 }
 
+/// [`copy_to_user`] for a system call's short path, which may change
+/// nothing it cannot finish: `data` written when it lands in one page
+/// already mapped writable ([`Mm::mapped_user_piece`]); `None`, nothing
+/// written, otherwise (the full path then copies it as usual).
+#[inline(always)]
+pub fn copy_to_mapped_page<M: PhysMem>(mm: &Mm, mem: &mut M, va: u64, data: &[u8]) -> Option<()> {
+    let piece = mm.mapped_user_piece(mem, va, data.len() as u64, true)?;
+    mem.write_bytes(piece.phys, data);
+    Some(())
+}
+
 /// [`copy_to_user`] within one page that no last table covers (a struct
 /// on the stack after faults elsewhere): one walk, the range checked by
 /// [`place`] already. Out of line, as [`copy_to_user_walked`].

@@ -311,8 +311,7 @@ pub fn newfstatat_short<M: PhysMem>(p: &Process, mem: &mut M, a: [u64; 4]) -> Op
         return None;
     }
     let st = stdio_stat(p, dirfd)?;
-    let piece = p.mm.mapped_user_piece(mem, buf, STAT_SIZE as u64, true)?;
-    mem.write_bytes(piece.phys, &st);
+    crate::uaccess::copy_to_mapped_page(&p.mm, mem, buf, &st)?;
     Some(0)
 }
 
@@ -418,8 +417,7 @@ pub fn readlink_short<M: PhysMem>(
     }
     let exe = &p.exe[..p.exe_len];
     let n = exe.len().min(size as usize);
-    let piece = p.mm.mapped_user_piece(mem, buf, n as u64, true)?;
-    mem.write_bytes(piece.phys, &exe[..n]);
+    crate::uaccess::copy_to_mapped_page(&p.mm, mem, buf, &exe[..n])?;
     Some(n as i64)
 }
 

@@ -128,8 +128,7 @@ pub fn prlimit64_short<M: PhysMem>(p: &Process, mem: &mut M, a: [u64; 4]) -> Opt
         return None;
     }
     let cur = rlimit(p, resource).ok()?;
-    let piece = p.mm.mapped_user_piece(mem, old, RLIMIT_SIZE, true)?;
-    mem.write_bytes(piece.phys, &rlimit_bytes(cur));
+    crate::uaccess::copy_to_mapped_page(&p.mm, mem, old, &rlimit_bytes(cur))?;
     Some(0)
 }
 
