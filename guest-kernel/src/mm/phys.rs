@@ -92,6 +92,15 @@ pub trait PhysMem {
         self.free_words(pa, n, busy) == n
     }
 
+    /// How many of the `n` words from `pa` have any of the `busy` bits set
+    /// (the used entries of a run of page-table entries).
+    /// Implementations may do it faster than `n` reads.
+    fn used_words(&self, pa: u64, n: u64, busy: u64) -> u64 {
+        (0..n)
+            .filter(|&k| self.read_u64(pa + 8 * k) & busy != 0)
+            .count() as u64
+    }
+
     /// Whether trace records of `category` are wanted (see `crate::trace`).
     fn trace_on(&self, _category: u32) -> bool {
         false
