@@ -65,6 +65,10 @@ pub(super) struct Program {
     /// The budgeted figure this workload measures, and the kind of kernel
     /// entry (as [`ring0_detail`] names them) whose median it is.
     budget: Option<(&'static str, Figure)>,
+    /// Step the program once more with [`EXTRA_STRINGS`] more environment
+    /// strings and report what each adds to its `execve` calls (the
+    /// in-guest exec's copy of the strings from user memory).
+    per_string: bool,
 }
 
 /// Where the programs and `vmrun` are.
@@ -107,6 +111,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "anon_1m",
@@ -121,6 +126,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: true,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "anon_3m",
@@ -135,6 +141,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: true,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "anon_4k_fault",
@@ -149,6 +156,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Page4K,
             per_page: false,
             budget: Some(("#PF", Figure::AnonFault)),
+            per_string: false,
         },
         Program {
             row: "file_read",
@@ -163,6 +171,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "file_cow",
@@ -177,6 +186,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "file_cow_4k",
@@ -191,6 +201,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Page4K,
             per_page: false,
             budget: Some(("#PF", Figure::FileCow)),
+            per_string: false,
         },
         Program {
             row: "brk_grow",
@@ -205,6 +216,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: Some(("brk", Figure::BrkStep)),
+            per_string: false,
         },
         Program {
             row: "getpid",
@@ -219,6 +231,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: Some(("getpid", Figure::Getpid)),
+            per_string: false,
         },
         Program {
             row: "clock_gettime",
@@ -233,6 +246,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "file_read_cached",
@@ -247,6 +261,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "file_read_1m",
@@ -261,6 +276,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "open_close",
@@ -275,6 +291,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "fork_exit_wait",
@@ -289,6 +306,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "fork_exec_wait",
@@ -303,6 +321,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: true,
         },
         Program {
             row: "context_switch",
@@ -317,6 +336,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "cow_fault",
@@ -331,6 +351,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "pipe_roundtrip",
@@ -345,6 +366,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: false,
         },
         Program {
             row: "futex_wake",
@@ -359,6 +381,7 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Huge2M,
             per_page: false,
             budget: None,
+            per_string: false,
         },
     ]
 }
@@ -464,6 +487,9 @@ pub(super) fn bench_program(
                     row.ring0 = step_ops.map(|n| format!("{:.0}/{per}", insns as f64 / n as f64));
                 }
                 detail.push_str(&text);
+                if p.per_string {
+                    execve_per_string(p, &path, &profile, map, detail);
+                }
             }
             Err(e) => {
                 let _ = writeln!(detail, "{:<16} single-step failed: {e}", p.row);
@@ -692,6 +718,49 @@ fn where_line(
     }
 }
 
+/// [`EXTRA_STRINGS`] environment strings of the stepped runs that
+/// measure what each string costs an exec.
+fn extra_strings() -> Vec<String> {
+    (0..EXTRA_STRINGS)
+        .map(|i| format!("VMRUN_BENCH_{i:02}=value-{i:02}"))
+        .collect()
+}
+
+/// Workload `p` (stepped as `base`) stepped again with [`EXTRA_STRINGS`]
+/// more environment strings, which its `execve` calls pass on: what each
+/// string adds to the median `execve`.
+fn execve_per_string(
+    p: &Program,
+    path: &Path,
+    base: &StepProfile,
+    map: &KernelMap,
+    detail: &mut String,
+) {
+    let with = step_program_sized(
+        path,
+        &p.step_args,
+        &extra_strings(),
+        p.mem,
+        map,
+        p.fault_size,
+    );
+    let line = match with {
+        Ok(with) => match (
+            window_medians(base).get("execve"),
+            window_medians(&with).get("execve"),
+        ) {
+            (Some(&a), Some(&b)) => format!(
+                "execve with {EXTRA_STRINGS} more environment strings: {b:.0} instructions \
+                 ({a:.0} without), {:.1} per string",
+                (b - a) / EXTRA_STRINGS as f64
+            ),
+            _ => "no execve in the stepped loop".to_string(),
+        },
+        Err(e) => format!("single-step with environment strings failed: {e}"),
+    };
+    let _ = writeln!(detail, "{:<16} {line}", p.row);
+}
+
 /// The exec of `hello_static` stepped again with [`EXTRA_STRINGS`] more
 /// environment strings: what each adds to `base`, the exec without them.
 fn exec_per_string(
@@ -702,10 +771,7 @@ fn exec_per_string(
     figures: &mut Figures,
     shown: Option<usize>,
 ) {
-    let strings: Vec<String> = (0..EXTRA_STRINGS)
-        .map(|i| format!("VMRUN_BENCH_{i:02}=value-{i:02}"))
-        .collect();
-    match step_program(hello, &[], &strings, DEFAULT_MEM, map) {
+    match step_program(hello, &[], &extra_strings(), DEFAULT_MEM, map) {
         Ok(p) => {
             let Some(with) = p.exec_insns else { return };
             let per = with.saturating_sub(base) as f64 / EXTRA_STRINGS as f64;
