@@ -6,9 +6,10 @@
 //! then reached through physical memory. A pointer that would make the
 //! program fault yields EFAULT instead of a kernel fault.
 
-use crate::errno::KResult;
+use crate::errno::{Errno, KResult};
 use crate::mm::phys::PhysMem;
 use crate::mm::space::{check_user_range, Mm, MmEnv};
+use alloc::vec::Vec;
 use vmrun_contract::layout::{PAGE_SIZE, TASK_SIZE};
 
 /// Bytes from `va` to the end of its page, capped at `left`.
@@ -203,6 +204,179 @@ fn copy_from_user_walked<M: PhysMem>(
         done += n;
     }
     Ok(())
+}
+
+/// Reads of many small pieces of user memory, most of them in one page
+/// (an exec's argument strings and their pointer arrays): the page last
+/// read has its physical address kept, so each further piece in it costs
+/// no translation. Reads only: a read never changes a mapping, and nothing
+/// else runs between the pieces of one system call.
+pub struct PageReader {
+    /// The user page last translated (`u64::MAX`: none) and its physical
+    /// address.
+    page: u64,
+    pa: u64,
+}
+
+impl Default for PageReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PageReader {
+    pub const fn new() -> Self {
+        PageReader {
+            page: u64::MAX,
+            pa: 0,
+        }
+    }
+
+    /// The physical address of user `va` for a read, faulted in as a user
+    /// read would be (EFAULT where the program would fault).
+    #[inline(always)]
+    fn pa<M: PhysMem>(&mut self, mm: &mut Mm, env: &mut MmEnv<'_, M>, va: u64) -> KResult<u64> {
+        let page = va & !(PAGE_SIZE - 1);
+        if page != self.page {
+            check_user_range(va, 1)?;
+            self.pa = user_page_quick(mm, env, page, false)?;
+            self.page = page;
+        }
+        Ok(self.pa + (va - page))
+    }
+
+    /// The u64 at user `va` (8-aligned within a page; any other goes as
+    /// [`get_user_u64`]).
+    #[inline]
+    pub fn u64<M: PhysMem>(
+        &mut self,
+        mm: &mut Mm,
+        env: &mut MmEnv<'_, M>,
+        va: u64,
+    ) -> KResult<u64> {
+        if va & 7 != 0 {
+            return get_user_u64(mm, env, va);
+        }
+        let pa = self.pa(mm, env, va)?;
+        Ok(env.mem.read_u64(pa))
+    }
+}
+
+/// Bytes of user memory an array's strings are read in at a time, at
+/// most (never past a page the strings do not reach into).
+const STRINGS_PIECE: usize = 256;
+
+/// Append the NUL-terminated user strings that the pointer array at `va`
+/// lists, up to its NULL pointer and at most `limit` of them, to `block`,
+/// each with its NUL, and their lengths (NUL included) as LE u32s to
+/// `lens`, as Linux's `copy_strings` takes an exec's argv or envp: E2BIG
+/// for a string longer than `max` with its NUL; `each` hears every
+/// string's length and may stop the copy with an error. Returns how many.
+///
+/// Strings are read in pieces of up to [`STRINGS_PIECE`] bytes straight
+/// into `block`, within the page they start in: a piece that holds a
+/// string's NUL often holds the next strings too (a program's argv and
+/// envp lie end to end), and those are then taken where they already
+/// are. Nothing is read past a page the strings do not reach into, so a
+/// read faults exactly where Linux's `strnlen_user` would.
+#[allow(clippy::too_many_arguments)]
+pub fn user_string_array<M: PhysMem>(
+    mm: &mut Mm,
+    env: &mut MmEnv<'_, M>,
+    va: u64,
+    (max, limit): (usize, u64),
+    block: &mut Vec<u8>,
+    lens: &mut Vec<u8>,
+    mut each: impl FnMut(u64) -> KResult<()>,
+) -> KResult<u64> {
+    let (mut array, mut strings) = (PageReader::new(), PageReader::new());
+    // `block[kept..]` holds the user bytes from `next` on, read ahead.
+    let kept = block.len();
+    let mut next = u64::MAX;
+    let mut taken = kept;
+    let r = (|| {
+        for i in 0..limit {
+            let p = array.u64(mm, env, va + 8 * i)?;
+            if p == 0 {
+                return Ok(i);
+            }
+            if p != next {
+                // Not where the last one ended: read from here.
+                block.truncate(taken);
+                next = p;
+            }
+            let start = taken;
+            let mut scanned = taken;
+            let len = loop {
+                if let Some(z) = find_nul(&block[scanned..]) {
+                    break scanned + z + 1 - start;
+                }
+                scanned = block.len();
+                if scanned - start >= max {
+                    return Err(Errno::E2BIG);
+                }
+                // Read on: from the first byte not read yet, to the end of
+                // its page at most.
+                let at = next + (scanned - start) as u64;
+                let n = chunk(at, STRINGS_PIECE);
+                let pa = strings.pa(mm, env, at)?;
+                block.resize(scanned + n, 0);
+                env.mem.read_bytes(pa, &mut block[scanned..]);
+            };
+            if len > max {
+                return Err(Errno::E2BIG);
+            }
+            taken = start + len;
+            next += len as u64;
+            lens.extend_from_slice(&(len as u32).to_le_bytes());
+            each(len as u64)?;
+        }
+        Ok(limit)
+    })();
+    block.truncate(taken);
+    r
+}
+
+/// The position of the first NUL byte in `bytes`, found eight bytes at a
+/// time as [`first_nul`] finds it.
+#[inline(always)]
+fn find_nul(bytes: &[u8]) -> Option<usize> {
+    let (words, rest) = bytes.as_chunks::<8>();
+    for (i, w) in words.iter().enumerate() {
+        let x = u64::from_le_bytes(*w);
+        let zeros = x.wrapping_sub(NUL_LOW) & !x & NUL_HIGH;
+        if zeros != 0 {
+            return Some(i * 8 + zeros.trailing_zeros() as usize / 8);
+        }
+    }
+    let z = rest.iter().position(|&b| b == 0)?;
+    Some(words.len() * 8 + z)
+}
+
+/// A one in each byte, and each byte's high bit: the zero-byte test.
+const NUL_LOW: u64 = 0x0101_0101_0101_0101;
+const NUL_HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The position of the first NUL byte in `piece`, found eight bytes at a
+/// time (a byte loop costs four instructions per byte of a string).
+#[inline(always)]
+pub fn first_nul(piece: &[u8; 64]) -> Option<usize> {
+    if piece[0] == 0 {
+        // An empty string (`fstatat(fd, "", AT_EMPTY_PATH)`, glibc's fstat).
+        return Some(0);
+    }
+    for (i, word) in piece.chunks_exact(8).enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w);
+        // The high bit of each zero byte, and possibly of bytes above the
+        // first zero one (borrows): the lowest bit set is exact.
+        let zeros = x.wrapping_sub(NUL_LOW) & !x & NUL_HIGH;
+        if zeros != 0 {
+            return Some(i * 8 + zeros.trailing_zeros() as usize / 8);
+        }
+    }
+    None
 }
 
 /// Read a user u64 at `va`.

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use crate::errno::{Errno, KResult};
 use crate::mm::phys::PhysMem;
 use crate::mm::space::{Mm, MmEnv};
-use crate::uaccess::copy_from_user;
+use crate::uaccess::{copy_from_user, first_nul};
 use vmrun_contract::fs::PATH_MAX;
 use vmrun_contract::layout::PAGE_SIZE;
 
@@ -79,30 +79,6 @@ pub fn user_string<M: PhysMem>(
         }
         cur += n as u64;
     }
-}
-
-/// The position of the first NUL byte in `chunk`, found eight bytes at a
-/// time (a byte loop costs four instructions per byte of a path).
-#[inline(always)]
-fn first_nul(chunk: &[u8; 64]) -> Option<usize> {
-    const LOW: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    if chunk[0] == 0 {
-        // An empty string (`fstatat(fd, "", AT_EMPTY_PATH)`, glibc's fstat).
-        return Some(0);
-    }
-    for (i, word) in chunk.chunks_exact(8).enumerate() {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        let x = u64::from_le_bytes(w);
-        // The high bit of each zero byte, and possibly of bytes above the
-        // first zero one (borrows): the lowest bit set is exact.
-        let zeros = x.wrapping_sub(LOW) & !x & HIGH;
-        if zeros != 0 {
-            return Some(i * 8 + zeros.trailing_zeros() as usize / 8);
-        }
-    }
-    None
 }
 
 /// Where a path leads, as far as the kernel can tell without the host.

@@ -31,7 +31,7 @@ use crate::mm::paging::KernelHalf;
 use crate::mm::phys::PhysMem;
 use crate::process::exec::{load_elf_binary, EntryState};
 use crate::trace::{self, category, kind};
-use crate::uaccess::get_user_u64;
+use crate::uaccess::user_string_array;
 use vmrun_contract::layout::PAGE_SIZE;
 use vmrun_contract::trace::exec_phase;
 
@@ -39,6 +39,14 @@ type Cx<'p, 'e, 'a, M, H> = Ctx<'p, 'e, 'a, M, H>;
 
 /// Most argument plus environment strings (Linux's MAX_ARG_STRINGS).
 const MAX_ARG_STRINGS: u64 = 0x7fff_ffff;
+
+/// The argument block's first allocation: the kernel heap's largest
+/// small block, which holds a shell's usual environment, so that most
+/// execs never grow it.
+const ARGS_BLOCK: usize = 2048;
+
+/// The length table's first allocation: 128 strings.
+const ARGS_LENS: usize = 512;
 
 /// One image to load: its page-cache inode, plan, and the open file that
 /// keeps the inode's host handle (None for the boot image).
@@ -105,14 +113,29 @@ impl ExecPlan {
     }
 }
 
-/// The argument strings of an exec in the making.
+/// The argument strings of an exec in the making, as the stack takes
+/// them: the exec file name, argv and envp strings, each NUL-terminated,
+/// end to end in one block, and their lengths.
 pub struct Args {
+    /// The strings.
+    pub block: Vec<u8>,
+    /// Their lengths (NUL included), one LE u32 each.
+    pub lens: Vec<u8>,
+    /// argv count.
+    pub argc: u32,
+    /// envp count.
+    pub envc: u32,
+}
+
+/// The argument strings one by one (a `#!` script's, whose argv the
+/// interpreter's line changes).
+struct Strings {
     /// The file name as given (`AT_EXECFN`).
-    pub execfn: Vec<u8>,
+    execfn: Vec<u8>,
     /// argv.
-    pub argv: Vec<Vec<u8>>,
+    argv: Vec<Vec<u8>>,
     /// envp.
-    pub envp: Vec<Vec<u8>>,
+    envp: Vec<Vec<u8>>,
 }
 
 /// Why an exec failed before its point of no return: the errno, and for
@@ -156,8 +179,8 @@ pub struct BootArgs {
     pub image: &'static [u8],
 }
 
-impl Args {
-    fn block(&self) -> (Vec<u8>, Vec<u8>) {
+impl Strings {
+    fn into_args(self) -> Args {
         let all = core::iter::once(&self.execfn)
             .chain(self.argv.iter())
             .chain(self.envp.iter());
@@ -168,51 +191,54 @@ impl Args {
             block.push(0);
             lens.extend_from_slice(&(s.len() as u32 + 1).to_le_bytes());
         }
-        (block, lens)
+        Args {
+            block,
+            lens,
+            argc: self.argv.len() as u32,
+            envc: self.envp.len() as u32,
+        }
     }
 }
 
-/// Split an argument block back into strings (the boot program, when it
-/// turns out to be a script).
-fn split_block(block: &[u8], argc: u32) -> Args {
+/// Split an argument block back into strings (a script's).
+fn split_block(block: &[u8], argc: u32) -> Strings {
     let mut it = block.split(|&b| b == 0).map(<[u8]>::to_vec);
     let execfn = it.next().unwrap_or_default();
     let mut rest: Vec<Vec<u8>> = it.collect();
     rest.pop(); // after the last NUL
     let envp = rest.split_off((argc as usize).min(rest.len()));
-    Args {
+    Strings {
         execfn,
         argv: rest,
         envp,
     }
 }
 
-/// The NUL-terminated strings of the user pointer array at `va`.
+/// Append the NUL-terminated strings of the user pointer array at `va`
+/// (none if `va` is 0) to `args`' block and lengths, as Linux's
+/// `copy_strings` takes them: E2BIG for a string longer than
+/// [`MAX_ARG_STRLEN`] or when `total` (each string with its NUL and
+/// pointer) passes [`ARG_LIMIT`](crate::exec::stack::ARG_LIMIT). Returns
+/// how many.
 fn user_strings<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     va: u64,
+    args: &mut Args,
     total: &mut u64,
-) -> KResult<Vec<Vec<u8>>> {
-    let mut v = Vec::new();
+) -> KResult<u32> {
     if va == 0 {
-        return Ok(v);
+        return Ok(0);
     }
-    for i in 0..MAX_ARG_STRINGS {
-        let p = get_user_u64(&mut cx.p.mm, cx.env, va + 8 * i)?;
-        if p == 0 {
-            break;
+    let limits = (MAX_ARG_STRLEN as usize, MAX_ARG_STRINGS);
+    let (block, lens) = (&mut args.block, &mut args.lens);
+    let n = user_string_array(&mut cx.p.mm, cx.env, va, limits, block, lens, |len| {
+        *total += len + 8;
+        match *total > crate::exec::stack::ARG_LIMIT {
+            true => Err(Errno::E2BIG),
+            false => Ok(()),
         }
-        let s = match path::user_string(&mut cx.p.mm, cx.env, p, MAX_ARG_STRLEN as usize) {
-            Err(Errno::ENAMETOOLONG) => return Err(Errno::E2BIG),
-            r => r?,
-        };
-        *total += s.len() as u64 + 1 + 8;
-        if *total > crate::exec::stack::ARG_LIMIT {
-            return Err(Errno::E2BIG);
-        }
-        v.push(s);
-    }
-    Ok(v)
+    })?;
+    Ok(n as u32)
 }
 
 /// Bytes `[off, off + buf.len())` of page-cache inode `id`.
@@ -483,16 +509,17 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         }
         // `#!`: run the interpreter with the script's path.
         let a = match (args.take(), boot_args.take()) {
-            (Some(a), _) => a,
+            (Some(a), _) => split_block(&a.block, a.argc),
             (None, Some(b)) => split_block(b.block, b.argc),
             (None, None) => return Err(Errno::EINVAL.into()),
         };
         let argv = script::interpreter_argv(&sb, &filename, &a.argv);
-        args = Some(Args {
+        let strings = Strings {
             execfn: a.execfn,
             argv,
             envp: a.envp,
-        });
+        };
+        args = Some(strings.into_args());
         let abs = absolute(cx, files::AT_FDCWD as u64, &sb.interp)?;
         let f = open_exec(cx, abs, false)
             .map_err(|e| interp_error(e, b"bad interpreter ", &sb.interp))?;
@@ -561,10 +588,9 @@ fn finish<M: PhysMem, H: HostIo>(
     }
     let lens = match (args, boot_args) {
         (Some(a), _) => {
-            (out.argc, out.envc) = (a.argv.len() as u32, a.envp.len() as u32);
-            let (b, l) = a.block();
-            out.args = Cow::Owned(b);
-            Cow::Owned(l)
+            (out.argc, out.envc) = (a.argc, a.envc);
+            out.args = Cow::Owned(a.block);
+            Cow::Owned(a.lens)
         }
         (None, Some(b)) => {
             (out.argc, out.envc) = (b.argc, b.envc);
@@ -605,29 +631,42 @@ pub fn execveat<M: PhysMem, H: HostIo>(
         return Err(Errno::EINVAL.into());
     }
     let p = path::user_string(&mut cx.p.mm, cx.env, upath, vmrun_contract::fs::PATH_MAX)?;
+    let empty = p.is_empty();
+    // The exec file name heads the block: the path as given, or the
+    // /dev/fd name an empty one with AT_EMPTY_PATH stands for.
+    let execfn = match empty {
+        true => {
+            let mut name = b"/dev/fd/".to_vec();
+            name.extend_from_slice(&crate::fs::proc::dec(dirfd));
+            name
+        }
+        false => p,
+    };
+    let mut args = Args {
+        block: Vec::with_capacity(ARGS_BLOCK),
+        lens: Vec::with_capacity(ARGS_LENS),
+        argc: 0,
+        envc: 0,
+    };
+    args.block.extend_from_slice(&execfn);
+    args.block.push(0);
+    let execfn_len = execfn.len() as u32 + 1;
+    args.lens.extend_from_slice(&execfn_len.to_le_bytes());
     let mut total = 0;
-    let argv = user_strings(cx, uargv, &mut total)?;
-    let envp = user_strings(cx, uenvp, &mut total)?;
-    let (file, execfn) = if p.is_empty() {
+    args.argc = user_strings(cx, uargv, &mut args, &mut total)?;
+    args.envc = user_strings(cx, uenvp, &mut args, &mut total)?;
+    let file = if empty {
         if flags & AT_EMPTY_PATH == 0 {
             return Err(Errno::ENOENT.into());
         }
         let f = cx.p.fds.file(dirfd)?;
-        let mut name = b"/dev/fd/".to_vec();
-        name.extend_from_slice(&crate::fs::proc::dec(dirfd));
         exec_inode(cx, &f)?;
-        (f, name)
+        f
     } else {
-        let abs = absolute(cx, dirfd, &p)?;
-        let f = open_exec(cx, abs, flags & AT_SYMLINK_NOFOLLOW != 0)?;
-        (f, p)
+        let abs = absolute(cx, dirfd, &execfn)?;
+        open_exec(cx, abs, flags & AT_SYMLINK_NOFOLLOW != 0)?
     };
     let (id, _) = exec_inode(cx, &file)?;
-    let args = Args {
-        execfn: execfn.clone(),
-        argv,
-        envp,
-    };
     prepare(
         cx,
         id,

@@ -1226,3 +1226,85 @@ fn proc_maps_too_large_for_the_kernel_heap_is_enomem_at_open() {
         Errno::ENOMEM.to_ret()
     );
 }
+
+impl World {
+    /// `user_string_array` of the pointer array at `va` (strings of at
+    /// most `max` bytes with the NUL): the block and the lengths, or the
+    /// error.
+    fn strings(&mut self, va: u64, max: usize) -> KResult<(Vec<u8>, Vec<u32>)> {
+        let mut env = MmEnv {
+            mem: &mut self.mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        let (mut block, mut lens) = (b"head\0".to_vec(), Vec::new());
+        let limits = (max, 1000);
+        let n = crate::uaccess::user_string_array(
+            &mut self.p.mm,
+            &mut env,
+            va,
+            limits,
+            &mut block,
+            &mut lens,
+            |_| Ok(()),
+        )?;
+        let lens: Vec<u32> = lens
+            .chunks_exact(4)
+            .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]))
+            .collect();
+        assert_eq!(n as usize, lens.len());
+        Ok((block, lens))
+    }
+}
+
+#[test]
+fn string_arrays_are_read_as_exec_copies_them() {
+    let mut w = World::new();
+    let (buf, ptrs) = (w.buf, w.buf + 0x3e00);
+    // End to end (read ahead and taken where they lie), one far apart,
+    // an empty one, one across a page end, and one ending on the last
+    // byte of the mapping (nothing past it may be read).
+    let long: Vec<u8> = (0..300).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut at = Vec::new();
+    let mut put = |w: &mut World, va: u64, s: &[u8]| {
+        let mut b = s.to_vec();
+        b.push(0);
+        w.poke(va, &b);
+        at.push(va);
+    };
+    put(&mut w, buf + 0x10, b"PATH=/usr/bin:/bin");
+    put(&mut w, buf + 0x10 + 19, b"HOME=/root");
+    put(&mut w, buf + 0x10 + 30, b"");
+    put(&mut w, buf + 0x800, b"TERM=dumb");
+    put(&mut w, buf + 0x1000 - 100, &long);
+    put(&mut w, buf + 0x4000 - 6, b"LAST=");
+    let mut table: Vec<u8> = at.iter().flat_map(|p| p.to_le_bytes()).collect();
+    table.extend_from_slice(&0u64.to_le_bytes());
+    w.poke(ptrs, &table);
+    let (block, lens) = w.strings(ptrs, 1000).unwrap();
+    let mut want = b"head\0PATH=/usr/bin:/bin\0HOME=/root\0\0TERM=dumb\0".to_vec();
+    want.extend_from_slice(&long);
+    want.extend_from_slice(b"\0LAST=\0");
+    assert_eq!(block, want);
+    assert_eq!(lens, [19, 11, 1, 10, 301, 6]);
+    // A string longer than the limit, with its NUL, is E2BIG; one as long
+    // is taken.
+    assert_eq!(w.strings(ptrs, 300).map(|_| ()), Err(Errno::E2BIG));
+    assert!(w.strings(ptrs, 301).is_ok());
+    // A pointer or an array outside the mappings is EFAULT.
+    w.poke(ptrs + 8, &0x10u64.to_le_bytes());
+    assert_eq!(w.strings(ptrs, 1000).map(|_| ()), Err(Errno::EFAULT));
+    assert_eq!(
+        w.strings(buf + 0x4000 - 8, 1000).map(|_| ()),
+        Err(Errno::EFAULT)
+    );
+    // An array not 8-aligned is read as well.
+    let odd = buf + 0x2001;
+    let mut table: Vec<u8> = at[..2].iter().flat_map(|p| p.to_le_bytes()).collect();
+    table.extend_from_slice(&0u64.to_le_bytes());
+    w.poke(odd, &table);
+    let (block, lens) = w.strings(odd, 1000).unwrap();
+    assert_eq!(block, b"head\0PATH=/usr/bin:/bin\0HOME=/root\0".to_vec());
+    assert_eq!(lens, [19, 11]);
+}
