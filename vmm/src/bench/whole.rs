@@ -6,7 +6,7 @@
 
 use super::kernel_map::KernelMap;
 use super::output::parse_output;
-use super::report::Row;
+use super::report::{entry_kinds, top_functions, Row};
 use super::runner::{run_guest, run_native, step_program};
 use super::stats::{cycles_to_us, summarize};
 use super::trace::syscall_spans;
@@ -159,31 +159,59 @@ pub(super) fn cold_start_qemu_note(program: &Path, runs: u64, guest_median: Opti
     qemu_note(guest_median, times.ok())
 }
 
-/// The whole-program rows: `busybox true` cold start and `busybox
-/// sha256sum` of a pipe; each an `Err((row, why))` if it failed.
+/// Runs of `busybox true` the `sh_spawn` row's shell loop makes: 20, 5
+/// with `--quick`.
+fn sh_spawns(o: &Options) -> u64 {
+    if o.samples <= 64 {
+        5
+    } else {
+        20
+    }
+}
+
+/// `busybox sh -c` of a loop running `/bin/busybox true` `n` times: a
+/// shell script's fork, exec, exit and wait, `n` times over.
+fn sh_spawn_args(n: u64) -> Vec<String> {
+    let script = format!("i=0; while [ $i -lt {n} ]; do /bin/busybox true; i=$((i+1)); done");
+    vec!["sh".into(), "-c".into(), script]
+}
+
+/// The whole-program rows: `busybox true` cold start, `busybox
+/// sha256sum` of a pipe and a `busybox sh` loop of spawns; each an
+/// `Err((row, why))` if it failed.
 pub(super) fn bench_whole_programs(
     o: &Options,
     vmrun: Option<&Path>,
 ) -> Vec<Result<Row, (&'static str, String)>> {
-    let rows: [(&'static str, &[&str], u64, String); 2] = [
+    let rows: [(&'static str, Vec<String>, u64, String); 3] = [
         (
             "cold_busybox",
-            &["true"],
+            vec!["true".into()],
             0,
             "whole `vmrun /bin/busybox true` process vs native run".into(),
         ),
         (
             "sha256_pipe",
-            &["sha256sum"],
+            vec!["sha256sum".into()],
             sha256_bytes(o),
             format!(
                 "busybox sha256sum of {} MB from a pipe, 4 KiB per read",
                 sha256_bytes(o) / 1_000_000
             ),
         ),
+        (
+            "sh_spawn",
+            sh_spawn_args(sh_spawns(o)),
+            0,
+            format!(
+                "busybox sh running /bin/busybox true {} times (fork, exec, exit, wait)",
+                sh_spawns(o)
+            ),
+        ),
     ];
     let busybox = Path::new(BUSYBOX);
     rows.into_iter()
+        .filter(|(name, ..)| o.runs_row(name))
         .map(|(name, args, input, note)| {
             let vmrun = vmrun.ok_or((
                 name,
@@ -200,9 +228,48 @@ pub(super) fn bench_whole_programs(
             }
             // The 100 MB pipe takes some 15 s under vmrun: one run.
             let runs = if input > 10_000_000 { 1 } else { o.runs.min(5) };
-            whole_row(vmrun, name, runs, busybox, args, input, &note).map_err(|e| (name, e))
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            whole_row(vmrun, name, runs, busybox, &args, input, &note).map_err(|e| (name, e))
         })
         .collect()
+}
+
+/// The `sh_spawn` loop single-stepped with two runs of `busybox true`
+/// and with four: the ring-0 instructions one more run costs (every
+/// kernel entry of every process from the shell's exec to its exit), and
+/// by kind of entry, those of the four-run loop.
+pub(super) fn sh_spawn_ring0(map: &KernelMap, functions: Option<usize>, detail: &mut String) {
+    let busybox = Path::new(BUSYBOX);
+    if !busybox.is_file() {
+        return;
+    }
+    let total = |p: &super::step::StepProfile| p.entries.iter().map(|e| e.insns).sum::<u64>();
+    let two = step_program(busybox, &sh_spawn_args(2), &[], DEFAULT_MEM, map);
+    let four = step_program(busybox, &sh_spawn_args(4), &[], DEFAULT_MEM, map);
+    let (two, four) = match (two, four) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = writeln!(detail, "{:<16} single-step failed: {e}", "sh_spawn");
+            return;
+        }
+    };
+    let per = total(&four).saturating_sub(total(&two)) as f64 / 2.0;
+    let _ = writeln!(
+        detail,
+        "{:<16} stepped `busybox sh -c` loops of 2 and 4 runs of `busybox true`: {per:.0} \
+         instructions per run (every process's kernel entries); the 4-run loop: {}",
+        "sh_spawn",
+        entry_kinds(&four.entries).join(", ")
+    );
+    let mut by_fn = std::collections::BTreeMap::new();
+    for f in &four.entry_functions {
+        for (name, n) in f {
+            *by_fn.entry(name.clone()).or_insert(0u64) += n;
+        }
+    }
+    if let Some(top) = top_functions(&by_fn, total(&four), (functions, 8)) {
+        let _ = writeln!(detail, "{:<16}   where: {top}", "");
+    }
 }
 
 /// getpid and one-byte writes to stderr, many in a row (`bench_syscall
