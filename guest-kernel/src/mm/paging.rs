@@ -406,6 +406,30 @@ fn next_used<M: PhysMem>(mem: &M, table: u64, k: u64, last: u64) -> (u64, u64) {
     }
 }
 
+/// The spans of entry indices of a table at `level` mapping from `base`
+/// that `ranges` (sorted by start) cover, in order, with whether each
+/// range's leaves are released; an entry two ranges share is in the first
+/// one's span only (a later span may then be empty: first past last).
+fn spans(
+    ranges: &[(u64, u64, bool)],
+    level: u32,
+    base: u64,
+) -> impl Iterator<Item = (u64, u64, bool)> + '_ {
+    let top = base + span(level) * ENTRIES;
+    let mut next = 0;
+    ranges
+        .iter()
+        .skip_while(move |&&(_, e, _)| e <= base)
+        .take_while(move |&&(s, _, _)| s < top)
+        .filter(move |&&(_, e, _)| e > base)
+        .map(move |&(s, e, release)| {
+            let first = index(s.max(base), level).max(next);
+            let last = index(e.min(top) - 1, level);
+            next = next.max(last + 1);
+            (first, last, release)
+        })
+}
+
 fn is_leaf(e: u64, level: u32) -> bool {
     level == 1 || e & pte::PS != 0
 }
@@ -1644,23 +1668,19 @@ impl PageTable {
         M: PhysMem,
         F: FnMut(&mut M, &mut FrameAllocator, Leaf),
     {
-        let top = base + span(level) * ENTRIES;
         let mut seen = 0;
-        // The next entry not read yet: ranges may share an entry.
-        let mut next = 0;
-        for &(s, e, release) in ranges {
-            if e <= base || seen >= used_entries {
+        // Entries under ranges whose leaves are only counted (the page
+        // cache's), not counted yet, and entries under any range.
+        let (mut uncounted, mut covered) = (0, 0);
+        for (first, last, release) in spans(ranges, level, base) {
+            if seen >= used_entries || first > last {
                 continue;
             }
-            if s >= top {
-                break;
-            }
-            let first = index(s.max(base), level).max(next);
-            let last = index(e.min(top) - 1, level);
+            covered += last + 1 - first;
             if level == 1 && !release && !free.traced {
-                // Leaves nothing is done for (the page cache's): counted.
-                let n = last + 1 - first;
-                seen += free.mem.used_words(table + first * 8, n, USED);
+                // Leaves nothing is done for: counted below, or not at
+                // all if reading the entries under no range costs less.
+                uncounted += last + 1 - first;
             } else if level == 1 && !free.traced {
                 // 4 KiB leaves to release, handed over as they are read.
                 let mut k = first;
@@ -1691,25 +1711,73 @@ impl PageTable {
                     k += 1;
                 }
             }
-            next = next.max(last + 1);
         }
-        if seen < used_entries {
-            // A used entry under no range: read the rest, each entry once.
-            let covered = |k: u64| {
-                let (lo, hi) = (base + k * span(level), base + (k + 1) * span(level));
-                ranges.iter().any(|&(s, e, _)| s < hi && lo < e)
-            };
-            for k in (0..ENTRIES).filter(|&k| !covered(k)) {
-                if seen >= used_entries {
-                    break;
+        if uncounted > 0 && ENTRIES - covered < uncounted {
+            // Fewer entries under no range than leaves to count (a table
+            // of program text, its areas end to end): those are read
+            // instead, the free runs eight to a test.
+            self.free_uncovered(free, (table, level, base), ranges);
+        } else {
+            if uncounted > 0 {
+                for (first, last, release) in spans(ranges, level, base) {
+                    if !release && first <= last {
+                        let n = last + 1 - first;
+                        seen += free.mem.used_words(table + first * 8, n, USED);
+                    }
                 }
-                let all = [(0, USER_HALF_END, true)];
-                seen += self.free_entry(free, table, level, base, k, &all);
+            }
+            if seen < used_entries {
+                self.free_uncovered(free, (table, level, base), ranges);
             }
         }
         free.frames.free(free.mem, table);
         self.tables -= 1;
         trace_table(free.mem, kind::PT_FREE, level, base, table);
+    }
+
+    /// Free the used entries of `table` (at `level`, mapping from
+    /// `base`) under none of `ranges` (sorted), each as under a range
+    /// that releases everything: what no area covers is found all the
+    /// same (a leak otherwise). The free runs are skipped eight entries to
+    /// a test.
+    fn free_uncovered<M, F>(
+        &mut self,
+        free: &mut Freeing<'_, M, F>,
+        (table, level, base): (u64, u32, u64),
+        ranges: &[(u64, u64, bool)],
+    ) where
+        M: PhysMem,
+        F: FnMut(&mut M, &mut FrameAllocator, Leaf),
+    {
+        let mut from = 0;
+        for (first, last, _) in spans(ranges, level, base) {
+            self.free_run(free, (table, level, base), (from, first));
+            from = from.max(last + 1);
+        }
+        self.free_run(free, (table, level, base), (from, ENTRIES));
+    }
+
+    /// Free the used entries `[lo, hi)` of `table` (at `level`, mapping
+    /// from `base`) as under a range that releases everything.
+    fn free_run<M, F>(
+        &mut self,
+        free: &mut Freeing<'_, M, F>,
+        (table, level, base): (u64, u32, u64),
+        (lo, hi): (u64, u64),
+    ) where
+        M: PhysMem,
+        F: FnMut(&mut M, &mut FrameAllocator, Leaf),
+    {
+        let all = [(0, USER_HALF_END, true)];
+        let mut k = lo;
+        while k < hi {
+            (k, _) = next_used(free.mem, table, k, hi - 1);
+            if k >= hi {
+                break;
+            }
+            self.free_entry(free, table, level, base, k, &all);
+            k += 1;
+        }
     }
 
     /// Entry `k` of `table` (at `level`, mapping from `base`): its leaf to
@@ -3570,6 +3638,41 @@ mod tests {
             want_len(&ranges, &vas)
         );
         assert_eq!(mem.used_words(table + 10 * 8, 7, USED), 0);
+    }
+
+    #[test]
+    fn leaves_under_no_range_are_freed_whether_counted_or_read() {
+        // Page-cache leaves are only counted; a used entry under no range
+        // is freed all the same, found by reading the entries under no
+        // range (fewer than the counted ones) or after the count.
+        let region = 0x60_0000;
+        let page = |k: u64| region + k * PAGE_SIZE;
+        let cases = [
+            // Areas end to end but for a 20-page hole holding a leaf.
+            vec![(page(0), page(290), false), (page(310), page(512), false)],
+            // A small area: the rest of the table is read after the count.
+            vec![(page(0), page(3), false)],
+        ];
+        for areas in cases {
+            let (mut mem, mut fa, mut pt) = setup();
+            let base = fa.in_use();
+            populate(
+                &mut mem,
+                &mut fa,
+                &mut pt,
+                &[page(0), page(1), page(300), page(311)],
+            );
+            let mut released = Vec::new();
+            pt.free_user_half(&mut mem, &mut fa, areas.clone(), |m, fr, l| {
+                released.push(l.va);
+                fr.free(m, l.frame);
+            });
+            assert!(released.contains(&page(300)), "{areas:x?}: {released:x?}");
+            assert_eq!(pt.table_pages(), 1, "only the PML4 is left");
+            // The counted leaves stay allocated (the caller's page cache).
+            let counted = 4 - released.len() as u64;
+            assert_eq!(fa.in_use(), base + counted);
+        }
     }
 
     /// How many of `vas` lie in `ranges`.
