@@ -318,12 +318,15 @@ pub(crate) fn release_frame<M: PhysMem>(
     pa: u64,
     size: PageSize,
 ) -> u64 {
+    // Another address space still maps it (copy-on-write after fork):
+    // asked first, as most frames an exec or exit after a fork releases
+    // are such. Only private frames are ever shared, never page-cache
+    // ones, whose count stays 0.
+    if frames.unshare(pa) {
+        return size.frames();
+    }
     if frames.is_cache(mem, pa) {
         return 0;
-    }
-    if frames.unshare(pa) {
-        // Another address space still maps it (copy-on-write after fork).
-        return size.frames();
     }
     let freed = match size {
         PageSize::Size4K => frames.free(mem, pa),
