@@ -5,7 +5,7 @@
 mod common;
 
 /// The first column of every row of the results table.
-const WORKLOADS: [&str; 28] = [
+const WORKLOADS: [&str; 29] = [
     "anon_touch",
     "anon_total",
     "anon_1m",
@@ -32,6 +32,7 @@ const WORKLOADS: [&str; 28] = [
     "cold_start_dyn",
     "cold_busybox",
     "sha256_pipe",
+    "sh_spawn",
     "getpid_10k",
     "write_10k",
 ];
@@ -103,6 +104,15 @@ fn bench_prints_every_workload_line() {
     for path in BUDGETED_PATHS {
         let row = text.lines().find(|l| l.starts_with(path)).unwrap();
         assert!(!row.ends_with("not measured"), "stepping measures {row}");
+    }
+    // What an extra environment string costs the in-guest execve, and a
+    // shell's spawn of busybox (with busybox-static installed).
+    assert!(
+        text.contains("execve with 64 more environment strings"),
+        "{text}"
+    );
+    if std::path::Path::new("/bin/busybox").is_file() {
+        assert!(text.contains("instructions per run"), "{text}");
     }
     for path in ["#PF", "getpid", "brk", "pread64", "openat"] {
         assert!(
