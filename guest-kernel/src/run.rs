@@ -1668,6 +1668,29 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         }),
         R::Mprotect => short_mprotect(k, f, mem),
         R::Write => short_write(k, f, mem),
+        R::Read => short_read(k, f, mem),
+    }
+}
+
+/// read of the host's stdio on [`short_call`]'s path (out of line, as
+/// [`short_brk`]): the read done and its answer returned
+/// (`syscall::read_short`); an error the full path acts on is acted on as
+/// [`full_call`] would; any other read, untouched, takes the full path.
+#[inline(never)]
+extern "C" fn short_read(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    match syscall::read_short(p, mem, &mut k.host, [f.rdi, f.rsi, f.rdx]) {
+        Some(Ok(v)) => {
+            short_return(f, v);
+            true
+        }
+        Some(Err(e)) => serve_in_full(k, f, mem, |_, _| syscall::result_action(Err(e))),
+        None => full_call(k, f, mem),
     }
 }
 

@@ -1168,6 +1168,42 @@ pub fn write_stdio<M: PhysMem, H: HostIo>(
     Some(host_ret(r).map(|n| n as i64))
 }
 
+/// [`read`] of the host's stdio (a readable [`Node::Stdio`] at `fd`) into
+/// a user buffer in one page or two, each mapped writable where a last
+/// page table finds it ([`Mm::mapped_user_piece`]): the host reads into
+/// the same memory as the full path's pieces. None, with nothing done,
+/// for any other read (a bad fd included, which [`read`] then reports).
+/// The syscall stub's short path serves a call with it: a program reading
+/// a pipe or a file on vmrun's stdin makes one such call per buffer.
+#[inline(always)]
+pub fn read_stdio<M: PhysMem, H: HostIo>(
+    p: &Process,
+    mem: &M,
+    host: &mut H,
+    fd: u64,
+    buf: u64,
+    count: u64,
+) -> Option<KResult<i64>> {
+    let k = {
+        let b = p.fds.get(fd).ok()?.file.borrow();
+        match b.node {
+            Node::Stdio(k) if b.readable() => u64::from(k),
+            _ => return None,
+        }
+    };
+    let len = count.min(MAX_RW_COUNT);
+    let head_len = len.min(PAGE_SIZE - (buf & (PAGE_SIZE - 1)));
+    let head = p.mm.mapped_user_piece(mem, buf, head_len, true)?;
+    let r = if head_len == len {
+        host.read(k, &[head])
+    } else {
+        let tail =
+            p.mm.mapped_user_piece(mem, buf + head_len, len - head_len, true)?;
+        host.read(k, &[head, tail])
+    };
+    Some(host_ret(r).map(|n| n as i64))
+}
+
 /// pread64(fd, buf, count, offset)
 pub fn pread64<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,

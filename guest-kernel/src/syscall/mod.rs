@@ -530,6 +530,28 @@ pub fn write_short<M: PhysMem, H: HostIo>(
     })
 }
 
+/// read on the syscall stub's short path: a read of the host's stdio
+/// into a buffer mapped as it needs (`files::read_stdio`); its result,
+/// or, for an error the full path acts on (ERESTARTSYS), the error to act
+/// on; None, with nothing done, for any other read.
+#[inline(always)]
+pub fn read_short<M: PhysMem, H: HostIo>(
+    p: &Process,
+    mem: &M,
+    host: &mut H,
+    a: [u64; 3],
+) -> Option<Result<i64, Errno>> {
+    Some(match files::read_stdio(p, mem, host, a[0], a[1], a[2])? {
+        Err(e @ Errno::ERESTARTSYS) => Err(e),
+        r => Ok(r.unwrap_or_else(|e| e.to_ret())),
+    })
+}
+
+/// The action of a call's result `r` as the full path takes it.
+pub fn result_action(r: Result<i64, Errno>) -> Action {
+    ret(r)
+}
+
 /// Where the syscall stub's short path (`run::short_call`) sends a call,
 /// read from one table ([`short_route`]) so that every call, the ones the
 /// full path serves too, is sorted by one load and one jump instead of a
@@ -579,6 +601,8 @@ pub enum ShortRoute {
     Mprotect,
     /// write ([`write_short`]).
     Write,
+    /// read ([`read_short`]).
+    Read,
 }
 
 /// The calls [`short_route`]'s table covers; every call above is
@@ -611,6 +635,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::NEWFSTATAT as usize] = ShortRoute::Newfstatat;
     t[nr::MPROTECT as usize] = ShortRoute::Mprotect;
     t[nr::WRITE as usize] = ShortRoute::Write;
+    t[nr::READ as usize] = ShortRoute::Read;
     t
 };
 

@@ -14,6 +14,8 @@ use crate::uaccess::{copy_from_user, copy_to_user};
 #[derive(Default)]
 struct FakeHost {
     written: Vec<(u64, Vec<u8>)>,
+    /// The fd and the pieces of each read.
+    reads: Vec<(u64, Vec<IoVec>)>,
     mem_snapshot: Vec<IoVec>,
     random_pieces: Vec<IoVec>,
     slept: Vec<u64>,
@@ -25,7 +27,8 @@ impl HostIo for FakeHost {
         self.written.push((fd, vec![]));
         iov.iter().map(|v| v.len as i64).sum()
     }
-    fn read(&mut self, _fd: u64, iov: &[IoVec]) -> i64 {
+    fn read(&mut self, fd: u64, iov: &[IoVec]) -> i64 {
+        self.reads.push((fd, iov.to_vec()));
         iov.iter().map(|v| v.len as i64).sum()
     }
     fn random(&mut self, iov: &[IoVec]) -> i64 {
@@ -1195,6 +1198,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::NEWFSTATAT, R::Newfstatat),
         (nr::MPROTECT, R::Mprotect),
         (nr::WRITE, R::Write),
+        (nr::READ, R::Read),
     ];
     for n in 0..1024 {
         let want = routes
@@ -1307,4 +1311,59 @@ fn string_arrays_are_read_as_exec_copies_them() {
     let (block, lens) = w.strings(odd, 1000).unwrap();
     assert_eq!(block, b"head\0PATH=/usr/bin:/bin\0HOME=/root\0".to_vec());
     assert_eq!(lens, [19, 11]);
+}
+
+/// `pieces` with physically adjacent ones joined (the full path joins
+/// them, the short one gives a page's each).
+fn joined(pieces: &[IoVec]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for v in pieces {
+        match out.last_mut() {
+            Some(last) if last.0 + last.1 == v.phys => last.1 += v.len,
+            _ => out.push((v.phys, v.len)),
+        }
+    }
+    out
+}
+
+#[test]
+fn read_short_reads_stdio_as_dispatch_does_and_leaves_the_rest_untouched() {
+    let mut w = World::new();
+    w.frames.fault_size = vmrun_contract::FaultSize::Page4K;
+    let b = w.buf;
+    // Map the first three pages (written once each); the fourth is left
+    // unmapped.
+    for page in 0..3 {
+        w.poke(b + page * 0x1000, b"x");
+    }
+    let untouched = b + 0x3000;
+    let calls: [([u64; 3], bool); 9] = [
+        ([0, b, 4096], true),
+        ([0, b + 0x80, 4096], true),
+        ([0, b + 0x10, 100], true),
+        ([0, b, 0], false),
+        ([0, b + 0x800, 8192], false),
+        ([0, b + 0x2800, 4096], false),
+        ([5, b, 16], false),
+        ([1, b, 16], false),
+        ([0, 0, 16], false),
+    ];
+    for (a, served) in calls {
+        w.host.reads.clear();
+        let (p, mem, host) = (&w.p, &w.mem, &mut w.host);
+        let got = read_short(p, mem, host, a);
+        assert_eq!(got.is_some(), served, "read {a:x?}");
+        let short_reads = core::mem::take(&mut w.host.reads);
+        assert!(w.p.mm.mapped_user_page(&w.mem, untouched, false).is_none());
+        let Some(got) = got else {
+            assert!(short_reads.is_empty(), "read {a:x?}: nothing read");
+            continue;
+        };
+        let full = w.call(nr::READ, [a[0], a[1], a[2], 0, 0, 0]).unwrap_ret();
+        assert_eq!(got, Ok(full), "read {a:x?}");
+        let pieces = |r: &[(u64, Vec<IoVec>)]| -> Vec<(u64, Vec<(u64, u64)>)> {
+            r.iter().map(|(fd, v)| (*fd, joined(v))).collect()
+        };
+        assert_eq!(pieces(&w.host.reads), pieces(&short_reads), "read {a:x?}");
+    }
 }

@@ -372,6 +372,9 @@ pub fn run_with_output(args: &[String], out: &mut dyn Write) -> i32 {
     for row in whole::bench_whole_programs(&o, env.vmrun.as_deref()) {
         emit(out, row.map(|r| format_row(&r)));
     }
+    if let (true, Some(map)) = (o.runs_row("sha256_pipe"), env.map.as_ref()) {
+        whole::sha256_pipe_ring0(map, env.functions, &mut detail);
+    }
     if let (true, Some(map)) = (o.runs_row("sh_spawn"), env.map.as_ref()) {
         whole::sh_spawn_ring0(map, env.functions, &mut detail);
     }

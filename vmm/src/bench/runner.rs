@@ -13,13 +13,17 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 use vmrun_contract::trace::Record;
 
-/// Captures the guest program's stdout and stderr.
+/// Captures the guest program's stdout and stderr, and gives it `stdin`.
 #[derive(Default)]
 pub struct Capture {
     /// Everything written to fd 1.
     pub stdout: Vec<u8>,
     /// Everything written to fd 2 (and guest log lines).
     pub stderr: Vec<u8>,
+    /// What fd 0 reads, then end of file.
+    pub stdin: Vec<u8>,
+    /// How much of `stdin` was read.
+    pub read: usize,
 }
 
 impl HostIo for Capture {
@@ -30,8 +34,15 @@ impl HostIo for Capture {
         }
         Ok(())
     }
-    fn read(&mut self, _fd: u64, _buf: &mut [u8]) -> std::io::Result<usize> {
-        Ok(0)
+    fn read(&mut self, fd: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = match fd {
+            0 => &self.stdin[self.read..],
+            _ => &[],
+        };
+        let n = left.len().min(buf.len());
+        buf[..n].copy_from_slice(&left[..n]);
+        self.read += n;
+        Ok(n)
     }
     fn random(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
         use std::io::Read;
@@ -217,10 +228,26 @@ pub(super) fn step_program_sized(
     map: &KernelMap,
     fault_size: FaultSize,
 ) -> Result<StepProfile, String> {
+    step_program_with(program, args, env, mem, map, fault_size, Vec::new())
+}
+
+/// [`step_program_sized`] with `stdin` for the program to read.
+pub(super) fn step_program_with(
+    program: &Path,
+    args: &[String],
+    env: &[String],
+    mem: u64,
+    map: &KernelMap,
+    fault_size: FaultSize,
+    stdin: Vec<u8>,
+) -> Result<StepProfile, String> {
     let mut config = guest_config(program, args, mem, Observe::default(), fault_size);
     config.env.extend(env.iter().map(OsString::from));
     let mut vm = Vm::new(&config).map_err(|e| e.to_string())?;
-    let mut io = Capture::default();
+    let mut io = Capture {
+        stdin,
+        ..Default::default()
+    };
     let (vcpu, ram, fs) = vm.vcpu_and_ram();
     count_ring0(vcpu, ram, &mut io, fs, map, 50_000_000)
         .map_err(|e| format!("{}: {e}", program.display()))

@@ -7,11 +7,11 @@
 use super::kernel_map::KernelMap;
 use super::output::parse_output;
 use super::report::{entry_kinds, top_functions, Row};
-use super::runner::{run_guest, run_native, step_program};
+use super::runner::{run_guest, run_native, step_program, step_program_with};
 use super::stats::{cycles_to_us, summarize};
 use super::trace::syscall_spans;
 use super::Options;
-use crate::vm::{Observe, DEFAULT_MEM};
+use crate::vm::{FaultSize, Observe, DEFAULT_MEM};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -232,6 +232,67 @@ pub(super) fn bench_whole_programs(
             whole_row(vmrun, name, runs, busybox, &args, input, &note).map_err(|e| (name, e))
         })
         .collect()
+}
+
+/// Bytes the stepped `sha256_pipe` run reads: 16 reads of 4 KiB.
+const STEPPED_INPUT: usize = 64 << 10;
+
+/// `busybox sha256sum` single-stepped with [`STEPPED_INPUT`] bytes on its
+/// stdin (the host's, through the READ hypercall): the ring-0
+/// instructions of a 4 KiB read.
+pub(super) fn sha256_pipe_ring0(map: &KernelMap, functions: Option<usize>, detail: &mut String) {
+    let busybox = Path::new(BUSYBOX);
+    if !busybox.is_file() {
+        return;
+    }
+    let args = ["sha256sum".to_string()];
+    let input = vec![0u8; STEPPED_INPUT];
+    let p = match step_program_with(
+        busybox,
+        &args,
+        &[],
+        DEFAULT_MEM,
+        map,
+        FaultSize::default(),
+        input,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(detail, "{:<16} single-step failed: {e}", "sha256_pipe");
+            return;
+        }
+    };
+    // The reads that returned data: all but the last (end of file).
+    let reads: Vec<(usize, &super::step::Entry)> = p
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.is_syscall() && e.rax == 0)
+        .collect();
+    let full = &reads[..reads.len().saturating_sub(1)];
+    let insns: Vec<f64> = full.iter().map(|(_, e)| e.insns as f64).collect();
+    let Some(s) = summarize(&insns) else { return };
+    let exits = full.iter().map(|(_, e)| e.exits).max().unwrap_or(0);
+    let _ = writeln!(
+        detail,
+        "{:<16} stepped with {} KiB on stdin: read x{} median {:.0} instructions, {exits} VM \
+         exits each (4 KiB from the host's stdin)",
+        "sha256_pipe",
+        STEPPED_INPUT >> 10,
+        s.count,
+        s.median
+    );
+    let mut by_fn = std::collections::BTreeMap::new();
+    let mut total = 0;
+    for (i, e) in full {
+        total += e.insns;
+        for (name, n) in &p.entry_functions[*i] {
+            *by_fn.entry(name.clone()).or_insert(0u64) += n;
+        }
+    }
+    if let Some(top) = top_functions(&by_fn, total, (functions, 8)) {
+        let _ = writeln!(detail, "{:<16}   read where: {top}", "");
+    }
 }
 
 /// The `sh_spawn` loop single-stepped with two runs of `busybox true`
