@@ -1668,7 +1668,11 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         }),
         R::Mprotect => short_mprotect(k, f, mem),
         R::Write => short_write(k, f, mem),
-        R::Read => short_read(k, f, mem),
+        // The host's stdio is at fds 0 to 2 (see `files::read_stdio`): a
+        // read of another fd (a pipe's, a file's) goes to the full path at
+        // once, which serves stdio moved elsewhere too.
+        R::Read if f.rdi <= 2 => short_read(k, f, mem),
+        R::Read => full_call(k, f, mem),
     }
 }
 

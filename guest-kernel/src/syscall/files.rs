@@ -1172,7 +1172,8 @@ pub fn write_stdio<M: PhysMem, H: HostIo>(
 /// a user buffer in one page or two, each mapped writable where a last
 /// page table finds it ([`Mm::mapped_user_piece`]): the host reads into
 /// the same memory as the full path's pieces. None, with nothing done,
-/// for any other read (a bad fd included, which [`read`] then reports).
+/// for any other read (a bad fd included, which [`read`] then reports, and
+/// the host's stdio duplicated above fd 2, which [`read`] serves).
 /// The syscall stub's short path serves a call with it: a program reading
 /// a pipe or a file on vmrun's stdin makes one such call per buffer.
 #[inline(always)]
@@ -1184,6 +1185,11 @@ pub fn read_stdio<M: PhysMem, H: HostIo>(
     buf: u64,
     count: u64,
 ) -> Option<KResult<i64>> {
+    // The host's stdio is at fds 0 to 2 but where a program moved it: a
+    // read of any other fd (a pipe's, a file's) goes on at once.
+    if fd > 2 {
+        return None;
+    }
     let k = {
         let b = p.fds.get(fd).ok()?.file.borrow();
         match b.node {
