@@ -266,9 +266,9 @@ impl Mm {
             return Err(FaultError::Segv(SegvCode::MapErr));
         }
         // The area found stays the set's hot area, so that the fault path's
-        // further reads of it are cheap.
+        // further reads of it are cheap; it is no longer fresh.
         let va = addr & !(PAGE_SIZE - 1);
-        match self.vmas.find_hot(addr) {
+        match self.vmas.find_hot_mapping(addr) {
             // The area found is checked as found, not read again.
             Some((_, v)) if access_error(v, error_code) => Err(FaultError::Segv(SegvCode::AccErr)),
             // With blocks or 2 MiB pages, a fault where nothing is mapped
@@ -295,8 +295,12 @@ impl Mm {
         addr: u64,
         error_code: u64,
     ) -> Result<FaultOutcome, FaultError> {
-        if access_error(&self.vmas[i], error_code) {
+        let v = &self.vmas[i];
+        if access_error(v, error_code) {
             return Err(FaultError::Segv(SegvCode::AccErr));
+        }
+        if v.fresh {
+            self.vmas.mark_mapped(i);
         }
         self.resolve(env, i, addr & !(PAGE_SIZE - 1), error_code)
     }
@@ -630,6 +634,9 @@ impl Mm {
     ) -> Result<FaultOutcome, FaultError> {
         let v = &self.vmas[i];
         let (prot, has_anon) = (v.prot, v.anon != 0);
+        if v.fresh {
+            self.vmas.mark_mapped(i);
+        }
         self.fault_anon_with(env, i, va, prot, has_anon)
     }
 
@@ -751,6 +758,9 @@ impl Mm {
         let holds_data = prev.file_offset(va).is_some_and(|off| off < data_end);
         if !private || !holds_data {
             return 0;
+        }
+        if prev.fresh {
+            self.vmas.mark_mapped(p);
         }
         match self.copy_block(env, (p, prev), va, (file, image), data_end) {
             Ok(Some((_, pages))) => pages,
@@ -1253,8 +1263,23 @@ impl Mm {
             lo,
             hi,
         };
-        let mapped = fill_image_areas(table, mem, &leaf[from..], own - from, &w);
+        let (mapped, fresh) = fill_image_areas(table, mem, &leaf[from..], own - from, &w);
+        if fresh != 0 {
+            self.mark_mapped_in(first + from, fresh);
+        }
         Ok(file_mapped(va, base + off, mapped))
+    }
+
+    /// Mark mapped ([`super::vma::VmaSet::mark_mapped`]) the areas from position
+    /// `first` whose bits are set in `mask` (bit k: area `first + k`).
+    #[cold]
+    #[inline(never)]
+    fn mark_mapped_in(&mut self, first: usize, mut mask: u64) {
+        while mask != 0 {
+            self.vmas
+                .mark_mapped(first + mask.trailing_zeros() as usize);
+            mask &= mask - 1;
+        }
     }
 
     /// [`Self::map_image_around`] in a kernel-provided mapping ([vvar],
@@ -1338,7 +1363,9 @@ struct ImageWindow {
 /// data whole of `areas` (in address order, from the first reaching into
 /// the window): those of area `own` (private and accessible, as its fault
 /// found) and of the read-only private areas of the same file. Returns
-/// the pages mapped. In line in the fault's resolution (a call's saved
+/// the pages mapped and which of `areas` were [`Vma::fresh`] and had
+/// pages mapped (bit k for `areas[k]`; a fresh area past the 64th is
+/// left to its own fault). In line in the fault's resolution (a call's saved
 /// registers and moved arguments cost more than the loop's spills).
 #[inline(always)]
 fn fill_image_areas<M: PhysMem>(
@@ -1347,12 +1374,12 @@ fn fill_image_areas<M: PhysMem>(
     areas: &[Vma],
     own: usize,
     w: &ImageWindow,
-) -> u64 {
+) -> (u64, u64) {
     let own = areas
         .get(own)
         .map_or(core::ptr::null(), |v| v as *const Vma);
-    let mut mapped = 0;
-    for n in areas {
+    let (mut mapped, mut fresh) = (0, 0);
+    for (k, n) in areas.iter().enumerate() {
         if n.start >= w.hi {
             break;
         }
@@ -1366,7 +1393,7 @@ fn fill_image_areas<M: PhysMem>(
         };
         // Readable or executable, not writable, not shared.
         let read_only = matches!(n.prot.0, 1 | 4 | 5) && !n.flags.contains(VmFlags::SHARED);
-        if !read_only && !core::ptr::eq(n, own) {
+        if !read_only && !core::ptr::eq(n, own) || n.fresh && k >= 64 {
             continue;
         }
         let data_top = n.start + data_end.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;
@@ -1378,9 +1405,10 @@ fn fill_image_areas<M: PhysMem>(
         // pages.
         let entry = (w.base + offset + (from - n.start)) | user_pte_flags(n.prot, false);
         mapped += table.fill_next_uncounted(mem, from, entry, (to - from) / PAGE_SIZE);
+        fresh |= u64::from(n.fresh) << (k & 63);
     }
     table.add_to_count(mem, mapped);
-    mapped
+    (mapped, fresh)
 }
 
 /// Map read-only the cached pages of host file area `v` in `[lo, hi)`
@@ -2334,6 +2362,35 @@ mod tests {
                 "writable or PROT_NONE: {page}"
             );
         }
+    }
+
+    #[test]
+    fn image_fault_around_into_fresh_mmap_areas_marks_each_it_maps_in() {
+        let (mut fx, mut mm) = setup();
+        let rx = Prot::READ | Prot::EXEC;
+        for (start, pages, prot, offset) in [
+            (0x40_0000, 1, Prot::READ, 0),
+            (0x40_1000, 2, rx, 0x1000),
+            (0x40_5000, 2, Prot::RW, 0x5000),
+        ] {
+            // As mmap makes them: fresh.
+            let v = file_vma(start, pages, prot, offset, u64::MAX);
+            mm.map_region(&mut fx.env(), v).unwrap();
+        }
+        assert!(mm.vmas.all_fresh(0x40_0000, 0x40_3000));
+        let out = fault(&mut mm, &mut fx, 0x40_1000, U | pf::INSTR).unwrap();
+        assert_eq!(out.pages_mapped, 3, "its own pages and its neighbour's");
+        for va in [0x40_0000, 0x40_1000] {
+            assert!(!mm.vmas.all_fresh(va, va + PAGE_SIZE), "{va:#x}");
+        }
+        assert!(
+            mm.vmas.all_fresh(0x40_5000, 0x40_7000),
+            "writable: not mapped"
+        );
+        // Mapping over the neighbour unmaps what the fault-around mapped.
+        let v = Vma::anon(0x40_0000, 0x40_1000, Prot::READ, VmFlags::NONE);
+        mm.map_region(&mut fx.env(), v).unwrap();
+        assert!(mm.pt.translate(&fx.mem, 0x40_0000).is_none());
     }
 
     #[test]

@@ -104,7 +104,10 @@ pub enum Backing {
 }
 
 /// One virtual memory area: `[start, end)`, page aligned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Two areas are equal when they describe the same memory: [`Vma::fresh`],
+/// a fact about the page tables rather than the area, is not compared.
+#[derive(Clone, Copy, Debug, Eq)]
 pub struct Vma {
     /// First address.
     pub start: u64,
@@ -119,6 +122,25 @@ pub struct Vma {
     /// Identity of the anonymous memory attached (Linux's `anon_vma`), 0
     /// until the first private page is created; pieces of a split share it.
     pub anon: u32,
+    /// No page has been mapped in the area since `mmap` made it (Linux's
+    /// zap of an unpopulated range finds no page tables either): replacing
+    /// or unmapping it needs no page-table walk. Set only for the area an
+    /// `mmap` makes, whose range it has just found or made empty; kept by
+    /// splits, and by a merge only when both parts have it; cleared by the
+    /// first fault in the area and by anything else that maps a page in it
+    /// ([`VmaSet::mark_mapped`]). False (unknown) for every other area.
+    pub fresh: bool,
+}
+
+impl PartialEq for Vma {
+    fn eq(&self, other: &Vma) -> bool {
+        self.start == other.start
+            && self.end == other.end
+            && self.prot == other.prot
+            && self.flags == other.flags
+            && self.backing == other.backing
+            && self.anon == other.anon
+    }
 }
 
 impl Vma {
@@ -133,6 +155,7 @@ impl Vma {
             flags,
             backing: Backing::Anon,
             anon: 0,
+            fresh: false,
         }
     }
 
@@ -233,6 +256,7 @@ impl Vma {
         if cur.anon == 0 {
             cur.anon = next.anon;
         }
+        cur.fresh = self.fresh && next.fresh;
         cur
     }
 
@@ -643,6 +667,21 @@ impl VmaSet {
         self.t.attach_anon(i, last);
     }
 
+    /// Record that a page is mapped in area `i`, which is no longer
+    /// [`Vma::fresh`] (see [`VmaTree::mark_mapped`]).
+    #[inline(always)]
+    pub fn mark_mapped(&mut self, i: usize) {
+        self.t.mark_mapped(i);
+    }
+
+    /// Whether `[start, end)` lies wholly in [`Vma::fresh`] areas: no page
+    /// is mapped in it, so unmapping it needs no page-table walk. Looks at
+    /// the areas of one leaf of the tree only (false if the range reaches
+    /// past it, or into a hole).
+    pub fn all_fresh(&self, start: u64, end: u64) -> bool {
+        self.t.all_fresh(start, end)
+    }
+
     /// Grow the area that ends at `end` to `new_end`, if an anonymous area
     /// there with `prot` and `flags` could merge with it, it starts at or
     /// above `floor`, and `new_end` lies `room` bytes or more below the
@@ -697,6 +736,13 @@ impl VmaSet {
     #[inline]
     pub fn find_hot(&mut self, addr: u64) -> Option<(usize, &Vma)> {
         self.t.find_hot(addr)
+    }
+
+    /// [`Self::find_hot`] for a fault, which may map pages in the area
+    /// found: that area is marked mapped ([`Self::mark_mapped`]).
+    #[inline(always)]
+    pub fn find_hot_mapping(&mut self, addr: u64) -> Option<(usize, &Vma)> {
+        self.t.find_hot_mapping(addr)
     }
 
     /// Index of the area containing `addr`.

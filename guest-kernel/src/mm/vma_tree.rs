@@ -587,6 +587,75 @@ impl VmaTree {
         self.find_hot_cold(addr)
     }
 
+    /// [`Self::find_hot`], the area found marked mapped
+    /// ([`Self::mark_mapped`]) if it was [`Vma::fresh`]: a fault's lookup
+    /// (a test of the hot copy's flag when the area is hot).
+    #[inline(always)]
+    pub fn find_hot_mapping(&mut self, addr: u64) -> Option<(usize, &Vma)> {
+        let pos = match self.hot.vma.start <= addr && addr < self.hot.vma.end {
+            true => self.hot.pos,
+            false => self.find_hot_cold(addr)?.0,
+        };
+        if self.hot.vma.fresh {
+            self.mark_mapped_cold(pos);
+        }
+        Some((pos, &self.hot.vma))
+    }
+
+    /// Whether `[start, end)` lies wholly in [`Vma::fresh`] areas, with no
+    /// hole between them (see [`super::vma::VmaSet::all_fresh`]): the hot
+    /// area alone (a reservation just made, or the segment just mapped
+    /// over it) in two comparisons; else the areas of one leaf from the
+    /// one holding `start` (false if the range reaches past the leaf).
+    pub fn all_fresh(&self, start: u64, end: u64) -> bool {
+        let h = &self.hot.vma;
+        if h.start <= start && end <= h.end {
+            return h.fresh;
+        }
+        self.all_fresh_in_leaf(start, end)
+    }
+
+    /// [`Self::all_fresh`] past the hot area: in a one-leaf tree from the
+    /// area after the hot one if `start` lies above it (the next segment
+    /// of a library mapped over its reservation), else by a lookup.
+    fn all_fresh_in_leaf(&self, start: u64, end: u64) -> bool {
+        let (areas, skip) = match &self.root {
+            Some(Node::Leaf(v)) if start >= self.hot.vma.end && self.hot.pos < v.len() => {
+                (&v[self.hot.pos + 1..], true)
+            }
+            _ => {
+                let (i, _) = self.seek(start);
+                let (leaf, first) = self.leaf_of(i);
+                match leaf.get(i.wrapping_sub(first)..) {
+                    Some(areas) => (areas, false),
+                    None => return false,
+                }
+            }
+        };
+        // Covered from `start` on, area after area with no hole between.
+        let mut at = start;
+        for v in areas {
+            if skip && v.end <= start {
+                continue;
+            }
+            if !v.fresh || v.start > at {
+                return false;
+            }
+            at = v.end;
+            if at >= end {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// [`Self::mark_mapped`] out of the fault path's line (once an area).
+    #[cold]
+    #[inline(never)]
+    fn mark_mapped_cold(&mut self, i: usize) {
+        self.mark_mapped(i);
+    }
+
     fn find_hot_cold(&mut self, addr: u64) -> Option<(usize, &Vma)> {
         // A one-leaf tree (most address spaces) is searched here, without
         // the call and the finger of [`Self::seek`]; a small one from its
@@ -1176,6 +1245,24 @@ impl VmaTree {
         }
     }
 
+    /// Clear [`Vma::fresh`] of the area at position `i` (a page is mapped
+    /// in it; no summary depends on it), and of the hot copy if it is
+    /// that area's.
+    pub fn mark_mapped(&mut self, i: usize) {
+        match self.root.as_mut() {
+            Some(Node::Leaf(v)) => {
+                if let Some(a) = v.get_mut(i) {
+                    a.fresh = false;
+                }
+            }
+            Some(root) => set_mapped_deep(root, i),
+            None => {}
+        }
+        if i == self.hot.pos {
+            self.hot.vma.fresh = false;
+        }
+    }
+
     /// [`Self::attach_anon`] in a tree of more than one leaf (out of line:
     /// the one leaf's path then saves no registers).
     #[inline(never)]
@@ -1604,6 +1691,25 @@ fn set_anon_deep(mut node: &mut Node, mut i: usize, anon: u32) {
             Node::Leaf(v) => {
                 if let Some(a) = v.get_mut(i) {
                     a.anon = anon;
+                }
+                return;
+            }
+            Node::Inner(k) => {
+                let (j, r) = child_at(k, i, false);
+                i = r;
+                node = &mut k[j].node;
+            }
+        }
+    }
+}
+
+/// [`VmaTree::mark_mapped`]'s write below an inner node.
+fn set_mapped_deep(mut node: &mut Node, mut i: usize) {
+    loop {
+        match node {
+            Node::Leaf(v) => {
+                if let Some(a) = v.get_mut(i) {
+                    a.fresh = false;
                 }
                 return;
             }
