@@ -277,7 +277,11 @@ impl Mm {
         if self.vmas.len() >= MAX_VMAS && self.vmas.punches_hole(start, end) {
             return Err(Errno::ENOMEM);
         }
-        self.unmap_pages_unless_fresh(env, start, end)?;
+        // Most areas unmapped had pages: only the hot area is looked at
+        // (a lookup would cost an unmap of pages more than it saves).
+        if !self.vmas.hot_fresh(start, end) {
+            self.unmap_pages(env, start, end)?;
+        }
         self.vmas.remove_range(start, end, |_| ()).map(|_| ())
     }
 
@@ -826,6 +830,17 @@ mod tests {
         assert!(mm.user_frames < frames);
         assert!(mm.vmas.all_fresh(a, a + 16 * P));
         assert!(mm.pt.translate(&fx.mem, other).is_some());
+        // Unmapping the fresh area just made touches no page table either;
+        // unmapping one with pages does.
+        mm.take_tlb_flush();
+        let d = mmap(&mut mm, &mut fx, 0x3000_0000, 4 * P, RW, PA).unwrap();
+        mm.munmap(&mut fx.env(), d, 4 * P).unwrap();
+        assert!(!mm.take_tlb_flush());
+        let e = mmap(&mut mm, &mut fx, 0x3000_0000, 4 * P, RW, PA).unwrap();
+        touch(&mut mm, &mut fx, e + P);
+        mm.munmap(&mut fx.env(), e, 4 * P).unwrap();
+        assert!(mm.take_tlb_flush());
+        assert!(mm.pt.translate(&fx.mem, e + P).is_none());
     }
 
     #[test]

@@ -682,6 +682,13 @@ impl VmaSet {
         self.t.all_fresh(start, end)
     }
 
+    /// [`Self::all_fresh`] of a range inside the hot area only (see
+    /// [`VmaTree::hot_fresh`]): two comparisons, no lookup.
+    #[inline(always)]
+    pub fn hot_fresh(&self, start: u64, end: u64) -> bool {
+        self.t.hot_fresh(start, end)
+    }
+
     /// Grow the area that ends at `end` to `new_end`, if an anonymous area
     /// there with `prot` and `flags` could merge with it, it starts at or
     /// above `floor`, and `new_end` lies `room` bytes or more below the

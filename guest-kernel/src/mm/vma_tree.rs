@@ -615,6 +615,15 @@ impl VmaTree {
         self.all_fresh_in_leaf(start, end)
     }
 
+    /// Whether `[start, end)` lies in the hot area and it is
+    /// [`Vma::fresh`]: [`Self::all_fresh`]'s first test alone (false
+    /// where that one would look further).
+    #[inline(always)]
+    pub fn hot_fresh(&self, start: u64, end: u64) -> bool {
+        let h = &self.hot.vma;
+        h.fresh && h.start <= start && end <= h.end
+    }
+
     /// [`Self::all_fresh`] past the hot area: in a one-leaf tree from the
     /// area after the hot one if `start` lies above it (the next segment
     /// of a library mapped over its reservation), else by a lookup.
