@@ -1761,23 +1761,24 @@ fn gap_in(node: &Node, len: u64, low: u64, high: u64) -> Option<u64> {
     let floor = low.saturating_add(len);
     match node {
         Node::Leaf(v) => {
-            let mut i = v.len();
-            while i >= 2 {
-                i -= 1;
-                let (below, above) = (&v[i - 1], &v[i]);
+            // Each area with the one above it, from the top: two pointers
+            // walked down, no index to check.
+            let mut areas = v.iter().rev();
+            let mut above = areas.next()?;
+            for below in areas {
                 // Areas that touch leave no gap (a guard gap only shrinks
                 // one): the common case of a library's segments, passed
                 // with one comparison.
-                if below.end == above.start {
-                    continue;
+                if below.end != above.start {
+                    if let Some(a) = fits(below.end.max(low), above.start_gap().min(high)) {
+                        return Some(a);
+                    }
+                    // Every lower gap ends at or below this area's start.
+                    if below.start < floor {
+                        return None;
+                    }
                 }
-                if let Some(a) = fits(below.end.max(low), above.start_gap().min(high)) {
-                    return Some(a);
-                }
-                // Every lower gap ends at or below this area's start.
-                if below.start < floor {
-                    return None;
-                }
+                above = below;
             }
             None
         }
