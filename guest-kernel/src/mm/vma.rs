@@ -935,10 +935,10 @@ impl VmaSet {
     /// Split area `i` (`v`) at `addr`, strictly inside it; returns the
     /// high part (now area `i + 1`).
     fn split_area(&mut self, i: usize, v: Vma, addr: u64) -> KResult<Vma> {
-        let mut low = v;
-        let high = low.split_off(addr);
-        self.t.split_at(i, low, high)?;
+        self.t.split_in_two(i, addr)?;
         self.note(trace_kind::VMA_SPLIT, v, addr);
+        let mut high = v;
+        high.start_at(addr);
         Ok(high)
     }
 

@@ -1129,6 +1129,33 @@ impl VmaTree {
         self.split_at_deep(i, low, high)
     }
 
+    /// Split the area at position `i` at `addr`, strictly inside it, into
+    /// two parts with its rights: in a one-leaf tree with room, in place
+    /// (the area's copy made in its leaf, no part passed by value, and the
+    /// weights unchanged: the parts weigh what the area did); else as
+    /// [`Self::split_at`].
+    #[inline(always)]
+    pub fn split_in_two(&mut self, i: usize, addr: u64) -> KResult<()> {
+        if let Some(Node::Leaf(v)) = &mut self.root {
+            if v.len() < LEAF_CAP && i < v.len() {
+                let mut high = v[i];
+                high.start_at(addr);
+                v[i].end = addr;
+                v.insert(i + 1, high);
+                self.len += 1;
+                self.forget_finger();
+                return Ok(());
+            }
+        }
+        let Some(&area) = self.get(i) else {
+            return Ok(());
+        };
+        let (mut low, mut high) = (area, area);
+        high.start_at(addr);
+        low.end = addr;
+        self.split_at_deep(i, low, high)
+    }
+
     /// [`Self::split_at`] in a deeper tree or a full leaf: the high part
     /// inserted first (if that fails nothing has changed), then the low
     /// part written, each keeping the weights.
@@ -2172,6 +2199,45 @@ mod tests {
                 Some((1, 0x5000))
             );
             assert_eq!(t.find_hot(0x8000).map(|(i, _)| i), Some(3));
+        }
+    }
+
+    #[test]
+    fn split_in_two_makes_the_parts_split_at_makes_in_one_leaf_and_deeper() {
+        for n in [4u64, 200] {
+            let (mut t, mut u) = (VmaTree::new(), VmaTree::new());
+            for k in 0..n {
+                let v = Vma {
+                    backing: Backing::File {
+                        file: 1,
+                        offset: k * 0x10_0000,
+                        data_end: u64::MAX,
+                    },
+                    fresh: k == 1,
+                    ..Vma::anon(k * 0x4000, k * 0x4000 + 0x2000, Prot::RW, VmFlags::NONE)
+                };
+                t.insert_at(k as usize, v).unwrap();
+                u.insert_at(k as usize, v).unwrap();
+            }
+            let (bytes, data) = (t.bytes(), t.data_bytes());
+            t.find_hot(0x4000);
+            t.split_in_two(1, 0x5000).unwrap();
+            let mut low = *u.get(1).unwrap();
+            let mut high = low;
+            low.end = 0x5000;
+            high.start_at(0x5000);
+            u.split_at(1, low, high).unwrap();
+            assert_eq!(t.len(), n as usize + 1);
+            assert_eq!((t.bytes(), t.data_bytes()), (bytes, data));
+            assert_eq!(t.hot.pos, usize::MAX, "the hot copy is dropped");
+            let parts: Vec<Vma> = t.iter().copied().collect();
+            assert_eq!(parts, u.iter().copied().collect::<Vec<_>>());
+            assert_eq!(parts[2].file_offset(0x5000), Some(0x10_1000));
+            assert!(parts[1].fresh && parts[2].fresh && !parts[3].fresh);
+            assert_eq!(
+                t.find_hot(0x5800).map(|(i, v)| (i, v.start)),
+                Some((2, 0x5000))
+            );
         }
     }
 
