@@ -1263,23 +1263,8 @@ impl Mm {
             lo,
             hi,
         };
-        let (mapped, fresh) = fill_image_areas(table, mem, &leaf[from..], own - from, &w);
-        if fresh != 0 {
-            self.mark_mapped_in(first + from, fresh);
-        }
+        let mapped = fill_image_areas(table, mem, &leaf[from..], own - from, &w);
         Ok(file_mapped(va, base + off, mapped))
-    }
-
-    /// Mark mapped ([`super::vma::VmaSet::mark_mapped`]) the areas from position
-    /// `first` whose bits are set in `mask` (bit k: area `first + k`).
-    #[cold]
-    #[inline(never)]
-    fn mark_mapped_in(&mut self, first: usize, mut mask: u64) {
-        while mask != 0 {
-            self.vmas
-                .mark_mapped(first + mask.trailing_zeros() as usize);
-            mask &= mask - 1;
-        }
     }
 
     /// [`Self::map_image_around`] in a kernel-provided mapping ([vvar],
@@ -1363,9 +1348,9 @@ struct ImageWindow {
 /// data whole of `areas` (in address order, from the first reaching into
 /// the window): those of area `own` (private and accessible, as its fault
 /// found) and of the read-only private areas of the same file. Returns
-/// the pages mapped and which of `areas` were [`Vma::fresh`] and had
-/// pages mapped (bit k for `areas[k]`; a fresh area past the 64th is
-/// left to its own fault). In line in the fault's resolution (a call's saved
+/// the pages mapped. A neighbour that mmap made and that has had no
+/// fault yet ([`Vma::fresh`]) is left to its own fault, which records
+/// that pages are mapped in it. In line in the fault's resolution (a call's saved
 /// registers and moved arguments cost more than the loop's spills).
 #[inline(always)]
 fn fill_image_areas<M: PhysMem>(
@@ -1374,12 +1359,12 @@ fn fill_image_areas<M: PhysMem>(
     areas: &[Vma],
     own: usize,
     w: &ImageWindow,
-) -> (u64, u64) {
+) -> u64 {
     let own = areas
         .get(own)
         .map_or(core::ptr::null(), |v| v as *const Vma);
-    let (mut mapped, mut fresh) = (0, 0);
-    for (k, n) in areas.iter().enumerate() {
+    let mut mapped = 0;
+    for n in areas {
         if n.start >= w.hi {
             break;
         }
@@ -1393,7 +1378,7 @@ fn fill_image_areas<M: PhysMem>(
         };
         // Readable or executable, not writable, not shared.
         let read_only = matches!(n.prot.0, 1 | 4 | 5) && !n.flags.contains(VmFlags::SHARED);
-        if !read_only && !core::ptr::eq(n, own) || n.fresh && k >= 64 {
+        if (!read_only || n.fresh) && !core::ptr::eq(n, own) {
             continue;
         }
         let data_top = n.start + data_end.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;
@@ -1405,10 +1390,9 @@ fn fill_image_areas<M: PhysMem>(
         // pages.
         let entry = (w.base + offset + (from - n.start)) | user_pte_flags(n.prot, false);
         mapped += table.fill_next_uncounted(mem, from, entry, (to - from) / PAGE_SIZE);
-        fresh |= u64::from(n.fresh) << (k & 63);
     }
     table.add_to_count(mem, mapped);
-    (mapped, fresh)
+    mapped
 }
 
 /// Map read-only the cached pages of host file area `v` in `[lo, hi)`
@@ -2365,7 +2349,7 @@ mod tests {
     }
 
     #[test]
-    fn image_fault_around_into_fresh_mmap_areas_marks_each_it_maps_in() {
+    fn image_fault_around_leaves_a_fresh_mmap_neighbour_to_its_own_fault() {
         let (mut fx, mut mm) = setup();
         let rx = Prot::READ | Prot::EXEC;
         for (start, pages, prot, offset) in [
@@ -2379,18 +2363,22 @@ mod tests {
         }
         assert!(mm.vmas.all_fresh(0x40_0000, 0x40_3000));
         let out = fault(&mut mm, &mut fx, 0x40_1000, U | pf::INSTR).unwrap();
-        assert_eq!(out.pages_mapped, 3, "its own pages and its neighbour's");
-        for va in [0x40_0000, 0x40_1000] {
-            assert!(!mm.vmas.all_fresh(va, va + PAGE_SIZE), "{va:#x}");
-        }
+        assert_eq!(out.pages_mapped, 2, "its own pages only");
+        assert!(!mm.vmas.all_fresh(0x40_1000, 0x40_3000));
+        assert!(mm.vmas.all_fresh(0x40_0000, 0x40_1000));
+        assert!(mm.pt.translate(&fx.mem, 0x40_0000).is_none());
+        // The neighbour's own fault maps it, and it is fresh no more:
+        // mapping over it unmaps the page.
+        fault(&mut mm, &mut fx, 0x40_0000, U).unwrap();
+        assert!(!mm.vmas.all_fresh(0x40_0000, 0x40_1000));
+        assert!(mm.pt.translate(&fx.mem, 0x40_0000).is_some());
+        let v = Vma::anon(0x40_0000, 0x40_1000, Prot::READ, VmFlags::NONE);
+        mm.map_region(&mut fx.env(), v).unwrap();
+        assert!(mm.pt.translate(&fx.mem, 0x40_0000).is_none());
         assert!(
             mm.vmas.all_fresh(0x40_5000, 0x40_7000),
             "writable: not mapped"
         );
-        // Mapping over the neighbour unmaps what the fault-around mapped.
-        let v = Vma::anon(0x40_0000, 0x40_1000, Prot::READ, VmFlags::NONE);
-        mm.map_region(&mut fx.env(), v).unwrap();
-        assert!(mm.pt.translate(&fx.mem, 0x40_0000).is_none());
     }
 
     #[test]
