@@ -299,7 +299,7 @@ impl Mm {
         if access_error(v, error_code) {
             return Err(FaultError::Segv(SegvCode::AccErr));
         }
-        if v.fresh {
+        if v.is_fresh() {
             self.vmas.mark_mapped(i);
         }
         self.resolve(env, i, addr & !(PAGE_SIZE - 1), error_code)
@@ -634,7 +634,7 @@ impl Mm {
     ) -> Result<FaultOutcome, FaultError> {
         let v = &self.vmas[i];
         let (prot, has_anon) = (v.prot, v.anon != 0);
-        if v.fresh {
+        if v.is_fresh() {
             self.vmas.mark_mapped(i);
         }
         self.fault_anon_with(env, i, va, prot, has_anon)
@@ -759,7 +759,7 @@ impl Mm {
         if !private || !holds_data {
             return 0;
         }
-        if prev.fresh {
+        if prev.is_fresh() {
             self.vmas.mark_mapped(p);
         }
         match self.copy_block(env, (p, prev), va, (file, image), data_end) {
@@ -1349,7 +1349,7 @@ struct ImageWindow {
 /// the window): those of area `own` (private and accessible, as its fault
 /// found) and of the read-only private areas of the same file. Returns
 /// the pages mapped. A neighbour that mmap made and that has had no
-/// fault yet ([`Vma::fresh`]) is left to its own fault, which records
+/// fault yet ([`Vma::is_fresh`]) is left to its own fault, which records
 /// that pages are mapped in it. In line in the fault's resolution (a call's saved
 /// registers and moved arguments cost more than the loop's spills).
 #[inline(always)]
@@ -1378,7 +1378,7 @@ fn fill_image_areas<M: PhysMem>(
         };
         // Readable or executable, not writable, not shared.
         let read_only = matches!(n.prot.0, 1 | 4 | 5) && !n.flags.contains(VmFlags::SHARED);
-        if (!read_only || n.fresh) && !core::ptr::eq(n, own) {
+        if (!read_only || n.is_fresh()) && !core::ptr::eq(n, own) {
             continue;
         }
         let data_top = n.start + data_end.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;

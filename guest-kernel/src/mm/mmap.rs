@@ -224,7 +224,7 @@ impl Mm {
 
     /// [`Self::map_region`] of an area that `replaces` mapped areas, or
     /// may, or (false) does not, as the caller found out: no lookup to
-    /// tell. The new area is [`Vma::fresh`]: no page is mapped in its
+    /// tell. The new area is [`Vma::is_fresh`]: no page is mapped in its
     /// range (none lies outside the areas, and those it replaces lose
     /// theirs here).
     #[inline(always)]
@@ -235,7 +235,7 @@ impl Mm {
         replaces: bool,
     ) -> KResult<u64> {
         debug_assert!(replaces || !self.vmas.intersects(vma.start, vma.end));
-        vma.fresh = true;
+        vma.flags = VmFlags(vma.flags.0 | VmFlags::FRESH.0);
         if !replaces {
             self.vmas.insert_merged(vma)?;
             return Ok(vma.start);
@@ -522,7 +522,7 @@ impl Mm {
     }
 
     /// [`Self::unmap_pages`], with no page-table walk where `[start,
-    /// end)` lies in [`Vma::fresh`] areas, which have no page mapped (a
+    /// end)` lies in [`Vma::is_fresh`] areas, which have no page mapped (a
     /// dynamic linker's library reservation, which it maps each segment
     /// over at once).
     #[inline(always)]

@@ -147,7 +147,7 @@ impl Mm {
             start: to,
             end: to + new_len,
             backing,
-            fresh: false,
+            flags: v.flags.kind(),
             ..v
         };
         self.vmas.insert_merged(vma)?;

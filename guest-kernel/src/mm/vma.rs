@@ -79,10 +79,28 @@ impl VmFlags {
     /// never cleared, so, as in Linux, an area made read-only again does
     /// not merge with one that never was writable.
     pub const ACCOUNT: VmFlags = VmFlags(4);
+    /// No page has been mapped in the area since `mmap` made it (Linux's
+    /// zap of an unpopulated range finds no page tables either): replacing
+    /// or unmapping it needs no page-table walk. Set only for the area an
+    /// `mmap` makes, whose range it has just found or made empty; kept by
+    /// splits, and by a merge only when both parts have it; cleared by the
+    /// first fault in the area and by anything else that maps a page in it
+    /// ([`VmaSet::mark_mapped`]). A fact about the page tables, not the
+    /// area: [`Self::kind`] leaves it out, and no merge, listing or export
+    /// looks at it. A flag bit rather than a field of its own, so that an
+    /// area is made with the stores it took before.
+    pub const FRESH: VmFlags = VmFlags(8);
 
     /// Whether every bit of `other` is set.
     pub const fn contains(self, other: VmFlags) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// The flags that make an area what it is: all but [`Self::FRESH`]
+    /// (areas whose flags differ only there merge, and are equal).
+    #[inline(always)]
+    pub const fn kind(self) -> VmFlags {
+        VmFlags(self.0 & !Self::FRESH.0)
     }
 }
 
@@ -105,8 +123,9 @@ pub enum Backing {
 
 /// One virtual memory area: `[start, end)`, page aligned.
 ///
-/// Two areas are equal when they describe the same memory: [`Vma::fresh`],
-/// a fact about the page tables rather than the area, is not compared.
+/// Two areas are equal when they describe the same memory:
+/// [`VmFlags::FRESH`], a fact about the page tables rather than the area,
+/// is not compared.
 #[derive(Clone, Copy, Debug, Eq)]
 pub struct Vma {
     /// First address.
@@ -122,14 +141,6 @@ pub struct Vma {
     /// Identity of the anonymous memory attached (Linux's `anon_vma`), 0
     /// until the first private page is created; pieces of a split share it.
     pub anon: u32,
-    /// No page has been mapped in the area since `mmap` made it (Linux's
-    /// zap of an unpopulated range finds no page tables either): replacing
-    /// or unmapping it needs no page-table walk. Set only for the area an
-    /// `mmap` makes, whose range it has just found or made empty; kept by
-    /// splits, and by a merge only when both parts have it; cleared by the
-    /// first fault in the area and by anything else that maps a page in it
-    /// ([`VmaSet::mark_mapped`]). False (unknown) for every other area.
-    pub fresh: bool,
 }
 
 impl PartialEq for Vma {
@@ -137,7 +148,7 @@ impl PartialEq for Vma {
         self.start == other.start
             && self.end == other.end
             && self.prot == other.prot
-            && self.flags == other.flags
+            && self.flags.kind() == other.flags.kind()
             && self.backing == other.backing
             && self.anon == other.anon
     }
@@ -155,7 +166,6 @@ impl Vma {
             flags,
             backing: Backing::Anon,
             anon: 0,
-            fresh: false,
         }
     }
 
@@ -171,6 +181,13 @@ impl Vma {
             },
             ..Vma::anon(start, end, prot, VmFlags::NONE)
         }
+    }
+
+    /// Whether no page has been mapped in the area since mmap made it
+    /// ([`VmFlags::FRESH`]).
+    #[inline(always)]
+    pub const fn is_fresh(&self) -> bool {
+        self.flags.contains(VmFlags::FRESH)
     }
 
     /// Length in bytes.
@@ -238,7 +255,7 @@ impl Vma {
     pub(super) fn can_merge_with(&self, next: &Vma) -> bool {
         self.end == next.start
             && self.prot == next.prot
-            && self.flags == next.flags
+            && self.flags.kind() == next.flags.kind()
             && (self.anon == 0 || next.anon == 0 || self.anon == next.anon)
             && (matches!((self.backing, next.backing), (Backing::Anon, Backing::Anon))
                 || self.merged_backing(next).is_some())
@@ -256,7 +273,8 @@ impl Vma {
         if cur.anon == 0 {
             cur.anon = next.anon;
         }
-        cur.fresh = self.fresh && next.fresh;
+        // Fresh only if both parts are.
+        cur.flags = VmFlags(self.flags.0 & (next.flags.0 | !VmFlags::FRESH.0));
         cur
     }
 
@@ -325,7 +343,7 @@ pub(super) fn mergeable_anon([prev, v, next]: [Option<&Vma>; 3]) -> Option<u32> 
 /// could merge but for their protection and identities.
 #[inline(always)]
 fn reusable(a: &Vma, b: &Vma) -> bool {
-    a.end == b.start && a.flags == b.flags && a.backing_mergeable(b)
+    a.end == b.start && a.flags.kind() == b.flags.kind() && a.backing_mergeable(b)
 }
 
 /// `flags` with [`VmFlags::ACCOUNT`] added if `prot` makes a private area
@@ -668,13 +686,13 @@ impl VmaSet {
     }
 
     /// Record that a page is mapped in area `i`, which is no longer
-    /// [`Vma::fresh`] (see [`VmaTree::mark_mapped`]).
+    /// [`Vma::is_fresh`] (see [`VmaTree::mark_mapped`]).
     #[inline(always)]
     pub fn mark_mapped(&mut self, i: usize) {
         self.t.mark_mapped(i);
     }
 
-    /// Whether `[start, end)` lies wholly in [`Vma::fresh`] areas: no page
+    /// Whether `[start, end)` lies wholly in [`Vma::is_fresh`] areas: no page
     /// is mapped in it, so unmapping it needs no page-table walk. Looks at
     /// the areas of one leaf of the tree only (false if the range reaches
     /// past it, or into a hole).
@@ -1130,7 +1148,7 @@ impl VmaSet {
         // A part split off keeps the old protection: it cannot merge back
         // unless that is the new one too. Only the neighbours can.
         let changed = reprotected(v, prot);
-        let same = changed.prot == v.prot && changed.flags == v.flags;
+        let same = changed.prot == v.prot && changed.flags.kind() == v.flags.kind();
         let lo = match start > v.start && !same {
             true => i,
             false => i.saturating_sub(1),

@@ -588,7 +588,7 @@ impl VmaTree {
     }
 
     /// [`Self::find_hot`], the area found marked mapped
-    /// ([`Self::mark_mapped`]) if it was [`Vma::fresh`]: a fault's lookup
+    /// ([`Self::mark_mapped`]) if it was [`Vma::is_fresh`]: a fault's lookup
     /// (a test of the hot copy's flag when the area is hot).
     #[inline(always)]
     pub fn find_hot_mapping(&mut self, addr: u64) -> Option<(usize, &Vma)> {
@@ -596,13 +596,13 @@ impl VmaTree {
             true => self.hot.pos,
             false => self.find_hot_cold(addr)?.0,
         };
-        if self.hot.vma.fresh {
+        if self.hot.vma.is_fresh() {
             self.mark_mapped_cold(pos);
         }
         Some((pos, &self.hot.vma))
     }
 
-    /// Whether `[start, end)` lies wholly in [`Vma::fresh`] areas, with no
+    /// Whether `[start, end)` lies wholly in [`Vma::is_fresh`] areas, with no
     /// hole between them (see [`super::vma::VmaSet::all_fresh`]): the hot
     /// area alone (a reservation just made, or the segment just mapped
     /// over it) in two comparisons; else the areas of one leaf from the
@@ -610,18 +610,18 @@ impl VmaTree {
     pub fn all_fresh(&self, start: u64, end: u64) -> bool {
         let h = &self.hot.vma;
         if h.start <= start && end <= h.end {
-            return h.fresh;
+            return h.is_fresh();
         }
         self.all_fresh_in_leaf(start, end)
     }
 
     /// Whether `[start, end)` lies in the hot area and it is
-    /// [`Vma::fresh`]: [`Self::all_fresh`]'s first test alone (false
+    /// [`Vma::is_fresh`]: [`Self::all_fresh`]'s first test alone (false
     /// where that one would look further).
     #[inline(always)]
     pub fn hot_fresh(&self, start: u64, end: u64) -> bool {
         let h = &self.hot.vma;
-        h.fresh && h.start <= start && end <= h.end
+        h.is_fresh() && h.start <= start && end <= h.end
     }
 
     /// [`Self::all_fresh`] past the hot area: in a one-leaf tree from the
@@ -647,7 +647,7 @@ impl VmaTree {
             if skip && v.end <= start {
                 continue;
             }
-            if !v.fresh || v.start > at {
+            if !v.is_fresh() || v.start > at {
                 return false;
             }
             at = v.end;
@@ -1281,21 +1281,21 @@ impl VmaTree {
         }
     }
 
-    /// Clear [`Vma::fresh`] of the area at position `i` (a page is mapped
+    /// Clear [`Vma::is_fresh`] of the area at position `i` (a page is mapped
     /// in it; no summary depends on it), and of the hot copy if it is
     /// that area's.
     pub fn mark_mapped(&mut self, i: usize) {
         match self.root.as_mut() {
             Some(Node::Leaf(v)) => {
                 if let Some(a) = v.get_mut(i) {
-                    a.fresh = false;
+                    a.flags = a.flags.kind();
                 }
             }
             Some(root) => set_mapped_deep(root, i),
             None => {}
         }
         if i == self.hot.pos {
-            self.hot.vma.fresh = false;
+            self.hot.vma.flags = self.hot.vma.flags.kind();
         }
     }
 
@@ -1498,7 +1498,7 @@ fn grow_in_leaf(
     let (a, after) = v.get_mut(p..)?.split_first_mut()?;
     let next = after.first().map_or(next, Vma::start_gap);
     let fits = new_end.saturating_add(room) <= next;
-    let anon = matches!(a.backing, Backing::Anon) && (a.prot, a.flags) == like;
+    let anon = matches!(a.backing, Backing::Anon) && (a.prot, a.flags.kind()) == like;
     if a.end != end || a.start < floor || !fits || !anon {
         return None;
     }
@@ -1745,7 +1745,7 @@ fn set_mapped_deep(mut node: &mut Node, mut i: usize) {
         match node {
             Node::Leaf(v) => {
                 if let Some(a) = v.get_mut(i) {
-                    a.fresh = false;
+                    a.flags = a.flags.kind();
                 }
                 return;
             }
@@ -2202,6 +2202,15 @@ mod tests {
         }
     }
 
+    /// [`VmFlags::FRESH`] if `fresh`, else no flags.
+    fn fresh_if(fresh: bool) -> VmFlags {
+        if fresh {
+            VmFlags::FRESH
+        } else {
+            VmFlags::NONE
+        }
+    }
+
     #[test]
     fn split_in_two_makes_the_parts_split_at_makes_in_one_leaf_and_deeper() {
         for n in [4u64, 200] {
@@ -2213,8 +2222,7 @@ mod tests {
                         offset: k * 0x10_0000,
                         data_end: u64::MAX,
                     },
-                    fresh: k == 1,
-                    ..Vma::anon(k * 0x4000, k * 0x4000 + 0x2000, Prot::RW, VmFlags::NONE)
+                    ..Vma::anon(k * 0x4000, k * 0x4000 + 0x2000, Prot::RW, fresh_if(k == 1))
                 };
                 t.insert_at(k as usize, v).unwrap();
                 u.insert_at(k as usize, v).unwrap();
@@ -2233,7 +2241,7 @@ mod tests {
             let parts: Vec<Vma> = t.iter().copied().collect();
             assert_eq!(parts, u.iter().copied().collect::<Vec<_>>());
             assert_eq!(parts[2].file_offset(0x5000), Some(0x10_1000));
-            assert!(parts[1].fresh && parts[2].fresh && !parts[3].fresh);
+            assert!(parts[1].is_fresh() && parts[2].is_fresh() && !parts[3].is_fresh());
             assert_eq!(
                 t.find_hot(0x5800).map(|(i, v)| (i, v.start)),
                 Some((2, 0x5000))
