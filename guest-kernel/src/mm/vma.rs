@@ -814,6 +814,10 @@ impl VmaSet {
         if past_last {
             return Ok(self.len());
         }
+        // In the gap a top-down search just found (an mmap's): no search.
+        if let Some(i) = self.t.hinted_slot(vma.start, vma.end) {
+            return Ok(i);
+        }
         let (i, next) = self.t.seek(vma.start);
         if next.is_some_and(|v| v.start < vma.end) {
             return Err(Errno::EEXIST);

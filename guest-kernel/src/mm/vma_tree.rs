@@ -413,6 +413,10 @@ pub struct VmaTree {
     /// Position in its leaf of the area [`Self::grow_anon`] grew last
     /// (the heap, as a rule): tried before a search.
     grown: usize,
+    /// Position in a one-leaf tree of the gap the last top-down search
+    /// found (where an area placed there goes): tried, and checked, before
+    /// a search by [`Self::hinted_slot`].
+    gap_pos: Cell<usize>,
 }
 
 /// What an area adds to the (total, data) byte counts.
@@ -438,6 +442,7 @@ impl VmaTree {
             }),
             hot: Hot::NONE,
             grown: 0,
+            gap_pos: Cell::new(0),
         }
     }
 
@@ -521,6 +526,7 @@ impl VmaTree {
             finger: Cell::new(Finger::default()),
             hot: Hot::NONE,
             grown: 0,
+            gap_pos: Cell::new(0),
         })
     }
 
@@ -1452,12 +1458,41 @@ impl VmaTree {
             },
         };
         if let Some(a) = fits(last_end.max(low), high) {
+            self.gap_pos.set(self.len);
             return Some(a);
         }
-        if let Some(a) = self.root.as_ref().and_then(|r| gap_in(r, len, low, high)) {
+        if let Some(Node::Leaf(v)) = &self.root {
+            if let Some((a, above)) = leaf_gap(v, len, low, high) {
+                // The area above the gap: where one placed there goes.
+                let pos = (above as *const Vma as usize - v.as_ptr() as usize)
+                    / core::mem::size_of::<Vma>();
+                self.gap_pos.set(pos);
+                return Some(a);
+            }
+        } else if let Some(a) = self.root.as_ref().and_then(|r| gap_in(r, len, low, high)) {
             return Some(a);
         }
+        self.gap_pos.set(0);
         fits(low, first_gap.min(high))
+    }
+
+    /// Where an area over `[start, end)` goes if the position of the last
+    /// gap found ([`Self::find_gap_top_down`]) is right for it in a
+    /// one-leaf tree: the area before it ends at or below `start` and the
+    /// one at it starts at or above `end` (so no area overlaps, and the
+    /// position is what a search would find). None otherwise.
+    #[inline]
+    pub fn hinted_slot(&self, start: u64, end: u64) -> Option<usize> {
+        let Some(Node::Leaf(v)) = &self.root else {
+            return None;
+        };
+        let i = self.gap_pos.get();
+        let below_ok = match i.checked_sub(1) {
+            Some(p) => v.get(p)?.end <= start,
+            None => true,
+        };
+        let above_ok = v.get(i).is_none_or(|a| a.start >= end);
+        (i <= v.len() && below_ok && above_ok).then_some(i)
     }
 }
 
@@ -1787,28 +1822,7 @@ fn gap_in(node: &Node, len: u64, low: u64, high: u64) -> Option<u64> {
     let fits = |bot: u64, top: u64| (top >= bot && top - bot >= len).then(|| top - len);
     let floor = low.saturating_add(len);
     match node {
-        Node::Leaf(v) => {
-            // Each area with the one above it, from the top: two pointers
-            // walked down, no index to check.
-            let mut areas = v.iter().rev();
-            let mut above = areas.next()?;
-            for below in areas {
-                // Areas that touch leave no gap (a guard gap only shrinks
-                // one): the common case of a library's segments, passed
-                // with one comparison.
-                if below.end != above.start {
-                    if let Some(a) = fits(below.end.max(low), above.start_gap().min(high)) {
-                        return Some(a);
-                    }
-                    // Every lower gap ends at or below this area's start.
-                    if below.start < floor {
-                        return None;
-                    }
-                }
-                above = below;
-            }
-            None
-        }
+        Node::Leaf(v) => leaf_gap(v, len, low, high).map(|(a, _)| a),
         Node::Inner(k) => {
             for j in (0..k.len()).rev() {
                 let s = &k[j].sum;
@@ -1830,6 +1844,33 @@ fn gap_in(node: &Node, len: u64, low: u64, high: u64) -> Option<u64> {
             None
         }
     }
+}
+
+/// [`gap_in`] of a leaf's areas `v`: the start found and the area above
+/// the gap.
+fn leaf_gap(v: &[Vma], len: u64, low: u64, high: u64) -> Option<(u64, &Vma)> {
+    let fits = |bot: u64, top: u64| (top >= bot && top - bot >= len).then(|| top - len);
+    let floor = low.saturating_add(len);
+    // Each area with the one above it, from the top: two pointers walked
+    // down, no index to check.
+    let mut areas = v.iter().rev();
+    let mut above = areas.next()?;
+    for below in areas {
+        // Areas that touch leave no gap (a guard gap only shrinks one):
+        // the common case of a library's segments, passed with one
+        // comparison.
+        if below.end != above.start {
+            if let Some(a) = fits(below.end.max(low), above.start_gap().min(high)) {
+                return Some((a, above));
+            }
+            // Every lower gap ends at or below this area's start.
+            if below.start < floor {
+                return None;
+            }
+        }
+        above = below;
+    }
+    None
 }
 
 /// In-order iterator over a [`VmaTree`].
@@ -2199,6 +2240,43 @@ mod tests {
                 Some((1, 0x5000))
             );
             assert_eq!(t.find_hot(0x8000).map(|(i, _)| i), Some(3));
+        }
+    }
+
+    #[test]
+    fn the_gap_a_top_down_search_found_is_where_an_area_there_goes_and_a_stale_one_is_refused() {
+        const P: u64 = 0x1000;
+        // Areas k * 0x2000 .. + 0x1000: a page of gap between each.
+        let mut t = tree_of(10);
+        let seek = |t: &VmaTree, a: u64| t.seek(a).0;
+        for (len, low, high) in [(P, P, 0x40_0000), (P, 0, 0x9000), (2 * P, P, 0x40_0000)] {
+            let a = t.find_gap_top_down(len, low, high).unwrap();
+            assert_eq!(
+                t.hinted_slot(a, a + len),
+                Some(seek(&t, a)),
+                "{len:#x} {high:#x}"
+            );
+        }
+        // Below the first area.
+        let mut u = VmaTree::new();
+        u.insert_at(0, area(4)).unwrap();
+        let a = u.find_gap_top_down(P, P, 0x4000).unwrap();
+        assert_eq!((a, u.hinted_slot(a, a + P)), (0x3000, Some(0)));
+        // Every range: the hint is the search's answer or refused, and
+        // never a place that overlaps an area.
+        let a = t.find_gap_top_down(P, 0, 0x9000).unwrap();
+        assert_eq!(a, 0x7000);
+        t.insert_at(seek(&t, a), Vma::anon(a, a + P, Prot::READ, VmFlags::NONE))
+            .unwrap();
+        for start in (0..0x16000).step_by(P as usize) {
+            for end in [start + P, start + 2 * P] {
+                let (i, next) = t.seek(start);
+                let free = next.is_none_or(|n| n.start >= end);
+                match t.hinted_slot(start, end) {
+                    Some(h) => assert!(free && h == i, "{start:#x}..{end:#x}"),
+                    None => assert!(!free || i != t.gap_pos.get()),
+                }
+            }
         }
     }
 
