@@ -266,9 +266,9 @@ impl Mm {
             return Err(FaultError::Segv(SegvCode::MapErr));
         }
         // The area found stays the set's hot area, so that the fault path's
-        // further reads of it are cheap.
+        // further reads of it are cheap; it is no longer fresh.
         let va = addr & !(PAGE_SIZE - 1);
-        match self.vmas.find_hot(addr) {
+        match self.vmas.find_hot_mapping(addr) {
             // The area found is checked as found, not read again.
             Some((_, v)) if access_error(v, error_code) => Err(FaultError::Segv(SegvCode::AccErr)),
             // With blocks or 2 MiB pages, a fault where nothing is mapped
@@ -295,8 +295,12 @@ impl Mm {
         addr: u64,
         error_code: u64,
     ) -> Result<FaultOutcome, FaultError> {
-        if access_error(&self.vmas[i], error_code) {
+        let v = &self.vmas[i];
+        if access_error(v, error_code) {
             return Err(FaultError::Segv(SegvCode::AccErr));
+        }
+        if v.is_fresh() {
+            self.vmas.mark_mapped(i);
         }
         self.resolve(env, i, addr & !(PAGE_SIZE - 1), error_code)
     }
@@ -630,6 +634,9 @@ impl Mm {
     ) -> Result<FaultOutcome, FaultError> {
         let v = &self.vmas[i];
         let (prot, has_anon) = (v.prot, v.anon != 0);
+        if v.is_fresh() {
+            self.vmas.mark_mapped(i);
+        }
         self.fault_anon_with(env, i, va, prot, has_anon)
     }
 
@@ -751,6 +758,9 @@ impl Mm {
         let holds_data = prev.file_offset(va).is_some_and(|off| off < data_end);
         if !private || !holds_data {
             return 0;
+        }
+        if prev.is_fresh() {
+            self.vmas.mark_mapped(p);
         }
         match self.copy_block(env, (p, prev), va, (file, image), data_end) {
             Ok(Some((_, pages))) => pages,
@@ -1338,7 +1348,9 @@ struct ImageWindow {
 /// data whole of `areas` (in address order, from the first reaching into
 /// the window): those of area `own` (private and accessible, as its fault
 /// found) and of the read-only private areas of the same file. Returns
-/// the pages mapped. In line in the fault's resolution (a call's saved
+/// the pages mapped. A neighbour that mmap made and that has had no
+/// fault yet ([`Vma::is_fresh`]) is left to its own fault, which records
+/// that pages are mapped in it. In line in the fault's resolution (a call's saved
 /// registers and moved arguments cost more than the loop's spills).
 #[inline(always)]
 fn fill_image_areas<M: PhysMem>(
@@ -1366,7 +1378,7 @@ fn fill_image_areas<M: PhysMem>(
         };
         // Readable or executable, not writable, not shared.
         let read_only = matches!(n.prot.0, 1 | 4 | 5) && !n.flags.contains(VmFlags::SHARED);
-        if !read_only && !core::ptr::eq(n, own) {
+        if (!read_only || n.is_fresh()) && !core::ptr::eq(n, own) {
             continue;
         }
         let data_top = n.start + data_end.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;
@@ -2334,6 +2346,39 @@ mod tests {
                 "writable or PROT_NONE: {page}"
             );
         }
+    }
+
+    #[test]
+    fn image_fault_around_leaves_a_fresh_mmap_neighbour_to_its_own_fault() {
+        let (mut fx, mut mm) = setup();
+        let rx = Prot::READ | Prot::EXEC;
+        for (start, pages, prot, offset) in [
+            (0x40_0000, 1, Prot::READ, 0),
+            (0x40_1000, 2, rx, 0x1000),
+            (0x40_5000, 2, Prot::RW, 0x5000),
+        ] {
+            // As mmap makes them: fresh.
+            let v = file_vma(start, pages, prot, offset, u64::MAX);
+            mm.map_region(&mut fx.env(), v).unwrap();
+        }
+        assert!(mm.vmas.all_fresh(0x40_0000, 0x40_3000));
+        let out = fault(&mut mm, &mut fx, 0x40_1000, U | pf::INSTR).unwrap();
+        assert_eq!(out.pages_mapped, 2, "its own pages only");
+        assert!(!mm.vmas.all_fresh(0x40_1000, 0x40_3000));
+        assert!(mm.vmas.all_fresh(0x40_0000, 0x40_1000));
+        assert!(mm.pt.translate(&fx.mem, 0x40_0000).is_none());
+        // The neighbour's own fault maps it, and it is fresh no more:
+        // mapping over it unmaps the page.
+        fault(&mut mm, &mut fx, 0x40_0000, U).unwrap();
+        assert!(!mm.vmas.all_fresh(0x40_0000, 0x40_1000));
+        assert!(mm.pt.translate(&fx.mem, 0x40_0000).is_some());
+        let v = Vma::anon(0x40_0000, 0x40_1000, Prot::READ, VmFlags::NONE);
+        mm.map_region(&mut fx.env(), v).unwrap();
+        assert!(mm.pt.translate(&fx.mem, 0x40_0000).is_none());
+        assert!(
+            mm.vmas.all_fresh(0x40_5000, 0x40_7000),
+            "writable: not mapped"
+        );
     }
 
     #[test]

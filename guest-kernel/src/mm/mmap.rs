@@ -11,7 +11,7 @@
 use super::fault::user_pte_flags;
 use super::phys::PhysMem;
 use super::rlimit::{overcommit_guess_ok, resource, RLIM_INFINITY};
-use super::space::{page_align_up, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
+use super::space::{page_align_up, release_owned_frame, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, MAX_VMAS};
 use crate::errno::{Errno, KResult};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
@@ -224,15 +224,18 @@ impl Mm {
 
     /// [`Self::map_region`] of an area that `replaces` mapped areas, or
     /// may, or (false) does not, as the caller found out: no lookup to
-    /// tell.
+    /// tell. The new area is [`Vma::is_fresh`]: no page is mapped in its
+    /// range (none lies outside the areas, and those it replaces lose
+    /// theirs here).
     #[inline(always)]
     fn map_over<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
-        vma: Vma,
+        mut vma: Vma,
         replaces: bool,
     ) -> KResult<u64> {
         debug_assert!(replaces || !self.vmas.intersects(vma.start, vma.end));
+        vma.flags = VmFlags(vma.flags.0 | VmFlags::FRESH.0);
         if !replaces {
             self.vmas.insert_merged(vma)?;
             return Ok(vma.start);
@@ -240,7 +243,7 @@ impl Mm {
         if self.vmas.len() >= MAX_VMAS && self.vmas.punches_hole(vma.start, vma.end) {
             return Err(Errno::ENOMEM);
         }
-        self.unmap_pages(env, vma.start, vma.end)?;
+        self.unmap_pages_unless_fresh(env, vma.start, vma.end)?;
         let i = self.vmas.replace_range(vma)?;
         self.vmas.merge_around(i);
         Ok(vma.start)
@@ -274,7 +277,11 @@ impl Mm {
         if self.vmas.len() >= MAX_VMAS && self.vmas.punches_hole(start, end) {
             return Err(Errno::ENOMEM);
         }
-        self.unmap_pages(env, start, end)?;
+        // Most areas unmapped had pages: only the hot area is looked at
+        // (a lookup would cost an unmap of pages more than it saves).
+        if !self.vmas.hot_fresh(start, end) {
+            self.unmap_pages(env, start, end)?;
+        }
         self.vmas.remove_range(start, end, |_| ()).map(|_| ())
     }
 
@@ -514,6 +521,23 @@ impl Mm {
         self.unmap_pages(env, start, end)
     }
 
+    /// [`Self::unmap_pages`], with no page-table walk where `[start,
+    /// end)` lies in [`Vma::is_fresh`] areas, which have no page mapped (a
+    /// dynamic linker's library reservation, which it maps each segment
+    /// over at once).
+    #[inline(always)]
+    fn unmap_pages_unless_fresh<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        start: u64,
+        end: u64,
+    ) -> KResult<()> {
+        if self.vmas.all_fresh(start, end) {
+            return Ok(());
+        }
+        self.unmap_pages(env, start, end)
+    }
+
     /// Unmap the pages of `[start, end)`, freeing owned frames.
     fn unmap_pages<M: PhysMem>(
         &mut self,
@@ -526,7 +550,11 @@ impl Mm {
         let r = self
             .pt
             .unmap_range(env.mem, env.frames, start, end, |m, fr, l| {
-                freed += release_frame(m, fr, l.frame, l.size);
+                // A page-cache page (most of a file mapping's) is only
+                // unmapped: told in the walk's loop, with no call.
+                if !fr.is_cache(m, l.frame) {
+                    freed += release_owned_frame(m, fr, l.frame, l.size);
+                }
             });
         self.sub_user_frames(freed.min(self.user_frames));
         r.map_err(|e| e.errno())
@@ -780,6 +808,66 @@ mod tests {
         assert!(mm.pt.translate(&fx.mem, a + 4 * P).is_some());
         let segv = mm.handle_page_fault(&mut fx.env(), a + 2 * P, pf::USER);
         assert!(segv.is_err());
+    }
+
+    #[test]
+    fn a_fresh_reservation_is_mapped_over_without_a_walk_and_a_fault_ends_that() {
+        let (mut fx, mut mm) = setup();
+        // Pages of another area in the same page table.
+        let other = mmap(&mut mm, &mut fx, 0x1002_0000, P, RW, PA).unwrap();
+        touch(&mut mm, &mut fx, other);
+        let a = mmap(&mut mm, &mut fx, 0x1000_0000, 16 * P, prot::READ, PA).unwrap();
+        assert!(mm.vmas.all_fresh(a, a + 16 * P));
+        assert!(!mm.vmas.all_fresh(a, other + P), "a hole, then pages");
+        // A segment over part of it: fresh too, and so is the rest.
+        mmap(&mut mm, &mut fx, a + 4 * P, 4 * P, RW, PA | map::FIXED).unwrap();
+        assert!(mm.vmas.all_fresh(a, a + 16 * P));
+        assert!(!mm.take_tlb_flush(), "no page table was touched");
+        // A fault maps pages: the area is no longer fresh, and mapping
+        // over it unmaps them.
+        touch(&mut mm, &mut fx, a + 5 * P);
+        assert!(!mm.vmas.all_fresh(a + 4 * P, a + 8 * P));
+        assert!(mm.vmas.all_fresh(a + 8 * P, a + 16 * P));
+        let frames = mm.user_frames;
+        mmap(&mut mm, &mut fx, a, 16 * P, prot::READ, PA | map::FIXED).unwrap();
+        assert!(mm.pt.translate(&fx.mem, a + 5 * P).is_none());
+        assert!(mm.user_frames < frames);
+        assert!(mm.vmas.all_fresh(a, a + 16 * P));
+        assert!(mm.pt.translate(&fx.mem, other).is_some());
+        // Unmapping the fresh area just made touches no page table either;
+        // unmapping one with pages does.
+        mm.take_tlb_flush();
+        let d = mmap(&mut mm, &mut fx, 0x3000_0000, 4 * P, RW, PA).unwrap();
+        mm.munmap(&mut fx.env(), d, 4 * P).unwrap();
+        assert!(!mm.take_tlb_flush());
+        let e = mmap(&mut mm, &mut fx, 0x3000_0000, 4 * P, RW, PA).unwrap();
+        touch(&mut mm, &mut fx, e + P);
+        mm.munmap(&mut fx.env(), e, 4 * P).unwrap();
+        assert!(mm.take_tlb_flush());
+        assert!(mm.pt.translate(&fx.mem, e + P).is_none());
+    }
+
+    #[test]
+    fn a_merge_is_fresh_only_if_both_parts_are_and_a_split_keeps_it() {
+        let (mut fx, mut mm) = setup();
+        let a = mmap(&mut mm, &mut fx, 0x1000_0000, 4 * P, RW, PA).unwrap();
+        touch(&mut mm, &mut fx, a);
+        let b = mmap(&mut mm, &mut fx, a + 4 * P, 4 * P, RW, PA).unwrap();
+        assert_eq!(ranges(&mm), vec![(a, b + 4 * P)], "merged");
+        assert!(!mm.vmas.all_fresh(b, b + P));
+        mm.munmap(&mut fx.env(), a, 4 * P).unwrap();
+        assert!(mm.pt.translate(&fx.mem, a).is_none());
+        let c = mmap(&mut mm, &mut fx, 0x2000_0000, 8 * P, RW, PA).unwrap();
+        mm.mprotect(&mut fx.env(), c + 2 * P, 2 * P, prot::READ)
+            .unwrap();
+        assert_eq!(mm.vmas.len(), 4);
+        assert!(mm.vmas.all_fresh(c, c + 8 * P), "split parts stay fresh");
+        touch(&mut mm, &mut fx, c + 7 * P);
+        assert!(mm.vmas.all_fresh(c, c + 4 * P));
+        assert!(!mm.vmas.all_fresh(c, c + 8 * P));
+        mm.munmap(&mut fx.env(), c, 8 * P).unwrap();
+        assert!(mm.pt.translate(&fx.mem, c + 7 * P).is_none());
+        assert_eq!(mm.user_frames, 0);
     }
 
     #[test]

@@ -142,10 +142,12 @@ impl Mm {
             },
             Backing::Anon => Backing::Anon,
         };
+        // The pages move in: not fresh.
         let vma = Vma {
             start: to,
             end: to + new_len,
             backing,
+            flags: v.flags.kind(),
             ..v
         };
         self.vmas.insert_merged(vma)?;

@@ -328,6 +328,35 @@ pub(crate) fn release_frame<M: PhysMem>(
     if frames.is_cache(mem, pa) {
         return 0;
     }
+    free_unshared(mem, frames, pa, size)
+}
+
+/// [`release_frame`] of a frame its caller found not to be a page-cache
+/// frame (out of line: a walk's loop over the leaves it unmaps keeps its
+/// registers for the page-cache pages, which need no call).
+#[inline(never)]
+pub(crate) fn release_owned_frame<M: PhysMem>(
+    mem: &mut M,
+    frames: &mut FrameAllocator,
+    pa: u64,
+    size: PageSize,
+) -> u64 {
+    if frames.unshare(pa) {
+        // Another address space still maps it (copy-on-write after fork).
+        return size.frames();
+    }
+    free_unshared(mem, frames, pa, size)
+}
+
+/// Free the frame of a leaf of `size` no other address space maps;
+/// returns the 4 KiB frames freed.
+#[inline(always)]
+fn free_unshared<M: PhysMem>(
+    mem: &mut M,
+    frames: &mut FrameAllocator,
+    pa: u64,
+    size: PageSize,
+) -> u64 {
     let freed = match size {
         PageSize::Size4K => frames.free(mem, pa),
         PageSize::Size2M => frames.free_huge(mem, pa),

@@ -79,10 +79,28 @@ impl VmFlags {
     /// never cleared, so, as in Linux, an area made read-only again does
     /// not merge with one that never was writable.
     pub const ACCOUNT: VmFlags = VmFlags(4);
+    /// No page has been mapped in the area since `mmap` made it (Linux's
+    /// zap of an unpopulated range finds no page tables either): replacing
+    /// or unmapping it needs no page-table walk. Set only for the area an
+    /// `mmap` makes, whose range it has just found or made empty; kept by
+    /// splits, and by a merge only when both parts have it; cleared by the
+    /// first fault in the area and by anything else that maps a page in it
+    /// ([`VmaSet::mark_mapped`]). A fact about the page tables, not the
+    /// area: [`Self::kind`] leaves it out, and no merge, listing or export
+    /// looks at it. A flag bit rather than a field of its own, so that an
+    /// area is made with the stores it took before.
+    pub const FRESH: VmFlags = VmFlags(8);
 
     /// Whether every bit of `other` is set.
     pub const fn contains(self, other: VmFlags) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// The flags that make an area what it is: all but [`Self::FRESH`]
+    /// (areas whose flags differ only there merge, and are equal).
+    #[inline(always)]
+    pub const fn kind(self) -> VmFlags {
+        VmFlags(self.0 & !Self::FRESH.0)
     }
 }
 
@@ -104,7 +122,11 @@ pub enum Backing {
 }
 
 /// One virtual memory area: `[start, end)`, page aligned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Two areas are equal when they describe the same memory:
+/// [`VmFlags::FRESH`], a fact about the page tables rather than the area,
+/// is not compared.
+#[derive(Clone, Copy, Debug, Eq)]
 pub struct Vma {
     /// First address.
     pub start: u64,
@@ -119,6 +141,17 @@ pub struct Vma {
     /// Identity of the anonymous memory attached (Linux's `anon_vma`), 0
     /// until the first private page is created; pieces of a split share it.
     pub anon: u32,
+}
+
+impl PartialEq for Vma {
+    fn eq(&self, other: &Vma) -> bool {
+        self.start == other.start
+            && self.end == other.end
+            && self.prot == other.prot
+            && self.flags.kind() == other.flags.kind()
+            && self.backing == other.backing
+            && self.anon == other.anon
+    }
 }
 
 impl Vma {
@@ -148,6 +181,13 @@ impl Vma {
             },
             ..Vma::anon(start, end, prot, VmFlags::NONE)
         }
+    }
+
+    /// Whether no page has been mapped in the area since mmap made it
+    /// ([`VmFlags::FRESH`]).
+    #[inline(always)]
+    pub const fn is_fresh(&self) -> bool {
+        self.flags.contains(VmFlags::FRESH)
     }
 
     /// Length in bytes.
@@ -215,7 +255,7 @@ impl Vma {
     pub(super) fn can_merge_with(&self, next: &Vma) -> bool {
         self.end == next.start
             && self.prot == next.prot
-            && self.flags == next.flags
+            && self.flags.kind() == next.flags.kind()
             && (self.anon == 0 || next.anon == 0 || self.anon == next.anon)
             && (matches!((self.backing, next.backing), (Backing::Anon, Backing::Anon))
                 || self.merged_backing(next).is_some())
@@ -233,6 +273,8 @@ impl Vma {
         if cur.anon == 0 {
             cur.anon = next.anon;
         }
+        // Fresh only if both parts are.
+        cur.flags = VmFlags(self.flags.0 & (next.flags.0 | !VmFlags::FRESH.0));
         cur
     }
 
@@ -301,7 +343,7 @@ pub(super) fn mergeable_anon([prev, v, next]: [Option<&Vma>; 3]) -> Option<u32> 
 /// could merge but for their protection and identities.
 #[inline(always)]
 fn reusable(a: &Vma, b: &Vma) -> bool {
-    a.end == b.start && a.flags == b.flags && a.backing_mergeable(b)
+    a.end == b.start && a.flags.kind() == b.flags.kind() && a.backing_mergeable(b)
 }
 
 /// `flags` with [`VmFlags::ACCOUNT`] added if `prot` makes a private area
@@ -643,6 +685,28 @@ impl VmaSet {
         self.t.attach_anon(i, last);
     }
 
+    /// Record that a page is mapped in area `i`, which is no longer
+    /// [`Vma::is_fresh`] (see [`VmaTree::mark_mapped`]).
+    #[inline(always)]
+    pub fn mark_mapped(&mut self, i: usize) {
+        self.t.mark_mapped(i);
+    }
+
+    /// Whether `[start, end)` lies wholly in [`Vma::is_fresh`] areas: no page
+    /// is mapped in it, so unmapping it needs no page-table walk. Looks at
+    /// the areas of one leaf of the tree only (false if the range reaches
+    /// past it, or into a hole).
+    pub fn all_fresh(&self, start: u64, end: u64) -> bool {
+        self.t.all_fresh(start, end)
+    }
+
+    /// [`Self::all_fresh`] of a range inside the hot area only (see
+    /// [`VmaTree::hot_fresh`]): two comparisons, no lookup.
+    #[inline(always)]
+    pub fn hot_fresh(&self, start: u64, end: u64) -> bool {
+        self.t.hot_fresh(start, end)
+    }
+
     /// Grow the area that ends at `end` to `new_end`, if an anonymous area
     /// there with `prot` and `flags` could merge with it, it starts at or
     /// above `floor`, and `new_end` lies `room` bytes or more below the
@@ -699,6 +763,13 @@ impl VmaSet {
         self.t.find_hot(addr)
     }
 
+    /// [`Self::find_hot`] for a fault, which may map pages in the area
+    /// found: that area is marked mapped ([`Self::mark_mapped`]).
+    #[inline(always)]
+    pub fn find_hot_mapping(&mut self, addr: u64) -> Option<(usize, &Vma)> {
+        self.t.find_hot_mapping(addr)
+    }
+
     /// Index of the area containing `addr`.
     pub fn find(&self, addr: u64) -> Option<usize> {
         match self.t.seek(addr) {
@@ -742,6 +813,10 @@ impl VmaSet {
         let past_last = self.t.last_end().is_none_or(|end| end <= vma.start);
         if past_last {
             return Ok(self.len());
+        }
+        // In the gap a top-down search just found (an mmap's): no search.
+        if let Some(i) = self.t.hinted_slot(vma.start, vma.end) {
+            return Ok(i);
         }
         let (i, next) = self.t.seek(vma.start);
         if next.is_some_and(|v| v.start < vma.end) {
@@ -882,10 +957,10 @@ impl VmaSet {
     /// Split area `i` (`v`) at `addr`, strictly inside it; returns the
     /// high part (now area `i + 1`).
     fn split_area(&mut self, i: usize, v: Vma, addr: u64) -> KResult<Vma> {
-        let mut low = v;
-        let high = low.split_off(addr);
-        self.t.split_at(i, low, high)?;
+        self.t.split_in_two(i, addr)?;
         self.note(trace_kind::VMA_SPLIT, v, addr);
+        let mut high = v;
+        high.start_at(addr);
         Ok(high)
     }
 
@@ -1077,7 +1152,7 @@ impl VmaSet {
         // A part split off keeps the old protection: it cannot merge back
         // unless that is the new one too. Only the neighbours can.
         let changed = reprotected(v, prot);
-        let same = changed.prot == v.prot && changed.flags == v.flags;
+        let same = changed.prot == v.prot && changed.flags.kind() == v.flags.kind();
         let lo = match start > v.start && !same {
             true => i,
             false => i.saturating_sub(1),

@@ -413,6 +413,10 @@ pub struct VmaTree {
     /// Position in its leaf of the area [`Self::grow_anon`] grew last
     /// (the heap, as a rule): tried before a search.
     grown: usize,
+    /// Position in a one-leaf tree of the gap the last top-down search
+    /// found (where an area placed there goes): tried, and checked, before
+    /// a search by [`Self::hinted_slot`].
+    gap_pos: Cell<usize>,
 }
 
 /// What an area adds to the (total, data) byte counts.
@@ -438,6 +442,7 @@ impl VmaTree {
             }),
             hot: Hot::NONE,
             grown: 0,
+            gap_pos: Cell::new(0),
         }
     }
 
@@ -521,6 +526,7 @@ impl VmaTree {
             finger: Cell::new(Finger::default()),
             hot: Hot::NONE,
             grown: 0,
+            gap_pos: Cell::new(0),
         })
     }
 
@@ -585,6 +591,84 @@ impl VmaTree {
             return Some((self.hot.pos, &self.hot.vma));
         }
         self.find_hot_cold(addr)
+    }
+
+    /// [`Self::find_hot`], the area found marked mapped
+    /// ([`Self::mark_mapped`]) if it was [`Vma::is_fresh`]: a fault's lookup
+    /// (a test of the hot copy's flag when the area is hot).
+    #[inline(always)]
+    pub fn find_hot_mapping(&mut self, addr: u64) -> Option<(usize, &Vma)> {
+        let pos = match self.hot.vma.start <= addr && addr < self.hot.vma.end {
+            true => self.hot.pos,
+            false => self.find_hot_cold(addr)?.0,
+        };
+        if self.hot.vma.is_fresh() {
+            self.mark_mapped_cold(pos);
+        }
+        Some((pos, &self.hot.vma))
+    }
+
+    /// Whether `[start, end)` lies wholly in [`Vma::is_fresh`] areas, with no
+    /// hole between them (see [`super::vma::VmaSet::all_fresh`]): the hot
+    /// area alone (a reservation just made, or the segment just mapped
+    /// over it) in two comparisons; else the areas of one leaf from the
+    /// one holding `start` (false if the range reaches past the leaf).
+    pub fn all_fresh(&self, start: u64, end: u64) -> bool {
+        let h = &self.hot.vma;
+        if h.start <= start && end <= h.end {
+            return h.is_fresh();
+        }
+        self.all_fresh_in_leaf(start, end)
+    }
+
+    /// Whether `[start, end)` lies in the hot area and it is
+    /// [`Vma::is_fresh`]: [`Self::all_fresh`]'s first test alone (false
+    /// where that one would look further).
+    #[inline(always)]
+    pub fn hot_fresh(&self, start: u64, end: u64) -> bool {
+        let h = &self.hot.vma;
+        h.is_fresh() && h.start <= start && end <= h.end
+    }
+
+    /// [`Self::all_fresh`] past the hot area: in a one-leaf tree from the
+    /// area after the hot one if `start` lies above it (the next segment
+    /// of a library mapped over its reservation), else by a lookup.
+    fn all_fresh_in_leaf(&self, start: u64, end: u64) -> bool {
+        let (areas, skip) = match &self.root {
+            Some(Node::Leaf(v)) if start >= self.hot.vma.end && self.hot.pos < v.len() => {
+                (&v[self.hot.pos + 1..], true)
+            }
+            _ => {
+                let (i, _) = self.seek(start);
+                let (leaf, first) = self.leaf_of(i);
+                match leaf.get(i.wrapping_sub(first)..) {
+                    Some(areas) => (areas, false),
+                    None => return false,
+                }
+            }
+        };
+        // Covered from `start` on, area after area with no hole between.
+        let mut at = start;
+        for v in areas {
+            if skip && v.end <= start {
+                continue;
+            }
+            if !v.is_fresh() || v.start > at {
+                return false;
+            }
+            at = v.end;
+            if at >= end {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// [`Self::mark_mapped`] out of the fault path's line (once an area).
+    #[cold]
+    #[inline(never)]
+    fn mark_mapped_cold(&mut self, i: usize) {
+        self.mark_mapped(i);
     }
 
     fn find_hot_cold(&mut self, addr: u64) -> Option<(usize, &Vma)> {
@@ -1051,6 +1135,33 @@ impl VmaTree {
         self.split_at_deep(i, low, high)
     }
 
+    /// Split the area at position `i` at `addr`, strictly inside it, into
+    /// two parts with its rights: in a one-leaf tree with room, in place
+    /// (the area's copy made in its leaf, no part passed by value, and the
+    /// weights unchanged: the parts weigh what the area did); else as
+    /// [`Self::split_at`].
+    #[inline(always)]
+    pub fn split_in_two(&mut self, i: usize, addr: u64) -> KResult<()> {
+        if let Some(Node::Leaf(v)) = &mut self.root {
+            if v.len() < LEAF_CAP && i < v.len() {
+                let mut high = v[i];
+                high.start_at(addr);
+                v[i].end = addr;
+                v.insert(i + 1, high);
+                self.len += 1;
+                self.forget_finger();
+                return Ok(());
+            }
+        }
+        let Some(&area) = self.get(i) else {
+            return Ok(());
+        };
+        let (mut low, mut high) = (area, area);
+        high.start_at(addr);
+        low.end = addr;
+        self.split_at_deep(i, low, high)
+    }
+
     /// [`Self::split_at`] in a deeper tree or a full leaf: the high part
     /// inserted first (if that fails nothing has changed), then the low
     /// part written, each keeping the weights.
@@ -1173,6 +1284,24 @@ impl VmaTree {
         }
         if i == self.hot.pos {
             self.hot.vma.anon = anon;
+        }
+    }
+
+    /// Clear [`Vma::is_fresh`] of the area at position `i` (a page is mapped
+    /// in it; no summary depends on it), and of the hot copy if it is
+    /// that area's.
+    pub fn mark_mapped(&mut self, i: usize) {
+        match self.root.as_mut() {
+            Some(Node::Leaf(v)) => {
+                if let Some(a) = v.get_mut(i) {
+                    a.flags = a.flags.kind();
+                }
+            }
+            Some(root) => set_mapped_deep(root, i),
+            None => {}
+        }
+        if i == self.hot.pos {
+            self.hot.vma.flags = self.hot.vma.flags.kind();
         }
     }
 
@@ -1329,12 +1458,41 @@ impl VmaTree {
             },
         };
         if let Some(a) = fits(last_end.max(low), high) {
+            self.gap_pos.set(self.len);
             return Some(a);
         }
-        if let Some(a) = self.root.as_ref().and_then(|r| gap_in(r, len, low, high)) {
+        if let Some(Node::Leaf(v)) = &self.root {
+            if let Some((a, above)) = leaf_gap(v, len, low, high) {
+                // The area above the gap: where one placed there goes.
+                let pos = (above as *const Vma as usize - v.as_ptr() as usize)
+                    / core::mem::size_of::<Vma>();
+                self.gap_pos.set(pos);
+                return Some(a);
+            }
+        } else if let Some(a) = self.root.as_ref().and_then(|r| gap_in(r, len, low, high)) {
             return Some(a);
         }
+        self.gap_pos.set(0);
         fits(low, first_gap.min(high))
+    }
+
+    /// Where an area over `[start, end)` goes if the position of the last
+    /// gap found ([`Self::find_gap_top_down`]) is right for it in a
+    /// one-leaf tree: the area before it ends at or below `start` and the
+    /// one at it starts at or above `end` (so no area overlaps, and the
+    /// position is what a search would find). None otherwise.
+    #[inline]
+    pub fn hinted_slot(&self, start: u64, end: u64) -> Option<usize> {
+        let Some(Node::Leaf(v)) = &self.root else {
+            return None;
+        };
+        let i = self.gap_pos.get();
+        let below_ok = match i.checked_sub(1) {
+            Some(p) => v.get(p)?.end <= start,
+            None => true,
+        };
+        let above_ok = v.get(i).is_none_or(|a| a.start >= end);
+        (i <= v.len() && below_ok && above_ok).then_some(i)
     }
 }
 
@@ -1375,7 +1533,7 @@ fn grow_in_leaf(
     let (a, after) = v.get_mut(p..)?.split_first_mut()?;
     let next = after.first().map_or(next, Vma::start_gap);
     let fits = new_end.saturating_add(room) <= next;
-    let anon = matches!(a.backing, Backing::Anon) && (a.prot, a.flags) == like;
+    let anon = matches!(a.backing, Backing::Anon) && (a.prot, a.flags.kind()) == like;
     if a.end != end || a.start < floor || !fits || !anon {
         return None;
     }
@@ -1616,6 +1774,25 @@ fn set_anon_deep(mut node: &mut Node, mut i: usize, anon: u32) {
     }
 }
 
+/// [`VmaTree::mark_mapped`]'s write below an inner node.
+fn set_mapped_deep(mut node: &mut Node, mut i: usize) {
+    loop {
+        match node {
+            Node::Leaf(v) => {
+                if let Some(a) = v.get_mut(i) {
+                    a.flags = a.flags.kind();
+                }
+                return;
+            }
+            Node::Inner(k) => {
+                let (j, r) = child_at(k, i, false);
+                i = r;
+                node = &mut k[j].node;
+            }
+        }
+    }
+}
+
 fn update_rec<F: FnOnce(&mut Vma)>(node: &mut Node, i: usize, f: F) -> (bool, u64) {
     match node {
         Node::Leaf(v) => {
@@ -1645,27 +1822,7 @@ fn gap_in(node: &Node, len: u64, low: u64, high: u64) -> Option<u64> {
     let fits = |bot: u64, top: u64| (top >= bot && top - bot >= len).then(|| top - len);
     let floor = low.saturating_add(len);
     match node {
-        Node::Leaf(v) => {
-            let mut i = v.len();
-            while i >= 2 {
-                i -= 1;
-                let (below, above) = (&v[i - 1], &v[i]);
-                // Areas that touch leave no gap (a guard gap only shrinks
-                // one): the common case of a library's segments, passed
-                // with one comparison.
-                if below.end == above.start {
-                    continue;
-                }
-                if let Some(a) = fits(below.end.max(low), above.start_gap().min(high)) {
-                    return Some(a);
-                }
-                // Every lower gap ends at or below this area's start.
-                if below.start < floor {
-                    return None;
-                }
-            }
-            None
-        }
+        Node::Leaf(v) => leaf_gap(v, len, low, high).map(|(a, _)| a),
         Node::Inner(k) => {
             for j in (0..k.len()).rev() {
                 let s = &k[j].sum;
@@ -1687,6 +1844,33 @@ fn gap_in(node: &Node, len: u64, low: u64, high: u64) -> Option<u64> {
             None
         }
     }
+}
+
+/// [`gap_in`] of a leaf's areas `v`: the start found and the area above
+/// the gap.
+fn leaf_gap(v: &[Vma], len: u64, low: u64, high: u64) -> Option<(u64, &Vma)> {
+    let fits = |bot: u64, top: u64| (top >= bot && top - bot >= len).then(|| top - len);
+    let floor = low.saturating_add(len);
+    // Each area with the one above it, from the top: two pointers walked
+    // down, no index to check.
+    let mut areas = v.iter().rev();
+    let mut above = areas.next()?;
+    for below in areas {
+        // Areas that touch leave no gap (a guard gap only shrinks one):
+        // the common case of a library's segments, passed with one
+        // comparison.
+        if below.end != above.start {
+            if let Some(a) = fits(below.end.max(low), above.start_gap().min(high)) {
+                return Some((a, above));
+            }
+            // Every lower gap ends at or below this area's start.
+            if below.start < floor {
+                return None;
+            }
+        }
+        above = below;
+    }
+    None
 }
 
 /// In-order iterator over a [`VmaTree`].
@@ -2056,6 +2240,90 @@ mod tests {
                 Some((1, 0x5000))
             );
             assert_eq!(t.find_hot(0x8000).map(|(i, _)| i), Some(3));
+        }
+    }
+
+    #[test]
+    fn the_gap_a_top_down_search_found_is_where_an_area_there_goes_and_a_stale_one_is_refused() {
+        const P: u64 = 0x1000;
+        // Areas k * 0x2000 .. + 0x1000: a page of gap between each.
+        let mut t = tree_of(10);
+        let seek = |t: &VmaTree, a: u64| t.seek(a).0;
+        for (len, low, high) in [(P, P, 0x40_0000), (P, 0, 0x9000), (2 * P, P, 0x40_0000)] {
+            let a = t.find_gap_top_down(len, low, high).unwrap();
+            assert_eq!(
+                t.hinted_slot(a, a + len),
+                Some(seek(&t, a)),
+                "{len:#x} {high:#x}"
+            );
+        }
+        // Below the first area.
+        let mut u = VmaTree::new();
+        u.insert_at(0, area(4)).unwrap();
+        let a = u.find_gap_top_down(P, P, 0x4000).unwrap();
+        assert_eq!((a, u.hinted_slot(a, a + P)), (0x3000, Some(0)));
+        // Every range: the hint is the search's answer or refused, and
+        // never a place that overlaps an area.
+        let a = t.find_gap_top_down(P, 0, 0x9000).unwrap();
+        assert_eq!(a, 0x7000);
+        t.insert_at(seek(&t, a), Vma::anon(a, a + P, Prot::READ, VmFlags::NONE))
+            .unwrap();
+        for start in (0..0x16000).step_by(P as usize) {
+            for end in [start + P, start + 2 * P] {
+                let (i, next) = t.seek(start);
+                let free = next.is_none_or(|n| n.start >= end);
+                match t.hinted_slot(start, end) {
+                    Some(h) => assert!(free && h == i, "{start:#x}..{end:#x}"),
+                    None => assert!(!free || i != t.gap_pos.get()),
+                }
+            }
+        }
+    }
+
+    /// [`VmFlags::FRESH`] if `fresh`, else no flags.
+    fn fresh_if(fresh: bool) -> VmFlags {
+        if fresh {
+            VmFlags::FRESH
+        } else {
+            VmFlags::NONE
+        }
+    }
+
+    #[test]
+    fn split_in_two_makes_the_parts_split_at_makes_in_one_leaf_and_deeper() {
+        for n in [4u64, 200] {
+            let (mut t, mut u) = (VmaTree::new(), VmaTree::new());
+            for k in 0..n {
+                let v = Vma {
+                    backing: Backing::File {
+                        file: 1,
+                        offset: k * 0x10_0000,
+                        data_end: u64::MAX,
+                    },
+                    ..Vma::anon(k * 0x4000, k * 0x4000 + 0x2000, Prot::RW, fresh_if(k == 1))
+                };
+                t.insert_at(k as usize, v).unwrap();
+                u.insert_at(k as usize, v).unwrap();
+            }
+            let (bytes, data) = (t.bytes(), t.data_bytes());
+            t.find_hot(0x4000);
+            t.split_in_two(1, 0x5000).unwrap();
+            let mut low = *u.get(1).unwrap();
+            let mut high = low;
+            low.end = 0x5000;
+            high.start_at(0x5000);
+            u.split_at(1, low, high).unwrap();
+            assert_eq!(t.len(), n as usize + 1);
+            assert_eq!((t.bytes(), t.data_bytes()), (bytes, data));
+            assert_eq!(t.hot.pos, usize::MAX, "the hot copy is dropped");
+            let parts: Vec<Vma> = t.iter().copied().collect();
+            assert_eq!(parts, u.iter().copied().collect::<Vec<_>>());
+            assert_eq!(parts[2].file_offset(0x5000), Some(0x10_1000));
+            assert!(parts[1].is_fresh() && parts[2].is_fresh() && !parts[3].is_fresh());
+            assert_eq!(
+                t.find_hot(0x5800).map(|(i, v)| (i, v.start)),
+                Some((2, 0x5000))
+            );
         }
     }
 
