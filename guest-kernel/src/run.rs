@@ -1663,9 +1663,12 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Readlinkat => short_reply(k, f, mem, |p, mem, _, a| {
             syscall::readlink_short(p, mem, a[1], a[2], a[3])
         }),
-        R::Newfstatat => short_reply(k, f, mem, |p, mem, _, a| {
+        // glibc's fstat of a stdio fd; a path's stat (dirfd AT_FDCWD) or
+        // another fd's goes to the full path at once.
+        R::Newfstatat if f.rdi <= 2 => short_reply(k, f, mem, |p, mem, _, a| {
             syscall::newfstatat_short(p, mem, a)
         }),
+        R::Newfstatat => full_call(k, f, mem),
         R::Mprotect => short_mprotect(k, f, mem),
         R::Write => short_write(k, f, mem),
         // The host's stdio is at fds 0 to 2 (see `files::read_stdio`): a
