@@ -456,6 +456,37 @@ impl FrameAllocator {
         true
     }
 
+    /// One mapping of the 4 KiB frame `pa` goes away (a leaf unmapped or
+    /// torn down): a frame another address space still maps loses one
+    /// mapping ([`Self::unshare`]), a page-cache frame stays, a private
+    /// one is freed ([`Self::free`]). One range check and one index serve
+    /// the three tests. Whether a mapping counted in an address space's
+    /// frames went (a shared or freed frame; not a page-cache frame or one
+    /// outside the managed range).
+    #[inline]
+    pub fn release_4k<M: PhysMem>(&mut self, mem: &mut M, pa: u64) -> bool {
+        if !self.owns(pa) || pa & (PAGE_SIZE - 1) != 0 {
+            return false;
+        }
+        let n = (pa - self.start) / PAGE_SIZE;
+        // Only private frames are ever shared: a counted frame is no
+        // page-cache one.
+        if let Some(c) = self.shares.get_mut(n as usize).filter(|c| **c > 0) {
+            *c -= 1;
+            return true;
+        }
+        if self.cache_bits != 0 {
+            let word = mem.read_u64(self.cache_bits + n / 64 * 8);
+            if word & (1 << (n % 64)) != 0 {
+                return false;
+            }
+        }
+        mem.write_u64(pa, self.free_4k);
+        self.free_4k = pa;
+        self.in_use -= 1;
+        true
+    }
+
     /// Return the `n` frames from `pa`, the unused end of a run that
     /// [`Self::alloc_run_zeroed`] just handed out, still zero: taken back
     /// by the bump or carve region it came from if nothing was allocated
@@ -538,6 +569,32 @@ mod tests {
 
     fn setup(start: u64, end: u64) -> (TestMem, FrameAllocator) {
         (TestMem::new(end), FrameAllocator::new(start, end))
+    }
+
+    #[test]
+    fn a_released_frame_loses_a_share_stays_in_the_cache_or_is_freed() {
+        let (mut mem, mut fa) = setup(MIB, 8 * MIB);
+        let bits = fa.alloc_zeroed(&mut mem).unwrap();
+        fa.use_cache_bits(bits);
+        let (private, cached) = (
+            fa.alloc_zeroed(&mut mem).unwrap(),
+            fa.alloc_zeroed(&mut mem).unwrap(),
+        );
+        fa.set_cache(&mut mem, cached, true);
+        assert!(fa.share(private));
+        let used = fa.in_use();
+        // Shared: one mapping goes, the frame stays.
+        assert!(fa.release_4k(&mut mem, private));
+        assert!(!fa.is_shared(private));
+        assert_eq!(fa.in_use(), used);
+        // The last mapping: freed.
+        assert!(fa.release_4k(&mut mem, private));
+        assert_eq!(fa.in_use(), used - 1);
+        // A page-cache frame and one outside the range: nothing.
+        assert!(!fa.release_4k(&mut mem, cached));
+        assert!(!fa.release_4k(&mut mem, 0x1000));
+        assert_eq!(fa.in_use(), used - 1);
+        assert!(fa.is_cache(&mem, cached));
     }
 
     #[test]

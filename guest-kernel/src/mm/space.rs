@@ -311,61 +311,32 @@ pub fn page_align_up(x: u64) -> Option<u64> {
 }
 
 /// Free the frame of a leaf of `size` if the allocator owns it (page-cache
-/// frames are not freed); returns the 4 KiB frames freed.
+/// frames are not freed, a frame another address space still maps loses a
+/// mapping); returns the 4 KiB frames the address space no longer maps.
+#[inline]
 pub(crate) fn release_frame<M: PhysMem>(
     mem: &mut M,
     frames: &mut FrameAllocator,
     pa: u64,
     size: PageSize,
 ) -> u64 {
-    // Another address space still maps it (copy-on-write after fork):
-    // asked first, as most frames an exec or exit after a fork releases
-    // are such. Only private frames are ever shared, never page-cache
-    // ones, whose count stays 0.
-    if frames.unshare(pa) {
-        return size.frames();
+    match size {
+        PageSize::Size4K => u64::from(frames.release_4k(mem, pa)),
+        PageSize::Size2M => release_huge(mem, frames, pa),
     }
-    if frames.is_cache(mem, pa) {
+}
+
+/// [`release_frame`] of a 2 MiB leaf (never shared: fork splits them
+/// first). Out of line: rare.
+#[inline(never)]
+fn release_huge<M: PhysMem>(mem: &mut M, frames: &mut FrameAllocator, pa: u64) -> u64 {
+    if frames.unshare(pa) {
+        return PageSize::Size2M.frames();
+    }
+    if frames.is_cache(mem, pa) || !frames.free_huge(mem, pa) {
         return 0;
     }
-    free_unshared(mem, frames, pa, size)
-}
-
-/// [`release_frame`] of a frame its caller found not to be a page-cache
-/// frame (out of line: a walk's loop over the leaves it unmaps keeps its
-/// registers for the page-cache pages, which need no call).
-#[inline(never)]
-pub(crate) fn release_owned_frame<M: PhysMem>(
-    mem: &mut M,
-    frames: &mut FrameAllocator,
-    pa: u64,
-    size: PageSize,
-) -> u64 {
-    if frames.unshare(pa) {
-        // Another address space still maps it (copy-on-write after fork).
-        return size.frames();
-    }
-    free_unshared(mem, frames, pa, size)
-}
-
-/// Free the frame of a leaf of `size` no other address space maps;
-/// returns the 4 KiB frames freed.
-#[inline(always)]
-fn free_unshared<M: PhysMem>(
-    mem: &mut M,
-    frames: &mut FrameAllocator,
-    pa: u64,
-    size: PageSize,
-) -> u64 {
-    let freed = match size {
-        PageSize::Size4K => frames.free(mem, pa),
-        PageSize::Size2M => frames.free_huge(mem, pa),
-    };
-    if freed {
-        size.frames()
-    } else {
-        0
-    }
+    PageSize::Size2M.frames()
 }
 
 #[cfg(test)]
