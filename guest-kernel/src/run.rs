@@ -1676,6 +1676,29 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         // once, which serves stdio moved elsewhere too.
         R::Read if f.rdi <= 2 => short_read(k, f, mem),
         R::Read => full_call(k, f, mem),
+        R::Sigaction => short_sigaction(k, f, mem),
+    }
+}
+
+/// rt_sigaction on [`short_call`]'s path (out of line, as [`short_brk`]):
+/// served by the process alone when its buffers are mapped as it needs
+/// (`syscall::signal::rt_sigaction_short`), else by the full path, nothing
+/// done. A new action changes nothing the checks of `Kernel::run` look at
+/// (no signal becomes deliverable by it).
+#[inline(never)]
+extern "C" fn short_sigaction(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    match syscall::signal::rt_sigaction_short(p, mem, [f.rdi, f.rsi, f.rdx, f.r10]) {
+        Some(v) => {
+            short_return(f, v);
+            true
+        }
+        None => full_call(k, f, mem),
     }
 }
 

@@ -603,6 +603,8 @@ pub enum ShortRoute {
     Write,
     /// read ([`read_short`]).
     Read,
+    /// rt_sigaction ([`signal::rt_sigaction_short`]).
+    Sigaction,
 }
 
 /// The calls [`short_route`]'s table covers; every call above is
@@ -636,6 +638,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::MPROTECT as usize] = ShortRoute::Mprotect;
     t[nr::WRITE as usize] = ShortRoute::Write;
     t[nr::READ as usize] = ShortRoute::Read;
+    t[nr::RT_SIGACTION as usize] = ShortRoute::Sigaction;
     t
 };
 

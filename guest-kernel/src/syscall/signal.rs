@@ -7,6 +7,7 @@
 use super::{Action, Ctx, HostIo};
 use crate::errno::{Errno, KResult};
 use crate::mm::phys::PhysMem;
+use crate::process::Process;
 use crate::signal::frame::{SigInfo, SI_TKILL, SI_USER};
 use crate::signal::{self, Route, SigAction};
 use crate::uaccess::{copy_from_user, copy_to_user};
@@ -26,6 +27,27 @@ fn words(raw: &[u8; 32]) -> [u64; 4] {
         u64::from_le_bytes(b)
     };
     [w(0), w(1), w(2), w(3)]
+}
+
+/// The action a user `struct sigaction` (x86-64: handler, flags,
+/// restorer, mask, four u64) sets; SIGKILL and SIGSTOP stay unblockable.
+fn action_of(raw: &[u8; 32]) -> SigAction {
+    let [handler, flags, restorer, mask] = words(raw);
+    SigAction {
+        handler,
+        flags,
+        restorer,
+        mask: mask & !UNBLOCKABLE,
+    }
+}
+
+/// `a` as a user `struct sigaction`.
+fn action_bytes(a: &SigAction) -> [u8; 32] {
+    let mut raw = [0u8; 32];
+    for (i, w) in [a.handler, a.flags, a.restorer, a.mask].iter().enumerate() {
+        raw[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    raw
 }
 
 /// rt_sigaction(sig, act, oact, sigsetsize): `struct sigaction` on x86-64
@@ -48,25 +70,46 @@ pub fn rt_sigaction<M: PhysMem, H: HostIo>(
         }
         let mut raw = [0u8; 32];
         copy_from_user(&mut cx.p.mm, cx.env, act, &mut raw)?;
-        let [handler, flags, restorer, mask] = words(&raw);
-        cx.p.sigactions[slot] = SigAction {
-            handler,
-            flags,
-            restorer,
-            mask: mask & !UNBLOCKABLE,
-        };
+        cx.p.sigactions[slot] = action_of(&raw);
     }
     if oact != 0 {
-        let mut raw = [0u8; 32];
-        for (i, w) in [old.handler, old.flags, old.restorer, old.mask]
-            .iter()
-            .enumerate()
-        {
-            raw[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
-        }
-        copy_to_user(&mut cx.p.mm, cx.env, oact, &raw)?;
+        copy_to_user(&mut cx.p.mm, cx.env, oact, &action_bytes(&old))?;
     }
     Ok(0)
+}
+
+/// [`rt_sigaction`] of the process `p` on the syscall stub's short path
+/// (`a`: sig, act, oact, sigsetsize): served as it serves a valid call
+/// whose buffers each lie in one page mapped as they need (no fault to
+/// resolve); None, with nothing changed, for any other (an error
+/// included), which the full path then serves. A program's start-up sets
+/// or reads dozens of actions (python3's, 66).
+pub fn rt_sigaction_short<M: PhysMem>(p: &mut Process, mem: &mut M, a: [u64; 4]) -> Option<i64> {
+    let [sig, act, oact, size] = a;
+    if size != SIGSET_SIZE || !signal::valid(sig) {
+        return None;
+    }
+    let uncatchable = sig == signal::nr::SIGKILL || sig == signal::nr::SIGSTOP;
+    let read = match act {
+        0 => None,
+        _ if uncatchable => return None,
+        _ => Some(p.mm.mapped_user_piece(mem, act, 32, false)?.phys),
+    };
+    let write = match oact {
+        0 => None,
+        _ => Some(p.mm.mapped_user_piece(mem, oact, 32, true)?.phys),
+    };
+    let slot = (sig - 1) as usize;
+    let old = p.sigactions[slot];
+    if let Some(pa) = read {
+        let mut raw = [0u8; 32];
+        mem.read_bytes(pa, &mut raw);
+        p.sigactions[slot] = action_of(&raw);
+    }
+    if let Some(pa) = write {
+        mem.write_bytes(pa, &action_bytes(&old));
+    }
+    Some(0)
 }
 
 /// rt_sigprocmask(how, set, oset, sigsetsize)

@@ -1199,6 +1199,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::MPROTECT, R::Mprotect),
         (nr::WRITE, R::Write),
         (nr::READ, R::Read),
+        (nr::RT_SIGACTION, R::Sigaction),
     ];
     for n in 0..1024 {
         let want = routes
@@ -1365,5 +1366,58 @@ fn read_short_reads_stdio_as_dispatch_does_and_leaves_the_rest_untouched() {
             r.iter().map(|(fd, v)| (*fd, joined(v))).collect()
         };
         assert_eq!(pieces(&w.host.reads), pieces(&short_reads), "read {a:x?}");
+    }
+}
+
+#[test]
+fn rt_sigaction_short_sets_and_reads_actions_as_dispatch_does() {
+    let mut w = World::new();
+    w.frames.fault_size = vmrun_contract::FaultSize::Page4K;
+    let b = w.buf;
+    let (act, oact) = (b + 0x100, b + 0x200);
+    let mut raw = Vec::new();
+    for v in [0x40_1000u64, 0x0400_0000, 0x40_2000, 1 << 8 | 1 << 18] {
+        raw.extend_from_slice(&v.to_le_bytes());
+    }
+    w.poke(act, &raw);
+    w.poke(oact, &[0xa5; 32]);
+    let untouched = b + 0x3000;
+    let calls: [([u64; 4], bool); 9] = [
+        ([10, act, oact, 8], true),
+        ([10, 0, oact, 8], true),
+        ([12, act, 0, 8], true),
+        ([10, act, oact, 4], false),
+        ([0, act, oact, 8], false),
+        ([65, act, oact, 8], false),
+        ([9, act, 0, 8], false),
+        ([9, 0, oact, 8], true),
+        ([10, act, untouched, 8], false),
+    ];
+    for (a, served) in calls {
+        // Served short, then in full from the same start: the same
+        // answer, actions and old action written back.
+        let before = w.p.sigactions;
+        let (p, mem) = (&mut w.p, &mut w.mem);
+        let got = signal::rt_sigaction_short(p, mem, a);
+        assert_eq!(got.is_some(), served, "rt_sigaction {a:x?}");
+        assert!(w.p.mm.mapped_user_page(&w.mem, untouched, false).is_none());
+        let Some(got) = got else {
+            assert_eq!(
+                w.p.sigactions, before,
+                "rt_sigaction {a:x?}: nothing changed"
+            );
+            continue;
+        };
+        let (after, out) = (w.p.sigactions, w.peek(oact, 32));
+        // The full path from the same start.
+        w.p.sigactions = before;
+        w.poke(oact, &[0xa5; 32]);
+        let full = w
+            .call(nr::RT_SIGACTION, [a[0], a[1], a[2], a[3], 0, 0])
+            .unwrap_ret();
+        assert_eq!(got, full, "rt_sigaction {a:x?}");
+        assert_eq!(w.p.sigactions, after, "rt_sigaction {a:x?}");
+        assert_eq!(w.peek(oact, 32), out, "rt_sigaction {a:x?}");
+        w.poke(oact, &[0xa5; 32]);
     }
 }
