@@ -1155,17 +1155,22 @@ pub fn write_stdio<M: PhysMem, H: HostIo>(
     buf: u64,
     count: u64,
 ) -> Option<KResult<i64>> {
-    let k = {
-        let b = p.fds.get(fd).ok()?.file.borrow();
-        match b.node {
-            Node::Stdio(k) if b.writable() => k,
-            _ => return None,
-        }
-    };
+    let k = stdio_at(p, fd, true)?;
     let len = count.min(MAX_RW_COUNT);
     let piece = p.mm.mapped_user_piece(mem, buf, len, false)?;
-    let r = host.write(u64::from(k), &[piece]);
+    let r = host.write(k, &[piece]);
     Some(host_ret(r).map(|n| n as i64))
+}
+
+/// The host's stdio stream that `fd` of `p` is, if it is one open for
+/// writing (`write`) or for reading.
+#[inline(always)]
+fn stdio_at(p: &Process, fd: u64, write: bool) -> Option<u64> {
+    let b = p.fds.get(fd).ok()?.file.borrow();
+    match b.node {
+        Node::Stdio(k) if (write && b.writable()) || (!write && b.readable()) => Some(u64::from(k)),
+        _ => None,
+    }
 }
 
 /// [`read`] of the host's stdio (a readable [`Node::Stdio`] at `fd`) into
@@ -1190,13 +1195,7 @@ pub fn read_stdio<M: PhysMem, H: HostIo>(
     if fd > 2 {
         return None;
     }
-    let k = {
-        let b = p.fds.get(fd).ok()?.file.borrow();
-        match b.node {
-            Node::Stdio(k) if b.readable() => u64::from(k),
-            _ => return None,
-        }
-    };
+    let k = stdio_at(p, fd, false)?;
     let len = count.min(MAX_RW_COUNT);
     let head_len = len.min(PAGE_SIZE - (buf & (PAGE_SIZE - 1)));
     let head = p.mm.mapped_user_piece(mem, buf, head_len, true)?;
