@@ -1676,29 +1676,11 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         // once, which serves stdio moved elsewhere too.
         R::Read if f.rdi <= 2 => short_read(k, f, mem),
         R::Read => full_call(k, f, mem),
-        R::Sigaction => short_sigaction(k, f, mem),
-    }
-}
-
-/// rt_sigaction on [`short_call`]'s path (out of line, as [`short_brk`]):
-/// served by the process alone when its buffers are mapped as it needs
-/// (`syscall::signal::rt_sigaction_short`), else by the full path, nothing
-/// done. A new action changes nothing the checks of `Kernel::run` look at
-/// (no signal becomes deliverable by it).
-#[inline(never)]
-extern "C" fn short_sigaction(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
-    let Some(p) = k.process.0.as_deref_mut() else {
-        return false;
-    };
-    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
-        return false;
-    }
-    match syscall::signal::rt_sigaction_short(p, mem, [f.rdi, f.rsi, f.rdx, f.r10]) {
-        Some(v) => {
-            short_return(f, v);
-            true
-        }
-        None => full_call(k, f, mem),
+        // A new action changes nothing the checks of `Kernel::run` look
+        // at (no signal becomes deliverable by it).
+        R::Sigaction => short_reply(k, f, mem, |p, mem, _, a| {
+            syscall::signal::rt_sigaction_short(p, mem, a)
+        }),
     }
 }
 
@@ -1789,18 +1771,19 @@ extern "C" fn short_mprotect(k: &mut Kernel, f: &mut TrapFrame, mem: &mut Direct
 }
 
 /// A call that reads the caller's state (or the host's random bytes) into
-/// one user buffer, on [`short_call`]'s path: `serve` answers it from the
-/// running process, memory, the host and the call's first four arguments
-/// when the buffer lies in one page mapped as the call needs (no fault to
-/// resolve, so nothing the checks of `Kernel::run` look at changes), or
-/// gives None, having done nothing, and [`full_call`] serves it. Out of
-/// line, one copy per call, as [`short_brk`].
+/// one user buffer, or sets a signal action from one, on [`short_call`]'s
+/// path: `serve` answers it from the running process, memory, the host and
+/// the call's first four arguments when its buffers lie in pages mapped as
+/// the call needs (no fault to resolve, so nothing the checks of
+/// `Kernel::run` look at changes), or gives None, having done nothing, and
+/// [`full_call`] serves it. Out of line, one copy per call, as
+/// [`short_brk`].
 #[inline(never)]
 fn short_reply<F>(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap, serve: F) -> bool
 where
-    F: FnOnce(&Process, &mut DirectMap, &mut Host, [u64; 4]) -> Option<i64>,
+    F: FnOnce(&mut Process, &mut DirectMap, &mut Host, [u64; 4]) -> Option<i64>,
 {
-    let Some(p) = k.process.0.as_deref() else {
+    let Some(p) = k.process.0.as_deref_mut() else {
         return false;
     };
     if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {

@@ -1177,10 +1177,11 @@ fn stdio_at(p: &Process, fd: u64, write: bool) -> Option<u64> {
 /// a user buffer in one page or two, each mapped writable where a last
 /// page table finds it ([`Mm::mapped_user_piece`]): the host reads into
 /// the same memory as the full path's pieces. None, with nothing done,
-/// for any other read (a bad fd included, which [`read`] then reports, and
-/// the host's stdio duplicated above fd 2, which [`read`] serves).
-/// The syscall stub's short path serves a call with it: a program reading
-/// a pipe or a file on vmrun's stdin makes one such call per buffer.
+/// for any other read (a bad fd included, which [`read`] then reports).
+/// The syscall stub's short path serves a call of fds 0 to 2 with it (the
+/// host's stdio unless a program moved it; any other read goes to the
+/// full path at once): a program reading a pipe or a file on vmrun's stdin
+/// makes one such call per buffer.
 #[inline(always)]
 pub fn read_stdio<M: PhysMem, H: HostIo>(
     p: &Process,
@@ -1190,11 +1191,6 @@ pub fn read_stdio<M: PhysMem, H: HostIo>(
     buf: u64,
     count: u64,
 ) -> Option<KResult<i64>> {
-    // The host's stdio is at fds 0 to 2 but where a program moved it: a
-    // read of any other fd (a pipe's, a file's) goes on at once.
-    if fd > 2 {
-        return None;
-    }
     let k = stdio_at(p, fd, false)?;
     let len = count.min(MAX_RW_COUNT);
     let head_len = len.min(PAGE_SIZE - (buf & (PAGE_SIZE - 1)));
