@@ -407,27 +407,40 @@ fn next_used<M: PhysMem>(mem: &M, table: u64, k: u64, last: u64) -> (u64, u64) {
 }
 
 /// The spans of entry indices of a table at `level` mapping from `base`
-/// that `ranges` (sorted by start) cover, in order, with whether each
-/// range's leaves are released; an entry two ranges share is in the first
-/// one's span only (a later span may then be empty: first past last).
+/// that `ranges` (sorted by start, the first ending above `base`: see
+/// [`ranges_from`]) cover, in order, with the index in `ranges` of the
+/// range each comes from and whether its leaves are released; an entry
+/// two ranges share is in the first one's span only (a later span may
+/// then be empty: first past last). A table below entry `k` of a span
+/// takes the ranges from that span's index on: the ones before end at
+/// or below its base, so the tables of an address space are read with
+/// one pass over its ranges, not one a table.
 fn spans(
     ranges: &[(u64, u64, bool)],
     level: u32,
     base: u64,
-) -> impl Iterator<Item = (u64, u64, bool)> + '_ {
+) -> impl Iterator<Item = (usize, u64, u64, bool)> + '_ {
     let top = base + span(level) * ENTRIES;
     let mut next = 0;
     ranges
         .iter()
-        .skip_while(move |&&(_, e, _)| e <= base)
         .take_while(move |&&(s, _, _)| s < top)
-        .filter(move |&&(_, e, _)| e > base)
-        .map(move |&(s, e, release)| {
+        .enumerate()
+        .map(move |(i, &(s, e, release))| {
             let first = index(s.max(base), level).max(next);
             let last = index(e.min(top) - 1, level);
             next = next.max(last + 1);
-            (first, last, release)
+            (i, first, last, release)
         })
+}
+
+/// `ranges` (sorted by start) from the first that ends above `base`: for
+/// [`spans`]. A table's parent passes them so already, and this finds
+/// nothing to skip.
+#[inline(always)]
+fn ranges_from(ranges: &[(u64, u64, bool)], base: u64) -> &[(u64, u64, bool)] {
+    let skip = ranges.iter().take_while(|r| r.1 <= base).count();
+    &ranges[skip..]
 }
 
 fn is_leaf(e: u64, level: u32) -> bool {
@@ -1624,7 +1637,7 @@ impl PageTable {
         };
         // The PML4's entries have no count: every range's are read.
         let mut last = None;
-        for &(s, e, _) in ranges {
+        for (r, &(s, e, _)) in ranges.iter().enumerate() {
             for i in index(s, 4)..=index(e - 1, 4) {
                 if last.is_some_and(|l| i <= l) {
                     continue;
@@ -1634,7 +1647,7 @@ impl PageTable {
                 let ent = free.mem.read_u64(entry_pa);
                 if used(ent) {
                     let t = (ent & pte::ADDR_MASK, 3, i * span(4), count(ent));
-                    self.free_tree(&mut free, t, ranges);
+                    self.free_tree(&mut free, t, &ranges[r..]);
                     free.mem.write_u64(entry_pa, 0);
                 }
             }
@@ -1669,11 +1682,17 @@ impl PageTable {
         F: FnMut(&mut M, &mut FrameAllocator, Leaf),
     {
         let mut seen = 0;
+        let ranges = ranges_from(ranges, base);
         // Entries under ranges whose leaves are only counted (the page
         // cache's), not counted yet, and entries under any range.
         let (mut uncounted, mut covered) = (0, 0);
-        for (first, last, release) in spans(ranges, level, base) {
-            if seen >= used_entries || first > last {
+        for (r, first, last, release) in spans(ranges, level, base) {
+            if seen >= used_entries {
+                // Every used entry is found: the ranges after it have
+                // nothing left (most tables hold a few, under the first).
+                break;
+            }
+            if first > last {
                 continue;
             }
             covered += last + 1 - first;
@@ -1707,27 +1726,30 @@ impl PageTable {
                     if k > last {
                         break;
                     }
-                    seen += self.free_entry(free, table, level, base, k, ranges);
+                    seen += self.free_entry(free, table, level, base, k, &ranges[r..]);
                     k += 1;
                 }
             }
         }
-        if uncounted > 0 && ENTRIES - covered < uncounted {
-            // Fewer entries under no range than leaves to count (a table
-            // of program text, its areas end to end): those are read
-            // instead, the free runs eight to a test.
-            self.free_uncovered(free, (table, level, base), ranges);
-        } else {
-            if uncounted > 0 {
-                for (first, last, release) in spans(ranges, level, base) {
-                    if !release && first <= last {
-                        let n = last + 1 - first;
-                        seen += free.mem.used_words(table + first * 8, n, USED);
+        // With every used entry found, nothing lies under no range.
+        if seen < used_entries {
+            if uncounted > 0 && ENTRIES - covered < uncounted {
+                // Fewer entries under no range than leaves to count (a
+                // table of program text, its areas end to end): those are
+                // read instead, the free runs eight to a test.
+                self.free_uncovered(free, (table, level, base), ranges);
+            } else {
+                if uncounted > 0 {
+                    for (_, first, last, release) in spans(ranges, level, base) {
+                        if !release && first <= last {
+                            let n = last + 1 - first;
+                            seen += free.mem.used_words(table + first * 8, n, USED);
+                        }
                     }
                 }
-            }
-            if seen < used_entries {
-                self.free_uncovered(free, (table, level, base), ranges);
+                if seen < used_entries {
+                    self.free_uncovered(free, (table, level, base), ranges);
+                }
             }
         }
         free.frames.free(free.mem, table);
@@ -1736,7 +1758,7 @@ impl PageTable {
     }
 
     /// Free the used entries of `table` (at `level`, mapping from
-    /// `base`) under none of `ranges` (sorted), each as under a range
+    /// `base`) under none of `ranges` (as [`spans`] takes them), each as under a range
     /// that releases everything: what no area covers is found all the
     /// same (a leak otherwise). The free runs are skipped eight entries to
     /// a test.
@@ -1750,7 +1772,7 @@ impl PageTable {
         F: FnMut(&mut M, &mut FrameAllocator, Leaf),
     {
         let mut from = 0;
-        for (first, last, _) in spans(ranges, level, base) {
+        for (_, first, last, _) in spans(ranges, level, base) {
             self.free_run(free, (table, level, base), (from, first));
             from = from.max(last + 1);
         }
@@ -3576,6 +3598,39 @@ mod tests {
         for i in 0..256 {
             assert_eq!(mem.read_u64(pt.root() + i * 8), 0);
         }
+    }
+
+    #[test]
+    fn free_user_half_finds_every_leaf_under_many_ranges_in_many_tables() {
+        // Ranges in three leaf tables under two PML4 entries, each table
+        // reached with ranges before its base (which it skips): every
+        // leaf is handed over once, one under no range among them too.
+        let (mut mem, mut fa, mut pt) = setup();
+        let base = fa.in_use();
+        let regions = [0x40_0000u64, 0x80_0000, 0x7f00_0000_0000];
+        let mut areas = Vec::new();
+        let mut vas = Vec::new();
+        for r in regions {
+            for k in 0..12u64 {
+                let start = r + k * 0x4000;
+                areas.push((start, start + 0x2000, true));
+                vas.push(start);
+                vas.push(start + 0x1000);
+            }
+        }
+        // Between two ranges of the second table, under none.
+        vas.push(0x80_0000 + 0x2000);
+        populate(&mut mem, &mut fa, &mut pt, &vas);
+        let mut seen = Vec::new();
+        pt.free_user_half(&mut mem, &mut fa, areas, |m, fr, l| {
+            seen.push(l.va);
+            assert!(fr.free(m, l.frame));
+        });
+        seen.sort();
+        vas.sort();
+        assert_eq!(seen, vas);
+        assert_eq!(pt.table_pages(), 1, "only the PML4 is left");
+        assert_eq!(fa.in_use(), base);
     }
 
     #[test]
