@@ -114,6 +114,22 @@ fn bench_prints_every_workload_line() {
     if std::path::Path::new("/bin/busybox").is_file() {
         assert!(text.contains("instructions per run"), "{text}");
     }
+    // The system-call split: the getpid and write rows name the three
+    // parts, from the line fitted through the in-kernel calls' points.
+    assert!(
+        text.contains("entry and instruction costs fitted through"),
+        "{text}"
+    );
+    for name in ["getpid_10k", "write_10k"] {
+        let row = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap();
+        assert!(
+            row.contains("entry+return") && row.contains("hypercall"),
+            "no split in {row}"
+        );
+    }
     for path in ["#PF", "getpid", "brk", "pread64", "openat"] {
         assert!(
             text.lines().any(|l| l.trim_start().starts_with(path)),

@@ -205,7 +205,7 @@ pub const IMAGES: &[Image] = &[
     c_image(
         "bench_syscall",
         "bench_syscall.c",
-        "vmrun bench: timed syscall(SYS_getpid)",
+        "vmrun bench: timed syscall(SYS_getpid), a one-byte write and three in-kernel queries",
     ),
     c_image(
         "bench_fileio",

@@ -62,34 +62,6 @@ pub fn entries_in_window(records: &[Record]) -> Option<(u64, u64)> {
     None
 }
 
-/// The cycles from each SYSCALL_ENTER of system call `nr` to its
-/// SYSCALL_EXIT (the time inside the guest kernel, trace records
-/// included), between the two marker system calls.
-pub fn syscall_spans(records: &[Record], nr: u64) -> Vec<u64> {
-    let mut markers = 0;
-    let mut entered = None;
-    let mut spans = Vec::new();
-    for r in records {
-        let this = u64::from(syscall_nr(r.aux));
-        match r.kind {
-            kind::SYSCALL_ENTER if this == MARKER_SYSCALL => {
-                markers += 1;
-                if markers == 2 {
-                    break;
-                }
-            }
-            kind::SYSCALL_ENTER if markers == 1 && this == nr => entered = Some(r.tsc),
-            kind::SYSCALL_EXIT if this == nr => {
-                if let Some(t) = entered.take() {
-                    spans.push(r.tsc.saturating_sub(t));
-                }
-            }
-            _ => {}
-        }
-    }
-    spans
-}
-
 /// The name of a fault resolution (FAULT record a4).
 pub fn resolution_name(r: u64) -> &'static str {
     use vmrun_contract::trace::resolution as res;
@@ -168,29 +140,6 @@ mod tests {
         assert_eq!(entries_in_window(&records), Some((1, 2)));
         assert_eq!(entries_in_window(&records[..3]), None);
         assert_eq!(faults_before_marker(&records).len(), 1);
-    }
-
-    #[test]
-    fn syscall_spans_pair_enter_and_exit_between_the_markers() {
-        let m = MARKER_SYSCALL as u32;
-        let records = [
-            rec(kind::SYSCALL_ENTER, 39, 1, 0),
-            rec(kind::SYSCALL_EXIT, 39, 5, 0),
-            rec(kind::SYSCALL_ENTER, m, 10, 0),
-            rec(kind::SYSCALL_EXIT, m, 11, 0),
-            rec(kind::SYSCALL_ENTER, 39, 20, 0),
-            rec(kind::SYSCALL_EXIT, 39, 27, 0),
-            rec(kind::SYSCALL_ENTER, 1, 30, 0),
-            rec(kind::SYSCALL_EXIT, 1, 40, 0),
-            rec(kind::SYSCALL_ENTER, 39, 50, 0),
-            rec(kind::SYSCALL_EXIT, 39, 53, 0),
-            rec(kind::SYSCALL_ENTER, m, 60, 0),
-            rec(kind::SYSCALL_ENTER, 39, 70, 0),
-            rec(kind::SYSCALL_EXIT, 39, 90, 0),
-        ];
-        assert_eq!(syscall_spans(&records, 39), vec![7, 3]);
-        assert_eq!(syscall_spans(&records, 1), vec![10]);
-        assert!(syscall_spans(&records[..2], 39).is_empty(), "no markers");
     }
 
     #[test]

@@ -9,7 +9,6 @@ use super::output::parse_output;
 use super::report::{entry_kinds, top_functions, Row};
 use super::runner::{run_guest, run_native, step_program, step_program_with};
 use super::stats::{cycles_to_us, summarize};
-use super::trace::syscall_spans;
 use super::Options;
 use crate::vm::{FaultSize, Observe, DEFAULT_MEM};
 use std::fmt::Write as _;
@@ -17,7 +16,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
-use vmrun_contract::trace::category;
 
 /// The statically linked busybox the whole-program rows run.
 const BUSYBOX: &str = "/bin/busybox";
@@ -333,13 +331,30 @@ pub(super) fn sh_spawn_ring0(map: &KernelMap, functions: Option<usize>, detail: 
     }
 }
 
+/// The queries `bench_syscall` makes in its calibration modes (mode,
+/// system call number): like getpid they stay inside the kernel, each
+/// with its own number of ring-0 instructions, more than getpid's.
+const CALIBRATION_CALLS: [(&str, u64); 3] = [("prlimit", 302), ("sigaction", 13), ("rusage", 98)];
+
+/// A system call `bench_syscall` made many times in a row: the median
+/// call as the program timed it, and the ring-0 instructions and
+/// hypercalls of one call as the stepped run counted them.
+struct CallCost {
+    median_us: f64,
+    insns: f64,
+    exits: f64,
+}
+
 /// getpid and one-byte writes to stderr, many in a row (`bench_syscall
 /// CALLS [write]`): per call, the time measured in the program (median),
-/// split with the guest kernel's SYSCALL_ENTER/EXIT records (a traced run)
-/// into the kernel entry and return (the rest) and the time inside the
-/// kernel, and that with the stepped run's ring-0 instruction count into
-/// the instructions (at getpid's time per instruction: getpid makes no
-/// hypercall) and the hypercall (the rest).
+/// split into the kernel entry and return, the instructions and the
+/// hypercall. The entry's and an instruction's costs come from a straight
+/// line fitted through the median calls of getpid and of three queries
+/// that stay inside the kernel too but take more instructions (time
+/// against the stepped runs' counts: the intercept is what an entry and
+/// return cost, the slope what an instruction costs); a write's hypercall
+/// is the rest of its time. No traced run: tracing a call sends it down
+/// the long path and adds its records' cost.
 pub(super) fn bench_syscall_split(
     o: &Options,
     images: &Path,
@@ -349,37 +364,126 @@ pub(super) fn bench_syscall_split(
 ) -> Vec<Result<Row, (&'static str, String)>> {
     let program = images.join("bench_syscall");
     let calls = split_calls(o).to_string();
-    let mut per_insn_us = None;
+    let mut points = Vec::new();
+    let mut seen = Vec::new();
+    if let Some(map) = map {
+        for (mode, nr) in CALIBRATION_CALLS {
+            match call_cost(&program, &calls, Some(mode), nr, tsc_khz, map) {
+                Ok(Some(c)) => {
+                    let exits = match c.exits {
+                        0.0 => String::new(),
+                        e => format!(", {e:.0} exits: left out"),
+                    };
+                    seen.push(format!(
+                        "{mode} {:.0} insns {:.1} us{exits}",
+                        c.insns, c.median_us
+                    ));
+                    if c.exits == 0.0 {
+                        points.push((c.insns, c.median_us));
+                    }
+                }
+                Ok(None) => seen.push(format!("{mode}: no call seen")),
+                Err(e) => seen.push(format!("{mode}: {e}")),
+            }
+        }
+    }
     let mut rows = Vec::new();
     for (name, mode, nr) in [("getpid_10k", None, 39u64), ("write_10k", Some("write"), 1)] {
         let row = split_row(
             &program,
             name,
             &calls,
-            mode,
-            nr,
+            (mode, nr),
             tsc_khz,
             map,
-            &mut per_insn_us,
-            detail,
+            &mut points,
         );
+        let row = row.map(|(row, point, loop_line)| {
+            if !point.is_empty() {
+                seen.insert(0, point);
+            }
+            let _ = writeln!(detail, "{name:<16} {calls} calls: {loop_line}");
+            row
+        });
         rows.push(row.map_err(|e| (name, e)));
+    }
+    if map.is_some() {
+        let _ = writeln!(
+            detail,
+            "{:<16} entry and instruction costs fitted through (median calls): {}",
+            "getpid_10k",
+            seen.join(", ")
+        );
     }
     rows
 }
 
-#[allow(clippy::too_many_arguments)]
-fn split_row(
+/// The median call of `bench_syscall CALLS [MODE]` (system call `nr`) and
+/// the ring-0 instructions and hypercalls of one, from a stepped run of 32
+/// calls; `None` if the stepped run saw none of them.
+fn call_cost(
     program: &Path,
-    name: &'static str,
     calls: &str,
     mode: Option<&str>,
     nr: u64,
     khz: u64,
+    map: &KernelMap,
+) -> Result<Option<CallCost>, String> {
+    let args: Vec<String> = [calls].into_iter().chain(mode).map(String::from).collect();
+    let guest = run_guest(program, &args, DEFAULT_MEM, Observe::default())?;
+    let guest = parse_output(&guest.stdout).map_err(|e| format!("guest output: {e}"))?;
+    let median = |v: &[u64]| {
+        let us: Vec<f64> = v.iter().map(|&c| cycles_to_us(c as f64, khz)).collect();
+        summarize(&us).map(|s| s.median)
+    };
+    let step_args: Vec<String> = ["32"].into_iter().chain(mode).map(String::from).collect();
+    let p = step_program(program, &step_args, &[], DEFAULT_MEM, map)?;
+    let mine: Vec<_> = p
+        .entries
+        .iter()
+        .filter(|e| e.in_window && e.is_syscall() && e.rax == nr)
+        .collect();
+    let (Some(median_us), false) = (median(&guest.samples), mine.is_empty()) else {
+        return Ok(None);
+    };
+    let n = mine.len() as f64;
+    Ok(Some(CallCost {
+        median_us,
+        insns: mine.iter().map(|e| e.insns).sum::<u64>() as f64 / n,
+        exits: mine.iter().map(|e| e.exits).sum::<u64>() as f64 / n,
+    }))
+}
+
+/// The least-squares line `t = entry + per_insn * i` through `points`
+/// (instructions, µs): `(entry, per_insn)`, or `None` with fewer than two
+/// distinct instruction counts or a slope that is not positive (noise
+/// larger than the spread).
+fn fit_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    let mean = |f: &dyn Fn(&(f64, f64)) -> f64| points.iter().map(f).sum::<f64>() / n;
+    let (mi, mt) = (mean(&|p| p.0), mean(&|p| p.1));
+    let sii: f64 = points.iter().map(|p| (p.0 - mi) * (p.0 - mi)).sum();
+    let sit: f64 = points.iter().map(|p| (p.0 - mi) * (p.1 - mt)).sum();
+    if points.len() < 2 || sii <= 0.0 || sit <= 0.0 {
+        return None;
+    }
+    let slope = sit / sii;
+    Some((mt - slope * mi, slope))
+}
+
+/// One split row: `bench_syscall` timed natively and in the guest, its
+/// call counted, and the split from the line fitted through `points`
+/// (getpid's point is added to them first). Returns the row, its point's
+/// description (empty if it is none) and the loop's times.
+fn split_row(
+    program: &Path,
+    name: &'static str,
+    calls: &str,
+    (mode, nr): (Option<&str>, u64),
+    khz: u64,
     map: Option<&KernelMap>,
-    per_insn_us: &mut Option<f64>,
-    detail: &mut String,
-) -> Result<Row, String> {
+    points: &mut Vec<(f64, f64)>,
+) -> Result<(Row, String, String), String> {
     let mut args = vec![calls.to_string()];
     args.extend(mode.map(String::from));
     let us = |c: f64| cycles_to_us(c, khz);
@@ -388,7 +492,6 @@ fn split_row(
     let native =
         parse_output(&run_native(program, &args)?).map_err(|e| format!("native output: {e}"))?;
     let per_call = |v: &[u64]| summarize(&v.iter().map(|&c| us(c as f64)).collect::<Vec<_>>());
-    let total_per_call = |t: Option<(u64, u64)>| t.map(|(c, n)| us(c as f64 / n.max(1) as f64));
     let mut row = Row {
         name,
         unit: "us/call",
@@ -396,85 +499,57 @@ fn split_row(
         native: per_call(&native.samples),
         ..Default::default()
     };
-    let traced = run_guest(
-        program,
-        &args,
-        DEFAULT_MEM,
-        Observe {
-            trace_mask: category::SYSCALLS,
-            ..Default::default()
-        },
-    )?;
-    let inside: Vec<f64> = syscall_spans(&traced.records, nr)
-        .iter()
-        .map(|&c| us(c as f64))
-        .collect();
-    let inside = summarize(&inside).map(|s| s.median);
-    let step_args = vec!["32".to_string()]
-        .into_iter()
-        .chain(mode.map(String::from))
-        .collect::<Vec<_>>();
-    let step = match map {
-        Some(m) => Some(step_program(program, &step_args, &[], DEFAULT_MEM, m)?),
-        None => None,
-    };
-    let (insns, exits) = step
-        .as_ref()
-        .map(|p| {
-            let mine: Vec<_> = p
-                .entries
-                .iter()
-                .filter(|e| e.in_window && e.is_syscall() && e.rax == nr)
-                .collect();
-            let n = mine.len().max(1) as f64;
-            (
-                Some(mine.iter().map(|e| e.insns).sum::<u64>() as f64 / n),
-                Some(mine.iter().map(|e| e.exits).sum::<u64>() as f64 / n),
-            )
-        })
-        .unwrap_or((None, None));
-    if let Some(i) = insns {
-        row.ring0 = Some(format!("{i:.0}/call"));
-    }
-    if mode.is_none() {
-        if let (Some(k), Some(i)) = (inside, insns) {
-            *per_insn_us = Some(k / i.max(1.0));
-        }
-    }
     let t = row.guest.map(|s| s.median);
-    let split = match (t, inside, insns, *per_insn_us) {
-        (Some(t), Some(k), Some(i), Some(c)) => {
-            let instr = (i * c).min(k);
+    let mut counted = None;
+    if let Some(map) = map {
+        let step_args: Vec<String> = ["32"].into_iter().chain(mode).map(String::from).collect();
+        let p = step_program(program, &step_args, &[], DEFAULT_MEM, map)?;
+        let mine: Vec<_> = p
+            .entries
+            .iter()
+            .filter(|e| e.in_window && e.is_syscall() && e.rax == nr)
+            .collect();
+        if !mine.is_empty() {
+            let n = mine.len() as f64;
+            counted = Some((
+                mine.iter().map(|e| e.insns).sum::<u64>() as f64 / n,
+                mine.iter().map(|e| e.exits).sum::<u64>() as f64 / n,
+            ));
+        }
+    }
+    let mut point = String::new();
+    if let (Some((i, e)), Some(t)) = (counted, t) {
+        row.ring0 = Some(format!("{i:.0}/call"));
+        if e == 0.0 {
+            points.push((i, t));
+            point = format!("getpid {i:.0} insns {t:.1} us");
+        }
+    }
+    let split = match (t, counted, fit_line(points)) {
+        (Some(t), Some((i, exits)), Some((entry, c))) => {
+            let instr = i * c;
             format!(
-                "entry+return {:.1} us, instructions {:.1} us ({i:.0} at {:.2} us), \
-                 hypercall {:.1} us ({:.0} exits)",
-                (t - k).max(0.0),
-                instr,
-                c,
-                (k - instr).max(0.0),
-                exits.unwrap_or(0.0)
+                "entry+return {entry:.1} us, instructions {instr:.1} us ({i:.0} at {c:.2} us), \
+                 hypercall {:.1} us ({exits:.0} exits)",
+                (t - entry - instr).max(0.0),
             )
         }
-        (Some(t), Some(k), _, _) => format!(
-            "entry+return {:.1} us, in the kernel {k:.1} us (no ring-0 count)",
-            (t - k).max(0.0)
-        ),
-        _ => "no split: no SYSCALL_ENTER/EXIT pairs in the trace".into(),
+        (_, None, _) => "no split without the ring-0 count".into(),
+        _ => "no split: the in-kernel calls' times do not rise with their instructions".into(),
     };
     let what = match mode {
         Some(_) => "one-byte write(2) to stderr (a pipe to vmrun)",
         None => "syscall(SYS_getpid)",
     };
-    let loop_avg = total_per_call(guest.total).unwrap_or(f64::NAN);
+    let loop_avg = guest
+        .total
+        .map_or(f64::NAN, |(c, n)| us(c as f64 / n.max(1) as f64));
     row.note = format!("{calls} x {what}; {split}");
-    let _ = writeln!(
-        detail,
-        "{name:<16} {calls} calls: guest loop {loop_avg:.1} us per call (mean), median {:.1}; \
-         in the kernel (traced run, SYSCALL_ENTER to EXIT) median {}; {split}",
-        t.unwrap_or(f64::NAN),
-        inside.map_or("?".into(), |k| format!("{k:.1} us")),
+    let loop_line = format!(
+        "guest loop {loop_avg:.1} us per call (mean), median {:.1}",
+        t.unwrap_or(f64::NAN)
     );
-    Ok(row)
+    Ok((row, point, loop_line))
 }
 
 #[cfg(test)]
@@ -509,6 +584,20 @@ mod tests {
             (sha256_bytes(&full), split_calls(&full)),
             (100_000_000, 10_000)
         );
+    }
+
+    #[test]
+    fn the_fitted_line_gives_the_entry_and_the_instruction_costs() {
+        // 60 µs an entry, 0.5 µs an instruction, with noise either side.
+        let points = [(56.0, 88.5), (120.0, 119.5), (183.0, 151.5), (263.0, 191.5)];
+        let (entry, per_insn) = fit_line(&points).unwrap();
+        assert!((entry - 60.0).abs() < 1.5, "{entry}");
+        assert!((per_insn - 0.5).abs() < 0.01, "{per_insn}");
+        // One point, one count, or times falling with more instructions:
+        // no line.
+        assert_eq!(fit_line(&points[..1]), None);
+        assert_eq!(fit_line(&[(56.0, 80.0), (56.0, 90.0)]), None);
+        assert_eq!(fit_line(&[(56.0, 90.0), (120.0, 80.0)]), None);
     }
 
     #[test]
