@@ -1620,11 +1620,19 @@ impl PageTable {
         F: FnMut(&mut M, &mut FrameAllocator, Leaf),
         R: IntoIterator<Item = (u64, u64, bool)>,
     {
-        let ranges: Vec<(u64, u64, bool)> = ranges
-            .into_iter()
-            .map(|(s, e, r)| (s, e.min(USER_HALF_END), r))
-            .filter(|&(s, e, _)| s < e)
-            .collect();
+        // One allocation for the ranges, of as many as the caller says it
+        // gives at most (an address space's areas: a collect would grow
+        // the vector three or four times).
+        let ranges = ranges.into_iter();
+        let mut list: Vec<(u64, u64, bool)> = Vec::new();
+        let (least, most) = ranges.size_hint();
+        let _ = list.try_reserve_exact(most.unwrap_or(least));
+        list.extend(
+            ranges
+                .map(|(s, e, r)| (s, e.min(USER_HALF_END), r))
+                .filter(|&(s, e, _)| s < e),
+        );
+        let ranges = list;
         let traced = trace::on(mem, category::PAGE_TABLES);
         let sorted = ranges.windows(2).all(|w| w[0].1 <= w[1].0);
         let whole = [(0, USER_HALF_END, true)];

@@ -191,6 +191,7 @@ impl Mm {
         let areas = self
             .vmas
             .iter()
+            .take(self.vmas.len())
             .map(|v| (v.start, v.end, v.anon != 0 || v.backing == Backing::Anon));
         self.pt.free_user_half(mem, frames, areas, |m, fr, l| {
             release_frame(m, fr, l.frame, l.size);

@@ -799,9 +799,12 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     for fd in cloexec {
         let _ = files::close(cx, fd);
     }
-    for f in core::mem::take(&mut cx.p.mapped_files) {
+    // The list keeps its allocation for the new image's files.
+    let mut mapped = core::mem::take(&mut cx.p.mapped_files);
+    for f in mapped.drain(..) {
         release(cx, f);
     }
+    cx.p.mapped_files = mapped;
     crate::signal::flush_handlers(&mut cx.p.sigactions);
     cx.p.altstack = [0, 2, 0];
     cx.p.fs_base = 0;
