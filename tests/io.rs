@@ -150,3 +150,53 @@ fn verbose_names_an_unimplemented_system_call_as_strace_does() {
         assert!(!line.contains("(unknown)"), "{line}\n{}", describe(&output));
     }
 }
+
+/// `sh -c SCRIPT` with `VMRUN` and `INPUT` in its environment, fed `stdin`.
+fn shell(script: &str, vmrun: &str, input: &std::path::Path, stdin: &[u8]) -> Output {
+    let mut command = std::process::Command::new("/bin/sh");
+    command
+        .args(["-c", script])
+        .env("VMRUN", vmrun)
+        .env("INPUT", input);
+    run(command, stdin)
+}
+
+/// vmrun's stdin is the one the shell around it shares with the commands
+/// after it, as a program's own stdin is natively: a read takes from the
+/// host's fd no more than the program asked for (nothing is read ahead
+/// into a buffer of vmrun's), and an lseek of the program's on a file
+/// moves the shared offset (busybox head reads 4 KiB and seeks back to
+/// what it printed). So what the next command reads is what it reads
+/// natively, from a file and from a pipe.
+#[test]
+fn stdin_is_left_where_the_program_left_it_for_the_commands_after() {
+    if !require_kvm() || !require_programs(&["/bin/busybox", "/bin/sh"]) {
+        return;
+    }
+    let text: String = (1..=5000).map(|i| format!("{i}\n")).collect();
+    let input = std::env::temp_dir().join(format!("vmrun-stdin-{}", std::process::id()));
+    std::fs::write(&input, &text).unwrap();
+    let vmrun = format!("{} --check", env!("CARGO_BIN_EXE_vmrun"));
+    let scripts = [
+        // A file: head seeks back to byte 5.
+        (
+            r#"{ $VMRUN busybox head -c 5; echo '|'; busybox head -c 20; } < "$INPUT""#,
+            &b""[..],
+        ),
+        // A pipe: dd reads exactly one block of 5 bytes.
+        (
+            r#"{ $VMRUN busybox dd bs=5 count=1 2>/dev/null; echo '|'; busybox head -c 20; }"#,
+            text.as_bytes(),
+        ),
+    ];
+    for (script, stdin) in scripts {
+        let native = shell(script, "", &input, stdin);
+        let guest = shell(script, &vmrun, &input, stdin);
+        assert_eq!(
+            native.stdout, b"1\n2\n3|\n\n4\n5\n6\n7\n8\n9\n10\n11\n1",
+            "{script}"
+        );
+        assert_same(script, &native, &guest);
+    }
+    let _ = std::fs::remove_file(&input);
+}

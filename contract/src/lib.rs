@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 7;
+pub const CONTRACT_VERSION: u32 = 8;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -340,6 +340,10 @@ pub mod hc {
     /// the frame and the FXSAVE image; returns a [`super::debug::resume`]
     /// word.
     pub const DEBUG_STOP: u64 = 15;
+    /// Move the file offset of host fd 0, 1 or 2 (a regular file the
+    /// host's stdio is redirected to). args: fd, offset (two's complement),
+    /// whence (lseek's). Returns the new offset or -errno.
+    pub const SEEK: u64 = 16;
 }
 
 /// The debugger stop ([`hc::DEBUG_STOP`]).

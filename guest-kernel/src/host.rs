@@ -58,6 +58,10 @@ impl HostIo for Host {
         hypercall::random(iov)
     }
 
+    fn seek(&mut self, fd: u64, offset: u64, whence: u64) -> i64 {
+        hypercall::seek(fd, offset, whence)
+    }
+
     fn sleep(&mut self, ns: u64) {
         hypercall::sleep(ns);
     }

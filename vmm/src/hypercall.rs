@@ -30,6 +30,11 @@ pub trait HostIo {
     fn read(&mut self, fd: u64, buf: &mut [u8]) -> io::Result<usize>;
     /// Fill `buf` with random bytes.
     fn random(&mut self, buf: &mut [u8]) -> io::Result<()>;
+    /// Move the offset of host fd `fd` (0, 1 or 2) as lseek(2) does; the
+    /// new offset. Stdio that is no file cannot seek (ESPIPE).
+    fn seek(&mut self, _fd: u64, _offset: i64, _whence: u32) -> io::Result<u64> {
+        Err(io::Error::from_raw_os_error(libc::ESPIPE))
+    }
     /// Block for `ns` nanoseconds (the program's nanosleep).
     fn sleep(&mut self, ns: u64) {
         std::thread::sleep(std::time::Duration::from_nanos(ns));
@@ -97,6 +102,7 @@ pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo, fs: &mut HostFs)
         hc::WRITE => ret(&mut req, do_write(ram, io, a[0], a[1], a[2])),
         hc::READ => ret(&mut req, do_read(ram, io, a[0], a[1], a[2])),
         hc::RANDOM => ret(&mut req, do_random(ram, io, a[0], a[1])),
+        hc::SEEK => ret(&mut req, do_seek(io, a[0], a[1], a[2])),
         hc::SLEEP => {
             io.sleep(a[0]);
             ret(&mut req, 0)
@@ -244,6 +250,19 @@ fn do_read(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) 
     transfer(ram, iov, count, |buf| io.read(fd, buf))
 }
 
+fn do_seek(io: &mut impl HostIo, fd: u64, offset: u64, whence: u64) -> i64 {
+    if fd > 2 {
+        return -EBADF;
+    }
+    let Ok(whence) = u32::try_from(whence) else {
+        return -i64::from(libc::EINVAL);
+    };
+    match io.seek(fd, offset as i64, whence) {
+        Ok(at) => at as i64,
+        Err(e) => -i64::from(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
 fn do_random(ram: &GuestRam, io: &mut impl HostIo, iov: u64, count: u64) -> i64 {
     transfer(ram, iov, count, |buf| io.random(buf).map(|_| buf.len()))
 }
@@ -258,6 +277,9 @@ mod tests {
         input: Vec<u8>,
         logs: Vec<String>,
         slept: Vec<u64>,
+        /// Seeks asked (fd, offset, whence); answered when set.
+        seeks: Vec<(u64, i64, u32)>,
+        seekable: bool,
     }
 
     impl HostIo for FakeIo {
@@ -281,9 +303,40 @@ mod tests {
         fn sleep(&mut self, ns: u64) {
             self.slept.push(ns);
         }
+        fn seek(&mut self, fd: u64, offset: i64, whence: u32) -> io::Result<u64> {
+            self.seeks.push((fd, offset, whence));
+            match self.seekable {
+                true => Ok(offset as u64 + 1000),
+                false => Err(io::Error::from_raw_os_error(libc::ESPIPE)),
+            }
+        }
     }
 
     const BLOCK: u64 = 0x1000;
+
+    #[test]
+    fn seek_moves_a_stdio_fd_of_the_host_and_passes_its_error_on() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let mut io = FakeIo {
+            seekable: true,
+            ..FakeIo::default()
+        };
+        let back = (-4091i64) as u64;
+        let (action, ret) = call(&ram, &mut io, hc::SEEK, [0, back, 1, 0, 0, 0]);
+        assert_eq!((action, ret), (Action::Continue, 1000 - 4091));
+        assert_eq!(io.seeks, vec![(0, -4091, 1)]);
+        // Only fds 0 to 2, and no whence past 32 bits, reach the host.
+        assert_eq!(call(&ram, &mut io, hc::SEEK, [3, 0, 0, 0, 0, 0]).1, -EBADF);
+        let bad = call(&ram, &mut io, hc::SEEK, [0, 0, 1 << 32, 0, 0, 0]).1;
+        assert_eq!(bad, -i64::from(libc::EINVAL));
+        assert_eq!(io.seeks.len(), 1);
+        io.seekable = false;
+        let pipe = call(&ram, &mut io, hc::SEEK, [1, 0, 1, 0, 0, 0]).1;
+        assert_eq!(pipe, -i64::from(libc::ESPIPE));
+        // Stdio that is not vmrun's own (benchmarks, tests) cannot seek.
+        let mut discard = crate::stdio::Discard::default();
+        assert!(discard.seek(0, 0, 1).is_err());
+    }
 
     fn call(ram: &GuestRam, io: &mut FakeIo, nr: u64, args: [u64; 6]) -> (Action, i64) {
         ram.write_pod(BLOCK, &Hypercall { nr, args, ret: 0 })

@@ -1,10 +1,12 @@
 //! The guest program's stdio, connected to vmrun's own, and the host's
 //! randomness.
 
+use crate::fs::sys;
 use crate::hypercall::HostIo;
 use crate::inspect::syscalls;
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 /// Host stdin/stdout/stderr for the guest.
@@ -34,8 +36,23 @@ impl HostIo for Stdio {
         }
     }
 
+    /// One read(2) of fd 0 for at most what the program asked: nothing is
+    /// read ahead (Rust's buffered stdin would take 8 KiB from a pipe or a
+    /// file that a process after vmrun reads on from, as in `{ vmrun prog;
+    /// cat; } < file`).
     fn read(&mut self, _fd: u64, buf: &mut [u8]) -> io::Result<usize> {
-        io::stdin().lock().read(buf)
+        sys::read(io::stdin().as_fd(), buf).map_err(io::Error::from_raw_os_error)
+    }
+
+    /// lseek(2) of vmrun's own fd 0, 1 or 2 (stdout is flushed after every
+    /// write, so no output waits in a buffer).
+    fn seek(&mut self, fd: u64, offset: i64, whence: u32) -> io::Result<u64> {
+        let at = match fd {
+            0 => sys::lseek(io::stdin().as_fd(), offset, whence as i32),
+            1 => sys::lseek(io::stdout().as_fd(), offset, whence as i32),
+            _ => sys::lseek(io::stderr().as_fd(), offset, whence as i32),
+        };
+        at.map(|at| at as u64).map_err(io::Error::from_raw_os_error)
     }
 
     fn random(&mut self, buf: &mut [u8]) -> io::Result<()> {

@@ -116,6 +116,11 @@ pub fn read(fd: u64, iov: &[IoVec]) -> i64 {
     call(hc::READ, [fd, kernel_phys(iov.as_ptr()), iov.len() as u64])
 }
 
+/// Ask the host to move the offset of its fd `fd` (0 to 2) as lseek(2).
+pub fn seek(fd: u64, offset: u64, whence: u64) -> i64 {
+    call(hc::SEEK, [fd, offset, whence])
+}
+
 /// Ask the host to fill the pieces of `iov` with random bytes.
 pub fn random(iov: &[IoVec]) -> i64 {
     call(hc::RANDOM, [kernel_phys(iov.as_ptr()), iov.len() as u64])

@@ -13,6 +13,8 @@ pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFREG: u32 = 0o100000;
 /// Character device.
 pub const S_IFCHR: u32 = 0o020000;
+/// Block device.
+pub const S_IFBLK: u32 = 0o060000;
 /// Symbolic link.
 pub const S_IFLNK: u32 = 0o120000;
 /// FIFO.

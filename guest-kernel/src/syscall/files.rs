@@ -1415,11 +1415,10 @@ pub fn lseek<M: PhysMem, H: HostIo>(
             Node::Generated { data, .. } => (None, Some(data.len() as u64), false, b.pos),
             Node::SynthDir { .. } => (None, Some(0), true, b.pos),
             Node::Dev(_) => return Ok(0),
-            Node::Stdio(_)
-            | Node::Pipe { .. }
-            | Node::Epoll(_)
-            | Node::EventFd(..)
-            | Node::SignalFd(_) => return Err(Errno::ESPIPE),
+            Node::Stdio(k) => return seek_stdio(cx, *k, off, whence),
+            Node::Pipe { .. } | Node::Epoll(_) | Node::EventFd(..) | Node::SignalFd(_) => {
+                return Err(Errno::ESPIPE)
+            }
         }
     };
     let off = off as i64;
@@ -1452,6 +1451,31 @@ pub fn lseek<M: PhysMem, H: HostIo>(
     }
     f.borrow_mut().pos = new as u64;
     Ok(new)
+}
+
+/// lseek of the host's stdio stream `k`: the host moves its own fd's
+/// offset when that fd is a regular file or a block device (as `{ prog;
+/// cat; } < file` shares one offset between the processes), and reads
+/// and writes of the stream go on from there. Anything else (a pipe, a
+/// terminal) cannot seek.
+fn seek_stdio<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    k: u8,
+    off: u64,
+    whence: u64,
+) -> KResult<i64> {
+    let mode = cx.p.stdio_modes.get(usize::from(k)).copied().unwrap_or(0);
+    if !matches!(mode & S_IFMT, stat::S_IFREG | stat::S_IFBLK) {
+        return Err(Errno::ESPIPE);
+    }
+    if whence > 4 {
+        return Err(Errno::EINVAL);
+    }
+    let r = cx.host.seek(u64::from(k), off, whence);
+    if r < 0 {
+        return Err(Errno::from_ret(r));
+    }
+    Ok(r)
 }
 
 /// The size of host handle `h` now.

@@ -43,6 +43,11 @@ pub trait HostIo {
     fn read(&mut self, fd: u64, iov: &[IoVec]) -> i64;
     /// Fill the pieces with random bytes; bytes filled or -errno.
     fn random(&mut self, iov: &[IoVec]) -> i64;
+    /// Move the offset of host fd `fd` (0 to 2, a regular file) as
+    /// lseek(2); the new offset or -errno.
+    fn seek(&mut self, _fd: u64, _offset: u64, _whence: u64) -> i64 {
+        -(crate::errno::Errno::ESPIPE as i64)
+    }
     /// Nanoseconds on `clock` (CLOCK_REALTIME or CLOCK_MONOTONIC).
     fn now_ns(&mut self, clock: time::Clock) -> u64;
     /// Block for `ns` nanoseconds.

@@ -19,6 +19,8 @@ struct FakeHost {
     mem_snapshot: Vec<IoVec>,
     random_pieces: Vec<IoVec>,
     slept: Vec<u64>,
+    /// The fd, offset and whence of each seek.
+    seeks: Vec<(u64, u64, u64)>,
 }
 
 impl HostIo for FakeHost {
@@ -37,6 +39,13 @@ impl HostIo for FakeHost {
     }
     fn sleep(&mut self, ns: u64) {
         self.slept.push(ns);
+    }
+    fn seek(&mut self, fd: u64, offset: u64, whence: u64) -> i64 {
+        self.seeks.push((fd, offset, whence));
+        match offset as i64 {
+            o if o < 0 => -(Errno::EINVAL as i64),
+            o => o + 100 * fd as i64,
+        }
     }
     fn now_ns(&mut self, clock: Clock) -> u64 {
         match clock {
@@ -907,6 +916,38 @@ fn fstat_of_stdio_is_the_stat_of_its_attributes_and_other_fds_keep_theirs() {
             );
         }
     }
+}
+
+#[test]
+fn lseek_of_stdio_moves_the_host_file_and_a_pipe_or_terminal_cannot_seek() {
+    let mut w = World::new();
+    // stdin a file, stdout a pipe, stderr a terminal.
+    w.p.stdio_modes = [0o100644, 0o010600, 0o020620];
+    assert_eq!(w.call(nr::LSEEK, [0, 5, 0, 0, 0, 0]).unwrap_ret(), 5);
+    assert_eq!(w.host.seeks, vec![(0, 5, 0)]);
+    // The host's error comes back as it is.
+    let back = (-4091i64) as u64;
+    assert_eq!(
+        w.call(nr::LSEEK, [0, back, 1, 0, 0, 0]).unwrap_ret(),
+        -(Errno::EINVAL as i64)
+    );
+    assert_eq!(w.host.seeks[1], (0, back, 1));
+    // A dup of stdin is the same host file.
+    assert_eq!(w.call(nr::DUP, [0, 0, 0, 0, 0, 0]).unwrap_ret(), 3);
+    assert_eq!(w.call(nr::LSEEK, [3, 7, 2, 0, 0, 0]).unwrap_ret(), 7);
+    // No host call for what cannot seek or a bad whence.
+    w.host.seeks.clear();
+    for fd in [1, 2] {
+        assert_eq!(
+            w.call(nr::LSEEK, [fd, 0, 1, 0, 0, 0]).unwrap_ret(),
+            -(Errno::ESPIPE as i64)
+        );
+    }
+    assert_eq!(
+        w.call(nr::LSEEK, [0, 0, 5, 0, 0, 0]).unwrap_ret(),
+        -(Errno::EINVAL as i64)
+    );
+    assert!(w.host.seeks.is_empty());
 }
 
 #[test]

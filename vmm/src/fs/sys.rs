@@ -187,6 +187,14 @@ pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> SysResult<i64> {
     check(ret)
 }
 
+/// `read` into `buf` (at most `buf.len()` bytes: one system call, no
+/// read-ahead).
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: read writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    check(n as libc::c_long).map(|n| n as usize)
+}
+
 /// `pread` into `buf`.
 pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: i64) -> SysResult<usize> {
     // SAFETY: pread writes at most `buf.len()` bytes into `buf`.
