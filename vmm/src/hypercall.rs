@@ -30,6 +30,12 @@ pub trait HostIo {
     fn read(&mut self, fd: u64, buf: &mut [u8]) -> io::Result<usize>;
     /// Fill `buf` with random bytes.
     fn random(&mut self, buf: &mut [u8]) -> io::Result<()>;
+    /// Whether a read of host fd `fd` would return at once (a read of
+    /// several pieces goes on to the next only then, so that it returns
+    /// what a pipe holds instead of waiting for more, as read(2) does).
+    fn ready(&mut self, _fd: u64) -> bool {
+        true
+    }
     /// Move the offset of host fd `fd` (0, 1 or 2) as lseek(2) does; the
     /// new offset. Stdio that is no file cannot seek (ESPIPE).
     fn seek(&mut self, _fd: u64, _offset: i64, _whence: u32) -> io::Result<u64> {
@@ -243,11 +249,20 @@ fn do_write(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64)
     transfer(ram, iov, count, |buf| io.write(fd, buf).map(|_| buf.len()))
 }
 
+/// A read of host fd 0 into the pieces: each read(2) after the first
+/// only if it would not block, so that a pipe's reader gets what the pipe
+/// holds, not a wait for a later write to fill its buffer.
 fn do_read(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) -> i64 {
     if fd != 0 {
         return -EBADF;
     }
-    transfer(ram, iov, count, |buf| io.read(fd, buf))
+    let mut first = true;
+    transfer(ram, iov, count, |buf| {
+        if !std::mem::take(&mut first) && !io.ready(fd) {
+            return Ok(0);
+        }
+        io.read(fd, buf)
+    })
 }
 
 fn do_seek(io: &mut impl HostIo, fd: u64, offset: u64, whence: u64) -> i64 {
@@ -280,6 +295,10 @@ mod tests {
         /// Seeks asked (fd, offset, whence); answered when set.
         seeks: Vec<(u64, i64, u32)>,
         seekable: bool,
+        /// Whether a read would block (a pipe whose writer has not
+        /// written more yet), and how often that was asked.
+        would_block: bool,
+        asked_ready: usize,
     }
 
     impl HostIo for FakeIo {
@@ -302,6 +321,10 @@ mod tests {
         }
         fn sleep(&mut self, ns: u64) {
             self.slept.push(ns);
+        }
+        fn ready(&mut self, _fd: u64) -> bool {
+            self.asked_ready += 1;
+            !self.would_block
         }
         fn seek(&mut self, fd: u64, offset: i64, whence: u32) -> io::Result<u64> {
             self.seeks.push((fd, offset, whence));
@@ -426,6 +449,41 @@ mod tests {
         let mut buf = [0u8; 3];
         ram.read_bytes(0x4000, &mut buf).unwrap();
         assert_eq!(&buf, b"abc");
+    }
+
+    #[test]
+    fn a_read_goes_on_to_the_next_piece_only_if_it_would_not_block() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        for (k, phys) in [0x4000u64, 0x8000].into_iter().enumerate() {
+            let piece = IoVec { phys, len: 4096 };
+            ram.write_pod(0x2000 + 16 * k as u64, &piece).unwrap();
+        }
+        // The first piece is read whatever comes (it may block, as
+        // read(2) does); the second only if more is there now.
+        let mut io = FakeIo {
+            input: vec![7; 6000],
+            would_block: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            call(&ram, &mut io, hc::READ, [0, 0x2000, 2, 0, 0, 0]).1,
+            4096
+        );
+        assert_eq!((io.asked_ready, io.input.len()), (1, 6000 - 4096));
+        io.would_block = false;
+        io.input = vec![7; 6000];
+        assert_eq!(
+            call(&ram, &mut io, hc::READ, [0, 0x2000, 2, 0, 0, 0]).1,
+            6000
+        );
+        // A short first piece ends the read without asking.
+        io.input = vec![7; 100];
+        io.asked_ready = 0;
+        assert_eq!(
+            call(&ram, &mut io, hc::READ, [0, 0x2000, 2, 0, 0, 0]).1,
+            100
+        );
+        assert_eq!(io.asked_ready, 0);
     }
 
     #[test]

@@ -44,6 +44,10 @@ impl HostIo for Stdio {
         sys::read(io::stdin().as_fd(), buf).map_err(io::Error::from_raw_os_error)
     }
 
+    fn ready(&mut self, _fd: u64) -> bool {
+        sys::readable_now(io::stdin().as_fd())
+    }
+
     /// lseek(2) of vmrun's own fd 0, 1 or 2 (stdout is flushed after every
     /// write, so no output waits in a buffer).
     fn seek(&mut self, fd: u64, offset: i64, whence: u32) -> io::Result<u64> {

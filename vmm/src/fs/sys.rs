@@ -195,6 +195,19 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> SysResult<usize> {
     check(n as libc::c_long).map(|n| n as usize)
 }
 
+/// Whether a read of `fd` would not block now (data, end of file or an
+/// error waiting): poll(2) with no timeout.
+pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes the one pollfd, which outlives the call.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents != 0
+}
+
 /// `pread` into `buf`.
 pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: i64) -> SysResult<usize> {
     // SAFETY: pread writes at most `buf.len()` bytes into `buf`.
