@@ -550,6 +550,52 @@ fn json_and_svg_outputs_are_written_and_well_formed() {
     }
 }
 
+/// The boot phases come in order, each after the one before; only the
+/// kernel's entry takes a VM exit to report itself (the later milestones
+/// are TSC stamps the host reads at the end).
+#[test]
+fn boot_phases_are_in_order_and_one_of_them_is_a_vm_exit() {
+    if !require_kvm() {
+        return;
+    }
+    let stats = temp("phases.json");
+    let output = vmrun([
+        "-i".as_ref(),
+        "--stats-json".as_ref(),
+        stats.as_os_str(),
+        image("hello_static").as_os_str(),
+    ]);
+    assert_clean_exit(&output, b"hello, world\n");
+    let json: serde_json::Value = serde_json::from_str(&read(&stats)).unwrap();
+    let _ = std::fs::remove_file(&stats);
+    let phases: Vec<(String, u64)> = json["boot_phases"]
+        .as_array()
+        .expect("boot_phases")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["ns"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = phases.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "vm created",
+            "loaded",
+            "kernel entry",
+            "kernel ready",
+            "program loaded",
+            "exit"
+        ],
+        "{json}"
+    );
+    assert!(phases.windows(2).all(|w| w[0].1 <= w[1].1), "{phases:?}");
+    assert_eq!(json["vm_exits"]["phase"], 1, "{json}");
+}
+
 #[test]
 fn pagetables_and_stats_print_their_sections() {
     if !require_kvm() {

@@ -324,7 +324,9 @@ pub mod hc {
     /// EXIT: 0, 0), user frames held (4 KiB units), user page-table pages
     /// held. Before EXEC, EXIT and FAULT stops the VMAs are exported.
     pub const EVENT: u64 = 12;
-    /// The kernel reached a boot milestone. args: [`super::phase`] number.
+    /// The kernel reached its first boot milestone. args:
+    /// [`super::phase::KERNEL_ENTRY`], the guest's TSC then. The later
+    /// milestones are stamped in [`super::GuestStats::phase_tsc`].
     pub const PHASE: u64 = 9;
     /// A file-system call: args[0] is the physical address of a
     /// [`super::fs::FsRequest`]. Returns what the request's `ret` says.
@@ -739,7 +741,15 @@ pub struct GuestStats {
     /// timer interrupt; the guest takes it (sets it back to 0) at that
     /// interrupt.
     pub host_signal: u64,
+    /// The guest's TSC when it reached each later boot milestone (index:
+    /// the [`phase`] number; 0 where not reached): the host turns it into
+    /// its own time with the TSC that [`phase::KERNEL_ENTRY`]'s hypercall
+    /// carried, so that the milestones after it cost no VM exit.
+    pub phase_tsc: [u64; 4],
 }
+
+/// Byte offset of [`GuestStats::phase_tsc`] in the stats page.
+pub const PHASE_TSC_OFFSET: u64 = core::mem::offset_of!(GuestStats, phase_tsc) as u64;
 
 /// Vector of the timer interrupt the host injects while
 /// [`GuestStats::timer_wanted`] is set.

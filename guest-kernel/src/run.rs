@@ -147,6 +147,7 @@ impl Kernel {
                 timer_ticks: 0,
                 timer_wanted: 0,
                 host_signal: 0,
+                phase_tsc: [0; 4],
             },
             host: Host {
                 tsc0: 0,

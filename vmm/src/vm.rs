@@ -286,6 +286,8 @@ pub struct Vm {
     ticker: Option<Ticker>,
     /// The block of the debugger stop the guest waits in.
     debug_block: Option<u64>,
+    /// The guest's TSC at its kernel entry ([`Vm::stamped_phases`]).
+    entry_tsc: Option<u64>,
     /// The platform vmrun detected.
     pub platform: Platform,
     /// [`Vm::exe_path`].
@@ -350,6 +352,7 @@ impl Vm {
             live: config.observe.live,
             fs,
             debug_block: None,
+            entry_tsc: None,
             platform,
             exe_path,
         })
@@ -440,6 +443,9 @@ impl Vm {
     pub fn report(&mut self, end: RunEnd) -> RunReport {
         self.timings.total = self.started.elapsed();
         let stats = self.ram.read_pod::<GuestStats>(layout::STATS_PHYS).ok();
+        if let Some(s) = &stats {
+            self.stamped_phases(s.phase_tsc);
+        }
         let stats = stats.filter(|s| s.magic == vmrun_contract::BOOT_MAGIC);
         RunReport {
             outcome: end,
@@ -571,8 +577,8 @@ impl Vm {
     fn act(&mut self, action: Action, trace: &mut dyn FnMut(&[Record])) -> Result<Option<Event>> {
         Ok(match action {
             Action::Continue => None,
-            Action::Phase(p) => {
-                self.record_phase(p);
+            Action::Phase(p, tsc) => {
+                self.record_phase(p, tsc);
                 None
             }
             Action::TraceDrain => {
@@ -640,14 +646,30 @@ impl Vm {
         Ok(!drained.records.is_empty())
     }
 
-    fn record_phase(&mut self, p: u64) {
-        let now = Some(self.started.elapsed());
-        match p {
-            phase::KERNEL_ENTRY => self.timings.kernel_entry = now,
-            phase::KERNEL_READY => self.timings.kernel_ready = now,
-            phase::EXEC_LOADED => self.timings.exec_loaded = now,
-            _ => {}
+    /// The kernel's entry: the host's time now, and the guest's TSC then,
+    /// which dates the later milestones ([`Vm::stamped_phases`]).
+    fn record_phase(&mut self, p: u64, tsc: u64) {
+        if p == phase::KERNEL_ENTRY {
+            self.timings.kernel_entry = Some(self.started.elapsed());
+            self.entry_tsc = Some(tsc);
         }
+    }
+
+    /// The milestones the guest stamped in its stats page (`phase_tsc`) as
+    /// times since the start: the kernel entry's time plus the TSC ticks
+    /// from its stamp, at the guest TSC's rate.
+    fn stamped_phases(&mut self, stamps: [u64; 4]) {
+        let (Some(entry), Some(tsc0)) = (self.timings.kernel_entry, self.entry_tsc) else {
+            return;
+        };
+        let khz = u128::from(self.info.tsc_khz);
+        let at = |p: u64| {
+            let ticks = stamps[p as usize].checked_sub(tsc0).filter(|_| khz > 0)?;
+            let ns = u128::from(ticks) * 1_000_000 / khz;
+            Some(entry + Duration::from_nanos(u64::try_from(ns).ok()?))
+        };
+        self.timings.kernel_ready = at(phase::KERNEL_READY);
+        self.timings.exec_loaded = at(phase::EXEC_LOADED);
     }
 
     fn dump(&self, what: &str) -> String {
@@ -715,7 +737,7 @@ fn event_of(kind: u64, [a, b, user_frames, user_tables]: [u64; 4]) -> Option<Eve
 fn action_name(action: &Action) -> &'static str {
     match action {
         Action::Continue => "hypercall",
-        Action::Phase(_) => "phase",
+        Action::Phase(..) => "phase",
         Action::TraceDrain => "trace drain",
         Action::Event(..) => "event",
         Action::Debug(..) => "debug stop",

@@ -136,9 +136,14 @@ pub fn log(msg: &[u8]) {
     call(hc::LOG, [kernel_phys(msg.as_ptr()), msg.len() as u64]);
 }
 
-/// Report a boot or exec milestone.
-pub fn phase(p: u64) {
-    call(hc::PHASE, [p]);
+/// Report the kernel's entry, the host's anchor for the milestones after
+/// it (stamped in the stats page, no exit each): its time now and the
+/// guest's TSC.
+pub fn phase_entry() {
+    call(
+        hc::PHASE,
+        [vmrun_contract::phase::KERNEL_ENTRY, super::cpu::rdtsc()],
+    );
 }
 
 /// Zero guest-physical memory on the host.
