@@ -624,6 +624,51 @@ fn auxv_equals_linuxs_apart_from_the_entries_that_differ_by_design() {
     }
 }
 
+/// The exec maps the vDSO's code, which every C library reads as it
+/// starts: a static glibc hello and a dynamic one (ld.so reads it) take no
+/// fault there, and print what they print natively.
+#[test]
+fn the_vdso_code_is_mapped_at_exec_and_takes_no_fault() {
+    if !require_kvm() {
+        return;
+    }
+    for name in ["hello_static", "hello_rust_dyn"] {
+        let program = image(name);
+        let native = native(&program, NO_ARGS);
+        let output = vmrun([
+            "--maps".as_ref(),
+            "--trace".as_ref(),
+            "fault".as_ref(),
+            program.as_os_str(),
+        ]);
+        assert_status(&output, 0);
+        assert_eq!(output.stdout, native.stdout, "{}", describe(&output));
+        let err = String::from_utf8_lossy(&output.stderr);
+        let (start, end) = err
+            .lines()
+            .find(|l| l.ends_with("[vdso]"))
+            .and_then(|l| l.split_whitespace().next()?.split_once('-'))
+            .map(|(a, b)| {
+                (
+                    u64::from_str_radix(a, 16).unwrap(),
+                    u64::from_str_radix(b, 16).unwrap(),
+                )
+            })
+            .unwrap_or_else(|| panic!("no [vdso] line in:\n{err}"));
+        let faults: Vec<u64> = err
+            .lines()
+            .filter_map(|l| l.split(" fault ").nth(1))
+            .filter_map(|f| f.split_whitespace().nth(1))
+            .filter_map(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+            .collect();
+        assert!(!faults.is_empty(), "no fault traced:\n{err}");
+        assert!(
+            faults.iter().all(|a| !(start..end).contains(a)),
+            "{name}: a fault in [vdso] {start:#x}-{end:#x}:\n{err}"
+        );
+    }
+}
+
 /// Whether `line` is one of Linux's vDSO-family lines.
 fn is_vdso_line(line: &str) -> bool {
     ["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"]

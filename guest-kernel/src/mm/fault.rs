@@ -1296,6 +1296,26 @@ impl Mm {
         Ok(file_mapped(va, pa, mapped))
     }
 
+    /// Map at exec the `pages` pages of the kernel-provided image `file`
+    /// at `va` (the vDSO's code), read-only with `prot`, as its first
+    /// fault would map them.
+    pub fn map_special_area<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        va: u64,
+        file: u16,
+        pages: u64,
+        prot: Prot,
+    ) {
+        let Some(pa) = env.cache.get(file).and_then(|i| i.image_base()) else {
+            return;
+        };
+        let Ok(mut table) = self.pt.leaf_table(env.mem, env.frames, va) else {
+            return;
+        };
+        table.fill_free(env.mem, va, pa, pages, user_pte_flags(prot, false));
+    }
+
     /// Give area `i` an anonymous-memory identity if it has none, reusing
     /// an adjacent area's where they could merge but for protection (as
     /// Linux's `find_mergeable_anon_vma` does).

@@ -391,6 +391,10 @@ pub fn load_elf_binary<M: PhysMem>(
     };
     stack.write(args, &aux, &mut sink)?;
     let mm = sink.mm;
+    if let (Some(ids), true) = (vdso, aux.sysinfo_ehdr != 0) {
+        let code = Prot(Prot::READ.0 | Prot::EXEC.0);
+        mm.map_special_area(env, aux.sysinfo_ehdr, ids[2], vvar::VDSO_PAGES, code);
+    }
     set_mm_fields(mm, plan, stack, layout);
     Ok(EntryState {
         ip: interp.map_or(plan.entry, |(_, i)| i.entry),
