@@ -436,6 +436,28 @@ fn call_cost(
         let us: Vec<f64> = v.iter().map(|&c| cycles_to_us(c as f64, khz)).collect();
         summarize(&us).map(|s| s.median)
     };
+    let (Some(median_us), Some((insns, exits))) = (
+        median(&guest.samples),
+        stepped_call(program, mode, nr, map)?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(CallCost {
+        median_us,
+        insns,
+        exits,
+    }))
+}
+
+/// The ring-0 instructions and hypercalls of one call of system call `nr`
+/// in a stepped run of `bench_syscall 32 [MODE]` (the mean over its calls
+/// between the markers); `None` if the run saw none.
+fn stepped_call(
+    program: &Path,
+    mode: Option<&str>,
+    nr: u64,
+    map: &KernelMap,
+) -> Result<Option<(f64, f64)>, String> {
     let step_args: Vec<String> = ["32"].into_iter().chain(mode).map(String::from).collect();
     let p = step_program(program, &step_args, &[], DEFAULT_MEM, map)?;
     let mine: Vec<_> = p
@@ -443,15 +465,14 @@ fn call_cost(
         .iter()
         .filter(|e| e.in_window && e.is_syscall() && e.rax == nr)
         .collect();
-    let (Some(median_us), false) = (median(&guest.samples), mine.is_empty()) else {
+    if mine.is_empty() {
         return Ok(None);
-    };
+    }
     let n = mine.len() as f64;
-    Ok(Some(CallCost {
-        median_us,
-        insns: mine.iter().map(|e| e.insns).sum::<u64>() as f64 / n,
-        exits: mine.iter().map(|e| e.exits).sum::<u64>() as f64 / n,
-    }))
+    Ok(Some((
+        mine.iter().map(|e| e.insns).sum::<u64>() as f64 / n,
+        mine.iter().map(|e| e.exits).sum::<u64>() as f64 / n,
+    )))
 }
 
 /// The least-squares line `t = entry + per_insn * i` through `points`
@@ -500,23 +521,10 @@ fn split_row(
         ..Default::default()
     };
     let t = row.guest.map(|s| s.median);
-    let mut counted = None;
-    if let Some(map) = map {
-        let step_args: Vec<String> = ["32"].into_iter().chain(mode).map(String::from).collect();
-        let p = step_program(program, &step_args, &[], DEFAULT_MEM, map)?;
-        let mine: Vec<_> = p
-            .entries
-            .iter()
-            .filter(|e| e.in_window && e.is_syscall() && e.rax == nr)
-            .collect();
-        if !mine.is_empty() {
-            let n = mine.len() as f64;
-            counted = Some((
-                mine.iter().map(|e| e.insns).sum::<u64>() as f64 / n,
-                mine.iter().map(|e| e.exits).sum::<u64>() as f64 / n,
-            ));
-        }
-    }
+    let counted = match map {
+        Some(map) => stepped_call(program, mode, nr, map)?,
+        None => None,
+    };
     let mut point = String::new();
     if let (Some((i, e)), Some(t)) = (counted, t) {
         row.ring0 = Some(format!("{i:.0}/call"));
