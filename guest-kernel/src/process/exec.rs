@@ -416,13 +416,12 @@ fn map_areas<M: PhysMem>(
     let ram_pages = env.frames.total();
     plan.loadable()?;
     map_segments(mm, areas, file, plan.segments(), ram_pages)?;
-    if let Some((ifile, iplan)) = interp {
-        iplan.loadable()?;
-        map_segments(mm, areas, ifile, iplan.segments(), ram_pages)?;
-    }
-    let ehdr = match vdso {
-        Some(ids) => Some(map_vdso(mm, areas, ids)?),
-        None => None,
+    let ehdr = match interp {
+        Some(interp) => map_interp(mm, areas, interp, vdso, ram_pages)?,
+        None => match vdso {
+            Some(ids) => Some(map_vdso(mm, areas, ids)?),
+            None => None,
+        },
     };
     let mut prot = Prot::RW;
     if plan.exec_stack {
@@ -439,16 +438,72 @@ fn map_areas<M: PhysMem>(
     Ok(ehdr)
 }
 
+/// Add the interpreter's segments and the vDSO; returns the vDSO's
+/// address, if it has one. Where the vDSO will go right below the
+/// interpreter ([`vdso_below`]), it joins the batch first, so that the
+/// areas still ascend: one batch, not three areas inserted one by one
+/// after a search.
+fn map_interp(
+    mm: &mut Mm,
+    areas: &mut Areas,
+    (ifile, iplan): (u16, &LoadPlan),
+    vdso: Option<[u16; 3]>,
+    ram_pages: u64,
+) -> KResult<Option<u64>> {
+    iplan.loadable()?;
+    let below = vdso.zip(vdso_below(mm, areas, iplan.segments()));
+    let placed = match below {
+        Some((ids, at)) => Some(place_vdso(mm, areas, ids, at)?),
+        None => None,
+    };
+    map_segments(mm, areas, ifile, iplan.segments(), ram_pages)?;
+    Ok(match (placed, vdso) {
+        (Some(at), _) => Some(at),
+        (None, Some(ids)) => Some(map_vdso(mm, areas, ids)?),
+        (None, None) => None,
+    })
+}
+
 /// Map [vvar], [vvar_vclock] and [vdso] (Linux's
 /// `arch_setup_additional_pages`) top-down in the mmap area, below the
 /// interpreter; returns the vDSO's address (`AT_SYSINFO_EHDR`).
 #[inline(always)]
 fn map_vdso(mm: &mut Mm, areas: &mut Areas, ids: [u16; 3]) -> KResult<u64> {
+    let base = areas.unmapped_area(mm, VDSO_SPAN)?;
+    place_vdso(mm, areas, ids, base)
+}
+
+/// The bytes of [vvar], [vvar_vclock] and [vdso] together.
+const VDSO_SPAN: u64 = (vvar::VVAR_PAGES + vvar::VCLOCK_PAGES + vvar::VDSO_PAGES) * PAGE_SIZE;
+
+/// Where `get_unmapped_area` will put the vDSO once the interpreter's
+/// segments `segs` are in, if that is right below them and above what is
+/// gathered (the program's): in an exec's empty set it searches top-down
+/// from `mmap_base`, and the interpreter was placed at the top, so the
+/// first gap that fits is the one below it unless a gap above it, or one
+/// between its segments, does. `None` where the vDSO goes elsewhere
+/// ([`map_vdso`] places it then).
+fn vdso_below(mm: &Mm, areas: &Areas, segs: &[Segment]) -> Option<u64> {
+    let end_of = |s: &Segment| (s.vaddr + s.memsz + PAGE_MASK) & !PAGE_MASK;
+    let (lo, hi) = (segs.first()?.map_start(), end_of(segs.last()?));
+    // Ascending (as ELF orders PT_LOAD), with no hole the vDSO fits in.
+    let tight = segs.windows(2).all(|w| {
+        w[0].map_start() <= w[1].map_start() && w[1].map_start() < end_of(&w[0]) + VDSO_SPAN
+    });
+    let room_above = mm.mmap_base.checked_sub(hi)?;
+    let at = lo.checked_sub(VDSO_SPAN)?;
+    let fits = at >= areas.gathered.end().max(MMAP_MIN_ADDR);
+    (mm.vmas.is_empty() && tight && room_above < VDSO_SPAN && fits).then_some(at)
+}
+
+/// Add [vvar], [vvar_vclock] and [vdso] end to end from `base`; returns
+/// the vDSO's address.
+#[inline(always)]
+fn place_vdso(mm: &mut Mm, areas: &mut Areas, ids: [u16; 3], base: u64) -> KResult<u64> {
     let sizes = [vvar::VVAR_PAGES, vvar::VCLOCK_PAGES, vvar::VDSO_PAGES].map(|p| p * PAGE_SIZE);
-    let total: u64 = sizes.iter().sum();
     // Page aligned already (the mmap top and the sizes are whole pages):
     // said again so that the three areas' alignment tests fold away.
-    let base = areas.unmapped_area(mm, total)? & !(PAGE_SIZE - 1);
+    let base = base & !(PAGE_SIZE - 1);
     let code = Prot(Prot::READ.0 | Prot::EXEC.0);
     let parts = [
         (sizes[0], Prot::READ, ids[0]),
@@ -555,6 +610,71 @@ mod tests {
             assert_eq!(got, reference.get_unmapped_area(0, len, false), "{seg:?}");
             areas.flush(&mut mm).unwrap();
             assert_eq!(mm.vmas.len(), reference.vmas.len());
+        }
+    }
+
+    #[test]
+    fn the_vdso_below_the_interpreter_is_where_get_unmapped_area_puts_it() {
+        let top = 0x7fff_f7ff_f000;
+        let seg = |vaddr: u64, len: u64| Segment {
+            vaddr,
+            memsz: len,
+            filesz: len,
+            offset: 0,
+            prot: 5,
+        };
+        let program = Vma::anon(
+            0x5555_5555_4000,
+            0x5555_5556_0000,
+            Prot::READ,
+            VmFlags::NONE,
+        );
+        let cases: [(&[Segment], bool); 6] = [
+            // ld.so at the top, end to end: right below it.
+            (
+                &[seg(top - 0x35000, 0x1000), seg(top - 0x34000, 0x34000)],
+                true,
+            ),
+            // Room above it: there (the batch's own first try).
+            (
+                &[seg(top - 0x45000, 0x1000), seg(top - 0x44000, 0x34000)],
+                false,
+            ),
+            // A hole between its segments the vDSO fits in: there.
+            (
+                &[seg(top - 0x85000, 0x1000), seg(top - 0x34000, 0x34000)],
+                false,
+            ),
+            // A hole too small for it: below.
+            (
+                &[seg(top - 0x3a000, 0x1000), seg(top - 0x34000, 0x34000)],
+                true,
+            ),
+            // No room below it above the program: elsewhere.
+            (&[seg(0x5555_5556_2000, 0x1000)], false),
+            // Out of order: left to the search.
+            (
+                &[seg(top - 0x34000, 0x34000), seg(top - 0x35000, 0x1000)],
+                false,
+            ),
+        ];
+        for (segs, below) in cases {
+            let (mut mm, mut reference) = (Mm::empty(), Mm::empty());
+            mm.mmap_base = top;
+            reference.mmap_base = top;
+            let mut areas = Areas::new();
+            areas.add(&mut mm, program, true).unwrap();
+            reference.vmas.insert(program).unwrap();
+            let got = vdso_below(&mm, &areas, segs);
+            assert_eq!(got.is_some(), below, "{segs:x?}");
+            for s in segs {
+                let v = Vma::anon(s.map_start(), s.vaddr + s.memsz, Prot::READ, VmFlags::NONE);
+                let _ = reference.vmas.insert(v);
+            }
+            if let Some(at) = got {
+                let want = reference.get_unmapped_area(0, VDSO_SPAN, false);
+                assert_eq!(Ok(at), want, "{segs:x?}");
+            }
         }
     }
 
