@@ -349,6 +349,12 @@ pub struct FileInfo {
     pub mtime: (i64, u32),
 }
 
+/// Inodes the page cache has room for from the start, besides the
+/// kernel-provided images: the boot image, a dynamic program's interpreter
+/// and its first libraries, before the list grows (all of them in one of
+/// the kernel heap's size classes, not a first-fit block).
+const FIRST_FILES: usize = 8;
+
 impl PageCache {
     /// An empty cache.
     pub const fn new() -> PageCache {
@@ -489,7 +495,10 @@ impl PageCache {
         if self.inodes.len() + N > usize::from(u16::MAX) {
             return Err(Errno::ENFILE);
         }
-        self.inodes.reserve(N);
+        // The boot's images come first: room for them and for the files a
+        // program opens first (a dynamic one's interpreter and libraries),
+        // in the one allocation that is made anyway.
+        self.inodes.reserve(N + FIRST_FILES);
         let mut ids = [0; N];
         for (n, (name, phys, len)) in images.into_iter().enumerate() {
             ids[n] = self.inodes.len() as u16;
@@ -846,6 +855,17 @@ mod tests {
             ino: 1
         }));
         assert_eq!(cache.add_specials([(b"x", 0x1234, 1)]), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn the_boot_images_leave_room_for_the_first_files_in_one_allocation() {
+        let mut cache = PageCache::new();
+        let specials = [(&b"[vvar]"[..], 0x20_0000, PAGE_SIZE); 3];
+        cache.add_specials(specials).unwrap();
+        assert!(cache.inodes.capacity() >= 3 + FIRST_FILES);
+        // In one of the kernel heap's size classes (2 KiB at most).
+        let bytes = cache.inodes.capacity() * core::mem::size_of::<Option<Inode>>();
+        assert!(bytes <= 2048, "{bytes}");
     }
 
     fn setup(size: u64) -> (TestMem, FrameAllocator, PageCache, FakeFile, u16) {
