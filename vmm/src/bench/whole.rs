@@ -101,18 +101,27 @@ fn qemu_note(guest_median: Option<f64>, qemu: Option<Vec<f64>>) -> String {
     }
 }
 
-/// One whole-program row: `program args` under vmrun, natively and under
-/// qemu-user, `runs` times each, with `input` bytes piped in.
-fn whole_row(
-    env_vmrun: &Path,
+/// A whole-program row's run: `busybox ARGS` with `input` bytes piped in.
+struct WholeRun {
     name: &'static str,
-    runs: u64,
-    program: &Path,
-    args: &[&str],
+    args: Vec<String>,
+    /// The arguments of the qemu-user run, if not `args` (a shell loop
+    /// whose programs qemu-user must run too: it does not follow an
+    /// exec).
+    qemu_args: Option<Vec<String>>,
     input: u64,
-    note: &str,
-) -> Result<Row, String> {
-    let args: Vec<&Path> = args.iter().map(Path::new).collect();
+    note: String,
+}
+
+/// One whole-program row: `program` with the run's arguments under vmrun,
+/// natively and under qemu-user, `runs` times each.
+fn whole_row(env_vmrun: &Path, run: &WholeRun, runs: u64, program: &Path) -> Result<Row, String> {
+    let args: Vec<&Path> = run.args.iter().map(Path::new).collect();
+    let qemu_args: Vec<&Path> = match &run.qemu_args {
+        Some(a) => a.iter().map(Path::new).collect(),
+        None => args.clone(),
+    };
+    let input = run.input;
     let (mut guest, mut native, mut qemu) = (Vec::new(), Vec::new(), Vec::new());
     let qemu_path = qemu_user();
     let mut qemu_ok = qemu_path.is_some();
@@ -125,7 +134,7 @@ fn whole_row(
         native.push(time_run(&n, input)?);
         if let (Some(q), true) = (&qemu_path, qemu_ok) {
             let mut v = vec![q.as_path(), program];
-            v.extend(&args);
+            v.extend(&qemu_args);
             match time_run(&v, input) {
                 Ok(ms) => qemu.push(ms),
                 Err(_) => qemu_ok = false,
@@ -136,11 +145,11 @@ fn whole_row(
     let qemu = if qemu_ok { Some(qemu) } else { None };
     let q = qemu_note(guest.map(|s| s.median), qemu);
     Ok(Row {
-        name,
+        name: run.name,
         unit: "ms/run",
         guest,
         native: summarize(&native),
-        note: format!("{note}; {q}"),
+        note: format!("{}; {q}", run.note),
         ..Default::default()
     })
 }
@@ -168,9 +177,16 @@ fn sh_spawns(o: &Options) -> u64 {
 }
 
 /// `busybox sh -c` of a loop running `/bin/busybox true` `n` times: a
-/// shell script's fork, exec, exit and wait, `n` times over.
-fn sh_spawn_args(n: u64) -> Vec<String> {
-    let script = format!("i=0; while [ $i -lt {n} ]; do /bin/busybox true; i=$((i+1)); done");
+/// shell script's fork, exec, exit and wait, `n` times over; with
+/// `runner`, each `busybox true` runs under it (qemu-user's run: it
+/// emulates the shell only, the programs the shell execs run natively
+/// unless it is their runner too).
+fn sh_spawn_args(n: u64, runner: Option<&Path>) -> Vec<String> {
+    let run = match runner {
+        Some(r) => format!("{} /bin/busybox true", r.display()),
+        None => "/bin/busybox true".into(),
+    };
+    let script = format!("i=0; while [ $i -lt {n} ]; do {run}; i=$((i+1)); done");
     vec!["sh".into(), "-c".into(), script]
 }
 
@@ -181,36 +197,44 @@ pub(super) fn bench_whole_programs(
     o: &Options,
     vmrun: Option<&Path>,
 ) -> Vec<Result<Row, (&'static str, String)>> {
-    let rows: [(&'static str, Vec<String>, u64, String); 3] = [
-        (
-            "cold_busybox",
-            vec!["true".into()],
-            0,
-            "whole `vmrun /bin/busybox true` process vs native run".into(),
-        ),
-        (
-            "sha256_pipe",
-            vec!["sha256sum".into()],
-            sha256_bytes(o),
-            format!(
+    let qemu = qemu_user();
+    let rows = [
+        WholeRun {
+            name: "cold_busybox",
+            args: vec!["true".into()],
+            qemu_args: None,
+            input: 0,
+            note: "whole `vmrun /bin/busybox true` process vs native run".into(),
+        },
+        WholeRun {
+            name: "sha256_pipe",
+            args: vec!["sha256sum".into()],
+            qemu_args: None,
+            input: sha256_bytes(o),
+            note: format!(
                 "busybox sha256sum of {} MB from a pipe, 4 KiB per read",
                 sha256_bytes(o) / 1_000_000
             ),
-        ),
-        (
-            "sh_spawn",
-            sh_spawn_args(sh_spawns(o)),
-            0,
-            format!(
-                "busybox sh running /bin/busybox true {} times (fork, exec, exit, wait)",
+        },
+        WholeRun {
+            name: "sh_spawn",
+            args: sh_spawn_args(sh_spawns(o), None),
+            qemu_args: qemu
+                .as_deref()
+                .map(|q| sh_spawn_args(sh_spawns(o), Some(q))),
+            input: 0,
+            note: format!(
+                "busybox sh running /bin/busybox true {} times (fork, exec, exit, wait; \
+                 under qemu-user each true runs under it too)",
                 sh_spawns(o)
             ),
-        ),
+        },
     ];
     let busybox = Path::new(BUSYBOX);
     rows.into_iter()
-        .filter(|(name, ..)| o.runs_row(name))
-        .map(|(name, args, input, note)| {
+        .filter(|run| o.runs_row(run.name))
+        .map(|run| {
+            let name = run.name;
             let vmrun = vmrun.ok_or((
                 name,
                 "no vmrun binary found next to this executable: pass --vmrun PATH".into(),
@@ -225,9 +249,12 @@ pub(super) fn bench_whole_programs(
                 });
             }
             // The 100 MB pipe takes some 15 s under vmrun: one run.
-            let runs = if input > 10_000_000 { 1 } else { o.runs.min(5) };
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            whole_row(vmrun, name, runs, busybox, &args, input, &note).map_err(|e| (name, e))
+            let runs = if run.input > 10_000_000 {
+                1
+            } else {
+                o.runs.min(5)
+            };
+            whole_row(vmrun, &run, runs, busybox).map_err(|e| (name, e))
         })
         .collect()
 }
@@ -303,8 +330,8 @@ pub(super) fn sh_spawn_ring0(map: &KernelMap, functions: Option<usize>, detail: 
         return;
     }
     let total = |p: &super::step::StepProfile| p.entries.iter().map(|e| e.insns).sum::<u64>();
-    let two = step_program(busybox, &sh_spawn_args(2), &[], DEFAULT_MEM, map);
-    let four = step_program(busybox, &sh_spawn_args(4), &[], DEFAULT_MEM, map);
+    let two = step_program(busybox, &sh_spawn_args(2, None), &[], DEFAULT_MEM, map);
+    let four = step_program(busybox, &sh_spawn_args(4, None), &[], DEFAULT_MEM, map);
     let (two, four) = match (two, four) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
@@ -606,6 +633,21 @@ mod tests {
         assert_eq!(fit_line(&points[..1]), None);
         assert_eq!(fit_line(&[(56.0, 80.0), (56.0, 90.0)]), None);
         assert_eq!(fit_line(&[(56.0, 90.0), (120.0, 80.0)]), None);
+    }
+
+    #[test]
+    fn the_shell_loop_runs_each_program_under_the_runner_it_is_given() {
+        let plain = sh_spawn_args(3, None);
+        assert_eq!(plain[..2], ["sh", "-c"]);
+        assert!(
+            plain[2].contains("$i -lt 3 ]; do /bin/busybox true;"),
+            "{plain:?}"
+        );
+        let qemu = sh_spawn_args(3, Some(Path::new("/usr/bin/qemu-x86_64")));
+        assert!(
+            qemu[2].contains("do /usr/bin/qemu-x86_64 /bin/busybox true;"),
+            "{qemu:?}"
+        );
     }
 
     #[test]
