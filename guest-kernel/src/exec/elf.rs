@@ -348,6 +348,12 @@ impl Segment {
         page_down(self.vaddr)
     }
 
+    /// End (exclusive, page aligned) of the segment's pages, its bss's
+    /// included.
+    pub const fn map_end(&self) -> u64 {
+        page_up(self.vaddr + self.memsz)
+    }
+
     /// File offset mapped at [`Segment::map_start`].
     pub const fn map_offset(&self) -> u64 {
         self.offset - (self.vaddr & PAGE_MASK)
@@ -379,7 +385,7 @@ impl Segment {
     /// for the bss): `[file_map_end, page_up(vaddr + memsz))`, possibly empty.
     pub const fn anon_pages(&self) -> (u64, u64) {
         let start = self.file_map_end();
-        let end = page_up(self.vaddr + self.memsz);
+        let end = self.map_end();
         if end > start {
             (start, end)
         } else {

@@ -484,11 +484,10 @@ const VDSO_SPAN: u64 = (vvar::VVAR_PAGES + vvar::VCLOCK_PAGES + vvar::VDSO_PAGES
 /// between its segments, does. `None` where the vDSO goes elsewhere
 /// ([`map_vdso`] places it then).
 fn vdso_below(mm: &Mm, areas: &Areas, segs: &[Segment]) -> Option<u64> {
-    let end_of = |s: &Segment| (s.vaddr + s.memsz + PAGE_MASK) & !PAGE_MASK;
-    let (lo, hi) = (segs.first()?.map_start(), end_of(segs.last()?));
+    let (lo, hi) = (segs.first()?.map_start(), segs.last()?.map_end());
     // Ascending (as ELF orders PT_LOAD), with no hole the vDSO fits in.
     let tight = segs.windows(2).all(|w| {
-        w[0].map_start() <= w[1].map_start() && w[1].map_start() < end_of(&w[0]) + VDSO_SPAN
+        w[0].map_start() <= w[1].map_start() && w[1].map_start() < w[0].map_end() + VDSO_SPAN
     });
     let room_above = mm.mmap_base.checked_sub(hi)?;
     let at = lo.checked_sub(VDSO_SPAN)?;
@@ -650,8 +649,9 @@ mod tests {
                 &[seg(top - 0x3a000, 0x1000), seg(top - 0x34000, 0x34000)],
                 true,
             ),
-            // No room below it above the program: elsewhere.
-            (&[seg(0x5555_5556_2000, 0x1000)], false),
+            // At the top but reaching down to just above the program: no
+            // room below it, elsewhere.
+            (&[seg(0x5555_5556_2000, top - 0x5555_5556_2000)], false),
             // Out of order: left to the search.
             (
                 &[seg(top - 0x34000, 0x34000), seg(top - 0x35000, 0x1000)],
@@ -668,7 +668,7 @@ mod tests {
             let got = vdso_below(&mm, &areas, segs);
             assert_eq!(got.is_some(), below, "{segs:x?}");
             for s in segs {
-                let v = Vma::anon(s.map_start(), s.vaddr + s.memsz, Prot::READ, VmFlags::NONE);
+                let v = Vma::anon(s.map_start(), s.map_end(), Prot::READ, VmFlags::NONE);
                 let _ = reference.vmas.insert(v);
             }
             if let Some(at) = got {
