@@ -1000,3 +1000,90 @@ fn the_last_exit_tears_everything_down_only_for_the_leak_check() {
         }
     }
 }
+
+/// The host's stdio for a library run: stdin from `input`, what the
+/// program writes kept by stream.
+#[derive(Default)]
+struct Captured {
+    input: Vec<u8>,
+    out: Vec<u8>,
+    err: Vec<u8>,
+}
+
+impl vmm::hypercall::HostIo for Captured {
+    fn write(&mut self, fd: u64, data: &[u8]) -> std::io::Result<()> {
+        match fd {
+            1 => self.out.extend_from_slice(data),
+            _ => self.err.extend_from_slice(data),
+        }
+        Ok(())
+    }
+    fn read(&mut self, _fd: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.input.len());
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input.drain(..n);
+        Ok(n)
+    }
+    fn random(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        buf.fill(7);
+        Ok(())
+    }
+    fn log(&mut self, _line: &[u8]) {}
+}
+
+/// `read_stdin` (a cat of read(2) and write(2)) on 100 KiB: run plainly,
+/// its reads of stdin and writes to stdout are fast calls the VMM serves
+/// from the syscall trampoline (all but the first of each, which the
+/// kernel's short path serves and opens); with system calls traced, none
+/// is, and every call is in the trace. The bytes are the same either way.
+#[test]
+fn stdio_reads_and_writes_are_fast_calls_unless_calls_are_traced() {
+    if !require_kvm() {
+        return;
+    }
+    let input: Vec<u8> = (0..100 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    let run = |observe: Observe| {
+        let mut vm = Vm::new(&config("read_stdin", observe)).unwrap();
+        let mut io = Captured {
+            input: input.clone(),
+            ..Default::default()
+        };
+        let mut records = Vec::new();
+        let report = loop {
+            match vm
+                .resume(&mut io, &mut |r| records.extend_from_slice(r))
+                .unwrap()
+            {
+                Event::Finished(end) => break vm.report(end),
+                _ => continue,
+            }
+        };
+        assert!(
+            matches!(
+                report.outcome,
+                RunEnd::Guest(vmm::hypercall::Outcome::Exited(0))
+            ),
+            "{:?}",
+            report.outcome
+        );
+        assert_eq!(io.out, input, "stdout is stdin");
+        assert_eq!(String::from_utf8_lossy(&io.err), "read 102400 bytes\n");
+        (report.timings.fast_calls, records)
+    };
+    let (fast, _) = run(Observe::default());
+    // 104 reads (102 of 1000 bytes, one of 400, the end of file) and 103
+    // writes: all but the first of each are fast calls.
+    assert_eq!(fast, 103 + 102, "fast calls");
+    let traced = Observe {
+        trace_mask: category::SYSCALLS,
+        trace_records: 256,
+        ..Default::default()
+    };
+    let (fast, records) = run(traced);
+    assert_eq!(fast, 0, "traced calls all enter the kernel");
+    let reads = records
+        .iter()
+        .filter(|r| r.kind == kind::SYSCALL_ENTER && vmrun_contract::trace::syscall_nr(r.aux) == 0)
+        .count();
+    assert_eq!(reads, 104, "every read is in the trace");
+}

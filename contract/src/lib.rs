@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 8;
+pub const CONTRACT_VERSION: u32 = 9;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -287,6 +287,42 @@ impl BootInfo {
 /// The I/O port the guest writes a [`Hypercall`] block's physical address to
 /// (a 32-bit `out`).
 pub const HYPERCALL_PORT: u16 = 0x0700;
+
+/// The I/O port of the syscall trampoline's fast call: an `out` of AL to
+/// it (the only port the TSS's I/O bitmap opens below ring 0) asks the
+/// VMM to serve a `read` of the host's stdin or a `write` to its stdout or
+/// stderr straight from the program's registers, with no kernel entry
+/// (see [`trampoline`] and docs/architecture.md, "Fast calls").
+pub const FAST_CALL_PORT: u16 = 0xf1;
+
+/// The syscall trampoline page ([`layout::SYSCALL_TRAMPOLINE_VIRT`]):
+/// offsets of what the VMM and the guest both rely on.
+///
+/// The trampoline tests the call against [`trampoline::TABLE`] and, for a
+/// call the kernel opened there, makes the fast call's `out`. The VMM
+/// finds RIP at [`trampoline::SLOW`]: to decline, it resumes the vCPU
+/// unchanged and the trampoline's `int 0x80` enters the kernel; to answer,
+/// it sets RAX and returns to the program (on kvm_pvm, where the
+/// trampoline runs with user rights, by setting RIP and RFLAGS as SYSRET
+/// would; on VMX/SVM, where it runs in ring 0, through the trampoline's
+/// `sysretq` at [`trampoline::SYSRET`]).
+pub mod trampoline {
+    /// Offset of the instruction after the fast call's `out`, which is the
+    /// slow path's `int 0x80` (#UD arrives here on kvm_pvm).
+    pub const SLOW: u64 = 26;
+    /// Offset just after that `int 0x80` (where vector 0x80 arrives on
+    /// VMX/SVM).
+    pub const SLOW_RETURN: u64 = 28;
+    /// Offset of the trampoline's `sysretq`.
+    pub const SYSRET: u64 = 30;
+    /// Offset of the fast-call table: 8 bytes, user-readable, written by
+    /// the kernel through the direct map. Byte `fd` says whether a `read`
+    /// of fd 0 to 2 may be a fast call, byte `4 + fd` the same of a
+    /// `write`: [`OPEN`] and the host stream (0 to 2) the fd is, or 0.
+    pub const TABLE: u64 = 0x800;
+    /// The bit of a [`TABLE`] byte that opens its call.
+    pub const OPEN: u8 = 0x80;
+}
 
 /// Hypercall numbers ([`Hypercall::nr`]).
 pub mod hc {
@@ -746,7 +782,14 @@ pub struct GuestStats {
     /// its own time with the TSC that [`phase::KERNEL_ENTRY`]'s hypercall
     /// carried, so that the milestones after it cost no VM exit.
     pub phase_tsc: [u64; 4],
+    /// The page-table root (CR3) of the task whose calls
+    /// [`trampoline::TABLE`] opens: the VMM finds a fast call's buffer
+    /// through it.
+    pub fast_cr3: u64,
 }
+
+/// Byte offset of [`GuestStats::fast_cr3`] in the stats page.
+pub const FAST_CR3_OFFSET: u64 = core::mem::offset_of!(GuestStats, fast_cr3) as u64;
 
 /// Byte offset of [`GuestStats::phase_tsc`] in the stats page.
 pub const PHASE_TSC_OFFSET: u64 = core::mem::offset_of!(GuestStats, phase_tsc) as u64;

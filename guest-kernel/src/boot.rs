@@ -51,11 +51,15 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
         tsc_khz: info.tsc_khz,
         realtime0: info.realtime_ns,
         monotonic0: info.monotonic_ns,
+        last_stream: 0,
     };
     let mut mem = mem;
     mem.enable_trace(info.trace_phys, info.trace_len, info.trace_mask);
     k.kernel = adopt_kernel_tables(&mut mem);
     setup_cpu();
+    if info.flags & boot_flags::PLATFORM_PVM == 0 {
+        trap::table_test_in_ring0(&mut mem);
+    }
     let vvar_phys = setup_heap(&mut k.frames, info.mem_size);
     k.fs.connect();
     k.process.0 = Some(alloc::boxed::Box::new(Process::empty()));

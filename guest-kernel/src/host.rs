@@ -17,6 +17,10 @@ pub struct Host {
     pub realtime0: u64,
     /// Host CLOCK_MONOTONIC at boot, ns.
     pub monotonic0: u64,
+    /// The host stdio stream of the last read or write: the stream the
+    /// short path's call just used, which it opens to the VMM's fast call
+    /// (see `run::open_fast_call`).
+    pub last_stream: u64,
 }
 
 impl Host {
@@ -47,10 +51,12 @@ impl Host {
 
 impl HostIo for Host {
     fn write(&mut self, fd: u64, iov: &[IoVec]) -> i64 {
+        self.last_stream = fd;
         hypercall::write(fd, iov)
     }
 
     fn read(&mut self, fd: u64, iov: &[IoVec]) -> i64 {
+        self.last_stream = fd;
         hypercall::read(fd, iov)
     }
 

@@ -21,12 +21,13 @@ use guest_kernel::process::Process;
 use guest_kernel::syscall::exec::ExecPlan;
 use guest_kernel::syscall::{self, Action, Ctx, ShortRoute};
 use guest_kernel::trace::{self, category, kind};
-use vmrun_contract::layout::{DIRECT_MAP_BASE, STATS_PHYS, TASK_SIZE};
+use vmrun_contract::layout::{DIRECT_MAP_BASE, STATS_PHYS, SYSCALL_TRAMPOLINE_PHYS, TASK_SIZE};
 use vmrun_contract::trace::exec_phase;
 use vmrun_contract::trace::{resolution, vma_kind};
 use vmrun_contract::{
     boot_flags, event, exit_kind, hc, kill_cause, BootInfo, GuestStats, BOOT_MAGIC,
 };
+use vmrun_contract::{trampoline, FAST_CR3_OFFSET};
 
 use guest_kernel::signal::nr as sig;
 
@@ -98,6 +99,10 @@ pub struct Kernel {
     /// the run, see [`Kernel::calls_short`]): one test on each call's way
     /// in and out stands for the several checks this means.
     calls_watched: bool,
+    /// Whether the short path opens stdio reads and writes to the VMM's
+    /// fast call (see [`open_fast_call`]): when calls take the short path
+    /// and no debugger stops the program (fixed for the run).
+    fast_calls: bool,
     /// The page-fault handler `UserMode::run` arms: [`fast_fault`], or
     /// [`no_fast_fault`] while page faults are traced or stopped at
     /// (fixed for the run, see [`Kernel::watch_faults`]), which leaves
@@ -148,12 +153,14 @@ impl Kernel {
                 timer_wanted: 0,
                 host_signal: 0,
                 phase_tsc: [0; 4],
+                fast_cr3: 0,
             },
             host: Host {
                 tsc0: 0,
                 tsc_khz: 0,
                 realtime0: 0,
                 monotonic0: 0,
+                last_stream: 0,
             },
             hwcap: (0, 0),
             random_state: 0,
@@ -166,6 +173,7 @@ impl Kernel {
             traced_tasks: alloc::vec::Vec::new(),
             syscall_entry_logged: false,
             calls_watched: false,
+            fast_calls: false,
             fault_handler: fast_fault,
             call_tsc: 0,
             served: None,
@@ -304,6 +312,7 @@ impl Kernel {
     #[inline(always)]
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
         self.calls_watched = !self.calls_short(mem);
+        self.fast_calls = !self.calls_watched && self.info.flags & boot_flags::DEBUGGER == 0;
         let handler: trap::SyscallHandler<Kernel, DirectMap> = if self.calls_watched {
             no_short_path
         } else {
@@ -320,6 +329,7 @@ impl Kernel {
                 hypercall::panic(b"no user context")
             };
             let t = um.run(self, mem, handler, self.fault_handler);
+            close_fast_calls(mem);
             let rip = um.regs().rip;
             self.user = Some(um);
             match t.vector {
@@ -1699,6 +1709,9 @@ extern "C" fn short_read(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
     }
     match syscall::read_short(p, mem, &mut k.host, [f.rdi, f.rsi, f.rdx]) {
         Some(Ok(v)) => {
+            if k.fast_calls {
+                open_fast_call(p, mem, f.rdi, false, k.host.last_stream);
+            }
             short_return(f, v);
             true
         }
@@ -1723,6 +1736,9 @@ extern "C" fn short_write(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap
     }
     match syscall::write_short(p, mem, &mut k.host, [f.rdi, f.rsi, f.rdx]) {
         Some(Ok(v)) => {
+            if k.fast_calls && f.rdi <= 2 {
+                open_fast_call(p, mem, f.rdi, true, k.host.last_stream);
+            }
             short_return(f, v);
             true
         }
@@ -1838,6 +1854,7 @@ fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     if f.rcx >= TASK_SIZE || p.alarm_at.is_some() {
         return false;
     }
+    close_fast_calls(mem);
     k.stats.syscalls += 1;
     p.blocked_nr = None;
     let mut env = MmEnv {
@@ -1901,6 +1918,7 @@ where
     if f.rcx >= TASK_SIZE || p.alarm_at.is_some() {
         return false;
     }
+    close_fast_calls(mem);
     k.stats.syscalls += 1;
     p.blocked_nr = None;
     let mut env = MmEnv {
@@ -1997,6 +2015,43 @@ fn short_exit(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     }
     k.stats.syscalls += 1;
     k.end_run(mem, exit_kind::EXITED, f.rdi & 0xff, [0; 4])
+}
+
+/// The fast-call table in the trampoline page (`trampoline::TABLE`).
+const FAST_TABLE: u64 = SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE;
+
+/// Withdraw every call the fast-call table opened. Every kernel entry but
+/// the short path's calls does it first (`Kernel::run`'s loop,
+/// [`full_call`], [`serve_in_full`]): only such an entry can change what
+/// the table's opening relied on (what fds 0 to 2 are, the running task
+/// and its page tables, an alarm that makes every call take the full
+/// path). One store.
+#[inline(always)]
+fn close_fast_calls(mem: &mut DirectMap) {
+    use guest_kernel::mm::phys::PhysMem;
+    mem.write_u64(FAST_TABLE, 0);
+}
+
+/// Open `fd`'s reads (or writes, `write`) to the VMM's fast call
+/// (contract `trampoline`), once the short path has served one of them
+/// through the host's stdio stream `stream`: the stream in the
+/// trampoline's table, and the running task's page-table root in the
+/// stats page, through which the VMM finds the buffers. Until
+/// [`close_fast_calls`], the trampoline offers the VMM each such call,
+/// which it serves as `files::read_stdio` or `write_stdio` would (its
+/// buffer mapped as the call needs, no error) or declines, leaving it to
+/// the kernel. Already open, as when the VMM declined the call (an
+/// unmapped buffer, an error, a single-stepped run), it costs a test.
+#[inline(always)]
+fn open_fast_call(p: &Process, mem: &mut DirectMap, fd: u64, write: bool, stream: u64) {
+    use guest_kernel::mm::phys::PhysMem;
+    let shift = 8 * (fd + if write { 4 } else { 0 });
+    let table = mem.read_u64(FAST_TABLE);
+    if table >> shift & u64::from(trampoline::OPEN) == 0 {
+        let open = (u64::from(trampoline::OPEN) | stream) << shift;
+        mem.write_u64(STATS_PHYS + FAST_CR3_OFFSET, p.mm.pt.root());
+        mem.write_u64(FAST_TABLE, table | open);
+    }
 }
 
 /// Return `v` from the system call in `f` as SYSRET would, counting the

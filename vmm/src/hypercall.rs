@@ -218,12 +218,20 @@ pub(crate) fn transfer(
     ram: &GuestRam,
     iov: u64,
     count: u64,
+    op: impl FnMut(&mut [u8]) -> io::Result<usize>,
+) -> i64 {
+    match iovecs(ram, iov, count) {
+        Ok(iov) => transfer_pieces(ram, &iov, op),
+        Err(e) => e,
+    }
+}
+
+/// [`transfer`] over pieces already read from the guest.
+fn transfer_pieces(
+    ram: &GuestRam,
+    iov: &[IoVec],
     mut op: impl FnMut(&mut [u8]) -> io::Result<usize>,
 ) -> i64 {
-    let iov = match iovecs(ram, iov, count) {
-        Ok(v) => v,
-        Err(e) => return e,
-    };
     let mut total = 0i64;
     for piece in iov {
         let Ok(buf) = ram.slice_mut(piece.phys, piece.len) else {
@@ -244,21 +252,40 @@ pub(crate) fn transfer(
 }
 
 fn do_write(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) -> i64 {
+    match iovecs(ram, iov, count) {
+        Ok(iov) => write_pieces(ram, io, fd, &iov),
+        Err(e) => e,
+    }
+}
+
+/// A write of the guest-memory pieces `iov` to host fd `fd` (1 or 2): the
+/// bytes written, or -errno. The WRITE hypercall and the fast call's write.
+pub(crate) fn write_pieces(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: &[IoVec]) -> i64 {
     if fd != 1 && fd != 2 {
         return -EBADF;
     }
-    transfer(ram, iov, count, |buf| io.write(fd, buf).map(|_| buf.len()))
+    transfer_pieces(ram, iov, |buf| io.write(fd, buf).map(|_| buf.len()))
 }
 
 /// A read of host fd 0 into the pieces: each read(2) after the first
 /// only if it would not block, so that a pipe's reader gets what the pipe
 /// holds, not a wait for a later write to fill its buffer.
 fn do_read(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: u64, count: u64) -> i64 {
+    match iovecs(ram, iov, count) {
+        Ok(iov) => read_pieces(ram, io, fd, &iov),
+        Err(e) => e,
+    }
+}
+
+/// A read of host fd `fd` (0) into the guest-memory pieces `iov`, as
+/// [`do_read`] describes: the bytes read, or -errno. The READ hypercall
+/// and the fast call's read.
+pub(crate) fn read_pieces(ram: &GuestRam, io: &mut impl HostIo, fd: u64, iov: &[IoVec]) -> i64 {
     if fd != 0 {
         return -EBADF;
     }
     let mut first = true;
-    transfer(ram, iov, count, |buf| {
+    transfer_pieces(ram, iov, |buf| {
         if !std::mem::take(&mut first) && !io.ready(fd) {
             return Ok(0);
         }

@@ -31,6 +31,7 @@ pub mod bench;
 pub mod boot;
 pub mod console;
 pub mod error;
+pub mod fastcall;
 pub mod fs;
 pub mod gdb;
 pub mod handoff;

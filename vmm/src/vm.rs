@@ -9,6 +9,7 @@
 
 use crate::boot;
 use crate::error::{Error, Result};
+use crate::fastcall;
 use crate::fs::{FsStats, HostFs, Mount};
 use crate::handoff::Handoff;
 use crate::hypercall::{self, Action, HostIo, Outcome};
@@ -25,7 +26,8 @@ use std::time::{Duration, Instant};
 use vmrun_contract::trace::Record;
 pub use vmrun_contract::FaultSize;
 use vmrun_contract::{
-    boot_flags, event, layout, phase, BootInfo, GuestStats, VmaExport, HYPERCALL_PORT,
+    boot_flags, event, layout, phase, BootInfo, GuestStats, VmaExport, FAST_CALL_PORT,
+    HYPERCALL_PORT,
 };
 
 /// Default guest RAM: 256 MiB.
@@ -207,6 +209,9 @@ pub struct Timings {
     pub total: Duration,
     /// vCPU exits taken.
     pub exits: u64,
+    /// System calls the VMM answered from the syscall trampoline
+    /// ([`crate::fastcall`]), which never entered the guest kernel.
+    pub fast_calls: u64,
 }
 
 /// The result of a run.
@@ -476,7 +481,7 @@ impl Vm {
             }
             let block = match self.deferred.take() {
                 Some(block) => block,
-                None => match self.next_hypercall(trace, || resumed.elapsed() >= TICK)? {
+                None => match self.next_hypercall(io, trace, || resumed.elapsed() >= TICK)? {
                     Ok(block) if self.live && self.may_block(block) && self.drain(trace)? => {
                         self.deferred = Some(block);
                         return Ok(Event::Tick);
@@ -511,6 +516,7 @@ impl Vm {
     /// whether a tick is due when a signal interrupts the vCPU.
     fn next_hypercall(
         &mut self,
+        io: &mut impl HostIo,
         trace: &mut dyn FnMut(&[Record]),
         due: impl Fn() -> bool,
     ) -> Result<std::result::Result<u64, Event>> {
@@ -531,6 +537,10 @@ impl Vm {
             self.forward_signal();
             return Ok(match exit {
                 Exit::Hypercall(block) => Ok(block),
+                Exit::FastCall => {
+                    self.fast_call(io)?;
+                    continue;
+                }
                 // A signal (the guest's timer tick, vmrun's own tick or a
                 // stop signal) or an interrupt window: with a live watch,
                 // hand the records over now and then.
@@ -624,6 +634,36 @@ impl Vm {
         }
         t.force();
         true
+    }
+
+    /// Serve the fast call the vCPU stopped at, or decline it (the vCPU
+    /// resumes as it is and the kernel serves the call). A read is
+    /// declined while a live watch keeps a trace ring: its READ hypercall
+    /// hands the records over before it may block ([`Self::resume`]).
+    fn fast_call(&mut self, io: &mut impl HostIo) -> Result<()> {
+        let mut regs = self
+            .vcpu
+            .get_regs()
+            .map_err(|e| Error::KvmIoctl("KVM_GET_REGS", e))?;
+        if self.live && self.info.trace_phys != 0 && regs.rax == 0 {
+            self.count_exit("fast call declined");
+            return Ok(());
+        }
+        let ret = if self.info.flags & boot_flags::PLATFORM_PVM != 0 {
+            fastcall::Return::UserRights
+        } else {
+            fastcall::Return::Sysret
+        };
+        if fastcall::serve(&self.ram, io, &mut regs, ret) {
+            self.vcpu
+                .set_regs(&regs)
+                .map_err(|e| Error::KvmIoctl("KVM_SET_REGS", e))?;
+            self.timings.fast_calls += 1;
+            self.count_exit("fast call");
+        } else {
+            self.count_exit("fast call declined");
+        }
+        Ok(())
     }
 
     fn count_exit(&mut self, reason: &str) {
@@ -750,6 +790,9 @@ fn action_name(action: &Action) -> &'static str {
 pub enum Exit {
     /// A hypercall: the request block's guest-physical address.
     Hypercall(u64),
+    /// The syscall trampoline's fast call ([`crate::fastcall`]), or a
+    /// program's own write to its port.
+    FastCall,
     /// Nothing for the VMM to serve (a signal or an interrupt window):
     /// run the guest again.
     Resume,
@@ -765,6 +808,7 @@ pub fn classify(exit: VcpuExit) -> Exit {
                 data[0], data[1], data[2], data[3],
             ])))
         }
+        VcpuExit::IoOut(FAST_CALL_PORT, _) => Exit::FastCall,
         VcpuExit::IoOut(port, data) => Exit::Failure(format!(
             "guest wrote {} bytes to unknown I/O port {port:#x}",
             data.len()

@@ -28,16 +28,34 @@ pub struct Tss {
     pub ist: [u64; 7],
     _reserved2: u64,
     _reserved3: u16,
-    /// Offset of the I/O bitmap: past the limit, so no port is user-accessible.
+    /// Offset of the I/O bitmap, which follows the TSS ([`IOMAP`]).
     pub iomap_base: u16,
 }
 
 const TSS_SIZE: u64 = core::mem::size_of::<Tss>() as u64;
 
+/// Bytes of the I/O permission bitmap: through the fast-call port's byte,
+/// and the byte of ones the CPU requires after the last.
+const IOMAP_BYTES: usize = vmrun_contract::FAST_CALL_PORT as usize / 8 + 2;
+
+/// The I/O permission bitmap: every port refused outside ring 0 but the
+/// syscall trampoline's fast-call port (`vmrun_contract::FAST_CALL_PORT`).
+/// On kvm_pvm the trampoline runs with user rights, and its `out` to that
+/// port must reach the VMM; a program's own `out` there is ignored by the
+/// VMM (it checks where it came from). Every other port, the hypercall
+/// port among them, stays ring 0's.
+const IOMAP: [u8; IOMAP_BYTES] = {
+    let mut map = [0xff; IOMAP_BYTES];
+    let port = vmrun_contract::FAST_CALL_PORT as usize;
+    map[port / 8] &= !(1 << (port % 8));
+    map
+};
+
 #[repr(C, align(16))]
 struct Tables {
     gdt: [u64; 9],
     tss: Tss,
+    iomap: [u8; IOMAP_BYTES],
 }
 
 struct Shared(UnsafeCell<Tables>);
@@ -65,10 +83,11 @@ static TABLES: Shared = Shared(UnsafeCell::new(Tables {
         _reserved3: 0,
         iomap_base: TSS_SIZE as u16,
     },
+    iomap: IOMAP,
 }));
 
 fn tss_descriptor(base: u64) -> [u64; 2] {
-    let limit = TSS_SIZE - 1;
+    let limit = TSS_SIZE + IOMAP_BYTES as u64 - 1;
     let low = (limit & 0xffff)
         | ((base & 0xff_ffff) << 16)
         | (0x89 << 40)

@@ -24,6 +24,7 @@ use super::cpu;
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
+use vmrun_contract::trampoline;
 
 /// Vector of the gate the syscall trampoline enters through.
 pub const SYSCALL_VECTOR: u64 = 0x80;
@@ -276,8 +277,8 @@ global_asm!(
         mov qword ptr [rip + {frame} + 128], 0
         BACK_TO_LOOP
     .endm
-    SYSCALL_STUB 6, {tramp}
-    SYSCALL_STUB 128, {tramp} + 2
+    SYSCALL_STUB 6, {tramp} + {slow}
+    SYSCALL_STUB 128, {tramp} + {slow} + 2
 
     // A page fault from user mode first goes to the fault handler
     // `UserMode::run` armed, as a system call goes to its handler: only
@@ -389,10 +390,35 @@ global_asm!(
         .quad trap_stub_6
         .quad trap_stub_128
 
+    // SYSCALL lands here (LSTAR). A read of fds 0 to 2 or a write to them
+    // that the kernel opened in the fast-call table (`trampoline::TABLE`;
+    // flags only are clobbered, which SYSRET and the kernel's return take
+    // from R11 anyway) is offered to the VMM by the `out`: it answers and
+    // returns to the program, or declines and the vCPU goes on at the
+    // `int 0x80`, the way into the kernel for every other call. `.org`
+    // keeps the offsets the contract names (`trampoline::SLOW` and
+    // `SYSRET`); the table's address in the `test` is the user-readable
+    // one, which boot changes to the image's supervisor-only view of the
+    // same page where ring 0 runs the trampoline (SMAP refuses the other).
     .section .trampoline, "ax"
     vmrun_syscall_trampoline:
+        cmp rax, 1
+        ja 2f
+        cmp rdi, 2
+        ja 2f
+    .org vmrun_syscall_trampoline + {table_test}, 0x90
+        test byte ptr [rdi + rax * 4 + {table}], {open}
+        jz 2f
+    .org vmrun_syscall_trampoline + {slow} - 2, 0x90
+        out {port}, al
+    2:
+    .org vmrun_syscall_trampoline + {slow}
         int 0x80
         ud2
+    .org vmrun_syscall_trampoline + {sysret}
+        sysretq
+    .org vmrun_syscall_trampoline + {table_off}
+        .quad 0
     "#,
     krsp = sym KERNEL_RSP,
     krbp = sym KERNEL_RBP,
@@ -406,6 +432,13 @@ global_asm!(
     faultfn = sym FAULT_FN,
     tramp = const vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT as i64,
     stride = const STUB_STRIDE,
+    table_test = const TABLE_TEST,
+    table = const (vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT + trampoline::TABLE) as i64,
+    open = const trampoline::OPEN,
+    slow = const trampoline::SLOW,
+    sysret = const trampoline::SYSRET,
+    table_off = const trampoline::TABLE,
+    port = const vmrun_contract::FAST_CALL_PORT,
 );
 
 extern "C" {
@@ -437,7 +470,29 @@ pub fn syscall_stubs() -> [u64; 2] {
 }
 
 /// Offset of the instruction after the trampoline's `int 0x80`.
-pub const TRAMPOLINE_RETURN_OFFSET: u64 = 2;
+pub const TRAMPOLINE_RETURN_OFFSET: u64 = trampoline::SLOW_RETURN;
+
+/// Offset in the trampoline of its `test` of the fast-call table
+/// (`test byte ptr [rdi + rax * 4 + disp32], imm8`: opcode, ModRM and SIB,
+/// then the displacement, which this puts at an offset of 16, in the low
+/// half of an aligned word).
+const TABLE_TEST: u64 = 13;
+
+/// Point the trampoline's test of the fast-call table at the image's
+/// supervisor-only view of the trampoline page: where SYSCALL enters ring
+/// 0 (VMX/SVM), SMAP refuses ring 0 the user-readable address it is
+/// assembled with. At boot, before any program runs; through the direct
+/// map (`mem`), as the image's text is mapped read-only.
+pub fn table_test_in_ring0(mem: &mut super::phys::DirectMap) {
+    use guest_kernel::mm::phys::PhysMem;
+    use vmrun_contract::layout::{KERNEL_VIRT_BASE, SYSCALL_TRAMPOLINE_PHYS};
+    let view = KERNEL_VIRT_BASE + SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE;
+    let at = SYSCALL_TRAMPOLINE_PHYS + TABLE_TEST + 3;
+    const { assert!((TABLE_TEST + 3) % 8 == 0) };
+    let old = mem.read_u64(at);
+    let disp = u64::from(view as u32);
+    mem.write_u64(at, (old & !0xffff_ffff) | disp);
+}
 
 /// Whether a trap is the program's SYSCALL arriving through the trampoline.
 ///
@@ -448,7 +503,8 @@ pub const TRAMPOLINE_RETURN_OFFSET: u64 = 2;
 /// Either way the user's return address is in RCX and its RFLAGS in R11.
 pub fn is_syscall_entry(vector: u64, rip: u64) -> bool {
     let t = vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT;
-    (vector == SYSCALL_VECTOR && rip == t + TRAMPOLINE_RETURN_OFFSET) || (vector == 6 && rip == t)
+    (vector == SYSCALL_VECTOR && rip == t + TRAMPOLINE_RETURN_OFFSET)
+        || (vector == 6 && rip == t + trampoline::SLOW)
 }
 
 /// Where the CPU starts pushing a trap frame from user mode (RSP0 and IST1).

@@ -57,6 +57,8 @@ pub(super) struct GuestRun {
     pub(super) page_faults: u64,
     pub(super) records: Vec<Record>,
     pub(super) tsc_khz: u64,
+    /// Calls the VMM answered from the syscall trampoline (`fastcall`).
+    pub(super) fast_calls: u64,
 }
 
 fn guest_config(
@@ -123,6 +125,7 @@ pub(super) fn run_guest_sized(
         page_faults: report.stats.map_or(0, |s| s.page_faults),
         records,
         tsc_khz,
+        fast_calls: report.timings.fast_calls,
     })
 }
 

@@ -223,6 +223,10 @@ pub fn count_ring0(
                     _ => {}
                 }
             }
+            // The syscall trampoline's fast call: declined, so that the
+            // kernel's path serves the call and is counted (the vCPU goes
+            // on into it as it is).
+            VcpuExit::IoOut(vmrun_contract::FAST_CALL_PORT, _) => {}
             other => {
                 return Err(format!(
                     "unexpected VM exit while single-stepping: {other:?}"

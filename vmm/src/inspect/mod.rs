@@ -33,7 +33,7 @@ pub mod syscalls;
 pub mod trace;
 
 #[cfg(test)]
-mod testspace;
+pub(crate) mod testspace;
 
 /// Format `v` as a JSON-safe hex string (`"0x401000"`): JSON numbers lose
 /// precision above 2^53, and addresses are read in hex anyway.

@@ -1,0 +1,368 @@
+//! Fast calls: a program's `read` of the host's stdin and `write` to its
+//! stdout or stderr, served by the VMM straight from the syscall
+//! trampoline, with no kernel entry.
+//!
+//! On kvm_pvm a kernel entry costs tens of microseconds before the kernel
+//! runs anything, and every ring-0 instruction about one more; code that
+//! SYSCALL enters runs at native speed. So the trampoline that SYSCALL
+//! enters tests the call against a table the guest kernel keeps in the
+//! trampoline page (`vmrun_contract::trampoline::TABLE`) and, for a read
+//! or write the kernel opened there, writes AL to
+//! [`vmrun_contract::FAST_CALL_PORT`]. The VMM then either answers, as the
+//! kernel's short path would, or declines, and the vCPU goes on into the
+//! kernel as for every other call.
+//!
+//! What the kernel opens: an fd from 0 to 2 that is one of the host's
+//! stdio streams, open for that direction, once its short path has served
+//! such a call; and only while calls take the short path (not traced, not
+//! logged, no debugger). Every kernel entry but the short path's calls
+//! closes the whole table first, so nothing the opening relied on (what
+//! the fd is, the running task and its page tables, an armed alarm) can
+//! have changed while it is open.
+//!
+//! What the VMM checks itself, from nothing but guest memory and the
+//! registers: RIP is right after the trampoline's `out` (a program's own
+//! `out` to the port elsewhere is ignored, as by hardware with no device
+//! there); the call is a read or a write of fd 0 to 2 that the table
+//! opens; the return address is a user address; the buffer lies in user
+//! pages mapped as the call needs (writable for a read), through the
+//! page-table root the kernel recorded when it opened the table. Anything
+//! else, an empty or a very large buffer, and any error of the host's read
+//! or write (EPIPE's SIGPIPE, EINTR, EAGAIN) is declined: the kernel then
+//! serves the call, which for an error means trying it once more.
+//!
+//! The answer returns to the program as SYSRET would: RAX the result, RIP
+//! the return address from RCX, RFLAGS from R11 with only the flags a
+//! program may set. On kvm_pvm, where the trampoline runs with user rights,
+//! the VMM sets RIP and RFLAGS itself; where SYSCALL enters ring 0 (VMX,
+//! SVM), RIP goes to the trampoline's `sysretq`.
+
+use crate::hypercall::{read_pieces, write_pieces, HostIo};
+use crate::inspect::pagetable::translate;
+use crate::memory::GuestRam;
+use kvm_bindings::kvm_regs;
+use vmrun_contract::layout::{
+    PAGE_SIZE, STATS_PHYS, SYSCALL_TRAMPOLINE_PHYS, SYSCALL_TRAMPOLINE_VIRT, TASK_SIZE,
+};
+use vmrun_contract::{trampoline, IoVec, FAST_CR3_OFFSET};
+
+/// Largest buffer a fast call serves (a larger one is the kernel's, which
+/// serves it in pieces).
+pub const MAX_BYTES: u64 = 1 << 20;
+
+/// The RFLAGS bits a program may set (CF, PF, AF, ZF, SF, TF, DF, OF, AC,
+/// ID), as the kernel's SYSRET-like return keeps them.
+const USER_RFLAGS_MASK: u64 = 0x24_0dd5;
+/// IF and the always-one bit 1.
+const RFLAGS_FIXED: u64 = 0x202;
+
+/// How an answered call returns to the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Return {
+    /// kvm_pvm: the trampoline runs with user rights, so the VMM sets RIP
+    /// and RFLAGS as SYSRET would.
+    UserRights,
+    /// VMX/SVM: the trampoline runs in ring 0 and returns through its own
+    /// `sysretq`.
+    Sysret,
+}
+
+/// Serve the fast call in `r` (the vCPU's registers at the trampoline's
+/// `out`) with the host's stdio `io`: true if answered (`r` holds the
+/// registers to resume with), false if declined (`r` unchanged: resume as
+/// it is and the kernel serves the call).
+pub fn serve(ram: &GuestRam, io: &mut impl HostIo, r: &mut kvm_regs, ret: Return) -> bool {
+    let Some((stream, write, pieces)) = accept(ram, r) else {
+        return false;
+    };
+    let n = if write {
+        write_pieces(ram, io, stream, &pieces)
+    } else {
+        read_pieces(ram, io, stream, &pieces)
+    };
+    if n < 0 {
+        return false;
+    }
+    r.rax = n as u64;
+    match ret {
+        Return::UserRights => {
+            r.rip = r.rcx;
+            r.rflags = (r.r11 & USER_RFLAGS_MASK) | RFLAGS_FIXED;
+        }
+        Return::Sysret => r.rip = SYSCALL_TRAMPOLINE_VIRT + trampoline::SYSRET,
+    }
+    true
+}
+
+/// The call's host stream, direction (true: write) and buffer pieces, if
+/// it is one the VMM may serve (see the module's text).
+fn accept(ram: &GuestRam, r: &kvm_regs) -> Option<(u64, bool, Vec<IoVec>)> {
+    let at_trampoline = r.rip == SYSCALL_TRAMPOLINE_VIRT + trampoline::SLOW;
+    if !at_trampoline || r.rax > 1 || r.rdi > 2 || r.rcx >= TASK_SIZE {
+        return None;
+    }
+    let write = r.rax == 1;
+    let table: u64 = ram
+        .read_pod(SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE)
+        .ok()?;
+    let entry = table.to_le_bytes()[(r.rdi + 4 * r.rax) as usize];
+    if entry & trampoline::OPEN == 0 {
+        return None;
+    }
+    let cr3: u64 = ram.read_pod(STATS_PHYS + FAST_CR3_OFFSET).ok()?;
+    let pieces = user_pieces(ram, cr3, r.rsi, r.rdx, !write)?;
+    Some((u64::from(entry & 3), write, pieces))
+}
+
+/// The guest-physical pieces of the user buffer `[va, va + len)` through
+/// the page tables at `cr3`, neighbouring frames joined, if every page is
+/// mapped for user access (and writable if `write`), the buffer is not
+/// empty and at most [`MAX_BYTES`].
+pub fn user_pieces(ram: &GuestRam, cr3: u64, va: u64, len: u64, write: bool) -> Option<Vec<IoVec>> {
+    let end = va.checked_add(len)?;
+    if len == 0 || len > MAX_BYTES || end > TASK_SIZE {
+        return None;
+    }
+    let mut pieces: Vec<IoVec> = Vec::new();
+    let mut at = va;
+    while at < end {
+        let leaf = translate(ram, cr3, at)?;
+        if !leaf.flags.user || (write && !leaf.flags.writable) {
+            return None;
+        }
+        let offset = at - leaf.va;
+        let n = (leaf.size.bytes() - offset).min(end - at);
+        let phys = leaf.pa + offset;
+        match pieces.last_mut() {
+            Some(last) if last.phys + last.len == phys => last.len += n,
+            _ => pieces.push(IoVec { phys, len: n }),
+        }
+        at += n;
+    }
+    debug_assert!(pieces
+        .iter()
+        .all(|p| p.len > 0 && p.len <= MAX_BYTES + PAGE_SIZE));
+    Some(pieces)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::pagetable::PageSize;
+    use crate::inspect::testspace::{Space, USER_R, USER_RW};
+    use std::io;
+
+    /// The host's stdio as the fast call sees it: what was written, what
+    /// is left to read, and whether the host's calls fail.
+    #[derive(Default)]
+    struct Stdio {
+        out: Vec<(u64, Vec<u8>)>,
+        input: Vec<u8>,
+        fail: Option<i32>,
+    }
+
+    impl HostIo for Stdio {
+        fn write(&mut self, fd: u64, data: &[u8]) -> io::Result<()> {
+            if let Some(e) = self.fail {
+                return Err(io::Error::from_raw_os_error(e));
+            }
+            self.out.push((fd, data.to_vec()));
+            Ok(())
+        }
+        fn read(&mut self, _fd: u64, buf: &mut [u8]) -> io::Result<usize> {
+            if let Some(e) = self.fail {
+                return Err(io::Error::from_raw_os_error(e));
+            }
+            let n = buf.len().min(self.input.len());
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input.drain(..n);
+            Ok(n)
+        }
+        fn random(&mut self, _buf: &mut [u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn log(&mut self, _line: &[u8]) {}
+    }
+
+    const DATA: u64 = 0x40_0000;
+    const TABLE_PHYS: u64 = SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE;
+
+    /// Two writable user pages at `DATA` in frames apart, a read-only one
+    /// after them, the kernel's table opening `opened` (fd, write, stream)
+    /// and its page-table root recorded.
+    fn space(opened: &[(u64, bool, u64)]) -> Space {
+        let mut s = Space::new();
+        s.map(DATA, 0x50_0000, PageSize::Size4K, USER_RW);
+        s.map(DATA + 0x1000, 0x50_1000, PageSize::Size4K, USER_RW);
+        s.map(DATA + 0x2000, 0x60_0000, PageSize::Size4K, USER_RW);
+        s.map(DATA + 0x3000, 0x60_1000, PageSize::Size4K, USER_R);
+        let mut table = 0u64;
+        for &(fd, write, stream) in opened {
+            let shift = 8 * (fd + if write { 4 } else { 0 });
+            table |= (u64::from(trampoline::OPEN) | stream) << shift;
+        }
+        s.ram.write_pod(TABLE_PHYS, &table).unwrap();
+        s.ram
+            .write_pod(STATS_PHYS + FAST_CR3_OFFSET, &s.cr3)
+            .unwrap();
+        s
+    }
+
+    /// The registers at the trampoline's `out` for call `nr` (0 read, 1
+    /// write) of `fd` with the buffer `[buf, buf + len)`.
+    fn at_out(nr: u64, fd: u64, buf: u64, len: u64) -> kvm_regs {
+        kvm_regs {
+            rip: SYSCALL_TRAMPOLINE_VIRT + trampoline::SLOW,
+            rax: nr,
+            rdi: fd,
+            rsi: buf,
+            rdx: len,
+            rcx: 0x40_1234,
+            r11: 0x3246,
+            rsp: 0x7fff_0000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_opened_write_is_served_and_returns_as_sysret_would() {
+        let s = space(&[(1, true, 1)]);
+        s.ram
+            .slice_mut(0x50_0ff0, 16)
+            .unwrap()
+            .copy_from_slice(b"hello, world!\n..");
+        s.ram
+            .slice_mut(0x50_1000, 2)
+            .unwrap()
+            .copy_from_slice(b"ok");
+        let mut io = Stdio::default();
+        let mut r = at_out(1, 1, DATA + 0xff0, 18);
+        assert!(serve(&s.ram, &mut io, &mut r, Return::UserRights));
+        let written: Vec<u8> = io
+            .out
+            .iter()
+            .flat_map(|(fd, d)| {
+                assert_eq!(*fd, 1);
+                d.clone()
+            })
+            .collect();
+        assert_eq!(written, b"hello, world!\n..ok");
+        assert_eq!(io.out.len(), 1, "neighbouring frames are one piece");
+        assert_eq!(r.rax, 18);
+        assert_eq!(r.rip, 0x40_1234, "back to RCX");
+        assert_eq!(r.rflags, 0x246, "R11's flags without IOPL, with IF");
+
+        let mut r = at_out(1, 1, DATA, 2);
+        assert!(serve(&s.ram, &mut io, &mut r, Return::Sysret));
+        assert_eq!(r.rip, SYSCALL_TRAMPOLINE_VIRT + trampoline::SYSRET);
+        assert_eq!(r.rflags, 0, "left for the trampoline's sysretq");
+    }
+
+    #[test]
+    fn an_opened_read_fills_the_buffer_from_stdin() {
+        let s = space(&[(0, false, 0)]);
+        let mut io = Stdio {
+            input: b"from the host's stdin".to_vec(),
+            ..Default::default()
+        };
+        let mut r = at_out(0, 0, DATA + 0x1ffc, 12);
+        assert!(serve(&s.ram, &mut io, &mut r, Return::UserRights));
+        assert_eq!(r.rax, 12);
+        assert_eq!(s.ram.slice(0x50_1ffc, 4).unwrap(), b"from");
+        assert_eq!(
+            s.ram.slice(0x60_0000, 8).unwrap(),
+            b" the hos",
+            "the next frame apart"
+        );
+        assert_eq!(io.input, b"t's stdin");
+    }
+
+    #[test]
+    fn every_call_the_kernel_must_serve_is_declined_untouched() {
+        let s = space(&[(0, false, 0), (1, true, 1), (2, true, 2)]);
+        let mut at_elsewhere = at_out(1, 1, DATA, 4);
+        at_elsewhere.rip = 0x40_1000;
+        let mut kernel_return = at_out(1, 1, DATA, 4);
+        kernel_return.rcx = TASK_SIZE;
+        let cases = [
+            ("an `out` to the port from elsewhere", at_elsewhere),
+            ("a return address outside user space", kernel_return),
+            ("another call", at_out(2, 1, DATA, 4)),
+            ("a write of an fd above 2", at_out(1, 3, DATA, 4)),
+            ("a write the table does not open", at_out(1, 0, DATA, 4)),
+            ("a read the table does not open", at_out(0, 1, DATA, 4)),
+            ("an empty buffer", at_out(1, 1, DATA, 0)),
+            (
+                "a buffer larger than MAX_BYTES",
+                at_out(1, 1, DATA, MAX_BYTES + 1),
+            ),
+            (
+                "a buffer running into an unmapped page",
+                at_out(1, 1, DATA + 0x3ffc, 8),
+            ),
+            (
+                "a read into a read-only page",
+                at_out(0, 0, DATA + 0x2ffc, 8),
+            ),
+            (
+                "a buffer past the user half",
+                at_out(1, 1, TASK_SIZE - 2, 4),
+            ),
+            ("a buffer wrapping around", at_out(1, 1, u64::MAX - 1, 4)),
+        ];
+        for (what, regs) in cases {
+            let mut io = Stdio {
+                input: b"input".to_vec(),
+                ..Default::default()
+            };
+            let mut r = regs;
+            assert!(
+                !serve(&s.ram, &mut io, &mut r, Return::UserRights),
+                "{what}"
+            );
+            assert_eq!(
+                format!("{r:?}"),
+                format!("{regs:?}"),
+                "{what}: registers untouched"
+            );
+            assert!(
+                io.out.is_empty() && io.input == b"input",
+                "{what}: nothing done"
+            );
+        }
+        let read_only_write = at_out(1, 2, DATA + 0x3000, 4);
+        assert!(
+            serve(
+                &s.ram,
+                &mut Stdio::default(),
+                &mut read_only_write.clone(),
+                Return::Sysret
+            ),
+            "a write from a read-only page is a fast call"
+        );
+    }
+
+    #[test]
+    fn a_host_error_is_left_to_the_kernel() {
+        let s = space(&[(0, false, 0), (1, true, 1)]);
+        for (nr, fd) in [(1, 1), (0, 0)] {
+            let mut io = Stdio {
+                fail: Some(libc::EPIPE),
+                ..Default::default()
+            };
+            let regs = at_out(nr, fd, DATA, 4);
+            let mut r = regs;
+            assert!(!serve(&s.ram, &mut io, &mut r, Return::UserRights));
+            assert_eq!(format!("{r:?}"), format!("{regs:?}"));
+        }
+    }
+
+    #[test]
+    fn the_stream_is_the_one_the_table_names() {
+        let s = space(&[(1, true, 2)]);
+        let mut io = Stdio::default();
+        let mut r = at_out(1, 1, DATA, 3);
+        assert!(serve(&s.ram, &mut io, &mut r, Return::UserRights));
+        assert_eq!(io.out[0].0, 2, "fd 1 moved to the host's stderr (2>&1)");
+    }
+}
