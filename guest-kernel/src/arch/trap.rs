@@ -488,7 +488,7 @@ pub fn table_test_in_ring0(mem: &mut super::phys::DirectMap) {
     use vmrun_contract::layout::{KERNEL_VIRT_BASE, SYSCALL_TRAMPOLINE_PHYS};
     let view = KERNEL_VIRT_BASE + SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE;
     let at = SYSCALL_TRAMPOLINE_PHYS + TABLE_TEST + 3;
-    const { assert!((TABLE_TEST + 3) % 8 == 0) };
+    const { assert!((TABLE_TEST + 3).is_multiple_of(8)) };
     let old = mem.read_u64(at);
     let disp = u64::from(view as u32);
     mem.write_u64(at, (old & !0xffff_ffff) | disp);
