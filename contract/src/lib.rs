@@ -300,13 +300,18 @@ pub const FAST_CALL_PORT: u16 = 0xf1;
 ///
 /// The trampoline tests the call against [`trampoline::TABLE`] and, for a
 /// call the kernel opened there, makes the fast call's `out`. The VMM
-/// finds RIP at [`trampoline::SLOW`]: to decline, it resumes the vCPU
-/// unchanged and the trampoline's `int 0x80` enters the kernel; to answer,
+/// finds RIP at [`trampoline::OUT`] or [`trampoline::SLOW`]: to decline,
+/// it resumes the vCPU unchanged and the trampoline's `int 0x80` enters
+/// the kernel; to answer,
 /// it sets RAX and returns to the program (on kvm_pvm, where the
 /// trampoline runs with user rights, by setting RIP and RFLAGS as SYSRET
 /// would; on VMX/SVM, where it runs in ring 0, through the trampoline's
 /// `sysretq` at [`trampoline::SYSRET`]).
 pub mod trampoline {
+    /// Offset of the fast call's `out` (two bytes). KVM on VMX/SVM stops
+    /// with RIP here and moves it past the `out` when the vCPU resumes,
+    /// unless the VMM has set RIP; kvm_pvm stops with RIP at [`SLOW`].
+    pub const OUT: u64 = SLOW - 2;
     /// Offset of the instruction after the fast call's `out`, which is the
     /// slow path's `int 0x80` (#UD arrives here on kvm_pvm).
     pub const SLOW: u64 = 26;

@@ -21,9 +21,10 @@
 //! have changed while it is open.
 //!
 //! What the VMM checks itself, from nothing but guest memory and the
-//! registers: RIP is right after the trampoline's `out` (a program's own
-//! `out` to the port elsewhere is ignored, as by hardware with no device
-//! there); the call is a read or a write of fd 0 to 2 that the table
+//! registers: RIP is at the trampoline's `out` (where KVM on VMX/SVM
+//! stops; it moves past the `out` when the vCPU resumes unless the VMM has
+//! set RIP) or right after it (where kvm_pvm stops); a program's own `out`
+//! to the port elsewhere is ignored, as by hardware with no device there; the call is a read or a write of fd 0 to 2 that the table
 //! opens; the return address is a user address; the buffer lies in user
 //! pages mapped as the call needs (writable for a read), through the
 //! page-table root the kernel recorded when it opened the table. Anything
@@ -97,7 +98,8 @@ pub fn serve(ram: &GuestRam, io: &mut impl HostIo, r: &mut kvm_regs, ret: Return
 /// The call's host stream, direction (true: write) and buffer pieces, if
 /// it is one the VMM may serve (see the module's text).
 fn accept(ram: &GuestRam, r: &kvm_regs) -> Option<(u64, bool, Vec<IoVec>)> {
-    let at_trampoline = r.rip == SYSCALL_TRAMPOLINE_VIRT + trampoline::SLOW;
+    let at = r.rip.wrapping_sub(SYSCALL_TRAMPOLINE_VIRT);
+    let at_trampoline = at == trampoline::OUT || at == trampoline::SLOW;
     if !at_trampoline || r.rax > 1 || r.rdi > 2 || r.rcx >= TASK_SIZE {
         return None;
     }
@@ -354,6 +356,25 @@ mod tests {
             let mut r = regs;
             assert!(!serve(&s.ram, &mut io, &mut r, Return::UserRights));
             assert_eq!(format!("{r:?}"), format!("{regs:?}"));
+        }
+    }
+
+    #[test]
+    fn rip_at_the_out_or_after_it_is_the_trampolines_call() {
+        let s = space(&[(1, true, 1)]);
+        for (at, served) in [
+            (trampoline::OUT, true),
+            (trampoline::SLOW, true),
+            (trampoline::OUT - 1, false),
+            (trampoline::SLOW + 2, false),
+        ] {
+            let mut r = at_out(1, 1, DATA, 3);
+            r.rip = SYSCALL_TRAMPOLINE_VIRT + at;
+            assert_eq!(
+                serve(&s.ram, &mut Stdio::default(), &mut r, Return::Sysret),
+                served,
+                "RIP at {at}"
+            );
         }
     }
 

@@ -409,7 +409,7 @@ global_asm!(
     .org vmrun_syscall_trampoline + {table_test}, 0x90
         test byte ptr [rdi + rax * 4 + {table}], {open}
         jz 2f
-    .org vmrun_syscall_trampoline + {slow} - 2, 0x90
+    .org vmrun_syscall_trampoline + {out}, 0x90
         out {port}, al
     2:
     .org vmrun_syscall_trampoline + {slow}
@@ -436,6 +436,7 @@ global_asm!(
     table = const (vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT + trampoline::TABLE) as i64,
     open = const trampoline::OPEN,
     slow = const trampoline::SLOW,
+    out = const trampoline::OUT,
     sysret = const trampoline::SYSRET,
     table_off = const trampoline::TABLE,
     port = const vmrun_contract::FAST_CALL_PORT,
