@@ -286,6 +286,9 @@ pub struct Vm {
     deferred: Option<u64>,
     /// [`Observe::live`].
     live: bool,
+    /// Whether KVM puts the general registers in the run page at every
+    /// exit (KVM_CAP_SYNC_REGS), where a fast call reads and answers them.
+    synced_regs: bool,
     fs: HostFs,
     /// The timer interrupt's ticker (None if its thread could not start).
     ticker: Option<Ticker>,
@@ -325,7 +328,7 @@ impl Vm {
         };
         let loading = Handoff::new(load_job(&ram, config, (program, program_len), host));
         let ticker = Ticker::start(ram.mem(), loading.helper()).ok();
-        let (vm, vcpu) = create_machine(&kvm, &ram)?;
+        let (vm, vcpu, synced_regs) = create_machine(&kvm, &ram)?;
         let vm_create = started.elapsed();
         let Loaded {
             kernel,
@@ -355,6 +358,7 @@ impl Vm {
             ticker,
             deferred: None,
             live: config.observe.live,
+            synced_regs,
             fs,
             debug_block: None,
             entry_tsc: None,
@@ -641,10 +645,13 @@ impl Vm {
     /// declined while a live watch keeps a trace ring: its READ hypercall
     /// hands the records over before it may block ([`Self::resume`]).
     fn fast_call(&mut self, io: &mut impl HostIo) -> Result<()> {
-        let mut regs = self
-            .vcpu
-            .get_regs()
-            .map_err(|e| Error::KvmIoctl("KVM_GET_REGS", e))?;
+        let mut regs = if self.synced_regs {
+            self.vcpu.sync_regs().regs
+        } else {
+            self.vcpu
+                .get_regs()
+                .map_err(|e| Error::KvmIoctl("KVM_GET_REGS", e))?
+        };
         if self.live && self.info.trace_phys != 0 && regs.rax == 0 {
             self.count_exit("fast call declined");
             return Ok(());
@@ -655,9 +662,14 @@ impl Vm {
             fastcall::Return::Sysret
         };
         if fastcall::serve(&self.ram, io, &mut regs, ret) {
-            self.vcpu
-                .set_regs(&regs)
-                .map_err(|e| Error::KvmIoctl("KVM_SET_REGS", e))?;
+            if self.synced_regs {
+                self.vcpu.sync_regs_mut().regs = regs;
+                self.vcpu.set_sync_dirty_reg(kvm_ioctls::SyncReg::Register);
+            } else {
+                self.vcpu
+                    .set_regs(&regs)
+                    .map_err(|e| Error::KvmIoctl("KVM_SET_REGS", e))?;
+            }
             self.timings.fast_calls += 1;
             self.count_exit("fast call");
         } else {
@@ -942,23 +954,30 @@ fn tsc_khz(vcpu: &VcpuFd) -> u64 {
     }
 }
 
-/// The VM with `ram` as its memory and its vCPU with CPUID set.
+/// The VM with `ram` as its memory and its vCPU with CPUID set, and
+/// whether the vCPU's general registers come in its run page at every
+/// exit (KVM_CAP_SYNC_REGS, where KVM offers it: a fast call then reads
+/// and answers them without two ioctls, about 10 µs on kvm_pvm).
 ///
 /// The memory goes in last: registering it waits for a grace period, which
 /// passes sooner once the ticker thread's first touches of guest RAM (the
 /// zeroing of fresh host pages) are over (0.5 against 0.2 ms measured).
-fn create_machine(kvm: &Kvm, ram: &GuestRam) -> Result<(VmFd, VcpuFd)> {
+fn create_machine(kvm: &Kvm, ram: &GuestRam) -> Result<(VmFd, VcpuFd, bool)> {
     let vm = kvm
         .create_vm()
         .map_err(|e| Error::KvmIoctl("KVM_CREATE_VM", e))?;
-    let vcpu = vm
+    let mut vcpu = vm
         .create_vcpu(0)
         .map_err(|e| Error::KvmIoctl("KVM_CREATE_VCPU", e))?;
+    let synced = kvm.check_extension(kvm_ioctls::Cap::SyncRegs);
+    if synced {
+        vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::Register);
+    }
     let cpuid = supported_cpuid(kvm)?;
     vcpu.set_cpuid2(&cpuid)
         .map_err(|e| Error::KvmIoctl("KVM_SET_CPUID2", e))?;
     ram.register(&vm)?;
-    Ok((vm, vcpu))
+    Ok((vm, vcpu, synced))
 }
 
 /// What the host found out that goes into the boot info (the TSC
