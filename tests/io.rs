@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use std::path::Path;
 use std::process::Output;
 
 #[test]
@@ -199,4 +200,47 @@ fn stdin_is_left_where_the_program_left_it_for_the_commands_after() {
         assert_same(script, &native, &guest);
     }
     let _ = std::fs::remove_file(&input);
+}
+
+/// Reads of stdin and writes to stdout and stderr go where they go
+/// natively while a shell moves its fds 0 to 2 between them: the VMM
+/// answers such a call from the syscall trampoline only while the kernel
+/// has it open (docs/architecture.md, "Fast calls"), and every dup2,
+/// close, fork, exec and task switch closes it first. Builtins write from
+/// the shell itself; `cat` and `head` are children reading the shell's
+/// stdin.
+#[test]
+fn stdio_goes_where_natively_while_a_shell_moves_its_fds() {
+    if !require_kvm() || !require_programs(&["/bin/busybox"]) {
+        return;
+    }
+    let script = r#"
+        echo out 1; echo err 1 >&2
+        read a; echo "read $a"
+        exec 3>&1 1>&2 2>&3
+        echo out 2; echo err 2 >&2
+        read b; echo "read $b" >&2
+        busybox head -n 2
+        exec 2>&1
+        busybox cat >&2
+        exec 1>&-
+        echo gone 2>/dev/null; echo "status $?" >&2
+        exec 1>&3
+        echo out 3
+    "#;
+    let input: String = (1..=200).map(|i| format!("line {i}\n")).collect();
+    let native = run(
+        native_command(Path::new("/bin/busybox"), ["sh", "-c", script]),
+        input.as_bytes(),
+    );
+    assert!(
+        native.stdout.ends_with(b"out 3\n") && !native.stderr.is_empty(),
+        "{}",
+        describe(&native)
+    );
+    let guest = run(
+        vmrun_command(["/bin/busybox", "sh", "-c", script]),
+        input.as_bytes(),
+    );
+    assert_same("a shell moving its stdio", &native, &guest);
 }
