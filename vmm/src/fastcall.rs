@@ -28,9 +28,12 @@
 //! opens; the return address is a user address; the buffer lies in user
 //! pages mapped as the call needs (writable for a read), through the
 //! page-table root the kernel recorded when it opened the table. Anything
-//! else, an empty or a very large buffer, and any error of the host's read
-//! or write (EPIPE's SIGPIPE, EINTR, EAGAIN) is declined: the kernel then
-//! serves the call, which for an error means trying it once more.
+//! else, an empty or a very large buffer, any error of the host's read
+//! (which consumed nothing), and a write's EPIPE (the kernel raises
+//! SIGPIPE) are declined: the kernel then serves the call, which for an
+//! error means trying it once more. Any other error of a write is the
+//! answer, as the kernel's short path gives it: part of the buffer may have
+//! gone out before it, which a second try would write again.
 //!
 //! The answer returns to the program as SYSRET would: RAX the result, RIP
 //! the return address from RCX, RFLAGS from R11 with only the flags a
@@ -81,9 +84,13 @@ pub fn serve(ram: &GuestRam, io: &mut impl HostIo, r: &mut kvm_regs, ret: Return
     } else {
         read_pieces(ram, io, stream, &pieces)
     };
-    if n < 0 {
-        return false;
-    }
+    let n = match n {
+        n if n >= 0 => n,
+        e if write && -e != i64::from(libc::EPIPE) && -e != i64::from(libc::EINTR) => {
+            write_error(-e)
+        }
+        _ => return false,
+    };
     r.rax = n as u64;
     match ret {
         Return::UserRights => {
@@ -93,6 +100,30 @@ pub fn serve(ram: &GuestRam, io: &mut impl HostIo, r: &mut kvm_regs, ret: Return
         Return::Sysret => r.rip = SYSCALL_TRAMPOLINE_VIRT + trampoline::SYSRET,
     }
     true
+}
+
+/// The answer to a write that failed with host errno `errno` (neither
+/// EPIPE nor EINTR, which are declined). Part of the buffer may have gone
+/// out before the error (a host stdout that would block, a full disk), so
+/// the kernel must not write it again: the error is the answer, as the
+/// kernel's short path gives it (the errnos a write gives are in its
+/// table; any other is EIO there).
+fn write_error(errno: i64) -> i64 {
+    const AS_THEY_ARE: [i32; 9] = [
+        libc::EAGAIN,
+        libc::EBADF,
+        libc::EDQUOT,
+        libc::EFAULT,
+        libc::EFBIG,
+        libc::EINVAL,
+        libc::EIO,
+        libc::ENOSPC,
+        libc::EPERM,
+    ];
+    match AS_THEY_ARE.iter().find(|&&e| i64::from(e) == errno) {
+        Some(&e) => -i64::from(e),
+        None => -i64::from(libc::EIO),
+    }
 }
 
 /// The call's host stream, direction (true: write) and buffer pieces, if
@@ -345,17 +376,46 @@ mod tests {
     }
 
     #[test]
-    fn a_host_error_is_left_to_the_kernel() {
+    fn a_read_error_and_epipe_are_left_to_the_kernel_other_write_errors_answered() {
         let s = space(&[(0, false, 0), (1, true, 1)]);
-        for (nr, fd) in [(1, 1), (0, 0)] {
+        let declined = [
+            (0, 0, libc::EAGAIN),
+            (0, 0, libc::EINTR),
+            (0, 0, libc::EIO),
+            (1, 1, libc::EPIPE),
+            (1, 1, libc::EINTR),
+        ];
+        for (nr, fd, errno) in declined {
             let mut io = Stdio {
-                fail: Some(libc::EPIPE),
+                fail: Some(errno),
                 ..Default::default()
             };
             let regs = at_out(nr, fd, DATA, 4);
             let mut r = regs;
-            assert!(!serve(&s.ram, &mut io, &mut r, Return::UserRights));
+            assert!(
+                !serve(&s.ram, &mut io, &mut r, Return::UserRights),
+                "{errno}"
+            );
             assert_eq!(format!("{r:?}"), format!("{regs:?}"));
+        }
+        let answered = [
+            (libc::EAGAIN, -libc::EAGAIN),
+            (libc::ENOSPC, -libc::ENOSPC),
+            (libc::EIO, -libc::EIO),
+            (libc::EDESTADDRREQ, -libc::EIO),
+        ];
+        for (errno, ret) in answered {
+            let mut io = Stdio {
+                fail: Some(errno),
+                ..Default::default()
+            };
+            let mut r = at_out(1, 1, DATA, 4);
+            assert!(
+                serve(&s.ram, &mut io, &mut r, Return::UserRights),
+                "{errno}"
+            );
+            assert_eq!(r.rax as i64, i64::from(ret), "{errno}");
+            assert_eq!(r.rip, 0x40_1234);
         }
     }
 
