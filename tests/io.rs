@@ -244,3 +244,45 @@ fn stdio_goes_where_natively_while_a_shell_moves_its_fds() {
     );
     assert_same("a shell moving its stdio", &native, &guest);
 }
+
+/// A program whose stdin or stdout is a file sees that file's stat, as
+/// natively: its size, times, inode and mode (gzip stores the mtime in its
+/// header and checks the size it read against it; `wc -c` and `tail` use
+/// the size), and a stream that is a pipe stays a pipe. Checked with
+/// python3's fstat of fds 0 to 2 and with gzip's output, byte for byte.
+#[test]
+fn a_stdio_stream_that_is_a_file_has_the_files_stat_as_natively() {
+    if !require_kvm() || !require_programs(&["/bin/sh", "/usr/bin/python3"]) {
+        return;
+    }
+    let input = std::env::temp_dir().join(format!("vmrun-stdio-stat-{}", std::process::id()));
+    let data: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(&input, &data).unwrap();
+    let fstat = "import os\nfor fd in 0, 1, 2:\n    s = os.fstat(fd)\n    print(fd, oct(s.st_mode), s.st_size if fd == 0 else '', s.st_mtime_ns if fd == 0 else '', s.st_ino if fd == 0 else '')";
+    let mut scripts = vec![format!(
+        "$VMRUN /usr/bin/python3 -c \"$PROG\" < \"$INPUT\" 2>/dev/null | cat"
+    )];
+    if std::path::Path::new("/usr/bin/gzip").is_file() {
+        scripts.push("$VMRUN /usr/bin/gzip -c -1 < \"$INPUT\" | od -An -tx1 | head -3".into());
+        scripts.push("$VMRUN /usr/bin/wc -c < \"$INPUT\"".into());
+    }
+    for script in &scripts {
+        let run_with = |vmrun: &str| {
+            let mut command = std::process::Command::new("/bin/sh");
+            command
+                .args(["-c", script])
+                .env("VMRUN", vmrun)
+                .env("INPUT", &input)
+                .env("PROG", fstat);
+            run(command, b"")
+        };
+        let native = run_with("");
+        assert_status(&native, 0);
+        assert!(!native.stdout.is_empty(), "{script}: {}", describe(&native));
+        let guest = run_with(env!("CARGO_BIN_EXE_vmrun"));
+        assert_same(script, &native, &guest);
+    }
+    let _ = std::fs::remove_file(&input);
+}

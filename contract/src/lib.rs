@@ -496,6 +496,11 @@ pub mod fs {
     /// serves itself ([`synthetic`]): `path` then holds the canonical guest
     /// path and `path_len` its length; `ret` is 0.
     pub const SYNTHETIC: u64 = u64::MAX;
+    /// The handles that stand for vmrun's own stdin, stdout and stderr
+    /// (`STDIO_HANDLE + k` for stream `k`) in an FSTAT request: the guest
+    /// asks for the stat of a stream that is a regular file or a block
+    /// device, whose size and times a program reads (gzip, `wc -c`).
+    pub const STDIO_HANDLE: u64 = u64::MAX - 3;
 
     /// The directories the guest kernel serves itself (never the host's).
     pub mod synthetic {

@@ -131,6 +131,13 @@ fn fd_meta<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> KRe
             dev: (0, 14),
             ..Attr::default()
         },
+        // A regular file or a block device: its size and times are the
+        // host's (gzip and `wc -c` read them), asked by the stream's handle.
+        Node::Stdio(k) if stdio_is_file(cx.p, *k) => {
+            return Ok(FdMeta::Host(
+                vmrun_contract::fs::STDIO_HANDLE + u64::from(*k),
+            ))
+        }
         Node::Stdio(k) => stdio_attr(cx.p, *k),
         Node::Dev(d) => dev::attr(DevEntry::Node(*d), boot_time(cx)),
         Node::Generated { path, data } => {
@@ -158,8 +165,16 @@ fn fd_meta<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> KRe
     }))
 }
 
-/// The attributes of the host's stdio stream `k` (its mode from the host,
-/// a character device where the host did not tell).
+/// Whether the host's stdio stream `k` is a regular file or a block
+/// device (its mode from the host at boot).
+#[inline(always)]
+fn stdio_is_file(p: &Process, k: u8) -> bool {
+    let mode = p.stdio_modes.get(usize::from(k)).copied().unwrap_or(0);
+    matches!(mode & stat::S_IFMT, stat::S_IFREG | stat::S_IFBLK)
+}
+
+/// The attributes of the host's stdio stream `k` that is no file (its
+/// mode from the host, a character device where the host did not tell).
 #[inline(always)]
 fn stdio_attr(p: &Process, k: u8) -> Attr {
     let mode = p.stdio_modes.get(usize::from(k)).copied().unwrap_or(0);
@@ -205,14 +220,15 @@ pub fn fstat<M: PhysMem, H: HostIo>(
 }
 
 /// The `struct stat` of `fd` of process `p` if it is the host's stdio
-/// (fstat of stdout is in every program's start): the file looked at in
-/// the fd table, without a reference of its own, and its `struct stat`
-/// folded from [`stdio_attr`]'s constants and mode, the bytes `fd_meta`'s
-/// way gives. None for any other fd.
+/// and no file (fstat of stdout is in every program's start): the file
+/// looked at in the fd table, without a reference of its own, and its
+/// `struct stat` folded from [`stdio_attr`]'s constants and mode, the
+/// bytes `fd_meta`'s way gives. None for any other fd, a stream that is a
+/// file among them (its stat is the host's, [`fd_meta`]).
 #[inline(always)]
 fn stdio_stat(p: &Process, fd: u64) -> Option<[u8; STAT_SIZE]> {
     let k = match p.fds.get(fd).ok()?.file.borrow().node {
-        Node::Stdio(k) => k,
+        Node::Stdio(k) if !stdio_is_file(p, k) => k,
         _ => return None,
     };
     Some(stat::stat_of(&stdio_attr(p, k)))

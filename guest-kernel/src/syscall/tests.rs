@@ -887,7 +887,7 @@ fn fstat_of_stdio_is_the_stat_of_its_attributes_and_other_fds_keep_theirs() {
     use crate::fs::stat::{self, Attr};
     let mut w = World::new();
     w.p.stdio_modes = [0, 0o010600, 0o100644];
-    for (fd, mode) in [(0, 0o020620), (1, 0o010600), (2, 0o100644)] {
+    for (fd, mode) in [(0, 0o020620), (1, 0o010600)] {
         assert_eq!(w.call(nr::FSTAT, [fd, w.buf, 0, 0, 0, 0]).unwrap_ret(), 0);
         let want = stat::stat_of(&Attr {
             mode,
@@ -895,6 +895,27 @@ fn fstat_of_stdio_is_the_stat_of_its_attributes_and_other_fds_keep_theirs() {
             ..Attr::default()
         });
         assert_eq!(w.peek(w.buf, 144), want.to_vec());
+    }
+    // A stream that is a regular file (or a block device): its stat is
+    // the host's, asked by the stream's handle (this world's host finds
+    // nothing), as for the statx of it and of /proc/self/fd/N.
+    for call in [nr::FSTAT, nr::STATX] {
+        use crate::fs::host::FsHost;
+        *w.fs.req() = vmrun_contract::fs::FsRequest::zeroed();
+        let args = match call {
+            nr::FSTAT => [2, w.buf, 0, 0, 0, 0],
+            _ => {
+                w.poke(w.buf + 0x300, b"\0");
+                [2, w.buf + 0x300, 0x1000, 0x7ff, w.buf, 0]
+            }
+        };
+        assert_eq!(
+            w.call(call, args).unwrap_ret(),
+            -(Errno::ENOENT as i64),
+            "{call}"
+        );
+        assert_eq!(w.fs.req().op, vmrun_contract::fs::op::FSTAT);
+        assert_eq!(w.fs.req().handle, vmrun_contract::fs::STDIO_HANDLE + 2);
     }
     // A pipe's through the general path.
     let fds = w.buf + 0x200;

@@ -10,7 +10,7 @@ use super::walk::{Frame, Obj, Target};
 use super::{sys, virtual_dir, Call, FsResult, HostFs};
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd};
-use vmrun_contract::fs::ROOT_HANDLE;
+use vmrun_contract::fs::{ROOT_HANDLE, STDIO_HANDLE};
 
 /// What a metadata op acts on.
 enum Subject {
@@ -120,6 +120,13 @@ impl HostFs {
     pub(super) fn fstat_op(&mut self, call: &mut Call) -> FsResult<i64> {
         call.req.statx = if call.req.handle == ROOT_HANDLE {
             self.root_statx()?
+        } else if let Some(k) = call.req.handle.checked_sub(STDIO_HANDLE) {
+            // vmrun's own stdin, stdout or stderr.
+            match k {
+                0 => self.statx_of(Some(std::io::stdin().as_fd()), b"")?,
+                1 => self.statx_of(Some(std::io::stdout().as_fd()), b"")?,
+                _ => self.statx_of(Some(std::io::stderr().as_fd()), b"")?,
+            }
         } else {
             self.statx_subject(&Subject::Handle(call.req.handle))?
         };
