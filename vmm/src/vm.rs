@@ -1122,6 +1122,16 @@ mod tests {
     }
 
     #[test]
+    fn an_out_to_the_fast_call_port_is_a_fast_call_whatever_its_width() {
+        for data in [&[0u8][..], &[1, 0], &[1, 0, 0, 0]] {
+            assert_eq!(
+                classify(VcpuExit::IoOut(FAST_CALL_PORT, data)),
+                Exit::FastCall
+            );
+        }
+    }
+
+    #[test]
     fn other_exits_are_failures_with_a_reason() {
         let data = [0u8; 1];
         let Exit::Failure(why) = classify(VcpuExit::IoOut(0x80, &data)) else {
