@@ -155,3 +155,40 @@ fn bench_help_and_bad_options() {
         2
     );
 }
+
+/// The stepped runs' counts do not depend on where vmrun's own stdout
+/// goes: the guest is told its stdio are pipes (where the bench keeps the
+/// program's output), not vmrun's file or terminal. Once, a file there sent
+/// the static hello's fstat of its stdout to the host and put its exec to
+/// exit over budget (597 instructions for that fstat against 193).
+#[test]
+fn budget_counts_are_the_same_whatever_vmruns_stdout_is() {
+    if !common::require_kvm() {
+        return;
+    }
+    let file = std::env::temp_dir().join(format!("vmrun-bench-out-{}", std::process::id()));
+    let bench = |to_file: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vmrun"));
+        command.args(["bench", "--quick", "--only", "exec", "--functions", "0"]);
+        let text = if to_file {
+            let out = std::fs::File::create(&file).unwrap();
+            assert!(command.stdout(out).status().unwrap().success());
+            std::fs::read_to_string(&file).unwrap()
+        } else {
+            let out = command.output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} line in:\n{text}"))
+                .to_string()
+        };
+        (line("static hello, exec to exit"), line("after exec:"))
+    };
+    let to_pipe = bench(false);
+    let to_file = bench(true);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(to_pipe, to_file);
+}

@@ -505,6 +505,7 @@ fn parse_with_clap(args: Vec<OsString>) -> Result<Parsed, String> {
         observe: Default::default(),
         mounts,
         default_view: !args.isolate,
+        stdio_modes: None,
     };
     let trace = args.trace.unwrap_or(0);
     let watch = Watch {

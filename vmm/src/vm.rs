@@ -57,6 +57,12 @@ pub struct VmConfig {
     /// Show the default view: the host's `/` read-only and the current
     /// directory read-write (`--isolate` turns it off).
     pub default_view: bool,
+    /// The `st_mode` the guest is told its stdio streams 0 to 2 have
+    /// (`BootInfo::stdio_modes`; the fourth is 0): None for those of
+    /// vmrun's own fds 0 to 2, where the program's stdio goes. A run whose
+    /// `HostIo` keeps the output itself says what that is (the bench: a
+    /// pipe), so that the program does not take it for vmrun's.
+    pub stdio_modes: Option<[u32; 4]>,
 }
 
 impl VmConfig {
@@ -76,6 +82,7 @@ impl VmConfig {
             observe: Observe::default(),
             mounts: vec![],
             default_view: true,
+            stdio_modes: None,
         }
     }
 }
@@ -1094,7 +1101,11 @@ fn write_boot_state(
         vma_export: o.stop_at_exec_exit,
         notify_fault_every: o.fault_every,
     };
-    loader::write_payload(ram, kernel, &payload)
+    let mut info = loader::write_payload(ram, kernel, &payload)?;
+    if let Some(modes) = config.stdio_modes {
+        info.stdio_modes = modes;
+    }
+    Ok(info)
 }
 
 fn setup_vcpu(vcpu: &VcpuFd, entry: u64) -> Result<()> {

@@ -68,10 +68,15 @@ fn guest_config(
     observe: Observe,
     fault_size: FaultSize,
 ) -> VmConfig {
+    // The runs keep the program's output in memory, as a pipe would
+    // (not wherever vmrun's own stdout goes: a file there would send the
+    // program's fstat of its stdout to the host and change the counts).
+    let pipe = libc::S_IFIFO | 0o600;
     let mut config = VmConfig {
         mem_size: mem,
         observe,
         fault_size,
+        stdio_modes: Some([pipe, pipe, pipe, 0]),
         ..VmConfig::for_program(program)
     };
     config.argv.extend(args.iter().map(OsString::from));
