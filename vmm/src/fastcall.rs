@@ -23,8 +23,9 @@
 //! What the VMM checks itself, from nothing but guest memory and the
 //! registers: RIP is at the trampoline's `out` (where KVM on VMX/SVM
 //! stops; it moves past the `out` when the vCPU resumes unless the VMM has
-//! set RIP) or right after it (where kvm_pvm stops); a program's own `out`
-//! to the port elsewhere is ignored, as by hardware with no device there; the call is a read or a write of fd 0 to 2 that the table
+//! set RIP) or right after it (where kvm_pvm stops), and a program's own
+//! `out` to the port elsewhere is ignored, as by hardware with no device
+//! there; the call is a read or a write of fd 0 to 2 that the table
 //! opens; the return address is a user address; the buffer lies in user
 //! pages mapped as the call needs (writable for a read), through the
 //! page-table root the kernel recorded when it opened the table. Anything
