@@ -260,9 +260,17 @@ fn a_stdio_stream_that_is_a_file_has_the_files_stat_as_natively() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
         .collect();
     std::fs::write(&input, &data).unwrap();
-    let fstat = "import os\nfor fd in 0, 1, 2:\n    s = os.fstat(fd)\n    print(fd, oct(s.st_mode), s.st_size if fd == 0 else '', s.st_mtime_ns if fd == 0 else '', s.st_ino if fd == 0 else '')";
-    let mut scripts = vec![format!(
-        "$VMRUN /usr/bin/python3 -c \"$PROG\" < \"$INPUT\" 2>/dev/null | cat"
+    // Of stdin (the file) everything; of stdout (a pipe) and stderr
+    // (/dev/null) the mode.
+    let fstat = r#"
+import os
+for fd in 0, 1, 2:
+    s = os.fstat(fd)
+    file = fd == 0
+    print(fd, oct(s.st_mode), *((s.st_size, s.st_mtime_ns, s.st_ino) if file else ()))
+"#;
+    let mut scripts = vec![String::from(
+        r#"$VMRUN /usr/bin/python3 -c "$PROG" < "$INPUT" 2>/dev/null | cat"#,
     )];
     if std::path::Path::new("/usr/bin/gzip").is_file() {
         scripts.push("$VMRUN /usr/bin/gzip -c -1 < \"$INPUT\" | od -An -tx1 | head -3".into());
