@@ -182,10 +182,13 @@ fn budget_counts_are_the_same_whatever_vmruns_stdout_is() {
         let line = |prefix: &str| {
             text.lines()
                 .find(|l| l.trim_start().starts_with(prefix))
-                .unwrap_or_else(|| panic!("no {prefix} line in:\n{text}"))
-                .to_string()
+                .map(str::to_string)
         };
-        (line("static hello, exec to exit"), line("after exec:"))
+        let budget = line("static hello, exec to exit");
+        assert!(budget.is_some(), "no budget row in:\n{text}");
+        // The stepped run's calls: none where ring 0 is not counted
+        // (VMX/SVM), and then both runs lack them alike.
+        (budget, line("after exec:"))
     };
     let to_pipe = bench(false);
     let to_file = bench(true);
