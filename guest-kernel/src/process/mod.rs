@@ -284,6 +284,21 @@ impl Process {
         true
     }
 
+    /// `st_mode` of the host's stdio stream `k` as vmrun gave it at boot
+    /// (0: unknown, or no such stream).
+    #[inline(always)]
+    pub fn stdio_mode(&self, k: u8) -> u32 {
+        self.stdio_modes.get(usize::from(k)).copied().unwrap_or(0)
+    }
+
+    /// Whether the host's stdio stream `k` is a regular file or a block
+    /// device: one that can seek, and whose stat is the host's.
+    #[inline(always)]
+    pub fn stdio_is_file(&self, k: u8) -> bool {
+        use crate::fs::stat::{S_IFBLK, S_IFMT, S_IFREG};
+        matches!(self.stdio_mode(k) & S_IFMT, S_IFREG | S_IFBLK)
+    }
+
     /// The lowest pending signal not blocked, if any.
     pub fn next_signal(&self) -> Option<u64> {
         let ready = self.sig_pending & !self.sigmask;

@@ -166,14 +166,11 @@ fn fd_link_text<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, n: u64) ->
     };
     let f = f.borrow();
     match &f.node {
-        Node::Stdio(k) => {
-            let mode = cx.p.stdio_modes.get(usize::from(*k)).copied().unwrap_or(0);
-            match mode & S_IFMT {
-                stat::S_IFIFO => b"pipe:[1]".to_vec(),
-                stat::S_IFCHR | 0 => b"/dev/pts/0".to_vec(),
-                _ => b"/dev/stdin".to_vec(),
-            }
-        }
+        Node::Stdio(k) => match cx.p.stdio_mode(*k) & S_IFMT {
+            stat::S_IFIFO => b"pipe:[1]".to_vec(),
+            stat::S_IFCHR | 0 => b"/dev/pts/0".to_vec(),
+            _ => b"/dev/stdin".to_vec(),
+        },
         node => node.path().to_vec(),
     }
 }
@@ -1464,8 +1461,7 @@ fn seek_stdio<M: PhysMem, H: HostIo>(
     off: u64,
     whence: u64,
 ) -> KResult<i64> {
-    let mode = cx.p.stdio_modes.get(usize::from(k)).copied().unwrap_or(0);
-    if !matches!(mode & S_IFMT, stat::S_IFREG | stat::S_IFBLK) {
+    if !cx.p.stdio_is_file(k) {
         return Err(Errno::ESPIPE);
     }
     if whence > 4 {

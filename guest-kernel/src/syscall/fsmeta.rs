@@ -133,7 +133,7 @@ fn fd_meta<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> KRe
         },
         // A regular file or a block device: its size and times are the
         // host's (gzip and `wc -c` read them), asked by the stream's handle.
-        Node::Stdio(k) if stdio_is_file(cx.p, *k) => {
+        Node::Stdio(k) if cx.p.stdio_is_file(*k) => {
             return Ok(FdMeta::Host(
                 vmrun_contract::fs::STDIO_HANDLE + u64::from(*k),
             ))
@@ -165,20 +165,14 @@ fn fd_meta<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, fd: u64) -> KRe
     }))
 }
 
-/// Whether the host's stdio stream `k` is a regular file or a block
-/// device (its mode from the host at boot).
-#[inline(always)]
-fn stdio_is_file(p: &Process, k: u8) -> bool {
-    let mode = p.stdio_modes.get(usize::from(k)).copied().unwrap_or(0);
-    matches!(mode & stat::S_IFMT, stat::S_IFREG | stat::S_IFBLK)
-}
-
 /// The attributes of the host's stdio stream `k` that is no file (its
 /// mode from the host, a character device where the host did not tell).
 #[inline(always)]
 fn stdio_attr(p: &Process, k: u8) -> Attr {
-    let mode = p.stdio_modes.get(usize::from(k)).copied().unwrap_or(0);
-    let mode = if mode == 0 { S_IFCHR | 0o620 } else { mode };
+    let mode = match p.stdio_mode(k) {
+        0 => S_IFCHR | 0o620,
+        mode => mode,
+    };
     Attr {
         mode,
         nlink: 1,
@@ -228,7 +222,7 @@ pub fn fstat<M: PhysMem, H: HostIo>(
 #[inline(always)]
 fn stdio_stat(p: &Process, fd: u64) -> Option<[u8; STAT_SIZE]> {
     let k = match p.fds.get(fd).ok()?.file.borrow().node {
-        Node::Stdio(k) if !stdio_is_file(p, k) => k,
+        Node::Stdio(k) if !p.stdio_is_file(k) => k,
         _ => return None,
     };
     Some(stat::stat_of(&stdio_attr(p, k)))
