@@ -47,7 +47,7 @@ use crate::inspect::pagetable::translate;
 use crate::memory::GuestRam;
 use kvm_bindings::kvm_regs;
 use vmrun_contract::layout::{
-    PAGE_SIZE, STATS_PHYS, SYSCALL_TRAMPOLINE_PHYS, SYSCALL_TRAMPOLINE_VIRT, TASK_SIZE,
+    STATS_PHYS, SYSCALL_TRAMPOLINE_PHYS, SYSCALL_TRAMPOLINE_VIRT, TASK_SIZE,
 };
 use vmrun_contract::{trampoline, IoVec, FAST_CR3_OFFSET};
 
@@ -173,9 +173,6 @@ pub fn user_pieces(ram: &GuestRam, cr3: u64, va: u64, len: u64, write: bool) -> 
         }
         at += n;
     }
-    debug_assert!(pieces
-        .iter()
-        .all(|p| p.len > 0 && p.len <= MAX_BYTES + PAGE_SIZE));
     Some(pieces)
 }
 
