@@ -59,6 +59,8 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     setup_cpu();
     if info.flags & boot_flags::PLATFORM_PVM == 0 {
         trap::table_test_in_ring0(&mut mem);
+    } else {
+        crate::arch::mem::host_bulk(info.mem_size);
     }
     let vvar_phys = setup_heap(&mut k.frames, info.mem_size);
     k.fs.connect();

@@ -146,14 +146,27 @@ pub fn phase_entry() {
     );
 }
 
-/// Zero guest-physical memory on the host.
-pub fn zero(pa: u64, len: u64) {
-    call(hc::ZERO, [pa, len]);
+/// Zero guest-physical memory on the host; whether it did (the range lies
+/// in RAM).
+pub fn zero(pa: u64, len: u64) -> bool {
+    call(hc::ZERO, [pa, len]) == 0
 }
 
-/// Copy guest-physical memory on the host.
-pub fn copy(dst: u64, src: u64, len: u64) {
-    call(hc::COPY, [dst, src, len]);
+/// Copy guest-physical memory on the host; whether it did (both ranges
+/// lie in RAM).
+pub fn copy(dst: u64, src: u64, len: u64) -> bool {
+    call(hc::COPY, [dst, src, len]) == 0
+}
+
+/// [`copy`] for `memcpy` (see `mem`): the host's time counts as the
+/// kernel's own, as a copy's does natively (no TSC reads around it).
+pub fn bulk_copy(dst: u64, src: u64, len: u64) -> bool {
+    call_raw(hc::COPY, [dst, src, len]) == 0
+}
+
+/// [`zero`] for `memset`, as [`bulk_copy`].
+pub fn bulk_zero(pa: u64, len: u64) -> bool {
+    call_raw(hc::ZERO, [pa, len]) == 0
 }
 
 /// End the run: the program exited or was killed. Never returns (so the

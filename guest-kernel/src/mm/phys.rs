@@ -109,3 +109,52 @@ pub trait PhysMem {
     /// Append a trace record (the sink stamps its TSC).
     fn trace(&mut self, _record: &vmrun_contract::trace::Record) {}
 }
+
+/// The guest-physical address of the kernel's virtual range `[va, va + n)`
+/// if the host can reach it as one run of RAM: a range of the kernel image
+/// (mapped linearly from `image_base`, below `image_end`) or of the direct
+/// map (RAM's `ram` bytes from `direct_base`); `None` for any other range,
+/// one that runs past either, or one that wraps. The kernel's moves of
+/// physical memory hand such ranges to the host (`arch::mem`).
+pub fn kernel_range_phys(
+    va: u64,
+    n: u64,
+    (image_base, image_end): (u64, u64),
+    (direct_base, ram): (u64, u64),
+) -> Option<u64> {
+    if va >= image_base {
+        return (va.checked_add(n)? <= image_end).then_some(va - image_base);
+    }
+    let pa = va.checked_sub(direct_base)?;
+    (pa < ram && n <= ram - pa).then_some(pa)
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::kernel_range_phys;
+
+    const IMAGE: (u64, u64) = (0xffff_ffff_8000_0000, 0xffff_ffff_8030_0000);
+    const DIRECT: (u64, u64) = (0xffff_8880_0000_0000, 256 << 20);
+
+    #[test]
+    fn image_and_direct_map_ranges_are_reached_and_nothing_else() {
+        let at = |va, n| kernel_range_phys(va, n, IMAGE, DIRECT);
+        // The image: linear from its base, up to its end.
+        assert_eq!(at(0xffff_ffff_8010_0000, 4096), Some(0x10_0000));
+        assert_eq!(at(0xffff_ffff_802f_f000, 4096), Some(0x2f_f000));
+        assert_eq!(at(0xffff_ffff_802f_f001, 4096), None, "past the image");
+        assert_eq!(at(0xffff_ffff_ff5f_f000, 8), None, "the trampoline's alias");
+        assert_eq!(at(u64::MAX - 8, 4096), None, "wraps");
+        // The direct map: all of RAM, not a byte more.
+        assert_eq!(at(DIRECT.0, 4096), Some(0));
+        assert_eq!(
+            at(DIRECT.0 + (256 << 20) - 4096, 4096),
+            Some((256 << 20) - 4096)
+        );
+        assert_eq!(at(DIRECT.0 + (256 << 20) - 4096, 4097), None, "past RAM");
+        assert_eq!(at(DIRECT.0 + (256 << 20), 1), None);
+        // Below the direct map: the user half, or anything else.
+        assert_eq!(at(0x7fff_ffff_f000, 4096), None);
+        assert_eq!(at(DIRECT.0 - 4096, 4096), None);
+    }
+}
