@@ -357,3 +357,93 @@ fn file_and_pipe_bytes_moved_in_bulk_are_exact_and_moved_by_the_host_where_ring0
         assert!(hypercalls < 74, "{hypercalls} hypercalls: {err}");
     }
 }
+
+/// `sendfile` into a pipe (from an offset and from the file's position, a
+/// pipe with no reader, a full nonblocking one) and the ioctls Linux
+/// serves for every fd (FIONREAD of a pipe, FIOCLEX, FIONCLEX, FIONBIO,
+/// which Python's `os.set_blocking` makes) behave as natively.
+#[test]
+fn sendfile_into_a_pipe_and_the_generic_ioctls_are_as_native() {
+    if !require_kvm() || !require_programs(&["/usr/bin/python3"]) {
+        return;
+    }
+    let input = std::env::temp_dir().join(format!("vmrun-sendfile-{}", std::process::id()));
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    std::fs::write(&input, &data).unwrap();
+    let script = r#"import os, sys, hashlib
+path = sys.argv[1]
+fd = os.open(path, os.O_RDONLY)
+r, w = os.pipe()
+n = os.sendfile(w, fd, 100, 5000)
+m = os.sendfile(w, fd, None, 3000)
+print(n, m, os.lseek(fd, 0, os.SEEK_CUR))
+os.close(w)
+data = b''
+while True:
+    c = os.read(r, 65536)
+    if not c:
+        break
+    data += c
+print(len(data), hashlib.sha256(data).hexdigest())
+r2, w2 = os.pipe()
+os.close(r2)
+try:
+    os.sendfile(w2, fd, 0, 10)
+except BrokenPipeError:
+    print("EPIPE")
+r3, w3 = os.pipe()
+os.set_blocking(w3, False)
+total = 0
+try:
+    while True:
+        total += os.sendfile(w3, fd, total, 300000)
+except BlockingIOError:
+    print("EAGAIN", total)
+got = b''
+while len(got) < total:
+    got += os.read(r3, 65536)
+with open(path, 'rb') as f:
+    print(got == f.read()[:total])
+import fcntl, termios, struct
+r4, w4 = os.pipe()
+os.write(w4, b'x' * 1234)
+print(struct.unpack('i', fcntl.ioctl(r4, termios.FIONREAD, b'\0' * 4))[0])
+fcntl.ioctl(r4, termios.FIOCLEX)
+print(fcntl.fcntl(r4, fcntl.F_GETFD))
+fcntl.ioctl(r4, termios.FIONCLEX)
+print(fcntl.fcntl(r4, fcntl.F_GETFD))
+print(os.get_blocking(w4))
+os.set_blocking(w4, False)
+print(os.get_blocking(w4), fcntl.fcntl(w4, fcntl.F_GETFL) & os.O_NONBLOCK != 0)
+os.set_blocking(w4, True)
+print(os.get_blocking(w4))
+try:
+    fcntl.ioctl(r4, termios.TCGETS, b'\0' * 64)
+except OSError as e:
+    print(e.errno)
+"#;
+    let run_with = |vmrun: Option<&str>| {
+        let mut command = match vmrun {
+            Some(vmrun) => {
+                let mut c = std::process::Command::new(vmrun);
+                c.arg("/usr/bin/python3");
+                c
+            }
+            None => std::process::Command::new("/usr/bin/python3"),
+        };
+        command.args(["-c", script]).arg(&input);
+        run(command, b"")
+    };
+    let native = run_with(None);
+    let guest = run_with(Some(env!("CARGO_BIN_EXE_vmrun")));
+    let _ = std::fs::remove_file(&input);
+    assert_status(&native, 0);
+    assert!(
+        String::from_utf8_lossy(&native.stdout).contains("EAGAIN 65536"),
+        "{}",
+        describe(&native)
+    );
+    assert_same("python3 sendfile and ioctls", &native, &guest);
+}

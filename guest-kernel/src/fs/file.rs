@@ -184,7 +184,7 @@ impl OpenFile {
                     } else {
                         0
                     }
-                } else if !p.buf.is_empty() {
+                } else if !p.is_empty() {
                     IN | if p.writers == 0 { HUP } else { 0 }
                 } else if p.writers == 0 {
                     HUP

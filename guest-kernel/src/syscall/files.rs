@@ -716,6 +716,18 @@ pub fn sendfile<M: PhysMem, H: HostIo>(
         return Ok(0);
     }
     cx.env.cache.offer_handle(id, handle);
+    let out_pipe = match &outf.borrow().node {
+        Node::Pipe { pipe, .. } => Some((pipe.clone(), outf.borrow().flags & o::NONBLOCK != 0)),
+        _ => None,
+    };
+    if let Some((pipe, nonblock)) = out_pipe {
+        let sent = sendfile_to_pipe(cx, &pipe, id, pos, len, nonblock)?;
+        match offp {
+            0 => inf.borrow_mut().pos = pos + sent,
+            p => crate::uaccess::put_user_u64(&mut cx.p.mm, cx.env, p, pos + sent)?,
+        }
+        return Ok(sent as i64);
+    }
     let mut iov = [IoVec::default(); MAX_PIECES];
     let mut n = 0;
     let mut done = 0;
@@ -749,6 +761,62 @@ pub fn sendfile<M: PhysMem, H: HostIo>(
     Ok(sent as i64)
 }
 
+/// `sendfile` into a pipe, as Linux allows: up to `len` bytes of cached
+/// file `id` from `pos`, as a write of them would put them in (EPIPE with
+/// no reader, all or nothing up to PIPE_BUF, or wait for room), copied
+/// from the page cache into the ring with no user buffer between.
+fn sendfile_to_pipe<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    pipe: &crate::fs::pipe::PipeRef,
+    id: u16,
+    pos: u64,
+    len: u64,
+    nonblock: bool,
+) -> KResult<u64> {
+    let mut p = pipe.borrow_mut();
+    if p.readers == 0 {
+        return Err(Errno::EPIPE);
+    }
+    let n = pipe_room(&p, len, (cx.tasks.heap_free)());
+    if n == 0 {
+        return Err(if nonblock {
+            Errno::EAGAIN
+        } else {
+            Errno::ERESTARTSYS
+        });
+    }
+    let (a, b) = p.space(n);
+    let k = a.len() as u64;
+    fill_from_cache(cx.env, id, pos, a)?;
+    fill_from_cache(cx.env, id, pos + k, b)?;
+    p.commit(n);
+    drop(p);
+    cx.tasks.wake_all();
+    Ok(n as u64)
+}
+
+/// Fill `dst` with cached file `id`'s bytes from `pos` (within its size),
+/// a page at a time.
+fn fill_from_cache<M: PhysMem>(
+    env: &mut crate::syscall::MmEnv<'_, M>,
+    id: u16,
+    pos: u64,
+    dst: &mut [u8],
+) -> KResult<()> {
+    let mut done = 0;
+    while done < dst.len() {
+        let cur = pos + done as u64;
+        let frame = env
+            .cache
+            .page(env.mem, env.frames, &mut *env.host, id, cur / PAGE_SIZE)?;
+        let off = cur % PAGE_SIZE;
+        let m = ((PAGE_SIZE - off) as usize).min(dst.len() - done);
+        env.mem.read_bytes(frame + off, &mut dst[done..done + m]);
+        done += m;
+    }
+    Ok(())
+}
+
 /// Read from a pipe: what is there, end of file when no writer is left,
 /// or wait (EAGAIN with O_NONBLOCK).
 fn pipe_read<M: PhysMem, H: HostIo>(
@@ -758,8 +826,8 @@ fn pipe_read<M: PhysMem, H: HostIo>(
     len: u64,
     nonblock: bool,
 ) -> KResult<u64> {
-    let p = pipe.borrow_mut();
-    if p.buf.is_empty() {
+    let mut p = pipe.borrow_mut();
+    if p.is_empty() {
         return if p.writers == 0 {
             Ok(0)
         } else if nonblock {
@@ -768,16 +836,15 @@ fn pipe_read<M: PhysMem, H: HostIo>(
             Err(Errno::ERESTARTSYS)
         };
     }
-    let n = (len as usize).min(p.buf.len());
-    let (a, b) = p.buf.as_slices();
-    let mut chunk = alloc::vec::Vec::with_capacity(n);
-    chunk.extend_from_slice(&a[..n.min(a.len())]);
-    if n > a.len() {
-        chunk.extend_from_slice(&b[..n - a.len()]);
+    // Straight from the ring to the program's pages, in its two parts.
+    let (a, b) = p.unread(len as usize);
+    let n = a.len() + b.len();
+    copy_to_user(&mut cx.p.mm, cx.env, buf, a)?;
+    if !b.is_empty() {
+        copy_to_user(&mut cx.p.mm, cx.env, buf + a.len() as u64, b)?;
     }
+    p.consume(n);
     drop(p);
-    copy_to_user(&mut cx.p.mm, cx.env, buf, &chunk)?;
-    pipe.borrow_mut().buf.drain(..n);
     cx.tasks.wake_all();
     Ok(n as u64)
 }
@@ -794,18 +861,11 @@ fn pipe_write<M: PhysMem, H: HostIo>(
     len: u64,
     nonblock: bool,
 ) -> KResult<u64> {
-    let n = {
-        let p = pipe.borrow();
-        if p.readers == 0 {
-            return Err(Errno::EPIPE);
-        }
-        // Pipe contents live in the kernel heap: with too little of it
-        // left (many full pipes), the pipe counts as full for now. A third
-        // of the free space, as the buffer may be copied when it grows.
-        let room = (cx.tasks.heap_free)().saturating_sub(HEAP_RESERVE) / 3;
-        p.writable_now(len.min(MAX_RW_COUNT) as usize)
-            .min(room.saturating_sub(p.buf.len()))
-    };
+    let mut p = pipe.borrow_mut();
+    if p.readers == 0 {
+        return Err(Errno::EPIPE);
+    }
+    let n = pipe_room(&p, len, (cx.tasks.heap_free)());
     if n == 0 {
         return Err(if nonblock {
             Errno::EAGAIN
@@ -813,11 +873,38 @@ fn pipe_write<M: PhysMem, H: HostIo>(
             Errno::ERESTARTSYS
         });
     }
-    let mut chunk = alloc::vec![0u8; n];
-    crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, buf, &mut chunk)?;
-    pipe.borrow_mut().buf.extend(chunk);
+    // Straight from the program's pages into the ring, in its two parts;
+    // nothing is written if either copy faults.
+    let (a, b) = p.space(n);
+    let k = a.len() as u64;
+    crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, buf, a)?;
+    if !b.is_empty() {
+        crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, buf + k, b)?;
+    }
+    p.commit(n);
+    drop(p);
     cx.tasks.wake_all();
     Ok(n as u64)
+}
+
+/// How many of `len` bytes a write may put in pipe `p` now (0: it must
+/// wait), with `heap_free` bytes of kernel heap left. Pipe contents live
+/// in the kernel heap: where the ring would have to grow with too little
+/// of it left (many full pipes), only what the ring holds counts as room.
+/// A third of the free space, as the old ring lives while the new one is
+/// filled.
+fn pipe_room(p: &crate::fs::pipe::Pipe, len: u64, heap_free: usize) -> usize {
+    let len = len.min(MAX_RW_COUNT) as usize;
+    let n = p.writable_now(len);
+    if p.growth_for(n) <= heap_free.saturating_sub(HEAP_RESERVE) / 3 {
+        return n;
+    }
+    let fits = p.capacity() - p.len();
+    if len <= crate::fs::pipe::PIPE_BUF && fits < len {
+        0
+    } else {
+        n.min(fits)
+    }
 }
 
 /// Read an eventfd: its counter (or 1 as a semaphore), which is then

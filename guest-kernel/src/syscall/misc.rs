@@ -60,10 +60,47 @@ pub fn poll<M: PhysMem, H: HostIo>(
     Ok(ready)
 }
 
-/// ioctl(fd, ...): no fd is a terminal inside the VM (isatty is false).
-pub fn ioctl<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, fd: u64) -> KResult<i64> {
-    cx.p.fds.get(fd)?;
-    Err(Errno::ENOTTY)
+/// ioctl(fd, request, arg): the requests Linux serves for every fd
+/// (FIOCLEX, FIONCLEX, FIONBIO; FIONREAD of a pipe), and ENOTTY for the
+/// rest: no fd is a terminal inside the VM (isatty is false).
+pub fn ioctl<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    fd: u64,
+    request: u64,
+    arg: u64,
+) -> KResult<i64> {
+    const FIONREAD: u64 = 0x541b;
+    const FIONBIO: u64 = 0x5421;
+    const FIONCLEX: u64 = 0x5450;
+    const FIOCLEX: u64 = 0x5451;
+    let file = cx.p.fds.file(fd)?;
+    match request & 0xffff_ffff {
+        FIOCLEX | FIONCLEX => {
+            cx.p.fds.get_mut(fd)?.cloexec = request & 0xffff_ffff == FIOCLEX;
+            Ok(0)
+        }
+        FIONBIO => {
+            let mut v = [0u8; 4];
+            crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, arg, &mut v)?;
+            let on = u32::from_le_bytes(v) != 0;
+            let mut b = file.borrow_mut();
+            b.flags = match on {
+                true => b.flags | crate::fs::file::o::NONBLOCK,
+                false => b.flags & !crate::fs::file::o::NONBLOCK,
+            };
+            Ok(0)
+        }
+        FIONREAD => {
+            let unread = match &file.borrow().node {
+                crate::fs::file::Node::Pipe { pipe, write: false } => pipe.borrow().len(),
+                _ => return Err(Errno::ENOTTY),
+            };
+            let v = (unread as u32).to_le_bytes();
+            copy_to_user(&mut cx.p.mm, cx.env, arg, &v)?;
+            Ok(0)
+        }
+        _ => Err(Errno::ENOTTY),
+    }
 }
 
 /// The limit of process `p` on `resource`: the fd table's for

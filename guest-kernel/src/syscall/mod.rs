@@ -804,7 +804,10 @@ pub fn dispatch_in_line<M: PhysMem, H: HostIo>(
         nr::MLOCK | nr::MUNLOCK | nr::MLOCK2 => ret(memory::mlock(cx, a[0], a[1])),
         nr::MLOCKALL | nr::MUNLOCKALL => Action::Return(0),
         nr::FUTEX => ret(process::futex(cx, *a)),
-        nr::SENDFILE => ret(files::sendfile(cx, a[0], a[1], a[2], a[3])),
+        nr::SENDFILE => {
+            let r = files::sendfile(cx, a[0], a[1], a[2], a[3]);
+            write_ret(cx, r)
+        }
         nr::SOCKET => Action::Return(Errno::EAFNOSUPPORT.to_ret()),
         nr::GETPEERNAME => ret(cx.p.fds.get(a[0]).and(Err(Errno::ENOTSOCK))),
         nr::SYSINFO => ret(info::sysinfo(cx, a[0])),
@@ -903,7 +906,7 @@ pub fn dispatch_in_line<M: PhysMem, H: HostIo>(
         nr::EVENTFD2 => ret(files::eventfd2(cx, a[0], a[1])),
         nr::FSTAT => ret(fsmeta::fstat(cx, a[0], a[1])),
         nr::NEWFSTATAT => ret(fsmeta::newfstatat(cx, a[0], a[1], a[2], a[3])),
-        nr::IOCTL => ret(misc::ioctl(cx, a[0])),
+        nr::IOCTL => ret(misc::ioctl(cx, a[0], a[1], a[2])),
         nr::FCNTL => ret(fsmeta::fcntl(cx, a[0], a[1], a[2])),
         nr::SCHED_YIELD => sched_yield(),
         nr::RT_SIGSUSPEND => ret(signal::rt_sigsuspend(cx, a[0], a[1])),

@@ -1078,8 +1078,18 @@ fn a_pipe_is_full_when_the_kernel_heap_runs_short() {
     w.tasks.heap_free = short;
     assert_eq!(
         w.call(nr::WRITE, [wr, w.buf, 100, 0, 0, 0]).unwrap_ret(),
+        100,
+        "the ring the first write took (4 KiB) holds it"
+    );
+    assert_eq!(
+        w.call(nr::WRITE, [wr, w.buf, 4000, 0, 0, 0]).unwrap_ret(),
         Errno::EAGAIN.to_ret(),
-        "a nonblocking write waits for heap, as for a full pipe"
+        "a nonblocking write the ring would grow for waits for heap, as for a full pipe"
+    );
+    assert_eq!(
+        w.call(nr::WRITE, [wr, w.buf, 10_000, 0, 0, 0]).unwrap_ret(),
+        4096 - 200,
+        "a write over PIPE_BUF fills what the ring holds"
     );
 }
 
