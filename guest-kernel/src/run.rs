@@ -1686,7 +1686,7 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         // read of another fd (a pipe's, a file's) goes to the full path at
         // once, which serves stdio moved elsewhere too.
         R::Read if f.rdi <= 2 => short_read(k, f, mem),
-        R::Read => full_call(k, f, mem),
+        R::Read => short_read_file(k, f, mem),
         // A new action changes nothing the checks of `Kernel::run` look
         // at (no signal becomes deliverable by it).
         R::Sigaction => short_reply(k, f, mem, |p, mem, _, a| {
@@ -1716,6 +1716,26 @@ extern "C" fn short_read(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
             true
         }
         Some(Err(e)) => serve_in_full(k, f, mem, |_, _| syscall::result_action(Err(e))),
+        None => full_call(k, f, mem),
+    }
+}
+
+/// read of a regular file from the page cache on [`short_call`]'s path
+/// (out of line, as [`short_brk`]): served by
+/// `files::read_cached_short`, else, untouched, by the full path.
+#[inline(never)]
+extern "C" fn short_read_file(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    match syscall::files::read_cached_short(p, &k.cache, mem, f.rdi, f.rsi, f.rdx) {
+        Some(n) => {
+            short_return(f, n as i64);
+            true
+        }
         None => full_call(k, f, mem),
     }
 }

@@ -1289,6 +1289,64 @@ pub fn read_stdio<M: PhysMem, H: HostIo>(
     Some(host_ret(r).map(|n| n as i64))
 }
 
+/// [`read`] of a regular file whose bytes are all in the page cache, on
+/// the syscall stub's short path (`run::short_call`): the bytes copied
+/// into the user buffer, mapped writable where a last page table finds it
+/// ([`Mm::mapped_user_page`]), and the file's position moved, as the full
+/// path's [`read_cached`] does; `Some(0)` at or past the end of the file.
+/// `None`, with nothing done, for any other read (another kind of file, a
+/// bad fd, a read of [`DIRECT_READ_MIN`] or more, one longer than a page,
+/// a page not cached, a buffer not mapped), which the full path serves.
+/// The file's size is the cache's, as [`read_cached`] takes it.
+pub fn read_cached_short<M: PhysMem>(
+    p: &Process,
+    cache: &crate::fs::cache::PageCache,
+    mem: &mut M,
+    fd: u64,
+    buf: u64,
+    count: u64,
+) -> Option<u64> {
+    let file = &p.fds.get(fd).ok()?.file;
+    let mut b = file.try_borrow_mut().ok()?;
+    let Node::Host {
+        inode: Some(id),
+        mode,
+        ..
+    } = b.node
+    else {
+        return None;
+    };
+    if !b.readable() || mode & S_IFMT != S_IFREG || count == 0 || count > PAGE_SIZE {
+        return None;
+    }
+    let ino = cache.get(id)?;
+    let pos = b.pos;
+    // The full path's access_ok on the whole buffer comes first, at the
+    // end of the file too.
+    crate::mm::space::check_user_range(buf, count).ok()?;
+    let n = count.min(ino.size.saturating_sub(pos));
+    // At most two cache pages and two user pages: at most three moves,
+    // all found before any is made.
+    let mut moves = [(0u64, 0u64, 0u64); 3];
+    let (mut k, mut done) = (0, 0);
+    while done < n {
+        let (cur, va) = (pos + done, buf + done);
+        let src = ino.resident(cur / PAGE_SIZE)? + cur % PAGE_SIZE;
+        let dst = p.mm.mapped_user_page(mem, va, true)?;
+        let m = (PAGE_SIZE - cur % PAGE_SIZE)
+            .min(PAGE_SIZE - va % PAGE_SIZE)
+            .min(n - done);
+        *moves.get_mut(k)? = (dst, src, m);
+        k += 1;
+        done += m;
+    }
+    for &(dst, src, m) in &moves[..k] {
+        mem.copy_local(dst, src, m);
+    }
+    b.pos = pos + n;
+    Some(n)
+}
+
 /// pread64(fd, buf, count, offset)
 pub fn pread64<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,

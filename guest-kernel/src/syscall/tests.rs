@@ -1493,3 +1493,66 @@ fn rt_sigaction_short_sets_and_reads_actions_as_dispatch_does() {
         w.poke(oact, &[0xa5; 32]);
     }
 }
+
+#[test]
+fn a_short_read_of_a_cached_file_is_the_full_paths_read() {
+    use crate::fs::file::{o, Node, OpenFile};
+    use crate::fs::stat::S_IFREG;
+    let mut w = World::new();
+    // A file of two and a half pages, cached whole (the boot image's kind
+    // of inode: its pages lie in RAM).
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let phys = 0x10000;
+    w.mem.write_bytes(phys, &data);
+    let id = w
+        .cache
+        .add_image(data.len() as u64, b"/data", phys)
+        .unwrap();
+    let open = |w: &mut World| {
+        let node = Node::Host {
+            handle: 7,
+            inode: Some(id),
+            cache_owns_handle: false,
+            mode: S_IFREG | 0o644,
+            path: b"/data".to_vec(),
+        };
+        w.p.fds
+            .alloc(OpenFile::new(node, o::RDONLY), false)
+            .unwrap()
+    };
+    let (short_fd, full_fd) = (open(&mut w), open(&mut w));
+    // Both buffers mapped writable (a short read maps nothing).
+    w.poke(w.buf, &[0; 0x4000]);
+    let (short_buf, full_buf) = (w.buf + 0x123, w.buf + 0x2123);
+    let mut served = 0;
+    for count in [100, 4096, 1000, 3000, 2000, 4096, 4096, 10] {
+        let short =
+            files::read_cached_short(&w.p, &w.cache, &mut w.mem, short_fd, short_buf, count);
+        let full = w
+            .call(nr::READ, [full_fd, full_buf, count, 0, 0, 0])
+            .unwrap_ret();
+        let n = short.expect("a cached read of at most a page is short") as usize;
+        served += 1;
+        assert_eq!(n as i64, full, "count {count}");
+        assert_eq!(w.peek(short_buf, n), w.peek(full_buf, n), "count {count}");
+    }
+    assert_eq!(served, 8);
+    let pos = |w: &World, fd| w.p.fds.get(fd).unwrap().file.borrow().pos;
+    assert_eq!(pos(&w, short_fd), 10_000, "at the end, as the full path's");
+    assert_eq!(pos(&w, short_fd), pos(&w, full_fd));
+    // Left to the full path, with nothing done: a read of more than a
+    // page, a buffer outside the user half or not mapped, stdin, a bad fd.
+    let at = |w: &mut World, fd, buf, count| {
+        files::read_cached_short(&w.p, &w.cache, &mut w.mem, fd, buf, count)
+    };
+    w.p.fds.get(short_fd).unwrap().file.borrow_mut().pos = 0;
+    assert_eq!(at(&mut w, short_fd, short_buf, 4097), None);
+    assert_eq!(at(&mut w, short_fd, 0xffff_8000_0000_0000, 16), None);
+    assert_eq!(at(&mut w, short_fd, 0x1000, 16), None);
+    assert_eq!(at(&mut w, 0, short_buf, 16), None);
+    assert_eq!(at(&mut w, 99, short_buf, 16), None);
+    assert_eq!(pos(&w, short_fd), 0, "nothing moved");
+    // At the end of the file: 0, as the full path says.
+    w.p.fds.get(short_fd).unwrap().file.borrow_mut().pos = 20_000;
+    assert_eq!(at(&mut w, short_fd, short_buf, 16), Some(0));
+}
