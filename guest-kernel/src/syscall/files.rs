@@ -1306,6 +1306,11 @@ pub fn read_cached_short<M: PhysMem>(
     buf: u64,
     count: u64,
 ) -> Option<u64> {
+    // The cheapest tests first: a read the full path serves (a first read
+    // of a file, which fills the cache) pays for as few as it can.
+    if count == 0 || count > PAGE_SIZE {
+        return None;
+    }
     let file = &p.fds.get(fd).ok()?.file;
     let mut b = file.try_borrow_mut().ok()?;
     let Node::Host {
@@ -1316,11 +1321,14 @@ pub fn read_cached_short<M: PhysMem>(
     else {
         return None;
     };
-    if !b.readable() || mode & S_IFMT != S_IFREG || count == 0 || count > PAGE_SIZE {
-        return None;
-    }
     let ino = cache.get(id)?;
     let pos = b.pos;
+    if pos < ino.size {
+        ino.resident(pos / PAGE_SIZE)?;
+    }
+    if !b.readable() || mode & S_IFMT != S_IFREG {
+        return None;
+    }
     // The full path's access_ok on the whole buffer comes first, at the
     // end of the file too.
     crate::mm::space::check_user_range(buf, count).ok()?;
