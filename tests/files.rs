@@ -650,6 +650,13 @@ fn busybox_errors_on_missing_files_and_directories_are_as_native() {
             fails(&["mv", "missing.txt", "x.txt"]),
             fails(&["head", "tree/missing/x"]),
             fails(&["readlink", "-v", "hello.txt"]),
+            // A path through a device: ENOTDIR, as through a file.
+            fails(&["cat", "/dev/null/x"]),
+            Step {
+                args: &["tee", "/dev/null/x"],
+                stdin: b"text\n",
+                status: 1,
+            },
         ],
     );
 }

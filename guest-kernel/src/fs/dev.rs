@@ -103,6 +103,22 @@ pub fn lookup(rest: &[u8]) -> Option<DevEntry> {
     })
 }
 
+/// Why `/dev` has no entry `rest`: ENOTDIR when a component before its
+/// last is a device (`/dev/null/x`), as a walk through a file says, else
+/// ENOENT.
+pub fn missing(rest: &[u8]) -> crate::errno::Errno {
+    let through_node = rest
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|&(_, &c)| c == b'/')
+        .any(|(i, _)| matches!(lookup(&rest[..i]), Some(DevEntry::Node(_))));
+    match through_node {
+        true => crate::errno::Errno::ENOTDIR,
+        false => crate::errno::Errno::ENOENT,
+    }
+}
+
 /// The attributes of a `/dev` entry (devtmpfs: device 0:5).
 pub fn attr(e: DevEntry, boot_time: i64) -> Attr {
     let (mode, rdev, ino, size) = match e {
@@ -136,6 +152,10 @@ mod tests {
         assert_eq!(DevNode::Zero.rdev(), (1, 5));
         assert_eq!(lookup(b"/stdout"), Some(DevEntry::Link(b"/proc/self/fd/1")));
         assert_eq!(lookup(b"/nope"), None);
+        assert_eq!(missing(b"/nope"), crate::errno::Errno::ENOENT);
+        assert_eq!(missing(b"/null/x"), crate::errno::Errno::ENOTDIR);
+        assert_eq!(missing(b"/zero/a/b"), crate::errno::Errno::ENOTDIR);
+        assert_eq!(missing(b"/nope/x"), crate::errno::Errno::ENOENT);
         let a = attr(DevEntry::Node(DevNode::Null), 0);
         assert_eq!(a.mode, S_IFCHR | 0o666);
     }

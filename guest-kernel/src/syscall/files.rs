@@ -120,7 +120,7 @@ pub fn find<M: PhysMem, H: HostIo>(
                     cur = p;
                     continue;
                 }
-                match dev::lookup(rest).ok_or(Errno::ENOENT)? {
+                match dev::lookup(rest).ok_or_else(|| dev::missing(rest))? {
                     DevEntry::Link(t) if follow => t.to_vec(),
                     e => return Ok(Found::Dev(e, cur)),
                 }
