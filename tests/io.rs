@@ -318,22 +318,10 @@ fn file_and_pipe_bytes_moved_in_bulk_are_exact_and_moved_by_the_host_where_ring0
         done",
         f = input.display()
     );
-    let run_with = |vmrun: Option<&str>| {
-        let mut command = match vmrun {
-            Some(vmrun) => {
-                let mut c = std::process::Command::new(vmrun);
-                c.arg("/bin/busybox");
-                c
-            }
-            None => std::process::Command::new("/bin/busybox"),
-        };
-        command.args(["sh", "-c", &script]);
-        run(command, b"")
-    };
-    let native = run_with(None);
+    let args: [&std::ffi::OsStr; 3] = ["sh".as_ref(), "-c".as_ref(), script.as_ref()];
+    let (native, guest) = native_and_guest("/bin/busybox", &args);
     assert_status(&native, 0);
     assert_eq!(native.stdout.iter().filter(|&&b| b == b'\n').count(), 16);
-    let guest = run_with(Some(env!("CARGO_BIN_EXE_vmrun")));
     assert_same("dd | sha256sum, dd | wc -c", &native, &guest);
 
     // 74 reads of 4 KiB from the page cache (the file is read into it in
@@ -424,20 +412,8 @@ try:
 except OSError as e:
     print(e.errno)
 "#;
-    let run_with = |vmrun: Option<&str>| {
-        let mut command = match vmrun {
-            Some(vmrun) => {
-                let mut c = std::process::Command::new(vmrun);
-                c.arg("/usr/bin/python3");
-                c
-            }
-            None => std::process::Command::new("/usr/bin/python3"),
-        };
-        command.args(["-c", script]).arg(&input);
-        run(command, b"")
-    };
-    let native = run_with(None);
-    let guest = run_with(Some(env!("CARGO_BIN_EXE_vmrun")));
+    let args: [&std::ffi::OsStr; 3] = ["-c".as_ref(), script.as_ref(), input.as_ref()];
+    let (native, guest) = native_and_guest("/usr/bin/python3", &args);
     let _ = std::fs::remove_file(&input);
     assert_status(&native, 0);
     assert!(
@@ -446,4 +422,13 @@ except OSError as e:
         describe(&native)
     );
     assert_same("python3 sendfile and ioctls", &native, &guest);
+}
+
+/// `program` with `args` run natively and under vmrun, with no input.
+fn native_and_guest(program: &str, args: &[&std::ffi::OsStr]) -> (Output, Output) {
+    let mut native = std::process::Command::new(program);
+    native.args(args);
+    let mut guest = std::process::Command::new(env!("CARGO_BIN_EXE_vmrun"));
+    guest.arg(program).args(args);
+    (run(native, b""), run(guest, b""))
 }

@@ -773,26 +773,11 @@ fn sendfile_to_pipe<M: PhysMem, H: HostIo>(
     len: u64,
     nonblock: bool,
 ) -> KResult<u64> {
-    let mut p = pipe.borrow_mut();
-    if p.readers == 0 {
-        return Err(Errno::EPIPE);
-    }
-    let n = pipe_room(&p, len, (cx.tasks.heap_free)());
-    if n == 0 {
-        return Err(if nonblock {
-            Errno::EAGAIN
-        } else {
-            Errno::ERESTARTSYS
-        });
-    }
-    let (a, b) = p.space(n);
-    let k = a.len() as u64;
-    fill_from_cache(cx.env, id, pos, a)?;
-    fill_from_cache(cx.env, id, pos + k, b)?;
-    p.commit(n);
-    drop(p);
-    cx.tasks.wake_all();
-    Ok(n as u64)
+    pipe_put(cx, pipe, len, nonblock, |cx, a, b| {
+        let k = a.len() as u64;
+        fill_from_cache(cx.env, id, pos, a)?;
+        fill_from_cache(cx.env, id, pos + k, b)
+    })
 }
 
 /// Fill `dst` with cached file `id`'s bytes from `pos` (within its size),
@@ -849,17 +834,38 @@ fn pipe_read<M: PhysMem, H: HostIo>(
     Ok(n as u64)
 }
 
-/// Write to a pipe: EPIPE with no reader, as much as fits (a write of at
-/// most PIPE_BUF bytes whole or not at all), or wait for room.
 /// Kernel heap bytes pipes leave to everything else (tasks, fd tables).
 const HEAP_RESERVE: usize = 4 * crate::process::task::TASK_HEAP_BYTES;
 
+/// Write to a pipe: EPIPE with no reader, as much as fits (a write of at
+/// most PIPE_BUF bytes whole or not at all), or wait for room.
 fn pipe_write<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     pipe: &crate::fs::pipe::PipeRef,
     buf: u64,
     len: u64,
     nonblock: bool,
+) -> KResult<u64> {
+    // Straight from the program's pages into the ring, in its two parts.
+    pipe_put(cx, pipe, len, nonblock, |cx, a, b| {
+        let k = a.len() as u64;
+        crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, buf, a)?;
+        if !b.is_empty() {
+            crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, buf + k, b)?;
+        }
+        Ok(())
+    })
+}
+
+/// Put up to `len` bytes into `pipe` as a write does (see [`pipe_write`]):
+/// `fill` writes the ring's room for them, in its two parts; nothing is
+/// put in if it fails. The bytes put in.
+fn pipe_put<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    pipe: &crate::fs::pipe::PipeRef,
+    len: u64,
+    nonblock: bool,
+    fill: impl FnOnce(&mut Cx<'_, '_, '_, M, H>, &mut [u8], &mut [u8]) -> KResult<()>,
 ) -> KResult<u64> {
     let mut p = pipe.borrow_mut();
     if p.readers == 0 {
@@ -873,14 +879,8 @@ fn pipe_write<M: PhysMem, H: HostIo>(
             Errno::ERESTARTSYS
         });
     }
-    // Straight from the program's pages into the ring, in its two parts;
-    // nothing is written if either copy faults.
     let (a, b) = p.space(n);
-    let k = a.len() as u64;
-    crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, buf, a)?;
-    if !b.is_empty() {
-        crate::uaccess::copy_from_user(&mut cx.p.mm, cx.env, buf + k, b)?;
-    }
+    fill(cx, a, b)?;
     p.commit(n);
     drop(p);
     cx.tasks.wake_all();
