@@ -146,20 +146,19 @@ pub fn phase_entry() {
     );
 }
 
-/// Zero guest-physical memory on the host; whether it did (the range lies
-/// in RAM).
-pub fn zero(pa: u64, len: u64) -> bool {
-    call(hc::ZERO, [pa, len]) == 0
+/// Zero guest-physical memory on the host.
+pub fn zero(pa: u64, len: u64) {
+    call(hc::ZERO, [pa, len]);
 }
 
-/// Copy guest-physical memory on the host; whether it did (both ranges
-/// lie in RAM).
-pub fn copy(dst: u64, src: u64, len: u64) -> bool {
-    call(hc::COPY, [dst, src, len]) == 0
+/// Copy guest-physical memory on the host.
+pub fn copy(dst: u64, src: u64, len: u64) {
+    call(hc::COPY, [dst, src, len]);
 }
 
-/// [`copy`] for `memcpy` (see `mem`): the host's time counts as the
-/// kernel's own, as a copy's does natively (no TSC reads around it).
+/// [`copy`] for the kernel's bulk moves (see `mem`), whether the host did
+/// it (both ranges lie in RAM): the host's time counts as the kernel's
+/// own, as a copy's does natively (no TSC reads around it).
 pub fn bulk_copy(dst: u64, src: u64, len: u64) -> bool {
     call_raw(hc::COPY, [dst, src, len]) == 0
 }

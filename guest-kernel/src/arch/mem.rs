@@ -47,16 +47,28 @@ fn bulk_phys(va: u64, n: u64, ram: u64) -> Option<u64> {
     )
 }
 
-/// A copy of `n` bytes between the kernel ranges at `src` and `dst` by the
-/// host, if bulk work goes there and both are ranges it can reach (the
-/// moves of `phys` of at least [`HOST_BULK_MIN`] bytes come here); whether
-/// it was done.
+/// A move of `n` bytes between the kernel ranges at `src` and `dst` (the
+/// moves of `phys` between RAM and the kernel), made by the host if it is
+/// of at least [`HOST_BULK_MIN`] bytes, bulk work goes there and both are
+/// ranges it can reach; whether it was made. In line: a short move pays
+/// the one comparison.
+#[inline(always)]
+pub fn host_move(dst: u64, src: u64, n: u64) -> bool {
+    n >= HOST_BULK_MIN as u64 && host_copy(dst, src, n)
+}
+
+/// Guest RAM's size, if bulk work goes to the host.
+#[inline(always)]
+fn bulk_ram() -> Option<u64> {
+    Some(HOST_BULK_RAM.load(Relaxed)).filter(|&ram| ram != 0)
+}
+
+/// [`host_move`] past its length test.
 #[inline(never)]
-pub fn host_copy(dst: u64, src: u64, n: u64) -> bool {
-    let ram = HOST_BULK_RAM.load(Relaxed);
-    if ram == 0 {
+fn host_copy(dst: u64, src: u64, n: u64) -> bool {
+    let Some(ram) = bulk_ram() else {
         return false;
-    }
+    };
     match (bulk_phys(dst, n, ram), bulk_phys(src, n, ram)) {
         (Some(d), Some(s)) => super::hypercall::bulk_copy(d, s, n),
         _ => false,
@@ -66,14 +78,10 @@ pub fn host_copy(dst: u64, src: u64, n: u64) -> bool {
 /// `memset`'s zeroing by the host, as [`host_copy`].
 #[inline(never)]
 fn host_zero(dst: u64, n: u64) -> bool {
-    let ram = HOST_BULK_RAM.load(Relaxed);
-    if ram == 0 {
+    let Some(ram) = bulk_ram() else {
         return false;
-    }
-    match bulk_phys(dst, n, ram) {
-        Some(d) => super::hypercall::bulk_zero(d, n),
-        None => false,
-    }
+    };
+    bulk_phys(dst, n, ram).is_some_and(|d| super::hypercall::bulk_zero(d, n))
 }
 
 /// Copy `n` bytes forward.

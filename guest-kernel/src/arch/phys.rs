@@ -6,7 +6,7 @@
 //! a microsecond what emulated ring 0 does in a few hundred.
 
 use super::hypercall;
-use super::mem::{host_copy, HOST_BULK_MIN};
+use super::mem::host_move;
 use core::sync::atomic::{AtomicBool, Ordering};
 use guest_kernel::mm::phys::PhysMem;
 use vmrun_contract::layout::{DIRECT_MAP_BASE, PAGE_SIZE};
@@ -133,9 +133,7 @@ impl PhysMem for DirectMap {
 
     fn read_bytes(&self, pa: u64, buf: &mut [u8]) {
         let src = self.ptr(pa, buf.len() as u64);
-        if buf.len() >= HOST_BULK_MIN
-            && host_copy(buf.as_mut_ptr() as u64, src as u64, buf.len() as u64)
-        {
+        if host_move(buf.as_mut_ptr() as u64, src as u64, buf.len() as u64) {
             return;
         }
         // SAFETY: the source range is RAM (checked) and cannot overlap a
@@ -145,9 +143,7 @@ impl PhysMem for DirectMap {
 
     fn write_bytes(&mut self, pa: u64, buf: &[u8]) {
         let dst = self.ptr(pa, buf.len() as u64);
-        if buf.len() >= HOST_BULK_MIN
-            && host_copy(dst as u64, buf.as_ptr() as u64, buf.len() as u64)
-        {
+        if host_move(dst as u64, buf.as_ptr() as u64, buf.len() as u64) {
             return;
         }
         // SAFETY: as in read_bytes, in the other direction.
@@ -165,18 +161,18 @@ impl PhysMem for DirectMap {
 
     fn zero(&mut self, pa: u64, len: u64) {
         self.ptr(pa, len);
-        let _ = hypercall::zero(pa, len);
+        hypercall::zero(pa, len);
     }
 
     fn copy(&mut self, dst: u64, src: u64, len: u64) {
         self.ptr(dst, len);
         self.ptr(src, len);
-        let _ = hypercall::copy(dst, src, len);
+        hypercall::copy(dst, src, len);
     }
 
     fn copy_local(&mut self, dst: u64, src: u64, len: u64) {
         let (d, s) = (self.ptr(dst, len), self.ptr(src, len));
-        if len >= HOST_BULK_MIN as u64 && host_copy(d as u64, s as u64, len) {
+        if host_move(d as u64, s as u64, len) {
             return;
         }
         // SAFETY: both ranges were checked against RAM by `ptr`; callers
