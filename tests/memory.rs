@@ -132,6 +132,45 @@ fn large_faults_stay_correct_after_munmap_mprotect_mremap_and_fork() {
     }
 }
 
+/// Far more anonymous memory than the guest has goes through munmap (and
+/// a child's exit) and back out: every mapping reads zero at first and
+/// keeps its pages until unmapped, as natively; and a 64 KiB block fault
+/// still maps a whole block once the never-used frames are gone, from the
+/// blocks unmapped before (one fault per block in the last round, where
+/// without them each page takes its own fault).
+#[test]
+fn unmapped_blocks_come_back_zeroed_and_whole_when_guest_ram_runs_out() {
+    if !require_kvm() {
+        return;
+    }
+    let program = image("fault_size");
+    let native = native(&program, ["churn", "40", "4"]);
+    assert_status(&native, 0);
+    let guest = vmrun([
+        OsStr::new("--mem"),
+        OsStr::new("48M"),
+        program.as_os_str(),
+        OsStr::new("churn"),
+        OsStr::new("40"),
+        OsStr::new("4"),
+    ]);
+    assert_same("fault_size churn 40 4, --mem 48M", &native, &guest);
+    let blocks = vmrun([
+        OsStr::new("--mem"),
+        OsStr::new("48M"),
+        OsStr::new("--fault-size"),
+        OsStr::new("64k"),
+        program.as_os_str(),
+        OsStr::new("churn"),
+        OsStr::new("40"),
+        OsStr::new("4"),
+        OsStr::new("faults"),
+    ]);
+    let mut want = native.stdout.clone();
+    want.extend_from_slice(b"last round: 64 faults for 1024 pages\n");
+    assert_clean_exit(&blocks, &want);
+}
+
 #[test]
 fn fault_size_rejects_other_sizes() {
     // A usage error is vmrun's own failure (125), as for any bad option.

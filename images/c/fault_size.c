@@ -1,4 +1,4 @@
-/* fault_size count PAGES | fault_size check: how many faults anonymous
+/* fault_size count PAGES | check | churn ROUNDS MIB: how many faults anonymous
  * memory takes, and that large faults keep every page's contents right.
  *
  * count: map PAGES pages at a 64 KiB-aligned address, write one byte in each
@@ -11,7 +11,16 @@
  *        the middle of a block and of a 2 MiB page, make another read-only,
  *        mremap a piece away; fork, and let the child and the parent write
  *        to the shared pages (copy-on-write) and check each other's data
- *        stayed; print one line per step. The output is the same natively. */
+ *        stayed; print one line per step. The output is the same natively.
+ * churn ROUNDS MIB: ROUNDS times, map MIB MiB at a 64 KiB-aligned address,
+ *        check that every byte of it reads zero, write a pattern, unmap a
+ *        16 KiB piece of one block and check the rest, every fourth round
+ *        fork a child that writes its own copy and unmaps it, and unmap the
+ *        whole mapping: far more memory than a small guest has goes through
+ *        unmap and back out as fresh zeroed memory. Prints one line; with a
+ *        third argument "faults", also the faults the last round's reads
+ *        and writes took (the guest's count: one per 64 KiB block under
+ *        --fault-size 64k, also once freed blocks are what it maps). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
@@ -152,9 +161,61 @@ static void check_region(const char *name, unsigned char *p, size_t pages, size_
     CHECK(munmap(p, pages * PG) == 0, "munmap: %s", strerror(errno));
 }
 
+/* Whether every byte of the len bytes at p is zero. */
+static int all_zero(const unsigned char *p, size_t len)
+{
+    const uint64_t *w = (const uint64_t *)p;
+    for (size_t i = 0; i < len / 8; i++)
+        if (w[i] != 0)
+            return 0;
+    return 1;
+}
+
+static void churn(size_t rounds, size_t mib, int show_faults)
+{
+    size_t len = mib << 20, pages = len / PG;
+    long faults = 0;
+    for (size_t r = 0; r < rounds; r++) {
+        unsigned char *p = map_aligned(len, BLOCK);
+        long f0 = minflt();
+        CHECK(all_zero(p, len), "round %zu: fresh memory not zero", r);
+        fill(p, pages, (unsigned)r);
+        faults = minflt() - f0;
+        /* A 16 KiB piece out of the middle of the second block. */
+        size_t hole = BLOCK / PG + 4;
+        CHECK(munmap(p + hole * PG, 4 * PG) == 0, "munmap piece: %s", strerror(errno));
+        for (size_t i = 0; i < pages; i++) {
+            if (i >= hole && i < hole + 4)
+                continue;
+            CHECK(p[i * PG] == pattern(i, (unsigned)r), "round %zu: page %zu lost", r, i);
+        }
+        if (r % 4 == 3) {
+            pid_t pid = fork();
+            CHECK(pid >= 0, "fork: %s", strerror(errno));
+            if (pid == 0) {
+                fill(p, hole, (unsigned)r + 100);
+                unsigned char *q = map_aligned(len, BLOCK);
+                if (!all_zero(q, len))
+                    _exit(2);
+                fill(q, pages, (unsigned)r + 200);
+                _exit(munmap(q, len) == 0 && munmap(p, len) == 0 ? 0 : 3);
+            }
+            int status;
+            CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "round %zu: child status %#x", r, status);
+            CHECK(holds(p, hole, (unsigned)r, (size_t)-1), "round %zu: child's writes seen", r);
+        }
+        CHECK(munmap(p, len) == 0, "munmap: %s", strerror(errno));
+    }
+    printf("churn: %zu rounds of %zu MiB, each zero when mapped and intact until unmapped\n",
+           rounds, mib);
+    if (show_faults)
+        printf("last round: %ld faults for %zu pages\n", faults, pages);
+}
+
 int main(int argc, char **argv)
 {
-    CHECK(argc >= 2, "usage: fault_size count PAGES | check");
+    CHECK(argc >= 2, "usage: fault_size count PAGES | check | churn ROUNDS MIB [faults]");
     if (strcmp(argv[1], "count") == 0) {
         CHECK(argc == 3, "count needs PAGES");
         count(strtoul(argv[2], NULL, 10));
@@ -162,6 +223,10 @@ int main(int argc, char **argv)
         check_region("64k", map_aligned(4 * BLOCK, BLOCK), 4 * BLOCK / PG, 20);
         check_region("2m", map_aligned(2 * HUGE, HUGE), 2 * HUGE / PG, 700);
         check_region("brk", brk_aligned(2 * HUGE, HUGE), 2 * HUGE / PG, 900);
+    } else if (strcmp(argv[1], "churn") == 0) {
+        CHECK(argc >= 4, "churn needs ROUNDS MIB");
+        churn(strtoul(argv[2], NULL, 10), strtoul(argv[3], NULL, 10),
+              argc > 4 && strcmp(argv[4], "faults") == 0);
     } else {
         CHECK(0, "unknown mode \"%s\"", argv[1]);
     }

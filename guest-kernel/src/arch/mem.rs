@@ -180,6 +180,16 @@ unsafe extern "C" fn memset_bulk(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
     dst
 }
 
+/// Zero `n` bytes at `dst` with the CPU's own stores, whatever their
+/// length (page-table entries: see `PhysMem::clear_words`).
+///
+/// # Safety
+/// As memset.
+pub unsafe fn zero_here(dst: *mut u8, n: usize) {
+    // SAFETY: as memset.
+    unsafe { set_here(dst, 0, n) };
+}
+
 /// The fill in ring 0: quadwords, then the rest bytewise.
 ///
 /// # Safety

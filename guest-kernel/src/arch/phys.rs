@@ -159,6 +159,13 @@ impl PhysMem for DirectMap {
         unsafe { core::slice::from_raw_parts_mut(p, len as usize) }
     }
 
+    fn clear_words(&mut self, pa: u64, n: u64) {
+        let p = self.ptr(pa, 8 * n);
+        // SAFETY: `ptr` checked that the n words lie in RAM; the memory
+        // manager owns the table they are entries of.
+        unsafe { crate::arch::mem::zero_here(p, 8 * n as usize) };
+    }
+
     fn zero(&mut self, pa: u64, len: u64) {
         self.ptr(pa, len);
         hypercall::zero(pa, len);
@@ -225,6 +232,23 @@ impl PhysMem for DirectMap {
             }
         }
         (next - first) / step
+    }
+
+    fn run_words(&self, pa: u64, n: u64, (first, step): (u64, u64), mask: u64, busy: u64) -> u64 {
+        let words = self.ptr(pa, 8 * n) as *const u64;
+        let mut want = first;
+        let mut k = 0;
+        while k < n {
+            // SAFETY: `ptr` checked that the n words lie in RAM (k < n);
+            // page-table pages are 8-aligned.
+            let w = unsafe { core::ptr::read_volatile(words.add(k as usize)) };
+            if w & busy == 0 || w & mask != want {
+                break;
+            }
+            want += step;
+            k += 1;
+        }
+        k
     }
 
     fn free_words(&self, pa: u64, n: u64, busy: u64) -> u64 {

@@ -2485,7 +2485,7 @@ mod tests {
                 &mut fx.frames,
                 0x40_0000,
                 0x60_0000,
-                |_, _, _| n += 1,
+                |_, _, l| n += l.pages,
             )
             .unwrap();
         assert_eq!(n, 5, "the table's count stayed exact");

@@ -11,7 +11,7 @@
 use super::fault::user_pte_flags;
 use super::phys::PhysMem;
 use super::rlimit::{overcommit_guess_ok, resource, RLIM_INFINITY};
-use super::space::{page_align_up, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
+use super::space::{page_align_up, release_leaf, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, MAX_VMAS};
 use crate::errno::{Errno, KResult};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
@@ -550,7 +550,7 @@ impl Mm {
         let r = self
             .pt
             .unmap_range(env.mem, env.frames, start, end, |m, fr, l| {
-                freed += release_frame(m, fr, l.frame, l.size);
+                freed += release_leaf(m, fr, l);
             });
         self.sub_user_frames(freed.min(self.user_frames));
         r.map_err(|e| e.errno())

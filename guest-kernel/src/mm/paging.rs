@@ -141,7 +141,7 @@ impl Translation {
     }
 }
 
-/// A leaf visited by [`PageTable::update_range`].
+/// A leaf visited by [`PageTable::update_range`], or unmapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Leaf {
     /// Virtual base of the leaf.
@@ -152,6 +152,10 @@ pub struct Leaf {
     pub size: PageSize,
     /// Leaf flags (without address and PS).
     pub flags: u64,
+    /// How many leaves it stands for: an unmap hands over the 4 KiB
+    /// leaves after it that map the frames after its own, one by one, as
+    /// one ([`frame_run`]); 1 otherwise (and for a 2 MiB leaf).
+    pub pages: u64,
 }
 
 /// What [`PageTable::update_range`] does with a leaf.
@@ -406,6 +410,23 @@ fn next_used<M: PhysMem>(mem: &M, table: u64, k: u64, last: u64) -> (u64, u64) {
     }
 }
 
+/// How many used entries of `table` from `k` (through `last`) map the
+/// frames that follow one by one from the frame of entry `k`, `e`: at
+/// least 1. An anonymous fault's 64 KiB block is such a run, and so is
+/// a region its faults filled in order.
+#[inline(always)]
+fn frame_run<M: PhysMem>(mem: &M, table: u64, k: u64, last: u64, e: u64) -> u64 {
+    let next = (e & pte::ADDR_MASK) + PAGE_SIZE;
+    let after = mem.run_words(
+        table + (k + 1) * 8,
+        last - k,
+        (next, PAGE_SIZE),
+        pte::ADDR_MASK,
+        USED,
+    );
+    1 + after
+}
+
 /// The spans of entry indices of a table at `level` mapping from `base`
 /// that `ranges` (sorted by start, the first ending above `base`: see
 /// [`ranges_from`]) cover, in order, with the index in `ranges` of the
@@ -608,7 +629,7 @@ impl PageTable {
         mem: &mut M,
         frames: &mut FrameAllocator,
     ) -> Result<(), MapError> {
-        let root = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
+        let root = frames.alloc_table(mem).ok_or(MapError::OutOfMemory)?;
         trace_table(mem, kind::PT_ALLOC, 4, 0, root);
         self.root = root;
         self.tables = 1;
@@ -1276,6 +1297,7 @@ impl PageTable {
                     frame: e & pte::ADDR_MASK,
                     size: PageSize::Size4K,
                     flags: leaf_flags(e),
+                    pages: 1,
                 };
                 let (mine, theirs) = match f(mem, frames, leaf) {
                     Ok(fl) => fl,
@@ -1365,6 +1387,7 @@ impl PageTable {
                     frame: e & pte::ADDR_MASK,
                     size: PageSize::Size4K,
                     flags: leaf_flags(e),
+                    pages: 1,
                 };
                 let new = leaf.frame | f(mem, frames, leaf) | (e & pte::PS);
                 mem.write_u64(entry_pa, new);
@@ -1489,6 +1512,7 @@ impl PageTable {
                         frame: e & pte::ADDR_MASK_2M,
                         size: PageSize::Size2M,
                         flags: leaf_flags(e),
+                        pages: 1,
                     },
                 );
                 mem.write_u64(entry_pa, 0);
@@ -1524,26 +1548,34 @@ impl PageTable {
         let region = va & !(HUGE_PAGE_SIZE - 1);
         let n = count(mem.read_u64(path[2]));
         let (mut i, last) = (index(va, 1), index(stop - 1, 1));
+        let traced = trace::on(mem, category::PAGE_TABLES);
         let mut cleared = 0;
         while i <= last && cleared < n {
             let entry_pa = table + i * 8;
             let e = mem.read_u64(entry_pa);
-            i += 1;
             if !used(e) {
+                i += 1;
                 i += mem.free_words(table + i * 8, last + 1 - i, USED);
                 continue;
             }
-            let leaf_va = region + (i - 1) * PAGE_SIZE;
+            // The entries after it that map the next frames go with it:
+            // one release and one clearing for the run.
+            let pages = frame_run(mem, table, i, last, e);
+            let leaf_va = region + i * PAGE_SIZE;
             let leaf = Leaf {
                 va: leaf_va,
                 frame: e & pte::ADDR_MASK,
                 size: PageSize::Size4K,
                 flags: leaf_flags(e),
+                pages,
             };
+            if traced {
+                trace_run_cleared(mem, entry_pa, leaf_va, pages);
+            }
             on_leaf(mem, frames, leaf);
-            mem.write_u64(entry_pa, 0);
-            trace_entry(mem, kind::PTE_CLEAR, 1, leaf_va, e);
-            cleared += 1;
+            mem.clear_words(entry_pa, pages);
+            i += pages;
+            cleared += pages;
         }
         if cleared == n {
             self.free_table(mem, frames, path, 1, va);
@@ -1717,15 +1749,18 @@ impl PageTable {
                     if k > last {
                         break;
                     }
+                    // With the leaves after it that map the next frames.
+                    let pages = frame_run(free.mem, table, k, last, e);
                     let leaf = Leaf {
                         va: base + k * PAGE_SIZE,
                         frame: e & pte::ADDR_MASK,
                         size: PageSize::Size4K,
                         flags: leaf_flags(e),
+                        pages,
                     };
                     (free.on_leaf)(free.mem, free.frames, leaf);
-                    seen += 1;
-                    k += 1;
+                    seen += pages;
+                    k += pages;
                 }
             } else {
                 let mut k = first;
@@ -1849,6 +1884,7 @@ impl PageTable {
             frame: e & mask,
             size,
             flags: leaf_flags(e),
+            pages: 1,
         };
         (free.on_leaf)(free.mem, free.frames, leaf);
         1
@@ -2075,7 +2111,7 @@ impl PageTable {
         va: u64,
         level: u32,
     ) -> Result<u64, MapError> {
-        let new = frames.alloc_zeroed(mem).ok_or(MapError::OutOfMemory)?;
+        let new = frames.alloc_table(mem).ok_or(MapError::OutOfMemory)?;
         self.tables += 1;
         trace_table(mem, kind::PT_ALLOC, level - 1, va, new);
         let e = new | table_flags(va);
@@ -2185,6 +2221,7 @@ impl PageTable {
             frame: e & mask,
             size,
             flags: leaf_flags(e),
+            pages: 1,
         };
         match f(mem, frames, leaf) {
             LeafAction::Keep => false,
@@ -2297,6 +2334,17 @@ fn trace_entry<M: PhysMem>(mem: &mut M, kind: u32, level: u32, va: u64, e: u64) 
         0,
         [va, u64::from(level), e & pte::ADDR_MASK, e, 0, 0],
     );
+}
+
+/// Trace the clearing of the `pages` entries from `entry_pa` (mapping
+/// from `va`), before they are cleared: one record an entry, as for
+/// entries cleared one by one.
+#[inline(never)]
+fn trace_run_cleared<M: PhysMem>(mem: &mut M, entry_pa: u64, va: u64, pages: u64) {
+    for k in 0..pages {
+        let e = mem.read_u64(entry_pa + k * 8);
+        trace_entry(mem, kind::PTE_CLEAR, 1, va + k * PAGE_SIZE, e);
+    }
 }
 
 /// Trace the entries of a run at `at` that hold what the run wrote there
@@ -3009,6 +3057,92 @@ mod tests {
     }
 
     #[test]
+    fn unmap_hands_consecutive_frames_over_as_one_run_and_clears_every_entry() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let base_frames = fa.in_use();
+        let va0 = 0x7fff_f7ef_7000;
+        for i in 0..300 {
+            let va = va0 + i * PAGE_SIZE;
+            // Two runs: frames 0..100 and 100..300 apart.
+            let pa = 0x100_0000 + i * PAGE_SIZE + if i >= 100 { 0x10_0000 } else { 0 };
+            pt.map(&mut mem, &mut fa, va, pa, PageSize::Size4K, UF)
+                .unwrap();
+        }
+        mem.trace_mask = category::PAGE_TABLES;
+        let mut runs = Vec::new();
+        pt.unmap_range(&mut mem, &mut fa, va0, va0 + 300 * PAGE_SIZE, |_, _, l| {
+            runs.push((l.va, l.frame, l.pages))
+        })
+        .unwrap();
+        for i in 0..300 {
+            assert_eq!(pt.translate(&mem, va0 + i * PAGE_SIZE), None, "page {i}");
+        }
+        // The first run, then the second cut where the page table ends.
+        let second = va0 + 100 * PAGE_SIZE;
+        let split = (va0 | (HUGE_PAGE_SIZE - 1)) + 1;
+        let first_of = |va: u64| 0x110_0000 + (va - va0);
+        assert_eq!(
+            runs,
+            [
+                (va0, 0x100_0000, 100),
+                (second, first_of(second), (split - second) / PAGE_SIZE),
+                (
+                    split,
+                    first_of(split),
+                    (va0 + 300 * PAGE_SIZE - split) / PAGE_SIZE
+                ),
+            ]
+        );
+        // Every entry cleared has its record, as when cleared one by one.
+        let cleared: Vec<u64> = mem
+            .records
+            .iter()
+            .filter(|r| r.kind == kind::PTE_CLEAR)
+            .map(|r| r.a[0])
+            .collect();
+        let want: Vec<u64> = (0..300).map(|i| va0 + i * PAGE_SIZE).collect();
+        assert_eq!(cleared, want);
+        assert_eq!(pt.table_pages(), 1);
+        assert_eq!(fa.in_use(), base_frames);
+    }
+
+    #[test]
+    fn a_teardown_hands_consecutive_frames_over_as_one_run() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let base = fa.in_use();
+        let frames = fa.alloc_run_zeroed(&mut mem, 16).unwrap();
+        for k in 0..16 {
+            let va = 0x40_0000 + k * PAGE_SIZE;
+            pt.map(
+                &mut mem,
+                &mut fa,
+                va,
+                frames + k * PAGE_SIZE,
+                PageSize::Size4K,
+                UF,
+            )
+            .unwrap();
+        }
+        // A lone page after a gap: a run of its own.
+        let lone = fa.alloc_zeroed(&mut mem).unwrap();
+        pt.map(&mut mem, &mut fa, 0x41_1000, lone, PageSize::Size4K, UF)
+            .unwrap();
+        let mut runs = Vec::new();
+        pt.free_user_half(
+            &mut mem,
+            &mut fa,
+            [(0x40_0000, 0x42_0000, true)],
+            |m, fr, l| {
+                runs.push((l.va, l.pages));
+                assert_eq!(fr.release_run(m, l.frame, l.pages), Some(l.pages));
+            },
+        );
+        assert_eq!(runs, [(0x40_0000, 16), (0x41_1000, 1)]);
+        assert_eq!(pt.table_pages(), 1);
+        assert_eq!(fa.in_use(), base);
+    }
+
+    #[test]
     fn unmap_range_frees_emptied_tables_back_to_baseline() {
         let (mut mem, mut fa, mut pt) = setup();
         let base_frames = fa.in_use();
@@ -3030,7 +3164,7 @@ mod tests {
         let mut seen = (0, 0);
         pt.unmap_range(&mut mem, &mut fa, 0, USER_HALF_END, |_, _, l| {
             match l.size {
-                PageSize::Size4K => seen.0 += 1,
+                PageSize::Size4K => seen.0 += l.pages,
                 PageSize::Size2M => seen.1 += 1,
             }
         })
@@ -3066,7 +3200,7 @@ mod tests {
         pt.unmap(&mut mem, 0x60_0000).unwrap();
         let mut seen = Vec::new();
         pt.unmap_range(&mut mem, &mut fa, 0x20_2000, 0x80_0000_1000, |_, _, l| {
-            seen.push(l.va)
+            seen.extend((0..l.pages).map(|k| l.va + k * PAGE_SIZE))
         })
         .unwrap();
         assert_eq!(seen, [0x20_3000, 0x4000_0000, 0x80_0000_0000]);
@@ -3093,8 +3227,8 @@ mod tests {
             .unwrap();
         }
         let mut n = 0;
-        pt.unmap_range(&mut mem, &mut fa, PAGE_SIZE, 3 * PAGE_SIZE, |_, _, _| {
-            n += 1
+        pt.unmap_range(&mut mem, &mut fa, PAGE_SIZE, 3 * PAGE_SIZE, |_, _, l| {
+            n += l.pages
         })
         .unwrap();
         assert_eq!(n, 2);
@@ -3129,7 +3263,7 @@ mod tests {
         .unwrap();
         let mut gone = Vec::new();
         pt.unmap_range(&mut mem, &mut fa, 0x20_1000, 0x20_3000, |_, _, l| {
-            gone.push((l.frame, l.size))
+            gone.extend((0..l.pages).map(|k| (l.frame + k * PAGE_SIZE, l.size)))
         })
         .unwrap();
         assert_eq!(
@@ -3337,8 +3471,10 @@ mod tests {
         );
         assert_eq!(pt.translate(&mem, 0x40_0000).unwrap().flags & pte::RW, 0);
         let mut n = 0;
-        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, _| n += 1)
-            .unwrap();
+        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, l| {
+            n += l.pages
+        })
+        .unwrap();
         assert_eq!((n, pt.table_pages()), (11, 1), "counts stayed exact");
     }
 
@@ -3364,8 +3500,10 @@ mod tests {
         assert_eq!(frame(&pt, &mem, 0x40_3000), 0x20_3000, "kept");
         assert_eq!(frame(&pt, &mem, 0x40_5000), 0x50_5000);
         let mut n = 0;
-        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, _| n += 1)
-            .unwrap();
+        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, l| {
+            n += l.pages
+        })
+        .unwrap();
         assert_eq!((n, pt.table_pages()), (8, 1), "counts stayed exact");
     }
 
@@ -3386,8 +3524,10 @@ mod tests {
         assert_eq!(pt.translate(&mem, 0x40_2000).unwrap().frame, 0x50_0000);
         assert_eq!(pt.translate(&mem, 0x40_3000).unwrap().frame, 0x10_3000);
         let mut n = 0;
-        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, _| n += 1)
-            .unwrap();
+        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, l| {
+            n += l.pages
+        })
+        .unwrap();
         assert_eq!((n, pt.table_pages()), (4, 1));
     }
 
@@ -3459,8 +3599,10 @@ mod tests {
         let want = [0x42_2000, 0x42_3000, 0x42_4000, 0x42_6000, 0x42_7000];
         assert_eq!(sets(&mem), want);
         let mut n = 0;
-        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, _| n += 1)
-            .unwrap();
+        pt.unmap_range(&mut mem, &mut fa, 0x40_0000, 0x60_0000, |_, _, l| {
+            n += l.pages
+        })
+        .unwrap();
         assert_eq!((n, pt.table_pages()), (25, 1), "counts stayed exact");
     }
 
@@ -3473,7 +3615,7 @@ mod tests {
         let t = pt.translate(&mem, 0x1000).unwrap();
         assert_eq!((t.frame, t.flags & pte::P), (0x10_0000, 0));
         let mut n = 0;
-        pt.unmap_range(&mut mem, &mut fa, 0, 0x2000, |_, _, _| n += 1)
+        pt.unmap_range(&mut mem, &mut fa, 0, 0x2000, |_, _, l| n += l.pages)
             .unwrap();
         assert_eq!((n, pt.table_pages()), (1, 1));
     }
@@ -3530,7 +3672,7 @@ mod tests {
         );
         assert_eq!(r, Err(MapError::AlreadyMapped(va)));
         let mut n = 0;
-        pt.unmap_range(&mut mem, &mut fa, 0, USER_HALF_END, |_, _, _| n += 1)
+        pt.unmap_range(&mut mem, &mut fa, 0, USER_HALF_END, |_, _, l| n += l.pages)
             .unwrap();
         // 768 leaves, and the 2 mapped below `va` before the conflict.
         assert_eq!((n, pt.table_pages()), (768 + 2, 1), "counts stayed exact");
@@ -3590,9 +3732,11 @@ mod tests {
         ];
         let mut seen = Vec::new();
         pt.free_user_half(&mut mem, &mut fa, areas, |m, fr, l| {
-            seen.push(l.va);
+            seen.extend((0..l.pages).map(|k| l.va + k * PAGE_SIZE));
             match l.size {
-                PageSize::Size4K => assert!(fr.free(m, l.frame)),
+                PageSize::Size4K => {
+                    (0..l.pages).for_each(|k| assert!(fr.free(m, l.frame + k * PAGE_SIZE)))
+                }
                 PageSize::Size2M => assert!(fr.free_huge(m, l.frame)),
             }
         });
@@ -3631,8 +3775,8 @@ mod tests {
         populate(&mut mem, &mut fa, &mut pt, &vas);
         let mut seen = Vec::new();
         pt.free_user_half(&mut mem, &mut fa, areas, |m, fr, l| {
-            seen.push(l.va);
-            assert!(fr.free(m, l.frame));
+            seen.extend((0..l.pages).map(|k| l.va + k * PAGE_SIZE));
+            (0..l.pages).for_each(|k| assert!(fr.free(m, l.frame + k * PAGE_SIZE)));
         });
         seen.sort();
         vas.sort();
@@ -3686,7 +3830,9 @@ mod tests {
             (region + 101 * PAGE_SIZE, region + HUGE_PAGE_SIZE, false),
         ];
         let mut released = Vec::new();
-        pt.free_user_half(&mut mem, &mut fa, areas, |_, _, l| released.push(l.va));
+        pt.free_user_half(&mut mem, &mut fa, areas, |_, _, l| {
+            released.extend((0..l.pages).map(|k| l.va + k * PAGE_SIZE))
+        });
         let want: Vec<u64> = vas
             .iter()
             .copied()
@@ -3727,8 +3873,8 @@ mod tests {
             );
             let mut released = Vec::new();
             pt.free_user_half(&mut mem, &mut fa, areas.clone(), |m, fr, l| {
-                released.push(l.va);
-                fr.free(m, l.frame);
+                released.extend((0..l.pages).map(|k| l.va + k * PAGE_SIZE));
+                (0..l.pages).for_each(|k| _ = fr.free(m, l.frame + k * PAGE_SIZE));
             });
             assert!(released.contains(&page(300)), "{areas:x?}: {released:x?}");
             assert_eq!(pt.table_pages(), 1, "only the PML4 is left");
@@ -3760,8 +3906,8 @@ mod tests {
         fa.free(&mut mem, frame);
         let mut n = 0;
         pt.free_user_half(&mut mem, &mut fa, [(0, 0x2000, true)], |m, fr, l| {
-            n += 1;
-            fr.free(m, l.frame);
+            n += l.pages;
+            (0..l.pages).for_each(|k| _ = fr.free(m, l.frame + k * PAGE_SIZE));
         });
         assert_eq!(n, 2, "the leaf outside the range is found too");
         assert_eq!(pt.table_pages(), 1);

@@ -22,6 +22,16 @@ pub trait PhysMem {
     fn bytes_mut(&mut self, pa: u64, len: u64) -> &mut [u8];
     /// Set `len` bytes at `pa` to zero.
     fn zero(&mut self, pa: u64, len: u64);
+    /// Set the `n` words from `pa` to zero with the CPU's own stores,
+    /// never the host's: page-table entries, and page-table pages. Where
+    /// the hypervisor shadows the guest's page tables (kvm_pvm), it sees
+    /// only the guest's writes to them; a table the host cleared would
+    /// keep its old translations there.
+    fn clear_words(&mut self, pa: u64, n: u64) {
+        for k in 0..n {
+            self.write_u64(pa + 8 * k, 0);
+        }
+    }
     /// Copy `len` bytes from physical `src` to physical `dst` (no overlap).
     fn copy(&mut self, dst: u64, src: u64, len: u64);
 
@@ -82,6 +92,19 @@ pub trait PhysMem {
     fn free_words(&self, pa: u64, n: u64, busy: u64) -> u64 {
         (0..n)
             .find(|&k| self.read_u64(pa + 8 * k) & busy != 0)
+            .unwrap_or(n)
+    }
+
+    /// How many of the `n` words from `pa`, from the first, have one of
+    /// the `busy` bits set and `first`, `first + step`, ... under `mask`
+    /// (page-table entries mapping consecutive frames). Implementations
+    /// may do it faster than `n` reads.
+    fn run_words(&self, pa: u64, n: u64, (first, step): (u64, u64), mask: u64, busy: u64) -> u64 {
+        (0..n)
+            .find(|&k| {
+                let w = self.read_u64(pa + 8 * k);
+                w & busy == 0 || w & mask != first + k * step
+            })
             .unwrap_or(n)
     }
 

@@ -8,7 +8,7 @@
 //! read-only, copied on write, never written or freed).
 
 use super::frame::FrameAllocator;
-use super::paging::{KernelHalf, PageSize, PageTable};
+use super::paging::{KernelHalf, Leaf, PageSize, PageTable};
 use super::phys::PhysMem;
 use super::rlimit::{resource, Rlimits};
 use super::vma::{self, Backing, Prot, VmFlags, Vma, VmaSet};
@@ -194,7 +194,7 @@ impl Mm {
             .take(self.vmas.len())
             .map(|v| (v.start, v.end, v.anon != 0 || v.backing == Backing::Anon));
         self.pt.free_user_half(mem, frames, areas, |m, fr, l| {
-            release_frame(m, fr, l.frame, l.size);
+            release_leaf(m, fr, l);
         });
         self.pt.free_root(mem, frames);
         self.vmas.clear();
@@ -324,6 +324,22 @@ pub(crate) fn release_frame<M: PhysMem>(
     match size {
         PageSize::Size4K => u64::from(frames.release_4k(mem, pa)),
         PageSize::Size2M => release_huge(mem, frames, pa),
+    }
+}
+
+/// [`release_frame`] for each leaf an unmap hands over as `l`: its run
+/// of 4 KiB leaves freed in one step where the allocator can
+/// ([`FrameAllocator::release_run`]), else one by one.
+#[inline]
+pub(crate) fn release_leaf<M: PhysMem>(mem: &mut M, frames: &mut FrameAllocator, l: Leaf) -> u64 {
+    if l.pages == 1 {
+        return release_frame(mem, frames, l.frame, l.size);
+    }
+    match frames.release_run(mem, l.frame, l.pages) {
+        Some(n) => n,
+        None => (0..l.pages)
+            .map(|k| u64::from(frames.release_4k(mem, l.frame + k * PAGE_SIZE)))
+            .sum(),
     }
 }
 

@@ -154,8 +154,10 @@ fn step(m: &mut Machine, model: &mut Model, op: Op) -> Result<(), TestCaseError>
         }
         Op::UnmapRange { start, end } => {
             let mut removed = 0;
-            m.pt.unmap_range(mem, frames, start, end, |_, _, l| removed += l.size.bytes())
-                .unwrap();
+            m.pt.unmap_range(mem, frames, start, end, |_, _, l| {
+                removed += l.size.bytes() * l.pages
+            })
+            .unwrap();
             let before = model.pages.len();
             model.pages.retain(|&p, _| p < start || p >= end);
             prop_assert_eq!(removed, (before - model.pages.len()) as u64 * PAGE);
