@@ -79,8 +79,9 @@ options:
                       4 KiB faults, cached preads, open+close and futex
                       wakes (default 2000; the 4 KiB fault workload maps
                       N/16 regions of 16 pages, the 1 MiB file read reads
-                      N/20 times; N/10 pipe round trips, at least 8, and
-                      N/100 forks, at least 4)
+                      N/20 times, as many 1 MiB regions are unmapped;
+                      N/10 pipe round trips, at least 8, and N/100
+                      forks, at least 4)
       --anon-mib N    MiB of fresh anonymous memory to touch (default 256)
       --file-pages N  pages of the 8 MiB file arrays to touch (default 2048)
       --runs N        exec and cold-start runs, static and dynamic

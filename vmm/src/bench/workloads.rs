@@ -84,6 +84,7 @@ pub(super) struct Env {
 pub(super) fn programs(o: &Options) -> Vec<Program> {
     let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     let rounds = (o.samples / SMALL_REGION_PAGES).max(1).to_string();
+    let unmaps = (o.samples / 20).max(2).to_string();
     let samples = o.samples.to_string();
     let pages = o.file_pages.to_string();
     let step_pages = o.file_pages.min(64).to_string();
@@ -156,6 +157,21 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             fault_size: FaultSize::Page4K,
             per_page: false,
             budget: Some(("#PF", Figure::AnonFault)),
+            per_string: false,
+        },
+        Program {
+            row: "anon_unmap",
+            unit: "us/4KiB page",
+            image: "bench_anon",
+            args: vec!["unmap".into(), unmaps],
+            step_args: s(&["unmap", "2"]),
+            mem: DEFAULT_MEM,
+            ring0: &["munmap"],
+            note: "munmap of a 1 MiB mapping with every page written",
+            show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
+            budget: None,
             per_string: false,
         },
         Program {
