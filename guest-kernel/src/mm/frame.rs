@@ -531,10 +531,11 @@ impl FrameAllocator {
     /// The `n` consecutive frames from `pa` (one address space's run of
     /// 4 KiB leaves) are unmapped: if every one is a private frame only
     /// this mapping holds, they are freed in one step (as a run if there
-    /// are [`RUN_MIN`] or more), and all of them count; if every one is a
-    /// page-cache frame, none is freed or counts. `None`, with nothing
-    /// done, for anything else (a frame still shared after fork, outside
-    /// the managed range, a mix): the caller releases them one by one
+    /// are [`RUN_MIN`] or more); if every one is also mapped elsewhere
+    /// (fork), each loses a mapping; either way all of them count. If
+    /// every one is a page-cache frame, none is freed or counts. `None`,
+    /// with nothing done, for anything else (frames outside the managed
+    /// range, a mix): the caller releases them one by one
     /// ([`Self::release_4k`]).
     pub fn release_run<M: PhysMem>(&mut self, mem: &mut M, pa: u64, n: u64) -> Option<u64> {
         let end = pa.checked_add(n.checked_mul(PAGE_SIZE)?)?;
@@ -543,9 +544,16 @@ impl FrameAllocator {
         }
         let first = (pa - self.start) / PAGE_SIZE;
         if !self.shares.is_empty() {
-            let counts = self.shares.get(first as usize..(first + n) as usize)?;
-            if counts.iter().any(|&c| c != 0) {
-                return None;
+            let counts = self.shares.get_mut(first as usize..(first + n) as usize)?;
+            match counts.iter().filter(|&&c| c != 0).count() as u64 {
+                0 => {}
+                // Every frame still mapped elsewhere (a forked child's
+                // exec or exit): each loses this mapping.
+                shared if shared == n => {
+                    counts.iter_mut().for_each(|c| *c -= 1);
+                    return Some(n);
+                }
+                _ => return None,
             }
         }
         match self.cache_bits_in(mem, first, n) {
@@ -792,6 +800,14 @@ mod tests {
         let used = fa.in_use();
         assert!(fa.share(run + 3 * PAGE_SIZE));
         assert_eq!(fa.release_run(&mut mem, run, 16), None, "one frame shared");
+        // All shared: each loses one mapping, none is freed.
+        (0..16).for_each(|k| assert!(fa.share(run + k * PAGE_SIZE)));
+        assert_eq!(fa.release_run(&mut mem, run, 16), Some(16));
+        assert!(
+            fa.is_shared(run + 3 * PAGE_SIZE),
+            "shared twice, mapped once more"
+        );
+        assert!(!fa.is_shared(run) && !fa.is_shared(run + 15 * PAGE_SIZE));
         fa.set_cache_run(&mut mem, run + 16 * PAGE_SIZE, 16, true);
         assert_eq!(fa.release_run(&mut mem, run + 16 * PAGE_SIZE, 16), Some(0));
         fa.set_cache(&mut mem, run + 20 * PAGE_SIZE, false);
