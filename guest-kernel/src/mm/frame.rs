@@ -35,22 +35,18 @@ const FRAMES_PER_HUGE: u64 = HUGE_PAGE_SIZE / PAGE_SIZE;
 /// a block again. Fewer go on the 4 KiB free list one by one.
 pub const RUN_MIN: u64 = 16;
 
-/// A range of frames handed out in order (the top sliver, or a split huge
-/// frame).
+/// A range of frames handed out in order (the top sliver, a freed run or
+/// a split huge frame). Whether its frames held data is the allocator's
+/// `carve_dirty` (a flag here would pad the allocator past 128 bytes,
+/// which every move of it then copies with a call).
 #[derive(Clone, Copy, Debug)]
 struct Carve {
     next: u64,
     end: u64,
-    /// The frames held data before: they must be zeroed for `alloc_zeroed`.
-    dirty: bool,
 }
 
 impl Carve {
-    const EMPTY: Carve = Carve {
-        next: 0,
-        end: 0,
-        dirty: false,
-    };
+    const EMPTY: Carve = Carve { next: 0, end: 0 };
 
     fn take(&mut self) -> Option<u64> {
         if self.next >= self.end {
@@ -76,6 +72,9 @@ pub struct FrameAllocator {
     /// Bottom of the fresh huge frames handed out so far (grows downwards).
     fresh_hi: u64,
     carve: Carve,
+    /// The carve region's frames held data before: they must be zeroed for
+    /// `alloc_zeroed`.
+    carve_dirty: bool,
     free_4k: u64,
     /// Freed runs of at least [`RUN_MIN`] consecutive frames: a run's
     /// first frame holds the link and the next word its length in frames.
@@ -104,6 +103,7 @@ impl FrameAllocator {
             fresh_lo: 0,
             fresh_hi: 0,
             carve: Carve::EMPTY,
+            carve_dirty: false,
             free_4k: NIL,
             free_runs: NIL,
             free_huge: NIL,
@@ -129,7 +129,6 @@ impl FrameAllocator {
             carve: Carve {
                 next: huge_top,
                 end,
-                dirty: false,
             },
             ..Self::empty()
         }
@@ -345,7 +344,7 @@ impl FrameAllocator {
             let n = max.min(carve_left / PAGE_SIZE);
             let pa = self.carve.next;
             self.carve.next += n * PAGE_SIZE;
-            (pa, n, !self.carve.dirty)
+            (pa, n, !self.carve_dirty)
         } else if self.fresh_lo < self.fresh_hi {
             let n = max.min((self.fresh_hi - self.fresh_lo) / PAGE_SIZE);
             let pa = self.fresh_lo;
@@ -374,7 +373,7 @@ impl FrameAllocator {
         let (pa, clean) = if self.carve.end - self.carve.next.min(self.carve.end) >= bytes {
             let pa = self.carve.next;
             self.carve.next += bytes;
-            (pa, !self.carve.dirty)
+            (pa, !self.carve_dirty)
         } else if self.fresh_hi.saturating_sub(self.fresh_lo) >= bytes {
             let pa = self.fresh_lo;
             self.fresh_lo += bytes;
@@ -421,7 +420,7 @@ impl FrameAllocator {
             }
         }
         let pa =
-            if !self.carve.dirty && self.carve.end - self.carve.next.min(self.carve.end) >= bytes {
+            if !self.carve_dirty && self.carve.end - self.carve.next.min(self.carve.end) >= bytes {
                 let pa = self.carve.next;
                 self.carve.next += bytes;
                 pa
@@ -639,7 +638,7 @@ impl FrameAllocator {
             self.fresh_lo += PAGE_SIZE;
             return Some(pa);
         }
-        if self.carve.dirty {
+        if self.carve_dirty {
             return None;
         }
         self.carve.take()
@@ -656,13 +655,23 @@ impl FrameAllocator {
         if self.carve.is_empty() {
             self.refill_carve(mem);
         }
-        let dirty = self.carve.dirty;
+        let dirty = self.carve_dirty;
         Some((self.carve.take()?, dirty))
     }
 
     /// Give the empty carve region a freed run, else a free huge frame
-    /// (both held data); nothing if there is neither.
+    /// (both held data); nothing if there is neither (one test in line:
+    /// the usual case, each list's end marker having every bit set).
+    #[inline(always)]
     fn refill_carve<M: PhysMem>(&mut self, mem: &mut M) {
+        if self.free_runs & self.free_huge != NIL {
+            self.refill_carve_from_lists(mem);
+        }
+    }
+
+    /// [`Self::refill_carve`] from a list that holds something.
+    #[inline(never)]
+    fn refill_carve_from_lists<M: PhysMem>(&mut self, mem: &mut M) {
         let (pa, len) = if self.free_runs != NIL {
             let pa = self.free_runs;
             self.free_runs = mem.read_u64(pa);
@@ -677,8 +686,8 @@ impl FrameAllocator {
         self.carve = Carve {
             next: pa,
             end: pa + len,
-            dirty: true,
         };
+        self.carve_dirty = true;
     }
 
     /// Put what the carve region has left on the 4 KiB free list (fewer
