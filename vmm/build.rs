@@ -33,10 +33,11 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("guest-kernel/Cargo.toml").display()
-    );
+    // The guest's own manifest, and the workspace's, which holds the
+    // `guest` profile it is built with.
+    for manifest in ["guest-kernel/Cargo.toml", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(manifest).display());
+    }
     println!(
         "cargo:rerun-if-changed={}",
         root.join("contract/src").display()
