@@ -152,21 +152,32 @@ impl Mm {
             env.frames,
             (start, end),
             |m, fr, l| {
-                let private = fr.owns(l.frame) && !fr.is_cache(m, l.frame);
+                // Whether the run's frames are private (each now has one
+                // more mapping) or page-cache ones (or outside RAM); a mix
+                // goes leaf by leaf.
+                let private = if l.pages == 1 {
+                    let private = fr.owns(l.frame) && !fr.is_cache(m, l.frame);
+                    if private && !fr.share(l.frame) {
+                        return Err(MapError::OutOfMemory);
+                    }
+                    private
+                } else {
+                    match fr.share_run(m, l.frame, l.pages) {
+                        Some(private) => private,
+                        None => return Ok(None),
+                    }
+                };
                 if !private {
-                    return Ok((l.flags, l.flags));
+                    return Ok(Some((!0, !0)));
                 }
+                counted += l.pages;
                 // MAP_SHARED anonymous memory: both map the same frame,
                 // writable; a private frame becomes copy-on-write.
-                if !fr.share(l.frame) {
-                    return Err(MapError::OutOfMemory);
-                }
-                counted += 1;
-                let flags = match shared_area {
-                    true => l.flags,
-                    false => l.flags & !pte::RW,
+                let keep = match shared_area {
+                    true => !0,
+                    false => !pte::RW,
                 };
-                Ok((flags, flags))
+                Ok(Some((keep, keep)))
             },
         );
         child.user_frames += counted;

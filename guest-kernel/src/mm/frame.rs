@@ -229,6 +229,37 @@ impl FrameAllocator {
         }
     }
 
+    /// One more mapping (fork) of each of the `n` consecutive frames from
+    /// `pa`: `Some(true)` if all of them are private frames, each then
+    /// counted as shared once more; `Some(false)`, nothing done, if none
+    /// is (page-cache frames, or frames outside the managed range);
+    /// `None`, nothing done, for a mix or a count at its limit: the caller
+    /// goes frame by frame ([`Self::share`]).
+    pub fn share_run<M: PhysMem>(&mut self, mem: &M, pa: u64, n: u64) -> Option<bool> {
+        let end = pa.checked_add(n.checked_mul(PAGE_SIZE)?)?;
+        if end <= self.start || pa >= self.end {
+            return Some(false);
+        }
+        if n == 0 || pa < self.start || end > self.end || pa & (PAGE_SIZE - 1) != 0 {
+            return None;
+        }
+        let first = (pa - self.start) / PAGE_SIZE;
+        match self.cache_bits_in(mem, first, n) {
+            0 => {}
+            c if c == n => return Some(false),
+            _ => return None,
+        }
+        if self.shares.is_empty() {
+            self.shares.resize(self.total() as usize, 0);
+        }
+        let counts = self.shares.get_mut(first as usize..(first + n) as usize)?;
+        if counts.contains(&u16::MAX) {
+            return None;
+        }
+        counts.iter_mut().for_each(|c| *c += 1);
+        Some(true)
+    }
+
     /// One mapping of `pa` goes away: true if others remain (the frame
     /// must not be freed), false if that was its last.
     pub fn unshare(&mut self, pa: u64) -> bool {
@@ -832,6 +863,27 @@ mod tests {
         );
         assert_eq!(fa.in_use(), used, "nothing was freed");
         assert!(fa.is_shared(run + 3 * PAGE_SIZE));
+    }
+
+    #[test]
+    fn a_run_shared_by_fork_counts_a_mapping_more_for_each_private_frame_or_none() {
+        let (mut mem, mut fa) = setup(MIB, 8 * MIB);
+        let bits = fa.alloc_zeroed(&mut mem).unwrap();
+        fa.use_cache_bits(bits);
+        let run = fa.alloc_run_zeroed(&mut mem, 32).unwrap();
+        assert_eq!(fa.share_run(&mem, run, 16), Some(true));
+        assert!((0..16).all(|k| fa.is_shared(run + k * PAGE_SIZE)));
+        assert!(!fa.is_shared(run + 16 * PAGE_SIZE));
+        fa.set_cache_run(&mut mem, run + 16 * PAGE_SIZE, 16, true);
+        assert_eq!(fa.share_run(&mem, run + 16 * PAGE_SIZE, 16), Some(false));
+        assert_eq!(fa.share_run(&mem, run + 8 * PAGE_SIZE, 16), None, "a mix");
+        assert_eq!(fa.share_run(&mem, 0x1000, 4), Some(false), "outside RAM");
+        assert!(!fa.is_shared(run + 16 * PAGE_SIZE), "nothing done");
+        // A frame at the count's limit: left to the caller, frame by frame.
+        let one = run + 3 * PAGE_SIZE;
+        while fa.share(one) {}
+        assert_eq!(fa.share_run(&mem, run, 16), None);
+        assert!(!fa.is_shared(run + 32 * PAGE_SIZE));
     }
 
     #[test]

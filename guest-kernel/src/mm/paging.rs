@@ -427,6 +427,38 @@ fn frame_run<M: PhysMem>(mem: &M, table: u64, k: u64, last: u64, e: u64) -> u64 
     1 + after
 }
 
+/// Copy entries `k..k + n` of `table` (a page table mapping from
+/// `region`) into the same entries of the child's table `to`, each
+/// keeping here the flags `mine` leaves it and in the child those of
+/// `theirs` (fork's copy-on-write takes RW away in both); an entry that
+/// changes here is written back.
+#[inline(always)]
+fn copy_run<M: PhysMem>(
+    mem: &mut M,
+    (table, to): (u64, u64),
+    region: u64,
+    (k, n): (u64, u64),
+    (mine, theirs): (u64, u64),
+    traced: bool,
+) {
+    for i in k..k + n {
+        let e = mem.read_u64(table + i * 8);
+        let here = e & (pte::ADDR_MASK | mine);
+        let there = e & (pte::ADDR_MASK | theirs);
+        let va = region + i * PAGE_SIZE;
+        if here != e {
+            mem.write_u64(table + i * 8, here);
+            if traced {
+                trace_entry(mem, kind::PTE_SET, 1, va, here);
+            }
+        }
+        mem.write_u64(to + i * 8, there);
+        if traced {
+            trace_entry(mem, kind::PTE_SET, 1, va, there);
+        }
+    }
+}
+
 /// The spans of entry indices of a table at `level` mapping from `base`
 /// that `ranges` (sorted by start, the first ending above `base`: see
 /// [`ranges_from`]) cover, in order, with the index in `ranges` of the
@@ -1251,9 +1283,12 @@ impl PageTable {
     /// Copy the 4 KiB leaves in `[start, end)` (page aligned) into `child`
     /// (fork), one page table at a time: one lookup of this table and one
     /// walk of the child's per 2 MiB region, then a pass over the entries.
-    /// `f` gives each leaf's flags here and in the child, or an error that
-    /// stops the copy (the leaves copied so far stay). A 2 MiB leaf in the
-    /// range is split first.
+    /// `f` is given each run of leaves that map consecutive frames
+    /// ([`Leaf::pages`]) and returns the masks of the flags each of its
+    /// entries keeps here and in the child; or `None` to be given the
+    /// run's leaves one by one (a single leaf must have its masks); or an
+    /// error that stops the copy (the leaves copied so far stay). A 2 MiB
+    /// leaf in the range is split first.
     pub fn copy_leaves<M, F>(
         &mut self,
         child: &mut PageTable,
@@ -1264,7 +1299,7 @@ impl PageTable {
     ) -> Result<(), MapError>
     where
         M: PhysMem,
-        F: FnMut(&mut M, &mut FrameAllocator, Leaf) -> Result<(u64, u64), MapError>,
+        F: FnMut(&mut M, &mut FrameAllocator, Leaf) -> Result<Option<(u64, u64)>, MapError>,
     {
         let traced = trace::on(mem, category::PAGE_TABLES);
         let mut va = start;
@@ -1292,32 +1327,53 @@ impl PageTable {
                 if k > last {
                     break;
                 }
+                let pages = frame_run(mem, table, k, last, e);
                 let leaf = Leaf {
                     va: region + k * PAGE_SIZE,
                     frame: e & pte::ADDR_MASK,
                     size: PageSize::Size4K,
                     flags: leaf_flags(e),
-                    pages: 1,
+                    pages,
                 };
-                let (mine, theirs) = match f(mem, frames, leaf) {
-                    Ok(fl) => fl,
+                let whole = match f(mem, frames, leaf) {
+                    Ok(masks) => masks,
                     Err(e) => {
                         failed = Some(e);
                         break;
                     }
                 };
-                if mine != leaf.flags {
-                    mem.write_u64(table + k * 8, leaf.frame | mine);
-                    if traced {
-                        trace_entry(mem, kind::PTE_SET, 1, leaf.va, leaf.frame | mine);
+                if let Some(masks) = whole {
+                    copy_run(mem, (table, to), region, (k, pages), masks, traced);
+                    copied += pages;
+                } else {
+                    // One by one, each with its own masks (a single leaf
+                    // without them is copied as it is).
+                    for i in k..k + pages {
+                        let e = mem.read_u64(table + i * 8);
+                        let one = Leaf {
+                            va: region + i * PAGE_SIZE,
+                            frame: e & pte::ADDR_MASK,
+                            size: PageSize::Size4K,
+                            flags: leaf_flags(e),
+                            pages: 1,
+                        };
+                        match f(mem, frames, one) {
+                            Ok(masks) => {
+                                let masks = masks.unwrap_or((!0, !0));
+                                copy_run(mem, (table, to), region, (i, 1), masks, traced);
+                                copied += 1;
+                            }
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    if failed.is_some() {
+                        break;
                     }
                 }
-                mem.write_u64(to + k * 8, leaf.frame | theirs);
-                if traced {
-                    trace_entry(mem, kind::PTE_SET, 1, leaf.va, leaf.frame | theirs);
-                }
-                copied += 1;
-                k += 1;
+                k += pages;
             }
             if copied > 0 {
                 add_count(mem, to_parent, copied);
@@ -3786,6 +3842,65 @@ mod tests {
     }
 
     #[test]
+    fn a_fork_copy_takes_a_run_at_once_and_each_entry_keeps_its_own_flags() {
+        let (mut mem, mut fa, mut pt) = setup();
+        let region = 0x60_0000;
+        let frames = fa.alloc_run_zeroed(&mut mem, 16).unwrap();
+        for k in 0..16 {
+            let va = region + k * PAGE_SIZE;
+            pt.map(
+                &mut mem,
+                &mut fa,
+                va,
+                frames + k * PAGE_SIZE,
+                PageSize::Size4K,
+                UF,
+            )
+            .unwrap();
+        }
+        // The CPU set dirty bits on some: they stay, entry by entry.
+        let table = pt.page_table_of(&mem, region).unwrap();
+        for k in [1, 7] {
+            let e = mem.read_u64(table + k * 8);
+            mem.write_u64(table + k * 8, e | pte::A | pte::D);
+        }
+        let mut child = PageTable::new(&mut mem, &mut fa).unwrap();
+        let mut runs = Vec::new();
+        let span = (region, region + 16 * PAGE_SIZE);
+        pt.copy_leaves(&mut child, &mut mem, &mut fa, span, |_, _, l| {
+            runs.push((l.va, l.pages));
+            Ok(Some((!pte::RW, !pte::RW)))
+        })
+        .unwrap();
+        assert_eq!(runs, [(region, 16)]);
+        for k in 0..16 {
+            let va = region + k * PAGE_SIZE;
+            let (mine, theirs) = (pt.translate(&mem, va), child.translate(&mem, va));
+            let (mine, theirs) = (mine.unwrap(), theirs.unwrap());
+            assert_eq!(
+                (mine.frame, theirs.frame),
+                (frames + k * PAGE_SIZE, mine.frame)
+            );
+            let dirty = [1, 7].contains(&k);
+            for t in [mine, theirs] {
+                assert_eq!(t.flags & pte::RW, 0, "copy-on-write in both");
+                assert_eq!(t.flags & pte::D != 0, dirty, "page {k}");
+            }
+        }
+        // Asked for them one by one, each comes by itself.
+        let mut again = PageTable::new(&mut mem, &mut fa).unwrap();
+        let mut ones = Vec::new();
+        pt.copy_leaves(&mut again, &mut mem, &mut fa, span, |_, _, l| {
+            ones.push(l.pages);
+            Ok((l.pages == 1).then_some((!0, !0)))
+        })
+        .unwrap();
+        assert_eq!(ones.len(), 17);
+        assert!(ones[1..].iter().all(|&n| n == 1));
+        assert!((0..16).all(|k| again.translate(&mem, region + k * PAGE_SIZE).is_some()));
+    }
+
+    #[test]
     fn sparse_tables_are_copied_and_freed_entry_for_entry() {
         // Used entries at a table's first and last index, in a dense run,
         // and alone between long free runs (fork and exit skip free runs
@@ -3807,8 +3922,8 @@ mod tests {
         let mut copied = Vec::new();
         for r in ranges {
             pt.copy_leaves(&mut child, &mut mem, &mut fa, r, |_, _, l| {
-                copied.push(l.va);
-                Ok((l.flags, l.flags))
+                copied.extend((0..l.pages).map(|k| l.va + k * PAGE_SIZE));
+                Ok(Some((!0, !0)))
             })
             .unwrap();
         }
