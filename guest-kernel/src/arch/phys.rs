@@ -234,6 +234,9 @@ impl PhysMem for DirectMap {
         (next - first) / step
     }
 
+    // Out of line: a tight loop of its own, not one among the walker's
+    // values (inlined, it spilled them: 4 more instructions a word).
+    #[inline(never)]
     fn run_words(&self, pa: u64, n: u64, (first, step): (u64, u64), mask: u64, busy: u64) -> u64 {
         let words = self.ptr(pa, 8 * n) as *const u64;
         let mut want = first;
