@@ -306,20 +306,7 @@ impl FrameAllocator {
     /// path's common case).
     #[inline(always)]
     pub fn alloc_zeroed<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
-        match self.take_clean() {
-            Some(pa) => Some(self.count(pa, 1)),
-            None => self.alloc_zeroed_reused(mem),
-        }
-    }
-
-    /// [`Self::alloc_zeroed`] once no never-used frame is left.
-    #[inline(never)]
-    fn alloc_zeroed_reused<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
-        let (pa, dirty) = self.take_reused(mem)?;
-        if dirty {
-            mem.zero(pa, PAGE_SIZE);
-        }
-        Some(self.count(pa, 1))
+        self.alloc_cleared(mem, false)
     }
 
     /// A zero-filled 4 KiB frame for a page table: as
@@ -329,18 +316,26 @@ impl FrameAllocator {
     /// tables must see cleared.
     #[inline(always)]
     pub fn alloc_table<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
+        self.alloc_cleared(mem, true)
+    }
+
+    /// [`Self::alloc_zeroed`], or [`Self::alloc_table`] if `table`.
+    #[inline(always)]
+    fn alloc_cleared<M: PhysMem>(&mut self, mem: &mut M, table: bool) -> Option<u64> {
         match self.take_clean() {
             Some(pa) => Some(self.count(pa, 1)),
-            None => self.alloc_table_reused(mem),
+            None => self.alloc_cleared_reused(mem, table),
         }
     }
 
-    /// [`Self::alloc_table`] once no never-used frame is left.
+    /// [`Self::alloc_cleared`] once no never-used frame is left.
     #[inline(never)]
-    fn alloc_table_reused<M: PhysMem>(&mut self, mem: &mut M) -> Option<u64> {
+    fn alloc_cleared_reused<M: PhysMem>(&mut self, mem: &mut M, table: bool) -> Option<u64> {
         let (pa, dirty) = self.take_reused(mem)?;
-        if dirty {
-            mem.clear_words(pa, PAGE_SIZE / 8);
+        match (dirty, table) {
+            (false, _) => {}
+            (true, false) => mem.zero(pa, PAGE_SIZE),
+            (true, true) => mem.clear_words(pa, PAGE_SIZE / 8),
         }
         Some(self.count(pa, 1))
     }

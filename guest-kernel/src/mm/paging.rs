@@ -3166,19 +3166,7 @@ mod tests {
     fn a_teardown_hands_consecutive_frames_over_as_one_run() {
         let (mut mem, mut fa, mut pt) = setup();
         let base = fa.in_use();
-        let frames = fa.alloc_run_zeroed(&mut mem, 16).unwrap();
-        for k in 0..16 {
-            let va = 0x40_0000 + k * PAGE_SIZE;
-            pt.map(
-                &mut mem,
-                &mut fa,
-                va,
-                frames + k * PAGE_SIZE,
-                PageSize::Size4K,
-                UF,
-            )
-            .unwrap();
-        }
+        map_block(&mut mem, &mut fa, &mut pt, 0x40_0000);
         // A lone page after a gap: a run of its own.
         let lone = fa.alloc_zeroed(&mut mem).unwrap();
         pt.map(&mut mem, &mut fa, 0x41_1000, lone, PageSize::Size4K, UF)
@@ -3756,6 +3744,17 @@ mod tests {
     }
 
     /// Map a fresh 4 KiB frame at each of `vas`.
+    /// Map a 64 KiB block at `va` to 16 consecutive frames, as an
+    /// anonymous block fault does; the first frame.
+    fn map_block(mem: &mut TestMem, fa: &mut FrameAllocator, pt: &mut PageTable, va: u64) -> u64 {
+        let frames = fa.alloc_run_zeroed(mem, 16).unwrap();
+        for k in 0..16 {
+            let (va, pa) = (va + k * PAGE_SIZE, frames + k * PAGE_SIZE);
+            pt.map(mem, fa, va, pa, PageSize::Size4K, UF).unwrap();
+        }
+        frames
+    }
+
     fn populate(mem: &mut TestMem, fa: &mut FrameAllocator, pt: &mut PageTable, vas: &[u64]) {
         for &va in vas {
             let frame = fa.alloc_zeroed(mem).unwrap();
@@ -3845,19 +3844,7 @@ mod tests {
     fn a_fork_copy_takes_a_run_at_once_and_each_entry_keeps_its_own_flags() {
         let (mut mem, mut fa, mut pt) = setup();
         let region = 0x60_0000;
-        let frames = fa.alloc_run_zeroed(&mut mem, 16).unwrap();
-        for k in 0..16 {
-            let va = region + k * PAGE_SIZE;
-            pt.map(
-                &mut mem,
-                &mut fa,
-                va,
-                frames + k * PAGE_SIZE,
-                PageSize::Size4K,
-                UF,
-            )
-            .unwrap();
-        }
+        let frames = map_block(&mut mem, &mut fa, &mut pt, region);
         // The CPU set dirty bits on some: they stay, entry by entry.
         let table = pt.page_table_of(&mem, region).unwrap();
         for k in [1, 7] {
