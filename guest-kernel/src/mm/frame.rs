@@ -558,14 +558,16 @@ impl FrameAllocator {
     /// this mapping holds, they are freed in one step (as a run if there
     /// are [`RUN_MIN`] or more); if every one is also mapped elsewhere
     /// (fork), each loses a mapping; either way all of them count. If
-    /// every one is a page-cache frame, none is freed or counts. `None`,
-    /// with nothing done, for anything else (frames outside the managed
-    /// range, a mix): the caller releases them one by one
-    /// ([`Self::release_4k`]).
+    /// every one is a page-cache frame or lies outside the managed range,
+    /// none is freed or counts. `None`, with nothing done, for anything
+    /// else (a mix, a run across the range's edge): the caller releases
+    /// them one by one ([`Self::release_4k`]).
     pub fn release_run<M: PhysMem>(&mut self, mem: &mut M, pa: u64, n: u64) -> Option<u64> {
         let end = pa.checked_add(n.checked_mul(PAGE_SIZE)?)?;
         if n == 0 || pa < self.start || end > self.end || pa & (PAGE_SIZE - 1) != 0 {
-            return None;
+            // All outside the managed range (the boot image's pages):
+            // nothing to do; across its edge: frame by frame.
+            return (end <= self.start || pa >= self.end).then_some(0);
         }
         let first = (pa - self.start) / PAGE_SIZE;
         if !self.shares.is_empty() {
@@ -853,8 +855,13 @@ mod tests {
         );
         assert_eq!(
             fa.release_run(&mut mem, 0x1000, 16),
-            None,
+            Some(0),
             "outside the range"
+        );
+        assert_eq!(
+            fa.release_run(&mut mem, MIB - PAGE_SIZE, 2),
+            None,
+            "across its start"
         );
         assert_eq!(fa.in_use(), used, "nothing was freed");
         assert!(fa.is_shared(run + 3 * PAGE_SIZE));
