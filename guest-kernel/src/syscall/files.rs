@@ -813,12 +813,9 @@ fn pipe_read<M: PhysMem, H: HostIo>(
 ) -> KResult<u64> {
     let mut p = pipe.borrow_mut();
     if p.is_empty() {
-        return if p.writers == 0 {
-            Ok(0)
-        } else if nonblock {
-            Err(Errno::EAGAIN)
-        } else {
-            Err(Errno::ERESTARTSYS)
+        return match p.writers {
+            0 => Ok(0),
+            _ => Err(must_wait(nonblock)),
         };
     }
     // Straight from the ring to the program's pages, in its two parts.
@@ -832,6 +829,16 @@ fn pipe_read<M: PhysMem, H: HostIo>(
     drop(p);
     cx.tasks.wake_all();
     Ok(n as u64)
+}
+
+/// What a call that must wait answers: EAGAIN for a non-blocking file,
+/// else ERESTARTSYS (the task sleeps and the call runs again).
+fn must_wait(nonblock: bool) -> Errno {
+    if nonblock {
+        Errno::EAGAIN
+    } else {
+        Errno::ERESTARTSYS
+    }
 }
 
 /// Kernel heap bytes pipes leave to everything else (tasks, fd tables).
@@ -873,11 +880,7 @@ fn pipe_put<M: PhysMem, H: HostIo>(
     }
     let n = pipe_room(&p, len, (cx.tasks.heap_free)());
     if n == 0 {
-        return Err(if nonblock {
-            Errno::EAGAIN
-        } else {
-            Errno::ERESTARTSYS
-        });
+        return Err(must_wait(nonblock));
     }
     let (a, b) = p.space(n);
     fill(cx, a, b)?;
@@ -922,11 +925,7 @@ fn eventfd_read<M: PhysMem, H: HostIo>(
     }
     let v = *c.borrow();
     if v == 0 {
-        return Err(if nonblock {
-            Errno::EAGAIN
-        } else {
-            Errno::ERESTARTSYS
-        });
+        return Err(must_wait(nonblock));
     }
     let out = if sem { 1 } else { v };
     copy_to_user(&mut cx.p.mm, cx.env, buf, &out.to_le_bytes())?;
