@@ -164,8 +164,9 @@ fn shell(script: &str, vmrun: &str, input: &std::path::Path, stdin: &[u8]) -> Ou
 
 /// vmrun's stdin is the one the shell around it shares with the commands
 /// after it, as a program's own stdin is natively: a read takes from the
-/// host's fd no more than the program asked for (nothing is read ahead
-/// into a buffer of vmrun's), and an lseek of the program's on a file
+/// host's fd no more than the program asked for (the stdin ring reads a
+/// pipe ahead with tee(2), which leaves the bytes in it, and takes only
+/// those the program read), and an lseek of the program's on a file
 /// moves the shared offset (busybox head reads 4 KiB and seeks back to
 /// what it printed). So what the next command reads is what it reads
 /// natively, from a file and from a pipe.
@@ -200,6 +201,51 @@ fn stdin_is_left_where_the_program_left_it_for_the_commands_after() {
         assert_same(script, &native, &guest);
     }
     let _ = std::fs::remove_file(&input);
+}
+
+/// 1 MiB through a pipe into `stdin_reads`, which reads it in pieces of
+/// 0 to 100,000 bytes into static, page-straddling and untouched buffers,
+/// fails reads into bad buffers with EFAULT (taking nothing), takes
+/// SIGALRM every millisecond and forks a child that reads a part: the
+/// same bytes, hash and EFAULTs as natively, where the trampoline serves
+/// most reads from the stdin ring (kvm_pvm) and where the kernel does.
+/// Then, stopped after 1, 4096 and 300,000 bytes, the rest of the pipe is
+/// what a command after it reads natively (the ring took no more than the
+/// program read), with the page-table checker on too, which allows the
+/// ring's pages.
+#[test]
+fn stdin_reads_of_every_shape_from_a_pipe_are_as_native() {
+    if !require_kvm() || !require_programs(&["/bin/sh", "/usr/bin/md5sum"]) {
+        return;
+    }
+    let input: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let program = image("stdin_reads");
+    let native = run(native_command(&program, NO_ARGS), &input);
+    assert!(
+        String::from_utf8_lossy(&native.stdout)
+            .contains("read 1033576 bytes, hash cc46affb8ba07879, bad buffers failed with EFAULT"),
+        "native stdin_reads changed?\n{}",
+        describe(&native)
+    );
+    for check in [false, true] {
+        let mut guest = vmrun_command(if check { ["--check"].as_slice() } else { &[] });
+        guest.arg(&program);
+        assert_same("stdin_reads", &native, &run(guest, &input));
+    }
+    let input_file = std::env::temp_dir().join(format!("vmrun-ring-{}", std::process::id()));
+    for limit in ["1", "4096", "300000"] {
+        let script = format!(
+            r#"{{ $VMRUN "{}" {limit}; /usr/bin/md5sum; }}"#,
+            program.display()
+        );
+        let native = shell(&script, "", &input_file, &input);
+        let vmrun = env!("CARGO_BIN_EXE_vmrun").to_string();
+        for v in [vmrun.clone(), format!("{vmrun} --check")] {
+            assert_same(&script, &native, &shell(&script, &v, &input_file, &input));
+        }
+    }
 }
 
 /// Reads of stdin and writes to stdout and stderr go where they go

@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 9;
+pub const CONTRACT_VERSION: u32 = 10;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -84,6 +84,19 @@ pub mod layout {
     /// The user-executable page that SYSCALL enters where ring 0 cannot run
     /// supervisor code at native speed (see docs/architecture.md).
     pub const SYSCALL_TRAMPOLINE_VIRT: u64 = 0xffff_ffff_ff5f_f000;
+    /// The stdin read-ahead ring's header page (guest physical): the
+    /// [`super::stdin_ring`] words. Low memory between the argument block
+    /// and the kernel image, which nothing else uses.
+    pub const STDIN_RING_HEADER_PHYS: u64 = 0xe_f000;
+    /// The stdin ring's bytes ([`super::stdin_ring::SIZE`], guest
+    /// physical), right after its header.
+    pub const STDIN_RING_DATA_PHYS: u64 = STDIN_RING_HEADER_PHYS + PAGE_SIZE;
+    /// Where the header is mapped, user-writable and no-execute, when the
+    /// ring is on ([`super::boot_flags::STDIN_RING`]): the pages right
+    /// below the trampoline, in its page table.
+    pub const STDIN_RING_HEADER_VIRT: u64 = SYSCALL_TRAMPOLINE_VIRT - 0x11000;
+    /// Where the ring's bytes are mapped, the same way.
+    pub const STDIN_RING_DATA_VIRT: u64 = STDIN_RING_HEADER_VIRT + PAGE_SIZE;
     /// Smallest guest RAM size the VMM accepts.
     pub const MIN_MEM: u64 = 16 << 20;
     /// Largest guest RAM size the VMM accepts.
@@ -118,6 +131,11 @@ pub mod boot_flags {
     /// Map 64 KiB blocks but no 2 MiB pages on an anonymous fault
     /// (`--fault-size 64k`). Neither bit: 64 KiB blocks and 2 MiB pages.
     pub const FAULT_NO_2M: u32 = 1 << 8;
+    /// The stdin read-ahead ring is on ([`super::stdin_ring`]): the VMM
+    /// mapped it (kvm_pvm only, where the trampoline runs with user rights
+    /// and can serve a read from it) and fills it from a host stdin that
+    /// is a pipe.
+    pub const STDIN_RING: u32 = 1 << 10;
     /// At the end of the run, tear every address space down, empty the
     /// page cache and report what remains in [`super::GuestStats`] (the
     /// leak check). Without it the last exit saves only what outlives the
@@ -314,12 +332,12 @@ pub mod trampoline {
     pub const OUT: u64 = SLOW - 2;
     /// Offset of the instruction after the fast call's `out`, which is the
     /// slow path's `int 0x80` (#UD arrives here on kvm_pvm).
-    pub const SLOW: u64 = 26;
+    pub const SLOW: u64 = 48;
     /// Offset just after that `int 0x80` (where vector 0x80 arrives on
     /// VMX/SVM).
-    pub const SLOW_RETURN: u64 = 28;
+    pub const SLOW_RETURN: u64 = SLOW + 2;
     /// Offset of the trampoline's `sysretq`.
-    pub const SYSRET: u64 = 30;
+    pub const SYSRET: u64 = SLOW + 4;
     /// Offset of the fast-call table: 8 bytes, user-readable, written by
     /// the kernel through the direct map. Byte `fd` says whether a `read`
     /// of fd 0 to 2 may be a fast call, byte `4 + fd` the same of a
@@ -327,6 +345,35 @@ pub mod trampoline {
     pub const TABLE: u64 = 0x800;
     /// The bit of a [`TABLE`] byte that opens its call.
     pub const OPEN: u8 = 0x80;
+    /// The bit of [`TABLE`]'s byte 0 (a read of fd 0, the host's stdin)
+    /// that sends the read to the stdin ring first ([`super::stdin_ring`]),
+    /// served by the trampoline itself; only with [`OPEN`], and only where
+    /// the trampoline runs with user rights (kvm_pvm).
+    pub const RING: u8 = 0x40;
+}
+
+/// The stdin read-ahead ring: bytes of the host's stdin (a pipe) that the
+/// VMM copied ahead of the program's reads, for the syscall trampoline to
+/// hand out without leaving user mode (kvm_pvm, where a kernel entry or a
+/// VM exit costs tens of microseconds and the trampoline runs at native
+/// speed). The VMM copies with tee(2), which leaves the bytes in the pipe,
+/// and takes from the pipe only what the program read: what the commands
+/// after vmrun read from the pipe is what they read natively.
+///
+/// The header page ([`layout::STDIN_RING_HEADER_PHYS`]) holds two words:
+/// [`HEAD`] (the bytes put in since the VMM last emptied it, written by
+/// the VMM only) and [`TAIL`] (the bytes taken out, moved by whoever takes
+/// them: the trampoline, or the VMM serving a read). Byte `i` of the
+/// stream is at `i % SIZE` of the data. Both are user-writable: a program
+/// that writes them garbles only its own stdin, and the VMM and the
+/// trampoline check them before they copy.
+pub mod stdin_ring {
+    /// Bytes of the ring (a power of two).
+    pub const SIZE: u64 = 0x1_0000;
+    /// Offset of the head word in the header page.
+    pub const HEAD: u64 = 0;
+    /// Offset of the tail word in the header page (a cache line away).
+    pub const TAIL: u64 = 64;
 }
 
 /// Hypercall numbers ([`Hypercall::nr`]).

@@ -56,7 +56,7 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
     let mut mem = mem;
     mem.enable_trace(info.trace_phys, info.trace_len, info.trace_mask);
     k.kernel = adopt_kernel_tables(&mut mem);
-    setup_cpu();
+    setup_cpu(info.flags & boot_flags::PLATFORM_PVM != 0);
     if info.flags & boot_flags::PLATFORM_PVM == 0 {
         trap::table_test_in_ring0(&mut mem);
     } else {
@@ -229,8 +229,9 @@ fn trace_adopted(mem: &mut DirectMap, table: u64, level: u64, base: u64) {
     }
 }
 
-/// Descriptor tables, SYSCALL, and the CR4 features CPUID offers.
-fn setup_cpu() {
+/// Descriptor tables, SYSCALL, and the CR4 features CPUID offers; `pvm`:
+/// the host is kvm_pvm, where SYSCALL keeps user rights.
+fn setup_cpu(pvm: bool) {
     let top = trap::user_frame_top();
     gdt::init(top, &[top, trap::double_fault_stack_top()]);
     idt::init();
@@ -239,8 +240,13 @@ fn setup_cpu() {
     let star = (u64::from(gdt::USER_CS32 & !3) << 48) | (u64::from(gdt::KERNEL_CS) << 32);
     cpu::wrmsr(cpu::MSR_STAR, star);
     cpu::wrmsr(cpu::MSR_LSTAR, SYSCALL_TRAMPOLINE_VIRT);
-    // Mask IF, TF, DF, AC, NT and IOPL on entry, as Linux does.
-    cpu::wrmsr(cpu::MSR_SFMASK, 0x4_7700);
+    // Mask IF, TF, DF, AC, NT and IOPL on entry, as Linux does; but IF
+    // on kvm_pvm, where the trampoline runs with user rights: there it may
+    // return to the program itself (the stdin ring), which it could not
+    // do with interrupts off (a POPF in user mode leaves IF as it is), and
+    // an interrupt there is one in user mode (`trap::in_trampoline`).
+    let mask = if pvm { 0x4_7500 } else { 0x4_7700 };
+    cpu::wrmsr(cpu::MSR_SFMASK, mask);
     cpu::enable_features();
 }
 

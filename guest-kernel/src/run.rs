@@ -103,6 +103,9 @@ pub struct Kernel {
     /// fast call (see [`open_fast_call`]): when calls take the short path
     /// and no debugger stops the program (fixed for the run).
     fast_calls: bool,
+    /// A signal waits for the program to leave the syscall trampoline
+    /// (see [`Kernel::defer_signal`]); the ticks stay on until it has.
+    signal_deferred: bool,
     /// The page-fault handler `UserMode::run` arms: [`fast_fault`], or
     /// [`no_fast_fault`] while page faults are traced or stopped at
     /// (fixed for the run, see [`Kernel::watch_faults`]), which leaves
@@ -174,6 +177,7 @@ impl Kernel {
             syscall_entry_logged: false,
             calls_watched: false,
             fast_calls: false,
+            signal_deferred: false,
             fault_handler: fast_fault,
             call_tsc: 0,
             served: None,
@@ -348,8 +352,11 @@ impl Kernel {
     #[inline(always)]
     fn before_user_mode(&mut self, mem: &mut DirectMap) -> bool {
         if self.process.next_signal().is_some() {
-            self.deliver_signal(mem);
-            return true;
+            if !self.at_trampoline() {
+                self.deliver_signal(mem);
+                return true;
+            }
+            self.defer_signal(mem);
         }
         self.ready_user_mode(mem);
         false
@@ -378,6 +385,22 @@ impl Kernel {
     fn calls_short(&self, mem: &DirectMap) -> bool {
         let stop = boot_flags::NOTIFY_SYSCALLS | boot_flags::VERBOSE;
         !trace::on(mem, category::SYSCALLS | category::TASKS) && self.info.flags & stop == 0
+    }
+
+    /// Whether the program was stopped in the syscall trampoline (see
+    /// [`trap::in_trampoline`]): it goes back there before any signal or
+    /// other task.
+    fn at_trampoline(&mut self) -> bool {
+        trap::in_trampoline(self.regs().rip)
+    }
+
+    /// A signal due while the program is in the syscall trampoline waits
+    /// for the next timer tick, which this asks for, or its next kernel
+    /// entry, whichever comes first.
+    #[cold]
+    fn defer_signal(&mut self, mem: &mut DirectMap) {
+        self.signal_deferred = true;
+        self.want_timer(mem);
     }
 
     fn regs(&mut self) -> &mut TrapFrame {
@@ -672,6 +695,7 @@ impl Kernel {
     fn fault_end(&mut self, mem: &mut DirectMap, end: FaultEnd, [addr, error, ip]: [u64; 3]) {
         match end {
             FaultEnd::Vsyscall(nr) => self.vsyscall(mem, nr, ip),
+            FaultEnd::Failed(_) if self.ring_rewind() => {}
             FaultEnd::Failed(e) => {
                 if !self.fault_failed(mem, e, [addr, error, ip]) {
                     self.notify_fault(mem, addr);
@@ -679,6 +703,15 @@ impl Kernel {
             }
             FaultEnd::Quiet | FaultEnd::Checks => {}
         }
+    }
+
+    /// A fault that failed in the stdin ring's code (its probe of a bad
+    /// buffer): back to the trampoline's `int 0x80` as the program's
+    /// read(0, ...) came in, for the kernel to serve (see
+    /// [`trap::ring_rewind`]); true if so.
+    fn ring_rewind(&mut self) -> bool {
+        let f = self.regs();
+        trap::ring_rewind(&mut f.rip, &mut f.rax, &mut f.rdi)
     }
 
     /// Stop for the host at every n-th fault (the last at `addr`) if it
@@ -800,6 +833,7 @@ impl Kernel {
         // trampoline's trap, returning to the trampoline makes that trap
         // and the call is served then.)
         self.stats.timer_ticks += 1;
+        self.signal_deferred = false;
         self.take_host_signal(mem);
         self.check_alarm();
         self.fire_timers();
@@ -831,7 +865,9 @@ impl Kernel {
             self.tick_time = now;
             self.tick_entries = entries;
             let slice_over = now.saturating_sub(self.slice_start) >= SLICE_NS;
-            if (spun || slice_over) && self.tasks.any_runnable() {
+            // Not from the middle of the trampoline's code: the stdin
+            // ring's copy must finish before another task may read it.
+            if (spun || slice_over) && self.tasks.any_runnable() && !self.at_trampoline() {
                 self.switch_away(mem);
             }
         }
@@ -867,6 +903,7 @@ impl Kernel {
     /// the ticks off, which keeps the system call path free of the check.
     fn want_timer(&mut self, mem: &mut DirectMap) {
         let want = !self.tasks.others.is_empty()
+            || self.signal_deferred
             || self.process.alarm_at.is_some()
             || self.process.cpu_timers.iter().any(Option::is_some)
             || self.tasks.timers.armed();
@@ -1710,7 +1747,16 @@ extern "C" fn short_read(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
     match syscall::read_short(p, mem, &mut k.host, [f.rdi, f.rsi, f.rdx]) {
         Some(Ok(v)) => {
             if k.fast_calls {
-                open_fast_call(p, mem, f.rdi, false, k.host.last_stream);
+                // A read of fd 0 from the host's stdin goes to the stdin
+                // ring too where the VMM turned it on (kvm_pvm, a pipe).
+                let stream = k.host.last_stream;
+                let on = boot_flags::STDIN_RING | boot_flags::PLATFORM_PVM;
+                let ring = if f.rdi == 0 && stream == 0 && k.info.flags & on == on {
+                    u64::from(trampoline::RING)
+                } else {
+                    0
+                };
+                open_fast_call(p, mem, f.rdi, false, stream | ring);
             }
             short_return(f, v);
             true

@@ -188,6 +188,11 @@ pub const IMAGES: &[Image] = &[
         "cat: stdin to stdout, byte count on stderr",
     ),
     c_image(
+        "stdin_reads",
+        "stdin_reads.c",
+        "reads of stdin of every size into fresh, split and bad buffers, with alarms and a fork",
+    ),
+    c_image(
         "bench_anon",
         "bench_anon.c",
         "vmrun bench: timed anonymous faults (bulk MiB touch, 64 KiB maps)",

@@ -118,8 +118,13 @@ fn boot_pd(ram_size: u64, g: u64) -> u64 {
 }
 
 /// Write the boot GDT and the kernel's page tables: the image's
-/// `segments`, the trampoline and the direct map of all of RAM.
-pub fn write_boot_tables(ram: &GuestRam, segments: &[ImageSegment]) -> Result<()> {
+/// `segments`, the trampoline, with `stdin_ring` the stdin ring's pages
+/// below it, and the direct map of all of RAM.
+pub fn write_boot_tables(
+    ram: &GuestRam,
+    segments: &[ImageSegment],
+    stdin_ring: bool,
+) -> Result<()> {
     for (i, d) in BOOT_GDT.iter().enumerate() {
         ram.write_pod(BOOT_GDT_PHYS + 8 * i as u64, d)?;
     }
@@ -141,6 +146,21 @@ pub fn write_boot_tables(ram: &GuestRam, segments: &[ImageSegment]) -> Result<()
     let tramp = SYSCALL_TRAMPOLINE_VIRT;
     let leaf = SYSCALL_TRAMPOLINE_PHYS | PTE_P | PTE_US | PTE_A;
     ram.write_pod(BOOT_PT_TRAMPOLINE_PHYS + pt_index(tramp) * 8, &leaf)?;
+    if stdin_ring {
+        // The header and the bytes: user-writable, no-execute.
+        let pages = 1 + vmrun_contract::stdin_ring::SIZE / PAGE_SIZE;
+        for i in 0..pages {
+            let va = STDIN_RING_HEADER_VIRT + i * PAGE_SIZE;
+            let leaf = (STDIN_RING_HEADER_PHYS + i * PAGE_SIZE)
+                | PTE_P
+                | PTE_RW
+                | PTE_US
+                | PTE_A
+                | PTE_D
+                | PTE_NX;
+            ram.write_pod(BOOT_PT_TRAMPOLINE_PHYS + pt_index(va) * 8, &leaf)?;
+        }
+    }
     let pd = BOOT_PD_TRAMPOLINE_PHYS + pd_index(tramp) * 8;
     ram.write_pod(pd, &user_table(BOOT_PT_TRAMPOLINE_PHYS))?;
     let high = BOOT_PDPT_HIGH_PHYS + pdpt_index(tramp) * 8;
@@ -301,7 +321,7 @@ mod tests {
 
     fn tables(size: u64) -> GuestRam {
         let ram = GuestRam::new(size).unwrap();
-        write_boot_tables(&ram, &IMAGE).unwrap();
+        write_boot_tables(&ram, &IMAGE, false).unwrap();
         ram
     }
 
@@ -373,13 +393,13 @@ mod tests {
     #[test]
     fn an_image_without_the_trampoline_segment_or_with_shared_pages_is_refused() {
         let ram = GuestRam::new(64 << 20).unwrap();
-        assert!(write_boot_tables(&ram, &IMAGE[1..]).is_err());
+        assert!(write_boot_tables(&ram, &IMAGE[1..], false).is_err());
         let mut overlapping = IMAGE;
         overlapping[1].phys = 0x159000;
-        assert!(write_boot_tables(&ram, &overlapping).is_err());
+        assert!(write_boot_tables(&ram, &overlapping, false).is_err());
         let mut huge = IMAGE;
         huge[2].len = BOOT_PT_IMAGE_COUNT * HUGE_PAGE_SIZE;
-        assert!(write_boot_tables(&ram, &huge).is_err());
+        assert!(write_boot_tables(&ram, &huge, false).is_err());
     }
 
     #[test]

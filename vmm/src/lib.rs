@@ -42,6 +42,7 @@ pub mod kvm;
 pub mod loader;
 pub mod memory;
 pub mod session;
+pub mod stdin_ring;
 pub mod stdio;
 pub mod sys;
 pub mod tick;

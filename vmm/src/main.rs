@@ -506,6 +506,7 @@ fn parse_with_clap(args: Vec<OsString>) -> Result<Parsed, String> {
         mounts,
         default_view: !args.isolate,
         stdio_modes: None,
+        read_ahead_stdin: true,
     };
     let trace = args.trace.unwrap_or(0);
     let watch = Watch {
@@ -542,6 +543,7 @@ fn plain_run(args: &[OsString]) -> Option<Cli> {
     let config = VmConfig {
         env: std::env::vars_os().map(|(k, v)| join_env(&k, &v)).collect(),
         argv: args[1..].to_vec(),
+        read_ahead_stdin: true,
         ..VmConfig::for_program(program)
     };
     Some(Cli {

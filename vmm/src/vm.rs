@@ -16,6 +16,7 @@ use crate::hypercall::{self, Action, HostIo, Outcome};
 use crate::kvm::{self, Platform};
 use crate::loader::{self, BootPayload, LoadedKernel};
 use crate::memory::GuestRam;
+use crate::stdin_ring::{PipeSource, StdinRing, WithRing};
 use crate::tick::Ticker;
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
@@ -63,6 +64,11 @@ pub struct VmConfig {
     /// `HostIo` keeps the output itself says what that is (the bench: a
     /// pipe), so that the program does not take it for vmrun's.
     pub stdio_modes: Option<[u32; 4]>,
+    /// Read the host's stdin ahead into the stdin ring when it is a pipe
+    /// and the host is kvm_pvm ([`crate::stdin_ring`]): for runs whose
+    /// stdio is vmrun's own (the ring reads fd 0 itself, not through the
+    /// run's `HostIo`).
+    pub read_ahead_stdin: bool,
 }
 
 impl VmConfig {
@@ -83,6 +89,7 @@ impl VmConfig {
             mounts: vec![],
             default_view: true,
             stdio_modes: None,
+            read_ahead_stdin: false,
         }
     }
 }
@@ -219,6 +226,9 @@ pub struct Timings {
     /// System calls the VMM answered from the syscall trampoline
     /// ([`crate::fastcall`]), which never entered the guest kernel.
     pub fast_calls: u64,
+    /// Times the VMM filled the stdin ring ([`crate::stdin_ring`]), whose
+    /// bytes the trampoline hands out with no VM exit.
+    pub stdin_ring_fills: u64,
 }
 
 /// The result of a run.
@@ -307,6 +317,8 @@ pub struct Vm {
     pub platform: Platform,
     /// [`Vm::exe_path`].
     exe_path: PathBuf,
+    /// The stdin ring, when it is on ([`VmConfig::read_ahead_stdin`]).
+    stdin_ring: Option<StdinRing>,
 }
 
 impl Vm {
@@ -329,9 +341,14 @@ impl Vm {
         let platform = Platform::detect();
         let ram = GuestRam::new(config.mem_size)?;
         ram.advise_huge_pages();
+        let ring_source = match platform {
+            Platform::Pvm if config.read_ahead_stdin => PipeSource::stdin(),
+            _ => None,
+        };
         let host = HostFacts {
             platform,
             cwd: fs.initial_cwd(),
+            stdin_ring: ring_source.is_some(),
         };
         let loading = Handoff::new(load_job(&ram, config, (program, program_len), host));
         let ticker = Ticker::start(ram.mem(), loading.helper()).ok();
@@ -346,6 +363,13 @@ impl Vm {
             .ok_or_else(|| Error::Memory("the thread loading it panicked".into()))??;
         info.tsc_khz = tsc_khz(&vcpu);
         loader::write_boot_info(&ram, &mut info)?;
+        let stdin_ring = match ring_source {
+            Some(source) => Some(
+                StdinRing::new(source, &ram)
+                    .map_err(|e| Error::Memory(format!("the stdin ring: {e}")))?,
+            ),
+            None => None,
+        };
         setup_vcpu(&vcpu, kernel.entry)?;
         let timings = Timings {
             vm_create,
@@ -371,6 +395,7 @@ impl Vm {
             entry_tsc: None,
             platform,
             exe_path,
+            stdin_ring,
         })
     }
 
@@ -458,6 +483,12 @@ impl Vm {
     /// The report of a finished run.
     pub fn report(&mut self, end: RunEnd) -> RunReport {
         self.timings.total = self.started.elapsed();
+        // What the program read from the stdin ring leaves the host's pipe
+        // now; the rest stays there for whoever reads it next.
+        if let Some(ring) = self.stdin_ring.as_mut() {
+            let _ = ring.settle(&self.ram);
+            self.timings.stdin_ring_fills = ring.fills();
+        }
         let stats = self.ram.read_pod::<GuestStats>(layout::STATS_PHYS).ok();
         if let Some(s) = &stats {
             self.stamped_phases(s.phase_tsc);
@@ -501,7 +532,19 @@ impl Vm {
                     Err(event) => return Ok(event),
                 },
             };
-            let action = match hypercall::handle(&self.ram, block, io, &mut self.fs) {
+            let handled = match self.stdin_ring.as_mut() {
+                Some(ring) => {
+                    let mut io = WithRing {
+                        inner: io,
+                        ring,
+                        ram: &self.ram,
+                        fill: false,
+                    };
+                    hypercall::handle(&self.ram, block, &mut io, &mut self.fs)
+                }
+                None => hypercall::handle(&self.ram, block, io, &mut self.fs),
+            };
+            let action = match handled {
                 Ok(action) => action,
                 Err(e) => {
                     let what = format!("bad hypercall block at {block:#x}: {e}");
@@ -668,7 +711,19 @@ impl Vm {
         } else {
             fastcall::Return::Sysret
         };
-        if fastcall::serve(&self.ram, io, &mut regs, ret) {
+        let served = match self.stdin_ring.as_mut() {
+            Some(ring) => {
+                let mut io = WithRing {
+                    inner: io,
+                    ring,
+                    ram: &self.ram,
+                    fill: true,
+                };
+                fastcall::serve(&self.ram, &mut io, &mut regs, ret)
+            }
+            None => fastcall::serve(&self.ram, io, &mut regs, ret),
+        };
+        if served {
             if self.synced_regs {
                 self.vcpu.sync_regs_mut().regs = regs;
                 self.vcpu.set_sync_dirty_reg(kvm_ioctls::SyncReg::Register);
@@ -993,6 +1048,8 @@ struct HostFacts {
     platform: Platform,
     /// The guest path of the initial working directory.
     cwd: Vec<u8>,
+    /// Whether the stdin ring is on (mapped, and said in the boot flags).
+    stdin_ring: bool,
 }
 
 /// What [`load_guest`] put into guest RAM.
@@ -1045,13 +1102,16 @@ fn write_boot_state(
     host: &HostFacts,
     exe_path: &std::path::Path,
 ) -> Result<BootInfo> {
-    boot::write_boot_tables(ram, &kernel.segments)?;
+    boot::write_boot_tables(ram, &kernel.segments, host.stdin_ring)?;
     let execfn = config.program.as_os_str().as_encoded_bytes();
     let args = loader::args_block(execfn, &config.argv, &config.env)?;
     let lens = loader::string_lengths(execfn, &config.argv, &config.env);
     let mut flags = 0;
     if host.platform == Platform::Pvm {
         flags |= boot_flags::PLATFORM_PVM;
+    }
+    if host.stdin_ring {
+        flags |= boot_flags::STDIN_RING;
     }
     if config.aslr {
         flags |= boot_flags::ASLR;

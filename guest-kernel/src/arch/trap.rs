@@ -395,12 +395,18 @@ global_asm!(
     // flags only are clobbered, which SYSRET and the kernel's return take
     // from R11 anyway) is offered to the VMM by the `out`: it answers and
     // returns to the program, or declines and the vCPU goes on at the
-    // `int 0x80`, the way into the kernel for every other call. `.org`
-    // keeps the offsets the contract names (`trampoline::SLOW` and
-    // `SYSRET`); the table's address in the `test` is the user-readable
-    // one, which boot changes to the image's supervisor-only view of the
-    // same page where ring 0 runs the trampoline (SMAP refuses the other).
+    // `int 0x80`, the way into the kernel for every other call. A read of
+    // fd 0 whose table byte also has `trampoline::RING` (kvm_pvm only)
+    // first goes to the stdin ring (below the table). `.org` keeps the
+    // offsets the contract names (`trampoline::SLOW` and `SYSRET`) and
+    // the two tests' displacements where boot can patch them; the table's
+    // address in the tests is the user-readable one, which boot changes to
+    // the image's supervisor-only view of the same page where ring 0 runs
+    // the trampoline (SMAP refuses the other).
     .section .trampoline, "ax"
+    .global vmrun_syscall_trampoline
+    .global vmrun_trampoline_ring
+    .global vmrun_trampoline_ring_copy
     vmrun_syscall_trampoline:
         cmp rax, 1
         ja 2f
@@ -409,7 +415,11 @@ global_asm!(
     .org vmrun_syscall_trampoline + {table_test}, 0x90
         test byte ptr [rdi + rax * 4 + {table}], {open}
         jz 2f
+    .org vmrun_syscall_trampoline + {ring_test}, 0x90
+        test byte ptr [rdi + rax * 4 + {table}], {ring}
+        jnz vmrun_trampoline_ring
     .org vmrun_syscall_trampoline + {out}, 0x90
+    7:
         out {port}, al
     2:
     .org vmrun_syscall_trampoline + {slow}
@@ -419,6 +429,71 @@ global_asm!(
         sysretq
     .org vmrun_syscall_trampoline + {table_off}
         .quad 0
+
+    // The stdin ring (`vmrun_contract::stdin_ring`), reached with the
+    // user's rights on kvm_pvm only, for read(0, rsi, rdx): RAX and RDI
+    // are 0 here (only byte 0 of the table has the bit). Up to the copy
+    // only RAX and RDI change, and the one instruction that may fault is
+    // the probe of the user's buffer: a fault there that the kernel
+    // cannot resolve (a bad buffer) sets both back to 0 and resumes at
+    // the `int 0x80`, where the kernel serves the read
+    // (`trap::ring_rewind`). From the copy on nothing faults: every page
+    // of the buffer was written by a probe, and the ring is mapped. An
+    // interrupt anywhere in the trampoline returns to it as it was
+    // (`trap::in_trampoline`). An empty ring goes to the VMM through the
+    // `out`; a garbled header or a buffer the range checks refuse to the
+    // kernel. RCX and R11 come back holding the return address, the
+    // flags as the copy left them, as a system call may leave them.
+    vmrun_trampoline_ring:
+        mov rax, qword ptr [{ring_head}]
+        sub rax, qword ptr [{ring_tail}]
+        jz 7b
+        cmp rax, {ring_size}
+        ja 8f
+        cmp rax, rdx
+        cmova rax, rdx
+        mov rdi, qword ptr [{ring_tail}]
+        and edi, {ring_mask}
+        neg rdi
+        add rdi, {ring_size}
+        cmp rax, rdi
+        cmova rax, rdi
+        test rax, rax
+        jz 8f
+        mov rdi, rsi
+        add rdi, rax
+        jc 8f
+        sub rdi, 1
+        shr rdi, 47
+        jnz 8f
+        mov rdi, rsi
+    9:
+        or byte ptr [rdi], 0
+        or rdi, 0xfff
+        add rdi, 1
+        sub rdi, rsi
+        cmp rdi, rax
+        jae vmrun_trampoline_ring_copy
+        add rdi, rsi
+        jmp 9b
+    vmrun_trampoline_ring_copy:
+        mov r11, rcx
+        mov rdi, rsi
+        mov rsi, qword ptr [{ring_tail}]
+        and esi, {ring_mask}
+        add rsi, {ring_data}
+        mov rcx, rax
+        rep movsb
+        sub rdi, rax
+        mov rsi, rdi
+        xor edi, edi
+        add qword ptr [{ring_tail}], rax
+        mov rcx, r11
+        jmp rcx
+    8:
+        xor eax, eax
+        xor edi, edi
+        jmp 2b
     "#,
     krsp = sym KERNEL_RSP,
     krbp = sym KERNEL_RBP,
@@ -439,6 +514,13 @@ global_asm!(
     out = const trampoline::OUT,
     sysret = const trampoline::SYSRET,
     table_off = const trampoline::TABLE,
+    ring_test = const RING_TEST,
+    ring = const trampoline::RING,
+    ring_head = const (vmrun_contract::layout::STDIN_RING_HEADER_VIRT + vmrun_contract::stdin_ring::HEAD) as i64,
+    ring_tail = const (vmrun_contract::layout::STDIN_RING_HEADER_VIRT + vmrun_contract::stdin_ring::TAIL) as i64,
+    ring_data = const vmrun_contract::layout::STDIN_RING_DATA_VIRT as i64,
+    ring_size = const vmrun_contract::stdin_ring::SIZE,
+    ring_mask = const vmrun_contract::stdin_ring::SIZE - 1,
     port = const vmrun_contract::FAST_CALL_PORT,
 );
 
@@ -479,20 +561,72 @@ pub const TRAMPOLINE_RETURN_OFFSET: u64 = trampoline::SLOW_RETURN;
 /// half of an aligned word).
 const TABLE_TEST: u64 = 13;
 
-/// Point the trampoline's test of the fast-call table at the image's
+/// Offset of its second `test` of the table (of the ring bit), laid out
+/// the same way: the displacement at 32.
+const RING_TEST: u64 = 29;
+
+/// Point the trampoline's tests of the fast-call table at the image's
 /// supervisor-only view of the trampoline page: where SYSCALL enters ring
-/// 0 (VMX/SVM), SMAP refuses ring 0 the user-readable address it is
+/// 0 (VMX/SVM), SMAP refuses ring 0 the user-readable address they are
 /// assembled with. At boot, before any program runs; through the direct
 /// map (`mem`), as the image's text is mapped read-only.
 pub fn table_test_in_ring0(mem: &mut super::phys::DirectMap) {
     use guest_kernel::mm::phys::PhysMem;
     use vmrun_contract::layout::{KERNEL_VIRT_BASE, SYSCALL_TRAMPOLINE_PHYS};
     let view = KERNEL_VIRT_BASE + SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE;
-    let at = SYSCALL_TRAMPOLINE_PHYS + TABLE_TEST + 3;
-    const { assert!((TABLE_TEST + 3).is_multiple_of(8)) };
-    let old = mem.read_u64(at);
-    let disp = u64::from(view as u32);
-    mem.write_u64(at, (old & !0xffff_ffff) | disp);
+    const { assert!((TABLE_TEST + 3).is_multiple_of(8) && (RING_TEST + 3).is_multiple_of(8)) };
+    for test in [TABLE_TEST, RING_TEST] {
+        let at = SYSCALL_TRAMPOLINE_PHYS + test + 3;
+        let old = mem.read_u64(at);
+        let disp = u64::from(view as u32);
+        mem.write_u64(at, (old & !0xffff_ffff) | disp);
+    }
+}
+
+extern "C" {
+    static vmrun_syscall_trampoline: u8;
+    static vmrun_trampoline_ring: u8;
+    static vmrun_trampoline_ring_copy: u8;
+}
+
+/// Offsets in the trampoline page of the stdin ring's code, `[start,
+/// copy)`: where RAX and RDI alone have changed and the probe of the
+/// user's buffer may fault.
+fn ring_rewind_range() -> (u64, u64) {
+    let base = core::ptr::addr_of!(vmrun_syscall_trampoline) as u64;
+    let start = core::ptr::addr_of!(vmrun_trampoline_ring) as u64 - base;
+    let copy = core::ptr::addr_of!(vmrun_trampoline_ring_copy) as u64 - base;
+    (start, copy)
+}
+
+/// Whether user-mode `rip` is in the syscall trampoline: a SYSCALL whose
+/// trampoline code (the fast-call tests, the stdin ring's copy) an
+/// interrupt or a fault came in the middle of. Where the trampoline runs
+/// with user rights (kvm_pvm) such an entry returns to it as it was: no
+/// signal is delivered there and no other task runs before it has
+/// finished (the stdin ring's copy must not be interleaved with another).
+pub fn in_trampoline(rip: u64) -> bool {
+    rip.wrapping_sub(vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT)
+        < vmrun_contract::layout::PAGE_SIZE
+}
+
+/// A fault the kernel could not resolve at user-mode `rip`: if it is the
+/// stdin ring's probe of a bad buffer (or anything else before its copy),
+/// set RAX and RDI back to 0 (read, fd 0) and `rip` to the trampoline's
+/// `int 0x80`, so that the kernel serves the read (and fails it with
+/// EFAULT as natively), and say so. The other registers are as the
+/// program's SYSCALL left them.
+pub fn ring_rewind(rip: &mut u64, rax: &mut u64, rdi: &mut u64) -> bool {
+    let t = vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT;
+    let (start, copy) = ring_rewind_range();
+    let at = rip.wrapping_sub(t);
+    if !(start..copy).contains(&at) {
+        return false;
+    }
+    *rip = t + trampoline::SLOW;
+    *rax = 0;
+    *rdi = 0;
+    true
 }
 
 /// Whether a trap is the program's SYSCALL arriving through the trampoline.

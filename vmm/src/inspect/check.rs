@@ -11,7 +11,9 @@
 //!   VMA is, and executable only if the VMA is; a `PROT_NONE` leaf that
 //!   keeps its frame also lies inside a VMA;
 //! - no leaf of the kernel half is user-accessible except the syscall
-//!   trampoline page, which is user-accessible, read-only and executable;
+//!   trampoline page, which is user-accessible, read-only and executable,
+//!   and the stdin ring's pages below it (when the ring is on), each on its
+//!   own frame, writable and no-execute;
 //! - no frame is mapped twice in the user half unless it is in the page
 //!   cache (the program file's image), and a page-cache frame is never
 //!   mapped writable;
@@ -569,7 +571,7 @@ fn check_kernel_half(input: &CheckInput, out: &mut Vec<Violation>) {
         if leaf.va == input.trampoline {
             check_trampoline(leaf, out);
             walked_kernel = false;
-        } else if leaf.flags.user {
+        } else if leaf.flags.user && !is_stdin_ring(leaf) {
             out.push(Violation::KernelPageUser(leaf.into()));
         }
     }
@@ -580,6 +582,20 @@ fn check_kernel_half(input: &CheckInput, out: &mut Vec<Violation>) {
             what: "not mapped",
         });
     }
+}
+
+/// Whether a user-accessible kernel-half leaf is one of the stdin ring's
+/// pages (contract `stdin_ring`): 4 KiB, at its address, on its own frame,
+/// writable and no-execute.
+fn is_stdin_ring(leaf: &Leaf) -> bool {
+    use vmrun_contract::layout::{PAGE_SIZE, STDIN_RING_HEADER_PHYS, STDIN_RING_HEADER_VIRT};
+    let pages = 1 + vmrun_contract::stdin_ring::SIZE / PAGE_SIZE;
+    let at = leaf.va.wrapping_sub(STDIN_RING_HEADER_VIRT);
+    at < pages * PAGE_SIZE
+        && leaf.size.bytes() == PAGE_SIZE
+        && leaf.pa == STDIN_RING_HEADER_PHYS + at
+        && leaf.flags.writable
+        && leaf.flags.nx
 }
 
 fn check_trampoline(leaf: &Leaf, out: &mut Vec<Violation>) {
