@@ -388,3 +388,48 @@ fn a_page_table_page_in_two_spaces_is_a_violation() {
         "{v:?}"
     );
 }
+
+/// The stdin ring's pages below the trampoline, user-writable and
+/// no-execute on their own frames, pass; an executable one, one on another
+/// frame and a user page next to them are reported.
+#[test]
+fn the_stdin_ring_pages_pass_and_a_wrong_one_is_reported() {
+    use vmrun_contract::layout::{PAGE_SIZE, STDIN_RING_HEADER_PHYS, STDIN_RING_HEADER_VIRT};
+    let mut l = legal();
+    let pages = 1 + vmrun_contract::stdin_ring::SIZE / PAGE_SIZE;
+    let page = |i: u64| {
+        (
+            STDIN_RING_HEADER_VIRT + i * PAGE_SIZE,
+            STDIN_RING_HEADER_PHYS + i * PAGE_SIZE,
+        )
+    };
+    for i in 0..pages {
+        let (va, pa) = page(i);
+        l.space.map(va, pa, PageSize::Size4K, USER_RW);
+    }
+    assert_eq!(texts(&run(&l)), Vec::<String>::new());
+    let (last, last_pa) = page(pages - 1);
+    let wrong = [
+        (last, last_pa, USER_RW & !bits::NX),
+        (last, last_pa + PAGE_SIZE, USER_RW),
+        (
+            STDIN_RING_HEADER_VIRT - PAGE_SIZE,
+            STDIN_RING_HEADER_PHYS - PAGE_SIZE,
+            USER_RW,
+        ),
+    ];
+    for (va, pa, flags) in wrong {
+        let mut l = legal();
+        for i in 0..pages {
+            let (va, pa) = page(i);
+            l.space.map(va, pa, PageSize::Size4K, USER_RW);
+        }
+        l.space.map(va, pa, PageSize::Size4K, flags);
+        let v = texts(&run(&l));
+        assert_eq!(v.len(), 1, "{va:#x} {pa:#x} {flags:#x}: {v:?}");
+        assert!(
+            v[0].contains("kernel-half page is user-accessible"),
+            "{v:?}"
+        );
+    }
+}
