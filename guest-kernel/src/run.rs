@@ -695,7 +695,15 @@ impl Kernel {
     fn fault_end(&mut self, mem: &mut DirectMap, end: FaultEnd, [addr, error, ip]: [u64; 3]) {
         match end {
             FaultEnd::Vsyscall(nr) => self.vsyscall(mem, nr, ip),
-            FaultEnd::Failed(_) if self.ring_rewind() => {}
+            FaultEnd::Failed(_) if trap::in_trampoline(ip) => {
+                // The stdin ring's probe of a bad buffer goes back to the
+                // kernel's read; any other fault there is a kernel bug,
+                // which kills as an uncaught SIGSEGV (a handler could not
+                // run there: see `before_user_mode`).
+                if !self.ring_rewind() {
+                    self.kill(mem, sig::SIGSEGV, addr, ip, error);
+                }
+            }
             FaultEnd::Failed(e) => {
                 if !self.fault_failed(mem, e, [addr, error, ip]) {
                     self.notify_fault(mem, addr);
@@ -802,7 +810,10 @@ impl Kernel {
             }
         }
         let ip = self.regs().rip;
-        if self.catches(signal) {
+        // A handler could not run from the middle of the trampoline, where
+        // signals wait (`before_user_mode`): the trampoline has no such
+        // fault but by a kernel bug, which kills rather than loops.
+        if self.catches(signal) && !trap::in_trampoline(ip) {
             // si_code as Linux's traps give it: ILL_ILLOPN 2, FPE_INTDIV 1,
             // BUS_ADRERR 2, TRAP_TRACE 2 for a single step (the trap flag's
             // #DB, at the next instruction); SI_KERNEL 0x80 without an
