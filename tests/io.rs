@@ -209,6 +209,7 @@ fn stdin_is_left_where_the_program_left_it_for_the_commands_after() {
 /// SIGALRM every millisecond and forks a child that reads a part: the
 /// same bytes, hash and EFAULTs as natively, where the trampoline serves
 /// most reads from the stdin ring (kvm_pvm) and where the kernel does.
+/// Then 2,000 bytes one a read, with a spinning child there to switch to.
 /// Then, stopped after 1, 4096 and 300,000 bytes, the rest of the pipe is
 /// what a command after it reads natively (the ring took no more than the
 /// program read), with the page-table checker on too, which allows the
@@ -234,6 +235,15 @@ fn stdin_reads_of_every_shape_from_a_pipe_are_as_native() {
         guest.arg(&program);
         assert_same("stdin_reads", &native, &run(guest, &input));
     }
+    // One byte a read, with alarms and a spinning child: timer ticks and
+    // signals come while the trampoline copies, and wait for it to end.
+    let bytes = &input[..2000];
+    let native = run(native_command(&program, ["bytes"]), bytes);
+    let guest = run(
+        vmrun_command([program.as_os_str(), "bytes".as_ref()]),
+        bytes,
+    );
+    assert_same("stdin_reads bytes", &native, &guest);
     let input_file = std::env::temp_dir().join(format!("vmrun-ring-{}", std::process::id()));
     for limit in ["1", "4096", "300000"] {
         let script = format!(

@@ -10,7 +10,12 @@
  * address (EFAULT, nothing taken); with SIGALRM arriving every millisecond (SA_RESTART) and a
  * forked child that reads a part in between (at a fixed point of the
  * stream). Prints what it read: bytes, an FNV-1a hash, whether the bad
- * buffers failed, and the child's share. */
+ * buffers failed, and the child's share.
+ *
+ *   stdin_reads bytes
+ *
+ * Reads stdin one byte a read to its end, with alarms and a spinning
+ * child (see bytes_mode). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -63,8 +68,43 @@ static void bad_read(void *buf, size_t n, unsigned long *faults)
     (*faults)++;
 }
 
+/* One byte a read to the end, with SIGALRM every 500 µs and a child
+ * that spins meanwhile, so that timer ticks come and another task is
+ * there to switch to. */
+static int bytes_mode(void)
+{
+    pid_t spinner = fork();
+    CHECK(spinner >= 0, "fork");
+    if (spinner == 0) {
+        for (;;)
+            __asm__ volatile("" ::: "memory");
+    }
+    struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = SA_RESTART};
+    CHECK(sigaction(SIGALRM, &sa, 0) == 0, "sigaction");
+    struct itimerval it = {{0, 500}, {0, 500}};
+    CHECK(setitimer(ITIMER_REAL, &it, 0) == 0, "setitimer");
+    uint64_t hash = 0xcbf29ce484222325ULL;
+    unsigned long total = 0;
+    unsigned char c;
+    ssize_t n;
+    while ((n = read(0, &c, 1)) == 1) {
+        hash = fnv(hash, &c, 1);
+        total++;
+    }
+    CHECK(n == 0, "read: %s", strerror(errno));
+    it = (struct itimerval){{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &it, 0);
+    kill(spinner, SIGKILL);
+    waitpid(spinner, 0, 0);
+    printf("read %lu bytes one at a time, hash %016llx\n", total,
+           (unsigned long long)hash);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "bytes") == 0)
+        return bytes_mode();
     unsigned long limit = argc > 1 ? strtoul(argv[1], 0, 10) : (unsigned long)-1;
     static const size_t sizes[] = {0, 1, 7, 4096, 65536, 100000, 3};
     const size_t nsizes = sizeof sizes / sizeof sizes[0];
