@@ -1087,3 +1087,42 @@ fn stdio_reads_and_writes_are_fast_calls_unless_calls_are_traced() {
         .count();
     assert_eq!(reads, 104, "every read is in the trace");
 }
+
+/// `read_stdin 131072` (a cat with a page-aligned 128 KiB buffer, as
+/// coreutils' cat reads and writes) on 1 MiB: the kernel's short path
+/// looks at buffers of one or two pages only, so it leaves the first read
+/// and the first write to the full path; served there, they open their
+/// fast calls all the same, and the full path of the one does not close
+/// the other's. So the other seven reads, the end of file and the other
+/// seven writes are fast calls, as with small buffers.
+#[test]
+fn stdio_reads_and_writes_of_many_pages_are_fast_calls_too() {
+    if !require_kvm() {
+        return;
+    }
+    let input: Vec<u8> = (0..1u32 << 20).map(|i| (i * 13 % 253) as u8).collect();
+    let mut config = config("read_stdin", Observe::default());
+    config.argv.push("131072".into());
+    let mut vm = Vm::new(&config).unwrap();
+    let mut io = Captured {
+        input: input.clone(),
+        ..Default::default()
+    };
+    let report = loop {
+        match vm.resume(&mut io, &mut |_| {}).unwrap() {
+            Event::Finished(end) => break vm.report(end),
+            _ => continue,
+        }
+    };
+    assert!(
+        matches!(
+            report.outcome,
+            RunEnd::Guest(vmm::hypercall::Outcome::Exited(0))
+        ),
+        "{:?}",
+        report.outcome
+    );
+    assert!(io.out == input, "stdout is stdin");
+    assert_eq!(String::from_utf8_lossy(&io.err), "read 1048576 bytes\n");
+    assert_eq!(report.timings.fast_calls, 8 + 7, "fast calls");
+}

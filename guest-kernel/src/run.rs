@@ -1758,23 +1758,65 @@ extern "C" fn short_read(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
     match syscall::read_short(p, mem, &mut k.host, [f.rdi, f.rsi, f.rdx]) {
         Some(Ok(v)) => {
             if k.fast_calls {
-                // A read of fd 0 from the host's stdin goes to the stdin
-                // ring too where the VMM turned it on (kvm_pvm, a pipe).
-                let stream = k.host.last_stream;
-                let on = boot_flags::STDIN_RING | boot_flags::PLATFORM_PVM;
-                let ring = if f.rdi == 0 && stream == 0 && k.info.flags & on == on {
-                    u64::from(trampoline::RING)
-                } else {
-                    0
-                };
-                open_fast_call(p, mem, f.rdi, false, stream | ring);
+                open_read_fast_call(k.info.flags, p, mem, f.rdi, k.host.last_stream);
             }
             short_return(f, v);
             true
         }
         Some(Err(e)) => serve_in_full(k, f, mem, |_, _| syscall::result_action(Err(e))),
-        None => full_call(k, f, mem),
+        None => full_call_stdio(k, f, mem, false),
     }
+}
+
+/// Open reads of `fd` from the host's stdio stream `stream` to the fast
+/// call ([`open_fast_call`]); a read of fd 0 from the host's stdin to the
+/// stdin ring too, where the VMM turned it on (kvm_pvm, a pipe).
+#[inline(always)]
+fn open_read_fast_call(flags: u32, p: &Process, mem: &mut DirectMap, fd: u64, stream: u64) {
+    let on = boot_flags::STDIN_RING | boot_flags::PLATFORM_PVM;
+    let ring = if fd == 0 && stream == 0 && flags & on == on {
+        u64::from(trampoline::RING)
+    } else {
+        0
+    };
+    open_fast_call(p, mem, fd, false, stream | ring);
+}
+
+/// A read (or a write, `write`) that [`short_read`] (or [`short_write`])
+/// left to the full path, served there; if it was one of the host's stdio
+/// through fds 0 to 2 (in a buffer over more pages than the short path
+/// looks at) and it went well, its fast call is opened as the short path
+/// opens it: the VMM serves a buffer over any pages, so the next such call
+/// enters the kernel no more. The full path closed the fast-call table;
+/// what was open before is open again after such a call, which changed
+/// nothing an opening relies on (the fds, the task, its page-table root;
+/// an alarm or a signal makes the full path leave the call to the loop,
+/// which keeps it closed). Else a program that reads and writes large
+/// buffers in turn (`cat`) would close one direction with the other at
+/// every call.
+#[inline(never)]
+fn full_call_stdio(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap, write: bool) -> bool {
+    use guest_kernel::mm::phys::PhysMem;
+    let fd = f.rdi;
+    let table = mem.read_u64(FAST_TABLE);
+    let served = if write {
+        full_call_write_file(k, f, mem)
+    } else {
+        full_call(k, f, mem)
+    };
+    if !served || !k.fast_calls || fd > 2 || (f.rax as i64) < 0 {
+        return served;
+    }
+    let Some(p) = k.process.0.as_deref() else {
+        return served;
+    };
+    mem.write_u64(FAST_TABLE, table);
+    match (syscall::files::stdio_stream(p, fd, write), write) {
+        (Some(stream), false) => open_read_fast_call(k.info.flags, p, mem, fd, stream),
+        (Some(stream), true) => open_fast_call(p, mem, fd, true, stream),
+        (None, _) => {}
+    }
+    served
 }
 
 /// read of a regular file from the page cache on [`short_call`]'s path
@@ -1820,7 +1862,7 @@ extern "C" fn short_write(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap
             true
         }
         Some(Err(e)) => full_call_after_write(k, f, mem, e),
-        None => full_call_write_file(k, f, mem),
+        None => full_call_stdio(k, f, mem, true),
     }
 }
 

@@ -1247,6 +1247,11 @@ pub fn write_stdio<M: PhysMem, H: HostIo>(
 
 /// The host's stdio stream that `fd` of `p` is, if it is one open for
 /// writing (`write`) or for reading.
+pub fn stdio_stream(p: &Process, fd: u64, write: bool) -> Option<u64> {
+    stdio_at(p, fd, write)
+}
+
+/// [`stdio_stream`], in line.
 #[inline(always)]
 fn stdio_at(p: &Process, fd: u64, write: bool) -> Option<u64> {
     let b = p.fds.get(fd).ok()?.file.borrow();
