@@ -1049,22 +1049,11 @@ fn stdio_reads_and_writes_are_fast_calls_unless_calls_are_traced() {
             ..Default::default()
         };
         let mut records = Vec::new();
-        let report = loop {
-            match vm
-                .resume(&mut io, &mut |r| records.extend_from_slice(r))
-                .unwrap()
-            {
-                Event::Finished(end) => break vm.report(end),
-                _ => continue,
-            }
-        };
-        assert!(
-            matches!(
-                report.outcome,
-                RunEnd::Guest(vmm::hypercall::Outcome::Exited(0))
-            ),
-            "{:?}",
-            report.outcome
+        let report = run_to_clean_exit(
+            &mut vm,
+            &mut io,
+            &mut |r| records.extend_from_slice(r),
+            |io| String::from_utf8_lossy(&io.err).into_owned(),
         );
         assert_eq!(io.out, input, "stdout is stdin");
         assert_eq!(String::from_utf8_lossy(&io.err), "read 102400 bytes\n");
@@ -1108,20 +1097,9 @@ fn stdio_reads_and_writes_of_many_pages_are_fast_calls_too() {
         input: input.clone(),
         ..Default::default()
     };
-    let report = loop {
-        match vm.resume(&mut io, &mut |_| {}).unwrap() {
-            Event::Finished(end) => break vm.report(end),
-            _ => continue,
-        }
-    };
-    assert!(
-        matches!(
-            report.outcome,
-            RunEnd::Guest(vmm::hypercall::Outcome::Exited(0))
-        ),
-        "{:?}",
-        report.outcome
-    );
+    let report = run_to_clean_exit(&mut vm, &mut io, &mut |_| {}, |io| {
+        String::from_utf8_lossy(&io.err).into_owned()
+    });
     assert!(io.out == input, "stdout is stdin");
     assert_eq!(String::from_utf8_lossy(&io.err), "read 1048576 bytes\n");
     assert_eq!(report.timings.fast_calls, 8 + 7, "fast calls");

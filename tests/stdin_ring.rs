@@ -9,7 +9,7 @@ use common::*;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use vmm::kvm::Platform;
-use vmm::vm::{Event, RunEnd, Vm, VmConfig};
+use vmm::vm::{Vm, VmConfig};
 
 /// The program's writes, kept; the reads that do not come from the ring,
 /// of the real fd 0, counted.
@@ -78,22 +78,10 @@ fn the_trampoline_serves_reads_of_a_piped_stdin_from_the_ring() {
     let mut vm = Vm::new(&config).unwrap();
     let pvm = vm.platform == Platform::Pvm;
     let mut io = Out::default();
-    let report = loop {
-        match vm.resume(&mut io, &mut |_| {}).unwrap() {
-            Event::Finished(end) => break vm.report(end),
-            _ => continue,
-        }
-    };
+    let report = run_to_clean_exit(&mut vm, &mut io, &mut |_| {}, |io| {
+        String::from_utf8_lossy(&io.err).into_owned()
+    });
     writer.join().unwrap();
-    assert!(
-        matches!(
-            report.outcome,
-            RunEnd::Guest(vmm::hypercall::Outcome::Exited(0))
-        ),
-        "{:?}: {}",
-        report.outcome,
-        String::from_utf8_lossy(&io.err)
-    );
     assert!(io.out == input, "stdout is stdin");
     assert_eq!(String::from_utf8_lossy(&io.err), "read 1048576 bytes\n");
     let writes = (input.len() as u64).div_ceil(1000);

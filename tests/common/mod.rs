@@ -391,3 +391,30 @@ pub fn announced_address(stdout: &[u8]) -> u64 {
     assert!(rest.is_empty(), "junk after the address in {line:?}");
     addr
 }
+
+/// Run `vm` to its end with the host's stdio `io`, handing its trace
+/// records to `records`; the report, after checking that the program
+/// exited with status 0 (`what` the program's stderr for the message).
+pub fn run_to_clean_exit<H: vmm::hypercall::HostIo>(
+    vm: &mut vmm::vm::Vm,
+    io: &mut H,
+    records: &mut dyn FnMut(&[vmrun_contract::trace::Record]),
+    stderr: impl Fn(&H) -> String,
+) -> vmm::vm::RunReport {
+    let report = loop {
+        match vm.resume(io, records).unwrap() {
+            vmm::vm::Event::Finished(end) => break vm.report(end),
+            _ => continue,
+        }
+    };
+    assert!(
+        matches!(
+            report.outcome,
+            vmm::vm::RunEnd::Guest(vmm::hypercall::Outcome::Exited(0))
+        ),
+        "{:?}: {}",
+        report.outcome,
+        stderr(io)
+    );
+    report
+}

@@ -249,13 +249,13 @@ impl<S: Source> StdinRing<S> {
     }
 }
 
-/// A [`HostIo`] whose reads of fd 0 go through the stdin ring first (see
-/// [`StdinRing::read`]); everything else is `inner`'s.
+/// A [`HostIo`] whose reads of fd 0 go through the stdin ring first, if
+/// there is one (see [`StdinRing::read`]); everything else is `inner`'s.
 pub struct WithRing<'a, H: HostIo, S: Source> {
     /// The run's stdio.
     pub inner: &'a mut H,
-    /// The ring.
-    pub ring: &'a mut StdinRing<S>,
+    /// The ring (None: it is off, and this is `inner`).
+    pub ring: Option<&'a mut StdinRing<S>>,
     /// Guest RAM, where the ring is.
     pub ram: &'a GuestRam,
     /// Whether an empty ring is filled (a fast call's read).
@@ -267,20 +267,22 @@ impl<H: HostIo, S: Source> HostIo for WithRing<'_, H, S> {
         self.inner.write(fd, data)
     }
     fn read(&mut self, fd: u64, buf: &mut [u8]) -> io::Result<usize> {
-        if fd != 0 {
-            return self.inner.read(fd, buf);
+        match self.ring.as_deref_mut() {
+            Some(ring) if fd == 0 => ring.read(self.ram, self.inner, buf, self.fill),
+            _ => self.inner.read(fd, buf),
         }
-        self.ring.read(self.ram, self.inner, buf, self.fill)
     }
     fn random(&mut self, buf: &mut [u8]) -> io::Result<()> {
         self.inner.random(buf)
     }
     fn ready(&mut self, fd: u64) -> bool {
-        if fd == 0 && self.ring.pending(self.ram) > 0 {
-            return true;
-        }
-        if fd == 0 && self.ring.settle(self.ram).is_err() {
-            return false;
+        if let Some(ring) = self.ring.as_deref_mut().filter(|_| fd == 0) {
+            if ring.pending(self.ram) > 0 {
+                return true;
+            }
+            if ring.settle(self.ram).is_err() {
+                return false;
+            }
         }
         self.inner.ready(fd)
     }

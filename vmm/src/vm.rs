@@ -532,19 +532,13 @@ impl Vm {
                     Err(event) => return Ok(event),
                 },
             };
-            let handled = match self.stdin_ring.as_mut() {
-                Some(ring) => {
-                    let mut io = WithRing {
-                        inner: io,
-                        ring,
-                        ram: &self.ram,
-                        fill: false,
-                    };
-                    hypercall::handle(&self.ram, block, &mut io, &mut self.fs)
-                }
-                None => hypercall::handle(&self.ram, block, io, &mut self.fs),
+            let mut io = WithRing {
+                inner: io,
+                ring: self.stdin_ring.as_mut(),
+                ram: &self.ram,
+                fill: false,
             };
-            let action = match handled {
+            let action = match hypercall::handle(&self.ram, block, &mut io, &mut self.fs) {
                 Ok(action) => action,
                 Err(e) => {
                     let what = format!("bad hypercall block at {block:#x}: {e}");
@@ -711,19 +705,13 @@ impl Vm {
         } else {
             fastcall::Return::Sysret
         };
-        let served = match self.stdin_ring.as_mut() {
-            Some(ring) => {
-                let mut io = WithRing {
-                    inner: io,
-                    ring,
-                    ram: &self.ram,
-                    fill: true,
-                };
-                fastcall::serve(&self.ram, &mut io, &mut regs, ret)
-            }
-            None => fastcall::serve(&self.ram, io, &mut regs, ret),
+        let mut io = WithRing {
+            inner: io,
+            ring: self.stdin_ring.as_mut(),
+            ram: &self.ram,
+            fill: true,
         };
-        if served {
+        if fastcall::serve(&self.ram, &mut io, &mut regs, ret) {
             if self.synced_regs {
                 self.vcpu.sync_regs_mut().regs = regs;
                 self.vcpu.set_sync_dirty_reg(kvm_ioctls::SyncReg::Register);
