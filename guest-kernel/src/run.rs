@@ -1810,11 +1810,12 @@ fn full_call_stdio(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap, write
     let Some(p) = k.process.0.as_deref() else {
         return served;
     };
-    mem.write_u64(FAST_TABLE, table);
-    match (syscall::files::stdio_stream(p, fd, write), write) {
-        (Some(stream), false) => open_read_fast_call(k.info.flags, p, mem, fd, stream),
-        (Some(stream), true) => open_fast_call(p, mem, fd, true, stream),
-        (None, _) => {}
+    if let Some(stream) = syscall::files::stdio_stream(p, fd, write) {
+        mem.write_u64(FAST_TABLE, table);
+        match write {
+            false => open_read_fast_call(k.info.flags, p, mem, fd, stream),
+            true => open_fast_call(p, mem, fd, true, stream),
+        }
     }
     served
 }

@@ -442,8 +442,9 @@ global_asm!(
     // interrupt anywhere in the trampoline returns to it as it was
     // (`trap::in_trampoline`). An empty ring goes to the VMM through the
     // `out`; a garbled header or a buffer the range checks refuse to the
-    // kernel. RCX and R11 come back holding the return address, the
-    // flags as the copy left them, as a system call may leave them.
+    // kernel. RCX and R11 both come back holding the return address and
+    // RFLAGS as the copy left it (DF, TF and AC clear, as SYSCALL left
+    // them), which a system call may clobber.
     vmrun_trampoline_ring:
         mov rax, qword ptr [{ring_head}]
         sub rax, qword ptr [{ring_tail}]
