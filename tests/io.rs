@@ -209,7 +209,8 @@ fn stdin_is_left_where_the_program_left_it_for_the_commands_after() {
 /// SIGALRM every millisecond and forks a child that reads a part: the
 /// same bytes, hash and EFAULTs as natively, where the trampoline serves
 /// most reads from the stdin ring (kvm_pvm) and where the kernel does.
-/// Then 2,000 bytes one a read, with a spinning child there to switch to.
+/// Then 2,000 bytes one a read, with a spinning child there to switch to,
+/// and a program that writes garbage into the ring's header and bytes.
 /// Then, stopped after 1, 4096 and 300,000 bytes, the rest of the pipe is
 /// what a command after it reads natively (the ring took no more than the
 /// program read), with the page-table checker on too, which allows the
@@ -244,6 +245,14 @@ fn stdin_reads_of_every_shape_from_a_pipe_are_as_native() {
         bytes,
     );
     assert_same("stdin_reads bytes", &native, &guest);
+    // A program that writes garbage where the ring is mapped (SIGSEGV,
+    // caught, natively) garbles at most its own input and reads on.
+    let native = run(native_command(&program, ["garble"]), &input);
+    let guest = run(
+        vmrun_command([program.as_os_str(), "garble".as_ref()]),
+        &input,
+    );
+    assert_same("stdin_reads garble", &native, &guest);
     if !require_programs(&["/bin/sh", "/usr/bin/md5sum"]) {
         return;
     }
