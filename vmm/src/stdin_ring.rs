@@ -105,9 +105,20 @@ impl Source for PipeSource {
         Ok(got)
     }
 
+    /// Never more than the pipe holds now: the bytes a peek copied are
+    /// there unless a second reader took them, and then this must not
+    /// wait for (and take) bytes that came later.
     fn discard(&mut self, n: usize) -> io::Result<usize> {
-        self.scratch.resize(n.min(SIZE as usize), 0);
-        let want = n.min(self.scratch.len());
+        let mut held: libc::c_int = 0;
+        // SAFETY: FIONREAD writes the bytes a pipe holds into the int.
+        if unsafe { libc::ioctl(0, libc::FIONREAD, &mut held) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let want = n.min(SIZE as usize).min(held.max(0) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        self.scratch.resize(want, 0);
         loop {
             match crate::fs::sys::read(Self::stdin_fd(), &mut self.scratch[..want]) {
                 Err(libc::EINTR) => continue,
