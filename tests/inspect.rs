@@ -1104,3 +1104,30 @@ fn stdio_reads_and_writes_of_many_pages_are_fast_calls_too() {
     assert_eq!(String::from_utf8_lossy(&io.err), "read 1048576 bytes\n");
     assert_eq!(report.timings.fast_calls, 8 + 7, "fast calls");
 }
+
+/// `printf_lines_musl 20000`: musl's stdio flushes its 1 KiB buffer into
+/// a pipe with writev(2). The first writev of stdout goes to the kernel,
+/// which serves it in full and opens writev's fast call; the rest are
+/// fast calls (the build before answered none: every flush entered the
+/// kernel). The output is the program's.
+#[test]
+fn a_writev_to_stdout_is_a_fast_call() {
+    if !require_kvm() || !image("printf_lines_musl").exists() {
+        return;
+    }
+    let mut config = config("printf_lines_musl", Observe::default());
+    config.argv.push("20000".into());
+    let mut vm = Vm::new(&config).unwrap();
+    let mut io = Captured::default();
+    let report = run_to_clean_exit(&mut vm, &mut io, &mut |_| {}, |io| {
+        String::from_utf8_lossy(&io.err).into_owned()
+    });
+    let expected: String = (0..20000).map(|i| format!("line {i}\n")).collect();
+    assert!(io.out == expected.as_bytes(), "stdout");
+    let flushes = (expected.len() as u64).div_ceil(1024);
+    assert!(
+        report.timings.fast_calls + 2 >= flushes,
+        "{} fast calls for about {flushes} flushes",
+        report.timings.fast_calls
+    );
+}

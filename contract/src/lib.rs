@@ -338,11 +338,18 @@ pub mod trampoline {
     pub const SLOW_RETURN: u64 = SLOW + 2;
     /// Offset of the trampoline's `sysretq`.
     pub const SYSRET: u64 = SLOW + 4;
-    /// Offset of the fast-call table: 8 bytes, user-readable, written by
-    /// the kernel through the direct map. Byte `fd` says whether a `read`
-    /// of fd 0 to 2 may be a fast call, byte `4 + fd` the same of a
-    /// `write`: [`OPEN`] and the host stream (0 to 2) the fd is, or 0.
+    /// Offset of the fast-call table: user-readable, written by the kernel
+    /// through the direct map, indexed by call number times four plus fd.
+    /// Byte `fd` says whether a `read` of fd 0 to 2 may be a fast call,
+    /// byte `4 + fd` the same of a `write`, byte `80 + fd`
+    /// ([`WRITEV_BYTES`]) of a `writev`: [`OPEN`] and the host stream (0
+    /// to 2) the fd is, or 0. Every other byte up to [`TABLE_SPAN`] is 0.
     pub const TABLE: u64 = 0x800;
+    /// Offset from [`TABLE`] of the `writev` bytes (call 20 times four),
+    /// in a word of their own.
+    pub const WRITEV_BYTES: u64 = 4 * 20;
+    /// Bytes of the table the trampoline may index (calls 0 to 20).
+    pub const TABLE_SPAN: u64 = WRITEV_BYTES + 8;
     /// The bit of a [`TABLE`] byte that opens its call.
     pub const OPEN: u8 = 0x80;
     /// The bit of [`TABLE`]'s byte 0 (a read of fd 0, the host's stdin)

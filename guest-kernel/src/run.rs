@@ -1730,6 +1730,10 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Newfstatat => full_call(k, f, mem),
         R::Mprotect => short_mprotect(k, f, mem),
         R::Write => short_write(k, f, mem),
+        // A writev of the host's stdio (musl's stdio flushes with it) is
+        // served in full, and opens its fast call.
+        R::Writev if f.rdi <= 2 => full_call_stdio(k, f, mem, StdioCall::Writev),
+        R::Writev => full_call(k, f, mem),
         // The host's stdio is at fds 0 to 2 (see `files::read_stdio`): a
         // read of another fd (a pipe's, a file's) goes to the full path at
         // once, which serves stdio moved elsewhere too.
@@ -1764,7 +1768,7 @@ extern "C" fn short_read(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
             true
         }
         Some(Err(e)) => serve_in_full(k, f, mem, |_, _| syscall::result_action(Err(e))),
-        None => full_call_stdio(k, f, mem, false),
+        None => full_call_stdio(k, f, mem, StdioCall::Read),
     }
 }
 
@@ -1782,27 +1786,39 @@ fn open_read_fast_call(flags: u32, p: &Process, mem: &mut DirectMap, fd: u64, st
     open_fast_call(p, mem, fd, false, stream | ring);
 }
 
-/// A read (or a write, `write`) that [`short_read`] (or [`short_write`])
-/// left to the full path, served there; if it was one of the host's stdio
-/// through fds 0 to 2 (in a buffer over more pages than the short path
-/// looks at) and it went well, its fast call is opened as the short path
-/// opens it: the VMM serves a buffer over any pages, so the next such call
-/// enters the kernel no more. The full path closed the fast-call table;
-/// what was open before is open again after such a call, which changed
-/// nothing an opening relies on (the fds, the task, its page-table root;
-/// an alarm or a signal makes the full path leave the call to the loop,
-/// which keeps it closed). Else a program that reads and writes large
-/// buffers in turn (`cat`) would close one direction with the other at
-/// every call.
+/// Which stdio call [`full_call_stdio`] serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StdioCall {
+    Read,
+    Write,
+    Writev,
+}
+
+/// A read (or a write) that [`short_read`] (or [`short_write`]) left to
+/// the full path, or a writev of fds 0 to 2, served there; if it was one
+/// of the host's stdio through fds 0 to 2 (in a buffer over more pages
+/// than the short path looks at) and it went well, its fast call is
+/// opened as the short path opens a read's or a write's: the VMM serves a
+/// buffer over any pages, and a writev, so the next such call enters the
+/// kernel no more. The full path closed the fast-call table; what was
+/// open before is open again after such a call, which changed nothing an
+/// opening relies on (the fds, the task, its page-table root; an alarm or
+/// a signal makes the full path leave the call to the loop, which keeps
+/// it closed). Else a program that reads and writes large buffers in turn
+/// (`cat`) would close one direction with the other at every call.
 #[inline(never)]
-fn full_call_stdio(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap, write: bool) -> bool {
+fn full_call_stdio(
+    k: &mut Kernel,
+    f: &mut TrapFrame,
+    mem: &mut DirectMap,
+    call: StdioCall,
+) -> bool {
     use guest_kernel::mm::phys::PhysMem;
     let fd = f.rdi;
-    let table = mem.read_u64(FAST_TABLE);
-    let served = if write {
-        full_call_write_file(k, f, mem)
-    } else {
-        full_call(k, f, mem)
+    let table = [mem.read_u64(FAST_TABLE), mem.read_u64(FAST_TABLE_WRITEV)];
+    let served = match call {
+        StdioCall::Write => full_call_write_file(k, f, mem),
+        StdioCall::Read | StdioCall::Writev => full_call(k, f, mem),
     };
     if !served || !k.fast_calls || fd > 2 || (f.rax as i64) < 0 {
         return served;
@@ -1810,11 +1826,13 @@ fn full_call_stdio(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap, write
     let Some(p) = k.process.0.as_deref() else {
         return served;
     };
-    if let Some(stream) = syscall::files::stdio_stream(p, fd, write) {
-        mem.write_u64(FAST_TABLE, table);
-        match write {
-            false => open_read_fast_call(k.info.flags, p, mem, fd, stream),
-            true => open_fast_call(p, mem, fd, true, stream),
+    if let Some(stream) = syscall::files::stdio_stream(p, fd, call != StdioCall::Read) {
+        mem.write_u64(FAST_TABLE, table[0]);
+        mem.write_u64(FAST_TABLE_WRITEV, table[1]);
+        match call {
+            StdioCall::Read => open_read_fast_call(k.info.flags, p, mem, fd, stream),
+            StdioCall::Write => open_fast_call(p, mem, fd, true, stream),
+            StdioCall::Writev => open_fast_call_at(p, mem, FAST_TABLE_WRITEV, fd, stream),
         }
     }
     served
@@ -1863,7 +1881,7 @@ extern "C" fn short_write(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap
             true
         }
         Some(Err(e)) => full_call_after_write(k, f, mem, e),
-        None => full_call_stdio(k, f, mem, true),
+        None => full_call_stdio(k, f, mem, StdioCall::Write),
     }
 }
 
@@ -2140,6 +2158,9 @@ fn short_exit(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
 /// The fast-call table in the trampoline page (`trampoline::TABLE`).
 const FAST_TABLE: u64 = SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE;
 
+/// The word of the table that holds its `writev` bytes.
+const FAST_TABLE_WRITEV: u64 = FAST_TABLE + trampoline::WRITEV_BYTES;
+
 /// Withdraw every call the fast-call table opened. Every kernel entry but
 /// the short path's calls does it first (`Kernel::run`'s loop,
 /// [`full_call`], [`serve_in_full`]): only such an entry can change what
@@ -2150,6 +2171,7 @@ const FAST_TABLE: u64 = SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE;
 fn close_fast_calls(mem: &mut DirectMap) {
     use guest_kernel::mm::phys::PhysMem;
     mem.write_u64(FAST_TABLE, 0);
+    mem.write_u64(FAST_TABLE_WRITEV, 0);
 }
 
 /// Open `fd`'s reads (or writes, `write`) to the VMM's fast call
@@ -2164,13 +2186,20 @@ fn close_fast_calls(mem: &mut DirectMap) {
 /// unmapped buffer, an error, a single-stepped run), it costs a test.
 #[inline(always)]
 fn open_fast_call(p: &Process, mem: &mut DirectMap, fd: u64, write: bool, stream: u64) {
+    open_fast_call_at(p, mem, FAST_TABLE, fd + if write { 4 } else { 0 }, stream);
+}
+
+/// Open byte `byte` of the table word at `word` for the host's stdio
+/// stream `stream` (see [`open_fast_call`]).
+#[inline(always)]
+fn open_fast_call_at(p: &Process, mem: &mut DirectMap, word: u64, byte: u64, stream: u64) {
     use guest_kernel::mm::phys::PhysMem;
-    let shift = 8 * (fd + if write { 4 } else { 0 });
-    let table = mem.read_u64(FAST_TABLE);
+    let shift = 8 * byte;
+    let table = mem.read_u64(word);
     if table >> shift & u64::from(trampoline::OPEN) == 0 {
         let open = (u64::from(trampoline::OPEN) | stream) << shift;
         mem.write_u64(STATS_PHYS + FAST_CR3_OFFSET, p.mm.pt.root());
-        mem.write_u64(FAST_TABLE, table | open);
+        mem.write_u64(word, table | open);
     }
 }
 

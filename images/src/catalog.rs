@@ -113,6 +113,13 @@ pub const IMAGES: &[Image] = &[
         summary: "musl -static printf",
     },
     Image {
+        name: "printf_lines_musl",
+        source: "printf_lines.c",
+        compiler: Compiler::MuslGcc,
+        flags: STATIC,
+        summary: "musl -static printf of N lines (stdio flushes with writev)",
+    },
+    Image {
         name: "hello_rust",
         source: "hello.rs",
         compiler: Compiler::Rustc,

@@ -127,25 +127,70 @@ fn write_error(errno: i64) -> i64 {
     }
 }
 
-/// The call's host stream, direction (true: write) and buffer pieces, if
-/// it is one the VMM may serve (see the module's text).
+/// The system call number of writev, a fast call like write.
+const WRITEV: u64 = 20;
+
+/// Most iovecs a writev may give (Linux's UIO_MAXIOV).
+const MAX_IOVECS: u64 = 1024;
+
+/// The call's host stream, direction (true: write or writev) and buffer
+/// pieces, if it is one the VMM may serve (see the module's text).
 fn accept(ram: &GuestRam, r: &kvm_regs) -> Option<(u64, bool, Vec<IoVec>)> {
     let at = r.rip.wrapping_sub(SYSCALL_TRAMPOLINE_VIRT);
     let at_trampoline = at == trampoline::OUT || at == trampoline::SLOW;
-    if !at_trampoline || r.rax > 1 || r.rdi > 2 || r.rcx >= TASK_SIZE {
+    let call_ok = r.rax <= 1 || r.rax == WRITEV;
+    if !at_trampoline || !call_ok || r.rdi > 2 || r.rcx >= TASK_SIZE {
         return None;
     }
-    let write = r.rax == 1;
-    let table: u64 = ram
-        .read_pod(SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE)
-        .ok()?;
-    let entry = table.to_le_bytes()[(r.rdi + 4 * r.rax) as usize];
+    let write = r.rax != 0;
+    let at = SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE + r.rdi + 4 * r.rax;
+    let mut entry = [0u8];
+    ram.read_bytes(at, &mut entry).ok()?;
+    let entry = entry[0];
     if entry & trampoline::OPEN == 0 {
         return None;
     }
     let cr3: u64 = ram.read_pod(STATS_PHYS + FAST_CR3_OFFSET).ok()?;
-    let pieces = user_pieces(ram, cr3, r.rsi, r.rdx, !write)?;
+    let pieces = if r.rax == WRITEV {
+        iovec_pieces(ram, cr3, r.rsi, r.rdx)?
+    } else {
+        user_pieces(ram, cr3, r.rsi, r.rdx, !write)?
+    };
     Some((u64::from(entry & 3), write, pieces))
+}
+
+/// The guest-physical pieces of a writev's `count` iovecs at user address
+/// `iov`, in order, if the array and every buffer lie in user pages
+/// mapped for reading, `count` is 1 to [`MAX_IOVECS`] and the buffers hold
+/// 1 to [`MAX_BYTES`] bytes in all (empty iovecs are skipped).
+fn iovec_pieces(ram: &GuestRam, cr3: u64, iov: u64, count: u64) -> Option<Vec<IoVec>> {
+    if count == 0 || count > MAX_IOVECS {
+        return None;
+    }
+    let mut array = vec![0u8; (count * 16) as usize];
+    let mut done = 0;
+    for piece in user_pieces(ram, cr3, iov, count * 16, false)? {
+        ram.read_bytes(piece.phys, &mut array[done..done + piece.len as usize])
+            .ok()?;
+        done += piece.len as usize;
+    }
+    let mut pieces: Vec<IoVec> = Vec::new();
+    let mut total = 0u64;
+    for v in array.chunks_exact(16) {
+        let base = u64::from_le_bytes(v[..8].try_into().ok()?);
+        let len = u64::from_le_bytes(v[8..].try_into().ok()?);
+        if len == 0 {
+            continue;
+        }
+        total = total.checked_add(len).filter(|&t| t <= MAX_BYTES)?;
+        for p in user_pieces(ram, cr3, base, len, false)? {
+            match pieces.last_mut() {
+                Some(last) if last.phys + last.len == p.phys => last.len += p.len,
+                _ => pieces.push(p),
+            }
+        }
+    }
+    (!pieces.is_empty()).then_some(pieces)
 }
 
 /// The guest-physical pieces of the user buffer `[va, va + len)` through
@@ -432,6 +477,92 @@ mod tests {
                 serve(&s.ram, &mut Stdio::default(), &mut r, Return::Sysret),
                 served,
                 "RIP at {at}"
+            );
+        }
+    }
+
+    /// The iovecs `(buffer, len)` written at `DATA` (frame 0x50_0000).
+    fn iovecs(s: &Space, v: &[(u64, u64)]) {
+        let bytes: Vec<u8> = v
+            .iter()
+            .flat_map(|&(b, l)| b.to_le_bytes().into_iter().chain(l.to_le_bytes()))
+            .collect();
+        s.ram
+            .slice_mut(0x50_0000, bytes.len() as u64)
+            .unwrap()
+            .copy_from_slice(&bytes);
+    }
+
+    #[test]
+    fn an_opened_writev_gathers_its_buffers_and_empty_ones_are_skipped() {
+        let s = space(&[]);
+        let open = u64::from(trampoline::OPEN) | 1;
+        s.ram
+            .write_pod(TABLE_PHYS + trampoline::WRITEV_BYTES, &(open << 8))
+            .unwrap();
+        s.ram
+            .slice_mut(0x50_0800, 5)
+            .unwrap()
+            .copy_from_slice(b"hello");
+        s.ram
+            .slice_mut(0x50_1ffe, 2)
+            .unwrap()
+            .copy_from_slice(b", ");
+        s.ram
+            .slice_mut(0x60_0000, 6)
+            .unwrap()
+            .copy_from_slice(b"world\n");
+        // The second crosses into a frame apart; the third is empty.
+        iovecs(&s, &[(DATA + 0x800, 5), (DATA + 0x1ffe, 8), (DATA, 0)]);
+        let mut io = Stdio::default();
+        let mut r = at_out(WRITEV, 1, DATA, 3);
+        assert!(serve(&s.ram, &mut io, &mut r, Return::UserRights));
+        assert_eq!(r.rax, 13);
+        let written: Vec<u8> = io
+            .out
+            .iter()
+            .flat_map(|(fd, d)| {
+                assert_eq!(*fd, 1);
+                d.clone()
+            })
+            .collect();
+        assert_eq!(written, b"hello, world\n");
+        // Only fd 1's writev is open; a write of fd 1 is not.
+        let declined = [
+            ("fd 2", at_out(WRITEV, 2, DATA, 3)),
+            ("a write", at_out(1, 1, DATA + 0x800, 5)),
+            ("no iovec", at_out(WRITEV, 1, DATA, 0)),
+            ("too many iovecs", at_out(WRITEV, 1, DATA, MAX_IOVECS + 1)),
+            ("only empty iovecs", at_out(WRITEV, 1, DATA + 32, 1)),
+            (
+                "an array in an unmapped page",
+                at_out(WRITEV, 1, DATA + 0x3ff8, 2),
+            ),
+            (
+                "an array outside user space",
+                at_out(WRITEV, 1, TASK_SIZE - 8, 1),
+            ),
+        ];
+        for (what, regs) in declined {
+            let mut io = Stdio::default();
+            let mut r = regs;
+            assert!(
+                !serve(&s.ram, &mut io, &mut r, Return::UserRights),
+                "{what}"
+            );
+            assert!(io.out.is_empty(), "{what}");
+        }
+        // A buffer running into an unmapped page, and buffers of more than
+        // MAX_BYTES in all, are the kernel's.
+        for v in [
+            [(DATA + 0x800, 5), (DATA + 0x3ffc, 8)],
+            [(DATA, MAX_BYTES), (DATA, 1)],
+        ] {
+            iovecs(&s, &v);
+            let mut r = at_out(WRITEV, 1, DATA, 2);
+            assert!(
+                !serve(&s.ram, &mut Stdio::default(), &mut r, Return::Sysret),
+                "{v:?}"
             );
         }
     }

@@ -390,8 +390,10 @@ global_asm!(
         .quad trap_stub_6
         .quad trap_stub_128
 
-    // SYSCALL lands here (LSTAR). A read of fds 0 to 2 or a write to them
-    // that the kernel opened in the fast-call table (`trampoline::TABLE`;
+    // SYSCALL lands here (LSTAR). A read of fds 0 to 2 or a write or
+    // writev to them that the kernel opened in the fast-call table
+    // (`trampoline::TABLE`, indexed by call number times four plus fd;
+    // the bytes of calls 2 to 19 are 0;
     // flags only are clobbered, which SYSRET and the kernel's return take
     // from R11 anyway) is offered to the VMM by the `out`: it answers and
     // returns to the program, or declines and the vCPU goes on at the
@@ -408,7 +410,7 @@ global_asm!(
     .global vmrun_trampoline_ring
     .global vmrun_trampoline_ring_copy
     vmrun_syscall_trampoline:
-        cmp rax, 1
+        cmp rax, 20
         ja 2f
         cmp rdi, 2
         ja 2f
@@ -429,6 +431,7 @@ global_asm!(
         sysretq
     .org vmrun_syscall_trampoline + {table_off}
         .quad 0
+    .org vmrun_syscall_trampoline + {table_off} + {table_span}, 0
 
     // The stdin ring (`vmrun_contract::stdin_ring`), reached with the
     // user's rights on kvm_pvm only, for read(0, rsi, rdx): RAX and RDI
@@ -516,6 +519,7 @@ global_asm!(
     sysret = const trampoline::SYSRET,
     table_off = const trampoline::TABLE,
     ring_test = const RING_TEST,
+    table_span = const trampoline::TABLE_SPAN,
     ring = const trampoline::RING,
     ring_head = const (vmrun_contract::layout::STDIN_RING_HEADER_VIRT + vmrun_contract::stdin_ring::HEAD) as i64,
     ring_tail = const (vmrun_contract::layout::STDIN_RING_HEADER_VIRT + vmrun_contract::stdin_ring::TAIL) as i64,

@@ -606,6 +606,9 @@ pub enum ShortRoute {
     Mprotect,
     /// write ([`write_short`]).
     Write,
+    /// writev: served by [`dispatch`] on the stub's stack, and of the
+    /// host's stdio opened to the VMM's fast call (`run::full_call_stdio`).
+    Writev,
     /// read ([`read_short`]).
     Read,
     /// rt_sigaction ([`signal::rt_sigaction_short`]).
@@ -642,6 +645,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::NEWFSTATAT as usize] = ShortRoute::Newfstatat;
     t[nr::MPROTECT as usize] = ShortRoute::Mprotect;
     t[nr::WRITE as usize] = ShortRoute::Write;
+    t[nr::WRITEV as usize] = ShortRoute::Writev;
     t[nr::READ as usize] = ShortRoute::Read;
     t[nr::RT_SIGACTION as usize] = ShortRoute::Sigaction;
     t
