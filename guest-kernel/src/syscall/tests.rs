@@ -1270,6 +1270,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::NEWFSTATAT, R::Newfstatat),
         (nr::MPROTECT, R::Mprotect),
         (nr::WRITE, R::Write),
+        (nr::WRITEV, R::Writev),
         (nr::READ, R::Read),
         (nr::RT_SIGACTION, R::Sigaction),
     ];
