@@ -260,6 +260,17 @@ mod tests {
         fn log(&mut self, _line: &[u8]) {}
     }
 
+    /// Everything `io` was given to write, checking it all went to `fd`.
+    fn written_to(io: &Stdio, fd: u64) -> Vec<u8> {
+        io.out
+            .iter()
+            .flat_map(|(to, d)| {
+                assert_eq!(*to, fd);
+                d.clone()
+            })
+            .collect()
+    }
+
     const DATA: u64 = 0x40_0000;
     const TABLE_PHYS: u64 = SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE;
 
@@ -314,14 +325,7 @@ mod tests {
         let mut io = Stdio::default();
         let mut r = at_out(1, 1, DATA + 0xff0, 18);
         assert!(serve(&s.ram, &mut io, &mut r, Return::UserRights));
-        let written: Vec<u8> = io
-            .out
-            .iter()
-            .flat_map(|(fd, d)| {
-                assert_eq!(*fd, 1);
-                d.clone()
-            })
-            .collect();
+        let written = written_to(&io, 1);
         assert_eq!(written, b"hello, world!\n..ok");
         assert_eq!(io.out.len(), 1, "neighbouring frames are one piece");
         assert_eq!(r.rax, 18);
@@ -518,14 +522,7 @@ mod tests {
         let mut r = at_out(WRITEV, 1, DATA, 3);
         assert!(serve(&s.ram, &mut io, &mut r, Return::UserRights));
         assert_eq!(r.rax, 13);
-        let written: Vec<u8> = io
-            .out
-            .iter()
-            .flat_map(|(fd, d)| {
-                assert_eq!(*fd, 1);
-                d.clone()
-            })
-            .collect();
+        let written = written_to(&io, 1);
         assert_eq!(written, b"hello, world\n");
         // Only fd 1's writev is open; a write of fd 1 is not.
         let declined = [
