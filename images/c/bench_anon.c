@@ -18,13 +18,20 @@
 
 #define SMALL_PAGES 16
 
+/* Room for n samples, touched first so that its own faults stay out of
+ * the timed loop. */
+static uint64_t *samples_for(size_t n)
+{
+    uint64_t *samples = malloc(n * sizeof *samples);
+    CHECK(samples != NULL, "malloc of %zu samples", n);
+    memset(samples, 0, n * sizeof *samples);
+    return samples;
+}
+
 static void bulk(size_t mib)
 {
     size_t pages = mib << 8;
-    uint64_t *samples = malloc(pages * sizeof *samples);
-    CHECK(samples != NULL, "malloc of %zu samples", pages);
-    /* Touch the sample buffer first so that its own faults stay out of the loop. */
-    memset(samples, 0, pages * sizeof *samples);
+    uint64_t *samples = samples_for(pages);
     volatile unsigned char *p = mmap(NULL, mib << 20, PROT_READ | PROT_WRITE,
                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(p != MAP_FAILED, "mmap of %zu MiB: %s", mib, strerror(errno));
@@ -46,9 +53,7 @@ static void bulk(size_t mib)
 static void small(size_t rounds)
 {
     size_t n = rounds * SMALL_PAGES;
-    uint64_t *samples = malloc(n * sizeof *samples);
-    CHECK(samples != NULL, "malloc of %zu samples", n);
-    memset(samples, 0, n * sizeof *samples);
+    uint64_t *samples = samples_for(n);
     uint64_t faulting = 0;
     bench_marker();
     long f0 = bench_minflt();
@@ -76,9 +81,7 @@ static void small(size_t rounds)
 
 static void unmap_rounds(size_t rounds)
 {
-    uint64_t *samples = malloc(rounds * sizeof *samples);
-    CHECK(samples != NULL, "malloc of %zu samples", rounds);
-    memset(samples, 0, rounds * sizeof *samples);
+    uint64_t *samples = samples_for(rounds);
     uint64_t unmapping = 0;
     bench_marker();
     long f0 = bench_minflt();
