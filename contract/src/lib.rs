@@ -377,6 +377,9 @@ pub mod trampoline {
 pub mod stdin_ring {
     /// Bytes of the ring (a power of two).
     pub const SIZE: u64 = 0x1_0000;
+    /// Pages the ring takes, mapped in a row: the header page, then its
+    /// bytes.
+    pub const PAGES: u64 = 1 + SIZE / super::layout::PAGE_SIZE;
     /// Offset of the head word in the header page.
     pub const HEAD: u64 = 0;
     /// Offset of the tail word in the header page (a cache line away).

@@ -148,8 +148,7 @@ pub fn write_boot_tables(
     ram.write_pod(BOOT_PT_TRAMPOLINE_PHYS + pt_index(tramp) * 8, &leaf)?;
     if stdin_ring {
         // The header and the bytes: user-writable, no-execute.
-        let pages = 1 + vmrun_contract::stdin_ring::SIZE / PAGE_SIZE;
-        for i in 0..pages {
+        for i in 0..vmrun_contract::stdin_ring::PAGES {
             let va = STDIN_RING_HEADER_VIRT + i * PAGE_SIZE;
             let leaf = (STDIN_RING_HEADER_PHYS + i * PAGE_SIZE)
                 | PTE_P

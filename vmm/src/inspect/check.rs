@@ -589,9 +589,8 @@ fn check_kernel_half(input: &CheckInput, out: &mut Vec<Violation>) {
 /// writable and no-execute.
 fn is_stdin_ring(leaf: &Leaf) -> bool {
     use vmrun_contract::layout::{PAGE_SIZE, STDIN_RING_HEADER_PHYS, STDIN_RING_HEADER_VIRT};
-    let pages = 1 + vmrun_contract::stdin_ring::SIZE / PAGE_SIZE;
     let at = leaf.va.wrapping_sub(STDIN_RING_HEADER_VIRT);
-    at < pages * PAGE_SIZE
+    at < vmrun_contract::stdin_ring::PAGES * PAGE_SIZE
         && leaf.size.bytes() == PAGE_SIZE
         && leaf.pa == STDIN_RING_HEADER_PHYS + at
         && leaf.flags.writable

@@ -396,7 +396,7 @@ fn a_page_table_page_in_two_spaces_is_a_violation() {
 fn the_stdin_ring_pages_pass_and_a_wrong_one_is_reported() {
     use vmrun_contract::layout::{PAGE_SIZE, STDIN_RING_HEADER_PHYS, STDIN_RING_HEADER_VIRT};
     let mut l = legal();
-    let pages = 1 + vmrun_contract::stdin_ring::SIZE / PAGE_SIZE;
+    let pages = vmrun_contract::stdin_ring::PAGES;
     let page = |i: u64| {
         (
             STDIN_RING_HEADER_VIRT + i * PAGE_SIZE,
