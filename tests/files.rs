@@ -686,6 +686,51 @@ fn file_mmap_maps_files_and_remaps_as_natively() {
     assert_same_trees(&ws, "file_mmap");
 }
 
+/// The stat family on absolute paths (the VMM's fast call once the first
+/// has gone through the kernel) gives what it gives natively, and each
+/// answer is byte for byte the one the kernel gives for the same path
+/// relative to a dirfd: files, a directory, links (followed and not), a
+/// dangling one, missing paths, a file used as a directory, `.` and `..`
+/// on the way, under `/usr` (the host's tree) and in the fixtures (the
+/// current directory, read-write). Then the bad calls: a bad buffer, a bad
+/// path, an empty one, unknown flags, a path or a name too long. Both runs
+/// stat the same fixtures, so inode numbers match too.
+#[test]
+fn stat_of_absolute_paths_is_as_native_and_as_the_kernels() {
+    if !require_kvm() {
+        return;
+    }
+    let ws = Workspace::with_fixtures("stat-paths");
+    let dir = ws.native();
+    let d = dir.display();
+    let paths: Vec<String> = [
+        "hello.txt",
+        "hello-link",
+        "tree",
+        "tree/run.sh",
+        "tree/link",
+        "tree/sub/deep/d.txt",
+        "missing",
+        "hello.txt/x",
+        "tree/./sub/../a.txt",
+        "dangling",
+    ]
+    .iter()
+    .map(|p| format!("{d}/{p}"))
+    .chain(["/usr/lib".to_string(), "/usr/bin/env".to_string()])
+    .collect();
+    symlink("nowhere", dir.join("dangling")).unwrap();
+    let mut args: Vec<&str> = vec!["-n", "300"];
+    args.extend(paths.iter().map(String::as_str));
+    let program = image("stat_paths");
+    let native = native_in(&dir, &program, &args, b"");
+    assert_native_status("stat_paths", &native, 0);
+    let text = String::from_utf8_lossy(&native.stdout);
+    assert!(!text.contains("DIFFERENT"), "{text}");
+    let guest = guest_in(&dir, &[], &program, &args, b"");
+    assert_same_output("stat_paths", &native, &guest);
+}
+
 /// A store through a shared writable file mapping reaches the file when
 /// the program exits without msync or munmap: with the leak check (`--check`
 /// tears every address space down at the end) and without it (the last

@@ -1131,3 +1131,34 @@ fn a_writev_to_stdout_is_a_fast_call() {
         report.timings.fast_calls
     );
 }
+
+/// A program that stats absolute paths in a row (as Python's imports do):
+/// the first stat goes to the kernel, which opens a path's stat to the
+/// VMM's fast call; the rest are fast calls, with the same answers (the
+/// program checks each against the first). The build before answered
+/// none: every stat entered the kernel and made a hypercall.
+#[test]
+fn a_stat_of_an_absolute_path_is_a_fast_call() {
+    if !require_kvm() {
+        return;
+    }
+    let mut config = config("stat_paths", Observe::default());
+    config
+        .argv
+        .extend(["-n".into(), "500".into(), "/usr/lib".into()]);
+    let mut vm = Vm::new(&config).unwrap();
+    let mut io = Captured::default();
+    let report = run_to_clean_exit(&mut vm, &mut io, &mut |_| {}, |io| {
+        String::from_utf8_lossy(&io.err).into_owned()
+    });
+    let out = String::from_utf8_lossy(&io.out);
+    assert!(
+        out.contains("500 more stats of /usr/lib: each the first") && !out.contains("DIFFERENT"),
+        "{out}"
+    );
+    assert!(
+        report.timings.fast_calls >= 500,
+        "{} fast calls for 500 stats in a row",
+        report.timings.fast_calls
+    );
+}

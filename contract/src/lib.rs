@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 10;
+pub const CONTRACT_VERSION: u32 = 11;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -308,8 +308,9 @@ pub const HYPERCALL_PORT: u16 = 0x0700;
 
 /// The I/O port of the syscall trampoline's fast call: an `out` of AL to
 /// it (the only port the TSS's I/O bitmap opens below ring 0) asks the
-/// VMM to serve a `read` of the host's stdin or a `write` to its stdout or
-/// stderr straight from the program's registers, with no kernel entry
+/// VMM to serve a `read` of the host's stdin, a `write` to its stdout or
+/// stderr, or the stat of a host path straight from the program's
+/// registers, with no kernel entry
 /// (see [`trampoline`] and docs/architecture.md, "Fast calls").
 pub const FAST_CALL_PORT: u16 = 0xf1;
 
@@ -343,11 +344,18 @@ pub mod trampoline {
     /// Byte `fd` says whether a `read` of fd 0 to 2 may be a fast call,
     /// byte `4 + fd` the same of a `write`, byte `80 + fd`
     /// ([`WRITEV_BYTES`]) of a `writev`: [`OPEN`] and the host stream (0
-    /// to 2) the fd is, or 0. Every other byte up to [`TABLE_SPAN`] is 0.
+    /// to 2) the fd is, or 0; byte [`PATH_BYTE`] whether a path's stat
+    /// may be. Every other byte up to [`TABLE_SPAN`] is 0.
     pub const TABLE: u64 = 0x800;
     /// Offset from [`TABLE`] of the `writev` bytes (call 20 times four),
-    /// in a word of their own.
+    /// in a word of their own (with [`PATH_BYTE`]).
     pub const WRITEV_BYTES: u64 = 4 * 20;
+    /// Offset from [`TABLE`] of the byte that opens `newfstatat` and
+    /// `statx` of an absolute path to the VMM ([`OPEN`] or 0), in the word
+    /// of the `writev` bytes. The trampoline tests it for those two calls
+    /// whatever their other arguments; the VMM serves a path the host
+    /// resolves and declines the rest.
+    pub const PATH_BYTE: u64 = WRITEV_BYTES + 4;
     /// Bytes of the table the trampoline may index (calls 0 to 20).
     pub const TABLE_SPAN: u64 = WRITEV_BYTES + 8;
     /// The bit of a [`TABLE`] byte that opens its call.

@@ -1727,7 +1727,7 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Newfstatat if f.rdi <= 2 => short_reply(k, f, mem, |p, mem, _, a| {
             syscall::newfstatat_short(p, mem, a)
         }),
-        R::Newfstatat => full_call(k, f, mem),
+        R::Newfstatat | R::Statx => full_call_path(k, f, mem),
         R::Mprotect => short_mprotect(k, f, mem),
         R::Write => short_write(k, f, mem),
         // A writev of the host's stdio (musl's stdio flushes with it) is
@@ -1835,6 +1835,33 @@ fn full_call_stdio(
             StdioCall::Writev => open_fast_call_at(p, mem, FAST_TABLE_WRITEV, fd, stream),
         }
     }
+    served
+}
+
+/// A newfstatat or statx that the short path does not serve (a path's,
+/// or an fd's other than the host's stdio), served in full; then the
+/// stat of a path is opened to the VMM's fast call
+/// (`trampoline::PATH_BYTE`): the VMM serves the next of an absolute path
+/// that the host resolves (a lookup the kernel only passes on) and
+/// declines the others. The table is put back as it was before, and
+/// stays open across such calls: a stat changes nothing an opening
+/// relies on (see [`full_call_stdio`]). Python stats every file its
+/// imports look for, in runs.
+#[inline(never)]
+fn full_call_path(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    use guest_kernel::mm::phys::PhysMem;
+    let table = [mem.read_u64(FAST_TABLE), mem.read_u64(FAST_TABLE_WRITEV)];
+    let served = full_call(k, f, mem);
+    if !served || !k.fast_calls {
+        return served;
+    }
+    let Some(p) = k.process.0.as_deref() else {
+        return served;
+    };
+    mem.write_u64(FAST_TABLE, table[0]);
+    mem.write_u64(FAST_TABLE_WRITEV, table[1]);
+    let byte = trampoline::PATH_BYTE - trampoline::WRITEV_BYTES;
+    open_fast_call_at(p, mem, FAST_TABLE_WRITEV, byte, 0);
     served
 }
 

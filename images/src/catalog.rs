@@ -200,6 +200,11 @@ pub const IMAGES: &[Image] = &[
         "reads of stdin of every size into fresh, split and bad buffers, with alarms and a fork",
     ),
     c_image(
+        "stat_paths",
+        "stat_paths.c",
+        "stat, lstat and statx of absolute paths, each against the same call by a dirfd",
+    ),
+    c_image(
         "bench_anon",
         "bench_anon.c",
         "vmrun bench: timed anonymous faults (bulk MiB touch, 64 KiB maps)",

@@ -42,12 +42,14 @@
 //! the VMM sets RIP and RFLAGS itself; where SYSCALL enters ring 0 (VMX,
 //! SVM), RIP goes to the trampoline's `sysretq`.
 
+use crate::fs::{HostFs, PathStat};
 use crate::hypercall::{read_pieces, write_pieces, HostIo};
-use crate::inspect::pagetable::translate;
+use crate::inspect::pagetable::{read_user, translate};
 use crate::memory::GuestRam;
 use kvm_bindings::kvm_regs;
+use vmrun_contract::fs::PATH_MAX;
 use vmrun_contract::layout::{
-    STATS_PHYS, SYSCALL_TRAMPOLINE_PHYS, SYSCALL_TRAMPOLINE_VIRT, TASK_SIZE,
+    PAGE_SIZE, STATS_PHYS, SYSCALL_TRAMPOLINE_PHYS, SYSCALL_TRAMPOLINE_VIRT, TASK_SIZE,
 };
 use vmrun_contract::{trampoline, IoVec, FAST_CR3_OFFSET};
 
@@ -73,24 +75,26 @@ pub enum Return {
 }
 
 /// Serve the fast call in `r` (the vCPU's registers at the trampoline's
-/// `out`) with the host's stdio `io`: true if answered (`r` holds the
-/// registers to resume with), false if declined (`r` unchanged: resume as
-/// it is and the kernel serves the call).
-pub fn serve(ram: &GuestRam, io: &mut impl HostIo, r: &mut kvm_regs, ret: Return) -> bool {
-    let Some((stream, write, pieces)) = accept(ram, r) else {
-        return false;
-    };
-    let n = if write {
-        write_pieces(ram, io, stream, &pieces)
-    } else {
-        read_pieces(ram, io, stream, &pieces)
-    };
-    let n = match n {
-        n if n >= 0 => n,
-        e if write && -e != i64::from(libc::EPIPE) && -e != i64::from(libc::EINTR) => {
-            write_error(-e)
+/// `out`) with the host's stdio `io` and files `fs`: true if answered
+/// (`r` holds the registers to resume with), false if declined (`r`
+/// unchanged: resume as it is and the kernel serves the call).
+pub fn serve(
+    ram: &GuestRam,
+    io: &mut impl HostIo,
+    fs: &mut HostFs,
+    r: &mut kvm_regs,
+    ret: Return,
+) -> bool {
+    let n = if r.rax == NEWFSTATAT || r.rax == STATX {
+        match stat_path(ram, fs, r) {
+            Some(n) => n,
+            None => return false,
         }
-        _ => return false,
+    } else {
+        match stdio(ram, io, r) {
+            Some(n) => n,
+            None => return false,
+        }
     };
     r.rax = n as u64;
     match ret {
@@ -101,6 +105,24 @@ pub fn serve(ram: &GuestRam, io: &mut impl HostIo, r: &mut kvm_regs, ret: Return
         Return::Sysret => r.rip = SYSCALL_TRAMPOLINE_VIRT + trampoline::SYSRET,
     }
     true
+}
+
+/// The answer to the read, write or writev of the host's stdio in `r`,
+/// or None: declined.
+fn stdio(ram: &GuestRam, io: &mut impl HostIo, r: &kvm_regs) -> Option<i64> {
+    let (stream, write, pieces) = accept(ram, r)?;
+    let n = if write {
+        write_pieces(ram, io, stream, &pieces)
+    } else {
+        read_pieces(ram, io, stream, &pieces)
+    };
+    match n {
+        n if n >= 0 => Some(n),
+        e if write && -e != i64::from(libc::EPIPE) && -e != i64::from(libc::EINTR) => {
+            Some(write_error(-e))
+        }
+        _ => None,
+    }
 }
 
 /// The answer to a write that failed with host errno `errno` (neither
@@ -129,6 +151,161 @@ fn write_error(errno: i64) -> i64 {
 
 /// The system call number of writev, a fast call like write.
 const WRITEV: u64 = 20;
+
+/// newfstatat(dirfd, path, buf, flags): a fast call for an absolute path.
+const NEWFSTATAT: u64 = 262;
+
+/// statx(dirfd, path, flags, mask, buf): the same.
+const STATX: u64 = 332;
+
+/// The flags of a path's stat the fast call serves: AT_SYMLINK_NOFOLLOW,
+/// AT_NO_AUTOMOUNT and AT_EMPTY_PATH (no matter with a path); any other
+/// is the kernel's (EINVAL).
+const STAT_FLAGS: u64 = 0x100 | 0x800 | 0x1000;
+
+/// statx's flags beside those: either sync type alone (a host file is
+/// always in sync; both together are EINVAL).
+const STATX_SYNC_TYPES: [u64; 3] = [0, 0x2000, 0x4000];
+
+/// statx's reserved mask bit (EINVAL).
+const STATX_RESERVED: u64 = 0x8000_0000;
+
+/// The errors of a path's lookup that the fast call answers as they are
+/// (the kernel passes them on unchanged); any other is declined.
+const LOOKUP_ERRNOS: [i32; 5] = [
+    libc::ENOENT,
+    libc::ENOTDIR,
+    libc::EACCES,
+    libc::ELOOP,
+    libc::ENAMETOOLONG,
+];
+
+/// The answer to newfstatat or statx in `r`, or None: declined. Served
+/// where the kernel would only pass the lookup on to the host: the table
+/// opens a path's stat (`trampoline::PATH_BYTE`), the return address is a
+/// user one, the path is absolute, readable from user pages through
+/// `fast_cr3` and shorter than PATH_MAX, cannot lie in `/proc` or `/dev`
+/// ([`maybe_guest_served`]), the flags are ones the kernel reads, and the
+/// host resolves it to a host object (not into a tree the kernel serves).
+/// A lookup that fails with one of [`LOOKUP_ERRNOS`] is that error; a
+/// found object's `struct stat` (newfstatat, as the kernel makes it of the
+/// host's statx) or `struct statx` (as the host gives it) is written to a
+/// buffer in user pages mapped writable.
+fn stat_path(ram: &GuestRam, fs: &mut HostFs, r: &kvm_regs) -> Option<i64> {
+    let at = r.rip.wrapping_sub(SYSCALL_TRAMPOLINE_VIRT);
+    if at != trampoline::OUT && at != trampoline::SLOW || r.rcx >= TASK_SIZE {
+        return None;
+    }
+    let mut byte = [0u8];
+    let table = SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE + trampoline::PATH_BYTE;
+    ram.read_bytes(table, &mut byte).ok()?;
+    if byte[0] & trampoline::OPEN == 0 {
+        return None;
+    }
+    let (upath, flags, buf) = match r.rax {
+        NEWFSTATAT => (r.rsi, r.r10, r.rdx),
+        _ => (r.rsi, r.rdx, r.r8),
+    };
+    let sync = match r.rax {
+        NEWFSTATAT => 0,
+        _ if r.r10 & STATX_RESERVED != 0 => return None,
+        _ => flags & 0x6000,
+    };
+    if flags & !STAT_FLAGS != sync || !STATX_SYNC_TYPES.contains(&sync) {
+        return None;
+    }
+    let cr3: u64 = ram.read_pod(STATS_PHYS + FAST_CR3_OFFSET).ok()?;
+    let path = user_path(ram, cr3, upath)?;
+    if path.first() != Some(&b'/') || maybe_guest_served(&path) {
+        return None;
+    }
+    let words = match fs.stat_path(ram, &path, flags & 0x100 == 0) {
+        PathStat::Found(words) => words,
+        PathStat::Failed(e) if LOOKUP_ERRNOS.contains(&e) => return Some(-i64::from(e)),
+        PathStat::Failed(_) | PathStat::Guest => return None,
+    };
+    let bytes = match r.rax {
+        NEWFSTATAT => stat_of_statx(&words).to_vec(),
+        _ => words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+    };
+    let pieces = user_pieces(ram, cr3, buf, bytes.len() as u64, true)?;
+    let mut done = 0;
+    for p in pieces {
+        let n = p.len as usize;
+        ram.write_bytes(p.phys, &bytes[done..done + n]).ok()?;
+        done += n;
+    }
+    Some(0)
+}
+
+/// The NUL-terminated string at user address `va` through the page tables
+/// at `cr3`, without its NUL, if it lies in user pages and is shorter than
+/// PATH_MAX.
+fn user_path(ram: &GuestRam, cr3: u64, va: u64) -> Option<Vec<u8>> {
+    let mut path = Vec::new();
+    let mut at = va;
+    let mut chunk = [0u8; PAGE_SIZE as usize];
+    while path.len() < PATH_MAX {
+        let to_page_end = (PAGE_SIZE - (at & (PAGE_SIZE - 1))) as usize;
+        let n = to_page_end.min(PATH_MAX - path.len());
+        if read_user(ram, cr3, at, &mut chunk[..n]) < n {
+            return None;
+        }
+        if let Some(z) = chunk[..n].iter().position(|&b| b == 0) {
+            path.extend_from_slice(&chunk[..z]);
+            return Some(path);
+        }
+        path.extend_from_slice(&chunk[..n]);
+        at = at.checked_add(n as u64)?;
+    }
+    None
+}
+
+/// Whether the absolute `path` may lie in `/dev` or `/proc`, which the
+/// guest kernel serves itself (its `fs::path::maybe_served`, the test it
+/// makes before it passes a path on to the host as it is): the first
+/// component other than `.` starts with `dev` or `proc` or a dot, or
+/// there is none.
+fn maybe_guest_served(path: &[u8]) -> bool {
+    let mut rest = path;
+    while let [b'/', r @ ..] | [b'.', b'/', r @ ..] = rest {
+        rest = r;
+    }
+    matches!(
+        rest,
+        [] | [b'.', ..] | [b'd', b'e', b'v', ..] | [b'p', b'r', b'o', b'c', ..]
+    )
+}
+
+/// Linux's `struct stat` (x86-64) of the host's statx words, as the guest
+/// kernel makes it (its `fs::stat::stat_from_statx_words`, Linux's
+/// `cp_new_stat`).
+fn stat_of_statx(w: &[u64; 32]) -> [u8; 144] {
+    let lo = |k: usize| w[k] as u32;
+    let hi = |k: usize| (w[k] >> 32) as u32;
+    let dev = |major: u32, minor: u32| {
+        let (major, minor) = (u64::from(major), u64::from(minor));
+        (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12) | ((major & !0xfff) << 32)
+    };
+    let mut st = [0u8; 144];
+    let mut put = |off: usize, v: u64| st[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    put(0, dev(lo(17), hi(17)));
+    put(8, w[4]);
+    put(16, u64::from(lo(2)));
+    // st_mode and st_uid, then st_gid and the padding (0).
+    put(24, u64::from(hi(3) & 0xffff) | u64::from(hi(2)) << 32);
+    put(32, u64::from(lo(3)));
+    put(40, dev(lo(16), hi(16)));
+    put(48, w[5]);
+    put(56, u64::from(hi(0)));
+    put(64, w[6]);
+    // atime, mtime, ctime: seconds then nanoseconds.
+    for (k, src) in [8usize, 14, 12].into_iter().enumerate() {
+        put(72 + 16 * k, w[src]);
+        put(80 + 16 * k, u64::from(lo(src + 1)));
+    }
+    st
+}
 
 /// Most iovecs a writev may give (Linux's UIO_MAXIOV).
 const MAX_IOVECS: u64 = 1024;
@@ -260,6 +437,11 @@ mod tests {
         fn log(&mut self, _line: &[u8]) {}
     }
 
+    /// A file service with nothing in its view (the stdio calls' tests).
+    fn no_files() -> HostFs {
+        HostFs::open(&[], false).unwrap()
+    }
+
     /// Everything `io` was given to write, checking it all went to `fd`.
     fn written_to(io: &Stdio, fd: u64) -> Vec<u8> {
         io.out
@@ -324,7 +506,13 @@ mod tests {
             .copy_from_slice(b"ok");
         let mut io = Stdio::default();
         let mut r = at_out(1, 1, DATA + 0xff0, 18);
-        assert!(serve(&s.ram, &mut io, &mut r, Return::UserRights));
+        assert!(serve(
+            &s.ram,
+            &mut io,
+            &mut no_files(),
+            &mut r,
+            Return::UserRights
+        ));
         let written = written_to(&io, 1);
         assert_eq!(written, b"hello, world!\n..ok");
         assert_eq!(io.out.len(), 1, "neighbouring frames are one piece");
@@ -333,7 +521,13 @@ mod tests {
         assert_eq!(r.rflags, 0x246, "R11's flags without IOPL, with IF");
 
         let mut r = at_out(1, 1, DATA, 2);
-        assert!(serve(&s.ram, &mut io, &mut r, Return::Sysret));
+        assert!(serve(
+            &s.ram,
+            &mut io,
+            &mut no_files(),
+            &mut r,
+            Return::Sysret
+        ));
         assert_eq!(r.rip, SYSCALL_TRAMPOLINE_VIRT + trampoline::SYSRET);
         assert_eq!(r.rflags, 0, "left for the trampoline's sysretq");
     }
@@ -346,7 +540,13 @@ mod tests {
             ..Default::default()
         };
         let mut r = at_out(0, 0, DATA + 0x1ffc, 12);
-        assert!(serve(&s.ram, &mut io, &mut r, Return::UserRights));
+        assert!(serve(
+            &s.ram,
+            &mut io,
+            &mut no_files(),
+            &mut r,
+            Return::UserRights
+        ));
         assert_eq!(r.rax, 12);
         assert_eq!(s.ram.slice(0x50_1ffc, 4).unwrap(), b"from");
         assert_eq!(
@@ -397,7 +597,7 @@ mod tests {
             };
             let mut r = regs;
             assert!(
-                !serve(&s.ram, &mut io, &mut r, Return::UserRights),
+                !serve(&s.ram, &mut io, &mut no_files(), &mut r, Return::UserRights),
                 "{what}"
             );
             assert_eq!(
@@ -415,6 +615,7 @@ mod tests {
             serve(
                 &s.ram,
                 &mut Stdio::default(),
+                &mut no_files(),
                 &mut read_only_write.clone(),
                 Return::Sysret
             ),
@@ -440,7 +641,7 @@ mod tests {
             let regs = at_out(nr, fd, DATA, 4);
             let mut r = regs;
             assert!(
-                !serve(&s.ram, &mut io, &mut r, Return::UserRights),
+                !serve(&s.ram, &mut io, &mut no_files(), &mut r, Return::UserRights),
                 "{errno}"
             );
             assert_eq!(format!("{r:?}"), format!("{regs:?}"));
@@ -458,7 +659,7 @@ mod tests {
             };
             let mut r = at_out(1, 1, DATA, 4);
             assert!(
-                serve(&s.ram, &mut io, &mut r, Return::UserRights),
+                serve(&s.ram, &mut io, &mut no_files(), &mut r, Return::UserRights),
                 "{errno}"
             );
             assert_eq!(r.rax as i64, i64::from(ret), "{errno}");
@@ -478,7 +679,13 @@ mod tests {
             let mut r = at_out(1, 1, DATA, 3);
             r.rip = SYSCALL_TRAMPOLINE_VIRT + at;
             assert_eq!(
-                serve(&s.ram, &mut Stdio::default(), &mut r, Return::Sysret),
+                serve(
+                    &s.ram,
+                    &mut Stdio::default(),
+                    &mut no_files(),
+                    &mut r,
+                    Return::Sysret
+                ),
                 served,
                 "RIP at {at}"
             );
@@ -520,7 +727,13 @@ mod tests {
         iovecs(&s, &[(DATA + 0x800, 5), (DATA + 0x1ffe, 8), (DATA, 0)]);
         let mut io = Stdio::default();
         let mut r = at_out(WRITEV, 1, DATA, 3);
-        assert!(serve(&s.ram, &mut io, &mut r, Return::UserRights));
+        assert!(serve(
+            &s.ram,
+            &mut io,
+            &mut no_files(),
+            &mut r,
+            Return::UserRights
+        ));
         assert_eq!(r.rax, 13);
         let written = written_to(&io, 1);
         assert_eq!(written, b"hello, world\n");
@@ -544,7 +757,7 @@ mod tests {
             let mut io = Stdio::default();
             let mut r = regs;
             assert!(
-                !serve(&s.ram, &mut io, &mut r, Return::UserRights),
+                !serve(&s.ram, &mut io, &mut no_files(), &mut r, Return::UserRights),
                 "{what}"
             );
             assert!(io.out.is_empty(), "{what}");
@@ -558,7 +771,13 @@ mod tests {
             iovecs(&s, &v);
             let mut r = at_out(WRITEV, 1, DATA, 2);
             assert!(
-                !serve(&s.ram, &mut Stdio::default(), &mut r, Return::Sysret),
+                !serve(
+                    &s.ram,
+                    &mut Stdio::default(),
+                    &mut no_files(),
+                    &mut r,
+                    Return::Sysret
+                ),
                 "{v:?}"
             );
         }
@@ -569,7 +788,310 @@ mod tests {
         let s = space(&[(1, true, 2)]);
         let mut io = Stdio::default();
         let mut r = at_out(1, 1, DATA, 3);
-        assert!(serve(&s.ram, &mut io, &mut r, Return::UserRights));
+        assert!(serve(
+            &s.ram,
+            &mut io,
+            &mut no_files(),
+            &mut r,
+            Return::UserRights
+        ));
         assert_eq!(io.out[0].0, 2, "fd 1 moved to the host's stderr (2>&1)");
+    }
+
+    /// A host directory for the path stat's tests, removed at the end.
+    struct Dir(std::path::PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            let p =
+                std::env::temp_dir().join(format!("vmrun-fastcall-{}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("f"), "abc").unwrap();
+            std::fs::create_dir(p.join("d")).unwrap();
+            std::os::unix::fs::symlink("f", p.join("l")).unwrap();
+            std::os::unix::fs::symlink("/proc/self", p.join("p")).unwrap();
+            Dir(p)
+        }
+
+        /// A file service showing the directory, read-only, at `/m` alone.
+        fn files(&self) -> HostFs {
+            let m = crate::fs::Mount::new(&self.0, b"/m", crate::fs::Access::ReadOnly).unwrap();
+            HostFs::open(&[m], false).unwrap()
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The user address of the path in [`path_space`] (the string itself is
+    /// put there by [`put_path`]).
+    const PATH: u64 = DATA + 0x100;
+    /// A stat buffer across the two writable frames apart.
+    const STAT_BUF: u64 = DATA + 0x1000 - 64;
+
+    /// [`space`] with nothing of stdio open, and a path's stat open if
+    /// `open`.
+    fn path_space(open: bool) -> Space {
+        let s = space(&[]);
+        let byte = SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE + trampoline::PATH_BYTE;
+        let v = if open { trampoline::OPEN } else { 0 };
+        s.ram.slice_mut(byte, 1).unwrap()[0] = v;
+        s
+    }
+
+    /// Put the NUL-terminated `path` at user address `va` (in the first
+    /// two writable pages of [`space`]).
+    fn put_path(s: &Space, va: u64, path: &[u8]) {
+        let mut bytes = path.to_vec();
+        bytes.push(0);
+        let pa = 0x50_0000 + (va - DATA);
+        s.ram
+            .slice_mut(pa, bytes.len() as u64)
+            .unwrap()
+            .copy_from_slice(&bytes);
+    }
+
+    /// The registers at the trampoline's `out` for newfstatat(AT_FDCWD,
+    /// path, buf, flags).
+    fn newfstatat_at(path: u64, buf: u64, flags: u64) -> kvm_regs {
+        kvm_regs {
+            r10: flags,
+            ..at_out(NEWFSTATAT, -100i64 as u64, path, buf)
+        }
+    }
+
+    /// The 144 bytes at the stat buffer.
+    fn stat_buf(s: &Space, len: u64) -> Vec<u8> {
+        let mut out = vec![0u8; len as usize];
+        let first = 64.min(len);
+        s.ram
+            .read_bytes(0x50_0fc0, &mut out[..first as usize])
+            .unwrap();
+        s.ram
+            .read_bytes(0x50_1000, &mut out[first as usize..])
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_path_the_host_resolves_is_statted_as_the_kernel_makes_its_stat() {
+        let dir = Dir::new("found");
+        let s = path_space(true);
+        put_path(&s, PATH, b"/m/f");
+        let mut r = newfstatat_at(PATH, STAT_BUF, 0);
+        assert!(serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+        assert_eq!((r.rax, r.rip), (0, 0x40_1234), "returns 0 as SYSRET would");
+        let PathStat::Found(words) = dir.files().stat_path(&s.ram, b"/m/f", true) else {
+            panic!("the host finds /m/f");
+        };
+        let want = guest_kernel::fs::stat::stat_from_statx_words(&words);
+        let got = stat_buf(&s, 144);
+        assert_eq!(
+            got,
+            want.to_vec(),
+            "the kernel's struct stat of the host's statx"
+        );
+        assert_eq!(
+            u64::from_le_bytes(got[48..56].try_into().unwrap()),
+            3,
+            "st_size"
+        );
+        // statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, mask, buf): the host's
+        // statx as it is, of the link itself.
+        put_path(&s, PATH, b"/m/l");
+        let mut r = kvm_regs {
+            rdx: 0x100,
+            r10: 0xfff,
+            r8: STAT_BUF,
+            ..at_out(STATX, -100i64 as u64, PATH, 0)
+        };
+        assert!(serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::Sysret
+        ));
+        assert_eq!(r.rip, SYSCALL_TRAMPOLINE_VIRT + trampoline::SYSRET);
+        let PathStat::Found(words) = dir.files().stat_path(&s.ram, b"/m/l", false) else {
+            panic!("the host finds /m/l");
+        };
+        let want: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert_eq!(stat_buf(&s, 256), want);
+        let mode = u16::from_le_bytes(want[28..30].try_into().unwrap());
+        assert_eq!(
+            u32::from(mode) & libc::S_IFMT,
+            libc::S_IFLNK,
+            "the link's own statx"
+        );
+    }
+
+    #[test]
+    fn a_failed_lookup_is_its_error_and_writes_nothing() {
+        let dir = Dir::new("missing");
+        let s = path_space(true);
+        for (path, errno) in [(&b"/m/none"[..], libc::ENOENT), (b"/m/f/x", libc::ENOTDIR)] {
+            put_path(&s, PATH, path);
+            // The buffer is in no page at all: a failed lookup never reads it.
+            let mut r = newfstatat_at(PATH, 0x7000_0000, 0);
+            assert!(serve(
+                &s.ram,
+                &mut Stdio::default(),
+                &mut dir.files(),
+                &mut r,
+                Return::UserRights
+            ));
+            assert_eq!(
+                r.rax as i64,
+                -i64::from(errno),
+                "{}",
+                String::from_utf8_lossy(path)
+            );
+        }
+    }
+
+    #[test]
+    fn what_the_kernel_serves_itself_or_cannot_be_read_is_declined() {
+        let dir = Dir::new("declined");
+        let s = path_space(true);
+        let cases: [(&str, &[u8], u64, u64); 11] = [
+            ("relative", b"m/f", STAT_BUF, 0),
+            ("/proc", b"/proc/self/status", STAT_BUF, 0),
+            ("/dev", b"/dev/null", STAT_BUF, 0),
+            ("/proc after dots", b"//./proc", STAT_BUF, 0),
+            ("a dot first", b"/../proc/1", STAT_BUF, 0),
+            ("a link into /proc", b"/m/p", STAT_BUF, 0),
+            ("a link into /proc, statted", b"/m/p/status", STAT_BUF, 0),
+            ("an unknown flag", b"/m/f", STAT_BUF, 0x2),
+            ("a read-only buffer", b"/m/f", DATA + 0x3000, 0),
+            ("an unmapped buffer", b"/m/f", 0x7000_0000, 0),
+            (
+                "a buffer running into a read-only page",
+                b"/m/f",
+                DATA + 0x3000 - 8,
+                0,
+            ),
+        ];
+        for (what, path, buf, flags) in cases {
+            put_path(&s, PATH, path);
+            let mut r = newfstatat_at(PATH, buf, flags);
+            let before = r;
+            assert!(
+                !serve(
+                    &s.ram,
+                    &mut Stdio::default(),
+                    &mut dir.files(),
+                    &mut r,
+                    Return::UserRights
+                ),
+                "{what}"
+            );
+            assert_eq!(r, before, "{what}: the registers as they were");
+        }
+        // A path that runs into an unmapped page, or is PATH_MAX long.
+        let edge = DATA + 0x4000 - 3;
+        s.ram
+            .slice_mut(0x60_2000 - 3, 3)
+            .unwrap()
+            .copy_from_slice(b"/ab");
+        let mut r = newfstatat_at(edge, STAT_BUF, 0);
+        assert!(!serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+        s.ram.slice_mut(0x50_0000, 0x1000).unwrap().fill(b'/');
+        s.ram.slice_mut(0x50_1000, 0x1000).unwrap().fill(b'a');
+        let mut r = newfstatat_at(DATA, STAT_BUF, 0);
+        assert!(!serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+        // The table closed, or a return address in the kernel.
+        let closed = path_space(false);
+        put_path(&closed, PATH, b"/m/f");
+        let mut r = newfstatat_at(PATH, STAT_BUF, 0);
+        assert!(!serve(
+            &closed.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+        put_path(&s, PATH, b"/m/f");
+        let mut r = kvm_regs {
+            rcx: SYSCALL_TRAMPOLINE_VIRT,
+            ..newfstatat_at(PATH, STAT_BUF, 0)
+        };
+        assert!(!serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+    }
+
+    #[test]
+    fn the_paths_left_to_the_kernel_are_the_ones_it_may_serve_itself() {
+        let paths: [&[u8]; 16] = [
+            b"/",
+            b"//",
+            b"/.",
+            b"/./",
+            b"/dev",
+            b"/devices",
+            b"/proc",
+            b"/process/x",
+            b"/./proc",
+            b"//./dev/null",
+            b"/..",
+            b"/.hidden",
+            b"/usr/lib",
+            b"/d",
+            b"/pro",
+            b"/sys",
+        ];
+        for p in paths {
+            assert_eq!(
+                maybe_guest_served(p),
+                guest_kernel::fs::path::maybe_served(p),
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+        }
+    }
+
+    #[test]
+    fn the_struct_stat_is_the_kernels() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..64 {
+            let mut w = [0u64; 32];
+            for v in &mut w {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *v = x;
+            }
+            assert_eq!(
+                stat_of_statx(&w),
+                guest_kernel::fs::stat::stat_from_statx_words(&w)
+            );
+        }
     }
 }

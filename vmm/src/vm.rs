@@ -711,7 +711,7 @@ impl Vm {
             ram: &self.ram,
             fill: true,
         };
-        if fastcall::serve(&self.ram, &mut io, &mut regs, ret) {
+        if fastcall::serve(&self.ram, &mut io, &mut self.fs, &mut regs, ret) {
             if self.synced_regs {
                 self.vcpu.sync_regs_mut().regs = regs;
                 self.vcpu.set_sync_dirty_reg(kvm_ioctls::SyncReg::Register);

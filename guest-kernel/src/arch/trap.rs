@@ -399,19 +399,22 @@ global_asm!(
     // returns to the program, or declines and the vCPU goes on at the
     // `int 0x80`, the way into the kernel for every other call. A read of
     // fd 0 whose table byte also has `trampoline::RING` (kvm_pvm only)
-    // first goes to the stdin ring (below the table). `.org` keeps the
-    // offsets the contract names (`trampoline::SLOW` and `SYSRET`) and
-    // the two tests' displacements where boot can patch them; the table's
-    // address in the tests is the user-readable one, which boot changes to
-    // the image's supervisor-only view of the same page where ring 0 runs
-    // the trampoline (SMAP refuses the other).
+    // first goes to the stdin ring (below the table). A newfstatat or a
+    // statx, whatever its arguments, is offered to the VMM the same way
+    // when the table's `trampoline::PATH_BYTE` is open (the VMM serves an
+    // absolute path the host resolves and declines the rest). `.org` keeps
+    // the offsets the contract names (`trampoline::SLOW` and `SYSRET`) and
+    // the three tests' displacements where boot can patch them; the
+    // table's address in the tests is the user-readable one, which boot
+    // changes to the image's supervisor-only view of the same page where
+    // ring 0 runs the trampoline (SMAP refuses the other).
     .section .trampoline, "ax"
     .global vmrun_syscall_trampoline
     .global vmrun_trampoline_ring
     .global vmrun_trampoline_ring_copy
     vmrun_syscall_trampoline:
         cmp rax, 20
-        ja 2f
+        ja 3f
         cmp rdi, 2
         ja 2f
     .org vmrun_syscall_trampoline + {table_test}, 0x90
@@ -429,6 +432,16 @@ global_asm!(
         ud2
     .org vmrun_syscall_trampoline + {sysret}
         sysretq
+    3:
+        cmp rax, {newfstatat}
+        je 4f
+        cmp rax, {statx}
+        jne 2b
+    .org vmrun_syscall_trampoline + {path_test}, 0x90
+    4:
+        test byte ptr [{table} + {path_byte}], {open}
+        jz 2b
+        jmp 7b
     .org vmrun_syscall_trampoline + {table_off}
         .quad 0
     .org vmrun_syscall_trampoline + {table_off} + {table_span}, 0
@@ -519,6 +532,10 @@ global_asm!(
     sysret = const trampoline::SYSRET,
     table_off = const trampoline::TABLE,
     ring_test = const RING_TEST,
+    path_test = const PATH_TEST,
+    path_byte = const trampoline::PATH_BYTE,
+    newfstatat = const guest_kernel::syscall::nr::NEWFSTATAT,
+    statx = const guest_kernel::syscall::nr::STATX,
     table_span = const trampoline::TABLE_SPAN,
     ring = const trampoline::RING,
     ring_head = const (vmrun_contract::layout::STDIN_RING_HEADER_VIRT + vmrun_contract::stdin_ring::HEAD) as i64,
@@ -570,6 +587,11 @@ const TABLE_TEST: u64 = 13;
 /// the same way: the displacement at 32.
 const RING_TEST: u64 = 29;
 
+/// Offset of its `test` of the table's `trampoline::PATH_BYTE` (`test
+/// byte ptr [disp32], imm8`: opcode, ModRM and SIB, then the absolute
+/// displacement, at 80), past the `sysretq`.
+const PATH_TEST: u64 = 77;
+
 /// Point the trampoline's tests of the fast-call table at the image's
 /// supervisor-only view of the trampoline page: where SYSCALL enters ring
 /// 0 (VMX/SVM), SMAP refuses ring 0 the user-readable address they are
@@ -579,11 +601,18 @@ pub fn table_test_in_ring0(mem: &mut super::phys::DirectMap) {
     use guest_kernel::mm::phys::PhysMem;
     use vmrun_contract::layout::{KERNEL_VIRT_BASE, SYSCALL_TRAMPOLINE_PHYS};
     let view = KERNEL_VIRT_BASE + SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE;
-    const { assert!((TABLE_TEST + 3).is_multiple_of(8) && (RING_TEST + 3).is_multiple_of(8)) };
-    for test in [TABLE_TEST, RING_TEST] {
+    const {
+        assert!((TABLE_TEST + 3).is_multiple_of(8) && (RING_TEST + 3).is_multiple_of(8));
+        assert!((PATH_TEST + 3).is_multiple_of(8));
+    };
+    for (test, byte) in [
+        (TABLE_TEST, 0),
+        (RING_TEST, 0),
+        (PATH_TEST, trampoline::PATH_BYTE),
+    ] {
         let at = SYSCALL_TRAMPOLINE_PHYS + test + 3;
         let old = mem.read_u64(at);
-        let disp = u64::from(view as u32);
+        let disp = u64::from((view + byte) as u32);
         mem.write_u64(at, (old & !0xffff_ffff) | disp);
     }
 }

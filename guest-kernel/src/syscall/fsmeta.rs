@@ -286,6 +286,18 @@ fn statx_at<M: PhysMem, H: HostIo>(
     }
 }
 
+/// The flags of newfstatat (and of statx, with [`AT_STATX_SYNC_TYPE`]):
+/// AT_SYMLINK_NOFOLLOW, AT_NO_AUTOMOUNT (no automounts here) and
+/// AT_EMPTY_PATH. Any other is EINVAL, as in Linux's `vfs_fstatat`.
+const STAT_FLAGS: u64 = AT_SYMLINK_NOFOLLOW | 0x800 | AT_EMPTY_PATH;
+
+/// statx's two sync-type flags (AT_STATX_FORCE_SYNC, AT_STATX_DONT_SYNC):
+/// either alone says nothing to a host file, both together are EINVAL.
+const AT_STATX_SYNC_TYPE: u64 = 0x6000;
+
+/// statx's reserved mask bit (STATX__RESERVED): EINVAL.
+const STATX_RESERVED: u64 = 0x8000_0000;
+
 /// newfstatat(dirfd, path, buf, flags); stat and lstat too.
 pub fn newfstatat<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
@@ -294,6 +306,9 @@ pub fn newfstatat<M: PhysMem, H: HostIo>(
     buf: u64,
     flags: u64,
 ) -> KResult<i64> {
+    if flags & !STAT_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
     if stats_fd(cx.p, cx.env.mem, dirfd, upath, flags) {
         return fstat(cx, dirfd, buf);
     }
@@ -305,7 +320,9 @@ pub fn newfstatat<M: PhysMem, H: HostIo>(
 /// read in place.
 #[inline(always)]
 fn stats_fd<M: PhysMem>(p: &Process, mem: &M, dirfd: u64, upath: u64, flags: u64) -> bool {
-    let of_fd = flags & AT_EMPTY_PATH != 0 && dirfd as i32 as i64 != files::AT_FDCWD;
+    let of_fd = flags & !STAT_FLAGS == 0
+        && flags & AT_EMPTY_PATH != 0
+        && dirfd as i32 as i64 != files::AT_FDCWD;
     of_fd && path::user_string_is(&p.mm, mem, upath, b"")
 }
 
@@ -349,9 +366,14 @@ pub fn statx<M: PhysMem, H: HostIo>(
     dirfd: u64,
     upath: u64,
     flags: u64,
-    _mask: u64,
+    mask: u64,
     buf: u64,
 ) -> KResult<i64> {
+    let sync = flags & AT_STATX_SYNC_TYPE;
+    let bad_flags = flags & !(STAT_FLAGS | AT_STATX_SYNC_TYPE) != 0 || sync == AT_STATX_SYNC_TYPE;
+    if bad_flags || mask & STATX_RESERVED != 0 {
+        return Err(Errno::EINVAL);
+    }
     let sx = statx_at(cx, dirfd, upath, flags)?;
     copy_to_user(&mut cx.p.mm, cx.env, buf, &sx)?;
     Ok(0)

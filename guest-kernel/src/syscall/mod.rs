@@ -600,8 +600,12 @@ pub enum ShortRoute {
     Readlink,
     /// readlinkat ([`readlink_short`]).
     Readlinkat,
-    /// newfstatat ([`newfstatat_short`]).
+    /// newfstatat ([`newfstatat_short`]; a path's opens its fast call,
+    /// `run::full_call_path`).
     Newfstatat,
+    /// statx: served by [`dispatch`] on the stub's stack, and opens the
+    /// fast call of a path's stat (`run::full_call_path`).
+    Statx,
     /// mprotect ([`mprotect_short`]).
     Mprotect,
     /// write ([`write_short`]).
@@ -643,6 +647,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::READLINK as usize] = ShortRoute::Readlink;
     t[nr::READLINKAT as usize] = ShortRoute::Readlinkat;
     t[nr::NEWFSTATAT as usize] = ShortRoute::Newfstatat;
+    t[nr::STATX as usize] = ShortRoute::Statx;
     t[nr::MPROTECT as usize] = ShortRoute::Mprotect;
     t[nr::WRITE as usize] = ShortRoute::Write;
     t[nr::WRITEV as usize] = ShortRoute::Writev;

@@ -1268,6 +1268,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::READLINK, R::Readlink),
         (nr::READLINKAT, R::Readlinkat),
         (nr::NEWFSTATAT, R::Newfstatat),
+        (nr::STATX, R::Statx),
         (nr::MPROTECT, R::Mprotect),
         (nr::WRITE, R::Write),
         (nr::WRITEV, R::Writev),

@@ -60,6 +60,17 @@ use walk::Target;
 /// An operation's result: its `ret`, or a host errno.
 pub type FsResult<T> = std::result::Result<T, Errno>;
 
+/// What [`HostFs::stat_path`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathStat {
+    /// The object's statx words, as a STAT request returns them.
+    Found(Box<[u64; 32]>),
+    /// The lookup failed with this host errno.
+    Failed(Errno),
+    /// The path leads into a tree the guest kernel serves itself.
+    Guest,
+}
+
 /// The file service of one VM.
 #[derive(Debug)]
 pub struct HostFs {
@@ -166,12 +177,27 @@ impl HostFs {
         if ram.read_bytes(gpa, pod_bytes_mut(&mut req)).is_err() {
             return -i64::from(libc::EFAULT);
         }
+        let (ret, path_out) = self.serve_request(ram, &mut req);
+        let end = if path_out {
+            std::mem::offset_of!(FsRequest, path2)
+        } else {
+            std::mem::offset_of!(FsRequest, path)
+        };
+        match ram.write_bytes(gpa, &pod_bytes_mut(&mut req)[..end]) {
+            Ok(()) => ret,
+            Err(_) => -i64::from(libc::EFAULT),
+        }
+    }
+
+    /// Serve `req` (its outputs cleared first), counted: its `ret` (also
+    /// set in it), and whether its `path` was set as an output.
+    fn serve_request(&mut self, ram: &GuestRam, req: &mut FsRequest) -> (i64, bool) {
         req.out_handle = 0;
         req.out_offset = 0;
         req.statx = [0; 32];
         let mut call = Call {
             ram,
-            req: &mut req,
+            req,
             path_out: false,
         };
         *self.stats.calls.entry(op_name(call.req.op)).or_default() += 1;
@@ -182,16 +208,33 @@ impl HostFs {
                 -i64::from(e)
             }
         };
-        let path_out = call.path_out;
-        req.ret = ret;
-        let end = if path_out {
-            std::mem::offset_of!(FsRequest, path2)
+        call.req.ret = ret;
+        (ret, call.path_out)
+    }
+
+    /// The stat of the absolute guest path `path` (following a last
+    /// symlink if `follow`), served and counted as the guest kernel's STAT
+    /// request of it is: for the fast call of a path's stat
+    /// (`crate::fastcall`), which the VMM serves from the program's
+    /// registers.
+    pub fn stat_path(&mut self, ram: &GuestRam, path: &[u8], follow: bool) -> PathStat {
+        if path.len() >= PATH_MAX {
+            return PathStat::Failed(libc::ENAMETOOLONG);
+        }
+        let mut req = FsRequest::zeroed();
+        req.op = op::STAT;
+        req.handle = ROOT_HANDLE;
+        req.flags = if follow {
+            0
         } else {
-            std::mem::offset_of!(FsRequest, path)
+            libc::AT_SYMLINK_NOFOLLOW as u32
         };
-        match ram.write_bytes(gpa, &pod_bytes_mut(&mut req)[..end]) {
-            Ok(()) => ret,
-            Err(_) => -i64::from(libc::EFAULT),
+        req.path[..path.len()].copy_from_slice(path);
+        req.path_len = path.len() as u32;
+        match self.serve_request(ram, &mut req).0 {
+            r if r < 0 => PathStat::Failed((-r) as Errno),
+            _ if req.out_handle == SYNTHETIC => PathStat::Guest,
+            _ => PathStat::Found(Box::new(req.statx)),
         }
     }
 
