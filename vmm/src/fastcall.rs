@@ -1,6 +1,6 @@
 //! Fast calls: a program's `read` of the host's stdin and `write` to its
-//! stdout or stderr, served by the VMM straight from the syscall
-//! trampoline, with no kernel entry.
+//! stdout or stderr, and the stat of a host path ([`stat_path`]), served
+//! by the VMM straight from the syscall trampoline, with no kernel entry.
 //!
 //! On kvm_pvm a kernel entry costs tens of microseconds before the kernel
 //! runs anything, and every ring-0 instruction about one more; code that
