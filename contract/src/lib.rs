@@ -84,6 +84,16 @@ pub mod layout {
     /// The user-executable page that SYSCALL enters where ring 0 cannot run
     /// supervisor code at native speed (see docs/architecture.md).
     pub const SYSCALL_TRAMPOLINE_VIRT: u64 = 0xffff_ffff_ff5f_f000;
+    /// The working directory of the task that opened the fast call of a
+    /// path (guest physical, [`super::trampoline::PATH_BYTE`]), written by
+    /// the kernel when it opens it: a word holding its length (0: none
+    /// published), then its bytes (at most [`FAST_CWD_MAX`]). The VMM
+    /// joins a relative path of `AT_FDCWD` to it, as the kernel does.
+    /// Low memory that nothing else uses, never mapped for user access.
+    pub const FAST_CWD_PHYS: u64 = 0xe_e000;
+    /// The longest working directory [`FAST_CWD_PHYS`] holds (a longer
+    /// one is not published: the VMM then declines relative paths).
+    pub const FAST_CWD_MAX: u64 = PAGE_SIZE - 8;
     /// The stdin read-ahead ring's header page (guest physical): the
     /// [`super::stdin_ring`] words. Low memory between the argument block
     /// and the kernel image, which nothing else uses.
@@ -350,11 +360,13 @@ pub mod trampoline {
     /// Offset from [`TABLE`] of the `writev` bytes (call 20 times four),
     /// in a word of their own (with [`PATH_BYTE`]).
     pub const WRITEV_BYTES: u64 = 4 * 20;
-    /// Offset from [`TABLE`] of the byte that opens `newfstatat` and
-    /// `statx` of an absolute path to the VMM ([`OPEN`] or 0), in the word
-    /// of the `writev` bytes. The trampoline tests it for those two calls
-    /// whatever their other arguments; the VMM serves a path the host
-    /// resolves and declines the rest.
+    /// Offset from [`TABLE`] of the byte that opens the calls of a path
+    /// to the VMM ([`OPEN`] or 0), in the word of the `writev` bytes:
+    /// `newfstatat`, `statx`, `readlink`, `readlinkat`, `getxattr` and
+    /// `lgetxattr`, of a path the kernel would only pass on to the host.
+    /// The trampoline tests it for those calls whatever their other
+    /// arguments; the VMM serves a path the host resolves and declines the
+    /// rest.
     pub const PATH_BYTE: u64 = WRITEV_BYTES + 4;
     /// Bytes of the table the trampoline may index (calls 0 to 20).
     pub const TABLE_SPAN: u64 = WRITEV_BYTES + 8;

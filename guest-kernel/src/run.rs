@@ -1716,10 +1716,10 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Getrandom => short_reply(k, f, mem, |p, mem, host, a| {
             syscall::getrandom_short(p, mem, host, a)
         }),
-        R::Readlink => short_reply(k, f, mem, |p, mem, _, a| {
+        R::Readlink => short_reply_or(k, f, mem, full_call_path, |p, mem, _, a| {
             syscall::readlink_short(p, mem, a[0], a[1], a[2])
         }),
-        R::Readlinkat => short_reply(k, f, mem, |p, mem, _, a| {
+        R::Readlinkat => short_reply_or(k, f, mem, full_call_path, |p, mem, _, a| {
             syscall::readlink_short(p, mem, a[1], a[2], a[3])
         }),
         // glibc's fstat of a stdio fd; a path's stat (dirfd AT_FDCWD) or
@@ -1727,7 +1727,7 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Newfstatat if f.rdi <= 2 => short_reply(k, f, mem, |p, mem, _, a| {
             syscall::newfstatat_short(p, mem, a)
         }),
-        R::Newfstatat | R::Statx => full_call_path(k, f, mem),
+        R::Newfstatat | R::Path => full_call_path(k, f, mem),
         R::Mprotect => short_mprotect(k, f, mem),
         R::Write => short_write(k, f, mem),
         // A writev of the host's stdio (musl's stdio flushes with it) is
@@ -1838,21 +1838,31 @@ fn full_call_stdio(
     served
 }
 
-/// A newfstatat or statx that the short path does not serve (a path's,
-/// or an fd's other than the host's stdio), served in full; then the
-/// stat of a path is opened to the VMM's fast call
-/// (`trampoline::PATH_BYTE`): the VMM serves the next of an absolute path
-/// that the host resolves (a lookup the kernel only passes on) and
-/// declines the others. The table is put back as it was before, and
-/// stays open across such calls: a stat changes nothing an opening
-/// relies on (see [`full_call_stdio`]). Python stats every file its
-/// imports look for, in runs.
+/// A call of a path (newfstatat, statx, readlink, readlinkat, getxattr,
+/// lgetxattr) that the short path does not serve, served in full; then,
+/// if its path was relative to the working directory or absolute (not to
+/// another dirfd: the VMM would decline the next such), the calls of a
+/// path are opened to the VMM's fast call (`trampoline::PATH_BYTE`), with
+/// the working directory published for it ([`publish_cwd`]): the VMM
+/// serves the next of a path that the host resolves (a lookup the kernel
+/// only passes on) and declines the others. The table is put back as it
+/// was before, and stays open across such calls: none changes anything an
+/// opening relies on (see [`full_call_stdio`]). Python stats every file
+/// its imports look for, `ls -l` each file it lists (and asks for its
+/// extended attributes, and reads its link), in runs.
 #[inline(never)]
 fn full_call_path(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     use guest_kernel::mm::phys::PhysMem;
     let table = [mem.read_u64(FAST_TABLE), mem.read_u64(FAST_TABLE_WRITEV)];
+    use syscall::nr;
+    let of_cwd = match f.rax {
+        nr::NEWFSTATAT | nr::STATX | nr::READLINKAT => {
+            f.rdi as i32 as i64 == syscall::files::AT_FDCWD
+        }
+        _ => true,
+    };
     let served = full_call(k, f, mem);
-    if !served || !k.fast_calls {
+    if !served || !k.fast_calls || !of_cwd {
         return served;
     }
     let Some(p) = k.process.0.as_deref() else {
@@ -1860,9 +1870,26 @@ fn full_call_path(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> boo
     };
     mem.write_u64(FAST_TABLE, table[0]);
     mem.write_u64(FAST_TABLE_WRITEV, table[1]);
+    publish_cwd(p, mem);
     let byte = trampoline::PATH_BYTE - trampoline::WRITEV_BYTES;
     open_fast_call_at(p, mem, FAST_TABLE_WRITEV, byte, 0);
     served
+}
+
+/// Publish the working directory of process `p` for the fast call of a
+/// path (contract `FAST_CWD_PHYS`): its length, then its bytes; length 0
+/// (none) if it is longer than `FAST_CWD_MAX`.
+#[inline(always)]
+fn publish_cwd(p: &Process, mem: &mut DirectMap) {
+    use guest_kernel::mm::phys::PhysMem;
+    use vmrun_contract::layout::{FAST_CWD_MAX, FAST_CWD_PHYS};
+    let cwd: &[u8] = &p.cwd;
+    if cwd.len() as u64 > FAST_CWD_MAX {
+        mem.write_u64(FAST_CWD_PHYS, 0);
+        return;
+    }
+    mem.write_bytes(FAST_CWD_PHYS + 8, cwd);
+    mem.write_u64(FAST_CWD_PHYS, cwd.len() as u64);
 }
 
 /// read of a regular file from the page cache on [`short_call`]'s path
@@ -1965,6 +1992,22 @@ fn short_reply<F>(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap, serve:
 where
     F: FnOnce(&mut Process, &mut DirectMap, &mut Host, [u64; 4]) -> Option<i64>,
 {
+    short_reply_or(k, f, mem, full_call, serve)
+}
+
+/// [`short_reply`] with `full` serving what `serve` leaves (inlined into
+/// it: one copy per call either way).
+#[inline(always)]
+fn short_reply_or<F>(
+    k: &mut Kernel,
+    f: &mut TrapFrame,
+    mem: &mut DirectMap,
+    full: fn(&mut Kernel, &mut TrapFrame, &mut DirectMap) -> bool,
+    serve: F,
+) -> bool
+where
+    F: FnOnce(&mut Process, &mut DirectMap, &mut Host, [u64; 4]) -> Option<i64>,
+{
     let Some(p) = k.process.0.as_deref_mut() else {
         return false;
     };
@@ -1972,7 +2015,7 @@ where
         return false;
     }
     let Some(v) = serve(p, mem, &mut k.host, [f.rdi, f.rsi, f.rdx, f.r10]) else {
-        return full_call(k, f, mem);
+        return full(k, f, mem);
     };
     short_return(f, v);
     true

@@ -3,18 +3,22 @@
  *
  *   stat_paths [-n COUNT] PATH...
  *
- * For each absolute PATH it prints one line with what stat(), lstat() and
- * statx() say (the result or errno, and for a found object its type and
- * permission bits, link count, owner, size, inode and modification time),
- * and whether each answer is byte for byte the one the same call gives
- * for the path relative to an fd of the root directory (fstatat and statx
- * with a dirfd), which takes another way through the kernel: "same" or
- * "DIFFERENT". Then it stats the first PATH COUNT more times (default
- * 100) and checks that every answer is the first one, and that each of a
- * few bad calls fails as Linux makes it fail. The output holds nothing
- * that differs between two runs on the same files, so it is the same
- * natively and under vmrun. A failed check prints "FAILED: ..." on stderr
- * and exits 1. */
+ * For each absolute PATH it prints one line with what stat(), lstat(),
+ * statx() and readlink() say (the result or errno, and for a found object
+ * its type and permission bits, link count, owner, size, inode and
+ * modification time, or the link's text), and whether each answer is byte
+ * for byte the one the same call gives for the path relative to an fd of
+ * the root directory (fstatat, statx and readlinkat with a dirfd), which
+ * takes another way through the kernel: "same" or "DIFFERENT"; and a line
+ * "xattr PATH: ..." with what lgetxattr() and getxattr() say (the host's
+ * file system decides that natively, so a test may leave these lines
+ * out). Then, from the root directory, the same calls of each PATH
+ * relative to it ("relative ... same"). Then it stats the first PATH
+ * COUNT more times (default 100) and checks that every answer is the
+ * first one, and that each of a few bad calls fails as Linux makes it
+ * fail. The output holds nothing that differs between two runs on the
+ * same files, so it is the same natively and under vmrun. A failed check
+ * prints "FAILED: ..." on stderr and exits 1. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -38,6 +43,8 @@ static const char *err_name(int e)
     case ENAMETOOLONG: return "ENAMETOOLONG";
     case EFAULT: return "EFAULT";
     case EINVAL: return "EINVAL";
+    case ENODATA: return "ENODATA";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
     default: return "other";
     }
 }
@@ -72,7 +79,7 @@ static void one_path(const char *path)
 {
     struct stat a, b;
     struct statx x, y;
-    const char *base = path + 1;
+    const char *base = path[1] ? path + 1 : ".";
     int dir = open("/", O_PATH | O_DIRECTORY);
     CHECK(dir >= 0, "open /: %s", strerror(errno));
     CHECK(path[0] == '/', "not absolute: %s", path);
@@ -93,8 +100,52 @@ static void one_path(const char *path)
             printf(" statx=%s", err_name(e));
         printf(" %s", e == e2 && (e != 0 || memcmp(&x, &y, sizeof x) == 0) ? "same" : "DIFFERENT");
     }
-    printf("\n");
+    char l1[300], l2[300];
+    memset(l1, 0, sizeof l1);
+    memset(l2, 0, sizeof l2);
+    ssize_t n1 = readlink(path, l1, sizeof l1 - 1);
+    int e1 = n1 < 0 ? errno : 0;
+    ssize_t n2 = readlinkat(dir, base, l2, sizeof l2 - 1);
+    int e2 = n2 < 0 ? errno : 0;
+    if (n1 >= 0)
+        printf(" readlink=%zd:%s", n1, l1);
+    else
+        printf(" readlink=%s", err_name(e1));
+    printf(" %s\n", n1 == n2 && e1 == e2 && memcmp(l1, l2, sizeof l1) == 0 ? "same" : "DIFFERENT");
     close(dir);
+    char value[64];
+    ssize_t x1 = lgetxattr(path, "security.selinux", value, sizeof value);
+    int xe1 = x1 < 0 ? errno : 0;
+    ssize_t x2 = getxattr(path, "system.posix_acl_access", NULL, 0);
+    int xe2 = x2 < 0 ? errno : 0;
+    printf("xattr %s: lgetxattr=%s getxattr=%s\n", path, err_name(xe1), err_name(xe2));
+}
+
+/* The calls of `path` (absolute) by its name relative to the working
+ * directory, the root: each answer the absolute path's. */
+static void relative(const char *path)
+{
+    struct stat a, b;
+    struct statx x, y;
+    const char *rel = path;
+    while (*rel == '/')
+        rel++;
+    if (*rel == 0)
+        rel = ".";
+    int ea = do_stat(path, &a, 0), eb = do_stat(rel, &b, 0);
+    int same = ea == eb && (ea != 0 || memcmp(&a, &b, sizeof a) == 0);
+    ea = do_stat(path, &a, 1);
+    eb = do_stat(rel, &b, 1);
+    same = same && ea == eb && (ea != 0 || memcmp(&a, &b, sizeof a) == 0);
+    ea = do_statx(AT_FDCWD, path, 0, &x);
+    eb = do_statx(AT_FDCWD, rel, 0, &y);
+    same = same && ea == eb && (ea != 0 || memcmp(&x, &y, sizeof x) == 0);
+    char l1[300], l2[300];
+    memset(l1, 0, sizeof l1);
+    memset(l2, 0, sizeof l2);
+    ssize_t n1 = readlink(path, l1, sizeof l1), n2 = readlink(rel, l2, sizeof l2);
+    same = same && n1 == n2 && memcmp(l1, l2, sizeof l1) == 0;
+    printf("relative %s: %s\n", rel, same ? "same" : "DIFFERENT");
 }
 
 int main(int argc, char **argv)
@@ -108,6 +159,9 @@ int main(int argc, char **argv)
     CHECK(first < argc, "usage: stat_paths [-n COUNT] PATH...");
     for (int i = first; i < argc; i++)
         one_path(argv[i]);
+    CHECK(chdir("/") == 0, "chdir /: %s", strerror(errno));
+    for (int i = first; i < argc; i++)
+        relative(argv[i]);
 
     /* The same stat again and again: each answer the first. */
     struct stat st0, st;
@@ -141,5 +195,10 @@ int main(int argc, char **argv)
     memset(longpath + 1, 'a', 300);
     longpath[301] = 0;
     printf("stat(a 300-byte name) %s\n", err_name(stat(longpath, &st) == 0 ? 0 : errno));
+    char link[8];
+    long got = readlink(argv[first], link, 0);
+    printf("readlink(PATH, size 0) %s\n", err_name(got < 0 ? errno : 0));
+    got = readlink(argv[first], (char *)16, 100);
+    printf("readlink(PATH, bad buffer) %s\n", err_name(got < 0 ? errno : 0));
     return 0;
 }

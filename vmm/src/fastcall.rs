@@ -1,5 +1,6 @@
 //! Fast calls: a program's `read` of the host's stdin and `write` to its
-//! stdout or stderr, and the stat of a host path ([`stat_path`]), served
+//! stdout or stderr, and the calls of a host path ([`path_call`]: a stat, a link's text,
+//! extended attributes), served
 //! by the VMM straight from the syscall trampoline, with no kernel entry.
 //!
 //! On kvm_pvm a kernel entry costs tens of microseconds before the kernel
@@ -42,14 +43,15 @@
 //! the VMM sets RIP and RFLAGS itself; where SYSCALL enters ring 0 (VMX,
 //! SVM), RIP goes to the trampoline's `sysretq`.
 
-use crate::fs::{HostFs, PathStat};
+use crate::fs::{HostFs, PathLink, PathStat};
 use crate::hypercall::{read_pieces, write_pieces, HostIo};
 use crate::inspect::pagetable::{read_user, translate};
 use crate::memory::GuestRam;
 use kvm_bindings::kvm_regs;
 use vmrun_contract::fs::PATH_MAX;
 use vmrun_contract::layout::{
-    PAGE_SIZE, STATS_PHYS, SYSCALL_TRAMPOLINE_PHYS, SYSCALL_TRAMPOLINE_VIRT, TASK_SIZE,
+    FAST_CWD_MAX, FAST_CWD_PHYS, PAGE_SIZE, STATS_PHYS, SYSCALL_TRAMPOLINE_PHYS,
+    SYSCALL_TRAMPOLINE_VIRT, TASK_SIZE,
 };
 use vmrun_contract::{trampoline, IoVec, FAST_CR3_OFFSET};
 
@@ -85,8 +87,12 @@ pub fn serve(
     r: &mut kvm_regs,
     ret: Return,
 ) -> bool {
-    let n = if r.rax == NEWFSTATAT || r.rax == STATX {
-        match stat_path(ram, fs, r) {
+    let path = matches!(
+        r.rax,
+        READLINK | GETXATTR | LGETXATTR | NEWFSTATAT | READLINKAT | STATX
+    );
+    let n = if path {
+        match path_call(ram, fs, r) {
             Some(n) => n,
             None => return false,
         }
@@ -152,16 +158,25 @@ fn write_error(errno: i64) -> i64 {
 /// The system call number of writev, a fast call like write.
 const WRITEV: u64 = 20;
 
-/// newfstatat(dirfd, path, buf, flags): a fast call for an absolute path.
+/// The calls of a path the trampoline offers when the table opens them
+/// (`trampoline::PATH_BYTE`).
+const READLINK: u64 = 89;
+const GETXATTR: u64 = 191;
+const LGETXATTR: u64 = 192;
 const NEWFSTATAT: u64 = 262;
-
-/// statx(dirfd, path, flags, mask, buf): the same.
+const READLINKAT: u64 = 267;
 const STATX: u64 = 332;
+
+/// `AT_FDCWD`, as the low half of a dirfd register.
+const AT_FDCWD: i32 = -100;
+
+/// `AT_SYMLINK_NOFOLLOW`.
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
 
 /// The flags of a path's stat the fast call serves: AT_SYMLINK_NOFOLLOW,
 /// AT_NO_AUTOMOUNT and AT_EMPTY_PATH (no matter with a path); any other
 /// is the kernel's (EINVAL).
-const STAT_FLAGS: u64 = 0x100 | 0x800 | 0x1000;
+const STAT_FLAGS: u64 = AT_SYMLINK_NOFOLLOW | 0x800 | 0x1000;
 
 /// statx's flags beside those: either sync type alone (a host file is
 /// always in sync; both together are EINVAL).
@@ -180,18 +195,36 @@ const LOOKUP_ERRNOS: [i32; 5] = [
     libc::ENAMETOOLONG,
 ];
 
-/// The answer to newfstatat or statx in `r`, or None: declined. Served
-/// where the kernel would only pass the lookup on to the host: the table
-/// opens a path's stat (`trampoline::PATH_BYTE`), the return address is a
-/// user one, the path is absolute, readable from user pages through
-/// `fast_cr3` and shorter than PATH_MAX, cannot lie in `/proc` or `/dev`
-/// ([`maybe_guest_served`]), the flags are ones the kernel reads, and the
-/// host resolves it to a host object (not into a tree the kernel serves).
-/// A lookup that fails with one of [`LOOKUP_ERRNOS`] is that error; a
-/// found object's `struct stat` (newfstatat, as the kernel makes it of the
-/// host's statx) or `struct statx` (as the host gives it) is written to a
-/// buffer in user pages mapped writable.
-fn stat_path(ram: &GuestRam, fs: &mut HostFs, r: &kvm_regs) -> Option<i64> {
+/// The longest answer of a readlink the kernel gives (it hands the host a
+/// buffer of at most a page).
+const READLINK_MAX: u64 = 4096;
+
+/// What a call of a path does with the object, once found.
+enum PathOp {
+    /// newfstatat's `struct stat` or statx's `struct statx` into `buf`.
+    Stat { buf: u64, statx: bool },
+    /// readlink's text into `buf`, at most `size` bytes.
+    Readlink { buf: u64, size: u64 },
+    /// getxattr and lgetxattr: the object looked up, then ENODATA (the
+    /// kernel keeps no extended attributes).
+    Xattr,
+}
+
+/// The answer to the call of a path in `r` (newfstatat, statx, readlink,
+/// readlinkat, getxattr, lgetxattr), or None: declined. Served where the
+/// kernel would only pass the lookup on to the host: the table opens the
+/// calls of a path (`trampoline::PATH_BYTE`), the return address is a
+/// user one, the path is readable from user pages through `fast_cr3`,
+/// not empty and shorter than PATH_MAX, absolute or relative to
+/// `AT_FDCWD` (joined to the working directory the kernel published,
+/// `layout::FAST_CWD_PHYS`, as the kernel joins it), cannot lie in
+/// `/proc` or `/dev` ([`maybe_guest_served`]), the flags are ones the
+/// kernel accepts, and the host resolves it to a host object (not into a
+/// tree the kernel serves). A lookup that fails with one of
+/// [`LOOKUP_ERRNOS`] (or, for readlink, EINVAL: not a link) is that error;
+/// otherwise the call's answer ([`PathOp`]) is written to a buffer in
+/// user pages mapped writable.
+fn path_call(ram: &GuestRam, fs: &mut HostFs, r: &kvm_regs) -> Option<i64> {
     let at = r.rip.wrapping_sub(SYSCALL_TRAMPOLINE_VIRT);
     if at != trampoline::OUT && at != trampoline::SLOW || r.rcx >= TASK_SIZE {
         return None;
@@ -202,40 +235,128 @@ fn stat_path(ram: &GuestRam, fs: &mut HostFs, r: &kvm_regs) -> Option<i64> {
     if byte[0] & trampoline::OPEN == 0 {
         return None;
     }
-    let (upath, flags, buf) = match r.rax {
-        NEWFSTATAT => (r.rsi, r.r10, r.rdx),
-        _ => (r.rsi, r.rdx, r.r8),
+    let cwd_fd = AT_FDCWD as u64;
+    // (dirfd, path, follow a last symlink, what to do)
+    let (dirfd, upath, follow, op) = match r.rax {
+        NEWFSTATAT | STATX => {
+            let statx = r.rax == STATX;
+            let (flags, buf) = if statx { (r.rdx, r.r8) } else { (r.r10, r.rdx) };
+            let sync = match statx {
+                false => 0,
+                true if r.r10 & STATX_RESERVED != 0 => return None,
+                true => flags & 0x6000,
+            };
+            if flags & !STAT_FLAGS != sync || !STATX_SYNC_TYPES.contains(&sync) {
+                return None;
+            }
+            let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+            (r.rdi, r.rsi, follow, PathOp::Stat { buf, statx })
+        }
+        READLINK => (
+            cwd_fd,
+            r.rdi,
+            false,
+            PathOp::Readlink {
+                buf: r.rsi,
+                size: r.rdx,
+            },
+        ),
+        READLINKAT => (
+            r.rdi,
+            r.rsi,
+            false,
+            PathOp::Readlink {
+                buf: r.rdx,
+                size: r.r10,
+            },
+        ),
+        GETXATTR | LGETXATTR => (cwd_fd, r.rdi, r.rax == GETXATTR, PathOp::Xattr),
+        _ => return None,
     };
-    let sync = match r.rax {
-        NEWFSTATAT => 0,
-        _ if r.r10 & STATX_RESERVED != 0 => return None,
-        _ => flags & 0x6000,
-    };
-    if flags & !STAT_FLAGS != sync || !STATX_SYNC_TYPES.contains(&sync) {
-        return None;
-    }
     let cr3: u64 = ram.read_pod(STATS_PHYS + FAST_CR3_OFFSET).ok()?;
     let path = user_path(ram, cr3, upath)?;
-    if path.first() != Some(&b'/') || maybe_guest_served(&path) {
+    let abs = match path.first() {
+        Some(b'/') => path,
+        Some(_) if dirfd as i32 == AT_FDCWD => join(&published_cwd(ram)?, &path),
+        _ => return None,
+    };
+    if maybe_guest_served(&abs) {
         return None;
     }
-    let words = match fs.stat_path(ram, &path, flags & 0x100 == 0) {
-        PathStat::Found(words) => words,
-        PathStat::Failed(e) if LOOKUP_ERRNOS.contains(&e) => return Some(-i64::from(e)),
-        PathStat::Failed(_) | PathStat::Guest => return None,
-    };
-    let bytes = match r.rax {
-        NEWFSTATAT => stat_of_statx(&words).to_vec(),
-        _ => words.iter().flat_map(|w| w.to_le_bytes()).collect(),
-    };
-    let pieces = user_pieces(ram, cr3, buf, bytes.len() as u64, true)?;
+    match op {
+        PathOp::Stat { buf, statx } => {
+            let words = match fs.stat_path(ram, &abs, follow) {
+                PathStat::Found(words) => words,
+                PathStat::Failed(e) if LOOKUP_ERRNOS.contains(&e) => return Some(-i64::from(e)),
+                PathStat::Failed(_) | PathStat::Guest => return None,
+            };
+            let bytes = match statx {
+                false => stat_of_statx(&words).to_vec(),
+                true => words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+            };
+            write_user(ram, cr3, buf, &bytes)?;
+            Some(0)
+        }
+        PathOp::Readlink { buf, size } => {
+            // The kernel finds the buffer first (EFAULT before a lookup).
+            let len = (size as i64 > 0).then_some(size.min(READLINK_MAX))?;
+            user_pieces(ram, cr3, buf, len, true)?;
+            let text = match fs.readlink_path(&abs) {
+                PathLink::Text(text) => text,
+                PathLink::Failed(e) if e == libc::EINVAL || LOOKUP_ERRNOS.contains(&e) => {
+                    return Some(-i64::from(e))
+                }
+                PathLink::Failed(_) | PathLink::Guest => return None,
+            };
+            let n = text.len().min(len as usize);
+            if n > 0 {
+                write_user(ram, cr3, buf, &text[..n])?;
+            }
+            Some(n as i64)
+        }
+        PathOp::Xattr => match fs.stat_path(ram, &abs, follow) {
+            PathStat::Found(_) => Some(-i64::from(libc::ENODATA)),
+            PathStat::Failed(e) if LOOKUP_ERRNOS.contains(&e) => Some(-i64::from(e)),
+            PathStat::Failed(_) | PathStat::Guest => None,
+        },
+    }
+}
+
+/// Write `bytes` to user address `va` through the page tables at `cr3`,
+/// if they lie in user pages mapped writable; None (nothing written)
+/// otherwise.
+fn write_user(ram: &GuestRam, cr3: u64, va: u64, bytes: &[u8]) -> Option<()> {
+    let pieces = user_pieces(ram, cr3, va, bytes.len() as u64, true)?;
     let mut done = 0;
     for p in pieces {
         let n = p.len as usize;
         ram.write_bytes(p.phys, &bytes[done..done + n]).ok()?;
         done += n;
     }
-    Some(0)
+    Some(())
+}
+
+/// The working directory the kernel published when it opened the calls
+/// of a path, if it did (see `layout::FAST_CWD_PHYS`).
+fn published_cwd(ram: &GuestRam) -> Option<Vec<u8>> {
+    let len: u64 = ram.read_pod(FAST_CWD_PHYS).ok()?;
+    if len == 0 || len > FAST_CWD_MAX {
+        return None;
+    }
+    let mut cwd = vec![0u8; len as usize];
+    ram.read_bytes(FAST_CWD_PHYS + 8, &mut cwd).ok()?;
+    Some(cwd)
+}
+
+/// `rel` (relative) in directory `dir`, as the kernel's `fs::path::join`
+/// makes it: a `/` between them unless `dir` ends with one.
+fn join(dir: &[u8], rel: &[u8]) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    if dir.last() != Some(&b'/') {
+        p.push(b'/');
+    }
+    p.extend_from_slice(rel);
+    p
 }
 
 /// The NUL-terminated string at user address `va` through the page tables
@@ -1091,6 +1212,168 @@ mod tests {
             assert_eq!(
                 stat_of_statx(&w),
                 guest_kernel::fs::stat::stat_from_statx_words(&w)
+            );
+        }
+    }
+
+    /// Publish `cwd` as the kernel does when it opens the calls of a path.
+    fn publish(s: &Space, cwd: &[u8]) {
+        s.ram.write_pod(FAST_CWD_PHYS, &(cwd.len() as u64)).unwrap();
+        s.ram.write_bytes(FAST_CWD_PHYS + 8, cwd).unwrap();
+    }
+
+    /// The registers at the trampoline's `out` for call `nr` with the
+    /// argument registers `args` (RDI, RSI, RDX, R10).
+    fn call_at(nr: u64, args: [u64; 4]) -> kvm_regs {
+        kvm_regs {
+            r10: args[3],
+            ..at_out(nr, args[0], args[1], args[2])
+        }
+    }
+
+    #[test]
+    fn a_path_relative_to_the_working_directory_is_joined_to_the_published_one() {
+        let dir = Dir::new("relative");
+        let s = path_space(true);
+        put_path(&s, PATH, b"f");
+        let cwd = -100i64 as u64;
+        // No working directory published: the kernel's.
+        let mut r = newfstatat_at(PATH, STAT_BUF, 0);
+        assert!(!serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+        for published in [&b"/m"[..], b"/m/"] {
+            publish(&s, published);
+            let mut r = newfstatat_at(PATH, STAT_BUF, 0);
+            assert!(serve(
+                &s.ram,
+                &mut Stdio::default(),
+                &mut dir.files(),
+                &mut r,
+                Return::UserRights
+            ));
+            assert_eq!(r.rax, 0);
+            let size = u64::from_le_bytes(stat_buf(&s, 144)[48..56].try_into().unwrap());
+            assert_eq!(size, 3, "{}/f", String::from_utf8_lossy(published));
+        }
+        // Relative to another dirfd, or joined into /proc: the kernel's.
+        let mut r = call_at(NEWFSTATAT, [3, PATH, STAT_BUF, 0]);
+        assert!(!serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+        publish(&s, b"/");
+        put_path(&s, PATH, b"proc/self");
+        let mut r = call_at(NEWFSTATAT, [cwd, PATH, STAT_BUF, 0]);
+        assert!(!serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+    }
+
+    #[test]
+    fn readlink_of_a_host_link_gives_its_text_as_far_as_the_buffer_holds() {
+        let dir = Dir::new("readlink");
+        let s = path_space(true);
+        put_path(&s, PATH, b"/m/l");
+        let buf = DATA + 0x1000 - 1;
+        // readlink(path, buf, size): the text "f", across nothing.
+        let mut r = call_at(READLINK, [PATH, buf, 100, 0]);
+        assert!(serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+        assert_eq!(r.rax, 1);
+        assert_eq!(s.ram.slice_mut(0x50_0fff, 1).unwrap()[0], b'f');
+        // readlinkat(AT_FDCWD, path, buf, size), a file that is no link:
+        // EINVAL; a missing one: ENOENT.
+        put_path(&s, PATH, b"/m/f");
+        let mut r = call_at(READLINKAT, [-100i64 as u64, PATH, buf, 100]);
+        assert!(serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+        assert_eq!(r.rax as i64, -i64::from(libc::EINVAL));
+        put_path(&s, PATH, b"/m/none");
+        let mut r = call_at(READLINK, [PATH, buf, 100, 0]);
+        assert!(serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+        assert_eq!(r.rax as i64, -i64::from(libc::ENOENT));
+        // A size of 0 (EINVAL), a read-only buffer (EFAULT), a link into
+        // /proc: the kernel's.
+        put_path(&s, PATH, b"/m/l");
+        for (what, buf, size) in [("size 0", buf, 0), ("read-only", DATA + 0x3000, 8)] {
+            let mut r = call_at(READLINK, [PATH, buf, size, 0]);
+            assert!(
+                !serve(
+                    &s.ram,
+                    &mut Stdio::default(),
+                    &mut dir.files(),
+                    &mut r,
+                    Return::UserRights
+                ),
+                "{what}"
+            );
+        }
+        put_path(&s, PATH, b"/m/p/exe");
+        let mut r = call_at(READLINK, [PATH, buf, 100, 0]);
+        assert!(!serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+    }
+
+    #[test]
+    fn getxattr_looks_the_path_up_and_finds_no_attribute() {
+        let dir = Dir::new("xattr");
+        std::os::unix::fs::symlink("none", dir.0.join("dangling")).unwrap();
+        let s = path_space(true);
+        let cases: [(&[u8], u64, i32); 5] = [
+            (b"/m/f", GETXATTR, libc::ENODATA),
+            (b"/m/d", LGETXATTR, libc::ENODATA),
+            (b"/m/none", GETXATTR, libc::ENOENT),
+            (b"/m/dangling", LGETXATTR, libc::ENODATA),
+            (b"/m/dangling", GETXATTR, libc::ENOENT),
+        ];
+        for (path, nr, errno) in cases {
+            put_path(&s, PATH, path);
+            let mut r = call_at(nr, [PATH, DATA, 0, 0]);
+            assert!(serve(
+                &s.ram,
+                &mut Stdio::default(),
+                &mut dir.files(),
+                &mut r,
+                Return::UserRights
+            ));
+            assert_eq!(
+                r.rax as i64,
+                -i64::from(errno),
+                "{}",
+                String::from_utf8_lossy(path)
             );
         }
     }

@@ -399,10 +399,11 @@ global_asm!(
     // returns to the program, or declines and the vCPU goes on at the
     // `int 0x80`, the way into the kernel for every other call. A read of
     // fd 0 whose table byte also has `trampoline::RING` (kvm_pvm only)
-    // first goes to the stdin ring (below the table). A newfstatat or a
-    // statx, whatever its arguments, is offered to the VMM the same way
-    // when the table's `trampoline::PATH_BYTE` is open (the VMM serves an
-    // absolute path the host resolves and declines the rest). `.org` keeps
+    // first goes to the stdin ring (below the table). A call of a path
+    // (newfstatat, statx, readlink, readlinkat, getxattr, lgetxattr),
+    // whatever its arguments, is offered to the VMM the same way when the
+    // table's `trampoline::PATH_BYTE` is open (the VMM serves a path the
+    // host resolves and declines the rest). `.org` keeps
     // the offsets the contract names (`trampoline::SLOW` and `SYSRET`) and
     // the three tests' displacements where boot can patch them; the
     // table's address in the tests is the user-readable one, which boot
@@ -433,7 +434,15 @@ global_asm!(
     .org vmrun_syscall_trampoline + {sysret}
         sysretq
     3:
+        cmp rax, {readlink}
+        je 4f
+        cmp rax, {getxattr}
+        je 4f
+        cmp rax, {lgetxattr}
+        je 4f
         cmp rax, {newfstatat}
+        je 4f
+        cmp rax, {readlinkat}
         je 4f
         cmp rax, {statx}
         jne 2b
@@ -534,7 +543,11 @@ global_asm!(
     ring_test = const RING_TEST,
     path_test = const PATH_TEST,
     path_byte = const trampoline::PATH_BYTE,
+    readlink = const guest_kernel::syscall::nr::READLINK,
+    getxattr = const guest_kernel::syscall::nr::GETXATTR,
+    lgetxattr = const guest_kernel::syscall::nr::LGETXATTR,
     newfstatat = const guest_kernel::syscall::nr::NEWFSTATAT,
+    readlinkat = const guest_kernel::syscall::nr::READLINKAT,
     statx = const guest_kernel::syscall::nr::STATX,
     table_span = const trampoline::TABLE_SPAN,
     ring = const trampoline::RING,
@@ -589,8 +602,9 @@ const RING_TEST: u64 = 29;
 
 /// Offset of its `test` of the table's `trampoline::PATH_BYTE` (`test
 /// byte ptr [disp32], imm8`: opcode, ModRM and SIB, then the absolute
-/// displacement, at 80), past the `sysretq`.
-const PATH_TEST: u64 = 77;
+/// displacement, at 104), past the `sysretq` and the comparisons of RAX
+/// with the calls of a path.
+const PATH_TEST: u64 = 101;
 
 /// Point the trampoline's tests of the fast-call table at the image's
 /// supervisor-only view of the trampoline page: where SYSCALL enters ring

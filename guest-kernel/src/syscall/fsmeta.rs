@@ -481,16 +481,20 @@ fn readlinkat_path<M: PhysMem, H: HostIo>(
         Found::Proc(ProcEntry::Link(l), _) => files::proc_link_target(cx, l),
         Found::Host(abs) => {
             // The host writes the target straight into the user's buffer.
+            // A bad buffer is EFAULT once the lookup has found a link, as
+            // in Linux (a path that is none fails as it fails).
             let mut iov = [IoVec::default(); 2];
-            let (n, _) =
+            let pieces =
                 cx.p.mm
-                    .user_buffer_pieces(cx.env, buf, size.min(4096), true, &mut iov)?;
+                    .user_buffer_pieces(cx.env, buf, size.min(4096), true, &mut iov);
+            let n = pieces.map_or(0, |(n, _)| n);
             let r = begin(&mut *cx.env.host, op::READLINK, ROOT_HANDLE);
             set_path(r, false, &abs)?;
             let got = host::call(&mut *cx.env.host, &iov[..n])?;
             if cx.env.host.req().out_handle == SYNTHETIC {
                 return Err(Errno::EINVAL);
             }
+            pieces?;
             return Ok(got as i64);
         }
         _ => return Err(Errno::EINVAL),

@@ -596,16 +596,17 @@ pub enum ShortRoute {
     Prlimit,
     /// getrandom ([`getrandom_short`]).
     Getrandom,
-    /// readlink ([`readlink_short`]).
+    /// readlink ([`readlink_short`]; another path's as [`Self::Path`]).
     Readlink,
-    /// readlinkat ([`readlink_short`]).
+    /// readlinkat ([`readlink_short`]; the same).
     Readlinkat,
-    /// newfstatat ([`newfstatat_short`]; a path's opens its fast call,
-    /// `run::full_call_path`).
+    /// newfstatat ([`newfstatat_short`]; a path's opens the fast call of
+    /// the calls of a path, `run::full_call_path`).
     Newfstatat,
-    /// statx: served by [`dispatch`] on the stub's stack, and opens the
-    /// fast call of a path's stat (`run::full_call_path`).
-    Statx,
+    /// statx, getxattr and lgetxattr: served by [`dispatch`] on the stub's
+    /// stack, and open the fast call of the calls of a path
+    /// (`run::full_call_path`).
+    Path,
     /// mprotect ([`mprotect_short`]).
     Mprotect,
     /// write ([`write_short`]).
@@ -647,7 +648,9 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::READLINK as usize] = ShortRoute::Readlink;
     t[nr::READLINKAT as usize] = ShortRoute::Readlinkat;
     t[nr::NEWFSTATAT as usize] = ShortRoute::Newfstatat;
-    t[nr::STATX as usize] = ShortRoute::Statx;
+    t[nr::STATX as usize] = ShortRoute::Path;
+    t[nr::GETXATTR as usize] = ShortRoute::Path;
+    t[nr::LGETXATTR as usize] = ShortRoute::Path;
     t[nr::MPROTECT as usize] = ShortRoute::Mprotect;
     t[nr::WRITE as usize] = ShortRoute::Write;
     t[nr::WRITEV as usize] = ShortRoute::Writev;

@@ -8,6 +8,7 @@
 
 use super::walk::{Frame, Obj, Target};
 use super::{sys, virtual_dir, Call, FsResult, HostFs};
+use crate::hypercall::transfer;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd};
 use vmrun_contract::fs::{ROOT_HANDLE, STDIO_HANDLE};
@@ -133,10 +134,37 @@ impl HostFs {
         Ok(0)
     }
 
+    /// READLINK: the link's text into the pieces, as far as they hold it
+    /// (all of them: a buffer across two pages gets the whole text).
     pub(super) fn readlink_op(&mut self, call: &mut Call) -> FsResult<i64> {
         let path = call.path()?;
-        let obj = match self.resolve(call.req.handle, &path, false)? {
-            Target::Synthetic(p) => return Ok(call.synthetic(&p)),
+        let text = match self.link_text(call.req.handle, &path)? {
+            Ok(text) => text,
+            Err(synthetic) => return Ok(call.synthetic(&synthetic)),
+        };
+        let mut rest = &text[..];
+        let ret = transfer(call.ram, call.req.iov_phys, call.req.iov_count, |buf| {
+            let n = buf.len().min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            Ok(n)
+        });
+        if ret < 0 {
+            return Err(-ret as i32);
+        }
+        Ok(ret)
+    }
+
+    /// The text of the symlink at `path` (from directory handle `handle`),
+    /// or Err of the canonical guest path where it lands in a tree the
+    /// guest kernel serves.
+    pub(super) fn link_text(
+        &mut self,
+        handle: u64,
+        path: &[u8],
+    ) -> FsResult<std::result::Result<Vec<u8>, Vec<u8>>> {
+        let obj = match self.resolve(handle, path, false)? {
+            Target::Synthetic(p) => return Ok(Err(p)),
             Target::Missing { .. } => return Err(libc::ENOENT),
             Target::Dir(_) => return Err(libc::EINVAL),
             Target::Entry { obj, .. } => obj,
@@ -144,13 +172,7 @@ impl HostFs {
         if obj.kind() != libc::S_IFLNK {
             return Err(libc::EINVAL);
         }
-        let text = sys::readlink(obj.fd.as_fd())?;
-        let piece = call.first_piece()?;
-        let n = text.len().min(piece.len as usize);
-        call.ram
-            .write_bytes(piece.phys, &text[..n])
-            .map_err(|_| libc::EFAULT)?;
-        Ok(n as i64)
+        Ok(Ok(sys::readlink(obj.fd.as_fd())?))
     }
 
     pub(super) fn chmod_op(&mut self, call: &mut Call) -> FsResult<i64> {

@@ -60,6 +60,17 @@ use walk::Target;
 /// An operation's result: its `ret`, or a host errno.
 pub type FsResult<T> = std::result::Result<T, Errno>;
 
+/// What [`HostFs::readlink_path`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathLink {
+    /// The link's text.
+    Text(Vec<u8>),
+    /// The lookup failed with this host errno (EINVAL: not a link).
+    Failed(Errno),
+    /// The path leads into a tree the guest kernel serves itself.
+    Guest,
+}
+
 /// What [`HostFs::stat_path`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PathStat {
@@ -235,6 +246,21 @@ impl HostFs {
             r if r < 0 => PathStat::Failed((-r) as Errno),
             _ if req.out_handle == SYNTHETIC => PathStat::Guest,
             _ => PathStat::Found(Box::new(req.statx)),
+        }
+    }
+
+    /// The text of the symlink at the absolute guest path `path`, counted
+    /// as the guest kernel's READLINK request of it is: for the fast call
+    /// of a path.
+    pub fn readlink_path(&mut self, path: &[u8]) -> PathLink {
+        *self.stats.calls.entry(op_name(op::READLINK)).or_default() += 1;
+        match self.link_text(ROOT_HANDLE, path) {
+            Ok(Ok(text)) => PathLink::Text(text),
+            Ok(Err(_)) => PathLink::Guest,
+            Err(e) => {
+                self.stats.errors += 1;
+                PathLink::Failed(e)
+            }
         }
     }
 
