@@ -94,6 +94,15 @@ pub mod layout {
     /// The longest working directory [`FAST_CWD_PHYS`] holds (a longer
     /// one is not published: the VMM then declines relative paths).
     pub const FAST_CWD_MAX: u64 = PAGE_SIZE - 8;
+    /// The directory fd of the last call of a path the kernel served
+    /// relative to one, when it opened the fast call of a path (guest
+    /// physical): a word holding the fd plus one (0: none), a word holding
+    /// the length of the directory's path, then its bytes (at most
+    /// [`FAST_DIRFD_MAX`]). The VMM joins a relative path of that fd to
+    /// it, as the kernel does. Never mapped for user access.
+    pub const FAST_DIRFD_PHYS: u64 = 0xe_d000;
+    /// The longest path [`FAST_DIRFD_PHYS`] holds.
+    pub const FAST_DIRFD_MAX: u64 = PAGE_SIZE - 16;
     /// The stdin read-ahead ring's header page (guest physical): the
     /// [`super::stdin_ring`] words. Low memory between the argument block
     /// and the kernel image, which nothing else uses.

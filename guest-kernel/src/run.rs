@@ -1839,57 +1839,74 @@ fn full_call_stdio(
 }
 
 /// A call of a path (newfstatat, statx, readlink, readlinkat, getxattr,
-/// lgetxattr) that the short path does not serve, served in full; then,
-/// if its path was relative to the working directory or absolute (not to
-/// another dirfd: the VMM would decline the next such), the calls of a
-/// path are opened to the VMM's fast call (`trampoline::PATH_BYTE`), with
-/// the working directory published for it ([`publish_cwd`]): the VMM
-/// serves the next of a path that the host resolves (a lookup the kernel
-/// only passes on) and declines the others. The table is put back as it
-/// was before, and stays open across such calls: none changes anything an
-/// opening relies on (see [`full_call_stdio`]). Python stats every file
-/// its imports look for, `ls -l` each file it lists (and asks for its
-/// extended attributes, and reads its link), in runs.
+/// lgetxattr) that the short path does not serve, served in full; then
+/// the calls of a path are opened to the VMM's fast call
+/// (`trampoline::PATH_BYTE`), with the working directory published for
+/// it, and the call's dirfd if it named a directory ([`publish_dirs`]):
+/// the VMM serves the next of a path that the host resolves (a lookup the
+/// kernel only passes on) and declines the others. Not after a call by
+/// another fd (an fstat): the VMM would decline the next such. The table
+/// is put back as it was before, and stays open across such calls: none
+/// changes anything an opening relies on (see [`full_call_stdio`]).
+/// Python stats every file its imports look for, `ls -l` each file it
+/// lists (and asks for its extended attributes, and reads its link), `du`
+/// each entry of a directory by its fd, in runs.
 #[inline(never)]
 fn full_call_path(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     use guest_kernel::mm::phys::PhysMem;
-    let table = [mem.read_u64(FAST_TABLE), mem.read_u64(FAST_TABLE_WRITEV)];
     use syscall::nr;
-    let of_cwd = match f.rax {
-        nr::NEWFSTATAT | nr::STATX | nr::READLINKAT => {
-            f.rdi as i32 as i64 == syscall::files::AT_FDCWD
-        }
-        _ => true,
+    let table = [mem.read_u64(FAST_TABLE), mem.read_u64(FAST_TABLE_WRITEV)];
+    let dirfd = match f.rax {
+        nr::NEWFSTATAT | nr::STATX | nr::READLINKAT => f.rdi,
+        _ => syscall::files::AT_FDCWD as u64,
     };
     let served = full_call(k, f, mem);
-    if !served || !k.fast_calls || !of_cwd {
+    if !served || !k.fast_calls {
         return served;
     }
     let Some(p) = k.process.0.as_deref() else {
         return served;
     };
+    if !publish_dirs(p, mem, dirfd) {
+        return served;
+    }
     mem.write_u64(FAST_TABLE, table[0]);
     mem.write_u64(FAST_TABLE_WRITEV, table[1]);
-    publish_cwd(p, mem);
     let byte = trampoline::PATH_BYTE - trampoline::WRITEV_BYTES;
     open_fast_call_at(p, mem, FAST_TABLE_WRITEV, byte, 0);
     served
 }
 
-/// Publish the working directory of process `p` for the fast call of a
-/// path (contract `FAST_CWD_PHYS`): its length, then its bytes; length 0
-/// (none) if it is longer than `FAST_CWD_MAX`.
+/// Publish for the fast call of a path what process `p` resolves a
+/// relative path from: its working directory (contract `FAST_CWD_PHYS`:
+/// length 0, none, if longer than `FAST_CWD_MAX`) and, unless `dirfd` is
+/// `AT_FDCWD`, that fd's directory (`FAST_DIRFD_PHYS`). False (nothing
+/// to open) if `dirfd` is no directory with a path that fits.
 #[inline(always)]
-fn publish_cwd(p: &Process, mem: &mut DirectMap) {
+fn publish_dirs(p: &Process, mem: &mut DirectMap, dirfd: u64) -> bool {
     use guest_kernel::mm::phys::PhysMem;
-    use vmrun_contract::layout::{FAST_CWD_MAX, FAST_CWD_PHYS};
+    use vmrun_contract::layout::{FAST_CWD_MAX, FAST_CWD_PHYS, FAST_DIRFD_MAX, FAST_DIRFD_PHYS};
+    if dirfd as i32 as i64 != syscall::files::AT_FDCWD {
+        let Ok(entry) = p.fds.get(dirfd) else {
+            return false;
+        };
+        let file = entry.file.borrow();
+        let dir = file.node.path();
+        if !file.node.is_dir() || dir.len() as u64 > FAST_DIRFD_MAX {
+            return false;
+        }
+        mem.write_bytes(FAST_DIRFD_PHYS + 16, dir);
+        mem.write_u64(FAST_DIRFD_PHYS + 8, dir.len() as u64);
+        mem.write_u64(FAST_DIRFD_PHYS, dirfd + 1);
+    }
     let cwd: &[u8] = &p.cwd;
     if cwd.len() as u64 > FAST_CWD_MAX {
         mem.write_u64(FAST_CWD_PHYS, 0);
-        return;
+        return true;
     }
     mem.write_bytes(FAST_CWD_PHYS + 8, cwd);
     mem.write_u64(FAST_CWD_PHYS, cwd.len() as u64);
+    true
 }
 
 /// read of a regular file from the page cache on [`short_call`]'s path

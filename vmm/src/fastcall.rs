@@ -50,8 +50,8 @@ use crate::memory::GuestRam;
 use kvm_bindings::kvm_regs;
 use vmrun_contract::fs::PATH_MAX;
 use vmrun_contract::layout::{
-    FAST_CWD_MAX, FAST_CWD_PHYS, PAGE_SIZE, STATS_PHYS, SYSCALL_TRAMPOLINE_PHYS,
-    SYSCALL_TRAMPOLINE_VIRT, TASK_SIZE,
+    FAST_CWD_MAX, FAST_CWD_PHYS, FAST_DIRFD_MAX, FAST_DIRFD_PHYS, PAGE_SIZE, STATS_PHYS,
+    SYSCALL_TRAMPOLINE_PHYS, SYSCALL_TRAMPOLINE_VIRT, TASK_SIZE,
 };
 use vmrun_contract::{trampoline, IoVec, FAST_CR3_OFFSET};
 
@@ -215,9 +215,11 @@ enum PathOp {
 /// kernel would only pass the lookup on to the host: the table opens the
 /// calls of a path (`trampoline::PATH_BYTE`), the return address is a
 /// user one, the path is readable from user pages through `fast_cr3`,
-/// not empty and shorter than PATH_MAX, absolute or relative to
-/// `AT_FDCWD` (joined to the working directory the kernel published,
-/// `layout::FAST_CWD_PHYS`, as the kernel joins it), cannot lie in
+/// not empty and shorter than PATH_MAX, absolute, or relative to
+/// `AT_FDCWD` or to the directory fd the kernel published (joined to the
+/// working directory or that directory as the kernel published them,
+/// `layout::FAST_CWD_PHYS` and `FAST_DIRFD_PHYS`, as the kernel joins
+/// them), cannot lie in
 /// `/proc` or `/dev` ([`maybe_guest_served`]), the flags are ones the
 /// kernel accepts, and the host resolves it to a host object (not into a
 /// tree the kernel serves). A lookup that fails with one of
@@ -278,7 +280,8 @@ fn path_call(ram: &GuestRam, fs: &mut HostFs, r: &kvm_regs) -> Option<i64> {
     let abs = match path.first() {
         Some(b'/') => path,
         Some(_) if dirfd as i32 == AT_FDCWD => join(&published_cwd(ram)?, &path),
-        _ => return None,
+        Some(_) => join(&published_dirfd(ram, dirfd)?, &path),
+        None => return None,
     };
     if maybe_guest_served(&abs) {
         return None;
@@ -346,6 +349,20 @@ fn published_cwd(ram: &GuestRam) -> Option<Vec<u8>> {
     let mut cwd = vec![0u8; len as usize];
     ram.read_bytes(FAST_CWD_PHYS + 8, &mut cwd).ok()?;
     Some(cwd)
+}
+
+/// The directory of `dirfd` as the kernel published it when it opened the
+/// calls of a path, if that is the fd it published (see
+/// `layout::FAST_DIRFD_PHYS`).
+fn published_dirfd(ram: &GuestRam, dirfd: u64) -> Option<Vec<u8>> {
+    let fd: u64 = ram.read_pod(FAST_DIRFD_PHYS).ok()?;
+    let len: u64 = ram.read_pod(FAST_DIRFD_PHYS + 8).ok()?;
+    if fd != dirfd.checked_add(1)? || len == 0 || len > FAST_DIRFD_MAX {
+        return None;
+    }
+    let mut dir = vec![0u8; len as usize];
+    ram.read_bytes(FAST_DIRFD_PHYS + 16, &mut dir).ok()?;
+    Some(dir)
 }
 
 /// `rel` (relative) in directory `dir`, as the kernel's `fs::path::join`
@@ -1279,6 +1296,41 @@ mod tests {
             &mut r,
             Return::UserRights
         ));
+    }
+
+    #[test]
+    fn a_path_relative_to_the_published_dirfd_is_joined_to_its_directory() {
+        let dir = Dir::new("dirfd");
+        let s = path_space(true);
+        put_path(&s, PATH, b"f");
+        s.ram.write_pod(FAST_DIRFD_PHYS, &(7u64 + 1)).unwrap();
+        s.ram.write_pod(FAST_DIRFD_PHYS + 8, &2u64).unwrap();
+        s.ram.write_bytes(FAST_DIRFD_PHYS + 16, b"/m").unwrap();
+        let mut r = call_at(NEWFSTATAT, [7, PATH, STAT_BUF, 0x100]);
+        assert!(serve(
+            &s.ram,
+            &mut Stdio::default(),
+            &mut dir.files(),
+            &mut r,
+            Return::UserRights
+        ));
+        assert_eq!(r.rax, 0);
+        let size = u64::from_le_bytes(stat_buf(&s, 144)[48..56].try_into().unwrap());
+        assert_eq!(size, 3, "/m/f by fd 7");
+        // Another fd, or the same number with high bits set: the kernel's.
+        for fd in [6, 1 << 32 | 7] {
+            let mut r = call_at(NEWFSTATAT, [fd, PATH, STAT_BUF, 0x100]);
+            assert!(
+                !serve(
+                    &s.ram,
+                    &mut Stdio::default(),
+                    &mut dir.files(),
+                    &mut r,
+                    Return::UserRights
+                ),
+                "{fd:#x}"
+            );
+        }
     }
 
     #[test]
