@@ -1716,10 +1716,10 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Getrandom => short_reply(k, f, mem, |p, mem, host, a| {
             syscall::getrandom_short(p, mem, host, a)
         }),
-        R::Readlink => short_reply_or(k, f, mem, full_call_path, |p, mem, _, a| {
+        R::Readlink => short_reply_or::<_, true>(k, f, mem, |p, mem, _, a| {
             syscall::readlink_short(p, mem, a[0], a[1], a[2])
         }),
-        R::Readlinkat => short_reply_or(k, f, mem, full_call_path, |p, mem, _, a| {
+        R::Readlinkat => short_reply_or::<_, true>(k, f, mem, |p, mem, _, a| {
             syscall::readlink_short(p, mem, a[1], a[2], a[3])
         }),
         // glibc's fstat of a stdio fd; a path's stat (dirfd AT_FDCWD) or
@@ -2002,24 +2002,23 @@ extern "C" fn short_mprotect(k: &mut Kernel, f: &mut TrapFrame, mem: &mut Direct
 /// the call's first four arguments when its buffers lie in pages mapped as
 /// the call needs (no fault to resolve, so nothing the checks of
 /// `Kernel::run` look at changes), or gives None, having done nothing, and
-/// [`full_call`] serves it. Out of line, one copy per call, as
-/// [`short_brk`].
-#[inline(never)]
+/// [`full_call`] serves it ([`short_reply_or`], out of line).
+#[inline(always)]
 fn short_reply<F>(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap, serve: F) -> bool
 where
     F: FnOnce(&mut Process, &mut DirectMap, &mut Host, [u64; 4]) -> Option<i64>,
 {
-    short_reply_or(k, f, mem, full_call, serve)
+    short_reply_or::<F, false>(k, f, mem, serve)
 }
 
-/// [`short_reply`] with `full` serving what `serve` leaves (inlined into
-/// it: one copy per call either way).
-#[inline(always)]
-fn short_reply_or<F>(
+/// [`short_reply`], with what `serve` leaves served by [`full_call_path`]
+/// if `PATH` (a call of a path), else by [`full_call`]. Out of line, one
+/// copy per call, as [`short_brk`].
+#[inline(never)]
+fn short_reply_or<F, const PATH: bool>(
     k: &mut Kernel,
     f: &mut TrapFrame,
     mem: &mut DirectMap,
-    full: fn(&mut Kernel, &mut TrapFrame, &mut DirectMap) -> bool,
     serve: F,
 ) -> bool
 where
@@ -2032,7 +2031,10 @@ where
         return false;
     }
     let Some(v) = serve(p, mem, &mut k.host, [f.rdi, f.rsi, f.rdx, f.r10]) else {
-        return full(k, f, mem);
+        return match PATH {
+            true => full_call_path(k, f, mem),
+            false => full_call(k, f, mem),
+        };
     };
     short_return(f, v);
     true

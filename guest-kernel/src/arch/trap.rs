@@ -405,7 +405,8 @@ global_asm!(
     // table's `trampoline::PATH_BYTE` is open (the VMM serves a path the
     // host resolves and declines the rest). `.org` keeps
     // the offsets the contract names (`trampoline::SLOW` and `SYSRET`) and
-    // the three tests' displacements where boot can patch them; the
+    // the first two tests' displacements where boot can patch them (it
+    // finds the others by their labels); the
     // table's address in the tests is the user-readable one, which boot
     // changes to the image's supervisor-only view of the same page where
     // ring 0 runs the trampoline (SMAP refuses the other).
@@ -413,6 +414,8 @@ global_asm!(
     .global vmrun_syscall_trampoline
     .global vmrun_trampoline_ring
     .global vmrun_trampoline_ring_copy
+    .global vmrun_trampoline_path_test
+    .global vmrun_trampoline_class_test
     vmrun_syscall_trampoline:
         cmp rax, 20
         ja 3f
@@ -433,22 +436,18 @@ global_asm!(
         ud2
     .org vmrun_syscall_trampoline + {sysret}
         sysretq
+    // A call above 20: the table's `PATH_BYTE` first (closed, as nearly
+    // always outside runs of such calls, two instructions more than the
+    // way straight to the `int 0x80`), then whether the call is one of a
+    // path (a byte per call number, below).
     3:
-        cmp rax, {readlink}
-        je 4f
-        cmp rax, {getxattr}
-        je 4f
-        cmp rax, {lgetxattr}
-        je 4f
-        cmp rax, {newfstatat}
-        je 4f
-        cmp rax, {readlinkat}
-        je 4f
-        cmp rax, {statx}
-        jne 2b
-    .org vmrun_syscall_trampoline + {path_test}, 0x90
-    4:
+    vmrun_trampoline_path_test:
         test byte ptr [{table} + {path_byte}], {open}
+        jz 2b
+        cmp rax, {statx}
+        ja 2b
+    vmrun_trampoline_class_test:
+        test byte ptr [rax + {classes}], 1
         jz 2b
         jmp 7b
     .org vmrun_syscall_trampoline + {table_off}
@@ -520,6 +519,20 @@ global_asm!(
         xor eax, eax
         xor edi, edi
         jmp 2b
+
+    // Which calls are calls of a path, by number (0 to statx's): 1 for
+    // readlink, getxattr, lgetxattr, newfstatat, readlinkat and statx.
+    .org vmrun_syscall_trampoline + {classes_off}, 0
+        .fill {readlink}, 1, 0
+        .byte 1
+        .fill {getxattr} - {readlink} - 1, 1, 0
+        .byte 1, 1
+        .fill {newfstatat} - {lgetxattr} - 1, 1, 0
+        .byte 1
+        .fill {readlinkat} - {newfstatat} - 1, 1, 0
+        .byte 1
+        .fill {statx} - {readlinkat} - 1, 1, 0
+        .byte 1
     "#,
     krsp = sym KERNEL_RSP,
     krbp = sym KERNEL_RBP,
@@ -541,8 +554,9 @@ global_asm!(
     sysret = const trampoline::SYSRET,
     table_off = const trampoline::TABLE,
     ring_test = const RING_TEST,
-    path_test = const PATH_TEST,
     path_byte = const trampoline::PATH_BYTE,
+    classes = const (vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT + PATH_CLASSES) as i64,
+    classes_off = const PATH_CLASSES,
     readlink = const guest_kernel::syscall::nr::READLINK,
     getxattr = const guest_kernel::syscall::nr::GETXATTR,
     lgetxattr = const guest_kernel::syscall::nr::LGETXATTR,
@@ -600,11 +614,10 @@ const TABLE_TEST: u64 = 13;
 /// the same way: the displacement at 32.
 const RING_TEST: u64 = 29;
 
-/// Offset of its `test` of the table's `trampoline::PATH_BYTE` (`test
-/// byte ptr [disp32], imm8`: opcode, ModRM and SIB, then the absolute
-/// displacement, at 104), past the `sysretq` and the comparisons of RAX
-/// with the calls of a path.
-const PATH_TEST: u64 = 101;
+/// Offset in the trampoline page of its byte per call number that says
+/// which calls are calls of a path (up to statx's, 332), past the stdin
+/// ring's code.
+const PATH_CLASSES: u64 = 0xc00;
 
 /// Point the trampoline's tests of the fast-call table at the image's
 /// supervisor-only view of the trampoline page: where SYSCALL enters ring
@@ -615,26 +628,40 @@ pub fn table_test_in_ring0(mem: &mut super::phys::DirectMap) {
     use guest_kernel::mm::phys::PhysMem;
     use vmrun_contract::layout::{KERNEL_VIRT_BASE, SYSCALL_TRAMPOLINE_PHYS};
     let view = KERNEL_VIRT_BASE + SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE;
-    const {
-        assert!((TABLE_TEST + 3).is_multiple_of(8) && (RING_TEST + 3).is_multiple_of(8));
-        assert!((PATH_TEST + 3).is_multiple_of(8));
-    };
-    for (test, byte) in [
-        (TABLE_TEST, 0),
-        (RING_TEST, 0),
-        (PATH_TEST, trampoline::PATH_BYTE),
-    ] {
+    const { assert!((TABLE_TEST + 3).is_multiple_of(8) && (RING_TEST + 3).is_multiple_of(8)) };
+    for test in [TABLE_TEST, RING_TEST] {
         let at = SYSCALL_TRAMPOLINE_PHYS + test + 3;
         let old = mem.read_u64(at);
-        let disp = u64::from((view + byte) as u32);
+        let disp = u64::from(view as u32);
         mem.write_u64(at, (old & !0xffff_ffff) | disp);
     }
+    // The tests of the calls of a path: `test byte ptr [disp32], imm8`
+    // (opcode, ModRM, SIB, displacement) and `test byte ptr [rax +
+    // disp32], imm8` (opcode, ModRM, displacement).
+    let (path_test, class_test) = path_tests();
+    let image = KERNEL_VIRT_BASE + SYSCALL_TRAMPOLINE_PHYS;
+    for (at, disp) in [
+        (path_test + 3, view + trampoline::PATH_BYTE),
+        (class_test + 2, image + PATH_CLASSES),
+    ] {
+        mem.write_bytes(SYSCALL_TRAMPOLINE_PHYS + at, &(disp as u32).to_le_bytes());
+    }
+}
+
+/// Offsets in the trampoline page of its tests of the calls of a path.
+fn path_tests() -> (u64, u64) {
+    let base = core::ptr::addr_of!(vmrun_syscall_trampoline) as u64;
+    let path = core::ptr::addr_of!(vmrun_trampoline_path_test) as u64 - base;
+    let class = core::ptr::addr_of!(vmrun_trampoline_class_test) as u64 - base;
+    (path, class)
 }
 
 extern "C" {
     static vmrun_syscall_trampoline: u8;
     static vmrun_trampoline_ring: u8;
     static vmrun_trampoline_ring_copy: u8;
+    static vmrun_trampoline_path_test: u8;
+    static vmrun_trampoline_class_test: u8;
 }
 
 /// Offsets in the trampoline page of the stdin ring's code, `[start,
