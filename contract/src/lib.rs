@@ -371,8 +371,9 @@ pub mod trampoline {
     pub const WRITEV_BYTES: u64 = 4 * 20;
     /// Offset from [`TABLE`] of the byte that opens the calls of a path
     /// to the VMM ([`OPEN`] or 0), in the word of the `writev` bytes:
-    /// `newfstatat`, `statx`, `readlink`, `readlinkat`, `getxattr` and
-    /// `lgetxattr`, of a path the kernel would only pass on to the host.
+    /// `newfstatat`, `statx`, `readlink`, `readlinkat`, `getxattr`,
+    /// `lgetxattr`, `access`, `faccessat` and `faccessat2`, of a path the
+    /// kernel would only pass on to the host.
     /// The trampoline tests it for those calls whatever their other
     /// arguments; the VMM serves a path the host resolves and declines the
     /// rest.

@@ -1839,7 +1839,8 @@ fn full_call_stdio(
 }
 
 /// A call of a path (newfstatat, statx, readlink, readlinkat, getxattr,
-/// lgetxattr) that the short path does not serve, served in full; then
+/// lgetxattr, access, faccessat, faccessat2) that the short path does not
+/// serve, served in full; then
 /// the calls of a path are opened to the VMM's fast call
 /// (`trampoline::PATH_BYTE`), with the working directory published for
 /// it, and the call's dirfd if it named a directory ([`publish_dirs`]):
@@ -1857,7 +1858,7 @@ fn full_call_path(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> boo
     use syscall::nr;
     let table = [mem.read_u64(FAST_TABLE), mem.read_u64(FAST_TABLE_WRITEV)];
     let dirfd = match f.rax {
-        nr::NEWFSTATAT | nr::STATX | nr::READLINKAT => f.rdi,
+        nr::NEWFSTATAT | nr::STATX | nr::READLINKAT | nr::FACCESSAT | nr::FACCESSAT2 => f.rdi,
         _ => syscall::files::AT_FDCWD as u64,
     };
     let served = full_call(k, f, mem);

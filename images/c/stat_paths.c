@@ -9,9 +9,11 @@
  * modification time, or the link's text), and whether each answer is byte
  * for byte the one the same call gives for the path relative to an fd of
  * the root directory (fstatat, statx and readlinkat with a dirfd), which
- * takes another way through the kernel: "same" or "DIFFERENT"; and a line
- * "xattr PATH: ..." with what lgetxattr() and getxattr() say (the host's
- * file system decides that natively, so a test may leave these lines
+ * takes another way through the kernel: "same" or "DIFFERENT", then what
+ * access() says for R_OK and X_OK (with faccessat and faccessat2 by the
+ * dirfd, "same" or "DIFFERENT"); and a line "host PATH: ..." with what
+ * lgetxattr(), getxattr() and access(W_OK) say (the host's file system
+ * and vmrun's view of it decide those, so a test may leave these lines
  * out). Then, from the root directory, the same calls of each PATH
  * relative to it ("relative ... same"). Then it stats the first PATH
  * COUNT more times (default 100) and checks that every answer is the
@@ -45,6 +47,7 @@ static const char *err_name(int e)
     case EINVAL: return "EINVAL";
     case ENODATA: return "ENODATA";
     case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EROFS: return "EROFS";
     default: return "other";
     }
 }
@@ -111,14 +114,25 @@ static void one_path(const char *path)
         printf(" readlink=%zd:%s", n1, l1);
     else
         printf(" readlink=%s", err_name(e1));
-    printf(" %s\n", n1 == n2 && e1 == e2 && memcmp(l1, l2, sizeof l1) == 0 ? "same" : "DIFFERENT");
+    printf(" %s", n1 == n2 && e1 == e2 && memcmp(l1, l2, sizeof l1) == 0 ? "same" : "DIFFERENT");
+    int a1 = access(path, R_OK) == 0 ? 0 : errno;
+    int a2 = faccessat(dir, base, R_OK, 0) == 0 ? 0 : errno;
+    int a3 = access(path, X_OK) == 0 ? 0 : errno;
+    long r4 = syscall(SYS_faccessat2, dir, base, X_OK, AT_SYMLINK_NOFOLLOW | AT_EACCESS);
+    int a4 = r4 == 0 ? 0 : errno;
+    int a5 = syscall(SYS_faccessat2, AT_FDCWD, path, X_OK, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+    printf(" access(R_OK)=%s %s access(X_OK)=%s nofollow=%s %s\n", err_name(a1),
+           a1 == a2 ? "same" : "DIFFERENT", err_name(a3), err_name(a4),
+           a4 == a5 ? "same" : "DIFFERENT");
     close(dir);
     char value[64];
     ssize_t x1 = lgetxattr(path, "security.selinux", value, sizeof value);
     int xe1 = x1 < 0 ? errno : 0;
     ssize_t x2 = getxattr(path, "system.posix_acl_access", NULL, 0);
     int xe2 = x2 < 0 ? errno : 0;
-    printf("xattr %s: lgetxattr=%s getxattr=%s\n", path, err_name(xe1), err_name(xe2));
+    int w = access(path, W_OK) == 0 ? 0 : errno;
+    printf("host %s: lgetxattr=%s getxattr=%s access(W_OK)=%s\n", path, err_name(xe1),
+           err_name(xe2), err_name(w));
 }
 
 /* The calls of `path` (absolute) by its name relative to the working
@@ -200,5 +214,8 @@ int main(int argc, char **argv)
     printf("readlink(PATH, size 0) %s\n", err_name(got < 0 ? errno : 0));
     got = readlink(argv[first], (char *)16, 100);
     printf("readlink(PATH, bad buffer) %s\n", err_name(got < 0 ? errno : 0));
+    printf("access(PATH, mode 8) %s\n", err_name(access(argv[first], 8) == 0 ? 0 : errno));
+    got = syscall(SYS_faccessat2, AT_FDCWD, argv[first], R_OK, 0x4);
+    printf("faccessat2(PATH, flag 0x4) %s\n", err_name(got < 0 ? errno : 0));
     return 0;
 }

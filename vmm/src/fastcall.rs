@@ -1,7 +1,7 @@
 //! Fast calls: a program's `read` of the host's stdin and `write` to its
-//! stdout or stderr, and the calls of a host path ([`path_call`]: a stat, a link's text,
-//! extended attributes), served
-//! by the VMM straight from the syscall trampoline, with no kernel entry.
+//! stdout or stderr, and the calls of a host path ([`path_call`]: a stat,
+//! a link's text, extended attributes, access), served by the VMM
+//! straight from the syscall trampoline, with no kernel entry.
 //!
 //! On kvm_pvm a kernel entry costs tens of microseconds before the kernel
 //! runs anything, and every ring-0 instruction about one more; code that
@@ -89,7 +89,15 @@ pub fn serve(
 ) -> bool {
     let path = matches!(
         r.rax,
-        READLINK | GETXATTR | LGETXATTR | NEWFSTATAT | READLINKAT | STATX
+        ACCESS
+            | READLINK
+            | GETXATTR
+            | LGETXATTR
+            | NEWFSTATAT
+            | READLINKAT
+            | FACCESSAT
+            | STATX
+            | FACCESSAT2
     );
     let n = if path {
         match path_call(ram, fs, r) {
@@ -160,12 +168,19 @@ const WRITEV: u64 = 20;
 
 /// The calls of a path the trampoline offers when the table opens them
 /// (`trampoline::PATH_BYTE`).
+const ACCESS: u64 = 21;
 const READLINK: u64 = 89;
 const GETXATTR: u64 = 191;
 const LGETXATTR: u64 = 192;
 const NEWFSTATAT: u64 = 262;
 const READLINKAT: u64 = 267;
+const FACCESSAT: u64 = 269;
 const STATX: u64 = 332;
+const FACCESSAT2: u64 = 439;
+
+/// faccessat2's flags the fast call serves: AT_SYMLINK_NOFOLLOW and
+/// AT_EACCESS (any other is the kernel's).
+const ACCESS_FLAGS: u64 = AT_SYMLINK_NOFOLLOW | 0x200;
 
 /// `AT_FDCWD`, as the low half of a dirfd register.
 const AT_FDCWD: i32 = -100;
@@ -208,10 +223,14 @@ enum PathOp {
     /// getxattr and lgetxattr: the object looked up, then ENODATA (the
     /// kernel keeps no extended attributes).
     Xattr,
+    /// access, faccessat and faccessat2: the host's answer (EROFS too,
+    /// for a write in a read-only mount).
+    Access { mode: u64, flags: u64 },
 }
 
 /// The answer to the call of a path in `r` (newfstatat, statx, readlink,
-/// readlinkat, getxattr, lgetxattr), or None: declined. Served where the
+/// readlinkat, getxattr, lgetxattr, access, faccessat, faccessat2), or
+/// None: declined. Served where the
 /// kernel would only pass the lookup on to the host: the table opens the
 /// calls of a path (`trampoline::PATH_BYTE`), the return address is a
 /// user one, the path is readable from user pages through `fast_cr3`,
@@ -273,6 +292,18 @@ fn path_call(ram: &GuestRam, fs: &mut HostFs, r: &kvm_regs) -> Option<i64> {
             },
         ),
         GETXATTR | LGETXATTR => (cwd_fd, r.rdi, r.rax == GETXATTR, PathOp::Xattr),
+        ACCESS | FACCESSAT | FACCESSAT2 => {
+            let (dirfd, upath, mode, flags) = match r.rax {
+                ACCESS => (cwd_fd, r.rdi, r.rsi, 0),
+                FACCESSAT => (r.rdi, r.rsi, r.rdx, 0),
+                _ => (r.rdi, r.rsi, r.rdx, r.r10),
+            };
+            if mode & !7 != 0 || flags & !ACCESS_FLAGS != 0 {
+                return None;
+            }
+            let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+            (dirfd, upath, follow, PathOp::Access { mode, flags })
+        }
         _ => return None,
     };
     let cr3: u64 = ram.read_pod(STATS_PHYS + FAST_CR3_OFFSET).ok()?;
@@ -320,6 +351,13 @@ fn path_call(ram: &GuestRam, fs: &mut HostFs, r: &kvm_regs) -> Option<i64> {
         PathOp::Xattr => match fs.stat_path(ram, &abs, follow) {
             PathStat::Found(_) => Some(-i64::from(libc::ENODATA)),
             PathStat::Failed(e) if LOOKUP_ERRNOS.contains(&e) => Some(-i64::from(e)),
+            PathStat::Failed(_) | PathStat::Guest => None,
+        },
+        PathOp::Access { mode, flags } => match fs.access_path(ram, &abs, mode, flags as u32) {
+            PathStat::Found(_) => Some(0),
+            PathStat::Failed(e) if e == libc::EROFS || LOOKUP_ERRNOS.contains(&e) => {
+                Some(-i64::from(e))
+            }
             PathStat::Failed(_) | PathStat::Guest => None,
         },
     }
@@ -1427,6 +1465,53 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(path)
             );
+        }
+    }
+
+    #[test]
+    fn access_is_the_hosts_answer_in_the_view() {
+        let dir = Dir::new("access");
+        let s = path_space(true);
+        let cwd = -100i64 as u64;
+        // (call, registers from RDI, errno; 0: allowed)
+        let cases: [(u64, [u64; 4], &[u8], i32); 6] = [
+            (ACCESS, [PATH, 4, 0, 0], b"/m/f", 0),
+            (ACCESS, [PATH, 0, 0, 0], b"/m/none", libc::ENOENT),
+            (FACCESSAT, [cwd, PATH, 4, 0], b"/m/d", 0),
+            (FACCESSAT2, [cwd, PATH, 4, 0x100], b"/m/l", 0),
+            // A write in a read-only mount.
+            (FACCESSAT2, [cwd, PATH, 2, 0x200], b"/m/f", libc::EROFS),
+            (ACCESS, [PATH, 0, 0, 0], b"/m/f/x", libc::ENOTDIR),
+        ];
+        for (nr, args, path, errno) in cases {
+            put_path(&s, PATH, path);
+            let mut r = call_at(nr, args);
+            assert!(serve(
+                &s.ram,
+                &mut Stdio::default(),
+                &mut dir.files(),
+                &mut r,
+                Return::UserRights
+            ));
+            assert_eq!(
+                r.rax as i64,
+                -i64::from(errno),
+                "{nr} {}",
+                String::from_utf8_lossy(path)
+            );
+        }
+        // A bad mode, an unknown flag: the kernel's (EINVAL).
+        put_path(&s, PATH, b"/m/f");
+        for args in [[PATH, 8, 0, 0], [cwd, PATH, 4, 0x4]] {
+            let nr = if args[0] == PATH { ACCESS } else { FACCESSAT2 };
+            let mut r = call_at(nr, args);
+            assert!(!serve(
+                &s.ram,
+                &mut Stdio::default(),
+                &mut dir.files(),
+                &mut r,
+                Return::UserRights
+            ));
         }
     }
 }

@@ -400,7 +400,8 @@ global_asm!(
     // `int 0x80`, the way into the kernel for every other call. A read of
     // fd 0 whose table byte also has `trampoline::RING` (kvm_pvm only)
     // first goes to the stdin ring (below the table). A call of a path
-    // (newfstatat, statx, readlink, readlinkat, getxattr, lgetxattr),
+    // (newfstatat, statx, readlink, readlinkat, getxattr, lgetxattr,
+    // access, faccessat, faccessat2),
     // whatever its arguments, is offered to the VMM the same way when the
     // table's `trampoline::PATH_BYTE` is open (the VMM serves a path the
     // host resolves and declines the rest). `.org` keeps
@@ -444,7 +445,7 @@ global_asm!(
     vmrun_trampoline_path_test:
         test byte ptr [{table} + {path_byte}], {open}
         jz 2b
-        cmp rax, {statx}
+        cmp rax, {faccessat2}
         ja 2b
     vmrun_trampoline_class_test:
         test byte ptr [rax + {classes}], 1
@@ -520,10 +521,13 @@ global_asm!(
         xor edi, edi
         jmp 2b
 
-    // Which calls are calls of a path, by number (0 to statx's): 1 for
-    // readlink, getxattr, lgetxattr, newfstatat, readlinkat and statx.
+    // Which calls are calls of a path, by number (0 to faccessat2's): 1
+    // for access, readlink, getxattr, lgetxattr, newfstatat, readlinkat,
+    // faccessat, statx and faccessat2.
     .org vmrun_syscall_trampoline + {classes_off}, 0
-        .fill {readlink}, 1, 0
+        .fill {access}, 1, 0
+        .byte 1
+        .fill {readlink} - {access} - 1, 1, 0
         .byte 1
         .fill {getxattr} - {readlink} - 1, 1, 0
         .byte 1, 1
@@ -531,7 +535,11 @@ global_asm!(
         .byte 1
         .fill {readlinkat} - {newfstatat} - 1, 1, 0
         .byte 1
-        .fill {statx} - {readlinkat} - 1, 1, 0
+        .fill {faccessat} - {readlinkat} - 1, 1, 0
+        .byte 1
+        .fill {statx} - {faccessat} - 1, 1, 0
+        .byte 1
+        .fill {faccessat2} - {statx} - 1, 1, 0
         .byte 1
     "#,
     krsp = sym KERNEL_RSP,
@@ -557,12 +565,15 @@ global_asm!(
     path_byte = const trampoline::PATH_BYTE,
     classes = const (vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT + PATH_CLASSES) as i64,
     classes_off = const PATH_CLASSES,
+    access = const guest_kernel::syscall::nr::ACCESS,
     readlink = const guest_kernel::syscall::nr::READLINK,
     getxattr = const guest_kernel::syscall::nr::GETXATTR,
     lgetxattr = const guest_kernel::syscall::nr::LGETXATTR,
     newfstatat = const guest_kernel::syscall::nr::NEWFSTATAT,
     readlinkat = const guest_kernel::syscall::nr::READLINKAT,
     statx = const guest_kernel::syscall::nr::STATX,
+    faccessat = const guest_kernel::syscall::nr::FACCESSAT,
+    faccessat2 = const guest_kernel::syscall::nr::FACCESSAT2,
     table_span = const trampoline::TABLE_SPAN,
     ring = const trampoline::RING,
     ring_head = const (vmrun_contract::layout::STDIN_RING_HEADER_VIRT + vmrun_contract::stdin_ring::HEAD) as i64,
@@ -615,8 +626,8 @@ const TABLE_TEST: u64 = 13;
 const RING_TEST: u64 = 29;
 
 /// Offset in the trampoline page of its byte per call number that says
-/// which calls are calls of a path (up to statx's, 332), past the stdin
-/// ring's code.
+/// which calls are calls of a path (up to faccessat2's, 439), past the
+/// stdin ring's code.
 const PATH_CLASSES: u64 = 0xc00;
 
 /// Point the trampoline's tests of the fast-call table at the image's

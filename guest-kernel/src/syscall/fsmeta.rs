@@ -387,7 +387,8 @@ pub fn faccessat<M: PhysMem, H: HostIo>(
     mode: u64,
     flags: u64,
 ) -> KResult<i64> {
-    if mode & !7 != 0 {
+    // faccessat2's flags: AT_EACCESS, AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH.
+    if mode & !7 != 0 || flags & !(0x200 | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
     let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;

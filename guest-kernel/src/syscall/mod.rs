@@ -603,9 +603,9 @@ pub enum ShortRoute {
     /// newfstatat ([`newfstatat_short`]; a path's opens the fast call of
     /// the calls of a path, `run::full_call_path`).
     Newfstatat,
-    /// statx, getxattr and lgetxattr: served by [`dispatch`] on the stub's
-    /// stack, and open the fast call of the calls of a path
-    /// (`run::full_call_path`).
+    /// statx, getxattr, lgetxattr, access, faccessat and faccessat2:
+    /// served by [`dispatch`] on the stub's stack, and open the fast call
+    /// of the calls of a path (`run::full_call_path`).
     Path,
     /// mprotect ([`mprotect_short`]).
     Mprotect,
@@ -651,6 +651,9 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::STATX as usize] = ShortRoute::Path;
     t[nr::GETXATTR as usize] = ShortRoute::Path;
     t[nr::LGETXATTR as usize] = ShortRoute::Path;
+    t[nr::ACCESS as usize] = ShortRoute::Path;
+    t[nr::FACCESSAT as usize] = ShortRoute::Path;
+    t[nr::FACCESSAT2 as usize] = ShortRoute::Path;
     t[nr::MPROTECT as usize] = ShortRoute::Mprotect;
     t[nr::WRITE as usize] = ShortRoute::Write;
     t[nr::WRITEV as usize] = ShortRoute::Writev;
