@@ -1727,6 +1727,8 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Newfstatat if f.rdi <= 2 => short_reply(k, f, mem, |p, mem, _, a| {
             syscall::newfstatat_short(p, mem, a)
         }),
+        // An fstat of another fd (AT_EMPTY_PATH) opens nothing.
+        R::Newfstatat if f.r10 & syscall::files::AT_EMPTY_PATH != 0 => full_call(k, f, mem),
         R::Newfstatat | R::Path => full_call_path(k, f, mem),
         R::Mprotect => short_mprotect(k, f, mem),
         R::Write => short_write(k, f, mem),
