@@ -613,9 +613,11 @@ mod tests {
         fn log(&mut self, _line: &[u8]) {}
     }
 
-    /// A file service with nothing in its view (the stdio calls' tests).
-    fn no_files() -> HostFs {
-        HostFs::open(&[], false).unwrap()
+    /// [`serve`] on `s` with a file service that shows nothing (the stdio
+    /// calls' tests).
+    fn serve_stdio(s: &Space, io: &mut Stdio, r: &mut kvm_regs, ret: Return) -> bool {
+        let files = &mut HostFs::open(&[], false).unwrap();
+        serve(&s.ram, io, files, r, ret)
     }
 
     /// Everything `io` was given to write, checking it all went to `fd`.
@@ -682,13 +684,7 @@ mod tests {
             .copy_from_slice(b"ok");
         let mut io = Stdio::default();
         let mut r = at_out(1, 1, DATA + 0xff0, 18);
-        assert!(serve(
-            &s.ram,
-            &mut io,
-            &mut no_files(),
-            &mut r,
-            Return::UserRights
-        ));
+        assert!(serve_stdio(&s, &mut io, &mut r, Return::UserRights));
         let written = written_to(&io, 1);
         assert_eq!(written, b"hello, world!\n..ok");
         assert_eq!(io.out.len(), 1, "neighbouring frames are one piece");
@@ -697,13 +693,7 @@ mod tests {
         assert_eq!(r.rflags, 0x246, "R11's flags without IOPL, with IF");
 
         let mut r = at_out(1, 1, DATA, 2);
-        assert!(serve(
-            &s.ram,
-            &mut io,
-            &mut no_files(),
-            &mut r,
-            Return::Sysret
-        ));
+        assert!(serve_stdio(&s, &mut io, &mut r, Return::Sysret));
         assert_eq!(r.rip, SYSCALL_TRAMPOLINE_VIRT + trampoline::SYSRET);
         assert_eq!(r.rflags, 0, "left for the trampoline's sysretq");
     }
@@ -716,13 +706,7 @@ mod tests {
             ..Default::default()
         };
         let mut r = at_out(0, 0, DATA + 0x1ffc, 12);
-        assert!(serve(
-            &s.ram,
-            &mut io,
-            &mut no_files(),
-            &mut r,
-            Return::UserRights
-        ));
+        assert!(serve_stdio(&s, &mut io, &mut r, Return::UserRights));
         assert_eq!(r.rax, 12);
         assert_eq!(s.ram.slice(0x50_1ffc, 4).unwrap(), b"from");
         assert_eq!(
@@ -773,7 +757,7 @@ mod tests {
             };
             let mut r = regs;
             assert!(
-                !serve(&s.ram, &mut io, &mut no_files(), &mut r, Return::UserRights),
+                !serve_stdio(&s, &mut io, &mut r, Return::UserRights),
                 "{what}"
             );
             assert_eq!(
@@ -788,10 +772,9 @@ mod tests {
         }
         let read_only_write = at_out(1, 2, DATA + 0x3000, 4);
         assert!(
-            serve(
-                &s.ram,
+            serve_stdio(
+                &s,
                 &mut Stdio::default(),
-                &mut no_files(),
                 &mut read_only_write.clone(),
                 Return::Sysret
             ),
@@ -817,7 +800,7 @@ mod tests {
             let regs = at_out(nr, fd, DATA, 4);
             let mut r = regs;
             assert!(
-                !serve(&s.ram, &mut io, &mut no_files(), &mut r, Return::UserRights),
+                !serve_stdio(&s, &mut io, &mut r, Return::UserRights),
                 "{errno}"
             );
             assert_eq!(format!("{r:?}"), format!("{regs:?}"));
@@ -835,7 +818,7 @@ mod tests {
             };
             let mut r = at_out(1, 1, DATA, 4);
             assert!(
-                serve(&s.ram, &mut io, &mut no_files(), &mut r, Return::UserRights),
+                serve_stdio(&s, &mut io, &mut r, Return::UserRights),
                 "{errno}"
             );
             assert_eq!(r.rax as i64, i64::from(ret), "{errno}");
@@ -855,13 +838,7 @@ mod tests {
             let mut r = at_out(1, 1, DATA, 3);
             r.rip = SYSCALL_TRAMPOLINE_VIRT + at;
             assert_eq!(
-                serve(
-                    &s.ram,
-                    &mut Stdio::default(),
-                    &mut no_files(),
-                    &mut r,
-                    Return::Sysret
-                ),
+                serve_stdio(&s, &mut Stdio::default(), &mut r, Return::Sysret),
                 served,
                 "RIP at {at}"
             );
@@ -903,13 +880,7 @@ mod tests {
         iovecs(&s, &[(DATA + 0x800, 5), (DATA + 0x1ffe, 8), (DATA, 0)]);
         let mut io = Stdio::default();
         let mut r = at_out(WRITEV, 1, DATA, 3);
-        assert!(serve(
-            &s.ram,
-            &mut io,
-            &mut no_files(),
-            &mut r,
-            Return::UserRights
-        ));
+        assert!(serve_stdio(&s, &mut io, &mut r, Return::UserRights));
         assert_eq!(r.rax, 13);
         let written = written_to(&io, 1);
         assert_eq!(written, b"hello, world\n");
@@ -933,7 +904,7 @@ mod tests {
             let mut io = Stdio::default();
             let mut r = regs;
             assert!(
-                !serve(&s.ram, &mut io, &mut no_files(), &mut r, Return::UserRights),
+                !serve_stdio(&s, &mut io, &mut r, Return::UserRights),
                 "{what}"
             );
             assert!(io.out.is_empty(), "{what}");
@@ -947,13 +918,7 @@ mod tests {
             iovecs(&s, &v);
             let mut r = at_out(WRITEV, 1, DATA, 2);
             assert!(
-                !serve(
-                    &s.ram,
-                    &mut Stdio::default(),
-                    &mut no_files(),
-                    &mut r,
-                    Return::Sysret
-                ),
+                !serve_stdio(&s, &mut Stdio::default(), &mut r, Return::Sysret),
                 "{v:?}"
             );
         }
@@ -964,17 +929,13 @@ mod tests {
         let s = space(&[(1, true, 2)]);
         let mut io = Stdio::default();
         let mut r = at_out(1, 1, DATA, 3);
-        assert!(serve(
-            &s.ram,
-            &mut io,
-            &mut no_files(),
-            &mut r,
-            Return::UserRights
-        ));
+        assert!(serve_stdio(&s, &mut io, &mut r, Return::UserRights));
         assert_eq!(io.out[0].0, 2, "fd 1 moved to the host's stderr (2>&1)");
     }
 
-    /// A host directory for the path stat's tests, removed at the end.
+    /// A host directory for the tests of the calls of a path, removed at
+    /// the end: a file `f` ("abc"), a directory `d`, links `l` to `f` and
+    /// `p` to /proc/self.
     struct Dir(std::path::PathBuf);
 
     impl Dir {
@@ -1008,9 +969,11 @@ mod tests {
     const PATH: u64 = DATA + 0x100;
     /// A stat buffer across the two writable frames apart.
     const STAT_BUF: u64 = DATA + 0x1000 - 64;
+    /// `AT_FDCWD` in a register.
+    const CWD: u64 = -100i64 as u64;
 
-    /// [`space`] with nothing of stdio open, and a path's stat open if
-    /// `open`.
+    /// [`space`] with nothing of stdio open, and the calls of a path open
+    /// if `open`.
     fn path_space(open: bool) -> Space {
         let s = space(&[]);
         let byte = SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE + trampoline::PATH_BYTE;
@@ -1031,16 +994,53 @@ mod tests {
             .copy_from_slice(&bytes);
     }
 
-    /// The registers at the trampoline's `out` for newfstatat(AT_FDCWD,
-    /// path, buf, flags).
-    fn newfstatat_at(path: u64, buf: u64, flags: u64) -> kvm_regs {
+    /// Publish `cwd` as the kernel does when it opens the calls of a path.
+    fn publish(s: &Space, cwd: &[u8]) {
+        s.ram.write_pod(FAST_CWD_PHYS, &(cwd.len() as u64)).unwrap();
+        s.ram.write_bytes(FAST_CWD_PHYS + 8, cwd).unwrap();
+    }
+
+    /// The registers at the trampoline's `out` for call `nr` with the
+    /// argument registers `args` (RDI, RSI, RDX, R10).
+    fn call_at(nr: u64, args: [u64; 4]) -> kvm_regs {
         kvm_regs {
-            r10: flags,
-            ..at_out(NEWFSTATAT, -100i64 as u64, path, buf)
+            r10: args[3],
+            ..at_out(nr, args[0], args[1], args[2])
         }
     }
 
-    /// The 144 bytes at the stat buffer.
+    /// newfstatat(AT_FDCWD, path, buf, flags).
+    fn newfstatat_at(path: u64, buf: u64, flags: u64) -> kvm_regs {
+        call_at(NEWFSTATAT, [CWD, path, buf, flags])
+    }
+
+    /// Serve the call in `r` on `s` with `dir`'s files: Some(RAX) if
+    /// answered (returning as SYSRET would), None if declined (the
+    /// registers as they were).
+    fn answer(s: &Space, dir: &Dir, r: kvm_regs) -> Option<i64> {
+        let mut after = r;
+        let files = &mut dir.files();
+        if serve(
+            &s.ram,
+            &mut Stdio::default(),
+            files,
+            &mut after,
+            Return::UserRights,
+        ) {
+            assert_eq!(after.rip, r.rcx, "returns as SYSRET would");
+            Some(after.rax as i64)
+        } else {
+            assert_eq!(after, r, "declined: the registers as they were");
+            None
+        }
+    }
+
+    /// `-errno`, as a call's answer.
+    fn err(errno: i32) -> Option<i64> {
+        Some(-i64::from(errno))
+    }
+
+    /// The `len` bytes at the stat buffer.
     fn stat_buf(s: &Space, len: u64) -> Vec<u8> {
         let mut out = vec![0u8; len as usize];
         let first = 64.min(len);
@@ -1053,48 +1053,40 @@ mod tests {
         out
     }
 
+    /// st_size of the `struct stat` at the stat buffer.
+    fn stat_size(s: &Space) -> u64 {
+        u64::from_le_bytes(stat_buf(s, 144)[48..56].try_into().unwrap())
+    }
+
     #[test]
     fn a_path_the_host_resolves_is_statted_as_the_kernel_makes_its_stat() {
         let dir = Dir::new("found");
         let s = path_space(true);
         put_path(&s, PATH, b"/m/f");
-        let mut r = newfstatat_at(PATH, STAT_BUF, 0);
-        assert!(serve(
-            &s.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
-        assert_eq!((r.rax, r.rip), (0, 0x40_1234), "returns 0 as SYSRET would");
+        assert_eq!(answer(&s, &dir, newfstatat_at(PATH, STAT_BUF, 0)), Some(0));
         let PathStat::Found(words) = dir.files().stat_path(&s.ram, b"/m/f", true) else {
             panic!("the host finds /m/f");
         };
         let want = guest_kernel::fs::stat::stat_from_statx_words(&words);
-        let got = stat_buf(&s, 144);
         assert_eq!(
-            got,
+            stat_buf(&s, 144),
             want.to_vec(),
-            "the kernel's struct stat of the host's statx"
+            "the kernel's struct stat of the statx"
         );
-        assert_eq!(
-            u64::from_le_bytes(got[48..56].try_into().unwrap()),
-            3,
-            "st_size"
-        );
+        assert_eq!(stat_size(&s), 3, "st_size");
         // statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, mask, buf): the host's
-        // statx as it is, of the link itself.
+        // statx as it is, of the link itself; VMX/SVM returns through the
+        // trampoline's sysretq.
         put_path(&s, PATH, b"/m/l");
         let mut r = kvm_regs {
-            rdx: 0x100,
-            r10: 0xfff,
             r8: STAT_BUF,
-            ..at_out(STATX, -100i64 as u64, PATH, 0)
+            ..call_at(STATX, [CWD, PATH, 0x100, 0xfff])
         };
+        let files = &mut dir.files();
         assert!(serve(
             &s.ram,
             &mut Stdio::default(),
-            &mut dir.files(),
+            files,
             &mut r,
             Return::Sysret
         ));
@@ -1119,20 +1111,8 @@ mod tests {
         for (path, errno) in [(&b"/m/none"[..], libc::ENOENT), (b"/m/f/x", libc::ENOTDIR)] {
             put_path(&s, PATH, path);
             // The buffer is in no page at all: a failed lookup never reads it.
-            let mut r = newfstatat_at(PATH, 0x7000_0000, 0);
-            assert!(serve(
-                &s.ram,
-                &mut Stdio::default(),
-                &mut dir.files(),
-                &mut r,
-                Return::UserRights
-            ));
-            assert_eq!(
-                r.rax as i64,
-                -i64::from(errno),
-                "{}",
-                String::from_utf8_lossy(path)
-            );
+            let got = answer(&s, &dir, newfstatat_at(PATH, 0x7000_0000, 0));
+            assert_eq!(got, err(errno), "{}", String::from_utf8_lossy(path));
         }
     }
 
@@ -1141,7 +1121,7 @@ mod tests {
         let dir = Dir::new("declined");
         let s = path_space(true);
         let cases: [(&str, &[u8], u64, u64); 11] = [
-            ("relative", b"m/f", STAT_BUF, 0),
+            ("relative, no directory published", b"m/f", STAT_BUF, 0),
             ("/proc", b"/proc/self/status", STAT_BUF, 0),
             ("/dev", b"/dev/null", STAT_BUF, 0),
             ("/proc after dots", b"//./proc", STAT_BUF, 0),
@@ -1160,19 +1140,11 @@ mod tests {
         ];
         for (what, path, buf, flags) in cases {
             put_path(&s, PATH, path);
-            let mut r = newfstatat_at(PATH, buf, flags);
-            let before = r;
-            assert!(
-                !serve(
-                    &s.ram,
-                    &mut Stdio::default(),
-                    &mut dir.files(),
-                    &mut r,
-                    Return::UserRights
-                ),
+            assert_eq!(
+                answer(&s, &dir, newfstatat_at(PATH, buf, flags)),
+                None,
                 "{what}"
             );
-            assert_eq!(r, before, "{what}: the registers as they were");
         }
         // A path that runs into an unmapped page, or is PATH_MAX long.
         let edge = DATA + 0x4000 - 3;
@@ -1180,47 +1152,31 @@ mod tests {
             .slice_mut(0x60_2000 - 3, 3)
             .unwrap()
             .copy_from_slice(b"/ab");
-        let mut r = newfstatat_at(edge, STAT_BUF, 0);
-        assert!(!serve(
-            &s.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
+        assert_eq!(answer(&s, &dir, newfstatat_at(edge, STAT_BUF, 0)), None);
         s.ram.slice_mut(0x50_0000, 0x1000).unwrap().fill(b'/');
         s.ram.slice_mut(0x50_1000, 0x1000).unwrap().fill(b'a');
-        let mut r = newfstatat_at(DATA, STAT_BUF, 0);
-        assert!(!serve(
-            &s.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
+        assert_eq!(answer(&s, &dir, newfstatat_at(DATA, STAT_BUF, 0)), None);
+        // statx's both sync types or reserved mask bit (EINVAL).
+        put_path(&s, PATH, b"/m/f");
+        for (flags, mask) in [(0x6000, 0xfff), (0, 0x8000_0000)] {
+            let r = kvm_regs {
+                r8: STAT_BUF,
+                ..call_at(STATX, [CWD, PATH, flags, mask])
+            };
+            assert_eq!(answer(&s, &dir, r), None, "{flags:#x} {mask:#x}");
+        }
         // The table closed, or a return address in the kernel.
         let closed = path_space(false);
         put_path(&closed, PATH, b"/m/f");
-        let mut r = newfstatat_at(PATH, STAT_BUF, 0);
-        assert!(!serve(
-            &closed.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
-        put_path(&s, PATH, b"/m/f");
-        let mut r = kvm_regs {
+        assert_eq!(
+            answer(&closed, &dir, newfstatat_at(PATH, STAT_BUF, 0)),
+            None
+        );
+        let r = kvm_regs {
             rcx: SYSCALL_TRAMPOLINE_VIRT,
             ..newfstatat_at(PATH, STAT_BUF, 0)
         };
-        assert!(!serve(
-            &s.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
+        assert_eq!(answer(&s, &dir, r), None);
     }
 
     #[test]
@@ -1271,69 +1227,24 @@ mod tests {
         }
     }
 
-    /// Publish `cwd` as the kernel does when it opens the calls of a path.
-    fn publish(s: &Space, cwd: &[u8]) {
-        s.ram.write_pod(FAST_CWD_PHYS, &(cwd.len() as u64)).unwrap();
-        s.ram.write_bytes(FAST_CWD_PHYS + 8, cwd).unwrap();
-    }
-
-    /// The registers at the trampoline's `out` for call `nr` with the
-    /// argument registers `args` (RDI, RSI, RDX, R10).
-    fn call_at(nr: u64, args: [u64; 4]) -> kvm_regs {
-        kvm_regs {
-            r10: args[3],
-            ..at_out(nr, args[0], args[1], args[2])
-        }
-    }
-
     #[test]
     fn a_path_relative_to_the_working_directory_is_joined_to_the_published_one() {
         let dir = Dir::new("relative");
         let s = path_space(true);
         put_path(&s, PATH, b"f");
-        let cwd = -100i64 as u64;
         // No working directory published: the kernel's.
-        let mut r = newfstatat_at(PATH, STAT_BUF, 0);
-        assert!(!serve(
-            &s.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
+        assert_eq!(answer(&s, &dir, newfstatat_at(PATH, STAT_BUF, 0)), None);
         for published in [&b"/m"[..], b"/m/"] {
             publish(&s, published);
-            let mut r = newfstatat_at(PATH, STAT_BUF, 0);
-            assert!(serve(
-                &s.ram,
-                &mut Stdio::default(),
-                &mut dir.files(),
-                &mut r,
-                Return::UserRights
-            ));
-            assert_eq!(r.rax, 0);
-            let size = u64::from_le_bytes(stat_buf(&s, 144)[48..56].try_into().unwrap());
-            assert_eq!(size, 3, "{}/f", String::from_utf8_lossy(published));
+            assert_eq!(answer(&s, &dir, newfstatat_at(PATH, STAT_BUF, 0)), Some(0));
+            assert_eq!(stat_size(&s), 3, "{}/f", String::from_utf8_lossy(published));
         }
         // Relative to another dirfd, or joined into /proc: the kernel's.
-        let mut r = call_at(NEWFSTATAT, [3, PATH, STAT_BUF, 0]);
-        assert!(!serve(
-            &s.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
+        let by_fd = call_at(NEWFSTATAT, [3, PATH, STAT_BUF, 0]);
+        assert_eq!(answer(&s, &dir, by_fd), None);
         publish(&s, b"/");
         put_path(&s, PATH, b"proc/self");
-        let mut r = call_at(NEWFSTATAT, [cwd, PATH, STAT_BUF, 0]);
-        assert!(!serve(
-            &s.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
+        assert_eq!(answer(&s, &dir, newfstatat_at(PATH, STAT_BUF, 0)), None);
     }
 
     #[test]
@@ -1344,30 +1255,13 @@ mod tests {
         s.ram.write_pod(FAST_DIRFD_PHYS, &(7u64 + 1)).unwrap();
         s.ram.write_pod(FAST_DIRFD_PHYS + 8, &2u64).unwrap();
         s.ram.write_bytes(FAST_DIRFD_PHYS + 16, b"/m").unwrap();
-        let mut r = call_at(NEWFSTATAT, [7, PATH, STAT_BUF, 0x100]);
-        assert!(serve(
-            &s.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
-        assert_eq!(r.rax, 0);
-        let size = u64::from_le_bytes(stat_buf(&s, 144)[48..56].try_into().unwrap());
-        assert_eq!(size, 3, "/m/f by fd 7");
+        let by_7 = call_at(NEWFSTATAT, [7, PATH, STAT_BUF, 0x100]);
+        assert_eq!(answer(&s, &dir, by_7), Some(0));
+        assert_eq!(stat_size(&s), 3, "/m/f by fd 7");
         // Another fd, or the same number with high bits set: the kernel's.
         for fd in [6, 1 << 32 | 7] {
-            let mut r = call_at(NEWFSTATAT, [fd, PATH, STAT_BUF, 0x100]);
-            assert!(
-                !serve(
-                    &s.ram,
-                    &mut Stdio::default(),
-                    &mut dir.files(),
-                    &mut r,
-                    Return::UserRights
-                ),
-                "{fd:#x}"
-            );
+            let r = call_at(NEWFSTATAT, [fd, PATH, STAT_BUF, 0x100]);
+            assert_eq!(answer(&s, &dir, r), None, "{fd:#x}");
         }
     }
 
@@ -1377,64 +1271,32 @@ mod tests {
         let s = path_space(true);
         put_path(&s, PATH, b"/m/l");
         let buf = DATA + 0x1000 - 1;
-        // readlink(path, buf, size): the text "f", across nothing.
-        let mut r = call_at(READLINK, [PATH, buf, 100, 0]);
-        assert!(serve(
-            &s.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
-        assert_eq!(r.rax, 1);
+        // readlink(path, buf, size): the text "f".
+        assert_eq!(
+            answer(&s, &dir, call_at(READLINK, [PATH, buf, 100, 0])),
+            Some(1)
+        );
         assert_eq!(s.ram.slice_mut(0x50_0fff, 1).unwrap()[0], b'f');
-        // readlinkat(AT_FDCWD, path, buf, size), a file that is no link:
-        // EINVAL; a missing one: ENOENT.
+        // readlinkat(AT_FDCWD, path, buf, size) of a file that is no link:
+        // EINVAL; of a missing one: ENOENT.
         put_path(&s, PATH, b"/m/f");
-        let mut r = call_at(READLINKAT, [-100i64 as u64, PATH, buf, 100]);
-        assert!(serve(
-            &s.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
-        assert_eq!(r.rax as i64, -i64::from(libc::EINVAL));
+        let r = call_at(READLINKAT, [CWD, PATH, buf, 100]);
+        assert_eq!(answer(&s, &dir, r), err(libc::EINVAL));
         put_path(&s, PATH, b"/m/none");
-        let mut r = call_at(READLINK, [PATH, buf, 100, 0]);
-        assert!(serve(
-            &s.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
-        assert_eq!(r.rax as i64, -i64::from(libc::ENOENT));
+        let r = call_at(READLINK, [PATH, buf, 100, 0]);
+        assert_eq!(answer(&s, &dir, r), err(libc::ENOENT));
         // A size of 0 (EINVAL), a read-only buffer (EFAULT), a link into
         // /proc: the kernel's.
         put_path(&s, PATH, b"/m/l");
         for (what, buf, size) in [("size 0", buf, 0), ("read-only", DATA + 0x3000, 8)] {
-            let mut r = call_at(READLINK, [PATH, buf, size, 0]);
-            assert!(
-                !serve(
-                    &s.ram,
-                    &mut Stdio::default(),
-                    &mut dir.files(),
-                    &mut r,
-                    Return::UserRights
-                ),
-                "{what}"
-            );
+            let r = call_at(READLINK, [PATH, buf, size, 0]);
+            assert_eq!(answer(&s, &dir, r), None, "{what}");
         }
         put_path(&s, PATH, b"/m/p/exe");
-        let mut r = call_at(READLINK, [PATH, buf, 100, 0]);
-        assert!(!serve(
-            &s.ram,
-            &mut Stdio::default(),
-            &mut dir.files(),
-            &mut r,
-            Return::UserRights
-        ));
+        assert_eq!(
+            answer(&s, &dir, call_at(READLINK, [PATH, buf, 100, 0])),
+            None
+        );
     }
 
     #[test]
@@ -1451,20 +1313,8 @@ mod tests {
         ];
         for (path, nr, errno) in cases {
             put_path(&s, PATH, path);
-            let mut r = call_at(nr, [PATH, DATA, 0, 0]);
-            assert!(serve(
-                &s.ram,
-                &mut Stdio::default(),
-                &mut dir.files(),
-                &mut r,
-                Return::UserRights
-            ));
-            assert_eq!(
-                r.rax as i64,
-                -i64::from(errno),
-                "{}",
-                String::from_utf8_lossy(path)
-            );
+            let got = answer(&s, &dir, call_at(nr, [PATH, DATA, 0, 0]));
+            assert_eq!(got, err(errno), "{}", String::from_utf8_lossy(path));
         }
     }
 
@@ -1472,46 +1322,25 @@ mod tests {
     fn access_is_the_hosts_answer_in_the_view() {
         let dir = Dir::new("access");
         let s = path_space(true);
-        let cwd = -100i64 as u64;
         // (call, registers from RDI, errno; 0: allowed)
         let cases: [(u64, [u64; 4], &[u8], i32); 6] = [
             (ACCESS, [PATH, 4, 0, 0], b"/m/f", 0),
             (ACCESS, [PATH, 0, 0, 0], b"/m/none", libc::ENOENT),
-            (FACCESSAT, [cwd, PATH, 4, 0], b"/m/d", 0),
-            (FACCESSAT2, [cwd, PATH, 4, 0x100], b"/m/l", 0),
+            (FACCESSAT, [CWD, PATH, 4, 0], b"/m/d", 0),
+            (FACCESSAT2, [CWD, PATH, 4, 0x100], b"/m/l", 0),
             // A write in a read-only mount.
-            (FACCESSAT2, [cwd, PATH, 2, 0x200], b"/m/f", libc::EROFS),
+            (FACCESSAT2, [CWD, PATH, 2, 0x200], b"/m/f", libc::EROFS),
             (ACCESS, [PATH, 0, 0, 0], b"/m/f/x", libc::ENOTDIR),
         ];
         for (nr, args, path, errno) in cases {
             put_path(&s, PATH, path);
-            let mut r = call_at(nr, args);
-            assert!(serve(
-                &s.ram,
-                &mut Stdio::default(),
-                &mut dir.files(),
-                &mut r,
-                Return::UserRights
-            ));
-            assert_eq!(
-                r.rax as i64,
-                -i64::from(errno),
-                "{nr} {}",
-                String::from_utf8_lossy(path)
-            );
+            let got = answer(&s, &dir, call_at(nr, args));
+            assert_eq!(got, err(errno), "{nr} {}", String::from_utf8_lossy(path));
         }
         // A bad mode, an unknown flag: the kernel's (EINVAL).
         put_path(&s, PATH, b"/m/f");
-        for args in [[PATH, 8, 0, 0], [cwd, PATH, 4, 0x4]] {
-            let nr = if args[0] == PATH { ACCESS } else { FACCESSAT2 };
-            let mut r = call_at(nr, args);
-            assert!(!serve(
-                &s.ram,
-                &mut Stdio::default(),
-                &mut dir.files(),
-                &mut r,
-                Return::UserRights
-            ));
-        }
+        assert_eq!(answer(&s, &dir, call_at(ACCESS, [PATH, 8, 0, 0])), None);
+        let r = call_at(FACCESSAT2, [CWD, PATH, 4, 0x4]);
+        assert_eq!(answer(&s, &dir, r), None);
     }
 }
