@@ -1,5 +1,5 @@
-/* bench_fileio cached [N] | bench_fileio read1m [N] | bench_fileio open [N]:
- * file system calls on a 1 MiB file.
+/* bench_fileio cached [N] | bench_fileio read1m [N] | bench_fileio open [N] |
+ * bench_fileio stat [N]: file system calls on a 1 MiB file.
  *
  * The program first creates a 1 MiB file in its current directory (vmrun's
  * guest sees the host's current directory read-write, so the same program
@@ -11,14 +11,17 @@
  * read1m: pread(fd, buf, 1 MiB, 0): the whole file in one call (repeated
  *         until 1 MiB arrived if a call returns less); one sample per MiB.
  * open:   open(path, O_RDONLY) and close() of the file.
+ * stat:   stat() of the file by its absolute path.
  * Output: see bench.h. */
 #include "bench.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #define FILE_BYTES (1u << 20)
 
 static char path[64];
+static char abs_path[4200];
 static unsigned char buf[FILE_BYTES] __attribute__((aligned(4096)));
 
 static void remove_file(void)
@@ -57,16 +60,20 @@ static void read_all(int fd, size_t len)
 int main(int argc, char **argv)
 {
     bench_buffer_stdout();
-    CHECK(argc >= 2, "usage: bench_fileio cached|read1m|open [N]");
+    CHECK(argc >= 2, "usage: bench_fileio cached|read1m|open|stat [N]");
     int cached = strcmp(argv[1], "cached") == 0;
     int read1m = strcmp(argv[1], "read1m") == 0;
     int opens = strcmp(argv[1], "open") == 0;
-    CHECK(cached || read1m || opens, "unknown mode \"%s\"", argv[1]);
+    int stats = strcmp(argv[1], "stat") == 0;
+    CHECK(cached || read1m || opens || stats, "unknown mode \"%s\"", argv[1]);
     size_t n = bench_arg(argc, argv, 2, read1m ? 100 : 2000);
     uint64_t *samples = calloc(n, sizeof *samples);
     CHECK(samples != NULL, "calloc of %zu samples", n);
     memset(samples, 0, n * sizeof *samples);
     create_file();
+    CHECK(getcwd(abs_path, 4096) != NULL, "getcwd");
+    strcat(abs_path, "/");
+    strcat(abs_path, path);
     int fd = open(path, O_RDONLY);
     CHECK(fd >= 0, "cannot open %s", path);
     size_t len = cached ? 4096 : FILE_BYTES;
@@ -82,6 +89,9 @@ int main(int argc, char **argv)
             int f = open(path, O_RDONLY);
             CHECK(f >= 0, "open of %s", path);
             close(f);
+        } else if (stats) {
+            struct stat st;
+            CHECK(stat(abs_path, &st) == 0 && st.st_size == FILE_BYTES, "stat of %s", abs_path);
         } else if (cached) {
             ssize_t r = pread(fd, buf, 4096, 0);
             CHECK(r == 4096, "pread returned %zd", r);

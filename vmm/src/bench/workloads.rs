@@ -310,6 +310,22 @@ pub(super) fn programs(o: &Options) -> Vec<Program> {
             per_string: false,
         },
         Program {
+            row: "stat_path",
+            unit: "us/stat",
+            image: "bench_fileio",
+            args: vec!["stat".into(), samples.clone()],
+            step_args: s(&["stat", &step_n]),
+            mem: DEFAULT_MEM,
+            ring0: &["newfstatat"],
+            note: "stat of a file by its absolute path: fast calls after the first (the VMM answers \
+                   from the trampoline); the ring-0 count is the kernel's path, which the stepped run takes",
+            show_entries: false,
+            fault_size: FaultSize::Huge2M,
+            per_page: false,
+            budget: None,
+            per_string: false,
+        },
+        Program {
             row: "fork_exit_wait",
             unit: "us/round",
             image: "bench_proc",
