@@ -5,7 +5,7 @@
 mod common;
 
 /// The first column of every row of the results table.
-const WORKLOADS: [&str; 29] = [
+const WORKLOADS: [&str; 30] = [
     "anon_touch",
     "anon_total",
     "anon_1m",
@@ -20,6 +20,7 @@ const WORKLOADS: [&str; 29] = [
     "file_read_cached",
     "file_read_1m",
     "open_close",
+    "stat_path",
     "fork_exit_wait",
     "fork_exec_wait",
     "context_switch",
