@@ -328,8 +328,8 @@ pub const HYPERCALL_PORT: u16 = 0x0700;
 /// The I/O port of the syscall trampoline's fast call: an `out` of AL to
 /// it (the only port the TSS's I/O bitmap opens below ring 0) asks the
 /// VMM to serve a `read` of the host's stdin, a `write` to its stdout or
-/// stderr, or the stat of a host path straight from the program's
-/// registers, with no kernel entry
+/// stderr, or a call of a host path (a stat, a link's text, access)
+/// straight from the program's registers, with no kernel entry
 /// (see [`trampoline`] and docs/architecture.md, "Fast calls").
 pub const FAST_CALL_PORT: u16 = 0xf1;
 
@@ -363,8 +363,8 @@ pub mod trampoline {
     /// Byte `fd` says whether a `read` of fd 0 to 2 may be a fast call,
     /// byte `4 + fd` the same of a `write`, byte `80 + fd`
     /// ([`WRITEV_BYTES`]) of a `writev`: [`OPEN`] and the host stream (0
-    /// to 2) the fd is, or 0; byte [`PATH_BYTE`] whether a path's stat
-    /// may be. Every other byte up to [`TABLE_SPAN`] is 0.
+    /// to 2) the fd is, or 0; byte [`PATH_BYTE`] whether the calls of a
+    /// path may be. Every other byte up to [`TABLE_SPAN`] is 0.
     pub const TABLE: u64 = 0x800;
     /// Offset from [`TABLE`] of the `writev` bytes (call 20 times four),
     /// in a word of their own (with [`PATH_BYTE`]).
@@ -373,10 +373,9 @@ pub mod trampoline {
     /// to the VMM ([`OPEN`] or 0), in the word of the `writev` bytes:
     /// `newfstatat`, `statx`, `readlink`, `readlinkat`, `getxattr`,
     /// `lgetxattr`, `access`, `faccessat` and `faccessat2`, of a path the
-    /// kernel would only pass on to the host.
-    /// The trampoline tests it for those calls whatever their other
-    /// arguments; the VMM serves a path the host resolves and declines the
-    /// rest.
+    /// kernel would only pass on to the host. The trampoline tests it for
+    /// those calls whatever their other arguments; the VMM serves a path
+    /// the host resolves and declines the rest.
     pub const PATH_BYTE: u64 = WRITEV_BYTES + 4;
     /// Bytes of the table the trampoline may index (calls 0 to 20).
     pub const TABLE_SPAN: u64 = WRITEV_BYTES + 8;

@@ -314,7 +314,8 @@ fn path_call(ram: &GuestRam, fs: &mut HostFs, r: &kvm_regs) -> Option<i64> {
         Some(_) => join(&published_dirfd(ram, dirfd)?, &path),
         None => return None,
     };
-    if maybe_guest_served(&abs) {
+    // A joined path too long for the kernel's request is its ENAMETOOLONG.
+    if abs.len() >= PATH_MAX || maybe_guest_served(&abs) {
         return None;
     }
     match op {
@@ -1239,9 +1240,14 @@ mod tests {
             assert_eq!(answer(&s, &dir, newfstatat_at(PATH, STAT_BUF, 0)), Some(0));
             assert_eq!(stat_size(&s), 3, "{}/f", String::from_utf8_lossy(published));
         }
-        // Relative to another dirfd, or joined into /proc: the kernel's.
+        // Relative to another dirfd, joined to PATH_MAX bytes or more (the
+        // kernel's ENAMETOOLONG), or joined into /proc: the kernel's.
         let by_fd = call_at(NEWFSTATAT, [3, PATH, STAT_BUF, 0]);
         assert_eq!(answer(&s, &dir, by_fd), None);
+        let mut long = b"/m/".to_vec();
+        long.resize(PATH_MAX - 1, b'a');
+        publish(&s, &long);
+        assert_eq!(answer(&s, &dir, newfstatat_at(PATH, STAT_BUF, 0)), None);
         publish(&s, b"/");
         put_path(&s, PATH, b"proc/self");
         assert_eq!(answer(&s, &dir, newfstatat_at(PATH, STAT_BUF, 0)), None);

@@ -298,6 +298,10 @@ const AT_STATX_SYNC_TYPE: u64 = 0x6000;
 /// statx's reserved mask bit (STATX__RESERVED): EINVAL.
 const STATX_RESERVED: u64 = 0x8000_0000;
 
+/// faccessat2's flags: AT_EACCESS, AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH.
+/// Any other is EINVAL, as in Linux.
+const ACCESS_FLAGS: u64 = 0x200 | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH;
+
 /// newfstatat(dirfd, path, buf, flags); stat and lstat too.
 pub fn newfstatat<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
@@ -387,8 +391,7 @@ pub fn faccessat<M: PhysMem, H: HostIo>(
     mode: u64,
     flags: u64,
 ) -> KResult<i64> {
-    // faccessat2's flags: AT_EACCESS, AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH.
-    if mode & !7 != 0 || flags & !(0x200 | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+    if mode & !7 != 0 || flags & !ACCESS_FLAGS != 0 {
         return Err(Errno::EINVAL);
     }
     let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
