@@ -1847,8 +1847,9 @@ fn full_call_stdio(
 /// (`trampoline::PATH_BYTE`), with the working directory published for
 /// it, and the call's dirfd if it named a directory ([`publish_dirs`]):
 /// the VMM serves the next of a path that the host resolves (a lookup the
-/// kernel only passes on) and declines the others. Not after a call by
-/// another fd (an fstat): the VMM would decline the next such. The table
+/// kernel only passes on) and declines the others. Not after a call the
+/// kernel served without the host, or by another fd (an fstat): the VMM
+/// would decline the next such. The table
 /// is put back as it was before, and stays open across such calls: none
 /// changes anything an opening relies on (see [`full_call_stdio`]).
 /// Python stats every file its imports look for, `ls -l` each file it
@@ -1863,11 +1864,19 @@ fn full_call_path(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> boo
         nr::NEWFSTATAT | nr::STATX | nr::READLINKAT | nr::FACCESSAT | nr::FACCESSAT2 => f.rdi,
         _ => syscall::files::AT_FDCWD as u64,
     };
+    // The call's request to the host, if it makes one: a path the kernel
+    // served itself (in /proc or /dev, or landing there) opens nothing, as
+    // the VMM would decline the next such.
+    use guest_kernel::fs::host::FsHost;
+    use vmrun_contract::fs::{op, SYNTHETIC};
+    k.fs.req().op = 0;
     let served = full_call(k, f, mem);
     if !served || !k.fast_calls {
         return served;
     }
-    let Some(p) = k.process.0.as_deref() else {
+    let r = k.fs.req();
+    let by_host = matches!(r.op, op::STAT | op::READLINK | op::ACCESS) && r.out_handle != SYNTHETIC;
+    let Some(p) = k.process.0.as_deref().filter(|_| by_host) else {
         return served;
     };
     if !publish_dirs(p, mem, dirfd) {
