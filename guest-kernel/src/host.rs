@@ -83,6 +83,10 @@ impl HostIo for Host {
     fn cpu_ns(&mut self) -> u64 {
         self.cpu_since_boot_ns()
     }
+
+    fn boot_realtime_ns(&mut self) -> u64 {
+        self.realtime0.saturating_sub(self.monotonic0)
+    }
 }
 
 /// The host's file service through the one request block.

@@ -24,8 +24,12 @@ use vmrun_contract::IoVec;
 
 type Cx<'p, 'e, 'a, M, H> = Ctx<'p, 'e, 'a, M, H>;
 
+/// The time the kernel's own nodes (in `/proc` and `/dev`) are dated, in
+/// seconds: the host's boot, the same at every stat, as Linux dates the
+/// nodes it made at boot (it was the time of the stat, so that a node's
+/// stat changed every second).
 fn boot_time<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) -> i64 {
-    (cx.host.now_ns(super::time::Clock::Realtime) / 1_000_000_000) as i64
+    (cx.host.boot_realtime_ns() / 1_000_000_000) as i64
 }
 
 /// The raw statx of what `abs` names.

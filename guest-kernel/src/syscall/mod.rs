@@ -50,6 +50,12 @@ pub trait HostIo {
     }
     /// Nanoseconds on `clock` (CLOCK_REALTIME or CLOCK_MONOTONIC).
     fn now_ns(&mut self, clock: time::Clock) -> u64;
+    /// The wall-clock time of the host's boot, ns: CLOCK_REALTIME less
+    /// CLOCK_MONOTONIC, the same for the whole run.
+    fn boot_realtime_ns(&mut self) -> u64 {
+        let real = self.now_ns(time::Clock::Realtime);
+        real.saturating_sub(self.now_ns(time::Clock::Monotonic))
+    }
     /// Block for `ns` nanoseconds.
     fn sleep(&mut self, ns: u64);
     /// The guest's CPU clock, ns: time the vCPU computed (user and kernel

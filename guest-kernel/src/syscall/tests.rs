@@ -1015,6 +1015,48 @@ fn fstat_of_stdout_reports_the_host_file_type() {
     assert_eq!(r.unwrap_ret(), -14);
 }
 
+/// The kernel's own nodes (/dev/null, a /proc file) are dated at the
+/// host's boot (realtime less monotonic), the same at every stat, not at
+/// the time of the stat. Unknown flags of newfstatat, statx and
+/// faccessat2, statx's two sync types together and its reserved mask bit
+/// are EINVAL, as in Linux.
+#[test]
+fn the_kernels_nodes_are_dated_at_boot_and_bad_stat_flags_are_einval() {
+    let mut w = World::new();
+    let boot = (1_700_000_000_123_456_789u64 - 42_000_000_007) / 1_000_000_000;
+    for path in [&b"/dev/null\0"[..], b"/proc/self/status\0"] {
+        w.poke(w.buf + 0x200, path);
+        let r = w.call(nr::NEWFSTATAT, [AT_FDCWD, w.buf + 0x200, w.buf, 0, 0, 0]);
+        assert_eq!(r.unwrap_ret(), 0);
+        let st = w.peek(w.buf, 144);
+        let mtime = u64::from_le_bytes(st[88..96].try_into().unwrap());
+        assert_eq!(mtime, boot, "{}", String::from_utf8_lossy(path));
+    }
+    w.poke(w.buf + 0x200, b"/dev/null\0");
+    let at = w.buf + 0x200;
+    let calls = [
+        (nr::NEWFSTATAT, [AT_FDCWD, at, w.buf, 0x2, 0, 0]),
+        (nr::STATX, [AT_FDCWD, at, 0x6000, 0x7ff, w.buf, 0]),
+        (nr::STATX, [AT_FDCWD, at, 0x4, 0x7ff, w.buf, 0]),
+        (nr::STATX, [AT_FDCWD, at, 0, 0x8000_0000, w.buf, 0]),
+        (nr::FACCESSAT2, [AT_FDCWD, at, 4, 0x4, 0, 0]),
+    ];
+    for (n, a) in calls {
+        assert_eq!(w.call(n, a).unwrap_ret(), -22, "{} {a:x?}", name(n));
+    }
+    // Either sync type alone, and AT_EACCESS, are fine.
+    assert_eq!(
+        w.call(nr::STATX, [AT_FDCWD, at, 0x4000, 0x7ff, w.buf, 0])
+            .unwrap_ret(),
+        0
+    );
+    assert_eq!(
+        w.call(nr::FACCESSAT2, [AT_FDCWD, at, 4, 0x200, 0, 0])
+            .unwrap_ret(),
+        0
+    );
+}
+
 fn timespec(sec: i64, nsec: i64) -> Vec<u8> {
     [sec.to_le_bytes(), nsec.to_le_bytes()].concat()
 }
