@@ -1132,6 +1132,25 @@ fn a_writev_to_stdout_is_a_fast_call() {
     );
 }
 
+/// `stat_paths -n COUNT PATH` run to a clean exit: its stdout (checked to
+/// say that every one of the COUNT stats was the first's), the VM (for
+/// its exit counts) and the report.
+fn stat_in_a_row(count: u32, path: &str) -> (Vm, vmm::vm::RunReport) {
+    let mut config = config("stat_paths", Observe::default());
+    config
+        .argv
+        .extend(["-n".into(), count.to_string().into(), path.into()]);
+    let mut vm = Vm::new(&config).unwrap();
+    let mut io = Captured::default();
+    let report = run_to_clean_exit(&mut vm, &mut io, &mut |_| {}, |io| {
+        String::from_utf8_lossy(&io.err).into_owned()
+    });
+    let out = String::from_utf8_lossy(&io.out);
+    let each = format!("{count} more stats of {path}: each the first");
+    assert!(out.contains(&each) && !out.contains("DIFFERENT"), "{out}");
+    (vm, report)
+}
+
 /// A program that stats absolute paths in a row (as Python's imports do):
 /// the first stat goes to the kernel, which opens a path's stat to the
 /// VMM's fast call; the rest are fast calls, with the same answers (the
@@ -1142,20 +1161,7 @@ fn a_stat_of_an_absolute_path_is_a_fast_call() {
     if !require_kvm() {
         return;
     }
-    let mut config = config("stat_paths", Observe::default());
-    config
-        .argv
-        .extend(["-n".into(), "500".into(), "/usr/lib".into()]);
-    let mut vm = Vm::new(&config).unwrap();
-    let mut io = Captured::default();
-    let report = run_to_clean_exit(&mut vm, &mut io, &mut |_| {}, |io| {
-        String::from_utf8_lossy(&io.err).into_owned()
-    });
-    let out = String::from_utf8_lossy(&io.out);
-    assert!(
-        out.contains("500 more stats of /usr/lib: each the first") && !out.contains("DIFFERENT"),
-        "{out}"
-    );
+    let (_, report) = stat_in_a_row(500, "/usr/lib");
     assert!(
         report.timings.fast_calls >= 500,
         "{} fast calls for 500 stats in a row",
@@ -1172,20 +1178,7 @@ fn a_path_the_kernel_serves_itself_does_not_reopen_the_fast_call() {
     if !require_kvm() {
         return;
     }
-    let mut config = config("stat_paths", Observe::default());
-    config
-        .argv
-        .extend(["-n".into(), "300".into(), "/proc/self/status".into()]);
-    let mut vm = Vm::new(&config).unwrap();
-    let mut io = Captured::default();
-    run_to_clean_exit(&mut vm, &mut io, &mut |_| {}, |io| {
-        String::from_utf8_lossy(&io.err).into_owned()
-    });
-    let out = String::from_utf8_lossy(&io.out);
-    assert!(
-        out.contains("300 more stats of /proc/self/status: each the first"),
-        "{out}"
-    );
+    let (vm, _) = stat_in_a_row(300, "/proc/self/status");
     let declined = vm.exits().get("fast call declined").copied().unwrap_or(0);
     assert!(
         declined < 30,
