@@ -43,7 +43,7 @@
 //! the VMM sets RIP and RFLAGS itself; where SYSCALL enters ring 0 (VMX,
 //! SVM), RIP goes to the trampoline's `sysretq`.
 
-use crate::fs::{HostFs, PathLink, PathStat};
+use crate::fs::{HostFs, PathError};
 use crate::hypercall::{read_pieces, write_pieces, HostIo};
 use crate::inspect::pagetable::{read_user, translate};
 use crate::memory::GuestRam;
@@ -210,6 +210,17 @@ const LOOKUP_ERRNOS: [i32; 5] = [
     libc::ENAMETOOLONG,
 ];
 
+/// The answer to a call of a path whose op had none: the host's error
+/// if it is one of [`LOOKUP_ERRNOS`] or `also`, else None (declined).
+fn lookup_error(e: PathError, also: Option<i32>) -> Option<i64> {
+    match e {
+        PathError::Failed(e) if LOOKUP_ERRNOS.contains(&e) || Some(e) == also => {
+            Some(-i64::from(e))
+        }
+        PathError::Failed(_) | PathError::Guest => None,
+    }
+}
+
 /// The longest answer of a readlink the kernel gives (it hands the host a
 /// buffer of at most a page).
 const READLINK_MAX: u64 = 4096;
@@ -321,9 +332,8 @@ fn path_call(ram: &GuestRam, fs: &mut HostFs, r: &kvm_regs) -> Option<i64> {
     match op {
         PathOp::Stat { buf, statx } => {
             let words = match fs.stat_path(ram, &abs, follow) {
-                PathStat::Found(words) => words,
-                PathStat::Failed(e) if LOOKUP_ERRNOS.contains(&e) => return Some(-i64::from(e)),
-                PathStat::Failed(_) | PathStat::Guest => return None,
+                Ok(words) => words,
+                Err(e) => return lookup_error(e, None),
             };
             let bytes = match statx {
                 false => stat_of_statx(&words).to_vec(),
@@ -337,11 +347,8 @@ fn path_call(ram: &GuestRam, fs: &mut HostFs, r: &kvm_regs) -> Option<i64> {
             let len = (size as i64 > 0).then_some(size.min(READLINK_MAX))?;
             user_pieces(ram, cr3, buf, len, true)?;
             let text = match fs.readlink_path(&abs) {
-                PathLink::Text(text) => text,
-                PathLink::Failed(e) if e == libc::EINVAL || LOOKUP_ERRNOS.contains(&e) => {
-                    return Some(-i64::from(e))
-                }
-                PathLink::Failed(_) | PathLink::Guest => return None,
+                Ok(text) => text,
+                Err(e) => return lookup_error(e, Some(libc::EINVAL)),
             };
             let n = text.len().min(len as usize);
             if n > 0 {
@@ -350,16 +357,12 @@ fn path_call(ram: &GuestRam, fs: &mut HostFs, r: &kvm_regs) -> Option<i64> {
             Some(n as i64)
         }
         PathOp::Xattr => match fs.stat_path(ram, &abs, follow) {
-            PathStat::Found(_) => Some(-i64::from(libc::ENODATA)),
-            PathStat::Failed(e) if LOOKUP_ERRNOS.contains(&e) => Some(-i64::from(e)),
-            PathStat::Failed(_) | PathStat::Guest => None,
+            Ok(_) => Some(-i64::from(libc::ENODATA)),
+            Err(e) => lookup_error(e, None),
         },
         PathOp::Access { mode, flags } => match fs.access_path(ram, &abs, mode, flags as u32) {
-            PathStat::Found(_) => Some(0),
-            PathStat::Failed(e) if e == libc::EROFS || LOOKUP_ERRNOS.contains(&e) => {
-                Some(-i64::from(e))
-            }
-            PathStat::Failed(_) | PathStat::Guest => None,
+            Ok(()) => Some(0),
+            Err(e) => lookup_error(e, Some(libc::EROFS)),
         },
     }
 }
@@ -1065,9 +1068,7 @@ mod tests {
         let s = path_space(true);
         put_path(&s, PATH, b"/m/f");
         assert_eq!(answer(&s, &dir, newfstatat_at(PATH, STAT_BUF, 0)), Some(0));
-        let PathStat::Found(words) = dir.files().stat_path(&s.ram, b"/m/f", true) else {
-            panic!("the host finds /m/f");
-        };
+        let words = dir.files().stat_path(&s.ram, b"/m/f", true).expect("/m/f");
         let want = guest_kernel::fs::stat::stat_from_statx_words(&words);
         assert_eq!(
             stat_buf(&s, 144),
@@ -1092,9 +1093,7 @@ mod tests {
             Return::Sysret
         ));
         assert_eq!(r.rip, SYSCALL_TRAMPOLINE_VIRT + trampoline::SYSRET);
-        let PathStat::Found(words) = dir.files().stat_path(&s.ram, b"/m/l", false) else {
-            panic!("the host finds /m/l");
-        };
+        let words = dir.files().stat_path(&s.ram, b"/m/l", false).expect("/m/l");
         let want: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         assert_eq!(stat_buf(&s, 256), want);
         let mode = u16::from_le_bytes(want[28..30].try_into().unwrap());

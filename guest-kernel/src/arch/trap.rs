@@ -401,16 +401,16 @@ global_asm!(
     // fd 0 whose table byte also has `trampoline::RING` (kvm_pvm only)
     // first goes to the stdin ring (below the table). A call of a path
     // (newfstatat, statx, readlink, readlinkat, getxattr, lgetxattr,
-    // access, faccessat, faccessat2),
-    // whatever its arguments, is offered to the VMM the same way when the
-    // table's `trampoline::PATH_BYTE` is open (the VMM serves a path the
-    // host resolves and declines the rest). `.org` keeps
-    // the offsets the contract names (`trampoline::SLOW` and `SYSRET`) and
-    // the first two tests' displacements where boot can patch them (it
-    // finds the others by their labels); the
-    // table's address in the tests is the user-readable one, which boot
-    // changes to the image's supervisor-only view of the same page where
-    // ring 0 runs the trampoline (SMAP refuses the other).
+    // access, faccessat, faccessat2), whatever its arguments, is offered
+    // to the VMM the same way when the table's `trampoline::PATH_BYTE` is
+    // open (the VMM serves a path the host resolves and declines the
+    // rest). `.org` keeps the offsets the contract names
+    // (`trampoline::SLOW` and `SYSRET`) and the first two tests'
+    // displacements where boot can patch them (it finds the others by
+    // their labels); the table's address in the tests is the
+    // user-readable one, which boot changes to the image's
+    // supervisor-only view of the same page where ring 0 runs the
+    // trampoline (SMAP refuses the other).
     .section .trampoline, "ax"
     .global vmrun_syscall_trampoline
     .global vmrun_trampoline_ring
@@ -638,7 +638,9 @@ const PATH_CLASSES: u64 = 0xc00;
 pub fn table_test_in_ring0(mem: &mut super::phys::DirectMap) {
     use guest_kernel::mm::phys::PhysMem;
     use vmrun_contract::layout::{KERNEL_VIRT_BASE, SYSCALL_TRAMPOLINE_PHYS};
-    let view = KERNEL_VIRT_BASE + SYSCALL_TRAMPOLINE_PHYS + trampoline::TABLE;
+    // The trampoline page in the image, and its table there.
+    let image = KERNEL_VIRT_BASE + SYSCALL_TRAMPOLINE_PHYS;
+    let view = image + trampoline::TABLE;
     const { assert!((TABLE_TEST + 3).is_multiple_of(8) && (RING_TEST + 3).is_multiple_of(8)) };
     for test in [TABLE_TEST, RING_TEST] {
         let at = SYSCALL_TRAMPOLINE_PHYS + test + 3;
@@ -650,7 +652,6 @@ pub fn table_test_in_ring0(mem: &mut super::phys::DirectMap) {
     // (opcode, ModRM, SIB, displacement) and `test byte ptr [rax +
     // disp32], imm8` (opcode, ModRM, displacement).
     let (path_test, class_test) = path_tests();
-    let image = KERNEL_VIRT_BASE + SYSCALL_TRAMPOLINE_PHYS;
     for (at, disp) in [
         (path_test + 3, view + trampoline::PATH_BYTE),
         (class_test + 2, image + PATH_CLASSES),

@@ -60,23 +60,11 @@ use walk::Target;
 /// An operation's result: its `ret`, or a host errno.
 pub type FsResult<T> = std::result::Result<T, Errno>;
 
-/// What [`HostFs::readlink_path`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PathLink {
-    /// The link's text.
-    Text(Vec<u8>),
-    /// The lookup failed with this host errno (EINVAL: not a link).
-    Failed(Errno),
-    /// The path leads into a tree the guest kernel serves itself.
-    Guest,
-}
-
-/// What [`HostFs::stat_path`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PathStat {
-    /// The object's statx words, as a STAT request returns them.
-    Found(Box<[u64; 32]>),
-    /// The lookup failed with this host errno.
+/// Why a path op of the fast call of a path ([`HostFs::stat_path`],
+/// [`HostFs::access_path`], [`HostFs::readlink_path`]) has no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// The op failed with this host errno.
     Failed(Errno),
     /// The path leads into a tree the guest kernel serves itself.
     Guest,
@@ -211,16 +199,23 @@ impl HostFs {
             req,
             path_out: false,
         };
-        *self.stats.calls.entry(op_name(call.req.op)).or_default() += 1;
-        let ret = match self.dispatch(&mut call) {
+        let done = self.dispatch(&mut call);
+        let ret = match self.counted(call.req.op, done) {
             Ok(v) => v,
-            Err(e) => {
-                self.stats.errors += 1;
-                -i64::from(e)
-            }
+            Err(e) => -i64::from(e),
         };
         call.req.ret = ret;
         (ret, call.path_out)
+    }
+
+    /// `done`, the result of an `op`, counted: a call of the op, and an
+    /// error if it failed.
+    fn counted<T>(&mut self, op: u32, done: FsResult<T>) -> FsResult<T> {
+        *self.stats.calls.entry(op_name(op)).or_default() += 1;
+        if done.is_err() {
+            self.stats.errors += 1;
+        }
+        done
     }
 
     /// The stat of the absolute guest path `path` (following a last
@@ -228,29 +223,34 @@ impl HostFs {
     /// request of it is: for the fast call of a path's stat
     /// (`crate::fastcall`), which the VMM serves from the program's
     /// registers.
-    pub fn stat_path(&mut self, ram: &GuestRam, path: &[u8], follow: bool) -> PathStat {
+    pub fn stat_path(
+        &mut self,
+        ram: &GuestRam,
+        path: &[u8],
+        follow: bool,
+    ) -> std::result::Result<[u64; 32], PathError> {
         let flags = if follow {
             0
         } else {
             libc::AT_SYMLINK_NOFOLLOW as u32
         };
         let mut req = FsRequest::zeroed();
-        match self.path_request(ram, &mut req, op::STAT, path, flags, 0) {
-            Ok(()) => PathStat::Found(Box::new(req.statx)),
-            Err(e) => e,
-        }
+        self.path_request(ram, &mut req, op::STAT, path, flags, 0)?;
+        Ok(req.statx)
     }
 
     /// Whether the absolute guest path `path` allows access `mode` (with
     /// faccessat2's `flags`), asked and counted as the guest kernel's
-    /// ACCESS request of it is: for the fast call of a path. `Found` holds
-    /// no statx then.
-    pub fn access_path(&mut self, ram: &GuestRam, path: &[u8], mode: u64, flags: u32) -> PathStat {
+    /// ACCESS request of it is: for the fast call of a path.
+    pub fn access_path(
+        &mut self,
+        ram: &GuestRam,
+        path: &[u8],
+        mode: u64,
+        flags: u32,
+    ) -> std::result::Result<(), PathError> {
         let mut req = FsRequest::zeroed();
-        match self.path_request(ram, &mut req, op::ACCESS, path, flags, mode) {
-            Ok(()) => PathStat::Found(Box::new([0; 32])),
-            Err(e) => e,
-        }
+        self.path_request(ram, &mut req, op::ACCESS, path, flags, mode)
     }
 
     /// Serve `op` of the absolute guest path `path` from the root, in
@@ -263,9 +263,9 @@ impl HostFs {
         path: &[u8],
         flags: u32,
         mode: u64,
-    ) -> std::result::Result<(), PathStat> {
+    ) -> std::result::Result<(), PathError> {
         if path.len() >= PATH_MAX {
-            return Err(PathStat::Failed(libc::ENAMETOOLONG));
+            return Err(PathError::Failed(libc::ENAMETOOLONG));
         }
         req.op = op;
         req.handle = ROOT_HANDLE;
@@ -274,8 +274,8 @@ impl HostFs {
         req.path[..path.len()].copy_from_slice(path);
         req.path_len = path.len() as u32;
         match self.serve_request(ram, req).0 {
-            r if r < 0 => Err(PathStat::Failed((-r) as Errno)),
-            _ if req.out_handle == SYNTHETIC => Err(PathStat::Guest),
+            r if r < 0 => Err(PathError::Failed((-r) as Errno)),
+            _ if req.out_handle == SYNTHETIC => Err(PathError::Guest),
             _ => Ok(()),
         }
     }
@@ -283,15 +283,12 @@ impl HostFs {
     /// The text of the symlink at the absolute guest path `path`, counted
     /// as the guest kernel's READLINK request of it is: for the fast call
     /// of a path.
-    pub fn readlink_path(&mut self, path: &[u8]) -> PathLink {
-        *self.stats.calls.entry(op_name(op::READLINK)).or_default() += 1;
-        match self.link_text(ROOT_HANDLE, path) {
-            Ok(Ok(text)) => PathLink::Text(text),
-            Ok(Err(_)) => PathLink::Guest,
-            Err(e) => {
-                self.stats.errors += 1;
-                PathLink::Failed(e)
-            }
+    pub fn readlink_path(&mut self, path: &[u8]) -> std::result::Result<Vec<u8>, PathError> {
+        let text = self.link_text(ROOT_HANDLE, path);
+        match self.counted(op::READLINK, text) {
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(_)) => Err(PathError::Guest),
+            Err(e) => Err(PathError::Failed(e)),
         }
     }
 
