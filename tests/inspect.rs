@@ -1001,36 +1001,6 @@ fn the_last_exit_tears_everything_down_only_for_the_leak_check() {
     }
 }
 
-/// The host's stdio for a library run: stdin from `input`, what the
-/// program writes kept by stream.
-#[derive(Default)]
-struct Captured {
-    input: Vec<u8>,
-    out: Vec<u8>,
-    err: Vec<u8>,
-}
-
-impl vmm::hypercall::HostIo for Captured {
-    fn write(&mut self, fd: u64, data: &[u8]) -> std::io::Result<()> {
-        match fd {
-            1 => self.out.extend_from_slice(data),
-            _ => self.err.extend_from_slice(data),
-        }
-        Ok(())
-    }
-    fn read(&mut self, _fd: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.input.len());
-        buf[..n].copy_from_slice(&self.input[..n]);
-        self.input.drain(..n);
-        Ok(n)
-    }
-    fn random(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
-        buf.fill(7);
-        Ok(())
-    }
-    fn log(&mut self, _line: &[u8]) {}
-}
-
 /// `read_stdin` (a cat of read(2) and write(2)) on 100 KiB: run plainly,
 /// its reads of stdin and writes to stdout are fast calls the VMM serves
 /// from the syscall trampoline (all but the first of each, which the

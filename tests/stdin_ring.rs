@@ -11,39 +11,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use vmm::kvm::Platform;
 use vmm::vm::{Vm, VmConfig};
 
-/// The program's writes, kept; the reads that do not come from the ring,
-/// of the real fd 0, counted.
-#[derive(Default)]
-struct Out {
-    out: Vec<u8>,
-    err: Vec<u8>,
-    reads: u64,
-}
-
-impl vmm::hypercall::HostIo for Out {
-    fn write(&mut self, fd: u64, data: &[u8]) -> std::io::Result<()> {
-        match fd {
-            1 => self.out.extend_from_slice(data),
-            _ => self.err.extend_from_slice(data),
-        }
-        Ok(())
-    }
-    fn read(&mut self, _fd: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.reads += 1;
-        // SAFETY: a read of fd 0 into the buffer given.
-        let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(n as usize)
-    }
-    fn random(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
-        buf.fill(7);
-        Ok(())
-    }
-    fn log(&mut self, _line: &[u8]) {}
-}
-
 /// `read_stdin` (1000-byte reads, each written to stdout) on 1 MiB from
 /// a pipe on fd 0: the output is the input; the VMM filled the ring about
 /// 16 times, and the fast calls it answered are the writes and those
@@ -77,7 +44,10 @@ fn the_trampoline_serves_reads_of_a_piped_stdin_from_the_ring() {
     };
     let mut vm = Vm::new(&config).unwrap();
     let pvm = vm.platform == Platform::Pvm;
-    let mut io = Out::default();
+    let mut io = Captured {
+        from_stdin: true,
+        ..Default::default()
+    };
     let report = run_to_clean_exit(&mut vm, &mut io, &mut |_| {}, |io| {
         String::from_utf8_lossy(&io.err).into_owned()
     });

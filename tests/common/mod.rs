@@ -394,6 +394,49 @@ pub fn announced_address(stdout: &[u8]) -> u64 {
 
 /// Run `vm` to its end with the host's stdio `io`, handing its trace
 /// records to `records`; the report, after checking that the program
+/// The host's stdio for a library run (`vmm::vm::Vm` with this as its
+/// `HostIo`): stdin from `input`, or from the test process's own fd 0 if
+/// `from_stdin`, the reads that reach it counted; what the program writes
+/// kept by stream (fd 1 in `out`, every other in `err`).
+#[derive(Default)]
+pub struct Captured {
+    pub input: Vec<u8>,
+    pub from_stdin: bool,
+    pub reads: u64,
+    pub out: Vec<u8>,
+    pub err: Vec<u8>,
+}
+
+impl vmm::hypercall::HostIo for Captured {
+    fn write(&mut self, fd: u64, data: &[u8]) -> std::io::Result<()> {
+        match fd {
+            1 => self.out.extend_from_slice(data),
+            _ => self.err.extend_from_slice(data),
+        }
+        Ok(())
+    }
+    fn read(&mut self, _fd: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reads += 1;
+        if self.from_stdin {
+            // SAFETY: a read of fd 0 into the buffer given.
+            let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            return Ok(n as usize);
+        }
+        let n = buf.len().min(self.input.len());
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input.drain(..n);
+        Ok(n)
+    }
+    fn random(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        buf.fill(7);
+        Ok(())
+    }
+    fn log(&mut self, _line: &[u8]) {}
+}
+
 /// exited with status 0 (`what` the program's stderr for the message).
 pub fn run_to_clean_exit<H: vmm::hypercall::HostIo>(
     vm: &mut vmm::vm::Vm,
