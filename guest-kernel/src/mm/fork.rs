@@ -41,18 +41,30 @@ impl Mm {
         child.vmas = self.vmas.try_clone()?;
         child.vmas.set_journaling(false);
         child.copy_layout(self);
-        self.populate_shared_anon(env);
         // As Linux's `vma_needs_copy`: an area that never had a private
         // page (no anonymous identity: text, read-only data, an untouched
         // mapping, a shared file mapping) maps nothing a fault in the
         // child would not map the same way, so its entries are not copied.
         // Shared anonymous memory has no page cache behind it: always.
-        let areas: alloc::vec::Vec<(u64, u64, bool)> = self
-            .vmas
-            .iter()
-            .filter(|v| v.anon != 0 || shared_anon(v))
-            .map(|v| (v.start, v.end, v.flags.contains(VmFlags::SHARED)))
-            .collect();
+        // One pass over the areas, a leaf of the area tree at a time, finds
+        // both those and the shared anonymous ones.
+        let mut areas: alloc::vec::Vec<(u64, u64, bool)> = alloc::vec::Vec::new();
+        let mut shared_anon_pages = 0;
+        let mut leaves = self.vmas.iter();
+        while let Some(leaf) = leaves.next_leaf() {
+            for v in leaf {
+                let shared = shared_anon(v);
+                if shared && v.prot != Prot::NONE {
+                    shared_anon_pages += (v.end - v.start) / PAGE_SIZE;
+                }
+                if v.anon != 0 || shared {
+                    areas.push((v.start, v.end, v.flags.contains(VmFlags::SHARED)));
+                }
+            }
+        }
+        if shared_anon_pages > 0 {
+            self.populate_shared_anon(env, shared_anon_pages);
+        }
         for (start, end, shared) in areas {
             self.split_huge_in(env, start, end)?;
             self.share_range(env, child, start, end, shared)?;
@@ -63,16 +75,11 @@ impl Mm {
     }
 
     /// Fault in every missing page of the accessible `MAP_SHARED`
-    /// anonymous areas, if they fit in half the free frames; otherwise (or
-    /// when memory runs out midway) leave the rest to be faulted in later.
-    fn populate_shared_anon<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>) {
+    /// anonymous areas (`pages` in all), if they fit in half the free
+    /// frames; otherwise (or when memory runs out midway) leave the rest to
+    /// be faulted in later.
+    fn populate_shared_anon<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, pages: u64) {
         let shared_anon = |v: &Vma| shared_anon(v) && v.prot != Prot::NONE;
-        let pages: u64 = self
-            .vmas
-            .iter()
-            .filter(|v| shared_anon(v))
-            .map(|v| (v.end - v.start) / PAGE_SIZE)
-            .sum();
         let free = env.frames.total() - env.frames.in_use();
         if pages == 0 || pages > free / 2 {
             return;

@@ -1702,7 +1702,7 @@ impl PageTable {
         mem: &mut M,
         frames: &mut FrameAllocator,
         ranges: R,
-        mut on_leaf: F,
+        on_leaf: F,
     ) where
         M: PhysMem,
         F: FnMut(&mut M, &mut FrameAllocator, Leaf),
@@ -1720,11 +1720,31 @@ impl PageTable {
                 .map(|(s, e, r)| (s, e.min(USER_HALF_END), r))
                 .filter(|&(s, e, _)| s < e),
         );
-        let ranges = list;
+        let sorted = list.windows(2).all(|w| w[0].1 <= w[1].0);
+        if !sorted {
+            list.clear();
+            list.push((0, USER_HALF_END, true));
+        }
+        self.free_user_half_of_areas(mem, frames, list, on_leaf);
+    }
+
+    /// [`Self::free_user_half`] under the areas of an address space, as
+    /// they are: in the user half, not empty, in ascending order and apart
+    /// (no pass to clip, drop or check them).
+    pub fn free_user_half_of_areas<M, F>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        ranges: Vec<(u64, u64, bool)>,
+        mut on_leaf: F,
+    ) where
+        M: PhysMem,
+        F: FnMut(&mut M, &mut FrameAllocator, Leaf),
+    {
+        debug_assert!(ranges.iter().all(|&(s, e, _)| s < e && e <= USER_HALF_END));
+        debug_assert!(ranges.windows(2).all(|w| w[0].1 <= w[1].0));
         let traced = trace::on(mem, category::PAGE_TABLES);
-        let sorted = ranges.windows(2).all(|w| w[0].1 <= w[1].0);
         let whole = [(0, USER_HALF_END, true)];
-        let ranges = if sorted { &ranges[..] } else { &whole[..] };
         let mut free = Freeing {
             mem,
             frames,

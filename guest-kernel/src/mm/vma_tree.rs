@@ -1908,6 +1908,41 @@ impl<'a> Iter<'a> {
     }
 }
 
+impl<'a> Iter<'a> {
+    /// The areas not yet visited of the current leaf, then each later
+    /// leaf whole: a pass over every area as a few slices, without the
+    /// per-area state of [`Iterator::next`].
+    pub fn next_leaf(&mut self) -> Option<&'a [Vma]> {
+        loop {
+            if let Some(rest) = self.leaf.get(self.pos..).filter(|r| !r.is_empty()) {
+                self.pos = self.leaf.len();
+                return Some(rest);
+            }
+            if !self.climb() {
+                return None;
+            }
+        }
+    }
+
+    /// Climb to the first level with a next child and go down it; false
+    /// at the end.
+    fn climb(&mut self) -> bool {
+        loop {
+            if self.depth == 0 {
+                self.leaf = &[];
+                return false;
+            }
+            let (k, j) = self.stack[self.depth - 1];
+            if j + 1 < k.len() {
+                self.stack[self.depth - 1].1 = j + 1;
+                self.descend(&k[j + 1].node);
+                return true;
+            }
+            self.depth -= 1;
+        }
+    }
+}
+
 impl<'a> Iterator for Iter<'a> {
     type Item = &'a Vma;
 
@@ -1917,19 +1952,8 @@ impl<'a> Iterator for Iter<'a> {
                 self.pos += 1;
                 return Some(v);
             }
-            // Climb to the first level with a next child, then go down it.
-            loop {
-                if self.depth == 0 {
-                    self.leaf = &[];
-                    return None;
-                }
-                let (k, j) = self.stack[self.depth - 1];
-                if j + 1 < k.len() {
-                    self.stack[self.depth - 1].1 = j + 1;
-                    self.descend(&k[j + 1].node);
-                    break;
-                }
-                self.depth -= 1;
+            if !self.climb() {
+                return None;
             }
         }
     }
@@ -1987,6 +2011,29 @@ mod tests {
         assert!(core::mem::size_of::<Vma>() * LEAF_CAP <= LEAF_UNITS * NODE_BYTES);
         assert!(core::mem::size_of::<Child>() * INNER_CAP <= INNER_UNITS * NODE_BYTES);
         assert_eq!((LEAF_UNITS, INNER_UNITS), (2, 1));
+    }
+
+    #[test]
+    fn leaf_slices_give_every_area_once_in_order_after_a_partial_walk() {
+        let mut t = VmaTree::new();
+        let mut leaves = t.iter();
+        assert_eq!(leaves.next_leaf(), None, "an empty tree has no leaf");
+        let n = 5 * LEAF_CAP as u64 + 3;
+        for k in 0..n {
+            t.insert_at(t.len(), area(k)).unwrap();
+        }
+        let mut it = t.iter();
+        // Two areas taken one by one, then the rest as leaf slices.
+        let mut starts: Vec<u64> = it.by_ref().take(2).map(|v| v.start).collect();
+        let mut slices = 0;
+        while let Some(leaf) = it.next_leaf() {
+            assert!(!leaf.is_empty());
+            starts.extend(leaf.iter().map(|v| v.start));
+            slices += 1;
+        }
+        assert!(slices > 1, "a tree of {n} areas has more than one leaf");
+        assert!(starts.iter().copied().eq((0..n).map(|k| area(k).start)));
+        assert_eq!(it.next(), None);
     }
 
     #[test]

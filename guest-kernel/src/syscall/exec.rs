@@ -789,7 +789,7 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     super::task::end_other_threads(cx);
     cx.p.pid = cx.p.tgid;
     cx.p.is_thread = false;
-    memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
+    memory::writeback_all(cx);
     let cloexec: Vec<u64> =
         cx.p.fds
             .fds()

@@ -12,7 +12,7 @@ use crate::mm::mmap::{map, prot};
 use crate::mm::paging::pte;
 use crate::mm::phys::PhysMem;
 use crate::mm::space::{Mm, MmEnv};
-use crate::mm::vma::{Backing, Prot, VmFlags};
+use crate::mm::vma::{Backing, Prot, VmFlags, Vma};
 use crate::uaccess::copy_to_user;
 use vmrun_contract::fs::op;
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
@@ -223,9 +223,37 @@ pub fn writeback<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, start: u6
     let first = vmas.find_next(start).unwrap_or(vmas.len());
     let areas: alloc::vec::Vec<_> = (first..vmas.len())
         .map_while(|i| vmas.get(i).filter(|v| v.start < end))
-        .filter(|v| v.flags.contains(VmFlags::SHARED) && v.prot.contains(Prot::WRITE))
+        .filter(|v| shared_writable(v))
         .copied()
         .collect();
+    write_back_areas(cx, areas, start, end);
+}
+
+/// [`writeback`] of the whole address space (at an exec or an exit): the
+/// areas read a leaf of the area tree at a time, not looked up one by one
+/// (most address spaces have no shared writable mapping at all).
+pub fn writeback_all<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
+    let mut areas = alloc::vec::Vec::new();
+    let mut leaves = cx.p.mm.vmas.iter();
+    while let Some(leaf) = leaves.next_leaf() {
+        areas.extend(leaf.iter().filter(|v| shared_writable(v)).copied());
+    }
+    write_back_areas(cx, areas, 0, vmrun_contract::layout::TASK_SIZE);
+}
+
+/// Whether writes to area `v` go to its file (or shared memory).
+fn shared_writable(v: &Vma) -> bool {
+    v.flags.contains(VmFlags::SHARED) && v.prot.contains(Prot::WRITE)
+}
+
+/// Write the present pages of `areas` (shared and writable) within
+/// `[start, end)` back to their files.
+fn write_back_areas<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    areas: alloc::vec::Vec<Vma>,
+    start: u64,
+    end: u64,
+) {
     for v in areas {
         let Backing::File { file, offset, .. } = v.backing else {
             continue;

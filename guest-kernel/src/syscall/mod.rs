@@ -1000,7 +1000,7 @@ pub mod vsyscall {
 /// The process is exiting: write shared file mappings back and release
 /// every open file.
 pub fn exit_files<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>) {
-    memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
+    memory::writeback_all(cx);
     for f in cx.p.fds.take_all() {
         files::release(cx, f);
     }

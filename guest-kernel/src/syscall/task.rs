@@ -404,7 +404,7 @@ pub fn save_at_run_end<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, rob
     // writable mapping (and `writeback` writes only through such a one):
     // a dynamically linked program's read-only libraries need no walk.
     if cx.p.mapped_files.iter().any(|f| f.borrow().writable()) {
-        super::memory::writeback(cx, 0, vmrun_contract::layout::TASK_SIZE);
+        super::memory::writeback_all(cx);
     }
 }
 
