@@ -50,8 +50,7 @@ impl Mm {
         // both those and the shared anonymous ones.
         let mut areas: alloc::vec::Vec<(u64, u64, bool)> = alloc::vec::Vec::new();
         let mut shared_anon_pages = 0;
-        let mut leaves = self.vmas.iter();
-        while let Some(leaf) = leaves.next_leaf() {
+        self.vmas.for_each_leaf(|leaf| {
             for v in leaf {
                 let shared = shared_anon(v);
                 if shared && v.prot != Prot::NONE {
@@ -61,7 +60,7 @@ impl Mm {
                     areas.push((v.start, v.end, v.flags.contains(VmFlags::SHARED)));
                 }
             }
-        }
+        });
         if shared_anon_pages > 0 {
             self.populate_shared_anon(env, shared_anon_pages);
         }

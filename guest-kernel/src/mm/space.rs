@@ -192,11 +192,10 @@ impl Mm {
         // cost some 60 instructions an area).
         let mut areas = alloc::vec::Vec::new();
         let _ = areas.try_reserve_exact(self.vmas.len());
-        let mut leaves = self.vmas.iter();
-        while let Some(leaf) = leaves.next_leaf() {
-            let release = |v: &Vma| v.anon != 0 || v.backing == Backing::Anon;
+        let release = |v: &Vma| v.anon != 0 || v.backing == Backing::Anon;
+        self.vmas.for_each_leaf(|leaf| {
             areas.extend(leaf.iter().map(|v| (v.start, v.end, release(v))));
-        }
+        });
         self.pt
             .free_user_half_of_areas(mem, frames, areas, |m, fr, l| {
                 release_leaf(m, fr, l);

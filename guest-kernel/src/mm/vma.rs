@@ -651,6 +651,13 @@ impl VmaSet {
         self.t.iter()
     }
 
+    /// Hand the areas to `f` a leaf of the area tree at a time, in order
+    /// (see [`VmaTree::for_each_leaf`]): for the passes over every area.
+    #[inline]
+    pub fn for_each_leaf(&self, f: impl FnMut(&[Vma])) {
+        self.t.for_each_leaf(f)
+    }
+
     /// The area at index `i`.
     #[inline(always)]
     pub fn get(&self, i: usize) -> Option<&Vma> {

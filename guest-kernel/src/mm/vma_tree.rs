@@ -103,6 +103,16 @@ struct Child {
     node: Node,
 }
 
+impl Node {
+    /// [`VmaTree::for_each_leaf`] below this node.
+    fn for_each_leaf(&self, f: &mut dyn FnMut(&[Vma])) {
+        match self {
+            Node::Leaf(v) => f(v),
+            Node::Inner(k) => k.iter().for_each(|c| c.node.for_each_leaf(f)),
+        }
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let units = match self {
@@ -1441,6 +1451,18 @@ impl VmaTree {
         it
     }
 
+    /// Hand the areas to `f` a leaf at a time, in order: a pass over
+    /// every area without [`Iter`]'s state (a one-leaf tree, most address
+    /// spaces', is one call).
+    #[inline]
+    pub fn for_each_leaf(&self, mut f: impl FnMut(&[Vma])) {
+        match &self.root {
+            None => {}
+            Some(Node::Leaf(v)) => f(v),
+            Some(node) => node.for_each_leaf(&mut f),
+        }
+    }
+
     /// The highest `len`-byte free range in `[low, high)` that respects
     /// stack guard gaps (Linux's `unmapped_area_topdown`, which checks the
     /// gap of the area just above a candidate). Returns its start.
@@ -1908,41 +1930,6 @@ impl<'a> Iter<'a> {
     }
 }
 
-impl<'a> Iter<'a> {
-    /// The areas not yet visited of the current leaf, then each later
-    /// leaf whole: a pass over every area as a few slices, without the
-    /// per-area state of [`Iterator::next`].
-    pub fn next_leaf(&mut self) -> Option<&'a [Vma]> {
-        loop {
-            if let Some(rest) = self.leaf.get(self.pos..).filter(|r| !r.is_empty()) {
-                self.pos = self.leaf.len();
-                return Some(rest);
-            }
-            if !self.climb() {
-                return None;
-            }
-        }
-    }
-
-    /// Climb to the first level with a next child and go down it; false
-    /// at the end.
-    fn climb(&mut self) -> bool {
-        loop {
-            if self.depth == 0 {
-                self.leaf = &[];
-                return false;
-            }
-            let (k, j) = self.stack[self.depth - 1];
-            if j + 1 < k.len() {
-                self.stack[self.depth - 1].1 = j + 1;
-                self.descend(&k[j + 1].node);
-                return true;
-            }
-            self.depth -= 1;
-        }
-    }
-}
-
 impl<'a> Iterator for Iter<'a> {
     type Item = &'a Vma;
 
@@ -1952,8 +1939,19 @@ impl<'a> Iterator for Iter<'a> {
                 self.pos += 1;
                 return Some(v);
             }
-            if !self.climb() {
-                return None;
+            // Climb to the first level with a next child, then go down it.
+            loop {
+                if self.depth == 0 {
+                    self.leaf = &[];
+                    return None;
+                }
+                let (k, j) = self.stack[self.depth - 1];
+                if j + 1 < k.len() {
+                    self.stack[self.depth - 1].1 = j + 1;
+                    self.descend(&k[j + 1].node);
+                    break;
+                }
+                self.depth -= 1;
             }
         }
     }
@@ -2014,26 +2012,32 @@ mod tests {
     }
 
     #[test]
-    fn leaf_slices_give_every_area_once_in_order_after_a_partial_walk() {
+    fn each_leaf_is_handed_over_once_in_order() {
         let mut t = VmaTree::new();
-        let mut leaves = t.iter();
-        assert_eq!(leaves.next_leaf(), None, "an empty tree has no leaf");
-        let n = 5 * LEAF_CAP as u64 + 3;
-        for k in 0..n {
-            t.insert_at(t.len(), area(k)).unwrap();
+        let mut calls = 0;
+        t.for_each_leaf(|_| calls += 1);
+        assert_eq!(calls, 0, "an empty tree has no leaf");
+        for n in [1, LEAF_CAP as u64, 5 * LEAF_CAP as u64 + 3] {
+            while (t.len() as u64) < n {
+                t.insert_at(t.len(), area(t.len() as u64)).unwrap();
+            }
+            let (mut starts, mut leaves) = (Vec::new(), 0);
+            t.for_each_leaf(|leaf| {
+                assert!(!leaf.is_empty());
+                starts.extend(leaf.iter().map(|v| v.start));
+                leaves += 1;
+            });
+            assert!(
+                starts.iter().copied().eq(t.iter().map(|v| v.start)),
+                "{n} areas"
+            );
+            assert_eq!(starts.len() as u64, n);
+            assert_eq!(
+                leaves > 1,
+                n > LEAF_CAP as u64,
+                "{n} areas in {leaves} leaves"
+            );
         }
-        let mut it = t.iter();
-        // Two areas taken one by one, then the rest as leaf slices.
-        let mut starts: Vec<u64> = it.by_ref().take(2).map(|v| v.start).collect();
-        let mut slices = 0;
-        while let Some(leaf) = it.next_leaf() {
-            assert!(!leaf.is_empty());
-            starts.extend(leaf.iter().map(|v| v.start));
-            slices += 1;
-        }
-        assert!(slices > 1, "a tree of {n} areas has more than one leaf");
-        assert!(starts.iter().copied().eq((0..n).map(|k| area(k).start)));
-        assert_eq!(it.next(), None);
     }
 
     #[test]

@@ -234,10 +234,9 @@ pub fn writeback<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, start: u6
 /// (most address spaces have no shared writable mapping at all).
 pub fn writeback_all<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     let mut areas = alloc::vec::Vec::new();
-    let mut leaves = cx.p.mm.vmas.iter();
-    while let Some(leaf) = leaves.next_leaf() {
+    cx.p.mm.vmas.for_each_leaf(|leaf| {
         areas.extend(leaf.iter().filter(|v| shared_writable(v)).copied());
-    }
+    });
     write_back_areas(cx, areas, 0, vmrun_contract::layout::TASK_SIZE);
 }
 
