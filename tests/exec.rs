@@ -749,6 +749,75 @@ fn frames_at_exit(stderr: &str) -> (u64, String) {
     (before, leaked)
 }
 
+/// Pages the guest's page cache read from the host, from the statistics
+/// line `--stats` prints at exit.
+fn host_pages_read(stderr: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(stderr);
+    text.lines()
+        .find_map(|l| l.split("page cache: ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no page-cache count in:\n{text}"))
+}
+
+#[test]
+fn a_program_execing_its_own_unchanged_file_maps_it_from_ram() {
+    if !require_kvm() {
+        return;
+    }
+    let s = Scratch::new("self-exec");
+    // exec_loop execs itself through argv[0]: every exec opens the file
+    // the VMM loaded, unchanged, and finds it in RAM.
+    let program = image("exec_loop");
+    let args = os(&["3"]);
+    let native = native_in(&s.0, program.as_os_str(), &args);
+    assert_status(&native, 0);
+    // (--stats adds its tables to stderr: stdout and status are compared.)
+    let stats = [OsStr::new("--stats")];
+    let guest = guest_in(&s.0, &stats, program.as_os_str(), &args);
+    assert_status(&guest, 0);
+    assert_eq!(guest.stdout, native.stdout, "{}", describe(&guest));
+    assert_eq!(host_pages_read(&guest.stderr), 0, "{}", describe(&guest));
+    if !require_programs(&["/bin/busybox"]) {
+        return;
+    }
+    // busybox's sh running busybox applets (a copy, named so that busybox
+    // takes its first argument as the applet): the same file again, until
+    // the program changes it (touch gives it a new modification time):
+    // from then on it is the host's file, read into the page cache.
+    let copy = s.path("busybox");
+    fs::copy("/bin/busybox", &copy).unwrap();
+    for (script, changed) in [
+        (
+            "./busybox echo one; ./busybox true; ./busybox echo two",
+            false,
+        ),
+        (
+            "./busybox echo one; ./busybox touch busybox; ./busybox echo two",
+            true,
+        ),
+    ] {
+        let args = os(&["sh", "-c", script]);
+        let native = native_in(&s.0, copy.as_os_str(), &args);
+        assert_status(&native, 0);
+        let guest = guest_in(&s.0, &stats, OsStr::new("./busybox"), &args);
+        assert_status(&guest, 0);
+        assert_eq!(native.stdout, b"one\ntwo\n");
+        assert_eq!(
+            guest.stdout,
+            native.stdout,
+            "{script}: {}",
+            describe(&guest)
+        );
+        let read = host_pages_read(&guest.stderr);
+        assert_eq!(
+            read > 0,
+            changed,
+            "{script}: {read} pages read from the host"
+        );
+    }
+}
+
 /// Execs recorded in a `--stats-json` file.
 fn execs_in(json: &Path) -> usize {
     let text = fs::read_to_string(json).expect("reading the --stats-json file");

@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 11;
+pub const CONTRACT_VERSION: u32 = 12;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -279,6 +279,19 @@ pub struct BootInfo {
     pub vdso_phys: u64,
     /// Its length in bytes (a whole number of pages).
     pub vdso_len: u64,
+    /// The program file's host identity when the VMM read it: its device
+    /// (as glibc's `makedev` of a statx's major and minor), inode number
+    /// (0: unknown, as for a program handed over as bytes) and
+    /// modification time (seconds, nanoseconds). The guest's page cache
+    /// then knows the file it holds in RAM when the program opens or execs
+    /// that file again by a path.
+    pub file_dev: u64,
+    /// See [`BootInfo::file_dev`].
+    pub file_ino: u64,
+    /// See [`BootInfo::file_dev`].
+    pub file_mtime_sec: i64,
+    /// See [`BootInfo::file_dev`].
+    pub file_mtime_nsec: u64,
 }
 
 impl BootInfo {
@@ -317,6 +330,10 @@ impl BootInfo {
             cwd_len: 0,
             vdso_phys: 0,
             vdso_len: 0,
+            file_dev: 0,
+            file_ino: 0,
+            file_mtime_sec: 0,
+            file_mtime_nsec: 0,
         }
     }
 }

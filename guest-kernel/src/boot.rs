@@ -16,6 +16,7 @@ use crate::run::Kernel;
 use alloc::borrow::Cow;
 use guest_kernel::errno::Errno;
 use guest_kernel::exec::aslr::Layout;
+use guest_kernel::fs::cache::InodeKey;
 use guest_kernel::mm::frame::FrameAllocator;
 use guest_kernel::mm::paging::{pte, KernelHalf, KERNEL_HALF};
 use guest_kernel::mm::phys::PhysMem;
@@ -304,7 +305,15 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     let process: &mut Process = &mut k.process;
     process.layout = layout;
     let exe_path = crate::arch::phys::bytes(mem, info.exe_path_phys, info.exe_path_len.min(4096));
-    let Ok(id) = k.cache.add_image(info.file_len, exe_path, info.file_phys) else {
+    // The file's host identity (zero if unknown), so that a later open
+    // of it finds it here.
+    let key = InodeKey {
+        dev: info.file_dev,
+        ino: info.file_ino,
+    };
+    let mtime = (info.file_mtime_sec, info.file_mtime_nsec as u32);
+    let image = (info.file_phys, key, mtime);
+    let Ok(id) = k.cache.add_image(info.file_len, exe_path, image) else {
         exec_fail(Errno::ENOEXEC, b"file image is not page aligned")
     };
     process.image_inode = Some(id);

@@ -12,6 +12,7 @@ use linux_loader::loader::{elf::Elf, KernelLoader};
 use std::ffi::OsString;
 use std::io::Cursor;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use vm_memory::GuestMemoryMmap;
 use vmrun_contract::layout::{ARGS_MAX, ARGS_PHYS, KERNEL_PHYS, PAGE_SIZE};
 use vmrun_contract::{trace, BootInfo, VmaExport, BOOT_MAGIC, CONTRACT_VERSION};
@@ -231,10 +232,16 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
             ram.size() >> 20
         )));
     }
-    match p.program {
-        ProgramSource::Bytes(b) => ram.write_bytes(file_phys, b)?,
-        ProgramSource::File(f, len) => ram.read_file_into(file_phys, f, len)?,
-    }
+    let identity = match p.program {
+        ProgramSource::Bytes(b) => {
+            ram.write_bytes(file_phys, b)?;
+            None
+        }
+        ProgramSource::File(f, len) => {
+            ram.read_file_into(file_phys, f, len)?;
+            f.metadata().ok()
+        }
+    };
     if VDSO.len() as u64 > vdso_len {
         return Err(Error::Config(format!(
             "the vDSO ({} bytes) is larger than {vdso_len}",
@@ -284,6 +291,10 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         random: p.random,
         aslr_seed: p.aslr_seed,
         stdio_modes: crate::sys::stdio_modes(),
+        file_dev: identity.as_ref().map_or(0, |m| m.dev()),
+        file_ino: identity.as_ref().map_or(0, |m| m.ino()),
+        file_mtime_sec: identity.as_ref().map_or(0, |m| m.mtime()),
+        file_mtime_nsec: identity.as_ref().map_or(0, |m| m.mtime_nsec() as u64),
     };
     if top.trace_phys != 0 {
         let capacity = (top.trace_len - trace::RECORDS_OFFSET) / trace::RECORD_SIZE;

@@ -221,7 +221,7 @@ mod tests {
         );
         assert_eq!(
             std::mem::size_of::<BootInfo>(),
-            22 * 8 + 16 + 8 + 16 + 8 * 4
+            26 * 8 + 16 + 8 + 16 + 8 * 4
         );
         assert_eq!(
             std::mem::size_of::<FsRequest>(),

@@ -235,6 +235,12 @@ pub struct InodeKey {
     pub ino: u64,
 }
 
+impl InodeKey {
+    /// The identity of a file whose host identity is not known (the boot
+    /// image's, until it is given): no host file has it.
+    pub const UNKNOWN: InodeKey = InodeKey { dev: 0, ino: 0 };
+}
+
 /// One cached file.
 #[derive(Debug)]
 pub struct Inode {
@@ -264,6 +270,12 @@ pub struct Inode {
 }
 
 impl Inode {
+    /// Whether the file `info` describes has this inode's size and
+    /// modification time (unchanged since it was read, for an image).
+    fn same_as(&self, info: &FileInfo) -> bool {
+        self.size == info.size && self.mtime == info.mtime
+    }
+
     /// The frame of page `idx` if it is in RAM.
     #[inline]
     pub fn resident(&self, idx: u64) -> Option<u64> {
@@ -336,6 +348,10 @@ pub struct PageCache {
     pub pages_read: u64,
     /// Host reads done to fill pages.
     pub fills: u64,
+    /// The boot image, when its host identity is known: a read-only open
+    /// of that same file (identity, size and modification time) finds it
+    /// ([`Self::attach`]) instead of a new inode filled from the host.
+    boot_image: Option<u16>,
 }
 
 /// What [`PageCache::attach`] learnt about a file.
@@ -363,6 +379,7 @@ impl PageCache {
             by_key: BTreeMap::new(),
             pages_read: 0,
             fills: 0,
+            boot_image: None,
         }
     }
 
@@ -392,20 +409,28 @@ impl PageCache {
     }
 
     /// Add the boot program's image (`size` bytes at `phys`, page
-    /// aligned). Its `path` is borrowed, not copied: it lies in the argument
-    /// block, which nothing writes for the whole run. Its host identity is
-    /// unknown (device and inode 0) until [`Self::set_key`] gives it and
-    /// lists it by that key: no host file is found as the image before.
-    /// Inlined into the boot exec, its one caller.
+    /// aligned), with the host file's identity `key` and modification time
+    /// when the VMM read it (device and inode 0 if unknown, until
+    /// [`Self::set_key`] gives them). Its `path` is borrowed, not copied:
+    /// it lies in the argument block, which nothing writes for the whole
+    /// run. The image is not listed by its key: a read-only open of the
+    /// same file, unchanged, finds it through [`Self::attach`], and any
+    /// other open gets an inode of its own. Inlined into the boot exec,
+    /// its one caller.
     #[inline(always)]
-    pub fn add_image(&mut self, size: u64, path: &'static [u8], phys: u64) -> KResult<u16> {
+    pub fn add_image(
+        &mut self,
+        size: u64,
+        path: &'static [u8],
+        (phys, key, mtime): (u64, InodeKey, (i64, u32)),
+    ) -> KResult<u16> {
         if phys & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         let ino = Inode {
-            key: InodeKey { dev: 0, ino: 0 },
+            key,
             size,
-            mtime: (0, 0),
+            mtime,
             path: Cow::Borrowed(path),
             image: Some(phys),
             special: false,
@@ -414,7 +439,9 @@ impl PageCache {
             users: 1,
             writers: 0,
         };
-        Self::push(&mut self.inodes, ino)
+        let id = Self::push(&mut self.inodes, ino)?;
+        self.boot_image = Some(id);
+        Ok(id)
     }
 
     /// Find or create the inode for an opened file and count one more
@@ -422,6 +449,15 @@ impl PageCache {
     /// become the inode's filling handle, in which case the opener must not
     /// close it but [`PageCache::release`] does. Returns the inode and
     /// whether it took the handle.
+    ///
+    /// The boot image holds a file whole in RAM as the VMM read it: a
+    /// read-only open (`writable` false) of that file while it is
+    /// unchanged (identity, size and modification time) gets the image's
+    /// inode, so that a program exec'ing itself or its shell's binary
+    /// again reads and maps it from RAM, with no host read. An open that
+    /// may write it, or finds it changed, gets an inode of its own filled
+    /// from the host (from then on every open of it does): the image is
+    /// the file as it was, never written.
     pub fn attach<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -429,31 +465,32 @@ impl PageCache {
         info: FileInfo,
         path: &[u8],
         handle: Option<u64>,
+        writable: bool,
     ) -> KResult<(u16, bool)> {
         // One search of the index by identity, whether the file is new
         // or not.
         let id = match self.by_key.entry(info.key) {
-            Entry::Occupied(e) => *e.get(),
-            Entry::Vacant(e) => {
-                let id = self.inodes.len();
-                if id >= usize::from(u16::MAX) {
-                    return Err(Errno::ENFILE);
+            Entry::Occupied(mut e) => {
+                let id = *e.get();
+                let image = self.inodes[usize::from(id)].as_ref();
+                if image.is_some_and(|i| i.image.is_some() && (writable || !i.same_as(&info))) {
+                    let id = Self::new_inode(&mut self.inodes, info, path)?;
+                    e.insert(id);
+                    id
+                } else {
+                    id
                 }
-                // Written in place at the end (an inode stays until
-                // [`Self::clear`]: there is no freed slot to look for).
-                self.inodes.push(Some(Inode {
-                    key: info.key,
-                    size: info.size,
-                    mtime: info.mtime,
-                    path: Cow::Owned(path.to_vec()),
-                    image: None,
-                    special: false,
-                    pages: PageIndex::default(),
-                    handle: None,
-                    users: 0,
-                    writers: 0,
-                }));
-                *e.insert(id as u16)
+            }
+            Entry::Vacant(e) => {
+                let image = self.boot_image.filter(|&img| {
+                    let ino = self.inodes[usize::from(img)].as_ref();
+                    let known = |i: &Inode| i.key != InodeKey::UNKNOWN && i.key == info.key;
+                    !writable && ino.is_some_and(|i| known(i) && i.same_as(&info))
+                });
+                match image {
+                    Some(img) => *e.insert(img),
+                    None => *e.insert(Self::new_inode(&mut self.inodes, info, path)?),
+                }
             }
         };
         let ino = self.get_mut(id)?;
@@ -472,6 +509,29 @@ impl PageCache {
             ino.handle = handle;
         }
         Ok((id, took))
+    }
+
+    /// A host file's inode for `info`, opened by `path`, at the end (an
+    /// inode stays until [`Self::clear`]: there is no freed slot to look
+    /// for); written in place.
+    fn new_inode(inodes: &mut Vec<Option<Inode>>, info: FileInfo, path: &[u8]) -> KResult<u16> {
+        let id = inodes.len();
+        if id >= usize::from(u16::MAX) {
+            return Err(Errno::ENFILE);
+        }
+        inodes.push(Some(Inode {
+            key: info.key,
+            size: info.size,
+            mtime: info.mtime,
+            path: Cow::Owned(path.to_vec()),
+            image: None,
+            special: false,
+            pages: PageIndex::default(),
+            handle: None,
+            users: 0,
+            writers: 0,
+        }));
+        Ok(id as u16)
     }
 
     /// Add the kernel-provided images ([vvar], [vdso] and kin) in one go:
@@ -880,7 +940,7 @@ mod tests {
             mtime: (1, 2),
         };
         let (id, took) = cache
-            .attach(&mut mem, &mut frames, info, b"/f", Some(7))
+            .attach(&mut mem, &mut frames, info, b"/f", Some(7), false)
             .unwrap();
         assert!(took, "the first readable opener's handle fills pages");
         let host = FakeFile {
@@ -889,6 +949,71 @@ mod tests {
             calls: Vec::new(),
         };
         (mem, frames, cache, host, id)
+    }
+
+    #[test]
+    fn a_read_only_open_of_the_unchanged_boot_file_finds_its_image() {
+        let (key, mtime, size) = (InodeKey { dev: 8, ino: 43 }, (5, 6), 3 * PAGE_SIZE + 5);
+        let info = |mtime| FileInfo { key, size, mtime };
+        // A cache holding the boot image of identity `key` (or `image_key`).
+        let cache_with = |image_key| {
+            let (mem, frames, mut cache, host, _) = setup(PAGE_SIZE);
+            let img = cache
+                .add_image(size, b"/bin/prog", (0x40_0000, image_key, mtime))
+                .unwrap();
+            (mem, frames, cache, host, img)
+        };
+        fn open(
+            (mem, frames, cache): (&mut TestMem, &mut FrameAllocator, &mut PageCache),
+            info: FileInfo,
+            writable: bool,
+        ) -> (u16, bool) {
+            let r = cache.attach(mem, frames, info, b"/p", Some(9), writable);
+            r.unwrap()
+        }
+
+        let (mut mem, mut frames, mut cache, mut host, img) = cache_with(key);
+        // Unchanged and read-only: the image, its pages in RAM already.
+        for _ in 0..2 {
+            let got = open((&mut mem, &mut frames, &mut cache), info(mtime), false);
+            assert_eq!(got, (img, false));
+        }
+        assert_eq!(
+            cache.get(img).unwrap().users,
+            3,
+            "the boot exec's and two opens'"
+        );
+        let page = cache.page(&mut mem, &mut frames, &mut host, img, 1);
+        assert_eq!(page, Ok(0x40_1000));
+        assert!(host.calls.is_empty(), "no host read");
+        // Changed since the VMM read it: a host inode, and from then on
+        // every open of the file gets that one.
+        let (newer, took) = open((&mut mem, &mut frames, &mut cache), info((5, 7)), false);
+        assert!(newer != img && took);
+        let again = open((&mut mem, &mut frames, &mut cache), info((5, 7)), false);
+        assert_eq!(again.0, newer);
+        assert_eq!(
+            cache.get(img).unwrap().key,
+            key,
+            "the image keeps its identity"
+        );
+
+        // An open that may write the file never gets the image, nor does
+        // a read-only one after it.
+        let (mut mem, mut frames, mut cache, _, img) = cache_with(key);
+        let written = open((&mut mem, &mut frames, &mut cache), info(mtime), true).0;
+        assert_ne!(written, img);
+        let read = open((&mut mem, &mut frames, &mut cache), info(mtime), false).0;
+        assert_eq!(read, written);
+
+        // An image of unknown identity is never found.
+        let (mut mem, mut frames, mut cache, _, img) = cache_with(InodeKey::UNKNOWN);
+        let unknown = FileInfo {
+            key: InodeKey::UNKNOWN,
+            ..info(mtime)
+        };
+        let got = open((&mut mem, &mut frames, &mut cache), unknown, false).0;
+        assert_ne!(got, img);
     }
 
     #[test]
@@ -1039,7 +1164,11 @@ mod tests {
     fn a_file_in_ram_is_one_resident_run() {
         let (_, _, mut cache, _, _) = setup(PAGE_SIZE);
         let img = cache
-            .add_image(3 * PAGE_SIZE + 5, b"/img", 0x40_0000)
+            .add_image(
+                3 * PAGE_SIZE + 5,
+                b"/img",
+                (0x40_0000, InodeKey::UNKNOWN, (0, 0)),
+            )
             .unwrap();
         let listed = cache.by_key.values().any(|&v| v == img);
         assert!(!listed, "its identity is not known yet");
@@ -1091,7 +1220,7 @@ mod tests {
             mtime: (9, 9),
         };
         let (again, _) = cache
-            .attach(&mut mem, &mut frames, changed, b"/f", Some(8))
+            .attach(&mut mem, &mut frames, changed, b"/f", Some(8), false)
             .unwrap();
         assert_eq!(again, id, "same inode, same index");
         assert_eq!(cache.get(id).unwrap().cached_pages(), 0);

@@ -1535,7 +1535,7 @@ mod tests {
         };
         let (id, _) = fx
             .cache
-            .attach(&mut fx.mem, &mut fx.frames, info, b"/file2", handle)
+            .attach(&mut fx.mem, &mut fx.frames, info, b"/file2", handle, false)
             .unwrap();
         id
     }

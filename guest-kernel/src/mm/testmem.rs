@@ -132,7 +132,11 @@ impl Fixture {
         mem.write_u64(kernel_root + 511 * 8, 0x3000 | 3);
         let mut cache = crate::fs::cache::PageCache::new();
         cache
-            .add_image(Self::FILE_LEN, b"/file", Self::FILE_PHYS)
+            .add_image(
+                Self::FILE_LEN,
+                b"/file",
+                (Self::FILE_PHYS, crate::fs::cache::InodeKey::UNKNOWN, (0, 0)),
+            )
             .unwrap();
         let frames = crate::mm::frame::FrameAllocator::new(Self::FRAMES_START, 64 << 20);
         Self {

@@ -267,14 +267,16 @@ fn host_file<M: PhysMem, H: HostIo>(
             mtime: info.mtime,
         };
         let readable = flags & o::ACCMODE != o::WRONLY;
+        let writable = flags & o::ACCMODE != o::RDONLY;
         let env = &mut *cx.env;
-        if let Ok((id, took)) =
-            env.cache
-                .attach(env.mem, env.frames, fi, &canon, readable.then_some(handle))
+        let filler = readable.then_some(handle);
+        if let Ok((id, took)) = env
+            .cache
+            .attach(env.mem, env.frames, fi, &canon, filler, writable)
         {
             inode = Some(id);
             owns = took;
-            if flags & o::ACCMODE != o::RDONLY {
+            if writable {
                 env.cache.count_writer(id, true);
             }
         }

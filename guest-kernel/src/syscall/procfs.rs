@@ -35,7 +35,7 @@ pub fn fill_image_identity<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>)
     let Some(ino) = cx.env.cache.get(id) else {
         return;
     };
-    if ino.key != (InodeKey { dev: 0, ino: 0 }) {
+    if ino.key != InodeKey::UNKNOWN {
         return;
     }
     let path = ino.path.clone();

@@ -1555,7 +1555,11 @@ fn a_short_read_of_a_cached_file_is_the_full_paths_read() {
     w.mem.write_bytes(phys, &data);
     let id = w
         .cache
-        .add_image(data.len() as u64, b"/data", phys)
+        .add_image(
+            data.len() as u64,
+            b"/data",
+            (phys, crate::fs::cache::InodeKey::UNKNOWN, (0, 0)),
+        )
         .unwrap();
     let open = |w: &mut World| {
         let node = Node::Host {
