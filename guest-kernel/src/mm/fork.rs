@@ -17,12 +17,12 @@
 //! such areas before sharing them, when free memory allows (at most half
 //! of the free frames); both sides then map every page of the area.
 
-use super::paging::{pte, KernelHalf, MapError, PageSize};
+use super::paging::{pte, KernelHalf, MapError};
 use super::phys::PhysMem;
 use super::space::{Mm, MmEnv};
 use super::vma::{Backing, Prot, VmFlags, Vma};
 use crate::errno::KResult;
-use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
+use vmrun_contract::layout::PAGE_SIZE;
 
 /// Whether `v` is `MAP_SHARED` anonymous memory.
 fn shared_anon(v: &Vma) -> bool {
@@ -64,8 +64,9 @@ impl Mm {
         if shared_anon_pages > 0 {
             self.populate_shared_anon(env, shared_anon_pages);
         }
+        // `copy_leaves` splits a 2 MiB leaf it meets (no walk per 2 MiB
+        // region beforehand to look for one).
         for (start, end, shared) in areas {
-            self.split_huge_in(env, start, end)?;
             self.share_range(env, child, start, end, shared)?;
         }
         self.tlb_stale = true;
@@ -118,27 +119,6 @@ impl Mm {
         self.mmap_base = from.mmap_base;
         self.last_anon = from.last_anon;
         self.rlim = from.rlim;
-    }
-
-    /// Split the 2 MiB leaves in `[start, end)` into 4 KiB ones.
-    fn split_huge_in<M: PhysMem>(
-        &mut self,
-        env: &mut MmEnv<'_, M>,
-        start: u64,
-        end: u64,
-    ) -> KResult<()> {
-        let mut a = start & !(HUGE_PAGE_SIZE - 1);
-        while a < end {
-            if let Some(t) = self.pt.translate(env.mem, a.max(start)) {
-                if t.size == PageSize::Size2M {
-                    self.pt
-                        .split_huge(env.mem, env.frames, a)
-                        .map_err(|e| e.errno())?;
-                }
-            }
-            a += HUGE_PAGE_SIZE;
-        }
-        Ok(())
     }
 
     /// Map every leaf of `[start, end)` into `child` as well; private
@@ -195,8 +175,10 @@ impl Mm {
 mod tests {
     use super::*;
     use crate::mm::fault::pf;
+    use crate::mm::paging::PageSize;
     use crate::mm::testmem::Fixture;
     use crate::uaccess::{copy_from_user, copy_to_user};
+    use vmrun_contract::layout::HUGE_PAGE_SIZE;
 
     #[test]
     fn fork_copies_only_areas_holding_private_pages_and_teardown_frees_all() {
@@ -291,6 +273,45 @@ mod tests {
             before - 1,
             "every frame back (the parent's PML4 too)"
         );
+    }
+
+    #[test]
+    fn a_2m_page_is_split_and_shared_page_by_page_at_fork() {
+        let mut fx = Fixture::new();
+        fx.frames.fault_size = vmrun_contract::FaultSize::Huge2M;
+        let mut parent = fx.mm();
+        let before = fx.frames.in_use();
+        // 4 MiB of private anonymous memory, 2 MiB aligned: a write maps
+        // its first 2 MiB as one page.
+        let a = parent
+            .mmap(&mut fx.env(), 0, 0x40_0000, 3, 0x22, None, 0)
+            .unwrap();
+        let huge = a.next_multiple_of(HUGE_PAGE_SIZE);
+        copy_to_user(&mut parent, &mut fx.env(), huge + 0x1000, b"parent").unwrap();
+        let t = parent.pt.translate(&fx.mem, huge).unwrap();
+        assert_eq!(t.size, PageSize::Size2M, "the write mapped a 2 MiB page");
+        let kernel = fx.kernel;
+        let mut child = Mm::empty();
+        parent
+            .fork_copy(&mut fx.env(), &kernel, &mut child)
+            .unwrap();
+        for va in [huge, huge + 0x1000, huge + HUGE_PAGE_SIZE - 0x1000] {
+            let (p, c) = (
+                parent.pt.translate(&fx.mem, va).unwrap(),
+                child.pt.translate(&fx.mem, va).unwrap(),
+            );
+            assert_eq!((p.size, c.size), (PageSize::Size4K, PageSize::Size4K));
+            assert_eq!(p.frame, c.frame, "{va:#x}: one frame");
+            assert_eq!((p.flags | c.flags) & pte::RW, 0, "{va:#x}: read-only");
+        }
+        // The child's write copies; the parent keeps its bytes.
+        copy_to_user(&mut child, &mut fx.env(), huge + 0x1000, b"child!").unwrap();
+        let mut buf = [0u8; 6];
+        copy_from_user(&mut parent, &mut fx.env(), huge + 0x1000, &mut buf).unwrap();
+        assert_eq!(&buf, b"parent");
+        child.teardown(&mut fx.mem, &mut fx.frames);
+        parent.teardown(&mut fx.mem, &mut fx.frames);
+        assert_eq!(fx.frames.in_use(), before - 1, "every frame back");
     }
 
     #[test]
