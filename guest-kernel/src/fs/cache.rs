@@ -513,7 +513,8 @@ impl PageCache {
 
     /// A host file's inode for `info`, opened by `path`, at the end (an
     /// inode stays until [`Self::clear`]: there is no freed slot to look
-    /// for); written in place.
+    /// for). Inlined, so that it is written in its slot, not copied there.
+    #[inline(always)]
     fn new_inode(inodes: &mut Vec<Option<Inode>>, info: FileInfo, path: &[u8]) -> KResult<u16> {
         let id = inodes.len();
         if id >= usize::from(u16::MAX) {
