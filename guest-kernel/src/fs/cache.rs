@@ -354,6 +354,11 @@ pub struct PageCache {
     boot_image: Option<u16>,
 }
 
+/// Inode `id` of `inodes` (for a look while the key index is borrowed).
+fn inode(inodes: &[Option<Inode>], id: u16) -> Option<&Inode> {
+    inodes.get(usize::from(id))?.as_ref()
+}
+
 /// What [`PageCache::attach`] learnt about a file.
 #[derive(Clone, Copy, Debug)]
 pub struct FileInfo {
@@ -472,8 +477,8 @@ impl PageCache {
         let id = match self.by_key.entry(info.key) {
             Entry::Occupied(mut e) => {
                 let id = *e.get();
-                let image = self.inodes[usize::from(id)].as_ref();
-                if image.is_some_and(|i| i.image.is_some() && (writable || !i.same_as(&info))) {
+                let image = inode(&self.inodes, id).filter(|i| i.image.is_some());
+                if image.is_some_and(|i| writable || !i.same_as(&info)) {
                     let id = Self::new_inode(&mut self.inodes, info, path)?;
                     e.insert(id);
                     id
@@ -483,9 +488,9 @@ impl PageCache {
             }
             Entry::Vacant(e) => {
                 let image = self.boot_image.filter(|&img| {
-                    let ino = self.inodes[usize::from(img)].as_ref();
                     let known = |i: &Inode| i.key != InodeKey::UNKNOWN && i.key == info.key;
-                    !writable && ino.is_some_and(|i| known(i) && i.same_as(&info))
+                    !writable
+                        && inode(&self.inodes, img).is_some_and(|i| known(i) && i.same_as(&info))
                 });
                 match image {
                     Some(img) => *e.insert(img),
@@ -854,6 +859,7 @@ impl PageCache {
         }
         self.inodes.clear();
         self.by_key.clear();
+        self.boot_image = None;
     }
 }
 
