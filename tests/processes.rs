@@ -761,6 +761,19 @@ fn a_task_that_makes_no_system_call_is_preempted() {
         String::from_utf8_lossy(&out.stdout),
         "spinning thread stopped, spun yes\n"
     );
+    // The ticks are off while the parent waits with no timeout; the
+    // child's write that wakes it turns them on again.
+    let out = same_in(&s, image("proc_edge"), &["wake_spin"], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "woken parent killed the spinning child by 9\n"
+    );
+    // So does a vfork child's exec, which releases its parent.
+    let out = same_in(&s, image("proc_edge"), &["vfork_spin"], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "vfork parent killed the spinning child by 9\n"
+    );
     // A single process: the ticks fire its interval timer while it spins.
     let out = same_in(&s, image("proc_edge"), &["spin_itimer"], 0);
     assert_eq!(

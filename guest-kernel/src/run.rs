@@ -443,6 +443,8 @@ impl Kernel {
             rcx: f.rcx,
         };
         self.act(mem, r, action);
+        // After the action: an exec releases a vfork parent there.
+        self.ticks_after_call(mem);
     }
 
     /// Count and dispatch the system call in the user frame (None: it was
@@ -906,14 +908,18 @@ impl Kernel {
     }
 
     /// Ask the host for timer interrupts while they have work: another
-    /// task exists (it may need the CPU from one that spins), an alarm is
-    /// armed, or a POSIX timer that posts a signal. Written only when the
+    /// task can run (it may need the CPU from one that spins) or wakes by
+    /// itself (a timed wait, an alarm), an alarm is armed, or a POSIX timer
+    /// that posts a signal. Other tasks that only another's action wakes
+    /// (a parent in wait4, a pipe's reader) need none: a shell's child runs
+    /// without ticks while the shell waits for it. Written only when the
     /// answer changes, and asked where it can become true (a fork, a task
-    /// switch, alarm, setitimer and the timer calls); where
-    /// it becomes false (a reap, an alarm that fired) the next tick turns
-    /// the ticks off, which keeps the system call path free of the check.
+    /// switch, a system call while others exist and the ticks are off,
+    /// alarm, setitimer and the timer calls); where it becomes false (a
+    /// reap, a block, an alarm that fired) the next tick turns the ticks
+    /// off.
     fn want_timer(&mut self, mem: &mut DirectMap) {
-        let want = !self.tasks.others.is_empty()
+        let want = self.others_need_ticks()
             || self.signal_deferred
             || self.process.alarm_at.is_some()
             || self.process.cpu_timers.iter().any(Option::is_some)
@@ -927,6 +933,29 @@ impl Kernel {
             STATS_PHYS + vmrun_contract::TIMER_WANTED_OFFSET,
             u64::from(want),
         );
+    }
+
+    /// Whether another task can run, or wakes by itself (a timed wait, an
+    /// alarm): the ticks' work among the other tasks.
+    fn others_need_ticks(&self) -> bool {
+        self.tasks.others.iter().any(|t| match t.state {
+            TaskState::Runnable => true,
+            TaskState::Blocked | TaskState::Stopped => t.wake_time().is_some(),
+            TaskState::Zombie(_) => false,
+        })
+    }
+
+    /// After a system call served in full: if it woke another process (a
+    /// pipe's reader, a futex waiter, a vfork parent at the child's exec:
+    /// `Tasks::woke`), that one needs the ticks if none are on.
+    #[inline(always)]
+    fn ticks_after_call(&mut self, mem: &mut DirectMap) {
+        if self.tasks.woke {
+            self.tasks.woke = false;
+            if !self.timer_on {
+                self.want_timer(mem);
+            }
+        }
     }
 
     /// A due alarm (alarm, setitimer) posts SIGALRM (checked at each system
@@ -2117,6 +2146,7 @@ fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
             core::mem::forget(action);
             ready_user_mode(p, env.mem);
             sysret_frame(f, v);
+            k.ticks_after_call(mem);
             true
         }
         action => {
@@ -2181,6 +2211,7 @@ where
             core::mem::forget(action);
             ready_user_mode(p, env.mem);
             sysret_frame(f, v);
+            k.ticks_after_call(mem);
             true
         }
         action => {

@@ -22,6 +22,12 @@
  *                 meanwhile, still wakes, kills it and reaps it
  *   spin_thread   a thread spins on a flag that the main thread sets after
  *                 a sleep; then it is joined
+ *   wake_spin     a child wakes its parent, blocked reading a pipe with no
+ *                 timeout, by writing to it, then spins without a system
+ *                 call; the parent still reads, kills it and reaps it
+ *   vfork_spin    a vfork child execs this program spinning (mode
+ *                 spin_forever); the parent, released by the exec, still
+ *                 runs, kills it and reaps it
  *   spin_itimer   a process spins until its ITIMER_REAL handler has run
  *                 three times, then says so
  *   spin_alarm    alarm(1), then a spin: the default SIGALRM ends it
@@ -268,6 +274,50 @@ static int spin_child(void)
     if (waitpid(c, &st, 0) != c)
         return 1;
     printf("spinning child killed by %d\n", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+    return 0;
+}
+
+static int wake_spin(void)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return 1;
+    pid_t c = fork();
+    if (c == 0) {
+        /* The parent blocks in its read meanwhile. */
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, 0);
+        char b = 'x';
+        if (write(p[1], &b, 1) != 1)
+            _exit(2);
+        for (;;)
+            ;
+    }
+    char b;
+    if (read(p[0], &b, 1) != 1)
+        return 1;
+    kill(c, SIGKILL);
+    int st;
+    if (waitpid(c, &st, 0) != c)
+        return 1;
+    printf("woken parent killed the spinning child by %d\n", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+    return 0;
+}
+
+static int vfork_spin(const char *self)
+{
+    pid_t c = vfork();
+    if (c == 0) {
+        execl(self, self, "spin_forever", (char *)0);
+        _exit(127);
+    }
+    if (c < 0)
+        return 1;
+    kill(c, SIGKILL);
+    int st;
+    if (waitpid(c, &st, 0) != c)
+        return 1;
+    printf("vfork parent killed the spinning child by %d\n", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
     return 0;
 }
 
@@ -801,6 +851,13 @@ int main(int argc, char **argv)
         return cputime();
     if (strcmp(m, "syscall_regs") == 0)
         return syscall_regs();
+    if (strcmp(m, "wake_spin") == 0)
+        return wake_spin();
+    if (strcmp(m, "vfork_spin") == 0)
+        return vfork_spin(argv[0]);
+    if (strcmp(m, "spin_forever") == 0)
+        for (;;)
+            ;
     if (strcmp(m, "spin_child") == 0)
         return spin_child();
     if (strcmp(m, "spin_thread") == 0)

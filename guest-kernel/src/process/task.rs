@@ -74,6 +74,11 @@ pub struct Tasks {
     pub heap_free: fn() -> usize,
     /// Every process's POSIX timers.
     pub timers: super::timer::Timers,
+    /// A system call made another process runnable (a wake): the kernel
+    /// then asks for timer ticks if none are on. Every place that makes
+    /// another task runnable outside the timer tick and the task switch
+    /// sets it.
+    pub woke: bool,
 }
 
 impl Default for Tasks {
@@ -95,6 +100,7 @@ impl Tasks {
             max_tasks: MAX_TASKS,
             heap_free: unlimited_heap,
             timers: super::timer::Timers::new(),
+            woke: false,
         }
     }
 
@@ -119,6 +125,7 @@ impl Tasks {
         for t in &mut self.others {
             if t.state == TaskState::Blocked {
                 t.state = TaskState::Runnable;
+                self.woke = true;
             }
         }
     }

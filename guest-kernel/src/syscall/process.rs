@@ -350,6 +350,9 @@ fn futex_wake_key<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, key: u6
             woken += 1;
         }
     }
+    if woken > 0 {
+        cx.tasks.woke = true;
+    }
     woken
 }
 

@@ -417,6 +417,7 @@ pub fn release_vfork_parent<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>
             }
             parent.vfork_child = None;
             parent.state = TaskState::Runnable;
+            cx.tasks.woke = true;
         }
     }
 }
@@ -710,6 +711,9 @@ pub fn prepare_signal<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, tgid
             t.state = TaskState::Runnable;
             was_stopped = true;
         }
+    }
+    if was_stopped {
+        cx.tasks.woke = true;
     }
     if sig != signal::nr::SIGCONT {
         return;
