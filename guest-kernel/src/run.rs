@@ -914,10 +914,9 @@ impl Kernel {
     /// (a parent in wait4, a pipe's reader) need none: a shell's child runs
     /// without ticks while the shell waits for it. Written only when the
     /// answer changes, and asked where it can become true (a fork, a task
-    /// switch, a system call while others exist and the ticks are off,
-    /// alarm, setitimer and the timer calls); where it becomes false (a
-    /// reap, a block, an alarm that fired) the next tick turns the ticks
-    /// off.
+    /// switch, a system call that woke another task, alarm, setitimer and
+    /// the timer calls); where it becomes false (a reap, a block, an alarm
+    /// that fired) the next tick turns the ticks off.
     fn want_timer(&mut self, mem: &mut DirectMap) {
         let want = self.others_need_ticks()
             || self.signal_deferred
