@@ -751,35 +751,24 @@ fn a_task_that_makes_no_system_call_is_preempted() {
         return;
     }
     let s = Scratch::new("spin");
-    let out = same_in(&s, image("proc_edge"), &["spin_child"], 0);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "spinning child killed by 9\n"
-    );
-    let out = same_in(&s, image("proc_edge"), &["spin_thread"], 0);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "spinning thread stopped, spun yes\n"
-    );
-    // The ticks are off while the parent waits with no timeout; the
-    // child's write that wakes it turns them on again.
-    let out = same_in(&s, image("proc_edge"), &["wake_spin"], 0);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "woken parent killed the spinning child by 9\n"
-    );
-    // So does a vfork child's exec, which releases its parent.
-    let out = same_in(&s, image("proc_edge"), &["vfork_spin"], 0);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "vfork parent killed the spinning child by 9\n"
-    );
-    // A single process: the ticks fire its interval timer while it spins.
-    let out = same_in(&s, image("proc_edge"), &["spin_itimer"], 0);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "itimer ran the handler at least 3 times during the spin\n"
-    );
+    for (mode, says) in [
+        ("spin_child", "spinning child killed by 9\n"),
+        ("spin_thread", "spinning thread stopped, spun yes\n"),
+        // The ticks are off while the parent waits with no timeout; the
+        // child's write that wakes it turns them on again, and so does a
+        // vfork child's exec, which releases its parent.
+        ("wake_spin", "woken parent's spinning child killed by 9\n"),
+        ("vfork_spin", "vfork parent's spinning child killed by 9\n"),
+        // A single process: the ticks fire its interval timer while it
+        // spins.
+        (
+            "spin_itimer",
+            "itimer ran the handler at least 3 times during the spin\n",
+        ),
+    ] {
+        let out = same_in(&s, image("proc_edge"), &[mode], 0);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), says, "{mode}");
+    }
     let args = [OsString::from("spin_alarm")];
     let native = native_in(&s.native(), image("proc_edge").as_os_str(), &args);
     let guest = guest_in(&s.guest(), image("proc_edge").as_os_str(), &args);

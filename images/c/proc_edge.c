@@ -261,6 +261,17 @@ static int shared_anon(void)
     return 0;
 }
 
+/* SIGKILL child c, reap it and say "WHAT killed by SIG" (1 on failure). */
+static int kill_and_reap(pid_t c, const char *what)
+{
+    kill(c, SIGKILL);
+    int st;
+    if (waitpid(c, &st, 0) != c)
+        return 1;
+    printf("%s killed by %d\n", what, WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+    return 0;
+}
+
 static int spin_child(void)
 {
     pid_t c = fork();
@@ -269,12 +280,7 @@ static int spin_child(void)
             ;
     struct timespec ts = {0, 30 * 1000 * 1000};
     nanosleep(&ts, 0);
-    kill(c, SIGKILL);
-    int st;
-    if (waitpid(c, &st, 0) != c)
-        return 1;
-    printf("spinning child killed by %d\n", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
-    return 0;
+    return kill_and_reap(c, "spinning child");
 }
 
 static int wake_spin(void)
@@ -296,12 +302,7 @@ static int wake_spin(void)
     char b;
     if (read(p[0], &b, 1) != 1)
         return 1;
-    kill(c, SIGKILL);
-    int st;
-    if (waitpid(c, &st, 0) != c)
-        return 1;
-    printf("woken parent killed the spinning child by %d\n", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
-    return 0;
+    return kill_and_reap(c, "woken parent's spinning child");
 }
 
 static int vfork_spin(const char *self)
@@ -313,12 +314,7 @@ static int vfork_spin(const char *self)
     }
     if (c < 0)
         return 1;
-    kill(c, SIGKILL);
-    int st;
-    if (waitpid(c, &st, 0) != c)
-        return 1;
-    printf("vfork parent killed the spinning child by %d\n", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
-    return 0;
+    return kill_and_reap(c, "vfork parent's spinning child");
 }
 
 static volatile int stop_spinning;
