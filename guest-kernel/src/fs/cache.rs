@@ -31,67 +31,102 @@ use vmrun_contract::IoVec;
 /// fault-around window ([`crate::mm::fault::HOST_FAULT_AROUND_PAGES`]).
 pub const READAHEAD_PAGES: u64 = 128;
 
-/// The frames of one file's cached pages, by page index: a dense array of
-/// frame numbers (0: not cached), so that a lookup or an insertion is an
-/// index, not a tree walk (ring-0 instructions are what a fault costs).
+/// The frames of one file's cached pages, by page index, as runs: each a
+/// stretch of pages held in physically consecutive frames, in page order
+/// and apart. A fill reads up to [`READAHEAD_PAGES`] pages into a run of
+/// frames, and runs that continue one another in pages and in frames are
+/// one, so a library read in a few fills is a run or two. Every question a
+/// fault asks of its window (the next resident run, the first page held
+/// after a hole, the last before it) is then one search among a few runs,
+/// where a page-by-page index read every page of the window (ring-0
+/// instructions are what a fault costs).
 #[derive(Debug, Default)]
 pub struct PageIndex {
-    pfns: Vec<u32>,
+    runs: Vec<Run>,
     count: usize,
 }
 
+/// Pages `idx..idx + len` of a file, in the frames from `pa`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Run {
+    idx: u64,
+    pa: u64,
+    len: u64,
+}
+
+impl Run {
+    /// The page after the run.
+    #[inline(always)]
+    fn end(&self) -> u64 {
+        self.idx + self.len
+    }
+
+    /// The frame of page `idx`, which the run holds.
+    #[inline(always)]
+    fn frame(&self, idx: u64) -> u64 {
+        self.pa + (idx - self.idx) * PAGE_SIZE
+    }
+}
+
 impl PageIndex {
+    /// The position of the first run that ends after page `idx` (the
+    /// number of runs if none does): the run holding `idx` if one does.
+    #[inline(always)]
+    fn first_ending_after(&self, idx: u64) -> usize {
+        self.runs.partition_point(|r| r.end() <= idx)
+    }
+
     /// The frame of page `idx`.
     #[inline]
     pub fn get(&self, idx: u64) -> Option<u64> {
-        let pfn = *self.pfns.get(usize::try_from(idx).ok()?)?;
-        (pfn != 0).then_some(u64::from(pfn) * PAGE_SIZE)
+        let r = self.runs.get(self.first_ending_after(idx))?;
+        (r.idx <= idx).then(|| r.frame(idx))
     }
 
-    /// Record `frame` for page `idx`.
+    /// Record `frame` for page `idx`, in place of the frame it had.
+    #[cfg(test)]
     pub fn insert(&mut self, idx: u64, frame: u64) {
-        let i = idx as usize;
-        if i >= self.pfns.len() {
-            self.pfns.resize(i + 1, 0);
+        if self.get(idx).is_some() {
+            self.split_at(idx);
+            self.split_at(idx + 1);
+            let p = self.first_ending_after(idx);
+            self.runs.remove(p);
+            self.count -= 1;
         }
-        if self.pfns[i] == 0 {
-            self.count += 1;
-        }
-        self.pfns[i] = (frame / PAGE_SIZE) as u32;
+        self.insert_absent_run(idx, frame, 1);
     }
 
-    /// Record the `n` consecutive frames from `frame` for the pages from
-    /// `idx`, none of which is cached (a fill's run, which
-    /// [`Self::absent_run`] found): the index grows once, and the run is
-    /// written without a read of the entries it replaces.
+    /// Record the `n` (> 0) consecutive frames from `frame` for the pages
+    /// from `idx`, none of which is cached (a fill's run, which
+    /// [`Self::absent_run`] found): a run of its own, or the end or start
+    /// of the run it continues in pages and frames.
     #[inline]
     pub fn insert_absent_run(&mut self, idx: u64, frame: u64, n: u64) {
-        let (i, n) = (idx as usize, n as usize);
-        let mut pfn = (frame / PAGE_SIZE) as u32;
-        self.count += n;
-        if i + n > self.pfns.len() {
-            self.pfns.resize(i + n, 0);
-        }
-        let run = &mut self.pfns[i..i + n];
-        debug_assert!(run.iter().all(|&p| p == 0));
-        // Eight to a step, two frame numbers to a word (a fill's run is up
-        // to READAHEAD_PAGES pages): four word stores and four adds, where
-        // each number on its own costs an add and a store. No half carries
-        // into the other: the frames of a run exist, so their numbers fit.
-        const TWO: u64 = 2 | 2 << 32;
-        let mut q = u64::from(pfn) | u64::from(pfn.wrapping_add(1)) << 32;
-        let mut eights = run.chunks_exact_mut(8);
-        for c in &mut eights {
-            for k in 0..4 {
-                let w = q.wrapping_add(k as u64 * TWO);
-                c[2 * k] = w as u32;
-                c[2 * k + 1] = (w >> 32) as u32;
+        debug_assert!(n > 0 && self.absent_run(idx, n) == n);
+        self.count += n as usize;
+        let p = self.runs.partition_point(|r| r.idx < idx);
+        let after = |r: &Run| r.end() == idx && r.pa + r.len * PAGE_SIZE == frame;
+        let before = |r: &Run| idx + n == r.idx && frame + n * PAGE_SIZE == r.pa;
+        let joins_prev = p > 0 && after(&self.runs[p - 1]);
+        let joins_next = self.runs.get(p).is_some_and(before);
+        match (joins_prev, joins_next) {
+            (true, true) => {
+                let next = self.runs.remove(p);
+                self.runs[p - 1].len += n + next.len;
             }
-            q = q.wrapping_add(4 * TWO);
-        }
-        pfn = q as u32;
-        for (k, slot) in eights.into_remainder().iter_mut().enumerate() {
-            *slot = pfn.wrapping_add(k as u32);
+            (true, false) => self.runs[p - 1].len += n,
+            (false, true) => {
+                let r = &mut self.runs[p];
+                (r.idx, r.pa, r.len) = (idx, frame, r.len + n);
+            }
+            (false, false) => self.runs.insert(
+                p,
+                Run {
+                    idx,
+                    pa: frame,
+                    len: n,
+                },
+            ),
         }
     }
 
@@ -99,39 +134,42 @@ impl PageIndex {
     /// (a fill reads them together).
     #[inline]
     pub fn absent_run(&self, idx: u64, max: u64) -> u64 {
-        let len = self.pfns.len();
-        let start = (idx as usize).min(len);
-        let end = (idx.saturating_add(max) as usize).min(len);
-        if end <= start {
-            return max;
+        match self.runs.get(self.first_ending_after(idx)) {
+            Some(r) => r.idx.saturating_sub(idx).min(max),
+            None => max,
         }
-        first_held(&self.pfns[start..end]).map_or(max, |k| k as u64)
     }
 
     /// The first page of the run of uncached pages that ends at `idx`
     /// (exclusive), not below `first` (a read-around's start).
     #[inline]
     pub fn absent_from(&self, idx: u64, first: u64) -> u64 {
-        let end = (idx as usize).min(self.pfns.len());
-        let start = (first as usize).min(end);
-        last_held(&self.pfns[start..end]).map_or(first, |k| (start + k + 1) as u64)
+        let p = self.runs.partition_point(|r| r.idx < idx);
+        match p.checked_sub(1).map(|q| &self.runs[q]) {
+            Some(r) => r.end().min(idx).max(first),
+            None => first,
+        }
     }
 
     /// The first cached page in `[idx, end)` and the run of physically
     /// consecutive cached pages from it: its page index, first frame and
-    /// length. One pass over the index, whatever lies uncached before it.
+    /// length.
     #[inline]
     pub fn next_run(&self, idx: u64, end: u64) -> Option<(u64, u64, u64)> {
-        let end = (end as usize).min(self.pfns.len());
-        let s = self.pfns.get(idx as usize..end)?;
-        let k = first_held(s)?;
-        let first = s[k];
-        let more = run_len(&s[k + 1..], first.wrapping_add(1));
-        Some((
-            idx + k as u64,
-            u64::from(first) * PAGE_SIZE,
-            1 + more as u64,
-        ))
+        let r = self.runs.get(self.first_ending_after(idx))?;
+        let from = r.idx.max(idx);
+        (from < end).then(|| (from, r.frame(from), r.end().min(end) - from))
+    }
+
+    /// [`Self::next_run`] for each run in `[idx, end)` in turn, handed to
+    /// `f`: one search for the first, then the runs after it.
+    #[inline]
+    pub fn each_run(&self, idx: u64, end: u64, mut f: impl FnMut(u64, u64, u64)) {
+        let from = self.first_ending_after(idx);
+        for r in self.runs[from..].iter().take_while(|r| r.idx < end) {
+            let at = r.idx.max(idx);
+            f(at, r.frame(at), r.end().min(end) - at);
+        }
     }
 
     /// Pages held.
@@ -146,20 +184,42 @@ impl PageIndex {
 
     /// The (index, frame) pairs in `[first, last]`.
     pub fn range(&self, first: u64, last: u64) -> Vec<(u64, u64)> {
-        (first..=last.min(self.pfns.len() as u64))
-            .filter_map(|i| self.get(i).map(|f| (i, f)))
+        let from = self.first_ending_after(first);
+        self.runs[from..]
+            .iter()
+            .take_while(|r| r.idx <= last)
+            .flat_map(|r| {
+                (r.idx.max(first)..r.end().min(last.saturating_add(1))).map(|i| (i, r.frame(i)))
+            })
             .collect()
+    }
+
+    /// Make page `idx` the first of its run if a run holds it.
+    fn split_at(&mut self, idx: u64) {
+        let p = self.first_ending_after(idx);
+        let Some(r) = self.runs.get_mut(p) else {
+            return;
+        };
+        if r.idx < idx {
+            let tail = Run {
+                idx,
+                pa: r.frame(idx),
+                len: r.end() - idx,
+            };
+            r.len = idx - r.idx;
+            self.runs.insert(p + 1, tail);
+        }
     }
 
     /// Remove the pages from index `keep` on; their frames.
     pub fn split_off(&mut self, keep: u64) -> Vec<u64> {
-        let keep = (keep as usize).min(self.pfns.len());
-        let gone: Vec<u64> = self.pfns[keep..]
-            .iter()
-            .filter(|&&p| p != 0)
-            .map(|&p| u64::from(p) * PAGE_SIZE)
+        self.split_at(keep);
+        let from = self.first_ending_after(keep);
+        let gone: Vec<u64> = self
+            .runs
+            .drain(from..)
+            .flat_map(|r| (0..r.len).map(move |k| r.pa + k * PAGE_SIZE))
             .collect();
-        self.pfns.truncate(keep);
         self.count -= gone.len();
         gone
     }
@@ -168,62 +228,6 @@ impl PageIndex {
     pub fn take_all(&mut self) -> Vec<u64> {
         self.split_off(0)
     }
-}
-
-/// Frame numbers `k` and `k + 1` of `c` as one word (one load).
-#[inline(always)]
-fn pair(c: &[u32], k: usize) -> u64 {
-    u64::from(c[k]) | u64::from(c[k + 1]) << 32
-}
-
-/// Whether the eight frame numbers of `c` are all 0 (four words).
-#[inline(always)]
-fn none_held(c: &[u32]) -> bool {
-    pair(c, 0) | pair(c, 2) | pair(c, 4) | pair(c, 6) == 0
-}
-
-/// Where the first nonzero frame number of `s` is; eight to a test (every
-/// page a fault-around or a fill looks at passes here).
-fn first_held(s: &[u32]) -> Option<usize> {
-    let skipped = s.chunks_exact(8).take_while(|c| none_held(c)).count() * 8;
-    s[skipped..]
-        .iter()
-        .position(|&p| p != 0)
-        .map(|k| skipped + k)
-}
-
-/// Where the last nonzero frame number of `s` is; eight to a test.
-fn last_held(s: &[u32]) -> Option<usize> {
-    let skipped = s.rchunks_exact(8).take_while(|c| none_held(c)).count() * 8;
-    s[..s.len() - skipped].iter().rposition(|&p| p != 0)
-}
-
-/// How many frame numbers at the start of `s` go on one by one from
-/// `next`; eight to a test, two to a word (a carry between a word's halves
-/// only ends the fast part early).
-fn run_len(s: &[u32], next: u32) -> usize {
-    const TWO: u64 = 2 | 2 << 32;
-    let mut q = u64::from(next) | u64::from(next.wrapping_add(1)) << 32;
-    let whole = s
-        .chunks_exact(8)
-        .take_while(|c| {
-            let step = |k: usize| pair(c, 2 * k) ^ q.wrapping_add(k as u64 * TWO);
-            let same = step(0) | step(1) | step(2) | step(3) == 0;
-            q = q.wrapping_add(4 * TWO);
-            same
-        })
-        .count()
-        * 8;
-    let mut q = next.wrapping_add(whole as u32);
-    whole
-        + s[whole..]
-            .iter()
-            .take_while(|&&p| {
-                let same = p == q;
-                q = q.wrapping_add(1);
-                same
-            })
-            .count()
 }
 
 /// Identity of a host file: `st_dev` and `st_ino`.
@@ -297,6 +301,20 @@ impl Inode {
             return (idx < end).then(|| (idx, base + idx * PAGE_SIZE, end - idx));
         }
         self.pages.next_run(idx, end)
+    }
+
+    /// [`Self::next_resident_run`] for each run of resident pages in
+    /// `[idx, end)` in turn, handed to `f` (index, first frame, length).
+    #[inline]
+    pub fn each_resident_run(&self, idx: u64, end: u64, mut f: impl FnMut(u64, u64, u64)) {
+        if let Some(base) = self.image {
+            let end = end.min(self.size.div_ceil(PAGE_SIZE));
+            if idx < end {
+                f(idx, base + idx * PAGE_SIZE, end - idx);
+            }
+            return;
+        }
+        self.pages.each_run(idx, end, f);
     }
 
     /// Pages held in RAM.
@@ -1250,33 +1268,6 @@ mod tests {
         let rereads: Vec<u64> = host.calls[calls..].iter().map(|c| c.1).collect();
         assert!(rereads.contains(&PAGE_SIZE));
         assert_eq!(cache.get(id).unwrap().size, 4 * PAGE_SIZE);
-    }
-
-    #[test]
-    fn the_word_scans_agree_with_one_entry_at_a_time() {
-        // Runs and holes of every length around the eight-entry steps.
-        for len in 0..40usize {
-            for hole in 0..=len {
-                for brk in 0..=len {
-                    let s: Vec<u32> = (0..len)
-                        .map(|k| match k {
-                            k if k < hole => 0,
-                            k if k == brk => 7,
-                            k => 100 + k as u32,
-                        })
-                        .collect();
-                    assert_eq!(first_held(&s), s.iter().position(|&p| p != 0));
-                    assert_eq!(last_held(&s), s.iter().rposition(|&p| p != 0));
-                    let from = hole.min(len.saturating_sub(1));
-                    let t = &s[from.min(s.len())..];
-                    let next = 100 + from as u32;
-                    let naive = (0..t.len())
-                        .take_while(|&k| t[k] == next + k as u32)
-                        .count();
-                    assert_eq!(run_len(t, next), naive, "len {len} hole {hole} brk {brk}");
-                }
-            }
-        }
     }
 
     #[test]

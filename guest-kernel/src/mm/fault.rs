@@ -1100,16 +1100,11 @@ impl Mm {
             env.mem.copy(dst, src, copied);
         } else {
             let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
-            let mut at = first;
-            while let Some((idx, src, n)) = ino.next_resident_run(at, end) {
+            let mem = &mut *env.mem;
+            ino.each_resident_run(first, end, |idx, src, n| {
                 let to = (idx - first) * PAGE_SIZE;
-                env.mem
-                    .copy(dst + to, src, (n * PAGE_SIZE).min(copied - to));
-                at = idx + n;
-                if at >= end {
-                    break;
-                }
-            }
+                mem.copy(dst + to, src, (n * PAGE_SIZE).min(copied - to));
+            });
         }
         if past_data > 0 && !clean {
             env.mem.zero(dst + pages * PAGE_SIZE - past_data, past_data);
@@ -1441,11 +1436,10 @@ fn map_cached<M: PhysMem>(
     let first = off_of(from) / PAGE_SIZE;
     let end = first + (to - from) / PAGE_SIZE;
     let table = &mut pt.leaf_table(mem, frames, from).map_err(oom)?;
-    let (mut at, mut mapped) = (first, 0);
-    while let Some((idx, pa, n)) = ino.next_resident_run(at, end) {
+    let mut mapped = 0;
+    ino.each_resident_run(first, end, |idx, pa, n| {
         mapped += table.fill_free(mem, from + (idx - first) * PAGE_SIZE, pa, n, flags);
-        at = idx + n;
-    }
+    });
     Ok(mapped)
 }
 

@@ -2,7 +2,8 @@
 //! models: the ELF load plan on arbitrary and mutated images, the page-table
 //! code against a map of pages, and the address-space operations (mmap,
 //! munmap, mprotect, mremap and the VMA set's split and merge) against a
-//! page-by-page model.
+//! page-by-page model, and the page cache's index of a file's pages
+//! against a map of pages.
 //!
 //! Every test is named `prop_…`. `cargo test` runs a few dozen to a few
 //! hundred cases of each (seconds); a longer run is
@@ -10,6 +11,7 @@
 //! (docs/hardening.md). A failure prints the minimal case proptest shrank
 //! it to: turn it into a unit test next to the code it breaks.
 
+mod cache;
 mod elf;
 mod paging;
 mod space;
