@@ -71,9 +71,21 @@ impl Run {
 impl PageIndex {
     /// The position of the first run that ends after page `idx` (the
     /// number of runs if none does): the run holding `idx` if one does.
+    /// The first and the last run are asked before any search: a file
+    /// read from its start, or on through its last fill, asks them most.
     #[inline(always)]
     fn first_ending_after(&self, idx: u64) -> usize {
-        self.runs.partition_point(|r| r.end() <= idx)
+        let [first, .., last] = self.runs[..] else {
+            return usize::from(self.runs.first().is_some_and(|r| r.end() <= idx));
+        };
+        let n = self.runs.len();
+        if first.end() > idx {
+            0
+        } else if last.idx <= idx {
+            n - 1 + usize::from(last.end() <= idx)
+        } else {
+            1 + self.runs[1..n - 1].partition_point(|r| r.end() <= idx)
+        }
     }
 
     /// The frame of page `idx`.
