@@ -31,20 +31,33 @@ use vmrun_contract::IoVec;
 /// fault-around window ([`crate::mm::fault::HOST_FAULT_AROUND_PAGES`]).
 pub const READAHEAD_PAGES: u64 = 128;
 
-/// The frames of one file's cached pages, by page index, as runs: each a
-/// stretch of pages held in physically consecutive frames, in page order
-/// and apart. A fill reads up to [`READAHEAD_PAGES`] pages into a run of
-/// frames, and runs that continue one another in pages and in frames are
-/// one, so a library read in a few fills is a run or two. Every question a
-/// fault asks of its window (the next resident run, the first page held
-/// after a hole, the last before it) is then one search among a few runs,
-/// where a page-by-page index read every page of the window (ring-0
-/// instructions are what a fault costs).
+/// The frames of one file's cached pages, by page index, in one of two
+/// forms. First as runs: each a stretch of pages held in physically
+/// consecutive frames, in page order and apart. A fill reads up to
+/// [`READAHEAD_PAGES`] pages into a run of frames, and runs that continue
+/// one another in pages and in frames are one, so a library read in a few
+/// fills is a run or two, and every question a fault asks of its window
+/// (the next resident run, the first page held after a hole, the last
+/// before it) is one search among a few runs. A file whose pages make more
+/// than [`DENSE_RUNS`] runs (one read at random in many places) goes over
+/// to a dense array of frame numbers by page index: a page's frame is one
+/// load there, a fill's record never moves the others, and a window's
+/// questions read its entries eight at a time (ring-0 instructions are
+/// what a fault or a read costs).
 #[derive(Debug, Default)]
 pub struct PageIndex {
+    /// The runs, while the index is in that form (empty once dense).
     runs: Vec<Run>,
+    /// Frame number by page index (0: not cached), up to the last page
+    /// cached, once the index is dense (empty until then).
+    pfns: Vec<u32>,
     count: usize,
 }
+
+/// Runs a file's pages may make before its index goes over to the dense
+/// array: a search among this many costs a few instructions more than the
+/// array's load, and libraries stay below it.
+pub const DENSE_RUNS: usize = 16;
 
 /// Pages `idx..idx + len` of a file, in the frames from `pa`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +82,12 @@ impl Run {
 }
 
 impl PageIndex {
+    /// Whether the index is the dense array.
+    #[inline(always)]
+    fn dense(&self) -> bool {
+        !self.pfns.is_empty()
+    }
+
     /// The position of the first run that ends after page `idx` (the
     /// number of runs if none does): the run holding `idx` if one does.
     /// The first and the last run are asked before any search: a file
@@ -91,6 +110,10 @@ impl PageIndex {
     /// The frame of page `idx`.
     #[inline]
     pub fn get(&self, idx: u64) -> Option<u64> {
+        if self.dense() {
+            let pfn = *self.pfns.get(usize::try_from(idx).ok()?)?;
+            return (pfn != 0).then_some(u64::from(pfn) * PAGE_SIZE);
+        }
         let r = self.runs.get(self.first_ending_after(idx))?;
         (r.idx <= idx).then(|| r.frame(idx))
     }
@@ -99,11 +122,15 @@ impl PageIndex {
     #[cfg(test)]
     pub fn insert(&mut self, idx: u64, frame: u64) {
         if self.get(idx).is_some() {
-            self.split_at(idx);
-            self.split_at(idx + 1);
-            let p = self.first_ending_after(idx);
-            self.runs.remove(p);
             self.count -= 1;
+            if self.dense() {
+                self.pfns[idx as usize] = 0;
+            } else {
+                self.split_at(idx);
+                self.split_at(idx + 1);
+                let p = self.first_ending_after(idx);
+                self.runs.remove(p);
+            }
         }
         self.insert_absent_run(idx, frame, 1);
     }
@@ -111,11 +138,15 @@ impl PageIndex {
     /// Record the `n` (> 0) consecutive frames from `frame` for the pages
     /// from `idx`, none of which is cached (a fill's run, which
     /// [`Self::absent_run`] found): a run of its own, or the end or start
-    /// of the run it continues in pages and frames.
+    /// of the run it continues in pages and frames; in the dense array,
+    /// written without a read of the entries it replaces.
     #[inline]
     pub fn insert_absent_run(&mut self, idx: u64, frame: u64, n: u64) {
         debug_assert!(n > 0 && self.absent_run(idx, n) == n);
         self.count += n as usize;
+        if self.dense() {
+            return self.write_pfns(idx, frame, n);
+        }
         let p = self.runs.partition_point(|r| r.idx < idx);
         let after = |r: &Run| r.end() == idx && r.pa + r.len * PAGE_SIZE == frame;
         let before = |r: &Run| idx + n == r.idx && frame + n * PAGE_SIZE == r.pa;
@@ -140,12 +171,65 @@ impl PageIndex {
                 },
             ),
         }
+        if self.runs.len() > DENSE_RUNS {
+            self.make_dense();
+        }
+    }
+
+    /// Go over to the dense array (out of line: a file's index does it
+    /// once, if ever).
+    #[inline(never)]
+    fn make_dense(&mut self) {
+        let runs = core::mem::take(&mut self.runs);
+        for r in &runs {
+            self.write_pfns(r.idx, r.pa, r.len);
+        }
+    }
+
+    /// In the dense array: the frame numbers from `frame`'s for the `n`
+    /// (> 0) pages from `idx`, none of them cached (the array grows once,
+    /// and the entries are written unread).
+    fn write_pfns(&mut self, idx: u64, frame: u64, n: u64) {
+        let (i, n) = (idx as usize, n as usize);
+        if i + n > self.pfns.len() {
+            self.pfns.resize(i + n, 0);
+        }
+        let run = &mut self.pfns[i..i + n];
+        // Eight to a step, two frame numbers to a word (a fill's run is up
+        // to READAHEAD_PAGES pages): four word stores and four adds, where
+        // each number on its own costs an add and a store. No half carries
+        // into the other: the frames of a run exist, so their numbers fit.
+        const TWO: u64 = 2 | 2 << 32;
+        let mut pfn = (frame / PAGE_SIZE) as u32;
+        let mut q = u64::from(pfn) | u64::from(pfn.wrapping_add(1)) << 32;
+        let mut eights = run.chunks_exact_mut(8);
+        for c in &mut eights {
+            for k in 0..4 {
+                let w = q.wrapping_add(k as u64 * TWO);
+                c[2 * k] = w as u32;
+                c[2 * k + 1] = (w >> 32) as u32;
+            }
+            q = q.wrapping_add(4 * TWO);
+        }
+        pfn = q as u32;
+        for (k, slot) in eights.into_remainder().iter_mut().enumerate() {
+            *slot = pfn.wrapping_add(k as u32);
+        }
     }
 
     /// How many of the pages from `idx`, at most `max`, are not cached
     /// (a fill reads them together).
     #[inline]
     pub fn absent_run(&self, idx: u64, max: u64) -> u64 {
+        if self.dense() {
+            let len = self.pfns.len();
+            let start = (idx as usize).min(len);
+            let end = (idx.saturating_add(max) as usize).min(len);
+            if end <= start {
+                return max;
+            }
+            return first_held(&self.pfns[start..end]).map_or(max, |k| k as u64);
+        }
         match self.runs.get(self.first_ending_after(idx)) {
             Some(r) => r.idx.saturating_sub(idx).min(max),
             None => max,
@@ -156,6 +240,11 @@ impl PageIndex {
     /// (exclusive), not below `first` (a read-around's start).
     #[inline]
     pub fn absent_from(&self, idx: u64, first: u64) -> u64 {
+        if self.dense() {
+            let end = (idx as usize).min(self.pfns.len());
+            let start = (first as usize).min(end);
+            return last_held(&self.pfns[start..end]).map_or(first, |k| (start + k + 1) as u64);
+        }
         let p = self.runs.partition_point(|r| r.idx < idx);
         match p.checked_sub(1).map(|q| &self.runs[q]) {
             Some(r) => r.end().min(idx).max(first),
@@ -168,18 +257,48 @@ impl PageIndex {
     /// length.
     #[inline]
     pub fn next_run(&self, idx: u64, end: u64) -> Option<(u64, u64, u64)> {
+        if self.dense() {
+            return self.next_run_dense(idx, end);
+        }
         let r = self.runs.get(self.first_ending_after(idx))?;
         let from = r.idx.max(idx);
         (from < end).then(|| (from, r.frame(from), r.end().min(end) - from))
     }
 
+    /// [`Self::next_run`] in the dense array: one pass over the array from
+    /// `idx`, whatever lies uncached before the run.
+    fn next_run_dense(&self, idx: u64, end: u64) -> Option<(u64, u64, u64)> {
+        let end = (end as usize).min(self.pfns.len());
+        let s = self.pfns.get(idx as usize..end)?;
+        let k = first_held(s)?;
+        let first = s[k];
+        let more = run_len(&s[k + 1..], first.wrapping_add(1));
+        Some((
+            idx + k as u64,
+            u64::from(first) * PAGE_SIZE,
+            1 + more as u64,
+        ))
+    }
+
     /// [`Self::next_run`] for each run in `[idx, end)` in turn, handed to
-    /// `f`: one search for the first, then the runs after it.
+    /// `f`: among runs, one search for the first and then the runs after
+    /// it.
     #[inline]
     pub fn each_run(&self, idx: u64, end: u64, mut f: impl FnMut(u64, u64, u64)) {
+        if self.dense() {
+            let mut at = idx;
+            while let Some((i, pa, n)) = self.next_run_dense(at, end) {
+                f(i, pa, n);
+                at = i + n;
+            }
+            return;
+        }
         let from = self.first_ending_after(idx);
-        for r in self.runs[from..].iter().take_while(|r| r.idx < end) {
+        for r in &self.runs[from..] {
             let at = r.idx.max(idx);
+            if at >= end {
+                break;
+            }
             f(at, r.frame(at), r.end().min(end) - at);
         }
     }
@@ -196,6 +315,11 @@ impl PageIndex {
 
     /// The (index, frame) pairs in `[first, last]`.
     pub fn range(&self, first: u64, last: u64) -> Vec<(u64, u64)> {
+        if self.dense() {
+            return (first..=last.min(self.pfns.len() as u64))
+                .filter_map(|i| self.get(i).map(|f| (i, f)))
+                .collect();
+        }
         let from = self.first_ending_after(first);
         self.runs[from..]
             .iter()
@@ -206,7 +330,7 @@ impl PageIndex {
             .collect()
     }
 
-    /// Make page `idx` the first of its run if a run holds it.
+    /// Among runs: make page `idx` the first of its run if a run holds it.
     fn split_at(&mut self, idx: u64) {
         let p = self.first_ending_after(idx);
         let Some(r) = self.runs.get_mut(p) else {
@@ -225,13 +349,23 @@ impl PageIndex {
 
     /// Remove the pages from index `keep` on; their frames.
     pub fn split_off(&mut self, keep: u64) -> Vec<u64> {
-        self.split_at(keep);
-        let from = self.first_ending_after(keep);
-        let gone: Vec<u64> = self
-            .runs
-            .drain(from..)
-            .flat_map(|r| (0..r.len).map(move |k| r.pa + k * PAGE_SIZE))
-            .collect();
+        let gone: Vec<u64> = if self.dense() {
+            let keep = (keep as usize).min(self.pfns.len());
+            let gone = self.pfns[keep..]
+                .iter()
+                .filter(|&&p| p != 0)
+                .map(|&p| u64::from(p) * PAGE_SIZE)
+                .collect();
+            self.pfns.truncate(keep);
+            gone
+        } else {
+            self.split_at(keep);
+            let from = self.first_ending_after(keep);
+            self.runs
+                .drain(from..)
+                .flat_map(|r| (0..r.len).map(move |k| r.pa + k * PAGE_SIZE))
+                .collect()
+        };
         self.count -= gone.len();
         gone
     }
@@ -240,6 +374,61 @@ impl PageIndex {
     pub fn take_all(&mut self) -> Vec<u64> {
         self.split_off(0)
     }
+}
+
+/// Frame numbers `k` and `k + 1` of `c` as one word (one load).
+#[inline(always)]
+fn pair(c: &[u32], k: usize) -> u64 {
+    u64::from(c[k]) | u64::from(c[k + 1]) << 32
+}
+
+/// Whether the eight frame numbers of `c` are all 0 (four words).
+#[inline(always)]
+fn none_held(c: &[u32]) -> bool {
+    pair(c, 0) | pair(c, 2) | pair(c, 4) | pair(c, 6) == 0
+}
+
+/// Where the first nonzero frame number of `s` is; eight to a test.
+fn first_held(s: &[u32]) -> Option<usize> {
+    let skipped = s.chunks_exact(8).take_while(|c| none_held(c)).count() * 8;
+    s[skipped..]
+        .iter()
+        .position(|&p| p != 0)
+        .map(|k| skipped + k)
+}
+
+/// Where the last nonzero frame number of `s` is; eight to a test.
+fn last_held(s: &[u32]) -> Option<usize> {
+    let skipped = s.rchunks_exact(8).take_while(|c| none_held(c)).count() * 8;
+    s[..s.len() - skipped].iter().rposition(|&p| p != 0)
+}
+
+/// How many frame numbers at the start of `s` go on one by one from
+/// `next`; eight to a test, two to a word (a carry between a word's halves
+/// only ends the fast part early).
+fn run_len(s: &[u32], next: u32) -> usize {
+    const TWO: u64 = 2 | 2 << 32;
+    let mut q = u64::from(next) | u64::from(next.wrapping_add(1)) << 32;
+    let whole = s
+        .chunks_exact(8)
+        .take_while(|c| {
+            let step = |k: usize| pair(c, 2 * k) ^ q.wrapping_add(k as u64 * TWO);
+            let same = step(0) | step(1) | step(2) | step(3) == 0;
+            q = q.wrapping_add(4 * TWO);
+            same
+        })
+        .count()
+        * 8;
+    let mut q = next.wrapping_add(whole as u32);
+    whole
+        + s[whole..]
+            .iter()
+            .take_while(|&&p| {
+                let same = p == q;
+                q = q.wrapping_add(1);
+                same
+            })
+            .count()
 }
 
 /// Identity of a host file: `st_dev` and `st_ino`.
@@ -1280,6 +1469,33 @@ mod tests {
         let rereads: Vec<u64> = host.calls[calls..].iter().map(|c| c.1).collect();
         assert!(rereads.contains(&PAGE_SIZE));
         assert_eq!(cache.get(id).unwrap().size, 4 * PAGE_SIZE);
+    }
+
+    #[test]
+    fn the_word_scans_agree_with_one_entry_at_a_time() {
+        // Runs and holes of every length around the eight-entry steps.
+        for len in 0..40usize {
+            for hole in 0..=len {
+                for brk in 0..=len {
+                    let s: Vec<u32> = (0..len)
+                        .map(|k| match k {
+                            k if k < hole => 0,
+                            k if k == brk => 7,
+                            k => 100 + k as u32,
+                        })
+                        .collect();
+                    assert_eq!(first_held(&s), s.iter().position(|&p| p != 0));
+                    assert_eq!(last_held(&s), s.iter().rposition(|&p| p != 0));
+                    let from = hole.min(len.saturating_sub(1));
+                    let t = &s[from.min(s.len())..];
+                    let next = 100 + from as u32;
+                    let naive = (0..t.len())
+                        .take_while(|&k| t[k] == next + k as u32)
+                        .count();
+                    assert_eq!(run_len(t, next), naive, "len {len} hole {hole} brk {brk}");
+                }
+            }
+        }
     }
 
     #[test]

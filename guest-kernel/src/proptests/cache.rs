@@ -4,7 +4,8 @@
 //! run), a truncation drops the pages past a point, and after each step
 //! every question a fault or a read asks (the frame of a page, the next
 //! resident run, the absent pages after and before a page, the pages of a
-//! range) must get the model's answer.
+//! range) must get the model's answer, before and after the index keeps
+//! its pages in an array as well (more than `DENSE_RUNS` runs).
 
 use super::config;
 use crate::fs::cache::PageIndex;
@@ -33,7 +34,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0..PAGES, 1..20u64, 0..1u64 << 20, any::<bool>())
+        // Short fills often, so that a file makes more runs than
+        // DENSE_RUNS and its index keeps the array too.
+        6 => (0..PAGES, prop_oneof![1..4u64, 1..20u64], 0..1u64 << 20, any::<bool>())
             .prop_map(|(idx, n, frame, follow)| Op::Fill { idx, n, frame, follow }),
         1 => (0..PAGES + 4).prop_map(|keep| Op::Truncate { keep }),
     ]
@@ -91,6 +94,16 @@ fn check(ix: &PageIndex, m: &BTreeMap<u64, u64>) -> Result<(), TestCaseError> {
             if let Some((i, _, n)) = got {
                 prop_assert_eq!(Some(n), model_next_run(m, i, end).map(|r| r.2));
             }
+            // Every run in the range in turn, as a fault-around maps them.
+            let mut each = Vec::new();
+            ix.each_run(idx, end, |i, pa, n| each.push((i, pa, n)));
+            let mut want = Vec::new();
+            let mut at = idx;
+            while let Some(r) = model_next_run(m, at, end) {
+                want.push(r);
+                at = r.0 + r.2;
+            }
+            prop_assert_eq!(each, want, "each_run {} {}", idx, end);
         }
     }
     let pairs: Vec<(u64, u64)> = m.range(3..=40).map(|(&i, &f)| (i, f)).collect();
@@ -102,7 +115,7 @@ proptest! {
     #![proptest_config(config(256))]
 
     #[test]
-    fn prop_page_index_matches_a_map_of_pages(ops in proptest::collection::vec(op(), 1..40)) {
+    fn prop_page_index_matches_a_map_of_pages(ops in proptest::collection::vec(op(), 1..60)) {
         let mut ix = PageIndex::default();
         let mut m: BTreeMap<u64, u64> = BTreeMap::new();
         for op in ops {
