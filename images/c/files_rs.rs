@@ -3,13 +3,15 @@
 //! Writes a file there, reads it back, lists the directory with `read_dir`
 //! (names sorted, with their types), renames the file, checks its metadata
 //! (length, type, permission bits under a known umask and after
-//! `set_permissions`), appends to it, and checks two errors (a missing file,
-//! a directory read as a file). Every line it prints is fixed text, with no
+//! `set_permissions`), appends to it, checks that bytes cut off by a
+//! truncation read back as zeros when the file grows over them again (by a
+//! write further on, or a larger `set_len`), and checks two errors (a
+//! missing file, a directory read as a file). Every line it prints is fixed text, with no
 //! paths, times or inode numbers, so its output is the same natively and
 //! under vmrun. A failed check panics (exit status 101). At exit the
 //! directory holds `renamed.txt` (mode 0600) besides what was there before.
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -42,6 +44,53 @@ fn listing(dir: &Path) -> String {
 
 fn mode(path: &Path) -> u32 {
     fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+/// All of `f` from its start, in reads of one page (each a small read,
+/// which a page cache serves from its pages).
+fn read_by_pages(f: &mut File) -> Vec<u8> {
+    f.seek(SeekFrom::Start(0)).expect("seek to the start");
+    let (mut all, mut page) = (Vec::new(), [0u8; 4096]);
+    loop {
+        match f.read(&mut page).expect("read a page") {
+            0 => return all,
+            n => all.extend_from_slice(&page[..n]),
+        }
+    }
+}
+
+/// Write 40,000 bytes that are not zero to `path` and read them back by
+/// pages, cut the file to 5,000 bytes, write "end" at 30,000: the bytes
+/// between read as zeros, as a hole does; then cut it to 5,000 again and
+/// grow it to 50,000 with `set_len`: all zeros past 5,000 again.
+fn truncate_and_grow(path: &Path) {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .expect("create the file to cut");
+    let bytes: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8 + 1).collect();
+    f.write_all(&bytes).expect("write 40,000 bytes");
+    assert_eq!(read_by_pages(&mut f), bytes, "read back before the cut");
+    f.set_len(5_000).expect("cut to 5,000");
+    f.seek(SeekFrom::Start(30_000)).expect("seek to 30,000");
+    f.write_all(b"end").expect("write past the cut");
+    let after = read_by_pages(&mut f);
+    assert_eq!(after.len(), 30_003);
+    assert_eq!(after[..5_000], bytes[..5_000], "the bytes kept");
+    let stale = after[5_000..30_000].iter().filter(|&&b| b != 0).count();
+    assert_eq!(stale, 0, "bytes cut off came back after a write further on");
+    assert_eq!(&after[30_000..], b"end");
+    f.set_len(5_000).expect("cut to 5,000 again");
+    f.set_len(50_000).expect("grow to 50,000");
+    let grown = read_by_pages(&mut f);
+    let stale = grown[5_000..].iter().filter(|&&b| b != 0).count();
+    assert_eq!((grown.len(), stale), (50_000, 0), "bytes cut off came back");
+    drop(f);
+    fs::remove_file(path).expect("remove the cut file");
+    println!("truncate and grow: the bytes cut off read as zeros");
 }
 
 fn main() {
@@ -97,6 +146,8 @@ fn main() {
     let len = fs::metadata(&renamed).expect("metadata").len();
     assert_eq!(len, (CONTENT.len() + 9) as u64);
     println!("after append: len {len}");
+
+    truncate_and_grow(&dir.join("cut.bin"));
 
     let missing = fs::read(dir.join("no-such-file")).expect_err("reading a missing file");
     println!(

@@ -1028,30 +1028,23 @@ impl PageCache {
         }
     }
 
-    /// The file `id` shrank or grew to `size` (ftruncate): pages wholly
-    /// past the end are dropped where unmapped ones may be (the caller
-    /// knows none is mapped) and the last page's tail is zeroed.
-    pub fn truncated<M: PhysMem>(
-        &mut self,
-        mem: &mut M,
-        frames: &mut FrameAllocator,
-        id: u16,
-        size: u64,
-        drop_pages: bool,
-    ) {
+    /// The file `id` shrank or grew to `size` (ftruncate): the cached
+    /// pages wholly past the end are zeroed in place, and the last page's
+    /// tail. They stay cached (a mapping may hold them: the kernel keeps
+    /// no map from a frame to the entries that map it), and zero is what
+    /// they hold if the file grows over them again, as a hole reads: a
+    /// shrink then a write further on (or a larger `ftruncate`) must not
+    /// bring back the bytes cut off. A mapping that reads them meanwhile
+    /// sees zeros where Linux, which unmaps them, would raise SIGBUS.
+    pub fn truncated<M: PhysMem>(&mut self, mem: &mut M, id: u16, size: u64) {
         let Ok(ino) = self.get_mut(id) else { return };
         ino.size = size;
         if ino.image.is_some() {
             return;
         }
         let keep = size.div_ceil(PAGE_SIZE);
-        if drop_pages {
-            let gone = ino.pages.split_off(keep);
-            for frame in gone {
-                frames.set_cache(mem, frame, false);
-                frames.free(mem, frame);
-            }
-        }
+        ino.pages
+            .each_run(keep, u64::MAX, |_, pa, n| mem.zero(pa, n * PAGE_SIZE));
         if !size.is_multiple_of(PAGE_SIZE) {
             if let Some(f) = ino.pages.get(size / PAGE_SIZE) {
                 mem.zero(f + size % PAGE_SIZE, PAGE_SIZE - size % PAGE_SIZE);
@@ -1469,6 +1462,28 @@ mod tests {
         let rereads: Vec<u64> = host.calls[calls..].iter().map(|c| c.1).collect();
         assert!(rereads.contains(&PAGE_SIZE));
         assert_eq!(cache.get(id).unwrap().size, 4 * PAGE_SIZE);
+    }
+
+    #[test]
+    fn a_truncation_zeroes_the_cached_pages_past_the_end_and_the_last_tail() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(6 * PAGE_SIZE);
+        cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
+        let frame = |c: &PageCache, k: u64| c.get(id).unwrap().resident(k).unwrap();
+        let pages: Vec<u64> = (0..6).map(|k| frame(&cache, k)).collect();
+        pages.iter().for_each(|&f| mem.fill(f, PAGE_SIZE, 0xab));
+        cache.truncated(&mut mem, id, PAGE_SIZE + 100);
+        assert_eq!(cache.get(id).unwrap().size, PAGE_SIZE + 100);
+        // The pages stay cached (a mapping may hold them), zeroed past the
+        // end: the file growing over them again reads a hole.
+        assert_eq!(cache.get(id).unwrap().cached_pages(), 6);
+        assert!((0..PAGE_SIZE).all(|b| mem.byte(pages[0] + b) == 0xab));
+        assert!((0..100).all(|b| mem.byte(pages[1] + b) == 0xab));
+        assert!((100..PAGE_SIZE).all(|b| mem.byte(pages[1] + b) == 0));
+        for &f in &pages[2..] {
+            assert!((0..PAGE_SIZE).all(|b| mem.byte(f + b) == 0));
+        }
+        cache.truncated(&mut mem, id, 10 * PAGE_SIZE);
+        assert_eq!(frame(&cache, 5), pages[5], "growing keeps the pages");
     }
 
     #[test]

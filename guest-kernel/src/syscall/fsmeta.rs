@@ -769,7 +769,7 @@ pub fn ftruncate<M: PhysMem, H: HostIo>(
     host::call(&mut *cx.env.host, &[])?;
     if let Some(id) = inode {
         let env = &mut *cx.env;
-        env.cache.truncated(env.mem, env.frames, id, len, false);
+        env.cache.truncated(env.mem, id, len);
     }
     Ok(0)
 }
