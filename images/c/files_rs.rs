@@ -5,7 +5,9 @@
 //! (length, type, permission bits under a known umask and after
 //! `set_permissions`), appends to it, checks that bytes cut off by a
 //! truncation read back as zeros when the file grows over them again (by a
-//! write further on, or a larger `set_len`), and checks two errors (a
+//! write further on, or a larger `set_len`; the cut made by `set_len`, by
+//! an open with O_TRUNC or by truncate(2) while another descriptor reads the
+//! file), and checks two errors (a
 //! missing file, a directory read as a file). Every line it prints is fixed text, with no
 //! paths, times or inode numbers, so its output is the same natively and
 //! under vmrun. A failed check panics (exit status 101). At exit the
@@ -18,6 +20,8 @@ use std::path::Path;
 extern "C" {
     /// glibc's umask(2) wrapper (`mode_t` is `unsigned int`).
     fn umask(mask: u32) -> u32;
+    /// glibc's truncate(2) wrapper (`off_t` is `long`).
+    fn truncate(path: *const std::ffi::c_char, length: i64) -> i32;
 }
 
 const CONTENT: &str = "first line\nsecond line\nthird line, a little longer\n";
@@ -89,8 +93,39 @@ fn truncate_and_grow(path: &Path) {
     let stale = grown[5_000..].iter().filter(|&&b| b != 0).count();
     assert_eq!((grown.len(), stale), (50_000, 0), "bytes cut off came back");
     drop(f);
-    fs::remove_file(path).expect("remove the cut file");
     println!("truncate and grow: the bytes cut off read as zeros");
+
+    // Cut while another descriptor has the file open (its pages cached):
+    // by an open with O_TRUNC, whose write-only descriptor then writes
+    // further on, and by truncate(2) of the path.
+    fs::write(path, &bytes).expect("write 40,000 bytes again");
+    let mut reader = File::open(path).expect("open to read");
+    assert_eq!(read_by_pages(&mut reader), bytes);
+    let mut writer = File::create(path).expect("open with O_TRUNC");
+    writer.seek(SeekFrom::Start(30_000)).expect("seek");
+    writer.write_all(b"end").expect("write past the cut");
+    let seen = read_by_pages(&mut reader);
+    let stale = seen[..30_000].iter().filter(|&&b| b != 0).count();
+    assert_eq!((seen.len(), stale), (30_003, 0), "O_TRUNC left the old bytes");
+    assert_eq!(&seen[30_000..], b"end");
+    println!("O_TRUNC while open: the reader sees the hole and the write");
+
+    fs::write(path, &bytes).expect("write 40,000 bytes once more");
+    assert_eq!(read_by_pages(&mut reader), bytes);
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { truncate(c_path.as_ptr(), 5_000) }, 0, "truncate");
+    let mut page = [0u8; 4096];
+    reader.seek(SeekFrom::Start(8_192)).expect("seek past the end");
+    assert_eq!(reader.read(&mut page).expect("read past the end"), 0);
+    writer.seek(SeekFrom::Start(30_000)).expect("seek");
+    writer.write_all(b"end").expect("write past the cut");
+    let seen = read_by_pages(&mut reader);
+    let stale = seen[5_000..30_000].iter().filter(|&&b| b != 0).count();
+    assert_eq!((seen.len(), stale), (30_003, 0), "truncate(2) left the old bytes");
+    println!("truncate(2) while open: the reader sees the new end and the hole");
+    drop((reader, writer));
+    fs::remove_file(path).expect("remove the cut file");
 }
 
 fn main() {

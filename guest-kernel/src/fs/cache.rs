@@ -472,9 +472,26 @@ pub struct Inode {
     pub users: u32,
     /// Open files that may write it (exec refuses it then: ETXTBSY).
     pub writers: u32,
+    /// The file was found changed while in use: its cached pages below the
+    /// end are to be read again ([`PageCache::refresh`]).
+    stale: bool,
 }
 
 impl Inode {
+    /// Zero the cached pages wholly past `size` and the tail of the page
+    /// `size` falls in: what the file holds there if it grows over them
+    /// again is a hole.
+    fn zero_past<M: PhysMem>(&self, mem: &mut M, size: u64) {
+        let keep = size.div_ceil(PAGE_SIZE);
+        self.pages
+            .each_run(keep, u64::MAX, |_, pa, n| mem.zero(pa, n * PAGE_SIZE));
+        if !size.is_multiple_of(PAGE_SIZE) {
+            if let Some(f) = self.pages.get(size / PAGE_SIZE) {
+                mem.zero(f + size % PAGE_SIZE, PAGE_SIZE - size % PAGE_SIZE);
+            }
+        }
+    }
+
     /// Whether the file `info` describes has this inode's size and
     /// modification time (unchanged since it was read, for an image).
     fn same_as(&self, info: &FileInfo) -> bool {
@@ -662,6 +679,7 @@ impl PageCache {
             handle: None,
             users: 1,
             writers: 0,
+            stale: false,
         };
         let id = Self::push(&mut self.inodes, ino)?;
         self.boot_image = Some(id);
@@ -719,10 +737,17 @@ impl PageCache {
         };
         let ino = self.get_mut(id)?;
         let changed = ino.size != info.size || ino.mtime != info.mtime;
-        if changed && ino.users == 0 && ino.image.is_none() {
-            for frame in ino.pages.take_all() {
-                frames.set_cache(mem, frame, false);
-                frames.free(mem, frame);
+        if changed && ino.image.is_none() {
+            if ino.users == 0 {
+                for frame in ino.pages.take_all() {
+                    frames.set_cache(mem, frame, false);
+                    frames.free(mem, frame);
+                }
+            } else {
+                // In use (a mapping may hold the pages): they stay, zero
+                // past the new end, the rest to be read again.
+                ino.zero_past(mem, info.size);
+                ino.stale = !ino.pages.is_empty();
             }
         }
         ino.size = info.size;
@@ -755,6 +780,7 @@ impl PageCache {
             handle: None,
             users: 0,
             writers: 0,
+            stale: false,
         }));
         Ok(id as u16)
     }
@@ -801,6 +827,7 @@ impl PageCache {
                 handle: None,
                 users: 1,
                 writers: 0,
+                stale: false,
             }));
         }
         Ok(ids)
@@ -993,18 +1020,19 @@ impl PageCache {
         Ok(())
     }
 
-    /// After a write of `[off, off + len)` through to the host: the new
-    /// size, and the cached pages the write touched read again (in place,
-    /// so mappings see the new bytes).
-    #[allow(clippy::too_many_arguments)]
+    /// After a write of `len` bytes at `off` through to the host, from
+    /// the physical pieces `data` (their first `len` bytes): the new size,
+    /// and the bytes copied into the cached pages the write touched, in
+    /// place, so that the cache and every mapping see them. The copy needs
+    /// no read of the host, and no readable handle: the writer's may be
+    /// write-only. Where the write starts past the old end, the old last
+    /// page's bytes between are zeroed, as the hole between reads.
     pub fn written<M: PhysMem>(
         &mut self,
         mem: &mut M,
-        host: &mut dyn FsHost,
         id: u16,
-        handle: u64,
-        off: u64,
-        len: u64,
+        data: &[IoVec],
+        (off, len): (u64, u64),
         new_size: u64,
     ) {
         let Ok(ino) = self.get_mut(id) else { return };
@@ -1013,18 +1041,27 @@ impl PageCache {
         if ino.image.is_some() || len == 0 {
             return;
         }
-        let first = off / PAGE_SIZE;
-        let last = (off + len - 1) / PAGE_SIZE;
-        let touched = ino.pages.range(first, last);
-        // The old last page may now have data past the old end of file.
-        let tail = (old_size / PAGE_SIZE, ino.pages.get(old_size / PAGE_SIZE));
-        for (i, frame) in touched.into_iter().chain(tail.1.map(|f| (tail.0, f))) {
-            mem.zero(frame, PAGE_SIZE);
-            let iov = [IoVec {
-                phys: frame,
-                len: PAGE_SIZE,
-            }];
-            let _ = host::pread(host, handle, i * PAGE_SIZE, &iov);
+        if off > old_size && !old_size.is_multiple_of(PAGE_SIZE) {
+            if let Some(f) = ino.pages.get(old_size / PAGE_SIZE) {
+                let end = (old_size | (PAGE_SIZE - 1)) + 1;
+                let upto = off.min(end);
+                mem.zero(f + old_size % PAGE_SIZE, upto - old_size);
+            }
+        }
+        let (mut at, end) = (off, off + len);
+        for piece in data {
+            let mut src = piece.phys;
+            let piece_end = (at + piece.len).min(end);
+            while at < piece_end {
+                let n = (PAGE_SIZE - at % PAGE_SIZE).min(piece_end - at);
+                if let Some(f) = ino.pages.get(at / PAGE_SIZE) {
+                    mem.copy(f + at % PAGE_SIZE, src, n);
+                }
+                (at, src) = (at + n, src + n);
+            }
+            if at >= end {
+                break;
+            }
         }
     }
 
@@ -1042,14 +1079,29 @@ impl PageCache {
         if ino.image.is_some() {
             return;
         }
-        let keep = size.div_ceil(PAGE_SIZE);
-        ino.pages
-            .each_run(keep, u64::MAX, |_, pa, n| mem.zero(pa, n * PAGE_SIZE));
-        if !size.is_multiple_of(PAGE_SIZE) {
-            if let Some(f) = ino.pages.get(size / PAGE_SIZE) {
-                mem.zero(f + size % PAGE_SIZE, PAGE_SIZE - size % PAGE_SIZE);
-            }
-        }
+        ino.zero_past(mem, size);
+    }
+
+    /// Read again the cached pages of `id` below its end if it was found
+    /// changed while in use ([`Self::attach`]), by its filling handle, in
+    /// place (mappings see the new bytes); a page the file no longer
+    /// fills reads as zeros. Nothing if it is not stale or has no
+    /// readable handle yet (a later readable open gives it one).
+    pub fn refresh<M: PhysMem>(&mut self, mem: &mut M, host: &mut dyn FsHost, id: u16) {
+        let Ok(ino) = self.get_mut(id) else { return };
+        let Some(handle) = ino.handle.filter(|_| ino.stale) else {
+            return;
+        };
+        ino.stale = false;
+        let keep = ino.size.div_ceil(PAGE_SIZE);
+        ino.pages.each_run(0, keep, |idx, pa, n| {
+            mem.zero(pa, n * PAGE_SIZE);
+            let iov = [IoVec {
+                phys: pa,
+                len: n * PAGE_SIZE,
+            }];
+            let _ = host::pread(host, handle, idx * PAGE_SIZE, &iov);
+        });
     }
 
     /// Frames held by the cache.
@@ -1446,22 +1498,57 @@ mod tests {
     }
 
     #[test]
-    fn a_write_rereads_the_cached_pages_it_touched() {
-        let (mut mem, mut frames, mut cache, mut host, id) = setup(4 * PAGE_SIZE);
+    fn a_write_is_copied_into_the_cached_pages_it_touched_without_a_host_read() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(2 * PAGE_SIZE + 100);
         cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
+        let frame = |c: &PageCache, k: u64| c.get(id).unwrap().resident(k).unwrap();
+        let (p0, p1, p2) = (frame(&cache, 0), frame(&cache, 1), frame(&cache, 2));
+        [p0, p1, p2]
+            .iter()
+            .for_each(|&f| mem.fill(f, PAGE_SIZE, 0xab));
+        // The written bytes, in two pieces elsewhere in RAM (the user's
+        // pages): 10 of 0x11 then 20 of 0x22, across pages 0 and 1.
+        let (a, b) = (0x80_0000, 0x90_0000);
+        mem.fill(a, 10, 0x11);
+        mem.fill(b, 20, 0x22);
+        let pieces = [IoVec { phys: a, len: 10 }, IoVec { phys: b, len: 20 }];
         let calls = host.calls.len();
         cache.written(
             &mut mem,
-            &mut host,
             id,
-            7,
-            PAGE_SIZE + 10,
-            10,
-            4 * PAGE_SIZE,
+            &pieces,
+            (PAGE_SIZE - 15, 30),
+            2 * PAGE_SIZE + 100,
         );
-        let rereads: Vec<u64> = host.calls[calls..].iter().map(|c| c.1).collect();
-        assert!(rereads.contains(&PAGE_SIZE));
-        assert_eq!(cache.get(id).unwrap().size, 4 * PAGE_SIZE);
+        assert_eq!(host.calls.len(), calls, "no host read");
+        assert_eq!(mem.byte(p0 + PAGE_SIZE - 16), 0xab);
+        assert!((PAGE_SIZE - 15..PAGE_SIZE - 5).all(|k| mem.byte(p0 + k) == 0x11));
+        assert!((PAGE_SIZE - 5..PAGE_SIZE).all(|k| mem.byte(p0 + k) == 0x22));
+        assert!((0..15).all(|k| mem.byte(p1 + k) == 0x22));
+        assert_eq!(mem.byte(p1 + 15), 0xab);
+        // A short write counts only the bytes written: 5 of 10.
+        cache.written(
+            &mut mem,
+            id,
+            &pieces,
+            (PAGE_SIZE + 100, 5),
+            2 * PAGE_SIZE + 100,
+        );
+        assert!((100..105).all(|k| mem.byte(p1 + k) == 0x11));
+        assert_eq!(mem.byte(p1 + 105), 0xab);
+        // Past the old end (2 pages and 100 bytes): the last page's bytes
+        // up to the write are a hole, zero; the write lands after them.
+        cache.written(
+            &mut mem,
+            id,
+            &pieces[1..],
+            (2 * PAGE_SIZE + 300, 20),
+            2 * PAGE_SIZE + 320,
+        );
+        assert!((0..100).all(|k| mem.byte(p2 + k) == 0xab));
+        assert!((100..300).all(|k| mem.byte(p2 + k) == 0));
+        assert!((300..320).all(|k| mem.byte(p2 + k) == 0x22));
+        assert_eq!(cache.get(id).unwrap().size, 2 * PAGE_SIZE + 320);
     }
 
     #[test]

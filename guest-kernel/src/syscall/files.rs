@@ -279,6 +279,7 @@ fn host_file<M: PhysMem, H: HostIo>(
             if writable {
                 env.cache.count_writer(id, true);
             }
+            env.cache.refresh(env.mem, &mut *env.host, id);
         }
     }
     OpenFile::new(
@@ -663,15 +664,8 @@ pub fn write_pieces<M: PhysMem, H: HostIo>(
             if let Some(id) = inode {
                 let start = pos.unwrap_or(new_size.saturating_sub(written));
                 let env = &mut *cx.env;
-                env.cache.written(
-                    env.mem,
-                    &mut *env.host,
-                    id,
-                    handle,
-                    start,
-                    written,
-                    new_size,
-                );
+                env.cache
+                    .written(env.mem, id, iov, (start, written), new_size);
             }
             Ok(written)
         }

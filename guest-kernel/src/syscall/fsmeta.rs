@@ -11,7 +11,7 @@ use super::files::{
 use super::{Ctx, HostIo};
 use crate::errno::{Errno, KResult};
 use crate::fs::dev::{self, DevEntry};
-use crate::fs::file::{o, Node};
+use crate::fs::file::{o, FileRef, Node};
 use crate::fs::host::{self, begin, set_path};
 use crate::fs::path;
 use crate::fs::proc::{self, ProcEntry, ProcLink};
@@ -764,7 +764,21 @@ pub fn ftruncate<M: PhysMem, H: HostIo>(
     if !f.borrow().writable() {
         return Err(Errno::EINVAL);
     }
-    let (h, inode) = host_handle(cx, fd)?;
+    truncate_open(cx, &f, len)
+}
+
+/// Truncate the open host file `f` to `len` bytes, on the host and in its
+/// page cache (the cached pages past the end are zeroed: the file may
+/// grow over them again).
+fn truncate_open<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    f: &FileRef,
+    len: u64,
+) -> KResult<i64> {
+    let (h, inode) = match f.borrow().node {
+        Node::Host { handle, inode, .. } => (handle, inode),
+        _ => return Err(Errno::EINVAL),
+    };
     begin(&mut *cx.env.host, op::TRUNCATE, h).offset = len;
     host::call(&mut *cx.env.host, &[])?;
     if let Some(id) = inode {
@@ -932,16 +946,16 @@ pub fn truncate<M: PhysMem, H: HostIo>(
     if (len as i64) < 0 {
         return Err(Errno::EINVAL);
     }
-    host_path_op(
-        cx,
-        op::TRUNCATE,
-        files::AT_FDCWD as u64,
-        upath,
-        None,
-        0,
-        0,
-        len,
-    )
+    // Opened for writing and truncated as `ftruncate` does, so that the
+    // file's cached pages, which other descriptors and mappings share,
+    // learn the new end (a path operation on the host alone left them
+    // reading the bytes cut off).
+    let p = path::user_path(&mut cx.p.mm, cx.env, upath)?;
+    let abs = into_absolute(cx, files::AT_FDCWD as u64, p)?;
+    let f = files::open_path(cx, abs, o::WRONLY, 0)?;
+    let r = truncate_open(cx, &f, len);
+    release(cx, f);
+    r
 }
 
 /// utimensat(dirfd, path, times, flags)
