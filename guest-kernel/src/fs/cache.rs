@@ -1574,6 +1574,47 @@ mod tests {
     }
 
     #[test]
+    fn a_file_found_changed_while_in_use_keeps_its_pages_brought_up_to_it() {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(4 * PAGE_SIZE);
+        cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
+        let frame = |c: &PageCache, k: u64| c.get(id).unwrap().resident(k).unwrap();
+        let pages: Vec<u64> = (0..4).map(|k| frame(&cache, k)).collect();
+        pages.iter().for_each(|&f| mem.fill(f, PAGE_SIZE, 0xab));
+        // Shrunk to a page and a half by another opener (O_TRUNC, then a
+        // write), while the first still uses the file.
+        let changed = FileInfo {
+            key: InodeKey { dev: 8, ino: 42 },
+            size: PAGE_SIZE + PAGE_SIZE / 2,
+            mtime: (3, 4),
+        };
+        let (again, took) = cache
+            .attach(&mut mem, &mut frames, changed, b"/f", None, true)
+            .unwrap();
+        assert_eq!((again, took), (id, false));
+        assert_eq!(cache.get(id).unwrap().cached_pages(), 4, "in use: kept");
+        assert!((PAGE_SIZE / 2..PAGE_SIZE).all(|b| mem.byte(pages[1] + b) == 0));
+        assert!(pages[2..]
+            .iter()
+            .all(|&f| (0..PAGE_SIZE).all(|b| mem.byte(f + b) == 0)));
+        // The pages below the end are read again, once, by the filling
+        // handle (7, the first opener's), as one run from the start.
+        let calls = host.calls.len();
+        cache.refresh(&mut mem, &mut host, id);
+        let reads: Vec<(u64, u64)> = host.calls[calls..]
+            .iter()
+            .map(|(_, off, iov)| (*off, iov.iter().map(|v| v.len).sum()))
+            .collect();
+        assert_eq!(reads, [(0, 2 * PAGE_SIZE)]);
+        assert_eq!(
+            mem.byte(pages[0]),
+            0,
+            "zeroed, then read (the fake reads nothing in)"
+        );
+        cache.refresh(&mut mem, &mut host, id);
+        assert_eq!(host.calls.len(), calls + 1, "no longer stale");
+    }
+
+    #[test]
     fn the_word_scans_agree_with_one_entry_at_a_time() {
         // Runs and holes of every length around the eight-entry steps.
         for len in 0..40usize {
