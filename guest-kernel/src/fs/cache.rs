@@ -1551,13 +1551,22 @@ mod tests {
         assert_eq!(cache.get(id).unwrap().size, 2 * PAGE_SIZE + 320);
     }
 
+    /// [`setup`] of a file of `pages` pages, all read in and their frames
+    /// filled with 0xab; those frames last.
+    #[allow(clippy::type_complexity)]
+    fn filled(pages: u64) -> (TestMem, FrameAllocator, PageCache, FakeFile, u16, Vec<u64>) {
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(pages * PAGE_SIZE);
+        cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
+        let ino = cache.get(id).unwrap();
+        let frames_of: Vec<u64> = (0..pages).map(|k| ino.resident(k).unwrap()).collect();
+        frames_of.iter().for_each(|&f| mem.fill(f, PAGE_SIZE, 0xab));
+        (mem, frames, cache, host, id, frames_of)
+    }
+
     #[test]
     fn a_truncation_zeroes_the_cached_pages_past_the_end_and_the_last_tail() {
-        let (mut mem, mut frames, mut cache, mut host, id) = setup(6 * PAGE_SIZE);
-        cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
+        let (mut mem, _, mut cache, _, id, pages) = filled(6);
         let frame = |c: &PageCache, k: u64| c.get(id).unwrap().resident(k).unwrap();
-        let pages: Vec<u64> = (0..6).map(|k| frame(&cache, k)).collect();
-        pages.iter().for_each(|&f| mem.fill(f, PAGE_SIZE, 0xab));
         cache.truncated(&mut mem, id, PAGE_SIZE + 100);
         assert_eq!(cache.get(id).unwrap().size, PAGE_SIZE + 100);
         // The pages stay cached (a mapping may hold them), zeroed past the
@@ -1575,11 +1584,7 @@ mod tests {
 
     #[test]
     fn a_file_found_changed_while_in_use_keeps_its_pages_brought_up_to_it() {
-        let (mut mem, mut frames, mut cache, mut host, id) = setup(4 * PAGE_SIZE);
-        cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
-        let frame = |c: &PageCache, k: u64| c.get(id).unwrap().resident(k).unwrap();
-        let pages: Vec<u64> = (0..4).map(|k| frame(&cache, k)).collect();
-        pages.iter().for_each(|&f| mem.fill(f, PAGE_SIZE, 0xab));
+        let (mut mem, mut frames, mut cache, mut host, id, pages) = filled(4);
         // Shrunk to a page and a half by another opener (O_TRUNC, then a
         // write), while the first still uses the file.
         let changed = FileInfo {
