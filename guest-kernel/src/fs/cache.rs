@@ -1048,7 +1048,38 @@ impl PageCache {
                 mem.zero(f + old_size % PAGE_SIZE, upto - old_size);
             }
         }
+        // The bytes come from the writer's pages, which may be these very
+        // cached pages (a write from a shared mapping of the file): then
+        // they are all taken first, as the host took them, and copied in
+        // from there.
+        let (first, last) = (off / PAGE_SIZE, (off + len - 1) / PAGE_SIZE);
+        let mut aliased = false;
+        ino.pages.each_run(first, last + 1, |_, pa, n| {
+            let hit = |p: &IoVec| p.phys < pa + n * PAGE_SIZE && pa < p.phys + p.len;
+            aliased |= data.iter().any(hit);
+        });
         let (mut at, end) = (off, off + len);
+        if aliased {
+            let mut bytes = alloc::vec![0u8; len as usize];
+            let mut k = 0;
+            for p in data {
+                let n = (p.len as usize).min(bytes.len() - k);
+                mem.read_bytes(p.phys, &mut bytes[k..k + n]);
+                k += n;
+                if k == bytes.len() {
+                    break;
+                }
+            }
+            while at < end {
+                let n = (PAGE_SIZE - at % PAGE_SIZE).min(end - at);
+                if let Some(f) = ino.pages.get(at / PAGE_SIZE) {
+                    let k = (at - off) as usize;
+                    mem.write_bytes(f + at % PAGE_SIZE, &bytes[k..k + n as usize]);
+                }
+                at += n;
+            }
+            return;
+        }
         for piece in data {
             let mut src = piece.phys;
             let piece_end = (at + piece.len).min(end);
@@ -1549,6 +1580,21 @@ mod tests {
         assert!((100..300).all(|k| mem.byte(p2 + k) == 0));
         assert!((300..320).all(|k| mem.byte(p2 + k) == 0x22));
         assert_eq!(cache.get(id).unwrap().size, 2 * PAGE_SIZE + 320);
+        // From the cached page itself (a shared mapping of the file), ten
+        // bytes on: a move, not a copy that reads what it wrote.
+        (0..40).for_each(|k| mem.fill(p1 + 1000 + k, 1, k as u8));
+        let own = [IoVec {
+            phys: p1 + 1000,
+            len: 30,
+        }];
+        cache.written(
+            &mut mem,
+            id,
+            &own,
+            (PAGE_SIZE + 1010, 30),
+            2 * PAGE_SIZE + 320,
+        );
+        assert!((0..30).all(|k| mem.byte(p1 + 1010 + k) == k as u8));
     }
 
     /// [`setup`] of a file of `pages` pages, all read in and their frames
