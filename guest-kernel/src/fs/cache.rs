@@ -313,7 +313,9 @@ impl PageIndex {
         self.count == 0
     }
 
-    /// The (index, frame) pairs in `[first, last]`.
+    /// The (index, frame) pairs in `[first, last]` (the tests' view of
+    /// the index; the kernel asks for runs).
+    #[cfg(test)]
     pub fn range(&self, first: u64, last: u64) -> Vec<(u64, u64)> {
         if self.dense() {
             return (first..=last.min(self.pfns.len() as u64))
@@ -1025,8 +1027,9 @@ impl PageCache {
     /// and the bytes copied into the cached pages the write touched, in
     /// place, so that the cache and every mapping see them. The copy needs
     /// no read of the host, and no readable handle: the writer's may be
-    /// write-only. Where the write starts past the old end, the old last
-    /// page's bytes between are zeroed, as the hole between reads.
+    /// write-only. Where the write starts past the old end, the cached
+    /// bytes past that end are zeroed first ([`Inode::zero_past`]), as the
+    /// hole between reads.
     pub fn written<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -1041,12 +1044,8 @@ impl PageCache {
         if ino.image.is_some() || len == 0 {
             return;
         }
-        if off > old_size && !old_size.is_multiple_of(PAGE_SIZE) {
-            if let Some(f) = ino.pages.get(old_size / PAGE_SIZE) {
-                let end = (old_size | (PAGE_SIZE - 1)) + 1;
-                let upto = off.min(end);
-                mem.zero(f + old_size % PAGE_SIZE, upto - old_size);
-            }
+        if off > old_size {
+            ino.zero_past(mem, old_size);
         }
         // The bytes come from the writer's pages, which may be these very
         // cached pages (a write from a shared mapping of the file): then
@@ -1097,8 +1096,9 @@ impl PageCache {
     }
 
     /// The file `id` shrank or grew to `size` (ftruncate): the cached
-    /// pages wholly past the end are zeroed in place, and the last page's
-    /// tail. They stay cached (a mapping may hold them: the kernel keeps
+    /// bytes past the smaller of the old and the new end are zeroed in
+    /// place (a grown file's old last page may hold what a mapping stored
+    /// past the old end: the hole reads zeros). They stay cached (a mapping may hold them: the kernel keeps
     /// no map from a frame to the entries that map it), and zero is what
     /// they hold if the file grows over them again, as a hole reads: a
     /// shrink then a write further on (or a larger `ftruncate`) must not
@@ -1106,11 +1106,11 @@ impl PageCache {
     /// sees zeros where Linux, which unmaps them, would raise SIGBUS.
     pub fn truncated<M: PhysMem>(&mut self, mem: &mut M, id: u16, size: u64) {
         let Ok(ino) = self.get_mut(id) else { return };
-        ino.size = size;
+        let old_size = core::mem::replace(&mut ino.size, size);
         if ino.image.is_some() {
             return;
         }
-        ino.zero_past(mem, size);
+        ino.zero_past(mem, size.min(old_size));
     }
 
     /// Read again the cached pages of `id` below its end if it was found
@@ -1624,7 +1624,11 @@ mod tests {
         for &f in &pages[2..] {
             assert!((0..PAGE_SIZE).all(|b| mem.byte(f + b) == 0));
         }
+        // A mapping stored past the end in the last page: growing the file
+        // turns those bytes into the hole's zeros.
+        mem.fill(pages[1] + 200, 10, 0xcd);
         cache.truncated(&mut mem, id, 10 * PAGE_SIZE);
+        assert!((100..PAGE_SIZE).all(|b| mem.byte(pages[1] + b) == 0));
         assert_eq!(frame(&cache, 5), pages[5], "growing keeps the pages");
     }
 
