@@ -115,6 +115,25 @@ fn bench_prints_every_workload_line() {
     if std::path::Path::new("/bin/busybox").is_file() {
         assert!(text.contains("instructions per run"), "{text}");
     }
+    // The iterations of repeated string instructions, which the counts
+    // above take as one instruction each: the boot copies its boot info
+    // with `rep movs`, so there are some.
+    let iterations = text
+        .lines()
+        .find_map(|l| l.split_once("at about an instruction's cost): boot "))
+        .map(|(_, rest)| {
+            rest.split(',')
+                .next()
+                .unwrap()
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        });
+    assert!(iterations.is_some_and(|n| n > 0), "{text}");
+    assert!(
+        text.contains("(+") && text.contains(" string iterations)"),
+        "{text}"
+    );
     // The system-call split: the getpid row names the three parts, from
     // the line fitted through the in-kernel calls' points; the write row
     // says its calls were fast calls, which the VMM answers without a

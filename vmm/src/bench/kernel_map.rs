@@ -17,6 +17,8 @@ pub struct KernelMap {
     /// back (`vmrun_fault_return`).
     pub(super) fault_entry: Option<(u64, u64)>,
     pub(super) fault_return: Option<(u64, u64)>,
+    /// The executable segments' bytes, by their first address.
+    text: Vec<(u64, Vec<u8>)>,
 }
 
 impl KernelMap {
@@ -59,13 +61,37 @@ impl KernelMap {
         if stubs.is_empty() {
             return Err("the guest kernel ELF has no trap_stub_N symbols".into());
         }
+        let text = elf
+            .program_headers
+            .iter()
+            .filter(|ph| ph.p_type == goblin::elf::program_header::PT_LOAD && ph.is_executable())
+            .filter_map(|ph| {
+                let bytes = image.get(ph.file_range())?;
+                Some((ph.p_vaddr, bytes.to_vec()))
+            })
+            .collect();
         Ok(KernelMap {
             exec_initial: find(&|n| n.ends_with("boot::exec_initial")),
             fault_entry: find(&|n| n == "vmrun_fault_entry"),
             fault_return: find(&|n| n == "vmrun_fault_return"),
             symbols,
             stubs,
+            text,
         })
+    }
+
+    /// Whether the instruction at `pc` (an instruction's first byte) is a
+    /// `rep movs` or `rep stos`: one instruction, which the single-step
+    /// reports once, that the CPU (and kvm_pvm's emulator of ring 0)
+    /// repeats RCX times.
+    pub(super) fn repeated_string_op(&self, pc: u64) -> bool {
+        let Some(bytes) = self.text.iter().find_map(|(start, b)| {
+            let at = usize::try_from(pc.checked_sub(*start)?).ok()?;
+            b.get(at..)
+        }) else {
+            return false;
+        };
+        is_rep_movs_or_stos(bytes)
     }
 
     /// The symbol holding `pc`.
@@ -81,6 +107,26 @@ impl KernelMap {
             .find(|s| (s.0..s.1).contains(&pc))
             .map(|s| s.2)
     }
+}
+
+/// Whether `code` starts with a `rep movs` or `rep stos` instruction: its
+/// prefixes (operand or address size, segment, REP and a REX last), then
+/// opcode A4/A5 (MOVS) or AA/AB (STOS), with REP (F3) among the prefixes.
+pub fn is_rep_movs_or_stos(code: &[u8]) -> bool {
+    let mut rep = false;
+    for (i, &b) in code.iter().enumerate().take(15) {
+        match b {
+            0xf3 => rep = true,
+            0x66 | 0x67 | 0xf2 | 0x2e | 0x36 | 0x3e | 0x26 | 0x64 | 0x65 => {}
+            // A REX prefix comes last, right before the opcode.
+            0x40..=0x4f => {
+                return rep && matches!(code.get(i + 1), Some(0xa4 | 0xa5 | 0xaa | 0xab))
+            }
+            0xa4 | 0xa5 | 0xaa | 0xab => return rep,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Legacy Rust symbol demangling, enough for a profile
@@ -137,6 +183,32 @@ pub fn demangle(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_string_ops_are_told_from_other_instructions() {
+        // rep movsq, rep stosb, rep movsb, rep stosq with a segment
+        // prefix, and the same opcodes without REP or after other bytes.
+        for code in [
+            &[0xf3, 0x48, 0xa5][..],
+            &[0xf3, 0xaa],
+            &[0xf3, 0xa4],
+            &[0x64, 0xf3, 0x48, 0xab],
+        ] {
+            assert!(is_rep_movs_or_stos(code), "{code:x?}");
+        }
+        for code in [
+            &[0x48, 0xa5][..],
+            &[0xa4],
+            &[0xf3, 0x48, 0xa7],
+            &[0xf3, 0x0f, 0xb8, 0xc0],
+            &[0xf3, 0xc3],
+            &[0x48, 0x89, 0xf3],
+            &[0xf3, 0x48],
+            &[],
+        ] {
+            assert!(!is_rep_movs_or_stos(code), "{code:x?}");
+        }
+    }
     use crate::loader;
 
     #[test]

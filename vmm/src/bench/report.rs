@@ -345,6 +345,7 @@ mod tests {
             insns,
             in_window: true,
             exits,
+            iterations: 0,
         }
     }
 

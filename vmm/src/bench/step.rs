@@ -28,6 +28,9 @@ pub struct Entry {
     pub in_window: bool,
     /// Hypercalls (VM exits to the host) the entry made.
     pub exits: u64,
+    /// Iterations of its repeated string instructions (see
+    /// [`StepProfile::boot_iterations`]).
+    pub iterations: u64,
 }
 
 impl Entry {
@@ -42,6 +45,13 @@ impl Entry {
 pub struct StepProfile {
     /// Ring-0 instructions before the initial exec started.
     pub boot_insns: u64,
+    /// The iterations of the boot's `rep movs` and `rep stos`: each such
+    /// instruction counts once among the instructions, but runs RCX times,
+    /// and where ring 0 is emulated (kvm_pvm) each time costs about what
+    /// an instruction does.
+    pub boot_iterations: u64,
+    /// The same for the initial exec.
+    pub exec_iterations: u64,
     /// Ring-0 instructions from the start of the initial exec to the
     /// program's first instruction (`None` without an `exec_initial` symbol).
     pub exec_insns: Option<u64>,
@@ -118,6 +128,8 @@ pub fn count_ring0(
     // Whether the last ring-0 report was inside an entry stub (a stub
     // reports once or twice before it jumps on).
     let mut in_stub = false;
+    // The last ring-0 report's address.
+    let mut last_pc = 0;
     // Reports per symbol index: boot, exec, each entry.
     let (mut boot_fns, mut exec_fns) = (BTreeMap::new(), BTreeMap::new());
     let mut entry_fns: Vec<BTreeMap<usize, u64>> = Vec::new();
@@ -157,6 +169,7 @@ pub fn count_ring0(
                         insns: 0,
                         in_window: in_window && !marker,
                         exits: 0,
+                        iterations: 0,
                     });
                     raw.push(0);
                     if marker {
@@ -172,6 +185,21 @@ pub fn count_ring0(
                     exec_started = true;
                     current = Some(usize::MAX);
                 }
+                // A string instruction reports once (kvm_pvm's emulator
+                // runs its iterations in one step; one reported again at
+                // the same place is not counted twice).
+                if pc != last_pc && map.repeated_string_op(pc) {
+                    let n = vcpu
+                        .get_regs()
+                        .map_err(|e| format!("KVM_GET_REGS: {e}"))?
+                        .rcx;
+                    match current {
+                        None => p.boot_iterations += n,
+                        Some(usize::MAX) => p.exec_iterations += n,
+                        Some(i) => p.entries[i].iterations += n,
+                    }
+                }
+                last_pc = pc;
                 let symbol = map.symbol(pc).unwrap_or(usize::MAX);
                 match current {
                     None => {

@@ -340,10 +340,14 @@ pub(super) fn sh_spawn_ring0(map: &KernelMap, functions: Option<usize>, detail: 
         }
     };
     let per = total(&four).saturating_sub(total(&two)) as f64 / 2.0;
+    let iterations =
+        |p: &super::step::StepProfile| p.entries.iter().map(|e| e.iterations).sum::<u64>();
+    let per_iterations = iterations(&four).saturating_sub(iterations(&two)) as f64 / 2.0;
     let _ = writeln!(
         detail,
         "{:<16} stepped `busybox sh -c` loops of 2 and 4 runs of `busybox true`: {per:.0} \
-         instructions per run (every process's kernel entries); the 4-run loop: {}",
+         instructions per run (+{per_iterations:.0} string iterations; every process's kernel \
+         entries); the 4-run loop: {}",
         "sh_spawn",
         entry_kinds(&four.entries).join(", ")
     );

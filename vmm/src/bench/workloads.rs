@@ -15,7 +15,7 @@ use super::runner::{
     step_program_sized, time_native,
 };
 use super::stats::{cycles_to_us, summarize, Summary};
-use super::step::StepProfile;
+use super::step::{Entry, StepProfile};
 use super::trace::{
     entries_in_window, exec_cycles, exec_spans, faults_before_marker, faults_in_window,
 };
@@ -637,10 +637,12 @@ pub(super) fn bench_exec(
                 figures.insert(Figure::BootLarge, p.boot_insns as f64);
                 let _ = writeln!(
                     detail,
-                    "{:<16} stepped run of hello_static with --mem {}G: boot {} instructions",
+                    "{:<16} stepped run of hello_static with --mem {}G: boot {} instructions \
+                     (+{} string iterations)",
                     "exec",
                     LARGE_MEM >> 30,
-                    p.boot_insns
+                    p.boot_insns,
+                    p.boot_iterations
                 );
                 where_line(
                     detail,
@@ -667,10 +669,17 @@ pub(super) fn bench_exec(
 /// last exit and everything from exec to the end.
 fn hello_figures(p: &StepProfile, figures: &mut Figures) {
     figures.insert(Figure::Boot, p.boot_insns as f64);
+    figures.insert(Figure::BootIterations, p.boot_iterations as f64);
     let Some(exec) = p.exec_insns else { return };
     figures.insert(Figure::Exec, exec as f64);
+    figures.insert(Figure::ExecIterations, p.exec_iterations as f64);
     let after: u64 = p.entries.iter().map(|e| e.insns).sum();
     figures.insert(Figure::HelloExecToExit, (exec + after) as f64);
+    let after_iterations: u64 = p.entries.iter().map(|e| e.iterations).sum();
+    figures.insert(
+        Figure::HelloIterations,
+        (p.exec_iterations + after_iterations) as f64,
+    );
     if let Some(last) = p
         .entries
         .last()
@@ -684,13 +693,16 @@ fn hello_figures(p: &StepProfile, figures: &mut Figures) {
 /// each spent its instructions, and the kernel entries after exec.
 fn hello_detail(p: &StepProfile, detail: &mut String, shown: Option<usize>) {
     let after: u64 = p.entries.iter().map(|e| e.insns).sum();
+    let after_iterations: u64 = p.entries.iter().map(|e| e.iterations).sum();
     let _ = writeln!(
         detail,
-        "{:<16} stepped run of hello_static: boot {} instructions, exec {}, \
-         {} kernel entries after it ({after} instructions)",
+        "{:<16} stepped run of hello_static: boot {} instructions (+{} string iterations), \
+         exec {} (+{}), {} kernel entries after it ({after} instructions, +{after_iterations})",
         "exec",
         p.boot_insns,
+        p.boot_iterations,
         p.exec_insns.map_or("?".into(), |n| n.to_string()),
+        p.exec_iterations,
         p.entries.len(),
     );
     where_line(detail, "boot", &p.boot_functions, p.boot_insns, shown);
@@ -969,17 +981,21 @@ pub(super) fn bench_exec_dynamic(
                 if let Some(n) = p.exec_insns {
                     row.ring0 = Some(format!("{}/exec+ld.so", n + before_insns));
                 }
+                let iterations = |e: &[Entry]| e.iter().map(|e| e.iterations).sum::<u64>();
                 let _ = writeln!(
                     detail,
                     "{:<16} stepped run of {IMAGE}: boot {} instructions, exec to ld.so's entry \
-                     {}, before main {} kernel entries ({before_insns} instructions), from main \
-                     on {} ({} instructions)",
+                     {} (+{} string iterations), before main {} kernel entries ({before_insns} \
+                     instructions, +{}), from main on {} ({} instructions, +{})",
                     "exec_dynamic",
                     p.boot_insns,
                     p.exec_insns.map_or("?".into(), |n| n.to_string()),
+                    p.exec_iterations,
                     before.len(),
+                    iterations(before),
                     after.len(),
-                    after.iter().map(|e| e.insns).sum::<u64>()
+                    after.iter().map(|e| e.insns).sum::<u64>(),
+                    iterations(after)
                 );
                 if let Some(n) = p.exec_insns {
                     where_line(detail, "exec", &p.exec_functions, n, o.functions);
