@@ -320,8 +320,8 @@ pub fn user_string_array<M: PhysMem>(
                 let at = next + (scanned - start) as u64;
                 let n = chunk(at, STRINGS_PIECE);
                 let pa = strings.pa(mm, env, at)?;
-                block.resize(scanned + n, 0);
-                env.mem.read_bytes(pa, &mut block[scanned..]);
+                // Appended straight from the page: no zeroing first.
+                block.extend_from_slice(env.mem.bytes_mut(pa, n as u64));
             };
             if len > max {
                 return Err(Errno::E2BIG);

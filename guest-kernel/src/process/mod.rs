@@ -164,7 +164,11 @@ const NO_SIG_INFO: [crate::signal::frame::SigInfo; NSIG] = [crate::signal::frame
 }; NSIG];
 
 impl Process {
-    /// A process with no address space yet (for statics).
+    /// A process with no address space yet (for statics). Inlined, so
+    /// that `Box::new(Process::empty())` (the boot's process, a fork's
+    /// child) builds its 5 KiB in the box: made apart and copied in, it
+    /// cost some 680 iterations of `rep movs`.
+    #[inline(always)]
     pub fn empty() -> Process {
         Process {
             mm: alloc::boxed::Box::new(Mm::empty()),

@@ -328,13 +328,12 @@ fn plan_image<M: PhysMem, H: HostIo>(
         return finish_plan(plan.prefix_into(known, size, false, place), false);
     }
     let n = (size as usize).min(EHDR_SIZE);
-    let head_buf;
+    let mut head_buf;
     let head = match known.get(..n) {
         Some(k) => k,
         None => {
-            let mut buf = [0u8; EHDR_SIZE];
-            read_file(cx, id, 0, &mut buf[..n])?;
-            head_buf = buf;
+            head_buf = [0u8; EHDR_SIZE];
+            read_file(cx, id, 0, &mut head_buf[..n])?;
             &head_buf[..n]
         }
     };
@@ -484,14 +483,16 @@ pub fn prepare<M: PhysMem, H: HostIo>(
     for depth in 0..=script::MAX_DEPTH {
         let size = cx.env.cache.get(id).map_or(0, |i| i.size);
         // Enough for the `#!` check and, for most ELF files, the headers.
-        let head_buf;
+        // Read into its final place: a buffer filled apart and moved in
+        // cost a second copy of its 960 bytes, each 8 of them an emulated
+        // iteration where ring 0 is emulated.
+        let mut head_buf;
         let head = match image.take() {
             Some(bytes) if bytes.len() as u64 == size => bytes,
             _ => {
-                let mut buf = [0u8; SMALL_PREFIX];
+                head_buf = [0u8; SMALL_PREFIX];
                 let n = (size as usize).min(SMALL_PREFIX);
-                read_file(cx, id, 0, &mut buf[..n])?;
-                head_buf = buf;
+                read_file(cx, id, 0, &mut head_buf[..n])?;
                 &head_buf[..n]
             }
         };
