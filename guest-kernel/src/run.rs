@@ -1321,11 +1321,10 @@ impl Kernel {
     /// the parent gets its pid (and, for vfork, waits for it).
     fn spawn(&mut self, mem: &mut DirectMap, mut child: alloc::boxed::Box<Process>) {
         let (pid, info) = (child.pid, child.spawn);
-        let (mut words, fpu) = {
-            let um = self.user_mode();
-            let w = frame_words(um.regs());
-            (w, *um.fpu())
-        };
+        let mut saved = alloc::boxed::Box::new(SavedContext::EMPTY);
+        let um = self.user_mode();
+        let mut words = frame_words(um.regs());
+        um.save_fpu(&mut saved.fpu);
         // The child returns from the system call as SYSRET would.
         words[14] = 0; // rax
         words[17] = words[12]; // rip = rcx
@@ -1335,7 +1334,8 @@ impl Kernel {
         if info.stack != 0 {
             words[20] = info.stack;
         }
-        child.saved = Some(alloc::boxed::Box::new(SavedContext { words, fpu }));
+        saved.words = words;
+        child.saved = Some(saved);
         self.tasks.others.push(child);
         // The parent's slice starts afresh: it goes on after fork (and the
         // fork, slow here, does not count against it).
@@ -1546,7 +1546,8 @@ impl Kernel {
         self.tasks.switches += 1;
         let um = self.user_mode();
         *um.regs() = frame_of(&saved.words);
-        um.set_fpu(&saved.fpu);
+        um.load_saved_fpu(&saved.fpu);
+        self.process.spare_context = Some(saved);
         cpu::load_process_tables(&self.process.mm.pt);
         self.trace_switch(mem);
         self.tick_pid = 0;
@@ -1566,14 +1567,15 @@ impl Kernel {
             }
             self.deadlock(mem)
         };
-        let (words, fpu) = {
-            let um = self.user_mode();
-            (frame_words(um.regs()), *um.fpu())
-        };
+        let spare = self.process.spare_context.take();
+        let mut saved = spare.unwrap_or_else(|| alloc::boxed::Box::new(SavedContext::EMPTY));
+        let um = self.user_mode();
+        saved.words = frame_words(um.regs());
+        um.save_fpu(&mut saved.fpu);
         let Some(mut cur) = self.process.0.take() else {
             hypercall::panic(b"no current process")
         };
-        cur.saved = Some(alloc::boxed::Box::new(SavedContext { words, fpu }));
+        cur.saved = Some(saved);
         cur.cpu_ns = cur.running_cpu_ns(guest_kernel::syscall::HostIo::cpu_ns(&mut self.host));
         if cur.tgid == next.tgid && cur.holds_group {
             cur.pass_group(&mut next);

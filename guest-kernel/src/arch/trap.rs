@@ -24,6 +24,7 @@ use super::cpu;
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
+use guest_kernel::process::task::FxImage;
 use vmrun_contract::trampoline;
 
 /// Vector of the gate the syscall trampoline enters through.
@@ -824,6 +825,30 @@ impl UserMode {
             let area = FPU.0.get();
             (*area).0 = *image;
             asm!("fxrstor64 [{}]", in(reg) area, options(nostack, preserves_flags));
+        }
+    }
+
+    /// FXSAVE the user's FPU/SSE state straight into `out` (a task that
+    /// stops running, a forked child): [`Self::fpu`] without the copy out
+    /// of the FPU area.
+    pub fn save_fpu(&mut self, out: &mut FxImage) {
+        // SAFETY: the token guards the FPU; `out` is a live, exclusively
+        // borrowed FXSAVE image, 16-byte aligned and 512 bytes by its type,
+        // which the instruction only writes.
+        unsafe {
+            asm!("fxsave64 [{}]", in(reg) out.0.as_mut_ptr(), options(nostack, preserves_flags));
+        }
+    }
+
+    /// FXRSTOR the user's FPU/SSE state straight from `image`, which
+    /// [`Self::save_fpu`] wrote (so its MXCSR is valid): a task switch.
+    pub fn load_saved_fpu(&mut self, image: &FxImage) {
+        // SAFETY: the token guards the FPU; `image` is a 16-byte aligned
+        // 512-byte FXSAVE image by its type, written by FXSAVE64, which the
+        // instruction only reads; the kernel itself keeps no x87/SSE state.
+        unsafe {
+            asm!("fxrstor64 [{}]", in(reg) image.0.as_ptr(),
+                 options(nostack, preserves_flags, readonly));
         }
     }
 

@@ -50,6 +50,10 @@ pub struct Process {
     pub state: task::TaskState,
     /// Its user state while it is not running.
     pub saved: Option<alloc::boxed::Box<task::SavedContext>>,
+    /// The block its state was last restored from, kept for the next
+    /// switch away (a process that blocks blocks again: no allocation and
+    /// no zeroing each time).
+    pub spare_context: Option<alloc::boxed::Box<task::SavedContext>>,
     /// A vfork child: its parent waits until it execs or exits.
     pub vfork_parent: Option<u64>,
     /// A CLONE_VM vfork child runs in its parent's address space until it
@@ -185,6 +189,7 @@ impl Process {
             sid: INIT_PID,
             state: task::TaskState::Runnable,
             saved: None,
+            spare_context: None,
             vfork_parent: None,
             vfork_child: None,
             borrowed_mm: false,

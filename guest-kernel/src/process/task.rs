@@ -42,14 +42,32 @@ pub enum TaskState {
 }
 
 /// The user state of a process that is not running: the trap frame's
-/// words in the arch layer's order, and the FXSAVE image.
+/// words in the arch layer's order, and the FXSAVE image, which FXSAVE
+/// writes and FXRSTOR reads in place (no copy through a buffer of their
+/// own: where ring 0 is emulated, each 8 bytes copied are an emulated
+/// iteration).
 #[derive(Clone, Debug)]
+#[repr(C, align(16))]
 pub struct SavedContext {
     /// The registers.
     pub words: [u64; 22],
     /// The x87/SSE state.
-    pub fpu: [u8; 512],
+    pub fpu: FxImage,
 }
+
+impl SavedContext {
+    /// All zero, to be filled.
+    pub const EMPTY: SavedContext = SavedContext {
+        words: [0; 22],
+        fpu: FxImage([0; 512]),
+    };
+}
+
+/// An FXSAVE image: 512 bytes, 16-byte aligned as FXSAVE64 and FXRSTOR64
+/// need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C, align(16))]
+pub struct FxImage(pub [u8; 512]);
 
 /// The processes that are not running.
 #[derive(Debug)]

@@ -160,7 +160,7 @@ impl Kernel {
                 pid: t.pid,
                 tgid: t.tgid,
                 frame_phys: kernel_phys(saved.words.as_ptr()),
-                fpu_phys: kernel_phys(saved.fpu.as_ptr()),
+                fpu_phys: kernel_phys(saved.fpu.0.as_ptr()),
                 fs_base: t.fs_base,
                 gs_base: t.gs_base,
             })
