@@ -11,6 +11,7 @@
 
 use super::vma_tree::{self, VmaTree};
 use crate::errno::{Errno, KResult};
+use alloc::vec::Vec;
 use core::ops::BitOr;
 use vmrun_contract::layout::PAGE_SIZE;
 use vmrun_contract::trace::kind as trace_kind;
@@ -509,8 +510,12 @@ pub struct VmaChange {
 #[derive(Debug)]
 pub struct VmaSet {
     t: VmaTree,
-    journal: [VmaChange; JOURNAL],
-    journal_len: usize,
+    /// The changes journaled, in a block of room for [`JOURNAL`] taken at
+    /// the first (none while nothing is traced: an address space's set is
+    /// made at every fork and boot, and a kilobyte of journal in it cost
+    /// some 130 emulated iterations of `rep movs` each time it was made or
+    /// moved).
+    journal: Vec<VmaChange>,
     journal_lost: u64,
     journaling: bool,
 }
@@ -537,15 +542,9 @@ impl core::ops::Index<usize> for VmaSet {
 impl VmaSet {
     /// An empty set.
     pub const fn new() -> Self {
-        const NONE: VmaChange = VmaChange {
-            kind: 0,
-            vma: Vma::EMPTY,
-            at: 0,
-        };
         Self {
             t: VmaTree::new(),
-            journal: [NONE; JOURNAL],
-            journal_len: 0,
+            journal: Vec::new(),
             journal_lost: 0,
             journaling: false,
         }
@@ -573,12 +572,12 @@ impl VmaSet {
         if !self.journaling {
             return;
         }
-        if self.journal_len == JOURNAL {
+        let full = self.journal.len() >= JOURNAL;
+        if full || self.journal.try_reserve_exact(JOURNAL).is_err() {
             self.journal_lost += 1;
             return;
         }
-        self.journal[self.journal_len] = VmaChange { kind, vma, at };
-        self.journal_len += 1;
+        self.journal.push(VmaChange { kind, vma, at });
     }
 
     /// Record that area `i` changed its bounds or rights in place.
@@ -593,10 +592,10 @@ impl VmaSet {
     /// Hand the journaled changes to `f`, oldest first, and clear them;
     /// returns how many were dropped because the journal was full.
     pub fn take_journal<F: FnMut(&VmaChange)>(&mut self, mut f: F) -> u64 {
-        for c in &self.journal[..self.journal_len] {
+        for c in &self.journal {
             f(c);
         }
-        self.journal_len = 0;
+        self.journal.clear();
         core::mem::take(&mut self.journal_lost)
     }
 
