@@ -1049,7 +1049,10 @@ impl Kernel {
                 }
                 let um = self.user_mode();
                 set_user_regs(um.regs(), &new);
-                um.set_fpu(&frame::init_fpu());
+                // The handler starts with the initial FPU state
+                // (`frame::init_fpu`, which the power-on image is), loaded
+                // from where it lies: no image built and copied.
+                um.reset_fpu();
             }
             Err(_) => {
                 let ip = regs.rip;

@@ -767,19 +767,10 @@ pub struct UserMode {
 
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
-const FCW_DEFAULT: u16 = 0x037f;
-const MXCSR_DEFAULT: u32 = 0x1f80;
-
 /// The power-on FXSAVE image (FCW and MXCSR at their defaults, all else
-/// zero), loaded as it is by [`UserMode::reset_fpu`].
-static FPU_DEFAULT: FpuArea = {
-    let mut image = [0u8; 512];
-    let fcw = FCW_DEFAULT.to_le_bytes();
-    let mxcsr = MXCSR_DEFAULT.to_le_bytes();
-    (image[0], image[1]) = (fcw[0], fcw[1]);
-    (image[24], image[25], image[26], image[27]) = (mxcsr[0], mxcsr[1], mxcsr[2], mxcsr[3]);
-    FpuArea(image)
-};
+/// zero: a signal handler's initial state too), loaded as it is by
+/// [`UserMode::reset_fpu`].
+static FPU_DEFAULT: FpuArea = FpuArea(guest_kernel::signal::frame::init_fpu());
 
 impl UserMode {
     /// Hand out the one token (None if already taken). The FPU holds
@@ -852,7 +843,8 @@ impl UserMode {
         }
     }
 
-    /// Put the FPU/SSE state in its power-on form, as exec does.
+    /// Put the FPU/SSE state in its power-on form, as exec and a signal
+    /// handler's entry do.
     /// The image is loaded from where it lies, not copied into the FPU
     /// area first: the state lives in the FPU, the area only passes it.
     pub fn reset_fpu(&mut self) {

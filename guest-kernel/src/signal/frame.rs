@@ -375,11 +375,16 @@ pub fn frame_layout(rsp: u64, flags: u64, altstack: [u64; 3]) -> KResult<FrameLa
 }
 
 /// The FXSAVE image of the initial FPU state (`fninit` plus the default
-/// MXCSR): FCW 0x37f, MXCSR 0x1f80, all else 0.
-pub fn init_fpu() -> [u8; 512] {
+/// MXCSR): FCW 0x37f, MXCSR 0x1f80, all else 0. Also the state exec and a
+/// signal handler start with, which the kernel loads from a static it
+/// builds with this.
+pub const fn init_fpu() -> [u8; 512] {
     let mut f = [0u8; 512];
-    put16(&mut f, 0, 0x37f);
-    put32(&mut f, off::FX_MXCSR, 0x1f80);
+    let fcw = 0x37fu16.to_le_bytes();
+    let mxcsr = 0x1f80u32.to_le_bytes();
+    (f[0], f[1]) = (fcw[0], fcw[1]);
+    let m = off::FX_MXCSR;
+    (f[m], f[m + 1], f[m + 2], f[m + 3]) = (mxcsr[0], mxcsr[1], mxcsr[2], mxcsr[3]);
     f
 }
 
