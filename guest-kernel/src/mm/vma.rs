@@ -568,10 +568,18 @@ impl VmaSet {
         self.journaling = on;
     }
 
+    /// Journal a change, if changes are journaled (a test in line, the
+    /// rest apart: rare, only while VMAs are traced).
+    #[inline(always)]
     fn note(&mut self, kind: u32, vma: Vma, at: u64) {
-        if !self.journaling {
-            return;
+        if self.journaling {
+            self.note_journaled(kind, vma, at);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn note_journaled(&mut self, kind: u32, vma: Vma, at: u64) {
         let full = self.journal.len() >= JOURNAL;
         if full || self.journal.try_reserve_exact(JOURNAL).is_err() {
             self.journal_lost += 1;
