@@ -580,8 +580,11 @@ impl VmaSet {
     #[cold]
     #[inline(never)]
     fn note_journaled(&mut self, kind: u32, vma: Vma, at: u64) {
+        // Room for all of them at the first (after it, a push within
+        // JOURNAL never grows the block).
         let full = self.journal.len() >= JOURNAL;
-        if full || self.journal.try_reserve_exact(JOURNAL).is_err() {
+        let room = self.journal.capacity() != 0 || self.journal.try_reserve_exact(JOURNAL).is_ok();
+        if full || !room {
             self.journal_lost += 1;
             return;
         }
@@ -1606,9 +1609,16 @@ mod tests {
             set.insert(Vma::anon(start, start + 0x1000, Prot::RW, VmFlags::NONE))
                 .unwrap();
         }
+        // One block of room for the whole journal, taken at the first
+        // change and kept, never grown.
+        assert_eq!(set.journal.capacity(), JOURNAL);
         let mut n = 0;
         assert_eq!(set.take_journal(|_| n += 1), 4);
         assert_eq!(n, JOURNAL);
+        set.insert(Vma::anon(0x1_0000, 0x1_1000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        assert_eq!(set.journal.capacity(), JOURNAL);
+        assert_eq!(set.take_journal(|_| ()), 0);
     }
 
     const P: u64 = PAGE_SIZE;
