@@ -264,6 +264,21 @@ fn read_file<M: PhysMem, H: HostIo>(
     Ok(())
 }
 
+/// Bytes `[0, len)` of page-cache inode `id` (`len` at most a page and
+/// the file's size), where they lie in its first page: no copy.
+fn first_page<'c, M: PhysMem, H: HostIo>(
+    cx: &'c mut Cx<'_, '_, '_, M, H>,
+    id: u16,
+    len: usize,
+) -> KResult<&'c [u8]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    let env = &mut *cx.env;
+    let frame = env.cache.page(env.mem, env.frames, &mut *env.host, id, 0)?;
+    Ok(env.mem.bytes_mut(frame, len as u64))
+}
+
 /// The page-cache inode and size of an executable open file: EACCES
 /// unless it is a regular file with an execute bit, opened for reading.
 fn exec_inode<M: PhysMem, H: HostIo>(
@@ -362,19 +377,19 @@ fn plan_image<M: PhysMem, H: HostIo>(
                     interpreter,
                 );
             }
-            // The headers of most programs fit a buffer on the stack: no
-            // heap block to allocate and free.
-            let mut small = [0u8; SMALL_PREFIX];
-            let mut large = Vec::new();
-            let prefix = match small.get_mut(..span.max(n)) {
-                Some(p) => p,
-                None => {
-                    large.resize(span.max(n), 0);
-                    &mut large[..]
-                }
-            };
-            read_file(cx, id, 0, prefix)?;
-            plan.prefix_into(prefix, size, interpreter, place)
+            let len = span.max(n);
+            if len as u64 <= PAGE_SIZE {
+                // The headers lie in the file's first page (an
+                // interpreter's always do): parsed where they are in the
+                // page cache, not copied into a zeroed buffer first (some
+                // 190 emulated iterations of `rep stos` and `rep movs`).
+                let prefix = first_page(cx, id, len)?;
+                plan.prefix_into(prefix, size, interpreter, place)
+            } else {
+                let mut large = alloc::vec![0u8; len];
+                read_file(cx, id, 0, &mut large)?;
+                plan.prefix_into(&large, size, interpreter, place)
+            }
         }
     };
     finish_plan(parsed, interpreter)
