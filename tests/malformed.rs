@@ -9,6 +9,7 @@
 mod common;
 
 use common::*;
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -542,4 +543,64 @@ fn a_segment_where_the_stack_goes_dies_past_the_point_of_no_return_saying_so() {
     // process dies of SIGSEGV, and vmrun says why.
     assert_status(&output, 139);
     assert_stderr_contains(&output, "a segment lies where the stack goes");
+}
+
+/// Moves the program header table to byte `at` (zero padding in
+/// hello_raw's first page), followed by PT_NULL entries up to `count`.
+fn with_phdrs_at(elf: &mut [u8], at: usize, count: u16) {
+    let phoff = read_u64(elf, E_PHOFF) as usize;
+    let len = read_u16(elf, E_PHNUM) as usize * 56;
+    let table = elf[phoff..phoff + len].to_vec();
+    let end = at + count as usize * 56;
+    assert!(elf[at..end].iter().all(|&b| b == 0), "no room at {at}");
+    elf[at..at + len].copy_from_slice(&table);
+    write_u64(elf, E_PHOFF, at as u64);
+    write_u16(elf, E_PHNUM, count);
+}
+
+/// Files exec'd by a running program (`exec_test run`), which reads them
+/// through the page cache, run as natively: 20 program headers at byte
+/// 1024 (past the first 960 bytes, in the first page), 20 and 100 after
+/// the end of the file (past that page), 8 two MiB into the file, and a
+/// `#!` script longer than 960 bytes. The kernel parses what lies in a
+/// file's first page where it is in the page cache, and reads the rest
+/// apart.
+#[test]
+fn odd_files_execd_by_a_program_run_as_natively() {
+    if !require_kvm() {
+        return;
+    }
+    let scratch = ScratchDir::new("execd");
+    let exec_test = image("exec_test");
+    let mut inside = hello_raw();
+    with_phdrs_at(&mut inside, 1024, 20);
+    let mut targets = vec![scratch.program("ph20in", &inside)];
+    for (tag, count, far) in [
+        ("ph20", 20, false),
+        ("ph100", 100, false),
+        ("phfar", 8, true),
+    ] {
+        let mut elf = hello_raw();
+        if far {
+            elf.resize(2 << 20, 0);
+        }
+        with_phdrs(&mut elf, count);
+        targets.push(scratch.program(tag, &elf));
+    }
+    let script = format!(
+        "#!/bin/sh\n# {}\necho \"big script $#: $*\"\n",
+        "x".repeat(2000)
+    );
+    targets.push(scratch.program("big-script", script.as_bytes()));
+    for target in &targets {
+        let args = [OsStr::new("run"), target.as_os_str(), OsStr::new("an arg")];
+        let native = native(&exec_test, args);
+        let guest = vmrun([exec_test.as_os_str()].into_iter().chain(args));
+        assert_eq!(shell_status(&native.status), 0, "{}", describe(&native));
+        assert_same(
+            &format!("exec_test run {}", target.display()),
+            &native,
+            &guest,
+        );
+    }
 }

@@ -264,19 +264,11 @@ fn read_file<M: PhysMem, H: HostIo>(
     Ok(())
 }
 
-/// Bytes `[0, len)` of page-cache inode `id` (`len` at most a page and
-/// the file's size), where they lie in its first page: no copy.
-fn first_page<'c, M: PhysMem, H: HostIo>(
-    cx: &'c mut Cx<'_, '_, '_, M, H>,
-    id: u16,
-    len: usize,
-) -> KResult<&'c [u8]> {
-    if len == 0 {
-        return Ok(&[]);
-    }
+/// The frame of page-cache inode `id`'s first page (read from the host
+/// if it is not cached): its bytes are looked at where they lie.
+fn first_frame<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, id: u16) -> KResult<u64> {
     let env = &mut *cx.env;
-    let frame = env.cache.page(env.mem, env.frames, &mut *env.host, id, 0)?;
-    Ok(env.mem.bytes_mut(frame, len as u64))
+    env.cache.page(env.mem, env.frames, &mut *env.host, id, 0)
 }
 
 /// The page-cache inode and size of an executable open file: EACCES
@@ -325,12 +317,16 @@ const SMALL_PREFIX: usize = EHDR_SIZE + 16 * PHDR_SIZE;
 
 /// Parse an ELF image of inode `id` (`size` bytes) through the cache.
 /// `known`: the file's first bytes if the caller read them already (the
-/// file is read only for what they do not hold). The plan is made in
-/// `plan`, in place.
+/// file is read only for what they do not hold); `first`: the frame of
+/// its first page, if the caller looked it up. What the caller does not
+/// hold is parsed where it lies in the first page (an ELF header and most
+/// programs' headers do, an interpreter's always): not copied into a
+/// zeroed buffer first, which cost some 240 emulated iterations of `rep
+/// stos` and `rep movs` an exec. The plan is made in `plan`, in place.
 fn plan_image<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     id: u16,
-    (size, known): (u64, &[u8]),
+    (size, known, first): (u64, &[u8], Option<u64>),
     interpreter: bool,
     layout: &Layout,
     plan: &mut LoadPlan,
@@ -343,14 +339,12 @@ fn plan_image<M: PhysMem, H: HostIo>(
         return finish_plan(plan.prefix_into(known, size, false, place), false);
     }
     let n = (size as usize).min(EHDR_SIZE);
-    let mut head_buf;
-    let head = match known.get(..n) {
-        Some(k) => k,
-        None => {
-            head_buf = [0u8; EHDR_SIZE];
-            read_file(cx, id, 0, &mut head_buf[..n])?;
-            &head_buf[..n]
-        }
+    let first = match (known.len() >= n, first) {
+        (true, _) | (false, Some(_)) => first,
+        (false, None) => Some(first_frame(cx, id)?),
+    };
+    let Some(head) = first_bytes(cx.env.mem, (known, first), n) else {
+        return Err(Errno::EIO.into());
     };
     if interpreter && n < EHDR_SIZE {
         // Linux reads a whole ELF header of the interpreter: a short read
@@ -360,39 +354,47 @@ fn plan_image<M: PhysMem, H: HostIo>(
             b"the interpreter is shorter than an ELF header",
         ));
     }
-    let parsed = match header_span(head) {
+    let span = header_span(head);
+    let phoff = head
+        .get(32..40)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+    let parsed = match span {
         None if n == EHDR_SIZE => {
             // The program headers lie far into the file: read them apart.
-            let phoff = u64::from_le_bytes(head[32..40].try_into().unwrap_or_default());
             let len = (MAX_PHDR_BYTES as u64).min(size.saturating_sub(phoff));
             let mut table = alloc::vec![0u8; len as usize];
             read_file(cx, id, phoff, &mut table)?;
+            let head = first_bytes(cx.env.mem, (known, first), n).unwrap_or_default();
             plan.parts_into((head, &table), size, interpreter, place)
         }
         span => {
-            let span = span.unwrap_or(n as u64).min(size) as usize;
-            if let Some(prefix) = known.get(..span.max(n)) {
+            let len = (span.unwrap_or(n as u64).min(size) as usize).max(n);
+            if let Some(prefix) = first_bytes(cx.env.mem, (known, first), len) {
                 return finish_plan(
                     plan.prefix_into(prefix, size, interpreter, place),
                     interpreter,
                 );
             }
-            let len = span.max(n);
-            if len as u64 <= PAGE_SIZE {
-                // The headers lie in the file's first page (an
-                // interpreter's always do): parsed where they are in the
-                // page cache, not copied into a zeroed buffer first (some
-                // 190 emulated iterations of `rep stos` and `rep movs`).
-                let prefix = first_page(cx, id, len)?;
-                plan.prefix_into(prefix, size, interpreter, place)
-            } else {
-                let mut large = alloc::vec![0u8; len];
-                read_file(cx, id, 0, &mut large)?;
-                plan.prefix_into(&large, size, interpreter, place)
-            }
+            let mut large = alloc::vec![0u8; len];
+            read_file(cx, id, 0, &mut large)?;
+            plan.prefix_into(&large, size, interpreter, place)
         }
     };
     finish_plan(parsed, interpreter)
+}
+
+/// A file's first `len` bytes: `known`, the caller's, if they hold them,
+/// else where they lie in its first page (frame `first`); None past it.
+fn first_bytes<'a, M: PhysMem>(
+    mem: &'a mut M,
+    (known, first): (&'a [u8], Option<u64>),
+    len: usize,
+) -> Option<&'a [u8]> {
+    match (known.get(..len), first) {
+        (Some(k), _) => Some(k),
+        (None, Some(pa)) if len as u64 <= PAGE_SIZE => Some(&*mem.bytes_mut(pa, len as u64)),
+        (None, _) => None,
+    }
 }
 
 /// Nothing, or the exec error a parse's ELF error gives (inlined: the
@@ -497,25 +499,31 @@ pub fn prepare<M: PhysMem, H: HostIo>(
     let mut image = boot_args.as_ref().map(|b| b.image);
     for depth in 0..=script::MAX_DEPTH {
         let size = cx.env.cache.get(id).map_or(0, |i| i.size);
-        // Enough for the `#!` check and, for most ELF files, the headers.
-        // Read into its final place: a buffer filled apart and moved in
-        // cost a second copy of its 960 bytes, each 8 of them an emulated
-        // iteration where ring 0 is emulated.
+        // The file's first bytes, for the `#!` check and the ELF headers:
+        // the boot image's in RAM; a small file's whole, read (the plan
+        // then parses it as it is); a larger one's are looked at where
+        // they lie in the page cache, the `#!` line here and the headers by
+        // the plan (no zeroed buffer of 960 bytes filled by a copy).
         let mut head_buf;
-        let head = match image.take() {
-            Some(bytes) if bytes.len() as u64 == size => bytes,
-            _ => {
+        let (head, first) = match image.take() {
+            Some(bytes) if bytes.len() as u64 == size => (bytes, None),
+            _ if size as usize <= SMALL_PREFIX => {
                 head_buf = [0u8; SMALL_PREFIX];
-                let n = (size as usize).min(SMALL_PREFIX);
+                let n = size as usize;
                 read_file(cx, id, 0, &mut head_buf[..n])?;
-                &head_buf[..n]
+                (&head_buf[..n], None)
             }
+            _ => (&[][..], Some(first_frame(cx, id)?)),
         };
-        let line = &head[..head.len().min(BINPRM_BUF_SIZE)];
+        let line = match first {
+            Some(pa) => &*cx.env.mem.bytes_mut(pa, BINPRM_BUF_SIZE as u64),
+            None => &head[..head.len().min(BINPRM_BUF_SIZE)],
+        };
         let parsed = script::parse(line).map_err(|e| with_message(e, b"bad #! line"))?;
         let Some(sb) = parsed else {
             let program = &mut out.program;
-            plan_image(cx, id, (size, head), false, &layout, &mut program.plan)?;
+            let known = (size, head, first);
+            plan_image(cx, id, known, false, &layout, &mut program.plan)?;
             program.inode = id;
             program.file = file;
             return finish(cx, out, boot_args, args, layout);
@@ -595,7 +603,7 @@ fn finish<M: PhysMem, H: HostIo>(
             plan: LoadPlan::EMPTY,
             file: None,
         });
-        if let Err(e) = plan_image(cx, iid, (isize, &[]), true, &layout, &mut interp.plan) {
+        if let Err(e) = plan_image(cx, iid, (isize, &[], None), true, &layout, &mut interp.plan) {
             release(cx, f);
             return Err(e);
         }
