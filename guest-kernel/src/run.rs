@@ -1079,15 +1079,24 @@ impl Kernel {
     fn sigreturn(&mut self, mem: &mut DirectMap) {
         use guest_kernel::signal::frame;
         let rsp = self.regs().rsp;
-        let restored = self.with_env(mem, |p, env| frame::restore_rt_frame(&mut p.mm, env, rsp));
+        // The image is read straight into a block the FPU then loads from:
+        // the process's spare saved context (no zeroed buffer, no copy).
+        let spare = self.process.spare_context.take();
+        let mut block = spare.unwrap_or_else(|| alloc::boxed::Box::new(SavedContext::EMPTY));
+        let fpu = &mut block.fpu.0;
+        let restored = self.with_env(mem, |p, env| {
+            frame::restore_rt_frame(&mut p.mm, env, rsp, fpu)
+        });
         match restored {
-            Ok((regs, fpu, mask, uc_stack)) => {
+            Ok((regs, mask, uc_stack)) => {
                 let p = &mut *self.process;
                 p.sigmask = mask;
                 p.altstack = frame::restore_altstack(p.altstack, uc_stack, regs.rsp);
                 let um = self.user_mode();
                 set_user_regs(um.regs(), &regs);
-                um.set_fpu(&fpu);
+                // Its MXCSR was checked.
+                um.load_saved_fpu(&block.fpu);
+                self.process.spare_context = Some(block);
             }
             Err(_) => {
                 let ip = self.regs().rip;

@@ -7,9 +7,10 @@
 //! stub then switches to the kernel stack saved by [`UserMode::run`] and
 //! returns from it. The user's FPU/SSE state is not saved on entry: the
 //! kernel uses no x87/SSE instruction, so the state stays in the registers
-//! while the kernel runs, and [`UserMode::fpu`] and [`UserMode::set_fpu`]
-//! read and load it when the running task changes (or a signal frame or a
-//! fork needs it). `UserMode::run` declares r12-r15 clobbered, so the stubs
+//! while the kernel runs, and [`UserMode::save_fpu`] and
+//! [`UserMode::load_saved_fpu`] save and load it, in the task's own block,
+//! when the running task changes (or a fork or sigreturn needs it;
+//! [`UserMode::fpu`] reads it for a signal frame). `UserMode::run` declares r12-r15 clobbered, so the stubs
 //! keep only the two callee-saved registers the compiler cannot give up
 //! (rbx, rbp). A system call first goes to the handler `run` was given,
 //! called from the stub with only the C ABI's scratch registers saved (see
@@ -805,20 +806,6 @@ impl UserMode {
         }
     }
 
-    /// Load `image` as the user's FPU/SSE state (a task switch, a signal
-    /// handler's fresh state, sigreturn). Its MXCSR must have no reserved
-    /// bit set (the callers check images from user memory), else FXRSTOR
-    /// raises #GP in ring 0.
-    pub fn set_fpu(&mut self, image: &[u8; 512]) {
-        // SAFETY: as in `regs`, the token guards the FPU area, which is
-        // aligned for FXRSTOR64; the kernel itself keeps no x87/SSE state.
-        unsafe {
-            let area = FPU.0.get();
-            (*area).0 = *image;
-            asm!("fxrstor64 [{}]", in(reg) area, options(nostack, preserves_flags));
-        }
-    }
-
     /// FXSAVE the user's FPU/SSE state straight into `out` (a task that
     /// stops running, a forked child): [`Self::fpu`] without the copy out
     /// of the FPU area.
@@ -832,11 +819,14 @@ impl UserMode {
     }
 
     /// FXRSTOR the user's FPU/SSE state straight from `image`, which
-    /// [`Self::save_fpu`] wrote (so its MXCSR is valid): a task switch.
+    /// [`Self::save_fpu`] wrote or whose MXCSR the caller checked (no
+    /// reserved bit set, else FXRSTOR raises #GP in ring 0): a task switch,
+    /// sigreturn.
     pub fn load_saved_fpu(&mut self, image: &FxImage) {
         // SAFETY: the token guards the FPU; `image` is a 16-byte aligned
-        // 512-byte FXSAVE image by its type, written by FXSAVE64, which the
-        // instruction only reads; the kernel itself keeps no x87/SSE state.
+        // 512-byte FXSAVE image by its type, with a valid MXCSR (above),
+        // which the instruction only reads; the kernel itself keeps no
+        // x87/SSE state.
         unsafe {
             asm!("fxrstor64 [{}]", in(reg) image.0.as_ptr(),
                  options(nostack, preserves_flags, readonly));

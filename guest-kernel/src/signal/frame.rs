@@ -515,8 +515,9 @@ pub fn setup_rt_frame<M: PhysMem>(
 /// rt_sigreturn: read the frame whose ucontext is at `rsp` (the handler's
 /// rsp after its `ret` popped pretcode, i.e. frame + 8) and return the
 /// registers to resume with (rflags: [`USER_EFLAGS_BASE`] plus the frame's
-/// [`FIX_EFLAGS`] bits), the FXSAVE image (bytes 464..512 zeroed; the
-/// initial state when the fpstate pointer is NULL), the signal mask
+/// [`FIX_EFLAGS`] bits), the FXSAVE image in `fpu` (bytes 464..512 zeroed;
+/// the initial state when the fpstate pointer is NULL; read straight into
+/// the caller's block, which holds anything on an error), the signal mask
 /// (without SIGKILL and SIGSTOP) and the saved `uc_stack` (sp, flags,
 /// size; see [`restore_altstack`]). EFAULT when the frame or fpstate cannot
 /// be read, the fpstate is not 16-byte aligned, or its MXCSR has reserved
@@ -526,7 +527,8 @@ pub fn restore_rt_frame<M: PhysMem>(
     mm: &mut Mm,
     env: &mut MmEnv<'_, M>,
     rsp: u64,
-) -> KResult<(UserRegs, [u8; 512], u64, [u64; 3])> {
+    fpu: &mut [u8; 512],
+) -> KResult<(UserRegs, u64, [u64; 3])> {
     let frame = rsp.wrapping_sub(8);
     check_user_range(frame, FRAME_SIZE)?;
     let mut ucb = [0u8; off::UC_SIZE];
@@ -542,21 +544,19 @@ pub fn restore_rt_frame<M: PhysMem>(
     regs.rflags = USER_EFLAGS_BASE | (regs.rflags & FIX_EFLAGS);
 
     let fp = get64(&ucb, sc + off::SC_FPSTATE);
-    let fpu = if fp == 0 {
-        init_fpu()
+    if fp == 0 {
+        *fpu = init_fpu();
     } else {
         if !fp.is_multiple_of(16) {
             return Err(Errno::EFAULT);
         }
         check_user_range(fp, FPSTATE_SIZE)?;
-        let mut img = [0u8; 512];
-        copy_from_user(mm, env, fp, &mut img).map_err(|_| Errno::EFAULT)?;
-        if get32(&img, off::FX_MXCSR) & !MXCSR_MASK != 0 {
+        copy_from_user(mm, env, fp, fpu).map_err(|_| Errno::EFAULT)?;
+        if get32(fpu, off::FX_MXCSR) & !MXCSR_MASK != 0 {
             return Err(Errno::EFAULT);
         }
-        img[off::FX_SW_RESERVED..].fill(0);
-        img
-    };
+        fpu[off::FX_SW_RESERVED..].fill(0);
+    }
 
     let st = off::UC_STACK;
     let altstack = [
@@ -564,7 +564,7 @@ pub fn restore_rt_frame<M: PhysMem>(
         get32(&ucb, st + off::SS_FLAGS) as u64,
         get64(&ucb, st + off::SS_SIZE),
     ];
-    Ok((regs, fpu, mask, altstack))
+    Ok((regs, mask, altstack))
 }
 
 /// The 128-byte `siginfo_t` for `info`, laid out by Linux's
@@ -780,7 +780,10 @@ mod tests {
         }
 
         fn restore(&mut self, rsp: u64) -> KResult<(UserRegs, [u8; 512], u64, [u64; 3])> {
-            restore_rt_frame(&mut self.mm, &mut self.fx.env(), rsp)
+            let mut fpu = [0xa5; 512];
+            let (regs, mask, altstack) =
+                restore_rt_frame(&mut self.mm, &mut self.fx.env(), rsp, &mut fpu)?;
+            Ok((regs, fpu, mask, altstack))
         }
     }
 
