@@ -1030,16 +1030,21 @@ impl Kernel {
             .sigmask_after_handler
             .take()
             .unwrap_or(self.process.sigmask);
-        let (regs, fpu) = {
-            let um = self.user_mode();
-            (user_regs_of(um.regs()), *um.fpu())
-        };
+        // The FPU state is saved straight into the process's spare saved
+        // context, and the frame is written from there.
+        let spare = self.process.spare_context.take();
+        let mut block = spare.unwrap_or_else(|| alloc::boxed::Box::new(SavedContext::EMPTY));
+        let um = self.user_mode();
+        let regs = user_regs_of(um.regs());
+        um.save_fpu(&mut block.fpu);
         let altstack = self.process.altstack;
+        let fpu = &mut block.fpu.0;
         let built = self.with_env(mem, |p, env| {
             frame::setup_rt_frame(
-                &mut p.mm, env, &regs, &fpu, &info, &act, blocked, altstack, fault,
+                &mut p.mm, env, &regs, fpu, &info, &act, blocked, altstack, fault,
             )
         });
+        self.process.spare_context = Some(block);
         match built {
             Ok(new) => {
                 let p = &mut *self.process;

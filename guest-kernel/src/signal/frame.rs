@@ -424,7 +424,9 @@ pub fn restore_altstack(current: [u64; 3], uc_stack: [u64; 3], sp: u64) -> [u64;
 }
 
 /// Build the frame for delivering `info` to the handler installed with
-/// `act`, with the interrupted `regs`, the FXSAVE image `fpu`, the mask
+/// `act`, with the interrupted `regs`, the FXSAVE image `fpu` (its
+/// software-reserved bytes are filled in place before it is copied out:
+/// the caller's block, not a copy of it), the mask
 /// `blocked` to restore on return, the `altstack` (sp, flags, size) and
 /// `fault` (trapno, err, cr2). Returns the registers to enter the handler
 /// with: rsp = frame, rip = handler, rdi = signo, rsi = &siginfo, rdx =
@@ -436,7 +438,7 @@ pub fn setup_rt_frame<M: PhysMem>(
     mm: &mut Mm,
     env: &mut MmEnv<'_, M>,
     regs: &UserRegs,
-    fpu: &[u8; 512],
+    fpu: &mut [u8; 512],
     info: &SigInfo,
     act: &SigAction,
     blocked: u64,
@@ -452,14 +454,13 @@ pub fn setup_rt_frame<M: PhysMem>(
     check_user_range(lay.fpstate, FPSTATE_SIZE)?;
 
     // The fpstate: FXSAVE image plus the software-reserved bytes.
-    let mut fx = *fpu;
-    let sw = &mut fx[off::FX_SW_RESERVED..];
+    let sw = &mut fpu[off::FX_SW_RESERVED..];
     sw.fill(0);
     put32(sw, 0, FP_XSTATE_MAGIC1);
     put32(sw, 4, FPSTATE_SIZE as u32 + 4); // extended_size
     put64(sw, 8, 0); // xfeatures (user_xfeatures without XSAVE)
     put32(sw, 16, FPSTATE_SIZE as u32); // xstate_size
-    copy_to_user(mm, env, lay.fpstate, &fx)?;
+    copy_to_user(mm, env, lay.fpstate, fpu)?;
 
     let mut f = [0u8; FRAME_SIZE as usize];
     put64(&mut f, off::PRETCODE, act.restorer);
@@ -770,7 +771,7 @@ mod tests {
                 &mut self.mm,
                 &mut self.fx.env(),
                 regs,
-                &sample_fpu(),
+                &mut sample_fpu(),
                 info,
                 act,
                 blocked,
