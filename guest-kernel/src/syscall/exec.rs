@@ -310,9 +310,10 @@ fn open_exec<M: PhysMem, H: HostIo>(
     Ok(f)
 }
 
-/// Bytes of a file's start read into a stack buffer, once for the `#!`
-/// check and the ELF headers: an ELF header and 16 program headers
-/// (longer tables are read again, into the heap).
+/// A file of at most this many bytes (an ELF header and 16 program
+/// headers) is read whole into a stack buffer, once for the `#!` check and
+/// the ELF headers; a larger one's first page is looked at where it lies
+/// in the page cache.
 const SMALL_PREFIX: usize = EHDR_SIZE + 16 * PHDR_SIZE;
 
 /// Parse an ELF image of inode `id` (`size` bytes) through the cache.
