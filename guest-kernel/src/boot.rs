@@ -346,10 +346,10 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
         host: &mut k.host,
         tasks: &mut k.tasks,
     };
-    let plan = match syscall::exec::prepare_boot(&mut cx, id, execfn, boot_args, layout) {
-        Ok(plan) => plan,
-        Err(e) => exec_fail(e.errno, &e.message),
-    };
+    let plan = &mut k.boot_plan;
+    if let Err(e) = syscall::exec::prepare_boot(&mut cx, id, execfn, boot_args, layout, plan) {
+        exec_fail(e.errno, &e.message)
+    }
     cx.p.mm
         .vmas
         .set_journaling(trace::on(cx.env.mem, category::VMAS));
@@ -361,6 +361,9 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     }
     // The boot random bytes for AT_RANDOM (the host's getrandom), as before.
     let entry = syscall::exec::commit(&mut cx, &k.kernel, plan, k.hwcap, info.random);
+    // What the plan holds on the heap (an interpreter's plan) is not
+    // needed again.
+    plan.interp = None;
     let entry = match entry {
         Ok(entry) => entry,
         // Past the point of no return Linux kills the process instead of

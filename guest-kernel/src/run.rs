@@ -54,6 +54,9 @@ const MIN_SPIN_NS: u64 = 8_000_000;
 pub struct Kernel {
     /// The boot info, copied.
     pub info: BootInfo,
+    /// The boot program's exec plan, [`ExecPlan::EMPTY`] as the kernel
+    /// image holds it (a static's initial value: nothing made at run time).
+    pub boot_plan: ExecPlan,
     /// Physical frames.
     pub frames: FrameAllocator,
     /// The page cache.
@@ -129,6 +132,7 @@ impl Kernel {
     pub const fn empty() -> Kernel {
         Kernel {
             info: BootInfo::zeroed(),
+            boot_plan: ExecPlan::EMPTY,
             frames: FrameAllocator::empty(),
             cache: PageCache::new(),
             fs: HostFs::empty(),
@@ -550,12 +554,12 @@ impl Kernel {
     /// Replace the program (execve past its checks): load the kernel's own
     /// page tables while the old ones are torn down, load the new image,
     /// and start it. A failure past this point kills the process.
-    pub fn exec(&mut self, mem: &mut DirectMap, plan: alloc::boxed::Box<ExecPlan>, ip: u64) {
+    pub fn exec(&mut self, mem: &mut DirectMap, mut plan: alloc::boxed::Box<ExecPlan>, ip: u64) {
         cpu::load_kernel_tables(&self.kernel);
         let random = self.next_random();
         let (kernel, hwcap) = (self.kernel, self.hwcap);
         let done = self.with_cx(mem, |cx| {
-            syscall::exec::commit(cx, &kernel, plan, hwcap, random)
+            syscall::exec::commit(cx, &kernel, &mut plan, hwcap, random)
         });
         match done {
             Ok(entry) => {

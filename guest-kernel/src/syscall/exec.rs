@@ -89,7 +89,7 @@ impl ExecPlan {
     /// one block copied from this and fills the parts in place (built
     /// apart and moved in, the load plan and the stack layout are copied
     /// a few times on the way).
-    const EMPTY: ExecPlan = ExecPlan {
+    pub const EMPTY: ExecPlan = ExecPlan {
         program: ExecImage {
             inode: 0,
             plan: LoadPlan::EMPTY,
@@ -443,21 +443,26 @@ fn interp_path<M: PhysMem, H: HostIo>(
     Ok(Some(p))
 }
 
-/// [`prepare`] for the boot program (in inode `id`, named `filename`):
-/// one whole in RAM and not a script is planned from its bytes here,
-/// without the script loop's set-up (what [`prepare`] and [`plan_image`]
-/// would do with it); any other goes through [`prepare`].
+/// [`prepare`] for the boot program (in inode `id`, named `filename`),
+/// into `out` (the kernel's static plan, [`ExecPlan::EMPTY`] as the kernel
+/// image holds it: no template copied into a heap block, 255 emulated
+/// iterations of `rep movs` where ring 0 is emulated): one whole in RAM
+/// and not a script is planned from its bytes here, without the script
+/// loop's set-up (what [`prepare`] and [`plan_image`] would do with it);
+/// any other goes through [`prepare`].
 pub fn prepare_boot<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     id: u16,
     filename: Cow<'_, [u8]>,
     boot_args: BootArgs,
     layout: Layout,
-) -> Result<Box<ExecPlan>, ExecError> {
+    out: &mut ExecPlan,
+) -> Result<(), ExecError> {
     let image = boot_args.image;
     let size = cx.env.cache.get(id).map_or(0, |i| i.size);
     if image.len() as u64 != size || image.starts_with(b"#!") {
-        return prepare(cx, id, None, filename, Some(boot_args), None, layout);
+        *out = *prepare(cx, id, None, filename, Some(boot_args), None, layout)?;
+        return Ok(());
     }
     trace::emit(
         cx.env.mem,
@@ -466,7 +471,6 @@ pub fn prepare_boot<M: PhysMem, H: HostIo>(
         0,
         [exec_phase::START, 0, 0, 0, 0, 0],
     );
-    let mut out = Box::new(ExecPlan::EMPTY);
     let place = (layout.mmap_base, layout.dyn_offset);
     let program = &mut out.program;
     finish_plan(program.plan.prefix_into(image, size, false, place), false)?;
@@ -527,7 +531,8 @@ pub fn prepare<M: PhysMem, H: HostIo>(
             plan_image(cx, id, known, false, &layout, &mut program.plan)?;
             program.inode = id;
             program.file = file;
-            return finish(cx, out, boot_args, args, layout);
+            finish(cx, &mut out, boot_args, args, layout)?;
+            return Ok(out);
         };
         if depth == script::MAX_DEPTH {
             break;
@@ -590,11 +595,11 @@ fn name_process<M: PhysMem, H: HostIo>(
 /// holds the program's plan).
 fn finish<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
-    mut out: Box<ExecPlan>,
+    out: &mut ExecPlan,
     boot_args: Option<BootArgs>,
     args: Option<Args>,
     layout: Layout,
-) -> Result<Box<ExecPlan>, ExecError> {
+) -> Result<(), ExecError> {
     if let Some(p) = interp_path(cx, out.program.inode, &out.program.plan)? {
         let abs = absolute(cx, files::AT_FDCWD as u64, &p)?;
         let f = open_exec(cx, abs, false).map_err(|e| interp_error(e, b"ELF interpreter ", &p))?;
@@ -638,7 +643,7 @@ fn finish<M: PhysMem, H: HostIo>(
         0,
         [exec_phase::ELF_CHECKED, 0, 0, 0, 0, 0],
     );
-    Ok(out)
+    Ok(())
 }
 
 /// execveat(dirfd, path, argv, envp, flags); execve is execveat(AT_FDCWD,
@@ -723,7 +728,7 @@ pub fn drop_plan<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, plan: Box
 pub fn commit<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     kernel: &KernelHalf,
-    mut plan: Box<ExecPlan>,
+    plan: &mut ExecPlan,
     hwcap: (u64, u64),
     random: [u8; 16],
 ) -> KResult<EntryState> {
@@ -743,7 +748,7 @@ pub fn commit<M: PhysMem, H: HostIo>(
         0,
         [exec_phase::ADDRESS_SPACE, 0, 0, 0, 0, 0],
     );
-    let entry = load_plan(cx, &plan, hwcap, random)?;
+    let entry = load_plan(cx, plan, hwcap, random)?;
     let program = &mut plan.program;
     name_process(cx, program.inode, &program.file);
     // A new address space: no membarrier registration.
