@@ -731,9 +731,13 @@ fn host_handle<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     fd: u64,
 ) -> KResult<(u64, Option<u16>)> {
-    let f = cx.p.fds.file(fd)?;
-    let b = f.borrow();
-    match b.node {
+    host_node(&cx.p.fds.file(fd)?)
+}
+
+/// The host handle and page-cache inode of open file `f`, or EINVAL for
+/// nodes the host does not hold.
+fn host_node(f: &FileRef) -> KResult<(u64, Option<u16>)> {
+    match f.borrow().node {
         Node::Host { handle, inode, .. } => Ok((handle, inode)),
         _ => Err(Errno::EINVAL),
     }
@@ -775,10 +779,7 @@ fn truncate_open<M: PhysMem, H: HostIo>(
     f: &FileRef,
     len: u64,
 ) -> KResult<i64> {
-    let (h, inode) = match f.borrow().node {
-        Node::Host { handle, inode, .. } => (handle, inode),
-        _ => return Err(Errno::EINVAL),
-    };
+    let (h, inode) = host_node(f)?;
     begin(&mut *cx.env.host, op::TRUNCATE, h).offset = len;
     host::call(&mut *cx.env.host, &[])?;
     if let Some(id) = inode {
