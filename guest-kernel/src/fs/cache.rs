@@ -199,7 +199,6 @@ impl PageIndex {
         // to READAHEAD_PAGES pages): four word stores and four adds, where
         // each number on its own costs an add and a store. No half carries
         // into the other: the frames of a run exist, so their numbers fit.
-        const TWO: u64 = 2 | 2 << 32;
         let mut pfn = (frame / PAGE_SIZE) as u32;
         let mut q = u64::from(pfn) | u64::from(pfn.wrapping_add(1)) << 32;
         let mut eights = run.chunks_exact_mut(8);
@@ -378,6 +377,10 @@ impl PageIndex {
     }
 }
 
+/// What a word of two consecutive frame numbers ([`pair`]) grows by over
+/// the next two.
+const TWO: u64 = 2 | 2 << 32;
+
 /// Frame numbers `k` and `k + 1` of `c` as one word (one load).
 #[inline(always)]
 fn pair(c: &[u32], k: usize) -> u64 {
@@ -409,7 +412,6 @@ fn last_held(s: &[u32]) -> Option<usize> {
 /// `next`; eight to a test, two to a word (a carry between a word's halves
 /// only ends the fast part early).
 fn run_len(s: &[u32], next: u32) -> usize {
-    const TWO: u64 = 2 | 2 << 32;
     let mut q = u64::from(next) | u64::from(next.wrapping_add(1)) << 32;
     let whole = s
         .chunks_exact(8)
@@ -1098,11 +1100,11 @@ impl PageCache {
     /// The file `id` shrank or grew to `size` (ftruncate): the cached
     /// bytes past the smaller of the old and the new end are zeroed in
     /// place (a grown file's old last page may hold what a mapping stored
-    /// past the old end: the hole reads zeros). They stay cached (a mapping may hold them: the kernel keeps
-    /// no map from a frame to the entries that map it), and zero is what
-    /// they hold if the file grows over them again, as a hole reads: a
-    /// shrink then a write further on (or a larger `ftruncate`) must not
-    /// bring back the bytes cut off. A mapping that reads them meanwhile
+    /// past the old end: the hole reads zeros). They stay cached (a
+    /// mapping may hold them: the kernel keeps no map from a frame to the
+    /// entries that map it), and zero is what they hold if the file grows
+    /// over them again, as a hole reads: a shrink then a write further on
+    /// (or a larger `ftruncate`) must not bring back the bytes cut off. A mapping that reads them meanwhile
     /// sees zeros where Linux, which unmaps them, would raise SIGBUS.
     pub fn truncated<M: PhysMem>(&mut self, mem: &mut M, id: u16, size: u64) {
         let Ok(ino) = self.get_mut(id) else { return };
