@@ -340,9 +340,9 @@ fn plan_image<M: PhysMem, H: HostIo>(
         return finish_plan(plan.prefix_into(known, size, false, place), false);
     }
     let n = (size as usize).min(EHDR_SIZE);
-    let first = match (known.len() >= n, first) {
-        (true, _) | (false, Some(_)) => first,
-        (false, None) => Some(first_frame(cx, id)?),
+    let first = match first {
+        None if known.len() < n => Some(first_frame(cx, id)?),
+        first => first,
     };
     let Some(head) = first_bytes(cx.env.mem, (known, first), n) else {
         return Err(Errno::EIO.into());
