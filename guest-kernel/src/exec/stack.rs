@@ -205,109 +205,161 @@ fn str_len(s: &[u8]) -> KResult<usize> {
     }
 }
 
-/// Check the strings of `buf` from `start` whose lengths `lens` lists (LE
-/// u32s, NUL included): each ends with a NUL where its length says and
-/// none is empty or longer than [`MAX_ARG_STRLEN`]. Returns where the last
-/// ends. No scan: one load of each string's last byte. In the same pass
-/// the pointer to each string (the first at user address `va`) is stored
-/// in `out`, 8 bytes each, so that the stack's pointer arrays need no pass
-/// of their own. The loop only gathers (the lengths less one OR-ed
-/// together, the last bytes OR-ed together) and tests once after it; only
-/// a table that fails goes through [`check_lengths_exact`] again, for the
-/// errno of its first bad string (a table that passes the loop has every
-/// pointer stored, whatever the test after it finds). Four lengths a
-/// turn, then a pair: the loop's own count and branch are paid once per
-/// four. Not inlined:
-/// in its own frame the loop keeps every value in a register. `start` is
-/// at least 1 (the exec file name comes first; EINVAL otherwise) and a
-/// block of 4 GiB or more is E2BIG (far over [`ARG_LIMIT`]).
-#[inline(never)]
+/// Each 32-bit half of a word of two lengths less one
+/// ([`check_and_point`] reads and decrements two lengths as one word): a
+/// length of 0 wraps round, so bit 17 or above is set in either half by a
+/// length that is 0 or above [`MAX_ARG_STRLEN`]. A 0 in the low half
+/// borrows from the high one, but is caught itself.
+const LENGTH_ONES: u64 = 1 << 32 | 1;
+/// The bits of OR-ed lengths less one that only a bad length sets (see
+/// [`LENGTH_ONES`]).
+const LENGTH_BAD: u64 = !((MAX_ARG_STRLEN - 1) << 32 | (MAX_ARG_STRLEN - 1));
+
+/// Check the argv and envp strings of a block against their lengths, and
+/// store a pointer to each. `strings` is the block from the exec file
+/// name's NUL on (the strings follow it); `lens` gives their lengths (LE
+/// u32s, NUL included), argv's `argc` first; `out` is the stack's words
+/// after argc: argv's pointers go to its first slots, envp's after the
+/// NULL that ends argv (one slot on for an empty argv, whose empty
+/// argv[0] comes first), and the first string's pointer is `va`. Each
+/// string must end with a NUL where its length says, none may be empty
+/// or longer than [`MAX_ARG_STRLEN`], and the last must end the block.
+/// Returns where argv's strings end (an index of `strings`); None if the
+/// table is bad (the caller finds its first bad string with
+/// [`check_lengths_exact`]). No scan: one load of each string's last
+/// byte. The pointers are stored as the lengths are read, so that the
+/// stack's pointer arrays need no pass of their own, each list's straight
+/// to its slots. The loops only gather (the lengths less one OR-ed
+/// together, the last bytes OR-ed together) and test once after them.
+/// Whole fours of lengths go through [`point_quads`], called only for a
+/// list that has some; the last few, one at a time, here (inlined: a
+/// call's set-up costs more than a short list). None as well for a block
+/// of 4 GiB or more (positions then fit in 32 bits, so the sums cannot
+/// wrap).
+#[inline]
 fn check_and_point(
-    buf: &[u8],
+    strings: &[u8],
     lens: &[u8],
-    start: usize,
+    argc: usize,
     va: u64,
     out: &mut [u8],
-) -> KResult<usize> {
-    // Each 32-bit half holds lengths less one OR-ed together (two lengths
-    // are read and decremented as one word): bit 17 or above set in
-    // either half, a length was 0 (wrapped) or above MAX_ARG_STRLEN. A 0
-    // in the low half borrows from the high one, but is caught itself.
-    const ONES: u64 = 1 << 32 | 1;
-    const BAD: u64 = !((MAX_ARG_STRLEN - 1) << 32 | (MAX_ARG_STRLEN - 1));
-    let mut over = 0u64;
-    // Non-zero: a string's last byte was not its NUL.
-    let mut last = 0u8;
-    // Positions fit in 32 bits (a block that long is E2BIG anyway), so the
-    // sums below cannot wrap and the compiler sees that the pair's first
-    // string ends inside the block when its second one does: one bounds
-    // check a pair.
-    let (Some(first), Ok(len)) = (start.checked_sub(1), u32::try_from(buf.len())) else {
-        return Err(if start == 0 {
-            Errno::EINVAL
-        } else {
-            Errno::E2BIG
-        });
+) -> Option<usize> {
+    let len = u32::try_from(strings.len()).ok()?;
+    let (argv_lens, envp_lens) = lens.split_at_checked(4 * argc)?;
+    let (argv_slots, envp_slots) = out.split_at_mut_checked(8 * argc.max(1) + 8)?;
+    let mut walk = Walk {
+        buf: strings,
+        len: u64::from(len),
+        idx: 0,
+        next: va,
+        over: 0,
+        last: 0,
+        bad: 0,
+    };
+    let argv_end = walk.list(argv_lens, argv_slots)?;
+    let end = walk.list(envp_lens, envp_slots)?;
+    let bad = walk.bad | u64::from(walk.over) & LENGTH_BAD | u64::from(walk.last);
+    (bad == 0 && end == strings.len()).then_some(argv_end)
+}
+
+/// Where [`check_and_point`]'s walk stands.
+struct Walk<'b> {
+    buf: &'b [u8],
+    /// `buf`'s length (below 2^32).
+    len: u64,
+    /// Index of the last byte of the string before the next (below 2^32,
+    /// as `len` is); the next string starts at user address `next + idx`.
+    idx: u64,
+    /// The user address of `buf`'s second byte (the first string's).
+    next: u64,
+    /// The single lengths less one, OR-ed together.
+    over: u32,
+    /// Non-zero: a string's last byte was not its NUL.
+    last: u8,
+    /// Non-zero: [`point_quads`] found a bad string.
+    bad: u64,
+}
+
+impl Walk<'_> {
+    /// Walk the strings whose lengths are `lens`, storing their pointers
+    /// in `out`: returns where they end (None: a string ends past the
+    /// block, or `out` has fewer slots than `lens` has lengths). Whole
+    /// fours first, then the last few one at a time.
+    #[inline(always)]
+    fn list(&mut self, lens: &[u8], out: &mut [u8]) -> Option<usize> {
+        let (lens, _) = lens.as_chunks::<4>();
+        let (slots, _) = out.as_chunks_mut::<8>();
+        // One slot a length: the fours of both, and what is left of both,
+        // then come out the same length (no bound to take the lesser of).
+        let slots = slots.get_mut(..lens.len())?;
+        let (quads, ones) = lens.as_chunks::<4>();
+        let (quad_slots, one_slots) = slots.as_chunks_mut::<4>();
+        if !quads.is_empty() {
+            let (end, bad) = point_quads(self.buf, quads, quad_slots, self.idx as u32, self.next);
+            (self.idx, self.bad) = (end, self.bad | bad);
+        }
+        for (l, o) in ones.iter().zip(one_slots) {
+            let n = u32::from_le_bytes(*l);
+            *o = self.next.wrapping_add(self.idx).to_le_bytes();
+            self.over |= n.wrapping_sub(1);
+            let end = self.idx + u64::from(n);
+            if end >= self.len {
+                return None;
+            }
+            self.last |= self.buf[end as usize];
+            self.idx = end;
+        }
+        Some(self.idx as usize + 1)
+    }
+}
+
+/// [`check_and_point`]'s walk of whole fours of lengths, from the string
+/// after the one whose last byte is at `idx`, whose pointer is `next +
+/// idx`: stores the pointers in `out` (one quad of pointers for each quad
+/// of lengths, as far as both go) and returns the index of the last
+/// string's last byte, and non-zero if a string is bad (a length, a last
+/// byte, or an end past the block; the index is then where the walk
+/// stopped). Not inlined: in its own frame the loop keeps every value in
+/// a register.
+#[inline(never)]
+fn point_quads(
+    buf: &[u8],
+    quads: &[[[u8; 4]; 4]],
+    out: &mut [[[u8; 8]; 4]],
+    idx: u32,
+    next: u64,
+) -> (u64, u64) {
+    // Positions below 2^32: the sums cannot wrap, and the compiler sees
+    // that the quad's first three strings end inside the block when its
+    // fourth does (one bounds check a quad).
+    let Ok(len) = u32::try_from(buf.len()) else {
+        return (idx.into(), 1);
     };
     let len = u64::from(len);
-    // Index of the last byte of the string before (below 2^32, as `len`
-    // is); the next string starts at user address `next + idx`.
-    let mut idx = first as u64 & 0xffff_ffff;
-    let next = va.wrapping_sub(start as u64).wrapping_add(1);
-    // Four lengths a turn while they last (the loop's count, branch and
-    // bounds check paid once per four), then a pair, then one.
-    let (quads, tail) = lens.as_chunks::<16>();
-    let (out_quads, out) = out.split_at_mut((32 * quads.len()).min(out.len()));
-    let (out_quads, _) = out_quads.as_chunks_mut::<32>();
-    for (l, o) in quads.iter().zip(out_quads) {
+    let mut idx = u64::from(idx);
+    // The lengths less one of the first and second word of each quad,
+    // OR-ed together apart (two chains, not one).
+    let (mut over_a, mut over_b) = (0u64, 0u64);
+    // Non-zero: a string's last byte was not its NUL.
+    let mut last = 0u8;
+    for (l, o) in quads.iter().zip(out) {
+        let l = l.as_flattened();
         let a = u64::from_le_bytes(l[..8].try_into().unwrap_or_default());
         let b = u64::from_le_bytes(l[8..].try_into().unwrap_or_default());
-        over |= a.wrapping_sub(ONES) | b.wrapping_sub(ONES);
+        over_a |= a.wrapping_sub(LENGTH_ONES);
+        over_b |= b.wrapping_sub(LENGTH_ONES);
         let s1 = idx + (a & 0xffff_ffff);
         let s2 = s1 + (a >> 32);
         let s3 = s2 + (b & 0xffff_ffff);
         let end = s3 + (b >> 32);
-        o[..8].copy_from_slice(&next.wrapping_add(idx).to_le_bytes());
-        o[8..16].copy_from_slice(&next.wrapping_add(s1).to_le_bytes());
-        o[16..24].copy_from_slice(&next.wrapping_add(s2).to_le_bytes());
-        o[24..].copy_from_slice(&next.wrapping_add(s3).to_le_bytes());
+        *o = [idx, s1, s2, s3].map(|s| next.wrapping_add(s).to_le_bytes());
         if end >= len {
-            return check_lengths_exact(buf, lens, start);
+            return (idx, 1);
         }
         last |= buf[s1 as usize] | buf[s2 as usize] | buf[s3 as usize] | buf[end as usize];
         idx = end;
     }
-    let pairs = tail.len() / 8;
-    let (whole, rest) = tail.split_at(8 * pairs);
-    let (out_whole, out_rest) = out.split_at_mut((16 * pairs).min(out.len()));
-    for (l, o) in whole.chunks_exact(8).zip(out_whole.chunks_exact_mut(16)) {
-        let w = u64::from_le_bytes(<[u8; 8]>::try_from(l).unwrap_or_default());
-        over |= w.wrapping_sub(ONES);
-        o[..8].copy_from_slice(&next.wrapping_add(idx).to_le_bytes());
-        let mid = idx + (w & 0xffff_ffff);
-        o[8..].copy_from_slice(&next.wrapping_add(mid).to_le_bytes());
-        let end = mid + (w >> 32);
-        if end >= len {
-            return check_lengths_exact(buf, lens, start);
-        }
-        last |= buf[mid as usize] | buf[end as usize];
-        idx = end;
-    }
-    for (l, o) in rest.chunks_exact(4).zip(out_rest.chunks_exact_mut(8)) {
-        let n = u32::from_le_bytes([l[0], l[1], l[2], l[3]]);
-        o.copy_from_slice(&next.wrapping_add(idx).to_le_bytes());
-        over |= u64::from(n.wrapping_sub(1));
-        let end = idx + u64::from(n);
-        if end >= len {
-            return check_lengths_exact(buf, lens, start);
-        }
-        last |= buf[end as usize];
-        idx = end;
-    }
-    if over & BAD != 0 || last != 0 {
-        return check_lengths_exact(buf, lens, start);
-    }
-    Ok(idx as usize + 1)
+    (idx, (over_a | over_b) & LENGTH_BAD | u64::from(last))
 }
 
 /// [`check_and_point`] one string at a time, stopping at the first bad one:
@@ -504,26 +556,21 @@ impl<'a> ArgBlock<'a> {
         }
         let (name, strs) = lens.split_at(4);
         let execfn_len = check_lengths_exact(buf, name, 0)?;
-        // argv and envp in one walk (one call: its entry and setup are
-        // paid once), their pointers stored in a row from argv[0]'s slot;
-        // envp's then move one word up, past the NULL after argv.
-        let envp = 8 * (shown as usize + 2);
-        let first = envp - 8 - 8 * argc as usize;
-        let end = check_and_point(buf, strs, execfn_len, strings, &mut table[first..])?;
-        if end != buf.len() {
-            return Err(Errno::EINVAL);
+        if u32::try_from(buf.len()).is_err() {
+            // Far over ARG_LIMIT, and past what the walk's positions hold.
+            return Err(Errno::E2BIG);
         }
-        let argv_len = match envc {
-            0 => end - execfn_len,
-            _ => {
-                // envp[0]'s address, where argv's strings end.
-                let at = envp - 8;
-                let env0 = u64::from_le_bytes(table[at..envp].try_into().unwrap_or_default());
-                table.copy_within(at..at + 8 * envc as usize, envp);
-                table[at..envp].fill(0);
-                env0.wrapping_sub(strings) as usize
-            }
+        // From the exec file name's NUL (execfn_len is at least 1).
+        let from = execfn_len - 1;
+        let Some(argv_end) =
+            check_and_point(&buf[from..], strs, argc as usize, strings, &mut table[8..])
+        else {
+            // Only a bad table fails the walk; this finds its first bad
+            // string.
+            check_lengths_exact(buf, strs, execfn_len)?;
+            return Err(Errno::EINVAL);
         };
+        let argv_len = argv_end - 1;
         let table: &'a [u8] = table;
         Ok(ArgBlock {
             buf,
