@@ -909,7 +909,8 @@ impl StackLayout {
     /// on (up to the strings or past them; nothing is written past its
     /// end). Every pair lands at a fixed offset in the first
     /// [`PAIRS_MAX`] bytes (one store a word, no fill level to test); the
-    /// random bytes, above the pairs, are written after them.
+    /// random bytes, above the pairs, are written after them. AT_NULL's
+    /// pair is left as it is (zero).
     fn put_tail(&self, aux: &AuxValues, b: &mut [u8]) {
         let random = (self.random - self.auxv) as usize;
         if let Some(pairs) = b.first_chunk_mut::<PAIRS_MAX>() {
@@ -920,7 +921,7 @@ impl StackLayout {
             for (i, &(k, v)) in self.auxv_entries(aux).iter().enumerate() {
                 put_pair(pairs, o + 16 * i, k, v);
             }
-            put_pair(pairs, o + 16 * (AUXV_PAIRS as usize - 1), at::NULL, 0);
+            // AT_NULL's pair, all zero, is there already.
         }
         if let Some(dst) = b.get_mut(random..random + 16 + PLATFORM.len()) {
             dst[..16].copy_from_slice(&aux.random);

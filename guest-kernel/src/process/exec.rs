@@ -347,8 +347,9 @@ impl<M: PhysMem> StackSink for Sink<'_, '_, '_, M> {
         let Some(pa) = self.mm.populate_fresh(self.env, i, va) else {
             return Ok(None);
         };
+        // Not kept as the page last translated: the stack is built in
+        // these bytes whole, and a later write looks the page up.
         self.fresh = None;
-        self.page = Some((va - off, pa - off));
         Ok(Some(self.env.mem.bytes_mut(pa, len as u64)))
     }
 }
