@@ -652,25 +652,18 @@ pub struct StackLayout {
     pub argc: u64,
     /// envc.
     pub envc: u64,
-    /// Address of the argv pointer array.
-    pub argv: u64,
-    /// Address of the envp pointer array.
-    pub envp: u64,
     /// Address of the auxiliary vector.
     pub auxv: u64,
     /// First byte of argv[0]'s string (`mm->arg_start`).
     pub arg_start: u64,
-    /// End of the argument strings (`mm->arg_end`).
+    /// End of the argument strings (`mm->arg_end`), where the environment
+    /// strings start ([`Self::env_start`]).
     pub arg_end: u64,
-    /// First byte of envp[0]'s string (`mm->env_start`).
-    pub env_start: u64,
-    /// End of the environment strings (`mm->env_end`).
-    pub env_end: u64,
-    /// The exec file name (`AT_EXECFN`).
+    /// The exec file name (`AT_EXECFN`), right after the environment
+    /// strings ([`Self::env_end`]).
     pub execfn: u64,
-    /// The platform string (`AT_PLATFORM`).
-    pub platform: u64,
-    /// The 16 random bytes (`AT_RANDOM`).
+    /// The 16 random bytes (`AT_RANDOM`), right below the platform string
+    /// ([`Self::platform`]).
     pub random: u64,
     /// Start of the stack VMA (page aligned).
     pub vma_start: u64,
@@ -687,15 +680,10 @@ impl StackLayout {
         sp: 0,
         argc: 0,
         envc: 0,
-        argv: 0,
-        envp: 0,
         auxv: 0,
         arg_start: 0,
         arg_end: 0,
-        env_start: 0,
-        env_end: 0,
         execfn: 0,
-        platform: 0,
         random: 0,
         vma_start: 0,
         vma_end: 0,
@@ -744,27 +732,45 @@ impl StackLayout {
         let items = (argc + 1) + (args.envc + 1) + 1;
         let pairs = AUXV_PAIRS + u64::from(vdso);
         let sp = (random - (2 * pairs + items) * 8) & !15;
-        let argv = sp + 8;
-        let envp = argv + (argc + 1) * 8;
         Ok(StackLayout {
             sp,
             argc,
             envc: args.envc,
-            argv,
-            envp,
-            auxv: envp + (args.envc + 1) * 8,
+            auxv: sp + 8 * items,
             arg_start,
             arg_end,
-            env_start: arg_end,
-            env_end: execfn,
             execfn,
-            platform,
             random,
             vma_start: stack_vma_start(top, arg_start, sp),
             vma_end: top,
             empty_argv0: empty,
             vdso,
         })
+    }
+
+    /// Address of the argv pointer array, right above argc.
+    pub fn argv(&self) -> u64 {
+        self.sp + 8
+    }
+
+    /// Address of the envp pointer array, right above argv's NULL.
+    pub fn envp(&self) -> u64 {
+        self.argv() + (self.argc + 1) * 8
+    }
+
+    /// First byte of envp[0]'s string (`mm->env_start`).
+    pub fn env_start(&self) -> u64 {
+        self.arg_end
+    }
+
+    /// End of the environment strings (`mm->env_end`).
+    pub fn env_end(&self) -> u64 {
+        self.execfn
+    }
+
+    /// The platform string (`AT_PLATFORM`).
+    pub fn platform(&self) -> u64 {
+        self.random + 16
     }
 
     /// The auxiliary vector in Linux 6.x x86-64 order (no vDSO, so no
@@ -789,7 +795,7 @@ impl StackLayout {
             (at::RANDOM, self.random),
             (at::HWCAP2, aux.hwcap2),
             (at::EXECFN, self.execfn),
-            (at::PLATFORM, self.platform),
+            (at::PLATFORM, self.platform()),
         ]
     }
 
@@ -855,7 +861,7 @@ impl StackLayout {
             }
             let rest = t.push_ptrs(args.strings(), strings, args.argc)?;
             t.push(0)?;
-            let rest = t.push_ptrs(rest, self.env_start, args.envc)?;
+            let rest = t.push_ptrs(rest, self.env_start(), args.envc)?;
             if !rest.is_empty() {
                 return Err(Errno::EINVAL);
             }

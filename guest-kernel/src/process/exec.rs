@@ -527,8 +527,8 @@ fn set_mm_fields(mm: &mut Mm, plan: &LoadPlan, stack: &StackLayout, layout: &Lay
     mm.start_stack = layout.sp;
     mm.arg_start = layout.arg_start;
     mm.arg_end = layout.arg_end;
-    mm.env_start = layout.env_start;
-    mm.env_end = layout.env_end;
+    mm.env_start = layout.env_start();
+    mm.env_end = layout.env_end();
 }
 
 #[cfg(test)]

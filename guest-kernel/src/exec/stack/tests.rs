@@ -95,17 +95,17 @@ fn known_args_land_at_exact_addresses() {
     let args = ArgBlock::new(BLOCK, 2, 2).unwrap();
     let l = StackLayout::new(&args).unwrap();
     assert_eq!(l.execfn, 0x7fff_ffff_efee);
-    assert_eq!(l.env_end, 0x7fff_ffff_efee);
+    assert_eq!(l.env_end(), 0x7fff_ffff_efee);
     assert_eq!(
         (l.arg_start, l.arg_end),
         (0x7fff_ffff_efda, 0x7fff_ffff_efe2)
     );
-    assert_eq!(l.env_start, 0x7fff_ffff_efe2);
-    assert_eq!(l.platform, 0x7fff_ffff_efc9);
+    assert_eq!(l.env_start(), 0x7fff_ffff_efe2);
+    assert_eq!(l.platform(), 0x7fff_ffff_efc9);
     assert_eq!(l.random, 0x7fff_ffff_efb9);
     assert_eq!(l.sp, 0x7fff_ffff_ee40);
     assert_eq!(
-        (l.argv, l.envp, l.auxv),
+        (l.argv(), l.envp(), l.auxv),
         (0x7fff_ffff_ee48, 0x7fff_ffff_ee60, 0x7fff_ffff_ee78)
     );
     assert_eq!((l.argc, l.envc), (2, 2));
@@ -117,14 +117,14 @@ fn strings_and_pointers_are_written_in_place() {
     assert_eq!(l.sp % 16, 0);
     assert_eq!(m.word(l.sp), 2);
     assert_eq!(m.word(STACK_TOP - 8), 0);
-    assert_eq!(m.cstr(m.word(l.argv)), b"prog");
-    assert_eq!(m.word(l.argv), l.arg_start);
-    assert_eq!(m.cstr(m.word(l.argv + 8)), b"-x");
-    assert_eq!(m.word(l.argv + 16), 0);
-    assert_eq!(m.word(l.envp), l.env_start);
-    assert_eq!(m.cstr(m.word(l.envp)), b"A=1");
-    assert_eq!(m.cstr(m.word(l.envp + 8)), b"HOME=/r");
-    assert_eq!(m.word(l.envp + 16), 0);
+    assert_eq!(m.cstr(m.word(l.argv())), b"prog");
+    assert_eq!(m.word(l.argv()), l.arg_start);
+    assert_eq!(m.cstr(m.word(l.argv() + 8)), b"-x");
+    assert_eq!(m.word(l.argv() + 16), 0);
+    assert_eq!(m.word(l.envp()), l.env_start());
+    assert_eq!(m.cstr(m.word(l.envp())), b"A=1");
+    assert_eq!(m.cstr(m.word(l.envp() + 8)), b"HOME=/r");
+    assert_eq!(m.word(l.envp() + 16), 0);
     assert_eq!(m.cstr(l.execfn), b"/bin/prog");
     assert_eq!(m.at(l.arg_start, 20), &BLOCK[10..30]);
 }
@@ -151,7 +151,7 @@ fn auxv_follows_linux_order_and_values() {
         (at::RANDOM, l.random),
         (at::HWCAP2, 2),
         (at::EXECFN, l.execfn),
-        (at::PLATFORM, l.platform),
+        (at::PLATFORM, l.platform()),
         (at::NULL, 0),
     ];
     for (i, (k, v)) in want.iter().enumerate() {
@@ -160,7 +160,7 @@ fn auxv_follows_linux_order_and_values() {
     }
     assert!(l.auxv + 16 * want.len() as u64 <= l.random);
     assert_eq!(m.at(l.random, 16), &RANDOM);
-    assert_eq!(m.at(l.platform, 7), b"x86_64\0");
+    assert_eq!(m.at(l.platform(), 7), b"x86_64\0");
     assert_eq!(m.cstr(l.execfn), b"/bin/prog");
 }
 
@@ -197,9 +197,12 @@ fn long_table_is_written_in_contiguous_chunks() {
     let (l, m) = build(&block, 300, 0, 0x4000);
     assert_eq!(m.word(l.sp), 300);
     for i in 0..300u64 {
-        assert_eq!(m.cstr(m.word(l.argv + 8 * i)), format!("arg{i}").as_bytes());
+        assert_eq!(
+            m.cstr(m.word(l.argv() + 8 * i)),
+            format!("arg{i}").as_bytes()
+        );
     }
-    assert_eq!(m.word(l.envp), 0);
+    assert_eq!(m.word(l.envp()), 0);
     assert_eq!(m.word(l.auxv + 15 * 16 + 8), l.random);
     let table: Vec<_> = m.writes.iter().filter(|w| w.0 < l.random).collect();
     for pair in table.windows(2) {
@@ -212,11 +215,11 @@ fn empty_argv_gets_an_empty_argv0_like_linux() {
     let (l, m) = build(b"/bin/prog\0A=1\0", 0, 1, 0x1000);
     assert_eq!(l.argc, 1);
     assert_eq!(m.word(l.sp), 1);
-    assert_eq!(m.word(l.argv), l.arg_start);
+    assert_eq!(m.word(l.argv()), l.arg_start);
     assert_eq!(m.cstr(l.arg_start), b"");
     assert_eq!(l.arg_end, l.arg_start + 1);
-    assert_eq!(m.word(l.argv + 8), 0);
-    assert_eq!(m.cstr(m.word(l.envp)), b"A=1");
+    assert_eq!(m.word(l.argv() + 8), 0);
+    assert_eq!(m.cstr(m.word(l.envp())), b"A=1");
 }
 
 #[test]
