@@ -252,14 +252,11 @@ fn check_and_point(
         len: u64::from(len),
         idx: 0,
         next: va,
-        over: 0,
-        last: 0,
         bad: 0,
     };
     let argv_end = walk.list(argv_lens, argv_slots)?;
     let end = walk.list(envp_lens, envp_slots)?;
-    let bad = walk.bad | u64::from(walk.over) & LENGTH_BAD | u64::from(walk.last);
-    (bad == 0 && end == strings.len()).then_some(argv_end)
+    (walk.bad == 0 && end == strings.len()).then_some(argv_end)
 }
 
 /// Where [`check_and_point`]'s walk stands.
@@ -272,11 +269,9 @@ struct Walk<'b> {
     idx: u64,
     /// The user address of `buf`'s second byte (the first string's).
     next: u64,
-    /// The single lengths less one, OR-ed together.
-    over: u32,
-    /// Non-zero: a string's last byte was not its NUL.
-    last: u8,
-    /// Non-zero: [`point_quads`] found a bad string.
+    /// Non-zero: a string is bad. The bits of [`LENGTH_BAD`] a length
+    /// set (less one), a last byte that was not a NUL, or what
+    /// [`point_quads`] found.
     bad: u64,
 }
 
@@ -301,12 +296,12 @@ impl Walk<'_> {
         for (l, o) in ones.iter().zip(one_slots) {
             let n = u32::from_le_bytes(*l);
             *o = self.next.wrapping_add(self.idx).to_le_bytes();
-            self.over |= n.wrapping_sub(1);
+            let over = u64::from(n.wrapping_sub(1)) & LENGTH_BAD;
             let end = self.idx + u64::from(n);
             if end >= self.len {
                 return None;
             }
-            self.last |= self.buf[end as usize];
+            self.bad |= over | u64::from(self.buf[end as usize]);
             self.idx = end;
         }
         Some(self.idx as usize + 1)
