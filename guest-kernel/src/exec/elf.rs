@@ -439,10 +439,9 @@ pub struct LoadPlan {
     pub end_code: u64,
     /// Highest `p_vaddr` of any segment (Linux's definition).
     pub start_data: u64,
-    /// Highest `p_vaddr + p_filesz` of any segment.
+    /// Highest `p_vaddr + p_filesz` of any segment (also Linux's
+    /// `elf_bss`, the end of the highest segment's file data).
     pub end_data: u64,
-    /// End of file data of the highest segment (equals `end_data`).
-    pub elf_bss: u64,
     /// Highest `p_vaddr + p_memsz`.
     pub elf_brk: u64,
     /// Initial `start_brk` = `brk` (page aligned).
@@ -649,7 +648,8 @@ fn check_load(file_len: u64, ph: &Phdr) -> Result<(), ElfError<'static>> {
         });
     }
     let zeroed = ph.memsz > ph.filesz && ph.filesz != 0 && fend & PAGE_MASK != 0;
-    if zeroed && ph.flags & PF_W != 0 && page_down(fend) >= file_len {
+    // Writability first: most segments are not writable.
+    if ph.flags & PF_W != 0 && zeroed && page_down(fend) >= file_len {
         return Err(ElfError::BssPastEof {
             index: 0,
             end: fend,
@@ -780,7 +780,6 @@ impl LoadPlan {
         end_code: 0,
         start_data: 0,
         end_data: 0,
-        elf_bss: 0,
         elf_brk: 0,
         start_brk: 0,
         load_error: None,
@@ -1198,9 +1197,8 @@ impl LoadPlan {
         Ok(())
     }
 
-    /// `elf_bss` and the initial brk, from the biased bounds.
+    /// The initial brk, from the biased bounds.
     fn set_brk(&mut self) {
-        self.elf_bss = self.end_data;
         self.start_brk = page_up(self.elf_brk);
     }
 }

@@ -388,7 +388,10 @@ impl Process {
 
     /// Name the process after the file `exe` it execs: `exe` is kept
     /// (truncated to 256 bytes) and the thread name, its base name, is
-    /// made from it when asked for, unless the truncation cut it.
+    /// made from it when asked for, unless the truncation cut it. Inlined
+    /// into the exec, its one caller (a call's set-up and return cost as
+    /// much as the rest).
+    #[inline]
     pub fn set_exe_and_comm(&mut self, exe: &[u8]) {
         self.set_exe(exe);
         if exe.len() <= self.exe.len() {

@@ -446,10 +446,10 @@ fn interp_path<M: PhysMem, H: HostIo>(
 /// [`prepare`] for the boot program (in inode `id`, named `filename`),
 /// into `out` (the kernel's static plan, [`ExecPlan::EMPTY`] as the kernel
 /// image holds it: no template copied into a heap block, 255 emulated
-/// iterations of `rep movs` where ring 0 is emulated): one whole in RAM
-/// and not a script is planned from its bytes here, without the script
+/// iterations of `rep movs` where ring 0 is emulated): one that is not a
+/// script is planned from its bytes in RAM here, without the script
 /// loop's set-up (what [`prepare`] and [`plan_image`] would do with it);
-/// any other goes through [`prepare`].
+/// a script goes through [`prepare`].
 pub fn prepare_boot<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     id: u16,
@@ -459,8 +459,10 @@ pub fn prepare_boot<M: PhysMem, H: HostIo>(
     out: &mut ExecPlan,
 ) -> Result<(), ExecError> {
     let image = boot_args.image;
-    let size = cx.env.cache.get(id).map_or(0, |i| i.size);
-    if image.len() as u64 != size || image.starts_with(b"#!") {
+    // The image is the whole file (see `BootArgs::image`): its length is
+    // the inode's size, not looked up again.
+    let size = image.len() as u64;
+    if image.starts_with(b"#!") {
         *out = *prepare(cx, id, None, filename, Some(boot_args), None, layout)?;
         return Ok(());
     }

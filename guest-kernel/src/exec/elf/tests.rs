@@ -136,7 +136,7 @@ fn et_exec_plan_matches_linux() {
     assert_eq!((p.start_code, p.end_code), (0x401000, 0x401123));
     assert_eq!((p.start_data, p.end_data), (0x403010, 0x403030));
     assert_eq!(
-        (p.elf_bss, p.elf_brk, p.start_brk),
+        (p.end_data, p.elf_brk, p.start_brk),
         (0x403030, 0x406010, 0x407000)
     );
     assert_eq!(p.interp, None);
