@@ -955,7 +955,10 @@ impl LoadPlan {
         // Exactly the `phnum` headers: no bounds check per header, and
         // their count is `phnum` without a division by the header size.
         let (headers, _) = whole.as_chunks::<PHDR_SIZE>();
-        let found = plan.read_headers(headers, b, file_len, phoff as u64)?;
+        let found = match e_type {
+            ET_DYN => plan.read_headers::<true>(headers, b, file_len, phoff as u64)?,
+            _ => plan.read_headers::<false>(headers, b, file_len, phoff as u64)?,
+        };
         if let Some(e) = &mut plan.load_error {
             // The failing header is the PT_LOAD after the `nsegs` read.
             e.set_index(load_index(table, phnum, plan.nsegs));
@@ -1009,8 +1012,11 @@ impl LoadPlan {
     /// the holder, is compared with the plan's field and stored when it
     /// moves (kept in registers, they crowd the loop's values onto the
     /// stack, and a second pass over the segments costs as much again).
+    /// `DYNAMIC`: the image is an `ET_DYN`, whose segments' alignment its
+    /// placement needs (a loop of its own for each type: the `ET_EXEC`'s
+    /// neither tests the type nor looks at `p_align` at each segment).
     #[inline(never)]
-    fn read_headers(
+    fn read_headers<const DYNAMIC: bool>(
         &mut self,
         headers: &[[u8; PHDR_SIZE]],
         b: &[u8],
@@ -1022,7 +1028,6 @@ impl LoadPlan {
             pt_phdr: 0,
             lowest: u64::MAX,
         };
-        let dynamic = self.e_type == ET_DYN;
         self.phdr = NO_HOLDER;
         let mut nsegs = 0;
         for raw in headers {
@@ -1069,7 +1074,7 @@ impl LoadPlan {
                     if into < ph.filesz {
                         self.phdr = ph.vaddr + into;
                     }
-                    if dynamic && ph.align.is_power_of_two() && ph.align > found.max_align {
+                    if DYNAMIC && ph.align.is_power_of_two() && ph.align > found.max_align {
                         found.max_align = ph.align;
                     }
                 }
