@@ -739,6 +739,11 @@ fn load_errno(e: ElfError<'static>) -> Errno {
     e.errno()
 }
 
+/// The plan's `elf_brk` while the headers are read, once a segment started
+/// below the end of the one before: no segment ends there (`check_load`
+/// keeps them below TASK_SIZE).
+const OUT_OF_ORDER: u64 = u64::MAX;
+
 /// The plan's `phdr` while the headers are read and no segment holds the
 /// program header table: no address a segment maps (`check_load` keeps
 /// them below TASK_SIZE).
@@ -1008,10 +1013,14 @@ impl LoadPlan {
     /// or [`NO_HOLDER`]. A segment that fails [`check_load`] ends the
     /// reading with `load_error` set, its index 0 for the caller to set
     /// (the bounds are then those of the segments before it). The bounds
-    /// start as [`LoadPlan::EMPTY`] has them. One pass: each bound, and
-    /// the holder, is compared with the plan's field and stored when it
-    /// moves (kept in registers, they crowd the loop's values onto the
-    /// stack, and a second pass over the segments costs as much again).
+    /// start as [`LoadPlan::EMPTY`] has them. The code bounds, and the
+    /// holder, are compared with the plan's field and stored when they
+    /// move (kept in registers, they crowd the loop's values onto the
+    /// stack); the others are set after the loop by [`Self::set_bounds`],
+    /// from the last segment when each starts at or past the end of the
+    /// one before, as the ELF specification orders them: meanwhile
+    /// `elf_brk` holds the end of the last segment read, or
+    /// [`OUT_OF_ORDER`] for good once one starts below it.
     /// `DYNAMIC`: the image is an `ET_DYN`, whose segments' alignment its
     /// placement needs (a loop of its own for each type: the `ET_EXEC`'s
     /// neither tests the type nor looks at `p_align` at each segment).
@@ -1058,18 +1067,10 @@ impl LoadPlan {
                             self.end_code = fend;
                         }
                     }
-                    if ph.vaddr > self.start_data {
-                        self.start_data = ph.vaddr;
-                    }
-                    if fend > self.end_data {
-                        self.end_data = fend;
-                    }
-                    if ph.vaddr + ph.memsz > self.elf_brk {
-                        self.elf_brk = ph.vaddr + ph.memsz;
-                    }
-                    if ph.vaddr < found.lowest {
-                        found.lowest = ph.vaddr;
-                    }
+                    self.elf_brk = match ph.vaddr >= self.elf_brk {
+                        true => ph.vaddr + ph.memsz,
+                        false => OUT_OF_ORDER,
+                    };
                     let into = phoff.wrapping_sub(ph.offset);
                     if into < ph.filesz {
                         self.phdr = ph.vaddr + into;
@@ -1085,7 +1086,38 @@ impl LoadPlan {
             }
         }
         self.nsegs = nsegs;
+        found.lowest = self.set_bounds();
         Ok(found)
+    }
+
+    /// Set `start_data`, `end_data` and `elf_brk` from the segments read
+    /// (left as [`LoadPlan::EMPTY`] has them if there are none); the
+    /// lowest `p_vaddr`. `elf_brk` is as [`Self::read_headers`]'s loop
+    /// leaves it: unless [`OUT_OF_ORDER`], each segment starts at or past
+    /// the end (`p_vaddr + p_memsz`) of the one before, so that the last
+    /// one holds the highest address, file data end and memory end (its
+    /// `p_filesz` ≤ `p_memsz`; `elf_brk` is its end already), and the
+    /// first the lowest address; otherwise every segment is looked at.
+    #[inline(always)]
+    fn set_bounds(&mut self) -> u64 {
+        let segs = &self.segs[..self.nsegs];
+        if self.elf_brk != OUT_OF_ORDER {
+            if let (Some(first), Some(last)) = (segs.first(), segs.last()) {
+                self.start_data = last.vaddr;
+                self.end_data = last.vaddr + last.filesz;
+                return first.vaddr;
+            }
+            return u64::MAX;
+        }
+        self.elf_brk = 0;
+        let mut lowest = u64::MAX;
+        for seg in segs {
+            self.start_data = self.start_data.max(seg.vaddr);
+            self.end_data = self.end_data.max(seg.vaddr + seg.filesz);
+            self.elf_brk = self.elf_brk.max(seg.vaddr + seg.memsz);
+            lowest = lowest.min(seg.vaddr);
+        }
+        lowest
     }
 
     /// Take the first `PT_INTERP` header `raw`'s path (of image `b`,

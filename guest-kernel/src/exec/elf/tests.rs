@@ -484,6 +484,79 @@ fn overlapping_or_unordered_segments_are_planned_in_header_order() {
     assert_eq!(plan.elf_brk, 0x406010);
 }
 
+/// The `mm_struct` bounds as Linux computes them, segment by segment:
+/// (start_code, end_code, start_data, end_data, elf_brk).
+fn bounds_of(phs: &[Ph]) -> (u64, u64, u64, u64, u64) {
+    let mut b = (u64::MAX, 0, 0, 0, 0);
+    for p in phs.iter().filter(|p| p.ty == PT_LOAD) {
+        if p.flags & PF_X != 0 {
+            b.0 = b.0.min(p.vaddr);
+            b.1 = b.1.max(p.vaddr + p.filesz);
+        }
+        b.2 = b.2.max(p.vaddr);
+        b.3 = b.3.max(p.vaddr + p.filesz);
+        b.4 = b.4.max(p.vaddr + p.memsz);
+    }
+    b
+}
+
+#[test]
+fn the_bounds_are_the_segments_extremes_in_any_order() {
+    // In order, each past the end of the one before; then a text segment
+    // longer than the next one's start, and a bss reaching past it.
+    let sets = [
+        typical(0x400000),
+        vec![
+            load(PF_R | PF_X, 0, 0x400000, 0x5000, 0x5000),
+            load(PF_R, 0x3000, 0x403000, 0x100, 0x100),
+            load(PF_R | PF_W, 0x4000, 0x404000, 0x10, 0x10),
+        ],
+        vec![
+            load(PF_R | PF_W, 0, 0x400000, 0x800, 0x9000),
+            load(PF_R | PF_X, 0x1000, 0x401000, 0x200, 0x200),
+            load(PF_R, 0x2000, 0x402000, 0x100, 0x100),
+        ],
+    ];
+    for phs in sets {
+        for (a, b, c) in [
+            (0, 1, 2),
+            (0, 2, 1),
+            (1, 0, 2),
+            (1, 2, 0),
+            (2, 0, 1),
+            (2, 1, 0),
+        ] {
+            let order = [phs[a], phs[b], phs[c]];
+            let plan = LoadPlan::program(&image(ET_EXEC, 0, &order), MMAP_TOP).unwrap();
+            assert_eq!(plan.load_error, None);
+            let got = (
+                plan.start_code,
+                plan.end_code,
+                plan.start_data,
+                plan.end_data,
+                plan.elf_brk,
+            );
+            assert_eq!(got, bounds_of(&order), "order {a} {b} {c}");
+            assert_eq!(plan.start_brk, page_up(bounds_of(&order).4));
+        }
+    }
+}
+
+#[test]
+fn a_segment_below_mmap_min_addr_is_found_in_any_order() {
+    let phs = [
+        load(PF_R, 0, 0x400000, 0x200, 0x200),
+        load(PF_R | PF_X, 0x1000, 0x1000, 0x100, 0x100),
+    ];
+    for order in [[phs[0], phs[1]], [phs[1], phs[0]]] {
+        let e = late(&image(ET_EXEC, 0, &order));
+        assert!(matches!(
+            e,
+            ElfError::BelowMmapMinAddr { start: 0x1000, .. }
+        ));
+    }
+}
+
 #[test]
 fn segments_sharing_a_page_are_accepted() {
     let phs = [
