@@ -517,16 +517,13 @@ fn phdr(p: &[u8; PHDR_SIZE]) -> Phdr {
     }
 }
 
-/// Check the ELF header; return (e_type, phoff, phnum). `separate`: the
-/// program header table is not in `b` but read apart. A well-formed
-/// header passes in four compares (the ident bytes, type and machine,
-/// version, and the table's entry size and count each read as one word);
-/// any other goes through [`check_ident`], field by field, for its error.
-fn check_header(
-    b: &[u8],
-    file_len: u64,
-    separate: bool,
-) -> Result<(u16, usize, usize), ElfError<'static>> {
+/// Check the ELF header at the start of `b`, and that the program header
+/// table lies in the file's `file_len` bytes; return (e_type, phoff,
+/// phnum). A well-formed header passes in four compares (the ident
+/// bytes, type and machine, version, and the table's entry size and count
+/// each read as one word); any other goes through [`check_ident`], field
+/// by field, for its error.
+fn check_header(b: &[u8], file_len: u64) -> Result<(u16, usize, usize), ElfError<'static>> {
     const IDENT: u64 = u64::from_le_bytes(*b"\x7fELF\x02\x01\x01\x00");
     const TYPE_MACHINE: u32 = (EM_X86_64 as u32) << 16 | ET_EXEC as u32;
     let (e_type, phnum) = match b.first_chunk::<EHDR_SIZE>() {
@@ -544,18 +541,13 @@ fn check_header(
     };
     let size = usize::from(phnum) * PHDR_SIZE;
     let phoff = le(b, 32, 8);
-    let end = phoff.saturating_add(size as u64);
-    if end > file_len {
-        return Err(ElfError::PhdrsTruncated { end, file_len });
+    match phoff.checked_add(size as u64) {
+        Some(end) if end <= file_len => Ok((e_type, phoff as usize, usize::from(phnum))),
+        end => Err(ElfError::PhdrsTruncated {
+            end: end.unwrap_or(u64::MAX),
+            file_len,
+        }),
     }
-    if end > b.len() as u64 && !separate {
-        // The caller read too little of the file (see `header_span`).
-        return Err(ElfError::PhdrsTruncated {
-            end,
-            file_len: b.len() as u64,
-        });
-    }
-    Ok((e_type, phoff as usize, usize::from(phnum)))
 }
 
 /// The header's fields checked one at a time, in Linux's order: the
@@ -945,12 +937,22 @@ impl LoadPlan {
         mmap_top: u64,
         dyn_offset: u64,
     ) -> Result<(), ElfError<'static>> {
-        let (e_type, phoff, phnum) = check_header(b, file_len, table.is_some())?;
-        let table = table.unwrap_or(b.get(phoff..).unwrap_or_default());
-        let Some(whole) = table.get(..phnum * PHDR_SIZE) else {
-            let got = (phoff + table.len()) as u64;
-            let end = (phoff + phnum * PHDR_SIZE) as u64;
-            return Err(ElfError::PhdrsTruncated { end, file_len: got });
+        let (e_type, phoff, phnum) = check_header(b, file_len)?;
+        let size = phnum * PHDR_SIZE;
+        // The table, read apart or in `b`; short of its end, the bytes at
+        // hand end at `got` (in `b`, the caller read too little of the
+        // file: see `header_span`).
+        let whole = match table {
+            Some(table) => table.get(..size).ok_or(phoff + table.len()),
+            None => b.get(phoff..phoff + size).ok_or(b.len()),
+        };
+        let whole = match whole {
+            Ok(whole) => whole,
+            Err(got) => {
+                let end = (phoff + size) as u64;
+                let file_len = got as u64;
+                return Err(ElfError::PhdrsTruncated { end, file_len });
+            }
         };
         debug_assert!(*self == LoadPlan::EMPTY, "parse into a used plan");
         let plan = self;
@@ -966,7 +968,7 @@ impl LoadPlan {
         };
         if let Some(e) = &mut plan.load_error {
             // The failing header is the PT_LOAD after the `nsegs` read.
-            e.set_index(load_index(table, phnum, plan.nsegs));
+            e.set_index(load_index(whole, phnum, plan.nsegs));
             plan.phdr = 0;
             return Ok(());
         }
@@ -998,7 +1000,7 @@ impl LoadPlan {
         match checked {
             Ok(()) => plan.set_brk(),
             Err((n, mut e)) => {
-                e.set_index(load_index(table, phnum, n));
+                e.set_index(load_index(whole, phnum, n));
                 plan.load_error = Some(e);
             }
         }

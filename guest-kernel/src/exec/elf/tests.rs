@@ -297,6 +297,13 @@ fn a_prefix_is_parsed_against_the_whole_file_length() {
     let p = LoadPlan::parse_prefix(&img[..span], 0x800, false, MMAP_TOP, 0).unwrap();
     let e = p.load_error.unwrap();
     assert!(msg(e).contains("file's 0x800 bytes"), "{}", msg(e));
+    // A prefix cut short of the table's end is refused at its length.
+    let short = LoadPlan::parse_prefix(&img[..span - 1], img.len() as u64, false, MMAP_TOP, 0);
+    let want = format!(
+        "truncated ELF file (program headers end at {span:#x} past the file's {:#x} bytes)",
+        span - 1
+    );
+    assert_eq!(msg(short.unwrap_err()), want);
 }
 
 #[test]
