@@ -639,9 +639,9 @@ fn check_load(file_len: u64, ph: &Phdr) -> Result<(), ElfError<'static>> {
             end,
         });
     }
-    let zeroed = ph.memsz > ph.filesz && ph.filesz != 0 && fend & PAGE_MASK != 0;
-    // Writability first: most segments are not writable.
-    if ph.flags & PF_W != 0 && zeroed && page_down(fend) >= file_len {
+    // A bss: `p_memsz` past `p_filesz` (which does not exceed it here).
+    let zeroed = ph.memsz != ph.filesz && ph.filesz != 0 && fend & PAGE_MASK != 0;
+    if zeroed && ph.flags & PF_W != 0 && page_down(fend) >= file_len {
         return Err(ElfError::BssPastEof {
             index: 0,
             end: fend,
