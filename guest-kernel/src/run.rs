@@ -191,20 +191,28 @@ impl Kernel {
     }
 
     /// Prepare user mode to start at `entry` with a fresh register file.
+    /// The first program's registers are all zero already, as the token
+    /// that guards them is handed out (see [`UserMode::take`]): only the
+    /// entry's are written; a later exec's are cleared first.
     pub fn enter_user(&mut self, entry: EntryState) {
-        let Some(um) = self.user.take().or_else(UserMode::take) else {
-            hypercall::panic(b"user mode token lost")
+        let (um, first) = match self.user.take() {
+            Some(um) => (um, false),
+            None => match UserMode::take() {
+                Some(um) => (um, true),
+                None => hypercall::panic(b"user mode token lost"),
+            },
         };
         let um = self.user.insert(um);
         um.reset_fpu();
-        *um.regs() = TrapFrame {
-            rip: entry.ip,
-            rsp: entry.sp,
-            cs: u64::from(gdt::USER_CS),
-            ss: u64::from(gdt::USER_DS),
-            rflags: RFLAGS_FIXED,
-            ..TrapFrame::default()
-        };
+        let regs = um.regs();
+        if !first {
+            *regs = TrapFrame::default();
+        }
+        regs.rip = entry.ip;
+        regs.rsp = entry.sp;
+        regs.cs = u64::from(gdt::USER_CS);
+        regs.ss = u64::from(gdt::USER_DS);
+        regs.rflags = RFLAGS_FIXED;
         cpu::load_process_tables(&self.process.mm.pt);
     }
 

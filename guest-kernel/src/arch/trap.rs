@@ -777,6 +777,9 @@ impl UserMode {
     /// Hand out the one token (None if already taken). The FPU holds
     /// what boot left in it: the holder gives the program its initial
     /// state with [`Self::reset_fpu`] before it runs, as every exec does.
+    /// The registers ([`Self::regs`]) are all zero, as the kernel image
+    /// holds them: only the token's holder writes them, through `regs`
+    /// and inside [`Self::run`].
     pub fn take() -> Option<UserMode> {
         if TAKEN.swap(true, Ordering::Relaxed) {
             return None;
