@@ -295,15 +295,17 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     }
     let n = 4 * (1 + u64::from(info.argc) + u64::from(info.envc));
     let lens = crate::arch::phys::bytes(mem, info.args_lens_phys, n);
-    let layout = if info.flags & boot_flags::ASLR != 0 {
-        Layout::randomized(info.aslr_seed)
-    } else {
-        Layout::FIXED
-    };
     // The process, looked up once (each use through `Current` tests that
     // there is one).
     let process: &mut Process = &mut k.process;
-    process.layout = layout;
+    // The process's layout for its later execs: the fixed one is there
+    // already, as `Process::empty` made it.
+    let layout = if info.flags & boot_flags::ASLR != 0 {
+        process.layout = Layout::randomized(info.aslr_seed);
+        process.layout
+    } else {
+        Layout::FIXED
+    };
     let exe_path = crate::arch::phys::bytes(mem, info.exe_path_phys, info.exe_path_len.min(4096));
     // The file's host identity (zero if unknown), so that a later open
     // of it finds it here.
