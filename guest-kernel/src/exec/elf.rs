@@ -995,7 +995,7 @@ impl LoadPlan {
             // above mmap_min_addr.
             0 if found.lowest >= MMAP_MIN_ADDR => Ok(()),
             0 => plan.check_unbiased(),
-            _ => plan.apply_bias(),
+            _ => plan.apply_bias(found.lowest),
         };
         match checked {
             Ok(()) => plan.set_brk(),
@@ -1193,7 +1193,25 @@ impl LoadPlan {
     /// Add the bias to every address and check the segments against
     /// TASK_SIZE. An error comes with its segment's number (its index 0,
     /// for the caller to set: nothing is kept per segment for it).
-    fn apply_bias(&mut self) -> Result<(), (usize, ElfError<'static>)> {
+    /// `lowest`: the lowest `p_vaddr`. Every segment lies between it and
+    /// `elf_brk`: when those two, biased, pass the checks (and do not wrap
+    /// around), every segment does, and only its address moves.
+    fn apply_bias(&mut self, lowest: u64) -> Result<(), (usize, ElfError<'static>)> {
+        let bias = self.load_bias;
+        let (low, high) = (lowest.wrapping_add(bias), self.elf_brk.wrapping_add(bias));
+        if !(low <= high && high <= TASK_SIZE && page_down(low) >= MMAP_MIN_ADDR) {
+            return self.apply_bias_each();
+        }
+        for seg in &mut self.segs[..self.nsegs] {
+            seg.vaddr = seg.vaddr.wrapping_add(bias);
+        }
+        self.bias_bounds();
+        Ok(())
+    }
+
+    /// [`Self::apply_bias`] with each segment checked, in order: the first
+    /// that fails is the error's.
+    fn apply_bias_each(&mut self) -> Result<(), (usize, ElfError<'static>)> {
         let bias = self.load_bias;
         for (n, seg) in self.segs[..self.nsegs].iter_mut().enumerate() {
             seg.vaddr = seg.vaddr.wrapping_add(bias);
@@ -1214,13 +1232,20 @@ impl LoadPlan {
                 return Err((n, ElfError::BelowMmapMinAddr { index: 0, start }));
             }
         }
+        self.bias_bounds();
+        Ok(())
+    }
+
+    /// Add the bias to the entry point and the `mm_struct` bounds.
+    #[inline(always)]
+    fn bias_bounds(&mut self) {
+        let bias = self.load_bias;
         self.entry = self.entry.wrapping_add(bias);
         self.start_code = self.start_code.wrapping_add(bias);
         self.end_code = self.end_code.wrapping_add(bias);
         self.start_data = self.start_data.wrapping_add(bias);
         self.end_data = self.end_data.wrapping_add(bias);
         self.elf_brk = self.elf_brk.wrapping_add(bias);
-        Ok(())
     }
 
     /// [`Self::apply_bias`] for a bias of 0: `check_load` kept every

@@ -4,7 +4,7 @@ use super::*;
 
 const MMAP_TOP: u64 = 0x7fff_f7ff_f000;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Ph {
     ty: u32,
     flags: u32,
@@ -545,6 +545,51 @@ fn the_bounds_are_the_segments_extremes_in_any_order() {
             );
             assert_eq!(got, bounds_of(&order), "order {a} {b} {c}");
             assert_eq!(plan.start_brk, page_up(bounds_of(&order).4));
+        }
+    }
+}
+
+#[test]
+fn the_bias_checked_at_the_bounds_moves_the_segments_as_each_checked_does() {
+    let sets = [
+        typical(0),
+        typical(0x400000),
+        vec![
+            load(PF_R | PF_X, 0, 0x2000, 0x5000, 0x5000),
+            load(PF_R, 0x3000, 0x3000, 0x100, 0x100),
+            load(PF_R | PF_W, 0x4000, 0x1000, 0x10, 0x10),
+        ],
+        vec![
+            load(PF_R, 0, 0, 0, 0),
+            load(PF_R | PF_X, 0x1000, 0x11000, 0x100, 0x100),
+        ],
+        vec![load(PF_R, 0, TASK_SIZE - 0x3000, 0x100, 0x2000)],
+    ];
+    let biases = [
+        0x1000,
+        0x10000,
+        0x5555_5555_4000,
+        TASK_SIZE - 0x2000,
+        0u64.wrapping_sub(0x1000),
+        0u64.wrapping_sub(0x400000),
+        0u64.wrapping_sub(0x401000),
+        0u64.wrapping_sub(0x3000),
+    ];
+    for phs in &sets {
+        // The plan before the bias: the same headers in an ET_EXEC (whose
+        // own checks may fail below mmap_min_addr: that is not the point).
+        let mut unbiased = LoadPlan::program(&image(ET_EXEC, 0x1000, phs), MMAP_TOP).unwrap();
+        unbiased.load_error = None;
+        let lowest = phs.iter().map(|p| p.vaddr).min().unwrap();
+        for bias in biases {
+            let (mut fast, mut each) = (unbiased, unbiased);
+            fast.load_bias = bias;
+            each.load_bias = bias;
+            let got = fast.apply_bias(lowest);
+            assert_eq!(got, each.apply_bias_each(), "bias {bias:#x} of {phs:?}");
+            if got.is_ok() {
+                assert_eq!(fast, each, "bias {bias:#x}");
+            }
         }
     }
 }
