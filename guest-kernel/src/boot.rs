@@ -325,8 +325,9 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     let execfn_len = lens
         .get(..4)
         .map_or(0, |l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize);
-    let execfn = match argbuf.get(..execfn_len.saturating_sub(1)) {
-        Some(name) if argbuf.get(name.len()) == Some(&0) => Cow::Borrowed(name),
+    let name_len = execfn_len.saturating_sub(1);
+    let execfn = match argbuf.get(name_len) {
+        Some(0) => Cow::Borrowed(&argbuf[..name_len]),
         _ => exec_fail(Errno::EINVAL, b"bad argument length table"),
     };
     let boot_args = BootArgs {
@@ -352,9 +353,10 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     if let Err(e) = syscall::exec::prepare_boot(&mut cx, id, execfn, boot_args, layout, plan) {
         exec_fail(e.errno, &e.message)
     }
-    cx.p.mm
-        .vmas
-        .set_journaling(trace::on(cx.env.mem, category::VMAS));
+    // The fresh process's areas journal nothing unless the trace asks.
+    if trace::on(cx.env.mem, category::VMAS) {
+        cx.p.mm.vmas.set_journaling(true);
+    }
     if let Some(e) = plan.late_error() {
         let mut m = guest_kernel::fmt::MsgBuf::<256>::new();
         m.str("exec fails past the point of no return (SIGSEGV): ");
