@@ -23,7 +23,9 @@
 //! then. Page-cache frames are never written, made writable or freed.
 
 use super::frame::FrameAllocator;
-use super::paging::{pte, LeafRef, LeafTable, MapError, PageSize, PageTable, Translation};
+use super::paging::{
+    pte, LeafRef, LeafTable, MapError, PageSize, PageTable, SecondRun, Translation,
+};
 use super::phys::PhysMem;
 use super::space::{check_user_range, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, STACK_GUARD_GAP};
@@ -148,6 +150,21 @@ impl FaultOutcome {
             stack_grown: false,
         }
     }
+}
+
+/// Pages of a kernel-provided image that exec maps before any fault (the
+/// vDSO's code): `pages` pages at user `va`, the image's frames from `pa`,
+/// read-only with `prot`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Special {
+    /// First user address (page aligned).
+    pub va: u64,
+    /// First frame of the image.
+    pub pa: u64,
+    /// Pages mapped.
+    pub pages: u64,
+    /// Rights (never writable).
+    pub prot: Prot,
 }
 
 /// Leaf flags for a user page of an area with `prot`; `writable` says
@@ -878,13 +895,18 @@ impl Mm {
     /// that finds every table missing. Returns the physical address of
     /// `va`; `None`, mapping nothing, where the fault would map something
     /// else (one page, a 2 MiB page, a block the area starts inside) or
-    /// the region is used.
+    /// the region is used. With `special` (the vDSO code, which exec maps
+    /// as [`Self::map_special_area`] would), its pages go in too where they
+    /// lie in the block's 1 GiB region but outside its 2 MiB one: their
+    /// table is one more of the never-used frames, and no walk looks for
+    /// it. The second value says whether they did.
     pub(super) fn populate_fresh_block<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,
         va: u64,
-    ) -> Option<u64> {
+        special: Option<Special>,
+    ) -> Option<(u64, bool)> {
         let v = self
             .vmas
             .get(i)
@@ -903,17 +925,27 @@ impl Mm {
             return None;
         }
         let has_anon = v.anon != 0;
+        let flags = user_pte_flags(v.prot, true);
+        let second = special
+            .map(|sp| SecondRun {
+                va: sp.va,
+                pa: sp.pa,
+                n: sp.pages,
+                flags: user_pte_flags(sp.prot, false),
+            })
+            .filter(|run| run.fits_with(block));
         // The block's frames then its tables, as the fault takes them
         // from the never-used frames.
-        let frame = env.frames.alloc_fresh_run(pages + 3)?;
-        let (flags, tables) = (user_pte_flags(v.prot, true), frame + pages * PAGE_SIZE);
+        let extra = u64::from(second.is_some());
+        let frame = env.frames.alloc_fresh_run(pages + 3 + extra)?;
+        let tables = frame + pages * PAGE_SIZE;
         self.pt
-            .map_in_free_region(env.mem, block, frame, pages, flags, tables);
+            .map_in_free_region(env.mem, block, frame, pages, flags, tables, second);
         self.add_user_frames(pages);
         if !has_anon {
             self.attach_anon(i);
         }
-        Some(frame + (va - block))
+        Some((frame + (va - block), second.is_some()))
     }
 
     /// Map an owned private `frame`; frees it again if mapping fails. A
@@ -1291,24 +1323,15 @@ impl Mm {
         Ok(file_mapped(va, pa, mapped))
     }
 
-    /// Map at exec the `pages` pages of the kernel-provided image `file`
-    /// at `va` (the vDSO's code), read-only with `prot`, as its first
-    /// fault would map them.
-    pub fn map_special_area<M: PhysMem>(
-        &mut self,
-        env: &mut MmEnv<'_, M>,
-        va: u64,
-        file: u16,
-        pages: u64,
-        prot: Prot,
-    ) {
-        let Some(pa) = env.cache.get(file).and_then(|i| i.image_base()) else {
+    /// Map at exec the pages of a kernel-provided image (the vDSO's
+    /// code), as their first fault would map them: where
+    /// [`Self::populate_fresh_block`] did not map them with the stack.
+    pub fn map_special_area<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, sp: Special) {
+        let Ok(mut table) = self.pt.leaf_table(env.mem, env.frames, sp.va) else {
             return;
         };
-        let Ok(mut table) = self.pt.leaf_table(env.mem, env.frames, va) else {
-            return;
-        };
-        table.fill_free(env.mem, va, pa, pages, user_pte_flags(prot, false));
+        let flags = user_pte_flags(sp.prot, false);
+        table.fill_free(env.mem, sp.va, sp.pa, sp.pages, flags);
     }
 
     /// Give area `i` an anonymous-memory identity if it has none, reusing

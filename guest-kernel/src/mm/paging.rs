@@ -825,8 +825,11 @@ impl PageTable {
     /// tables below the PML4 entry being the consecutive never-used (so
     /// zero) frames from `pdpt`: each entry written once, with its count,
     /// the leaves as one run (an exec's stack, whose walk would find
-    /// every level missing). Inlined into the exec's populate, its one
-    /// caller.
+    /// every level missing). With `second` (which [`SecondRun::fits_with`]
+    /// `va`), its leaves too, in a fourth table, the frame after those
+    /// three, under the same directory: the exec's vDSO code, which a
+    /// walk of its own would find the table missing for. Inlined into
+    /// the exec's populate, its one caller.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn map_in_free_region<M: PhysMem>(
@@ -837,28 +840,55 @@ impl PageTable {
         n: u64,
         flags: u64,
         pdpt: u64,
+        second: Option<SecondRun>,
     ) {
         debug_assert!(
             self.region_free(mem, va) && check_map_args(va, pa, PageSize::Size4K).is_ok()
         );
         debug_assert!(n > 0 && index(va, 1) + n <= ENTRIES);
+        debug_assert!(second.is_none_or(|s| s.fits_with(va)));
         let (pd, table) = (pdpt + PAGE_SIZE, pdpt + 2 * PAGE_SIZE);
-        self.tables += 3;
+        let tables = 3 + u64::from(second.is_some());
+        self.tables += tables;
         let link = pte::P | pte::RW | pte::US | pte::A;
         let one = 1 << pte::COUNT_SHIFT;
         let pd_entry = pd + index(va, 2) * 8;
         mem.write_u64(self.root + index(va, 4) * 8, pdpt | link | one);
-        mem.write_u64(pdpt + index(va, 3) * 8, pd | link | one);
+        mem.write_u64(
+            pdpt + index(va, 3) * 8,
+            pd | link | (tables - 2) << pte::COUNT_SHIFT,
+        );
         mem.write_u64(pd_entry, table | link | n << pte::COUNT_SHIFT);
         let at = table + index(va, 1) * 8;
         mem.write_run(at, pa | flags, PAGE_SIZE, n);
+        if let Some(s) = second {
+            let t = pdpt + 3 * PAGE_SIZE;
+            mem.write_u64(pd + index(s.va, 2) * 8, t | link | s.n << pte::COUNT_SHIFT);
+            mem.write_run(t + index(s.va, 1) * 8, s.pa | s.flags, PAGE_SIZE, s.n);
+        }
         if trace::on(mem, category::PAGE_TABLES) {
             for (level, t) in [(3, pdpt), (2, pd), (1, table)] {
                 trace_table(mem, kind::PT_ALLOC, level, va, t);
             }
             trace_run(mem, at, (va, pa | flags), PAGE_SIZE, n, 1);
+            if let Some(s) = second {
+                let t = pdpt + 3 * PAGE_SIZE;
+                trace_table(mem, kind::PT_ALLOC, 1, s.va, t);
+                let at = t + index(s.va, 1) * 8;
+                trace_run(mem, at, (s.va, s.pa | s.flags), PAGE_SIZE, s.n, 1);
+            }
         }
         self.remember_table_in_place(va, table, pd_entry);
+        if let Some(s) = second {
+            // The newest: the next mappings go next to the vDSO (an
+            // interpreter's, below it); the stack's the one before.
+            self.last[1].set(self.last[0].get());
+            self.last[0].set(LastTable {
+                region: s.va >> 21,
+                table: pdpt + 3 * PAGE_SIZE,
+                parent_pa: pd + index(s.va, 2) * 8,
+            });
+        }
     }
 
     /// Whether the `n` 4 KiB entries from `va` (all in one table) are all
@@ -2440,6 +2470,35 @@ fn trace_run<M: PhysMem>(
         if mem.read_u64(at + k * 8) == want {
             trace_entry(mem, kind::PTE_SET, level, va + k * step, want);
         }
+    }
+}
+
+/// A run of 4 KiB leaves that [`PageTable::map_in_free_region`] maps
+/// with its first: `n` pages from user `va` to the frames from `pa`, with
+/// `flags`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecondRun {
+    /// First user address.
+    pub va: u64,
+    /// First frame.
+    pub pa: u64,
+    /// Leaves.
+    pub n: u64,
+    /// Leaf flags.
+    pub flags: u64,
+}
+
+impl SecondRun {
+    /// Whether it can go with a first run from `va`: pages in one table,
+    /// in `va`'s 1 GiB region (one directory) but not its 2 MiB one.
+    pub fn fits_with(&self, va: u64) -> bool {
+        let aligned = (self.va | self.pa) & (PAGE_SIZE - 1) == 0 && self.pa & !pte::ADDR_MASK == 0;
+        aligned
+            && self.n > 0
+            && self.va < USER_HALF_END
+            && (self.va ^ va) >> 30 == 0
+            && index(self.va, 2) != index(va, 2)
+            && index(self.va, 1) + self.n <= ENTRIES
     }
 }
 

@@ -262,7 +262,7 @@ impl Mm {
         if !self.fits_anon_write(i, va) {
             return self.user_page(env, va, true);
         }
-        if let Some(pa) = self.populate_fresh_block(env, i, va) {
+        if let Some((pa, _)) = self.populate_fresh_block(env, i, va, None) {
             return Ok(pa);
         }
         self.fault_anon(env, i, va & !(PAGE_SIZE - 1))
@@ -273,15 +273,17 @@ impl Mm {
 
     /// [`Self::populate_anon`] where it maps a block in a region with
     /// nothing mapped: the physical address of `va` in the block's zeroed
-    /// frames, for the caller to fill in place. `None`, mapping nothing,
-    /// elsewhere.
+    /// frames, for the caller to fill in place, and whether `special`'s
+    /// pages were mapped with it (see [`Self::populate_fresh_block`]).
+    /// `None`, mapping nothing, elsewhere.
     pub fn populate_fresh<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         i: usize,
         va: u64,
-    ) -> Option<u64> {
-        self.populate_fresh_block(env, i, va)
+        special: Option<super::fault::Special>,
+    ) -> Option<(u64, bool)> {
+        self.populate_fresh_block(env, i, va, special)
     }
 
     /// Whether area `i` is private, anonymous, writable and holds `va`.

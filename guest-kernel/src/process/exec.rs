@@ -10,6 +10,7 @@
 use crate::errno::{Errno, KResult};
 use crate::exec::aslr::Layout;
 use crate::exec::{ArgBlock, AuxValues, LoadPlan, Segment, StackLayout, StackSink};
+use crate::mm::fault::Special;
 use crate::mm::phys::PhysMem;
 use crate::mm::space::{check_user_range, Mm, MmEnv, MMAP_MIN_ADDR};
 use crate::mm::vma::{Backing, Prot, VmFlags, Vma, VmaBatch};
@@ -284,6 +285,9 @@ struct Sink<'m, 'e, 'a, M: PhysMem> {
     /// mapped in it, so the first page written is mapped as its fault
     /// would map it, without the fault's lookups.
     fresh: Option<usize>,
+    /// The vDSO code, to be mapped with the stack's first block where
+    /// they share a directory; None once it is mapped.
+    special: Option<Special>,
 }
 
 impl<M: PhysMem> Sink<'_, '_, '_, M> {
@@ -344,12 +348,15 @@ impl<M: PhysMem> StackSink for Sink<'_, '_, '_, M> {
         else {
             return Ok(None);
         };
-        let Some(pa) = self.mm.populate_fresh(self.env, i, va) else {
+        let Some((pa, both)) = self.mm.populate_fresh(self.env, i, va, self.special) else {
             return Ok(None);
         };
         // Not kept as the page last translated: the stack is built in
         // these bytes whole, and a later write looks the page up.
         self.fresh = None;
+        if both {
+            self.special = None;
+        }
         Ok(Some(self.env.mem.bytes_mut(pa, len as u64)))
     }
 }
@@ -384,17 +391,31 @@ pub fn load_elf_binary<M: PhysMem>(
     mm.vmas.make_hot(i);
     let phase = [exec_phase::SEGMENTS_MAPPED, 0, 0, 0, 0, 0];
     trace::emit(env.mem, category::EXEC, kind::EXEC_PHASE, 0, phase);
+    // The vDSO's code is mapped now, as its first fault would map it:
+    // with the stack's first block where they share a directory (one
+    // batch of tables, no walk).
+    let special = match (vdso, aux.sysinfo_ehdr) {
+        (Some(ids), va) if va != 0 => env.cache.get(ids[2]).and_then(|image| {
+            Some(Special {
+                va,
+                pa: image.image_base()?,
+                pages: vvar::VDSO_PAGES,
+                prot: Prot(Prot::READ.0 | Prot::EXEC.0),
+            })
+        }),
+        _ => None,
+    };
     let mut sink = Sink {
         mm,
         env,
         page: None,
         fresh: Some(i),
+        special,
     };
     stack.write(args, &aux, &mut sink)?;
-    let mm = sink.mm;
-    if let (Some(ids), true) = (vdso, aux.sysinfo_ehdr != 0) {
-        let code = Prot(Prot::READ.0 | Prot::EXEC.0);
-        mm.map_special_area(env, aux.sysinfo_ehdr, ids[2], vvar::VDSO_PAGES, code);
+    let (mm, special) = (sink.mm, sink.special);
+    if let Some(sp) = special {
+        mm.map_special_area(env, sp);
     }
     set_mm_fields(mm, plan, stack, layout);
     Ok(EntryState {
@@ -770,6 +791,7 @@ mod tests {
             env: &mut env,
             page: None,
             fresh: Some(i),
+            special: None,
         };
         let pieces = [
             (end - 0x10, 0x10),
@@ -814,6 +836,7 @@ mod tests {
                     env: &mut env,
                     page: None,
                     fresh: Some(i),
+                    special: None,
                 };
                 let across = sink.zeroed(end - 0x1001, 0x1001).map(|b| b.is_some());
                 assert_eq!(across, Ok(false), "{policy:?}: two pages");
@@ -834,6 +857,65 @@ mod tests {
                 let pa = mm.pt.translate(&fx.mem, at).unwrap().pa(at);
                 assert_eq!(fx.mem.byte(pa), byte, "{policy:?} {at:#x}");
             }
+        }
+    }
+
+    #[test]
+    fn the_vdso_code_is_mapped_with_the_stacks_first_block_where_they_share_a_directory() {
+        use crate::mm::paging::pte;
+        use crate::mm::testmem::Fixture;
+        let (start, end) = (0x7ff0_0000, 0x7ff2_0000);
+        // In the stack's 1 GiB region, another 2 MiB one: with the block,
+        // in a fourth table. In another 1 GiB region, or in the stack's
+        // 2 MiB one: not with it, left to `map_special_area`.
+        for (va, with_block) in [
+            (0x7f00_0000, true),
+            (0x3f00_0000, false),
+            (0x7fe0_0000, false),
+        ] {
+            let mut fx = Fixture::new();
+            let mut mm = fx.mm();
+            let i = mm
+                .vmas
+                .insert(Vma::anon(start, end, Prot::RW, VmFlags::GROWSDOWN))
+                .unwrap();
+            let image = fx.frames.alloc_fresh_run(2).unwrap();
+            let code = Prot(Prot::READ.0 | Prot::EXEC.0);
+            let special = Special {
+                va,
+                pa: image,
+                pages: 2,
+                prot: code,
+            };
+            let tables = mm.pt.table_pages();
+            let left = {
+                let mut env = fx.env();
+                let mut sink = Sink {
+                    mm: &mut mm,
+                    env: &mut env,
+                    page: None,
+                    fresh: Some(i),
+                    special: Some(special),
+                };
+                assert!(sink.zeroed(end - 0x100, 0x100).unwrap().is_some());
+                sink.special
+            };
+            assert_eq!(left.is_none(), with_block, "{va:#x}");
+            if with_block {
+                assert_eq!(mm.pt.table_pages(), tables + 4, "{va:#x}");
+            }
+            if let Some(sp) = left {
+                mm.map_special_area(&mut fx.env(), sp);
+            }
+            for k in 0..2 {
+                let t = mm.pt.translate(&fx.mem, va + k * PAGE_SIZE).unwrap();
+                assert_eq!(t.frame, image + k * PAGE_SIZE, "{va:#x}");
+                assert_eq!(t.flags & pte::RW, 0, "{va:#x}: read-only");
+                assert_ne!(t.flags & pte::US, 0, "{va:#x}");
+            }
+            assert!(mm.pt.translate(&fx.mem, va + 2 * PAGE_SIZE).is_none());
+            let top = mm.pt.translate(&fx.mem, end - 8).unwrap();
+            assert_ne!(top.flags & pte::RW, 0, "{va:#x}: the stack is writable");
         }
     }
 
@@ -869,6 +951,7 @@ mod tests {
                 env: &mut env,
                 page: None,
                 fresh: Some(i),
+                special: None,
             };
             let given = sink.zeroed(va, 0x80).map(|b| b.is_some());
             assert_eq!(given, Ok(false), "{vma:?} {va:#x}");
