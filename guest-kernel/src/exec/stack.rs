@@ -862,7 +862,7 @@ impl StackLayout {
             }
             t.push(0)?;
         }
-        let (tail, len) = self.tail(aux);
+        let (tail, len) = self.tail(*aux);
         t.push_bytes(&tail[..len])?;
         t.flush()
     }
@@ -899,10 +899,14 @@ impl StackLayout {
     /// The bytes from the auxv up to the argument strings: the pairs
     /// (AT_NULL last), zeros up to the random bytes, the random bytes, the
     /// platform string and zeros up to the strings; and how many of them
-    /// there are (so that the stack is written without a gap).
-    fn tail(&self, aux: &AuxValues) -> ([u8; TAIL_MAX], usize) {
+    /// there are (so that the stack is written without a gap). Out of
+    /// line, with its own copy of the values: the caller's then need not
+    /// lie in memory for [`Self::fill_image`], which writes them straight
+    /// into the stack.
+    #[inline(never)]
+    fn tail(&self, aux: AuxValues) -> ([u8; TAIL_MAX], usize) {
         let mut b = [0u8; TAIL_MAX];
-        self.put_tail(aux, &mut b);
+        self.put_tail(&aux, &mut b);
         (b, (self.arg_start - self.auxv) as usize)
     }
 
@@ -911,7 +915,9 @@ impl StackLayout {
     /// end). Every pair lands at a fixed offset in the first
     /// [`PAIRS_MAX`] bytes (one store a word, no fill level to test); the
     /// random bytes, above the pairs, are written after them. AT_NULL's
-    /// pair is left as it is (zero).
+    /// pair is left as it is (zero). Inlined: an exec's values are stored
+    /// from where they are worked out, not gathered in memory first.
+    #[inline(always)]
     fn put_tail(&self, aux: &AuxValues, b: &mut [u8]) {
         let random = (self.random - self.auxv) as usize;
         if let Some(pairs) = b.first_chunk_mut::<PAIRS_MAX>() {
