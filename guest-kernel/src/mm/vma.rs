@@ -381,6 +381,14 @@ impl VmaBatch {
         }
     }
 
+    /// Allocate the leaf now, where the caller has few values to keep
+    /// across the call, not with the first area (if it cannot be, the
+    /// first area tries again, as with none allocated).
+    #[inline]
+    pub fn allocate(&mut self) {
+        self.leaf.reserve(1);
+    }
+
     /// Add the area `make` builds, which spans `[start, end)`, if it lies
     /// past the last area added, is page aligned and not empty, and a leaf
     /// has room for it (and, for the first, can be allocated); false, with

@@ -381,6 +381,9 @@ pub fn load_elf_binary<M: PhysMem>(
     // The vDSO goes top-down from here, like any mmap.
     mm.mmap_base = layout.mmap_base - mm.mmap_base_shift();
     let mut areas = Areas::new();
+    // Every exec adds areas: the leaf is allocated before the segments'
+    // loop, which keeps many values in registers.
+    areas.gathered.allocate();
     let mapped = map_areas(mm, env, &mut areas, (file, plan), interp, vdso, stack);
     // The areas before a failing one are mapped, as one by one.
     let i = areas.flush(mm)?;
