@@ -290,7 +290,26 @@ struct Sink<'m, 'e, 'a, M: PhysMem> {
     special: Option<Special>,
 }
 
-impl<M: PhysMem> Sink<'_, '_, '_, M> {
+impl<'m, 'e, 'a, M: PhysMem> Sink<'m, 'e, 'a, M> {
+    /// A sink for the stack in area `fresh` (nothing mapped in it yet, if
+    /// given), which maps `special` with the stack's first block where it
+    /// can.
+    #[inline(always)]
+    fn new(
+        mm: &'m mut Mm,
+        env: &'e mut MmEnv<'a, M>,
+        fresh: Option<usize>,
+        special: Option<Special>,
+    ) -> Self {
+        Sink {
+            mm,
+            env,
+            page: None,
+            fresh,
+            special,
+        }
+    }
+
     fn page_pa(&mut self, page: u64) -> KResult<u64> {
         match self.page {
             Some((p, pa)) if p == page => Ok(pa),
@@ -408,13 +427,7 @@ pub fn load_elf_binary<M: PhysMem>(
         }),
         _ => None,
     };
-    let mut sink = Sink {
-        mm,
-        env,
-        page: None,
-        fresh: Some(i),
-        special,
-    };
+    let mut sink = Sink::new(mm, env, Some(i), special);
     stack.write(args, &aux, &mut sink)?;
     let (mm, special) = (sink.mm, sink.special);
     if let Some(sp) = special {
@@ -789,13 +802,7 @@ mod tests {
             .unwrap();
         let bytes: alloc::vec::Vec<u8> = (0..=255u8).cycle().take(0x1400).collect();
         let mut env = fx.env();
-        let mut sink = Sink {
-            mm: &mut mm,
-            env: &mut env,
-            page: None,
-            fresh: Some(i),
-            special: None,
-        };
+        let mut sink = Sink::new(&mut mm, &mut env, Some(i), None);
         let pieces = [
             (end - 0x10, 0x10),
             (end - 0x1010, 0x1000),
@@ -834,13 +841,7 @@ mod tests {
             let va = end - 0x100;
             {
                 let mut env = fx.env();
-                let mut sink = Sink {
-                    mm: &mut mm,
-                    env: &mut env,
-                    page: None,
-                    fresh: Some(i),
-                    special: None,
-                };
+                let mut sink = Sink::new(&mut mm, &mut env, Some(i), None);
                 let across = sink.zeroed(end - 0x1001, 0x1001).map(|b| b.is_some());
                 assert_eq!(across, Ok(false), "{policy:?}: two pages");
                 let given = sink.zeroed(va, 0x100).unwrap().map(|b| {
@@ -893,13 +894,7 @@ mod tests {
             let tables = mm.pt.table_pages();
             let left = {
                 let mut env = fx.env();
-                let mut sink = Sink {
-                    mm: &mut mm,
-                    env: &mut env,
-                    page: None,
-                    fresh: Some(i),
-                    special: Some(special),
-                };
+                let mut sink = Sink::new(&mut mm, &mut env, Some(i), Some(special));
                 assert!(sink.zeroed(end - 0x100, 0x100).unwrap().is_some());
                 sink.special
             };
@@ -949,13 +944,7 @@ mod tests {
             let mut mm = fx.mm();
             let i = mm.vmas.insert(vma).unwrap();
             let mut env = fx.env();
-            let mut sink = Sink {
-                mm: &mut mm,
-                env: &mut env,
-                page: None,
-                fresh: Some(i),
-                special: None,
-            };
+            let mut sink = Sink::new(&mut mm, &mut env, Some(i), None);
             let given = sink.zeroed(va, 0x80).map(|b| b.is_some());
             assert_eq!(given, Ok(false), "{vma:?} {va:#x}");
             assert_eq!(
