@@ -206,7 +206,7 @@ fn str_len(s: &[u8]) -> KResult<usize> {
 }
 
 /// Each 32-bit half of a word of two lengths less one
-/// ([`check_and_point`] reads and decrements two lengths as one word): a
+/// ([`point_quads`] reads and decrements two lengths as one word): a
 /// length of 0 wraps round, so bit 17 or above is set in either half by a
 /// length that is 0 or above [`MAX_ARG_STRLEN`]. A 0 in the low half
 /// borrows from the high one, but is caught itself.

@@ -167,6 +167,18 @@ pub struct Special {
     pub prot: Prot,
 }
 
+impl Special {
+    /// Its leaves, as the page table maps them.
+    fn leaves(&self) -> SecondRun {
+        SecondRun {
+            va: self.va,
+            pa: self.pa,
+            n: self.pages,
+            flags: user_pte_flags(self.prot, false),
+        }
+    }
+}
+
 /// Leaf flags for a user page of an area with `prot`; `writable` says
 /// whether this frame may be written (a private frame in a writable area).
 /// A `PROT_NONE` area gets a non-present leaf that keeps its frame. Read
@@ -927,12 +939,7 @@ impl Mm {
         let has_anon = v.anon != 0;
         let flags = user_pte_flags(v.prot, true);
         let second = special
-            .map(|sp| SecondRun {
-                va: sp.va,
-                pa: sp.pa,
-                n: sp.pages,
-                flags: user_pte_flags(sp.prot, false),
-            })
+            .map(|sp| sp.leaves())
             .filter(|run| run.fits_with(block));
         // The block's frames then its tables, as the fault takes them
         // from the never-used frames.
@@ -1330,8 +1337,8 @@ impl Mm {
         let Ok(mut table) = self.pt.leaf_table(env.mem, env.frames, sp.va) else {
             return;
         };
-        let flags = user_pte_flags(sp.prot, false);
-        table.fill_free(env.mem, sp.va, sp.pa, sp.pages, flags);
+        let run = sp.leaves();
+        table.fill_free(env.mem, run.va, run.pa, run.n, run.flags);
     }
 
     /// Give area `i` an anonymous-memory identity if it has none, reusing
