@@ -78,17 +78,25 @@ impl Drop for Scratch {
 
 /// `program args...` natively in `dir` with exactly [`ENV`].
 fn native_in(dir: &Path, program: &OsStr, args: &[OsString]) -> Output {
+    run(native_command_in(dir, program, args), b"")
+}
+
+fn native_command_in(dir: &Path, program: &OsStr, args: &[OsString]) -> Command {
     let mut command = Command::new(program);
     command
         .args(args)
         .current_dir(dir)
         .env_clear()
         .envs(ENV.iter().copied());
-    run(command, b"")
+    command
 }
 
 /// `vmrun --check -i -e ENV... program args...` in `dir`.
 fn guest_in(dir: &Path, program: &OsStr, args: &[OsString]) -> Output {
+    run(guest_command_in(dir, program, args), b"")
+}
+
+fn guest_command_in(dir: &Path, program: &OsStr, args: &[OsString]) -> Command {
     let mut all: Vec<OsString> = vec!["-i".into()];
     for (k, v) in ENV {
         all.push("-e".into());
@@ -98,7 +106,65 @@ fn guest_in(dir: &Path, program: &OsStr, args: &[OsString]) -> Output {
     all.extend(args.iter().cloned());
     let mut command = vmrun_command(all);
     command.current_dir(dir);
-    run(command, b"")
+    command
+}
+
+/// GNU env, which sets signal dispositions before it execs a program.
+const GNU_ENV: &str = "/usr/bin/env";
+
+/// Whether [`GNU_ENV`] takes `--ignore-signal` (coreutils 8.31 on);
+/// prints a SKIPPED line when it does not.
+fn have_env_signal_options() -> bool {
+    let ok = Command::new(GNU_ENV)
+        .args(["--ignore-signal=HUP", "--default-signal=INT", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIPPED: {GNU_ENV} lacks --ignore-signal (coreutils 8.31 or later has it)");
+    }
+    ok
+}
+
+/// `command` started through GNU env with `option` (`--ignore-signal=...`
+/// or `--default-signal=...`): the program (vmrun, or the native program)
+/// starts with those dispositions whatever this test was started with.
+fn via_env(option: &str, command: &Command) -> Command {
+    let mut wrapped = Command::new(GNU_ENV);
+    wrapped
+        .arg(option)
+        .arg(command.get_program())
+        .args(command.get_args())
+        .env_clear()
+        .envs(ENV.iter().copied());
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
+}
+
+/// [`same`], both runs started through GNU env with `option` (see
+/// [`via_env`]).
+fn same_via_env(tag: &str, option: &str, program: &str, args: &[&str]) -> Output {
+    let s = Scratch::new(tag);
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let what = format!("env {option} {program} {args:?}");
+    let native = run(
+        via_env(
+            option,
+            &native_command_in(&s.native(), program.as_ref(), &args),
+        ),
+        b"",
+    );
+    assert_status(&native, 0);
+    let guest = run(
+        via_env(
+            option,
+            &guest_command_in(&s.guest(), program.as_ref(), &args),
+        ),
+        b"",
+    );
+    assert_same(&what, &native, &guest);
+    native
 }
 
 /// Runs `program args...` natively in `s.native()` and under vmrun in
@@ -224,11 +290,114 @@ fn busybox_sh_trap_on_sigint_sent_to_itself() {
     if !require_kvm() || !have_busybox() {
         return;
     }
-    let out = busybox_sh(
+    // A non-interactive shell cannot trap a signal it was started with
+    // ignored: both runs start with SIGINT at its default, whatever this
+    // test was started with.
+    if !have_env_signal_options() {
+        return;
+    }
+    let out = same_via_env(
         "bb-trap",
-        "trap 'echo caught INT' INT; kill -INT $$; echo after",
+        "--default-signal=INT",
+        BUSYBOX,
+        &[
+            "sh",
+            "-c",
+            "trap 'echo caught INT' INT; kill -INT $$; echo after",
+        ],
     );
     assert_eq!(out.stdout, b"caught INT\nafter\n");
+}
+
+#[test]
+fn signals_ignored_when_vmrun_starts_stay_ignored_in_the_program() {
+    if !require_kvm() || !have_busybox() || !have_env_signal_options() {
+        return;
+    }
+    // As after a native exec: the program starts with SIGHUP, SIGINT and
+    // SIGPIPE ignored, /proc/self/status says so, a trap on one of them
+    // does nothing, and sending it to itself is survived.
+    let script = "grep -E '^Sig(Blk|Ign|Cgt)' /proc/self/status; \
+                  trap 'echo caught INT' INT; kill -INT $$; kill -HUP $$; echo survived";
+    let out = same_via_env(
+        "ignored-at-start",
+        "--ignore-signal=HUP,INT,PIPE",
+        BUSYBOX,
+        &["sh", "-c", script],
+    );
+    // SIGHUP, SIGINT and SIGPIPE; the C library's own 32 and 33 may be
+    // ignored too, if this test was started so.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(sig_ign(&text) & !(3 << 31), 0x1003, "{text}");
+    assert!(text.ends_with("survived\n"), "{text}");
+    // And with nothing ignored on entry, nothing is.
+    let out = same_via_env(
+        "defaults-at-start",
+        "--default-signal=HUP,INT,PIPE",
+        BUSYBOX,
+        &["grep", "-E", "^Sig(Blk|Ign|Cgt)", "/proc/self/status"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(sig_ign(&text) & 0x1003, 0, "{text}");
+}
+
+/// The SigIgn mask of a `/proc/PID/status` text.
+fn sig_ign(status: &str) -> u64 {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:\t"))
+        .unwrap_or_else(|| panic!("no SigIgn line in {status}"));
+    u64::from_str_radix(hex, 16).expect("SigIgn in hex")
+}
+
+#[test]
+fn vmrun_started_with_sighup_ignored_survives_a_hangup() {
+    if !require_kvm() || !have_busybox() || !have_env_signal_options() {
+        return;
+    }
+    // `nohup vmrun ...`: vmrun leaves a stop signal it was started with
+    // ignored alone, so a hangup neither ends the run nor reaches the
+    // program. Once the program has said it runs, vmrun's own handlers
+    // are in place; then the hangup is sent to vmrun.
+    use std::io::{BufRead, BufReader, Read};
+    let s = Scratch::new("nohup");
+    let args: Vec<OsString> = ["sh", "-c", "echo ready; sleep 1; echo done"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    let mut command = via_env(
+        "--ignore-signal=HUP",
+        &guest_command_in(&s.guest(), BUSYBOX.as_ref(), &args),
+    );
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting vmrun");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("reading vmrun's stdout");
+    assert_eq!(line, "ready\n");
+    let hup = Command::new(BUSYBOX)
+        .args(["kill", "-HUP", &child.id().to_string()])
+        .status()
+        .expect("running busybox kill");
+    assert!(hup.success());
+    let mut rest = String::new();
+    stdout
+        .read_to_string(&mut rest)
+        .expect("reading vmrun's stdout");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("reading vmrun's stderr");
+    let status = child.wait().expect("waiting for vmrun");
+    assert_eq!(rest, "done\n", "stderr: {stderr}");
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
 }
 
 #[test]

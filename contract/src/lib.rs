@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 12;
+pub const CONTRACT_VERSION: u32 = 13;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -292,6 +292,12 @@ pub struct BootInfo {
     pub file_mtime_sec: i64,
     /// See [`BootInfo::file_dev`].
     pub file_mtime_nsec: u64,
+    /// Signals the first process starts with ignored (bit `n - 1` for
+    /// signal `n`), as a native execve keeps SIG_IGN: those vmrun itself
+    /// was started with ignored (under `nohup`, say, or as a background
+    /// job of a non-interactive shell). SIGKILL and SIGSTOP are never
+    /// ignored.
+    pub ignored_signals: u64,
 }
 
 impl BootInfo {
@@ -334,6 +340,7 @@ impl BootInfo {
             file_ino: 0,
             file_mtime_sec: 0,
             file_mtime_nsec: 0,
+            ignored_signals: 0,
         }
     }
 }

@@ -267,9 +267,10 @@ fn exec_fail(errno: Errno, msg: &[u8]) -> ! {
     hypercall::exec_failed(errno as u64, msg)
 }
 
-/// The first process's state from before its exec: its working directory
-/// and fds 0, 1 and 2 (the host's stdio), as Linux's `kernel_init` gives
-/// init its root and opens the console before it execs it.
+/// The first process's state from before its exec: its working directory,
+/// fds 0, 1 and 2 (the host's stdio), as Linux's `kernel_init` gives init
+/// its root and opens the console before it execs it, and the signals
+/// vmrun was started with ignored, which an exec keeps.
 fn init_process(k: &mut Kernel, mem: &mut DirectMap) {
     let info = &k.info;
     let p: &mut Process = &mut k.process;
@@ -280,6 +281,9 @@ fn init_process(k: &mut Kernel, mem: &mut DirectMap) {
     p.init_stdio();
     let m = info.stdio_modes;
     p.stdio_modes = [m[0], m[1], m[2]];
+    if info.ignored_signals != 0 {
+        guest_kernel::signal::ignore_inherited(&mut p.sigactions, info.ignored_signals);
+    }
 }
 
 /// Exec the program the VMM placed in RAM: the same two steps as an

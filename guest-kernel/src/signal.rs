@@ -33,6 +33,32 @@ pub fn flush_handlers(actions: &mut [SigAction; NSIG]) {
     }
 }
 
+/// Sets SIG_IGN for the signals of `set` (bit `n - 1` for signal `n`),
+/// as the first process inherits them from vmrun; SIGKILL and SIGSTOP
+/// cannot be ignored and keep their default.
+pub fn ignore_inherited(actions: &mut [SigAction; NSIG], set: u64) {
+    let never = 1 << (nr::SIGKILL - 1) | 1 << (nr::SIGSTOP - 1);
+    for (i, a) in actions.iter_mut().enumerate() {
+        if (set & !never) >> i & 1 != 0 {
+            a.handler = SIG_IGN;
+        }
+    }
+}
+
+/// The signals set to SIG_IGN and those with a handler (bit `n - 1` for
+/// signal `n`), as `/proc/PID/status` shows them (SigIgn, SigCgt).
+pub fn ignored_and_caught(actions: &[SigAction; NSIG]) -> (u64, u64) {
+    let (mut ignored, mut caught) = (0, 0);
+    for (i, a) in actions.iter().enumerate() {
+        match a.handler {
+            SIG_DFL => {}
+            SIG_IGN => ignored |= 1 << i,
+            _ => caught |= 1 << i,
+        }
+    }
+    (ignored, caught)
+}
+
 /// Number of signals (1..=64).
 pub const NSIG: usize = 64;
 
@@ -237,6 +263,40 @@ mod tests {
         };
         assert_eq!(disposition(15, &ign), Disposition::Ignore);
         assert_eq!(disposition(nr::SIGKILL, &ign), Disposition::Terminate);
+    }
+
+    #[test]
+    fn inherited_ignored_signals_are_ignored_but_never_sigkill_or_sigstop() {
+        let mut actions = [SigAction::default(); NSIG];
+        let set = 1 << (nr::SIGHUP - 1)
+            | 1 << (nr::SIGINT - 1)
+            | 1 << (nr::SIGKILL - 1)
+            | 1 << (nr::SIGPIPE - 1)
+            | 1 << (nr::SIGSTOP - 1)
+            | 1 << 63;
+        ignore_inherited(&mut actions, set);
+        let ignored: alloc::vec::Vec<u64> = (1..=64)
+            .filter(|&sig| actions[sig as usize - 1].handler == SIG_IGN)
+            .collect();
+        assert_eq!(ignored, [nr::SIGHUP, nr::SIGINT, nr::SIGPIPE, 64]);
+        assert_eq!(disposition(nr::SIGINT, &actions[1]), Disposition::Ignore);
+        assert_eq!(
+            disposition(nr::SIGKILL, &actions[8]),
+            Disposition::Terminate
+        );
+    }
+
+    #[test]
+    fn status_shows_ignored_and_caught_signals_as_bits() {
+        let mut actions = [SigAction::default(); NSIG];
+        actions[0].handler = SIG_IGN;
+        actions[12].handler = SIG_IGN;
+        actions[1].handler = 0x40_1000;
+        actions[63].handler = 0x40_2000;
+        assert_eq!(
+            ignored_and_caught(&actions),
+            (1 | 1 << 12, 1 << 1 | 1 << 63)
+        );
     }
 
     #[test]

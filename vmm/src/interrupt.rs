@@ -15,8 +15,62 @@
 //!
 //! The library never installs these by itself: a program that embeds
 //! `vmm` keeps its own signal dispositions.
+//!
+//! A signal vmrun was started with ignored (under `nohup`, or as a
+//! background job of a non-interactive shell) stays ignored: [`install`]
+//! leaves such a stop signal alone, and the program starts with it ignored
+//! too ([`ignored_at_start`]), as a native exec keeps SIG_IGN.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+/// The signals ignored when [`record_start`] ran (bit `n - 1` for signal
+/// `n`), or `u64::MAX` before it has.
+static IGNORED_AT_START: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Records which signals are ignored now. The `vmrun` binary calls it from
+/// `.init_array`, before Rust's runtime sets SIGPIPE to SIG_IGN for itself,
+/// so that the set is the one vmrun was started with.
+pub extern "C" fn record_start() {
+    IGNORED_AT_START.store(ignored_now(), Ordering::SeqCst);
+}
+
+/// The signals ignored when vmrun started (see [`record_start`]; the
+/// ones ignored now if it never ran), without SIGKILL and SIGSTOP, which
+/// cannot be.
+pub fn ignored_at_start() -> u64 {
+    match IGNORED_AT_START.load(Ordering::SeqCst) {
+        u64::MAX => ignored_now(),
+        set => set,
+    }
+}
+
+/// The signals whose disposition is SIG_IGN (bit `n - 1` for signal `n`).
+fn ignored_now() -> u64 {
+    (1..=64).fold(0, |set, signal| match disposition(signal) {
+        Some(libc::SIG_IGN) => set | 1 << (signal - 1),
+        _ => set,
+    })
+}
+
+/// The handler of `signal` (SIG_DFL, SIG_IGN or a function), asked of the
+/// kernel itself: the C library refuses to tell those of its own signals
+/// (32 and 33), which a parent may have ignored all the same.
+fn disposition(signal: libc::c_int) -> Option<libc::sighandler_t> {
+    // The kernel's struct sigaction: handler, flags, restorer, mask.
+    let mut old = [0u64; 4];
+    // SAFETY: with a null new action, rt_sigaction only writes the current
+    // one into the valid 32-byte `old`; it changes nothing.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            std::ptr::null::<u64>(),
+            old.as_mut_ptr(),
+            8usize,
+        )
+    };
+    (r == 0).then_some(old[0] as libc::sighandler_t)
+}
 
 /// The stop signal received, or 0.
 static STOP: AtomicI32 = AtomicI32::new(0);
@@ -35,8 +89,13 @@ extern "C" fn on_tick(_: libc::c_int) {}
 pub fn install() -> std::io::Result<()> {
     // No SA_RESTART for the stop signals: a host read that waits for the
     // program's input returns at once, and the run ends at the next exit.
+    // One ignored when vmrun started stays ignored, for vmrun as for the
+    // program (`nohup vmrun ...` survives the hangup).
+    let ignored = ignored_at_start();
     for signal in STOP_SIGNALS {
-        set_handler(signal, on_stop as *const () as libc::sighandler_t, 0)?;
+        if ignored & 1 << (signal - 1) == 0 {
+            set_handler(signal, on_stop as *const () as libc::sighandler_t, 0)?;
+        }
     }
     // The tick interrupts KVM_RUN (which KVM never restarts) and nothing
     // else: reads and writes on vmrun's stdio restart.
@@ -150,5 +209,26 @@ pub fn signal_name(signal: i32) -> &'static str {
         libc::SIGTERM => "SIGTERM",
         libc::SIGHUP => "SIGHUP",
         _ => "a signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignored_now_sees_a_signal_set_to_sig_ign_and_back() {
+        // A real-time signal nothing else in the test process uses.
+        let signal = libc::SIGRTMAX() - 3;
+        let bit = 1u64 << (signal - 1);
+        assert_eq!(ignored_now() & bit, 0);
+        set_handler(signal, libc::SIG_IGN, 0).unwrap();
+        assert_eq!(disposition(signal), Some(libc::SIG_IGN));
+        assert_ne!(ignored_now() & bit, 0);
+        set_handler(signal, libc::SIG_DFL, 0).unwrap();
+        assert_eq!(ignored_now() & bit, 0);
+        // The C library's own signals are asked of the kernel too.
+        assert!(disposition(32).is_some());
+        assert_eq!(disposition(65), None);
     }
 }

@@ -295,6 +295,7 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         file_ino: identity.as_ref().map_or(0, |m| m.ino()),
         file_mtime_sec: identity.as_ref().map_or(0, |m| m.mtime()),
         file_mtime_nsec: identity.as_ref().map_or(0, |m| m.mtime_nsec() as u64),
+        ignored_signals: 0,
     };
     if top.trace_phys != 0 {
         let capacity = (top.trace_len - trace::RECORDS_OFFSET) / trace::RECORD_SIZE;

@@ -16,6 +16,13 @@ use vmm::stdio::Stdio;
 use vmm::vm::{FaultSize, RunEnd, RunReport, VmConfig};
 use vmrun_contract::trace::category;
 
+/// Records the signals vmrun was started with ignored, before `main`: Rust's
+/// runtime sets SIGPIPE to SIG_IGN before it calls `main`, and the program
+/// must start with the dispositions vmrun was given, as after a native exec.
+#[used]
+#[link_section = ".init_array"]
+static RECORD_IGNORED_SIGNALS: extern "C" fn() = vmm::interrupt::record_start;
+
 /// `vmrun [OPTIONS] PROGRAM [ARGS...]` and `vmrun bench [...]`.
 #[derive(Parser, Debug)]
 #[command(
@@ -507,6 +514,7 @@ fn parse_with_clap(args: Vec<OsString>) -> Result<Parsed, String> {
         default_view: !args.isolate,
         stdio_modes: None,
         read_ahead_stdin: true,
+        ignored_signals: vmm::interrupt::ignored_at_start(),
     };
     let trace = args.trace.unwrap_or(0);
     let watch = Watch {
@@ -544,6 +552,7 @@ fn plain_run(args: &[OsString]) -> Option<Cli> {
         env: std::env::vars_os().map(|(k, v)| join_env(&k, &v)).collect(),
         argv: args[1..].to_vec(),
         read_ahead_stdin: true,
+        ignored_signals: vmm::interrupt::ignored_at_start(),
         ..VmConfig::for_program(program)
     };
     Some(Cli {

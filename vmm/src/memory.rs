@@ -221,7 +221,7 @@ mod tests {
         );
         assert_eq!(
             std::mem::size_of::<BootInfo>(),
-            26 * 8 + 16 + 8 + 16 + 8 * 4
+            27 * 8 + 16 + 8 + 16 + 8 * 4
         );
         assert_eq!(
             std::mem::size_of::<FsRequest>(),

@@ -69,6 +69,11 @@ pub struct VmConfig {
     /// stdio is vmrun's own (the ring reads fd 0 itself, not through the
     /// run's `HostIo`).
     pub read_ahead_stdin: bool,
+    /// Signals the program starts with ignored (bit `n - 1` for signal
+    /// `n`; `BootInfo::ignored_signals`), as a native exec keeps SIG_IGN:
+    /// the `vmrun` binary passes those it was started with
+    /// ([`crate::interrupt::ignored_at_start`]); 0 for none.
+    pub ignored_signals: u64,
 }
 
 impl VmConfig {
@@ -90,6 +95,7 @@ impl VmConfig {
             default_view: true,
             stdio_modes: None,
             read_ahead_stdin: false,
+            ignored_signals: 0,
         }
     }
 }
@@ -1153,6 +1159,7 @@ fn write_boot_state(
     if let Some(modes) = config.stdio_modes {
         info.stdio_modes = modes;
     }
+    info.ignored_signals = config.ignored_signals;
     Ok(info)
 }
 

@@ -85,8 +85,15 @@ pub fn status<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, t: &mut Text
         .s(b" kB\nVmRSS:\t")
         .dec(kb(rss))
         .s(b" kB\n");
-    t.s(b"Threads:\t1\nSigQ:\t0/0\nSigPnd:\t0000000000000000\nSigBlk:\t")
-        .hex(cx.p.sigmask, 16);
+    let (ignored, caught) = crate::signal::ignored_and_caught(&cx.p.sigactions);
+    t.s(
+        b"Threads:\t1\nSigQ:\t0/0\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\nSigBlk:\t",
+    )
+    .hex(cx.p.sigmask, 16)
+    .s(b"\nSigIgn:\t")
+    .hex(ignored, 16)
+    .s(b"\nSigCgt:\t")
+    .hex(caught, 16);
     t.s(b"\nCpus_allowed:\t1\nCpus_allowed_list:\t0\nvoluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t0\n");
 }
 
