@@ -13,7 +13,14 @@
 //! then read again, so the cache never disagrees with the file. Pages stay
 //! cached after the last close (a second `cat` costs no VM exit); when the
 //! file changed on the host meanwhile (size or mtime differ at the next
-//! open), its unmapped pages are dropped.
+//! open), its unmapped pages are dropped. A change the guest made itself
+//! (a write, a truncation, a shared mapping written back) is not one: the
+//! pages already hold it, and a shared mapping's stores not yet written
+//! back must not be read over at the next open.
+
+/// [`Inode::mtime`] after the guest changed the file itself: the host's
+/// new modification time is not known, and is taken at the next open.
+const CHANGED_HERE: (i64, u32) = (i64::MIN, u32::MAX);
 
 use alloc::borrow::Cow;
 use alloc::collections::btree_map::Entry;
@@ -740,7 +747,8 @@ impl PageCache {
             }
         };
         let ino = self.get_mut(id)?;
-        let changed = ino.size != info.size || ino.mtime != info.mtime;
+        let changed =
+            ino.size != info.size || (ino.mtime != info.mtime && ino.mtime != CHANGED_HERE);
         if changed && ino.image.is_none() {
             if ino.users == 0 {
                 for frame in ino.pages.take_all() {
@@ -1046,6 +1054,7 @@ impl PageCache {
         if ino.image.is_some() || len == 0 {
             return;
         }
+        ino.mtime = CHANGED_HERE;
         if off > old_size {
             ino.zero_past(mem, old_size);
         }
@@ -1112,7 +1121,19 @@ impl PageCache {
         if ino.image.is_some() {
             return;
         }
+        ino.mtime = CHANGED_HERE;
         ino.zero_past(mem, size.min(old_size));
+    }
+
+    /// A shared mapping's pages of `id` were written back to the host:
+    /// its new modification time is the guest's own change, not one to
+    /// read the pages again for at the next open.
+    pub fn written_back(&mut self, id: u16) {
+        if let Ok(ino) = self.get_mut(id) {
+            if ino.image.is_none() {
+                ino.mtime = CHANGED_HERE;
+            }
+        }
     }
 
     /// Read again the cached pages of `id` below its end if it was found
@@ -1669,6 +1690,63 @@ mod tests {
         );
         cache.refresh(&mut mem, &mut host, id);
         assert_eq!(host.calls.len(), calls + 1, "no longer stale");
+    }
+
+    #[test]
+    fn the_guests_own_changes_are_not_taken_for_the_hosts_at_the_next_open() {
+        let info = |size, mtime| FileInfo {
+            key: InodeKey { dev: 8, ino: 42 },
+            size,
+            mtime,
+        };
+        // A shared mapping's store (not written back) survives an open
+        // after the guest's own truncation, write or write-back, each of
+        // which gave the host file a new mtime.
+        type Change = fn(&mut PageCache, &mut TestMem, u16, u64);
+        let changes: [(&str, Change); 3] = [
+            ("truncation", |c, mem, id, _| {
+                c.truncated(mem, id, 3 * PAGE_SIZE)
+            }),
+            ("write", |c, mem, id, pa| {
+                let iov = [IoVec { phys: pa, len: 4 }];
+                c.written(mem, id, &iov, (PAGE_SIZE, 4), 3 * PAGE_SIZE);
+            }),
+            ("write-back", |c, _, id, _| c.written_back(id)),
+        ];
+        for (what, change) in changes {
+            let (mut mem, mut frames, mut cache, mut host, id, pages) = filled(3);
+            change(&mut cache, &mut mem, id, pages[1]);
+            mem.fill(pages[0], 5, 0x11);
+            let (again, _) = cache
+                .attach(
+                    &mut mem,
+                    &mut frames,
+                    info(3 * PAGE_SIZE, (7, 8)),
+                    b"/f",
+                    None,
+                    true,
+                )
+                .unwrap();
+            assert_eq!(again, id);
+            let calls = host.calls.len();
+            cache.refresh(&mut mem, &mut host, id);
+            assert_eq!(host.calls.len(), calls, "{what}: nothing read again");
+            assert_eq!(mem.byte(pages[0] + 4), 0x11, "{what}: the store kept");
+            // The host's time is taken then: a later change by another
+            // is seen again.
+            cache
+                .attach(
+                    &mut mem,
+                    &mut frames,
+                    info(3 * PAGE_SIZE, (7, 9)),
+                    b"/f",
+                    None,
+                    false,
+                )
+                .unwrap();
+            cache.refresh(&mut mem, &mut host, id);
+            assert_eq!(host.calls.len(), calls + 1, "{what}: then a change is seen");
+        }
     }
 
     #[test]

@@ -261,6 +261,7 @@ fn write_back_areas<M: PhysMem, H: HostIo>(
             continue;
         };
         let size = cx.env.cache.get(file).map_or(0, |i| i.size);
+        let mut wrote = false;
         let mut a = v.start.max(start);
         while a < v.end.min(end) {
             let off = offset + (a - v.start);
@@ -273,9 +274,13 @@ fn write_back_areas<M: PhysMem, H: HostIo>(
                     }];
                     begin(&mut *cx.env.host, op::PWRITE, handle).offset = off;
                     let _ = host::call(&mut *cx.env.host, &iov);
+                    wrote = true;
                 }
             }
             a += PAGE_SIZE;
+        }
+        if wrote {
+            cx.env.cache.written_back(file);
         }
     }
 }
