@@ -1341,3 +1341,70 @@ fn cpu_time_itimers_fire_as_the_process_computes() {
          prof fired once while computing; now 0 0\n"
     );
 }
+
+/// What `multiprocessing` does with `/dev/shm`: `sem_open` for its locks
+/// and queues, `shm_open` for `SharedMemory`, each mapped shared by
+/// processes made by fork.
+const SHM_SCRIPT: &str = r#"
+import multiprocessing as mp
+import sys
+from multiprocessing import shared_memory
+
+def child(name, q):
+    m = shared_memory.SharedMemory(name)
+    q.put(bytes(m.buf[:5]))
+    m.buf[5:10] = b"world"
+    m.close()
+
+if __name__ == "__main__":
+    a = shared_memory.SharedMemory(create=True, size=4096)
+    a.buf[:5] = b"hello"
+    q = mp.Queue()
+    p = mp.Process(target=child, args=(a.name, q))
+    p.start()
+    print("child saw", q.get())
+    p.join()
+    print("parent sees", bytes(a.buf[:10]), "child status", p.exitcode)
+    a.close()
+    a.unlink()
+    with mp.Pool(2) as pool:
+        print("pool sum", sum(pool.map(abs, range(-50, 50))))
+    with open("/dev/shm/" + sys.argv[1], "w") as f:
+        f.write("left behind")
+"#;
+
+#[test]
+fn python_multiprocessing_shares_memory_through_dev_shm() {
+    if !require_kvm() || !require_programs(&["/usr/bin/python3"]) {
+        return;
+    }
+    // The guest's /dev/shm is a directory vmrun makes for the run in its
+    // temp directory and removes afterwards, with what was left in it.
+    let s = Scratch::new("py-shm");
+    s.both("shm.py", SHM_SCRIPT.as_bytes());
+    let tmp = s.root.join("tmp");
+    fs::create_dir_all(&tmp).expect("a temp directory for vmrun");
+    let left_name = format!(
+        "vmrun-test-{}",
+        s.root.file_name().unwrap().to_string_lossy()
+    );
+    let args: Vec<OsString> = vec!["shm.py".into(), left_name.clone().into()];
+    let native = run(
+        native_command_in(&s.native(), "/usr/bin/python3".as_ref(), &args),
+        b"",
+    );
+    let _ = fs::remove_file(Path::new("/dev/shm").join(&left_name));
+    let mut guest = guest_command_in(&s.guest(), "/usr/bin/python3".as_ref(), &args);
+    guest.env("TMPDIR", &tmp);
+    let guest = run(guest, b"");
+    assert_status(&native, 0);
+    assert_same("python3 multiprocessing with /dev/shm", &native, &guest);
+    assert_eq!(
+        String::from_utf8_lossy(&guest.stdout),
+        "child saw b'hello'\nparent sees b'helloworld' child status 0\npool sum 2500\n"
+    );
+    let left: Vec<_> = fs::read_dir(&tmp)
+        .expect("vmrun's temp directory")
+        .collect();
+    assert!(left.is_empty(), "vmrun left {left:?} in its temp directory");
+}

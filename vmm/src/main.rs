@@ -202,6 +202,7 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         };
         let _ = std::io::Write::flush(&mut std::io::stdout());
+        vmm::fs::view::remove_private_dirs();
         std::process::exit(code)
     }
     let (code, interrupted) = match session.run(&mut Stdio::new(cli.config.verbose)) {
@@ -212,6 +213,7 @@ fn main() -> ExitCode {
     // of MiB of guest RAM and destroying the VM take longer than the whole
     // run of a small program, and the kernel reclaims all of it at exit.
     let _ = std::io::Write::flush(&mut std::io::stdout());
+    vmm::fs::view::remove_private_dirs();
     if let Some(signal) = interrupted {
         // The trace, statistics and JSON files are written: now end as
         // the signal would have ended vmrun.

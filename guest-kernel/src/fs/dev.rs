@@ -1,5 +1,6 @@
 //! The kernel's own `/dev`: null, zero, full, random, urandom and tty, and
-//! the `stdin`/`stdout`/`stderr`/`fd` links into `/proc/self/fd`.
+//! the `stdin`/`stdout`/`stderr`/`fd` links into `/proc/self/fd`. Its
+//! `shm` is the host's (see [`super::path::served`]): only listed here.
 
 use super::stat::{Attr, S_IFCHR, S_IFDIR, S_IFLNK};
 
@@ -34,11 +35,12 @@ pub mod dt {
 }
 
 /// The names in `/dev`, in listing order, with their types.
-pub const ENTRIES: [(&[u8], u8); 10] = [
+pub const ENTRIES: [(&[u8], u8); 11] = [
     (b"fd", dt::LNK),
     (b"full", dt::CHR),
     (b"null", dt::CHR),
     (b"random", dt::CHR),
+    (b"shm", dt::DIR),
     (b"stderr", dt::LNK),
     (b"stdin", dt::LNK),
     (b"stdout", dt::LNK),
@@ -136,7 +138,8 @@ pub fn attr(e: DevEntry, boot_time: i64) -> Attr {
         ino,
         dev: (0, 5),
         rdev,
-        nlink: if e == DevEntry::Dir { 2 } else { 1 },
+        // `/dev` holds one directory, `shm`.
+        nlink: if e == DevEntry::Dir { 3 } else { 1 },
         size,
         time: boot_time,
     }

@@ -195,6 +195,11 @@ pub fn join(dir: &[u8], rel: &[u8]) -> Vec<u8> {
 /// it: sorting a path allocates nothing).
 pub fn served(canonical: &[u8]) -> Served<'_> {
     if let Some(rest) = under(canonical, b"/dev") {
+        // `/dev/shm` is the host's: a directory the VMM makes for the run
+        // and shows there read-write (Linux: a tmpfs).
+        if under(rest, b"/shm").is_some() {
+            return Served::Host;
+        }
         return Served::Dev(rest);
     }
     match under(canonical, b"/proc") {
@@ -330,6 +335,9 @@ mod tests {
         assert_eq!(served(b"/dev/null"), Served::Dev(b"/null"));
         assert_eq!(served(b"/dev"), Served::Dev(b""));
         assert_eq!(served(b"/device"), Served::Host);
+        assert_eq!(served(b"/dev/shm"), Served::Host);
+        assert_eq!(served(b"/dev/shm/sem.x"), Served::Host);
+        assert_eq!(served(b"/dev/shmx"), Served::Dev(b"/shmx"));
         assert_eq!(served(b"/proc/self/maps"), Served::Proc(b"/self/maps"));
         assert_eq!(served(b"/proc"), Served::Proc(b""));
         assert_eq!(served(b"/procfs/x"), Served::Host);

@@ -8,6 +8,12 @@
 //! holding just the mount points' names. Guest `/proc` and `/dev` belong
 //! to the guest kernel and cannot be mounted over; guest `/sys` is an empty
 //! virtual directory unless a mount is placed there.
+//!
+//! Guest `/dev/shm` (Linux: a tmpfs, where `shm_open` and `sem_open` make
+//! their files) is a directory made empty for each view in the host's
+//! temp directory, mode 0700, shown read-write in every view and removed
+//! with what the program left in it when the view is dropped, or by
+//! [`remove_private_dirs`] when vmrun exits without dropping it.
 
 use super::sys;
 use crate::error::{Error, Result};
@@ -136,6 +142,58 @@ pub struct OpenMount {
 #[derive(Debug)]
 pub struct View {
     mounts: Vec<OpenMount>,
+    /// The host directory shown at [`SHM`], if it could be made.
+    shm: Option<PathBuf>,
+}
+
+/// Guest `/dev/shm`.
+pub const SHM: &[u8] = b"/dev/shm";
+
+/// The directories made for [`SHM`] and not yet removed.
+static PRIVATE_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A new empty directory for [`SHM`] in the host's temp directory, mode
+/// 0700 (None if none can be made there: the guest then has no
+/// `/dev/shm`, as before one existed).
+fn make_shm_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static MADE: AtomicU32 = AtomicU32::new(0);
+    let base = std::env::temp_dir();
+    for _ in 0..16 {
+        let n = MADE.fetch_add(1, Ordering::Relaxed);
+        let path = base.join(format!("vmrun-shm-{}-{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {
+                let mut dirs = PRIVATE_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+                dirs.push(path.clone());
+                return Some(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Removes every [`SHM`] directory still there, with its files: for a
+/// process that ends by `exit` without dropping its views.
+pub fn remove_private_dirs() {
+    let dirs = std::mem::take(&mut *PRIVATE_DIRS.lock().unwrap_or_else(|e| e.into_inner()));
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        if let Some(dir) = self.shm.take() {
+            let mut dirs = PRIVATE_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+            dirs.retain(|d| *d != dir);
+            drop(dirs);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 impl View {
@@ -148,11 +206,24 @@ impl View {
             all.extend(default_mounts());
         }
         all.extend(mounts.iter().cloned());
-        let opened = all
-            .into_iter()
-            .map(open_mount)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(View { mounts: opened })
+        let mut view = View {
+            mounts: all
+                .into_iter()
+                .map(open_mount)
+                .collect::<Result<Vec<_>>>()?,
+            shm: make_shm_dir(),
+        };
+        if let Some(dir) = &view.shm {
+            let shm = Mount {
+                host: dir.clone(),
+                guest: SHM.to_vec(),
+                access: Access::ReadWrite,
+            };
+            if let Ok(m) = open_mount(shm) {
+                view.mounts.push(m);
+            }
+        }
+        Ok(view)
     }
 
     /// The mounts, in order.
@@ -317,10 +388,32 @@ mod tests {
             Mount::new(&dir, b"/e", Access::ReadOnly).unwrap(),
         ];
         let view = View::open(&mounts, false).unwrap();
-        assert_eq!(view.children_of(b"/"), [b"a".to_vec(), b"e".to_vec()]);
+        assert_eq!(
+            view.children_of(b"/"),
+            [b"a".to_vec(), b"dev".to_vec(), b"e".to_vec()],
+            "and /dev/shm's"
+        );
         assert_eq!(view.children_of(b"/a"), [b"b".to_vec(), b"c".to_vec()]);
         assert!(view.has_mount_below(b"/a/c"));
         assert!(!view.has_mount_below(b"/e"));
         assert_eq!(view.mount_at(b"/e"), Some(2));
+    }
+
+    #[test]
+    fn every_view_has_a_private_dev_shm_removed_with_it() {
+        let view = View::open(&[], false).unwrap();
+        let m = view.mount_at(SHM).expect("a /dev/shm mount");
+        assert!(view.writable(m));
+        let dir = view.shm.clone().unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
+        std::fs::write(dir.join("sem.left"), b"x").unwrap();
+        let other = View::open(&[], false).unwrap();
+        assert_ne!(other.shm, view.shm, "each view its own");
+        drop(view);
+        assert!(!dir.exists(), "removed with what was left in it");
     }
 }

@@ -332,12 +332,13 @@ impl Walker<'_> {
     /// Look up `name` (guest path `child`) in the directory on top.
     fn step(&mut self, name: &[u8], child: &[u8], last: bool, follow: bool) -> Result<Step, Errno> {
         let top = &self.stack[self.stack.len() - 1];
+        // A mount first: `/dev/shm` is one, below the guest's own `/dev`.
+        if let Some(m) = self.view.mount_at(child) {
+            return Ok(Step::Push(Frame::mount(self.view, m, child.to_vec())));
+        }
         if matches!(top.dir, Dir::Synthetic) || child == synthetic::PROC || child == synthetic::DEV
         {
             return Ok(Step::Push(Frame::other(Dir::Synthetic, child.to_vec())));
-        }
-        if let Some(m) = self.view.mount_at(child) {
-            return Ok(Step::Push(Frame::mount(self.view, m, child.to_vec())));
         }
         let virtual_here = child == SYS || self.view.has_mount_below(child);
         let virtual_dir = || Step::Push(Frame::other(Dir::Virtual, child.to_vec()));

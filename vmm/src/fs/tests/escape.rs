@@ -305,7 +305,7 @@ fn proc_and_dev_lookups_are_the_guest_kernels() {
             "/etc/../proc/self/root/etc/passwd",
             "/proc/self/root/etc/passwd",
         ),
-        ("/../../dev/shm/", "/dev/shm"),
+        ("/../../dev/pts/", "/dev/pts"),
     ] {
         let r = g.open_req(path, libc::O_RDONLY, 0);
         assert_eq!((r.ret, r.out_handle), (0, SYNTHETIC), "{path}");
@@ -331,6 +331,21 @@ fn proc_and_dev_lookups_are_the_guest_kernels() {
     );
     assert_eq!(g.list_path("/sys").unwrap(), [".", ".."]);
     assert_eq!(g.open("/sys/kernel", libc::O_RDONLY), Err(libc::ENOENT));
+    // Below the guest's /dev, /dev/shm is a host directory of the view's
+    // own, empty and writable; `..` from it is the guest's /dev again.
+    let r = g.open_req("/../../dev/shm/", libc::O_RDONLY | libc::O_DIRECTORY, 0);
+    assert_eq!((r.ret, out_path(&r)), (0, "/dev/shm".into()));
+    assert_ne!(r.out_handle, SYNTHETIC);
+    assert_eq!(g.list_path("/dev/shm").unwrap(), [".", ".."]);
+    let f = g.open(
+        "/dev/shm/sem.x",
+        libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+    );
+    assert!(f.is_ok_and(|h| h != SYNTHETIC), "{f:?}");
+    assert_eq!(g.list_path("/dev/shm").unwrap(), [".", "..", "sem.x"]);
+    let r = g.open_req("/dev/shm/..", libc::O_RDONLY, 0);
+    assert_eq!((r.ret, r.out_handle), (0, SYNTHETIC));
+    assert_eq!(out_path(&r), "/dev");
 }
 
 #[test]
