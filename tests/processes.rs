@@ -1408,3 +1408,31 @@ fn python_multiprocessing_shares_memory_through_dev_shm() {
         .collect();
     assert!(left.is_empty(), "vmrun left {left:?} in its temp directory");
 }
+
+#[test]
+fn a_running_program_cannot_be_opened_for_writing() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    // As Linux's deny_write_access: while a process runs a file, an open
+    // of it for writing or truncation is ETXTBSY (and the host file is
+    // left as it was), for the program itself and for a child's; once the
+    // child has exited, its file can be written again.
+    let s = Scratch::new("etxtbsy");
+    s.both(
+        "inner.sh",
+        b"echo x >> ./busybox; echo \"append $?\"\n\
+          true > ./busybox; echo \"truncating open $?\"\n\
+          truncate -s 0 ./busybox; echo \"truncate $?\"\n\
+          ./copy/busybox sh -c 'echo y >> ./copy/busybox; echo \"child append $?\"'\n\
+          echo z >> ./copy/busybox; echo \"after the child $?\"\n\
+          cmp -s ./busybox /bin/busybox; echo \"unchanged $?\"\n",
+    );
+    let script = "cp /bin/busybox ./busybox && mkdir copy && cp /bin/busybox copy/busybox \
+                  && exec ./busybox sh inner.sh";
+    let out = same_in(&s, BUSYBOX, &["sh", "-c", script], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "append 1\ntruncating open 1\ntruncate 1\nchild append 1\nafter the child 0\nunchanged 0\n"
+    );
+}

@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 13;
+pub const CONTRACT_VERSION: u32 = 14;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -628,7 +628,11 @@ pub mod fs {
         /// Open `path` with Linux open `flags` (O_CREAT/O_EXCL/O_TRUNC/
         /// O_APPEND/O_DIRECTORY/O_NOFOLLOW/O_PATH honoured, O_CLOEXEC and
         /// O_NONBLOCK ignored) and `mode`. Out: `out_handle`, `statx` of the
-        /// opened file, and `path` = its canonical guest path.
+        /// opened file, and `path` = its canonical guest path. For an open
+        /// that writes (O_WRONLY, O_RDWR, O_TRUNC), `path2` holds
+        /// `path2_len / 16` (device, inode) pairs, little-endian u64 each:
+        /// the files the guest's processes run, which the host refuses to
+        /// open so with ETXTBSY before it opens anything.
         pub const OPEN: u32 = 1;
         /// Close `handle`.
         pub const CLOSE: u32 = 2;

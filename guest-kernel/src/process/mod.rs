@@ -111,7 +111,9 @@ pub struct Process {
     pub cwd: Cow<'static, [u8]>,
     /// File-creation mask.
     pub umask: u32,
-    /// The page-cache inode of the program's own ELF image.
+    /// The page-cache inode of the program's own ELF (the boot program's
+    /// image, or the file its last execve loaded): no open may write it
+    /// while the process runs it (ETXTBSY, Linux's `deny_write_access`).
     pub image_inode: Option<u16>,
     /// The page-cache images of [vvar], [vvar_vclock] and [vdso], mapped
     /// into every new image (None: no vDSO).

@@ -576,12 +576,14 @@ fn interp_error(e: Errno, what: &[u8], path: &[u8]) -> ExecError {
 }
 
 /// Name the process after the program (`/proc/self/exe` and comm): the
-/// path its open file was opened by, or the boot image's.
+/// path its open file was opened by, or the boot image's; and remember
+/// the program's inode, which no open may write while it runs (ETXTBSY).
 fn name_process<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
     id: u16,
     file: &Option<FileRef>,
 ) {
+    cx.p.image_inode = Some(id);
     let node;
     let exe: &[u8] = match file {
         Some(f) => {

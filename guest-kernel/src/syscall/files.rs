@@ -7,11 +7,12 @@
 //! (from the cwd or a directory fd) and then either served by the kernel
 //! (`/dev`, `/proc`) or resolved by the host inside the guest's view.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use super::{Ctx, HostIo};
 use crate::errno::{Errno, KResult};
-use crate::fs::cache::{FileInfo, InodeKey};
+use crate::fs::cache::{FileInfo, InodeKey, PageCache};
 use crate::fs::dev::{self, DevEntry, DevNode};
 use crate::fs::file::{is_last, o, FileRef, Node, OpenFile};
 use crate::fs::host::{self, begin, set_path};
@@ -21,7 +22,7 @@ use crate::fs::stat::{self, StatxInfo, S_IFDIR, S_IFMT, S_IFREG};
 use crate::mm::phys::PhysMem;
 use crate::process::Process;
 use crate::uaccess::copy_to_user;
-use vmrun_contract::fs::{op, ROOT_HANDLE, SYNTHETIC};
+use vmrun_contract::fs::{op, FsRequest, ROOT_HANDLE, SYNTHETIC};
 use vmrun_contract::layout::PAGE_SIZE;
 use vmrun_contract::IoVec;
 
@@ -180,19 +181,23 @@ fn fd_link_text<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, n: u64) ->
 /// place the kernel serves.
 type HostOpened = Result<(u64, StatxInfo, Vec<u8>), Vec<u8>>;
 
-/// Ask the host to open `abs` with `flags` and `mode`. Returns the handle
-/// and its statx fields, or the canonical path when the host found it leads
-/// into `/dev` or `/proc`.
+/// Ask the host to open `abs` with `flags` and `mode`; `more` adds to the
+/// request (see [`deny_running`]). Returns the handle and its statx
+/// fields, or the canonical path when the host found it leads into `/dev`
+/// or `/proc`.
+#[inline(always)]
 fn host_open(
     host: &mut dyn host::FsHost,
     abs: &[u8],
     flags: u32,
     mode: u32,
+    more: impl FnOnce(&mut FsRequest),
 ) -> KResult<HostOpened> {
     let r = begin(host, op::OPEN, ROOT_HANDLE);
     r.flags = flags;
     r.mode = u64::from(mode);
     set_path(r, false, abs)?;
+    more(r);
     host::call(host, &[])?;
     let r = host.req();
     let canon = r.path[..(r.path_len as usize).min(r.path.len())].to_vec();
@@ -224,6 +229,29 @@ pub fn openat<M: PhysMem, H: HostIo>(
     }
 }
 
+/// For an open that writes (O_WRONLY, O_RDWR or O_TRUNC): the host
+/// identities of the programs the processes run (`current` and `others`),
+/// as OPEN's `path2` of (device, inode) pairs, which the host refuses to
+/// open so (ETXTBSY, as Linux's `deny_write_access`: the check must come
+/// before the host opens, which may truncate). Out of line: most opens
+/// only read.
+#[inline(never)]
+fn deny_running(current: &Process, others: &[Box<Process>], cache: &PageCache, r: &mut FsRequest) {
+    let mut n = 0;
+    let processes = core::iter::once(current).chain(others.iter().map(|p| &**p));
+    for id in processes.filter_map(|p| p.image_inode) {
+        let Some(key) = cache.get(id).map(|i| i.key) else {
+            continue;
+        };
+        if key != InodeKey::UNKNOWN && n + 16 <= r.path2.len() {
+            r.path2[n..n + 8].copy_from_slice(&key.dev.to_le_bytes());
+            r.path2[n + 8..n + 16].copy_from_slice(&key.ino.to_le_bytes());
+            n += 16;
+        }
+    }
+    r.path2_len = n as u32;
+}
+
 /// Open the absolute path `abs` and return its new description.
 pub fn open_path<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,
@@ -235,13 +263,23 @@ pub fn open_path<M: PhysMem, H: HostIo>(
     // 64-bit Linux opens every file with O_LARGEFILE (force_o_largefile).
     let keep = (flags | o::LARGEFILE) & !(o::CLOEXEC | o::CREAT | o::EXCL | o::TRUNC | o::NOCTTY);
     match find(cx, abs, follow)? {
-        Found::Host(abs) => match host_open(&mut *cx.env.host, &abs, flags & !o::CLOEXEC, mode)? {
-            Ok((h, info, canon)) => Ok(host_file(cx, h, info, canon, keep)),
-            Err(canon) => match find(cx, canon, follow)? {
-                Found::Host(_) => Err(Errno::ENOENT),
-                f => open_local(cx, f, flags, keep),
-            },
-        },
+        Found::Host(abs) => {
+            let env = &mut *cx.env;
+            let (current, others, cache) = (&*cx.p, &cx.tasks.others, &env.cache);
+            let host_flags = flags & !o::CLOEXEC;
+            match host_open(&mut *env.host, &abs, host_flags, mode, |r| {
+                // O_RDONLY is 0: one test tells an open that writes.
+                if flags & (o::ACCMODE | o::TRUNC) != 0 {
+                    deny_running(current, others, cache, r);
+                }
+            })? {
+                Ok((h, info, canon)) => Ok(host_file(cx, h, info, canon, keep)),
+                Err(canon) => match find(cx, canon, follow)? {
+                    Found::Host(_) => Err(Errno::ENOENT),
+                    f => open_local(cx, f, flags, keep),
+                },
+            }
+        }
         f => open_local(cx, f, flags, keep),
     }
 }

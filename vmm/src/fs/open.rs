@@ -64,6 +64,10 @@ impl HostFs {
             return Err(libc::EOPNOTSUPP);
         }
         let path = call.path()?;
+        let running = match flags.writes() {
+            true => running_images(call),
+            false => Vec::new(),
+        };
         let follow = !flags.has(libc::O_NOFOLLOW) && !flags.exclusive();
         for _ in 0..CREATE_TRIES {
             let target = self.resolve(call.req.handle, &path, follow)?;
@@ -75,7 +79,7 @@ impl HostFs {
                 }
                 _ if flags.exclusive() => Err(libc::EEXIST),
                 Target::Entry { dir, name, obj, .. } => {
-                    self.open_entry(&dir, &name, obj, guest, flags)
+                    self.open_entry(&dir, &name, obj, guest, flags, &running)
                 }
                 Target::Dir(frame) => self.open_frame(frame, flags),
             };
@@ -147,7 +151,8 @@ impl HostFs {
         }
     }
 
-    /// Open `name` in `dir`, which the walk found as `obj`.
+    /// Open `name` in `dir`, which the walk found as `obj`; ETXTBSY if it
+    /// is to be written and is one of the `running` programs.
     fn open_entry(
         &mut self,
         dir: &Frame,
@@ -155,6 +160,7 @@ impl HostFs {
         obj: Obj,
         guest: Vec<u8>,
         flags: Flags,
+        running: &[(u64, u64)],
     ) -> FsResult<Handle> {
         let kind = obj.kind();
         let is_dir = kind == libc::S_IFDIR;
@@ -181,6 +187,12 @@ impl HostFs {
             libc::S_IFREG => {
                 if flags.writes() {
                     self.require_writable(writable)?;
+                    if !running.is_empty() {
+                        let st = sys::fstat(obj.fd.as_fd())?;
+                        if running.contains(&(st.st_dev, st.st_ino)) {
+                            return Err(libc::ETXTBSY);
+                        }
+                    }
                 }
                 let Some(dir_fd) = dir.fd(&self.view) else {
                     return Err(libc::ENOENT);
@@ -231,6 +243,19 @@ impl HostFs {
             is_dir: true,
         })
     }
+}
+
+/// The (device, inode) pairs an OPEN that writes carries in `path2`: the
+/// files the guest's processes run.
+fn running_images(call: &Call) -> Vec<(u64, u64)> {
+    let n = (call.req.path2_len as usize).min(call.req.path2.len()) / 16;
+    call.req.path2[..n * 16]
+        .chunks_exact(16)
+        .map(|c| {
+            let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+            (word(&c[..8]), word(&c[8..]))
+        })
+        .collect()
 }
 
 /// The directory `fd` (O_PATH) itself, opened O_RDONLY|O_DIRECTORY.

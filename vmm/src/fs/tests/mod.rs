@@ -103,7 +103,7 @@ pub(super) fn with_path2(mut r: FsRequest, handle2: u64, path2: &[u8]) -> FsRequ
     r
 }
 
-fn result(r: &FsRequest) -> Result<i64, i32> {
+pub(super) fn result(r: &FsRequest) -> Result<i64, i32> {
     if r.ret < 0 {
         Err(-r.ret as i32)
     } else {

@@ -57,6 +57,37 @@ fn read_only_and_write_only_handles_keep_their_mode() {
 }
 
 #[test]
+fn an_open_that_writes_a_running_program_is_etxtbsy_and_changes_nothing() {
+    let t = TempDir::new("txt");
+    let prog = t.file("prog", "ELF...");
+    t.file("other", "data");
+    let mut g = rw(&t);
+    let meta = std::fs::metadata(&prog).unwrap();
+    let mut running = Vec::new();
+    for (dev, ino) in [(1, 2), (meta.dev(), meta.ino())] {
+        running.extend_from_slice(&u64::to_le_bytes(dev));
+        running.extend_from_slice(&u64::to_le_bytes(ino));
+    }
+    let open = |g: &mut Guest, path: &str, flags: i32| {
+        let mut r = with_path2(req(op::OPEN, ROOT_HANDLE, path.as_bytes()), 0, &running);
+        r.flags = flags as u32;
+        let r = g.call(&r);
+        result(&r).map(|_| r.out_handle)
+    };
+    for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_TRUNC] {
+        assert_eq!(open(&mut g, "/w/prog", flags), Err(libc::ETXTBSY));
+    }
+    assert_eq!(std::fs::read(&prog).unwrap(), b"ELF...", "not truncated");
+    assert!(
+        open(&mut g, "/w/prog", libc::O_RDONLY).is_ok(),
+        "reading is fine"
+    );
+    assert!(open(&mut g, "/w/other", libc::O_WRONLY | libc::O_TRUNC).is_ok());
+    // Without the list (an old guest, or nothing running), as before.
+    assert!(g.open("/w/prog", libc::O_WRONLY).is_ok());
+}
+
+#[test]
 fn open_errors_are_linux_errors() {
     let t = TempDir::new("errs");
     t.file("f", "");
