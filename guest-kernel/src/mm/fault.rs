@@ -49,11 +49,15 @@ pub mod pf {
 }
 
 /// Pages mapped around a read fault on the boot program's image (Linux's
-/// `fault_around_bytes`, 64 KiB by default there). A fault costs hundreds
-/// of emulated ring-0 instructions where ring 0 is emulated, a PTE of a
-/// file lying in RAM whole about three, so vmrun maps up to 1 MiB of it
-/// per fault: the static glibc hello takes 14 faults instead of 22.
-pub const FAULT_AROUND_PAGES: u64 = 256;
+/// `fault_around_bytes`, 64 KiB by default there, at most one page
+/// table's 2 MiB). A fault costs hundreds of emulated ring-0 instructions
+/// where ring 0 is emulated, a PTE of a file lying in RAM whole about
+/// two, so vmrun maps the whole 2 MiB region of the fault's page table:
+/// the static glibc hello takes 14 faults instead of 22, and a static
+/// busybox's headers, text and read-only data (1.8 MiB, in one region)
+/// one fault where a 1 MiB window took two (a shell's spawn of `busybox true` takes
+/// 2 faults fewer, one in the forked child and one after its exec).
+pub const FAULT_AROUND_PAGES: u64 = 512;
 /// Pages mapped around a read fault on a host file: one readahead
 /// ([`crate::fs::cache::READAHEAD_PAGES`]), which a missing page's read
 /// fills whole (read-around from the window's start). Its resident pages
