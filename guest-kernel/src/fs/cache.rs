@@ -34,9 +34,11 @@ use crate::mm::phys::PhysMem;
 use vmrun_contract::layout::PAGE_SIZE;
 use vmrun_contract::IoVec;
 
-/// Pages read from the host on a miss, at most (512 KiB): a host file's
+/// Pages read from the host on a miss, at most (2 MiB): a host file's
 /// fault-around window ([`crate::mm::fault::HOST_FAULT_AROUND_PAGES`]).
-pub const READAHEAD_PAGES: u64 = 128;
+/// ld.so's read of a library's headers reads the whole of a library of up
+/// to 2 MiB (glibc's is 1.9 MiB), so its faults find their pages cached.
+pub const READAHEAD_PAGES: u64 = 512;
 
 /// The frames of one file's cached pages, by page index, in one of two
 /// forms. First as runs: each a stretch of pages held in physically
