@@ -589,7 +589,7 @@ pub enum Residence {
 }
 
 /// All cached files, by index.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PageCache {
     inodes: Vec<Option<Inode>>,
     by_key: BTreeMap<InodeKey, u16>,
@@ -601,6 +601,11 @@ pub struct PageCache {
     /// of that same file (identity, size and modification time) finds it
     /// ([`Self::attach`]) instead of a new inode filled from the host.
     boot_image: Option<u16>,
+    /// The host pieces of a fill, kept from one to the next (in the
+    /// kernel's static state, zero from the start): an array of them on
+    /// the stack was zeroed at every fill (by a ZERO hypercall, being over
+    /// 1 KiB).
+    iov: [IoVec; READAHEAD_PAGES as usize],
 }
 
 /// Inode `id` of `inodes` (for a look while the key index is borrowed).
@@ -625,6 +630,12 @@ pub struct FileInfo {
 /// the kernel heap's size classes, not a first-fit block).
 const FIRST_FILES: usize = 8;
 
+impl Default for PageCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl PageCache {
     /// An empty cache.
     pub const fn new() -> PageCache {
@@ -634,6 +645,7 @@ impl PageCache {
             pages_read: 0,
             fills: 0,
             boot_image: None,
+            iov: [IoVec { phys: 0, len: 0 }; READAHEAD_PAGES as usize],
         }
     }
 
@@ -968,26 +980,28 @@ impl PageCache {
         idx: u64,
         n: u64,
     ) -> KResult<()> {
-        let mut iov = [IoVec::default(); READAHEAD_PAGES as usize];
-        // Whether each piece is a run (its frames never held data).
-        let mut clean = [false; READAHEAD_PAGES as usize];
-        let (mut pieces, mut got) = (0, 0);
-        while got < n {
+        // Whether each of the first 64 pieces is a run whose frames never
+        // held data, a bit each (the few fills of more pieces count the
+        // others as used frames, which are zeroed where it matters).
+        let (mut clean, mut pieces, mut got) = (0u64, 0, 0);
+        while got < n && pieces < self.iov.len() {
             let Some((pa, k, fresh)) = frames.alloc_run_uninit(mem, n - got) else {
                 break;
             };
-            iov[pieces] = IoVec {
+            if pieces < 64 {
+                clean |= u64::from(fresh) << pieces;
+            }
+            self.iov[pieces] = IoVec {
                 phys: pa,
                 len: k * PAGE_SIZE,
             };
-            clean[pieces] = fresh;
             pieces += 1;
             got += k;
         }
         if got == 0 {
             return Err(Errno::ENOMEM);
         }
-        let iov = &iov[..pieces];
+        let iov = &self.iov[..pieces];
         let read = match host::pread(host, handle, idx * PAGE_SIZE, iov) {
             Ok(r) => r,
             Err(e) => {
@@ -1000,11 +1014,16 @@ impl PageCache {
             }
         };
         self.fills += 1;
-        let ino = self.get_mut(id)?;
+        let ino = self
+            .inodes
+            .get_mut(usize::from(id))
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
         // Pages holding file data; the last may be partial.
         let keep = read.div_ceil(PAGE_SIZE);
         let mut at = 0;
-        for (v, &fresh) in iov.iter().zip(&clean) {
+        for (p, v) in iov.iter().enumerate() {
+            let fresh = p < 64 && clean >> p & 1 != 0;
             let len = v.len / PAGE_SIZE;
             let kept = keep.saturating_sub(at).min(len);
             if kept < len {
@@ -1462,6 +1481,30 @@ mod tests {
         );
         assert_eq!(mem.byte(a + 100), 0);
         assert_eq!(mem.byte(a + PAGE_SIZE - 1), 0);
+        assert_eq!(mem.zero_calls, 1);
+    }
+
+    #[test]
+    fn a_fill_of_more_than_64_pieces_zeroes_the_last_used_frames_tail() {
+        const PAGES: u64 = 71;
+        let size = (PAGES - 1) * PAGE_SIZE + 100;
+        let (mut mem, mut frames, mut cache, mut host, id) = setup(size);
+        let used: Vec<u64> = (0..PAGES)
+            .map(|_| frames.alloc_zeroed(&mut mem).unwrap())
+            .collect();
+        while frames.alloc_huge_zeroed(&mut mem).is_some() {}
+        while frames.alloc_run_uninit(&mut mem, 512).is_some() {}
+        for &f in &used {
+            mem.fill(f, PAGE_SIZE, 0xcc);
+            frames.free(&mut mem, f);
+        }
+        cache.page(&mut mem, &mut frames, &mut host, id, 0).unwrap();
+        assert_eq!(host.calls[0].2.len(), PAGES as usize, "a piece a frame");
+        let ino = cache.get(id).unwrap();
+        assert_eq!(ino.cached_pages(), PAGES as usize);
+        let last = ino.resident(PAGES - 1).unwrap();
+        assert_eq!((mem.byte(last + 99), mem.byte(last + 100)), (0xcc, 0));
+        assert_eq!(mem.byte(last + PAGE_SIZE - 1), 0);
         assert_eq!(mem.zero_calls, 1);
     }
 
