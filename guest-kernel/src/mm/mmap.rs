@@ -240,6 +240,11 @@ impl Mm {
             self.vmas.insert_merged(vma)?;
             return Ok(vma.start);
         }
+        // Over part of one fresh area (a library's segment over its
+        // reservation): no page to unmap, and the set changed in one step.
+        if self.vmas.replace_in_fresh_area(vma).is_some() {
+            return Ok(vma.start);
+        }
         if self.vmas.len() >= MAX_VMAS && self.vmas.punches_hole(vma.start, vma.end) {
             return Err(Errno::ENOMEM);
         }

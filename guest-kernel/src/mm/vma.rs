@@ -1013,6 +1013,14 @@ impl VmaSet {
         if self.len() >= MAX_VMAS && self.punches_hole(start, end) {
             return Err(Errno::ENOMEM);
         }
+        // The range inside one area of a one-leaf tree (a whole mapping
+        // unmapped, or an end of one): cut in place, with no split to
+        // find (with the journal on, the steps below record each change).
+        if !self.journaling {
+            if let Some(i) = self.t.remove_in_one_area(start, end, &mut on_removed) {
+                return Ok(i);
+            }
+        }
         let Some(lo) = self.split_ends(start, end)? else {
             return Ok(self.len());
         };
@@ -1048,6 +1056,25 @@ impl VmaSet {
         }
         let i = self.remove_range(vma.start, vma.end, |_| ())?;
         self.insert_at(i, vma)
+    }
+
+    /// [`Self::replace_range`] and [`Self::merge_around`] of `vma` in one
+    /// step, when its range lies inside one [`Vma::is_fresh`] area of a
+    /// one-leaf tree with room (see [`VmaTree::replace_in_fresh_area`]):
+    /// no page is mapped there, so none needs unmapping first. The
+    /// position of the area now holding `vma.start`; None, with nothing
+    /// changed, otherwise (and while the journal is on, so that the
+    /// general path records each step).
+    #[inline]
+    pub fn replace_in_fresh_area(&mut self, vma: Vma) -> Option<usize> {
+        if self.journaling {
+            return None;
+        }
+        let new = Vma {
+            flags: accounted(vma.flags, vma.prot),
+            ..vma
+        };
+        self.t.replace_in_fresh_area(new)
     }
 
     /// Make `start` and `end` area boundaries (ENOMEM, and no change, if

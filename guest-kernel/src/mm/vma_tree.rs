@@ -1266,6 +1266,140 @@ impl VmaTree {
         true
     }
 
+    /// Put `new` (page aligned, not empty, its rights accounted) in place
+    /// of what its range holds, when the range lies inside one
+    /// [`Vma::is_fresh`] area of a one-leaf tree with room for two more (a
+    /// dynamic linker's segment mapped over its library's reservation),
+    /// and merge it with the areas beside it as
+    /// [`super::vma::VmaSet::merge_around`] does: the areas and weights a
+    /// split at each end, the replacement and the merges make, from one
+    /// lookup, the areas after it moved once for the splits (and once a
+    /// merge, which the common cases need none of). Where `new` is the
+    /// very part of the area it lands on (a segment over the reservation
+    /// that already maps it so), and it would merge back into the area
+    /// as the area's neighbours would not, nothing changes at all. The
+    /// position of the area now holding `new.start`, which becomes the hot
+    /// one; None, with nothing changed, if it is not that case.
+    #[inline]
+    pub fn replace_in_fresh_area(&mut self, new: Vma) -> Option<usize> {
+        let Some(Node::Leaf(v)) = &mut self.root else {
+            return None;
+        };
+        let i = leaf_seek(v, new.start);
+        let &old = v.get(i)?;
+        let inside = old.start <= new.start && new.end <= old.end;
+        if !inside || !old.is_fresh() || v.len() + 2 > LEAF_CAP {
+            return None;
+        }
+        let (head, tail) = (new.start > old.start, new.end < old.end);
+        let mut piece = old;
+        piece.start_at(new.start);
+        piece.end = new.end;
+        // (The rights first: a segment with rights of its own, the common
+        // case, is told apart without the whole comparison.)
+        if (new.prot, new.flags.kind()) == (old.prot, old.flags.kind()) && piece == new {
+            // Split and merged back, it would be the same area (fresh, as
+            // both parts are), unless a neighbour it reaches then merged
+            // with it, which it does not now either.
+            let prev_merges = !head && i > 0 && v[i - 1].can_merge_with(&old);
+            let next_merges = !tail && v.get(i + 1).is_some_and(|n| old.can_merge_with(n));
+            if !prev_merges && !next_merges {
+                self.hot = Hot { pos: i, vma: old };
+                return Some(i);
+            }
+        }
+        // The splits: area `i`'s parts on each side of `new`, the areas
+        // after it moved up once.
+        let n = v.len();
+        let at = i + usize::from(head);
+        let splits = usize::from(head) + usize::from(tail);
+        if splits > 0 {
+            v.push(Vma::EMPTY);
+            if splits > 1 {
+                v.push(Vma::EMPTY);
+            }
+            v.copy_within(i + 1..n, i + 1 + splits);
+        }
+        if head {
+            v[i].end = new.start;
+        }
+        v[at] = new;
+        if tail {
+            let mut high = old;
+            high.start_at(new.end);
+            v[at + 1] = high;
+        }
+        // The merges with the areas beside it (a merge keeps the weights:
+        // both areas have the same rights).
+        if at + 1 < v.len() && v[at].can_merge_with(&v[at + 1]) {
+            v[at] = v[at].merged_with(&v[at + 1]);
+            v.remove(at + 1);
+        }
+        let mut pos = at;
+        if at > 0 && v[at - 1].can_merge_with(&v[at]) {
+            v[at - 1] = v[at - 1].merged_with(&v[at]);
+            v.remove(at);
+            pos = at - 1;
+        }
+        self.len = v.len();
+        if old.is_data() != new.is_data() {
+            let len = new.end - new.start;
+            self.data_bytes = match new.is_data() {
+                true => self.data_bytes + len,
+                false => self.data_bytes.saturating_sub(len),
+            };
+        }
+        self.finger.get_mut().len = 0;
+        self.hot = Hot { pos, vma: v[pos] };
+        Some(pos)
+    }
+
+    /// Remove `[start, end)` (page aligned, not empty) when it lies inside
+    /// one area of a one-leaf tree (with room for one more if it leaves a
+    /// part on each side), handing the removed part to `on_removed`: the
+    /// areas and weights splits at its ends and the removal make, from one
+    /// lookup, the areas after it moved at most once. The position an area
+    /// of `[start, end)` now takes; None, with nothing changed, if it is
+    /// not that case.
+    #[inline]
+    pub fn remove_in_one_area(
+        &mut self,
+        start: u64,
+        end: u64,
+        on_removed: &mut impl FnMut(&Vma),
+    ) -> Option<usize> {
+        let Some(Node::Leaf(v)) = &mut self.root else {
+            return None;
+        };
+        let i = leaf_seek(v, start);
+        let &old = v.get(i)?;
+        let (head, tail) = (start > old.start, end < old.end);
+        if old.start > start || end > old.end || (head && tail && v.len() >= LEAF_CAP) {
+            return None;
+        }
+        let mut gone = old;
+        gone.start_at(start);
+        gone.end = end;
+        match (head, tail) {
+            (false, false) => {
+                v.remove(i);
+            }
+            (true, false) => v[i].end = start,
+            (false, true) => v[i].start_at(end),
+            (true, true) => {
+                let mut high = old;
+                high.start_at(end);
+                v[i].end = start;
+                v.insert(i + 1, high);
+            }
+        }
+        self.len = v.len();
+        on_removed(&gone);
+        self.sub_weight(&gone);
+        self.forget_finger();
+        Some(i + usize::from(head))
+    }
+
     /// Put `vma` in place of the area at position `i` (between the same
     /// neighbours), as the hot one: as [`Self::insert_at`] makes a new
     /// area, since a program touches what it just mapped (a MAP_FIXED

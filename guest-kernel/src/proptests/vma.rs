@@ -9,7 +9,7 @@
 
 use super::config;
 use crate::errno::Errno;
-use crate::mm::vma::{Prot, VmFlags, Vma, VmaSet};
+use crate::mm::vma::{Backing, Prot, VmFlags, Vma, VmaSet};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -176,5 +176,207 @@ proptest! {
             check(&set, &model, &probes[..2], merged);
         }
         check(&set, &model, &probes, merged);
+    }
+}
+
+/// An operation of the set's users whose one-leaf fast paths
+/// ([`VmaSet::replace_in_fresh_area`], the cut of one area in
+/// [`VmaSet::remove_range`], the in-place [`VmaSet::set_prot`]) must
+/// leave exactly what the general paths' steps leave.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// An mmap at a free place: `fresh` as mmap makes it, `file` a
+    /// mapping of file 1 at the offset of its address (so that neighbours
+    /// merge as a library's reservation and segments do).
+    Insert {
+        page: u64,
+        pages: u64,
+        prot: u8,
+        fresh: bool,
+        file: bool,
+    },
+    /// A MAP_FIXED mapping over whatever is there (its pages unmapped).
+    Replace {
+        page: u64,
+        pages: u64,
+        prot: u8,
+        file: bool,
+    },
+    Remove {
+        page: u64,
+        pages: u64,
+    },
+    Protect {
+        page: u64,
+        pages: u64,
+        prot: u8,
+    },
+    /// A fault: the area gets an anonymous identity and is no longer fresh.
+    Touch {
+        page: u64,
+    },
+    /// A bare split, which leaves two parts that could merge.
+    Split {
+        page: u64,
+    },
+}
+
+/// Pages the steps range over: few, so that most land on or beside areas.
+const STEP_PAGES: u64 = 120;
+
+fn step() -> impl Strategy<Value = Step> {
+    let page = 1..STEP_PAGES;
+    let flag = any::<bool>();
+    prop_oneof![
+        3 => (page.clone(), 1..12u64, 0..4u8, flag, flag).prop_map(
+            |(page, pages, prot, fresh, file)| Step::Insert { page, pages, prot, fresh, file }
+        ),
+        4 => (page.clone(), 1..8u64, 0..4u8, flag).prop_map(
+            |(page, pages, prot, file)| Step::Replace { page, pages, prot, file }
+        ),
+        1 => (page.clone(), 1..10u64).prop_map(|(page, pages)| Step::Remove { page, pages }),
+        1 => (page.clone(), 1..10u64, 0..4u8).prop_map(
+            |(page, pages, prot)| Step::Protect { page, pages, prot }
+        ),
+        1 => page.clone().prop_map(|page| Step::Touch { page }),
+        1 => page.prop_map(|page| Step::Split { page }),
+    ]
+}
+
+/// The area of `[page, page + pages)` a step maps, fresh as mmap makes it.
+fn mapping(page: u64, pages: u64, prot: u8, file: bool) -> Vma {
+    let (s, e) = (page * PAGE, (page + pages) * PAGE);
+    let mut v = Vma::anon(s, e, prot_of(prot), VmFlags::FRESH);
+    if file {
+        v.backing = Backing::File {
+            file: 1,
+            offset: s,
+            data_end: u64::MAX,
+        };
+    }
+    v
+}
+
+/// A MAP_FIXED mapping's change of the set, as `Mm::map_over` makes it
+/// (the fast path first, else the steps).
+fn replace(set: &mut VmaSet, vma: Vma) -> Result<usize, Errno> {
+    if let Some(i) = set.replace_in_fresh_area(vma) {
+        return Ok(i);
+    }
+    let i = set.replace_range(vma)?;
+    Ok(set.merge_around(i))
+}
+
+/// Apply `s` to `set`; what it returned, for comparison.
+fn apply_step(set: &mut VmaSet, last: &mut u32, s: Step) -> String {
+    match s {
+        Step::Insert {
+            page,
+            pages,
+            prot,
+            fresh,
+            file,
+        } => {
+            let mut v = mapping(page, pages, prot, file);
+            if !fresh {
+                v.flags = VmFlags::NONE;
+            }
+            format!("{:?}", set.insert_merged(v))
+        }
+        Step::Replace {
+            page,
+            pages,
+            prot,
+            file,
+        } => {
+            let v = mapping(page, pages, prot, file);
+            let r = replace(set, v);
+            // The area returned holds the mapping's start.
+            if let Ok(i) = r {
+                let a = set.get(i).copied().unwrap();
+                assert!(a.contains(v.start), "{s:?}: {a:?}");
+            }
+            format!("{r:?}")
+        }
+        Step::Remove { page, pages } => {
+            let mut removed = 0;
+            let r = set.remove_range(page * PAGE, (page + pages) * PAGE, |v| removed += v.len());
+            format!("{r:?} {removed}")
+        }
+        Step::Protect { page, pages, prot } => {
+            format!(
+                "{:?}",
+                set.set_prot(page * PAGE, (page + pages) * PAGE, prot_of(prot))
+            )
+        }
+        Step::Touch { page } => match set.find(page * PAGE) {
+            Some(i) => {
+                set.attach_anon(i, last);
+                set.mark_mapped(i);
+                format!("touched {i}")
+            }
+            None => "hole".into(),
+        },
+        Step::Split { page } => format!("{:?}", set.split_at(page * PAGE)),
+    }
+}
+
+/// Every field of every area (the freshness flag and anonymous identity
+/// included, which `Vma`'s equality leaves out or a merge depends on).
+fn exact(set: &VmaSet) -> Vec<(u64, u64, u8, u8, Backing, u32)> {
+    set.iter()
+        .map(|v| (v.start, v.end, v.prot.0, v.flags.0, v.backing, v.anon))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    /// The fast paths against the general ones: one set with its journal
+    /// on (which turns the fast paths off) and one without, given the same
+    /// steps, return the same and hold the same areas, exactly; the fast
+    /// set's positions, byte counts and pages also match a page model.
+    #[test]
+    fn prop_one_leaf_fast_paths_match_the_general_steps(
+        steps in prop::collection::vec(step(), 1..80),
+    ) {
+        let (mut fast, mut slow) = (VmaSet::new(), VmaSet::new());
+        slow.set_journaling(true);
+        let (mut last_fast, mut last_slow) = (0, 0);
+        let mut model = BTreeMap::new();
+        for s in steps {
+            let a = apply_step(&mut fast, &mut last_fast, s);
+            let b = apply_step(&mut slow, &mut last_slow, s);
+            slow.take_journal(|_| ());
+            prop_assert_eq!(&a, &b, "{:?}", s);
+            prop_assert_eq!(exact(&fast), exact(&slow), "{:?}", s);
+            match s {
+                Step::Insert { page, pages, prot, .. } if a.starts_with("Ok") => {
+                    let account = prot_of(prot).contains(Prot::WRITE);
+                    for p in page..page + pages {
+                        model.insert(p, (prot % 4, account));
+                    }
+                }
+                Step::Replace { page, pages, prot, .. } => {
+                    let account = prot_of(prot).contains(Prot::WRITE);
+                    for p in page..page + pages {
+                        model.insert(p, (prot % 4, account));
+                    }
+                }
+                Step::Remove { page, pages } => {
+                    model.retain(|p, _| *p < page || *p >= page + pages);
+                }
+                Step::Protect { page, pages, prot } => {
+                    let mut p = page;
+                    while p < page + pages {
+                        let Some(m) = model.get_mut(&p) else { break };
+                        *m = (prot % 4, m.1 || prot_of(prot).contains(Prot::WRITE));
+                        p += 1;
+                    }
+                }
+                _ => {}
+            }
+            check(&fast, &model, &[], false);
+        }
     }
 }
