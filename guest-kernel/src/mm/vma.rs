@@ -906,6 +906,19 @@ impl VmaSet {
     /// [`Self::insert`], then merge with compatible neighbours; returns the
     /// index of the area now containing `vma.start`.
     pub fn insert_merged(&mut self, vma: Vma) -> KResult<usize> {
+        // Into a one-leaf tree with room (a fresh mmap's, as a rule): put
+        // in or merged in place (see [`VmaTree::insert_merged_in_leaf`]);
+        // with the journal on, the steps below record each change.
+        let aligned = (vma.start | vma.end) & (PAGE_SIZE - 1) == 0;
+        if !self.journaling && vma.start < vma.end && aligned {
+            let new = Vma {
+                flags: accounted(vma.flags, vma.prot),
+                ..vma
+            };
+            if let Some(i) = self.t.insert_merged_in_leaf(new) {
+                return Ok(i);
+            }
+        }
         let i = self.insert(vma)?;
         Ok(self.merge_around(i))
     }

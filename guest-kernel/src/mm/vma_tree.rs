@@ -1354,6 +1354,69 @@ impl VmaTree {
         Some(pos)
     }
 
+    /// Insert `new` (page aligned, not empty, its rights accounted) into a
+    /// one-leaf tree with room for it, where it overlaps no area, and merge
+    /// it with the areas beside it as an insert and
+    /// [`super::vma::VmaSet::merge_around`] do (the next area first): a
+    /// neighbour it merges with grows in place, and the areas after it
+    /// move only when it is an area of its own. Its slot is the gap a
+    /// top-down search just found if that one is right
+    /// ([`Self::hinted_slot`]'s test), past the last area, or found by a
+    /// lookup. The position of the area now holding `new.start`, which
+    /// becomes the hot one; None, with nothing changed, otherwise (an
+    /// overlap included: the general path reports it).
+    #[inline]
+    pub fn insert_merged_in_leaf(&mut self, new: Vma) -> Option<usize> {
+        let Some(Node::Leaf(v)) = &mut self.root else {
+            return None;
+        };
+        let n = v.len();
+        if n >= LEAF_CAP {
+            return None;
+        }
+        let g = self.gap_pos.get();
+        let below_ok = g
+            .checked_sub(1)
+            .is_none_or(|p| v.get(p).is_some_and(|a| a.end <= new.start));
+        let hinted = g <= n && below_ok && v.get(g).is_none_or(|a| a.start >= new.end);
+        let i = match hinted {
+            true => g,
+            false if v.last().is_none_or(|l| l.end <= new.start) => n,
+            false => leaf_seek(v, new.start),
+        };
+        if v.get(i).is_some_and(|a| a.start < new.end) {
+            return None;
+        }
+        let merge_next = v.get(i).is_some_and(|next| new.can_merge_with(next));
+        let area = match merge_next {
+            true => new.merged_with(&v[i]),
+            false => new,
+        };
+        let merge_prev = i > 0 && v[i - 1].can_merge_with(&area);
+        let pos = match (merge_prev, merge_next) {
+            (true, _) => {
+                v[i - 1] = v[i - 1].merged_with(&area);
+                if merge_next {
+                    v.remove(i);
+                }
+                i - 1
+            }
+            (false, true) => {
+                v[i] = area;
+                i
+            }
+            (false, false) => {
+                v.insert(i, area);
+                i
+            }
+        };
+        self.len = v.len();
+        self.hot = Hot { pos, vma: v[pos] };
+        self.add_weight(&new);
+        self.finger.get_mut().len = 0;
+        Some(pos)
+    }
+
     /// Remove `[start, end)` (page aligned, not empty) when it lies inside
     /// one area of a one-leaf tree (with room for one more if it leaves a
     /// part on each side), handing the removed part to `on_removed`: the

@@ -219,6 +219,14 @@ enum Step {
     Split {
         page: u64,
     },
+    /// An mmap with no address: at the highest gap below `top` that a
+    /// top-down search finds, as `get_unmapped_area` places it.
+    MapFree {
+        pages: u64,
+        prot: u8,
+        top: u64,
+        file: bool,
+    },
 }
 
 /// Pages the steps range over: few, so that most land on or beside areas.
@@ -239,7 +247,10 @@ fn step() -> impl Strategy<Value = Step> {
             |(page, pages, prot)| Step::Protect { page, pages, prot }
         ),
         1 => page.clone().prop_map(|page| Step::Touch { page }),
-        1 => page.prop_map(|page| Step::Split { page }),
+        1 => page.clone().prop_map(|page| Step::Split { page }),
+        2 => (1..6u64, 0..4u8, page, flag).prop_map(
+            |(pages, prot, top, file)| Step::MapFree { pages, prot, top, file }
+        ),
     ]
 }
 
@@ -318,6 +329,18 @@ fn apply_step(set: &mut VmaSet, last: &mut u32, s: Step) -> String {
             None => "hole".into(),
         },
         Step::Split { page } => format!("{:?}", set.split_at(page * PAGE)),
+        Step::MapFree {
+            pages,
+            prot,
+            top,
+            file,
+        } => match set.find_gap_top_down(pages * PAGE, PAGE, top * PAGE) {
+            Some(a) => {
+                let r = set.insert_merged(mapping(a / PAGE, pages, prot, file));
+                format!("{a:#x} {r:?}")
+            }
+            None => "no gap".into(),
+        },
     }
 }
 
@@ -352,6 +375,14 @@ proptest! {
             prop_assert_eq!(exact(&fast), exact(&slow), "{:?}", s);
             match s {
                 Step::Insert { page, pages, prot, .. } if a.starts_with("Ok") => {
+                    let account = prot_of(prot).contains(Prot::WRITE);
+                    for p in page..page + pages {
+                        model.insert(p, (prot % 4, account));
+                    }
+                }
+                Step::MapFree { pages, prot, .. } if a.starts_with("0x") => {
+                    prop_assert!(a.ends_with(")") && a.contains("Ok"), "{}", a);
+                    let page = u64::from_str_radix(&a[2..a.find(' ').unwrap()], 16).unwrap() / PAGE;
                     let account = prot_of(prot).contains(Prot::WRITE);
                     for p in page..page + pages {
                         model.insert(p, (prot % 4, account));
