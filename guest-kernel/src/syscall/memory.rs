@@ -14,6 +14,7 @@ use crate::mm::phys::PhysMem;
 use crate::mm::space::{Mm, MmEnv};
 use crate::mm::vma::{Backing, Prot, VmFlags, Vma};
 use crate::uaccess::copy_to_user;
+use alloc::rc::Rc;
 use vmrun_contract::fs::op;
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
 use vmrun_contract::IoVec;
@@ -49,7 +50,12 @@ pub fn mmap<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, a: [u64; 6]) -
             // The mapping keeps the file usable (and, for shared
             // writable mappings, a writable handle) until the run ends.
             cx.env.cache.get_ref(id);
-            cx.p.mapped_files.push(f);
+            // A file mapped again at once (a library's segments, an mmap
+            // each) is kept once: the list answers the same.
+            let again = cx.p.mapped_files.last().is_some_and(|l| Rc::ptr_eq(l, &f));
+            if !again {
+                cx.p.mapped_files.push(f);
+            }
         }
     }
     let addr = cx.p.mm.mmap(cx.env, addr, len, pr, flags, file, off)?;
@@ -218,6 +224,9 @@ pub fn mlock<M: PhysMem, H: HostIo>(
 /// Write the present pages of shared writable file mappings in
 /// `[start, end)` back to their files.
 pub fn writeback<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, start: u64, end: u64) {
+    if !any_writable_mapped(cx) {
+        return;
+    }
     // The areas from the first ending past `start`, not every area.
     let vmas = &cx.p.mm.vmas;
     let first = vmas.find_next(start).unwrap_or(vmas.len());
@@ -231,13 +240,26 @@ pub fn writeback<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, start: u6
 
 /// [`writeback`] of the whole address space (at an exec or an exit): the
 /// areas read a leaf of the area tree at a time, not looked up one by one
-/// (most address spaces have no shared writable mapping at all).
+/// (most address spaces have no shared writable mapping at all). Out of
+/// line: the exec's path, which calls it, keeps the registers it had.
+#[inline(never)]
 pub fn writeback_all<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
+    if !any_writable_mapped(cx) {
+        return;
+    }
     let mut areas = alloc::vec::Vec::new();
     cx.p.mm.vmas.for_each_leaf(|leaf| {
         areas.extend(leaf.iter().filter(|v| shared_writable(v)).copied());
     });
     write_back_areas(cx, areas, 0, vmrun_contract::layout::TASK_SIZE);
+}
+
+/// Whether a file mapped is open for writing: without one no area has
+/// pages to write back ([`writable_handle`] finds no handle for any), so
+/// the areas need not be looked at (a dynamic linker's munmap of the
+/// cache it read).
+fn any_writable_mapped<M: PhysMem, H: HostIo>(cx: &Cx<'_, '_, '_, M, H>) -> bool {
+    cx.p.mapped_files.iter().any(|f| f.borrow().writable())
 }
 
 /// Whether writes to area `v` go to its file (or shared memory).
