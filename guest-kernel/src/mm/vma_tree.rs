@@ -1285,19 +1285,22 @@ impl VmaTree {
         let Some(Node::Leaf(v)) = &mut self.root else {
             return None;
         };
-        let i = leaf_seek(v, new.start);
+        let i = seek_from_hot(v, &self.hot, new.start);
         let &old = v.get(i)?;
         let inside = old.start <= new.start && new.end <= old.end;
         if !inside || !old.is_fresh() || v.len() + 2 > LEAF_CAP {
             return None;
         }
         let (head, tail) = (new.start > old.start, new.end < old.end);
-        let mut piece = old;
-        piece.start_at(new.start);
-        piece.end = new.end;
         // (The rights first: a segment with rights of its own, the common
         // case, is told apart without the whole comparison.)
-        if (new.prot, new.flags.kind()) == (old.prot, old.flags.kind()) && piece == new {
+        let same_rights = (new.prot, new.flags.kind()) == (old.prot, old.flags.kind());
+        if same_rights && {
+            let mut piece = old;
+            piece.start_at(new.start);
+            piece.end = new.end;
+            piece == new
+        } {
             // Split and merged back, it would be the same area (fresh, as
             // both parts are), unless a neighbour it reaches then merged
             // with it, which it does not now either.
@@ -1382,7 +1385,7 @@ impl VmaTree {
         let i = match hinted {
             true => g,
             false if v.last().is_none_or(|l| l.end <= new.start) => n,
-            false => leaf_seek(v, new.start),
+            false => seek_from_hot(v, &self.hot, new.start),
         };
         if v.get(i).is_some_and(|a| a.start < new.end) {
             return None;
@@ -1725,6 +1728,24 @@ fn leaf_seek(v: &[Vma], addr: u64) -> usize {
         return v.iter().position(|x| x.end > addr).unwrap_or(v.len());
     }
     v.partition_point(|x| x.end <= addr)
+}
+
+/// [`leaf_seek`] in leaf `v` with its hot copy `hot` as the hint: the hot
+/// area's position if it holds `addr` (a segment mapped over the
+/// reservation just made), else a
+/// search from the area after it if `addr` lies above it (the next
+/// segment), else from the start.
+#[inline(always)]
+fn seek_from_hot(v: &[Vma], hot: &Hot, addr: u64) -> usize {
+    let known = hot.pos < v.len();
+    if known && hot.vma.start <= addr && addr < hot.vma.end {
+        return hot.pos;
+    }
+    let from = match known && addr >= hot.vma.end {
+        true => hot.pos + 1,
+        false => 0,
+    };
+    from + leaf_seek(&v[from..], addr)
 }
 
 /// Grow the area of leaf `v` that ends at `end` (at `hint`, if the hint is
