@@ -240,13 +240,19 @@ pub fn writeback<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, start: u6
 
 /// [`writeback`] of the whole address space (at an exec or an exit): the
 /// areas read a leaf of the area tree at a time, not looked up one by one
-/// (most address spaces have no shared writable mapping at all). Out of
-/// line: the exec's path, which calls it, keeps the registers it had.
-#[inline(never)]
+/// (most address spaces have no shared writable mapping at all, and
+/// then none is looked at).
+#[inline]
 pub fn writeback_all<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
-    if !any_writable_mapped(cx) {
-        return;
+    if any_writable_mapped(cx) {
+        write_back_all_areas(cx);
     }
+}
+
+/// [`writeback_all`] once a mapped file is open for writing (out of
+/// line: the exec's path, which calls it, keeps the registers it had).
+#[inline(never)]
+fn write_back_all_areas<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
     let mut areas = alloc::vec::Vec::new();
     cx.p.mm.vmas.for_each_leaf(|leaf| {
         areas.extend(leaf.iter().filter(|v| shared_writable(v)).copied());
