@@ -905,10 +905,11 @@ impl VmaSet {
 
     /// [`Self::insert`], then merge with compatible neighbours; returns the
     /// index of the area now containing `vma.start`.
+    #[inline]
     pub fn insert_merged(&mut self, vma: Vma) -> KResult<usize> {
         // Into a one-leaf tree with room (a fresh mmap's, as a rule): put
         // in or merged in place (see [`VmaTree::insert_merged_in_leaf`]);
-        // with the journal on, the steps below record each change.
+        // with the journal on, the steps record each change.
         let aligned = (vma.start | vma.end) & (PAGE_SIZE - 1) == 0;
         if !self.journaling && vma.start < vma.end && aligned {
             let new = Vma {
@@ -919,6 +920,13 @@ impl VmaSet {
                 return Ok(i);
             }
         }
+        self.insert_merged_by_steps(vma)
+    }
+
+    /// [`Self::insert_merged`] by an insert and merges, each a step of its
+    /// own (out of line: the one leaf's path saves no registers for it).
+    #[inline(never)]
+    fn insert_merged_by_steps(&mut self, vma: Vma) -> KResult<usize> {
         let i = self.insert(vma)?;
         Ok(self.merge_around(i))
     }
