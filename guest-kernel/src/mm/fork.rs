@@ -57,7 +57,8 @@ impl Mm {
                     shared_anon_pages += (v.end - v.start) / PAGE_SIZE;
                 }
                 if v.anon != 0 || shared {
-                    areas.push((v.start, v.end, v.flags.contains(VmFlags::SHARED)));
+                    let range = (v.start, v.end, v.flags.contains(VmFlags::SHARED));
+                    super::space::push_joined(&mut areas, range);
                 }
             }
         });

@@ -194,7 +194,9 @@ impl Mm {
         let _ = areas.try_reserve_exact(self.vmas.len());
         let release = |v: &Vma| v.anon != 0 || v.backing == Backing::Anon;
         self.vmas.for_each_leaf(|leaf| {
-            areas.extend(leaf.iter().map(|v| (v.start, v.end, release(v))));
+            for v in leaf {
+                push_joined(&mut areas, (v.start, v.end, release(v)));
+            }
         });
         self.pt
             .free_user_half_of_areas(mem, frames, areas, |m, fr, l| {
@@ -333,6 +335,19 @@ pub(crate) fn release_frame<M: PhysMem>(
     }
 }
 
+/// Append the range `(start, end, flag)` to `list`, sorted and apart, as
+/// the last range's extension when it starts where that one ends with the
+/// same flag: the walks over an address space's ranges (fork's copy, the
+/// teardown) then take the areas of a program's image, data to heap, as
+/// one range, not one a segment (each range costs them a pass at every
+/// level of the tables, and a run of leaves across two is cut in two).
+pub(crate) fn push_joined(list: &mut alloc::vec::Vec<(u64, u64, bool)>, range: (u64, u64, bool)) {
+    match list.last_mut() {
+        Some(last) if last.1 == range.0 && last.2 == range.2 => last.1 = range.1,
+        _ => list.push(range),
+    }
+}
+
 /// [`release_frame`] for each leaf an unmap hands over as `l`: its run
 /// of 4 KiB leaves freed in one step where the allocator can
 /// ([`FrameAllocator::release_run`]), else one by one.
@@ -386,6 +401,30 @@ mod tests {
             .step_by(PAGE_SIZE as usize)
             .filter_map(|va| mm.pt.translate(&fx.mem, va).map(|t| (va, t.pa(va))))
             .collect()
+    }
+
+    #[test]
+    fn push_joined_extends_the_last_range_only_when_it_abuts_with_the_same_flag() {
+        let mut list = alloc::vec::Vec::new();
+        for r in [
+            (0x40_0000, 0x40_1000, false),
+            (0x40_1000, 0x47_b000, false),
+            (0x47_b000, 0x4a_3000, true),
+            (0x4a_3000, 0x4a_7000, true),
+            (0x4a_8000, 0x4b_0000, true),
+            (0x4b_0000, 0x4c_0000, false),
+        ] {
+            push_joined(&mut list, r);
+        }
+        assert_eq!(
+            list,
+            [
+                (0x40_0000, 0x47_b000, false),
+                (0x47_b000, 0x4a_7000, true),
+                (0x4a_8000, 0x4b_0000, true),
+                (0x4b_0000, 0x4c_0000, false),
+            ]
+        );
     }
 
     #[test]
