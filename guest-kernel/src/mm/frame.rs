@@ -253,11 +253,7 @@ impl FrameAllocator {
             self.shares.resize(self.total() as usize, 0);
         }
         let counts = self.shares.get_mut(first as usize..(first + n) as usize)?;
-        if counts.contains(&u16::MAX) {
-            return None;
-        }
-        counts.iter_mut().for_each(|c| *c += 1);
-        Some(true)
+        add_one_each(counts).then_some(true)
     }
 
     /// One mapping of `pa` goes away: true if others remain (the frame
@@ -728,10 +724,94 @@ impl FrameAllocator {
     }
 }
 
+/// The share counts of four frames as one word, a count to 16 bits (fork's
+/// passes over a run's counts: a test and an addition for four frames,
+/// not for each).
+fn four(c: &[u16]) -> u64 {
+    u64::from(c[0]) | u64::from(c[1]) << 16 | u64::from(c[2]) << 32 | u64::from(c[3]) << 48
+}
+
+/// Store the four counts of [`four`]'s word `w` back into `c`.
+fn set_four(c: &mut [u16], w: u64) {
+    c[0] = w as u16;
+    c[1] = (w >> 16) as u16;
+    c[2] = (w >> 32) as u16;
+    c[3] = (w >> 48) as u16;
+}
+
+/// 1 in each 16-bit lane of a word of four counts.
+const LANES_ONE: u64 = 0x0001_0001_0001_0001;
+/// The top bit of each lane.
+const LANES_TOP: u64 = 0x8000_8000_8000_8000;
+
+/// Whether some 16-bit lane of `w` is zero (no lane borrows from the
+/// next unless one below it is zero, so the lowest zero lane is always
+/// seen).
+fn some_lane_zero(w: u64) -> bool {
+    w.wrapping_sub(LANES_ONE) & !w & LANES_TOP != 0
+}
+
+/// One mapping more of each frame whose count is in `counts`, if none
+/// is at `u16::MAX` (true); otherwise nothing changes (false). Four
+/// counts a step, in a run of a block or more (a short one's counts go
+/// one by one: the quads' set-up would cost more than it saves).
+fn add_one_each(counts: &mut [u16]) -> bool {
+    if counts.len() < 8 {
+        if counts.contains(&u16::MAX) {
+            return false;
+        }
+        counts.iter_mut().for_each(|c| *c += 1);
+        return true;
+    }
+    let rest = counts.chunks_exact(4).remainder();
+    if rest.contains(&u16::MAX) || counts.chunks_exact(4).any(|q| some_lane_zero(!four(q))) {
+        return false;
+    }
+    let mut quads = counts.chunks_exact_mut(4);
+    for q in &mut quads {
+        set_four(q, four(q) + LANES_ONE);
+    }
+    quads.into_remainder().iter_mut().for_each(|c| *c += 1);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mm::testmem::TestMem;
+
+    #[test]
+    fn counts_four_to_a_word_are_stepped_as_one_by_one_and_none_past_its_limit() {
+        let samples: [&[u16]; 10] = [
+            &[],
+            &[0],
+            &[3, 1, 2],
+            &[1, 1, 1, 1, 1, 1, 1, 1, 1],
+            &[1, 2, 0, 4, 5],
+            &[1, 2, 3, 4, 5, 6, 7, 0],
+            &[0x8000, 0x7fff, 1, 0xffff, 2],
+            &[0xfffe, 0x8000, 0x7fff, 1, 0x100, 0x0100, 9],
+            &[0xfffe, 0x8000, 0x7fff, 1, 0x100, 0x0100, 9, 2, 0xffff, 3],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ];
+        for s in samples {
+            let mut c = s.to_vec();
+            let added = add_one_each(&mut c);
+            assert_eq!(added, !s.contains(&u16::MAX), "{s:?}");
+            let want: Vec<u16> = match added {
+                true => s.iter().map(|&x| x + 1).collect(),
+                false => s.to_vec(),
+            };
+            assert_eq!(c, want, "{s:?}");
+        }
+        // A count at its limit in each lane of a word, the others zero
+        // (no borrow hides it).
+        for lane in 0..8 {
+            let mut m = [0u16; 8];
+            m[lane] = 0xffff;
+            assert!(!add_one_each(&mut m), "lane {lane}");
+        }
+    }
 
     const MIB: u64 = 1 << 20;
 
