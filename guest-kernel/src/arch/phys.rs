@@ -204,6 +204,25 @@ impl PhysMem for DirectMap {
         }
     }
 
+    fn copy_words_masked(&mut self, src: u64, dst: u64, n: u64, (mine, theirs): (u64, u64)) {
+        let (s, d) = (
+            self.ptr(src, 8 * n) as *mut u64,
+            self.ptr(dst, 8 * n) as *mut u64,
+        );
+        for k in 0..n as usize {
+            // SAFETY: `ptr` checked that both runs of n words lie in RAM;
+            // they are entries of two page tables the memory manager owns
+            // (8-aligned, apart).
+            unsafe {
+                let e = core::ptr::read_volatile(s.add(k));
+                if e & mine != e {
+                    core::ptr::write_volatile(s.add(k), e & mine);
+                }
+                core::ptr::write_volatile(d.add(k), e & theirs);
+            }
+        }
+    }
+
     fn write_run_free(&mut self, pa: u64, first: u64, step: u64, n: u64, busy: u64) -> u64 {
         let p = self.ptr(pa, 8 * n) as *mut u64;
         let mut written = 0;

@@ -441,6 +441,13 @@ fn copy_run<M: PhysMem>(
     (mine, theirs): (u64, u64),
     traced: bool,
 ) {
+    if !traced {
+        // No record for each entry: the run in one pass, its ranges
+        // checked once.
+        let masks = (pte::ADDR_MASK | mine, pte::ADDR_MASK | theirs);
+        mem.copy_words_masked(table + k * 8, to + k * 8, n, masks);
+        return;
+    }
     for i in k..k + n {
         let e = mem.read_u64(table + i * 8);
         let here = e & (pte::ADDR_MASK | mine);

@@ -86,6 +86,22 @@ pub trait PhysMem {
         written
     }
 
+    /// Copy the `n` words from `src` to `dst` (another page's), each
+    /// under the mask `theirs`, and write back each word at `src` that
+    /// the mask `mine` changes, under it (fork's copy of a run of
+    /// entries, write access taken away on both sides). The two ranges
+    /// do not overlap. Implementations may do it with fewer checks than
+    /// `n` reads and writes.
+    fn copy_words_masked(&mut self, src: u64, dst: u64, n: u64, (mine, theirs): (u64, u64)) {
+        for k in 0..n {
+            let e = self.read_u64(src + 8 * k);
+            if e & mine != e {
+                self.write_u64(src + 8 * k, e & mine);
+            }
+            self.write_u64(dst + 8 * k, e & theirs);
+        }
+    }
+
     /// How many of the `n` words from `pa` have none of the `busy` bits
     /// set before the first that has one (a scan past free page-table
     /// entries). Implementations may do it faster than `n` reads.
@@ -179,5 +195,31 @@ mod range_tests {
         // Below the direct map: the user half, or anything else.
         assert_eq!(at(0x7fff_ffff_f000, 4096), None);
         assert_eq!(at(DIRECT.0 - 4096, 4096), None);
+    }
+}
+
+#[cfg(test)]
+mod word_tests {
+    use super::PhysMem;
+    use crate::mm::testmem::TestMem;
+
+    #[test]
+    fn copy_words_masked_copies_under_one_mask_and_writes_back_only_what_the_other_changes() {
+        let mut mem = TestMem::new(0x3000);
+        let words = [0x1067, 0x2065, 0, 0x3007, 0x8000_0000_0000_4067u64];
+        for (k, &w) in words.iter().enumerate() {
+            mem.write_u64(0x1000 + 8 * k as u64, w);
+            mem.write_u64(0x2000 + 8 * k as u64, 0xdead);
+        }
+        let (mine, theirs) = (!2, !2 & !0x40);
+        mem.copy_words_masked(0x1008, 0x2008, 3, (mine, theirs));
+        let read = |mem: &TestMem, at: u64| -> alloc::vec::Vec<u64> {
+            (0..5).map(|k| mem.read_u64(at + 8 * k)).collect()
+        };
+        assert_eq!(
+            read(&mem, 0x1000),
+            [0x1067, 0x2065, 0, 0x3005, 0x8000_0000_0000_4067]
+        );
+        assert_eq!(read(&mem, 0x2000), [0xdead, 0x2025, 0, 0x3005, 0xdead]);
     }
 }
