@@ -494,6 +494,24 @@ fn spans(
         })
 }
 
+/// Whether every entry of `table` (at `level`, mapping from `base`)
+/// under none of `ranges` (as [`spans`] takes them) is free: each run of
+/// them read with one [`PhysMem::all_free`].
+fn uncovered_free<M: PhysMem>(
+    mem: &M,
+    (table, level, base): (u64, u32, u64),
+    ranges: &[(u64, u64, bool)],
+) -> bool {
+    let mut from = 0;
+    for (_, first, last, _) in spans(ranges, level, base) {
+        if first > from && !mem.all_free(table + from * 8, first - from, USED) {
+            return false;
+        }
+        from = from.max(last + 1);
+    }
+    from >= ENTRIES || mem.all_free(table + from * 8, ENTRIES - from, USED)
+}
+
 /// `ranges` (sorted by start) from the first that ends above `base`: for
 /// [`spans`]. A table's parent passes them so already, and this finds
 /// nothing to skip.
@@ -1892,8 +1910,11 @@ impl PageTable {
             if uncounted > 0 && ENTRIES - covered < uncounted {
                 // Fewer entries under no range than leaves to count (a
                 // table of program text, its areas end to end): those are
-                // read instead, the free runs eight to a test.
-                self.free_uncovered(free, (table, level, base), ranges);
+                // read instead, one test a run of them when all are free
+                // (every leaf lies in an area), else entry by entry.
+                if !uncovered_free(free.mem, (table, level, base), ranges) {
+                    self.free_uncovered(free, (table, level, base), ranges);
+                }
             } else {
                 if uncounted > 0 {
                     for (_, first, last, release) in spans(ranges, level, base) {
@@ -2594,6 +2615,32 @@ mod tests {
     use super::*;
     use crate::mm::testmem::TestMem;
     use vmrun_contract::layout::DIRECT_MAP_BASE;
+
+    #[test]
+    fn uncovered_free_sees_a_used_entry_in_any_gap_between_the_ranges() {
+        // A table of 4 KiB leaves mapping from 2 MiB; two ranges cover
+        // entries 16..32 and 100..200.
+        let (table, base) = (0x1000, 0x20_0000);
+        let ranges = [
+            (base + 16 * PAGE_SIZE, base + 32 * PAGE_SIZE, false),
+            (base + 100 * PAGE_SIZE, base + 200 * PAGE_SIZE, true),
+        ];
+        let mut mem = TestMem::new(0x2000);
+        for k in [16, 31, 100, 150, 199] {
+            mem.write_u64(table + k * 8, 0x5000 | pte::P);
+        }
+        assert!(uncovered_free(&mem, (table, 1, base), &ranges));
+        for k in [0, 15, 32, 99, 200, 511] {
+            mem.write_u64(table + k * 8, 0x6000 | pte::PROTNONE);
+            assert!(
+                !uncovered_free(&mem, (table, 1, base), &ranges),
+                "entry {k}"
+            );
+            mem.write_u64(table + k * 8, 0);
+        }
+        // No range: the whole table is read.
+        assert!(!uncovered_free(&mem, (table, 1, base), &[]));
+    }
 
     const MIB: u64 = 1 << 20;
     const UF: u64 = pte::P | pte::RW | pte::US;
