@@ -1806,14 +1806,14 @@ impl PageTable {
             traced,
             on_leaf: &mut on_leaf,
         };
-        // The PML4's entries have no count: every range's are read.
-        let mut last = None;
+        // The PML4's entries have no count: every range's are read, each
+        // once (`next`: the first not read yet; a range starting in the
+        // entry the one before ended in starts after it).
+        let mut next = 0;
         for (r, &(s, e, _)) in ranges.iter().enumerate() {
-            for i in index(s, 4)..=index(e - 1, 4) {
-                if last.is_some_and(|l| i <= l) {
-                    continue;
-                }
-                last = Some(i);
+            let last = index(e - 1, 4);
+            let mut i = index(s, 4).max(next);
+            while i <= last {
                 let entry_pa = self.root + i * 8;
                 let ent = free.mem.read_u64(entry_pa);
                 if used(ent) {
@@ -1821,7 +1821,9 @@ impl PageTable {
                     self.free_tree(&mut free, t, &ranges[r..]);
                     free.mem.write_u64(entry_pa, 0);
                 }
+                i += 1;
             }
+            next = next.max(last + 1);
         }
         self.forget_table();
         if self.tables > 1 {
