@@ -293,6 +293,11 @@ impl PhysMem for DirectMap {
         let mut k = 0;
         while k + 8 <= n && eight(k) & busy == 0 {
             k += 8;
+            // Past eight free words, a long free run is likely (a large
+            // bss's or heap's untouched middle): sixteen words a test.
+            while k + 16 <= n && (eight(k) | eight(k + 8)) & busy == 0 {
+                k += 16;
+            }
         }
         while k < n && word(k) & busy == 0 {
             k += 1;
