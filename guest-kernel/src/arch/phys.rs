@@ -294,9 +294,11 @@ impl PhysMem for DirectMap {
         while k + 8 <= n && eight(k) & busy == 0 {
             k += 8;
             // Past eight free words, a long free run is likely (a large
-            // bss's or heap's untouched middle): sixteen words a test.
-            while k + 16 <= n && (eight(k) | eight(k + 8)) & busy == 0 {
-                k += 16;
+            // bss's or heap's untouched middle): 32 words a test.
+            while k + 32 <= n
+                && (eight(k) | eight(k + 8) | eight(k + 16) | eight(k + 24)) & busy == 0
+            {
+                k += 32;
             }
         }
         while k < n && word(k) & busy == 0 {
