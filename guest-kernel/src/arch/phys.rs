@@ -258,12 +258,26 @@ impl PhysMem for DirectMap {
     #[inline(never)]
     fn run_words(&self, pa: u64, n: u64, (first, step): (u64, u64), mask: u64, busy: u64) -> u64 {
         let words = self.ptr(pa, 8 * n) as *const u64;
-        let mut want = first;
-        let mut k = 0;
+        // SAFETY: `ptr` checked that the n words lie in RAM (k < n);
+        // page-table pages are 8-aligned.
+        let word = |k: u64| unsafe { core::ptr::read_volatile(words.add(k as usize)) };
+        if n == 0 || word(0) & busy == 0 || word(0) & mask != first {
+            return 0;
+        }
+        // The words that equal the first with `step` added once more each
+        // (its bits outside `mask` alike: a block's entries) pass with one
+        // compare, two to a round (frame addresses in RAM never carry
+        // past the mask's top).
+        let mut whole = word(0) + step;
+        let mut k = 1;
+        while k + 2 <= n && word(k) == whole && word(k + 1) == whole + step {
+            whole += 2 * step;
+            k += 2;
+        }
+        // The rest one by one, each under `mask`.
+        let mut want = first + k * step;
         while k < n {
-            // SAFETY: `ptr` checked that the n words lie in RAM (k < n);
-            // page-table pages are 8-aligned.
-            let w = unsafe { core::ptr::read_volatile(words.add(k as usize)) };
+            let w = word(k);
             if w & busy == 0 || w & mask != want {
                 break;
             }
