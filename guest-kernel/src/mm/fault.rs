@@ -45,6 +45,14 @@ pub mod pf {
     pub const INSTR: u64 = 1 << 4;
 }
 
+/// A bit no CPU error code sets, added to one inside the fault path
+/// (handed to [`Mm::resolve`]) where the faulting area was
+/// [`Vma::is_fresh`] before its lookup marked it mapped: none of its
+/// entries is used, so a read fault's fault-around writes them unread. In
+/// the error code, which the path carries anyway, rather than in one more
+/// argument kept live through it.
+const FRESH_AREA: u64 = 1 << 63;
+
 /// Pages mapped around a read fault on the boot program's image (Linux's
 /// `fault_around_bytes`, 64 KiB by default there, at most one page
 /// table's 2 MiB). A fault costs hundreds of emulated ring-0 instructions
@@ -293,6 +301,7 @@ impl Mm {
         addr: u64,
         error_code: u64,
     ) -> Result<FaultOutcome, FaultError> {
+        debug_assert!(error_code & FRESH_AREA == 0, "a CPU's error code");
         if error_code & pf::RSVD != 0 {
             return Err(reserved_bit_fault(addr));
         }
@@ -300,23 +309,26 @@ impl Mm {
             return Err(FaultError::Segv(SegvCode::MapErr));
         }
         // The area found stays the set's hot area, so that the fault path's
-        // further reads of it are cheap; it is no longer fresh.
+        // further reads of it are cheap; it is no longer fresh (the code
+        // handed on carries [`FRESH_AREA`] if it was).
         let va = addr & !(PAGE_SIZE - 1);
-        match self.vmas.find_hot_mapping(addr) {
+        match self.vmas.find_hot_mapping(addr, error_code, FRESH_AREA) {
             // The area found is checked as found, not read again.
-            Some((_, v)) if access_error(v, error_code) => Err(FaultError::Segv(SegvCode::AccErr)),
+            Some((_, v, _)) if access_error(v, error_code) => {
+                Err(FaultError::Segv(SegvCode::AccErr))
+            }
             // With blocks or 2 MiB pages, a fault where nothing is mapped
             // in an anonymous area goes straight to their try, without the
             // general resolution's frame (which the file faults need); one
             // page at a time, to the resolution, where it is in line.
-            Some((i, v)) if env.frames.fault_size != FaultSize::Page4K => {
+            Some((i, v, code)) if env.frames.fault_size != FaultSize::Page4K => {
                 if error_code & pf::P == 0 && v.backing == Backing::Anon {
                     let (prot, has_anon) = (v.prot, v.anon != 0);
                     return self.fault_anon_large(env, i, va, prot, has_anon);
                 }
-                self.resolve(env, i, va, error_code)
+                self.resolve(env, i, va, code)
             }
-            Some((i, _)) => self.resolve(env, i, va, error_code),
+            Some((i, _, code)) => self.resolve(env, i, va, code),
             None => self.fault_below_areas(env, addr, error_code),
         }
     }
@@ -333,10 +345,12 @@ impl Mm {
         if access_error(v, error_code) {
             return Err(FaultError::Segv(SegvCode::AccErr));
         }
+        let mut code = error_code;
         if v.is_fresh() {
             self.vmas.mark_mapped(i);
+            code |= FRESH_AREA;
         }
-        self.resolve(env, i, addr & !(PAGE_SIZE - 1), error_code)
+        self.resolve(env, i, addr & !(PAGE_SIZE - 1), code)
     }
 
     /// A fault at `addr` outside every area: in a stack area grown down to
@@ -578,7 +592,10 @@ impl Mm {
                 let (prot, has_anon) = (v.prot, v.anon != 0);
                 self.fault_anon_with(env, i, va, prot, has_anon)
             }
-            Backing::File { .. } => self.fault_file(env, (i, &v), va, write),
+            Backing::File { .. } => {
+                let fresh = error_code & FRESH_AREA != 0;
+                self.fault_file(env, (i, &v), va, write, fresh)
+            }
         }
     }
 
@@ -992,6 +1009,7 @@ impl Mm {
         (i, v): (usize, &Vma),
         va: u64,
         write: bool,
+        fresh: bool,
     ) -> Result<FaultOutcome, FaultError> {
         let Backing::File {
             file,
@@ -1040,7 +1058,7 @@ impl Mm {
                 // end zero), as Linux maps it, where the area's data runs
                 // to the end of the file (no bss starts in the page).
                 Residence::Pages if whole || ends_at_eof(v, size) => {
-                    return self.map_file_around(env, i, va, file);
+                    return self.map_file_around(env, i, va, file, fresh);
                 }
                 _ => {}
             }
@@ -1245,6 +1263,7 @@ impl Mm {
         i: usize,
         va: u64,
         file: u16,
+        fresh: bool,
     ) -> Result<FaultOutcome, FaultError> {
         let v = &self.vmas[i];
         let off = v.file_offset(va).unwrap_or(0);
@@ -1280,9 +1299,10 @@ impl Mm {
             lo,
             hi: lo + window,
         };
-        let (mapped, fresh) = fill_host_areas(table, mem, ino, &leaf[from..], own - from, &w);
+        let own = (own - from, fresh);
+        let (mapped, marks) = fill_host_areas(table, mem, ino, &leaf[from..], own, &w);
         // Each fresh neighbour mapped in (a bit per position from `from`).
-        let mut bits = fresh;
+        let mut bits = marks;
         while bits != 0 {
             self.vmas
                 .mark_mapped(first + from + bits.trailing_zeros() as usize);
@@ -1516,7 +1536,10 @@ struct HostWindow {
 /// read-only private areas of the same file, each up to its
 /// [`host_data_top`].
 /// Each run of physically consecutive cached pages (a fill's readahead is
-/// one or a few) is written as a run ([`LeafTable::fill_free_inside`]).
+/// one or a few) is written as a run ([`LeafTable::fill_free_inside`]);
+/// in an area that had no page mapped before this fault (area `own` if
+/// `own_fresh`, whose mark its lookup took; a fresh neighbour) unread
+/// ([`LeafTable::fill_known_free`]).
 /// Returns the pages mapped and a bit for each fresh neighbour (by
 /// position in `areas`, the first 64) that a page was mapped in.
 fn fill_host_areas<M: PhysMem>(
@@ -1524,7 +1547,7 @@ fn fill_host_areas<M: PhysMem>(
     mem: &mut M,
     ino: &Inode,
     areas: &[Vma],
-    own: usize,
+    (own, own_fresh): (usize, bool),
     w: &HostWindow,
 ) -> (u64, u64) {
     let (mut mapped, mut fresh) = (0, 0);
@@ -1555,10 +1578,21 @@ fn fill_host_areas<M: PhysMem>(
         let first = (offset + (from - n.start)) / PAGE_SIZE;
         let end = first + (to - from) / PAGE_SIZE;
         let before = mapped;
-        ino.each_resident_run(first, end, |idx, pa, len| {
-            let at = from + (idx - first) * PAGE_SIZE;
-            mapped += table.fill_free_inside(mem, at, pa, len, flags);
-        });
+        // An area that had no page mapped before this fault (the faulting
+        // one's mark was taken by the lookup) has every entry free: written
+        // unread.
+        let known_free = if k == own { own_fresh } else { n.is_fresh() };
+        if known_free {
+            ino.each_resident_run(first, end, |idx, pa, len| {
+                let at = from + (idx - first) * PAGE_SIZE;
+                mapped += table.fill_known_free(mem, at, pa, len, flags);
+            });
+        } else {
+            ino.each_resident_run(first, end, |idx, pa, len| {
+                let at = from + (idx - first) * PAGE_SIZE;
+                mapped += table.fill_free_inside(mem, at, pa, len, flags);
+            });
+        }
         if mapped > before && n.is_fresh() {
             fresh |= 1 << k;
         }
@@ -2505,6 +2539,92 @@ mod tests {
         mm.map_region(&mut fx.env(), v).unwrap();
         assert!(mm.pt.translate(&fx.mem, 0x80_5000).is_none());
         assert_eq!(mm.user_frames, 0, "page-cache frames, not the program's");
+    }
+
+    #[test]
+    fn a_fresh_areas_entries_are_written_unread_and_only_a_fresh_areas() {
+        // The unread writes check (debug) that every entry was free.
+        const W: u64 = HOST_FAULT_AROUND_PAGES;
+        let (p, size) = (PAGE_SIZE, W * PAGE_SIZE);
+        let (mut fx, mut mm) = setup();
+        let id = host_file(&mut fx, size, Some(3));
+        let mut v = file_vma(0x80_0000, W, Prot::READ, 0, u64::MAX);
+        v.backing = Backing::File {
+            file: id,
+            offset: 0,
+            data_end: u64::MAX,
+        };
+        // The one page `k` of the area, as an area of its own.
+        let page = |k: u64| Vma {
+            start: v.start + k * p,
+            end: v.start + (k + 1) * p,
+            backing: Backing::File {
+                file: id,
+                offset: k * p,
+                data_end: u64::MAX,
+            },
+            ..v
+        };
+        let mut host = Reader::new(size);
+        // A fresh area, then one mapped over it after its pages were
+        // mapped (mmap unmaps them: the new area is fresh, its entries
+        // free again).
+        for round in 0..2 {
+            mm.map_region(&mut fx.env(), v).unwrap();
+            assert!(mm.vmas.all_fresh(0x80_0000, 0x80_0000 + size));
+            let mut env = MmEnv {
+                mem: &mut fx.mem,
+                frames: &mut fx.frames,
+                cache: &mut fx.cache,
+                host: &mut host,
+            };
+            let out = mm.handle_page_fault(&mut env, 0x80_3000, U).unwrap();
+            assert_eq!(
+                (out.kind, out.pages_mapped),
+                (FaultKind::FileMapped, W),
+                "{round}"
+            );
+            assert!(!mm.vmas.all_fresh(0x80_0000, 0x80_1000));
+        }
+        // A page unmapped from the middle: the two parts had pages, so are
+        // not fresh, and the next fault there maps the one free entry only.
+        mm.do_munmap(&mut fx.env(), 0x80_5000, 0x80_6000).unwrap();
+        mm.map_region(&mut fx.env(), page(5)).unwrap();
+        let mut env = MmEnv {
+            mem: &mut fx.mem,
+            frames: &mut fx.frames,
+            cache: &mut fx.cache,
+            host: &mut host,
+        };
+        // The new page's own area is fresh; its neighbours' pages stay.
+        let out = mm.handle_page_fault(&mut env, 0x80_5000, U).unwrap();
+        assert_eq!(out.pages_mapped, 1);
+        mm.do_munmap(&mut fx.env(), 0x80_7000, 0x80_8000).unwrap();
+        let mut env = MmEnv {
+            mem: &mut fx.mem,
+            frames: &mut fx.frames,
+            cache: &mut fx.cache,
+            host: &mut host,
+        };
+        let before = mm.pt.translate(env.mem, 0x80_6000).map(|t| t.frame);
+        assert!(mm.vmas.find(0x80_7000).is_none());
+        let w = page(7);
+        mm.vmas
+            .insert(Vma {
+                flags: w.flags.kind(),
+                ..w
+            })
+            .unwrap();
+        // Not fresh (inserted as an area with pages): entries read, the
+        // used ones around kept.
+        let out = mm.handle_page_fault(&mut env, 0x80_7000, U).unwrap();
+        assert_eq!(out.pages_mapped, 1);
+        assert_eq!(mm.pt.translate(&fx.mem, 0x80_6000).map(|t| t.frame), before);
+        let ino = fx.cache.get(id).unwrap();
+        for page in 0..W {
+            let t = mm.pt.translate(&fx.mem, 0x80_0000 + page * p);
+            assert_eq!(t.map(|t| t.frame), ino.resident(page), "page {page}");
+        }
     }
 
     #[test]

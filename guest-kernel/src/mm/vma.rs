@@ -789,10 +789,17 @@ impl VmaSet {
     }
 
     /// [`Self::find_hot`] for a fault, which may map pages in the area
-    /// found: that area is marked mapped ([`Self::mark_mapped`]).
+    /// found: that area is marked mapped ([`Self::mark_mapped`]); with
+    /// `word`, `fresh` added to it if the area was [`Vma::is_fresh`]
+    /// before.
     #[inline(always)]
-    pub fn find_hot_mapping(&mut self, addr: u64) -> Option<(usize, &Vma)> {
-        self.t.find_hot_mapping(addr)
+    pub fn find_hot_mapping(
+        &mut self,
+        addr: u64,
+        word: u64,
+        fresh: u64,
+    ) -> Option<(usize, &Vma, u64)> {
+        self.t.find_hot_mapping(addr, word, fresh)
     }
 
     /// Index of the area containing `addr`.

@@ -605,17 +605,27 @@ impl VmaTree {
 
     /// [`Self::find_hot`], the area found marked mapped
     /// ([`Self::mark_mapped`]) if it was [`Vma::is_fresh`]: a fault's lookup
-    /// (a test of the hot copy's flag when the area is hot).
+    /// (a test of the hot copy's flag when the area is hot). With `word`,
+    /// `fresh` added to it if the area was fresh: the fault that maps its
+    /// first pages may write their entries unread (none of the area's is
+    /// used); added by the marking's out-of-line call, so that the usual
+    /// path, an area with pages, does no more than before.
     #[inline(always)]
-    pub fn find_hot_mapping(&mut self, addr: u64) -> Option<(usize, &Vma)> {
+    pub fn find_hot_mapping(
+        &mut self,
+        addr: u64,
+        word: u64,
+        fresh: u64,
+    ) -> Option<(usize, &Vma, u64)> {
         let pos = match self.hot.vma.start <= addr && addr < self.hot.vma.end {
             true => self.hot.pos,
             false => self.find_hot_cold(addr)?.0,
         };
-        if self.hot.vma.is_fresh() {
-            self.mark_mapped_cold(pos);
-        }
-        Some((pos, &self.hot.vma))
+        let word = match self.hot.vma.is_fresh() {
+            true => self.mark_mapped_cold(pos, word | fresh),
+            false => word,
+        };
+        Some((pos, &self.hot.vma, word))
     }
 
     /// Whether `[start, end)` lies wholly in [`Vma::is_fresh`] areas, with no
@@ -677,8 +687,10 @@ impl VmaTree {
     /// [`Self::mark_mapped`] out of the fault path's line (once an area).
     #[cold]
     #[inline(never)]
-    fn mark_mapped_cold(&mut self, i: usize) {
+    /// Returns `word`, for [`Self::find_hot_mapping`].
+    fn mark_mapped_cold(&mut self, i: usize, word: u64) -> u64 {
         self.mark_mapped(i);
+        word
     }
 
     fn find_hot_cold(&mut self, addr: u64) -> Option<(usize, &Vma)> {
