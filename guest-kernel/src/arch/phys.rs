@@ -204,6 +204,26 @@ impl PhysMem for DirectMap {
         }
     }
 
+    /// Out of line: the teardown's loop over runs of leaves, in which
+    /// the frame allocator's `release_run` is in line, keeps its registers.
+    #[inline(never)]
+    fn link_frames(&mut self, pa: u64, n: u64, head: u64) -> u64 {
+        let last = pa + (n - 1) * PAGE_SIZE;
+        let p = self.ptr(pa, last - pa + 8);
+        // SAFETY: `ptr` checked that the run's last frame's first word
+        // lies in RAM, and so do the frames below it; the allocator owns
+        // the freed frames it links.
+        unsafe { core::ptr::write_volatile(p as *mut u64, head) };
+        for k in 1..n as usize {
+            let off = k * PAGE_SIZE as usize;
+            // SAFETY: as above, frame k lies between the first and last.
+            unsafe {
+                core::ptr::write_volatile(p.add(off) as *mut u64, pa + off as u64 - PAGE_SIZE)
+            };
+        }
+        last
+    }
+
     fn copy_words_masked(&mut self, src: u64, dst: u64, n: u64, (mine, theirs): (u64, u64)) {
         let (s, d) = (
             self.ptr(src, 8 * n) as *mut u64,

@@ -589,11 +589,7 @@ impl FrameAllocator {
             mem.write_u64(pa + 8, n);
             self.free_runs = pa;
         } else {
-            for k in 0..n {
-                let f = pa + k * PAGE_SIZE;
-                mem.write_u64(f, self.free_4k);
-                self.free_4k = f;
-            }
+            self.free_4k = mem.link_frames(pa, n, self.free_4k);
         }
         self.in_use -= n;
         Some(n)
@@ -885,10 +881,15 @@ mod tests {
     #[test]
     fn a_short_run_goes_on_the_free_list_frame_by_frame() {
         let (mut mem, mut fa, all) = drained(16);
+        assert!(fa.free(&mut mem, all[9]));
         assert_eq!(fa.release_run(&mut mem, all[2], 3), Some(3));
         assert_eq!(fa.alloc_run_zeroed(&mut mem, 16), None, "no run of a block");
         let got: Vec<u64> = core::iter::from_fn(|| fa.alloc_uninit(&mut mem)).collect();
-        assert_eq!(got, [all[4], all[3], all[2]]);
+        assert_eq!(
+            got,
+            [all[4], all[3], all[2], all[9]],
+            "the list before it after the run"
+        );
     }
 
     #[test]

@@ -58,6 +58,21 @@ pub trait PhysMem {
         }
     }
 
+    /// Link the `n` (at least one) frames from `pa` into a list, each
+    /// frame's first word the address of the frame before it and the
+    /// first frame's `head`; returns the last frame, the list's new head
+    /// (a short freed run onto the 4 KiB free list). Implementations may
+    /// do it faster than `n` calls of [`Self::write_u64`].
+    fn link_frames(&mut self, pa: u64, n: u64, head: u64) -> u64 {
+        let mut head = head;
+        for k in 0..n {
+            let f = pa + k * vmrun_contract::layout::PAGE_SIZE;
+            self.write_u64(f, head);
+            head = f;
+        }
+        head
+    }
+
     /// Like [`Self::write_run`], but only where the word there has none of
     /// the `busy` bits set (a used entry is kept); returns the words written.
     fn write_run_free(&mut self, pa: u64, first: u64, step: u64, n: u64, busy: u64) -> u64 {
