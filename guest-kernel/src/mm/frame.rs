@@ -566,8 +566,7 @@ impl FrameAllocator {
             return (end <= self.start || pa >= self.end).then_some(0);
         }
         let first = (pa - self.start) / PAGE_SIZE;
-        if !self.shares.is_empty() {
-            let counts = self.shares.get_mut(first as usize..(first + n) as usize)?;
+        if let Some(counts) = self.shares.get_mut(first as usize..(first + n) as usize) {
             match counts.iter().filter(|&&c| c != 0).count() as u64 {
                 0 => {}
                 // Every frame still mapped elsewhere (a forked child's
