@@ -10,6 +10,7 @@ use guest_kernel::fs::cache::PageCache;
 use guest_kernel::mm::export;
 use guest_kernel::mm::fault::{self, FaultError, FaultKind, FaultOutcome, SegvCode};
 use guest_kernel::mm::frame::FrameAllocator;
+use guest_kernel::mm::mmap::map;
 use guest_kernel::mm::paging::KernelHalf;
 use guest_kernel::mm::space::Mm;
 use guest_kernel::mm::space::MmEnv;
@@ -1790,6 +1791,10 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Newfstatat if f.r10 & syscall::files::AT_EMPTY_PATH != 0 => full_call(k, f, mem),
         R::Newfstatat | R::Path => full_call_path(k, f, mem),
         R::Mprotect => short_mprotect(k, f, mem),
+        // An anonymous mmap (flags, the fourth argument, in r10); a
+        // file's reads the fd table and keeps the file mapped.
+        R::Mmap if f.r10 & map::ANONYMOUS != 0 => short_mmap(k, f, mem),
+        R::Mmap => full_call(k, f, mem),
         R::Write => short_write(k, f, mem),
         // A writev of the host's stdio (musl's stdio flushes with it) is
         // served in full, and opens its fast call.
@@ -2062,6 +2067,35 @@ extern "C" fn short_mprotect(k: &mut Kernel, f: &mut TrapFrame, mem: &mut Direct
         host: &mut k.fs,
     };
     let v = syscall::mprotect_short(&mut p.mm, &mut env, [f.rdi, f.rsi, f.rdx]);
+    flush_tlb_of(p, env.mem);
+    short_return(f, v);
+    true
+}
+
+/// An anonymous mmap on [`short_call`]'s path (out of line, as
+/// [`short_brk`]): served by the address space alone
+/// (`syscall::mmap_anon_short`), then back to the program with the TLB
+/// flush, as [`short_mprotect`]. With the VMA changes journaled for the
+/// trace, the full path serves it.
+#[inline(never)]
+extern "C" fn short_mmap(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    if p.mm.vmas.journaling() {
+        return full_call(k, f, mem);
+    }
+    let mut env = MmEnv {
+        mem,
+        frames: &mut k.frames,
+        cache: &mut k.cache,
+        host: &mut k.fs,
+    };
+    let a = [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9];
+    let v = syscall::mmap_anon_short(&mut p.mm, &mut env, a);
     flush_tlb_of(p, env.mem);
     short_return(f, v);
     true

@@ -96,6 +96,20 @@ pub fn mprotect_short<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, a: [u64; 
     }
 }
 
+/// An anonymous [`mmap`] on the syscall stub's short path
+/// (`run::short_call`), `a` its six arguments: served by the caller's
+/// address space `mm` alone, as [`mmap`] serves it (with no file, it
+/// reads no fd and keeps no file mapped), as [`mprotect_short`] serves
+/// mprotect. The caller flushes the TLB after it (a fixed mapping may
+/// replace pages).
+pub fn mmap_anon_short<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, a: [u64; 6]) -> i64 {
+    debug_assert!(a[3] & map::ANONYMOUS != 0);
+    match mm.mmap(env, a[0], a[1], a[2], a[3], None, a[5]) {
+        Ok(addr) => addr as i64,
+        Err(e) => e.to_ret(),
+    }
+}
+
 /// brk(addr): the new break, or the old one if it could not move.
 pub fn brk<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, addr: u64) -> i64 {
     cx.p.mm.brk(cx.env, addr) as i64

@@ -28,7 +28,7 @@ use crate::process::Process;
 use vmrun_contract::IoVec;
 
 pub use fsmeta::{newfstatat_short, readlink_short};
-pub use memory::mprotect_short;
+pub use memory::{mmap_anon_short, mprotect_short};
 pub use misc::{getrandom_short, prlimit64_short};
 pub use process::set_base;
 
@@ -615,6 +615,9 @@ pub enum ShortRoute {
     Path,
     /// mprotect ([`mprotect_short`]).
     Mprotect,
+    /// mmap ([`mmap_anon_short`] if anonymous; of a file, served by
+    /// [`dispatch`] on the stub's stack).
+    Mmap,
     /// write ([`write_short`]).
     Write,
     /// writev: served by [`dispatch`] on the stub's stack, and of the
@@ -661,6 +664,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::FACCESSAT as usize] = ShortRoute::Path;
     t[nr::FACCESSAT2 as usize] = ShortRoute::Path;
     t[nr::MPROTECT as usize] = ShortRoute::Mprotect;
+    t[nr::MMAP as usize] = ShortRoute::Mmap;
     t[nr::WRITE as usize] = ShortRoute::Write;
     t[nr::WRITEV as usize] = ShortRoute::Writev;
     t[nr::READ as usize] = ShortRoute::Read;

@@ -696,6 +696,17 @@ impl World {
         mprotect_short(&mut self.p.mm, &mut env, a)
     }
 
+    /// An anonymous mmap as `run::short_call` serves it.
+    fn mmap_anon_short(&mut self, a: [u64; 6]) -> i64 {
+        let mut env = MmEnv {
+            mem: &mut self.mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        mmap_anon_short(&mut self.p.mm, &mut env, a)
+    }
+
     /// The areas and the flags of the pages mapped in `[start, end)`.
     fn memory_map(&self, start: u64, end: u64) -> (Vec<crate::mm::vma::Vma>, Vec<u64>) {
         let vmas = (0..self.p.mm.vmas.len())
@@ -741,6 +752,43 @@ fn mprotect_short_answers_and_changes_what_dispatch_does() {
             "mprotect {a:x?}"
         );
     }
+}
+
+#[test]
+fn mmap_anon_short_answers_and_maps_what_dispatch_does() {
+    let (mut short, mut full) = (World::new(), World::new());
+    let b = short.buf;
+    assert_eq!(b, full.buf);
+    for w in [&mut short, &mut full] {
+        w.poke(b, &[1; 0x4000]);
+    }
+    // private | anonymous, with FIXED, FIXED_NOREPLACE, NORESERVE, a bad
+    // offset, a zero length, a hint, a free place, over written pages.
+    let (anon, fixed, noreplace, noreserve) = (0x22, 0x10, 0x10_0000, 0x4000);
+    let calls = [
+        [0, 0x3000, 3, anon, u64::MAX, 0],
+        [0, 0x1000, 1, anon, 5, 0],
+        [b + 0x1000, 0x2000, 3, anon | fixed, u64::MAX, 0],
+        [b, 0x1000, 3, anon | noreplace, u64::MAX, 0],
+        [b + 0x8000, 0x1000, 3, anon | noreplace, u64::MAX, 0],
+        [b + 0x10_0000, 0x1000, 0, anon, u64::MAX, 0],
+        [0, 0x4000, 3, anon | noreserve, u64::MAX, 0],
+        [0, 0x1000, 3, anon, u64::MAX, 0x800],
+        [0, 0, 3, anon, u64::MAX, 0],
+        [b + 1, 0x1000, 3, anon | fixed, u64::MAX, 0],
+        [0, 0x1000, 3, 0x20, u64::MAX, 0],
+    ];
+    for a in calls {
+        let got = short.mmap_anon_short(a);
+        let want = full.call(nr::MMAP, a);
+        assert_eq!(got, want.unwrap_ret(), "mmap {a:x?}");
+        assert_eq!(
+            short.memory_map(b, b + 0x8000),
+            full.memory_map(b, b + 0x8000),
+            "mmap {a:x?}"
+        );
+    }
+    assert_eq!(short.memory_map(0, 0), full.memory_map(0, 0));
 }
 
 #[test]
@@ -1317,6 +1365,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::FACCESSAT, R::Path),
         (nr::FACCESSAT2, R::Path),
         (nr::MPROTECT, R::Mprotect),
+        (nr::MMAP, R::Mmap),
         (nr::WRITE, R::Write),
         (nr::WRITEV, R::Writev),
         (nr::READ, R::Read),
