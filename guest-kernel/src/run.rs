@@ -1795,6 +1795,7 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         // file's reads the fd table and keeps the file mapped.
         R::Mmap if f.r10 & map::ANONYMOUS != 0 => short_mmap(k, f, mem),
         R::Mmap => full_call(k, f, mem),
+        R::Munmap => short_munmap(k, f, mem),
         R::Write => short_write(k, f, mem),
         // A writev of the host's stdio (musl's stdio flushes with it) is
         // served in full, and opens its fast call.
@@ -2096,6 +2097,36 @@ extern "C" fn short_mmap(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
     };
     let a = [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9];
     let v = syscall::mmap_anon_short(&mut p.mm, &mut env, a);
+    flush_tlb_of(p, env.mem);
+    short_return(f, v);
+    true
+}
+
+/// munmap on [`short_call`]'s path (out of line, as [`short_brk`]): served
+/// by the address space alone when no mapped file is open for writing
+/// (`syscall::munmap_short`; else [`full_call`] writes back first), then
+/// back to the program with the TLB flush, as [`short_mprotect`]. With
+/// the VMA changes journaled for the trace, the full path serves it.
+#[inline(never)]
+extern "C" fn short_munmap(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    if p.mm.vmas.journaling() {
+        return full_call(k, f, mem);
+    }
+    let mut env = MmEnv {
+        mem,
+        frames: &mut k.frames,
+        cache: &mut k.cache,
+        host: &mut k.fs,
+    };
+    let Some(v) = syscall::munmap_short(p, &mut env, [f.rdi, f.rsi]) else {
+        return full_call(k, f, mem);
+    };
     flush_tlb_of(p, env.mem);
     short_return(f, v);
     true

@@ -110,6 +110,26 @@ pub fn mmap_anon_short<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, a: [u64;
     }
 }
 
+/// [`munmap`] on the syscall stub's short path (`run::short_call`), `a`
+/// its two arguments, by process `p`: served by its address space alone
+/// when no mapped file is open for writing (then [`munmap`] has nothing to
+/// write back, and reads and changes nothing else of the caller's); None,
+/// having done nothing, otherwise. The caller flushes the TLB after it,
+/// as it would after any call.
+pub fn munmap_short<M: PhysMem>(
+    p: &mut crate::process::Process,
+    env: &mut MmEnv<'_, M>,
+    a: [u64; 2],
+) -> Option<i64> {
+    if writable_mapped(p) {
+        return None;
+    }
+    Some(match p.mm.munmap(env, a[0], a[1]) {
+        Ok(()) => 0,
+        Err(e) => e.to_ret(),
+    })
+}
+
 /// brk(addr): the new break, or the old one if it could not move.
 pub fn brk<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, addr: u64) -> i64 {
     cx.p.mm.brk(cx.env, addr) as i64
@@ -279,7 +299,13 @@ fn write_back_all_areas<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
 /// the areas need not be looked at (a dynamic linker's munmap of the
 /// cache it read).
 fn any_writable_mapped<M: PhysMem, H: HostIo>(cx: &Cx<'_, '_, '_, M, H>) -> bool {
-    cx.p.mapped_files.iter().any(|f| f.borrow().writable())
+    writable_mapped(cx.p)
+}
+
+/// [`any_writable_mapped`] of process `p`.
+#[inline(always)]
+fn writable_mapped(p: &crate::process::Process) -> bool {
+    p.mapped_files.iter().any(|f| f.borrow().writable())
 }
 
 /// Whether writes to area `v` go to its file (or shared memory).

@@ -28,7 +28,7 @@ use crate::process::Process;
 use vmrun_contract::IoVec;
 
 pub use fsmeta::{newfstatat_short, readlink_short};
-pub use memory::{mmap_anon_short, mprotect_short};
+pub use memory::{mmap_anon_short, mprotect_short, munmap_short};
 pub use misc::{getrandom_short, prlimit64_short};
 pub use process::set_base;
 
@@ -618,6 +618,8 @@ pub enum ShortRoute {
     /// mmap ([`mmap_anon_short`] if anonymous; of a file, served by
     /// [`dispatch`] on the stub's stack).
     Mmap,
+    /// munmap ([`munmap_short`]).
+    Munmap,
     /// write ([`write_short`]).
     Write,
     /// writev: served by [`dispatch`] on the stub's stack, and of the
@@ -665,6 +667,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::FACCESSAT2 as usize] = ShortRoute::Path;
     t[nr::MPROTECT as usize] = ShortRoute::Mprotect;
     t[nr::MMAP as usize] = ShortRoute::Mmap;
+    t[nr::MUNMAP as usize] = ShortRoute::Munmap;
     t[nr::WRITE as usize] = ShortRoute::Write;
     t[nr::WRITEV as usize] = ShortRoute::Writev;
     t[nr::READ as usize] = ShortRoute::Read;

@@ -792,6 +792,51 @@ fn mmap_anon_short_answers_and_maps_what_dispatch_does() {
 }
 
 #[test]
+fn munmap_short_answers_and_unmaps_what_dispatch_does_and_leaves_writeback_to_it() {
+    use crate::fs::file::{o, Node, OpenFile};
+    let (mut short, mut full) = (World::new(), World::new());
+    let b = short.buf;
+    assert_eq!(b, full.buf);
+    for w in [&mut short, &mut full] {
+        w.poke(b, &[1; 0x4000]);
+    }
+    let calls = [
+        [b + 0x1000, 0x1000],
+        [b + 0x3000, 0x1800],
+        [b, 0x8000],
+        [b + 1, 0x1000],
+        [b, 0],
+        [!0xfff, 0x1000],
+    ];
+    for a in calls {
+        let mut env = MmEnv {
+            mem: &mut short.mem,
+            frames: &mut short.frames,
+            cache: &mut short.cache,
+            host: &mut short.fs,
+        };
+        let got = munmap_short(&mut short.p, &mut env, a);
+        let want = full.call(nr::MUNMAP, [a[0], a[1], 0, 0, 0, 0]);
+        assert_eq!(got, Some(want.unwrap_ret()), "munmap {a:x?}");
+        assert_eq!(
+            short.memory_map(b, b + 0x8000),
+            full.memory_map(b, b + 0x8000),
+            "munmap {a:x?}"
+        );
+    }
+    // A mapped file open for writing: the full path writes back first.
+    let rw = OpenFile::new(Node::Dev(crate::fs::dev::DevNode::Zero), o::RDWR);
+    short.p.mapped_files.push(rw);
+    let mut env = MmEnv {
+        mem: &mut short.mem,
+        frames: &mut short.frames,
+        cache: &mut short.cache,
+        host: &mut short.fs,
+    };
+    assert_eq!(munmap_short(&mut short.p, &mut env, [b, 0x1000]), None);
+}
+
+#[test]
 fn write_short_writes_to_stdio_as_dispatch_does_and_leaves_the_rest_untouched() {
     let mut w = World::new();
     w.frames.fault_size = vmrun_contract::FaultSize::Page4K;
@@ -1366,6 +1411,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::FACCESSAT2, R::Path),
         (nr::MPROTECT, R::Mprotect),
         (nr::MMAP, R::Mmap),
+        (nr::MUNMAP, R::Munmap),
         (nr::WRITE, R::Write),
         (nr::WRITEV, R::Writev),
         (nr::READ, R::Read),
