@@ -1791,10 +1791,10 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Newfstatat if f.r10 & syscall::files::AT_EMPTY_PATH != 0 => full_call(k, f, mem),
         R::Newfstatat | R::Path => full_call_path(k, f, mem),
         R::Mprotect => short_mprotect(k, f, mem),
-        // An anonymous mmap (flags, the fourth argument, in r10); a
-        // file's reads the fd table and keeps the file mapped.
-        R::Mmap if f.r10 & map::ANONYMOUS != 0 => short_mmap(k, f, mem),
-        R::Mmap => full_call(k, f, mem),
+        // An anonymous mmap (flags, the fourth argument, in r10) has a
+        // path of its own, with no fd table's and file's code in the way.
+        R::Mmap if f.r10 & map::ANONYMOUS != 0 => short_mmap::<true>(k, f, mem),
+        R::Mmap => short_mmap::<false>(k, f, mem),
         R::Munmap => short_munmap(k, f, mem),
         R::Write => short_write(k, f, mem),
         // A writev of the host's stdio (musl's stdio flushes with it) is
@@ -2073,13 +2073,15 @@ extern "C" fn short_mprotect(k: &mut Kernel, f: &mut TrapFrame, mem: &mut Direct
     true
 }
 
-/// An anonymous mmap on [`short_call`]'s path (out of line, as
-/// [`short_brk`]): served by the address space alone
-/// (`syscall::mmap_anon_short`), then back to the program with the TLB
+/// mmap on [`short_call`]'s path (out of line, as [`short_brk`]; one
+/// copy for an anonymous mapping, `ANON`, and one for a file's): served
+/// by the fds, the address space and the page cache alone
+/// (`syscall::mmap_short`; an anonymous one by the address space,
+/// `syscall::mmap_anon_short`), then back to the program with the TLB
 /// flush, as [`short_mprotect`]. With the VMA changes journaled for the
 /// trace, the full path serves it.
 #[inline(never)]
-extern "C" fn short_mmap(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+fn short_mmap<const ANON: bool>(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     let Some(p) = k.process.0.as_deref_mut() else {
         return false;
     };
@@ -2096,7 +2098,10 @@ extern "C" fn short_mmap(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         host: &mut k.fs,
     };
     let a = [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9];
-    let v = syscall::mmap_anon_short(&mut p.mm, &mut env, a);
+    let v = match ANON {
+        true => syscall::mmap_anon_short(&mut p.mm, &mut env, a),
+        false => syscall::mmap_short(p, &mut env, a),
+    };
     flush_tlb_of(p, env.mem);
     short_return(f, v);
     true

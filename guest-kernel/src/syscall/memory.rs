@@ -23,10 +23,49 @@ type Cx<'p, 'e, 'a, M, H> = Ctx<'p, 'e, 'a, M, H>;
 
 /// mmap(addr, len, prot, flags, fd, offset)
 pub fn mmap<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, a: [u64; 6]) -> KResult<i64> {
+    mmap_of(cx.p, cx.env, a)
+}
+
+/// [`mmap`] on the syscall stub's short path (`run::short_call`), `a` its
+/// six arguments, by process `p`: served by its fds, its address space
+/// and the page cache alone, as [`mmap`] serves it (it reads and changes
+/// nothing else of the caller's, and neither blocks nor signals), as
+/// [`mprotect_short`] serves mprotect. The caller flushes the TLB after
+/// it (a fixed mapping may replace pages).
+pub fn mmap_short<M: PhysMem>(
+    p: &mut crate::process::Process,
+    env: &mut MmEnv<'_, M>,
+    a: [u64; 6],
+) -> i64 {
+    match mmap_of(p, env, a) {
+        Ok(addr) => addr,
+        Err(e) => e.to_ret(),
+    }
+}
+
+/// [`mmap_short`] of an anonymous mapping (`a[3]` has MAP_ANONYMOUS),
+/// served by the caller's address space `mm` alone (with no file, it
+/// reads no fd and keeps no file mapped): without the fd table's and the
+/// file's code in the way, a dozen and more instructions less.
+pub fn mmap_anon_short<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, a: [u64; 6]) -> i64 {
+    debug_assert!(a[3] & map::ANONYMOUS != 0);
+    match mm.mmap(env, a[0], a[1], a[2], a[3], None, a[5]) {
+        Ok(addr) => addr as i64,
+        Err(e) => e.to_ret(),
+    }
+}
+
+/// [`mmap`] by process `p`, its memory and page cache in `env`.
+#[inline(always)]
+fn mmap_of<M: PhysMem>(
+    p: &mut crate::process::Process,
+    env: &mut MmEnv<'_, M>,
+    a: [u64; 6],
+) -> KResult<i64> {
     let (addr, len, pr, mut flags, fd, off) = (a[0], a[1], a[2], a[3], a[4], a[5]);
     let mut file = None;
     if flags & map::ANONYMOUS == 0 {
-        let f = cx.p.fds.file(fd as i32 as i64 as u64)?;
+        let f = p.fds.file(fd as i32 as i64 as u64)?;
         let b = f.borrow();
         let shared = flags & map::TYPE != map::PRIVATE;
         match b.node {
@@ -49,16 +88,16 @@ pub fn mmap<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, a: [u64; 6]) -
         if let Some(id) = file {
             // The mapping keeps the file usable (and, for shared
             // writable mappings, a writable handle) until the run ends.
-            cx.env.cache.get_ref(id);
+            env.cache.get_ref(id);
             // A file mapped again at once (a library's segments, an mmap
             // each) is kept once: the list answers the same.
-            let again = cx.p.mapped_files.last().is_some_and(|l| Rc::ptr_eq(l, &f));
+            let again = p.mapped_files.last().is_some_and(|l| Rc::ptr_eq(l, &f));
             if !again {
-                cx.p.mapped_files.push(f);
+                p.mapped_files.push(f);
             }
         }
     }
-    let addr = cx.p.mm.mmap(cx.env, addr, len, pr, flags, file, off)?;
+    let addr = p.mm.mmap(env, addr, len, pr, flags, file, off)?;
     Ok(addr as i64)
 }
 
@@ -92,20 +131,6 @@ pub fn mprotect<M: PhysMem, H: HostIo>(
 pub fn mprotect_short<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, a: [u64; 3]) -> i64 {
     match mm.mprotect(env, a[0], a[1], a[2]) {
         Ok(()) => 0,
-        Err(e) => e.to_ret(),
-    }
-}
-
-/// An anonymous [`mmap`] on the syscall stub's short path
-/// (`run::short_call`), `a` its six arguments: served by the caller's
-/// address space `mm` alone, as [`mmap`] serves it (with no file, it
-/// reads no fd and keeps no file mapped), as [`mprotect_short`] serves
-/// mprotect. The caller flushes the TLB after it (a fixed mapping may
-/// replace pages).
-pub fn mmap_anon_short<M: PhysMem>(mm: &mut Mm, env: &mut MmEnv<'_, M>, a: [u64; 6]) -> i64 {
-    debug_assert!(a[3] & map::ANONYMOUS != 0);
-    match mm.mmap(env, a[0], a[1], a[2], a[3], None, a[5]) {
-        Ok(addr) => addr as i64,
         Err(e) => e.to_ret(),
     }
 }

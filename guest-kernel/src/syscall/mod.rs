@@ -28,7 +28,7 @@ use crate::process::Process;
 use vmrun_contract::IoVec;
 
 pub use fsmeta::{newfstatat_short, readlink_short};
-pub use memory::{mmap_anon_short, mprotect_short, munmap_short};
+pub use memory::{mmap_anon_short, mmap_short, mprotect_short, munmap_short};
 pub use misc::{getrandom_short, prlimit64_short};
 pub use process::set_base;
 
@@ -615,8 +615,7 @@ pub enum ShortRoute {
     Path,
     /// mprotect ([`mprotect_short`]).
     Mprotect,
-    /// mmap ([`mmap_anon_short`] if anonymous; of a file, served by
-    /// [`dispatch`] on the stub's stack).
+    /// mmap ([`mmap_anon_short`] if anonymous, else [`mmap_short`]).
     Mmap,
     /// munmap ([`munmap_short`]).
     Munmap,

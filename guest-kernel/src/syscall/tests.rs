@@ -696,15 +696,18 @@ impl World {
         mprotect_short(&mut self.p.mm, &mut env, a)
     }
 
-    /// An anonymous mmap as `run::short_call` serves it.
-    fn mmap_anon_short(&mut self, a: [u64; 6]) -> i64 {
+    /// mmap as `run::short_call` serves it.
+    fn mmap_short(&mut self, a: [u64; 6]) -> i64 {
         let mut env = MmEnv {
             mem: &mut self.mem,
             frames: &mut self.frames,
             cache: &mut self.cache,
             host: &mut self.fs,
         };
-        mmap_anon_short(&mut self.p.mm, &mut env, a)
+        match a[3] & crate::mm::mmap::map::ANONYMOUS {
+            0 => mmap_short(&mut self.p, &mut env, a),
+            _ => mmap_anon_short(&mut self.p.mm, &mut env, a),
+        }
     }
 
     /// The areas and the flags of the pages mapped in `[start, end)`.
@@ -755,7 +758,7 @@ fn mprotect_short_answers_and_changes_what_dispatch_does() {
 }
 
 #[test]
-fn mmap_anon_short_answers_and_maps_what_dispatch_does() {
+fn mmap_short_answers_and_maps_what_dispatch_does() {
     let (mut short, mut full) = (World::new(), World::new());
     let b = short.buf;
     assert_eq!(b, full.buf);
@@ -763,7 +766,8 @@ fn mmap_anon_short_answers_and_maps_what_dispatch_does() {
         w.poke(b, &[1; 0x4000]);
     }
     // private | anonymous, with FIXED, FIXED_NOREPLACE, NORESERVE, a bad
-    // offset, a zero length, a hint, a free place, over written pages.
+    // offset, a zero length, a hint, a free place, over written pages;
+    // then of fds that cannot be mapped.
     let (anon, fixed, noreplace, noreserve) = (0x22, 0x10, 0x10_0000, 0x4000);
     let calls = [
         [0, 0x3000, 3, anon, u64::MAX, 0],
@@ -777,9 +781,12 @@ fn mmap_anon_short_answers_and_maps_what_dispatch_does() {
         [0, 0, 3, anon, u64::MAX, 0],
         [b + 1, 0x1000, 3, anon | fixed, u64::MAX, 0],
         [0, 0x1000, 3, 0x20, u64::MAX, 0],
+        // Of a file: a bad fd, stdio's.
+        [0, 0x1000, 1, 0x02, 99, 0],
+        [0, 0x1000, 1, 0x02, 1, 0],
     ];
     for a in calls {
-        let got = short.mmap_anon_short(a);
+        let got = short.mmap_short(a);
         let want = full.call(nr::MMAP, a);
         assert_eq!(got, want.unwrap_ret(), "mmap {a:x?}");
         assert_eq!(
