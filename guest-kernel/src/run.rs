@@ -2044,14 +2044,21 @@ fn full_call_write_file(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) 
     })
 }
 
-/// mprotect on [`short_call`]'s path (out of line, as [`short_brk`]):
-/// served by the address space alone (`syscall::mprotect_short`), then
-/// back to the program with the one check of `Kernel::run` such a call
-/// needs, the TLB flush (it raises no signal and sets no FS or GS base).
-/// With the VMA changes journaled for the trace, the full path serves it
-/// (and hands them over).
-#[inline(never)]
-extern "C" fn short_mprotect(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+/// A call on [`short_call`]'s path that the address space serves alone
+/// (with the fds and the page cache for a file's mmap): `serve` answers it
+/// from the running process and its memory, or gives None to have the
+/// full path serve it; the answer goes back to the program with the one
+/// check of `Kernel::run` such a call needs, the TLB flush (it raises no
+/// signal and sets no FS or GS base). With the VMA changes journaled for
+/// the trace, the full path serves it (and hands them over). In line in
+/// each call's own out-of-line copy.
+#[inline(always)]
+fn short_mm_call(
+    k: &mut Kernel,
+    f: &mut TrapFrame,
+    mem: &mut DirectMap,
+    serve: impl FnOnce(&mut Process, &mut MmEnv<'_, DirectMap>, &TrapFrame) -> Option<i64>,
+) -> bool {
     let Some(p) = k.process.0.as_deref_mut() else {
         return false;
     };
@@ -2067,74 +2074,53 @@ extern "C" fn short_mprotect(k: &mut Kernel, f: &mut TrapFrame, mem: &mut Direct
         cache: &mut k.cache,
         host: &mut k.fs,
     };
-    let v = syscall::mprotect_short(&mut p.mm, &mut env, [f.rdi, f.rsi, f.rdx]);
+    let Some(v) = serve(p, &mut env, f) else {
+        return full_call(k, f, mem);
+    };
     flush_tlb_of(p, env.mem);
     short_return(f, v);
     true
+}
+
+/// mprotect on [`short_call`]'s path (out of line, as [`short_brk`]):
+/// served by the address space alone (`syscall::mprotect_short`; see
+/// [`short_mm_call`]).
+#[inline(never)]
+extern "C" fn short_mprotect(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    short_mm_call(k, f, mem, |p, env, f| {
+        Some(syscall::mprotect_short(
+            &mut p.mm,
+            env,
+            [f.rdi, f.rsi, f.rdx],
+        ))
+    })
 }
 
 /// mmap on [`short_call`]'s path (out of line, as [`short_brk`]; one
 /// copy for an anonymous mapping, `ANON`, and one for a file's): served
 /// by the fds, the address space and the page cache alone
 /// (`syscall::mmap_short`; an anonymous one by the address space,
-/// `syscall::mmap_anon_short`), then back to the program with the TLB
-/// flush, as [`short_mprotect`]. With the VMA changes journaled for the
-/// trace, the full path serves it.
+/// `syscall::mmap_anon_short`; see [`short_mm_call`]).
 #[inline(never)]
 fn short_mmap<const ANON: bool>(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
-    let Some(p) = k.process.0.as_deref_mut() else {
-        return false;
-    };
-    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
-        return false;
-    }
-    if p.mm.vmas.journaling() {
-        return full_call(k, f, mem);
-    }
-    let mut env = MmEnv {
-        mem,
-        frames: &mut k.frames,
-        cache: &mut k.cache,
-        host: &mut k.fs,
-    };
-    let a = [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9];
-    let v = match ANON {
-        true => syscall::mmap_anon_short(&mut p.mm, &mut env, a),
-        false => syscall::mmap_short(p, &mut env, a),
-    };
-    flush_tlb_of(p, env.mem);
-    short_return(f, v);
-    true
+    short_mm_call(k, f, mem, |p, env, f| {
+        let a = [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9];
+        Some(match ANON {
+            true => syscall::mmap_anon_short(&mut p.mm, env, a),
+            false => syscall::mmap_short(p, env, a),
+        })
+    })
 }
 
 /// munmap on [`short_call`]'s path (out of line, as [`short_brk`]): served
 /// by the address space alone when no mapped file is open for writing
-/// (`syscall::munmap_short`; else [`full_call`] writes back first), then
-/// back to the program with the TLB flush, as [`short_mprotect`]. With
-/// the VMA changes journaled for the trace, the full path serves it.
+/// (`syscall::munmap_short`; else [`full_call`] writes back first; see
+/// [`short_mm_call`]).
 #[inline(never)]
 extern "C" fn short_munmap(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
-    let Some(p) = k.process.0.as_deref_mut() else {
-        return false;
-    };
-    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
-        return false;
-    }
-    if p.mm.vmas.journaling() {
-        return full_call(k, f, mem);
-    }
-    let mut env = MmEnv {
-        mem,
-        frames: &mut k.frames,
-        cache: &mut k.cache,
-        host: &mut k.fs,
-    };
-    let Some(v) = syscall::munmap_short(p, &mut env, [f.rdi, f.rsi]) else {
-        return full_call(k, f, mem);
-    };
-    flush_tlb_of(p, env.mem);
-    short_return(f, v);
-    true
+    short_mm_call(k, f, mem, |p, env, f| {
+        syscall::munmap_short(p, env, [f.rdi, f.rsi])
+    })
 }
 
 /// A call that reads the caller's state (or the host's random bytes) into

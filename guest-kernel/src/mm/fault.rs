@@ -25,7 +25,7 @@
 use super::paging::{pte, LeafRef, LeafTable, MapError, PageSize, SecondRun, Translation};
 use super::phys::PhysMem;
 use super::space::{check_user_range, release_frame, Mm, MmEnv, MMAP_MIN_ADDR};
-use super::vma::{Backing, Prot, VmFlags, Vma, STACK_GUARD_GAP};
+use super::vma::{Backing, Prot, VmFlags, Vma, VmaSet, STACK_GUARD_GAP};
 use crate::errno::{Errno, KResult};
 use crate::fs::cache::{Inode, Residence};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
@@ -1278,21 +1278,7 @@ impl Mm {
         let ino = env.cache.get(file).ok_or(FaultError::OutOfMemory)?;
         let (vmas, mem) = (&self.vmas, &mut *env.mem);
         let table = &mut self.pt.leaf_table(mem, env.frames, va).map_err(oom)?;
-        let (leaf, first) = vmas.leaf_of(i);
-        let own = i.wrapping_sub(first);
-        if own >= leaf.len() {
-            return Err(FaultError::OutOfMemory);
-        }
-        // The leaf's areas are in address order: those from the first
-        // ending above `lo` reach into the window until one starts at its
-        // end.
-        let mut from = own;
-        while let Some(n) = from.checked_sub(1).and_then(|p| leaf.get(p)) {
-            if n.end <= lo {
-                break;
-            }
-            from -= 1;
-        }
+        let (leaf, first, own, from) = window_areas(vmas, i, lo)?;
         let w = HostWindow {
             file,
             size: ino.size,
@@ -1337,20 +1323,7 @@ impl Mm {
         let (lo, hi) = image_window(va);
         let (vmas, mem) = (&self.vmas, &mut *env.mem);
         let table = &mut self.pt.leaf_table(mem, env.frames, va).map_err(oom)?;
-        let (leaf, first) = vmas.leaf_of(i);
-        let own = i.wrapping_sub(first);
-        if own >= leaf.len() {
-            return Err(FaultError::OutOfMemory);
-        }
-        // The leaf's areas are in address order: those from the first
-        // ending above `lo` reach into the window until one starts at `hi`.
-        let mut from = own;
-        while let Some(n) = from.checked_sub(1).and_then(|p| leaf.get(p)) {
-            if n.end <= lo {
-                break;
-            }
-            from -= 1;
-        }
+        let (leaf, _, own, from) = window_areas(vmas, i, lo)?;
         let w = ImageWindow {
             file,
             base,
@@ -1437,6 +1410,33 @@ fn image_window(va: u64) -> (u64, u64) {
     let window = FAULT_AROUND_PAGES * PAGE_SIZE;
     let lo = va & !(window - 1);
     (lo, (lo + window).min((va | (HUGE_PAGE_SIZE - 1)) + 1))
+}
+
+/// The areas of the area tree's leaf holding area `i` (a fault's), the
+/// index of its first, `i`'s place in it, and the place of the first area
+/// there that reaches into a fault-around window starting at `lo`: the
+/// leaf's areas are in address order, so those from the first ending above
+/// `lo` reach into the window until one starts at its end (a neighbour in
+/// another leaf is left to its own fault).
+#[inline(always)]
+fn window_areas(
+    vmas: &VmaSet,
+    i: usize,
+    lo: u64,
+) -> Result<(&[Vma], usize, usize, usize), FaultError> {
+    let (leaf, first) = vmas.leaf_of(i);
+    let own = i.wrapping_sub(first);
+    if own >= leaf.len() {
+        return Err(FaultError::OutOfMemory);
+    }
+    let mut from = own;
+    while let Some(n) = from.checked_sub(1).and_then(|p| leaf.get(p)) {
+        if n.end <= lo {
+            break;
+        }
+        from -= 1;
+    }
+    Ok((leaf, first, own, from))
 }
 
 /// A boot image fault-around's window `[lo, hi)` (in one page table's
