@@ -322,7 +322,6 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
     let Ok(id) = k.cache.add_image(info.file_len, exe_path, image) else {
         exec_fail(Errno::ENOEXEC, b"file image is not page aligned")
     };
-    process.image_inode = Some(id);
     // The exec file name's length is the table's first (its NUL
     // included), checked again with the whole table in `prepare`: no
     // byte-by-byte scan for its end.
