@@ -10,7 +10,7 @@ use common::*;
 use vmm::hypercall::Outcome;
 use vmm::stdio::Discard;
 use vmm::vm::{RunEnd, Vm, VmConfig};
-use vmrun_contract::layout::{BOOT_INFO_PHYS, KERNEL_PHYS};
+use vmrun_contract::layout::{BOOT_INFO_PHYS, KERNEL_TEXT_PHYS};
 
 fn vm_for(program: &str) -> Vm {
     Vm::new(&VmConfig::for_program(image(program))).expect("create the VM")
@@ -36,12 +36,14 @@ fn halting_kernel_ends_the_run_with_a_register_dump() {
         return;
     }
     let mut vm = vm_for("hello_raw");
-    vm.ram().write_bytes(KERNEL_PHYS, &[0xfa, 0xf4]).unwrap(); // cli; hlt
+    vm.ram()
+        .write_bytes(KERNEL_TEXT_PHYS, &[0xfa, 0xf4])
+        .unwrap(); // cli; hlt
     let report = vm.run(&mut Discard::default()).unwrap();
     match report.outcome {
         RunEnd::VmFailure(dump) => {
             assert!(dump.contains("halted"), "{dump}");
-            assert!(dump.contains("rip 0xffffffff80100002"), "{dump}");
+            assert!(dump.contains("rip 0xffffffff80200002"), "{dump}");
         }
         other => panic!("expected a VM failure, got {other:?}"),
     }
@@ -53,7 +55,9 @@ fn fault_before_the_idt_exists_is_reported_as_a_triple_fault() {
         return;
     }
     let mut vm = vm_for("hello_raw");
-    vm.ram().write_bytes(KERNEL_PHYS, &[0x0f, 0x0b]).unwrap(); // ud2
+    vm.ram()
+        .write_bytes(KERNEL_TEXT_PHYS, &[0x0f, 0x0b])
+        .unwrap(); // ud2
     let report = vm.run(&mut Discard::default()).unwrap();
     match report.outcome {
         RunEnd::VmFailure(dump) => assert!(dump.contains("triple fault"), "{dump}"),

@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 14;
+pub const CONTRACT_VERSION: u32 = 15;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -54,9 +54,13 @@ pub mod layout {
     /// Page table of the syscall trampoline page.
     pub const BOOT_PT_TRAMPOLINE_PHYS: u64 = 0xc000;
     /// First of [`BOOT_PT_IMAGE_COUNT`] consecutive page tables of the
-    /// kernel image, one per 2 MiB of physical memory from 0: 4 KiB leaves
-    /// with the rights of the image's ELF segments (text read+execute,
-    /// rodata read-only, data and bss read+write, both no-execute).
+    /// kernel image, one per 2 MiB of physical memory from 0, for the
+    /// regions whose segments get 4 KiB leaves (the rodata's): with the
+    /// rights of the image's ELF segments (text read+execute, rodata
+    /// read-only, data and bss read+write, both no-execute). A segment
+    /// that starts a 2 MiB region and is alone in it (the text, the data
+    /// and bss, as the linker script places them) is mapped by one 2 MiB
+    /// leaf instead, and its table stays unused.
     pub const BOOT_PT_IMAGE_PHYS: u64 = 0xd000;
     /// Number of image page tables: the kernel image must end below
     /// `BOOT_PT_IMAGE_COUNT * 2 MiB` physical.
@@ -68,12 +72,23 @@ pub mod layout {
     pub const ARGS_PHYS: u64 = 0x1_0000;
     /// Largest argument block the VMM passes (Linux's ARG_MAX-like bound).
     pub const ARGS_MAX: u64 = 0x8_0000;
-    /// Physical load address of the guest kernel image.
+    /// Physical load address of the guest kernel image: its first segment,
+    /// the rodata, in the megabyte below [`KERNEL_TEXT_PHYS`].
     pub const KERNEL_PHYS: u64 = 0x10_0000;
-    /// The syscall trampoline's frame: the kernel image's second page, the
-    /// first holding its entry point (the VMM maps it at
+    /// Where the image's text starts, with its entry point: a 2 MiB
+    /// boundary, so that one 2 MiB leaf maps it (the linker script keeps
+    /// the text below [`KERNEL_DATA_PHYS`]). Where ring 0 is emulated every
+    /// instruction fetch walks the page tables: three levels instead of
+    /// four.
+    pub const KERNEL_TEXT_PHYS: u64 = 0x20_0000;
+    /// Where the image's data and bss start, the next 2 MiB boundary: one
+    /// read+write, no-execute 2 MiB leaf maps them (and the kernel stack
+    /// in the bss).
+    pub const KERNEL_DATA_PHYS: u64 = 0x40_0000;
+    /// The syscall trampoline's frame: the text's second page, the first
+    /// holding the entry point (the VMM maps it at
     /// [`SYSCALL_TRAMPOLINE_VIRT`] without knowing the image's symbols).
-    pub const SYSCALL_TRAMPOLINE_PHYS: u64 = KERNEL_PHYS + PAGE_SIZE;
+    pub const SYSCALL_TRAMPOLINE_PHYS: u64 = KERNEL_TEXT_PHYS + PAGE_SIZE;
 
     /// Virtual base of the kernel image mapping: maps physical 0 here.
     pub const KERNEL_VIRT_BASE: u64 = 0xffff_ffff_8000_0000;

@@ -5,11 +5,12 @@
 //!
 //! The page tables, all supervisor-only but for the trampoline, are the
 //! kernel's own for the whole run (it adopts them as they are,
-//! docs/architecture.md): the kernel image at its link base in 4 KiB
-//! pages with the rights of its ELF segments ([`ImageSegment`]: text
-//! read+execute, rodata read-only, data and bss read+write, both
-//! no-execute, all global); the syscall trampoline page, the image's
-//! second ([`SYSCALL_TRAMPOLINE_PHYS`]), user read+execute at
+//! docs/architecture.md): the kernel image at its link base with the
+//! rights of its ELF segments ([`ImageSegment`]: text read+execute, rodata
+//! read-only, data and bss read+write, both no-execute, all global), the
+//! text and the data each by one 2 MiB leaf, the rodata in 4 KiB pages;
+//! the syscall trampoline page, the text's second
+//! ([`SYSCALL_TRAMPOLINE_PHYS`]), user read+execute at
 //! [`SYSCALL_TRAMPOLINE_VIRT`]; and all of RAM at the direct-map base in
 //! 2 MiB no-execute global leaves ([`DIRECT_MAP_LEAF_FLAGS`]). The direct
 //! map's page directories for the first 4 GiB are in low memory; those of
@@ -35,6 +36,7 @@ const PTE_RW: u64 = 1 << 1;
 const PTE_US: u64 = 1 << 2;
 const PTE_A: u64 = 1 << 5;
 const PTE_D: u64 = 1 << 6;
+const PTE_PS: u64 = 1 << 7;
 const PTE_G: u64 = 1 << 8;
 const PTE_NX: u64 = 1 << 63;
 
@@ -200,11 +202,14 @@ fn write_direct_map(ram: &GuestRam) -> Result<()> {
     Ok(())
 }
 
-/// The kernel image's 4 KiB leaves, segment by segment, in the image page
-/// tables, and the image directory's entries for those tables.
+/// The kernel image's leaves, segment by segment, and the image
+/// directory's entries: a 2 MiB leaf for each 2 MiB region that a segment
+/// starts and has to itself ([`huge_leaf`]), elsewhere 4 KiB leaves in the
+/// image page tables.
 fn write_image_tables(ram: &GuestRam, segments: &[ImageSegment]) -> Result<()> {
     let limit = BOOT_PT_IMAGE_COUNT * HUGE_PAGE_SIZE;
     let mut pts = [[0u64; 512]; BOOT_PT_IMAGE_COUNT as usize];
+    let mut huge = [0u64; BOOT_PT_IMAGE_COUNT as usize];
     for seg in segments {
         let end = seg.phys.checked_add(seg.len).filter(|&e| e <= limit);
         let Some(end) = end.filter(|_| seg.phys % PAGE_SIZE == 0) else {
@@ -214,7 +219,8 @@ fn write_image_tables(ram: &GuestRam, segments: &[ImageSegment]) -> Result<()> {
             )));
         };
         for pa in (seg.phys..end).step_by(PAGE_SIZE as usize) {
-            let slot = &mut pts[(pa / HUGE_PAGE_SIZE) as usize][pt_index(pa) as usize];
+            let region = (pa / HUGE_PAGE_SIZE) as usize;
+            let slot = &mut pts[region][pt_index(pa) as usize];
             if *slot != 0 {
                 return Err(Error::KernelLoad(format!(
                     "segments share the page at {pa:#x}"
@@ -222,19 +228,45 @@ fn write_image_tables(ram: &GuestRam, segments: &[ImageSegment]) -> Result<()> {
             }
             *slot = pa | seg.leaf_flags();
         }
+        if let Some(leaf) = huge_leaf(seg, segments) {
+            huge[(seg.phys / HUGE_PAGE_SIZE) as usize] = leaf;
+        }
     }
     for (i, pt) in pts.iter().enumerate() {
-        if pt.iter().all(|&e| e == 0) {
-            continue;
-        }
-        let at = BOOT_PT_IMAGE_PHYS + i as u64 * PAGE_SIZE;
-        let bytes: Vec<u8> = pt.iter().flat_map(|e| e.to_le_bytes()).collect();
-        ram.write_bytes(at, &bytes)?;
         let va = KERNEL_VIRT_BASE + i as u64 * HUGE_PAGE_SIZE;
-        let entry = at | PTE_P | PTE_RW | PTE_A;
+        let entry = if huge[i] != 0 {
+            huge[i]
+        } else if pt.iter().any(|&e| e != 0) {
+            let at = BOOT_PT_IMAGE_PHYS + i as u64 * PAGE_SIZE;
+            let bytes: Vec<u8> = pt.iter().flat_map(|e| e.to_le_bytes()).collect();
+            ram.write_bytes(at, &bytes)?;
+            at | PTE_P | PTE_RW | PTE_A
+        } else {
+            continue;
+        };
         ram.write_pod(BOOT_PD_IMAGE_PHYS + pd_index(va) * 8, &entry)?;
     }
     Ok(())
+}
+
+/// The 2 MiB leaf that maps the 2 MiB region `seg` starts, if it starts
+/// one (on its boundary) and no other segment reaches into it. The leaf also maps the region's bytes past the segment's
+/// end with its rights; an executable segment gets one only if those
+/// bytes are the image's own (a later segment starts at or past the
+/// region's end), which the guest never hands out as frames: no page of
+/// program data is ever executable through the image. Past the data and
+/// bss, the last segment, lie the program file and free RAM: mapped
+/// read+write and no-execute there, as the direct map maps all of RAM.
+fn huge_leaf(seg: &ImageSegment, segments: &[ImageSegment]) -> Option<u64> {
+    let region = seg.phys;
+    let region_end = region + HUGE_PAGE_SIZE;
+    let alone = segments
+        .iter()
+        .filter(|s| *s != seg)
+        .all(|s| s.phys + s.len <= region || s.phys >= region_end);
+    let tail_is_image = segments.iter().any(|s| s.phys >= region_end);
+    (region.is_multiple_of(HUGE_PAGE_SIZE) && alone && (!seg.executable || tail_is_image))
+        .then(|| region | seg.leaf_flags() | PTE_PS)
 }
 
 fn segment(selector: u16, code: bool) -> kvm_segment {
@@ -289,29 +321,27 @@ pub fn entry_regs(entry: u64) -> kvm_regs {
 mod tests {
     use super::*;
 
-    const PTE_PS: u64 = 1 << 7;
-
     fn read(ram: &GuestRam, pa: u64) -> u64 {
         ram.read_pod::<u64>(pa).unwrap()
     }
 
-    /// A kernel image as the linker script lays it out: text (the
-    /// trampoline first), rodata, data and bss.
+    /// A kernel image as the linker script lays it out: rodata, text (the
+    /// trampoline first) at 2 MiB, data and bss at 4 MiB.
     const IMAGE: [ImageSegment; 3] = [
         ImageSegment {
             phys: KERNEL_PHYS,
-            len: 0x5a000,
-            writable: false,
-            executable: true,
-        },
-        ImageSegment {
-            phys: 0x15a000,
             len: 0x7300,
             writable: false,
             executable: false,
         },
         ImageSegment {
-            phys: 0x162000,
+            phys: KERNEL_TEXT_PHYS,
+            len: 0x5a000,
+            writable: false,
+            executable: true,
+        },
+        ImageSegment {
+            phys: KERNEL_DATA_PHYS,
             len: 0x19ad0,
             writable: true,
             executable: false,
@@ -355,6 +385,8 @@ mod tests {
     fn tables_map_the_image_and_the_direct_map_and_nothing_low() {
         let ram = tables(64 << 20);
         assert_eq!(walk(&ram, KERNEL_VIRT_BASE + 0x10_1234), Some(0x10_1234));
+        assert_eq!(walk(&ram, KERNEL_VIRT_BASE + 0x20_1234), Some(0x20_1234));
+        assert_eq!(walk(&ram, KERNEL_VIRT_BASE + 0x41_1234), Some(0x41_1234));
         assert_eq!(walk(&ram, DIRECT_MAP_BASE + 0x3f_0008), Some(0x3f_0008));
         assert_eq!(walk(&ram, 0x10_0000), None);
         assert_eq!(
@@ -363,9 +395,14 @@ mod tests {
             "only the image is mapped"
         );
         assert_eq!(
-            walk(&ram, KERNEL_VIRT_BASE + 0x17c000),
+            walk(&ram, KERNEL_VIRT_BASE + 0x10_8000),
             None,
-            "past the bss"
+            "past the rodata"
+        );
+        assert_eq!(
+            walk(&ram, KERNEL_VIRT_BASE + 0x60_0000),
+            None,
+            "past the data's 2 MiB"
         );
         assert_eq!(walk(&ram, 0x7fff_0000_0000), None);
     }
@@ -375,10 +412,44 @@ mod tests {
         let ram = tables(64 << 20);
         let at = |pa: u64| leaf(&ram, KERNEL_VIRT_BASE + pa).unwrap();
         let rights = |e: u64| (e & PTE_RW != 0, e & PTE_NX == 0, e & PTE_US != 0);
-        assert_eq!(rights(at(0x10_5000)), (false, true, false), "text");
-        assert_eq!(rights(at(0x15_b000)), (false, false, false), "rodata");
-        assert_eq!(rights(at(0x17_b000)), (true, false, false), "bss");
-        assert_ne!(at(0x10_5000) & PTE_G, 0);
+        assert_eq!(rights(at(0x20_5000)), (false, true, false), "text");
+        assert_eq!(rights(at(0x10_5000)), (false, false, false), "rodata");
+        assert_eq!(rights(at(0x41_b000)), (true, false, false), "bss");
+        assert_ne!(at(0x20_5000) & PTE_G, 0);
+    }
+
+    #[test]
+    fn the_text_and_the_data_are_2m_leaves_and_the_rodata_4k_pages() {
+        let ram = tables(64 << 20);
+        let at = |pa: u64| leaf(&ram, KERNEL_VIRT_BASE + pa).unwrap();
+        assert_eq!(at(0x20_5000) & PTE_PS, PTE_PS, "text");
+        assert_eq!(at(0x41_b000) & PTE_PS, PTE_PS, "data and bss");
+        assert_eq!(at(0x10_5000) & PTE_PS, 0, "rodata");
+        assert_eq!(at(0x3f_f000) & 0x000f_ffff_ffff_f000, 0x20_0000);
+    }
+
+    #[test]
+    fn a_segment_sharing_its_2m_region_or_text_ending_the_image_gets_4k_pages() {
+        let ram = GuestRam::new(64 << 20).unwrap();
+        let mut shared = IMAGE;
+        // The data right after the text, in the text's 2 MiB region: the
+        // text's page tail would be data, executable.
+        shared[2].phys = KERNEL_TEXT_PHYS + 0x5a000;
+        write_boot_tables(&ram, &shared, false).unwrap();
+        let e = leaf(&ram, KERNEL_VIRT_BASE + KERNEL_TEXT_PHYS).unwrap();
+        assert_eq!(e & PTE_PS, 0);
+        let data = leaf(&ram, KERNEL_VIRT_BASE + KERNEL_TEXT_PHYS + 0x5a000).unwrap();
+        assert_eq!(data & (PTE_PS | PTE_RW | PTE_NX), PTE_RW | PTE_NX);
+        // An image whose text is its last segment: the region's tail is
+        // not the image's.
+        let ram = GuestRam::new(64 << 20).unwrap();
+        write_boot_tables(&ram, &IMAGE[..2], false).unwrap();
+        let e = leaf(&ram, KERNEL_VIRT_BASE + KERNEL_TEXT_PHYS).unwrap();
+        assert_eq!(e & PTE_PS, 0);
+        assert_eq!(
+            leaf(&ram, KERNEL_VIRT_BASE + KERNEL_TEXT_PHYS + 0x5a000),
+            None
+        );
     }
 
     #[test]
@@ -392,9 +463,9 @@ mod tests {
     #[test]
     fn an_image_without_the_trampoline_segment_or_with_shared_pages_is_refused() {
         let ram = GuestRam::new(64 << 20).unwrap();
-        assert!(write_boot_tables(&ram, &IMAGE[1..], false).is_err());
+        assert!(write_boot_tables(&ram, &[IMAGE[0], IMAGE[2]], false).is_err());
         let mut overlapping = IMAGE;
-        overlapping[1].phys = 0x159000;
+        overlapping[0].len = KERNEL_TEXT_PHYS + PAGE_SIZE - KERNEL_PHYS;
         assert!(write_boot_tables(&ram, &overlapping, false).is_err());
         let mut huge = IMAGE;
         huge[2].len = BOOT_PT_IMAGE_COUNT * HUGE_PAGE_SIZE;

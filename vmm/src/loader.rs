@@ -410,15 +410,17 @@ mod tests {
     }
 
     #[test]
-    fn embedded_kernel_loads_at_one_mib_and_enters_high() {
+    fn embedded_kernel_loads_at_one_mib_and_enters_its_text_high() {
+        use vmrun_contract::layout::{KERNEL_TEXT_PHYS, KERNEL_VIRT_BASE};
         let ram = GuestRam::new(32 << 20).unwrap();
         let k = load_kernel(ram.mem(), GUEST_KERNEL).unwrap();
-        assert!(k.entry >= vmrun_contract::layout::KERNEL_VIRT_BASE + KERNEL_PHYS);
+        assert_eq!(k.entry, KERNEL_VIRT_BASE + KERNEL_TEXT_PHYS);
         assert!(k.phys_end > KERNEL_PHYS);
     }
 
     #[test]
-    fn embedded_kernel_segments_are_text_rodata_and_data_with_the_trampoline_in_the_text() {
+    fn embedded_kernel_segments_are_rodata_text_and_data_the_text_and_data_on_2m_boundaries() {
+        use vmrun_contract::layout::{KERNEL_DATA_PHYS, KERNEL_TEXT_PHYS};
         let ram = GuestRam::new(32 << 20).unwrap();
         let k = load_kernel(ram.mem(), GUEST_KERNEL).unwrap();
         let rights: Vec<(bool, bool)> = k
@@ -426,10 +428,13 @@ mod tests {
             .iter()
             .map(|s| (s.writable, s.executable))
             .collect();
-        assert_eq!(rights, [(false, true), (false, false), (true, false)]);
-        let text = k.segments[0].phys..k.segments[0].phys + k.segments[0].len;
-        assert_eq!(text.start, KERNEL_PHYS);
+        assert_eq!(rights, [(false, false), (false, true), (true, false)]);
+        let starts: Vec<u64> = k.segments.iter().map(|s| s.phys).collect();
+        assert_eq!(starts, [KERNEL_PHYS, KERNEL_TEXT_PHYS, KERNEL_DATA_PHYS]);
+        let text = k.segments[1].phys..k.segments[1].phys + k.segments[1].len;
         assert!(text.contains(&vmrun_contract::layout::SYSCALL_TRAMPOLINE_PHYS));
+        assert!(text.end <= KERNEL_DATA_PHYS);
+        assert!(k.phys_end <= KERNEL_DATA_PHYS + vmrun_contract::layout::HUGE_PAGE_SIZE);
     }
 
     #[test]
