@@ -690,6 +690,35 @@ fn copy_on_write_parent_and_child_see_their_own_values() {
 }
 
 #[test]
+fn a_fork_copies_the_stack_page_at_once_and_neither_side_faults_on_it() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    // The shell forks at one stack depth for each command: that page is
+    // the child's own copy from the fork on, so no write fault on the
+    // stack comes before the child's exec (`cow`), nor from the child on
+    // it (`made-writable`) while the parent waits.
+    let output = vmrun([
+        "--check",
+        "--trace",
+        "fault,task",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "/bin/busybox true; /bin/busybox true; echo done",
+    ]);
+    assert_status(&output, 0);
+    assert_eq!(output.stdout, b"done\n");
+    let err = String::from_utf8_lossy(&output.stderr);
+    let stack_faults: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("vma stack -> cow"))
+        .collect();
+    assert!(stack_faults.is_empty(), "{stack_faults:?} in:\n{err}");
+    assert!(err.contains("pid 3 (process 3) new"), "{err}");
+}
+
+#[test]
 fn a_thousand_fork_exit_wait_rounds() {
     if !require_kvm() {
         return;

@@ -1746,8 +1746,8 @@ const ENOSYS: i64 = guest_kernel::errno::Errno::ENOSYS.to_ret();
 /// loaded on the way).
 /// The call number is sorted by one table (`syscall::short_route`); any
 /// other call goes to [`full_call`], sigreturn (which rewrites the whole
-/// frame) and sigaltstack (which reads the stack pointer the loop records)
-/// to the loop.
+/// frame), sigaltstack and the fork calls (which read the stack pointer
+/// the loop records) to the loop.
 /// Whether the call was served (else the loop's full path serves it, and
 /// the frame and the process are left as they were). A due alarm is
 /// checked at each system call, so with one armed every call takes the

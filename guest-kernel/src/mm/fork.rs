@@ -17,7 +17,8 @@
 //! such areas before sharing them, when free memory allows (at most half
 //! of the free frames); both sides then map every page of the area.
 
-use super::paging::{pte, KernelHalf, MapError};
+use super::fault::user_pte_flags;
+use super::paging::{pte, KernelHalf, MapError, PageSize};
 use super::phys::PhysMem;
 use super::space::{Mm, MmEnv};
 use super::vma::{Backing, Prot, VmFlags, Vma};
@@ -30,12 +31,15 @@ fn shared_anon(v: &Vma) -> bool {
 }
 
 impl Mm {
-    /// A copy of this address space for a forked child.
+    /// A copy of this address space for a forked child; `sp` is the
+    /// caller's user stack pointer at the call (0 if none), whose page the
+    /// child gets a copy of at once ([`Self::copy_stack_top`]).
     pub fn fork_copy<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         kernel: &KernelHalf,
         child: &mut Mm,
+        sp: u64,
     ) -> KResult<()> {
         child.init(env.mem, env.frames, kernel)?;
         child.vmas = self.vmas.try_clone()?;
@@ -70,6 +74,9 @@ impl Mm {
         for (start, end, shared) in areas {
             self.share_range(env, child, start, end, shared)?;
         }
+        if sp != 0 {
+            self.copy_stack_top(env, child, sp & !(PAGE_SIZE - 1));
+        }
         self.tlb_stale = true;
         child.peak_before_drop = child.user_frames;
         Ok(())
@@ -102,6 +109,46 @@ impl Mm {
                 }
             }
             i += 1;
+        }
+    }
+
+    /// Fork's one eager copy: the page at `va`, the page of the caller's
+    /// stack its stack pointer is in, which both sides write as soon as
+    /// they run (the parent's return from the call, the child's first
+    /// calls), would cost each a write fault at once (a copy on one side,
+    /// the frame taken back writable on the other). Instead the child
+    /// gets its own copy now (one page copied, by the host where ring 0
+    /// is emulated) and the parent keeps its frame writable (if no other
+    /// child still shares it). Only a private frame that this fork has
+    /// just shared in a writable private area is copied; otherwise (out
+    /// of memory too) the page stays shared, as every other is.
+    fn copy_stack_top<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, child: &mut Mm, va: u64) {
+        let Some(v) = self.vmas.find(va).map(|i| self.vmas[i]) else {
+            return;
+        };
+        if !v.prot.contains(Prot::WRITE) || v.flags.contains(VmFlags::SHARED) {
+            return;
+        }
+        let (Some(mine), Some(theirs)) =
+            (self.pt.lookup(env.mem, va), child.pt.lookup(env.mem, va))
+        else {
+            return;
+        };
+        let (t, c) = (mine.translation(), theirs.translation());
+        let ours = t.size == PageSize::Size4K && c.frame == t.frame && t.flags & pte::P != 0;
+        if !ours || !env.frames.is_private(env.mem, t.frame) || !env.frames.is_shared(t.frame) {
+            return;
+        }
+        let Some(frame) = env.frames.alloc_uninit(env.mem) else {
+            return;
+        };
+        env.mem.copy(frame, t.frame, PAGE_SIZE);
+        let flags = user_pte_flags(v.prot, true);
+        child.pt.rewrite(env.mem, &theirs, va, frame, flags);
+        // The child's count stays: its copy replaces the shared frame.
+        env.frames.unshare(t.frame);
+        if !env.frames.is_shared(t.frame) {
+            self.pt.rewrite(env.mem, &mine, va, t.frame, flags);
         }
     }
 
@@ -176,7 +223,6 @@ impl Mm {
 mod tests {
     use super::*;
     use crate::mm::fault::pf;
-    use crate::mm::paging::PageSize;
     use crate::mm::testmem::Fixture;
     use crate::uaccess::{copy_from_user, copy_to_user};
     use vmrun_contract::layout::HUGE_PAGE_SIZE;
@@ -208,7 +254,7 @@ mod tests {
         let kernel = fx.kernel;
         let mut child = Mm::empty();
         parent
-            .fork_copy(&mut fx.env(), &kernel, &mut child)
+            .fork_copy(&mut fx.env(), &kernel, &mut child, 0)
             .unwrap();
         assert!(
             child.pt.translate(&fx.mem, 0x40_0000).is_none(),
@@ -243,7 +289,7 @@ mod tests {
         let kernel = fx.kernel;
         let mut child = Mm::empty();
         parent
-            .fork_copy(&mut fx.env(), &kernel, &mut child)
+            .fork_copy(&mut fx.env(), &kernel, &mut child, 0)
             .unwrap();
         assert_eq!((parent.user_frames, child.user_frames), (1, 1));
         let pt = parent.pt.translate(&fx.mem, a).unwrap();
@@ -277,6 +323,77 @@ mod tests {
     }
 
     #[test]
+    fn the_page_at_the_stack_pointer_is_copied_at_fork_and_writable_on_both_sides() {
+        let mut fx = Fixture::new();
+        fx.frames.fault_size = vmrun_contract::FaultSize::Page4K;
+        let mut parent = fx.mm();
+        let before = fx.frames.in_use();
+        let a = parent
+            .mmap(&mut fx.env(), 0, 0x2000, 3, 0x22, None, 0)
+            .unwrap();
+        copy_to_user(&mut parent, &mut fx.env(), a, b"other").unwrap();
+        copy_to_user(&mut parent, &mut fx.env(), a + 0x1ff0, b"stack").unwrap();
+        let kernel = fx.kernel;
+        let mut child = Mm::empty();
+        let sp = a + 0x1f80;
+        parent
+            .fork_copy(&mut fx.env(), &kernel, &mut child, sp)
+            .unwrap();
+        let hot = a + 0x1000;
+        let (p, c) = (
+            parent.pt.translate(&fx.mem, hot).unwrap(),
+            child.pt.translate(&fx.mem, hot).unwrap(),
+        );
+        assert_ne!(p.frame, c.frame, "the child has its own copy");
+        assert_ne!(p.flags & c.flags & pte::RW, 0, "writable in both");
+        assert!(!fx.frames.is_shared(p.frame) && !fx.frames.is_shared(c.frame));
+        let other = parent.pt.translate(&fx.mem, a).unwrap();
+        assert_eq!(other.frame, child.pt.translate(&fx.mem, a).unwrap().frame);
+        assert!(
+            fx.frames.is_shared(other.frame),
+            "the other page stays shared"
+        );
+        assert_eq!((parent.user_frames, child.user_frames), (2, 2));
+        // The copy holds the bytes; writes on each side stay on that side.
+        let mut buf = [0u8; 5];
+        copy_from_user(&mut child, &mut fx.env(), a + 0x1ff0, &mut buf).unwrap();
+        assert_eq!(&buf, b"stack");
+        copy_to_user(&mut child, &mut fx.env(), a + 0x1ff0, b"CHILD").unwrap();
+        copy_from_user(&mut parent, &mut fx.env(), a + 0x1ff0, &mut buf).unwrap();
+        assert_eq!(&buf, b"stack");
+        child.teardown(&mut fx.mem, &mut fx.frames);
+        parent.teardown(&mut fx.mem, &mut fx.frames);
+        assert_eq!(fx.frames.in_use(), before - 1, "every frame back");
+    }
+
+    #[test]
+    fn a_stack_page_another_child_shares_stays_read_only_in_the_parent() {
+        let mut fx = Fixture::new();
+        fx.frames.fault_size = vmrun_contract::FaultSize::Page4K;
+        let mut parent = fx.mm();
+        let a = parent
+            .mmap(&mut fx.env(), 0, 0x1000, 3, 0x22, None, 0)
+            .unwrap();
+        copy_to_user(&mut parent, &mut fx.env(), a, b"stack").unwrap();
+        let kernel = fx.kernel;
+        let (mut first, mut second) = (Mm::empty(), Mm::empty());
+        parent
+            .fork_copy(&mut fx.env(), &kernel, &mut first, 0)
+            .unwrap();
+        parent
+            .fork_copy(&mut fx.env(), &kernel, &mut second, a + 0x800)
+            .unwrap();
+        let p = parent.pt.translate(&fx.mem, a).unwrap();
+        assert_eq!(p.frame, first.pt.translate(&fx.mem, a).unwrap().frame);
+        assert_ne!(p.frame, second.pt.translate(&fx.mem, a).unwrap().frame);
+        assert_eq!(p.flags & pte::RW, 0, "the first child still maps it");
+        assert!(fx.frames.is_shared(p.frame));
+        for mm in [&mut second, &mut first, &mut parent] {
+            mm.teardown(&mut fx.mem, &mut fx.frames);
+        }
+    }
+
+    #[test]
     fn a_2m_page_is_split_and_shared_page_by_page_at_fork() {
         let mut fx = Fixture::new();
         fx.frames.fault_size = vmrun_contract::FaultSize::Huge2M;
@@ -294,7 +411,7 @@ mod tests {
         let kernel = fx.kernel;
         let mut child = Mm::empty();
         parent
-            .fork_copy(&mut fx.env(), &kernel, &mut child)
+            .fork_copy(&mut fx.env(), &kernel, &mut child, 0)
             .unwrap();
         for va in [huge, huge + 0x1000, huge + HUGE_PAGE_SIZE - 0x1000] {
             let (p, c) = (
@@ -327,7 +444,7 @@ mod tests {
         let kernel = fx.kernel;
         let mut child = Mm::empty();
         parent
-            .fork_copy(&mut fx.env(), &kernel, &mut child)
+            .fork_copy(&mut fx.env(), &kernel, &mut child, 0)
             .unwrap();
         // The child writes the third page; the parent sees it.
         copy_to_user(&mut child, &mut fx.env(), a + 0x2000, b"child").unwrap();

@@ -77,8 +77,8 @@ pub struct Process {
     /// The system call it waits in (its registers point back at it).
     pub blocked_nr: Option<u64>,
     /// The user stack pointer at the current system call, recorded by the
-    /// run loop's full path (the syscall stub's leaves sigaltstack, which
-    /// reads it, to the loop).
+    /// run loop's full path (the syscall stub leaves sigaltstack and the
+    /// fork calls, which read it, to the loop).
     pub user_sp: u64,
     /// How the kernel starts it, when fork/vfork/clone just made it.
     pub spawn: crate::syscall::task::SpawnInfo,

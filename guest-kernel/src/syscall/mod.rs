@@ -573,8 +573,10 @@ pub enum ShortRoute {
     /// Served by [`dispatch`] on the stub's stack (`run::full_call`).
     Full,
     /// Left to the run loop before anything is done: rt_sigreturn, which
-    /// rewrites the whole frame, and sigaltstack, which reads the user's
-    /// stack pointer (`Process::user_sp`, which only the loop records).
+    /// rewrites the whole frame, and sigaltstack and the fork calls
+    /// (clone, clone3, fork, vfork), which read the user's stack pointer
+    /// (`Process::user_sp`, which only the loop records; a fork copies the
+    /// page it is in at once, see `Mm::fork_copy`).
     Loop,
     /// brk ([`brk_short`]).
     Brk,
@@ -639,6 +641,10 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     let mut t = [ShortRoute::Full; SHORT_ROUTES_LEN];
     t[nr::RT_SIGRETURN as usize] = ShortRoute::Loop;
     t[nr::SIGALTSTACK as usize] = ShortRoute::Loop;
+    t[nr::CLONE as usize] = ShortRoute::Loop;
+    t[nr::FORK as usize] = ShortRoute::Loop;
+    t[nr::VFORK as usize] = ShortRoute::Loop;
+    t[nr::CLONE3 as usize] = ShortRoute::Loop;
     t[nr::BRK as usize] = ShortRoute::Brk;
     t[nr::ARCH_PRCTL as usize] = ShortRoute::Bases;
     t[nr::EXIT_GROUP as usize] = ShortRoute::ExitGroup;

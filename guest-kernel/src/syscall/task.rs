@@ -201,12 +201,14 @@ fn do_clone<M: PhysMem, H: HostIo>(
     let mut child = Box::new(Process::empty());
     let kernel = cx.tasks.kernel;
     let shares_mm = vfork && flags & cf::VM != 0;
+    // The caller's stack pointer: fork copies the page it is in at once.
+    let sp = cx.p.user_sp;
     if shares_mm {
         // vfork with CLONE_VM: the child runs in the parent's address
         // space (the parent waits), and gives it back at exec or exit.
         core::mem::swap(&mut cx.p.mm, &mut child.mm);
         child.borrowed_mm = true;
-    } else if let Err(e) = cx.p.mm.fork_copy(cx.env, &kernel, &mut child.mm) {
+    } else if let Err(e) = cx.p.mm.fork_copy(cx.env, &kernel, &mut child.mm, sp) {
         if child.mm.pt.root() != 0 {
             child.mm.teardown(cx.env.mem, cx.env.frames);
         }

@@ -1423,6 +1423,10 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::WRITEV, R::Writev),
         (nr::READ, R::Read),
         (nr::RT_SIGACTION, R::Sigaction),
+        (nr::CLONE, R::Loop),
+        (nr::CLONE3, R::Loop),
+        (nr::FORK, R::Loop),
+        (nr::VFORK, R::Loop),
     ];
     for n in 0..1024 {
         let want = routes
