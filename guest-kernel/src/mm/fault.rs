@@ -1051,7 +1051,7 @@ impl Mm {
                     return self.map_special_around(env, i, va, base + off, pages);
                 }
                 Residence::Image(base) if whole => {
-                    return self.map_image_around(env, i, va, (file, base, size), off);
+                    return self.map_image_around(env, i, va, (file, base, size), (off, fresh));
                 }
                 // A host file's page holding its end is mapped from the
                 // cache as a whole one (the cache keeps the bytes past the
@@ -1310,7 +1310,9 @@ impl Mm {
     /// areas of area `i`'s leaf of the area tree that reach into the
     /// window, from the first (a neighbour in another leaf is left to its
     /// own fault). In line in the fault's resolution, which holds all it
-    /// needs in registers.
+    /// needs in registers. Area `i` had no page mapped before this fault
+    /// if `fresh` (its mark was taken by the lookup); a forked child's
+    /// neighbours with none ([`VmFlags::UNCOPIED`]) are marked as mapped.
     #[inline(always)]
     fn map_image_around<M: PhysMem>(
         &mut self,
@@ -1318,12 +1320,12 @@ impl Mm {
         i: usize,
         va: u64,
         (file, base, size): (u16, u64, u64),
-        off: u64,
+        (off, fresh): (u64, bool),
     ) -> Result<FaultOutcome, FaultError> {
         let (lo, hi) = image_window(va);
         let (vmas, mem) = (&self.vmas, &mut *env.mem);
         let table = &mut self.pt.leaf_table(mem, env.frames, va).map_err(oom)?;
-        let (leaf, _, own, from) = window_areas(vmas, i, lo)?;
+        let (leaf, first, own, from) = window_areas(vmas, i, lo)?;
         let w = ImageWindow {
             file,
             base,
@@ -1331,8 +1333,24 @@ impl Mm {
             lo,
             hi,
         };
-        let mapped = fill_image_areas(table, mem, &leaf[from..], own - from, &w);
+        let own = (own - from, fresh);
+        let mapped = fill_image_areas(table, mem, &leaf[from..], own, &w);
+        if self.uncopied {
+            self.mark_uncopied_mapped(first + from, hi);
+        }
         Ok(file_mapped(va, base + off, mapped))
+    }
+
+    /// After [`Self::map_image_around`] mapped pages in a forked child's
+    /// neighbours that had none ([`VmFlags::UNCOPIED`]): clear the mark of
+    /// the areas of area `i`'s leaf from it on that start below the
+    /// window's end `hi` (one that got no page loses no more than its
+    /// unread writes). Out of line: a child's first faults alone come
+    /// here.
+    #[cold]
+    #[inline(never)]
+    fn mark_uncopied_mapped(&mut self, i: usize, hi: u64) {
+        self.vmas.clear_uncopied(i, hi);
     }
 
     /// [`Self::map_image_around`] in a kernel-provided mapping ([vvar],
@@ -1453,17 +1471,21 @@ struct ImageWindow {
 /// Map read-only through `table` the pages in window `w` holding file
 /// data whole of `areas` (in address order, from the first reaching into
 /// the window): those of area `own` (private and accessible, as its fault
-/// found) and of the read-only private areas of the same file. Returns
-/// the pages mapped. A neighbour that mmap made and that has had no
-/// fault yet ([`Vma::is_fresh`]) is left to its own fault, which records
-/// that pages are mapped in it. In line in the fault's resolution (a call's saved
+/// found; with no page mapped before if `own_fresh`) and of the read-only
+/// private areas of the same file, a forked child's that had no page
+/// mapped ([`VmFlags::UNCOPIED`]) among them (its caller clears their
+/// marks). Returns the pages mapped. A neighbour that mmap made and that
+/// has had no fault yet
+/// ([`VmFlags::FRESH`]) is left to its own fault, which records that
+/// pages are mapped in it. The runs of an area with no page mapped are
+/// written unread. In line in the fault's resolution (a call's saved
 /// registers and moved arguments cost more than the loop's spills).
 #[inline(always)]
 fn fill_image_areas<M: PhysMem>(
     table: &mut LeafTable<'_>,
     mem: &mut M,
     areas: &[Vma],
-    own: usize,
+    (own, own_fresh): (usize, bool),
     w: &ImageWindow,
 ) -> u64 {
     let own = areas
@@ -1484,7 +1506,7 @@ fn fill_image_areas<M: PhysMem>(
         };
         // Readable or executable, not writable, not shared.
         let read_only = matches!(n.prot.0, 1 | 4 | 5) && !n.flags.contains(VmFlags::SHARED);
-        if (!read_only || n.is_fresh()) && !core::ptr::eq(n, own) {
+        if (!read_only || n.flags.contains(VmFlags::FRESH)) && !core::ptr::eq(n, own) {
             continue;
         }
         let data_top = n.start + data_end.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;
@@ -1493,9 +1515,12 @@ fn fill_image_areas<M: PhysMem>(
             continue;
         }
         // In the window's table, above the runs before, and the image's
-        // pages.
+        // pages; free whole in an area with no page mapped (the faulting
+        // one's mark was taken by the lookup).
+        let free = || n.flags.contains(VmFlags::UNCOPIED) || own_fresh && core::ptr::eq(n, own);
         let entry = (w.base + offset + (from - n.start)) | user_pte_flags(n.prot, false);
-        mapped += table.fill_next_uncounted(mem, from, entry, (to - from) / PAGE_SIZE);
+        let pages = (to - from) / PAGE_SIZE;
+        mapped += table.fill_next_uncounted(mem, from, entry, (pages, free));
     }
     table.add_to_count(mem, mapped);
     mapped
@@ -2697,6 +2722,67 @@ mod tests {
                 "writable or PROT_NONE: {page}"
             );
         }
+    }
+
+    #[test]
+    fn a_forked_childs_image_fault_maps_what_the_parents_did_and_marks_its_neighbours_mapped() {
+        let (mut fx, mut parent) = setup();
+        let rx = Prot::READ | Prot::EXEC;
+        for (start, pages, prot, offset) in [
+            (0x40_0000, 1, Prot::READ, 0),
+            (0x40_1000, 2, rx, 0x1000),
+            (0x40_3000, 2, Prot::READ, 0x3000),
+            (0x40_5000, 2, Prot::RW, 0x5000),
+        ] {
+            let v = file_vma(start, pages, prot, offset, u64::MAX);
+            parent.vmas.insert(v).unwrap();
+        }
+        // The data's private pages share the text's table: the child's is
+        // not a fresh one.
+        fault(&mut parent, &mut fx, 0x40_5000, UW).unwrap();
+        let out = fault(&mut parent, &mut fx, 0x40_1000, U | pf::INSTR).unwrap();
+        assert_eq!(out.pages_mapped, 5);
+        let kernel = fx.kernel;
+        let mut child = Mm::empty();
+        parent
+            .fork_copy(&mut fx.env(), &kernel, &mut child, 0)
+            .unwrap();
+        assert!(child.vmas.all_fresh(0x40_0000, 0x40_5000), "not copied");
+        assert!(!child.vmas.all_fresh(0x40_5000, 0x40_7000), "copied");
+        assert!(!parent.vmas.all_fresh(0x40_0000, 0x40_1000));
+        let out = fault(&mut child, &mut fx, 0x40_1000, U | pf::INSTR).unwrap();
+        assert_eq!(out.pages_mapped, 5, "as in the parent");
+        for page in 0..7 {
+            let va = 0x40_0000 + page * PAGE_SIZE;
+            let (p, c) = (
+                parent.pt.translate(&fx.mem, va),
+                child.pt.translate(&fx.mem, va),
+            );
+            assert_eq!(p.map(|t| t.frame), c.map(|t| t.frame), "page {page}");
+            assert_eq!(p.map(|t| t.flags & !pte::RW), c.map(|t| t.flags & !pte::RW));
+        }
+        for start in [0x40_0000, 0x40_1000, 0x40_3000] {
+            assert!(
+                !child.vmas.all_fresh(start, start + PAGE_SIZE),
+                "{start:#x}"
+            );
+        }
+        // Mapping over the neighbour unmaps its page: it is known mapped.
+        let v = Vma::anon(0x40_0000, 0x40_1000, Prot::READ, VmFlags::NONE);
+        child.map_region(&mut fx.env(), v).unwrap();
+        assert!(child.pt.translate(&fx.mem, 0x40_0000).is_none());
+        let mut n = 0;
+        child
+            .pt
+            .unmap_range(
+                &mut fx.mem,
+                &mut fx.frames,
+                0x40_0000,
+                0x60_0000,
+                |_, _, l| n += l.pages,
+            )
+            .unwrap();
+        assert_eq!(n, 6, "the table's count stayed exact");
     }
 
     #[test]

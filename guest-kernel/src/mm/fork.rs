@@ -50,22 +50,31 @@ impl Mm {
         // mapping, a shared file mapping) maps nothing a fault in the
         // child would not map the same way, so its entries are not copied.
         // Shared anonymous memory has no page cache behind it: always.
-        // One pass over the areas, a leaf of the area tree at a time, finds
-        // both those and the shared anonymous ones.
+        // One pass over the child's areas (the parent's, cloned), a leaf of
+        // the area tree at a time, finds both those and the shared
+        // anonymous ones, and marks the others as having no page mapped in
+        // the child ([`VmFlags::UNCOPIED`]): its first fault in one (its
+        // text's, as it returns from fork) writes the entries unread.
         let mut areas: alloc::vec::Vec<(u64, u64, bool)> = alloc::vec::Vec::new();
         let mut shared_anon_pages = 0;
-        self.vmas.for_each_leaf(|leaf| {
-            for v in leaf {
+        child.vmas.mark_uncopied_where(|v| {
+            let shared_area = v.flags.contains(VmFlags::SHARED);
+            if shared_area {
                 let shared = shared_anon(v);
                 if shared && v.prot != Prot::NONE {
                     shared_anon_pages += (v.end - v.start) / PAGE_SIZE;
                 }
-                if v.anon != 0 || shared {
-                    let range = (v.start, v.end, v.flags.contains(VmFlags::SHARED));
-                    super::space::push_joined(&mut areas, range);
+                if v.anon == 0 && !shared {
+                    return true;
                 }
+            } else if v.anon == 0 {
+                // Most areas: text, read-only data, untouched mappings.
+                return true;
             }
+            super::space::push_joined(&mut areas, (v.start, v.end, shared_area));
+            false
         });
+        child.uncopied = true;
         if shared_anon_pages > 0 {
             self.populate_shared_anon(env, shared_anon_pages);
         }

@@ -315,23 +315,27 @@ impl LeafTable<'_> {
     /// `entry` (a page address and flags) that its caller keeps inside the
     /// table's region and above every run this table has filled: the
     /// runs of a fault-around's window (which lies in one table) in
-    /// address order, each in its own area. In a fresh table it is written
-    /// without reading an entry or comparing it with the runs before, and
-    /// it is not cut to the table's end (the window's end is).
+    /// address order, each in its own area. In a fresh table, or where the
+    /// caller knows the run free whole (`free` says so, asked only in a
+    /// used table: the run lies in an area with no page mapped,
+    /// [`super::vma::Vma::is_fresh`]), it is written without reading an
+    /// entry or comparing it with the runs before, and it is not cut to
+    /// the table's end (the window's end is).
     #[inline(always)]
     pub fn fill_next_uncounted<M: PhysMem>(
         &mut self,
         mem: &mut M,
         va: u64,
         entry: u64,
-        n: u64,
+        (n, free): (u64, impl FnOnce() -> bool),
     ) -> u64 {
         debug_assert!(va & !(HUGE_PAGE_SIZE - 1) == self.region && va & (PAGE_SIZE - 1) == 0);
         debug_assert!(index(va, 1) >= self.top);
         let first = index(va, 1);
         debug_assert!(first + n <= ENTRIES);
         let at = self.table + first * 8;
-        let written = if self.fresh {
+        let written = if self.fresh || free() {
+            debug_assert!(mem.all_free(at, n, USED), "a fresh area's entries are free");
             mem.write_run(at, entry, PAGE_SIZE, n);
             n
         } else {
@@ -3696,9 +3700,9 @@ mod tests {
         let (mut mem, mut fa, mut pt) = setup();
         let ro = pte::P | pte::US;
         let mut t = pt.leaf_table(&mut mem, &mut fa, 0x40_5000).unwrap();
-        let mut n = t.fill_next_uncounted(&mut mem, 0x40_0000, 0x20_0000 | ro, 1);
-        n += t.fill_next_uncounted(&mut mem, 0x40_1000, 0x20_1000 | UF, 3);
-        n += t.fill_next_uncounted(&mut mem, 0x5f_e000, 0x30_0000 | ro, 2);
+        let mut n = t.fill_next_uncounted(&mut mem, 0x40_0000, 0x20_0000 | ro, (1, || false));
+        n += t.fill_next_uncounted(&mut mem, 0x40_1000, 0x20_1000 | UF, (3, || false));
+        n += t.fill_next_uncounted(&mut mem, 0x5f_e000, 0x30_0000 | ro, (2, || false));
         t.add_to_count(&mut mem, n);
         assert_eq!(n, 6);
         let frame = |pt: &PageTable, mem: &TestMem, va| pt.translate(mem, va).unwrap().frame;
@@ -3706,7 +3710,7 @@ mod tests {
         assert_eq!(frame(&pt, &mem, 0x5f_f000), 0x30_1000);
         // A table in use: its used entries are kept.
         let mut t = pt.leaf_table(&mut mem, &mut fa, 0x40_0000).unwrap();
-        let n = t.fill_next_uncounted(&mut mem, 0x40_2000, 0x50_2000 | ro, 4);
+        let n = t.fill_next_uncounted(&mut mem, 0x40_2000, 0x50_2000 | ro, (4, || false));
         t.add_to_count(&mut mem, n);
         assert_eq!(n, 2, "two of the four were used");
         assert_eq!(frame(&pt, &mem, 0x40_3000), 0x20_3000, "kept");

@@ -80,6 +80,10 @@ pub struct Mm {
     /// A present leaf was changed or removed since the last
     /// [`Mm::take_tlb_flush`].
     pub(crate) tlb_stale: bool,
+    /// Some area may be [`super::vma::VmFlags::UNCOPIED`] (a forked
+    /// child's, from the fork to its exec): the boot image's fault-around
+    /// then clears the mark of the neighbours it maps pages in.
+    pub(crate) uncopied: bool,
     /// The resource limits (kept over exec, copied by fork).
     pub rlim: Rlimits,
 }
@@ -106,6 +110,7 @@ impl Mm {
             peak_before_drop: 0,
             last_anon: 0,
             tlb_stale: false,
+            uncopied: false,
             rlim: Rlimits::new(),
         }
     }
@@ -170,6 +175,7 @@ impl Mm {
 
     /// The mmap top and the counts of a new address space.
     fn reset_counts(&mut self) {
+        self.uncopied = false;
         self.mmap_base = MMAP_BASE;
         self.user_frames = 0;
         self.peak_before_drop = 0;

@@ -91,6 +91,17 @@ impl VmFlags {
     /// looks at it. A flag bit rather than a field of its own, so that an
     /// area is made with the stores it took before.
     pub const FRESH: VmFlags = VmFlags(8);
+    /// No page has been mapped in the area of a forked child since the
+    /// fork, which left its entries uncopied (an area that never had a
+    /// private page: text, read-only data; see `fork.rs`): as
+    /// [`Self::FRESH`] for everything that asks whether pages are mapped
+    /// ([`Vma::is_fresh`]), cleared with it; apart from it only for the
+    /// boot image's fault-around, which maps such a read-only neighbour as
+    /// it mapped it in the parent (and leaves one that `mmap` made fresh to
+    /// its own fault).
+    pub const UNCOPIED: VmFlags = VmFlags(16);
+    /// The bits saying that no page is mapped in the area.
+    const NO_PAGES: u8 = Self::FRESH.0 | Self::UNCOPIED.0;
 
     /// Whether every bit of `other` is set.
     pub const fn contains(self, other: VmFlags) -> bool {
@@ -98,10 +109,18 @@ impl VmFlags {
     }
 
     /// The flags that make an area what it is: all but [`Self::FRESH`]
-    /// (areas whose flags differ only there merge, and are equal).
+    /// and [`Self::UNCOPIED`] (areas whose flags differ only there merge,
+    /// and are equal).
     #[inline(always)]
     pub const fn kind(self) -> VmFlags {
-        VmFlags(self.0 & !Self::FRESH.0)
+        VmFlags(self.0 & !Self::NO_PAGES)
+    }
+
+    /// These flags merged with those of the area that follows, `next`:
+    /// no page is mapped in the merged area only if neither part has one.
+    #[inline(always)]
+    pub const fn merged(self, next: VmFlags) -> VmFlags {
+        VmFlags(self.0 & (next.0 | !Self::NO_PAGES))
     }
 }
 
@@ -185,10 +204,11 @@ impl Vma {
     }
 
     /// Whether no page has been mapped in the area since mmap made it
-    /// ([`VmFlags::FRESH`]).
+    /// ([`VmFlags::FRESH`]) or since a fork left its entries uncopied
+    /// ([`VmFlags::UNCOPIED`]).
     #[inline(always)]
     pub const fn is_fresh(&self) -> bool {
-        self.flags.contains(VmFlags::FRESH)
+        self.flags.0 & VmFlags::NO_PAGES != 0
     }
 
     /// Length in bytes.
@@ -275,7 +295,7 @@ impl Vma {
             cur.anon = next.anon;
         }
         // Fresh only if both parts are.
-        cur.flags = VmFlags(self.flags.0 & (next.flags.0 | !VmFlags::FRESH.0));
+        cur.flags = self.flags.merged(next.flags);
         cur
     }
 
@@ -674,6 +694,19 @@ impl VmaSet {
     #[inline]
     pub fn for_each_leaf(&self, f: impl FnMut(&[Vma])) {
         self.t.for_each_leaf(f)
+    }
+
+    /// Clear [`VmFlags::UNCOPIED`] of the areas from position `i` on (in
+    /// its leaf of the tree) that start below `hi` (see
+    /// [`VmaTree::clear_uncopied`]).
+    pub fn clear_uncopied(&mut self, i: usize, hi: u64) {
+        self.t.clear_uncopied(i, hi)
+    }
+
+    /// Hand every area to `f` in order and mark [`VmFlags::UNCOPIED`]
+    /// those it says true for (see [`VmaTree::mark_uncopied_where`]).
+    pub fn mark_uncopied_where(&mut self, f: impl FnMut(&Vma) -> bool) {
+        self.t.mark_uncopied_where(f)
     }
 
     /// The area at index `i`.

@@ -111,6 +111,24 @@ impl Node {
             Node::Inner(k) => k.iter().for_each(|c| c.node.for_each_leaf(f)),
         }
     }
+
+    /// [`VmaTree::mark_uncopied_where`] below this node.
+    fn mark_uncopied_where(&mut self, f: &mut dyn FnMut(&Vma) -> bool) {
+        match self {
+            Node::Leaf(v) => mark_uncopied_in(v, &mut *f),
+            Node::Inner(k) => k.iter_mut().for_each(|c| c.node.mark_uncopied_where(f)),
+        }
+    }
+}
+
+/// Mark [`VmFlags::UNCOPIED`] the areas of `leaf` that `f` picks.
+#[inline(always)]
+fn mark_uncopied_in(leaf: &mut [Vma], mut f: impl FnMut(&Vma) -> bool) {
+    for v in leaf {
+        if f(v) {
+            v.flags = VmFlags(v.flags.0 | VmFlags::UNCOPIED.0);
+        }
+    }
 }
 
 impl Drop for Node {
@@ -1527,6 +1545,27 @@ impl VmaTree {
         }
     }
 
+    /// Clear [`VmFlags::UNCOPIED`] of the areas of the leaf holding
+    /// position `i` from it on that start below `hi` (a forked child's
+    /// fault-around mapped pages in them; [`VmFlags::FRESH`] stays), and
+    /// of the hot copy if it is one of them.
+    pub fn clear_uncopied(&mut self, i: usize, hi: u64) {
+        let (leaf, k) = match self.root.as_mut() {
+            Some(Node::Leaf(v)) => (v, i),
+            Some(root) => leaf_mut_deep(root, i),
+            None => return,
+        };
+        let mut n = 0;
+        for a in leaf.iter_mut().skip(k).take_while(|a| a.start < hi) {
+            a.flags = VmFlags(a.flags.0 & !VmFlags::UNCOPIED.0);
+            n += 1;
+        }
+        if (i..i + n).contains(&self.hot.pos) {
+            let h = &mut self.hot.vma.flags;
+            *h = VmFlags(h.0 & !VmFlags::UNCOPIED.0);
+        }
+    }
+
     /// [`Self::attach_anon`] in a tree of more than one leaf (out of line:
     /// the one leaf's path then saves no registers).
     #[inline(never)]
@@ -1673,6 +1712,19 @@ impl VmaTree {
             Some(Node::Leaf(v)) => f(v),
             Some(node) => node.for_each_leaf(&mut f),
         }
+    }
+
+    /// Hand every area to `f` in order, a pass as
+    /// [`Self::for_each_leaf`]'s, and mark [`VmFlags::UNCOPIED`] those for
+    /// which it says true (a forked child's areas whose entries the fork
+    /// left uncopied). Flags are in no summary; the hot copy is dropped.
+    pub fn mark_uncopied_where(&mut self, mut f: impl FnMut(&Vma) -> bool) {
+        match &mut self.root {
+            None => {}
+            Some(Node::Leaf(v)) => mark_uncopied_in(v, &mut f),
+            Some(node) => node.mark_uncopied_where(&mut f),
+        }
+        self.hot = Hot::NONE;
     }
 
     /// The highest `len`-byte free range in `[low, high)` that respects
@@ -2020,6 +2072,21 @@ fn set_anon_deep(mut node: &mut Node, mut i: usize, anon: u32) {
                 }
                 return;
             }
+            Node::Inner(k) => {
+                let (j, r) = child_at(k, i, false);
+                i = r;
+                node = &mut k[j].node;
+            }
+        }
+    }
+}
+
+/// The leaf below an inner node that holds the area at position `i`, and
+/// the area's place in it.
+fn leaf_mut_deep(mut node: &mut Node, mut i: usize) -> (&mut Vec<Vma>, usize) {
+    loop {
+        match node {
+            Node::Leaf(v) => return (v, i),
             Node::Inner(k) => {
                 let (j, r) = child_at(k, i, false);
                 i = r;
