@@ -83,7 +83,8 @@ impl VmFlags {
     /// No page has been mapped in the area since `mmap` made it (Linux's
     /// zap of an unpopulated range finds no page tables either): replacing
     /// or unmapping it needs no page-table walk. Set only for the area an
-    /// `mmap` makes, whose range it has just found or made empty; kept by
+    /// `mmap` makes, whose range it has just found or made empty, and for
+    /// the interpreter's file areas an exec makes in a new space; kept by
     /// splits, and by a merge only when both parts have it; cleared by the
     /// first fault in the area and by anything else that maps a page in it
     /// ([`VmaSet::mark_mapped`]). A fact about the page tables, not the

@@ -45,7 +45,7 @@ const PAGE_MASK: u64 = PAGE_SIZE - 1;
 fn map_segment(
     mm: &mut Mm,
     areas: &mut Areas,
-    file: u16,
+    (file, flags): (u16, VmFlags),
     seg: &Segment,
     ram_pages: u64,
 ) -> KResult<()> {
@@ -67,7 +67,7 @@ fn map_segment(
         };
         areas.add_with(mm, (start, end), true, || Vma {
             backing,
-            ..Vma::anon(start, end, prot_of(seg), VmFlags::NONE)
+            ..Vma::anon(start, end, prot_of(seg), flags)
         })?;
     }
     let anon_end = (seg.vaddr + seg.memsz + PAGE_MASK) & !PAGE_MASK;
@@ -89,11 +89,11 @@ fn map_segment(
 }
 
 /// Map the segments of the image at `file`, in order, each replacing what
-/// it overlaps of earlier ones, into `areas`.
+/// it overlaps of earlier ones, into `areas`; its file areas with `flags`.
 fn map_segments(
     mm: &mut Mm,
     areas: &mut Areas,
-    file: u16,
+    file: (u16, VmFlags),
     segs: &[Segment],
     ram_pages: u64,
 ) -> KResult<()> {
@@ -453,7 +453,7 @@ fn map_areas<M: PhysMem>(
 ) -> KResult<Option<u64>> {
     let ram_pages = env.frames.total();
     plan.loadable()?;
-    map_segments(mm, areas, file, plan.segments(), ram_pages)?;
+    map_segments(mm, areas, (file, VmFlags::NONE), plan.segments(), ram_pages)?;
     let ehdr = match interp {
         Some(interp) => map_interp(mm, areas, interp, vdso, ram_pages)?,
         None => match vdso {
@@ -494,7 +494,11 @@ fn map_interp(
         Some((ids, at)) => Some(place_vdso(mm, areas, ids, at)?),
         None => None,
     };
-    map_segments(mm, areas, ifile, iplan.segments(), ram_pages)?;
+    // No page is mapped in the interpreter's file areas until its first
+    // fault ([`VmFlags::FRESH`], as in the areas of the libraries it maps
+    // itself): that fault writes the entries of its fault-around unread.
+    let fresh = (ifile, VmFlags::FRESH);
+    map_segments(mm, areas, fresh, iplan.segments(), ram_pages)?;
     Ok(match (placed, vdso) {
         (Some(at), _) => Some(at),
         (None, Some(ids)) => Some(map_vdso(mm, areas, ids)?),
@@ -591,7 +595,7 @@ mod tests {
     /// Map `segs` as an exec does, through a batch.
     fn map_all(mm: &mut Mm, segs: &[Segment], ram_pages: u64) -> KResult<()> {
         let mut areas = Areas::new();
-        let r = map_segments(mm, &mut areas, 0, segs, ram_pages);
+        let r = map_segments(mm, &mut areas, (0, VmFlags::NONE), segs, ram_pages);
         areas.flush(mm)?;
         r
     }
@@ -717,6 +721,30 @@ mod tests {
     }
 
     #[test]
+    fn the_interpreters_file_areas_are_mapped_fresh_and_its_bss_not() {
+        let seg = |vaddr: u64, filesz: u64, memsz: u64, prot: u32| Segment {
+            vaddr,
+            memsz,
+            filesz,
+            offset: vaddr - 0x7fff_f7fc_0000,
+            prot,
+        };
+        let segs = [
+            seg(0x7fff_f7fc_0000, 0x1000, 0x1000, 4),
+            seg(0x7fff_f7fc_1000, 0x3000, 0x3000, 5),
+            seg(0x7fff_f7fc_4000, 0x1800, 0x3000, 6),
+        ];
+        let mut mm = Mm::empty();
+        let mut areas = Areas::new();
+        let fresh = (3, VmFlags::FRESH);
+        map_segments(&mut mm, &mut areas, fresh, &segs, 1024).unwrap();
+        areas.flush(&mut mm).unwrap();
+        assert!(mm.vmas.all_fresh(0x7fff_f7fc_0000, 0x7fff_f7fc_6000));
+        let bss = mm.vmas[mm.vmas.find(0x7fff_f7fc_6000).unwrap()];
+        assert!(matches!(bss.backing, Backing::Anon) && !bss.is_fresh());
+    }
+
+    #[test]
     fn a_new_area_over_a_gathered_one_is_eexist_and_the_batch_is_mapped() {
         let mut mm = Mm::empty();
         let mut areas = Areas::new();
@@ -746,7 +774,7 @@ mod tests {
             offset: 0,
             prot: 1,
         };
-        map_segments(&mut mm, &mut areas, 0, &[seg], 1024).unwrap();
+        map_segments(&mut mm, &mut areas, (0, VmFlags::NONE), &[seg], 1024).unwrap();
         let stack = Vma::anon(0x7000_0000, 0x7000_2000, Prot::RW, VmFlags::GROWSDOWN);
         areas.add(&mut mm, stack, false).unwrap();
         assert_eq!(areas.flush(&mut mm), Err(Errno::EEXIST), "the stack's");
@@ -990,7 +1018,7 @@ mod tests {
                     }
                     let mut mm = Mm::empty();
                     let mut areas = Areas::new();
-                    map_segments(&mut mm, &mut areas, 7, &[seg], 1024).unwrap();
+                    map_segments(&mut mm, &mut areas, (7, VmFlags::NONE), &[seg], 1024).unwrap();
                     areas.flush(&mut mm).unwrap();
                     let got: alloc::vec::Vec<_> = mm
                         .vmas
