@@ -504,30 +504,25 @@ fn copy_run<M: PhysMem>(
 }
 
 /// The spans of entry indices of a table at `level` mapping from `base`
-/// that `ranges` (sorted by start, the first ending above `base`: see
-/// [`ranges_from`]) cover, in order, with the index in `ranges` of the
-/// range each comes from and whether its leaves are released; an entry
-/// two ranges share is in the first one's span only (a later span may
-/// then be empty: first past last). A table below entry `k` of a span
-/// takes the ranges from that span's index on: the ones before end at
-/// or below its base, so the tables of an address space are read with
-/// one pass over its ranges, not one a table.
+/// that `ranges` (sorted by start, the first ending above `base`, as a
+/// table's parent passes them) cover, in order, with whether the leaves
+/// of each are released; an entry two ranges share is in the first one's
+/// span only (a later span may then be empty: first past last).
 fn spans(
     ranges: &[(u64, u64, bool)],
     level: u32,
     base: u64,
-) -> impl Iterator<Item = (usize, u64, u64, bool)> + '_ {
+) -> impl Iterator<Item = (u64, u64, bool)> + '_ {
     let top = base + span(level) * ENTRIES;
     let mut next = 0;
     ranges
         .iter()
         .take_while(move |&&(s, _, _)| s < top)
-        .enumerate()
-        .map(move |(i, &(s, e, release))| {
+        .map(move |&(s, e, release)| {
             let first = index(s.max(base), level).max(next);
             let last = index(e.min(top) - 1, level);
             next = next.max(last + 1);
-            (i, first, last, release)
+            (first, last, release)
         })
 }
 
@@ -540,22 +535,13 @@ fn uncovered_free<M: PhysMem>(
     ranges: &[(u64, u64, bool)],
 ) -> bool {
     let mut from = 0;
-    for (_, first, last, _) in spans(ranges, level, base) {
+    for (first, last, _) in spans(ranges, level, base) {
         if first > from && !mem.all_free(table + from * 8, first - from, USED) {
             return false;
         }
         from = from.max(last + 1);
     }
     from >= ENTRIES || mem.all_free(table + from * 8, ENTRIES - from, USED)
-}
-
-/// `ranges` (sorted by start) from the first that ends above `base`: for
-/// [`spans`]. A table's parent passes them so already, and this finds
-/// nothing to skip.
-#[inline(always)]
-fn ranges_from(ranges: &[(u64, u64, bool)], base: u64) -> &[(u64, u64, bool)] {
-    let skip = ranges.iter().take_while(|r| r.1 <= base).count();
-    &ranges[skip..]
 }
 
 fn is_leaf(e: u64, level: u32) -> bool {
@@ -1855,7 +1841,7 @@ impl PageTable {
                 let ent = free.mem.read_u64(entry_pa);
                 if used(ent) {
                     let t = (ent & pte::ADDR_MASK, 3, i * span(4), count(ent));
-                    self.free_tree(&mut free, t, &ranges[r..]);
+                    self.free_upper(&mut free, t, &ranges[r..]);
                     free.mem.write_u64(entry_pa, 0);
                 }
                 i += 1;
@@ -1870,19 +1856,22 @@ impl PageTable {
                 let ent = free.mem.read_u64(entry_pa);
                 if used(ent) {
                     let t = (ent & pte::ADDR_MASK, 3, i * span(4), count(ent));
-                    self.free_tree(&mut free, t, &whole);
+                    self.free_upper(&mut free, t, &whole);
                     free.mem.write_u64(entry_pa, 0);
                 }
             }
         }
     }
 
-    /// [`Self::free_user_half`] below one PML4 entry: hand each leaf of
-    /// `table` (entries at `level`, mapping from `base`, `used` of them
-    /// in use) and of the tables below it to `on_leaf`, then free them.
-    /// The entries under `ranges` are read first; if some used ones are
-    /// not among them, the rest of the table.
-    fn free_tree<M, F>(
+    /// [`Self::free_user_half`] below one PML4 or PDPT entry: free the
+    /// tables below each used entry of `table` (entries at `level` 3 or
+    /// 2, mapping from `base`, `used_entries` of them in use) and hand
+    /// their leaves (and a 2 MiB leaf of its own) to `on_leaf`, then free
+    /// it. The entries under `ranges` are read first; if some used ones
+    /// are not among them, the rest of the table. Apart from
+    /// [`Self::free_leaf_table`]: these tables hold one or two used
+    /// entries, and a short loop finds them with a short set-up.
+    fn free_upper<M, F>(
         &mut self,
         free: &mut Freeing<'_, M, F>,
         (table, level, base, used_entries): (u64, u32, u64, u64),
@@ -1891,12 +1880,74 @@ impl PageTable {
         M: PhysMem,
         F: FnMut(&mut M, &mut FrameAllocator, Leaf),
     {
+        let top = base + span(level) * ENTRIES;
+        // `next`: the first entry not read yet (an entry two ranges share
+        // is read under the first).
+        let (mut seen, mut next) = (0, 0);
+        for (r, &(s, e, _)) in ranges.iter().enumerate() {
+            if s >= top || seen >= used_entries {
+                // Every used entry is found, or the ranges left lie past
+                // the table.
+                break;
+            }
+            if e <= base {
+                continue;
+            }
+            let last = index(e.min(top) - 1, level);
+            let mut k = index(s.max(base), level).max(next);
+            next = next.max(last + 1);
+            while seen < used_entries {
+                let ent;
+                (k, ent) = next_used(free.mem, table, k, last);
+                if k > last {
+                    break;
+                }
+                // The ranges from this one on: those before it end at or
+                // below the entry's base (so the tables of an address
+                // space are read with one pass over its ranges, not one
+                // a table).
+                let (below, va) = (&ranges[r..], base + k * span(level));
+                let t = (ent & pte::ADDR_MASK, level - 1, va, count(ent));
+                if ent & pte::PS != 0 {
+                    self.free_used(free, (table, level, base), k, ent, below);
+                } else if level == 2 {
+                    self.free_leaf_table(free, (t.0, va, t.3), below);
+                } else {
+                    self.free_upper(free, t, below);
+                }
+                seen += 1;
+                k += 1;
+            }
+        }
+        if seen < used_entries {
+            self.free_uncovered(free, (table, level, base), ranges);
+        }
+        free.frames.free(free.mem, table);
+        self.tables -= 1;
+        trace_table(free.mem, kind::PT_FREE, level, base, table);
+    }
+
+    /// [`Self::free_upper`] for a table of 4 KiB leaves: hand each leaf of
+    /// `table` (mapping from `base`, `used_entries` of its entries in use)
+    /// to `on_leaf`, then free it. The entries under `ranges` are read
+    /// first; if some used ones are not among them, the rest of the table.
+    #[inline(never)]
+    fn free_leaf_table<M, F>(
+        &mut self,
+        free: &mut Freeing<'_, M, F>,
+        (table, base, used_entries): (u64, u64, u64),
+        ranges: &[(u64, u64, bool)],
+    ) where
+        M: PhysMem,
+        F: FnMut(&mut M, &mut FrameAllocator, Leaf),
+    {
+        debug_assert!(ranges.first().is_none_or(|r| r.1 > base));
+        let level = 1;
         let mut seen = 0;
-        let ranges = ranges_from(ranges, base);
         // Entries under ranges whose leaves are only counted (the page
         // cache's), not counted yet, and entries under any range.
         let (mut uncounted, mut covered) = (0, 0);
-        for (r, first, last, release) in spans(ranges, level, base) {
+        for (first, last, release) in spans(ranges, level, base) {
             if seen >= used_entries {
                 // Every used entry is found: the ranges after it have
                 // nothing left (most tables hold a few, under the first).
@@ -1906,11 +1957,11 @@ impl PageTable {
                 continue;
             }
             covered += last + 1 - first;
-            if level == 1 && !release && !free.traced {
+            if !release && !free.traced {
                 // Leaves nothing is done for: counted below, or not at
                 // all if reading the entries under no range costs less.
                 uncounted += last + 1 - first;
-            } else if level == 1 && !free.traced {
+            } else if !free.traced {
                 // 4 KiB leaves to release, handed over as they are read.
                 let mut k = first;
                 while seen < used_entries {
@@ -1935,11 +1986,13 @@ impl PageTable {
             } else {
                 let mut k = first;
                 while seen < used_entries {
-                    (k, _) = next_used(free.mem, table, k, last);
+                    let e;
+                    (k, e) = next_used(free.mem, table, k, last);
                     if k > last {
                         break;
                     }
-                    seen += self.free_entry(free, table, level, base, k, &ranges[r..]);
+                    self.free_used(free, (table, level, base), k, e, ranges);
+                    seen += 1;
                     k += 1;
                 }
             }
@@ -1956,7 +2009,7 @@ impl PageTable {
                 }
             } else {
                 if uncounted > 0 {
-                    for (_, first, last, release) in spans(ranges, level, base) {
+                    for (first, last, release) in spans(ranges, level, base) {
                         if !release && first <= last {
                             let n = last + 1 - first;
                             seen += free.mem.used_words(table + first * 8, n, USED);
@@ -1977,7 +2030,9 @@ impl PageTable {
     /// `base`) under none of `ranges` (as [`spans`] takes them), each as under a range
     /// that releases everything: what no area covers is found all the
     /// same (a leak otherwise). The free runs are skipped eight entries to
-    /// a test.
+    /// a test. Out of line: rare, and its loops would cost the table
+    /// walks' set-up.
+    #[inline(never)]
     fn free_uncovered<M, F>(
         &mut self,
         free: &mut Freeing<'_, M, F>,
@@ -1988,7 +2043,7 @@ impl PageTable {
         F: FnMut(&mut M, &mut FrameAllocator, Leaf),
     {
         let mut from = 0;
-        for (_, first, last, _) in spans(ranges, level, base) {
+        for (first, last, _) in spans(ranges, level, base) {
             self.free_run(free, (table, level, base), (from, first));
             from = from.max(last + 1);
         }
@@ -2009,45 +2064,47 @@ impl PageTable {
         let all = [(0, USER_HALF_END, true)];
         let mut k = lo;
         while k < hi {
-            (k, _) = next_used(free.mem, table, k, hi - 1);
+            let e;
+            (k, e) = next_used(free.mem, table, k, hi - 1);
             if k >= hi {
                 break;
             }
-            self.free_entry(free, table, level, base, k, &all);
+            self.free_used(free, (table, level, base), k, e, &all);
             k += 1;
         }
     }
 
-    /// Entry `k` of `table` (at `level`, mapping from `base`): its leaf to
-    /// `on_leaf`, or its table freed. 1 if it was used, else 0.
-    fn free_entry<M, F>(
+    /// Used entry `k` of `table` (at `level`, mapping from `base`), `e`:
+    /// its leaf to `on_leaf`, or the table it points to freed. Out of
+    /// line: the walks' own loops take the common entries (tables, runs
+    /// of 4 KiB leaves); this one the rest.
+    #[inline(never)]
+    fn free_used<M, F>(
         &mut self,
         free: &mut Freeing<'_, M, F>,
-        table: u64,
-        level: u32,
-        base: u64,
+        (table, level, base): (u64, u32, u64),
         k: u64,
+        e: u64,
         ranges: &[(u64, u64, bool)],
-    ) -> u64
-    where
+    ) where
         M: PhysMem,
         F: FnMut(&mut M, &mut FrameAllocator, Leaf),
     {
-        let e = free.mem.read_u64(table + k * 8);
-        if !used(e) {
-            return 0;
-        }
+        debug_assert!(used(e) && e == free.mem.read_u64(table + k * 8));
         let va = base + k * span(level);
         if !is_leaf(e, level) {
             let t = (e & pte::ADDR_MASK, level - 1, va, count(e));
-            self.free_tree(free, t, ranges);
-            return 1;
+            match level {
+                2 => self.free_leaf_table(free, (t.0, t.2, t.3), ranges),
+                _ => self.free_upper(free, t, ranges),
+            }
+            return;
         }
         let (size, mask) = match level {
             1 => (PageSize::Size4K, pte::ADDR_MASK),
             2 => (PageSize::Size2M, pte::ADDR_MASK_2M),
             // No larger leaf is ever made.
-            _ => return 1,
+            _ => return,
         };
         if free.traced {
             trace_entry(free.mem, kind::PTE_CLEAR, level, va, e);
@@ -2060,7 +2117,6 @@ impl PageTable {
             pages: 1,
         };
         (free.on_leaf)(free.mem, free.frames, leaf);
-        1
     }
 
     /// Free the PML4 (after [`Self::free_user_half`]).
