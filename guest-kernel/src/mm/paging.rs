@@ -1840,8 +1840,8 @@ impl PageTable {
                 let entry_pa = self.root + i * 8;
                 let ent = free.mem.read_u64(entry_pa);
                 if used(ent) {
-                    let t = (ent & pte::ADDR_MASK, 3, i * span(4), count(ent));
-                    self.free_upper(&mut free, t, &ranges[r..]);
+                    let t = (ent & pte::ADDR_MASK, i * span(4), count(ent));
+                    self.free_upper::<3, M, F>(&mut free, t, &ranges[r..]);
                     free.mem.write_u64(entry_pa, 0);
                 }
                 i += 1;
@@ -1855,8 +1855,8 @@ impl PageTable {
                 let entry_pa = self.root + i * 8;
                 let ent = free.mem.read_u64(entry_pa);
                 if used(ent) {
-                    let t = (ent & pte::ADDR_MASK, 3, i * span(4), count(ent));
-                    self.free_upper(&mut free, t, &whole);
+                    let t = (ent & pte::ADDR_MASK, i * span(4), count(ent));
+                    self.free_upper::<3, M, F>(&mut free, t, &whole);
                     free.mem.write_u64(entry_pa, 0);
                 }
             }
@@ -1864,22 +1864,25 @@ impl PageTable {
     }
 
     /// [`Self::free_user_half`] below one PML4 or PDPT entry: free the
-    /// tables below each used entry of `table` (entries at `level` 3 or
+    /// tables below each used entry of `table` (entries at `LEVEL` 3 or
     /// 2, mapping from `base`, `used_entries` of them in use) and hand
     /// their leaves (and a 2 MiB leaf of its own) to `on_leaf`, then free
     /// it. The entries under `ranges` are read first; if some used ones
     /// are not among them, the rest of the table. Apart from
     /// [`Self::free_leaf_table`]: these tables hold one or two used
-    /// entries, and a short loop finds them with a short set-up.
-    fn free_upper<M, F>(
+    /// entries, and a short loop finds them with a short set-up; the
+    /// level a constant, so that each level's copy has its shifts and
+    /// its child's kind known.
+    fn free_upper<const LEVEL: u32, M, F>(
         &mut self,
         free: &mut Freeing<'_, M, F>,
-        (table, level, base, used_entries): (u64, u32, u64, u64),
+        (table, base, used_entries): (u64, u64, u64),
         ranges: &[(u64, u64, bool)],
     ) where
         M: PhysMem,
         F: FnMut(&mut M, &mut FrameAllocator, Leaf),
     {
+        let level = LEVEL;
         let top = base + span(level) * ENTRIES;
         // `next`: the first entry not read yet (an entry two ranges share
         // is read under the first).
@@ -1907,13 +1910,13 @@ impl PageTable {
                 // space are read with one pass over its ranges, not one
                 // a table).
                 let (below, va) = (&ranges[r..], base + k * span(level));
-                let t = (ent & pte::ADDR_MASK, level - 1, va, count(ent));
+                let t = (ent & pte::ADDR_MASK, va, count(ent));
                 if ent & pte::PS != 0 {
                     self.free_used(free, (table, level, base), k, ent, below);
                 } else if level == 2 {
-                    self.free_leaf_table(free, (t.0, va, t.3), below);
+                    self.free_leaf_table(free, t, below);
                 } else {
-                    self.free_upper(free, t, below);
+                    self.free_upper::<2, M, F>(free, t, below);
                 }
                 seen += 1;
                 k += 1;
@@ -2093,10 +2096,12 @@ impl PageTable {
         debug_assert!(used(e) && e == free.mem.read_u64(table + k * 8));
         let va = base + k * span(level);
         if !is_leaf(e, level) {
-            let t = (e & pte::ADDR_MASK, level - 1, va, count(e));
+            // A PDPT's entry points to a PD (the PML4's are walked by
+            // the caller).
+            let t = (e & pte::ADDR_MASK, va, count(e));
             match level {
-                2 => self.free_leaf_table(free, (t.0, t.2, t.3), ranges),
-                _ => self.free_upper(free, t, ranges),
+                2 => self.free_leaf_table(free, t, ranges),
+                _ => self.free_upper::<2, M, F>(free, t, ranges),
             }
             return;
         }
