@@ -4227,6 +4227,40 @@ mod tests {
     }
 
     #[test]
+    fn free_user_half_hands_over_a_2m_leaf_under_no_range_once() {
+        // A 2 MiB leaf in a PD the range does not reach, and one in a PD
+        // it does, beside a 4 KiB leaf: each handed over once, with its
+        // size, and every table freed.
+        let (mut mem, mut fa, mut pt) = setup();
+        let base = fa.in_use();
+        populate(&mut mem, &mut fa, &mut pt, &[0x1000]);
+        let (outside, inside) = (0x4000_0000, 0x20_0000);
+        for va in [outside, inside] {
+            let huge = fa.alloc_huge_zeroed(&mut mem).unwrap();
+            pt.map(&mut mem, &mut fa, va, huge, PageSize::Size2M, UF)
+                .unwrap();
+        }
+        let mut seen = Vec::new();
+        let areas = [(0, 0x2000, true), (inside, inside + 0x20_0000, true)];
+        pt.free_user_half(&mut mem, &mut fa, areas, |m, fr, l| {
+            seen.push((l.va, l.size, l.pages));
+            match l.size {
+                PageSize::Size4K => assert!(fr.free(m, l.frame)),
+                PageSize::Size2M => assert!(fr.free_huge(m, l.frame)),
+            }
+        });
+        seen.sort_by_key(|s| s.0);
+        let want = [
+            (0x1000, PageSize::Size4K, 1),
+            (inside, PageSize::Size2M, 1),
+            (outside, PageSize::Size2M, 1),
+        ];
+        assert_eq!(seen, want);
+        assert_eq!(pt.table_pages(), 1, "only the PML4 is left");
+        assert_eq!(fa.in_use(), base);
+    }
+
+    #[test]
     fn free_user_half_finds_leaves_outside_the_ranges_and_empty_tables() {
         let (mut mem, mut fa, mut pt) = setup();
         let base = fa.in_use();
