@@ -1887,6 +1887,18 @@ impl PageTable {
         // `next`: the first entry not read yet (an entry two ranges share
         // is read under the first).
         let (mut seen, mut next) = (0, 0);
+        // A table with one used entry (most of them): that entry is most
+        // often the first one the first range covers, taken without the
+        // loop over the ranges (which then ends at once).
+        let first = ranges.first().filter(|r| r.0 < top && r.1 > base);
+        if let (1, Some(&(s, _, _))) = (used_entries, first) {
+            let k = index(s.max(base), level);
+            let ent = free.mem.read_u64(table + k * 8);
+            if used(ent) && ent & pte::PS == 0 {
+                self.free_below::<LEVEL, M, F>(free, ent, base + k * span(level), ranges);
+                seen = 1;
+            }
+        }
         for (r, &(s, e, _)) in ranges.iter().enumerate() {
             if s >= top || seen >= used_entries {
                 // Every used entry is found, or the ranges left lie past
@@ -1910,13 +1922,10 @@ impl PageTable {
                 // space are read with one pass over its ranges, not one
                 // a table).
                 let (below, va) = (&ranges[r..], base + k * span(level));
-                let t = (ent & pte::ADDR_MASK, va, count(ent));
                 if ent & pte::PS != 0 {
                     self.free_used(free, (table, level, base), k, ent, below);
-                } else if level == 2 {
-                    self.free_leaf_table(free, t, below);
                 } else {
-                    self.free_upper::<2, M, F>(free, t, below);
+                    self.free_below::<LEVEL, M, F>(free, ent, va, below);
                 }
                 seen += 1;
                 k += 1;
@@ -1928,6 +1937,26 @@ impl PageTable {
         free.frames.free(free.mem, table);
         self.tables -= 1;
         trace_table(free.mem, kind::PT_FREE, level, base, table);
+    }
+
+    /// The table that entry `ent` of a table at `LEVEL` (mapping from `va`)
+    /// points to, freed with everything below it under `ranges`.
+    #[inline(always)]
+    fn free_below<const LEVEL: u32, M, F>(
+        &mut self,
+        free: &mut Freeing<'_, M, F>,
+        ent: u64,
+        va: u64,
+        ranges: &[(u64, u64, bool)],
+    ) where
+        M: PhysMem,
+        F: FnMut(&mut M, &mut FrameAllocator, Leaf),
+    {
+        let t = (ent & pte::ADDR_MASK, va, count(ent));
+        match LEVEL {
+            2 => self.free_leaf_table(free, t, ranges),
+            _ => self.free_upper::<2, M, F>(free, t, ranges),
+        }
     }
 
     /// [`Self::free_upper`] for a table of 4 KiB leaves: hand each leaf of
