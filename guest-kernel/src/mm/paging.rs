@@ -1889,7 +1889,9 @@ impl PageTable {
         let (mut seen, mut next) = (0, 0);
         // A table with one used entry (most of them): that entry is most
         // often the first one the first range covers, taken without the
-        // loop over the ranges (which then ends at once).
+        // loop over the ranges (which then ends at once); else, out of
+        // line, the first one the second range covers (a stack's PD where
+        // the vDSO's table is not made).
         let first = ranges.first().filter(|r| r.0 < top && r.1 > base);
         if let (1, Some(&(s, _, _))) = (used_entries, first) {
             let k = index(s.max(base), level);
@@ -1897,6 +1899,8 @@ impl PageTable {
             if used(ent) && ent & pte::PS == 0 {
                 self.free_below::<LEVEL, M, F>(free, ent, base + k * span(level), ranges);
                 seen = 1;
+            } else {
+                seen = self.free_second::<LEVEL, M, F>(free, (table, base), ranges);
             }
         }
         for (r, &(s, e, _)) in ranges.iter().enumerate() {
@@ -1937,6 +1941,42 @@ impl PageTable {
         free.frames.free(free.mem, table);
         self.tables -= 1;
         trace_table(free.mem, kind::PT_FREE, level, base, table);
+    }
+
+    /// [`Self::free_upper`]'s guess at its one used entry under the second
+    /// range, when the first range had it not at its start: the first
+    /// entry the second range covers, if it is used and the first range
+    /// ends at or below its base; its table freed with everything below
+    /// it under the ranges from that range on, and 1; else 0, nothing
+    /// done.
+    #[cold]
+    #[inline(never)]
+    fn free_second<const LEVEL: u32, M, F>(
+        &mut self,
+        free: &mut Freeing<'_, M, F>,
+        (table, base): (u64, u64),
+        ranges: &[(u64, u64, bool)],
+    ) -> u64
+    where
+        M: PhysMem,
+        F: FnMut(&mut M, &mut FrameAllocator, Leaf),
+    {
+        let top = base + span(LEVEL) * ENTRIES;
+        let Some(&(s, _, _)) = ranges.get(1).filter(|r| r.0 < top) else {
+            return 0;
+        };
+        let k = index(s, LEVEL);
+        let va = base + k * span(LEVEL);
+        if ranges[0].1 > va {
+            // The first range reaches into the entry too: the loop's.
+            return 0;
+        }
+        let ent = free.mem.read_u64(table + k * 8);
+        if !used(ent) || ent & pte::PS != 0 {
+            return 0;
+        }
+        self.free_below::<LEVEL, M, F>(free, ent, va, &ranges[1..]);
+        1
     }
 
     /// The table that entry `ent` of a table at `LEVEL` (mapping from `va`)
@@ -4253,6 +4293,51 @@ mod tests {
         vas.iter()
             .filter(|&&va| ranges.iter().any(|&(s, e)| (s..e).contains(&va)))
             .count() as u64
+    }
+
+    #[test]
+    fn free_user_half_finds_a_pds_one_table_under_the_second_range_or_by_the_loop() {
+        // As a stack's PD where the vDSO's table was never made: the one
+        // used entry is the second range's first; then one under neither
+        // range's start (the loop's); then one the first range reaches
+        // into too, where only the second range's leaf is handed over
+        // (the first's are page-cache leaves, only counted).
+        let (vdso, stack) = (0x7fff_f7ff_7000, 0x7fff_fffd_e000);
+        let top = 0x7fff_ffff_f000;
+        // (the areas, the pages mapped, the pages handed over)
+        type Case<'a> = (&'a [(u64, u64, bool)], &'a [u64], &'a [u64]);
+        let cases: [Case; 3] = [
+            (
+                &[(vdso, vdso + 0x8000, false), (stack, top, true)],
+                &[top - 0x1000, top - 0x2000],
+                &[top - 0x2000, top - 0x1000],
+            ),
+            (
+                &[(0x40_0000, 0x80_0000, true), (0x100_0000, 0x140_0000, true)],
+                &[0x120_0000],
+                &[0x120_0000],
+            ),
+            (
+                &[(0x3f_f000, 0x40_1000, false), (0x40_2000, 0x40_4000, true)],
+                &[0x40_0000, 0x40_2000],
+                &[0x40_2000],
+            ),
+        ];
+        for (areas, vas, want) in cases {
+            let (mut mem, mut fa, mut pt) = setup();
+            let base = fa.in_use();
+            populate(&mut mem, &mut fa, &mut pt, vas);
+            let mut seen = Vec::new();
+            pt.free_user_half(&mut mem, &mut fa, areas.iter().copied(), |m, fr, l| {
+                seen.extend((0..l.pages).map(|k| l.va + k * PAGE_SIZE));
+                (0..l.pages).for_each(|k| assert!(fr.free(m, l.frame + k * PAGE_SIZE)));
+            });
+            seen.sort();
+            assert_eq!(seen, want, "areas {areas:x?}");
+            assert_eq!(pt.table_pages(), 1, "only the PML4 is left");
+            let kept = (vas.len() - want.len()) as u64;
+            assert_eq!(fa.in_use(), base + kept, "the counted leaves' frames stay");
+        }
     }
 
     #[test]
