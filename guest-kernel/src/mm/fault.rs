@@ -632,6 +632,7 @@ impl Mm {
         if shared || (env.frames.is_private(env.mem, t.frame) && !cow) {
             self.pt
                 .rewrite(env.mem, &slot, va, t.frame, t.flags | pte::RW | pte::D);
+            self.note_written(va);
             return Ok(FaultOutcome::new(
                 FaultKind::MadeWritable,
                 base,
@@ -664,6 +665,7 @@ impl Mm {
             return self.install_private(env, i, va, frame, FaultKind::CopyOnWrite);
         }
         self.add_user_frames(1);
+        self.note_written(va);
         if !has_anon {
             self.attach_anon(i);
         }
@@ -673,6 +675,14 @@ impl Mm {
             frame,
             PageSize::Size4K,
         ))
+    }
+
+    /// Remember the page of `va`, just written after a write fault on a
+    /// present read-only page, for the next fork ([`Mm::written`]).
+    #[inline(always)]
+    fn note_written(&mut self, va: u64) {
+        self.written[self.written_at % super::space::WRITTEN_PAGES] = va & !(PAGE_SIZE - 1);
+        self.written_at = self.written_at.wrapping_add(1);
     }
 
     /// An anonymous fault: a 2 MiB page or a 64 KiB block where

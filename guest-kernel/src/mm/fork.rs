@@ -17,7 +17,6 @@
 //! such areas before sharing them, when free memory allows (at most half
 //! of the free frames); both sides then map every page of the area.
 
-use super::fault::user_pte_flags;
 use super::paging::{pte, KernelHalf, MapError, PageSize};
 use super::phys::PhysMem;
 use super::space::{Mm, MmEnv};
@@ -86,6 +85,7 @@ impl Mm {
         if sp != 0 {
             self.copy_stack_top(env, child, sp & !(PAGE_SIZE - 1));
         }
+        self.copy_written(env, child);
         self.tlb_stale = true;
         child.peak_before_drop = child.user_frames;
         Ok(())
@@ -121,44 +121,82 @@ impl Mm {
         }
     }
 
-    /// Fork's one eager copy: the page at `va`, the page of the caller's
+    /// Fork's eager copy of the page at `va`, the page of the caller's
     /// stack its stack pointer is in, which both sides write as soon as
     /// they run (the parent's return from the call, the child's first
-    /// calls), would cost each a write fault at once (a copy on one side,
-    /// the frame taken back writable on the other). Instead the child
-    /// gets its own copy now (one page copied, by the host where ring 0
-    /// is emulated) and the parent keeps its frame writable (if no other
-    /// child still shares it). Only a private frame that this fork has
-    /// just shared in a writable private area is copied; otherwise (out
-    /// of memory too) the page stays shared, as every other is.
+    /// calls): see [`Self::copy_for_child`].
     fn copy_stack_top<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, child: &mut Mm, va: u64) {
         let Some(v) = self.vmas.find(va).map(|i| self.vmas[i]) else {
             return;
         };
-        if !v.prot.contains(Prot::WRITE) || v.flags.contains(VmFlags::SHARED) {
-            return;
+        if v.prot.contains(Prot::WRITE) && !v.flags.contains(VmFlags::SHARED) {
+            self.copy_for_child(env, child, va, 0);
         }
+    }
+
+    /// The pages the last write faults took ([`Mm::written`]), which this
+    /// process wrote after its last fork and is likely to write after
+    /// this one too (a shell's job table and allocator state, the libc
+    /// state a fork changes), are copied for the child at once, each if it
+    /// is still dirty: a page copied at an earlier fork is left clean, so
+    /// one not written since is no longer copied (and is forgotten).
+    fn copy_written<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, child: &mut Mm) {
+        for k in 0..self.written.len() {
+            let va = self.written[k];
+            if va == 0 {
+                continue;
+            }
+            let writable =
+                |v: &Vma| v.prot.contains(Prot::WRITE) && !v.flags.contains(VmFlags::SHARED);
+            let area = self.vmas.find_hot(va).is_some_and(|(_, v)| writable(v));
+            if !area || !self.copy_for_child(env, child, va, pte::D) {
+                self.written[k] = 0;
+            }
+        }
+    }
+
+    /// The private page at `va` of a writable private area, which this
+    /// fork has just shared (and whose entry has the flags of `need`),
+    /// and which both sides are likely to write soon, each then taking a
+    /// write fault (a copy on one side, the frame taken back writable on
+    /// the other): the child gets its own copy now (one page copied, by
+    /// the host where ring 0 is emulated) and the parent keeps its frame
+    /// writable (if no other child still shares it), both clean. Whether
+    /// it was copied; a page not so shared (or out of memory) stays as it
+    /// is.
+    fn copy_for_child<M: PhysMem>(
+        &mut self,
+        env: &mut MmEnv<'_, M>,
+        child: &mut Mm,
+        va: u64,
+        need: u64,
+    ) -> bool {
         let (Some(mine), Some(theirs)) =
             (self.pt.lookup(env.mem, va), child.pt.lookup(env.mem, va))
         else {
-            return;
+            return false;
         };
         let (t, c) = (mine.translation(), theirs.translation());
-        let ours = t.size == PageSize::Size4K && c.frame == t.frame && t.flags & pte::P != 0;
+        let flags = pte::P | pte::RW | need;
+        let ours =
+            t.size == PageSize::Size4K && c.frame == t.frame && t.flags & flags == pte::P | need;
         if !ours || !env.frames.is_private(env.mem, t.frame) || !env.frames.is_shared(t.frame) {
-            return;
+            return false;
         }
         let Some(frame) = env.frames.alloc_uninit(env.mem) else {
-            return;
+            return false;
         };
         env.mem.copy(frame, t.frame, PAGE_SIZE);
-        let flags = user_pte_flags(v.prot, true);
+        // Writable but clean on both sides: the next fork tells a page
+        // written since (dirty) from one only copied here.
+        let flags = (t.flags | pte::RW) & !pte::D;
         child.pt.rewrite(env.mem, &theirs, va, frame, flags);
         // The child's count stays: its copy replaces the shared frame.
         env.frames.unshare(t.frame);
         if !env.frames.is_shared(t.frame) {
             self.pt.rewrite(env.mem, &mine, va, t.frame, flags);
         }
+        true
     }
 
     fn copy_layout(&mut self, from: &Mm) {
@@ -400,6 +438,54 @@ mod tests {
         for mm in [&mut second, &mut first, &mut parent] {
             mm.teardown(&mut fx.mem, &mut fx.frames);
         }
+    }
+
+    #[test]
+    fn a_page_written_since_the_last_fork_is_copied_at_the_next_and_one_left_alone_is_shared() {
+        let mut fx = Fixture::new();
+        fx.frames.fault_size = vmrun_contract::FaultSize::Page4K;
+        let mut parent = fx.mm();
+        let before = fx.frames.in_use();
+        let a = parent
+            .mmap(&mut fx.env(), 0, 0x2000, 3, 0x22, None, 0)
+            .unwrap();
+        let (hot, cold) = (a, a + 0x1000);
+        copy_to_user(&mut parent, &mut fx.env(), hot, b"hot").unwrap();
+        copy_to_user(&mut parent, &mut fx.env(), cold, b"cold").unwrap();
+        let kernel = fx.kernel;
+        let (mut first, mut second, mut third) = (Mm::empty(), Mm::empty(), Mm::empty());
+        parent
+            .fork_copy(&mut fx.env(), &kernel, &mut first, 0)
+            .unwrap();
+        // After the first fork the parent writes one page (a copy on
+        // write): the second fork copies it for its child at once.
+        copy_to_user(&mut parent, &mut fx.env(), hot, b"HOT").unwrap();
+        parent
+            .fork_copy(&mut fx.env(), &kernel, &mut second, 0)
+            .unwrap();
+        let p = parent.pt.translate(&fx.mem, hot).unwrap();
+        let c = second.pt.translate(&fx.mem, hot).unwrap();
+        assert_ne!(p.frame, c.frame, "the written page is the child's own");
+        assert_ne!(p.flags & c.flags & pte::RW, 0, "writable on both sides");
+        assert_eq!((p.flags | c.flags) & pte::D, 0, "and clean");
+        let mut buf = [0u8; 3];
+        copy_from_user(&mut second, &mut fx.env(), hot, &mut buf).unwrap();
+        assert_eq!(&buf, b"HOT");
+        let p = parent.pt.translate(&fx.mem, cold).unwrap();
+        let c = second.pt.translate(&fx.mem, cold).unwrap();
+        assert_eq!(p.frame, c.frame, "a page not written since stays shared");
+        assert_eq!((p.flags | c.flags) & pte::RW, 0);
+        // Not written since the second fork: the third shares it.
+        parent
+            .fork_copy(&mut fx.env(), &kernel, &mut third, 0)
+            .unwrap();
+        let p = parent.pt.translate(&fx.mem, hot).unwrap();
+        assert_eq!(p.frame, third.pt.translate(&fx.mem, hot).unwrap().frame);
+        assert!(fx.frames.is_shared(p.frame));
+        for mm in [&mut third, &mut second, &mut first, &mut parent] {
+            mm.teardown(&mut fx.mem, &mut fx.frames);
+        }
+        assert_eq!(fx.frames.in_use(), before - 1, "every frame back");
     }
 
     #[test]

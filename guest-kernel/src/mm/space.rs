@@ -84,9 +84,20 @@ pub struct Mm {
     /// child's, from the fork to its exec): the boot image's fault-around
     /// then clears the mark of the neighbours it maps pages in.
     pub(crate) uncopied: bool,
+    /// The pages of the last write faults on present read-only pages
+    /// (copy-on-write, taken back writable), a ring (0: none), which the
+    /// next fork copies for the child at once if they were written since
+    /// (see `Mm::fork_copy`).
+    pub(crate) written: [u64; WRITTEN_PAGES],
+    /// Where the next page goes in `written`.
+    pub(crate) written_at: usize,
     /// The resource limits (kept over exec, copied by fork).
     pub rlim: Rlimits,
 }
+
+/// How many of the last written pages an address space remembers for its
+/// next fork ([`Mm::written`]).
+pub const WRITTEN_PAGES: usize = 8;
 
 impl Mm {
     /// An address space without page tables (for statics).
@@ -111,6 +122,8 @@ impl Mm {
             last_anon: 0,
             tlb_stale: false,
             uncopied: false,
+            written: [0; WRITTEN_PAGES],
+            written_at: 0,
             rlim: Rlimits::new(),
         }
     }
@@ -181,6 +194,7 @@ impl Mm {
         self.peak_before_drop = 0;
         self.last_anon = 0;
         self.tlb_stale = false;
+        self.written = [0; WRITTEN_PAGES];
     }
 
     /// User page-table pages held now (the PML4 excluded).
