@@ -243,6 +243,33 @@ impl PhysMem for DirectMap {
         }
     }
 
+    fn copy_words(&mut self, src: u64, dst: u64, n: u64) {
+        let (s, d) = (
+            self.ptr(src, 8 * n) as *const u64,
+            self.ptr(dst, 8 * n) as *mut u64,
+        );
+        // A load and a store a word, 32 words to a round (a text's few
+        // hundred entries), then eight, then one: one test a round.
+        let copy = |k: usize, m: usize| {
+            for j in k..k + m {
+                // SAFETY: `ptr` checked that both runs of n words lie in
+                // RAM (j < n); they are entries of two page tables the
+                // memory manager owns (8-aligned, apart).
+                unsafe { core::ptr::write_volatile(d.add(j), core::ptr::read_volatile(s.add(j))) };
+            }
+        };
+        let mut k = 0;
+        while k + 32 <= n as usize {
+            copy(k, 32);
+            k += 32;
+        }
+        while k + 8 <= n as usize {
+            copy(k, 8);
+            k += 8;
+        }
+        copy(k, n as usize - k);
+    }
+
     fn write_run_free(&mut self, pa: u64, first: u64, step: u64, n: u64, busy: u64) -> u64 {
         let p = self.ptr(pa, 8 * n) as *mut u64;
         let mut written = 0;

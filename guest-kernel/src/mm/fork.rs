@@ -2,7 +2,11 @@
 //! `copy_page_range`): the child gets the same areas, and every page the
 //! parent has mapped in areas holding private pages (or shared anonymous
 //! memory), the private ones copy-on-write; the other areas' pages are
-//! faulted in again by the child, as Linux's `vma_needs_copy` decides.
+//! faulted in again by the child, as Linux's `vma_needs_copy` decides,
+//! except the page-cache leaves that lie in a leaf table copied anyway
+//! (a static program's text beside its data): copied as they are, they
+//! spare the child's first instruction a fault that maps the whole
+//! fault-around window again.
 //!
 //! A private frame becomes shared: both page tables map it read-only and
 //! the frame allocator counts the extra mapping; the first write on either
@@ -22,11 +26,71 @@ use super::phys::PhysMem;
 use super::space::{Mm, MmEnv};
 use super::vma::{Backing, Prot, VmFlags, Vma};
 use crate::errno::KResult;
-use vmrun_contract::layout::PAGE_SIZE;
+use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
 
 /// Whether `v` is `MAP_SHARED` anonymous memory.
 fn shared_anon(v: &Vma) -> bool {
     v.flags.contains(VmFlags::SHARED) && matches!(v.backing, Backing::Anon)
+}
+
+const REGION_MASK: u64 = !(HUGE_PAGE_SIZE - 1);
+
+/// What fork does with an area's entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AreaCopy {
+    /// Copied, private frames made copy-on-write (an area that holds
+    /// private pages).
+    Private,
+    /// Copied, the frames shared writable (`MAP_SHARED` anonymous memory).
+    SharedAnon,
+    /// Page-cache frames only (a private file area without a private
+    /// page): copied as they are in the regions of [`cache_regions`].
+    Cache,
+    /// Not copied (a shared file mapping, an untouched anonymous area).
+    Not,
+}
+
+/// The 2 MiB regions in which fork copies the page-cache leaves of the
+/// [`AreaCopy::Cache`] ranges of `areas` (sorted, apart): each a region at
+/// either end of such a range that a range copied with its private
+/// pages also reaches, so that its leaf table is copied anyway, and no
+/// [`AreaCopy::Not`] range does, so that the child's table holds every used
+/// entry of the parent's. A static program's text and its data, bss and
+/// heap share one; a library's text and its data segment too. Sorted,
+/// without repeats.
+fn cache_regions(areas: &[(u64, u64, AreaCopy)]) -> alloc::vec::Vec<u64> {
+    let mut regions = alloc::vec::Vec::new();
+    for (i, &(s, e, how)) in areas.iter().enumerate() {
+        if how != AreaCopy::Cache {
+            continue;
+        }
+        for r in [s & REGION_MASK, (e - 1) & REGION_MASK] {
+            if regions.last().is_some_and(|&last| last >= r) {
+                continue;
+            }
+            // The ranges in the region are the neighbours of this one.
+            let stop = r.saturating_add(HUGE_PAGE_SIZE);
+            let (mut copied, mut not) = (false, false);
+            let mut note = |how: AreaCopy| {
+                copied |= matches!(how, AreaCopy::Private | AreaCopy::SharedAnon);
+                not |= how == AreaCopy::Not;
+            };
+            let mut j = i;
+            while j > 0 && areas[j - 1].1 > r {
+                j -= 1;
+                note(areas[j].2);
+            }
+            j = i + 1;
+            while j < areas.len() && areas[j].0 < stop {
+                note(areas[j].2);
+                j += 1;
+            }
+            if copied && !not {
+                regions.push(r);
+            }
+        }
+    }
+    regions
 }
 
 impl Mm {
@@ -47,40 +111,61 @@ impl Mm {
         // As Linux's `vma_needs_copy`: an area that never had a private
         // page (no anonymous identity: text, read-only data, an untouched
         // mapping, a shared file mapping) maps nothing a fault in the
-        // child would not map the same way, so its entries are not copied.
-        // Shared anonymous memory has no page cache behind it: always.
-        // One pass over the child's areas (the parent's, cloned), a leaf of
-        // the area tree at a time, finds both those and the shared
-        // anonymous ones, and marks the others as having no page mapped in
-        // the child ([`VmFlags::UNCOPIED`]): its first fault in one (its
-        // text's, as it returns from fork) writes the entries unread.
-        let mut areas: alloc::vec::Vec<(u64, u64, bool)> = alloc::vec::Vec::new();
+        // child would not map the same way, so its entries are not copied,
+        // but for the page-cache leaves that share a leaf table with copied
+        // ones (see `cache_regions`). Shared anonymous memory has no page
+        // cache behind it: always. One pass over the child's areas (the
+        // parent's, cloned), a leaf of the area tree at a time, sorts them
+        // and marks those fork copies nothing of (a shared file mapping,
+        // an untouched anonymous area) as having no page mapped in the
+        // child ([`VmFlags::UNCOPIED`]): its first fault in one writes the
+        // entries unread. A private file area is not marked, whether its
+        // leaves are copied or not: clearing the mark of the copied ones
+        // afterwards (a search of the area tree each) cost some 250
+        // instructions a fork; a library's text alone in its table then
+        // takes its first fault in the child into a new table, one that
+        // is known empty anyway.
+        let mut areas: alloc::vec::Vec<(u64, u64, AreaCopy)> = alloc::vec::Vec::new();
+        let _ = areas.try_reserve_exact(self.vmas.len());
         let mut shared_anon_pages = 0;
         child.vmas.mark_uncopied_where(|v| {
-            let shared_area = v.flags.contains(VmFlags::SHARED);
-            if shared_area {
-                let shared = shared_anon(v);
-                if shared && v.prot != Prot::NONE {
-                    shared_anon_pages += (v.end - v.start) / PAGE_SIZE;
-                }
-                if v.anon == 0 && !shared {
-                    return true;
-                }
-            } else if v.anon == 0 {
-                // Most areas: text, read-only data, untouched mappings.
-                return true;
+            let shared = shared_anon(v);
+            if shared && v.prot != Prot::NONE {
+                shared_anon_pages += (v.end - v.start) / PAGE_SIZE;
             }
-            super::space::push_joined(&mut areas, (v.start, v.end, shared_area));
-            false
+            let how = if shared {
+                AreaCopy::SharedAnon
+            } else if v.anon != 0 {
+                AreaCopy::Private
+            } else if !v.flags.contains(VmFlags::SHARED)
+                && matches!(v.backing, Backing::File { .. })
+            {
+                AreaCopy::Cache
+            } else {
+                AreaCopy::Not
+            };
+            super::space::push_joined(&mut areas, (v.start, v.end, how));
+            how == AreaCopy::Not
         });
         child.uncopied = true;
         if shared_anon_pages > 0 {
             self.populate_shared_anon(env, shared_anon_pages);
         }
-        // `copy_leaves` splits a 2 MiB leaf it meets (no walk per 2 MiB
-        // region beforehand to look for one).
-        for (start, end, shared) in areas {
-            self.share_range(env, child, start, end, shared)?;
+        for &(start, end, how) in &areas {
+            match how {
+                AreaCopy::Private => self.share_range(env, child, start, end, false)?,
+                AreaCopy::SharedAnon => self.share_range(env, child, start, end, true)?,
+                AreaCopy::Cache | AreaCopy::Not => {}
+            }
+        }
+        for region in cache_regions(&areas) {
+            let cache = areas.iter().filter(|a| a.2 == AreaCopy::Cache);
+            let spans = cache.map(|a| (a.0, a.1));
+            let (mem, frames) = (&mut *env.mem, &mut *env.frames);
+            let r = self
+                .pt
+                .copy_cache_leaves(&mut child.pt, mem, frames, region, spans);
+            r.map_err(|e| e.errno())?;
         }
         if sp != 0 {
             self.copy_stack_top(env, child, sp & !(PAGE_SIZE - 1));
@@ -317,6 +402,75 @@ mod tests {
             assert_eq!(c.unwrap().flags & pte::RW, 0);
         }
         assert_eq!(child.user_frames, 4);
+        child.teardown(&mut fx.mem, &mut fx.frames);
+        parent.teardown(&mut fx.mem, &mut fx.frames);
+        assert_eq!(fx.frames.in_use(), before - 1, "every frame back");
+    }
+
+    #[test]
+    fn cache_regions_are_those_a_copied_range_reaches_and_no_other_area() {
+        let m = HUGE_PAGE_SIZE;
+        // A static image: text, then data to heap, in one region; a
+        // library whose text spans two regions, its data in the second;
+        // a text alone in its region; a text beside a shared file mapping
+        // and data.
+        let areas = [
+            (0x40_1000, 0x5d_b000, AreaCopy::Cache),
+            (0x5d_b000, 0x5f_0000, AreaCopy::Private),
+            (6 * m + 0x1000, 7 * m + 0x1000, AreaCopy::Cache),
+            (7 * m + 0x1000, 7 * m + 0x5000, AreaCopy::Private),
+            (9 * m, 9 * m + 0x3000, AreaCopy::Cache),
+            (11 * m, 11 * m + 0x3000, AreaCopy::Cache),
+            (11 * m + 0x3000, 11 * m + 0x4000, AreaCopy::Not),
+            (11 * m + 0x5000, 11 * m + 0x6000, AreaCopy::SharedAnon),
+        ];
+        assert_eq!(
+            cache_regions(&areas),
+            [0x40_0000, 7 * m],
+            "not the library's first region, the lone text's, nor beside the shared mapping"
+        );
+        assert!(cache_regions(&areas[..1]).is_empty());
+    }
+
+    #[test]
+    fn fork_copies_the_text_that_shares_a_leaf_table_with_the_data_and_teardown_frees_all() {
+        let mut fx = Fixture::new();
+        let mut parent = fx.mm();
+        let before = fx.frames.in_use();
+        let file = |start: u64, prot: Prot| super::super::vma::Vma {
+            backing: Backing::File {
+                file: 0,
+                offset: 0,
+                data_end: u64::MAX,
+            },
+            ..super::super::vma::Vma::anon(start, start + 0x4000, prot, VmFlags::NONE)
+        };
+        parent.vmas.insert(file(0x40_0000, Prot::READ)).unwrap();
+        parent.vmas.insert(file(0x40_4000, Prot::RW)).unwrap();
+        parent
+            .handle_page_fault(&mut fx.env(), 0x40_0000, pf::USER)
+            .unwrap();
+        parent
+            .handle_page_fault(&mut fx.env(), 0x40_5000, pf::USER | pf::WRITE)
+            .unwrap();
+        let kernel = fx.kernel;
+        let mut child = Mm::empty();
+        parent
+            .fork_copy(&mut fx.env(), &kernel, &mut child, 0)
+            .unwrap();
+        for k in 0..8 {
+            let va = 0x40_0000 + k * PAGE_SIZE;
+            let (p, c) = (
+                parent.pt.translate(&fx.mem, va),
+                child.pt.translate(&fx.mem, va),
+            );
+            assert_eq!(p.map(|t| t.frame), c.map(|t| t.frame), "page {k}");
+            assert_eq!(p.map(|t| t.flags), c.map(|t| t.flags), "page {k}");
+        }
+        assert!(
+            child.pt.translate(&fx.mem, 0x40_0000).is_some(),
+            "the text's page"
+        );
         child.teardown(&mut fx.mem, &mut fx.frames);
         parent.teardown(&mut fx.mem, &mut fx.frames);
         assert_eq!(fx.frames.in_use(), before - 1, "every frame back");

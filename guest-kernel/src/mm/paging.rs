@@ -1464,6 +1464,51 @@ impl PageTable {
         Ok(())
     }
 
+    /// Fork's copy of page-cache leaves into a leaf table it copies
+    /// anyway: the parent's entries under each of `spans` (`[start, end)`
+    /// pairs, sorted, each
+    /// inside one area whose frames are all the page cache's) that lies
+    /// in the 2 MiB region at `region` are given to `child` as they are
+    /// (no mask, nothing counted: page-cache frames are never released
+    /// through a mapping). Every other used entry of that table must
+    /// already be copied: the child's table then takes the parent's count
+    /// of used entries. Nothing is done where the parent has no table of
+    /// 4 KiB leaves there.
+    pub fn copy_cache_leaves<M: PhysMem>(
+        &mut self,
+        child: &mut PageTable,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+        region: u64,
+        spans: impl Iterator<Item = (u64, u64)>,
+    ) -> Result<(), MapError> {
+        let Some(Ok((table, parent_pa))) = self.find_leaf_table(mem, region) else {
+            return Ok(());
+        };
+        let (to, to_parent, _) = child.walk_create(mem, frames, region, 1)?;
+        let traced = trace::on(mem, category::PAGE_TABLES);
+        let stop = region + HUGE_PAGE_SIZE;
+        let spans = spans.skip_while(|r| r.1 <= region);
+        for (s, e) in spans.take_while(|r| r.0 < stop) {
+            let (first, last) = (index(s.max(region), 1), index(e.min(stop) - 1, 1));
+            if !traced {
+                mem.copy_words(table + first * 8, to + first * 8, last + 1 - first);
+                continue;
+            }
+            for k in first..=last {
+                let e = mem.read_u64(table + k * 8);
+                if used(e) {
+                    mem.write_u64(to + k * 8, e);
+                    trace_entry(mem, kind::PTE_SET, 1, region + k * PAGE_SIZE, e);
+                }
+            }
+        }
+        let n = count(mem.read_u64(parent_pa));
+        let e = mem.read_u64(to_parent);
+        mem.write_u64(to_parent, with_count(e, n));
+        Ok(())
+    }
+
     /// Visit every used leaf in `[start, end)` (page aligned) and apply the
     /// callback's [`LeafAction`]. 2 MiB leaves that straddle `start` or
     /// `end` are split first, so the callback only sees leaves wholly

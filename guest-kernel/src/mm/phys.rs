@@ -117,6 +117,17 @@ pub trait PhysMem {
         }
     }
 
+    /// Copy the `n` words from `src` to `dst` (another page's) as they
+    /// are, with the CPU's own loads and stores (page-table entries: see
+    /// [`Self::clear_words`]). Implementations may do it with fewer
+    /// checks than `n` reads and writes.
+    fn copy_words(&mut self, src: u64, dst: u64, n: u64) {
+        for k in 0..n {
+            let e = self.read_u64(src + 8 * k);
+            self.write_u64(dst + 8 * k, e);
+        }
+    }
+
     /// How many of the `n` words from `pa` have none of the `busy` bits
     /// set before the first that has one (a scan past free page-table
     /// entries). Implementations may do it faster than `n` reads.

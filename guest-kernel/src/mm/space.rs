@@ -361,7 +361,10 @@ pub(crate) fn release_frame<M: PhysMem>(
 /// teardown) then take the areas of a program's image, data to heap, as
 /// one range, not one a segment (each range costs them a pass at every
 /// level of the tables, and a run of leaves across two is cut in two).
-pub(crate) fn push_joined(list: &mut alloc::vec::Vec<(u64, u64, bool)>, range: (u64, u64, bool)) {
+pub(crate) fn push_joined<T: PartialEq>(
+    list: &mut alloc::vec::Vec<(u64, u64, T)>,
+    range: (u64, u64, T),
+) {
     match list.last_mut() {
         Some(last) if last.1 == range.0 && last.2 == range.2 => last.1 = range.1,
         _ => list.push(range),
