@@ -194,7 +194,9 @@ impl Mm {
         self.peak_before_drop = 0;
         self.last_anon = 0;
         self.tlb_stale = false;
-        self.written = [0; WRITTEN_PAGES];
+        // `written` is kept: after an exec its pages are the old image's,
+        // and the next fork copies one only if the new image has a dirty
+        // private page there that the fork shares, and forgets the rest.
     }
 
     /// User page-table pages held now (the PML4 excluded).
