@@ -249,7 +249,9 @@ impl PhysMem for DirectMap {
             self.ptr(dst, 8 * n) as *mut u64,
         );
         // A text's few hundred entries (1 KiB and more): the host's, one
-        // exit for some two instructions an entry.
+        // exit for some two instructions an entry. Safe where kvm_pvm
+        // shadows the tables: the entries written were free (the trait's
+        // `copy_words`), so no shadow translation of them can go stale.
         if host_move(d as u64, s as u64, 8 * n) {
             return;
         }

@@ -118,9 +118,14 @@ pub trait PhysMem {
     }
 
     /// Copy the `n` words from `src` to `dst` (another page's) as they
-    /// are, with the CPU's own loads and stores (page-table entries: see
-    /// [`Self::clear_words`]). Implementations may do it with fewer
-    /// checks than `n` reads and writes.
+    /// are: page-table entries into free entries of a table (fork's copy
+    /// of a text's entries into the child's new table). Implementations
+    /// may do it with fewer checks than `n` reads and writes, and may
+    /// have the host make a long copy: unlike [`Self::clear_words`], which
+    /// takes present entries away, this only fills entries that were free
+    /// when the kernel last wrote them, so a hypervisor that shadows the
+    /// table (kvm_pvm) holds no translation there to go stale, and finds
+    /// the new entries at its first fault on them.
     fn copy_words(&mut self, src: u64, dst: u64, n: u64) {
         for k in 0..n {
             let e = self.read_u64(src + 8 * k);
