@@ -260,10 +260,7 @@ impl LeafTable<'_> {
         n: u64,
         flags: u64,
     ) -> u64 {
-        debug_assert!(va & !(HUGE_PAGE_SIZE - 1) == self.region && va & (PAGE_SIZE - 1) == 0);
-        debug_assert!(pa & !pte::ADDR_MASK == 0);
-        let first = index(va, 1);
-        let n = n.min(ENTRIES - first);
+        let (first, n) = self.run_at(va, pa, n);
         if n == 0 {
             return 0;
         }
@@ -278,6 +275,17 @@ impl LeafTable<'_> {
         n
     }
 
+    /// Where a run of up to `n` entries for `va` (a page of this table's
+    /// region) mapping from `pa` (a page address) starts in the table, and
+    /// how many of them it holds.
+    #[inline(always)]
+    fn run_at(&self, va: u64, pa: u64, n: u64) -> (u64, u64) {
+        debug_assert!(va & !(HUGE_PAGE_SIZE - 1) == self.region && va & (PAGE_SIZE - 1) == 0);
+        debug_assert!(pa & !pte::ADDR_MASK == 0);
+        let first = index(va, 1);
+        (first, n.min(ENTRIES - first))
+    }
+
     /// [`Self::fill_free_inside`] without adding the entries written to
     /// the table's count: a caller filling several runs adds their sum
     /// once, with [`Self::add_to_count`], before it lets the table go.
@@ -290,10 +298,7 @@ impl LeafTable<'_> {
         n: u64,
         flags: u64,
     ) -> u64 {
-        debug_assert!(va & !(HUGE_PAGE_SIZE - 1) == self.region && va & (PAGE_SIZE - 1) == 0);
-        debug_assert!(pa & !pte::ADDR_MASK == 0);
-        let first = index(va, 1);
-        let n = n.min(ENTRIES - first);
+        let (first, n) = self.run_at(va, pa, n);
         if n == 0 {
             return 0;
         }
