@@ -1711,6 +1711,14 @@ mod tests {
         }
     }
 
+    /// `v` (a [`file_vma`]) backed by the page cache's file `id`.
+    fn of_file(mut v: Vma, id: u16) -> Vma {
+        if let Backing::File { file, .. } = &mut v.backing {
+            *file = id;
+        }
+        v
+    }
+
     /// A host file of `size` bytes in the page cache, none of it cached,
     /// read through `handle` (None: it cannot be read).
     fn host_file(fx: &mut Fixture, size: u64, handle: Option<u64>) -> u16 {
@@ -2186,12 +2194,7 @@ mod tests {
     fn file_page_not_in_ram_that_cannot_be_read_is_a_segv_and_keeps_no_frame() {
         let (mut fx, mut mm) = setup();
         let id = host_file(&mut fx, 4 * PAGE_SIZE, None);
-        let mut v = file_vma(0x80_0000, 4, Prot::RW, 0, u64::MAX);
-        v.backing = Backing::File {
-            file: id,
-            offset: 0,
-            data_end: u64::MAX,
-        };
+        let v = of_file(file_vma(0x80_0000, 4, Prot::RW, 0, u64::MAX), id);
         mm.vmas.insert(v).unwrap();
         let frames = fx.frames.in_use();
         for ec in [U, UW] {
@@ -2447,21 +2450,11 @@ mod tests {
     fn a_data_block_fault_reads_the_pages_it_lacks_from_the_host() {
         let (mut fx, mut mm) = setup();
         let id = host_file(&mut fx, 8 * PAGE_SIZE, Some(3));
-        let mut v = file_vma(0x80_0000, 8, Prot::RW, 0, u64::MAX);
-        v.backing = Backing::File {
-            file: id,
-            offset: 0,
-            data_end: u64::MAX,
-        };
+        let v = of_file(file_vma(0x80_0000, 8, Prot::RW, 0, u64::MAX), id);
         mm.vmas.insert(v).unwrap();
         let mut host = Reader::new(8 * PAGE_SIZE);
         // A read of page 6 first: pages 6 and 7 are cached.
-        let mut env = MmEnv {
-            mem: &mut fx.mem,
-            frames: &mut fx.frames,
-            cache: &mut fx.cache,
-            host: &mut host,
-        };
+        let mut env = fx.env_with(&mut host);
         crate::fs::cache::PageCache::page(env.cache, env.mem, env.frames, env.host, id, 6).unwrap();
         let out = mm.handle_page_fault(&mut env, 0x80_3000, UW).unwrap();
         assert_eq!(
@@ -2483,20 +2476,13 @@ mod tests {
         let (p, size) = (PAGE_SIZE, (2 * W + 8) * PAGE_SIZE);
         let (mut fx, mut mm) = setup();
         let id = host_file(&mut fx, size, Some(3));
-        let mut v = file_vma(0x80_0000, 2 * W, Prot::READ | Prot::EXEC, 0, u64::MAX);
-        v.backing = Backing::File {
-            file: id,
-            offset: 0,
-            data_end: u64::MAX,
-        };
+        let v = of_file(
+            file_vma(0x80_0000, 2 * W, Prot::READ | Prot::EXEC, 0, u64::MAX),
+            id,
+        );
         mm.vmas.insert(v).unwrap();
         let mut host = Reader::new(size);
-        let mut env = MmEnv {
-            mem: &mut fx.mem,
-            frames: &mut fx.frames,
-            cache: &mut fx.cache,
-            host: &mut host,
-        };
+        let mut env = fx.env_with(&mut host);
         // Page W + 6: its window (pages W..2W) is read whole and mapped.
         let out = mm
             .handle_page_fault(&mut env, 0x80_0000 + (W + 6) * p, U)
@@ -2529,22 +2515,12 @@ mod tests {
             (0x80_8000, 2, Prot::RW, 0x8000, u64::MAX),
             (0x80_a000, 1, Prot::READ, 0xa000, u64::MAX),
         ] {
-            let mut v = file_vma(start, pages, prot, offset, data_end);
-            v.backing = Backing::File {
-                file: id,
-                offset,
-                data_end,
-            };
+            let v = of_file(file_vma(start, pages, prot, offset, data_end), id);
             // As mmap makes them: fresh.
             mm.map_region(&mut fx.env(), v).unwrap();
         }
         let mut host = Reader::new(size);
-        let mut env = MmEnv {
-            mem: &mut fx.mem,
-            frames: &mut fx.frames,
-            cache: &mut fx.cache,
-            host: &mut host,
-        };
+        let mut env = fx.env_with(&mut host);
         // A fetch in the text: the file is read from its start (the
         // window's, in file order) and the read-only areas' pages mapped.
         let out = mm
@@ -2583,12 +2559,7 @@ mod tests {
         let (p, size) = (PAGE_SIZE, W * PAGE_SIZE);
         let (mut fx, mut mm) = setup();
         let id = host_file(&mut fx, size, Some(3));
-        let mut v = file_vma(0x80_0000, W, Prot::READ, 0, u64::MAX);
-        v.backing = Backing::File {
-            file: id,
-            offset: 0,
-            data_end: u64::MAX,
-        };
+        let v = of_file(file_vma(0x80_0000, W, Prot::READ, 0, u64::MAX), id);
         // The one page `k` of the area, as an area of its own.
         let page = |k: u64| Vma {
             start: v.start + k * p,
@@ -2607,12 +2578,7 @@ mod tests {
         for round in 0..2 {
             mm.map_region(&mut fx.env(), v).unwrap();
             assert!(mm.vmas.all_fresh(0x80_0000, 0x80_0000 + size));
-            let mut env = MmEnv {
-                mem: &mut fx.mem,
-                frames: &mut fx.frames,
-                cache: &mut fx.cache,
-                host: &mut host,
-            };
+            let mut env = fx.env_with(&mut host);
             let out = mm.handle_page_fault(&mut env, 0x80_3000, U).unwrap();
             assert_eq!(
                 (out.kind, out.pages_mapped),
@@ -2625,22 +2591,12 @@ mod tests {
         // not fresh, and the next fault there maps the one free entry only.
         mm.do_munmap(&mut fx.env(), 0x80_5000, 0x80_6000).unwrap();
         mm.map_region(&mut fx.env(), page(5)).unwrap();
-        let mut env = MmEnv {
-            mem: &mut fx.mem,
-            frames: &mut fx.frames,
-            cache: &mut fx.cache,
-            host: &mut host,
-        };
+        let mut env = fx.env_with(&mut host);
         // The new page's own area is fresh; its neighbours' pages stay.
         let out = mm.handle_page_fault(&mut env, 0x80_5000, U).unwrap();
         assert_eq!(out.pages_mapped, 1);
         mm.do_munmap(&mut fx.env(), 0x80_7000, 0x80_8000).unwrap();
-        let mut env = MmEnv {
-            mem: &mut fx.mem,
-            frames: &mut fx.frames,
-            cache: &mut fx.cache,
-            host: &mut host,
-        };
+        let mut env = fx.env_with(&mut host);
         let before = mm.pt.translate(env.mem, 0x80_6000).map(|t| t.frame);
         assert!(mm.vmas.find(0x80_7000).is_none());
         let w = page(7);
@@ -2668,21 +2624,11 @@ mod tests {
         let size = 0x1800;
         let id = host_file(&mut fx, size, Some(3));
         for (start, data_end) in [(0x80_0000, u64::MAX), (0xa0_0000, 0x1400)] {
-            let mut v = file_vma(start, 2, Prot::READ, 0, data_end);
-            v.backing = Backing::File {
-                file: id,
-                offset: 0,
-                data_end,
-            };
+            let v = of_file(file_vma(start, 2, Prot::READ, 0, data_end), id);
             mm.vmas.insert(v).unwrap();
         }
         let mut host = Reader::new(size);
-        let mut env = MmEnv {
-            mem: &mut fx.mem,
-            frames: &mut fx.frames,
-            cache: &mut fx.cache,
-            host: &mut host,
-        };
+        let mut env = fx.env_with(&mut host);
         let out = mm.handle_page_fault(&mut env, 0x80_1000, U).unwrap();
         let cached = env.cache.get(id).unwrap().resident(1);
         assert_eq!(
@@ -2752,11 +2698,7 @@ mod tests {
         fault(&mut parent, &mut fx, 0x40_5000, UW).unwrap();
         let out = fault(&mut parent, &mut fx, 0x40_1000, U | pf::INSTR).unwrap();
         assert_eq!(out.pages_mapped, 5);
-        let kernel = fx.kernel;
-        let mut child = Mm::empty();
-        parent
-            .fork_copy(&mut fx.env(), &kernel, &mut child, 0)
-            .unwrap();
+        let mut child = fx.fork(&mut parent, 0);
         // The image's page-cache leaves share the copied data's table:
         // fork copies them too, and the child needs no fault there.
         assert!(!child.vmas.all_fresh(0x40_0000, 0x40_7000), "copied");

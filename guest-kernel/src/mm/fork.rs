@@ -359,19 +359,23 @@ mod tests {
     use crate::uaccess::{copy_from_user, copy_to_user};
     use vmrun_contract::layout::HUGE_PAGE_SIZE;
 
-    #[test]
-    fn fork_copies_only_areas_holding_private_pages_and_teardown_frees_all() {
-        let mut fx = Fixture::new();
-        let mut parent = fx.mm();
-        let before = fx.frames.in_use();
-        let file = |start: u64, prot: Prot| super::super::vma::Vma {
+    /// A private mapping of four pages of the page cache's file 0.
+    fn file(start: u64, prot: Prot) -> Vma {
+        Vma {
             backing: Backing::File {
                 file: 0,
                 offset: 0,
                 data_end: u64::MAX,
             },
-            ..super::super::vma::Vma::anon(start, start + 0x4000, prot, VmFlags::NONE)
-        };
+            ..Vma::anon(start, start + 0x4000, prot, VmFlags::NONE)
+        }
+    }
+
+    #[test]
+    fn fork_copies_only_areas_holding_private_pages_and_teardown_frees_all() {
+        let mut fx = Fixture::new();
+        let mut parent = fx.mm();
+        let before = fx.frames.in_use();
         parent.vmas.insert(file(0x40_0000, Prot::READ)).unwrap();
         parent.vmas.insert(file(0x60_0000, Prot::RW)).unwrap();
         // A read maps the text's page-cache pages; a write copies the
@@ -383,11 +387,7 @@ mod tests {
             .handle_page_fault(&mut fx.env(), 0x60_1000, pf::USER | pf::WRITE)
             .unwrap();
         assert_eq!(parent.user_frames, 4);
-        let kernel = fx.kernel;
-        let mut child = Mm::empty();
-        parent
-            .fork_copy(&mut fx.env(), &kernel, &mut child, 0)
-            .unwrap();
+        let mut child = fx.fork(&mut parent, 0);
         assert!(
             child.pt.translate(&fx.mem, 0x40_0000).is_none(),
             "no private page there: the child faults it in itself"
@@ -437,14 +437,6 @@ mod tests {
         let mut fx = Fixture::new();
         let mut parent = fx.mm();
         let before = fx.frames.in_use();
-        let file = |start: u64, prot: Prot| super::super::vma::Vma {
-            backing: Backing::File {
-                file: 0,
-                offset: 0,
-                data_end: u64::MAX,
-            },
-            ..super::super::vma::Vma::anon(start, start + 0x4000, prot, VmFlags::NONE)
-        };
         parent.vmas.insert(file(0x40_0000, Prot::READ)).unwrap();
         parent.vmas.insert(file(0x40_4000, Prot::RW)).unwrap();
         parent
@@ -453,11 +445,7 @@ mod tests {
         parent
             .handle_page_fault(&mut fx.env(), 0x40_5000, pf::USER | pf::WRITE)
             .unwrap();
-        let kernel = fx.kernel;
-        let mut child = Mm::empty();
-        parent
-            .fork_copy(&mut fx.env(), &kernel, &mut child, 0)
-            .unwrap();
+        let mut child = fx.fork(&mut parent, 0);
         for k in 0..8 {
             let va = 0x40_0000 + k * PAGE_SIZE;
             let (p, c) = (
@@ -487,11 +475,7 @@ mod tests {
             .mmap(&mut fx.env(), 0, 0x2000, 3, 0x22, None, 0)
             .unwrap();
         copy_to_user(&mut parent, &mut fx.env(), a, b"parent").unwrap();
-        let kernel = fx.kernel;
-        let mut child = Mm::empty();
-        parent
-            .fork_copy(&mut fx.env(), &kernel, &mut child, 0)
-            .unwrap();
+        let mut child = fx.fork(&mut parent, 0);
         assert_eq!((parent.user_frames, child.user_frames), (1, 1));
         let pt = parent.pt.translate(&fx.mem, a).unwrap();
         let ct = child.pt.translate(&fx.mem, a).unwrap();
@@ -534,12 +518,8 @@ mod tests {
             .unwrap();
         copy_to_user(&mut parent, &mut fx.env(), a, b"other").unwrap();
         copy_to_user(&mut parent, &mut fx.env(), a + 0x1ff0, b"stack").unwrap();
-        let kernel = fx.kernel;
-        let mut child = Mm::empty();
         let sp = a + 0x1f80;
-        parent
-            .fork_copy(&mut fx.env(), &kernel, &mut child, sp)
-            .unwrap();
+        let mut child = fx.fork(&mut parent, sp);
         let hot = a + 0x1000;
         let (p, c) = (
             parent.pt.translate(&fx.mem, hot).unwrap(),
@@ -576,14 +556,8 @@ mod tests {
             .mmap(&mut fx.env(), 0, 0x1000, 3, 0x22, None, 0)
             .unwrap();
         copy_to_user(&mut parent, &mut fx.env(), a, b"stack").unwrap();
-        let kernel = fx.kernel;
-        let (mut first, mut second) = (Mm::empty(), Mm::empty());
-        parent
-            .fork_copy(&mut fx.env(), &kernel, &mut first, 0)
-            .unwrap();
-        parent
-            .fork_copy(&mut fx.env(), &kernel, &mut second, a + 0x800)
-            .unwrap();
+        let mut first = fx.fork(&mut parent, 0);
+        let mut second = fx.fork(&mut parent, a + 0x800);
         let p = parent.pt.translate(&fx.mem, a).unwrap();
         assert_eq!(p.frame, first.pt.translate(&fx.mem, a).unwrap().frame);
         assert_ne!(p.frame, second.pt.translate(&fx.mem, a).unwrap().frame);
@@ -606,17 +580,11 @@ mod tests {
         let (hot, cold) = (a, a + 0x1000);
         copy_to_user(&mut parent, &mut fx.env(), hot, b"hot").unwrap();
         copy_to_user(&mut parent, &mut fx.env(), cold, b"cold").unwrap();
-        let kernel = fx.kernel;
-        let (mut first, mut second, mut third) = (Mm::empty(), Mm::empty(), Mm::empty());
-        parent
-            .fork_copy(&mut fx.env(), &kernel, &mut first, 0)
-            .unwrap();
+        let mut first = fx.fork(&mut parent, 0);
         // After the first fork the parent writes one page (a copy on
         // write): the second fork copies it for its child at once.
         copy_to_user(&mut parent, &mut fx.env(), hot, b"HOT").unwrap();
-        parent
-            .fork_copy(&mut fx.env(), &kernel, &mut second, 0)
-            .unwrap();
+        let mut second = fx.fork(&mut parent, 0);
         let p = parent.pt.translate(&fx.mem, hot).unwrap();
         let c = second.pt.translate(&fx.mem, hot).unwrap();
         assert_ne!(p.frame, c.frame, "the written page is the child's own");
@@ -630,9 +598,7 @@ mod tests {
         assert_eq!(p.frame, c.frame, "a page not written since stays shared");
         assert_eq!((p.flags | c.flags) & pte::RW, 0);
         // Not written since the second fork: the third shares it.
-        parent
-            .fork_copy(&mut fx.env(), &kernel, &mut third, 0)
-            .unwrap();
+        let mut third = fx.fork(&mut parent, 0);
         let p = parent.pt.translate(&fx.mem, hot).unwrap();
         assert_eq!(p.frame, third.pt.translate(&fx.mem, hot).unwrap().frame);
         assert!(fx.frames.is_shared(p.frame));
@@ -657,11 +623,7 @@ mod tests {
         copy_to_user(&mut parent, &mut fx.env(), huge + 0x1000, b"parent").unwrap();
         let t = parent.pt.translate(&fx.mem, huge).unwrap();
         assert_eq!(t.size, PageSize::Size2M, "the write mapped a 2 MiB page");
-        let kernel = fx.kernel;
-        let mut child = Mm::empty();
-        parent
-            .fork_copy(&mut fx.env(), &kernel, &mut child, 0)
-            .unwrap();
+        let mut child = fx.fork(&mut parent, 0);
         for va in [huge, huge + 0x1000, huge + HUGE_PAGE_SIZE - 0x1000] {
             let (p, c) = (
                 parent.pt.translate(&fx.mem, va).unwrap(),
@@ -690,11 +652,7 @@ mod tests {
             .mmap(&mut fx.env(), 0, 0x3000, 3, 0x21, None, 0)
             .unwrap();
         copy_to_user(&mut parent, &mut fx.env(), a, b"before").unwrap();
-        let kernel = fx.kernel;
-        let mut child = Mm::empty();
-        parent
-            .fork_copy(&mut fx.env(), &kernel, &mut child, 0)
-            .unwrap();
+        let mut child = fx.fork(&mut parent, 0);
         // The child writes the third page; the parent sees it.
         copy_to_user(&mut child, &mut fx.env(), a + 0x2000, b"child").unwrap();
         let mut buf = [0u8; 5];

@@ -162,4 +162,24 @@ impl Fixture {
             host: &mut self.host,
         }
     }
+
+    /// A child of `parent`, forked with the user stack pointer `sp` (0:
+    /// none) as `Mm::fork_copy` makes it.
+    pub fn fork(&mut self, parent: &mut crate::mm::space::Mm, sp: u64) -> crate::mm::space::Mm {
+        let kernel = self.kernel;
+        let mut child = crate::mm::space::Mm::empty();
+        parent
+            .fork_copy(&mut self.env(), &kernel, &mut child, sp)
+            .unwrap();
+        child
+    }
+
+    /// [`Self::env`] with `host` as the file service (a test's reader of
+    /// a host file).
+    pub fn env_with<'a>(
+        &'a mut self,
+        host: &'a mut dyn crate::fs::host::FsHost,
+    ) -> crate::mm::space::MmEnv<'a, TestMem> {
+        crate::mm::space::MmEnv { host, ..self.env() }
+    }
 }

@@ -71,6 +71,17 @@ struct World {
 }
 
 impl World {
+    /// The process and the environment its memory calls take.
+    fn parts(&mut self) -> (&mut Process, MmEnv<'_, TestMem>) {
+        let env = MmEnv {
+            mem: &mut self.mem,
+            frames: &mut self.frames,
+            cache: &mut self.cache,
+            host: &mut self.fs,
+        };
+        (&mut self.p, env)
+    }
+
     fn new() -> World {
         let mut mem = TestMem::new(MEM);
         let mut frames = FrameAllocator::new(1 << 20, MEM);
@@ -114,24 +125,14 @@ impl World {
     }
 
     fn poke(&mut self, va: u64, data: &[u8]) {
-        let mut env = MmEnv {
-            mem: &mut self.mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
-        copy_to_user(&mut self.p.mm, &mut env, va, data).unwrap();
+        let (p, mut env) = self.parts();
+        copy_to_user(&mut p.mm, &mut env, va, data).unwrap();
     }
 
     fn peek(&mut self, va: u64, len: usize) -> Vec<u8> {
-        let mut env = MmEnv {
-            mem: &mut self.mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
+        let (p, mut env) = self.parts();
         let mut b = vec![0; len];
-        copy_from_user(&mut self.p.mm, &mut env, va, &mut b).unwrap();
+        copy_from_user(&mut p.mm, &mut env, va, &mut b).unwrap();
         b
     }
 }
@@ -140,15 +141,10 @@ impl World {
     /// `copy_to_user` of `data` at `va`, then `copy_from_user` of as many
     /// bytes back: each one's result.
     fn copy_both(&mut self, va: u64, data: &[u8]) -> (KResult<()>, KResult<Vec<u8>>) {
-        let mut env = MmEnv {
-            mem: &mut self.mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
-        let put = copy_to_user(&mut self.p.mm, &mut env, va, data);
+        let (p, mut env) = self.parts();
+        let put = copy_to_user(&mut p.mm, &mut env, va, data);
         let mut b = vec![0; data.len()];
-        let got = copy_from_user(&mut self.p.mm, &mut env, va, &mut b).map(|()| b);
+        let got = copy_from_user(&mut p.mm, &mut env, va, &mut b).map(|()| b);
         (put, got)
     }
 }
@@ -256,13 +252,8 @@ impl Ret for Action {
 impl World {
     /// `uaccess::user_page_quick` of `va`.
     fn quick_page(&mut self, va: u64, write: bool) -> KResult<u64> {
-        let mut env = MmEnv {
-            mem: &mut self.mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
-        crate::uaccess::user_page_quick(&mut self.p.mm, &mut env, va, write)
+        let (p, mut env) = self.parts();
+        crate::uaccess::user_page_quick(&mut p.mm, &mut env, va, write)
     }
 }
 
@@ -687,26 +678,16 @@ fn short_replies_answer_as_dispatch_does_or_leave_the_call_untouched() {
 impl World {
     /// mprotect as `run::short_call` serves it.
     fn mprotect_short(&mut self, a: [u64; 3]) -> i64 {
-        let mut env = MmEnv {
-            mem: &mut self.mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
-        mprotect_short(&mut self.p.mm, &mut env, a)
+        let (p, mut env) = self.parts();
+        mprotect_short(&mut p.mm, &mut env, a)
     }
 
     /// mmap as `run::short_call` serves it.
     fn mmap_short(&mut self, a: [u64; 6]) -> i64 {
-        let mut env = MmEnv {
-            mem: &mut self.mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
+        let (p, mut env) = self.parts();
         match a[3] & crate::mm::mmap::map::ANONYMOUS {
-            0 => mmap_short(&mut self.p, &mut env, a),
-            _ => mmap_anon_short(&mut self.p.mm, &mut env, a),
+            0 => mmap_short(p, &mut env, a),
+            _ => mmap_anon_short(&mut p.mm, &mut env, a),
         }
     }
 
@@ -816,13 +797,8 @@ fn munmap_short_answers_and_unmaps_what_dispatch_does_and_leaves_writeback_to_it
         [!0xfff, 0x1000],
     ];
     for a in calls {
-        let mut env = MmEnv {
-            mem: &mut short.mem,
-            frames: &mut short.frames,
-            cache: &mut short.cache,
-            host: &mut short.fs,
-        };
-        let got = munmap_short(&mut short.p, &mut env, a);
+        let (p, mut env) = short.parts();
+        let got = munmap_short(p, &mut env, a);
         let want = full.call(nr::MUNMAP, [a[0], a[1], 0, 0, 0, 0]);
         assert_eq!(got, Some(want.unwrap_ret()), "munmap {a:x?}");
         assert_eq!(
@@ -834,13 +810,8 @@ fn munmap_short_answers_and_unmaps_what_dispatch_does_and_leaves_writeback_to_it
     // A mapped file open for writing: the full path writes back first.
     let rw = OpenFile::new(Node::Dev(crate::fs::dev::DevNode::Zero), o::RDWR);
     short.p.mapped_files.push(rw);
-    let mut env = MmEnv {
-        mem: &mut short.mem,
-        frames: &mut short.frames,
-        cache: &mut short.cache,
-        host: &mut short.fs,
-    };
-    assert_eq!(munmap_short(&mut short.p, &mut env, [b, 0x1000]), None);
+    let (p, mut env) = short.parts();
+    assert_eq!(munmap_short(p, &mut env, [b, 0x1000]), None);
 }
 
 #[test]
@@ -1464,16 +1435,11 @@ impl World {
     /// most `max` bytes with the NUL): the block and the lengths, or the
     /// error.
     fn strings(&mut self, va: u64, max: usize) -> KResult<(Vec<u8>, Vec<u32>)> {
-        let mut env = MmEnv {
-            mem: &mut self.mem,
-            frames: &mut self.frames,
-            cache: &mut self.cache,
-            host: &mut self.fs,
-        };
+        let (p, mut env) = self.parts();
         let (mut block, mut lens) = (b"head\0".to_vec(), Vec::new());
         let limits = (max, 1000);
         let n = crate::uaccess::user_string_array(
-            &mut self.p.mm,
+            &mut p.mm,
             &mut env,
             va,
             limits,
