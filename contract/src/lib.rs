@@ -135,6 +135,38 @@ pub mod layout {
     pub const MIN_MEM: u64 = 16 << 20;
     /// Largest guest RAM size the VMM accepts.
     pub const MAX_MEM: u64 = 64 << 30;
+
+    /// Bytes of the page-cache bitmap the kernel keeps for `frames`
+    /// managed 4 KiB frames: one bit each, in whole words.
+    pub const fn cache_bitmap_bytes(frames: u64) -> u64 {
+        frames.div_ceil(64) * 8
+    }
+
+    /// Bytes the kernel carves from its heap's start for `frames`
+    /// managed 4 KiB frames: the page-cache bitmap, then the vvar pages.
+    pub const fn kernel_heap_reserved(frames: u64) -> u64 {
+        cache_bitmap_bytes(frames).next_multiple_of(PAGE_SIZE)
+            + (super::vvar::VVAR_PAGES + super::vvar::VCLOCK_PAGES) * PAGE_SIZE
+    }
+
+    /// Bytes of the kernel heap for `mem_size` bytes of RAM and `reserved`
+    /// bytes carved from its start ([`kernel_heap_reserved`]): 1/64 of
+    /// RAM plus those, at least 2 and at most 32 MiB, in whole 2 MiB
+    /// frames. The kernel takes it at boot as the top fresh 2 MiB frames
+    /// of its free memory (below the 2 MiB-aligned end of
+    /// `free_phys_end`), so that the VMM knows where it lies without being
+    /// told.
+    pub const fn kernel_heap_bytes(mem_size: u64, reserved: u64) -> u64 {
+        let size = mem_size / 64 + reserved;
+        let size = if size < 2 << 20 {
+            2 << 20
+        } else if size > 32 << 20 {
+            32 << 20
+        } else {
+            size
+        };
+        size.next_multiple_of(HUGE_PAGE_SIZE)
+    }
 }
 
 /// Bits of [`BootInfo::flags`].

@@ -114,10 +114,8 @@ fn read_boot_info(pa: u64, info: &mut BootInfo) {
 /// sit between the bitmap and the heap.
 fn setup_heap(frames: &mut FrameAllocator, mem_size: u64) -> u64 {
     let bits = frames.cache_bits_bytes().next_multiple_of(PAGE_SIZE);
-    let vvar = (vvar::VVAR_PAGES + vvar::VCLOCK_PAGES) * PAGE_SIZE;
-    let reserved = bits + vvar;
-    let size =
-        ((mem_size / 64 + reserved).clamp(2 << 20, 32 << 20)).next_multiple_of(HUGE_PAGE_SIZE);
+    let reserved = vmrun_contract::layout::kernel_heap_reserved(frames.total());
+    let size = vmrun_contract::layout::kernel_heap_bytes(mem_size, reserved);
     let Some(base) = frames.alloc_huge_run_fresh(size / HUGE_PAGE_SIZE) else {
         oom()
     };

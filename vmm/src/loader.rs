@@ -14,7 +14,7 @@ use std::io::Cursor;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use vm_memory::GuestMemoryMmap;
-use vmrun_contract::layout::{ARGS_MAX, ARGS_PHYS, KERNEL_PHYS, PAGE_SIZE};
+use vmrun_contract::layout::{ARGS_MAX, ARGS_PHYS, HUGE_PAGE_SIZE, KERNEL_PHYS, PAGE_SIZE};
 use vmrun_contract::{trace, BootInfo, VmaExport, BOOT_MAGIC, CONTRACT_VERSION};
 
 /// The guest kernel ELF, built by build.rs and embedded in vmrun.
@@ -187,6 +187,18 @@ fn top_regions(ram_size: u64, p: &BootPayload) -> TopRegions {
     r
 }
 
+/// Where the sparsely used top of RAM starts: the kernel heap, which the
+/// kernel takes at boot as the top fresh 2 MiB frames of `[free_start,
+/// free_end)` ([`vmrun_contract::layout::kernel_heap_bytes`]), and the
+/// regions above it. A run touches a few of their pages; the heap fills
+/// only as the kernel's tables grow.
+fn sparse_top(ram_size: u64, free_start: u64, free_end: u64) -> u64 {
+    let frames = (free_end / PAGE_SIZE).saturating_sub(page_align(free_start) / PAGE_SIZE);
+    let reserved = vmrun_contract::layout::kernel_heap_reserved(frames);
+    let heap = vmrun_contract::layout::kernel_heap_bytes(ram_size, reserved);
+    (free_end & !(HUGE_PAGE_SIZE - 1)).saturating_sub(heap)
+}
+
 fn page_align(x: u64) -> u64 {
     x.div_ceil(PAGE_SIZE) * PAGE_SIZE
 }
@@ -232,6 +244,8 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
             ram.size() >> 20
         )));
     }
+    let sparse = sparse_top(ram.size(), free_start, top.free_end);
+    ram.advise_small_pages(sparse, ram.size() - sparse);
     let identity = match p.program {
         ProgramSource::Bytes(b) => {
             ram.write_bytes(file_phys, b)?;
@@ -355,6 +369,23 @@ mod tests {
         assert_eq!(r.trace_phys + r.trace_len, r.vma_export_phys);
         assert!(r.trace_len >= 64 + 1000 * 64);
         assert_eq!(r.free_end, r.trace_phys);
+    }
+
+    #[test]
+    fn the_sparse_top_starts_at_the_kernel_heap_below_the_last_whole_2_mib_frame() {
+        const MIB: u64 = 1 << 20;
+        // 256 MiB, nothing carved at the top: a 4 MiB heap plus its
+        // bitmap and vvar pages takes three 2 MiB frames.
+        assert_eq!(sparse_top(256 * MIB, 5 * MIB, 256 * MIB), 250 * MIB);
+        // A trace ring below the top: the heap ends at the 2 MiB boundary
+        // below it, the sliver above staying sparse too.
+        assert_eq!(sparse_top(256 * MIB, 5 * MIB, 255 * MIB), 248 * MIB);
+        // The smallest RAM: a 2 MiB heap; the largest: 32 MiB.
+        assert_eq!(sparse_top(16 * MIB, 5 * MIB, 16 * MIB), 14 * MIB);
+        assert_eq!(
+            sparse_top(64 << 30, 5 * MIB, 64 << 30),
+            (64 << 30) - 32 * MIB
+        );
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl FrameAllocator {
 
     /// Bytes the page-cache bitmap needs (one bit per managed frame).
     pub fn cache_bits_bytes(&self) -> u64 {
-        self.total().div_ceil(64) * 8
+        vmrun_contract::layout::cache_bitmap_bytes(self.total())
     }
 
     /// Keep the page-cache bitmap at `pa`: [`Self::cache_bits_bytes`] of
