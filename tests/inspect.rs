@@ -593,7 +593,8 @@ fn boot_phases_are_in_order_and_one_of_them_is_a_vm_exit() {
         "{json}"
     );
     assert!(phases.windows(2).all(|w| w[0].1 <= w[1].1), "{phases:?}");
-    assert_eq!(json["vm_exits"]["phase"], 1, "{json}");
+    // Every milestone is stamped in guest memory: none costs a VM exit.
+    assert!(json["vm_exits"]["phase"].is_null(), "{json}");
 }
 
 #[test]

@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 15;
+pub const CONTRACT_VERSION: u32 = 16;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -522,10 +522,8 @@ pub mod hc {
     /// EXIT: 0, 0), user frames held (4 KiB units), user page-table pages
     /// held. Before EXEC, EXIT and FAULT stops the VMAs are exported.
     pub const EVENT: u64 = 12;
-    /// The kernel reached its first boot milestone. args:
-    /// [`super::phase::KERNEL_ENTRY`], the guest's TSC then. The later
-    /// milestones are stamped in [`super::GuestStats::phase_tsc`].
-    pub const PHASE: u64 = 9;
+    // 9 was PHASE, the kernel entry's milestone, now stamped in
+    // [`super::GuestStats::phase_tsc`] like the others.
     /// A file-system call: args[0] is the physical address of a
     /// [`super::fs::FsRequest`]. Returns what the request's `ret` says.
     pub const FS: u64 = 14;
@@ -869,7 +867,8 @@ pub mod event {
     pub const SYSCALL: u64 = 4;
 }
 
-/// Boot and exec milestones ([`hc::PHASE`]), stamped by the host.
+/// Boot and exec milestones, stamped by the guest with its TSC in
+/// [`GuestStats::phase_tsc`].
 pub mod phase {
     /// The kernel's Rust entry ran.
     pub const KERNEL_ENTRY: u64 = 1;
@@ -948,10 +947,10 @@ pub struct GuestStats {
     /// timer interrupt; the guest takes it (sets it back to 0) at that
     /// interrupt.
     pub host_signal: u64,
-    /// The guest's TSC when it reached each later boot milestone (index:
-    /// the [`phase`] number; 0 where not reached): the host turns it into
-    /// its own time with the TSC that [`phase::KERNEL_ENTRY`]'s hypercall
-    /// carried, so that the milestones after it cost no VM exit.
+    /// The guest's TSC when it reached each boot milestone (index: the
+    /// [`phase`] number; 0 where not reached): the host turns it into its
+    /// own time with the guest TSC it read before the vCPU first ran, so
+    /// that no milestone costs a VM exit.
     pub phase_tsc: [u64; 4],
     /// The page-table root (CR3) of the task whose calls
     /// [`trampoline::TABLE`] opens: the VMM finds a fast call's buffer

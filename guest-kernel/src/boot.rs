@@ -40,7 +40,6 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
         hypercall::panic(b"kmain entered twice")
     };
     read_boot_info(boot_info_phys, &mut k.info);
-    hypercall::phase_entry();
     let info = &k.info;
     let Some(mem) = crate::arch::phys::take(info.mem_size) else {
         hypercall::panic(b"direct map already taken")
@@ -55,6 +54,7 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
         last_stream: 0,
     };
     let mut mem = mem;
+    stamp_at(&mut mem, phase::KERNEL_ENTRY, tsc0);
     mem.enable_trace(info.trace_phys, info.trace_len, info.trace_mask);
     k.kernel = adopt_kernel_tables(&mut mem);
     setup_cpu(info.flags & boot_flags::PLATFORM_PVM != 0);
@@ -385,8 +385,13 @@ fn exec_initial(k: &mut Kernel, mem: &mut DirectMap) {
 /// Stamp boot milestone `p` with the TSC in the stats page, where the host
 /// reads it at the end of the run (a hypercall would cost a VM exit).
 fn stamp_phase(mem: &mut DirectMap, p: u64) {
+    stamp_at(mem, p, cpu::rdtsc());
+}
+
+/// Stamp milestone `p` as reached at the guest TSC `tsc`.
+fn stamp_at(mem: &mut DirectMap, p: u64, tsc: u64) {
     let at = STATS_PHYS + vmrun_contract::PHASE_TSC_OFFSET + 8 * p;
-    mem.write_u64(at, cpu::rdtsc());
+    mem.write_u64(at, tsc);
 }
 
 /// Trace an exec phase (the record's TSC says when).

@@ -83,9 +83,6 @@ pub enum Outcome {
 pub enum Action {
     /// Resume the guest.
     Continue,
-    /// The kernel's entry, the first boot milestone: its number and the
-    /// guest's TSC (resume the guest).
-    Phase(u64, u64),
     /// The trace ring is full: drain it, then resume the guest.
     TraceDrain,
     /// An inspection point: [`vmrun_contract::event`] kind, its two
@@ -125,7 +122,6 @@ pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo, fs: &mut HostFs)
             io.log(message(ram, a[0], a[1]).as_bytes());
             Action::Continue
         }
-        hc::PHASE => Action::Phase(a[0], a[1]),
         hc::TRACE_DRAIN => Action::TraceDrain,
         hc::EVENT => Action::Event(a[0], [a[1], a[2], a[3], a[4]]),
         hc::FS => ret(&mut req, fs.serve(ram, a[0])),

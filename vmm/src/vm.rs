@@ -317,8 +317,10 @@ pub struct Vm {
     ticker: Option<Ticker>,
     /// The block of the debugger stop the guest waits in.
     debug_block: Option<u64>,
-    /// The guest's TSC at its kernel entry ([`Vm::stamped_phases`]).
-    entry_tsc: Option<u64>,
+    /// The time since the start and the guest's TSC read together before
+    /// the vCPU first ran: what dates the milestones the guest stamps with
+    /// its TSC ([`Vm::stamped_phases`]), with no VM exit for any of them.
+    tsc_anchor: Option<(Duration, u64)>,
     /// The platform vmrun detected.
     pub platform: Platform,
     /// [`Vm::exe_path`].
@@ -380,6 +382,7 @@ impl Vm {
             None => None,
         };
         setup_vcpu(&vcpu, kernel.entry)?;
+        let tsc_anchor = guest_tsc(&vcpu).map(|tsc| (started.elapsed(), tsc));
         let timings = Timings {
             vm_create,
             load: started.elapsed(),
@@ -401,7 +404,7 @@ impl Vm {
             synced_regs,
             fs,
             debug_block: None,
-            entry_tsc: None,
+            tsc_anchor,
             platform,
             exe_path,
             stdin_ring,
@@ -644,10 +647,6 @@ impl Vm {
     fn act(&mut self, action: Action, trace: &mut dyn FnMut(&[Record])) -> Result<Option<Event>> {
         Ok(match action {
             Action::Continue => None,
-            Action::Phase(p, tsc) => {
-                self.record_phase(p, tsc);
-                None
-            }
             Action::TraceDrain => {
                 self.drain(trace)?;
                 None
@@ -757,28 +756,20 @@ impl Vm {
         Ok(!drained.records.is_empty())
     }
 
-    /// The kernel's entry: the host's time now, and the guest's TSC then,
-    /// which dates the later milestones ([`Vm::stamped_phases`]).
-    fn record_phase(&mut self, p: u64, tsc: u64) {
-        if p == phase::KERNEL_ENTRY {
-            self.timings.kernel_entry = Some(self.started.elapsed());
-            self.entry_tsc = Some(tsc);
-        }
-    }
-
-    /// The milestones the guest stamped in its stats page (`phase_tsc`) as
-    /// times since the start: the kernel entry's time plus the TSC ticks
-    /// from its stamp, at the guest TSC's rate.
+    /// The milestones the guest stamped in its stats page (`phase_tsc`,
+    /// with its TSC) as times since the start: the anchor's time plus the
+    /// TSC ticks from the anchor's TSC, at the guest TSC's rate.
     fn stamped_phases(&mut self, stamps: [u64; 4]) {
-        let (Some(entry), Some(tsc0)) = (self.timings.kernel_entry, self.entry_tsc) else {
+        let Some((anchor, tsc0)) = self.tsc_anchor else {
             return;
         };
         let khz = u128::from(self.info.tsc_khz);
         let at = |p: u64| {
             let ticks = stamps[p as usize].checked_sub(tsc0).filter(|_| khz > 0)?;
             let ns = u128::from(ticks) * 1_000_000 / khz;
-            Some(entry + Duration::from_nanos(u64::try_from(ns).ok()?))
+            Some(anchor + Duration::from_nanos(u64::try_from(ns).ok()?))
         };
+        self.timings.kernel_entry = at(phase::KERNEL_ENTRY);
         self.timings.kernel_ready = at(phase::KERNEL_READY);
         self.timings.exec_loaded = at(phase::EXEC_LOADED);
     }
@@ -848,7 +839,6 @@ fn event_of(kind: u64, [a, b, user_frames, user_tables]: [u64; 4]) -> Option<Eve
 fn action_name(action: &Action) -> &'static str {
     match action {
         Action::Continue => "hypercall",
-        Action::Phase(..) => "phase",
         Action::TraceDrain => "trace drain",
         Action::Event(..) => "event",
         Action::Debug(..) => "debug stop",
@@ -1002,6 +992,20 @@ fn supported_cpuid(kvm: &Kvm) -> Result<CpuId> {
 
 /// The guest TSC frequency (kHz, 0 if KVM does not tell), asked once per
 /// vmrun process: every vCPU vmrun creates gets the host's.
+/// The guest's TSC now (its IA32_TSC MSR), if KVM reads it.
+fn guest_tsc(vcpu: &VcpuFd) -> Option<u64> {
+    const IA32_TSC: u32 = 0x10;
+    let mut msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+        index: IA32_TSC,
+        ..Default::default()
+    }])
+    .ok()?;
+    match vcpu.get_msrs(&mut msrs) {
+        Ok(1) => Some(msrs.as_slice()[0].data),
+        _ => None,
+    }
+}
+
 fn tsc_khz(vcpu: &VcpuFd) -> u64 {
     static TSC_KHZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     if let Some(&k) = TSC_KHZ.get() {

@@ -136,16 +136,6 @@ pub fn log(msg: &[u8]) {
     call(hc::LOG, [kernel_phys(msg.as_ptr()), msg.len() as u64]);
 }
 
-/// Report the kernel's entry, the host's anchor for the milestones after
-/// it (stamped in the stats page, no exit each): its time now and the
-/// guest's TSC.
-pub fn phase_entry() {
-    call(
-        hc::PHASE,
-        [vmrun_contract::phase::KERNEL_ENTRY, super::cpu::rdtsc()],
-    );
-}
-
 /// Zero guest-physical memory on the host.
 pub fn zero(pa: u64, len: u64) {
     call(hc::ZERO, [pa, len]);
