@@ -361,6 +361,30 @@ fn host_coreutils_run_as_natively() {
     );
 }
 
+/// Small getrandom calls come from the kernel's pool, a refill when it
+/// runs short (600 seeds of 8 bytes outlast its 4 KiB), large ones and
+/// /dev/urandom reads from the host: every seed differs from every other,
+/// and the lengths are as natively.
+#[test]
+fn random_bytes_from_the_pool_and_the_host_never_repeat() {
+    if !require_kvm() || !have(&["/usr/bin/python3"]) {
+        return;
+    }
+    let s = Scratch::new("random");
+    same_in(
+        &s.0,
+        "/usr/bin/python3",
+        &[
+            "-S",
+            "-c",
+            "import os; seeds = [os.getrandom(8) for _ in range(600)]; \
+             big = os.getrandom(10000); \
+             reads = [os.urandom(16) for _ in range(300)]; \
+             print(len(set(seeds)), len(big), len(set(reads)), len(set(seeds + reads)))",
+        ],
+    );
+}
+
 #[test]
 fn host_interpreters_python_perl_and_lua_run_as_natively() {
     if !require_kvm() {

@@ -99,6 +99,15 @@ pub mod layout {
     /// The user-executable page that SYSCALL enters where ring 0 cannot run
     /// supervisor code at native speed (see docs/architecture.md).
     pub const SYSCALL_TRAMPOLINE_VIRT: u64 = 0xffff_ffff_ff5f_f000;
+    /// The kernel's pool of random bytes (guest physical,
+    /// [`RANDOM_POOL_BYTES`]): the VMM fills it from the host's getrandom
+    /// before boot, the kernel hands its bytes out to small `getrandom`
+    /// calls and fills it anew with one RANDOM hypercall when it runs
+    /// short. Low memory that nothing else uses, never mapped for user
+    /// access.
+    pub const RANDOM_POOL_PHYS: u64 = 0xe_c000;
+    /// Bytes of the random pool: 512 of glibc's 8-byte seeds.
+    pub const RANDOM_POOL_BYTES: u64 = PAGE_SIZE;
     /// The working directory of the task that opened the fast call of a
     /// path (guest physical, [`super::trampoline::PATH_BYTE`]), written by
     /// the kernel when it opens it: a word holding its length (0: none

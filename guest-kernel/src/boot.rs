@@ -52,6 +52,8 @@ pub extern "C" fn kmain(boot_info_phys: u64) -> ! {
         realtime0: info.realtime_ns,
         monotonic0: info.monotonic_ns,
         last_stream: 0,
+        random_pool: guest_kernel::syscall::random_pool::RandomPool::full(),
+        mem_size: info.mem_size,
     };
     let mut mem = mem;
     stamp_at(&mut mem, phase::KERNEL_ENTRY, tsc0);

@@ -1,9 +1,11 @@
 //! What system calls need from outside the kernel: stdio and randomness
 //! through hypercalls, time from the TSC.
 
-use crate::arch::{cpu, hypercall};
+use crate::arch::{cpu, hypercall, phys};
+use guest_kernel::syscall::random_pool::RandomPool;
 use guest_kernel::syscall::time::Clock;
 use guest_kernel::syscall::HostIo;
+use vmrun_contract::layout::{RANDOM_POOL_BYTES, RANDOM_POOL_PHYS};
 use vmrun_contract::IoVec;
 
 /// The host, as system calls see it; the iovec arrays live on the kernel
@@ -21,6 +23,10 @@ pub struct Host {
     /// short path's call just used, which it opens to the VMM's fast call
     /// (see `run::open_fast_call`).
     pub last_stream: u64,
+    /// The random bytes handed out of the pool the VMM filled.
+    pub random_pool: RandomPool,
+    /// Bytes of RAM (the pool's copies check their pieces against it).
+    pub mem_size: u64,
 }
 
 impl Host {
@@ -61,7 +67,26 @@ impl HostIo for Host {
     }
 
     fn random(&mut self, iov: &[IoVec]) -> i64 {
-        hypercall::random(iov)
+        let n = iov.iter().map(|v| v.len).sum();
+        let Some(draw) = self.random_pool.take(n).filter(|_| n > 0) else {
+            return hypercall::random(iov);
+        };
+        if draw.refill {
+            let pool = IoVec {
+                phys: RANDOM_POOL_PHYS,
+                len: RANDOM_POOL_BYTES,
+            };
+            if hypercall::random(&[pool]) < 0 {
+                self.random_pool.spoil();
+                return hypercall::random(iov);
+            }
+        }
+        let mut from = draw.phys;
+        for v in iov {
+            phys::copy_from_pool(v.phys, from, v.len, self.mem_size);
+            from += v.len;
+        }
+        n as i64
     }
 
     fn seek(&mut self, fd: u64, offset: u64, whence: u64) -> i64 {

@@ -169,6 +169,8 @@ impl Kernel {
                 realtime0: 0,
                 monotonic0: 0,
                 last_stream: 0,
+                random_pool: guest_kernel::syscall::random_pool::RandomPool::full(),
+                mem_size: 0,
             },
             hwcap: (0, 0),
             random_state: 0,

@@ -14,7 +14,10 @@ use std::io::Cursor;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use vm_memory::GuestMemoryMmap;
-use vmrun_contract::layout::{ARGS_MAX, ARGS_PHYS, HUGE_PAGE_SIZE, KERNEL_PHYS, PAGE_SIZE};
+use vmrun_contract::layout::{
+    ARGS_MAX, ARGS_PHYS, HUGE_PAGE_SIZE, KERNEL_PHYS, PAGE_SIZE, RANDOM_POOL_BYTES,
+    RANDOM_POOL_PHYS,
+};
 use vmrun_contract::{trace, BootInfo, VmaExport, BOOT_MAGIC, CONTRACT_VERSION};
 
 /// The guest kernel ELF, built by build.rs and embedded in vmrun.
@@ -263,6 +266,10 @@ pub fn write_payload(ram: &GuestRam, kernel: &LoadedKernel, p: &BootPayload) -> 
         )));
     }
     ram.write_bytes(vdso_phys, VDSO)?;
+    // The kernel's pool of random bytes: the first getrandom of every
+    // program it runs takes its seed from it, without a hypercall.
+    let pool = crate::sys::random_bytes::<{ RANDOM_POOL_BYTES as usize }>();
+    ram.write_bytes(RANDOM_POOL_PHYS, &pool)?;
     ram.write_bytes(ARGS_PHYS, p.args)?;
     let exe_path_phys = ARGS_PHYS + p.args.len() as u64;
     let exe_path = &p.exe_path[..p.exe_path.len().min(4096)];

@@ -512,6 +512,22 @@ pub fn bytes(mem: &DirectMap, pa: u64, len: u64) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(p, len as usize) }
 }
 
+/// Copy `len` bytes from the kernel's random pool at `src` to the piece
+/// of RAM at `dst` (a frame a system call resolved from the caller's page
+/// tables), when both lie below `mem_size`: a few bytes, so in place,
+/// without a hypercall.
+pub fn copy_from_pool(dst: u64, src: u64, len: u64, mem_size: u64) {
+    let inside = |pa: u64| pa.checked_add(len).is_some_and(|end| end <= mem_size);
+    if !inside(dst) || !inside(src) {
+        return;
+    }
+    let (d, s) = (DIRECT_MAP_BASE + dst, DIRECT_MAP_BASE + src);
+    // SAFETY: both ranges lie in RAM, which the direct map covers for the
+    // whole run; the pool's page is the kernel's alone (no program maps
+    // it), so it does not overlap a program's frame.
+    unsafe { core::ptr::copy_nonoverlapping(s as *const u8, d as *mut u8, len as usize) }
+}
+
 /// The boot info the VMM wrote at `BOOT_INFO_PHYS` (unchecked: the caller
 /// checks its magic, version and ranges).
 pub fn boot_info() -> vmrun_contract::BootInfo {

@@ -15,6 +15,7 @@ mod memory;
 mod misc;
 mod process;
 mod procfs;
+pub mod random_pool;
 pub mod signal;
 mod signalfd;
 pub mod task;
