@@ -990,8 +990,6 @@ fn supported_cpuid(kvm: &Kvm) -> Result<CpuId> {
     Ok(CPUID.get_or_init(|| c).clone())
 }
 
-/// The guest TSC frequency (kHz, 0 if KVM does not tell), asked once per
-/// vmrun process: every vCPU vmrun creates gets the host's.
 /// The guest's TSC now (its IA32_TSC MSR), if KVM reads it.
 fn guest_tsc(vcpu: &VcpuFd) -> Option<u64> {
     const IA32_TSC: u32 = 0x10;
@@ -1006,6 +1004,8 @@ fn guest_tsc(vcpu: &VcpuFd) -> Option<u64> {
     }
 }
 
+/// The guest TSC frequency (kHz, 0 if KVM does not tell), asked once per
+/// vmrun process: every vCPU vmrun creates gets the host's.
 fn tsc_khz(vcpu: &VcpuFd) -> u64 {
     static TSC_KHZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     if let Some(&k) = TSC_KHZ.get() {
