@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use kvm_ioctls::{Cap, Kvm};
 use std::fs::OpenOptions;
 use std::io::ErrorKind;
-use std::os::unix::io::{FromRawFd, IntoRawFd};
+use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd};
 
 /// The KVM API version vmrun is written against (stable since Linux 2.6.22).
 pub const KVM_API_VERSION: i32 = 12;
@@ -71,6 +71,16 @@ pub fn open() -> Result<Kvm> {
     let kvm = unsafe { Kvm::from_raw_fd(file.into_raw_fd()) };
     check(&kvm)?;
     Ok(kvm)
+}
+
+/// A second handle of the same /dev/kvm (a duplicated fd), for another
+/// thread's system ioctls; None if the fd cannot be duplicated.
+pub fn try_clone(kvm: &Kvm) -> Option<Kvm> {
+    // SAFETY: `kvm` owns its open fd for as long as the borrow lasts.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(kvm.as_raw_fd()) };
+    let owned = fd.try_clone_to_owned().ok()?;
+    // SAFETY: the duplicate was just made and is owned by nobody else.
+    Some(unsafe { Kvm::from_raw_fd(owned.into_raw_fd()) })
 }
 
 /// The message for a failed open of /dev/kvm, naming the fix.
