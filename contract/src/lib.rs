@@ -551,6 +551,11 @@ pub mod hc {
     /// host's stdio is redirected to). args: fd, offset (two's complement),
     /// whence (lseek's). Returns the new offset or -errno.
     pub const SEEK: u64 = 16;
+    /// Copy guest-physical memory, several ranges at once. args: the
+    /// physical address of an array of [`super::CopyItem`], their count
+    /// (at most [`super::COPY_LIST_MAX`]). Returns 0, or -EFAULT and
+    /// copies nothing if a range lies outside RAM (-EINVAL for too many).
+    pub const COPY_LIST: u64 = 17;
 }
 
 /// The debugger stop ([`hc::DEBUG_STOP`]).
@@ -899,6 +904,21 @@ pub struct Hypercall {
     /// Result, written by the host.
     pub ret: i64,
 }
+
+/// One copy of a [`hc::COPY_LIST`] hypercall (guest-physical, no overlap).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopyItem {
+    /// Destination.
+    pub dst: u64,
+    /// Source.
+    pub src: u64,
+    /// Bytes.
+    pub len: u64,
+}
+
+/// The most copies one [`hc::COPY_LIST`] hypercall takes.
+pub const COPY_LIST_MAX: u64 = 16;
 
 /// One piece of a scatter/gather list in guest-physical memory.
 #[repr(C)]

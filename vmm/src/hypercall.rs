@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::fs::HostFs;
 use crate::memory::GuestRam;
 use std::io;
-use vmrun_contract::{exit_kind, hc, kill_cause, Hypercall, IoVec};
+use vmrun_contract::{exit_kind, hc, kill_cause, CopyItem, Hypercall, IoVec};
 
 /// Largest iovec array a WRITE or READ may pass.
 pub const MAX_IOVECS: u64 = 1024;
@@ -112,6 +112,7 @@ pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo, fs: &mut HostFs)
             ret(&mut req, 0)
         }
         hc::COPY => ret(&mut req, status(ram.copy_within(a[0], a[1], a[2]))),
+        hc::COPY_LIST => ret(&mut req, copy_list(ram, a[0], a[1])),
         hc::ZERO => ret(&mut req, status(ram.zero(a[0], a[1]))),
         hc::PANIC => Action::Stop(Outcome::GuestPanic(message(ram, a[0], a[1]))),
         hc::EXEC_FAILED => Action::Stop(Outcome::ExecFailed {
@@ -300,6 +301,33 @@ fn do_seek(io: &mut impl HostIo, fd: u64, offset: u64, whence: u64) -> i64 {
         Ok(at) => at as i64,
         Err(e) => -i64::from(e.raw_os_error().unwrap_or(libc::EIO)),
     }
+}
+
+/// [`hc::COPY_LIST`]: every range is checked before anything is copied.
+fn copy_list(ram: &GuestRam, list: u64, count: u64) -> i64 {
+    if count > vmrun_contract::COPY_LIST_MAX {
+        return -EINVAL;
+    }
+    let size = std::mem::size_of::<CopyItem>() as u64;
+    let items: Option<Vec<CopyItem>> = (0..count)
+        .map(|i| ram.read_pod::<CopyItem>(list + i * size).ok())
+        .collect();
+    let Some(items) = items else {
+        return -EFAULT;
+    };
+    let inside = |pa: u64, len: u64| pa.checked_add(len).is_some_and(|end| end <= ram.size());
+    if !items
+        .iter()
+        .all(|c| inside(c.dst, c.len) && inside(c.src, c.len))
+    {
+        return -EFAULT;
+    }
+    for c in &items {
+        if ram.copy_within(c.dst, c.src, c.len).is_err() {
+            return -EFAULT;
+        }
+    }
+    0
 }
 
 fn do_random(ram: &GuestRam, io: &mut impl HostIo, iov: u64, count: u64) -> i64 {
@@ -622,5 +650,43 @@ mod tests {
         let mut buf = [0u8; 3];
         ram.read_bytes(0x4000, &mut buf).unwrap();
         assert_eq!(&buf, b"xyz");
+    }
+
+    fn copy_items(ram: &GuestRam, at: u64, items: &[CopyItem]) {
+        for (i, c) in items.iter().enumerate() {
+            ram.write_pod(at + 24 * i as u64, c).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_copy_list_copies_every_range_or_none_if_one_lies_outside_ram() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        ram.write_bytes(0x3000, b"abc").unwrap();
+        ram.write_bytes(0x5000, b"def").unwrap();
+        let mut io = FakeIo::default();
+        let item = |dst, src, len| CopyItem { dst, src, len };
+        copy_items(
+            &ram,
+            0x8000,
+            &[item(0x4000, 0x3000, 3), item(0x6000, 0x5000, 3)],
+        );
+        let list = [0x8000, 2, 0, 0, 0, 0];
+        assert_eq!(call(&ram, &mut io, hc::COPY_LIST, list).1, 0);
+        let mut buf = [0u8; 3];
+        ram.read_bytes(0x4000, &mut buf).unwrap();
+        assert_eq!(&buf, b"abc");
+        ram.read_bytes(0x6000, &mut buf).unwrap();
+        assert_eq!(&buf, b"def");
+        // The second range ends past RAM: the first is not copied either.
+        copy_items(
+            &ram,
+            0x8000,
+            &[item(0x7000, 0x3000, 3), item(0xff000, 0x5000, 0x2000)],
+        );
+        assert_eq!(call(&ram, &mut io, hc::COPY_LIST, list).1, -EFAULT);
+        ram.read_bytes(0x7000, &mut buf).unwrap();
+        assert_eq!(buf, [0; 3]);
+        let too_many = [0x8000, vmrun_contract::COPY_LIST_MAX + 1, 0, 0, 0, 0];
+        assert_eq!(call(&ram, &mut io, hc::COPY_LIST, too_many).1, -EINVAL);
     }
 }

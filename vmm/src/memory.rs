@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use kvm_ioctls::VmFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmrun_contract::fs::FsRequest;
-use vmrun_contract::{trace, BootInfo, GuestStats, Hypercall, IoVec, VmaExport, VmaRecord};
+use vmrun_contract::{
+    trace, BootInfo, CopyItem, GuestStats, Hypercall, IoVec, VmaExport, VmaRecord,
+};
 
 /// Plain-old-data types that may be copied to and from guest memory byte
 /// for byte.
@@ -24,6 +26,8 @@ unsafe impl Pod for BootInfo {}
 unsafe impl Pod for Hypercall {}
 // SAFETY: as above.
 unsafe impl Pod for IoVec {}
+// SAFETY: as above (three u64).
+unsafe impl Pod for CopyItem {}
 // SAFETY: as above.
 unsafe impl Pod for GuestStats {}
 // SAFETY: as above.

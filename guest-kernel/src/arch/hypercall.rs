@@ -12,7 +12,7 @@ use vmrun_contract::fs::FsRequest;
 use vmrun_contract::{
     hc,
     layout::{DIRECT_MAP_BASE, KERNEL_VIRT_BASE},
-    Hypercall, IoVec, HYPERCALL_PORT,
+    CopyItem, Hypercall, IoVec, HYPERCALL_PORT,
 };
 
 struct Block(UnsafeCell<Hypercall>);
@@ -144,6 +144,42 @@ pub fn zero(pa: u64, len: u64) {
 /// Copy guest-physical memory on the host.
 pub fn copy(dst: u64, src: u64, len: u64) {
     call(hc::COPY, [dst, src, len]);
+}
+
+/// Have the host make the copies `items` (at most
+/// [`vmrun_contract::COPY_LIST_MAX`]) in one exit.
+pub fn copy_list(items: &[CopyItem]) {
+    call(
+        hc::COPY_LIST,
+        [kernel_phys(items.as_ptr()), items.len() as u64],
+    );
+}
+
+/// The list of copies put off for one [`copy_list`] (in the bss: nothing
+/// to set up at boot).
+pub type CopyList = [CopyItem; vmrun_contract::COPY_LIST_MAX as usize];
+
+struct CopyBlock(UnsafeCell<CopyList>);
+// SAFETY: as `Block`; handed out once by `copy_block`.
+unsafe impl Sync for CopyBlock {}
+
+static COPY_BLOCK: CopyBlock = CopyBlock(UnsafeCell::new(
+    [CopyItem {
+        dst: 0,
+        src: 0,
+        len: 0,
+    }; vmrun_contract::COPY_LIST_MAX as usize],
+));
+static COPY_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The list of put-off copies, handed out once (to the direct map).
+#[allow(clippy::mut_from_ref)]
+pub fn copy_block() -> Option<&'static mut CopyList> {
+    if COPY_TAKEN.swap(true, Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: the flag makes this the only borrow ever made.
+    Some(unsafe { &mut *COPY_BLOCK.0.get() })
 }
 
 /// [`copy`] for the kernel's bulk moves (see `mem`), whether the host did

@@ -10,7 +10,7 @@ use super::mem::host_move;
 use core::sync::atomic::{AtomicBool, Ordering};
 use guest_kernel::mm::phys::PhysMem;
 use vmrun_contract::layout::{DIRECT_MAP_BASE, PAGE_SIZE};
-use vmrun_contract::{hc, trace};
+use vmrun_contract::{hc, trace, CopyItem};
 
 /// Guest RAM as seen through the direct map. Only one exists (see [`take`]).
 /// It is also the kernel's trace sink: records go into the ring the host
@@ -22,6 +22,10 @@ pub struct DirectMap {
     /// one comparison.
     last_word: u64,
     ring: Ring,
+    /// The copies [`PhysMem::copy_deferred`] put off, the first
+    /// `pending_n`.
+    pending: &'static mut hypercall::CopyList,
+    pending_n: usize,
 }
 
 /// The trace ring as the writer sees it.
@@ -40,10 +44,13 @@ pub fn take(mem_size: u64) -> Option<DirectMap> {
     if TAKEN.swap(true, Ordering::Relaxed) {
         return None;
     }
+    let pending = hypercall::copy_block()?;
     Some(DirectMap {
         mem_size,
         last_word: mem_size.saturating_sub(8),
         ring: Ring::default(),
+        pending,
+        pending_n: 0,
     })
 }
 
@@ -175,6 +182,28 @@ impl PhysMem for DirectMap {
         self.ptr(dst, len);
         self.ptr(src, len);
         hypercall::copy(dst, src, len);
+    }
+
+    fn copy_deferred(&mut self, dst: u64, src: u64, len: u64) {
+        self.ptr(dst, len);
+        self.ptr(src, len);
+        if self.pending_n == self.pending.len() {
+            self.flush_copies();
+        }
+        self.pending[self.pending_n] = CopyItem { dst, src, len };
+        self.pending_n += 1;
+    }
+
+    fn flush_copies(&mut self) {
+        match self.pending_n {
+            0 => return,
+            1 => {
+                let c = self.pending[0];
+                hypercall::copy(c.dst, c.src, c.len);
+            }
+            n => hypercall::copy_list(&self.pending[..n]),
+        }
+        self.pending_n = 0;
     }
 
     fn copy_local(&mut self, dst: u64, src: u64, len: u64) {

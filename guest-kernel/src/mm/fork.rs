@@ -171,6 +171,7 @@ impl Mm {
             self.copy_stack_top(env, child, sp & !(PAGE_SIZE - 1));
         }
         self.copy_written(env, child);
+        env.mem.flush_copies();
         self.tlb_stale = true;
         child.peak_before_drop = child.user_frames;
         Ok(())
@@ -271,7 +272,8 @@ impl Mm {
         let Some(frame) = env.frames.alloc_uninit(env.mem) else {
             return false;
         };
-        env.mem.copy(frame, t.frame, PAGE_SIZE);
+        // With the other eager copies of this fork, in one go at its end.
+        env.mem.copy_deferred(frame, t.frame, PAGE_SIZE);
         // Writable but clean on both sides: the next fork tells a page
         // written since (dirty) from one only copied here.
         let flags = (t.flags | pte::RW) & !pte::D;

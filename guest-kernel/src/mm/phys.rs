@@ -35,6 +35,18 @@ pub trait PhysMem {
     /// Copy `len` bytes from physical `src` to physical `dst` (no overlap).
     fn copy(&mut self, dst: u64, src: u64, len: u64);
 
+    /// [`Self::copy`], made no later than the next
+    /// [`Self::flush_copies`]: where the host copies, the copies between
+    /// two flushes go to it in one hypercall (fork's eager page copies)
+    /// instead of a VM exit each. Until the flush, nothing may read `dst`
+    /// or write `src`.
+    fn copy_deferred(&mut self, dst: u64, src: u64, len: u64) {
+        self.copy(dst, src, len);
+    }
+
+    /// Make the copies [`Self::copy_deferred`] put off.
+    fn flush_copies(&mut self) {}
+
     /// Copy `len` bytes from physical `src` to physical `dst` in the kernel
     /// itself, without the host (cheaper than [`Self::copy`] for small
     /// copies, and no VM exit).
