@@ -282,7 +282,8 @@ fn init_process(k: &mut Kernel, mem: &mut DirectMap) {
     let m = info.stdio_modes;
     p.stdio_modes = [m[0], m[1], m[2]];
     if info.ignored_signals != 0 {
-        guest_kernel::signal::ignore_inherited(&mut p.sigactions, info.ignored_signals);
+        let (actions, set) = (&mut p.sigactions, &mut p.sigactions_set);
+        guest_kernel::signal::ignore_inherited(actions, set, info.ignored_signals);
     }
 }
 

@@ -8,36 +8,36 @@ pub mod frame;
 
 /// Reset handlers as CLONE_CLEAR_SIGHAND does (Linux's
 /// `flush_signal_handlers`): every handled signal goes back to SIG_DFL,
-/// ignored ones stay ignored, and flags and masks are cleared.
-/// Without an ignored signal (nearly always) the table is cleared in one
-/// block fill after a test a signal, instead of four stores and a test a
-/// signal (every exec pays this, in emulated ring 0).
-pub fn flush_handlers(actions: &mut [SigAction; NSIG]) {
-    let any_ignored = actions
-        .iter()
-        .fold(false, |any, a| any | (a.handler == SIG_IGN));
-    if !any_ignored {
-        *actions = [SigAction::default(); NSIG];
-        return;
-    }
-    for a in actions.iter_mut() {
-        let handler = if a.handler == SIG_IGN {
-            SIG_IGN
-        } else {
-            SIG_DFL
+/// ignored ones stay ignored, and flags and masks are cleared. `set`
+/// holds the signals whose action may not be the default (bit `n - 1`
+/// for signal `n`; every other's is all zero): only those are looked at
+/// (a shell's few, not the 64 of the table, nor a block fill of it, in
+/// every exec), and only the ignored ones stay in it.
+pub fn flush_handlers(actions: &mut [SigAction; NSIG], set: &mut u64) {
+    let (mut left, mut ignored) = (*set, 0);
+    while left != 0 {
+        let i = left.trailing_zeros() as usize;
+        left &= left - 1;
+        let Some(a) = actions.get_mut(i) else {
+            continue;
         };
+        let ign = a.handler == SIG_IGN;
         *a = SigAction {
-            handler,
+            handler: if ign { SIG_IGN } else { SIG_DFL },
             ..SigAction::default()
         };
+        ignored |= u64::from(ign) << i;
     }
+    *set = ignored;
 }
 
 /// Sets SIG_IGN for the signals of `set` (bit `n - 1` for signal `n`),
-/// as the first process inherits them from vmrun; SIGKILL and SIGSTOP
-/// cannot be ignored and keep their default.
-pub fn ignore_inherited(actions: &mut [SigAction; NSIG], set: u64) {
+/// as the first process inherits them from vmrun, and adds them to
+/// `changed` (the signals whose action may not be the default); SIGKILL
+/// and SIGSTOP cannot be ignored and keep their default.
+pub fn ignore_inherited(actions: &mut [SigAction; NSIG], changed: &mut u64, set: u64) {
     let never = 1 << (nr::SIGKILL - 1) | 1 << (nr::SIGSTOP - 1);
+    *changed |= set & !never;
     for (i, a) in actions.iter_mut().enumerate() {
         if (set & !never) >> i & 1 != 0 {
             a.handler = SIG_IGN;
@@ -193,6 +193,7 @@ mod tests {
     #[test]
     fn flush_handlers_keeps_ignored_signals_and_defaults_the_rest() {
         let mut actions = [SigAction::default(); NSIG];
+        let mut set = 0;
         for (i, handler) in [(0, SIG_IGN), (9, 0x40_1000), (40, SIG_IGN), (63, SIG_IGN)] {
             actions[i] = SigAction {
                 handler,
@@ -200,8 +201,12 @@ mod tests {
                 restorer: 0x40_2000,
                 mask: 1 << i,
             };
+            set |= 1 << i;
         }
-        flush_handlers(&mut actions);
+        // A signal set back to its default by its call keeps its bit.
+        set |= 1 << 20;
+        flush_handlers(&mut actions, &mut set);
+        assert_eq!(set, 1 | 1 << 40 | 1 << 63, "the ignored ones stay marked");
         for (i, a) in actions.iter().enumerate() {
             let handler = if [0, 40, 63].contains(&i) {
                 SIG_IGN
@@ -274,11 +279,14 @@ mod tests {
             | 1 << (nr::SIGPIPE - 1)
             | 1 << (nr::SIGSTOP - 1)
             | 1 << 63;
-        ignore_inherited(&mut actions, set);
+        let mut changed = 0;
+        ignore_inherited(&mut actions, &mut changed, set);
         let ignored: alloc::vec::Vec<u64> = (1..=64)
             .filter(|&sig| actions[sig as usize - 1].handler == SIG_IGN)
             .collect();
         assert_eq!(ignored, [nr::SIGHUP, nr::SIGINT, nr::SIGPIPE, 64]);
+        let bits = ignored.iter().fold(0, |b, &sig| b | 1 << (sig - 1));
+        assert_eq!(changed, bits, "each ignored signal is marked as set");
         assert_eq!(disposition(nr::SIGINT, &actions[1]), Disposition::Ignore);
         assert_eq!(
             disposition(nr::SIGKILL, &actions[8]),

@@ -151,6 +151,11 @@ pub struct Process {
     /// Page faults this thread took from user mode (`ru_minflt`; kept by
     /// exec, 0 in a forked child).
     pub min_flt: u64,
+    /// The signals whose disposition may not be the default (bit `sig -
+    /// 1`; every other's entry is all zero): what an exec resets
+    /// ([`crate::signal::flush_handlers`]). Whatever sets an entry sets
+    /// its bit.
+    pub sigactions_set: u64,
 }
 
 /// The pid vmrun's program gets (it is the VM's only, init-like process).
@@ -239,6 +244,7 @@ impl Process {
             dead_threads_ns: 0,
             children_ns: 0,
             min_flt: 0,
+            sigactions_set: 0,
         }
     }
 
@@ -325,6 +331,7 @@ impl Process {
         core::mem::swap(&mut self.mapped_files, &mut to.mapped_files);
         to.umask = self.umask;
         to.sigactions = self.sigactions;
+        to.sigactions_set = self.sigactions_set;
         to.exe = self.exe;
         to.exe_len = self.exe_len;
         to.layout = self.layout;

@@ -839,7 +839,7 @@ fn begin_new_exec<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
         release(cx, f);
     }
     cx.p.mapped_files = mapped;
-    crate::signal::flush_handlers(&mut cx.p.sigactions);
+    crate::signal::flush_handlers(&mut cx.p.sigactions, &mut cx.p.sigactions_set);
     cx.p.altstack = [0, 2, 0];
     cx.p.fs_base = 0;
     cx.p.gs_base = 0;

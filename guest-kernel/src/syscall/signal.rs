@@ -71,6 +71,7 @@ pub fn rt_sigaction<M: PhysMem, H: HostIo>(
         let mut raw = [0u8; 32];
         copy_from_user(&mut cx.p.mm, cx.env, act, &mut raw)?;
         cx.p.sigactions[slot] = action_of(&raw);
+        cx.p.sigactions_set |= 1 << slot;
     }
     if oact != 0 {
         copy_to_user(&mut cx.p.mm, cx.env, oact, &action_bytes(&old))?;
@@ -105,6 +106,7 @@ pub fn rt_sigaction_short<M: PhysMem>(p: &mut Process, mem: &mut M, a: [u64; 4])
         let mut raw = [0u8; 32];
         mem.read_bytes(pa, &mut raw);
         p.sigactions[slot] = action_of(&raw);
+        p.sigactions_set |= 1 << slot;
     }
     if let Some(pa) = write {
         mem.write_bytes(pa, &action_bytes(&old));

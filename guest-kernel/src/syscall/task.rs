@@ -79,7 +79,7 @@ pub fn clone3<M: PhysMem, H: HostIo>(
     let r = read_clone_args(cx, args, size).and_then(|a| {
         let (mut child, info) = do_clone(cx, a.flags, a.stack, a.parent_tid, a.child_tid, a.tls)?;
         if a.clear_sighand {
-            signal::flush_handlers(&mut child.sigactions);
+            signal::flush_handlers(&mut child.sigactions, &mut child.sigactions_set);
         }
         Ok((child, info))
     });
@@ -333,6 +333,7 @@ fn inherit(parent: &Process, child: &mut Process, pid: u64) {
     child.gs_base = parent.gs_base;
     child.bases_changed = true;
     child.sigactions = parent.sigactions;
+    child.sigactions_set = parent.sigactions_set;
     child.sigmask = parent.sigmask;
     child.altstack = parent.altstack;
     child.exe = parent.exe;
