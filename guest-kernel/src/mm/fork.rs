@@ -56,16 +56,21 @@ enum AreaCopy {
 /// pages also reaches, so that its leaf table is copied anyway, and no
 /// [`AreaCopy::Not`] range does, so that the child's table holds every used
 /// entry of the parent's. A static program's text and its data, bss and
-/// heap share one; a library's text and its data segment too. Sorted,
-/// without repeats.
-fn cache_regions(areas: &[(u64, u64, AreaCopy)]) -> alloc::vec::Vec<u64> {
-    let mut regions = alloc::vec::Vec::new();
+/// heap share one; a library's text and its data segment too. Each is
+/// handed to `f` once, in order (no list is built: its allocation cost a
+/// fork more than the search); the first error stops the walk.
+fn for_each_cache_region(
+    areas: &[(u64, u64, AreaCopy)],
+    mut f: impl FnMut(u64) -> KResult<()>,
+) -> KResult<()> {
+    // The last region handed over, or looked at and left.
+    let mut last = None;
     for (i, &(s, e, how)) in areas.iter().enumerate() {
         if how != AreaCopy::Cache {
             continue;
         }
         for r in [s & REGION_MASK, (e - 1) & REGION_MASK] {
-            if regions.last().is_some_and(|&last| last >= r) {
+            if last.is_some_and(|last| last >= r) {
                 continue;
             }
             // The ranges in the region are the neighbours of this one.
@@ -86,11 +91,12 @@ fn cache_regions(areas: &[(u64, u64, AreaCopy)]) -> alloc::vec::Vec<u64> {
                 j += 1;
             }
             if copied && !not {
-                regions.push(r);
+                f(r)?;
             }
+            last = Some(r);
         }
     }
-    regions
+    Ok(())
 }
 
 impl Mm {
@@ -158,15 +164,15 @@ impl Mm {
                 AreaCopy::Cache | AreaCopy::Not => {}
             }
         }
-        for region in cache_regions(&areas) {
+        for_each_cache_region(&areas, |region| {
             let cache = areas.iter().filter(|a| a.2 == AreaCopy::Cache);
             let spans = cache.map(|a| (a.0, a.1));
             let (mem, frames) = (&mut *env.mem, &mut *env.frames);
             let r = self
                 .pt
                 .copy_cache_leaves(&mut child.pt, mem, frames, region, spans);
-            r.map_err(|e| e.errno())?;
-        }
+            r.map_err(|e| e.errno())
+        })?;
         if sp != 0 {
             self.copy_stack_top(env, child, sp & !(PAGE_SIZE - 1));
         }
@@ -409,6 +415,17 @@ mod tests {
         assert_eq!(fx.frames.in_use(), before - 1, "every frame back");
     }
 
+    /// The regions [`for_each_cache_region`] hands over, in order.
+    fn cache_regions(areas: &[(u64, u64, AreaCopy)]) -> alloc::vec::Vec<u64> {
+        let mut regions = alloc::vec::Vec::new();
+        for_each_cache_region(areas, |r| {
+            regions.push(r);
+            Ok(())
+        })
+        .unwrap();
+        regions
+    }
+
     #[test]
     fn cache_regions_are_those_a_copied_range_reaches_and_no_other_area() {
         let m = HUGE_PAGE_SIZE;
@@ -432,6 +449,15 @@ mod tests {
             "not the library's first region, the lone text's, nor beside the shared mapping"
         );
         assert!(cache_regions(&areas[..1]).is_empty());
+        // A region left is looked at once, whichever of its text ranges
+        // comes first.
+        let two_texts = [
+            (0x40_0000, 0x40_1000, AreaCopy::Cache),
+            (0x40_2000, 0x40_3000, AreaCopy::Cache),
+            (0x40_3000, 0x40_4000, AreaCopy::Not),
+            (0x40_4000, 0x40_5000, AreaCopy::Private),
+        ];
+        assert!(cache_regions(&two_texts).is_empty());
     }
 
     #[test]
