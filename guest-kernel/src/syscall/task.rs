@@ -332,8 +332,7 @@ fn inherit(parent: &Process, child: &mut Process, pid: u64) {
     child.fs_base = parent.fs_base;
     child.gs_base = parent.gs_base;
     child.bases_changed = true;
-    child.sigactions = parent.sigactions;
-    child.sigactions_set = parent.sigactions_set;
+    copy_set_actions(parent, child);
     child.sigmask = parent.sigmask;
     child.altstack = parent.altstack;
     child.exe = parent.exe;
@@ -347,6 +346,28 @@ fn inherit(parent: &Process, child: &mut Process, pid: u64) {
     child.layout = parent.layout;
     child.comm = parent.comm;
     child.vdso = parent.vdso;
+}
+
+/// The parent's signal dispositions for a fork's child, whose table is
+/// all default: only the entries from the lowest to the highest signal
+/// whose action was set are copied (a shell's few, not the table's
+/// 2 KiB).
+fn copy_set_actions(parent: &Process, child: &mut Process) {
+    let set = parent.sigactions_set;
+    child.sigactions_set = set;
+    if set == 0 {
+        return;
+    }
+    let (lo, hi) = (
+        set.trailing_zeros() as usize,
+        64 - set.leading_zeros() as usize,
+    );
+    if let (Some(to), Some(from)) = (
+        child.sigactions.get_mut(lo..hi),
+        parent.sigactions.get(lo..hi),
+    ) {
+        to.copy_from_slice(from);
+    }
 }
 
 /// The process ends with wait status `status`: its files and address
@@ -936,5 +957,35 @@ mod clone3_tests {
         for b in bad {
             assert_eq!(CloneArgs::parse(&b), Err(Errno::EINVAL));
         }
+    }
+}
+
+#[cfg(test)]
+mod inherit_tests {
+    use super::*;
+    use crate::signal::{SigAction, SIG_IGN};
+
+    #[test]
+    fn a_forks_child_gets_every_set_action_and_defaults_elsewhere() {
+        let mut parent = Box::new(Process::empty());
+        let handler = |h: u64| SigAction {
+            handler: h,
+            flags: 0x0400_0000,
+            restorer: 0x40_2000,
+            mask: 1 << 3,
+        };
+        for (i, h) in [(1, SIG_IGN), (16, 0x40_1000), (40, 0x40_1100)] {
+            parent.sigactions[i] = handler(h);
+            parent.sigactions_set |= 1 << i;
+        }
+        let mut child = Box::new(Process::empty());
+        inherit(&parent, &mut child, 2);
+        assert_eq!(child.sigactions, parent.sigactions);
+        assert_eq!(child.sigactions_set, parent.sigactions_set);
+        let mut none = Box::new(Process::empty());
+        let clean = Box::new(Process::empty());
+        inherit(&clean, &mut none, 3);
+        assert_eq!(none.sigactions, clean.sigactions);
+        assert_eq!(none.sigactions_set, 0);
     }
 }
