@@ -369,13 +369,13 @@ impl FdTable {
         }
     }
 
-    /// Remove every fd (exit); the open files are returned for release.
-    pub fn take_all(&mut self) -> Vec<FileRef> {
+    /// Remove every fd (exit); the open files are handed out for release
+    /// as the table's own vector is gone through (no list of them made).
+    pub fn take_all(&mut self) -> impl Iterator<Item = FileRef> {
         core::mem::take(&mut self.fds)
             .into_iter()
             .flatten()
             .map(|f| f.file)
-            .collect()
     }
 }
 
