@@ -218,10 +218,8 @@ impl Mm {
     /// they run (the parent's return from the call, the child's first
     /// calls): see [`Self::copy_for_child`].
     fn copy_stack_top<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, child: &mut Mm, va: u64) {
-        let Some(v) = self.vmas.find(va).map(|i| self.vmas[i]) else {
-            return;
-        };
-        if v.prot.contains(Prot::WRITE) && !v.flags.contains(VmFlags::SHARED) {
+        let writable = |v: &Vma| v.prot.contains(Prot::WRITE) && !v.flags.contains(VmFlags::SHARED);
+        if self.vmas.area_at(va).is_some_and(writable) {
             self.copy_for_child(env, child, va, 0);
         }
     }

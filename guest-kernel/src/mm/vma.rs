@@ -844,6 +844,13 @@ impl VmaSet {
         }
     }
 
+    /// The area containing `addr` (as [`Self::find`], without a second
+    /// search for the area of the index, and leaving the hot area as it
+    /// is).
+    pub fn area_at(&self, addr: u64) -> Option<&Vma> {
+        self.t.seek(addr).1.filter(|v| v.start <= addr)
+    }
+
     /// Whether any area intersects `[start, end)`.
     pub fn intersects(&self, start: u64, end: u64) -> bool {
         self.t.seek(start).1.is_some_and(|v| v.start < end)
@@ -1750,6 +1757,10 @@ mod tests {
         assert_eq!(s.find(20 * P), None);
         assert_eq!(s.find_next(20 * P), Some(2));
         assert_eq!(s.find_next(31 * P), None);
+        // `area_at` finds the same areas.
+        assert_eq!(s.area_at(15 * P).map(|v| v.start), Some(10 * P));
+        assert_eq!(s.area_at(30 * P).map(|v| v.end), Some(31 * P));
+        assert!(s.area_at(20 * P).is_none() && s.area_at(0).is_none());
     }
 
     #[test]
