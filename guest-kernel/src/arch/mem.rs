@@ -57,6 +57,12 @@ pub fn host_move(dst: u64, src: u64, n: u64) -> bool {
     n >= HOST_BULK_MIN as u64 && host_copy(dst, src, n)
 }
 
+/// Whether bulk work goes to the host (where ring 0 is emulated).
+#[inline(always)]
+pub fn host_bulk_on() -> bool {
+    bulk_ram().is_some()
+}
+
 /// Guest RAM's size, if bulk work goes to the host.
 #[inline(always)]
 fn bulk_ram() -> Option<u64> {

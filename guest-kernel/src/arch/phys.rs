@@ -6,7 +6,7 @@
 //! a microsecond what emulated ring 0 does in a few hundred.
 
 use super::hypercall;
-use super::mem::host_move;
+use super::mem::{host_bulk_on, host_move, HOST_BULK_MIN};
 use core::sync::atomic::{AtomicBool, Ordering};
 use guest_kernel::mm::phys::PhysMem;
 use vmrun_contract::layout::{DIRECT_MAP_BASE, PAGE_SIZE};
@@ -269,6 +269,14 @@ impl PhysMem for DirectMap {
                 }
                 core::ptr::write_volatile(d.add(k), e & theirs);
             }
+        }
+    }
+
+    fn copy_words_deferred(&mut self, src: u64, dst: u64, n: u64) {
+        if 8 * n >= HOST_BULK_MIN as u64 && host_bulk_on() {
+            self.copy_deferred(dst, src, 8 * n);
+        } else {
+            self.copy_words(src, dst, n);
         }
     }
 

@@ -1478,7 +1478,8 @@ impl PageTable {
     /// through a mapping). Every other used entry of that table must
     /// already be copied: the child's table then takes the parent's count
     /// of used entries. Nothing is done where the parent has no table of
-    /// 4 KiB leaves there.
+    /// 4 KiB leaves there. A long run of entries may be copied as late as
+    /// the caller's [`PhysMem::flush_copies`] (fork's, at its end).
     pub fn copy_cache_leaves<M: PhysMem>(
         &mut self,
         child: &mut PageTable,
@@ -1497,7 +1498,7 @@ impl PageTable {
         for (s, e) in spans.take_while(|r| r.0 < stop) {
             let (first, last) = (index(s.max(region), 1), index(e.min(stop) - 1, 1));
             if !traced {
-                mem.copy_words(table + first * 8, to + first * 8, last + 1 - first);
+                mem.copy_words_deferred(table + first * 8, to + first * 8, last + 1 - first);
                 continue;
             }
             for k in first..=last {

@@ -145,6 +145,13 @@ pub trait PhysMem {
         }
     }
 
+    /// [`Self::copy_words`], made no later than the next
+    /// [`Self::flush_copies`] where the host would make it anyway (a long
+    /// run): with the other copies put off, in one exit.
+    fn copy_words_deferred(&mut self, src: u64, dst: u64, n: u64) {
+        self.copy_words(src, dst, n);
+    }
+
     /// How many of the `n` words from `pa` have none of the `busy` bits
     /// set before the first that has one (a scan past free page-table
     /// entries). Implementations may do it faster than `n` reads.
