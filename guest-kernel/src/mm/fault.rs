@@ -1266,7 +1266,11 @@ impl Mm {
     /// headers, text and read-only data are three areas). A neighbour that
     /// had no page mapped yet ([`Vma::is_fresh`]: ld.so maps each segment
     /// over the library's reserved span, then faults them one by one) is
-    /// marked as mapped.
+    /// marked as mapped. Where such an area (or area `i`, if it had no page
+    /// mapped) reaches past the window, its cached pages in the next 2 MiB
+    /// region are mapped too, written unread: glibc's headers end one
+    /// region and its text and read-only data fill the next, which took a
+    /// fault of its own.
     fn map_file_around<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
@@ -1289,14 +1293,26 @@ impl Mm {
         let (vmas, mem) = (&self.vmas, &mut *env.mem);
         let table = &mut self.pt.leaf_table(mem, env.frames, va).map_err(oom)?;
         let (leaf, first, own, from) = window_areas(vmas, i, lo)?;
-        let w = HostWindow {
+        let mut w = HostWindow {
             file,
             size: ino.size,
             lo,
             hi: lo + window,
+            only_free: false,
         };
         let own = (own - from, fresh);
-        let (mapped, marks) = fill_host_areas(table, mem, ino, &leaf[from..], own, &w);
+        let (mut mapped, mut marks, on) = fill_host_areas(table, mem, ino, &leaf[from..], own, &w);
+        // An area with no page mapped before this fault that reaches past
+        // the window (a library's text mapped over its reservation, whose
+        // headers' fault comes first) goes on into the next region's
+        // table, its entries written unread.
+        if on && w.hi < TASK_SIZE {
+            (w.lo, w.hi, w.only_free) = (w.hi, w.hi + window, true);
+            let table = &mut self.pt.leaf_table(mem, env.frames, w.lo).map_err(oom)?;
+            let (more, more_marks, _) = fill_host_areas(table, mem, ino, &leaf[from..], own, &w);
+            mapped += more;
+            marks |= more_marks;
+        }
         // Each fresh neighbour mapped in (a bit per position from `from`).
         let mut bits = marks;
         while bits != 0 {
@@ -1562,6 +1578,9 @@ struct HostWindow {
     size: u64,
     lo: u64,
     hi: u64,
+    /// Only the areas whose entries are known free (the next region's,
+    /// past the fault's own).
+    only_free: bool,
 }
 
 /// Map read-only through `table` the cached pages of `ino` (the file of
@@ -1575,8 +1594,10 @@ struct HostWindow {
 /// in an area that had no page mapped before this fault (area `own` if
 /// `own_fresh`, whose mark its lookup took; a fresh neighbour) unread
 /// ([`LeafTable::fill_known_free`]).
-/// Returns the pages mapped and a bit for each fresh neighbour (by
-/// position in `areas`, the first 64) that a page was mapped in.
+/// Returns the pages mapped, a bit for each fresh neighbour (by
+/// position in `areas`, the first 64) that a page was mapped in, and
+/// whether an area whose entries were known free reaches past the window.
+/// With `w.only_free`, only such areas are mapped.
 fn fill_host_areas<M: PhysMem>(
     table: &mut LeafTable<'_>,
     mem: &mut M,
@@ -1584,8 +1605,8 @@ fn fill_host_areas<M: PhysMem>(
     areas: &[Vma],
     (own, own_fresh): (usize, bool),
     w: &HostWindow,
-) -> (u64, u64) {
-    let (mut mapped, mut fresh) = (0, 0);
+) -> (u64, u64, bool) {
+    let (mut mapped, mut fresh, mut on) = (0, 0, false);
     for (k, n) in areas.iter().enumerate() {
         if n.start >= w.hi {
             break;
@@ -1604,19 +1625,23 @@ fn fill_host_areas<M: PhysMem>(
         if !(k == own || read_only && (k < 64 || !n.is_fresh())) {
             continue;
         }
+        // An area that had no page mapped before this fault (the faulting
+        // one's mark was taken by the lookup) has every entry free: written
+        // unread.
+        let known_free = if k == own { own_fresh } else { n.is_fresh() };
+        if w.only_free && !known_free {
+            continue;
+        }
         let data_top = n.start + top.saturating_sub(offset) / PAGE_SIZE * PAGE_SIZE;
         let (from, to) = (w.lo.max(n.start), w.hi.min(n.end).min(data_top));
         if to <= from {
             continue;
         }
+        on |= known_free && data_top > w.hi && n.end > w.hi;
         let flags = user_pte_flags(n.prot, false);
         let first = (offset + (from - n.start)) / PAGE_SIZE;
         let end = first + (to - from) / PAGE_SIZE;
         let before = mapped;
-        // An area that had no page mapped before this fault (the faulting
-        // one's mark was taken by the lookup) has every entry free: written
-        // unread.
-        let known_free = if k == own { own_fresh } else { n.is_fresh() };
         if known_free {
             ino.each_resident_run(first, end, |idx, pa, len| {
                 let at = from + (idx - first) * PAGE_SIZE;
@@ -1632,7 +1657,7 @@ fn fill_host_areas<M: PhysMem>(
             fresh |= 1 << k;
         }
     }
-    (mapped, fresh)
+    (mapped, fresh, on)
 }
 
 /// The page-cache frame holding file offset `off` (page aligned) of
@@ -2549,6 +2574,47 @@ mod tests {
         let v = Vma::anon(0x80_5000, 0x80_7000, Prot::READ, VmFlags::NONE);
         mm.map_region(&mut fx.env(), v).unwrap();
         assert!(mm.pt.translate(&fx.mem, 0x80_5000).is_none());
+        assert_eq!(mm.user_frames, 0, "page-cache frames, not the program's");
+    }
+
+    #[test]
+    fn a_fresh_neighbour_reaching_past_the_window_is_mapped_on_into_the_next_region() {
+        let (mut fx, mut mm) = setup();
+        let size = 0xc800;
+        let id = host_file(&mut fx, size, Some(3));
+        let rx = Prot::READ | Prot::EXEC;
+        // A library whose headers end a 2 MiB region: its text runs on
+        // into the next one, its read-only data lies there whole.
+        for (start, pages, prot, offset) in [
+            (0x9f_e000, 1, Prot::READ, 0),
+            (0x9f_f000, 9, rx, 0x1000),
+            (0xa0_8000, 2, Prot::READ, 0xa000),
+            (0xa0_a000, 2, Prot::RW, 0xc000),
+        ] {
+            let v = of_file(file_vma(start, pages, prot, offset, u64::MAX), id);
+            mm.map_region(&mut fx.env(), v).unwrap();
+        }
+        let mut host = Reader::new(size);
+        let mut env = fx.env_with(&mut host);
+        let out = mm.handle_page_fault(&mut env, 0x9f_e000, U).unwrap();
+        assert_eq!(host.reads, [(0, size)]);
+        // Headers 1 and text 1 in the fault's region, text 8 and read-only
+        // data 2 in the next; not the writable area's.
+        assert_eq!((out.kind, out.pages_mapped), (FaultKind::FileMapped, 12));
+        let ino = fx.cache.get(id).unwrap();
+        for page in 0..12 {
+            let t = mm.pt.translate(&fx.mem, 0x9f_e000 + page * PAGE_SIZE);
+            assert_eq!(t.map(|t| t.frame), ino.resident(page), "page {page}");
+        }
+        for page in 12..14 {
+            assert!(mm
+                .pt
+                .translate(&fx.mem, 0x9f_e000 + page * PAGE_SIZE)
+                .is_none());
+        }
+        assert!(!mm.vmas.all_fresh(0x9f_f000, 0xa0_0000));
+        assert!(!mm.vmas.all_fresh(0xa0_8000, 0xa0_a000));
+        assert!(mm.vmas.all_fresh(0xa0_a000, 0xa0_c000), "nothing mapped");
         assert_eq!(mm.user_frames, 0, "page-cache frames, not the program's");
     }
 
