@@ -95,7 +95,7 @@ options:
                       the phases of the exec rows; 0: all of them); given,
                       the lines also show each function's instructions,
                       the exec row names every entry after exec, and the
-                      exec_dynamic row each system call
+                      exec_dynamic row each kernel entry
       --only ROWS     run only these workloads (comma-separated row names,
                       e.g. `exec,getpid`; `anon_touch` also gives
                       `anon_total`)

@@ -1017,9 +1017,9 @@ pub(super) fn bench_exec_dynamic(
                     }
                     let total = entries.iter().map(|e| e.insns).sum();
                     where_line(detail, when, &functions, total, o.functions);
-                    // With `--functions`, each system call on its own.
+                    // With `--functions`, each kernel entry on its own.
                     let calls = entries.iter().zip(&p.entry_functions[at..]);
-                    for (e, f) in calls.filter(|(e, _)| e.is_syscall()) {
+                    for (e, f) in calls {
                         if o.functions.is_some() {
                             let what = format!(
                                 "{} ({} instructions)",
