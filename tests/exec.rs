@@ -693,6 +693,33 @@ fn the_vdso_code_is_mapped_at_exec_and_takes_no_fault() {
     }
 }
 
+/// A dynamic program's start-up takes no instruction-fetch fault: the
+/// exec maps the interpreter's entry page with its fault-around (its
+/// headers, text and read-only data), as that first fetch would, and the
+/// read fault on a library's headers maps its text and read-only data on
+/// into the next 2 MiB region (glibc's headers end one); each prints what
+/// it prints natively.
+#[test]
+fn a_dynamic_start_takes_no_instruction_fetch_fault() {
+    if !require_kvm() {
+        return;
+    }
+    for name in ["hello_rust_dyn", "hello_musl_dyn"] {
+        let program = image(name);
+        let native = native(&program, NO_ARGS);
+        let output = vmrun(["--trace".as_ref(), "fault".as_ref(), program.as_os_str()]);
+        assert_status(&output, 0);
+        assert_eq!(output.stdout, native.stdout, "{}", describe(&output));
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(err.contains(" fault "), "{name}: no fault traced:\n{err}");
+        assert!(
+            !err.lines()
+                .any(|l| l.contains(" fault ") && l.contains("user exec")),
+            "{name}: an instruction-fetch fault:\n{err}"
+        );
+    }
+}
+
 /// Whether `line` is one of Linux's vDSO-family lines.
 fn is_vdso_line(line: &str) -> bool {
     ["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"]

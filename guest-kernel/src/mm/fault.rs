@@ -1419,6 +1419,16 @@ impl Mm {
         table.fill_free(env.mem, run.va, run.pa, run.n, run.flags);
     }
 
+    /// Map at exec the page of the interpreter's entry point `va`, and
+    /// its fault-around, as the instruction fetch there that the program
+    /// starts with would: the interpreter's file lies in the page cache
+    /// since its headers were read, so this reads nothing. A page that
+    /// cannot be mapped so is left to that fault.
+    #[inline(never)]
+    pub fn map_entry<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, va: u64) {
+        let _ = self.handle_page_fault(env, va, pf::USER | pf::INSTR);
+    }
+
     /// Give area `i` an anonymous-memory identity if it has none, reusing
     /// an adjacent area's where they could merge but for protection (as
     /// Linux's `find_mergeable_anon_vma` does).
@@ -2616,6 +2626,36 @@ mod tests {
         assert!(!mm.vmas.all_fresh(0xa0_8000, 0xa0_a000));
         assert!(mm.vmas.all_fresh(0xa0_a000, 0xa0_c000), "nothing mapped");
         assert_eq!(mm.user_frames, 0, "page-cache frames, not the program's");
+    }
+
+    #[test]
+    fn map_entry_maps_the_entry_window_as_its_fetch_fault_would_and_leaves_a_bad_one() {
+        let (mut fx, mut mm) = setup();
+        let size = 0x5000;
+        let id = host_file(&mut fx, size, Some(3));
+        let rx = Prot::READ | Prot::EXEC;
+        for (start, pages, prot, offset) in [
+            (0x80_0000, 1, Prot::READ, 0),
+            (0x80_1000, 3, rx, 0x1000),
+            (0x80_4000, 1, Prot::RW, 0x4000),
+        ] {
+            let v = of_file(file_vma(start, pages, prot, offset, u64::MAX), id);
+            mm.map_region(&mut fx.env(), v).unwrap();
+        }
+        let mut host = Reader::new(size);
+        let mut env = fx.env_with(&mut host);
+        // Not executable, and outside every area: nothing mapped.
+        mm.map_entry(&mut env, 0x80_4000);
+        mm.map_entry(&mut env, 0x90_0000);
+        assert!(mm.pt.translate(env.mem, 0x80_4000).is_none());
+        mm.map_entry(&mut env, 0x80_2010);
+        let ino = fx.cache.get(id).unwrap();
+        for page in 0..4 {
+            let t = mm.pt.translate(&fx.mem, 0x80_0000 + page * PAGE_SIZE);
+            assert_eq!(t.map(|t| t.frame), ino.resident(page), "page {page}");
+        }
+        assert!(mm.pt.translate(&fx.mem, 0x80_4000).is_none());
+        assert!(!mm.vmas.all_fresh(0x80_1000, 0x80_4000));
     }
 
     #[test]

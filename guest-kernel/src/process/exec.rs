@@ -433,6 +433,9 @@ pub fn load_elf_binary<M: PhysMem>(
     if let Some(sp) = special {
         mm.map_special_area(env, sp);
     }
+    if let Some((_, iplan)) = interp {
+        mm.map_entry(env, iplan.entry);
+    }
     set_mm_fields(mm, plan, stack, layout);
     Ok(EntryState {
         ip: interp.map_or(plan.entry, |(_, i)| i.entry),
