@@ -693,12 +693,14 @@ fn the_vdso_code_is_mapped_at_exec_and_takes_no_fault() {
     }
 }
 
-/// A dynamic program's start-up takes no instruction-fetch fault: the
-/// exec maps the interpreter's entry page with its fault-around (its
-/// headers, text and read-only data), as that first fetch would, and the
-/// read fault on a library's headers maps its text and read-only data on
-/// into the next 2 MiB region (glibc's headers end one); each prints what
-/// it prints natively.
+/// A dynamic program's start-up takes no instruction-fetch fault, nor one
+/// on its program headers: the exec maps the interpreter's entry page with
+/// its fault-around (its headers, text and read-only data), as that first
+/// fetch would, and the page of `AT_PHDR` (a PIE's first, at
+/// 0x555555554000), as the interpreter's first read would; the read fault
+/// on a library's headers maps its text and read-only data on into the
+/// next 2 MiB region (glibc's headers end one). Each prints what it prints
+/// natively.
 #[test]
 fn a_dynamic_start_takes_no_instruction_fetch_fault() {
     if !require_kvm() {
@@ -716,6 +718,10 @@ fn a_dynamic_start_takes_no_instruction_fetch_fault() {
             !err.lines()
                 .any(|l| l.contains(" fault ") && l.contains("user exec")),
             "{name}: an instruction-fetch fault:\n{err}"
+        );
+        assert!(
+            !err.contains(" fault      addr 0x555555554"),
+            "{name}: a fault on the program's headers:\n{err}"
         );
     }
 }

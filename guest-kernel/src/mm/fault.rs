@@ -1419,14 +1419,18 @@ impl Mm {
         table.fill_free(env.mem, run.va, run.pa, run.n, run.flags);
     }
 
-    /// Map at exec the page of the interpreter's entry point `va`, and
+    /// Map at exec the page of the interpreter's entry point `entry`, and
     /// its fault-around, as the instruction fetch there that the program
-    /// starts with would: the interpreter's file lies in the page cache
-    /// since its headers were read, so this reads nothing. A page that
-    /// cannot be mapped so is left to that fault.
+    /// starts with would, and the page of the program's headers `phdr`
+    /// (`AT_PHDR`) as the interpreter's first read of them would: the
+    /// files lie in the page cache since their headers were read, so this
+    /// reads nothing. A page that cannot be mapped so is left to its fault.
     #[inline(never)]
-    pub fn map_entry<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, va: u64) {
-        let _ = self.handle_page_fault(env, va, pf::USER | pf::INSTR);
+    pub fn map_entry<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, entry: u64, phdr: u64) {
+        let _ = self.handle_page_fault(env, entry, pf::USER | pf::INSTR);
+        if phdr != 0 {
+            let _ = self.handle_page_fault(env, phdr, pf::USER);
+        }
     }
 
     /// Give area `i` an anonymous-memory identity if it has none, reusing
@@ -2645,10 +2649,10 @@ mod tests {
         let mut host = Reader::new(size);
         let mut env = fx.env_with(&mut host);
         // Not executable, and outside every area: nothing mapped.
-        mm.map_entry(&mut env, 0x80_4000);
-        mm.map_entry(&mut env, 0x90_0000);
+        mm.map_entry(&mut env, 0x80_4000, 0);
+        mm.map_entry(&mut env, 0x90_0000, 0);
         assert!(mm.pt.translate(env.mem, 0x80_4000).is_none());
-        mm.map_entry(&mut env, 0x80_2010);
+        mm.map_entry(&mut env, 0x80_2010, 0);
         let ino = fx.cache.get(id).unwrap();
         for page in 0..4 {
             let t = mm.pt.translate(&fx.mem, 0x80_0000 + page * PAGE_SIZE);

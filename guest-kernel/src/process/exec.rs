@@ -434,7 +434,7 @@ pub fn load_elf_binary<M: PhysMem>(
         mm.map_special_area(env, sp);
     }
     if let Some((_, iplan)) = interp {
-        mm.map_entry(env, iplan.entry);
+        mm.map_entry(env, iplan.entry, aux.phdr);
     }
     set_mm_fields(mm, plan, stack, layout);
     Ok(EntryState {
