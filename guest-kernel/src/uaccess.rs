@@ -113,6 +113,20 @@ pub fn copy_to_mapped_page<M: PhysMem>(mm: &Mm, mem: &mut M, va: u64, data: &[u8
     Some(())
 }
 
+/// [`copy_to_mapped_page`] where no last table covers `va` (a struct on
+/// the stack after faults elsewhere, as ld.so's `prlimit64`): one walk.
+#[inline(never)]
+pub fn copy_to_walked_page<M: PhysMem>(mm: &Mm, mem: &mut M, va: u64, data: &[u8]) -> Option<()> {
+    let len = data.len() as u64;
+    let in_one_page = len != 0 && len <= PAGE_SIZE - (va & (PAGE_SIZE - 1));
+    if !in_one_page || va >= TASK_SIZE - len {
+        return None;
+    }
+    let pa = mm.walked_user_page(mem, va, true)?;
+    mem.write_bytes(pa, data);
+    Some(())
+}
+
 /// [`copy_to_user`] within one page that no last table covers (a struct
 /// on the stack after faults elsewhere): one walk, the range checked by
 /// [`place`] already. Out of line, as [`copy_to_user_walked`].
@@ -394,4 +408,35 @@ pub fn put_user_u64<M: PhysMem>(
     v: u64,
 ) -> KResult<()> {
     copy_to_user(mm, env, va, &v.to_le_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::testmem::Fixture;
+    use crate::mm::vma::{Prot, VmFlags, Vma};
+    use vmrun_contract::FaultSize;
+
+    #[test]
+    fn copy_to_walked_page_writes_a_mapped_writable_page_and_nothing_else() {
+        let mut fx = Fixture::new();
+        let mut mm = fx.mm();
+        fx.frames.fault_size = FaultSize::Page4K;
+        mm.vmas
+            .insert(Vma::anon(0x4000_0000, 0x4000_2000, Prot::RW, VmFlags::NONE))
+            .unwrap();
+        let data = [7u8; 16];
+        let walked =
+            |mm: &Mm, fx: &mut Fixture, va| copy_to_walked_page(mm, &mut fx.mem, va, &data);
+        assert_eq!(walked(&mm, &mut fx, 0x4000_0010), None, "not mapped yet");
+        let pa = mm.user_page(&mut fx.env(), 0x4000_0000, true).unwrap();
+        assert_eq!(walked(&mm, &mut fx, 0x4000_0010), Some(()));
+        let mut back = [0u8; 16];
+        fx.mem.read_bytes(pa + 0x10, &mut back);
+        assert_eq!(back, data);
+        assert_eq!(walked(&mm, &mut fx, 0x4000_0ff8), None, "two pages");
+        assert_eq!(walked(&mm, &mut fx, TASK_SIZE - 8), None);
+        mm.mprotect(&mut fx.env(), 0x4000_0000, 0x1000, 1).unwrap();
+        assert_eq!(walked(&mm, &mut fx, 0x4000_0010), None, "read-only");
+    }
 }

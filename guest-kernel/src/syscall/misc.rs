@@ -165,7 +165,17 @@ pub fn prlimit64_short<M: PhysMem>(p: &Process, mem: &mut M, a: [u64; 4]) -> Opt
         return None;
     }
     let cur = rlimit(p, resource).ok()?;
-    crate::uaccess::copy_to_mapped_page(&p.mm, mem, old, &rlimit_bytes(cur))?;
+    match crate::uaccess::copy_to_mapped_page(&p.mm, mem, old, &rlimit_bytes(cur)) {
+        Some(()) => Some(0),
+        None => prlimit64_walked(p, mem, old, cur),
+    }
+}
+
+/// [`prlimit64_short`]'s copy where no last table covers `old` (a struct
+/// on the stack after faults elsewhere, as ld.so's call): one walk.
+#[inline(never)]
+fn prlimit64_walked<M: PhysMem>(p: &Process, mem: &mut M, old: u64, cur: Rlimit) -> Option<i64> {
+    crate::uaccess::copy_to_walked_page(&p.mm, mem, old, &rlimit_bytes(cur))?;
     Some(0)
 }
 
