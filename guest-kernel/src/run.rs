@@ -22,7 +22,9 @@ use guest_kernel::process::Process;
 use guest_kernel::syscall::exec::ExecPlan;
 use guest_kernel::syscall::{self, Action, Ctx, ShortRoute};
 use guest_kernel::trace::{self, category, kind};
-use vmrun_contract::layout::{DIRECT_MAP_BASE, STATS_PHYS, SYSCALL_TRAMPOLINE_PHYS, TASK_SIZE};
+use vmrun_contract::layout::{
+    DIRECT_MAP_BASE, PAGE_SIZE, STATS_PHYS, SYSCALL_TRAMPOLINE_PHYS, TASK_SIZE,
+};
 use vmrun_contract::trace::exec_phase;
 use vmrun_contract::trace::{resolution, vma_kind};
 use vmrun_contract::{
@@ -1808,6 +1810,10 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         // once, which serves stdio moved elsewhere too.
         R::Read if f.rdi <= 2 => short_read(k, f, mem),
         R::Read => short_read_file(k, f, mem),
+        // A read of more than a page (the count in rdx) goes to the full
+        // path at once.
+        R::Pread if f.rdx <= PAGE_SIZE => short_pread_file(k, f, mem),
+        R::Pread => full_call(k, f, mem),
         // A new action changes nothing the checks of `Kernel::run` look
         // at (no signal becomes deliverable by it).
         R::Sigaction => short_reply(k, f, mem, |p, mem, _, a| {
@@ -2000,6 +2006,27 @@ extern "C" fn short_read_file(k: &mut Kernel, f: &mut TrapFrame, mem: &mut Direc
         return false;
     }
     match syscall::files::read_cached_short(p, &k.cache, mem, f.rdi, f.rsi, f.rdx) {
+        Some(n) => {
+            short_return(f, n as i64);
+            true
+        }
+        None => full_call(k, f, mem),
+    }
+}
+
+/// pread64 of a regular file from the page cache on [`short_call`]'s path,
+/// as [`short_read_file`]: served by `files::pread64_cached_short`, else,
+/// untouched, by the full path.
+#[inline(never)]
+extern "C" fn short_pread_file(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    let a = [f.rdi, f.rsi, f.rdx, f.r10];
+    match syscall::files::pread64_cached_short(p, &k.cache, mem, a) {
         Some(n) => {
             short_return(f, n as i64);
             true

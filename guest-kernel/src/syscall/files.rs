@@ -1344,6 +1344,35 @@ pub fn read_cached_short<M: PhysMem>(
     buf: u64,
     count: u64,
 ) -> Option<u64> {
+    cached_short::<M, false>(p, cache, mem, [fd, buf, count, 0])
+}
+
+/// [`pread64`] of a regular file whose bytes are all in the page cache, on
+/// the syscall stub's short path, as [`read_cached_short`] serves a read
+/// (at offset `off`, the file's position untouched): ld.so reads a
+/// library's program headers so. `None`, with nothing done, for what the
+/// full path serves (a negative offset among them: EINVAL).
+pub fn pread64_cached_short<M: PhysMem>(
+    p: &Process,
+    cache: &crate::fs::cache::PageCache,
+    mem: &mut M,
+    a: [u64; 4],
+) -> Option<u64> {
+    if (a[3] as i64) < 0 {
+        return None;
+    }
+    cached_short::<M, true>(p, cache, mem, a)
+}
+
+/// [`read_cached_short`] (`fd, buf, count` of `a`) and, if `PREAD`,
+/// [`pread64_cached_short`] (at `a[3]`).
+#[inline(always)]
+fn cached_short<M: PhysMem, const PREAD: bool>(
+    p: &Process,
+    cache: &crate::fs::cache::PageCache,
+    mem: &mut M,
+    [fd, buf, count, off]: [u64; 4],
+) -> Option<u64> {
     // The cheapest tests first: a read the full path serves (a first read
     // of a file, which fills the cache) pays for as few as it can.
     if count == 0 || count > PAGE_SIZE {
@@ -1360,7 +1389,7 @@ pub fn read_cached_short<M: PhysMem>(
         return None;
     };
     let ino = cache.get(id)?;
-    let pos = b.pos;
+    let pos = if PREAD { off } else { b.pos };
     if pos < ino.size {
         ino.resident(pos / PAGE_SIZE)?;
     }
@@ -1389,7 +1418,9 @@ pub fn read_cached_short<M: PhysMem>(
     for &(dst, src, m) in &moves[..k] {
         mem.copy_local(dst, src, m);
     }
-    b.pos = pos + n;
+    if !PREAD {
+        b.pos = pos + n;
+    }
     Some(n)
 }
 

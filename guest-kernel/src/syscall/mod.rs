@@ -629,6 +629,8 @@ pub enum ShortRoute {
     Writev,
     /// read ([`read_short`]).
     Read,
+    /// pread64 (`files::pread64_cached_short`).
+    Pread,
     /// rt_sigaction ([`signal::rt_sigaction_short`]).
     Sigaction,
 }
@@ -677,6 +679,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::WRITE as usize] = ShortRoute::Write;
     t[nr::WRITEV as usize] = ShortRoute::Writev;
     t[nr::READ as usize] = ShortRoute::Read;
+    t[nr::PREAD64 as usize] = ShortRoute::Pread;
     t[nr::RT_SIGACTION as usize] = ShortRoute::Sigaction;
     t
 };

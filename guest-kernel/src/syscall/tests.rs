@@ -1393,6 +1393,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::WRITE, R::Write),
         (nr::WRITEV, R::Writev),
         (nr::READ, R::Read),
+        (nr::PREAD64, R::Pread),
         (nr::RT_SIGACTION, R::Sigaction),
         (nr::CLONE, R::Loop),
         (nr::CLONE3, R::Loop),
@@ -1680,4 +1681,53 @@ fn a_short_read_of_a_cached_file_is_the_full_paths_read() {
     // At the end of the file: 0, as the full path says.
     w.p.fds.get(short_fd).unwrap().file.borrow_mut().pos = 20_000;
     assert_eq!(at(&mut w, short_fd, short_buf, 16), Some(0));
+}
+
+#[test]
+fn a_short_pread_of_a_cached_file_is_the_full_paths_pread() {
+    use crate::fs::file::{o, Node, OpenFile};
+    use crate::fs::stat::S_IFREG;
+    let mut w = World::new();
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let phys = 0x10000;
+    w.mem.write_bytes(phys, &data);
+    let id = w
+        .cache
+        .add_image(
+            data.len() as u64,
+            b"/data",
+            (phys, crate::fs::cache::InodeKey::UNKNOWN, (0, 0)),
+        )
+        .unwrap();
+    let node = Node::Host {
+        handle: 7,
+        inode: Some(id),
+        cache_owns_handle: false,
+        mode: S_IFREG | 0o644,
+        path: b"/data".to_vec(),
+    };
+    let fd =
+        w.p.fds
+            .alloc(OpenFile::new(node, o::RDONLY), false)
+            .unwrap();
+    w.poke(w.buf, &[0; 0x4000]);
+    let (short_buf, full_buf) = (w.buf + 0x123, w.buf + 0x2123);
+    let at = |w: &mut World, buf, count, off| {
+        files::pread64_cached_short(&w.p, &w.cache, &mut w.mem, [fd, buf, count, off])
+    };
+    for (count, off) in [(784, 64), (832, 0), (4096, 4000), (100, 9950), (16, 20_000)] {
+        let short = at(&mut w, short_buf, count, off).expect("short") as usize;
+        let full = w
+            .call(nr::PREAD64, [fd, full_buf, count, off, 0, 0])
+            .unwrap_ret();
+        assert_eq!(short as i64, full, "count {count} at {off}");
+        assert_eq!(w.peek(short_buf, short), w.peek(full_buf, short));
+    }
+    let pos = w.p.fds.get(fd).unwrap().file.borrow().pos;
+    assert_eq!(pos, 0, "pread moves no position");
+    // Left to the full path: a negative offset (EINVAL there), more than
+    // a page, a buffer not mapped.
+    assert_eq!(at(&mut w, short_buf, 16, u64::MAX - 7), None);
+    assert_eq!(at(&mut w, short_buf, 4097, 0), None);
+    assert_eq!(at(&mut w, 0x1000, 16, 0), None);
 }
