@@ -214,6 +214,7 @@ fn main() -> ExitCode {
     // run of a small program, and the kernel reclaims all of it at exit.
     let _ = std::io::Write::flush(&mut std::io::stdout());
     vmm::fs::view::remove_private_dirs();
+    vmm::sys::hand_off_teardown();
     if let Some(signal) = interrupted {
         // The trace, statistics and JSON files are written: now end as
         // the signal would have ended vmrun.

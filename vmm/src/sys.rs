@@ -46,6 +46,67 @@ fn fd_mode(fd: libc::c_int) -> u32 {
     }
 }
 
+/// Let a helper process hold this process's memory and open files while
+/// it exits, so that the exit the caller waits for does not include the
+/// host kernel tearing down guest RAM and the VM (a few milliseconds,
+/// longer than a small program's whole run): the helper shares both, and
+/// dies of SIGKILL the moment this process is gone (`PR_SET_PDEATHSIG`),
+/// which is when the teardown happens. Standard input, output and error
+/// are closed first (call it after the last write), so that a reader of
+/// vmrun's output sees its end as the exit status arrives. Best effort:
+/// where the helper cannot be made, the exit tears down as before.
+pub fn hand_off_teardown() {
+    const STACK: usize = 16 * 1024;
+    /// The helper's stack: it shares this process's memory.
+    struct HelperStack(std::cell::UnsafeCell<[u8; STACK]>);
+    // SAFETY: only the helper ever touches it, and only one is made.
+    unsafe impl Sync for HelperStack {}
+    static HELPER_STACK: HelperStack = HelperStack(std::cell::UnsafeCell::new([0; STACK]));
+    static MADE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    extern "C" fn holder(parent: *mut libc::c_void) -> libc::c_int {
+        // Raw system calls only: the helper runs on a borrowed stack with
+        // this process's thread pointer, so nothing here may use the C
+        // library's per-thread state.
+        // SAFETY: prctl, getppid, pause and exit take no pointers.
+        unsafe {
+            libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::syscall(libc::SYS_getppid) as usize != parent as usize {
+                libc::syscall(libc::SYS_exit, 0);
+            }
+            loop {
+                libc::syscall(libc::SYS_pause);
+            }
+        }
+    }
+
+    if MADE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let flags = libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_FS | libc::CLONE_SYSVSEM;
+    // SAFETY: the helper runs `holder` on its own static stack (the top of
+    // it, 16-byte aligned) and touches nothing else of this process's
+    // memory; no exit signal is asked for, so nobody waits for it but its
+    // eventual reaper.
+    let pid = unsafe {
+        let top = HELPER_STACK.0.get().cast::<u8>().add(STACK);
+        let top = (top as usize & !15) as *mut libc::c_void;
+        libc::clone(
+            holder,
+            top,
+            flags,
+            std::process::id() as usize as *mut libc::c_void,
+        )
+    };
+    if pid > 0 {
+        for fd in 0..3 {
+            // SAFETY: closing fds the caller is done with; nothing uses
+            // them after this.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
