@@ -1099,3 +1099,43 @@ fn isolate_with_mounts_lets_no_path_escape() {
     assert_eq!(left, ["file.txt"], "the read-only directory changed");
     assert_eq!(fs::read(ro.join("file.txt")).unwrap(), b"read-only file\n");
 }
+
+/// fstat (glibc's `newfstatat(fd, "", AT_EMPTY_PATH)`) of host files open
+/// by fd, which the kernel serves on its short path, gives what it gives
+/// natively and what a stat of the same path gives: a regular file, a
+/// directory, `O_PATH` fds of a file and of a symlink itself, and EBADF
+/// for a closed fd. Checked with python3.
+#[test]
+fn fstat_of_a_host_file_by_fd_is_the_stat_of_its_path_as_natively() {
+    if !require_kvm() || !require_programs(&["/usr/bin/python3"]) {
+        return;
+    }
+    let prog = r#"
+import os
+def show(s):
+    return (oct(s.st_mode), s.st_size, s.st_ino, s.st_nlink, s.st_uid, s.st_gid, s.st_mtime_ns, s.st_blocks)
+for path, flags in (("/etc/passwd", os.O_RDONLY), ("/usr/bin", os.O_RDONLY), ("/usr/bin/python3", os.O_PATH), ("/bin/sh", os.O_PATH | os.O_NOFOLLOW)):
+    fd = os.open(path, flags)
+    a = show(os.fstat(fd))
+    b = show(os.stat(path, follow_symlinks=not flags & os.O_NOFOLLOW))
+    print(path, a, a == b)
+    os.close(fd)
+    try:
+        os.fstat(fd)
+    except OSError as e:
+        print("closed", e.errno)
+"#;
+    let args: [&OsStr; 3] = ["/usr/bin/python3".as_ref(), "-c".as_ref(), prog.as_ref()];
+    let native = run(native_command(Path::new(args[0]), &args[1..]), b"");
+    assert_status(&native, 0);
+    assert_eq!(
+        String::from_utf8_lossy(&native.stdout)
+            .matches(") True")
+            .count(),
+        4,
+        "{}",
+        describe(&native)
+    );
+    let guest = run(vmrun_command(args), b"");
+    assert_same("python3 fstat of host files", &native, &guest);
+}

@@ -1791,8 +1791,9 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Newfstatat if f.rdi <= 2 => short_reply(k, f, mem, |p, mem, _, a| {
             syscall::newfstatat_short(p, mem, a)
         }),
-        // An fstat of another fd (AT_EMPTY_PATH) opens nothing.
-        R::Newfstatat if f.r10 & syscall::files::AT_EMPTY_PATH != 0 => full_call(k, f, mem),
+        // An fstat of another fd (AT_EMPTY_PATH) opens nothing; a host
+        // file's is served here.
+        R::Newfstatat if f.r10 & syscall::files::AT_EMPTY_PATH != 0 => short_fstat_host(k, f, mem),
         R::Newfstatat | R::Path => full_call_path(k, f, mem),
         R::Mprotect => short_mprotect(k, f, mem),
         // An anonymous mmap (flags, the fourth argument, in r10) has a
@@ -2029,6 +2030,28 @@ extern "C" fn short_pread_file(k: &mut Kernel, f: &mut TrapFrame, mem: &mut Dire
     match syscall::files::pread64_cached_short(p, &k.cache, mem, a) {
         Some(n) => {
             short_return(f, n as i64);
+            true
+        }
+        None => full_call(k, f, mem),
+    }
+}
+
+/// fstat (newfstatat with `AT_EMPTY_PATH`) of a host file on
+/// [`short_call`]'s path, as [`short_pread_file`]: served by
+/// `syscall::newfstatat_host_short` with the host's file service, else by
+/// the full path.
+#[inline(never)]
+extern "C" fn short_fstat_host(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    let a = [f.rdi, f.rsi, f.rdx, f.r10];
+    match syscall::newfstatat_host_short(p, mem, &mut k.fs, a) {
+        Some(v) => {
+            short_return(f, v);
             true
         }
         None => full_call(k, f, mem),

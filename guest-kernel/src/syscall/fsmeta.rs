@@ -350,6 +350,35 @@ pub fn newfstatat_short<M: PhysMem>(p: &Process, mem: &mut M, a: [u64; 4]) -> Op
     Some(0)
 }
 
+/// [`newfstatat`] of a host file by fd (`AT_EMPTY_PATH` and an empty
+/// path: ld.so's fstat of each library it opens) on the syscall stub's
+/// short path (`run::short_call`), by process `p`, `a` the call's four
+/// arguments: the host's statx of the file's handle asked through `fs`
+/// and folded into the same `struct stat` as [`fstat`]'s, when `buf` lies
+/// in one page mapped writable (looked at before the host is asked). None,
+/// nothing changed, for any other call and for a host error, which the
+/// full path serves (asking the host again).
+#[inline(always)]
+pub fn newfstatat_host_short<M: PhysMem>(
+    p: &Process,
+    mem: &mut M,
+    fs: &mut dyn host::FsHost,
+    a: [u64; 4],
+) -> Option<i64> {
+    let [dirfd, upath, buf, flags] = a;
+    if !stats_fd(p, mem, dirfd, upath, flags) {
+        return None;
+    }
+    let Node::Host { handle, .. } = p.fds.get(dirfd).ok()?.file.borrow().node else {
+        return None;
+    };
+    let piece = p.mm.mapped_user_piece(mem, buf, STAT_SIZE as u64, true)?;
+    begin(fs, op::FSTAT, handle);
+    host::call(fs, &[]).ok()?;
+    mem.write_bytes(piece.phys, &stat::stat_from_statx_words(&fs.req().statx));
+    Some(0)
+}
+
 /// [`newfstatat`] past glibc's fstat: the path read and looked up, out of
 /// line (its frame and saved registers are not the fstat's to pay).
 #[inline(never)]

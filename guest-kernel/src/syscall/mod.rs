@@ -28,7 +28,7 @@ use crate::mm::space::MmEnv;
 use crate::process::Process;
 use vmrun_contract::IoVec;
 
-pub use fsmeta::{newfstatat_short, readlink_short};
+pub use fsmeta::{newfstatat_host_short, newfstatat_short, readlink_short};
 pub use memory::{mmap_anon_short, mmap_short, mprotect_short, munmap_short};
 pub use misc::{getrandom_short, prlimit64_short};
 pub use process::set_base;
