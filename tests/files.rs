@@ -1139,3 +1139,43 @@ for path, flags in (("/etc/passwd", os.O_RDONLY), ("/usr/bin", os.O_RDONLY), ("/
     let guest = run(vmrun_command(args), b"");
     assert_same("python3 fstat of host files", &native, &guest);
 }
+
+/// access(2) of absolute host paths, which the kernel serves on its short
+/// path (ld.so's of `/etc/ld.so.preload`), gives what it gives natively:
+/// an existing file, directory and program for each mode the host's view
+/// allows, a missing file and directory, a path through a file, one with
+/// `..`, and, still served by the full path, `/proc` and `/dev` paths, a
+/// relative one, an empty one and one of 300 bytes. Checked with python3
+/// calling libc's access for its errno.
+#[test]
+fn access_of_host_paths_answers_as_natively() {
+    if !require_kvm() || !require_programs(&["/usr/bin/python3"]) {
+        return;
+    }
+    let prog = r#"
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+paths = ["/etc/passwd", "/usr/bin", "/usr/bin/python3", "/etc/ld.so.preload.missing",
+         "/no/such/dir/x", "/etc/passwd/x", "/usr/bin/../bin/python3", "/proc/self/status",
+         "/dev/null", "etc", "", "/" + "a" * 299]
+for path in paths:
+    for mode in 0, 1, 4, 5:
+        ctypes.set_errno(0)
+        r = libc.access(path.encode(), mode)
+        print(path[:40], mode, r, ctypes.get_errno() if r else 0)
+"#;
+    let args: [&OsStr; 3] = ["/usr/bin/python3".as_ref(), "-c".as_ref(), prog.as_ref()];
+    let mut native = native_command(Path::new(args[0]), &args[1..]);
+    native.current_dir("/");
+    let native = run(native, b"");
+    assert_status(&native, 0);
+    assert!(
+        String::from_utf8_lossy(&native.stdout).contains("/etc/ld.so.preload.missing 0 -1 2"),
+        "{}",
+        describe(&native)
+    );
+    let mut guest = vmrun_command(args);
+    guest.current_dir("/");
+    let guest = run(guest, b"");
+    assert_same("python3 access of host paths", &native, &guest);
+}

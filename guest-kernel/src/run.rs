@@ -1795,6 +1795,7 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         // file's is served here.
         R::Newfstatat if f.r10 & syscall::files::AT_EMPTY_PATH != 0 => short_fstat_host(k, f, mem),
         R::Newfstatat | R::Path => full_call_path(k, f, mem),
+        R::Access => short_access(k, f, mem),
         R::Mprotect => short_mprotect(k, f, mem),
         // An anonymous mmap (flags, the fourth argument, in r10) has a
         // path of its own, with no fd table's and file's code in the way.
@@ -1961,6 +1962,32 @@ fn full_call_path(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> boo
     let byte = trampoline::PATH_BYTE - trampoline::WRITEV_BYTES;
     open_fast_call_at(p, mem, FAST_TABLE_WRITEV, byte, 0);
     served
+}
+
+/// access of an absolute host path on [`short_call`]'s path: served by
+/// `syscall::access_short` with the host's file service, and the fast
+/// call of the calls of a path opened after it as [`full_call_path`]
+/// opens it after a call the host served; any other access, untouched, by
+/// `full_call_path`.
+#[inline(never)]
+extern "C" fn short_access(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    use guest_kernel::fs::host::FsHost;
+    let Some(p) = k.process.0.as_deref() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    let Some(v) = syscall::access_short(p, mem, &mut k.fs, f.rdi, f.rsi) else {
+        return full_call_path(k, f, mem);
+    };
+    let by_host = k.fs.req().out_handle != vmrun_contract::fs::SYNTHETIC;
+    if k.fast_calls && by_host && publish_dirs(p, mem, syscall::files::AT_FDCWD as u64) {
+        let byte = trampoline::PATH_BYTE - trampoline::WRITEV_BYTES;
+        open_fast_call_at(p, mem, FAST_TABLE_WRITEV, byte, 0);
+    }
+    short_return(f, v);
+    true
 }
 
 /// Publish for the fast call of a path what process `p` resolves a

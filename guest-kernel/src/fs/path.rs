@@ -43,6 +43,35 @@ pub fn user_string_is<M: PhysMem>(mm: &Mm, mem: &M, va: u64, s: &[u8]) -> bool {
     words(got) == words(want)
 }
 
+/// The NUL-terminated user string at `va` read into `buf` in place, 64
+/// bytes at a time, without its NUL: when it ends within the first
+/// `pieces` pieces of 64 bytes of `buf` and within `va`'s page, mapped
+/// readable (a system call's short path reads a path straight into the
+/// host's request so). None, with nothing changed but `buf`, otherwise
+/// ([`user_path`] reads it).
+#[inline(always)]
+pub fn user_string_in_page<'a, M: PhysMem>(
+    mm: &Mm,
+    mem: &M,
+    va: u64,
+    buf: &'a mut [u8],
+    pieces: usize,
+) -> Option<&'a [u8]> {
+    let pa = mm.mapped_user_page(mem, va, false)?;
+    let room = PAGE_SIZE - (va & (PAGE_SIZE - 1));
+    for i in 0..pieces {
+        if room < 64 * (i as u64 + 1) {
+            return None;
+        }
+        let piece: &mut [u8; 64] = buf.get_mut(64 * i..64 * (i + 1))?.try_into().ok()?;
+        mem.read_bytes(pa + 64 * i as u64, piece);
+        if let Some(n) = first_nul(piece) {
+            return Some(&buf[..64 * i + n]);
+        }
+    }
+    None
+}
+
 /// A NUL-terminated user string of fewer than `max` bytes, without its NUL
 /// (an empty one is allowed). ENAMETOOLONG when longer.
 pub fn user_string<M: PhysMem>(

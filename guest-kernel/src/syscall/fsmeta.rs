@@ -444,6 +444,37 @@ pub fn faccessat<M: PhysMem, H: HostIo>(
     }
 }
 
+/// access(path, mode) of an absolute path that the host resolves (ld.so's
+/// of `/etc/ld.so.preload`) on the syscall stub's short path
+/// (`run::short_call`), by process `p`: the host asked through `fs` as
+/// [`faccessat`] asks it (the path read into the request in place), and
+/// its answer. None (only the request begun) for any other call (a path
+/// the kernel serves, a relative one, one of more than 255 bytes or not
+/// within one mapped page), which the full path serves.
+#[inline(always)]
+pub fn access_short<M: PhysMem>(
+    p: &Process,
+    mem: &M,
+    fs: &mut dyn host::FsHost,
+    upath: u64,
+    mode: u64,
+) -> Option<i64> {
+    if mode & !7 != 0 {
+        return None;
+    }
+    let r = begin(fs, op::ACCESS, ROOT_HANDLE);
+    let abs = path::user_string_in_page(&p.mm, mem, upath, &mut r.path, 4)?;
+    if abs.first() != Some(&b'/') || path::maybe_served(abs) {
+        return None;
+    }
+    r.path_len = abs.len() as u32;
+    r.mode = mode;
+    Some(match host::call(fs, &[]) {
+        Ok(_) => 0,
+        Err(e) => e.to_ret(),
+    })
+}
+
 /// readlinkat(dirfd, path, buf, size); readlink too.
 pub fn readlinkat<M: PhysMem, H: HostIo>(
     cx: &mut Cx<'_, '_, '_, M, H>,

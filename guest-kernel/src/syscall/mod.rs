@@ -28,7 +28,7 @@ use crate::mm::space::MmEnv;
 use crate::process::Process;
 use vmrun_contract::IoVec;
 
-pub use fsmeta::{newfstatat_host_short, newfstatat_short, readlink_short};
+pub use fsmeta::{access_short, newfstatat_host_short, newfstatat_short, readlink_short};
 pub use memory::{mmap_anon_short, mmap_short, mprotect_short, munmap_short};
 pub use misc::{getrandom_short, prlimit64_short};
 pub use process::set_base;
@@ -612,6 +612,8 @@ pub enum ShortRoute {
     /// newfstatat ([`newfstatat_short`]; a path's opens the fast call of
     /// the calls of a path, `run::full_call_path`).
     Newfstatat,
+    /// access ([`access_short`]; another path's as [`Self::Path`]).
+    Access,
     /// statx, getxattr, lgetxattr, access, faccessat and faccessat2:
     /// served by [`dispatch`] on the stub's stack, and open the fast call
     /// of the calls of a path (`run::full_call_path`).
@@ -670,7 +672,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::STATX as usize] = ShortRoute::Path;
     t[nr::GETXATTR as usize] = ShortRoute::Path;
     t[nr::LGETXATTR as usize] = ShortRoute::Path;
-    t[nr::ACCESS as usize] = ShortRoute::Path;
+    t[nr::ACCESS as usize] = ShortRoute::Access;
     t[nr::FACCESSAT as usize] = ShortRoute::Path;
     t[nr::FACCESSAT2 as usize] = ShortRoute::Path;
     t[nr::MPROTECT as usize] = ShortRoute::Mprotect;

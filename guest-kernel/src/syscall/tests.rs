@@ -1384,7 +1384,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::STATX, R::Path),
         (nr::GETXATTR, R::Path),
         (nr::LGETXATTR, R::Path),
-        (nr::ACCESS, R::Path),
+        (nr::ACCESS, R::Access),
         (nr::FACCESSAT, R::Path),
         (nr::FACCESSAT2, R::Path),
         (nr::MPROTECT, R::Mprotect),
@@ -1730,4 +1730,41 @@ fn a_short_pread_of_a_cached_file_is_the_full_paths_pread() {
     assert_eq!(at(&mut w, short_buf, 16, u64::MAX - 7), None);
     assert_eq!(at(&mut w, short_buf, 4097, 0), None);
     assert_eq!(at(&mut w, 0x1000, 16, 0), None);
+}
+
+#[test]
+fn access_short_asks_the_host_for_an_absolute_path_read_in_place_and_leaves_the_rest() {
+    use vmrun_contract::fs::op;
+    let mut w = World::new();
+    let long = [b'a'; 300];
+    let cases: [(&[u8], u64, bool); 8] = [
+        (b"/etc/ld.so.preload", 0x200, true),
+        (b"/usr/bin/../lib/x", 0x200, true),
+        (b"etc/passwd", 0x200, false),
+        (b"", 0x200, false),
+        (b"/proc/self/status", 0x200, false),
+        (b"/dev/null", 0x200, false),
+        // Across a page's end: the full path copies it.
+        (b"/etc/passwd", 0x1000 - 6, false),
+        (&long, 0x200, false),
+    ];
+    for (path, off, short) in cases {
+        let at = w.buf + off;
+        let mut s = path.to_vec();
+        s.push(0);
+        w.poke(at, &s);
+        let full = w.call(nr::ACCESS, [at, 4, 0, 0, 0, 0]).unwrap_ret();
+        let r = super::access_short(&w.p, &w.mem, &mut w.fs, at, 4);
+        assert_eq!(r.is_some(), short, "{}", String::from_utf8_lossy(path));
+        if let Some(v) = r {
+            assert_eq!(v, full, "the full path's answer (NoHost: ENOENT)");
+            let req = crate::fs::host::FsHost::req(&mut w.fs);
+            assert_eq!(req.op, op::ACCESS);
+            assert_eq!(req.mode, 4);
+            assert_eq!(&req.path[..req.path_len as usize], path);
+        }
+    }
+    w.poke(w.buf, b"/etc/passwd\0");
+    assert!(super::access_short(&w.p, &w.mem, &mut w.fs, w.buf, 8).is_none());
+    assert!(super::access_short(&w.p, &w.mem, &mut w.fs, 0x1000, 0).is_none());
 }
