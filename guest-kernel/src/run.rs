@@ -1796,6 +1796,7 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Newfstatat if f.r10 & syscall::files::AT_EMPTY_PATH != 0 => short_fstat_host(k, f, mem),
         R::Newfstatat | R::Path => full_call_path(k, f, mem),
         R::Access => short_access(k, f, mem),
+        R::Close => short_close(k, f, mem),
         R::Mprotect => short_mprotect(k, f, mem),
         // An anonymous mmap (flags, the fourth argument, in r10) has a
         // path of its own, with no fd table's and file's code in the way.
@@ -2057,6 +2058,26 @@ extern "C" fn short_pread_file(k: &mut Kernel, f: &mut TrapFrame, mem: &mut Dire
     match syscall::files::pread64_cached_short(p, &k.cache, mem, a) {
         Some(n) => {
             short_return(f, n as i64);
+            true
+        }
+        None => full_call(k, f, mem),
+    }
+}
+
+/// close of a host file's fd on [`short_call`]'s path: served by
+/// `files::close_short` with the page cache and the host's file service,
+/// else, untouched, by the full path.
+#[inline(never)]
+extern "C" fn short_close(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    match syscall::files::close_short(p, &mut k.cache, &mut k.fs, f.rdi) {
+        Some(v) => {
+            short_return(f, v);
             true
         }
         None => full_call(k, f, mem),

@@ -618,6 +618,8 @@ pub enum ShortRoute {
     /// served by [`dispatch`] on the stub's stack, and open the fast call
     /// of the calls of a path (`run::full_call_path`).
     Path,
+    /// close (`files::close_short`).
+    Close,
     /// mprotect ([`mprotect_short`]).
     Mprotect,
     /// mmap ([`mmap_anon_short`] if anonymous, else [`mmap_short`]).
@@ -675,6 +677,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::ACCESS as usize] = ShortRoute::Access;
     t[nr::FACCESSAT as usize] = ShortRoute::Path;
     t[nr::FACCESSAT2 as usize] = ShortRoute::Path;
+    t[nr::CLOSE as usize] = ShortRoute::Close;
     t[nr::MPROTECT as usize] = ShortRoute::Mprotect;
     t[nr::MMAP as usize] = ShortRoute::Mmap;
     t[nr::MUNMAP as usize] = ShortRoute::Munmap;

@@ -1387,6 +1387,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::ACCESS, R::Access),
         (nr::FACCESSAT, R::Path),
         (nr::FACCESSAT2, R::Path),
+        (nr::CLOSE, R::Close),
         (nr::MPROTECT, R::Mprotect),
         (nr::MMAP, R::Mmap),
         (nr::MUNMAP, R::Munmap),
@@ -1767,4 +1768,66 @@ fn access_short_asks_the_host_for_an_absolute_path_read_in_place_and_leaves_the_
     w.poke(w.buf, b"/etc/passwd\0");
     assert!(super::access_short(&w.p, &w.mem, &mut w.fs, w.buf, 8).is_none());
     assert!(super::access_short(&w.p, &w.mem, &mut w.fs, 0x1000, 0).is_none());
+}
+
+#[test]
+fn a_short_close_of_a_host_file_is_the_full_paths_close() {
+    use crate::fs::file::{o, Node, OpenFile};
+    use crate::fs::stat::S_IFREG;
+    let mut w = World::new();
+    let phys = 0x10000;
+    let id = w
+        .cache
+        .add_image(
+            4096,
+            b"/data",
+            (phys, crate::fs::cache::InodeKey::UNKNOWN, (0, 0)),
+        )
+        .unwrap();
+    let users = |w: &World| w.cache.get(id).unwrap().users;
+    let open = |w: &mut World| {
+        w.cache.get_ref(id);
+        let node = Node::Host {
+            handle: 7,
+            inode: Some(id),
+            cache_owns_handle: true,
+            mode: S_IFREG | 0o644,
+            path: b"/data".to_vec(),
+        };
+        w.p.fds
+            .alloc(OpenFile::new(node, o::RDONLY), false)
+            .unwrap()
+    };
+    let before = users(&w);
+    // One description in two fds (dup), each way: only the last close
+    // releases the inode.
+    for short in [true, false] {
+        let fd = open(&mut w);
+        let dup = w.call(nr::DUP, [fd, 0, 0, 0, 0, 0]).unwrap_ret() as u64;
+        for (fd, left) in [(fd, before + 1), (dup, before)] {
+            if short {
+                let r = files::close_short(&mut w.p, &mut w.cache, &mut w.fs, fd);
+                assert_eq!(r, Some(0));
+            } else {
+                assert_eq!(w.call(nr::CLOSE, [fd, 0, 0, 0, 0, 0]).unwrap_ret(), 0);
+            }
+            assert!(w.p.fds.get(fd).is_err(), "fd {fd} closed");
+            assert_eq!(users(&w), left, "short {short}");
+        }
+        // Closed already: the full path says EBADF.
+        assert_eq!(
+            files::close_short(&mut w.p, &mut w.cache, &mut w.fs, fd),
+            None
+        );
+    }
+    // A pipe's end (its close wakes the other end) is left to the full
+    // path, untouched.
+    let fds = w.buf;
+    assert_eq!(w.call(nr::PIPE2, [fds, 0, 0, 0, 0, 0]).unwrap_ret(), 0);
+    let r = u32::from_le_bytes(w.peek(fds, 4).try_into().unwrap()) as u64;
+    assert_eq!(
+        files::close_short(&mut w.p, &mut w.cache, &mut w.fs, r),
+        None
+    );
+    assert!(w.p.fds.get(r).is_ok());
 }
