@@ -574,6 +574,9 @@ impl Kernel {
         let done = self.with_cx(mem, |cx| {
             syscall::exec::commit(cx, &kernel, &mut plan, hwcap, random)
         });
+        // The block serves the next exec (the shell's next child).
+        plan.recycle();
+        self.tasks.spare_plan = Some(plan);
         match done {
             Ok(entry) => {
                 self.enter_user(entry);

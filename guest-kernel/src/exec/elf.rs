@@ -782,6 +782,39 @@ impl LoadPlan {
         load_error: None,
     };
 
+    /// Make this plan one to parse into again, as [`LoadPlan::EMPTY`]
+    /// was: the fields the parse compares or keeps before it writes them
+    /// (the code and data bounds, the break, the interpreter, the stack
+    /// flag and the late error) are set as `EMPTY` has them; the others,
+    /// the segments among them, are written before they are read (a
+    /// field at a time: the 16 segments are not copied).
+    pub fn clear(&mut self) {
+        let e = &LoadPlan::EMPTY;
+        self.start_code = e.start_code;
+        self.end_code = e.end_code;
+        self.start_data = e.start_data;
+        self.end_data = e.end_data;
+        self.elf_brk = e.elf_brk;
+        self.interp = e.interp;
+        self.exec_stack = e.exec_stack;
+        self.load_error = e.load_error;
+    }
+
+    /// Whether the plan is one to parse into: the fields
+    /// [`Self::clear`] sets are as [`LoadPlan::EMPTY`] has them.
+    pub fn is_clear(&self) -> bool {
+        let e = &LoadPlan::EMPTY;
+        (
+            self.start_code,
+            self.end_code,
+            self.start_data,
+            self.end_data,
+        ) == (e.start_code, e.end_code, e.start_data, e.end_data)
+            && (self.elf_brk, self.interp, self.exec_stack) == (e.elf_brk, e.interp, e.exec_stack)
+            && self.load_error == e.load_error
+            && self.phent == e.phent
+    }
+
     /// Plan the program being exec'd. `mmap_top` is the top of the
     /// top-down mmap area (0x7ffff7fff000 with randomisation off); programs
     /// do not use it (see the module docs), interpreters do.
@@ -954,7 +987,7 @@ impl LoadPlan {
                 return Err(ElfError::PhdrsTruncated { end, file_len });
             }
         };
-        debug_assert!(*self == LoadPlan::EMPTY, "parse into a used plan");
+        debug_assert!(self.is_clear(), "parse into a used plan");
         let plan = self;
         plan.e_type = e_type;
         plan.entry = le(b, 24, 8);

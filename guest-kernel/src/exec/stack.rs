@@ -412,23 +412,22 @@ impl ArgTable {
         }
     }
 
-    /// The table made `len` zero bytes long (ENOMEM if the heap cannot
-    /// hold it).
-    fn zeroed(&mut self, len: usize) -> KResult<&mut [u8]> {
+    /// The table made `len` bytes long (ENOMEM if the heap cannot hold
+    /// it), and whether its bytes may be other than zero: a new table's
+    /// are zero, a table used before keeps the last one's bytes (not
+    /// zeroed again: the caller writes what is not a pointer).
+    fn sized(&mut self, len: usize) -> KResult<(&mut [u8], bool)> {
         self.heap.clear();
         if let Some(t) = self.inline.get_mut(..len) {
-            // A new table's bytes are zero already.
-            if core::mem::replace(&mut self.len, len) != 0 {
-                t.fill(0);
-            }
-            return Ok(t);
+            let used = core::mem::replace(&mut self.len, len) != 0;
+            return Ok((t, used));
         }
         self.len = 0;
         self.heap
             .try_reserve_exact(len)
             .map_err(|_| Errno::ENOMEM)?;
         self.heap.resize(len, 0);
-        Ok(&mut self.heap[..])
+        Ok((&mut self.heap[..], false))
     }
 
     /// The table's bytes.
@@ -541,13 +540,21 @@ impl<'a> ArgBlock<'a> {
         if 8 * (words as u64 - 3) >= ARG_LIMIT {
             return Err(Errno::E2BIG);
         }
-        let table = table.zeroed(8 * words)?;
+        let (table, used) = table.sized(8 * words)?;
         // The strings lie just below the exec file name (see the module
         // docs); an empty argv gets an empty argv[0] one byte below them.
         let strings = top.wrapping_sub(8 + buf.len() as u64);
         table[..8].copy_from_slice(&shown.to_le_bytes());
         if argc == 0 {
             table[8..16].copy_from_slice(&strings.wrapping_sub(1).to_le_bytes());
+        }
+        if used {
+            // The NULLs after the argv and the envp pointers (the walk
+            // below writes every pointer).
+            let argv_null = 8 + 8 * shown as usize;
+            let null = 0u64.to_le_bytes();
+            table[argv_null..argv_null + 8].copy_from_slice(&null);
+            table[8 * words - 8..].copy_from_slice(&null);
         }
         let (name, strs) = lens.split_at(4);
         let execfn_len = check_lengths_exact(buf, name, 0)?;

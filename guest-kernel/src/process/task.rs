@@ -97,6 +97,12 @@ pub struct Tasks {
     /// another task runnable outside the timer tick and the task switch
     /// sets it.
     pub woke: bool,
+    /// The last exec's plan block, made ready for the next exec
+    /// ([`ExecPlan::recycle`](crate::syscall::exec::ExecPlan::recycle)):
+    /// a shell's children each exec once, and a new block would be
+    /// allocated, copied from the empty plan (2 KiB, some 250 emulated
+    /// `rep movs` iterations) and freed at each.
+    pub spare_plan: Option<Box<crate::syscall::exec::ExecPlan>>,
 }
 
 impl Default for Tasks {
@@ -119,6 +125,7 @@ impl Tasks {
             heap_free: unlimited_heap,
             timers: super::timer::Timers::new(),
             woke: false,
+            spare_plan: None,
         }
     }
 

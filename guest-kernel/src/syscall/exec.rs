@@ -88,7 +88,8 @@ impl ExecPlan {
     /// A plan before anything is decided: an exec allocates its plan as
     /// one block copied from this and fills the parts in place (built
     /// apart and moved in, the load plan and the stack layout are copied
-    /// a few times on the way).
+    /// a few times on the way); once it is done, the block serves the
+    /// next exec ([`Self::recycle`]), not copied from this again.
     pub const EMPTY: ExecPlan = ExecPlan {
         program: ExecImage {
             inode: 0,
@@ -105,11 +106,34 @@ impl ExecPlan {
         stack: StackLayout::EMPTY,
     };
 
+    /// The plan made ready for the next exec once this one is done (kept
+    /// in [`Tasks::spare_plan`](crate::process::task::Tasks::spare_plan)):
+    /// the files, interpreter and strings it still holds are dropped and
+    /// the program's load plan cleared ([`LoadPlan::clear`]); the rest is
+    /// written by the next exec before it is read (the argument table
+    /// zeroes what it used itself, see [`ArgTable`]).
+    pub fn recycle(&mut self) {
+        self.program.file = None;
+        self.program.plan.clear();
+        self.interp = None;
+        self.args = Cow::Borrowed(&[]);
+    }
+
     /// The segment error that will make [`commit`] fail (Linux meets it
     /// while mapping, past the point of no return), if any.
     pub fn late_error(&self) -> Option<crate::exec::elf::ElfError<'static>> {
         let interp = self.interp.as_ref().and_then(|i| i.plan.load_error);
         self.program.plan.load_error.or(interp)
+    }
+}
+
+impl core::fmt::Debug for ExecPlan {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ExecPlan")
+            .field("inode", &self.program.inode)
+            .field("argc", &self.argc)
+            .field("envc", &self.envc)
+            .finish_non_exhaustive()
     }
 }
 
@@ -499,7 +523,9 @@ pub fn prepare<M: PhysMem, H: HostIo>(
         0,
         [exec_phase::START, 0, 0, 0, 0, 0],
     );
-    let mut out = Box::new(ExecPlan::EMPTY);
+    // The last exec's block if there is one (no template copied).
+    let spare = cx.tasks.spare_plan.take();
+    let mut out = spare.unwrap_or_else(|| Box::new(ExecPlan::EMPTY));
     let mut boot_args = boot_args;
     // The boot program's bytes, already in RAM (the first file only: an
     // interpreter it names is read through the cache).

@@ -700,3 +700,38 @@ fn prot_table_matches_make_prot_for_every_flag_word() {
     }
     assert_eq!(prot_of(PF_R | PF_X), PROT_READ | PROT_EXEC);
 }
+
+/// `plan` parsed from `b` (a program) into `into`, as an exec parses into
+/// its plan block.
+fn parsed_into(mut into: LoadPlan, b: &[u8]) -> LoadPlan {
+    into.prefix_into(b, b.len() as u64, false, (MMAP_TOP, 0))
+        .expect("a good image");
+    into
+}
+
+#[test]
+fn a_cleared_plan_parses_as_an_empty_one() {
+    // A used plan: more segments, an interpreter, an executable stack,
+    // bounds out of order.
+    let mut phs = typical(0x40_0000);
+    phs.push(load(PF_R | PF_X, 0x5000, 0x60_0000, 0x10, 0x10));
+    phs.push(load(PF_R, 0x6000, 0x50_0000, 0x10, 0x10));
+    phs[3] = other(PT_GNU_STACK, PF_R | PF_W | PF_X, 0, 0, 0);
+    let (used_image, _) = with_interp(phs);
+    let mut used = parsed_into(LoadPlan::EMPTY, &used_image);
+    assert!(used.interp.is_some() && used.exec_stack);
+    assert!(!used.is_clear());
+    used.clear();
+    assert!(used.is_clear());
+    for b in [
+        image(ET_EXEC, 0x40_1000, &typical(0x40_0000)),
+        image(ET_DYN, 0x1000, &typical(0)),
+    ] {
+        let want = parsed_into(LoadPlan::EMPTY, &b);
+        let got = parsed_into(used, &b);
+        assert_eq!(got.segments(), want.segments());
+        // Equal but for the segments past the count.
+        let segs = want.segs;
+        assert_eq!(LoadPlan { segs, ..got }, want);
+    }
+}
