@@ -430,6 +430,14 @@ impl ArgTable {
         Ok((&mut self.heap[..], false))
     }
 
+    /// Free the heap block of a large table (a plan kept for the next
+    /// exec holds no more heap than a small one).
+    pub fn release_heap(&mut self) {
+        if self.heap.capacity() != 0 {
+            self.heap = Vec::new();
+        }
+    }
+
     /// The table's bytes.
     #[inline]
     pub fn bytes(&self) -> &[u8] {

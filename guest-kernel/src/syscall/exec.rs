@@ -108,15 +108,17 @@ impl ExecPlan {
 
     /// The plan made ready for the next exec once this one is done (kept
     /// in [`Tasks::spare_plan`](crate::process::task::Tasks::spare_plan)):
-    /// the files, interpreter and strings it still holds are dropped and
-    /// the program's load plan cleared ([`LoadPlan::clear`]); the rest is
-    /// written by the next exec before it is read (the argument table
-    /// zeroes what it used itself, see [`ArgTable`]).
+    /// the files, interpreter, strings and a large pointer table it still
+    /// holds are dropped and the program's load plan cleared
+    /// ([`LoadPlan::clear`]); the rest is written by the next exec before
+    /// it is read (the argument table's NULL words too, see
+    /// [`ArgBlock::with_lengths`]).
     pub fn recycle(&mut self) {
         self.program.file = None;
         self.program.plan.clear();
         self.interp = None;
         self.args = Cow::Borrowed(&[]);
+        self.table.release_heap();
     }
 
     /// The segment error that will make [`commit`] fail (Linux meets it

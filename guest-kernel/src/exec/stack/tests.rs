@@ -588,3 +588,35 @@ fn with_a_vdso_the_auxv_starts_with_sysinfo_ehdr_and_sp_moves_down_one_pair() {
     assert_eq!(mem.word(l.auxv + 8), 0x7ffff7fc8000);
     assert_eq!(mem.word(l.auxv + 16), at::MINSIGSTKSZ);
 }
+
+#[test]
+fn an_arg_table_whose_heap_was_released_builds_a_small_table_again() {
+    // More pointers than the inline bytes hold: the table is on the heap.
+    let many: Vec<Vec<u8>> = (0..200).map(|i| format!("V{i}=x").into_bytes()).collect();
+    let mut strs: Vec<&[u8]> = vec![b"/bin/prog", b"prog"];
+    strs.extend(many.iter().map(|v| &v[..]));
+    let mut block = Vec::new();
+    for s in &strs {
+        block.extend_from_slice(s);
+        block.push(0);
+    }
+    let mut table = ArgTable::new();
+    let envc = strs.len() as u32 - 2;
+    let big = ArgBlock::with_lengths(&block, &lens(&strs), 1, envc, STACK_TOP, &mut table)
+        .unwrap()
+        .table
+        .unwrap()
+        .len();
+    assert!(big > ARG_TABLE_INLINE);
+    table.release_heap();
+    let short: &[u8] = b"/p\0a\0";
+    let short_lens = lens(&[b"/p", b"a"]);
+    let again = ArgBlock::with_lengths(short, &short_lens, 1, 0, STACK_TOP, &mut table)
+        .unwrap()
+        .table;
+    let mut fresh = ArgTable::new();
+    let want = ArgBlock::with_lengths(short, &short_lens, 1, 0, STACK_TOP, &mut fresh)
+        .unwrap()
+        .table;
+    assert_eq!(again, want);
+}
