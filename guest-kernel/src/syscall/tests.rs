@@ -1617,37 +1617,42 @@ fn rt_sigaction_short_sets_and_reads_actions_as_dispatch_does() {
     }
 }
 
-#[test]
-fn a_short_read_of_a_cached_file_is_the_full_paths_read() {
-    use crate::fs::file::{o, Node, OpenFile};
-    use crate::fs::stat::S_IFREG;
-    let mut w = World::new();
-    // A file of two and a half pages, cached whole (the boot image's kind
-    // of inode: its pages lie in RAM).
+/// A file of two and a half pages, `/data`, cached whole (the boot
+/// image's kind of inode: its pages lie in RAM): its inode.
+fn cache_data_file(w: &mut World) -> u16 {
     let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let phys = 0x10000;
     w.mem.write_bytes(phys, &data);
-    let id = w
-        .cache
+    w.cache
         .add_image(
             data.len() as u64,
             b"/data",
             (phys, crate::fs::cache::InodeKey::UNKNOWN, (0, 0)),
         )
-        .unwrap();
-    let open = |w: &mut World| {
-        let node = Node::Host {
-            handle: 7,
-            inode: Some(id),
-            cache_owns_handle: false,
-            mode: S_IFREG | 0o644,
-            path: b"/data".to_vec(),
-        };
-        w.p.fds
-            .alloc(OpenFile::new(node, o::RDONLY), false)
-            .unwrap()
+        .unwrap()
+}
+
+/// A read-only fd of the host file in inode `id` ([`cache_data_file`]).
+fn open_cached(w: &mut World, id: u16) -> u64 {
+    use crate::fs::file::{o, Node, OpenFile};
+    use crate::fs::stat::S_IFREG;
+    let node = Node::Host {
+        handle: 7,
+        inode: Some(id),
+        cache_owns_handle: false,
+        mode: S_IFREG | 0o644,
+        path: b"/data".to_vec(),
     };
-    let (short_fd, full_fd) = (open(&mut w), open(&mut w));
+    w.p.fds
+        .alloc(OpenFile::new(node, o::RDONLY), false)
+        .unwrap()
+}
+
+#[test]
+fn a_short_read_of_a_cached_file_is_the_full_paths_read() {
+    let mut w = World::new();
+    let id = cache_data_file(&mut w);
+    let (short_fd, full_fd) = (open_cached(&mut w, id), open_cached(&mut w, id));
     // Both buffers mapped writable (a short read maps nothing).
     w.poke(w.buf, &[0; 0x4000]);
     let (short_buf, full_buf) = (w.buf + 0x123, w.buf + 0x2123);
@@ -1686,31 +1691,9 @@ fn a_short_read_of_a_cached_file_is_the_full_paths_read() {
 
 #[test]
 fn a_short_pread_of_a_cached_file_is_the_full_paths_pread() {
-    use crate::fs::file::{o, Node, OpenFile};
-    use crate::fs::stat::S_IFREG;
     let mut w = World::new();
-    let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let phys = 0x10000;
-    w.mem.write_bytes(phys, &data);
-    let id = w
-        .cache
-        .add_image(
-            data.len() as u64,
-            b"/data",
-            (phys, crate::fs::cache::InodeKey::UNKNOWN, (0, 0)),
-        )
-        .unwrap();
-    let node = Node::Host {
-        handle: 7,
-        inode: Some(id),
-        cache_owns_handle: false,
-        mode: S_IFREG | 0o644,
-        path: b"/data".to_vec(),
-    };
-    let fd =
-        w.p.fds
-            .alloc(OpenFile::new(node, o::RDONLY), false)
-            .unwrap();
+    let id = cache_data_file(&mut w);
+    let fd = open_cached(&mut w, id);
     w.poke(w.buf, &[0; 0x4000]);
     let (short_buf, full_buf) = (w.buf + 0x123, w.buf + 0x2123);
     let at = |w: &mut World, buf, count, off| {

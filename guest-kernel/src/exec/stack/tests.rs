@@ -375,20 +375,24 @@ fn a_stack_with_its_pointer_table_is_filled_in_place_where_the_sink_gives_zeroed
     }
 }
 
+/// The pointer table of a short block (`/p a`) built in `used`, and the
+/// same built in a new table, to compare.
+fn short_table_in(used: &mut ArgTable) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let short: &[u8] = b"/p\0a\0";
+    let short_lens = lens(&[b"/p", b"a"]);
+    let built = |t: &mut ArgTable| {
+        let b = ArgBlock::with_lengths(short, &short_lens, 1, 0, STACK_TOP, t).unwrap();
+        b.table.map(<[u8]>::to_vec)
+    };
+    (built(used), built(&mut ArgTable::new()))
+}
+
 #[test]
 fn an_arg_table_used_again_holds_only_the_new_pointers() {
     let table = lens(&[b"/bin/prog", b"prog", b"-x", b"A=1", b"HOME=/r"]);
     let mut reused = ArgTable::new();
     ArgBlock::with_lengths(BLOCK, &table, 2, 2, STACK_TOP, &mut reused).unwrap();
-    let short: &[u8] = b"/p\0a\0";
-    let short_lens = lens(&[b"/p", b"a"]);
-    let again = ArgBlock::with_lengths(short, &short_lens, 1, 0, STACK_TOP, &mut reused)
-        .unwrap()
-        .table;
-    let mut fresh = ArgTable::new();
-    let want = ArgBlock::with_lengths(short, &short_lens, 1, 0, STACK_TOP, &mut fresh)
-        .unwrap()
-        .table;
+    let (again, want) = short_table_in(&mut reused);
     assert_eq!(again, want, "the NULL words are zero again");
 }
 
@@ -609,14 +613,6 @@ fn an_arg_table_whose_heap_was_released_builds_a_small_table_again() {
         .len();
     assert!(big > ARG_TABLE_INLINE);
     table.release_heap();
-    let short: &[u8] = b"/p\0a\0";
-    let short_lens = lens(&[b"/p", b"a"]);
-    let again = ArgBlock::with_lengths(short, &short_lens, 1, 0, STACK_TOP, &mut table)
-        .unwrap()
-        .table;
-    let mut fresh = ArgTable::new();
-    let want = ArgBlock::with_lengths(short, &short_lens, 1, 0, STACK_TOP, &mut fresh)
-        .unwrap()
-        .table;
+    let (again, want) = short_table_in(&mut table);
     assert_eq!(again, want);
 }
