@@ -1758,6 +1758,15 @@ mod tests {
         v
     }
 
+    /// mmap of the file in inode `id` as `areas` say (start, pages,
+    /// rights, file offset), each area fresh as mmap makes it.
+    fn map_file_areas(fx: &mut Fixture, mm: &mut Mm, id: u16, areas: &[(u64, u64, Prot, u64)]) {
+        for &(start, pages, prot, offset) in areas {
+            let v = of_file(file_vma(start, pages, prot, offset, u64::MAX), id);
+            mm.map_region(&mut fx.env(), v).unwrap();
+        }
+    }
+
     /// A host file of `size` bytes in the page cache, none of it cached,
     /// read through `handle` (None: it cannot be read).
     fn host_file(fx: &mut Fixture, size: u64, handle: Option<u64>) -> u16 {
@@ -2599,15 +2608,13 @@ mod tests {
         let rx = Prot::READ | Prot::EXEC;
         // A library whose headers end a 2 MiB region: its text runs on
         // into the next one, its read-only data lies there whole.
-        for (start, pages, prot, offset) in [
+        let areas = [
             (0x9f_e000, 1, Prot::READ, 0),
             (0x9f_f000, 9, rx, 0x1000),
             (0xa0_8000, 2, Prot::READ, 0xa000),
             (0xa0_a000, 2, Prot::RW, 0xc000),
-        ] {
-            let v = of_file(file_vma(start, pages, prot, offset, u64::MAX), id);
-            mm.map_region(&mut fx.env(), v).unwrap();
-        }
+        ];
+        map_file_areas(&mut fx, &mut mm, id, &areas);
         let mut host = Reader::new(size);
         let mut env = fx.env_with(&mut host);
         let out = mm.handle_page_fault(&mut env, 0x9f_e000, U).unwrap();
@@ -2638,14 +2645,12 @@ mod tests {
         let size = 0x5000;
         let id = host_file(&mut fx, size, Some(3));
         let rx = Prot::READ | Prot::EXEC;
-        for (start, pages, prot, offset) in [
+        let areas = [
             (0x80_0000, 1, Prot::READ, 0),
             (0x80_1000, 3, rx, 0x1000),
             (0x80_4000, 1, Prot::RW, 0x4000),
-        ] {
-            let v = of_file(file_vma(start, pages, prot, offset, u64::MAX), id);
-            mm.map_region(&mut fx.env(), v).unwrap();
-        }
+        ];
+        map_file_areas(&mut fx, &mut mm, id, &areas);
         let mut host = Reader::new(size);
         let mut env = fx.env_with(&mut host);
         // Not executable, and outside every area: nothing mapped.

@@ -377,21 +377,25 @@ mod tests {
         }
     }
 
+    /// Give `mm` a read-only file area (the text) at `text` and a
+    /// writable one (the data) at `data`: a read maps the text's
+    /// page-cache pages, a write to the data's second page copies its
+    /// block.
+    fn text_and_data(fx: &mut Fixture, mm: &mut Mm, text: u64, data: u64) {
+        mm.vmas.insert(file(text, Prot::READ)).unwrap();
+        mm.vmas.insert(file(data, Prot::RW)).unwrap();
+        mm.handle_page_fault(&mut fx.env(), text, pf::USER).unwrap();
+        let write = pf::USER | pf::WRITE;
+        mm.handle_page_fault(&mut fx.env(), data + 0x1000, write)
+            .unwrap();
+    }
+
     #[test]
     fn fork_copies_only_areas_holding_private_pages_and_teardown_frees_all() {
         let mut fx = Fixture::new();
         let mut parent = fx.mm();
         let before = fx.frames.in_use();
-        parent.vmas.insert(file(0x40_0000, Prot::READ)).unwrap();
-        parent.vmas.insert(file(0x60_0000, Prot::RW)).unwrap();
-        // A read maps the text's page-cache pages; a write copies the
-        // data's block.
-        parent
-            .handle_page_fault(&mut fx.env(), 0x40_0000, pf::USER)
-            .unwrap();
-        parent
-            .handle_page_fault(&mut fx.env(), 0x60_1000, pf::USER | pf::WRITE)
-            .unwrap();
+        text_and_data(&mut fx, &mut parent, 0x40_0000, 0x60_0000);
         assert_eq!(parent.user_frames, 4);
         let mut child = fx.fork(&mut parent, 0);
         assert!(
@@ -463,14 +467,7 @@ mod tests {
         let mut fx = Fixture::new();
         let mut parent = fx.mm();
         let before = fx.frames.in_use();
-        parent.vmas.insert(file(0x40_0000, Prot::READ)).unwrap();
-        parent.vmas.insert(file(0x40_4000, Prot::RW)).unwrap();
-        parent
-            .handle_page_fault(&mut fx.env(), 0x40_0000, pf::USER)
-            .unwrap();
-        parent
-            .handle_page_fault(&mut fx.env(), 0x40_5000, pf::USER | pf::WRITE)
-            .unwrap();
+        text_and_data(&mut fx, &mut parent, 0x40_0000, 0x40_4000);
         let mut child = fx.fork(&mut parent, 0);
         for k in 0..8 {
             let va = 0x40_0000 + k * PAGE_SIZE;
