@@ -292,6 +292,33 @@ fn execveat_with_at_empty_path_runs_an_opened_static_program() {
     );
 }
 
+/// execve's argv and envp as Linux reads them, whether the host gathers
+/// them in one exit (every page mapped for the user) or the kernel reads
+/// them itself: 340 strings across pages, strings and an array on pages
+/// never touched (faulted in), on a PROT_NONE page (EFAULT), the longest
+/// string and one byte more (E2BIG), and strings near and past the limit
+/// (E2BIG, where the kernel's heap once ran out and it panicked).
+#[test]
+fn execve_reads_argv_and_envp_as_linux_does() {
+    if !require_kvm() {
+        return;
+    }
+    let s = Scratch::new("strings");
+    let me = exec_test();
+    let native = same_in(&s.0, &me, &["strings", &me]);
+    let out = String::from_utf8_lossy(&native.stdout);
+    for line in [
+        "many: argc 40 envc 300",
+        "prot-none string: EFAULT",
+        "prot-none array: EFAULT",
+        "too long: E2BIG",
+        "near the limit: argc 17 envc 1",
+        "past the limit: E2BIG",
+    ] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+}
+
 #[test]
 fn exec_closes_cloexec_fds_and_resets_caught_signals() {
     if !require_kvm() {

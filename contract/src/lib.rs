@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 16;
+pub const CONTRACT_VERSION: u32 = 17;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -556,6 +556,27 @@ pub mod hc {
     /// (at most [`super::COPY_LIST_MAX`]). Returns 0, or -EFAULT and
     /// copies nothing if a range lies outside RAM (-EINVAL for too many).
     pub const COPY_LIST: u64 = 17;
+    /// Gather execve's argv and envp through the program's page tables,
+    /// as the kernel's own loop would read them, in one exit. args[0]: the
+    /// physical address of a [`super::UserStrings`] request. Returns 0
+    /// with the request's counts and bytes filled in; or
+    /// [`super::user_strings::OWN_PATH`] when the kernel must read them
+    /// itself (a page not mapped for the user, a string longer than
+    /// [`super::user_strings::MAX_LEN`], the budget passed: its own path
+    /// then faults pages in or fails as Linux does); or
+    /// [`super::user_strings::ROOM`] with the counts and bytes it needs
+    /// when the room is short. Nothing is written unless all of it fits.
+    pub const USER_STRINGS: u64 = 18;
+}
+
+/// [`hc::USER_STRINGS`]'s limits and answers.
+pub mod user_strings {
+    /// Longest string, NUL included (Linux's MAX_ARG_STRLEN).
+    pub const MAX_LEN: u64 = 32 * super::layout::PAGE_SIZE;
+    /// The kernel reads the strings itself.
+    pub const OWN_PATH: i64 = -1;
+    /// More room is needed (see [`super::hc::USER_STRINGS`]).
+    pub const ROOM: i64 = -2;
 }
 
 /// The debugger stop ([`hc::DEBUG_STOP`]).
@@ -903,6 +924,32 @@ pub struct Hypercall {
     pub args: [u64; 6],
     /// Result, written by the host.
     pub ret: i64,
+}
+
+/// A [`hc::USER_STRINGS`] request (guest-physical addresses).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserStrings {
+    /// The physical address of the process's PML4.
+    pub root: u64,
+    /// The user addresses of the NULL-ended pointer arrays, argv's then
+    /// envp's (0: none).
+    pub arrays: [u64; 2],
+    /// Where the strings go, NUL included, end to end (argv's first).
+    pub block: u64,
+    /// Bytes of room there.
+    pub block_room: u64,
+    /// Where their lengths go, NUL included, a little-endian u32 each.
+    pub lens: u64,
+    /// Lengths of room there.
+    pub lens_room: u64,
+    /// What the strings may cost: each its length plus 8 (a pointer), as
+    /// Linux's `copy_strings` counts them against its limit.
+    pub budget: u64,
+    /// Out: the strings of each array (written, or needed with ROOM).
+    pub counts: [u64; 2],
+    /// Out: their bytes (written, or needed with ROOM).
+    pub bytes: u64,
 }
 
 /// One copy of a [`hc::COPY_LIST`] hypercall (guest-physical, no overlap).

@@ -93,6 +93,17 @@ impl HostIo for Host {
         hypercall::seek(fd, offset, whence)
     }
 
+    fn user_strings(
+        &mut self,
+        root: u64,
+        arrays: [u64; 2],
+        budget: u64,
+        block: &mut alloc::vec::Vec<u8>,
+        lens: &mut alloc::vec::Vec<u8>,
+    ) -> Option<[u64; 2]> {
+        hypercall::user_strings(root, arrays, budget, block, lens)
+    }
+
     fn sleep(&mut self, ns: u64) {
         hypercall::sleep(ns);
     }

@@ -334,6 +334,12 @@ pub fn user_string_array<M: PhysMem>(
                 let at = next + (scanned - start) as u64;
                 let n = chunk(at, STRINGS_PIECE);
                 let pa = strings.pa(mm, env, at)?;
+                // Strings past what the kernel heap holds are past Linux's
+                // limit too (a quarter of the stack limit): E2BIG, not a
+                // failed allocation.
+                if block.try_reserve(n).is_err() {
+                    return Err(Errno::E2BIG);
+                }
                 // Appended straight from the page: no zeroing first.
                 block.extend_from_slice(env.mem.bytes_mut(pa, n as u64));
             };

@@ -1,6 +1,5 @@
-/* exec_test: execve and execveat from inside a program. The guest has no
- * fork, so a successful exec is always the last thing a run does, and each
- * mode is one run that a test compares with the same run natively:
+/* exec_test: execve and execveat from inside a program. Each mode is one
+ * run that a test compares with the same run natively:
  *
  *   exec_test run TARGET [ARGS...]      execve(TARGET, [TARGET, ARGS...])
  *   exec_test fexec TARGET [ARGS...]    open TARGET, then execveat(fd, "",
@@ -18,6 +17,16 @@
  *   exec_test loop N SELF               execs itself N times with N counting
  *                                       down, then prints "done after N
  *                                       execs" and exits 0
+ *   exec_test strings SELF              execs `SELF sums ...` in forked
+ *                                       children with argv and envp of many
+ *                                       strings across pages, strings on
+ *                                       pages never touched, on a PROT_NONE
+ *                                       page, the longest string Linux
+ *                                       takes and one byte more, and more
+ *                                       than its limit; prints what each
+ *                                       child printed or the exec's errno
+ *   exec_test sums [ARGS...]            prints argc, envc, and each
+ *                                       string's length and checksum
  *
  * Only the environment the caller gave is passed on. */
 #define _GNU_SOURCE
@@ -27,7 +36,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -155,8 +167,140 @@ static int loop(const char *count, const char *self)
     return run(argv);
 }
 
+/* A string's FNV-1a checksum. */
+static unsigned fnv(const char *p)
+{
+    unsigned h = 2166136261u;
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
+
+static int sums(int argc, char **argv)
+{
+    int envc = 0;
+    while (environ[envc])
+        envc++;
+    printf("argc %d envc %d\n", argc, envc);
+    for (int i = 0; i < argc; i++)
+        printf(" a%d %zu %08x", i, strlen(argv[i]), fnv(argv[i]));
+    for (int i = 0; i < envc; i++)
+        printf(" e%d %zu %08x", i, strlen(environ[i]), fnv(environ[i]));
+    printf("\n");
+    return 0;
+}
+
+/* execve(argv[0], argv, envp) in a child; prints the errno of a failed
+ * exec (the child's output otherwise), then the child's status. */
+static void spawn(const char *what, char **argv, char **envp)
+{
+    printf("%s: ", what);
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        syscall(SYS_execve, argv[0], argv, envp);
+        printf("%s\n", errno_name(errno));
+        fflush(stdout);
+        _exit(7);
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
+    printf("status %d\n", WEXITSTATUS(status));
+    fflush(stdout);
+}
+
+/* A string of n copies of c (malloc'd). */
+static char *repeat(char c, size_t n)
+{
+    char *s = malloc(n + 1);
+    CHECK(s != NULL, "malloc");
+    memset(s, c, n);
+    s[n] = 0;
+    return s;
+}
+
+static int strings(char *self)
+{
+    /* Linux's limit on the strings is a quarter of the stack limit. */
+    struct rlimit rl = {8 << 20, 8 << 20};
+    CHECK(setrlimit(RLIMIT_STACK, &rl) == 0, "setrlimit: %s", strerror(errno));
+    long page = sysconf(_SC_PAGESIZE);
+    char *sums_arg = "sums";
+
+    /* Many strings of many lengths, end to end in one buffer, so that
+     * some cross pages; argv in the middle of a page, envp across one. */
+    char *text = malloc(64 << 10);
+    char **arrays = malloc(page * 4);
+    CHECK(text && arrays, "malloc");
+    char **argv = (char **)((char *)arrays + page / 2);
+    char **envp = (char **)((char *)arrays + 2 * page - 40 * sizeof(char *));
+    char *at = text;
+    argv[0] = self;
+    argv[1] = sums_arg;
+    for (int i = 2; i < 40; i++) {
+        argv[i] = at;
+        at += sprintf(at, "arg%d-%s", i, i % 5 ? "x" : "") + 1;
+    }
+    argv[40] = NULL;
+    for (int i = 0; i < 300; i++) {
+        envp[i] = at;
+        at += sprintf(at, "V%03d=", i) + 1;
+        memset(at - 1, 'a' + i % 26, (i * 37) % 200);
+        at += (i * 37) % 200;
+        *at++ = 0;
+    }
+    envp[300] = NULL;
+    spawn("many", argv, envp);
+
+    /* Strings on pages nobody touched yet: an anonymous page (zeros: empty
+     * strings) and a page of this program's own file (its first bytes). */
+    char *fresh = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int fd = open(self, O_RDONLY);
+    char *file = mmap(NULL, page, PROT_READ, MAP_PRIVATE, fd, 0);
+    CHECK(fresh != MAP_FAILED && file != MAP_FAILED, "mmap: %s", strerror(errno));
+    char *untouched[] = {self, sums_arg, fresh + 100, file + 1, NULL};
+    char *env1[] = {"A=1", NULL};
+    spawn("untouched", untouched, env1);
+    char *late_env[] = {"B=2", fresh + page + 8, NULL};
+    spawn("untouched env", untouched, late_env);
+
+    /* A string on a PROT_NONE page, and the array on one. */
+    char *none = mmap(NULL, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(none != MAP_FAILED, "mmap: %s", strerror(errno));
+    char *bad[] = {self, sums_arg, none, NULL};
+    spawn("prot-none string", bad, env1);
+    spawn("prot-none array", untouched, (char **)none);
+
+    /* The longest string (128 KiB with its NUL) and one byte more. */
+    char *longest = repeat('L', 32 * 4096 - 1);
+    char *big[] = {self, sums_arg, longest, NULL};
+    spawn("longest", big, env1);
+    char *over = repeat('O', 32 * 4096);
+    char *too_long[] = {self, sums_arg, over, NULL};
+    spawn("too long", too_long, env1);
+
+    /* Near 2 MiB in all, and past it. */
+    char *many_big[24];
+    many_big[0] = self;
+    many_big[1] = sums_arg;
+    for (int i = 2; i < 17; i++)
+        many_big[i] = longest;
+    many_big[17] = NULL;
+    spawn("near the limit", many_big, env1);
+    for (int i = 17; i < 23; i++)
+        many_big[i] = longest;
+    many_big[23] = NULL;
+    spawn("past the limit", many_big, env1);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "strings") == 0)
+        return strings(argv[2]);
+    if (argc >= 2 && strcmp(argv[1], "sums") == 0)
+        return sums(argc, argv);
     if (argc >= 3 && strcmp(argv[1], "run") == 0)
         return run(argv + 2);
     if (argc >= 3 && strcmp(argv[1], "fexec") == 0)
@@ -171,6 +315,6 @@ int main(int argc, char **argv)
         return after(argv + 2);
     if (argc == 4 && strcmp(argv[1], "loop") == 0)
         return loop(argv[2], argv[3]);
-    fprintf(stderr, "usage: exec_test run|fexec|try|args|cloexec|after|loop ...\n");
+    fprintf(stderr, "usage: exec_test run|fexec|try|args|cloexec|after|loop|strings|sums ...\n");
     return 2;
 }

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::fs::HostFs;
 use crate::memory::GuestRam;
 use std::io;
-use vmrun_contract::{exit_kind, hc, kill_cause, CopyItem, Hypercall, IoVec};
+use vmrun_contract::{exit_kind, hc, kill_cause, CopyItem, Hypercall, IoVec, UserStrings};
 
 /// Largest iovec array a WRITE or READ may pass.
 pub const MAX_IOVECS: u64 = 1024;
@@ -113,6 +113,7 @@ pub fn handle(ram: &GuestRam, block: u64, io: &mut impl HostIo, fs: &mut HostFs)
         }
         hc::COPY => ret(&mut req, status(ram.copy_within(a[0], a[1], a[2]))),
         hc::COPY_LIST => ret(&mut req, copy_list(ram, a[0], a[1])),
+        hc::USER_STRINGS => ret(&mut req, serve_user_strings(ram, a[0])),
         hc::ZERO => ret(&mut req, status(ram.zero(a[0], a[1]))),
         hc::PANIC => Action::Stop(Outcome::GuestPanic(message(ram, a[0], a[1]))),
         hc::EXEC_FAILED => Action::Stop(Outcome::ExecFailed {
@@ -330,6 +331,150 @@ fn copy_list(ram: &GuestRam, list: u64, count: u64) -> i64 {
     0
 }
 
+/// The most string bytes (with 8 for each pointer) one
+/// [`hc::USER_STRINGS`] gathers.
+pub const BUDGET_MAX: u64 = 64 << 20;
+
+/// How [`user_strings`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gathered {
+    /// The strings of each array were written, this many bytes.
+    Done {
+        /// Strings of each array.
+        counts: [u64; 2],
+        /// Their bytes, NUL included.
+        bytes: u64,
+    },
+    /// Nothing was written: the strings need this much room.
+    Room {
+        /// Strings of each array.
+        counts: [u64; 2],
+        /// Their bytes, NUL included.
+        bytes: u64,
+    },
+    /// The kernel reads them itself: a pointer or string not mapped for
+    /// user access, a string longer than the limit, or the budget passed
+    /// (its own path faults pages in, or fails with Linux's errno).
+    OwnPath,
+}
+
+/// [`hc::USER_STRINGS`]: the request at `at`, answered in place.
+fn serve_user_strings(ram: &GuestRam, at: u64) -> i64 {
+    use vmrun_contract::user_strings::{OWN_PATH, ROOM};
+    let Ok(mut req) = ram.read_pod::<UserStrings>(at) else {
+        return -EFAULT;
+    };
+    let r = match user_strings(ram, &req) {
+        Gathered::Done { counts, bytes } => {
+            (req.counts, req.bytes) = (counts, bytes);
+            0
+        }
+        Gathered::Room { counts, bytes } => {
+            (req.counts, req.bytes) = (counts, bytes);
+            ROOM
+        }
+        Gathered::OwnPath => return OWN_PATH,
+    };
+    match ram.write_pod(at, &req) {
+        Ok(()) => r,
+        Err(_) => -EFAULT,
+    }
+}
+
+/// execve's string gathering ([`hc::USER_STRINGS`]): the strings the
+/// NULL-ended pointer arrays at `req.arrays` point at, read through the
+/// page tables at `req.root` with the user's rights, as the kernel's own
+/// loop reads them. Pure over guest memory, so that a hostile array
+/// (unmapped, kernel-only, endless) only sends the kernel down its own
+/// path, and nothing is written unless all of it fits.
+pub fn user_strings(ram: &GuestRam, req: &UserStrings) -> Gathered {
+    let inside = |pa: u64, len: Option<u64>| {
+        len.and_then(|len| pa.checked_add(len))
+            .is_some_and(|end| end <= ram.size())
+    };
+    if !inside(req.block, Some(req.block_room)) || !inside(req.lens, req.lens_room.checked_mul(4)) {
+        return Gathered::OwnPath;
+    }
+    let mut got = Strings {
+        bytes: Vec::new(),
+        lens: Vec::new(),
+        // Linux's limit is a quarter of the stack limit; past this, the
+        // host would only be copying a kernel bug's worth of memory.
+        budget: req.budget.min(BUDGET_MAX),
+    };
+    let mut counts = [0; 2];
+    for (count, &array) in counts.iter_mut().zip(&req.arrays) {
+        match got.gather(ram, req.root, array) {
+            Some(n) => *count = n,
+            None => return Gathered::OwnPath,
+        }
+    }
+    let bytes = got.bytes.len() as u64;
+    if bytes > req.block_room || counts[0] + counts[1] > req.lens_room {
+        return Gathered::Room { counts, bytes };
+    }
+    let written = ram.write_bytes(req.block, &got.bytes).is_ok()
+        && ram.write_bytes(req.lens, &got.lens).is_ok();
+    match written {
+        true => Gathered::Done { counts, bytes },
+        false => Gathered::OwnPath,
+    }
+}
+
+/// Strings gathered so far, and the budget left.
+struct Strings {
+    bytes: Vec<u8>,
+    lens: Vec<u8>,
+    budget: u64,
+}
+
+impl Strings {
+    /// Append the strings of the array at user address `array` (none if
+    /// 0); how many, or None for the kernel's own path.
+    fn gather(&mut self, ram: &GuestRam, root: u64, array: u64) -> Option<u64> {
+        use crate::inspect::pagetable::read_user;
+        use vmrun_contract::{layout::PAGE_SIZE, user_strings::MAX_LEN};
+        if array == 0 {
+            return Some(0);
+        }
+        let mut piece = [0u8; 512];
+        for count in 0u64.. {
+            let mut word = [0u8; 8];
+            let at = array.checked_add(count.checked_mul(8)?)?;
+            if read_user(ram, root, at, &mut word) < 8 {
+                return None;
+            }
+            let p = u64::from_le_bytes(word);
+            if p == 0 {
+                return Some(count);
+            }
+            // Up to its NUL, a page's rest at most a read.
+            let mut len = 0u64;
+            loop {
+                let at = p.checked_add(len)?;
+                let room = (PAGE_SIZE - at % PAGE_SIZE).min(piece.len() as u64) as usize;
+                let got = read_user(ram, root, at, &mut piece[..room]);
+                if got == 0 {
+                    return None;
+                }
+                let nul = piece[..got].iter().position(|&b| b == 0);
+                let take = nul.map_or(got, |z| z + 1);
+                self.bytes.extend_from_slice(&piece[..take]);
+                len += take as u64;
+                if len > MAX_LEN {
+                    return None;
+                }
+                if nul.is_some() {
+                    break;
+                }
+            }
+            self.budget = self.budget.checked_sub(len + 8)?;
+            self.lens.extend_from_slice(&(len as u32).to_le_bytes());
+        }
+        None
+    }
+}
+
 fn do_random(ram: &GuestRam, io: &mut impl HostIo, iov: u64, count: u64) -> i64 {
     transfer(ram, iov, count, |buf| io.random(buf).map(|_| buf.len()))
 }
@@ -337,6 +482,8 @@ fn do_random(ram: &GuestRam, io: &mut impl HostIo, iov: u64, count: u64) -> i64 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspect::pagetable::{bits, PageSize};
+    use crate::inspect::testspace::{Space, USER_RW};
 
     #[derive(Default)]
     struct FakeIo {
@@ -688,5 +835,195 @@ mod tests {
         assert_eq!(buf, [0; 3]);
         let too_many = [0x8000, vmrun_contract::COPY_LIST_MAX + 1, 0, 0, 0, 0];
         assert_eq!(call(&ram, &mut io, hc::COPY_LIST, too_many).1, -EINVAL);
+    }
+
+    /// A user array at 0x40_0000 (4 KiB pages at 0x20_0000 on) pointing
+    /// at `strings`, laid end to end from 0x40_1ff8 so that the first
+    /// crosses a page; the output goes to 0x80_0000 (strings) and
+    /// 0x80_8000 (lengths).
+    fn string_space(strings: &[&[u8]]) -> (Space, Vec<u64>) {
+        let mut s = Space::new();
+        for k in 0..4 {
+            s.map(
+                0x40_0000 + k * 0x1000,
+                0x20_0000 + k * 0x1000,
+                PageSize::Size4K,
+                USER_RW,
+            );
+        }
+        let mut at = 0x40_1ff8;
+        let mut ptrs = Vec::new();
+        for (i, text) in strings.iter().enumerate() {
+            ptrs.push(at);
+            let pa = 0x20_0000 + (at - 0x40_0000);
+            s.ram.write_bytes(pa, text).unwrap();
+            s.ram.write_bytes(pa + text.len() as u64, &[0]).unwrap();
+            at += text.len() as u64 + 1;
+            s.ram.write_pod(0x20_0000 + 8 * i as u64, &ptrs[i]).unwrap();
+        }
+        s.ram
+            .write_pod(0x20_0000 + 8 * strings.len() as u64, &0u64)
+            .unwrap();
+        (s, ptrs)
+    }
+
+    fn room(arrays: [u64; 2], block_room: u64, lens_room: u64, budget: u64) -> UserStrings {
+        UserStrings {
+            root: 0,
+            arrays,
+            block: 0x80_0000,
+            block_room,
+            lens: 0x80_8000,
+            lens_room,
+            budget,
+            ..UserStrings::default()
+        }
+    }
+
+    fn gather(s: &Space, mut req: UserStrings) -> Gathered {
+        req.root = s.cr3;
+        user_strings(&s.ram, &req)
+    }
+
+    /// The request answered through the hypercall: its result, counts and
+    /// bytes.
+    fn gather_call(s: &Space, mut req: UserStrings) -> (i64, [u64; 2], u64) {
+        req.root = s.cr3;
+        s.ram.write_pod(0x90_0000, &req).unwrap();
+        let mut io = FakeIo::default();
+        let r = call(
+            &s.ram,
+            &mut io,
+            hc::USER_STRINGS,
+            [0x90_0000, 0, 0, 0, 0, 0],
+        )
+        .1;
+        let back = s.ram.read_pod::<UserStrings>(0x90_0000).unwrap();
+        (r, back.counts, back.bytes)
+    }
+
+    const ARGV: [u64; 2] = [0x40_0000, 0];
+
+    #[test]
+    fn user_strings_gathers_argv_and_envp_through_the_page_tables() {
+        let (s, _) = string_space(&[b"PATH=/bin", b"", b"HOME=/root"]);
+        let got = gather(&s, room([0x40_0000, 0x40_0008], 4096, 16, 1 << 20));
+        assert_eq!(
+            got,
+            Gathered::Done {
+                counts: [3, 2],
+                bytes: 22 + 12
+            }
+        );
+        let mut block = [0u8; 34];
+        s.ram.read_bytes(0x80_0000, &mut block).unwrap();
+        assert_eq!(&block, b"PATH=/bin\0\0HOME=/root\0\0HOME=/root\0");
+        let mut lens = [0u8; 20];
+        s.ram.read_bytes(0x80_8000, &mut lens).unwrap();
+        let want = [
+            10, 0, 0, 0, 1, 0, 0, 0, 11, 0, 0, 0, 1, 0, 0, 0, 11, 0, 0, 0,
+        ];
+        assert_eq!(lens, want);
+        // Empty arrays and none.
+        let (s, _) = string_space(&[]);
+        let none = gather(&s, room([0x40_0000, 0], 4096, 16, 1 << 20));
+        assert_eq!(
+            none,
+            Gathered::Done {
+                counts: [0, 0],
+                bytes: 0
+            }
+        );
+        // Through the hypercall: the request is answered in place.
+        let (s, _) = string_space(&[b"a=1", b"bb=2"]);
+        assert_eq!(gather_call(&s, room(ARGV, 4096, 16, 4096)), (0, [2, 0], 9));
+    }
+
+    #[test]
+    fn user_strings_asks_for_room_and_writes_nothing_until_it_has_it() {
+        let (s, _) = string_space(&[b"A=1", b"B=22"]);
+        let short = gather(&s, room(ARGV, 8, 16, 1 << 20));
+        assert_eq!(
+            short,
+            Gathered::Room {
+                counts: [2, 0],
+                bytes: 9
+            }
+        );
+        let few = gather(&s, room([0x40_0000, 0x40_0000], 64, 3, 1 << 20));
+        assert_eq!(
+            few,
+            Gathered::Room {
+                counts: [2, 2],
+                bytes: 18
+            }
+        );
+        let mut block = [0u8; 9];
+        s.ram.read_bytes(0x80_0000, &mut block).unwrap();
+        assert_eq!(block, [0; 9], "nothing written");
+        let room_code = vmrun_contract::user_strings::ROOM;
+        assert_eq!(
+            gather_call(&s, room(ARGV, 8, 16, 4096)),
+            (room_code, [2, 0], 9)
+        );
+    }
+
+    #[test]
+    fn user_strings_leaves_unmapped_kernel_long_or_costly_strings_to_the_kernel() {
+        // The budget: "A=1" and "B=22" cost 12 and 13.
+        let (s, _) = string_space(&[b"A=1", b"B=22"]);
+        let fits = gather(&s, room(ARGV, 64, 16, 25));
+        assert_eq!(
+            fits,
+            Gathered::Done {
+                counts: [2, 0],
+                bytes: 9
+            }
+        );
+        assert_eq!(gather(&s, room(ARGV, 64, 16, 24)), Gathered::OwnPath);
+        let own = vmrun_contract::user_strings::OWN_PATH;
+        assert_eq!(gather_call(&s, room(ARGV, 64, 16, 24)).0, own);
+        // A pointer to an unmapped page, and an array on one.
+        let (mut s, _) = string_space(&[b"A=1"]);
+        s.ram.write_pod(0x20_0000, &0x50_0000u64).unwrap();
+        assert_eq!(gather(&s, room(ARGV, 64, 16, 1 << 20)), Gathered::OwnPath);
+        let unmapped = room([0x40_0000, 0x60_0000], 64, 16, 1 << 20);
+        assert_eq!(gather(&s, unmapped), Gathered::OwnPath);
+        // A string on a supervisor-only page.
+        s.map(0x50_0000, 0x30_0000, PageSize::Size4K, bits::P | bits::RW);
+        assert_eq!(gather(&s, room(ARGV, 64, 16, 1 << 20)), Gathered::OwnPath);
+        // A string that runs off its mapped pages with no NUL.
+        let (s, _) = string_space(&[b"A=1"]);
+        s.ram.write_pod(0x20_0000, &0x40_3ffcu64).unwrap();
+        s.ram.write_bytes(0x20_3ffc, b"xxxx").unwrap();
+        assert_eq!(gather(&s, room(ARGV, 64, 16, 1 << 20)), Gathered::OwnPath);
+        // Output outside RAM.
+        let (s, _) = string_space(&[b"A=1"]);
+        let mut out = room(ARGV, 64, 16, 1 << 20);
+        out.block = s.ram.size() - 8;
+        assert_eq!(gather(&s, out), Gathered::OwnPath);
+    }
+
+    #[test]
+    fn user_strings_stops_at_the_longest_string_linux_takes() {
+        use vmrun_contract::user_strings::MAX_LEN;
+        let mut s = Space::new();
+        let pages = MAX_LEN / 0x1000 + 2;
+        for k in 0..pages {
+            let at = k * 0x1000;
+            s.map(0x40_0000 + at, 0x20_0000 + at, PageSize::Size4K, USER_RW);
+        }
+        s.ram.write_pod(0x20_0000, &0x40_1000u64).unwrap();
+        s.ram.write_pod(0x20_0008, &0u64).unwrap();
+        let long = vec![b'x'; MAX_LEN as usize - 1];
+        s.ram.write_bytes(0x20_1000, &long).unwrap();
+        let out = room(ARGV, 2 * MAX_LEN, 16, 1 << 20);
+        let whole = Gathered::Done {
+            counts: [1, 0],
+            bytes: MAX_LEN,
+        };
+        assert_eq!(gather(&s, out), whole);
+        s.ram.write_bytes(0x20_1000 + MAX_LEN - 1, b"y").unwrap();
+        assert_eq!(gather(&s, out), Gathered::OwnPath);
     }
 }

@@ -28,6 +28,8 @@ unsafe impl Pod for Hypercall {}
 unsafe impl Pod for IoVec {}
 // SAFETY: as above (three u64).
 unsafe impl Pod for CopyItem {}
+// SAFETY: as above (fourteen u64s).
+unsafe impl Pod for vmrun_contract::UserStrings {}
 // SAFETY: as above.
 unsafe impl Pod for GuestStats {}
 // SAFETY: as above.

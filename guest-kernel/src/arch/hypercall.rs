@@ -12,7 +12,7 @@ use vmrun_contract::fs::FsRequest;
 use vmrun_contract::{
     hc,
     layout::{DIRECT_MAP_BASE, KERNEL_VIRT_BASE},
-    CopyItem, Hypercall, IoVec, HYPERCALL_PORT,
+    CopyItem, Hypercall, IoVec, UserStrings, HYPERCALL_PORT,
 };
 
 struct Block(UnsafeCell<Hypercall>);
@@ -171,6 +171,82 @@ static COPY_BLOCK: CopyBlock = CopyBlock(UnsafeCell::new(
     }; vmrun_contract::COPY_LIST_MAX as usize],
 ));
 static COPY_TAKEN: AtomicBool = AtomicBool::new(false);
+
+struct StringsBlock(UnsafeCell<UserStrings>);
+// SAFETY: as `Block`: only touched inside `user_strings`, never re-entered.
+unsafe impl Sync for StringsBlock {}
+
+static STRINGS_BLOCK: StringsBlock = StringsBlock(UnsafeCell::new(UserStrings {
+    root: 0,
+    arrays: [0; 2],
+    block: 0,
+    block_room: 0,
+    lens: 0,
+    lens_room: 0,
+    budget: 0,
+    counts: [0; 2],
+    bytes: 0,
+}));
+
+/// execve's argv and envp (user addresses `arrays`, 0 for none) in the
+/// address space at `root`, gathered by the host ([`hc::USER_STRINGS`])
+/// onto the ends of `block` and `lens` (one LE u32 length each); `budget`
+/// is what they may cost (each its length plus 8). Returns how many of
+/// each, or None when the kernel must read them itself (the host found a
+/// page not mapped for the user, a string too long, or the budget
+/// passed). Room the host asks for is reserved once and the call made
+/// again.
+pub fn user_strings(
+    root: u64,
+    arrays: [u64; 2],
+    budget: u64,
+    block: &mut alloc::vec::Vec<u8>,
+    lens: &mut alloc::vec::Vec<u8>,
+) -> Option<[u64; 2]> {
+    use vmrun_contract::user_strings::ROOM;
+    let req = STRINGS_BLOCK.0.get();
+    for _ in 0..2 {
+        let room = (block.capacity() - block.len(), lens.capacity() - lens.len());
+        let want = UserStrings {
+            root,
+            arrays,
+            block: kernel_phys(block.as_ptr().wrapping_add(block.len())),
+            block_room: room.0 as u64,
+            lens: kernel_phys(lens.as_ptr().wrapping_add(lens.len())),
+            lens_room: (room.1 / 4) as u64,
+            budget,
+            counts: [0; 2],
+            bytes: 0,
+        };
+        // SAFETY: the static block, one CPU, never re-entered; the VMM
+        // writes it only while the vCPU is stopped in the call.
+        let (r, done) = unsafe {
+            write_volatile(req, want);
+            let r = call(hc::USER_STRINGS, [kernel_phys(req)]);
+            (r, read_volatile(req))
+        };
+        let count = done.counts[0].checked_add(done.counts[1])?;
+        if r == ROOM {
+            // The host's budget keeps this under Linux's limit; a heap
+            // too full for it leaves the strings to the kernel's path.
+            block.try_reserve(done.bytes as usize).ok()?;
+            lens.try_reserve(4 * count as usize).ok()?;
+            continue;
+        }
+        if r != 0 || done.bytes > want.block_room || count > want.lens_room {
+            return None;
+        }
+        // SAFETY: the host wrote `bytes` and `4 * count` bytes into the
+        // two vectors' spare capacity (checked against the room above),
+        // u8s that any bytes initialise.
+        unsafe {
+            block.set_len(block.len() + done.bytes as usize);
+            lens.set_len(lens.len() + 4 * count as usize);
+        }
+        return Some(done.counts);
+    }
+    None
+}
 
 /// The list of put-off copies, handed out once (to the direct map).
 #[allow(clippy::mut_from_ref)]

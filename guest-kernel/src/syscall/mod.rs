@@ -49,6 +49,22 @@ pub trait HostIo {
     fn seek(&mut self, _fd: u64, _offset: u64, _whence: u64) -> i64 {
         -(crate::errno::Errno::ESPIPE as i64)
     }
+    /// execve's argv and envp (user addresses `arrays`, 0 for none) in
+    /// the address space at `root`, gathered by the host onto the ends of
+    /// `block` and `lens` (a LE u32 length each, NUL included) at a cost
+    /// of at most `budget` (each string its length plus 8): how many of
+    /// each, or None when the kernel must read them itself (the default;
+    /// see `arch::hypercall`).
+    fn user_strings(
+        &mut self,
+        _root: u64,
+        _arrays: [u64; 2],
+        _budget: u64,
+        _block: &mut alloc::vec::Vec<u8>,
+        _lens: &mut alloc::vec::Vec<u8>,
+    ) -> Option<[u64; 2]> {
+        None
+    }
     /// Nanoseconds on `clock` (CLOCK_REALTIME or CLOCK_MONOTONIC).
     fn now_ns(&mut self, clock: time::Clock) -> u64;
     /// The wall-clock time of the host's boot, ns: CLOCK_REALTIME less
