@@ -21,7 +21,19 @@ use vmrun_contract::layout::{
 use vmrun_contract::{trace, BootInfo, VmaExport, BOOT_MAGIC, CONTRACT_VERSION};
 
 /// The guest kernel ELF, built by build.rs and embedded in vmrun.
-pub static GUEST_KERNEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest-kernel.elf"));
+pub static GUEST_KERNEL: &[u8] = &KERNEL_IMAGE.0;
+
+/// Bytes starting on a page boundary, in memory and so in vmrun's file (a
+/// loadable segment's offset and address agree modulo the page size).
+#[repr(C, align(4096))]
+struct PageAligned<T: ?Sized>(T);
+
+/// [`GUEST_KERNEL`], page-aligned so that its segments can be mapped into
+/// guest RAM straight from vmrun's file ([`load_kernel`]).
+static KERNEL_IMAGE: &PageAligned<[u8]> = &PageAligned(*include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/guest-kernel.elf"
+)));
 
 /// Where the kernel image landed.
 #[derive(Clone, Debug)]
@@ -34,7 +46,115 @@ pub struct LoadedKernel {
     pub segments: Vec<ImageSegment>,
 }
 
-/// Load the embedded kernel ELF at its physical addresses.
+/// Load the embedded kernel ([`GUEST_KERNEL`]) into guest RAM: its
+/// read-only segments (rodata, text: nine tenths of it) mapped privately
+/// from vmrun's own file, so that the guest's first touches bring them in
+/// from the host's page cache (a few faults of 16 pages each) instead of
+/// the loading thread faulting in and copying some 240 pages; the
+/// writable one copied. Where that cannot be done (vmrun's file not
+/// readable, the image not where its loaded copy says), every segment is
+/// copied as [`load_kernel`] does.
+pub fn load_embedded_kernel(ram: &GuestRam) -> Result<LoadedKernel> {
+    let image = GUEST_KERNEL;
+    let Some(file) = own_image_file(image) else {
+        return load_kernel(ram.mem(), image);
+    };
+    let kernel = LoadedKernel {
+        entry: entry(image)?,
+        phys_end: 0,
+        segments: segments(image)?,
+    };
+    let plan = file_segments(image)?;
+    let mut phys_end = 0;
+    for seg in &plan {
+        phys_end = phys_end.max(seg.phys + seg.mem_len);
+        let mapped = seg.mappable
+            && ram
+                .map_file(
+                    seg.phys,
+                    seg.file_len.next_multiple_of(PAGE),
+                    &file.0,
+                    file.1 + seg.offset,
+                )
+                .is_ok();
+        if !mapped {
+            let bytes = image
+                .get(seg.offset as usize..(seg.offset + seg.file_len) as usize)
+                .ok_or_else(|| Error::KernelLoad("a segment lies outside the image".into()))?;
+            // The rest of the segment (its bss) is fresh RAM: zero.
+            ram.write_bytes(seg.phys, bytes)?;
+        }
+    }
+    if phys_end < KERNEL_PHYS {
+        return Err(Error::KernelLoad(
+            "image ends below its load address".into(),
+        ));
+    }
+    Ok(LoadedKernel { phys_end, ..kernel })
+}
+
+const PAGE: u64 = vmrun_contract::layout::PAGE_SIZE;
+
+/// vmrun's own file, open, and the offset of `image` in it, if the file
+/// holds the same bytes there (the first page of them is compared).
+fn own_image_file(image: &[u8]) -> Option<(std::fs::File, u64)> {
+    use std::os::unix::fs::FileExt;
+    let offset = crate::sys::own_file_offset(image.as_ptr(), image.len())?;
+    let file = std::fs::File::open("/proc/self/exe").ok()?;
+    let head = &image[..image.len().min(PAGE as usize)];
+    let mut buf = vec![0u8; head.len()];
+    file.read_exact_at(&mut buf, offset).ok()?;
+    (buf == head && offset % PAGE == 0).then_some((file, offset))
+}
+
+/// A loadable segment of the kernel image, as [`load_embedded_kernel`]
+/// places it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileSegment {
+    /// Guest-physical address.
+    phys: u64,
+    /// Offset of its bytes in the image.
+    offset: u64,
+    /// Bytes in the image.
+    file_len: u64,
+    /// Bytes in memory (the rest zero).
+    mem_len: u64,
+    /// Whether it can be mapped from the file: read-only, page-aligned in
+    /// both places, nothing to zero after its bytes, and the image's bytes
+    /// up to its last page's end zero (as a copy would leave them).
+    mappable: bool,
+}
+
+fn file_segments(image: &[u8]) -> Result<Vec<FileSegment>> {
+    use goblin::elf::program_header::{PF_W, PT_LOAD};
+    let (_, headers) = program_headers(image)?;
+    Ok(headers
+        .iter()
+        .filter(|ph| ph.p_type == PT_LOAD && ph.p_memsz > 0)
+        .map(|ph| {
+            let end = ph.p_offset + ph.p_filesz;
+            let tail = image.get(end as usize..end.next_multiple_of(PAGE) as usize);
+            FileSegment {
+                phys: ph.p_paddr,
+                offset: ph.p_offset,
+                file_len: ph.p_filesz,
+                mem_len: ph.p_memsz,
+                mappable: ph.p_flags & PF_W == 0
+                    && ph.p_offset % PAGE == 0
+                    && ph.p_paddr % PAGE == 0
+                    && ph.p_filesz == ph.p_memsz
+                    && tail.is_some_and(|t| t.iter().all(|&b| b == 0)),
+            }
+        })
+        .collect())
+}
+
+/// The image's entry address.
+fn entry(image: &[u8]) -> Result<u64> {
+    Ok(program_headers(image)?.0)
+}
+
+/// Load the kernel ELF `image` at its physical addresses, copying it.
 pub fn load_kernel(mem: &GuestMemoryMmap, image: &[u8]) -> Result<LoadedKernel> {
     let mut cursor = Cursor::new(image);
     let res =
@@ -57,17 +177,8 @@ pub fn load_kernel(mem: &GuestMemoryMmap, image: &[u8]) -> Result<LoadedKernel> 
 /// would also read the kernel's section headers, symbols and strings, which
 /// nothing here needs (about 30 us of every start).
 fn segments(image: &[u8]) -> Result<Vec<ImageSegment>> {
-    use goblin::container::Ctx;
-    use goblin::elf::program_header::{ProgramHeader, PF_W, PF_X, PT_LOAD};
-    let bad = |e: goblin::error::Error| Error::KernelLoad(format!("{e}"));
-    let header = goblin::elf::Elf::parse_header(image).map_err(bad)?;
-    let ctx = Ctx::new(
-        header.container().map_err(bad)?,
-        header.endianness().map_err(bad)?,
-    );
-    let headers =
-        ProgramHeader::parse(image, header.e_phoff as usize, header.e_phnum as usize, ctx)
-            .map_err(bad)?;
+    use goblin::elf::program_header::{PF_W, PF_X, PT_LOAD};
+    let (_, headers) = program_headers(image)?;
     Ok(headers
         .iter()
         .filter(|ph| ph.p_type == PT_LOAD && ph.p_memsz > 0)
@@ -78,6 +189,23 @@ fn segments(image: &[u8]) -> Result<Vec<ImageSegment>> {
             executable: ph.p_flags & PF_X != 0,
         })
         .collect())
+}
+
+/// The image's entry address and program headers (only the ELF header and
+/// the program headers are read).
+fn program_headers(image: &[u8]) -> Result<(u64, Vec<goblin::elf::ProgramHeader>)> {
+    use goblin::container::Ctx;
+    use goblin::elf::program_header::ProgramHeader;
+    let bad = |e: goblin::error::Error| Error::KernelLoad(format!("{e}"));
+    let header = goblin::elf::Elf::parse_header(image).map_err(bad)?;
+    let ctx = Ctx::new(
+        header.container().map_err(bad)?,
+        header.endianness().map_err(bad)?,
+    );
+    let headers =
+        ProgramHeader::parse(image, header.e_phoff as usize, header.e_phnum as usize, ctx)
+            .map_err(bad)?;
+    Ok((header.e_entry, headers))
 }
 
 /// The exec file name, argument and environment strings, laid out as the
@@ -454,6 +582,64 @@ mod tests {
         let k = load_kernel(ram.mem(), GUEST_KERNEL).unwrap();
         assert_eq!(k.entry, KERNEL_VIRT_BASE + KERNEL_TEXT_PHYS);
         assert!(k.phys_end > KERNEL_PHYS);
+    }
+
+    /// Which files back guest RAM's host range `[start, end)`, as
+    /// /proc/self/maps says (an empty name for anonymous memory).
+    fn backing(ram: &GuestRam, gpa: u64, len: u64) -> Vec<String> {
+        let base = ram.slice(0, 1).unwrap().as_ptr() as u64;
+        let (start, end) = (base + gpa, base + gpa + len);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (lo, hi) = f.next()?.split_once('-')?;
+                let (lo, hi) = (
+                    u64::from_str_radix(lo, 16).ok()?,
+                    u64::from_str_radix(hi, 16).ok()?,
+                );
+                (lo < end && hi > start).then(|| f.nth(4).unwrap_or("").to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_kernels_read_only_segments_are_mapped_from_vmruns_file_and_the_data_copied() {
+        let ram = GuestRam::new(32 << 20).unwrap();
+        let k = load_embedded_kernel(&ram).unwrap();
+        let copied = load_kernel(GuestRam::new(32 << 20).unwrap().mem(), GUEST_KERNEL).unwrap();
+        assert_eq!((k.entry, k.phys_end), (copied.entry, copied.phys_end));
+        assert_eq!(k.segments, copied.segments);
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let exe = exe.to_string_lossy();
+        for (seg, plan) in k.segments.iter().zip(file_segments(GUEST_KERNEL).unwrap()) {
+            // The same bytes as a copy, up to the last page's end.
+            let len = plan.mem_len.next_multiple_of(PAGE);
+            let mut want = vec![0u8; len as usize];
+            want[..plan.file_len as usize].copy_from_slice(
+                &GUEST_KERNEL[plan.offset as usize..(plan.offset + plan.file_len) as usize],
+            );
+            assert_eq!(ram.slice(seg.phys, len).unwrap(), &want[..], "{seg:?}");
+            let files = backing(&ram, seg.phys, len);
+            match seg.writable {
+                true => assert!(files.iter().all(|f| f.is_empty()), "{seg:?}: {files:?}"),
+                false => assert!(files.iter().all(|f| *f == exe), "{seg:?}: {files:?}"),
+            }
+        }
+        // Around them, anonymous RAM as before.
+        assert_eq!(backing(&ram, 0, KERNEL_PHYS), [""]);
+    }
+
+    #[test]
+    fn a_segment_is_mapped_only_if_read_only_aligned_without_bss_and_zero_to_its_pages_end() {
+        let plan = file_segments(GUEST_KERNEL).unwrap();
+        let mappable: Vec<bool> = plan.iter().map(|s| s.mappable).collect();
+        assert_eq!(mappable, [true, true, false]);
+        // The same image with a byte after the text's end: copied.
+        let mut image = GUEST_KERNEL.to_vec();
+        image[(plan[1].offset + plan[1].file_len) as usize] = 1;
+        let changed = file_segments(&image).unwrap();
+        assert_eq!((changed[0].mappable, changed[1].mappable), (true, false));
     }
 
     #[test]

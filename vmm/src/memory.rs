@@ -111,6 +111,68 @@ impl GuestRam {
         unsafe { libc::madvise(host.cast(), len as usize, libc::MADV_NOHUGEPAGE) };
     }
 
+    /// Back `[gpa, gpa + len)` with `file` from `offset` instead of the
+    /// anonymous memory there, privately (a write copies the page): its
+    /// pages then come from the host's page cache as they are first
+    /// touched, instead of being faulted in and copied all at once. All
+    /// three page-aligned; only before the vCPU first runs, while nothing
+    /// else uses that part of guest RAM.
+    pub fn map_file(&self, gpa: u64, len: u64, file: &std::fs::File, offset: u64) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let page = vmrun_contract::layout::PAGE_SIZE;
+        let offset = i64::try_from(offset)
+            .ok()
+            .filter(|&o| (o as u64).is_multiple_of(page));
+        let (Some(offset), true) = (
+            offset,
+            gpa.is_multiple_of(page) && len.is_multiple_of(page) && len > 0,
+        ) else {
+            return Err(Error::Memory(format!(
+                "{gpa:#x}+{len:#x}: not page-aligned"
+            )));
+        };
+        let host = self.host_ptr(gpa, len)?;
+        // SAFETY: MAP_FIXED replaces pages inside our own mapping of guest
+        // RAM (checked above) with a private mapping of the same size and
+        // rights; no reference into them is live (the loading thread,
+        // the only user of guest RAM before the first run, calls this).
+        let p = unsafe {
+            libc::mmap(
+                host.cast(),
+                len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                offset,
+            )
+        };
+        if p == host.cast() {
+            return Ok(());
+        }
+        let error = std::io::Error::last_os_error();
+        // A failed MAP_FIXED may have unmapped the range: put fresh memory
+        // back, so that guest RAM has no hole.
+        // SAFETY: as above, anonymous memory in place of the same range.
+        let back = unsafe {
+            libc::mmap(
+                host.cast(),
+                len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        match back == host.cast() {
+            true => Err(Error::Memory(format!(
+                "mapping a file at {gpa:#x}: {error}"
+            ))),
+            false => Err(Error::Memory(format!(
+                "mapping a file at {gpa:#x}: {error}; guest RAM there is lost"
+            ))),
+        }
+    }
+
     /// Register the RAM with the VM as memory slot 0.
     pub fn register(&self, vm: &VmFd) -> Result<()> {
         let host = self.host_ptr(0, self.size)?;

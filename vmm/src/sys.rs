@@ -107,6 +107,54 @@ pub fn hand_off_teardown() {
     }
 }
 
+/// Where the `len` bytes at `p`, part of this program's own loaded image
+/// (a static), lie in its executable file: the offset, found through the
+/// dynamic loader's program headers of the main program (no system call),
+/// or None if they are not in one of its file-backed segments.
+pub fn own_file_offset(p: *const u8, len: usize) -> Option<u64> {
+    struct Find {
+        addr: u64,
+        len: u64,
+        offset: Option<u64>,
+    }
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid info for the call's duration,
+        // and `data` is the `Find` that `own_file_offset` lent it.
+        let (info, find) = unsafe { (&*info, &mut *data.cast::<Find>()) };
+        let phdrs = match info.dlpi_phdr.is_null() {
+            true => &[][..],
+            // SAFETY: `dlpi_phnum` headers at `dlpi_phdr`, as the loader says.
+            false => unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) },
+        };
+        for ph in phdrs.iter().filter(|ph| ph.p_type == libc::PT_LOAD) {
+            let start = info.dlpi_addr.wrapping_add(ph.p_vaddr);
+            let inside = find.addr >= start
+                && find
+                    .addr
+                    .checked_add(find.len)
+                    .is_some_and(|end| end <= start + ph.p_filesz);
+            if inside {
+                find.offset = Some(find.addr - start + ph.p_offset);
+            }
+        }
+        // The main program comes first: stop there.
+        1
+    }
+    let mut find = Find {
+        addr: p as u64,
+        len: len as u64,
+        offset: None,
+    };
+    // SAFETY: the callback only reads what the loader hands it and writes
+    // `find`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut find).cast()) };
+    find.offset
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1100,7 +1100,7 @@ fn load_guest(
     program: loader::ProgramSource,
     host: &HostFacts,
 ) -> Result<Loaded> {
-    let kernel = loader::load_kernel(ram.mem(), loader::GUEST_KERNEL)?;
+    let kernel = loader::load_embedded_kernel(ram)?;
     let exe_path = std::fs::canonicalize(&config.program).unwrap_or(config.program.clone());
     let info = write_boot_state(ram, &kernel, config, program, host, &exe_path)?;
     Ok(Loaded {
