@@ -21,7 +21,8 @@
  *                                       children with argv and envp of many
  *                                       strings across pages, strings on
  *                                       pages never touched, on a PROT_NONE
- *                                       page, the longest string Linux
+ *                                       page, in the kernel's half of the
+ *                                       address space, the longest string Linux
  *                                       takes and one byte more, and more
  *                                       than its limit; prints what each
  *                                       child printed or the exec's errno
@@ -271,6 +272,12 @@ static int strings(char *self)
     char *bad[] = {self, sums_arg, none, NULL};
     spawn("prot-none string", bad, env1);
     spawn("prot-none array", untouched, (char **)none);
+    /* A string in the kernel's half: the page vmrun maps there for the
+     * program's system calls, the vsyscall page. */
+    char *high[] = {self, sums_arg, (char *)0xffffffffff5ff000ul, NULL};
+    spawn("kernel-half string", high, env1);
+    high[2] = (char *)0xffffffffff600000ul;
+    spawn("vsyscall string", high, env1);
 
     /* The longest string (128 KiB with its NUL) and one byte more. */
     char *longest = repeat('L', 32 * 4096 - 1);

@@ -421,6 +421,16 @@ pub fn user_strings(ram: &GuestRam, req: &UserStrings) -> Gathered {
     }
 }
 
+/// [`crate::inspect::pagetable::read_user`] within the program's half of
+/// the address space, as the kernel's own reads check it: the pages the
+/// kernel maps for the user above it (the syscall trampoline, the stdin
+/// ring) are no program memory a pointer may name.
+fn read_user(ram: &GuestRam, root: u64, va: u64, buf: &mut [u8]) -> usize {
+    let room = vmrun_contract::layout::TASK_SIZE.saturating_sub(va);
+    let n = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+    crate::inspect::pagetable::read_user(ram, root, va, &mut buf[..n])
+}
+
 /// Strings gathered so far, and the budget left.
 struct Strings {
     bytes: Vec<u8>,
@@ -432,7 +442,6 @@ impl Strings {
     /// Append the strings of the array at user address `array` (none if
     /// 0); how many, or None for the kernel's own path.
     fn gather(&mut self, ram: &GuestRam, root: u64, array: u64) -> Option<u64> {
-        use crate::inspect::pagetable::read_user;
         use vmrun_contract::{layout::PAGE_SIZE, user_strings::MAX_LEN};
         if array == 0 {
             return Some(0);
@@ -483,7 +492,7 @@ fn do_random(ram: &GuestRam, io: &mut impl HostIo, iov: u64, count: u64) -> i64 
 mod tests {
     use super::*;
     use crate::inspect::pagetable::{bits, PageSize};
-    use crate::inspect::testspace::{Space, USER_RW};
+    use crate::inspect::testspace::{Space, USER_RW, USER_RX};
 
     #[derive(Default)]
     struct FakeIo {
@@ -992,6 +1001,30 @@ mod tests {
         // A string on a supervisor-only page.
         s.map(0x50_0000, 0x30_0000, PageSize::Size4K, bits::P | bits::RW);
         assert_eq!(gather(&s, room(ARGV, 64, 16, 1 << 20)), Gathered::OwnPath);
+        // One on a user page of the kernel's half (the trampoline's), and
+        // one that runs up to the program's half's end.
+        use vmrun_contract::layout::{SYSCALL_TRAMPOLINE_VIRT, TASK_SIZE};
+        s.map(
+            SYSCALL_TRAMPOLINE_VIRT,
+            0x31_0000,
+            PageSize::Size4K,
+            USER_RX,
+        );
+        s.ram.write_bytes(0x31_0000, b"A=1\0").unwrap();
+        s.ram
+            .write_pod(0x20_0000, &SYSCALL_TRAMPOLINE_VIRT)
+            .unwrap();
+        assert_eq!(gather(&s, room(ARGV, 64, 16, 1 << 20)), Gathered::OwnPath);
+        s.map(TASK_SIZE - 0x1000, 0x32_0000, PageSize::Size4K, USER_RW);
+        s.ram.write_bytes(0x32_0000, &[b'x'; 0x1000]).unwrap();
+        s.ram.write_pod(0x20_0000, &(TASK_SIZE - 0x1000)).unwrap();
+        assert_eq!(gather(&s, room(ARGV, 64, 16, 1 << 20)), Gathered::OwnPath);
+        s.ram.write_bytes(0x32_0fff, &[0]).unwrap();
+        let last = Gathered::Done {
+            counts: [1, 0],
+            bytes: 0x1000,
+        };
+        assert_eq!(gather(&s, room(ARGV, 0x1000, 16, 1 << 20)), last);
         // A string that runs off its mapped pages with no NUL.
         let (s, _) = string_space(&[b"A=1"]);
         s.ram.write_pod(0x20_0000, &0x40_3ffcu64).unwrap();
