@@ -93,8 +93,12 @@ pub struct Process {
     pub sigmask_after_handler: Option<u64>,
     /// Signals sent and not delivered yet (bit `sig - 1`).
     pub sig_pending: u64,
-    /// What each pending signal carries, by signal number - 1.
+    /// What each pending signal carries, by signal number - 1: write it
+    /// with [`Process::pend`].
     pub sig_info: [crate::signal::frame::SigInfo; NSIG],
+    /// The signals whose `sig_info` entry may not be zero (bit `sig - 1`;
+    /// set by [`Process::pend`]): what [`Process::renew`] clears.
+    pub sig_info_set: u64,
     /// `sigaltstack`: base, flags, size.
     pub altstack: [u64; 3],
     /// The exec file name (what /proc/self/exe reads as), without NUL.
@@ -174,80 +178,143 @@ const NO_SIG_INFO: [crate::signal::frame::SigInfo; NSIG] = [crate::signal::frame
     value: 0,
 }; NSIG];
 
-impl Process {
-    /// A process with no address space yet (for statics). Inlined, so
-    /// that `Box::new(Process::empty())` (the boot's process, a fork's
-    /// child) builds its 5 KiB in the box: made apart and copied in, it
-    /// cost some 680 iterations of `rep movs`.
-    #[inline(always)]
-    pub fn empty() -> Process {
-        Process {
-            mm: alloc::boxed::Box::new(Mm::empty()),
-            pid: INIT_PID,
-            tgid: INIT_PID,
-            is_thread: false,
-            holds_group: true,
-            futex_wait: None,
-            futex_woken: false,
-            deadline: None,
-            timed_out: false,
-            ppid: 0,
-            pgid: INIT_PID,
-            sid: INIT_PID,
-            state: task::TaskState::Runnable,
-            saved: None,
-            spare_context: None,
-            vfork_parent: None,
-            vfork_child: None,
-            borrowed_mm: false,
-            fs_base: 0,
-            gs_base: 0,
-            bases_changed: false,
-            clear_child_tid: 0,
-            robust_list: 0,
-            sigactions: [SigAction {
-                handler: 0,
-                flags: 0,
-                restorer: 0,
-                mask: 0,
-            }; NSIG],
-            blocked_nr: None,
-            user_sp: 0,
-            spawn: crate::syscall::task::SpawnInfo {
-                stack: 0,
-                vfork: false,
-            },
-            alarm_at: None,
-            alarm_interval: 0,
-            sigmask: 0,
-            sigmask_after_handler: None,
-            sig_pending: 0,
-            sig_info: NO_SIG_INFO,
-            altstack: [0, 2, 0],
-            exe: [0; 256],
-            exe_len: 0,
-            stdio_modes: [0; 3],
-            fds: FdTable::new(),
-            cwd: Cow::Borrowed(&[]),
-            umask: 0o022,
-            image_inode: None,
-            mapped_files: Vec::new(),
-            layout: crate::exec::aslr::Layout::FIXED,
-            comm: [0; 16],
-            vdso: None,
-            cpu_timers: [None; 2],
-            membarrier_registered: 0,
-            stop_report: 0,
-            cont_report: false,
-            cpu_ns: 0,
-            run_start: 0,
-            dead_threads_ns: 0,
-            children_ns: 0,
-            min_flt: 0,
-            sigactions_set: 0,
-        }
-    }
+/// The tables of a process that start all zero (the signal actions and
+/// information, the exe name): [`Process::renew`] clears only what of
+/// them was set.
+pub trait ZeroInit: Sized {
+    /// The all-zero value.
+    const ZERO: Self;
+}
 
+impl ZeroInit for [SigAction; NSIG] {
+    const ZERO: Self = [SigAction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    }; NSIG];
+}
+
+impl ZeroInit for [crate::signal::frame::SigInfo; NSIG] {
+    const ZERO: Self = NO_SIG_INFO;
+}
+
+impl<const N: usize> ZeroInit for [u8; N] {
+    const ZERO: Self = [0; N];
+}
+
+/// Defines [`Process::empty`] and [`Process::renew`] from one list of
+/// the fields with their empty values: the `set` ones are written, the
+/// `zero` ones ([`ZeroInit`] types) are all zero (`renew` clears what
+/// [`Process::clear_tables`] knows was written). The struct expression
+/// of `empty` names every field once, so a field added to [`Process`] and
+/// left out here does not compile.
+macro_rules! empty_process {
+    (set { mm: $mm:expr, $($f:ident: $v:expr,)* } zero { $($z:ident,)* }) => {
+        impl Process {
+            /// A process with no address space yet (for statics).
+            /// Inlined, so that `Box::new(Process::empty())` builds its
+            /// 5 KiB in the box: made apart and copied in, it cost some
+            /// 680 iterations of `rep movs`.
+            #[inline(always)]
+            pub fn empty() -> Process {
+                Process { mm: alloc::boxed::Box::new($mm), $($f: $v,)* $($z: ZeroInit::ZERO,)* }
+            }
+
+            /// This block made [`Process::empty`] again (a reaped zombie's,
+            /// kept for the next fork: see
+            /// [`Tasks::spare_process`](task::Tasks::spare_process)): what
+            /// it holds is dropped, and of its 5 KiB of tables only the
+            /// entries that were set are cleared, where a new block would
+            /// be zeroed whole (a VM exit, the host zeroing it).
+            pub fn renew(&mut self) {
+                self.clear_tables();
+                *self.mm = $mm;
+                $(self.$f = $v;)*
+            }
+        }
+    };
+}
+
+/// The entries from the lowest to the highest bit set in `set` (empty for
+/// none), as a range of table indexes.
+pub fn set_range(set: u64) -> (usize, usize) {
+    if set == 0 {
+        return (0, 0);
+    }
+    (
+        set.trailing_zeros() as usize,
+        64 - set.leading_zeros() as usize,
+    )
+}
+
+empty_process! {
+    set {
+        mm: Mm::empty(),
+        pid: INIT_PID,
+        tgid: INIT_PID,
+        is_thread: false,
+        holds_group: true,
+        futex_wait: None,
+        futex_woken: false,
+        deadline: None,
+        timed_out: false,
+        ppid: 0,
+        pgid: INIT_PID,
+        sid: INIT_PID,
+        state: task::TaskState::Runnable,
+        saved: None,
+        spare_context: None,
+        vfork_parent: None,
+        vfork_child: None,
+        borrowed_mm: false,
+        fs_base: 0,
+        gs_base: 0,
+        bases_changed: false,
+        clear_child_tid: 0,
+        robust_list: 0,
+        blocked_nr: None,
+        user_sp: 0,
+        spawn: crate::syscall::task::SpawnInfo {
+            stack: 0,
+            vfork: false,
+        },
+        alarm_at: None,
+        alarm_interval: 0,
+        sigmask: 0,
+        sigmask_after_handler: None,
+        sig_pending: 0,
+        altstack: [0, 2, 0],
+        exe_len: 0,
+        stdio_modes: [0; 3],
+        fds: FdTable::new(),
+        cwd: Cow::Borrowed(&[]),
+        umask: 0o022,
+        image_inode: None,
+        mapped_files: Vec::new(),
+        layout: crate::exec::aslr::Layout::FIXED,
+        comm: [0; 16],
+        vdso: None,
+        cpu_timers: [None; 2],
+        membarrier_registered: 0,
+        stop_report: 0,
+        cont_report: false,
+        cpu_ns: 0,
+        run_start: 0,
+        dead_threads_ns: 0,
+        children_ns: 0,
+        min_flt: 0,
+        sigactions_set: 0,
+        sig_info_set: 0,
+    }
+    zero {
+        sigactions,
+        sig_info,
+        exe,
+    }
+}
+
+impl Process {
     /// This thread's CPU time at CPU clock `now` (it is running).
     pub fn running_cpu_ns(&self, now: u64) -> u64 {
         self.cpu_ns + now.saturating_sub(self.run_start)
@@ -270,9 +337,37 @@ impl Process {
         if (ignored || ignored_now) && (blocked || !handler) {
             return false;
         }
-        self.sig_pending |= bit;
-        self.sig_info[i] = info;
+        self.pend(i, info);
         true
+    }
+
+    /// Make signal `i + 1` pending with `info` (its decision taken).
+    #[inline(always)]
+    pub fn pend(&mut self, i: usize, info: crate::signal::frame::SigInfo) {
+        let bit = 1u64 << i;
+        self.sig_pending |= bit;
+        self.sig_info_set |= bit;
+        self.sig_info[i] = info;
+    }
+
+    /// Zero the table entries that were set ([`Process::renew`]'s part of
+    /// the `zero` fields): the signal actions from the lowest to the
+    /// highest set (as fork copies them), the signal information of the
+    /// signals ever pending, and the exe name.
+    fn clear_tables(&mut self) {
+        let (lo, hi) = set_range(self.sigactions_set);
+        if let Some(set) = self.sigactions.get_mut(lo..hi) {
+            set.fill(SigAction::default());
+        }
+        let mut used = self.sig_info_set;
+        while used != 0 {
+            let i = used.trailing_zeros() as usize;
+            if let Some(info) = self.sig_info.get_mut(i) {
+                *info = Default::default();
+            }
+            used &= used - 1;
+        }
+        self.exe = [0; 256];
     }
 
     /// When a blocked process wakes by itself: its timed wait or its
@@ -426,6 +521,63 @@ mod tests {
         let mut c = [0; 16];
         c[..s.len()].copy_from_slice(s);
         c
+    }
+
+    /// A process that used every kind of table entry and much else.
+    fn used_process() -> Box<Process> {
+        let mut p = Box::new(Process::empty());
+        for (sig, handler) in [(2, 0x40_1000), (17, 1), (34, 0x40_2000)] {
+            p.sigactions[sig - 1] = SigAction {
+                handler,
+                flags: 0x0400_0000,
+                restorer: 0x40_3000,
+                mask: 1 << 9,
+            };
+            p.sigactions_set |= 1 << (sig - 1);
+        }
+        let info = crate::signal::frame::SigInfo {
+            signo: 10,
+            code: -6,
+            addr_or_pid: 7,
+            ..Default::default()
+        };
+        assert!(p.post_signal(10, info));
+        p.pend(40, info);
+        p.sig_pending = 0;
+        p.set_exe(b"/usr/bin/a-rather-long-program-name");
+        p.set_exe(b"/bin/sh");
+        p.pid = 9;
+        p.altstack = [0x7000, 0, 0x2000];
+        p.umask = 0o077;
+        p.cwd = Cow::Owned(b"/tmp".to_vec());
+        p.deadline = Some(5);
+        p.state = task::TaskState::Zombie(0);
+        p
+    }
+
+    #[test]
+    fn renew_of_a_used_process_equals_empty() {
+        let mut p = used_process();
+        p.renew();
+        assert_eq!(format!("{:?}", *p), format!("{:?}", Process::empty()));
+        assert_eq!(p.exe, [0; 256]);
+        assert!(p.sig_info.iter().all(|i| *i == Default::default()));
+    }
+
+    #[test]
+    fn pend_marks_the_signal_information_to_clear() {
+        let mut p = Process::empty();
+        p.pend(4, Default::default());
+        p.pend(63, Default::default());
+        assert_eq!(p.sig_info_set, 1 << 4 | 1 << 63);
+        assert_eq!(p.sig_pending, 1 << 4 | 1 << 63);
+    }
+
+    #[test]
+    fn set_range_spans_the_lowest_to_the_highest_bit() {
+        assert_eq!(set_range(0), (0, 0));
+        assert_eq!(set_range(1 << 1 | 1 << 16), (1, 17));
+        assert_eq!(set_range(1 << 63), (63, 64));
     }
 
     #[test]

@@ -357,8 +357,7 @@ fn post(
     if target.sig_pending & bit != 0 && target.sig_info[i] == info {
         return Posted::Overrun;
     }
-    target.sig_pending |= bit;
-    target.sig_info[i] = info;
+    target.pend(i, info);
     if target.state == TaskState::Blocked {
         target.state = TaskState::Runnable;
     }

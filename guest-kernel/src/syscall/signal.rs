@@ -452,8 +452,7 @@ fn signal_thread<M: PhysMem, H: HostIo>(
     match signal::route(sig, &act, t.sigmask) {
         Route::Post => {
             // Not post_signal: the handlers that decide are the holder's.
-            t.sig_pending |= 1u64 << i;
-            t.sig_info[i] = SigInfo::sent(sig, SI_TKILL, from);
+            t.pend(i, SigInfo::sent(sig, SI_TKILL, from));
             cx.tasks.wake_all();
             Action::Return(0)
         }

@@ -198,7 +198,7 @@ fn do_clone<M: PhysMem, H: HostIo>(
         return Err(Errno::ENOSYS);
     }
     let pid = cx.tasks.next_pid()?;
-    let mut child = Box::new(Process::empty());
+    let mut child = cx.tasks.new_process();
     let kernel = cx.tasks.kernel;
     let shares_mm = vfork && flags & cf::VM != 0;
     // The caller's stack pointer: fork copies the page it is in at once.
@@ -487,7 +487,8 @@ fn take_waited<M: PhysMem, H: HostIo>(
                 cpu_ns: t.cpu_ns + t.children_ns,
             };
             if !keep {
-                cx.tasks.others.remove(i);
+                let block = cx.tasks.others.remove(i);
+                cx.tasks.retire(block);
                 cx.p.children_ns += w.cpu_ns;
                 cx.tasks.reaped += 1;
             }
