@@ -1644,13 +1644,44 @@ fn writev_gather<M: PhysMem, H: HostIo>(
         }
         return Ok(total as i64);
     };
-    let mut pieces = [IoVec::default(); MAX_PIECES];
+    // Room for the pieces: a few where the buffers span few pages, as a
+    // stdio library's do, else MAX_PIECES (clearing their kilobyte is a
+    // ZERO hypercall where ring 0 is emulated).
+    if pages_spanned(iov) <= FEW_PIECES as u64 {
+        gather_to_host(cx, k, iov, &mut [IoVec::default(); FEW_PIECES])
+    } else {
+        gather_to_host(cx, k, iov, &mut [IoVec::default(); MAX_PIECES])
+    }
+}
+
+/// Room for the pieces of a writev whose buffers span at most this many
+/// pages.
+const FEW_PIECES: usize = 4;
+
+/// How many pages the buffers of `iov` span in all (an upper bound of
+/// their physical pieces).
+pub(super) fn pages_spanned(iov: &[(u64, u64)]) -> u64 {
+    iov.iter()
+        .filter(|&&(_, len)| len != 0)
+        .map(|&(base, len)| ((base & (PAGE_SIZE - 1)).saturating_add(len)).div_ceil(PAGE_SIZE))
+        .fold(0, u64::saturating_add)
+}
+
+/// Gather the buffers of `iov` into `pieces` (as many as fit) and write
+/// them to host stdio fd `k` at once.
+#[inline(always)]
+fn gather_to_host<M: PhysMem, H: HostIo>(
+    cx: &mut Cx<'_, '_, '_, M, H>,
+    k: u64,
+    iov: &[(u64, u64)],
+    pieces: &mut [IoVec],
+) -> KResult<i64> {
     let mut used = 0;
     for &(base, len) in iov {
         if len == 0 {
             continue;
         }
-        if used == MAX_PIECES {
+        if used == pieces.len() {
             break;
         }
         let (n, done) =

@@ -362,6 +362,47 @@ fn writev_gathers_all_buffers_into_one_host_write() {
 }
 
 #[test]
+fn writev_over_more_pages_than_the_few_pieces_gathers_them_all() {
+    let mut w = World::new();
+    let big = w
+        .call(
+            nr::MMAP,
+            [0, 0x8000, PROT_RW, MAP_PRIVATE_ANON, u64::MAX, 0],
+        )
+        .unwrap_ret() as u64;
+    let iov = w.buf;
+    let mut raw = Vec::new();
+    // 0x100 bytes from each of six pages, then 0x3000 bytes across four.
+    for (base, len) in (0..6)
+        .map(|i| (big + i * 0x1000 + 0x800, 0x100u64))
+        .chain([(big, 0x3000)])
+    {
+        raw.extend_from_slice(&base.to_le_bytes());
+        raw.extend_from_slice(&len.to_le_bytes());
+    }
+    w.poke(iov, &raw);
+    assert_eq!(
+        w.call(nr::WRITEV, [1, iov, 7, 0, 0, 0]).unwrap_ret(),
+        0x3600
+    );
+    assert_eq!(w.host.written.len(), 1);
+    let pieces = w.host.mem_snapshot.len();
+    assert!(pieces > 4, "{pieces} pieces");
+}
+
+#[test]
+fn pages_spanned_bounds_the_pieces_of_a_writev() {
+    use super::files::pages_spanned;
+    assert_eq!(pages_spanned(&[]), 0);
+    assert_eq!(pages_spanned(&[(0x1000, 0), (0x1ff0, 0x20)]), 2);
+    assert_eq!(pages_spanned(&[(0x1000, 0x1000), (0x5000, 1)]), 2);
+    assert_eq!(
+        pages_spanned(&[(0xfff, u64::MAX)]),
+        u64::MAX.div_ceil(0x1000)
+    );
+}
+
+#[test]
 fn unknown_syscall_is_enosys() {
     let mut w = World::new();
     assert_eq!(w.call(1000, [0; 6]).unwrap_ret(), -38);
