@@ -68,15 +68,8 @@ pub fn load_embedded_kernel(ram: &GuestRam) -> Result<LoadedKernel> {
     let mut phys_end = 0;
     for seg in &plan {
         phys_end = phys_end.max(seg.phys + seg.mem_len);
-        let mapped = seg.mappable
-            && ram
-                .map_file(
-                    seg.phys,
-                    seg.file_len.next_multiple_of(PAGE),
-                    &file.0,
-                    file.1 + seg.offset,
-                )
-                .is_ok();
+        let len = seg.file_len.next_multiple_of(PAGE);
+        let mapped = seg.mappable && ram.map_file(seg.phys, len, &file.0, file.1 + seg.offset)?;
         if !mapped {
             let bytes = image
                 .get(seg.offset as usize..(seg.offset + seg.file_len) as usize)

@@ -116,20 +116,20 @@ impl GuestRam {
     /// pages then come from the host's page cache as they are first
     /// touched, instead of being faulted in and copied all at once. All
     /// three page-aligned; only before the vCPU first runs, while nothing
-    /// else uses that part of guest RAM.
-    pub fn map_file(&self, gpa: u64, len: u64, file: &std::fs::File, offset: u64) -> Result<()> {
+    /// else uses that part of guest RAM. Whether it was mapped: where it
+    /// was not (an unaligned request, a file the host cannot map), the
+    /// range is still the anonymous memory it was. An error for a range
+    /// outside RAM, or if a failed mapping left a hole that fresh memory
+    /// could not fill (guest RAM is then unusable).
+    pub fn map_file(&self, gpa: u64, len: u64, file: &std::fs::File, offset: u64) -> Result<bool> {
         use std::os::fd::AsRawFd;
         let page = vmrun_contract::layout::PAGE_SIZE;
         let offset = i64::try_from(offset)
             .ok()
             .filter(|&o| (o as u64).is_multiple_of(page));
-        let (Some(offset), true) = (
-            offset,
-            gpa.is_multiple_of(page) && len.is_multiple_of(page) && len > 0,
-        ) else {
-            return Err(Error::Memory(format!(
-                "{gpa:#x}+{len:#x}: not page-aligned"
-            )));
+        let aligned = gpa.is_multiple_of(page) && len.is_multiple_of(page) && len > 0;
+        let (Some(offset), true) = (offset, aligned) else {
+            return Ok(false);
         };
         let host = self.host_ptr(gpa, len)?;
         // SAFETY: MAP_FIXED replaces pages inside our own mapping of guest
@@ -147,7 +147,7 @@ impl GuestRam {
             )
         };
         if p == host.cast() {
-            return Ok(());
+            return Ok(true);
         }
         let error = std::io::Error::last_os_error();
         // A failed MAP_FIXED may have unmapped the range: put fresh memory
@@ -164,11 +164,10 @@ impl GuestRam {
             )
         };
         match back == host.cast() {
-            true => Err(Error::Memory(format!(
-                "mapping a file at {gpa:#x}: {error}"
-            ))),
+            true => Ok(false),
             false => Err(Error::Memory(format!(
-                "mapping a file at {gpa:#x}: {error}; guest RAM there is lost"
+                "mapping a file at {gpa:#x} failed ({error}) and left guest RAM there unmapped: {}",
+                std::io::Error::last_os_error()
             ))),
         }
     }
@@ -312,6 +311,35 @@ mod tests {
         );
         assert_eq!(std::mem::size_of::<Hypercall>(), 8 * 8);
         assert_eq!(std::mem::size_of::<IoVec>(), 16);
+    }
+
+    #[test]
+    fn a_file_maps_over_guest_ram_or_leaves_it_as_it_was() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let path = std::env::temp_dir().join(format!("vmrun-map-file-{}", std::process::id()));
+        std::fs::write(&path, [7u8; 8192]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(ram.map_file(0x4000, 0x2000, &file, 0).unwrap());
+        let mut buf = [0u8; 4];
+        ram.read_bytes(0x5ffc, &mut buf).unwrap();
+        assert_eq!(buf, [7; 4]);
+        // Private: the guest's write stays in guest RAM.
+        ram.write_bytes(0x4000, &[1]).unwrap();
+        let mut back = [0u8; 1];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut back, 0).unwrap();
+        assert_eq!(back, [7]);
+        // Unaligned, or a file the host cannot map (a directory): not
+        // mapped, and the memory there is still RAM.
+        assert!(!ram.map_file(0x8800, 0x1000, &file, 0).unwrap());
+        assert!(!ram.map_file(0x8000, 0x1000, &file, 0x800).unwrap());
+        let not_mappable = std::fs::File::open(std::env::temp_dir()).unwrap();
+        assert!(!ram.map_file(0x8000, 0x1000, &not_mappable, 0).unwrap());
+        ram.write_bytes(0x8000, &[5; 8]).unwrap();
+        let mut eight = [0u8; 8];
+        ram.read_bytes(0x8000, &mut eight).unwrap();
+        assert_eq!(eight, [5; 8]);
+        assert!(ram.map_file(0xff000, 0x2000, &file, 0).is_err(), "past RAM");
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub fn own_file_offset(p: *const u8, len: usize) -> Option<u64> {
                 && find
                     .addr
                     .checked_add(find.len)
-                    .is_some_and(|end| end <= start + ph.p_filesz);
+                    .is_some_and(|end| end <= start.saturating_add(ph.p_filesz));
             if inside {
                 find.offset = Some(find.addr - start + ph.p_offset);
             }
