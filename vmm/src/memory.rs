@@ -28,7 +28,7 @@ unsafe impl Pod for Hypercall {}
 unsafe impl Pod for IoVec {}
 // SAFETY: as above (three u64).
 unsafe impl Pod for CopyItem {}
-// SAFETY: as above (fourteen u64s).
+// SAFETY: as above (eleven u64s).
 unsafe impl Pod for vmrun_contract::UserStrings {}
 // SAFETY: as above.
 unsafe impl Pod for GuestStats {}
@@ -311,6 +311,7 @@ mod tests {
         );
         assert_eq!(std::mem::size_of::<Hypercall>(), 8 * 8);
         assert_eq!(std::mem::size_of::<IoVec>(), 16);
+        assert_eq!(std::mem::size_of::<vmrun_contract::UserStrings>(), 11 * 8);
     }
 
     #[test]

@@ -255,8 +255,8 @@ fn user_strings<M: PhysMem, H: HostIo>(
     if va == 0 {
         return Ok(0);
     }
-    let (block, lens) = (&mut args.block, &mut args.lens);
     let limits = (MAX_ARG_STRLEN as usize, MAX_ARG_STRINGS);
+    let (block, lens) = (&mut args.block, &mut args.lens);
     let n = user_string_array(&mut cx.p.mm, cx.env, va, limits, block, lens, |len| {
         *total += len + 8;
         match *total > crate::exec::stack::ARG_LIMIT {
