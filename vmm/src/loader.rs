@@ -8,6 +8,7 @@
 use crate::boot::ImageSegment;
 use crate::error::{Error, Result};
 use crate::memory::GuestRam;
+use goblin::elf::ProgramHeader;
 use linux_loader::loader::{elf::Elf, KernelLoader};
 use std::ffi::OsString;
 use std::io::Cursor;
@@ -59,12 +60,14 @@ pub fn load_embedded_kernel(ram: &GuestRam) -> Result<LoadedKernel> {
     let Some(file) = own_image_file(image) else {
         return load_kernel(ram.mem(), image);
     };
+    // One parse of the headers serves the segments' rights and placing.
+    let (entry, headers) = program_headers(image)?;
     let kernel = LoadedKernel {
-        entry: entry(image)?,
+        entry,
         phys_end: 0,
-        segments: segments(image)?,
+        segments: image_segments(&headers),
     };
-    let plan = file_segments(image)?;
+    let plan = file_segments(image, &headers);
     let mut phys_end = 0;
     for seg in &plan {
         phys_end = phys_end.max(seg.phys + seg.mem_len);
@@ -118,10 +121,11 @@ struct FileSegment {
     mappable: bool,
 }
 
-fn file_segments(image: &[u8]) -> Result<Vec<FileSegment>> {
+/// The loadable segments of `image`, whose program headers are `headers`,
+/// as [`load_embedded_kernel`] places them.
+fn file_segments(image: &[u8], headers: &[ProgramHeader]) -> Vec<FileSegment> {
     use goblin::elf::program_header::{PF_W, PT_LOAD};
-    let (_, headers) = program_headers(image)?;
-    Ok(headers
+    headers
         .iter()
         .filter(|ph| ph.p_type == PT_LOAD && ph.p_memsz > 0)
         .map(|ph| {
@@ -139,12 +143,7 @@ fn file_segments(image: &[u8]) -> Result<Vec<FileSegment>> {
                     && tail.is_some_and(|t| t.iter().all(|&b| b == 0)),
             }
         })
-        .collect())
-}
-
-/// The image's entry address.
-fn entry(image: &[u8]) -> Result<u64> {
-    Ok(program_headers(image)?.0)
+        .collect()
 }
 
 /// Load the kernel ELF `image` at its physical addresses, copying it.
@@ -160,19 +159,15 @@ pub fn load_kernel(mem: &GuestMemoryMmap, image: &[u8]) -> Result<LoadedKernel> 
     Ok(LoadedKernel {
         entry: res.kernel_load.0,
         phys_end: res.kernel_end,
-        segments: segments(image)?,
+        segments: image_segments(&program_headers(image)?.1),
     })
 }
 
-/// The image's `PT_LOAD` segments with their physical addresses and rights.
-///
-/// Only the ELF header and the program headers are read: a whole parse
-/// would also read the kernel's section headers, symbols and strings, which
-/// nothing here needs (about 30 us of every start).
-fn segments(image: &[u8]) -> Result<Vec<ImageSegment>> {
+/// The `PT_LOAD` segments of the program headers `headers` with their
+/// physical addresses and rights.
+fn image_segments(headers: &[ProgramHeader]) -> Vec<ImageSegment> {
     use goblin::elf::program_header::{PF_W, PF_X, PT_LOAD};
-    let (_, headers) = program_headers(image)?;
-    Ok(headers
+    headers
         .iter()
         .filter(|ph| ph.p_type == PT_LOAD && ph.p_memsz > 0)
         .map(|ph| ImageSegment {
@@ -181,14 +176,16 @@ fn segments(image: &[u8]) -> Result<Vec<ImageSegment>> {
             writable: ph.p_flags & PF_W != 0,
             executable: ph.p_flags & PF_X != 0,
         })
-        .collect())
+        .collect()
 }
 
-/// The image's entry address and program headers (only the ELF header and
-/// the program headers are read).
-fn program_headers(image: &[u8]) -> Result<(u64, Vec<goblin::elf::ProgramHeader>)> {
+/// The image's entry address and program headers.
+///
+/// Only the ELF header and the program headers are read: a whole parse
+/// would also read the kernel's section headers, symbols and strings, which
+/// nothing here needs (about 30 us of every start).
+fn program_headers(image: &[u8]) -> Result<(u64, Vec<ProgramHeader>)> {
     use goblin::container::Ctx;
-    use goblin::elf::program_header::ProgramHeader;
     let bad = |e: goblin::error::Error| Error::KernelLoad(format!("{e}"));
     let header = goblin::elf::Elf::parse_header(image).map_err(bad)?;
     let ctx = Ctx::new(
@@ -605,7 +602,8 @@ mod tests {
         assert_eq!(k.segments, copied.segments);
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         let exe = exe.to_string_lossy();
-        for (seg, plan) in k.segments.iter().zip(file_segments(GUEST_KERNEL).unwrap()) {
+        let headers = program_headers(GUEST_KERNEL).unwrap().1;
+        for (seg, plan) in k.segments.iter().zip(file_segments(GUEST_KERNEL, &headers)) {
             // The same bytes as a copy, up to the last page's end.
             let len = plan.mem_len.next_multiple_of(PAGE);
             let mut want = vec![0u8; len as usize];
@@ -625,13 +623,14 @@ mod tests {
 
     #[test]
     fn a_segment_is_mapped_only_if_read_only_aligned_without_bss_and_zero_to_its_pages_end() {
-        let plan = file_segments(GUEST_KERNEL).unwrap();
+        let headers = program_headers(GUEST_KERNEL).unwrap().1;
+        let plan = file_segments(GUEST_KERNEL, &headers);
         let mappable: Vec<bool> = plan.iter().map(|s| s.mappable).collect();
         assert_eq!(mappable, [true, true, false]);
         // The same image with a byte after the text's end: copied.
         let mut image = GUEST_KERNEL.to_vec();
         image[(plan[1].offset + plan[1].file_len) as usize] = 1;
-        let changed = file_segments(&image).unwrap();
+        let changed = file_segments(&image, &headers);
         assert_eq!((changed[0].mappable, changed[1].mappable), (true, false));
     }
 
