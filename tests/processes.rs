@@ -718,6 +718,50 @@ fn a_fork_copies_the_stack_page_at_once_and_neither_side_faults_on_it() {
     assert!(err.contains("pid 3 (process 3) new"), "{err}");
 }
 
+/// Each child of a loop writes the same pages before it exits, as a
+/// shell's children write libc's state before they exec: from the second
+/// on, the fork copies those pages for the child at once. Each child still
+/// sees the parent's bytes, never an earlier child's, and the parent keeps
+/// its own.
+#[test]
+fn each_child_of_a_loop_sees_the_parents_memory_not_an_earlier_childs() {
+    if !require_kvm() {
+        return;
+    }
+    let out = proc_test(&["cow_children", "4"]);
+    let mut want = String::new();
+    for i in 1..=4 {
+        want += &format!("child {i} sees data p, bss b, heap -5\nchild: exited with 0\n");
+    }
+    want += "parent keeps data p, bss b, heap -5\n";
+    assert_eq!(out, want);
+}
+
+/// A shell's children write the same pages of libc's data and bss between
+/// their fork and their exec. The first child takes a copy-on-write fault
+/// on each; its exec hands them to the shell, whose next fork copies them
+/// for the next child at once: a loop of six spawns takes hardly more such
+/// faults than a loop of two (three more a spawn otherwise).
+#[test]
+fn a_shells_children_take_the_pages_the_last_one_wrote_without_faults() {
+    if !require_kvm() || !have_busybox() {
+        return;
+    }
+    let cow_faults = |n: usize| {
+        let script = "/bin/busybox true; ".repeat(n) + "echo done";
+        let output = vmrun(["--check", "--trace", "fault", BUSYBOX, "sh", "-c", &script]);
+        assert_status(&output, 0);
+        assert_eq!(output.stdout, b"done\n");
+        let err = String::from_utf8_lossy(&output.stderr).into_owned();
+        (err.lines().filter(|l| l.contains("-> cow")).count(), err)
+    };
+    let ((two, _), (six, err)) = (cow_faults(2), cow_faults(6));
+    assert!(
+        six <= two + 2,
+        "{two} copy-on-write faults for two spawns, {six} for six:\n{err}"
+    );
+}
+
 #[test]
 fn a_thousand_fork_exit_wait_rounds() {
     if !require_kvm() {

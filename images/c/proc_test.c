@@ -29,6 +29,9 @@
  *   proc_test cow             parent and child write different values to
  *                             the same global, heap and stack data and each
  *                             sees its own
+ *   proc_test cow_children N  N children, one after the other, each
+ *                             writes the same global and heap words before
+ *                             it exits; each sees the parent's values
  *   proc_test fork_loop N     N rounds of fork, _exit, wait
  *   proc_test fpu             parent and child each hold their own values
  *                             in xmm0-xmm15 and MXCSR across 20 pipe round
@@ -508,6 +511,38 @@ static int mode_cow(void)
     return 0;
 }
 
+/* As a shell's children write the same pages of libc's state before they
+   exec: each child of the loop writes the same words of the data, the bss
+   and the heap, which the parent leaves alone from the first fork on. Each
+   child must see the parent's values, not an earlier child's. */
+static char bss_page[4096];
+
+static int mode_cow_children(int n)
+{
+    int *heap = malloc(64 * 1024);
+    CHECK(heap != NULL, "malloc");
+    heap[1000] = -5;
+    global_page[2 * 4096 + 7] = 'p';
+    bss_page[9] = 'b';
+    for (int i = 1; i <= n; i++) {
+        fflush(stdout);
+        pid_t pid = fork_checked();
+        if (pid == 0) {
+            printf("child %d sees data %c, bss %c, heap %d\n", i,
+                   global_page[2 * 4096 + 7], bss_page[9], heap[1000]);
+            global_page[2 * 4096 + 7] = (char)('0' + i);
+            bss_page[9] = (char)('0' + i);
+            heap[1000] = -1000 - i;
+            fflush(stdout);
+            _exit(heap[1000] == -1000 - i ? 0 : 1);
+        }
+        describe_status("child", wait_for(pid));
+    }
+    printf("parent keeps data %c, bss %c, heap %d\n", global_page[2 * 4096 + 7],
+           bss_page[9], heap[1000]);
+    return 0;
+}
+
 static int mode_fork_loop(int n)
 {
     for (int i = 0; i < n; i++) {
@@ -678,6 +713,8 @@ int main(int argc, char **argv)
         return mode_sigpipe();
     if (!strcmp(mode, "cow"))
         return mode_cow();
+    if (!strcmp(mode, "cow_children"))
+        return mode_cow_children(arg);
     if (!strcmp(mode, "fork_loop"))
         return mode_fork_loop(arg);
     if (!strcmp(mode, "fpu"))

@@ -680,7 +680,7 @@ impl Mm {
     /// Remember the page of `va`, just written after a write fault on a
     /// present read-only page, for the next fork ([`Mm::written`]).
     #[inline(always)]
-    fn note_written(&mut self, va: u64) {
+    pub(super) fn note_written(&mut self, va: u64) {
         self.written[self.written_at % super::space::WRITTEN_PAGES] = va & !(PAGE_SIZE - 1);
         self.written_at = self.written_at.wrapping_add(1);
     }

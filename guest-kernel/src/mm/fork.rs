@@ -23,7 +23,7 @@
 
 use super::paging::{pte, KernelHalf, MapError, PageSize};
 use super::phys::PhysMem;
-use super::space::{Mm, MmEnv};
+use super::space::{Mm, MmEnv, CHILD_PAGES};
 use super::vma::{Backing, Prot, VmFlags, Vma};
 use crate::errno::KResult;
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE};
@@ -177,6 +177,7 @@ impl Mm {
             self.copy_stack_top(env, child, sp & !(PAGE_SIZE - 1));
         }
         self.copy_written(env, child);
+        self.copy_child_written(env, child);
         env.mem.flush_copies();
         self.tlb_stale = true;
         child.peak_before_drop = child.user_frames;
@@ -239,10 +240,72 @@ impl Mm {
             let writable =
                 |v: &Vma| v.prot.contains(Prot::WRITE) && !v.flags.contains(VmFlags::SHARED);
             let area = self.vmas.find_hot(va).is_some_and(|(_, v)| writable(v));
-            if !area || !self.copy_for_child(env, child, va, pte::D) {
+            if !area || self.copy_for_child(env, child, va, pte::D).is_none() {
                 self.written[k] = 0;
             }
         }
+    }
+
+    /// The pages the last child wrote before its exec or exit
+    /// ([`Mm::child_written`]), which this child is likely to write too,
+    /// each then taking a copy-on-write fault (a shell's child writes the
+    /// same pages of libc's data and bss every time): copied for it at
+    /// once, as [`Self::copy_written`] copies the parent's. Each copy is
+    /// noted in the child's [`Mm::written`] (its first slots: a fork's
+    /// child starts with none) and the address of its entry in
+    /// [`Mm::precopied`], so that it hands the page back if it wrote it
+    /// ([`Self::writes_since_fork`]).
+    fn copy_child_written<M: PhysMem>(&mut self, env: &mut MmEnv<'_, M>, child: &mut Mm) {
+        let mut n = 0;
+        for k in 0..CHILD_PAGES {
+            let va = self.child_written[k];
+            if va == 0 {
+                break;
+            }
+            let writable =
+                |v: &Vma| v.prot.contains(Prot::WRITE) && !v.flags.contains(VmFlags::SHARED);
+            if !self.vmas.find_hot(va).is_some_and(|(_, v)| writable(v)) {
+                continue;
+            }
+            if let Some(entry_pa) = self.copy_for_child(env, child, va, 0) {
+                debug_assert_eq!(child.written_at, n, "a fork's child has written nothing");
+                child.precopied[n] = entry_pa;
+                child.note_written(va);
+                n += 1;
+            }
+        }
+    }
+
+    /// What this forked child (not exec'd since: [`Mm::uncopied`]) wrote
+    /// of its parent's memory, for the parent's next fork
+    /// ([`Mm::child_written`]): the pages of its [`Mm::written`], but for
+    /// those its fork copied for it ([`Mm::precopied`]) whose entry is
+    /// clean (not written). None for any other address space. Called
+    /// before its exec or exit tears it down. (Had it taken so many write
+    /// faults that they overwrote the first slots, such a page might be
+    /// left out: only a copy the next fork does not make.)
+    pub fn writes_since_fork<M: PhysMem>(&self, mem: &M) -> Option<[u64; CHILD_PAGES]> {
+        if !self.uncopied {
+            return None;
+        }
+        let mut out = [0; CHILD_PAGES];
+        let mut n = 0;
+        let own = pte::P | pte::RW | pte::D;
+        for (k, &va) in self.written.iter().enumerate() {
+            if n == CHILD_PAGES {
+                break;
+            }
+            if va == 0 || out[..n].contains(&va) {
+                continue;
+            }
+            let entry_pa = self.precopied.get(k).copied().unwrap_or(0);
+            if entry_pa != 0 && mem.read_u64(entry_pa) & own != own {
+                continue;
+            }
+            out[n] = va;
+            n += 1;
+        }
+        Some(out)
     }
 
     /// The private page at `va` of a writable private area, which this
@@ -251,31 +314,29 @@ impl Mm {
     /// write fault (a copy on one side, the frame taken back writable on
     /// the other): the child gets its own copy now (one page copied, by
     /// the host where ring 0 is emulated) and the parent keeps its frame
-    /// writable (if no other child still shares it), both clean. Whether
-    /// it was copied; a page not so shared (or out of memory) stays as it
-    /// is.
+    /// writable (if no other child still shares it), both clean. The
+    /// physical address of the child's entry if it was copied; a page not
+    /// so shared (or out of memory) stays as it is.
     fn copy_for_child<M: PhysMem>(
         &mut self,
         env: &mut MmEnv<'_, M>,
         child: &mut Mm,
         va: u64,
         need: u64,
-    ) -> bool {
+    ) -> Option<u64> {
         let (Some(mine), Some(theirs)) =
             (self.pt.lookup(env.mem, va), child.pt.lookup(env.mem, va))
         else {
-            return false;
+            return None;
         };
         let (t, c) = (mine.translation(), theirs.translation());
         let flags = pte::P | pte::RW | need;
         let ours =
             t.size == PageSize::Size4K && c.frame == t.frame && t.flags & flags == pte::P | need;
         if !ours || !env.frames.is_private(env.mem, t.frame) || !env.frames.is_shared(t.frame) {
-            return false;
+            return None;
         }
-        let Some(frame) = env.frames.alloc_uninit(env.mem) else {
-            return false;
-        };
+        let frame = env.frames.alloc_uninit(env.mem)?;
         // With the other eager copies of this fork, in one go at its end.
         env.mem.copy_deferred(frame, t.frame, PAGE_SIZE);
         // Writable but clean on both sides: the next fork tells a page
@@ -287,7 +348,7 @@ impl Mm {
         if !env.frames.is_shared(t.frame) {
             self.pt.rewrite(env.mem, &mine, va, t.frame, flags);
         }
-        true
+        Some(theirs.entry_pa())
     }
 
     fn copy_layout(&mut self, from: &Mm) {
@@ -626,6 +687,81 @@ mod tests {
         assert_eq!(p.frame, third.pt.translate(&fx.mem, hot).unwrap().frame);
         assert!(fx.frames.is_shared(p.frame));
         for mm in [&mut third, &mut second, &mut first, &mut parent] {
+            mm.teardown(&mut fx.mem, &mut fx.frames);
+        }
+        assert_eq!(fx.frames.in_use(), before - 1, "every frame back");
+    }
+
+    /// What the CPU does to the entry of `va` when the program writes the
+    /// page through it: sets its dirty bit.
+    fn cpu_writes(fx: &mut Fixture, mm: &Mm, va: u64) {
+        let leaf = mm.pt.lookup(&fx.mem, va).unwrap();
+        let entry = fx.mem.read_u64(leaf.entry_pa());
+        assert_ne!(entry & pte::RW, 0, "a write through a writable entry");
+        fx.mem.write_u64(leaf.entry_pa(), entry | pte::D);
+    }
+
+    #[test]
+    fn the_pages_a_child_wrote_before_its_exec_are_copied_for_the_next_child_at_once() {
+        let mut fx = Fixture::new();
+        fx.frames.fault_size = vmrun_contract::FaultSize::Page4K;
+        let mut parent = fx.mm();
+        let before = fx.frames.in_use();
+        let a = parent
+            .mmap(&mut fx.env(), 0, 0x2000, 3, 0x22, None, 0)
+            .unwrap();
+        let (hot, cold) = (a, a + 0x1000);
+        copy_to_user(&mut parent, &mut fx.env(), hot, b"hot").unwrap();
+        copy_to_user(&mut parent, &mut fx.env(), cold, b"cold").unwrap();
+        let mut first = fx.fork(&mut parent, 0);
+        assert_eq!(
+            parent.writes_since_fork(&fx.mem),
+            None,
+            "not a forked child"
+        );
+        // The first child writes one page (a copy-on-write fault) before
+        // its exec, which hands that page to the parent.
+        copy_to_user(&mut first, &mut fx.env(), hot, b"one").unwrap();
+        parent.child_written = first.writes_since_fork(&fx.mem).unwrap();
+        assert_eq!(parent.child_written, [hot, 0, 0, 0]);
+        // The second child has its own copy of it from the start, with the
+        // parent's bytes; the other page stays shared.
+        let mut second = fx.fork(&mut parent, 0);
+        let p = parent.pt.translate(&fx.mem, hot).unwrap();
+        let c = second.pt.translate(&fx.mem, hot).unwrap();
+        assert_ne!(p.frame, c.frame, "the child's own copy");
+        assert_ne!(p.flags & c.flags & pte::RW, 0, "writable on both sides");
+        let mut buf = [0u8; 3];
+        copy_from_user(&mut second, &mut fx.env(), hot, &mut buf).unwrap();
+        assert_eq!(&buf, b"hot");
+        let p = parent.pt.translate(&fx.mem, cold).unwrap();
+        assert_eq!(p.frame, second.pt.translate(&fx.mem, cold).unwrap().frame);
+        // Not written by the second child (its copy is clean): not handed
+        // on, and the third child shares the page.
+        assert_eq!(second.writes_since_fork(&fx.mem).unwrap(), [0; 4]);
+        // Written by it without a fault: handed on.
+        cpu_writes(&mut fx, &second, hot);
+        parent.child_written = second.writes_since_fork(&fx.mem).unwrap();
+        assert_eq!(parent.child_written, [hot, 0, 0, 0]);
+        parent.child_written = [0; 4];
+        let mut third = fx.fork(&mut parent, 0);
+        let p = parent.pt.translate(&fx.mem, hot).unwrap();
+        assert_eq!(p.frame, third.pt.translate(&fx.mem, hot).unwrap().frame);
+        // A page of an area the parent has made read-only since is not
+        // copied writable for the child.
+        parent.child_written = [hot, 0, 0, 0];
+        parent.mprotect(&mut fx.env(), a, 0x2000, 1).unwrap();
+        let mut fourth = fx.fork(&mut parent, 0);
+        let c = fourth.pt.translate(&fx.mem, hot).unwrap();
+        assert_eq!(c.flags & pte::RW, 0, "read-only in the child too");
+        assert_eq!(c.frame, parent.pt.translate(&fx.mem, hot).unwrap().frame);
+        for mm in [
+            &mut fourth,
+            &mut third,
+            &mut second,
+            &mut first,
+            &mut parent,
+        ] {
             mm.teardown(&mut fx.mem, &mut fx.frames);
         }
         assert_eq!(fx.frames.in_use(), before - 1, "every frame back");

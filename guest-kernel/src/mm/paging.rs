@@ -381,6 +381,12 @@ impl LeafRef {
     }
 
     /// What the used entry maps.
+    /// The physical address of the entry.
+    #[inline(always)]
+    pub fn entry_pa(&self) -> u64 {
+        self.entry_pa
+    }
+
     pub fn translation(&self) -> Translation {
         Translation {
             frame: self.frame(),

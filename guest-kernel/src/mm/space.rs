@@ -91,6 +91,17 @@ pub struct Mm {
     pub(crate) written: [u64; WRITTEN_PAGES],
     /// Where the next page goes in `written`.
     pub(crate) written_at: usize,
+    /// The pages the last forked child of this process wrote between its
+    /// fork and its exec or exit (0: none), which the next fork copies
+    /// for its child at once: a shell's children write the same few pages
+    /// of libc's state before they exec (see `Mm::fork_copy`).
+    pub(crate) child_written: [u64; CHILD_PAGES],
+    /// In a forked child, the physical address of the entry of each page
+    /// its fork copied for it from its parent's `child_written` (0: none),
+    /// which also fill the first slots of its `written`: whether it wrote
+    /// them is read there when it hands its writes over
+    /// (`Mm::writes_since_fork`).
+    pub(crate) precopied: [u64; CHILD_PAGES],
     /// The resource limits (kept over exec, copied by fork).
     pub rlim: Rlimits,
 }
@@ -98,6 +109,10 @@ pub struct Mm {
 /// How many of the last written pages an address space remembers for its
 /// next fork ([`Mm::written`]).
 pub const WRITTEN_PAGES: usize = 8;
+
+/// How many pages a forked child's writes before its exec or exit
+/// predict for the next child ([`Mm::child_written`]).
+pub const CHILD_PAGES: usize = 4;
 
 impl Mm {
     /// An address space without page tables (for statics).
@@ -124,6 +139,8 @@ impl Mm {
             uncopied: false,
             written: [0; WRITTEN_PAGES],
             written_at: 0,
+            child_written: [0; CHILD_PAGES],
+            precopied: [0; CHILD_PAGES],
             rlim: Rlimits::new(),
         }
     }

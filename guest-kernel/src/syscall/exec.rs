@@ -780,6 +780,7 @@ pub fn commit<M: PhysMem, H: HostIo>(
     begin_new_exec(cx);
     let journaling = cx.p.mm.vmas.journaling();
     if cx.p.mm.pt.root() != 0 {
+        super::task::hand_writes_to_parent(cx);
         cx.p.mm.teardown(cx.env.mem, cx.env.frames);
         let phase = [exec_phase::TORN_DOWN, 0, 0, 0, 0, 0];
         trace::emit(cx.env.mem, category::EXEC, kind::EXEC_PHASE, 0, phase);

@@ -378,6 +378,7 @@ pub fn exit_task<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, status: i
     super::exit_files(cx);
     release_vfork_parent(cx);
     if cx.p.mm.pt.root() != 0 {
+        hand_writes_to_parent(cx);
         cx.p.mm.teardown(cx.env.mem, cx.env.frames);
     }
     end_other_threads(cx);
@@ -429,6 +430,22 @@ pub fn save_at_run_end<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, rob
     // a dynamically linked program's read-only libraries need no walk.
     if cx.p.mapped_files.iter().any(|f| f.borrow().writable()) {
         super::memory::writeback_all(cx);
+    }
+}
+
+/// A forked child about to exec or exit without having exec'd since its
+/// fork: the pages it wrote go to its parent's next fork, which copies
+/// them for that child at once (`Mm::child_written`). Before its address
+/// space is torn down.
+pub fn hand_writes_to_parent<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) {
+    let Some(pages) = cx.p.mm.writes_since_fork(cx.env.mem) else {
+        return;
+    };
+    let ppid = cx.p.ppid;
+    // The parent's address space is with the thread holding its group.
+    let mut tasks = cx.tasks.others.iter_mut();
+    if let Some(parent) = tasks.find(|t| t.tgid == ppid && t.holds_group) {
+        parent.mm.child_written = pages;
     }
 }
 
