@@ -77,6 +77,19 @@ fn bad_syscall_args_get_efault_ebadf_enosys_and_print_all_ok() {
         describe(&native)
     );
     assert_clean_exit(&run(vmrun_command([&program]), input), &native.stdout);
+    // With its calls watched, every call enters the kernel: rseq too,
+    // which the syscall trampoline answers itself otherwise.
+    let traced = run(
+        vmrun_command(["--strace".as_ref(), program.as_os_str()]),
+        input,
+    );
+    assert_status(&traced, 0);
+    assert_eq!(traced.stdout, native.stdout, "{}", describe(&traced));
+    let calls = String::from_utf8_lossy(&traced.stderr);
+    assert!(
+        calls.contains("rseq(NULL, 32, 0, 0x53053053) = -1 ENOSYS"),
+        "{calls}"
+    );
 }
 
 #[test]

@@ -26,6 +26,7 @@ use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 use guest_kernel::process::task::FxImage;
+use guest_kernel::syscall::nr;
 use vmrun_contract::trampoline;
 
 /// Vector of the gate the syscall trampoline enters through.
@@ -419,6 +420,8 @@ global_asm!(
     .global vmrun_trampoline_ring_copy
     .global vmrun_trampoline_path_test
     .global vmrun_trampoline_class_test
+    .global vmrun_trampoline_quick_test
+    .global vmrun_trampoline_quick_return
     vmrun_syscall_trampoline:
         cmp rax, 20
         ja 3f
@@ -439,11 +442,14 @@ global_asm!(
         ud2
     .org vmrun_syscall_trampoline + {sysret}
         sysretq
-    // A call above 20: the table's `PATH_BYTE` first (closed, as nearly
-    // always outside runs of such calls, two instructions more than the
-    // way straight to the `int 0x80`), then whether the call is one of a
-    // path (a byte per call number, below).
+    // A call above 20: rseq first (answered here where the run allows,
+    // below), then the table's `PATH_BYTE` (closed, as nearly always
+    // outside runs of such calls, two instructions more than the way
+    // straight to the `int 0x80`), then whether the call is one of a path
+    // (a byte per call number, below).
     3:
+        cmp rax, {rseq}
+        je 5f
     vmrun_trampoline_path_test:
         test byte ptr [{table} + {path_byte}], {open}
         jz 2b
@@ -453,6 +459,29 @@ global_asm!(
         test byte ptr [rax + {classes}], 1
         jz 2b
         jmp 7b
+    // rseq, which the kernel does not provide: ENOSYS whatever the
+    // arguments, as the kernel answers it, without entering it, when its
+    // class byte has `QUICK` (set at the start of a run whose calls are
+    // not watched: `open_quick_answers`). A return address that is not a
+    // user one goes to the kernel (which kills the program). The return:
+    // on kvm_pvm, where the trampoline runs in user mode, a jump to RCX
+    // (RFLAGS as the tests left them, TF, DF and AC clear as SYSCALL left
+    // them, as the stdin ring's return); where it runs in ring 0 (VMX/SVM)
+    // boot makes it a `sysretq` (`table_test_in_ring0`).
+    5:
+    vmrun_trampoline_quick_test:
+        test byte ptr [{classes} + {rseq}], {quick}
+        jz 2b
+        mov rax, rcx
+        shr rax, 47
+        jnz 6f
+        mov rax, -{enosys}
+    vmrun_trampoline_quick_return:
+        jmp rcx
+        nop
+    6:
+        mov eax, {rseq}
+        jmp 2b
     .org vmrun_syscall_trampoline + {table_off}
         .quad 0
     .org vmrun_syscall_trampoline + {table_off} + {table_span}, 0
@@ -576,6 +605,9 @@ global_asm!(
     statx = const guest_kernel::syscall::nr::STATX,
     faccessat = const guest_kernel::syscall::nr::FACCESSAT,
     faccessat2 = const guest_kernel::syscall::nr::FACCESSAT2,
+    rseq = const guest_kernel::syscall::nr::RSEQ,
+    quick = const QUICK,
+    enosys = const guest_kernel::errno::Errno::ENOSYS as i64,
     table_span = const trampoline::TABLE_SPAN,
     ring = const trampoline::RING,
     ring_head = const (vmrun_contract::layout::STDIN_RING_HEADER_VIRT + vmrun_contract::stdin_ring::HEAD) as i64,
@@ -653,21 +685,47 @@ pub fn table_test_in_ring0(mem: &mut super::phys::DirectMap) {
     // The tests of the calls of a path: `test byte ptr [disp32], imm8`
     // (opcode, ModRM, SIB, displacement) and `test byte ptr [rax +
     // disp32], imm8` (opcode, ModRM, displacement).
-    let (path_test, class_test) = path_tests();
+    let (path_test, class_test, quick_test) = path_tests();
     for (at, disp) in [
         (path_test + 3, view + trampoline::PATH_BYTE),
         (class_test + 2, image + PATH_CLASSES),
+        (quick_test + 3, image + PATH_CLASSES + nr::RSEQ),
     ] {
         mem.write_bytes(SYSCALL_TRAMPOLINE_PHYS + at, &(disp as u32).to_le_bytes());
     }
+    // rseq's answer returns with `sysretq` (48 0f 07) in place of the
+    // `jmp rcx` and `nop` that return to user mode on kvm_pvm.
+    let base = core::ptr::addr_of!(vmrun_syscall_trampoline) as u64;
+    let ret = core::ptr::addr_of!(vmrun_trampoline_quick_return) as u64 - base;
+    mem.write_bytes(SYSCALL_TRAMPOLINE_PHYS + ret, &[0x48, 0x0f, 0x07]);
 }
 
-/// Offsets in the trampoline page of its tests of the calls of a path.
-fn path_tests() -> (u64, u64) {
+/// Offsets in the trampoline page of its tests of the calls of a path
+/// and of its test of rseq's class byte.
+fn path_tests() -> (u64, u64, u64) {
     let base = core::ptr::addr_of!(vmrun_syscall_trampoline) as u64;
     let path = core::ptr::addr_of!(vmrun_trampoline_path_test) as u64 - base;
     let class = core::ptr::addr_of!(vmrun_trampoline_class_test) as u64 - base;
-    (path, class)
+    let quick = core::ptr::addr_of!(vmrun_trampoline_quick_test) as u64 - base;
+    (path, class, quick)
+}
+
+/// The bit of a call's class byte (below [`PATH_CLASSES`]) with which the
+/// trampoline answers the call itself, without entering the kernel: only
+/// rseq's (ENOSYS, the kernel's answer whatever the arguments).
+const QUICK: u8 = 2;
+
+/// Let the trampoline answer rseq itself from now on (see [`QUICK`]): at
+/// the start of a run whose system calls are neither watched (`--strace`,
+/// `--stats`, `-v`, traced calls) nor stopped at by a debugger, which
+/// must see every call enter the kernel. On kvm_pvm a kernel entry costs
+/// tens of microseconds, and every glibc program makes this call once at
+/// start-up. Through the direct map, as the image's text is mapped
+/// read-only.
+pub fn open_quick_answers(mem: &mut super::phys::DirectMap) {
+    use guest_kernel::mm::phys::PhysMem;
+    use vmrun_contract::layout::SYSCALL_TRAMPOLINE_PHYS;
+    mem.write_bytes(SYSCALL_TRAMPOLINE_PHYS + PATH_CLASSES + nr::RSEQ, &[QUICK]);
 }
 
 extern "C" {
@@ -676,6 +734,8 @@ extern "C" {
     static vmrun_trampoline_ring_copy: u8;
     static vmrun_trampoline_path_test: u8;
     static vmrun_trampoline_class_test: u8;
+    static vmrun_trampoline_quick_test: u8;
+    static vmrun_trampoline_quick_return: u8;
 }
 
 /// Offsets in the trampoline page of the stdin ring's code, `[start,
