@@ -77,8 +77,8 @@ fn bad_syscall_args_get_efault_ebadf_enosys_and_print_all_ok() {
         describe(&native)
     );
     assert_clean_exit(&run(vmrun_command([&program]), input), &native.stdout);
-    // With its calls watched, every call enters the kernel: rseq too,
-    // which the syscall trampoline answers itself otherwise.
+    // With its calls watched, every call enters the kernel: rseq and the
+    // ids too, which the syscall trampoline answers itself otherwise.
     let traced = run(
         vmrun_command(["--strace".as_ref(), program.as_os_str()]),
         input,

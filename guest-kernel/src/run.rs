@@ -334,8 +334,8 @@ impl Kernel {
     pub fn run(&mut self, mem: &mut DirectMap) -> ! {
         self.calls_watched = !self.calls_short(mem);
         self.fast_calls = !self.calls_watched && self.info.flags & boot_flags::DEBUGGER == 0;
-        if self.fast_calls {
-            trap::open_quick_answers(mem);
+        if !self.fast_calls {
+            trap::close_quick_answers(mem);
         }
         let handler: trap::SyscallHandler<Kernel, DirectMap> = if self.calls_watched {
             no_short_path

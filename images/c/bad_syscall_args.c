@@ -73,18 +73,20 @@ static void check_direction_flag(void)
     printf("uname with DF set ok\n");
 }
 
-/* rseq(NULL, 32, 0, sig) with known values in every register: an error
-   comes back in rax (the guest kernel has no rseq: ENOSYS, which vmrun's
-   syscall trampoline answers itself where calls are not watched; natively
-   EINVAL, glibc having registered its own area) and every register but
-   rax, rcx and r11 as it went. out[0] is rax, then rbx, rbp, rdi, rsi,
-   rdx, r8, r9, r10, r12, r13, r14, r15. */
-void rseq_probe(unsigned long *out);
+/* System call `nr` (rdi 0, rsi 32, rdx 0, r10 0x53053053: rseq's
+   arguments) with known values in every register; out[0] gets rax, then
+   rbx, rbp, rdi, rsi, rdx, r8, r9, r10, r12, r13, r14, r15. Where calls
+   are not watched, vmrun's syscall trampoline answers rseq (ENOSYS: the
+   guest kernel has none) and getuid, getgid, geteuid and getegid (0)
+   itself: every register but rax, rcx and r11 must come back as it went,
+   as from the kernel. */
+void syscall_probe(unsigned long *out, long nr);
 __asm__(".text\n"
-        ".globl rseq_probe\n"
-        "rseq_probe:\n"
+        ".globl syscall_probe\n"
+        "syscall_probe:\n"
         "    push %rbx\n    push %rbp\n    push %r12\n    push %r13\n"
         "    push %r14\n    push %r15\n    push %rdi\n"
+        "    mov %rsi, %rax\n"
         "    movabs $0x1111111111111111, %rbx\n"
         "    movabs $0x2222222222222222, %rbp\n"
         "    xor %edi, %edi\n"
@@ -97,7 +99,6 @@ __asm__(".text\n"
         "    movabs $0xdddddddddddddddd, %r13\n"
         "    movabs $0xeeeeeeeeeeeeeeee, %r14\n"
         "    movabs $0x7777777777777777, %r15\n"
-        "    mov $334, %eax\n"
         "    syscall\n"
         "    mov (%rsp), %rcx\n"
         "    mov %rax, 0(%rcx)\n    mov %rbx, 8(%rcx)\n    mov %rbp, 16(%rcx)\n"
@@ -109,7 +110,9 @@ __asm__(".text\n"
         "    pop %r12\n    pop %rbp\n    pop %rbx\n"
         "    ret\n");
 
-static void check_rseq_registers(void)
+/* `nr` by syscall_probe: its result (checked by the caller) with every
+   other register checked here. */
+static long probe(const char *name, long nr)
 {
     static const unsigned long want[13] = {
         0, 0x1111111111111111, 0x2222222222222222, 0, 32, 0,
@@ -118,13 +121,23 @@ static void check_rseq_registers(void)
         0x7777777777777777,
     };
     unsigned long got[13];
-    rseq_probe(got);
-    long ret = (long)got[0];
-    CHECK(ret < 0 && ret > -4096, "rseq(NULL, 32, 0, sig) returned %ld", ret);
+    syscall_probe(got, nr);
     for (int i = 1; i < 13; i++)
-        CHECK(got[i] == want[i], "rseq changed register %d: %#lx, was %#lx", i, got[i],
+        CHECK(got[i] == want[i], "%s changed register %d: %#lx, was %#lx", name, i, got[i],
               want[i]);
-    printf("rseq keeps every register but rax, rcx and r11 ok\n");
+    return (long)got[0];
+}
+
+static void check_registers_kept(void)
+{
+    long r = probe("rseq", SYS_rseq);
+    CHECK(r < 0 && r > -4096, "rseq(NULL, 32, 0, sig) returned %ld", r);
+    CHECK(probe("getuid", SYS_getuid) == (long)getuid(), "getuid");
+    CHECK(probe("getgid", SYS_getgid) == (long)getgid(), "getgid");
+    CHECK(probe("geteuid", SYS_geteuid) == (long)geteuid(), "geteuid");
+    CHECK(probe("getegid", SYS_getegid) == (long)getegid(), "getegid");
+    printf("rseq, getuid, getgid, geteuid, getegid keep every register but rax, rcx "
+           "and r11 ok\n");
 }
 
 int main(void)
@@ -132,7 +145,7 @@ int main(void)
     check_efault();
     check_other_errors();
     check_direction_flag();
-    check_rseq_registers();
+    check_registers_kept();
     printf("all ok\n");
     return 0;
 }

@@ -442,46 +442,46 @@ global_asm!(
         ud2
     .org vmrun_syscall_trampoline + {sysret}
         sysretq
-    // A call above 20: rseq first (answered here where the run allows,
-    // below), then the table's `PATH_BYTE` (closed, as nearly always
-    // outside runs of such calls, two instructions more than the way
-    // straight to the `int 0x80`), then whether the call is one of a path
-    // (a byte per call number, below).
+    // A call above 20 (and up to faccessat2's, the class table's last):
+    // its class byte's `QUICK` first (a call answered here, below), then
+    // the table's `PATH_BYTE` (closed, as nearly always outside runs of
+    // such calls, two instructions more than the way straight to the
+    // `int 0x80`), then whether the call is one of a path (its class
+    // byte's bit 1).
     3:
-        cmp rax, {rseq}
-        je 5f
+        cmp rax, {faccessat2}
+        ja 2b
+    vmrun_trampoline_quick_test:
+        test byte ptr [rax + {classes}], {quick}
+        jnz 5f
     vmrun_trampoline_path_test:
         test byte ptr [{table} + {path_byte}], {open}
         jz 2b
-        cmp rax, {faccessat2}
-        ja 2b
     vmrun_trampoline_class_test:
         test byte ptr [rax + {classes}], 1
         jz 2b
         jmp 7b
-    // rseq, which the kernel does not provide: ENOSYS whatever the
-    // arguments, as the kernel answers it, without entering it, when its
-    // class byte has `QUICK` (set at the start of a run whose calls are
-    // not watched: `open_quick_answers`). A return address that is not a
-    // user one goes to the kernel (which kills the program). The return:
-    // on kvm_pvm, where the trampoline runs in user mode, a jump to RCX
-    // (RFLAGS as the tests left them, TF, DF and AC clear as SYSCALL left
-    // them, as the stdin ring's return); where it runs in ring 0 (VMX/SVM)
-    // boot makes it a `sysretq` (`table_test_in_ring0`).
+    // The calls whose answer the kernel never changes: rseq, which it
+    // does not provide (ENOSYS whatever the arguments), and getuid,
+    // getgid, geteuid and getegid (0: the guest's one user is root),
+    // answered here without entering it. Their class bytes have `QUICK`
+    // unless the run's calls are watched (`close_quick_answers`). A return
+    // address that is not a user one goes to the kernel (which kills the
+    // program). The return: on kvm_pvm, where the trampoline runs in user
+    // mode, a jump to RCX (RFLAGS as the tests left them, TF, DF and AC
+    // clear as SYSCALL left them, as the stdin ring's return); where it
+    // runs in ring 0 (VMX/SVM) boot makes it a `sysretq`
+    // (`table_test_in_ring0`).
     5:
-    vmrun_trampoline_quick_test:
-        test byte ptr [{classes} + {rseq}], {quick}
-        jz 2b
-        mov rax, rcx
-        shr rax, 47
-        jnz 6f
+        bt rcx, 47
+        jc 2b
+        cmp eax, {rseq}
         mov rax, -{enosys}
+        je vmrun_trampoline_quick_return
+        xor eax, eax
     vmrun_trampoline_quick_return:
         jmp rcx
         nop
-    6:
-        mov eax, {rseq}
-        jmp 2b
     .org vmrun_syscall_trampoline + {table_off}
         .quad 0
     .org vmrun_syscall_trampoline + {table_off} + {table_span}, 0
@@ -552,15 +552,18 @@ global_asm!(
         xor edi, edi
         jmp 2b
 
-    // Which calls are calls of a path, by number (0 to faccessat2's): 1
-    // for access, readlink, getxattr, lgetxattr, newfstatat, readlinkat,
-    // faccessat, statx and faccessat2.
+    // The class of each call, by number (0 to faccessat2's): 1 for the
+    // calls of a path (access, readlink, getxattr, lgetxattr, newfstatat,
+    // readlinkat, faccessat, statx and faccessat2), `QUICK` for those the
+    // trampoline answers (getuid, getgid, geteuid, getegid and rseq).
     .org vmrun_syscall_trampoline + {classes_off}, 0
         .fill {access}, 1, 0
         .byte 1
         .fill {readlink} - {access} - 1, 1, 0
         .byte 1
-        .fill {getxattr} - {readlink} - 1, 1, 0
+        .fill {getuid} - {readlink} - 1, 1, 0
+        .byte {quick}, 0, {quick}, 0, 0, {quick}, {quick}
+        .fill {getxattr} - {getegid} - 1, 1, 0
         .byte 1, 1
         .fill {newfstatat} - {lgetxattr} - 1, 1, 0
         .byte 1
@@ -569,8 +572,8 @@ global_asm!(
         .fill {faccessat} - {readlinkat} - 1, 1, 0
         .byte 1
         .fill {statx} - {faccessat} - 1, 1, 0
-        .byte 1
-        .fill {faccessat2} - {statx} - 1, 1, 0
+        .byte 1, 0, {quick}
+        .fill {faccessat2} - {rseq} - 1, 1, 0
         .byte 1
     "#,
     krsp = sym KERNEL_RSP,
@@ -606,6 +609,8 @@ global_asm!(
     faccessat = const guest_kernel::syscall::nr::FACCESSAT,
     faccessat2 = const guest_kernel::syscall::nr::FACCESSAT2,
     rseq = const guest_kernel::syscall::nr::RSEQ,
+    getuid = const guest_kernel::syscall::nr::GETUID,
+    getegid = const guest_kernel::syscall::nr::GETEGID,
     quick = const QUICK,
     enosys = const guest_kernel::errno::Errno::ENOSYS as i64,
     table_span = const trampoline::TABLE_SPAN,
@@ -689,7 +694,7 @@ pub fn table_test_in_ring0(mem: &mut super::phys::DirectMap) {
     for (at, disp) in [
         (path_test + 3, view + trampoline::PATH_BYTE),
         (class_test + 2, image + PATH_CLASSES),
-        (quick_test + 3, image + PATH_CLASSES + nr::RSEQ),
+        (quick_test + 2, image + PATH_CLASSES),
     ] {
         mem.write_bytes(SYSCALL_TRAMPOLINE_PHYS + at, &(disp as u32).to_le_bytes());
     }
@@ -710,22 +715,28 @@ fn path_tests() -> (u64, u64, u64) {
     (path, class, quick)
 }
 
-/// The bit of a call's class byte (below [`PATH_CLASSES`]) with which the
-/// trampoline answers the call itself, without entering the kernel: only
-/// rseq's (ENOSYS, the kernel's answer whatever the arguments).
+/// The bit of a call's class byte (at [`PATH_CLASSES`]) with which the
+/// trampoline answers the call itself, without entering the kernel: the
+/// calls whose answer never changes (rseq's ENOSYS; getuid, getgid,
+/// geteuid and getegid's 0). Assembled set.
 const QUICK: u8 = 2;
 
-/// Let the trampoline answer rseq itself from now on (see [`QUICK`]): at
-/// the start of a run whose system calls are neither watched (`--strace`,
-/// `--stats`, `-v`, traced calls) nor stopped at by a debugger, which
-/// must see every call enter the kernel. On kvm_pvm a kernel entry costs
-/// tens of microseconds, and every glibc program makes this call once at
-/// start-up. Through the direct map, as the image's text is mapped
-/// read-only.
-pub fn open_quick_answers(mem: &mut super::phys::DirectMap) {
+/// The calls the trampoline answers itself ([`QUICK`]), by number.
+pub const QUICK_CALLS: [u64; 5] = [nr::GETUID, nr::GETGID, nr::GETEUID, nr::GETEGID, nr::RSEQ];
+
+/// Send the calls the trampoline would answer itself ([`QUICK`]) to the
+/// kernel after all: for a run whose system calls are watched (`--strace`,
+/// `--stats`, `-v`, traced calls) or stopped at by a debugger, which must
+/// see every call enter it. Elsewhere they cost no kernel entry, which on
+/// kvm_pvm is tens of microseconds (every glibc program calls rseq at
+/// start-up, bash the four others). Through the direct map, as the
+/// image's text is mapped read-only.
+pub fn close_quick_answers(mem: &mut super::phys::DirectMap) {
     use guest_kernel::mm::phys::PhysMem;
     use vmrun_contract::layout::SYSCALL_TRAMPOLINE_PHYS;
-    mem.write_bytes(SYSCALL_TRAMPOLINE_PHYS + PATH_CLASSES + nr::RSEQ, &[QUICK]);
+    for n in QUICK_CALLS {
+        mem.write_bytes(SYSCALL_TRAMPOLINE_PHYS + PATH_CLASSES + n, &[0]);
+    }
 }
 
 extern "C" {
