@@ -92,6 +92,21 @@ fn bad_syscall_args_get_efault_ebadf_enosys_and_print_all_ok() {
     );
 }
 
+/// The guest's one user is root, in no supplementary group: busybox's
+/// `id` asks for its groups (getgroups), which must not fail (it was
+/// ENOSYS: "id: can't get groups", status 1). Not compared with a native
+/// run, whose user may be another.
+#[test]
+fn id_reports_the_guests_root_user_and_no_groups() {
+    if !require_kvm() || !require_programs(&["/bin/busybox"]) {
+        return;
+    }
+    let output = run(vmrun_command(["/bin/busybox", "id"]), b"");
+    assert_clean_exit(&output, b"uid=0(root) gid=0(root)\n");
+    let output = run(vmrun_command(["/bin/busybox", "id", "-G"]), b"");
+    assert_clean_exit(&output, b"0\n");
+}
+
 #[test]
 fn bad_pointers_fail_every_system_call_as_natively() {
     if !require_kvm() {

@@ -46,6 +46,12 @@ static void check_other_errors(void)
     static const char byte = 'x';
     expect_error("write to fd -1", syscall(SYS_write, -1, &byte, 1), EBADF, "EBADF");
     expect_error("write to fd 1000", syscall(SYS_write, 1000, &byte, 1), EBADF, "EBADF");
+    expect_error("getgroups of -1 groups", syscall(SYS_getgroups, -1, NULL), EINVAL, "EINVAL");
+    unsigned int id = 7;
+    expect_error("getresuid into 0x1", syscall(SYS_getresuid, &id, &id, 0x1UL), EFAULT,
+                 "EFAULT");
+    expect_error("getresgid into the kernel half",
+                 syscall(SYS_getresgid, KERNEL_HALF, &id, &id), EFAULT, "EFAULT");
     expect_error("syscall 1000", syscall(1000), ENOSYS, "ENOSYS");
     expect_error("syscall -1", syscall(-1), ENOSYS, "ENOSYS");
 }

@@ -1,7 +1,8 @@
-//! uname: what the program learns about "the kernel".
+//! uname: what the program learns about "the kernel"; the ids of the
+//! guest's one user, root.
 
 use super::{Ctx, HostIo};
-use crate::errno::KResult;
+use crate::errno::{Errno, KResult};
 use crate::mm::phys::PhysMem;
 use crate::uaccess::copy_to_user;
 
@@ -25,6 +26,29 @@ pub fn uname<M: PhysMem, H: HostIo>(cx: &mut Ctx<'_, '_, '_, M, H>, buf: u64) ->
         u[i * FIELD..i * FIELD + f.len()].copy_from_slice(f);
     }
     copy_to_user(&mut cx.p.mm, cx.env, buf, &u)?;
+    Ok(0)
+}
+
+/// getgroups(size, list): the guest's one user, root, is in no
+/// supplementary group: 0 whatever the list (EINVAL for a negative size,
+/// as Linux).
+pub fn getgroups(size: u64) -> KResult<i64> {
+    if (size as i32) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
+/// getresuid(ruid, euid, suid) and getresgid(rgid, egid, sgid): root's
+/// 0 in each of the three `u32`s (EFAULT for a bad pointer, as Linux, the
+/// ones before it written).
+pub fn getres_ids<M: PhysMem, H: HostIo>(
+    cx: &mut Ctx<'_, '_, '_, M, H>,
+    ids: [u64; 3],
+) -> KResult<i64> {
+    for at in ids {
+        copy_to_user(&mut cx.p.mm, cx.env, at, &0u32.to_le_bytes())?;
+    }
     Ok(0)
 }
 

@@ -178,6 +178,9 @@ pub mod nr {
     pub const GETGID: u64 = 104;
     pub const GETEUID: u64 = 107;
     pub const GETEGID: u64 = 108;
+    pub const GETGROUPS: u64 = 115;
+    pub const GETRESUID: u64 = 118;
+    pub const GETRESGID: u64 = 120;
     pub const GETPPID: u64 = 110;
     pub const SIGALTSTACK: u64 = 131;
     pub const ARCH_PRCTL: u64 = 158;
@@ -354,6 +357,9 @@ pub fn name(n: u64) -> &'static str {
         nr::GETGID => "getgid",
         nr::GETEUID => "geteuid",
         nr::GETEGID => "getegid",
+        nr::GETGROUPS => "getgroups",
+        nr::GETRESUID => "getresuid",
+        nr::GETRESGID => "getresgid",
         nr::GETPPID => "getppid",
         nr::ARCH_PRCTL => "arch_prctl",
         nr::GETTID => "gettid",
@@ -930,6 +936,8 @@ pub fn dispatch_in_line<M: PhysMem, H: HostIo>(
         nr::SET_TID_ADDRESS => Action::Return(process::set_tid_address(cx, a[0])),
         nr::ARCH_PRCTL => ret(process::arch_prctl(cx, a[0], a[1])),
         nr::UNAME => ret(info::uname(cx, a[0])),
+        nr::GETGROUPS => ret(info::getgroups(a[0])),
+        nr::GETRESUID | nr::GETRESGID => ret(info::getres_ids(cx, [a[0], a[1], a[2]])),
         nr::POLL => ret(misc::poll(cx, a[0], a[1], a[2] as i32 as i64)),
         nr::EPOLL_CREATE => ret(if (a[0] as i32) <= 0 {
             Err(Errno::EINVAL)
