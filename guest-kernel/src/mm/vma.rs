@@ -272,6 +272,38 @@ impl Vma {
         self.start = addr;
     }
 
+    /// Whether `self`, lying inside `whole`, is `whole`'s part over its
+    /// range (what [`Self::start_at`] and a lower end would cut from it,
+    /// [`PartialEq`]'s way: the rights, the anonymous memory and the
+    /// backing at the same file offset), compared field by field, with no
+    /// copy of `whole` cut.
+    #[inline(always)]
+    pub(super) fn is_part_of(&self, whole: &Vma) -> bool {
+        debug_assert!(whole.start <= self.start && self.end <= whole.end);
+        // The rights first: a segment with rights of its own, the common
+        // case, is told apart there.
+        let same = self.prot == whole.prot && self.flags.kind() == whole.flags.kind();
+        if !same || self.anon != whole.anon {
+            return false;
+        }
+        match (self.backing, whole.backing) {
+            (Backing::Anon, Backing::Anon) => true,
+            (
+                Backing::File {
+                    file,
+                    offset,
+                    data_end,
+                },
+                Backing::File {
+                    file: f,
+                    offset: o,
+                    data_end: d,
+                },
+            ) => file == f && data_end == d && offset == o.wrapping_add(self.start - whole.start),
+            _ => false,
+        }
+    }
+
     /// Whether `next` (starting at `self.end`) can be merged into `self`.
     #[inline(always)]
     pub(super) fn can_merge_with(&self, next: &Vma) -> bool {
@@ -1385,6 +1417,82 @@ mod tests {
         let mut out = alloc::vec::Vec::new();
         set.take_journal(|c| out.push(*c));
         out
+    }
+
+    #[test]
+    fn is_part_of_matches_the_cut_piece_compared_whole() {
+        let whole = Vma {
+            anon: 3,
+            ..exec_areas()[1]
+        };
+        let whole = Vma {
+            end: 0x40_6000,
+            ..whole
+        };
+        let file = |offset, data_end| Backing::File {
+            file: 3,
+            offset,
+            data_end,
+        };
+        let cut = |start, end| {
+            let mut piece = whole;
+            piece.start_at(start);
+            piece.end = end;
+            piece
+        };
+        let fresh = VmFlags(whole.flags.0 | VmFlags::FRESH.0);
+        let cases = [
+            cut(0x40_3000, 0x40_5000),
+            cut(0x40_2000, 0x40_6000),
+            Vma {
+                flags: fresh,
+                ..cut(0x40_4000, 0x40_5000)
+            },
+            Vma {
+                backing: file(0, u64::MAX),
+                ..cut(0x40_3000, 0x40_4000)
+            },
+            Vma {
+                backing: file(0x1000, 0x9000),
+                ..cut(0x40_3000, 0x40_4000)
+            },
+            Vma {
+                backing: Backing::File {
+                    file: 4,
+                    offset: 0x1000,
+                    data_end: u64::MAX,
+                },
+                ..cut(0x40_3000, 0x40_4000)
+            },
+            Vma {
+                backing: Backing::Anon,
+                ..cut(0x40_3000, 0x40_4000)
+            },
+            Vma {
+                prot: Prot::READ,
+                ..cut(0x40_3000, 0x40_4000)
+            },
+            Vma {
+                flags: VmFlags::SHARED,
+                ..cut(0x40_3000, 0x40_4000)
+            },
+            Vma {
+                anon: 0,
+                ..cut(0x40_3000, 0x40_4000)
+            },
+        ];
+        let expect = [
+            true, true, true, false, false, false, false, false, false, false,
+        ];
+        for (v, want) in cases.iter().zip(expect) {
+            let piece = cut(v.start, v.end);
+            assert_eq!(v.is_part_of(&whole), piece == *v, "{v:?}");
+            assert_eq!(v.is_part_of(&whole), want, "{v:?}");
+        }
+        let anon = Vma::anon(0x1000, 0x5000, Prot::RW, VmFlags::NONE);
+        let inner = Vma::anon(0x2000, 0x3000, Prot::RW, VmFlags::NONE);
+        assert!(inner.is_part_of(&anon));
+        assert!(!Vma { anon: 7, ..inner }.is_part_of(&anon));
     }
 
     #[test]

@@ -1322,15 +1322,7 @@ impl VmaTree {
             return None;
         }
         let (head, tail) = (new.start > old.start, new.end < old.end);
-        // (The rights first: a segment with rights of its own, the common
-        // case, is told apart without the whole comparison.)
-        let same_rights = (new.prot, new.flags.kind()) == (old.prot, old.flags.kind());
-        if same_rights && {
-            let mut piece = old;
-            piece.start_at(new.start);
-            piece.end = new.end;
-            piece == new
-        } {
+        if new.is_part_of(&old) {
             // Split and merged back, it would be the same area (fresh, as
             // both parts are), unless a neighbour it reaches then merged
             // with it, which it does not now either.
