@@ -111,7 +111,7 @@ impl Mm {
         sp: u64,
     ) -> KResult<()> {
         child.init(env.mem, env.frames, kernel)?;
-        child.vmas = self.vmas.try_clone()?;
+        self.vmas.copy_into(&mut child.vmas)?;
         child.vmas.set_journaling(false);
         child.copy_layout(self);
         // As Linux's `vma_needs_copy`: an area that never had a private

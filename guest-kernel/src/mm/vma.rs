@@ -615,8 +615,19 @@ impl VmaSet {
     /// do not fit in the kernel heap's budget for them).
     pub fn try_clone(&self) -> KResult<VmaSet> {
         let mut c = VmaSet::new();
-        c.t = self.t.try_clone()?;
+        self.copy_into(&mut c)?;
         Ok(c)
+    }
+
+    /// Make `to` such a copy in place (ENOMEM, and `to` unchanged, as
+    /// [`Self::try_clone`]): as `*to = self.try_clone()?`, without a whole
+    /// set built apart and moved in (a fork's child's).
+    pub fn copy_into(&self, to: &mut VmaSet) -> KResult<()> {
+        self.t.copy_into(&mut to.t)?;
+        to.journal = Vec::new();
+        to.journal_lost = 0;
+        to.journaling = false;
+        Ok(())
     }
 
     /// Whether changes are journaled.

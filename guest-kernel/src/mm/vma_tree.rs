@@ -540,6 +540,24 @@ impl VmaTree {
         self.hot.vma.start = u64::MAX;
     }
 
+    /// Make `to` a copy of this tree, in place (ENOMEM, and `to`
+    /// unchanged, if the node budget or the heap runs out): as `*to =
+    /// self.try_clone()?`, without a whole tree built apart and moved in.
+    pub fn copy_into(&self, to: &mut VmaTree) -> KResult<()> {
+        to.root = match &self.root {
+            Some(r) => Some(r.try_clone()?),
+            None => None,
+        };
+        to.len = self.len;
+        to.bytes = self.bytes;
+        to.data_bytes = self.data_bytes;
+        *to.finger.get_mut() = Finger::default();
+        to.hot = Hot::NONE;
+        to.grown = 0;
+        *to.gap_pos.get_mut() = 0;
+        Ok(())
+    }
+
     /// A copy (ENOMEM if the node budget or the heap runs out).
     pub fn try_clone(&self) -> KResult<VmaTree> {
         let root = match &self.root {
@@ -2445,6 +2463,25 @@ mod tests {
             t.insert_at(k as usize, area(k)).unwrap();
         }
         t
+    }
+
+    #[test]
+    fn copy_into_a_used_tree_makes_it_what_try_clone_makes() {
+        for (n, m) in [(0, 5), (5, 0), (30, 3), (200, 50)] {
+            let from = tree_of(n);
+            let mut to = tree_of(m);
+            to.find_hot(0);
+            from.copy_into(&mut to).unwrap();
+            let want = from.try_clone().unwrap();
+            let areas = |t: &VmaTree| t.iter().copied().collect::<alloc::vec::Vec<_>>();
+            assert_eq!(areas(&to), areas(&want), "{n} from {m}");
+            assert_eq!(
+                (to.len(), to.bytes(), to.data_bytes()),
+                (want.len(), want.bytes(), want.data_bytes())
+            );
+            assert_eq!((to.hot.pos, to.grown, to.gap_pos.get()), (usize::MAX, 0, 0));
+            assert_eq!(to.finger.get().len, 0);
+        }
     }
 
     #[test]
