@@ -41,6 +41,11 @@ pub const LEAF_CAP: usize = 42;
 const SCAN_MAX: usize = 12;
 /// Children per inner node.
 pub const INNER_CAP: usize = 12;
+/// Fewest areas of a one-leaf tree whose top-down searches keep what they
+/// learn of the areas above the gap they find ([`Dense`]): a dynamically
+/// linked program's from its first mmap (ld.so's start-up has 12), where
+/// the next search then passes over a library's areas no more.
+const DENSE_MIN: usize = 12;
 /// A non-root node with fewer entries is merged with or refilled from a
 /// sibling.
 const MIN_FILL: usize = 4;
@@ -401,6 +406,31 @@ struct Finger {
     low: u64,
 }
 
+/// What the last top-down search of a one-leaf tree learnt of the areas
+/// above the gap it found: every two neighbouring areas that both start at
+/// or above `from` leave no room between them for a search below `high`
+/// (or below any lower top), nor would any area put between them (see
+/// [`no_room`]). It holds until an area is removed or shrunk: every such
+/// change drops the hot copy, which forgets it (`high` becomes 0, below
+/// which no search finds room anyway); an insert, a growth, a merge or a
+/// replacement inside an area makes no room.
+#[derive(Clone, Copy, Debug)]
+struct Dense {
+    from: u64,
+    high: u64,
+}
+
+impl Dense {
+    /// No knowledge (all zeros, as the fields beside it start).
+    const NONE: Dense = Dense { from: 0, high: 0 };
+}
+
+impl Default for Dense {
+    fn default() -> Self {
+        Dense::NONE
+    }
+}
+
 /// A copy of the area [`VmaTree::find_hot`] found last, and its position.
 #[derive(Clone, Copy, Debug)]
 struct Hot {
@@ -445,6 +475,9 @@ pub struct VmaTree {
     /// found (where an area placed there goes): tried, and checked, before
     /// a search by [`Self::hinted_slot`].
     gap_pos: Cell<usize>,
+    /// What the last top-down search learnt ([`Dense`]): the next one
+    /// starts below the areas it vouches for.
+    dense: Cell<Dense>,
 }
 
 /// What an area adds to the (total, data) byte counts.
@@ -471,6 +504,7 @@ impl VmaTree {
             hot: Hot::NONE,
             grown: 0,
             gap_pos: Cell::new(0),
+            dense: Cell::new(Dense::NONE),
         }
     }
 
@@ -538,6 +572,7 @@ impl VmaTree {
     fn drop_hot(&mut self) {
         self.hot.pos = usize::MAX;
         self.hot.vma.start = u64::MAX;
+        self.dense.get_mut().high = 0;
     }
 
     /// Make `to` a copy of this tree, in place (ENOMEM, and `to`
@@ -555,6 +590,7 @@ impl VmaTree {
         to.hot = Hot::NONE;
         to.grown = 0;
         *to.gap_pos.get_mut() = 0;
+        *to.dense.get_mut() = Dense::NONE;
         Ok(())
     }
 
@@ -573,6 +609,7 @@ impl VmaTree {
             hot: Hot::NONE,
             grown: 0,
             gap_pos: Cell::new(0),
+            dense: Cell::new(Dense::NONE),
         })
     }
 
@@ -1758,7 +1795,12 @@ impl VmaTree {
             return Some(a);
         }
         if let Some(Node::Leaf(v)) = &self.root {
-            if let Some((a, above)) = leaf_gap(v, len, low, high) {
+            // A small leaf is searched in a few steps, and keeps nothing.
+            let found = match v.len() >= DENSE_MIN {
+                true => self.leaf_gap_kept(v, len, low, high),
+                false => leaf_gap::<false>(v, len, low, high).0,
+            };
+            if let Some((a, above)) = found {
                 // The area above the gap: where one placed there goes.
                 let pos = (above as *const Vma as usize - v.as_ptr() as usize)
                     / core::mem::size_of::<Vma>();
@@ -1770,6 +1812,55 @@ impl VmaTree {
         }
         self.gap_pos.set(0);
         fits(low, first_gap.min(high))
+    }
+
+    /// [`leaf_gap`] in leaf `v` below the areas the last search vouched
+    /// for, if it did ([`Self::dense_top`]), what it learns kept.
+    #[inline(always)]
+    fn leaf_gap_kept<'a>(
+        &self,
+        v: &'a [Vma],
+        len: u64,
+        low: u64,
+        high: u64,
+    ) -> Option<(u64, &'a Vma)> {
+        let top = self.dense_top(v, high);
+        let (found, dense) = leaf_gap::<true>(&v[..top], len, low, high);
+        let (_, above) = found?;
+        self.dense.set(match dense {
+            true => Dense {
+                from: above.start,
+                high,
+            },
+            false => Dense::NONE,
+        });
+        found
+    }
+
+    /// How many of leaf `v`'s areas a top-down search below `high` must
+    /// look at, from the first: all of them, but when [`Dense`]
+    /// vouches for those from the hot area up (as a rule the area the last
+    /// search's mapping made, or one it was mapped over), checked from it
+    /// up to the first area the last search vouched for. The hot area is
+    /// a guess: the check makes any position right.
+    #[inline(always)]
+    fn dense_top(&self, v: &[Vma], high: u64) -> usize {
+        let d = self.dense.get();
+        let p = self.hot.pos;
+        if high > d.high || p >= v.len() {
+            return v.len();
+        }
+        let mut below = &v[p];
+        for above in &v[p + 1..] {
+            if below.start >= d.from {
+                break;
+            }
+            if !no_room(below, above, high) {
+                return v.len();
+            }
+            below = above;
+        }
+        p + 1
     }
 
     /// Where an area over `[start, end)` goes if the position of the last
@@ -2154,7 +2245,7 @@ fn gap_in(node: &Node, len: u64, low: u64, high: u64) -> Option<u64> {
     let fits = |bot: u64, top: u64| (top >= bot && top - bot >= len).then(|| top - len);
     let floor = low.saturating_add(len);
     match node {
-        Node::Leaf(v) => leaf_gap(v, len, low, high).map(|(a, _)| a),
+        Node::Leaf(v) => leaf_gap::<false>(v, len, low, high).0.map(|(a, _)| a),
         Node::Inner(k) => {
             for j in (0..k.len()).rev() {
                 let s = &k[j].sum;
@@ -2179,30 +2270,51 @@ fn gap_in(node: &Node, len: u64, low: u64, high: u64) -> Option<u64> {
 }
 
 /// [`gap_in`] of a leaf's areas `v`: the start found and the area above
-/// the gap.
-fn leaf_gap(v: &[Vma], len: u64, low: u64, high: u64) -> Option<(u64, &Vma)> {
+/// the gap; with `KEEP`, also whether every two neighbours passed above
+/// it leave no room ([`no_room`]).
+fn leaf_gap<const KEEP: bool>(
+    v: &[Vma],
+    len: u64,
+    low: u64,
+    high: u64,
+) -> (Option<(u64, &Vma)>, bool) {
     let fits = |bot: u64, top: u64| (top >= bot && top - bot >= len).then(|| top - len);
     let floor = low.saturating_add(len);
     // Each area with the one above it, from the top: two pointers walked
     // down, no index to check.
     let mut areas = v.iter().rev();
-    let mut above = areas.next()?;
+    let Some(mut above) = areas.next() else {
+        return (None, false);
+    };
+    let mut dense = true;
     for below in areas {
         // Areas that touch leave no gap (a guard gap only shrinks one):
         // the common case of a library's segments, passed with one
         // comparison.
         if below.end != above.start {
             if let Some(a) = fits(below.end.max(low), above.start_gap().min(high)) {
-                return Some((a, above));
+                return (Some((a, above)), dense);
             }
+            dense = KEEP && dense && no_room(below, above, high);
             // Every lower gap ends at or below this area's start.
             if below.start < floor {
-                return None;
+                return (None, false);
             }
         }
         above = below;
     }
-    None
+    (None, false)
+}
+
+/// Whether neighbouring areas `below` and `above` leave no room between
+/// them for a top-down search below `high` (whatever its bottom), and
+/// would not with any area put between them: the room reckoned up to
+/// `above`'s start rather than its guard gap's (room below an area put in
+/// a stack's guard gap is room the stack's gap no longer covers).
+#[inline(always)]
+fn no_room(below: &Vma, above: &Vma, high: u64) -> bool {
+    // (Touching areas, the common case, first.)
+    below.end == above.start || above.start.min(high) <= below.end
 }
 
 /// In-order iterator over a [`VmaTree`].
@@ -2481,6 +2593,7 @@ mod tests {
             );
             assert_eq!((to.hot.pos, to.grown, to.gap_pos.get()), (usize::MAX, 0, 0));
             assert_eq!(to.finger.get().len, 0);
+            assert_eq!(to.dense.get().high, 0, "nothing vouched for");
         }
     }
 
@@ -2658,6 +2771,87 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_search_starts_below_the_areas_the_last_one_vouched_for_until_room_is_made() {
+        const P: u64 = 0x1000;
+        let high = 0x100 * P;
+        let at = |s: u64, e: u64, prot| Vma::anon(s, e, prot, VmFlags::NONE);
+        let map = |t: &mut VmaTree, len: u64, prot| {
+            let a = t.find_gap_top_down(len, P, high).unwrap();
+            t.insert_merged_in_leaf(at(a, a + len, prot)).unwrap();
+            a
+        };
+        let mut t = VmaTree::new();
+        t.insert_at(
+            0,
+            Vma::anon(0x200 * P, 0x210 * P, Prot::RW, VmFlags::GROWSDOWN),
+        )
+        .unwrap();
+        t.insert_merged_in_leaf(at(0x10 * P, 0x20 * P, Prot::READ))
+            .unwrap();
+        // Areas enough for a search to keep what it learns.
+        for k in 0..DENSE_MIN as u64 {
+            t.insert_merged_in_leaf(at((0x30 + 2 * k) * P, (0x31 + 2 * k) * P, Prot::READ))
+                .unwrap();
+        }
+        // Each below the last, the tree's shape no longer searched above.
+        assert_eq!(map(&mut t, 2 * P, Prot::RW), high - 2 * P);
+        assert_eq!(map(&mut t, P, Prot::READ), high - 3 * P);
+        assert_eq!(map(&mut t, P, Prot::RW), high - 4 * P);
+        assert!(t.dense_top(t.leaf_of(0).0, high) < t.len(), "vouched for");
+        // Room made among the areas vouched for, and an area put below
+        // them (the hot one then): found, where it is the highest.
+        t.remove_in_one_area(high - 2 * P, high - P, &mut |_| ())
+            .unwrap();
+        t.insert_merged_in_leaf(at(high - 5 * P, high - 4 * P, Prot::READ))
+            .unwrap();
+        assert_eq!(t.find_gap_top_down(P, P, high), Some(high - 2 * P));
+        // Another search's bounds: the same answer as a copy's (which
+        // knows nothing).
+        let copy = t.try_clone().unwrap();
+        for h in [high - P, high + P, 0x30 * P] {
+            assert_eq!(
+                t.find_gap_top_down(P, P, h),
+                copy.find_gap_top_down(P, P, h),
+                "{h:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn room_a_stacks_guard_gap_hides_is_not_vouched_for() {
+        const P: u64 = 0x1000;
+        // The stack's guard gap reaches down to the area below it, above
+        // which the search's top lies.
+        let high = 0x180 * P;
+        let at = |s: u64, e: u64, prot| Vma::anon(s, e, prot, VmFlags::NONE);
+        let mut t = VmaTree::new();
+        t.insert_at(
+            0,
+            Vma::anon(0x200 * P, 0x210 * P, Prot::RW, VmFlags::GROWSDOWN),
+        )
+        .unwrap();
+        t.insert_merged_in_leaf(at(0xf0 * P, 0x100 * P, Prot::RW))
+            .unwrap();
+        t.insert_merged_in_leaf(at(0x10 * P, 0x20 * P, Prot::READ))
+            .unwrap();
+        // Areas enough for a search to keep what it learns.
+        for k in 0..DENSE_MIN as u64 {
+            t.insert_merged_in_leaf(at((0x30 + 2 * k) * P, (0x31 + 2 * k) * P, Prot::READ))
+                .unwrap();
+        }
+        let a = t.find_gap_top_down(P, P, high).unwrap();
+        assert_eq!(a, 0xef * P, "below the area the guard gap reaches");
+        t.insert_merged_in_leaf(at(a, a + P, Prot::READ)).unwrap();
+        // An area put in the guard gap: room below it, then an area
+        // below the others (the hot one).
+        t.insert_merged_in_leaf(at(0x150 * P, 0x151 * P, Prot::READ))
+            .unwrap();
+        t.insert_merged_in_leaf(at(0xee * P, 0xef * P, Prot::RW))
+            .unwrap();
+        assert_eq!(t.find_gap_top_down(P, P, high), Some(0x14f * P));
     }
 
     /// [`VmFlags::FRESH`] if `fresh`, else no flags.

@@ -219,6 +219,11 @@ enum Step {
     Split {
         page: u64,
     },
+    /// A stack's area (growing down, with a guard gap below it).
+    Stack {
+        page: u64,
+        pages: u64,
+    },
     /// An mmap with no address: at the highest gap below `top` that a
     /// top-down search finds, as `get_unmapped_area` places it.
     MapFree {
@@ -248,7 +253,10 @@ fn step() -> impl Strategy<Value = Step> {
         ),
         1 => page.clone().prop_map(|page| Step::Touch { page }),
         1 => page.clone().prop_map(|page| Step::Split { page }),
-        2 => (1..6u64, 0..4u8, page, flag).prop_map(
+        1 => (page.clone(), 1..4u64).prop_map(|(page, pages)| Step::Stack { page, pages }),
+        // Searches below one top, as an mmap's below `mmap_base`, most of
+        // them: what one search learns serves the next.
+        3 => (1..6u64, 0..4u8, prop_oneof![page, Just(STEP_PAGES)], flag).prop_map(
             |(pages, prot, top, file)| Step::MapFree { pages, prot, top, file }
         ),
     ]
@@ -329,12 +337,27 @@ fn apply_step(set: &mut VmaSet, last: &mut u32, s: Step) -> String {
             None => "hole".into(),
         },
         Step::Split { page } => format!("{:?}", set.split_at(page * PAGE)),
+        Step::Stack { page, pages } => {
+            let (s, e) = (page * PAGE, (page + pages) * PAGE);
+            let v = Vma::anon(s, e, Prot::RW, VmFlags::GROWSDOWN);
+            format!("{:?}", set.insert_merged(v))
+        }
         Step::MapFree {
             pages,
             prot,
             top,
             file,
         } => match set.find_gap_top_down(pages * PAGE, PAGE, top * PAGE) {
+            // What the last search learnt changes no answer: a copy, which
+            // knows nothing, finds the same.
+            a if a
+                != set
+                    .try_clone()
+                    .unwrap()
+                    .find_gap_top_down(pages * PAGE, PAGE, top * PAGE) =>
+            {
+                panic!("{s:?}: {a:?}, not what a search of every area finds")
+            }
             Some(a) => {
                 let r = set.insert_merged(mapping(a / PAGE, pages, prot, file));
                 format!("{a:#x} {r:?}")
@@ -378,6 +401,11 @@ proptest! {
                     let account = prot_of(prot).contains(Prot::WRITE);
                     for p in page..page + pages {
                         model.insert(p, (prot % 4, account));
+                    }
+                }
+                Step::Stack { page, pages } if a.starts_with("Ok") => {
+                    for p in page..page + pages {
+                        model.insert(p, (2, true));
                     }
                 }
                 Step::MapFree { pages, prot, .. } if a.starts_with("0x") => {
