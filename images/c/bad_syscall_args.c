@@ -83,8 +83,8 @@ static void check_direction_flag(void)
    arguments) with known values in every register; out[0] gets rax, then
    rbx, rbp, rdi, rsi, rdx, r8, r9, r10, r12, r13, r14, r15. Where calls
    are not watched, vmrun's syscall trampoline answers rseq (ENOSYS: the
-   guest kernel has none) and getuid, getgid, geteuid and getegid (0)
-   itself: every register but rax, rcx and r11 must come back as it went,
+   guest kernel has none), getuid, getgid, geteuid and getegid (0) and
+   brk(0) (the break) itself: every register but rax, rcx and r11 must come back as it went,
    as from the kernel. */
 void syscall_probe(unsigned long *out, long nr);
 __asm__(".text\n"
@@ -142,8 +142,9 @@ static void check_registers_kept(void)
     CHECK(probe("getgid", SYS_getgid) == (long)getgid(), "getgid");
     CHECK(probe("geteuid", SYS_geteuid) == (long)geteuid(), "geteuid");
     CHECK(probe("getegid", SYS_getegid) == (long)getegid(), "getegid");
-    printf("rseq, getuid, getgid, geteuid, getegid keep every register but rax, rcx "
-           "and r11 ok\n");
+    CHECK(probe("brk", SYS_brk) == (long)sbrk(0), "brk(0)");
+    printf("rseq, getuid, getgid, geteuid, getegid, brk(0) keep every register but rax, "
+           "rcx and r11 ok\n");
 }
 
 int main(void)

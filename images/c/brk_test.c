@@ -3,12 +3,16 @@
  * new memory is zero and writable; shrinking returns the lower break; pages
  * given back and grown again read as zero; a request below the start of the
  * heap, beyond user space or by more than all of RAM at once (a terabyte)
- * is refused by returning the unchanged break.
+ * is refused by returning the unchanged break; a forked child starts with
+ * its parent's break and moves only its own. brk(0) is read after each
+ * change (vmrun's syscall trampoline answers it from the break the kernel
+ * publishes).
  * Prints "brk ok" and exits 0; any failed check exits 1 saying what. */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -61,6 +65,7 @@ int main(void)
     fill_and_verify(start, top);
     expect_brk(0, top, "read after grow");
     expect_brk(low, low, "shrink");
+    expect_brk(0, low, "read after shrink");
     expect_brk(top, top, "grow again");
     expect_zero(page_up(low), top);
     fill_and_verify(low, top);
@@ -68,6 +73,22 @@ int main(void)
     expect_brk(KERNEL_HALF, top, "into the kernel half");
     /* More than all of RAM in one step: Linux's overcommit heuristic. */
     expect_brk(top + (1UL << 40), top, "a terabyte more");
+    expect_brk(0, top, "read after refused requests");
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork failed");
+    if (pid == 0) {
+        uintptr_t mine = top + 3 * PAGE_SIZE_4K;
+        if (sys_brk(0) != top)
+            _exit(2);
+        if (sys_brk(mine) != mine || sys_brk(0) != mine)
+            _exit(3);
+        _exit(0);
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid, "waitpid");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's breaks: status %#x",
+          status);
+    expect_brk(0, top, "the parent's, after its child moved its own");
     expect_brk(start, start, "give everything back");
     printf("brk ok\n");
     return 0;

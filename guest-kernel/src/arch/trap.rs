@@ -422,6 +422,8 @@ global_asm!(
     .global vmrun_trampoline_class_test
     .global vmrun_trampoline_quick_test
     .global vmrun_trampoline_quick_return
+    .global vmrun_trampoline_brk_test
+    .global vmrun_trampoline_brk_load
     vmrun_syscall_trampoline:
         cmp rax, 20
         ja 3f
@@ -429,7 +431,7 @@ global_asm!(
         ja 2f
     .org vmrun_syscall_trampoline + {table_test}, 0x90
         test byte ptr [rdi + rax * 4 + {table}], {open}
-        jz 2f
+        jz 4f
     .org vmrun_syscall_trampoline + {ring_test}, 0x90
         test byte ptr [rdi + rax * 4 + {table}], {ring}
         jnz vmrun_trampoline_ring
@@ -482,6 +484,26 @@ global_asm!(
     vmrun_trampoline_quick_return:
         jmp rcx
         nop
+    // brk(0): the running address space's break, which the kernel writes
+    // in the page's `BRK_WORD` at every return to user mode but the short
+    // ones of calls that do not change it (`publish_brk`). Its class byte
+    // has `QUICK` as the others'.
+    4:
+        test rdi, rdi
+        jnz 2b
+        cmp eax, {brk}
+        jne 2b
+    vmrun_trampoline_brk_test:
+        test byte ptr [{classes} + {brk}], {quick}
+        jz 2b
+        bt rcx, 47
+        jc 2b
+    vmrun_trampoline_brk_load:
+        // mov rax, qword ptr [disp32] (spelled out: boot patches the
+        // displacement at +4)
+        .byte 0x48, 0x8b, 0x04, 0x25
+        .long {brk_word}
+        jmp vmrun_trampoline_quick_return
     .org vmrun_syscall_trampoline + {table_off}
         .quad 0
     .org vmrun_syscall_trampoline + {table_off} + {table_span}, 0
@@ -555,9 +577,12 @@ global_asm!(
     // The class of each call, by number (0 to faccessat2's): 1 for the
     // calls of a path (access, readlink, getxattr, lgetxattr, newfstatat,
     // readlinkat, faccessat, statx and faccessat2), `QUICK` for those the
-    // trampoline answers (getuid, getgid, geteuid, getegid and rseq).
+    // trampoline answers (brk of 0, getuid, getgid, geteuid, getegid and
+    // rseq).
     .org vmrun_syscall_trampoline + {classes_off}, 0
-        .fill {access}, 1, 0
+        .fill {brk}, 1, 0
+        .byte {quick}
+        .fill {access} - {brk} - 1, 1, 0
         .byte 1
         .fill {readlink} - {access} - 1, 1, 0
         .byte 1
@@ -609,6 +634,8 @@ global_asm!(
     faccessat = const guest_kernel::syscall::nr::FACCESSAT,
     faccessat2 = const guest_kernel::syscall::nr::FACCESSAT2,
     rseq = const guest_kernel::syscall::nr::RSEQ,
+    brk = const guest_kernel::syscall::nr::BRK,
+    brk_word = const (vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT + BRK_WORD) as i64 as i32,
     getuid = const guest_kernel::syscall::nr::GETUID,
     getegid = const guest_kernel::syscall::nr::GETEGID,
     quick = const QUICK,
@@ -698,9 +725,19 @@ pub fn table_test_in_ring0(mem: &mut super::phys::DirectMap) {
     ] {
         mem.write_bytes(SYSCALL_TRAMPOLINE_PHYS + at, &(disp as u32).to_le_bytes());
     }
-    // rseq's answer returns with `sysretq` (48 0f 07) in place of the
-    // `jmp rcx` and `nop` that return to user mode on kvm_pvm.
+    // brk's tests: `test byte ptr [disp32], imm8` and `mov rax, qword ptr
+    // [disp32]` (opcode, ModRM, SIB, displacement; REX first for the mov).
     let base = core::ptr::addr_of!(vmrun_syscall_trampoline) as u64;
+    let brk_test = core::ptr::addr_of!(vmrun_trampoline_brk_test) as u64 - base;
+    let brk_load = core::ptr::addr_of!(vmrun_trampoline_brk_load) as u64 - base;
+    for (at, disp) in [
+        (brk_test + 3, image + PATH_CLASSES + nr::BRK),
+        (brk_load + 4, image + BRK_WORD),
+    ] {
+        mem.write_bytes(SYSCALL_TRAMPOLINE_PHYS + at, &(disp as u32).to_le_bytes());
+    }
+    // The quick answers return with `sysretq` (48 0f 07) in place of the
+    // `jmp rcx` and `nop` that return to user mode on kvm_pvm.
     let ret = core::ptr::addr_of!(vmrun_trampoline_quick_return) as u64 - base;
     mem.write_bytes(SYSCALL_TRAMPOLINE_PHYS + ret, &[0x48, 0x0f, 0x07]);
 }
@@ -718,11 +755,38 @@ fn path_tests() -> (u64, u64, u64) {
 /// The bit of a call's class byte (at [`PATH_CLASSES`]) with which the
 /// trampoline answers the call itself, without entering the kernel: the
 /// calls whose answer never changes (rseq's ENOSYS; getuid, getgid,
-/// geteuid and getegid's 0). Assembled set.
+/// geteuid and getegid's 0) and brk(0) (the break the kernel publishes).
+/// Assembled set.
 const QUICK: u8 = 2;
 
-/// The calls the trampoline answers itself ([`QUICK`]), by number.
-pub const QUICK_CALLS: [u64; 5] = [nr::GETUID, nr::GETGID, nr::GETEUID, nr::GETEGID, nr::RSEQ];
+/// The calls the trampoline answers itself ([`QUICK`]), by number (brk
+/// only for 0).
+pub const QUICK_CALLS: [u64; 6] = [
+    nr::BRK,
+    nr::GETUID,
+    nr::GETGID,
+    nr::GETEUID,
+    nr::GETEGID,
+    nr::RSEQ,
+];
+
+/// Offset in the trampoline page of the word holding the running address
+/// space's break, with which the trampoline answers brk(0)
+/// ([`publish_brk`]).
+const BRK_WORD: u64 = 0xff8;
+
+/// Write `brk`, the running address space's break, where the trampoline
+/// answers brk(0) from ([`BRK_WORD`]): at every return to user mode that
+/// may follow a change of it or of the running process (every return but
+/// the short ones of calls that change neither), and after a brk call
+/// on the short path. A few instructions; the answer costs no kernel
+/// entry (glibc asks twice as a program starts).
+#[inline(always)]
+pub fn publish_brk(mem: &mut super::phys::DirectMap, brk: u64) {
+    use guest_kernel::mm::phys::PhysMem;
+    use vmrun_contract::layout::SYSCALL_TRAMPOLINE_PHYS;
+    mem.write_u64(SYSCALL_TRAMPOLINE_PHYS + BRK_WORD, brk);
+}
 
 /// Send the calls the trampoline would answer itself ([`QUICK`]) to the
 /// kernel after all: for a run whose system calls are watched (`--strace`,
@@ -747,6 +811,8 @@ extern "C" {
     static vmrun_trampoline_class_test: u8;
     static vmrun_trampoline_quick_test: u8;
     static vmrun_trampoline_quick_return: u8;
+    static vmrun_trampoline_brk_test: u8;
+    static vmrun_trampoline_brk_load: u8;
 }
 
 /// Offsets in the trampoline page of the stdin ring's code, `[start,
