@@ -62,6 +62,17 @@ impl Carve {
     }
 }
 
+/// How many of a run of frames the page-cache bitmap marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Marks {
+    /// None of them.
+    None,
+    /// Every one.
+    All,
+    /// Some, not all.
+    Some,
+}
+
 /// Allocator of the physical frames in one range, set up at boot.
 #[derive(Debug)]
 pub struct FrameAllocator {
@@ -244,10 +255,10 @@ impl FrameAllocator {
             return None;
         }
         let first = (pa - self.start) / PAGE_SIZE;
-        match self.cache_bits_in(mem, first, n) {
-            0 => {}
-            c if c == n => return Some(false),
-            _ => return None,
+        match self.cache_marks(mem, first, n) {
+            Marks::None => {}
+            Marks::All => return Some(false),
+            Marks::Some => return None,
         }
         if self.shares.is_empty() {
             self.shares.resize(self.total() as usize, 0);
@@ -578,10 +589,10 @@ impl FrameAllocator {
                 _ => return None,
             }
         }
-        match self.cache_bits_in(mem, first, n) {
-            0 => {}
-            c if c == n => return Some(0),
-            _ => return None,
+        match self.cache_marks(mem, first, n) {
+            Marks::None => {}
+            Marks::All => return Some(0),
+            Marks::Some => return None,
         }
         if n >= RUN_MIN {
             mem.write_u64(pa, self.free_runs);
@@ -594,22 +605,31 @@ impl FrameAllocator {
         Some(n)
     }
 
-    /// How many of the `n` frames from frame index `first` the page-cache
-    /// bitmap marks, a word of it at a time.
-    fn cache_bits_in<M: PhysMem>(&self, mem: &M, first: u64, n: u64) -> u64 {
+    /// Whether the page-cache bitmap marks none, all or some of the `n`
+    /// (at least one) frames from frame index `first`, a word of it at a
+    /// time: each word's bits under the run compared with none and all
+    /// of them (a count of them cost some 25 emulated instructions a
+    /// word more, with no `popcnt` in ring 0's code).
+    fn cache_marks<M: PhysMem>(&self, mem: &M, first: u64, n: u64) -> Marks {
         if self.cache_bits == 0 {
-            return 0;
+            return Marks::None;
         }
-        let (mut i, end, mut set) = (first, first + n, 0);
+        let (mut i, end) = (first, first + n);
+        let (mut any, mut all) = (false, true);
         while i < end {
             let lo = i % 64;
             let take = (64 - lo).min(end - i);
             let mask = (u64::MAX >> (64 - take)) << lo;
-            let word = mem.read_u64(self.cache_bits + i / 64 * 8);
-            set += u64::from((word & mask).count_ones());
+            let set = mem.read_u64(self.cache_bits + i / 64 * 8) & mask;
+            any |= set != 0;
+            all &= set == mask;
             i += take;
         }
-        set
+        match (any, all) {
+            (false, _) => Marks::None,
+            (true, true) => Marks::All,
+            (true, false) => Marks::Some,
+        }
     }
 
     /// Return the `n` frames from `pa`, the unused end of a run that
@@ -1143,6 +1163,30 @@ mod tests {
         // Frames the allocator does not manage are left alone.
         fa.set_cache_run(&mut mem, 0, 300, true);
         assert!(fa.is_cache(&mem, MIB) && !fa.is_cache(&mem, 0));
+    }
+
+    #[test]
+    fn cache_marks_of_a_run_say_none_all_or_some_across_bitmap_words() {
+        let (mut mem, mut fa) = setup(MIB, 8 * MIB);
+        assert_eq!(fa.cache_marks(&mem, 0, 100), Marks::None, "no bitmap yet");
+        fa.use_cache_bits(7 * MIB);
+        // Frames 60..130 marked: across the bitmap's first three words.
+        fa.set_cache_run(&mut mem, MIB + 60 * PAGE_SIZE, 70, true);
+        let cases = [
+            ((0, 60), Marks::None),
+            ((130, 70), Marks::None),
+            ((60, 70), Marks::All),
+            ((64, 64), Marks::All),
+            ((63, 1), Marks::All),
+            ((129, 1), Marks::All),
+            ((59, 2), Marks::Some),
+            ((0, 200), Marks::Some),
+            ((100, 31), Marks::Some),
+            ((128, 5), Marks::Some),
+        ];
+        for ((first, n), want) in cases {
+            assert_eq!(fa.cache_marks(&mem, first, n), want, "{first} {n}");
+        }
     }
 
     #[test]
