@@ -514,6 +514,11 @@ fn take_waited<M: PhysMem, H: HostIo>(
     }
     let stopped = options & wopt::WSTOPPED != 0;
     let continued = options & wopt::WCONTINUED != 0;
+    if !stopped && !continued {
+        // An exit is all it waits for (a shell's wait4): no pass over the
+        // children for a stop or a continue to report.
+        return None;
+    }
     let i = cx
         .tasks
         .reportable_child(me, pgid, pid, stopped, continued)?;
