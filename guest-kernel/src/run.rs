@@ -1828,6 +1828,34 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Sigaction => short_reply(k, f, mem, |p, mem, _, a| {
             syscall::signal::rt_sigaction_short(p, mem, a)
         }),
+        // A WNOHANG wait (its options in rdx) may find no child at all: a
+        // blocking one has a child to wait for, and goes to the full path
+        // at once.
+        R::Wait4 if f.rdx & WNOHANG != 0 => short_wait4(k, f, mem),
+        R::Wait4 => full_call(k, f, mem),
+    }
+}
+
+/// wait4's WNOHANG option.
+const WNOHANG: u64 = 1;
+
+/// wait4 on [`short_call`]'s path: the ECHILD of a caller with no child
+/// to wait for answered (`syscall::task::wait4_short`), nothing else
+/// done; any other wait takes the full path.
+#[inline(never)]
+fn short_wait4(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    match syscall::task::wait4_short(&k.tasks, p, f.rdi, f.rdx) {
+        Some(v) => {
+            short_return(f, v);
+            true
+        }
+        None => full_call(k, f, mem),
     }
 }
 

@@ -659,6 +659,8 @@ pub enum ShortRoute {
     Pread,
     /// rt_sigaction ([`signal::rt_sigaction_short`]).
     Sigaction,
+    /// wait4 ([`task::wait4_short`]).
+    Wait4,
 }
 
 /// The calls [`short_route`]'s table covers; every call above is
@@ -708,6 +710,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::READ as usize] = ShortRoute::Read;
     t[nr::PREAD64 as usize] = ShortRoute::Pread;
     t[nr::RT_SIGACTION as usize] = ShortRoute::Sigaction;
+    t[nr::WAIT4 as usize] = ShortRoute::Wait4;
     t
 };
 

@@ -551,9 +551,7 @@ pub fn wait4<M: PhysMem, H: HostIo>(
     options: u64,
     rusage: u64,
 ) -> KResult<i64> {
-    const KNOWN: u64 =
-        wopt::WNOHANG | wopt::WSTOPPED | wopt::WCONTINUED | 0x2000_0000 | 0x4000_0000 | 0x8000_0000;
-    if options & !KNOWN != 0 {
+    if options & !WAIT4_OPTIONS != 0 {
         return Err(Errno::EINVAL);
     }
     let pid = pid as i32 as i64;
@@ -574,6 +572,24 @@ pub fn wait4<M: PhysMem, H: HostIo>(
         copy_to_user(&mut cx.p.mm, cx.env, rusage, &rusage_bytes(w.cpu_ns))?;
     }
     Ok(w.pid as i64)
+}
+
+/// The options wait4 takes (WNOHANG, WUNTRACED, WCONTINUED, __WNOTHREAD,
+/// __WALL, __WCLONE).
+const WAIT4_OPTIONS: u64 =
+    wopt::WNOHANG | wopt::WSTOPPED | wopt::WCONTINUED | 0x2000_0000 | 0x4000_0000 | 0x8000_0000;
+
+/// wait4(pid, _, options, _) on the system-call stub's short path
+/// (`run::short_wait4`) by `p` among `tasks`: ECHILD, nothing done, where
+/// [`wait4`] answers so (valid options and no child `pid` matches: a
+/// shell's WNOHANG wait after it reaped its job); None, for the full
+/// path, for any other.
+pub fn wait4_short(tasks: &task::Tasks, p: &Process, pid: u64, options: u64) -> Option<i64> {
+    let pid = pid as i32 as i64;
+    if options & !WAIT4_OPTIONS != 0 || tasks.has_child(p.tgid, p.pgid, pid) {
+        return None;
+    }
+    Some(Errno::ECHILD.to_ret())
 }
 
 /// A `struct rusage` with `cpu_ns` as its user time (the guest's CPU clock
@@ -922,6 +938,43 @@ pub fn setsid<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>) -> KResult<i
     cx.p.sid = pid;
     cx.p.pgid = pid;
     Ok(pid as i64)
+}
+
+#[cfg(test)]
+mod wait4_short_tests {
+    use super::*;
+
+    fn child_of(parent: u64, pid: u64, pgid: u64, state: TaskState) -> Box<Process> {
+        let mut t = Box::new(Process::empty());
+        (t.pid, t.tgid, t.ppid, t.pgid, t.state) = (pid, pid, parent, pgid, state);
+        t
+    }
+
+    #[test]
+    fn a_wait_with_no_matching_child_is_echild_and_any_other_goes_to_the_full_path() {
+        let mut tasks = task::Tasks::new();
+        let mut me = Process::empty();
+        (me.pid, me.tgid, me.pgid) = (5, 5, 5);
+        let echild = Some(Errno::ECHILD.to_ret());
+        assert_eq!(wait4_short(&tasks, &me, u64::MAX, wopt::WNOHANG), echild);
+        assert_eq!(wait4_short(&tasks, &me, u64::MAX, 0), echild);
+        assert_eq!(
+            wait4_short(&tasks, &me, u64::MAX, 0x10),
+            None,
+            "EINVAL: full path"
+        );
+        tasks.others.push(child_of(5, 7, 5, TaskState::Zombie(0)));
+        tasks.others.push(child_of(3, 8, 9, TaskState::Runnable));
+        assert_eq!(wait4_short(&tasks, &me, u64::MAX, wopt::WNOHANG), None);
+        assert_eq!(wait4_short(&tasks, &me, 7, 0), None);
+        assert_eq!(
+            wait4_short(&tasks, &me, 8, wopt::WNOHANG),
+            echild,
+            "not a child"
+        );
+        assert_eq!(wait4_short(&tasks, &me, 0, 0), None, "child 7 in my group");
+        assert_eq!(wait4_short(&tasks, &me, (-9i64) as u64, 0), echild);
+    }
 }
 
 #[cfg(test)]

@@ -1437,6 +1437,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::READ, R::Read),
         (nr::PREAD64, R::Pread),
         (nr::RT_SIGACTION, R::Sigaction),
+        (nr::WAIT4, R::Wait4),
         (nr::CLONE, R::Loop),
         (nr::CLONE3, R::Loop),
         (nr::FORK, R::Loop),
