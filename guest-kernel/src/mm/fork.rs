@@ -111,6 +111,8 @@ impl Mm {
         sp: u64,
     ) -> KResult<()> {
         child.init(env.mem, env.frames, kernel)?;
+        // Both address spaces' frames are shared from here on.
+        (self.may_share, child.may_share) = (true, true);
         self.vmas.copy_into(&mut child.vmas)?;
         child.vmas.set_journaling(false);
         child.copy_layout(self);

@@ -538,6 +538,20 @@ impl FrameAllocator {
     /// outside the managed range).
     #[inline]
     pub fn release_4k<M: PhysMem>(&mut self, mem: &mut M, pa: u64) -> bool {
+        self.release_4k_of::<M, true>(mem, pa)
+    }
+
+    /// [`Self::release_4k`] of a frame no other address space maps (its
+    /// caller knows: no fork shared the address space's frames), without
+    /// a look at its share count.
+    #[inline]
+    pub fn release_4k_unshared<M: PhysMem>(&mut self, mem: &mut M, pa: u64) -> bool {
+        self.release_4k_of::<M, false>(mem, pa)
+    }
+
+    /// [`Self::release_4k`], the share count looked at if `SHARED`.
+    #[inline(always)]
+    fn release_4k_of<M: PhysMem, const SHARED: bool>(&mut self, mem: &mut M, pa: u64) -> bool {
         if !self.owns(pa) || pa & (PAGE_SIZE - 1) != 0 {
             return false;
         }
@@ -545,8 +559,11 @@ impl FrameAllocator {
         // Only private frames are ever shared: a counted frame is no
         // page-cache one.
         if let Some(c) = self.shares.get_mut(n as usize).filter(|c| **c > 0) {
-            *c -= 1;
-            return true;
+            debug_assert!(SHARED, "frame {pa:#x} shared");
+            if SHARED {
+                *c -= 1;
+                return true;
+            }
         }
         if self.cache_bits != 0 {
             let word = mem.read_u64(self.cache_bits + n / 64 * 8);
@@ -569,7 +586,32 @@ impl FrameAllocator {
     /// none is freed or counts. `None`, with nothing done, for anything
     /// else (a mix, a run across the range's edge): the caller releases
     /// them one by one ([`Self::release_4k`]).
+    #[inline]
     pub fn release_run<M: PhysMem>(&mut self, mem: &mut M, pa: u64, n: u64) -> Option<u64> {
+        self.release_run_of::<M, true>(mem, pa, n)
+    }
+
+    /// [`Self::release_run`] of frames no other address space maps (as
+    /// [`Self::release_4k_unshared`]), without a look at their share
+    /// counts.
+    #[inline]
+    pub fn release_run_unshared<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        pa: u64,
+        n: u64,
+    ) -> Option<u64> {
+        self.release_run_of::<M, false>(mem, pa, n)
+    }
+
+    /// [`Self::release_run`], the share counts looked at if `SHARED`.
+    #[inline(always)]
+    fn release_run_of<M: PhysMem, const SHARED: bool>(
+        &mut self,
+        mem: &mut M,
+        pa: u64,
+        n: u64,
+    ) -> Option<u64> {
         let end = pa.checked_add(n.checked_mul(PAGE_SIZE)?)?;
         if n == 0 || pa < self.start || end > self.end || pa & (PAGE_SIZE - 1) != 0 {
             // All outside the managed range (the boot image's pages):
@@ -577,7 +619,19 @@ impl FrameAllocator {
             return (end <= self.start || pa >= self.end).then_some(0);
         }
         let first = (pa - self.start) / PAGE_SIZE;
-        if let Some(counts) = self.shares.get_mut(first as usize..(first + n) as usize) {
+        let counts = match SHARED {
+            true => self.shares.get_mut(first as usize..(first + n) as usize),
+            false => {
+                debug_assert!(self
+                    .shares
+                    .iter()
+                    .skip(first as usize)
+                    .take(n as usize)
+                    .all(|&c| c == 0));
+                None
+            }
+        };
+        if let Some(counts) = counts {
             match counts.iter().filter(|&&c| c != 0).count() as u64 {
                 0 => {}
                 // Every frame still mapped elsewhere (a forked child's
@@ -965,6 +1019,47 @@ mod tests {
         );
         assert_eq!(fa.in_use(), used, "nothing was freed");
         assert!(fa.is_shared(run + 3 * PAGE_SIZE));
+    }
+
+    #[test]
+    fn unshared_releases_free_what_the_releases_that_look_at_share_counts_free() {
+        // Two allocators alike, one released with the share counts looked
+        // at, the other without: the same frames freed, in the same order,
+        // the page cache's kept (the counts exist: a fork happened, not to
+        // these frames).
+        let run_of = |unshared: bool| {
+            let (mut mem, mut fa) = setup(MIB, 8 * MIB);
+            let bits = fa.alloc_zeroed(&mut mem).unwrap();
+            fa.use_cache_bits(bits);
+            let other = fa.alloc_zeroed(&mut mem).unwrap();
+            assert!(fa.share(other));
+            let run = fa.alloc_run_zeroed(&mut mem, 48).unwrap();
+            fa.set_cache_run(&mut mem, run + 40 * PAGE_SIZE, 4, true);
+            let mut got = alloc::vec::Vec::new();
+            for (pa, n) in [
+                (run, 16),
+                (run + 16 * PAGE_SIZE, 3),
+                (run + 40 * PAGE_SIZE, 4),
+            ] {
+                got.push(match unshared {
+                    true => fa.release_run_unshared(&mut mem, pa, n),
+                    false => fa.release_run(&mut mem, pa, n),
+                });
+            }
+            // A mix of cache and private frames: one by one.
+            fa.set_cache(&mut mem, run + 44 * PAGE_SIZE, true);
+            for k in 44..48 {
+                let pa = run + k * PAGE_SIZE;
+                got.push(Some(u64::from(match unshared {
+                    true => fa.release_4k_unshared(&mut mem, pa),
+                    false => fa.release_4k(&mut mem, pa),
+                })));
+            }
+            (got, format!("{fa:?}"), fa.alloc_uninit(&mut mem))
+        };
+        let (looked, unlooked) = (run_of(false), run_of(true));
+        assert_eq!(looked, unlooked);
+        assert_eq!(looked.0[..3], [Some(16), Some(3), Some(0)]);
     }
 
     #[test]

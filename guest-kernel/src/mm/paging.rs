@@ -1865,7 +1865,10 @@ impl PageTable {
 
     /// [`Self::free_user_half`] under the areas of an address space, as
     /// they are: in the user half, not empty, in ascending order and apart
-    /// (no pass to clip, drop or check them).
+    /// (no pass to clip, drop or check them). In line in the teardown,
+    /// whose two copies (frames shared by a fork or not) each make it a
+    /// call otherwise.
+    #[inline(always)]
     pub fn free_user_half_of_areas<M, F>(
         &mut self,
         mem: &mut M,

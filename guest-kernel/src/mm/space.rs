@@ -84,6 +84,11 @@ pub struct Mm {
     /// child's, from the fork to its exec): the boot image's fault-around
     /// then clears the mark of the neighbours it maps pages in.
     pub(crate) uncopied: bool,
+    /// A fork shared the frames of this address space (it is the parent
+    /// or the child) since it was made: some may be mapped by another, as
+    /// their share counts say. Without it none is, and the teardown looks
+    /// at no count.
+    pub(crate) may_share: bool,
     /// The pages of the last write faults on present read-only pages
     /// (copy-on-write, taken back writable), a ring (0: none), which the
     /// next fork copies for the child at once if they were written since
@@ -137,6 +142,7 @@ impl Mm {
             last_anon: 0,
             tlb_stale: false,
             uncopied: false,
+            may_share: false,
             written: [0; WRITTEN_PAGES],
             written_at: 0,
             child_written: [0; CHILD_PAGES],
@@ -206,6 +212,7 @@ impl Mm {
     /// The mmap top and the counts of a new address space.
     fn reset_counts(&mut self) {
         self.uncopied = false;
+        self.may_share = false;
         self.mmap_base = MMAP_BASE;
         self.user_frames = 0;
         self.peak_before_drop = 0;
@@ -237,10 +244,19 @@ impl Mm {
                 push_joined(&mut areas, (v.start, v.end, release(v)));
             }
         });
-        self.pt
-            .free_user_half_of_areas(mem, frames, areas, |m, fr, l| {
-                release_leaf(m, fr, l);
-            });
+        if self.may_share {
+            self.pt
+                .free_user_half_of_areas(mem, frames, areas, |m, fr, l| {
+                    release_leaf(m, fr, l);
+                });
+        } else {
+            // No fork since the exec (a shell's child that exec'd exits):
+            // no share count to look at.
+            self.pt
+                .free_user_half_of_areas(mem, frames, areas, |m, fr, l| {
+                    release_leaf_unshared(m, fr, l);
+                });
+        }
         self.pt.free_root(mem, frames);
         self.vmas.clear();
         self.sub_user_frames(self.user_frames);
@@ -402,6 +418,25 @@ pub(crate) fn release_leaf<M: PhysMem>(mem: &mut M, frames: &mut FrameAllocator,
         Some(n) => n,
         None => (0..l.pages)
             .map(|k| u64::from(frames.release_4k(mem, l.frame + k * PAGE_SIZE)))
+            .sum(),
+    }
+}
+
+/// [`release_leaf`] in an address space no fork shared
+/// ([`Mm::may_share`] clear): the same frames freed, with no look at
+/// their share counts.
+#[inline]
+fn release_leaf_unshared<M: PhysMem>(mem: &mut M, frames: &mut FrameAllocator, l: Leaf) -> u64 {
+    if l.pages == 1 {
+        return match l.size {
+            PageSize::Size4K => u64::from(frames.release_4k_unshared(mem, l.frame)),
+            PageSize::Size2M => release_huge(mem, frames, l.frame),
+        };
+    }
+    match frames.release_run_unshared(mem, l.frame, l.pages) {
+        Some(n) => n,
+        None => (0..l.pages)
+            .map(|k| u64::from(frames.release_4k_unshared(mem, l.frame + k * PAGE_SIZE)))
             .sum(),
     }
 }
