@@ -11,7 +11,7 @@
 use super::fault::user_pte_flags;
 use super::phys::PhysMem;
 use super::rlimit::{overcommit_guess_ok, resource, RLIM_INFINITY};
-use super::space::{page_align_up, release_leaf, Mm, MmEnv, MMAP_MIN_ADDR};
+use super::space::{page_align_up, release_leaf, release_leaf_unshared, Mm, MmEnv, MMAP_MIN_ADDR};
 use super::vma::{Backing, Prot, VmFlags, Vma, MAX_VMAS};
 use crate::errno::{Errno, KResult};
 use vmrun_contract::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, TASK_SIZE};
@@ -553,11 +553,18 @@ impl Mm {
     ) -> KResult<()> {
         self.tlb_stale = true;
         let mut freed = 0;
-        let r = self
-            .pt
-            .unmap_range(env.mem, env.frames, start, end, |m, fr, l| {
-                freed += release_leaf(m, fr, l);
-            });
+        // No share count to look at where no fork shared the frames.
+        let r = if self.may_share {
+            self.pt
+                .unmap_range(env.mem, env.frames, start, end, |m, fr, l| {
+                    freed += release_leaf(m, fr, l);
+                })
+        } else {
+            self.pt
+                .unmap_range(env.mem, env.frames, start, end, |m, fr, l| {
+                    freed += release_leaf_unshared(m, fr, l);
+                })
+        };
         self.sub_user_frames(freed.min(self.user_frames));
         r.map_err(|e| e.errno())
     }

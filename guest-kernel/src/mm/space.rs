@@ -426,7 +426,11 @@ pub(crate) fn release_leaf<M: PhysMem>(mem: &mut M, frames: &mut FrameAllocator,
 /// ([`Mm::may_share`] clear): the same frames freed, with no look at
 /// their share counts.
 #[inline]
-fn release_leaf_unshared<M: PhysMem>(mem: &mut M, frames: &mut FrameAllocator, l: Leaf) -> u64 {
+pub(crate) fn release_leaf_unshared<M: PhysMem>(
+    mem: &mut M,
+    frames: &mut FrameAllocator,
+    l: Leaf,
+) -> u64 {
     if l.pages == 1 {
         return match l.size {
             PageSize::Size4K => u64::from(frames.release_4k_unshared(mem, l.frame)),
