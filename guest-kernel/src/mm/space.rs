@@ -232,6 +232,21 @@ impl Mm {
     /// the PML4; the areas are forgotten. Only the areas' ranges of the
     /// page tables are walked (every leaf lies in an area).
     pub fn teardown<M: PhysMem>(&mut self, mem: &mut M, frames: &mut FrameAllocator) {
+        match self.may_share {
+            true => self.teardown_of::<M, true>(mem, frames),
+            // No fork since the exec (a shell's child that exec'd exits):
+            // no share count to look at.
+            false => self.teardown_of::<M, false>(mem, frames),
+        }
+    }
+
+    /// [`Self::teardown`], with the share counts looked at if `SHARED`.
+    #[inline(never)]
+    fn teardown_of<M: PhysMem, const SHARED: bool>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut FrameAllocator,
+    ) {
         // A file area that never had a private page maps page-cache
         // frames only: nothing of it to release. The list is made a leaf
         // of the area tree at a time (an iterator chain over the areas
@@ -244,19 +259,13 @@ impl Mm {
                 push_joined(&mut areas, (v.start, v.end, release(v)));
             }
         });
-        if self.may_share {
-            self.pt
-                .free_user_half_of_areas(mem, frames, areas, |m, fr, l| {
-                    release_leaf(m, fr, l);
-                });
-        } else {
-            // No fork since the exec (a shell's child that exec'd exits):
-            // no share count to look at.
-            self.pt
-                .free_user_half_of_areas(mem, frames, areas, |m, fr, l| {
-                    release_leaf_unshared(m, fr, l);
-                });
-        }
+        self.pt
+            .free_user_half_of_areas(mem, frames, areas, |m, fr, l| {
+                match SHARED {
+                    true => release_leaf(m, fr, l),
+                    false => release_leaf_unshared(m, fr, l),
+                };
+            });
         self.pt.free_root(mem, frames);
         self.vmas.clear();
         self.sub_user_frames(self.user_frames);
