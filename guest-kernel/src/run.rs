@@ -2457,7 +2457,7 @@ extern "C" fn short_brk(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) 
     let Some(v) = syscall::brk_short(p, f.rdi, ram_pages) else {
         return full_call(k, f, mem);
     };
-    trap::publish_brk(mem, p.mm.brk);
+    trap::publish_brk(p.mm.brk);
     short_return(f, v);
     true
 }
@@ -2650,7 +2650,7 @@ struct SyscallRegs {
 /// FS/GS bases, a TLB flush, the VMA changes to trace.
 #[inline(always)]
 fn ready_user_mode(p: &mut Process, mem: &mut DirectMap) {
-    trap::publish_brk(mem, p.mm.brk);
+    trap::publish_brk(p.mm.brk);
     load_bases(p);
     flush_tlb_of(p, mem);
     flush_vma_journal_of(p, mem);

@@ -782,10 +782,14 @@ const BRK_WORD: u64 = 0xff8;
 /// on the short path. A few instructions; the answer costs no kernel
 /// entry (glibc asks twice as a program starts).
 #[inline(always)]
-pub fn publish_brk(mem: &mut super::phys::DirectMap, brk: u64) {
-    use guest_kernel::mm::phys::PhysMem;
-    use vmrun_contract::layout::SYSCALL_TRAMPOLINE_PHYS;
-    mem.write_u64(SYSCALL_TRAMPOLINE_PHYS + BRK_WORD, brk);
+pub fn publish_brk(brk: u64) {
+    use vmrun_contract::layout::{DIRECT_MAP_BASE, SYSCALL_TRAMPOLINE_PHYS};
+    let word = (DIRECT_MAP_BASE + SYSCALL_TRAMPOLINE_PHYS + BRK_WORD) as *mut u64;
+    // SAFETY: the trampoline page is part of the kernel image, in RAM,
+    // which the direct map maps writable; the word is aligned and nothing
+    // but this store and the trampoline's load touch it. One store, with
+    // no range check (a return to user mode makes it).
+    unsafe { core::ptr::write_volatile(word, brk) }
 }
 
 /// Send the calls the trampoline would answer itself ([`QUICK`]) to the
