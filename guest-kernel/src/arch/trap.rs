@@ -600,6 +600,11 @@ global_asm!(
         .byte 1, 0, {quick}
         .fill {faccessat2} - {rseq} - 1, 1, 0
         .byte 1
+
+    // The break that brk(0) answers (`BRK_WORD`): the page's last word,
+    // kept for it (an assembler error if the page's contents reach it).
+    .org vmrun_syscall_trampoline + {brk_word_off}, 0
+        .quad 0
     "#,
     krsp = sym KERNEL_RSP,
     krbp = sym KERNEL_RBP,
@@ -635,6 +640,7 @@ global_asm!(
     faccessat2 = const guest_kernel::syscall::nr::FACCESSAT2,
     rseq = const guest_kernel::syscall::nr::RSEQ,
     brk = const guest_kernel::syscall::nr::BRK,
+    brk_word_off = const BRK_WORD,
     brk_word = const (vmrun_contract::layout::SYSCALL_TRAMPOLINE_VIRT + BRK_WORD) as i64 as i32,
     getuid = const guest_kernel::syscall::nr::GETUID,
     getegid = const guest_kernel::syscall::nr::GETEGID,
