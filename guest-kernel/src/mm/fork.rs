@@ -654,9 +654,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_page_written_since_the_last_fork_is_copied_at_the_next_and_one_left_alone_is_shared() {
-        let mut fx = Fixture::new();
+    /// A parent (one page per fault) with two private pages written,
+    /// `hot` ("hot") and `cold` ("cold"), and the frames in use before
+    /// its mapping.
+    fn parent_with_two_pages(fx: &mut Fixture) -> (Mm, u64, u64, u64) {
         fx.frames.fault_size = vmrun_contract::FaultSize::Page4K;
         let mut parent = fx.mm();
         let before = fx.frames.in_use();
@@ -666,6 +667,13 @@ mod tests {
         let (hot, cold) = (a, a + 0x1000);
         copy_to_user(&mut parent, &mut fx.env(), hot, b"hot").unwrap();
         copy_to_user(&mut parent, &mut fx.env(), cold, b"cold").unwrap();
+        (parent, before, hot, cold)
+    }
+
+    #[test]
+    fn a_page_written_since_the_last_fork_is_copied_at_the_next_and_one_left_alone_is_shared() {
+        let mut fx = Fixture::new();
+        let (mut parent, before, hot, cold) = parent_with_two_pages(&mut fx);
         let mut first = fx.fork(&mut parent, 0);
         // After the first fork the parent writes one page (a copy on
         // write): the second fork copies it for its child at once.
@@ -706,15 +714,7 @@ mod tests {
     #[test]
     fn the_pages_a_child_wrote_before_its_exec_are_copied_for_the_next_child_at_once() {
         let mut fx = Fixture::new();
-        fx.frames.fault_size = vmrun_contract::FaultSize::Page4K;
-        let mut parent = fx.mm();
-        let before = fx.frames.in_use();
-        let a = parent
-            .mmap(&mut fx.env(), 0, 0x2000, 3, 0x22, None, 0)
-            .unwrap();
-        let (hot, cold) = (a, a + 0x1000);
-        copy_to_user(&mut parent, &mut fx.env(), hot, b"hot").unwrap();
-        copy_to_user(&mut parent, &mut fx.env(), cold, b"cold").unwrap();
+        let (mut parent, before, hot, cold) = parent_with_two_pages(&mut fx);
         let mut first = fx.fork(&mut parent, 0);
         assert_eq!(
             parent.writes_since_fork(&fx.mem),
@@ -752,7 +752,7 @@ mod tests {
         // A page of an area the parent has made read-only since is not
         // copied writable for the child.
         parent.child_written = [hot, 0, 0, 0];
-        parent.mprotect(&mut fx.env(), a, 0x2000, 1).unwrap();
+        parent.mprotect(&mut fx.env(), hot, 0x2000, 1).unwrap();
         let mut fourth = fx.fork(&mut parent, 0);
         let c = fourth.pt.translate(&fx.mem, hot).unwrap();
         assert_eq!(c.flags & pte::RW, 0, "read-only in the child too");

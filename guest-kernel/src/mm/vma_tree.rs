@@ -2773,6 +2773,29 @@ mod tests {
         }
     }
 
+    /// A one-leaf tree with a stack at pages 0x200-0x210, `extra`, an
+    /// area at pages 0x10-0x20 and, from page 0x30 up, areas enough (one
+    /// page each, a page apart) for a search to keep what it learns.
+    fn dense_tree(extra: &[Vma]) -> VmaTree {
+        const P: u64 = 0x1000;
+        let at = |s: u64, e: u64| Vma::anon(s, e, Prot::READ, VmFlags::NONE);
+        let mut t = VmaTree::new();
+        t.insert_at(
+            0,
+            Vma::anon(0x200 * P, 0x210 * P, Prot::RW, VmFlags::GROWSDOWN),
+        )
+        .unwrap();
+        for &v in extra {
+            t.insert_merged_in_leaf(v).unwrap();
+        }
+        t.insert_merged_in_leaf(at(0x10 * P, 0x20 * P)).unwrap();
+        for k in 0..DENSE_MIN as u64 {
+            t.insert_merged_in_leaf(at((0x30 + 2 * k) * P, (0x31 + 2 * k) * P))
+                .unwrap();
+        }
+        t
+    }
+
     #[test]
     fn a_search_starts_below_the_areas_the_last_one_vouched_for_until_room_is_made() {
         const P: u64 = 0x1000;
@@ -2783,19 +2806,7 @@ mod tests {
             t.insert_merged_in_leaf(at(a, a + len, prot)).unwrap();
             a
         };
-        let mut t = VmaTree::new();
-        t.insert_at(
-            0,
-            Vma::anon(0x200 * P, 0x210 * P, Prot::RW, VmFlags::GROWSDOWN),
-        )
-        .unwrap();
-        t.insert_merged_in_leaf(at(0x10 * P, 0x20 * P, Prot::READ))
-            .unwrap();
-        // Areas enough for a search to keep what it learns.
-        for k in 0..DENSE_MIN as u64 {
-            t.insert_merged_in_leaf(at((0x30 + 2 * k) * P, (0x31 + 2 * k) * P, Prot::READ))
-                .unwrap();
-        }
+        let mut t = dense_tree(&[]);
         // Each below the last, the tree's shape no longer searched above.
         assert_eq!(map(&mut t, 2 * P, Prot::RW), high - 2 * P);
         assert_eq!(map(&mut t, P, Prot::READ), high - 3 * P);
@@ -2827,21 +2838,7 @@ mod tests {
         // which the search's top lies.
         let high = 0x180 * P;
         let at = |s: u64, e: u64, prot| Vma::anon(s, e, prot, VmFlags::NONE);
-        let mut t = VmaTree::new();
-        t.insert_at(
-            0,
-            Vma::anon(0x200 * P, 0x210 * P, Prot::RW, VmFlags::GROWSDOWN),
-        )
-        .unwrap();
-        t.insert_merged_in_leaf(at(0xf0 * P, 0x100 * P, Prot::RW))
-            .unwrap();
-        t.insert_merged_in_leaf(at(0x10 * P, 0x20 * P, Prot::READ))
-            .unwrap();
-        // Areas enough for a search to keep what it learns.
-        for k in 0..DENSE_MIN as u64 {
-            t.insert_merged_in_leaf(at((0x30 + 2 * k) * P, (0x31 + 2 * k) * P, Prot::READ))
-                .unwrap();
-        }
+        let mut t = dense_tree(&[at(0xf0 * P, 0x100 * P, Prot::RW)]);
         let a = t.find_gap_top_down(P, P, high).unwrap();
         assert_eq!(a, 0xef * P, "below the area the guard gap reaches");
         t.insert_merged_in_leaf(at(a, a + P, Prot::READ)).unwrap();
