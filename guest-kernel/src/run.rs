@@ -1593,12 +1593,7 @@ impl Kernel {
     /// state and page tables.
     fn enter_task(&mut self, mem: &mut DirectMap, mut next: alloc::boxed::Box<Process>) {
         if !next.holds_group {
-            let holder = self
-                .tasks
-                .others
-                .iter_mut()
-                .find(|t| t.tgid == next.tgid && t.holds_group);
-            match holder {
+            match self.tasks.group_holder(next.tgid) {
                 Some(h) => h.pass_group(&mut next),
                 None => hypercall::panic(b"a thread group lost its address space"),
             }
@@ -1857,13 +1852,10 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         // A WNOHANG wait (its options in rdx) may find no child at all: a
         // blocking one has a child to wait for, and goes to the full path
         // at once.
-        R::Wait4 if f.rdx & WNOHANG != 0 => short_wait4(k, f, mem),
+        R::Wait4 if f.rdx & syscall::task::wopt::WNOHANG != 0 => short_wait4(k, f, mem),
         R::Wait4 => full_call(k, f, mem),
     }
 }
-
-/// wait4's WNOHANG option.
-const WNOHANG: u64 = 1;
 
 /// wait4 on [`short_call`]'s path: the ECHILD of a caller with no child
 /// to wait for answered (`syscall::task::wait4_short`), nothing else

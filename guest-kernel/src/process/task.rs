@@ -166,6 +166,14 @@ impl Tasks {
         self.others.iter_mut().find(|t| t.pid == pid)
     }
 
+    /// The thread of group `tgid` among the others that holds the group's
+    /// state (its address space, fds, handlers: [`Process::pass_group`]).
+    pub fn group_holder(&mut self, tgid: u64) -> Option<&mut Box<Process>> {
+        self.others
+            .iter_mut()
+            .find(|t| t.tgid == tgid && t.holds_group)
+    }
+
     /// Mark every blocked process runnable (something happened that may
     /// let it go on; it tries its system call again).
     pub fn wake_all(&mut self) {

@@ -441,10 +441,8 @@ pub fn hand_writes_to_parent<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H
     let Some(pages) = cx.p.mm.writes_since_fork(cx.env.mem) else {
         return;
     };
-    let ppid = cx.p.ppid;
     // The parent's address space is with the thread holding its group.
-    let mut tasks = cx.tasks.others.iter_mut();
-    if let Some(parent) = tasks.find(|t| t.tgid == ppid && t.holds_group) {
+    if let Some(parent) = cx.tasks.group_holder(cx.p.ppid) {
         parent.mm.child_written = pages;
     }
 }
@@ -472,7 +470,7 @@ struct Waited {
 }
 
 /// wait options (wait4's and waitid's share the bits).
-mod wopt {
+pub mod wopt {
     pub const WNOHANG: u64 = 1;
     /// WUNTRACED for wait4, WSTOPPED for waitid.
     pub const WSTOPPED: u64 = 2;
@@ -714,11 +712,7 @@ fn notify_parent_stop<M: PhysMem, H: HostIo>(
     let parent = if cx.p.tgid == ppid && cx.p.holds_group {
         Some(&mut *cx.p)
     } else {
-        cx.tasks
-            .others
-            .iter_mut()
-            .find(|t| t.tgid == ppid && t.holds_group)
-            .map(|t| &mut **t)
+        cx.tasks.group_holder(ppid).map(|t| &mut **t)
     };
     if let Some(parent) = parent {
         if parent.sigactions[signal::nr::SIGCHLD as usize - 1].flags & SA_NOCLDSTOP == 0 {
