@@ -578,7 +578,7 @@ global_asm!(
     // calls of a path (access, readlink, getxattr, lgetxattr, newfstatat,
     // readlinkat, faccessat, statx and faccessat2), `QUICK` for those the
     // trampoline answers (brk of 0, getuid, getgid, geteuid, getegid and
-    // rseq).
+    // rseq: the calls of `QUICK_CALLS`, which must list the same).
     .org vmrun_syscall_trampoline + {classes_off}, 0
         .fill {brk}, 1, 0
         .byte {quick}
@@ -766,7 +766,8 @@ fn path_tests() -> (u64, u64, u64) {
 const QUICK: u8 = 2;
 
 /// The calls the trampoline answers itself ([`QUICK`]), by number (brk
-/// only for 0).
+/// only for 0): those whose class byte the trampoline's assembly sets,
+/// which must be the same.
 pub const QUICK_CALLS: [u64; 6] = [
     nr::BRK,
     nr::GETUID,
