@@ -143,3 +143,12 @@ fn an_output_file_in_a_missing_directory_is_refused_before_the_program_runs() {
         );
     }
 }
+
+#[test]
+fn vmrun_is_linked_statically_with_no_dynamic_linker_to_run_first() {
+    // .cargo/config.toml: a cold start spends nothing in ld.so.
+    let bytes = std::fs::read(env!("CARGO_BIN_EXE_vmrun")).expect("read the vmrun binary");
+    let elf = goblin::elf::Elf::parse(&bytes).expect("vmrun is an ELF file");
+    assert_eq!(elf.interpreter, None, "vmrun names a dynamic linker");
+    assert!(elf.libraries.is_empty(), "vmrun needs {:?}", elf.libraries);
+}
