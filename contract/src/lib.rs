@@ -15,7 +15,7 @@
 /// Magic value at the start of [`BootInfo`] ("VMRUNBI1" little endian).
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMRUNBI1");
 /// Version of this contract; bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 17;
+pub const CONTRACT_VERSION: u32 = 18;
 
 /// Guest-physical and guest-virtual memory layout.
 pub mod layout {
@@ -118,15 +118,31 @@ pub mod layout {
     /// The longest working directory [`FAST_CWD_PHYS`] holds (a longer
     /// one is not published: the VMM then declines relative paths).
     pub const FAST_CWD_MAX: u64 = PAGE_SIZE - 8;
-    /// The directory fd of the last call of a path the kernel served
-    /// relative to one, when it opened the fast call of a path (guest
-    /// physical): a word holding the fd plus one (0: none), a word holding
-    /// the length of the directory's path, then its bytes (at most
-    /// [`FAST_DIRFD_MAX`]). The VMM joins a relative path of that fd to
-    /// it, as the kernel does. Never mapped for user access.
+    /// The directory fds that the fast call of a path resolves relative
+    /// paths from (guest physical): [`FAST_DIRFD_SLOTS`] slots of
+    /// [`FAST_DIRFD_SLOT_BYTES`], fd `n`'s at [`fast_dirfd_slot`]`(n)`,
+    /// each a word holding the fd plus one (0: none), a word holding the
+    /// length of the directory's path, then its bytes (at most
+    /// [`FAST_DIRFD_MAX`]). The kernel fills a slot when it serves a call
+    /// of a path relative to a directory fd, and when it opens or dups a
+    /// directory while the table stays open; it sets the slot's first
+    /// word back to 0 when it closes that fd while the table stays open.
+    /// The VMM joins a relative path of that fd to it, as the kernel
+    /// does. Never mapped for user access.
     pub const FAST_DIRFD_PHYS: u64 = 0xe_d000;
-    /// The longest path [`FAST_DIRFD_PHYS`] holds.
-    pub const FAST_DIRFD_MAX: u64 = PAGE_SIZE - 16;
+    /// Slots at [`FAST_DIRFD_PHYS`]: `du` and `find` stat the entries of a
+    /// directory by one fd and open the next by another.
+    pub const FAST_DIRFD_SLOTS: u64 = 4;
+    /// Bytes of a slot at [`FAST_DIRFD_PHYS`].
+    pub const FAST_DIRFD_SLOT_BYTES: u64 = PAGE_SIZE / FAST_DIRFD_SLOTS;
+    /// The longest path a slot at [`FAST_DIRFD_PHYS`] holds (a longer one
+    /// is not published: the VMM then declines paths relative to it).
+    pub const FAST_DIRFD_MAX: u64 = FAST_DIRFD_SLOT_BYTES - 16;
+
+    /// The slot at [`FAST_DIRFD_PHYS`] that publishes directory fd `fd`.
+    pub const fn fast_dirfd_slot(fd: u64) -> u64 {
+        FAST_DIRFD_PHYS + fd % FAST_DIRFD_SLOTS * FAST_DIRFD_SLOT_BYTES
+    }
     /// The stdin read-ahead ring's header page (guest physical): the
     /// [`super::stdin_ring`] words. Low memory between the argument block
     /// and the kernel image, which nothing else uses.

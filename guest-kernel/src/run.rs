@@ -1854,6 +1854,43 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         // at once.
         R::Wait4 if f.rdx & syscall::task::wopt::WNOHANG != 0 => short_wait4(k, f, mem),
         R::Wait4 => full_call(k, f, mem),
+        R::Neutral => full_call_neutral(k, f, mem),
+    }
+}
+
+/// A call that usually changes nothing an opening of the fast-call table
+/// relies on (open, openat, getdents64, lseek, fstat, fcntl), served in
+/// full as [`full_call`] serves a call, but with the table left open;
+/// after it the table is closed if `syscall::keeps_fast_calls` says this
+/// one did change something, and a directory it opened or dupped is
+/// published for the calls of a path if they are open. `du` and `find`
+/// read a directory, open the next and ask fcntl about it between the
+/// stats of its entries, Python opens and reads a module between the
+/// stats of its search: with the table closed by each of those calls, the
+/// next stat entered the kernel to open it again. A call that leaves its
+/// action to the loop (it blocks, or a signal is to be delivered) has the
+/// table closed there, as every entry but a short call has.
+#[inline(never)]
+fn full_call_neutral(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    full_call_in::<true>(k, f, mem)
+}
+
+/// After [`full_call_neutral`]'s call `nr` (first three arguments `a`)
+/// returned `ret` to process `p`: the fast-call table closed unless the
+/// call kept what its openings rely on, and a directory it opened or
+/// dupped published while the calls of a path are open.
+#[inline(always)]
+fn keep_fast_calls(p: &Process, mem: &mut DirectMap, nr: u64, a: [u64; 3], ret: i64) {
+    use guest_kernel::mm::phys::PhysMem;
+    if !syscall::keeps_fast_calls(nr, a[0], a[1], ret) {
+        close_fast_calls(mem);
+        return;
+    }
+    if syscall::may_make_dir_fd(nr, a[1], a[2], ret) {
+        let shift = 8 * (trampoline::PATH_BYTE - trampoline::WRITEV_BYTES);
+        if mem.read_u64(FAST_TABLE_WRITEV) >> shift & u64::from(trampoline::OPEN) != 0 {
+            publish_dirfd(p, mem, ret as u64);
+        }
     }
 }
 
@@ -2051,19 +2088,9 @@ extern "C" fn short_access(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMa
 #[inline(always)]
 fn publish_dirs(p: &Process, mem: &mut DirectMap, dirfd: u64) -> bool {
     use guest_kernel::mm::phys::PhysMem;
-    use vmrun_contract::layout::{FAST_CWD_MAX, FAST_CWD_PHYS, FAST_DIRFD_MAX, FAST_DIRFD_PHYS};
-    if dirfd as i32 as i64 != syscall::files::AT_FDCWD {
-        let Ok(entry) = p.fds.get(dirfd) else {
-            return false;
-        };
-        let file = entry.file.borrow();
-        let dir = file.node.path();
-        if !file.node.is_dir() || dir.len() as u64 > FAST_DIRFD_MAX {
-            return false;
-        }
-        mem.write_bytes(FAST_DIRFD_PHYS + 16, dir);
-        mem.write_u64(FAST_DIRFD_PHYS + 8, dir.len() as u64);
-        mem.write_u64(FAST_DIRFD_PHYS, dirfd + 1);
+    use vmrun_contract::layout::{FAST_CWD_MAX, FAST_CWD_PHYS};
+    if dirfd as i32 as i64 != syscall::files::AT_FDCWD && !publish_dirfd(p, mem, dirfd) {
+        return false;
     }
     let cwd: &[u8] = &p.cwd;
     if cwd.len() as u64 > FAST_CWD_MAX {
@@ -2072,6 +2099,32 @@ fn publish_dirs(p: &Process, mem: &mut DirectMap, dirfd: u64) -> bool {
     }
     mem.write_bytes(FAST_CWD_PHYS + 8, cwd);
     mem.write_u64(FAST_CWD_PHYS, cwd.len() as u64);
+    true
+}
+
+/// Publish `dirfd` of process `p` in its slot for the fast call of a path
+/// (contract `fast_dirfd_slot`): its number and its directory's path.
+/// False (nothing written) if it is no directory, or one whose path does
+/// not fit.
+#[inline(always)]
+fn publish_dirfd(p: &Process, mem: &mut DirectMap, dirfd: u64) -> bool {
+    use guest_kernel::mm::phys::PhysMem;
+    use vmrun_contract::layout::{fast_dirfd_slot, FAST_DIRFD_MAX};
+    let Ok(entry) = p.fds.get(dirfd) else {
+        return false;
+    };
+    let file = entry.file.borrow();
+    if !file.node.is_dir() {
+        return false;
+    }
+    let dir = file.node.path();
+    if dir.len() as u64 > FAST_DIRFD_MAX {
+        return false;
+    }
+    let slot = fast_dirfd_slot(dirfd);
+    mem.write_bytes(slot + 16, dir);
+    mem.write_u64(slot + 8, dir.len() as u64);
+    mem.write_u64(slot, dirfd + 1);
     true
 }
 
@@ -2129,10 +2182,26 @@ extern "C" fn short_close(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap
     }
     match syscall::files::close_short(p, &mut k.cache, &mut k.fs, f.rdi) {
         Some(v) => {
+            forget_published_dirfd(mem, f.rdi);
             short_return(f, v);
             true
         }
         None => full_call(k, f, mem),
+    }
+}
+
+/// A close of `fd` on the short path, which leaves the fast-call table
+/// open: if `fd` is the directory fd published for the calls of a path
+/// ([`publish_dirs`]), it is published no more, so that the VMM declines
+/// a path relative to it, which the kernel then resolves from whatever
+/// the number names next (an open after the close may take it, and
+/// [`full_call_neutral`] keeps the table open across that open).
+#[inline(always)]
+fn forget_published_dirfd(mem: &mut DirectMap, fd: u64) {
+    use guest_kernel::mm::phys::PhysMem;
+    let slot = vmrun_contract::layout::fast_dirfd_slot(fd);
+    if mem.read_u64(slot) == fd.wrapping_add(1) {
+        mem.write_u64(slot, 0);
     }
 }
 
@@ -2353,6 +2422,14 @@ fn short_answer(k: &mut Kernel, f: &mut TrapFrame, route: ShortRoute) -> bool {
 /// [`short_exit`]).
 #[inline(never)]
 fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    full_call_in::<false>(k, f, mem)
+}
+
+/// [`full_call`], or with `KEEP` [`full_call_neutral`]: the fast-call
+/// table closed first, or left open and closed after the call unless it
+/// kept what the table's openings rely on ([`keep_fast_calls`]).
+#[inline(always)]
+fn full_call_in<const KEEP: bool>(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     let nr = f.rax;
     let Some(p) = k.process.0.as_deref_mut() else {
         return false;
@@ -2360,7 +2437,9 @@ fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
     if f.rcx >= TASK_SIZE || p.alarm_at.is_some() {
         return false;
     }
-    close_fast_calls(mem);
+    if !KEEP {
+        close_fast_calls(mem);
+    }
     k.stats.syscalls += 1;
     p.blocked_nr = None;
     let mut env = MmEnv {
@@ -2382,6 +2461,9 @@ fn full_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
             // A plain return holds nothing: forgotten, as the drop glue
             // of an action is a call.
             core::mem::forget(action);
+            if KEEP {
+                keep_fast_calls(p, env.mem, nr, [f.rdi, f.rsi, f.rdx], v);
+            }
             ready_user_mode(p, env.mem);
             sysret_frame(f, v);
             k.ticks_after_call(mem);

@@ -205,6 +205,11 @@ pub const IMAGES: &[Image] = &[
         "stat, lstat and statx of absolute paths, each against the same call by a dirfd",
     ),
     c_image(
+        "walk_tree",
+        "walk_tree.c",
+        "a directory tree walked as du walks it (openat, fcntl, a dup, getdents64, fstatat by the dup), and an fd number reused",
+    ),
+    c_image(
         "bench_anon",
         "bench_anon.c",
         "vmrun bench: timed anonymous faults (bulk MiB touch, 64 KiB maps)",

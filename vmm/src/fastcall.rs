@@ -50,7 +50,7 @@ use crate::memory::GuestRam;
 use kvm_bindings::kvm_regs;
 use vmrun_contract::fs::PATH_MAX;
 use vmrun_contract::layout::{
-    FAST_CWD_MAX, FAST_CWD_PHYS, FAST_DIRFD_MAX, FAST_DIRFD_PHYS, PAGE_SIZE, STATS_PHYS,
+    fast_dirfd_slot, FAST_CWD_MAX, FAST_CWD_PHYS, FAST_DIRFD_MAX, PAGE_SIZE, STATS_PHYS,
     SYSCALL_TRAMPOLINE_PHYS, SYSCALL_TRAMPOLINE_VIRT, TASK_SIZE,
 };
 use vmrun_contract::{trampoline, IoVec, FAST_CR3_OFFSET};
@@ -397,13 +397,14 @@ fn published_cwd(ram: &GuestRam) -> Option<Vec<u8>> {
 /// calls of a path, if that is the fd it published (see
 /// `layout::FAST_DIRFD_PHYS`).
 fn published_dirfd(ram: &GuestRam, dirfd: u64) -> Option<Vec<u8>> {
-    let fd: u64 = ram.read_pod(FAST_DIRFD_PHYS).ok()?;
-    let len: u64 = ram.read_pod(FAST_DIRFD_PHYS + 8).ok()?;
+    let slot = fast_dirfd_slot(dirfd);
+    let fd: u64 = ram.read_pod(slot).ok()?;
+    let len: u64 = ram.read_pod(slot + 8).ok()?;
     if fd != dirfd.checked_add(1)? || len == 0 || len > FAST_DIRFD_MAX {
         return None;
     }
     let mut dir = vec![0u8; len as usize];
-    ram.read_bytes(FAST_DIRFD_PHYS + 16, &mut dir).ok()?;
+    ram.read_bytes(slot + 16, &mut dir).ok()?;
     Some(dir)
 }
 
@@ -1255,22 +1256,39 @@ mod tests {
         assert_eq!(answer(&s, &dir, newfstatat_at(PATH, STAT_BUF, 0)), None);
     }
 
+    /// Publish directory fd `fd` as `path` in its slot, as the kernel does.
+    fn publish_dirfd(s: &Space, fd: u64, path: &[u8]) {
+        let slot = fast_dirfd_slot(fd);
+        s.ram.write_pod(slot, &(fd + 1)).unwrap();
+        s.ram.write_pod(slot + 8, &(path.len() as u64)).unwrap();
+        s.ram.write_bytes(slot + 16, path).unwrap();
+    }
+
     #[test]
-    fn a_path_relative_to_the_published_dirfd_is_joined_to_its_directory() {
+    fn a_path_relative_to_a_published_dirfd_is_joined_to_its_directory() {
         let dir = Dir::new("dirfd");
+        std::fs::create_dir(dir.0.join("sub")).unwrap();
+        std::fs::write(dir.0.join("sub/f"), b"seven").unwrap();
         let s = path_space(true);
         put_path(&s, PATH, b"f");
-        s.ram.write_pod(FAST_DIRFD_PHYS, &(7u64 + 1)).unwrap();
-        s.ram.write_pod(FAST_DIRFD_PHYS + 8, &2u64).unwrap();
-        s.ram.write_bytes(FAST_DIRFD_PHYS + 16, b"/m").unwrap();
+        publish_dirfd(&s, 7, b"/m");
+        publish_dirfd(&s, 4, b"/m/sub");
         let by_7 = call_at(NEWFSTATAT, [7, PATH, STAT_BUF, 0x100]);
         assert_eq!(answer(&s, &dir, by_7), Some(0));
         assert_eq!(stat_size(&s), 3, "/m/f by fd 7");
-        // Another fd, or the same number with high bits set: the kernel's.
-        for fd in [6, 1 << 32 | 7] {
+        let by_4 = call_at(NEWFSTATAT, [4, PATH, STAT_BUF, 0x100]);
+        assert_eq!(answer(&s, &dir, by_4), Some(0));
+        assert_eq!(stat_size(&s), 5, "/m/sub/f by fd 4");
+        // Another fd (3 shares 7's slot, 6 has none), or a published
+        // number with high bits set: the kernel's.
+        for fd in [3, 6, 1 << 32 | 7] {
             let r = call_at(NEWFSTATAT, [fd, PATH, STAT_BUF, 0x100]);
             assert_eq!(answer(&s, &dir, r), None, "{fd:#x}");
         }
+        // A slot the kernel cleared (its fd closed): the kernel's.
+        s.ram.write_pod(fast_dirfd_slot(4), &0u64).unwrap();
+        let by_4 = call_at(NEWFSTATAT, [4, PATH, STAT_BUF, 0x100]);
+        assert_eq!(answer(&s, &dir, by_4), None);
     }
 
     #[test]

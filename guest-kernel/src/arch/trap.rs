@@ -462,6 +462,20 @@ global_asm!(
     vmrun_trampoline_class_test:
         test byte ptr [rax + {classes}], 1
         jz 2b
+    // An fstat by fd (newfstatat or statx with AT_EMPTY_PATH: flags in
+    // R10, or RDX for statx) goes to the kernel at once, which the VMM
+    // would decline: glibc's fstat after an open that left the table
+    // open (`run::full_call_neutral`).
+        cmp eax, {newfstatat}
+        je 6f
+        cmp eax, {statx}
+        jne 7b
+        test edx, {at_empty_path}
+        jnz 2b
+        jmp 7b
+    6:
+        test r10d, {at_empty_path}
+        jnz 2b
         jmp 7b
     // The calls whose answer the kernel never changes: rseq, which it
     // does not provide (ENOSYS whatever the arguments), and getuid,
@@ -638,6 +652,7 @@ global_asm!(
     statx = const guest_kernel::syscall::nr::STATX,
     faccessat = const guest_kernel::syscall::nr::FACCESSAT,
     faccessat2 = const guest_kernel::syscall::nr::FACCESSAT2,
+    at_empty_path = const guest_kernel::syscall::files::AT_EMPTY_PATH,
     rseq = const guest_kernel::syscall::nr::RSEQ,
     brk = const guest_kernel::syscall::nr::BRK,
     brk_word_off = const BRK_WORD,

@@ -661,6 +661,58 @@ pub enum ShortRoute {
     Sigaction,
     /// wait4 ([`task::wait4_short`]).
     Wait4,
+    /// open, openat, getdents64, lseek, fstat and fcntl: served by
+    /// [`dispatch`] on the stub's stack, after which what the VMM's
+    /// fast-call table held is put back where [`keeps_fast_calls`] says
+    /// the call changed nothing its openings rely on
+    /// (`run::full_call_neutral`): `du` and `find` stat each entry of a
+    /// directory between such calls, and Python each module it looks for.
+    Neutral,
+}
+
+/// Whether system call `nr` on fd `fd` with second argument `a1`, which
+/// returned `ret`, left alone everything an opening of the VMM's
+/// fast-call table relies on (`run::close_fast_calls`): what fds 0 to 2
+/// are and how they read, and the fd a path's calls were published for
+/// (which no call here can replace: an open or a dup takes a free
+/// number, and a close of it forgets it, `run::short_close`). An open or
+/// a dup whose new fd is 0, 1 or 2 does not, nor does a change of fd 0
+/// to 2's flags (O_NONBLOCK, O_APPEND); any call not named here does not
+/// either.
+pub fn keeps_fast_calls(nr: u64, fd: u64, a1: u64, ret: i64) -> bool {
+    const F_SETFL: u64 = 4;
+    let new_fd_above_stdio = !(0..=2).contains(&ret);
+    match nr {
+        nr::GETDENTS64 | nr::LSEEK | nr::FSTAT => true,
+        nr::OPEN | nr::OPENAT => new_fd_above_stdio,
+        nr::FCNTL if a1 == F_SETFL => fd > 2,
+        nr::FCNTL if is_dupfd(a1) => new_fd_above_stdio,
+        nr::FCNTL => true,
+        _ => false,
+    }
+}
+
+/// Whether call `nr` with arguments `a1` and `a2` (the second and third)
+/// that returned `ret` may have made the new fd `ret` a directory's: an
+/// open or openat with O_DIRECTORY (as `du`, `find` and `ls` open the
+/// directories they read), or fcntl's F_DUPFD or F_DUPFD_CLOEXEC, that
+/// succeeded.
+pub fn may_make_dir_fd(nr: u64, a1: u64, a2: u64, ret: i64) -> bool {
+    let directory = u64::from(crate::fs::file::o::DIRECTORY);
+    ret >= 0
+        && match nr {
+            nr::OPEN => a1 & directory != 0,
+            nr::OPENAT => a2 & directory != 0,
+            nr::FCNTL => is_dupfd(a1),
+            _ => false,
+        }
+}
+
+/// Whether fcntl command `cmd` is F_DUPFD or F_DUPFD_CLOEXEC.
+fn is_dupfd(cmd: u64) -> bool {
+    const F_DUPFD: u64 = 0;
+    const F_DUPFD_CLOEXEC: u64 = 1030;
+    matches!(cmd, F_DUPFD | F_DUPFD_CLOEXEC)
 }
 
 /// The calls [`short_route`]'s table covers; every call above is
@@ -711,6 +763,12 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::PREAD64 as usize] = ShortRoute::Pread;
     t[nr::RT_SIGACTION as usize] = ShortRoute::Sigaction;
     t[nr::WAIT4 as usize] = ShortRoute::Wait4;
+    t[nr::OPEN as usize] = ShortRoute::Neutral;
+    t[nr::OPENAT as usize] = ShortRoute::Neutral;
+    t[nr::GETDENTS64 as usize] = ShortRoute::Neutral;
+    t[nr::LSEEK as usize] = ShortRoute::Neutral;
+    t[nr::FSTAT as usize] = ShortRoute::Neutral;
+    t[nr::FCNTL as usize] = ShortRoute::Neutral;
     t
 };
 

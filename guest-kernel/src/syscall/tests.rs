@@ -1442,6 +1442,12 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::CLONE3, R::Loop),
         (nr::FORK, R::Loop),
         (nr::VFORK, R::Loop),
+        (nr::OPEN, R::Neutral),
+        (nr::OPENAT, R::Neutral),
+        (nr::GETDENTS64, R::Neutral),
+        (nr::LSEEK, R::Neutral),
+        (nr::FSTAT, R::Neutral),
+        (nr::FCNTL, R::Neutral),
     ];
     for n in 0..1024 {
         let want = routes
@@ -1452,6 +1458,71 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
     }
     assert_eq!(short_route(u64::MAX), R::Full);
     assert_eq!(short_route(1 << 32 | nr::GETPID), R::Full);
+}
+
+#[test]
+fn calls_that_keep_the_fast_call_table_open_leave_stdio_fds_and_flags_alone() {
+    const F_DUPFD: u64 = 0;
+    const F_GETFD: u64 = 1;
+    const F_SETFD: u64 = 2;
+    const F_GETFL: u64 = 3;
+    const F_SETFL: u64 = 4;
+    const F_DUPFD_CLOEXEC: u64 = 1030;
+    let enoent = Errno::ENOENT.to_ret();
+    // Reading a directory, seeking, fstat: whatever the fd.
+    for n in [nr::GETDENTS64, nr::LSEEK, nr::FSTAT] {
+        for fd in [0, 1, 2, 3, 9] {
+            assert!(keeps_fast_calls(n, fd, 0, 0), "{} of fd {fd}", name(n));
+        }
+    }
+    // An open keeps it unless its new fd is a stdio one; a failed one does.
+    for n in [nr::OPEN, nr::OPENAT] {
+        for (ret, keeps) in [
+            (3, true),
+            (40, true),
+            (enoent, true),
+            (0, false),
+            (1, false),
+            (2, false),
+        ] {
+            assert_eq!(keeps_fast_calls(n, 0, 0, ret), keeps, "{} = {ret}", name(n));
+        }
+    }
+    // fcntl: a dup as an open; F_SETFL of fds 0 to 2 (O_NONBLOCK on stdin)
+    // does not keep it; the other commands do.
+    for cmd in [F_DUPFD, F_DUPFD_CLOEXEC] {
+        assert!(keeps_fast_calls(nr::FCNTL, 1, cmd, 5));
+        assert!(!keeps_fast_calls(nr::FCNTL, 5, cmd, 2));
+    }
+    assert!(!keeps_fast_calls(nr::FCNTL, 0, F_SETFL, 0));
+    assert!(keeps_fast_calls(nr::FCNTL, 3, F_SETFL, 0));
+    for cmd in [F_GETFD, F_SETFD, F_GETFL] {
+        assert!(keeps_fast_calls(nr::FCNTL, 0, cmd, 0));
+    }
+    // Anything else closes it: dup2 onto a stdio fd, chdir, close, exec.
+    for n in [
+        nr::DUP2,
+        nr::DUP3,
+        nr::DUP,
+        nr::CHDIR,
+        nr::FCHDIR,
+        nr::CLOSE,
+        nr::EXECVE,
+        nr::IOCTL,
+    ] {
+        assert!(!keeps_fast_calls(n, 3, 0, 0), "{}", name(n));
+    }
+    // The calls that may make a directory's fd, which its publication
+    // follows: opens with O_DIRECTORY (openat's flags are its third
+    // argument, open's its second) and dups, that succeeded.
+    let dir = u64::from(crate::fs::file::o::DIRECTORY);
+    assert!(may_make_dir_fd(nr::OPENAT, 0, dir, 3) && may_make_dir_fd(nr::OPEN, dir, 0, 0));
+    assert!(!may_make_dir_fd(nr::OPENAT, dir, 0, 3) && !may_make_dir_fd(nr::OPEN, 0, dir, 3));
+    assert!(may_make_dir_fd(nr::FCNTL, F_DUPFD_CLOEXEC, 0, 5));
+    assert!(may_make_dir_fd(nr::FCNTL, F_DUPFD, 0, 4));
+    assert!(!may_make_dir_fd(nr::OPENAT, 0, dir, enoent));
+    assert!(!may_make_dir_fd(nr::FCNTL, F_GETFD, 0, 1));
+    assert!(!may_make_dir_fd(nr::GETDENTS64, 0, dir, 3));
 }
 
 #[test]
