@@ -745,7 +745,9 @@ pub mod fs {
         pub const STAT: u32 = 6;
         /// Directory entries of `handle` from cookie `offset` as Linux
         /// `linux_dirent64` records into the IoVec array (one piece). ret:
-        /// bytes written (0 at the end); `out_offset` the next cookie.
+        /// bytes written (0 at the end); `out_offset` the next cookie;
+        /// `out_handle` 1 if the host found no entry past it (a read from
+        /// there would give 0 now), else 0.
         pub const GETDENTS: u32 = 7;
         /// The target of symlink `path` into the IoVec array (one piece).
         /// ret: its length (not NUL-terminated, truncated to the piece).
@@ -811,7 +813,8 @@ pub mod fs {
         pub path2_len: u32,
         /// Result: -errno, or per op.
         pub ret: i64,
-        /// OPEN: the new handle (or [`SYNTHETIC`]).
+        /// OPEN: the new handle (or [`SYNTHETIC`]); GETDENTS: 1 at the
+        /// directory's end.
         pub out_handle: u64,
         /// GETDENTS: next cookie; PWRITE: file size afterwards.
         pub out_offset: u64,

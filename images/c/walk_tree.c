@@ -10,6 +10,9 @@
  * closed and FILE opened, which takes the same number, and a stat relative
  * to it must fail with ENOTDIR; then it is closed and SUBDIR opened on the
  * number, and a stat of "." by it must be SUBDIR's. Each answer is printed.
+ * DIR is read to its end twice, with an lseek to 0 between (both reads
+ * must count the same entries), and once more at the end with a buffer
+ * past user memory (Linux answers 0 there: nothing is written).
  *
  * Then the walk, as GNU du walks (fts): each directory is opened with
  * openat by its parent's fd, asked fcntl F_GETFL and F_SETFD, dupped with
@@ -145,10 +148,41 @@ static void reuse(const char *dir, const char *file, const char *subdir)
     CHECK(close(s) == 0, "close: %s", strerror(errno));
 }
 
+/* Entries getdents64 gives from where `fd` is to the end. */
+static long count_entries(int fd)
+{
+    static char buf[4096];
+    long entries = 0;
+    for (;;) {
+        long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
+        CHECK(n >= 0, "getdents64: %s", strerror(errno));
+        if (n == 0)
+            return entries;
+        for (long off = 0; off < n; off += ((struct dirent64 *)(buf + off))->d_reclen)
+            entries++;
+    }
+}
+
+static void reread(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    CHECK(fd >= 0, "open %s: %s", dir, strerror(errno));
+    long first = count_entries(fd);
+    CHECK(syscall(SYS_getdents64, fd, (void *)0, 4096) == 0 || errno == EFAULT, "a read at the end");
+    CHECK(lseek(fd, 0, SEEK_SET) == 0, "lseek: %s", strerror(errno));
+    long again = count_entries(fd);
+    errno = 0;
+    long r = syscall(SYS_getdents64, fd, (void *)0xffff800000000000UL, 4096);
+    printf("read to the end: %ld entries, after lseek 0: %ld; at the end into a kernel address: %ld %s\n",
+           first, again, r, r < 0 ? strerror(errno) : "");
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     CHECK(argc == 4, "usage: walk_tree DIR FILE SUBDIR");
     reuse(argv[1], argv[2], argv[3]);
+    reread(argv[1]);
     struct totals t = {0};
     walk(AT_FDCWD, argv[1], &t, 0);
     printf("walk: %lu directories, %lu files, %lu others, %llu bytes, %lu links, names %llu, %lu stats\n",

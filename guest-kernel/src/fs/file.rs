@@ -128,6 +128,11 @@ pub struct OpenFile {
     pub flags: u32,
     /// File offset (directory cookie for directories).
     pub pos: u64,
+    /// A host directory's: the host said that no entry follows `pos`, so
+    /// the next getdents64 gives 0 without asking it (POSIX leaves open
+    /// whether a listing shows entries made after it began). An lseek
+    /// clears it.
+    pub dir_end: bool,
 }
 
 impl OpenFile {
@@ -137,6 +142,7 @@ impl OpenFile {
             node,
             flags,
             pos: 0,
+            dir_end: false,
         }))
     }
 

@@ -1753,7 +1753,8 @@ pub fn lseek<M: PhysMem, H: HostIo>(
     if new < 0 {
         return Err(Errno::EINVAL);
     }
-    f.borrow_mut().pos = new as u64;
+    let mut b = f.borrow_mut();
+    (b.pos, b.dir_end) = (new as u64, false);
     Ok(new)
 }
 

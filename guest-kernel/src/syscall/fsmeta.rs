@@ -598,6 +598,10 @@ pub fn getdents64<M: PhysMem, H: HostIo>(
             if mode & S_IFMT != S_IFDIR {
                 return Err(Errno::ENOTDIR);
             }
+            if b.dir_end {
+                // Whatever the buffer, as Linux at a directory's end.
+                return Ok(0);
+            }
             let (h, pos) = (*handle, b.pos);
             let mut iov = [IoVec::default(); 1];
             let (n, _) =
@@ -611,7 +615,8 @@ pub fn getdents64<M: PhysMem, H: HostIo>(
             let r = begin(&mut *cx.env.host, op::GETDENTS, h);
             r.offset = pos;
             let got = host::call(&mut *cx.env.host, &iov[..1])?;
-            b.pos = cx.env.host.req().out_offset;
+            let r = cx.env.host.req();
+            (b.pos, b.dir_end) = (r.out_offset, r.out_handle == 1);
             Ok(got as i64)
         }
         Node::SynthDir { entries, path } => {

@@ -65,18 +65,23 @@ impl HostFs {
             .slice_mut(piece.phys, piece.len.min(MAX_DENTS))
             .map_err(|_| libc::EFAULT)?;
         let h = self.handle(call.req.handle)?;
-        let (n, next) = match &h.kind {
+        let (n, next, end) = match &h.kind {
             Kind::Dir(fd) => {
                 let fd = fd.as_fd();
                 sys::lseek(fd, offset(call.req.offset)?, libc::SEEK_SET)?;
                 let n = sys::getdents(fd, buf)?;
-                (n, sys::lseek(fd, 0, libc::SEEK_CUR)? as u64)
+                let next = sys::lseek(fd, 0, libc::SEEK_CUR)?;
+                (n, next as u64, n == 0 || at_end(fd, next)?)
             }
-            Kind::Virtual => virtual_dir::getdents(&self.view, &h.guest, call.req.offset, buf)?,
+            Kind::Virtual => {
+                let (n, next) = virtual_dir::getdents(&self.view, &h.guest, call.req.offset, buf)?;
+                (n, next, n == 0)
+            }
             Kind::File(_) => return Err(libc::ENOTDIR),
             Kind::Path(_) => return Err(libc::EBADF),
         };
         call.req.out_offset = next;
+        call.req.out_handle = u64::from(end);
         Ok(n as i64)
     }
 
@@ -129,4 +134,18 @@ impl HostFs {
         sys::ftruncate(fd.as_fd(), len)?;
         Ok(0)
     }
+}
+
+/// Whether directory `fd` has no entry from cookie `at` on: one more read
+/// there (into a buffer that holds any one record) gives nothing. The
+/// offset is put back at `at`. So that the guest answers the read that
+/// ends a listing (`du`, `ls` and `find` make one per directory) without
+/// asking the host again.
+fn at_end(fd: std::os::fd::BorrowedFd<'_>, at: i64) -> FsResult<bool> {
+    let mut probe = [0u8; 512];
+    let n = sys::getdents(fd, &mut probe)?;
+    if n > 0 {
+        sys::lseek(fd, at, libc::SEEK_SET)?;
+    }
+    Ok(n == 0)
 }

@@ -178,6 +178,46 @@ fn getdents_lists_a_host_directory_in_small_pieces() {
     assert_eq!(g.list(f, 200), Err(libc::ENOTDIR));
 }
 
+/// GETDENTS says when no entry follows the cookie it returns: at once
+/// for a piece that holds the whole directory, only with the last piece
+/// for small ones, and for a read at the end; the next piece is where the
+/// last one stopped (the probe of the end moves nothing).
+#[test]
+fn getdents_says_where_the_entries_end() {
+    let t = TempDir::new("dents-end");
+    for i in 0..20 {
+        t.file(&format!("entry-{i:02}"), "");
+    }
+    let mut g = rw(&t);
+    let h = g.open("/w", libc::O_RDONLY | libc::O_DIRECTORY).unwrap();
+    let read = |g: &mut Guest, cookie: u64, piece: u64| {
+        let mut r = req(op::GETDENTS, h, b"");
+        r.offset = cookie;
+        g.one_piece(&mut r, piece);
+        let out = g.call(&r);
+        (result(&out).unwrap(), out.out_offset, out.out_handle)
+    };
+    let (n, end_cookie, end) = read(&mut g, 0, 4096);
+    assert!(
+        n > 0 && end == 1,
+        "the whole directory: {n} bytes, end {end}"
+    );
+    assert_eq!(read(&mut g, end_cookie, 4096), (0, end_cookie, 1));
+    let (mut cookie, mut pieces, mut ends) = (0, 0, vec![]);
+    loop {
+        let (n, next, end) = read(&mut g, cookie, 100);
+        if n == 0 {
+            break;
+        }
+        (cookie, pieces) = (next, pieces + 1);
+        ends.push(end);
+    }
+    assert_eq!(ends.iter().filter(|&&e| e == 1).count(), 1, "{ends:?}");
+    assert_eq!(ends.last(), Some(&1));
+    assert_eq!(pieces, 8, "22 records of 24 or 32 bytes, three to a piece");
+    assert_eq!(g.list(h, 100).unwrap().len(), 22);
+}
+
 #[test]
 fn mkdir_unlink_and_rmdir() {
     let t = TempDir::new("mkdir");
