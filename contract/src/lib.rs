@@ -784,6 +784,9 @@ pub mod fs {
         pub const SEEK: u32 = 19;
     }
 
+    /// Most handles an [`FsRequest`] carries to be closed before its op.
+    pub const DEFERRED_CLOSES: usize = 8;
+
     /// The request block of [`super::hc::FS`]. The guest fills the inputs,
     /// the host the outputs; `ret` is also the hypercall's return value.
     #[repr(C)]
@@ -807,6 +810,14 @@ pub mod fs {
         pub iov_count: u64,
         /// utimensat times: atime sec, nsec, mtime sec, nsec.
         pub times: [i64; 4],
+        /// Handles the guest let go of since its last request, which the
+        /// host closes (as CLOSE, errors ignored) before it serves this
+        /// one: `closes[..close_count]`. The host sets the count back to
+        /// 0. The guest sends a handle here instead of a CLOSE request of
+        /// its own unless it was opened for writing, or the list is full.
+        pub close_count: u64,
+        /// See [`Self::close_count`].
+        pub closes: [u64; DEFERRED_CLOSES],
         /// Bytes of `path` used (no NUL).
         pub path_len: u32,
         /// Bytes of `path2` used (no NUL).
@@ -839,6 +850,8 @@ pub mod fs {
                 iov_phys: 0,
                 iov_count: 0,
                 times: [0; 4],
+                close_count: 0,
+                closes: [0; DEFERRED_CLOSES],
                 path_len: 0,
                 path2_len: 0,
                 ret: 0,

@@ -307,7 +307,7 @@ mod tests {
         );
         assert_eq!(
             std::mem::size_of::<FsRequest>(),
-            8 + 6 * 8 + 4 * 8 + 8 + 3 * 8 + 256 + 2 * 4096
+            8 + 6 * 8 + 4 * 8 + 8 + 8 * 9 + 3 * 8 + 256 + 2 * 4096
         );
         assert_eq!(std::mem::size_of::<Hypercall>(), 8 * 8);
         assert_eq!(std::mem::size_of::<IoVec>(), 16);

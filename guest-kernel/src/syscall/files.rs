@@ -452,7 +452,7 @@ pub fn release<M: PhysMem, H: HostIo>(cx: &mut Cx<'_, '_, '_, M, H>, f: FileRef)
     } = b.node
     {
         if !cache_owns_handle {
-            host::close(&mut *cx.env.host, handle);
+            host::close(&mut *cx.env.host, handle, b.writable());
         }
         if let Some(id) = inode {
             if b.flags & o::PATH == 0 && b.flags & o::ACCMODE != o::RDONLY {
@@ -479,7 +479,7 @@ fn release_host(cache: &mut PageCache, host: &mut dyn host::FsHost, f: &FileRef)
     } = b.node
     {
         if !cache_owns_handle {
-            host::close(host, handle);
+            host::close(host, handle, b.writable());
         }
         if let Some(id) = inode {
             if b.flags & o::PATH == 0 && b.flags & o::ACCMODE != o::RDONLY {

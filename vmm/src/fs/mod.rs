@@ -176,6 +176,7 @@ impl HostFs {
         if ram.read_bytes(gpa, pod_bytes_mut(&mut req)).is_err() {
             return -i64::from(libc::EFAULT);
         }
+        self.close_deferred(&mut req);
         let (ret, path_out) = self.serve_request(ram, &mut req);
         let end = if path_out {
             std::mem::offset_of!(FsRequest, path2)
@@ -186,6 +187,17 @@ impl HostFs {
             Ok(()) => ret,
             Err(_) => -i64::from(libc::EFAULT),
         }
+    }
+
+    /// Close the handles `req` carries (`FsRequest::close_count`), each
+    /// counted as a CLOSE request, and clear its list.
+    fn close_deferred(&mut self, req: &mut FsRequest) {
+        let n = (req.close_count as usize).min(req.closes.len());
+        for &h in &req.closes[..n] {
+            let done = self.handles.remove(h).map(|_| ());
+            let _ = self.counted(op::CLOSE, done);
+        }
+        req.close_count = 0;
     }
 
     /// Serve `req` (its outputs cleared first), counted: its `ret` (also

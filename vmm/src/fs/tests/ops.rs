@@ -218,6 +218,27 @@ fn getdents_says_where_the_entries_end() {
     assert_eq!(g.list(h, 100).unwrap().len(), 22);
 }
 
+/// Handles a request carries to be closed are closed before its op and
+/// counted as CLOSE requests; an unknown one is an error counted and
+/// ignored; the list comes back empty.
+#[test]
+fn a_request_closes_the_handles_it_carries_first() {
+    let t = TempDir::new("deferred-close");
+    t.file("f", "abc");
+    let mut g = rw(&t);
+    let a = g.open("/w/f", libc::O_RDONLY).unwrap();
+    let b = g.open("/w", libc::O_RDONLY | libc::O_DIRECTORY).unwrap();
+    let mut r = req(op::STAT, ROOT_HANDLE, b"/w/f");
+    r.close_count = 3;
+    r.closes[..3].copy_from_slice(&[a, b, 9999]);
+    let closes = g.fs.stats().calls.get("close").copied().unwrap_or(0);
+    let out = g.call(&r);
+    assert_eq!((out.ret, out.close_count), (0, 0));
+    assert_eq!(g.fs.stats().calls.get("close").copied(), Some(closes + 3));
+    assert_eq!(g.close(a), Err(libc::EBADF), "closed already");
+    assert_eq!(g.list(b, 4096), Err(libc::EBADF));
+}
+
 #[test]
 fn mkdir_unlink_and_rmdir() {
     let t = TempDir::new("mkdir");
