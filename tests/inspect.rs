@@ -1220,6 +1220,44 @@ fn a_tree_walked_as_du_walks_it_stats_its_entries_by_fast_calls() {
     );
 }
 
+/// busybox md5sum reads a cached file 4 KiB at a time into a buffer that
+/// is not page aligned: each read's bytes go to two user pages, which the
+/// host copies with one request (COPY_LIST) where it took two (COPY each).
+/// The sum is the native run's.
+#[test]
+fn a_cached_read_across_two_user_pages_takes_one_vm_exit() {
+    if !require_kvm() || !require_programs(&["/bin/busybox"]) {
+        return;
+    }
+    let path = temp("read-pages");
+    let data: Vec<u8> = (0..256 * 1024u32)
+        .map(|i| (i * 7 + i / 4096) as u8)
+        .collect();
+    std::fs::write(&path, &data).unwrap();
+    let native = native(
+        Path::new("/bin/busybox"),
+        ["md5sum", path.to_str().unwrap()],
+    );
+    assert_status(&native, 0);
+    let mut config = VmConfig::for_program(std::path::PathBuf::from("/bin/busybox"));
+    config
+        .argv
+        .extend(["md5sum".into(), path.clone().into_os_string()]);
+    let mut vm = Vm::new(&config).unwrap();
+    let mut io = Captured::default();
+    run_to_clean_exit(&mut vm, &mut io, &mut |_| {}, |io| {
+        String::from_utf8_lossy(&io.err).into_owned()
+    });
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(io.out, native.stdout);
+    let reads = data.len() as u64 / 4096;
+    let hypercalls = vm.exits().get("hypercall").copied().unwrap_or(0);
+    assert!(
+        hypercalls < reads + reads / 2,
+        "{hypercalls} hypercall exits for {reads} reads of a page"
+    );
+}
+
 /// Stats of a path the kernel serves itself (in /proc) in a row: the VMM
 /// would decline each, so the kernel does not open the calls of a path
 /// after serving one, and none costs a declined fast call's VM exit. The

@@ -216,6 +216,23 @@ impl PhysMem for DirectMap {
         unsafe { core::ptr::copy_nonoverlapping(s, d, len as usize) }
     }
 
+    /// One COPY_LIST for two moves or more of a kilobyte or more in all,
+    /// where bulk work goes to the host.
+    fn copy_local_list(&mut self, moves: &[CopyItem]) {
+        let total: u64 = moves.iter().map(|m| m.len).sum();
+        if moves.len() > 1 && total >= HOST_BULK_MIN as u64 && host_bulk_on() {
+            for m in moves {
+                self.ptr(m.dst, m.len);
+                self.ptr(m.src, m.len);
+            }
+            hypercall::copy_list(moves);
+            return;
+        }
+        for m in moves {
+            self.copy_local(m.dst, m.src, m.len);
+        }
+    }
+
     /// In line: its callers are the faults' runs of entries, whose calls'
     /// moved arguments and spilled registers cost more than the copies.
     #[inline(always)]

@@ -61,6 +61,18 @@ pub trait PhysMem {
         }
     }
 
+    /// The copies of `moves` (physical addresses, at most
+    /// [`vmrun_contract::COPY_LIST_MAX`]), each as [`Self::copy_local`]
+    /// makes it, or all by the host with one request where that pays: a
+    /// read of a cached page into a buffer across two user pages is two
+    /// moves, which would otherwise take a VM exit each (or run in ring 0
+    /// for the shorter).
+    fn copy_local_list(&mut self, moves: &[vmrun_contract::CopyItem]) {
+        for m in moves {
+            self.copy_local(m.dst, m.src, m.len);
+        }
+    }
+
     /// Write `n` consecutive words from `pa`: `first`, `first + step`, ...
     /// (a run of page-table entries). Implementations may do it faster than
     /// `n` calls of [`Self::write_u64`].

@@ -24,7 +24,7 @@ use crate::process::Process;
 use crate::uaccess::copy_to_user;
 use vmrun_contract::fs::{op, FsRequest, ROOT_HANDLE, SYNTHETIC};
 use vmrun_contract::layout::PAGE_SIZE;
-use vmrun_contract::IoVec;
+use vmrun_contract::{CopyItem, IoVec};
 
 /// `AT_FDCWD`.
 pub const AT_FDCWD: i64 = -100;
@@ -1455,22 +1455,30 @@ fn cached_short<M: PhysMem, const PREAD: bool>(
     crate::mm::space::check_user_range(buf, count).ok()?;
     let n = count.min(ino.size.saturating_sub(pos));
     // At most two cache pages and two user pages: at most three moves,
-    // all found before any is made.
-    let mut moves = [(0u64, 0u64, 0u64); 3];
-    let (mut k, mut done) = (0, 0);
-    while done < n {
+    // all found before any is made, then made together.
+    let at = |done: u64| -> Option<CopyItem> {
         let (cur, va) = (pos + done, buf + done);
         let src = ino.resident(cur / PAGE_SIZE)? + cur % PAGE_SIZE;
         let dst = p.mm.mapped_user_page(mem, va, true)?;
-        let m = (PAGE_SIZE - cur % PAGE_SIZE)
+        let len = (PAGE_SIZE - cur % PAGE_SIZE)
             .min(PAGE_SIZE - va % PAGE_SIZE)
             .min(n - done);
-        *moves.get_mut(k)? = (dst, src, m);
-        k += 1;
-        done += m;
-    }
-    for &(dst, src, m) in &moves[..k] {
-        mem.copy_local(dst, src, m);
+        Some(CopyItem { dst, src, len })
+    };
+    if n > 0 {
+        let a = at(0)?;
+        if a.len == n {
+            mem.copy_local(a.dst, a.src, a.len);
+        } else {
+            let b = at(a.len)?;
+            match a.len + b.len == n {
+                true => mem.copy_local_list(&[a, b]),
+                false => {
+                    let c = at(a.len + b.len)?;
+                    mem.copy_local_list(&[a, b, c]);
+                }
+            }
+        }
     }
     if !PREAD {
         b.pos = pos + n;
