@@ -1854,7 +1854,28 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         // at once.
         R::Wait4 if f.rdx & syscall::task::wopt::WNOHANG != 0 => short_wait4(k, f, mem),
         R::Wait4 => full_call(k, f, mem),
+        R::Fcntl => short_fcntl(k, f, mem),
         R::Neutral => full_call_neutral(k, f, mem),
+    }
+}
+
+/// fcntl on [`short_call`]'s path: F_GETFD, F_SETFD and F_GETFL served by
+/// `syscall::fcntl_short` (the fast-call table left open, as they change
+/// nothing it relies on), any other by [`full_call_neutral`].
+#[inline(never)]
+extern "C" fn short_fcntl(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref_mut() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    match syscall::fcntl_short(p, f.rdi, f.rsi, f.rdx) {
+        Some(v) => {
+            short_return(f, v);
+            true
+        }
+        None => full_call_neutral(k, f, mem),
     }
 }
 

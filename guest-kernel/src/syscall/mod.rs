@@ -661,6 +661,9 @@ pub enum ShortRoute {
     Sigaction,
     /// wait4 ([`task::wait4_short`]).
     Wait4,
+    /// fcntl: F_GETFD, F_SETFD and F_GETFL on the short path
+    /// ([`fcntl_short`]), any other command as [`Self::Neutral`].
+    Fcntl,
     /// open, openat, getdents64, lseek, fstat and fcntl: served by
     /// [`dispatch`] on the stub's stack, after which what the VMM's
     /// fast-call table held is put back where [`keeps_fast_calls`] says
@@ -689,6 +692,27 @@ pub fn keeps_fast_calls(nr: u64, fd: u64, a1: u64, ret: i64) -> bool {
         nr::FCNTL if is_dupfd(a1) => new_fd_above_stdio,
         nr::FCNTL => true,
         _ => false,
+    }
+}
+
+/// fcntl(fd, cmd, arg) on the syscall stub's short path (`run::short_call`)
+/// by process `p`, as [`fsmeta::fcntl`] serves it, for the commands that
+/// only read or set a flag of the fd or its description's: F_GETFD,
+/// F_SETFD and F_GETFL (`du` and `find` ask two of them of each directory
+/// they open). None, with nothing done, for any other command or a bad fd
+/// (the full path's EBADF).
+pub fn fcntl_short(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> Option<i64> {
+    const F_GETFD: u64 = 1;
+    const F_SETFD: u64 = 2;
+    const F_GETFL: u64 = 3;
+    match cmd {
+        F_GETFD => Some(i64::from(p.fds.get(fd).ok()?.cloexec)),
+        F_SETFD => {
+            p.fds.get_mut(fd).ok()?.cloexec = arg & 1 != 0;
+            Some(0)
+        }
+        F_GETFL => Some(i64::from(p.fds.get(fd).ok()?.file.try_borrow().ok()?.flags)),
+        _ => None,
     }
 }
 
@@ -768,7 +792,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::GETDENTS64 as usize] = ShortRoute::Neutral;
     t[nr::LSEEK as usize] = ShortRoute::Neutral;
     t[nr::FSTAT as usize] = ShortRoute::Neutral;
-    t[nr::FCNTL as usize] = ShortRoute::Neutral;
+    t[nr::FCNTL as usize] = ShortRoute::Fcntl;
     t
 };
 

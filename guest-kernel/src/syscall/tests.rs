@@ -1092,6 +1092,36 @@ fn fcntl_reads_stdio_flags_and_rejects_other_fds() {
 }
 
 #[test]
+fn fcntl_on_the_short_path_answers_as_the_full_path_or_leaves_the_call_to_it() {
+    const F_DUPFD_CLOEXEC: u64 = 1030;
+    let mut w = World::new();
+    // F_GETFD, F_SETFD, F_GETFL of fds 0 to 2 and of a bad fd, with the
+    // close-on-exec flag set in between: each answer is the full path's.
+    for (cmd, arg) in [(1, 0), (3, 0), (2, 1), (1, 0), (2, 0), (1, 0), (3, 0)] {
+        for fd in [0, 1, 2] {
+            let short = fcntl_short(&mut w.p, fd, cmd, arg);
+            let full = w.call(nr::FCNTL, [fd, cmd, arg, 0, 0, 0]).unwrap_ret();
+            assert_eq!(short, Some(full), "fcntl({fd}, {cmd}, {arg})");
+        }
+        assert_eq!(
+            fcntl_short(&mut w.p, 5, cmd, arg),
+            None,
+            "a bad fd: the full path's"
+        );
+    }
+    // Any other command is the full path's, with nothing done.
+    let before = w.call(nr::FCNTL, [1, 1, 0, 0, 0, 0]).unwrap_ret();
+    assert_eq!(fcntl_short(&mut w.p, 1, F_DUPFD_CLOEXEC, 3), None);
+    assert_eq!(fcntl_short(&mut w.p, 1, 4, 0), None);
+    assert_eq!(w.call(nr::FCNTL, [1, 1, 0, 0, 0, 0]).unwrap_ret(), before);
+    assert_eq!(
+        w.call(nr::FCNTL, [3, 1, 0, 0, 0, 0]).unwrap_ret(),
+        -9,
+        "no fd was made"
+    );
+}
+
+#[test]
 fn fstat_of_stdout_reports_the_host_file_type() {
     let mut w = World::new();
     w.p.stdio_modes = [0o020620, 0o010600, 0];
@@ -1447,7 +1477,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::GETDENTS64, R::Neutral),
         (nr::LSEEK, R::Neutral),
         (nr::FSTAT, R::Neutral),
-        (nr::FCNTL, R::Neutral),
+        (nr::FCNTL, R::Fcntl),
     ];
     for n in 0..1024 {
         let want = routes
