@@ -1855,6 +1855,7 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Wait4 if f.rdx & syscall::task::wopt::WNOHANG != 0 => short_wait4(k, f, mem),
         R::Wait4 => full_call(k, f, mem),
         R::Fcntl => short_fcntl(k, f, mem),
+        R::Getdents => short_getdents_end(k, f, mem),
         R::Neutral => full_call_neutral(k, f, mem),
     }
 }
@@ -1871,6 +1872,27 @@ extern "C" fn short_fcntl(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap
         return false;
     }
     match syscall::fcntl_short(p, f.rdi, f.rsi, f.rdx) {
+        Some(v) => {
+            short_return(f, v);
+            true
+        }
+        None => full_call_neutral(k, f, mem),
+    }
+}
+
+/// getdents64 on [`short_call`]'s path: the read that ends a host
+/// directory's listing answered 0 by `syscall::getdents_end_short` (the
+/// host said no entry follows: `du`, `find` and `ls` make one such read a
+/// directory), any other by [`full_call_neutral`].
+#[inline(never)]
+extern "C" fn short_getdents_end(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
+    let Some(p) = k.process.0.as_deref() else {
+        return false;
+    };
+    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
+        return false;
+    }
+    match syscall::getdents_end_short(p, f.rdi) {
         Some(v) => {
             short_return(f, v);
             true

@@ -664,6 +664,9 @@ pub enum ShortRoute {
     /// fcntl: F_GETFD, F_SETFD and F_GETFL on the short path
     /// ([`fcntl_short`]), any other command as [`Self::Neutral`].
     Fcntl,
+    /// getdents64: the read that ends a host directory's listing on the
+    /// short path ([`getdents_end_short`]), any other as [`Self::Neutral`].
+    Getdents,
     /// open, openat, getdents64, lseek, fstat and fcntl: served by
     /// [`dispatch`] on the stub's stack, after which what the VMM's
     /// fast-call table held is put back where [`keeps_fast_calls`] says
@@ -712,6 +715,19 @@ pub fn fcntl_short(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> Option<i64> 
             Some(0)
         }
         F_GETFL => Some(i64::from(p.fds.get(fd).ok()?.file.try_borrow().ok()?.flags)),
+        _ => None,
+    }
+}
+
+/// getdents64 of fd `fd` on the syscall stub's short path by process `p`:
+/// 0 for a host directory whose listing the host said is at its end
+/// (`OpenFile::dir_end`), as [`fsmeta::getdents64`] answers it, whatever
+/// the buffer; None, with nothing done, for any other read (a bad fd, a
+/// file, a listing not at its end), which the full path serves.
+pub fn getdents_end_short(p: &Process, fd: u64) -> Option<i64> {
+    let b = p.fds.get(fd).ok()?.file.try_borrow().ok()?;
+    match (&b.node, b.dir_end) {
+        (crate::fs::file::Node::Host { .. }, true) => Some(0),
         _ => None,
     }
 }
@@ -789,7 +805,7 @@ static SHORT_ROUTES: [ShortRoute; SHORT_ROUTES_LEN] = {
     t[nr::WAIT4 as usize] = ShortRoute::Wait4;
     t[nr::OPEN as usize] = ShortRoute::Neutral;
     t[nr::OPENAT as usize] = ShortRoute::Neutral;
-    t[nr::GETDENTS64 as usize] = ShortRoute::Neutral;
+    t[nr::GETDENTS64 as usize] = ShortRoute::Getdents;
     t[nr::LSEEK as usize] = ShortRoute::Neutral;
     t[nr::FSTAT as usize] = ShortRoute::Neutral;
     t[nr::FCNTL as usize] = ShortRoute::Fcntl;

@@ -1122,6 +1122,38 @@ fn fcntl_on_the_short_path_answers_as_the_full_path_or_leaves_the_call_to_it() {
 }
 
 #[test]
+fn the_read_that_ends_a_listing_is_the_short_paths_only_at_the_end() {
+    use crate::fs::file::{Node, OpenFile};
+    let mut w = World::new();
+    let node = Node::Host {
+        handle: 9,
+        inode: None,
+        cache_owns_handle: false,
+        mode: 0o040755,
+        path: b"/d".to_vec(),
+    };
+    let dir = OpenFile::new(node, 0);
+    let fd = w.p.fds.alloc(dir.clone(), false).unwrap();
+    assert_eq!(
+        getdents_end_short(&w.p, fd),
+        None,
+        "not at its end: the full path's"
+    );
+    dir.borrow_mut().dir_end = true;
+    assert_eq!(getdents_end_short(&w.p, fd), Some(0));
+    assert_eq!(
+        getdents_end_short(&w.p, fd + 1),
+        None,
+        "a bad fd: the full path's EBADF"
+    );
+    // An lseek forgets the end (SEEK_SET asks the host nothing).
+    assert_eq!(w.call(nr::LSEEK, [fd, 0, 0, 0, 0, 0]).unwrap_ret(), 0);
+    assert_eq!(getdents_end_short(&w.p, fd), None);
+    // stdin (the host's stdio, no directory): the full path's.
+    assert_eq!(getdents_end_short(&w.p, 0), None);
+}
+
+#[test]
 fn fstat_of_stdout_reports_the_host_file_type() {
     let mut w = World::new();
     w.p.stdio_modes = [0o020620, 0o010600, 0];
@@ -1474,7 +1506,7 @@ fn short_routes_name_the_short_calls_and_send_the_rest_to_the_full_path() {
         (nr::VFORK, R::Loop),
         (nr::OPEN, R::Neutral),
         (nr::OPENAT, R::Neutral),
-        (nr::GETDENTS64, R::Neutral),
+        (nr::GETDENTS64, R::Getdents),
         (nr::LSEEK, R::Neutral),
         (nr::FSTAT, R::Neutral),
         (nr::FCNTL, R::Fcntl),
