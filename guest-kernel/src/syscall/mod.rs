@@ -667,12 +667,12 @@ pub enum ShortRoute {
     /// getdents64: the read that ends a host directory's listing on the
     /// short path ([`getdents_end_short`]), any other as [`Self::Neutral`].
     Getdents,
-    /// open, openat, getdents64, lseek, fstat and fcntl: served by
-    /// [`dispatch`] on the stub's stack, after which what the VMM's
-    /// fast-call table held is put back where [`keeps_fast_calls`] says
-    /// the call changed nothing its openings rely on
-    /// (`run::full_call_neutral`): `du` and `find` stat each entry of a
-    /// directory between such calls, and Python each module it looks for.
+    /// open, openat, getdents64, lseek and fstat (and the fcntls and
+    /// getdents64s the short path leaves): served by [`dispatch`] on the
+    /// stub's stack with the VMM's fast-call table left open, and closed
+    /// after the call only where [`keeps_fast_calls`] says it changed
+    /// what the table's openings rely on (`run::full_call_neutral`): `du`
+    /// and `find` stat each entry of a directory between such calls.
     Neutral,
 }
 
@@ -686,7 +686,7 @@ pub enum ShortRoute {
 /// to 2's flags (O_NONBLOCK, O_APPEND); any call not named here does not
 /// either.
 pub fn keeps_fast_calls(nr: u64, fd: u64, a1: u64, ret: i64) -> bool {
-    const F_SETFL: u64 = 4;
+    use fcntl_cmd::F_SETFL;
     let new_fd_above_stdio = !(0..=2).contains(&ret);
     match nr {
         nr::GETDENTS64 | nr::LSEEK | nr::FSTAT => true,
@@ -705,9 +705,7 @@ pub fn keeps_fast_calls(nr: u64, fd: u64, a1: u64, ret: i64) -> bool {
 /// they open). None, with nothing done, for any other command or a bad fd
 /// (the full path's EBADF).
 pub fn fcntl_short(p: &mut Process, fd: u64, cmd: u64, arg: u64) -> Option<i64> {
-    const F_GETFD: u64 = 1;
-    const F_SETFD: u64 = 2;
-    const F_GETFL: u64 = 3;
+    use fcntl_cmd::{F_GETFD, F_GETFL, F_SETFD};
     match cmd {
         F_GETFD => Some(i64::from(p.fds.get(fd).ok()?.cloexec)),
         F_SETFD => {
@@ -750,9 +748,18 @@ pub fn may_make_dir_fd(nr: u64, a1: u64, a2: u64, ret: i64) -> bool {
 
 /// Whether fcntl command `cmd` is F_DUPFD or F_DUPFD_CLOEXEC.
 fn is_dupfd(cmd: u64) -> bool {
-    const F_DUPFD: u64 = 0;
-    const F_DUPFD_CLOEXEC: u64 = 1030;
-    matches!(cmd, F_DUPFD | F_DUPFD_CLOEXEC)
+    matches!(cmd, fcntl_cmd::F_DUPFD | fcntl_cmd::F_DUPFD_CLOEXEC)
+}
+
+/// The fcntl commands the short path and the fast-call table's check
+/// look at (Linux's numbers, as `fsmeta::fcntl` names them).
+mod fcntl_cmd {
+    pub const F_DUPFD: u64 = 0;
+    pub const F_GETFD: u64 = 1;
+    pub const F_SETFD: u64 = 2;
+    pub const F_GETFL: u64 = 3;
+    pub const F_SETFL: u64 = 4;
+    pub const F_DUPFD_CLOEXEC: u64 = 1030;
 }
 
 /// The calls [`short_route`]'s table covers; every call above is
