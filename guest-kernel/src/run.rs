@@ -1807,10 +1807,10 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         R::Getrandom => short_reply(k, f, mem, |p, mem, host, a| {
             syscall::getrandom_short(p, mem, host, a)
         }),
-        R::Readlink => short_reply_or::<_, true>(k, f, mem, |p, mem, _, a| {
+        R::Readlink => short_reply_or::<_, { left::PATH }>(k, f, mem, |p, mem, _, a| {
             syscall::readlink_short(p, mem, a[0], a[1], a[2])
         }),
-        R::Readlinkat => short_reply_or::<_, true>(k, f, mem, |p, mem, _, a| {
+        R::Readlinkat => short_reply_or::<_, { left::PATH }>(k, f, mem, |p, mem, _, a| {
             syscall::readlink_short(p, mem, a[1], a[2], a[3])
         }),
         // glibc's fstat of a stdio fd; a path's stat (dirfd AT_FDCWD) or
@@ -1854,50 +1854,18 @@ extern "C" fn short_call(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap)
         // at once.
         R::Wait4 if f.rdx & syscall::task::wopt::WNOHANG != 0 => short_wait4(k, f, mem),
         R::Wait4 => full_call(k, f, mem),
-        R::Fcntl => short_fcntl(k, f, mem),
-        R::Getdents => short_getdents_end(k, f, mem),
+        // F_GETFD, F_SETFD and F_GETFL here, with the fast-call table left
+        // open (they change nothing it relies on); the rest as the other
+        // calls that keep it open.
+        R::Fcntl => short_reply_or::<_, { left::NEUTRAL }>(k, f, mem, |p, _, _, a| {
+            syscall::fcntl_short(p, a[0], a[1], a[2])
+        }),
+        // The read that ends a host directory's listing (the host said no
+        // entry follows: `du`, `find` and `ls` make one a directory).
+        R::Getdents => short_reply_or::<_, { left::NEUTRAL }>(k, f, mem, |p, _, _, a| {
+            syscall::getdents_end_short(p, a[0])
+        }),
         R::Neutral => full_call_neutral(k, f, mem),
-    }
-}
-
-/// fcntl on [`short_call`]'s path: F_GETFD, F_SETFD and F_GETFL served by
-/// `syscall::fcntl_short` (the fast-call table left open, as they change
-/// nothing it relies on), any other by [`full_call_neutral`].
-#[inline(never)]
-extern "C" fn short_fcntl(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
-    let Some(p) = k.process.0.as_deref_mut() else {
-        return false;
-    };
-    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
-        return false;
-    }
-    match syscall::fcntl_short(p, f.rdi, f.rsi, f.rdx) {
-        Some(v) => {
-            short_return(f, v);
-            true
-        }
-        None => full_call_neutral(k, f, mem),
-    }
-}
-
-/// getdents64 on [`short_call`]'s path: the read that ends a host
-/// directory's listing answered 0 by `syscall::getdents_end_short` (the
-/// host said no entry follows: `du`, `find` and `ls` make one such read a
-/// directory), any other by [`full_call_neutral`].
-#[inline(never)]
-extern "C" fn short_getdents_end(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap) -> bool {
-    let Some(p) = k.process.0.as_deref() else {
-        return false;
-    };
-    if p.alarm_at.is_some() || f.rcx >= TASK_SIZE {
-        return false;
-    }
-    match syscall::getdents_end_short(p, f.rdi) {
-        Some(v) => {
-            short_return(f, v);
-            true
-        }
-        None => full_call_neutral(k, f, mem),
     }
 }
 
@@ -2399,14 +2367,25 @@ fn short_reply<F>(k: &mut Kernel, f: &mut TrapFrame, mem: &mut DirectMap, serve:
 where
     F: FnOnce(&mut Process, &mut DirectMap, &mut Host, [u64; 4]) -> Option<i64>,
 {
-    short_reply_or::<F, false>(k, f, mem, serve)
+    short_reply_or::<F, { left::FULL }>(k, f, mem, serve)
 }
 
-/// [`short_reply`], with what `serve` leaves served by [`full_call_path`]
-/// if `PATH` (a call of a path), else by [`full_call`]. Out of line, one
-/// copy per call, as [`short_brk`].
+/// Which full path serves what [`short_reply_or`]'s `serve` leaves.
+mod left {
+    /// [`super::full_call`].
+    pub const FULL: u8 = 0;
+    /// [`super::full_call_path`]: a call of a path.
+    pub const PATH: u8 = 1;
+    /// [`super::full_call_neutral`]: a call that keeps the fast-call
+    /// table open.
+    pub const NEUTRAL: u8 = 2;
+}
+
+/// [`short_reply`], with what `serve` leaves served by the full path
+/// `LEFT` names ([`left`]). Out of line, one copy per call, as
+/// [`short_brk`].
 #[inline(never)]
-fn short_reply_or<F, const PATH: bool>(
+fn short_reply_or<F, const LEFT: u8>(
     k: &mut Kernel,
     f: &mut TrapFrame,
     mem: &mut DirectMap,
@@ -2422,9 +2401,10 @@ where
         return false;
     }
     let Some(v) = serve(p, mem, &mut k.host, [f.rdi, f.rsi, f.rdx, f.r10]) else {
-        return match PATH {
-            true => full_call_path(k, f, mem),
-            false => full_call(k, f, mem),
+        return match LEFT {
+            left::PATH => full_call_path(k, f, mem),
+            left::NEUTRAL => full_call_neutral(k, f, mem),
+            _ => full_call(k, f, mem),
         };
     };
     short_return(f, v);

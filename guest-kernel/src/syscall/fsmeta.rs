@@ -708,18 +708,13 @@ pub fn fcntl<M: PhysMem, H: HostIo>(
     cmd: u64,
     arg: u64,
 ) -> KResult<i64> {
-    const F_DUPFD: u64 = 0;
-    const F_GETFD: u64 = 1;
-    const F_SETFD: u64 = 2;
-    const F_GETFL: u64 = 3;
-    const F_SETFL: u64 = 4;
+    use super::fcntl_cmd::{F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL};
     const F_GETLK: u64 = 5;
     const F_SETLK: u64 = 6;
     const F_SETLKW: u64 = 7;
     const F_OFD_GETLK: u64 = 36;
     const F_OFD_SETLK: u64 = 37;
     const F_OFD_SETLKW: u64 = 38;
-    const F_DUPFD_CLOEXEC: u64 = 1030;
     let file = cx.p.fds.file(fd)?;
     match cmd {
         F_DUPFD | F_DUPFD_CLOEXEC => {

@@ -751,8 +751,8 @@ fn is_dupfd(cmd: u64) -> bool {
     matches!(cmd, fcntl_cmd::F_DUPFD | fcntl_cmd::F_DUPFD_CLOEXEC)
 }
 
-/// The fcntl commands the short path and the fast-call table's check
-/// look at (Linux's numbers, as `fsmeta::fcntl` names them).
+/// fcntl's commands other than the locks (Linux's numbers), for
+/// [`fsmeta::fcntl`], its short path and the fast-call table's check.
 mod fcntl_cmd {
     pub const F_DUPFD: u64 = 0;
     pub const F_GETFD: u64 = 1;
